@@ -1,0 +1,112 @@
+# Gust build. Two build trees: build/ (release, -O2) and build-asan/ (ASan+UBSan,
+# used by `make test`). Sources are discovered per component directory, so adding a
+# file to src/<component>/ needs no edit here.
+
+CC      ?= cc
+CSTD    := -std=c17 -D_GNU_SOURCE
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wno-unused-parameter
+INC     := -Iinclude -Isrc
+LIBS    := -ljansson -lsqlite3 -lpthread -ldl -lm
+
+MODE    ?= release
+ifeq ($(MODE),asan)
+  B       := build-asan
+  OPT     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+  LDOPT   := -fsanitize=address,undefined
+else
+  B       := build
+  OPT     := -O2 -g
+  LDOPT   :=
+endif
+CFLAGS_ALL := $(CSTD) $(WARN) $(INC) $(OPT) $(CFLAGS)
+
+# Internal libraries, lowest layer first (docs/ARCHITECTURE.md holds the rules).
+LIB_DIRS := base proto http evloop spec runtime image store worker control api client
+LIB_SRCS := $(foreach d,$(LIB_DIRS),$(wildcard src/$(d)/*.c))
+LIB_OBJS := $(patsubst src/%.c,$(B)/obj/%.o,$(LIB_SRCS))
+LIB_A    := $(B)/libgust-internal.a
+
+# libgust: the public C client (include/gust.h) and what it needs.
+CLIENT_DIRS := base http client
+CLIENT_OBJS := $(patsubst src/%.c,$(B)/obj/%.o,$(foreach d,$(CLIENT_DIRS),$(wildcard src/$(d)/*.c)))
+
+# gust-init is static and unsanitized: it runs as PID 1 inside containers whose
+# rootfs has no libc of ours.
+INIT_SRCS := $(wildcard src/init/*.c) $(wildcard src/proto/*.c) $(wildcard src/base/*.c)
+
+UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
+UNIT_BINS  := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRCS))
+EXAMPLE_SRCS := $(wildcard examples/*/*.c)
+EXAMPLE_BINS := $(patsubst examples/%.c,$(B)/examples/%,$(EXAMPLE_SRCS))
+
+BINS := $(B)/gustd $(B)/gust $(B)/gust-init $(B)/libgust.a $(B)/libgust.so
+
+.PHONY: all asan test unit integration bench run fuzz clean deps
+all: $(BINS) $(EXAMPLE_BINS) $(UNIT_BINS)
+
+$(B)/obj/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -fPIC -MMD -MP -c $< -o $@
+
+$(LIB_A): $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/libgust.a: $(CLIENT_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/libgust.so: $(CLIENT_OBJS)
+	$(CC) -shared $(LDOPT) -o $@ $^ -ljansson
+
+$(B)/gustd: src/gustd/main.c $(LIB_A)
+	$(CC) $(CFLAGS_ALL) $(LDOPT) -o $@ $< $(LIB_A) $(LIBS)
+
+$(B)/gust: src/cli/main.c $(wildcard src/cli/*.h) $(B)/libgust.a
+	$(CC) $(CFLAGS_ALL) $(LDOPT) -o $@ $(filter %.c,$^) $(B)/libgust.a -ljansson
+
+$(B)/gust-init: $(INIT_SRCS) $(wildcard src/init/*.h src/proto/*.h src/base/*.h)
+	@mkdir -p $(B)
+	$(CC) $(CSTD) $(WARN) $(INC) -O2 -g -static -o $@ $(INIT_SRCS)
+
+$(B)/tests/%: tests/unit/%.c tests/unit/unit.h $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(LDOPT) -Itests/unit -o $@ $< $(LIB_A) $(LIBS)
+
+# Examples are static: they run inside busybox containers that have no libc.
+$(B)/examples/%: examples/%.c $(wildcard src/proto/*.c src/base/*.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) $(INC) -O2 -g -static -o $@ $< $(wildcard src/proto/*.c) $(wildcard src/base/*.c)
+
+-include $(shell find $(B)/obj -name '*.d' 2>/dev/null)
+
+deps:
+	@scripts/install-deps.sh
+
+asan:
+	$(MAKE) MODE=asan all
+
+unit: asan
+	@scripts/run-unit.sh build-asan
+
+integration: asan
+	@GUST_BUILD=build-asan scripts/run-integration.sh
+
+test: deps
+	$(MAKE) MODE=asan all
+	@scripts/run-tests.sh build-asan
+
+bench: deps
+	$(MAKE) MODE=release all
+	@scripts/bench.sh build
+
+run: deps
+	$(MAKE) MODE=release all
+	@scripts/run-example.sh build
+
+fuzz:
+	@scripts/build-fuzz.sh
+
+clean:
+	rm -rf build build-asan build-fuzz

@@ -1,0 +1,784 @@
+/* HTTP routes of /v1 (docs/API.md) over the control plane. Each handler validates the
+ * request, calls control, and answers — immediately, or later for waits, maps and log
+ * follows, holding a connection reference and a close callback meanwhile. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api/routes.h"
+#include "api/server.h"
+#include "base/buf.h"
+#include "base/cleanup.h"
+#include "base/log.h"
+#include "base/util.h"
+#include "spec/spec.h"
+
+#define API_MAX_MAP_INPUTS 1000000
+#define API_MAX_WAIT_S 600
+#define API_PATH_MAX_SEGS 8
+
+struct api_ctx {
+    struct ctl *ctl;
+};
+
+static int kind_status(enum ctl_errkind k)
+{
+    switch (k) {
+    case CTL_E_INVALID: return 400;
+    case CTL_E_NOT_FOUND: return 404;
+    case CTL_E_CONFLICT: return 409;
+    case CTL_E_UNSCHEDULABLE: return 422;
+    case CTL_E_TOO_LARGE: return 413;
+    case CTL_E_SHUTTING_DOWN: return 503;
+    case CTL_E_INTERNAL: return 500;
+    }
+    return 500;
+}
+
+static void respond_ctl_error(struct api_conn *conn, const struct ctl_error *e)
+{
+    api_conn_error(conn, kind_status(e->kind), e->code, e->message, e->field[0] ? e->field : NULL);
+}
+
+/* Status for a finished call's error code. */
+static int call_error_status(const char *code)
+{
+    if (!strcmp(code, "timeout"))
+        return 504;
+    if (!strcmp(code, "cancelled"))
+        return 409;
+    if (!strcmp(code, "shutting_down"))
+        return 503;
+    return 502;
+}
+
+/* Answers with a call's outcome: 200 + raw output, the error, or 202 if not done. */
+static void respond_call(struct api_conn *conn, bool done, const struct ctl_call_view *v)
+{
+    char hdr[256];
+    if (!done) {
+        api_conn_respond_json(conn, 202,
+                              json_pack("{s:s,s:s}", "call_id", v->id, "status", ctl_call_state_name(v->state)),
+                              NULL);
+        return;
+    }
+    if (v->state == CTL_CALL_SUCCEEDED) {
+        snprintf(hdr, sizeof hdr, "Gust-Call-Id: %s\r\nGust-Status: succeeded\r\nGust-Attempts: %u\r\n", v->id,
+                 v->attempts);
+        api_conn_respond(conn, 200, "application/octet-stream", v->output, v->output_len, hdr);
+        return;
+    }
+    const char *code = v->error_code ? v->error_code : "failed";
+    snprintf(hdr, sizeof hdr, "Gust-Call-Id: %s\r\nGust-Status: %s\r\n", v->id, ctl_call_state_name(v->state));
+    json_t *body = json_pack("{s:{s:s,s:s},s:s,s:s,s:i}", "error", "code", code, "message",
+                             v->error_message ? v->error_message : code, "call_id", v->id, "status",
+                             ctl_call_state_name(v->state), "attempts", (int)v->attempts);
+    api_conn_respond_json(conn, call_error_status(code), body, hdr);
+}
+
+/* ---------- deferred waits ---------- */
+
+struct api_wait {
+    struct api_conn *conn;
+    struct ctl *ctl;
+    struct ctl_waiter *waiter;
+    bool answered;
+};
+
+static void wait_conn_closed(struct api_conn *conn, void *data)
+{
+    struct api_wait *w = data;
+    if (w->waiter)
+        ctl_waiter_cancel(w->ctl, w->waiter);
+    w->waiter = NULL;
+    api_conn_unref(conn);
+    free(w);
+}
+
+static void wait_done(void *ud, bool done, const struct ctl_call_view *v)
+{
+    struct api_wait *w = ud;
+    w->answered = true;
+    if (!w->conn) {
+        return; /* answered synchronously inside ctl_wait: the caller responds */
+    }
+    w->waiter = NULL;
+    api_conn_set_close_cb(w->conn, NULL, NULL);
+    respond_call(w->conn, done, v);
+    api_conn_unref(w->conn);
+    free(w);
+}
+
+struct api_sync_answer {
+    struct api_conn *conn;
+};
+
+static void wait_immediate(void *ud, bool done, const struct ctl_call_view *v)
+{
+    struct api_sync_answer *a = ud;
+    respond_call(a->conn, done, v);
+}
+
+/* Waits up to timeout_ms for call_id, then answers conn. */
+static void wait_and_respond(struct api_ctx *ctx, struct api_conn *conn, const char *call_id, uint64_t timeout_ms)
+{
+    struct ctl_error e;
+    struct ctl_call_view v;
+    if (ctl_call_status(ctx->ctl, call_id, &v, &e) < 0) {
+        respond_ctl_error(conn, &e);
+        return;
+    }
+    if (v.state >= CTL_CALL_SUCCEEDED || timeout_ms == 0) {
+        struct api_sync_answer a = {conn};
+        struct ctl_waiter *unused;
+        if (ctl_wait(ctx->ctl, call_id, 0, wait_immediate, &a, &unused, &e) < 0)
+            respond_ctl_error(conn, &e);
+        return;
+    }
+    struct api_wait *w = calloc(1, sizeof *w);
+    if (!w) {
+        api_conn_error(conn, 500, "internal", "out of memory", NULL);
+        return;
+    }
+    w->ctl = ctx->ctl;
+    struct ctl_waiter *waiter = NULL;
+    if (ctl_wait(ctx->ctl, call_id, timeout_ms, wait_done, w, &waiter, &e) < 0) {
+        free(w);
+        respond_ctl_error(conn, &e);
+        return;
+    }
+    if (!waiter) {
+        /* ctl answered synchronously (w->conn was NULL so nothing was sent): ask again now. */
+        free(w);
+        struct api_sync_answer a = {conn};
+        struct ctl_waiter *unused;
+        ctl_wait(ctx->ctl, call_id, 0, wait_immediate, &a, &unused, &e);
+        return;
+    }
+    w->conn = conn;
+    w->waiter = waiter;
+    api_conn_ref(conn);
+    api_conn_set_close_cb(conn, wait_conn_closed, w);
+}
+
+/* ---------- request helpers ---------- */
+
+static bool query_double(struct http_request *req, const char *name, double min, double max, double *out,
+                         struct api_conn *conn)
+{
+    char v[64];
+    if (http_query_get(req, name, v, sizeof v) < 0)
+        return true;
+    char *end;
+    double d = strtod(v, &end);
+    if (end == v || *end || d < min || d > max) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "%s: must be a number of seconds between %g and %g, got \"%s\"", name, min, max, v);
+        api_conn_error(conn, 400, "invalid_argument", msg, name);
+        return false;
+    }
+    *out = d;
+    return true;
+}
+
+static bool query_flag(struct http_request *req, const char *name)
+{
+    char v[16];
+    if (http_query_get(req, name, v, sizeof v) < 0)
+        return false;
+    return !strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "yes") || v[0] == '\0';
+}
+
+static json_t *parse_json_body(struct api_conn *conn, struct http_request *req)
+{
+    json_error_t jerr;
+    json_t *j = json_loadb(req->body.data ? req->body.data : "", req->body.len, 0, &jerr);
+    if (!j) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "request body is not valid JSON: line %d, column %d: %s", jerr.line, jerr.column,
+                 jerr.text);
+        api_conn_error(conn, 400, "bad_request", msg, NULL);
+    }
+    return j;
+}
+
+/* ---------- handlers ---------- */
+
+static void h_deploy(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req)
+{
+    const char *ct = http_request_header(req, "Content-Type");
+    json_t *spec = NULL;
+    if (ct && (strstr(ct, "toml"))) {
+        struct gerr err;
+        if (toml_parse(req->body.data ? req->body.data : "", req->body.len, &spec, &err) < 0) {
+            api_conn_error(conn, 400, "invalid_spec", err.msg, NULL);
+            return;
+        }
+    } else {
+        json_error_t jerr;
+        spec = json_loadb(req->body.data ? req->body.data : "", req->body.len, 0, &jerr);
+        if (!spec) {
+            char msg[300];
+            snprintf(msg, sizeof msg, "spec is not valid JSON: line %d, column %d: %s", jerr.line, jerr.column,
+                     jerr.text);
+            api_conn_error(conn, 400, "invalid_spec", msg, NULL);
+            return;
+        }
+    }
+    json_t *result = NULL;
+    struct ctl_error e;
+    int r = ctl_deploy(ctx->ctl, spec, &result, &e);
+    json_decref(spec);
+    if (r < 0) {
+        respond_ctl_error(conn, &e);
+        return;
+    }
+    api_conn_respond_json(conn, 200, result, NULL);
+}
+
+static void h_call(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req, const char *app,
+                   const char *fn, bool spawn)
+{
+    double timeout = -1;
+    if (!spawn && !query_double(req, "timeout", 0, 86400, &timeout, conn))
+        return;
+    char id[64];
+    struct ctl_error e;
+    if (ctl_submit(ctx->ctl, app, fn, req->body.data, req->body.len, spawn, id, &e) < 0) {
+        respond_ctl_error(conn, &e);
+        return;
+    }
+    if (spawn) {
+        api_conn_respond_json(conn, 202, json_pack("{s:s,s:s}", "call_id", id, "status", "pending"), NULL);
+        return;
+    }
+    wait_and_respond(ctx, conn, id, timeout < 0 ? UINT64_MAX : (uint64_t)(timeout * 1000.0));
+}
+
+static void h_result(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req, const char *id)
+{
+    double wait = 0;
+    if (!query_double(req, "wait", 0, API_MAX_WAIT_S, &wait, conn))
+        return;
+    wait_and_respond(ctx, conn, id, (uint64_t)(wait * 1000.0));
+}
+
+static json_t *view_json(const struct ctl_call_view *v)
+{
+    json_t *err = v->error_code ? json_pack("{s:s,s:s}", "code", v->error_code, "message",
+                                            v->error_message ? v->error_message : "")
+                                : json_null();
+    return json_pack("{s:s,s:s,s:s,s:i,s:s,s:i,s:f,s:f?,s:f?,s:o,s:I}", "call_id", v->id, "app", v->app, "function",
+                     v->function, "version", (int)v->version, "status", ctl_call_state_name(v->state), "attempts",
+                     (int)v->attempts, "created_at", v->created_at, "started_at",
+                     v->started_at > 0 ? json_real(v->started_at) : NULL, "finished_at",
+                     v->finished_at > 0 ? json_real(v->finished_at) : NULL, "error", err, "output_size",
+                     (json_int_t)v->output_len);
+}
+
+static void h_status(struct api_ctx *ctx, struct api_conn *conn, const char *id)
+{
+    struct ctl_call_view v;
+    struct ctl_error e;
+    if (ctl_call_status(ctx->ctl, id, &v, &e) < 0) {
+        respond_ctl_error(conn, &e);
+        return;
+    }
+    api_conn_respond_json(conn, 200, view_json(&v), NULL);
+}
+
+static void h_cancel(struct api_ctx *ctx, struct api_conn *conn, const char *id)
+{
+    struct ctl_call_view v;
+    struct ctl_error e;
+    if (ctl_cancel(ctx->ctl, id, &v, &e) < 0) {
+        respond_ctl_error(conn, &e);
+        return;
+    }
+    api_conn_respond_json(conn, 200, json_pack("{s:s,s:s}", "call_id", v.id, "status", ctl_call_state_name(v.state)),
+                          NULL);
+}
+
+/* ---------- map ---------- */
+
+struct api_map {
+    struct api_conn *conn;
+    struct ctl *ctl;
+    struct ctl_map *map;
+    size_t ok, failed;
+    struct buf line;
+};
+
+static void map_conn_closed(struct api_conn *conn, void *data)
+{
+    struct api_map *am = data;
+    if (am->map)
+        ctl_map_detach(am->ctl, am->map);
+    api_conn_unref(conn);
+    buf_free(&am->line);
+    free(am);
+}
+
+static void map_result(void *ud, size_t index, const struct ctl_call_view *v)
+{
+    struct api_map *am = ud;
+    if (!v) {
+        char end[128];
+        int n = snprintf(end, sizeof end, "{\"done\":true,\"succeeded\":%zu,\"failed\":%zu}\n", am->ok, am->failed);
+        if (am->conn) {
+            api_conn_stream_write(am->conn, end, (size_t)n);
+            api_conn_stream_end(am->conn);
+            api_conn_set_close_cb(am->conn, NULL, NULL);
+            api_conn_unref(am->conn);
+        }
+        buf_free(&am->line);
+        free(am);
+        return;
+    }
+    json_t *o = json_pack("{s:I,s:s,s:s}", "index", (json_int_t)index, "call_id", v->id, "status",
+                          ctl_call_state_name(v->state));
+    if (v->state == CTL_CALL_SUCCEEDED) {
+        am->ok++;
+        if (utf8_valid(v->output, v->output_len)) {
+            json_object_set_new(o, "output", json_stringn(v->output ? v->output : "", v->output_len));
+        } else {
+            char *b64 = NULL;
+            if (base64_encode(v->output, v->output_len, &b64, NULL) == 0)
+                json_object_set_new(o, "output_b64", json_string(b64));
+            free(b64);
+        }
+    } else {
+        am->failed++;
+        json_object_set_new(o, "error", json_pack("{s:s,s:s}", "code", v->error_code ? v->error_code : "failed",
+                                                  "message", v->error_message ? v->error_message : ""));
+    }
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (s && am->conn) {
+        buf_reset(&am->line);
+        buf_append_str(&am->line, s);
+        buf_append(&am->line, "\n", 1);
+        api_conn_stream_write(am->conn, am->line.data, am->line.len);
+    }
+    free(s);
+}
+
+/* Splits the NDJSON body into inputs. Decoded bytes live in *arena (one allocation per
+ * decoded input, freed by the caller through the parallel `owned` array). */
+static int parse_map_inputs(struct http_request *req, struct ctl_input **out, char ***owned, size_t *n,
+                            char *msg, size_t msg_cap)
+{
+    const char *p = req->body.data ? req->body.data : "";
+    const char *end = p + req->body.len;
+    size_t cap = 0, count = 0, lineno = 0;
+    struct ctl_input *in = NULL;
+    char **own = NULL;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *le = nl ? nl : end;
+        lineno++;
+        const char *s = p, *e = le;
+        while (s < e && (*s == ' ' || *s == '\t' || *s == '\r'))
+            s++;
+        while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
+            e--;
+        p = nl ? nl + 1 : end;
+        if (s == e)
+            continue;
+        if (count == API_MAX_MAP_INPUTS) {
+            snprintf(msg, msg_cap, "at most %d inputs per map; split the inputs into several maps",
+                     API_MAX_MAP_INPUTS);
+            goto fail;
+        }
+        if (count == cap) {
+            cap = cap ? cap * 2 : 256;
+            struct ctl_input *ni = realloc(in, cap * sizeof *ni);
+            char **no = realloc(own, cap * sizeof *no);
+            if (ni)
+                in = ni;
+            if (no)
+                own = no;
+            if (!ni || !no) {
+                snprintf(msg, msg_cap, "out of memory");
+                goto fail;
+            }
+        }
+        json_error_t jerr;
+        json_t *j = json_loadb(s, (size_t)(e - s), JSON_DECODE_ANY, &jerr);
+        if (!j) {
+            snprintf(msg, msg_cap, "line %zu: not valid JSON (column %d: %s); each line must be one JSON value",
+                     lineno, jerr.column, jerr.text);
+            goto fail;
+        }
+        own[count] = NULL;
+        if (json_is_string(j)) {
+            size_t len = json_string_length(j);
+            own[count] = malloc(len + 1);
+            if (own[count])
+                memcpy(own[count], json_string_value(j), len);
+            in[count].data = own[count];
+            in[count].len = len;
+        } else if (json_is_object(j) && json_object_size(j) == 1 && json_is_string(json_object_get(j, "b64"))) {
+            json_t *b = json_object_get(j, "b64");
+            size_t len;
+            if (base64_decode(json_string_value(b), json_string_length(b), &own[count], &len) < 0) {
+                json_decref(j);
+                snprintf(msg, msg_cap, "line %zu: \"b64\" is not valid base64", lineno);
+                goto fail;
+            }
+            in[count].data = own[count];
+            in[count].len = len;
+        } else {
+            in[count].data = s;
+            in[count].len = (size_t)(e - s);
+        }
+        json_decref(j);
+        count++;
+    }
+    *out = in;
+    *owned = own;
+    *n = count;
+    return 0;
+fail:
+    for (size_t i = 0; i < count; i++)
+        free(own[i]);
+    free(own);
+    free(in);
+    return -EINVAL;
+}
+
+static void h_map(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req, const char *app,
+                  const char *fn)
+{
+    struct ctl_input *inputs = NULL;
+    char **owned = NULL;
+    size_t n = 0;
+    char msg[300];
+    if (parse_map_inputs(req, &inputs, &owned, &n, msg, sizeof msg) < 0) {
+        api_conn_error(conn, 400, "invalid_argument", msg, "body");
+        return;
+    }
+    struct api_map *am = calloc(1, sizeof *am);
+    struct ctl_error e;
+    struct ctl_map *m = NULL;
+    int r = -ENOMEM;
+    if (am) {
+        am->ctl = ctx->ctl;
+        /* Stream headers go out only once the inputs are stored. */
+        r = ctl_map(ctx->ctl, app, fn, inputs, n, query_flag(req, "ordered"), map_result, am, &m, &e);
+    } else {
+        snprintf(e.message, sizeof e.message, "out of memory");
+        e.kind = CTL_E_INTERNAL;
+        snprintf(e.code, sizeof e.code, "internal");
+        e.field[0] = '\0';
+    }
+    for (size_t i = 0; i < n; i++)
+        free(owned[i]);
+    free(owned);
+    free(inputs);
+    if (r < 0) {
+        free(am);
+        respond_ctl_error(conn, &e);
+        return;
+    }
+    api_conn_stream_begin(conn, 200, "application/x-ndjson", NULL);
+    if (!m) {
+        /* Empty map: ctl already called map_result(NULL) before conn was set. */
+        api_conn_stream_write(conn, "{\"done\":true,\"succeeded\":0,\"failed\":0}\n", 39);
+        api_conn_stream_end(conn);
+        return;
+    }
+    am->conn = conn;
+    am->map = m;
+    api_conn_ref(conn);
+    api_conn_set_close_cb(conn, map_conn_closed, am);
+}
+
+/* ---------- logs ---------- */
+
+static void format_log_line(struct buf *b, double ts, const char *ctr, int stream, const char *line, size_t len)
+{
+    time_t sec = (time_t)ts;
+    struct tm tm;
+    gmtime_r(&sec, &tm);
+    char when[40];
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+    buf_printf(b, "%s.%03dZ %s %s ", when, (int)((ts - (double)sec) * 1000.0), ctr, stream == 2 ? "stderr" : "stdout");
+    buf_append(b, line, len);
+    buf_append(b, "\n", 1);
+}
+
+static void log_collect(void *ud, double ts, const char *ctr, int stream, const char *line, size_t len)
+{
+    format_log_line(ud, ts, ctr, stream, line, len);
+}
+
+struct api_follow {
+    struct api_conn *conn;
+    struct ctl *ctl;
+    struct ctl_log_sub *sub;
+    struct buf line;
+};
+
+static void follow_line(void *ud, double ts, const char *ctr, int stream, const char *line, size_t len)
+{
+    struct api_follow *f = ud;
+    buf_reset(&f->line);
+    format_log_line(&f->line, ts, ctr, stream, line, len);
+    api_conn_stream_write(f->conn, f->line.data, f->line.len);
+}
+
+static void follow_closed(struct api_conn *conn, void *data)
+{
+    struct api_follow *f = data;
+    ctl_log_unsubscribe(f->ctl, f->sub);
+    buf_free(&f->line);
+    api_conn_unref(conn);
+    free(f);
+}
+
+static void h_logs(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req, const char *app,
+                   const char *fn)
+{
+    double tail = 100;
+    if (!query_double(req, "tail", 0, 100000, &tail, conn))
+        return;
+    bool follow = query_flag(req, "follow");
+    AUTO_BUF struct buf b = {0};
+    struct ctl_error e;
+    if (ctl_logs(ctx->ctl, app, fn, (int)tail, log_collect, &b, &e) < 0) {
+        respond_ctl_error(conn, &e);
+        return;
+    }
+    if (!follow) {
+        api_conn_respond(conn, 200, "text/plain; charset=utf-8", b.data ? b.data : "", b.len, NULL);
+        return;
+    }
+    struct api_follow *f = calloc(1, sizeof *f);
+    if (!f) {
+        api_conn_error(conn, 500, "internal", "out of memory", NULL);
+        return;
+    }
+    f->conn = conn;
+    f->ctl = ctx->ctl;
+    if (ctl_log_subscribe(ctx->ctl, app, fn, follow_line, f, &f->sub, &e) < 0) {
+        free(f);
+        respond_ctl_error(conn, &e);
+        return;
+    }
+    api_conn_stream_begin(conn, 200, "text/plain; charset=utf-8", NULL);
+    if (b.len)
+        api_conn_stream_write(conn, b.data, b.len);
+    api_conn_ref(conn);
+    api_conn_set_close_cb(conn, follow_closed, f);
+}
+
+/* ---------- images ---------- */
+
+static void h_image_add(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req)
+{
+    json_t *j = parse_json_body(conn, req);
+    if (!j)
+        return;
+    const char *key;
+    json_t *v;
+    json_object_foreach(j, key, v) {
+        if (strcmp(key, "name") && strcmp(key, "rootfs") && strcmp(key, "host_usr")) {
+            char msg[200];
+            snprintf(msg, sizeof msg, "%s: unknown field; allowed: name, rootfs, host_usr", key);
+            api_conn_error(conn, 400, "invalid_argument", msg, key);
+            json_decref(j);
+            return;
+        }
+    }
+    json_t *name = json_object_get(j, "name"), *rootfs = json_object_get(j, "rootfs");
+    json_t *host_usr = json_object_get(j, "host_usr");
+    if (!json_is_string(name) || !json_is_string(rootfs) || (host_usr && !json_is_boolean(host_usr))) {
+        const char *field = !json_is_string(name) ? "name" : !json_is_string(rootfs) ? "rootfs" : "host_usr";
+        char msg[200];
+        snprintf(msg, sizeof msg, "%s: required; name and rootfs are strings, host_usr a boolean", field);
+        api_conn_error(conn, 400, "invalid_argument", msg, field);
+        json_decref(j);
+        return;
+    }
+    struct ctl_error e;
+    if (ctl_image_add(ctx->ctl, json_string_value(name), json_string_value(rootfs), json_is_true(host_usr), &e) < 0)
+        respond_ctl_error(conn, &e);
+    else
+        api_conn_respond_json(conn, 200, json_pack("{s:s,s:s,s:b}", "name", json_string_value(name), "rootfs",
+                                                   json_string_value(rootfs), "host_usr", json_is_true(host_usr)),
+                              NULL);
+    json_decref(j);
+}
+
+/* ---------- router ---------- */
+
+/* Splits the decoded path into segments; returns the count or -1 if too many/too long. */
+static int split_path(const char *path, char segs[API_PATH_MAX_SEGS][128])
+{
+    int n = 0;
+    const char *p = path;
+    while (*p == '/')
+        p++;
+    while (*p) {
+        if (n == API_PATH_MAX_SEGS)
+            return -1;
+        const char *e = strchr(p, '/');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len >= 128)
+            return -1;
+        memcpy(segs[n], p, len);
+        segs[n][len] = '\0';
+        n++;
+        p += len;
+        while (*p == '/')
+            p++;
+    }
+    return n;
+}
+
+static bool method_is(struct api_conn *conn, struct http_request *req, const char *want)
+{
+    if (!strcmp(req->method, want))
+        return true;
+    char msg[128];
+    snprintf(msg, sizeof msg, "this endpoint takes %s, not %s", want, req->method);
+    api_conn_error(conn, 405, "method_not_allowed", msg, NULL);
+    return false;
+}
+
+void api_routes_handle(struct api_conn *conn, struct http_request *req, void *ud)
+{
+    struct api_ctx *ctx = ud;
+    char segs[API_PATH_MAX_SEGS][128];
+    int n = split_path(req->path, segs);
+    if (n < 2 || strcmp(segs[0], "v1")) {
+        api_conn_error(conn, 404, "not_found", "no such endpoint; the API lives under /v1 (see docs/API.md)", NULL);
+        return;
+    }
+    if (ctl_shutting_down(ctx->ctl) && strcmp(req->method, "GET")) {
+        api_conn_error(conn, 503, "shutting_down", "gustd is shutting down; retry shortly", NULL);
+        return;
+    }
+    const char *r = segs[1];
+    if (n == 2 && !strcmp(r, "health")) {
+        if (method_is(conn, req, "GET"))
+            api_conn_respond_json(conn, 200, ctl_health_json(ctx->ctl), NULL);
+        return;
+    }
+    if (n == 2 && !strcmp(r, "deploy")) {
+        if (method_is(conn, req, "POST"))
+            h_deploy(ctx, conn, req);
+        return;
+    }
+    if (n == 2 && !strcmp(r, "apps")) {
+        if (method_is(conn, req, "GET"))
+            api_conn_respond_json(conn, 200, ctl_apps_json(ctx->ctl), NULL);
+        return;
+    }
+    if (n == 4 && !strcmp(r, "apps") && !strcmp(segs[3], "stop")) {
+        if (!method_is(conn, req, "POST"))
+            return;
+        struct ctl_error e;
+        if (ctl_app_stop(ctx->ctl, segs[2], &e) < 0)
+            respond_ctl_error(conn, &e);
+        else
+            api_conn_respond_json(conn, 200, json_pack("{s:s,s:s}", "app", segs[2], "state", "stopped"), NULL);
+        return;
+    }
+    if (!strcmp(r, "functions")) {
+        if (n == 2) {
+            if (method_is(conn, req, "GET"))
+                api_conn_respond_json(conn, 200, ctl_functions_json(ctx->ctl), NULL);
+            return;
+        }
+        if (n == 4) {
+            if (!method_is(conn, req, "GET"))
+                return;
+            struct ctl_error e;
+            json_t *j = ctl_function_json(ctx->ctl, segs[2], segs[3], &e);
+            if (!j)
+                respond_ctl_error(conn, &e);
+            else
+                api_conn_respond_json(conn, 200, j, NULL);
+            return;
+        }
+        if (n == 5) {
+            const char *op = segs[4];
+            if (!strcmp(op, "call") || !strcmp(op, "spawn")) {
+                if (method_is(conn, req, "POST"))
+                    h_call(ctx, conn, req, segs[2], segs[3], !strcmp(op, "spawn"));
+                return;
+            }
+            if (!strcmp(op, "map")) {
+                if (method_is(conn, req, "POST"))
+                    h_map(ctx, conn, req, segs[2], segs[3]);
+                return;
+            }
+            if (!strcmp(op, "logs")) {
+                if (method_is(conn, req, "GET"))
+                    h_logs(ctx, conn, req, segs[2], segs[3]);
+                return;
+            }
+        }
+    }
+    if (!strcmp(r, "calls") && n >= 3) {
+        if (n == 3) {
+            if (method_is(conn, req, "GET"))
+                h_result(ctx, conn, req, segs[2]);
+            return;
+        }
+        if (n == 4 && !strcmp(segs[3], "status")) {
+            if (method_is(conn, req, "GET"))
+                h_status(ctx, conn, segs[2]);
+            return;
+        }
+        if (n == 4 && !strcmp(segs[3], "cancel")) {
+            if (method_is(conn, req, "POST"))
+                h_cancel(ctx, conn, segs[2]);
+            return;
+        }
+    }
+    if (n == 2 && !strcmp(r, "containers")) {
+        if (method_is(conn, req, "GET"))
+            api_conn_respond_json(conn, 200, ctl_containers_json(ctx->ctl), NULL);
+        return;
+    }
+    if (n == 2 && !strcmp(r, "usage")) {
+        if (!method_is(conn, req, "GET"))
+            return;
+        double since = 0;
+        if (!query_double(req, "since", 0, 1e12, &since, conn))
+            return;
+        struct ctl_error e;
+        json_t *j = ctl_usage_json(ctx->ctl, since, &e);
+        if (!j)
+            respond_ctl_error(conn, &e);
+        else
+            api_conn_respond_json(conn, 200, j, NULL);
+        return;
+    }
+    if (n == 2 && !strcmp(r, "images")) {
+        if (!strcmp(req->method, "GET"))
+            api_conn_respond_json(conn, 200, ctl_images_json(ctx->ctl), NULL);
+        else if (method_is(conn, req, "POST"))
+            h_image_add(ctx, conn, req);
+        return;
+    }
+    api_conn_error(conn, 404, "not_found", "no such endpoint (see docs/API.md for the routes under /v1)", NULL);
+}
+
+struct api_ctx *api_routes_new(struct ctl *ctl)
+{
+    struct api_ctx *ctx = calloc(1, sizeof *ctx);
+    if (ctx)
+        ctx->ctl = ctl;
+    return ctx;
+}
+
+void api_routes_free(struct api_ctx *ctx)
+{
+    free(ctx);
+}

@@ -1,0 +1,16 @@
+/* The /v1 routes (docs/API.md): dispatches parsed requests to the control plane. */
+#ifndef GUST_API_ROUTES_H
+#define GUST_API_ROUTES_H
+
+#include "api/server.h"
+#include "control/control.h"
+#include "http/http.h"
+
+struct api_ctx;
+
+struct api_ctx *api_routes_new(struct ctl *ctl);
+void api_routes_free(struct api_ctx *ctx);
+/* An api_handler_fn; ud is the struct api_ctx. */
+void api_routes_handle(struct api_conn *conn, struct http_request *req, void *ud);
+
+#endif

@@ -1,0 +1,394 @@
+#include "base/util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/cleanup.h"
+
+uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t mono_ms(void)
+{
+    return mono_ns() / 1000000ull;
+}
+
+uint64_t wall_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+double wall_s(void)
+{
+    return (double)wall_ns() / 1e9;
+}
+
+int write_full(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int read_full(int fd, void *data, size_t len)
+{
+    char *p = data;
+    while (len > 0) {
+        ssize_t n = read(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (n == 0)
+            return -EPIPE;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int file_read_all(const char *path, size_t max_len, char **out, size_t *out_len)
+{
+    AUTO_FD int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    size_t cap = 4096, len = 0;
+    char *data = malloc(cap);
+    if (!data)
+        return -ENOMEM;
+    for (;;) {
+        if (len + 1 >= cap) {
+            if (cap > max_len + 1) {
+                free(data);
+                return -EFBIG;
+            }
+            char *p = realloc(data, cap * 2);
+            if (!p) {
+                free(data);
+                return -ENOMEM;
+            }
+            data = p;
+            cap *= 2;
+        }
+        ssize_t n = read(fd, data + len, cap - len - 1);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            int e = errno;
+            free(data);
+            return -e;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+        if (len > max_len) {
+            free(data);
+            return -EFBIG;
+        }
+    }
+    data[len] = '\0';
+    *out = data;
+    if (out_len)
+        *out_len = len;
+    return 0;
+}
+
+int file_write_str(const char *path, const char *s)
+{
+    AUTO_FD int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    size_t len = strlen(s);
+    ssize_t n = write(fd, s, len);
+    if (n < 0)
+        return -errno;
+    return (size_t)n == len ? 0 : -EIO;
+}
+
+int file_write_atomic(const char *path, const void *data, size_t len, mode_t mode)
+{
+    char tmp[4096];
+    int n = snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    if (n < 0 || (size_t)n >= sizeof tmp)
+        return -ENAMETOOLONG;
+    AUTO_FD int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    if (fd < 0)
+        return -errno;
+    int r = write_full(fd, data, len);
+    if (r < 0) {
+        unlink(tmp);
+        return r;
+    }
+    if (rename(tmp, path) < 0) {
+        r = -errno;
+        unlink(tmp);
+        return r;
+    }
+    return 0;
+}
+
+int mkdir_p(const char *path, mode_t mode)
+{
+    char p[4096];
+    size_t len = strlen(path);
+    if (len == 0 || len >= sizeof p)
+        return -ENAMETOOLONG;
+    memcpy(p, path, len + 1);
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/')
+            continue;
+        *s = '\0';
+        if (mkdir(p, mode) < 0 && errno != EEXIST)
+            return -errno;
+        *s = '/';
+    }
+    if (mkdir(p, mode) < 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+static int rm_rf_at(int parent_fd, const char *name, dev_t dev)
+{
+    struct stat st;
+    if (fstatat(parent_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return errno == ENOENT ? 0 : -errno;
+    if (!S_ISDIR(st.st_mode))
+        return unlinkat(parent_fd, name, 0) < 0 && errno != ENOENT ? -errno : 0;
+    if (st.st_dev != dev)
+        return -EXDEV;
+    int fd = openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return -errno;
+    }
+    int r = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        int rr = rm_rf_at(dirfd(d), de->d_name, dev);
+        if (rr < 0 && r == 0)
+            r = rr;
+    }
+    closedir(d);
+    if (unlinkat(parent_fd, name, AT_REMOVEDIR) < 0 && errno != ENOENT && r == 0)
+        r = -errno;
+    return r;
+}
+
+int rm_rf(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) < 0)
+        return errno == ENOENT ? 0 : -errno;
+    return rm_rf_at(AT_FDCWD, path, st.st_dev);
+}
+
+void random_id(char *out, size_t n)
+{
+    static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz234567";
+    unsigned char raw[64];
+    size_t done = 0;
+    while (done < n) {
+        size_t chunk = n - done < sizeof raw ? n - done : sizeof raw;
+        ssize_t got = getrandom(raw, chunk, 0);
+        if (got <= 0)
+            continue;
+        for (ssize_t i = 0; i < got; i++)
+            out[done++] = alphabet[raw[i] & 31];
+    }
+    out[n] = '\0';
+}
+
+int fd_set_nonblock(int fd, bool on)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0)
+        return -errno;
+    fl = on ? (fl | O_NONBLOCK) : (fl & ~O_NONBLOCK);
+    return fcntl(fd, F_SETFL, fl) < 0 ? -errno : 0;
+}
+
+int parse_i64(const char *s, int64_t min, int64_t max, int64_t *out)
+{
+    if (!s || !*s)
+        return -EINVAL;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end)
+        return -EINVAL;
+    if (v < min || v > max)
+        return -ERANGE;
+    *out = v;
+    return 0;
+}
+
+bool name_is_valid(const char *s)
+{
+    size_t len = strlen(s);
+    if (len == 0 || len > 63)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+        if (i == 0 && !alnum)
+            return false;
+        if (!alnum && c != '_' && c != '-')
+            return false;
+    }
+    return true;
+}
+
+static const char b64_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+int base64_encode(const void *data, size_t len, char **out, size_t *out_len)
+{
+    const unsigned char *in = data;
+    size_t olen = 4 * ((len + 2) / 3);
+    char *o = malloc(olen + 1);
+    if (!o)
+        return -ENOMEM;
+    size_t j = 0;
+    for (size_t i = 0; i < len; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        if (i + 1 < len)
+            v |= (uint32_t)in[i + 1] << 8;
+        if (i + 2 < len)
+            v |= in[i + 2];
+        o[j++] = b64_alphabet[(v >> 18) & 63];
+        o[j++] = b64_alphabet[(v >> 12) & 63];
+        o[j++] = i + 1 < len ? b64_alphabet[(v >> 6) & 63] : '=';
+        o[j++] = i + 2 < len ? b64_alphabet[v & 63] : '=';
+    }
+    o[j] = '\0';
+    *out = o;
+    if (out_len)
+        *out_len = j;
+    return 0;
+}
+
+static int b64_value(char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+')
+        return 62;
+    if (c == '/')
+        return 63;
+    return -1;
+}
+
+int base64_decode(const char *s, size_t len, char **out, size_t *out_len)
+{
+    if (len % 4)
+        return -EINVAL;
+    char *o = malloc(len / 4 * 3 + 1);
+    if (!o)
+        return -ENOMEM;
+    size_t j = 0;
+    for (size_t i = 0; i < len; i += 4) {
+        int v[4];
+        int pad = 0;
+        for (int k = 0; k < 4; k++) {
+            char c = s[i + k];
+            if (c == '=' && i + 4 == len && k >= 2) {
+                v[k] = 0;
+                pad++;
+                continue;
+            }
+            if (pad) {
+                free(o);
+                return -EINVAL;
+            }
+            v[k] = b64_value(c);
+            if (v[k] < 0) {
+                free(o);
+                return -EINVAL;
+            }
+        }
+        uint32_t w = ((uint32_t)v[0] << 18) | ((uint32_t)v[1] << 12) | ((uint32_t)v[2] << 6) | (uint32_t)v[3];
+        o[j++] = (char)(w >> 16);
+        if (pad < 2)
+            o[j++] = (char)(w >> 8);
+        if (pad < 1)
+            o[j++] = (char)w;
+    }
+    o[j] = '\0';
+    *out = o;
+    if (out_len)
+        *out_len = j;
+    return 0;
+}
+
+bool utf8_valid(const void *data, size_t len)
+{
+    const unsigned char *s = data;
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = s[i];
+        if (c == 0)
+            return false;
+        size_t n;
+        uint32_t cp;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if ((c & 0xe0) == 0xc0) {
+            n = 1;
+            cp = c & 0x1f;
+        } else if ((c & 0xf0) == 0xe0) {
+            n = 2;
+            cp = c & 0x0f;
+        } else if ((c & 0xf8) == 0xf0) {
+            n = 3;
+            cp = c & 0x07;
+        } else {
+            return false;
+        }
+        if (i + n >= len)
+            return false;
+        for (size_t k = 1; k <= n; k++) {
+            if ((s[i + k] & 0xc0) != 0x80)
+                return false;
+            cp = (cp << 6) | (s[i + k] & 0x3f);
+        }
+        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
+            (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        i += n + 1;
+    }
+    return true;
+}

@@ -1,0 +1,57 @@
+/* Small OS helpers used across layers: clocks, whole-buffer I/O, files, ids. */
+#ifndef GUST_BASE_UTIL_H
+#define GUST_BASE_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "base/error.h"
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Monotonic clock (CLOCK_MONOTONIC) in ns / ms; wall clock (CLOCK_REALTIME) in ns / s. */
+uint64_t mono_ns(void);
+uint64_t mono_ms(void);
+uint64_t wall_ns(void);
+double wall_s(void);
+
+/* Writes/reads exactly len bytes, retrying on EINTR/short I/O. Blocking fds only.
+ * Return 0, or -errno (read_full returns -EPIPE on early EOF). */
+int write_full(int fd, const void *data, size_t len);
+int read_full(int fd, void *data, size_t len);
+
+/* Reads a whole file (at most max_len bytes, else -EFBIG) into a malloc'd
+ * NUL-terminated buffer. */
+int file_read_all(const char *path, size_t max_len, char **out, size_t *out_len);
+/* Writes a small string to a file (O_WRONLY|O_CLOEXEC, no create); for sysfs/cgroupfs. */
+int file_write_str(const char *path, const char *s);
+/* Creates or truncates path with data, atomically via rename of a temp file. */
+int file_write_atomic(const char *path, const void *data, size_t len, mode_t mode);
+
+/* mkdir -p with mode; existing directories are fine. */
+int mkdir_p(const char *path, mode_t mode);
+/* rm -rf that does not cross mount points; missing path is fine. */
+int rm_rf(const char *path);
+
+/* Fills out with `n` random lowercase base32 characters + NUL (out has n+1 bytes). */
+void random_id(char *out, size_t n);
+
+/* Sets O_NONBLOCK on fd. */
+int fd_set_nonblock(int fd, bool on);
+
+/* Strict integer parsing: whole string, base 10, range checked. */
+int parse_i64(const char *s, int64_t min, int64_t max, int64_t *out);
+
+/* Names made of [A-Za-z0-9_-], 1..63 chars, starting alphanumeric. */
+bool name_is_valid(const char *s);
+
+/* Base64 (standard alphabet, padded). Out buffers are malloc'd and NUL-terminated. */
+int base64_encode(const void *data, size_t len, char **out, size_t *out_len);
+int base64_decode(const char *s, size_t len, char **out, size_t *out_len);
+
+/* True if data is valid UTF-8 with no NUL bytes. */
+bool utf8_valid(const void *data, size_t len);
+
+#endif

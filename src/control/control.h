@@ -1,0 +1,166 @@
+/* The control plane: apps, function versions, calls, per-version input queues, the
+ * scheduler/autoscaler that places inputs onto containers of the local worker,
+ * retries and timeouts, and metering. Single-threaded: everything runs on the event
+ * loop thread. The api layer above it turns HTTP into these calls; nothing here knows
+ * about HTTP.
+ *
+ * Durability: spawned and mapped calls are written to the store before ctl_* returns
+ * their id; sync calls live in memory (their caller holds the connection). After a
+ * crash, ctl_recover() requeues every stored call that had not finished.
+ */
+#ifndef GUST_CONTROL_CONTROL_H
+#define GUST_CONTROL_CONTROL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/error.h"
+#include "evloop/evloop.h"
+#include "store/store.h"
+#include "worker/worker.h"
+
+struct ctl;
+struct ctl_call;
+struct ctl_waiter;
+struct ctl_map;
+
+/* Per-second prices; GPU prices by normalised type. */
+#define CTL_MAX_RATE_GPUS 32
+struct ctl_rates {
+    double cpu_core_s;
+    double memory_gib_s;
+    int ngpu;
+    char gpu_type[CTL_MAX_RATE_GPUS][32];
+    double gpu_s[CTL_MAX_RATE_GPUS];
+};
+void ctl_rates_default(struct ctl_rates *r);
+/* Overrides defaults from a JSON object {"cpu_core_s":..,"memory_gib_s":..,"gpu_s":{"H100":..}}. */
+int ctl_rates_load_json(struct ctl_rates *r, const char *text, size_t len, struct gerr *err);
+
+struct ctl_config {
+    const char *data_dir;
+    const char *images_dir;     /* where built-in images are built: <data-dir>/images */
+    size_t max_payload;
+    uint32_t stop_grace_ms;     /* graceful stop: how long running inputs may finish */
+    struct ctl_rates rates;
+};
+
+int ctl_new(struct ev_loop *loop, struct store *store, struct worker *worker, const struct ctl_config *cfg,
+            struct ctl **out, struct gerr *err);
+void ctl_free(struct ctl *c);
+
+/* Loads apps/functions, builds built-in images, closes containers of a dead daemon in
+ * the metering records, and requeues unfinished stored calls. Call once after ctl_new. */
+int ctl_recover(struct ctl *c, struct gerr *err);
+
+/* Graceful stop: no new calls or dispatches; running inputs get stop_grace_ms; what is
+ * still running then is requeued in the store; containers stopped. done_cb runs once
+ * every container has exited. */
+void ctl_shutdown(struct ctl *c, void (*done_cb)(void *ud), void *ud);
+bool ctl_shutting_down(const struct ctl *c);
+
+/* Error codes surfaced to clients (docs/API.md). */
+enum ctl_errkind {
+    CTL_E_INVALID = 1,     /* 400 invalid_spec / invalid_argument */
+    CTL_E_NOT_FOUND,       /* 404 */
+    CTL_E_CONFLICT,        /* 409 */
+    CTL_E_UNSCHEDULABLE,   /* 422 */
+    CTL_E_TOO_LARGE,       /* 413 */
+    CTL_E_SHUTTING_DOWN,   /* 503 */
+    CTL_E_INTERNAL,        /* 500 */
+};
+struct ctl_error {
+    enum ctl_errkind kind;
+    char code[32];
+    char field[256];
+    char message[1024];
+};
+
+/* Deploys an app spec (already parsed JSON tree). On success *result is
+ * {"app":..,"functions":[{"name","version"}]}. */
+int ctl_deploy(struct ctl *c, json_t *spec, json_t **result, struct ctl_error *e);
+int ctl_app_stop(struct ctl *c, const char *app, struct ctl_error *e);
+json_t *ctl_apps_json(struct ctl *c);
+json_t *ctl_functions_json(struct ctl *c);
+/* NULL + e (not found) if there is no such function. */
+json_t *ctl_function_json(struct ctl *c, const char *app, const char *fn, struct ctl_error *e);
+json_t *ctl_containers_json(struct ctl *c);
+json_t *ctl_usage_json(struct ctl *c, double since, struct ctl_error *e);
+json_t *ctl_health_json(struct ctl *c);
+
+/* Images registry (rootfs dirs until the image issue lands). */
+int ctl_image_add(struct ctl *c, const char *name, const char *rootfs, bool host_usr, struct ctl_error *e);
+json_t *ctl_images_json(struct ctl *c);
+
+/* Final outcome of a call, as handed to waiters. */
+enum ctl_call_state {
+    CTL_CALL_PENDING = 0,
+    CTL_CALL_RUNNING,
+    CTL_CALL_SUCCEEDED,
+    CTL_CALL_FAILED,
+    CTL_CALL_TIMED_OUT,
+    CTL_CALL_CANCELLED,
+};
+const char *ctl_call_state_name(enum ctl_call_state s);
+
+/* A snapshot of a call for answering clients; borrowed pointers valid only during the
+ * callback (or until the next ctl_* call for ctl_call_lookup). */
+struct ctl_call_view {
+    const char *id;
+    const char *app;
+    const char *function;
+    uint32_t version;
+    enum ctl_call_state state;
+    const void *output;
+    size_t output_len;
+    const char *error_code;     /* NULL on success */
+    const char *error_message;
+    uint32_t attempts;
+    double created_at, started_at, finished_at;
+};
+
+/* Submits a call. durable=true for spawn (stored before return). The input bytes are
+ * copied. *call_id receives the id (static storage in the call; copy it). */
+int ctl_submit(struct ctl *c, const char *app, const char *fn, const void *input, size_t len, bool durable,
+               char call_id_out[64], struct ctl_error *e);
+
+/* Waits for a call to finish. cb is called exactly once: with done=true and the final view,
+ * or with done=false (and the current state) when timeout_ms passes (timeout_ms 0 = answer
+ * now; UINT64_MAX = no timeout). Returns NULL and calls cb synchronously when the answer is
+ * immediate, else a waiter handle that the caller may cancel (then cb is not called).
+ * Returns NULL with e set (cb not called) if the call id is unknown. */
+typedef void (*ctl_wait_cb)(void *ud, bool done, const struct ctl_call_view *v);
+int ctl_wait(struct ctl *c, const char *call_id, uint64_t timeout_ms, ctl_wait_cb cb, void *ud,
+             struct ctl_waiter **out, struct ctl_error *e);
+void ctl_waiter_cancel(struct ctl *c, struct ctl_waiter *w);
+
+/* Current state of a call (from memory or the store). Fills *out; out->output points into
+ * memory owned by c until the next ctl_* call. */
+int ctl_call_status(struct ctl *c, const char *call_id, struct ctl_call_view *out, struct ctl_error *e);
+int ctl_cancel(struct ctl *c, const char *call_id, struct ctl_call_view *out, struct ctl_error *e);
+
+/* Map: submits every input as a durable call, then reports each result through cb as it
+ * completes (index order if ordered). cb gets index and the final view; after the last
+ * result cb is called once more with v == NULL (end). ctl_map_detach stops callbacks
+ * (client gone) while the calls go on. inputs: array of (ptr,len) pairs. */
+struct ctl_input {
+    const void *data;
+    size_t len;
+};
+typedef void (*ctl_map_cb)(void *ud, size_t index, const struct ctl_call_view *v);
+int ctl_map(struct ctl *c, const char *app, const char *fn, const struct ctl_input *inputs, size_t n, bool ordered,
+            ctl_map_cb cb, void *ud, struct ctl_map **out, struct ctl_error *e);
+void ctl_map_detach(struct ctl *c, struct ctl_map *m);
+
+/* Logs: the last `tail` lines (callback per line) and, with follow, new lines as they
+ * come until ctl_log_unsubscribe. */
+typedef void (*ctl_log_cb)(void *ud, double ts, const char *container_id, int stream, const char *line, size_t len);
+struct ctl_log_sub;
+int ctl_logs(struct ctl *c, const char *app, const char *fn, int tail, ctl_log_cb cb, void *ud, struct ctl_error *e);
+int ctl_log_subscribe(struct ctl *c, const char *app, const char *fn, ctl_log_cb cb, void *ud,
+                      struct ctl_log_sub **out, struct ctl_error *e);
+void ctl_log_unsubscribe(struct ctl *c, struct ctl_log_sub *s);
+
+#endif

@@ -1,0 +1,202 @@
+/* Private to src/control: the in-memory model shared by control.c (apps, calls,
+ * waiters, maps, logs, recovery), sched.c (dispatch, autoscaling, container events)
+ * and meter.c (usage and cost). */
+#ifndef GUST_CONTROL_INTERNAL_H
+#define GUST_CONTROL_INTERNAL_H
+
+#include "base/buf.h"
+#include "base/hmap.h"
+#include "control/control.h"
+#include "spec/spec.h"
+
+struct ctl_fn;
+struct ctl_ctr;
+
+struct ctl_app {
+    struct ctl_app *next;
+    char name[64];
+    bool stopped;
+    double created_at;
+    struct ctl_fn *fns;
+};
+
+/* One deployed version of a function. Live while it is the latest version or still has
+ * queued/running calls or containers; then freed (the store keeps it). */
+struct ctl_fver {
+    struct ctl_fver *next;      /* in fn->versions */
+    struct ctl_fn *fn;
+    uint32_t version;
+    struct spec_function spec;
+    json_t *spec_json;
+    char rootfs[512];
+    bool host_usr;
+    struct ctl_call *q_head, *q_tail; /* runnable calls, FIFO */
+    size_t queued;
+    size_t running;
+    size_t retry_waiting;       /* calls waiting on a backoff timer */
+    struct ctl_ctr *ctrs;
+    uint32_t nstarting, nready;
+    char waiting_reason[256];
+};
+
+struct ctl_fn {
+    struct ctl_fn *next;
+    struct ctl_app *app;
+    char name[64];
+    struct ctl_fver *latest;
+    struct ctl_fver *versions;
+    struct ctl_log_sub *subs;
+    uint64_t calls_total;
+};
+
+struct ctl_waiter {
+    struct ctl_waiter *next;
+    struct ctl_call *call;
+    ctl_wait_cb cb;
+    void *ud;
+    uint64_t timer;
+    struct ctl *ctl;
+};
+
+struct ctl_call {
+    struct hmap_node node;
+    struct ctl *ctl;
+    struct ctl_call *qnext;     /* queue link while queued */
+    struct ctl_call *fnext;     /* finished-calls FIFO, for eviction */
+    char id[32];
+    char app[64];
+    char function[64];
+    uint32_t version;
+    struct ctl_fver *fv;        /* NULL once finished */
+    enum ctl_call_state state;
+    bool durable;
+    bool queued;
+    void *input;
+    size_t input_len;
+    void *output;
+    size_t output_len;
+    char error_code[32];
+    char *error_message;
+    uint32_t attempts;
+    double created_at, started_at, finished_at;
+    uint64_t input_id;
+    struct ctl_ctr *ctr;
+    uint64_t timeout_timer;
+    uint64_t retry_timer;
+    struct ctl_waiter *waiters;
+    struct ctl_map *map;
+    size_t map_index;
+};
+
+struct ctl_slot {
+    uint64_t input_id;          /* 0 = free */
+    struct ctl_call *call;      /* NULL if the call was detached (cancelled/timed out) */
+};
+
+enum ctl_ctr_state { CTR_STARTING = 1, CTR_READY, CTR_STOPPING };
+
+struct ctl_ctr {
+    struct ctl_ctr *next;       /* in fv->ctrs */
+    struct ctl *ctl;
+    struct ctl_fver *fv;
+    struct ctr *w;
+    char id[32];
+    enum ctl_ctr_state state;
+    uint32_t inflight;
+    uint32_t nslots;
+    struct ctl_slot *slots;
+    uint64_t idle_since_ms;
+    double started_at, ready_at;
+    uint64_t busy_since_ns;     /* 0 when idle */
+    uint64_t busy_ns;
+    uint64_t inputs_done;
+    uint32_t cpu_millicores, memory_mib;
+    int gpu_idx[CTR_MAX_GPUS];
+    int ngpu;
+    char gpu_type[32];
+    uint64_t kill_timer;        /* armed when a cancelled input must come back in time */
+};
+
+struct ctl_map {
+    struct ctl *ctl;
+    ctl_map_cb cb;
+    void *ud;
+    bool ordered;
+    bool detached;
+    size_t n, done, next_emit;
+    struct ctl_call **calls;    /* by index; entries kept until emitted */
+    bool *finished;             /* by index */
+};
+
+struct ctl_log_sub {
+    struct ctl_log_sub *next;
+    struct ctl_fn *fn;
+    ctl_log_cb cb;
+    void *ud;
+};
+
+struct ctl_log_line {
+    char app[64], function[64], container[32];
+    double ts;
+    int stream;
+    char *line;
+    size_t len;
+};
+
+struct ctl {
+    struct ev_loop *loop;
+    struct store *store;
+    struct worker *worker;
+    struct ctl_config cfg;
+    char images_dir[512];
+    struct ctl_app *apps;
+    struct hmap calls;
+    struct ctl_call *fin_head, *fin_tail;
+    size_t fin_count;
+    uint64_t next_input_id;
+    bool sched_pending;
+    bool shutting_down;
+    void (*shutdown_cb)(void *ud);
+    void *shutdown_ud;
+    uint64_t tick_timer;
+    uint64_t last_flush_ms;
+    /* capacity in use */
+    uint32_t cpu_used;
+    uint64_t mem_used;
+    bool gpu_used[WORKER_MAX_GPUS];
+    struct ctl_log_line *logq;
+    size_t logq_len, logq_cap;
+    uint64_t log_timer;
+    struct ctl_call_view scratch_view;
+    struct store_call scratch_call;
+    bool scratch_call_valid;
+};
+
+/* control.c */
+struct ctl_fn *ctl_find_fn(struct ctl *c, const char *app, const char *fn);
+void ctl_call_finish(struct ctl *c, struct ctl_call *call, enum ctl_call_state state, const void *out, size_t out_len,
+                     const char *code, const char *msg);
+void ctl_call_failed_attempt(struct ctl *c, struct ctl_call *call, enum ctl_call_state state, const char *code,
+                             const char *msg);
+void ctl_call_requeue(struct ctl *c, struct ctl_call *call, bool front);
+void ctl_log_push(struct ctl *c, struct ctl_ctr *k, int stream, const char *line, size_t len);
+void ctl_fver_maybe_free(struct ctl *c, struct ctl_fver *fv);
+bool ctl_fver_is_current(const struct ctl_fver *fv);
+
+/* sched.c */
+extern const struct worker_callbacks ctl_worker_callbacks;
+void sched_kick(struct ctl *c);
+void sched_tick(struct ctl *c);
+void sched_stop_all(struct ctl *c);
+size_t sched_live_containers(struct ctl *c);
+void sched_call_timeout(struct ev_loop *loop, void *data);
+void sched_cancel_running(struct ctl *c, struct ctl_call *call);
+void sched_flush_usage(struct ctl *c);
+int sched_fits_total(struct ctl *c, const struct spec_function *f, char *why, size_t why_len);
+void sched_fill_view(struct ctl_call *call, struct ctl_call_view *v);
+void ctl_shutdown_check(struct ctl *c);
+
+/* meter.c */
+json_t *meter_usage_json(struct ctl *c, double since, struct gerr *err);
+
+#endif

@@ -1,0 +1,658 @@
+/* Scheduler and autoscaler: places queued calls onto container slots, starts and stops
+ * containers within each function's scaling knobs and the worker's capacity, and turns
+ * worker events (ready, output, errors, exits) into call state changes. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "base/util.h"
+#include "control/internal.h"
+
+#define SCHED_CANCEL_GRACE_MS 2000 /* a cancelled per-input child must be gone by then */
+#define SCHED_STOP_GRACE_MS 3000
+
+static const char *fail_code(enum ctr_fail f)
+{
+    switch (f) {
+    case CTR_FAIL_EXIT_STATUS: return "exit_status";
+    case CTR_FAIL_CRASHED: return "crashed";
+    case CTR_FAIL_OOM: return "oom";
+    case CTR_FAIL_USER: return "function_error";
+    case CTR_FAIL_SPAWN: return "spawn_failed";
+    case CTR_FAIL_CANCELLED: return "cancelled";
+    case CTR_FAIL_START: return "spawn_failed";
+    }
+    return "crashed";
+}
+
+/* ---------- capacity ---------- */
+
+/* Picks GPUs for f: the first option in its preference list that has enough free
+ * devices. Returns the option index, -1 if none fits now. idx receives indices. */
+static int pick_gpus(struct ctl *c, const struct spec_function *f, int *idx, int *n, char *type, size_t type_cap)
+{
+    const struct worker_config *cap = worker_capacity(c->worker);
+    for (size_t o = 0; o < f->ngpu_options; o++) {
+        int got = 0;
+        for (int g = 0; g < cap->ngpus && got < (int)f->gpus[o].count; g++)
+            if (!c->gpu_used[g] && !strcmp(cap->gpus[g].type, f->gpus[o].type))
+                idx[got++] = g;
+        if (got == (int)f->gpus[o].count) {
+            *n = got;
+            snprintf(type, type_cap, "%s", f->gpus[o].type);
+            return (int)o;
+        }
+    }
+    return -1;
+}
+
+static int count_gpus_of(struct ctl *c, const char *type, bool free_only)
+{
+    const struct worker_config *cap = worker_capacity(c->worker);
+    int n = 0;
+    for (int g = 0; g < cap->ngpus; g++)
+        if (!strcmp(cap->gpus[g].type, type) && (!free_only || !c->gpu_used[g]))
+            n++;
+    return n;
+}
+
+int sched_fits_total(struct ctl *c, const struct spec_function *f, char *why, size_t why_len)
+{
+    const struct worker_config *cap = worker_capacity(c->worker);
+    if (f->cpu_millicores > cap->cpu_millicores) {
+        snprintf(why, why_len, "cpu %u millicores is more than the worker has (%u); lower resources.cpu",
+                 f->cpu_millicores, cap->cpu_millicores);
+        return -1;
+    }
+    if (f->memory_mib > cap->memory_mib) {
+        snprintf(why, why_len, "memory %u MiB is more than the worker has (%llu MiB); lower resources.memory",
+                 f->memory_mib, (unsigned long long)cap->memory_mib);
+        return -1;
+    }
+    if (f->ngpu_options == 0)
+        return 0;
+    for (size_t o = 0; o < f->ngpu_options; o++)
+        if (count_gpus_of(c, f->gpus[o].type, false) >= (int)f->gpus[o].count)
+            return 0;
+    struct buf b = {0};
+    buf_printf(&b, "no worker has ");
+    for (size_t o = 0; o < f->ngpu_options; o++)
+        buf_printf(&b, "%s%u x %s (it has %d)", o ? " or " : "", f->gpus[o].count, f->gpus[o].type,
+                   count_gpus_of(c, f->gpus[o].type, false));
+    buf_printf(&b, "; ask for fewer GPUs, add a fallback type, or start gustd with --gpus");
+    snprintf(why, why_len, "%s", b.data);
+    buf_free(&b);
+    return -1;
+}
+
+/* Reserves the container's resources or explains (in fv->waiting_reason) why not. */
+static bool reserve(struct ctl *c, struct ctl_fver *fv, struct ctl_ctr *k)
+{
+    const struct worker_config *cap = worker_capacity(c->worker);
+    const struct spec_function *f = &fv->spec;
+    if (c->cpu_used + f->cpu_millicores > cap->cpu_millicores ||
+        c->mem_used + f->memory_mib > cap->memory_mib) {
+        snprintf(fv->waiting_reason, sizeof fv->waiting_reason,
+                 "needs cpu %um + memory %u MiB; worker has %um + %llu MiB free", f->cpu_millicores, f->memory_mib,
+                 cap->cpu_millicores - c->cpu_used, (unsigned long long)(cap->memory_mib - c->mem_used));
+        return false;
+    }
+    if (f->ngpu_options) {
+        if (pick_gpus(c, f, k->gpu_idx, &k->ngpu, k->gpu_type, sizeof k->gpu_type) < 0) {
+            snprintf(fv->waiting_reason, sizeof fv->waiting_reason, "needs %u x %s, worker has %d free",
+                     f->gpus[0].count, f->gpus[0].type, count_gpus_of(c, f->gpus[0].type, true));
+            return false;
+        }
+        for (int g = 0; g < k->ngpu; g++)
+            c->gpu_used[k->gpu_idx[g]] = true;
+    }
+    c->cpu_used += f->cpu_millicores;
+    c->mem_used += f->memory_mib;
+    k->cpu_millicores = f->cpu_millicores;
+    k->memory_mib = f->memory_mib;
+    fv->waiting_reason[0] = '\0';
+    return true;
+}
+
+static void release(struct ctl *c, struct ctl_ctr *k)
+{
+    c->cpu_used -= k->cpu_millicores;
+    c->mem_used -= k->memory_mib;
+    for (int g = 0; g < k->ngpu; g++)
+        c->gpu_used[k->gpu_idx[g]] = false;
+    k->cpu_millicores = 0;
+    k->memory_mib = 0;
+    k->ngpu = 0;
+}
+
+/* ---------- busy-time accounting ---------- */
+
+static void busy_begin(struct ctl_ctr *k)
+{
+    if (k->inflight == 0)
+        k->busy_since_ns = mono_ns();
+}
+
+static void busy_end(struct ctl *c, struct ctl_ctr *k)
+{
+    if (k->inflight == 0 && k->busy_since_ns) {
+        k->busy_ns += mono_ns() - k->busy_since_ns;
+        k->busy_since_ns = 0;
+        k->idle_since_ms = ev_now_ms(c->loop);
+    }
+}
+
+static double busy_seconds(const struct ctl_ctr *k)
+{
+    uint64_t ns = k->busy_ns;
+    if (k->busy_since_ns)
+        ns += mono_ns() - k->busy_since_ns;
+    return (double)ns / 1e9;
+}
+
+void sched_flush_usage(struct ctl *c)
+{
+    struct gerr err;
+    store_begin(c->store, &err);
+    for (struct ctl_app *a = c->apps; a; a = a->next)
+        for (struct ctl_fn *f = a->fns; f; f = f->next)
+            for (struct ctl_fver *fv = f->versions; fv; fv = fv->next)
+                for (struct ctl_ctr *k = fv->ctrs; k; k = k->next)
+                    store_container_update(c->store, k->id, busy_seconds(k), k->inputs_done, &err);
+    store_commit(c->store, &err);
+}
+
+/* ---------- containers ---------- */
+
+static struct ctl_slot *slot_find(struct ctl_ctr *k, uint64_t input_id)
+{
+    for (uint32_t i = 0; i < k->nslots; i++)
+        if (k->slots[i].input_id == input_id)
+            return &k->slots[i];
+    return NULL;
+}
+
+static void ctr_unlink(struct ctl_fver *fv, struct ctl_ctr *k)
+{
+    struct ctl_ctr **p = &fv->ctrs;
+    while (*p && *p != k)
+        p = &(*p)->next;
+    if (*p)
+        *p = k->next;
+}
+
+static void start_container(struct ctl *c, struct ctl_fver *fv)
+{
+    struct ctl_ctr *k = calloc(1, sizeof *k);
+    if (!k)
+        return;
+    if (!reserve(c, fv, k)) {
+        free(k);
+        return;
+    }
+    const struct spec_function *f = &fv->spec;
+    k->fv = fv;
+    k->ctl = c;
+    memcpy(k->id, "ct-", 3);
+    random_id(k->id + 3, 12);
+    k->nslots = f->max_inputs;
+    k->slots = calloc(k->nslots, sizeof *k->slots);
+    if (!k->slots) {
+        release(c, k);
+        free(k);
+        return;
+    }
+    struct ctr_spec cs = {
+        .id = k->id,
+        .rootfs = fv->rootfs,
+        .host_usr = fv->host_usr,
+        .command = f->command,
+        .env = f->env,
+        .workdir = f->workdir,
+        .mode = f->mode == SPEC_MODE_RUNNER ? CTR_MODE_RUNNER : CTR_MODE_PER_INPUT,
+        .max_inputs = f->max_inputs,
+        .cpu_millicores = f->cpu_millicores,
+        .memory_mib = f->memory_mib,
+        .disk_mib = f->disk_mib,
+        .ngpus = k->ngpu,
+    };
+    for (int g = 0; g < k->ngpu; g++)
+        cs.gpu_indices[g] = k->gpu_idx[g];
+    k->state = CTR_STARTING;
+    k->started_at = wall_s();
+    k->next = fv->ctrs;
+    fv->ctrs = k;
+    fv->nstarting++;
+    struct gerr err;
+    struct store_container sc = {0};
+    snprintf(sc.id, sizeof sc.id, "%s", k->id);
+    snprintf(sc.app, sizeof sc.app, "%s", fv->fn->app->name);
+    snprintf(sc.function, sizeof sc.function, "%s", fv->fn->name);
+    sc.version = fv->version;
+    sc.cpu_millicores = k->cpu_millicores;
+    sc.memory_mib = k->memory_mib;
+    snprintf(sc.gpu_type, sizeof sc.gpu_type, "%s", k->ngpu ? k->gpu_type : "");
+    sc.gpu_count = (uint32_t)k->ngpu;
+    sc.started_at = k->started_at;
+    if (store_container_start(c->store, &sc, &err) < 0)
+        log_error("sched", "record container %s: %s", k->id, err.msg);
+    if (worker_start(c->worker, &cs, k, &k->w, &err) < 0) {
+        log_error("sched", "start container for %s.%s: %s", fv->fn->app->name, fv->fn->name, err.msg);
+        snprintf(fv->waiting_reason, sizeof fv->waiting_reason, "container failed to start: %s", err.msg);
+        fv->nstarting--;
+        ctr_unlink(fv, k);
+        release(c, k);
+        store_container_stop(c->store, k->id, wall_s(), 0, 0, "start_failed", NULL);
+        /* A start that fails synchronously would fail again: fail the oldest queued call
+         * (its retry policy applies) instead of spinning. */
+        if (fv->q_head) {
+            struct ctl_call *call = fv->q_head;
+            call->attempts++;
+            ctl_call_failed_attempt(c, call, CTL_CALL_FAILED, "spawn_failed", fv->waiting_reason);
+        }
+        free(k->slots);
+        free(k);
+        return;
+    }
+    log_debug("sched", "starting %s for %s.%s v%u", k->id, fv->fn->app->name, fv->fn->name, fv->version);
+}
+
+static void stop_container(struct ctl *c, struct ctl_ctr *k, bool hard)
+{
+    if (k->state == CTR_STOPPING)
+        return;
+    if (k->state == CTR_STARTING)
+        k->fv->nstarting--;
+    else if (k->state == CTR_READY)
+        k->fv->nready--;
+    k->state = CTR_STOPPING;
+    if (hard)
+        ctr_kill(k->w);
+    else
+        ctr_stop(k->w, SCHED_STOP_GRACE_MS);
+}
+
+void sched_stop_all(struct ctl *c)
+{
+    for (struct ctl_app *a = c->apps; a; a = a->next)
+        for (struct ctl_fn *f = a->fns; f; f = f->next)
+            for (struct ctl_fver *fv = f->versions; fv; fv = fv->next)
+                for (struct ctl_ctr *k = fv->ctrs; k; k = k->next)
+                    stop_container(c, k, false);
+}
+
+size_t sched_live_containers(struct ctl *c)
+{
+    size_t n = 0;
+    for (struct ctl_app *a = c->apps; a; a = a->next)
+        for (struct ctl_fn *f = a->fns; f; f = f->next)
+            for (struct ctl_fver *fv = f->versions; fv; fv = fv->next)
+                for (struct ctl_ctr *k = fv->ctrs; k; k = k->next)
+                    n++;
+    return n;
+}
+
+/* ---------- dispatch ---------- */
+
+static void dispatch(struct ctl *c, struct ctl_fver *fv)
+{
+    while (fv->q_head) {
+        /* Pack: the ready container with the most inputs that still has room keeps
+         * others idle so they can scale down. */
+        struct ctl_ctr *best = NULL;
+        for (struct ctl_ctr *k = fv->ctrs; k; k = k->next)
+            if (k->state == CTR_READY && k->inflight < k->nslots && (!best || k->inflight > best->inflight))
+                best = k;
+        if (!best)
+            return;
+        struct ctl_slot *slot = slot_find(best, 0);
+        struct ctl_call *call = fv->q_head;
+        fv->q_head = call->qnext;
+        if (!fv->q_head)
+            fv->q_tail = NULL;
+        call->qnext = NULL;
+        call->queued = false;
+        fv->queued--;
+        call->input_id = c->next_input_id++;
+        call->attempts++;
+        call->state = CTL_CALL_RUNNING;
+        call->started_at = wall_s();
+        call->ctr = best;
+        fv->running++;
+        slot->input_id = call->input_id;
+        slot->call = call;
+        busy_begin(best);
+        best->inflight++;
+        if (fv->spec.timeout_s)
+            call->timeout_timer = ev_timer_add(c->loop, (uint64_t)fv->spec.timeout_s * 1000, sched_call_timeout, call);
+        if (call->durable) {
+            struct gerr err;
+            if (store_call_set_running(c->store, call->id, call->attempts, call->started_at, &err) < 0)
+                log_error("sched", "store %s running: %s", call->id, err.msg);
+        }
+        struct gerr err;
+        if (ctr_send_input(best->w, call->input_id, call->input, call->input_len, &err) < 0) {
+            /* The container is going away; its on_exit requeues what it held. */
+            log_warn("sched", "send input to %s: %s", best->id, err.msg);
+            stop_container(c, best, true);
+        }
+    }
+}
+
+static uint32_t idle_ready(const struct ctl_fver *fv)
+{
+    uint32_t n = 0;
+    for (struct ctl_ctr *k = fv->ctrs; k; k = k->next)
+        if (k->state == CTR_READY && k->inflight == 0)
+            n++;
+    return n;
+}
+
+static void autoscale(struct ctl *c, struct ctl_fver *fv)
+{
+    const struct spec_function *f = &fv->spec;
+    bool current = ctl_fver_is_current(fv);
+    if (c->shutting_down || fv->fn->app->stopped)
+        return;
+    uint32_t live = fv->nstarting + fv->nready;
+    uint32_t per = f->max_inputs ? f->max_inputs : 1;
+    uint32_t demand = (uint32_t)((fv->queued + per - 1) / per);
+    int64_t want_new = (int64_t)demand - fv->nstarting;
+    if (current) {
+        uint32_t spare = idle_ready(fv) + (fv->nstarting > demand ? fv->nstarting - demand : 0);
+        if (spare < f->buffer_containers)
+            want_new += f->buffer_containers - spare;
+        if ((int64_t)live + want_new < (int64_t)f->min_containers)
+            want_new = (int64_t)f->min_containers - live;
+    }
+    if (want_new <= 0) {
+        if (!fv->queued)
+            fv->waiting_reason[0] = '\0';
+        return;
+    }
+    if ((int64_t)live + want_new > (int64_t)f->max_containers)
+        want_new = (int64_t)f->max_containers - live;
+    for (int64_t i = 0; i < want_new; i++) {
+        uint32_t before = fv->nstarting;
+        start_container(c, fv);
+        if (fv->nstarting == before)
+            break; /* did not fit or failed: waiting_reason says why */
+    }
+}
+
+static void sched_run(struct ev_loop *loop, void *data)
+{
+    struct ctl *c = data;
+    (void)loop;
+    c->sched_pending = false;
+    for (struct ctl_app *a = c->apps; a; a = a->next)
+        for (struct ctl_fn *f = a->fns; f; f = f->next)
+            for (struct ctl_fver *fv = f->versions, *next; fv; fv = next) {
+                next = fv->next;
+                if (!c->shutting_down)
+                    dispatch(c, fv);
+                autoscale(c, fv);
+                if (!ctl_fver_is_current(fv) || c->shutting_down) {
+                    /* Old versions and stopped apps: idle containers go now. */
+                    for (struct ctl_ctr *k = fv->ctrs; k; k = k->next)
+                        if ((k->state == CTR_READY && k->inflight == 0 && !fv->queued) ||
+                            (fv->fn->app->stopped && k->state != CTR_STOPPING))
+                            stop_container(c, k, false);
+                }
+                ctl_fver_maybe_free(c, fv);
+            }
+    if (c->shutting_down)
+        ctl_shutdown_check(c);
+}
+
+void sched_kick(struct ctl *c)
+{
+    if (c->sched_pending)
+        return;
+    c->sched_pending = true;
+    ev_defer(c->loop, sched_run, c);
+}
+
+/* Periodic: scale down containers idle past scaledown_window, above the floor that
+ * min_containers and buffer_containers ask for. */
+void sched_tick(struct ctl *c)
+{
+    uint64_t now = ev_now_ms(c->loop);
+    for (struct ctl_app *a = c->apps; a; a = a->next)
+        for (struct ctl_fn *f = a->fns; f; f = f->next)
+            for (struct ctl_fver *fv = f->versions; fv; fv = fv->next) {
+                const struct spec_function *s = &fv->spec;
+                uint32_t live = fv->nstarting + fv->nready;
+                uint32_t idle = idle_ready(fv);
+                for (struct ctl_ctr *k = fv->ctrs; k; k = k->next) {
+                    if (k->state != CTR_READY || k->inflight || fv->queued)
+                        continue;
+                    if (now - k->idle_since_ms < (uint64_t)s->scaledown_window_s * 1000)
+                        continue;
+                    if (ctl_fver_is_current(fv) && (live <= s->min_containers || idle <= s->buffer_containers))
+                        continue;
+                    log_debug("sched", "scaling down idle %s", k->id);
+                    stop_container(c, k, false);
+                    live--;
+                    idle--;
+                }
+            }
+    sched_kick(c);
+}
+
+/* ---------- timeouts and cancellation ---------- */
+
+static void cancel_grace_over(struct ev_loop *loop, void *data)
+{
+    struct ctl_ctr *k = data;
+    (void)loop;
+    k->kill_timer = 0;
+    for (uint32_t i = 0; i < k->nslots; i++)
+        if (k->slots[i].input_id && !k->slots[i].call) {
+            log_warn("sched", "%s did not give up a cancelled input in time; killing it", k->id);
+            ctr_kill(k->w);
+            return;
+        }
+}
+
+/* Detaches a running call from its container slot; the container is told to stop the
+ * input (per-input mode) or is stopped (a runner cannot be interrupted mid-input). */
+void sched_cancel_running(struct ctl *c, struct ctl_call *call)
+{
+    struct ctl_ctr *k = call->ctr;
+    if (!k)
+        return;
+    struct ctl_slot *slot = slot_find(k, call->input_id);
+    if (slot)
+        slot->call = NULL;
+    call->ctr = NULL;
+    if (k->fv->spec.mode == SPEC_MODE_RUNNER) {
+        stop_container(c, k, true);
+        return;
+    }
+    ctr_cancel_input(k->w, call->input_id);
+    if (!k->kill_timer)
+        k->kill_timer = ev_timer_add(c->loop, SCHED_CANCEL_GRACE_MS, cancel_grace_over, k);
+}
+
+void sched_call_timeout(struct ev_loop *loop, void *data)
+{
+    struct ctl_call *call = data;
+    struct ctl *c = call->ctl;
+    (void)loop;
+    call->timeout_timer = 0;
+    if (call->state != CTL_CALL_RUNNING)
+        return;
+    char msg[160];
+    snprintf(msg, sizeof msg, "the input ran longer than the function's timeout of %us", call->fv->spec.timeout_s);
+    sched_cancel_running(c, call);
+    ctl_call_failed_attempt(c, call, CTL_CALL_TIMED_OUT, "timeout", msg);
+    sched_kick(c);
+}
+
+/* ---------- worker callbacks ---------- */
+
+static void on_ready(struct ctr *w, void *ud)
+{
+    struct ctl_ctr *k = ud;
+    struct ctl *c = k->ctl;
+    if (k->state != CTR_STARTING)
+        return;
+    k->state = CTR_READY;
+    k->fv->nstarting--;
+    k->fv->nready++;
+    k->ready_at = wall_s();
+    k->idle_since_ms = ev_now_ms(c->loop);
+    store_container_ready(c->store, k->id, k->ready_at, NULL);
+    log_debug("sched", "%s ready in %.2f ms", k->id, (double)ctr_start_ns(w) / 1e6);
+    sched_kick(c);
+}
+
+/* Frees the slot of input_id and returns the call that was in it (NULL if detached). */
+static struct ctl_call *slot_take(struct ctl_ctr *k, uint64_t input_id, bool *found)
+{
+    struct ctl_slot *slot = slot_find(k, input_id);
+    *found = slot != NULL;
+    if (!slot)
+        return NULL;
+    struct ctl_call *call = slot->call;
+    slot->input_id = 0;
+    slot->call = NULL;
+    k->inflight--;
+    k->inputs_done++;
+    if (k->kill_timer) {
+        bool pending_cancel = false;
+        for (uint32_t i = 0; i < k->nslots; i++)
+            if (k->slots[i].input_id && !k->slots[i].call)
+                pending_cancel = true;
+        if (!pending_cancel) {
+            ev_timer_cancel(k->ctl->loop, k->kill_timer);
+            k->kill_timer = 0;
+        }
+    }
+    return call;
+}
+
+static void on_output(struct ctr *w, void *ud, uint64_t input_id, const void *data, size_t len)
+{
+    struct ctl_ctr *k = ud;
+    struct ctl *c = k->ctl;
+    (void)w;
+    bool found;
+    struct ctl_call *call = slot_take(k, input_id, &found);
+    if (!found)
+        return;
+    busy_end(c, k);
+    if (call)
+        ctl_call_finish(c, call, CTL_CALL_SUCCEEDED, data, len, NULL, NULL);
+    if (c->shutting_down)
+        ctl_shutdown_check(c);
+    sched_kick(c);
+}
+
+static void on_input_error(struct ctr *w, void *ud, uint64_t input_id, enum ctr_fail kind, const char *msg)
+{
+    struct ctl_ctr *k = ud;
+    struct ctl *c = k->ctl;
+    (void)w;
+    bool found;
+    struct ctl_call *call = slot_take(k, input_id, &found);
+    if (!found)
+        return;
+    busy_end(c, k);
+    if (call && kind != CTR_FAIL_CANCELLED)
+        ctl_call_failed_attempt(c, call, CTL_CALL_FAILED, fail_code(kind), msg);
+    else if (call)
+        ctl_call_finish(c, call, CTL_CALL_CANCELLED, NULL, 0, "cancelled", msg);
+    if (c->shutting_down)
+        ctl_shutdown_check(c);
+    sched_kick(c);
+}
+
+static void on_log(struct ctr *w, void *ud, int stream, const char *line, size_t len)
+{
+    struct ctl_ctr *k = ud;
+    (void)w;
+    ctl_log_push(k->ctl, k, stream, line, len);
+}
+
+static void on_exit_cb(struct ctr *w, void *ud, int kind, const char *msg)
+{
+    struct ctl_ctr *k = ud;
+    struct ctl *c = k->ctl;
+    struct ctl_fver *fv = k->fv;
+    (void)w;
+    if (k->state == CTR_STARTING)
+        fv->nstarting--;
+    else if (k->state == CTR_READY)
+        fv->nready--;
+    bool never_ready = k->state == CTR_STARTING || (k->state == CTR_STOPPING && k->ready_at == 0);
+    if (k->kill_timer)
+        ev_timer_cancel(c->loop, k->kill_timer);
+    if (k->inflight) {
+        k->inflight = 0;
+        busy_end(c, k);
+    }
+    const char *reason = kind == 0 ? "stopped" : fail_code((enum ctr_fail)kind);
+    if (kind)
+        log_warn("sched", "container %s of %s.%s exited: %s", k->id, fv->fn->app->name, fv->fn->name,
+                 msg ? msg : reason);
+    store_container_stop(c->store, k->id, wall_s(), busy_seconds(k), k->inputs_done, reason, NULL);
+    ctr_unlink(fv, k);
+    release(c, k);
+    /* Inputs it still held: a crash or OOM is the input's failure (retry policy applies);
+     * a stop we asked for (shutdown, scale-down never has inputs) puts them back. */
+    for (uint32_t i = 0; i < k->nslots; i++) {
+        struct ctl_call *call = k->slots[i].call;
+        if (!k->slots[i].input_id || !call)
+            continue;
+        if (kind == 0 || c->shutting_down) {
+            if (call->timeout_timer) {
+                ev_timer_cancel(c->loop, call->timeout_timer);
+                call->timeout_timer = 0;
+            }
+            fv->running--;
+            call->ctr = NULL;
+            if (call->attempts)
+                call->attempts--;
+            if (c->shutting_down && !call->durable)
+                ctl_call_finish(c, call, CTL_CALL_CANCELLED, NULL, 0, "shutting_down", "gustd shut down");
+            else if (!c->shutting_down)
+                ctl_call_requeue(c, call, true);
+            else {
+                call->state = CTL_CALL_PENDING;
+                struct gerr err;
+                store_call_set_pending(c->store, call->id, call->attempts, 0, &err);
+            }
+        } else {
+            char m[600];
+            snprintf(m, sizeof m, "%s", msg ? msg : "the container exited");
+            ctl_call_failed_attempt(c, call, CTL_CALL_FAILED, fail_code((enum ctr_fail)kind), m);
+        }
+    }
+    /* A container that never came up fails the oldest queued call so a broken function
+     * does not restart containers forever; its retry policy applies. */
+    if (never_ready && kind != 0 && fv->q_head && !c->shutting_down) {
+        struct ctl_call *call = fv->q_head;
+        call->attempts++;
+        snprintf(fv->waiting_reason, sizeof fv->waiting_reason, "container failed to start: %s",
+                 msg ? msg : "unknown error");
+        ctl_call_failed_attempt(c, call, CTL_CALL_FAILED, "spawn_failed", fv->waiting_reason);
+    }
+    free(k->slots);
+    free(k);
+    ctl_fver_maybe_free(c, fv);
+    if (c->shutting_down)
+        ctl_shutdown_check(c);
+    sched_kick(c);
+}
+
+const struct worker_callbacks ctl_worker_callbacks = {
+    .on_ready = on_ready,
+    .on_output = on_output,
+    .on_input_error = on_input_error,
+    .on_log = on_log,
+    .on_exit = on_exit_cb,
+};

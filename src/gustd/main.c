@@ -1,0 +1,317 @@
+/* gustd: the all-in-one daemon — HTTP API + control plane + local worker + SQLite
+ * state in one process and one event-loop thread. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "api/routes.h"
+#include "api/server.h"
+#include "base/cleanup.h"
+#include "base/log.h"
+#include "base/util.h"
+#include "control/control.h"
+#include "evloop/evloop.h"
+#include "http/http.h"
+#include "store/store.h"
+#include "worker/worker.h"
+
+struct gustd {
+    struct ev_loop *loop;
+    struct api_server *server;
+    struct ctl *ctl;
+    int sigfd;
+    bool stopping;
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: gustd [options]\n"
+            "\n"
+            "The Gust daemon: HTTP API, control plane, local worker and state in one process.\n"
+            "\n"
+            "  --data-dir DIR        state directory (default /var/lib/gust as root, else ~/.local/share/gust)\n"
+            "  --listen HOST:PORT    API address (default 127.0.0.1:8470; port 0 = any free port)\n"
+            "  --gpus LIST           declare a simulated GPU inventory, e.g. H100:2,L4:1\n"
+            "  --cpu MILLICORES      worker CPU capacity (default: all cores x 1000)\n"
+            "  --memory MIB          worker memory capacity (default: all memory)\n"
+            "  --max-payload BYTES   largest input/output/request body (default 67108864)\n"
+            "  --rates FILE          JSON price table {\"cpu_core_s\",\"memory_gib_s\",\"gpu_s\":{TYPE:price}}\n"
+            "  --stop-grace SECONDS  on SIGTERM, how long running inputs may finish (default 10)\n"
+            "  --cgroup-parent NAME  cgroup directory for containers (default gust)\n"
+            "  --init PATH           gust-init binary (default: next to gustd)\n"
+            "  --log-level LEVEL     debug, info, warn or error (default info)\n"
+            "  --help                this text\n");
+}
+
+static void on_shutdown_done(void *ud)
+{
+    struct gustd *g = ud;
+    ev_stop(g->loop);
+}
+
+static void on_signal(struct ev_loop *loop, int fd, uint32_t events, void *data)
+{
+    struct gustd *g = data;
+    (void)loop;
+    (void)events;
+    struct signalfd_siginfo si;
+    while (read(fd, &si, sizeof si) == (ssize_t)sizeof si) {
+        if (si.ssi_signo != SIGTERM && si.ssi_signo != SIGINT)
+            continue;
+        if (g->stopping) {
+            log_warn("gustd", "second signal: stopping now");
+            ev_stop(g->loop);
+            return;
+        }
+        g->stopping = true;
+        log_info("gustd", "stopping: finishing running inputs, then stopping containers");
+        api_server_stop_accepting(g->server);
+        ctl_shutdown(g->ctl, on_shutdown_done, g);
+    }
+}
+
+static int default_data_dir(char *out, size_t cap)
+{
+    if (geteuid() == 0) {
+        snprintf(out, cap, "/var/lib/gust");
+        return 0;
+    }
+    const char *home = getenv("HOME");
+    if (!home)
+        return -ENOENT;
+    snprintf(out, cap, "%s/.local/share/gust", home);
+    return 0;
+}
+
+static int default_init_path(char *out, size_t cap)
+{
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n < 0)
+        return -errno;
+    self[n] = '\0';
+    char *slash = strrchr(self, '/');
+    if (slash)
+        *slash = '\0';
+    snprintf(out, cap, "%s/gust-init", self);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    char data_dir[PATH_MAX] = "", init_path[PATH_MAX] = "";
+    const char *listen_addr = "127.0.0.1:8470", *gpus = NULL, *rates_file = NULL, *cgroup_parent = "gust";
+    int64_t max_payload = 64ll << 20, stop_grace = 10, cpu = 0, memory = 0;
+    static const struct option opts[] = {
+        {"data-dir", required_argument, 0, 'd'}, {"listen", required_argument, 0, 'l'},
+        {"gpus", required_argument, 0, 'g'},     {"max-payload", required_argument, 0, 'p'},
+        {"rates", required_argument, 0, 'r'},    {"stop-grace", required_argument, 0, 's'},
+        {"cgroup-parent", required_argument, 0, 'c'}, {"init", required_argument, 0, 'i'},
+        {"log-level", required_argument, 0, 'L'}, {"cpu", required_argument, 0, 'C'},
+        {"memory", required_argument, 0, 'M'},   {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    int ch;
+    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'd': snprintf(data_dir, sizeof data_dir, "%s", optarg); break;
+        case 'l': listen_addr = optarg; break;
+        case 'g': gpus = optarg; break;
+        case 'r': rates_file = optarg; break;
+        case 'c': cgroup_parent = optarg; break;
+        case 'i': snprintf(init_path, sizeof init_path, "%s", optarg); break;
+        case 'p':
+            if (parse_i64(optarg, 1024, 1ll << 32, &max_payload) < 0) {
+                fprintf(stderr, "gustd: --max-payload: expected bytes between 1024 and 4294967296, got \"%s\"\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        case 's':
+            if (parse_i64(optarg, 0, 3600, &stop_grace) < 0) {
+                fprintf(stderr, "gustd: --stop-grace: expected seconds between 0 and 3600, got \"%s\"\n", optarg);
+                return 2;
+            }
+            break;
+        case 'C':
+            if (parse_i64(optarg, 100, 1 << 24, &cpu) < 0) {
+                fprintf(stderr, "gustd: --cpu: expected millicores (e.g. 2000 for 2 cores), got \"%s\"\n", optarg);
+                return 2;
+            }
+            break;
+        case 'M':
+            if (parse_i64(optarg, 64, 1ll << 30, &memory) < 0) {
+                fprintf(stderr, "gustd: --memory: expected MiB (e.g. 4096), got \"%s\"\n", optarg);
+                return 2;
+            }
+            break;
+        case 'L':
+            if (!strcmp(optarg, "debug"))
+                log_set_level(LOG_DEBUG);
+            else if (!strcmp(optarg, "info"))
+                log_set_level(LOG_INFO);
+            else if (!strcmp(optarg, "warn"))
+                log_set_level(LOG_WARN);
+            else if (!strcmp(optarg, "error"))
+                log_set_level(LOG_ERROR);
+            else {
+                fprintf(stderr, "gustd: --log-level: expected debug, info, warn or error, got \"%s\"\n", optarg);
+                return 2;
+            }
+            break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "gustd: unexpected argument \"%s\"\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    if (!data_dir[0] && default_data_dir(data_dir, sizeof data_dir) < 0) {
+        fprintf(stderr, "gustd: no --data-dir given and $HOME is not set\n");
+        return 2;
+    }
+    if (!init_path[0] && default_init_path(init_path, sizeof init_path) < 0) {
+        fprintf(stderr, "gustd: cannot locate gust-init; pass --init PATH\n");
+        return 2;
+    }
+    if (access(init_path, X_OK) < 0) {
+        fprintf(stderr, "gustd: gust-init not found at %s (build it with `make`, or pass --init PATH)\n", init_path);
+        return 2;
+    }
+    struct gerr err = {0};
+    int r = mkdir_p(data_dir, 0700);
+    if (r < 0) {
+        fprintf(stderr, "gustd: cannot create data dir %s: %s\n", data_dir, strerror(-r));
+        return 1;
+    }
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/gustd.lock", data_dir);
+    AUTO_FD int lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lock_fd < 0 || flock(lock_fd, LOCK_EX | LOCK_NB) < 0) {
+        fprintf(stderr, "gustd: another gustd is using %s (lock %s: %s)\n", data_dir, path, strerror(errno));
+        return 1;
+    }
+
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+
+    struct ctl_config ccfg = {.max_payload = (size_t)max_payload, .stop_grace_ms = (uint32_t)stop_grace * 1000};
+    ctl_rates_default(&ccfg.rates);
+    if (rates_file) {
+        AUTO_FREE char *text = NULL;
+        size_t len;
+        if ((r = file_read_all(rates_file, 1 << 20, &text, &len)) < 0) {
+            fprintf(stderr, "gustd: --rates %s: %s\n", rates_file, strerror(-r));
+            return 2;
+        }
+        if (ctl_rates_load_json(&ccfg.rates, text, len, &err) < 0) {
+            fprintf(stderr, "gustd: --rates %s: %s\n", rates_file, err.msg);
+            return 2;
+        }
+    }
+
+    char run_dir[PATH_MAX + 16], images_dir[PATH_MAX + 16];
+    snprintf(run_dir, sizeof run_dir, "%s/run", data_dir);
+    snprintf(images_dir, sizeof images_dir, "%s/images", data_dir);
+    ccfg.data_dir = data_dir;
+    ccfg.images_dir = images_dir;
+    if ((r = mkdir_p(run_dir, 0700)) < 0 || (r = mkdir_p(images_dir, 0755)) < 0) {
+        fprintf(stderr, "gustd: cannot create %s: %s\n", run_dir, strerror(-r));
+        return 1;
+    }
+
+    struct worker_config wcfg = {
+        .state_root = run_dir,
+        .init_path = init_path,
+        .cgroup_parent = cgroup_parent,
+        .cpu_millicores = (uint32_t)cpu,
+        .memory_mib = (uint64_t)memory,
+        .max_payload = (size_t)max_payload,
+    };
+    if (gpus && worker_parse_gpus(gpus, &wcfg, &err) < 0) {
+        fprintf(stderr, "gustd: --gpus: %s\n", err.msg);
+        return 2;
+    }
+    if (worker_cleanup_stale(cgroup_parent, run_dir, &err) < 0)
+        log_warn("gustd", "cleaning up after a previous run: %s", err.msg);
+
+    struct gustd g = {.sigfd = -1};
+    struct store *store = NULL;
+    struct worker *worker = NULL;
+    struct api_ctx *routes = NULL;
+    int rc = 1;
+    snprintf(path, sizeof path, "%s/gust.db", data_dir);
+    if (store_open(path, &store, &err) < 0) {
+        fprintf(stderr, "gustd: %s\n", err.msg);
+        goto out;
+    }
+    if ((r = ev_loop_new(&g.loop)) < 0) {
+        fprintf(stderr, "gustd: event loop: %s\n", strerror(-r));
+        goto out;
+    }
+    if (worker_new(g.loop, &wcfg, &ctl_worker_callbacks, &worker, &err) < 0) {
+        fprintf(stderr, "gustd: worker: %s\n", err.msg);
+        goto out;
+    }
+    if (ctl_new(g.loop, store, worker, &ccfg, &g.ctl, &err) < 0 || ctl_recover(g.ctl, &err) < 0) {
+        fprintf(stderr, "gustd: control: %s\n", err.msg);
+        goto out;
+    }
+    routes = api_routes_new(g.ctl);
+    struct http_limits limits = {.max_header_bytes = 64 * 1024, .max_headers = 100, .max_body = (size_t)max_payload};
+    if (!routes || api_server_listen(g.loop, listen_addr, &limits, api_routes_handle, routes, &g.server, &err) < 0) {
+        fprintf(stderr, "gustd: listen on %s: %s\n", listen_addr, err.msg);
+        goto out;
+    }
+    g.sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (g.sigfd < 0 || ev_io_add(g.loop, g.sigfd, EV_READ, on_signal, &g) < 0) {
+        fprintf(stderr, "gustd: signalfd: %s\n", strerror(errno));
+        goto out;
+    }
+    const struct worker_config *cap = worker_capacity(worker);
+    char host[256];
+    snprintf(host, sizeof host, "%s", listen_addr);
+    char *colon = strrchr(host, ':');
+    if (colon)
+        *colon = '\0';
+    fprintf(stderr, "gustd: listening on %s:%d (data %s, %u millicores, %llu MiB, %d GPUs)\n",
+            host[0] ? host : "127.0.0.1", api_server_port(g.server), data_dir, cap->cpu_millicores,
+            (unsigned long long)cap->memory_mib, cap->ngpus);
+    if ((r = ev_run(g.loop)) < 0) {
+        fprintf(stderr, "gustd: event loop failed: %s\n", strerror(-r));
+        goto out;
+    }
+    rc = 0;
+    log_info("gustd", "stopped");
+out:
+    if (g.server)
+        api_server_free(g.server);
+    if (g.ctl)
+        ctl_free(g.ctl);
+    api_routes_free(routes);
+    if (worker)
+        worker_free(worker);
+    if (g.sigfd >= 0)
+        close(g.sigfd);
+    if (g.loop)
+        ev_loop_free(g.loop);
+    if (store)
+        store_close(store);
+    return rc;
+}

@@ -1,0 +1,989 @@
+/* App/function spec validation, defaults and normalised JSON (contract in spec.h).
+ *
+ * Validation walks the jansson tree with a path buffer (struct spec_ctx) so that
+ * every error names the exact field. At each level unknown fields are reported first,
+ * then the known fields in canonical order. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/cleanup.h"
+#include "base/util.h"
+#include "spec/spec.h"
+
+#define SPEC_DEF_IMAGE "busybox"
+#define SPEC_DEF_WORKDIR "/"
+
+struct spec_ctx {
+    char path[SPEC_FIELD_MAX];
+    size_t len;
+    char *field_out;
+    struct gerr *err;
+};
+
+static const char *const spec_app_fields[] = {"app", "functions", NULL};
+static const char *const spec_fn_fields[] = {"name",    "kind", "command",   "mode",
+                                             "image",   "workdir", "timeout", "env",
+                                             "resources", "retries", "scaling", NULL};
+static const char *const spec_res_fields[] = {"cpu", "memory", "gpu", "disk", NULL};
+static const char *const spec_retry_fields[] = {"max_retries", "initial_delay",
+                                                "backoff_coefficient", "max_delay", NULL};
+static const char *const spec_scale_fields[] = {"min_containers", "max_containers",
+                                                "buffer_containers", "scaledown_window",
+                                                "max_inputs", NULL};
+
+static void spec_cleanup_json(json_t **j)
+{
+    json_decref(*j);
+}
+#define AUTO_SPEC_JSON __attribute__((cleanup(spec_cleanup_json)))
+
+static bool spec_is_bare(const char *s)
+{
+    if (!*s || strlen(s) > 64)
+        return false;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && *s != '_' && *s != '-')
+            return false;
+    return true;
+}
+
+/* Writes s as a JSON string literal (ASCII only), truncated to about `max` source
+ * bytes with "..." inside the quotes when cut. */
+static void spec_quote(const char *s, size_t slen, size_t max, char *out, size_t cap)
+{
+    bool cut = slen > max;
+    if (cut) {
+        slen = max;
+        while (slen > 0 && ((unsigned char)s[slen] & 0xc0) == 0x80)
+            slen--;
+    }
+    AUTO_SPEC_JSON json_t *tmp = json_stringn(s, slen);
+    AUTO_FREE char *d = tmp ? json_dumps(tmp, JSON_ENCODE_ANY | JSON_ENSURE_ASCII) : NULL;
+    if (!d) {
+        snprintf(out, cap, "\"?\"");
+        return;
+    }
+    size_t dl = strlen(d);
+    if (cut && dl >= 1)
+        snprintf(out, cap, "%.*s...\"", (int)(dl - 1), d);
+    else
+        snprintf(out, cap, "%s", d);
+}
+
+/* Appends ".key" (or "key" at the root), quoting keys that are not bare. */
+static size_t spec_push_key(struct spec_ctx *c, const char *key)
+{
+    size_t saved = c->len;
+    char q[96];
+    const char *k = key;
+    if (!spec_is_bare(key)) {
+        spec_quote(key, strlen(key), 48, q, sizeof q);
+        k = q;
+    }
+    int w = snprintf(c->path + c->len, sizeof c->path - c->len, "%s%s", c->len ? "." : "", k);
+    if (w > 0)
+        c->len = c->len + (size_t)w < sizeof c->path ? c->len + (size_t)w : sizeof c->path - 1;
+    return saved;
+}
+
+static size_t spec_push_index(struct spec_ctx *c, size_t i)
+{
+    size_t saved = c->len;
+    int w = snprintf(c->path + c->len, sizeof c->path - c->len, "[%zu]", i);
+    if (w > 0)
+        c->len = c->len + (size_t)w < sizeof c->path ? c->len + (size_t)w : sizeof c->path - 1;
+    return saved;
+}
+
+static void spec_pop(struct spec_ctx *c, size_t saved)
+{
+    c->len = saved;
+    c->path[saved] = '\0';
+}
+
+/* Fails at the current path: "PATH: what" (just "what" at the root). */
+__attribute__((format(printf, 2, 3))) static int spec_fail(struct spec_ctx *c, const char *fmt,
+                                                            ...)
+{
+    char what[GERR_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    if (c->field_out)
+        snprintf(c->field_out, SPEC_FIELD_MAX, "%s", c->path);
+    if (c->len)
+        return gerr_set(c->err, EINVAL, "%s: %s", c->path, what);
+    return gerr_set(c->err, EINVAL, "%s", what);
+}
+
+static int spec_nomem(struct spec_ctx *c)
+{
+    if (c->field_out)
+        c->field_out[0] = '\0';
+    return gerr_set(c->err, ENOMEM, "out of memory while reading the spec");
+}
+
+/* Describes a value for "got ..." in messages. */
+static void spec_describe(json_t *v, char *out, size_t cap)
+{
+    switch (json_typeof(v)) {
+    case JSON_STRING:
+        spec_quote(json_string_value(v), json_string_length(v), 40, out, cap);
+        break;
+    case JSON_INTEGER:
+        snprintf(out, cap, "%lld", (long long)json_integer_value(v));
+        break;
+    case JSON_REAL: {
+        AUTO_FREE char *d = json_dumps(v, JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
+        snprintf(out, cap, "%s", d ? d : "a number");
+        break;
+    }
+    case JSON_TRUE:
+        snprintf(out, cap, "true");
+        break;
+    case JSON_FALSE:
+        snprintf(out, cap, "false");
+        break;
+    case JSON_NULL:
+        snprintf(out, cap, "null");
+        break;
+    case JSON_OBJECT:
+        snprintf(out, cap, "an object");
+        break;
+    case JSON_ARRAY:
+        snprintf(out, cap, "an array");
+        break;
+    }
+}
+
+/* Reports the first key of obj not in allowed. */
+static int spec_check_fields(struct spec_ctx *c, json_t *obj, const char *const *allowed)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v) {
+        bool ok = false;
+        for (const char *const *a = allowed; *a; a++)
+            if (!strcmp(*a, key))
+                ok = true;
+        if (ok)
+            continue;
+        char list[GERR_MSG_MAX];
+        size_t o = 0;
+        list[0] = '\0';
+        for (const char *const *a = allowed; *a && o < sizeof list; a++) {
+            int w = snprintf(list + o, sizeof list - o, "%s%s", o ? ", " : "", *a);
+            if (w < 0)
+                break;
+            o += (size_t)w;
+        }
+        spec_push_key(c, key);
+        return spec_fail(c, "unknown field; allowed: %s", list);
+    }
+    return 0;
+}
+
+/* Unsigned integer field `key` of obj in [min, max]; def when absent. `what` names the
+ * kind of value ("an integer number of seconds"). */
+static int spec_get_uint(struct spec_ctx *c, json_t *obj, const char *key, const char *what,
+                         uint32_t min, uint32_t max, uint32_t def, uint32_t *out)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v) {
+        *out = def;
+        return 0;
+    }
+    size_t saved = spec_push_key(c, key);
+    if (!json_is_integer(v) || json_integer_value(v) < (json_int_t)min ||
+        json_integer_value(v) > (json_int_t)max) {
+        char got[96];
+        spec_describe(v, got, sizeof got);
+        return spec_fail(c, "must be %s between %u and %u, got %s", what, min, max, got);
+    }
+    *out = (uint32_t)json_integer_value(v);
+    spec_pop(c, saved);
+    return 0;
+}
+
+/* Number field (integer or float) in [min, max]; def when absent. */
+static int spec_get_double(struct spec_ctx *c, json_t *obj, const char *key, const char *what,
+                           double min, double max, double def, double *out)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v) {
+        *out = def;
+        return 0;
+    }
+    size_t saved = spec_push_key(c, key);
+    double d = json_is_number(v) ? json_number_value(v) : 0;
+    if (!json_is_number(v) || !(d >= min && d <= max)) {
+        char got[96];
+        spec_describe(v, got, sizeof got);
+        return spec_fail(c, "must be %s between %g and %g, got %s", what, min, max, got);
+    }
+    *out = d;
+    spec_pop(c, saved);
+    return 0;
+}
+
+/* String value at the current path (no embedded NUL); hint completes "must be ...". */
+static int spec_want_string(struct spec_ctx *c, json_t *v, const char *hint, const char **out)
+{
+    if (!json_is_string(v)) {
+        char got[96];
+        spec_describe(v, got, sizeof got);
+        return spec_fail(c, "must be %s, got %s", hint, got);
+    }
+    if (strlen(json_string_value(v)) != json_string_length(v))
+        return spec_fail(c, "must not contain NUL characters");
+    *out = json_string_value(v);
+    return 0;
+}
+
+static int spec_missing(struct spec_ctx *c, const char *key, const char *hint)
+{
+    spec_push_key(c, key);
+    return spec_fail(c, "required field is missing; %s", hint);
+}
+
+static int spec_dup(struct spec_ctx *c, const char *s, char **out)
+{
+    *out = strdup(s);
+    return *out ? 0 : spec_nomem(c);
+}
+
+/* "H100:2", "a100", ... into g. The value is at the current path. */
+static int spec_parse_gpu(struct spec_ctx *c, json_t *v, struct spec_gpu *g)
+{
+    const char *s;
+    int r = spec_want_string(c, v, "a GPU as \"TYPE\" or \"TYPE:COUNT\" (e.g. \"H100:1\")", &s);
+    if (r < 0)
+        return r;
+    char got[96];
+    spec_describe(v, got, sizeof got);
+    const char *colon = strchr(s, ':');
+    size_t tlen = colon ? (size_t)(colon - s) : strlen(s);
+    if (tlen == 0 || tlen > 31)
+        return spec_fail(c, "must be a GPU as \"TYPE\" or \"TYPE:COUNT\" with a type of 1 to 31 "
+                            "characters (e.g. \"H100:1\"), got %s", got);
+    for (size_t i = 0; i < tlen; i++)
+        if (!isalnum((unsigned char)s[i]) && s[i] != '-')
+            return spec_fail(c, "GPU type may contain only letters, digits and '-' "
+                                "(write \"TYPE\" or \"TYPE:COUNT\", e.g. \"H100:1\"), got %s", got);
+    uint32_t count = 1;
+    if (colon) {
+        const char *n = colon + 1;
+        size_t nl = strlen(n);
+        if (nl == 0 || nl > 2 || !isdigit((unsigned char)n[0]) ||
+            (nl == 2 && !isdigit((unsigned char)n[1])))
+            return spec_fail(c, "GPU count after ':' must be an integer between 1 and 8, got %s",
+                             got);
+        count = (uint32_t)atoi(n);
+        if (count < 1 || count > 8)
+            return spec_fail(c, "GPU count after ':' must be an integer between 1 and 8, got %s",
+                             got);
+    }
+    char up[32];
+    for (size_t i = 0; i < tlen; i++)
+        up[i] = (char)toupper((unsigned char)s[i]);
+    up[tlen] = '\0';
+    if (!strcmp(up, "A100"))
+        snprintf(up, sizeof up, "A100-40GB");
+    memcpy(g->type, up, sizeof g->type);
+    g->count = count;
+    return 0;
+}
+
+static int spec_parse_resources(struct spec_ctx *c, json_t *fobj, struct spec_function *f)
+{
+    json_t *res = json_object_get(fobj, "resources");
+    size_t saved = spec_push_key(c, "resources");
+    AUTO_SPEC_JSON json_t *empty = NULL;
+    if (res && !json_is_object(res)) {
+        char got[96];
+        spec_describe(res, got, sizeof got);
+        return spec_fail(c, "must be an object (a [functions.resources] table in TOML) with "
+                            "fields cpu, memory, gpu, disk; got %s", got);
+    }
+    if (!res)
+        res = empty = json_object();
+    if (!res)
+        return spec_nomem(c);
+    int r = spec_check_fields(c, res, spec_res_fields);
+    if (r < 0)
+        return r;
+    r = spec_get_uint(c, res, "cpu", "an integer number of millicores (1000 = one core)", 10,
+                      SPEC_MAX_CPU, 125, &f->cpu_millicores);
+    if (r < 0)
+        return r;
+    r = spec_get_uint(c, res, "memory", "an integer number of MiB", 16, 1048576, 128,
+                      &f->memory_mib);
+    if (r < 0)
+        return r;
+    json_t *gpu = json_object_get(res, "gpu");
+    if (gpu) {
+        size_t gsaved = spec_push_key(c, "gpu");
+        if (json_is_string(gpu)) {
+            r = spec_parse_gpu(c, gpu, &f->gpus[0]);
+            if (r < 0)
+                return r;
+            f->ngpu_options = 1;
+        } else if (json_is_array(gpu)) {
+            if (json_array_size(gpu) > SPEC_MAX_GPU_OPTIONS)
+                return spec_fail(c, "at most %d GPU options are allowed, got %zu",
+                                 SPEC_MAX_GPU_OPTIONS, json_array_size(gpu));
+            size_t i;
+            json_t *g;
+            json_array_foreach(gpu, i, g) {
+                size_t isaved = spec_push_index(c, i);
+                r = spec_parse_gpu(c, g, &f->gpus[i]);
+                if (r < 0)
+                    return r;
+                for (size_t j = 0; j < i; j++)
+                    if (!strcmp(f->gpus[j].type, f->gpus[i].type) &&
+                        f->gpus[j].count == f->gpus[i].count)
+                        return spec_fail(c, "duplicate GPU option \"%s:%u\" (same as gpu[%zu]); "
+                                            "list each option once", f->gpus[i].type,
+                                         f->gpus[i].count, j);
+                spec_pop(c, isaved);
+                f->ngpu_options = i + 1;
+            }
+        } else {
+            char got[96];
+            spec_describe(gpu, got, sizeof got);
+            return spec_fail(c, "must be a GPU as \"TYPE\" or \"TYPE:COUNT\" (e.g. \"H100:1\") or "
+                                "a list of them, preferred first; got %s", got);
+        }
+        spec_pop(c, gsaved);
+    }
+    r = spec_get_uint(c, res, "disk", "an integer number of MiB", 1, 1048576, 512, &f->disk_mib);
+    if (r < 0)
+        return r;
+    spec_pop(c, saved);
+    return 0;
+}
+
+static int spec_parse_retries(struct spec_ctx *c, json_t *fobj, struct spec_function *f)
+{
+    json_t *rt = json_object_get(fobj, "retries");
+    f->max_retries = 0;
+    f->initial_delay_s = 1.0;
+    f->backoff_coefficient = 2.0;
+    f->max_delay_s = 60.0;
+    if (!rt)
+        return 0;
+    if (json_is_integer(rt) || !json_is_object(rt)) {
+        if (json_is_integer(rt) && json_integer_value(rt) >= 0 && json_integer_value(rt) <= 10) {
+            f->max_retries = (uint32_t)json_integer_value(rt);
+            return 0;
+        }
+        size_t saved = spec_push_key(c, "retries");
+        char got[96];
+        spec_describe(rt, got, sizeof got);
+        int r = spec_fail(c, "must be an integer between 0 and 10 (the number of retries) or an "
+                             "object with max_retries, initial_delay, backoff_coefficient, "
+                             "max_delay; got %s", got);
+        spec_pop(c, saved);
+        return r;
+    }
+    size_t saved = spec_push_key(c, "retries");
+    int r = spec_check_fields(c, rt, spec_retry_fields);
+    if (r < 0)
+        return r;
+    r = spec_get_uint(c, rt, "max_retries", "an integer", 0, 10, 0, &f->max_retries);
+    if (r < 0)
+        return r;
+    r = spec_get_double(c, rt, "initial_delay", "a number of seconds", 0, 60, 1.0,
+                        &f->initial_delay_s);
+    if (r < 0)
+        return r;
+    r = spec_get_double(c, rt, "backoff_coefficient", "a number", 1, 10, 2.0,
+                        &f->backoff_coefficient);
+    if (r < 0)
+        return r;
+    r = spec_get_double(c, rt, "max_delay", "a number of seconds", 0, 600, 60.0, &f->max_delay_s);
+    if (r < 0)
+        return r;
+    spec_pop(c, saved);
+    return 0;
+}
+
+static int spec_parse_scaling(struct spec_ctx *c, json_t *fobj, struct spec_function *f)
+{
+    json_t *sc = json_object_get(fobj, "scaling");
+    size_t saved = spec_push_key(c, "scaling");
+    AUTO_SPEC_JSON json_t *empty = NULL;
+    if (sc && !json_is_object(sc)) {
+        char got[96];
+        spec_describe(sc, got, sizeof got);
+        return spec_fail(c, "must be an object (a [functions.scaling] table in TOML) with fields "
+                            "min_containers, max_containers, buffer_containers, "
+                            "scaledown_window, max_inputs; got %s", got);
+    }
+    if (!sc)
+        sc = empty = json_object();
+    if (!sc)
+        return spec_nomem(c);
+    int r = spec_check_fields(c, sc, spec_scale_fields);
+    if (r < 0)
+        return r;
+    r = spec_get_uint(c, sc, "min_containers", "an integer", 0, 1000, 0, &f->min_containers);
+    if (r < 0)
+        return r;
+    r = spec_get_uint(c, sc, "max_containers", "an integer", 1, 1000, 10, &f->max_containers);
+    if (r < 0)
+        return r;
+    r = spec_get_uint(c, sc, "buffer_containers", "an integer", 0, 1000, 0,
+                      &f->buffer_containers);
+    if (r < 0)
+        return r;
+    r = spec_get_uint(c, sc, "scaledown_window", "an integer number of seconds", 1, 86400, 60,
+                      &f->scaledown_window_s);
+    if (r < 0)
+        return r;
+    r = spec_get_uint(c, sc, "max_inputs", "an integer", 1, 1000, 1, &f->max_inputs);
+    if (r < 0)
+        return r;
+    if (f->max_containers < f->min_containers) {
+        if (json_object_get(sc, "max_containers")) {
+            spec_push_key(c, "max_containers");
+            return spec_fail(c, "must be >= min_containers (%u), got %u; raise max_containers "
+                                "or lower min_containers", f->min_containers, f->max_containers);
+        }
+        spec_push_key(c, "min_containers");
+        return spec_fail(c, "must be <= max_containers (%u, the default); lower min_containers "
+                            "or set max_containers", f->max_containers);
+    }
+    spec_pop(c, saved);
+    return 0;
+}
+
+static int spec_parse_command(struct spec_ctx *c, json_t *cmd, struct spec_function *f)
+{
+    size_t saved = spec_push_key(c, "command");
+    if (!json_is_array(cmd) || json_array_size(cmd) == 0) {
+        char got[96];
+        spec_describe(cmd, got, sizeof got);
+        return spec_fail(c, "must be a non-empty array of strings (the argv), e.g. "
+                            "[\"/bin/cat\"]; got %s", json_is_array(cmd) ? "[]" : got);
+    }
+    size_t n = json_array_size(cmd);
+    if (n > SPEC_MAX_ARGS)
+        return spec_fail(c, "at most %d arguments are allowed, got %zu", SPEC_MAX_ARGS, n);
+    f->command = calloc(n + 1, sizeof *f->command);
+    if (!f->command)
+        return spec_nomem(c);
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t isaved = spec_push_index(c, i);
+        const char *s;
+        int r = spec_want_string(c, json_array_get(cmd, i), "a string", &s);
+        if (r < 0)
+            return r;
+        if (i == 0 && !*s)
+            return spec_fail(c, "the program (first element) must not be empty");
+        total += strlen(s) + 1;
+        if (total > SPEC_MAX_ARGS_BYTES)
+            return spec_fail(c, "arguments are too long in total (limit %d bytes)",
+                             SPEC_MAX_ARGS_BYTES);
+        r = spec_dup(c, s, &f->command[i]);
+        if (r < 0)
+            return r;
+        f->ncommand = i + 1;
+        spec_pop(c, isaved);
+    }
+    spec_pop(c, saved);
+    return 0;
+}
+
+static bool spec_env_key_valid(const char *k)
+{
+    if (!*k || strlen(k) > 255 || isdigit((unsigned char)k[0]))
+        return false;
+    for (; *k; k++)
+        if (!isalnum((unsigned char)*k) && *k != '_')
+            return false;
+    return true;
+}
+
+static int spec_env_cmp(const void *a, const void *b)
+{
+    const char *x = *(const char *const *)a, *y = *(const char *const *)b;
+    size_t xl = strcspn(x, "="), yl = strcspn(y, "=");
+    int r = strncmp(x, y, xl < yl ? xl : yl);
+    if (r)
+        return r;
+    return xl < yl ? -1 : xl > yl;
+}
+
+static int spec_parse_env(struct spec_ctx *c, json_t *env, struct spec_function *f)
+{
+    size_t saved = spec_push_key(c, "env");
+    if (!json_is_object(env)) {
+        char got[96];
+        spec_describe(env, got, sizeof got);
+        return spec_fail(c, "must be an object mapping variable names to string values, e.g. "
+                            "env = { GREETING = \"hi\" }; got %s", got);
+    }
+    size_t n = json_object_size(env);
+    if (n > SPEC_MAX_ENV)
+        return spec_fail(c, "at most %d variables are allowed, got %zu", SPEC_MAX_ENV, n);
+    f->env = calloc(n + 1, sizeof *f->env);
+    if (!f->env)
+        return spec_nomem(c);
+    size_t total = 0;
+    const char *key;
+    json_t *v;
+    json_object_foreach(env, key, v) {
+        size_t ksaved = spec_push_key(c, key);
+        if (!spec_env_key_valid(key))
+            return spec_fail(c, "invalid variable name; use letters, digits and '_', not "
+                                "starting with a digit (at most 255 characters)");
+        if (json_is_number(v) || json_is_boolean(v)) {
+            char got[96];
+            spec_describe(v, got, sizeof got);
+            return spec_fail(c, "must be a string, got %s (quote the value)", got);
+        }
+        const char *s;
+        int r = spec_want_string(c, v, "a string", &s);
+        if (r < 0)
+            return r;
+        size_t kl = strlen(key), vl = strlen(s);
+        total += kl + vl + 2;
+        if (total > SPEC_MAX_ENV_BYTES)
+            return spec_fail(c, "variables are too long in total (limit %d bytes)",
+                             SPEC_MAX_ENV_BYTES);
+        char *kv = malloc(kl + vl + 2);
+        if (!kv)
+            return spec_nomem(c);
+        memcpy(kv, key, kl);
+        kv[kl] = '=';
+        memcpy(kv + kl + 1, s, vl + 1);
+        f->env[f->nenv++] = kv;
+        spec_pop(c, ksaved);
+    }
+    qsort(f->env, f->nenv, sizeof *f->env, spec_env_cmp);
+    spec_pop(c, saved);
+    return 0;
+}
+
+/* Validates one function object at the current path into f (zeroed by the caller;
+ * partially filled on error). */
+static int spec_parse_function(struct spec_ctx *c, json_t *obj, struct spec_function *f)
+{
+    if (!json_is_object(obj)) {
+        char got[96];
+        spec_describe(obj, got, sizeof got);
+        return spec_fail(c, "must be an object describing a function (a [[functions]] table in "
+                            "TOML), got %s", got);
+    }
+    int r = spec_check_fields(c, obj, spec_fn_fields);
+    if (r < 0)
+        return r;
+    const char *s;
+    size_t saved;
+
+    json_t *v = json_object_get(obj, "name");
+    if (!v)
+        return spec_missing(c, "name", "give the function a name, e.g. name = \"echo\"");
+    saved = spec_push_key(c, "name");
+    r = spec_want_string(c, v, "a string", &s);
+    if (r < 0)
+        return r;
+    if (!name_is_valid(s)) {
+        char got[96];
+        spec_describe(v, got, sizeof got);
+        return spec_fail(c, "must be 1 to 63 characters of letters, digits, '_' and '-', "
+                            "starting with a letter or digit; got %s", got);
+    }
+    if ((r = spec_dup(c, s, &f->name)) < 0)
+        return r;
+    spec_pop(c, saved);
+
+    v = json_object_get(obj, "kind");
+    if (!v)
+        return spec_missing(c, "kind", "set kind = \"exec\"");
+    saved = spec_push_key(c, "kind");
+    r = spec_want_string(c, v, "\"exec\"", &s);
+    if (r < 0)
+        return r;
+    if (strcmp(s, "exec")) {
+        char got[96];
+        spec_describe(v, got, sizeof got);
+        return spec_fail(c, "must be \"exec\" (the only kind supported), got %s", got);
+    }
+    if ((r = spec_dup(c, s, &f->kind)) < 0)
+        return r;
+    spec_pop(c, saved);
+
+    v = json_object_get(obj, "command");
+    if (!v)
+        return spec_missing(c, "command", "give the argv as an array of strings, e.g. "
+                                          "command = [\"/bin/cat\"]");
+    if ((r = spec_parse_command(c, v, f)) < 0)
+        return r;
+
+    f->mode = SPEC_MODE_PER_INPUT;
+    v = json_object_get(obj, "mode");
+    if (v) {
+        saved = spec_push_key(c, "mode");
+        r = spec_want_string(c, v, "\"per_input\" or \"runner\"", &s);
+        if (r < 0)
+            return r;
+        if (!strcmp(s, "runner")) {
+            f->mode = SPEC_MODE_RUNNER;
+        } else if (strcmp(s, "per_input")) {
+            char got[96];
+            spec_describe(v, got, sizeof got);
+            return spec_fail(c, "must be \"per_input\" or \"runner\", got %s", got);
+        }
+        spec_pop(c, saved);
+    }
+
+    v = json_object_get(obj, "image");
+    s = SPEC_DEF_IMAGE;
+    if (v) {
+        saved = spec_push_key(c, "image");
+        r = spec_want_string(c, v, "the name of a registered image", &s);
+        if (r < 0)
+            return r;
+        if (!name_is_valid(s)) {
+            char got[96];
+            spec_describe(v, got, sizeof got);
+            return spec_fail(c, "must be a registered image name (1 to 63 characters of "
+                                "letters, digits, '_' and '-'), got %s", got);
+        }
+        spec_pop(c, saved);
+    }
+    if ((r = spec_dup(c, s, &f->image)) < 0)
+        return r;
+
+    v = json_object_get(obj, "workdir");
+    s = SPEC_DEF_WORKDIR;
+    if (v) {
+        saved = spec_push_key(c, "workdir");
+        r = spec_want_string(c, v, "an absolute path", &s);
+        if (r < 0)
+            return r;
+        if (s[0] != '/' || strlen(s) > SPEC_MAX_PATH) {
+            char got[96];
+            spec_describe(v, got, sizeof got);
+            return spec_fail(c, "must be an absolute path (starting with '/', at most %d "
+                                "characters), got %s", SPEC_MAX_PATH, got);
+        }
+        spec_pop(c, saved);
+    }
+    if ((r = spec_dup(c, s, &f->workdir)) < 0)
+        return r;
+
+    r = spec_get_uint(c, obj, "timeout", "an integer number of seconds", 1, 86400, 300,
+                      &f->timeout_s);
+    if (r < 0)
+        return r;
+
+    v = json_object_get(obj, "env");
+    if (v) {
+        if ((r = spec_parse_env(c, v, f)) < 0)
+            return r;
+    } else {
+        f->env = calloc(1, sizeof *f->env);
+        if (!f->env)
+            return spec_nomem(c);
+    }
+
+    if ((r = spec_parse_resources(c, obj, f)) < 0)
+        return r;
+    if ((r = spec_parse_retries(c, obj, f)) < 0)
+        return r;
+    return spec_parse_scaling(c, obj, f);
+}
+
+void spec_function_free(struct spec_function *f)
+{
+    if (!f)
+        return;
+    free(f->name);
+    free(f->kind);
+    if (f->command)
+        for (size_t i = 0; i < f->ncommand; i++)
+            free(f->command[i]);
+    free(f->command);
+    free(f->image);
+    free(f->workdir);
+    if (f->env)
+        for (size_t i = 0; i < f->nenv; i++)
+            free(f->env[i]);
+    free(f->env);
+    memset(f, 0, sizeof *f);
+}
+
+void spec_app_free(struct spec_app *app)
+{
+    if (!app)
+        return;
+    for (size_t i = 0; i < app->nfunctions; i++)
+        spec_function_free(&app->functions[i]);
+    free(app->functions);
+    free(app->name);
+    memset(app, 0, sizeof *app);
+}
+
+int spec_function_from_json(json_t *obj, struct spec_function *out,
+                            char field_out[SPEC_FIELD_MAX], struct gerr *err)
+{
+    struct spec_ctx c = {.field_out = field_out, .err = err};
+    memset(out, 0, sizeof *out);
+    if (field_out)
+        field_out[0] = '\0';
+    if (!obj) {
+        return spec_fail(&c, "function spec must be an object, got nothing");
+    }
+    int r = spec_parse_function(&c, obj, out);
+    if (r < 0)
+        spec_function_free(out);
+    return r;
+}
+
+static int spec_app_fill(struct spec_ctx *c, json_t *root, struct spec_app *app)
+{
+    if (!json_is_object(root)) {
+        char got[96];
+        spec_describe(root, got, sizeof got);
+        return spec_fail(c, "the spec must be an object (a TOML document) with fields app and "
+                            "functions, got %s", got);
+    }
+    int r = spec_check_fields(c, root, spec_app_fields);
+    if (r < 0)
+        return r;
+    json_t *v = json_object_get(root, "app");
+    if (!v)
+        return spec_missing(c, "app", "name the app, e.g. app = \"demo\"");
+    size_t saved = spec_push_key(c, "app");
+    const char *s;
+    r = spec_want_string(c, v, "a string", &s);
+    if (r < 0)
+        return r;
+    if (!name_is_valid(s)) {
+        char got[96];
+        spec_describe(v, got, sizeof got);
+        return spec_fail(c, "must be 1 to 63 characters of letters, digits, '_' and '-', "
+                            "starting with a letter or digit; got %s", got);
+    }
+    if ((r = spec_dup(c, s, &app->name)) < 0)
+        return r;
+    spec_pop(c, saved);
+
+    json_t *fns = json_object_get(root, "functions");
+    if (!fns)
+        return spec_missing(c, "functions", "add at least one function ([[functions]] in TOML)");
+    saved = spec_push_key(c, "functions");
+    if (!json_is_array(fns)) {
+        char got[96];
+        spec_describe(fns, got, sizeof got);
+        return spec_fail(c, "must be an array of function objects ([[functions]] tables in "
+                            "TOML), got %s", got);
+    }
+    size_t n = json_array_size(fns);
+    if (n == 0)
+        return spec_fail(c, "must list at least one function");
+    if (n > SPEC_MAX_FUNCTIONS)
+        return spec_fail(c, "at most %d functions per app are allowed, got %zu",
+                         SPEC_MAX_FUNCTIONS, n);
+    app->functions = calloc(n, sizeof *app->functions);
+    if (!app->functions)
+        return spec_nomem(c);
+    for (size_t i = 0; i < n; i++) {
+        size_t isaved = spec_push_index(c, i);
+        app->nfunctions = i + 1;
+        r = spec_parse_function(c, json_array_get(fns, i), &app->functions[i]);
+        if (r < 0)
+            return r;
+        for (size_t j = 0; j < i; j++) {
+            if (!strcmp(app->functions[j].name, app->functions[i].name)) {
+                spec_push_key(c, "name");
+                return spec_fail(c, "duplicate function name \"%s\" (already used by "
+                                    "functions[%zu]); function names must be unique in an app",
+                                 app->functions[i].name, j);
+            }
+        }
+        spec_pop(c, isaved);
+    }
+    spec_pop(c, saved);
+    return 0;
+}
+
+int spec_app_from_json(json_t *root, struct spec_app *out, char field_out[SPEC_FIELD_MAX],
+                       struct gerr *err)
+{
+    struct spec_ctx c = {.field_out = field_out, .err = err};
+    memset(out, 0, sizeof *out);
+    if (field_out)
+        field_out[0] = '\0';
+    if (!root)
+        return spec_fail(&c, "the spec is empty");
+    int r = spec_app_fill(&c, root, out);
+    if (r < 0)
+        spec_app_free(out);
+    return r;
+}
+
+static int spec_check_size(size_t len, const char *fmt, char field_out[SPEC_FIELD_MAX],
+                           struct gerr *err)
+{
+    if (field_out)
+        field_out[0] = '\0';
+    if (len <= SPEC_DOC_MAX)
+        return 0;
+    return gerr_set(err, EINVAL, "%s spec is too large (%zu bytes); the limit is %d bytes (1 MiB)",
+                    fmt, len, SPEC_DOC_MAX);
+}
+
+int spec_app_parse_json(const char *text, size_t len, struct spec_app *out,
+                        char field_out[SPEC_FIELD_MAX], struct gerr *err)
+{
+    memset(out, 0, sizeof *out);
+    int r = spec_check_size(len, "JSON", field_out, err);
+    if (r < 0)
+        return r;
+    json_error_t je;
+    AUTO_SPEC_JSON json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    if (!root)
+        return gerr_set(err, EINVAL, "JSON syntax error at line %d, column %d: %s", je.line,
+                        je.column, je.text);
+    return spec_app_from_json(root, out, field_out, err);
+}
+
+int spec_app_parse_toml(const char *text, size_t len, struct spec_app *out,
+                        char field_out[SPEC_FIELD_MAX], struct gerr *err)
+{
+    memset(out, 0, sizeof *out);
+    int r = spec_check_size(len, "TOML", field_out, err);
+    if (r < 0)
+        return r;
+    AUTO_SPEC_JSON json_t *root = NULL;
+    r = toml_parse(text, len, &root, err);
+    if (r < 0)
+        return r;
+    return spec_app_from_json(root, out, field_out, err);
+}
+
+/* Collects jansson set failures: returns false once any failed. */
+static bool spec_set(json_t *obj, const char *key, json_t *v, bool *ok)
+{
+    if (!v || json_object_set_new(obj, key, v) < 0)
+        *ok = false;
+    return *ok;
+}
+
+json_t *spec_function_to_json(const struct spec_function *f)
+{
+    bool ok = true;
+    AUTO_SPEC_JSON json_t *o = json_object();
+    if (!o)
+        return NULL;
+    json_t *cmd = json_array(), *env = json_object(), *res = json_object(), *gpu = json_array(),
+           *rt = json_object(), *sc = json_object();
+    spec_set(o, "name", json_string(f->name ? f->name : ""), &ok);
+    spec_set(o, "kind", json_string(f->kind ? f->kind : "exec"), &ok);
+    spec_set(o, "command", cmd, &ok);
+    for (size_t i = 0; cmd && i < f->ncommand; i++)
+        if (json_array_append_new(cmd, json_string(f->command[i])) < 0)
+            ok = false;
+    spec_set(o, "mode", json_string(f->mode == SPEC_MODE_RUNNER ? "runner" : "per_input"), &ok);
+    spec_set(o, "image", json_string(f->image ? f->image : SPEC_DEF_IMAGE), &ok);
+    spec_set(o, "workdir", json_string(f->workdir ? f->workdir : SPEC_DEF_WORKDIR), &ok);
+    spec_set(o, "timeout", json_integer(f->timeout_s), &ok);
+    spec_set(o, "env", env, &ok);
+    for (size_t i = 0; env && i < f->nenv; i++) {
+        const char *kv = f->env[i];
+        size_t kl = strcspn(kv, "=");
+        char key[256];
+        if (kl >= sizeof key || !kv[kl]) {
+            ok = false;
+            break;
+        }
+        memcpy(key, kv, kl);
+        key[kl] = '\0';
+        if (json_object_set_new(env, key, json_string(kv + kl + 1)) < 0)
+            ok = false;
+    }
+    spec_set(o, "resources", res, &ok);
+    if (!res)
+        json_decref(gpu);
+    if (res) {
+        spec_set(res, "cpu", json_integer(f->cpu_millicores), &ok);
+        spec_set(res, "memory", json_integer(f->memory_mib), &ok);
+        spec_set(res, "gpu", gpu, &ok);
+        for (size_t i = 0; gpu && i < f->ngpu_options && i < SPEC_MAX_GPU_OPTIONS; i++) {
+            char g[48];
+            snprintf(g, sizeof g, "%.31s:%u", f->gpus[i].type, f->gpus[i].count);
+            if (json_array_append_new(gpu, json_string(g)) < 0)
+                ok = false;
+        }
+        spec_set(res, "disk", json_integer(f->disk_mib), &ok);
+    }
+    spec_set(o, "retries", rt, &ok);
+    if (rt) {
+        spec_set(rt, "max_retries", json_integer(f->max_retries), &ok);
+        spec_set(rt, "initial_delay", json_real(f->initial_delay_s), &ok);
+        spec_set(rt, "backoff_coefficient", json_real(f->backoff_coefficient), &ok);
+        spec_set(rt, "max_delay", json_real(f->max_delay_s), &ok);
+    }
+    spec_set(o, "scaling", sc, &ok);
+    if (sc) {
+        spec_set(sc, "min_containers", json_integer(f->min_containers), &ok);
+        spec_set(sc, "max_containers", json_integer(f->max_containers), &ok);
+        spec_set(sc, "buffer_containers", json_integer(f->buffer_containers), &ok);
+        spec_set(sc, "scaledown_window", json_integer(f->scaledown_window_s), &ok);
+        spec_set(sc, "max_inputs", json_integer(f->max_inputs), &ok);
+    }
+    return ok ? TAKE_PTR(o) : NULL;
+}
+
+static int spec_strv_copy(char *const *src, size_t n, char ***dst)
+{
+    *dst = calloc(n + 1, sizeof **dst);
+    if (!*dst)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        (*dst)[i] = strdup(src[i]);
+        if (!(*dst)[i])
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+int spec_function_copy(const struct spec_function *src, struct spec_function *dst)
+{
+    *dst = *src;
+    dst->name = dst->kind = dst->image = dst->workdir = NULL;
+    dst->command = dst->env = NULL;
+    dst->ncommand = dst->nenv = 0;
+    if ((src->name && !(dst->name = strdup(src->name))) ||
+        (src->kind && !(dst->kind = strdup(src->kind))) ||
+        (src->image && !(dst->image = strdup(src->image))) ||
+        (src->workdir && !(dst->workdir = strdup(src->workdir))))
+        goto nomem;
+    if (src->command) {
+        int r = spec_strv_copy(src->command, src->ncommand, &dst->command);
+        dst->ncommand = src->ncommand;
+        if (r < 0)
+            goto nomem;
+    }
+    if (src->env) {
+        int r = spec_strv_copy(src->env, src->nenv, &dst->env);
+        dst->nenv = src->nenv;
+        if (r < 0)
+            goto nomem;
+    }
+    return 0;
+nomem:
+    spec_function_free(dst);
+    return -ENOMEM;
+}

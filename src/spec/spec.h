@@ -1,0 +1,108 @@
+/* App and function specs (docs/SPEC.md): JSON and TOML parsing, validation,
+ * defaults and the normalised JSON form used for storage and the API.
+ *
+ * Every parse function validates the whole tree: unknown fields, types, ranges and
+ * cross-field rules. On error it returns -EINVAL (or -ENOMEM), leaves *out zeroed,
+ * sets err->msg to "FIELD: what is wrong and what to fix" and, when field_out is
+ * non-NULL, copies the field path into it (e.g. "functions[0].resources.memory"; ""
+ * for whole-document errors such as a syntax error, whose message gives line and
+ * column). Paths of spec_function_from_json are relative to the function
+ * ("resources.memory").
+ *
+ * The TOML reader (toml_parse) implements the TOML 1.0 subset documented below and
+ * produces the same jansson tree the JSON form would.
+ */
+#ifndef GUST_SPEC_SPEC_H
+#define GUST_SPEC_SPEC_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/error.h"
+
+#define SPEC_FIELD_MAX 256
+#define SPEC_MAX_GPU_OPTIONS 8
+
+/* Bounds enforced by the parsers. */
+#define SPEC_DOC_MAX (1024 * 1024)   /* bytes of one JSON or TOML document */
+#define SPEC_MAX_FUNCTIONS 64
+#define SPEC_MAX_ARGS 256            /* command entries */
+#define SPEC_MAX_ARGS_BYTES 65536    /* sum over command of strlen + 1 */
+#define SPEC_MAX_ENV 256             /* env entries */
+#define SPEC_MAX_ENV_BYTES 65536     /* sum over env of strlen("K=V") + 1 */
+#define SPEC_MAX_PATH 4095           /* workdir length */
+#define SPEC_MAX_CPU 64000           /* millicores; the control plane checks worker capacity */
+
+enum spec_mode { SPEC_MODE_PER_INPUT = 1, SPEC_MODE_RUNNER = 2 };
+
+/* type is normalised: the known types "H100", "H200", "B200", "A100-40GB" (alias
+ * "A100"), "A100-80GB", "L40S", "L4", "A10G", "T4" are matched case-insensitively;
+ * other types ([A-Za-z0-9-], 1..31 chars) are upper-cased. count is 1..8. */
+struct spec_gpu {
+    char type[32];
+    uint32_t count;
+};
+
+struct spec_function {
+    char *name;
+    char *kind;                 /* "exec" */
+    char **command;             /* ncommand entries, NULL-terminated */
+    size_t ncommand;
+    enum spec_mode mode;
+    char *image;
+    char *workdir;
+    uint32_t timeout_s;
+    char **env;                 /* "K=V", sorted by key, NULL-terminated */
+    size_t nenv;
+    uint32_t cpu_millicores, memory_mib, disk_mib;
+    struct spec_gpu gpus[SPEC_MAX_GPU_OPTIONS]; /* [0] preferred, the rest fallbacks */
+    size_t ngpu_options;                        /* 0 = no GPU */
+    uint32_t max_retries;
+    double initial_delay_s, backoff_coefficient, max_delay_s;
+    uint32_t min_containers, max_containers, buffer_containers, scaledown_window_s, max_inputs;
+};
+
+struct spec_app {
+    char *name;
+    struct spec_function *functions;
+    size_t nfunctions;
+};
+
+/* Parse + validate + fill defaults (see the header comment for the error contract).
+ * Documents over SPEC_DOC_MAX bytes are rejected. */
+int spec_app_parse_json(const char *text, size_t len, struct spec_app *out,
+                        char field_out[SPEC_FIELD_MAX], struct gerr *err);
+int spec_app_parse_toml(const char *text, size_t len, struct spec_app *out,
+                        char field_out[SPEC_FIELD_MAX], struct gerr *err);
+/* Validates an already parsed tree (root is borrowed). */
+int spec_app_from_json(json_t *root, struct spec_app *out, char field_out[SPEC_FIELD_MAX],
+                       struct gerr *err);
+/* Frees everything and zeroes *app; a zeroed app is fine. */
+void spec_app_free(struct spec_app *app);
+
+/* Normalised JSON of one function: every field present, defaults filled, env keys
+ * sorted, gpu always a list of "TYPE:COUNT" strings ([] = no GPU), retries always a
+ * table. Round-trips through spec_function_from_json. NULL on allocation failure. */
+json_t *spec_function_to_json(const struct spec_function *f);
+/* Validates one function object (same rules as one element of "functions"). */
+int spec_function_from_json(json_t *obj, struct spec_function *out,
+                            char field_out[SPEC_FIELD_MAX], struct gerr *err);
+/* Frees everything and zeroes *f; a zeroed function is fine. */
+void spec_function_free(struct spec_function *f);
+/* Deep copy; 0 or -ENOMEM (dst is left zeroed on failure). */
+int spec_function_copy(const struct spec_function *src, struct spec_function *dst);
+
+/* A TOML document to a jansson tree (*out owned by the caller).
+ * Supported: comments; bare, quoted and dotted keys; basic strings with escapes
+ * (\b \t \n \f \r \" \\ \uXXXX \UXXXXXXXX), literal strings, multi-line basic and
+ * literal strings; integers (decimal with underscores and sign, 0x/0o/0b); floats;
+ * booleans; arrays (multi-line, trailing comma, mixed types); inline tables (one
+ * line); [table] and [[array.of.tables]] headers with dotted names ([a.b] after
+ * [[a]] applies to the last element). Dates/times, inf and nan are rejected. Duplicate
+ * keys and tables are errors. Errors: -EINVAL with "TOML syntax error at line L,
+ * column C: ..." (column in bytes, 1-based). At most SPEC_DOC_MAX bytes and nesting
+ * depth 64 (arrays, inline tables and key parts together). */
+int toml_parse(const char *text, size_t len, json_t **out, struct gerr *err);
+
+#endif

@@ -1,0 +1,128 @@
+/* The local worker: runs containers for the control plane on this machine.
+ *
+ * It owns, per container, the sandbox (src/runtime), the runner channel (a SEQPACKET
+ * socketpair whose far end is fd 3 of gust-init), and the pidfd watch on the event
+ * loop. Control talks to it only through this header: start a container, hand it
+ * inputs, cancel inputs, stop it; the worker reports back through callbacks. All
+ * calls and callbacks happen on the event-loop thread.
+ *
+ * Ownership: a struct ctr belongs to the worker. It stays valid until on_exit has
+ * returned; control must drop its pointers in on_exit.
+ */
+#ifndef GUST_WORKER_WORKER_H
+#define GUST_WORKER_WORKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/error.h"
+#include "evloop/evloop.h"
+
+struct worker;
+struct ctr;
+
+#define WORKER_MAX_GPUS 64
+#define CTR_MAX_GPUS 16
+
+struct worker_gpu {
+    char type[32];      /* normalised name users write: "H100", "A100-80GB", "L4" */
+    int index;          /* device index: /dev/nvidia<index> */
+    bool simulated;     /* declared with --gpus, no device node */
+};
+
+struct worker_config {
+    const char *state_root;     /* dir for per-container scratch, e.g. <data-dir>/run */
+    const char *init_path;      /* path of the static gust-init binary */
+    const char *cgroup_parent;  /* e.g. "gust" or "gust-<suffix>" for tests */
+    uint32_t cpu_millicores;    /* capacity; 0 = nproc * 1000 */
+    uint64_t memory_mib;        /* capacity; 0 = MemTotal */
+    struct worker_gpu gpus[WORKER_MAX_GPUS];
+    int ngpus;
+    size_t max_payload;         /* per input/output bytes */
+};
+
+enum ctr_mode { CTR_MODE_PER_INPUT = 1, CTR_MODE_RUNNER = 2 };
+
+struct ctr_spec {
+    const char *id;             /* container id, "ct-..." (unique) */
+    const char *rootfs;
+    bool host_usr;              /* bind host /usr read-only */
+    char *const *command;       /* argv, NULL-terminated */
+    char *const *env;           /* "K=V", NULL-terminated; GUST_* vars are added */
+    const char *workdir;
+    enum ctr_mode mode;
+    uint32_t max_inputs;        /* concurrent inputs (per_input mode: concurrent children) */
+    uint32_t cpu_millicores;
+    uint32_t memory_mib;
+    uint32_t disk_mib;
+    int gpu_indices[CTR_MAX_GPUS]; /* indices into the worker inventory, exclusive */
+    int ngpus;
+};
+
+/* Why an input failed (or a container ended). */
+enum ctr_fail {
+    CTR_FAIL_EXIT_STATUS = 1, /* per-input command exited non-zero */
+    CTR_FAIL_CRASHED,         /* killed by a signal / the runner process died mid-input */
+    CTR_FAIL_OOM,             /* the memory cgroup OOM-killed it */
+    CTR_FAIL_USER,            /* a runner reported an error for the input */
+    CTR_FAIL_SPAWN,           /* command could not be started */
+    CTR_FAIL_CANCELLED,       /* after ctr_cancel_input */
+    CTR_FAIL_START,           /* the container itself failed to start */
+};
+const char *ctr_fail_code(enum ctr_fail f); /* "exit_status", "crashed", "oom", ... */
+
+struct worker_callbacks {
+    /* Container finished init and can take inputs. */
+    void (*on_ready)(struct ctr *c, void *ud);
+    /* Input succeeded; data valid only during the call. */
+    void (*on_output)(struct ctr *c, void *ud, uint64_t input_id, const void *data, size_t len);
+    /* Input failed with kind and a message (e.g. "exit status 3: <stderr tail>"). */
+    void (*on_input_error)(struct ctr *c, void *ud, uint64_t input_id, enum ctr_fail kind, const char *msg);
+    /* One line of user output (stream 1 stdout, 2 stderr), without the newline. */
+    void (*on_log)(struct ctr *c, void *ud, int stream, const char *line, size_t len);
+    /* The container is gone (PID 1 exited and everything was cleaned up). Inputs still in
+     * flight were NOT reported individually: control fails/requeues them. kind is
+     * CTR_FAIL_START if it never became ready, CTR_FAIL_OOM if the cgroup saw an OOM kill,
+     * CTR_FAIL_CRASHED for an unexpected exit, 0 for an exit after ctr_stop(). */
+    void (*on_exit)(struct ctr *c, void *ud, int kind, const char *msg);
+};
+
+int worker_new(struct ev_loop *loop, const struct worker_config *cfg, const struct worker_callbacks *cb,
+               struct worker **out, struct gerr *err);
+/* Kills all containers immediately (SIGKILL), cleans up, frees. on_exit is not called. */
+void worker_free(struct worker *w);
+
+const struct worker_config *worker_capacity(const struct worker *w);
+
+/* Starts a container (synchronously creates the sandbox; readiness comes later through
+ * on_ready). ud is handed back in every callback for this container. */
+int worker_start(struct worker *w, const struct ctr_spec *spec, void *ud, struct ctr **out, struct gerr *err);
+
+/* Hands an input to a ready container. Returns 0 or -errno (-EPIPE if it is gone). */
+int ctr_send_input(struct ctr *c, uint64_t input_id, const void *data, size_t len, struct gerr *err);
+/* Asks the container to stop working on input_id; its on_input_error(CANCELLED) follows
+ * (per_input mode), or nothing for runner mode (control then stops the container). */
+int ctr_cancel_input(struct ctr *c, uint64_t input_id);
+/* Graceful stop: SHUTDOWN frame + SIGTERM, SIGKILL after grace_ms. on_exit follows. */
+void ctr_stop(struct ctr *c, uint32_t grace_ms);
+/* Immediate SIGKILL; on_exit follows. */
+void ctr_kill(struct ctr *c);
+
+const char *ctr_id(const struct ctr *c);
+int ctr_pid(const struct ctr *c);
+void *ctr_userdata(const struct ctr *c);
+/* Memory bytes and CPU ns used so far. */
+int ctr_usage(const struct ctr *c, uint64_t *memory_bytes, uint64_t *cpu_ns);
+/* Nanoseconds from worker_start to on_ready (0 before ready). */
+uint64_t ctr_start_ns(const struct ctr *c);
+
+/* At daemon start: removes what containers of a previous (crashed) daemon left. */
+int worker_cleanup_stale(const char *cgroup_parent, const char *state_root, struct gerr *err);
+
+/* Parses "H100:2,A100-80GB:1" into a simulated inventory appended to cfg. */
+int worker_parse_gpus(const char *s, struct worker_config *cfg, struct gerr *err);
+/* Normalises a GPU type name users write ("h100" -> "H100", "a100-80gb" -> "A100-80GB"). */
+int worker_normalize_gpu_type(const char *in, char *out, size_t out_len);
+
+#endif
