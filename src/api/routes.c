@@ -267,15 +267,21 @@ static void h_result(struct api_ctx *ctx, struct api_conn *conn, struct http_req
 
 static json_t *view_json(const struct ctl_call_view *v)
 {
-    json_t *err = v->error_code ? json_pack("{s:s,s:s}", "code", v->error_code, "message",
-                                            v->error_message ? v->error_message : "")
-                                : json_null();
-    return json_pack("{s:s,s:s,s:s,s:i,s:s,s:i,s:f,s:f?,s:f?,s:o,s:I}", "call_id", v->id, "app", v->app, "function",
-                     v->function, "version", (int)v->version, "status", ctl_call_state_name(v->state), "attempts",
-                     (int)v->attempts, "created_at", v->created_at, "started_at",
-                     v->started_at > 0 ? json_real(v->started_at) : NULL, "finished_at",
-                     v->finished_at > 0 ? json_real(v->finished_at) : NULL, "error", err, "output_size",
-                     (json_int_t)v->output_len);
+    json_t *o = json_object();
+    json_object_set_new(o, "call_id", json_string(v->id));
+    json_object_set_new(o, "app", json_string(v->app));
+    json_object_set_new(o, "function", json_string(v->function));
+    json_object_set_new(o, "version", json_integer(v->version));
+    json_object_set_new(o, "status", json_string(ctl_call_state_name(v->state)));
+    json_object_set_new(o, "attempts", json_integer(v->attempts));
+    json_object_set_new(o, "created_at", json_real(v->created_at));
+    json_object_set_new(o, "started_at", v->started_at > 0 ? json_real(v->started_at) : json_null());
+    json_object_set_new(o, "finished_at", v->finished_at > 0 ? json_real(v->finished_at) : json_null());
+    json_object_set_new(o, "error", v->error_code ? json_pack("{s:s,s:s}", "code", v->error_code, "message",
+                                                               v->error_message ? v->error_message : "")
+                                                  : json_null());
+    json_object_set_new(o, "output_size", json_integer((json_int_t)v->output_len));
+    return o;
 }
 
 static void h_status(struct api_ctx *ctx, struct api_conn *conn, const char *id)
@@ -452,6 +458,13 @@ fail:
 static void h_map(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req, const char *app,
                   const char *fn)
 {
+    struct ctl_error fe;
+    json_t *exists = ctl_function_json(ctx->ctl, app, fn, &fe);
+    if (!exists) {
+        respond_ctl_error(conn, &fe);
+        return;
+    }
+    json_decref(exists);
     struct ctl_input *inputs = NULL;
     char **owned = NULL;
     size_t n = 0;

@@ -47,6 +47,10 @@ struct ctl_config {
     struct ctl_rates rates;
 };
 
+/* The worker callbacks control implements; pass them to worker_new(). Each container's
+ * callback user data is control's own record of it. */
+extern const struct worker_callbacks ctl_worker_callbacks;
+
 int ctl_new(struct ev_loop *loop, struct store *store, struct worker *worker, const struct ctl_config *cfg,
             struct ctl **out, struct gerr *err);
 void ctl_free(struct ctl *c);

@@ -36,7 +36,7 @@ struct ctl_fver {
     size_t retry_waiting;       /* calls waiting on a backoff timer */
     struct ctl_ctr *ctrs;
     uint32_t nstarting, nready;
-    char waiting_reason[256];
+    char waiting_reason[512];
 };
 
 struct ctl_fn {
@@ -63,7 +63,7 @@ struct ctl_call {
     struct ctl *ctl;
     struct ctl_call *qnext;     /* queue link while queued */
     struct ctl_call *fnext;     /* finished-calls FIFO, for eviction */
-    char id[32];
+    char id[64];
     char app[64];
     char function[64];
     uint32_t version;

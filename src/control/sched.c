@@ -240,7 +240,7 @@ static void start_container(struct ctl *c, struct ctl_fver *fv)
         log_error("sched", "record container %s: %s", k->id, err.msg);
     if (worker_start(c->worker, &cs, k, &k->w, &err) < 0) {
         log_error("sched", "start container for %s.%s: %s", fv->fn->app->name, fv->fn->name, err.msg);
-        snprintf(fv->waiting_reason, sizeof fv->waiting_reason, "container failed to start: %s", err.msg);
+        snprintf(fv->waiting_reason, sizeof fv->waiting_reason, "container failed to start: %.400s", err.msg);
         fv->nstarting--;
         ctr_unlink(fv, k);
         release(c, k);
@@ -637,7 +637,7 @@ static void on_exit_cb(struct ctr *w, void *ud, int kind, const char *msg)
     if (never_ready && kind != 0 && fv->q_head && !c->shutting_down) {
         struct ctl_call *call = fv->q_head;
         call->attempts++;
-        snprintf(fv->waiting_reason, sizeof fv->waiting_reason, "container failed to start: %s",
+        snprintf(fv->waiting_reason, sizeof fv->waiting_reason, "container failed to start: %.400s",
                  msg ? msg : "unknown error");
         ctl_call_failed_attempt(c, call, CTL_CALL_FAILED, "spawn_failed", fv->waiting_reason);
     }

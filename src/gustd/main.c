@@ -103,8 +103,8 @@ static int default_init_path(char *out, size_t cap)
     char *slash = strrchr(self, '/');
     if (slash)
         *slash = '\0';
-    snprintf(out, cap, "%s/gust-init", self);
-    return 0;
+    int n2 = snprintf(out, cap, "%.*s/gust-init", (int)(cap > 16 ? cap - 16 : 0), self);
+    return n2 > 0 && (size_t)n2 < cap ? 0 : -ENAMETOOLONG;
 }
 
 int main(int argc, char **argv)

@@ -56,6 +56,7 @@ struct sandbox {
     char cgroup_memory[512];    /* cgroup dir holding the memory controller (v1) or the unified dir (v2) */
     char cgroup_cpu[512];       /* v1 cpu,cpuacct dir, or unified */
     char cgroup_pids[512];      /* v1 pids dir, or unified */
+    char cgroup_cpuacct[512];   /* v1 cpuacct dir (may be separate from cpu), or unified */
     bool cgroup_v2;
     bool reaped;
     int exit_status;            /* waitpid-style status once reaped */

@@ -853,9 +853,14 @@ int spec_app_parse_json(const char *text, size_t len, struct spec_app *out,
         return r;
     json_error_t je;
     AUTO_SPEC_JSON json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
-    if (!root)
+    if (!root) {
+        /* jansson may quote raw input bytes; keep the message printable ASCII. */
+        for (char *q = je.text; *q; q++)
+            if ((unsigned char)*q < 0x20 || (unsigned char)*q >= 0x7f)
+                *q = '?';
         return gerr_set(err, EINVAL, "JSON syntax error at line %d, column %d: %s", je.line,
                         je.column, je.text);
+    }
     return spec_app_from_json(root, out, field_out, err);
 }
 

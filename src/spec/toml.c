@@ -164,24 +164,47 @@ static void toml_describe_at(const struct toml_p *p, size_t pos, char out[32])
         snprintf(out, 32, "byte 0x%02x", c);
 }
 
-/* Renders a dotted key (first n parts) for messages, quoting parts that are not bare. */
+static bool toml_is_bare(int c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           c == '_' || c == '-';
+}
+
+/* Renders a dotted key (first n parts) for messages: bare parts as is, others in
+ * quotes with control characters, quotes and backslashes escaped; each part cut at a
+ * character boundary after about 40 bytes. The result stays valid UTF-8. */
 static void toml_key_str(const struct toml_key *k, size_t n, char *out, size_t cap)
 {
     size_t o = 0;
     out[0] = '\0';
-    for (size_t i = 0; i < n && o + 1 < cap; i++) {
-        const char *s = k->parts[i];
+    for (size_t i = 0; i < n; i++) {
+        const unsigned char *s = (const unsigned char *)k->parts[i];
         bool bare = *s != '\0';
-        for (const char *q = s; *q; q++)
-            if (!((*q >= 'A' && *q <= 'Z') || (*q >= 'a' && *q <= 'z') ||
-                  (*q >= '0' && *q <= '9') || *q == '_' || *q == '-'))
+        for (const unsigned char *q = s; *q; q++)
+            if (!toml_is_bare(*q))
                 bare = false;
-        int w = snprintf(out + o, cap - o, bare ? "%s%.40s" : "%s\"%.40s\"", i ? "." : "", s);
-        if (w < 0)
+        char part[200];
+        size_t pl = 0;
+        if (!bare)
+            part[pl++] = '"';
+        for (size_t j = 0; s[j]; j++) {
+            if (j >= 40 && (s[j] & 0xc0) != 0x80) {
+                pl += (size_t)snprintf(part + pl, sizeof part - pl, "...");
+                break;
+            }
+            if (s[j] < 0x20 || s[j] == 0x7f)
+                pl += (size_t)snprintf(part + pl, sizeof part - pl, "\\x%02x", s[j]);
+            else if (s[j] == '"' || s[j] == '\\')
+                pl += (size_t)snprintf(part + pl, sizeof part - pl, "\\%c", s[j]);
+            else
+                part[pl++] = (char)s[j];
+        }
+        if (!bare)
+            part[pl++] = '"';
+        part[pl] = '\0';
+        if (o + pl + 2 >= cap)
             break;
-        o += (size_t)w;
-        if (o >= cap)
-            o = cap - 1;
+        o += (size_t)snprintf(out + o, cap - o, "%s%s", i ? "." : "", part);
     }
 }
 
@@ -458,12 +481,6 @@ static int toml_string(struct toml_p *p, bool allow_multiline, struct buf *out)
     }
 }
 
-static bool toml_is_bare(int c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '-';
-}
-
 /* Parses a (possibly dotted) key at p->pos into k. */
 static int toml_parse_key(struct toml_p *p, struct toml_key *k)
 {
@@ -573,8 +590,8 @@ static int toml_scalar(struct toml_p *p, json_t **out)
     if (len >= 5 && toml_is_dec(tok[0]) && toml_is_dec(tok[1]) &&
         ((toml_is_dec(tok[2]) && toml_is_dec(tok[3]) && tok[4] == '-') || tok[2] == ':'))
         return toml_fail(p, start, "dates and times are not supported; write them as strings");
-    if (!toml_is_dec(tok[i]) || len > 512) {
-        if (len > 512 || (tok[i] >= 'A' && tok[i] <= 'z'))
+    if (i >= len || !toml_is_dec(tok[i]) || len > 512) {
+        if (len > 512 || (i < len && tok[i] >= 'A' && tok[i] <= 'z'))
             return toml_fail(p, start, "invalid value '%.*s' (strings must be quoted)",
                              (int)(len > 40 ? 40 : len), tok);
         return toml_fail(p, start, "invalid number '%.*s'", (int)(len > 40 ? 40 : len), tok);

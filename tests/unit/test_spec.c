@@ -588,7 +588,7 @@ UNIT_TEST(test_toml_strings)
     CHECK(toml_eq("a = \"\"\"has \"\" inside\"\"\"", "{\"a\":\"has \\\"\\\" inside\"}"));
     CHECK(toml_eq("a = '''\nraw \\n 'x' ''\n'''", "{\"a\":\"raw \\\\n 'x' ''\\n\"}"));
     CHECK(toml_eq("a = ''''quoted''''", "{\"a\":\"'quoted'\"}"));
-    CHECK(toml_eq("a = \"\"\na = 1", "{}") == 0);
+    CHECK(toml_err("a = \"\"\na = 1", "duplicate key 'a'"));
     CHECK(toml_eq("e = \"\"\nl = ''", "{\"e\":\"\",\"l\":\"\"}"));
     CHECK(toml_eq("a = \"é ✓\"", "{\"a\":\"é ✓\"}"));
     CHECK(toml_err("a = \"open", "unterminated string"));
@@ -638,6 +638,8 @@ UNIT_TEST(test_toml_numbers)
     CHECK(toml_err("a = yes", "invalid value 'yes' (strings must be quoted)"));
     CHECK(toml_err("a = truex", "invalid value"));
     CHECK(toml_err("a = 1 2", "expected end of line after the value"));
+    CHECK(toml_err("a = [97,-", "invalid number '-'"));
+    CHECK(toml_err("a = +", "invalid number '+'"));
     CHECK(toml_err("a =", "expected a value"));
 }
 
@@ -719,6 +721,7 @@ UNIT_TEST(test_toml_keys_and_tables)
     CHECK(toml_err("= 1", "expected a key"));
     CHECK(toml_err("a = 1 # bad \x01 comment", "control character (byte 0x01) in comment"));
     CHECK(toml_err("a = 1\rb = 2", "expected end of line"));
+    CHECK(toml_err("\"a\\nb\\\"\" = 1\n\"a\\u000Ab\\\"\" = 2", "duplicate key '\"a\\x0ab\\\"\"'"));
 }
 
 int main(void)

@@ -1,0 +1,581 @@
+#!/usr/bin/python3
+"""Gust benchmarks (`make bench` -> scripts/bench.sh -> this file). Stdlib only.
+
+Steps (each one either measures for real or fails; a failed step makes the run exit 1
+and its numbers stay null, never guessed):
+  baselines   runc run / bwrap of /bin/true on the same busybox rootfs
+  cold        cold start of a per-input no-op function (a redeploy before every call)
+  warm        sequential warm calls to a runner-mode echo function (bench/warmcall.c)
+  throughput  wrk against the call endpoint of the echo function, min_containers=4
+  map         10,000 x "sleep:10" over 20 warm containers, vs the ideal 5 s
+
+Results: a table on stdout, bench/results/latest.json and bench/results/<UTC date>.json.
+"""
+import argparse
+import datetime
+import http.client
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+
+TARGETS = {
+    # key: (path into results, comparison, target value, unit)
+    "cold_start_ms.p50": ("<=", 10.0),
+    "warm_call_us.p50": ("<=", 250.0),
+    "throughput_calls_per_s": (">=", 10000.0),
+    "map_efficiency": (">=", 0.90),
+}
+
+
+class StepFailed(Exception):
+    pass
+
+
+def log(msg):
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def percentile(values, p):
+    """Nearest-rank percentile."""
+    v = sorted(values)
+    if not v:
+        return None
+    k = max(1, min(len(v), int(-(-p * len(v) // 100))))
+    return v[k - 1]
+
+
+def summary(values, scale=1.0, digits=3):
+    vals = [x * scale for x in values]
+    return {
+        "p50": round(percentile(vals, 50), digits),
+        "p99": round(percentile(vals, 99), digits),
+        "mean": round(sum(vals) / len(vals), digits),
+        "min": round(min(vals), digits),
+        "max": round(max(vals), digits),
+        "n": len(vals),
+    }
+
+
+# ---------------------------------------------------------------- rootfs
+
+def make_busybox_rootfs(dest):
+    bb = shutil.which("busybox") or "/bin/busybox"
+    if not os.path.exists(bb):
+        raise StepFailed("busybox not found (apt-get install busybox-static)")
+    for d in ("bin", "proc", "dev", "sys", "tmp", "etc", "usr/local/bin"):
+        os.makedirs(os.path.join(dest, d), exist_ok=True)
+    os.chmod(os.path.join(dest, "tmp"), 0o1777)
+    shutil.copy2(bb, os.path.join(dest, "bin/busybox"))
+    applets = subprocess.run([bb, "--list"], capture_output=True, text=True, check=True).stdout.split()
+    for a in applets:
+        p = os.path.join(dest, "bin", a)
+        if a != "busybox" and not os.path.lexists(p):
+            os.symlink("busybox", p)
+    with open(os.path.join(dest, "etc/passwd"), "w") as f:
+        f.write("root:x:0:0:root:/:/bin/sh\n")
+    return dest
+
+
+# ---------------------------------------------------------------- gustd
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Gustd:
+    def __init__(self, build, scratch):
+        self.build = build
+        self.port = free_port()
+        self.data = os.path.join(scratch, "data")
+        os.makedirs(self.data, exist_ok=True)
+        self.cgparent = "gust-bench-%06x" % random.getrandbits(24)
+        self.logpath = os.path.join(scratch, "gustd.log")
+        self.proc = None
+        self.conn = None
+
+    def start(self):
+        exe = os.path.join(self.build, "gustd")
+        if not os.access(exe, os.X_OK):
+            raise StepFailed(f"{exe} not built")
+        self.logf = open(self.logpath, "wb")
+        self.proc = subprocess.Popen(
+            [exe, "--data-dir", self.data, "--listen", f"127.0.0.1:{self.port}",
+             "--cgroup-parent", self.cgparent, "--log-level", "info"],
+            stdin=subprocess.DEVNULL, stdout=self.logf, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise StepFailed(f"gustd exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                st, _, _ = self.request("GET", "/v1/health", timeout=2)
+                if st == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise StepFailed("gustd did not answer /v1/health within 30 s:\n" + self.log_tail())
+
+    def log_tail(self, n=30):
+        try:
+            with open(self.logpath, "rb") as f:
+                return b"\n".join(f.read().splitlines()[-n:]).decode(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self):
+        if self.conn:
+            self.conn.close()
+            self.conn = None
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                log("gustd did not stop in 30 s after SIGTERM; SIGKILL")
+                self.proc.kill()
+                self.proc.wait()
+        # Remove the (empty) cgroup parent directories gustd left.
+        for base in _cgroup_mounts():
+            d = os.path.join(base, self.cgparent)
+            if os.path.isdir(d):
+                for root, dirs, _ in os.walk(d, topdown=False):
+                    try:
+                        os.rmdir(root)
+                    except OSError:
+                        pass
+
+    def request(self, method, path, body=None, headers=None, timeout=600):
+        """One request on a keep-alive connection (reconnects once on failure)."""
+        for attempt in (0, 1):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+            try:
+                self.conn.timeout = timeout
+                if self.conn.sock:
+                    self.conn.sock.settimeout(timeout)
+                self.conn.request(method, path, body=body, headers=headers or {})
+                r = self.conn.getresponse()
+                data = r.read()
+                if r.getheader("Connection", "").lower() == "close":
+                    self.conn.close()
+                    self.conn = None
+                return r.status, {k.lower(): v for k, v in r.getheaders()}, data
+            except (http.client.HTTPException, OSError):
+                self.conn.close()
+                self.conn = None
+                if attempt:
+                    raise
+
+    def json(self, method, path, obj=None, expect=200):
+        body = json.dumps(obj).encode() if obj is not None else None
+        st, _, data = self.request(method, path, body, {"Content-Type": "application/json"} if body else None)
+        if st != expect:
+            raise StepFailed(f"{method} {path} -> {st} (wanted {expect}): {data[:500]!r}")
+        return json.loads(data) if data else None
+
+    def deploy(self, spec):
+        return self.json("POST", "/v1/deploy", spec)
+
+    def containers(self, app, fn):
+        cs = self.json("GET", "/v1/containers")["containers"]
+        return [c for c in cs if c.get("app") == app and c.get("function") == fn]
+
+    def wait_idle(self, app, fn, n, timeout=60):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            idle = [c for c in self.containers(app, fn) if c.get("state") == "idle"]
+            if len(idle) >= n:
+                return
+            if self.proc.poll() is not None:
+                raise StepFailed("gustd died:\n" + self.log_tail())
+            time.sleep(0.1)
+        raise StepFailed(f"{app}.{fn}: {n} idle containers not reached in {timeout} s "
+                         f"(have {len(self.containers(app, fn))}); log:\n{self.log_tail()}")
+
+
+def _cgroup_mounts():
+    out = []
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                parts = line.split()
+                sep = parts.index("-")
+                if parts[sep + 1] in ("cgroup", "cgroup2"):
+                    out.append(parts[4])
+    except OSError:
+        pass
+    return out
+
+
+# ---------------------------------------------------------------- steps
+
+def bench_baselines(rootfs, scratch, n, res):
+    """runc run and bwrap of /bin/true on the busybox rootfs."""
+    runc = shutil.which("runc") or "/usr/sbin/runc"
+    bwrap = shutil.which("bwrap") or "/usr/bin/bwrap"
+    for exe in (runc, bwrap):
+        if not os.access(exe, os.X_OK):
+            raise StepFailed(f"{exe} not installed")
+
+    # runc: an OCI bundle from `runc spec`, /bin/true, no terminal, read-only busybox root.
+    bundle = os.path.join(scratch, "runc-bundle")
+    os.makedirs(bundle, exist_ok=True)
+    subprocess.run([runc, "spec", "--bundle", bundle], check=True, capture_output=True)
+    cfgp = os.path.join(bundle, "config.json")
+    with open(cfgp) as f:
+        cfg = json.load(f)
+    cfg["process"]["terminal"] = False
+    cfg["process"]["args"] = ["/bin/true"]
+    cfg["root"] = {"path": rootfs, "readonly": True}
+    with open(cfgp, "w") as f:
+        json.dump(cfg, f)
+    runc_state = os.path.join(scratch, "runc-state")
+    times = []
+    tag = "%06x" % random.getrandbits(24)
+    for i in range(n + 5):
+        cid = f"gust-bench-{tag}-{i}"
+        t0 = time.perf_counter()
+        p = subprocess.run([runc, "--root", runc_state, "run", "--bundle", bundle, cid],
+                           stdin=subprocess.DEVNULL, capture_output=True)
+        t1 = time.perf_counter()
+        subprocess.run([runc, "--root", runc_state, "delete", "-f", cid], capture_output=True)
+        if p.returncode != 0:
+            raise StepFailed(f"runc run failed ({p.returncode}): {p.stderr.decode(errors='replace')[-500:]}")
+        if i >= 5:
+            times.append(t1 - t0)
+    res["runc_ms"] = summary(times, 1e3)
+
+    times = []
+    cmd = [bwrap, "--unshare-all", "--bind", rootfs, "/", "--proc", "/proc", "--dev", "/dev", "/bin/true"]
+    for i in range(n + 5):
+        t0 = time.perf_counter()
+        p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True)
+        t1 = time.perf_counter()
+        if p.returncode != 0:
+            raise StepFailed(f"bwrap failed ({p.returncode}): {p.stderr.decode(errors='replace')[-500:]}")
+        if i >= 5:
+            times.append(t1 - t0)
+    res["bwrap_ms"] = summary(times, 1e3)
+
+
+def bench_cold(g, n, res):
+    """A redeploy (new version) before every call forces a new container per call."""
+    app, fn = "benchcold", "noop"
+    spec = {"app": app, "functions": [{
+        "name": fn, "kind": "exec", "command": ["true"], "image": "busybox", "timeout": 30,
+        "resources": {"cpu": 100, "memory": 32},
+        "scaling": {"max_containers": 1, "scaledown_window": 1}}]}
+    times = []
+    for i in range(n + 3):
+        dep = g.deploy(spec)
+        version = next(f["version"] for f in dep["functions"] if f["name"] == fn)
+        # Let the previous version's container go away so it does not compete.
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            if not [c for c in g.containers(app, fn) if c.get("version") != version]:
+                break
+            time.sleep(0.02)
+        t0 = time.perf_counter()
+        st, hdr, body = g.request("POST", f"/v1/functions/{app}/{fn}/call", b"")
+        t1 = time.perf_counter()
+        if st != 200:
+            raise StepFailed(f"cold call {i}: status {st}: {body[:300]!r}")
+        cid = hdr.get("gust-call-id")
+        if not cid:
+            raise StepFailed("cold call: no Gust-Call-Id header")
+        stt = g.json("GET", f"/v1/calls/{cid}/status")
+        if stt.get("version") != version:
+            raise StepFailed(f"cold call {i} ran on version {stt.get('version')}, deployed {version}")
+        if i >= 3:
+            times.append(t1 - t0)
+    res["cold_start_ms"] = summary(times, 1e3)
+
+
+def echo_spec(app, fn, **scaling):
+    sc = {"max_containers": 4, "scaledown_window": 600}
+    sc.update(scaling)
+    return {"app": app, "functions": [{
+        "name": fn, "kind": "exec", "mode": "runner", "image": "gust-echo",
+        "command": ["/usr/local/bin/gust-echo"], "timeout": 60,
+        "resources": {"cpu": 50, "memory": 32}, "scaling": sc}]}
+
+
+def bench_warm(g, warmcall, n, res):
+    app, fn = "benchwarm", "echo"
+    g.deploy(echo_spec(app, fn, min_containers=1, max_containers=1, max_inputs=1))
+    g.wait_idle(app, fn, 1)
+    p = subprocess.run([warmcall, "127.0.0.1", str(g.port), f"/v1/functions/{app}/{fn}/call",
+                        str(n), "hello-warm", "200"], capture_output=True, text=True, timeout=600)
+    if p.returncode != 0:
+        raise StepFailed(f"warmcall failed: {p.stderr.strip()[-500:]}")
+    r = json.loads(p.stdout)
+    res["warm_call_us"] = {"p50": r["p50_us"], "p99": r["p99_us"], "mean": r["mean_us"],
+                           "min": r["min_us"], "max": r["max_us"], "n": r["n"],
+                           "reconnects": r["reconnects"]}
+
+
+def bench_throughput(g, seconds, res):
+    wrk = shutil.which("wrk")
+    if not wrk:
+        raise StepFailed("wrk not installed")
+    app, fn = "benchtp", "echo"
+    g.deploy(echo_spec(app, fn, min_containers=4, max_containers=4, max_inputs=64))
+    g.wait_idle(app, fn, 4)
+    url = f"http://127.0.0.1:{g.port}/v1/functions/{app}/{fn}/call"
+    p = subprocess.run([wrk, "-t2", "-c64", f"-d{seconds}s", "--timeout", "10s", "--latency",
+                        "-s", os.path.join(HERE, "post.lua"), url],
+                       capture_output=True, text=True, timeout=seconds + 60)
+    out = p.stdout
+    if p.returncode != 0:
+        raise StepFailed(f"wrk exited {p.returncode}: {p.stderr.strip()[-300:]}")
+    total, dur, non2xx, sock_errors = parse_wrk(out)
+    ok = max(0, total - non2xx)
+    res["throughput"] = {"requests": total, "seconds": round(dur, 3), "non_2xx": non2xx,
+                         "socket_errors": sock_errors, "connections": 64, "threads": 2,
+                         "tool": "wrk", "body": "ping"}
+    if total == 0:
+        raise StepFailed("wrk completed no requests")
+    if non2xx or sock_errors:
+        res["throughput_failures"] = non2xx + sock_errors
+        raise StepFailed(f"wrk saw {non2xx} non-2xx responses and {sock_errors} socket errors out of "
+                         f"{total} requests: reported as failures, not as throughput")
+    res["throughput_calls_per_s"] = round(ok / dur, 1)
+
+
+def parse_wrk(out):
+    """(requests, seconds, non-2xx responses, socket errors) from wrk's summary."""
+    m = re.search(r"(\d+) requests in ([\d.]+)(ms|s|m)\b", out)
+    if not m:
+        raise StepFailed("cannot parse wrk output:\n" + out)
+    total = int(m.group(1))
+    dur = float(m.group(2)) * {"ms": 1e-3, "s": 1.0, "m": 60.0}[m.group(3)]
+    n2 = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    se = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return total, dur, int(n2.group(1)) if n2 else 0, sum(int(x) for x in se.groups()) if se else 0
+
+
+def bench_map(g, res, n_inputs=10000, containers=20, work_ms=10):
+    app, fn = "benchmap", "echo"
+    g.deploy(echo_spec(app, fn, min_containers=containers, max_containers=containers, max_inputs=1))
+    g.wait_idle(app, fn, containers, timeout=120)
+    body = ("\n".join(json.dumps(f"sleep:{work_ms}") for _ in range(n_inputs)) + "\n").encode()
+    ideal = n_inputs * work_ms / 1000.0 / containers
+    conn = http.client.HTTPConnection("127.0.0.1", g.port, timeout=600)
+    t0 = time.perf_counter()
+    conn.request("POST", f"/v1/functions/{app}/{fn}/map", body=body,
+                 headers={"Content-Type": "application/x-ndjson"})
+    r = conn.getresponse()
+    if r.status != 200:
+        raise StepFailed(f"map: status {r.status}: {r.read()[:300]!r}")
+    seen, failed, done, t_last = set(), 0, None, None
+    while True:
+        line = r.readline()
+        if not line:
+            break
+        obj = json.loads(line)
+        if obj.get("done"):
+            done = obj
+            break
+        t_last = time.perf_counter()
+        seen.add(obj["index"])
+        if obj.get("status") != "succeeded":
+            failed += 1
+    conn.close()
+    if done is None:
+        raise StepFailed("map stream ended without the done line")
+    if failed or len(seen) != n_inputs or done.get("succeeded") != n_inputs:
+        raise StepFailed(f"map: {len(seen)} results, {failed} failed, done line {done}")
+    elapsed = t_last - t0
+    res["map_seconds"] = round(elapsed, 3)
+    res["map_ideal_seconds"] = round(ideal, 3)
+    res["map_efficiency"] = round(ideal / elapsed, 3)
+    res["map"] = {"inputs": n_inputs, "containers": containers, "work_ms": work_ms}
+    if elapsed < ideal * 0.95:
+        raise StepFailed(f"map took {elapsed:.2f} s, less than the ideal {ideal:.2f} s: the echo runner "
+                         "does not seem to honour 'sleep:N' inputs, so the number means nothing")
+
+
+# ---------------------------------------------------------------- report
+
+def lookup(res, dotted):
+    cur = res
+    for part in dotted.split("."):
+        if not isinstance(cur, dict) or cur.get(part) is None:
+            return None
+        cur = cur[part]
+    return cur
+
+
+def evaluate_targets(res):
+    out = {}
+    for key, (op, target) in TARGETS.items():
+        v = lookup(res, key)
+        met = None if v is None else (v <= target if op == "<=" else v >= target)
+        out[key] = {"target": f"{op} {target:g}", "value": v, "met": met}
+    return out
+
+
+def print_table(res):
+    def fmt(v, unit=""):
+        return "-" if v is None else (f"{v:,.3f}".rstrip("0").rstrip(".") + unit)
+
+    rows = [
+        ("cold start (gust, HTTP call)", "cold_start_ms", "ms"),
+        ("runc run /bin/true", "runc_ms", "ms"),
+        ("bwrap /bin/true", "bwrap_ms", "ms"),
+        ("warm call (keep-alive)", "warm_call_us", "us"),
+    ]
+    print(f"Gust benchmarks  {res['timestamp']}  ({res['machine']['cores']} cores, kernel {res['machine']['kernel']})")
+    print(f"{'metric':34} {'p50':>12} {'p99':>12} {'n':>6}  target")
+    for label, key, unit in rows:
+        d = res.get(key) or {}
+        tgt = res["targets"].get(f"{key}.p50")
+        tt = "" if not tgt else f"{tgt['target']} {unit}: " + ("MET" if tgt["met"] else "NOT MET" if tgt["met"] is False else "n/a")
+        print(f"{label:34} {fmt(d.get('p50'), ' ' + unit):>12} {fmt(d.get('p99'), ' ' + unit):>12} {d.get('n', '-'):>6}  {tt}")
+    t = res["targets"]["throughput_calls_per_s"]
+    print(f"{'throughput (wrk, 10 s)':34} {fmt(res.get('throughput_calls_per_s'), ' /s'):>12} {'':>12} {'':>6}  "
+          f"{t['target']}: {'MET' if t['met'] else 'NOT MET' if t['met'] is False else 'n/a'}")
+    m = res["targets"]["map_efficiency"]
+    ms, mi = res.get("map_seconds"), res.get("map_ideal_seconds")
+    print(f"{'map 10k x 10 ms / 20 containers':34} {fmt(ms, ' s'):>12} {('ideal ' + fmt(mi, ' s')) if mi else '':>12} {'':>6}  "
+          f"efficiency {fmt(res.get('map_efficiency'))} {m['target']}: "
+          f"{'MET' if m['met'] else 'NOT MET' if m['met'] is False else 'n/a'}")
+    if res["failed_steps"]:
+        print("FAILED steps: " + "; ".join(f"{s['step']}: {s['error'].splitlines()[0]}" for s in res["failed_steps"]))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", default="build", help="build tree with gustd, gust-init, examples/echo/echo")
+    ap.add_argument("--warmcall", help="compiled bench/warmcall.c (default BUILD/bench/warmcall)")
+    ap.add_argument("--steps", default="baselines,cold,warm,throughput,map")
+    ap.add_argument("--cold-n", type=int, default=60)
+    ap.add_argument("--baseline-n", type=int, default=100)
+    ap.add_argument("--warm-n", type=int, default=5000)
+    ap.add_argument("--tp-seconds", type=int, default=10)
+    ap.add_argument("--results", default=os.path.join(HERE, "results"))
+    ap.add_argument("--keep", action="store_true", help="keep the scratch dir")
+    a = ap.parse_args()
+    build = os.path.abspath(a.build)
+    steps = [s for s in a.steps.split(",") if s]
+    warmcall = a.warmcall or os.path.join(build, "bench", "warmcall")
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    res = {
+        "timestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": {"cores": os.cpu_count(), "kernel": platform.release(),
+                    "cpu_model": _cpu_model()},
+        "build": os.path.relpath(build, REPO),
+        "steps": steps,
+        "cold_start_ms": None, "runc_ms": None, "bwrap_ms": None, "warm_call_us": None,
+        "throughput_calls_per_s": None, "map_seconds": None, "map_ideal_seconds": None,
+        "map_efficiency": None,
+        "failed_steps": [],
+    }
+    scratch = tempfile.mkdtemp(prefix="gust-bench-")
+    g = None
+    try:
+        bbroot = make_busybox_rootfs(os.path.join(scratch, "rootfs-busybox"))
+        if "baselines" in steps:
+            _run_step(res, "baselines", lambda: bench_baselines(bbroot, scratch, a.baseline_n, res))
+        need_daemon = [s for s in steps if s in ("cold", "warm", "throughput", "map")]
+        if need_daemon:
+            try:
+                g = Gustd(build, scratch)
+                g.start()
+            except (StepFailed, OSError, subprocess.SubprocessError) as e:
+                for s in need_daemon:
+                    res["failed_steps"].append({"step": s, "error": f"starting gustd: {e}"})
+                need_daemon = []
+            echo_steps = [s for s in need_daemon if s != "cold"]
+            if echo_steps:
+                try:
+                    echo_bin = os.path.join(build, "examples", "echo", "echo")
+                    if not os.access(echo_bin, os.X_OK):
+                        raise StepFailed(f"{echo_bin} not built")
+                    echoroot = make_busybox_rootfs(os.path.join(scratch, "rootfs-echo"))
+                    shutil.copy2(echo_bin, os.path.join(echoroot, "usr/local/bin/gust-echo"))
+                    g.json("POST", "/v1/images", {"name": "gust-echo", "rootfs": echoroot, "host_usr": False})
+                except (StepFailed, OSError, subprocess.SubprocessError, http.client.HTTPException) as e:
+                    for s in echo_steps:
+                        res["failed_steps"].append({"step": s, "error": f"echo image setup: {e}"})
+                    need_daemon = [s for s in need_daemon if s == "cold"]
+            for s in need_daemon:
+                fn = {
+                    "cold": lambda: bench_cold(g, a.cold_n, res),
+                    "warm": lambda: bench_warm(g, warmcall, a.warm_n, res),
+                    "throughput": lambda: bench_throughput(g, a.tp_seconds, res),
+                    "map": lambda: bench_map(g, res),
+                }[s]
+                _run_step(res, s, fn)
+                if g.proc.poll() is not None:
+                    res["failed_steps"].append({"step": s, "error": "gustd died:\n" + g.log_tail()})
+                    break
+    finally:
+        if g:
+            g.stop()
+            if res["failed_steps"]:
+                log(f"gustd log tail ({g.logpath}):\n{g.log_tail(40)}")
+        if not a.keep and not res["failed_steps"]:
+            shutil.rmtree(scratch, ignore_errors=True)
+        else:
+            log(f"scratch kept in {scratch}")
+
+    res["targets"] = evaluate_targets(res)
+    res["ok"] = not res["failed_steps"]
+    os.makedirs(a.results, exist_ok=True)
+    stamp = now.strftime("%Y-%m-%dT%H-%M-%SZ")
+    for name in ("latest.json", f"{stamp}.json"):
+        with open(os.path.join(a.results, name), "w") as f:
+            json.dump(res, f, indent=2)
+            f.write("\n")
+    print_table(res)
+    print(f"results: {os.path.join(a.results, 'latest.json')} and {stamp}.json")
+    if res["failed_steps"]:
+        for s in res["failed_steps"]:
+            log(f"step {s['step']} FAILED: {s['error']}")
+        return 1
+    return 0
+
+
+def _run_step(res, name, fn):
+    log(f"step {name} ...")
+    t0 = time.monotonic()
+    try:
+        fn()
+        log(f"step {name} done in {time.monotonic() - t0:.1f} s")
+    except (StepFailed, OSError, subprocess.SubprocessError, json.JSONDecodeError, KeyError,
+            http.client.HTTPException, ValueError, TypeError) as e:
+        res["failed_steps"].append({"step": name, "error": f"{type(e).__name__}: {e}"})
+        log(f"step {name} FAILED: {e}")
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,4 @@
+-- wrk script for the throughput benchmark: POST a small body to the call endpoint.
+wrk.method = "POST"
+wrk.body = "ping"
+wrk.headers["Content-Type"] = "application/octet-stream"

@@ -1,0 +1,892 @@
+/* HTTP server over the event loop (see server.h for the contract).
+ *
+ * Per connection: an input buffer fed to a reusable request parser, an output buffer
+ * holding only what the socket did not take. Responses go out with sendmsg right
+ * away; EV_WRITE is registered only while output is pending. Close callbacks and the
+ * dispatch of further pipelined requests happen from loop callbacks (deferred when
+ * triggered inside an api_conn_* call), so user code is never re-entered. */
+#include "api/server.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "base/buf.h"
+#include "base/cleanup.h"
+#include "base/log.h"
+
+#define API_READ_CHUNK (16u * 1024u)
+#define API_IN_PAUSE (64u * 1024u)       /* stop reading while a request is handled */
+#define API_KEEP_OUT_CAP (256u * 1024u)  /* larger output buffers are freed when drained */
+#define API_KEEP_IN_CAP (64u * 1024u)
+#define API_LINGER_MS 2000u
+#define API_LINGER_MAX (1024u * 1024u)
+#define API_ACCEPT_RETRY_MS 100u
+
+enum conn_state {
+    C_READING,   /* waiting for (the rest of) a request */
+    C_HANDLING,  /* dispatched; no response yet */
+    C_STREAMING, /* chunked response under way */
+};
+
+struct api_conn {
+    struct api_server *srv; /* NULL once closed */
+    struct ev_loop *loop;
+    int fd;
+    unsigned refs;
+    enum conn_state state;
+    bool open;
+    bool closing;           /* a deferred close is queued */
+    bool dispatching;       /* inside process_input */
+    bool resume_pending;    /* a deferred process_input is queued */
+    bool close_after_flush;
+    bool lingering;
+    bool want_write;
+    bool keep_alive;        /* of the current response */
+    bool head_req;          /* current request is HEAD */
+    bool raw_stream;        /* HTTP/1.0 stream: no chunk framing */
+    bool continue_sent;
+    uint32_t watched;
+    struct buf in;
+    size_t in_off;
+    struct buf out;
+    size_t out_off;
+    size_t linger_bytes;
+    struct http_request_parser parser;
+    void (*close_cb)(struct api_conn *c, void *data);
+    void *close_data;
+    uint64_t idle_timer;
+    uint64_t last_active;
+    struct api_conn *prev, *next;
+};
+
+struct api_server {
+    struct ev_loop *loop;
+    int fd;
+    int port;
+    bool accepting;
+    uint64_t accept_timer;
+    uint64_t idle_ms;
+    struct http_limits limits;
+    api_handler_fn handler;
+    void *ud;
+    struct api_conn *conns;
+    size_t nconns;
+};
+
+static void process_input(struct api_conn *c);
+static void conn_close(struct api_conn *c);
+
+/* ---------- references and closing ---------- */
+
+void api_conn_ref(struct api_conn *c)
+{
+    c->refs++;
+}
+
+static void conn_destroy(struct api_conn *c)
+{
+    http_request_parser_free(&c->parser);
+    buf_free(&c->in);
+    buf_free(&c->out);
+    free(c);
+}
+
+void api_conn_unref(struct api_conn *c)
+{
+    if (!c)
+        return;
+    if (--c->refs == 0)
+        conn_destroy(c);
+}
+
+void api_conn_set_close_cb(struct api_conn *c, void (*cb)(struct api_conn *c, void *data), void *data)
+{
+    c->close_cb = cb;
+    c->close_data = cb ? data : NULL;
+}
+
+bool api_conn_is_open(const struct api_conn *c)
+{
+    return c->open && !c->closing;
+}
+
+size_t api_conn_pending_output(const struct api_conn *c)
+{
+    return c->out.len - c->out_off;
+}
+
+static void conn_watch(struct api_conn *c)
+{
+    if (!c->open)
+        return;
+    uint32_t want = 0;
+    if (c->lingering) {
+        want = EV_READ;
+    } else {
+        bool paused = c->close_after_flush || c->closing ||
+                      (c->state != C_READING && c->in.len - c->in_off >= API_IN_PAUSE);
+        if (!paused)
+            want |= EV_READ;
+        if (c->want_write)
+            want |= EV_WRITE;
+    }
+    if (want != c->watched && ev_io_mod(c->loop, c->fd, want) == 0)
+        c->watched = want;
+}
+
+static void idle_fire(struct ev_loop *loop, void *data);
+
+static void idle_arm(struct api_conn *c, uint64_t ms)
+{
+    if (c->idle_timer)
+        ev_timer_cancel(c->loop, c->idle_timer);
+    c->idle_timer = ev_timer_add(c->loop, ms, idle_fire, c);
+}
+
+/* Closes the socket now. The close callback runs if a response was in progress. */
+static void conn_close(struct api_conn *c)
+{
+    if (!c->open)
+        return;
+    c->open = false;
+    ev_io_del(c->loop, c->fd);
+    close(c->fd);
+    c->fd = -1;
+    if (c->idle_timer) {
+        ev_timer_cancel(c->loop, c->idle_timer);
+        c->idle_timer = 0;
+    }
+    struct api_server *s = c->srv;
+    if (s) {
+        if (c->prev)
+            c->prev->next = c->next;
+        else
+            s->conns = c->next;
+        if (c->next)
+            c->next->prev = c->prev;
+        c->prev = c->next = NULL;
+        s->nconns--;
+        c->srv = NULL;
+    }
+    void (*cb)(struct api_conn *, void *) = c->close_cb;
+    void *data = c->close_data;
+    c->close_cb = NULL;
+    c->close_data = NULL;
+    if (cb)
+        cb(c, data);
+    api_conn_unref(c); /* the socket's reference */
+}
+
+static void deferred_close(struct ev_loop *loop, void *data)
+{
+    struct api_conn *c = data;
+    conn_close(c);
+    api_conn_unref(c);
+}
+
+/* The connection failed inside an api_conn_* call: close it from the loop. */
+static void conn_fail_later(struct api_conn *c)
+{
+    if (c->closing || !c->open)
+        return;
+    c->closing = true;
+    c->refs++;
+    if (ev_defer(c->loop, deferred_close, c) < 0) {
+        c->refs--;
+        /* Reading stays on: the dead socket reports EOF or an error soon. */
+        c->closing = false;
+        c->close_after_flush = true;
+        return;
+    }
+    conn_watch(c);
+}
+
+/* Output is flushed and the connection is to end: half-close, then drain what the
+ * client still sends (so it is not reset before reading our answer) for a while. */
+static void conn_linger(struct api_conn *c)
+{
+    c->lingering = true;
+    c->linger_bytes = 0;
+    shutdown(c->fd, SHUT_WR);
+    idle_arm(c, API_LINGER_MS);
+    conn_watch(c);
+}
+
+/* ---------- output ---------- */
+
+static void out_drained(struct api_conn *c)
+{
+    if (c->out.cap > API_KEEP_OUT_CAP)
+        buf_free(&c->out);
+    else
+        buf_reset(&c->out);
+    c->out_off = 0;
+    c->want_write = false;
+}
+
+/* Sends pending output then a and b, without blocking; what the socket does not take
+ * is queued. Returns 0, -ENOMEM, or -errno of a broken connection. */
+static int conn_send(struct api_conn *c, const void *a, size_t alen, const void *b, size_t blen)
+{
+    if (!c->open || c->closing)
+        return -EPIPE;
+    size_t pending = c->out.len - c->out_off;
+    if (c->want_write) {
+        /* Socket known full: queue. */
+        if (buf_append(&c->out, a, alen) < 0 || buf_append(&c->out, b, blen) < 0)
+            return -ENOMEM;
+        return 0;
+    }
+    struct iovec iov[3];
+    int n = 0;
+    if (pending)
+        iov[n++] = (struct iovec){c->out.data + c->out_off, pending};
+    if (alen)
+        iov[n++] = (struct iovec){(void *)a, alen};
+    if (blen)
+        iov[n++] = (struct iovec){(void *)b, blen};
+    if (n == 0)
+        return 0;
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+    ssize_t w;
+    do {
+        w = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+    } while (w < 0 && errno == EINTR);
+    if (w < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return -errno;
+        w = 0;
+    }
+    size_t sent = (size_t)w;
+    if (sent)
+        c->last_active = ev_now_ms(c->loop);
+    /* Pending output first. */
+    if (sent >= pending) {
+        sent -= pending;
+        out_drained(c);
+    } else {
+        c->out_off += sent;
+        sent = 0;
+    }
+    const char *pa = a, *pb = b;
+    if (sent >= alen) {
+        sent -= alen;
+        alen = 0;
+    } else {
+        pa += sent;
+        alen -= sent;
+        sent = 0;
+    }
+    if (sent >= blen) {
+        blen = 0;
+    } else {
+        pb += sent;
+        blen -= sent;
+    }
+    if (alen && buf_append(&c->out, pa, alen) < 0)
+        return -ENOMEM;
+    if (blen && buf_append(&c->out, pb, blen) < 0)
+        return -ENOMEM;
+    if (c->out.len > c->out_off) {
+        c->want_write = true;
+        conn_watch(c);
+    }
+    return 0;
+}
+
+/* Writes pending output from the loop (EV_WRITE). Closes on failure. */
+static void conn_flush(struct api_conn *c)
+{
+    if (c->out.len > c->out_off) {
+        c->want_write = false;
+        if (conn_send(c, NULL, 0, NULL, 0) < 0) {
+            conn_close(c);
+            return;
+        }
+    }
+    if (c->out.len == c->out_off && c->want_write)
+        c->want_write = false;
+    if (c->close_after_flush && !c->lingering && c->out.len == c->out_off)
+        conn_linger(c);
+    else
+        conn_watch(c);
+}
+
+static void resume_cb(struct ev_loop *loop, void *data)
+{
+    struct api_conn *c = data;
+    c->resume_pending = false;
+    if (c->open && !c->closing && c->state == C_READING)
+        process_input(c);
+    api_conn_unref(c);
+}
+
+/* The current response is fully queued. */
+static void response_done(struct api_conn *c)
+{
+    c->state = C_READING;
+    c->close_cb = NULL;
+    c->close_data = NULL;
+    c->raw_stream = false;
+    c->continue_sent = false;
+    c->last_active = ev_now_ms(c->loop);
+    http_request_parser_reset(&c->parser);
+    if (!c->keep_alive || (c->srv && !c->srv->accepting))
+        c->close_after_flush = true;
+    if (!c->open || c->closing)
+        return;
+    if (c->close_after_flush) {
+        if (c->out.len == c->out_off)
+            conn_linger(c);
+        else
+            conn_watch(c);
+        return;
+    }
+    conn_watch(c);
+    if (!c->dispatching && c->in.len > c->in_off && !c->resume_pending) {
+        /* Pipelined bytes wait for the next loop pass, outside the caller's code. */
+        c->refs++;
+        if (ev_defer(c->loop, resume_cb, c) < 0)
+            c->refs--;
+        else
+            c->resume_pending = true;
+    }
+}
+
+/* Queues a whole response without state checks. */
+static void send_response(struct api_conn *c, int status, const char *content_type, const void *body, size_t len,
+                          const char *extra_headers)
+{
+    if (http_write_head(&c->out, status, content_type, (int64_t)len, c->keep_alive, extra_headers) < 0) {
+        conn_fail_later(c);
+        return;
+    }
+    /* The head went into out; it leaves as pending output together with the body. */
+    int r = conn_send(c, c->head_req ? NULL : body, c->head_req ? 0 : len, NULL, 0);
+    if (r < 0)
+        conn_fail_later(c);
+}
+
+static bool can_respond(struct api_conn *c, const char *what)
+{
+    if (!c->open || c->closing)
+        return false;
+    if (c->state != C_HANDLING) {
+        log_warn("api", "%s: no request awaits a response on this connection; ignored", what);
+        return false;
+    }
+    return true;
+}
+
+void api_conn_respond(struct api_conn *c, int status, const char *content_type, const void *body, size_t len,
+                      const char *extra_headers)
+{
+    if (!can_respond(c, "respond"))
+        return;
+    if (c->srv && !c->srv->accepting)
+        c->keep_alive = false;
+    send_response(c, status, content_type, body, len, extra_headers);
+    response_done(c);
+}
+
+static const char oom_body[] = "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
+
+void api_conn_respond_json(struct api_conn *c, int status, json_t *obj, const char *extra_headers)
+{
+    if (!obj) {
+        api_conn_respond(c, 500, "application/json", oom_body, sizeof oom_body - 1, extra_headers);
+        return;
+    }
+    if (!c->open || c->closing || c->state != C_HANDLING) {
+        json_decref(obj);
+        can_respond(c, "respond_json");
+        return;
+    }
+    char *s = json_dumps(obj, JSON_COMPACT);
+    json_decref(obj);
+    if (!s) {
+        api_conn_respond(c, 500, "application/json", oom_body, sizeof oom_body - 1, extra_headers);
+        return;
+    }
+    api_conn_respond(c, status, "application/json", s, strlen(s), extra_headers);
+    free(s);
+}
+
+static json_t *error_json(const char *code, const char *message, const char *field)
+{
+    json_t *e = json_object();
+    json_object_set_new(e, "code", json_string(code ? code : "internal"));
+    json_object_set_new(e, "message", json_string(message ? message : ""));
+    if (field)
+        json_object_set_new(e, "field", json_string(field));
+    json_t *o = json_object();
+    json_object_set_new(o, "error", e);
+    return o;
+}
+
+void api_conn_error(struct api_conn *c, int status, const char *code, const char *message, const char *field)
+{
+    api_conn_respond_json(c, status, error_json(code, message, field), NULL);
+}
+
+int api_conn_stream_begin(struct api_conn *c, int status, const char *content_type, const char *extra_headers)
+{
+    if (!c->open || c->closing)
+        return -EPIPE;
+    if (!can_respond(c, "stream_begin"))
+        return -EINVAL;
+    if (c->srv && !c->srv->accepting)
+        c->keep_alive = false;
+    c->raw_stream = c->parser.req.version_minor == 0;
+    if (c->raw_stream)
+        c->keep_alive = false;
+    int64_t framing = c->raw_stream ? HTTP_LENGTH_NONE : HTTP_LENGTH_CHUNKED;
+    if (http_write_head(&c->out, status, content_type, framing, c->keep_alive, extra_headers) < 0 ||
+        conn_send(c, NULL, 0, NULL, 0) < 0) {
+        conn_fail_later(c);
+        return -EPIPE;
+    }
+    c->state = C_STREAMING;
+    return 0;
+}
+
+int api_conn_stream_write(struct api_conn *c, const void *data, size_t len)
+{
+    if (!c->open || c->closing)
+        return -EPIPE;
+    if (c->state != C_STREAMING)
+        return -EINVAL;
+    if (!len || c->head_req)
+        return 0;
+    if (c->out.len - c->out_off + len > API_OUT_MAX) {
+        log_warn("api", "client not reading a stream (%zu bytes pending); closing", c->out.len - c->out_off);
+        conn_fail_later(c);
+        return -ENOBUFS;
+    }
+    int r;
+    if (c->raw_stream) {
+        r = conn_send(c, data, len, NULL, 0);
+    } else {
+        /* Chunk-size line into out (as pending output), then data and CRLF. */
+        if (http_write_chunk_header(&c->out, len) < 0) {
+            conn_fail_later(c);
+            return -ENOMEM;
+        }
+        if (c->want_write) {
+            r = buf_append(&c->out, data, len);
+            if (r == 0)
+                r = buf_append(&c->out, "\r\n", 2);
+        } else {
+            r = conn_send(c, data, len, "\r\n", 2);
+        }
+    }
+    if (r < 0) {
+        conn_fail_later(c);
+        return r == -ENOMEM ? -ENOMEM : -EPIPE;
+    }
+    return 0;
+}
+
+void api_conn_stream_end(struct api_conn *c)
+{
+    if (!c->open || c->closing || c->state != C_STREAMING)
+        return;
+    if (!c->raw_stream && !c->head_req && conn_send(c, "0\r\n\r\n", 5, NULL, 0) < 0) {
+        conn_fail_later(c);
+        return;
+    }
+    response_done(c);
+}
+
+/* ---------- input ---------- */
+
+static const char *parse_error_code(int status)
+{
+    switch (status) {
+    case 413:
+        return "payload_too_large";
+    case 431:
+        return "headers_too_large";
+    case 501:
+        return "not_implemented";
+    case 505:
+        return "http_version_not_supported";
+    case 500:
+        return "internal";
+    default:
+        return "bad_request";
+    }
+}
+
+/* Answers a request the parser rejected, then ends the connection. */
+static void parse_failed(struct api_conn *c)
+{
+    int status = c->parser.error_status ? c->parser.error_status : 400;
+    json_t *j = error_json(parse_error_code(status), c->parser.error_msg, NULL);
+    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    c->keep_alive = false;
+    c->head_req = false;
+    c->close_after_flush = true;
+    if (s)
+        send_response(c, status, "application/json", s, strlen(s), NULL);
+    else
+        send_response(c, status, NULL, NULL, 0, NULL);
+    free(s);
+    if (c->open && !c->closing && c->out.len == c->out_off)
+        conn_linger(c);
+}
+
+/* Parses buffered input and dispatches requests, one at a time. */
+static void process_input(struct api_conn *c)
+{
+    if (c->dispatching)
+        return;
+    c->dispatching = true;
+    c->refs++;
+    while (c->open && !c->closing && c->state == C_READING && !c->close_after_flush) {
+        size_t avail = c->in.len - c->in_off;
+        if (!avail)
+            break;
+        size_t used = 0;
+        int r = http_request_feed(&c->parser, c->in.data + c->in_off, avail, &used);
+        c->in_off += used;
+        if (c->in_off == c->in.len) {
+            c->in.len = 0;
+            c->in_off = 0;
+        }
+        if (r == HTTP_NEED_MORE) {
+            if (c->parser.head_done && c->parser.req.expect_continue && !c->continue_sent) {
+                c->continue_sent = true;
+                static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+                if (conn_send(c, cont, sizeof cont - 1, NULL, 0) < 0)
+                    conn_fail_later(c);
+            }
+            break;
+        }
+        if (r == HTTP_ERROR) {
+            parse_failed(c);
+            break;
+        }
+        struct http_request *req = &c->parser.req;
+        c->state = C_HANDLING;
+        c->keep_alive = req->keep_alive && c->srv->accepting;
+        c->head_req = !strcmp(req->method, "HEAD");
+        c->srv->handler(c, req, c->srv->ud);
+    }
+    c->dispatching = false;
+    conn_watch(c);
+    api_conn_unref(c);
+}
+
+/* Reads and discards while lingering. */
+static void linger_read(struct api_conn *c)
+{
+    char tmp[16384];
+    ssize_t n = read(c->fd, tmp, sizeof tmp);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0 || (c->linger_bytes += (size_t)n) > API_LINGER_MAX)
+        conn_close(c);
+}
+
+static void conn_read(struct api_conn *c)
+{
+    if (c->lingering) {
+        linger_read(c);
+        return;
+    }
+    if (c->in_off && c->in.cap - c->in.len < API_READ_CHUNK) {
+        buf_consume(&c->in, c->in_off);
+        c->in_off = 0;
+    }
+    if (buf_reserve(&c->in, API_READ_CHUNK) < 0) {
+        conn_close(c);
+        return;
+    }
+    size_t room = c->in.cap - c->in.len - 1;
+    ssize_t n;
+    do {
+        n = read(c->fd, c->in.data + c->in.len, room);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            conn_close(c);
+        return;
+    }
+    if (n == 0) {
+        /* The client went away (or half-closed: it cannot expect more from us). */
+        conn_close(c);
+        return;
+    }
+    c->in.len += (size_t)n;
+    c->in.data[c->in.len] = '\0';
+    c->last_active = ev_now_ms(c->loop);
+    if (c->state == C_READING)
+        process_input(c);
+    else
+        conn_watch(c);
+}
+
+static void conn_io(struct ev_loop *loop, int fd, uint32_t events, void *data)
+{
+    struct api_conn *c = data;
+    if (c->closing)
+        return;
+    c->refs++;
+    if (events & EV_ERROR)
+        conn_close(c);
+    if (c->open && (events & EV_WRITE))
+        conn_flush(c);
+    if (c->open && !c->closing && (events & EV_READ))
+        conn_read(c);
+    if (c->open && c->in.cap > API_KEEP_IN_CAP && c->in.len == 0) {
+        buf_free(&c->in);
+        c->in_off = 0;
+    }
+    api_conn_unref(c);
+}
+
+static void idle_fire(struct ev_loop *loop, void *data)
+{
+    struct api_conn *c = data;
+    c->idle_timer = 0;
+    if (!c->open)
+        return;
+    if (c->lingering) {
+        conn_close(c);
+        return;
+    }
+    struct api_server *s = c->srv;
+    uint64_t idle_ms = s ? s->idle_ms : API_IDLE_TIMEOUT_MS;
+    bool pending = c->out.len > c->out_off;
+    if (c->state != C_READING && !pending) {
+        /* The handler is working (or a stream is quiet): not idle. */
+        idle_arm(c, idle_ms);
+        return;
+    }
+    uint64_t now = ev_now_ms(loop), quiet = now - c->last_active;
+    if (quiet >= idle_ms) {
+        conn_close(c);
+        return;
+    }
+    idle_arm(c, idle_ms - quiet);
+}
+
+/* ---------- listening ---------- */
+
+static void accept_resume(struct ev_loop *loop, void *data)
+{
+    struct api_server *s = data;
+    s->accept_timer = 0;
+    if (s->fd >= 0)
+        ev_io_mod(loop, s->fd, EV_READ);
+}
+
+static void conn_new(struct api_server *s, int fd)
+{
+    struct api_conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        close(fd);
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    c->srv = s;
+    c->loop = s->loop;
+    c->fd = fd;
+    c->refs = 1;
+    c->open = true;
+    c->watched = EV_READ;
+    c->last_active = ev_now_ms(s->loop);
+    http_request_parser_init(&c->parser, &s->limits);
+    if (ev_io_add(s->loop, fd, EV_READ, conn_io, c) < 0) {
+        http_request_parser_free(&c->parser);
+        close(fd);
+        free(c);
+        return;
+    }
+    c->next = s->conns;
+    if (s->conns)
+        s->conns->prev = c;
+    s->conns = c;
+    s->nconns++;
+    idle_arm(c, s->idle_ms);
+}
+
+static void server_accept(struct ev_loop *loop, int fd, uint32_t events, void *data)
+{
+    struct api_server *s = data;
+    for (;;) {
+        int cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (cfd >= 0) {
+            conn_new(s, cfd);
+            continue;
+        }
+        if (errno == EINTR || errno == ECONNABORTED)
+            continue;
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+            log_warn("api", "accept: %s; pausing accepts for %u ms", strerror(errno), API_ACCEPT_RETRY_MS);
+            if (!s->accept_timer && ev_io_mod(loop, fd, 0) == 0)
+                s->accept_timer = ev_timer_add(loop, API_ACCEPT_RETRY_MS, accept_resume, s);
+        } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            log_warn("api", "accept: %s", strerror(errno));
+        }
+        return;
+    }
+}
+
+/* Splits "host:port", "[v6]:port" or ":port" into host (empty for none) and port. */
+static int split_hostport(const char *hp, char *host, size_t host_cap, char *port, size_t port_cap,
+                          struct gerr *err)
+{
+    const char *colon;
+    const char *h = hp;
+    size_t hl;
+    if (hp[0] == '[') {
+        const char *rb = strchr(hp, ']');
+        if (!rb || rb[1] != ':')
+            return gerr_set(err, EINVAL, "listen address \"%s\": expected [IPv6]:PORT", hp);
+        h = hp + 1;
+        hl = (size_t)(rb - h);
+        colon = rb + 1;
+    } else {
+        colon = strrchr(hp, ':');
+        if (!colon)
+            return gerr_set(err, EINVAL, "listen address \"%s\": expected HOST:PORT (e.g. 127.0.0.1:8470)", hp);
+        hl = (size_t)(colon - hp);
+    }
+    const char *p = colon + 1;
+    if (!*p || strlen(p) >= port_cap || strspn(p, "0123456789") != strlen(p) || atoi(p) > 65535)
+        return gerr_set(err, EINVAL, "listen address \"%s\": port must be a number 0-65535", hp);
+    if (hl >= host_cap)
+        return gerr_set(err, EINVAL, "listen address \"%s\": host too long", hp);
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    strcpy(port, p);
+    return 0;
+}
+
+int api_server_listen(struct ev_loop *loop, const char *hostport, const struct http_limits *limits,
+                      api_handler_fn handler, void *ud, struct api_server **out, struct gerr *err)
+{
+    char host[256], port[8];
+    int r = split_hostport(hostport, host, sizeof host, port, sizeof port, err);
+    if (r < 0)
+        return r;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+    struct addrinfo *ai = NULL;
+    int g = getaddrinfo(host[0] ? host : "127.0.0.1", port, &hints, &ai);
+    if (g != 0)
+        return gerr_set(err, EINVAL, "listen address \"%s\": %s", hostport, gai_strerror(g));
+    AUTO_FD int fd = -1;
+    int last = 0;
+    for (struct addrinfo *a = ai; a; a = a->ai_next) {
+        fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+        if (fd < 0) {
+            last = errno;
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (bind(fd, a->ai_addr, a->ai_addrlen) == 0 && listen(fd, 1024) == 0)
+            break;
+        last = errno;
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(ai);
+    if (fd < 0)
+        return gerr_sys(err, last ? last : EADDRNOTAVAIL, "listen on %s", hostport);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+        return gerr_sys(err, errno, "getsockname");
+    struct api_server *s = calloc(1, sizeof *s);
+    if (!s)
+        return gerr_set(err, ENOMEM, "out of memory");
+    s->port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                                       : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    s->loop = loop;
+    s->handler = handler;
+    s->ud = ud;
+    s->idle_ms = API_IDLE_TIMEOUT_MS;
+    s->accepting = true;
+    http_limits_default(&s->limits);
+    if (limits) {
+        if (limits->max_header_bytes)
+            s->limits.max_header_bytes = limits->max_header_bytes;
+        if (limits->max_headers)
+            s->limits.max_headers = limits->max_headers;
+        if (limits->max_body)
+            s->limits.max_body = limits->max_body;
+    }
+    if ((r = ev_io_add(loop, fd, EV_READ, server_accept, s)) < 0) {
+        free(s);
+        return gerr_set(err, -r, "watch listening socket: %s", strerror(-r));
+    }
+    s->fd = TAKE_FD(fd);
+    *out = s;
+    return 0;
+}
+
+int api_server_port(const struct api_server *s)
+{
+    return s->port;
+}
+
+void api_server_set_idle_timeout(struct api_server *s, uint64_t ms)
+{
+    s->idle_ms = ms ? ms : API_IDLE_TIMEOUT_MS;
+}
+
+size_t api_server_conn_count(const struct api_server *s)
+{
+    return s->nconns;
+}
+
+void api_server_stop_accepting(struct api_server *s)
+{
+    if (!s || !s->accepting)
+        return;
+    s->accepting = false;
+    if (s->fd >= 0) {
+        ev_io_del(s->loop, s->fd);
+        close(s->fd);
+        s->fd = -1;
+    }
+    if (s->accept_timer) {
+        ev_timer_cancel(s->loop, s->accept_timer);
+        s->accept_timer = 0;
+    }
+    struct api_conn *c = s->conns;
+    while (c) {
+        struct api_conn *next = c->next;
+        if (c->state == C_READING && c->parser.st.head.len == 0 && c->in.len == c->in_off &&
+            c->out.len == c->out_off && !c->close_after_flush && !c->closing)
+            conn_close(c);
+        c = next;
+    }
+}
+
+void api_server_free(struct api_server *s)
+{
+    if (!s)
+        return;
+    api_server_stop_accepting(s);
+    while (s->conns) {
+        struct api_conn *c = s->conns;
+        c->refs++;
+        conn_close(c);
+        api_conn_unref(c);
+    }
+    free(s);
+}

@@ -1,0 +1,83 @@
+/* The HTTP/1.1 server of gustd over the event loop: accepts connections, parses one
+ * request at a time per connection (pipelined bytes wait), hands it to the handler,
+ * and writes the response without blocking. Keep-alive, idle timeout, bounded input.
+ *
+ * Lifetimes: the server owns each connection while its socket is open. A handler that
+ * answers after returning takes a reference (api_conn_ref) and sets a close callback;
+ * the close callback runs at most once, from the loop (never inside an api_conn_*
+ * call), if the client goes away before the response is complete. After it, the
+ * connection may only be unreferenced. The request passed to the handler stays valid
+ * until its response is complete. All functions run on the loop's thread. */
+#ifndef GUST_API_SERVER_H
+#define GUST_API_SERVER_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "base/error.h"
+#include "evloop/evloop.h"
+#include "http/http.h"
+
+struct api_server;
+struct api_conn;
+
+typedef void (*api_handler_fn)(struct api_conn *c, struct http_request *req, void *ud);
+
+#define API_IDLE_TIMEOUT_MS 60000u
+
+/* Listens on hostport: "127.0.0.1:8470", "[::1]:8470", "localhost:8470", or ":0" /
+ * ":PORT" (127.0.0.1; port 0 picks an ephemeral one, see api_server_port). limits NULL
+ * means the http defaults. Returns 0 or -errno with *err filled. */
+int api_server_listen(struct ev_loop *loop, const char *hostport, const struct http_limits *limits,
+                      api_handler_fn handler, void *ud, struct api_server **out, struct gerr *err);
+/* The bound TCP port. */
+int api_server_port(const struct api_server *s);
+/* Idle keep-alive connections (no request in progress, nothing to send) are closed
+ * after ms without traffic (default API_IDLE_TIMEOUT_MS). Applies to timers armed
+ * after the call. */
+void api_server_set_idle_timeout(struct api_server *s, uint64_t ms);
+/* Graceful shutdown step 1: closes the listening socket and the idle keep-alive
+ * connections; requests in progress finish, and their responses carry
+ * "Connection: close". */
+void api_server_stop_accepting(struct api_server *s);
+/* Open connections. */
+size_t api_server_conn_count(const struct api_server *s);
+/* Closes every connection (close callbacks run) and frees the server. NULL is fine. */
+void api_server_free(struct api_server *s);
+
+/* Sends a complete response with Content-Length (the body is not sent for HEAD).
+ * extra_headers: "Name: v\r\n..." or NULL. A second response for the same request,
+ * or one on a closed connection, is ignored. */
+void api_conn_respond(struct api_conn *c, int status, const char *content_type, const void *body, size_t len,
+                      const char *extra_headers);
+/* As api_conn_respond with the compact JSON of obj (reference stolen, NULL gives a
+ * 500) as application/json. */
+void api_conn_respond_json(struct api_conn *c, int status, json_t *obj, const char *extra_headers);
+/* Error response: {"error":{"code":code,"message":message,"field":field}} (field
+ * left out when NULL). */
+void api_conn_error(struct api_conn *c, int status, const char *code, const char *message, const char *field);
+
+/* Starts a chunked response (HTTP/1.0 clients: an unframed body ended by close).
+ * Returns 0, -EPIPE if the connection is gone, or -EINVAL if a response started. */
+int api_conn_stream_begin(struct api_conn *c, int status, const char *content_type, const char *extra_headers);
+/* Queues one chunk. Returns 0, -EPIPE if the connection is gone, -EINVAL outside a
+ * stream, or -ENOBUFS when over API_OUT_MAX bytes are pending (the connection is then
+ * closed). Use api_conn_pending_output for backpressure. */
+int api_conn_stream_write(struct api_conn *c, const void *data, size_t len);
+/* Ends the stream; the response is complete. */
+void api_conn_stream_end(struct api_conn *c);
+
+#define API_OUT_MAX (256u * 1024u * 1024u)
+
+void api_conn_ref(struct api_conn *c);
+void api_conn_unref(struct api_conn *c);
+/* cb(c, data) runs once if the client goes away before the current response is
+ * complete; cb NULL clears it. Cleared when the response completes. */
+void api_conn_set_close_cb(struct api_conn *c, void (*cb)(struct api_conn *c, void *data), void *data);
+/* False once the client went away (or the connection failed). */
+bool api_conn_is_open(const struct api_conn *c);
+/* Bytes accepted but not yet written to the socket. */
+size_t api_conn_pending_output(const struct api_conn *c);
+
+#endif

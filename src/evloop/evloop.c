@@ -1,0 +1,449 @@
+/* epoll event loop: fd watches in an fd-indexed table, one-shot timers in a binary
+ * min-heap over a slab of timer slots, and a deferred-callback queue.
+ *
+ * Safe deletion: every watch slot carries a generation that is bumped on each add and
+ * delete, and the generation travels in epoll_event.data next to the fd. An event of
+ * the current batch whose generation no longer matches (the watch was deleted, or
+ * deleted and re-added) is skipped. Timer ids are (slot generation << 32 | slot + 1),
+ * so a fired or cancelled id never matches a reused slot. */
+#include "evloop/evloop.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "base/util.h"
+
+#define EV_BATCH_MIN 64
+#define EV_BATCH_MAX 4096
+
+struct ev_watch {
+    ev_io_cb cb;
+    void *data;
+    uint32_t events; /* EV_READ|EV_WRITE asked for */
+    uint32_t gen;    /* bumped on add and del */
+    bool active;
+};
+
+struct ev_timer {
+    uint64_t deadline;
+    uint64_t seq; /* tie-break: equal deadlines fire in creation order */
+    ev_cb cb;
+    void *data;
+    uint32_t gen;
+    uint32_t heap_idx; /* position in loop->heap while armed; next free slot otherwise */
+    bool armed;
+};
+
+struct ev_deferred {
+    ev_cb cb;
+    void *data;
+};
+
+struct ev_loop {
+    int epfd;
+    bool stop;
+    uint64_t now;
+
+    struct ev_watch *watches; /* indexed by fd */
+    size_t nwatches;
+
+    struct ev_timer *timers; /* slab */
+    size_t ntimers, timers_cap;
+    uint32_t free_timer; /* head of the free list, UINT32_MAX when empty */
+    uint32_t *heap;      /* slot indices, min-heap on (deadline, seq) */
+    size_t heap_len;
+    uint64_t timer_seq;
+
+    struct ev_deferred *defer, *defer_run; /* pending queue and the one being run */
+    size_t defer_len, defer_cap, defer_run_cap;
+
+    struct epoll_event *batch;
+    size_t batch_cap;
+};
+
+#define EV_NO_SLOT UINT32_MAX
+
+int ev_loop_new(struct ev_loop **out)
+{
+    struct ev_loop *l = calloc(1, sizeof *l);
+    if (!l)
+        return -ENOMEM;
+    l->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (l->epfd < 0) {
+        int e = errno;
+        free(l);
+        return -e;
+    }
+    l->batch_cap = EV_BATCH_MIN;
+    l->batch = calloc(l->batch_cap, sizeof *l->batch);
+    if (!l->batch) {
+        close(l->epfd);
+        free(l);
+        return -ENOMEM;
+    }
+    l->free_timer = EV_NO_SLOT;
+    l->now = mono_ms();
+    *out = l;
+    return 0;
+}
+
+void ev_loop_free(struct ev_loop *loop)
+{
+    if (!loop)
+        return;
+    close(loop->epfd);
+    free(loop->watches);
+    free(loop->timers);
+    free(loop->heap);
+    free(loop->defer);
+    free(loop->defer_run);
+    free(loop->batch);
+    free(loop);
+}
+
+uint64_t ev_now_ms(struct ev_loop *loop)
+{
+    return loop->now;
+}
+
+void ev_stop(struct ev_loop *loop)
+{
+    loop->stop = true;
+}
+
+/* ---------- fd watches ---------- */
+
+static uint32_t to_epoll(uint32_t events)
+{
+    uint32_t e = 0;
+    if (events & EV_READ)
+        e |= EPOLLIN;
+    if (events & EV_WRITE)
+        e |= EPOLLOUT;
+    return e;
+}
+
+/* Grows the watch table so that fd is a valid index. */
+static int watches_fit(struct ev_loop *loop, int fd)
+{
+    size_t need = (size_t)fd + 1;
+    if (need <= loop->nwatches)
+        return 0;
+    size_t n = loop->nwatches ? loop->nwatches : 64;
+    while (n < need)
+        n *= 2;
+    struct ev_watch *w = realloc(loop->watches, n * sizeof *w);
+    if (!w)
+        return -ENOMEM;
+    memset(w + loop->nwatches, 0, (n - loop->nwatches) * sizeof *w);
+    loop->watches = w;
+    loop->nwatches = n;
+    return 0;
+}
+
+static struct ev_watch *watch_get(struct ev_loop *loop, int fd)
+{
+    if (fd < 0 || (size_t)fd >= loop->nwatches || !loop->watches[fd].active)
+        return NULL;
+    return &loop->watches[fd];
+}
+
+int ev_io_add(struct ev_loop *loop, int fd, uint32_t events, ev_io_cb cb, void *data)
+{
+    if (fd < 0 || !cb)
+        return -EINVAL;
+    int r = watches_fit(loop, fd);
+    if (r < 0)
+        return r;
+    struct ev_watch *w = &loop->watches[fd];
+    if (w->active)
+        return -EEXIST;
+    uint32_t gen = w->gen + 1;
+    struct epoll_event ev = {.events = to_epoll(events), .data.u64 = ((uint64_t)gen << 32) | (uint32_t)fd};
+    if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+        return -errno;
+    w->gen = gen;
+    w->cb = cb;
+    w->data = data;
+    w->events = events & (EV_READ | EV_WRITE);
+    w->active = true;
+    return 0;
+}
+
+int ev_io_mod(struct ev_loop *loop, int fd, uint32_t events)
+{
+    struct ev_watch *w = watch_get(loop, fd);
+    if (!w)
+        return -ENOENT;
+    events &= EV_READ | EV_WRITE;
+    if (events == w->events)
+        return 0;
+    struct epoll_event ev = {.events = to_epoll(events), .data.u64 = ((uint64_t)w->gen << 32) | (uint32_t)fd};
+    if (epoll_ctl(loop->epfd, EPOLL_CTL_MOD, fd, &ev) < 0)
+        return -errno;
+    w->events = events;
+    return 0;
+}
+
+int ev_io_del(struct ev_loop *loop, int fd)
+{
+    struct ev_watch *w = watch_get(loop, fd);
+    if (!w)
+        return -ENOENT;
+    /* A caller that closed fd first has already lost the epoll registration; the
+     * slot is released either way. */
+    epoll_ctl(loop->epfd, EPOLL_CTL_DEL, fd, NULL);
+    w->active = false;
+    w->gen++;
+    w->cb = NULL;
+    w->data = NULL;
+    w->events = 0;
+    return 0;
+}
+
+/* ---------- timers ---------- */
+
+static bool timer_less(const struct ev_loop *loop, uint32_t a, uint32_t b)
+{
+    const struct ev_timer *ta = &loop->timers[a], *tb = &loop->timers[b];
+    if (ta->deadline != tb->deadline)
+        return ta->deadline < tb->deadline;
+    return ta->seq < tb->seq;
+}
+
+static void heap_set(struct ev_loop *loop, size_t i, uint32_t slot)
+{
+    loop->heap[i] = slot;
+    loop->timers[slot].heap_idx = (uint32_t)i;
+}
+
+static void heap_up(struct ev_loop *loop, size_t i)
+{
+    uint32_t slot = loop->heap[i];
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (!timer_less(loop, slot, loop->heap[parent]))
+            break;
+        heap_set(loop, i, loop->heap[parent]);
+        i = parent;
+    }
+    heap_set(loop, i, slot);
+}
+
+static void heap_down(struct ev_loop *loop, size_t i)
+{
+    uint32_t slot = loop->heap[i];
+    for (;;) {
+        size_t l = 2 * i + 1;
+        if (l >= loop->heap_len)
+            break;
+        size_t m = l;
+        if (l + 1 < loop->heap_len && timer_less(loop, loop->heap[l + 1], loop->heap[l]))
+            m = l + 1;
+        if (!timer_less(loop, loop->heap[m], slot))
+            break;
+        heap_set(loop, i, loop->heap[m]);
+        i = m;
+    }
+    heap_set(loop, i, slot);
+}
+
+/* Removes heap entry i, keeping the heap property. */
+static void heap_remove(struct ev_loop *loop, size_t i)
+{
+    loop->heap_len--;
+    if (i == loop->heap_len)
+        return;
+    heap_set(loop, i, loop->heap[loop->heap_len]);
+    if (i > 0 && timer_less(loop, loop->heap[i], loop->heap[(i - 1) / 2]))
+        heap_up(loop, i);
+    else
+        heap_down(loop, i);
+}
+
+/* Returns slot to the free list; its generation moves on so stale ids miss. */
+static void timer_release(struct ev_loop *loop, uint32_t slot)
+{
+    struct ev_timer *t = &loop->timers[slot];
+    t->armed = false;
+    t->gen++;
+    if (t->gen == 0)
+        t->gen = 1;
+    t->cb = NULL;
+    t->data = NULL;
+    t->heap_idx = loop->free_timer;
+    loop->free_timer = slot;
+}
+
+static int timers_grow(struct ev_loop *loop)
+{
+    size_t n = loop->timers_cap ? loop->timers_cap * 2 : 64;
+    if (n > EV_NO_SLOT)
+        return -ENOMEM;
+    struct ev_timer *t = realloc(loop->timers, n * sizeof *t);
+    if (!t)
+        return -ENOMEM;
+    loop->timers = t;
+    uint32_t *h = realloc(loop->heap, n * sizeof *h);
+    if (!h)
+        return -ENOMEM;
+    loop->heap = h;
+    loop->timers_cap = n;
+    return 0;
+}
+
+uint64_t ev_timer_add(struct ev_loop *loop, uint64_t delay_ms, ev_cb cb, void *data)
+{
+    uint32_t slot;
+    if (loop->free_timer != EV_NO_SLOT) {
+        slot = loop->free_timer;
+        loop->free_timer = loop->timers[slot].heap_idx;
+    } else {
+        if (loop->ntimers == loop->timers_cap && timers_grow(loop) < 0)
+            return 0;
+        slot = (uint32_t)loop->ntimers++;
+        loop->timers[slot] = (struct ev_timer){.gen = 1};
+    }
+    struct ev_timer *t = &loop->timers[slot];
+    t->deadline = delay_ms > UINT64_MAX - loop->now ? UINT64_MAX : loop->now + delay_ms;
+    t->seq = loop->timer_seq++;
+    t->cb = cb;
+    t->data = data;
+    t->armed = true;
+    loop->heap[loop->heap_len++] = slot;
+    heap_up(loop, loop->heap_len - 1);
+    return ((uint64_t)t->gen << 32) | ((uint64_t)slot + 1);
+}
+
+void ev_timer_cancel(struct ev_loop *loop, uint64_t id)
+{
+    uint32_t low = (uint32_t)id;
+    if (low == 0 || low > loop->ntimers)
+        return;
+    uint32_t slot = low - 1;
+    struct ev_timer *t = &loop->timers[slot];
+    if (!t->armed || t->gen != (uint32_t)(id >> 32))
+        return;
+    heap_remove(loop, t->heap_idx);
+    timer_release(loop, slot);
+}
+
+/* Fires every timer due at loop->now that existed before this pass began, so a
+ * callback re-adding a zero-delay timer cannot starve the loop. */
+static void run_timers(struct ev_loop *loop)
+{
+    uint64_t seq_limit = loop->timer_seq;
+    while (loop->heap_len && !loop->stop) {
+        uint32_t slot = loop->heap[0];
+        struct ev_timer *t = &loop->timers[slot];
+        if (t->deadline > loop->now || t->seq >= seq_limit)
+            break;
+        ev_cb cb = t->cb;
+        void *data = t->data;
+        heap_remove(loop, 0);
+        timer_release(loop, slot);
+        cb(loop, data);
+    }
+}
+
+/* ---------- deferred ---------- */
+
+int ev_defer(struct ev_loop *loop, ev_cb cb, void *data)
+{
+    if (!cb)
+        return -EINVAL;
+    if (loop->defer_len == loop->defer_cap) {
+        size_t n = loop->defer_cap ? loop->defer_cap * 2 : 16;
+        struct ev_deferred *d = realloc(loop->defer, n * sizeof *d);
+        if (!d)
+            return -ENOMEM;
+        loop->defer = d;
+        loop->defer_cap = n;
+    }
+    loop->defer[loop->defer_len++] = (struct ev_deferred){cb, data};
+    return 0;
+}
+
+/* Runs the callbacks queued so far; ones they queue wait for the next iteration,
+ * which then does not block. */
+static void run_deferred(struct ev_loop *loop)
+{
+    if (!loop->defer_len)
+        return;
+    struct ev_deferred *run = loop->defer;
+    size_t n = loop->defer_len, run_cap = loop->defer_cap;
+    loop->defer = loop->defer_run;
+    loop->defer_cap = loop->defer_run_cap;
+    loop->defer_len = 0;
+    loop->defer_run = run;
+    loop->defer_run_cap = run_cap;
+    for (size_t i = 0; i < n; i++)
+        run[i].cb(loop, run[i].data);
+}
+
+/* ---------- run ---------- */
+
+static int next_timeout(struct ev_loop *loop)
+{
+    if (loop->defer_len)
+        return 0;
+    if (!loop->heap_len)
+        return -1;
+    uint64_t d = loop->timers[loop->heap[0]].deadline;
+    uint64_t now = mono_ms();
+    if (d <= now)
+        return 0;
+    uint64_t wait = d - now;
+    return wait > 1000000000u ? 1000000000 : (int)wait;
+}
+
+static void dispatch_io(struct ev_loop *loop, int n)
+{
+    for (int i = 0; i < n && !loop->stop; i++) {
+        uint64_t u = loop->batch[i].data.u64;
+        int fd = (int)(uint32_t)u;
+        struct ev_watch *w = watch_get(loop, fd);
+        if (!w || w->gen != (uint32_t)(u >> 32))
+            continue;
+        uint32_t e = loop->batch[i].events, got = 0;
+        if (e & (EPOLLIN | EPOLLHUP | EPOLLRDHUP))
+            got |= EV_READ;
+        if (e & EPOLLOUT)
+            got |= EV_WRITE;
+        got &= w->events;
+        if (e & (EPOLLERR | EPOLLHUP))
+            got |= EV_ERROR;
+        if (got)
+            w->cb(loop, fd, got, w->data);
+    }
+}
+
+int ev_run(struct ev_loop *loop)
+{
+    loop->stop = false;
+    while (!loop->stop) {
+        int n = epoll_wait(loop->epfd, loop->batch, (int)loop->batch_cap, next_timeout(loop));
+        if (n < 0) {
+            if (errno != EINTR)
+                return -errno;
+            n = 0;
+        }
+        loop->now = mono_ms();
+        dispatch_io(loop, n);
+        if ((size_t)n == loop->batch_cap && loop->batch_cap < EV_BATCH_MAX) {
+            struct epoll_event *b = realloc(loop->batch, loop->batch_cap * 2 * sizeof *b);
+            if (b) {
+                loop->batch = b;
+                loop->batch_cap *= 2;
+            }
+        }
+        if (!loop->stop)
+            run_timers(loop);
+        if (!loop->stop)
+            run_deferred(loop);
+    }
+    return 0;
+}

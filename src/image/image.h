@@ -1,0 +1,35 @@
+/* Built-in rootfs images. An image is a plain directory used as the read-only lower
+ * layer of a container's overlay (see runtime/sandbox.h).
+ *
+ * Builders are idempotent and atomic: a finished image holds the marker file
+ * IMAGE_OK_MARKER; a build goes into "<dest>.tmp-XXXXXX" and is renamed into place
+ * only when complete, so a crash never leaves a half-built image at dest.
+ */
+#ifndef GUST_IMAGE_IMAGE_H
+#define GUST_IMAGE_IMAGE_H
+
+#include <stdbool.h>
+
+#include "base/error.h"
+
+#define IMAGE_OK_MARKER ".gust-image-ok"
+#define IMAGE_BUSYBOX_SRC "/bin/busybox"
+
+/* Builds a busybox rootfs at dest (absolute): the host's static /bin/busybox (error
+ * if it is dynamically linked, since the image has no libc), a /bin symlink for
+ * every applet it lists, the usual empty dirs (/tmp and /var/tmp 1777) and minimal
+ * /etc (passwd, group, hostname, hosts). Returns 0 at once if dest is already built. */
+int image_build_busybox(const char *dest, struct gerr *err);
+
+/* Builds a skeleton rootfs at dest (absolute) meant to run with the host's /usr
+ * bind-mounted read-only at /usr: an empty /usr, the merged-usr symlinks bin, sbin,
+ * lib, lib64 (each only where the host has it as a symlink into usr/), minimal /etc
+ * (passwd, group, hosts, hostname, nsswitch.conf, and the host's ld.so.cache if it
+ * has one) and empty /proc /dev /sys /tmp /root /var/tmp. */
+int image_build_host_python(const char *dest, struct gerr *err);
+
+/* True if rootfs is an absolute path naming an existing directory; otherwise false
+ * with err (if non-NULL) saying why. */
+bool image_rootfs_valid(const char *rootfs, struct gerr *err);
+
+#endif

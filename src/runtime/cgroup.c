@@ -1,0 +1,557 @@
+#include "runtime/cgroup.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/cleanup.h"
+#include "base/util.h"
+
+#define CGROUP_FS "/sys/fs/cgroup"
+
+static const char *const ctrl_names[CGROUP_NCTRL] = {"memory", "cpu", "cpuacct", "pids"};
+
+/* Controllers a v2 container cgroup needs enabled by its parent (cpuacct is
+ * implicit on v2: cpu.stat is always there). */
+static const char *const v2_enable[] = {"memory", "cpu", "pids"};
+
+static struct cgroup_roots detected;
+static struct gerr detect_err;
+static int detect_rc;
+static pthread_once_t detect_once = PTHREAD_ONCE_INIT;
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+    }
+}
+
+/* Joins a and b with '/' into out; -ENAMETOOLONG if it does not fit. */
+static int path_join(char *out, size_t cap, const char *a, const char *b)
+{
+    int n = snprintf(out, cap, "%s/%s", a, b);
+    return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
+}
+
+/* Reads a small cgroup file into buf (NUL-terminated). Returns bytes read or -errno. */
+static ssize_t read_small(const char *dir, const char *file, char *buf, size_t cap)
+{
+    char path[CGROUP_PATH_MAX + 64];
+    if (path_join(path, sizeof path, dir, file) < 0)
+        return -ENAMETOOLONG;
+    AUTO_FD int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    size_t len = 0;
+    while (len + 1 < cap) {
+        ssize_t n = read(fd, buf + len, cap - 1 - len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+    }
+    buf[len] = '\0';
+    return (ssize_t)len;
+}
+
+static int write_file(const char *dir, const char *file, const char *value, struct gerr *err)
+{
+    char path[CGROUP_PATH_MAX + 64];
+    if (path_join(path, sizeof path, dir, file) < 0)
+        return gerr_set(err, ENAMETOOLONG, "cgroup path %s/%s too long", dir, file);
+    int r = file_write_str(path, value);
+    if (r < 0)
+        return gerr_sys(err, -r, "write \"%s\" to %s", value, path);
+    return 0;
+}
+
+/* Decodes mountinfo's octal escapes (\040 for space etc.) in place. */
+static void mountinfo_unescape(char *s)
+{
+    char *w = s;
+    for (char *r = s; *r; r++) {
+        if (r[0] == '\\' && r[1] >= '0' && r[1] <= '7' && r[2] >= '0' && r[2] <= '7' &&
+            r[3] >= '0' && r[3] <= '7') {
+            *w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
+            r += 3;
+        } else {
+            *w++ = *r;
+        }
+    }
+    *w = '\0';
+}
+
+/* Finds the v1 mount point of each controller from the "cgroup" lines of
+ * /proc/self/mountinfo (super options list the controllers of a hierarchy). */
+static int detect_v1(struct cgroup_roots *r, struct gerr *err)
+{
+    AUTO_FREE char *data = NULL;
+    int rc = file_read_all("/proc/self/mountinfo", 16u << 20, &data, NULL);
+    if (rc < 0)
+        return gerr_sys(err, -rc, "read /proc/self/mountinfo");
+    char *save = NULL;
+    for (char *line = strtok_r(data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char *tok[64];
+        int n = 0;
+        char *s2 = NULL;
+        for (char *t = strtok_r(line, " ", &s2); t && n < (int)ARRAY_LEN(tok); t = strtok_r(NULL, " ", &s2))
+            tok[n++] = t;
+        int sep = -1;
+        for (int i = 6; i < n; i++) {
+            if (!strcmp(tok[i], "-")) {
+                sep = i;
+                break;
+            }
+        }
+        if (sep < 0 || sep + 3 >= n || strcmp(tok[sep + 1], "cgroup"))
+            continue;
+        char *opts = tok[sep + 3];
+        char *s3 = NULL;
+        for (char *o = strtok_r(opts, ",", &s3); o; o = strtok_r(NULL, ",", &s3)) {
+            for (int c = 0; c < CGROUP_NCTRL; c++) {
+                if (strcmp(o, ctrl_names[c]) || r->root[c][0])
+                    continue;
+                mountinfo_unescape(tok[4]);
+                if (strlen(tok[4]) >= sizeof r->root[c])
+                    return gerr_set(err, ENAMETOOLONG, "cgroup mount point %s too long", tok[4]);
+                strcpy(r->root[c], tok[4]);
+            }
+        }
+    }
+    for (int c = 0; c < CGROUP_NCTRL; c++) {
+        if (!r->root[c][0])
+            return gerr_set(err, ENOENT,
+                            "cgroup v1 controller \"%s\" is not mounted (no cgroup mount with it "
+                            "in /proc/self/mountinfo)",
+                            ctrl_names[c]);
+    }
+    return 0;
+}
+
+static void detect_run(void)
+{
+    if (access(CGROUP_FS "/cgroup.controllers", F_OK) == 0) {
+        detected.v2 = true;
+        for (int c = 0; c < CGROUP_NCTRL; c++)
+            strcpy(detected.root[c], CGROUP_FS);
+        detect_rc = 0;
+        return;
+    }
+    detect_rc = detect_v1(&detected, &detect_err);
+}
+
+const struct cgroup_roots *cgroup_detect(struct gerr *err)
+{
+    pthread_once(&detect_once, detect_run);
+    if (detect_rc < 0) {
+        if (err)
+            *err = detect_err;
+        return NULL;
+    }
+    return &detected;
+}
+
+int cgroup_version(void)
+{
+    const struct cgroup_roots *r = cgroup_detect(NULL);
+    if (r)
+        return r->v2 ? 2 : 1;
+    return access(CGROUP_FS "/cgroup.controllers", F_OK) == 0 ? 2 : 1;
+}
+
+/* A cgroup_parent is one or more [A-Za-z0-9_.-] components separated by '/', none
+ * of them "." or "..", so it can never climb out of the controller root. */
+static bool parent_is_valid(const char *p)
+{
+    if (!p || !*p || *p == '/')
+        return false;
+    const char *comp = p;
+    for (const char *s = p;; s++) {
+        if (*s == '/' || *s == '\0') {
+            size_t len = (size_t)(s - comp);
+            if (len == 0 || (len == 1 && comp[0] == '.') || (len == 2 && !strncmp(comp, "..", 2)))
+                return false;
+            if (*s == '\0')
+                return true;
+            comp = s + 1;
+            continue;
+        }
+        char c = *s;
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '_' || c == '-' || c == '.';
+        if (!ok)
+            return false;
+    }
+}
+
+int cgroup_set_paths(struct cgroup_set *set, const char *parent, const char *id, struct gerr *err)
+{
+    const struct cgroup_roots *r = cgroup_detect(err);
+    if (!r)
+        return -detect_err.code;
+    if (!parent_is_valid(parent))
+        return gerr_set(err, EINVAL, "invalid cgroup parent \"%s\" (want relative a/b/c of [A-Za-z0-9_.-])",
+                        parent ? parent : "(null)");
+    if (id && (!*id || strchr(id, '/') || !strcmp(id, ".") || !strcmp(id, "..")))
+        return gerr_set(err, EINVAL, "invalid cgroup name \"%s\"", id);
+    set->v2 = r->v2;
+    for (int c = 0; c < CGROUP_NCTRL; c++) {
+        int n = id ? snprintf(set->dir[c], sizeof set->dir[c], "%s/%s/%s", r->root[c], parent, id)
+                   : snprintf(set->dir[c], sizeof set->dir[c], "%s/%s", r->root[c], parent);
+        if (n < 0 || (size_t)n >= sizeof set->dir[c])
+            return gerr_set(err, ENAMETOOLONG, "cgroup path for %s/%s too long", parent, id ? id : "");
+    }
+    return 0;
+}
+
+/* True if dir c of the set repeats an earlier controller's directory (v2, or
+ * co-mounted v1 controllers), so each directory is handled once. */
+static bool dir_seen_before(const struct cgroup_set *set, int c)
+{
+    for (int i = 0; i < c; i++) {
+        if (!strcmp(set->dir[i], set->dir[c]))
+            return true;
+    }
+    return false;
+}
+
+/* Whether the space-separated list has word. */
+static bool list_has(const char *list, const char *word)
+{
+    size_t wl = strlen(word);
+    for (const char *p = list; (p = strstr(p, word)); p += wl) {
+        bool start = p == list || p[-1] == ' ' || p[-1] == '\n';
+        bool end = p[wl] == '\0' || p[wl] == ' ' || p[wl] == '\n';
+        if (start && end)
+            return true;
+    }
+    return false;
+}
+
+/* v2: makes every directory from the root down to the leaf's parent exist and
+ * delegate the memory, cpu and pids controllers to its children. */
+static int v2_prepare_parents(const char *leaf, struct gerr *err)
+{
+    char path[CGROUP_PATH_MAX];
+    size_t rootlen = strlen(CGROUP_FS);
+    if (strlen(leaf) >= sizeof path)
+        return gerr_set(err, ENAMETOOLONG, "cgroup path %s too long", leaf);
+    strcpy(path, leaf);
+    char *last = strrchr(path, '/');
+    if (!last || (size_t)(last - path) < rootlen)
+        return gerr_set(err, EINVAL, "cgroup path %s is not under " CGROUP_FS, leaf);
+    *last = '\0';
+    /* Walk each level: the root first, then every component of the parent path. */
+    for (char *p = path + rootlen;; ) {
+        char saved = *p;
+        *p = '\0';
+        if (mkdir(path, 0755) < 0 && errno != EEXIST)
+            return gerr_sys(err, errno, "mkdir cgroup %s", path);
+        char cur[256];
+        ssize_t n = read_small(path, "cgroup.subtree_control", cur, sizeof cur);
+        if (n < 0)
+            return gerr_sys(err, (int)-n, "read %s/cgroup.subtree_control", path);
+        for (size_t i = 0; i < ARRAY_LEN(v2_enable); i++) {
+            if (list_has(cur, v2_enable[i]))
+                continue;
+            char plus[32];
+            snprintf(plus, sizeof plus, "+%s", v2_enable[i]);
+            int r = write_file(path, "cgroup.subtree_control", plus, err);
+            if (r < 0)
+                return gerr_prefix(err, "enable the %s controller for children of %s "
+                                        "(is it available in cgroup.controllers, and does the "
+                                        "cgroup have no processes of its own?)",
+                                   v2_enable[i], path);
+        }
+        *p = saved;
+        if (saved == '\0')
+            return 0;
+        p = strchr(p + 1, '/');
+        if (!p)
+            p = path + strlen(path);
+    }
+}
+
+/* Writes the limits that belong to controller c into dir. */
+static int write_limits(int c, const char *dir, bool v2, const struct cgroup_limits *lim,
+                        struct gerr *err)
+{
+    char v[64];
+    int r = 0;
+    switch (c) {
+    case CGROUP_MEMORY:
+        if (!lim->memory_bytes)
+            return 0;
+        snprintf(v, sizeof v, "%" PRIu64, lim->memory_bytes);
+        r = write_file(dir, v2 ? "memory.max" : "memory.limit_in_bytes", v, err);
+        if (r < 0)
+            return r;
+        /* Swap: v2 caps it separately (0 = none), v1 caps memory+swap together. The
+         * files exist only with swap accounting, which is fine to lack. */
+        if (v2)
+            r = write_file(dir, "memory.swap.max", "0", err);
+        else
+            r = write_file(dir, "memory.memsw.limit_in_bytes", v, err);
+        return r == -ENOENT ? 0 : r;
+    case CGROUP_CPU:
+        if (!lim->cpu_millicores)
+            return 0;
+        {
+            /* 1000 millicores = one CPU = 100000 us per 100000 us period; the kernel's
+             * minimum quota is 1000 us. */
+            uint64_t quota = (uint64_t)lim->cpu_millicores * 100;
+            if (quota < 1000)
+                quota = 1000;
+            if (v2) {
+                snprintf(v, sizeof v, "%" PRIu64 " 100000", quota);
+                return write_file(dir, "cpu.max", v, err);
+            }
+            r = write_file(dir, "cpu.cfs_period_us", "100000", err);
+            if (r < 0)
+                return r;
+            snprintf(v, sizeof v, "%" PRIu64, quota);
+            return write_file(dir, "cpu.cfs_quota_us", v, err);
+        }
+    case CGROUP_PIDS:
+        if (!lim->pids_max)
+            return 0;
+        snprintf(v, sizeof v, "%" PRIu32, lim->pids_max);
+        return write_file(dir, "pids.max", v, err);
+    default:
+        return 0;
+    }
+}
+
+int cgroup_set_create(const struct cgroup_set *set, const struct cgroup_limits *lim,
+                      struct gerr *err)
+{
+    bool made[CGROUP_NCTRL] = {false};
+    int r = 0;
+    for (int c = 0; c < CGROUP_NCTRL && r == 0; c++) {
+        if (dir_seen_before(set, c))
+            continue;
+        char parent[CGROUP_PATH_MAX];
+        strcpy(parent, set->dir[c]);
+        char *slash = strrchr(parent, '/');
+        if (slash)
+            *slash = '\0';
+        if (set->v2)
+            r = v2_prepare_parents(set->dir[c], err);
+        else if ((r = mkdir_p(parent, 0755)) < 0)
+            r = gerr_sys(err, -r, "mkdir cgroup %s", parent);
+        if (r < 0)
+            break;
+        if (mkdir(set->dir[c], 0755) < 0) {
+            r = errno == EEXIST
+                    ? gerr_set(err, EEXIST, "cgroup %s already exists (stale container with this id?)",
+                               set->dir[c])
+                    : gerr_sys(err, errno, "mkdir cgroup %s", set->dir[c]);
+            break;
+        }
+        made[c] = true;
+    }
+    /* Per controller, not per directory: co-mounted v1 controllers and v2 keep
+     * several controllers' files in one directory. */
+    for (int c = 0; c < CGROUP_NCTRL && r == 0; c++)
+        r = write_limits(c, set->dir[c], set->v2, lim, err);
+    if (r < 0) {
+        for (int c = 0; c < CGROUP_NCTRL; c++) {
+            if (made[c])
+                rmdir(set->dir[c]);
+        }
+    }
+    return r;
+}
+
+int cgroup_set_attach(const struct cgroup_set *set, pid_t pid, struct gerr *err)
+{
+    char v[32];
+    snprintf(v, sizeof v, "%d", (int)pid);
+    for (int c = 0; c < CGROUP_NCTRL; c++) {
+        if (dir_seen_before(set, c))
+            continue;
+        int r = write_file(set->dir[c], "cgroup.procs", v, err);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+int cgroup_kill_all(const char *dir, bool v2, struct gerr *err)
+{
+    if (v2) {
+        int r = write_file(dir, "cgroup.kill", "1", NULL);
+        if (r == 0) {
+            for (int i = 0; i < 500; i++) {
+                char buf[64];
+                ssize_t n = read_small(dir, "cgroup.procs", buf, sizeof buf);
+                if (n == -ENOENT || n == 0)
+                    return 0;
+                if (n < 0)
+                    return gerr_sys(err, (int)-n, "read %s/cgroup.procs", dir);
+                sleep_ms(2);
+            }
+            return gerr_set(err, EBUSY, "processes in %s survived cgroup.kill", dir);
+        }
+    }
+    /* No cgroup.kill: SIGKILL whatever is listed until the list stays empty; the
+     * loop catches processes forked while we were reading. */
+    for (int i = 0; i < 500; i++) {
+        char buf[8192];
+        ssize_t n = read_small(dir, "cgroup.procs", buf, sizeof buf);
+        if (n == -ENOENT || n == 0)
+            return 0;
+        if (n < 0)
+            return gerr_sys(err, (int)-n, "read %s/cgroup.procs", dir);
+        char *save = NULL;
+        for (char *t = strtok_r(buf, "\n", &save); t; t = strtok_r(NULL, "\n", &save)) {
+            long pid = strtol(t, NULL, 10);
+            if (pid > 0)
+                kill((pid_t)pid, SIGKILL);
+        }
+        sleep_ms(2);
+    }
+    return gerr_set(err, EBUSY, "processes in %s survived SIGKILL", dir);
+}
+
+/* rmdir with a kill and brief retries while the cgroup is still busy (tasks
+ * exiting, or v1 memory cgroups still being offlined). */
+static int remove_dir(const char *dir, bool v2, struct gerr *err)
+{
+    for (int i = 0; i < 250; i++) {
+        if (rmdir(dir) == 0 || errno == ENOENT)
+            return 0;
+        if (errno != EBUSY)
+            return gerr_sys(err, errno, "rmdir cgroup %s", dir);
+        int r = cgroup_kill_all(dir, v2, err);
+        if (r < 0)
+            return r;
+        if (i > 0)
+            sleep_ms(4);
+    }
+    return gerr_set(err, EBUSY, "rmdir cgroup %s: still busy after killing its processes", dir);
+}
+
+int cgroup_set_destroy(const struct cgroup_set *set, struct gerr *err)
+{
+    int first = 0;
+    for (int c = 0; c < CGROUP_NCTRL; c++) {
+        if (!set->dir[c][0] || dir_seen_before(set, c))
+            continue;
+        struct gerr e;
+        int r = remove_dir(set->dir[c], set->v2, &e);
+        if (r < 0 && first == 0) {
+            first = r;
+            if (err)
+                *err = e;
+        }
+    }
+    return first;
+}
+
+int cgroup_remove_tree(const char *dir, bool v2, bool remove_self, struct gerr *err)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return errno == ENOENT ? 0 : gerr_sys(err, errno, "open cgroup dir %s", dir);
+    int first = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (de->d_type != DT_DIR || !strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        char sub[CGROUP_PATH_MAX];
+        if (path_join(sub, sizeof sub, dir, de->d_name) < 0) {
+            if (first == 0)
+                first = gerr_set(err, ENAMETOOLONG, "cgroup path %s/%s too long", dir, de->d_name);
+            continue;
+        }
+        struct gerr e;
+        int r = cgroup_remove_tree(sub, v2, true, &e);
+        if (r < 0 && first == 0) {
+            first = r;
+            if (err)
+                *err = e;
+        }
+    }
+    closedir(d);
+    if (remove_self && first == 0)
+        return remove_dir(dir, v2, err);
+    return first;
+}
+
+/* Finds "key N" on its own line in the text and parses N. */
+static int find_counter(const char *text, const char *key, uint64_t *out)
+{
+    size_t kl = strlen(key);
+    for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+        if (!strncmp(p, key, kl) && p[kl] == ' ') {
+            char *end;
+            errno = 0;
+            unsigned long long v = strtoull(p + kl + 1, &end, 10);
+            if (errno || end == p + kl + 1)
+                return -EINVAL;
+            *out = v;
+            return 0;
+        }
+    }
+    return -ENODATA;
+}
+
+static int read_u64(const char *dir, const char *file, uint64_t *out)
+{
+    char buf[64];
+    ssize_t n = read_small(dir, file, buf, sizeof buf);
+    if (n < 0)
+        return (int)n;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(buf, &end, 10);
+    if (errno || end == buf)
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+int cgroup_read_oom_kills(const char *memory_dir, bool v2, uint64_t *out)
+{
+    char buf[1024];
+    ssize_t n = read_small(memory_dir, v2 ? "memory.events" : "memory.oom_control", buf, sizeof buf);
+    if (n < 0)
+        return (int)n;
+    return find_counter(buf, "oom_kill", out);
+}
+
+int cgroup_read_memory(const char *memory_dir, bool v2, uint64_t *bytes)
+{
+    return read_u64(memory_dir, v2 ? "memory.current" : "memory.usage_in_bytes", bytes);
+}
+
+int cgroup_read_cpu(const char *cpuacct_dir, bool v2, uint64_t *ns)
+{
+    if (!v2)
+        return read_u64(cpuacct_dir, "cpuacct.usage", ns);
+    char buf[1024];
+    ssize_t n = read_small(cpuacct_dir, "cpu.stat", buf, sizeof buf);
+    if (n < 0)
+        return (int)n;
+    uint64_t usec;
+    int r = find_counter(buf, "usage_usec", &usec);
+    if (r < 0)
+        return r;
+    *ns = usec * 1000;
+    return 0;
+}

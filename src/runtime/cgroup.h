@@ -1,0 +1,80 @@
+/* Control groups for sandboxes, v1 (per-controller hierarchies, as on hybrid hosts)
+ * and v2 (one unified hierarchy), behind one small API.
+ *
+ * A container's cgroup is <controller root>/<parent>/<id> for each controller it
+ * uses: memory, cpu, cpuacct (CPU accounting; on v1 it may be a separate mount from
+ * cpu) and pids. On v2 all four are the same directory. The controller roots are
+ * detected once per process: if /sys/fs/cgroup/cgroup.controllers exists the host
+ * is pure v2, else each v1 controller is looked up in /proc/self/mountinfo.
+ */
+#ifndef GUST_RUNTIME_CGROUP_H
+#define GUST_RUNTIME_CGROUP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "base/error.h"
+
+enum cgroup_ctrl { CGROUP_MEMORY, CGROUP_CPU, CGROUP_CPUACCT, CGROUP_PIDS, CGROUP_NCTRL };
+
+#define CGROUP_PATH_MAX 512
+
+/* Detected controller roots, e.g. "/sys/fs/cgroup/memory" (v1) or "/sys/fs/cgroup" (v2). */
+struct cgroup_roots {
+    bool v2;
+    char root[CGROUP_NCTRL][CGROUP_PATH_MAX];
+};
+
+/* One container's cgroup directories, indexed by enum cgroup_ctrl. On v1 two
+ * controllers may share a directory (co-mounted "cpu,cpuacct"). */
+struct cgroup_set {
+    bool v2;
+    char dir[CGROUP_NCTRL][CGROUP_PATH_MAX];
+};
+
+struct cgroup_limits {
+    uint64_t memory_bytes;   /* 0 = unlimited; swap is limited to 0 extra where settable */
+    uint32_t cpu_millicores; /* 0 = unlimited; CFS quota per 100 ms period */
+    uint32_t pids_max;       /* 0 = unlimited */
+};
+
+/* Returns the detected roots (cached after the first successful call; thread-safe),
+ * or NULL with err filled when a needed v1 controller is not mounted. */
+const struct cgroup_roots *cgroup_detect(struct gerr *err);
+
+/* 2 on a pure v2 host, 1 otherwise (also when detection fails). */
+int cgroup_version(void);
+
+/* Fills set with <root>/<parent>[/<id>] for every controller (id NULL: the parent
+ * itself). parent is a relative path of [A-Za-z0-9_-] components joined by '/'. */
+int cgroup_set_paths(struct cgroup_set *set, const char *parent, const char *id, struct gerr *err);
+
+/* Creates the set's directories (and missing parents; on v2 enables the memory, cpu
+ * and pids controllers down the path) and writes the limits. Fails with -EEXIST if
+ * the leaf already exists, so a stale cgroup is never silently reused. On failure
+ * whatever was created is removed again. */
+int cgroup_set_create(const struct cgroup_set *set, const struct cgroup_limits *lim,
+                      struct gerr *err);
+
+/* Moves pid into every directory of the set (cgroup.procs). */
+int cgroup_set_attach(const struct cgroup_set *set, pid_t pid, struct gerr *err);
+
+/* Kills every process in each directory of the set and removes the directories
+ * (retrying briefly while they are busy). Missing directories are fine. */
+int cgroup_set_destroy(const struct cgroup_set *set, struct gerr *err);
+
+/* Kills every process in dir (cgroup.kill on v2 where present, else SIGKILL over
+ * cgroup.procs) and waits up to about a second for it to empty. */
+int cgroup_kill_all(const char *dir, bool v2, struct gerr *err);
+
+/* Kills and removes every child cgroup of dir, depth first, then dir itself when
+ * remove_self. Missing dir is fine. */
+int cgroup_remove_tree(const char *dir, bool v2, bool remove_self, struct gerr *err);
+
+/* Statistics read from a container's directories. */
+int cgroup_read_oom_kills(const char *memory_dir, bool v2, uint64_t *out);
+int cgroup_read_memory(const char *memory_dir, bool v2, uint64_t *bytes);
+int cgroup_read_cpu(const char *cpuacct_dir, bool v2, uint64_t *ns);
+
+#endif

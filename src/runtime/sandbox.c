@@ -1,0 +1,844 @@
+/* Sandbox creation: parent side (validation, cgroups, clone, sync) and child side
+ * (mounts, pivot_root, hostname, loopback, fds, fexecve).
+ *
+ * The child is cloned fork-style (no CLONE_VM, no separate stack) so it runs on a
+ * private copy of our memory; it only makes syscalls and formats messages on its
+ * stack before it execs, so it is safe even if other threads held libc locks at
+ * clone time. Parent and child talk over a SOCK_SEQPACKET pair:
+ *
+ *   parent                                  child
+ *   clone ------------------------------->  PR_SET_PDEATHSIG, wait for "go"
+ *   pidfd_open, write pid to cgroup.procs
+ *   send "go" ---------------------------> unshare(CLONE_NEWCGROUP), mounts, ...
+ *   read: EOF = exec'd (CLOEXEC closed)  <- fexecve; or one struct child_report
+ *         report = setup failed                      with errno + message, _exit
+ */
+#include "runtime/sandbox.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/openat2.h>
+#include <net/if.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "base/cleanup.h"
+#include "base/util.h"
+#include "runtime/cgroup.h"
+
+/* How long the parent waits for the child to exec before giving up on it. */
+#define SANDBOX_SETUP_TIMEOUT_MS 30000
+/* The child parks the fds it must keep at or above this number while it works, so
+ * they never collide with 0..5, the numbers they end up on. */
+#define CHILD_FD_FLOOR 16
+
+#define CLONE_NS_FLAGS (CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET)
+
+struct child_report {
+    int32_t code;
+    char msg[GERR_MSG_MAX];
+};
+
+/* What the child needs, all formatted by the parent before clone. */
+struct child_args {
+    const struct sandbox_config *cfg;
+    const char *state_dir;
+    const char *hostname;
+    char upper[PATH_MAX];
+    char work[PATH_MAX];
+    char merged[PATH_MAX];
+    char overlay_opts[3 * PATH_MAX + 64];
+    char disk_opts[64];
+    char tmp_opts[64];
+    int sync_fd;
+};
+
+/* Host device nodes every container gets, bound onto empty files in its /dev. */
+static const char *const std_devices[] = {"/dev/null", "/dev/zero", "/dev/full",
+                                           "/dev/random", "/dev/urandom", "/dev/tty"};
+
+/* ---- child side --------------------------------------------------------------- */
+
+/* openat2 below rootfd with "/" and ".." clamped to it (flags get O_CLOEXEC). */
+static int open_in_root(int rootfd, const char *rel, int flags)
+{
+    struct open_how how = {
+        .flags = (uint64_t)(flags | O_CLOEXEC),
+        .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+    };
+    long fd = syscall(SYS_openat2, rootfd, rel, &how, sizeof how);
+    return fd < 0 ? -errno : (int)fd;
+}
+
+/* Makes sure the absolute container path exists under the root (directories for
+ * the parents, a directory or an empty file for the last component) and returns an
+ * O_PATH fd to it. Every step resolves with RESOLVE_IN_ROOT, so symlinks in the
+ * image cannot redirect a mount (made before pivot_root) onto a host path. */
+static int mountpoint_in_root(int rootfd, const char *path, bool dir, struct gerr *err)
+{
+    char rel[PATH_MAX];
+    while (*path == '/')
+        path++;
+    if (!*path)
+        return gerr_set(err, EINVAL, "mount point \"/\" is not allowed");
+    if (strlen(path) >= sizeof rel)
+        return gerr_set(err, ENAMETOOLONG, "mount point /%s too long", path);
+    strcpy(rel, path);
+    int cur = fcntl(rootfd, F_DUPFD_CLOEXEC, 0);
+    if (cur < 0)
+        return gerr_sys(err, errno, "dup root fd");
+    char *comp = rel;
+    for (;;) {
+        char *slash = strchr(comp, '/');
+        while (slash && slash[1] == '/')
+            memmove(slash, slash + 1, strlen(slash));
+        if (slash && slash[1] == '\0') {
+            *slash = '\0';
+            slash = NULL;
+        }
+        bool last = !slash;
+        if (slash)
+            *slash = '\0';
+        if (!strcmp(comp, ".") || !strcmp(comp, "..")) {
+            close(cur);
+            return gerr_set(err, EINVAL, "mount point /%s: \".\" and \"..\" are not allowed", path);
+        }
+        int rc = last && !dir ? mknodat(cur, comp, S_IFREG | 0644, 0) : mkdirat(cur, comp, 0755);
+        if (rc < 0 && errno != EEXIST) {
+            int e = errno;
+            close(cur);
+            return gerr_sys(err, e, "create mount point /%s", rel);
+        }
+        int next = open_in_root(rootfd, rel, O_PATH | (last && !dir ? 0 : O_DIRECTORY));
+        close(cur);
+        if (next < 0)
+            return gerr_sys(err, -next, "resolve mount point /%s", rel);
+        cur = next;
+        if (last)
+            return cur;
+        *slash = '/';
+        comp = slash + 1;
+    }
+}
+
+/* Mounts onto the object behind an O_PATH fd through its /proc/self/fd magic link
+ * (the host's /proc is still visible before pivot_root). */
+static int mount_on_fd(const char *src, int fd, const char *fstype, unsigned long flags,
+                       const char *data, const char *what, const char *where, struct gerr *err)
+{
+    char target[64];
+    snprintf(target, sizeof target, "/proc/self/fd/%d", fd);
+    if (mount(src, target, fstype, flags, data) < 0)
+        return gerr_sys(err, errno, "mount %s on %s", what, where);
+    return 0;
+}
+
+/* Creates the mount point at container path `where` and mounts there. */
+static int mount_in_root(int rootfd, const char *src, const char *where, bool dir, const char *fstype,
+                         unsigned long flags, const char *data, const char *what, struct gerr *err)
+{
+    int fd = mountpoint_in_root(rootfd, where, dir, err);
+    if (fd < 0)
+        return fd;
+    int r = mount_on_fd(src, fd, fstype, flags, data, what, where, err);
+    close(fd);
+    return r;
+}
+
+/* Makes the mount now at container path `where` read-only, recursively. */
+static int remount_ro(int rootfd, const char *where, struct gerr *err)
+{
+    while (*where == '/')
+        where++;
+    int fd = open_in_root(rootfd, where, O_PATH);
+    if (fd < 0)
+        return gerr_sys(err, -fd, "resolve bind /%s", where);
+    struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY};
+    int r = 0;
+    if (mount_setattr(fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0) {
+        if (errno == ENOSYS) {
+            /* Pre-5.12 kernels: the classic remount (not recursive). */
+            char target[64];
+            snprintf(target, sizeof target, "/proc/self/fd/%d", fd);
+            if (mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) < 0)
+                r = gerr_sys(err, errno, "remount /%s read-only", where);
+        } else {
+            r = gerr_sys(err, errno, "make /%s read-only", where);
+        }
+    }
+    close(fd);
+    return r;
+}
+
+static int bind_in_root(int rootfd, const char *host, const char *where, bool read_only,
+                        struct gerr *err)
+{
+    struct stat st;
+    if (stat(host, &st) < 0)
+        return gerr_sys(err, errno, "bind %s", host);
+    char what[PATH_MAX + 8];
+    snprintf(what, sizeof what, "bind %s", host);
+    int r = mount_in_root(rootfd, host, where, S_ISDIR(st.st_mode), NULL, MS_BIND | MS_REC, NULL,
+                          what, err);
+    if (r < 0 || !read_only)
+        return r;
+    return remount_ro(rootfd, where, err);
+}
+
+static int setup_dev(int rootfd, const struct sandbox_config *cfg, struct gerr *err)
+{
+    int r = mount_in_root(rootfd, "tmpfs", "/dev", true, "tmpfs", MS_NOSUID | MS_NOEXEC,
+                          "mode=755,size=64k,nr_inodes=256", "tmpfs", err);
+    if (r < 0)
+        return r;
+    for (size_t i = 0; i < ARRAY_LEN(std_devices) && r == 0; i++) {
+        /* A minimal host may lack one of these (often /dev/tty); extra devices from
+         * the config, in contrast, are required. */
+        if (access(std_devices[i], F_OK) == 0)
+            r = bind_in_root(rootfd, std_devices[i], std_devices[i], false, err);
+    }
+    for (int i = 0; i < cfg->ndevices && r == 0; i++)
+        r = bind_in_root(rootfd, cfg->devices[i], cfg->devices[i], false, err);
+    if (r < 0)
+        return r;
+    r = mount_in_root(rootfd, "devpts", "/dev/pts", true, "devpts", MS_NOSUID | MS_NOEXEC,
+                      "newinstance,ptmxmode=0666,mode=0620", "devpts", err);
+    if (r < 0)
+        return r;
+    r = mount_in_root(rootfd, "tmpfs", "/dev/shm", true, "tmpfs", MS_NOSUID | MS_NODEV,
+                      "mode=1777", "tmpfs", err);
+    if (r < 0)
+        return r;
+    AUTO_FD int devfd = open_in_root(rootfd, "dev", O_PATH | O_DIRECTORY);
+    if (devfd < 0)
+        return gerr_sys(err, -devfd, "open /dev");
+    static const char *const links[][2] = {
+        {"pts/ptmx", "ptmx"},          {"/proc/self/fd", "fd"},
+        {"/proc/self/fd/0", "stdin"},  {"/proc/self/fd/1", "stdout"},
+        {"/proc/self/fd/2", "stderr"},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(links); i++) {
+        if (symlinkat(links[i][0], devfd, links[i][1]) < 0 && errno != EEXIST)
+            return gerr_sys(err, errno, "symlink /dev/%s", links[i][1]);
+    }
+    return 0;
+}
+
+static int loopback_up(struct gerr *err)
+{
+    AUTO_FD int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0)
+        return gerr_sys(err, errno, "socket for loopback setup");
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    strcpy(ifr.ifr_name, "lo");
+    if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+        return gerr_sys(err, errno, "get flags of lo");
+    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+    if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+        return gerr_sys(err, errno, "bring lo up");
+    return 0;
+}
+
+/* Mount namespace: private propagation, tmpfs scratch, overlay root, /dev, /tmp,
+ * binds, pivot_root, /proc. */
+static int setup_mounts(const struct child_args *a, struct gerr *err)
+{
+    const struct sandbox_config *cfg = a->cfg;
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+        return gerr_sys(err, errno, "make / private");
+    if (mount("tmpfs", a->state_dir, "tmpfs", MS_NOSUID | MS_NODEV, a->disk_opts) < 0)
+        return gerr_sys(err, errno, "mount tmpfs on %s", a->state_dir);
+    const char *dirs[] = {a->upper, a->work, a->merged};
+    for (size_t i = 0; i < ARRAY_LEN(dirs); i++) {
+        if (mkdir(dirs[i], 0755) < 0)
+            return gerr_sys(err, errno, "mkdir %s", dirs[i]);
+    }
+    /* nodev: device nodes that came with the image are inert; /dev is ours. */
+    if (mount("overlay", a->merged, "overlay", MS_NODEV, a->overlay_opts) < 0)
+        return gerr_sys(err, errno, "mount overlay on %s (lower %s)", a->merged, cfg->rootfs);
+    AUTO_FD int rootfd = open(a->merged, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0)
+        return gerr_sys(err, errno, "open %s", a->merged);
+    int r = setup_dev(rootfd, cfg, err);
+    if (r < 0)
+        return r;
+    r = mount_in_root(rootfd, "tmpfs", "/tmp", true, "tmpfs", MS_NOSUID | MS_NODEV, a->tmp_opts,
+                      "tmpfs", err);
+    for (int i = 0; i < cfg->nbinds && r == 0; i++)
+        r = bind_in_root(rootfd, cfg->binds[i].host_path, cfg->binds[i].container_path,
+                         cfg->binds[i].read_only, err);
+    if (r < 0)
+        return r;
+    /* pivot_root(".", "."): the old root ends up stacked on the new one at "/" and
+     * is detached right away, so no .oldroot directory is needed. */
+    if (fchdir(rootfd) < 0)
+        return gerr_sys(err, errno, "chdir %s", a->merged);
+    if (syscall(SYS_pivot_root, ".", ".") < 0)
+        return gerr_sys(err, errno, "pivot_root to %s", a->merged);
+    if (umount2(".", MNT_DETACH) < 0)
+        return gerr_sys(err, errno, "detach old root");
+    if (chdir("/") < 0)
+        return gerr_sys(err, errno, "chdir /");
+    if (mkdir("/proc", 0555) < 0 && errno != EEXIST)
+        return gerr_sys(err, errno, "mkdir /proc");
+    if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+        return gerr_sys(err, errno, "mount proc on /proc");
+    return 0;
+}
+
+static void reset_signals(void)
+{
+    sigset_t all;
+    sigemptyset(&all);
+    sigprocmask(SIG_SETMASK, &all, NULL);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_DFL;
+    for (int s = 1; s < NSIG; s++)
+        sigaction(s, &sa, NULL);
+}
+
+/* Moves fd to a number >= CHILD_FD_FLOOR (CLOEXEC); -1 stays -1. */
+static int park_fd(int fd, const char *what, struct gerr *err)
+{
+    if (fd < 0)
+        return -1;
+    int n = fcntl(fd, F_DUPFD_CLOEXEC, CHILD_FD_FLOOR);
+    if (n < 0)
+        return gerr_sys(err, errno, "dup %s fd %d", what, fd);
+    return n;
+}
+
+/* Everything after "go" up to exec. Returns only on failure, with *sync_fd set to
+ * the fd the report must go to. */
+static int child_setup(const struct child_args *a, int *sync_fd, struct gerr *err)
+{
+    const struct sandbox_config *cfg = a->cfg;
+    if (unshare(CLONE_NEWCGROUP) < 0)
+        return gerr_sys(err, errno, "unshare cgroup namespace");
+    int init = park_fd(cfg->init_fd, "init", err);
+    if (init < 0)
+        return init;
+    int chan = cfg->channel_fd >= 0 ? park_fd(cfg->channel_fd, "channel", err) : -1;
+    if (cfg->channel_fd >= 0 && chan < 0)
+        return chan;
+    int r = setup_mounts(a, err);
+    if (r < 0)
+        return r;
+    if (sethostname(a->hostname, strlen(a->hostname)) < 0)
+        return gerr_sys(err, errno, "sethostname %s", a->hostname);
+    r = loopback_up(err);
+    if (r < 0)
+        return r;
+    const char *wd = cfg->workdir ? cfg->workdir : "/";
+    if (chdir(wd) < 0)
+        return gerr_sys(err, errno, "chdir %s", wd);
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null < 0)
+        return gerr_sys(err, errno, "open /dev/null");
+    int nullp = park_fd(null, "/dev/null", err);
+    close(null);
+    if (nullp < 0)
+        return nullp;
+    for (int i = 0; i < 3; i++) {
+        if (dup2(nullp, i) < 0)
+            return gerr_sys(err, errno, "dup2 /dev/null to %d", i);
+    }
+    /* Final layout: 0-2 /dev/null, 3 channel (inherited by init), 4 init binary and
+     * 5 sync socket (both CLOEXEC, gone after exec), nothing else. */
+    if (chan >= 0 && dup2(chan, 3) < 0)
+        return gerr_sys(err, errno, "dup2 channel to 3");
+    if (chan < 0)
+        close(3);
+    if (dup3(init, 4, O_CLOEXEC) < 0)
+        return gerr_sys(err, errno, "dup init fd to 4");
+    if (dup3(*sync_fd, 5, O_CLOEXEC) < 0)
+        return gerr_sys(err, errno, "dup sync fd to 5");
+    *sync_fd = 5;
+    if (close_range(6, ~0U, 0) < 0)
+        return gerr_sys(err, errno, "close_range");
+    static char *const empty_env[] = {NULL};
+    fexecve(4, cfg->init_argv, cfg->init_envp ? cfg->init_envp : empty_env);
+    return gerr_sys(err, errno, "exec init %s", cfg->init_argv[0]);
+}
+
+static _Noreturn void child_main(const struct child_args *a)
+{
+    struct gerr err;
+    gerr_clear(&err);
+    int sync = a->sync_fd;
+    /* Die with the creating thread. In a new PID namespace getppid() is 0, so the
+     * "did the parent already die" check is the "go" read below, which sees EOF
+     * if it did. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+        _exit(126);
+    reset_signals();
+    char go = 0;
+    ssize_t n;
+    do
+        n = read(sync, &go, 1);
+    while (n < 0 && errno == EINTR);
+    if (n != 1 || go != 'g')
+        _exit(126);
+    int psync = park_fd(sync, "sync", &err);
+    if (psync >= 0) {
+        sync = psync;
+        child_setup(a, &sync, &err);
+    }
+    struct child_report rep;
+    memset(&rep, 0, sizeof rep);
+    rep.code = err.code > 0 ? err.code : EIO;
+    memcpy(rep.msg, err.msg, sizeof rep.msg);
+    while (send(sync, &rep, sizeof rep, MSG_NOSIGNAL) < 0 && errno == EINTR) {
+    }
+    _exit(127);
+}
+
+/* ---- parent side -------------------------------------------------------------- */
+
+static bool id_is_valid(const char *id)
+{
+    size_t len = id ? strlen(id) : 0;
+    if (len == 0 || len >= sizeof(((struct sandbox *)0)->id))
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = id[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+static int validate(const struct sandbox_config *cfg, struct gerr *err)
+{
+    if (!id_is_valid(cfg->id))
+        return gerr_set(err, EINVAL, "invalid container id \"%s\" (want 1-63 of [a-z0-9-])",
+                        cfg->id ? cfg->id : "(null)");
+    if (!cfg->rootfs || cfg->rootfs[0] != '/')
+        return gerr_set(err, EINVAL, "rootfs \"%s\" must be an absolute path",
+                        cfg->rootfs ? cfg->rootfs : "(null)");
+    /* The overlay option string has no escaping for these. */
+    if (strpbrk(cfg->rootfs, ",:\\"))
+        return gerr_set(err, EINVAL, "rootfs %s: path must not contain ',', ':' or '\\'", cfg->rootfs);
+    struct stat st;
+    if (stat(cfg->rootfs, &st) < 0)
+        return gerr_sys(err, errno, "rootfs %s", cfg->rootfs);
+    if (!S_ISDIR(st.st_mode))
+        return gerr_set(err, ENOTDIR, "rootfs %s is not a directory", cfg->rootfs);
+    if (!cfg->state_root || cfg->state_root[0] != '/' || strpbrk(cfg->state_root, ",:\\"))
+        return gerr_set(err, EINVAL, "state root \"%s\" must be an absolute path without ',', ':' or '\\'",
+                        cfg->state_root ? cfg->state_root : "(null)");
+    if (!cfg->cgroup_parent)
+        return gerr_set(err, EINVAL, "cgroup parent is not set");
+    if (cfg->init_fd < 0)
+        return gerr_set(err, EBADF, "init_fd is not set");
+    if (!cfg->init_argv || !cfg->init_argv[0])
+        return gerr_set(err, EINVAL, "init_argv is empty");
+    if (cfg->nbinds < 0 || cfg->nbinds > SANDBOX_MAX_BINDS)
+        return gerr_set(err, EINVAL, "too many binds (%d, max %d)", cfg->nbinds, SANDBOX_MAX_BINDS);
+    for (int i = 0; i < cfg->nbinds; i++) {
+        const struct sandbox_bind *b = &cfg->binds[i];
+        if (!b->host_path || b->host_path[0] != '/' || !b->container_path ||
+            b->container_path[0] != '/' || !b->container_path[1])
+            return gerr_set(err, EINVAL, "bind %s -> %s: both paths must be absolute (and not /)",
+                            b->host_path ? b->host_path : "(null)",
+                            b->container_path ? b->container_path : "(null)");
+    }
+    if (cfg->ndevices < 0 || cfg->ndevices > SANDBOX_MAX_DEVICES)
+        return gerr_set(err, EINVAL, "too many devices (%d, max %d)", cfg->ndevices,
+                        SANDBOX_MAX_DEVICES);
+    for (int i = 0; i < cfg->ndevices; i++) {
+        if (!cfg->devices[i] || strncmp(cfg->devices[i], "/dev/", 5))
+            return gerr_set(err, EINVAL, "device \"%s\" must be a path under /dev/",
+                            cfg->devices[i] ? cfg->devices[i] : "(null)");
+    }
+    if (cfg->workdir && cfg->workdir[0] != '/')
+        return gerr_set(err, EINVAL, "workdir \"%s\" must be absolute", cfg->workdir);
+    if (cfg->hostname && (!*cfg->hostname || strlen(cfg->hostname) > 64))
+        return gerr_set(err, EINVAL, "hostname \"%s\" must be 1-64 characters", cfg->hostname);
+    return 0;
+}
+
+static int fmt(char *out, size_t cap, struct gerr *err, const char *f, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int fmt(char *out, size_t cap, struct gerr *err, const char *f, ...)
+{
+    va_list ap;
+    va_start(ap, f);
+    int n = vsnprintf(out, cap, f, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= cap)
+        return gerr_set(err, ENAMETOOLONG, "path or option string too long (%s...)", out);
+    return 0;
+}
+
+static void sandbox_cgroups(const struct sandbox *sb, struct cgroup_set *set)
+{
+    memset(set, 0, sizeof *set);
+    set->v2 = sb->cgroup_v2;
+    strcpy(set->dir[CGROUP_MEMORY], sb->cgroup_memory);
+    strcpy(set->dir[CGROUP_CPU], sb->cgroup_cpu);
+    strcpy(set->dir[CGROUP_CPUACCT], sb->cgroup_cpuacct);
+    strcpy(set->dir[CGROUP_PIDS], sb->cgroup_pids);
+}
+
+/* Waits for the child's verdict: EOF means it exec'd, a report carries its error. */
+static int wait_child(struct sandbox *sb, int sync, struct gerr *err)
+{
+    uint64_t deadline = mono_ms() + SANDBOX_SETUP_TIMEOUT_MS;
+    for (;;) {
+        uint64_t now = mono_ms();
+        if (now >= deadline)
+            return gerr_set(err, ETIMEDOUT, "container %s: setup did not finish in %d ms", sb->id,
+                            SANDBOX_SETUP_TIMEOUT_MS);
+        struct pollfd p = {.fd = sync, .events = POLLIN};
+        int n = poll(&p, 1, (int)(deadline - now));
+        if (n < 0 && errno != EINTR)
+            return gerr_sys(err, errno, "poll container sync socket");
+        if (n <= 0)
+            continue;
+        struct child_report rep;
+        ssize_t got = recv(sync, &rep, sizeof rep, 0);
+        if (got < 0) {
+            if (errno == EINTR)
+                continue;
+            return gerr_sys(err, errno, "read container sync socket");
+        }
+        if (got == 0) {
+            sb->ready_ns = mono_ns();
+            return 0;
+        }
+        if ((size_t)got != sizeof rep || rep.code <= 0)
+            return gerr_set(err, EIO, "container %s: malformed setup report", sb->id);
+        rep.msg[sizeof rep.msg - 1] = '\0';
+        return gerr_set(err, rep.code, "container %s setup: %s", sb->id, rep.msg);
+    }
+}
+
+int sandbox_create(const struct sandbox_config *cfg, struct sandbox *sb, struct gerr *err)
+{
+    memset(sb, 0, sizeof *sb);
+    sb->pidfd = -1;
+    int r = validate(cfg, err);
+    if (r < 0)
+        return r;
+    strcpy(sb->id, cfg->id);
+    r = fmt(sb->state_dir, sizeof sb->state_dir, err, "%s/%s", cfg->state_root, cfg->id);
+    if (r < 0)
+        return r;
+    struct cgroup_set cgs;
+    r = cgroup_set_paths(&cgs, cfg->cgroup_parent, cfg->id, err);
+    if (r < 0)
+        return r;
+
+    AUTO_FREE struct child_args *a = calloc(1, sizeof *a);
+    if (!a)
+        return gerr_set(err, ENOMEM, "out of memory");
+    a->cfg = cfg;
+    a->state_dir = sb->state_dir;
+    a->hostname = cfg->hostname ? cfg->hostname : cfg->id;
+    /* disk_mib caps the writable layer and, separately, /tmp. */
+    unsigned long long disk = cfg->disk_mib ? cfg->disk_mib : 512;
+    if ((r = fmt(a->upper, sizeof a->upper, err, "%s/upper", sb->state_dir)) < 0 ||
+        (r = fmt(a->work, sizeof a->work, err, "%s/work", sb->state_dir)) < 0 ||
+        (r = fmt(a->merged, sizeof a->merged, err, "%s/merged", sb->state_dir)) < 0 ||
+        (r = fmt(a->overlay_opts, sizeof a->overlay_opts, err, "lowerdir=%s,upperdir=%s,workdir=%s",
+                 cfg->rootfs, a->upper, a->work)) < 0 ||
+        (r = fmt(a->disk_opts, sizeof a->disk_opts, err, "size=%llum,mode=0755", disk)) < 0 ||
+        (r = fmt(a->tmp_opts, sizeof a->tmp_opts, err, "size=%llum,mode=1777", disk)) < 0)
+        return r;
+
+    r = mkdir_p(cfg->state_root, 0700);
+    if (r < 0)
+        return gerr_sys(err, -r, "mkdir state root %s", cfg->state_root);
+    /* An existing (empty, unmounted) state dir is the leftover of a crash: reuse it. */
+    if (mkdir(sb->state_dir, 0700) < 0 && errno != EEXIST)
+        return gerr_sys(err, errno, "mkdir %s", sb->state_dir);
+
+    struct cgroup_limits lim = {
+        .memory_bytes = cfg->memory_mib << 20,
+        .cpu_millicores = cfg->cpu_millicores,
+        .pids_max = cfg->pids_max ? cfg->pids_max : 1024,
+    };
+    r = cgroup_set_create(&cgs, &lim, err);
+    if (r < 0) {
+        rmdir(sb->state_dir);
+        return r;
+    }
+    sb->cgroup_v2 = cgs.v2;
+    strcpy(sb->cgroup_memory, cgs.dir[CGROUP_MEMORY]);
+    strcpy(sb->cgroup_cpu, cgs.dir[CGROUP_CPU]);
+    strcpy(sb->cgroup_cpuacct, cgs.dir[CGROUP_CPUACCT]);
+    strcpy(sb->cgroup_pids, cgs.dir[CGROUP_PIDS]);
+
+    AUTO_FD int psync = -1;
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+        r = gerr_sys(err, errno, "socketpair");
+        goto fail;
+    }
+    psync = sv[0];
+    a->sync_fd = sv[1];
+
+    sb->created_ns = mono_ns();
+    /* Fork-style clone: the child gets a copy of the address space, so no stack. */
+    long pid = syscall(SYS_clone, CLONE_NS_FLAGS | SIGCHLD, NULL, NULL, NULL, NULL);
+    if (pid == 0) {
+        close(psync);
+        child_main(a);
+    }
+    close(sv[1]);
+    if (pid < 0) {
+        r = gerr_sys(err, errno, "clone container %s", cfg->id);
+        goto fail;
+    }
+    sb->pid = (pid_t)pid;
+    sb->pidfd = (int)syscall(SYS_pidfd_open, sb->pid, 0);
+    if (sb->pidfd < 0) {
+        r = gerr_sys(err, errno, "pidfd_open %ld", pid);
+        goto fail;
+    }
+    r = cgroup_set_attach(&cgs, sb->pid, err);
+    if (r < 0)
+        goto fail;
+    if (send(psync, "g", 1, MSG_NOSIGNAL) != 1) {
+        r = gerr_sys(err, errno, "start container %s", cfg->id);
+        goto fail;
+    }
+    r = wait_child(sb, psync, err);
+    if (r < 0)
+        goto fail;
+    return 0;
+
+fail:
+    sandbox_destroy(sb, NULL);
+    return r;
+}
+
+int sandbox_signal(struct sandbox *sb, int sig)
+{
+    if (sb->pidfd < 0 || sb->reaped)
+        return -ESRCH;
+    if (syscall(SYS_pidfd_send_signal, sb->pidfd, sig, NULL, 0) < 0)
+        return -errno;
+    return 0;
+}
+
+int sandbox_reap(struct sandbox *sb, struct gerr *err)
+{
+    if (sb->reaped)
+        return 1;
+    if (sb->pid <= 0)
+        return gerr_set(err, ECHILD, "container %s has no process", sb->id);
+    for (;;) {
+        int status;
+        pid_t r = waitpid(sb->pid, &status, WNOHANG);
+        if (r == 0)
+            return 0;
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return gerr_sys(err, errno, "wait for container %s (pid %d)", sb->id, (int)sb->pid);
+        }
+        sb->exit_status = status;
+        sb->reaped = true;
+        return 1;
+    }
+}
+
+int sandbox_oom_kills(const struct sandbox *sb, uint64_t *out)
+{
+    if (!sb->cgroup_memory[0])
+        return -ENOENT;
+    return cgroup_read_oom_kills(sb->cgroup_memory, sb->cgroup_v2, out);
+}
+
+int sandbox_usage(const struct sandbox *sb, uint64_t *memory_bytes, uint64_t *cpu_ns)
+{
+    if (!sb->cgroup_memory[0])
+        return -ENOENT;
+    int r = cgroup_read_memory(sb->cgroup_memory, sb->cgroup_v2, memory_bytes);
+    if (r < 0)
+        return r;
+    return cgroup_read_cpu(sb->cgroup_cpuacct[0] ? sb->cgroup_cpuacct : sb->cgroup_cpu,
+                           sb->cgroup_v2, cpu_ns);
+}
+
+int sandbox_destroy(struct sandbox *sb, struct gerr *err)
+{
+    int first = 0;
+    if (sb->pid > 0 && !sb->reaped) {
+        /* SIGKILL on PID 1 tears down the whole PID namespace; the blocking wait is
+         * short because the kernel reaps the namespace before PID 1 is reapable. */
+        if (sb->pidfd >= 0)
+            syscall(SYS_pidfd_send_signal, sb->pidfd, SIGKILL, NULL, 0);
+        else
+            kill(sb->pid, SIGKILL);
+        int status;
+        pid_t w;
+        while ((w = waitpid(sb->pid, &status, 0)) < 0 && errno == EINTR) {
+        }
+        if (w == sb->pid)
+            sb->exit_status = status;
+        sb->reaped = true;
+    }
+    if (sb->pidfd >= 0) {
+        close(sb->pidfd);
+        sb->pidfd = -1;
+    }
+    if (sb->cgroup_memory[0]) {
+        struct cgroup_set set;
+        sandbox_cgroups(sb, &set);
+        int r = cgroup_set_destroy(&set, err);
+        if (r < 0) {
+            first = r;
+        } else {
+            sb->cgroup_memory[0] = sb->cgroup_cpu[0] = sb->cgroup_cpuacct[0] = sb->cgroup_pids[0] = '\0';
+        }
+    }
+    if (sb->state_dir[0]) {
+        /* The tmpfs and overlay lived in the container's mount namespace; here the
+         * state dir is a plain (normally empty) directory. */
+        int r = rm_rf(sb->state_dir);
+        if (r < 0) {
+            if (first == 0)
+                first = gerr_sys(err, -r, "remove %s", sb->state_dir);
+        } else {
+            sb->state_dir[0] = '\0';
+        }
+    }
+    return first;
+}
+
+/* Mount points strictly below root, deepest first. */
+static int stale_unmount(const char *root, struct gerr *err)
+{
+    AUTO_FREE char *data = NULL;
+    int r = file_read_all("/proc/self/mountinfo", 16u << 20, &data, NULL);
+    if (r < 0)
+        return gerr_sys(err, -r, "read /proc/self/mountinfo");
+    size_t rootlen = strlen(root);
+    char **found = NULL;
+    size_t n = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char *s2 = NULL, *mp = NULL;
+        strtok_r(line, " ", &s2);
+        for (int i = 1; i <= 4; i++)
+            mp = strtok_r(NULL, " ", &s2);
+        if (!mp)
+            continue;
+        /* Undo mountinfo's octal escapes (\040 = space) in place. */
+        char *w = mp;
+        for (char *p = mp; *p; p++) {
+            if (p[0] == '\\' && p[1] >= '0' && p[1] <= '7' && p[2] >= '0' && p[2] <= '7' &&
+                p[3] >= '0' && p[3] <= '7') {
+                *w++ = (char)((p[1] - '0') * 64 + (p[2] - '0') * 8 + (p[3] - '0'));
+                p += 3;
+            } else {
+                *w++ = *p;
+            }
+        }
+        *w = '\0';
+        if (strncmp(mp, root, rootlen) || mp[rootlen] != '/')
+            continue;
+        char **nf = realloc(found, (n + 1) * sizeof *found);
+        if (!nf) {
+            free(found);
+            return gerr_set(err, ENOMEM, "out of memory");
+        }
+        found = nf;
+        found[n++] = mp;
+    }
+    /* Deepest first: a longer path can only be nested in a shorter one. */
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = i + 1; j < n; j++) {
+            if (strlen(found[j]) > strlen(found[i])) {
+                char *t = found[i];
+                found[i] = found[j];
+                found[j] = t;
+            }
+        }
+    }
+    int first = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (umount2(found[i], MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT && first == 0)
+            first = gerr_sys(err, errno, "unmount %s", found[i]);
+    }
+    free(found);
+    return first;
+}
+
+int sandbox_cleanup_stale(const char *cgroup_parent, const char *state_root, struct gerr *err)
+{
+    int first = 0;
+    struct cgroup_set set;
+    int r = cgroup_set_paths(&set, cgroup_parent, NULL, err);
+    if (r < 0)
+        return r;
+    for (int c = 0; c < CGROUP_NCTRL; c++) {
+        bool seen = false;
+        for (int k = 0; k < c; k++)
+            seen = seen || !strcmp(set.dir[k], set.dir[c]);
+        if (seen)
+            continue;
+        struct gerr e;
+        r = cgroup_remove_tree(set.dir[c], set.v2, false, &e);
+        if (r < 0 && first == 0) {
+            first = r;
+            if (err)
+                *err = e;
+        }
+    }
+    char root[PATH_MAX];
+    if (!realpath(state_root, root)) {
+        if (errno == ENOENT)
+            return first;
+        return first ? first : gerr_sys(err, errno, "resolve state root %s", state_root);
+    }
+    struct gerr e;
+    r = stale_unmount(root, &e);
+    if (r < 0 && first == 0) {
+        first = r;
+        if (err)
+            *err = e;
+    }
+    DIR *d = opendir(root);
+    if (!d)
+        return first ? first : gerr_sys(err, errno, "open state root %s", root);
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        char path[PATH_MAX];
+        if (snprintf(path, sizeof path, "%s/%s", root, de->d_name) >= (int)sizeof path)
+            continue;
+        r = rm_rf(path);
+        if (r < 0 && first == 0)
+            first = gerr_sys(err, -r, "remove %s", path);
+    }
+    closedir(d);
+    return first;
+}
+
+int sandbox_cgroup_version(void)
+{
+    return cgroup_version();
+}

@@ -1,0 +1,223 @@
+/* gustd's durable state in one SQLite file (WAL, synchronous=NORMAL): apps, function
+ * versions, calls, containers (metering), logs, images and a small key/value table.
+ *
+ * Durability: a write is durable against a crash of the process (kill -9) once it is
+ * committed, i.e. when the call that made it returns outside any store_begin(), or
+ * when the store_commit() that closes the outermost level returns 0. It is not
+ * guaranteed against a power loss of the machine (synchronous=NORMAL).
+ *
+ * Threading: a store is used from one thread (the event loop); it does no locking.
+ * Every statement is prepared once at store_open() and reset/rebound per use.
+ *
+ * Errors: failing functions return a negative errno and fill *err (may be NULL) with
+ * what was attempted and SQLite's message. SQLite results map to errno as: busy/locked
+ * -EBUSY, out of memory -ENOMEM, disk full -ENOSPC, read-only -EROFS, unique/primary key
+ * violation -EEXIST, other constraint (e.g. an unknown state name) -EINVAL, too big
+ * -EMSGSIZE, anything else -EIO. A missing row is -ENOENT where documented.
+ *
+ * Listing functions call a callback per row. The callback returns 0 to go on, a
+ * positive value to stop (the listing then returns 0), or a negative errno to stop
+ * with that error (returned, and *err says the listing was stopped by its callback).
+ * String arguments of a callback are valid only during that call. A callback may use
+ * other store functions, but not the same listing again (-EBUSY), and, except in
+ * store_calls_unfinished(), it must not write the table being listed.
+ */
+#ifndef GUST_STORE_STORE_H
+#define GUST_STORE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/error.h"
+
+struct store;
+
+/* Schema version this code writes; store_open() migrates older files up to it and
+ * refuses newer ones (-EPROTONOSUPPORT). */
+#define STORE_SCHEMA_VERSION 1
+
+/* ---------- open / close / transactions ---------- */
+
+/* Opens (creating if needed) the database at path; a missing parent directory is
+ * created with mode 0700 and a new file with mode 0600. Applies pending migrations.
+ * On success *out owns the store; free it with store_close(). */
+int store_open(const char *path, struct store **out, struct gerr *err);
+/* Rolls back an open transaction (every level), finalizes the statements and closes
+ * the file. NULL is a no-op. */
+void store_close(struct store *st);
+
+/* Transactions nest. The outermost store_begin() opens a write transaction; inner
+ * ones are counted and open a savepoint, so an inner store_rollback() undoes only
+ * the work since its store_begin(). Every store_begin() that returned 0 must be
+ * closed by exactly one store_commit() or store_rollback().
+ * store_commit() closes the innermost level; the outermost makes everything durable.
+ * If it fails, that level's work is rolled back and the level is closed anyway.
+ * store_rollback() with no level open is a no-op returning 0. */
+int store_begin(struct store *st, struct gerr *err);
+int store_commit(struct store *st, struct gerr *err);
+int store_rollback(struct store *st, struct gerr *err);
+/* True while at least one store_begin() level is open. */
+bool store_in_txn(const struct store *st);
+
+/* ---------- apps ---------- */
+
+/* Creates app `name` or updates its state. state: "deployed" or "stopped" (else
+ * -EINVAL). created_at is set on creation only; updated_at always. */
+int store_app_upsert(struct store *st, const char *name, const char *state, double now, struct gerr *err);
+/* state_out gets the state, *created_at (may be NULL) the creation time. -ENOENT. */
+int store_app_get(struct store *st, const char *name, char state_out[16], double *created_at,
+                  struct gerr *err);
+/* nfunctions: how many distinct functions the app has versions of. Ordered by name. */
+typedef int (*store_app_cb)(const char *name, const char *state, double created_at, int nfunctions, void *ud);
+int store_app_list(struct store *st, store_app_cb cb, void *ud, struct gerr *err);
+
+/* ---------- function versions ---------- */
+
+/* Stores a new version of app.name with its normalised spec JSON; *version_out gets
+ * its number: the previous highest + 1, starting at 1. */
+int store_function_add_version(struct store *st, const char *app, const char *name, const char *spec_json,
+                               double now, uint32_t *version_out, struct gerr *err);
+/* The highest version and its spec (*spec_json malloc'd, caller frees). -ENOENT. */
+int store_function_latest(struct store *st, const char *app, const char *name, uint32_t *version,
+                          char **spec_json, struct gerr *err);
+/* The spec of one version (*spec_json malloc'd). -ENOENT. */
+int store_function_get_version(struct store *st, const char *app, const char *name, uint32_t version,
+                               char **spec_json, struct gerr *err);
+/* The latest version of every function (apps in any state), ordered by app, name. */
+typedef int (*store_function_cb)(const char *app, const char *name, uint32_t version, const char *spec_json,
+                                 void *ud);
+int store_function_list_latest(struct store *st, store_function_cb cb, void *ud, struct gerr *err);
+
+/* ---------- calls ---------- */
+
+/* One call. Strings are NUL-terminated (longer values are cut to fit). Times are Unix
+ * seconds, 0 = not yet. input/output/error_message are malloc'd when the store fills
+ * the struct (free with store_call_free); on insert they belong to the caller. */
+struct store_call {
+    char id[64];
+    char app[64];
+    char function[64];
+    uint32_t version;
+    char state[16];           /* pending running succeeded failed timed_out cancelled */
+    void *input;              /* NULL when not loaded or none; else NUL-terminated copy */
+    size_t input_len;
+    void *output;             /* as input */
+    size_t output_len;        /* filled even when the payloads are not loaded */
+    char error_code[32];      /* "" = none */
+    char *error_message;      /* NULL = none */
+    uint32_t attempts;
+    double created_at, started_at, finished_at, next_attempt_at;
+    char map_id[64];          /* "" = not part of a map */
+    int64_t map_index;        /* -1 = none */
+};
+
+/* Frees input, output and error_message and NULLs them; the rest stays. */
+void store_call_free(struct store_call *c);
+
+/* Inserts a call with every field of *c (error_code "" / map_id "" / map_index < 0 are
+ * stored as NULL). -EEXIST if the id is taken, -EINVAL for an unknown state. */
+int store_call_insert(struct store *st, const struct store_call *c, struct gerr *err);
+/* state = running with these attempts and started_at. -ENOENT. The store does not
+ * check transitions: the caller (control) owns the state machine. */
+int store_call_set_running(struct store *st, const char *id, uint32_t attempts, double started_at,
+                           struct gerr *err);
+/* state = pending (a retry or requeue) with these attempts, not before next_attempt_at
+ * (0 = at once). -ENOENT. */
+int store_call_set_pending(struct store *st, const char *id, uint32_t attempts, double next_attempt_at,
+                           struct gerr *err);
+/* Final state (succeeded/failed/timed_out/cancelled) with output (NULL = none),
+ * error_code (NULL = none), error_message (NULL = none), finished_at. -ENOENT. */
+int store_call_finish(struct store *st, const char *id, const char *state, const void *output, size_t output_len,
+                      const char *error_code, const char *error_message, double finished_at, struct gerr *err);
+/* Reads a call into *out (overwritten; call store_call_free first if it held one).
+ * with_payloads false leaves input/output NULL (their lengths are still filled).
+ * -ENOENT. */
+int store_call_get(struct store *st, const char *id, struct store_call *out, bool with_payloads,
+                   struct gerr *err);
+/* Every pending or running call with its input, oldest first (created_at): crash
+ * recovery. The callback may change the listed calls (finish, requeue); each call is
+ * delivered once. *c and its payloads are freed after the callback returns. */
+typedef int (*store_call_cb)(const struct store_call *c, void *ud);
+int store_calls_unfinished(struct store *st, store_call_cb cb, void *ud, struct gerr *err);
+/* Every pending/running call of app → cancelled (error_code "cancelled", message "the
+ * app was stopped", finished_at now). Returns how many. */
+int store_calls_cancel_app(struct store *st, const char *app, double now, struct gerr *err);
+/* Deletes finished calls with finished_at < older_than. Returns how many. */
+int store_calls_prune(struct store *st, double older_than, struct gerr *err);
+
+/* ---------- containers (metering) ---------- */
+
+struct store_container {
+    char id[64];
+    char app[64];
+    char function[64];
+    uint32_t version;
+    uint32_t cpu_millicores;
+    uint32_t memory_mib;
+    char gpu_type[32];        /* "" = no GPU */
+    uint32_t gpu_count;
+    double started_at, ready_at, stopped_at; /* 0 = not yet */
+    double busy_s;            /* seconds spent running inputs */
+    uint64_t inputs_done;
+    char stop_reason[32];     /* "" while running */
+};
+
+/* Inserts a container record from id..started_at (ready/stop fields start empty).
+ * -EEXIST. */
+int store_container_start(struct store *st, const struct store_container *c, struct gerr *err);
+/* The following return -ENOENT for an unknown id. */
+int store_container_ready(struct store *st, const char *id, double ready_at, struct gerr *err);
+/* Periodic flush of the counters. */
+int store_container_update(struct store *st, const char *id, double busy_s, uint64_t inputs_done,
+                           struct gerr *err);
+int store_container_stop(struct store *st, const char *id, double stopped_at, double busy_s,
+                         uint64_t inputs_done, const char *reason, struct gerr *err);
+/* Crash recovery: every container with no stop time gets stopped_at = the larger of
+ * its started_at and the given stopped_at (the dead daemon's last heartbeat), and
+ * stop_reason = reason. Returns how many. */
+int store_containers_close_open(struct store *st, double stopped_at, const char *reason, struct gerr *err);
+/* Every container alive at some time >= since (still running, or stopped_at >= since),
+ * ordered by started_at. */
+typedef int (*store_container_cb)(const struct store_container *c, void *ud);
+int store_usage_rows(struct store *st, double since, store_container_cb cb, void *ud, struct gerr *err);
+/* Deletes containers that stopped before older_than. Returns how many. */
+int store_containers_prune(struct store *st, double older_than, struct gerr *err);
+
+/* ---------- key/value ---------- */
+
+int store_kv_set(struct store *st, const char *key, const char *value, struct gerr *err);
+/* *value malloc'd (caller frees). -ENOENT. */
+int store_kv_get(struct store *st, const char *key, char **value, struct gerr *err);
+
+/* ---------- logs ---------- */
+
+/* Appends one line (len bytes, binary safe) of container_id's stream (1 stdout,
+ * 2 stderr) with timestamp ts. */
+int store_log_append(struct store *st, const char *app, const char *function, const char *container_id,
+                     double ts, int stream, const char *line, size_t len, struct gerr *err);
+/* id: increasing per appended line, never reused; line: len bytes plus a NUL. */
+typedef int (*store_log_cb)(int64_t id, double ts, const char *container_id, int stream, const char *line,
+                            size_t len, void *ud);
+/* The last `limit` lines of app.function in chronological order (limit < 0: all). */
+int store_logs_tail(struct store *st, const char *app, const char *function, int limit, store_log_cb cb,
+                    void *ud, struct gerr *err);
+/* At most `limit` lines with id > after_id, in order (limit < 0: all): for follow. */
+int store_logs_after(struct store *st, const char *app, const char *function, int64_t after_id, int limit,
+                     store_log_cb cb, void *ud, struct gerr *err);
+/* Keeps the newest keep_per_function lines of every function. Returns how many
+ * lines were deleted. */
+int store_logs_trim(struct store *st, int64_t keep_per_function, struct gerr *err);
+
+/* ---------- images ---------- */
+
+/* Creates or replaces image `name` (created_at is kept on replace). */
+int store_image_put(struct store *st, const char *name, const char *rootfs, bool host_usr, double now,
+                    struct gerr *err);
+/* *rootfs malloc'd; host_usr may be NULL. -ENOENT. */
+int store_image_get(struct store *st, const char *name, char **rootfs, bool *host_usr, struct gerr *err);
+/* Ordered by name. */
+typedef int (*store_image_cb)(const char *name, const char *rootfs, bool host_usr, double created_at, void *ud);
+int store_image_list(struct store *st, store_image_cb cb, void *ud, struct gerr *err);
+
+#endif

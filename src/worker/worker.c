@@ -1,0 +1,960 @@
+/* The local worker (see worker/worker.h): containers, their runner channels, inputs,
+ * logs, exits and OOM attribution. Everything runs on the event-loop thread.
+ *
+ * Per container: a SEQPACKET socketpair (our end non-blocking on the loop, the other
+ * end fd 3 of gust-init), the sandbox's pidfd on the loop, a frame reassembler and a
+ * FIFO of frames that did not fit in the socket (flushed on EV_WRITE). The warm path
+ * (ctr_send_input -> datagrams, datagram -> on_output) allocates nothing when the
+ * socket has room and the payload fits one datagram. */
+#include "worker/worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "base/buf.h"
+#include "base/cleanup.h"
+#include "base/log.h"
+#include "base/util.h"
+#include "proto/frame.h"
+#include "runtime/sandbox.h"
+
+#define WORKER_SOCK_BUF (1 << 20)
+#define WORKER_LINE_MAX (16 * 1024)
+#define WORKER_DEFAULT_PAYLOAD ((size_t)64 << 20)
+#define WORKER_RECV_BATCH 256
+#define WORKER_DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#define WORKER_FREE_WAIT_MS 5000
+
+/* A frame payload waiting for room in the socket. */
+struct sendq {
+    struct sendq *next;
+    uint8_t type;
+    uint64_t id;
+    uint8_t *data;
+    size_t len, off;
+};
+
+struct ctr {
+    struct ctr *next, *prev;
+    struct worker *w;
+    void *ud;
+    char id[64];
+    enum ctr_mode mode;
+    uint32_t memory_mib;
+    struct sandbox sb;
+    int chan;
+    bool chan_watched, pidfd_watched, want_write;
+    bool ready, stop_requested, kill_requested, exited;
+    uint64_t kill_timer;
+    uint64_t oom_seen;   /* OOM kills already attributed */
+    uint64_t start_ns, ready_ns;
+    uint8_t *rx;         /* FRAME_MAX_DATAGRAM + 1 (room for a NUL after the body) */
+    struct frame_asm asm_;
+    struct sendq *q_head, *q_tail;
+    struct buf line[2];  /* partial log line per stream (stdout, stderr) */
+    char last_err[256];  /* last stderr line, for start-failure messages */
+    bool have_exit;
+    struct frame_exit_body exitb;
+};
+
+struct worker {
+    struct ev_loop *loop;
+    struct worker_config cfg;
+    struct worker_callbacks cb;
+    char *state_root, *init_path, *cgroup_parent;
+    int init_fd;
+    struct ctr *ctrs;
+};
+
+static void ctr_finish(struct ctr *c);
+
+const char *ctr_fail_code(enum ctr_fail f)
+{
+    switch (f) {
+    case CTR_FAIL_EXIT_STATUS: return "exit_status";
+    case CTR_FAIL_CRASHED: return "crashed";
+    case CTR_FAIL_OOM: return "oom";
+    case CTR_FAIL_USER: return "function_error";
+    case CTR_FAIL_SPAWN: return "spawn_failed";
+    case CTR_FAIL_CANCELLED: return "cancelled";
+    case CTR_FAIL_START: return "spawn_failed";
+    }
+    return "unknown";
+}
+
+/* ------------------------------------------------------------------ sending */
+
+/* One datagram without blocking: 0, -EAGAIN (no room) or -errno. */
+static int send_dgram(int fd, uint8_t type, uint8_t flags, uint64_t id, const uint8_t *body, size_t len)
+{
+    uint8_t hdr[FRAME_HEADER_SIZE];
+    struct frame_header h = {.type = type, .flags = flags, .body_len = (uint32_t)len, .id = id};
+    frame_header_encode(&h, hdr);
+    struct iovec iov[2] = {{.iov_base = hdr, .iov_len = sizeof hdr},
+                           {.iov_base = (void *)body, .iov_len = len}};
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = len ? 2 : 1};
+    for (;;) {
+        if (sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0)
+            return 0;
+        if (errno == EINTR)
+            continue;
+        return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    }
+}
+
+/* Sends data[*off..len) as datagrams of (type, id); advances *off. Always sends at
+ * least one datagram (an empty payload is one empty frame). */
+static int send_chunks(int fd, uint8_t type, uint64_t id, const uint8_t *data, size_t len, size_t *off)
+{
+    do {
+        size_t chunk = len - *off > FRAME_MAX_BODY ? FRAME_MAX_BODY : len - *off;
+        uint8_t flags = *off + chunk < len ? FRAME_F_MORE : 0;
+        int r = send_dgram(fd, type, flags, id, data ? data + *off : NULL, chunk);
+        if (r < 0)
+            return r;
+        *off += chunk;
+    } while (*off < len);
+    return 0;
+}
+
+static void set_want_write(struct ctr *c, bool on)
+{
+    if (c->want_write == on || !c->chan_watched)
+        return;
+    if (ev_io_mod(c->w->loop, c->chan, EV_READ | (on ? EV_WRITE : 0)) == 0)
+        c->want_write = on;
+}
+
+static void sendq_free_all(struct ctr *c)
+{
+    while (c->q_head) {
+        struct sendq *q = c->q_head;
+        c->q_head = q->next;
+        free(q->data);
+        free(q);
+    }
+    c->q_tail = NULL;
+}
+
+/* Sends queued frames in order until the socket is full. */
+static int flush_queue(struct ctr *c)
+{
+    while (c->q_head) {
+        struct sendq *q = c->q_head;
+        int r = send_chunks(c->chan, q->type, q->id, q->data, q->len, &q->off);
+        if (r == -EAGAIN)
+            return 0;
+        if (r < 0)
+            return r;
+        c->q_head = q->next;
+        if (!c->q_head)
+            c->q_tail = NULL;
+        free(q->data);
+        free(q);
+    }
+    set_want_write(c, false);
+    return 0;
+}
+
+/* Sends a payload in order after anything queued; whatever does not fit now is
+ * copied to the queue. Returns 0, -ENOMEM or -EPIPE (channel gone). */
+static int ctr_send_frame(struct ctr *c, uint8_t type, uint64_t id, const void *data, size_t len)
+{
+    size_t off = 0;
+    if (!c->q_head) {
+        int r = send_chunks(c->chan, type, id, data, len, &off);
+        if (r == 0)
+            return 0;
+        if (r != -EAGAIN)
+            return r == -ENOMEM ? r : -EPIPE;
+    }
+    struct sendq *q = calloc(1, sizeof *q);
+    if (!q)
+        return -ENOMEM;
+    if (len > off) {
+        q->data = malloc(len - off);
+        if (!q->data) {
+            free(q);
+            return -ENOMEM;
+        }
+        memcpy(q->data, (const uint8_t *)data + off, len - off);
+    }
+    q->type = type;
+    q->id = id;
+    q->len = len - off;
+    if (c->q_tail)
+        c->q_tail->next = q;
+    else
+        c->q_head = q;
+    c->q_tail = q;
+    set_want_write(c, true);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ receiving */
+
+static void emit_line(struct ctr *c, int stream, const char *s, size_t n)
+{
+    if (n && s[n - 1] == '\r')
+        n--;
+    if (stream == 2 && n) {
+        size_t k = n < sizeof c->last_err - 1 ? n : sizeof c->last_err - 1;
+        memcpy(c->last_err, s, k);
+        c->last_err[k] = 0;
+    }
+    if (c->w->cb.on_log)
+        c->w->cb.on_log(c, c->ud, stream, s, n);
+}
+
+/* Splits a LOG chunk into lines; partial lines wait in c->line, capped at
+ * WORKER_LINE_MAX (a longer line is emitted in pieces). */
+static void handle_log(struct ctr *c, int stream, const char *p, size_t n)
+{
+    struct buf *b = &c->line[stream - 1];
+    while (n) {
+        const char *nl = memchr(p, '\n', n);
+        size_t seg = nl ? (size_t)(nl - p) : n;
+        if (b->len == 0 && nl && seg <= WORKER_LINE_MAX) {
+            emit_line(c, stream, p, seg);
+        } else {
+            size_t room = WORKER_LINE_MAX - b->len;
+            size_t take = seg < room ? seg : room;
+            if (buf_append(b, p, take) < 0)
+                return;
+            if (nl && take == seg) {
+                emit_line(c, stream, b->data, b->len);
+                buf_reset(b);
+            } else if (b->len == WORKER_LINE_MAX) {
+                emit_line(c, stream, b->data, b->len);
+                buf_reset(b);
+                p += take;
+                n -= take;
+                continue;
+            } else {
+                return;
+            }
+        }
+        if (!nl)
+            return;
+        p += seg + 1;
+        n -= seg + 1;
+    }
+}
+
+/* True if the cgroup saw an OOM kill not yet attributed (and attributes it). */
+static bool oom_new(struct ctr *c)
+{
+    uint64_t k;
+    if (sandbox_oom_kills(&c->sb, &k) < 0 || k <= c->oom_seen)
+        return false;
+    c->oom_seen = k;
+    return true;
+}
+
+static void deliver(struct ctr *c, uint8_t type, uint64_t id, const uint8_t *data, size_t len)
+{
+    const struct worker_callbacks *cb = &c->w->cb;
+    if (type == FRAME_OUTPUT) {
+        if (cb->on_output)
+            cb->on_output(c, c->ud, id, data, len);
+        return;
+    }
+    if (!cb->on_input_error)
+        return;
+    if (len == 0) {
+        cb->on_input_error(c, c->ud, id, CTR_FAIL_CRASHED, "the container reported an error without a message");
+        return;
+    }
+    const char *msg = (const char *)data + 1;
+    enum ctr_fail kind;
+    switch (data[0]) {
+    case FRAME_ERR_EXIT_STATUS: kind = CTR_FAIL_EXIT_STATUS; break;
+    case FRAME_ERR_USER: kind = CTR_FAIL_USER; break;
+    case FRAME_ERR_SPAWN: kind = CTR_FAIL_SPAWN; break;
+    case FRAME_ERR_CANCELLED: kind = CTR_FAIL_CANCELLED; break;
+    case FRAME_ERR_SIGNAL:
+    default: kind = CTR_FAIL_CRASHED; break;
+    }
+    if (data[0] == FRAME_ERR_SIGNAL && oom_new(c)) {
+        char m[160];
+        snprintf(m, sizeof m, "out of memory: the function exceeded its memory limit of %u MiB", c->memory_mib);
+        cb->on_input_error(c, c->ud, id, CTR_FAIL_OOM, m);
+        return;
+    }
+    cb->on_input_error(c, c->ud, id, kind, msg);
+}
+
+static bool asm_pending(const struct frame_asm *a, uint8_t type, uint64_t id)
+{
+    for (size_t i = 0; i < FRAME_ASM_SLOTS; i++)
+        if (a->slots[i].used && a->slots[i].type == type && a->slots[i].id == id)
+            return true;
+    return false;
+}
+
+static void handle_result(struct ctr *c, const struct frame_header *h, uint8_t *body)
+{
+    size_t max = c->w->cfg.max_payload;
+    if (!(h->flags & FRAME_F_MORE) && h->body_len <= max && !asm_pending(&c->asm_, h->type, h->id)) {
+        body[h->body_len] = 0;
+        deliver(c, h->type, h->id, body, h->body_len);
+        return;
+    }
+    uint8_t *out;
+    size_t len;
+    int r = frame_asm_feed(&c->asm_, h, body, &out, &len);
+    if (r == 1) {
+        deliver(c, h->type, h->id, out, len);
+        free(out);
+        return;
+    }
+    if (r == 0 || !c->w->cb.on_input_error)
+        return;
+    char m[160];
+    if (r == -E2BIG)
+        snprintf(m, sizeof m, "the output exceeds the maximum payload size of %zu bytes", max);
+    else
+        snprintf(m, sizeof m, "cannot reassemble the output: %s", strerror(-r));
+    c->w->cb.on_input_error(c, c->ud, h->id, r == -E2BIG ? CTR_FAIL_USER : CTR_FAIL_CRASHED, m);
+}
+
+static void handle_frame(struct ctr *c, const struct frame_header *h, uint8_t *body)
+{
+    switch (h->type) {
+    case FRAME_HELLO:
+        log_debug("worker", "%s: gust-init up", c->id);
+        break;
+    case FRAME_READY:
+        if (!c->ready && !c->exited) {
+            c->ready = true;
+            c->ready_ns = mono_ns();
+            if (c->w->cb.on_ready)
+                c->w->cb.on_ready(c, c->ud);
+        }
+        break;
+    case FRAME_OUTPUT:
+    case FRAME_ERROR:
+        handle_result(c, h, body);
+        break;
+    case FRAME_LOG:
+        if (h->id == 1 || h->id == 2)
+            handle_log(c, (int)h->id, (const char *)body, h->body_len);
+        break;
+    case FRAME_EXIT:
+        if (h->body_len >= sizeof c->exitb) {
+            memcpy(&c->exitb, body, sizeof c->exitb);
+            c->have_exit = true;
+        }
+        break;
+    default:
+        log_warn("worker", "%s: unexpected frame type %u ignored", c->id, h->type);
+        break;
+    }
+}
+
+/* Reads queued datagrams (at most `batch`). Marks the channel dead at EOF. */
+static void chan_drain(struct ctr *c, int batch)
+{
+    for (int i = 0; i < batch && c->chan >= 0; i++) {
+        struct frame_header h;
+        int n = frame_recv(c->chan, c->rx, &h);
+        if (n == -EAGAIN)
+            return;
+        if (n == -EPROTO) {
+            log_warn("worker", "%s: malformed frame ignored", c->id);
+            continue;
+        }
+        if (n < 0) {
+            if (c->chan_watched) {
+                ev_io_del(c->w->loop, c->chan);
+                c->chan_watched = false;
+            }
+            close(c->chan);
+            c->chan = -1;
+            sendq_free_all(c);
+            return;
+        }
+        handle_frame(c, &h, c->rx + FRAME_HEADER_SIZE);
+    }
+}
+
+static void on_chan(struct ev_loop *loop, int fd, uint32_t events, void *data)
+{
+    struct ctr *c = data;
+    if ((events & EV_WRITE) && c->q_head && flush_queue(c) < 0)
+        sendq_free_all(c);
+    if (events & (EV_READ | EV_ERROR))
+        chan_drain(c, WORKER_RECV_BATCH);
+}
+
+static void on_pidfd(struct ev_loop *loop, int fd, uint32_t events, void *data)
+{
+    struct ctr *c = data;
+    struct gerr err;
+    int r = sandbox_reap(&c->sb, &err);
+    if (r == 0)
+        return;
+    if (r < 0)
+        log_error("worker", "%s: %s", c->id, err.msg);
+    ctr_finish(c);
+}
+
+/* ------------------------------------------------------------------ exit */
+
+static void describe_status(const struct ctr *c, char *out, size_t n)
+{
+    char sname[24] = "";
+    int kind, code;
+    if (c->have_exit) {
+        kind = c->exitb.kind;
+        code = c->exitb.code;
+    } else if (WIFSIGNALED(c->sb.exit_status)) {
+        kind = 2;
+        code = WTERMSIG(c->sb.exit_status);
+    } else {
+        kind = 1;
+        code = WEXITSTATUS(c->sb.exit_status);
+    }
+    if (kind == 2) {
+        const char *a = sigabbrev_np(code);
+        if (a)
+            snprintf(sname, sizeof sname, " (SIG%s)", a);
+        snprintf(out, n, "killed by signal %d%s", code, sname);
+    } else {
+        snprintf(out, n, "exited with status %d", code);
+    }
+}
+
+static void ctr_unlink(struct ctr *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        c->w->ctrs = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->next = c->prev = NULL;
+}
+
+static void ctr_release(struct ctr *c)
+{
+    if (c->kill_timer)
+        ev_timer_cancel(c->w->loop, c->kill_timer);
+    if (c->chan_watched)
+        ev_io_del(c->w->loop, c->chan);
+    if (c->pidfd_watched)
+        ev_io_del(c->w->loop, c->sb.pidfd);
+    if (c->chan >= 0)
+        close(c->chan);
+    sendq_free_all(c);
+    frame_asm_free(&c->asm_);
+    buf_free(&c->line[0]);
+    buf_free(&c->line[1]);
+    free(c->rx);
+    free(c);
+}
+
+/* PID 1 is gone: collects the last frames, cleans the sandbox up, reports, frees. */
+static void ctr_finish(struct ctr *c)
+{
+    c->exited = true;
+    chan_drain(c, 1 << 20);
+    for (int s = 0; s < 2; s++)
+        if (c->line[s].len) {
+            emit_line(c, s + 1, c->line[s].data, c->line[s].len);
+            buf_reset(&c->line[s]);
+        }
+    if (c->kill_timer) {
+        ev_timer_cancel(c->w->loop, c->kill_timer);
+        c->kill_timer = 0;
+    }
+    if (c->pidfd_watched) {
+        ev_io_del(c->w->loop, c->sb.pidfd);
+        c->pidfd_watched = false;
+    }
+    bool oom = oom_new(c);
+    struct gerr err;
+    if (sandbox_destroy(&c->sb, &err) < 0)
+        log_warn("worker", "%s: cleanup: %s", c->id, err.msg);
+
+    char status[64], msg[512];
+    int kind;
+    describe_status(c, status, sizeof status);
+    const char *tail_sep = c->last_err[0] ? ": " : "";
+    if (!c->ready && !c->stop_requested && !c->kill_requested) {
+        kind = CTR_FAIL_START;
+        if (oom)
+            snprintf(msg, sizeof msg, "out of memory while starting: the memory limit is %u MiB", c->memory_mib);
+        else
+            snprintf(msg, sizeof msg, "the container exited before it was ready: %s%s%s", status, tail_sep,
+                     c->last_err);
+    } else if (oom) {
+        kind = CTR_FAIL_OOM;
+        snprintf(msg, sizeof msg, "out of memory: the function exceeded its memory limit of %u MiB", c->memory_mib);
+    } else if (c->stop_requested || c->kill_requested) {
+        kind = 0;
+        snprintf(msg, sizeof msg, "stopped (%s)", status);
+    } else {
+        kind = CTR_FAIL_CRASHED;
+        snprintf(msg, sizeof msg, "%s%s%s", status, tail_sep, c->last_err);
+    }
+    ctr_unlink(c);
+    if (c->w->cb.on_exit)
+        c->w->cb.on_exit(c, c->ud, kind, msg);
+    ctr_release(c);
+}
+
+/* ------------------------------------------------------------------ control API */
+
+int ctr_send_input(struct ctr *c, uint64_t input_id, const void *data, size_t len, struct gerr *err)
+{
+    if (c->exited || c->chan < 0)
+        return gerr_set(err, EPIPE, "container %s is gone", c->id);
+    if (len > c->w->cfg.max_payload)
+        return gerr_set(err, E2BIG, "input of %zu bytes exceeds the maximum payload size of %zu bytes", len,
+                        c->w->cfg.max_payload);
+    int r = ctr_send_frame(c, FRAME_INPUT, input_id, data, len);
+    if (r == -ENOMEM)
+        return gerr_set(err, ENOMEM, "container %s: out of memory queueing an input", c->id);
+    if (r < 0)
+        return gerr_set(err, EPIPE, "container %s: the runner channel is closed", c->id);
+    return 0;
+}
+
+int ctr_cancel_input(struct ctr *c, uint64_t input_id)
+{
+    if (c->exited || c->chan < 0)
+        return -EPIPE;
+    return ctr_send_frame(c, FRAME_CANCEL, input_id, NULL, 0);
+}
+
+static void on_kill_timer(struct ev_loop *loop, void *data)
+{
+    struct ctr *c = data;
+    c->kill_timer = 0;
+    if (!c->sb.reaped)
+        sandbox_signal(&c->sb, SIGKILL);
+}
+
+void ctr_stop(struct ctr *c, uint32_t grace_ms)
+{
+    if (c->exited || c->stop_requested || c->kill_requested)
+        return;
+    c->stop_requested = true;
+    if (c->chan >= 0)
+        (void)ctr_send_frame(c, FRAME_SHUTDOWN, 0, NULL, 0);
+    sandbox_signal(&c->sb, SIGTERM);
+    c->kill_timer = ev_timer_add(c->w->loop, grace_ms, on_kill_timer, c);
+    if (!c->kill_timer)
+        sandbox_signal(&c->sb, SIGKILL);
+}
+
+void ctr_kill(struct ctr *c)
+{
+    if (c->exited)
+        return;
+    c->kill_requested = true;
+    sandbox_signal(&c->sb, SIGKILL);
+}
+
+const char *ctr_id(const struct ctr *c)
+{
+    return c->id;
+}
+
+int ctr_pid(const struct ctr *c)
+{
+    return c->sb.pid;
+}
+
+void *ctr_userdata(const struct ctr *c)
+{
+    return c->ud;
+}
+
+int ctr_usage(const struct ctr *c, uint64_t *memory_bytes, uint64_t *cpu_ns)
+{
+    if (c->exited)
+        return -ESRCH;
+    return sandbox_usage(&c->sb, memory_bytes, cpu_ns);
+}
+
+uint64_t ctr_start_ns(const struct ctr *c)
+{
+    return c->ready ? c->ready_ns - c->start_ns : 0;
+}
+
+/* ------------------------------------------------------------------ start */
+
+static bool env_has(char *const *env, const char *name)
+{
+    size_t n = strlen(name);
+    for (size_t i = 0; env && env[i]; i++)
+        if (!strncmp(env[i], name, n) && env[i][n] == '=')
+            return true;
+    return false;
+}
+
+static void set_sock_buf(int fd)
+{
+    int v = WORKER_SOCK_BUF;
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &v, sizeof v) < 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof v);
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &v, sizeof v) < 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof v);
+}
+
+int worker_start(struct worker *w, const struct ctr_spec *spec, void *ud, struct ctr **out, struct gerr *err)
+{
+    if (!spec->id || !*spec->id || strlen(spec->id) >= sizeof((struct ctr *)0)->id)
+        return gerr_set(err, EINVAL, "container id must be 1..63 characters");
+    if (!spec->rootfs || !*spec->rootfs)
+        return gerr_set(err, EINVAL, "container %s: no rootfs", spec->id);
+    if (!spec->command || !spec->command[0])
+        return gerr_set(err, EINVAL, "container %s: empty command", spec->id);
+    if (spec->ngpus < 0 || spec->ngpus > CTR_MAX_GPUS)
+        return gerr_set(err, EINVAL, "container %s: %d GPUs requested, at most %d", spec->id, spec->ngpus,
+                        CTR_MAX_GPUS);
+    uint64_t t0 = mono_ns();
+
+    struct sandbox_config sc = {
+        .id = spec->id,
+        .rootfs = spec->rootfs,
+        .state_root = w->state_root,
+        .cgroup_parent = w->cgroup_parent,
+        .disk_mib = spec->disk_mib,
+        .memory_mib = spec->memory_mib,
+        .cpu_millicores = spec->cpu_millicores,
+        .init_fd = w->init_fd,
+        .workdir = spec->workdir,
+    };
+    if (spec->host_usr)
+        sc.binds[sc.nbinds++] = (struct sandbox_bind){"/usr", "/usr", true};
+    char devs[SANDBOX_MAX_DEVICES][32];
+    int real = 0;
+    for (int i = 0; i < spec->ngpus; i++) {
+        int gi = spec->gpu_indices[i];
+        if (gi < 0 || gi >= w->cfg.ngpus)
+            return gerr_set(err, EINVAL, "container %s: GPU %d is not in the inventory", spec->id, gi);
+        const struct worker_gpu *g = &w->cfg.gpus[gi];
+        if (g->simulated || sc.ndevices >= SANDBOX_MAX_DEVICES - 3)
+            continue;
+        snprintf(devs[sc.ndevices], sizeof devs[0], "/dev/nvidia%d", g->index);
+        if (access(devs[sc.ndevices], F_OK) == 0) {
+            sc.devices[sc.ndevices] = devs[sc.ndevices];
+            sc.ndevices++;
+            real++;
+        }
+    }
+    static const char *const nv_common[] = {"/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools"};
+    for (size_t i = 0; real && i < ARRAY_LEN(nv_common); i++)
+        if (access(nv_common[i], F_OK) == 0)
+            sc.devices[sc.ndevices++] = nv_common[i];
+
+    /* argv: gust-init --mode M --concurrency N -- command... */
+    size_t ncmd = 0;
+    while (spec->command[ncmd])
+        ncmd++;
+    AUTO_FREE char **argv = calloc(ncmd + 7, sizeof *argv);
+    size_t nenv = 0;
+    while (spec->env && spec->env[nenv])
+        nenv++;
+    AUTO_FREE char **envp = calloc(nenv + 4, sizeof *envp);
+    if (!argv || !envp)
+        return gerr_set(err, ENOMEM, "out of memory");
+    char conc[16], idvar[96];
+    snprintf(conc, sizeof conc, "%u", spec->max_inputs ? spec->max_inputs : 1);
+    size_t a = 0;
+    argv[a++] = "gust-init";
+    argv[a++] = "--mode";
+    argv[a++] = spec->mode == CTR_MODE_RUNNER ? "runner" : "per_input";
+    argv[a++] = "--concurrency";
+    argv[a++] = conc;
+    argv[a++] = "--";
+    for (size_t i = 0; i < ncmd; i++)
+        argv[a++] = spec->command[i];
+    size_t e = 0;
+    snprintf(idvar, sizeof idvar, "GUST_CONTAINER_ID=%s", spec->id);
+    envp[e++] = idvar;
+    for (size_t i = 0; i < nenv; i++)
+        if (strncmp(spec->env[i], "GUST_CONTAINER_ID=", 18))
+            envp[e++] = spec->env[i];
+    if (!env_has(spec->env, "PATH"))
+        envp[e++] = "PATH=" WORKER_DEFAULT_PATH;
+    if (!env_has(spec->env, "HOME"))
+        envp[e++] = "HOME=/root";
+    sc.init_argv = argv;
+    sc.init_envp = envp;
+
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+        return gerr_sys(err, errno, "container %s: socketpair", spec->id);
+    AUTO_FD int mine = sv[0];
+    AUTO_FD int theirs = sv[1];
+    set_sock_buf(mine);
+    set_sock_buf(theirs);
+    int r = fd_set_nonblock(mine, true);
+    if (r < 0)
+        return gerr_sys(err, -r, "container %s: channel", spec->id);
+    sc.channel_fd = theirs;
+
+    struct ctr *c = calloc(1, sizeof *c);
+    uint8_t *rx = malloc(FRAME_MAX_DATAGRAM + 1);
+    if (!c || !rx) {
+        free(c);
+        free(rx);
+        return gerr_set(err, ENOMEM, "out of memory");
+    }
+    c->w = w;
+    c->ud = ud;
+    c->rx = rx;
+    c->chan = -1;
+    c->mode = spec->mode;
+    c->memory_mib = spec->memory_mib;
+    c->start_ns = t0;
+    snprintf(c->id, sizeof c->id, "%s", spec->id);
+    frame_asm_init(&c->asm_, w->cfg.max_payload);
+
+    r = sandbox_create(&sc, &c->sb, err);
+    if (r < 0) {
+        gerr_prefix(err, "container %s", spec->id);
+        ctr_release(c);
+        return r;
+    }
+    c->chan = TAKE_FD(mine);
+    (void)sandbox_oom_kills(&c->sb, &c->oom_seen);
+
+    r = ev_io_add(w->loop, c->chan, EV_READ, on_chan, c);
+    if (r == 0) {
+        c->chan_watched = true;
+        r = ev_io_add(w->loop, c->sb.pidfd, EV_READ, on_pidfd, c);
+        if (r == 0)
+            c->pidfd_watched = true;
+    }
+    if (r < 0) {
+        sandbox_signal(&c->sb, SIGKILL);
+        struct pollfd p = {.fd = c->sb.pidfd, .events = POLLIN};
+        poll(&p, 1, WORKER_FREE_WAIT_MS);
+        sandbox_reap(&c->sb, NULL);
+        sandbox_destroy(&c->sb, NULL);
+        ctr_release(c);
+        return gerr_sys(err, -r, "container %s: watch on the event loop", spec->id);
+    }
+    c->next = w->ctrs;
+    if (w->ctrs)
+        w->ctrs->prev = c;
+    w->ctrs = c;
+    *out = c;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ worker */
+
+static uint64_t mem_total_mib(void)
+{
+    AUTO_FREE char *text = NULL;
+    size_t len;
+    if (file_read_all("/proc/meminfo", 1 << 16, &text, &len) < 0)
+        return 0;
+    const char *p = strstr(text, "MemTotal:");
+    if (!p)
+        return 0;
+    return strtoull(p + 9, NULL, 10) / 1024;
+}
+
+int worker_new(struct ev_loop *loop, const struct worker_config *cfg, const struct worker_callbacks *cb,
+               struct worker **out, struct gerr *err)
+{
+    if (!cfg->state_root || cfg->state_root[0] != '/')
+        return gerr_set(err, EINVAL, "worker state root must be an absolute path");
+    if (!cfg->init_path || !*cfg->init_path)
+        return gerr_set(err, EINVAL, "worker: no gust-init path");
+    if (!cfg->cgroup_parent || !*cfg->cgroup_parent)
+        return gerr_set(err, EINVAL, "worker: no cgroup parent");
+    if (cfg->ngpus < 0 || cfg->ngpus > WORKER_MAX_GPUS)
+        return gerr_set(err, EINVAL, "worker: at most %d GPUs", WORKER_MAX_GPUS);
+    AUTO_FD int fd = open(cfg->init_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return gerr_sys(err, errno, "cannot open gust-init at %s", cfg->init_path);
+    int r = mkdir_p(cfg->state_root, 0700);
+    if (r < 0)
+        return gerr_sys(err, -r, "cannot create %s", cfg->state_root);
+    struct worker *w = calloc(1, sizeof *w);
+    if (!w)
+        return gerr_set(err, ENOMEM, "out of memory");
+    w->state_root = strdup(cfg->state_root);
+    w->init_path = strdup(cfg->init_path);
+    w->cgroup_parent = strdup(cfg->cgroup_parent);
+    if (!w->state_root || !w->init_path || !w->cgroup_parent) {
+        free(w->state_root);
+        free(w->init_path);
+        free(w->cgroup_parent);
+        free(w);
+        return gerr_set(err, ENOMEM, "out of memory");
+    }
+    w->loop = loop;
+    w->cfg = *cfg;
+    w->cfg.state_root = w->state_root;
+    w->cfg.init_path = w->init_path;
+    w->cfg.cgroup_parent = w->cgroup_parent;
+    if (!w->cfg.cpu_millicores) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        w->cfg.cpu_millicores = (uint32_t)(n > 0 ? n : 1) * 1000;
+    }
+    if (!w->cfg.memory_mib)
+        w->cfg.memory_mib = mem_total_mib();
+    if (!w->cfg.max_payload)
+        w->cfg.max_payload = WORKER_DEFAULT_PAYLOAD;
+    if (cb)
+        w->cb = *cb;
+    w->init_fd = TAKE_FD(fd);
+    *out = w;
+    return 0;
+}
+
+void worker_free(struct worker *w)
+{
+    if (!w)
+        return;
+    for (struct ctr *c = w->ctrs; c; c = c->next)
+        if (!c->sb.reaped)
+            sandbox_signal(&c->sb, SIGKILL);
+    while (w->ctrs) {
+        struct ctr *c = w->ctrs;
+        ctr_unlink(c);
+        if (!c->sb.reaped) {
+            uint64_t deadline = mono_ms() + WORKER_FREE_WAIT_MS;
+            while (sandbox_reap(&c->sb, NULL) == 0 && mono_ms() < deadline) {
+                struct pollfd p = {.fd = c->sb.pidfd, .events = POLLIN};
+                poll(&p, 1, 100);
+            }
+        }
+        if (c->pidfd_watched) {
+            ev_io_del(w->loop, c->sb.pidfd);
+            c->pidfd_watched = false;
+        }
+        struct gerr err;
+        if (sandbox_destroy(&c->sb, &err) < 0)
+            log_warn("worker", "%s: cleanup: %s", c->id, err.msg);
+        ctr_release(c);
+    }
+    if (w->init_fd >= 0)
+        close(w->init_fd);
+    free(w->state_root);
+    free(w->init_path);
+    free(w->cgroup_parent);
+    free(w);
+}
+
+const struct worker_config *worker_capacity(const struct worker *w)
+{
+    return &w->cfg;
+}
+
+int worker_cleanup_stale(const char *cgroup_parent, const char *state_root, struct gerr *err)
+{
+    return sandbox_cleanup_stale(cgroup_parent, state_root, err);
+}
+
+/* ------------------------------------------------------------------ GPUs */
+
+static const char *const gpu_known[] = {"H100", "H200", "B200", "A100-40GB", "A100-80GB",
+                                        "L40S", "L4",   "A10G", "T4"};
+
+int worker_normalize_gpu_type(const char *in, char *out, size_t out_len)
+{
+    size_t n = in ? strlen(in) : 0;
+    if (n == 0 || n > 31)
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        char ch = in[i];
+        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-'))
+            return -EINVAL;
+    }
+    const char *canon = NULL;
+    if (!strcasecmp(in, "A100"))
+        canon = "A100-40GB";
+    for (size_t i = 0; !canon && i < ARRAY_LEN(gpu_known); i++)
+        if (!strcasecmp(in, gpu_known[i]))
+            canon = gpu_known[i];
+    size_t cn = canon ? strlen(canon) : n;
+    if (cn + 1 > out_len)
+        return -ENOSPC;
+    if (canon) {
+        memcpy(out, canon, cn + 1);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            out[i] = (in[i] >= 'a' && in[i] <= 'z') ? (char)(in[i] - 'a' + 'A') : in[i];
+        out[n] = 0;
+    }
+    return 0;
+}
+
+int worker_parse_gpus(const char *s, struct worker_config *cfg, struct gerr *err)
+{
+    if (!s)
+        return gerr_set(err, EINVAL, "--gpus: missing value");
+    const char *p = s;
+    int added = 0;
+    while (*p) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        while (len && *p == ' ') {
+            p++;
+            len--;
+        }
+        while (len && p[len - 1] == ' ')
+            len--;
+        char item[64];
+        if (len == 0 || len >= sizeof item) {
+            cfg->ngpus -= added;
+            return gerr_set(err, EINVAL, "--gpus \"%s\": expected TYPE[:COUNT][,TYPE[:COUNT]...], e.g. H100:2,A100-80GB:1", s);
+        }
+        memcpy(item, p, len);
+        item[len] = 0;
+        int64_t count = 1;
+        char *colon = strchr(item, ':');
+        if (colon) {
+            *colon = 0;
+            if (parse_i64(colon + 1, 1, WORKER_MAX_GPUS, &count) < 0) {
+                cfg->ngpus -= added;
+                return gerr_set(err, EINVAL, "--gpus \"%s\": bad count \"%s\" (1..%d)", s, colon + 1, WORKER_MAX_GPUS);
+            }
+        }
+        char type[32];
+        if (worker_normalize_gpu_type(item, type, sizeof type) < 0) {
+            cfg->ngpus -= added;
+            return gerr_set(err, EINVAL, "--gpus \"%s\": bad GPU type \"%s\" (letters, digits, '-'; at most 31)", s,
+                            item);
+        }
+        if (cfg->ngpus + count > WORKER_MAX_GPUS) {
+            cfg->ngpus -= added;
+            return gerr_set(err, EINVAL, "--gpus \"%s\": at most %d GPUs in total", s, WORKER_MAX_GPUS);
+        }
+        for (int64_t i = 0; i < count; i++) {
+            struct worker_gpu *g = &cfg->gpus[cfg->ngpus];
+            snprintf(g->type, sizeof g->type, "%s", type);
+            g->index = cfg->ngpus;
+            g->simulated = true;
+            cfg->ngpus++;
+            added++;
+        }
+        if (!end)
+            break;
+        p = end + 1;
+        if (!*p) {
+            cfg->ngpus -= added;
+            return gerr_set(err, EINVAL, "--gpus \"%s\": trailing comma", s);
+        }
+    }
+    return 0;
+}

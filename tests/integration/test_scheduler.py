@@ -1,0 +1,141 @@
+"""Scheduling and autoscaling: max/min/buffer containers, scale to zero, max_inputs, GPUs."""
+import threading
+import time
+
+from gustlib import Bg, fn_spec, wait_until
+
+SLEEP1 = ["sh", "-c", "cat >/dev/null; sleep 1; echo done"]
+SMALL = {"cpu": 100, "memory": 64}
+
+
+class Sampler(threading.Thread):
+    """Samples GET /v1/containers for one function until stopped."""
+
+    def __init__(self, gust, app, fn):
+        super().__init__(daemon=True)
+        self.gust, self.app, self.fn = gust, app, fn
+        self.samples = []
+        self.stop = threading.Event()
+        self.start()
+
+    def run(self):
+        while not self.stop.is_set():
+            try:
+                self.samples.append(self.gust.containers(self.app, self.fn))
+            except Exception as e:  # noqa: BLE001
+                self.samples.append(e)
+            time.sleep(0.05)
+
+    def finish(self):
+        self.stop.set()
+        self.join(5)
+        errors = [s for s in self.samples if isinstance(s, Exception)]
+        assert not errors, errors[:3]
+        return self.samples
+
+
+def test_max_containers_respected(gust):
+    gust.deploy(fn_spec("sc", "cap", SLEEP1, timeout=30, resources=SMALL,
+                        scaling={"max_containers": 2, "scaledown_window": 30}))
+    s = Sampler(gust, "sc", "cap")
+    t0 = time.monotonic()
+    calls = [Bg(gust.call, "sc", "cap", b"x") for _ in range(10)]
+    results = [c.get(60) for c in calls]
+    took = time.monotonic() - t0
+    samples = s.finish()
+    assert all(r.status == 200 and r.body == b"done\n" for r in results), results
+    most = max(len(x) for x in samples)
+    assert most <= 2, f"saw {most} containers with max_containers=2"
+    assert most == 2, "never scaled to 2 containers"
+    assert took >= 4.5, f"10 x 1 s calls on 2 containers took only {took:.2f} s"
+    f = gust.function("sc", "cap")
+    assert f["queued"] == 0 and f["running"] == 0, f
+
+
+def test_scale_to_zero(gust):
+    gust.deploy(fn_spec("sc", "idle", ["cat"], timeout=30, resources=SMALL,
+                        scaling={"scaledown_window": 2}))
+    assert gust.call_ok("sc", "idle", b"x") == b"x"
+    t0 = time.monotonic()
+    assert len(gust.containers("sc", "idle")) == 1
+    wait_until(lambda: not gust.containers("sc", "idle"), 10, msg="scale to zero")
+    took = time.monotonic() - t0
+    assert 1.0 <= took <= 6, f"container went away after {took:.2f} s with scaledown_window=2"
+    # And it comes back on demand.
+    assert gust.call_ok("sc", "idle", b"y") == b"y"
+
+
+def test_min_containers_warm_before_any_call(gust):
+    gust.deploy(fn_spec("sc", "warm", ["cat"], timeout=30, resources=SMALL,
+                        scaling={"min_containers": 2, "max_containers": 4, "scaledown_window": 1}))
+    gust.wait_idle("sc", "warm", 2, timeout=20)
+    # They stay although scaledown_window is 1 s.
+    time.sleep(2.0)
+    assert len([c for c in gust.containers("sc", "warm") if c["state"] == "idle"]) == 2
+    f = gust.function("sc", "warm")
+    assert f["containers"]["idle"] == 2, f
+
+
+def test_buffer_containers(gust):
+    gust.deploy(fn_spec("sc", "buf", ["sh", "-c", "cat >/dev/null; sleep 3; echo done"], timeout=30,
+                        resources=SMALL, scaling={"buffer_containers": 1, "max_containers": 4, "scaledown_window": 10}))
+    call = Bg(gust.call, "sc", "buf", b"x")
+    # While one input is busy, one more idle container is kept ready.
+    wait_until(lambda: (lambda cs: len([c for c in cs if c["state"] == "busy"]) >= 1 and
+                        len([c for c in cs if c["state"] == "idle"]) >= 1)(gust.containers("sc", "buf")),
+               2.8, msg="a busy container plus an idle buffer container")
+    r = call.get(30)
+    assert r.status == 200
+
+
+def test_max_inputs_concurrency_per_container(gust):
+    gust.deploy(fn_spec("sc", "multi", SLEEP1, timeout=30, resources=SMALL,
+                        scaling={"max_containers": 1, "max_inputs": 4, "scaledown_window": 30}))
+    gust.call_ok("sc", "multi", b"warm")
+    s = Sampler(gust, "sc", "multi")
+    t0 = time.monotonic()
+    calls = [Bg(gust.call, "sc", "multi", b"x") for _ in range(4)]
+    results = [c.get(30) for c in calls]
+    took = time.monotonic() - t0
+    samples = s.finish()
+    assert all(r.status == 200 for r in results), results
+    assert took < 3.0, f"4 x 1 s inputs on one container with max_inputs=4 took {took:.2f} s"
+    assert max(len(x) for x in samples) == 1
+    assert max((c["inputs_in_flight"] for x in samples for c in x), default=0) >= 2
+
+
+def test_gpu_function_runs_and_shows_gpu(gust_factory):
+    g = gust_factory("--gpus", "H100:2")
+    h = g.get_json("/v1/health")
+    assert "H100" in str(h.get("worker")), h
+    g.deploy(fn_spec("gpu", "one", ["sh", "-c", "cat >/dev/null; sleep 1; echo gpu"], timeout=30,
+                     resources={"cpu": 100, "memory": 64, "gpu": "H100:1"}, scaling={"scaledown_window": 30}))
+    call = Bg(g.call, "gpu", "one", b"")
+    cs = wait_until(lambda: [c for c in g.containers("gpu", "one") if c.get("gpus")], 10,
+                    msg="a container holding a GPU")
+    assert len(cs[0]["gpus"]) == 1 and cs[0]["gpus"][0].startswith("H100:"), cs
+    r = call.get(30)
+    assert r.status == 200 and r.body == b"gpu\n", r
+
+
+def test_gpu_function_waits_with_visible_reason(gust_factory):
+    g = gust_factory("--gpus", "H100:2")
+    g.deploy({"app": "gw", "functions": [
+        {"name": "both", "kind": "exec", "command": ["sh", "-c", "cat >/dev/null; sleep 3; echo both"],
+         "timeout": 30, "resources": {"cpu": 100, "memory": 64, "gpu": "H100:2"},
+         "scaling": {"max_containers": 1, "scaledown_window": 1}},
+        {"name": "one", "kind": "exec", "command": ["sh", "-c", "cat >/dev/null; echo one"],
+         "timeout": 30, "resources": {"cpu": 100, "memory": 64, "gpu": "H100:1"},
+         "scaling": {"scaledown_window": 1}},
+    ]})
+    hog = Bg(g.call, "gw", "both", b"")
+    wait_until(lambda: g.function("gw", "both")["running"] >= 1, 10, msg="the 2-GPU call to run")
+    waiter = Bg(g.call, "gw", "one", b"")
+    reason = wait_until(lambda: g.function("gw", "one")["waiting_reason"], 5,
+                        msg="waiting_reason while both GPUs are taken")
+    assert "H100" in reason, reason
+    assert g.function("gw", "one")["queued"] >= 1
+    assert hog.get(30).body == b"both\n"
+    r = waiter.get(30)
+    assert r.status == 200 and r.body == b"one\n", r
+    assert g.function("gw", "one")["waiting_reason"] is None

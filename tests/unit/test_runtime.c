@@ -1,0 +1,616 @@
+/* Sandbox tests: real containers running a busybox rootfs. They need root, mount
+ * and namespace rights and a memory/cpu/pids cgroup hierarchy; where those are
+ * missing the tests fail rather than skip. All cgroups live under a random
+ * "gust-test-*" parent and all files under a mktemp dir, both removed at the end. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "base/cleanup.h"
+#include "base/error.h"
+#include "base/util.h"
+#include "image/image.h"
+#include "runtime/cgroup.h"
+#include "runtime/sandbox.h"
+#include "unit.h"
+
+static bool g_ready;
+static char g_base[64];
+static char g_image[128], g_state[128], g_out[128], g_ro[128];
+static char g_parent[64];
+static int g_busybox_fd = -1;
+static char *g_env[] = {(char *)"PATH=/bin:/usr/bin", NULL};
+
+static void path_in(char *out, size_t cap, const char *dir, const char *name)
+{
+    snprintf(out, cap, "%s/%s", dir, name);
+}
+
+/* Writes a shell script into the shared /out dir; returns its container path. */
+static const char *script(const char *name, const char *body)
+{
+    static char cpath[128];
+    char host[256];
+    path_in(host, sizeof host, g_out, name);
+    if (file_write_atomic(host, body, strlen(body), 0755) < 0)
+        return NULL;
+    snprintf(cpath, sizeof cpath, "/out/%s", name);
+    return cpath;
+}
+
+/* Contents of g_out/name with trailing newlines cut, or "" if missing. */
+static const char *out_file(const char *name)
+{
+    static char text[8192];
+    char path[256];
+    path_in(path, sizeof path, g_out, name);
+    char *data = NULL;
+    size_t len = 0;
+    text[0] = '\0';
+    if (file_read_all(path, sizeof text - 1, &data, &len) < 0)
+        return text;
+    while (len > 0 && data[len - 1] == '\n')
+        len--;
+    memcpy(text, data, len);
+    text[len] = '\0';
+    free(data);
+    return text;
+}
+
+static void base_cfg(struct sandbox_config *cfg, const char *id, char *const *argv)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->id = id;
+    cfg->rootfs = g_image;
+    cfg->state_root = g_state;
+    cfg->cgroup_parent = g_parent;
+    cfg->init_fd = g_busybox_fd;
+    cfg->init_argv = argv;
+    cfg->init_envp = g_env;
+    cfg->channel_fd = -1;
+    cfg->binds[0] = (struct sandbox_bind){.host_path = g_out, .container_path = "/out"};
+    cfg->nbinds = 1;
+}
+
+/* Waits (pidfd) up to timeout_ms for PID 1 to exit and reaps it. */
+static bool wait_exit(struct sandbox *sb, int timeout_ms)
+{
+    struct pollfd p = {.fd = sb->pidfd, .events = POLLIN};
+    if (poll(&p, 1, timeout_ms) != 1)
+        return false;
+    struct gerr err;
+    return sandbox_reap(sb, &err) == 1;
+}
+
+static bool path_missing(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) < 0 && errno == ENOENT;
+}
+
+/* Whether the host's mount table has anything at or below dir. */
+static bool mounts_under(const char *dir)
+{
+    char *data = NULL;
+    if (file_read_all("/proc/self/mountinfo", 1 << 24, &data, NULL) < 0)
+        return true;
+    bool found = strstr(data, dir) != NULL;
+    free(data);
+    return found;
+}
+
+static int read_cg(const char *dir, const char *file, char *out, size_t cap)
+{
+    char p[700];
+    snprintf(p, sizeof p, "%s/%s", dir, file);
+    char *data = NULL;
+    size_t len;
+    int r = file_read_all(p, cap - 1, &data, &len);
+    if (r < 0)
+        return r;
+    while (len > 0 && data[len - 1] == '\n')
+        len--;
+    memcpy(out, data, len);
+    out[len] = '\0';
+    free(data);
+    return 0;
+}
+
+UNIT_TEST(test_setup)
+{
+    CHECK(geteuid() == 0);
+    strcpy(g_base, "/tmp/gust-rt-XXXXXX");
+    CHECK(mkdtemp(g_base) != NULL);
+    path_in(g_image, sizeof g_image, g_base, "img");
+    path_in(g_state, sizeof g_state, g_base, "state");
+    path_in(g_out, sizeof g_out, g_base, "out");
+    path_in(g_ro, sizeof g_ro, g_base, "ro");
+    CHECK(mkdir(g_out, 0755) == 0);
+    CHECK(mkdir(g_ro, 0755) == 0);
+    char rnd[9];
+    random_id(rnd, 8);
+    snprintf(g_parent, sizeof g_parent, "gust-test-%s", rnd);
+    struct gerr err;
+    int r = image_build_busybox(g_image, &err);
+    if (r < 0)
+        fprintf(stderr, "  image: %s\n", err.msg);
+    CHECK(r == 0);
+    char bb[256];
+    path_in(bb, sizeof bb, g_image, "bin/busybox");
+    g_busybox_fd = open(bb, O_RDONLY | O_CLOEXEC);
+    CHECK(g_busybox_fd >= 0);
+    CHECK(cgroup_detect(&err) != NULL);
+    CHECK(sandbox_cgroup_version() == 1 || sandbox_cgroup_version() == 2);
+    g_ready = true;
+}
+
+UNIT_TEST(test_basic_container)
+{
+    CHECK(g_ready);
+    const char *s = script("basic.sh",
+                           "echo $$ > /out/pid\n"
+                           "hostname > /out/hostname\n"
+                           "cat /proc/net/dev > /out/netdev\n"
+                           "ip link show lo > /out/lo\n"
+                           "echo upper > /etc/written\n"
+                           "echo hi > /dev/null && echo ok > /out/devnull\n"
+                           "head -c 4 /dev/zero | wc -c > /out/zero\n"
+                           "ls /dev > /out/devls\n"
+                           "pwd > /out/pwd\n"
+                           "cat /proc/self/cgroup > /out/cgroup\n"
+                           "df -k /tmp | tail -1 > /out/tmpdf\n"
+                           "echo chan-hello >&3\n"
+                           "exit 7\n");
+    CHECK(s);
+    char *argv[] = {(char *)"sh", (char *)s, NULL};
+    struct sandbox_config cfg;
+    base_cfg(&cfg, "basic-1", argv);
+    cfg.hostname = "box-one";
+    cfg.workdir = "/tmp";
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0);
+    AUTO_FD int mine = sv[0];
+    AUTO_FD int theirs = sv[1];
+    cfg.channel_fd = theirs;
+    struct sandbox sb;
+    struct gerr err;
+    int r = sandbox_create(&cfg, &sb, &err);
+    if (r < 0)
+        fprintf(stderr, "  create: %s\n", err.msg);
+    CHECK(r == 0);
+    CHECK(sb.pid > 0 && sb.pidfd >= 0);
+    CHECK(sb.ready_ns >= sb.created_ns);
+    close(TAKE_FD(theirs));
+    CHECK(wait_exit(&sb, 10000));
+    CHECK(WIFEXITED(sb.exit_status));
+    CHECK_EQ_INT(WEXITSTATUS(sb.exit_status), 7);
+
+    char msg[64] = {0};
+    struct pollfd p = {.fd = mine, .events = POLLIN};
+    CHECK(poll(&p, 1, 1000) == 1);
+    CHECK(recv(mine, msg, sizeof msg - 1, 0) > 0);
+    CHECK_STR(msg, "chan-hello\n");
+
+    CHECK_STR(out_file("pid"), "1");
+    CHECK_STR(out_file("hostname"), "box-one");
+    CHECK_STR(out_file("pwd"), "/tmp");
+    CHECK_STR(out_file("devnull"), "ok");
+    CHECK_STR(out_file("zero"), "4");
+    /* /tmp is a tmpfs capped at disk_mib (default 512 MiB). */
+    CHECK(strstr(out_file("tmpdf"), " 524288 ") != NULL);
+    const char *netdev = out_file("netdev");
+    CHECK(strstr(netdev, "lo:") != NULL);
+    int ifaces = 0;
+    for (const char *q = netdev; (q = strchr(q, ':')); q++)
+        ifaces++;
+    /* The header lines have a '|' layout and no ':'; each interface line has one. */
+    CHECK_EQ_INT(ifaces, 1);
+    CHECK(strstr(out_file("lo"), ",UP") != NULL);
+    const char *devls = out_file("devls");
+    CHECK(strstr(devls, "null") && strstr(devls, "urandom") && strstr(devls, "pts") &&
+          strstr(devls, "shm") && strstr(devls, "ptmx"));
+    /* Inside its cgroup namespace the container sees itself at the root. */
+    CHECK(strstr(out_file("cgroup"), g_parent) == NULL);
+    char written[256];
+    path_in(written, sizeof written, g_image, "etc/written");
+    CHECK(path_missing(written));
+
+    uint64_t mem = 0, cpu = 0;
+    CHECK(sandbox_usage(&sb, &mem, &cpu) == 0);
+    CHECK(cpu > 0);
+    CHECK(sandbox_destroy(&sb, &err) == 0);
+}
+
+/* PID 1 starts with exactly fds 0-2 (/dev/null) and 3 (the channel). */
+UNIT_TEST(test_init_fds)
+{
+    CHECK(g_ready);
+    char *argv[] = {(char *)"sh", (char *)"-c",
+                    (char *)"ls /proc/1/fd | tr '\\n' ' ' > /out/fds; readlink /proc/1/fd/0 > /out/fd0", NULL};
+    struct sandbox_config cfg;
+    base_cfg(&cfg, "fds-1", argv);
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0);
+    AUTO_FD int mine = sv[0];
+    AUTO_FD int theirs = sv[1];
+    cfg.channel_fd = theirs;
+    struct sandbox sb;
+    struct gerr err;
+    CHECK(sandbox_create(&cfg, &sb, &err) == 0);
+    close(TAKE_FD(theirs));
+    CHECK(wait_exit(&sb, 10000));
+    CHECK(sandbox_destroy(&sb, &err) == 0);
+    /* With the container gone nobody holds the other end any more. */
+    char c;
+    CHECK(recv(mine, &c, 1, MSG_DONTWAIT) == 0);
+    CHECK_STR(out_file("fds"), "0 1 2 3 ");
+    CHECK_STR(out_file("fd0"), "/dev/null");
+}
+
+UNIT_TEST(test_destroy_leaves_nothing)
+{
+    CHECK(g_ready);
+    char *argv[] = {(char *)"sleep", (char *)"100", NULL};
+    struct sandbox_config cfg;
+    base_cfg(&cfg, "destroy-1", argv);
+    struct sandbox sb;
+    struct gerr err;
+    CHECK(sandbox_create(&cfg, &sb, &err) == 0);
+    char cg[4][512];
+    strcpy(cg[0], sb.cgroup_memory);
+    strcpy(cg[1], sb.cgroup_cpu);
+    strcpy(cg[2], sb.cgroup_cpuacct);
+    strcpy(cg[3], sb.cgroup_pids);
+    char state[512];
+    strcpy(state, sb.state_dir);
+    for (int i = 0; i < 4; i++)
+        CHECK(!path_missing(cg[i]));
+    CHECK(!path_missing(state));
+    CHECK_EQ_INT(sandbox_reap(&sb, &err), 0);
+    CHECK(sandbox_signal(&sb, SIGKILL) == 0);
+    CHECK(wait_exit(&sb, 5000));
+    CHECK(WIFSIGNALED(sb.exit_status) && WTERMSIG(sb.exit_status) == SIGKILL);
+    CHECK(sandbox_destroy(&sb, &err) == 0);
+    for (int i = 0; i < 4; i++)
+        CHECK(path_missing(cg[i]));
+    CHECK(path_missing(state));
+    CHECK(!mounts_under(g_state));
+    CHECK(sb.pidfd == -1);
+    CHECK(sandbox_destroy(&sb, &err) == 0);
+}
+
+UNIT_TEST(test_destroy_running_container)
+{
+    CHECK(g_ready);
+    char *argv[] = {(char *)"sh", (char *)"-c", (char *)"sleep 100 & sleep 100 & sleep 100", NULL};
+    struct sandbox_config cfg;
+    base_cfg(&cfg, "destroy-2", argv);
+    struct sandbox sb;
+    struct gerr err;
+    CHECK(sandbox_create(&cfg, &sb, &err) == 0);
+    char pids_dir[512];
+    strcpy(pids_dir, sb.cgroup_pids);
+    CHECK(sandbox_destroy(&sb, &err) == 0);
+    CHECK(sb.reaped);
+    CHECK(path_missing(pids_dir));
+}
+
+UNIT_TEST(test_readonly_bind)
+{
+    CHECK(g_ready);
+    char hello[256];
+    path_in(hello, sizeof hello, g_ro, "hello");
+    CHECK(file_write_atomic(hello, "from-host", 9, 0644) == 0);
+    const char *s = script("ro.sh",
+                           "echo x > /data/f 2>/dev/null; echo $? > /out/ro_rc\n"
+                           "cat /data/hello > /out/ro_read\n"
+                           "echo y > /out/rw_ok\n");
+    char *argv[] = {(char *)"sh", (char *)s, NULL};
+    struct sandbox_config cfg;
+    base_cfg(&cfg, "ro-1", argv);
+    cfg.binds[1] = (struct sandbox_bind){.host_path = g_ro, .container_path = "/data", .read_only = true};
+    cfg.nbinds = 2;
+    struct sandbox sb;
+    struct gerr err;
+    int r = sandbox_create(&cfg, &sb, &err);
+    if (r < 0)
+        fprintf(stderr, "  create: %s\n", err.msg);
+    CHECK(r == 0);
+    CHECK(wait_exit(&sb, 10000));
+    CHECK(sandbox_destroy(&sb, &err) == 0);
+    CHECK(strcmp(out_file("ro_rc"), "0") != 0);
+    CHECK_STR(out_file("ro_read"), "from-host");
+    CHECK_STR(out_file("rw_ok"), "y");
+    char f[256];
+    path_in(f, sizeof f, g_ro, "f");
+    CHECK(path_missing(f));
+}
+
+UNIT_TEST(test_memory_limit_oom)
+{
+    CHECK(g_ready);
+    char *argv[] = {(char *)"sh", (char *)"-c",
+                    (char *)"a=0123456789abcdef; while true; do a=$a$a; done", NULL};
+    struct sandbox_config cfg;
+    base_cfg(&cfg, "oom-1", argv);
+    cfg.memory_mib = 32;
+    struct sandbox sb;
+    struct gerr err;
+    CHECK(sandbox_create(&cfg, &sb, &err) == 0);
+    char limit[64];
+    if (sb.cgroup_v2)
+        CHECK(read_cg(sb.cgroup_memory, "memory.max", limit, sizeof limit) == 0);
+    else
+        CHECK(read_cg(sb.cgroup_memory, "memory.limit_in_bytes", limit, sizeof limit) == 0);
+    CHECK_STR(limit, "33554432");
+    CHECK(wait_exit(&sb, 20000));
+    CHECK(WIFSIGNALED(sb.exit_status) && WTERMSIG(sb.exit_status) == SIGKILL);
+    uint64_t kills = 0;
+    CHECK(sandbox_oom_kills(&sb, &kills) == 0);
+    CHECK(kills > 0);
+    CHECK(sandbox_destroy(&sb, &err) == 0);
+}
+
+UNIT_TEST(test_pids_and_cpu_limits)
+{
+    CHECK(g_ready);
+    const char *s = script("pids.sh",
+                           "i=0\n"
+                           "while [ $i -lt 20 ]; do sleep 30 & i=$((i+1)); done 2> /out/pids_err\n"
+                           "echo done > /out/pids_done\n");
+    char *argv[] = {(char *)"sh", (char *)s, NULL};
+    struct sandbox_config cfg;
+    base_cfg(&cfg, "pids-1", argv);
+    cfg.pids_max = 8;
+    cfg.cpu_millicores = 250;
+    struct sandbox sb;
+    struct gerr err;
+    CHECK(sandbox_create(&cfg, &sb, &err) == 0);
+    char v[64];
+    CHECK(read_cg(sb.cgroup_pids, "pids.max", v, sizeof v) == 0);
+    CHECK_STR(v, "8");
+    if (sb.cgroup_v2) {
+        CHECK(read_cg(sb.cgroup_cpu, "cpu.max", v, sizeof v) == 0);
+        CHECK_STR(v, "25000 100000");
+    } else {
+        CHECK(read_cg(sb.cgroup_cpu, "cpu.cfs_quota_us", v, sizeof v) == 0);
+        CHECK_STR(v, "25000");
+        CHECK(read_cg(sb.cgroup_cpu, "cpu.cfs_period_us", v, sizeof v) == 0);
+        CHECK_STR(v, "100000");
+    }
+    CHECK(wait_exit(&sb, 10000));
+    CHECK(sandbox_destroy(&sb, &err) == 0);
+    /* The shell gives up at the first failed fork ("can't fork: Resource temporarily
+     * unavailable"), well before its 20 background sleeps. */
+    CHECK(strstr(out_file("pids_err"), "can't fork") != NULL);
+    CHECK(strcmp(out_file("pids_done"), "done") != 0);
+}
+
+UNIT_TEST(test_setup_errors)
+{
+    CHECK(g_ready);
+    char *argv[] = {(char *)"true", NULL};
+    struct sandbox_config cfg;
+    struct sandbox sb;
+    struct gerr err;
+
+    base_cfg(&cfg, "err-1", argv);
+    cfg.rootfs = "/nonexistent/gust-rootfs";
+    CHECK(sandbox_create(&cfg, &sb, &err) == -ENOENT);
+    CHECK(strstr(err.msg, "/nonexistent/gust-rootfs") != NULL);
+
+    base_cfg(&cfg, "Bad_Id", argv);
+    CHECK(sandbox_create(&cfg, &sb, &err) == -EINVAL);
+    CHECK(strstr(err.msg, "Bad_Id") != NULL);
+
+    /* Failures inside the child come back with the child's message. */
+    base_cfg(&cfg, "err-2", argv);
+    cfg.binds[1] = (struct sandbox_bind){.host_path = "/nonexistent/gust-bind", .container_path = "/x"};
+    cfg.nbinds = 2;
+    CHECK(sandbox_create(&cfg, &sb, &err) == -ENOENT);
+    CHECK(strstr(err.msg, "bind /nonexistent/gust-bind") != NULL);
+    CHECK(strstr(err.msg, "No such file or directory") != NULL);
+
+    base_cfg(&cfg, "err-3", argv);
+    cfg.workdir = "/no/such/dir";
+    CHECK(sandbox_create(&cfg, &sb, &err) == -ENOENT);
+    CHECK(strstr(err.msg, "chdir /no/such/dir") != NULL);
+
+    /* Nothing is left behind by failed creates. */
+    struct cgroup_set set;
+    CHECK(cgroup_set_paths(&set, g_parent, "err-2", &err) == 0);
+    for (int c = 0; c < CGROUP_NCTRL; c++)
+        CHECK(path_missing(set.dir[c]));
+    char state[256];
+    path_in(state, sizeof state, g_state, "err-2");
+    CHECK(path_missing(state));
+    path_in(state, sizeof state, g_state, "err-3");
+    CHECK(path_missing(state));
+    CHECK(!mounts_under(g_state));
+}
+
+UNIT_TEST(test_cleanup_stale)
+{
+    CHECK(g_ready);
+    char *argv[] = {(char *)"sh", (char *)"-c", (char *)"sleep 1000 & sleep 1000", NULL};
+    struct sandbox_config cfg;
+    base_cfg(&cfg, "stale-1", argv);
+    struct sandbox sb;
+    struct gerr err;
+    CHECK(sandbox_create(&cfg, &sb, &err) == 0);
+    char mem[512];
+    strcpy(mem, sb.cgroup_memory);
+    /* A leftover host-side mount under the state root, as after a crash. */
+    char left[256];
+    path_in(left, sizeof left, g_state, "leftover");
+    CHECK(mkdir(left, 0755) == 0);
+    CHECK(mount("tmpfs", left, "tmpfs", 0, "size=1m") == 0);
+    CHECK(mounts_under(g_state));
+
+    int r = sandbox_cleanup_stale(g_parent, g_state, &err);
+    if (r < 0)
+        fprintf(stderr, "  cleanup: %s\n", err.msg);
+    CHECK(r == 0);
+    CHECK(wait_exit(&sb, 5000));
+    CHECK(WIFSIGNALED(sb.exit_status));
+    CHECK(path_missing(mem));
+    CHECK(path_missing(left));
+    CHECK(path_missing(sb.state_dir));
+    CHECK(!mounts_under(g_state));
+    CHECK(sandbox_destroy(&sb, &err) == 0);
+}
+
+/* The host-/usr image: a skeleton rootfs plus the host's /usr bound read-only; a
+ * dynamically linked host python3 must run inside (it needs the merged-usr links). */
+UNIT_TEST(test_host_python_image)
+{
+    CHECK(g_ready);
+    CHECK(access("/usr/bin/python3", X_OK) == 0);
+    char py[256];
+    path_in(py, sizeof py, g_base, "py-img");
+    struct gerr err;
+    CHECK(image_build_host_python(py, &err) == 0);
+    char *argv[] = {(char *)"sh", (char *)"-c",
+                    (char *)"/usr/bin/python3 -c 'import os; print(os.getpid(), 6*7)' > /out/py 2>&1;"
+                            "touch /usr/gust-x 2>/dev/null; echo $? > /out/usr_rc",
+                    NULL};
+    struct sandbox_config cfg;
+    base_cfg(&cfg, "py-1", argv);
+    cfg.rootfs = py;
+    cfg.binds[1] = (struct sandbox_bind){.host_path = "/usr", .container_path = "/usr", .read_only = true};
+    cfg.nbinds = 2;
+    struct sandbox sb;
+    int r = sandbox_create(&cfg, &sb, &err);
+    if (r < 0)
+        fprintf(stderr, "  create: %s\n", err.msg);
+    CHECK(r == 0);
+    CHECK(wait_exit(&sb, 20000));
+    CHECK(sandbox_destroy(&sb, &err) == 0);
+    const char *out = out_file("py");
+    if (!strstr(out, " 42"))
+        fprintf(stderr, "  python said: %s\n", out);
+    CHECK(strstr(out, " 42") != NULL);
+    CHECK(strcmp(out_file("usr_rc"), "0") != 0);
+    CHECK(path_missing("/usr/gust-x"));
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+#define CYCLES 20
+
+UNIT_TEST(test_create_exec_timing)
+{
+    CHECK(g_ready);
+    char *argv[] = {(char *)"true", NULL};
+    uint64_t create[CYCLES], to_exec[CYCLES], cycle[CYCLES], destroy[CYCLES];
+    for (int i = 0; i < CYCLES; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "bench-%d", i);
+        struct sandbox_config cfg;
+        base_cfg(&cfg, id, argv);
+        cfg.nbinds = 0;
+        cfg.memory_mib = 256;
+        cfg.cpu_millicores = 1000;
+        struct sandbox sb;
+        struct gerr err;
+        uint64_t t0 = mono_ns();
+        int r = sandbox_create(&cfg, &sb, &err);
+        if (r < 0)
+            fprintf(stderr, "  create: %s\n", err.msg);
+        CHECK(r == 0);
+        uint64_t t1 = mono_ns();
+        CHECK(wait_exit(&sb, 5000));
+        uint64_t t2 = mono_ns();
+        CHECK(sandbox_destroy(&sb, &err) == 0);
+        uint64_t t3 = mono_ns();
+        CHECK(WIFEXITED(sb.exit_status) && WEXITSTATUS(sb.exit_status) == 0);
+        create[i] = t1 - t0;
+        to_exec[i] = sb.ready_ns - sb.created_ns;
+        cycle[i] = t3 - t0;
+        destroy[i] = t3 - t2;
+    }
+    qsort(create, CYCLES, sizeof create[0], cmp_u64);
+    qsort(to_exec, CYCLES, sizeof to_exec[0], cmp_u64);
+    qsort(cycle, CYCLES, sizeof cycle[0], cmp_u64);
+    qsort(destroy, CYCLES, sizeof destroy[0], cmp_u64);
+    fprintf(stderr,
+            "  timing over %d runs (median / max, ms): sandbox_create %.2f / %.2f, "
+            "clone->exec %.2f / %.2f, destroy %.2f / %.2f, full cycle %.2f / %.2f\n",
+            CYCLES, create[CYCLES / 2] / 1e6, create[CYCLES - 1] / 1e6, to_exec[CYCLES / 2] / 1e6,
+            to_exec[CYCLES - 1] / 1e6, destroy[CYCLES / 2] / 1e6, destroy[CYCLES - 1] / 1e6,
+            cycle[CYCLES / 2] / 1e6, cycle[CYCLES - 1] / 1e6);
+
+    /* For comparison: what creating a network namespace alone costs here. */
+    uint64_t ns[CYCLES];
+    for (int i = 0; i < CYCLES; i++) {
+        int p[2];
+        CHECK(pipe2(p, O_CLOEXEC) == 0);
+        pid_t pid = fork();
+        CHECK(pid >= 0);
+        if (pid == 0) {
+            uint64_t a = mono_ns();
+            int ok = unshare(CLONE_NEWNET) == 0;
+            uint64_t d = ok ? mono_ns() - a : 0;
+            (void)!write(p[1], &d, sizeof d);
+            _exit(0);
+        }
+        close(p[1]);
+        uint64_t d = 0;
+        CHECK(read(p[0], &d, sizeof d) == (ssize_t)sizeof d);
+        close(p[0]);
+        waitpid(pid, NULL, 0);
+        CHECK(d > 0);
+        ns[i] = d;
+    }
+    qsort(ns, CYCLES, sizeof ns[0], cmp_u64);
+    fprintf(stderr, "  unshare(CLONE_NEWNET) alone: median %.3f ms, max %.3f ms\n",
+            ns[CYCLES / 2] / 1e6, ns[CYCLES - 1] / 1e6);
+}
+
+UNIT_TEST(test_teardown)
+{
+    CHECK(g_ready);
+    struct gerr err;
+    CHECK(sandbox_cleanup_stale(g_parent, g_state, &err) == 0);
+    struct cgroup_set set;
+    CHECK(cgroup_set_paths(&set, g_parent, NULL, &err) == 0);
+    for (int c = 0; c < CGROUP_NCTRL; c++) {
+        CHECK(cgroup_remove_tree(set.dir[c], set.v2, true, &err) == 0);
+        CHECK(path_missing(set.dir[c]));
+    }
+    if (g_busybox_fd >= 0)
+        close(g_busybox_fd);
+    CHECK(!mounts_under(g_base));
+    CHECK(rm_rf(g_base) == 0);
+}
+
+int main(void)
+{
+    UNIT_RUN(test_setup);
+    UNIT_RUN(test_basic_container);
+    UNIT_RUN(test_init_fds);
+    UNIT_RUN(test_destroy_leaves_nothing);
+    UNIT_RUN(test_destroy_running_container);
+    UNIT_RUN(test_readonly_bind);
+    UNIT_RUN(test_memory_limit_oom);
+    UNIT_RUN(test_pids_and_cpu_limits);
+    UNIT_RUN(test_setup_errors);
+    UNIT_RUN(test_cleanup_stale);
+    UNIT_RUN(test_host_python_image);
+    UNIT_RUN(test_create_exec_timing);
+    UNIT_RUN(test_teardown);
+    UNIT_MAIN_END();
+}

@@ -1,0 +1,582 @@
+/* Unit tests for src/api/server.c: a real server on 127.0.0.1 (ephemeral port) with its
+ * event loop in a thread; blocking clients in the test thread. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "api/server.h"
+#include "base/util.h"
+#include "evloop/evloop.h"
+#include "http/http.h"
+#include "unit.h"
+
+/* ---------- the server side (loop thread) ---------- */
+
+struct srv {
+    struct ev_loop *loop;
+    struct api_server *server;
+    pthread_t thread;
+    int stop_pipe[2];
+    int close_cbs;      /* close callbacks seen */
+    int requests;
+};
+
+static struct srv S;
+
+/* CHECK longjmps into the test thread; the loop thread aborts instead. */
+#define LOOP_ASSERT(cond)                                                              \
+    do {                                                                               \
+        if (!(cond)) {                                                                 \
+            fprintf(stderr, "loop thread: %s:%d: %s\n", __FILE__, __LINE__, #cond);     \
+            abort();                                                                   \
+        }                                                                              \
+    } while (0)
+
+struct later {
+    struct api_conn *c;
+    int n;             /* chunks left to stream */
+    bool forever;
+    uint64_t timer;
+};
+
+static void later_closed(struct api_conn *c, void *data)
+{
+    struct later *l = data;
+    S.close_cbs++;
+    if (l->timer)
+        ev_timer_cancel(S.loop, l->timer);
+    api_conn_unref(c);
+    free(l);
+}
+
+static void later_respond(struct ev_loop *loop, void *data)
+{
+    struct later *l = data;
+    l->timer = 0;
+    api_conn_set_close_cb(l->c, NULL, NULL);
+    api_conn_respond(l->c, 200, "text/plain", "deferred", 8, "X-Later: 1\r\n");
+    api_conn_unref(l->c);
+    free(l);
+}
+
+static void stream_tick(struct ev_loop *loop, void *data)
+{
+    struct later *l = data;
+    l->timer = 0;
+    char line[64];
+    int n = snprintf(line, sizeof line, "{\"n\":%d}\n", l->n);
+    LOOP_ASSERT(api_conn_stream_write(l->c, line, (size_t)n) == 0);
+    if (l->forever || --l->n > 0) {
+        l->timer = ev_timer_add(loop, 5, stream_tick, l);
+        return;
+    }
+    api_conn_stream_end(l->c);
+    api_conn_set_close_cb(l->c, NULL, NULL);
+    api_conn_unref(l->c);
+    free(l);
+}
+
+static struct later *later_new(struct api_conn *c)
+{
+    struct later *l = calloc(1, sizeof *l);
+    l->c = c;
+    api_conn_ref(c);
+    api_conn_set_close_cb(c, later_closed, l);
+    return l;
+}
+
+static void handler(struct api_conn *c, struct http_request *req, void *ud)
+{
+    S.requests++;
+    const char *p = req->path;
+    if (!strcmp(p, "/echo")) {
+        char hdr[128];
+        snprintf(hdr, sizeof hdr, "X-Method: %s\r\n", req->method);
+        api_conn_respond(c, 200, "application/octet-stream", req->body.data, req->body.len, hdr);
+    } else if (!strcmp(p, "/json")) {
+        char v[32] = "";
+        http_query_get(req, "v", v, sizeof v);
+        api_conn_respond_json(c, 200, json_pack("{s:s}", "v", v), NULL);
+    } else if (!strcmp(p, "/stats")) {
+        api_conn_respond_json(c, 200,
+                              json_pack("{s:i,s:i,s:i}", "conns", (int)api_server_conn_count(S.server), "close_cbs",
+                                        S.close_cbs, "requests", S.requests),
+                              NULL);
+    } else if (!strcmp(p, "/defer")) {
+        struct later *l = later_new(c);
+        l->timer = ev_timer_add(S.loop, 30, later_respond, l);
+    } else if (!strcmp(p, "/never")) {
+        later_new(c); /* answered never; freed by the close callback */
+    } else if (!strcmp(p, "/stream") || !strcmp(p, "/stream_forever")) {
+        LOOP_ASSERT(api_conn_stream_begin(c, 200, "application/x-ndjson", NULL) == 0);
+        struct later *l = later_new(c);
+        l->n = 5;
+        l->forever = !strcmp(p, "/stream_forever");
+        l->timer = ev_timer_add(S.loop, 5, stream_tick, l);
+    } else if (!strcmp(p, "/twice")) {
+        api_conn_error(c, 409, "conflict", "first", "f");
+        api_conn_respond(c, 200, NULL, "x", 1, NULL); /* ignored */
+    } else {
+        api_conn_error(c, 404, "not_found", "no such path", NULL);
+    }
+}
+
+static void stop_cb(struct ev_loop *loop, int fd, uint32_t events, void *data)
+{
+    ev_stop(loop);
+}
+
+static void *loop_thread(void *arg)
+{
+    ev_run(S.loop);
+    return NULL;
+}
+
+static int server_start(const struct http_limits *lim, uint64_t idle_ms)
+{
+    memset(&S, 0, sizeof S);
+    if (ev_loop_new(&S.loop) < 0)
+        return -1;
+    struct gerr err;
+    if (api_server_listen(S.loop, "127.0.0.1:0", lim, handler, NULL, &S.server, &err) < 0) {
+        fprintf(stderr, "listen: %s\n", err.msg);
+        return -1;
+    }
+    if (idle_ms)
+        api_server_set_idle_timeout(S.server, idle_ms);
+    if (pipe2(S.stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+        return -1;
+    ev_io_add(S.loop, S.stop_pipe[0], EV_READ, stop_cb, NULL);
+    pthread_create(&S.thread, NULL, loop_thread, NULL);
+    return api_server_port(S.server);
+}
+
+static void server_stop(void)
+{
+    if (write(S.stop_pipe[1], "x", 1) != 1)
+        abort();
+    pthread_join(S.thread, NULL);
+    api_server_free(S.server);
+    ev_io_del(S.loop, S.stop_pipe[0]);
+    close(S.stop_pipe[0]);
+    close(S.stop_pipe[1]);
+    ev_loop_free(S.loop);
+}
+
+/* ---------- clients (test thread) ---------- */
+
+struct client {
+    int fd;
+    char buf[65536];
+    size_t len;
+    struct http_response_parser p;
+};
+
+static int client_open(struct client *c, int port)
+{
+    memset(c, 0, sizeof *c);
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    http_response_parser_init(&c->p, NULL);
+    return connect(c->fd, (struct sockaddr *)&sa, sizeof sa);
+}
+
+static void client_close(struct client *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+    http_response_parser_free(&c->p);
+}
+
+static int client_send(struct client *c, const char *s, size_t len)
+{
+    return write_full(c->fd, s, len);
+}
+
+/* Reads one response into c->p (reset first). Returns HTTP_DONE, HTTP_ERROR, or -1
+ * on EOF/timeout before completion. */
+static int client_read(struct client *c)
+{
+    http_response_parser_reset(&c->p);
+    for (;;) {
+        if (c->len) {
+            size_t used;
+            int r = http_response_feed(&c->p, c->buf, c->len, &used);
+            memmove(c->buf, c->buf + used, c->len - used);
+            c->len -= used;
+            if (r != HTTP_NEED_MORE)
+                return r;
+        }
+        ssize_t n = read(c->fd, c->buf + c->len, sizeof c->buf - c->len);
+        if (n <= 0)
+            return n == 0 && http_response_eof(&c->p) == HTTP_DONE ? HTTP_DONE : -1;
+        c->len += (size_t)n;
+    }
+}
+
+/* True if the server closed the connection (EOF or reset) within the timeout. */
+static bool client_sees_eof(struct client *c)
+{
+    char tmp[4096];
+    for (;;) {
+        ssize_t n = read(c->fd, tmp, sizeof tmp);
+        if (n == 0 || (n < 0 && errno == ECONNRESET))
+            return true;
+        if (n < 0)
+            return false;
+    }
+}
+
+static int stats(int port, const char *field)
+{
+    struct client c;
+    if (client_open(&c, port) < 0)
+        return -1;
+    const char *req = "GET /stats HTTP/1.1\r\nConnection: close\r\n\r\n";
+    client_send(&c, req, strlen(req));
+    int v = -1;
+    if (client_read(&c) == HTTP_DONE) {
+        json_t *j = json_loads(c.p.resp.body.data, 0, NULL);
+        v = (int)json_integer_value(json_object_get(j, field));
+        json_decref(j);
+    }
+    client_close(&c);
+    return v;
+}
+
+/* Polls a stat until it equals want (up to ~2 s). */
+static bool wait_stat(int port, const char *field, int want)
+{
+    for (int i = 0; i < 200; i++) {
+        if (stats(port, field) == want)
+            return true;
+        usleep(10000);
+    }
+    return false;
+}
+
+/* ---------- tests ---------- */
+
+UNIT_TEST(test_keepalive_requests)
+{
+    int port = server_start(NULL, 0);
+    CHECK(port > 0);
+    struct client c;
+    CHECK_EQ_INT(client_open(&c, port), 0);
+    for (int i = 0; i < 20; i++) {
+        char req[128];
+        int n = snprintf(req, sizeof req, "GET /json?v=r%d HTTP/1.1\r\nHost: x\r\n\r\n", i);
+        CHECK_EQ_INT(client_send(&c, req, (size_t)n), 0);
+        CHECK_EQ_INT(client_read(&c), HTTP_DONE);
+        CHECK_EQ_INT(c.p.resp.status, 200);
+        CHECK(c.p.resp.keep_alive);
+        CHECK_STR(http_response_header(&c.p.resp, "Content-Type"), "application/json");
+        char want[32];
+        snprintf(want, sizeof want, "{\"v\":\"r%d\"}", i);
+        CHECK_STR(c.p.resp.body.data, want);
+    }
+    /* Pipelined: several requests in one write, answered in order. */
+    const char *pipe = "POST /echo HTTP/1.1\r\nContent-Length: 3\r\n\r\nonePOST /echo HTTP/1.1\r\n"
+                       "Transfer-Encoding: chunked\r\n\r\n3\r\ntwo\r\n0\r\n\r\nGET /nope HTTP/1.1\r\n\r\n"
+                       "HEAD /echo HTTP/1.1\r\n\r\n";
+    CHECK_EQ_INT(client_send(&c, pipe, strlen(pipe)), 0);
+    CHECK_EQ_INT(client_read(&c), HTTP_DONE);
+    CHECK_STR(c.p.resp.body.data, "one");
+    CHECK_STR(http_response_header(&c.p.resp, "X-Method"), "POST");
+    CHECK_EQ_INT(client_read(&c), HTTP_DONE);
+    CHECK_STR(c.p.resp.body.data, "two");
+    CHECK_EQ_INT(client_read(&c), HTTP_DONE);
+    CHECK_EQ_INT(c.p.resp.status, 404);
+    CHECK(strstr(c.p.resp.body.data, "\"code\":\"not_found\"") != NULL);
+    http_response_parser_set_head(&c.p, true);
+    c.p.head_request = true;
+    http_response_parser_reset(&c.p);
+    /* client_read resets; feed manually for HEAD. */
+    size_t used;
+    int r = HTTP_NEED_MORE;
+    while (r == HTTP_NEED_MORE) {
+        http_response_parser_set_head(&c.p, true);
+        if (c.len) {
+            r = http_response_feed(&c.p, c.buf, c.len, &used);
+            memmove(c.buf, c.buf + used, c.len - used);
+            c.len -= used;
+            if (r != HTTP_NEED_MORE)
+                break;
+        }
+        ssize_t n = read(c.fd, c.buf + c.len, sizeof c.buf - c.len);
+        CHECK(n > 0);
+        c.len += (size_t)n;
+    }
+    CHECK_EQ_INT(r, HTTP_DONE);
+    CHECK_EQ_INT(c.p.resp.content_length, 0);
+    CHECK_EQ_INT(c.len, 0);
+    /* Connection: close is honoured. */
+    const char *bye = "GET /json HTTP/1.1\r\nConnection: close\r\n\r\n";
+    CHECK_EQ_INT(client_send(&c, bye, strlen(bye)), 0);
+    CHECK_EQ_INT(client_read(&c), HTTP_DONE);
+    CHECK(!c.p.resp.keep_alive);
+    CHECK(client_sees_eof(&c));
+    client_close(&c);
+    /* HTTP/1.0 without keep-alive closes too. */
+    CHECK_EQ_INT(client_open(&c, port), 0);
+    const char *old = "GET /json HTTP/1.0\r\n\r\n";
+    CHECK_EQ_INT(client_send(&c, old, strlen(old)), 0);
+    CHECK_EQ_INT(client_read(&c), HTTP_DONE);
+    CHECK(client_sees_eof(&c));
+    client_close(&c);
+    /* A second response to one request is ignored. */
+    CHECK_EQ_INT(client_open(&c, port), 0);
+    const char *tw = "GET /twice HTTP/1.1\r\n\r\nGET /json?v=after HTTP/1.1\r\n\r\n";
+    CHECK_EQ_INT(client_send(&c, tw, strlen(tw)), 0);
+    CHECK_EQ_INT(client_read(&c), HTTP_DONE);
+    CHECK_EQ_INT(c.p.resp.status, 409);
+    CHECK_STR(c.p.resp.body.data, "{\"error\":{\"code\":\"conflict\",\"message\":\"first\",\"field\":\"f\"}}");
+    CHECK_EQ_INT(client_read(&c), HTTP_DONE);
+    CHECK_STR(c.p.resp.body.data, "{\"v\":\"after\"}");
+    client_close(&c);
+    CHECK(wait_stat(port, "conns", 1));
+    server_stop();
+}
+
+UNIT_TEST(test_deferred_response)
+{
+    int port = server_start(NULL, 0);
+    struct client c;
+    CHECK_EQ_INT(client_open(&c, port), 0);
+    /* The deferred one, with a pipelined request waiting behind it. */
+    const char *req = "GET /defer HTTP/1.1\r\n\r\nGET /json?v=2 HTTP/1.1\r\n\r\n";
+    CHECK_EQ_INT(client_send(&c, req, strlen(req)), 0);
+    CHECK_EQ_INT(client_read(&c), HTTP_DONE);
+    CHECK_EQ_INT(c.p.resp.status, 200);
+    CHECK_STR(c.p.resp.body.data, "deferred");
+    CHECK_STR(http_response_header(&c.p.resp, "X-Later"), "1");
+    CHECK_EQ_INT(client_read(&c), HTTP_DONE);
+    CHECK_STR(c.p.resp.body.data, "{\"v\":\"2\"}");
+    client_close(&c);
+    CHECK_EQ_INT(stats(port, "close_cbs"), 0);
+    server_stop();
+}
+
+static int stream_cb(void *ud, const struct http_response *resp, const void *data, size_t len)
+{
+    struct buf *b = ud;
+    buf_append(b, data, len);
+    return 0;
+}
+
+UNIT_TEST(test_streaming_response)
+{
+    int port = server_start(NULL, 0);
+    struct client c;
+    CHECK_EQ_INT(client_open(&c, port), 0);
+    struct buf got = {0};
+    http_response_parser_set_body_cb(&c.p, stream_cb, &got);
+    const char *req = "GET /stream HTTP/1.1\r\n\r\n";
+    CHECK_EQ_INT(client_send(&c, req, strlen(req)), 0);
+    CHECK_EQ_INT(client_read(&c), HTTP_DONE);
+    CHECK(c.p.resp.chunked);
+    CHECK_STR(got.data, "{\"n\":5}\n{\"n\":4}\n{\"n\":3}\n{\"n\":2}\n{\"n\":1}\n");
+    buf_free(&got);
+    /* The connection is reusable after the stream. */
+    http_response_parser_set_body_cb(&c.p, NULL, NULL);
+    const char *again = "GET /json?v=x HTTP/1.1\r\n\r\n";
+    CHECK_EQ_INT(client_send(&c, again, strlen(again)), 0);
+    CHECK_EQ_INT(client_read(&c), HTTP_DONE);
+    CHECK_STR(c.p.resp.body.data, "{\"v\":\"x\"}");
+    client_close(&c);
+    /* HTTP/1.0: unframed, ended by close. */
+    CHECK_EQ_INT(client_open(&c, port), 0);
+    const char *old = "GET /stream HTTP/1.0\r\n\r\n";
+    CHECK_EQ_INT(client_send(&c, old, strlen(old)), 0);
+    CHECK_EQ_INT(client_read(&c), HTTP_DONE);
+    CHECK(c.p.resp.until_close);
+    CHECK(strstr(c.p.resp.body.data, "{\"n\":1}\n") != NULL);
+    client_close(&c);
+    CHECK_EQ_INT(stats(port, "close_cbs"), 0);
+    server_stop();
+}
+
+UNIT_TEST(test_client_disconnects)
+{
+    int port = server_start(NULL, 0);
+    struct client c;
+    /* Mid-request (partial head, then partial body). */
+    CHECK_EQ_INT(client_open(&c, port), 0);
+    CHECK_EQ_INT(client_send(&c, "POST /echo HTTP/1.1\r\nContent-Le", 31), 0);
+    client_close(&c);
+    CHECK_EQ_INT(client_open(&c, port), 0);
+    const char *part = "POST /echo HTTP/1.1\r\nContent-Length: 100\r\n\r\nabc";
+    CHECK_EQ_INT(client_send(&c, part, strlen(part)), 0);
+    client_close(&c);
+    /* While the handler holds the request (deferred, never answered). */
+    CHECK_EQ_INT(client_open(&c, port), 0);
+    const char *nv = "GET /never HTTP/1.1\r\n\r\n";
+    CHECK_EQ_INT(client_send(&c, nv, strlen(nv)), 0);
+    usleep(20000);
+    client_close(&c);
+    CHECK(wait_stat(port, "close_cbs", 1));
+    /* Mid-stream. */
+    CHECK_EQ_INT(client_open(&c, port), 0);
+    const char *sf = "GET /stream_forever HTTP/1.1\r\n\r\n";
+    CHECK_EQ_INT(client_send(&c, sf, strlen(sf)), 0);
+    char tmp[256];
+    CHECK(read(c.fd, tmp, sizeof tmp) > 0);
+    client_close(&c);
+    CHECK(wait_stat(port, "close_cbs", 2));
+    CHECK(wait_stat(port, "conns", 1));
+    server_stop();
+}
+
+/* Checks an error answer: status, JSON code, and that the server then closes. */
+static void expect_error(int port, const char *req, size_t len, int status, const char *code)
+{
+    struct client c;
+    CHECK_EQ_INT(client_open(&c, port), 0);
+    client_send(&c, req, len);
+    CHECK_EQ_INT(client_read(&c), HTTP_DONE);
+    CHECK_EQ_INT(c.p.resp.status, status);
+    CHECK(!c.p.resp.keep_alive);
+    json_t *j = json_loads(c.p.resp.body.data, 0, NULL);
+    CHECK(j != NULL);
+    CHECK_STR(json_string_value(json_object_get(json_object_get(j, "error"), "code")), code);
+    CHECK(json_string_value(json_object_get(json_object_get(j, "error"), "message")) != NULL);
+    json_decref(j);
+    CHECK(client_sees_eof(&c));
+    client_close(&c);
+}
+
+UNIT_TEST(test_limits_and_errors)
+{
+    struct http_limits lim = {.max_header_bytes = 4096, .max_headers = 20, .max_body = 1024};
+    int port = server_start(&lim, 0);
+    /* 413: declared too large (answered before the body is sent). */
+    const char *big = "POST /echo HTTP/1.1\r\nContent-Length: 5000\r\n\r\n";
+    expect_error(port, big, strlen(big), 413, "payload_too_large");
+    /* 413 while sending the body anyway (chunked) — the client is not reset. */
+    struct buf b = {0};
+    buf_append_str(&b, "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+    for (int i = 0; i < 40; i++) {
+        http_write_chunk_header(&b, 100);
+        for (int k = 0; k < 100; k++)
+            buf_append(&b, "z", 1);
+        buf_append(&b, "\r\n", 2);
+    }
+    expect_error(port, b.data, b.len, 413, "payload_too_large");
+    /* 431: head too large, too many headers. */
+    buf_reset(&b);
+    buf_append_str(&b, "GET /json HTTP/1.1\r\nX-Big: ");
+    for (int i = 0; i < 5000; i++)
+        buf_append(&b, "a", 1);
+    buf_append_str(&b, "\r\n\r\n");
+    expect_error(port, b.data, b.len, 431, "headers_too_large");
+    buf_reset(&b);
+    buf_append_str(&b, "GET /json HTTP/1.1\r\n");
+    for (int i = 0; i < 30; i++)
+        buf_printf(&b, "X-H%d: v\r\n", i);
+    buf_append_str(&b, "\r\n");
+    expect_error(port, b.data, b.len, 431, "headers_too_large");
+    buf_free(&b);
+    /* 400 malformed, 505 version. */
+    const char *bad = "GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n";
+    expect_error(port, bad, strlen(bad), 400, "bad_request");
+    const char *v2 = "GET / HTTP/2.0\r\n\r\n";
+    expect_error(port, v2, strlen(v2), 505, "http_version_not_supported");
+    /* A body within the limit still works, and 100-continue is answered. */
+    struct client c;
+    CHECK_EQ_INT(client_open(&c, port), 0);
+    const char *ec = "POST /echo HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n";
+    CHECK_EQ_INT(client_send(&c, ec, strlen(ec)), 0);
+    CHECK_EQ_INT(client_read(&c), HTTP_DONE);
+    CHECK_EQ_INT(c.p.resp.status, 100);
+    CHECK_EQ_INT(client_send(&c, "data", 4), 0);
+    CHECK_EQ_INT(client_read(&c), HTTP_DONE);
+    CHECK_EQ_INT(c.p.resp.status, 200);
+    CHECK_STR(c.p.resp.body.data, "data");
+    client_close(&c);
+    server_stop();
+}
+
+UNIT_TEST(test_idle_timeout_and_stop)
+{
+    int port = server_start(NULL, 100);
+    struct client idle, busy;
+    CHECK_EQ_INT(client_open(&idle, port), 0);
+    uint64_t t0 = mono_ms();
+    CHECK(client_sees_eof(&idle));
+    uint64_t dt = mono_ms() - t0;
+    CHECK(dt >= 80 && dt < 3000);
+    client_close(&idle);
+    /* A request in progress (deferred) is not idle. */
+    CHECK_EQ_INT(client_open(&busy, port), 0);
+    const char *nv = "GET /never HTTP/1.1\r\n\r\n";
+    CHECK_EQ_INT(client_send(&busy, nv, strlen(nv)), 0);
+    usleep(300000);
+    CHECK(wait_stat(port, "conns", 2));
+    /* Stop accepting: new connects fail; idle keep-alive ones are closed. */
+    CHECK_EQ_INT(client_open(&idle, port), 0);
+    usleep(20000);
+    /* Ask the loop to stop accepting via its thread: stop the loop, call, restart. */
+    if (write(S.stop_pipe[1], "x", 1) != 1)
+        abort();
+    pthread_join(S.thread, NULL);
+    char drain[8];
+    CHECK_EQ_INT(read(S.stop_pipe[0], drain, sizeof drain), 1);
+    api_server_stop_accepting(S.server);
+    CHECK_EQ_INT(api_server_conn_count(S.server), 1); /* the busy one */
+    pthread_create(&S.thread, NULL, loop_thread, NULL);
+    CHECK(client_sees_eof(&idle));
+    client_close(&idle);
+    struct client late;
+    CHECK(client_open(&late, port) < 0);
+    client_close(&late);
+    client_close(&busy);
+    server_stop();
+    CHECK_EQ_INT(S.close_cbs, 1);
+}
+
+/* Many sequential keep-alive requests; prints the rate (not a benchmark: ASan). */
+UNIT_TEST(test_throughput)
+{
+    int port = server_start(NULL, 0);
+    struct client c;
+    CHECK_EQ_INT(client_open(&c, port), 0);
+    const char *req = "GET /json?v=1 HTTP/1.1\r\nHost: x\r\n\r\n";
+    size_t len = strlen(req);
+    int n = 5000;
+    uint64_t t0 = mono_ns();
+    for (int i = 0; i < n; i++) {
+        CHECK_EQ_INT(client_send(&c, req, len), 0);
+        CHECK_EQ_INT(client_read(&c), HTTP_DONE);
+        CHECK_EQ_INT(c.p.resp.status, 200);
+    }
+    double s = (double)(mono_ns() - t0) / 1e9;
+    fprintf(stderr, "  info: %d sequential keep-alive requests in %.3f s (%.0f req/s)\n", n, s, n / s);
+    client_close(&c);
+    server_stop();
+}
+
+int main(void)
+{
+    UNIT_RUN(test_keepalive_requests);
+    UNIT_RUN(test_deferred_response);
+    UNIT_RUN(test_streaming_response);
+    UNIT_RUN(test_client_disconnects);
+    UNIT_RUN(test_limits_and_errors);
+    UNIT_RUN(test_idle_timeout_and_stop);
+    UNIT_RUN(test_throughput);
+    UNIT_MAIN_END();
+}
