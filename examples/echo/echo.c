@@ -22,15 +22,22 @@ static void sleep_ms(long ms)
         ;
 }
 
-/* Allocates and touches mib MiB (kept until exit so the memory stays charged). */
+/* Blocks from alloc:N, chained so they stay reachable (and charged) until exit. */
+static void *volatile kept;
+
+/* Allocates and touches mib MiB, kept until exit. */
 static int alloc_touch(long mib)
 {
-    size_t n = (size_t)mib << 20;
-    char *p = malloc(n);
+    if (mib < 0)
+        return -1;
+    size_t n = ((size_t)mib << 20) + sizeof(void *);
+    char *volatile p = malloc(n);
     if (!p)
         return -1;
-    for (size_t i = 0; i < n; i += 4096)
+    for (size_t i = sizeof(void *); i < n; i += 4096)
         p[i] = 1;
+    memcpy(p, (const void *)&kept, sizeof(void *));
+    kept = p;
     return 0;
 }
 

@@ -616,6 +616,11 @@ int ctl_cancel(struct ctl *c, const char *call_id, struct ctl_call_view *out, st
 
 static void map_free(struct ctl_map *m)
 {
+    struct ctl_map **p = &m->ctl->maps;
+    while (*p && *p != m)
+        p = &(*p)->next;
+    if (*p)
+        *p = m->next;
     free(m->calls);
     free(m->finished);
     free(m);
@@ -672,6 +677,8 @@ int ctl_map(struct ctl *c, const char *app, const char *fn, const struct ctl_inp
         return -ESHUTDOWN;
     }
     struct ctl_map *m = calloc(1, sizeof *m);
+    if (m)
+        m->ctl = c;
     if (!m || !(m->calls = calloc(n ? n : 1, sizeof *m->calls)) ||
         !(m->finished = calloc(n ? n : 1, sizeof *m->finished))) {
         if (m)
@@ -680,6 +687,8 @@ int ctl_map(struct ctl *c, const char *app, const char *fn, const struct ctl_inp
         return -ENOMEM;
     }
     m->ctl = c;
+    m->next = c->maps;
+    c->maps = m;
     m->cb = cb;
     m->ud = ud;
     m->ordered = ordered;
@@ -1419,14 +1428,13 @@ void ctl_free(struct ctl *c)
                 call->waiters = w->next;
                 free(w);
             }
-            if (call->map && call->map_index == 0) {
-                /* freed below through the first call that still points at it */
-            }
             call_free(call);
             n = next;
         }
     }
     hmap_free(&c->calls);
+    while (c->maps)
+        map_free(c->maps);
     while (c->apps) {
         struct ctl_app *a = c->apps;
         c->apps = a->next;

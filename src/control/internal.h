@@ -118,6 +118,7 @@ struct ctl_ctr {
 };
 
 struct ctl_map {
+    struct ctl_map *next;       /* in ctl->maps, until all results are in */
     struct ctl *ctl;
     ctl_map_cb cb;
     void *ud;
@@ -151,6 +152,7 @@ struct ctl {
     char images_dir[512];
     struct ctl_app *apps;
     struct hmap calls;
+    struct ctl_map *maps;
     struct ctl_call *fin_head, *fin_tail;
     size_t fin_count;
     uint64_t next_input_id;

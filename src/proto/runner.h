@@ -28,7 +28,9 @@ struct runner_input {
 int runner_open(struct runner *r);
 int runner_ready(struct runner *r);
 /* Blocks for the next input. CANCEL frames for inputs not yet taken are dropped.
- * Returns 0, -EPIPE when the worker closed the channel, or -errno. */
+ * Returns 0, -EPIPE when the worker closed the channel or sent SHUTDOWN (the runner
+ * should then exit), or -errno. An input over the runner's own size limit is answered
+ * with an ERROR frame and skipped. */
 int runner_next(struct runner *r, struct runner_input *in);
 int runner_reply(struct runner *r, uint64_t id, const void *data, size_t len);
 int runner_fail(struct runner *r, uint64_t id, const char *msg);

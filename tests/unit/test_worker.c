@@ -436,9 +436,6 @@ int main(void)
     UNIT_RUN(test_setup);
     UNIT_RUN(test_gpu_parse);
     if (wk) {
-        if (getenv("ONLY_OOM")) {
-            UNIT_RUN(test_runner_oom);
-        } else {
         UNIT_RUN(test_per_input_roundtrip);
         UNIT_RUN(test_exit_status_and_cancel);
         UNIT_RUN(test_per_input_oom);
@@ -446,14 +443,22 @@ int main(void)
         UNIT_RUN(test_runner_oom);
         UNIT_RUN(test_runner_start_failure);
         UNIT_RUN(test_worker_free_kills);
-        }
     }
     worker_free(wk);
     if (loop)
         ev_loop_free(loop);
     struct gerr err;
-    if (cgparent[0])
+    if (cgparent[0]) {
         worker_cleanup_stale(cgparent, state_root, &err);
+        const char *roots[] = {"/sys/fs/cgroup", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/cpu,cpuacct",
+                               "/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpuacct", "/sys/fs/cgroup/pids",
+                               "/sys/fs/cgroup/unified"};
+        for (size_t i = 0; i < ARRAY_LEN(roots); i++) {
+            char d[256];
+            snprintf(d, sizeof d, "%s/%s", roots[i], cgparent);
+            rmdir(d);
+        }
+    }
     if (tmpdir[0])
         rm_rf(tmpdir);
     UNIT_MAIN_END();
