@@ -21,7 +21,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,12 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
+
+# The rootfs and host helpers are shared with the integration tests.
+sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+from gustlib import cgroup_mounts, free_port, make_rootfs  # noqa: E402
+
+BUSYBOX = "/bin/busybox"  # what gustlib.make_rootfs copies
 
 TARGETS = {
     # key: (path into results, comparison, target value, unit)
@@ -70,33 +75,14 @@ def summary(values, scale=1.0, digits=3):
 
 # ---------------------------------------------------------------- rootfs
 
-def make_busybox_rootfs(dest):
-    bb = shutil.which("busybox") or "/bin/busybox"
-    if not os.path.exists(bb):
-        raise StepFailed("busybox not found (apt-get install busybox-static)")
-    for d in ("bin", "proc", "dev", "sys", "tmp", "etc", "usr/local/bin"):
-        os.makedirs(os.path.join(dest, d), exist_ok=True)
-    os.chmod(os.path.join(dest, "tmp"), 0o1777)
-    shutil.copy2(bb, os.path.join(dest, "bin/busybox"))
-    applets = subprocess.run([bb, "--list"], capture_output=True, text=True, check=True).stdout.split()
-    for a in applets:
-        p = os.path.join(dest, "bin", a)
-        if a != "busybox" and not os.path.lexists(p):
-            os.symlink("busybox", p)
-    with open(os.path.join(dest, "etc/passwd"), "w") as f:
-        f.write("root:x:0:0:root:/:/bin/sh\n")
-    return dest
+def make_busybox_rootfs(dest, extra_files=None):
+    """The integration tests' busybox rootfs (gustlib.make_rootfs), failing as a step."""
+    if not os.path.exists(BUSYBOX):
+        raise StepFailed(f"{BUSYBOX} not found (apt-get install busybox-static)")
+    return make_rootfs(dest, extra_files)
 
 
 # ---------------------------------------------------------------- gustd
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
 
 class Gustd:
     def __init__(self, build, scratch):
@@ -151,7 +137,11 @@ class Gustd:
                 self.proc.kill()
                 self.proc.wait()
         # Remove the (empty) cgroup parent directories gustd left.
-        for base in _cgroup_mounts():
+        try:
+            mounts = cgroup_mounts()
+        except OSError:
+            mounts = []
+        for base in mounts:
             d = os.path.join(base, self.cgparent)
             if os.path.isdir(d):
                 for root, dirs, _ in os.walk(d, topdown=False):
@@ -207,20 +197,6 @@ class Gustd:
             time.sleep(0.1)
         raise StepFailed(f"{app}.{fn}: {n} idle containers not reached in {timeout} s "
                          f"(have {len(self.containers(app, fn))}); log:\n{self.log_tail()}")
-
-
-def _cgroup_mounts():
-    out = []
-    try:
-        with open("/proc/self/mountinfo") as f:
-            for line in f:
-                parts = line.split()
-                sep = parts.index("-")
-                if parts[sep + 1] in ("cgroup", "cgroup2"):
-                    out.append(parts[4])
-    except OSError:
-        pass
-    return out
 
 
 # ---------------------------------------------------------------- steps
@@ -509,8 +485,8 @@ def main():
                     echo_bin = os.path.join(build, "examples", "echo", "echo")
                     if not os.access(echo_bin, os.X_OK):
                         raise StepFailed(f"{echo_bin} not built")
-                    echoroot = make_busybox_rootfs(os.path.join(scratch, "rootfs-echo"))
-                    shutil.copy2(echo_bin, os.path.join(echoroot, "usr/local/bin/gust-echo"))
+                    echoroot = make_busybox_rootfs(os.path.join(scratch, "rootfs-echo"),
+                                                   {echo_bin: "usr/local/bin/gust-echo"})
                     g.json("POST", "/v1/images", {"name": "gust-echo", "rootfs": echoroot, "host_usr": False})
                 except (StepFailed, OSError, subprocess.SubprocessError, http.client.HTTPException) as e:
                     for s in echo_steps:

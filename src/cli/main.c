@@ -44,6 +44,12 @@ struct cmd {
     const char *usage; /* synopsis line(s) after "gust " */
     const char *help;  /* description and options */
     int (*run)(const struct cmd *cmd, int argc, char **argv);
+    /* For run = cmd_request only: one request, method to the API path path (an
+     * api_path format whose "%s", if any, takes the one positional argument), whose
+     * parsed answer print prints; arg is that argument or NULL. */
+    const char *method;
+    const char *path;
+    void (*print)(json_t *answer, const char *arg, const gust_client *c);
 };
 
 static const char GLOBAL_HELP[] = "Global options:\n"
@@ -79,21 +85,20 @@ struct opt {
     bool *flag;        /* flag without one */
 };
 
-/* Parses argv[1..argc) (argv[0] is the command name) into options and positionals.
- * Global options are accepted anywhere. Returns 0, 1 if --help was shown, or
- * EXIT_USAGE after reporting the problem; *npos gets the positional count, which
- * must lie in [min_pos, max_pos]. */
-static int parse_opts(const struct cmd *c, int argc, char **argv, const struct opt *opts, char **pos, int min_pos,
-                      int max_pos, int *npos)
+/* Parses argv[1..argc) (argv[0] is the command name) into options and exactly npos
+ * positionals (pos may be NULL when npos is 0). Global options are accepted
+ * anywhere. Returns 0, 1 if --help was shown, or EXIT_USAGE after reporting the
+ * problem. */
+static int parse_opts(const struct cmd *c, int argc, char **argv, const struct opt *opts, char **pos, int npos)
 {
-    *npos = 0;
+    int seen = 0;
     bool only_pos = false;
     for (int i = 1; i < argc; i++) {
         char *a = argv[i];
         if (only_pos || a[0] != '-' || !a[1]) {
-            if (*npos >= max_pos)
+            if (seen >= npos)
                 return usage_error(c, "unexpected argument \"%s\"", a);
-            pos[(*npos)++] = a;
+            pos[seen++] = a;
             continue;
         }
         if (!strcmp(a, "--")) {
@@ -154,9 +159,19 @@ static int parse_opts(const struct cmd *c, int argc, char **argv, const struct o
             *o->val = argv[++i];
         }
     }
-    if (*npos < min_pos)
-        return usage_error(c, "missing argument%s", min_pos - *npos > 1 ? "s" : "");
+    if (seen < npos)
+        return usage_error(c, "missing argument%s", npos - seen > 1 ? "s" : "");
     return 0;
+}
+
+/* parse_opts for a command's run function. Returns true to go on; false when the
+ * command should end now with exit code *rc (EXIT_OK after --help). */
+static bool parse_args(const struct cmd *c, int argc, char **argv, const struct opt *opts, char **pos, int npos,
+                       int *rc)
+{
+    int r = parse_opts(c, argc, argv, opts, pos, npos);
+    *rc = r == 1 ? EXIT_OK : r;
+    return r == 0;
 }
 
 /* Parses a non-negative number of seconds. */
@@ -171,18 +186,38 @@ static bool parse_seconds(const char *s, double *out)
     return true;
 }
 
-/* Splits "APP.FN" into app and fn (pointing into a copy kept in buf). */
-static bool parse_target(const char *s, char *buf, size_t cap, const char **app, const char **fn)
+/* An "APP.FN" argument split in two; app and fn point into buf. */
+struct target {
+    char buf[256];
+    const char *app, *fn;
+};
+
+/* Splits "APP.FN" into t. */
+static bool parse_target(const char *s, struct target *t)
 {
-    if (strlen(s) >= cap)
+    if (strlen(s) >= sizeof t->buf)
         return false;
-    strcpy(buf, s);
-    char *dot = strchr(buf, '.');
-    if (!dot || dot == buf || !dot[1] || strchr(dot + 1, '.'))
+    strcpy(t->buf, s);
+    char *dot = strchr(t->buf, '.');
+    if (!dot || dot == t->buf || !dot[1] || strchr(dot + 1, '.'))
         return false;
     *dot = '\0';
-    *app = buf;
-    *fn = dot + 1;
+    t->app = t->buf;
+    t->fn = dot + 1;
+    return true;
+}
+
+/* parse_args for a command whose one positional argument is APP.FN, split into t. */
+static bool parse_target_args(const struct cmd *c, int argc, char **argv, const struct opt *opts, struct target *t,
+                              int *rc)
+{
+    char *pos[1];
+    if (!parse_args(c, argc, argv, opts, pos, 1, rc))
+        return false;
+    if (!parse_target(pos[0], t)) {
+        *rc = usage_error(c, "\"%s\" is not APP.FN", pos[0]);
+        return false;
+    }
     return true;
 }
 
@@ -198,6 +233,35 @@ static int path_seg(struct buf *b, const char *s)
             return r;
     }
     return 0;
+}
+
+/* Appends to b the API path fmt in which each "%s" stands for the next argument
+ * (a const char *), percent-encoded as one path segment; "%s" is the only
+ * conversion. Returns 0 or -ENOMEM. */
+static int api_vpath(struct buf *b, const char *fmt, va_list ap)
+{
+    for (const char *p = fmt; *p;) {
+        const char *conv = strstr(p, "%s");
+        size_t n = conv ? (size_t)(conv - p) : strlen(p);
+        if (buf_append(b, p, n) < 0)
+            return -ENOMEM;
+        if (!conv)
+            break;
+        if (path_seg(b, va_arg(ap, const char *)) < 0)
+            return -ENOMEM;
+        p = conv + 2;
+    }
+    return 0;
+}
+
+/* api_vpath with the segments as arguments. */
+static int api_path(struct buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int r = api_vpath(b, fmt, ap);
+    va_end(ap);
+    return r;
 }
 
 /* ---------- input ---------- */
@@ -270,6 +334,13 @@ static void cleanup_clientp(gust_client **c)
 }
 #define AUTO_CLIENT __attribute__((cleanup(cleanup_clientp)))
 
+/* Tells on stderr that call e->call_id is still going (kind GUST_ERR_PENDING). */
+static void print_pending(const gust_error *e)
+{
+    fprintf(stderr, "call %s is still %s; fetch it later with `gust result %s`\n", e->call_id,
+            e->status[0] ? e->status : "running", e->call_id);
+}
+
 /* Prints e and returns the exit code for it. */
 static int report(const gust_error *e)
 {
@@ -284,8 +355,7 @@ static int report(const gust_error *e)
         fprintf(stderr, "error: %s\n", e->message);
         return EXIT_TIMEOUT;
     case GUST_ERR_PENDING:
-        fprintf(stderr, "call %s is still %s; fetch it later with `gust result %s`\n", e->call_id,
-                e->status[0] ? e->status : "running", e->call_id);
+        print_pending(e);
         printf("%s\n", e->call_id);
         return EXIT_TIMEOUT;
     case GUST_ERR_FUNCTION:
@@ -336,38 +406,60 @@ static void write_stdout(const void *data, size_t len)
     write_full(STDOUT_FILENO, data, len);
 }
 
-/* Runs a GET and parses the JSON answer; with --json prints it raw and returns
- * NULL with *rc = EXIT_OK. Failures print and set *rc. */
-static json_t *get_json(gust_client *c, const char *path, int *rc)
+/* Hands over a successful JSON answer (answer[0..len)) from the request named
+ * what. With --json prints it as it came and returns NULL with *rc = EXIT_OK;
+ * otherwise returns it parsed (the caller json_decref's it), or reports that it
+ * is not JSON and returns NULL with *rc = EXIT_CONNECT. */
+static json_t *take_answer(const char *answer, size_t len, const char *what, int *rc)
 {
-    int status;
-    AUTO_FREE char *body = NULL;
-    size_t len;
-    gust_error e;
-    if (gust_request(c, "GET", path, NULL, NULL, 0, &status, &body, &len, &e) < 0) {
-        *rc = report(&e);
-        return NULL;
-    }
     if (g.json) {
-        fwrite(body, 1, len, stdout);
-        if (!len || body[len - 1] != '\n')
+        fwrite(answer, 1, len, stdout);
+        if (!len || answer[len - 1] != '\n')
             putchar('\n');
         *rc = EXIT_OK;
         return NULL;
     }
     json_error_t je;
-    json_t *j = json_loadb(body, len, 0, &je);
+    json_t *j = json_loadb(answer, len, 0, &je);
     if (!j) {
-        fprintf(stderr, "error: gustd sent malformed JSON for %s: %s\n", path, je.text);
+        fprintf(stderr, "error: gustd sent malformed JSON for %s: %s\n", what, je.text);
         *rc = EXIT_CONNECT;
     }
     return j;
+}
+
+/* Sends method to the API path built from fmt and the segments after it (see
+ * api_vpath), with a JSON body (NULL for none), and returns take_answer's result.
+ * A failed request is reported: NULL with *rc its exit code. */
+static json_t *api_json(gust_client *c, int *rc, const char *method, const char *body, const char *fmt, ...)
+{
+    AUTO_BUF struct buf path = {0};
+    va_list ap;
+    va_start(ap, fmt);
+    int r = api_vpath(&path, fmt, ap);
+    va_end(ap);
+    if (r < 0) {
+        fprintf(stderr, "error: out of memory\n");
+        *rc = EXIT_USAGE;
+        return NULL;
+    }
+    int status;
+    AUTO_FREE char *answer = NULL;
+    size_t len;
+    gust_error e;
+    if (gust_request(c, method, path.data, body ? "application/json" : NULL, body, body ? strlen(body) : 0, &status,
+                     &answer, &len, &e) < 0) {
+        *rc = report(&e);
+        return NULL;
+    }
+    return take_answer(answer, len, path.data, rc);
 }
 
 /* ---------- tables ---------- */
 
 #define TABLE_MAX_COLS 16
 
+/* Rows of cells; the first row holds the column titles. */
 struct table {
     size_t ncols;
     size_t nrows;
@@ -388,6 +480,17 @@ static void table_add(struct table *t, char **row)
     t->nrows++;
 }
 
+/* A table of ncols (at most TABLE_MAX_COLS) columns with titles as its first row. */
+static struct table table_new(const char *const *titles, size_t ncols)
+{
+    struct table t = {.ncols = ncols};
+    char *row[TABLE_MAX_COLS];
+    for (size_t i = 0; i < ncols; i++)
+        row[i] = strdup(titles[i]);
+    table_add(&t, row);
+    return t;
+}
+
 /* Frees t's cells without printing. */
 static void table_free(struct table *t)
 {
@@ -398,9 +501,16 @@ static void table_free(struct table *t)
     t->nrows = 0;
 }
 
-/* Prints aligned columns (two spaces apart; the last column unpadded) and frees t. */
-static void table_print(struct table *t)
+/* Prints aligned columns (two spaces apart; the last column unpadded) and frees t.
+ * A table without rows under its titles prints the line if_empty instead, unless
+ * if_empty is NULL. */
+static void table_print(struct table *t, const char *if_empty)
 {
+    if (t->nrows <= 1 && if_empty) {
+        printf("%s\n", if_empty);
+        table_free(t);
+        return;
+    }
     size_t w[TABLE_MAX_COLS] = {0};
     for (size_t r = 0; r < t->nrows; r++)
         for (size_t i = 0; i < t->ncols; i++) {
@@ -452,6 +562,24 @@ static char *jcell(json_t *v)
     return json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
 }
 
+/* jcell of member key of object o. */
+static char *jfield(json_t *o, const char *key)
+{
+    return jcell(json_object_get(o, key));
+}
+
+/* Member key of object o as "%.1f" (a missing one is 0.0). */
+static char *jfield_1f(json_t *o, const char *key)
+{
+    return fmt_cell("%.1f", json_number_value(json_object_get(o, key)));
+}
+
+/* A fraction as a whole percentage ("42%"); a non-number is "-". */
+static char *percent_cell(json_t *v)
+{
+    return json_is_number(v) ? fmt_cell("%.0f%%", json_number_value(v) * 100) : strdup("-");
+}
+
 /* "12s", "5m", "3h", "2d" since the UNIX time in v (a number), else jcell(v). */
 static char *age_cell(json_t *v)
 {
@@ -471,40 +599,59 @@ static char *age_cell(json_t *v)
 
 /* ---------- commands ---------- */
 
-static int cmd_health(const struct cmd *cmd, int argc, char **argv)
+/* The run function of the table's request commands (see struct cmd): no options,
+ * one positional argument if cmd->path has a "%s", else none. */
+static int cmd_request(const struct cmd *cmd, int argc, char **argv)
 {
-    char *pos[1];
-    int n, r = parse_opts(cmd, argc, argv, NULL, pos, 0, 0, &n);
-    if (r)
-        return r == 1 ? EXIT_OK : r;
+    char *pos[1] = {NULL};
+    int rc;
+    if (!parse_args(cmd, argc, argv, NULL, pos, strstr(cmd->path, "%s") ? 1 : 0, &rc))
+        return rc;
     AUTO_CLIENT gust_client *c = open_client();
     if (!c)
         return EXIT_USAGE;
-    int rc = EXIT_OK;
-    json_t *j = get_json(c, "/v1/health", &rc);
-    if (!j)
+    json_t *answer = api_json(c, &rc, cmd->method, NULL, cmd->path, pos[0]);
+    if (!answer)
         return rc;
+    cmd->print(answer, pos[0], c);
+    json_decref(answer);
+    return EXIT_OK;
+}
+
+/* gust health: gustd's version and worker capacity. */
+static void print_health(json_t *j, const char *arg, const gust_client *c)
+{
     const char *ver = json_string_value(json_object_get(j, "version"));
     printf("gustd %s at %s: %s\n", ver ? ver : "?", gust_client_addr(c),
            json_is_true(json_object_get(j, "ok")) ? "ok" : "NOT ok");
-    json_t *w = json_object_get(j, "worker");
     const char *k;
     json_t *v;
-    json_object_foreach(w, k, v)
+    json_object_foreach(json_object_get(j, "worker"), k, v)
     {
         AUTO_FREE char *txt = jcell(v);
         printf("  %s: %s\n", k, txt ? txt : "?");
     }
-    json_decref(j);
-    return EXIT_OK;
+}
+
+/* gust cancel ID: the call's status. */
+static void print_cancelled(json_t *j, const char *id, const gust_client *c)
+{
+    const char *st = json_string_value(json_object_get(j, "status"));
+    printf("%s: %s\n", id, st ? st : "cancelled");
+}
+
+/* gust stop APP. */
+static void print_stopped(json_t *j, const char *app, const gust_client *c)
+{
+    printf("stopped app %s\n", app);
 }
 
 static int cmd_deploy(const struct cmd *cmd, int argc, char **argv)
 {
     char *pos[1];
-    int n, r = parse_opts(cmd, argc, argv, NULL, pos, 1, 1, &n);
-    if (r)
-        return r == 1 ? EXIT_OK : r;
+    int rc;
+    if (!parse_args(cmd, argc, argv, NULL, pos, 1, &rc))
+        return rc;
     AUTO_BUF struct buf spec = {0};
     if (!read_input_file(pos[0], &spec))
         return EXIT_USAGE;
@@ -524,11 +671,9 @@ static int cmd_deploy(const struct cmd *cmd, int argc, char **argv)
     gust_error e;
     if (gust_deploy(c, spec.data, spec.len, fmt, &resp, &e) < 0)
         return report(&e);
-    if (g.json) {
-        printf("%s\n", resp);
-        return EXIT_OK;
-    }
-    json_t *j = json_loads(resp, 0, NULL);
+    json_t *j = take_answer(resp, strlen(resp), "/v1/deploy", &rc);
+    if (!j)
+        return rc;
     const char *app = json_string_value(json_object_get(j, "app"));
     printf("deployed app %s\n", app ? app : "?");
     size_t i;
@@ -567,8 +712,7 @@ static int report_call(const gust_error *e)
         print_json(o);
         json_decref(o);
         if (e->kind == GUST_ERR_PENDING) {
-            fprintf(stderr, "call %s is still %s; fetch it later with `gust result %s`\n", e->call_id,
-                    e->status[0] ? e->status : "running", e->call_id);
+            print_pending(e);
             return EXIT_TIMEOUT;
         }
         fprintf(stderr, "error: call %s failed (%s): %s\n", e->call_id, e->code, e->message);
@@ -577,32 +721,37 @@ static int report_call(const gust_error *e)
     return report(e);
 }
 
+/* Reads the call input (see read_call_input) into in and opens the client.
+ * Returns NULL with *rc set when the command should end. */
+static gust_client *open_with_input(const char *data, struct buf *in, int *rc)
+{
+    *rc = read_call_input(data, in);
+    if (*rc)
+        return NULL;
+    *rc = EXIT_USAGE;
+    return open_client();
+}
+
 static int cmd_call(const struct cmd *cmd, int argc, char **argv)
 {
     const char *data = NULL, *timeout = NULL;
     struct opt opts[] = {{"data", 'd', &data, NULL}, {"timeout", 't', &timeout, NULL}, {0}};
-    char *pos[1];
-    int n, r = parse_opts(cmd, argc, argv, opts, pos, 1, 1, &n);
-    if (r)
-        return r == 1 ? EXIT_OK : r;
-    char tbuf[256];
-    const char *app, *fn;
-    if (!parse_target(pos[0], tbuf, sizeof tbuf, &app, &fn))
-        return usage_error(cmd, "\"%s\" is not APP.FN", pos[0]);
-    double t = -1;
-    if (timeout && !parse_seconds(timeout, &t))
+    struct target t;
+    int rc;
+    if (!parse_target_args(cmd, argc, argv, opts, &t, &rc))
+        return rc;
+    double secs = -1;
+    if (timeout && !parse_seconds(timeout, &secs))
         return usage_error(cmd, "--timeout wants seconds (a number >= 0), got \"%s\"", timeout);
     AUTO_BUF struct buf in = {0};
-    if ((r = read_call_input(data, &in)))
-        return r;
-    AUTO_CLIENT gust_client *c = open_client();
+    AUTO_CLIENT gust_client *c = open_with_input(data, &in, &rc);
     if (!c)
-        return EXIT_USAGE;
+        return rc;
     AUTO_FREE void *out = NULL;
     size_t out_len;
     char id[64];
     gust_error e;
-    if (gust_call(c, app, fn, in.data, in.len, t, &out, &out_len, id, &e) < 0)
+    if (gust_call(c, t.app, t.fn, in.data, in.len, secs, &out, &out_len, id, &e) < 0)
         return report_call(&e);
     print_output(id, out, out_len);
     return EXIT_OK;
@@ -612,23 +761,17 @@ static int cmd_spawn(const struct cmd *cmd, int argc, char **argv)
 {
     const char *data = NULL;
     struct opt opts[] = {{"data", 'd', &data, NULL}, {0}};
-    char *pos[1];
-    int n, r = parse_opts(cmd, argc, argv, opts, pos, 1, 1, &n);
-    if (r)
-        return r == 1 ? EXIT_OK : r;
-    char tbuf[256];
-    const char *app, *fn;
-    if (!parse_target(pos[0], tbuf, sizeof tbuf, &app, &fn))
-        return usage_error(cmd, "\"%s\" is not APP.FN", pos[0]);
+    struct target t;
+    int rc;
+    if (!parse_target_args(cmd, argc, argv, opts, &t, &rc))
+        return rc;
     AUTO_BUF struct buf in = {0};
-    if ((r = read_call_input(data, &in)))
-        return r;
-    AUTO_CLIENT gust_client *c = open_client();
+    AUTO_CLIENT gust_client *c = open_with_input(data, &in, &rc);
     if (!c)
-        return EXIT_USAGE;
+        return rc;
     char id[64];
     gust_error e;
-    if (gust_spawn(c, app, fn, in.data, in.len, id, &e) < 0)
+    if (gust_spawn(c, t.app, t.fn, in.data, in.len, id, &e) < 0)
         return report(&e);
     if (g.json)
         printf("{\"call_id\":\"%s\",\"status\":\"pending\"}\n", id);
@@ -642,9 +785,9 @@ static int cmd_result(const struct cmd *cmd, int argc, char **argv)
     const char *wait = NULL;
     struct opt opts[] = {{"wait", 'w', &wait, NULL}, {0}};
     char *pos[1];
-    int n, r = parse_opts(cmd, argc, argv, opts, pos, 1, 1, &n);
-    if (r)
-        return r == 1 ? EXIT_OK : r;
+    int rc;
+    if (!parse_args(cmd, argc, argv, opts, pos, 1, &rc))
+        return rc;
     double w = 0;
     if (wait && !parse_seconds(wait, &w))
         return usage_error(cmd, "--wait wants seconds (a number >= 0), got \"%s\"", wait);
@@ -673,36 +816,6 @@ static int cmd_result(const struct cmd *cmd, int argc, char **argv)
     if (!e.call_id[0])
         snprintf(e.call_id, sizeof e.call_id, "%s", pos[0]);
     return report_call(&e);
-}
-
-static int cmd_cancel(const struct cmd *cmd, int argc, char **argv)
-{
-    char *pos[1];
-    int n, r = parse_opts(cmd, argc, argv, NULL, pos, 1, 1, &n);
-    if (r)
-        return r == 1 ? EXIT_OK : r;
-    AUTO_CLIENT gust_client *c = open_client();
-    if (!c)
-        return EXIT_USAGE;
-    AUTO_BUF struct buf path = {0};
-    buf_append_str(&path, "/v1/calls/");
-    path_seg(&path, pos[0]);
-    buf_append_str(&path, "/cancel");
-    int status;
-    AUTO_FREE char *body = NULL;
-    size_t len;
-    gust_error e;
-    if (gust_request(c, "POST", path.data, NULL, NULL, 0, &status, &body, &len, &e) < 0)
-        return report(&e);
-    if (g.json) {
-        printf("%s\n", body);
-        return EXIT_OK;
-    }
-    json_t *j = json_loadb(body, len, 0, NULL);
-    const char *st = json_string_value(json_object_get(j, "status"));
-    printf("%s: %s\n", pos[0], st ? st : "cancelled");
-    json_decref(j);
-    return EXIT_OK;
 }
 
 /* ---------- map ---------- */
@@ -751,14 +864,10 @@ static int cmd_map(const struct cmd *cmd, int argc, char **argv)
     bool ordered = false;
     const char *input = NULL;
     struct opt opts[] = {{"ordered", 0, NULL, &ordered}, {"input", 'i', &input, NULL}, {0}};
-    char *pos[1];
-    int n, r = parse_opts(cmd, argc, argv, opts, pos, 1, 1, &n);
-    if (r)
-        return r == 1 ? EXIT_OK : r;
-    char tbuf[256];
-    const char *app, *fn;
-    if (!parse_target(pos[0], tbuf, sizeof tbuf, &app, &fn))
-        return usage_error(cmd, "\"%s\" is not APP.FN", pos[0]);
+    struct target t;
+    int rc;
+    if (!parse_target_args(cmd, argc, argv, opts, &t, &rc))
+        return rc;
     if (!input && isatty(STDIN_FILENO))
         return usage_error(cmd, "give the inputs on stdin (one JSON value a line) or with --input FILE");
     AUTO_BUF struct buf in = {0};
@@ -781,7 +890,7 @@ static int cmd_map(const struct cmd *cmd, int argc, char **argv)
     m.start_ns = mono_ns();
     m.last_progress_ns = m.start_ns;
     gust_error e;
-    r = gust_map(c, app, fn, in.data, in.len, ordered, map_cb, &m, &e);
+    int r = gust_map(c, t.app, t.fn, in.data, in.len, ordered, map_cb, &m, &e);
     fflush(stdout);
     map_progress(&m, true);
     if (r < 0)
@@ -816,97 +925,82 @@ static char *containers_cell(json_t *cs)
     return buf_steal(&b, NULL);
 }
 
-/* Parses a command with no options and no positionals; opens the client. Returns
- * NULL with *rc set when the command should end. */
-static gust_client *simple_start(const struct cmd *cmd, int argc, char **argv, int *rc)
+/* "0,1" from a JSON array of GPU names; "-" for none. */
+static char *gpus_cell(json_t *gpus)
 {
-    char *pos[1];
-    int n, r = parse_opts(cmd, argc, argv, NULL, pos, 0, 0, &n);
-    if (r) {
-        *rc = r == 1 ? EXIT_OK : r;
-        return NULL;
-    }
-    gust_client *c = open_client();
-    *rc = EXIT_USAGE;
-    return c;
+    struct buf b = {0};
+    size_t k;
+    json_t *gv;
+    json_array_foreach(gpus, k, gv)
+        buf_printf(&b, "%s%s", k ? "," : "", json_is_string(gv) ? json_string_value(gv) : "?");
+    char *s = b.len ? buf_steal(&b, NULL) : strdup("-");
+    buf_free(&b);
+    return s;
 }
 
-static int cmd_ls(const struct cmd *cmd, int argc, char **argv)
+static const char *const FUNCTION_TITLES[] = {"APP",    "FUNCTION", "VERSION",    "IMAGE",
+                                              "QUEUED", "RUNNING",  "CONTAINERS", "WAITING"};
+
+/* gust ls: one row a deployed function. */
+static void print_functions(json_t *j, const char *arg, const gust_client *c)
 {
-    int rc;
-    AUTO_CLIENT gust_client *c = simple_start(cmd, argc, argv, &rc);
-    if (!c)
-        return rc;
-    json_t *j = get_json(c, "/v1/functions", &rc);
-    if (!j)
-        return rc;
-    struct table t = {.ncols = 8};
-    char *head[] = {strdup("APP"),     strdup("FUNCTION"),   strdup("VERSION"), strdup("IMAGE"),
-                    strdup("QUEUED"),  strdup("RUNNING"),    strdup("CONTAINERS"), strdup("WAITING")};
-    table_add(&t, head);
+    struct table t = table_new(FUNCTION_TITLES, ARRAY_LEN(FUNCTION_TITLES));
     size_t i;
     json_t *f;
-    json_t *fns = json_object_get(j, "functions");
-    json_array_foreach(fns, i, f)
+    json_array_foreach(json_object_get(j, "functions"), i, f)
     {
         json_t *wr = json_object_get(f, "waiting_reason");
-        char *row[] = {jcell(json_object_get(f, "app")),    jcell(json_object_get(f, "name")),
-                       jcell(json_object_get(f, "version")), jcell(json_object_get(f, "image")),
-                       jcell(json_object_get(f, "queued")),  jcell(json_object_get(f, "running")),
+        char *row[] = {jfield(f, "app"),    jfield(f, "name"),    jfield(f, "version"),
+                       jfield(f, "image"),  jfield(f, "queued"),  jfield(f, "running"),
                        containers_cell(json_object_get(f, "containers")),
                        strdup(json_is_string(wr) ? json_string_value(wr) : "")};
         table_add(&t, row);
     }
-    if (json_array_size(fns))
-        table_print(&t);
-    else
-        printf("no functions deployed (deploy an app with `gust deploy SPEC`)\n");
-    table_free(&t);
-    json_decref(j);
-    return EXIT_OK;
+    table_print(&t, "no functions deployed (deploy an app with `gust deploy SPEC`)");
 }
 
-static int cmd_ps(const struct cmd *cmd, int argc, char **argv)
+static const char *const CONTAINER_TITLES[] = {"ID",  "APP",       "FUNCTION", "VERSION", "STATE", "PID",
+                                               "IN-FLIGHT", "DONE", "CPU(m)",   "MEM(MiB)", "GPUS",  "AGE"};
+
+/* gust ps: one row a container. */
+static void print_containers(json_t *j, const char *arg, const gust_client *c)
 {
-    int rc;
-    AUTO_CLIENT gust_client *c = simple_start(cmd, argc, argv, &rc);
-    if (!c)
-        return rc;
-    json_t *j = get_json(c, "/v1/containers", &rc);
-    if (!j)
-        return rc;
-    struct table t = {.ncols = 12};
-    char *head[] = {strdup("ID"),     strdup("APP"),      strdup("FUNCTION"), strdup("VERSION"),
-                    strdup("STATE"),  strdup("PID"),      strdup("IN-FLIGHT"), strdup("DONE"),
-                    strdup("CPU(m)"), strdup("MEM(MiB)"), strdup("GPUS"),     strdup("AGE")};
-    table_add(&t, head);
+    struct table t = table_new(CONTAINER_TITLES, ARRAY_LEN(CONTAINER_TITLES));
     size_t i;
     json_t *ct;
-    json_t *cts = json_object_get(j, "containers");
-    json_array_foreach(cts, i, ct)
+    json_array_foreach(json_object_get(j, "containers"), i, ct)
     {
-        struct buf gp = {0};
-        size_t k;
-        json_t *gv;
-        json_array_foreach(json_object_get(ct, "gpus"), k, gv)
-            buf_printf(&gp, "%s%s", k ? "," : "", json_is_string(gv) ? json_string_value(gv) : "?");
-        char *gpus = gp.len ? buf_steal(&gp, NULL) : strdup("-");
-        buf_free(&gp);
-        char *row[] = {jcell(json_object_get(ct, "id")),          jcell(json_object_get(ct, "app")),
-                       jcell(json_object_get(ct, "function")),    jcell(json_object_get(ct, "version")),
-                       jcell(json_object_get(ct, "state")),       jcell(json_object_get(ct, "pid")),
-                       jcell(json_object_get(ct, "inputs_in_flight")), jcell(json_object_get(ct, "inputs_done")),
-                       jcell(json_object_get(ct, "cpu")),         jcell(json_object_get(ct, "memory")),
-                       gpus,                                      age_cell(json_object_get(ct, "started_at"))};
+        char *row[] = {jfield(ct, "id"),
+                       jfield(ct, "app"),
+                       jfield(ct, "function"),
+                       jfield(ct, "version"),
+                       jfield(ct, "state"),
+                       jfield(ct, "pid"),
+                       jfield(ct, "inputs_in_flight"),
+                       jfield(ct, "inputs_done"),
+                       jfield(ct, "cpu"),
+                       jfield(ct, "memory"),
+                       gpus_cell(json_object_get(ct, "gpus")),
+                       age_cell(json_object_get(ct, "started_at"))};
         table_add(&t, row);
     }
-    if (json_array_size(cts))
-        table_print(&t);
-    else
-        printf("no containers running\n");
-    table_free(&t);
-    json_decref(j);
-    return EXIT_OK;
+    table_print(&t, "no containers running");
+}
+
+static const char *const IMAGE_TITLES[] = {"NAME", "HOST-USR", "ROOTFS"};
+
+/* gust image ls: one row an image (the titles alone when there is none). */
+static void print_images(json_t *j, const char *arg, const gust_client *c)
+{
+    struct table t = table_new(IMAGE_TITLES, ARRAY_LEN(IMAGE_TITLES));
+    size_t i;
+    json_t *im;
+    json_array_foreach(json_object_get(j, "images"), i, im)
+    {
+        char *row[] = {jfield(im, "name"), jfield(im, "host_usr"), jfield(im, "rootfs")};
+        table_add(&t, row);
+    }
+    table_print(&t, NULL);
 }
 
 static int write_log_data(void *ud, const char *data, size_t len)
@@ -921,14 +1015,10 @@ static int cmd_logs(const struct cmd *cmd, int argc, char **argv)
     bool follow = false;
     const char *tail = NULL;
     struct opt opts[] = {{"follow", 'f', NULL, &follow}, {"tail", 'n', &tail, NULL}, {0}};
-    char *pos[1];
-    int n, r = parse_opts(cmd, argc, argv, opts, pos, 1, 1, &n);
-    if (r)
-        return r == 1 ? EXIT_OK : r;
-    char tbuf[256];
-    const char *app, *fn;
-    if (!parse_target(pos[0], tbuf, sizeof tbuf, &app, &fn))
-        return usage_error(cmd, "\"%s\" is not APP.FN", pos[0]);
+    struct target t;
+    int rc;
+    if (!parse_target_args(cmd, argc, argv, opts, &t, &rc))
+        return rc;
     int64_t tail_n = -1;
     if (tail && parse_i64(tail, 0, 100000, &tail_n) < 0)
         return usage_error(cmd, "--tail wants a line count 0..100000, got \"%s\"", tail);
@@ -936,49 +1026,16 @@ static int cmd_logs(const struct cmd *cmd, int argc, char **argv)
     if (!c)
         return EXIT_USAGE;
     AUTO_BUF struct buf path = {0};
-    buf_append_str(&path, "/v1/functions/");
-    path_seg(&path, app);
-    buf_append_str(&path, "/");
-    path_seg(&path, fn);
-    buf_append_str(&path, "/logs");
-    const char *sep = "?";
-    if (follow) {
+    api_path(&path, "/v1/functions/%s/%s/logs", t.app, t.fn);
+    if (follow)
         buf_append_str(&path, "?follow=1");
-        sep = "&";
-    }
     if (tail_n >= 0)
-        buf_printf(&path, "%stail=%lld", sep, (long long)tail_n);
+        buf_printf(&path, "%stail=%lld", follow ? "&" : "?", (long long)tail_n);
     gust_error e;
-    r = gust_request_stream(c, "GET", path.data, NULL, NULL, 0, write_log_data, NULL, &e);
+    int r = gust_request_stream(c, "GET", path.data, NULL, NULL, 0, write_log_data, NULL, &e);
     if (r == -ECANCELED)
         return EXIT_OK; /* stdout went away */
     return r < 0 ? report(&e) : EXIT_OK;
-}
-
-static int cmd_stop(const struct cmd *cmd, int argc, char **argv)
-{
-    char *pos[1];
-    int n, r = parse_opts(cmd, argc, argv, NULL, pos, 1, 1, &n);
-    if (r)
-        return r == 1 ? EXIT_OK : r;
-    AUTO_CLIENT gust_client *c = open_client();
-    if (!c)
-        return EXIT_USAGE;
-    AUTO_BUF struct buf path = {0};
-    buf_append_str(&path, "/v1/apps/");
-    path_seg(&path, pos[0]);
-    buf_append_str(&path, "/stop");
-    int status;
-    AUTO_FREE char *body = NULL;
-    size_t len;
-    gust_error e;
-    if (gust_request(c, "POST", path.data, NULL, NULL, 0, &status, &body, &len, &e) < 0)
-        return report(&e);
-    if (g.json)
-        printf("%s\n", body);
-    else
-        printf("stopped app %s\n", pos[0]);
-    return EXIT_OK;
 }
 
 /* Parses --since: a duration back from now ("90s", "15m", "2h", "7d") or UNIX
@@ -1009,87 +1066,53 @@ static bool parse_since(const char *s, double *out)
     return true;
 }
 
+static const char *const USAGE_TITLES[] = {"APP",        "FUNCTION",   "CALLS",  "CONTAINERS",
+                                           "ALIVE(s)",   "BUSY(s)",    "CPU(core-s)", "MEM(GiB-s)",
+                                           "GPU(s)",     "UTIL",       "GPU-UTIL",    "COST($)"};
+
 static int cmd_usage(const struct cmd *cmd, int argc, char **argv)
 {
     const char *since = NULL;
     struct opt opts[] = {{"since", 's', &since, NULL}, {0}};
-    char *pos[1];
-    int n, r = parse_opts(cmd, argc, argv, opts, pos, 0, 0, &n);
-    if (r)
-        return r == 1 ? EXIT_OK : r;
+    int rc;
+    if (!parse_args(cmd, argc, argv, opts, NULL, 0, &rc))
+        return rc;
     double since_s = 0;
     if (since && !parse_since(since, &since_s))
         return usage_error(cmd, "--since wants UNIX seconds or a duration like 90s, 15m, 2h, 7d; got \"%s\"", since);
     AUTO_CLIENT gust_client *c = open_client();
     if (!c)
         return EXIT_USAGE;
-    char path[96];
-    if (since)
-        snprintf(path, sizeof path, "/v1/usage?since=%.0f", since_s);
-    else
-        snprintf(path, sizeof path, "/v1/usage");
-    int rc;
-    json_t *j = get_json(c, path, &rc);
+    /* Whole seconds: digits, which api_path keeps as they are. */
+    char since_arg[400];
+    snprintf(since_arg, sizeof since_arg, "%.0f", since_s);
+    json_t *j = api_json(c, &rc, "GET", NULL, since ? "/v1/usage?since=%s" : "/v1/usage", since_arg);
     if (!j)
         return rc;
-    struct table t = {.ncols = 12};
-    char *head[] = {strdup("APP"),      strdup("FUNCTION"),  strdup("CALLS"),     strdup("CONTAINERS"),
-                    strdup("ALIVE(s)"), strdup("BUSY(s)"),   strdup("CPU(core-s)"), strdup("MEM(GiB-s)"),
-                    strdup("GPU(s)"),   strdup("UTIL"),      strdup("GPU-UTIL"),  strdup("COST($)")};
-    table_add(&t, head);
+    struct table t = table_new(USAGE_TITLES, ARRAY_LEN(USAGE_TITLES));
     size_t i, k;
     json_t *a, *f;
     json_array_foreach(json_object_get(j, "apps"), i, a)
     {
         json_array_foreach(json_object_get(a, "functions"), k, f)
         {
-            json_t *u = json_object_get(f, "utilization"), *gu = json_object_get(f, "gpu_utilization");
-            char *row[] = {jcell(json_object_get(a, "app")),
-                           jcell(json_object_get(f, "function")),
-                           jcell(json_object_get(f, "calls")),
-                           jcell(json_object_get(f, "containers")),
-                           fmt_cell("%.1f", json_number_value(json_object_get(f, "alive_s"))),
-                           fmt_cell("%.1f", json_number_value(json_object_get(f, "busy_s"))),
-                           fmt_cell("%.1f", json_number_value(json_object_get(f, "cpu_core_s"))),
-                           fmt_cell("%.1f", json_number_value(json_object_get(f, "memory_gib_s"))),
-                           fmt_cell("%.1f", json_number_value(json_object_get(f, "gpu_s"))),
-                           json_is_number(u) ? fmt_cell("%.0f%%", json_number_value(u) * 100) : strdup("-"),
-                           json_is_number(gu) ? fmt_cell("%.0f%%", json_number_value(gu) * 100) : strdup("-"),
+            char *row[] = {jfield(a, "app"),
+                           jfield(f, "function"),
+                           jfield(f, "calls"),
+                           jfield(f, "containers"),
+                           jfield_1f(f, "alive_s"),
+                           jfield_1f(f, "busy_s"),
+                           jfield_1f(f, "cpu_core_s"),
+                           jfield_1f(f, "memory_gib_s"),
+                           jfield_1f(f, "gpu_s"),
+                           percent_cell(json_object_get(f, "utilization")),
+                           percent_cell(json_object_get(f, "gpu_utilization")),
                            fmt_cell("%.6f", json_number_value(json_object_get(f, "cost")))};
             table_add(&t, row);
         }
     }
-    if (t.nrows > 1)
-        table_print(&t);
-    else
-        printf("no usage recorded%s\n", since ? " in that period" : "");
-    table_free(&t);
+    table_print(&t, since ? "no usage recorded in that period" : "no usage recorded");
     printf("total cost: $%.6f\n", json_number_value(json_object_get(j, "total_cost")));
-    json_decref(j);
-    return EXIT_OK;
-}
-
-static int cmd_image_ls(const struct cmd *cmd, int argc, char **argv)
-{
-    int rc;
-    AUTO_CLIENT gust_client *c = simple_start(cmd, argc, argv, &rc);
-    if (!c)
-        return rc;
-    json_t *j = get_json(c, "/v1/images", &rc);
-    if (!j)
-        return rc;
-    struct table t = {.ncols = 3};
-    char *head[] = {strdup("NAME"), strdup("HOST-USR"), strdup("ROOTFS")};
-    table_add(&t, head);
-    size_t i;
-    json_t *im;
-    json_array_foreach(json_object_get(j, "images"), i, im)
-    {
-        char *row[] = {jcell(json_object_get(im, "name")), jcell(json_object_get(im, "host_usr")),
-                       jcell(json_object_get(im, "rootfs"))};
-        table_add(&t, row);
-    }
-    table_print(&t);
     json_decref(j);
     return EXIT_OK;
 }
@@ -1099,9 +1122,9 @@ static int cmd_image_add(const struct cmd *cmd, int argc, char **argv)
     bool host_usr = false;
     struct opt opts[] = {{"host-usr", 0, NULL, &host_usr}, {0}};
     char *pos[2];
-    int n, r = parse_opts(cmd, argc, argv, opts, pos, 2, 2, &n);
-    if (r)
-        return r == 1 ? EXIT_OK : r;
+    int rc;
+    if (!parse_args(cmd, argc, argv, opts, pos, 2, &rc))
+        return rc;
     AUTO_FREE char *abs = realpath(pos[1], NULL);
     if (!abs) {
         fprintf(stderr, "error: rootfs %s: %s\n", pos[1], strerror(errno));
@@ -1117,16 +1140,11 @@ static int cmd_image_add(const struct cmd *cmd, int argc, char **argv)
         fprintf(stderr, "error: out of memory\n");
         return EXIT_USAGE;
     }
-    int status;
-    AUTO_FREE char *resp = NULL;
-    size_t len;
-    gust_error e;
-    if (gust_request(c, "POST", "/v1/images", "application/json", body, strlen(body), &status, &resp, &len, &e) < 0)
-        return report(&e);
-    if (g.json)
-        printf("%s\n", resp);
-    else
-        printf("added image %s (%s%s)\n", pos[0], abs, host_usr ? ", host /usr" : "");
+    json_t *j = api_json(c, &rc, "POST", body, "/v1/images");
+    if (!j)
+        return rc;
+    printf("added image %s (%s%s)\n", pos[0], abs, host_usr ? ", host /usr" : "");
+    json_decref(j);
     return EXIT_OK;
 }
 
@@ -1135,24 +1153,25 @@ static int cmd_image_add(const struct cmd *cmd, int argc, char **argv)
 static const struct cmd CMDS[] = {
     {"deploy", "deploy SPEC", "Deploys the app in SPEC (a .json or .toml file, or - for stdin; other names are\n"
                               "read as JSON if they start with '{', else TOML). Every function gets a new version.\n",
-     cmd_deploy},
+     .run = cmd_deploy},
     {"call", "call APP.FN [-d DATA | -d @FILE | -d @-] [--timeout S]",
      "Calls APP.FN and writes its output bytes to stdout. The input is DATA, the\n"
      "contents of FILE, or stdin (when no -d is given and stdin is not a terminal).\n"
      "  -d, --data DATA     input bytes; @FILE reads a file, @- stdin\n"
      "  -t, --timeout S     wait at most S seconds; if the call is still going, print\n"
      "                      its id and exit 5 (default: wait until done)\n",
-     cmd_call},
+     .run = cmd_call},
     {"spawn", "spawn APP.FN [-d DATA | -d @FILE | -d @-]",
      "Queues a call of APP.FN and prints its call id at once.\n"
      "  -d, --data DATA     input bytes; @FILE reads a file, @- stdin\n",
-     cmd_spawn},
+     .run = cmd_spawn},
     {"result", "result ID [--wait S]",
      "Writes the output of call ID to stdout. Exits 5 if the call is still going\n"
      "after the wait, 1 if it failed.\n"
      "  -w, --wait S        wait up to S seconds for the call to finish (default 0)\n",
-     cmd_result},
-    {"cancel", "cancel ID", "Cancels call ID (a running input is stopped) and prints its status.\n", cmd_cancel},
+     .run = cmd_result},
+    {"cancel", "cancel ID", "Cancels call ID (a running input is stopped) and prints its status.\n",
+     .run = cmd_request, .method = "POST", .path = "/v1/calls/%s/cancel", .print = print_cancelled},
     {"map", "map APP.FN [--ordered] [--input FILE] < inputs.jsonl",
      "Calls APP.FN once per input line (NDJSON: a JSON string is passed as its UTF-8\n"
      "bytes, {\"b64\": \"...\"} as the decoded bytes, other JSON as its text). Prints one\n"
@@ -1160,30 +1179,33 @@ static const struct cmd CMDS[] = {
      "input failed.\n"
      "  --ordered           print results in input order\n"
      "  -i, --input FILE    read the inputs from FILE instead of stdin\n",
-     cmd_map},
+     .run = cmd_map},
     {"ls", "ls", "Lists deployed functions: version, queue, running inputs, containers and why\n"
                  "queued inputs wait, if they do.\n",
-     cmd_ls},
-    {"ps", "ps", "Lists containers.\n", cmd_ps},
+     .run = cmd_request, .method = "GET", .path = "/v1/functions", .print = print_functions},
+    {"ps", "ps", "Lists containers.\n",
+     .run = cmd_request, .method = "GET", .path = "/v1/containers", .print = print_containers},
     {"logs", "logs APP.FN [-f] [--tail N]",
      "Prints the function's log lines (TIMESTAMP CONTAINER STREAM TEXT).\n"
      "  -f, --follow        keep streaming new lines (Ctrl-C to stop)\n"
      "  -n, --tail N        only the last N lines\n",
-     cmd_logs},
+     .run = cmd_logs},
     {"stop", "stop APP", "Stops every container of APP, cancels its pending calls and refuses new calls\n"
                          "until the next deploy.\n",
-     cmd_stop},
+     .run = cmd_request, .method = "POST", .path = "/v1/apps/%s/stop", .print = print_stopped},
     {"usage", "usage [--since S]",
      "Prints resource usage and cost per function.\n"
      "  -s, --since S       only usage after S: UNIX seconds, or a duration back from\n"
      "                      now such as 90s, 15m, 2h, 7d\n",
-     cmd_usage},
-    {"image ls", "image ls", "Lists registered images.\n", cmd_image_ls},
+     .run = cmd_usage},
+    {"image ls", "image ls", "Lists registered images.\n",
+     .run = cmd_request, .method = "GET", .path = "/v1/images", .print = print_images},
     {"image add", "image add NAME ROOTFS [--host-usr]",
      "Registers the directory ROOTFS as image NAME.\n"
      "  --host-usr          bind-mount the host's /usr read-only into it\n",
-     cmd_image_add},
-    {"health", "health", "Checks that gustd answers and prints its version and worker capacity.\n", cmd_health},
+     .run = cmd_image_add},
+    {"health", "health", "Checks that gustd answers and prints its version and worker capacity.\n",
+     .run = cmd_request, .method = "GET", .path = "/v1/health", .print = print_health},
 };
 
 static void print_main_help(FILE *f)

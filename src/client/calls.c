@@ -12,9 +12,14 @@
 /* Extra seconds the client waits beyond a server-side wait. */
 #define WAIT_GRACE_S 30.0
 
-/* Builds "/v1/functions/{app}/{fn}/{action}". Returns 0 or a negative errno (err). */
-static int fn_path(struct buf *b, const char *app, const char *fn, const char *action, gust_error *err)
+/* Checks the common arguments of gust_{action} (the client, input in[0..len)) and
+ * builds its path "/v1/functions/{app}/{fn}/{action}". Returns 0 or a negative
+ * errno (err). */
+static int fn_path(struct buf *b, const gust_client *c, const char *app, const char *fn, const char *action,
+                   const void *in, size_t len, gust_error *err)
 {
+    if (!c || (len && !in))
+        return gust_fail_(err, GUST_ERR_ARG, EINVAL, "gust_%s: bad arguments", action);
     if (!app || !*app || !fn || !*fn)
         return gust_fail_(err, GUST_ERR_ARG, EINVAL, "app and function names must be non-empty");
     if (buf_append_str(b, "/v1/functions/") < 0 || gust_path_escape_(b, app) < 0 || buf_append_str(b, "/") < 0 ||
@@ -33,12 +38,43 @@ static int call_path(struct buf *b, const char *call_id, const char *suffix, gus
     return 0;
 }
 
+/* A POST of input bytes in[0..len) to path, with deadline timeout_s. */
+static struct gust_req input_req(const char *path, const void *in, size_t len, double timeout_s)
+{
+    return (struct gust_req){.method = "POST",
+                             .path = path,
+                             .content_type = "application/octet-stream",
+                             .body = in,
+                             .len = len,
+                             .timeout_s = timeout_s};
+}
+
 /* Client deadline for a server-side wait of wait_s (< 0: unbounded). */
 static double wait_deadline(const gust_client *c, double wait_s)
 {
     if (wait_s < 0)
         return 0;
     return wait_s + (c->timeout_s > 0 ? c->timeout_s : WAIT_GRACE_S);
+}
+
+/* Appends "?{name}={seconds}" to path unless seconds is negative (or, when
+ * skip_zero, zero). Returns 0 or a negative errno (err). */
+static int add_seconds_query(struct buf *path, const char *name, double seconds, bool skip_zero, gust_error *err)
+{
+    if (seconds < 0 || (skip_zero && seconds == 0))
+        return 0;
+    if (buf_printf(path, "?%s=%g", name, seconds) < 0)
+        return gust_fail_(err, GUST_ERR_ARG, ENOMEM, "out of memory");
+    return 0;
+}
+
+/* gust_exchange_ that frees resp's body when it fails. */
+static int exchange(gust_client *c, const struct gust_req *req, struct gust_resp *resp, gust_error *err)
+{
+    int r = gust_exchange_(c, req, resp, err);
+    if (r < 0)
+        buf_free(&resp->body);
+    return r;
 }
 
 /* Reads {"call_id", "status"} of a 2xx JSON answer into resp's fields. */
@@ -53,7 +89,7 @@ static void parse_call_json(struct gust_resp *resp)
     json_decref(root);
 }
 
-/* Hands resp's body out as a never-NULL malloc'd buffer. */
+/* Hands resp's body out as a never-NULL malloc'd buffer (resp keeps none). */
 static int take_output(struct gust_resp *resp, void **out, size_t *out_len, gust_error *err)
 {
     size_t n = 0;
@@ -103,26 +139,14 @@ int gust_call(gust_client *c, const char *app, const char *fn, const void *in, s
         *out_len = 0;
     if (call_id)
         call_id[0] = '\0';
-    if (!c || (len && !in))
-        return gust_fail_(err, GUST_ERR_ARG, EINVAL, "gust_call: bad arguments");
     AUTO_BUF struct buf path = {0};
-    int r = fn_path(&path, app, fn, "call", err);
-    if (r < 0)
+    int r = fn_path(&path, c, app, fn, "call", in, len, err);
+    if (r < 0 || (r = add_seconds_query(&path, "timeout", timeout_s, false, err)) < 0)
         return r;
-    if (timeout_s >= 0 && buf_printf(&path, "?timeout=%g", timeout_s) < 0)
-        return gust_fail_(err, GUST_ERR_ARG, ENOMEM, "out of memory");
-    struct gust_req req = {.method = "POST",
-                           .path = path.data,
-                           .content_type = "application/octet-stream",
-                           .body = in,
-                           .len = len,
-                           .timeout_s = wait_deadline(c, timeout_s)};
+    struct gust_req req = input_req(path.data, in, len, wait_deadline(c, timeout_s));
     struct gust_resp resp = {0};
-    r = gust_exchange_(c, &req, &resp, err);
-    if (r < 0) {
-        buf_free(&resp.body);
+    if ((r = exchange(c, &req, &resp, err)) < 0)
         return r;
-    }
     if (resp.status == 202) {
         parse_call_json(&resp);
         buf_free(&resp.body);
@@ -147,9 +171,7 @@ int gust_call(gust_client *c, const char *app, const char *fn, const void *in, s
     }
     if (call_id)
         gust_copy_(call_id, 64, resp.call_id);
-    r = take_output(&resp, out, out_len, err);
-    buf_free(&resp.body);
-    return r;
+    return take_output(&resp, out, out_len, err);
 }
 
 int gust_spawn(gust_client *c, const char *app, const char *fn, const void *in, size_t len, char call_id[64],
@@ -157,18 +179,11 @@ int gust_spawn(gust_client *c, const char *app, const char *fn, const void *in, 
 {
     if (call_id)
         call_id[0] = '\0';
-    if (!c || (len && !in))
-        return gust_fail_(err, GUST_ERR_ARG, EINVAL, "gust_spawn: bad arguments");
     AUTO_BUF struct buf path = {0};
-    int r = fn_path(&path, app, fn, "spawn", err);
+    int r = fn_path(&path, c, app, fn, "spawn", in, len, err);
     if (r < 0)
         return r;
-    struct gust_req req = {.method = "POST",
-                           .path = path.data,
-                           .content_type = "application/octet-stream",
-                           .body = in,
-                           .len = len,
-                           .timeout_s = c->timeout_s};
+    struct gust_req req = input_req(path.data, in, len, c->timeout_s);
     struct gust_resp resp = {0};
     r = gust_exchange_(c, &req, &resp, err);
     if (r >= 0 && resp.status >= 300)
@@ -199,17 +214,12 @@ int gust_result(gust_client *c, const char *call_id, double wait_s, void **out, 
         wait_s = 0;
     AUTO_BUF struct buf path = {0};
     int r = call_path(&path, call_id, "", err);
-    if (r < 0)
+    if (r < 0 || (r = add_seconds_query(&path, "wait", wait_s, true, err)) < 0)
         return r;
-    if (wait_s > 0 && buf_printf(&path, "?wait=%g", wait_s) < 0)
-        return gust_fail_(err, GUST_ERR_ARG, ENOMEM, "out of memory");
     struct gust_req req = {.method = "GET", .path = path.data, .timeout_s = wait_deadline(c, wait_s)};
     struct gust_resp resp = {0};
-    r = gust_exchange_(c, &req, &resp, err);
-    if (r < 0) {
-        buf_free(&resp.body);
+    if ((r = exchange(c, &req, &resp, err)) < 0)
         return r;
-    }
     if (resp.status == 202) {
         parse_call_json(&resp);
         if (err) {
@@ -230,9 +240,7 @@ int gust_result(gust_client *c, const char *call_id, double wait_s, void **out, 
     }
     if (done)
         *done = 1;
-    r = take_output(&resp, out, out_len, err);
-    buf_free(&resp.body);
-    return r;
+    return take_output(&resp, out, out_len, err);
 }
 
 int gust_cancel(gust_client *c, const char *call_id, gust_error *err)
@@ -362,10 +370,10 @@ static int map_data(void *ud, const char *data, size_t len)
 int gust_map(gust_client *c, const char *app, const char *fn, const char *ndjson_inputs, size_t len, int ordered,
              gust_map_cb cb, void *ud, gust_error *err)
 {
-    if (!c || !cb || (len && !ndjson_inputs))
+    if (!cb)
         return gust_fail_(err, GUST_ERR_ARG, EINVAL, "gust_map: bad arguments");
     AUTO_BUF struct buf path = {0};
-    int r = fn_path(&path, app, fn, "map", err);
+    int r = fn_path(&path, c, app, fn, "map", ndjson_inputs, len, err);
     if (r < 0)
         return r;
     if (ordered && buf_append_str(&path, "?ordered=1") < 0)

@@ -13,20 +13,6 @@
 #define SCHED_CANCEL_GRACE_MS 2000 /* a cancelled per-input child must be gone by then */
 #define SCHED_STOP_GRACE_MS 3000
 
-static const char *fail_code(enum ctr_fail f)
-{
-    switch (f) {
-    case CTR_FAIL_EXIT_STATUS: return "exit_status";
-    case CTR_FAIL_CRASHED: return "crashed";
-    case CTR_FAIL_OOM: return "oom";
-    case CTR_FAIL_USER: return "function_error";
-    case CTR_FAIL_SPAWN: return "spawn_failed";
-    case CTR_FAIL_CANCELLED: return "cancelled";
-    case CTR_FAIL_START: return "spawn_failed";
-    }
-    return "crashed";
-}
-
 /* ---------- capacity ---------- */
 
 /* Picks GPUs for f: the first option in its preference list that has enough free
@@ -563,7 +549,7 @@ static void on_input_error(struct ctr *w, void *ud, uint64_t input_id, enum ctr_
         return;
     busy_end(c, k);
     if (call && kind != CTR_FAIL_CANCELLED)
-        ctl_call_failed_attempt(c, call, CTL_CALL_FAILED, fail_code(kind), msg);
+        ctl_call_failed_attempt(c, call, CTL_CALL_FAILED, ctr_fail_code(kind), msg);
     else if (call)
         ctl_call_finish(c, call, CTL_CALL_CANCELLED, NULL, 0, "cancelled", msg);
     if (c->shutting_down)
@@ -595,7 +581,7 @@ static void on_exit_cb(struct ctr *w, void *ud, int kind, const char *msg)
         k->inflight = 0;
         busy_end(c, k);
     }
-    const char *reason = kind == 0 ? "stopped" : fail_code((enum ctr_fail)kind);
+    const char *reason = kind == 0 ? "stopped" : ctr_fail_code((enum ctr_fail)kind);
     if (kind)
         log_warn("sched", "container %s of %s.%s exited: %s", k->id, fv->fn->app->name, fv->fn->name,
                  msg ? msg : reason);
@@ -629,7 +615,7 @@ static void on_exit_cb(struct ctr *w, void *ud, int kind, const char *msg)
         } else {
             char m[600];
             snprintf(m, sizeof m, "%s", msg ? msg : "the container exited");
-            ctl_call_failed_attempt(c, call, CTL_CALL_FAILED, fail_code((enum ctr_fail)kind), m);
+            ctl_call_failed_attempt(c, call, CTL_CALL_FAILED, ctr_fail_code((enum ctr_fail)kind), m);
         }
     }
     /* A container that never came up fails the oldest queued call so a broken function

@@ -283,6 +283,11 @@ static int not_found(struct gerr *err, const char *what, const char *key)
     return gerr_set(err, ENOENT, "store: %s %s not found", what, key);
 }
 
+static int out_of_memory(struct gerr *err)
+{
+    return gerr_set(err, ENOMEM, "store: out of memory");
+}
+
 static int callback_stopped(struct gerr *err, int r, const char *what)
 {
     if (r >= 0)
@@ -308,58 +313,191 @@ static void stmt_done(sqlite3_stmt *s)
     sqlite3_clear_bindings(s);
 }
 
-/* Bind helpers: NULL text / zero time / NULL blob become SQL NULL. The text and blob
- * are bound SQLITE_STATIC: the caller's memory must outlive the step, which it does
- * since every statement is stepped and reset before the store function returns. */
-static int bind_text(sqlite3_stmt *s, int i, const char *v)
+/* ---------- parameters ---------- */
+
+/* One bound parameter, built with the P_* macros and passed as PARAMS(...) (bound to
+ * ?1, ?2, ... in order) or NO_PARAMS. Text and blobs are bound SQLITE_STATIC: the
+ * caller's memory must outlive the step, which it does since every statement is
+ * stepped and reset before the store function returns. */
+struct param {
+    enum param_kind {
+        PK_TEXT,     /* NULL -> SQL NULL */
+        PK_TEXT_OPT, /* NULL or "" -> SQL NULL */
+        PK_TEXT_LEN, /* len bytes of text; NULL -> "" */
+        PK_TIME,     /* 0 ("not yet") -> SQL NULL */
+        PK_REAL,
+        PK_INT,
+        PK_BLOB,     /* len bytes; NULL -> SQL NULL */
+        PK_NULL,
+    } kind;
+    const char *text;
+    const void *blob;
+    size_t len;
+    double real;
+    int64_t integer;
+};
+
+#define P_TEXT(v) ((struct param){.kind = PK_TEXT, .text = (v)})
+#define P_TEXT_OPT(v) ((struct param){.kind = PK_TEXT_OPT, .text = (v)})
+#define P_TEXT_LEN(v, n) ((struct param){.kind = PK_TEXT_LEN, .text = (v), .len = (n)})
+#define P_TIME(t) ((struct param){.kind = PK_TIME, .real = (t)})
+#define P_REAL(x) ((struct param){.kind = PK_REAL, .real = (x)})
+#define P_INT(x) ((struct param){.kind = PK_INT, .integer = (int64_t)(x)})
+#define P_BLOB(p, n) ((struct param){.kind = PK_BLOB, .blob = (p), .len = (n)})
+#define P_NULL ((struct param){.kind = PK_NULL})
+
+#define PARAMS(...) (const struct param[]){__VA_ARGS__}, ARRAY_LEN(((const struct param[]){__VA_ARGS__}))
+#define NO_PARAMS NULL, 0
+
+static int bind_param(sqlite3_stmt *s, int i, const struct param *p)
 {
-    return v ? sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC) : sqlite3_bind_null(s, i);
+    switch (p->kind) {
+    case PK_TEXT:
+        return p->text ? sqlite3_bind_text(s, i, p->text, -1, SQLITE_STATIC) : sqlite3_bind_null(s, i);
+    case PK_TEXT_OPT:
+        return p->text && p->text[0] ? sqlite3_bind_text(s, i, p->text, -1, SQLITE_STATIC) : sqlite3_bind_null(s, i);
+    case PK_TEXT_LEN:
+        return sqlite3_bind_text64(s, i, p->text ? p->text : "", p->text ? p->len : 0, SQLITE_STATIC, SQLITE_UTF8);
+    case PK_TIME:
+        return p->real != 0 ? sqlite3_bind_double(s, i, p->real) : sqlite3_bind_null(s, i);
+    case PK_REAL:
+        return sqlite3_bind_double(s, i, p->real);
+    case PK_INT:
+        return sqlite3_bind_int64(s, i, p->integer);
+    case PK_BLOB:
+        if (!p->blob)
+            return sqlite3_bind_null(s, i);
+        return sqlite3_bind_blob64(s, i, p->len ? p->blob : "", p->len, SQLITE_STATIC);
+    case PK_NULL:
+        break;
+    }
+    return sqlite3_bind_null(s, i);
 }
 
-static int bind_text_opt(sqlite3_stmt *s, int i, const char *v)
+/* Takes statement id, binds params[0..n) to ?1..?n (stopping at the first failure)
+ * and steps it once. Returns the statement with *rc the result of that step, or of
+ * the binding that failed (the caller reports either the same way and then calls
+ * stmt_done); NULL with err set when the statement is in use (the caller returns
+ * -EBUSY). */
+static sqlite3_stmt *stmt_start(struct store *st, enum stmt_id id, const struct param *params, size_t n, int *rc,
+                                struct gerr *err)
 {
-    return v && v[0] ? sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC) : sqlite3_bind_null(s, i);
+    sqlite3_stmt *s = stmt_take(st, id, err);
+    if (!s)
+        return NULL;
+    *rc = SQLITE_OK;
+    for (size_t i = 0; i < n && *rc == SQLITE_OK; i++)
+        *rc = bind_param(s, (int)i + 1, &params[i]);
+    if (*rc == SQLITE_OK)
+        *rc = sqlite3_step(s);
+    return s;
 }
 
-static int bind_time(sqlite3_stmt *s, int i, double t)
-{
-    return t != 0 ? sqlite3_bind_double(s, i, t) : sqlite3_bind_null(s, i);
-}
+/* ---------- running statements ---------- */
 
-static int bind_blob(sqlite3_stmt *s, int i, const void *p, size_t len)
+/* Runs write statement id with params to completion. Returns the number of rows
+ * changed, or -errno with err "store: <what> <key>: <SQLite message>". */
+static int exec_write(struct store *st, enum stmt_id id, const struct param *params, size_t n, struct gerr *err,
+                      const char *what, const char *key)
 {
-    if (!p)
-        return sqlite3_bind_null(s, i);
-    return sqlite3_bind_blob64(s, i, len ? p : "", len, SQLITE_STATIC);
-}
-
-/* Runs a bound write statement (rc: the binding result) to completion. Returns the
- * number of rows changed, or -errno. */
-static int run_write(struct store *st, sqlite3_stmt *s, int rc, struct gerr *err, const char *what,
-                     const char *key)
-{
-    if (rc == SQLITE_OK)
-        rc = sqlite3_step(s);
+    int rc;
+    sqlite3_stmt *s = stmt_start(st, id, params, n, &rc, err);
+    if (!s)
+        return -EBUSY;
     int r = rc == SQLITE_DONE ? sqlite3_changes(st->db) : db_fail(st, rc, err, "%s %s", what, key);
     stmt_done(s);
     return r;
 }
 
-/* As run_write, for an UPDATE of one row by key: 0 row changed is -ENOENT. */
-static int run_update_one(struct store *st, sqlite3_stmt *s, int rc, struct gerr *err, const char *what,
-                          const char *key)
+/* As exec_write, where the number of rows changed does not matter: 0 or -errno. */
+static int exec_ok(struct store *st, enum stmt_id id, const struct param *params, size_t n, struct gerr *err,
+                   const char *what, const char *key)
 {
-    int r = run_write(st, s, rc, err, what, key);
+    int r = exec_write(st, id, params, n, err, what, key);
+    return r < 0 ? r : 0;
+}
+
+/* As exec_write, for an UPDATE of the one row named by key: 0, -ENOENT when no row
+ * changed (err "store: <what> <key> not found"), or -errno. */
+static int exec_update_one(struct store *st, enum stmt_id id, const struct param *params, size_t n,
+                           struct gerr *err, const char *what, const char *key)
+{
+    int r = exec_write(st, id, params, n, err, what, key);
     if (r == 0)
         return not_found(err, what, key);
     return r < 0 ? r : 0;
 }
 
-#define BIND(expr)                  \
-    do {                            \
-        if (rc == SQLITE_OK)        \
-            rc = (expr);            \
-    } while (0)
+/* Copies what a single-row query found from the row at s into out; 0 or -ENOMEM. */
+typedef int (*row_reader)(sqlite3_stmt *s, void *out);
+
+/* Runs query id with params and hands its first row to reader(s, out). Returns 0;
+ * -ENOENT when there is no row (err "store: <thing> not found"); -ENOMEM when reader
+ * fails; or -errno (err "store: reading <thing>: <SQLite message>"). <thing> is fmt
+ * expanded printf-style. */
+static int query_one(struct store *st, enum stmt_id id, const struct param *params, size_t n, row_reader reader,
+                     void *out, struct gerr *err, const char *fmt, ...) __attribute__((format(printf, 8, 9)));
+static int query_one(struct store *st, enum stmt_id id, const struct param *params, size_t n, row_reader reader,
+                     void *out, struct gerr *err, const char *fmt, ...)
+{
+    int rc;
+    sqlite3_stmt *s = stmt_start(st, id, params, n, &rc, err);
+    if (!s)
+        return -EBUSY;
+    int r;
+    if (rc == SQLITE_ROW) {
+        r = reader(s, out) < 0 ? out_of_memory(err) : 0;
+    } else {
+        char thing[GERR_MSG_MAX];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(thing, sizeof thing, fmt, ap);
+        va_end(ap);
+        r = rc == SQLITE_DONE ? gerr_set(err, ENOENT, "store: %s not found", thing)
+                              : db_fail(st, rc, err, "reading %s", thing);
+    }
+    stmt_done(s);
+    return r;
+}
+
+/* A listing's callback (the member of its kind) and the callback's argument. */
+struct listing {
+    union {
+        store_app_cb app;
+        store_function_cb function;
+        store_container_cb container;
+        store_log_cb log;
+        store_image_cb image;
+    } cb;
+    void *ud;
+};
+
+/* Hands the row at s to l's callback and returns what the callback returned. */
+typedef int (*row_handler)(sqlite3_stmt *s, const struct listing *l);
+
+/* Runs query id with params and calls row(s, l) for each row until it returns
+ * nonzero. Returns 0 when the rows ran out or the callback returned > 0 (stop); the
+ * callback's negative errno (err "store: listing <what> was stopped by its
+ * callback"); or -errno (err "store: <failing>: <SQLite message>"). */
+static int list_rows(struct store *st, enum stmt_id id, const struct param *params, size_t n, row_handler row,
+                     const struct listing *l, struct gerr *err, const char *what, const char *failing)
+{
+    int rc;
+    sqlite3_stmt *s = stmt_start(st, id, params, n, &rc, err);
+    if (!s)
+        return -EBUSY;
+    int r = 0;
+    for (; rc == SQLITE_ROW; rc = sqlite3_step(s)) {
+        r = row(s, l);
+        if (r)
+            break;
+    }
+    r = r ? callback_stopped(err, r, what) : rc == SQLITE_DONE ? 0 : db_fail(st, rc, err, "%s", failing);
+    stmt_done(s);
+    return r;
+}
+
+/* ---------- columns ---------- */
 
 static void col_copy(sqlite3_stmt *s, int i, char *dst, size_t cap)
 {
@@ -621,55 +759,40 @@ bool store_in_txn(const struct store *st)
 
 int store_app_upsert(struct store *st, const char *name, const char *state, double now, struct gerr *err)
 {
-    sqlite3_stmt *s = stmt_take(st, S_APP_UPSERT, err);
-    if (!s)
-        return -EBUSY;
-    int r = 0;
-    int rc = SQLITE_OK;
-    BIND(bind_text(s, 1, name));
-    BIND(bind_text(s, 2, state));
-    BIND(sqlite3_bind_double(s, 3, now));
-    r = run_write(st, s, rc, err, "saving app", name ? name : "(null)");
-    return r < 0 ? r : 0;
+    return exec_ok(st, S_APP_UPSERT, PARAMS(P_TEXT(name), P_TEXT(state), P_REAL(now)), err, "saving app",
+                   name ? name : "(null)");
+}
+
+struct app_out {
+    char *state; /* 16 bytes */
+    double *created_at;
+};
+
+static int read_app(sqlite3_stmt *s, void *out)
+{
+    struct app_out *a = out;
+    col_copy(s, 0, a->state, 16);
+    if (a->created_at)
+        *a->created_at = col_time(s, 1);
+    return 0;
 }
 
 int store_app_get(struct store *st, const char *name, char state_out[16], double *created_at, struct gerr *err)
 {
-    sqlite3_stmt *s = stmt_take(st, S_APP_GET, err);
-    if (!s)
-        return -EBUSY;
-    int r = 0;
-    int rc = bind_text(s, 1, name);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        col_copy(s, 0, state_out, 16);
-        if (created_at)
-            *created_at = col_time(s, 1);
-        r = 0;
-    } else {
-        r = rc == SQLITE_DONE ? not_found(err, "app", name) : db_fail(st, rc, err, "reading app %s", name);
-    }
-    stmt_done(s);
-    return r;
+    struct app_out a = {.state = state_out, .created_at = created_at};
+    return query_one(st, S_APP_GET, PARAMS(P_TEXT(name)), read_app, &a, err, "app %s", name);
+}
+
+static int app_row(sqlite3_stmt *s, const struct listing *l)
+{
+    return l->cb.app((const char *)sqlite3_column_text(s, 0), (const char *)sqlite3_column_text(s, 1),
+                     col_time(s, 2), sqlite3_column_int(s, 3), l->ud);
 }
 
 int store_app_list(struct store *st, store_app_cb cb, void *ud, struct gerr *err)
 {
-    sqlite3_stmt *s = stmt_take(st, S_APP_LIST, err);
-    if (!s)
-        return -EBUSY;
-    int r = 0;
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        r = cb((const char *)sqlite3_column_text(s, 0), (const char *)sqlite3_column_text(s, 1), col_time(s, 2),
-               sqlite3_column_int(s, 3), ud);
-        if (r)
-            break;
-    }
-    r = r ? callback_stopped(err, r, "apps") : rc == SQLITE_DONE ? 0 : db_fail(st, rc, err, "listing apps");
-    stmt_done(s);
-    return r;
+    const struct listing l = {.cb.app = cb, .ud = ud};
+    return list_rows(st, S_APP_LIST, NO_PARAMS, app_row, &l, err, "apps", "listing apps");
 }
 
 /* ---------- function versions ---------- */
@@ -677,91 +800,65 @@ int store_app_list(struct store *st, store_app_cb cb, void *ud, struct gerr *err
 int store_function_add_version(struct store *st, const char *app, const char *name, const char *spec_json,
                                double now, uint32_t *version_out, struct gerr *err)
 {
-    sqlite3_stmt *s = stmt_take(st, S_FN_ADD, err);
+    int rc;
+    sqlite3_stmt *s = stmt_start(st, S_FN_ADD, PARAMS(P_TEXT(app), P_TEXT(name), P_TEXT(spec_json), P_REAL(now)),
+                                 &rc, err);
     if (!s)
         return -EBUSY;
-    int r = 0;
-    int rc = SQLITE_OK;
-    BIND(bind_text(s, 1, app));
-    BIND(bind_text(s, 2, name));
-    BIND(bind_text(s, 3, spec_json));
-    BIND(sqlite3_bind_double(s, 4, now));
-    if (rc == SQLITE_OK)
-        rc = sqlite3_step(s);
     if (rc == SQLITE_ROW) {
         *version_out = (uint32_t)sqlite3_column_int64(s, 0);
         rc = sqlite3_step(s);
     }
-    r = rc == SQLITE_DONE ? 0 : db_fail(st, rc, err, "adding a version of %s.%s", app, name);
+    int r = rc == SQLITE_DONE ? 0 : db_fail(st, rc, err, "adding a version of %s.%s", app, name);
     stmt_done(s);
     return r;
+}
+
+/* row_reader for a query whose column 0 is text: *(char **)out gets a malloc'd copy. */
+static int read_text(sqlite3_stmt *s, void *out)
+{
+    return col_strdup(s, 0, out);
+}
+
+struct function_out {
+    uint32_t *version;
+    char **spec_json;
+};
+
+static int read_function(sqlite3_stmt *s, void *out)
+{
+    struct function_out *f = out;
+    *f->version = (uint32_t)sqlite3_column_int64(s, 0);
+    return col_strdup(s, 1, f->spec_json);
 }
 
 int store_function_latest(struct store *st, const char *app, const char *name, uint32_t *version,
                           char **spec_json, struct gerr *err)
 {
     *spec_json = NULL;
-    sqlite3_stmt *s = stmt_take(st, S_FN_LATEST, err);
-    if (!s)
-        return -EBUSY;
-    int r = 0;
-    int rc = SQLITE_OK;
-    BIND(bind_text(s, 1, app));
-    BIND(bind_text(s, 2, name));
-    if (rc == SQLITE_OK)
-        rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        *version = (uint32_t)sqlite3_column_int64(s, 0);
-        r = col_strdup(s, 1, spec_json) < 0 ? gerr_set(err, ENOMEM, "store: out of memory") : 0;
-    } else if (rc == SQLITE_DONE) {
-        r = gerr_set(err, ENOENT, "store: function %s.%s not found", app, name);
-    } else {
-        r = db_fail(st, rc, err, "reading function %s.%s", app, name);
-    }
-    stmt_done(s);
-    return r;
+    struct function_out f = {.version = version, .spec_json = spec_json};
+    return query_one(st, S_FN_LATEST, PARAMS(P_TEXT(app), P_TEXT(name)), read_function, &f, err, "function %s.%s",
+                     app, name);
 }
 
 int store_function_get_version(struct store *st, const char *app, const char *name, uint32_t version,
                                char **spec_json, struct gerr *err)
 {
     *spec_json = NULL;
-    sqlite3_stmt *s = stmt_take(st, S_FN_GET, err);
-    if (!s)
-        return -EBUSY;
-    int r = 0;
-    int rc = SQLITE_OK;
-    BIND(bind_text(s, 1, app));
-    BIND(bind_text(s, 2, name));
-    BIND(sqlite3_bind_int64(s, 3, version));
-    if (rc == SQLITE_OK)
-        rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW)
-        r = col_strdup(s, 0, spec_json) < 0 ? gerr_set(err, ENOMEM, "store: out of memory") : 0;
-    else if (rc == SQLITE_DONE)
-        r = gerr_set(err, ENOENT, "store: function %s.%s version %u not found", app, name, version);
-    else
-        r = db_fail(st, rc, err, "reading function %s.%s version %u", app, name, version);
-    stmt_done(s);
-    return r;
+    return query_one(st, S_FN_GET, PARAMS(P_TEXT(app), P_TEXT(name), P_INT(version)), read_text, spec_json, err,
+                     "function %s.%s version %u", app, name, version);
+}
+
+static int function_row(sqlite3_stmt *s, const struct listing *l)
+{
+    return l->cb.function((const char *)sqlite3_column_text(s, 0), (const char *)sqlite3_column_text(s, 1),
+                          (uint32_t)sqlite3_column_int64(s, 2), (const char *)sqlite3_column_text(s, 3), l->ud);
 }
 
 int store_function_list_latest(struct store *st, store_function_cb cb, void *ud, struct gerr *err)
 {
-    sqlite3_stmt *s = stmt_take(st, S_FN_LIST_LATEST, err);
-    if (!s)
-        return -EBUSY;
-    int r = 0;
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        r = cb((const char *)sqlite3_column_text(s, 0), (const char *)sqlite3_column_text(s, 1),
-               (uint32_t)sqlite3_column_int64(s, 2), (const char *)sqlite3_column_text(s, 3), ud);
-        if (r)
-            break;
-    }
-    r = r ? callback_stopped(err, r, "functions") : rc == SQLITE_DONE ? 0 : db_fail(st, rc, err, "listing functions");
-    stmt_done(s);
-    return r;
+    const struct listing l = {.cb.function = cb, .ud = ud};
+    return list_rows(st, S_FN_LIST_LATEST, NO_PARAMS, function_row, &l, err, "functions", "listing functions");
 }
 
 /* ---------- calls ---------- */
@@ -784,55 +881,28 @@ static bool state_is_final(const char *state)
 
 int store_call_insert(struct store *st, const struct store_call *c, struct gerr *err)
 {
-    sqlite3_stmt *s = stmt_take(st, S_CALL_INSERT, err);
-    if (!s)
-        return -EBUSY;
-    int r = 0;
-    int rc = SQLITE_OK;
-    BIND(bind_text(s, 1, c->id));
-    BIND(bind_text(s, 2, c->app));
-    BIND(bind_text(s, 3, c->function));
-    BIND(sqlite3_bind_int64(s, 4, c->version));
-    BIND(bind_text(s, 5, c->state));
-    BIND(bind_text_opt(s, 6, c->error_code));
-    BIND(sqlite3_bind_int64(s, 7, c->attempts));
-    BIND(sqlite3_bind_double(s, 8, c->created_at));
-    BIND(bind_time(s, 9, c->started_at));
-    BIND(bind_time(s, 10, c->finished_at));
-    BIND(bind_time(s, 11, c->next_attempt_at));
-    BIND(bind_text_opt(s, 12, c->map_id));
-    BIND(c->map_index >= 0 ? sqlite3_bind_int64(s, 13, c->map_index) : sqlite3_bind_null(s, 13));
-    BIND(bind_text(s, 14, c->error_message));
-    BIND(bind_blob(s, 15, c->input, c->input_len));
-    BIND(bind_blob(s, 16, c->output, c->output_len));
-    r = run_write(st, s, rc, err, "inserting call", c->id);
-    return r < 0 ? r : 0;
+    return exec_ok(st, S_CALL_INSERT,
+                   PARAMS(P_TEXT(c->id), P_TEXT(c->app), P_TEXT(c->function), P_INT(c->version), P_TEXT(c->state),
+                          P_TEXT_OPT(c->error_code), P_INT(c->attempts), P_REAL(c->created_at),
+                          P_TIME(c->started_at), P_TIME(c->finished_at), P_TIME(c->next_attempt_at),
+                          P_TEXT_OPT(c->map_id), c->map_index >= 0 ? P_INT(c->map_index) : P_NULL,
+                          P_TEXT(c->error_message), P_BLOB(c->input, c->input_len),
+                          P_BLOB(c->output, c->output_len)),
+                   err, "inserting call", c->id);
 }
 
 int store_call_set_running(struct store *st, const char *id, uint32_t attempts, double started_at,
                            struct gerr *err)
 {
-    sqlite3_stmt *s = stmt_take(st, S_CALL_RUNNING, err);
-    if (!s)
-        return -EBUSY;
-    int rc = SQLITE_OK;
-    BIND(bind_text(s, 1, id));
-    BIND(sqlite3_bind_int64(s, 2, attempts));
-    BIND(bind_time(s, 3, started_at));
-    return run_update_one(st, s, rc, err, "call", id);
+    return exec_update_one(st, S_CALL_RUNNING, PARAMS(P_TEXT(id), P_INT(attempts), P_TIME(started_at)), err,
+                           "call", id);
 }
 
 int store_call_set_pending(struct store *st, const char *id, uint32_t attempts, double next_attempt_at,
                            struct gerr *err)
 {
-    sqlite3_stmt *s = stmt_take(st, S_CALL_PENDING, err);
-    if (!s)
-        return -EBUSY;
-    int rc = SQLITE_OK;
-    BIND(bind_text(s, 1, id));
-    BIND(sqlite3_bind_int64(s, 2, attempts));
-    BIND(bind_time(s, 3, next_attempt_at));
-    return run_update_one(st, s, rc, err, "call", id);
+    return exec_update_one(st, S_CALL_PENDING, PARAMS(P_TEXT(id), P_INT(attempts), P_TIME(next_attempt_at)), err,
+                           "call", id);
 }
 
 int store_call_finish(struct store *st, const char *id, const char *state, const void *output, size_t output_len,
@@ -840,17 +910,10 @@ int store_call_finish(struct store *st, const char *id, const char *state, const
 {
     if (!state_is_final(state))
         return gerr_set(err, EINVAL, "store: call %s: \"%s\" is not a final state", id, state ? state : "(null)");
-    sqlite3_stmt *s = stmt_take(st, S_CALL_FINISH, err);
-    if (!s)
-        return -EBUSY;
-    int rc = SQLITE_OK;
-    BIND(bind_text(s, 1, id));
-    BIND(bind_text(s, 2, state));
-    BIND(bind_blob(s, 3, output, output_len));
-    BIND(bind_text_opt(s, 4, error_code));
-    BIND(bind_text(s, 5, error_message));
-    BIND(bind_time(s, 6, finished_at));
-    return run_update_one(st, s, rc, err, "call", id);
+    return exec_update_one(st, S_CALL_FINISH,
+                           PARAMS(P_TEXT(id), P_TEXT(state), P_BLOB(output, output_len), P_TEXT_OPT(error_code),
+                                  P_TEXT(error_message), P_TIME(finished_at)),
+                           err, "call", id);
 }
 
 /* Fills *out from a row of CALL_COLS (+ payload columns when with_payloads). */
@@ -882,54 +945,55 @@ static int read_call(sqlite3_stmt *s, struct store_call *out, bool with_payloads
     return 0;
 }
 
+struct call_out {
+    struct store_call *call;
+    bool with_payloads;
+};
+
+static int read_call_out(sqlite3_stmt *s, void *out)
+{
+    struct call_out *c = out;
+    return read_call(s, c->call, c->with_payloads);
+}
+
 int store_call_get(struct store *st, const char *id, struct store_call *out, bool with_payloads, struct gerr *err)
 {
     memset(out, 0, sizeof *out);
-    sqlite3_stmt *s = stmt_take(st, with_payloads ? S_CALL_GET_FULL : S_CALL_GET_META, err);
-    if (!s)
-        return -EBUSY;
-    int r = 0;
-    int rc = bind_text(s, 1, id);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW)
-        r = read_call(s, out, with_payloads) < 0 ? gerr_set(err, ENOMEM, "store: out of memory") : 0;
-    else
-        r = rc == SQLITE_DONE ? not_found(err, "call", id) : db_fail(st, rc, err, "reading call %s", id);
-    stmt_done(s);
-    return r;
+    struct call_out c = {.call = out, .with_payloads = with_payloads};
+    return query_one(st, with_payloads ? S_CALL_GET_FULL : S_CALL_GET_META, PARAMS(P_TEXT(id)), read_call_out, &c,
+                     err, "call %s", id);
 }
 
 int store_calls_unfinished(struct store *st, store_call_cb cb, void *ud, struct gerr *err)
 {
     struct store_call *page = calloc(UNFINISHED_PAGE, sizeof *page);
     if (!page)
-        return gerr_set(err, ENOMEM, "store: out of memory");
+        return out_of_memory(err);
     double after_created = -DBL_MAX;
     int64_t after_rowid = INT64_MIN;
     int r = 0;
     for (;;) {
-        sqlite3_stmt *s = stmt_take(st, S_CALLS_UNFINISHED, err);
+        int rc;
+        sqlite3_stmt *s = stmt_start(st, S_CALLS_UNFINISHED,
+                                     PARAMS(P_REAL(after_created), P_INT(after_rowid), P_INT(UNFINISHED_PAGE)), &rc,
+                                     err);
         if (!s) {
             r = -EBUSY;
             break;
         }
-        int rc = SQLITE_OK;
-        BIND(sqlite3_bind_double(s, 1, after_created));
-        BIND(sqlite3_bind_int64(s, 2, after_rowid));
-        BIND(sqlite3_bind_int(s, 3, UNFINISHED_PAGE));
         size_t n = 0;
-        while (rc == SQLITE_OK && n < UNFINISHED_PAGE && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        while (rc == SQLITE_ROW) {
             if (read_call(s, &page[n], true) < 0) {
-                r = gerr_set(err, ENOMEM, "store: out of memory");
+                r = out_of_memory(err);
                 break;
             }
             after_created = col_time(s, 7);
             after_rowid = sqlite3_column_int64(s, CC_ROWID);
-            n++;
-            rc = SQLITE_OK;
+            if (++n == UNFINISHED_PAGE)
+                break;
+            rc = sqlite3_step(s);
         }
-        if (r == 0 && rc != SQLITE_OK && rc != SQLITE_DONE)
+        if (r == 0 && rc != SQLITE_ROW && rc != SQLITE_DONE)
             r = db_fail(st, rc, err, "listing unfinished calls");
         stmt_done(s);
         for (size_t i = 0; i < n; i++) {
@@ -949,169 +1013,103 @@ int store_calls_unfinished(struct store *st, store_call_cb cb, void *ud, struct 
 
 int store_calls_cancel_app(struct store *st, const char *app, double now, struct gerr *err)
 {
-    sqlite3_stmt *s = stmt_take(st, S_CALLS_CANCEL_APP, err);
-    if (!s)
-        return -EBUSY;
-    int rc = SQLITE_OK;
-    BIND(bind_text(s, 1, app));
-    BIND(sqlite3_bind_double(s, 2, now));
-    return run_write(st, s, rc, err, "cancelling the calls of app", app);
+    return exec_write(st, S_CALLS_CANCEL_APP, PARAMS(P_TEXT(app), P_REAL(now)), err, "cancelling the calls of app",
+                      app);
 }
 
 int store_calls_prune(struct store *st, double older_than, struct gerr *err)
 {
-    sqlite3_stmt *s = stmt_take(st, S_CALLS_PRUNE, err);
-    if (!s)
-        return -EBUSY;
-    return run_write(st, s, sqlite3_bind_double(s, 1, older_than), err, "pruning", "calls");
+    return exec_write(st, S_CALLS_PRUNE, PARAMS(P_REAL(older_than)), err, "pruning", "calls");
 }
 
 /* ---------- containers ---------- */
 
 int store_container_start(struct store *st, const struct store_container *c, struct gerr *err)
 {
-    sqlite3_stmt *s = stmt_take(st, S_CTR_START, err);
-    if (!s)
-        return -EBUSY;
-    int r = 0;
-    int rc = SQLITE_OK;
-    BIND(bind_text(s, 1, c->id));
-    BIND(bind_text(s, 2, c->app));
-    BIND(bind_text(s, 3, c->function));
-    BIND(sqlite3_bind_int64(s, 4, c->version));
-    BIND(sqlite3_bind_int64(s, 5, c->cpu_millicores));
-    BIND(sqlite3_bind_int64(s, 6, c->memory_mib));
-    BIND(bind_text_opt(s, 7, c->gpu_type));
-    BIND(sqlite3_bind_int64(s, 8, c->gpu_count));
-    BIND(sqlite3_bind_double(s, 9, c->started_at));
-    r = run_write(st, s, rc, err, "recording container", c->id);
-    return r < 0 ? r : 0;
+    return exec_ok(st, S_CTR_START,
+                   PARAMS(P_TEXT(c->id), P_TEXT(c->app), P_TEXT(c->function), P_INT(c->version),
+                          P_INT(c->cpu_millicores), P_INT(c->memory_mib), P_TEXT_OPT(c->gpu_type),
+                          P_INT(c->gpu_count), P_REAL(c->started_at)),
+                   err, "recording container", c->id);
 }
 
 int store_container_ready(struct store *st, const char *id, double ready_at, struct gerr *err)
 {
-    sqlite3_stmt *s = stmt_take(st, S_CTR_READY, err);
-    if (!s)
-        return -EBUSY;
-    int rc = SQLITE_OK;
-    BIND(bind_text(s, 1, id));
-    BIND(bind_time(s, 2, ready_at));
-    return run_update_one(st, s, rc, err, "container", id);
+    return exec_update_one(st, S_CTR_READY, PARAMS(P_TEXT(id), P_TIME(ready_at)), err, "container", id);
 }
 
 int store_container_update(struct store *st, const char *id, double busy_s, uint64_t inputs_done,
                            struct gerr *err)
 {
-    sqlite3_stmt *s = stmt_take(st, S_CTR_UPDATE, err);
-    if (!s)
-        return -EBUSY;
-    int rc = SQLITE_OK;
-    BIND(bind_text(s, 1, id));
-    BIND(sqlite3_bind_double(s, 2, busy_s));
-    BIND(sqlite3_bind_int64(s, 3, (sqlite3_int64)inputs_done));
-    return run_update_one(st, s, rc, err, "container", id);
+    return exec_update_one(st, S_CTR_UPDATE, PARAMS(P_TEXT(id), P_REAL(busy_s), P_INT(inputs_done)), err,
+                           "container", id);
 }
 
 int store_container_stop(struct store *st, const char *id, double stopped_at, double busy_s,
                          uint64_t inputs_done, const char *reason, struct gerr *err)
 {
-    sqlite3_stmt *s = stmt_take(st, S_CTR_STOP, err);
-    if (!s)
-        return -EBUSY;
-    int rc = SQLITE_OK;
-    BIND(bind_text(s, 1, id));
-    BIND(bind_time(s, 2, stopped_at));
-    BIND(sqlite3_bind_double(s, 3, busy_s));
-    BIND(sqlite3_bind_int64(s, 4, (sqlite3_int64)inputs_done));
-    BIND(bind_text_opt(s, 5, reason));
-    return run_update_one(st, s, rc, err, "container", id);
+    return exec_update_one(st, S_CTR_STOP,
+                           PARAMS(P_TEXT(id), P_TIME(stopped_at), P_REAL(busy_s), P_INT(inputs_done),
+                                  P_TEXT_OPT(reason)),
+                           err, "container", id);
 }
 
 int store_containers_close_open(struct store *st, double stopped_at, const char *reason, struct gerr *err)
 {
-    sqlite3_stmt *s = stmt_take(st, S_CTR_CLOSE_OPEN, err);
-    if (!s)
-        return -EBUSY;
-    int rc = SQLITE_OK;
-    BIND(sqlite3_bind_double(s, 1, stopped_at));
-    BIND(bind_text_opt(s, 2, reason));
-    return run_write(st, s, rc, err, "closing open", "containers");
+    return exec_write(st, S_CTR_CLOSE_OPEN, PARAMS(P_REAL(stopped_at), P_TEXT_OPT(reason)), err, "closing open",
+                      "containers");
+}
+
+/* Fills *c from a row of CTR_COLS. */
+static void read_container(sqlite3_stmt *s, struct store_container *c)
+{
+    memset(c, 0, sizeof *c);
+    col_copy(s, 0, c->id, sizeof c->id);
+    col_copy(s, 1, c->app, sizeof c->app);
+    col_copy(s, 2, c->function, sizeof c->function);
+    c->version = (uint32_t)sqlite3_column_int64(s, 3);
+    c->cpu_millicores = (uint32_t)sqlite3_column_int64(s, 4);
+    c->memory_mib = (uint32_t)sqlite3_column_int64(s, 5);
+    col_copy(s, 6, c->gpu_type, sizeof c->gpu_type);
+    c->gpu_count = (uint32_t)sqlite3_column_int64(s, 7);
+    c->started_at = col_time(s, 8);
+    c->ready_at = col_time(s, 9);
+    c->stopped_at = col_time(s, 10);
+    c->busy_s = sqlite3_column_double(s, 11);
+    c->inputs_done = (uint64_t)sqlite3_column_int64(s, 12);
+    col_copy(s, 13, c->stop_reason, sizeof c->stop_reason);
+}
+
+static int container_row(sqlite3_stmt *s, const struct listing *l)
+{
+    struct store_container c;
+    read_container(s, &c);
+    return l->cb.container(&c, l->ud);
 }
 
 int store_usage_rows(struct store *st, double since, store_container_cb cb, void *ud, struct gerr *err)
 {
-    sqlite3_stmt *s = stmt_take(st, S_CTR_USAGE, err);
-    if (!s)
-        return -EBUSY;
-    int r = 0;
-    int rc = sqlite3_bind_double(s, 1, since);
-    struct store_container c;
-    while (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-        memset(&c, 0, sizeof c);
-        col_copy(s, 0, c.id, sizeof c.id);
-        col_copy(s, 1, c.app, sizeof c.app);
-        col_copy(s, 2, c.function, sizeof c.function);
-        c.version = (uint32_t)sqlite3_column_int64(s, 3);
-        c.cpu_millicores = (uint32_t)sqlite3_column_int64(s, 4);
-        c.memory_mib = (uint32_t)sqlite3_column_int64(s, 5);
-        col_copy(s, 6, c.gpu_type, sizeof c.gpu_type);
-        c.gpu_count = (uint32_t)sqlite3_column_int64(s, 7);
-        c.started_at = col_time(s, 8);
-        c.ready_at = col_time(s, 9);
-        c.stopped_at = col_time(s, 10);
-        c.busy_s = sqlite3_column_double(s, 11);
-        c.inputs_done = (uint64_t)sqlite3_column_int64(s, 12);
-        col_copy(s, 13, c.stop_reason, sizeof c.stop_reason);
-        r = cb(&c, ud);
-        if (r)
-            break;
-        rc = SQLITE_OK;
-    }
-    r = r ? callback_stopped(err, r, "containers")
-          : (rc == SQLITE_DONE || rc == SQLITE_OK) ? 0 : db_fail(st, rc, err, "listing containers");
-    stmt_done(s);
-    return r;
+    const struct listing l = {.cb.container = cb, .ud = ud};
+    return list_rows(st, S_CTR_USAGE, PARAMS(P_REAL(since)), container_row, &l, err, "containers",
+                     "listing containers");
 }
 
 int store_containers_prune(struct store *st, double older_than, struct gerr *err)
 {
-    sqlite3_stmt *s = stmt_take(st, S_CTR_PRUNE, err);
-    if (!s)
-        return -EBUSY;
-    return run_write(st, s, sqlite3_bind_double(s, 1, older_than), err, "pruning", "containers");
+    return exec_write(st, S_CTR_PRUNE, PARAMS(P_REAL(older_than)), err, "pruning", "containers");
 }
 
 /* ---------- key/value ---------- */
 
 int store_kv_set(struct store *st, const char *key, const char *value, struct gerr *err)
 {
-    sqlite3_stmt *s = stmt_take(st, S_KV_SET, err);
-    if (!s)
-        return -EBUSY;
-    int r = 0;
-    int rc = SQLITE_OK;
-    BIND(bind_text(s, 1, key));
-    BIND(bind_text(s, 2, value));
-    r = run_write(st, s, rc, err, "setting key", key);
-    return r < 0 ? r : 0;
+    return exec_ok(st, S_KV_SET, PARAMS(P_TEXT(key), P_TEXT(value)), err, "setting key", key);
 }
 
 int store_kv_get(struct store *st, const char *key, char **value, struct gerr *err)
 {
     *value = NULL;
-    sqlite3_stmt *s = stmt_take(st, S_KV_GET, err);
-    if (!s)
-        return -EBUSY;
-    int r = 0;
-    int rc = bind_text(s, 1, key);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW)
-        r = col_strdup(s, 0, value) < 0 ? gerr_set(err, ENOMEM, "store: out of memory") : 0;
-    else
-        r = rc == SQLITE_DONE ? not_found(err, "key", key) : db_fail(st, rc, err, "reading key %s", key);
-    stmt_done(s);
-    return r;
+    return query_one(st, S_KV_GET, PARAMS(P_TEXT(key)), read_text, value, err, "key %s", key);
 }
 
 /* ---------- logs ---------- */
@@ -1119,75 +1117,42 @@ int store_kv_get(struct store *st, const char *key, char **value, struct gerr *e
 int store_log_append(struct store *st, const char *app, const char *function, const char *container_id,
                      double ts, int stream, const char *line, size_t len, struct gerr *err)
 {
-    sqlite3_stmt *s = stmt_take(st, S_LOG_APPEND, err);
-    if (!s)
-        return -EBUSY;
-    int r = 0;
-    int rc = SQLITE_OK;
-    BIND(bind_text(s, 1, app));
-    BIND(bind_text(s, 2, function));
-    BIND(bind_text_opt(s, 3, container_id));
-    BIND(sqlite3_bind_double(s, 4, ts));
-    BIND(sqlite3_bind_int(s, 5, stream));
-    BIND(sqlite3_bind_text64(s, 6, line ? line : "", line ? len : 0, SQLITE_STATIC, SQLITE_UTF8));
-    r = run_write(st, s, rc, err, "appending a log line of", function);
-    return r < 0 ? r : 0;
+    return exec_ok(st, S_LOG_APPEND,
+                   PARAMS(P_TEXT(app), P_TEXT(function), P_TEXT_OPT(container_id), P_REAL(ts), P_INT(stream),
+                          P_TEXT_LEN(line, len)),
+                   err, "appending a log line of", function);
 }
 
-/* Steps a bound log query (rc: the binding result), feeding rows to cb. */
-static int log_rows(struct store *st, sqlite3_stmt *s, int rc, store_log_cb cb, void *ud, struct gerr *err)
+static int log_row(sqlite3_stmt *s, const struct listing *l)
 {
-    int r = 0;
-    while (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-        const unsigned char *cid = sqlite3_column_text(s, 2);
-        const char *line = (const char *)sqlite3_column_text(s, 4);
-        size_t len = (size_t)sqlite3_column_bytes(s, 4);
-        r = cb(sqlite3_column_int64(s, 0), sqlite3_column_double(s, 1), cid ? (const char *)cid : "",
-               sqlite3_column_int(s, 3), line ? line : "", line ? len : 0, ud);
-        if (r)
-            break;
-        rc = SQLITE_OK;
-    }
-    r = r ? callback_stopped(err, r, "logs")
-          : (rc == SQLITE_DONE || rc == SQLITE_OK) ? 0 : db_fail(st, rc, err, "reading logs");
-    stmt_done(s);
-    return r;
+    const unsigned char *cid = sqlite3_column_text(s, 2);
+    const char *line = (const char *)sqlite3_column_text(s, 4);
+    size_t len = (size_t)sqlite3_column_bytes(s, 4);
+    return l->cb.log(sqlite3_column_int64(s, 0), sqlite3_column_double(s, 1), cid ? (const char *)cid : "",
+                     sqlite3_column_int(s, 3), line ? line : "", line ? len : 0, l->ud);
 }
 
 int store_logs_tail(struct store *st, const char *app, const char *function, int limit, store_log_cb cb,
                     void *ud, struct gerr *err)
 {
-    sqlite3_stmt *s = stmt_take(st, S_LOGS_TAIL, err);
-    if (!s)
-        return -EBUSY;
-    int rc = SQLITE_OK;
-    BIND(bind_text(s, 1, app));
-    BIND(bind_text(s, 2, function));
-    BIND(sqlite3_bind_int(s, 3, limit < 0 ? -1 : limit));
-    return log_rows(st, s, rc, cb, ud, err);
+    const struct listing l = {.cb.log = cb, .ud = ud};
+    return list_rows(st, S_LOGS_TAIL, PARAMS(P_TEXT(app), P_TEXT(function), P_INT(limit < 0 ? -1 : limit)), log_row,
+                     &l, err, "logs", "reading logs");
 }
 
 int store_logs_after(struct store *st, const char *app, const char *function, int64_t after_id, int limit,
                      store_log_cb cb, void *ud, struct gerr *err)
 {
-    sqlite3_stmt *s = stmt_take(st, S_LOGS_AFTER, err);
-    if (!s)
-        return -EBUSY;
-    int rc = SQLITE_OK;
-    BIND(bind_text(s, 1, app));
-    BIND(bind_text(s, 2, function));
-    BIND(sqlite3_bind_int64(s, 3, after_id));
-    BIND(sqlite3_bind_int(s, 4, limit < 0 ? -1 : limit));
-    return log_rows(st, s, rc, cb, ud, err);
+    const struct listing l = {.cb.log = cb, .ud = ud};
+    return list_rows(st, S_LOGS_AFTER,
+                     PARAMS(P_TEXT(app), P_TEXT(function), P_INT(after_id), P_INT(limit < 0 ? -1 : limit)), log_row,
+                     &l, err, "logs", "reading logs");
 }
 
 int store_logs_trim(struct store *st, int64_t keep_per_function, struct gerr *err)
 {
-    sqlite3_stmt *s = stmt_take(st, S_LOGS_TRIM, err);
-    if (!s)
-        return -EBUSY;
-    return run_write(st, s, sqlite3_bind_int64(s, 1, keep_per_function < 0 ? 0 : keep_per_function), err,
-                     "trimming", "logs");
+    return exec_write(st, S_LOGS_TRIM, PARAMS(P_INT(keep_per_function < 0 ? 0 : keep_per_function)), err,
+                      "trimming", "logs");
 }
 
 /* ---------- images ---------- */
@@ -1195,54 +1160,39 @@ int store_logs_trim(struct store *st, int64_t keep_per_function, struct gerr *er
 int store_image_put(struct store *st, const char *name, const char *rootfs, bool host_usr, double now,
                     struct gerr *err)
 {
-    sqlite3_stmt *s = stmt_take(st, S_IMG_PUT, err);
-    if (!s)
-        return -EBUSY;
-    int r = 0;
-    int rc = SQLITE_OK;
-    BIND(bind_text(s, 1, name));
-    BIND(bind_text(s, 2, rootfs));
-    BIND(sqlite3_bind_int(s, 3, host_usr));
-    BIND(sqlite3_bind_double(s, 4, now));
-    r = run_write(st, s, rc, err, "saving image", name);
-    return r < 0 ? r : 0;
+    return exec_ok(st, S_IMG_PUT, PARAMS(P_TEXT(name), P_TEXT(rootfs), P_INT(host_usr), P_REAL(now)), err,
+                   "saving image", name);
+}
+
+struct image_out {
+    char **rootfs;
+    bool *host_usr;
+};
+
+static int read_image(sqlite3_stmt *s, void *out)
+{
+    struct image_out *img = out;
+    int r = col_strdup(s, 0, img->rootfs);
+    if (img->host_usr)
+        *img->host_usr = sqlite3_column_int(s, 1) != 0;
+    return r;
 }
 
 int store_image_get(struct store *st, const char *name, char **rootfs, bool *host_usr, struct gerr *err)
 {
     *rootfs = NULL;
-    sqlite3_stmt *s = stmt_take(st, S_IMG_GET, err);
-    if (!s)
-        return -EBUSY;
-    int r = 0;
-    int rc = bind_text(s, 1, name);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        r = col_strdup(s, 0, rootfs) < 0 ? gerr_set(err, ENOMEM, "store: out of memory") : 0;
-        if (host_usr)
-            *host_usr = sqlite3_column_int(s, 1) != 0;
-    } else {
-        r = rc == SQLITE_DONE ? not_found(err, "image", name) : db_fail(st, rc, err, "reading image %s", name);
-    }
-    stmt_done(s);
-    return r;
+    struct image_out img = {.rootfs = rootfs, .host_usr = host_usr};
+    return query_one(st, S_IMG_GET, PARAMS(P_TEXT(name)), read_image, &img, err, "image %s", name);
+}
+
+static int image_row(sqlite3_stmt *s, const struct listing *l)
+{
+    return l->cb.image((const char *)sqlite3_column_text(s, 0), (const char *)sqlite3_column_text(s, 1),
+                       sqlite3_column_int(s, 2) != 0, col_time(s, 3), l->ud);
 }
 
 int store_image_list(struct store *st, store_image_cb cb, void *ud, struct gerr *err)
 {
-    sqlite3_stmt *s = stmt_take(st, S_IMG_LIST, err);
-    if (!s)
-        return -EBUSY;
-    int r = 0;
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        r = cb((const char *)sqlite3_column_text(s, 0), (const char *)sqlite3_column_text(s, 1),
-               sqlite3_column_int(s, 2) != 0, col_time(s, 3), ud);
-        if (r)
-            break;
-    }
-    r = r ? callback_stopped(err, r, "images") : rc == SQLITE_DONE ? 0 : db_fail(st, rc, err, "listing images");
-    stmt_done(s);
-    return r;
+    const struct listing l = {.cb.image = cb, .ud = ud};
+    return list_rows(st, S_IMG_LIST, NO_PARAMS, image_row, &l, err, "images", "listing images");
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "http/http.h"
+#include "http_fuzz_common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -20,9 +21,7 @@ static size_t run(const struct http_limits *lim, const uint8_t *msg, size_t len,
     http_request_parser_init(&p, lim);
     size_t off = 0, ci = 0, nt = 0;
     while (off < len && nt + 3 <= trace_cap) {
-        size_t piece = ncuts ? (size_t)cuts[ci++ % ncuts] + 1 : len - off;
-        if (piece > len - off)
-            piece = len - off;
+        size_t piece = http_fuzz_piece(cuts, ncuts, &ci, len - off);
         size_t used = 0;
         int r = http_request_feed(&p, msg + off, piece, &used);
         if (used > piece)
@@ -70,30 +69,19 @@ static size_t run(const struct http_limits *lim, const uint8_t *msg, size_t len,
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size < 4)
+    struct http_fuzz_case fc;
+    if (!http_fuzz_case_init(&fc, data, size))
         return 0;
-    struct http_limits lim;
-    http_limits_default(&lim);
-    uint8_t mode = data[0];
-    if (mode & 1) {
-        lim.max_header_bytes = 64 + (size_t)data[1] * 4;
-        lim.max_headers = 1 + (data[2] & 15);
-        lim.max_body = (size_t)data[3] * 8;
-        if (lim.max_body == 0)
-            lim.max_body = 1;
+    struct http_limits *lim = &fc.lim;
+    if (fc.mode & 1) {
+        lim->max_body = (size_t)fc.arg * 8;
+        if (lim->max_body == 0)
+            lim->max_body = 1;
     }
-    size_t ncuts = (mode >> 1) & 7;
-    data += 4;
-    size -= 4;
-    if (ncuts > size)
-        ncuts = size;
-    const uint8_t *cuts = data;
-    data += ncuts;
-    size -= ncuts;
     int a[128], b[128], c[128];
-    size_t na = run(&lim, data, size, NULL, 0, a, 128);
-    size_t nb = run(&lim, data, size, cuts, ncuts, b, 128);
-    size_t nc = run(&lim, data, size, (const uint8_t[]){0}, 1, c, 128);
+    size_t na = run(lim, fc.msg, fc.len, NULL, 0, a, 128);
+    size_t nb = run(lim, fc.msg, fc.len, fc.cuts, fc.ncuts, b, 128);
+    size_t nc = run(lim, fc.msg, fc.len, (const uint8_t[]){0}, 1, c, 128);
     if (na > 120 || nb > 120 || nc > 120) /* long pipelines: the trace was cut short */
         return 0;
     if (na != nb || memcmp(a, b, na * sizeof a[0]) || na != nc || memcmp(a, c, na * sizeof a[0]))

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "http/http.h"
+#include "http_fuzz_common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -53,9 +54,7 @@ static void run(const struct http_limits *lim, bool stream, bool head, bool part
             }
             break;
         }
-        size_t piece = ncuts ? (size_t)cuts[ci++ % ncuts] + 1 : len - off;
-        if (piece > len - off)
-            piece = len - off;
+        size_t piece = http_fuzz_piece(cuts, ncuts, &ci, len - off);
         size_t used = 0;
         r = http_response_feed(&p, msg + off, piece, &used);
         if (used > piece || (r == HTTP_NEED_MORE && used != piece))
@@ -102,33 +101,21 @@ static bool same(const struct result *a, const struct result *b)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size < 4)
+    struct http_fuzz_case fc;
+    if (!http_fuzz_case_init(&fc, data, size))
         return 0;
-    struct http_limits lim;
-    http_limits_default(&lim);
-    uint8_t mode = data[0];
-    if (mode & 1) {
-        lim.max_header_bytes = 64 + (size_t)data[1] * 4;
-        lim.max_headers = 1 + (data[2] & 15);
-    }
     /* A body limit the input cannot reach keeps accumulating and streaming comparable. */
-    bool tight = mode & 0x80;
+    bool tight = fc.mode & 0x80;
     if (tight)
-        lim.max_body = 1 + (size_t)data[3];
-    bool head = mode & 0x40;
-    size_t ncuts = (mode >> 1) & 7;
-    data += 4;
-    size -= 4;
-    if (ncuts > size)
-        ncuts = size;
-    const uint8_t *cuts = data;
-    data += ncuts;
-    size -= ncuts;
+        fc.lim.max_body = 1 + (size_t)fc.arg;
+    bool head = fc.mode & 0x40;
+    const uint8_t *msg = fc.msg;
+    size_t len = fc.len;
     struct result a = {0}, b = {0}, c = {0}, s = {0};
-    run(&lim, false, head, !tight, data, size, NULL, 0, &a);
-    run(&lim, false, head, !tight, data, size, cuts, ncuts, &b);
-    run(&lim, false, head, !tight, data, size, (const uint8_t[]){0}, 1, &c);
-    run(&lim, true, head, false, data, size, cuts, ncuts, &s);
+    run(&fc.lim, false, head, !tight, msg, len, NULL, 0, &a);
+    run(&fc.lim, false, head, !tight, msg, len, fc.cuts, fc.ncuts, &b);
+    run(&fc.lim, false, head, !tight, msg, len, (const uint8_t[]){0}, 1, &c);
+    run(&fc.lim, true, head, false, msg, len, fc.cuts, fc.ncuts, &s);
     if (!same(&a, &b) || !same(&a, &c))
         abort();
     if (!tight && !a.body_limit && !same(&a, &s))

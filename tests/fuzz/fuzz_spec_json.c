@@ -1,65 +1,14 @@
-/* libFuzzer target: spec_app_parse_json on arbitrary bytes. On success every
- * function must round-trip to_json -> from_json -> to_json unchanged and copy
- * faithfully; on failure the error must be well formed. */
+/* libFuzzer target: spec_app_parse_json on arbitrary bytes; the checks (round-trip and
+ * copy of every function on success, a well-formed error on failure) are in
+ * spec_fuzz_common.h. */
+#include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
-#include "base/util.h"
-#include "spec/spec.h"
+#include "spec_fuzz_common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static char *fuzz_dump(const struct spec_function *f)
-{
-    json_t *j = spec_function_to_json(f);
-    if (!j)
-        abort();
-    char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
-    json_decref(j);
-    if (!s)
-        abort();
-    return s;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct spec_app app;
-    struct gerr err = {0};
-    char field[SPEC_FIELD_MAX];
-    memset(field, 'x', sizeof field);
-    int r = spec_app_parse_json((const char *)data, size, &app, field, &err);
-    if (r < 0) {
-        if (!memchr(field, '\0', sizeof field) || err.msg[0] == '\0' || app.functions || app.name)
-            abort();
-        /* Messages and paths go into JSON error bodies: they must be valid UTF-8. */
-        if (!utf8_valid(err.msg, strlen(err.msg)) || !utf8_valid(field, strlen(field)))
-            abort();
-        return 0;
-    }
-    for (size_t i = 0; i < app.nfunctions; i++) {
-        char *a = fuzz_dump(&app.functions[i]);
-        json_t *j = spec_function_to_json(&app.functions[i]);
-        struct spec_function back, copy;
-        if (!j || spec_function_from_json(j, &back, field, &err) < 0) {
-            fprintf(stderr, "round-trip failed: %s\n", err.msg);
-            abort();
-        }
-        json_decref(j);
-        if (spec_function_copy(&back, &copy) < 0)
-            abort();
-        char *b = fuzz_dump(&back), *c = fuzz_dump(&copy);
-        if (strcmp(a, b) || strcmp(b, c)) {
-            fprintf(stderr, "round-trip mismatch:\n%s\n%s\n%s\n", a, b, c);
-            abort();
-        }
-        free(a);
-        free(b);
-        free(c);
-        spec_function_free(&back);
-        spec_function_free(&copy);
-    }
-    spec_app_free(&app);
-    return 0;
+    return spec_fuzz_one(spec_app_parse_json, data, size);
 }

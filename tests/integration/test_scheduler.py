@@ -34,15 +34,21 @@ class Sampler(threading.Thread):
         return self.samples
 
 
+def sampled_calls(gust, app, fn, n, timeout):
+    """Makes n concurrent calls while sampling the function's containers; returns
+    (responses, seconds taken, container samples)."""
+    s = Sampler(gust, app, fn)
+    t0 = time.monotonic()
+    calls = [Bg(gust.call, app, fn, b"x") for _ in range(n)]
+    results = [c.get(timeout) for c in calls]
+    took = time.monotonic() - t0
+    return results, took, s.finish()
+
+
 def test_max_containers_respected(gust):
     gust.deploy(fn_spec("sc", "cap", SLEEP1, timeout=30, resources=SMALL,
                         scaling={"max_containers": 2, "scaledown_window": 30}))
-    s = Sampler(gust, "sc", "cap")
-    t0 = time.monotonic()
-    calls = [Bg(gust.call, "sc", "cap", b"x") for _ in range(10)]
-    results = [c.get(60) for c in calls]
-    took = time.monotonic() - t0
-    samples = s.finish()
+    results, took, samples = sampled_calls(gust, "sc", "cap", 10, timeout=60)
     assert all(r.status == 200 and r.body == b"done\n" for r in results), results
     most = max(len(x) for x in samples)
     assert most <= 2, f"saw {most} containers with max_containers=2"
@@ -92,12 +98,7 @@ def test_max_inputs_concurrency_per_container(gust):
     gust.deploy(fn_spec("sc", "multi", SLEEP1, timeout=30, resources=SMALL,
                         scaling={"max_containers": 1, "max_inputs": 4, "scaledown_window": 30}))
     gust.call_ok("sc", "multi", b"warm")
-    s = Sampler(gust, "sc", "multi")
-    t0 = time.monotonic()
-    calls = [Bg(gust.call, "sc", "multi", b"x") for _ in range(4)]
-    results = [c.get(30) for c in calls]
-    took = time.monotonic() - t0
-    samples = s.finish()
+    results, took, samples = sampled_calls(gust, "sc", "multi", 4, timeout=30)
     assert all(r.status == 200 for r in results), results
     assert took < 3.0, f"4 x 1 s inputs on one container with max_inputs=4 took {took:.2f} s"
     assert max(len(x) for x in samples) == 1

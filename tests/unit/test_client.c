@@ -203,6 +203,22 @@ static void fake_stop(struct fake *f)
     buf_free(&f->last_body);
 }
 
+/* Starts the fake server f and a client for it. */
+static gust_client *fake_client(struct fake *f)
+{
+    fake_start(f);
+    gust_client *c = gust_client_new(f->addr);
+    CHECK(c);
+    return c;
+}
+
+/* Frees the client and stops the fake; its observations can be read after. */
+static void fake_done(struct fake *f, gust_client *c)
+{
+    gust_client_free(c);
+    fake_stop(f);
+}
+
 UNIT_TEST(test_addr_parsing)
 {
     gust_client *c = gust_client_new("localhost:9000");
@@ -239,9 +255,7 @@ UNIT_TEST(test_addr_parsing)
 UNIT_TEST(test_keepalive_reuse)
 {
     struct fake f = {0};
-    fake_start(&f);
-    gust_client *c = gust_client_new(f.addr);
-    CHECK(c);
+    gust_client *c = fake_client(&f);
     for (int i = 0; i < 5; i++) {
         int status = 0;
         char *body = NULL;
@@ -253,8 +267,7 @@ UNIT_TEST(test_keepalive_reuse)
         CHECK_EQ_INT(len, strlen(body));
         free(body);
     }
-    gust_client_free(c);
-    fake_stop(&f);
+    fake_done(&f, c);
     CHECK_EQ_INT(f.accepts, 1);
     CHECK_EQ_INT(f.requests, 5);
 }
@@ -262,9 +275,7 @@ UNIT_TEST(test_keepalive_reuse)
 UNIT_TEST(test_reconnect_after_server_close)
 {
     struct fake f = {.close_after_each = true};
-    fake_start(&f);
-    gust_client *c = gust_client_new(f.addr);
-    CHECK(c);
+    gust_client *c = fake_client(&f);
     for (int i = 0; i < 3; i++) {
         int status = 0;
         gust_error e;
@@ -272,8 +283,7 @@ UNIT_TEST(test_reconnect_after_server_close)
         CHECK_EQ_INT(gust_request(c, "GET", "/v1/health", NULL, NULL, 0, &status, NULL, NULL, &e), 0);
         CHECK_EQ_INT(status, 200);
     }
-    gust_client_free(c);
-    fake_stop(&f);
+    fake_done(&f, c);
     CHECK_EQ_INT(f.accepts, 3);
     CHECK_EQ_INT(f.requests, 3);
 }
@@ -283,9 +293,7 @@ UNIT_TEST(test_retry_when_request_dropped)
     /* The connection looks alive, takes the request, then closes unanswered: the
      * client must resend once on a fresh connection. */
     struct fake f = {.drop_second = true};
-    fake_start(&f);
-    gust_client *c = gust_client_new(f.addr);
-    CHECK(c);
+    gust_client *c = fake_client(&f);
     char id[64];
     gust_error e;
     CHECK_EQ_INT(gust_spawn(c, "demo", "echo", "x", 1, id, &e), 0);
@@ -293,8 +301,7 @@ UNIT_TEST(test_retry_when_request_dropped)
     CHECK_EQ_INT(gust_spawn(c, "demo", "echo", "y", 1, id, &e), 0);
     CHECK_STR(id, "fc-sp");
     CHECK_STR(f.last_body.data, "y");
-    gust_client_free(c);
-    fake_stop(&f);
+    fake_done(&f, c);
     CHECK_EQ_INT(f.accepts, 2);
     CHECK_EQ_INT(f.requests, 3);
 }
@@ -302,9 +309,7 @@ UNIT_TEST(test_retry_when_request_dropped)
 UNIT_TEST(test_call_and_spawn_result)
 {
     struct fake f = {0};
-    fake_start(&f);
-    gust_client *c = gust_client_new(f.addr);
-    CHECK(c);
+    gust_client *c = fake_client(&f);
     gust_error e;
     char id[64];
     void *out = NULL;
@@ -343,16 +348,13 @@ UNIT_TEST(test_call_and_spawn_result)
     /* Path segments are percent-encoded. */
     CHECK(gust_cancel(c, "fc x/y", &e) < 0);
     CHECK_STR(f.last_path, "/v1/calls/fc%20x%2Fy/cancel");
-    gust_client_free(c);
-    fake_stop(&f);
+    fake_done(&f, c);
 }
 
 UNIT_TEST(test_error_bodies)
 {
     struct fake f = {0};
-    fake_start(&f);
-    gust_client *c = gust_client_new(f.addr);
-    CHECK(c);
+    gust_client *c = fake_client(&f);
     gust_error e;
     const char *bad = "app = \"demo\"\n[[functions]]\nname = \"echo\"\nresources = { memory = \"lots\" }\n";
     char *resp = NULL;
@@ -395,8 +397,7 @@ UNIT_TEST(test_error_bodies)
 
     CHECK_EQ_INT(gust_deploy(c, good, strlen(good), "yaml", NULL, &e), -EINVAL);
     CHECK_EQ_INT(e.kind, GUST_ERR_ARG);
-    gust_client_free(c);
-    fake_stop(&f);
+    fake_done(&f, c);
 }
 
 struct map_seen {
@@ -425,9 +426,7 @@ static int map_cb(void *ud, size_t index, const char *call_id, const char *statu
 UNIT_TEST(test_map_stream)
 {
     struct fake f = {0};
-    fake_start(&f);
-    gust_client *c = gust_client_new(f.addr);
-    CHECK(c);
+    gust_client *c = fake_client(&f);
     gust_error e;
     const char *in = "\"a\"\n\"b\"\n{\"b64\": \"AA==\"}\n";
     struct map_seen s = {0};
@@ -456,8 +455,7 @@ UNIT_TEST(test_map_stream)
     CHECK_EQ_INT(gust_map(c, "demo", "nope", in, strlen(in), 0, map_cb, &v, &e), -ENOENT);
     CHECK_EQ_INT(v.n, 0);
     CHECK_EQ_INT(e.http_status, 404);
-    gust_client_free(c);
-    fake_stop(&f);
+    fake_done(&f, c);
     CHECK_EQ_INT(f.accepts, 2); /* the cancelled stream closed its connection */
 }
 
@@ -469,24 +467,19 @@ static int collect(void *ud, const char *data, size_t len)
 UNIT_TEST(test_request_stream)
 {
     struct fake f = {0};
-    fake_start(&f);
-    gust_client *c = gust_client_new(f.addr);
-    CHECK(c);
+    gust_client *c = fake_client(&f);
     gust_error e;
     struct buf b = {0};
     CHECK_EQ_INT(gust_request_stream(c, "GET", "/v1/functions/demo/echo/logs", NULL, NULL, 0, collect, &b, &e), 0);
     CHECK_STR(b.data, "line1\nline2\n");
     buf_free(&b);
-    gust_client_free(c);
-    fake_stop(&f);
+    fake_done(&f, c);
 }
 
 UNIT_TEST(test_timeout)
 {
     struct fake f = {0};
-    fake_start(&f);
-    gust_client *c = gust_client_new(f.addr);
-    CHECK(c);
+    gust_client *c = fake_client(&f);
     gust_client_set_timeout(c, 0.2);
     gust_error e;
     int status;
@@ -497,8 +490,7 @@ UNIT_TEST(test_timeout)
     CHECK_EQ_INT(status, 0);
     /* The next request works on a fresh connection. */
     CHECK_EQ_INT(gust_request(c, "GET", "/v1/health", NULL, NULL, 0, &status, NULL, NULL, &e), 0);
-    gust_client_free(c);
-    fake_stop(&f);
+    fake_done(&f, c);
     CHECK_EQ_INT(f.accepts, 2);
 }
 

@@ -57,6 +57,18 @@ static const char *link_of(const char *root, const char *rel)
     return target;
 }
 
+/* Builds an image with build at g_base/name into dest (PATH_MAX); the test fails,
+ * printing the error, if the build does. */
+static void build_at(char *dest, const char *name, int (*build)(const char *dest, struct gerr *err))
+{
+    join(dest, PATH_MAX, g_base, name);
+    struct gerr err;
+    int r = build(dest, &err);
+    if (r < 0)
+        fprintf(stderr, "  build %s: %s\n", name, err.msg);
+    CHECK(r == 0);
+}
+
 UNIT_TEST(test_setup)
 {
     strcpy(g_base, "/tmp/gust-img-XXXXXX");
@@ -66,12 +78,8 @@ UNIT_TEST(test_setup)
 UNIT_TEST(test_busybox_image)
 {
     char dest[PATH_MAX];
-    join(dest, sizeof dest, g_base, "images/busybox");
+    build_at(dest, "images/busybox", image_build_busybox);
     struct gerr err;
-    int r = image_build_busybox(dest, &err);
-    if (r < 0)
-        fprintf(stderr, "  build: %s\n", err.msg);
-    CHECK(r == 0);
     mode_t m = mode_of(dest, "bin/busybox");
     CHECK(S_ISREG(m) && (m & 07777) == 0755);
     CHECK_STR(link_of(dest, "bin/sh"), "busybox");
@@ -122,12 +130,7 @@ UNIT_TEST(test_incomplete_image_is_rebuilt)
 UNIT_TEST(test_host_python_skeleton)
 {
     char dest[PATH_MAX];
-    join(dest, sizeof dest, g_base, "py");
-    struct gerr err;
-    int r = image_build_host_python(dest, &err);
-    if (r < 0)
-        fprintf(stderr, "  build: %s\n", err.msg);
-    CHECK(r == 0);
+    build_at(dest, "py", image_build_host_python);
     CHECK(S_ISDIR(mode_of(dest, "usr")));
     const char *links[] = {"bin", "sbin", "lib", "lib64"};
     for (size_t i = 0; i < ARRAY_LEN(links); i++) {

@@ -181,6 +181,32 @@ static uint8_t *expect_result(struct gi *g, int type, uint64_t want_id, size_t *
     return d;
 }
 
+/* Reads a FRAME_ERROR for want_id and checks its kind and (unless NULL) message. */
+static void expect_error(struct gi *g, uint64_t want_id, int kind, const char *msg)
+{
+    size_t n;
+    uint8_t *d = expect_result(g, FRAME_ERROR, want_id, &n);
+    if (d[0] != kind || (msg && strcmp((char *)d + 1, msg)))
+        fprintf(stderr, "  error frame %d: \"%s\"\n", d[0], (char *)d + 1);
+    CHECK_EQ_INT(d[0], kind);
+    if (msg)
+        CHECK_STR((char *)d + 1, msg);
+    free(d);
+}
+
+/* Reads the runner's FRAME_EXIT and checks how it ended (kind 1: exit code, 2: signal). */
+static void expect_exit(struct gi *g, int kind, int code)
+{
+    size_t n;
+    uint8_t *d = expect_result(g, FRAME_EXIT, 0, &n);
+    struct frame_exit_body xb;
+    CHECK_EQ_INT(n, sizeof xb);
+    memcpy(&xb, d, sizeof xb);
+    free(d);
+    CHECK_EQ_INT(xb.kind, kind);
+    CHECK_EQ_INT(xb.code, code);
+}
+
 static struct gi *start_per_input(int conc, char *const *cmd)
 {
     struct gi *g = gi_start("per_input", conc, cmd);
@@ -240,11 +266,7 @@ UNIT_TEST(test_exit_status)
     char *cmd[] = {BUSYBOX, "sh", "-c", "cat >/dev/null; echo first >&2; echo oops-stderr-tail >&2; exit 3", NULL};
     struct gi *g = start_per_input(1, cmd);
     CHECK_EQ_INT(frame_send(g->fd, FRAME_INPUT, 7, "x", 1), 0);
-    size_t n;
-    uint8_t *d = expect_result(g, FRAME_ERROR, 7, &n);
-    CHECK_EQ_INT(d[0], FRAME_ERR_EXIT_STATUS);
-    CHECK_STR((char *)d + 1, "exit status 3: first\noops-stderr-tail");
-    free(d);
+    expect_error(g, 7, FRAME_ERR_EXIT_STATUS, "exit status 3: first\noops-stderr-tail");
     CHECK(strstr(g->log[2].data ? g->log[2].data : "", "oops-stderr-tail\n"));
     gi_free(g);
 }
@@ -254,11 +276,7 @@ UNIT_TEST(test_killed_by_signal)
     char *cmd[] = {BUSYBOX, "sh", "-c", "kill -9 $$", NULL};
     struct gi *g = start_per_input(1, cmd);
     CHECK_EQ_INT(frame_send(g->fd, FRAME_INPUT, 8, "", 0), 0);
-    size_t n;
-    uint8_t *d = expect_result(g, FRAME_ERROR, 8, &n);
-    CHECK_EQ_INT(d[0], FRAME_ERR_SIGNAL);
-    CHECK_STR((char *)d + 1, "killed by signal 9 (SIGKILL)");
-    free(d);
+    expect_error(g, 8, FRAME_ERR_SIGNAL, "killed by signal 9 (SIGKILL)");
     gi_free(g);
 }
 
@@ -267,22 +285,15 @@ UNIT_TEST(test_spawn_failure)
     char *cmd[] = {"/nonexistent/cmd", "arg", NULL};
     struct gi *g = start_per_input(1, cmd);
     CHECK_EQ_INT(frame_send(g->fd, FRAME_INPUT, 9, "x", 1), 0);
-    size_t n;
-    uint8_t *d = expect_result(g, FRAME_ERROR, 9, &n);
-    CHECK_EQ_INT(d[0], FRAME_ERR_SPAWN);
-    CHECK_STR((char *)d + 1, "cannot run /nonexistent/cmd: No such file or directory");
-    free(d);
+    expect_error(g, 9, FRAME_ERR_SPAWN, "cannot run /nonexistent/cmd: No such file or directory");
     /* PATH lookup failure too, and gust-init keeps serving */
     gi_free(g);
     char *cmd2[] = {"no-such-command-gust", NULL};
     g = start_per_input(1, cmd2);
     CHECK_EQ_INT(frame_send(g->fd, FRAME_INPUT, 10, "x", 1), 0);
-    d = expect_result(g, FRAME_ERROR, 10, &n);
-    CHECK_STR((char *)d + 1, "cannot run no-such-command-gust: No such file or directory");
-    free(d);
+    expect_error(g, 10, FRAME_ERR_SPAWN, "cannot run no-such-command-gust: No such file or directory");
     CHECK_EQ_INT(frame_send(g->fd, FRAME_INPUT, 11, "x", 1), 0);
-    d = expect_result(g, FRAME_ERROR, 11, &n);
-    free(d);
+    expect_error(g, 11, FRAME_ERR_SPAWN, NULL);
     gi_free(g);
 }
 
@@ -296,13 +307,8 @@ UNIT_TEST(test_cancel)
     uint64_t t0 = mono_ms();
     CHECK_EQ_INT(frame_send(g->fd, FRAME_CANCEL, 21, NULL, 0), 0);
     CHECK_EQ_INT(frame_send(g->fd, FRAME_CANCEL, 20, NULL, 0), 0);
-    size_t n;
-    uint8_t *d = expect_result(g, FRAME_ERROR, 21, &n);
-    CHECK_EQ_INT(d[0], FRAME_ERR_CANCELLED);
-    free(d);
-    d = expect_result(g, FRAME_ERROR, 20, &n);
-    CHECK_EQ_INT(d[0], FRAME_ERR_CANCELLED);
-    free(d);
+    expect_error(g, 21, FRAME_ERR_CANCELLED, NULL);
+    expect_error(g, 20, FRAME_ERR_CANCELLED, NULL);
     CHECK(mono_ms() - t0 < 3000);
     gi_free(g);
 }
@@ -358,11 +364,7 @@ UNIT_TEST(test_sigterm)
     usleep(100000);
     uint64_t t0 = mono_ms();
     kill(g->pid, SIGTERM);
-    size_t n;
-    uint8_t *d = expect_result(g, FRAME_ERROR, 1, &n);
-    CHECK_EQ_INT(d[0], FRAME_ERR_SIGNAL);
-    CHECK_STR((char *)d + 1, "killed by signal 15 (SIGTERM)");
-    free(d);
+    expect_error(g, 1, FRAME_ERR_SIGNAL, "killed by signal 15 (SIGTERM)");
     int st = gi_wait(g);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     CHECK(mono_ms() - t0 < 3000);
@@ -400,9 +402,7 @@ UNIT_TEST(test_runner_echo)
     CHECK(n == 8 && !memcmp(d, "sleep:50", 8));
     free(d);
     CHECK_EQ_INT(frame_send(g->fd, FRAME_INPUT, 3, "fail", 4), 0);
-    d = expect_result(g, FRAME_ERROR, 3, &n);
-    CHECK_EQ_INT(d[0], FRAME_ERR_USER);
-    free(d);
+    expect_error(g, 3, FRAME_ERR_USER, NULL);
     CHECK_EQ_INT(frame_send(g->fd, FRAME_INPUT, 4, "alloc:8", 7), 0);
     d = expect_result(g, FRAME_OUTPUT, 4, &n);
     free(d);
@@ -415,13 +415,7 @@ UNIT_TEST(test_runner_echo)
     }
     fprintf(stderr, "  runner round trip: %.1f us\n", (double)(mono_ns() - t0) / 200 / 1000);
     CHECK_EQ_INT(frame_send(g->fd, FRAME_INPUT, 5, "crash", 5), 0);
-    d = expect_result(g, FRAME_EXIT, 0, &n);
-    CHECK_EQ_INT(n, sizeof(struct frame_exit_body));
-    struct frame_exit_body xb;
-    memcpy(&xb, d, sizeof xb);
-    free(d);
-    CHECK_EQ_INT(xb.kind, 2);
-    CHECK_EQ_INT(xb.code, SIGABRT);
+    expect_exit(g, 2, SIGABRT);
     int st = gi_wait(g);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 128 + SIGABRT);
     gi_free(g);
@@ -432,13 +426,7 @@ UNIT_TEST(test_runner_logs_and_exit)
     char *cmd[] = {BUSYBOX, "sh", "-c", "echo out-line; echo err-line >&2; test \"$GUST_RUNNER_FD\" = 3 && exit 4", NULL};
     struct gi *g = gi_start("runner", 1, cmd);
     expect_type(g, FRAME_HELLO);
-    size_t n;
-    uint8_t *d = expect_result(g, FRAME_EXIT, 0, &n);
-    struct frame_exit_body xb;
-    memcpy(&xb, d, sizeof xb);
-    free(d);
-    CHECK_EQ_INT(xb.kind, 1);
-    CHECK_EQ_INT(xb.code, 4);
+    expect_exit(g, 1, 4);
     CHECK_STR(g->log[1].data, "out-line\n");
     CHECK_STR(g->log[2].data, "err-line\n");
     int st = gi_wait(g);
@@ -453,13 +441,7 @@ UNIT_TEST(test_runner_sigterm)
     expect_type(g, FRAME_HELLO);
     usleep(100000);
     kill(g->pid, SIGTERM);
-    size_t n;
-    uint8_t *d = expect_result(g, FRAME_EXIT, 0, &n);
-    struct frame_exit_body xb;
-    memcpy(&xb, d, sizeof xb);
-    free(d);
-    CHECK_EQ_INT(xb.kind, 2);
-    CHECK_EQ_INT(xb.code, SIGTERM);
+    expect_exit(g, 2, SIGTERM);
     gi_free(g);
 }
 
@@ -468,13 +450,7 @@ UNIT_TEST(test_runner_exec_failure)
     char *cmd[] = {"/nonexistent/runner", NULL};
     struct gi *g = gi_start("runner", 1, cmd);
     expect_type(g, FRAME_HELLO);
-    size_t n;
-    uint8_t *d = expect_result(g, FRAME_EXIT, 0, &n);
-    struct frame_exit_body xb;
-    memcpy(&xb, d, sizeof xb);
-    free(d);
-    CHECK_EQ_INT(xb.kind, 1);
-    CHECK_EQ_INT(xb.code, 127);
+    expect_exit(g, 1, 127);
     CHECK(g->log[2].data && strstr(g->log[2].data, "cannot run /nonexistent/runner: No such file or directory"));
     int st = gi_wait(g);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 127);

@@ -81,6 +81,18 @@ static void base_cfg(struct sandbox_config *cfg, const char *id, char *const *ar
     cfg->nbinds = 1;
 }
 
+/* Creates container id with the base config running argv; the test fails if it cannot. */
+static void create_base(struct sandbox *sb, const char *id, char *const *argv)
+{
+    struct sandbox_config cfg;
+    base_cfg(&cfg, id, argv);
+    struct gerr err;
+    int r = sandbox_create(&cfg, sb, &err);
+    if (r != 0)
+        fprintf(stderr, "  sandbox_create %s: %s\n", id, err.msg);
+    CHECK(r == 0);
+}
+
 /* Waits (pidfd) up to timeout_ms for PID 1 to exit and reaps it. */
 static bool wait_exit(struct sandbox *sb, int timeout_ms)
 {
@@ -260,11 +272,9 @@ UNIT_TEST(test_destroy_leaves_nothing)
 {
     CHECK(g_ready);
     char *argv[] = {(char *)"sleep", (char *)"100", NULL};
-    struct sandbox_config cfg;
-    base_cfg(&cfg, "destroy-1", argv);
     struct sandbox sb;
+    create_base(&sb, "destroy-1", argv);
     struct gerr err;
-    CHECK(sandbox_create(&cfg, &sb, &err) == 0);
     char cg[4][512];
     strcpy(cg[0], sb.cgroup_memory);
     strcpy(cg[1], sb.cgroup_cpu);
@@ -292,11 +302,9 @@ UNIT_TEST(test_destroy_running_container)
 {
     CHECK(g_ready);
     char *argv[] = {(char *)"sh", (char *)"-c", (char *)"sleep 100 & sleep 100 & sleep 100", NULL};
-    struct sandbox_config cfg;
-    base_cfg(&cfg, "destroy-2", argv);
     struct sandbox sb;
+    create_base(&sb, "destroy-2", argv);
     struct gerr err;
-    CHECK(sandbox_create(&cfg, &sb, &err) == 0);
     char pids_dir[512];
     strcpy(pids_dir, sb.cgroup_pids);
     CHECK(sandbox_destroy(&sb, &err) == 0);
@@ -442,11 +450,9 @@ UNIT_TEST(test_cleanup_stale)
 {
     CHECK(g_ready);
     char *argv[] = {(char *)"sh", (char *)"-c", (char *)"sleep 1000 & sleep 1000", NULL};
-    struct sandbox_config cfg;
-    base_cfg(&cfg, "stale-1", argv);
     struct sandbox sb;
+    create_base(&sb, "stale-1", argv);
     struct gerr err;
-    CHECK(sandbox_create(&cfg, &sb, &err) == 0);
     char mem[512];
     strcpy(mem, sb.cgroup_memory);
     /* A leftover host-side mount under the state root, as after a crash. */

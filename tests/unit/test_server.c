@@ -228,6 +228,13 @@ static int client_read(struct client *c)
     }
 }
 
+/* Sends the request text and reads one complete response (the test fails otherwise). */
+static void client_roundtrip(struct client *c, const char *req)
+{
+    CHECK_EQ_INT(client_send(c, req, strlen(req)), 0);
+    CHECK_EQ_INT(client_read(c), HTTP_DONE);
+}
+
 /* True if the server closed the connection (EOF or reset) within the timeout. */
 static bool client_sees_eof(struct client *c)
 {
@@ -293,8 +300,7 @@ UNIT_TEST(test_keepalive_requests)
     const char *pipe = "POST /echo HTTP/1.1\r\nContent-Length: 3\r\n\r\nonePOST /echo HTTP/1.1\r\n"
                        "Transfer-Encoding: chunked\r\n\r\n3\r\ntwo\r\n0\r\n\r\nGET /nope HTTP/1.1\r\n\r\n"
                        "HEAD /echo HTTP/1.1\r\n\r\n";
-    CHECK_EQ_INT(client_send(&c, pipe, strlen(pipe)), 0);
-    CHECK_EQ_INT(client_read(&c), HTTP_DONE);
+    client_roundtrip(&c, pipe);
     CHECK_STR(c.p.resp.body.data, "one");
     CHECK_STR(http_response_header(&c.p.resp, "X-Method"), "POST");
     CHECK_EQ_INT(client_read(&c), HTTP_DONE);
@@ -326,23 +332,20 @@ UNIT_TEST(test_keepalive_requests)
     CHECK_EQ_INT(c.len, 0);
     /* Connection: close is honoured. */
     const char *bye = "GET /json HTTP/1.1\r\nConnection: close\r\n\r\n";
-    CHECK_EQ_INT(client_send(&c, bye, strlen(bye)), 0);
-    CHECK_EQ_INT(client_read(&c), HTTP_DONE);
+    client_roundtrip(&c, bye);
     CHECK(!c.p.resp.keep_alive);
     CHECK(client_sees_eof(&c));
     client_close(&c);
     /* HTTP/1.0 without keep-alive closes too. */
     CHECK_EQ_INT(client_open(&c, port), 0);
     const char *old = "GET /json HTTP/1.0\r\n\r\n";
-    CHECK_EQ_INT(client_send(&c, old, strlen(old)), 0);
-    CHECK_EQ_INT(client_read(&c), HTTP_DONE);
+    client_roundtrip(&c, old);
     CHECK(client_sees_eof(&c));
     client_close(&c);
     /* A second response to one request is ignored. */
     CHECK_EQ_INT(client_open(&c, port), 0);
     const char *tw = "GET /twice HTTP/1.1\r\n\r\nGET /json?v=after HTTP/1.1\r\n\r\n";
-    CHECK_EQ_INT(client_send(&c, tw, strlen(tw)), 0);
-    CHECK_EQ_INT(client_read(&c), HTTP_DONE);
+    client_roundtrip(&c, tw);
     CHECK_EQ_INT(c.p.resp.status, 409);
     CHECK_STR(c.p.resp.body.data, "{\"error\":{\"code\":\"conflict\",\"message\":\"first\",\"field\":\"f\"}}");
     CHECK_EQ_INT(client_read(&c), HTTP_DONE);
@@ -359,8 +362,7 @@ UNIT_TEST(test_deferred_response)
     CHECK_EQ_INT(client_open(&c, port), 0);
     /* The deferred one, with a pipelined request waiting behind it. */
     const char *req = "GET /defer HTTP/1.1\r\n\r\nGET /json?v=2 HTTP/1.1\r\n\r\n";
-    CHECK_EQ_INT(client_send(&c, req, strlen(req)), 0);
-    CHECK_EQ_INT(client_read(&c), HTTP_DONE);
+    client_roundtrip(&c, req);
     CHECK_EQ_INT(c.p.resp.status, 200);
     CHECK_STR(c.p.resp.body.data, "deferred");
     CHECK_STR(http_response_header(&c.p.resp, "X-Later"), "1");
@@ -386,23 +388,20 @@ UNIT_TEST(test_streaming_response)
     struct buf got = {0};
     http_response_parser_set_body_cb(&c.p, stream_cb, &got);
     const char *req = "GET /stream HTTP/1.1\r\n\r\n";
-    CHECK_EQ_INT(client_send(&c, req, strlen(req)), 0);
-    CHECK_EQ_INT(client_read(&c), HTTP_DONE);
+    client_roundtrip(&c, req);
     CHECK(c.p.resp.chunked);
     CHECK_STR(got.data, "{\"n\":5}\n{\"n\":4}\n{\"n\":3}\n{\"n\":2}\n{\"n\":1}\n");
     buf_free(&got);
     /* The connection is reusable after the stream. */
     http_response_parser_set_body_cb(&c.p, NULL, NULL);
     const char *again = "GET /json?v=x HTTP/1.1\r\n\r\n";
-    CHECK_EQ_INT(client_send(&c, again, strlen(again)), 0);
-    CHECK_EQ_INT(client_read(&c), HTTP_DONE);
+    client_roundtrip(&c, again);
     CHECK_STR(c.p.resp.body.data, "{\"v\":\"x\"}");
     client_close(&c);
     /* HTTP/1.0: unframed, ended by close. */
     CHECK_EQ_INT(client_open(&c, port), 0);
     const char *old = "GET /stream HTTP/1.0\r\n\r\n";
-    CHECK_EQ_INT(client_send(&c, old, strlen(old)), 0);
-    CHECK_EQ_INT(client_read(&c), HTTP_DONE);
+    client_roundtrip(&c, old);
     CHECK(c.p.resp.until_close);
     CHECK(strstr(c.p.resp.body.data, "{\"n\":1}\n") != NULL);
     client_close(&c);
@@ -499,8 +498,7 @@ UNIT_TEST(test_limits_and_errors)
     struct client c;
     CHECK_EQ_INT(client_open(&c, port), 0);
     const char *ec = "POST /echo HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n";
-    CHECK_EQ_INT(client_send(&c, ec, strlen(ec)), 0);
-    CHECK_EQ_INT(client_read(&c), HTTP_DONE);
+    client_roundtrip(&c, ec);
     CHECK_EQ_INT(c.p.resp.status, 100);
     CHECK_EQ_INT(client_send(&c, "data", 4), 0);
     CHECK_EQ_INT(client_read(&c), HTTP_DONE);

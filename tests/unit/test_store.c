@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <sqlite3.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +35,17 @@ static struct store *open_new(char *path, size_t cap)
     if (r < 0)
         fprintf(stderr, "  store_open: %s\n", err.msg);
     return r < 0 ? NULL : st;
+}
+
+/* Appends printf output to the NUL-terminated text in buf (cap bytes), truncating:
+ * how the listing callbacks record their rows. */
+__attribute__((format(printf, 3, 4))) static void text_append(char *buf, size_t cap, const char *fmt, ...)
+{
+    size_t l = strlen(buf);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf + l, cap - l, fmt, ap);
+    va_end(ap);
 }
 
 static struct store *reopen(const char *path)
@@ -190,8 +202,7 @@ struct fn_rows {
 static int fn_cb(const char *app, const char *name, uint32_t version, const char *spec_json, void *ud)
 {
     struct fn_rows *f = ud;
-    size_t l = strlen(f->text);
-    snprintf(f->text + l, sizeof f->text - l, "%s.%s=%u:%s;", app, name, version, spec_json);
+    text_append(f->text, sizeof f->text, "%s.%s=%u:%s;", app, name, version, spec_json);
     return 0;
 }
 
@@ -674,8 +685,7 @@ struct img_rows {
 static int img_cb(const char *name, const char *rootfs, bool host_usr, double created_at, void *ud)
 {
     struct img_rows *a = ud;
-    size_t l = strlen(a->text);
-    snprintf(a->text + l, sizeof a->text - l, "%s=%s:%d:%g;", name, rootfs, host_usr, created_at);
+    text_append(a->text, sizeof a->text, "%s=%s:%d:%g;", name, rootfs, host_usr, created_at);
     return 0;
 }
 
@@ -722,8 +732,7 @@ static int log_cb(int64_t id, double ts, const char *container_id, int stream, c
     if (a->n < 16)
         a->ids[a->n] = id;
     a->n++;
-    size_t l = strlen(a->text);
-    snprintf(a->text + l, sizeof a->text - l, "%g/%s/%d/%zu/%s;", ts, container_id, stream, len, line);
+    text_append(a->text, sizeof a->text, "%g/%s/%d/%zu/%s;", ts, container_id, stream, len, line);
     return 0;
 }
 

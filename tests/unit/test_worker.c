@@ -218,12 +218,19 @@ UNIT_TEST(test_per_input_oom)
     rec_free(&r);
 }
 
+/* Starts the echo runner example with mem MiB and waits until it is ready. */
+static struct ctr *start_echo_runner(struct rec *r, uint32_t mem)
+{
+    static char *cmd[] = {"/usr/local/bin/gust-echo", NULL};
+    struct ctr *c = start(r, CTR_MODE_RUNNER, mem, cmd);
+    CHECK(run_until_flag(&r->ready, 10000));
+    return c;
+}
+
 UNIT_TEST(test_runner_echo_and_crash)
 {
     struct rec r = {0};
-    char *cmd[] = {"/usr/local/bin/gust-echo", NULL};
-    struct ctr *c = start(&r, CTR_MODE_RUNNER, 64, cmd);
-    CHECK(run_until_flag(&r.ready, 10000));
+    struct ctr *c = start_echo_runner(&r, 64);
     send_input(c, 1, "abc", 3);
     /* 3 MiB: more than the socket holds, so it is queued and sent on EV_WRITE */
     size_t big = 3 << 20;
@@ -266,9 +273,7 @@ UNIT_TEST(test_runner_echo_and_crash)
 UNIT_TEST(test_runner_oom)
 {
     struct rec r = {0};
-    char *cmd[] = {"/usr/local/bin/gust-echo", NULL};
-    struct ctr *c = start(&r, CTR_MODE_RUNNER, 32, cmd);
-    CHECK(run_until_flag(&r.ready, 10000));
+    struct ctr *c = start_echo_runner(&r, 32);
     send_input(c, 1, "alloc:200", 9);
     if (!run_until_flag(&r.exited, 30000)) {
         char ps[256];
