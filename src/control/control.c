@@ -223,7 +223,7 @@ static struct ctl_call *call_new(struct ctl *c, struct ctl_fver *fv, const void 
     return call;
 }
 
-void sched_fill_view(struct ctl_call *call, struct ctl_call_view *v)
+void ctl_call_view_fill(struct ctl_call *call, struct ctl_call_view *v)
 {
     memset(v, 0, sizeof *v);
     v->id = call->id;
@@ -291,6 +291,18 @@ void ctl_call_requeue(struct ctl *c, struct ctl_call *call, bool front)
 
 static void map_on_result(struct ctl *c, struct ctl_call *call);
 
+/* Appends a final call to the FIFO that bounds how many finished calls stay in memory. */
+static void finished_push(struct ctl *c, struct ctl_call *call)
+{
+    call->fnext = NULL;
+    if (c->fin_tail)
+        c->fin_tail->fnext = call;
+    else
+        c->fin_head = call;
+    c->fin_tail = call;
+    c->fin_count++;
+}
+
 static void evict_finished(struct ctl *c)
 {
     while (c->fin_count > CTL_FINISHED_KEEP && c->fin_head) {
@@ -348,16 +360,10 @@ void ctl_call_finish(struct ctl *c, struct ctl_call *call, enum ctl_call_state s
                               code, msg, call->finished_at, &err) < 0)
             log_error("control", "store result of %s: %s", call->id, err.msg);
     }
-    call->fnext = NULL;
-    if (c->fin_tail)
-        c->fin_tail->fnext = call;
-    else
-        c->fin_head = call;
-    c->fin_tail = call;
-    c->fin_count++;
+    finished_push(c, call);
 
     struct ctl_call_view v;
-    sched_fill_view(call, &v);
+    ctl_call_view_fill(call, &v);
     while (call->waiters) {
         struct ctl_waiter *w = call->waiters;
         call->waiters = w->next;
@@ -493,44 +499,9 @@ static void waiter_timeout(struct ev_loop *loop, void *data)
         *p = w->next;
     w->timer = 0;
     struct ctl_call_view v;
-    sched_fill_view(call, &v);
+    ctl_call_view_fill(call, &v);
     w->cb(w->ud, false, &v);
     free(w);
-}
-
-static int load_stored_call(struct ctl *c, const char *id, struct ctl_call_view *v, struct ctl_error *e)
-{
-    if (c->scratch_call_valid) {
-        store_call_free(&c->scratch_call);
-        c->scratch_call_valid = false;
-    }
-    struct gerr err;
-    int r = store_call_get(c->store, id, &c->scratch_call, true, &err);
-    if (r == -ENOENT) {
-        ctl_err(e, CTL_E_NOT_FOUND, "not_found", NULL, "call %s not found", id);
-        return r;
-    }
-    if (r < 0) {
-        ctl_err(e, CTL_E_INTERNAL, "internal", NULL, "%s", err.msg);
-        return r;
-    }
-    c->scratch_call_valid = true;
-    struct store_call *sc = &c->scratch_call;
-    memset(v, 0, sizeof *v);
-    v->id = sc->id;
-    v->app = sc->app;
-    v->function = sc->function;
-    v->version = sc->version;
-    v->state = state_from_name(sc->state);
-    v->output = sc->output;
-    v->output_len = sc->output_len;
-    v->error_code = sc->error_code[0] ? sc->error_code : NULL;
-    v->error_message = sc->error_message;
-    v->attempts = sc->attempts;
-    v->created_at = sc->created_at;
-    v->started_at = sc->started_at;
-    v->finished_at = sc->finished_at;
-    return 0;
 }
 
 static bool state_is_final(enum ctl_call_state s)
@@ -538,22 +509,69 @@ static bool state_is_final(enum ctl_call_state s)
     return s >= CTL_CALL_SUCCEEDED;
 }
 
+/* The call with this id: in memory, or loaded from the store into the finished-calls
+ * cache (unfinished stored calls are all in memory since ctl_recover, so a stored call
+ * found here is final). NULL with e set if there is none. */
+static struct ctl_call *lookup_call(struct ctl *c, const char *id, struct ctl_error *e)
+{
+    struct ctl_call *call = find_call(c, id);
+    if (call)
+        return call;
+    struct store_call sc;
+    struct gerr err;
+    int r = store_call_get(c->store, id, &sc, true, &err);
+    if (r == -ENOENT) {
+        ctl_err(e, CTL_E_NOT_FOUND, "not_found", NULL, "call %s not found", id);
+        return NULL;
+    }
+    if (r < 0) {
+        ctl_err(e, CTL_E_INTERNAL, "internal", NULL, "%s", err.msg);
+        return NULL;
+    }
+    call = calloc(1, sizeof *call);
+    if (!call) {
+        store_call_free(&sc);
+        ctl_err(e, CTL_E_INTERNAL, "internal", NULL, "out of memory");
+        return NULL;
+    }
+    call->ctl = c;
+    call->durable = true;
+    snprintf(call->id, sizeof call->id, "%s", sc.id);
+    snprintf(call->app, sizeof call->app, "%s", sc.app);
+    snprintf(call->function, sizeof call->function, "%s", sc.function);
+    snprintf(call->error_code, sizeof call->error_code, "%s", sc.error_code);
+    call->version = sc.version;
+    call->state = state_from_name(sc.state);
+    call->output = TAKE_PTR(sc.output);
+    call->output_len = call->output ? sc.output_len : 0;
+    call->error_message = TAKE_PTR(sc.error_message);
+    call->attempts = sc.attempts;
+    call->created_at = sc.created_at;
+    call->started_at = sc.started_at;
+    call->finished_at = sc.finished_at;
+    store_call_free(&sc);
+    if (hmap_insert(&c->calls, &call->node, hmap_hash_str(call->id)) < 0) {
+        call_free(call);
+        ctl_err(e, CTL_E_INTERNAL, "internal", NULL, "out of memory");
+        return NULL;
+    }
+    if (state_is_final(call->state)) {
+        finished_push(c, call);
+        evict_finished(c);
+    }
+    return call;
+}
+
 int ctl_wait(struct ctl *c, const char *call_id, uint64_t timeout_ms, ctl_wait_cb cb, void *ud,
              struct ctl_waiter **out, struct ctl_error *e)
 {
     *out = NULL;
-    struct ctl_call *call = find_call(c, call_id);
+    struct ctl_call *call = lookup_call(c, call_id, e);
     struct ctl_call_view v;
-    if (!call) {
-        int r = load_stored_call(c, call_id, &v, e);
-        if (r < 0)
-            return r;
-        /* Stored but not in memory can only be final (unfinished calls are loaded at start). */
-        cb(ud, state_is_final(v.state), &v);
-        return 0;
-    }
+    if (!call)
+        return -ENOENT;
     if (state_is_final(call->state) || timeout_ms == 0) {
-        sched_fill_view(call, &v);
+        ctl_call_view_fill(call, &v);
         cb(ud, state_is_final(call->state), &v);
         return 0;
     }
@@ -590,25 +608,25 @@ void ctl_waiter_cancel(struct ctl *c, struct ctl_waiter *w)
 
 int ctl_call_status(struct ctl *c, const char *call_id, struct ctl_call_view *out, struct ctl_error *e)
 {
-    struct ctl_call *call = find_call(c, call_id);
+    struct ctl_call *call = lookup_call(c, call_id, e);
     if (!call)
-        return load_stored_call(c, call_id, out, e);
-    sched_fill_view(call, out);
+        return -ENOENT;
+    ctl_call_view_fill(call, out);
     return 0;
 }
 
 int ctl_cancel(struct ctl *c, const char *call_id, struct ctl_call_view *out, struct ctl_error *e)
 {
-    struct ctl_call *call = find_call(c, call_id);
+    struct ctl_call *call = lookup_call(c, call_id, e);
     if (!call)
-        return load_stored_call(c, call_id, out, e);
+        return -ENOENT;
     if (!state_is_final(call->state)) {
         if (call->state == CTL_CALL_RUNNING)
             sched_cancel_running(c, call);
         ctl_call_finish(c, call, CTL_CALL_CANCELLED, NULL, 0, "cancelled", "the call was cancelled");
         sched_kick(c);
     }
-    sched_fill_view(call, out);
+    ctl_call_view_fill(call, out);
     return 0;
 }
 
@@ -630,7 +648,7 @@ static void map_emit(struct ctl *c, struct ctl_map *m, size_t index)
 {
     struct ctl_call *call = m->calls[index];
     struct ctl_call_view v;
-    sched_fill_view(call, &v);
+    ctl_call_view_fill(call, &v);
     call->map = NULL;
     m->calls[index] = NULL;
     if (!m->detached)
@@ -1457,7 +1475,5 @@ void ctl_free(struct ctl *c)
         }
         free(a);
     }
-    if (c->scratch_call_valid)
-        store_call_free(&c->scratch_call);
     free(c);
 }

@@ -169,9 +169,6 @@ struct ctl {
     struct ctl_log_line *logq;
     size_t logq_len, logq_cap;
     uint64_t log_timer;
-    struct ctl_call_view scratch_view;
-    struct store_call scratch_call;
-    bool scratch_call_valid;
 };
 
 /* control.c */
@@ -195,7 +192,7 @@ void sched_call_timeout(struct ev_loop *loop, void *data);
 void sched_cancel_running(struct ctl *c, struct ctl_call *call);
 void sched_flush_usage(struct ctl *c);
 int sched_fits_total(struct ctl *c, const struct spec_function *f, char *why, size_t why_len);
-void sched_fill_view(struct ctl_call *call, struct ctl_call_view *v);
+void ctl_call_view_fill(struct ctl_call *call, struct ctl_call_view *v);
 void ctl_shutdown_check(struct ctl *c);
 
 /* meter.c */

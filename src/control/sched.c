@@ -521,40 +521,61 @@ static struct ctl_call *slot_take(struct ctl_ctr *k, uint64_t input_id, bool *fo
     return call;
 }
 
-static void on_output(struct ctr *w, void *ud, uint64_t input_id, const void *data, size_t len)
+/* An input came back (output or error): frees its slot and reports the call through
+ * `settle` (skipped when the call was already detached by a cancel or timeout). */
+static void input_returned(struct ctl_ctr *k, uint64_t input_id,
+                           void (*settle)(struct ctl *c, struct ctl_call *call, const void *arg), const void *arg)
 {
-    struct ctl_ctr *k = ud;
     struct ctl *c = k->ctl;
-    (void)w;
     bool found;
     struct ctl_call *call = slot_take(k, input_id, &found);
     if (!found)
         return;
     busy_end(c, k);
     if (call)
-        ctl_call_finish(c, call, CTL_CALL_SUCCEEDED, data, len, NULL, NULL);
+        settle(c, call, arg);
     if (c->shutting_down)
         ctl_shutdown_check(c);
     sched_kick(c);
 }
 
+struct output_arg {
+    const void *data;
+    size_t len;
+};
+
+static void settle_output(struct ctl *c, struct ctl_call *call, const void *arg)
+{
+    const struct output_arg *o = arg;
+    ctl_call_finish(c, call, CTL_CALL_SUCCEEDED, o->data, o->len, NULL, NULL);
+}
+
+struct error_arg {
+    enum ctr_fail kind;
+    const char *msg;
+};
+
+static void settle_error(struct ctl *c, struct ctl_call *call, const void *arg)
+{
+    const struct error_arg *a = arg;
+    if (a->kind == CTR_FAIL_CANCELLED)
+        ctl_call_finish(c, call, CTL_CALL_CANCELLED, NULL, 0, "cancelled", a->msg);
+    else
+        ctl_call_failed_attempt(c, call, CTL_CALL_FAILED, ctr_fail_code(a->kind), a->msg);
+}
+
+static void on_output(struct ctr *w, void *ud, uint64_t input_id, const void *data, size_t len)
+{
+    struct output_arg o = {data, len};
+    (void)w;
+    input_returned(ud, input_id, settle_output, &o);
+}
+
 static void on_input_error(struct ctr *w, void *ud, uint64_t input_id, enum ctr_fail kind, const char *msg)
 {
-    struct ctl_ctr *k = ud;
-    struct ctl *c = k->ctl;
+    struct error_arg a = {kind, msg};
     (void)w;
-    bool found;
-    struct ctl_call *call = slot_take(k, input_id, &found);
-    if (!found)
-        return;
-    busy_end(c, k);
-    if (call && kind != CTR_FAIL_CANCELLED)
-        ctl_call_failed_attempt(c, call, CTL_CALL_FAILED, ctr_fail_code(kind), msg);
-    else if (call)
-        ctl_call_finish(c, call, CTL_CALL_CANCELLED, NULL, 0, "cancelled", msg);
-    if (c->shutting_down)
-        ctl_shutdown_check(c);
-    sched_kick(c);
+    input_returned(ud, input_id, settle_error, &a);
 }
 
 static void on_log(struct ctr *w, void *ud, int stream, const char *line, size_t len)

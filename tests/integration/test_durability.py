@@ -83,3 +83,24 @@ def test_sigterm_graceful_stop(gust_factory):
     for i, cid in enumerate(ids):
         r = g.result(cid, wait=60)
         assert r.status == 200 and r.body == f"done-{i}\n".encode(), (i, r)
+
+
+def test_finished_results_survive_restart(gust_factory):
+    """A finished spawned call is answered from the store after a restart: output bytes,
+    failure details, status JSON; cancel of a finished call leaves it as it was."""
+    g = gust_factory()
+    g.deploy(fn_spec("fr", "f", ["sh", "-c", "read x; [ \"$x\" = bad ] && { echo no >&2; exit 3; }; printf 'out-%s' $x"],
+                     timeout=30, resources={"cpu": 100, "memory": 64}))
+    ok = g.spawn("fr", "f", b"good\n")
+    bad = g.spawn("fr", "f", b"bad\n")
+    assert g.result(ok, wait=30).status == 200
+    assert g.result(bad, wait=30).status == 502
+    g.restart()
+    r = g.result(ok, wait=0)
+    assert r.status == 200 and r.body == b"out-good", r
+    r = g.result(bad, wait=0)
+    assert r.status == 502 and r.error()["code"] == "exit_status" and "exit status 3" in r.error()["message"], r
+    st = g.status(bad)
+    assert st["status"] == "failed" and st["attempts"] == 1 and st["error"]["code"] == "exit_status", st
+    r = g.http("POST", f"/v1/calls/{ok}/cancel")
+    assert r.status == 200 and r.json()["status"] == "succeeded", r
