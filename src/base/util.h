@@ -53,5 +53,9 @@ int base64_decode(const char *s, size_t len, char **out, size_t *out_len);
 
 /* True if data is valid UTF-8 with no NUL bytes. */
 bool utf8_valid(const void *data, size_t len);
+/* Decodes the UTF-8 sequence at the start of data (len bytes available): returns its
+ * length (1 to 4) with the code point in *cp, or 0 (*cp untouched) when len is 0 or the
+ * sequence is invalid, truncated, overlong or a surrogate. NUL is a valid sequence. */
+size_t utf8_decode(const void *data, size_t len, uint32_t *cp);
 
 #endif

@@ -2,11 +2,14 @@
  *
  * Validation walks the jansson tree with a path buffer (struct spec_ctx) so that
  * every error names the exact field. At each level unknown fields are reported first,
- * then the known fields in canonical order. */
+ * then the known fields in canonical order. Numeric and string fields are described by
+ * tables (struct spec_num_field, struct spec_str_field); the numeric tables also drive
+ * spec_function_to_json. */
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,7 +165,35 @@ static void spec_describe(json_t *v, char *out, size_t cap)
     }
 }
 
-/* Reports the first key of obj not in allowed. */
+/* Joins a NULL-terminated list as "a, b, c" into out (cut to fit cap). */
+static void spec_join(const char *const *list, char *out, size_t cap)
+{
+    size_t o = 0;
+    out[0] = '\0';
+    for (const char *const *a = list; *a && o < cap; a++) {
+        int w = snprintf(out + o, cap - o, "%s%s", o ? ", " : "", *a);
+        if (w < 0)
+            break;
+        o += (size_t)w;
+    }
+}
+
+/* Fails at the current path with "WHAT GOT": WHAT is formatted from fmt and ends in
+ * "got" (e.g. "must be a string, got"); GOT describes the offending value v. */
+__attribute__((format(printf, 3, 4))) static int spec_fail_got(struct spec_ctx *c, json_t *v,
+                                                                const char *fmt, ...)
+{
+    char what[GERR_MSG_MAX], got[96];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    spec_describe(v, got, sizeof got);
+    return spec_fail(c, "%s %s", what, got);
+}
+
+/* Reports the first key of obj not in allowed. obj may be NULL (an absent section),
+ * which has no fields. */
 static int spec_check_fields(struct spec_ctx *c, json_t *obj, const char *const *allowed)
 {
     const char *key;
@@ -175,71 +206,114 @@ static int spec_check_fields(struct spec_ctx *c, json_t *obj, const char *const 
         if (ok)
             continue;
         char list[GERR_MSG_MAX];
-        size_t o = 0;
-        list[0] = '\0';
-        for (const char *const *a = allowed; *a && o < sizeof list; a++) {
-            int w = snprintf(list + o, sizeof list - o, "%s%s", o ? ", " : "", *a);
-            if (w < 0)
-                break;
-            o += (size_t)w;
-        }
+        spec_join(allowed, list, sizeof list);
         spec_push_key(c, key);
         return spec_fail(c, "unknown field; allowed: %s", list);
     }
     return 0;
 }
 
-/* Unsigned integer field `key` of obj in [min, max]; def when absent. `what` names the
- * kind of value ("an integer number of seconds"). */
-static int spec_get_uint(struct spec_ctx *c, json_t *obj, const char *key, const char *what,
-                         uint32_t min, uint32_t max, uint32_t def, uint32_t *out)
+/* An optional numeric field of an object, stored in a member of struct spec_function.
+ * Absent: def. Otherwise a JSON integer in [min, max] stored as uint32_t or, when
+ * `real`, any JSON number in [min, max] stored as double. */
+struct spec_num_field {
+    const char *key;
+    const char *what; /* completes "must be WHAT between MIN and MAX" */
+    bool real;
+    double min, max, def;
+    size_t offset; /* of the uint32_t (or, when real, double) member */
+};
+
+#define SPEC_UINT_FIELD(key, what, min, max, def, member) \
+    {key, what, false, min, max, def, offsetof(struct spec_function, member)}
+#define SPEC_REAL_FIELD(key, what, min, max, def, member) \
+    {key, what, true, min, max, def, offsetof(struct spec_function, member)}
+
+static const struct spec_num_field spec_fn_timeout =
+    SPEC_UINT_FIELD("timeout", "an integer number of seconds", 1, 86400, 300, timeout_s);
+/* resources: the fields before gpu, then disk after it (canonical order). */
+static const struct spec_num_field spec_res_nums[] = {
+    SPEC_UINT_FIELD("cpu", "an integer number of millicores (1000 = one core)", 10, SPEC_MAX_CPU,
+                    125, cpu_millicores),
+    SPEC_UINT_FIELD("memory", "an integer number of MiB", 16, 1048576, 128, memory_mib),
+};
+static const struct spec_num_field spec_res_disk =
+    SPEC_UINT_FIELD("disk", "an integer number of MiB", 1, 1048576, 512, disk_mib);
+static const struct spec_num_field spec_retry_nums[] = {
+    SPEC_UINT_FIELD("max_retries", "an integer", 0, 10, 0, max_retries),
+    SPEC_REAL_FIELD("initial_delay", "a number of seconds", 0, 60, 1.0, initial_delay_s),
+    SPEC_REAL_FIELD("backoff_coefficient", "a number", 1, 10, 2.0, backoff_coefficient),
+    SPEC_REAL_FIELD("max_delay", "a number of seconds", 0, 600, 60.0, max_delay_s),
+};
+static const struct spec_num_field spec_scale_nums[] = {
+    SPEC_UINT_FIELD("min_containers", "an integer", 0, 1000, 0, min_containers),
+    SPEC_UINT_FIELD("max_containers", "an integer", 1, 1000, 10, max_containers),
+    SPEC_UINT_FIELD("buffer_containers", "an integer", 0, 1000, 0, buffer_containers),
+    SPEC_UINT_FIELD("scaledown_window", "an integer number of seconds", 1, 86400, 60,
+                    scaledown_window_s),
+    SPEC_UINT_FIELD("max_inputs", "an integer", 1, 1000, 1, max_inputs),
+};
+
+static double spec_num_load(const struct spec_function *f, const struct spec_num_field *d)
 {
-    json_t *v = json_object_get(obj, key);
+    const char *src = (const char *)f + d->offset;
+    return d->real ? *(const double *)src : *(const uint32_t *)src;
+}
+
+/* x is within the field's range (so exact as uint32_t for an integer field). */
+static void spec_num_store(struct spec_function *f, const struct spec_num_field *d, double x)
+{
+    char *dst = (char *)f + d->offset;
+    if (d->real)
+        *(double *)dst = x;
+    else
+        *(uint32_t *)dst = (uint32_t)x;
+}
+
+/* Reads field d of obj (NULL reads as an empty object) into f. */
+static int spec_get_num(struct spec_ctx *c, json_t *obj, const struct spec_num_field *d,
+                        struct spec_function *f)
+{
+    json_t *v = json_object_get(obj, d->key);
     if (!v) {
-        *out = def;
+        spec_num_store(f, d, d->def);
         return 0;
     }
-    size_t saved = spec_push_key(c, key);
-    if (!json_is_integer(v) || json_integer_value(v) < (json_int_t)min ||
-        json_integer_value(v) > (json_int_t)max) {
-        char got[96];
-        spec_describe(v, got, sizeof got);
-        return spec_fail(c, "must be %s between %u and %u, got %s", what, min, max, got);
+    size_t saved = spec_push_key(c, d->key);
+    if (d->real) {
+        double x = json_is_number(v) ? json_number_value(v) : 0;
+        if (!json_is_number(v) || !(x >= d->min && x <= d->max))
+            return spec_fail_got(c, v, "must be %s between %g and %g, got", d->what, d->min,
+                                 d->max);
+        spec_num_store(f, d, x);
+    } else {
+        if (!json_is_integer(v) || json_integer_value(v) < (json_int_t)d->min ||
+            json_integer_value(v) > (json_int_t)d->max)
+            return spec_fail_got(c, v, "must be %s between %u and %u, got", d->what,
+                                 (uint32_t)d->min, (uint32_t)d->max);
+        spec_num_store(f, d, (double)json_integer_value(v));
     }
-    *out = (uint32_t)json_integer_value(v);
     spec_pop(c, saved);
     return 0;
 }
 
-/* Number field (integer or float) in [min, max]; def when absent. */
-static int spec_get_double(struct spec_ctx *c, json_t *obj, const char *key, const char *what,
-                           double min, double max, double def, double *out)
+/* spec_get_num for each of the n fields, in order; stops at the first error. */
+static int spec_get_nums(struct spec_ctx *c, json_t *obj, const struct spec_num_field *fields,
+                         size_t n, struct spec_function *f)
 {
-    json_t *v = json_object_get(obj, key);
-    if (!v) {
-        *out = def;
-        return 0;
+    for (size_t i = 0; i < n; i++) {
+        int r = spec_get_num(c, obj, &fields[i], f);
+        if (r < 0)
+            return r;
     }
-    size_t saved = spec_push_key(c, key);
-    double d = json_is_number(v) ? json_number_value(v) : 0;
-    if (!json_is_number(v) || !(d >= min && d <= max)) {
-        char got[96];
-        spec_describe(v, got, sizeof got);
-        return spec_fail(c, "must be %s between %g and %g, got %s", what, min, max, got);
-    }
-    *out = d;
-    spec_pop(c, saved);
     return 0;
 }
 
 /* String value at the current path (no embedded NUL); hint completes "must be ...". */
 static int spec_want_string(struct spec_ctx *c, json_t *v, const char *hint, const char **out)
 {
-    if (!json_is_string(v)) {
-        char got[96];
-        spec_describe(v, got, sizeof got);
-        return spec_fail(c, "must be %s, got %s", hint, got);
-    }
+    if (!json_is_string(v))
+        return spec_fail_got(c, v, "must be %s, got", hint);
     if (strlen(json_string_value(v)) != json_string_length(v))
         return spec_fail(c, "must not contain NUL characters");
     *out = json_string_value(v);
@@ -252,10 +326,133 @@ static int spec_missing(struct spec_ctx *c, const char *key, const char *hint)
     return spec_fail(c, "required field is missing; %s", hint);
 }
 
+/* A string field of an object: required when `missing` is set, else optional with a
+ * default. */
+struct spec_str_field {
+    const char *key;
+    const char *type;             /* completes "must be TYPE" for a value that is not a string */
+    bool (*valid)(const char *s); /* the rule for the string's content */
+    const char *invalid;          /* message for content failing valid, ending in "got" */
+    const char *missing;          /* how to add the field, after "required field is missing; " */
+    const char *def;              /* value of an absent optional field */
+};
+
+#define SPEC_STR_(x) #x
+#define SPEC_STR(x) SPEC_STR_(x)
+#define SPEC_NAME_CHARS "1 to 63 characters of letters, digits, '_' and '-'"
+
+static bool spec_is_exec(const char *s)
+{
+    return !strcmp(s, "exec");
+}
+
+static bool spec_is_mode(const char *s)
+{
+    return !strcmp(s, "per_input") || !strcmp(s, "runner");
+}
+
+static bool spec_is_abs_path(const char *s)
+{
+    return s[0] == '/' && strlen(s) <= SPEC_MAX_PATH;
+}
+
+static const struct spec_str_field spec_app_name = {
+    .key = "app",
+    .type = "a string",
+    .valid = name_is_valid,
+    .invalid = "must be " SPEC_NAME_CHARS ", starting with a letter or digit; got",
+    .missing = "name the app, e.g. app = \"demo\"",
+};
+static const struct spec_str_field spec_fn_name = {
+    .key = "name",
+    .type = "a string",
+    .valid = name_is_valid,
+    .invalid = "must be " SPEC_NAME_CHARS ", starting with a letter or digit; got",
+    .missing = "give the function a name, e.g. name = \"echo\"",
+};
+static const struct spec_str_field spec_fn_kind = {
+    .key = "kind",
+    .type = "\"exec\"",
+    .valid = spec_is_exec,
+    .invalid = "must be \"exec\" (the only kind supported), got",
+    .missing = "set kind = \"exec\"",
+};
+static const struct spec_str_field spec_fn_mode = {
+    .key = "mode",
+    .type = "\"per_input\" or \"runner\"",
+    .valid = spec_is_mode,
+    .invalid = "must be \"per_input\" or \"runner\", got",
+    .def = "per_input",
+};
+static const struct spec_str_field spec_fn_image = {
+    .key = "image",
+    .type = "the name of a registered image",
+    .valid = name_is_valid,
+    .invalid = "must be a registered image name (" SPEC_NAME_CHARS "), got",
+    .def = SPEC_DEF_IMAGE,
+};
+static const struct spec_str_field spec_fn_workdir = {
+    .key = "workdir",
+    .type = "an absolute path",
+    .valid = spec_is_abs_path,
+    .invalid = "must be an absolute path (starting with '/', at most " SPEC_STR(SPEC_MAX_PATH)
+               " characters), got",
+    .def = SPEC_DEF_WORKDIR,
+};
+
+/* Reads field d of obj into *out (borrowed from obj, or d->def). */
+static int spec_get_str(struct spec_ctx *c, json_t *obj, const struct spec_str_field *d,
+                        const char **out)
+{
+    json_t *v = json_object_get(obj, d->key);
+    if (!v) {
+        if (d->missing)
+            return spec_missing(c, d->key, d->missing);
+        *out = d->def;
+        return 0;
+    }
+    size_t saved = spec_push_key(c, d->key);
+    int r = spec_want_string(c, v, d->type, out);
+    if (r < 0)
+        return r;
+    if (!d->valid(*out))
+        return spec_fail_got(c, v, "%s", d->invalid);
+    spec_pop(c, saved);
+    return 0;
+}
+
 static int spec_dup(struct spec_ctx *c, const char *s, char **out)
 {
     *out = strdup(s);
     return *out ? 0 : spec_nomem(c);
+}
+
+/* Reads string field d of obj into a copy in *out. */
+static int spec_get_str_dup(struct spec_ctx *c, json_t *obj, const struct spec_str_field *d,
+                            char **out)
+{
+    const char *s;
+    int r = spec_get_str(c, obj, d, &s);
+    return r < 0 ? r : spec_dup(c, s, out);
+}
+
+/* Enters the optional table `key` of the function object fobj: pushes key onto the path
+ * (*saved takes what spec_pop needs) and checks that the value is an object with only
+ * `allowed` fields. *out is NULL for an absent section, which the field getters read
+ * as an empty object. */
+static int spec_enter_section(struct spec_ctx *c, json_t *fobj, const char *key,
+                              const char *const *allowed, json_t **out, size_t *saved)
+{
+    json_t *sec = json_object_get(fobj, key);
+    *out = sec;
+    *saved = spec_push_key(c, key);
+    if (sec && !json_is_object(sec)) {
+        char list[GERR_MSG_MAX];
+        spec_join(allowed, list, sizeof list);
+        return spec_fail_got(c, sec, "must be an object (a [functions.%s] table in TOML) with "
+                                     "fields %s; got", key, list);
+    }
+    return spec_check_fields(c, sec, allowed);
 }
 
 /* "H100:2", "a100", ... into g. The value is at the current path. */
@@ -265,29 +462,25 @@ static int spec_parse_gpu(struct spec_ctx *c, json_t *v, struct spec_gpu *g)
     int r = spec_want_string(c, v, "a GPU as \"TYPE\" or \"TYPE:COUNT\" (e.g. \"H100:1\")", &s);
     if (r < 0)
         return r;
-    char got[96];
-    spec_describe(v, got, sizeof got);
     const char *colon = strchr(s, ':');
     size_t tlen = colon ? (size_t)(colon - s) : strlen(s);
     if (tlen == 0 || tlen > 31)
-        return spec_fail(c, "must be a GPU as \"TYPE\" or \"TYPE:COUNT\" with a type of 1 to 31 "
-                            "characters (e.g. \"H100:1\"), got %s", got);
+        return spec_fail_got(c, v, "must be a GPU as \"TYPE\" or \"TYPE:COUNT\" with a type of 1 "
+                                   "to 31 characters (e.g. \"H100:1\"), got");
     for (size_t i = 0; i < tlen; i++)
         if (!isalnum((unsigned char)s[i]) && s[i] != '-')
-            return spec_fail(c, "GPU type may contain only letters, digits and '-' "
-                                "(write \"TYPE\" or \"TYPE:COUNT\", e.g. \"H100:1\"), got %s", got);
+            return spec_fail_got(c, v, "GPU type may contain only letters, digits and '-' "
+                                       "(write \"TYPE\" or \"TYPE:COUNT\", e.g. \"H100:1\"), got");
     uint32_t count = 1;
     if (colon) {
         const char *n = colon + 1;
         size_t nl = strlen(n);
-        if (nl == 0 || nl > 2 || !isdigit((unsigned char)n[0]) ||
-            (nl == 2 && !isdigit((unsigned char)n[1])))
-            return spec_fail(c, "GPU count after ':' must be an integer between 1 and 8, got %s",
-                             got);
-        count = (uint32_t)atoi(n);
+        bool digits = nl >= 1 && nl <= 2 && isdigit((unsigned char)n[0]) &&
+                      (nl == 1 || isdigit((unsigned char)n[1]));
+        count = digits ? (uint32_t)atoi(n) : 0;
         if (count < 1 || count > 8)
-            return spec_fail(c, "GPU count after ':' must be an integer between 1 and 8, got %s",
-                             got);
+            return spec_fail_got(c, v, "GPU count after ':' must be an integer between 1 and 8, "
+                                       "got");
     }
     char up[32];
     for (size_t i = 0; i < tlen; i++)
@@ -300,70 +493,53 @@ static int spec_parse_gpu(struct spec_ctx *c, json_t *v, struct spec_gpu *g)
     return 0;
 }
 
+/* The optional gpu field of resources: one option or a list of them, preferred first. */
+static int spec_parse_gpu_field(struct spec_ctx *c, json_t *res, struct spec_function *f)
+{
+    json_t *gpu = json_object_get(res, "gpu");
+    if (!gpu)
+        return 0;
+    size_t saved = spec_push_key(c, "gpu");
+    int r;
+    if (json_is_string(gpu)) {
+        if ((r = spec_parse_gpu(c, gpu, &f->gpus[0])) < 0)
+            return r;
+        f->ngpu_options = 1;
+    } else if (json_is_array(gpu)) {
+        if (json_array_size(gpu) > SPEC_MAX_GPU_OPTIONS)
+            return spec_fail(c, "at most %d GPU options are allowed, got %zu",
+                             SPEC_MAX_GPU_OPTIONS, json_array_size(gpu));
+        size_t i;
+        json_t *g;
+        json_array_foreach(gpu, i, g) {
+            size_t isaved = spec_push_index(c, i);
+            if ((r = spec_parse_gpu(c, g, &f->gpus[i])) < 0)
+                return r;
+            for (size_t j = 0; j < i; j++)
+                if (!strcmp(f->gpus[j].type, f->gpus[i].type) &&
+                    f->gpus[j].count == f->gpus[i].count)
+                    return spec_fail(c, "duplicate GPU option \"%s:%u\" (same as gpu[%zu]); "
+                                        "list each option once", f->gpus[i].type,
+                                     f->gpus[i].count, j);
+            spec_pop(c, isaved);
+            f->ngpu_options = i + 1;
+        }
+    } else {
+        return spec_fail_got(c, gpu, "must be a GPU as \"TYPE\" or \"TYPE:COUNT\" (e.g. "
+                                     "\"H100:1\") or a list of them, preferred first; got");
+    }
+    spec_pop(c, saved);
+    return 0;
+}
+
 static int spec_parse_resources(struct spec_ctx *c, json_t *fobj, struct spec_function *f)
 {
-    json_t *res = json_object_get(fobj, "resources");
-    size_t saved = spec_push_key(c, "resources");
-    AUTO_SPEC_JSON json_t *empty = NULL;
-    if (res && !json_is_object(res)) {
-        char got[96];
-        spec_describe(res, got, sizeof got);
-        return spec_fail(c, "must be an object (a [functions.resources] table in TOML) with "
-                            "fields cpu, memory, gpu, disk; got %s", got);
-    }
-    if (!res)
-        res = empty = json_object();
-    if (!res)
-        return spec_nomem(c);
-    int r = spec_check_fields(c, res, spec_res_fields);
-    if (r < 0)
-        return r;
-    r = spec_get_uint(c, res, "cpu", "an integer number of millicores (1000 = one core)", 10,
-                      SPEC_MAX_CPU, 125, &f->cpu_millicores);
-    if (r < 0)
-        return r;
-    r = spec_get_uint(c, res, "memory", "an integer number of MiB", 16, 1048576, 128,
-                      &f->memory_mib);
-    if (r < 0)
-        return r;
-    json_t *gpu = json_object_get(res, "gpu");
-    if (gpu) {
-        size_t gsaved = spec_push_key(c, "gpu");
-        if (json_is_string(gpu)) {
-            r = spec_parse_gpu(c, gpu, &f->gpus[0]);
-            if (r < 0)
-                return r;
-            f->ngpu_options = 1;
-        } else if (json_is_array(gpu)) {
-            if (json_array_size(gpu) > SPEC_MAX_GPU_OPTIONS)
-                return spec_fail(c, "at most %d GPU options are allowed, got %zu",
-                                 SPEC_MAX_GPU_OPTIONS, json_array_size(gpu));
-            size_t i;
-            json_t *g;
-            json_array_foreach(gpu, i, g) {
-                size_t isaved = spec_push_index(c, i);
-                r = spec_parse_gpu(c, g, &f->gpus[i]);
-                if (r < 0)
-                    return r;
-                for (size_t j = 0; j < i; j++)
-                    if (!strcmp(f->gpus[j].type, f->gpus[i].type) &&
-                        f->gpus[j].count == f->gpus[i].count)
-                        return spec_fail(c, "duplicate GPU option \"%s:%u\" (same as gpu[%zu]); "
-                                            "list each option once", f->gpus[i].type,
-                                         f->gpus[i].count, j);
-                spec_pop(c, isaved);
-                f->ngpu_options = i + 1;
-            }
-        } else {
-            char got[96];
-            spec_describe(gpu, got, sizeof got);
-            return spec_fail(c, "must be a GPU as \"TYPE\" or \"TYPE:COUNT\" (e.g. \"H100:1\") or "
-                                "a list of them, preferred first; got %s", got);
-        }
-        spec_pop(c, gsaved);
-    }
-    r = spec_get_uint(c, res, "disk", "an integer number of MiB", 1, 1048576, 512, &f->disk_mib);
-    if (r < 0)
+    json_t *res;
+    size_t saved;
+    int r = spec_enter_section(c, fobj, "resources", spec_res_fields, &res, &saved);
+    if (r < 0 || (r = spec_get_nums(c, res, spec_res_nums, ARRAY_LEN(spec_res_nums), f)) < 0 ||
+        (r = spec_parse_gpu_field(c, res, f)) < 0 ||
+        (r = spec_get_num(c, res, &spec_res_disk, f)) < 0)
         return r;
     spec_pop(c, saved);
     return 0;
@@ -372,43 +548,22 @@ static int spec_parse_resources(struct spec_ctx *c, json_t *fobj, struct spec_fu
 static int spec_parse_retries(struct spec_ctx *c, json_t *fobj, struct spec_function *f)
 {
     json_t *rt = json_object_get(fobj, "retries");
-    f->max_retries = 0;
-    f->initial_delay_s = 1.0;
-    f->backoff_coefficient = 2.0;
-    f->max_delay_s = 60.0;
-    if (!rt)
-        return 0;
-    if (json_is_integer(rt) || !json_is_object(rt)) {
-        if (json_is_integer(rt) && json_integer_value(rt) >= 0 && json_integer_value(rt) <= 10) {
-            f->max_retries = (uint32_t)json_integer_value(rt);
-            return 0;
+    if (rt && !json_is_object(rt)) {
+        /* Shorthand: the number of retries alone; the delays keep their defaults. */
+        json_int_t n = json_integer_value(rt);
+        if (!json_is_integer(rt) || n < 0 || n > 10) {
+            spec_push_key(c, "retries");
+            return spec_fail_got(c, rt, "must be an integer between 0 and 10 (the number of "
+                                        "retries) or an object with max_retries, initial_delay, "
+                                        "backoff_coefficient, max_delay; got");
         }
-        size_t saved = spec_push_key(c, "retries");
-        char got[96];
-        spec_describe(rt, got, sizeof got);
-        int r = spec_fail(c, "must be an integer between 0 and 10 (the number of retries) or an "
-                             "object with max_retries, initial_delay, backoff_coefficient, "
-                             "max_delay; got %s", got);
-        spec_pop(c, saved);
+        int r = spec_get_nums(c, NULL, spec_retry_nums, ARRAY_LEN(spec_retry_nums), f);
+        f->max_retries = (uint32_t)n;
         return r;
     }
-    size_t saved = spec_push_key(c, "retries");
-    int r = spec_check_fields(c, rt, spec_retry_fields);
-    if (r < 0)
-        return r;
-    r = spec_get_uint(c, rt, "max_retries", "an integer", 0, 10, 0, &f->max_retries);
-    if (r < 0)
-        return r;
-    r = spec_get_double(c, rt, "initial_delay", "a number of seconds", 0, 60, 1.0,
-                        &f->initial_delay_s);
-    if (r < 0)
-        return r;
-    r = spec_get_double(c, rt, "backoff_coefficient", "a number", 1, 10, 2.0,
-                        &f->backoff_coefficient);
-    if (r < 0)
-        return r;
-    r = spec_get_double(c, rt, "max_delay", "a number of seconds", 0, 600, 60.0, &f->max_delay_s);
-    if (r < 0)
+    size_t saved;
+    int r = spec_enter_section(c, fobj, "retries", spec_retry_fields, &rt, &saved);
+    if (r < 0 || (r = spec_get_nums(c, rt, spec_retry_nums, ARRAY_LEN(spec_retry_nums), f)) < 0)
         return r;
     spec_pop(c, saved);
     return 0;
@@ -416,39 +571,10 @@ static int spec_parse_retries(struct spec_ctx *c, json_t *fobj, struct spec_func
 
 static int spec_parse_scaling(struct spec_ctx *c, json_t *fobj, struct spec_function *f)
 {
-    json_t *sc = json_object_get(fobj, "scaling");
-    size_t saved = spec_push_key(c, "scaling");
-    AUTO_SPEC_JSON json_t *empty = NULL;
-    if (sc && !json_is_object(sc)) {
-        char got[96];
-        spec_describe(sc, got, sizeof got);
-        return spec_fail(c, "must be an object (a [functions.scaling] table in TOML) with fields "
-                            "min_containers, max_containers, buffer_containers, "
-                            "scaledown_window, max_inputs; got %s", got);
-    }
-    if (!sc)
-        sc = empty = json_object();
-    if (!sc)
-        return spec_nomem(c);
-    int r = spec_check_fields(c, sc, spec_scale_fields);
-    if (r < 0)
-        return r;
-    r = spec_get_uint(c, sc, "min_containers", "an integer", 0, 1000, 0, &f->min_containers);
-    if (r < 0)
-        return r;
-    r = spec_get_uint(c, sc, "max_containers", "an integer", 1, 1000, 10, &f->max_containers);
-    if (r < 0)
-        return r;
-    r = spec_get_uint(c, sc, "buffer_containers", "an integer", 0, 1000, 0,
-                      &f->buffer_containers);
-    if (r < 0)
-        return r;
-    r = spec_get_uint(c, sc, "scaledown_window", "an integer number of seconds", 1, 86400, 60,
-                      &f->scaledown_window_s);
-    if (r < 0)
-        return r;
-    r = spec_get_uint(c, sc, "max_inputs", "an integer", 1, 1000, 1, &f->max_inputs);
-    if (r < 0)
+    json_t *sc;
+    size_t saved;
+    int r = spec_enter_section(c, fobj, "scaling", spec_scale_fields, &sc, &saved);
+    if (r < 0 || (r = spec_get_nums(c, sc, spec_scale_nums, ARRAY_LEN(spec_scale_nums), f)) < 0)
         return r;
     if (f->max_containers < f->min_containers) {
         if (json_object_get(sc, "max_containers")) {
@@ -525,12 +651,9 @@ static int spec_env_cmp(const void *a, const void *b)
 static int spec_parse_env(struct spec_ctx *c, json_t *env, struct spec_function *f)
 {
     size_t saved = spec_push_key(c, "env");
-    if (!json_is_object(env)) {
-        char got[96];
-        spec_describe(env, got, sizeof got);
-        return spec_fail(c, "must be an object mapping variable names to string values, e.g. "
-                            "env = { GREETING = \"hi\" }; got %s", got);
-    }
+    if (!json_is_object(env))
+        return spec_fail_got(c, env, "must be an object mapping variable names to string "
+                                     "values, e.g. env = { GREETING = \"hi\" }; got");
     size_t n = json_object_size(env);
     if (n > SPEC_MAX_ENV)
         return spec_fail(c, "at most %d variables are allowed, got %zu", SPEC_MAX_ENV, n);
@@ -577,114 +700,29 @@ static int spec_parse_env(struct spec_ctx *c, json_t *env, struct spec_function 
  * partially filled on error). */
 static int spec_parse_function(struct spec_ctx *c, json_t *obj, struct spec_function *f)
 {
-    if (!json_is_object(obj)) {
-        char got[96];
-        spec_describe(obj, got, sizeof got);
-        return spec_fail(c, "must be an object describing a function (a [[functions]] table in "
-                            "TOML), got %s", got);
-    }
+    if (!json_is_object(obj))
+        return spec_fail_got(c, obj, "must be an object describing a function (a [[functions]] "
+                                     "table in TOML), got");
     int r = spec_check_fields(c, obj, spec_fn_fields);
-    if (r < 0)
+    if (r < 0 || (r = spec_get_str_dup(c, obj, &spec_fn_name, &f->name)) < 0 ||
+        (r = spec_get_str_dup(c, obj, &spec_fn_kind, &f->kind)) < 0)
         return r;
-    const char *s;
-    size_t saved;
 
-    json_t *v = json_object_get(obj, "name");
-    if (!v)
-        return spec_missing(c, "name", "give the function a name, e.g. name = \"echo\"");
-    saved = spec_push_key(c, "name");
-    r = spec_want_string(c, v, "a string", &s);
-    if (r < 0)
-        return r;
-    if (!name_is_valid(s)) {
-        char got[96];
-        spec_describe(v, got, sizeof got);
-        return spec_fail(c, "must be 1 to 63 characters of letters, digits, '_' and '-', "
-                            "starting with a letter or digit; got %s", got);
-    }
-    if ((r = spec_dup(c, s, &f->name)) < 0)
-        return r;
-    spec_pop(c, saved);
-
-    v = json_object_get(obj, "kind");
-    if (!v)
-        return spec_missing(c, "kind", "set kind = \"exec\"");
-    saved = spec_push_key(c, "kind");
-    r = spec_want_string(c, v, "\"exec\"", &s);
-    if (r < 0)
-        return r;
-    if (strcmp(s, "exec")) {
-        char got[96];
-        spec_describe(v, got, sizeof got);
-        return spec_fail(c, "must be \"exec\" (the only kind supported), got %s", got);
-    }
-    if ((r = spec_dup(c, s, &f->kind)) < 0)
-        return r;
-    spec_pop(c, saved);
-
-    v = json_object_get(obj, "command");
+    json_t *v = json_object_get(obj, "command");
     if (!v)
         return spec_missing(c, "command", "give the argv as an array of strings, e.g. "
                                           "command = [\"/bin/cat\"]");
     if ((r = spec_parse_command(c, v, f)) < 0)
         return r;
 
-    f->mode = SPEC_MODE_PER_INPUT;
-    v = json_object_get(obj, "mode");
-    if (v) {
-        saved = spec_push_key(c, "mode");
-        r = spec_want_string(c, v, "\"per_input\" or \"runner\"", &s);
-        if (r < 0)
-            return r;
-        if (!strcmp(s, "runner")) {
-            f->mode = SPEC_MODE_RUNNER;
-        } else if (strcmp(s, "per_input")) {
-            char got[96];
-            spec_describe(v, got, sizeof got);
-            return spec_fail(c, "must be \"per_input\" or \"runner\", got %s", got);
-        }
-        spec_pop(c, saved);
-    }
-
-    v = json_object_get(obj, "image");
-    s = SPEC_DEF_IMAGE;
-    if (v) {
-        saved = spec_push_key(c, "image");
-        r = spec_want_string(c, v, "the name of a registered image", &s);
-        if (r < 0)
-            return r;
-        if (!name_is_valid(s)) {
-            char got[96];
-            spec_describe(v, got, sizeof got);
-            return spec_fail(c, "must be a registered image name (1 to 63 characters of "
-                                "letters, digits, '_' and '-'), got %s", got);
-        }
-        spec_pop(c, saved);
-    }
-    if ((r = spec_dup(c, s, &f->image)) < 0)
+    const char *mode;
+    if ((r = spec_get_str(c, obj, &spec_fn_mode, &mode)) < 0)
         return r;
+    f->mode = strcmp(mode, "runner") ? SPEC_MODE_PER_INPUT : SPEC_MODE_RUNNER;
 
-    v = json_object_get(obj, "workdir");
-    s = SPEC_DEF_WORKDIR;
-    if (v) {
-        saved = spec_push_key(c, "workdir");
-        r = spec_want_string(c, v, "an absolute path", &s);
-        if (r < 0)
-            return r;
-        if (s[0] != '/' || strlen(s) > SPEC_MAX_PATH) {
-            char got[96];
-            spec_describe(v, got, sizeof got);
-            return spec_fail(c, "must be an absolute path (starting with '/', at most %d "
-                                "characters), got %s", SPEC_MAX_PATH, got);
-        }
-        spec_pop(c, saved);
-    }
-    if ((r = spec_dup(c, s, &f->workdir)) < 0)
-        return r;
-
-    r = spec_get_uint(c, obj, "timeout", "an integer number of seconds", 1, 86400, 300,
-                      &f->timeout_s);
-    if (r < 0)
+    if ((r = spec_get_str_dup(c, obj, &spec_fn_image, &f->image)) < 0 ||
+        (r = spec_get_str_dup(c, obj, &spec_fn_workdir, &f->workdir)) < 0 ||
+        (r = spec_get_num(c, obj, &spec_fn_timeout, f)) < 0)
         return r;
 
     v = json_object_get(obj, "env");
@@ -697,9 +735,7 @@ static int spec_parse_function(struct spec_ctx *c, json_t *obj, struct spec_func
             return spec_nomem(c);
     }
 
-    if ((r = spec_parse_resources(c, obj, f)) < 0)
-        return r;
-    if ((r = spec_parse_retries(c, obj, f)) < 0)
+    if ((r = spec_parse_resources(c, obj, f)) < 0 || (r = spec_parse_retries(c, obj, f)) < 0)
         return r;
     return spec_parse_scaling(c, obj, f);
 }
@@ -752,43 +788,20 @@ int spec_function_from_json(json_t *obj, struct spec_function *out,
 
 static int spec_app_fill(struct spec_ctx *c, json_t *root, struct spec_app *app)
 {
-    if (!json_is_object(root)) {
-        char got[96];
-        spec_describe(root, got, sizeof got);
-        return spec_fail(c, "the spec must be an object (a TOML document) with fields app and "
-                            "functions, got %s", got);
-    }
+    if (!json_is_object(root))
+        return spec_fail_got(c, root, "the spec must be an object (a TOML document) with fields "
+                                      "app and functions, got");
     int r = spec_check_fields(c, root, spec_app_fields);
-    if (r < 0)
+    if (r < 0 || (r = spec_get_str_dup(c, root, &spec_app_name, &app->name)) < 0)
         return r;
-    json_t *v = json_object_get(root, "app");
-    if (!v)
-        return spec_missing(c, "app", "name the app, e.g. app = \"demo\"");
-    size_t saved = spec_push_key(c, "app");
-    const char *s;
-    r = spec_want_string(c, v, "a string", &s);
-    if (r < 0)
-        return r;
-    if (!name_is_valid(s)) {
-        char got[96];
-        spec_describe(v, got, sizeof got);
-        return spec_fail(c, "must be 1 to 63 characters of letters, digits, '_' and '-', "
-                            "starting with a letter or digit; got %s", got);
-    }
-    if ((r = spec_dup(c, s, &app->name)) < 0)
-        return r;
-    spec_pop(c, saved);
 
     json_t *fns = json_object_get(root, "functions");
     if (!fns)
         return spec_missing(c, "functions", "add at least one function ([[functions]] in TOML)");
-    saved = spec_push_key(c, "functions");
-    if (!json_is_array(fns)) {
-        char got[96];
-        spec_describe(fns, got, sizeof got);
-        return spec_fail(c, "must be an array of function objects ([[functions]] tables in "
-                            "TOML), got %s", got);
-    }
+    size_t saved = spec_push_key(c, "functions");
+    if (!json_is_array(fns))
+        return spec_fail_got(c, fns, "must be an array of function objects ([[functions]] tables "
+                                     "in TOML), got");
     size_t n = json_array_size(fns);
     if (n == 0)
         return spec_fail(c, "must list at least one function");
@@ -878,12 +891,24 @@ int spec_app_parse_toml(const char *text, size_t len, struct spec_app *out,
     return spec_app_from_json(root, out, field_out, err);
 }
 
+
 /* Collects jansson set failures: returns false once any failed. */
 static bool spec_set(json_t *obj, const char *key, json_t *v, bool *ok)
 {
     if (!v || json_object_set_new(obj, key, v) < 0)
         *ok = false;
     return *ok;
+}
+
+/* Sets the n numeric fields of f in obj, in order. */
+static void spec_put_nums(json_t *obj, const struct spec_num_field *fields, size_t n,
+                          const struct spec_function *f, bool *ok)
+{
+    for (size_t i = 0; i < n; i++) {
+        double x = spec_num_load(f, &fields[i]);
+        spec_set(obj, fields[i].key, fields[i].real ? json_real(x) : json_integer((json_int_t)x),
+                 ok);
+    }
 }
 
 json_t *spec_function_to_json(const struct spec_function *f)
@@ -903,7 +928,7 @@ json_t *spec_function_to_json(const struct spec_function *f)
     spec_set(o, "mode", json_string(f->mode == SPEC_MODE_RUNNER ? "runner" : "per_input"), &ok);
     spec_set(o, "image", json_string(f->image ? f->image : SPEC_DEF_IMAGE), &ok);
     spec_set(o, "workdir", json_string(f->workdir ? f->workdir : SPEC_DEF_WORKDIR), &ok);
-    spec_set(o, "timeout", json_integer(f->timeout_s), &ok);
+    spec_put_nums(o, &spec_fn_timeout, 1, f, &ok);
     spec_set(o, "env", env, &ok);
     for (size_t i = 0; env && i < f->nenv; i++) {
         const char *kv = f->env[i];
@@ -922,8 +947,7 @@ json_t *spec_function_to_json(const struct spec_function *f)
     if (!res)
         json_decref(gpu);
     if (res) {
-        spec_set(res, "cpu", json_integer(f->cpu_millicores), &ok);
-        spec_set(res, "memory", json_integer(f->memory_mib), &ok);
+        spec_put_nums(res, spec_res_nums, ARRAY_LEN(spec_res_nums), f, &ok);
         spec_set(res, "gpu", gpu, &ok);
         for (size_t i = 0; gpu && i < f->ngpu_options && i < SPEC_MAX_GPU_OPTIONS; i++) {
             char g[48];
@@ -931,23 +955,14 @@ json_t *spec_function_to_json(const struct spec_function *f)
             if (json_array_append_new(gpu, json_string(g)) < 0)
                 ok = false;
         }
-        spec_set(res, "disk", json_integer(f->disk_mib), &ok);
+        spec_put_nums(res, &spec_res_disk, 1, f, &ok);
     }
     spec_set(o, "retries", rt, &ok);
-    if (rt) {
-        spec_set(rt, "max_retries", json_integer(f->max_retries), &ok);
-        spec_set(rt, "initial_delay", json_real(f->initial_delay_s), &ok);
-        spec_set(rt, "backoff_coefficient", json_real(f->backoff_coefficient), &ok);
-        spec_set(rt, "max_delay", json_real(f->max_delay_s), &ok);
-    }
+    if (rt)
+        spec_put_nums(rt, spec_retry_nums, ARRAY_LEN(spec_retry_nums), f, &ok);
     spec_set(o, "scaling", sc, &ok);
-    if (sc) {
-        spec_set(sc, "min_containers", json_integer(f->min_containers), &ok);
-        spec_set(sc, "max_containers", json_integer(f->max_containers), &ok);
-        spec_set(sc, "buffer_containers", json_integer(f->buffer_containers), &ok);
-        spec_set(sc, "scaledown_window", json_integer(f->scaledown_window_s), &ok);
-        spec_set(sc, "max_inputs", json_integer(f->max_inputs), &ok);
-    }
+    if (sc)
+        spec_put_nums(sc, spec_scale_nums, ARRAY_LEN(spec_scale_nums), f, &ok);
     return ok ? TAKE_PTR(o) : NULL;
 }
 

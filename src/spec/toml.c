@@ -13,6 +13,7 @@
 
 #include "base/buf.h"
 #include "base/cleanup.h"
+#include "base/util.h"
 #include "spec/spec.h"
 
 #define TOML_MAX_DEPTH 64
@@ -164,6 +165,20 @@ static void toml_describe_at(const struct toml_p *p, size_t pos, char out[32])
         snprintf(out, 32, "byte 0x%02x", c);
 }
 
+/* Fails at p->pos with "expected WHAT, got GOT": WHAT is formatted from fmt and GOT
+ * describes the byte there (see toml_describe_at). */
+__attribute__((format(printf, 2, 3))) static int toml_fail_expected(struct toml_p *p,
+                                                                     const char *fmt, ...)
+{
+    char what[GERR_MSG_MAX], got[32];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    toml_describe_at(p, p->pos, got);
+    return toml_fail(p, p->pos, "expected %s, got %s", what, got);
+}
+
 static bool toml_is_bare(int c)
 {
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
@@ -209,41 +224,13 @@ static void toml_key_str(const struct toml_key *k, size_t n, char *out, size_t c
 }
 
 /* Offset of the first invalid UTF-8 sequence, or len. Rejects overlongs and surrogates. */
-static size_t toml_utf8_check(const unsigned char *s, size_t len)
+static size_t toml_utf8_check(const char *s, size_t len)
 {
-    size_t i = 0;
-    while (i < len) {
-        unsigned char c = s[i];
-        size_t n;
-        uint32_t cp;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if ((c & 0xe0) == 0xc0) {
-            n = 2;
-            cp = c & 0x1f;
-        } else if ((c & 0xf0) == 0xe0) {
-            n = 3;
-            cp = c & 0x0f;
-        } else if ((c & 0xf8) == 0xf0) {
-            n = 4;
-            cp = c & 0x07;
-        } else {
-            return i;
-        }
-        if (len - i < n)
-            return i;
-        for (size_t j = 1; j < n; j++) {
-            if ((s[i + j] & 0xc0) != 0x80)
-                return i;
-            cp = (cp << 6) | (s[i + j] & 0x3f);
-        }
-        if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
-            cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return i;
+    size_t i = 0, n;
+    uint32_t cp;
+    while (i < len && (n = utf8_decode(s + i, len - i, &cp)) > 0)
         i += n;
-    }
-    return len;
+    return i;
 }
 
 static bool toml_at_eof(const struct toml_p *p)
@@ -318,9 +305,7 @@ static int toml_expect_eol(struct toml_p *p, const char *after)
         toml_skip_newline(p);
         return 0;
     }
-    char got[32];
-    toml_describe_at(p, p->pos, got);
-    return toml_fail(p, p->pos, "expected end of line after %s, got %s", after, got);
+    return toml_fail_expected(p, "end of line after %s", after);
 }
 
 static int toml_hex(int c)
@@ -481,6 +466,18 @@ static int toml_string(struct toml_p *p, bool allow_multiline, struct buf *out)
     }
 }
 
+/* toml_string that also rejects a result holding NUL ("... not allowed in WHERE"). */
+static int toml_string_no_nul(struct toml_p *p, bool allow_multiline, const char *where,
+                              struct buf *out)
+{
+    int r = toml_string(p, allow_multiline, out);
+    if (r < 0)
+        return r;
+    if (out->len != strlen(out->data ? out->data : ""))
+        return toml_fail(p, p->pos, "NUL characters are not allowed in %s", where);
+    return 0;
+}
+
 /* Parses a (possibly dotted) key at p->pos into k. */
 static int toml_parse_key(struct toml_p *p, struct toml_key *k)
 {
@@ -492,11 +489,9 @@ static int toml_parse_key(struct toml_p *p, struct toml_key *k)
         int c = toml_peek(p, 0);
         if (c == '"' || c == '\'') {
             AUTO_BUF struct buf b = {0};
-            int r = toml_string(p, false, &b);
+            int r = toml_string_no_nul(p, false, "keys", &b);
             if (r < 0)
                 return r;
-            if (b.len != strlen(b.data ? b.data : ""))
-                return toml_fail(p, p->pos, "NUL characters are not allowed in keys");
             k->parts[k->n] = b.data ? buf_steal(&b, NULL) : strdup("");
             if (!k->parts[k->n])
                 return toml_nomem(p);
@@ -510,10 +505,7 @@ static int toml_parse_key(struct toml_p *p, struct toml_key *k)
                 return toml_nomem(p);
             k->n++;
         } else {
-            char got[32];
-            toml_describe_at(p, p->pos, got);
-            return toml_fail(p, p->pos, "expected a key (letters, digits, _ and -, or a quoted "
-                                        "string), got %s", got);
+            return toml_fail_expected(p, "a key (letters, digits, _ and -, or a quoted string)");
         }
         toml_skip_ws(p);
         if (toml_peek(p, 0) != '.')
@@ -567,12 +559,10 @@ static int toml_scalar(struct toml_p *p, json_t **out)
     }
     const char *tok = p->s + start;
     size_t len = end - start;
-    if (len == 0) {
-        char got[32];
-        toml_describe_at(p, start, got);
-        return toml_fail(p, start, "expected a value (string, number, true/false, array or "
-                                   "inline table), got %s", got);
-    }
+    int shown = (int)(len > 40 ? 40 : len); /* bytes of the token quoted in messages */
+    if (len == 0)
+        return toml_fail_expected(p, "a value (string, number, true/false, array or inline "
+                                     "table)");
     if ((len == 4 && !memcmp(tok, "true", 4)) || (len == 5 && !memcmp(tok, "false", 5))) {
         *out = json_boolean(len == 4);
         p->pos = end;
@@ -592,9 +582,8 @@ static int toml_scalar(struct toml_p *p, json_t **out)
         return toml_fail(p, start, "dates and times are not supported; write them as strings");
     if (i >= len || !toml_is_dec(tok[i]) || len > 512) {
         if (len > 512 || (i < len && tok[i] >= 'A' && tok[i] <= 'z'))
-            return toml_fail(p, start, "invalid value '%.*s' (strings must be quoted)",
-                             (int)(len > 40 ? 40 : len), tok);
-        return toml_fail(p, start, "invalid number '%.*s'", (int)(len > 40 ? 40 : len), tok);
+            return toml_fail(p, start, "invalid value '%.*s' (strings must be quoted)", shown, tok);
+        return toml_fail(p, start, "invalid number '%.*s'", shown, tok);
     }
     int base = 10;
     int (*ok)(int) = toml_is_dec;
@@ -609,16 +598,15 @@ static int toml_scalar(struct toml_p *p, json_t **out)
     int nd = toml_digits(tok, len, &i, ok);
     if (nd <= 0)
         return toml_fail(p, start, "invalid number '%.*s' (underscores must sit between digits)",
-                         (int)(len > 40 ? 40 : len), tok);
+                         shown, tok);
     bool is_float = false;
     if (base == 10 && nd > 1 && tok[int_start] == '0')
-        return toml_fail(p, start, "leading zeros are not allowed in '%.*s'",
-                         (int)(len > 40 ? 40 : len), tok);
+        return toml_fail(p, start, "leading zeros are not allowed in '%.*s'", shown, tok);
     if (base == 10 && i < len && tok[i] == '.') {
         i++;
         if (toml_digits(tok, len, &i, toml_is_dec) <= 0)
             return toml_fail(p, start, "invalid float '%.*s' (a digit must follow the '.')",
-                             (int)(len > 40 ? 40 : len), tok);
+                             shown, tok);
         is_float = true;
     }
     if (base == 10 && i < len && (tok[i] == 'e' || tok[i] == 'E')) {
@@ -626,12 +614,11 @@ static int toml_scalar(struct toml_p *p, json_t **out)
         if (i < len && (tok[i] == '+' || tok[i] == '-'))
             i++;
         if (toml_digits(tok, len, &i, toml_is_dec) <= 0)
-            return toml_fail(p, start, "invalid float '%.*s' (bad exponent)",
-                             (int)(len > 40 ? 40 : len), tok);
+            return toml_fail(p, start, "invalid float '%.*s' (bad exponent)", shown, tok);
         is_float = true;
     }
     if (i != len)
-        return toml_fail(p, start, "invalid number '%.*s'", (int)(len > 40 ? 40 : len), tok);
+        return toml_fail(p, start, "invalid number '%.*s'", shown, tok);
     if (is_float) {
         char clean[513];
         size_t o = 0;
@@ -641,8 +628,7 @@ static int toml_scalar(struct toml_p *p, json_t **out)
         clean[o] = '\0';
         double d = strtod(clean, NULL);
         if (!isfinite(d))
-            return toml_fail(p, start, "float '%.*s' is out of range",
-                             (int)(len > 40 ? 40 : len), tok);
+            return toml_fail(p, start, "float '%.*s' is out of range", shown, tok);
         *out = json_real(d);
     } else {
         uint64_t mag = 0;
@@ -652,8 +638,7 @@ static int toml_scalar(struct toml_p *p, json_t **out)
                 continue;
             uint64_t dv = (uint64_t)toml_hex(tok[j]);
             if (mag > (limit - dv) / (uint64_t)base)
-                return toml_fail(p, start, "integer '%.*s' does not fit in 64 bits",
-                                 (int)(len > 40 ? 40 : len), tok);
+                return toml_fail(p, start, "integer '%.*s' does not fit in 64 bits", shown, tok);
             mag = mag * (uint64_t)base + dv;
         }
         json_int_t v = neg ? (mag == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(json_int_t)mag)
@@ -698,13 +683,22 @@ static int toml_parse_array(struct toml_p *p, int depth, json_t **out)
         } else if (toml_at_eof(p)) {
             return toml_fail(p, start, "unterminated array (missing ']')");
         } else {
-            char got[32];
-            toml_describe_at(p, p->pos, got);
-            return toml_fail(p, p->pos, "expected ',' or ']' in array, got %s", got);
+            return toml_fail_expected(p, "',' or ']' in array");
         }
     }
     *out = TAKE_PTR(arr);
     return 0;
+}
+
+/* Stores child (a new table or array, owned; consumed on every path) under key in
+ * table t and records its flags. Returns child, or NULL on allocation failure. */
+static json_t *toml_add_child(struct toml_p *p, json_t *t, const char *key, json_t *child,
+                              unsigned flags)
+{
+    if (!child || json_object_set_new(t, key, child) < 0 ||
+        toml_meta_set(&p->meta, child, flags) < 0)
+        return NULL;
+    return child;
 }
 
 /* Stores val (owned; consumed on every path) under the dotted key k in table tbl,
@@ -718,9 +712,8 @@ static int toml_set_kv(struct toml_p *p, json_t *tbl, const struct toml_key *k, 
     for (size_t i = 0; i + 1 < k->n; i++) {
         json_t *child = json_object_get(t, k->parts[i]);
         if (!child) {
-            child = json_object();
-            if (!child || json_object_set_new(t, k->parts[i], child) < 0 ||
-                toml_meta_set(&p->meta, child, TOML_DOTTED) < 0)
+            child = toml_add_child(p, t, k->parts[i], json_object(), TOML_DOTTED);
+            if (!child)
                 return toml_nomem(p);
         } else if (!json_is_object(child) || !(toml_meta_get(&p->meta, child) & TOML_DOTTED) ||
                    (toml_meta_get(&p->meta, child) & TOML_INLINE)) {
@@ -737,6 +730,25 @@ static int toml_set_kv(struct toml_p *p, json_t *tbl, const struct toml_key *k, 
     if (json_object_set_new(t, k->parts[k->n - 1], TAKE_PTR(v)) < 0)
         return toml_nomem(p);
     return 0;
+}
+
+/* Parses "key = value" at p->pos into tbl, a table at nesting depth `depth`. */
+static int toml_parse_kv(struct toml_p *p, json_t *tbl, int depth)
+{
+    size_t keypos = p->pos;
+    AUTO_TOML_KEY struct toml_key k = {0};
+    int r = toml_parse_key(p, &k);
+    if (r < 0)
+        return r;
+    if (toml_peek(p, 0) != '=')
+        return toml_fail_expected(p, "'=' after key");
+    p->pos++;
+    toml_skip_ws(p);
+    json_t *v = NULL;
+    r = toml_parse_value(p, depth + (int)k.n, &v);
+    if (r < 0)
+        return r;
+    return toml_set_kv(p, tbl, &k, v, keypos);
 }
 
 static int toml_parse_inline_table(struct toml_p *p, int depth, json_t **out)
@@ -761,23 +773,7 @@ static int toml_parse_inline_table(struct toml_p *p, int depth, json_t **out)
                                         "section for longer tables)");
         if (toml_peek(p, 0) == '}')
             return toml_fail(p, p->pos, "trailing comma is not allowed in an inline table");
-        size_t keypos = p->pos;
-        AUTO_TOML_KEY struct toml_key k = {0};
-        int r = toml_parse_key(p, &k);
-        if (r < 0)
-            return r;
-        if (toml_peek(p, 0) != '=') {
-            char got[32];
-            toml_describe_at(p, p->pos, got);
-            return toml_fail(p, p->pos, "expected '=' after key, got %s", got);
-        }
-        p->pos++;
-        toml_skip_ws(p);
-        json_t *v = NULL;
-        r = toml_parse_value(p, depth + (int)k.n, &v);
-        if (r < 0)
-            return r;
-        r = toml_set_kv(p, tbl, &k, v, keypos);
+        int r = toml_parse_kv(p, tbl, depth);
         if (r < 0)
             return r;
         toml_skip_ws(p);
@@ -790,9 +786,7 @@ static int toml_parse_inline_table(struct toml_p *p, int depth, json_t **out)
             return toml_fail(p, p->pos, "inline tables must be on one line (use a [table] "
                                         "section for longer tables)");
         } else {
-            char got[32];
-            toml_describe_at(p, p->pos, got);
-            return toml_fail(p, p->pos, "expected ',' or '}' in inline table, got %s", got);
+            return toml_fail_expected(p, "',' or '}' in inline table");
         }
     }
     *out = TAKE_PTR(tbl);
@@ -807,11 +801,9 @@ static int toml_parse_value(struct toml_p *p, int depth, json_t **out)
     int c = toml_peek(p, 0);
     if (c == '"' || c == '\'') {
         AUTO_BUF struct buf b = {0};
-        int r = toml_string(p, true, &b);
+        int r = toml_string_no_nul(p, true, "strings", &b);
         if (r < 0)
             return r;
-        if (b.len != strlen(b.data ? b.data : ""))
-            return toml_fail(p, p->pos, "NUL characters are not allowed in strings");
         *out = json_stringn(b.data ? b.data : "", b.len);
         return *out ? 0 : toml_nomem(p);
     }
@@ -833,10 +825,7 @@ static int toml_parse_header(struct toml_p *p)
     if (r < 0)
         return r;
     if (toml_peek(p, 0) != ']' || (aot && toml_peek(p, 1) != ']')) {
-        char got[32];
-        toml_describe_at(p, p->pos, got);
-        return toml_fail(p, p->pos, "expected '%s' to close the table header, got %s",
-                         aot ? "]]" : "]", got);
+        return toml_fail_expected(p, "'%s' to close the table header", aot ? "]]" : "]");
     }
     p->pos += aot ? 2 : 1;
     r = toml_expect_eol(p, "the table header");
@@ -850,9 +839,8 @@ static int toml_parse_header(struct toml_p *p)
         json_t *child = json_object_get(t, k.parts[i]);
         depth++;
         if (!child) {
-            child = json_object();
-            if (!child || json_object_set_new(t, k.parts[i], child) < 0 ||
-                toml_meta_set(&p->meta, child, TOML_IMPLICIT) < 0)
+            child = toml_add_child(p, t, k.parts[i], json_object(), TOML_IMPLICIT);
+            if (!child)
                 return toml_nomem(p);
         } else if (json_is_object(child)) {
             if (toml_meta_get(&p->meta, child) & TOML_INLINE) {
@@ -875,9 +863,8 @@ static int toml_parse_header(struct toml_p *p)
     depth++;
     if (!aot) {
         if (!child) {
-            child = json_object();
-            if (!child || json_object_set_new(t, last, child) < 0 ||
-                toml_meta_set(&p->meta, child, TOML_EXPLICIT) < 0)
+            child = toml_add_child(p, t, last, json_object(), TOML_EXPLICIT);
+            if (!child)
                 return toml_nomem(p);
         } else if (json_is_object(child)) {
             unsigned fl = toml_meta_get(&p->meta, child);
@@ -895,9 +882,8 @@ static int toml_parse_header(struct toml_p *p)
         }
     } else {
         if (!child) {
-            child = json_array();
-            if (!child || json_object_set_new(t, last, child) < 0 ||
-                toml_meta_set(&p->meta, child, TOML_AOT) < 0)
+            child = toml_add_child(p, t, last, json_array(), TOML_AOT);
+            if (!child)
                 return toml_nomem(p);
         } else if (!json_is_array(child) || !(toml_meta_get(&p->meta, child) & TOML_AOT)) {
             return toml_fail(p, start, "cannot append to [[%s]]: the key is already %s", ks,
@@ -917,26 +903,8 @@ static int toml_parse_header(struct toml_p *p)
 
 static int toml_parse_kv_line(struct toml_p *p)
 {
-    size_t keypos = p->pos;
-    AUTO_TOML_KEY struct toml_key k = {0};
-    int r = toml_parse_key(p, &k);
-    if (r < 0)
-        return r;
-    if (toml_peek(p, 0) != '=') {
-        char got[32];
-        toml_describe_at(p, p->pos, got);
-        return toml_fail(p, p->pos, "expected '=' after key, got %s", got);
-    }
-    p->pos++;
-    toml_skip_ws(p);
-    json_t *v = NULL;
-    r = toml_parse_value(p, p->cur_depth + (int)k.n, &v);
-    if (r < 0)
-        return r;
-    r = toml_set_kv(p, p->cur, &k, v, keypos);
-    if (r < 0)
-        return r;
-    return toml_expect_eol(p, "the value");
+    int r = toml_parse_kv(p, p->cur, p->cur_depth);
+    return r < 0 ? r : toml_expect_eol(p, "the value");
 }
 
 int toml_parse(const char *text, size_t len, json_t **out, struct gerr *err)
@@ -946,7 +914,7 @@ int toml_parse(const char *text, size_t len, json_t **out, struct gerr *err)
         return gerr_set(err, EINVAL, "TOML document is too large (%zu bytes); the limit is %d "
                                      "bytes", len, SPEC_DOC_MAX);
     struct toml_p p = {.s = text, .len = len, .err = err};
-    size_t bad = toml_utf8_check((const unsigned char *)text, len);
+    size_t bad = toml_utf8_check(text, len);
     if (bad < len)
         return toml_fail(&p, bad, "invalid UTF-8");
     AUTO_TOML_JSON json_t *root = json_object();
