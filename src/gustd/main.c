@@ -49,6 +49,8 @@ static void usage(FILE *f)
             "  --stop-grace SECONDS  on SIGTERM, how long running inputs may finish (default 10)\n"
             "  --cgroup-parent NAME  cgroup directory for containers (default gust)\n"
             "  --init PATH           gust-init binary (default: next to gustd)\n"
+            "  --no-cgroup-tuning    do not enable the cgroup2 'favordynmods' mount option (it makes\n"
+            "                        container starts ~4x faster after idle periods; restored at exit)\n"
             "  --log-level LEVEL     debug, info, warn or error (default info)\n"
             "  --help                this text\n");
 }
@@ -112,6 +114,7 @@ int main(int argc, char **argv)
     char data_dir[PATH_MAX] = "", init_path[PATH_MAX] = "";
     const char *listen_addr = "127.0.0.1:8470", *gpus = NULL, *rates_file = NULL, *cgroup_parent = "gust";
     int64_t max_payload = 64ll << 20, stop_grace = 10, cpu = 0, memory = 0;
+    bool no_cgroup_tuning = false;
     static const struct option opts[] = {
         {"data-dir", required_argument, 0, 'd'}, {"listen", required_argument, 0, 'l'},
         {"gpus", required_argument, 0, 'g'},     {"max-payload", required_argument, 0, 'p'},
@@ -119,6 +122,7 @@ int main(int argc, char **argv)
         {"cgroup-parent", required_argument, 0, 'c'}, {"init", required_argument, 0, 'i'},
         {"log-level", required_argument, 0, 'L'}, {"cpu", required_argument, 0, 'C'},
         {"memory", required_argument, 0, 'M'},   {"help", no_argument, 0, 'h'},
+        {"no-cgroup-tuning", no_argument, 0, 'T'},
         {0, 0, 0, 0},
     };
     int ch;
@@ -169,6 +173,7 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
+        case 'T': no_cgroup_tuning = true; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -243,6 +248,7 @@ int main(int argc, char **argv)
         .cpu_millicores = (uint32_t)cpu,
         .memory_mib = (uint64_t)memory,
         .max_payload = (size_t)max_payload,
+        .no_cgroup_tuning = no_cgroup_tuning,
     };
     if (gpus && worker_parse_gpus(gpus, &wcfg, &err) < 0) {
         fprintf(stderr, "gustd: --gpus: %s\n", err.msg);

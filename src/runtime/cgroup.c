@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -553,5 +554,125 @@ int cgroup_read_cpu(const char *cpuacct_dir, bool v2, uint64_t *ns)
     if (r < 0)
         return r;
     *ns = usec * 1000;
+    return 0;
+}
+
+/* ---------- favordynmods ---------- */
+
+struct mount_flag_name {
+    const char *name;
+    unsigned long flag;
+};
+
+static const struct mount_flag_name mount_flag_names[] = {
+    {"ro", MS_RDONLY},          {"nosuid", MS_NOSUID},   {"nodev", MS_NODEV},
+    {"noexec", MS_NOEXEC},      {"relatime", MS_RELATIME}, {"noatime", MS_NOATIME},
+    {"nodiratime", MS_NODIRATIME}, {"strictatime", MS_STRICTATIME},
+};
+
+static unsigned long mount_flags_from(const char *opts)
+{
+    unsigned long flags = 0;
+    char copy[256];
+    snprintf(copy, sizeof copy, "%s", opts);
+    char *save = NULL;
+    for (char *o = strtok_r(copy, ",", &save); o; o = strtok_r(NULL, ",", &save))
+        for (size_t i = 0; i < ARRAY_LEN(mount_flag_names); i++)
+            if (!strcmp(o, mount_flag_names[i].name))
+                flags |= mount_flag_names[i].flag;
+    return flags;
+}
+
+/* Copies the comma-separated super options without rw/ro (those are per-mount flags). */
+static void super_opts_without_rw(const char *in, char *out, size_t cap)
+{
+    char copy[512];
+    snprintf(copy, sizeof copy, "%s", in);
+    out[0] = '\0';
+    size_t len = 0;
+    char *save = NULL;
+    for (char *o = strtok_r(copy, ",", &save); o; o = strtok_r(NULL, ",", &save)) {
+        if (!strcmp(o, "rw") || !strcmp(o, "ro"))
+            continue;
+        int n = snprintf(out + len, cap - len, "%s%s", len ? "," : "", o);
+        if (n < 0 || (size_t)n >= cap - len)
+            break;
+        len += (size_t)n;
+    }
+}
+
+/* Finds the first cgroup2 mount: its path, per-mount options and super options. */
+static int find_cgroup2_mount(char *path, size_t path_cap, char *mnt_opts, size_t mnt_cap, char *super_opts,
+                              size_t super_cap)
+{
+    char *data = NULL;
+    int rc = file_read_all("/proc/self/mountinfo", 16u << 20, &data, NULL);
+    if (rc < 0)
+        return rc;
+    rc = -ENOENT;
+    char *save = NULL;
+    for (char *line = strtok_r(data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char *sep = strstr(line, " - ");
+        if (!sep)
+            continue;
+        *sep = '\0';
+        char fstype[32] = "", src[64] = "", sopts[512] = "";
+        if (sscanf(sep + 3, "%31s %63s %511s", fstype, src, sopts) < 2 || strcmp(fstype, "cgroup2"))
+            continue;
+        char *tok[6] = {0};
+        char *s2 = NULL;
+        int n = 0;
+        for (char *t = strtok_r(line, " ", &s2); t && n < 6; t = strtok_r(NULL, " ", &s2))
+            tok[n++] = t;
+        if (n < 6)
+            continue;
+        mountinfo_unescape(tok[4]);
+        snprintf(path, path_cap, "%s", tok[4]);
+        snprintf(mnt_opts, mnt_cap, "%s", tok[5]);
+        snprintf(super_opts, super_cap, "%s", sopts);
+        rc = 0;
+        break;
+    }
+    free(data);
+    return rc;
+}
+
+static bool opt_listed(const char *list, const char *word)
+{
+    size_t wl = strlen(word);
+    for (const char *p = list; (p = strstr(p, word)); p += wl)
+        if ((p == list || p[-1] == ',') && (p[wl] == ',' || p[wl] == '\0'))
+            return true;
+    return false;
+}
+
+int cgroup_favor_dynmods(struct cgroup_tuning *t, struct gerr *err)
+{
+    memset(t, 0, sizeof *t);
+    char mnt_opts[256], super_opts[512];
+    int rc = find_cgroup2_mount(t->path, sizeof t->path, mnt_opts, sizeof mnt_opts, super_opts, sizeof super_opts);
+    if (rc == -ENOENT)
+        return 0;
+    if (rc < 0)
+        return gerr_sys(err, -rc, "read /proc/self/mountinfo");
+    if (opt_listed(super_opts, "favordynmods"))
+        return 0;
+    t->mount_flags = mount_flags_from(mnt_opts);
+    super_opts_without_rw(super_opts, t->super_opts, sizeof t->super_opts);
+    char data[600];
+    snprintf(data, sizeof data, "%s%sfavordynmods", t->super_opts, t->super_opts[0] ? "," : "");
+    if (mount("cgroup2", t->path, NULL, MS_REMOUNT | t->mount_flags, data) < 0)
+        return gerr_sys(err, errno, "remount %s with %s", t->path, data);
+    t->changed = true;
+    return 0;
+}
+
+int cgroup_tuning_restore(struct cgroup_tuning *t, struct gerr *err)
+{
+    if (!t->changed)
+        return 0;
+    t->changed = false;
+    if (mount("cgroup2", t->path, NULL, MS_REMOUNT | t->mount_flags, t->super_opts) < 0)
+        return gerr_sys(err, errno, "remount %s with \"%s\"", t->path, t->super_opts);
     return 0;
 }

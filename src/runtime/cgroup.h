@@ -77,4 +77,23 @@ int cgroup_read_oom_kills(const char *memory_dir, bool v2, uint64_t *out);
 int cgroup_read_memory(const char *memory_dir, bool v2, uint64_t *bytes);
 int cgroup_read_cpu(const char *cpuacct_dir, bool v2, uint64_t *ns);
 
+/* Moving a task between cgroups takes the kernel's global cgroup_threadgroup_rwsem for
+ * writing; after an idle moment that waits for an RCU grace period, which measured 10-25
+ * ms here and dominated container creation. The cgroup2 mount option "favordynmods"
+ * (Linux 6.0+) keeps that lock in the mode where writers do not wait, at a small cost
+ * to fork and exit host-wide. cgroup_favor_dynmods() turns it on by remounting the
+ * host's cgroup2 mount (the unified one on hybrid hosts) with its per-mount flags and
+ * other options kept; t records what to put back. It is a no-op when the option is
+ * already on or there is no cgroup2 mount (t->changed stays false). */
+struct cgroup_tuning {
+    bool changed;
+    char path[CGROUP_PATH_MAX];
+    unsigned long mount_flags;
+    char super_opts[512];       /* the options before, without rw/ro */
+};
+
+int cgroup_favor_dynmods(struct cgroup_tuning *t, struct gerr *err);
+/* Puts back the options recorded by cgroup_favor_dynmods (if it changed anything). */
+int cgroup_tuning_restore(struct cgroup_tuning *t, struct gerr *err);
+
 #endif

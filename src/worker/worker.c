@@ -25,6 +25,7 @@
 #include "base/log.h"
 #include "base/util.h"
 #include "proto/frame.h"
+#include "runtime/cgroup.h"
 #include "runtime/sandbox.h"
 
 #define WORKER_SOCK_BUF (1 << 20)
@@ -73,6 +74,7 @@ struct worker {
     char *state_root, *init_path, *cgroup_parent;
     int init_fd;
     struct ctr *ctrs;
+    struct cgroup_tuning tuning;
 };
 
 static void ctr_finish(struct ctr *c);
@@ -331,7 +333,7 @@ static void handle_frame(struct ctr *c, const struct frame_header *h, uint8_t *b
 {
     switch (h->type) {
     case FRAME_HELLO:
-        log_debug("worker", "%s: gust-init up", c->id);
+        log_debug("worker", "%s: gust-init up after %.2f ms", c->id, (double)(mono_ns() - c->start_ns) / 1e6);
         break;
     case FRAME_READY:
         if (!c->ready && !c->exited) {
@@ -731,6 +733,8 @@ int worker_start(struct worker *w, const struct ctr_spec *spec, void *ud, struct
         return r;
     }
     c->chan = TAKE_FD(mine);
+    log_debug("worker", "%s: sandbox created in %.2f ms (clone to exec %.2f ms)", spec->id,
+              (double)(mono_ns() - t0) / 1e6, (double)(c->sb.ready_ns - c->sb.created_ns) / 1e6);
     (void)sandbox_oom_kills(&c->sb, &c->oom_seen);
 
     r = ev_io_add(w->loop, c->chan, EV_READ, on_chan, c);
@@ -817,6 +821,13 @@ int worker_new(struct ev_loop *loop, const struct worker_config *cfg, const stru
     if (cb)
         w->cb = *cb;
     w->init_fd = TAKE_FD(fd);
+    if (!cfg->no_cgroup_tuning) {
+        struct gerr terr;
+        if (cgroup_favor_dynmods(&w->tuning, &terr) < 0)
+            log_warn("worker", "cgroup tuning off, container starts may be slower: %s", terr.msg);
+        else if (w->tuning.changed)
+            log_info("worker", "enabled favordynmods on %s for fast cgroup moves (restored at exit)", w->tuning.path);
+    }
     *out = w;
     return 0;
 }
@@ -849,6 +860,9 @@ void worker_free(struct worker *w)
     }
     if (w->init_fd >= 0)
         close(w->init_fd);
+    struct gerr terr;
+    if (cgroup_tuning_restore(&w->tuning, &terr) < 0)
+        log_warn("worker", "%s", terr.msg);
     free(w->state_root);
     free(w->init_path);
     free(w->cgroup_parent);

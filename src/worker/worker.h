@@ -40,6 +40,7 @@ struct worker_config {
     struct worker_gpu gpus[WORKER_MAX_GPUS];
     int ngpus;
     size_t max_payload;         /* per input/output bytes */
+    bool no_cgroup_tuning;      /* leave the host's cgroup2 mount options alone (see cgroup_favor_dynmods) */
 };
 
 enum ctr_mode { CTR_MODE_PER_INPUT = 1, CTR_MODE_RUNNER = 2 };

@@ -603,6 +603,42 @@ UNIT_TEST(test_teardown)
     CHECK(rm_rf(g_base) == 0);
 }
 
+/* The cgroup2 mount's super options, as /proc/self/mountinfo shows them ("" if none). */
+static void cgroup2_super_opts(char *out, size_t cap)
+{
+    out[0] = '\0';
+    FILE *f = fopen("/proc/self/mountinfo", "re");
+    char line[1024];
+    while (f && fgets(line, sizeof line, f)) {
+        char *sep = strstr(line, " - cgroup2 ");
+        if (!sep)
+            continue;
+        char src[64], opts[512];
+        if (sscanf(sep + 11, "%63s %511s", src, opts) == 2)
+            snprintf(out, cap, "%s", opts);
+        break;
+    }
+    if (f)
+        fclose(f);
+}
+
+/* favordynmods goes on (or was already on) and the exact previous options come back. */
+UNIT_TEST(test_favordynmods_roundtrip)
+{
+    char before[512], during[512], after[512];
+    cgroup2_super_opts(before, sizeof before);
+    CHECK(before[0]); /* this host has a cgroup2 mount (unified, hybrid mode) */
+    struct cgroup_tuning t;
+    struct gerr err;
+    CHECK(cgroup_favor_dynmods(&t, &err) == 0);
+    cgroup2_super_opts(during, sizeof during);
+    CHECK(strstr(during, "favordynmods") != NULL);
+    CHECK(t.changed == (strstr(before, "favordynmods") == NULL));
+    CHECK(cgroup_tuning_restore(&t, &err) == 0);
+    cgroup2_super_opts(after, sizeof after);
+    CHECK_STR(after, before);
+}
+
 int main(void)
 {
     UNIT_RUN(test_setup);
@@ -616,6 +652,7 @@ int main(void)
     UNIT_RUN(test_setup_errors);
     UNIT_RUN(test_cleanup_stale);
     UNIT_RUN(test_host_python_image);
+    UNIT_RUN(test_favordynmods_roundtrip);
     UNIT_RUN(test_create_exec_timing);
     UNIT_RUN(test_teardown);
     UNIT_MAIN_END();
