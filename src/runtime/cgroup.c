@@ -646,6 +646,37 @@ static bool opt_listed(const char *list, const char *word)
     return false;
 }
 
+/* Where the options from before the change are recorded, so that a gustd started after
+ * one that died without restoring them can still put them back. /run is a tmpfs: the
+ * record goes at reboot, as does the mount option. */
+#define CGROUP_TUNING_RECORD "/run/gust-cgroup-tuning"
+
+static void tuning_record(const struct cgroup_tuning *t)
+{
+    char text[1024];
+    int n = snprintf(text, sizeof text, "%s\n%lu\n%s\n", t->path, t->mount_flags, t->super_opts);
+    if (n > 0 && (size_t)n < sizeof text)
+        (void)file_write_atomic(CGROUP_TUNING_RECORD, text, (size_t)n, 0600);
+}
+
+/* Adopts a record left by an earlier gustd for the same mount; true if one was found. */
+static bool tuning_adopt(struct cgroup_tuning *t)
+{
+    char *text = NULL;
+    if (file_read_all(CGROUP_TUNING_RECORD, 4096, &text, NULL) < 0)
+        return false;
+    char path[CGROUP_PATH_MAX] = "", opts[512] = "";
+    unsigned long flags = 0;
+    bool ok = sscanf(text, "%511[^\n]\n%lu\n%511[^\n]", path, &flags, opts) >= 2 && !strcmp(path, t->path);
+    free(text);
+    if (ok) {
+        t->mount_flags = flags;
+        snprintf(t->super_opts, sizeof t->super_opts, "%s", opts);
+        t->changed = true;
+    }
+    return ok;
+}
+
 int cgroup_favor_dynmods(struct cgroup_tuning *t, struct gerr *err)
 {
     memset(t, 0, sizeof *t);
@@ -655,8 +686,10 @@ int cgroup_favor_dynmods(struct cgroup_tuning *t, struct gerr *err)
         return 0;
     if (rc < 0)
         return gerr_sys(err, -rc, "read /proc/self/mountinfo");
-    if (opt_listed(super_opts, "favordynmods"))
+    if (opt_listed(super_opts, "favordynmods")) {
+        tuning_adopt(t);
         return 0;
+    }
     t->mount_flags = mount_flags_from(mnt_opts);
     super_opts_without_rw(super_opts, t->super_opts, sizeof t->super_opts);
     char data[600];
@@ -664,6 +697,7 @@ int cgroup_favor_dynmods(struct cgroup_tuning *t, struct gerr *err)
     if (mount("cgroup2", t->path, NULL, MS_REMOUNT | t->mount_flags, data) < 0)
         return gerr_sys(err, errno, "remount %s with %s", t->path, data);
     t->changed = true;
+    tuning_record(t);
     return 0;
 }
 
@@ -674,5 +708,6 @@ int cgroup_tuning_restore(struct cgroup_tuning *t, struct gerr *err)
     t->changed = false;
     if (mount("cgroup2", t->path, NULL, MS_REMOUNT | t->mount_flags, t->super_opts) < 0)
         return gerr_sys(err, errno, "remount %s with \"%s\"", t->path, t->super_opts);
+    unlink(CGROUP_TUNING_RECORD);
     return 0;
 }

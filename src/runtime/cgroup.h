@@ -84,7 +84,9 @@ int cgroup_read_cpu(const char *cpuacct_dir, bool v2, uint64_t *ns);
  * to fork and exit host-wide. cgroup_favor_dynmods() turns it on by remounting the
  * host's cgroup2 mount (the unified one on hybrid hosts) with its per-mount flags and
  * other options kept; t records what to put back. It is a no-op when the option is
- * already on or there is no cgroup2 mount (t->changed stays false). */
+ * already on or there is no cgroup2 mount (t->changed stays false), except that a
+ * record left in /run by an earlier gustd that turned it on and died is adopted, so
+ * the options from before are still restored. */
 struct cgroup_tuning {
     bool changed;
     char path[CGROUP_PATH_MAX];
