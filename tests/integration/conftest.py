@@ -73,3 +73,22 @@ def gust_echo(gust, echo_rootfs):
     gust.add_image("echo", echo_rootfs)
     return gust
 
+
+
+def _cgroup2_super_options():
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            if " - cgroup2 " in line:
+                return line.split(" - ")[1].split()[2]
+    return None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def host_cgroup_options_restored():
+    """gustd turns on the cgroup2 'favordynmods' option while it runs; after every daemon
+    of the session has stopped — including ones killed with SIGKILL and restarted — the
+    host's options must be exactly what they were before."""
+    before = _cgroup2_super_options()
+    yield
+    after = _cgroup2_super_options()
+    assert after == before, f"cgroup2 mount options changed by the test session: {before!r} -> {after!r}"
