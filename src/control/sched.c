@@ -203,6 +203,11 @@ static void start_container(struct ctl *c, struct ctl_fver *fv)
         .memory_mib = f->memory_mib,
         .disk_mib = f->disk_mib,
         .ngpus = k->ngpu,
+        .pids_max = f->pids_max,
+        .open_files = f->open_files,
+        .network = f->network == SPEC_NET_EGRESS ? CTR_NET_EGRESS : CTR_NET_NONE,
+        .deny_syscalls = (const char *const *)f->deny_syscalls,
+        .ndeny_syscalls = f->ndeny_syscalls,
     };
     for (int g = 0; g < k->ngpu; g++)
         cs.gpu_indices[g] = k->gpu_idx[g];

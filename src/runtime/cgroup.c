@@ -9,8 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/bpf.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -19,7 +21,7 @@
 
 #define CGROUP_FS "/sys/fs/cgroup"
 
-static const char *const ctrl_names[CGROUP_NCTRL] = {"memory", "cpu", "cpuacct", "pids"};
+static const char *const ctrl_names[CGROUP_NCTRL] = {"memory", "cpu", "cpuacct", "pids", "devices"};
 
 /* Controllers a v2 container cgroup needs enabled by its parent (cpuacct is
  * implicit on v2: cpu.stat is always there). */
@@ -134,7 +136,7 @@ static int detect_v1(struct cgroup_roots *r, struct gerr *err)
         }
     }
     for (int c = 0; c < CGROUP_NCTRL; c++) {
-        if (!r->root[c][0])
+        if (!r->root[c][0] && c != CGROUP_DEVICES)
             return gerr_set(err, ENOENT,
                             "cgroup v1 controller \"%s\" is not mounted (no cgroup mount with it "
                             "in /proc/self/mountinfo)",
@@ -211,6 +213,10 @@ int cgroup_set_paths(struct cgroup_set *set, const char *parent, const char *id,
         return gerr_set(err, EINVAL, "invalid cgroup name \"%s\"", id);
     set->v2 = r->v2;
     for (int c = 0; c < CGROUP_NCTRL; c++) {
+        if (!r->root[c][0]) {
+            set->dir[c][0] = '\0';
+            continue;
+        }
         int n = id ? snprintf(set->dir[c], sizeof set->dir[c], "%s/%s/%s", r->root[c], parent, id)
                    : snprintf(set->dir[c], sizeof set->dir[c], "%s/%s", r->root[c], parent);
         if (n < 0 || (size_t)n >= sizeof set->dir[c])
@@ -223,6 +229,8 @@ int cgroup_set_paths(struct cgroup_set *set, const char *parent, const char *id,
  * co-mounted v1 controllers), so each directory is handled once. */
 static bool dir_seen_before(const struct cgroup_set *set, int c)
 {
+    if (!set->dir[c][0])
+        return true; /* an absent optional controller: nothing to do */
     for (int i = 0; i < c; i++) {
         if (!strcmp(set->dir[i], set->dir[c]))
             return true;
@@ -332,6 +340,23 @@ static int write_limits(int c, const char *dir, bool v2, const struct cgroup_lim
             return 0;
         snprintf(v, sizeof v, "%" PRIu32, lim->pids_max);
         return write_file(dir, "pids.max", v, err);
+    case CGROUP_DEVICES:
+        if (!lim->restrict_devices || !dir[0])
+            return 0;
+        if (v2)
+            return cgroup_attach_device_filter(dir, lim->devices, lim->ndevices, err);
+        r = write_file(dir, "devices.deny", "a", err);
+        for (size_t i = 0; i < lim->ndevices && r == 0; i++) {
+            const struct cgroup_device *d = &lim->devices[i];
+            char maj[16] = "*", min[16] = "*";
+            if (d->major >= 0)
+                snprintf(maj, sizeof maj, "%d", (int)d->major);
+            if (d->minor >= 0)
+                snprintf(min, sizeof min, "%d", (int)d->minor);
+            snprintf(v, sizeof v, "%c %s:%s rwm", d->type, maj, min);
+            r = write_file(dir, "devices.allow", v, err);
+        }
+        return r;
     default:
         return 0;
     }
@@ -554,6 +579,79 @@ int cgroup_read_cpu(const char *cpuacct_dir, bool v2, uint64_t *ns)
     if (r < 0)
         return r;
     *ns = usec * 1000;
+    return 0;
+}
+
+int cgroup_read_memory_peak(const char *memory_dir, bool v2, uint64_t *bytes)
+{
+    return read_u64(memory_dir, v2 ? "memory.peak" : "memory.max_usage_in_bytes", bytes);
+}
+
+/* ---------- v2 device filter (eBPF) ---------- */
+
+static struct bpf_insn insn(uint8_t code, uint8_t dst, uint8_t src, int16_t off, int32_t imm)
+{
+    struct bpf_insn i = {.code = code, .dst_reg = dst, .src_reg = src, .off = off, .imm = imm};
+    return i;
+}
+
+/* The program reads struct bpf_cgroup_dev_ctx {access_type, major, minor}: r2 = the
+ * device type (low 16 bits of access_type), r4 = major, r5 = minor. Each rule is a
+ * block that falls through to "allow" when every check matches and otherwise jumps
+ * to the next block; the last block denies. */
+int cgroup_attach_device_filter(const char *dir, const struct cgroup_device *devs, size_t n,
+                                struct gerr *err)
+{
+    if (n > CGROUP_MAX_DEVICES)
+        return gerr_set(err, EINVAL, "at most %d device rules", CGROUP_MAX_DEVICES);
+    struct bpf_insn prog[4 + CGROUP_MAX_DEVICES * 5 + 2];
+    size_t k = 0;
+    prog[k++] = insn(BPF_LDX | BPF_MEM | BPF_W, BPF_REG_2, BPF_REG_1, 0, 0);
+    prog[k++] = insn(BPF_ALU | BPF_AND | BPF_K, BPF_REG_2, 0, 0, 0xffff);
+    prog[k++] = insn(BPF_LDX | BPF_MEM | BPF_W, BPF_REG_4, BPF_REG_1, 4, 0);
+    prog[k++] = insn(BPF_LDX | BPF_MEM | BPF_W, BPF_REG_5, BPF_REG_1, 8, 0);
+    for (size_t i = 0; i < n; i++) {
+        const struct cgroup_device *d = &devs[i];
+        int checks = 1 + (d->major >= 0) + (d->minor >= 0);
+        int type = d->type == 'b' ? BPF_DEVCG_DEV_BLOCK : BPF_DEVCG_DEV_CHAR;
+        /* A jump's offset counts from the next instruction: from the j-th check
+         * (1-based) the next block is (checks - j) checks plus mov and exit away. */
+        int j = 1;
+        prog[k++] = insn(BPF_JMP | BPF_JNE | BPF_K, BPF_REG_2, 0, (int16_t)(checks - j + 2), type);
+        if (d->major >= 0) {
+            j++;
+            prog[k++] = insn(BPF_JMP | BPF_JNE | BPF_K, BPF_REG_4, 0, (int16_t)(checks - j + 2), d->major);
+        }
+        if (d->minor >= 0) {
+            j++;
+            prog[k++] = insn(BPF_JMP | BPF_JNE | BPF_K, BPF_REG_5, 0, (int16_t)(checks - j + 2), d->minor);
+        }
+        prog[k++] = insn(BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_0, 0, 0, 1);
+        prog[k++] = insn(BPF_JMP | BPF_EXIT, 0, 0, 0, 0);
+    }
+    prog[k++] = insn(BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_0, 0, 0, 0);
+    prog[k++] = insn(BPF_JMP | BPF_EXIT, 0, 0, 0, 0);
+
+    static const char license[] = "GPL";
+    union bpf_attr load;
+    memset(&load, 0, sizeof load);
+    load.prog_type = BPF_PROG_TYPE_CGROUP_DEVICE;
+    load.insns = (uint64_t)(uintptr_t)prog;
+    load.insn_cnt = (uint32_t)k;
+    load.license = (uint64_t)(uintptr_t)license;
+    AUTO_FD int pfd = (int)syscall(SYS_bpf, BPF_PROG_LOAD, &load, sizeof load);
+    if (pfd < 0)
+        return gerr_sys(err, errno, "load the device filter for %s", dir);
+    AUTO_FD int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return gerr_sys(err, errno, "open cgroup %s", dir);
+    union bpf_attr at;
+    memset(&at, 0, sizeof at);
+    at.target_fd = (uint32_t)dfd;
+    at.attach_bpf_fd = (uint32_t)pfd;
+    at.attach_type = BPF_CGROUP_DEVICE;
+    if (syscall(SYS_bpf, BPF_PROG_ATTACH, &at, sizeof at) < 0)
+        return gerr_sys(err, errno, "attach the device filter to %s", dir);
     return 0;
 }
 

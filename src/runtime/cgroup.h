@@ -16,7 +16,10 @@
 
 #include "base/error.h"
 
-enum cgroup_ctrl { CGROUP_MEMORY, CGROUP_CPU, CGROUP_CPUACCT, CGROUP_PIDS, CGROUP_NCTRL };
+/* CGROUP_DEVICES is optional on v1 (a host without the devices hierarchy gets an
+ * empty directory for it, and no device rules); on v2 device access is an eBPF
+ * program attached to the container's directory. */
+enum cgroup_ctrl { CGROUP_MEMORY, CGROUP_CPU, CGROUP_CPUACCT, CGROUP_PIDS, CGROUP_DEVICES, CGROUP_NCTRL };
 
 #define CGROUP_PATH_MAX 512
 
@@ -33,10 +36,22 @@ struct cgroup_set {
     char dir[CGROUP_NCTRL][CGROUP_PATH_MAX];
 };
 
+/* One allowed device: type 'c' or 'b', major and minor (-1 = any); access is always
+ * read, write and mknod. */
+struct cgroup_device {
+    char type;
+    int32_t major, minor;
+};
+
+#define CGROUP_MAX_DEVICES 64
+
 struct cgroup_limits {
     uint64_t memory_bytes;   /* 0 = unlimited; swap is limited to 0 extra where settable */
     uint32_t cpu_millicores; /* 0 = unlimited; CFS quota per 100 ms period */
     uint32_t pids_max;       /* 0 = unlimited */
+    bool restrict_devices;   /* deny every device but devices[] */
+    const struct cgroup_device *devices;
+    size_t ndevices;
 };
 
 /* Returns the detected roots (cached after the first successful call; thread-safe),
@@ -76,6 +91,14 @@ int cgroup_remove_tree(const char *dir, bool v2, bool remove_self, struct gerr *
 int cgroup_read_oom_kills(const char *memory_dir, bool v2, uint64_t *out);
 int cgroup_read_memory(const char *memory_dir, bool v2, uint64_t *bytes);
 int cgroup_read_cpu(const char *cpuacct_dir, bool v2, uint64_t *ns);
+/* Highest memory use since creation (v1 memory.max_usage_in_bytes, v2 memory.peak). */
+int cgroup_read_memory_peak(const char *memory_dir, bool v2, uint64_t *bytes);
+
+/* v2 device control: loads an eBPF cgroup-device program that allows exactly devs
+ * and attaches it to the cgroup directory dir. Also usable on the unified hierarchy
+ * of a hybrid host (which is how it is tested here). */
+int cgroup_attach_device_filter(const char *dir, const struct cgroup_device *devs, size_t n,
+                                struct gerr *err);
 
 /* Moving a task between cgroups takes the kernel's global cgroup_threadgroup_rwsem for
  * writing; after an idle moment that waits for an RCU grace period, which measured 10-25

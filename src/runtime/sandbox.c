@@ -19,7 +19,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
 #include <linux/openat2.h>
+#include <linux/seccomp.h>
+#include <sys/sysmacros.h>
 #include <net/if.h>
 #include <poll.h>
 #include <sched.h>
@@ -31,6 +36,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -40,6 +46,7 @@
 #include "base/cleanup.h"
 #include "base/util.h"
 #include "runtime/cgroup.h"
+#include "runtime/netlink.h"
 
 /* How long the parent waits for the child to exec before giving up on it. */
 #define SANDBOX_SETUP_TIMEOUT_MS 30000
@@ -54,6 +61,29 @@ struct child_report {
     char msg[GERR_MSG_MAX];
 };
 
+/* Sent by the child right before exec (code 0): monotonic timestamps of its steps. */
+struct child_timing {
+    int32_t code;
+    uint64_t start_ns, network_ns, mounts_ns, userns_ns, security_ns;
+};
+
+/* Capabilities kept by container root; everything else leaves the bounding set. */
+static const int kept_caps[] = {CAP_CHOWN,  CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_FSETID,          CAP_KILL,
+                                CAP_SETGID, CAP_SETUID,       CAP_SETPCAP, CAP_NET_BIND_SERVICE};
+
+/* /proc entries that leak host or kernel state: files get /dev/null bound over them,
+ * directories an empty read-only tmpfs. Missing ones (kernel config) are skipped. */
+static const char *const masked_paths[] = {
+    "/proc/kcore",       "/proc/keys",         "/proc/key-users",     "/proc/timer_list",
+    "/proc/sched_debug", "/proc/latency_stats", "/proc/kallsyms",     "/proc/kpagecount",
+    "/proc/kpageflags",  "/proc/kpagecgroup",  "/proc/vmallocinfo",  "/proc/config.gz",
+    "/proc/acpi",        "/proc/scsi",         "/proc/asound",       "/sys/firmware",
+    "/sys/devices/virtual/powercap", "/sys/kernel/debug", "/sys/kernel/tracing",
+};
+/* Kernel knobs: visible, read-only. */
+static const char *const readonly_paths[] = {"/proc/sys", "/proc/sysrq-trigger", "/proc/bus",
+                                             "/proc/fs", "/proc/irq"};
+
 /* What the child needs, all formatted by the parent before clone. */
 struct child_args {
     const struct sandbox_config *cfg;
@@ -62,10 +92,14 @@ struct child_args {
     char upper[PATH_MAX];
     char work[PATH_MAX];
     char merged[PATH_MAX];
+    char lower[PATH_MAX];       /* idmapped clone of the rootfs (with a user namespace) */
     char overlay_opts[3 * PATH_MAX + 64];
     char disk_opts[64];
-    char tmp_opts[64];
+    char tmp_opts[96];
+    char dev_opts[96];
+    char shm_opts[96];
     int sync_fd;
+    int userns_fd;              /* parked copy in the child */
 };
 
 /* Host device nodes every container gets, bound onto empty files in its /dev. */
@@ -160,60 +194,80 @@ static int mount_in_root(int rootfd, const char *src, const char *where, bool di
     return r;
 }
 
-/* Makes the mount now at container path `where` read-only, recursively. */
-static int remount_ro(int rootfd, const char *where, struct gerr *err)
+/* Sets attributes on the mount now at container path `where`, recursively. */
+static int setattr_in_root(int rootfd, const char *where, uint64_t attrs, struct gerr *err)
 {
     while (*where == '/')
         where++;
-    int fd = open_in_root(rootfd, where, O_PATH);
+    AUTO_FD int fd = open_in_root(rootfd, where, O_PATH);
     if (fd < 0)
         return gerr_sys(err, -fd, "resolve bind /%s", where);
-    struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY};
-    int r = 0;
-    if (mount_setattr(fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0) {
-        if (errno == ENOSYS) {
-            /* Pre-5.12 kernels: the classic remount (not recursive). */
-            char target[64];
-            snprintf(target, sizeof target, "/proc/self/fd/%d", fd);
-            if (mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) < 0)
-                r = gerr_sys(err, errno, "remount /%s read-only", where);
-        } else {
-            r = gerr_sys(err, errno, "make /%s read-only", where);
-        }
-    }
-    close(fd);
-    return r;
+    struct mount_attr attr = {.attr_set = attrs};
+    if (mount_setattr(fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0)
+        return gerr_sys(err, errno, "set flags of /%s", where);
+    return 0;
 }
 
-static int bind_in_root(int rootfd, const char *host, const char *where, bool read_only,
+/* Attaches a clone of the host tree at host_path on the O_PATH fd target, idmapped
+ * through userns_fd (so host root-owned files appear root-owned inside). Returns
+ * -EINVAL when the filesystem cannot be idmapped; the caller then binds plainly. */
+static int attach_idmapped(const char *host_path, int target, int userns_fd, uint64_t attrs)
+{
+    AUTO_FD int tree = open_tree(AT_FDCWD, host_path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+    if (tree < 0)
+        return -errno;
+    struct mount_attr attr = {.attr_set = MOUNT_ATTR_IDMAP | attrs, .userns_fd = (uint64_t)userns_fd};
+    if (mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0)
+        return -errno;
+    if (move_mount(tree, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+        return -errno;
+    return 0;
+}
+
+/* Binds host onto container path where: nosuid and nodev always, read-only when
+ * asked, idmapped into the user namespace when there is one and it is a directory. */
+static int bind_in_root(int rootfd, const char *host, const char *where, bool read_only, int userns_fd,
                         struct gerr *err)
 {
     struct stat st;
     if (stat(host, &st) < 0)
         return gerr_sys(err, errno, "bind %s", host);
+    uint64_t attrs = MOUNT_ATTR_NOSUID | (S_ISCHR(st.st_mode) ? 0 : MOUNT_ATTR_NODEV) |
+                     (read_only ? MOUNT_ATTR_RDONLY : 0);
+    if (userns_fd >= 0 && S_ISDIR(st.st_mode)) {
+        AUTO_FD int target = mountpoint_in_root(rootfd, where, true, err);
+        if (target < 0)
+            return target;
+        int r = attach_idmapped(host, target, userns_fd, attrs);
+        if (r == 0)
+            return 0;
+        if (r != -EINVAL && r != -EPERM && r != -ENOSYS)
+            return gerr_sys(err, -r, "idmapped bind %s on %s", host, where);
+    }
     char what[PATH_MAX + 8];
     snprintf(what, sizeof what, "bind %s", host);
     int r = mount_in_root(rootfd, host, where, S_ISDIR(st.st_mode), NULL, MS_BIND | MS_REC, NULL,
                           what, err);
-    if (r < 0 || !read_only)
+    if (r < 0)
         return r;
-    return remount_ro(rootfd, where, err);
+    return setattr_in_root(rootfd, where, attrs, err);
 }
 
-static int setup_dev(int rootfd, const struct sandbox_config *cfg, struct gerr *err)
+static int setup_dev(int rootfd, const struct child_args *a, struct gerr *err)
 {
-    int r = mount_in_root(rootfd, "tmpfs", "/dev", true, "tmpfs", MS_NOSUID | MS_NOEXEC,
-                          "mode=755,size=64k,nr_inodes=256", "tmpfs", err);
+    const struct sandbox_config *cfg = a->cfg;
+    int r = mount_in_root(rootfd, "tmpfs", "/dev", true, "tmpfs", MS_NOSUID | MS_NOEXEC, a->dev_opts,
+                          "tmpfs", err);
     if (r < 0)
         return r;
     for (size_t i = 0; i < ARRAY_LEN(std_devices) && r == 0; i++) {
         /* A minimal host may lack one of these (often /dev/tty); extra devices from
          * the config, in contrast, are required. */
         if (access(std_devices[i], F_OK) == 0)
-            r = bind_in_root(rootfd, std_devices[i], std_devices[i], false, err);
+            r = bind_in_root(rootfd, std_devices[i], std_devices[i], false, -1, err);
     }
     for (int i = 0; i < cfg->ndevices && r == 0; i++)
-        r = bind_in_root(rootfd, cfg->devices[i], cfg->devices[i], false, err);
+        r = bind_in_root(rootfd, cfg->devices[i].host_path, cfg->devices[i].container_path, false, -1, err);
     if (r < 0)
         return r;
     r = mount_in_root(rootfd, "devpts", "/dev/pts", true, "devpts", MS_NOSUID | MS_NOEXEC,
@@ -221,7 +275,7 @@ static int setup_dev(int rootfd, const struct sandbox_config *cfg, struct gerr *
     if (r < 0)
         return r;
     r = mount_in_root(rootfd, "tmpfs", "/dev/shm", true, "tmpfs", MS_NOSUID | MS_NODEV,
-                      "mode=1777", "tmpfs", err);
+                      a->shm_opts, "tmpfs", err);
     if (r < 0)
         return r;
     AUTO_FD int devfd = open_in_root(rootfd, "dev", O_PATH | O_DIRECTORY);
@@ -255,8 +309,57 @@ static int loopback_up(struct gerr *err)
     return 0;
 }
 
-/* Mount namespace: private propagation, tmpfs scratch, overlay root, /dev, /tmp,
- * binds, pivot_root, /proc. */
+/* After pivot_root: /dev/null over leaky /proc files, empty read-only tmpfs over
+ * leaky directories, read-only binds over kernel knobs. */
+static int mask_paths(struct gerr *err)
+{
+    for (size_t i = 0; i < ARRAY_LEN(masked_paths); i++) {
+        struct stat st;
+        if (lstat(masked_paths[i], &st) < 0)
+            continue;
+        int rc = S_ISDIR(st.st_mode)
+                     ? mount("tmpfs", masked_paths[i], "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0")
+                     : mount("/dev/null", masked_paths[i], NULL, MS_BIND, NULL);
+        if (rc < 0)
+            return gerr_sys(err, errno, "mask %s", masked_paths[i]);
+    }
+    for (size_t i = 0; i < ARRAY_LEN(readonly_paths); i++) {
+        const char *p = readonly_paths[i];
+        if (access(p, F_OK) < 0)
+            continue;
+        if (mount(p, p, NULL, MS_BIND | MS_REC, NULL) < 0)
+            return gerr_sys(err, errno, "bind %s", p);
+        if (mount(NULL, p, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+            return gerr_sys(err, errno, "make %s read-only", p);
+    }
+    return 0;
+}
+
+/* The overlay's lower layer: the rootfs itself, or with a user namespace an
+ * idmapped clone of it attached at a->lower (falling back to the rootfs itself when
+ * its filesystem cannot be idmapped: files then appear owned by nobody). */
+static int setup_lower(const struct child_args *a, const char **lower, struct gerr *err)
+{
+    *lower = a->cfg->rootfs;
+    if (a->userns_fd < 0)
+        return 0;
+    if (mkdir(a->lower, 0755) < 0)
+        return gerr_sys(err, errno, "mkdir %s", a->lower);
+    AUTO_FD int target = open(a->lower, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (target < 0)
+        return gerr_sys(err, errno, "open %s", a->lower);
+    int r = attach_idmapped(a->cfg->rootfs, target, a->userns_fd, MOUNT_ATTR_RDONLY);
+    if (r == 0) {
+        *lower = a->lower;
+        return 0;
+    }
+    if (r == -EINVAL || r == -ENOSYS)
+        return 0;
+    return gerr_sys(err, -r, "idmapped mount of %s", a->cfg->rootfs);
+}
+
+/* Mount namespace: private propagation, tmpfs scratch, overlay root (idmapped
+ * lower), /dev, /tmp, binds, pivot_root, /proc, /sys (read-only), masks. */
 static int setup_mounts(const struct child_args *a, struct gerr *err)
 {
     const struct sandbox_config *cfg = a->cfg;
@@ -269,20 +372,32 @@ static int setup_mounts(const struct child_args *a, struct gerr *err)
         if (mkdir(dirs[i], 0755) < 0)
             return gerr_sys(err, errno, "mkdir %s", dirs[i]);
     }
-    /* nodev: device nodes that came with the image are inert; /dev is ours. */
-    if (mount("overlay", a->merged, "overlay", MS_NODEV, a->overlay_opts) < 0)
+    /* The overlay's root takes the upper dir's owner: container root. */
+    if (cfg->userns && (chown(a->upper, cfg->userns->host_uid, cfg->userns->host_gid) < 0 ||
+                        chown(a->work, cfg->userns->host_uid, cfg->userns->host_gid) < 0))
+        return gerr_sys(err, errno, "chown %s to the container's root", a->upper);
+    const char *lower;
+    int r = setup_lower(a, &lower, err);
+    if (r < 0)
+        return r;
+    char opts[sizeof a->overlay_opts + PATH_MAX];
+    if (snprintf(opts, sizeof opts, "lowerdir=%s,%s", lower, a->overlay_opts) >= (int)sizeof opts)
+        return gerr_set(err, ENAMETOOLONG, "overlay options too long");
+    /* nodev: device nodes that came with the image are inert; /dev is ours.
+     * nosuid: set-user-ID files of the image grant nothing. */
+    if (mount("overlay", a->merged, "overlay", MS_NODEV | MS_NOSUID, opts) < 0)
         return gerr_sys(err, errno, "mount overlay on %s (lower %s)", a->merged, cfg->rootfs);
     AUTO_FD int rootfd = open(a->merged, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (rootfd < 0)
         return gerr_sys(err, errno, "open %s", a->merged);
-    int r = setup_dev(rootfd, cfg, err);
+    r = setup_dev(rootfd, a, err);
     if (r < 0)
         return r;
     r = mount_in_root(rootfd, "tmpfs", "/tmp", true, "tmpfs", MS_NOSUID | MS_NODEV, a->tmp_opts,
                       "tmpfs", err);
     for (int i = 0; i < cfg->nbinds && r == 0; i++)
         r = bind_in_root(rootfd, cfg->binds[i].host_path, cfg->binds[i].container_path,
-                         cfg->binds[i].read_only, err);
+                         cfg->binds[i].read_only, a->userns_fd, err);
     if (r < 0)
         return r;
     /* pivot_root(".", "."): the old root ends up stacked on the new one at "/" and
@@ -299,6 +414,54 @@ static int setup_mounts(const struct child_args *a, struct gerr *err)
         return gerr_sys(err, errno, "mkdir /proc");
     if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
         return gerr_sys(err, errno, "mount proc on /proc");
+    if (mkdir("/sys", 0555) < 0 && errno != EEXIST)
+        return gerr_sys(err, errno, "mkdir /sys");
+    if (mount("sysfs", "/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+        return gerr_sys(err, errno, "mount sysfs on /sys");
+    return mask_paths(err);
+}
+
+/* Enters the user namespace as its root (uid and gid 0, no supplementary groups). */
+static int enter_userns(int fd, struct gerr *err)
+{
+    if (setns(fd, CLONE_NEWUSER) < 0)
+        return gerr_sys(err, errno, "enter the user namespace");
+    if (setresgid(0, 0, 0) < 0)
+        return gerr_sys(err, errno, "setresgid 0 in the user namespace");
+    if (setgroups(0, NULL) < 0)
+        return gerr_sys(err, errno, "setgroups in the user namespace");
+    if (setresuid(0, 0, 0) < 0)
+        return gerr_sys(err, errno, "setresuid 0 in the user namespace");
+    return 0;
+}
+
+/* Bounding set and permitted/effective sets cut to kept_caps, nothing inheritable
+ * or ambient, no_new_privs (set-user-ID and file capabilities grant nothing). */
+static int drop_privileges(struct gerr *err)
+{
+    uint64_t keep = 0;
+    for (size_t i = 0; i < ARRAY_LEN(kept_caps); i++)
+        keep |= 1ull << kept_caps[i];
+    for (int cap = 0; cap <= 63; cap++) {
+        if (keep & (1ull << cap))
+            continue;
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
+            if (errno == EINVAL)
+                break; /* past the kernel's last capability */
+            return gerr_sys(err, errno, "drop capability %d from the bounding set", cap);
+        }
+    }
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+        return gerr_sys(err, errno, "clear ambient capabilities");
+    struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct data[2];
+    memset(data, 0, sizeof data);
+    data[0].effective = data[0].permitted = (uint32_t)keep;
+    data[1].effective = data[1].permitted = (uint32_t)(keep >> 32);
+    if (syscall(SYS_capset, &hdr, data) < 0)
+        return gerr_sys(err, errno, "capset");
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        return gerr_sys(err, errno, "set no_new_privs");
     return 0;
 }
 
@@ -327,7 +490,7 @@ static int park_fd(int fd, const char *what, struct gerr *err)
 
 /* Everything after "go" up to exec. Returns only on failure, with *sync_fd set to
  * the fd the report must go to. */
-static int child_setup(const struct child_args *a, int *sync_fd, struct gerr *err)
+static int child_setup(struct child_args *a, int *sync_fd, struct gerr *err)
 {
     const struct sandbox_config *cfg = a->cfg;
     if (unshare(CLONE_NEWCGROUP) < 0)
@@ -335,17 +498,25 @@ static int child_setup(const struct child_args *a, int *sync_fd, struct gerr *er
     int init = park_fd(cfg->init_fd, "init", err);
     if (init < 0)
         return init;
+    a->userns_fd = cfg->userns ? park_fd(cfg->userns->fd, "user namespace", err) : -1;
+    if (cfg->userns && a->userns_fd < 0)
+        return a->userns_fd;
     int chan = cfg->channel_fd >= 0 ? park_fd(cfg->channel_fd, "channel", err) : -1;
     if (cfg->channel_fd >= 0 && chan < 0)
         return chan;
-    int r = setup_mounts(a, err);
-    if (r < 0)
-        return r;
+    struct child_timing tm = {.code = 0, .start_ns = mono_ns()};
     if (sethostname(a->hostname, strlen(a->hostname)) < 0)
         return gerr_sys(err, errno, "sethostname %s", a->hostname);
-    r = loopback_up(err);
+    int r = loopback_up(err);
+    if (r == 0 && cfg->egress)
+        r = netlink_config_eth0(cfg->egress->ctr_addr, cfg->egress->prefix, cfg->egress->host_addr, err);
     if (r < 0)
         return r;
+    tm.network_ns = mono_ns();
+    r = setup_mounts(a, err);
+    if (r < 0)
+        return r;
+    tm.mounts_ns = mono_ns();
     const char *wd = cfg->workdir ? cfg->workdir : "/";
     if (chdir(wd) < 0)
         return gerr_sys(err, errno, "chdir %s", wd);
@@ -371,14 +542,40 @@ static int child_setup(const struct child_args *a, int *sync_fd, struct gerr *er
     if (dup3(*sync_fd, 5, O_CLOEXEC) < 0)
         return gerr_sys(err, errno, "dup sync fd to 5");
     *sync_fd = 5;
+    /* Without CAP_SYS_RESOURCE (some hosts withhold it) the hard limit cannot rise:
+     * the default is then what we have. */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) < 0)
+        return gerr_sys(err, errno, "getrlimit");
+    rlim_t want = cfg->open_files ? cfg->open_files : 65536;
+    if (!cfg->open_files && want > nofile.rlim_max && prctl(PR_CAPBSET_READ, CAP_SYS_RESOURCE, 0, 0, 0) != 1)
+        want = nofile.rlim_max;
+    nofile.rlim_cur = nofile.rlim_max = want;
+    if (setrlimit(RLIMIT_NOFILE, &nofile) < 0)
+        return gerr_sys(err, errno, "set the open-files limit to %llu", (unsigned long long)want);
+    if (a->userns_fd >= 0) {
+        r = enter_userns(a->userns_fd, err);
+        if (r < 0)
+            return r;
+    }
+    tm.userns_ns = mono_ns();
+    r = drop_privileges(err);
+    if (r < 0)
+        return r;
+    /* The user namespace fd and everything else above 5 go before the filter. */
     if (close_range(6, ~0U, 0) < 0)
         return gerr_sys(err, errno, "close_range");
+    if (cfg->seccomp && syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, cfg->seccomp) < 0)
+        return gerr_sys(err, errno, "install the seccomp filter");
+    tm.security_ns = mono_ns();
+    while (send(*sync_fd, &tm, sizeof tm, MSG_NOSIGNAL) < 0 && errno == EINTR) {
+    }
     static char *const empty_env[] = {NULL};
     fexecve(4, cfg->init_argv, cfg->init_envp ? cfg->init_envp : empty_env);
     return gerr_sys(err, errno, "exec init %s", cfg->init_argv[0]);
 }
 
-static _Noreturn void child_main(const struct child_args *a)
+static _Noreturn void child_main(struct child_args *a)
 {
     struct gerr err;
     gerr_clear(&err);
@@ -464,10 +661,17 @@ static int validate(const struct sandbox_config *cfg, struct gerr *err)
         return gerr_set(err, EINVAL, "too many devices (%d, max %d)", cfg->ndevices,
                         SANDBOX_MAX_DEVICES);
     for (int i = 0; i < cfg->ndevices; i++) {
-        if (!cfg->devices[i] || strncmp(cfg->devices[i], "/dev/", 5))
-            return gerr_set(err, EINVAL, "device \"%s\" must be a path under /dev/",
-                            cfg->devices[i] ? cfg->devices[i] : "(null)");
+        const struct sandbox_device *d = &cfg->devices[i];
+        if (!d->host_path || d->host_path[0] != '/' || !d->container_path ||
+            strncmp(d->container_path, "/dev/", 5) || strstr(d->container_path, ".."))
+            return gerr_set(err, EINVAL, "device %s -> %s: the host path must be absolute and the "
+                            "container path under /dev/", d->host_path ? d->host_path : "(null)",
+                            d->container_path ? d->container_path : "(null)");
     }
+    if (cfg->open_files > (1u << 20))
+        return gerr_set(err, EINVAL, "open_files %u is above the kernel's limit of 1048576", cfg->open_files);
+    if (cfg->userns && cfg->userns->fd < 0)
+        return gerr_set(err, EBADF, "user namespace fd is not set");
     if (cfg->workdir && cfg->workdir[0] != '/')
         return gerr_set(err, EINVAL, "workdir \"%s\" must be absolute", cfg->workdir);
     if (cfg->hostname && (!*cfg->hostname || strlen(cfg->hostname) > 64))
@@ -497,10 +701,37 @@ static void sandbox_cgroups(const struct sandbox *sb, struct cgroup_set *set)
     strcpy(set->dir[CGROUP_CPU], sb->cgroup_cpu);
     strcpy(set->dir[CGROUP_CPUACCT], sb->cgroup_cpuacct);
     strcpy(set->dir[CGROUP_PIDS], sb->cgroup_pids);
+    strcpy(set->dir[CGROUP_DEVICES], sb->cgroup_devices);
+}
+
+/* The device cgroup allowlist: the standard nodes, the container's own ptys
+ * (devpts newinstance: major 136, and /dev/ptmx 5:2) and the configured devices. */
+static int device_rules(const struct sandbox_config *cfg, struct cgroup_device *out, size_t *n,
+                        struct gerr *err)
+{
+    size_t k = 0;
+    out[k++] = (struct cgroup_device){'c', 136, -1};
+    out[k++] = (struct cgroup_device){'c', 5, 2};
+    for (size_t i = 0; i < ARRAY_LEN(std_devices); i++) {
+        struct stat st;
+        if (stat(std_devices[i], &st) == 0 && S_ISCHR(st.st_mode))
+            out[k++] = (struct cgroup_device){'c', (int32_t)major(st.st_rdev), (int32_t)minor(st.st_rdev)};
+    }
+    for (int i = 0; i < cfg->ndevices; i++) {
+        struct stat st;
+        if (stat(cfg->devices[i].host_path, &st) < 0)
+            return gerr_sys(err, errno, "device %s", cfg->devices[i].host_path);
+        if (!S_ISCHR(st.st_mode) && !S_ISBLK(st.st_mode))
+            return gerr_set(err, EINVAL, "device %s is not a device node", cfg->devices[i].host_path);
+        out[k++] = (struct cgroup_device){S_ISCHR(st.st_mode) ? 'c' : 'b', (int32_t)major(st.st_rdev),
+                                          (int32_t)minor(st.st_rdev)};
+    }
+    *n = k;
+    return 0;
 }
 
 /* Waits for the child's verdict: EOF means it exec'd, a report carries its error. */
-static int wait_child(struct sandbox *sb, int sync, struct gerr *err)
+static int wait_child(struct sandbox *sb, int sync, uint64_t go_ns, uint64_t clone_call_ns, struct gerr *err)
 {
     uint64_t deadline = mono_ms() + SANDBOX_SETUP_TIMEOUT_MS;
     for (;;) {
@@ -514,6 +745,7 @@ static int wait_child(struct sandbox *sb, int sync, struct gerr *err)
             return gerr_sys(err, errno, "poll container sync socket");
         if (n <= 0)
             continue;
+        _Static_assert(sizeof(struct child_report) > sizeof(struct child_timing), "report sizes");
         struct child_report rep;
         ssize_t got = recv(sync, &rep, sizeof rep, 0);
         if (got < 0) {
@@ -524,6 +756,19 @@ static int wait_child(struct sandbox *sb, int sync, struct gerr *err)
         if (got == 0) {
             sb->ready_ns = mono_ns();
             return 0;
+        }
+        if ((size_t)got == sizeof(struct child_timing)) {
+            const struct child_timing *t = (const struct child_timing *)&rep;
+            if (t->code == 0 && t->start_ns >= go_ns && t->network_ns >= t->start_ns &&
+                t->mounts_ns >= t->network_ns && t->userns_ns >= t->mounts_ns && t->security_ns >= t->userns_ns) {
+                sb->timing.clone_ns = clone_call_ns + (t->start_ns - go_ns);
+                sb->timing.network_ns += t->network_ns - t->start_ns;
+                sb->timing.mounts_ns = t->mounts_ns - t->network_ns;
+                sb->timing.userns_ns = t->userns_ns - t->mounts_ns;
+                sb->timing.security_ns = t->security_ns - t->userns_ns;
+                sb->timing.exec_ns = mono_ns() - t->security_ns;
+            }
+            continue;
         }
         if ((size_t)got != sizeof rep || rep.code <= 0)
             return gerr_set(err, EIO, "container %s: malformed setup report", sb->id);
@@ -559,10 +804,23 @@ int sandbox_create(const struct sandbox_config *cfg, struct sandbox *sb, struct 
     if ((r = fmt(a->upper, sizeof a->upper, err, "%s/upper", sb->state_dir)) < 0 ||
         (r = fmt(a->work, sizeof a->work, err, "%s/work", sb->state_dir)) < 0 ||
         (r = fmt(a->merged, sizeof a->merged, err, "%s/merged", sb->state_dir)) < 0 ||
-        (r = fmt(a->overlay_opts, sizeof a->overlay_opts, err, "lowerdir=%s,upperdir=%s,workdir=%s",
-                 cfg->rootfs, a->upper, a->work)) < 0 ||
-        (r = fmt(a->disk_opts, sizeof a->disk_opts, err, "size=%llum,mode=0755", disk)) < 0 ||
-        (r = fmt(a->tmp_opts, sizeof a->tmp_opts, err, "size=%llum,mode=1777", disk)) < 0)
+        (r = fmt(a->lower, sizeof a->lower, err, "%s/lower", sb->state_dir)) < 0 ||
+        (r = fmt(a->overlay_opts, sizeof a->overlay_opts, err, "upperdir=%s,workdir=%s", a->upper,
+                 a->work)) < 0 ||
+        (r = fmt(a->disk_opts, sizeof a->disk_opts, err, "size=%llum,mode=0755", disk)) < 0)
+        return r;
+    /* tmpfs roots owned by container root, so it can manage /tmp, /dev and /dev/shm. */
+    char owner[48] = "";
+    if (cfg->userns)
+        snprintf(owner, sizeof owner, ",uid=%u,gid=%u", cfg->userns->host_uid, cfg->userns->host_gid);
+    if ((r = fmt(a->tmp_opts, sizeof a->tmp_opts, err, "size=%llum,mode=1777%s", disk, owner)) < 0 ||
+        (r = fmt(a->dev_opts, sizeof a->dev_opts, err, "mode=755,size=64k,nr_inodes=256%s", owner)) < 0 ||
+        (r = fmt(a->shm_opts, sizeof a->shm_opts, err, "mode=1777%s", owner)) < 0)
+        return r;
+    struct cgroup_device devs[CGROUP_MAX_DEVICES];
+    size_t ndevs = 0;
+    r = device_rules(cfg, devs, &ndevs, err);
+    if (r < 0)
         return r;
 
     r = mkdir_p(cfg->state_root, 0700);
@@ -576,7 +834,11 @@ int sandbox_create(const struct sandbox_config *cfg, struct sandbox *sb, struct 
         .memory_bytes = cfg->memory_mib << 20,
         .cpu_millicores = cfg->cpu_millicores,
         .pids_max = cfg->pids_max ? cfg->pids_max : 1024,
+        .restrict_devices = true,
+        .devices = devs,
+        .ndevices = ndevs,
     };
+    uint64_t t_cg = mono_ns();
     r = cgroup_set_create(&cgs, &lim, err);
     if (r < 0) {
         rmdir(sb->state_dir);
@@ -587,6 +849,8 @@ int sandbox_create(const struct sandbox_config *cfg, struct sandbox *sb, struct 
     strcpy(sb->cgroup_cpu, cgs.dir[CGROUP_CPU]);
     strcpy(sb->cgroup_cpuacct, cgs.dir[CGROUP_CPUACCT]);
     strcpy(sb->cgroup_pids, cgs.dir[CGROUP_PIDS]);
+    strcpy(sb->cgroup_devices, cgs.dir[CGROUP_DEVICES]);
+    sb->timing.cgroups_ns = mono_ns() - t_cg;
 
     AUTO_FD int psync = -1;
     int sv[2];
@@ -615,14 +879,29 @@ int sandbox_create(const struct sandbox_config *cfg, struct sandbox *sb, struct 
         r = gerr_sys(err, errno, "pidfd_open %ld", pid);
         goto fail;
     }
+    uint64_t t_clone = mono_ns() - sb->created_ns;
+    uint64_t t_attach = mono_ns();
     r = cgroup_set_attach(&cgs, sb->pid, err);
     if (r < 0)
         goto fail;
+    sb->timing.cgroups_ns += mono_ns() - t_attach;
+    if (cfg->egress) {
+        uint64_t t_net = mono_ns();
+        r = netlink_veth_create(cfg->egress->host_ifname, cfg->egress->host_addr, cfg->egress->prefix,
+                                sb->pid, err);
+        if (r < 0)
+            goto fail;
+        snprintf(sb->egress_ifname, sizeof sb->egress_ifname, "%s", cfg->egress->host_ifname);
+        sb->timing.network_ns = mono_ns() - t_net;
+    }
+    uint64_t go_ns = mono_ns();
     if (send(psync, "g", 1, MSG_NOSIGNAL) != 1) {
         r = gerr_sys(err, errno, "start container %s", cfg->id);
         goto fail;
     }
-    r = wait_child(sb, psync, err);
+    /* Clone's cost: the syscall, plus the child's wake-up after "go" (the wait for
+     * "go" itself is the cgroup and network time). */
+    r = wait_child(sb, psync, go_ns, t_clone, err);
     if (r < 0)
         goto fail;
     return 0;
@@ -681,6 +960,13 @@ int sandbox_usage(const struct sandbox *sb, uint64_t *memory_bytes, uint64_t *cp
                            sb->cgroup_v2, cpu_ns);
 }
 
+int sandbox_memory_peak(const struct sandbox *sb, uint64_t *bytes)
+{
+    if (!sb->cgroup_memory[0])
+        return -ENOENT;
+    return cgroup_read_memory_peak(sb->cgroup_memory, sb->cgroup_v2, bytes);
+}
+
 int sandbox_destroy(struct sandbox *sb, struct gerr *err)
 {
     int first = 0;
@@ -711,7 +997,15 @@ int sandbox_destroy(struct sandbox *sb, struct gerr *err)
             first = r;
         } else {
             sb->cgroup_memory[0] = sb->cgroup_cpu[0] = sb->cgroup_cpuacct[0] = sb->cgroup_pids[0] = '\0';
+            sb->cgroup_devices[0] = '\0';
         }
+    }
+    if (sb->egress_ifname[0]) {
+        /* Normally gone already with the network namespace. */
+        int r = netlink_link_delete(sb->egress_ifname, err);
+        if (r < 0 && first == 0)
+            first = r;
+        sb->egress_ifname[0] = '\0';
     }
     if (sb->state_dir[0]) {
         /* The tmpfs and overlay lived in the container's mount namespace; here the
@@ -794,7 +1088,7 @@ int sandbox_cleanup_stale(const char *cgroup_parent, const char *state_root, str
     if (r < 0)
         return r;
     for (int c = 0; c < CGROUP_NCTRL; c++) {
-        bool seen = false;
+        bool seen = !set.dir[c][0];
         for (int k = 0; k < c; k++)
             seen = seen || !strcmp(set.dir[k], set.dir[c]);
         if (seen)

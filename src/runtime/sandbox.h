@@ -18,14 +18,51 @@
 
 #include "base/error.h"
 
+struct sock_fprog;
+
 struct sandbox_bind {
     const char *host_path;
     const char *container_path; /* absolute */
     bool read_only;
 };
 
-#define SANDBOX_MAX_BINDS 16
+#define SANDBOX_MAX_BINDS 48
 #define SANDBOX_MAX_DEVICES 16
+
+/* A host device node exposed at container_path (under /dev/); it is also the only
+ * kind of device the container's device cgroup lets it open, besides the standard
+ * null, zero, full, random, urandom, tty and its own ptys. */
+struct sandbox_device {
+    const char *host_path;
+    const char *container_path;
+};
+
+/* The user namespace the container runs in (runtime/userns.h): fd from
+ * userns_create(), whose maps send container 0 to host_uid / host_gid. */
+struct sandbox_userns {
+    int fd;
+    uint32_t host_uid, host_gid;
+};
+
+/* Opt-in network egress: a veth pair, host end host_ifname with host_addr, container
+ * end "eth0" with ctr_addr (both in one /prefix), default route via host_addr. The
+ * host side's forwarding and NAT are the caller's (worker/egress). */
+struct sandbox_egress {
+    char host_ifname[16];
+    uint32_t host_addr, ctr_addr; /* IPv4, host byte order */
+    int prefix;
+};
+
+/* Where sandbox_create spent its time, in nanoseconds (see docs/ARCHITECTURE.md). */
+struct sandbox_timing {
+    uint64_t cgroups_ns;    /* cgroup directories, limits, device rules, attach */
+    uint64_t clone_ns;      /* clone() into the new namespaces, until the child runs */
+    uint64_t network_ns;    /* loopback (and the veth pair for egress) */
+    uint64_t mounts_ns;     /* overlay (idmapped lower), /dev, /tmp, binds, pivot_root, /proc, /sys, masks */
+    uint64_t userns_ns;     /* entering the user namespace, uid/gid switch */
+    uint64_t security_ns;   /* capabilities, no_new_privs, rlimits, seccomp load */
+    uint64_t exec_ns;       /* from the end of setup until the parent saw exec */
+};
 
 struct sandbox_config {
     const char *id;             /* container id ([a-z0-9-]); names the cgroup and state dir */
@@ -37,10 +74,17 @@ struct sandbox_config {
     uint64_t memory_mib;        /* memory limit (swap included where settable); 0 = none */
     uint32_t cpu_millicores;    /* CFS quota per 100 ms period; 0 = none */
     uint32_t pids_max;          /* 0 = 1024 */
-    struct sandbox_bind binds[SANDBOX_MAX_BINDS]; /* e.g. host /usr read-only */
+    uint32_t open_files;        /* RLIMIT_NOFILE (soft = hard); 0 = 65536 */
+    struct sandbox_bind binds[SANDBOX_MAX_BINDS]; /* e.g. host /usr read-only; nosuid, nodev */
     int nbinds;
-    const char *devices[SANDBOX_MAX_DEVICES]; /* extra host device nodes to expose (e.g. /dev/nvidia0) */
+    struct sandbox_device devices[SANDBOX_MAX_DEVICES]; /* extra device nodes (e.g. /dev/nvidia0) */
     int ndevices;
+    /* Hardening. Always: capability bounding set cut to SANDBOX_CAPS (docs/SECURITY.md),
+     * no_new_privs, nosuid/nodev image and binds, masked and read-only /proc paths,
+     * read-only /sys, device cgroup allowlist. */
+    const struct sandbox_userns *userns; /* NULL: container root is host root (bare-runtime tests only) */
+    const struct sock_fprog *seccomp;    /* runtime/sysfilter.h; NULL: no filter */
+    const struct sandbox_egress *egress; /* NULL: loopback only */
     int init_fd;                /* fd of the static init binary, opened O_RDONLY|O_CLOEXEC */
     char *const *init_argv;     /* argv for PID 1 (argv[0] is its name) */
     char *const *init_envp;     /* environment for PID 1 */
@@ -57,12 +101,18 @@ struct sandbox {
     char cgroup_cpu[512];       /* v1 cpu,cpuacct dir, or unified */
     char cgroup_pids[512];      /* v1 pids dir, or unified */
     char cgroup_cpuacct[512];   /* v1 cpuacct dir (may be separate from cpu), or unified */
+    char cgroup_devices[512];   /* v1 devices dir ("" if that hierarchy is absent), or unified */
     bool cgroup_v2;
     bool reaped;
     int exit_status;            /* waitpid-style status once reaped */
     uint64_t created_ns;        /* mono_ns() before clone */
     uint64_t ready_ns;          /* mono_ns() when the child reported setup done, just before exec */
+    struct sandbox_timing timing;
+    char egress_ifname[16];     /* host end of the veth pair ("" = none); removed by destroy */
 };
+
+/* The capabilities container root keeps (bounding, permitted and effective sets). */
+#define SANDBOX_CAPS_DOC "CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID SETUID SETPCAP NET_BIND_SERVICE"
 
 /* Creates and starts the container. On success sb is filled and owns pidfd, state dir
  * and cgroups; PID 1 has exec'd (or failed: then this returns the child's setup error
@@ -83,6 +133,8 @@ int sandbox_oom_kills(const struct sandbox *sb, uint64_t *out);
 
 /* Current memory use (bytes) and CPU time used (ns), for metering and `gust ps`. */
 int sandbox_usage(const struct sandbox *sb, uint64_t *memory_bytes, uint64_t *cpu_ns);
+/* Highest memory use (bytes) since the container started. */
+int sandbox_memory_peak(const struct sandbox *sb, uint64_t *bytes);
 
 /* After PID 1 exited (reaped): kills anything left in the cgroup, removes cgroups and
  * the state dir, closes pidfd. Idempotent. */

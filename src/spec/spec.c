@@ -6,6 +6,7 @@
  * tables (struct spec_num_field, struct spec_str_field); the numeric tables also drive
  * spec_function_to_json. */
 #include <ctype.h>
+#include <seccomp.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -31,8 +32,10 @@ struct spec_ctx {
 static const char *const spec_app_fields[] = {"app", "functions", NULL};
 static const char *const spec_fn_fields[] = {"name",    "kind", "command",   "mode",
                                              "image",   "workdir", "timeout", "env",
-                                             "resources", "retries", "scaling", NULL};
-static const char *const spec_res_fields[] = {"cpu", "memory", "gpu", "disk", NULL};
+                                             "resources", "retries", "scaling", "network",
+                                             "security", NULL};
+static const char *const spec_res_fields[] = {"cpu", "memory", "gpu", "disk", "pids", "open_files", NULL};
+static const char *const spec_sec_fields[] = {"deny_syscalls", NULL};
 static const char *const spec_retry_fields[] = {"max_retries", "initial_delay",
                                                 "backoff_coefficient", "max_delay", NULL};
 static const char *const spec_scale_fields[] = {"min_containers", "max_containers",
@@ -239,6 +242,12 @@ static const struct spec_num_field spec_res_nums[] = {
 };
 static const struct spec_num_field spec_res_disk =
     SPEC_UINT_FIELD("disk", "an integer number of MiB", 1, 1048576, 512, disk_mib);
+/* After disk. */
+static const struct spec_num_field spec_res_limits[] = {
+    SPEC_UINT_FIELD("pids", "an integer (the most processes and threads at once)", 16, 1048576, 1024, pids_max),
+    SPEC_UINT_FIELD("open_files", "an integer (open files per process; 0 = the worker's default)", 0, 1048576, 0,
+                    open_files),
+};
 static const struct spec_num_field spec_retry_nums[] = {
     SPEC_UINT_FIELD("max_retries", "an integer", 0, 10, 0, max_retries),
     SPEC_REAL_FIELD("initial_delay", "a number of seconds", 0, 60, 1.0, initial_delay_s),
@@ -351,6 +360,11 @@ static bool spec_is_mode(const char *s)
     return !strcmp(s, "per_input") || !strcmp(s, "runner");
 }
 
+static bool spec_is_network(const char *s)
+{
+    return !strcmp(s, "none") || !strcmp(s, "egress");
+}
+
 static bool spec_is_abs_path(const char *s)
 {
     return s[0] == '/' && strlen(s) <= SPEC_MAX_PATH;
@@ -383,6 +397,14 @@ static const struct spec_str_field spec_fn_mode = {
     .valid = spec_is_mode,
     .invalid = "must be \"per_input\" or \"runner\", got",
     .def = "per_input",
+};
+static const struct spec_str_field spec_fn_network = {
+    .key = "network",
+    .type = "\"none\" or \"egress\"",
+    .valid = spec_is_network,
+    .invalid = "must be \"none\" (loopback only, the default) or \"egress\" (outbound internet "
+               "through NAT), got",
+    .def = "none",
 };
 static const struct spec_str_field spec_fn_image = {
     .key = "image",
@@ -539,8 +561,64 @@ static int spec_parse_resources(struct spec_ctx *c, json_t *fobj, struct spec_fu
     int r = spec_enter_section(c, fobj, "resources", spec_res_fields, &res, &saved);
     if (r < 0 || (r = spec_get_nums(c, res, spec_res_nums, ARRAY_LEN(spec_res_nums), f)) < 0 ||
         (r = spec_parse_gpu_field(c, res, f)) < 0 ||
-        (r = spec_get_num(c, res, &spec_res_disk, f)) < 0)
+        (r = spec_get_num(c, res, &spec_res_disk, f)) < 0 ||
+        (r = spec_get_nums(c, res, spec_res_limits, ARRAY_LEN(spec_res_limits), f)) < 0)
         return r;
+    if (f->open_files && f->open_files < 16) {
+        spec_push_key(c, "open_files");
+        return spec_fail(c, "must be 0 (the worker's default) or at least 16, got %u", f->open_files);
+    }
+    spec_pop(c, saved);
+    return 0;
+}
+
+static int spec_cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* security.deny_syscalls: names of system calls this machine knows, each once. */
+static int spec_parse_security(struct spec_ctx *c, json_t *fobj, struct spec_function *f)
+{
+    json_t *sec;
+    size_t saved;
+    int r = spec_enter_section(c, fobj, "security", spec_sec_fields, &sec, &saved);
+    if (r < 0)
+        return r;
+    json_t *list = json_object_get(sec, "deny_syscalls");
+    f->deny_syscalls = calloc(list && json_is_array(list) ? json_array_size(list) + 1 : 1, sizeof(char *));
+    if (!f->deny_syscalls)
+        return spec_nomem(c);
+    if (!list) {
+        spec_pop(c, saved);
+        return 0;
+    }
+    size_t lsaved = spec_push_key(c, "deny_syscalls");
+    if (!json_is_array(list))
+        return spec_fail_got(c, list, "must be a list of system call names to deny in addition to the "
+                                      "default profile (e.g. [\"socket\"]), got");
+    if (json_array_size(list) > SPEC_MAX_DENY_SYSCALLS)
+        return spec_fail(c, "at most %d system calls, got %zu", SPEC_MAX_DENY_SYSCALLS, json_array_size(list));
+    size_t i;
+    json_t *v;
+    json_array_foreach(list, i, v) {
+        size_t isaved = spec_push_index(c, i);
+        const char *name;
+        if ((r = spec_want_string(c, v, "a system call name", &name)) < 0)
+            return r;
+        if (strlen(name) > 64 || seccomp_syscall_resolve_name(name) < 0)
+            return spec_fail_got(c, v, "is not a system call known on this machine (names as in "
+                                       "syscalls(2), e.g. \"socket\"); got");
+        for (size_t j = 0; j < f->ndeny_syscalls; j++)
+            if (!strcmp(f->deny_syscalls[j], name))
+                return spec_fail(c, "\"%s\" is listed twice; list each system call once", name);
+        if ((r = spec_dup(c, name, &f->deny_syscalls[f->ndeny_syscalls])) < 0)
+            return r;
+        f->ndeny_syscalls++;
+        spec_pop(c, isaved);
+    }
+    qsort(f->deny_syscalls, f->ndeny_syscalls, sizeof *f->deny_syscalls, spec_cmp_str);
+    spec_pop(c, lsaved);
     spec_pop(c, saved);
     return 0;
 }
@@ -735,7 +813,12 @@ static int spec_parse_function(struct spec_ctx *c, json_t *obj, struct spec_func
             return spec_nomem(c);
     }
 
-    if ((r = spec_parse_resources(c, obj, f)) < 0 || (r = spec_parse_retries(c, obj, f)) < 0)
+    const char *net;
+    if ((r = spec_get_str(c, obj, &spec_fn_network, &net)) < 0)
+        return r;
+    f->network = strcmp(net, "egress") ? SPEC_NET_NONE : SPEC_NET_EGRESS;
+    if ((r = spec_parse_resources(c, obj, f)) < 0 || (r = spec_parse_retries(c, obj, f)) < 0 ||
+        (r = spec_parse_security(c, obj, f)) < 0)
         return r;
     return spec_parse_scaling(c, obj, f);
 }
@@ -756,6 +839,10 @@ void spec_function_free(struct spec_function *f)
         for (size_t i = 0; i < f->nenv; i++)
             free(f->env[i]);
     free(f->env);
+    if (f->deny_syscalls)
+        for (size_t i = 0; i < f->ndeny_syscalls; i++)
+            free(f->deny_syscalls[i]);
+    free(f->deny_syscalls);
     memset(f, 0, sizeof *f);
 }
 
@@ -956,6 +1043,18 @@ json_t *spec_function_to_json(const struct spec_function *f)
                 ok = false;
         }
         spec_put_nums(res, &spec_res_disk, 1, f, &ok);
+        spec_put_nums(res, spec_res_limits, ARRAY_LEN(spec_res_limits), f, &ok);
+    }
+    spec_set(o, "network", json_string(f->network == SPEC_NET_EGRESS ? "egress" : "none"), &ok);
+    json_t *sec = json_object(), *deny = json_array();
+    spec_set(o, "security", sec, &ok);
+    if (!sec)
+        json_decref(deny);
+    if (sec) {
+        spec_set(sec, "deny_syscalls", deny, &ok);
+        for (size_t i = 0; deny && i < f->ndeny_syscalls; i++)
+            if (json_array_append_new(deny, json_string(f->deny_syscalls[i])) < 0)
+                ok = false;
     }
     spec_set(o, "retries", rt, &ok);
     if (rt)
@@ -983,8 +1082,8 @@ int spec_function_copy(const struct spec_function *src, struct spec_function *ds
 {
     *dst = *src;
     dst->name = dst->kind = dst->image = dst->workdir = NULL;
-    dst->command = dst->env = NULL;
-    dst->ncommand = dst->nenv = 0;
+    dst->command = dst->env = dst->deny_syscalls = NULL;
+    dst->ncommand = dst->nenv = dst->ndeny_syscalls = 0;
     if ((src->name && !(dst->name = strdup(src->name))) ||
         (src->kind && !(dst->kind = strdup(src->kind))) ||
         (src->image && !(dst->image = strdup(src->image))) ||
@@ -999,6 +1098,12 @@ int spec_function_copy(const struct spec_function *src, struct spec_function *ds
     if (src->env) {
         int r = spec_strv_copy(src->env, src->nenv, &dst->env);
         dst->nenv = src->nenv;
+        if (r < 0)
+            goto nomem;
+    }
+    if (src->deny_syscalls) {
+        int r = spec_strv_copy(src->deny_syscalls, src->ndeny_syscalls, &dst->deny_syscalls);
+        dst->ndeny_syscalls = src->ndeny_syscalls;
         if (r < 0)
             goto nomem;
     }

@@ -35,6 +35,9 @@
 #define SPEC_MAX_CPU 64000           /* millicores; the control plane checks worker capacity */
 
 enum spec_mode { SPEC_MODE_PER_INPUT = 1, SPEC_MODE_RUNNER = 2 };
+enum spec_network { SPEC_NET_NONE = 0, SPEC_NET_EGRESS = 1 };
+
+#define SPEC_MAX_DENY_SYSCALLS 128
 
 /* type is normalised: the known types "H100", "H200", "B200", "A100-40GB" (alias
  * "A100"), "A100-80GB", "L40S", "L4", "A10G", "T4" are matched case-insensitively;
@@ -61,6 +64,11 @@ struct spec_function {
     uint32_t max_retries;
     double initial_delay_s, backoff_coefficient, max_delay_s;
     uint32_t min_containers, max_containers, buffer_containers, scaledown_window_s, max_inputs;
+    uint32_t pids_max;          /* resources.pids (default 1024) */
+    uint32_t open_files;        /* resources.open_files; 0 = the worker's default (65536 or its own limit) */
+    enum spec_network network;  /* "none" (loopback only, default) or "egress" */
+    char **deny_syscalls;       /* security.deny_syscalls: added to the seccomp profile, sorted, NULL-terminated */
+    size_t ndeny_syscalls;
 };
 
 struct spec_app {

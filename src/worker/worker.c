@@ -27,6 +27,10 @@
 #include "proto/frame.h"
 #include "runtime/cgroup.h"
 #include "runtime/sandbox.h"
+#include "runtime/sysfilter.h"
+#include "runtime/userns.h"
+#include "worker/egress.h"
+#include "worker/gpu.h"
 
 #define WORKER_SOCK_BUF (1 << 20)
 #define WORKER_LINE_MAX (16 * 1024)
@@ -65,6 +69,18 @@ struct ctr {
     char last_err[256];  /* last stderr line, for start-failure messages */
     bool have_exit;
     struct frame_exit_body exitb;
+    int userns_slot;     /* -1 = none held */
+    int egress_slot;     /* -1 = none held */
+    int gpu_idx[CTR_MAX_GPUS];
+    int ngpus;
+    struct ctr_stats stats; /* GPU samples live; cgroup counters frozen at exit */
+    double gpu_util_sum;
+};
+
+/* One host uid range and the user namespace that maps it. */
+struct userns_slot {
+    int fd;              /* -1 until first used */
+    bool used;
 };
 
 struct worker {
@@ -75,6 +91,9 @@ struct worker {
     int init_fd;
     struct ctr *ctrs;
     struct cgroup_tuning tuning;
+    struct userns_slot *slots;
+    struct sock_fprog default_filter;
+    struct egress *egress;   /* NULL until the first egress container */
 };
 
 static void ctr_finish(struct ctr *c);
@@ -449,6 +468,10 @@ static void ctr_unlink(struct ctr *c)
 
 static void ctr_release(struct ctr *c)
 {
+    if (c->userns_slot >= 0)
+        c->w->slots[c->userns_slot].used = false;
+    if (c->egress_slot >= 0)
+        egress_release(c->w->egress, c->egress_slot);
     if (c->kill_timer)
         ev_timer_cancel(c->w->loop, c->kill_timer);
     if (c->chan_watched)
@@ -463,6 +486,20 @@ static void ctr_release(struct ctr *c)
     buf_free(&c->line[1]);
     free(c->rx);
     free(c);
+}
+
+/* Cgroup counters into c->stats (kept as they are where a file cannot be read). */
+static void read_cgroup_stats(struct ctr *c)
+{
+    uint64_t mem, cpu, peak, ooms;
+    if (sandbox_usage(&c->sb, &mem, &cpu) == 0) {
+        c->stats.memory_bytes = mem;
+        c->stats.cpu_ns = cpu;
+    }
+    if (sandbox_memory_peak(&c->sb, &peak) == 0)
+        c->stats.memory_peak_bytes = peak;
+    if (sandbox_oom_kills(&c->sb, &ooms) == 0)
+        c->stats.oom_kills = ooms;
 }
 
 /* PID 1 is gone: collects the last frames, cleans the sandbox up, reports, frees. */
@@ -484,6 +521,7 @@ static void ctr_finish(struct ctr *c)
         c->pidfd_watched = false;
     }
     bool oom = oom_new(c);
+    read_cgroup_stats(c);
     struct gerr err;
     if (sandbox_destroy(&c->sb, &err) < 0)
         log_warn("worker", "%s: cleanup: %s", c->id, err.msg);
@@ -590,6 +628,55 @@ int ctr_usage(const struct ctr *c, uint64_t *memory_bytes, uint64_t *cpu_ns)
     return sandbox_usage(&c->sb, memory_bytes, cpu_ns);
 }
 
+int ctr_stats(const struct ctr *c, struct ctr_stats *out)
+{
+    if (!c->exited)
+        read_cgroup_stats((struct ctr *)c);
+    *out = c->stats;
+    out->gpu_util_avg_pct = c->stats.gpu_samples ? c->gpu_util_sum / c->stats.gpu_samples : 0;
+    return 0;
+}
+
+void worker_sample_gpus(struct worker *w)
+{
+    for (struct ctr *c = w->ctrs; c; c = c->next) {
+        if (c->exited || !c->ngpus)
+            continue;
+        uint64_t util_sum = 0, mem = 0;
+        int n = 0;
+        for (int i = 0; i < c->ngpus; i++) {
+            uint32_t u;
+            uint64_t m;
+            if (gpu_sample(&w->cfg.gpus[c->gpu_idx[i]], &u, &m) == 0) {
+                util_sum += u;
+                mem += m;
+                n++;
+            }
+        }
+        if (!n)
+            continue;
+        c->stats.ngpus = n;
+        c->stats.gpu_util_pct = (uint32_t)(util_sum / (uint64_t)n);
+        c->stats.gpu_mem_bytes = mem;
+        if (mem > c->stats.gpu_mem_peak_bytes)
+            c->stats.gpu_mem_peak_bytes = mem;
+        c->stats.gpu_samples++;
+        c->gpu_util_sum += c->stats.gpu_util_pct;
+    }
+}
+
+const struct sandbox_timing *ctr_timing(const struct ctr *c)
+{
+    return &c->sb.timing;
+}
+
+uint32_t ctr_host_uid(const struct ctr *c)
+{
+    if (c->userns_slot < 0)
+        return 0;
+    return (uint32_t)(c->w->cfg.userns_base + (uint64_t)c->userns_slot * c->w->cfg.userns_size);
+}
+
 uint64_t ctr_start_ns(const struct ctr *c)
 {
     return c->ready ? c->ready_ns - c->start_ns : 0;
@@ -636,31 +723,35 @@ int worker_start(struct worker *w, const struct ctr_spec *spec, void *ud, struct
         .disk_mib = spec->disk_mib,
         .memory_mib = spec->memory_mib,
         .cpu_millicores = spec->cpu_millicores,
+        .pids_max = spec->pids_max,
+        .open_files = spec->open_files,
         .init_fd = w->init_fd,
         .workdir = spec->workdir,
     };
     if (spec->host_usr)
         sc.binds[sc.nbinds++] = (struct sandbox_bind){"/usr", "/usr", true};
-    char devs[SANDBOX_MAX_DEVICES][32];
-    int real = 0;
-    for (int i = 0; i < spec->ngpus; i++) {
-        int gi = spec->gpu_indices[i];
-        if (gi < 0 || gi >= w->cfg.ngpus)
-            return gerr_set(err, EINVAL, "container %s: GPU %d is not in the inventory", spec->id, gi);
-        const struct worker_gpu *g = &w->cfg.gpus[gi];
-        if (g->simulated || sc.ndevices >= SANDBOX_MAX_DEVICES - 3)
-            continue;
-        snprintf(devs[sc.ndevices], sizeof devs[0], "/dev/nvidia%d", g->index);
-        if (access(devs[sc.ndevices], F_OK) == 0) {
-            sc.devices[sc.ndevices] = devs[sc.ndevices];
-            sc.ndevices++;
-            real++;
-        }
+    AUTO_FREE struct gpu_mounts *gm = malloc(sizeof *gm);
+    if (!gm)
+        return gerr_set(err, ENOMEM, "out of memory");
+    int r = gpu_passthrough(&w->cfg, spec->gpu_indices, spec->ngpus, gm, err);
+    if (r < 0)
+        return gerr_prefix(err, "container %s", spec->id);
+    for (int i = 0; i < gm->ndevices; i++)
+        sc.devices[sc.ndevices++] = (struct sandbox_device){gm->dev_host[i], gm->dev_ctr[i]};
+    for (int i = 0; i < gm->nlibs; i++) {
+        if (sc.nbinds >= SANDBOX_MAX_BINDS)
+            return gerr_set(err, E2BIG, "container %s: too many GPU driver files to bind", spec->id);
+        sc.binds[sc.nbinds++] = (struct sandbox_bind){gm->lib_host[i], gm->lib_ctr[i], true};
     }
-    static const char *const nv_common[] = {"/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools"};
-    for (size_t i = 0; real && i < ARRAY_LEN(nv_common); i++)
-        if (access(nv_common[i], F_OK) == 0)
-            sc.devices[sc.ndevices++] = nv_common[i];
+
+    /* Seccomp: the default profile, or one compiled for this function's additions. */
+    struct sock_fprog own_filter = {0};
+    if (spec->ndeny_syscalls) {
+        r = sysfilter_build((const char *const *)spec->deny_syscalls, spec->ndeny_syscalls, &own_filter, err);
+        if (r < 0)
+            return gerr_prefix(err, "container %s: seccomp profile", spec->id);
+    }
+    sc.seccomp = spec->ndeny_syscalls ? &own_filter : &w->default_filter;
 
     /* argv: gust-init --mode M --concurrency N -- command... */
     size_t ncmd = 0;
@@ -670,10 +761,12 @@ int worker_start(struct worker *w, const struct ctr_spec *spec, void *ud, struct
     size_t nenv = 0;
     while (spec->env && spec->env[nenv])
         nenv++;
-    AUTO_FREE char **envp = calloc(nenv + 4, sizeof *envp);
-    if (!argv || !envp)
+    AUTO_FREE char **envp = calloc(nenv + 6 + GPU_ENV_MAX, sizeof *envp);
+    if (!argv || !envp) {
+        sysfilter_free(&own_filter);
         return gerr_set(err, ENOMEM, "out of memory");
-    char conc[16], idvar[96];
+    }
+    char conc[16], idvar[96], ldpath[1200];
     snprintf(conc, sizeof conc, "%u", spec->max_inputs ? spec->max_inputs : 1);
     size_t a = 0;
     argv[a++] = "gust-init";
@@ -688,14 +781,68 @@ int worker_start(struct worker *w, const struct ctr_spec *spec, void *ud, struct
     snprintf(idvar, sizeof idvar, "GUST_CONTAINER_ID=%s", spec->id);
     envp[e++] = idvar;
     for (size_t i = 0; i < nenv; i++)
-        if (strncmp(spec->env[i], "GUST_CONTAINER_ID=", 18))
+        if (strncmp(spec->env[i], "GUST_CONTAINER_ID=", 18) && strncmp(spec->env[i], "LD_LIBRARY_PATH=", 16))
             envp[e++] = spec->env[i];
     if (!env_has(spec->env, "PATH"))
-        envp[e++] = "PATH=" WORKER_DEFAULT_PATH;
+        envp[e++] = gm->nlibs ? "PATH=" WORKER_DEFAULT_PATH ":" GPU_CTR_BIN_DIR : "PATH=" WORKER_DEFAULT_PATH;
     if (!env_has(spec->env, "HOME"))
         envp[e++] = "HOME=/root";
+    for (int i = 0; i < gm->nenv; i++)
+        envp[e++] = gm->env[i];
+    /* The driver libraries come after what the function set itself. */
+    const char *user_ld = NULL;
+    for (size_t i = 0; i < nenv; i++)
+        if (!strncmp(spec->env[i], "LD_LIBRARY_PATH=", 16))
+            user_ld = spec->env[i] + 16;
+    if (user_ld || gm->nlibs) {
+        snprintf(ldpath, sizeof ldpath, "LD_LIBRARY_PATH=%s%s%s", user_ld ? user_ld : "",
+                 user_ld && gm->nlibs ? ":" : "", gm->nlibs ? GPU_CTR_LIB_DIR : "");
+        envp[e++] = ldpath;
+    }
     sc.init_argv = argv;
     sc.init_envp = envp;
+
+    /* A host uid range of its own. */
+    int slot = -1;
+    for (uint32_t i = 0; i < w->cfg.userns_slots; i++) {
+        if (!w->slots[i].used) {
+            slot = (int)i;
+            break;
+        }
+    }
+    if (slot < 0) {
+        sysfilter_free(&own_filter);
+        return gerr_set(err, EAGAIN, "container %s: all %u user-namespace ranges are in use (raise --userns-slots)",
+                        spec->id, w->cfg.userns_slots);
+    }
+    uint32_t host_id = (uint32_t)(w->cfg.userns_base + (uint64_t)slot * w->cfg.userns_size);
+    if (w->slots[slot].fd < 0) {
+        r = userns_create(host_id, w->cfg.userns_size, &w->slots[slot].fd, err);
+        if (r < 0) {
+            sysfilter_free(&own_filter);
+            return gerr_prefix(err, "container %s", spec->id);
+        }
+    }
+    struct sandbox_userns uns = {.fd = w->slots[slot].fd, .host_uid = host_id, .host_gid = host_id};
+    sc.userns = &uns;
+
+    struct sandbox_egress eg;
+    int egress_slot = -1;
+    if (spec->network == CTR_NET_EGRESS) {
+        if (!w->egress) {
+            r = egress_new(w->cgroup_parent, w->cfg.egress_subnet, &w->egress, err);
+            if (r < 0) {
+                sysfilter_free(&own_filter);
+                return gerr_prefix(err, "container %s: egress network", spec->id);
+            }
+        }
+        r = egress_acquire(w->egress, &eg, &egress_slot, err);
+        if (r < 0) {
+            sysfilter_free(&own_filter);
+            return gerr_prefix(err, "container %s", spec->id);
+        }
+        sc.egress = &eg;
+    }
 
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
@@ -704,9 +851,13 @@ int worker_start(struct worker *w, const struct ctr_spec *spec, void *ud, struct
     AUTO_FD int theirs = sv[1];
     set_sock_buf(mine);
     set_sock_buf(theirs);
-    int r = fd_set_nonblock(mine, true);
-    if (r < 0)
+    r = fd_set_nonblock(mine, true);
+    if (r < 0) {
+        sysfilter_free(&own_filter);
+        if (egress_slot >= 0)
+            egress_release(w->egress, egress_slot);
         return gerr_sys(err, -r, "container %s: channel", spec->id);
+    }
     sc.channel_fd = theirs;
 
     struct ctr *c = calloc(1, sizeof *c);
@@ -714,10 +865,19 @@ int worker_start(struct worker *w, const struct ctr_spec *spec, void *ud, struct
     if (!c || !rx) {
         free(c);
         free(rx);
+        sysfilter_free(&own_filter);
+        if (egress_slot >= 0)
+            egress_release(w->egress, egress_slot);
         return gerr_set(err, ENOMEM, "out of memory");
     }
     c->w = w;
     c->ud = ud;
+    /* From here on ctr_release gives the uid range and the egress address back. */
+    w->slots[slot].used = true;
+    c->userns_slot = slot;
+    c->egress_slot = egress_slot;
+    c->ngpus = spec->ngpus;
+    memcpy(c->gpu_idx, spec->gpu_indices, sizeof c->gpu_idx);
     c->rx = rx;
     c->chan = -1;
     c->mode = spec->mode;
@@ -727,6 +887,7 @@ int worker_start(struct worker *w, const struct ctr_spec *spec, void *ud, struct
     frame_asm_init(&c->asm_, w->cfg.max_payload);
 
     r = sandbox_create(&sc, &c->sb, err);
+    sysfilter_free(&own_filter);
     if (r < 0) {
         gerr_prefix(err, "container %s", spec->id);
         ctr_release(c);
@@ -818,6 +979,44 @@ int worker_new(struct ev_loop *loop, const struct worker_config *cfg, const stru
         w->cfg.memory_mib = mem_total_mib();
     if (!w->cfg.max_payload)
         w->cfg.max_payload = WORKER_DEFAULT_PAYLOAD;
+    if (!w->cfg.userns_base)
+        w->cfg.userns_base = 1000000;
+    if (!w->cfg.userns_size)
+        w->cfg.userns_size = 65536;
+    if (!w->cfg.userns_slots)
+        w->cfg.userns_slots = 512;
+    r = userns_check_range(w->cfg.userns_base, (uint64_t)w->cfg.userns_size * w->cfg.userns_slots, err);
+    if (r == 0)
+        r = userns_check_range(w->cfg.userns_base, w->cfg.userns_size, err);
+    if (r == 0 && (w->cfg.gpu_dev_dir || w->cfg.gpu_driver_dir)) {
+        const char *d = w->cfg.gpu_dev_dir ? w->cfg.gpu_dev_dir : w->cfg.gpu_driver_dir;
+        if (d[0] != '/')
+            r = gerr_set(err, EINVAL, "GPU directory %s must be an absolute path", d);
+    }
+    w->slots = r == 0 ? calloc(w->cfg.userns_slots, sizeof *w->slots) : NULL;
+    if (r == 0 && !w->slots)
+        r = gerr_set(err, ENOMEM, "out of memory");
+    for (uint32_t i = 0; w->slots && i < w->cfg.userns_slots; i++)
+        w->slots[i].fd = -1;
+    if (r == 0)
+        r = sysfilter_build(NULL, 0, &w->default_filter, err);
+    if (r == 0 && !w->cfg.no_nvml && w->cfg.ngpus == 0) {
+        struct gerr gerr;
+        int n = gpu_detect_nvml(&w->cfg, &gerr);
+        if (n < 0)
+            log_warn("worker", "GPU detection: %s", gerr.msg);
+        else if (n > 0)
+            log_info("worker", "NVML: %d GPU(s), first %s (%s)", n, w->cfg.gpus[0].type, w->cfg.gpus[0].product);
+    }
+    if (r < 0) {
+        free(w->slots);
+        sysfilter_free(&w->default_filter);
+        free(w->state_root);
+        free(w->init_path);
+        free(w->cgroup_parent);
+        free(w);
+        return r;
+    }
     if (cb)
         w->cb = *cb;
     w->init_fd = TAKE_FD(fd);
@@ -860,6 +1059,12 @@ void worker_free(struct worker *w)
     }
     if (w->init_fd >= 0)
         close(w->init_fd);
+    for (uint32_t i = 0; i < w->cfg.userns_slots; i++)
+        if (w->slots[i].fd >= 0)
+            close(w->slots[i].fd);
+    free(w->slots);
+    sysfilter_free(&w->default_filter);
+    egress_free(w->egress);
     struct gerr terr;
     if (cgroup_tuning_restore(&w->tuning, &terr) < 0)
         log_warn("worker", "%s", terr.msg);
@@ -876,99 +1081,7 @@ const struct worker_config *worker_capacity(const struct worker *w)
 
 int worker_cleanup_stale(const char *cgroup_parent, const char *state_root, struct gerr *err)
 {
+    egress_cleanup_stale(cgroup_parent);
     return sandbox_cleanup_stale(cgroup_parent, state_root, err);
 }
 
-/* ------------------------------------------------------------------ GPUs */
-
-static const char *const gpu_known[] = {"H100", "H200", "B200", "A100-40GB", "A100-80GB",
-                                        "L40S", "L4",   "A10G", "T4"};
-
-int worker_normalize_gpu_type(const char *in, char *out, size_t out_len)
-{
-    size_t n = in ? strlen(in) : 0;
-    if (n == 0 || n > 31)
-        return -EINVAL;
-    for (size_t i = 0; i < n; i++) {
-        char ch = in[i];
-        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-'))
-            return -EINVAL;
-    }
-    const char *canon = NULL;
-    if (!strcasecmp(in, "A100"))
-        canon = "A100-40GB";
-    for (size_t i = 0; !canon && i < ARRAY_LEN(gpu_known); i++)
-        if (!strcasecmp(in, gpu_known[i]))
-            canon = gpu_known[i];
-    size_t cn = canon ? strlen(canon) : n;
-    if (cn + 1 > out_len)
-        return -ENOSPC;
-    if (canon) {
-        memcpy(out, canon, cn + 1);
-    } else {
-        for (size_t i = 0; i < n; i++)
-            out[i] = (in[i] >= 'a' && in[i] <= 'z') ? (char)(in[i] - 'a' + 'A') : in[i];
-        out[n] = 0;
-    }
-    return 0;
-}
-
-int worker_parse_gpus(const char *s, struct worker_config *cfg, struct gerr *err)
-{
-    if (!s)
-        return gerr_set(err, EINVAL, "--gpus: missing value");
-    const char *p = s;
-    int added = 0;
-    while (*p) {
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        while (len && *p == ' ') {
-            p++;
-            len--;
-        }
-        while (len && p[len - 1] == ' ')
-            len--;
-        char item[64];
-        if (len == 0 || len >= sizeof item) {
-            cfg->ngpus -= added;
-            return gerr_set(err, EINVAL, "--gpus \"%s\": expected TYPE[:COUNT][,TYPE[:COUNT]...], e.g. H100:2,A100-80GB:1", s);
-        }
-        memcpy(item, p, len);
-        item[len] = 0;
-        int64_t count = 1;
-        char *colon = strchr(item, ':');
-        if (colon) {
-            *colon = 0;
-            if (parse_i64(colon + 1, 1, WORKER_MAX_GPUS, &count) < 0) {
-                cfg->ngpus -= added;
-                return gerr_set(err, EINVAL, "--gpus \"%s\": bad count \"%s\" (1..%d)", s, colon + 1, WORKER_MAX_GPUS);
-            }
-        }
-        char type[32];
-        if (worker_normalize_gpu_type(item, type, sizeof type) < 0) {
-            cfg->ngpus -= added;
-            return gerr_set(err, EINVAL, "--gpus \"%s\": bad GPU type \"%s\" (letters, digits, '-'; at most 31)", s,
-                            item);
-        }
-        if (cfg->ngpus + count > WORKER_MAX_GPUS) {
-            cfg->ngpus -= added;
-            return gerr_set(err, EINVAL, "--gpus \"%s\": at most %d GPUs in total", s, WORKER_MAX_GPUS);
-        }
-        for (int64_t i = 0; i < count; i++) {
-            struct worker_gpu *g = &cfg->gpus[cfg->ngpus];
-            snprintf(g->type, sizeof g->type, "%s", type);
-            g->index = cfg->ngpus;
-            g->simulated = true;
-            cfg->ngpus++;
-            added++;
-        }
-        if (!end)
-            break;
-        p = end + 1;
-        if (!*p) {
-            cfg->ngpus -= added;
-            return gerr_set(err, EINVAL, "--gpus \"%s\": trailing comma", s);
-        }
-    }
-    return 0;
-}

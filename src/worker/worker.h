@@ -18,6 +18,7 @@
 
 #include "base/error.h"
 #include "evloop/evloop.h"
+#include "runtime/sandbox.h"
 
 struct worker;
 struct ctr;
@@ -27,8 +28,12 @@ struct ctr;
 
 struct worker_gpu {
     char type[32];      /* normalised name users write: "H100", "A100-80GB", "L4" */
-    int index;          /* device index: /dev/nvidia<index> */
-    bool simulated;     /* declared with --gpus, no device node */
+    int index;          /* NVML index (declared GPUs: position in the inventory) */
+    int minor;          /* NVML: the device node is /dev/nvidia<minor>; declared: = index */
+    bool simulated;     /* declared with --gpus: no device node unless gpu_passthrough_declared */
+    char uuid[96];      /* NVML: "GPU-..."; "" when declared */
+    char product[96];   /* NVML product name; "" when declared */
+    uint64_t memory_mib;/* NVML total memory; 0 when declared */
 };
 
 struct worker_config {
@@ -41,7 +46,25 @@ struct worker_config {
     int ngpus;
     size_t max_payload;         /* per input/output bytes */
     bool no_cgroup_tuning;      /* leave the host's cgroup2 mount options alone (see cgroup_favor_dynmods) */
+    /* User namespaces: container i's root is host uid/gid userns_base + slot * userns_size;
+     * userns_slots ranges in all (the most containers alive at once). 0 = defaults
+     * (1000000, 65536, 512). */
+    uint64_t userns_base;
+    uint32_t userns_size, userns_slots;
+    /* GPUs. Declared GPUs are simulated unless gpu_passthrough_declared, which makes
+     * them need device nodes and driver libraries like detected ones (for tests and
+     * for hosts without NVML). gpu_dev_dir: where nvidia* nodes are (default /dev);
+     * gpu_driver_dir: the only directory searched for driver libraries (default: the
+     * usual ones). no_nvml: do not detect GPUs. */
+    bool gpu_passthrough_declared, no_nvml;
+    const char *gpu_dev_dir, *gpu_driver_dir;
+    /* Egress networking (functions with network "egress"): container addresses come
+     * from this IPv4 /16 (default 10.213.0.0/16), one /30 each. */
+    const char *egress_subnet;
 };
+
+/* Container network modes. */
+enum ctr_net { CTR_NET_NONE = 0, CTR_NET_EGRESS = 1 };
 
 enum ctr_mode { CTR_MODE_PER_INPUT = 1, CTR_MODE_RUNNER = 2 };
 
@@ -59,6 +82,25 @@ struct ctr_spec {
     uint32_t disk_mib;
     int gpu_indices[CTR_MAX_GPUS]; /* indices into the worker inventory, exclusive */
     int ngpus;
+    uint32_t pids_max;          /* 0 = 1024 */
+    uint32_t open_files;        /* 0 = 65536 */
+    enum ctr_net network;
+    const char *const *deny_syscalls; /* added to the default seccomp profile */
+    size_t ndeny_syscalls;
+};
+
+/* Per-container accounting, read live or at exit. */
+struct ctr_stats {
+    uint64_t cpu_ns;            /* CPU time used by all its processes */
+    uint64_t memory_bytes;      /* current */
+    uint64_t memory_peak_bytes; /* highest since start */
+    uint64_t oom_kills;
+    int ngpus;                  /* GPUs sampled (0 without NVML) */
+    uint32_t gpu_util_pct;      /* latest sample, averaged over its GPUs */
+    double gpu_util_avg_pct;    /* mean over all samples */
+    uint64_t gpu_mem_bytes;     /* latest sample, summed over its GPUs */
+    uint64_t gpu_mem_peak_bytes;
+    uint32_t gpu_samples;
 };
 
 /* Why an input failed (or a container ended). */
@@ -115,6 +157,16 @@ int ctr_pid(const struct ctr *c);
 void *ctr_userdata(const struct ctr *c);
 /* Memory bytes and CPU ns used so far. */
 int ctr_usage(const struct ctr *c, uint64_t *memory_bytes, uint64_t *cpu_ns);
+/* Accounting so far (cgroup counters read now, GPU samples as last taken). After the
+ * container exited (in on_exit) the values are the final ones. */
+int ctr_stats(const struct ctr *c, struct ctr_stats *out);
+/* Takes one GPU sample for every container with NVML-visible GPUs (control calls it
+ * on its tick). */
+void worker_sample_gpus(struct worker *w);
+/* Where sandbox creation spent its time for this container. */
+const struct sandbox_timing *ctr_timing(const struct ctr *c);
+/* Host uid of the container's root. */
+uint32_t ctr_host_uid(const struct ctr *c);
 /* Nanoseconds from worker_start to on_ready (0 before ready). */
 uint64_t ctr_start_ns(const struct ctr *c);
 

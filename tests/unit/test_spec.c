@@ -275,8 +275,9 @@ UNIT_TEST(test_roundtrip_and_copy)
 {
     struct spec_app app;
     CHECK_EQ_INT(parse_fn(",\"env\":{\"B\":\"2\",\"A\":\"x=y\"},\"resources\":{\"gpu\":"
-                          "[\"L4\",\"t4:3\",\"rtx-4090:8\"],\"disk\":1},\"retries\":"
-                          "{\"backoff_coefficient\":1.1}",
+                          "[\"L4\",\"t4:3\",\"rtx-4090:8\"],\"disk\":1,\"pids\":64,\"open_files\":256},"
+                          "\"retries\":{\"backoff_coefficient\":1.1},\"network\":\"egress\","
+                          "\"security\":{\"deny_syscalls\":[\"socket\",\"chmod\"]}",
                           &app),
                  0);
     struct spec_function *f = &app.functions[0];
@@ -287,6 +288,9 @@ UNIT_TEST(test_roundtrip_and_copy)
     char *d1 = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
     CHECK(strstr(d1, "\"gpu\":[\"L4:1\",\"T4:3\",\"RTX-4090:8\"]"));
     CHECK(strstr(d1, "\"env\":{\"A\":\"x=y\",\"B\":\"2\"}"));
+    CHECK(strstr(d1, "\"network\":\"egress\""));
+    CHECK(strstr(d1, "\"security\":{\"deny_syscalls\":[\"chmod\",\"socket\"]}"));
+    CHECK(strstr(d1, "\"open_files\":256") && strstr(d1, "\"pids\":64"));
     struct spec_function g, h;
     struct gerr e = {0};
     char fld[SPEC_FIELD_MAX];
@@ -340,7 +344,7 @@ UNIT_TEST(test_errors_brief_examples)
                         "1000, got \"ten\""));
     CHECK(expect_fn_err(",\"resourcs\":{}", "functions[0].resourcs",
                         "functions[0].resourcs: unknown field; allowed: name, kind, command, mode, "
-                        "image, workdir, timeout, env, resources, retries, scaling"));
+                        "image, workdir, timeout, env, resources, retries, scaling, network, security"));
     CHECK(expect_fn_err(",\"resources\":{\"memory\":\"lots\"}", "functions[0].resources.memory",
                         "functions[0].resources.memory: must be an integer number of MiB between "
                         "16 and 1048576, got \"lots\""));
@@ -466,7 +470,17 @@ UNIT_TEST(test_errors_resources_retries_scaling)
     CHECK(expect_fn_err(",\"resources\":{\"disk\":0}", "functions[0].resources.disk", "~got 0"));
     CHECK(expect_fn_err(",\"resources\":{\"gpus\":1}", "functions[0].resources.gpus",
                         "functions[0].resources.gpus: unknown field; allowed: cpu, memory, gpu, "
-                        "disk"));
+                        "disk, pids, open_files"));
+    CHECK(expect_fn_err(",\"resources\":{\"pids\":2}", "functions[0].resources.pids", "~got 2"));
+    CHECK(expect_fn_err(",\"resources\":{\"open_files\":3}", "functions[0].resources.open_files",
+                        "~at least 16, got 3"));
+    CHECK(expect_fn_err(",\"network\":\"host\"", "functions[0].network", "~\"egress\""));
+    CHECK(expect_fn_err(",\"security\":{\"deny_syscalls\":[\"socket\",\"nosuchcall\"]}",
+                        "functions[0].security.deny_syscalls[1]", "~not a system call known"));
+    CHECK(expect_fn_err(",\"security\":{\"deny_syscalls\":[\"socket\",\"socket\"]}",
+                        "functions[0].security.deny_syscalls[1]", "~listed twice"));
+    CHECK(expect_fn_err(",\"security\":{\"allow_syscalls\":[\"mount\"]}",
+                        "functions[0].security.allow_syscalls", "~unknown field; allowed: deny_syscalls"));
     CHECK(expect_fn_err(",\"resources\":5", "functions[0].resources", "~must be an object"));
     CHECK(expect_fn_err(",\"resources\":{\"gpu\":\"H100:9\"}", "functions[0].resources.gpu",
                         "~between 1 and 8, got \"H100:9\""));

@@ -1,0 +1,169 @@
+/* Container seccomp profile (see runtime/sysfilter.h). */
+#include "runtime/sysfilter.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <seccomp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/cleanup.h"
+#include "base/util.h"
+
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
+
+static const struct sysfilter_rule default_rules[] = {
+    {"mount", "mounting filesystems could hide or replace the sandbox's own mounts"},
+    {"umount2", "unmounting could uncover masked paths"},
+    {"pivot_root", "changing the root could escape the container's root"},
+    {"chroot", "a chroot is a classic first step out of a root directory"},
+    {"fsopen", "new mount API: same as mount"},
+    {"fsconfig", "new mount API: same as mount"},
+    {"fsmount", "new mount API: same as mount"},
+    {"fspick", "new mount API: reconfigures existing mounts"},
+    {"move_mount", "new mount API: moves mounts"},
+    {"open_tree", "new mount API: clones mount trees"},
+    {"mount_setattr", "new mount API: changes mount flags (could drop read-only)"},
+    {"kexec_load", "replaces the running kernel"},
+    {"kexec_file_load", "replaces the running kernel"},
+    {"reboot", "restarts or halts the host"},
+    {"init_module", "loads kernel code"},
+    {"finit_module", "loads kernel code"},
+    {"delete_module", "unloads kernel code"},
+    {"bpf", "eBPF programs and maps are a large kernel attack surface and can read kernel memory"},
+    {"perf_event_open", "performance counters leak information about other tenants and the kernel"},
+    {"keyctl", "the kernel keyring is not namespaced: keys of other containers or the host"},
+    {"add_key", "the kernel keyring is not namespaced"},
+    {"request_key", "the kernel keyring is not namespaced"},
+    {"userfaultfd", "lets a process stall the kernel at a chosen point, the basis of many exploits"},
+    {"open_by_handle_at", "file handles open files outside the container's mounts"},
+    {"name_to_handle_at", "companion of open_by_handle_at"},
+    {"swapon", "changes the host's swap"},
+    {"swapoff", "changes the host's swap"},
+    {"settimeofday", "the clock is shared with the host"},
+    {"clock_settime", "the clock is shared with the host"},
+    {"clock_adjtime", "the clock is shared with the host"},
+    {"adjtimex", "the clock is shared with the host"},
+    {"unshare", "new namespaces (of any kind) are not part of the profile"},
+    {"setns", "entering other namespaces"},
+    {"acct", "process accounting is host-wide"},
+    {"quotactl", "filesystem quotas are host-wide"},
+    {"quotactl_fd", "filesystem quotas are host-wide"},
+    {"syslog", "the kernel log belongs to the host"},
+    {"lookup_dcookie", "kernel profiling interface"},
+    {"iopl", "raw I/O port access"},
+    {"ioperm", "raw I/O port access"},
+    {"uselib", "obsolete loader interface with a history of bugs"},
+    {"vhangup", "hangs up the controlling terminal of others"},
+    {"nfsservctl", "kernel NFS server control"},
+    {"_sysctl", "obsolete sysctl interface"},
+    {"sethostname", "the UTS name is set by the sandbox"},
+    {"setdomainname", "the UTS name is set by the sandbox"},
+    {"io_uring_setup", "io_uring runs operations seccomp cannot see"},
+    {"io_uring_enter", "io_uring runs operations seccomp cannot see"},
+    {"io_uring_register", "io_uring runs operations seccomp cannot see"},
+    {"fanotify_init", "filesystem-wide event monitoring"},
+    {"process_madvise", "acts on another process's memory"},
+    {"kcmp", "compares kernel objects of other processes (information leak)"},
+    {"pciconfig_read", "raw PCI configuration space"},
+    {"pciconfig_write", "raw PCI configuration space"},
+};
+
+const struct sysfilter_rule *sysfilter_default_rules(size_t *n)
+{
+    *n = ARRAY_LEN(default_rules);
+    return default_rules;
+}
+
+bool sysfilter_syscall_known(const char *name)
+{
+    return name && *name && seccomp_syscall_resolve_name(name) >= 0;
+}
+
+static void ctx_release(scmp_filter_ctx *ctx)
+{
+    if (*ctx)
+        seccomp_release(*ctx);
+}
+
+int sysfilter_build(const char *const *extra_deny, size_t nextra, struct sock_fprog *prog,
+                    struct gerr *err)
+{
+    memset(prog, 0, sizeof *prog);
+    if (nextra > SYSFILTER_MAX_EXTRA)
+        return gerr_set(err, EINVAL, "at most %d extra system calls to deny", SYSFILTER_MAX_EXTRA);
+    __attribute__((cleanup(ctx_release))) scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+    if (!ctx)
+        return gerr_set(err, ENOMEM, "seccomp_init failed");
+    /* Other ABIs (i386 via int 0x80, x32) would bypass rules written for the native
+     * one: they kill. */
+    int r = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
+    if (r < 0)
+        return gerr_sys(err, -r, "seccomp: set bad-arch action");
+    for (size_t i = 0; i < ARRAY_LEN(default_rules); i++) {
+        int nr = seccomp_syscall_resolve_name(default_rules[i].name);
+        if (nr < 0)
+            continue; /* not on this architecture */
+        r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0);
+        if (r < 0)
+            return gerr_sys(err, -r, "seccomp: deny %s", default_rules[i].name);
+    }
+    /* clone: a thread or a process, never a namespace. One rule per flag bit, since
+     * a rule matches (arg & mask) == value. */
+    static const uint64_t ns_flags[] = {CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER,
+                                        CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWCGROUP, CLONE_NEWTIME};
+    for (size_t i = 0; i < ARRAY_LEN(ns_flags); i++) {
+        r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
+                             SCMP_A0(SCMP_CMP_MASKED_EQ, ns_flags[i], ns_flags[i]));
+        if (r < 0)
+            return gerr_sys(err, -r, "seccomp: clone namespace rule");
+    }
+    r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+    if (r < 0)
+        return gerr_sys(err, -r, "seccomp: clone3 rule");
+    for (size_t i = 0; i < nextra; i++) {
+        const char *name = extra_deny[i];
+        int nr = name ? seccomp_syscall_resolve_name(name) : -1;
+        if (nr < 0)
+            return gerr_set(err, EINVAL, "unknown system call \"%s\"", name ? name : "(null)");
+        r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0);
+        /* -EEXIST: already denied by the default profile. */
+        if (r < 0 && r != -EEXIST)
+            return gerr_sys(err, -r, "seccomp: deny %s", name);
+    }
+    AUTO_FD int mfd = memfd_create("gust-seccomp", MFD_CLOEXEC);
+    if (mfd < 0)
+        return gerr_sys(err, errno, "memfd_create");
+    r = seccomp_export_bpf(ctx, mfd);
+    if (r < 0)
+        return gerr_sys(err, -r, "seccomp: export the filter");
+    struct stat st;
+    if (fstat(mfd, &st) < 0)
+        return gerr_sys(err, errno, "fstat seccomp memfd");
+    size_t len = (size_t)st.st_size;
+    if (len == 0 || len % sizeof(struct sock_filter) || len / sizeof(struct sock_filter) > 0xffff)
+        return gerr_set(err, EIO, "seccomp: exported filter has a bad size (%zu bytes)", len);
+    struct sock_filter *insns = malloc(len);
+    if (!insns)
+        return gerr_set(err, ENOMEM, "out of memory");
+    if (pread(mfd, insns, len, 0) != (ssize_t)len) {
+        free(insns);
+        return gerr_sys(err, errno, "read back the seccomp filter");
+    }
+    prog->filter = insns;
+    prog->len = (unsigned short)(len / sizeof(struct sock_filter));
+    return 0;
+}
+
+void sysfilter_free(struct sock_fprog *prog)
+{
+    free(prog->filter);
+    prog->filter = NULL;
+    prog->len = 0;
+}

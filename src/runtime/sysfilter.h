@@ -1,0 +1,42 @@
+/* The seccomp-bpf profile of every container (docs/SECURITY.md lists it with reasons).
+ *
+ * The default action is to allow; the profile denies, with EPERM, the system calls a
+ * function has no business making (mounts, kernel modules, kexec, bpf, perf events,
+ * keyrings, userfaultfd, file handles, swap, clock setting, namespace creation...),
+ * and answers clone3 with ENOSYS because its flags live in memory a filter cannot
+ * read (libc then falls back to clone, whose namespace flags are checked). System
+ * calls of other ABIs (i386, x32) kill the process. A function spec may add names to
+ * deny; nothing can be removed.
+ *
+ * The program is compiled in the parent (libseccomp allocates) and installed by the
+ * container's setup code with a plain seccomp(2) call just before exec. */
+#ifndef GUST_RUNTIME_SYSFILTER_H
+#define GUST_RUNTIME_SYSFILTER_H
+
+#include <linux/filter.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "base/error.h"
+
+#define SYSFILTER_MAX_EXTRA 128
+
+struct sysfilter_rule {
+    const char *name;
+    const char *reason;
+};
+
+/* The built-in deny list, for documentation and tests. */
+const struct sysfilter_rule *sysfilter_default_rules(size_t *n);
+
+/* Whether name is a system call this machine's seccomp knows. */
+bool sysfilter_syscall_known(const char *name);
+
+/* Compiles the default profile plus extra_deny (system call names, each denied with
+ * EPERM). On success prog->filter is malloc'd and owned by the caller
+ * (sysfilter_free). Unknown names are an error naming them. */
+int sysfilter_build(const char *const *extra_deny, size_t nextra, struct sock_fprog *prog,
+                    struct gerr *err);
+void sysfilter_free(struct sock_fprog *prog);
+
+#endif

@@ -1,0 +1,234 @@
+/* Egress networking (see worker/egress.h). */
+#include "worker/egress.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "base/buf.h"
+#include "base/cleanup.h"
+#include "base/log.h"
+#include "base/util.h"
+#include "runtime/netlink.h"
+
+#define IP_FORWARD "/proc/sys/net/ipv4/ip_forward"
+
+extern char **environ;
+
+struct egress {
+    char tag[5];          /* 4 hex digits */
+    uint32_t base;
+    int prefix;
+    uint32_t nslots;
+    uint8_t *used;
+    char old_forward;     /* '0' or '1' before we changed it; 0 if untouched */
+};
+
+static void tag_of(const char *worker_tag, char out[5])
+{
+    uint32_t h = 2166136261u;
+    for (const char *p = worker_tag; *p; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    snprintf(out, 5, "%04x", (h ^ (h >> 16)) & 0xffff);
+}
+
+int egress_parse_subnet(const char *subnet, uint32_t *base, int *prefix, struct gerr *err)
+{
+    char ip[32];
+    const char *slash = subnet ? strchr(subnet, '/') : NULL;
+    if (!slash || (size_t)(slash - subnet) >= sizeof ip)
+        return gerr_set(err, EINVAL, "egress subnet \"%s\": expected A.B.C.D/N", subnet ? subnet : "");
+    memcpy(ip, subnet, (size_t)(slash - subnet));
+    ip[slash - subnet] = '\0';
+    struct in_addr a;
+    int64_t n;
+    if (inet_pton(AF_INET, ip, &a) != 1 || parse_i64(slash + 1, 8, 24, &n) < 0)
+        return gerr_set(err, EINVAL, "egress subnet \"%s\": expected A.B.C.D/N with N from 8 to 24", subnet);
+    uint32_t mask = n ? ~0u << (32 - n) : 0;
+    *base = ntohl(a.s_addr) & mask;
+    *prefix = (int)n;
+    return 0;
+}
+
+/* Runs nft with the ruleset on standard input. */
+static int nft_run(const char *ruleset, bool quiet, struct gerr *err)
+{
+    int in[2];
+    if (pipe2(in, O_CLOEXEC) < 0)
+        return gerr_sys(err, errno, "pipe");
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+    if (quiet) {
+        posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+        posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    }
+    char *const argv[] = {(char *)"nft", (char *)"-f", (char *)"-", NULL};
+    pid_t pid;
+    int sr = posix_spawnp(&pid, "nft", &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(in[0]);
+    if (sr != 0) {
+        close(in[1]);
+        return gerr_sys(err, sr, "run nft (apt-get install nftables)");
+    }
+    size_t len = strlen(ruleset);
+    ssize_t wr = write(in[1], ruleset, len);
+    close(in[1]);
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (wr != (ssize_t)len)
+        return gerr_sys(err, errno, "write the nftables ruleset");
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        return gerr_set(err, EIO, "nft rejected the egress ruleset (status %d)", status);
+    return 0;
+}
+
+static char read_forward(void)
+{
+    char c = 0;
+    AUTO_FD int fd = open(IP_FORWARD, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0 && read(fd, &c, 1) != 1)
+        c = 0;
+    return c;
+}
+
+static int write_forward(char v)
+{
+    AUTO_FD int fd = open(IP_FORWARD, O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || write(fd, &v, 1) != 1)
+        return -errno;
+    return 0;
+}
+
+int egress_new(const char *worker_tag, const char *subnet, struct egress **out, struct gerr *err)
+{
+    struct egress *e = calloc(1, sizeof *e);
+    if (!e)
+        return gerr_set(err, ENOMEM, "out of memory");
+    tag_of(worker_tag, e->tag);
+    int r = egress_parse_subnet(subnet ? subnet : EGRESS_DEFAULT_SUBNET, &e->base, &e->prefix, err);
+    if (r < 0) {
+        free(e);
+        return r;
+    }
+    e->nslots = 1u << (30 - e->prefix);
+    if (e->nslots > 16384)
+        e->nslots = 16384;
+    e->used = calloc(e->nslots, 1);
+    if (!e->used) {
+        free(e);
+        return gerr_set(err, ENOMEM, "out of memory");
+    }
+    char net[32];
+    struct in_addr a = {.s_addr = htonl(e->base)};
+    inet_ntop(AF_INET, &a, net, sizeof net);
+    struct buf rs = {0};
+    /* "table ...; delete table ...;" makes the load idempotent after a crash. */
+    buf_printf(&rs,
+               "table inet gust_%s {}\n"
+               "delete table inet gust_%s\n"
+               "table inet gust_%s {\n"
+               "  chain forward {\n"
+               "    type filter hook forward priority -10; policy accept;\n"
+               "    iifname \"gv*\" oifname \"gv*\" drop\n"
+               "  }\n"
+               "  chain input {\n"
+               "    type filter hook input priority -10; policy accept;\n"
+               "    iifname \"gv%s-*\" ct state established,related accept\n"
+               "    iifname \"gv%s-*\" drop\n"
+               "  }\n"
+               "  chain postrouting {\n"
+               "    type nat hook postrouting priority 100; policy accept;\n"
+               "    ip saddr %s/%d oifname != \"gv*\" masquerade\n"
+               "  }\n"
+               "}\n",
+               e->tag, e->tag, e->tag, e->tag, e->tag, net, e->prefix);
+    r = rs.data ? nft_run(rs.data, false, err) : gerr_set(err, ENOMEM, "out of memory");
+    buf_free(&rs);
+    if (r < 0) {
+        free(e->used);
+        free(e);
+        return r;
+    }
+    char before = read_forward();
+    if (before == '0') {
+        if (write_forward('1') < 0) {
+            r = gerr_sys(err, errno, "enable IPv4 forwarding (%s)", IP_FORWARD);
+            egress_free(e);
+            return r;
+        }
+        e->old_forward = '0';
+        log_info("worker", "egress: IPv4 forwarding enabled (restored at exit), containers on %s/%d", net,
+                 e->prefix);
+    }
+    *out = e;
+    return 0;
+}
+
+int egress_acquire(struct egress *e, struct sandbox_egress *out, int *slot, struct gerr *err)
+{
+    for (uint32_t i = 0; i < e->nslots; i++) {
+        if (e->used[i])
+            continue;
+        e->used[i] = 1;
+        memset(out, 0, sizeof *out);
+        snprintf(out->host_ifname, sizeof out->host_ifname, "gv%s-%u", e->tag, i & 0x3fff);
+        uint32_t net = e->base + i * 4;
+        out->host_addr = net + 1;
+        out->ctr_addr = net + 2;
+        out->prefix = 30;
+        /* A host end left by a crashed container would make creation fail. */
+        netlink_link_delete(out->host_ifname, NULL);
+        *slot = (int)i;
+        return 0;
+    }
+    return gerr_set(err, EAGAIN, "all %u egress addresses are in use", e->nslots);
+}
+
+void egress_release(struct egress *e, int slot)
+{
+    if (e && slot >= 0 && (uint32_t)slot < e->nslots)
+        e->used[slot] = 0;
+}
+
+void egress_free(struct egress *e)
+{
+    if (!e)
+        return;
+    char rs[128];
+    snprintf(rs, sizeof rs, "delete table inet gust_%s\n", e->tag);
+    struct gerr err;
+    if (nft_run(rs, true, &err) < 0)
+        log_warn("worker", "egress: %s", err.msg);
+    if (e->old_forward && write_forward(e->old_forward) < 0)
+        log_warn("worker", "egress: could not restore %s", IP_FORWARD);
+    free(e->used);
+    free(e);
+}
+
+void egress_cleanup_stale(const char *worker_tag)
+{
+    char tag[5], rs[128], prefix[16];
+    tag_of(worker_tag, tag);
+    snprintf(prefix, sizeof prefix, "gv%s-", tag);
+    DIR *d = opendir("/sys/class/net");
+    if (d) {
+        struct dirent *de;
+        while ((de = readdir(d)))
+            if (!strncmp(de->d_name, prefix, strlen(prefix)))
+                netlink_link_delete(de->d_name, NULL);
+        closedir(d);
+    }
+    snprintf(rs, sizeof rs, "table inet gust_%s {}\ndelete table inet gust_%s\n", tag, tag);
+    struct gerr err;
+    nft_run(rs, true, &err);
+}
