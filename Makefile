@@ -43,7 +43,9 @@ EXAMPLE_BINS := $(patsubst examples/%.c,$(B)/examples/%,$(EXAMPLE_SRCS))
 BINS := $(B)/gustd $(B)/gust $(B)/gust-init $(B)/libgust.a $(B)/libgust.so
 
 .PHONY: all asan test unit integration bench run fuzz clean deps
-all: $(BINS) $(EXAMPLE_BINS) $(UNIT_BINS)
+HOSTILE_BIN := $(B)/tests/hostile
+
+all: $(BINS) $(EXAMPLE_BINS) $(UNIT_BINS) $(HOSTILE_BIN)
 
 $(B)/obj/%.o: src/%.c
 	@mkdir -p $(dir $@)
@@ -78,6 +80,11 @@ $(B)/tests/%: tests/unit/%.c tests/unit/unit.h $(LIB_A)
 $(B)/examples/%: examples/%.c $(wildcard src/proto/*.c src/base/*.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) $(INC) -O2 -g -static -o $@ $< $(wildcard src/proto/*.c) $(wildcard src/base/*.c)
+
+# The hostile function of the sandbox tests; static, for busybox images.
+$(HOSTILE_BIN): tests/integration/hostile/hostile.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) -O2 -static -o $@ $<
 
 -include $(shell find $(B)/obj -name '*.d' 2>/dev/null)
 

@@ -21,7 +21,9 @@
 #include "control/control.h"
 #include "evloop/evloop.h"
 #include "http/http.h"
+#include "runtime/userns.h"
 #include "store/store.h"
+#include "worker/egress.h"
 #include "worker/worker.h"
 
 struct gustd {
@@ -41,7 +43,16 @@ static void usage(FILE *f)
             "\n"
             "  --data-dir DIR        state directory (default /var/lib/gust as root, else ~/.local/share/gust)\n"
             "  --listen HOST:PORT    API address (default 127.0.0.1:8470; port 0 = any free port)\n"
-            "  --gpus LIST           declare a simulated GPU inventory, e.g. H100:2,L4:1\n"
+            "  --gpus LIST           declare a simulated GPU inventory, e.g. H100:2,L4:1 (default:\n"
+            "                        the GPUs NVML reports, if libnvidia-ml.so.1 is present)\n"
+            "  --gpu-passthrough     declared GPUs are real: containers get /dev/nvidia<N> etc.\n"
+            "  --gpu-dev-dir DIR     where the nvidia* device nodes are (default /dev)\n"
+            "  --gpu-driver-dir DIR  the only directory searched for NVIDIA driver libraries\n"
+            "  --no-nvml             do not detect GPUs through NVML\n"
+            "  --userns-base UID     host uid/gid of the first container's root (default 1000000)\n"
+            "  --userns-size N       uids per container (default 65536)\n"
+            "  --userns-slots N      uid ranges, i.e. most containers alive at once (default 512)\n"
+            "  --egress-subnet CIDR  addresses for network=\"egress\" containers (default " EGRESS_DEFAULT_SUBNET ")\n"
             "  --cpu MILLICORES      worker CPU capacity (default: all cores x 1000)\n"
             "  --memory MIB          worker memory capacity (default: all memory)\n"
             "  --max-payload BYTES   largest input/output/request body (default 67108864)\n"
@@ -114,8 +125,14 @@ int main(int argc, char **argv)
     char data_dir[PATH_MAX] = "", init_path[PATH_MAX] = "";
     const char *listen_addr = "127.0.0.1:8470", *gpus = NULL, *rates_file = NULL, *cgroup_parent = "gust";
     int64_t max_payload = 64ll << 20, stop_grace = 10, cpu = 0, memory = 0;
-    bool no_cgroup_tuning = false;
+    bool no_cgroup_tuning = false, gpu_passthrough = false, no_nvml = false;
+    const char *gpu_dev_dir = NULL, *gpu_driver_dir = NULL, *egress_subnet = NULL;
+    int64_t userns_base = 1000000, userns_size = 65536, userns_slots = 512;
     static const struct option opts[] = {
+        {"gpu-passthrough", no_argument, 0, 'P'}, {"gpu-dev-dir", required_argument, 0, 'D'},
+        {"gpu-driver-dir", required_argument, 0, 'R'}, {"no-nvml", no_argument, 0, 'N'},
+        {"userns-base", required_argument, 0, 'U'}, {"userns-size", required_argument, 0, 'Z'},
+        {"userns-slots", required_argument, 0, 'S'}, {"egress-subnet", required_argument, 0, 'E'},
         {"data-dir", required_argument, 0, 'd'}, {"listen", required_argument, 0, 'l'},
         {"gpus", required_argument, 0, 'g'},     {"max-payload", required_argument, 0, 'p'},
         {"rates", required_argument, 0, 'r'},    {"stop-grace", required_argument, 0, 's'},
@@ -125,6 +142,7 @@ int main(int argc, char **argv)
         {"no-cgroup-tuning", no_argument, 0, 'T'},
         {0, 0, 0, 0},
     };
+    struct gerr err = {0};
     int ch;
     while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (ch) {
@@ -159,6 +177,33 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
+        case 'P': gpu_passthrough = true; break;
+        case 'N': no_nvml = true; break;
+        case 'D': gpu_dev_dir = optarg; break;
+        case 'R': gpu_driver_dir = optarg; break;
+        case 'E': {
+            uint32_t base;
+            int prefix;
+            if (egress_parse_subnet(optarg, &base, &prefix, &err) < 0) {
+                fprintf(stderr, "gustd: --egress-subnet: %s\n", err.msg);
+                return 2;
+            }
+            egress_subnet = optarg;
+            break;
+        }
+        case 'U':
+        case 'Z':
+        case 'S': {
+            int64_t *dst = ch == 'U' ? &userns_base : ch == 'Z' ? &userns_size : &userns_slots;
+            int64_t lo = ch == 'U' ? 65536 : ch == 'Z' ? 65536 : 1, hi = ch == 'S' ? 65536 : 4000000000ll;
+            if (parse_i64(optarg, lo, hi, dst) < 0) {
+                fprintf(stderr, "gustd: --%s: expected an integer between %lld and %lld, got \"%s\"\n",
+                        ch == 'U' ? "userns-base" : ch == 'Z' ? "userns-size" : "userns-slots", (long long)lo,
+                        (long long)hi, optarg);
+                return 2;
+            }
+            break;
+        }
         case 'L':
             if (!strcmp(optarg, "debug"))
                 log_set_level(LOG_DEBUG);
@@ -195,7 +240,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "gustd: gust-init not found at %s (build it with `make`, or pass --init PATH)\n", init_path);
         return 2;
     }
-    struct gerr err = {0};
+
     int r = mkdir_p(data_dir, 0700);
     if (r < 0) {
         fprintf(stderr, "gustd: cannot create data dir %s: %s\n", data_dir, strerror(-r));
@@ -249,7 +294,19 @@ int main(int argc, char **argv)
         .memory_mib = (uint64_t)memory,
         .max_payload = (size_t)max_payload,
         .no_cgroup_tuning = no_cgroup_tuning,
+        .userns_base = (uint64_t)userns_base,
+        .userns_size = (uint32_t)userns_size,
+        .userns_slots = (uint32_t)userns_slots,
+        .gpu_passthrough_declared = gpu_passthrough,
+        .no_nvml = no_nvml,
+        .gpu_dev_dir = gpu_dev_dir,
+        .gpu_driver_dir = gpu_driver_dir,
+        .egress_subnet = egress_subnet,
     };
+    if (userns_check_range((uint64_t)userns_base, (uint64_t)userns_size * (uint64_t)userns_slots, &err) < 0) {
+        fprintf(stderr, "gustd: --userns-base/--userns-size/--userns-slots: %s\n", err.msg);
+        return 2;
+    }
     if (gpus && worker_parse_gpus(gpus, &wcfg, &err) < 0) {
         fprintf(stderr, "gustd: --gpus: %s\n", err.msg);
         return 2;

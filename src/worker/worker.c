@@ -305,7 +305,9 @@ static void deliver(struct ctr *c, uint8_t type, uint64_t id, const uint8_t *dat
     case FRAME_ERR_SIGNAL:
     default: kind = CTR_FAIL_CRASHED; break;
     }
-    if (data[0] == FRAME_ERR_SIGNAL && oom_new(c)) {
+    /* A shell whose child the OOM killer took exits with a status (137), not a signal:
+     * any failure with a new OOM kill in the cgroup is reported as OOM. */
+    if ((data[0] == FRAME_ERR_SIGNAL || data[0] == FRAME_ERR_EXIT_STATUS) && oom_new(c)) {
         char m[160];
         snprintf(m, sizeof m, "out of memory: the function exceeded its memory limit of %u MiB", c->memory_mib);
         cb->on_input_error(c, c->ud, id, CTR_FAIL_OOM, m);

@@ -92,3 +92,43 @@ def host_cgroup_options_restored():
     yield
     after = _cgroup2_super_options()
     assert after == before, f"cgroup2 mount options changed by the test session: {before!r} -> {after!r}"
+
+
+@pytest.fixture
+def netns_host():
+    """A test "internet host": a network namespace made here, joined to the host by a veth
+    pair (host end 10.214.<n>.1/24, namespace end 10.214.<n>.2/24), with a TCP server on
+    10.214.<n>.2:8080 that answers every connection with "hello-from-ext". Yields (ip, port).
+    Nothing leaves the machine: both ends of every packet are namespaces of this host."""
+    import random
+    import subprocess
+    import time
+    n = random.randint(1, 250)
+    ns, veth = f"gust-it-ext{n}", f"gxt{n}"
+    host_ip, ext_ip = f"10.214.{n}.1", f"10.214.{n}.2"
+    sh = lambda *a: subprocess.run(a, check=True, capture_output=True)
+    subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    subprocess.run(["ip", "link", "del", veth], capture_output=True)
+    sh("ip", "netns", "add", ns)
+    sh("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
+    sh("ip", "addr", "add", f"{host_ip}/24", "dev", veth)
+    sh("ip", "link", "set", veth, "up")
+    sh("ip", "netns", "exec", ns, "ip", "addr", "add", f"{ext_ip}/24", "dev", "eth0")
+    sh("ip", "netns", "exec", ns, "ip", "link", "set", "eth0", "up")
+    sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", ns, "python3", "-c",
+         "import socket\n"
+         "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+         f"s.bind(('{ext_ip}', 8080)); s.listen(16); s.settimeout(600)\n"
+         "while True:\n"
+         "    c, a = s.accept(); c.sendall(('hello-from-ext ' + a[0]).encode()); c.close()\n"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.3)
+    try:
+        yield ext_ip, 8080, host_ip
+    finally:
+        server.kill()
+        server.wait()
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        subprocess.run(["ip", "link", "del", veth], capture_output=True)

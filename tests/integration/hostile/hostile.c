@@ -1,0 +1,256 @@
+/* A hostile function for the sandbox tests: each subcommand attempts one thing a
+ * container must not be able to do and prints "<name> <result>", where result is
+ * "ok" when the attempt succeeded or the errno name (EPERM, ESRCH, ...) when it
+ * failed. The tests assert the exact failure. Built static: it runs in busybox images.
+ *
+ *   hostile NAME [ARG]   one attempt; ARG is a host pid, an address, a path... */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/bpf.h>
+#include <linux/perf_event.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/ptrace.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *errname(int e)
+{
+    switch (e) {
+    case EPERM: return "EPERM";
+    case EACCES: return "EACCES";
+    case ENOENT: return "ENOENT";
+    case ESRCH: return "ESRCH";
+    case EROFS: return "EROFS";
+    case ENOSPC: return "ENOSPC";
+    case EAGAIN: return "EAGAIN";
+    case ENOSYS: return "ENOSYS";
+    case EINVAL: return "EINVAL";
+    case ENETUNREACH: return "ENETUNREACH";
+    case EHOSTUNREACH: return "EHOSTUNREACH";
+    case ETIMEDOUT: return "ETIMEDOUT";
+    case ECONNREFUSED: return "ECONNREFUSED";
+    case EBUSY: return "EBUSY";
+    case EDQUOT: return "EDQUOT";
+    case EXDEV: return "EXDEV";
+    case ENOTDIR: return "ENOTDIR";
+    case EBADF: return "EBADF";
+    case EFAULT: return "EFAULT";
+    case EIO: return "EIO";
+    case ENXIO: return "ENXIO";
+    case ENODEV: return "ENODEV";
+    }
+    static char buf[32];
+    snprintf(buf, sizeof buf, "errno%d", e);
+    return buf;
+}
+
+static int report(const char *name, long rc)
+{
+    printf("%s %s\n", name, rc < 0 ? errname(errno) : "ok");
+    return 0;
+}
+
+/* Connects to ip:port with a 1 s timeout. */
+static long try_connect(const char *ipport)
+{
+    char ip[64];
+    snprintf(ip, sizeof ip, "%s", ipport);
+    char *colon = strchr(ip, ':');
+    if (!colon) {
+        errno = EINVAL;
+        return -1;
+    }
+    *colon = '\0';
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
+    inet_pton(AF_INET, ip, &sa.sin_addr);
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    if (s < 0)
+        return -1;
+    struct timeval tv = {.tv_sec = 1};
+    setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    long rc = connect(s, (struct sockaddr *)&sa, sizeof sa);
+    if (rc < 0 && errno == EINPROGRESS)
+        errno = ETIMEDOUT;
+    if (rc == 0) {
+        char buf[256];
+        ssize_t n = read(s, buf, sizeof buf - 1);
+        if (n > 0) {
+            buf[n] = '\0';
+            printf("read %s\n", buf);
+        }
+    }
+    close(s);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: hostile NAME [ARG]\n");
+        return 2;
+    }
+    const char *n = argv[1], *arg = argc > 2 ? argv[2] : "";
+    setvbuf(stdout, NULL, _IONBF, 0);
+    if (!strcmp(n, "mount"))
+        return report(n, mount("tmpfs", "/tmp", "tmpfs", 0, NULL));
+    if (!strcmp(n, "umount"))
+        return report(n, umount2("/proc/kcore", MNT_DETACH));
+    if (!strcmp(n, "chroot"))
+        return report(n, chroot("/tmp"));
+    if (!strcmp(n, "pivot_root"))
+        return report(n, syscall(SYS_pivot_root, ".", "."));
+    if (!strcmp(n, "unshare_user"))
+        return report(n, unshare(CLONE_NEWUSER));
+    if (!strcmp(n, "unshare_net"))
+        return report(n, unshare(CLONE_NEWNET));
+    if (!strcmp(n, "clone_ns")) {
+        long pid = syscall(SYS_clone, CLONE_NEWNS | SIGCHLD, NULL, NULL, NULL, NULL);
+        if (pid == 0)
+            _exit(0);
+        if (pid > 0)
+            waitpid((pid_t)pid, NULL, 0);
+        return report(n, pid);
+    }
+    if (!strcmp(n, "ptrace"))
+        return report(n, ptrace(PTRACE_ATTACH, atoi(arg), NULL, NULL));
+    if (!strcmp(n, "kill"))
+        return report(n, kill(atoi(arg), SIGKILL));
+    if (!strcmp(n, "vm_read")) {
+        char buf[16];
+        struct iovec local = {buf, sizeof buf}, remote = {(void *)0x400000, sizeof buf};
+        return report(n, process_vm_readv(atoi(arg), &local, 1, &remote, 1, 0));
+    }
+    if (!strcmp(n, "open_read"))
+        return report(n, open(arg, O_RDONLY));
+    if (!strcmp(n, "open_write"))
+        return report(n, open(arg, O_WRONLY));
+    if (!strcmp(n, "init_module"))
+        return report(n, syscall(SYS_init_module, "", 0, ""));
+    if (!strcmp(n, "finit_module")) {
+        int fd = open("/bin/busybox", O_RDONLY);
+        return report(n, syscall(SYS_finit_module, fd, "", 0));
+    }
+    if (!strcmp(n, "mknod"))
+        return report(n, mknod("/tmp/mem", S_IFCHR | 0600, makedev(1, 1)));
+    if (!strcmp(n, "raw_socket"))
+        return report(n, socket(AF_INET, SOCK_RAW, IPPROTO_ICMP));
+    if (!strcmp(n, "packet_socket"))
+        return report(n, socket(AF_PACKET, SOCK_RAW, 0));
+    if (!strcmp(n, "connect"))
+        return report(n, try_connect(arg));
+    if (!strcmp(n, "bpf")) {
+        union bpf_attr attr;
+        memset(&attr, 0, sizeof attr);
+        attr.map_type = BPF_MAP_TYPE_ARRAY;
+        attr.key_size = 4;
+        attr.value_size = 4;
+        attr.max_entries = 1;
+        return report(n, syscall(SYS_bpf, BPF_MAP_CREATE, &attr, sizeof attr));
+    }
+    if (!strcmp(n, "perf_event_open")) {
+        struct perf_event_attr pa;
+        memset(&pa, 0, sizeof pa);
+        pa.size = sizeof pa;
+        pa.type = PERF_TYPE_SOFTWARE;
+        pa.config = PERF_COUNT_SW_CPU_CLOCK;
+        return report(n, syscall(SYS_perf_event_open, &pa, 0, -1, -1, 0));
+    }
+    if (!strcmp(n, "keyctl"))
+        return report(n, syscall(SYS_keyctl, 0 /* KEYCTL_GET_KEYRING_ID */, -3, 0));
+    if (!strcmp(n, "userfaultfd"))
+        return report(n, syscall(SYS_userfaultfd, 0));
+    if (!strcmp(n, "open_by_handle_at")) {
+        char h[sizeof(struct file_handle) + 8];
+        memset(h, 0, sizeof h);
+        ((struct file_handle *)h)->handle_bytes = 8;
+        return report(n, syscall(SYS_open_by_handle_at, AT_FDCWD, h, O_RDONLY));
+    }
+    if (!strcmp(n, "kexec_load"))
+        return report(n, syscall(SYS_kexec_load, 0, 0, NULL, 0));
+    if (!strcmp(n, "reboot"))
+        return report(n, syscall(SYS_reboot, 0xfee1dead, 672274793, 0x4321fedc, NULL));
+    if (!strcmp(n, "settime")) {
+        struct timespec ts = {.tv_sec = 1};
+        return report(n, clock_settime(CLOCK_REALTIME, &ts));
+    }
+    if (!strcmp(n, "swapon"))
+        return report(n, syscall(SYS_swapon, "/tmp/swap", 0));
+    if (!strcmp(n, "mkdir"))
+        return report(n, mkdir(arg, 0755));
+    if (!strcmp(n, "forkbomb")) {
+        /* Forks until the pids limit stops it; children wait to be killed. */
+        static pid_t kids[100000];
+        int made = 0;
+        long rc = 0;
+        for (int i = 0; i < 100000; i++) {
+            pid_t p = fork();
+            if (p == 0) {
+                pause();
+                _exit(0);
+            }
+            if (p < 0) {
+                rc = -1;
+                break;
+            }
+            kids[made++] = p;
+        }
+        int e = errno;
+        for (int i = 0; i < made; i++)
+            kill(kids[i], SIGKILL);
+        for (int i = 0; i < made; i++)
+            waitpid(kids[i], NULL, 0);
+        printf("forked %d\n", made);
+        errno = e;
+        return report(n, rc);
+    }
+    if (!strcmp(n, "fill")) {
+        /* Writes 1 MiB blocks to arg until the filesystem is full. */
+        int fd = open(arg, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0)
+            return report(n, -1);
+        static char block[1 << 20];
+        long total = 0;
+        ssize_t w;
+        while ((w = write(fd, block, sizeof block)) > 0)
+            total += w;
+        int e = errno;
+        printf("wrote_mib %ld\n", total >> 20);
+        errno = e;
+        return report(n, w < 0 ? -1 : 0);
+    }
+    if (!strcmp(n, "membomb")) {
+        for (;;) {
+            char *p = malloc(16 << 20);
+            if (!p)
+                return report(n, -1);
+            memset(p, 1, 16 << 20);
+        }
+    }
+    if (!strcmp(n, "euid")) {
+        printf("euid %d uid %d\n", (int)geteuid(), (int)getuid());
+        return 0;
+    }
+    if (!strcmp(n, "setuid_exec")) {
+        /* As uid 1000, run arg (a set-user-ID root copy of this program) "euid". */
+        if (setgid(1000) < 0 || setuid(1000) < 0)
+            return report(n, -1);
+        execl(arg, arg, "euid", (char *)NULL);
+        return report(n, -1);
+    }
+    fprintf(stderr, "hostile: unknown attempt %s\n", n);
+    return 2;
+}

@@ -1,0 +1,44 @@
+"""Opt-in egress networking: a function with network = "egress" reaches an outside host
+(a network namespace the test makes, see conftest.netns_host) through NAT, but not the
+host itself nor other containers; a function without it has only loopback."""
+import re
+
+from gustlib import fn_spec
+from test_hostile import SH, hostile_rootfs, run  # noqa: F401 (fixture)
+
+
+def deploy(g, name, network, min_containers=0):
+    g.deploy(fn_spec("net", name, SH, image="hostile", timeout=60, network=network,
+                     resources={"cpu": 250, "memory": 64},
+                     scaling={"min_containers": min_containers, "max_containers": 1, "scaledown_window": 60}))
+
+
+def test_egress_reaches_outside_through_nat(gust, hostile_rootfs, netns_host):
+    ext_ip, port, host_ip = netns_host
+    gust.add_image("hostile", hostile_rootfs)
+    deploy(gust, "out", "egress")
+    deploy(gust, "none", "none")
+    out = run(gust, f"hostile connect {ext_ip}:{port}; ip -4 addr show eth0 2>/dev/null || ifconfig eth0",
+              app="net", fn="out")
+    assert re.search(r"^connect ok$", out, re.M), out
+    # The outside host saw the host's address on its link (masquerade), not the container's.
+    m = re.search(r"read hello-from-ext (\S+)", out)
+    assert m and m.group(1) == host_ip, out
+    # Without egress: no route at all.
+    out = run(gust, f"hostile connect {ext_ip}:{port}", app="net", fn="none")
+    assert re.search(r"^connect ENETUNREACH$", out, re.M), out
+
+
+def test_egress_cannot_reach_host_or_other_containers(gust, hostile_rootfs, netns_host):
+    ext_ip, port, host_ip = netns_host
+    gust.add_image("hostile", hostile_rootfs)
+    deploy(gust, "a", "egress", min_containers=1)
+    deploy(gust, "b", "egress", min_containers=1)
+    # a listens on its own address; b cannot connect to it.
+    a_addr = re.search(r"inet (?:addr:)?(\d+\.\d+\.\d+\.\d+)", run(gust, "ifconfig eth0", app="net", fn="a")).group(1)
+    gust.spawn("net", "a", b"nc -l -p 9000 -e echo from-a")
+    out = run(gust, f"sleep 0.5; hostile connect {a_addr}:9000", app="net", fn="b")
+    assert not re.search(r"^connect ok$", out, re.M), out
+    # Host addresses (here the test's own veth end) are dropped too.
+    out = run(gust, f"hostile connect {host_ip}:22", app="net", fn="b")
+    assert not re.search(r"^connect (ok|ECONNREFUSED)$", out, re.M), out
