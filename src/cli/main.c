@@ -959,8 +959,17 @@ static void print_functions(json_t *j, const char *arg, const gust_client *c)
     table_print(&t, "no functions deployed (deploy an app with `gust deploy SPEC`)");
 }
 
-static const char *const CONTAINER_TITLES[] = {"ID",  "APP",       "FUNCTION", "VERSION", "STATE", "PID",
-                                               "IN-FLIGHT", "DONE", "CPU(m)",   "MEM(MiB)", "GPUS",  "AGE"};
+static const char *const CONTAINER_TITLES[] = {"ID",        "APP",  "FUNCTION", "VERSION",  "STATE",
+                                               "PID",       "IN-FLIGHT", "DONE", "CPU(m)", "MEM(MiB)",
+                                               "GPUS",      "CPU-USED(s)", "MEM-PEAK(MiB)", "OOM", "GPU-UTIL",
+                                               "AGE"};
+
+/* "37%" from a percent field, "-" when absent (no NVML samples). */
+static char *gpu_util_cell(json_t *ct)
+{
+    json_t *v = json_object_get(ct, "gpu_util_pct");
+    return v ? fmt_cell("%d%%", (int)json_integer_value(v)) : fmt_cell("-");
+}
 
 /* gust ps: one row a container. */
 static void print_containers(json_t *j, const char *arg, const gust_client *c)
@@ -981,6 +990,10 @@ static void print_containers(json_t *j, const char *arg, const gust_client *c)
                        jfield(ct, "cpu"),
                        jfield(ct, "memory"),
                        gpus_cell(json_object_get(ct, "gpus")),
+                       fmt_cell("%.2f", json_number_value(json_object_get(ct, "cpu_s"))),
+                       fmt_cell("%.1f", (double)json_integer_value(json_object_get(ct, "memory_peak_bytes")) / (1 << 20)),
+                       jfield(ct, "oom_kills"),
+                       gpu_util_cell(ct),
                        age_cell(json_object_get(ct, "started_at"))};
         table_add(&t, row);
     }
@@ -1068,7 +1081,8 @@ static bool parse_since(const char *s, double *out)
 
 static const char *const USAGE_TITLES[] = {"APP",        "FUNCTION",   "CALLS",  "CONTAINERS",
                                            "ALIVE(s)",   "BUSY(s)",    "CPU(core-s)", "MEM(GiB-s)",
-                                           "GPU(s)",     "UTIL",       "GPU-UTIL",    "COST($)"};
+                                           "GPU(s)",     "UTIL",       "GPU-UTIL",    "CPU-USED(s)",
+                                           "MEM-PEAK(MiB)", "OOM",     "COST($)"};
 
 static int cmd_usage(const struct cmd *cmd, int argc, char **argv)
 {
@@ -1107,6 +1121,9 @@ static int cmd_usage(const struct cmd *cmd, int argc, char **argv)
                            jfield_1f(f, "gpu_s"),
                            percent_cell(json_object_get(f, "utilization")),
                            percent_cell(json_object_get(f, "gpu_utilization")),
+                           jfield_1f(f, "cpu_used_s"),
+                           jfield_1f(f, "memory_peak_mib"),
+                           jfield(f, "oom_kills"),
                            fmt_cell("%.6f", json_number_value(json_object_get(f, "cost")))};
             table_add(&t, row);
         }

@@ -1118,16 +1118,35 @@ json_t *ctl_containers_json(struct ctl *c)
                         snprintf(s, sizeof s, "%s:%d", k->gpu_type, k->gpu_idx[g]);
                         json_array_append_new(gpus, json_string(s));
                     }
-                    uint64_t mem = 0, cpu_ns = 0;
+                    struct ctr_stats cs = {0};
                     if (k->w)
-                        ctr_usage(k->w, &mem, &cpu_ns);
-                    json_array_append_new(
-                        arr, json_pack("{s:s,s:s,s:s,s:i,s:s,s:i,s:i,s:I,s:f,s:i,s:i,s:o,s:I,s:f}", "id", k->id, "app",
-                                       a->name, "function", f->name, "version", (json_int_t)fv->version, "state", st,
-                                       "pid", k->w ? ctr_pid(k->w) : 0, "inputs_in_flight", (int)k->inflight,
-                                       "inputs_done", (json_int_t)k->inputs_done, "started_at", k->started_at, "cpu",
-                                       (int)k->cpu_millicores, "memory", (int)k->memory_mib, "gpus", gpus,
-                                       "memory_bytes", (json_int_t)mem, "cpu_s", (double)cpu_ns / 1e9));
+                        ctr_stats(k->w, &cs);
+                    json_t *cj = json_pack("{s:s,s:s,s:s,s:i,s:s,s:i,s:i,s:I,s:f,s:i,s:i,s:o,s:I,s:f}", "id", k->id,
+                                           "app", a->name, "function", f->name, "version", (json_int_t)fv->version,
+                                           "state", st, "pid", k->w ? ctr_pid(k->w) : 0, "inputs_in_flight",
+                                           (int)k->inflight, "inputs_done", (json_int_t)k->inputs_done, "started_at",
+                                           k->started_at, "cpu", (int)k->cpu_millicores, "memory", (int)k->memory_mib,
+                                           "gpus", gpus, "memory_bytes", (json_int_t)cs.memory_bytes, "cpu_s",
+                                           (double)cs.cpu_ns / 1e9);
+                    json_object_update_new(cj, json_pack("{s:I,s:I,s:I}", "memory_peak_bytes",
+                                                         (json_int_t)cs.memory_peak_bytes, "oom_kills",
+                                                         (json_int_t)cs.oom_kills, "host_uid",
+                                                         k->w ? (json_int_t)ctr_host_uid(k->w) : 0));
+                    if (cs.gpu_samples)
+                        json_object_update_new(cj, json_pack("{s:i,s:I,s:I,s:f}", "gpu_util_pct", (int)cs.gpu_util_pct,
+                                                             "gpu_memory_bytes", (json_int_t)cs.gpu_mem_bytes,
+                                                             "gpu_memory_peak_bytes", (json_int_t)cs.gpu_mem_peak_bytes,
+                                                             "gpu_util_avg_pct", cs.gpu_util_avg_pct));
+                    if (k->w) {
+                        const struct sandbox_timing *t = ctr_timing(k->w);
+                        json_object_set_new(cj, "start_breakdown_us",
+                                            json_pack("{s:f,s:f,s:f,s:f,s:f,s:f,s:f}", "cgroups", t->cgroups_ns / 1e3,
+                                                      "namespaces", t->clone_ns / 1e3, "network", t->network_ns / 1e3,
+                                                      "mounts", t->mounts_ns / 1e3, "user_namespace",
+                                                      t->userns_ns / 1e3, "seccomp_caps", t->security_ns / 1e3, "exec",
+                                                      t->exec_ns / 1e3));
+                    }
+                    json_array_append_new(arr, cj);
                 }
     return json_pack("{s:o}", "containers", arr);
 }
@@ -1210,6 +1229,11 @@ static void tick(struct ev_loop *loop, void *data)
     c->tick_timer = ev_timer_add(c->loop, CTL_TICK_MS, tick, c);
     sched_tick(c);
     uint64_t now = ev_now_ms(c->loop);
+    /* GPU utilization and memory of containers with NVML-visible GPUs, once a second. */
+    if (now - c->last_gpu_sample_ms >= 1000) {
+        c->last_gpu_sample_ms = now;
+        worker_sample_gpus(c->worker);
+    }
     if (now - c->last_flush_ms >= 5000) {
         c->last_flush_ms = now;
         sched_flush_usage(c);

@@ -148,6 +148,7 @@ struct ctl {
     struct ev_loop *loop;
     struct store *store;
     struct worker *worker;
+    uint64_t last_gpu_sample_ms;
     struct ctl_config cfg;
     char images_dir[512];
     struct ctl_app *apps;

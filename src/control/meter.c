@@ -91,6 +91,9 @@ struct meter_fn {
     char app[64], function[64];
     uint64_t containers, calls;
     double alive_s, busy_s, cpu_core_s, memory_gib_s, gpu_s, gpu_busy_s, cost;
+    /* Measured (recorded when each container stopped). */
+    double cpu_used_s, memory_peak_mib, gpu_mem_peak_mib, gpu_util_weighted, gpu_util_weight;
+    uint64_t oom_kills;
 };
 
 struct meter_acc {
@@ -135,6 +138,16 @@ static int meter_row(const struct store_container *sc, void *ud)
     f->memory_gib_s += alive * sc->memory_mib / 1024.0;
     f->gpu_s += alive * sc->gpu_count;
     f->gpu_busy_s += busy * sc->gpu_count;
+    f->cpu_used_s += sc->usage.cpu_s;
+    f->oom_kills += sc->usage.oom_kills;
+    if (sc->usage.memory_peak_mib > f->memory_peak_mib)
+        f->memory_peak_mib = sc->usage.memory_peak_mib;
+    if (sc->usage.gpu_mem_peak_mib > f->gpu_mem_peak_mib)
+        f->gpu_mem_peak_mib = sc->usage.gpu_mem_peak_mib;
+    if (sc->gpu_count && sc->usage.gpu_util_avg > 0) {
+        f->gpu_util_weighted += sc->usage.gpu_util_avg * alive * sc->gpu_count;
+        f->gpu_util_weight += alive * sc->gpu_count;
+    }
     f->cost += alive * (sc->cpu_millicores / 1000.0 * m->rates->cpu_core_s +
                         sc->memory_mib / 1024.0 * m->rates->memory_gib_s +
                         sc->gpu_count * gpu_rate(m->rates, sc->gpu_type));
@@ -165,13 +178,17 @@ json_t *meter_usage_json(struct ctl *c, double since, struct gerr *err)
         }
         json_t *util = f->alive_s > 0 ? json_real(f->busy_s / f->alive_s) : json_null();
         json_t *gutil = f->gpu_s > 0 ? json_real(f->gpu_busy_s / f->gpu_s) : json_null();
-        json_array_append_new(json_object_get(app, "functions"),
-                              json_pack("{s:s,s:I,s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:o,s:o}", "function", f->function,
-                                        "containers", (json_int_t)f->containers, "calls", (json_int_t)f->calls,
-                                        "alive_s", f->alive_s, "busy_s", f->busy_s, "cpu_core_s", f->cpu_core_s,
-                                        "memory_gib_s", f->memory_gib_s, "gpu_s", f->gpu_s, "gpu_busy_s",
-                                        f->gpu_busy_s, "cost", f->cost, "utilization", util, "gpu_utilization",
-                                        gutil));
+        json_t *gmeas = f->gpu_util_weight > 0 ? json_real(f->gpu_util_weighted / f->gpu_util_weight) : json_null();
+        json_t *fj = json_pack("{s:s,s:I,s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:o,s:o}", "function", f->function,
+                               "containers", (json_int_t)f->containers, "calls", (json_int_t)f->calls, "alive_s",
+                               f->alive_s, "busy_s", f->busy_s, "cpu_core_s", f->cpu_core_s, "memory_gib_s",
+                               f->memory_gib_s, "gpu_s", f->gpu_s, "gpu_busy_s", f->gpu_busy_s, "cost", f->cost,
+                               "utilization", util, "gpu_utilization", gutil);
+        json_object_update_new(fj, json_pack("{s:f,s:f,s:I,s:f,s:o}", "cpu_used_s", f->cpu_used_s,
+                                             "memory_peak_mib", f->memory_peak_mib, "oom_kills",
+                                             (json_int_t)f->oom_kills, "gpu_mem_peak_mib", f->gpu_mem_peak_mib,
+                                             "gpu_util_measured", gmeas));
+        json_array_append_new(json_object_get(app, "functions"), fj);
         json_object_set_new(app, "cost", json_real(json_real_value(json_object_get(app, "cost")) + f->cost));
         total += f->cost;
     }

@@ -235,7 +235,7 @@ static void start_container(struct ctl *c, struct ctl_fver *fv)
         fv->nstarting--;
         ctr_unlink(fv, k);
         release(c, k);
-        store_container_stop(c->store, k->id, wall_s(), 0, 0, "start_failed", NULL);
+        store_container_stop(c->store, k->id, wall_s(), 0, 0, "start_failed", NULL, NULL);
         /* A start that fails synchronously would fail again: fail the oldest queued call
          * (its retry policy applies) instead of spinning. */
         if (fv->q_head) {
@@ -595,7 +595,6 @@ static void on_exit_cb(struct ctr *w, void *ud, int kind, const char *msg)
     struct ctl_ctr *k = ud;
     struct ctl *c = k->ctl;
     struct ctl_fver *fv = k->fv;
-    (void)w;
     if (k->state == CTR_STARTING)
         fv->nstarting--;
     else if (k->state == CTR_READY)
@@ -611,7 +610,16 @@ static void on_exit_cb(struct ctr *w, void *ud, int kind, const char *msg)
     if (kind)
         log_warn("sched", "container %s of %s.%s exited: %s", k->id, fv->fn->app->name, fv->fn->name,
                  msg ? msg : reason);
-    store_container_stop(c->store, k->id, wall_s(), busy_seconds(k), k->inputs_done, reason, NULL);
+    struct ctr_stats cs;
+    ctr_stats(w, &cs);
+    struct store_ctr_usage u = {
+        .cpu_s = (double)cs.cpu_ns / 1e9,
+        .memory_peak_mib = (double)cs.memory_peak_bytes / (1 << 20),
+        .oom_kills = cs.oom_kills,
+        .gpu_util_avg = cs.gpu_util_avg_pct,
+        .gpu_mem_peak_mib = (double)cs.gpu_mem_peak_bytes / (1 << 20),
+    };
+    store_container_stop(c->store, k->id, wall_s(), busy_seconds(k), k->inputs_done, reason, &u, NULL);
     ctr_unlink(fv, k);
     release(c, k);
     /* Inputs it still held: a crash or OOM is the input's failure (retry policy applies);

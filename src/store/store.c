@@ -88,6 +88,12 @@ static const char *const migrations[] = {
     "  rootfs TEXT NOT NULL,"
     "  host_usr INTEGER NOT NULL,"
     "  created_at REAL NOT NULL);",
+    /* 2: per-container accounting. */
+    "ALTER TABLE containers ADD COLUMN cpu_s REAL NOT NULL DEFAULT 0;"
+    "ALTER TABLE containers ADD COLUMN memory_peak_mib REAL NOT NULL DEFAULT 0;"
+    "ALTER TABLE containers ADD COLUMN oom_kills INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE containers ADD COLUMN gpu_util_avg REAL NOT NULL DEFAULT 0;"
+    "ALTER TABLE containers ADD COLUMN gpu_mem_peak_mib REAL NOT NULL DEFAULT 0;",
 };
 _Static_assert(ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION, "one migration per schema version");
 
@@ -143,7 +149,8 @@ enum { CC_INPUT = 16, CC_OUTPUT = 17, CC_ROWID = 18 };
 
 #define CTR_COLS                                                                                 \
     "id, app, function, version, cpu_millicores, memory_mib, gpu_type, gpu_count, started_at," \
-    " ready_at, stopped_at, busy_s, inputs_done, stop_reason"
+    " ready_at, stopped_at, busy_s, inputs_done, stop_reason, cpu_s, memory_peak_mib, oom_kills," \
+    " gpu_util_avg, gpu_mem_peak_mib"
 
 #define UNFINISHED "state IN ('pending','running')"
 
@@ -200,7 +207,8 @@ static const char *const stmt_sql[S_COUNT] = {
                     " gpu_count, started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     [S_CTR_READY] = "UPDATE containers SET ready_at = ?2 WHERE id = ?1",
     [S_CTR_UPDATE] = "UPDATE containers SET busy_s = ?2, inputs_done = ?3 WHERE id = ?1",
-    [S_CTR_STOP] = "UPDATE containers SET stopped_at = ?2, busy_s = ?3, inputs_done = ?4, stop_reason = ?5"
+    [S_CTR_STOP] = "UPDATE containers SET stopped_at = ?2, busy_s = ?3, inputs_done = ?4, stop_reason = ?5,"
+                   " cpu_s = ?6, memory_peak_mib = ?7, oom_kills = ?8, gpu_util_avg = ?9, gpu_mem_peak_mib = ?10"
                    " WHERE id = ?1",
     [S_CTR_CLOSE_OPEN] = "UPDATE containers SET stopped_at = MAX(started_at, ?1), stop_reason = ?2"
                          " WHERE stopped_at IS NULL",
@@ -1046,11 +1054,15 @@ int store_container_update(struct store *st, const char *id, double busy_s, uint
 }
 
 int store_container_stop(struct store *st, const char *id, double stopped_at, double busy_s,
-                         uint64_t inputs_done, const char *reason, struct gerr *err)
+                         uint64_t inputs_done, const char *reason, const struct store_ctr_usage *usage,
+                         struct gerr *err)
 {
+    static const struct store_ctr_usage none;
+    const struct store_ctr_usage *u = usage ? usage : &none;
     return exec_update_one(st, S_CTR_STOP,
                            PARAMS(P_TEXT(id), P_TIME(stopped_at), P_REAL(busy_s), P_INT(inputs_done),
-                                  P_TEXT_OPT(reason)),
+                                  P_TEXT_OPT(reason), P_REAL(u->cpu_s), P_REAL(u->memory_peak_mib),
+                                  P_INT(u->oom_kills), P_REAL(u->gpu_util_avg), P_REAL(u->gpu_mem_peak_mib)),
                            err, "container", id);
 }
 
@@ -1078,6 +1090,11 @@ static void read_container(sqlite3_stmt *s, struct store_container *c)
     c->busy_s = sqlite3_column_double(s, 11);
     c->inputs_done = (uint64_t)sqlite3_column_int64(s, 12);
     col_copy(s, 13, c->stop_reason, sizeof c->stop_reason);
+    c->usage.cpu_s = sqlite3_column_double(s, 14);
+    c->usage.memory_peak_mib = sqlite3_column_double(s, 15);
+    c->usage.oom_kills = (uint64_t)sqlite3_column_int64(s, 16);
+    c->usage.gpu_util_avg = sqlite3_column_double(s, 17);
+    c->usage.gpu_mem_peak_mib = sqlite3_column_double(s, 18);
 }
 
 static int container_row(sqlite3_stmt *s, const struct listing *l)

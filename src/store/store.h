@@ -35,7 +35,7 @@ struct store;
 
 /* Schema version this code writes; store_open() migrates older files up to it and
  * refuses newer ones (-EPROTONOSUPPORT). */
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 
 /* ---------- open / close / transactions ---------- */
 
@@ -148,6 +148,15 @@ int store_calls_prune(struct store *st, double older_than, struct gerr *err);
 
 /* ---------- containers (metering) ---------- */
 
+/* What a container used, recorded when it stops (for billing and `gust usage`). */
+struct store_ctr_usage {
+    double cpu_s;             /* CPU seconds of all its processes */
+    double memory_peak_mib;
+    uint64_t oom_kills;
+    double gpu_util_avg;      /* percent, mean of the samples; 0 without NVML */
+    double gpu_mem_peak_mib;
+};
+
 struct store_container {
     char id[64];
     char app[64];
@@ -161,6 +170,7 @@ struct store_container {
     double busy_s;            /* seconds spent running inputs */
     uint64_t inputs_done;
     char stop_reason[32];     /* "" while running */
+    struct store_ctr_usage usage; /* final accounting, zero while running */
 };
 
 /* Inserts a container record from id..started_at (ready/stop fields start empty).
@@ -172,7 +182,8 @@ int store_container_ready(struct store *st, const char *id, double ready_at, str
 int store_container_update(struct store *st, const char *id, double busy_s, uint64_t inputs_done,
                            struct gerr *err);
 int store_container_stop(struct store *st, const char *id, double stopped_at, double busy_s,
-                         uint64_t inputs_done, const char *reason, struct gerr *err);
+                         uint64_t inputs_done, const char *reason, const struct store_ctr_usage *usage,
+                         struct gerr *err);
 /* Crash recovery: every container with no stop time gets stopped_at = the larger of
  * its started_at and the given stopped_at (the dead daemon's last heartbeat), and
  * stop_reason = reason. Returns how many. */

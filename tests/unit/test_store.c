@@ -621,11 +621,13 @@ UNIT_TEST(test_containers)
     CHECK_EQ_INT(store_container_start(st, &d, &err), 0);
     CHECK_EQ_INT(store_container_ready(st, "ct-a", 101, &err), 0);
     CHECK_EQ_INT(store_container_update(st, "ct-a", 5.5, 10, &err), 0);
-    CHECK_EQ_INT(store_container_stop(st, "ct-a", 150, 7.25, 12, "idle", &err), 0);
+    struct store_ctr_usage u = {.cpu_s = 3.5, .memory_peak_mib = 42, .oom_kills = 1, .gpu_util_avg = 55,
+                                .gpu_mem_peak_mib = 1024};
+    CHECK_EQ_INT(store_container_stop(st, "ct-a", 150, 7.25, 12, "idle", &u, &err), 0);
     CHECK_EQ_INT(store_container_update(st, "ct-b", 1.5, 3, &err), 0);
     CHECK_EQ_INT(store_container_ready(st, "ct-x", 1, &err), -ENOENT);
     CHECK_EQ_INT(store_container_update(st, "ct-x", 1, 1, &err), -ENOENT);
-    CHECK_EQ_INT(store_container_stop(st, "ct-x", 1, 1, 1, "x", &err), -ENOENT);
+    CHECK_EQ_INT(store_container_stop(st, "ct-x", 1, 1, 1, "x", NULL, &err), -ENOENT);
 
     struct ctr_rows rows = {0};
     CHECK_EQ_INT(store_usage_rows(st, 0, ctr_cb, &rows, &err), 0);
@@ -642,6 +644,9 @@ UNIT_TEST(test_containers)
     CHECK(ra->busy_s == 7.25);
     CHECK_EQ_INT(ra->inputs_done, 12);
     CHECK_STR(ra->stop_reason, "idle");
+    CHECK(ra->usage.cpu_s == 3.5 && ra->usage.memory_peak_mib == 42 && ra->usage.oom_kills == 1);
+    CHECK(ra->usage.gpu_util_avg == 55 && ra->usage.gpu_mem_peak_mib == 1024);
+    CHECK(rows.rows[1].usage.cpu_s == 0);
     CHECK_STR(rows.rows[1].gpu_type, "H100");
     CHECK_EQ_INT(rows.rows[1].gpu_count, 2);
     CHECK(rows.rows[1].stopped_at == 0);
