@@ -258,6 +258,7 @@ def bench_cold(g, n, res):
         "resources": {"cpu": 100, "memory": 32},
         "scaling": {"max_containers": 1, "scaledown_window": 1}}]}
     times = []
+    breakdown = {}
     for i in range(n + 3):
         dep = g.deploy(spec)
         version = next(f["version"] for f in dep["functions"] if f["name"] == fn)
@@ -280,7 +281,15 @@ def bench_cold(g, n, res):
             raise StepFailed(f"cold call {i} ran on version {stt.get('version')}, deployed {version}")
         if i >= 3:
             times.append(t1 - t0)
+            # Where sandbox creation spent its time, as gustd measured it for this container.
+            mine = [c for c in g.containers(app, fn) if c.get("version") == version]
+            if not mine or "start_breakdown_us" not in mine[0]:
+                raise StepFailed(f"cold call {i}: no start_breakdown_us for its container: {mine}")
+            for step, us in mine[0]["start_breakdown_us"].items():
+                breakdown.setdefault(step, []).append(us)
     res["cold_start_ms"] = summary(times, 1e3)
+    res["sandbox_breakdown_us"] = {k: round(percentile(v, 50), 1) for k, v in breakdown.items()}
+    res["sandbox_breakdown_us_p99"] = {k: round(percentile(v, 99), 1) for k, v in breakdown.items()}
 
 
 def echo_spec(app, fn, **scaling):
@@ -432,6 +441,10 @@ def print_table(res):
     print(f"{'map 10k x 10 ms / 20 containers':34} {fmt(ms, ' s'):>12} {('ideal ' + fmt(mi, ' s')) if mi else '':>12} {'':>6}  "
           f"efficiency {fmt(res.get('map_efficiency'))} {m['target']}: "
           f"{'MET' if m['met'] else 'NOT MET' if m['met'] is False else 'n/a'}")
+    if res.get("sandbox_breakdown_us"):
+        b = res["sandbox_breakdown_us"]
+        print("sandbox creation p50 (us): " + ", ".join(f"{k} {v:g}" for k, v in b.items()) +
+              f"  (sum {sum(b.values()):.0f})")
     if res["failed_steps"]:
         print("FAILED steps: " + "; ".join(f"{s['step']}: {s['error'].splitlines()[0]}" for s in res["failed_steps"]))
 
@@ -459,7 +472,7 @@ def main():
                     "cpu_model": _cpu_model()},
         "build": os.path.relpath(build, REPO),
         "steps": steps,
-        "cold_start_ms": None, "runc_ms": None, "bwrap_ms": None, "warm_call_us": None,
+        "cold_start_ms": None, "sandbox_breakdown_us": None, "runc_ms": None, "bwrap_ms": None, "warm_call_us": None,
         "throughput_calls_per_s": None, "map_seconds": None, "map_ideal_seconds": None,
         "map_efficiency": None,
         "failed_steps": [],

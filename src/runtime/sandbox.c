@@ -225,7 +225,9 @@ static int attach_idmapped(const char *host_path, int target, int userns_fd, uin
 }
 
 /* Binds host onto container path where: nosuid and nodev always, read-only when
- * asked, idmapped into the user namespace when there is one and it is a directory. */
+ * asked. Read-only directories are idmapped into the user namespace when there is one
+ * (host root's files appear root-owned); writable ones are not, since through an
+ * idmapped mount container root would write as host root. */
 static int bind_in_root(int rootfd, const char *host, const char *where, bool read_only, int userns_fd,
                         struct gerr *err)
 {
@@ -234,7 +236,7 @@ static int bind_in_root(int rootfd, const char *host, const char *where, bool re
         return gerr_sys(err, errno, "bind %s", host);
     uint64_t attrs = MOUNT_ATTR_NOSUID | (S_ISCHR(st.st_mode) ? 0 : MOUNT_ATTR_NODEV) |
                      (read_only ? MOUNT_ATTR_RDONLY : 0);
-    if (userns_fd >= 0 && S_ISDIR(st.st_mode)) {
+    if (userns_fd >= 0 && read_only && S_ISDIR(st.st_mode)) {
         AUTO_FD int target = mountpoint_in_root(rootfd, where, true, err);
         if (target < 0)
             return target;

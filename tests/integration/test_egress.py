@@ -1,10 +1,16 @@
 """Opt-in egress networking: a function with network = "egress" reaches an outside host
 (a network namespace the test makes, see conftest.netns_host) through NAT, but not the
 host itself nor other containers; a function without it has only loopback."""
+import os
 import re
+import subprocess
 
 from gustlib import fn_spec
 from test_hostile import SH, hostile_rootfs, run  # noqa: F401 (fixture)
+
+
+with open("/proc/sys/net/ipv4/ip_forward") as _f:
+    FORWARD_BEFORE = _f.read().strip()
 
 
 def deploy(g, name, network, min_containers=0):
@@ -27,6 +33,16 @@ def test_egress_reaches_outside_through_nat(gust, hostile_rootfs, netns_host):
     # Without egress: no route at all.
     out = run(gust, f"hostile connect {ext_ip}:{port}", app="net", fn="none")
     assert re.search(r"^connect ENETUNREACH$", out, re.M), out
+    # While egress containers exist there is one gust table; after a stop nothing is left.
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    ours = [t for t in tables.split("\n") if "gust_" in t]
+    assert len(ours) == 1, tables
+    gust.stop()
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    assert ours[0] not in tables, tables
+    assert not [n for n in os.listdir("/sys/class/net") if n.startswith("gv")], os.listdir("/sys/class/net")
+    with open("/proc/sys/net/ipv4/ip_forward") as f:
+        assert f.read().strip() == FORWARD_BEFORE, "IPv4 forwarding not restored"
 
 
 def test_egress_cannot_reach_host_or_other_containers(gust, hostile_rootfs, netns_host):

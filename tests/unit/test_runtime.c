@@ -21,6 +21,8 @@
 #include "image/image.h"
 #include "runtime/cgroup.h"
 #include "runtime/sandbox.h"
+#include "runtime/sysfilter.h"
+#include "runtime/userns.h"
 #include "unit.h"
 
 static bool g_ready;
@@ -586,6 +588,97 @@ UNIT_TEST(test_create_exec_timing)
             ns[CYCLES / 2] / 1e6, ns[CYCLES - 1] / 1e6);
 }
 
+/* A hardened container: user namespace (root = host uid 3000000), idmapped image and
+ * read-only bind, seccomp, capabilities. */
+UNIT_TEST(test_userns_seccomp_container)
+{
+    CHECK(g_ready);
+    int ufd = -1;
+    struct gerr err;
+    CHECK_EQ_INT(userns_create(3000000, 65536, &ufd, &err), 0);
+    struct sock_fprog prog;
+    CHECK_EQ_INT(sysfilter_build(NULL, 0, &prog, &err), 0);
+    CHECK(chmod(g_out, 0777) == 0);
+    char hello[256];
+    path_in(hello, sizeof hello, g_ro, "hello");
+    CHECK(file_write_atomic(hello, "from-host", 9, 0644) == 0);
+    const char *s = script("uns.sh",
+                           "cat /proc/self/uid_map > /out/uns_map\n"
+                           "stat -c %u:%g /bin/busybox > /out/uns_owner\n"
+                           "stat -c %u /data/hello > /out/uns_ro_owner\n"
+                           "grep -E '^(CapBnd|NoNewPrivs|Seccomp):' /proc/self/status | tr -d '\\t' > /out/uns_status\n"
+                           "mount -t tmpfs none /tmp 2>/dev/null; echo $? > /out/uns_mount\n"
+                           "echo hi > /out/uns_written\n");
+    char *argv[] = {(char *)"sh", (char *)s, NULL};
+    struct sandbox_config cfg;
+    base_cfg(&cfg, "uns-1", argv);
+    cfg.binds[1] = (struct sandbox_bind){.host_path = g_ro, .container_path = "/data", .read_only = true};
+    cfg.nbinds = 2;
+    struct sandbox_userns uns = {.fd = ufd, .host_uid = 3000000, .host_gid = 3000000};
+    cfg.userns = &uns;
+    cfg.seccomp = &prog;
+    struct sandbox sb;
+    int r = sandbox_create(&cfg, &sb, &err);
+    if (r < 0)
+        fprintf(stderr, "  create: %s\n", err.msg);
+    sysfilter_free(&prog);
+    close(ufd);
+    CHECK(r == 0);
+    CHECK(sb.timing.mounts_ns > 0 && sb.timing.clone_ns > 0 && sb.timing.security_ns > 0);
+    CHECK(wait_exit(&sb, 10000));
+    CHECK(sandbox_destroy(&sb, &err) == 0);
+    char map[128];
+    snprintf(map, sizeof map, "%s", out_file("uns_map"));
+    unsigned a = 1, b = 0, n = 0;
+    CHECK(sscanf(map, "%u %u %u", &a, &b, &n) == 3);
+    CHECK(a == 0 && b == 3000000 && n == 65536);
+    CHECK_STR(out_file("uns_owner"), "0:0");      /* idmapped image */
+    CHECK_STR(out_file("uns_ro_owner"), "0");     /* idmapped read-only bind */
+    CHECK_STR(out_file("uns_status"), "CapBnd:00000000000005fb\nNoNewPrivs:1\nSeccomp:2");
+    CHECK(strcmp(out_file("uns_mount"), "0") != 0);
+    /* Written through the plain (writable) bind: owned by the host uid of container root. */
+    char w[256];
+    path_in(w, sizeof w, g_out, "uns_written");
+    struct stat st;
+    CHECK(stat(w, &st) == 0 && st.st_uid == 3000000);
+    CHECK(chmod(g_out, 0755) == 0);
+}
+
+/* The v2 device program, attached to a cgroup of the unified hierarchy (present on
+ * hybrid hosts too): /dev/null is allowed, /dev/zero is not. */
+UNIT_TEST(test_device_filter_v2)
+{
+    const char *root = access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0 ? "/sys/fs/cgroup"
+                                                                               : "/sys/fs/cgroup/unified";
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s/%s-dev", root, g_parent);
+    CHECK(mkdir(dir, 0755) == 0);
+    struct cgroup_device allow[] = {{'c', 1, 3}, {'c', 136, -1}};
+    struct gerr err;
+    int r = cgroup_attach_device_filter(dir, allow, 2, &err);
+    if (r < 0)
+        fprintf(stderr, "  attach: %s\n", err.msg);
+    pid_t pid = r == 0 ? fork() : -1;
+    if (pid == 0) {
+        char procs[300], me[32];
+        snprintf(procs, sizeof procs, "%s/cgroup.procs", dir);
+        snprintf(me, sizeof me, "%d", (int)getpid());
+        int fd = open(procs, O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || write(fd, me, strlen(me)) < 0)
+            _exit(10);
+        close(fd);
+        int ok = open("/dev/null", O_RDWR);
+        int denied = open("/dev/zero", O_RDONLY);
+        _exit(ok >= 0 && denied < 0 && errno == EPERM ? 0 : 11);
+    }
+    int status = -1;
+    if (pid > 0)
+        waitpid(pid, &status, 0);
+    rmdir(dir);
+    CHECK(r == 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 UNIT_TEST(test_teardown)
 {
     CHECK(g_ready);
@@ -654,6 +747,8 @@ int main(void)
     UNIT_RUN(test_host_python_image);
     UNIT_RUN(test_favordynmods_roundtrip);
     UNIT_RUN(test_create_exec_timing);
+    UNIT_RUN(test_userns_seccomp_container);
+    UNIT_RUN(test_device_filter_v2);
     UNIT_RUN(test_teardown);
     UNIT_MAIN_END();
 }
