@@ -31,12 +31,24 @@ def build_dir():
     return BUILD
 
 
+def _busybox_plus(tmp_path_factory, name, binary, dest):
+    d = str(tmp_path_factory.mktemp(f"rootfs-{name}"))
+    make_rootfs(d, {binary: dest})
+    return d
+
+
 @pytest.fixture(scope="session")
 def echo_rootfs(build_dir, tmp_path_factory):
     """busybox rootfs + the static echo runner example at /usr/local/bin/gust-echo."""
-    d = str(tmp_path_factory.mktemp("rootfs-echo"))
-    make_rootfs(d, {os.path.join(build_dir, "examples/echo/echo"): "usr/local/bin/gust-echo"})
-    return d
+    return _busybox_plus(tmp_path_factory, "echo", os.path.join(build_dir, "examples/echo/echo"),
+                         "usr/local/bin/gust-echo")
+
+
+@pytest.fixture(scope="session")
+def hostile_rootfs(build_dir, tmp_path_factory):
+    """busybox rootfs + the sandbox tests' hostile program at /usr/local/bin/hostile."""
+    return _busybox_plus(tmp_path_factory, "hostile", os.path.join(build_dir, "tests/hostile"),
+                         "usr/local/bin/hostile")
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Per-container accounting: CPU seconds, peak memory and OOM events, live in
 /v1/containers and `gust ps`, and recorded at stop for /v1/usage and `gust usage`."""
 from gustlib import fn_spec, wait_until
-from test_hostile import SH, hostile_rootfs  # noqa: F401 (fixture)
+from test_hostile import SH
 
 BURN = b"i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; head -c 40000000 /dev/zero | tr '\\0' x > /tmp/blob; echo done"
 

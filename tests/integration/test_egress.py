@@ -6,7 +6,7 @@ import re
 import subprocess
 
 from gustlib import fn_spec
-from test_hostile import SH, hostile_rootfs, run  # noqa: F401 (fixture)
+from test_hostile import SH, run
 
 
 with open("/proc/sys/net/ipv4/ip_forward") as _f:

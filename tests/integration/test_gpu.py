@@ -9,7 +9,7 @@ import re
 import pytest
 
 from gustlib import fn_spec
-from test_hostile import SH, hostile_rootfs, run  # noqa: F401 (fixture)
+from test_hostile import SH, run
 
 NV_MAJOR, UVM_MAJOR = 195, 235
 
@@ -30,6 +30,12 @@ def fake_driver(tmp_path):
     return str(dev), str(lib)
 
 
+def passthrough_gust(gust_factory, dev, lib, gpus="H100:2", name=None):
+    """A gustd whose declared GPUs are real, with nodes in dev and libraries in lib."""
+    return gust_factory("--gpus", gpus, "--gpu-passthrough", "--gpu-dev-dir", dev, "--gpu-driver-dir", lib,
+                        "--no-nvml", name=name)
+
+
 def gpu_fns(g, rootfs):
     g.add_image("hostile", rootfs)
     res = {"cpu": 250, "memory": 64}
@@ -47,8 +53,7 @@ PROBE = ("ls /dev | grep nvidia; echo ---; ls /opt/gust/nvidia/lib64 2>&1; echo 
 
 def test_one_gpu_sees_exactly_its_gpu(gust_factory, hostile_rootfs, fake_driver):
     dev, lib = fake_driver
-    g = gust_factory("--gpus", "H100:2", "--gpu-passthrough", "--gpu-dev-dir", dev, "--gpu-driver-dir", lib,
-                     "--no-nvml")
+    g = passthrough_gust(gust_factory, dev, lib)
     gpu_fns(g, hostile_rootfs)
     nodes, libs, env, rest = run(g, PROBE, app="gpu", fn="one").split("---\n")
     nodes = nodes.split()
@@ -74,8 +79,7 @@ def test_one_gpu_sees_exactly_its_gpu(gust_factory, hostile_rootfs, fake_driver)
 
 def test_no_gpu_sees_no_gpu(gust_factory, hostile_rootfs, fake_driver):
     dev, lib = fake_driver
-    g = gust_factory("--gpus", "H100:2", "--gpu-passthrough", "--gpu-dev-dir", dev, "--gpu-driver-dir", lib,
-                     "--no-nvml")
+    g = passthrough_gust(gust_factory, dev, lib)
     gpu_fns(g, hostile_rootfs)
     nodes, libs, env, rest = run(g, PROBE, app="gpu", fn="none").split("---\n")
     assert nodes.split() == [], nodes
@@ -85,8 +89,7 @@ def test_no_gpu_sees_no_gpu(gust_factory, hostile_rootfs, fake_driver):
 
 def test_two_containers_get_different_gpus(gust_factory, hostile_rootfs, fake_driver):
     dev, lib = fake_driver
-    g = gust_factory("--gpus", "H100:2", "--gpu-passthrough", "--gpu-dev-dir", dev, "--gpu-driver-dir", lib,
-                     "--no-nvml")
+    g = passthrough_gust(gust_factory, dev, lib)
     gpu_fns(g, hostile_rootfs)
     calls = [g.spawn("gpu", "one", b"ls /dev | grep -E '^nvidia[0-9]+$'; sleep 2") for _ in range(2)]
     outs = []
@@ -102,13 +105,11 @@ def test_missing_nodes_or_libraries_are_clear_errors(gust_factory, hostile_rootf
     dev, lib = fake_driver
     empty = tmp_path / "empty"
     empty.mkdir()
-    g = gust_factory("--gpus", "H100:1", "--gpu-passthrough", "--gpu-dev-dir", str(empty), "--gpu-driver-dir", lib,
-                     "--no-nvml")
+    g = passthrough_gust(gust_factory, str(empty), lib, gpus="H100:1")
     gpu_fns(g, hostile_rootfs)
     r = g.call("gpu", "one", b"true")
     assert r.status != 200 and "device node" in r.text and "nvidia0 is missing" in r.text, r
-    g2 = gust_factory("--gpus", "H100:1", "--gpu-passthrough", "--gpu-dev-dir", dev, "--gpu-driver-dir", str(empty),
-                      "--no-nvml", name="g2")
+    g2 = passthrough_gust(gust_factory, dev, str(empty), gpus="H100:1", name="g2")
     gpu_fns(g2, hostile_rootfs)
     r = g2.call("gpu", "one", b"true")
     assert r.status != 200 and "libcuda.so.1 not found" in r.text, r

@@ -3,24 +3,14 @@ the specific error, or be contained (docs/SECURITY.md). The attempts are made by
 tests/integration/hostile/hostile.c, which prints "<attempt> <errno name | ok>"."""
 import os
 import re
-import subprocess
-import time
-
 import pytest
 
-from gustlib import BUILD, fn_spec, make_rootfs, wait_until
+from gustlib import fn_spec
 
 SH = ["sh", "-c", 'eval "$(cat)"']
 # Capabilities container root keeps: CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID
 # SETUID SETPCAP NET_BIND_SERVICE.
 KEPT_CAPS = sum(1 << b for b in (0, 1, 3, 4, 5, 6, 7, 8, 10))
-
-
-@pytest.fixture(scope="session")
-def hostile_rootfs(build_dir, tmp_path_factory):
-    d = str(tmp_path_factory.mktemp("rootfs-hostile"))
-    make_rootfs(d, {os.path.join(build_dir, "tests/hostile"): "usr/local/bin/hostile"})
-    return d
 
 
 @pytest.fixture

@@ -83,6 +83,19 @@ static void base_cfg(struct sandbox_config *cfg, const char *id, char *const *ar
     cfg->nbinds = 1;
 }
 
+/* The base config plus g_ro (holding "hello" = "from-host") bound read-only at /data. */
+static bool ro_data_cfg(struct sandbox_config *cfg, const char *id, char *const *argv)
+{
+    char hello[256];
+    path_in(hello, sizeof hello, g_ro, "hello");
+    if (file_write_atomic(hello, "from-host", 9, 0644) < 0)
+        return false;
+    base_cfg(cfg, id, argv);
+    cfg->binds[1] = (struct sandbox_bind){.host_path = g_ro, .container_path = "/data", .read_only = true};
+    cfg->nbinds = 2;
+    return true;
+}
+
 /* Creates container id with the base config running argv; the test fails if it cannot. */
 static void create_base(struct sandbox *sb, const char *id, char *const *argv)
 {
@@ -317,18 +330,13 @@ UNIT_TEST(test_destroy_running_container)
 UNIT_TEST(test_readonly_bind)
 {
     CHECK(g_ready);
-    char hello[256];
-    path_in(hello, sizeof hello, g_ro, "hello");
-    CHECK(file_write_atomic(hello, "from-host", 9, 0644) == 0);
     const char *s = script("ro.sh",
                            "echo x > /data/f 2>/dev/null; echo $? > /out/ro_rc\n"
                            "cat /data/hello > /out/ro_read\n"
                            "echo y > /out/rw_ok\n");
     char *argv[] = {(char *)"sh", (char *)s, NULL};
     struct sandbox_config cfg;
-    base_cfg(&cfg, "ro-1", argv);
-    cfg.binds[1] = (struct sandbox_bind){.host_path = g_ro, .container_path = "/data", .read_only = true};
-    cfg.nbinds = 2;
+    CHECK(ro_data_cfg(&cfg, "ro-1", argv));
     struct sandbox sb;
     struct gerr err;
     int r = sandbox_create(&cfg, &sb, &err);
@@ -599,9 +607,6 @@ UNIT_TEST(test_userns_seccomp_container)
     struct sock_fprog prog;
     CHECK_EQ_INT(sysfilter_build(NULL, 0, &prog, &err), 0);
     CHECK(chmod(g_out, 0777) == 0);
-    char hello[256];
-    path_in(hello, sizeof hello, g_ro, "hello");
-    CHECK(file_write_atomic(hello, "from-host", 9, 0644) == 0);
     const char *s = script("uns.sh",
                            "cat /proc/self/uid_map > /out/uns_map\n"
                            "stat -c %u:%g /bin/busybox > /out/uns_owner\n"
@@ -611,9 +616,7 @@ UNIT_TEST(test_userns_seccomp_container)
                            "echo hi > /out/uns_written\n");
     char *argv[] = {(char *)"sh", (char *)s, NULL};
     struct sandbox_config cfg;
-    base_cfg(&cfg, "uns-1", argv);
-    cfg.binds[1] = (struct sandbox_bind){.host_path = g_ro, .container_path = "/data", .read_only = true};
-    cfg.nbinds = 2;
+    CHECK(ro_data_cfg(&cfg, "uns-1", argv));
     struct sandbox_userns uns = {.fd = ufd, .host_uid = 3000000, .host_gid = 3000000};
     cfg.userns = &uns;
     cfg.seccomp = &prog;
