@@ -44,8 +44,9 @@ BINS := $(B)/gustd $(B)/gust $(B)/gust-init $(B)/libgust.a $(B)/libgust.so
 
 .PHONY: all asan test unit integration bench run fuzz clean deps
 HOSTILE_BIN := $(B)/tests/hostile
+FAKE_NVML := $(B)/tests/fake-nvml/libnvidia-ml.so.1
 
-all: $(BINS) $(EXAMPLE_BINS) $(UNIT_BINS) $(HOSTILE_BIN)
+all: $(BINS) $(EXAMPLE_BINS) $(UNIT_BINS) $(HOSTILE_BIN) $(FAKE_NVML)
 
 $(B)/obj/%.o: src/%.c
 	@mkdir -p $(dir $@)
@@ -80,6 +81,11 @@ $(B)/tests/%: tests/unit/%.c tests/unit/unit.h $(LIB_A)
 $(B)/examples/%: examples/%.c $(wildcard src/proto/*.c src/base/*.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) $(INC) -O2 -g -static -o $@ $< $(wildcard src/proto/*.c) $(wildcard src/base/*.c)
+
+# NVML's entry points for the GPU unit test (tests/unit/test_gpu.c loads it by dlopen).
+$(FAKE_NVML): tests/unit/fake_nvml/fake_nvml.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) -O2 -fPIC -shared -Wl,-soname,libnvidia-ml.so.1 -o $@ $<
 
 # The hostile function of the sandbox tests; static, for busybox images.
 $(HOSTILE_BIN): tests/integration/hostile/hostile.c
