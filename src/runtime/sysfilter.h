@@ -39,4 +39,11 @@ int sysfilter_build(const char *const *extra_deny, size_t nextra, struct sock_fp
                     struct gerr *err);
 void sysfilter_free(struct sock_fprog *prog);
 
+static inline void sysfilter_freep(struct sock_fprog *prog)
+{
+    sysfilter_free(prog);
+}
+/* A compiled program freed at the end of its scope. */
+#define AUTO_SYSFILTER __attribute__((cleanup(sysfilter_freep)))
+
 #endif

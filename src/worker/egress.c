@@ -19,6 +19,9 @@
 #include "runtime/netlink.h"
 
 #define IP_FORWARD "/proc/sys/net/ipv4/ip_forward"
+/* The forwarding value from before the first gust daemon turned it on; it outlives a
+ * daemon killed with SIGKILL, so a later one can still put it back. */
+#define FORWARD_RECORD "/run/gust-egress-ip-forward"
 
 extern char **environ;
 
@@ -28,7 +31,6 @@ struct egress {
     int prefix;
     uint32_t nslots;
     uint8_t *used;
-    char old_forward;     /* '0' or '1' before we changed it; 0 if untouched */
 };
 
 static void tag_of(const char *worker_tag, char out[5])
@@ -90,6 +92,51 @@ static int nft_run(const char *ruleset, bool quiet, struct gerr *err)
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         return gerr_set(err, EIO, "nft rejected the egress ruleset (status %d)", status);
     return 0;
+}
+
+/* Whether any gust_* nftables table exists (another daemon's egress, or ours). */
+static bool gust_tables_exist(void)
+{
+    int out[2];
+    if (pipe2(out, O_CLOEXEC) < 0)
+        return true;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    char *const argv[] = {(char *)"nft", (char *)"list", (char *)"tables", NULL};
+    pid_t pid;
+    int sr = posix_spawnp(&pid, "nft", &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(out[1]);
+    struct buf text = {0};
+    char chunk[512];
+    ssize_t n;
+    while (sr == 0 && (n = read(out[0], chunk, sizeof chunk)) > 0 && text.len < 65536)
+        buf_append(&text, chunk, (size_t)n);
+    close(out[0]);
+    if (sr == 0)
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+        }
+    bool found = sr != 0 || (text.data && strstr(text.data, " gust_"));
+    buf_free(&text);
+    return found;
+}
+
+/* Puts forwarding back as FORWARD_RECORD says, once no gust table is left. */
+static void forward_restore_if_last(void)
+{
+    char v = 0;
+    AUTO_FD int fd = open(FORWARD_RECORD, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || read(fd, &v, 1) != 1 || (v != '0' && v != '1') || gust_tables_exist())
+        return;
+    AUTO_FD int pf = open(IP_FORWARD, O_WRONLY | O_CLOEXEC);
+    if (pf < 0 || write(pf, &v, 1) != 1) {
+        log_warn("worker", "egress: could not restore %s", IP_FORWARD);
+        return;
+    }
+    unlink(FORWARD_RECORD);
+    log_info("worker", "egress: IPv4 forwarding restored to %c", v);
 }
 
 static char read_forward(void)
@@ -161,12 +208,12 @@ int egress_new(const char *worker_tag, const char *subnet, struct egress **out, 
     }
     char before = read_forward();
     if (before == '0') {
-        if (write_forward('1') < 0) {
+        /* Record first: a crash right after the write must still be undoable. */
+        if (file_write_atomic(FORWARD_RECORD, "0", 1, 0644) < 0 || write_forward('1') < 0) {
             r = gerr_sys(err, errno, "enable IPv4 forwarding (%s)", IP_FORWARD);
             egress_free(e);
             return r;
         }
-        e->old_forward = '0';
         log_info("worker", "egress: IPv4 forwarding enabled (restored at exit), containers on %s/%d", net,
                  e->prefix);
     }
@@ -209,8 +256,7 @@ void egress_free(struct egress *e)
     struct gerr err;
     if (nft_run(rs, true, &err) < 0)
         log_warn("worker", "egress: %s", err.msg);
-    if (e->old_forward && write_forward(e->old_forward) < 0)
-        log_warn("worker", "egress: could not restore %s", IP_FORWARD);
+    forward_restore_if_last();
     free(e->used);
     free(e);
 }
@@ -230,5 +276,7 @@ void egress_cleanup_stale(const char *worker_tag)
     }
     snprintf(rs, sizeof rs, "table inet gust_%s {}\ndelete table inet gust_%s\n", tag, tag);
     struct gerr err;
-    nft_run(rs, true, &err);
+    if (access(FORWARD_RECORD, F_OK) == 0 || access("/usr/sbin/nft", X_OK) == 0)
+        nft_run(rs, true, &err);
+    forward_restore_if_last();
 }

@@ -747,7 +747,7 @@ int worker_start(struct worker *w, const struct ctr_spec *spec, void *ud, struct
     }
 
     /* Seccomp: the default profile, or one compiled for this function's additions. */
-    struct sock_fprog own_filter = {0};
+    AUTO_SYSFILTER struct sock_fprog own_filter = {0};
     if (spec->ndeny_syscalls) {
         r = sysfilter_build((const char *const *)spec->deny_syscalls, spec->ndeny_syscalls, &own_filter, err);
         if (r < 0)
@@ -764,10 +764,8 @@ int worker_start(struct worker *w, const struct ctr_spec *spec, void *ud, struct
     while (spec->env && spec->env[nenv])
         nenv++;
     AUTO_FREE char **envp = calloc(nenv + 6 + GPU_ENV_MAX, sizeof *envp);
-    if (!argv || !envp) {
-        sysfilter_free(&own_filter);
+    if (!argv || !envp)
         return gerr_set(err, ENOMEM, "out of memory");
-    }
     char conc[16], idvar[96], ldpath[1200];
     snprintf(conc, sizeof conc, "%u", spec->max_inputs ? spec->max_inputs : 1);
     size_t a = 0;
@@ -812,18 +810,14 @@ int worker_start(struct worker *w, const struct ctr_spec *spec, void *ud, struct
             break;
         }
     }
-    if (slot < 0) {
-        sysfilter_free(&own_filter);
+    if (slot < 0)
         return gerr_set(err, EAGAIN, "container %s: all %u user-namespace ranges are in use (raise --userns-slots)",
                         spec->id, w->cfg.userns_slots);
-    }
     uint32_t host_id = (uint32_t)(w->cfg.userns_base + (uint64_t)slot * w->cfg.userns_size);
     if (w->slots[slot].fd < 0) {
         r = userns_create(host_id, w->cfg.userns_size, &w->slots[slot].fd, err);
-        if (r < 0) {
-            sysfilter_free(&own_filter);
+        if (r < 0)
             return gerr_prefix(err, "container %s", spec->id);
-        }
     }
     struct sandbox_userns uns = {.fd = w->slots[slot].fd, .host_uid = host_id, .host_gid = host_id};
     sc.userns = &uns;
@@ -833,16 +827,12 @@ int worker_start(struct worker *w, const struct ctr_spec *spec, void *ud, struct
     if (spec->network == CTR_NET_EGRESS) {
         if (!w->egress) {
             r = egress_new(w->cgroup_parent, w->cfg.egress_subnet, &w->egress, err);
-            if (r < 0) {
-                sysfilter_free(&own_filter);
+            if (r < 0)
                 return gerr_prefix(err, "container %s: egress network", spec->id);
-            }
         }
         r = egress_acquire(w->egress, &eg, &egress_slot, err);
-        if (r < 0) {
-            sysfilter_free(&own_filter);
+        if (r < 0)
             return gerr_prefix(err, "container %s", spec->id);
-        }
         sc.egress = &eg;
     }
 
@@ -855,9 +845,7 @@ int worker_start(struct worker *w, const struct ctr_spec *spec, void *ud, struct
     set_sock_buf(theirs);
     r = fd_set_nonblock(mine, true);
     if (r < 0) {
-        sysfilter_free(&own_filter);
-        if (egress_slot >= 0)
-            egress_release(w->egress, egress_slot);
+        egress_release(w->egress, egress_slot);
         return gerr_sys(err, -r, "container %s: channel", spec->id);
     }
     sc.channel_fd = theirs;
@@ -867,9 +855,7 @@ int worker_start(struct worker *w, const struct ctr_spec *spec, void *ud, struct
     if (!c || !rx) {
         free(c);
         free(rx);
-        sysfilter_free(&own_filter);
-        if (egress_slot >= 0)
-            egress_release(w->egress, egress_slot);
+        egress_release(w->egress, egress_slot);
         return gerr_set(err, ENOMEM, "out of memory");
     }
     c->w = w;
@@ -889,7 +875,6 @@ int worker_start(struct worker *w, const struct ctr_spec *spec, void *ud, struct
     frame_asm_init(&c->asm_, w->cfg.max_payload);
 
     r = sandbox_create(&sc, &c->sb, err);
-    sysfilter_free(&own_filter);
     if (r < 0) {
         gerr_prefix(err, "container %s", spec->id);
         ctr_release(c);

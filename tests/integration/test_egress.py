@@ -58,3 +58,23 @@ def test_egress_cannot_reach_host_or_other_containers(gust, hostile_rootfs, netn
     # Host addresses (here the test's own veth end) are dropped too.
     out = run(gust, f"hostile connect {host_ip}:22", app="net", fn="b")
     assert not re.search(r"^connect (ok|ECONNREFUSED)$", out, re.M), out
+
+
+def test_egress_cleaned_up_after_sigkill(gust, hostile_rootfs, netns_host):
+    ext_ip, port, _ = netns_host
+    gust.add_image("hostile", hostile_rootfs)
+    deploy(gust, "out", "egress")
+    out = run(gust, f"hostile connect {ext_ip}:{port}", app="net", fn="out")
+    assert re.search(r"^connect ok$", out, re.M), out
+    gust.kill9()
+    # The table, the host ends of the veth pairs and forwarding outlive a SIGKILL...
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    assert "gust_" in tables, tables
+    # ...until the next gustd on the same cgroup parent starts.
+    gust.start()
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    assert "gust_" not in tables, tables
+    assert not [n for n in os.listdir("/sys/class/net") if n.startswith("gv")]
+    with open("/proc/sys/net/ipv4/ip_forward") as f:
+        assert f.read().strip() == FORWARD_BEFORE
+    assert not os.path.exists("/run/gust-egress-ip-forward")
