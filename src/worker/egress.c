@@ -5,6 +5,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,66 +61,77 @@ int egress_parse_subnet(const char *subnet, uint32_t *base, int *prefix, struct 
     return 0;
 }
 
-/* Runs nft with the ruleset on standard input. */
-static int nft_run(const char *ruleset, bool quiet, struct gerr *err)
+/* Runs nft with argv[1..]. input (if any) goes to its standard input; output (if
+ * any) collects its standard output (at most 64 KiB), else stdout and, when quiet,
+ * stderr go to /dev/null. Fails unless nft exits 0. */
+static int nft(char *const *argv, const char *input, struct buf *output, bool quiet, struct gerr *err)
 {
-    int in[2];
-    if (pipe2(in, O_CLOEXEC) < 0)
-        return gerr_sys(err, errno, "pipe");
+    int in[2] = {-1, -1}, out[2] = {-1, -1};
+    if ((input && pipe2(in, O_CLOEXEC) < 0) || (output && pipe2(out, O_CLOEXEC) < 0)) {
+        int e = errno;
+        if (in[0] >= 0) {
+            close(in[0]);
+            close(in[1]);
+        }
+        return gerr_sys(err, e, "pipe");
+    }
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
-    if (quiet) {
+    if (input)
+        posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+    if (output)
+        posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    else if (quiet)
         posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    if (quiet || output)
         posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-    }
-    char *const argv[] = {(char *)"nft", (char *)"-f", (char *)"-", NULL};
     pid_t pid;
     int sr = posix_spawnp(&pid, "nft", &fa, NULL, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
-    close(in[0]);
-    if (sr != 0) {
+    if (input)
+        close(in[0]);
+    if (output)
+        close(out[1]);
+    ssize_t wr = 0;
+    size_t len = input ? strlen(input) : 0;
+    if (input) {
+        wr = sr == 0 ? write(in[1], input, len) : (ssize_t)len;
         close(in[1]);
-        return gerr_sys(err, sr, "run nft (apt-get install nftables)");
     }
-    size_t len = strlen(ruleset);
-    ssize_t wr = write(in[1], ruleset, len);
-    close(in[1]);
+    if (output) {
+        char chunk[512];
+        ssize_t n;
+        while (sr == 0 && (n = read(out[0], chunk, sizeof chunk)) > 0 && output->len < 65536)
+            buf_append(output, chunk, (size_t)n);
+        close(out[0]);
+    }
+    if (sr != 0)
+        return gerr_sys(err, sr, "run nft (apt-get install nftables)");
     int status;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
     if (wr != (ssize_t)len)
         return gerr_sys(err, errno, "write the nftables ruleset");
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        return gerr_set(err, EIO, "nft rejected the egress ruleset (status %d)", status);
+        return gerr_set(err, EIO, "nft %s failed (status %d)", argv[1], status);
     return 0;
 }
 
-/* Whether any gust_* nftables table exists (another daemon's egress, or ours). */
+/* Loads a ruleset (nft -f -). */
+static int nft_run(const char *ruleset, bool quiet, struct gerr *err)
+{
+    char *const argv[] = {(char *)"nft", (char *)"-f", (char *)"-", NULL};
+    return nft(argv, ruleset, NULL, quiet, err);
+}
+
+/* Whether any gust_* nftables table exists (another daemon's egress, or ours); true
+ * when nft cannot tell, so forwarding is never turned off under someone. */
 static bool gust_tables_exist(void)
 {
-    int out[2];
-    if (pipe2(out, O_CLOEXEC) < 0)
-        return true;
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
     char *const argv[] = {(char *)"nft", (char *)"list", (char *)"tables", NULL};
-    pid_t pid;
-    int sr = posix_spawnp(&pid, "nft", &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    close(out[1]);
     struct buf text = {0};
-    char chunk[512];
-    ssize_t n;
-    while (sr == 0 && (n = read(out[0], chunk, sizeof chunk)) > 0 && text.len < 65536)
-        buf_append(&text, chunk, (size_t)n);
-    close(out[0]);
-    if (sr == 0)
-        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
-        }
-    bool found = sr != 0 || (text.data && strstr(text.data, " gust_"));
+    struct gerr err;
+    bool found = nft(argv, NULL, &text, true, &err) < 0 || (text.data && strstr(text.data, " gust_"));
     buf_free(&text);
     return found;
 }
@@ -221,11 +234,29 @@ int egress_new(const char *worker_tag, const char *subnet, struct egress **out, 
     return 0;
 }
 
+/* Whether an address of net/30 is already on an interface of the host (another
+ * gustd with the same subnet, or anything else): such a /30 is skipped. */
+static bool subnet_busy(const struct ifaddrs *list, uint32_t net)
+{
+    for (const struct ifaddrs *a = list; a; a = a->ifa_next) {
+        if (!a->ifa_addr || a->ifa_addr->sa_family != AF_INET)
+            continue;
+        uint32_t v = ntohl(((const struct sockaddr_in *)a->ifa_addr)->sin_addr.s_addr);
+        if ((v & ~3u) == net)
+            return true;
+    }
+    return false;
+}
+
 int egress_acquire(struct egress *e, struct sandbox_egress *out, int *slot, struct gerr *err)
 {
+    struct ifaddrs *addrs = NULL;
+    if (getifaddrs(&addrs) < 0)
+        return gerr_sys(err, errno, "list the host's addresses");
     for (uint32_t i = 0; i < e->nslots; i++) {
-        if (e->used[i])
+        if (e->used[i] || subnet_busy(addrs, e->base + i * 4))
             continue;
+        freeifaddrs(addrs);
         e->used[i] = 1;
         memset(out, 0, sizeof *out);
         snprintf(out->host_ifname, sizeof out->host_ifname, "gv%s-%u", e->tag, i & 0x3fff);
@@ -238,6 +269,7 @@ int egress_acquire(struct egress *e, struct sandbox_egress *out, int *slot, stru
         *slot = (int)i;
         return 0;
     }
+    freeifaddrs(addrs);
     return gerr_set(err, EAGAIN, "all %u egress addresses are in use", e->nslots);
 }
 

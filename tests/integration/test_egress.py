@@ -78,3 +78,16 @@ def test_egress_cleaned_up_after_sigkill(gust, hostile_rootfs, netns_host):
     with open("/proc/sys/net/ipv4/ip_forward") as f:
         assert f.read().strip() == FORWARD_BEFORE
     assert not os.path.exists("/run/gust-egress-ip-forward")
+
+
+def test_two_daemons_share_the_subnet(gust_factory, hostile_rootfs, netns_host):
+    """Two gustd on one host with the default subnet: the second skips the /30s the
+    first has on its interfaces, and both reach the outside."""
+    ext_ip, port, _ = netns_host
+    daemons = [gust_factory(name="e1"), gust_factory(name="e2")]
+    for g in daemons:
+        g.add_image("hostile", hostile_rootfs)
+        deploy(g, "out", "egress", min_containers=1)
+    for g in daemons:
+        out = run(g, f"hostile connect {ext_ip}:{port}", app="net", fn="out")
+        assert re.search(r"^connect ok$", out, re.M), out
