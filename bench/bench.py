@@ -8,6 +8,8 @@ and its numbers stay null, never guessed):
   warm        sequential warm calls to a runner-mode echo function (bench/warmcall.c)
   throughput  wrk against the call endpoint of the echo function, min_containers=4
   map         10,000 x "sleep:10" over 20 warm containers, vs the ideal 5 s
+  store       content-addressed store ingest of the host's /usr/lib/x86_64-linux-gnu
+              (bench/casbench.c: a warm-up pass, then a pass into a fresh store)
 
 Results: a table on stdout, bench/results/latest.json and bench/results/<UTC date>.json.
 """
@@ -41,7 +43,10 @@ TARGETS = {
     "warm_call_us.p50": ("<=", 250.0),
     "throughput_calls_per_s": (">=", 10000.0),
     "map_efficiency": (">=", 0.90),
+    "store_ingest_mb_per_s": (">=", 300.0),
 }
+
+STORE_TREE = "/usr/lib/x86_64-linux-gnu"
 
 
 class StepFailed(Exception):
@@ -407,6 +412,22 @@ def bench_map(g, res, n_inputs=10000, containers=20, work_ms=10):
 
 # ---------------------------------------------------------------- report
 
+def bench_store(build, scratch, res):
+    tool = os.path.join(build, "bench", "casbench")
+    if not os.access(tool, os.X_OK):
+        raise StepFailed(f"{tool} not built (scripts/bench.sh builds it)")
+    if not os.path.isdir(STORE_TREE):
+        raise StepFailed(f"{STORE_TREE} is missing")
+    d = os.path.join(scratch, "cas")
+    os.makedirs(d, exist_ok=True)
+    p = subprocess.run([tool, d, STORE_TREE], capture_output=True, text=True, timeout=600)
+    if p.returncode != 0:
+        raise StepFailed(f"casbench exited {p.returncode}: {p.stderr.strip()[-300:]}")
+    out = json.loads(p.stdout)
+    res["store_ingest"] = out
+    res["store_ingest_mb_per_s"] = out["mb_per_s"]
+
+
 def lookup(res, dotted):
     cur = res
     for part in dotted.split("."):
@@ -450,6 +471,11 @@ def print_table(res):
     print(f"{'map 10k x 10 ms / 20 containers':34} {fmt(ms, ' s'):>12} {('ideal ' + fmt(mi, ' s')) if mi else '':>12} {'':>6}  "
           f"efficiency {fmt(res.get('map_efficiency'))} {m['target']}: "
           f"{'MET' if m['met'] else 'NOT MET' if m['met'] is False else 'n/a'}")
+    t = res["targets"]["store_ingest_mb_per_s"]
+    si = res.get("store_ingest") or {}
+    print(f"{'store ingest (' + STORE_TREE + ')':34} {fmt(res.get('store_ingest_mb_per_s'), ' MB/s'):>12} "
+          f"{fmt((si.get('bytes') or 0) / 1e6, ' MB') if si else '':>12} {'':>6}  "
+          f"{t['target']}: {'MET' if t['met'] else 'NOT MET' if t['met'] is False else 'n/a'}")
     if res.get("sandbox_breakdown_us"):
         b = res["sandbox_breakdown_us"]
         print("sandbox creation p50 (us): " + ", ".join(f"{k} {v:g}" for k, v in b.items()) +
@@ -462,7 +488,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default="build", help="build tree with gustd, gust-init, examples/echo/echo")
     ap.add_argument("--warmcall", help="compiled bench/warmcall.c (default BUILD/bench/warmcall)")
-    ap.add_argument("--steps", default="baselines,cold,warm,throughput,map")
+    ap.add_argument("--steps", default="baselines,cold,warm,throughput,map,store")
     ap.add_argument("--cold-n", type=int, default=60)
     ap.add_argument("--baseline-n", type=int, default=100)
     ap.add_argument("--warm-n", type=int, default=5000)
@@ -483,7 +509,7 @@ def main():
         "steps": steps,
         "cold_start_ms": None, "sandbox_breakdown_us": None, "runc_ms": None, "bwrap_ms": None, "warm_call_us": None,
         "throughput_calls_per_s": None, "map_seconds": None, "map_ideal_seconds": None,
-        "map_efficiency": None,
+        "map_efficiency": None, "store_ingest_mb_per_s": None,
         "failed_steps": [],
     }
     scratch = tempfile.mkdtemp(prefix="gust-bench-")
@@ -492,6 +518,8 @@ def main():
         bbroot = make_busybox_rootfs(os.path.join(scratch, "rootfs-busybox"))
         if "baselines" in steps:
             _run_step(res, "baselines", lambda: bench_baselines(bbroot, scratch, a.baseline_n, res))
+        if "store" in steps:
+            _run_step(res, "store", lambda: bench_store(build, scratch, res))
         need_daemon = [s for s in steps if s in ("cold", "warm", "throughput", "map")]
         if need_daemon:
             try:

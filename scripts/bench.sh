@@ -12,4 +12,6 @@ shift || true
 [ "$(id -u)" -eq 0 ] || { echo "bench: must run as root (containers, cgroups)" >&2; exit 1; }
 mkdir -p "$B/bench"
 gcc -std=c17 -O2 -Wall -Wextra -Werror -o "$B/bench/warmcall" bench/warmcall.c
+gcc -std=c17 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -Isrc -o "$B/bench/casbench" bench/casbench.c \
+    "$B/libgust-internal.a" -ljansson -lzstd -lcrypto -lpthread
 exec /usr/bin/python3 bench/bench.py --build "$B" "$@"

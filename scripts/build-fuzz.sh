@@ -64,7 +64,7 @@ for src in tests/fuzz/fuzz_*.c; do
         srcs+=(src/"$module"/*.c)
     fi
     echo "build-fuzz: $name (src/base + src/$module)"
-    "$CC" "${CFLAGS[@]}" -o "$OUT/$name" "$src" "${srcs[@]}" -ljansson -lseccomp
+    "$CC" "${CFLAGS[@]}" -o "$OUT/$name" "$src" "${srcs[@]}" -ljansson -lseccomp -lzstd -lcrypto
     targets+=("$name")
 done
 

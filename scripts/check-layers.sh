@@ -5,15 +5,16 @@ set -u
 allowed() {
     case "$1" in
     base) echo "base" ;;
-    proto|http|evloop|spec|runtime|image) echo "base $1" ;;
+    proto|http|evloop|spec|runtime|cas) echo "base $1" ;;
+    image) echo "base cas image" ;;
     store) echo "base spec store" ;;
-    worker) echo "base proto evloop runtime image spec worker" ;;
-    control) echo "base evloop spec store worker image control" ;;
-    api) echo "base http evloop spec control store image worker api" ;;
+    worker) echo "base proto evloop runtime cas image spec worker" ;;
+    control) echo "base evloop spec store worker cas image control" ;;
+    api) echo "base http evloop spec control store cas image worker api" ;;
     client) echo "base http client" ;;
     cli) echo "base client cli" ;;
     init) echo "base proto init" ;;
-    gustd) echo "base proto http evloop spec runtime image store worker control api gustd" ;;
+    gustd) echo "base proto http evloop spec runtime cas image store worker control api gustd" ;;
     *) echo "" ;;
     esac
 }
