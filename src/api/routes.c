@@ -590,6 +590,17 @@ static void h_logs(struct api_ctx *ctx, struct api_conn *conn, struct http_reque
 
 /* ---------- images ---------- */
 
+static bool method_is(struct api_conn *conn, struct http_request *req, const char *want)
+{
+    if (!strcmp(req->method, want))
+        return true;
+    char msg[128];
+    snprintf(msg, sizeof msg, "this endpoint takes %s, not %s", want, req->method);
+    api_conn_error(conn, 405, "method_not_allowed", msg, NULL);
+    return false;
+}
+
+
 static void h_image_add(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req)
 {
     json_t *j = parse_json_body(conn, req);
@@ -617,13 +628,42 @@ static void h_image_add(struct api_ctx *ctx, struct api_conn *conn, struct http_
         return;
     }
     struct ctl_error e;
-    if (ctl_image_add(ctx->ctl, json_string_value(name), json_string_value(rootfs), json_is_true(host_usr), &e) < 0)
+    json_t *out = NULL;
+    if (ctl_image_add(ctx->ctl, json_string_value(name), json_string_value(rootfs), json_is_true(host_usr), &out,
+                      &e) < 0)
         respond_ctl_error(conn, &e);
     else
-        api_conn_respond_json(conn, 200, json_pack("{s:s,s:s,s:b}", "name", json_string_value(name), "rootfs",
-                                                   json_string_value(rootfs), "host_usr", json_is_true(host_usr)),
-                              NULL);
+        api_conn_respond_json(conn, 200, out, NULL);
     json_decref(j);
+}
+
+/* Answers with j, or the control error when j is NULL. */
+static void respond_json_or_error(struct api_conn *conn, json_t *j, const struct ctl_error *e)
+{
+    if (j)
+        api_conn_respond_json(conn, 200, j, NULL);
+    else
+        respond_ctl_error(conn, e);
+}
+
+/* /v1/images/gc (POST) and /v1/images/{name} (GET, DELETE). */
+static void h_image_one(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req, const char *name)
+{
+    struct ctl_error e;
+    if (!strcmp(name, "gc")) {
+        if (method_is(conn, req, "POST"))
+            respond_json_or_error(conn, ctl_image_gc(ctx->ctl, &e), &e);
+        return;
+    }
+    if (!strcmp(req->method, "DELETE")) {
+        if (ctl_image_rm(ctx->ctl, name, &e) < 0)
+            respond_ctl_error(conn, &e);
+        else
+            api_conn_respond_json(conn, 200, json_pack("{s:s,s:b}", "name", name, "removed", 1), NULL);
+        return;
+    }
+    if (method_is(conn, req, "GET"))
+        respond_json_or_error(conn, ctl_image_inspect(ctx->ctl, name, &e), &e);
 }
 
 /* ---------- router ---------- */
@@ -652,15 +692,6 @@ static int split_path(const char *path, char segs[API_PATH_MAX_SEGS][128])
     return n;
 }
 
-static bool method_is(struct api_conn *conn, struct http_request *req, const char *want)
-{
-    if (!strcmp(req->method, want))
-        return true;
-    char msg[128];
-    snprintf(msg, sizeof msg, "this endpoint takes %s, not %s", want, req->method);
-    api_conn_error(conn, 405, "method_not_allowed", msg, NULL);
-    return false;
-}
 
 void api_routes_handle(struct api_conn *conn, struct http_request *req, void *ud)
 {
@@ -778,6 +809,10 @@ void api_routes_handle(struct api_conn *conn, struct http_request *req, void *ud
             api_conn_respond_json(conn, 200, ctl_images_json(ctx->ctl), NULL);
         else if (method_is(conn, req, "POST"))
             h_image_add(ctx, conn, req);
+        return;
+    }
+    if (n == 3 && !strcmp(r, "images")) {
+        h_image_one(ctx, conn, req, segs[2]);
         return;
     }
     api_conn_error(conn, 404, "not_found", "no such endpoint (see docs/API.md for the routes under /v1)", NULL);

@@ -153,22 +153,6 @@ bool cas_has(struct cas *c, const struct cas_digest *d)
     return faccessat(c->objects_fd, rel, F_OK, AT_EACCESS) == 0;
 }
 
-static int write_all(int fd, const void *p, size_t n)
-{
-    const uint8_t *b = p;
-    while (n) {
-        ssize_t w = write(fd, b, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        b += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 int cas_writer_init(struct cas_writer *w)
 {
     w->cctx = ZSTD_createCCtx();
@@ -240,9 +224,9 @@ int cas_put_with(struct cas *c, struct cas_writer *w, const void *data, size_t l
             free(big);
             return gerr_sys(err, errno, "create %s/tmp/%s", c->root, tmp);
         }
-        r = write_all(fd, hdr, sizeof hdr);
+        r = write_full(fd, hdr, sizeof hdr);
         if (r == 0)
-            r = write_all(fd, payload, plen);
+            r = write_full(fd, payload, plen);
     }
     free(big);
     if (r < 0) {

@@ -285,7 +285,7 @@ static int ingest_dir(struct ingest *in, int dirfd, const char *rel, int depth)
         n++;
     }
     closedir(d);
-    if (r == 0)
+    if (r == 0 && n > 1)
         qsort(names, n, sizeof *names, cmp_names);
     for (size_t i = 0; i < n && r == 0; i++) {
         char path[PATH_MAX];
@@ -577,19 +577,11 @@ static int write_file(struct cas *c, int pfd, const char *name, json_t *e, struc
         int r = cas_get(c, &d, &data, &len, err);
         if (r < 0)
             return gerr_prefix(err, "%s", json_string_value(json_object_get(e, "path")));
-        size_t off = 0;
-        while (off < len) {
-            ssize_t w = write(fd, data + off, len - off);
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w < 0) {
-                free(data);
-                return gerr_sys(err, errno, "write %s", json_string_value(json_object_get(e, "path")));
-            }
-            off += (size_t)w;
-        }
-        total += len;
+        r = write_full(fd, data, len);
         free(data);
+        if (r < 0)
+            return gerr_sys(err, -r, "write %s", json_string_value(json_object_get(e, "path")));
+        total += len;
     }
     if (total != (uint64_t)json_integer_value(json_object_get(e, "size")))
         return gerr_set(err, EBADMSG, "%s: chunks add up to %llu bytes, the manifest says %lld",

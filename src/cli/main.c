@@ -1000,7 +1000,46 @@ static void print_containers(json_t *j, const char *arg, const gust_client *c)
     table_print(&t, "no containers running");
 }
 
-static const char *const IMAGE_TITLES[] = {"NAME", "HOST-USR", "ROOTFS"};
+static const char *const IMAGE_TITLES[] = {"NAME", "ID", "HOST-USR", "ROOTFS"};
+
+/* The first 12 hex digits of an image id ("sha256:..."), "-" for none. */
+static char *short_id_cell(json_t *im)
+{
+    const char *id = json_string_value(json_object_get(im, "id"));
+    if (!id)
+        return fmt_cell("-");
+    if (!strncmp(id, "sha256:", 7))
+        id += 7;
+    return fmt_cell("%.12s", id);
+}
+
+/* gust image inspect NAME. */
+static void print_image(json_t *j, const char *name, const gust_client *c)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(j, k, v)
+    {
+        AUTO_FREE char *txt = jcell(v);
+        printf("%-16s %s\n", k, txt ? txt : "?");
+    }
+}
+
+/* gust image rm NAME. */
+static void print_image_removed(json_t *j, const char *name, const gust_client *c)
+{
+    printf("removed image %s (its files stay in the store until `gust image gc`)\n", name);
+}
+
+/* gust image gc. */
+static void print_image_gc(json_t *j, const char *arg, const gust_client *c)
+{
+    printf("removed %lld objects (%.1f MB) and %lld materialised images; %lld images kept\n",
+           (long long)json_integer_value(json_object_get(j, "objects_removed")),
+           (double)json_integer_value(json_object_get(j, "bytes_removed")) / 1e6,
+           (long long)json_integer_value(json_object_get(j, "images_removed")),
+           (long long)json_integer_value(json_object_get(j, "images_live")));
+}
 
 /* gust image ls: one row an image (the titles alone when there is none). */
 static void print_images(json_t *j, const char *arg, const gust_client *c)
@@ -1010,7 +1049,7 @@ static void print_images(json_t *j, const char *arg, const gust_client *c)
     json_t *im;
     json_array_foreach(json_object_get(j, "images"), i, im)
     {
-        char *row[] = {jfield(im, "name"), jfield(im, "host_usr"), jfield(im, "rootfs")};
+        char *row[] = {jfield(im, "name"), short_id_cell(im), jfield(im, "host_usr"), jfield(im, "rootfs")};
         table_add(&t, row);
     }
     table_print(&t, NULL);
@@ -1160,7 +1199,11 @@ static int cmd_image_add(const struct cmd *cmd, int argc, char **argv)
     json_t *j = api_json(c, &rc, "POST", body, "/v1/images");
     if (!j)
         return rc;
-    printf("added image %s (%s%s)\n", pos[0], abs, host_usr ? ", host /usr" : "");
+    printf("added image %s = %s (%s%s): %lld files, %.1f MB, %lld new objects\n", pos[0],
+           json_string_value(json_object_get(j, "id")), abs, host_usr ? ", host /usr" : "",
+           (long long)json_integer_value(json_object_get(j, "files")),
+           (double)json_integer_value(json_object_get(j, "bytes")) / 1e6,
+           (long long)json_integer_value(json_object_get(j, "objects_written")));
     json_decref(j);
     return EXIT_OK;
 }
@@ -1218,9 +1261,17 @@ static const struct cmd CMDS[] = {
     {"image ls", "image ls", "Lists registered images.\n",
      .run = cmd_request, .method = "GET", .path = "/v1/images", .print = print_images},
     {"image add", "image add NAME ROOTFS [--host-usr]",
-     "Registers the directory ROOTFS as image NAME.\n"
+     "Stores the directory ROOTFS in the content-addressed image store as image NAME\n"
+     "(same content, same id: unchanged files are not stored twice).\n"
      "  --host-usr          bind-mount the host's /usr read-only into it\n",
      .run = cmd_image_add},
+    {"image inspect", "image inspect NAME", "Shows an image: id, rootfs, files, bytes.\n",
+     .run = cmd_request, .method = "GET", .path = "/v1/images/%s", .print = print_image},
+    {"image rm", "image rm NAME", "Removes the name NAME (refused while a deployed function uses it).\n",
+     .run = cmd_request, .method = "DELETE", .path = "/v1/images/%s", .print = print_image_removed},
+    {"image gc", "image gc",
+     "Deletes from the store every image no name, deployed function or container uses.\n",
+     .run = cmd_request, .method = "POST", .path = "/v1/images/gc", .print = print_image_gc},
     {"health", "health", "Checks that gustd answers and prints its version and worker capacity.\n",
      .run = cmd_request, .method = "GET", .path = "/v1/health", .print = print_health},
 };

@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 #include "base/cleanup.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "cas/cas.h"
 #include "control/internal.h"
 #include "image/image.h"
 
@@ -1177,7 +1179,18 @@ json_t *ctl_usage_json(struct ctl *c, double since, struct ctl_error *e)
 
 /* ---------- images ---------- */
 
-int ctl_image_add(struct ctl *c, const char *name, const char *rootfs, bool host_usr, struct ctl_error *e)
+/* Ingests dir and registers it as name. */
+static int image_register(struct ctl *c, const char *name, const char *dir, bool host_usr, char id[IMAGE_ID_MAX],
+                          char *rootfs, size_t rootfs_cap, struct cas_stats *st, struct gerr *err)
+{
+    int r = image_import(c->cas, c->images_dir, dir, id, rootfs, rootfs_cap, st, err);
+    if (r < 0)
+        return r;
+    return store_image_put(c->store, name, rootfs, host_usr, id, wall_s(), err);
+}
+
+int ctl_image_add(struct ctl *c, const char *name, const char *rootfs, bool host_usr, json_t **out,
+                  struct ctl_error *e)
 {
     if (!name_is_valid(name)) {
         ctl_err(e, CTL_E_INVALID, "invalid_argument", "name",
@@ -1197,17 +1210,29 @@ int ctl_image_add(struct ctl *c, const char *name, const char *rootfs, bool host
         return -EINVAL;
     }
     struct gerr err;
-    if (store_image_put(c->store, name, rootfs, host_usr, wall_s(), &err) < 0) {
-        ctl_err(e, CTL_E_INTERNAL, "internal", NULL, "%s", err.msg);
+    char id[IMAGE_ID_MAX], path[PATH_MAX];
+    struct cas_stats cs;
+    uint64_t t0 = mono_ns();
+    if (image_register(c, name, rootfs, host_usr, id, path, sizeof path, &cs, &err) < 0) {
+        ctl_err(e, CTL_E_INTERNAL, "internal", NULL, "image %s: %s", name, err.msg);
         return -EIO;
     }
+    log_info("control", "image %s = %s: %llu files, %.1f MB, %llu new objects, %.0f ms", name, id,
+             (unsigned long long)cs.files, (double)cs.bytes_in / 1e6, (unsigned long long)cs.objects_written,
+             (double)(mono_ns() - t0) / 1e6);
+    *out = json_pack("{s:s,s:s,s:s,s:b,s:I,s:I,s:I,s:I}", "name", name, "id", id, "rootfs", path, "host_usr",
+                     host_usr, "files", (json_int_t)cs.files, "bytes", (json_int_t)cs.bytes_in, "objects_written",
+                     (json_int_t)cs.objects_written, "objects_reused", (json_int_t)cs.objects_reused);
     return 0;
 }
 
-static int image_row(const char *name, const char *rootfs, bool host_usr, double created_at, void *ud)
+static int image_row(const char *name, const char *rootfs, bool host_usr, const char *id, double created_at,
+                     void *ud)
 {
-    json_array_append_new(ud, json_pack("{s:s,s:s,s:b,s:f}", "name", name, "rootfs", rootfs, "host_usr", host_usr,
-                                        "created_at", created_at));
+    json_t *j = json_pack("{s:s,s:s,s:b,s:f}", "name", name, "rootfs", rootfs, "host_usr", host_usr, "created_at",
+                          created_at);
+    json_object_set_new(j, "id", id ? json_string(id) : json_null());
+    json_array_append_new(ud, j);
     return 0;
 }
 
@@ -1218,6 +1243,132 @@ json_t *ctl_images_json(struct ctl *c)
     if (store_image_list(c->store, image_row, arr, &err) < 0)
         log_error("control", "list images: %s", err.msg);
     return json_pack("{s:o}", "images", arr);
+}
+
+/* The listed image called name (a new reference), or NULL. */
+static json_t *image_find(struct ctl *c, const char *name)
+{
+    json_t *all = ctl_images_json(c);
+    json_t *found = NULL;
+    size_t i;
+    json_t *im;
+    json_array_foreach(json_object_get(all, "images"), i, im) {
+        if (!strcmp(json_string_value(json_object_get(im, "name")), name))
+            found = json_incref(im);
+    }
+    json_decref(all);
+    return found;
+}
+
+json_t *ctl_image_inspect(struct ctl *c, const char *name, struct ctl_error *e)
+{
+    json_t *im = image_find(c, name);
+    if (!im) {
+        ctl_err(e, CTL_E_NOT_FOUND, "not_found", NULL, "image %s not found", name);
+        return NULL;
+    }
+    struct cas_digest d;
+    json_t *m = NULL;
+    struct gerr err;
+    if (cas_digest_parse(json_string_value(json_object_get(im, "id")), &d) == 0 &&
+        cas_manifest_load(c->cas, &d, &m, &err) == 0) {
+        json_int_t files = 0, bytes = 0;
+        size_t i;
+        json_t *en;
+        json_array_foreach(json_object_get(m, "entries"), i, en) {
+            if (!strcmp(json_string_value(json_object_get(en, "type")), "file")) {
+                files++;
+                bytes += json_integer_value(json_object_get(en, "size"));
+            }
+        }
+        json_object_set_new(im, "files", json_integer(files));
+        json_object_set_new(im, "bytes", json_integer(bytes));
+        json_object_set_new(im, "entries", json_integer((json_int_t)json_array_size(json_object_get(m, "entries"))));
+        json_decref(m);
+    } else if (json_is_string(json_object_get(im, "id"))) {
+        json_object_set_new(im, "store_error", json_string(err.msg));
+    }
+    return im;
+}
+
+/* A version that can still start containers: the deployed one of a running app, or
+ * any with containers or queued calls (in-flight calls finish on their version). */
+static bool fver_live(const struct ctl_fver *fv)
+{
+    return ctl_fver_is_current(fv) || fv->ctrs || fv->queued;
+}
+
+/* Whether a live version runs on the image called name. */
+static bool image_in_use(struct ctl *c, const char *name)
+{
+    for (struct ctl_app *a = c->apps; a; a = a->next)
+        for (struct ctl_fn *f = a->fns; f; f = f->next)
+            for (struct ctl_fver *fv = f->versions; fv; fv = fv->next)
+                if (fver_live(fv) && fv->spec.image && !strcmp(fv->spec.image, name))
+                    return true;
+    return false;
+}
+
+int ctl_image_rm(struct ctl *c, const char *name, struct ctl_error *e)
+{
+    if (image_in_use(c, name)) {
+        ctl_err(e, CTL_E_CONFLICT, "conflict", NULL,
+                "image %s is used by a deployed function; deploy it with another image or stop its app first", name);
+        return -EBUSY;
+    }
+    struct gerr err;
+    int r = store_image_delete(c->store, name, &err);
+    if (r == -ENOENT) {
+        ctl_err(e, CTL_E_NOT_FOUND, "not_found", NULL, "image %s not found", name);
+        return r;
+    }
+    if (r < 0) {
+        ctl_err(e, CTL_E_INTERNAL, "internal", NULL, "%s", err.msg);
+        return r;
+    }
+    return 0;
+}
+
+json_t *ctl_image_gc(struct ctl *c, struct ctl_error *e)
+{
+    /* Live: every named image, and the image of every live version (fver_live: a
+     * re-added or removed name may leave such versions on an older image). */
+    json_t *ids = json_object();
+    json_t *all = ctl_images_json(c);
+    size_t i;
+    json_t *im;
+    json_array_foreach(json_object_get(all, "images"), i, im) {
+        const char *id = json_string_value(json_object_get(im, "id"));
+        if (id)
+            json_object_set_new(ids, id, json_true());
+    }
+    json_decref(all);
+    for (struct ctl_app *a = c->apps; a; a = a->next)
+        for (struct ctl_fn *f = a->fns; f; f = f->next)
+            for (struct ctl_fver *fv = f->versions; fv; fv = fv->next) {
+                char id[IMAGE_ID_MAX];
+                if (fver_live(fv) && image_id_of_rootfs(c->images_dir, fv->rootfs, id) == 0)
+                    json_object_set_new(ids, id, json_true());
+            }
+    size_t n = json_object_size(ids);
+    char **live = calloc(n ? n : 1, sizeof *live);
+    const char *key;
+    json_t *v;
+    size_t k = 0;
+    json_object_foreach(ids, key, v) live[k++] = (char *)key;
+    struct image_gc_result res;
+    struct gerr err;
+    int r = live ? image_gc(c->cas, c->images_dir, live, n, &res, &err) : gerr_set(&err, ENOMEM, "out of memory");
+    free(live);
+    json_decref(ids);
+    if (r < 0) {
+        ctl_err(e, CTL_E_INTERNAL, "internal", NULL, "image gc: %s", err.msg);
+        return NULL;
+    }
+    log_info("control", "image gc: %llu objects (%.1f MB) and %llu materialised images removed, %zu images live",
+             (unsigned long long)res.objects, (double)res.bytes / 1e6, (unsigned long long)res.images, n);
+    return json_pack("{s:I,s:I,s:I,s:I}", "objects_removed", (json_int_t)res.objects, "bytes_removed",
+                     (json_int_t)res.bytes, "images_removed", (json_int_t)res.images, "images_live", (json_int_t)n);
 }
 
 /* ---------- lifecycle ---------- */
@@ -1257,8 +1408,15 @@ int ctl_new(struct ev_loop *loop, struct store *store, struct worker *worker, co
     c->cfg = *cfg;
     snprintf(c->images_dir, sizeof c->images_dir, "%s", cfg->images_dir);
     c->cfg.images_dir = c->images_dir;
+    c->cfg.cas_dir = NULL;
     c->next_input_id = 1;
+    int r = cas_open(cfg->cas_dir, &c->cas, err);
+    if (r < 0) {
+        free(c);
+        return gerr_prefix(err, "image store");
+    }
     if (hmap_init(&c->calls, 4096) < 0) {
+        cas_close(c->cas);
         free(c);
         return gerr_set(err, ENOMEM, "out of memory");
     }
@@ -1342,17 +1500,19 @@ static int recover_call_row(const struct store_call *sc, void *ud)
 int ctl_recover(struct ctl *c, struct gerr *err)
 {
     char path[600];
-    snprintf(path, sizeof path, "%s/busybox", c->images_dir);
+    /* The built-in images: sources built once, then stored like any added image. */
+    char id[IMAGE_ID_MAX], rootfs[PATH_MAX];
+    snprintf(path, sizeof path, "%s/src-busybox", c->images_dir);
     int r = image_build_busybox(path, err);
     if (r < 0)
         return gerr_prefix(err, "building the busybox image");
-    if ((r = store_image_put(c->store, "busybox", path, false, wall_s(), err)) < 0)
-        return r;
-    snprintf(path, sizeof path, "%s/python", c->images_dir);
+    if ((r = image_register(c, "busybox", path, false, id, rootfs, sizeof rootfs, NULL, err)) < 0)
+        return gerr_prefix(err, "storing the busybox image");
+    snprintf(path, sizeof path, "%s/src-python", c->images_dir);
     if ((r = image_build_host_python(path, err)) < 0)
         return gerr_prefix(err, "building the python image");
-    if ((r = store_image_put(c->store, "python", path, true, wall_s(), err)) < 0)
-        return r;
+    if ((r = image_register(c, "python", path, true, id, rootfs, sizeof rootfs, NULL, err)) < 0)
+        return gerr_prefix(err, "storing the python image");
 
     /* Containers of a dead daemon: they died with it (PDEATHSIG); close their metering
      * records at its last heartbeat. */
@@ -1454,6 +1614,8 @@ void ctl_free(struct ctl *c)
 {
     if (!c)
         return;
+    cas_close(c->cas);
+    c->cas = NULL;
     if (c->tick_timer)
         ev_timer_cancel(c->loop, c->tick_timer);
     if (c->log_timer)

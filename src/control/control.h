@@ -41,7 +41,8 @@ int ctl_rates_load_json(struct ctl_rates *r, const char *text, size_t len, struc
 
 struct ctl_config {
     const char *data_dir;
-    const char *images_dir;     /* where built-in images are built: <data-dir>/images */
+    const char *images_dir;     /* built-in image sources and materialised images: <data-dir>/images */
+    const char *cas_dir;        /* the content-addressed store: <data-dir>/cas */
     size_t max_payload;
     uint32_t stop_grace_ms;     /* graceful stop: how long running inputs may finish */
     struct ctl_rates rates;
@@ -94,9 +95,18 @@ json_t *ctl_containers_json(struct ctl *c);
 json_t *ctl_usage_json(struct ctl *c, double since, struct ctl_error *e);
 json_t *ctl_health_json(struct ctl *c);
 
-/* Images registry (rootfs dirs until the image issue lands). */
-int ctl_image_add(struct ctl *c, const char *name, const char *rootfs, bool host_usr, struct ctl_error *e);
+/* Images: a directory added under a name is ingested into the content-addressed store
+ * (its id is the manifest digest) and materialised once; containers use that copy. */
+int ctl_image_add(struct ctl *c, const char *name, const char *rootfs, bool host_usr, json_t **out,
+                  struct ctl_error *e);
 json_t *ctl_images_json(struct ctl *c);
+/* One image: id, rootfs, host_usr, files, bytes (NULL + e when unknown). */
+json_t *ctl_image_inspect(struct ctl *c, const char *name, struct ctl_error *e);
+/* Removes the name; CTL_E_CONFLICT while a deployed function uses it. */
+int ctl_image_rm(struct ctl *c, const char *name, struct ctl_error *e);
+/* Deletes store objects and materialised copies of images that no name, no function
+ * version and no container uses. */
+json_t *ctl_image_gc(struct ctl *c, struct ctl_error *e);
 
 /* Final outcome of a call, as handed to waiters. */
 enum ctl_call_state {

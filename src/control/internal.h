@@ -151,6 +151,7 @@ struct ctl {
     uint64_t last_gpu_sample_ms;
     struct ctl_config cfg;
     char images_dir[512];
+    struct cas *cas;
     struct ctl_app *apps;
     struct hmap calls;
     struct ctl_map *maps;

@@ -276,11 +276,13 @@ int main(int argc, char **argv)
         }
     }
 
-    char run_dir[PATH_MAX + 16], images_dir[PATH_MAX + 16];
+    char run_dir[PATH_MAX + 16], images_dir[PATH_MAX + 16], cas_dir[PATH_MAX + 16];
     snprintf(run_dir, sizeof run_dir, "%s/run", data_dir);
     snprintf(images_dir, sizeof images_dir, "%s/images", data_dir);
+    snprintf(cas_dir, sizeof cas_dir, "%s/cas", data_dir);
     ccfg.data_dir = data_dir;
     ccfg.images_dir = images_dir;
+    ccfg.cas_dir = cas_dir;
     if ((r = mkdir_p(run_dir, 0700)) < 0 || (r = mkdir_p(images_dir, 0755)) < 0) {
         fprintf(stderr, "gustd: cannot create %s: %s\n", run_dir, strerror(-r));
         return 1;

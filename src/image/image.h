@@ -9,6 +9,8 @@
 #define GUST_IMAGE_IMAGE_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "base/error.h"
 
@@ -31,5 +33,32 @@ int image_build_host_python(const char *dest, struct gerr *err);
 /* True if rootfs is an absolute path naming an existing directory; otherwise false
  * with err (if non-NULL) saying why. */
 bool image_rootfs_valid(const char *rootfs, struct gerr *err);
+
+/* ---- images in the content-addressed store (src/cas) ----
+ * An image id is "sha256:<hex>" of its manifest. Each image is materialised once per
+ * worker at <images_dir>/by-id/<hex>/rootfs (with IMAGE_OK_MARKER beside it), the
+ * read-only lower layer shared by all of that image's containers. */
+
+struct cas;
+struct cas_stats;
+
+#define IMAGE_ID_MAX 72
+
+/* Ingests src_dir into the store and materialises it (unless already there).
+ * id_out gets "sha256:<hex>", rootfs_out the materialised directory. */
+int image_import(struct cas *cas, const char *images_dir, const char *src_dir, char id_out[IMAGE_ID_MAX],
+                 char *rootfs_out, size_t rootfs_cap, struct cas_stats *st, struct gerr *err);
+
+/* The image id of a materialised rootfs path (as image_import returns it), or -EINVAL
+ * for a rootfs that is not one (a plain registered directory). */
+int image_id_of_rootfs(const char *images_dir, const char *rootfs, char id_out[IMAGE_ID_MAX]);
+
+/* Removes store objects and materialised directories of every image not in
+ * live_ids[0..n). */
+struct image_gc_result {
+    uint64_t objects, bytes, images;
+};
+int image_gc(struct cas *cas, const char *images_dir, char *const *live_ids, size_t n,
+             struct image_gc_result *out, struct gerr *err);
 
 #endif

@@ -94,6 +94,8 @@ static const char *const migrations[] = {
     "ALTER TABLE containers ADD COLUMN oom_kills INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE containers ADD COLUMN gpu_util_avg REAL NOT NULL DEFAULT 0;"
     "ALTER TABLE containers ADD COLUMN gpu_mem_peak_mib REAL NOT NULL DEFAULT 0;",
+    /* 3: images live in the content-addressed store; id = manifest digest. */
+    "ALTER TABLE images ADD COLUMN id TEXT;",
 };
 _Static_assert(ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION, "one migration per schema version");
 
@@ -138,6 +140,7 @@ enum stmt_id {
     S_IMG_PUT,
     S_IMG_GET,
     S_IMG_LIST,
+    S_IMG_DELETE,
     S_COUNT
 };
 
@@ -229,10 +232,12 @@ static const char *const stmt_sql[S_COUNT] = {
                     " (SELECT id, row_number() OVER (PARTITION BY app, function ORDER BY id DESC) AS rn FROM logs)"
                     " WHERE rn > ?1)",
 
-    [S_IMG_PUT] = "INSERT INTO images(name, rootfs, host_usr, created_at) VALUES (?1, ?2, ?3, ?4)"
-                  " ON CONFLICT(name) DO UPDATE SET rootfs = excluded.rootfs, host_usr = excluded.host_usr",
+    [S_IMG_PUT] = "INSERT INTO images(name, rootfs, host_usr, created_at, id) VALUES (?1, ?2, ?3, ?4, ?5)"
+                  " ON CONFLICT(name) DO UPDATE SET rootfs = excluded.rootfs, host_usr = excluded.host_usr,"
+                  " id = excluded.id",
     [S_IMG_GET] = "SELECT rootfs, host_usr FROM images WHERE name = ?1",
-    [S_IMG_LIST] = "SELECT name, rootfs, host_usr, created_at FROM images ORDER BY name",
+    [S_IMG_LIST] = "SELECT name, rootfs, host_usr, created_at, id FROM images ORDER BY name",
+    [S_IMG_DELETE] = "DELETE FROM images WHERE name = ?1",
 };
 
 struct store {
@@ -1174,11 +1179,17 @@ int store_logs_trim(struct store *st, int64_t keep_per_function, struct gerr *er
 
 /* ---------- images ---------- */
 
-int store_image_put(struct store *st, const char *name, const char *rootfs, bool host_usr, double now,
-                    struct gerr *err)
+int store_image_put(struct store *st, const char *name, const char *rootfs, bool host_usr, const char *id,
+                    double now, struct gerr *err)
 {
-    return exec_ok(st, S_IMG_PUT, PARAMS(P_TEXT(name), P_TEXT(rootfs), P_INT(host_usr), P_REAL(now)), err,
+    return exec_ok(st, S_IMG_PUT,
+                   PARAMS(P_TEXT(name), P_TEXT(rootfs), P_INT(host_usr), P_REAL(now), P_TEXT_OPT(id)), err,
                    "saving image", name);
+}
+
+int store_image_delete(struct store *st, const char *name, struct gerr *err)
+{
+    return exec_update_one(st, S_IMG_DELETE, PARAMS(P_TEXT(name)), err, "image", name);
 }
 
 struct image_out {
@@ -1205,7 +1216,8 @@ int store_image_get(struct store *st, const char *name, char **rootfs, bool *hos
 static int image_row(sqlite3_stmt *s, const struct listing *l)
 {
     return l->cb.image((const char *)sqlite3_column_text(s, 0), (const char *)sqlite3_column_text(s, 1),
-                       sqlite3_column_int(s, 2) != 0, col_time(s, 3), l->ud);
+                       sqlite3_column_int(s, 2) != 0, (const char *)sqlite3_column_text(s, 4), col_time(s, 3),
+                       l->ud);
 }
 
 int store_image_list(struct store *st, store_image_cb cb, void *ud, struct gerr *err)

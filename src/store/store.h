@@ -35,7 +35,7 @@ struct store;
 
 /* Schema version this code writes; store_open() migrates older files up to it and
  * refuses newer ones (-EPROTONOSUPPORT). */
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 
 /* ---------- open / close / transactions ---------- */
 
@@ -222,13 +222,17 @@ int store_logs_trim(struct store *st, int64_t keep_per_function, struct gerr *er
 
 /* ---------- images ---------- */
 
-/* Creates or replaces image `name` (created_at is kept on replace). */
-int store_image_put(struct store *st, const char *name, const char *rootfs, bool host_usr, double now,
-                    struct gerr *err);
+/* Creates or replaces image `name` (created_at is kept on replace). id: the image's
+ * manifest digest in the content-addressed store ("sha256:..."), or NULL. */
+int store_image_put(struct store *st, const char *name, const char *rootfs, bool host_usr, const char *id,
+                    double now, struct gerr *err);
+/* -ENOENT if there is no such image. */
+int store_image_delete(struct store *st, const char *name, struct gerr *err);
 /* *rootfs malloc'd; host_usr may be NULL. -ENOENT. */
 int store_image_get(struct store *st, const char *name, char **rootfs, bool *host_usr, struct gerr *err);
 /* Ordered by name. */
-typedef int (*store_image_cb)(const char *name, const char *rootfs, bool host_usr, double created_at, void *ud);
+typedef int (*store_image_cb)(const char *name, const char *rootfs, bool host_usr, const char *id, double created_at,
+                              void *ud);
 int store_image_list(struct store *st, store_image_cb cb, void *ud, struct gerr *err);
 
 #endif

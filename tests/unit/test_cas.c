@@ -141,6 +141,8 @@ static void make_tree(const char *dir)
     char p[256], q[256];
     snprintf(p, sizeof p, "%s/sub", dir);
     CHECK(mkdir(p, 0700) == 0);
+    snprintf(p, sizeof p, "%s/emptydir", dir);
+    CHECK(mkdir(p, 0755) == 0);
     write_in(dir, "sub/owned", "mine", 4, 0640);
     snprintf(p, sizeof p, "%s/sub/owned", dir);
     CHECK(chown(p, 1234, 5678) == 0);
@@ -168,7 +170,7 @@ UNIT_TEST(test_ingest_materialize_roundtrip)
     CHECK_EQ_INT(st.files, 3);
     CHECK_EQ_INT(st.hardlinks, 1);
     CHECK_EQ_INT(st.symlinks, 1);
-    CHECK_EQ_INT(st.dirs, 1);
+    CHECK_EQ_INT(st.dirs, 2);
     /* The same tree again: the same id, nothing new written. */
     CHECK_EQ_INT(cas_ingest_tree(c, src, cfg, &m2, &st, &err), 0);
     json_decref(cfg);
@@ -199,6 +201,8 @@ UNIT_TEST(test_ingest_materialize_roundtrip)
     CHECK(stat(p, &a) == 0 && (a.st_mode & 07777) == 0700);
     snprintf(p, sizeof p, "%s/empty", dst);
     CHECK(stat(p, &a) == 0 && a.st_size == 0 && (a.st_mode & 07777) == 0600);
+    snprintf(p, sizeof p, "%s/emptydir", dst);
+    CHECK(stat(p, &a) == 0 && S_ISDIR(a.st_mode));
     char t[64] = "";
     snprintf(p, sizeof p, "%s/link", dst);
     CHECK(readlink(p, t, sizeof t - 1) == 9 && !strcmp(t, "sub/owned"));

@@ -687,10 +687,10 @@ struct img_rows {
     char text[256];
 };
 
-static int img_cb(const char *name, const char *rootfs, bool host_usr, double created_at, void *ud)
+static int img_cb(const char *name, const char *rootfs, bool host_usr, const char *id, double created_at, void *ud)
 {
     struct img_rows *a = ud;
-    text_append(a->text, sizeof a->text, "%s=%s:%d:%g;", name, rootfs, host_usr, created_at);
+    text_append(a->text, sizeof a->text, "%s=%s:%d:%s:%g;", name, rootfs, host_usr, id ? id : "-", created_at);
     return 0;
 }
 
@@ -710,15 +710,20 @@ UNIT_TEST(test_kv_and_images)
     AUTO_FREE char *rootfs = NULL;
     bool host_usr = true;
     CHECK_EQ_INT(store_image_get(st, "busybox", &rootfs, &host_usr, &err), -ENOENT);
-    CHECK_EQ_INT(store_image_put(st, "python", "/img/py", true, 10, &err), 0);
-    CHECK_EQ_INT(store_image_put(st, "busybox", "/img/old", true, 20, &err), 0);
-    CHECK_EQ_INT(store_image_put(st, "busybox", "/img/bb", false, 30, &err), 0);
+    CHECK_EQ_INT(store_image_put(st, "python", "/img/py", true, NULL, 10, &err), 0);
+    CHECK_EQ_INT(store_image_put(st, "busybox", "/img/old", true, "sha256:aa", 20, &err), 0);
+    CHECK_EQ_INT(store_image_put(st, "busybox", "/img/bb", false, "sha256:bb", 30, &err), 0);
     CHECK_EQ_INT(store_image_get(st, "busybox", &rootfs, &host_usr, &err), 0);
     CHECK_STR(rootfs, "/img/bb");
     CHECK(!host_usr);
     struct img_rows rows = {{0}};
     CHECK_EQ_INT(store_image_list(st, img_cb, &rows, &err), 0);
-    CHECK_STR(rows.text, "busybox=/img/bb:0:20;python=/img/py:1:10;");
+    CHECK_STR(rows.text, "busybox=/img/bb:0:sha256:bb:20;python=/img/py:1:-:10;");
+    CHECK_EQ_INT(store_image_delete(st, "python", &err), 0);
+    CHECK_EQ_INT(store_image_delete(st, "python", &err), -ENOENT);
+    rows.text[0] = '\0';
+    CHECK_EQ_INT(store_image_list(st, img_cb, &rows, &err), 0);
+    CHECK_STR(rows.text, "busybox=/img/bb:0:sha256:bb:20;");
     store_close(st);
 }
 
