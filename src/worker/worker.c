@@ -38,6 +38,7 @@
 #define WORKER_RECV_BATCH 256
 #define WORKER_DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define WORKER_FREE_WAIT_MS 5000
+#define WORKER_RESOLV_CONF "/etc/resolv.conf"
 
 /* A frame payload waiting for room in the socket. */
 struct sendq {
@@ -686,6 +687,30 @@ uint64_t ctr_start_ns(const struct ctr *c)
 
 /* ------------------------------------------------------------------ start */
 
+/* Whether a resolv.conf names at least one nameserver and none on the loopback
+ * (127.0.0.0/8, ::1), which a container's own network namespace could not reach. */
+static bool resolv_conf_usable(const char *path)
+{
+    AUTO_FREE char *text = NULL;
+    size_t len;
+    if (file_read_all(path, 1 << 16, &text, &len) < 0)
+        return false;
+    int servers = 0;
+    for (char *line = text; line && *line;) {
+        char *next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        char addr[64];
+        if (sscanf(line, " nameserver %63s", addr) == 1) {
+            if (!strncmp(addr, "127.", 4) || !strcmp(addr, "::1"))
+                return false;
+            servers++;
+        }
+        line = next;
+    }
+    return servers > 0;
+}
+
 static bool env_has(char *const *env, const char *name)
 {
     size_t n = strlen(name);
@@ -732,6 +757,10 @@ int worker_start(struct worker *w, const struct ctr_spec *spec, void *ud, struct
     };
     if (spec->host_usr)
         sc.binds[sc.nbinds++] = (struct sandbox_bind){"/usr", "/usr", true};
+    /* Egress containers resolve names with the host's resolvers, when those are
+     * reachable from a container (not on the host's loopback). */
+    if (spec->network == CTR_NET_EGRESS && resolv_conf_usable(WORKER_RESOLV_CONF))
+        sc.binds[sc.nbinds++] = (struct sandbox_bind){WORKER_RESOLV_CONF, "/etc/resolv.conf", true};
     AUTO_FREE struct gpu_mounts *gm = malloc(sizeof *gm);
     if (!gm)
         return gerr_set(err, ENOMEM, "out of memory");

@@ -33,6 +33,17 @@ def test_egress_reaches_outside_through_nat(gust, hostile_rootfs, netns_host):
     # Without egress: no route at all.
     out = run(gust, f"hostile connect {ext_ip}:{port}", app="net", fn="none")
     assert re.search(r"^connect ENETUNREACH$", out, re.M), out
+    # The host's resolvers (when not on its loopback) come with egress, read-only.
+    with open("/etc/resolv.conf") as f:
+        host_resolv = f.read()
+    servers = re.findall(r"^\s*nameserver\s+(\S+)", host_resolv, re.M)
+    usable = servers and not [s for s in servers if s.startswith("127.") or s == "::1"]
+    out = run(gust, "cat /etc/resolv.conf 2>/dev/null; echo x >> /etc/resolv.conf 2>/dev/null || echo ro",
+              app="net", fn="out")
+    if usable:
+        assert out == host_resolv + "ro\n", out
+    else:
+        assert not out.startswith(host_resolv) or not host_resolv, out
     # While egress containers exist there is one gust table; after a stop nothing is left.
     tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
     ours = [t for t in tables.split("\n") if "gust_" in t]
