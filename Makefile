@@ -7,7 +7,7 @@ CSTD    := -std=c17 -D_GNU_SOURCE
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wno-unused-parameter
 INC     := -Iinclude -Isrc
-LIBS    := -ljansson -lsqlite3 -lseccomp -lzstd -lcrypto -lpthread -ldl -lm
+LIBS    := -ljansson -lsqlite3 -lseccomp -lzstd -lcrypto -lz -lpthread -ldl -lm
 
 MODE    ?= release
 ifeq ($(MODE),asan)

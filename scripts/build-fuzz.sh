@@ -63,8 +63,10 @@ for src in tests/fuzz/fuzz_*.c; do
         fi
         srcs+=(src/"$module"/*.c)
     fi
+    # Modules that build on another one (docs/ARCHITECTURE.md) bring it along.
+    [ "$module" = "image" ] && srcs+=(src/cas/*.c)
     echo "build-fuzz: $name (src/base + src/$module)"
-    "$CC" "${CFLAGS[@]}" -o "$OUT/$name" "$src" "${srcs[@]}" -ljansson -lseccomp -lzstd -lcrypto
+    "$CC" "${CFLAGS[@]}" -o "$OUT/$name" "$src" "${srcs[@]}" -ljansson -lseccomp -lzstd -lcrypto -lz
     targets+=("$name")
 done
 

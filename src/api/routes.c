@@ -609,16 +609,31 @@ static void h_image_add(struct api_ctx *ctx, struct api_conn *conn, struct http_
     const char *key;
     json_t *v;
     json_object_foreach(j, key, v) {
-        if (strcmp(key, "name") && strcmp(key, "rootfs") && strcmp(key, "host_usr")) {
+        if (strcmp(key, "name") && strcmp(key, "rootfs") && strcmp(key, "host_usr") && strcmp(key, "oci")) {
             char msg[200];
-            snprintf(msg, sizeof msg, "%s: unknown field; allowed: name, rootfs, host_usr", key);
+            snprintf(msg, sizeof msg, "%s: unknown field; allowed: name, rootfs, host_usr, oci", key);
             api_conn_error(conn, 400, "invalid_argument", msg, key);
             json_decref(j);
             return;
         }
     }
     json_t *name = json_object_get(j, "name"), *rootfs = json_object_get(j, "rootfs");
-    json_t *host_usr = json_object_get(j, "host_usr");
+    json_t *host_usr = json_object_get(j, "host_usr"), *oci = json_object_get(j, "oci");
+    if (oci) {
+        struct ctl_error e;
+        json_t *out = NULL;
+        if (!json_is_string(name) || !json_is_string(oci) || rootfs || host_usr) {
+            api_conn_error(conn, 400, "invalid_argument",
+                           "oci: give name and oci (a path to an OCI layout or image tarball), without rootfs "
+                           "or host_usr", "oci");
+        } else if (ctl_image_import_oci(ctx->ctl, json_string_value(name), json_string_value(oci), &out, &e) < 0) {
+            respond_ctl_error(conn, &e);
+        } else {
+            api_conn_respond_json(conn, 200, out, NULL);
+        }
+        json_decref(j);
+        return;
+    }
     if (!json_is_string(name) || !json_is_string(rootfs) || (host_usr && !json_is_boolean(host_usr))) {
         const char *field = !json_is_string(name) ? "name" : !json_is_string(rootfs) ? "rootfs" : "host_usr";
         char msg[200];

@@ -171,18 +171,11 @@ int mkdir_p(const char *path, mode_t mode)
     return 0;
 }
 
-static int rm_rf_at(int parent_fd, const char *name, dev_t dev)
+static int rm_rf_at(int parent_fd, const char *name, dev_t dev);
+
+/* Removes every entry of the directory open as fd (taken over and closed). */
+static int rm_children(int fd, dev_t dev)
 {
-    struct stat st;
-    if (fstatat(parent_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-        return errno == ENOENT ? 0 : -errno;
-    if (!S_ISDIR(st.st_mode))
-        return unlinkat(parent_fd, name, 0) < 0 && errno != ENOENT ? -errno : 0;
-    if (st.st_dev != dev)
-        return -EXDEV;
-    int fd = openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
     DIR *d = fdopendir(fd);
     if (!d) {
         close(fd);
@@ -198,9 +191,44 @@ static int rm_rf_at(int parent_fd, const char *name, dev_t dev)
             r = rr;
     }
     closedir(d);
+    return r;
+}
+
+static int rm_rf_at(int parent_fd, const char *name, dev_t dev)
+{
+    struct stat st;
+    if (fstatat(parent_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return errno == ENOENT ? 0 : -errno;
+    if (!S_ISDIR(st.st_mode))
+        return unlinkat(parent_fd, name, 0) < 0 && errno != ENOENT ? -errno : 0;
+    if (st.st_dev != dev)
+        return -EXDEV;
+    int fd = openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int r = rm_children(fd, dev);
     if (unlinkat(parent_fd, name, AT_REMOVEDIR) < 0 && errno != ENOENT && r == 0)
         r = -errno;
     return r;
+}
+
+int rm_rf_in(int parent_fd, const char *name)
+{
+    struct stat st;
+    if (fstatat(parent_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return errno == ENOENT ? 0 : -errno;
+    return rm_rf_at(parent_fd, name, st.st_dev);
+}
+
+int rm_contents(int dir_fd)
+{
+    struct stat st;
+    if (fstat(dir_fd, &st) < 0)
+        return -errno;
+    int fd = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    return rm_children(fd, st.st_dev);
 }
 
 int rm_rf(const char *path)

@@ -34,6 +34,11 @@ int file_write_atomic(const char *path, const void *data, size_t len, mode_t mod
 int mkdir_p(const char *path, mode_t mode);
 /* rm -rf that does not cross mount points; missing path is fine. */
 int rm_rf(const char *path);
+/* rm_rf of name in the directory parent_fd (symlinks are removed, not followed; never
+ * crosses into another filesystem). Missing is fine. */
+int rm_rf_in(int parent_fd, const char *name);
+/* Removes everything inside the directory dir_fd, keeping the directory. */
+int rm_contents(int dir_fd);
 
 /* Fills out with `n` random lowercase base32 characters + NUL (out has n+1 bytes). */
 void random_id(char *out, size_t n);

@@ -1176,6 +1176,7 @@ static int cmd_usage(const struct cmd *cmd, int argc, char **argv)
 static int cmd_image_add(const struct cmd *cmd, int argc, char **argv)
 {
     bool host_usr = false;
+    bool oci = !strcmp(cmd->name, "image import");
     struct opt opts[] = {{"host-usr", 0, NULL, &host_usr}, {0}};
     char *pos[2];
     int rc;
@@ -1189,7 +1190,8 @@ static int cmd_image_add(const struct cmd *cmd, int argc, char **argv)
     AUTO_CLIENT gust_client *c = open_client();
     if (!c)
         return EXIT_USAGE;
-    json_t *req = json_pack("{s:s, s:s, s:b}", "name", pos[0], "rootfs", abs, "host_usr", host_usr);
+    json_t *req = oci ? json_pack("{s:s, s:s}", "name", pos[0], "oci", abs)
+                      : json_pack("{s:s, s:s, s:b}", "name", pos[0], "rootfs", abs, "host_usr", host_usr);
     AUTO_FREE char *body = req ? json_dumps(req, JSON_COMPACT) : NULL;
     json_decref(req);
     if (!body) {
@@ -1265,7 +1267,11 @@ static const struct cmd CMDS[] = {
      "(same content, same id: unchanged files are not stored twice).\n"
      "  --host-usr          bind-mount the host's /usr read-only into it\n",
      .run = cmd_image_add},
-    {"image inspect", "image inspect NAME", "Shows an image: id, rootfs, files, bytes.\n",
+    {"image import", "image import NAME PATH",
+     "Imports an OCI image: PATH is an OCI image layout directory, or a tarball made by\n"
+     "`skopeo copy ... oci-archive:` or `docker save`. Layers are applied with whiteouts.\n",
+     .run = cmd_image_add},
+    {"image inspect", "image inspect NAME", "Shows an image: id, rootfs, files, bytes, config.\n",
      .run = cmd_request, .method = "GET", .path = "/v1/images/%s", .print = print_image},
     {"image rm", "image rm NAME", "Removes the name NAME (refused while a deployed function uses it).\n",
      .run = cmd_request, .method = "DELETE", .path = "/v1/images/%s", .print = print_image_removed},

@@ -1179,6 +1179,24 @@ json_t *ctl_usage_json(struct ctl *c, double since, struct ctl_error *e)
 
 /* ---------- images ---------- */
 
+static bool image_name_ok(const char *name, struct ctl_error *e)
+{
+    if (name_is_valid(name))
+        return true;
+    ctl_err(e, CTL_E_INVALID, "invalid_argument", "name",
+            "name: \"%s\" is not a valid image name; use 1-63 characters [A-Za-z0-9_-], starting alphanumeric", name);
+    return false;
+}
+
+/* The answer to an image add or import. */
+static json_t *image_added_json(const char *name, const char *id, const char *rootfs, bool host_usr,
+                                const struct cas_stats *cs)
+{
+    return json_pack("{s:s,s:s,s:s,s:b,s:I,s:I,s:I,s:I}", "name", name, "id", id, "rootfs", rootfs, "host_usr",
+                     host_usr, "files", (json_int_t)cs->files, "bytes", (json_int_t)cs->bytes_in, "objects_written",
+                     (json_int_t)cs->objects_written, "objects_reused", (json_int_t)cs->objects_reused);
+}
+
 /* Ingests dir and registers it as name. */
 static int image_register(struct ctl *c, const char *name, const char *dir, bool host_usr, char id[IMAGE_ID_MAX],
                           char *rootfs, size_t rootfs_cap, struct cas_stats *st, struct gerr *err)
@@ -1192,12 +1210,8 @@ static int image_register(struct ctl *c, const char *name, const char *dir, bool
 int ctl_image_add(struct ctl *c, const char *name, const char *rootfs, bool host_usr, json_t **out,
                   struct ctl_error *e)
 {
-    if (!name_is_valid(name)) {
-        ctl_err(e, CTL_E_INVALID, "invalid_argument", "name",
-                "name: \"%s\" is not a valid image name; use 1-63 characters [A-Za-z0-9_-], starting alphanumeric",
-                name);
+    if (!image_name_ok(name, e))
         return -EINVAL;
-    }
     if (rootfs[0] != '/') {
         ctl_err(e, CTL_E_INVALID, "invalid_argument", "rootfs", "rootfs: must be an absolute path, got \"%s\"",
                 rootfs);
@@ -1220,9 +1234,33 @@ int ctl_image_add(struct ctl *c, const char *name, const char *rootfs, bool host
     log_info("control", "image %s = %s: %llu files, %.1f MB, %llu new objects, %.0f ms", name, id,
              (unsigned long long)cs.files, (double)cs.bytes_in / 1e6, (unsigned long long)cs.objects_written,
              (double)(mono_ns() - t0) / 1e6);
-    *out = json_pack("{s:s,s:s,s:s,s:b,s:I,s:I,s:I,s:I}", "name", name, "id", id, "rootfs", path, "host_usr",
-                     host_usr, "files", (json_int_t)cs.files, "bytes", (json_int_t)cs.bytes_in, "objects_written",
-                     (json_int_t)cs.objects_written, "objects_reused", (json_int_t)cs.objects_reused);
+    *out = image_added_json(name, id, path, host_usr, &cs);
+    return 0;
+}
+
+int ctl_image_import_oci(struct ctl *c, const char *name, const char *path, json_t **out, struct ctl_error *e)
+{
+    if (!image_name_ok(name, e))
+        return -EINVAL;
+    if (path[0] != '/') {
+        ctl_err(e, CTL_E_INVALID, "invalid_argument", "oci", "oci: must be an absolute path, got \"%s\"", path);
+        return -EINVAL;
+    }
+    struct gerr err;
+    char id[IMAGE_ID_MAX], rootfs[PATH_MAX];
+    struct cas_stats cs;
+    int r = image_import_oci(c->cas, c->images_dir, path, id, rootfs, sizeof rootfs, &cs, &err);
+    if (r == 0)
+        r = store_image_put(c->store, name, rootfs, false, id, wall_s(), &err);
+    if (r < 0) {
+        bool bad_input = r == -EBADMSG || r == -EINVAL || r == -ENOENT || r == -ENOTDIR;
+        ctl_err(e, bad_input ? CTL_E_INVALID : CTL_E_INTERNAL, bad_input ? "invalid_argument" : "internal",
+                bad_input ? "oci" : NULL, "oci: %s", err.msg);
+        return r;
+    }
+    log_info("control", "image %s = %s from %s: %llu files, %.1f MB", name, id, path, (unsigned long long)cs.files,
+             (double)cs.bytes_in / 1e6);
+    *out = image_added_json(name, id, rootfs, false, &cs);
     return 0;
 }
 
@@ -1284,6 +1322,7 @@ json_t *ctl_image_inspect(struct ctl *c, const char *name, struct ctl_error *e)
         json_object_set_new(im, "files", json_integer(files));
         json_object_set_new(im, "bytes", json_integer(bytes));
         json_object_set_new(im, "entries", json_integer((json_int_t)json_array_size(json_object_get(m, "entries"))));
+        json_object_set(im, "config", json_object_get(m, "config"));
         json_decref(m);
     } else if (json_is_string(json_object_get(im, "id"))) {
         json_object_set_new(im, "store_error", json_string(err.msg));

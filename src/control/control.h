@@ -99,6 +99,8 @@ json_t *ctl_health_json(struct ctl *c);
  * (its id is the manifest digest) and materialised once; containers use that copy. */
 int ctl_image_add(struct ctl *c, const char *name, const char *rootfs, bool host_usr, json_t **out,
                   struct ctl_error *e);
+/* Imports an OCI image layout or image tarball (docker-archive) as name. */
+int ctl_image_import_oci(struct ctl *c, const char *name, const char *path, json_t **out, struct ctl_error *e);
 json_t *ctl_images_json(struct ctl *c);
 /* One image: id, rootfs, host_usr, files, bytes (NULL + e when unknown). */
 json_t *ctl_image_inspect(struct ctl *c, const char *name, struct ctl_error *e);

@@ -41,6 +41,7 @@ bool image_rootfs_valid(const char *rootfs, struct gerr *err);
 
 struct cas;
 struct cas_stats;
+typedef struct json_t json_t;
 
 #define IMAGE_ID_MAX 72
 
@@ -48,6 +49,20 @@ struct cas_stats;
  * id_out gets "sha256:<hex>", rootfs_out the materialised directory. */
 int image_import(struct cas *cas, const char *images_dir, const char *src_dir, char id_out[IMAGE_ID_MAX],
                  char *rootfs_out, size_t rootfs_cap, struct cas_stats *st, struct gerr *err);
+
+/* As image_import, with config (a JSON object or NULL) kept in the manifest. */
+int image_import_config(struct cas *cas, const char *images_dir, const char *src_dir, json_t *config,
+                        char id_out[IMAGE_ID_MAX], char *rootfs_out, size_t rootfs_cap, struct cas_stats *st,
+                        struct gerr *err);
+
+/* Imports an OCI image: an OCI image layout directory, or a tarball holding one or a
+ * docker-archive ("docker save"). Layers (tar, gzip or zstd; OCI layout blobs checked
+ * against their digests) are applied in order with whiteouts (".wh.NAME") and opaque
+ * directories (".wh..wh..opq"); members with ".." or device nodes are refused or
+ * skipped. The result is stored like image_import, with the image's Env, WorkingDir,
+ * Cmd, Entrypoint and User kept as config. */
+int image_import_oci(struct cas *cas, const char *images_dir, const char *path, char id_out[IMAGE_ID_MAX],
+                     char *rootfs_out, size_t rootfs_cap, struct cas_stats *st, struct gerr *err);
 
 /* The image id of a materialised rootfs path (as image_import returns it), or -EINVAL
  * for a rootfs that is not one (a plain registered directory). */

@@ -25,8 +25,15 @@ static int image_dir(const char *images_dir, const char *hex, char *out, size_t 
 int image_import(struct cas *cas, const char *images_dir, const char *src_dir, char id_out[IMAGE_ID_MAX],
                  char *rootfs_out, size_t rootfs_cap, struct cas_stats *st, struct gerr *err)
 {
+    return image_import_config(cas, images_dir, src_dir, NULL, id_out, rootfs_out, rootfs_cap, st, err);
+}
+
+int image_import_config(struct cas *cas, const char *images_dir, const char *src_dir, json_t *config,
+                        char id_out[IMAGE_ID_MAX], char *rootfs_out, size_t rootfs_cap, struct cas_stats *st,
+                        struct gerr *err)
+{
     struct cas_digest d;
-    int r = cas_ingest_tree(cas, src_dir, NULL, &d, st, err);
+    int r = cas_ingest_tree(cas, src_dir, config, &d, st, err);
     if (r < 0)
         return r;
     char hex[CAS_HEX_LEN + 1], dir[PATH_MAX], marker[PATH_MAX + 32];
