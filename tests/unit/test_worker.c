@@ -457,7 +457,7 @@ int main(void)
         worker_cleanup_stale(cgparent, state_root, &err);
         const char *roots[] = {"/sys/fs/cgroup", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/cpu,cpuacct",
                                "/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpuacct", "/sys/fs/cgroup/pids",
-                               "/sys/fs/cgroup/unified"};
+                               "/sys/fs/cgroup/devices", "/sys/fs/cgroup/unified"};
         for (size_t i = 0; i < ARRAY_LEN(roots); i++) {
             char d[256];
             snprintf(d, sizeof d, "%s/%s", roots[i], cgparent);
