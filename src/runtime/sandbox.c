@@ -559,6 +559,14 @@ static int child_setup(struct child_args *a, int *sync_fd, struct gerr *err)
         r = enter_userns(a->userns_fd, err);
         if (r < 0)
             return r;
+        /* Changing the effective uid cleared the parent-death signal: arm it again, then
+         * make sure the parent did not die in between (its end of the sync socket would
+         * be closed). */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+            return gerr_sys(err, errno, "set the parent-death signal");
+        struct pollfd pp = {.fd = *sync_fd, .events = POLLRDHUP};
+        if (poll(&pp, 1, 0) > 0 && (pp.revents & (POLLHUP | POLLRDHUP)))
+            _exit(126);
     }
     tm.userns_ns = mono_ns();
     r = drop_privileges(err);

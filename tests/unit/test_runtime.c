@@ -668,6 +668,71 @@ UNIT_TEST(test_userns_seccomp_container)
     CHECK(chmod(g_out, 0755) == 0);
 }
 
+/* True once pid is gone or a zombie. */
+static bool pid_dead(pid_t pid)
+{
+    char path[64], stat[256] = "";
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return true;
+    bool dead = fgets(stat, sizeof stat, f) && strstr(stat, ") Z ");
+    fclose(f);
+    return dead;
+}
+
+/* The uid switch into the user namespace clears the parent-death signal; the sandbox
+ * arms it again, so PID 1 (here sleep, with no gust-init and no channel to notice
+ * anything) dies with the process that created it. */
+UNIT_TEST(test_userns_container_dies_with_creator)
+{
+    CHECK(g_ready);
+    int pfd[2];
+    CHECK(pipe(pfd) == 0);
+    pid_t helper = fork();
+    CHECK(helper >= 0);
+    if (helper == 0) {
+        close(pfd[0]);
+        int ufd = -1;
+        struct gerr err;
+        if (userns_create(3000000, 65536, &ufd, &err) < 0)
+            _exit(1);
+        char *argv[] = {(char *)"sleep", (char *)"100", NULL};
+        struct sandbox_config cfg;
+        base_cfg(&cfg, "orphan-1", argv);
+        struct sandbox_userns uns = {.fd = ufd, .host_uid = 3000000, .host_gid = 3000000};
+        cfg.userns = &uns;
+        struct sandbox sb;
+        if (sandbox_create(&cfg, &sb, &err) < 0)
+            _exit(2);
+        pid_t pid = sb.pid;
+        if (write(pfd[1], &pid, sizeof pid) != (ssize_t)sizeof pid)
+            _exit(3);
+        _exit(0); /* dies without cleaning anything up, as a crashed gustd would */
+    }
+    close(pfd[1]);
+    pid_t ctr = 0;
+    ssize_t n = read(pfd[0], &ctr, sizeof ctr);
+    close(pfd[0]);
+    int status;
+    waitpid(helper, &status, 0);
+    CHECK(n == (ssize_t)sizeof ctr && ctr > 0);
+    bool dead = false;
+    for (int i = 0; i < 200 && !dead; i++) {
+        dead = pid_dead(ctr);
+        if (!dead)
+            usleep(10000);
+    }
+    if (!dead)
+        kill(ctr, SIGKILL);
+    struct gerr err;
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s/orphan-1", g_state);
+    rm_rf(dir);
+    CHECK(dead);
+    (void)err;
+}
+
 /* The v2 device program, attached to a cgroup of the unified hierarchy (present on
  * hybrid hosts too): /dev/null is allowed, /dev/zero is not. */
 UNIT_TEST(test_device_filter_v2)
@@ -773,6 +838,7 @@ int main(void)
     UNIT_RUN(test_create_exec_timing);
     UNIT_RUN(test_userns_seccomp_container);
     UNIT_RUN(test_device_filter_v2);
+    UNIT_RUN(test_userns_container_dies_with_creator);
     UNIT_RUN(test_teardown);
     UNIT_MAIN_END();
 }
