@@ -47,7 +47,15 @@ int image_import_config(struct cas *cas, const char *images_dir, const char *src
         return 0;
     /* A directory without the marker is an interrupted materialisation: redo it. */
     rm_rf(dir);
-    r = mkdir_p(dir, 0755);
+    /* by-id is 0700: images may hold set-user-ID files (nosuid and no_new_privs make
+     * them inert in containers) that host users must not be able to reach. */
+    char by_id[PATH_MAX];
+    snprintf(by_id, sizeof by_id, "%s/by-id", images_dir);
+    r = mkdir_p(by_id, 0700);
+    if (r == 0 && chmod(by_id, 0700) < 0)
+        r = -errno;
+    if (r == 0 && mkdir(dir, 0755) < 0 && errno != EEXIST)
+        r = -errno;
     if (r < 0)
         return gerr_sys(err, -r, "create %s", dir);
     r = cas_materialize(cas, &d, rootfs_out, err);

@@ -22,6 +22,9 @@ def test_same_content_same_id_and_dedup(gust, tmp_path):
     assert a["id"].startswith("sha256:") and a["id"] == b["id"], (a, b)
     assert b["objects_written"] <= 1 and b["objects_reused"] >= a["files"], b   # at most a changed manifest
     assert a["rootfs"] == b["rootfs"] and a["rootfs"].endswith("/rootfs")
+    # Host users cannot reach materialised images (their setuid files among them).
+    by_id = os.path.dirname(os.path.dirname(a["rootfs"]))
+    assert os.path.basename(by_id) == "by-id" and os.stat(by_id).st_mode & 0o777 == 0o700
     # The container runs on the store's copy, not the source.
     with open(os.path.join(src, "etc", "marker"), "w") as f:
         f.write("changed after add\n")
