@@ -52,7 +52,8 @@ struct pool {
     struct cas *c;
     struct cas_writer w[INGEST_THREADS];
     pthread_t th[INGEST_THREADS];
-    int nthreads;
+    int started;          /* threads running */
+    int nthreads;         /* workers that took a writer index */
 };
 
 static void *pool_worker(void *arg)
@@ -96,45 +97,15 @@ static void pool_push(struct pool *p, struct chunk_job *j)
     pthread_mutex_unlock(&p->mu);
 }
 
-static int pool_start(struct pool *p, struct cas *c, struct gerr *err)
-{
-    memset(p, 0, sizeof *p);
-    p->c = c;
-    pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->can_put, NULL);
-    pthread_cond_init(&p->can_take, NULL);
-    for (int i = 0; i < INGEST_THREADS; i++) {
-        if (cas_writer_init(&p->w[i]) < 0)
-            return gerr_set(err, ENOMEM, "out of memory");
-    }
-    int started = 0;
-    for (int i = 0; i < INGEST_THREADS; i++) {
-        if (pthread_create(&p->th[i], NULL, pool_worker, p) != 0)
-            break;
-        started++;
-    }
-    if (started < INGEST_THREADS) {
-        pthread_mutex_lock(&p->mu);
-        p->done = true;
-        pthread_cond_broadcast(&p->can_take);
-        pthread_mutex_unlock(&p->mu);
-        for (int i = 0; i < started; i++)
-            pthread_join(p->th[i], NULL);
-        for (int i = 0; i < INGEST_THREADS; i++)
-            cas_writer_free(&p->w[i]);
-        return gerr_set(err, EAGAIN, "cannot start the ingest threads");
-    }
-    return 0;
-}
-
-/* Waits for every queued chunk; returns the first error of a worker. */
-static int pool_finish(struct pool *p, struct gerr *err)
+/* Tells the started workers to finish what is queued, joins them and frees the
+ * pool; returns the first error of a worker. */
+static int pool_stop(struct pool *p, struct gerr *err)
 {
     pthread_mutex_lock(&p->mu);
     p->done = true;
     pthread_cond_broadcast(&p->can_take);
     pthread_mutex_unlock(&p->mu);
-    for (int i = 0; i < INGEST_THREADS; i++)
+    for (int i = 0; i < p->started; i++)
         pthread_join(p->th[i], NULL);
     for (int i = 0; i < INGEST_THREADS; i++)
         cas_writer_free(&p->w[i]);
@@ -144,6 +115,28 @@ static int pool_finish(struct pool *p, struct gerr *err)
     if (p->first_err && err)
         *err = p->err;
     return p->first_err;
+}
+
+static int pool_start(struct pool *p, struct cas *c, struct gerr *err)
+{
+    memset(p, 0, sizeof *p);
+    p->c = c;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->can_put, NULL);
+    pthread_cond_init(&p->can_take, NULL);
+    bool ok = true;
+    for (int i = 0; ok && i < INGEST_THREADS; i++)
+        ok = cas_writer_init(&p->w[i]) == 0;
+    for (int i = 0; ok && i < INGEST_THREADS; i++) {
+        ok = pthread_create(&p->th[i], NULL, pool_worker, p) == 0;
+        if (ok)
+            p->started++;
+    }
+    if (!ok) {
+        pool_stop(p, NULL);
+        return gerr_set(err, EAGAIN, "cannot start the ingest threads");
+    }
+    return 0;
 }
 
 struct ingest {
@@ -378,7 +371,7 @@ int cas_ingest_tree(struct cas *c, const char *dir, json_t *config, struct cas_d
     if (r == 0)
         r = ingest_dir(&in, root, "", 0);
     struct gerr perr;
-    int pr = pool_finish(&pool, &perr);
+    int pr = pool_stop(&pool, &perr);
     if (r == 0 && pr < 0) {
         r = pr;
         *err = perr;

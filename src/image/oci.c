@@ -373,20 +373,35 @@ static int apply_tar(tar_read_fn read, void *ud, int rootfd, struct apply_stats 
 
 /* ---- OCI layout / docker-archive ------------------------------------------------ */
 
-static json_t *load_json(const char *path, struct gerr *err)
+/* Reads path as JSON; when digest ("sha256:<hex>") is given the file must hash to it.
+ * what names the file in errors. */
+static json_t *read_json(const char *path, const char *digest, const char *what, struct gerr *err)
 {
     AUTO_FREE char *text = NULL;
     size_t len;
     int r = file_read_all(path, OCI_JSON_MAX, &text, &len);
     if (r < 0) {
-        gerr_sys(err, -r, "read %s", path);
+        gerr_sys(err, -r, "read %s", what);
         return NULL;
+    }
+    if (digest) {
+        struct cas_digest d, want;
+        cas_digest_of(text, len, &d);
+        if (cas_digest_parse(digest, &want) < 0 || memcmp(d.b, want.b, 32)) {
+            gerr_set(err, EBADMSG, "blob %s does not match its digest", digest);
+            return NULL;
+        }
     }
     json_error_t je;
     json_t *j = json_loadb(text, len, 0, &je);
     if (!j)
-        gerr_set(err, EBADMSG, "%s is not JSON: %s (line %d)", path, je.text, je.line);
+        gerr_set(err, EBADMSG, "%s is not JSON: %s (line %d)", what, je.text, je.line);
     return j;
+}
+
+static json_t *load_json(const char *path, struct gerr *err)
+{
+    return read_json(path, NULL, path, err);
 }
 
 /* blobs/sha256/<hex> of a "sha256:<hex>" digest. */
@@ -406,25 +421,9 @@ static json_t *load_blob_json(const char *layout, const char *digest, struct ger
     char path[OCI_PATH_MAX];
     if (blob_path(layout, digest, path, sizeof path, err) < 0)
         return NULL;
-    AUTO_FREE char *text = NULL;
-    size_t len;
-    int r = file_read_all(path, OCI_JSON_MAX, &text, &len);
-    if (r < 0) {
-        gerr_sys(err, -r, "read blob %s", digest);
-        return NULL;
-    }
-    struct cas_digest d, want;
-    cas_digest_of(text, len, &d);
-    cas_digest_parse(digest, &want);
-    if (memcmp(d.b, want.b, 32)) {
-        gerr_set(err, EBADMSG, "blob %s does not match its digest", digest);
-        return NULL;
-    }
-    json_error_t je;
-    json_t *j = json_loadb(text, len, 0, &je);
-    if (!j)
-        gerr_set(err, EBADMSG, "blob %s is not JSON: %s", digest, je.text);
-    return j;
+    char what[96];
+    snprintf(what, sizeof what, "blob %.80s", digest);
+    return read_json(path, digest, what, err);
 }
 
 /* Applies one layer file; want_hex (if any) must be the SHA-256 of the file. */

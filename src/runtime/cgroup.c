@@ -238,6 +238,11 @@ static bool dir_seen_before(const struct cgroup_set *set, int c)
     return false;
 }
 
+bool cgroup_set_dir_first(const struct cgroup_set *set, int c)
+{
+    return !dir_seen_before(set, c);
+}
+
 /* Whether the space-separated list has word. */
 static bool list_has(const char *list, const char *word)
 {

@@ -72,6 +72,10 @@ int cgroup_set_paths(struct cgroup_set *set, const char *parent, const char *id,
 int cgroup_set_create(const struct cgroup_set *set, const struct cgroup_limits *lim,
                       struct gerr *err);
 
+/* Whether dir c of the set is present and not a repeat of an earlier controller's
+ * directory (v2, co-mounted v1 controllers): loops handle each directory once. */
+bool cgroup_set_dir_first(const struct cgroup_set *set, int c);
+
 /* Moves pid into every directory of the set (cgroup.procs). */
 int cgroup_set_attach(const struct cgroup_set *set, pid_t pid, struct gerr *err);
 

@@ -27,6 +27,7 @@
 #include <sys/sysmacros.h>
 #include <net/if.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -714,19 +715,30 @@ static void sandbox_cgroups(const struct sandbox *sb, struct cgroup_set *set)
     strcpy(set->dir[CGROUP_DEVICES], sb->cgroup_devices);
 }
 
-/* The device cgroup allowlist: the standard nodes, the container's own ptys
- * (devpts newinstance: major 136, and /dev/ptmx 5:2) and the configured devices. */
-static int device_rules(const struct sandbox_config *cfg, struct cgroup_device *out, size_t *n,
-                        struct gerr *err)
+/* Rules for the standard nodes and the container's own ptys (devpts newinstance:
+ * major 136, and /dev/ptmx 5:2); the host's device numbers are read once. */
+static struct cgroup_device std_rules[2 + ARRAY_LEN(std_devices)];
+static size_t std_nrules;
+static pthread_once_t std_rules_once = PTHREAD_ONCE_INIT;
+
+static void std_rules_load(void)
 {
-    size_t k = 0;
-    out[k++] = (struct cgroup_device){'c', 136, -1};
-    out[k++] = (struct cgroup_device){'c', 5, 2};
+    std_rules[std_nrules++] = (struct cgroup_device){'c', 136, -1};
+    std_rules[std_nrules++] = (struct cgroup_device){'c', 5, 2};
     for (size_t i = 0; i < ARRAY_LEN(std_devices); i++) {
         struct stat st;
         if (stat(std_devices[i], &st) == 0 && S_ISCHR(st.st_mode))
-            out[k++] = (struct cgroup_device){'c', (int32_t)major(st.st_rdev), (int32_t)minor(st.st_rdev)};
+            std_rules[std_nrules++] = (struct cgroup_device){'c', (int32_t)major(st.st_rdev), (int32_t)minor(st.st_rdev)};
     }
+}
+
+/* The device cgroup allowlist: the standard rules and the configured devices. */
+static int device_rules(const struct sandbox_config *cfg, struct cgroup_device *out, size_t *n,
+                        struct gerr *err)
+{
+    pthread_once(&std_rules_once, std_rules_load);
+    memcpy(out, std_rules, std_nrules * sizeof *out);
+    size_t k = std_nrules;
     for (int i = 0; i < cfg->ndevices; i++) {
         struct stat st;
         if (stat(cfg->devices[i].host_path, &st) < 0)
@@ -1098,10 +1110,7 @@ int sandbox_cleanup_stale(const char *cgroup_parent, const char *state_root, str
     if (r < 0)
         return r;
     for (int c = 0; c < CGROUP_NCTRL; c++) {
-        bool seen = !set.dir[c][0];
-        for (int k = 0; k < c; k++)
-            seen = seen || !strcmp(set.dir[k], set.dir[c]);
-        if (seen)
+        if (!cgroup_set_dir_first(&set, c))
             continue;
         struct gerr e;
         r = cgroup_remove_tree(set.dir[c], set.v2, false, &e);

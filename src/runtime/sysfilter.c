@@ -18,6 +18,12 @@
 #define CLONE_NEWTIME 0x00000080
 #endif
 
+/* The default deny list; the reasons are repeated in docs/SECURITY.md. */
+struct sysfilter_rule {
+    const char *name;
+    const char *reason;
+};
+
 static const struct sysfilter_rule default_rules[] = {
     {"mount", "mounting filesystems could hide or replace the sandbox's own mounts"},
     {"umount2", "unmounting could uncover masked paths"},
@@ -74,17 +80,6 @@ static const struct sysfilter_rule default_rules[] = {
     {"pciconfig_read", "raw PCI configuration space"},
     {"pciconfig_write", "raw PCI configuration space"},
 };
-
-const struct sysfilter_rule *sysfilter_default_rules(size_t *n)
-{
-    *n = ARRAY_LEN(default_rules);
-    return default_rules;
-}
-
-bool sysfilter_syscall_known(const char *name)
-{
-    return name && *name && seccomp_syscall_resolve_name(name) >= 0;
-}
 
 static void ctx_release(scmp_filter_ctx *ctx)
 {

@@ -21,17 +21,6 @@
 
 #define SYSFILTER_MAX_EXTRA 128
 
-struct sysfilter_rule {
-    const char *name;
-    const char *reason;
-};
-
-/* The built-in deny list, for documentation and tests. */
-const struct sysfilter_rule *sysfilter_default_rules(size_t *n);
-
-/* Whether name is a system call this machine's seccomp knows. */
-bool sysfilter_syscall_known(const char *name);
-
 /* Compiles the default profile plus extra_deny (system call names, each denied with
  * EPERM). On success prog->filter is malloc'd and owned by the caller
  * (sysfilter_free). Unknown names are an error naming them. */

@@ -491,18 +491,18 @@ static void ctr_release(struct ctr *c)
     free(c);
 }
 
-/* Cgroup counters into c->stats (kept as they are where a file cannot be read). */
-static void read_cgroup_stats(struct ctr *c)
+/* Cgroup counters of sb into st (fields stay as they are where a file cannot be read). */
+static void read_cgroup_stats(const struct sandbox *sb, struct ctr_stats *st)
 {
     uint64_t mem, cpu, peak, ooms;
-    if (sandbox_usage(&c->sb, &mem, &cpu) == 0) {
-        c->stats.memory_bytes = mem;
-        c->stats.cpu_ns = cpu;
+    if (sandbox_usage(sb, &mem, &cpu) == 0) {
+        st->memory_bytes = mem;
+        st->cpu_ns = cpu;
     }
-    if (sandbox_memory_peak(&c->sb, &peak) == 0)
-        c->stats.memory_peak_bytes = peak;
-    if (sandbox_oom_kills(&c->sb, &ooms) == 0)
-        c->stats.oom_kills = ooms;
+    if (sandbox_memory_peak(sb, &peak) == 0)
+        st->memory_peak_bytes = peak;
+    if (sandbox_oom_kills(sb, &ooms) == 0)
+        st->oom_kills = ooms;
 }
 
 /* PID 1 is gone: collects the last frames, cleans the sandbox up, reports, frees. */
@@ -524,7 +524,7 @@ static void ctr_finish(struct ctr *c)
         c->pidfd_watched = false;
     }
     bool oom = oom_new(c);
-    read_cgroup_stats(c);
+    read_cgroup_stats(&c->sb, &c->stats);
     struct gerr err;
     if (sandbox_destroy(&c->sb, &err) < 0)
         log_warn("worker", "%s: cleanup: %s", c->id, err.msg);
@@ -624,18 +624,11 @@ void *ctr_userdata(const struct ctr *c)
     return c->ud;
 }
 
-int ctr_usage(const struct ctr *c, uint64_t *memory_bytes, uint64_t *cpu_ns)
-{
-    if (c->exited)
-        return -ESRCH;
-    return sandbox_usage(&c->sb, memory_bytes, cpu_ns);
-}
-
 int ctr_stats(const struct ctr *c, struct ctr_stats *out)
 {
-    if (!c->exited)
-        read_cgroup_stats((struct ctr *)c);
     *out = c->stats;
+    if (!c->exited)
+        read_cgroup_stats(&c->sb, out);
     out->gpu_util_avg_pct = c->stats.gpu_samples ? c->gpu_util_sum / c->stats.gpu_samples : 0;
     return 0;
 }
@@ -673,11 +666,22 @@ const struct sandbox_timing *ctr_timing(const struct ctr *c)
     return &c->sb.timing;
 }
 
+/* Host uid (and gid) of container root in uid range slot. */
+static uint32_t slot_host_id(const struct worker *w, int slot)
+{
+    return (uint32_t)(w->cfg.userns_base + (uint64_t)slot * w->cfg.userns_size);
+}
+
 uint32_t ctr_host_uid(const struct ctr *c)
 {
-    if (c->userns_slot < 0)
-        return 0;
-    return (uint32_t)(c->w->cfg.userns_base + (uint64_t)c->userns_slot * c->w->cfg.userns_size);
+    return c->userns_slot < 0 ? 0 : slot_host_id(c->w, c->userns_slot);
+}
+
+int ctr_usage(const struct ctr *c, uint64_t *memory_bytes, uint64_t *cpu_ns)
+{
+    if (c->exited)
+        return -ESRCH;
+    return sandbox_usage(&c->sb, memory_bytes, cpu_ns);
 }
 
 uint64_t ctr_start_ns(const struct ctr *c)
@@ -842,7 +846,7 @@ int worker_start(struct worker *w, const struct ctr_spec *spec, void *ud, struct
     if (slot < 0)
         return gerr_set(err, EAGAIN, "container %s: all %u user-namespace ranges are in use (raise --userns-slots)",
                         spec->id, w->cfg.userns_slots);
-    uint32_t host_id = (uint32_t)(w->cfg.userns_base + (uint64_t)slot * w->cfg.userns_size);
+    uint32_t host_id = slot_host_id(w, slot);
     if (w->slots[slot].fd < 0) {
         r = userns_create(host_id, w->cfg.userns_size, &w->slots[slot].fd, err);
         if (r < 0)
@@ -1004,11 +1008,10 @@ int worker_new(struct ev_loop *loop, const struct worker_config *cfg, const stru
     r = userns_check_range(w->cfg.userns_base, (uint64_t)w->cfg.userns_size * w->cfg.userns_slots, err);
     if (r == 0)
         r = userns_check_range(w->cfg.userns_base, w->cfg.userns_size, err);
-    if (r == 0 && (w->cfg.gpu_dev_dir || w->cfg.gpu_driver_dir)) {
-        const char *d = w->cfg.gpu_dev_dir ? w->cfg.gpu_dev_dir : w->cfg.gpu_driver_dir;
-        if (d[0] != '/')
-            r = gerr_set(err, EINVAL, "GPU directory %s must be an absolute path", d);
-    }
+    const char *gpu_dirs[] = {w->cfg.gpu_dev_dir, w->cfg.gpu_driver_dir};
+    for (size_t i = 0; r == 0 && i < ARRAY_LEN(gpu_dirs); i++)
+        if (gpu_dirs[i] && gpu_dirs[i][0] != '/')
+            r = gerr_set(err, EINVAL, "GPU directory %s must be an absolute path", gpu_dirs[i]);
     w->slots = r == 0 ? calloc(w->cfg.userns_slots, sizeof *w->slots) : NULL;
     if (r == 0 && !w->slots)
         r = gerr_set(err, ENOMEM, "out of memory");
