@@ -22,7 +22,7 @@ endif
 CFLAGS_ALL := $(CSTD) $(WARN) $(INC) $(OPT) $(CFLAGS)
 
 # Internal libraries, lowest layer first (docs/ARCHITECTURE.md holds the rules).
-LIB_DIRS := base proto http evloop spec runtime cas image store worker control api client
+LIB_DIRS := base proto http evloop spec runtime cas image store worker build control api client
 LIB_SRCS := $(foreach d,$(LIB_DIRS),$(wildcard src/$(d)/*.c))
 LIB_OBJS := $(patsubst src/%.c,$(B)/obj/%.o,$(LIB_SRCS))
 LIB_A    := $(B)/libgust-internal.a

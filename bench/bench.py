@@ -8,6 +8,9 @@ and its numbers stay null, never guessed):
   warm        sequential warm calls to a runner-mode echo function (bench/warmcall.c)
   throughput  wrk against the call endpoint of the echo function, min_containers=4
   map         10,000 x "sleep:10" over 20 warm containers, vs the ideal 5 s
+  images      image builds: debian_slim + apt_install python3-numpy from an empty store
+              (cold, debootstrap included), the same fully cached (n rebuilds), and the
+              cold start of a no-op function on the built Debian image vs busybox
   store       content-addressed store ingest of the host's /usr/lib/x86_64-linux-gnu
               (bench/casbench.c: a warm-up pass, then a pass into a fresh store)
 
@@ -44,7 +47,11 @@ TARGETS = {
     "throughput_calls_per_s": (">=", 10000.0),
     "map_efficiency": (">=", 0.90),
     "store_ingest_mb_per_s": (">=", 300.0),
+    "image_rebuild_cached_ms": ("<=", 100.0),
+    "debian_cold_start_delta_ms": ("<=", 2.0),
 }
+
+IMAGE_DEF = {"base": "debian_slim", "steps": [{"apt_install": ["python3-numpy"]}]}
 
 STORE_TREE = "/usr/lib/x86_64-linux-gnu"
 
@@ -255,11 +262,51 @@ def bench_baselines(rootfs, scratch, n, res):
     res["bwrap_ms"] = summary(times, 1e3)
 
 
-def bench_cold(g, n, res):
+def build_image(g, definition, name):
+    """POST /v1/images/build; (seconds, final event, events)."""
+    t0 = time.perf_counter()
+    st, _, body = g.request("POST", f"/v1/images/build?name={name}", json.dumps(definition).encode(),
+                            {"Content-Type": "application/json"}, timeout=1800)
+    t1 = time.perf_counter()
+    if st != 200:
+        raise StepFailed(f"image build: status {st}: {body[:300]!r}")
+    events = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
+    fin = events[-1] if events else {}
+    if fin.get("event") != "done":
+        raise StepFailed(f"image build failed: {fin}")
+    return t1 - t0, fin, events
+
+
+def bench_images(g, n, cold_n, res):
+    secs, fin, events = build_image(g, IMAGE_DEF, "bench-deb")
+    if fin["steps_run"] != 2:
+        raise StepFailed(f"cold build ran {fin['steps_run']} steps, not 2: the store was not empty")
+    res["image_build_cold_s"] = round(secs, 2)
+    res["image_build_cold_steps_s"] = {("base" if e["index"] == 0 else f"step{e['index']}"): round(e["seconds"], 2)
+                                       for e in events if e.get("event") == "step_done" and not e["cached"]}
+    times = []
+    for i in range(n + 2):
+        t, fin2, _ = build_image(g, IMAGE_DEF, "bench-deb")
+        if fin2["steps_run"] != 0 or fin2["image_id"] != fin["image_id"]:
+            raise StepFailed(f"cached rebuild {i} ran steps or changed the id: {fin2}")
+        if i >= 2:
+            times.append(t)
+    cached = summary(times, 1e3)
+    res["image_rebuild_cached_ms"] = cached["p50"]
+    res["rebuild_n"] = cached["n"]
+    res["image_rebuild_cached_ms_p99"] = cached["p99"]
+    out = {}
+    bench_cold(g, cold_n, out, image="bench-deb", app="benchcolddeb")
+    res["debian_cold_start_ms"] = out["cold_start_ms"]
+    if res.get("cold_start_ms"):
+        res["debian_cold_start_delta_ms"] = round(res["debian_cold_start_ms"]["p50"] - res["cold_start_ms"]["p50"], 3)
+
+
+def bench_cold(g, n, res, image="busybox", app="benchcold"):
     """A redeploy (new version) before every call forces a new container per call."""
-    app, fn = "benchcold", "noop"
+    fn = "noop"
     spec = {"app": app, "functions": [{
-        "name": fn, "kind": "exec", "command": ["true"], "image": "busybox", "timeout": 30,
+        "name": fn, "kind": "exec", "command": ["true"], "image": image, "timeout": 30,
         "resources": {"cpu": 100, "memory": 32},
         "scaling": {"max_containers": 1, "scaledown_window": 1}}]}
     times = []
@@ -446,6 +493,10 @@ def evaluate_targets(res):
     return out
 
 
+def a_n(res):
+    return "-" if res.get("image_rebuild_cached_ms") is None else str(res.get("rebuild_n", "-"))
+
+
 def print_table(res):
     def fmt(v, unit=""):
         return "-" if v is None else (f"{v:,.3f}".rstrip("0").rstrip(".") + unit)
@@ -476,6 +527,17 @@ def print_table(res):
     print(f"{'store ingest (' + STORE_TREE + ')':34} {fmt(res.get('store_ingest_mb_per_s'), ' MB/s'):>12} "
           f"{fmt((si.get('bytes') or 0) / 1e6, ' MB') if si else '':>12} {'':>6}  "
           f"{t['target']}: {'MET' if t['met'] else 'NOT MET' if t['met'] is False else 'n/a'}")
+    d = res.get("debian_cold_start_ms") or {}
+    t = res["targets"]["debian_cold_start_delta_ms"]
+    print(f"{'cold start, debian_slim image':34} {fmt(d.get('p50'), ' ms'):>12} {fmt(d.get('p99'), ' ms'):>12} "
+          f"{d.get('n', '-'):>6}  vs busybox {fmt(res.get('debian_cold_start_delta_ms'), ' ms')} "
+          f"{t['target']} ms: {'MET' if t['met'] else 'NOT MET' if t['met'] is False else 'n/a'}")
+    t = res["targets"]["image_rebuild_cached_ms"]
+    print(f"{'image build debian_slim+numpy':34} {fmt(res.get('image_build_cold_s'), ' s'):>12} "
+          f"{'cold':>12} {'1':>6}  {res.get('image_build_cold_steps_s') or ''}")
+    print(f"{'  ... fully cached rebuild':34} {fmt(res.get('image_rebuild_cached_ms'), ' ms'):>12} "
+          f"{fmt(res.get('image_rebuild_cached_ms_p99'), ' ms'):>12} {a_n(res):>6}  "
+          f"{t['target']} ms: {'MET' if t['met'] else 'NOT MET' if t['met'] is False else 'n/a'}")
     if res.get("sandbox_breakdown_us"):
         b = res["sandbox_breakdown_us"]
         print("sandbox creation p50 (us): " + ", ".join(f"{k} {v:g}" for k, v in b.items()) +
@@ -488,7 +550,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default="build", help="build tree with gustd, gust-init, examples/echo/echo")
     ap.add_argument("--warmcall", help="compiled bench/warmcall.c (default BUILD/bench/warmcall)")
-    ap.add_argument("--steps", default="baselines,cold,warm,throughput,map,store")
+    ap.add_argument("--steps", default="baselines,cold,warm,throughput,map,images,store")
+    ap.add_argument("--rebuild-n", type=int, default=30)
     ap.add_argument("--cold-n", type=int, default=60)
     ap.add_argument("--baseline-n", type=int, default=100)
     ap.add_argument("--warm-n", type=int, default=5000)
@@ -510,6 +573,7 @@ def main():
         "cold_start_ms": None, "sandbox_breakdown_us": None, "runc_ms": None, "bwrap_ms": None, "warm_call_us": None,
         "throughput_calls_per_s": None, "map_seconds": None, "map_ideal_seconds": None,
         "map_efficiency": None, "store_ingest_mb_per_s": None,
+        "image_build_cold_s": None, "image_rebuild_cached_ms": None, "debian_cold_start_ms": None,
         "failed_steps": [],
     }
     scratch = tempfile.mkdtemp(prefix="gust-bench-")
@@ -518,7 +582,7 @@ def main():
         bbroot = make_busybox_rootfs(os.path.join(scratch, "rootfs-busybox"))
         if "baselines" in steps:
             _run_step(res, "baselines", lambda: bench_baselines(bbroot, scratch, a.baseline_n, res))
-        need_daemon = [s for s in steps if s in ("cold", "warm", "throughput", "map")]
+        need_daemon = [s for s in steps if s in ("cold", "warm", "throughput", "map", "images")]
         if need_daemon:
             try:
                 g = Gustd(build, scratch)
@@ -527,7 +591,7 @@ def main():
                 for s in need_daemon:
                     res["failed_steps"].append({"step": s, "error": f"starting gustd: {e}"})
                 need_daemon = []
-            echo_steps = [s for s in need_daemon if s != "cold"]
+            echo_steps = [s for s in need_daemon if s not in ("cold", "images")]
             if echo_steps:
                 try:
                     echo_bin = os.path.join(build, "examples", "echo", "echo")
@@ -539,13 +603,14 @@ def main():
                 except (StepFailed, OSError, subprocess.SubprocessError, http.client.HTTPException) as e:
                     for s in echo_steps:
                         res["failed_steps"].append({"step": s, "error": f"echo image setup: {e}"})
-                    need_daemon = [s for s in need_daemon if s == "cold"]
+                    need_daemon = [s for s in need_daemon if s in ("cold", "images")]
             for s in need_daemon:
                 fn = {
                     "cold": lambda: bench_cold(g, a.cold_n, res),
                     "warm": lambda: bench_warm(g, warmcall, a.warm_n, res),
                     "throughput": lambda: bench_throughput(g, a.tp_seconds, res),
                     "map": lambda: bench_map(g, res),
+                    "images": lambda: bench_images(g, a.rebuild_n, a.cold_n, res),
                 }[s]
                 _run_step(res, s, fn)
                 if g.proc.poll() is not None:

@@ -9,12 +9,13 @@ allowed() {
     image) echo "base cas image" ;;
     store) echo "base spec store" ;;
     worker) echo "base proto evloop runtime cas image spec worker" ;;
-    control) echo "base evloop spec store worker cas image control" ;;
-    api) echo "base http evloop spec control store cas image worker api" ;;
+    build) echo "base evloop spec runtime cas image worker build" ;;
+    control) echo "base evloop spec store worker cas image build control" ;;
+    api) echo "base http evloop spec control store cas image worker build api" ;;
     client) echo "base http client" ;;
     cli) echo "base client cli" ;;
     init) echo "base proto init" ;;
-    gustd) echo "base proto http evloop spec runtime cas image store worker control api gustd" ;;
+    gustd) echo "base proto http evloop spec runtime cas image store worker build control api gustd" ;;
     *) echo "" ;;
     esac
 }

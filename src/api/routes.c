@@ -206,7 +206,9 @@ static json_t *parse_json_body(struct api_conn *conn, struct http_request *req)
 
 /* ---------- handlers ---------- */
 
-static void h_deploy(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req)
+/* A spec or image definition body: TOML when the Content-Type says so, else JSON.
+ * NULL after answering 400. */
+static json_t *parse_spec_body(struct api_conn *conn, struct http_request *req)
 {
     const char *ct = http_request_header(req, "Content-Type");
     json_t *spec = NULL;
@@ -214,28 +216,156 @@ static void h_deploy(struct api_ctx *ctx, struct api_conn *conn, struct http_req
         struct gerr err;
         if (toml_parse(req->body.data ? req->body.data : "", req->body.len, &spec, &err) < 0) {
             api_conn_error(conn, 400, "invalid_spec", err.msg, NULL);
-            return;
+            return NULL;
         }
-    } else {
-        json_error_t jerr;
-        spec = json_loadb(req->body.data ? req->body.data : "", req->body.len, 0, &jerr);
-        if (!spec) {
-            char msg[300];
-            snprintf(msg, sizeof msg, "spec is not valid JSON: line %d, column %d: %s", jerr.line, jerr.column,
-                     jerr.text);
-            api_conn_error(conn, 400, "invalid_spec", msg, NULL);
-            return;
-        }
+        return spec;
+    }
+    json_error_t jerr;
+    spec = json_loadb(req->body.data ? req->body.data : "", req->body.len, 0, &jerr);
+    if (!spec) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "spec is not valid JSON: line %d, column %d: %s", jerr.line, jerr.column, jerr.text);
+        api_conn_error(conn, 400, "invalid_spec", msg, NULL);
+    }
+    return spec;
+}
+
+/* ?context=DIR: where relative paths of image definitions are (absolute). false
+ * after answering 400. */
+static bool query_context(struct api_conn *conn, struct http_request *req, char *out, size_t cap)
+{
+    out[0] = '\0';
+    if (http_query_get(req, "context", out, cap) < 0) {
+        out[0] = '\0';
+        return true;
+    }
+    if (out[0] != '/') {
+        api_conn_error(conn, 400, "invalid_argument",
+                       "context: must be an absolute directory (relative image paths are resolved against it)",
+                       "context");
+        return false;
+    }
+    return true;
+}
+
+/* A build streamed to its client as NDJSON: progress events, then the final one. */
+struct api_build {
+    struct api_conn *conn;
+    struct ctl_build *handle;
+    bool begun, finished;
+    bool in_call;               /* stream_build is still in the control call */
+};
+
+/* One NDJSON line; the 200 stream starts with the first. */
+static void build_write(struct api_build *ab, json_t *ev)
+{
+    if (!ab->begun) {
+        api_conn_stream_begin(ab->conn, 200, "application/x-ndjson", NULL);
+        ab->begun = true;
+    }
+    AUTO_FREE char *text = json_dumps(ev, JSON_COMPACT);
+    if (!text)
+        return;
+    size_t n = strlen(text);
+    text[n] = '\n';
+    api_conn_stream_write(ab->conn, text, n + 1);
+}
+
+static void build_event(void *ud, json_t *ev)
+{
+    build_write(ud, ev);
+}
+
+static void build_done(void *ud, json_t *final)
+{
+    struct api_build *ab = ud;
+    build_write(ab, final);
+    api_conn_stream_end(ab->conn);
+    api_conn_set_close_cb(ab->conn, NULL, NULL);
+    api_conn_unref(ab->conn);
+    ab->handle = NULL;
+    ab->finished = true;
+    if (!ab->in_call)
+        free(ab);
+}
+
+static void build_conn_closed(struct api_conn *conn, void *data)
+{
+    struct api_build *ab = data;
+    ctl_build_detach(ab->handle);
+    api_conn_unref(conn);
+    free(ab);
+}
+
+/* Starts the stream and the build (deploy: a building deploy); ab is freed when the
+ * build ends or the client leaves. */
+static void stream_build(struct api_ctx *ctx, struct api_conn *conn, json_t *doc, const char *context,
+                         const char *name, bool force, bool deploy)
+{
+    struct api_build *ab = calloc(1, sizeof *ab);
+    if (!ab) {
+        api_conn_error(conn, 500, "internal", "out of memory", NULL);
+        return;
+    }
+    ab->conn = conn;
+    struct ctl_build_sink sink = {.event = build_event, .done = build_done, .ud = ab};
+    struct ctl_error e;
+    api_conn_ref(conn);
+    /* The stream starts only once the request is accepted, so bad input gets a plain
+     * 4xx answer. */
+    ab->in_call = true;
+    int r = deploy ? ctl_deploy_building(ctx->ctl, doc, context[0] ? context : NULL, force, &sink, &ab->handle, &e)
+                   : ctl_image_build(ctx->ctl, doc, context[0] ? context : NULL, name, force, &sink, &ab->handle, &e);
+    ab->in_call = false;
+    if (r < 0) {
+        api_conn_unref(conn);
+        free(ab);
+        respond_ctl_error(conn, &e);
+        return;
+    }
+    if (ab->finished) {
+        free(ab);
+        return;
+    }
+    api_conn_set_close_cb(conn, build_conn_closed, ab);
+}
+
+static void h_deploy(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req)
+{
+    char context[4096];
+    if (!query_context(conn, req, context, sizeof context))
+        return;
+    json_t *spec = parse_spec_body(conn, req);
+    if (!spec)
+        return;
+    if (query_flag(req, "build")) {
+        stream_build(ctx, conn, spec, context, NULL, query_flag(req, "force_build"), true);
+        json_decref(spec);
+        return;
     }
     json_t *result = NULL;
     struct ctl_error e;
-    int r = ctl_deploy(ctx->ctl, spec, &result, &e);
+    int r = ctl_deploy(ctx->ctl, spec, context[0] ? context : NULL, &result, &e);
     json_decref(spec);
     if (r < 0) {
         respond_ctl_error(conn, &e);
         return;
     }
     api_conn_respond_json(conn, 200, result, NULL);
+}
+
+static void h_image_build(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req)
+{
+    char context[4096], name[128] = "";
+    if (!query_context(conn, req, context, sizeof context))
+        return;
+    if (http_query_get(req, "name", name, sizeof name) < 0)
+        name[0] = '\0';
+    json_t *doc = parse_spec_body(conn, req);
+    if (!doc)
+        return;
+    stream_build(ctx, conn, doc, context, name, query_flag(req, "force_build"), false);
+    json_decref(doc);
 }
 
 static void h_call(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req, const char *app,
@@ -664,6 +794,11 @@ static void respond_json_or_error(struct api_conn *conn, json_t *j, const struct
 /* /v1/images/gc (POST) and /v1/images/{name} (GET, DELETE). */
 static void h_image_one(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req, const char *name)
 {
+    if (!strcmp(name, "build")) {
+        if (method_is(conn, req, "POST"))
+            h_image_build(ctx, conn, req);
+        return;
+    }
     struct ctl_error e;
     if (!strcmp(name, "gc")) {
         if (method_is(conn, req, "POST"))

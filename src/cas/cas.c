@@ -104,6 +104,7 @@ int cas_open(const char *root, struct cas **out, struct gerr *err)
     struct cas *c = calloc(1, sizeof *c);
     if (!c)
         return gerr_set(err, ENOMEM, "out of memory");
+    pthread_mutex_init(&c->lock, NULL);
     c->root = strdup(root);
     c->dctx = ZSTD_createDCtx();
     if (!c->root || !c->dctx || cas_writer_init(&c->w) < 0) {
@@ -127,6 +128,7 @@ void cas_close(struct cas *c)
         close(c->tmp_fd);
     cas_writer_free(&c->w);
     ZSTD_freeDCtx(c->dctx);
+    pthread_mutex_destroy(&c->lock);
     free(c->root);
     free(c);
 }
@@ -177,7 +179,10 @@ void cas_writer_free(struct cas_writer *w)
 
 int cas_put(struct cas *c, const void *data, size_t len, struct cas_digest *out, struct gerr *err)
 {
-    return cas_put_with(c, &c->w, data, len, out, err);
+    pthread_mutex_lock(&c->lock);
+    int r = cas_put_with(c, &c->w, data, len, out, err);
+    pthread_mutex_unlock(&c->lock);
+    return r;
 }
 
 int cas_put_with(struct cas *c, struct cas_writer *w, const void *data, size_t len, struct cas_digest *out,
@@ -282,7 +287,9 @@ int cas_get(struct cas *c, const struct cas_digest *d, uint8_t **data, size_t *l
     if (got != (ssize_t)plen) {
         r = gerr_sys(err, got < 0 ? errno : EIO, "read object sha256:%s", hex);
     } else if (hdr[4] == CAS_FMT_ZSTD) {
+        pthread_mutex_lock(&c->lock);
         size_t z = ZSTD_decompressDCtx(c->dctx, out, n, payload, plen);
+        pthread_mutex_unlock(&c->lock);
         if (ZSTD_isError(z) || z != n)
             r = gerr_set(err, EBADMSG, "object sha256:%s is corrupt (does not decompress)", hex);
     }

@@ -66,6 +66,16 @@ int cas_get(struct cas *c, const struct cas_digest *d, uint8_t **data, size_t *l
 int cas_ingest_tree(struct cas *c, const char *dir, json_t *config, struct cas_digest *manifest,
                     struct cas_stats *st, struct gerr *err);
 
+/* As cas_ingest_tree, storing owners (uid and gid separately) that fall in
+ * [id_base, id_base + id_count) as owner - id_base: a tree written by a user
+ * namespace's root (host id id_base) is stored as its root wrote it. */
+int cas_ingest_tree_shifted(struct cas *c, const char *dir, json_t *config, uint32_t id_base, uint32_t id_count,
+                            struct cas_digest *manifest, struct cas_stats *st, struct gerr *err);
+
+/* Stores manifest m (a tree of the form cas_manifest_parse accepts: validated before
+ * it is written; every chunk it names must already be stored) and returns its digest. */
+int cas_manifest_store(struct cas *c, json_t *m, struct cas_digest *out, struct gerr *err);
+
 /* Parses and validates manifest JSON: "gust_manifest": 1, "config" object,
  * "entries" sorted by path, each path relative without "." / ".." / empty
  * components, whose parent appears before it as a directory, types "dir", "file",

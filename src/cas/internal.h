@@ -2,6 +2,7 @@
 #ifndef GUST_CAS_INTERNAL_H
 #define GUST_CAS_INTERNAL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <zstd.h>
@@ -28,7 +29,10 @@ struct cas {
     int tmp_fd;           /* <root>/tmp */
     uint64_t tmp_seq;
     struct cas_stats stats;
-    struct cas_writer w;  /* for cas_put on the caller's thread */
+    /* cas_put and cas_get may be called from several threads (the event loop and
+     * image builds): lock guards w and dctx, the only state they share. */
+    pthread_mutex_t lock;
+    struct cas_writer w;
     ZSTD_DCtx *dctx;
 };
 

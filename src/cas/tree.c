@@ -149,6 +149,7 @@ struct ingest {
     struct pool *pool;
     struct chunk_job **jobs;  /* every chunk, in order; a file's "chunks" hold indices here */
     size_t njobs, jobs_cap;
+    uint32_t id_base, id_count; /* owners in [base, base + count) are stored minus base */
 };
 
 /* Queues a copy of data as the next chunk; returns its index or -ENOMEM. */
@@ -182,10 +183,15 @@ static int cmp_names(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static json_t *entry_base(const char *path, const char *type, const struct stat *st)
+static uint32_t unshift(const struct ingest *in, uint32_t id)
+{
+    return in->id_count && id >= in->id_base && id - in->id_base < in->id_count ? id - in->id_base : id;
+}
+
+static json_t *entry_base(const struct ingest *in, const char *path, const char *type, const struct stat *st)
 {
     return json_pack("{s:s,s:s,s:i,s:I,s:I}", "path", path, "type", type, "mode", (int)(st->st_mode & 07777),
-                     "uid", (json_int_t)st->st_uid, "gid", (json_int_t)st->st_gid);
+                     "uid", (json_int_t)unshift(in, st->st_uid), "gid", (json_int_t)unshift(in, st->st_gid));
 }
 
 static int add_entry(struct ingest *in, json_t *e)
@@ -200,7 +206,7 @@ static int add_entry(struct ingest *in, json_t *e)
 static int ingest_file(struct ingest *in, int fd, const char *path, const struct stat *st)
 {
     json_t *chunks = json_array();
-    json_t *e = entry_base(path, "file", st);
+    json_t *e = entry_base(in, path, "file", st);
     if (!chunks || !e) {
         json_decref(chunks);
         json_decref(e);
@@ -292,7 +298,7 @@ static int ingest_dir(struct ingest *in, int dirfd, const char *rel, int depth)
             break;
         }
         if (S_ISDIR(st.st_mode)) {
-            r = add_entry(in, entry_base(path, "dir", &st));
+            r = add_entry(in, entry_base(in, path, "dir", &st));
             in->st.dirs++;
             AUTO_FD int sub = r == 0 ? openat(dirfd, names[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
             if (r == 0 && sub < 0)
@@ -307,7 +313,7 @@ static int ingest_dir(struct ingest *in, int dirfd, const char *rel, int depth)
                 break;
             }
             target[tl] = '\0';
-            json_t *e = entry_base(path, "symlink", &st);
+            json_t *e = entry_base(in, path, "symlink", &st);
             if (e)
                 json_object_set_new(e, "target", json_string(target));
             r = add_entry(in, e);
@@ -317,7 +323,7 @@ static int ingest_dir(struct ingest *in, int dirfd, const char *rel, int depth)
             snprintf(key, sizeof key, "%llu:%llu", (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
             json_t *first = st.st_nlink > 1 ? json_object_get(in->inodes, key) : NULL;
             if (first) {
-                json_t *e = entry_base(path, "hardlink", &st);
+                json_t *e = entry_base(in, path, "hardlink", &st);
                 if (e)
                     json_object_set(e, "target", first);
                 r = add_entry(in, e);
@@ -342,8 +348,36 @@ static int ingest_dir(struct ingest *in, int dirfd, const char *rel, int depth)
     return r;
 }
 
+/* The canonical text of a manifest (compact, keys sorted) stored as an object. */
+static int manifest_store(struct cas *c, json_t *m, struct cas_digest *out, struct gerr *err)
+{
+    AUTO_FREE char *text = json_dumps(m, JSON_COMPACT | JSON_SORT_KEYS);
+    if (!text)
+        return gerr_set(err, ENOMEM, "out of memory");
+    return cas_put(c, text, strlen(text), out, err);
+}
+
+int cas_manifest_store(struct cas *c, json_t *m, struct cas_digest *out, struct gerr *err)
+{
+    AUTO_FREE char *text = json_dumps(m, JSON_COMPACT | JSON_SORT_KEYS);
+    if (!text)
+        return gerr_set(err, ENOMEM, "out of memory");
+    json_t *check = NULL;
+    int r = cas_manifest_parse(text, strlen(text), &check, err);
+    json_decref(check);
+    if (r < 0)
+        return gerr_prefix(err, "new manifest");
+    return cas_put(c, text, strlen(text), out, err);
+}
+
 int cas_ingest_tree(struct cas *c, const char *dir, json_t *config, struct cas_digest *manifest,
                     struct cas_stats *st, struct gerr *err)
+{
+    return cas_ingest_tree_shifted(c, dir, config, 0, 0, manifest, st, err);
+}
+
+int cas_ingest_tree_shifted(struct cas *c, const char *dir, json_t *config, uint32_t id_base, uint32_t id_count,
+                            struct cas_digest *manifest, struct cas_stats *st, struct gerr *err)
 {
     AUTO_FD int root = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (root < 0)
@@ -351,7 +385,7 @@ int cas_ingest_tree(struct cas *c, const char *dir, json_t *config, struct cas_d
     struct stat rst;
     if (fstat(root, &rst) < 0)
         return gerr_sys(err, errno, "stat %s", dir);
-    struct ingest in = {.c = c, .err = err};
+    struct ingest in = {.c = c, .err = err, .id_base = id_base, .id_count = id_count};
     AUTO_JSON json_t *entries = json_array();
     AUTO_JSON json_t *inodes = json_object();
     AUTO_FREE uint8_t *buf = malloc(CAS_CHUNK_SIZE);
@@ -367,7 +401,7 @@ int cas_ingest_tree(struct cas *c, const char *dir, json_t *config, struct cas_d
     if (r < 0)
         return r;
     in.pool = &pool;
-    r = add_entry(&in, entry_base(".", "dir", &rst));
+    r = add_entry(&in, entry_base(&in, ".", "dir", &rst));
     if (r == 0)
         r = ingest_dir(&in, root, "", 0);
     struct gerr perr;
@@ -398,10 +432,7 @@ int cas_ingest_tree(struct cas *c, const char *dir, json_t *config, struct cas_d
                               : NULL;
     if (!m)
         return gerr_set(err, ENOMEM, "out of memory");
-    AUTO_FREE char *text = json_dumps(m, JSON_COMPACT | JSON_SORT_KEYS);
-    if (!text)
-        return gerr_set(err, ENOMEM, "out of memory");
-    r = cas_put(c, text, strlen(text), manifest, err);
+    r = manifest_store(c, m, manifest, err);
     if (r < 0)
         return gerr_prefix(err, "store the manifest of %s", dir);
     if (st) {

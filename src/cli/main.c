@@ -646,34 +646,201 @@ static void print_stopped(json_t *j, const char *app, const gust_client *c)
     printf("stopped app %s\n", app);
 }
 
+/* ---------- image builds (streamed NDJSON, docs/API.md) ---------- */
+
+/* Progress of a build on stderr; the final event is kept for the caller. */
+struct build_view {
+    struct buf line;
+    json_t *final;
+    bool quiet_logs;
+};
+
+static void build_show(struct build_view *v, json_t *ev)
+{
+    const char *kind = json_string_value(json_object_get(ev, "event"));
+    const char *fn = json_string_value(json_object_get(ev, "function"));
+    char who[80] = "";
+    if (fn)
+        snprintf(who, sizeof who, "%s: ", fn);
+    int idx = (int)json_integer_value(json_object_get(ev, "index"));
+    if (!kind)
+        return;
+    if (!strcmp(kind, "image")) {
+        fprintf(stderr, "%simage %s (cached)\n", who, json_string_value(json_object_get(ev, "image_id")));
+    } else if (!strcmp(kind, "step")) {
+        fprintf(stderr, "%s[%d/%d] %s\n", who, idx, (int)json_integer_value(json_object_get(ev, "of")),
+                json_string_value(json_object_get(ev, "step")));
+    } else if (!strcmp(kind, "step_wait")) {
+        fprintf(stderr, "%s  waiting: another build is running this step\n", who);
+    } else if (!strcmp(kind, "log")) {
+        if (!v->quiet_logs)
+            fprintf(stderr, "%s  | %s\n", who, json_string_value(json_object_get(ev, "line")));
+    } else if (!strcmp(kind, "step_done")) {
+        const char *id = json_string_value(json_object_get(ev, "image_id"));
+        if (json_is_true(json_object_get(ev, "cached")))
+            fprintf(stderr, "%s  cached (%.19s)\n", who, id ? id : "?");
+        else
+            fprintf(stderr, "%s  done in %.1f s (%.19s)\n", who, json_number_value(json_object_get(ev, "seconds")),
+                    id ? id : "?");
+    } else if (!strcmp(kind, "done") || !strcmp(kind, "error") || !strcmp(kind, "deployed")) {
+        json_decref(v->final);
+        v->final = json_incref(ev);
+    }
+    fflush(stderr);
+}
+
+static int build_data(void *ud, const char *data, size_t len)
+{
+    struct build_view *v = ud;
+    for (size_t i = 0; i < len; i++) {
+        if (data[i] != '\n') {
+            if (buf_append(&v->line, data + i, 1) < 0)
+                return 1;
+            continue;
+        }
+        json_t *ev = json_loadb(v->line.data ? v->line.data : "", v->line.len, 0, NULL);
+        v->line.len = 0;
+        if (ev)
+            build_show(v, ev);
+        json_decref(ev);
+    }
+    return 0;
+}
+
+/* Reports a failed build from its error event; returns the exit code. */
+static int build_failed(json_t *fin)
+{
+    const char *msg = json_string_value(json_object_get(fin, "message"));
+    const char *fn = json_string_value(json_object_get(fin, "function"));
+    fprintf(stderr, "error: %s%s%s\n", fn ? fn : "", fn ? ": " : "", msg ? msg : "the build failed");
+    const char *cmd = json_string_value(json_object_get(fin, "command"));
+    if (cmd)
+        fprintf(stderr, "  command: %s\n  exit status: %lld\n", cmd,
+                (long long)json_integer_value(json_object_get(fin, "exit_status")));
+    const char *tail = json_string_value(json_object_get(fin, "output_tail"));
+    if (tail && *tail)
+        fprintf(stderr, "  last output:\n%s%s", tail, tail[strlen(tail) - 1] == '\n' ? "" : "\n");
+    if (g.json)
+        print_json(fin);
+    return json_string_value(json_object_get(fin, "code")) &&
+                   strcmp(json_string_value(json_object_get(fin, "code")), "internal")
+               ? EXIT_API
+               : EXIT_FAILED;
+}
+
+/* The directory relative paths of the spec file pos are resolved against. */
+static bool spec_context(const char *pos, char *out, size_t cap)
+{
+    char cwd[PATH_MAX];
+    if (!getcwd(cwd, sizeof cwd))
+        return false;
+    if (!strcmp(pos, "-")) {
+        snprintf(out, cap, "%s", cwd);
+        return true;
+    }
+    char full[PATH_MAX * 2];
+    if (pos[0] == '/')
+        snprintf(full, sizeof full, "%s", pos);
+    else
+        snprintf(full, sizeof full, "%s/%s", cwd, pos);
+    char *slash = strrchr(full, '/');
+    if (slash == full)
+        slash[1] = '\0';
+    else
+        *slash = '\0';
+    if (strlen(full) >= cap)
+        return false;
+    memcpy(out, full, strlen(full) + 1);
+    return true;
+}
+
+/* Reads spec file pos; *fmt gets the content type. */
+static bool read_spec(const char *pos, struct buf *spec, const char **ctype)
+{
+    if (!read_input_file(pos, spec))
+        return false;
+    if (!spec->len) {
+        fprintf(stderr, "error: %s is empty\n", pos);
+        return false;
+    }
+    const char *dot = strrchr(pos, '.');
+    bool json = dot && !strcmp(dot, ".json");
+    bool toml = dot && !strcmp(dot, ".toml");
+    if (!json && !toml)
+        json = spec->data[strspn(spec->data, " \t\r\n")] == '{';
+    *ctype = json ? "application/json" : "application/toml";
+    return true;
+}
+
+/* Streams a build request and reports its result; *final gets the last event. */
+static int run_build_request(gust_client *c, const char *path, const struct buf *spec, const char *ctype,
+                             json_t **final)
+{
+    struct build_view v = {.quiet_logs = false};
+    gust_error e;
+    int r = gust_request_stream(c, "POST", path, ctype, spec->data, spec->len, build_data, &v, &e);
+    buf_free(&v.line);
+    if (r < 0) {
+        json_decref(v.final);
+        return report(&e);
+    }
+    if (!v.final) {
+        fprintf(stderr, "error: gustd ended the build stream without a result\n");
+        return EXIT_CONNECT;
+    }
+    *final = v.final;
+    return EXIT_OK;
+}
+
+/* The common start of deploy and image build: reads spec file pos, opens the client
+ * and starts path with endpoint + "context=<SPEC's directory>". NULL (with *rc) when
+ * the command should end. */
+static gust_client *open_build(const char *pos, const char *endpoint, struct buf *spec, const char **ctype,
+                               struct buf *path, int *rc)
+{
+    char context[PATH_MAX];
+    *rc = EXIT_USAGE;
+    if (!read_spec(pos, spec, ctype) || !spec_context(pos, context, sizeof context))
+        return NULL;
+    gust_client *c = open_client();
+    if (!c)
+        return NULL;
+    buf_append_str(path, endpoint);
+    buf_append_str(path, "context=");
+    path_seg(path, context);
+    return c;
+}
+
 static int cmd_deploy(const struct cmd *cmd, int argc, char **argv)
 {
     char *pos[1];
+    bool force = false;
+    struct opt opts[] = {{"force-build", 0, NULL, &force}, {0}};
     int rc;
-    if (!parse_args(cmd, argc, argv, NULL, pos, 1, &rc))
+    if (!parse_args(cmd, argc, argv, opts, pos, 1, &rc))
         return rc;
     AUTO_BUF struct buf spec = {0};
-    if (!read_input_file(pos[0], &spec))
-        return EXIT_USAGE;
-    const char *fmt = NULL, *dot = strrchr(pos[0], '.');
-    if (dot && !strcmp(dot, ".json"))
-        fmt = "json";
-    else if (dot && !strcmp(dot, ".toml"))
-        fmt = "toml";
-    if (!spec.len) {
-        fprintf(stderr, "error: %s is empty\n", pos[0]);
-        return EXIT_USAGE;
-    }
-    AUTO_CLIENT gust_client *c = open_client();
+    AUTO_BUF struct buf path = {0};
+    const char *ctype;
+    AUTO_CLIENT gust_client *c = open_build(pos[0], "/v1/deploy?build=1&", &spec, &ctype, &path, &rc);
     if (!c)
-        return EXIT_USAGE;
-    AUTO_FREE char *resp = NULL;
-    gust_error e;
-    if (gust_deploy(c, spec.data, spec.len, fmt, &resp, &e) < 0)
-        return report(&e);
-    json_t *j = take_answer(resp, strlen(resp), "/v1/deploy", &rc);
-    if (!j)
         return rc;
+    if (force)
+        buf_append_str(&path, "&force_build=1");
+    json_t *j = NULL;
+    if ((rc = run_build_request(c, path.data, &spec, ctype, &j)) != EXIT_OK)
+        return rc;
+    if (strcmp(json_string_value(json_object_get(j, "event")), "deployed")) {
+        rc = build_failed(j);
+        json_decref(j);
+        return rc;
+    }
+    json_object_del(j, "event");
+    if (g.json) {
+        print_json(j);
+        json_decref(j);
+        return EXIT_OK;
+    }
     const char *app = json_string_value(json_object_get(j, "app"));
     printf("deployed app %s\n", app ? app : "?");
     size_t i;
@@ -683,6 +850,48 @@ static int cmd_deploy(const struct cmd *cmd, int argc, char **argv)
         const char *name = json_string_value(json_object_get(f, "name"));
         printf("  %s.%s  version %lld\n", app ? app : "?", name ? name : "?",
                (long long)json_integer_value(json_object_get(f, "version")));
+    }
+    json_decref(j);
+    return EXIT_OK;
+}
+
+static int cmd_image_build(const struct cmd *cmd, int argc, char **argv)
+{
+    char *pos[1];
+    bool force = false;
+    const char *name = NULL;
+    struct opt opts[] = {{"name", 't', &name, NULL}, {"force-build", 0, NULL, &force}, {0}};
+    int rc;
+    if (!parse_args(cmd, argc, argv, opts, pos, 1, &rc))
+        return rc;
+    AUTO_BUF struct buf spec = {0};
+    AUTO_BUF struct buf path = {0};
+    const char *ctype;
+    AUTO_CLIENT gust_client *c = open_build(pos[0], "/v1/images/build?", &spec, &ctype, &path, &rc);
+    if (!c)
+        return rc;
+    if (name) {
+        buf_append_str(&path, "&name=");
+        path_seg(&path, name);
+    }
+    if (force)
+        buf_append_str(&path, "&force_build=1");
+    json_t *j = NULL;
+    if ((rc = run_build_request(c, path.data, &spec, ctype, &j)) != EXIT_OK)
+        return rc;
+    if (strcmp(json_string_value(json_object_get(j, "event")), "done")) {
+        rc = build_failed(j);
+        json_decref(j);
+        return rc;
+    }
+    if (g.json) {
+        print_json(j);
+    } else {
+        printf("built image %s%s%s in %.2f s (%lld steps run, %lld cached)\n", name ? name : "",
+               name ? " = " : "", json_string_value(json_object_get(j, "image_id")),
+               json_number_value(json_object_get(j, "seconds")),
+               (long long)json_integer_value(json_object_get(j, "steps_run")),
+               (long long)json_integer_value(json_object_get(j, "steps_cached")));
     }
     json_decref(j);
     return EXIT_OK;
@@ -1213,8 +1422,12 @@ static int cmd_image_add(const struct cmd *cmd, int argc, char **argv)
 /* ---------- main ---------- */
 
 static const struct cmd CMDS[] = {
-    {"deploy", "deploy SPEC", "Deploys the app in SPEC (a .json or .toml file, or - for stdin; other names are\n"
-                              "read as JSON if they start with '{', else TOML). Every function gets a new version.\n",
+    {"deploy", "deploy SPEC [--force-build]",
+     "Deploys the app in SPEC (a .json or .toml file, or - for stdin; other names are\n"
+     "read as JSON if they start with '{', else TOML). Every function gets a new version.\n"
+     "Inline image definitions are built first (cached steps are reused), with progress\n"
+     "on stderr; relative paths in them are taken from SPEC's directory.\n"
+     "  --force-build       run every build step again, ignoring the cache\n",
      .run = cmd_deploy},
     {"call", "call APP.FN [-d DATA | -d @FILE | -d @-] [--timeout S]",
      "Calls APP.FN and writes its output bytes to stdout. The input is DATA, the\n"
@@ -1271,6 +1484,13 @@ static const struct cmd CMDS[] = {
      "Imports an OCI image: PATH is an OCI image layout directory, or a tarball made by\n"
      "`skopeo copy ... oci-archive:` or `docker save`. Layers are applied with whiteouts.\n",
      .run = cmd_image_add},
+    {"image build", "image build FILE [--name NAME] [--force-build]",
+     "Builds the image definition in FILE (.json or .toml: base or from_oci, and steps;\n"
+     "see docs/SPEC.md), showing each step and its output on stderr. Unchanged steps come\n"
+     "from the cache. Relative paths in FILE are taken from FILE's directory.\n"
+     "  -t, --name NAME     register the result under NAME (usable as image = \"NAME\")\n"
+     "  --force-build       run every step again, ignoring the cache\n",
+     .run = cmd_image_build},
     {"image inspect", "image inspect NAME", "Shows an image: id, rootfs, files, bytes, config.\n",
      .run = cmd_request, .method = "GET", .path = "/v1/images/%s", .print = print_image},
     {"image rm", "image rm NAME", "Removes the name NAME (refused while a deployed function uses it).\n",
@@ -1344,7 +1564,7 @@ int main(int argc, char **argv)
             bool help = i + 1 < argc && (!strcmp(argv[i + 1], "--help") || !strcmp(argv[i + 1], "-h"));
             FILE *f = help ? stdout : stderr;
             if (!help)
-                fprintf(f, "gust image: missing subcommand (ls or add)\n\n");
+                fprintf(f, "gust image: missing subcommand (ls, build, add, import, inspect, rm or gc)\n\n");
             print_usage(f, &CMDS[ARRAY_LEN(CMDS) - 3]);
             print_usage(f, &CMDS[ARRAY_LEN(CMDS) - 2]);
             return help ? EXIT_OK : EXIT_USAGE;

@@ -18,10 +18,7 @@
 #define CTL_LOG_FLUSH_MS 200
 #define CTL_LOG_KEEP_PER_FN 10000
 
-static void ctl_err(struct ctl_error *e, enum ctl_errkind kind, const char *code, const char *field, const char *fmt,
-                    ...) __attribute__((format(printf, 5, 6)));
-
-static void ctl_err(struct ctl_error *e, enum ctl_errkind kind, const char *code, const char *field, const char *fmt,
+void ctl_err(struct ctl_error *e, enum ctl_errkind kind, const char *code, const char *field, const char *fmt,
                     ...)
 {
     if (!e)
@@ -124,6 +121,53 @@ static int resolve_image(struct ctl *c, const char *name, char *rootfs, size_t c
     return 0;
 }
 
+void fver_free_env(struct ctl_fver *fv)
+{
+    for (size_t i = 0; fv->env && fv->env[i]; i++)
+        free(fv->env[i]);
+    free(fv->env);
+    free(fv->image_workdir);
+    fv->env = NULL;
+    fv->image_workdir = NULL;
+}
+
+/* The container environment of fv: the image's env (id "" for none), then the
+ * function's, which wins on a name both set; the image's workdir unless the function
+ * gave one other than "/". */
+static int fver_image_config(struct ctl *c, struct ctl_fver *fv, const char *id, struct gerr *err)
+{
+    json_t *config = NULL;
+    if (id[0] && image_config(c->cas, id, &config, err) < 0)
+        return gerr_prefix(err, "image %s", id);
+    json_t *ienv = json_object_get(config, "env");
+    size_t n = json_array_size(ienv) + fv->spec.nenv, k = 0;
+    fv->env = calloc(n + 1, sizeof *fv->env);
+    int r = fv->env ? 0 : -ENOMEM;
+    for (size_t i = 0; r == 0 && i < json_array_size(ienv); i++) {
+        const char *kv = json_string_value(json_array_get(ienv, i));
+        if (!kv || !strchr(kv, '='))
+            continue;
+        size_t kl = (size_t)(strchr(kv, '=') - kv);
+        bool overridden = false;
+        for (size_t j = 0; j < fv->spec.nenv && !overridden; j++)
+            overridden = !strncmp(fv->spec.env[j], kv, kl + 1);
+        if (!overridden && !(fv->env[k++] = strdup(kv)))
+            r = -ENOMEM;
+    }
+    for (size_t j = 0; r == 0 && j < fv->spec.nenv; j++)
+        if (!(fv->env[k++] = strdup(fv->spec.env[j])))
+            r = -ENOMEM;
+    const char *iwd = json_string_value(json_object_get(config, "workdir"));
+    if (r == 0 && iwd && iwd[0] == '/' && !(fv->image_workdir = strdup(iwd)))
+        r = -ENOMEM;
+    json_decref(config);
+    if (r < 0)
+        return gerr_set(err, ENOMEM, "out of memory");
+    fv->workdir = fv->image_workdir && (!fv->spec.workdir || !strcmp(fv->spec.workdir, "/")) ? fv->image_workdir
+                                                                                          : fv->spec.workdir;
+    return 0;
+}
+
 /* Builds an in-memory version from its stored normalised spec JSON. */
 static struct ctl_fver *fver_new(struct ctl *c, struct ctl_fn *fn, uint32_t version, json_t *spec_json,
                                  struct gerr *err)
@@ -138,7 +182,16 @@ static struct ctl_fver *fver_new(struct ctl *c, struct ctl_fn *fn, uint32_t vers
         free(fv);
         return NULL;
     }
-    if (resolve_image(c, fv->spec.image, fv->rootfs, sizeof fv->rootfs, &fv->host_usr, err) < 0) {
+    char id[IMAGE_ID_MAX];
+    int r = fv->spec.image_def
+                ? ctl_inline_image(c, fv->spec.image_def, id, fv->rootfs, sizeof fv->rootfs, err)
+                : resolve_image(c, fv->spec.image, fv->rootfs, sizeof fv->rootfs, &fv->host_usr, err);
+    if (r == 0 && !fv->spec.image_def && image_id_of_rootfs(c->images_dir, fv->rootfs, id) < 0)
+        id[0] = '\0';
+    if (r == 0)
+        r = fver_image_config(c, fv, id, err);
+    if (r < 0) {
+        fver_free_env(fv);
         spec_function_free(&fv->spec);
         free(fv);
         return NULL;
@@ -170,6 +223,7 @@ void ctl_fver_maybe_free(struct ctl *c, struct ctl_fver *fv)
         p = &(*p)->next;
     if (*p)
         *p = fv->next;
+    fver_free_env(fv);
     spec_function_free(&fv->spec);
     json_decref(fv->spec_json);
     free(fv);
@@ -902,27 +956,59 @@ void ctl_log_unsubscribe(struct ctl *c, struct ctl_log_sub *s)
 
 /* ---------- deploy, apps, listings ---------- */
 
-int ctl_deploy(struct ctl *c, json_t *spec, json_t **result, struct ctl_error *e)
+int ctl_parse_app(struct ctl *c, json_t *spec, struct spec_app *app, struct ctl_error *e)
 {
-    *result = NULL;
     if (c->shutting_down) {
         ctl_err(e, CTL_E_SHUTTING_DOWN, "shutting_down", NULL, "gustd is shutting down; retry shortly");
         return -ESHUTDOWN;
     }
-    struct spec_app app = {0};
     char field[SPEC_FIELD_MAX] = "";
     struct gerr err;
-    if (spec_app_from_json(spec, &app, field, &err) < 0) {
+    if (spec_app_from_json(spec, app, field, &err) < 0) {
         ctl_err(e, CTL_E_INVALID, "invalid_spec", field, "%s", err.msg);
         return -EINVAL;
     }
+    return 0;
+}
+
+int ctl_deploy(struct ctl *c, json_t *spec, const char *context, json_t **result, struct ctl_error *e)
+{
+    *result = NULL;
+    struct spec_app app = {0};
+    char field[SPEC_FIELD_MAX] = "";
+    struct gerr err;
+    int r0 = ctl_parse_app(c, spec, &app, e);
+    if (r0 < 0)
+        return r0;
     int r = 0;
     /* Validate everything before changing anything: images exist, resources fit. */
     for (size_t i = 0; i < app.nfunctions; i++) {
         struct spec_function *f = &app.functions[i];
         char rootfs[512];
         bool host_usr;
-        if (resolve_image(c, f->image, rootfs, sizeof rootfs, &host_usr, &err) < 0) {
+        if (f->image_def) {
+            char fld[64], id[IMAGE_ID_MAX];
+            snprintf(fld, sizeof fld, "functions[%zu].image", i);
+            if (spec_image_resolve_paths(f->image_def, fld, context, field, &err) < 0) {
+                ctl_err(e, CTL_E_INVALID, "invalid_spec", field, "%s", err.msg);
+                r = -EINVAL;
+                goto out;
+            }
+            r = ctl_inline_image(c, f->image_def, id, rootfs, sizeof rootfs, &err);
+            if (r == -ENOENT) {
+                ctl_err(e, CTL_E_CONFLICT, "image_not_built", fld,
+                        "%s: this image is not built yet (%s); build it first: deploy with ?build=1 (gust deploy "
+                        "does), or POST /v1/images/build with the definition",
+                        fld, err.msg);
+                goto out;
+            }
+            if (r < 0) {
+                ctl_err(e, CTL_E_INVALID, "invalid_spec", fld, "%s: %s", fld, err.msg);
+                goto out;
+            }
+            /* The version keeps the image it was deployed with. */
+            json_object_set_new(f->image_def, "built_id", json_string(id));
+        } else if (resolve_image(c, f->image, rootfs, sizeof rootfs, &host_usr, &err) < 0) {
             char fld[64];
             snprintf(fld, sizeof fld, "functions[%zu].image", i);
             json_t *names = ctl_images_json(c);
@@ -1078,7 +1164,12 @@ static json_t *fn_json(struct ctl *c, struct ctl_fn *f)
     struct ctl_fver *l = f->latest;
     return json_pack("{s:s,s:s,s:i,s:s,s:s,s:s,s:I,s:I,s:{s:i,s:i,s:i},s:s?,s:O,s:I}", "app", f->app->name, "name",
                      f->name, "version", (json_int_t)(l ? l->version : 0), "kind", l ? l->spec.kind : "exec", "image",
-                     l ? l->spec.image : "", "state", f->app->stopped ? "stopped" : "deployed", "queued",
+                     !l ? ""
+                     : l->spec.image ? l->spec.image
+                     : json_string_value(json_object_get(l->spec.image_def, "built_id"))
+                         ? json_string_value(json_object_get(l->spec.image_def, "built_id"))
+                         : "",
+                     "state", f->app->stopped ? "stopped" : "deployed", "queued",
                      (json_int_t)queued, "running", (json_int_t)running, "containers", "starting", starting, "idle",
                      idle, "busy", busy, "waiting_reason", reason, "spec", l ? l->spec_json : json_null(),
                      "calls_total", (json_int_t)f->calls_total);
@@ -1368,10 +1459,31 @@ int ctl_image_rm(struct ctl *c, const char *name, struct ctl_error *e)
     return 0;
 }
 
+struct gc_dropped {
+    char *const *live;
+    size_t n;
+    json_t *steps;
+};
+
+static void gc_collect_dropped(void *ud, const char *step_id, const char *parent_id, const char *image_id)
+{
+    struct gc_dropped *d = ud;
+    for (size_t i = 0; i < d->n; i++)
+        if (!strcmp(d->live[i], image_id))
+            return;
+    json_array_append_new(d->steps, json_string(step_id));
+}
+
 json_t *ctl_image_gc(struct ctl *c, struct ctl_error *e)
 {
-    /* Live: every named image, and the image of every live version (fver_live: a
-     * re-added or removed name may leave such versions on an older image). */
+    if (c->builder && build_running(c->builder)) {
+        ctl_err(e, CTL_E_CONFLICT, "build_running",
+                NULL, "an image build is running; run gc when it has finished (its steps are not referenced yet)");
+        return NULL;
+    }
+    /* Live: every named image, the image of every live version (fver_live: a re-added
+     * or removed name may leave such versions on an older image), and the images
+     * their build steps started from, so rebuilds stay cached. */
     json_t *ids = json_object();
     json_t *all = ctl_images_json(c);
     size_t i;
@@ -1389,17 +1501,35 @@ json_t *ctl_image_gc(struct ctl *c, struct ctl_error *e)
                 if (fver_live(fv) && image_id_of_rootfs(c->images_dir, fv->rootfs, id) == 0)
                     json_object_set_new(ids, id, json_true());
             }
-    size_t n = json_object_size(ids);
-    char **live = calloc(n ? n : 1, sizeof *live);
+    size_t n = 0, cap = json_object_size(ids) + 16;
+    char **live = calloc(cap, sizeof *live);
     const char *key;
     json_t *v;
-    size_t k = 0;
-    json_object_foreach(ids, key, v) live[k++] = (char *)key;
+    int r = live ? 0 : -ENOMEM;
+    json_object_foreach(ids, key, v) {
+        if (r == 0 && !(live[n++] = strdup(key)))
+            r = -ENOMEM;
+    }
+    json_decref(ids);
+    if (r == 0 && c->builder)
+        r = ctl_build_live_ancestors(c, &live, &n, &cap);
     struct image_gc_result res;
     struct gerr err;
-    int r = live ? image_gc(c->cas, c->images_dir, live, n, &res, &err) : gerr_set(&err, ENOMEM, "out of memory");
+    if (r == 0)
+        r = image_gc(c->cas, c->images_dir, live, n, &res, &err);
+    else
+        gerr_set(&err, ENOMEM, "out of memory");
+    if (r == 0 && c->builder) {
+        struct gc_dropped d = {live, n, json_array()};
+        build_cache_each(c->builder, gc_collect_dropped, &d);
+        json_t *sid;
+        json_array_foreach(d.steps, i, sid) store_build_step_delete(c->store, json_string_value(sid), NULL);
+        json_decref(d.steps);
+        build_cache_retain(c->builder, live, n);
+    }
+    for (size_t k = 0; live && k < n; k++)
+        free(live[k]);
     free(live);
-    json_decref(ids);
     if (r < 0) {
         ctl_err(e, CTL_E_INTERNAL, "internal", NULL, "image gc: %s", err.msg);
         return NULL;
@@ -1552,6 +1682,8 @@ int ctl_recover(struct ctl *c, struct gerr *err)
         return gerr_prefix(err, "building the python image");
     if ((r = image_register(c, "python", path, true, id, rootfs, sizeof rootfs, NULL, err)) < 0)
         return gerr_prefix(err, "storing the python image");
+    if ((r = ctl_builder_start(c, err)) < 0)
+        return r;
 
     /* Containers of a dead daemon: they died with it (PDEATHSIG); close their metering
      * records at its last heartbeat. */
@@ -1653,6 +1785,7 @@ void ctl_free(struct ctl *c)
 {
     if (!c)
         return;
+    ctl_builder_stop(c);
     cas_close(c->cas);
     c->cas = NULL;
     if (c->tick_timer)
@@ -1687,6 +1820,7 @@ void ctl_free(struct ctl *c)
             while (f->versions) {
                 struct ctl_fver *fv = f->versions;
                 f->versions = fv->next;
+                fver_free_env(fv);
                 spec_function_free(&fv->spec);
                 json_decref(fv->spec_json);
                 free(fv);

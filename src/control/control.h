@@ -85,7 +85,31 @@ struct ctl_error {
 
 /* Deploys an app spec (already parsed JSON tree). On success *result is
  * {"app":..,"functions":[{"name","version"}]}. */
-int ctl_deploy(struct ctl *c, json_t *spec, json_t **result, struct ctl_error *e);
+int ctl_deploy(struct ctl *c, json_t *spec, const char *context, json_t **result, struct ctl_error *e);
+/* context: the directory relative host paths of image definitions are joined to
+ * (NULL: they must be absolute). */
+
+/* ---------- image builds (docs/API.md "Image builds") ---------- */
+
+/* What a build or a building deploy reports, on the loop's thread: event() for each
+ * progress event (borrowed), then done() once with the final event (borrowed):
+ * {"event":"done",...} / {"event":"deployed",...} or {"event":"error",...}. After
+ * done() the handle is gone. */
+struct ctl_build_sink {
+    void (*event)(void *ud, json_t *ev);
+    void (*done)(void *ud, json_t *final);
+    void *ud;
+};
+struct ctl_build;
+/* Builds the image definition doc (a definition, or a document with an "image"
+ * table) and, with name, registers the result under it. */
+int ctl_image_build(struct ctl *c, json_t *doc, const char *context, const char *name, bool force,
+                    const struct ctl_build_sink *sink, struct ctl_build **out, struct ctl_error *e);
+/* Deploys spec after building the inline images it needs (force: all of them). */
+int ctl_deploy_building(struct ctl *c, json_t *spec, const char *context, bool force,
+                        const struct ctl_build_sink *sink, struct ctl_build **out, struct ctl_error *e);
+/* The client went away: the build goes on (its result is kept), nothing is reported. */
+void ctl_build_detach(struct ctl_build *b);
 int ctl_app_stop(struct ctl *c, const char *app, struct ctl_error *e);
 json_t *ctl_apps_json(struct ctl *c);
 json_t *ctl_functions_json(struct ctl *c);

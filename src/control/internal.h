@@ -6,6 +6,7 @@
 
 #include "base/buf.h"
 #include "base/hmap.h"
+#include "build/build.h"
 #include "control/control.h"
 #include "spec/spec.h"
 
@@ -30,6 +31,9 @@ struct ctl_fver {
     json_t *spec_json;
     char rootfs[512];
     bool host_usr;
+    char **env;                 /* the image's env, then the function's (NULL-terminated) */
+    const char *workdir;        /* the function's, or the image's when the function kept "/" */
+    char *image_workdir;
     struct ctl_call *q_head, *q_tail; /* runnable calls, FIFO */
     size_t queued;
     size_t running;
@@ -144,6 +148,9 @@ struct ctl_log_line {
     size_t len;
 };
 
+#define CTL_BUILD_LANES 2
+struct ctl_deploy_build;
+
 struct ctl {
     struct ev_loop *loop;
     struct store *store;
@@ -152,6 +159,9 @@ struct ctl {
     struct ctl_config cfg;
     char images_dir[512];
     struct cas *cas;
+    struct builder *builder;
+    struct worker_build_lane lanes[CTL_BUILD_LANES];
+    struct ctl_deploy_build *deploy_builds;
     struct ctl_app *apps;
     struct hmap calls;
     struct ctl_map *maps;
@@ -174,6 +184,24 @@ struct ctl {
 };
 
 /* control.c */
+void ctl_err(struct ctl_error *e, enum ctl_errkind kind, const char *code, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+void fver_free_env(struct ctl_fver *fv);
+/* Parses spec into *app (refused while shutting down); e says why not. */
+int ctl_parse_app(struct ctl *c, json_t *spec, struct spec_app *app, struct ctl_error *e);
+/* build.c */
+/* Sets up the builder (lanes from the worker, the cache from the store). */
+int ctl_builder_start(struct ctl *c, struct gerr *err);
+void ctl_builder_stop(struct ctl *c);
+/* The image id and materialised rootfs of inline image definition def (paths
+ * absolute): its built_id, or the cached result of every step. -ENOENT when it is
+ * not built yet (err says which step); other errors for a bad base. */
+int ctl_inline_image(struct ctl *c, json_t *def, char id[IMAGE_ID_MAX], char *rootfs, size_t cap, struct gerr *err);
+/* The image id of registered image name (-ENOENT if unknown, -EINVAL if it is not in
+ * the store, such as a host-/usr image). */
+int ctl_named_image_id(struct ctl *c, const char *name, char id[IMAGE_ID_MAX], bool *host_usr, struct gerr *err);
+/* Adds the ancestors (through the build cache) of live[0..*n) to live. */
+int ctl_build_live_ancestors(struct ctl *c, char ***live, size_t *n, size_t *cap);
 struct ctl_fn *ctl_find_fn(struct ctl *c, const char *app, const char *fn);
 void ctl_call_finish(struct ctl *c, struct ctl_call *call, enum ctl_call_state state, const void *out, size_t out_len,
                      const char *code, const char *msg);

@@ -64,6 +64,14 @@ int image_import_config(struct cas *cas, const char *images_dir, const char *src
 int image_import_oci(struct cas *cas, const char *images_dir, const char *path, char id_out[IMAGE_ID_MAX],
                      char *rootfs_out, size_t rootfs_cap, struct cas_stats *st, struct gerr *err);
 
+/* Materialises the stored image id ("sha256:<hex>") at <images_dir>/by-id/<hex>/rootfs
+ * unless it is there already (rootfs_out gets that path). Thread-safe. */
+int image_materialize(struct cas *cas, const char *images_dir, const char *id, char *rootfs_out, size_t rootfs_cap,
+                      struct gerr *err);
+/* The config object of stored image id (new reference): "env" ["K=V"...], "workdir",
+ * and what else the image's maker kept. */
+int image_config(struct cas *cas, const char *id, json_t **config, struct gerr *err);
+
 /* The image id of a materialised rootfs path (as image_import returns it), or -EINVAL
  * for a rootfs that is not one (a plain registered directory). */
 int image_id_of_rootfs(const char *images_dir, const char *rootfs, char id_out[IMAGE_ID_MAX]);

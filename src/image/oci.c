@@ -483,7 +483,7 @@ static json_t *oci_manifest(const char *layout, struct gerr *err)
 }
 
 /* The config the manifest of the stored image keeps: env, workdir, cmd, entrypoint, user. */
-static json_t *image_config(json_t *oci_config)
+static json_t *oci_kept_config(json_t *oci_config)
 {
     json_t *c = json_object_get(oci_config, "config");
     json_t *out = json_object();
@@ -517,7 +517,7 @@ static int import_layout(const char *layout, int rootfd, json_t **config, struct
         if ((r = apply_layer_file(path, digest + 7, rootfd, st, err)) < 0)
             return r;
     }
-    *config = image_config(cfg);
+    *config = oci_kept_config(cfg);
     return 0;
 }
 
@@ -549,7 +549,7 @@ static int import_docker(const char *dir, int rootfd, json_t **config, struct ap
         snprintf(path, sizeof path, "%s/%s", dir, rel);
         cfg = load_json(path, err);
     }
-    *config = image_config(cfg);
+    *config = oci_kept_config(cfg);
     json_decref(cfg);
     return 0;
 }

@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,15 +37,34 @@ int image_import_config(struct cas *cas, const char *images_dir, const char *src
     int r = cas_ingest_tree(cas, src_dir, config, &d, st, err);
     if (r < 0)
         return r;
-    char hex[CAS_HEX_LEN + 1], dir[PATH_MAX], marker[PATH_MAX + 32];
+    char hex[CAS_HEX_LEN + 1];
     cas_digest_hex(&d, hex);
     snprintf(id_out, IMAGE_ID_MAX, "sha256:%s", hex);
+    return image_materialize(cas, images_dir, id_out, rootfs_out, rootfs_cap, err);
+}
+
+/* Materialisations of all threads (the event loop, image builds) take turns: two
+ * of the same image must not remove each other's directory. */
+static pthread_mutex_t image_materialize_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int image_materialize(struct cas *cas, const char *images_dir, const char *id, char *rootfs_out, size_t rootfs_cap,
+                      struct gerr *err)
+{
+    struct cas_digest d;
+    if (cas_digest_parse(id, &d) < 0)
+        return gerr_set(err, EINVAL, "bad image id \"%s\"", id);
+    char hex[CAS_HEX_LEN + 1], dir[PATH_MAX], marker[PATH_MAX + 32];
+    cas_digest_hex(&d, hex);
     if (image_dir(images_dir, hex, dir, sizeof dir) < 0 ||
         snprintf(rootfs_out, rootfs_cap, "%s/rootfs", dir) >= (int)rootfs_cap)
         return gerr_set(err, ENAMETOOLONG, "images directory %s too long", images_dir);
     snprintf(marker, sizeof marker, "%s/" IMAGE_OK_MARKER, dir);
     if (access(marker, F_OK) == 0)
         return 0;
+    pthread_mutex_lock(&image_materialize_lock);
+    int r = 0;
+    if (access(marker, F_OK) == 0)
+        goto out;
     /* A directory without the marker is an interrupted materialisation: redo it. */
     rm_rf(dir);
     /* by-id is 0700: images may hold set-user-ID files (nosuid and no_new_privs make
@@ -56,14 +76,34 @@ int image_import_config(struct cas *cas, const char *images_dir, const char *src
         r = -errno;
     if (r == 0 && mkdir(dir, 0755) < 0 && errno != EEXIST)
         r = -errno;
-    if (r < 0)
-        return gerr_sys(err, -r, "create %s", dir);
+    if (r < 0) {
+        r = gerr_sys(err, -r, "create %s", dir);
+        goto out;
+    }
     r = cas_materialize(cas, &d, rootfs_out, err);
-    if (r < 0)
-        return gerr_prefix(err, "materialise image %s", id_out);
+    if (r < 0) {
+        gerr_prefix(err, "materialise image %s", id);
+        goto out;
+    }
     r = file_write_atomic(marker, "", 0, 0644);
     if (r < 0)
-        return gerr_sys(err, -r, "write %s", marker);
+        r = gerr_sys(err, -r, "write %s", marker);
+out:
+    pthread_mutex_unlock(&image_materialize_lock);
+    return r;
+}
+
+int image_config(struct cas *cas, const char *id, json_t **config, struct gerr *err)
+{
+    struct cas_digest d;
+    if (cas_digest_parse(id, &d) < 0)
+        return gerr_set(err, EINVAL, "bad image id \"%s\"", id);
+    json_t *m = NULL;
+    int r = cas_manifest_load(cas, &d, &m, err);
+    if (r < 0)
+        return r;
+    *config = json_incref(json_object_get(m, "config"));
+    json_decref(m);
     return 0;
 }
 

@@ -10,6 +10,10 @@
  *  - runner: one long-lived user process that inherits the channel as fd 3 and speaks
  *    the protocol itself; gust-init only forwards its stdout/stderr as LOG frames and
  *    reports its end with an EXIT frame.
+ *  - exec (image build steps): fd 3 is a plain byte stream, not the runner channel.
+ *    The command runs with stdin /dev/null and stdout/stderr on fd 3; gust-init
+ *    reaps every process, forwards SIGTERM/SIGINT, and exits with the command's
+ *    status (128 + N when signal N ended it).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -34,7 +38,7 @@
 #define INIT_TAIL 4096                     /* stderr bytes kept for error messages */
 #define INIT_READ_CHUNK FRAME_MAX_BODY
 
-enum init_mode { MODE_PER_INPUT, MODE_RUNNER };
+enum init_mode { MODE_PER_INPUT, MODE_RUNNER, MODE_EXEC };
 
 /* One input of per_input mode: queued (pid 0) or running. */
 struct child {
@@ -120,15 +124,17 @@ static void parse_args(int argc, char **argv)
                 g.mode = MODE_PER_INPUT;
             else if (!strcmp(m, "runner"))
                 g.mode = MODE_RUNNER;
+            else if (!strcmp(m, "exec"))
+                g.mode = MODE_EXEC;
             else
-                die("unknown mode \"%s\" (use per_input or runner)", m);
+                die("unknown mode \"%s\" (use per_input, runner or exec)", m);
         } else if (!strcmp(argv[i], "--concurrency") && i + 1 < argc) {
             int64_t n;
             if (parse_i64(argv[++i], 1, 100000, &n) < 0)
                 die("bad --concurrency \"%s\" (use 1..100000)", argv[i]);
             g.concurrency = (unsigned)n;
         } else {
-            die("unknown argument \"%s\"; usage: gust-init [--mode per_input|runner] "
+            die("unknown argument \"%s\"; usage: gust-init [--mode per_input|runner|exec] "
                 "[--concurrency N] -- CMD ARGS...", argv[i]);
         }
     }
@@ -743,6 +749,53 @@ static int run_runner(void)
     return code;
 }
 
+/* exec mode (see the header comment). */
+static int run_exec(void)
+{
+    int ep[2];
+    if (pipe2(ep, O_CLOEXEC) < 0)
+        die("pipe: %s", strerror(errno));
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork: %s", strerror(errno));
+    if (pid == 0) {
+        int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (null < 0 || dup2(null, 0) < 0 || dup2(INIT_CHAN, 1) < 0 || dup2(INIT_CHAN, 2) < 0) {
+            int e = errno;
+            ssize_t w = write(ep[1], &e, sizeof e);
+            (void)w;
+            _exit(127);
+        }
+        child_exec(ep[1]);
+    }
+    close_fd(&ep[1]);
+    int e = wait_exec(ep[0]);
+    close_fd(&ep[0]);
+    if (e) {
+        dprintf(INIT_CHAN, "gust-init: cannot run %s: %s\n", g.cmd[0], strerror(e));
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        return 127;
+    }
+    close(INIT_CHAN);
+    for (;;) {
+        struct signalfd_siginfo si;
+        ssize_t n = read(g.sigfd, &si, sizeof si);
+        if (n < 0 && errno != EAGAIN && errno != EINTR)
+            die("signalfd: %s", strerror(errno));
+        if (n == (ssize_t)sizeof si && si.ssi_signo != SIGCHLD)
+            kill(pid, (int)si.ssi_signo);
+        int status;
+        pid_t got;
+        while ((got = waitpid(-1, &status, WNOHANG)) > 0) {
+            if (got == pid)
+                return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        }
+        struct pollfd p = {.fd = g.sigfd, .events = POLLIN};
+        poll(&p, 1, -1);
+    }
+}
+
 int main(int argc, char **argv)
 {
     parse_args(argc, argv);
@@ -752,6 +805,8 @@ int main(int argc, char **argv)
     if (getpid() != 1)
         prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     setup_signals();
+    if (g.mode == MODE_EXEC)
+        return run_exec();
     chan_send(FRAME_HELLO, 0, NULL, 0);
     return g.mode == MODE_RUNNER ? run_runner() : run_per_input();
 }

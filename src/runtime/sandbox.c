@@ -370,8 +370,8 @@ static int setup_mounts(const struct child_args *a, struct gerr *err)
         return gerr_sys(err, errno, "make / private");
     if (mount("tmpfs", a->state_dir, "tmpfs", MS_NOSUID | MS_NODEV, a->disk_opts) < 0)
         return gerr_sys(err, errno, "mount tmpfs on %s", a->state_dir);
-    const char *dirs[] = {a->upper, a->work, a->merged};
-    for (size_t i = 0; i < ARRAY_LEN(dirs); i++) {
+    const char *dirs[] = {a->merged, a->upper, a->work};
+    for (size_t i = 0; i < (cfg->upper_dir ? 1 : ARRAY_LEN(dirs)); i++) {
         if (mkdir(dirs[i], 0755) < 0)
             return gerr_sys(err, errno, "mkdir %s", dirs[i]);
     }
@@ -652,6 +652,12 @@ static int validate(const struct sandbox_config *cfg, struct gerr *err)
     if (!cfg->state_root || cfg->state_root[0] != '/' || strpbrk(cfg->state_root, ",:\\"))
         return gerr_set(err, EINVAL, "state root \"%s\" must be an absolute path without ',', ':' or '\\'",
                         cfg->state_root ? cfg->state_root : "(null)");
+    for (int i = 0; i < 2; i++) {
+        const char *d = i ? cfg->work_dir : cfg->upper_dir;
+        if (d && (d[0] != '/' || strpbrk(d, ",:\\")))
+            return gerr_set(err, EINVAL, "%s \"%s\" must be an absolute path without ',', ':' or '\\'",
+                            i ? "work_dir" : "upper_dir", d);
+    }
     if (!cfg->cgroup_parent)
         return gerr_set(err, EINVAL, "cgroup parent is not set");
     if (cfg->init_fd < 0)
@@ -823,8 +829,12 @@ int sandbox_create(const struct sandbox_config *cfg, struct sandbox *sb, struct 
     a->hostname = cfg->hostname ? cfg->hostname : cfg->id;
     /* disk_mib caps the writable layer and, separately, /tmp. */
     unsigned long long disk = cfg->disk_mib ? cfg->disk_mib : 512;
-    if ((r = fmt(a->upper, sizeof a->upper, err, "%s/upper", sb->state_dir)) < 0 ||
-        (r = fmt(a->work, sizeof a->work, err, "%s/work", sb->state_dir)) < 0 ||
+    if ((cfg->upper_dir && !cfg->work_dir) || (!cfg->upper_dir && cfg->work_dir))
+        return gerr_set(err, EINVAL, "container %s: upper_dir and work_dir go together", cfg->id);
+    if ((r = fmt(a->upper, sizeof a->upper, err, "%s", cfg->upper_dir ? cfg->upper_dir : "")) < 0 ||
+        (r = fmt(a->work, sizeof a->work, err, "%s", cfg->work_dir ? cfg->work_dir : "")) < 0 ||
+        (!cfg->upper_dir && ((r = fmt(a->upper, sizeof a->upper, err, "%s/upper", sb->state_dir)) < 0 ||
+                             (r = fmt(a->work, sizeof a->work, err, "%s/work", sb->state_dir)) < 0)) ||
         (r = fmt(a->merged, sizeof a->merged, err, "%s/merged", sb->state_dir)) < 0 ||
         (r = fmt(a->lower, sizeof a->lower, err, "%s/lower", sb->state_dir)) < 0 ||
         (r = fmt(a->overlay_opts, sizeof a->overlay_opts, err, "upperdir=%s,workdir=%s", a->upper,

@@ -70,7 +70,11 @@ struct sandbox_config {
     const char *state_root;     /* host dir under which <id>/ scratch is made (and removed) */
     const char *cgroup_parent;  /* cgroup sub-path for all containers, e.g. "gust" */
     const char *hostname;       /* UTS name inside; NULL = id */
-    uint64_t disk_mib;          /* size of the writable upper tmpfs; 0 = 512 */
+    uint64_t disk_mib;          /* size of the writable upper tmpfs (and of /tmp); 0 = 512 */
+    /* Image builds: the overlay's upper and work directories are these existing host
+     * directories (same filesystem, both empty at first) instead of the tmpfs, so the
+     * container's changes outlive it. NULL = the tmpfs. */
+    const char *upper_dir, *work_dir;
     uint64_t memory_mib;        /* memory limit (swap included where settable); 0 = none */
     uint32_t cpu_millicores;    /* CFS quota per 100 ms period; 0 = none */
     uint32_t pids_max;          /* 0 = 1024 */

@@ -408,7 +408,7 @@ static const struct spec_str_field spec_fn_network = {
 };
 static const struct spec_str_field spec_fn_image = {
     .key = "image",
-    .type = "the name of a registered image",
+    .type = "the name of a registered image or an image definition table",
     .valid = name_is_valid,
     .invalid = "must be a registered image name (" SPEC_NAME_CHARS "), got",
     .def = SPEC_DEF_IMAGE,
@@ -798,8 +798,17 @@ static int spec_parse_function(struct spec_ctx *c, json_t *obj, struct spec_func
         return r;
     f->mode = strcmp(mode, "runner") ? SPEC_MODE_PER_INPUT : SPEC_MODE_RUNNER;
 
-    if ((r = spec_get_str_dup(c, obj, &spec_fn_image, &f->image)) < 0 ||
-        (r = spec_get_str_dup(c, obj, &spec_fn_workdir, &f->workdir)) < 0 ||
+    json_t *img = json_object_get(obj, "image");
+    if (json_is_object(img)) {
+        size_t saved = spec_push_key(c, "image");
+        r = spec_image_parse(img, c->path, &f->image_def, c->field_out, c->err);
+        if (r < 0)
+            return r;
+        spec_pop(c, saved);
+    } else if ((r = spec_get_str_dup(c, obj, &spec_fn_image, &f->image)) < 0) {
+        return r;
+    }
+    if ((r = spec_get_str_dup(c, obj, &spec_fn_workdir, &f->workdir)) < 0 ||
         (r = spec_get_num(c, obj, &spec_fn_timeout, f)) < 0)
         return r;
 
@@ -834,6 +843,7 @@ void spec_function_free(struct spec_function *f)
             free(f->command[i]);
     free(f->command);
     free(f->image);
+    json_decref(f->image_def);
     free(f->workdir);
     if (f->env)
         for (size_t i = 0; i < f->nenv; i++)
@@ -1013,7 +1023,8 @@ json_t *spec_function_to_json(const struct spec_function *f)
         if (json_array_append_new(cmd, json_string(f->command[i])) < 0)
             ok = false;
     spec_set(o, "mode", json_string(f->mode == SPEC_MODE_RUNNER ? "runner" : "per_input"), &ok);
-    spec_set(o, "image", json_string(f->image ? f->image : SPEC_DEF_IMAGE), &ok);
+    spec_set(o, "image", f->image_def ? json_deep_copy(f->image_def) : json_string(f->image ? f->image : SPEC_DEF_IMAGE),
+             &ok);
     spec_set(o, "workdir", json_string(f->workdir ? f->workdir : SPEC_DEF_WORKDIR), &ok);
     spec_put_nums(o, &spec_fn_timeout, 1, f, &ok);
     spec_set(o, "env", env, &ok);
@@ -1082,6 +1093,9 @@ int spec_function_copy(const struct spec_function *src, struct spec_function *ds
 {
     *dst = *src;
     dst->name = dst->kind = dst->image = dst->workdir = NULL;
+    dst->image_def = src->image_def ? json_deep_copy(src->image_def) : NULL;
+    if (src->image_def && !dst->image_def)
+        goto nomem;
     dst->command = dst->env = dst->deny_syscalls = NULL;
     dst->ncommand = dst->nenv = dst->ndeny_syscalls = 0;
     if ((src->name && !(dst->name = strdup(src->name))) ||

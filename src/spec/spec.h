@@ -16,6 +16,7 @@
 #define GUST_SPEC_SPEC_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -53,7 +54,8 @@ struct spec_function {
     char **command;             /* ncommand entries, NULL-terminated */
     size_t ncommand;
     enum spec_mode mode;
-    char *image;
+    char *image;                /* a registered image's name, or NULL when image_def is set */
+    json_t *image_def;          /* an inline image definition, normalised (spec_image_parse) */
     char *workdir;
     uint32_t timeout_s;
     char **env;                 /* "K=V", sorted by key, NULL-terminated */
@@ -100,6 +102,28 @@ int spec_function_from_json(json_t *obj, struct spec_function *out,
 void spec_function_free(struct spec_function *f);
 /* Deep copy; 0 or -ENOMEM (dst is left zeroed on failure). */
 int spec_function_copy(const struct spec_function *src, struct spec_function *dst);
+
+/* ---- image definitions (docs/SPEC.md "Images") ----
+ * { base = "debian_slim" | "busybox" | "scratch" | NAME  (or from_oci = PATH),
+ *   steps = [ {run = CMD | [CMD...]}, {apt_install = [PKG...]},
+ *             {pip_install = [REQ...], find_links = DIR}, {copy = PATH, to = ABS},
+ *             {env = {K = V}}, {workdir = ABS} ] }
+ * Host paths (from_oci, copy, find_links) may be relative until
+ * spec_image_resolve_paths joins them to the spec's directory. */
+#define SPEC_IMAGE_MAX_STEPS 128
+#define SPEC_IMAGE_MAX_ITEMS 512    /* commands of a run step, packages of an install */
+#define SPEC_IMAGE_MAX_BYTES 65536  /* of the strings of one step */
+
+/* Validates v and returns the normalised definition in *out (new reference): every
+ * step a table with its kind as key; run/apt_install/pip_install values as arrays.
+ * Field paths in errors start with where ("image", "functions[0].image"). */
+int spec_image_parse(json_t *v, const char *where, json_t **out, char field_out[SPEC_FIELD_MAX], struct gerr *err);
+/* Makes the relative host paths of the normalised definition def absolute against
+ * context (an absolute directory); with context NULL, a relative path is an error. */
+int spec_image_resolve_paths(json_t *def, const char *where, const char *context, char field_out[SPEC_FIELD_MAX],
+                             struct gerr *err);
+/* Whether base names a built-in base (scratch, busybox, debian_slim). */
+bool spec_image_base_builtin(const char *base);
 
 /* A TOML document to a jansson tree (*out owned by the caller).
  * Supported: comments; bare, quoted and dotted keys; basic strings with escapes

@@ -96,6 +96,12 @@ static const char *const migrations[] = {
     "ALTER TABLE containers ADD COLUMN gpu_mem_peak_mib REAL NOT NULL DEFAULT 0;",
     /* 3: images live in the content-addressed store; id = manifest digest. */
     "ALTER TABLE images ADD COLUMN id TEXT;",
+    /* 4: the image build cache: step id -> the image it produced. */
+    "CREATE TABLE build_steps("
+    "  step_id TEXT PRIMARY KEY NOT NULL,"
+    "  parent_id TEXT NOT NULL,"
+    "  image_id TEXT NOT NULL,"
+    "  created_at REAL NOT NULL);",
 };
 _Static_assert(ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION, "one migration per schema version");
 
@@ -141,6 +147,9 @@ enum stmt_id {
     S_IMG_GET,
     S_IMG_LIST,
     S_IMG_DELETE,
+    S_STEP_PUT,
+    S_STEP_LIST,
+    S_STEP_DELETE,
     S_COUNT
 };
 
@@ -238,6 +247,9 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_IMG_GET] = "SELECT rootfs, host_usr FROM images WHERE name = ?1",
     [S_IMG_LIST] = "SELECT name, rootfs, host_usr, created_at, id FROM images ORDER BY name",
     [S_IMG_DELETE] = "DELETE FROM images WHERE name = ?1",
+    [S_STEP_PUT] = "INSERT OR REPLACE INTO build_steps(step_id, parent_id, image_id, created_at) VALUES (?1, ?2, ?3, ?4)",
+    [S_STEP_LIST] = "SELECT step_id, parent_id, image_id FROM build_steps",
+    [S_STEP_DELETE] = "DELETE FROM build_steps WHERE step_id = ?1",
 };
 
 struct store {
@@ -481,6 +493,7 @@ struct listing {
         store_container_cb container;
         store_log_cb log;
         store_image_cb image;
+        store_build_step_cb step;
     } cb;
     void *ud;
 };
@@ -1224,4 +1237,28 @@ int store_image_list(struct store *st, store_image_cb cb, void *ud, struct gerr 
 {
     const struct listing l = {.cb.image = cb, .ud = ud};
     return list_rows(st, S_IMG_LIST, NO_PARAMS, image_row, &l, err, "images", "listing images");
+}
+
+int store_build_step_put(struct store *st, const char *step_id, const char *parent_id, const char *image_id,
+                         double now, struct gerr *err)
+{
+    return exec_ok(st, S_STEP_PUT, PARAMS(P_TEXT(step_id), P_TEXT(parent_id), P_TEXT(image_id), P_REAL(now)), err,
+                   "saving build step", step_id);
+}
+
+int store_build_step_delete(struct store *st, const char *step_id, struct gerr *err)
+{
+    return exec_update_one(st, S_STEP_DELETE, PARAMS(P_TEXT(step_id)), err, "build step", step_id);
+}
+
+static int step_row(sqlite3_stmt *s, const struct listing *l)
+{
+    return l->cb.step((const char *)sqlite3_column_text(s, 0), (const char *)sqlite3_column_text(s, 1),
+                      (const char *)sqlite3_column_text(s, 2), l->ud);
+}
+
+int store_build_step_list(struct store *st, store_build_step_cb cb, void *ud, struct gerr *err)
+{
+    const struct listing l = {.cb.step = cb, .ud = ud};
+    return list_rows(st, S_STEP_LIST, NO_PARAMS, step_row, &l, err, "build_steps", "listing build steps");
 }

@@ -35,7 +35,7 @@ struct store;
 
 /* Schema version this code writes; store_open() migrates older files up to it and
  * refuses newer ones (-EPROTONOSUPPORT). */
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 
 /* ---------- open / close / transactions ---------- */
 
@@ -234,5 +234,15 @@ int store_image_get(struct store *st, const char *name, char **rootfs, bool *hos
 typedef int (*store_image_cb)(const char *name, const char *rootfs, bool host_usr, const char *id, double created_at,
                               void *ud);
 int store_image_list(struct store *st, store_image_cb cb, void *ud, struct gerr *err);
+
+/* ---------- the image build cache (src/build) ---------- */
+
+/* Records (or replaces) what build step step_id produced. */
+int store_build_step_put(struct store *st, const char *step_id, const char *parent_id, const char *image_id,
+                         double now, struct gerr *err);
+/* -ENOENT if there is no such step. */
+int store_build_step_delete(struct store *st, const char *step_id, struct gerr *err);
+typedef int (*store_build_step_cb)(const char *step_id, const char *parent_id, const char *image_id, void *ud);
+int store_build_step_list(struct store *st, store_build_step_cb cb, void *ud, struct gerr *err);
 
 #endif

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,9 +37,7 @@
 #define WORKER_LINE_MAX (16 * 1024)
 #define WORKER_DEFAULT_PAYLOAD ((size_t)64 << 20)
 #define WORKER_RECV_BATCH 256
-#define WORKER_DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define WORKER_FREE_WAIT_MS 5000
-#define WORKER_RESOLV_CONF "/etc/resolv.conf"
 
 /* A frame payload waiting for room in the socket. */
 struct sendq {
@@ -86,6 +85,9 @@ struct userns_slot {
 
 struct worker {
     struct ev_loop *loop;
+    /* Guards egress set-up, acquire and release: image builds take their address
+     * from their own thread (worker_build_lane_egress). */
+    pthread_mutex_t egress_mu;
     struct worker_config cfg;
     struct worker_callbacks cb;
     char *state_root, *init_path, *cgroup_parent;
@@ -469,12 +471,14 @@ static void ctr_unlink(struct ctr *c)
     c->next = c->prev = NULL;
 }
 
+static void egress_give(struct worker *w, int slot);
+
 static void ctr_release(struct ctr *c)
 {
     if (c->userns_slot >= 0)
         c->w->slots[c->userns_slot].used = false;
     if (c->egress_slot >= 0)
-        egress_release(c->w->egress, c->egress_slot);
+        egress_give(c->w, c->egress_slot);
     if (c->kill_timer)
         ev_timer_cancel(c->w->loop, c->kill_timer);
     if (c->chan_watched)
@@ -733,6 +737,91 @@ static void set_sock_buf(int fd)
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof v);
 }
 
+/* A free user-namespace range, its namespace created; -EAGAIN when all are used. */
+static int slot_take(struct worker *w, const char *what, struct sandbox_userns *uns, int *slot_out,
+                     struct gerr *err)
+{
+    int slot = -1;
+    for (uint32_t i = 0; i < w->cfg.userns_slots; i++) {
+        if (!w->slots[i].used) {
+            slot = (int)i;
+            break;
+        }
+    }
+    if (slot < 0)
+        return gerr_set(err, EAGAIN, "%s: all %u user-namespace ranges are in use (raise --userns-slots)", what,
+                        w->cfg.userns_slots);
+    uint32_t host_id = slot_host_id(w, slot);
+    if (w->slots[slot].fd < 0) {
+        int r = userns_create(host_id, w->cfg.userns_size, &w->slots[slot].fd, err);
+        if (r < 0)
+            return gerr_prefix(err, "%s", what);
+    }
+    *uns = (struct sandbox_userns){.fd = w->slots[slot].fd, .host_uid = host_id, .host_gid = host_id};
+    *slot_out = slot;
+    return 0;
+}
+
+static int egress_take(struct worker *w, const char *what, struct sandbox_egress *eg, int *slot, struct gerr *err)
+{
+    pthread_mutex_lock(&w->egress_mu);
+    int r = 0;
+    if (!w->egress) {
+        r = egress_new(w->cgroup_parent, w->cfg.egress_subnet, &w->egress, err);
+        if (r < 0)
+            gerr_prefix(err, "%s: egress network", what);
+    }
+    if (r == 0 && (r = egress_acquire(w->egress, eg, slot, err)) < 0)
+        gerr_prefix(err, "%s", what);
+    pthread_mutex_unlock(&w->egress_mu);
+    return r;
+}
+
+static void egress_give(struct worker *w, int slot)
+{
+    pthread_mutex_lock(&w->egress_mu);
+    egress_release(w->egress, slot);
+    pthread_mutex_unlock(&w->egress_mu);
+}
+
+int worker_build_lane_egress(struct worker_build_lane *lane)
+{
+    struct worker *w = lane->worker;
+    if (__atomic_load_n(&lane->egress_ok, __ATOMIC_ACQUIRE))
+        return 0;
+    struct gerr eerr;
+    int slot;
+    pthread_mutex_lock(&w->egress_mu);
+    bool done = lane->egress_ok;
+    pthread_mutex_unlock(&w->egress_mu);
+    if (done)
+        return 0;
+    if (egress_take(w, "image build", &lane->egress, &slot, &eerr) < 0) {
+        snprintf(lane->egress_err, sizeof lane->egress_err, "%s", eerr.msg);
+        return -ENETUNREACH;
+    }
+    __atomic_store_n(&lane->egress_ok, true, __ATOMIC_RELEASE);
+    return 0;
+}
+
+int worker_build_lane_reserve(struct worker *w, struct worker_build_lane *lane, struct gerr *err)
+{
+    memset(lane, 0, sizeof *lane);
+    int slot;
+    int r = slot_take(w, "image build", &lane->userns, &slot, err);
+    if (r < 0)
+        return r;
+    w->slots[slot].used = true;
+    lane->id_count = w->cfg.userns_size;
+    lane->worker = w;
+    lane->resolv_conf_ok = resolv_conf_usable(WORKER_RESOLV_CONF);
+    lane->seccomp = &w->default_filter;
+    lane->init_fd = w->init_fd;
+    lane->state_root = w->state_root;
+    lane->cgroup_parent = w->cgroup_parent;
+    return 0;
+}
+
 int worker_start(struct worker *w, const struct ctr_spec *spec, void *ud, struct ctr **out, struct gerr *err)
 {
     if (!spec->id || !*spec->id || strlen(spec->id) >= sizeof((struct ctr *)0)->id)
@@ -836,36 +925,21 @@ int worker_start(struct worker *w, const struct ctr_spec *spec, void *ud, struct
     sc.init_envp = envp;
 
     /* A host uid range of its own. */
-    int slot = -1;
-    for (uint32_t i = 0; i < w->cfg.userns_slots; i++) {
-        if (!w->slots[i].used) {
-            slot = (int)i;
-            break;
-        }
-    }
-    if (slot < 0)
-        return gerr_set(err, EAGAIN, "container %s: all %u user-namespace ranges are in use (raise --userns-slots)",
-                        spec->id, w->cfg.userns_slots);
-    uint32_t host_id = slot_host_id(w, slot);
-    if (w->slots[slot].fd < 0) {
-        r = userns_create(host_id, w->cfg.userns_size, &w->slots[slot].fd, err);
-        if (r < 0)
-            return gerr_prefix(err, "container %s", spec->id);
-    }
-    struct sandbox_userns uns = {.fd = w->slots[slot].fd, .host_uid = host_id, .host_gid = host_id};
+    int slot;
+    struct sandbox_userns uns;
+    char what[96];
+    snprintf(what, sizeof what, "container %s", spec->id);
+    r = slot_take(w, what, &uns, &slot, err);
+    if (r < 0)
+        return r;
     sc.userns = &uns;
 
     struct sandbox_egress eg;
     int egress_slot = -1;
     if (spec->network == CTR_NET_EGRESS) {
-        if (!w->egress) {
-            r = egress_new(w->cgroup_parent, w->cfg.egress_subnet, &w->egress, err);
-            if (r < 0)
-                return gerr_prefix(err, "container %s: egress network", spec->id);
-        }
-        r = egress_acquire(w->egress, &eg, &egress_slot, err);
+        r = egress_take(w, what, &eg, &egress_slot, err);
         if (r < 0)
-            return gerr_prefix(err, "container %s", spec->id);
+            return r;
         sc.egress = &eg;
     }
 
@@ -878,7 +952,7 @@ int worker_start(struct worker *w, const struct ctr_spec *spec, void *ud, struct
     set_sock_buf(theirs);
     r = fd_set_nonblock(mine, true);
     if (r < 0) {
-        egress_release(w->egress, egress_slot);
+        egress_give(w, egress_slot);
         return gerr_sys(err, -r, "container %s: channel", spec->id);
     }
     sc.channel_fd = theirs;
@@ -888,7 +962,7 @@ int worker_start(struct worker *w, const struct ctr_spec *spec, void *ud, struct
     if (!c || !rx) {
         free(c);
         free(rx);
-        egress_release(w->egress, egress_slot);
+        egress_give(w, egress_slot);
         return gerr_set(err, ENOMEM, "out of memory");
     }
     c->w = w;
@@ -987,6 +1061,7 @@ int worker_new(struct ev_loop *loop, const struct worker_config *cfg, const stru
         return gerr_set(err, ENOMEM, "out of memory");
     }
     w->loop = loop;
+    pthread_mutex_init(&w->egress_mu, NULL);
     w->cfg = *cfg;
     w->cfg.state_root = w->state_root;
     w->cfg.init_path = w->init_path;
@@ -1084,6 +1159,7 @@ void worker_free(struct worker *w)
     free(w->slots);
     sysfilter_free(&w->default_filter);
     egress_free(w->egress);
+    pthread_mutex_destroy(&w->egress_mu);
     struct gerr terr;
     if (cgroup_tuning_restore(&w->tuning, &terr) < 0)
         log_warn("worker", "%s", terr.msg);

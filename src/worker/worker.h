@@ -171,6 +171,32 @@ uint32_t ctr_host_uid(const struct ctr *c);
 uint64_t ctr_start_ns(const struct ctr *c);
 
 /* At daemon start: removes what containers of a previous (crashed) daemon left. */
+/* What image builds (src/build) need to run their steps in sandboxes beside this
+ * worker's containers: a user-namespace range of their own (held until worker_free),
+ * and the worker's init binary, seccomp program, cgroup parent and state root, all
+ * valid until worker_free. Reserved on the loop's thread; a lane is then used by one
+ * build thread at a time. Its egress address is taken on first use
+ * (worker_build_lane_egress, from any thread), so a daemon that never builds sets up
+ * no egress network. */
+struct worker;
+struct worker_build_lane {
+    struct worker *worker;
+    struct sandbox_userns userns;
+    uint32_t id_count;                 /* ids mapped from userns.host_uid on */
+    struct sandbox_egress egress;
+    bool egress_ok, resolv_conf_ok;    /* resolv_conf_ok: bind the host's WORKER_RESOLV_CONF */
+    char egress_err[512];
+    const struct sock_fprog *seccomp;
+    int init_fd;
+    const char *state_root, *cgroup_parent;
+};
+#define WORKER_RESOLV_CONF "/etc/resolv.conf"
+#define WORKER_DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+int worker_build_lane_reserve(struct worker *w, struct worker_build_lane *lane, struct gerr *err);
+/* Gives the lane its egress address unless it has one: 0, or -ENETUNREACH with
+ * lane->egress_err saying why (steps then run without network). Thread-safe. */
+int worker_build_lane_egress(struct worker_build_lane *lane);
+
 int worker_cleanup_stale(const char *cgroup_parent, const char *state_root, struct gerr *err);
 
 /* Parses "H100:2,A100-80GB:1" into a simulated inventory appended to cfg. */

@@ -1,0 +1,169 @@
+"""Image definitions in code, the way Modal users write them:
+
+    image = (gust.Image.debian_slim()
+             .apt_install("python3-numpy")
+             .pip_install("mypkg", find_links="wheels")
+             .run_commands("echo ready > /ready")
+             .add_local_dir("src", "/app")
+             .env({"MODE": "prod"})
+             .workdir("/app"))
+    image_id = image.build(name="np")
+
+An Image is immutable: every method returns a new one. definition() is the same tree as
+an image table of a spec (docs/SPEC.md "Images"); build() sends it to gustd
+(POST /v1/images/build), shows each step on stderr and returns the image id.
+"""
+import http.client
+import json
+import os
+import sys
+import urllib.parse
+
+DEFAULT_ADDR = "127.0.0.1:8470"
+
+
+class BuildError(Exception):
+    """A build step failed, or gustd refused the definition. Attributes: message,
+    step (description), command, exit_status, output_tail, event (the raw event)."""
+
+    def __init__(self, event):
+        self.event = event
+        self.message = event.get("message") or event.get("error", {}).get("message") or "image build failed"
+        self.step = event.get("step")
+        self.command = event.get("command")
+        self.exit_status = event.get("exit_status")
+        self.output_tail = event.get("output_tail")
+        super().__init__(self.message)
+
+
+def _names(items):
+    out = []
+    for x in items:
+        if isinstance(x, (list, tuple)):
+            out.extend(_names(x))
+        else:
+            if not isinstance(x, str):
+                raise TypeError(f"expected a string, got {type(x).__name__}")
+            out.append(x)
+    return out
+
+
+class Image:
+    def __init__(self, base=None, from_oci=None, steps=()):
+        self._base = base
+        self._oci = from_oci
+        self._steps = tuple(steps)
+
+    # ---- bases
+    @classmethod
+    def debian_slim(cls):
+        """Debian 12 minbase from the host's apt mirror, python3 included."""
+        return cls(base="debian_slim")
+
+    @classmethod
+    def busybox(cls):
+        return cls(base="busybox")
+
+    @classmethod
+    def scratch(cls):
+        return cls(base="scratch")
+
+    @classmethod
+    def from_name(cls, name):
+        """A registered image (gust image add / import / build --name)."""
+        return cls(base=name)
+
+    @classmethod
+    def from_oci(cls, path):
+        """An OCI image layout directory, or a tarball (docker save, skopeo oci-archive)."""
+        return cls(from_oci=os.path.abspath(path))
+
+    # ---- steps
+    def _with(self, step):
+        return Image(self._base, self._oci, self._steps + (step,))
+
+    def apt_install(self, *packages):
+        return self._with({"apt_install": _names(packages)})
+
+    def pip_install(self, *requirements, find_links=None):
+        step = {"pip_install": _names(requirements)}
+        if find_links is not None:
+            step["find_links"] = os.path.abspath(find_links)
+        return self._with(step)
+
+    def run_commands(self, *commands):
+        return self._with({"run": _names(commands)})
+
+    def add_local_file(self, local_path, remote_path):
+        return self._with({"copy": os.path.abspath(local_path), "to": remote_path})
+
+    def add_local_dir(self, local_path, remote_path):
+        return self._with({"copy": os.path.abspath(local_path), "to": remote_path})
+
+    def env(self, variables):
+        return self._with({"env": {str(k): str(v) for k, v in dict(variables).items()}})
+
+    def workdir(self, path):
+        return self._with({"workdir": path})
+
+    # ---- use
+    def definition(self):
+        d = {"from_oci": self._oci} if self._oci else {"base": self._base}
+        d["steps"] = [json.loads(json.dumps(s)) for s in self._steps]
+        return d
+
+    def build(self, name=None, force_build=False, addr=None, progress=sys.stderr):
+        """Builds the image on gustd at addr ($GUST_ADDR, else 127.0.0.1:8470) and
+        returns its id ("sha256:..."). Raises BuildError with the failing step."""
+        host, _, port = (addr or os.environ.get("GUST_ADDR") or DEFAULT_ADDR).rpartition(":")
+        q = {}
+        if name:
+            q["name"] = name
+        if force_build:
+            q["force_build"] = "1"
+        path = "/v1/images/build" + ("?" + urllib.parse.urlencode(q) if q else "")
+        conn = http.client.HTTPConnection(host or "127.0.0.1", int(port))
+        try:
+            conn.request("POST", path, body=json.dumps(self.definition()),
+                         headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            if resp.status != 200:
+                body = resp.read()
+                try:
+                    raise BuildError(json.loads(body))
+                except ValueError:
+                    raise BuildError({"message": f"HTTP {resp.status}: {body[:300]!r}"}) from None
+            final = None
+            for raw in resp:
+                if not raw.strip():
+                    continue
+                ev = json.loads(raw)
+                _show(ev, progress)
+                if ev.get("event") in ("done", "error"):
+                    final = ev
+            if final is None:
+                raise BuildError({"message": "gustd ended the build without a result"})
+            if final["event"] == "error":
+                raise BuildError(final)
+            return final["image_id"]
+        finally:
+            conn.close()
+
+    def __repr__(self):
+        return f"Image({json.dumps(self.definition())})"
+
+
+def _show(ev, out):
+    if out is None:
+        return
+    kind = ev.get("event")
+    if kind == "step":
+        print(f"[{ev['index']}/{ev['of']}] {ev['step']}", file=out)
+    elif kind == "log":
+        print(f"  | {ev['line']}", file=out)
+    elif kind == "step_wait":
+        print("  waiting: another build is running this step", file=out)
+    elif kind == "step_done":
+        print(f"  cached ({ev['image_id'][:19]})" if ev.get("cached")
+              else f"  done in {ev.get('seconds', 0):.1f} s ({ev['image_id'][:19]})", file=out)
+    out.flush()

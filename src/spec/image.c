@@ -1,0 +1,434 @@
+/* Image definitions (docs/SPEC.md "Images"): validation and the normalised form that
+ * step ids are computed from (see spec/spec.h). */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/cleanup.h"
+#include "base/util.h"
+#include "spec/spec.h"
+
+struct img_ctx {
+    char path[SPEC_FIELD_MAX];
+    char *field_out;
+    struct gerr *err;
+};
+
+static void img_json_cleanup(json_t **j)
+{
+    json_decref(*j);
+}
+#define AUTO_IMG_JSON __attribute__((cleanup(img_json_cleanup)))
+
+/* Messages go into JSON error bodies: bytes of a sequence that is not UTF-8 (a value
+ * cut by a %.Ns precision, say) become '?'. */
+static void img_fix_utf8(char *s)
+{
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        size_t k = utf8_decode(s + i, n - i, &cp);
+        if (k == 0) {
+            s[i++] = '?';
+            continue;
+        }
+        i += k;
+    }
+}
+
+/* Fails at where + suffix: "PATH: what". */
+__attribute__((format(printf, 3, 4))) static int img_fail(struct img_ctx *c, const char *suffix, const char *fmt,
+                                                           ...)
+{
+    char what[GERR_MSG_MAX / 2], where[SPEC_FIELD_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    snprintf(where, sizeof where, "%s%s", c->path, suffix);
+    img_fix_utf8(what);
+    img_fix_utf8(where);
+    if (c->field_out)
+        snprintf(c->field_out, SPEC_FIELD_MAX, "%s", where);
+    return gerr_set(c->err, EINVAL, "%s: %s", where, what);
+}
+
+static int img_nomem(struct img_ctx *c)
+{
+    return gerr_set(c->err, ENOMEM, "out of memory while reading the image definition");
+}
+
+/* A printable description of a JSON value's type for messages. */
+static const char *img_type(json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: return "a table";
+    case JSON_ARRAY: return "an array";
+    case JSON_STRING: return "a string";
+    case JSON_INTEGER: return "an integer";
+    case JSON_REAL: return "a number";
+    case JSON_TRUE:
+    case JSON_FALSE: return "a boolean";
+    default: return "null";
+    }
+}
+
+static bool img_plain_string(json_t *v)
+{
+    return json_is_string(v) && strlen(json_string_value(v)) == json_string_length(v) && json_string_length(v) > 0;
+}
+
+/* Debian package names (policy 5.6.1), optionally "=VERSION" or "/RELEASE". */
+static bool img_apt_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 2 || n > 200 || !((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= '0' && s[0] <= '9')))
+        return false;
+    bool suffix = false;
+    for (const char *p = s; *p; p++) {
+        char ch = *p;
+        if ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '+' || ch == '-' || ch == '.')
+            continue;
+        if ((ch == '=' || ch == '/') && !suffix && p != s) {
+            suffix = true;
+            continue;
+        }
+        if (suffix && (ch == ':' || ch == '~' || (ch >= 'A' && ch <= 'Z') || ch == '_'))
+            continue;
+        return false;
+    }
+    return true;
+}
+
+/* A pip requirement: no leading '-' (no option injection), no whitespace or quotes. */
+static bool img_pip_req_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 400 || s[0] == '-')
+        return false;
+    for (const char *p = s; *p; p++)
+        if ((unsigned char)*p <= ' ' || *p == '"' || *p == '\'' || *p == '\\' || *p == '`' || *p == '$' ||
+            (unsigned char)*p >= 0x7f)
+            return false;
+    return true;
+}
+
+static bool img_env_key_ok(const char *k)
+{
+    if (!*k || strlen(k) > 255 || (*k >= '0' && *k <= '9'))
+        return false;
+    for (const char *p = k; *p; p++)
+        if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_'))
+            return false;
+    return true;
+}
+
+static bool img_abs_path_ok(const char *s)
+{
+    return s[0] == '/' && strlen(s) <= SPEC_MAX_PATH;
+}
+
+/* Host paths may be relative (to the spec's directory: spec_image_resolve_paths). */
+static bool img_host_path_ok(const char *s)
+{
+    return *s && strlen(s) <= SPEC_MAX_PATH;
+}
+
+/* A non-empty array of strings (or, when one_ok, a single string), each passing ok. */
+static int img_string_list(struct img_ctx *c, const char *suffix, json_t *v, bool one_ok,
+                           bool (*ok)(const char *), const char *what, json_t **out)
+{
+    AUTO_IMG_JSON json_t *list = json_array();
+    if (!list)
+        return img_nomem(c);
+    if (one_ok && json_is_string(v)) {
+        if (json_array_append(list, v) < 0)
+            return img_nomem(c);
+    } else if (json_is_array(v)) {
+        if (json_array_size(v) == 0)
+            return img_fail(c, suffix, "must list at least one %s", what);
+        if (json_array_size(v) > SPEC_IMAGE_MAX_ITEMS)
+            return img_fail(c, suffix, "at most %d entries, got %zu", SPEC_IMAGE_MAX_ITEMS, json_array_size(v));
+        size_t i;
+        json_t *e;
+        json_array_foreach(v, i, e) {
+            if (json_array_append(list, e) < 0)
+                return img_nomem(c);
+        }
+    } else {
+        return img_fail(c, suffix, "must be %s%s, got %s", one_ok ? "a string or " : "", "an array of strings",
+                        img_type(v));
+    }
+    size_t total = 0, i;
+    json_t *e;
+    json_array_foreach(list, i, e) {
+        char sub[64];
+        snprintf(sub, sizeof sub, "%s[%zu]", suffix, i);
+        if (!img_plain_string(e))
+            return img_fail(c, one_ok && json_is_string(v) ? suffix : sub, "must be a non-empty %s, got %s", what,
+                            img_type(e));
+        if (!ok(json_string_value(e)))
+            return img_fail(c, one_ok && json_is_string(v) ? suffix : sub, "\"%.80s\" is not a valid %s",
+                            json_string_value(e), what);
+        total += json_string_length(e) + 1;
+    }
+    if (total > SPEC_IMAGE_MAX_BYTES)
+        return img_fail(c, suffix, "is %zu bytes long; at most %d bytes per step", total, SPEC_IMAGE_MAX_BYTES);
+    *out = json_incref(list);
+    return 0;
+}
+
+static bool img_any_command(const char *s)
+{
+    return *s != '\0';
+}
+
+static int img_only_keys(struct img_ctx *c, const char *suffix, json_t *obj, const char *const *allowed)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v) {
+        bool found = false;
+        for (const char *const *a = allowed; *a; a++)
+            found = found || !strcmp(*a, key);
+        if (!found) {
+            char list[256] = "";
+            for (const char *const *a = allowed; *a; a++)
+                snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", a == allowed ? "" : ", ", *a);
+            char sub[SPEC_FIELD_MAX];
+            snprintf(sub, sizeof sub, "%s.%.64s", suffix, key);
+            return img_fail(c, sub, "unknown field; allowed here: %s", list);
+        }
+    }
+    return 0;
+}
+
+static const char *const img_kinds[] = {"run", "apt_install", "pip_install", "copy", "env", "workdir", NULL};
+
+/* One step: exactly one kind key, plus that kind's options. */
+static int img_step(struct img_ctx *c, size_t idx, json_t *s, json_t **out)
+{
+    char suf[48];
+    snprintf(suf, sizeof suf, ".steps[%zu]", idx);
+    if (!json_is_object(s))
+        return img_fail(c, suf, "must be a table with one of run, apt_install, pip_install, copy, env, workdir; got %s",
+                        img_type(s));
+    const char *kind = NULL;
+    for (const char *const *k = img_kinds; *k; k++) {
+        if (json_object_get(s, *k)) {
+            if (kind)
+                return img_fail(c, suf, "has both %s and %s; give one step per table", kind, *k);
+            kind = *k;
+        }
+    }
+    if (!kind)
+        return img_fail(c, suf, "names no step; use one of run, apt_install, pip_install, copy, env, workdir");
+    char ksuf[64];
+    snprintf(ksuf, sizeof ksuf, "%s.%s", suf, kind);
+    json_t *v = json_object_get(s, kind);
+    AUTO_IMG_JSON json_t *n = NULL;
+    int r;
+    if (!strcmp(kind, "run")) {
+        static const char *const allowed[] = {"run", NULL};
+        json_t *cmds = NULL;
+        if ((r = img_only_keys(c, suf, s, allowed)) < 0 ||
+            (r = img_string_list(c, ksuf, v, true, img_any_command, "shell command", &cmds)) < 0)
+            return r;
+        n = json_pack("{s:o}", "run", cmds);
+    } else if (!strcmp(kind, "apt_install")) {
+        static const char *const allowed[] = {"apt_install", NULL};
+        json_t *pkgs = NULL;
+        if ((r = img_only_keys(c, suf, s, allowed)) < 0 ||
+            (r = img_string_list(c, ksuf, v, true, img_apt_name_ok, "Debian package name", &pkgs)) < 0)
+            return r;
+        n = json_pack("{s:o}", "apt_install", pkgs);
+    } else if (!strcmp(kind, "pip_install")) {
+        static const char *const allowed[] = {"pip_install", "find_links", NULL};
+        json_t *reqs = NULL;
+        if ((r = img_only_keys(c, suf, s, allowed)) < 0 ||
+            (r = img_string_list(c, ksuf, v, true, img_pip_req_ok, "pip requirement", &reqs)) < 0)
+            return r;
+        n = json_pack("{s:o}", "pip_install", reqs);
+        json_t *fl = json_object_get(s, "find_links");
+        if (n && fl) {
+            char fsuf[64];
+            snprintf(fsuf, sizeof fsuf, "%s.find_links", suf);
+            if (!img_plain_string(fl) || !img_host_path_ok(json_string_value(fl)))
+                return img_fail(c, fsuf, "must be a directory of wheels on this machine, got %s", img_type(fl));
+            json_object_set(n, "find_links", fl);
+        }
+    } else if (!strcmp(kind, "copy")) {
+        static const char *const allowed[] = {"copy", "to", NULL};
+        if ((r = img_only_keys(c, suf, s, allowed)) < 0)
+            return r;
+        if (!img_plain_string(v) || !img_host_path_ok(json_string_value(v)))
+            return img_fail(c, ksuf, "must be the path of a local file or directory, got %s", img_type(v));
+        json_t *to = json_object_get(s, "to");
+        char tsuf[64];
+        snprintf(tsuf, sizeof tsuf, "%s.to", suf);
+        if (!to)
+            return img_fail(c, tsuf, "required field is missing; give the absolute path in the image, e.g. to = \"/app\"");
+        if (!img_plain_string(to) || !img_abs_path_ok(json_string_value(to)))
+            return img_fail(c, tsuf, "must be an absolute path in the image, got %s", img_type(to));
+        n = json_pack("{s:O,s:O}", "copy", v, "to", to);
+    } else if (!strcmp(kind, "env")) {
+        static const char *const allowed[] = {"env", NULL};
+        if ((r = img_only_keys(c, suf, s, allowed)) < 0)
+            return r;
+        if (!json_is_object(v) || json_object_size(v) == 0)
+            return img_fail(c, ksuf, "must be a non-empty table of NAME = \"value\", got %s", img_type(v));
+        if (json_object_size(v) > SPEC_MAX_ENV)
+            return img_fail(c, ksuf, "at most %d variables per step", SPEC_MAX_ENV);
+        const char *key;
+        json_t *val;
+        json_object_foreach(v, key, val) {
+            char esuf[SPEC_FIELD_MAX];
+            snprintf(esuf, sizeof esuf, "%s.%.64s", ksuf, key);
+            if (!img_env_key_ok(key))
+                return img_fail(c, esuf, "is not a valid variable name (letters, digits, _; not starting with a digit)");
+            if (!json_is_string(val) || strlen(json_string_value(val)) != json_string_length(val) ||
+                json_string_length(val) > 32768)
+                return img_fail(c, esuf, "must be a string without NUL, at most 32768 bytes, got %s", img_type(val));
+        }
+        n = json_pack("{s:O}", "env", v);
+    } else {
+        static const char *const allowed[] = {"workdir", NULL};
+        if ((r = img_only_keys(c, suf, s, allowed)) < 0)
+            return r;
+        if (!img_plain_string(v) || !img_abs_path_ok(json_string_value(v)))
+            return img_fail(c, ksuf, "must be an absolute path in the image, got %s", img_type(v));
+        n = json_pack("{s:O}", "workdir", v);
+    }
+    if (!n)
+        return img_nomem(c);
+    *out = json_incref(n);
+    return 0;
+}
+
+static const char *const img_bases[] = {"scratch", "busybox", "debian_slim", NULL};
+
+bool spec_image_base_builtin(const char *base)
+{
+    for (const char *const *b = img_bases; *b; b++)
+        if (!strcmp(*b, base))
+            return true;
+    return false;
+}
+
+int spec_image_parse(json_t *v, const char *where, json_t **out, char field_out[SPEC_FIELD_MAX], struct gerr *err)
+{
+    struct img_ctx c = {.field_out = field_out, .err = err};
+    snprintf(c.path, sizeof c.path, "%s", where);
+    *out = NULL;
+    if (field_out)
+        field_out[0] = '\0';
+    if (!json_is_object(v))
+        return img_fail(&c, "", "must be a table with base (or from_oci) and steps, got %s", v ? img_type(v) : "nothing");
+    static const char *const allowed[] = {"base", "from_oci", "steps", "built_id", NULL};
+    int r = img_only_keys(&c, "", v, allowed);
+    if (r < 0)
+        return r;
+    json_t *base = json_object_get(v, "base"), *oci = json_object_get(v, "from_oci");
+    AUTO_IMG_JSON json_t *n = json_object();
+    if (!n)
+        return img_nomem(&c);
+    if (base && oci)
+        return img_fail(&c, ".from_oci", "give either base or from_oci, not both");
+    if (!base && !oci)
+        return img_fail(&c, ".base", "required field is missing; use \"debian_slim\", \"busybox\", \"scratch\" or a "
+                                     "registered image name, or give from_oci");
+    if (base) {
+        if (!img_plain_string(base))
+            return img_fail(&c, ".base", "must be a string, got %s", img_type(base));
+        const char *b = json_string_value(base);
+        bool name_ok = strlen(b) <= 63 && ((b[0] >= 'a' && b[0] <= 'z') || (b[0] >= 'A' && b[0] <= 'Z') ||
+                                           (b[0] >= '0' && b[0] <= '9'));
+        for (const char *p = b; *p && name_ok; p++)
+            name_ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                      *p == '_' || *p == '-';
+        if (!name_ok)
+            return img_fail(&c, ".base", "\"%.80s\" is not debian_slim, busybox, scratch or an image name", b);
+        json_object_set(n, "base", base);
+    } else {
+        if (!img_plain_string(oci) || !img_host_path_ok(json_string_value(oci)))
+            return img_fail(&c, ".from_oci", "must be the path of an OCI image layout directory or image tarball, got %s",
+                            img_type(oci));
+        json_object_set(n, "from_oci", oci);
+    }
+    json_t *steps = json_object_get(v, "steps");
+    AUTO_IMG_JSON json_t *ns = json_array();
+    if (!ns)
+        return img_nomem(&c);
+    if (steps) {
+        if (!json_is_array(steps))
+            return img_fail(&c, ".steps", "must be an array of step tables ([[image.steps]] in TOML), got %s",
+                            img_type(steps));
+        if (json_array_size(steps) > SPEC_IMAGE_MAX_STEPS)
+            return img_fail(&c, ".steps", "at most %d steps, got %zu", SPEC_IMAGE_MAX_STEPS, json_array_size(steps));
+        size_t i;
+        json_t *s;
+        json_array_foreach(steps, i, s) {
+            json_t *one = NULL;
+            if ((r = img_step(&c, i, s, &one)) < 0)
+                return r;
+            if (json_array_append_new(ns, one) < 0)
+                return img_nomem(&c);
+        }
+    }
+    if (json_object_set(n, "steps", ns) < 0)
+        return img_nomem(&c);
+    json_t *built = json_object_get(v, "built_id");
+    if (built) {
+        if (!json_is_string(built) || strncmp(json_string_value(built), "sha256:", 7) ||
+            json_string_length(built) != 71 ||
+            strspn(json_string_value(built) + 7, "0123456789abcdef") != 64)
+            return img_fail(&c, ".built_id", "must be an image id \"sha256:<64 hex digits>\"");
+        json_object_set(n, "built_id", built);
+    }
+    *out = json_incref(n);
+    return 0;
+}
+
+/* path resolved against context into a new absolute string. */
+static int img_resolve_one(struct img_ctx *c, json_t *obj, const char *key, const char *suffix, const char *context)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v)
+        return 0;
+    const char *p = json_string_value(v);
+    if (p[0] == '/')
+        return 0;
+    if (!context || context[0] != '/')
+        return img_fail(c, suffix, "\"%.80s\" is a relative path; give an absolute path (gust resolves paths "
+                                   "relative to the spec file's directory)", p);
+    char abs[SPEC_MAX_PATH + 2];
+    const char *rel = !strncmp(p, "./", 2) ? p + 2 : p;
+    if (snprintf(abs, sizeof abs, "%s%s%s", context, context[strlen(context) - 1] == '/' ? "" : "/", rel) >=
+        (int)sizeof abs - 1)
+        return img_fail(c, suffix, "path is too long after joining it to %s", context);
+    if (!strcmp(rel, "."))
+        abs[strlen(abs) - 2] = '\0';
+    return json_object_set_new(obj, key, json_string(abs)) < 0 ? img_nomem(c) : 0;
+}
+
+int spec_image_resolve_paths(json_t *def, const char *where, const char *context, char field_out[SPEC_FIELD_MAX],
+                             struct gerr *err)
+{
+    struct img_ctx c = {.field_out = field_out, .err = err};
+    snprintf(c.path, sizeof c.path, "%s", where);
+    int r = img_resolve_one(&c, def, "from_oci", ".from_oci", context);
+    size_t i;
+    json_t *s;
+    json_array_foreach(json_object_get(def, "steps"), i, s) {
+        char suf[64];
+        snprintf(suf, sizeof suf, ".steps[%zu].copy", i);
+        if (r == 0)
+            r = img_resolve_one(&c, s, "copy", suf, context);
+        snprintf(suf, sizeof suf, ".steps[%zu].find_links", i);
+        if (r == 0)
+            r = img_resolve_one(&c, s, "find_links", suf, context);
+    }
+    return r;
+}
