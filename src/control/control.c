@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <malloc.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -161,6 +162,10 @@ static int fver_image_config(struct ctl *c, struct ctl_fver *fv, const char *id,
     if (r == 0 && iwd && iwd[0] == '/' && !(fv->image_workdir = strdup(iwd)))
         r = -ENOMEM;
     json_decref(config);
+    /* The manifest parsed for the config can be large: give its pages back, since
+     * sandboxes are cloned fork-style from this process (cost grows with its RSS). */
+    if (id[0])
+        malloc_trim(0);
     if (r < 0)
         return gerr_set(err, ENOMEM, "out of memory");
     fv->workdir = fv->image_workdir && (!fv->spec.workdir || !strcmp(fv->spec.workdir, "/")) ? fv->image_workdir

@@ -266,3 +266,13 @@ def test_python_sdk_image_builder(gust, tmp_path):
         raise AssertionError("the failing build did not raise")
     except gsdk.BuildError as e:
         assert e.command == "exit 3" and e.exit_status == 3, e.event
+
+
+def test_cache_survives_a_restart(gust):
+    d = {"base": "busybox", "steps": [{"run": "echo persisted > /p"}, {"workdir": "/w"}]}
+    first = final(build(gust, d, name="persist"))
+    gust.restart()
+    ev = build(gust, d)
+    assert ran(ev) == [] and final(ev)["image_id"] == first["image_id"], ev
+    gust.deploy(fn_spec("per", "f", SH + ["cat /p; pwd"], image="persist"))
+    assert gust.call_ok("per", "f") == b"persisted\n/w\n"
