@@ -811,6 +811,52 @@ static gust_client *open_build(const char *pos, const char *endpoint, struct buf
     return c;
 }
 
+/* The Python SDK's directory: $GUST_SDK_DIR, else sdk/python beside the directory
+ * this binary is in (a build tree of the repository). */
+static bool sdk_dir(char *out, size_t cap)
+{
+    const char *env = getenv("GUST_SDK_DIR");
+    if (env && *env) {
+        snprintf(out, cap, "%s", env);
+        return true;
+    }
+    char exe[PATH_MAX - 64];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0)
+        return false;
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (!slash)
+        return false;
+    *slash = '\0';
+    char cand[PATH_MAX + 32];
+    snprintf(cand, sizeof cand, "%s/../sdk/python/gust/cli.py", exe);
+    if (access(cand, R_OK) < 0)
+        return false;
+    return snprintf(out, cap, "%s/../sdk/python", exe) < (int)cap;
+}
+
+/* gust deploy FILE.py: the SDK deploys the apps the module defines. */
+static int deploy_python(const char *file)
+{
+    char sdk[PATH_MAX];
+    if (!sdk_dir(sdk, sizeof sdk)) {
+        fprintf(stderr, "error: cannot find the Python SDK for %s; set GUST_SDK_DIR to its directory "
+                        "(sdk/python of the Gust repository)\n", file);
+        return EXIT_USAGE;
+    }
+    const char *old = getenv("PYTHONPATH");
+    AUTO_BUF struct buf pp = {0};
+    buf_printf(&pp, "%s%s%s", sdk, old && *old ? ":" : "", old && *old ? old : "");
+    if (setenv("PYTHONPATH", pp.data, 1) < 0 || (g.addr && setenv("GUST_ADDR", g.addr, 1) < 0))
+        return EXIT_USAGE;
+    fflush(stdout);
+    char *argv[] = {"python3", "-m", "gust.cli", "deploy", (char *)file, g.json ? "--json" : NULL, NULL};
+    execvp("python3", argv);
+    fprintf(stderr, "error: cannot run python3 for %s: %s\n", file, strerror(errno));
+    return EXIT_USAGE;
+}
+
 static int cmd_deploy(const struct cmd *cmd, int argc, char **argv)
 {
     char *pos[1];
@@ -819,6 +865,9 @@ static int cmd_deploy(const struct cmd *cmd, int argc, char **argv)
     int rc;
     if (!parse_args(cmd, argc, argv, opts, pos, 1, &rc))
         return rc;
+    size_t plen = strlen(pos[0]);
+    if (plen > 3 && !strcmp(pos[0] + plen - 3, ".py"))
+        return deploy_python(pos[0]);
     AUTO_BUF struct buf spec = {0};
     AUTO_BUF struct buf path = {0};
     const char *ctype;
@@ -1424,7 +1473,8 @@ static int cmd_image_add(const struct cmd *cmd, int argc, char **argv)
 static const struct cmd CMDS[] = {
     {"deploy", "deploy SPEC [--force-build]",
      "Deploys the app in SPEC (a .json or .toml file, or - for stdin; other names are\n"
-     "read as JSON if they start with '{', else TOML). Every function gets a new version.\n"
+     "read as JSON if they start with '{', else TOML; a .py file goes to the Python SDK,\n"
+     "which deploys every gust.App it defines). Every function gets a new version.\n"
      "Inline image definitions are built first (cached steps are reused), with progress\n"
      "on stderr; relative paths in them are taken from SPEC's directory.\n"
      "  --force-build       run every build step again, ignoring the cache\n",

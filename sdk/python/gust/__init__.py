@@ -1,5 +1,7 @@
-"""Gust from Python (stdlib only). This release has the image builder; functions and
-apps come with the SDK issue."""
+"""Gust from Python (stdlib only): image definitions (Image), apps of Python functions
+(App, @app.function, .remote / .spawn / .map / .starmap / .for_each / .local)."""
+from .app import App, Function, FunctionCall, FunctionTimeoutError, GustError, RemoteError
 from .image import BuildError, Image
 
-__all__ = ["Image", "BuildError"]
+__all__ = ["App", "Function", "FunctionCall", "Image", "BuildError", "GustError", "RemoteError",
+           "FunctionTimeoutError"]

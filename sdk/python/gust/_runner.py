@@ -1,0 +1,93 @@
+"""Container side of a Python function: gust-init starts
+`python3 -m gust._runner MODULE_FILE QUALNAME` in runner mode. It imports the module
+once, then serves inputs over the runner protocol (src/proto/frame.h) on
+$GUST_RUNNER_FD: an input is pickle((args, kwargs)), a result pickle(value) (protocol
+5). An exception becomes an ERROR frame whose message carries the pickled exception and
+the remote traceback (see gust.function.RemoteError)."""
+import base64
+import importlib.util
+import os
+import pickle
+import socket
+import struct
+import sys
+import traceback
+
+HELLO, READY, INPUT, OUTPUT, ERROR, LOG, CANCEL, EXIT, SHUTDOWN = range(1, 10)
+F_MORE = 0x01
+MAX_BODY = 60 * 1024
+HEADER = struct.Struct("<BBHIQ")
+ERR_USER = 3
+EXC_TAG = "GUSTEXC1:"
+
+
+def send(sock, ftype, fid, body):
+    off = 0
+    while True:
+        chunk = body[off:off + MAX_BODY]
+        off += len(chunk)
+        more = off < len(body)
+        sock.send(HEADER.pack(ftype, F_MORE if more else 0, 0, len(chunk), fid) + chunk)
+        if not more:
+            return
+
+
+def error_message(exc):
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        blob = base64.b64encode(pickle.dumps(exc, protocol=5)).decode()
+    except Exception:  # unpicklable exception: the client raises a RemoteError with the text
+        blob = ""
+    head = f"{type(exc).__name__}: {exc}"
+    return f"{head}\n{EXC_TAG}{blob}\n{tb}"
+
+
+def load(module_file, qualname):
+    sys.path.insert(0, os.path.dirname(module_file))
+    name = os.path.splitext(os.path.basename(module_file))[0]
+    spec = importlib.util.spec_from_file_location(name, module_file)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    obj = mod
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return getattr(obj, "raw_f", obj)  # a gust Function wraps the plain function
+
+
+def main():
+    module_file, qualname = sys.argv[1], sys.argv[2]
+    sock = socket.socket(fileno=int(os.environ.get("GUST_RUNNER_FD", "3")))
+    os.environ["GUST_IN_CONTAINER"] = "1"
+    fn = load(module_file, qualname)
+    send(sock, READY, 0, b"")
+    pending = {}
+    while True:
+        data = sock.recv(HEADER.size + MAX_BODY)
+        if not data:
+            return 0
+        ftype, flags, _, blen, fid = HEADER.unpack_from(data)
+        body = data[HEADER.size:HEADER.size + blen]
+        if ftype == SHUTDOWN:
+            return 0
+        if ftype != INPUT:
+            continue
+        pending.setdefault(fid, []).append(body)
+        if flags & F_MORE:
+            continue
+        payload = b"".join(pending.pop(fid))
+        try:
+            args, kwargs = pickle.loads(payload)
+            out = pickle.dumps(fn(*args, **kwargs), protocol=5)
+        except BaseException as exc:  # the function's failure is the caller's to see
+            msg = error_message(exc).encode("utf-8", "replace")
+            send(sock, ERROR, fid, bytes([ERR_USER]) + msg)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            continue
+        sys.stdout.flush()
+        send(sock, OUTPUT, fid, out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

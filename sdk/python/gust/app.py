@@ -1,0 +1,251 @@
+"""Client side of Python functions: an App of decorated functions, deployed to gustd,
+called with .remote() / .spawn() / .map() (see the SDK issue for what is still to come:
+classes, secrets, gust run). Arguments and results travel as pickle (protocol 5); the
+function's module directory and this SDK go into the image as content-addressed copy
+steps, so unchanged sources are never copied twice."""
+import base64
+import http.client
+import json
+import os
+import pickle
+import sys
+import urllib.parse
+
+from .image import DEFAULT_ADDR, BuildError, Image
+
+SDK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXC_TAG = "GUSTEXC1:"
+
+
+class GustError(Exception):
+    """gustd refused a request, or a call failed in a way that is not the function's
+    own exception. code: gustd's error code."""
+
+    def __init__(self, message, code=None, call_id=None):
+        super().__init__(message)
+        self.code = code
+        self.call_id = call_id
+
+
+class FunctionTimeoutError(GustError):
+    pass
+
+
+class RemoteError(GustError):
+    """The function raised an exception that cannot be rebuilt here."""
+
+
+def _addr(addr):
+    host, _, port = (addr or os.environ.get("GUST_ADDR") or DEFAULT_ADDR).rpartition(":")
+    return host or "127.0.0.1", int(port)
+
+
+def _request(addr, method, path, body=None, headers=None, timeout=None):
+    host, port = _addr(addr)
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        r = conn.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        conn.close()
+
+
+def _raise_for(status, body):
+    try:
+        j = json.loads(body)
+    except ValueError:
+        raise GustError(f"HTTP {status}: {body[:300]!r}") from None
+    err = j.get("error") or {}
+    code, msg = err.get("code"), err.get("message", "")
+    _raise_error(code, msg, j.get("call_id"))
+
+
+def _raise_error(code, msg, call_id=None):
+    if EXC_TAG in msg:
+        head, _, rest = msg.partition(EXC_TAG)
+        blob, _, tb = rest.partition("\n")
+        exc = None
+        if blob:
+            try:
+                exc = pickle.loads(base64.b64decode(blob))
+            except Exception:  # its type is not importable here
+                exc = None
+        if isinstance(exc, BaseException):
+            exc.__cause__ = RemoteError("remote traceback:\n" + tb, code, call_id)
+            raise exc
+        raise RemoteError(head.strip() + "\n" + tb, code, call_id)
+    if code == "timeout":
+        raise FunctionTimeoutError(msg, code, call_id)
+    raise GustError(msg, code, call_id)
+
+
+class FunctionCall:
+    def __init__(self, fn, call_id):
+        self.function = fn
+        self.object_id = call_id
+
+    def get(self, timeout=None):
+        wait = 600 if timeout is None else min(600, timeout)
+        while True:
+            st, _, body = _request(self.function.app.addr, "GET", f"/v1/calls/{self.object_id}?wait={wait:g}")
+            if st == 200:
+                return pickle.loads(body)
+            if st == 202:
+                if timeout is not None:
+                    raise TimeoutError(f"call {self.object_id} is not done after {timeout} s")
+                continue
+            _raise_for(st, body)
+
+    def cancel(self):
+        _request(self.function.app.addr, "POST", f"/v1/calls/{self.object_id}/cancel")
+
+
+class Function:
+    def __init__(self, app, f, options):
+        self.app = app
+        self.raw_f = f
+        self.name = f.__name__
+        self.options = options
+
+    def __call__(self, *args, **kwargs):
+        return self.raw_f(*args, **kwargs)
+
+    def local(self, *args, **kwargs):
+        return self.raw_f(*args, **kwargs)
+
+    def _path(self, what):
+        return f"/v1/functions/{urllib.parse.quote(self.app.name)}/{urllib.parse.quote(self.name)}/{what}"
+
+    def remote(self, *args, **kwargs):
+        body = pickle.dumps((args, kwargs), protocol=5)
+        st, _, out = _request(self.app.addr, "POST", self._path("call"), body)
+        if st == 200:
+            return pickle.loads(out)
+        _raise_for(st, out)
+
+    def spawn(self, *args, **kwargs):
+        body = pickle.dumps((args, kwargs), protocol=5)
+        st, _, out = _request(self.app.addr, "POST", self._path("spawn"), body)
+        if st != 202:
+            _raise_for(st, out)
+        return FunctionCall(self, json.loads(out)["call_id"])
+
+    def starmap(self, arg_tuples, order_outputs=True, return_exceptions=False, kwargs=None):
+        lines = []
+        for a in arg_tuples:
+            blob = pickle.dumps((tuple(a), dict(kwargs or {})), protocol=5)
+            lines.append(json.dumps({"b64": base64.b64encode(blob).decode()}))
+        body = ("\n".join(lines) + "\n").encode()
+        host, port = _addr(self.app.addr)
+        conn = http.client.HTTPConnection(host, port)
+        try:
+            conn.request("POST", self._path("map") + ("?ordered=1" if order_outputs else ""), body=body,
+                         headers={"Content-Type": "application/x-ndjson"})
+            r = conn.getresponse()
+            if r.status != 200:
+                _raise_for(r.status, r.read())
+            for raw in r:
+                ev = json.loads(raw)
+                if ev.get("done"):
+                    return
+                if ev["status"] == "succeeded":
+                    data = base64.b64decode(ev["output_b64"]) if "output_b64" in ev else ev["output"].encode()
+                    yield pickle.loads(data)
+                    continue
+                err = ev.get("error") or {}
+                try:
+                    _raise_error(err.get("code"), err.get("message", ""), ev.get("call_id"))
+                except BaseException as exc:
+                    if not return_exceptions:
+                        raise
+                    yield exc
+        finally:
+            conn.close()
+
+    def map(self, *iterables, order_outputs=True, return_exceptions=False, kwargs=None):
+        return self.starmap(zip(*iterables), order_outputs=order_outputs, return_exceptions=return_exceptions,
+                            kwargs=kwargs)
+
+    def for_each(self, *iterables, kwargs=None):
+        for _ in self.map(*iterables, kwargs=kwargs, order_outputs=False, return_exceptions=True):
+            pass
+
+    def spec(self):
+        module_file = os.path.abspath(self.raw_f.__code__.co_filename)
+        if not module_file.endswith(".py") or not os.path.isfile(module_file):
+            raise GustError(f"{self.name}: defined in {module_file}, not a .py file; define functions in a module file")
+        src_dir = os.path.dirname(module_file)
+        o = self.options
+        image = o.get("image") or Image.debian_slim()
+        image = image.add_local_dir(os.path.join(SDK_DIR, "gust"), "/opt/gust/sdk/gust")
+        # The module's package (the directory, when it has __init__.py), else the file.
+        if os.path.isfile(os.path.join(src_dir, "__init__.py")):
+            pkg = os.path.basename(src_dir)
+            image = image.add_local_dir(src_dir, f"/opt/gust/app/{pkg}")
+            remote_file = f"/opt/gust/app/{pkg}/{os.path.basename(module_file)}"
+        else:
+            remote_file = "/opt/gust/app/" + os.path.basename(module_file)
+            image = image.add_local_file(module_file, remote_file)
+        f = {"name": self.name, "kind": "exec", "mode": "runner",
+             "command": ["python3", "-m", "gust._runner", remote_file, self.raw_f.__qualname__],
+             "image": image.definition(),
+             "env": dict(o.get("env") or {}, PYTHONPATH="/opt/gust/sdk", PYTHONUNBUFFERED="1")}
+        res = {}
+        if o.get("cpu") is not None:
+            res["cpu"] = int(o["cpu"] * 1000) if isinstance(o["cpu"], float) or o["cpu"] < 10 else int(o["cpu"])
+        if o.get("memory") is not None:
+            res["memory"] = int(o["memory"])
+        if o.get("gpu"):
+            res["gpu"] = o["gpu"]
+        if res:
+            f["resources"] = res
+        sc = {k: o[k] for k in ("min_containers", "max_containers", "buffer_containers", "scaledown_window")
+              if o.get(k) is not None}
+        if sc:
+            f["scaling"] = sc
+        if o.get("timeout") is not None:
+            f["timeout"] = int(o["timeout"])
+        if o.get("retries") is not None:
+            f["retries"] = int(o["retries"])
+        return f
+
+
+class App:
+    def __init__(self, name, addr=None):
+        self.name = name
+        self.addr = addr
+        self.registered_functions = {}
+
+    def function(self, image=None, cpu=None, memory=None, gpu=None, min_containers=None, max_containers=None,
+                 buffer_containers=None, scaledown_window=None, timeout=None, retries=None, env=None):
+        options = dict(image=image, cpu=cpu, memory=memory, gpu=gpu, min_containers=min_containers,
+                       max_containers=max_containers, buffer_containers=buffer_containers,
+                       scaledown_window=scaledown_window, timeout=timeout, retries=retries, env=env)
+
+        def wrap(f):
+            fn = Function(self, f, options)
+            self.registered_functions[fn.name] = fn
+            return fn
+        return wrap
+
+    def spec(self):
+        return {"app": self.name, "functions": [f.spec() for f in self.registered_functions.values()]}
+
+    def deploy(self, progress=sys.stderr):
+        """Builds the functions' images (progress on stderr) and deploys a new version."""
+        st, _, body = _request(self.addr, "POST", "/v1/deploy?build=1", json.dumps(self.spec()).encode(),
+                               {"Content-Type": "application/json"})
+        if st != 200:
+            _raise_for(st, body)
+        final = None
+        from .image import _show
+        for line in body.decode().splitlines():
+            if not line.strip():
+                continue
+            ev = json.loads(line)
+            _show(ev, progress)
+            final = ev
+        if not final or final.get("event") != "deployed":
+            raise BuildError(final or {"message": "gustd ended the deploy without a result"})
+        return final
