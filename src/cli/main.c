@@ -836,8 +836,9 @@ static bool sdk_dir(char *out, size_t cap)
     return snprintf(out, cap, "%s/../sdk/python", exe) < (int)cap;
 }
 
-/* gust deploy FILE.py: the SDK deploys the apps the module defines. */
-static int deploy_python(const char *file)
+/* gust deploy FILE.py / gust run FILE.py[::ENTRY]: the SDK does it (verb "deploy" or
+ * "run"). */
+static int hand_to_python(const char *verb, const char *file)
 {
     char sdk[PATH_MAX];
     if (!sdk_dir(sdk, sizeof sdk)) {
@@ -851,10 +852,23 @@ static int deploy_python(const char *file)
     if (setenv("PYTHONPATH", pp.data, 1) < 0 || (g.addr && setenv("GUST_ADDR", g.addr, 1) < 0))
         return EXIT_USAGE;
     fflush(stdout);
-    char *argv[] = {"python3", "-m", "gust.cli", "deploy", (char *)file, g.json ? "--json" : NULL, NULL};
+    char *argv[] = {"python3", "-m", "gust.cli", (char *)verb, (char *)file, g.json ? "--json" : NULL, NULL};
     execvp("python3", argv);
     fprintf(stderr, "error: cannot run python3 for %s: %s\n", file, strerror(errno));
     return EXIT_USAGE;
+}
+
+static int cmd_run(const struct cmd *cmd, int argc, char **argv)
+{
+    char *pos[1];
+    int rc;
+    if (!parse_args(cmd, argc, argv, NULL, pos, 1, &rc))
+        return rc;
+    const char *sep = strstr(pos[0], "::");
+    size_t flen = sep ? (size_t)(sep - pos[0]) : strlen(pos[0]);
+    if (flen < 4 || strncmp(pos[0] + flen - 3, ".py", 3))
+        return usage_error(cmd, "want a Python file, FILE.py or FILE.py::ENTRYPOINT, got \"%s\"", pos[0]);
+    return hand_to_python("run", pos[0]);
 }
 
 static int cmd_deploy(const struct cmd *cmd, int argc, char **argv)
@@ -867,7 +881,7 @@ static int cmd_deploy(const struct cmd *cmd, int argc, char **argv)
         return rc;
     size_t plen = strlen(pos[0]);
     if (plen > 3 && !strcmp(pos[0] + plen - 3, ".py"))
-        return deploy_python(pos[0]);
+        return hand_to_python("deploy", pos[0]);
     AUTO_BUF struct buf spec = {0};
     AUTO_BUF struct buf path = {0};
     const char *ctype;
@@ -1479,6 +1493,11 @@ static const struct cmd CMDS[] = {
      "on stderr; relative paths in them are taken from SPEC's directory.\n"
      "  --force-build       run every build step again, ignoring the cache\n",
      .run = cmd_deploy},
+    {"run", "run FILE.py[::ENTRYPOINT]",
+     "Runs a Python app: deploys the gust.App in FILE.py (building its images), calls its\n"
+     "@app.local_entrypoint() (ENTRYPOINT picks one when there are several) on this\n"
+     "machine, then stops the app.\n",
+     .run = cmd_run},
     {"call", "call APP.FN [-d DATA | -d @FILE | -d @-] [--timeout S]",
      "Calls APP.FN and writes its output bytes to stdout. The input is DATA, the\n"
      "contents of FILE, or stdin (when no -d is given and stdin is not a terminal).\n"

@@ -26,11 +26,12 @@ def boom(msg):
 '''
 
 
-def load(tmp_path):
+def load(tmp_path, name="sdkmod", text=MODULE):
+    """Writes text as module name under tmp_path and imports it (the SDK on the path)."""
     sys.path.insert(0, SDK)
-    path = tmp_path / "sdkmod.py"
-    path.write_text(MODULE)
-    spec = importlib.util.spec_from_file_location("sdkmod", path)
+    path = tmp_path / f"{name}.py"
+    path.write_text(text)
+    spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -93,4 +94,84 @@ def hello(name=None):
     assert mod.hello.remote() == "hello, world" and mod.hello.remote("gust") == "hello, gust"
     r = gust.cli("deploy", str(d / "missing.py"))
     assert r.rc == 2 and "missing.py" in r.err, r
-    assert isinstance(gsdk.App("x"), gsdk.App)
+    # gust run: deploy, the local entrypoint, then the app is stopped.
+    (d / "runme.py").write_text('''
+import gust
+app = gust.App("pyrun")
+
+@app.function(image=gust.Image.debian_slim().env({"WHO": "world"}))
+def hello(name):
+    return "hi " + name
+
+@app.local_entrypoint()
+def main():
+    print(hello.remote("from run"))
+    print(list(hello.map(["a", "b"])))
+''')
+    r = gust.cli("run", str(d / "runme.py"), timeout=600)
+    assert r.rc == 0 and r.out == "hi from run\n['hi a', 'hi b']\n", r
+    apps = {a["name"]: a["state"] for a in gust.get_json("/v1/apps")["apps"]}
+    assert apps.get("pyrun") == "stopped", apps
+    r = gust.cli("run", str(d / "runme.py") + "::nope")
+    assert r.rc == 2 and "no local entrypoint named nope" in r.err, r
+
+
+MODULE2 = '''
+import os, time
+import gust
+
+app = gust.App("sdk2")
+
+
+@app.function(max_inputs=2, max_containers=1)
+def overlap(x):
+    t0 = time.time()
+    time.sleep(1.0)
+    return (os.getpid(), t0, time.time())
+
+
+@app.function(retries=gust.Retries(2, initial_delay=0.1), max_containers=1)
+def flaky(key):
+    path = "/tmp/attempt-" + key
+    n = int(open(path).read()) if os.path.exists(path) else 0
+    open(path, "w").write(str(n + 1))
+    if n == 0:
+        raise RuntimeError("first attempt fails")
+    return n + 1
+
+
+@app.function(timeout=1)
+def slow():
+    time.sleep(30)
+
+
+@app.function(memory=64)
+def hog():
+    blocks = []
+    while True:
+        blocks.append(bytearray(16 << 20))
+'''
+
+
+def test_concurrency_retries_and_failure_kinds(gust, tmp_path):
+    mod = load(tmp_path, "sdk2", MODULE2)
+    import gust as gsdk
+    mod.app.addr = gust.addr
+    mod.app.deploy(progress=None)
+    # Two inputs at once in one container (threads): same pid, overlapping in time.
+    (p1, s1, e1), (p2, s2, e2) = list(mod.overlap.map([1, 2]))
+    assert p1 == p2 and s2 < e1 and s1 < e2, (s1, e1, s2, e2)
+    assert mod.flaky.remote("a") == 2                       # the retry succeeded
+    try:
+        mod.slow.remote()
+        raise AssertionError("no timeout")
+    except gsdk.FunctionTimeoutError as e:
+        assert e.code == "timeout" and e.call_id, e
+    try:
+        mod.hog.remote()
+        raise AssertionError("no OOM")
+    except gsdk.OutOfMemoryError as e:
+        assert e.code == "oom", e
+    # A deployed function by name, without its source.
+    f = gsdk.Function.from_name("sdk2", "flaky", addr=gust.addr)
+    assert f.remote("b") == 2

@@ -1,7 +1,8 @@
 """Gust from Python (stdlib only): image definitions (Image), apps of Python functions
 (App, @app.function, .remote / .spawn / .map / .starmap / .for_each / .local)."""
-from .app import App, Function, FunctionCall, FunctionTimeoutError, GustError, RemoteError
+from .app import (App, ContainerCrashError, Function, FunctionCall, FunctionTimeoutError, GustError,
+                  OutOfMemoryError, RemoteError, Retries)
 from .image import BuildError, Image
 
 __all__ = ["App", "Function", "FunctionCall", "Image", "BuildError", "GustError", "RemoteError",
-           "FunctionTimeoutError"]
+           "FunctionTimeoutError", "OutOfMemoryError", "ContainerCrashError", "Retries"]

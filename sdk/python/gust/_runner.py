@@ -11,7 +11,9 @@ import pickle
 import socket
 import struct
 import sys
+import threading
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 
 HELLO, READY, INPUT, OUTPUT, ERROR, LOG, CANCEL, EXIT, SHUTDOWN = range(1, 10)
 F_MORE = 0x01
@@ -21,7 +23,15 @@ ERR_USER = 3
 EXC_TAG = "GUSTEXC1:"
 
 
+_send_lock = threading.Lock()
+
+
 def send(sock, ftype, fid, body):
+    with _send_lock:
+        _send(sock, ftype, fid, body)
+
+
+def _send(sock, ftype, fid, body):
     off = 0
     while True:
         chunk = body[off:off + MAX_BODY]
@@ -60,33 +70,47 @@ def main():
     sock = socket.socket(fileno=int(os.environ.get("GUST_RUNNER_FD", "3")))
     os.environ["GUST_IN_CONTAINER"] = "1"
     fn = load(module_file, qualname)
+    # max_inputs > 1: that many inputs at once, each on a thread of its own.
+    workers = int(os.environ.get("GUST_MAX_INPUTS", "1") or "1")
+    pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
     send(sock, READY, 0, b"")
     pending = {}
     while True:
         data = sock.recv(HEADER.size + MAX_BODY)
         if not data:
-            return 0
+            break
         ftype, flags, _, blen, fid = HEADER.unpack_from(data)
         body = data[HEADER.size:HEADER.size + blen]
         if ftype == SHUTDOWN:
-            return 0
+            break
         if ftype != INPUT:
             continue
         pending.setdefault(fid, []).append(body)
         if flags & F_MORE:
             continue
         payload = b"".join(pending.pop(fid))
-        try:
-            args, kwargs = pickle.loads(payload)
-            out = pickle.dumps(fn(*args, **kwargs), protocol=5)
-        except BaseException as exc:  # the function's failure is the caller's to see
-            msg = error_message(exc).encode("utf-8", "replace")
-            send(sock, ERROR, fid, bytes([ERR_USER]) + msg)
-            sys.stdout.flush()
-            sys.stderr.flush()
-            continue
+        if pool:
+            pool.submit(serve, sock, fn, fid, payload)
+        else:
+            serve(sock, fn, fid, payload)
+    if pool:
+        pool.shutdown(wait=True)  # finish the inputs in flight
+    return 0
+
+
+def serve(sock, fn, fid, payload):
+    """Runs one input and answers it."""
+    try:
+        args, kwargs = pickle.loads(payload)
+        out = pickle.dumps(fn(*args, **kwargs), protocol=5)
+    except BaseException as exc:  # the function's failure is the caller's to see
+        msg = error_message(exc).encode("utf-8", "replace")
         sys.stdout.flush()
-        send(sock, OUTPUT, fid, out)
+        sys.stderr.flush()
+        send(sock, ERROR, fid, bytes([ERR_USER]) + msg)
+        return
+    sys.stdout.flush()
+    send(sock, OUTPUT, fid, out)
 
 
 if __name__ == "__main__":

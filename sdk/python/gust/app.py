@@ -28,11 +28,37 @@ class GustError(Exception):
 
 
 class FunctionTimeoutError(GustError):
-    pass
+    """The input ran past the function's timeout and was stopped."""
+
+
+class OutOfMemoryError(GustError):
+    """The container ran out of its memory limit while running the input."""
+
+
+class ContainerCrashError(GustError):
+    """The function's process died (a signal, or it exited) while running the input."""
 
 
 class RemoteError(GustError):
     """The function raised an exception that cannot be rebuilt here."""
+
+
+_ERRORS_BY_CODE = {"timeout": FunctionTimeoutError, "oom": OutOfMemoryError, "crashed": ContainerCrashError}
+
+
+class Retries:
+    """How a failed input is retried: gust.Retries(max_retries=3, backoff_coefficient=2.0,
+    initial_delay=1.0, max_delay=60.0); retries=N is the same with the defaults."""
+
+    def __init__(self, max_retries, backoff_coefficient=2.0, initial_delay=1.0, max_delay=60.0):
+        self.max_retries = int(max_retries)
+        self.backoff_coefficient = float(backoff_coefficient)
+        self.initial_delay = float(initial_delay)
+        self.max_delay = float(max_delay)
+
+    def spec(self):
+        return {"max_retries": self.max_retries, "backoff_coefficient": self.backoff_coefficient,
+                "initial_delay": self.initial_delay, "max_delay": self.max_delay}
 
 
 def _addr(addr):
@@ -75,9 +101,7 @@ def _raise_error(code, msg, call_id=None):
             exc.__cause__ = RemoteError("remote traceback:\n" + tb, code, call_id)
             raise exc
         raise RemoteError(head.strip() + "\n" + tb, code, call_id)
-    if code == "timeout":
-        raise FunctionTimeoutError(msg, code, call_id)
-    raise GustError(msg, code, call_id)
+    raise _ERRORS_BY_CODE.get(code, GustError)(msg, code, call_id)
 
 
 class FunctionCall:
@@ -102,16 +126,23 @@ class FunctionCall:
 
 
 class Function:
-    def __init__(self, app, f, options):
+    def __init__(self, app, f, options, name=None):
         self.app = app
         self.raw_f = f
-        self.name = f.__name__
+        self.name = name or f.__name__
         self.options = options
 
+    @classmethod
+    def from_name(cls, app_name, name, addr=None):
+        """A deployed function, to call without its source: Function.from_name("demo", "square")."""
+        return cls(App(app_name, addr=addr), None, {}, name=name)
+
     def __call__(self, *args, **kwargs):
-        return self.raw_f(*args, **kwargs)
+        return self.local(*args, **kwargs)
 
     def local(self, *args, **kwargs):
+        if self.raw_f is None:
+            raise GustError(f"{self.app.name}.{self.name} was looked up by name: it has no local code")
         return self.raw_f(*args, **kwargs)
 
     def _path(self, what):
@@ -193,20 +224,24 @@ class Function:
              "env": dict(o.get("env") or {}, PYTHONPATH="/opt/gust/sdk", PYTHONUNBUFFERED="1")}
         res = {}
         if o.get("cpu") is not None:
-            res["cpu"] = int(o["cpu"] * 1000) if isinstance(o["cpu"], float) or o["cpu"] < 10 else int(o["cpu"])
+            res["cpu"] = int(round(float(o["cpu"]) * 1000))  # cores, as in Modal; the spec takes millicores
         if o.get("memory") is not None:
-            res["memory"] = int(o["memory"])
+            res["memory"] = int(o["memory"])  # MiB
         if o.get("gpu"):
             res["gpu"] = o["gpu"]
         if res:
             f["resources"] = res
-        sc = {k: o[k] for k in ("min_containers", "max_containers", "buffer_containers", "scaledown_window")
-              if o.get(k) is not None}
+        sc = {k: o[k] for k in ("min_containers", "max_containers", "buffer_containers", "scaledown_window",
+                                "max_inputs") if o.get(k) is not None}
+        if o.get("max_inputs"):
+            f["env"]["GUST_MAX_INPUTS"] = str(int(o["max_inputs"]))
         if sc:
             f["scaling"] = sc
         if o.get("timeout") is not None:
             f["timeout"] = int(o["timeout"])
-        if o.get("retries") is not None:
+        if isinstance(o.get("retries"), Retries):
+            f["retries"] = o["retries"].spec()
+        elif o.get("retries") is not None:
             f["retries"] = int(o["retries"])
         return f
 
@@ -216,12 +251,29 @@ class App:
         self.name = name
         self.addr = addr
         self.registered_functions = {}
+        self.local_entrypoints = {}
+
+    def local_entrypoint(self):
+        """Marks the function `gust run FILE.py` calls (after deploying the app, which
+        is stopped again when it returns)."""
+        def wrap(f):
+            self.local_entrypoints[f.__name__] = f
+            return f
+        return wrap
+
+    def stop(self):
+        st, _, body = _request(self.addr, "POST", f"/v1/apps/{urllib.parse.quote(self.name)}/stop")
+        if st != 200:
+            _raise_for(st, body)
 
     def function(self, image=None, cpu=None, memory=None, gpu=None, min_containers=None, max_containers=None,
-                 buffer_containers=None, scaledown_window=None, timeout=None, retries=None, env=None):
+                 buffer_containers=None, scaledown_window=None, timeout=None, retries=None, env=None,
+                 max_inputs=None):
+        """max_inputs > 1: a container serves that many inputs at once, in threads."""
         options = dict(image=image, cpu=cpu, memory=memory, gpu=gpu, min_containers=min_containers,
                        max_containers=max_containers, buffer_containers=buffer_containers,
-                       scaledown_window=scaledown_window, timeout=timeout, retries=retries, env=env)
+                       scaledown_window=scaledown_window, timeout=timeout, retries=retries, env=env,
+                       max_inputs=max_inputs)
 
         def wrap(f):
             fn = Function(self, f, options)

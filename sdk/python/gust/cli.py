@@ -1,6 +1,8 @@
-"""`python3 -m gust.cli deploy FILE.py`: what the C CLI runs for `gust deploy FILE.py`.
-Imports FILE and deploys every gust.App defined at its top level; progress on stderr,
-one line per deployed function on stdout (or the answers as JSON with --json)."""
+"""What the C CLI runs for Python files:
+  python3 -m gust.cli deploy FILE.py [--json]   deploys every gust.App FILE defines
+                                                (progress on stderr, one line per function)
+  python3 -m gust.cli run FILE.py[::ENTRY]      deploys the app, calls its local entrypoint
+                                                (ENTRY, or the only one), then stops the app"""
 import importlib.util
 import json
 import os
@@ -23,35 +25,63 @@ def load_module(path):
     return mod
 
 
+def deploy_app(app):
+    """Deploys app; returns (exit code, result)."""
+    try:
+        return 0, app.deploy()
+    except BuildError as e:
+        print(f"error: {e.message}", file=sys.stderr)
+        if e.command:
+            print(f"  command: {e.command}\n  exit status: {e.exit_status}", file=sys.stderr)
+        if e.output_tail:
+            print("  last output:\n" + e.output_tail.rstrip("\n"), file=sys.stderr)
+        return 1, None
+    except (GustError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return (3 if isinstance(e, GustError) else 4), None
+
+
 def main(argv):
     as_json = "--json" in argv
     args = [a for a in argv if a != "--json"]
-    if len(args) != 2 or args[0] != "deploy":
-        print("usage: python3 -m gust.cli deploy FILE.py [--json]", file=sys.stderr)
+    if len(args) != 2 or args[0] not in ("deploy", "run"):
+        print("usage: python3 -m gust.cli deploy FILE.py [--json] | run FILE.py[::ENTRY]", file=sys.stderr)
         return 2
+    target, _, entry = args[1].partition("::")
     try:
-        mod = load_module(args[1])
+        mod = load_module(target)
     except (OSError, SyntaxError, GustError) as e:
-        print(f"error: {args[1]}: {e}", file=sys.stderr)
+        print(f"error: {target}: {e}", file=sys.stderr)
         return 2
     apps = [v for v in vars(mod).values() if isinstance(v, App)]
     if not apps:
-        print(f"error: {args[1]} defines no gust.App at its top level", file=sys.stderr)
+        print(f"error: {target} defines no gust.App at its top level", file=sys.stderr)
         return 2
+    if args[0] == "run":
+        found = [(a, name, f) for a in apps for name, f in a.local_entrypoints.items() if not entry or name == entry]
+        if len(found) != 1:
+            have = ", ".join(n for a in apps for n in a.local_entrypoints) or "none"
+            print(f"error: {target}: {'no' if not found else 'more than one'} local entrypoint"
+                  f"{' named ' + entry if entry else ''} (defined: {have}; pick one with FILE.py::NAME)",
+                  file=sys.stderr)
+            return 2
+        app, _, f = found[0]
+        rc, _ = deploy_app(app)
+        if rc:
+            return rc
+        try:
+            f()
+        finally:
+            try:
+                app.stop()
+            except (GustError, OSError) as e:
+                print(f"warning: stopping app {app.name}: {e}", file=sys.stderr)
+        return 0
     results = []
     for app in apps:
-        try:
-            res = app.deploy()
-        except BuildError as e:
-            print(f"error: {e.message}", file=sys.stderr)
-            if e.command:
-                print(f"  command: {e.command}\n  exit status: {e.exit_status}", file=sys.stderr)
-            if e.output_tail:
-                print("  last output:\n" + e.output_tail.rstrip("\n"), file=sys.stderr)
-            return 1
-        except (GustError, OSError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 3 if isinstance(e, GustError) else 4
+        rc, res = deploy_app(app)
+        if rc:
+            return rc
         res.pop("event", None)
         results.append(res)
         if not as_json:
