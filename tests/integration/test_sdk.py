@@ -145,6 +145,26 @@ def slow():
     time.sleep(30)
 
 
+@app.cls(max_containers=1)
+class Model:
+    @gust.enter(snap=True)
+    def load(self):
+        self.weight = 3
+        with open("/tmp/enters", "a") as f:
+            f.write("snap\\n")
+
+    @gust.enter()
+    def warm(self):
+        self.ready = self.weight * 2
+
+    @gust.method()
+    def predict(self, x):
+        return x * self.weight + self.ready, open("/tmp/enters").read().count("snap")
+
+    def helper(self):
+        return "not remote"
+
+
 @app.function(memory=64)
 def hog():
     blocks = []
@@ -172,6 +192,16 @@ def test_concurrency_retries_and_failure_kinds(gust, tmp_path):
         raise AssertionError("no OOM")
     except gsdk.OutOfMemoryError as e:
         assert e.code == "oom", e
+    # A class: enter hooks once per container (snap first), methods serve inputs.
+    m = mod.Model()
+    assert m.predict.remote(2) == (12, 1)
+    assert m.predict.remote(5) == (21, 1)
+    assert list(m.predict.map([1, 2])) == [(9, 1), (12, 1)]
+    try:
+        m.helper
+        raise AssertionError("helper is not a method")
+    except AttributeError:
+        pass
     # A deployed function by name, without its source.
     f = gsdk.Function.from_name("sdk2", "flaky", addr=gust.addr)
     assert f.remote("b") == 2

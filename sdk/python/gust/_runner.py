@@ -62,7 +62,32 @@ def load(module_file, qualname):
     obj = mod
     for part in qualname.split("."):
         obj = getattr(obj, part)
+    if hasattr(obj, "_user_cls"):  # a gust Cls: one instance per container
+        return instance_dispatch(obj._user_cls)
     return getattr(obj, "raw_f", obj)  # a gust Function wraps the plain function
+
+
+EXIT_HOOKS = []
+
+
+def instance_dispatch(user_cls):
+    """Makes the container's instance, runs its enter hooks (snap=True ones first),
+    and returns a callable taking (method name, *args)."""
+    inst = user_cls()
+    members = [getattr(user_cls, n) for n in dir(user_cls)]
+    for kind in ("snap", "post"):
+        for m in members:
+            if getattr(m, "_gust_enter", None) == kind:
+                m(inst)
+    EXIT_HOOKS.extend(m for m in members if getattr(m, "_gust_exit", False))
+
+    def call(method_name, *args, **kwargs):
+        m = getattr(user_cls, method_name, None)
+        if m is None or not getattr(m, "_gust_method", False):
+            raise AttributeError(f"{user_cls.__name__}.{method_name} is not a @gust.method()")
+        return m(inst, *args, **kwargs)
+    call.instance = inst
+    return call
 
 
 def main():
@@ -95,6 +120,9 @@ def main():
             serve(sock, fn, fid, payload)
     if pool:
         pool.shutdown(wait=True)  # finish the inputs in flight
+    inst = getattr(fn, "instance", None)
+    for hook in EXIT_HOOKS:
+        hook(inst)
     return 0
 
 

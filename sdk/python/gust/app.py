@@ -203,7 +203,12 @@ class Function:
             pass
 
     def spec(self):
-        module_file = os.path.abspath(self.raw_f.__code__.co_filename)
+        code = getattr(self.raw_f, "__code__", None)
+        if code is None:  # a class: the file of one of its methods
+            code = next((v.__code__ for v in vars(self.raw_f).values() if hasattr(v, "__code__")), None)
+        if code is None:
+            raise GustError(f"{self.name}: cannot tell which file defines it")
+        module_file = os.path.abspath(code.co_filename)
         if not module_file.endswith(".py") or not os.path.isfile(module_file):
             raise GustError(f"{self.name}: defined in {module_file}, not a .py file; define functions in a module file")
         src_dir = os.path.dirname(module_file)
@@ -246,6 +251,71 @@ class Function:
         return f
 
 
+def enter(snap=False):
+    """Marks a method of an @app.cls class that runs once per container before inputs.
+    snap=True hooks run first (they are what a memory snapshot will capture, a later
+    issue); both kinds run today in every new container."""
+    def wrap(f):
+        f._gust_enter = "snap" if snap else "post"
+        return f
+    return wrap
+
+
+def exit():  # noqa: A001 - the name Modal users know
+    """Marks a method that runs when the container stops."""
+    def wrap(f):
+        f._gust_exit = True
+        return f
+    return wrap
+
+
+def method():
+    """Marks a method callable remotely: Model().predict.remote(x)."""
+    def wrap(f):
+        f._gust_method = True
+        return f
+    return wrap
+
+
+class _BoundMethod:
+    def __init__(self, fn, method_name):
+        self._fn = fn
+        self._method = method_name
+
+    def _wrap(self, args, kwargs):
+        return ((self._method,) + tuple(args), kwargs)
+
+    def remote(self, *args, **kwargs):
+        a, k = self._wrap(args, kwargs)
+        return self._fn.remote(*a, **k)
+
+    def spawn(self, *args, **kwargs):
+        a, k = self._wrap(args, kwargs)
+        return self._fn.spawn(*a, **k)
+
+    def map(self, *iterables, **kw):
+        return self._fn.starmap(((self._method,) + tuple(t) for t in zip(*iterables)), **kw)
+
+
+class Cls:
+    """A deployed class: Cls() gives an object whose @gust.method()s have .remote()."""
+
+    def __init__(self, fn, user_cls):
+        self._fn = fn
+        self._user_cls = user_cls
+
+    def __call__(self):
+        obj = self
+
+        class _Obj:
+            def __getattr__(self, name):
+                m = getattr(obj._user_cls, name, None)
+                if m is None or not getattr(m, "_gust_method", False):
+                    raise AttributeError(f"{obj._user_cls.__name__}.{name} is not a @gust.method()")
+                return _BoundMethod(obj._fn, name)
+        return _Obj()
+
+
 class App:
     def __init__(self, name, addr=None):
         self.name = name
@@ -279,6 +349,14 @@ class App:
             fn = Function(self, f, options)
             self.registered_functions[fn.name] = fn
             return fn
+        return wrap
+
+    def cls(self, **options):
+        """A class whose instance lives in the container: @gust.enter() hooks run once
+        per container, @gust.method()s serve inputs. Same knobs as function()."""
+        def wrap(user_cls):
+            fn = self.function(**options)(user_cls)
+            return Cls(fn, user_cls)
         return wrap
 
     def spec(self):
