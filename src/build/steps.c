@@ -39,13 +39,30 @@ static bool stopping(const struct builder *b)
 
 /* ---- ids -------------------------------------------------------------------------- */
 
+static void id_of_digest(const struct cas_digest *d, char out[IMAGE_ID_MAX]);
+
 static void id_of_text(const char *text, size_t len, char out[IMAGE_ID_MAX])
 {
     struct cas_digest d;
-    char hex[CAS_HEX_LEN + 1];
     cas_digest_of(text, len, &d);
-    cas_digest_hex(&d, hex);
+    id_of_digest(&d, out);
+}
+
+static void id_of_digest(const struct cas_digest *d, char out[IMAGE_ID_MAX])
+{
+    char hex[CAS_HEX_LEN + 1];
+    cas_digest_hex(d, hex);
     snprintf(out, IMAGE_ID_MAX, "sha256:%s", hex);
+}
+
+/* Stores manifest m; out gets its image id. */
+static int store_manifest(struct builder *b, json_t *m, char out[IMAGE_ID_MAX], struct gerr *err)
+{
+    struct cas_digest d;
+    int r = cas_manifest_store(b->cfg.cas, m, &d, err);
+    if (r == 0)
+        id_of_digest(&d, out);
+    return r;
 }
 
 /* A step's id: SHA-256 of "gust-step-1", the parent image id and the canonical
@@ -107,9 +124,7 @@ static int content_id(struct builder *b, const char *path, char out[IMAGE_ID_MAX
     }
     if (r < 0)
         return r;
-    char hex[CAS_HEX_LEN + 1];
-    cas_digest_hex(&d, hex);
-    snprintf(out, IMAGE_ID_MAX, "sha256:%s", hex);
+    id_of_digest(&d, out);
     return 0;
 }
 
@@ -141,9 +156,7 @@ static int file_sha256(const char *path, char out[IMAGE_ID_MAX], struct gerr *er
         return r;
     struct cas_digest d;
     memcpy(d.b, md, 32);
-    char hex[CAS_HEX_LEN + 1];
-    cas_digest_hex(&d, hex);
-    snprintf(out, IMAGE_ID_MAX, "sha256:%s", hex);
+    id_of_digest(&d, out);
     return 0;
 }
 
@@ -154,14 +167,7 @@ static int scratch_id(struct builder *b, char out[IMAGE_ID_MAX], struct gerr *er
                                     "path", ".", "type", "dir", "mode", 0755, "uid", 0, "gid", 0);
     if (!m)
         return gerr_set(err, ENOMEM, "out of memory");
-    struct cas_digest d;
-    int r = cas_manifest_store(b->cfg.cas, m, &d, err);
-    if (r < 0)
-        return r;
-    char hex[CAS_HEX_LEN + 1];
-    cas_digest_hex(&d, hex);
-    snprintf(out, IMAGE_ID_MAX, "sha256:%s", hex);
-    return 0;
+    return store_manifest(b, m, out, err);
 }
 
 /* ---- the host's apt configuration -------------------------------------------------- */
@@ -503,9 +509,7 @@ static int run_debootstrap(struct build_job *j, char id_out[IMAGE_ID_MAX], struc
     rm_rf(target);
     if (r < 0)
         return r;
-    char hex[CAS_HEX_LEN + 1];
-    cas_digest_hex(&d, hex);
-    snprintf(id_out, IMAGE_ID_MAX, "sha256:%s", hex);
+    id_of_digest(&d, id_out);
     return 0;
 }
 
@@ -712,9 +716,7 @@ static int run_commands(struct build_job *j, const char *parent_id, json_t *cmds
                                         NULL, err);
             umount2(merged, MNT_DETACH);
             if (r == 0) {
-                char hex[CAS_HEX_LEN + 1];
-                cas_digest_hex(&d, hex);
-                snprintf(id_out, IMAGE_ID_MAX, "sha256:%s", hex);
+                id_of_digest(&d, id_out);
             }
         }
     }
@@ -747,31 +749,13 @@ static int entry_cmp(const void *x, const void *y)
     return path_cmp(a, b);
 }
 
-/* "/a//b/" -> "a/b"; "/" -> "."; -EINVAL for "." or ".." parts. */
+/* "/a//b/" -> "a/b"; "/" -> "."; -EINVAL for ".." parts. */
 static int rel_path(const char *abs, char *out, size_t cap)
 {
-    size_t o = 0;
-    const char *p = abs;
-    while (*p) {
-        while (*p == '/')
-            p++;
-        if (!*p)
-            break;
-        size_t n = strcspn(p, "/");
-        if ((n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
-            return -EINVAL;
-        if (o + n + 2 > cap)
-            return -ENAMETOOLONG;
-        if (o)
-            out[o++] = '/';
-        memcpy(out + o, p, n);
-        o += n;
-        p += n;
-    }
-    if (!o)
-        out[o++] = '.';
-    out[o] = '\0';
-    return 0;
+    int r = image_path_clean(abs, out, cap);
+    if (r == 0 && !out[0])
+        snprintf(out, cap, ".");
+    return r;
 }
 
 static json_t *dir_entry(const char *path)
@@ -865,14 +849,7 @@ static int store_index(struct builder *b, json_t *index, json_t *config, char id
                                   : NULL;
     if (!m)
         return gerr_set(err, ENOMEM, "out of memory");
-    struct cas_digest d;
-    int r = cas_manifest_store(b->cfg.cas, m, &d, err);
-    if (r < 0)
-        return r;
-    char hex[CAS_HEX_LEN + 1];
-    cas_digest_hex(&d, hex);
-    snprintf(id_out, IMAGE_ID_MAX, "sha256:%s", hex);
-    return 0;
+    return store_manifest(b, m, id_out, err);
 }
 
 /* copy: the tree of src_id (a one-file tree when is_file) placed at `to`. Copied
@@ -882,7 +859,7 @@ static int do_copy(struct builder *b, const char *parent_id, const char *src_id,
 {
     char rel[PATH_MAX], full[PATH_MAX + 256];
     if (rel_path(to, rel, sizeof rel) < 0)
-        return gerr_set(err, EINVAL, "to \"%s\" must not contain \".\" or \"..\" parts", to);
+        return gerr_set(err, EINVAL, "to \"%s\" must not contain \"..\" parts", to);
     const char *base = strrchr(src_path, '/');
     base = base ? base + 1 : src_path;
     if (is_file && to[strlen(to) - 1] == '/') {
@@ -982,7 +959,7 @@ static int do_workdir(struct builder *b, const char *parent_id, const char *dir,
 {
     char rel[PATH_MAX];
     if (rel_path(dir, rel, sizeof rel) < 0)
-        return gerr_set(err, EINVAL, "workdir \"%s\" must not contain \".\" or \"..\" parts", dir);
+        return gerr_set(err, EINVAL, "workdir \"%s\" must not contain \"..\" parts", dir);
     AUTO_JSON json_t *index = NULL, *config = NULL;
     int r = load_index(b, parent_id, &index, &config, err);
     if (r == 0)

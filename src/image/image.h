@@ -72,6 +72,10 @@ int image_materialize(struct cas *cas, const char *images_dir, const char *id, c
  * and what else the image's maker kept. */
 int image_config(struct cas *cas, const char *id, json_t **config, struct gerr *err);
 
+/* Normalises a path in an image ("./a/b/", "/a//b", "a/./b") into "a/b"; "" is the
+ * root. -EINVAL for ".." components, -ENAMETOOLONG past cap. */
+int image_path_clean(const char *in, char *out, size_t cap);
+
 /* The image id of a materialised rootfs path (as image_import returns it), or -EINVAL
  * for a rootfs that is not one (a plain registered directory). */
 int image_id_of_rootfs(const char *images_dir, const char *rootfs, char id_out[IMAGE_ID_MAX]);

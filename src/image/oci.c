@@ -199,9 +199,7 @@ static int open_in_root(int rootfd, const char *rel, int flags)
     return fd < 0 ? -errno : (int)fd;
 }
 
-/* Normalises a member name ("./a/b/", "/a/b") into "a/b"; "" is the root. -EINVAL
- * for ".." components. */
-static int clean_name(const char *in, char *out, size_t cap)
+int image_path_clean(const char *in, char *out, size_t cap)
 {
     while (in[0] == '.' && in[1] == '/')
         in += 2;
@@ -304,7 +302,7 @@ static int apply_tar(tar_read_fn read, void *ud, int rootfd, struct apply_stats 
         if (r <= 0)
             return r;
         char name[TAR_NAME_MAX];
-        if (clean_name(e->name, name, sizeof name) < 0)
+        if (image_path_clean(e->name, name, sizeof name) < 0)
             return gerr_set(err, EBADMSG, "member \"%s\" leaves the image (\"..\")", e->name);
         if (!*name) {
             if (e->type == TAR_DIR && (fchown(rootfd, e->uid, e->gid) < 0 || fchmod(rootfd, e->mode) < 0))
@@ -358,7 +356,7 @@ static int apply_tar(tar_read_fn read, void *ud, int rootfd, struct apply_stats 
                 return gerr_sys(err, errno, "symlink %s", e->name);
         } else {
             char target[TAR_NAME_MAX];
-            if (clean_name(e->link, target, sizeof target) < 0 || !*target)
+            if (image_path_clean(e->link, target, sizeof target) < 0 || !*target)
                 return gerr_set(err, EBADMSG, "hardlink %s -> \"%s\" leaves the image", e->name, e->link);
             char *ts = strrchr(target, '/');
             char tparent[TAR_NAME_MAX] = "";
@@ -535,7 +533,7 @@ static int import_docker(const char *dir, int rootfd, json_t **config, struct ap
     json_t *l;
     json_array_foreach(layers, i, l) {
         char rel[TAR_NAME_MAX];
-        if (!json_is_string(l) || clean_name(json_string_value(l), rel, sizeof rel) < 0 || !*rel)
+        if (!json_is_string(l) || image_path_clean(json_string_value(l), rel, sizeof rel) < 0 || !*rel)
             return gerr_set(err, EBADMSG, "%s: bad layer path", path);
         snprintf(path, sizeof path, "%s/%s", dir, rel);
         int r = apply_layer_file(path, NULL, rootfd, st, err);
@@ -545,7 +543,7 @@ static int import_docker(const char *dir, int rootfd, json_t **config, struct ap
     char rel[TAR_NAME_MAX];
     const char *cfgp = json_string_value(json_object_get(m, "Config"));
     json_t *cfg = NULL;
-    if (cfgp && clean_name(cfgp, rel, sizeof rel) == 0 && *rel) {
+    if (cfgp && image_path_clean(cfgp, rel, sizeof rel) == 0 && *rel) {
         snprintf(path, sizeof path, "%s/%s", dir, rel);
         cfg = load_json(path, err);
     }
