@@ -50,7 +50,20 @@ TARGETS = {
     "store_ingest_mb_per_s": (">=", 300.0),
     "image_rebuild_cached_ms": ("<=", 100.0),
     "debian_cold_start_delta_ms": ("<=", 2.0),
+    "python_remote_us.p50": ("<=", 500.0),
+    "python_map_inputs_per_s": (">=", 5000.0),
 }
+
+PY_MODULE = """
+import gust
+app = gust.App("benchpy")
+IMAGE = gust.Image.from_name(%r)
+
+
+@app.function(image=IMAGE, max_containers=%d)
+def noop(x):
+    return x
+"""
 
 IMAGE_DEF = {"base": "debian_slim", "steps": [{"apt_install": ["python3-numpy"]}]}
 
@@ -303,6 +316,65 @@ def bench_images(g, n, cold_n, res):
                                               res["busybox_cold_start_same_run_ms"]["p50"], 3)
 
 
+def bench_python(g, scratch, n, res, map_n=10000, containers=4):
+    """The Python SDK against the same daemon: a no-op .remote() on a warm container
+    (per-call latency), a raw keep-alive POST of the same pickled input from Python's
+    http.client (what the SDK adds on top), and .map() of map_n no-op inputs."""
+    import importlib.util
+    import pickle
+    sys.path.insert(0, os.path.join(REPO, "sdk", "python"))
+    import gust  # noqa: F401 - the SDK under test
+    st, _, body = g.request("GET", "/v1/images/bench-deb")
+    image = "bench-deb" if st == 200 else "python"
+    path = os.path.join(scratch, "benchpy.py")
+    with open(path, "w") as f:
+        f.write(PY_MODULE % (image, containers))
+    spec = importlib.util.spec_from_file_location("benchpy", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["benchpy"] = mod
+    spec.loader.exec_module(mod)
+    mod.app.addr = f"127.0.0.1:{g.port}"
+    mod.app.deploy(progress=None)
+    res["python_bench_image"] = image
+    for i in range(50):
+        if mod.noop.remote(i) != i:
+            raise StepFailed("noop.remote returned a wrong value")
+    times = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        mod.noop.remote(i)
+        times.append(time.perf_counter() - t0)
+    res["python_remote_us"] = summary(times, 1e6, 1)
+    conn = http.client.HTTPConnection("127.0.0.1", g.port)
+    body = pickle.dumps(((1,), {}), protocol=5)
+    raw = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        conn.request("POST", "/v1/functions/benchpy/noop/call", body=body)
+        r = conn.getresponse()
+        out = r.read()
+        raw.append(time.perf_counter() - t0)
+        if r.status != 200 or pickle.loads(out) != 1:
+            raise StepFailed(f"raw call: status {r.status}")
+    conn.close()
+    res["python_raw_http_call_us"] = summary(raw, 1e6, 1)
+    want = list(range(map_n))
+    if list(mod.noop.map(range(containers * 50))) != list(range(containers * 50)):  # all containers warm
+        raise StepFailed("warm-up map returned wrong values")
+    rates = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        out = list(mod.noop.map(want))
+        dt = time.perf_counter() - t0
+        if out != want:
+            raise StepFailed("map returned wrong or reordered values")
+        rates.append(map_n / dt)
+    res["python_map_runs_inputs_per_s"] = [round(r) for r in rates]
+    res["python_map_inputs_per_s"] = round(sorted(rates)[1])
+    res["python_map_containers"] = containers
+    g.request("POST", "/v1/apps/benchpy/stop")
+
+
 def bench_cold(g, n, res, images=("busybox",), keys=("cold_start_ms",), app="benchcold"):
     """A redeploy (new version) before every call forces a new container per call.
     With several images, their cold starts alternate call by call, so they are
@@ -549,6 +621,16 @@ def print_table(res):
     print(f"{'  ... fully cached rebuild':34} {fmt(res.get('image_rebuild_cached_ms'), ' ms'):>12} "
           f"{fmt(res.get('image_rebuild_cached_ms_p99'), ' ms'):>12} {a_n(res):>6}  "
           f"{t['target']} ms: {'MET' if t['met'] else 'NOT MET' if t['met'] is False else 'n/a'}")
+    d = res.get("python_remote_us") or {}
+    raw = res.get("python_raw_http_call_us") or {}
+    t = res["targets"]["python_remote_us.p50"]
+    print(f"{'python .remote() no-op, warm':34} {fmt(d.get('p50'), ' us'):>12} {fmt(d.get('p99'), ' us'):>12} "
+          f"{d.get('n', '-'):>6}  raw http.client POST p50 {fmt(raw.get('p50'), ' us')}; "
+          f"{t['target']} us: {'MET' if t['met'] else 'NOT MET' if t['met'] is False else 'n/a'}")
+    t = res["targets"]["python_map_inputs_per_s"]
+    print(f"{'python .map() 10k no-op inputs':34} {fmt(res.get('python_map_inputs_per_s'), ' /s'):>12} "
+          f"{'':>12} {'':>6}  runs {res.get('python_map_runs_inputs_per_s')}; "
+          f"{t['target']}: {'MET' if t['met'] else 'NOT MET' if t['met'] is False else 'n/a'}")
     if res.get("sandbox_breakdown_us"):
         b = res["sandbox_breakdown_us"]
         print("sandbox creation p50 (us): " + ", ".join(f"{k} {v:g}" for k, v in b.items()) +
@@ -561,7 +643,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default="build", help="build tree with gustd, gust-init, examples/echo/echo")
     ap.add_argument("--warmcall", help="compiled bench/warmcall.c (default BUILD/bench/warmcall)")
-    ap.add_argument("--steps", default="baselines,cold,warm,throughput,map,images,store")
+    ap.add_argument("--steps", default="baselines,cold,warm,throughput,map,images,python,store")
+    ap.add_argument("--python-n", type=int, default=2000)
     ap.add_argument("--rebuild-n", type=int, default=30)
     ap.add_argument("--cold-n", type=int, default=60)
     ap.add_argument("--baseline-n", type=int, default=100)
@@ -585,6 +668,7 @@ def main():
         "throughput_calls_per_s": None, "map_seconds": None, "map_ideal_seconds": None,
         "map_efficiency": None, "store_ingest_mb_per_s": None,
         "image_build_cold_s": None, "image_rebuild_cached_ms": None, "debian_cold_start_ms": None,
+        "python_remote_us": None, "python_map_inputs_per_s": None,
         "failed_steps": [],
     }
     scratch = tempfile.mkdtemp(prefix="gust-bench-")
@@ -593,7 +677,7 @@ def main():
         bbroot = make_busybox_rootfs(os.path.join(scratch, "rootfs-busybox"))
         if "baselines" in steps:
             _run_step(res, "baselines", lambda: bench_baselines(bbroot, scratch, a.baseline_n, res))
-        need_daemon = [s for s in steps if s in ("cold", "warm", "throughput", "map", "images")]
+        need_daemon = [s for s in steps if s in ("cold", "warm", "throughput", "map", "images", "python")]
         if need_daemon:
             try:
                 g = Gustd(build, scratch)
@@ -602,7 +686,7 @@ def main():
                 for s in need_daemon:
                     res["failed_steps"].append({"step": s, "error": f"starting gustd: {e}"})
                 need_daemon = []
-            echo_steps = [s for s in need_daemon if s not in ("cold", "images")]
+            echo_steps = [s for s in need_daemon if s not in ("cold", "images", "python")]
             if echo_steps:
                 try:
                     echo_bin = os.path.join(build, "examples", "echo", "echo")
@@ -614,7 +698,7 @@ def main():
                 except (StepFailed, OSError, subprocess.SubprocessError, http.client.HTTPException) as e:
                     for s in echo_steps:
                         res["failed_steps"].append({"step": s, "error": f"echo image setup: {e}"})
-                    need_daemon = [s for s in need_daemon if s in ("cold", "images")]
+                    need_daemon = [s for s in need_daemon if s in ("cold", "images", "python")]
             for s in need_daemon:
                 fn = {
                     "cold": lambda: bench_cold(g, a.cold_n, res),
@@ -622,6 +706,7 @@ def main():
                     "throughput": lambda: bench_throughput(g, a.tp_seconds, res),
                     "map": lambda: bench_map(g, res),
                     "images": lambda: bench_images(g, a.rebuild_n, a.cold_n, res),
+                    "python": lambda: bench_python(g, scratch, a.python_n, res),
                 }[s]
                 _run_step(res, s, fn)
                 if g.proc.poll() is not None:

@@ -641,21 +641,25 @@ static void h_map(struct api_ctx *ctx, struct api_conn *conn, struct http_reques
 
 /* ---------- logs ---------- */
 
-static void format_log_line(struct buf *b, double ts, const char *ctr, int stream, const char *line, size_t len)
+/* "TIMESTAMP CONTAINER CALL STREAM TEXT"; CALL is "-" when not known. */
+static void format_log_line(struct buf *b, double ts, const char *ctr, const char *call, int stream, const char *line,
+                            size_t len)
 {
     time_t sec = (time_t)ts;
     struct tm tm;
     gmtime_r(&sec, &tm);
     char when[40];
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
-    buf_printf(b, "%s.%03dZ %s %s ", when, (int)((ts - (double)sec) * 1000.0), ctr, stream == 2 ? "stderr" : "stdout");
+    buf_printf(b, "%s.%03dZ %s %s %s ", when, (int)((ts - (double)sec) * 1000.0), ctr, call[0] ? call : "-",
+               stream == 2 ? "stderr" : "stdout");
     buf_append(b, line, len);
     buf_append(b, "\n", 1);
 }
 
-static void log_collect(void *ud, double ts, const char *ctr, int stream, const char *line, size_t len)
+static void log_collect(void *ud, double ts, const char *ctr, const char *call, int stream, const char *line,
+                        size_t len)
 {
-    format_log_line(ud, ts, ctr, stream, line, len);
+    format_log_line(ud, ts, ctr, call, stream, line, len);
 }
 
 struct api_follow {
@@ -665,11 +669,12 @@ struct api_follow {
     struct buf line;
 };
 
-static void follow_line(void *ud, double ts, const char *ctr, int stream, const char *line, size_t len)
+static void follow_line(void *ud, double ts, const char *ctr, const char *call, int stream, const char *line,
+                        size_t len)
 {
     struct api_follow *f = ud;
     buf_reset(&f->line);
-    format_log_line(&f->line, ts, ctr, stream, line, len);
+    format_log_line(&f->line, ts, ctr, call, stream, line, len);
     api_conn_stream_write(f->conn, f->line.data, f->line.len);
 }
 
@@ -791,6 +796,16 @@ static void respond_json_or_error(struct api_conn *conn, json_t *j, const struct
         respond_ctl_error(conn, e);
 }
 
+/* Answers a DELETE: {"name": name, flag: true}, or the control error when r < 0. */
+static void respond_removed(struct api_conn *conn, int r, const struct ctl_error *e, const char *name,
+                            const char *flag)
+{
+    if (r < 0)
+        respond_ctl_error(conn, e);
+    else
+        api_conn_respond_json(conn, 200, json_pack("{s:s,s:b}", "name", name, flag, 1), NULL);
+}
+
 /* /v1/images/gc (POST) and /v1/images/{name} (GET, DELETE). */
 static void h_image_one(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req, const char *name)
 {
@@ -806,14 +821,83 @@ static void h_image_one(struct api_ctx *ctx, struct api_conn *conn, struct http_
         return;
     }
     if (!strcmp(req->method, "DELETE")) {
-        if (ctl_image_rm(ctx->ctl, name, &e) < 0)
-            respond_ctl_error(conn, &e);
-        else
-            api_conn_respond_json(conn, 200, json_pack("{s:s,s:b}", "name", name, "removed", 1), NULL);
+        respond_removed(conn, ctl_image_rm(ctx->ctl, name, &e), &e, name, "removed");
         return;
     }
     if (method_is(conn, req, "GET"))
         respond_json_or_error(conn, ctl_image_inspect(ctx->ctl, name, &e), &e);
+}
+
+/* ---------- secrets and mounts ---------- */
+
+/* /v1/secrets (GET) and /v1/secrets/{name} (PUT {"env":{...}}, DELETE). Bodies
+ * are never logged or echoed. */
+static void h_secrets(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req, const char *name)
+{
+    struct ctl_error e;
+    if (!name) {
+        if (method_is(conn, req, "GET"))
+            api_conn_respond_json(conn, 200, ctl_secrets_json(ctx->ctl), NULL);
+        return;
+    }
+    if (!strcmp(req->method, "DELETE")) {
+        respond_removed(conn, ctl_secret_delete(ctx->ctl, name, &e), &e, name, "deleted");
+        return;
+    }
+    if (!method_is(conn, req, "PUT"))
+        return;
+    json_t *j = parse_json_body(conn, req);
+    if (!j)
+        return;
+    const char *key;
+    json_t *v;
+    json_object_foreach(j, key, v) {
+        if (strcmp(key, "env")) {
+            char msg[200];
+            snprintf(msg, sizeof msg, "%.64s: unknown field; the body is {\"env\": {\"NAME\": \"value\"}}", key);
+            api_conn_error(conn, 400, "invalid_argument", msg, key);
+            json_decref(j);
+            return;
+        }
+    }
+    respond_json_or_error(conn, ctl_secret_put(ctx->ctl, name, json_object_get(j, "env"), &e), &e);
+    json_decref(j);
+}
+
+/* POST /v1/blobs/missing {"digests":[...]} and PUT /v1/blobs/sha256:<hex> (raw chunk). */
+static void h_blobs(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req, const char *what)
+{
+    struct ctl_error e;
+    if (!strcmp(what, "missing")) {
+        if (!method_is(conn, req, "POST"))
+            return;
+        json_t *j = parse_json_body(conn, req);
+        if (!j)
+            return;
+        respond_json_or_error(conn, ctl_blobs_missing(ctx->ctl, json_object_get(j, "digests"), &e), &e);
+        json_decref(j);
+        return;
+    }
+    if (!method_is(conn, req, "PUT"))
+        return;
+    if (ctl_blob_put(ctx->ctl, what, req->body.data ? req->body.data : "", req->body.len, &e) < 0)
+        respond_ctl_error(conn, &e);
+    else
+        api_conn_respond_json(conn, 201, json_pack("{s:s,s:I}", "digest", what, "size", (json_int_t)req->body.len),
+                              NULL);
+}
+
+/* POST /v1/mounts {"entries":[...]}: a tree of stored chunks -> {"id"}. */
+static void h_mounts(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req)
+{
+    if (!method_is(conn, req, "POST"))
+        return;
+    json_t *j = parse_json_body(conn, req);
+    if (!j)
+        return;
+    struct ctl_error e;
+    respond_json_or_error(conn, ctl_mount_create(ctx->ctl, json_object_get(j, "entries"), &e), &e);
+    json_decref(j);
 }
 
 /* ---------- router ---------- */
@@ -963,6 +1047,18 @@ void api_routes_handle(struct api_conn *conn, struct http_request *req, void *ud
     }
     if (n == 3 && !strcmp(r, "images")) {
         h_image_one(ctx, conn, req, segs[2]);
+        return;
+    }
+    if ((n == 2 || n == 3) && !strcmp(r, "secrets")) {
+        h_secrets(ctx, conn, req, n == 3 ? segs[2] : NULL);
+        return;
+    }
+    if (n == 3 && !strcmp(r, "blobs")) {
+        h_blobs(ctx, conn, req, segs[2]);
+        return;
+    }
+    if (n == 2 && !strcmp(r, "mounts")) {
+        h_mounts(ctx, conn, req);
         return;
     }
     api_conn_error(conn, 404, "not_found", "no such endpoint (see docs/API.md for the routes under /v1)", NULL);

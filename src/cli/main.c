@@ -1482,6 +1482,106 @@ static int cmd_image_add(const struct cmd *cmd, int argc, char **argv)
     return EXIT_OK;
 }
 
+/* ---------- secrets ---------- */
+
+/* gust secret create NAME KEY=VALUE... | KEY... : a bare KEY takes its value from
+ * this process's environment, so values need not appear in argv (or shell history). */
+static int cmd_secret_create(const struct cmd *cmd, int argc, char **argv)
+{
+    const char *name = NULL;
+    json_t *env = json_object();
+    json_t *req = json_pack("{s:o}", "env", env);
+    int rc = EXIT_OK;
+    for (int i = 1; i < argc && rc == EXIT_OK; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            print_usage(stdout, cmd);
+            json_decref(req);
+            return EXIT_OK;
+        }
+        if (!strcmp(a, "--json")) {
+            g.json = true;
+        } else if (!strncmp(a, "--addr=", 7)) {
+            g.addr = a + 7;
+        } else if (!strcmp(a, "--addr") && i + 1 < argc) {
+            g.addr = argv[++i];
+        } else if (a[0] == '-') {
+            rc = usage_error(cmd, "unknown option \"%s\"", a);
+        } else if (!name) {
+            name = a;
+        } else {
+            const char *eq = strchr(a, '=');
+            char key[256];
+            size_t kl = eq ? (size_t)(eq - a) : strlen(a);
+            if (kl == 0 || kl >= sizeof key) {
+                rc = usage_error(cmd, "\"%.40s\": give KEY=VALUE, or KEY to take its value from the environment", a);
+                break;
+            }
+            memcpy(key, a, kl);
+            key[kl] = '\0';
+            const char *val = eq ? eq + 1 : getenv(key);
+            if (!val)
+                rc = usage_error(cmd, "%s: not set in the environment; give %s=VALUE or export it", key, key);
+            else
+                json_object_set_new(env, key, json_string(val));
+        }
+    }
+    if (rc == EXIT_OK && (!name || json_object_size(env) == 0))
+        rc = usage_error(cmd, "give a NAME and at least one KEY=VALUE");
+    if (rc != EXIT_OK) {
+        json_decref(req);
+        return rc;
+    }
+    AUTO_FREE char *body = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
+    AUTO_CLIENT gust_client *c = open_client();
+    if (!c || !body)
+        return EXIT_USAGE;
+    json_t *j = api_json(c, &rc, "PUT", body, "/v1/secrets/%s", name);
+    if (!j)
+        return rc;
+    if (g.json) {
+        print_json(j);
+    } else {
+        AUTO_FREE char *keys = json_dumps(json_object_get(j, "keys"), JSON_COMPACT);
+        printf("%s secret %s with %s\n", json_is_true(json_object_get(j, "created")) ? "created" : "updated", name,
+               keys ? keys : "its keys");
+    }
+    json_decref(j);
+    return EXIT_OK;
+}
+
+static const char *const SECRET_TITLES[] = {"NAME", "KEYS", "USED-BY"};
+
+/* gust secret ls: names, keys and users; never values (gustd does not return them). */
+static void print_secrets(json_t *j, const char *arg, const gust_client *c)
+{
+    struct table t = table_new(SECRET_TITLES, ARRAY_LEN(SECRET_TITLES));
+    size_t i;
+    json_t *sec;
+    json_array_foreach(json_object_get(j, "secrets"), i, sec)
+    {
+        struct buf keys = {0}, users = {0};
+        size_t k;
+        json_t *v;
+        json_array_foreach(json_object_get(sec, "keys"), k, v) buf_printf(&keys, "%s%s", k ? "," : "",
+                                                                         json_string_value(v));
+        json_array_foreach(json_object_get(sec, "used_by"), k, v) buf_printf(&users, "%s%s", k ? "," : "",
+                                                                            json_string_value(v));
+        char *row[] = {jfield(sec, "name"), fmt_cell("%s", keys.data ? keys.data : "-"),
+                       fmt_cell("%s", users.data ? users.data : "-")};
+        table_add(&t, row);
+        buf_free(&keys);
+        buf_free(&users);
+    }
+    table_print(&t, NULL);
+}
+
+static void print_secret_removed(json_t *j, const char *name, const gust_client *c)
+{
+    printf("deleted secret %s\n", name);
+}
+
 /* ---------- main ---------- */
 
 static const struct cmd CMDS[] = {
@@ -1530,7 +1630,8 @@ static const struct cmd CMDS[] = {
     {"ps", "ps", "Lists containers.\n",
      .run = cmd_request, .method = "GET", .path = "/v1/containers", .print = print_containers},
     {"logs", "logs APP.FN [-f] [--tail N]",
-     "Prints the function's log lines (TIMESTAMP CONTAINER STREAM TEXT).\n"
+     "Prints the function's log lines (TIMESTAMP CONTAINER CALL STREAM TEXT; CALL is\n"
+     "the call that printed the line, or - when not known).\n"
      "  -f, --follow        keep streaming new lines (Ctrl-C to stop)\n"
      "  -n, --tail N        only the last N lines\n",
      .run = cmd_logs},
@@ -1567,6 +1668,15 @@ static const struct cmd CMDS[] = {
     {"image gc", "image gc",
      "Deletes from the store every image no name, deployed function or container uses.\n",
      .run = cmd_request, .method = "POST", .path = "/v1/images/gc", .print = print_image_gc},
+    {"secret create", "secret create NAME KEY=VALUE... | KEY...",
+     "Creates (or replaces) secret NAME: environment variables that functions naming it\n"
+     "in `secrets` get in every new container. A bare KEY takes its value from this\n"
+     "shell's environment, keeping the value out of argv. gustd never shows values.\n",
+     .run = cmd_secret_create},
+    {"secret ls", "secret ls", "Lists secrets: names, keys and the functions using them (never values).\n",
+     .run = cmd_request, .method = "GET", .path = "/v1/secrets", .print = print_secrets},
+    {"secret rm", "secret rm NAME", "Deletes secret NAME (refused while a deployed function uses it).\n",
+     .run = cmd_request, .method = "DELETE", .path = "/v1/secrets/%s", .print = print_secret_removed},
     {"health", "health", "Checks that gustd answers and prints its version and worker capacity.\n",
      .run = cmd_request, .method = "GET", .path = "/v1/health", .print = print_health},
 };
@@ -1583,6 +1693,26 @@ static void print_main_help(FILE *f)
                "Exit codes: 0 ok, 1 the function failed, 2 usage error, 3 API error,\n"
                "4 cannot reach gustd, 5 timed out with the call still going.\n",
             GLOBAL_HELP);
+}
+
+/* A command of a group ("image", "secret"): the group and its subcommand argv[1]
+ * joined into name. Returns -1 to go on, or the exit code after printing the group's
+ * commands (for --help, or when the subcommand is missing). */
+static int group_name(const char *group, const char *subs, int argc, char **argv, char *name, size_t cap)
+{
+    if (argc < 2 || argv[1][0] == '-') {
+        bool help = argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
+        FILE *f = help ? stdout : stderr;
+        if (!help)
+            fprintf(f, "gust %s: missing subcommand (%s)\n\n", group, subs);
+        size_t gl = strlen(group);
+        for (size_t k = 0; k < ARRAY_LEN(CMDS); k++)
+            if (!strncmp(CMDS[k].name, group, gl) && CMDS[k].name[gl] == ' ')
+                fprintf(f, "  gust %s\n", CMDS[k].usage);
+        return help ? EXIT_OK : EXIT_USAGE;
+    }
+    snprintf(name, cap, "%s %s", group, argv[1]);
+    return -1;
 }
 
 int main(int argc, char **argv)
@@ -1619,7 +1749,8 @@ int main(int argc, char **argv)
         if (i + 1 < argc)
             for (size_t k = 0; k < ARRAY_LEN(CMDS); k++)
                 if (!strcmp(CMDS[k].name, argv[i + 1]) ||
-                    (!strcmp(argv[i + 1], "image") && !strncmp(CMDS[k].name, "image", 5))) {
+                    (!strcmp(argv[i + 1], "image") && !strncmp(CMDS[k].name, "image", 5)) ||
+                    (!strcmp(argv[i + 1], "secret") && !strncmp(CMDS[k].name, "secret", 6))) {
                     print_usage(stdout, &CMDS[k]);
                     return EXIT_OK;
                 }
@@ -1628,19 +1759,13 @@ int main(int argc, char **argv)
     }
     char name[64];
     int skip = 0;
-    if (!strcmp(argv[i], "image")) {
-        if (i + 1 >= argc || argv[i + 1][0] == '-') {
-            bool help = i + 1 < argc && (!strcmp(argv[i + 1], "--help") || !strcmp(argv[i + 1], "-h"));
-            FILE *f = help ? stdout : stderr;
-            if (!help)
-                fprintf(f, "gust image: missing subcommand (ls, build, add, import, inspect, rm or gc)\n\n");
-            print_usage(f, &CMDS[ARRAY_LEN(CMDS) - 3]);
-            print_usage(f, &CMDS[ARRAY_LEN(CMDS) - 2]);
-            return help ? EXIT_OK : EXIT_USAGE;
-        }
-        snprintf(name, sizeof name, "image %s", argv[i + 1]);
-        skip = 1;
-    } else {
+    if (!strcmp(argv[i], "secret") || !strcmp(argv[i], "image")) {
+        int rc = group_name(argv[i], !strcmp(argv[i], "secret") ? "create, ls or rm"
+                                                                  : "ls, build, add, import, inspect, rm or gc",
+                            argc - i, argv + i, name, sizeof name);
+        if (rc >= 0)
+            return rc;
+        skip = 1;    } else {
         snprintf(name, sizeof name, "%s", argv[i]);
     }
     for (size_t k = 0; k < ARRAY_LEN(CMDS); k++)

@@ -128,8 +128,10 @@ void fver_free_env(struct ctl_fver *fv)
         free(fv->env[i]);
     free(fv->env);
     free(fv->image_workdir);
+    ctl_mounts_free(fv->mount_dirs);
     fv->env = NULL;
     fv->image_workdir = NULL;
+    fv->mount_dirs = NULL;
 }
 
 /* The container environment of fv: the image's env (id "" for none), then the
@@ -195,6 +197,8 @@ static struct ctl_fver *fver_new(struct ctl *c, struct ctl_fn *fn, uint32_t vers
         id[0] = '\0';
     if (r == 0)
         r = fver_image_config(c, fv, id, err);
+    if (r == 0)
+        r = ctl_mounts_resolve(c, &fv->spec, &fv->mount_dirs, err);
     if (r < 0) {
         fver_free_env(fv);
         spec_function_free(&fv->spec);
@@ -841,8 +845,8 @@ static void log_flush(struct ctl *c)
     store_begin(c->store, &err);
     for (size_t i = 0; i < c->logq_len; i++) {
         struct ctl_log_line *l = &c->logq[i];
-        if (store_log_append(c->store, l->app, l->function, l->container, l->ts, l->stream, l->line, l->len, &err) <
-            0)
+        if (store_log_append(c->store, l->app, l->function, l->container, l->call_id, l->ts, l->stream, l->line,
+                             l->len, &err) < 0)
             log_error("control", "store log line: %s", err.msg);
         free(l->line);
     }
@@ -859,12 +863,16 @@ static void log_flush_timer(struct ev_loop *loop, void *data)
     log_flush(c);
 }
 
-void ctl_log_push(struct ctl *c, struct ctl_ctr *k, int stream, const char *line, size_t len)
+void ctl_log_push(struct ctl *c, struct ctl_ctr *k, int stream, uint64_t input_id, const char *line, size_t len)
 {
     struct ctl_fn *fn = k->fv->fn;
     double ts = wall_s();
+    const char *call_id = "";
+    for (uint32_t i = 0; input_id && i < k->nslots; i++)
+        if (k->slots[i].input_id == input_id && k->slots[i].call)
+            call_id = k->slots[i].call->id;
     for (struct ctl_log_sub *s = fn->subs; s; s = s->next)
-        s->cb(s->ud, ts, k->id, stream, line, len);
+        s->cb(s->ud, ts, k->id, call_id, stream, line, len);
     if (c->logq_len == c->logq_cap) {
         size_t cap = c->logq_cap ? c->logq_cap * 2 : 64;
         if (cap > 65536) {
@@ -883,6 +891,7 @@ void ctl_log_push(struct ctl *c, struct ctl_ctr *k, int stream, const char *line
     snprintf(l->app, sizeof l->app, "%s", fn->app->name);
     snprintf(l->function, sizeof l->function, "%s", fn->name);
     snprintf(l->container, sizeof l->container, "%s", k->id);
+    snprintf(l->call_id, sizeof l->call_id, "%s", call_id);
     l->ts = ts;
     l->stream = stream;
     l->line = malloc(len + 1);
@@ -901,12 +910,12 @@ struct log_tail_ctx {
     void *ud;
 };
 
-static int log_tail_row(int64_t id, double ts, const char *container_id, int stream, const char *line, size_t len,
-                        void *ud)
+static int log_tail_row(int64_t id, double ts, const char *container_id, const char *call_id, int stream,
+                        const char *line, size_t len, void *ud)
 {
     struct log_tail_ctx *t = ud;
     (void)id;
-    t->cb(t->ud, ts, container_id, stream, line, len);
+    t->cb(t->ud, ts, container_id, call_id, stream, line, len);
     return 0;
 }
 
@@ -1030,6 +1039,16 @@ int ctl_deploy(struct ctl *c, json_t *spec, const char *context, json_t **result
             r = -EINVAL;
             goto out;
         }
+        if ((r = ctl_secrets_check(c, f, i, e)) < 0)
+            goto out;
+        char **mdirs = NULL;
+        if ((r = ctl_mounts_resolve(c, f, &mdirs, &err)) < 0) {
+            char fld[64];
+            snprintf(fld, sizeof fld, "functions[%zu].mounts", i);
+            ctl_err(e, CTL_E_INVALID, "invalid_spec", fld, "functions[%zu].%s", i, err.msg);
+            goto out;
+        }
+        ctl_mounts_free(mdirs);
         char why[256];
         if (sched_fits_total(c, f, why, sizeof why) < 0) {
             char fld[64];
@@ -1505,6 +1524,8 @@ json_t *ctl_image_gc(struct ctl *c, struct ctl_error *e)
                 char id[IMAGE_ID_MAX];
                 if (fver_live(fv) && image_id_of_rootfs(c->images_dir, fv->rootfs, id) == 0)
                     json_object_set_new(ids, id, json_true());
+                for (size_t m = 0; (fver_live(fv) || fv->ctrs) && m < fv->spec.nmounts; m++)
+                    json_object_set_new(ids, fv->spec.mount_images[m], json_true());
             }
     size_t n = 0, cap = json_object_size(ids) + 16;
     char **live = calloc(cap, sizeof *live);
@@ -1689,6 +1710,8 @@ int ctl_recover(struct ctl *c, struct gerr *err)
         return gerr_prefix(err, "storing the python image");
     if ((r = ctl_builder_start(c, err)) < 0)
         return r;
+    if ((r = ctl_secrets_load(c, err)) < 0)
+        return gerr_prefix(err, "loading secrets");
 
     /* Containers of a dead daemon: they died with it (PDEATHSIG); close their metering
      * records at its last heartbeat. */
@@ -1791,6 +1814,7 @@ void ctl_free(struct ctl *c)
     if (!c)
         return;
     ctl_builder_stop(c);
+    ctl_secrets_free(c);
     cas_close(c->cas);
     c->cas = NULL;
     if (c->tick_timer)

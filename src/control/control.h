@@ -134,6 +134,23 @@ int ctl_image_rm(struct ctl *c, const char *name, struct ctl_error *e);
  * version and no container uses. */
 json_t *ctl_image_gc(struct ctl *c, struct ctl_error *e);
 
+/* ---------- secrets and mounts (docs/API.md "Secrets", "Mounts") ---------- */
+
+/* Creates or replaces secret name with env (an object of strings). Returns
+ * {"name","keys":[...],"created":bool}; values are never echoed. */
+json_t *ctl_secret_put(struct ctl *c, const char *name, json_t *env, struct ctl_error *e);
+/* {"secrets":[{"name","keys","created_at","updated_at","used_by"}]}: no values. */
+json_t *ctl_secrets_json(struct ctl *c);
+/* Refused (-EBUSY, secret_in_use) while a function of an app that is not stopped
+ * (its latest version, or one with queued calls) names it. */
+int ctl_secret_delete(struct ctl *c, const char *name, struct ctl_error *e);
+/* {"missing":[...]}: which of digests (an array of "sha256:<hex>") the store lacks. */
+json_t *ctl_blobs_missing(struct ctl *c, json_t *digests, struct ctl_error *e);
+/* Stores one chunk (at most CAS_CHUNK_SIZE bytes) whose SHA-256 must be digest. */
+int ctl_blob_put(struct ctl *c, const char *digest, const void *data, size_t len, struct ctl_error *e);
+/* Stores a tree from manifest entries whose chunks are stored; {"id":"sha256:..."}. */
+json_t *ctl_mount_create(struct ctl *c, json_t *entries, struct ctl_error *e);
+
 /* Final outcome of a call, as handed to waiters. */
 enum ctl_call_state {
     CTL_CALL_PENDING = 0,
@@ -195,8 +212,10 @@ int ctl_map(struct ctl *c, const char *app, const char *fn, const struct ctl_inp
 void ctl_map_detach(struct ctl *c, struct ctl_map *m);
 
 /* Logs: the last `tail` lines (callback per line) and, with follow, new lines as they
- * come until ctl_log_unsubscribe. */
-typedef void (*ctl_log_cb)(void *ud, double ts, const char *container_id, int stream, const char *line, size_t len);
+ * come until ctl_log_unsubscribe. call_id: the call whose code printed the line, ""
+ * when not known (output outside an input, or of a container's own processes). */
+typedef void (*ctl_log_cb)(void *ud, double ts, const char *container_id, const char *call_id, int stream,
+                           const char *line, size_t len);
 struct ctl_log_sub;
 int ctl_logs(struct ctl *c, const char *app, const char *fn, int tail, ctl_log_cb cb, void *ud, struct ctl_error *e);
 int ctl_log_subscribe(struct ctl *c, const char *app, const char *fn, ctl_log_cb cb, void *ud,

@@ -34,6 +34,7 @@ struct ctl_fver {
     char **env;                 /* the image's env, then the function's (NULL-terminated) */
     const char *workdir;        /* the function's, or the image's when the function kept "/" */
     char *image_workdir;
+    char **mount_dirs;          /* materialised spec.mounts trees, parallel to spec.mount_paths */
     struct ctl_call *q_head, *q_tail; /* runnable calls, FIFO */
     size_t queued;
     size_t running;
@@ -141,7 +142,7 @@ struct ctl_log_sub {
 };
 
 struct ctl_log_line {
-    char app[64], function[64], container[32];
+    char app[64], function[64], container[32], call_id[64];
     double ts;
     int stream;
     char *line;
@@ -181,6 +182,7 @@ struct ctl {
     struct ctl_log_line *logq;
     size_t logq_len, logq_cap;
     uint64_t log_timer;
+    struct ctl_secret *secrets;
 };
 
 /* control.c */
@@ -202,13 +204,29 @@ int ctl_inline_image(struct ctl *c, json_t *def, char id[IMAGE_ID_MAX], char *ro
 int ctl_named_image_id(struct ctl *c, const char *name, char id[IMAGE_ID_MAX], bool *host_usr, struct gerr *err);
 /* Adds the ancestors (through the build cache) of live[0..*n) to live. */
 int ctl_build_live_ancestors(struct ctl *c, char ***live, size_t *n, size_t *cap);
+/* secrets.c: bounds on what a client can make us keep. */
+#define CTL_MAX_BLOB_QUERY 100000
+#define CTL_MAX_MOUNT_ENTRIES 100000
+int ctl_secrets_load(struct ctl *c, struct gerr *err);
+void ctl_secrets_free(struct ctl *c);
+/* -ENOENT + e naming functions[index].secrets[i] when f names a secret that does not exist. */
+int ctl_secrets_check(struct ctl *c, const struct spec_function *f, size_t index, struct ctl_error *e);
+/* The environment of a new container of fv: fv->env with the variables of its
+ * secrets (a later secret wins; secrets win over the function's env). *out is NULL
+ * when fv names no secrets (use fv->env); else a malloc'd array (free it, not its
+ * strings, which are borrowed from fv and the secrets). */
+int ctl_secrets_env(struct ctl *c, const struct ctl_fver *fv, char ***out, struct gerr *err);
+/* Materialises f's mount trees; *dirs: NULL-terminated host paths (ctl_mounts_free). */
+int ctl_mounts_resolve(struct ctl *c, const struct spec_function *f, char ***dirs, struct gerr *err);
+void ctl_mounts_free(char **dirs);
 struct ctl_fn *ctl_find_fn(struct ctl *c, const char *app, const char *fn);
 void ctl_call_finish(struct ctl *c, struct ctl_call *call, enum ctl_call_state state, const void *out, size_t out_len,
                      const char *code, const char *msg);
 void ctl_call_failed_attempt(struct ctl *c, struct ctl_call *call, enum ctl_call_state state, const char *code,
                              const char *msg);
 void ctl_call_requeue(struct ctl *c, struct ctl_call *call, bool front);
-void ctl_log_push(struct ctl *c, struct ctl_ctr *k, int stream, const char *line, size_t len);
+/* A line from container k; input_id: the input that printed it (0: not known). */
+void ctl_log_push(struct ctl *c, struct ctl_ctr *k, int stream, uint64_t input_id, const char *line, size_t len);
 void ctl_fver_maybe_free(struct ctl *c, struct ctl_fver *fv);
 bool ctl_fver_is_current(const struct ctl_fver *fv);
 

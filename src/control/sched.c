@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/cleanup.h"
 #include "base/log.h"
 #include "base/util.h"
 #include "control/internal.h"
@@ -190,12 +191,26 @@ static void start_container(struct ctl *c, struct ctl_fver *fv)
         free(k);
         return;
     }
+    struct gerr err;
+    char **secret_env = NULL;
+    if (ctl_secrets_env(c, fv, &secret_env, &err) < 0) {
+        log_error("sched", "start container for %s.%s: %s", fv->fn->app->name, fv->fn->name, err.msg);
+        snprintf(fv->waiting_reason, sizeof fv->waiting_reason, "container cannot start: %.400s", err.msg);
+        release(c, k);
+        free(k->slots);
+        free(k);
+        return;
+    }
+    AUTO_FREE char **env_to_free = secret_env;
     struct ctr_spec cs = {
         .id = k->id,
         .rootfs = fv->rootfs,
         .host_usr = fv->host_usr,
         .command = f->command,
-        .env = fv->env,
+        .env = secret_env ? secret_env : fv->env,
+        .mount_dirs = fv->mount_dirs,
+        .mount_paths = f->mount_paths,
+        .nmounts = f->nmounts,
         .workdir = fv->workdir,
         .mode = f->mode == SPEC_MODE_RUNNER ? CTR_MODE_RUNNER : CTR_MODE_PER_INPUT,
         .max_inputs = f->max_inputs,
@@ -216,7 +231,6 @@ static void start_container(struct ctl *c, struct ctl_fver *fv)
     k->next = fv->ctrs;
     fv->ctrs = k;
     fv->nstarting++;
-    struct gerr err;
     struct store_container sc = {0};
     snprintf(sc.id, sizeof sc.id, "%s", k->id);
     snprintf(sc.app, sizeof sc.app, "%s", fv->fn->app->name);
@@ -583,11 +597,11 @@ static void on_input_error(struct ctr *w, void *ud, uint64_t input_id, enum ctr_
     input_returned(ud, input_id, settle_error, &a);
 }
 
-static void on_log(struct ctr *w, void *ud, int stream, const char *line, size_t len)
+static void on_log(struct ctr *w, void *ud, int stream, uint64_t input_id, const char *line, size_t len)
 {
     struct ctl_ctr *k = ud;
     (void)w;
-    ctl_log_push(k->ctl, k, stream, line, len);
+    ctl_log_push(k->ctl, k, stream, input_id, line, len);
 }
 
 static void on_exit_cb(struct ctr *w, void *ud, int kind, const char *msg)

@@ -16,7 +16,8 @@
  *   u8  flags     FRAME_F_*
  *   u16 reserved  0
  *   u32 body_len  bytes after the header in this datagram (<= FRAME_MAX_BODY)
- *   u64 id        input id (INPUT, OUTPUT, ERROR, CANCEL) or stream (LOG: 1 stdout, 2 stderr)
+ *   u64 id        input id (INPUT, OUTPUT, ERROR, CANCEL, INPUT_LOG) or stream (LOG: 1 stdout,
+ *                 2 stderr)
  */
 #ifndef GUST_PROTO_FRAME_H
 #define GUST_PROTO_FRAME_H
@@ -39,6 +40,10 @@ enum frame_type {
     FRAME_CANCEL = 7,   /* worker -> container: stop working on input id */
     FRAME_EXIT = 8,     /* init -> worker: the user process exited. body: struct frame_exit_body */
     FRAME_SHUTDOWN = 9, /* worker -> init: finish in-flight inputs and exit */
+    /* container -> worker: output printed while serving input id, so that its log
+     * lines carry the call. body: 1 byte stream (1 stdout, 2 stderr), then text; the
+     * frame's text ends its last line (a runner sends whole lines). */
+    FRAME_INPUT_LOG = 10,
 };
 
 #define FRAME_F_MORE 0x01 /* more frames of this (type, id) follow */

@@ -33,7 +33,8 @@ static const char *const spec_app_fields[] = {"app", "functions", NULL};
 static const char *const spec_fn_fields[] = {"name",    "kind", "command",   "mode",
                                              "image",   "workdir", "timeout", "env",
                                              "resources", "retries", "scaling", "network",
-                                             "security", NULL};
+                                             "security", "secrets", "mounts", NULL};
+static const char *const spec_mount_fields[] = {"path", "image", NULL};
 static const char *const spec_res_fields[] = {"cpu", "memory", "gpu", "disk", "pids", "open_files", NULL};
 static const char *const spec_sec_fields[] = {"deny_syscalls", NULL};
 static const char *const spec_retry_fields[] = {"max_retries", "initial_delay",
@@ -577,48 +578,214 @@ static int spec_cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* security.deny_syscalls: names of system calls this machine knows, each once. */
-static int spec_parse_security(struct spec_ctx *c, json_t *fobj, struct spec_function *f)
+/* A list of distinct names under key of obj (absent: an empty list). *out gets a
+ * NULL-terminated array (always allocated), *n its length. valid(name) decides each
+ * name; invalid completes "... got"; list_hint completes "must be ..."; one names
+ * a single item in messages ("system call", "secret"). */
+struct spec_name_list {
+    const char *key;
+    size_t max;
+    const char *one;
+    const char *list_hint;
+    bool (*valid)(const char *s);
+    const char *invalid;
+};
+
+static int spec_parse_name_list(struct spec_ctx *c, json_t *obj, const struct spec_name_list *d, char ***out,
+                                size_t *n)
 {
-    json_t *sec;
-    size_t saved;
-    int r = spec_enter_section(c, fobj, "security", spec_sec_fields, &sec, &saved);
-    if (r < 0)
-        return r;
-    json_t *list = json_object_get(sec, "deny_syscalls");
-    f->deny_syscalls = calloc(list && json_is_array(list) ? json_array_size(list) + 1 : 1, sizeof(char *));
-    if (!f->deny_syscalls)
+    json_t *list = json_object_get(obj, d->key);
+    *out = calloc(json_is_array(list) ? json_array_size(list) + 1 : 1, sizeof(char *));
+    if (!*out)
         return spec_nomem(c);
-    if (!list) {
-        spec_pop(c, saved);
+    if (!list)
         return 0;
-    }
-    size_t lsaved = spec_push_key(c, "deny_syscalls");
+    size_t saved = spec_push_key(c, d->key);
     if (!json_is_array(list))
-        return spec_fail_got(c, list, "must be a list of system call names to deny in addition to the "
-                                      "default profile (e.g. [\"socket\"]), got");
-    if (json_array_size(list) > SPEC_MAX_DENY_SYSCALLS)
-        return spec_fail(c, "at most %d system calls, got %zu", SPEC_MAX_DENY_SYSCALLS, json_array_size(list));
+        return spec_fail_got(c, list, "must be %s, got", d->list_hint);
+    if (json_array_size(list) > d->max)
+        return spec_fail(c, "at most %zu %ss, got %zu", d->max, d->one, json_array_size(list));
     size_t i;
     json_t *v;
     json_array_foreach(list, i, v) {
         size_t isaved = spec_push_index(c, i);
         const char *name;
-        if ((r = spec_want_string(c, v, "a system call name", &name)) < 0)
+        char hint[64];
+        snprintf(hint, sizeof hint, "a %s name", d->one);
+        int r = spec_want_string(c, v, hint, &name);
+        if (r < 0)
             return r;
-        if (strlen(name) > 64 || seccomp_syscall_resolve_name(name) < 0)
-            return spec_fail_got(c, v, "is not a system call known on this machine (names as in "
-                                       "syscalls(2), e.g. \"socket\"); got");
-        for (size_t j = 0; j < f->ndeny_syscalls; j++)
-            if (!strcmp(f->deny_syscalls[j], name))
-                return spec_fail(c, "\"%s\" is listed twice; list each system call once", name);
-        if ((r = spec_dup(c, name, &f->deny_syscalls[f->ndeny_syscalls])) < 0)
+        if (!d->valid(name))
+            return spec_fail_got(c, v, "%s", d->invalid);
+        for (size_t j = 0; j < *n; j++)
+            if (!strcmp((*out)[j], name))
+                return spec_fail(c, "\"%s\" is listed twice; list each %s once", name, d->one);
+        if ((r = spec_dup(c, name, &(*out)[*n])) < 0)
             return r;
-        f->ndeny_syscalls++;
+        (*n)++;
         spec_pop(c, isaved);
     }
+    spec_pop(c, saved);
+    return 0;
+}
+
+static bool spec_is_syscall(const char *name)
+{
+    return strlen(name) <= 64 && seccomp_syscall_resolve_name(name) >= 0;
+}
+
+static const struct spec_name_list spec_deny_list = {
+    .key = "deny_syscalls",
+    .max = SPEC_MAX_DENY_SYSCALLS,
+    .one = "system call",
+    .list_hint = "a list of system call names to deny in addition to the default profile (e.g. [\"socket\"])",
+    .valid = spec_is_syscall,
+    .invalid = "is not a system call known on this machine (names as in syscalls(2), e.g. \"socket\"); got",
+};
+
+/* security.deny_syscalls: names of system calls this machine knows, each once, sorted. */
+static int spec_parse_security(struct spec_ctx *c, json_t *fobj, struct spec_function *f)
+{
+    json_t *sec;
+    size_t saved;
+    int r = spec_enter_section(c, fobj, "security", spec_sec_fields, &sec, &saved);
+    if (r < 0 || (r = spec_parse_name_list(c, sec, &spec_deny_list, &f->deny_syscalls, &f->ndeny_syscalls)) < 0)
+        return r;
     qsort(f->deny_syscalls, f->ndeny_syscalls, sizeof *f->deny_syscalls, spec_cmp_str);
-    spec_pop(c, lsaved);
+    spec_pop(c, saved);
+    return 0;
+}
+
+bool spec_secret_name_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > SPEC_SECRET_NAME_MAX || !isalnum((unsigned char)s[0]))
+        return false;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && *s != '_' && *s != '-' && *s != '.')
+            return false;
+    return true;
+}
+
+static const struct spec_name_list spec_secret_list = {
+    .key = "secrets",
+    .max = SPEC_MAX_SECRETS,
+    .one = "secret",
+    .list_hint = "a list of secret names (e.g. [\"openai\"]; create them with `gust secret create`)",
+    .valid = spec_secret_name_valid,
+    .invalid = "must be a secret name (" SPEC_SECRET_NAME_CHARS "), got",
+};
+
+/* secrets: names of secrets stored by gustd, each once, in the order given (a later
+ * secret's variable wins over an earlier one's). */
+static int spec_parse_secrets(struct spec_ctx *c, json_t *fobj, struct spec_function *f)
+{
+    return spec_parse_name_list(c, fobj, &spec_secret_list, &f->secrets, &f->nsecrets);
+}
+
+/* A mount path: absolute, normalised (no empty, "." or ".." parts, no trailing
+ * slash), not "/" and not under the paths the runtime owns. */
+static bool spec_mount_path_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 2 || n > SPEC_MAX_PATH || s[0] != '/' || s[n - 1] == '/')
+        return false;
+    for (const char *p = s; *p;) {
+        p++;
+        const char *e = strchr(p, '/');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len == 0 || (len == 1 && p[0] == '.') || (len == 2 && p[0] == '.' && p[1] == '.'))
+            return false;
+        p += len;
+    }
+    static const char *const owned[] = {"/proc", "/sys", "/dev", "/tmp"};
+    for (size_t i = 0; i < ARRAY_LEN(owned); i++) {
+        size_t ol = strlen(owned[i]);
+        if (!strncmp(s, owned[i], ol) && (s[ol] == '\0' || s[ol] == '/'))
+            return false;
+    }
+    return true;
+}
+
+static bool spec_is_digest(const char *s)
+{
+    if (strncmp(s, "sha256:", 7) || strlen(s) != 7 + 64)
+        return false;
+    for (s += 7; *s; s++)
+        if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
+            return false;
+    return true;
+}
+
+/* mounts: [{path = "/opt/app", image = "sha256:..."}]: content-addressed trees
+ * (POST /v1/mounts) bound read-only into the container. Kept sorted by path. */
+static int spec_parse_mounts(struct spec_ctx *c, json_t *fobj, struct spec_function *f)
+{
+    json_t *list = json_object_get(fobj, "mounts");
+    size_t cap = json_is_array(list) ? json_array_size(list) + 1 : 1;
+    f->mount_paths = calloc(cap, sizeof(char *));
+    f->mount_images = calloc(cap, sizeof(char *));
+    if (!f->mount_paths || !f->mount_images)
+        return spec_nomem(c);
+    if (!list)
+        return 0;
+    size_t saved = spec_push_key(c, "mounts");
+    if (!json_is_array(list))
+        return spec_fail_got(c, list, "must be a list of {path, image} tables, got");
+    if (json_array_size(list) > SPEC_MAX_MOUNTS)
+        return spec_fail(c, "at most %d mounts, got %zu", SPEC_MAX_MOUNTS, json_array_size(list));
+    size_t i;
+    json_t *m;
+    json_array_foreach(list, i, m) {
+        size_t isaved = spec_push_index(c, i);
+        if (!json_is_object(m))
+            return spec_fail_got(c, m, "must be a table {path = \"/abs/dir\", image = \"sha256:...\"}, got");
+        int r = spec_check_fields(c, m, spec_mount_fields);
+        if (r < 0)
+            return r;
+        json_t *pv = json_object_get(m, "path"), *iv = json_object_get(m, "image");
+        if (!pv)
+            return spec_missing(c, "path", "give the absolute directory to mount at, e.g. \"/opt/app\"");
+        if (!iv)
+            return spec_missing(c, "image", "give the tree's id from POST /v1/mounts (\"sha256:...\")");
+        const char *path, *image;
+        size_t ksaved = spec_push_key(c, "path");
+        if ((r = spec_want_string(c, pv, "an absolute path", &path)) < 0)
+            return r;
+        if (!spec_mount_path_valid(path))
+            return spec_fail_got(c, pv, "must be an absolute, normalised directory other than /, /proc, /sys, "
+                                        "/dev and /tmp (no '.', '..' or empty parts), got");
+        for (size_t j = 0; j < f->nmounts; j++) {
+            size_t a = strlen(f->mount_paths[j]), b = strlen(path), k = a < b ? a : b;
+            if (!strncmp(f->mount_paths[j], path, k) && (a == b || (a < b ? path[a] : f->mount_paths[j][b]) == '/'))
+                return spec_fail(c, "\"%s\" overlaps the mount at \"%s\"; mounts may not nest", path,
+                                 f->mount_paths[j]);
+        }
+        spec_pop(c, ksaved);
+        ksaved = spec_push_key(c, "image");
+        if ((r = spec_want_string(c, iv, "a tree id", &image)) < 0)
+            return r;
+        if (!spec_is_digest(image))
+            return spec_fail_got(c, iv, "must be a tree id as POST /v1/mounts returns it (\"sha256:\" and 64 "
+                                        "lowercase hex digits), got");
+        spec_pop(c, ksaved);
+        if ((r = spec_dup(c, path, &f->mount_paths[f->nmounts])) < 0 ||
+            (r = spec_dup(c, image, &f->mount_images[f->nmounts])) < 0)
+            return r;
+        f->nmounts++;
+        spec_pop(c, isaved);
+    }
+    /* Sort by path (insertion sort: at most SPEC_MAX_MOUNTS), so the normalised form
+     * does not depend on the order given. */
+    for (size_t a = 1; a < f->nmounts; a++)
+        for (size_t b = a; b > 0 && strcmp(f->mount_paths[b - 1], f->mount_paths[b]) > 0; b--) {
+            char *t = f->mount_paths[b];
+            f->mount_paths[b] = f->mount_paths[b - 1];
+            f->mount_paths[b - 1] = t;
+            t = f->mount_images[b];
+            f->mount_images[b] = f->mount_images[b - 1];
+            f->mount_images[b - 1] = t;
+        }
     spec_pop(c, saved);
     return 0;
 }
@@ -706,7 +873,7 @@ static int spec_parse_command(struct spec_ctx *c, json_t *cmd, struct spec_funct
     return 0;
 }
 
-static bool spec_env_key_valid(const char *k)
+bool spec_env_name_valid(const char *k)
 {
     if (!*k || strlen(k) > 255 || isdigit((unsigned char)k[0]))
         return false;
@@ -743,7 +910,7 @@ static int spec_parse_env(struct spec_ctx *c, json_t *env, struct spec_function 
     json_t *v;
     json_object_foreach(env, key, v) {
         size_t ksaved = spec_push_key(c, key);
-        if (!spec_env_key_valid(key))
+        if (!spec_env_name_valid(key))
             return spec_fail(c, "invalid variable name; use letters, digits and '_', not "
                                 "starting with a digit (at most 255 characters)");
         if (json_is_number(v) || json_is_boolean(v)) {
@@ -827,7 +994,8 @@ static int spec_parse_function(struct spec_ctx *c, json_t *obj, struct spec_func
         return r;
     f->network = strcmp(net, "egress") ? SPEC_NET_NONE : SPEC_NET_EGRESS;
     if ((r = spec_parse_resources(c, obj, f)) < 0 || (r = spec_parse_retries(c, obj, f)) < 0 ||
-        (r = spec_parse_security(c, obj, f)) < 0)
+        (r = spec_parse_security(c, obj, f)) < 0 || (r = spec_parse_secrets(c, obj, f)) < 0 ||
+        (r = spec_parse_mounts(c, obj, f)) < 0)
         return r;
     return spec_parse_scaling(c, obj, f);
 }
@@ -853,6 +1021,15 @@ void spec_function_free(struct spec_function *f)
         for (size_t i = 0; i < f->ndeny_syscalls; i++)
             free(f->deny_syscalls[i]);
     free(f->deny_syscalls);
+    for (size_t i = 0; f->secrets && i < f->nsecrets; i++)
+        free(f->secrets[i]);
+    free(f->secrets);
+    for (size_t i = 0; f->mount_paths && i < f->nmounts; i++)
+        free(f->mount_paths[i]);
+    for (size_t i = 0; f->mount_images && i < f->nmounts; i++)
+        free(f->mount_images[i]);
+    free(f->mount_paths);
+    free(f->mount_images);
     memset(f, 0, sizeof *f);
 }
 
@@ -1067,6 +1244,16 @@ json_t *spec_function_to_json(const struct spec_function *f)
             if (json_array_append_new(deny, json_string(f->deny_syscalls[i])) < 0)
                 ok = false;
     }
+    json_t *secrets = json_array(), *mounts = json_array();
+    spec_set(o, "secrets", secrets, &ok);
+    for (size_t i = 0; secrets && i < f->nsecrets; i++)
+        if (json_array_append_new(secrets, json_string(f->secrets[i])) < 0)
+            ok = false;
+    spec_set(o, "mounts", mounts, &ok);
+    for (size_t i = 0; mounts && i < f->nmounts; i++)
+        if (json_array_append_new(mounts, json_pack("{s:s,s:s}", "path", f->mount_paths[i], "image",
+                                                    f->mount_images[i])) < 0)
+            ok = false;
     spec_set(o, "retries", rt, &ok);
     if (rt)
         spec_put_nums(rt, spec_retry_nums, ARRAY_LEN(spec_retry_nums), f, &ok);
@@ -1096,8 +1283,8 @@ int spec_function_copy(const struct spec_function *src, struct spec_function *ds
     dst->image_def = src->image_def ? json_deep_copy(src->image_def) : NULL;
     if (src->image_def && !dst->image_def)
         goto nomem;
-    dst->command = dst->env = dst->deny_syscalls = NULL;
-    dst->ncommand = dst->nenv = dst->ndeny_syscalls = 0;
+    dst->command = dst->env = dst->deny_syscalls = dst->secrets = dst->mount_paths = dst->mount_images = NULL;
+    dst->ncommand = dst->nenv = dst->ndeny_syscalls = dst->nsecrets = dst->nmounts = 0;
     if ((src->name && !(dst->name = strdup(src->name))) ||
         (src->kind && !(dst->kind = strdup(src->kind))) ||
         (src->image && !(dst->image = strdup(src->image))) ||
@@ -1119,6 +1306,18 @@ int spec_function_copy(const struct spec_function *src, struct spec_function *ds
         int r = spec_strv_copy(src->deny_syscalls, src->ndeny_syscalls, &dst->deny_syscalls);
         dst->ndeny_syscalls = src->ndeny_syscalls;
         if (r < 0)
+            goto nomem;
+    }
+    if (src->secrets) {
+        int r = spec_strv_copy(src->secrets, src->nsecrets, &dst->secrets);
+        dst->nsecrets = src->nsecrets;
+        if (r < 0)
+            goto nomem;
+    }
+    if (src->mount_paths && src->mount_images) {
+        dst->nmounts = src->nmounts;
+        if (spec_strv_copy(src->mount_paths, src->nmounts, &dst->mount_paths) < 0 ||
+            spec_strv_copy(src->mount_images, src->nmounts, &dst->mount_images) < 0)
             goto nomem;
     }
     return 0;

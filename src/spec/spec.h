@@ -34,6 +34,13 @@
 #define SPEC_MAX_ENV_BYTES 65536     /* sum over env of strlen("K=V") + 1 */
 #define SPEC_MAX_PATH 4095           /* workdir length */
 #define SPEC_MAX_CPU 64000           /* millicores; the control plane checks worker capacity */
+#define SPEC_MAX_SECRETS 16          /* secrets per function */
+#define SPEC_MAX_MOUNTS 16           /* mounts per function */
+#define SPEC_SECRET_NAME_MAX 63
+#define SPEC_SECRET_MAX_KEYS 256     /* variables per secret */
+#define SPEC_SECRET_MAX_BYTES 65536  /* sum over a secret of strlen("K=V") + 1 */
+#define SPEC_STR_SECRET_BYTES "65536"
+#define SPEC_SECRET_NAME_CHARS "1 to 63 letters, digits, '.', '_' and '-', starting with a letter or digit"
 
 enum spec_mode { SPEC_MODE_PER_INPUT = 1, SPEC_MODE_RUNNER = 2 };
 enum spec_network { SPEC_NET_NONE = 0, SPEC_NET_EGRESS = 1 };
@@ -71,6 +78,11 @@ struct spec_function {
     enum spec_network network;  /* "none" (loopback only, default) or "egress" */
     char **deny_syscalls;       /* security.deny_syscalls: added to the seccomp profile, sorted, NULL-terminated */
     size_t ndeny_syscalls;
+    char **secrets;             /* names of stored secrets injected as env, in order, NULL-terminated */
+    size_t nsecrets;
+    char **mount_paths;         /* mounts[].path, sorted, non-nesting; NULL-terminated */
+    char **mount_images;        /* mounts[].image ("sha256:..." tree ids), parallel to mount_paths */
+    size_t nmounts;
 };
 
 struct spec_app {
@@ -98,6 +110,17 @@ json_t *spec_function_to_json(const struct spec_function *f);
 /* Validates one function object (same rules as one element of "functions"). */
 int spec_function_from_json(json_t *obj, struct spec_function *out,
                             char field_out[SPEC_FIELD_MAX], struct gerr *err);
+/* Whether k is a valid environment variable name: letters, digits and '_', not
+ * starting with a digit, at most 255 characters. */
+bool spec_env_name_valid(const char *k);
+/* Whether s is a valid secret name (SPEC_SECRET_NAME_CHARS). */
+bool spec_secret_name_valid(const char *s);
+/* Validates a secret's env (a JSON object of string values, 1..SPEC_SECRET_MAX_KEYS
+ * variables, at most SPEC_SECRET_MAX_BYTES) into *out: "K=V" strings sorted by key,
+ * NULL-terminated, *n of them (free with spec_secret_env_free). Errors name the field
+ * ("env", "env.KEY"; -EINVAL, -E2BIG for bounds) and never quote a value. */
+int spec_secret_env_parse(json_t *env, char ***out, size_t *n, char field_out[SPEC_FIELD_MAX], struct gerr *err);
+void spec_secret_env_free(char **env);
 /* Frees everything and zeroes *f; a zeroed function is fine. */
 void spec_function_free(struct spec_function *f);
 /* Deep copy; 0 or -ENOMEM (dst is left zeroed on failure). */

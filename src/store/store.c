@@ -102,6 +102,14 @@ static const char *const migrations[] = {
     "  parent_id TEXT NOT NULL,"
     "  image_id TEXT NOT NULL,"
     "  created_at REAL NOT NULL);",
+    /* 5: secrets: named sets of environment variables (env_json: a JSON object). */
+    "CREATE TABLE secrets("
+    "  name TEXT PRIMARY KEY NOT NULL,"
+    "  env_json TEXT NOT NULL,"
+    "  created_at REAL NOT NULL,"
+    "  updated_at REAL NOT NULL);",
+    /* 6: the call whose code printed a log line ('' when not known). */
+    "ALTER TABLE logs ADD COLUMN call_id TEXT NOT NULL DEFAULT '';",
 };
 _Static_assert(ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION, "one migration per schema version");
 
@@ -150,6 +158,9 @@ enum stmt_id {
     S_STEP_PUT,
     S_STEP_LIST,
     S_STEP_DELETE,
+    S_SECRET_PUT,
+    S_SECRET_LIST,
+    S_SECRET_DELETE,
     S_COUNT
 };
 
@@ -231,11 +242,12 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_KV_SET] = "INSERT INTO kv(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
     [S_KV_GET] = "SELECT value FROM kv WHERE key = ?1",
 
-    [S_LOG_APPEND] = "INSERT INTO logs(app, function, container_id, ts, stream, line) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    [S_LOGS_TAIL] = "SELECT id, ts, container_id, stream, line FROM"
-                    " (SELECT id, ts, container_id, stream, line FROM logs WHERE app = ?1 AND function = ?2"
+    [S_LOG_APPEND] = "INSERT INTO logs(app, function, container_id, ts, stream, line, call_id)"
+                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [S_LOGS_TAIL] = "SELECT id, ts, container_id, stream, line, call_id FROM"
+                    " (SELECT id, ts, container_id, stream, line, call_id FROM logs WHERE app = ?1 AND function = ?2"
                     "  ORDER BY id DESC LIMIT ?3) ORDER BY id",
-    [S_LOGS_AFTER] = "SELECT id, ts, container_id, stream, line FROM logs"
+    [S_LOGS_AFTER] = "SELECT id, ts, container_id, stream, line, call_id FROM logs"
                      " WHERE app = ?1 AND function = ?2 AND id > ?3 ORDER BY id LIMIT ?4",
     [S_LOGS_TRIM] = "DELETE FROM logs WHERE id IN (SELECT id FROM"
                     " (SELECT id, row_number() OVER (PARTITION BY app, function ORDER BY id DESC) AS rn FROM logs)"
@@ -250,6 +262,10 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_STEP_PUT] = "INSERT OR REPLACE INTO build_steps(step_id, parent_id, image_id, created_at) VALUES (?1, ?2, ?3, ?4)",
     [S_STEP_LIST] = "SELECT step_id, parent_id, image_id FROM build_steps",
     [S_STEP_DELETE] = "DELETE FROM build_steps WHERE step_id = ?1",
+    [S_SECRET_PUT] = "INSERT INTO secrets(name, env_json, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)"
+                     " ON CONFLICT(name) DO UPDATE SET env_json = excluded.env_json, updated_at = excluded.updated_at",
+    [S_SECRET_LIST] = "SELECT name, env_json, created_at, updated_at FROM secrets ORDER BY name",
+    [S_SECRET_DELETE] = "DELETE FROM secrets WHERE name = ?1",
 };
 
 struct store {
@@ -494,6 +510,7 @@ struct listing {
         store_log_cb log;
         store_image_cb image;
         store_build_step_cb step;
+        store_secret_cb secret;
     } cb;
     void *ud;
 };
@@ -1150,11 +1167,11 @@ int store_kv_get(struct store *st, const char *key, char **value, struct gerr *e
 /* ---------- logs ---------- */
 
 int store_log_append(struct store *st, const char *app, const char *function, const char *container_id,
-                     double ts, int stream, const char *line, size_t len, struct gerr *err)
+                     const char *call_id, double ts, int stream, const char *line, size_t len, struct gerr *err)
 {
     return exec_ok(st, S_LOG_APPEND,
                    PARAMS(P_TEXT(app), P_TEXT(function), P_TEXT_OPT(container_id), P_REAL(ts), P_INT(stream),
-                          P_TEXT_LEN(line, len)),
+                          P_TEXT_LEN(line, len), P_TEXT(call_id ? call_id : "")),
                    err, "appending a log line of", function);
 }
 
@@ -1163,8 +1180,10 @@ static int log_row(sqlite3_stmt *s, const struct listing *l)
     const unsigned char *cid = sqlite3_column_text(s, 2);
     const char *line = (const char *)sqlite3_column_text(s, 4);
     size_t len = (size_t)sqlite3_column_bytes(s, 4);
+    const unsigned char *call = sqlite3_column_text(s, 5);
     return l->cb.log(sqlite3_column_int64(s, 0), sqlite3_column_double(s, 1), cid ? (const char *)cid : "",
-                     sqlite3_column_int(s, 3), line ? line : "", line ? len : 0, l->ud);
+                     call ? (const char *)call : "", sqlite3_column_int(s, 3), line ? line : "", line ? len : 0,
+                     l->ud);
 }
 
 int store_logs_tail(struct store *st, const char *app, const char *function, int limit, store_log_cb cb,
@@ -1261,4 +1280,27 @@ int store_build_step_list(struct store *st, store_build_step_cb cb, void *ud, st
 {
     const struct listing l = {.cb.step = cb, .ud = ud};
     return list_rows(st, S_STEP_LIST, NO_PARAMS, step_row, &l, err, "build_steps", "listing build steps");
+}
+
+int store_secret_put(struct store *st, const char *name, const char *env_json, double now, struct gerr *err)
+{
+    return exec_ok(st, S_SECRET_PUT, PARAMS(P_TEXT(name), P_TEXT(env_json), P_REAL(now)), err, "saving secret",
+                   name);
+}
+
+int store_secret_delete(struct store *st, const char *name, struct gerr *err)
+{
+    return exec_update_one(st, S_SECRET_DELETE, PARAMS(P_TEXT(name)), err, "secret", name);
+}
+
+static int secret_row(sqlite3_stmt *s, const struct listing *l)
+{
+    return l->cb.secret((const char *)sqlite3_column_text(s, 0), (const char *)sqlite3_column_text(s, 1),
+                        col_time(s, 2), col_time(s, 3), l->ud);
+}
+
+int store_secret_list(struct store *st, store_secret_cb cb, void *ud, struct gerr *err)
+{
+    const struct listing l = {.cb.secret = cb, .ud = ud};
+    return list_rows(st, S_SECRET_LIST, NO_PARAMS, secret_row, &l, err, "secrets", "listing secrets");
 }

@@ -35,7 +35,7 @@ struct store;
 
 /* Schema version this code writes; store_open() migrates older files up to it and
  * refuses newer ones (-EPROTONOSUPPORT). */
-#define STORE_SCHEMA_VERSION 4
+#define STORE_SCHEMA_VERSION 6
 
 /* ---------- open / close / transactions ---------- */
 
@@ -204,12 +204,14 @@ int store_kv_get(struct store *st, const char *key, char **value, struct gerr *e
 /* ---------- logs ---------- */
 
 /* Appends one line (len bytes, binary safe) of container_id's stream (1 stdout,
- * 2 stderr) with timestamp ts. */
+ * 2 stderr) with timestamp ts; call_id: the call that printed it (NULL or "": not
+ * known). */
 int store_log_append(struct store *st, const char *app, const char *function, const char *container_id,
-                     double ts, int stream, const char *line, size_t len, struct gerr *err);
-/* id: increasing per appended line, never reused; line: len bytes plus a NUL. */
-typedef int (*store_log_cb)(int64_t id, double ts, const char *container_id, int stream, const char *line,
-                            size_t len, void *ud);
+                     const char *call_id, double ts, int stream, const char *line, size_t len, struct gerr *err);
+/* id: increasing per appended line, never reused; line: len bytes plus a NUL;
+ * call_id "" when not known. */
+typedef int (*store_log_cb)(int64_t id, double ts, const char *container_id, const char *call_id, int stream,
+                            const char *line, size_t len, void *ud);
 /* The last `limit` lines of app.function in chronological order (limit < 0: all). */
 int store_logs_tail(struct store *st, const char *app, const char *function, int limit, store_log_cb cb,
                     void *ud, struct gerr *err);
@@ -244,5 +246,14 @@ int store_build_step_put(struct store *st, const char *step_id, const char *pare
 int store_build_step_delete(struct store *st, const char *step_id, struct gerr *err);
 typedef int (*store_build_step_cb)(const char *step_id, const char *parent_id, const char *image_id, void *ud);
 int store_build_step_list(struct store *st, store_build_step_cb cb, void *ud, struct gerr *err);
+
+/* Secrets: env_json is a JSON object of string values. The database file is the
+ * only place they are kept at rest (gustd creates it 0600). */
+int store_secret_put(struct store *st, const char *name, const char *env_json, double now, struct gerr *err);
+/* -ENOENT if there is no such secret. */
+int store_secret_delete(struct store *st, const char *name, struct gerr *err);
+typedef int (*store_secret_cb)(const char *name, const char *env_json, double created_at, double updated_at,
+                               void *ud);
+int store_secret_list(struct store *st, store_secret_cb cb, void *ud, struct gerr *err);
 
 #endif

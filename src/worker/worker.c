@@ -226,7 +226,7 @@ static int ctr_send_frame(struct ctr *c, uint8_t type, uint64_t id, const void *
 
 /* ------------------------------------------------------------------ receiving */
 
-static void emit_line(struct ctr *c, int stream, const char *s, size_t n)
+static void emit_line(struct ctr *c, int stream, uint64_t input_id, const char *s, size_t n)
 {
     if (n && s[n - 1] == '\r')
         n--;
@@ -236,7 +236,7 @@ static void emit_line(struct ctr *c, int stream, const char *s, size_t n)
         c->last_err[k] = 0;
     }
     if (c->w->cb.on_log)
-        c->w->cb.on_log(c, c->ud, stream, s, n);
+        c->w->cb.on_log(c, c->ud, stream, input_id, s, n);
 }
 
 /* Splits a LOG chunk into lines; partial lines wait in c->line, capped at
@@ -248,17 +248,17 @@ static void handle_log(struct ctr *c, int stream, const char *p, size_t n)
         const char *nl = memchr(p, '\n', n);
         size_t seg = nl ? (size_t)(nl - p) : n;
         if (b->len == 0 && nl && seg <= WORKER_LINE_MAX) {
-            emit_line(c, stream, p, seg);
+            emit_line(c, stream, 0, p, seg);
         } else {
             size_t room = WORKER_LINE_MAX - b->len;
             size_t take = seg < room ? seg : room;
             if (buf_append(b, p, take) < 0)
                 return;
             if (nl && take == seg) {
-                emit_line(c, stream, b->data, b->len);
+                emit_line(c, stream, 0, b->data, b->len);
                 buf_reset(b);
             } else if (b->len == WORKER_LINE_MAX) {
-                emit_line(c, stream, b->data, b->len);
+                emit_line(c, stream, 0, b->data, b->len);
                 buf_reset(b);
                 p += take;
                 n -= take;
@@ -271,6 +271,21 @@ static void handle_log(struct ctr *c, int stream, const char *p, size_t n)
             return;
         p += seg + 1;
         n -= seg + 1;
+    }
+}
+
+/* Lines of one INPUT_LOG frame: whole lines (the last one ends with the frame), each
+ * at most WORKER_LINE_MAX bytes (longer ones are split). */
+static void handle_input_log(struct ctr *c, int stream, uint64_t input_id, const char *p, size_t n)
+{
+    while (n) {
+        const char *nl = memchr(p, '\n', n);
+        size_t seg = nl ? (size_t)(nl - p) : n;
+        size_t take = seg < WORKER_LINE_MAX ? seg : WORKER_LINE_MAX;
+        emit_line(c, stream, input_id, p, take);
+        bool ends_line = take == seg && nl;
+        p += take + (ends_line ? 1 : 0);
+        n -= take + (ends_line ? 1 : 0);
     }
 }
 
@@ -374,6 +389,10 @@ static void handle_frame(struct ctr *c, const struct frame_header *h, uint8_t *b
     case FRAME_LOG:
         if (h->id == 1 || h->id == 2)
             handle_log(c, (int)h->id, (const char *)body, h->body_len);
+        break;
+    case FRAME_INPUT_LOG:
+        if (h->body_len >= 1 && (body[0] == 1 || body[0] == 2))
+            handle_input_log(c, body[0], h->id, (const char *)body + 1, h->body_len - 1);
         break;
     case FRAME_EXIT:
         if (h->body_len >= sizeof c->exitb) {
@@ -516,7 +535,7 @@ static void ctr_finish(struct ctr *c)
     chan_drain(c, 1 << 20);
     for (int s = 0; s < 2; s++)
         if (c->line[s].len) {
-            emit_line(c, s + 1, c->line[s].data, c->line[s].len);
+            emit_line(c, s + 1, 0, c->line[s].data, c->line[s].len);
             buf_reset(&c->line[s]);
         }
     if (c->kill_timer) {
@@ -850,6 +869,10 @@ int worker_start(struct worker *w, const struct ctr_spec *spec, void *ud, struct
     };
     if (spec->host_usr)
         sc.binds[sc.nbinds++] = (struct sandbox_bind){"/usr", "/usr", true};
+    if (spec->nmounts > 16)
+        return gerr_set(err, E2BIG, "container %s: %zu mounts, at most 16", spec->id, spec->nmounts);
+    for (size_t i = 0; i < spec->nmounts; i++)
+        sc.binds[sc.nbinds++] = (struct sandbox_bind){spec->mount_dirs[i], spec->mount_paths[i], true};
     /* Egress containers resolve names with the host's resolvers, when those are
      * reachable from a container (not on the host's loopback). */
     if (spec->network == CTR_NET_EGRESS && resolv_conf_usable(WORKER_RESOLV_CONF))

@@ -87,6 +87,11 @@ struct ctr_spec {
     enum ctr_net network;
     const char *const *deny_syscalls; /* added to the default seccomp profile */
     size_t ndeny_syscalls;
+    /* Host directories bound read-only at mount_paths[i] (content-addressed trees
+     * such as a Python function's source); nmounts <= 16. */
+    char *const *mount_dirs;
+    char *const *mount_paths;
+    size_t nmounts;
 };
 
 /* Per-container accounting, read live or at exit. */
@@ -123,7 +128,9 @@ struct worker_callbacks {
     /* Input failed with kind and a message (e.g. "exit status 3: <stderr tail>"). */
     void (*on_input_error)(struct ctr *c, void *ud, uint64_t input_id, enum ctr_fail kind, const char *msg);
     /* One line of user output (stream 1 stdout, 2 stderr), without the newline. */
-    void (*on_log)(struct ctr *c, void *ud, int stream, const char *line, size_t len);
+    /* input_id: the input whose code printed the line (FRAME_INPUT_LOG), 0 when the
+     * line came from the container's captured stdout/stderr. */
+    void (*on_log)(struct ctr *c, void *ud, int stream, uint64_t input_id, const char *line, size_t len);
     /* The container is gone (PID 1 exited and everything was cleaned up). Inputs still in
      * flight were NOT reported individually: control fails/requeues them. kind is
      * CTR_FAIL_START if it never became ready, CTR_FAIL_OOM if the cgroup saw an OOM kill,

@@ -144,3 +144,15 @@ def netns_host():
         server.wait()
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         subprocess.run(["ip", "link", "del", veth], capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def shared_gust(build_dir, tmp_path_factory):
+    """One gustd for the Python SDK and example tests, so the debian_slim base they all
+    use is built once per run. Checked like any other daemon when the session ends."""
+    g = Gust(tmp_path_factory.mktemp("shared"), (), name="shared")
+    g.start()
+    yield g
+    problems = g.check_after_stop()
+    if problems:
+        pytest.fail("shared gustd teardown checks failed:\n" + "\n".join(problems), pytrace=False)

@@ -344,7 +344,8 @@ UNIT_TEST(test_errors_brief_examples)
                         "1000, got \"ten\""));
     CHECK(expect_fn_err(",\"resourcs\":{}", "functions[0].resourcs",
                         "functions[0].resourcs: unknown field; allowed: name, kind, command, mode, "
-                        "image, workdir, timeout, env, resources, retries, scaling, network, security"));
+                        "image, workdir, timeout, env, resources, retries, scaling, network, security, "
+                        "secrets, mounts"));
     CHECK(expect_fn_err(",\"resources\":{\"memory\":\"lots\"}", "functions[0].resources.memory",
                         "functions[0].resources.memory: must be an integer number of MiB between "
                         "16 and 1048576, got \"lots\""));
@@ -738,6 +739,97 @@ UNIT_TEST(test_toml_keys_and_tables)
     CHECK(toml_err("\"a\\nb\\\"\" = 1\n\"a\\u000Ab\\\"\" = 2", "duplicate key '\"a\\x0ab\\\"\"'"));
 }
 
+#define TREE_A "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define TREE_B "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+
+/* secrets and mounts: parsed, sorted (mounts by path), round-tripped and copied; bad
+ * input names the field. */
+static void test_secrets_and_mounts(void)
+{
+    struct spec_app app;
+    CHECK(parse_fn(",\"secrets\":[\"db\",\"inline.app.0\"],\"mounts\":[{\"path\":\"/opt/z\",\"image\":\"" TREE_A
+                   "\"},{\"path\":\"/opt/a\",\"image\":\"" TREE_B "\"}]", &app) == 0);
+    struct spec_function *f = &app.functions[0];
+    CHECK(f->nsecrets == 2 && !strcmp(f->secrets[0], "db") && !strcmp(f->secrets[1], "inline.app.0"));
+    CHECK(f->nmounts == 2 && !strcmp(f->mount_paths[0], "/opt/a") && !strcmp(f->mount_images[0], TREE_B) &&
+          !strcmp(f->mount_paths[1], "/opt/z"));
+    json_t *j = spec_function_to_json(f);
+    struct spec_function back = {0};
+    char fld[SPEC_FIELD_MAX];
+    struct gerr e;
+    CHECK(j && spec_function_from_json(j, &back, fld, &e) == 0);
+    CHECK(back.nsecrets == 2 && back.nmounts == 2 && !strcmp(back.mount_images[1], TREE_A));
+    struct spec_function copy;
+    CHECK(spec_function_copy(f, &copy) == 0 && copy.nmounts == 2 && !strcmp(copy.secrets[1], "inline.app.0") &&
+          copy.mount_paths != f->mount_paths);
+    spec_function_free(&copy);
+    spec_function_free(&back);
+    json_decref(j);
+    spec_app_free(&app);
+    /* Defaults: none, and the normalised form lists both as empty. */
+    CHECK(parse_fn("", &app) == 0 && app.functions[0].nsecrets == 0 && app.functions[0].nmounts == 0);
+    char *d = fn_dump(&app.functions[0]);
+    CHECK(d && strstr(d, "\"secrets\":[]") && strstr(d, "\"mounts\":[]"));
+    free(d);
+    spec_app_free(&app);
+
+    CHECK(expect_fn_err(",\"secrets\":\"db\"", "functions[0].secrets", "~must be a list of secret names"));
+    CHECK(expect_fn_err(",\"secrets\":[\"-x\"]", "functions[0].secrets[0]", "~must be a secret name"));
+    CHECK(expect_fn_err(",\"secrets\":[\"a\",\"a\"]", "functions[0].secrets[1]", "~listed twice"));
+    CHECK(expect_fn_err(",\"mounts\":[{\"path\":\"/opt/a\"}]", "functions[0].mounts[0].image",
+                        "~required field is missing"));
+    CHECK(expect_fn_err(",\"mounts\":[{\"path\":\"/\",\"image\":\"" TREE_A "\"}]", "functions[0].mounts[0].path",
+                        "~must be an absolute, normalised directory"));
+    CHECK(expect_fn_err(",\"mounts\":[{\"path\":\"/opt/../etc\",\"image\":\"" TREE_A "\"}]",
+                        "functions[0].mounts[0].path", "~normalised"));
+    CHECK(expect_fn_err(",\"mounts\":[{\"path\":\"/dev/shm\",\"image\":\"" TREE_A "\"}]",
+                        "functions[0].mounts[0].path", "~/dev"));
+    CHECK(expect_fn_err(",\"mounts\":[{\"path\":\"/opt/a\",\"image\":\"" TREE_A
+                        "\"},{\"path\":\"/opt/a/b\",\"image\":\"" TREE_A "\"}]",
+                        "functions[0].mounts[1].path", "~mounts may not nest"));
+    CHECK(expect_fn_err(",\"mounts\":[{\"path\":\"/opt/a\",\"image\":\"sha256:XY\"}]",
+                        "functions[0].mounts[0].image", "~must be a tree id"));
+    CHECK(expect_fn_err(",\"mounts\":[{\"path\":\"/opt/a\",\"image\":\"" TREE_A "\",\"rw\":true}]",
+                        "functions[0].mounts[0].rw", "~unknown field"));
+    /* "/opt/ab" does not nest in "/opt/a". */
+    CHECK(parse_fn(",\"mounts\":[{\"path\":\"/opt/a\",\"image\":\"" TREE_A "\"},{\"path\":\"/opt/ab\",\"image\":\""
+                   TREE_A "\"}]", &app) == 0);
+    spec_app_free(&app);
+}
+
+/* Secret bodies: sorted KEY=VALUE, fields named, bounds. */
+static void test_secret_env(void)
+{
+    char field[SPEC_FIELD_MAX];
+    struct gerr e;
+    char **env;
+    size_t n;
+    json_t *j = json_loads("{\"B\":\"x=y\",\"A\":\"1\"}", 0, NULL);
+    CHECK(spec_secret_env_parse(j, &env, &n, field, &e) == 0 && n == 2 && !strcmp(env[0], "A=1") &&
+          !strcmp(env[1], "B=x=y") && env[2] == NULL);
+    spec_secret_env_free(env);
+    json_decref(j);
+    j = json_loads("{\"1A\":\"v\"}", 0, NULL);
+    CHECK(spec_secret_env_parse(j, &env, &n, field, &e) == -EINVAL && !strcmp(field, "env.1A") && !env);
+    json_decref(j);
+    j = json_loads("{\"A\":\"top-secret\",\"B\":2}", 0, NULL);
+    CHECK(spec_secret_env_parse(j, &env, &n, field, &e) == -EINVAL && !strcmp(field, "env.B") &&
+          !strstr(e.msg, "top-secret"));
+    json_decref(j);
+    j = json_object();
+    CHECK(spec_secret_env_parse(j, &env, &n, field, &e) == -EINVAL && !strcmp(field, "env"));
+    for (int i = 0; i < SPEC_SECRET_MAX_KEYS + 1; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "K%d", i);
+        json_object_set_new(j, k, json_string("v"));
+    }
+    CHECK(spec_secret_env_parse(j, &env, &n, field, &e) == -E2BIG && !strcmp(field, "env"));
+    json_decref(j);
+    CHECK(spec_secret_env_parse(NULL, &env, &n, field, &e) == -EINVAL);
+    CHECK(spec_secret_name_valid("inline.app-1_x") && !spec_secret_name_valid(".x") && !spec_secret_name_valid("") &&
+          !spec_secret_name_valid("a/b"));
+}
+
 int main(void)
 {
     UNIT_RUN(test_spec_md_example_toml);
@@ -754,5 +846,7 @@ int main(void)
     UNIT_RUN(test_toml_numbers);
     UNIT_RUN(test_toml_arrays_and_inline_tables);
     UNIT_RUN(test_toml_keys_and_tables);
+    UNIT_RUN(test_secrets_and_mounts);
+    UNIT_RUN(test_secret_env);
     UNIT_MAIN_END();
 }

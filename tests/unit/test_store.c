@@ -735,13 +735,15 @@ struct log_rows {
     int n;
 };
 
-static int log_cb(int64_t id, double ts, const char *container_id, int stream, const char *line, size_t len,
-                  void *ud)
+static int log_cb(int64_t id, double ts, const char *container_id, const char *call_id, int stream, const char *line,
+                  size_t len, void *ud)
 {
     struct log_rows *a = ud;
     if (a->n < 16)
         a->ids[a->n] = id;
     a->n++;
+    if (strcmp(call_id, "fc-echo") && strcmp(call_id, "fc-sum"))
+        text_append(a->text, sizeof a->text, "call_id %s!", call_id);
     text_append(a->text, sizeof a->text, "%g/%s/%d/%zu/%s;", ts, container_id, stream, len, line);
     return 0;
 }
@@ -756,9 +758,11 @@ UNIT_TEST(test_logs)
     for (int i = 0; i < 5; i++) {
         char line[16];
         int l = snprintf(line, sizeof line, "echo-%d", i);
-        CHECK_EQ_INT(store_log_append(st, "demo", "echo", "ct-1", 10 + i, 1 + i % 2, line, (size_t)l, &err), 0);
+        CHECK_EQ_INT(
+            store_log_append(st, "demo", "echo", "ct-1", "fc-echo", 10 + i, 1 + i % 2, line, (size_t)l, &err), 0);
         l = snprintf(line, sizeof line, "sum-%d", i);
-        CHECK_EQ_INT(store_log_append(st, "demo", "sum", "ct-2", 10 + i, 1, line, (size_t)l, &err), 0);
+        CHECK_EQ_INT(store_log_append(st, "demo", "sum", "ct-2", "fc-sum", 10 + i, 1, line, (size_t)l, &err),
+                     0);
     }
     CHECK_EQ_INT(store_commit(st, &err), 0);
 
@@ -785,7 +789,7 @@ UNIT_TEST(test_logs)
     int64_t last = rows.ids[1];
 
     /* Binary-safe line. */
-    CHECK_EQ_INT(store_log_append(st, "demo", "echo", "", 20, 2, "a\0b", 3, &err), 0);
+    CHECK_EQ_INT(store_log_append(st, "demo", "echo", "", "fc-echo", 20, 2, "a\0b", 3, &err), 0);
     memset(&rows, 0, sizeof rows);
     CHECK_EQ_INT(store_logs_after(st, "demo", "echo", last, -1, log_cb, &rows, &err), 0);
     CHECK_STR(rows.text, "20//2/3/a;");
@@ -805,7 +809,7 @@ UNIT_TEST(test_logs)
     store_close(st);
     st = reopen(path);
     CHECK(st);
-    CHECK_EQ_INT(store_log_append(st, "demo", "echo", "ct-3", 30, 1, "new", 3, &err), 0);
+    CHECK_EQ_INT(store_log_append(st, "demo", "echo", "ct-3", "fc-echo", 30, 1, "new", 3, &err), 0);
     memset(&rows, 0, sizeof rows);
     CHECK_EQ_INT(store_logs_after(st, "demo", "echo", last, -1, log_cb, &rows, &err), 0);
     CHECK_EQ_INT(rows.n, 1);
@@ -931,6 +935,38 @@ UNIT_TEST(test_bench_insert_finish)
     store_close(st);
 }
 
+static int secret_row(const char *name, const char *env_json, double created_at, double updated_at, void *ud)
+{
+    text_append(ud, 512, "%s %s %s|", name, env_json, created_at < updated_at ? "updated" : "new");
+    return 0;
+}
+
+/* Secrets: put replaces the variables and keeps created_at; delete; survive reopen. */
+static void test_secrets(void)
+{
+    char path[512];
+    struct store *st = open_new(path, sizeof path);
+    CHECK(st != NULL);
+    if (!st)
+        return;
+    struct gerr err;
+    CHECK_EQ_INT(store_secret_put(st, "db", "{\"PW\":\"a\"}", 10.0, &err), 0);
+    CHECK_EQ_INT(store_secret_put(st, "api", "{\"K\":\"v\"}", 11.0, &err), 0);
+    CHECK_EQ_INT(store_secret_put(st, "db", "{\"PW\":\"b\"}", 12.0, &err), 0);
+    char text[512] = "";
+    CHECK_EQ_INT(store_secret_list(st, secret_row, text, &err), 0);
+    CHECK_STR(text, "api {\"K\":\"v\"} new|db {\"PW\":\"b\"} updated|");
+    CHECK_EQ_INT(store_secret_delete(st, "api", &err), 0);
+    CHECK_EQ_INT(store_secret_delete(st, "api", &err), -ENOENT);
+    store_close(st);
+    st = reopen(path);
+    CHECK(st != NULL);
+    text[0] = '\0';
+    CHECK_EQ_INT(store_secret_list(st, secret_row, text, &err), 0);
+    CHECK_STR(text, "db {\"PW\":\"b\"} updated|");
+    store_close(st);
+}
+
 int main(void)
 {
     if (!mkdtemp(tmpdir)) {
@@ -946,6 +982,7 @@ int main(void)
     UNIT_RUN(test_kill9_durability);
     UNIT_RUN(test_containers);
     UNIT_RUN(test_kv_and_images);
+    UNIT_RUN(test_secrets);
     UNIT_RUN(test_logs);
     UNIT_RUN(test_transactions);
     UNIT_RUN(test_bench_insert_finish);

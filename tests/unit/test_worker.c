@@ -73,10 +73,13 @@ static void cb_error(struct ctr *c, void *ud, uint64_t id, enum ctr_fail kind, c
     ev_stop(loop);
 }
 
-static void cb_log(struct ctr *c, void *ud, int stream, const char *line, size_t len)
+static void cb_log(struct ctr *c, void *ud, int stream, uint64_t input_id, const char *line, size_t len)
 {
     struct rec *r = ud;
-    buf_printf(&r->logs, "%d:%.*s\n", stream, (int)len, line);
+    if (input_id)
+        buf_printf(&r->logs, "%d@%llu:%.*s\n", stream, (unsigned long long)input_id, (int)len, line);
+    else
+        buf_printf(&r->logs, "%d:%.*s\n", stream, (int)len, line);
 }
 
 static void cb_exit(struct ctr *c, void *ud, int kind, const char *msg)

@@ -15,7 +15,7 @@ import threading
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 
-HELLO, READY, INPUT, OUTPUT, ERROR, LOG, CANCEL, EXIT, SHUTDOWN = range(1, 10)
+HELLO, READY, INPUT, OUTPUT, ERROR, LOG, CANCEL, EXIT, SHUTDOWN, INPUT_LOG = range(1, 11)
 F_MORE = 0x01
 MAX_BODY = 60 * 1024
 HEADER = struct.Struct("<BBHIQ")
@@ -24,6 +24,53 @@ EXC_TAG = "GUSTEXC1:"
 
 
 _send_lock = threading.Lock()
+_current = threading.local()  # .fid: the input this thread serves
+
+
+class _InputStream:
+    """sys.stdout / sys.stderr while inputs run: text written by a thread serving an
+    input goes out as INPUT_LOG frames of that input (whole lines; the rest at the
+    input's end), so its log lines carry the call id; other text goes to the real
+    stream (gust-init logs it without a call)."""
+
+    def __init__(self, real, stream, sock):
+        self._real, self._stream, self._sock = real, stream, sock
+        self._parts = threading.local()
+
+    def write(self, text):
+        fid = getattr(_current, "fid", None)
+        if fid is None:
+            return self._real.write(text)
+        parts = getattr(self._parts, "buf", None)
+        if parts is None:
+            parts = self._parts.buf = []
+        parts.append(text)
+        if "\n" in text:
+            self._emit(fid, final=False)
+        return len(text)
+
+    def _emit(self, fid, final):
+        parts = getattr(self._parts, "buf", None)
+        if not parts:
+            return
+        data = "".join(parts)
+        cut = len(data) if final else data.rfind("\n") + 1
+        head, rest = data[:cut], data[cut:]
+        parts[:] = [rest] if rest else []
+        raw = head.encode("utf-8", "replace")
+        for off in range(0, len(raw), MAX_BODY - 1):  # frames of whole lines where they fit
+            send(self._sock, INPUT_LOG, fid, bytes([self._stream]) + raw[off:off + MAX_BODY - 1])
+
+    def end_input(self, fid):
+        self._emit(fid, final=True)
+
+    def flush(self):
+        fid = getattr(_current, "fid", None)
+        if fid is None:
+            self._real.flush()
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
 
 
 def send(sock, ftype, fid, body):
@@ -53,7 +100,10 @@ def error_message(exc):
 
 
 def load(module_file, qualname):
-    sys.path.insert(0, os.path.dirname(module_file))
+    src_dir = os.path.dirname(module_file)
+    sys.path.insert(0, src_dir)
+    if os.path.isfile(os.path.join(src_dir, "__init__.py")):  # its package's siblings import as pkg.x
+        sys.path.insert(1, os.path.dirname(src_dir))
     name = os.path.splitext(os.path.basename(module_file))[0]
     spec = importlib.util.spec_from_file_location(name, module_file)
     mod = importlib.util.module_from_spec(spec)
@@ -95,6 +145,8 @@ def main():
     sock = socket.socket(fileno=int(os.environ.get("GUST_RUNNER_FD", "3")))
     os.environ["GUST_IN_CONTAINER"] = "1"
     fn = load(module_file, qualname)
+    sys.stdout = _InputStream(sys.stdout, 1, sock)
+    sys.stderr = _InputStream(sys.stderr, 2, sock)
     # max_inputs > 1: that many inputs at once, each on a thread of its own.
     workers = int(os.environ.get("GUST_MAX_INPUTS", "1") or "1")
     pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
@@ -127,18 +179,20 @@ def main():
 
 
 def serve(sock, fn, fid, payload):
-    """Runs one input and answers it."""
+    """Runs one input and answers it; what it printed goes out before the answer."""
+    _current.fid = fid
     try:
         args, kwargs = pickle.loads(payload)
         out = pickle.dumps(fn(*args, **kwargs), protocol=5)
+        ftype, body = OUTPUT, out
     except BaseException as exc:  # the function's failure is the caller's to see
-        msg = error_message(exc).encode("utf-8", "replace")
-        sys.stdout.flush()
-        sys.stderr.flush()
-        send(sock, ERROR, fid, bytes([ERR_USER]) + msg)
-        return
-    sys.stdout.flush()
-    send(sock, OUTPUT, fid, out)
+        ftype, body = ERROR, bytes([ERR_USER]) + error_message(exc).encode("utf-8", "replace")
+    finally:
+        _current.fid = None
+        for s in (sys.stdout, sys.stderr):
+            if isinstance(s, _InputStream):
+                s.end_input(fid)
+    send(sock, ftype, fid, body)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,20 @@
-"""Client side of Python functions: an App of decorated functions, deployed to gustd,
-called with .remote() / .spawn() / .map() (see the SDK issue for what is still to come:
-classes, secrets, gust run). Arguments and results travel as pickle (protocol 5); the
-function's module directory and this SDK go into the image as content-addressed copy
-steps, so unchanged sources are never copied twice."""
+"""Client side of Python functions: an App of decorated functions and classes,
+deployed to gustd, called with .remote() / .spawn() / .map(). Arguments and results
+travel as pickle (protocol 5). The function's source (its module file, or its package
+directory) and this SDK travel as content-addressed trees, uploaded only where gustd
+lacks a chunk, and are mounted read-only into every container of the function
+(/opt/gust/app and /opt/gust/sdk), so a change of source needs no image build."""
 import base64
-import http.client
 import json
 import os
 import pickle
 import sys
+import time
 import urllib.parse
 
-from .image import DEFAULT_ADDR, BuildError, Image
+from . import _mount, _net
+from .image import BuildError, Image
+from .secret import Secret, resolve as _resolve_secrets
 
 SDK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXC_TAG = "GUSTEXC1:"
@@ -61,20 +64,40 @@ class Retries:
                 "initial_delay": self.initial_delay, "max_delay": self.max_delay}
 
 
-def _addr(addr):
-    host, _, port = (addr or os.environ.get("GUST_ADDR") or DEFAULT_ADDR).rpartition(":")
-    return host or "127.0.0.1", int(port)
+_request = _net.request
+APP_DIR = "/opt/gust/app"
+SDK_MOUNT = "/opt/gust/sdk"
 
 
-def _request(addr, method, path, body=None, headers=None, timeout=None):
-    host, port = _addr(addr)
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+class _MapProgress:
+    """"map: 120/1000 done (3 failed)" on stderr, redrawn at most 5 times a second,
+    when stderr is a terminal or GUST_PROGRESS=1."""
+
+    def __init__(self, name, total):
+        self.on = total > 1 and (os.environ.get("GUST_PROGRESS") == "1" or
+                                 (os.environ.get("GUST_PROGRESS") != "0" and sys.stderr.isatty()))
+        self.name, self.total, self.done, self.failed, self.last = name, total, 0, 0, 0.0
+
+    def step(self, ok):
+        self.done += 1
+        self.failed += 0 if ok else 1
+        now = time.monotonic()
+        if self.on and (now - self.last >= 0.2 or self.done == self.total):
+            self.last = now
+            fail = f" ({self.failed} failed)" if self.failed else ""
+            end = "\n" if self.done == self.total else ""
+            sys.stderr.write(f"\r{self.name}.map: {self.done}/{self.total} done{fail}{end}")
+            sys.stderr.flush()
+
+
+def _load_result(data, what):
+    """Unpickles a result; a type that does not exist here is a clear error, not a bare
+    ModuleNotFoundError from deep inside pickle."""
     try:
-        conn.request(method, path, body=body, headers=headers or {})
-        r = conn.getresponse()
-        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
-    finally:
-        conn.close()
+        return pickle.loads(data)
+    except (ModuleNotFoundError, AttributeError) as e:
+        raise GustError(f"the result of {what} cannot be unpickled here ({e}): return plain Python types, or "
+                        f"install that module on this machine too", "unpicklable_result") from e
 
 
 def _raise_for(status, body):
@@ -114,7 +137,7 @@ class FunctionCall:
         while True:
             st, _, body = _request(self.function.app.addr, "GET", f"/v1/calls/{self.object_id}?wait={wait:g}")
             if st == 200:
-                return pickle.loads(body)
+                return _load_result(body, self.function.name)
             if st == 202:
                 if timeout is not None:
                     raise TimeoutError(f"call {self.object_id} is not done after {timeout} s")
@@ -152,7 +175,7 @@ class Function:
         body = pickle.dumps((args, kwargs), protocol=5)
         st, _, out = _request(self.app.addr, "POST", self._path("call"), body)
         if st == 200:
-            return pickle.loads(out)
+            return _load_result(out, self.name)
         _raise_for(st, out)
 
     def spawn(self, *args, **kwargs):
@@ -164,16 +187,17 @@ class Function:
 
     def starmap(self, arg_tuples, order_outputs=True, return_exceptions=False, kwargs=None):
         lines = []
+        kw = dict(kwargs or {})
         for a in arg_tuples:
-            blob = pickle.dumps((tuple(a), dict(kwargs or {})), protocol=5)
-            lines.append(json.dumps({"b64": base64.b64encode(blob).decode()}))
-        body = ("\n".join(lines) + "\n").encode()
-        host, port = _addr(self.app.addr)
-        conn = http.client.HTTPConnection(host, port)
+            blob = pickle.dumps((tuple(a), kw), protocol=5)
+            lines.append(b'{"b64":"' + base64.b64encode(blob) + b'"}')
+        if not lines:
+            return
+        body = b"\n".join(lines) + b"\n"
+        progress = _MapProgress(self.name, len(lines))
+        conn, r = _net.stream(self.app.addr, "POST", self._path("map") + ("?ordered=1" if order_outputs else ""),
+                              body, {"Content-Type": "application/x-ndjson"})
         try:
-            conn.request("POST", self._path("map") + ("?ordered=1" if order_outputs else ""), body=body,
-                         headers={"Content-Type": "application/x-ndjson"})
-            r = conn.getresponse()
             if r.status != 200:
                 _raise_for(r.status, r.read())
             for raw in r:
@@ -181,9 +205,11 @@ class Function:
                 if ev.get("done"):
                     return
                 if ev["status"] == "succeeded":
+                    progress.step(True)
                     data = base64.b64decode(ev["output_b64"]) if "output_b64" in ev else ev["output"].encode()
-                    yield pickle.loads(data)
+                    yield _load_result(data, self.name)
                     continue
+                progress.step(False)
                 err = ev.get("error") or {}
                 try:
                     _raise_error(err.get("code"), err.get("message", ""), ev.get("call_id"))
@@ -202,7 +228,8 @@ class Function:
         for _ in self.map(*iterables, kwargs=kwargs, order_outputs=False, return_exceptions=True):
             pass
 
-    def spec(self):
+    def _source(self):
+        """(module file, qualified name) of the decorated function or class."""
         code = getattr(self.raw_f, "__code__", None)
         if code is None:  # a class: the file of one of its methods
             code = next((v.__code__ for v in vars(self.raw_f).values() if hasattr(v, "__code__")), None)
@@ -211,22 +238,23 @@ class Function:
         module_file = os.path.abspath(code.co_filename)
         if not module_file.endswith(".py") or not os.path.isfile(module_file):
             raise GustError(f"{self.name}: defined in {module_file}, not a .py file; define functions in a module file")
-        src_dir = os.path.dirname(module_file)
+        return module_file, self.raw_f.__qualname__
+
+    def spec(self, mounts=None, secrets=()):
+        """The function's spec. mounts: (sdk tree id, app tree id, path of the module
+        in the app tree), as App.deploy uploads them."""
+        module_file, qualname = self._source()
+        sdk_id, app_id, rel = mounts or ("sha256:" + "0" * 64, "sha256:" + "0" * 64, os.path.basename(module_file))
         o = self.options
         image = o.get("image") or Image.debian_slim()
-        image = image.add_local_dir(os.path.join(SDK_DIR, "gust"), "/opt/gust/sdk/gust")
-        # The module's package (the directory, when it has __init__.py), else the file.
-        if os.path.isfile(os.path.join(src_dir, "__init__.py")):
-            pkg = os.path.basename(src_dir)
-            image = image.add_local_dir(src_dir, f"/opt/gust/app/{pkg}")
-            remote_file = f"/opt/gust/app/{pkg}/{os.path.basename(module_file)}"
-        else:
-            remote_file = "/opt/gust/app/" + os.path.basename(module_file)
-            image = image.add_local_file(module_file, remote_file)
         f = {"name": self.name, "kind": "exec", "mode": "runner",
-             "command": ["python3", "-m", "gust._runner", remote_file, self.raw_f.__qualname__],
-             "image": image.definition(),
-             "env": dict(o.get("env") or {}, PYTHONPATH="/opt/gust/sdk", PYTHONUNBUFFERED="1")}
+             "command": ["python3", "-m", "gust._runner", f"{APP_DIR}/{rel}", qualname],
+             "image": image.spec_value(),
+             "mounts": [{"path": SDK_MOUNT, "image": sdk_id}, {"path": APP_DIR, "image": app_id}],
+             "env": dict(o.get("env") or {}, PYTHONPATH=SDK_MOUNT, PYTHONUNBUFFERED="1",
+                         PYTHONDONTWRITEBYTECODE="1")}
+        if secrets:
+            f["secrets"] = list(secrets)
         res = {}
         if o.get("cpu") is not None:
             res["cpu"] = int(round(float(o["cpu"]) * 1000))  # cores, as in Modal; the spec takes millicores
@@ -338,12 +366,18 @@ class App:
 
     def function(self, image=None, cpu=None, memory=None, gpu=None, min_containers=None, max_containers=None,
                  buffer_containers=None, scaledown_window=None, timeout=None, retries=None, env=None,
-                 max_inputs=None):
-        """max_inputs > 1: a container serves that many inputs at once, in threads."""
+                 max_inputs=None, secrets=(), snapshot=False):
+        """max_inputs > 1: a container serves that many inputs at once, in threads.
+        secrets: gust.Secret objects, injected as env. snapshot: accepted for code
+        written against memory snapshots; until gustd has them (a later issue) every
+        container runs the init itself."""
+        for s in secrets or ():
+            if not isinstance(s, Secret):
+                raise TypeError(f"secrets: expected gust.Secret objects, got {type(s).__name__}")
         options = dict(image=image, cpu=cpu, memory=memory, gpu=gpu, min_containers=min_containers,
                        max_containers=max_containers, buffer_containers=buffer_containers,
                        scaledown_window=scaledown_window, timeout=timeout, retries=retries, env=env,
-                       max_inputs=max_inputs)
+                       max_inputs=max_inputs, secrets=list(secrets or ()), snapshot=bool(snapshot))
 
         def wrap(f):
             fn = Function(self, f, options)
@@ -359,23 +393,61 @@ class App:
             return Cls(fn, user_cls)
         return wrap
 
+    def _upload_sources(self):
+        """Uploads the SDK and each function's source tree; {function name: (sdk id,
+        app id, module path in the app tree)}."""
+        sdk_id = _mount.upload(self.addr, [("gust", os.path.join(SDK_DIR, "gust"))])
+        trees, out = {}, {}
+        for fn in self.registered_functions.values():
+            module_file, _ = fn._source()
+            src_dir = os.path.dirname(module_file)
+            if os.path.isfile(os.path.join(src_dir, "__init__.py")):
+                pkg = os.path.basename(src_dir)
+                item, rel = (pkg, src_dir), f"{pkg}/{os.path.basename(module_file)}"
+            else:
+                item = rel = os.path.basename(module_file)
+                item = (rel, module_file)
+            if item not in trees:
+                trees[item] = _mount.upload(self.addr, [item])
+            out[fn.name] = (sdk_id, trees[item], rel)
+        return out
+
     def spec(self):
-        return {"app": self.name, "functions": [f.spec() for f in self.registered_functions.values()]}
+        """The app spec deploy() sends (uploading sources and inline secrets first)."""
+        mounts = self._upload_sources()
+        inline = {}
+        fns = []
+        for f in self.registered_functions.values():
+            names = _resolve_secrets(self.name, f.options.get("secrets"), self.addr, inline)
+            fns.append(f.spec(mounts[f.name], names))
+        return {"app": self.name, "functions": fns}
 
     def deploy(self, progress=sys.stderr):
-        """Builds the functions' images (progress on stderr) and deploys a new version."""
-        st, _, body = _request(self.addr, "POST", "/v1/deploy?build=1", json.dumps(self.spec()).encode(),
-                               {"Content-Type": "application/json"})
-        if st != 200:
-            _raise_for(st, body)
-        final = None
+        """Uploads what gustd lacks of the sources, builds the functions' images
+        (progress on stderr) and deploys a new version."""
+        try:
+            spec = self.spec()
+        except (_mount.MountError, OSError) as e:
+            raise GustError(f"uploading the sources of app {self.name}: {e}") from e
         from .image import _show
-        for line in body.decode().splitlines():
-            if not line.strip():
-                continue
-            ev = json.loads(line)
-            _show(ev, progress)
-            final = ev
-        if not final or final.get("event") != "deployed":
-            raise BuildError(final or {"message": "gustd ended the deploy without a result"})
+        conn, r = _net.stream(self.addr, "POST", "/v1/deploy?build=1", json.dumps(spec).encode(),
+                              {"Content-Type": "application/json"})
+        final = None
+        try:
+            if r.status != 200:
+                _raise_for(r.status, r.read())
+            for line in r:  # build progress as it happens
+                if not line.strip():
+                    continue
+                ev = json.loads(line)
+                _show(ev, progress)
+                final = ev
+        finally:
+            conn.close()
+        if not final:
+            raise GustError("gustd ended the deploy without a result")
+        if final.get("event") == "error" and final.get("code"):  # refused, not a failed build step
+            raise GustError(final.get("message", "deploy failed"), final["code"])
+        if final.get("event") != "deployed":
+            raise BuildError(final)
         return final

@@ -13,13 +13,13 @@ An Image is immutable: every method returns a new one. definition() is the same 
 an image table of a spec (docs/SPEC.md "Images"); build() sends it to gustd
 (POST /v1/images/build), shows each step on stderr and returns the image id.
 """
-import http.client
 import json
 import os
 import sys
 import urllib.parse
 
-DEFAULT_ADDR = "127.0.0.1:8470"
+from . import _net
+from ._net import DEFAULT_ADDR  # noqa: F401 - kept for callers of gust.image
 
 
 class BuildError(Exception):
@@ -112,21 +112,27 @@ class Image:
         d["steps"] = [json.loads(json.dumps(s)) for s in self._steps]
         return d
 
+    def spec_value(self):
+        """What a function spec's image field takes: a registered image's name as is
+        (it may be one that lives outside the store, such as "python"), else the
+        definition, built at deploy."""
+        if self._base and not self._oci and not self._steps and self._base not in ("debian_slim", "busybox",
+                                                                                   "scratch"):
+            return self._base
+        return self.definition()
+
     def build(self, name=None, force_build=False, addr=None, progress=sys.stderr):
         """Builds the image on gustd at addr ($GUST_ADDR, else 127.0.0.1:8470) and
         returns its id ("sha256:..."). Raises BuildError with the failing step."""
-        host, _, port = (addr or os.environ.get("GUST_ADDR") or DEFAULT_ADDR).rpartition(":")
         q = {}
         if name:
             q["name"] = name
         if force_build:
             q["force_build"] = "1"
         path = "/v1/images/build" + ("?" + urllib.parse.urlencode(q) if q else "")
-        conn = http.client.HTTPConnection(host or "127.0.0.1", int(port))
+        conn, resp = _net.stream(addr, "POST", path, json.dumps(self.definition()).encode(),
+                                 {"Content-Type": "application/json"})
         try:
-            conn.request("POST", path, body=json.dumps(self.definition()),
-                         headers={"Content-Type": "application/json"})
-            resp = conn.getresponse()
             if resp.status != 200:
                 body = resp.read()
                 try:

@@ -1,0 +1,109 @@
+"""Local files to a content-addressed tree on gustd, sending only what it lacks:
+the files are cut into the store's 4 MiB chunks and hashed here, gustd says which
+chunks it is missing (POST /v1/blobs/missing), those are uploaded
+(PUT /v1/blobs/sha256:...), and the tree is described by its manifest entries
+(POST /v1/mounts), which returns its id. Functions mount trees read-only."""
+import hashlib
+import json
+import os
+import stat
+
+from . import _net
+
+CHUNK = 4 << 20
+SKIP_DIRS = {"__pycache__", ".git", ".hg", ".svn", ".mypy_cache", ".pytest_cache", ".tox", ".venv", "node_modules"}
+MAX_FILES = 100000
+
+
+class MountError(Exception):
+    pass
+
+
+def _chunks(path):
+    """(hex digest, data) of each chunk; an empty file is one empty chunk, as the store
+    keeps it."""
+    with open(path, "rb") as f:
+        first = True
+        while True:
+            b = f.read(CHUNK)
+            if not b and not first:
+                return
+            first = False
+            yield hashlib.sha256(b).hexdigest(), b
+            if len(b) < CHUNK:
+                return
+
+
+def _walk(root, prefix):
+    """(relative path, absolute path, lstat) of every entry under root, parents first,
+    sorted by path; prefix (e.g. "gust") names root itself in the tree."""
+    out = []
+    if prefix:
+        parts = prefix.split("/")
+        for i in range(1, len(parts)):
+            out.append(("/".join(parts[:i]), None, None))
+        out.append((prefix, root, os.lstat(root)))
+    for d, dirs, files in os.walk(root):
+        dirs[:] = sorted(x for x in dirs if x not in SKIP_DIRS)
+        rel = os.path.relpath(d, root)
+        for name in dirs + sorted(files):
+            if name.endswith((".pyc", ".pyo")):
+                continue
+            p = os.path.join(d, name)
+            r = name if rel == "." else os.path.join(rel, name)
+            out.append((f"{prefix}/{r}" if prefix else r, p, os.lstat(p)))
+            if len(out) > MAX_FILES:
+                raise MountError(f"{root}: more than {MAX_FILES} files; mount a smaller directory")
+    out.sort(key=lambda e: e[0])
+    return out
+
+
+def upload(addr, items):
+    """items: (tree path, local file or directory) pairs; a directory brings its whole
+    tree under its tree path ("" for the root). Returns the tree id ("sha256:...")."""
+    entries, blobs = [], {}
+    seen = set()
+    for tree_path, local in items:
+        if os.path.isdir(local):
+            listing = _walk(local, tree_path)
+        else:
+            parts = tree_path.split("/")
+            listing = [("/".join(parts[:i]), None, None) for i in range(1, len(parts))]
+            listing.append((tree_path, local, os.lstat(local)))
+        for rel, path, st in listing:
+            if rel in seen:
+                continue
+            seen.add(rel)
+            if st is None or stat.S_ISDIR(st.st_mode):
+                entries.append({"path": rel, "type": "dir", "mode": 0o755})
+            elif stat.S_ISLNK(st.st_mode):
+                entries.append({"path": rel, "type": "symlink", "mode": 0o777, "target": os.readlink(path)})
+            elif stat.S_ISREG(st.st_mode):
+                chunks, size = [], 0
+                for digest, data in _chunks(path):
+                    chunks.append(digest)
+                    blobs.setdefault(digest, (path, size, len(data)))
+                    size += len(data)
+                mode = 0o755 if st.st_mode & 0o111 else 0o644
+                entries.append({"path": rel, "type": "file", "mode": mode, "size": size, "chunks": chunks})
+    entries.sort(key=lambda e: e["path"])
+    if blobs:
+        st_, _, body = _net.request(addr, "POST", "/v1/blobs/missing",
+                                    json.dumps({"digests": ["sha256:" + d for d in sorted(blobs)]}).encode(),
+                                    {"Content-Type": "application/json"})
+        if st_ != 200:
+            raise MountError(f"gustd refused the chunk list: HTTP {st_}: {body[:300]!r}")
+        for digest in json.loads(body)["missing"]:
+            path, off, n = blobs[digest[len("sha256:"):]]
+            with open(path, "rb") as f:
+                f.seek(off)
+                data = f.read(n)
+            st_, _, body = _net.request(addr, "PUT", "/v1/blobs/" + digest, data,
+                                        {"Content-Type": "application/octet-stream"})
+            if st_ != 201:
+                raise MountError(f"uploading {path}: HTTP {st_}: {body[:300]!r}")
+    st_, _, body = _net.request(addr, "POST", "/v1/mounts", json.dumps({"entries": entries}).encode(),
+                                {"Content-Type": "application/json"})
+    if st_ != 200:
+        raise MountError(f"gustd refused the tree: HTTP {st_}: {body[:500]!r}")
+    return json.loads(body)["id"]

@@ -1,0 +1,451 @@
+/* Secrets and source mounts of the control plane.
+ *
+ * Secrets: named sets of environment variables, kept in the store and in memory;
+ * functions name them in `secrets` and get their variables in the environment of
+ * every container started after a change. Values are never returned by the API,
+ * never written to gustd's log and never part of a function's spec: only names and
+ * keys are.
+ *
+ * Mounts: content-addressed trees a client uploads chunk by chunk (only the chunks
+ * the store lacks), then describes as a manifest; functions bind them read-only
+ * (`mounts`). A Python function's source and the SDK travel this way. */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/cleanup.h"
+#include "base/log.h"
+#include "base/util.h"
+#include "cas/cas.h"
+#include "control/internal.h"
+#include "image/image.h"
+#include "store/store.h"
+
+struct ctl_secret {
+    struct ctl_secret *next;
+    char name[SPEC_SECRET_NAME_MAX + 1];
+    char **env;                 /* "K=V", sorted by key, NULL-terminated */
+    size_t nenv;
+    double created_at, updated_at;
+};
+
+static void secret_free(struct ctl_secret *s)
+{
+    if (s)
+        spec_secret_env_free(s->env);
+    free(s);
+}
+
+static struct ctl_secret *secret_find(struct ctl *c, const char *name)
+{
+    for (struct ctl_secret *s = c->secrets; s; s = s->next)
+        if (!strcmp(s->name, name))
+            return s;
+    return NULL;
+}
+
+/* Validates env into a new secret; NULL + e on error (field "env" or "env.KEY"). */
+static struct ctl_secret *secret_from_json(const char *name, json_t *env, struct ctl_error *e)
+{
+    struct ctl_secret *s = calloc(1, sizeof *s);
+    if (!s) {
+        ctl_err(e, CTL_E_INTERNAL, "internal", NULL, "out of memory");
+        return NULL;
+    }
+    char field[SPEC_FIELD_MAX];
+    struct gerr err;
+    int r = spec_secret_env_parse(env, &s->env, &s->nenv, field, &err);
+    if (r < 0) {
+        ctl_err(e, r == -E2BIG ? CTL_E_TOO_LARGE : r == -ENOMEM ? CTL_E_INTERNAL : CTL_E_INVALID,
+                r == -E2BIG ? "too_large" : r == -ENOMEM ? "internal" : "invalid_argument", field[0] ? field : NULL,
+                "%s", err.msg);
+        free(s);
+        return NULL;
+    }
+    snprintf(s->name, sizeof s->name, "%s", name);
+    return s;
+}
+
+static int load_secret_row(const char *name, const char *env_json, double created_at, double updated_at, void *ud)
+{
+    struct ctl *c = ud;
+    json_t *env = json_loads(env_json, 0, NULL);
+    struct ctl_error e;
+    struct ctl_secret *s = env ? secret_from_json(name, env, &e) : NULL;
+    json_decref(env);
+    if (!s) {
+        log_error("control", "stored secret %s cannot be read; skipped", name);
+        return 0;
+    }
+    s->created_at = created_at;
+    s->updated_at = updated_at;
+    s->next = c->secrets;
+    c->secrets = s;
+    return 0;
+}
+
+int ctl_secrets_load(struct ctl *c, struct gerr *err)
+{
+    return store_secret_list(c->store, load_secret_row, c, err);
+}
+
+void ctl_secrets_free(struct ctl *c)
+{
+    while (c->secrets) {
+        struct ctl_secret *s = c->secrets;
+        c->secrets = s->next;
+        secret_free(s);
+    }
+}
+
+json_t *ctl_secret_put(struct ctl *c, const char *name, json_t *env, struct ctl_error *e)
+{
+    if (!spec_secret_name_valid(name)) {
+        ctl_err(e, CTL_E_INVALID, "invalid_argument", "name", "name: must be %s", SPEC_SECRET_NAME_CHARS);
+        return NULL;
+    }
+    struct ctl_secret *s = secret_from_json(name, env, e);
+    if (!s)
+        return NULL;
+    AUTO_FREE char *text = json_dumps(env, JSON_COMPACT | JSON_SORT_KEYS);
+    struct gerr err;
+    double now = wall_s();
+    struct ctl_secret *old = secret_find(c, name);
+    s->created_at = old ? old->created_at : now;
+    s->updated_at = now;
+    if (!text || store_secret_put(c->store, name, text, now, &err) < 0) {
+        ctl_err(e, CTL_E_INTERNAL, "internal", NULL, "storing the secret failed: %s",
+                text ? err.msg : "out of memory");
+        secret_free(s);
+        return NULL;
+    }
+    struct ctl_secret **p = &c->secrets;
+    while (*p && *p != old)
+        p = &(*p)->next;
+    if (old) {
+        s->next = old->next;
+        secret_free(old);
+    }
+    *p = s;
+    log_info("control", "secret %s %s (%zu variables)", name, old ? "updated" : "created", s->nenv);
+    json_t *keys = json_array();
+    for (size_t i = 0; i < s->nenv; i++)
+        json_array_append_new(keys, json_stringn(s->env[i], (size_t)(strchr(s->env[i], '=') - s->env[i])));
+    return json_pack("{s:s,s:o,s:b}", "name", name, "keys", keys, "created", old == NULL);
+}
+
+/* The functions that may still start containers needing secret name, as "app.fn":
+ * of an app that is not stopped, the latest version or one with queued or retrying
+ * calls. Running containers have their environment already. */
+static json_t *secret_users(struct ctl *c, const char *name)
+{
+    json_t *users = json_array();
+    for (struct ctl_app *a = c->apps; a; a = a->next) {
+        if (a->stopped)
+            continue;
+        for (struct ctl_fn *f = a->fns; f; f = f->next) {
+            bool uses = false;
+            for (struct ctl_fver *fv = f->versions; fv && !uses; fv = fv->next) {
+                if (fv->fn->latest != fv && !fv->queued && !fv->retry_waiting)
+                    continue;
+                for (size_t i = 0; i < fv->spec.nsecrets && !uses; i++)
+                    uses = !strcmp(fv->spec.secrets[i], name);
+            }
+            if (uses) {
+                char who[140];
+                snprintf(who, sizeof who, "%s.%s", a->name, f->name);
+                json_array_append_new(users, json_string(who));
+            }
+        }
+    }
+    return users;
+}
+
+int ctl_secret_delete(struct ctl *c, const char *name, struct ctl_error *e)
+{
+    struct ctl_secret *s = secret_find(c, name);
+    if (!s) {
+        ctl_err(e, CTL_E_NOT_FOUND, "not_found", NULL, "secret %s not found", name);
+        return -ENOENT;
+    }
+    json_t *users = secret_users(c, name);
+    if (json_array_size(users)) {
+        AUTO_FREE char *list = json_dumps(users, JSON_COMPACT);
+        ctl_err(e, CTL_E_CONFLICT, "secret_in_use", NULL,
+                "secret %s is used by %s; stop those apps (gust stop) or deploy them without it first", name,
+                list ? list : "deployed functions");
+        json_decref(users);
+        return -EBUSY;
+    }
+    json_decref(users);
+    struct gerr err;
+    if (store_secret_delete(c->store, name, &err) < 0 && err.code != ENOENT) {
+        ctl_err(e, CTL_E_INTERNAL, "internal", NULL, "deleting the secret failed: %s", err.msg);
+        return -EIO;
+    }
+    struct ctl_secret **p = &c->secrets;
+    while (*p != s)
+        p = &(*p)->next;
+    *p = s->next;
+    secret_free(s);
+    log_info("control", "secret %s deleted", name);
+    return 0;
+}
+
+json_t *ctl_secrets_json(struct ctl *c)
+{
+    json_t *arr = json_array();
+    for (struct ctl_secret *s = c->secrets; s; s = s->next) {
+        json_t *keys = json_array();
+        for (size_t i = 0; i < s->nenv; i++)
+            json_array_append_new(keys, json_stringn(s->env[i], (size_t)(strchr(s->env[i], '=') - s->env[i])));
+        json_array_append_new(arr, json_pack("{s:s,s:o,s:f,s:f,s:o}", "name", s->name, "keys", keys, "created_at",
+                                             s->created_at, "updated_at", s->updated_at, "used_by",
+                                             secret_users(c, s->name)));
+    }
+    return json_pack("{s:o}", "secrets", arr);
+}
+
+int ctl_secrets_check(struct ctl *c, const struct spec_function *f, size_t index, struct ctl_error *e)
+{
+    for (size_t i = 0; i < f->nsecrets; i++)
+        if (!secret_find(c, f->secrets[i])) {
+            char fld[64];
+            snprintf(fld, sizeof fld, "functions[%zu].secrets[%zu]", index, i);
+            ctl_err(e, CTL_E_INVALID, "invalid_spec", fld,
+                    "%s: there is no secret named \"%s\"; create it first (gust secret create %s KEY=VALUE, or "
+                    "gust.Secret.from_dict in Python)", fld, f->secrets[i], f->secrets[i]);
+            return -ENOENT;
+        }
+    return 0;
+}
+
+/* Whether variable kv ("K=V") has its name set by one of vars[0..n). */
+static bool env_overridden(const char *kv, char *const *vars, size_t n)
+{
+    size_t kl = (size_t)(strchr(kv, '=') - kv);
+    for (size_t i = 0; i < n; i++)
+        if (!strncmp(vars[i], kv, kl + 1))
+            return true;
+    return false;
+}
+
+int ctl_secrets_env(struct ctl *c, const struct ctl_fver *fv, char ***out, struct gerr *err)
+{
+    *out = NULL;
+    if (!fv->spec.nsecrets)
+        return 0;
+    size_t nbase = 0, nsec = 0;
+    while (fv->env && fv->env[nbase])
+        nbase++;
+    const struct ctl_secret *secs[SPEC_MAX_SECRETS];
+    for (size_t i = 0; i < fv->spec.nsecrets && i < SPEC_MAX_SECRETS; i++) {
+        if (!(secs[i] = secret_find(c, fv->spec.secrets[i])))
+            return gerr_set(err, ENOENT, "secret %s was deleted", fv->spec.secrets[i]);
+        nsec += secs[i]->nenv;
+    }
+    char **env = calloc(nbase + nsec + 1, sizeof *env);
+    if (!env)
+        return gerr_set(err, ENOMEM, "out of memory");
+    size_t k = 0;
+    /* Pointers into fv->env and the secrets: valid while the container starts (the
+     * caller uses the array before returning to the loop). A later secret's variable
+     * wins over an earlier one's and over the function's env. */
+    for (size_t i = 0; i < nbase; i++) {
+        bool over = false;
+        for (size_t s = 0; s < fv->spec.nsecrets && !over; s++)
+            over = env_overridden(fv->env[i], secs[s]->env, secs[s]->nenv);
+        if (!over)
+            env[k++] = fv->env[i];
+    }
+    for (size_t s = 0; s < fv->spec.nsecrets; s++)
+        for (size_t i = 0; i < secs[s]->nenv; i++) {
+            bool over = false;
+            for (size_t t = s + 1; t < fv->spec.nsecrets && !over; t++)
+                over = env_overridden(secs[s]->env[i], secs[t]->env, secs[t]->nenv);
+            if (!over)
+                env[k++] = secs[s]->env[i];
+        }
+    *out = env;
+    return 0;
+}
+
+/* ---------- mounts ---------- */
+
+json_t *ctl_blobs_missing(struct ctl *c, json_t *digests, struct ctl_error *e)
+{
+    if (!json_is_array(digests)) {
+        ctl_err(e, CTL_E_INVALID, "invalid_argument", "digests",
+                "digests: must be a list of \"sha256:<hex>\" chunk digests");
+        return NULL;
+    }
+    if (json_array_size(digests) > CTL_MAX_BLOB_QUERY) {
+        ctl_err(e, CTL_E_TOO_LARGE, "too_large", "digests", "digests: at most %d per request, got %zu",
+                CTL_MAX_BLOB_QUERY, json_array_size(digests));
+        return NULL;
+    }
+    json_t *missing = json_array();
+    size_t i;
+    json_t *v;
+    json_array_foreach(digests, i, v) {
+        struct cas_digest d;
+        if (!json_is_string(v) || cas_digest_parse(json_string_value(v), &d) < 0) {
+            json_decref(missing);
+            ctl_err(e, CTL_E_INVALID, "invalid_argument", "digests",
+                    "digests[%zu]: must be \"sha256:\" and 64 lowercase hex digits", i);
+            return NULL;
+        }
+        if (!cas_has(c->cas, &d))
+            json_array_append(missing, v);
+    }
+    return json_pack("{s:o}", "missing", missing);
+}
+
+int ctl_blob_put(struct ctl *c, const char *digest, const void *data, size_t len, struct ctl_error *e)
+{
+    struct cas_digest want, got;
+    if (cas_digest_parse(digest, &want) < 0) {
+        ctl_err(e, CTL_E_INVALID, "invalid_argument", NULL,
+                "the blob's name must be \"sha256:\" and 64 lowercase hex digits (its content's SHA-256)");
+        return -EINVAL;
+    }
+    if (len > CAS_CHUNK_SIZE) {
+        ctl_err(e, CTL_E_TOO_LARGE, "too_large", NULL,
+                "a blob is one chunk: at most %u bytes; split files into %u-byte chunks", CAS_CHUNK_SIZE,
+                CAS_CHUNK_SIZE);
+        return -E2BIG;
+    }
+    cas_digest_of(data, len, &got);
+    if (memcmp(want.b, got.b, sizeof want.b)) {
+        char hex[CAS_HEX_LEN + 1];
+        cas_digest_hex(&got, hex);
+        ctl_err(e, CTL_E_INVALID, "digest_mismatch", NULL,
+                "the body's SHA-256 is sha256:%s, not the %s it was sent as; nothing was stored", hex, digest);
+        return -EINVAL;
+    }
+    struct gerr err;
+    if (cas_put(c->cas, data, len, &got, &err) < 0) {
+        ctl_err(e, CTL_E_INTERNAL, "internal", NULL, "storing the blob failed: %s", err.msg);
+        return -EIO;
+    }
+    return 0;
+}
+
+json_t *ctl_mount_create(struct ctl *c, json_t *entries, struct ctl_error *e)
+{
+    if (!json_is_array(entries)) {
+        ctl_err(e, CTL_E_INVALID, "invalid_argument", "entries",
+                "entries: must be a list of tree entries (path, type, mode, and size + chunks for files)");
+        return NULL;
+    }
+    if (json_array_size(entries) > CTL_MAX_MOUNT_ENTRIES) {
+        ctl_err(e, CTL_E_TOO_LARGE, "too_large", "entries", "entries: at most %d per tree, got %zu",
+                CTL_MAX_MOUNT_ENTRIES, json_array_size(entries));
+        return NULL;
+    }
+    /* Owners are not the client's to choose: everything belongs to the container's
+     * root. Modes keep only the permission bits. The root entry "." may be left out. */
+    json_t *list = json_array();
+    json_t *first = json_array_get(entries, 0);
+    const char *p0 = json_string_value(json_object_get(first, "path"));
+    if (!p0 || strcmp(p0, "."))  /* the root directory is implied */
+        json_array_append_new(list, json_pack("{s:s,s:s,s:i}", "path", ".", "type", "dir", "mode", 0755));
+    size_t i;
+    json_t *ent;
+    json_array_foreach(entries, i, ent) {
+        json_array_append_new(list, json_is_object(ent) ? json_copy(ent) : json_incref(ent));
+    }
+    json_array_foreach(list, i, ent) {
+        json_t *copy = ent;
+        if (json_is_object(copy)) {
+            json_object_set_new(copy, "uid", json_integer(0));
+            json_object_set_new(copy, "gid", json_integer(0));
+            json_t *mode = json_object_get(copy, "mode");
+            if (json_is_integer(mode))
+                json_object_set_new(copy, "mode", json_integer(json_integer_value(mode) & 0777));
+        }
+    }
+    json_t *m = json_pack("{s:i,s:{},s:o}", "gust_manifest", 1, "config", "entries", list);
+    /* Round-trip through the manifest parser: the same validation as any stored tree
+     * (sorted paths, parents first, bounds, known types). */
+    AUTO_FREE char *text = m ? json_dumps(m, JSON_COMPACT) : NULL;
+    json_decref(m);
+    struct gerr err;
+    json_t *parsed = NULL;
+    if (!text || cas_manifest_parse(text, strlen(text), &parsed, &err) < 0) {
+        ctl_err(e, CTL_E_INVALID, "invalid_argument", "entries", "entries: %s", text ? err.msg : "out of memory");
+        return NULL;
+    }
+    /* Every chunk must be stored already: a tree that names a missing one could never
+     * be materialised. */
+    size_t nmissing = 0;
+    const char *first_missing = NULL, *missing_in = NULL;
+    json_array_foreach(json_object_get(parsed, "entries"), i, ent) {
+        size_t k;
+        json_t *ch;
+        json_array_foreach(json_object_get(ent, "chunks"), k, ch) {
+            struct cas_digest cd;
+            if (cas_digest_parse(json_string_value(ch), &cd) == 0 && !cas_has(c->cas, &cd) && !nmissing++) {
+                first_missing = json_string_value(ch);
+                missing_in = json_string_value(json_object_get(ent, "path"));
+            }
+        }
+    }
+    if (nmissing) {
+        ctl_err(e, CTL_E_CONFLICT, "missing_blobs", "entries",
+                "entries: %zu chunks are not stored (the first: %s of %s); upload them (PUT /v1/blobs/DIGEST, "
+                "POST /v1/blobs/missing lists them) first", nmissing, first_missing, missing_in);
+        json_decref(parsed);
+        return NULL;
+    }
+    struct cas_digest d;
+    int r = cas_manifest_store(c->cas, parsed, &d, &err);
+    json_decref(parsed);
+    if (r < 0) {
+        ctl_err(e, CTL_E_INVALID, "invalid_argument", "entries", "entries: %s", err.msg);
+        return NULL;
+    }
+    char hex[CAS_HEX_LEN + 1], id[IMAGE_ID_MAX];
+    cas_digest_hex(&d, hex);
+    snprintf(id, sizeof id, "sha256:%s", hex);
+    return json_pack("{s:s,s:I}", "id", id, "entries", (json_int_t)json_array_size(entries));
+}
+
+int ctl_mounts_resolve(struct ctl *c, const struct spec_function *f, char ***dirs, struct gerr *err)
+{
+    *dirs = calloc(f->nmounts + 1, sizeof **dirs);
+    if (!*dirs)
+        return gerr_set(err, ENOMEM, "out of memory");
+    for (size_t i = 0; i < f->nmounts; i++) {
+        char dir[PATH_MAX];
+        struct cas_digest d;
+        if (cas_digest_parse(f->mount_images[i], &d) < 0 || !cas_has(c->cas, &d)) {
+            gerr_set(err, ENOENT, "mounts[%zu].image: tree %s is not stored; create it with POST /v1/mounts", i,
+                     f->mount_images[i]);
+            goto fail;
+        }
+        int r = image_materialize(c->cas, c->images_dir, f->mount_images[i], dir, sizeof dir, err);
+        if (r < 0) {
+            gerr_prefix(err, "mounts[%zu].image", i);
+            goto fail;
+        }
+        if (!((*dirs)[i] = strdup(dir))) {
+            gerr_set(err, ENOMEM, "out of memory");
+            goto fail;
+        }
+    }
+    return 0;
+fail:
+    ctl_mounts_free(*dirs);
+    *dirs = NULL;
+    return -err->code;
+}
+
+void ctl_mounts_free(char **dirs)
+{
+    for (size_t i = 0; dirs && dirs[i]; i++)
+        free(dirs[i]);
+    free(dirs);
+}

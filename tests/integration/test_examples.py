@@ -1,0 +1,98 @@
+"""The Python examples (examples/python/*.py), each run with `gust run` against a real
+gustd as a user would, checking what they print and what gustd recorded."""
+import hashlib
+import json
+import os
+import re
+import subprocess
+
+from gustlib import BUILD, sanitizer_env, wait_until
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+EX = os.path.join(REPO, "examples", "python")
+
+
+def run_example(g, name, env=None, timeout=900):
+    r = g.cli("run", os.path.join(EX, name), timeout=timeout, env=env)
+    assert r.rc == 0, r
+    return r
+
+
+def test_hello_world(shared_gust):
+    r = run_example(shared_gust, "hello.py")
+    assert r.out == "hello, world!\nhello, ada!\nhello, grace!\n", r
+    logs = shared_gust.http("GET", "/v1/functions/hello/hello/logs").body.decode()
+    assert "saying hello to world" in logs and "saying hello to grace" in logs, logs
+    apps = {a["name"]: a["state"] for a in shared_gust.get_json("/v1/apps")["apps"]}
+    assert apps["hello"] == "stopped", apps                             # gust run tears the app down
+
+
+def collatz(n):
+    s = 0
+    while n != 1:
+        n = n // 2 if n % 2 == 0 else 3 * n + 1
+        s += 1
+    return s
+
+
+def test_fanout_map_over_1000_inputs(shared_gust):
+    r = run_example(shared_gust, "fanout.py", env={"GUST_PROGRESS": "1"})
+    steps = [collatz(n) for n in range(1, 1001)]
+    best = max(range(1000), key=lambda i: steps[i])
+    assert r.out == f"1000 results; longest chain below 1001 starts at {best + 1} ({steps[best]} steps)\n", r
+    assert "collatz_steps.map: 1000/1000 done" in r.err, r.err[-2000:]   # map progress on stderr
+    # It fanned out: more than one container served the map.
+    def containers():
+        used = [f["containers"] for a in shared_gust.get_json("/v1/usage")["apps"] if a["app"] == "fanout"
+                for f in a["functions"] if f["function"] == "collatz_steps"]
+        return used[0] if used else 0
+    wait_until(lambda: containers() > 1, 30, msg="more than one container recorded for the map")
+
+
+def test_torch_model_class(shared_gust):
+    r = run_example(shared_gust, "model.py", timeout=1800)
+    lines = r.out.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("model: "), r
+    info = eval(lines[0][len("model: "):], {})                          # a dict literal printed by the example
+    assert info["torch"].startswith("1.13"), info                       # Debian bookworm's python3-torch
+    assert abs(info["weight"] - 3) < 0.01 and abs(info["bias"] - 2) < 0.01, info
+    pred = eval(lines[1].split(": ", 1)[1], {})
+    assert all(abs(p - w) < 0.02 for p, w in zip(pred, [2.0, 5.0, 8.0])) and len(pred) == 3, pred
+
+
+def test_failing_job_is_retried(shared_gust):
+    r = run_example(shared_gust, "retry.py")
+    assert r.out == ("job nightly succeeded on attempt 3\n"
+                     "always_fails gave up after its retry: ValueError: this job cannot succeed\n"), r
+    logs = shared_gust.http("GET", "/v1/functions/retry-job/flaky_job/logs").body.decode()
+    assert "attempt 1 fails" in logs and "attempt 2 fails" in logs, logs
+
+
+def test_secret_read_from_env(shared_gust):
+    token = "tok-" + os.urandom(8).hex()
+    want = {"api_base": "https://weather.invalid/v1", "token_sha256": hashlib.sha256(token.encode()).hexdigest()[:12],
+            "token_length": len(token)}
+    # From this shell's environment (Secret.from_local_environ).
+    r = run_example(shared_gust, "secret.py", env={"API_TOKEN": token})
+    assert eval(r.out, {}) == want, r
+    # Stored by name with the CLI (the value from the environment, not argv), then used.
+    stored = "st-" + os.urandom(8).hex()
+    c = shared_gust.cli("secret", "create", "weather-api", "API_TOKEN", env={"API_TOKEN": stored})
+    assert c.rc == 0 and "created secret weather-api" in c.out and stored not in c.out, c
+    e = sanitizer_env()  # this time without API_TOKEN: the example uses Secret.from_name
+    e.pop("API_TOKEN", None)
+    e["GUST_ADDR"] = shared_gust.addr
+    p = subprocess.run([os.path.join(BUILD, "gust"), "--addr", shared_gust.addr, "run",
+                        os.path.join(EX, "secret.py")], capture_output=True, timeout=900, env=e)
+    assert p.returncode == 0, p
+    got = eval(p.stdout.decode(), {})
+    assert got["token_sha256"] == hashlib.sha256(stored.encode()).hexdigest()[:12], got
+    # Values appear nowhere gustd shows or logs.
+    ls = shared_gust.cli("secret", "ls")
+    assert ls.rc == 0 and "weather-api" in ls.out and "API_TOKEN" in ls.out, ls
+    listing = json.dumps(shared_gust.get_json("/v1/secrets"))
+    fn = json.dumps(shared_gust.get_json("/v1/functions/secret-demo/fetch_config"))
+    log = shared_gust.stderr_text()
+    for text in (ls.out, listing, fn, log):
+        assert token not in text and stored not in text
+    assert re.search(r"secret weather-api created", log), log[-2000:]
