@@ -6,6 +6,7 @@ their type and traceback, failure kinds, classes, secrets, source trees uploaded
 where gustd lacks a chunk, and the HTTP API under them."""
 import importlib.util
 import io
+from gustlib import wait_until
 import json
 import os
 import sys
@@ -246,6 +247,13 @@ def crash():
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+@app.function(timeout=120)
+def sleepy(s):
+    import time
+    time.sleep(s)
+    return s
+
+
 VERSION = 1
 '''
 
@@ -369,6 +377,16 @@ def run(x):
         raise AssertionError("no crash")
     except gsdk.ContainerCrashError as e:
         assert e.code == "crashed" and e.call_id, e
+    # A spawned call cancelled while it runs.
+    fc = mod.sleepy.spawn(60)
+    wait_until(lambda: g.get_json(f"/v1/calls/{fc.object_id}/status")["status"] == "running", 60,
+               msg="the call runs")
+    fc.cancel()
+    try:
+        fc.get(timeout=30)
+        raise AssertionError("a cancelled call returned")
+    except gsdk.GustError as e:
+        assert e.code == "cancelled", e
     for app in ("sdk3", "sdkpkg"):
         g.cli("stop", app)
 
@@ -420,3 +438,6 @@ def test_map_progress_on_stderr(shared_gust, tmp_path, capfd):
         del os.environ["GUST_PROGRESS"]
     err = capfd.readouterr().err
     assert "square.map: 50/50 done" in err, err
+    # for_each runs every input and keeps going past failures.
+    assert mod.square.for_each(range(5)) is None
+    assert mod.boom.for_each(["a", "b"]) is None
