@@ -75,6 +75,9 @@ def test_secret_read_from_env(shared_gust):
     # From this shell's environment (Secret.from_local_environ).
     r = run_example(shared_gust, "secret.py", env={"API_TOKEN": token})
     assert eval(r.out, {}) == want, r
+    # gust run does not keep an ephemeral app's inline secrets.
+    names = [s["name"] for s in shared_gust.get_json("/v1/secrets")["secrets"]]
+    assert not [n for n in names if n.startswith("inline.secret-demo.")], names
     # Stored by name with the CLI (the value from the environment, not argv), then used.
     stored = "st-" + os.urandom(8).hex()
     c = shared_gust.cli("secret", "create", "weather-api", "API_TOKEN", env={"API_TOKEN": stored})

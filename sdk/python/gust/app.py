@@ -420,7 +420,17 @@ class App:
         for f in self.registered_functions.values():
             names = _resolve_secrets(self.name, f.options.get("secrets"), self.addr, inline)
             fns.append(f.spec(mounts[f.name], names))
+        self._inline_secrets = list(inline.values())
         return {"app": self.name, "functions": fns}
+
+    def drop_inline_secrets(self):
+        """Deletes the secrets the last deploy stored for Secret.from_dict /
+        from_local_environ (gust run does, after stopping the app)."""
+        for name in getattr(self, "_inline_secrets", ()):
+            st, _, body = _request(self.addr, "DELETE", "/v1/secrets/" + urllib.parse.quote(name, safe=""))
+            if st not in (200, 404):
+                _raise_for(st, body)
+        self._inline_secrets = []
 
     def deploy(self, progress=sys.stderr):
         """Uploads what gustd lacks of the sources, builds the functions' images

@@ -74,6 +74,7 @@ def main(argv):
         finally:
             try:
                 app.stop()
+                app.drop_inline_secrets()  # an ephemeral app's values are not kept
             except (GustError, OSError) as e:
                 print(f"warning: stopping app {app.name}: {e}", file=sys.stderr)
         return 0

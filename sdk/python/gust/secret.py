@@ -6,7 +6,7 @@ containers, never logged and never shown back (only names and keys are).
 
 from_name refers to a secret made with `gust secret create` (or Secret.create);
 from_dict and from_local_environ are stored by the deploy under a name of the app's
-("inline.APP.N") and replaced on every deploy. A later secret in the list wins over
+("inline.APP.N"), replaced on every deploy, and deleted when `gust run` ends. A later secret in the list wins over
 an earlier one, and secrets win over the function's env."""
 import json
 import os
