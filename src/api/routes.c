@@ -735,22 +735,35 @@ static bool method_is(struct api_conn *conn, struct http_request *req, const cha
     return false;
 }
 
+/* Whether every key of body j is in fields (NULL-terminated); else answers 400 naming
+ * the first unknown one, followed by hint. */
+static bool known_fields(struct api_conn *conn, json_t *j, const char *const *fields, const char *hint)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(j, key, v) {
+        bool known = false;
+        for (size_t i = 0; fields[i] && !known; i++)
+            known = !strcmp(key, fields[i]);
+        if (!known) {
+            char msg[300];
+            snprintf(msg, sizeof msg, "%.64s: unknown field; %s", key, hint);
+            api_conn_error(conn, 400, "invalid_argument", msg, key);
+            return false;
+        }
+    }
+    return true;
+}
 
 static void h_image_add(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req)
 {
     json_t *j = parse_json_body(conn, req);
     if (!j)
         return;
-    const char *key;
-    json_t *v;
-    json_object_foreach(j, key, v) {
-        if (strcmp(key, "name") && strcmp(key, "rootfs") && strcmp(key, "host_usr") && strcmp(key, "oci")) {
-            char msg[200];
-            snprintf(msg, sizeof msg, "%s: unknown field; allowed: name, rootfs, host_usr, oci", key);
-            api_conn_error(conn, 400, "invalid_argument", msg, key);
-            json_decref(j);
-            return;
-        }
+    static const char *const fields[] = {"name", "rootfs", "host_usr", "oci", NULL};
+    if (!known_fields(conn, j, fields, "allowed: name, rootfs, host_usr, oci")) {
+        json_decref(j);
+        return;
     }
     json_t *name = json_object_get(j, "name"), *rootfs = json_object_get(j, "rootfs");
     json_t *host_usr = json_object_get(j, "host_usr"), *oci = json_object_get(j, "oci");
@@ -849,16 +862,10 @@ static void h_secrets(struct api_ctx *ctx, struct api_conn *conn, struct http_re
     json_t *j = parse_json_body(conn, req);
     if (!j)
         return;
-    const char *key;
-    json_t *v;
-    json_object_foreach(j, key, v) {
-        if (strcmp(key, "env")) {
-            char msg[200];
-            snprintf(msg, sizeof msg, "%.64s: unknown field; the body is {\"env\": {\"NAME\": \"value\"}}", key);
-            api_conn_error(conn, 400, "invalid_argument", msg, key);
-            json_decref(j);
-            return;
-        }
+    static const char *const fields[] = {"env", NULL};
+    if (!known_fields(conn, j, fields, "the body is {\"env\": {\"NAME\": \"value\"}}")) {
+        json_decref(j);
+        return;
     }
     respond_json_or_error(conn, ctl_secret_put(ctx->ctl, name, json_object_get(j, "env"), &e), &e);
     json_decref(j);

@@ -38,6 +38,15 @@ static void secret_free(struct ctl_secret *s)
     free(s);
 }
 
+/* The variable names of s, in order. */
+static json_t *secret_keys_json(const struct ctl_secret *s)
+{
+    json_t *keys = json_array();
+    for (size_t i = 0; i < s->nenv; i++)
+        json_array_append_new(keys, json_stringn(s->env[i], (size_t)(strchr(s->env[i], '=') - s->env[i])));
+    return keys;
+}
+
 static struct ctl_secret *secret_find(struct ctl *c, const char *name)
 {
     for (struct ctl_secret *s = c->secrets; s; s = s->next)
@@ -130,10 +139,7 @@ json_t *ctl_secret_put(struct ctl *c, const char *name, json_t *env, struct ctl_
     }
     *p = s;
     log_info("control", "secret %s %s (%zu variables)", name, old ? "updated" : "created", s->nenv);
-    json_t *keys = json_array();
-    for (size_t i = 0; i < s->nenv; i++)
-        json_array_append_new(keys, json_stringn(s->env[i], (size_t)(strchr(s->env[i], '=') - s->env[i])));
-    return json_pack("{s:s,s:o,s:b}", "name", name, "keys", keys, "created", old == NULL);
+    return json_pack("{s:s,s:o,s:b}", "name", name, "keys", secret_keys_json(s), "created", old == NULL);
 }
 
 /* The functions that may still start containers needing secret name, as "app.fn":
@@ -198,10 +204,8 @@ json_t *ctl_secrets_json(struct ctl *c)
 {
     json_t *arr = json_array();
     for (struct ctl_secret *s = c->secrets; s; s = s->next) {
-        json_t *keys = json_array();
-        for (size_t i = 0; i < s->nenv; i++)
-            json_array_append_new(keys, json_stringn(s->env[i], (size_t)(strchr(s->env[i], '=') - s->env[i])));
-        json_array_append_new(arr, json_pack("{s:s,s:o,s:f,s:f,s:o}", "name", s->name, "keys", keys, "created_at",
+        json_array_append_new(arr, json_pack("{s:s,s:o,s:f,s:f,s:o}", "name", s->name, "keys", secret_keys_json(s),
+                                             "created_at",
                                              s->created_at, "updated_at", s->updated_at, "used_by",
                                              secret_users(c, s->name)));
     }
@@ -274,18 +278,25 @@ int ctl_secrets_env(struct ctl *c, const struct ctl_fver *fv, char ***out, struc
 
 /* ---------- mounts ---------- */
 
+/* Whether v is an array of at most max items; else e names field (what: its items). */
+static bool bounded_list(json_t *v, const char *field, size_t max, const char *what, struct ctl_error *e)
+{
+    if (!json_is_array(v)) {
+        ctl_err(e, CTL_E_INVALID, "invalid_argument", field, "%s: must be a list of %s", field, what);
+        return false;
+    }
+    if (json_array_size(v) > max) {
+        ctl_err(e, CTL_E_TOO_LARGE, "too_large", field, "%s: at most %zu per request, got %zu", field, max,
+                json_array_size(v));
+        return false;
+    }
+    return true;
+}
+
 json_t *ctl_blobs_missing(struct ctl *c, json_t *digests, struct ctl_error *e)
 {
-    if (!json_is_array(digests)) {
-        ctl_err(e, CTL_E_INVALID, "invalid_argument", "digests",
-                "digests: must be a list of \"sha256:<hex>\" chunk digests");
+    if (!bounded_list(digests, "digests", CTL_MAX_BLOB_QUERY, "\"sha256:<hex>\" chunk digests", e))
         return NULL;
-    }
-    if (json_array_size(digests) > CTL_MAX_BLOB_QUERY) {
-        ctl_err(e, CTL_E_TOO_LARGE, "too_large", "digests", "digests: at most %d per request, got %zu",
-                CTL_MAX_BLOB_QUERY, json_array_size(digests));
-        return NULL;
-    }
     json_t *missing = json_array();
     size_t i;
     json_t *v;
@@ -335,30 +346,21 @@ int ctl_blob_put(struct ctl *c, const char *digest, const void *data, size_t len
 
 json_t *ctl_mount_create(struct ctl *c, json_t *entries, struct ctl_error *e)
 {
-    if (!json_is_array(entries)) {
-        ctl_err(e, CTL_E_INVALID, "invalid_argument", "entries",
-                "entries: must be a list of tree entries (path, type, mode, and size + chunks for files)");
+    if (!bounded_list(entries, "entries", CTL_MAX_MOUNT_ENTRIES,
+                      "tree entries (path, type, mode, and size + chunks for files)", e))
         return NULL;
-    }
-    if (json_array_size(entries) > CTL_MAX_MOUNT_ENTRIES) {
-        ctl_err(e, CTL_E_TOO_LARGE, "too_large", "entries", "entries: at most %d per tree, got %zu",
-                CTL_MAX_MOUNT_ENTRIES, json_array_size(entries));
-        return NULL;
-    }
     /* Owners are not the client's to choose: everything belongs to the container's
      * root. Modes keep only the permission bits. The root entry "." may be left out. */
     json_t *list = json_array();
     json_t *first = json_array_get(entries, 0);
     const char *p0 = json_string_value(json_object_get(first, "path"));
     if (!p0 || strcmp(p0, "."))  /* the root directory is implied */
-        json_array_append_new(list, json_pack("{s:s,s:s,s:i}", "path", ".", "type", "dir", "mode", 0755));
+        json_array_append_new(list, json_pack("{s:s,s:s,s:i,s:i,s:i}", "path", ".", "type", "dir", "mode", 0755,
+                                              "uid", 0, "gid", 0));
     size_t i;
     json_t *ent;
     json_array_foreach(entries, i, ent) {
-        json_array_append_new(list, json_is_object(ent) ? json_copy(ent) : json_incref(ent));
-    }
-    json_array_foreach(list, i, ent) {
-        json_t *copy = ent;
+        json_t *copy = json_is_object(ent) ? json_copy(ent) : json_incref(ent);
         if (json_is_object(copy)) {
             json_object_set_new(copy, "uid", json_integer(0));
             json_object_set_new(copy, "gid", json_integer(0));
@@ -366,6 +368,7 @@ json_t *ctl_mount_create(struct ctl *c, json_t *entries, struct ctl_error *e)
             if (json_is_integer(mode))
                 json_object_set_new(copy, "mode", json_integer(json_integer_value(mode) & 0777));
         }
+        json_array_append_new(list, copy);
     }
     json_t *m = json_pack("{s:i,s:{},s:o}", "gust_manifest", 1, "config", "entries", list);
     /* Round-trip through the manifest parser: the same validation as any stored tree

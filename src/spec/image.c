@@ -381,9 +381,8 @@ int spec_image_parse(json_t *v, const char *where, json_t **out, char field_out[
         return img_nomem(&c);
     json_t *built = json_object_get(v, "built_id");
     if (built) {
-        if (!json_is_string(built) || strncmp(json_string_value(built), "sha256:", 7) ||
-            json_string_length(built) != 71 ||
-            strspn(json_string_value(built) + 7, "0123456789abcdef") != 64)
+        if (!json_is_string(built) || strlen(json_string_value(built)) != json_string_length(built) ||
+            !spec_image_id_valid(json_string_value(built)))
             return img_fail(&c, ".built_id", "must be an image id \"sha256:<64 hex digits>\"");
         json_object_set(n, "built_id", built);
     }

@@ -707,14 +707,9 @@ static bool spec_mount_path_valid(const char *s)
     return true;
 }
 
-static bool spec_is_digest(const char *s)
+bool spec_image_id_valid(const char *s)
 {
-    if (strncmp(s, "sha256:", 7) || strlen(s) != 7 + 64)
-        return false;
-    for (s += 7; *s; s++)
-        if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
-            return false;
-    return true;
+    return !strncmp(s, "sha256:", 7) && strlen(s) == 7 + 64 && strspn(s + 7, "0123456789abcdef") == 64;
 }
 
 /* mounts: [{path = "/opt/app", image = "sha256:..."}]: content-addressed trees
@@ -765,7 +760,7 @@ static int spec_parse_mounts(struct spec_ctx *c, json_t *fobj, struct spec_funct
         ksaved = spec_push_key(c, "image");
         if ((r = spec_want_string(c, iv, "a tree id", &image)) < 0)
             return r;
-        if (!spec_is_digest(image))
+        if (!spec_image_id_valid(image))
             return spec_fail_got(c, iv, "must be a tree id as POST /v1/mounts returns it (\"sha256:\" and 64 "
                                         "lowercase hex digits), got");
         spec_pop(c, ksaved);

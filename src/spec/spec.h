@@ -110,6 +110,8 @@ json_t *spec_function_to_json(const struct spec_function *f);
 /* Validates one function object (same rules as one element of "functions"). */
 int spec_function_from_json(json_t *obj, struct spec_function *out,
                             char field_out[SPEC_FIELD_MAX], struct gerr *err);
+/* Whether s is an image or tree id: "sha256:" and 64 lowercase hex digits. */
+bool spec_image_id_valid(const char *s);
 /* Whether k is a valid environment variable name: letters, digits and '_', not
  * starting with a digit, at most 255 characters. */
 bool spec_env_name_valid(const char *k);

@@ -13,7 +13,7 @@ import time
 import urllib.parse
 
 from . import _mount, _net
-from .image import BuildError, Image
+from .image import BuildError, Image, _show
 from .secret import Secret, resolve as _resolve_secrets
 
 SDK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -405,7 +405,7 @@ class App:
                 pkg = os.path.basename(src_dir)
                 item, rel = (pkg, src_dir), f"{pkg}/{os.path.basename(module_file)}"
             else:
-                item = rel = os.path.basename(module_file)
+                rel = os.path.basename(module_file)
                 item = (rel, module_file)
             if item not in trees:
                 trees[item] = _mount.upload(self.addr, [item])
@@ -439,7 +439,6 @@ class App:
             spec = self.spec()
         except (_mount.MountError, OSError) as e:
             raise GustError(f"uploading the sources of app {self.name}: {e}") from e
-        from .image import _show
         conn, r = _net.stream(self.addr, "POST", "/v1/deploy?build=1", json.dumps(spec).encode(),
                               {"Content-Type": "application/json"})
         final = None
