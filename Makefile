@@ -33,7 +33,8 @@ CLIENT_OBJS := $(patsubst src/%.c,$(B)/obj/%.o,$(foreach d,$(CLIENT_DIRS),$(wild
 
 # gust-init is static and unsanitized: it runs as PID 1 inside containers whose
 # rootfs has no libc of ours.
-INIT_SRCS := $(wildcard src/init/*.c) $(wildcard src/proto/*.c) $(wildcard src/base/*.c)
+INIT_SRCS := $(wildcard src/init/*.c) $(wildcard src/proto/*.c) $(wildcard src/base/*.c) \
+             src/runtime/confine.c src/runtime/netlink.c
 
 UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
 UNIT_BINS  := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRCS))
@@ -69,7 +70,7 @@ $(B)/gustd: src/gustd/main.c $(LIB_A)
 $(B)/gust: src/cli/main.c $(wildcard src/cli/*.h) $(B)/libgust.a
 	$(CC) $(CFLAGS_ALL) $(LDOPT) -o $@ $(filter %.c,$^) $(B)/libgust.a -ljansson
 
-$(B)/gust-init: $(INIT_SRCS) $(wildcard src/init/*.h src/proto/*.h src/base/*.h)
+$(B)/gust-init: $(INIT_SRCS) $(wildcard src/init/*.h src/proto/*.h src/base/*.h src/runtime/confine.h src/runtime/netlink.h)
 	@mkdir -p $(B)
 	$(CC) $(CSTD) $(WARN) $(INC) -O2 -g -static -o $@ $(INIT_SRCS)
 
@@ -88,9 +89,9 @@ $(FAKE_NVML): tests/unit/fake_nvml/fake_nvml.c
 	$(CC) $(CSTD) $(WARN) -O2 -fPIC -shared -Wl,-soname,libnvidia-ml.so.1 -o $@ $<
 
 # The hostile function of the sandbox tests; static, for busybox images.
-$(HOSTILE_BIN): tests/integration/hostile/hostile.c
+$(HOSTILE_BIN): tests/integration/hostile/hostile.c $(wildcard src/proto/*.c src/base/*.c src/proto/*.h src/base/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CSTD) $(WARN) -O2 -static -o $@ $<
+	$(CC) $(CSTD) $(WARN) $(INC) -O2 -static -o $@ $< $(wildcard src/proto/*.c) $(wildcard src/base/*.c)
 
 -include $(shell find $(B)/obj -name '*.d' 2>/dev/null)
 

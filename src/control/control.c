@@ -206,6 +206,7 @@ static struct ctl_fver *fver_new(struct ctl *c, struct ctl_fn *fn, uint32_t vers
         return NULL;
     }
     fv->fn = fn;
+    fv->ctl = c;
     fv->version = version;
     fv->spec_json = json_incref(spec_json);
     fv->next = fn->versions;
@@ -232,6 +233,7 @@ void ctl_fver_maybe_free(struct ctl *c, struct ctl_fver *fv)
         p = &(*p)->next;
     if (*p)
         *p = fv->next;
+    sched_snapshot_drop(fv);
     fver_free_env(fv);
     spec_function_free(&fv->spec);
     json_decref(fv->spec_json);
@@ -865,14 +867,19 @@ static void log_flush_timer(struct ev_loop *loop, void *data)
 
 void ctl_log_push(struct ctl *c, struct ctl_ctr *k, int stream, uint64_t input_id, const char *line, size_t len)
 {
-    struct ctl_fn *fn = k->fv->fn;
-    double ts = wall_s();
     const char *call_id = "";
     for (uint32_t i = 0; input_id && i < k->nslots; i++)
         if (k->slots[i].input_id == input_id && k->slots[i].call)
             call_id = k->slots[i].call->id;
+    ctl_log_push_line(c, k->fv->fn, k->id, call_id, stream, line, len);
+}
+
+void ctl_log_push_line(struct ctl *c, struct ctl_fn *fn, const char *ctr_id, const char *call_id, int stream,
+                       const char *line, size_t len)
+{
+    double ts = wall_s();
     for (struct ctl_log_sub *s = fn->subs; s; s = s->next)
-        s->cb(s->ud, ts, k->id, call_id, stream, line, len);
+        s->cb(s->ud, ts, ctr_id, call_id, stream, line, len);
     if (c->logq_len == c->logq_cap) {
         size_t cap = c->logq_cap ? c->logq_cap * 2 : 64;
         if (cap > 65536) {
@@ -890,7 +897,7 @@ void ctl_log_push(struct ctl *c, struct ctl_ctr *k, int stream, uint64_t input_i
     memset(l, 0, sizeof *l);
     snprintf(l->app, sizeof l->app, "%s", fn->app->name);
     snprintf(l->function, sizeof l->function, "%s", fn->name);
-    snprintf(l->container, sizeof l->container, "%s", k->id);
+    snprintf(l->container, sizeof l->container, "%s", ctr_id);
     snprintf(l->call_id, sizeof l->call_id, "%s", call_id);
     l->ts = ts;
     l->stream = stream;
@@ -1130,6 +1137,7 @@ int ctl_app_stop(struct ctl *c, const char *name, struct ctl_error *e)
             /* Cancel queued calls; running ones are cancelled through their containers. */
             while (fv->q_head)
                 ctl_call_finish(c, fv->q_head, CTL_CALL_CANCELLED, NULL, 0, "cancelled", "the app was stopped");
+            sched_snapshot_drop(fv);
         }
     }
     /* Running and retry-waiting calls. */
@@ -1186,7 +1194,21 @@ static json_t *fn_json(struct ctl *c, struct ctl_fn *f)
             reason = fv->waiting_reason;
     }
     struct ctl_fver *l = f->latest;
-    return json_pack("{s:s,s:s,s:i,s:s,s:s,s:s,s:I,s:I,s:{s:i,s:i,s:i},s:s?,s:O,s:I}", "app", f->app->name, "name",
+    /* The latest version's snapshot, for snapshot functions: its template's id, state
+     * and the containers forked from it that are alive. */
+    json_t *snap = json_null();
+    if (l && l->spec.snapshot && l->snap) {
+        enum snapshot_state st = worker_snapshot_state(l->snap);
+        struct ctr *t = worker_snapshot_ctr(l->snap);
+        uint64_t mem = 0, cpu = 0;
+        if (t)
+            ctr_usage(t, &mem, &cpu);
+        snap = json_pack("{s:s,s:s,s:i,s:i,s:I}", "id", l->snap_id, "state",
+                         st == SNAPSHOT_READY ? "ready" : st == SNAPSHOT_TAKING ? "taking" : "gone", "pid",
+                         t ? ctr_pid(t) : 0, "containers", worker_snapshot_children(l->snap), "memory_bytes",
+                         (json_int_t)mem);
+    }
+    return json_pack("{s:s,s:s,s:i,s:s,s:s,s:s,s:I,s:I,s:{s:i,s:i,s:i},s:s?,s:O,s:I,s:o}", "app", f->app->name, "name",
                      f->name, "version", (json_int_t)(l ? l->version : 0), "kind", l ? l->spec.kind : "exec", "image",
                      !l ? ""
                      : l->spec.image ? l->spec.image
@@ -1196,7 +1218,7 @@ static json_t *fn_json(struct ctl *c, struct ctl_fn *f)
                      "state", f->app->stopped ? "stopped" : "deployed", "queued",
                      (json_int_t)queued, "running", (json_int_t)running, "containers", "starting", starting, "idle",
                      idle, "busy", busy, "waiting_reason", reason, "spec", l ? l->spec_json : json_null(),
-                     "calls_total", (json_int_t)f->calls_total);
+                     "calls_total", (json_int_t)f->calls_total, "snapshot", snap);
 }
 
 json_t *ctl_functions_json(struct ctl *c)
@@ -1249,6 +1271,9 @@ json_t *ctl_containers_json(struct ctl *c)
                                                          (json_int_t)cs.memory_peak_bytes, "oom_kills",
                                                          (json_int_t)cs.oom_kills, "host_uid",
                                                          k->w ? (json_int_t)ctr_host_uid(k->w) : 0));
+                    const char *snap = k->w ? ctr_snapshot_of(k->w) : NULL;
+                    if (snap)
+                        json_object_set_new(cj, "snapshot", json_string(snap));
                     if (cs.gpu_samples)
                         json_object_update_new(cj, json_pack("{s:i,s:I,s:I,s:f}", "gpu_util_pct", (int)cs.gpu_util_pct,
                                                              "gpu_memory_bytes", (json_int_t)cs.gpu_mem_bytes,

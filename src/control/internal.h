@@ -42,6 +42,13 @@ struct ctl_fver {
     struct ctl_ctr *ctrs;
     uint32_t nstarting, nready;
     char waiting_reason[512];
+    /* snapshot functions: the version's snapshot on the worker (NULL until the first
+     * start needs it, and again after it failed or died), and how many in a row
+     * failed before they were ready */
+    struct ctl *ctl;
+    struct worker_snapshot *snap;
+    char snap_id[64];
+    uint32_t snap_failures;
 };
 
 struct ctl_fn {
@@ -227,6 +234,11 @@ void ctl_call_failed_attempt(struct ctl *c, struct ctl_call *call, enum ctl_call
 void ctl_call_requeue(struct ctl *c, struct ctl_call *call, bool front);
 /* A line from container k; input_id: the input that printed it (0: not known). */
 void ctl_log_push(struct ctl *c, struct ctl_ctr *k, int stream, uint64_t input_id, const char *line, size_t len);
+/* A log line of fn from container ctr_id (no call: call_id ""). */
+void ctl_log_push_line(struct ctl *c, struct ctl_fn *fn, const char *ctr_id, const char *call_id, int stream,
+                       const char *line, size_t len);
+/* Lets the version's snapshot go (containers from it keep running). */
+void sched_snapshot_drop(struct ctl_fver *fv);
 void ctl_fver_maybe_free(struct ctl *c, struct ctl_fver *fv);
 bool ctl_fver_is_current(const struct ctl_fver *fv);
 

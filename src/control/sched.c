@@ -170,8 +170,132 @@ static void ctr_unlink(struct ctl_fver *fv, struct ctl_ctr *k)
         *p = k->next;
 }
 
+/* ---- snapshots -------------------------------------------------------------------- */
+
+/* A template that fails before it is ready fails the oldest queued call (its retry
+ * policy applies), as a container that never came up does; so a broken init does not
+ * restart templates forever. */
+static void snap_on_state(struct worker_snapshot *s, void *ud, enum snapshot_state st, const char *msg)
+{
+    struct ctl_fver *fv = ud;
+    struct ctl *c = fv->ctl;
+    if (st == SNAPSHOT_READY) {
+        fv->snap_failures = 0;
+        fv->waiting_reason[0] = '\0';
+        log_info("sched", "%s.%s v%u: snapshot %s ready", fv->fn->app->name, fv->fn->name, fv->version, fv->snap_id);
+        sched_kick(c);
+        return;
+    }
+    bool never_ready = !strstr(msg ? msg : "", "template died");
+    worker_snapshot_drop(s);
+    fv->snap = NULL;
+    snprintf(fv->waiting_reason, sizeof fv->waiting_reason, "snapshot failed: %.440s", msg ? msg : "unknown error");
+    if (never_ready) {
+        fv->snap_failures++;
+        if (fv->q_head && !c->shutting_down) {
+            struct ctl_call *call = fv->q_head;
+            call->attempts++;
+            ctl_call_failed_attempt(c, call, CTL_CALL_FAILED, "spawn_failed", fv->waiting_reason);
+        }
+    }
+    sched_kick(c);
+}
+
+static void snap_on_log(struct worker_snapshot *s, void *ud, int stream, const char *line, size_t len)
+{
+    struct ctl_fver *fv = ud;
+    ctl_log_push_line(fv->ctl, fv->fn, fv->snap_id, "", stream, line, len);
+}
+
+static const struct snapshot_callbacks snap_callbacks = {
+    .on_state = snap_on_state,
+    .on_log = snap_on_log,
+};
+
+void sched_snapshot_drop(struct ctl_fver *fv)
+{
+    if (!fv->snap)
+        return;
+    log_debug("sched", "%s.%s v%u: dropping snapshot %s", fv->fn->app->name, fv->fn->name, fv->version, fv->snap_id);
+    worker_snapshot_drop(fv->snap);
+    fv->snap = NULL;
+}
+
+/* The container spec of fv (resources, env with secrets, mounts); *env_out is what
+ * to free after the start. */
+static int version_ctr_spec(struct ctl *c, struct ctl_fver *fv, const char *id, struct ctr_spec *cs,
+                            char ***env_out, struct gerr *err)
+{
+    const struct spec_function *f = &fv->spec;
+    char **secret_env = NULL;
+    if (ctl_secrets_env(c, fv, &secret_env, err) < 0)
+        return -1;
+    *env_out = secret_env;
+    *cs = (struct ctr_spec){
+        .id = id,
+        .rootfs = fv->rootfs,
+        .host_usr = fv->host_usr,
+        .command = f->command,
+        .env = secret_env ? secret_env : fv->env,
+        .mount_dirs = fv->mount_dirs,
+        .mount_paths = f->mount_paths,
+        .nmounts = f->nmounts,
+        .workdir = fv->workdir,
+        .mode = f->mode == SPEC_MODE_RUNNER ? CTR_MODE_RUNNER : CTR_MODE_PER_INPUT,
+        .max_inputs = f->max_inputs,
+        .cpu_millicores = f->cpu_millicores,
+        .memory_mib = f->memory_mib,
+        .disk_mib = f->disk_mib,
+        .pids_max = f->pids_max,
+        .open_files = f->open_files,
+        .network = f->network == SPEC_NET_EGRESS ? CTR_NET_EGRESS : CTR_NET_NONE,
+        .deny_syscalls = (const char *const *)f->deny_syscalls,
+        .ndeny_syscalls = f->ndeny_syscalls,
+    };
+    return 0;
+}
+
+/* Whether fv's snapshot can be restored now; starts taking one when there is none
+ * (the scheduler is kicked when it is ready). */
+static bool snapshot_ready(struct ctl *c, struct ctl_fver *fv)
+{
+    if (fv->snap) {
+        if (worker_snapshot_state(fv->snap) == SNAPSHOT_READY)
+            return true;
+        snprintf(fv->waiting_reason, sizeof fv->waiting_reason,
+                 "snapshot: the template %s is running the init (import, enter(snap=True))", fv->snap_id);
+        return false;
+    }
+    memcpy(fv->snap_id, "tp-", 3);
+    random_id(fv->snap_id + 3, 12);
+    struct ctr_spec cs;
+    char **env = NULL;
+    struct gerr err;
+    int r = version_ctr_spec(c, fv, fv->snap_id, &cs, &env, &err);
+    if (r == 0)
+        r = worker_snapshot_take(c->worker, &cs, &snap_callbacks, fv, &fv->snap, &err);
+    free(env);
+    if (r < 0) {
+        log_error("sched", "snapshot for %s.%s: %s", fv->fn->app->name, fv->fn->name, err.msg);
+        snprintf(fv->waiting_reason, sizeof fv->waiting_reason, "snapshot cannot start: %.400s", err.msg);
+        fv->snap = NULL;
+        if (fv->q_head) {
+            struct ctl_call *call = fv->q_head;
+            call->attempts++;
+            ctl_call_failed_attempt(c, call, CTL_CALL_FAILED, "spawn_failed", fv->waiting_reason);
+        }
+        return false;
+    }
+    log_info("sched", "%s.%s v%u: taking snapshot %s", fv->fn->app->name, fv->fn->name, fv->version, fv->snap_id);
+    snprintf(fv->waiting_reason, sizeof fv->waiting_reason,
+             "snapshot: the template %s is running the init (import, enter(snap=True))", fv->snap_id);
+    return false;
+}
+
 static void start_container(struct ctl *c, struct ctl_fver *fv)
 {
+    if (fv->spec.snapshot && !snapshot_ready(c, fv))
+        return;
     struct ctl_ctr *k = calloc(1, sizeof *k);
     if (!k)
         return;
@@ -193,7 +317,8 @@ static void start_container(struct ctl *c, struct ctl_fver *fv)
     }
     struct gerr err;
     char **secret_env = NULL;
-    if (ctl_secrets_env(c, fv, &secret_env, &err) < 0) {
+    struct ctr_spec cs;
+    if (version_ctr_spec(c, fv, k->id, &cs, &secret_env, &err) < 0) {
         log_error("sched", "start container for %s.%s: %s", fv->fn->app->name, fv->fn->name, err.msg);
         snprintf(fv->waiting_reason, sizeof fv->waiting_reason, "container cannot start: %.400s", err.msg);
         release(c, k);
@@ -202,28 +327,7 @@ static void start_container(struct ctl *c, struct ctl_fver *fv)
         return;
     }
     AUTO_FREE char **env_to_free = secret_env;
-    struct ctr_spec cs = {
-        .id = k->id,
-        .rootfs = fv->rootfs,
-        .host_usr = fv->host_usr,
-        .command = f->command,
-        .env = secret_env ? secret_env : fv->env,
-        .mount_dirs = fv->mount_dirs,
-        .mount_paths = f->mount_paths,
-        .nmounts = f->nmounts,
-        .workdir = fv->workdir,
-        .mode = f->mode == SPEC_MODE_RUNNER ? CTR_MODE_RUNNER : CTR_MODE_PER_INPUT,
-        .max_inputs = f->max_inputs,
-        .cpu_millicores = f->cpu_millicores,
-        .memory_mib = f->memory_mib,
-        .disk_mib = f->disk_mib,
-        .ngpus = k->ngpu,
-        .pids_max = f->pids_max,
-        .open_files = f->open_files,
-        .network = f->network == SPEC_NET_EGRESS ? CTR_NET_EGRESS : CTR_NET_NONE,
-        .deny_syscalls = (const char *const *)f->deny_syscalls,
-        .ndeny_syscalls = f->ndeny_syscalls,
-    };
+    cs.ngpus = k->ngpu;
     for (int g = 0; g < k->ngpu; g++)
         cs.gpu_indices[g] = k->gpu_idx[g];
     k->state = CTR_STARTING;
@@ -243,7 +347,15 @@ static void start_container(struct ctl *c, struct ctl_fver *fv)
     sc.started_at = k->started_at;
     if (store_container_start(c->store, &sc, &err) < 0)
         log_error("sched", "record container %s: %s", k->id, err.msg);
-    if (worker_start(c->worker, &cs, k, &k->w, &err) < 0) {
+    int sr = -ENOTSUP;
+    if (fv->spec.snapshot && fv->snap) {
+        sr = worker_snapshot_restore(fv->snap, &cs, k, &k->w, &err);
+        if (sr == -ENOTSUP)
+            log_info("sched", "%s: %s; starting it from scratch", k->id, err.msg);
+    }
+    if (sr == -ENOTSUP)
+        sr = worker_start(c->worker, &cs, k, &k->w, &err);
+    if (sr < 0) {
         log_error("sched", "start container for %s.%s: %s", fv->fn->app->name, fv->fn->name, err.msg);
         snprintf(fv->waiting_reason, sizeof fv->waiting_reason, "container failed to start: %.400s", err.msg);
         fv->nstarting--;

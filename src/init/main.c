@@ -16,6 +16,7 @@
  *    status (128 + N when signal N ended it).
  */
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -23,7 +24,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -31,6 +36,8 @@
 #include "base/buf.h"
 #include "base/util.h"
 #include "proto/frame.h"
+#include "proto/snap.h"
+#include "runtime/confine.h"
 
 #define INIT_CHAN FRAME_CHILD_FD
 #define INIT_MAX_OUTPUT ((size_t)64 << 20) /* stdout kept per input */
@@ -38,7 +45,7 @@
 #define INIT_TAIL 4096                     /* stderr bytes kept for error messages */
 #define INIT_READ_CHUNK FRAME_MAX_BODY
 
-enum init_mode { MODE_PER_INPUT, MODE_RUNNER, MODE_EXEC };
+enum init_mode { MODE_PER_INPUT, MODE_RUNNER, MODE_EXEC, MODE_SNAP_CHILD };
 
 /* One input of per_input mode: queued (pid 0) or running. */
 struct child {
@@ -56,6 +63,7 @@ struct child {
 
 static struct {
     enum init_mode mode;
+    bool template;
     unsigned concurrency;
     char **cmd;
     int sigfd;
@@ -126,8 +134,12 @@ static void parse_args(int argc, char **argv)
                 g.mode = MODE_RUNNER;
             else if (!strcmp(m, "exec"))
                 g.mode = MODE_EXEC;
+            else if (!strcmp(m, "snap_child"))
+                g.mode = MODE_SNAP_CHILD;
             else
-                die("unknown mode \"%s\" (use per_input, runner or exec)", m);
+                die("unknown mode \"%s\" (use per_input, runner, exec or snap_child)", m);
+        } else if (!strcmp(argv[i], "--template")) {
+            g.template = true;
         } else if (!strcmp(argv[i], "--concurrency") && i + 1 < argc) {
             int64_t n;
             if (parse_i64(argv[++i], 1, 100000, &n) < 0)
@@ -135,9 +147,11 @@ static void parse_args(int argc, char **argv)
             g.concurrency = (unsigned)n;
         } else {
             die("unknown argument \"%s\"; usage: gust-init [--mode per_input|runner|exec] "
-                "[--concurrency N] -- CMD ARGS...", argv[i]);
+                "[--concurrency N] [--template] -- CMD ARGS...", argv[i]);
         }
     }
+    if (g.mode == MODE_SNAP_CHILD)
+        return;
     if (i >= argc)
         die("%s", "missing command after --");
     g.cmd = argv + i;
@@ -665,6 +679,11 @@ static int run_runner(void)
     int out[2] = {-1, -1}, err[2] = {-1, -1}, ep[2] = {-1, -1};
     if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 || pipe2(ep, O_CLOEXEC) < 0)
         die("pipe: %s", strerror(errno));
+    /* A snapshot template's runner is PID 1 of a PID namespace owned by the
+     * template's user namespace: it can then make a new one per forked container and
+     * return to its own (setns) between forks. */
+    if (g.template && unshare(CLONE_NEWPID) < 0)
+        die("unshare the template's PID namespace: %s", strerror(errno));
     pid_t pid = fork();
     if (pid < 0)
         die("fork: %s", strerror(errno));
@@ -796,6 +815,131 @@ static int run_exec(void)
     }
 }
 
+/* ---------------------------------------------------------------- snap_child mode */
+
+/* Sends the setup verdict on the sync socket. */
+static void snap_reply(int sync, uint8_t tag, int code, const char *msg, const uint64_t t[3])
+{
+    struct snap_reply rep;
+    memset(&rep, 0, sizeof rep);
+    rep.tag = tag;
+    rep.code = code;
+    rep.start_ns = t[0];
+    rep.network_mounts_ns = t[1];
+    rep.security_ns = t[2];
+    if (msg)
+        snprintf(rep.msg, sizeof rep.msg, "%s", msg);
+    while (send(sync, &rep, sizeof rep, MSG_NOSIGNAL) < 0 && errno == EINTR) {
+    }
+}
+
+/* PID 1 of a container forked from a snapshot template (proto/snap.h): makes the
+ * container's namespaces and root, confines itself, then does what runner mode's
+ * gust-init does for the forked runner (PID 2): forwards its output, reaps orphans,
+ * passes SIGTERM on, and exits when it is gone. Its exit status is reported by the
+ * template, the runner's parent. */
+static int snap_setup(int sync, struct gerr *err)
+{
+    uint64_t t[3] = {mono_ns(), 0, 0};
+    if (unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS) < 0)
+        return gerr_sys(err, errno, "unshare the container's namespaces");
+    char tag = SNAP_MSG_ATTACH;
+    if (send(sync, &tag, 1, MSG_NOSIGNAL) != 1)
+        return gerr_sys(err, errno, "send attach");
+    static uint8_t buf[sizeof(struct snap_go) + SNAP_MAX_FILTER * sizeof(struct sock_filter)];
+    ssize_t n;
+    while ((n = recv(sync, buf, sizeof buf, 0)) < 0 && errno == EINTR) {
+    }
+    struct snap_go go;
+    if (n < (ssize_t)sizeof go)
+        return gerr_set(err, EPIPE, "the worker did not send the container's configuration");
+    memcpy(&go, buf, sizeof go);
+    go.hostname[sizeof go.hostname - 1] = '\0';
+    if (go.tag != SNAP_MSG_GO || go.filter_len > SNAP_MAX_FILTER ||
+        (size_t)n != sizeof go + go.filter_len * sizeof(struct sock_filter))
+        return gerr_set(err, EPROTO, "malformed container configuration");
+    if (unshare(CLONE_NEWCGROUP) < 0)
+        return gerr_sys(err, errno, "unshare the cgroup namespace");
+    struct confine_forked cf = {.hostname = go.hostname, .disk_mib = go.disk_mib, .egress_addr = go.egress_addr,
+                                .egress_gw = go.egress_gw, .egress_prefix = go.egress_prefix};
+    int r = confine_forked_root(&cf, err);
+    if (r < 0)
+        return r;
+    t[1] = mono_ns();
+    r = confine_drop_privileges(0, err);
+    if (r < 0)
+        return r;
+    struct sock_fprog prog = {.len = (unsigned short)go.filter_len,
+                              .filter = (struct sock_filter *)(void *)(buf + sizeof go)};
+    if (go.filter_len && syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0)
+        return gerr_sys(err, errno, "install the seccomp filter");
+    t[2] = mono_ns();
+    snap_reply(sync, SNAP_MSG_DONE, 0, NULL, t);
+    return 0;
+}
+
+static int run_snap_child(void)
+{
+    int sync = SNAP_SYNC_FD;
+    int out = SNAP_STDOUT_FD, errp = SNAP_STDERR_FD;
+    for (int fd = SNAP_SYNC_FD; fd <= SNAP_STDERR_FD; fd++)
+        if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+            die("fd %s of snap_child mode is not open", fd == SNAP_SYNC_FD ? "4" : fd == out ? "5" : "6");
+    struct gerr err;
+    gerr_clear(&err);
+    if (snap_setup(sync, &err) < 0) {
+        uint64_t t[3] = {0, 0, 0};
+        snap_reply(sync, SNAP_MSG_FAILED, err.code > 0 ? err.code : EIO, err.msg, t);
+        return 126;
+    }
+    close(sync);
+    /* The runner is PID 2: the only other process of this PID namespace, forked by the
+     * template right after it spawned us (and copying itself while we set up). */
+    int runner = -1;
+    for (int i = 0; i < 50000 && runner < 0; i++) {
+        runner = (int)syscall(SYS_pidfd_open, 2, 0);
+        if (runner < 0 && errno != ESRCH)
+            return 126;
+        if (runner < 0)
+            usleep(200);
+    }
+    if (runner < 0)
+        return 126;
+    fd_set_nonblock(out, true);
+    fd_set_nonblock(errp, true);
+    for (;;) {
+        struct pollfd p[4] = {
+            {.fd = g.sigfd, .events = POLLIN},
+            {.fd = out, .events = POLLIN},
+            {.fd = errp, .events = POLLIN},
+            {.fd = runner, .events = POLLIN},
+        };
+        if (poll(p, 4, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            die("poll: %s", strerror(errno));
+        }
+        if (p[1].revents)
+            forward_pipe(&out, 1);
+        if (p[2].revents)
+            forward_pipe(&errp, 2);
+        if (p[0].revents) {
+            struct signalfd_siginfo si;
+            while (read(g.sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
+                if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
+                    syscall(SYS_pidfd_send_signal, runner, (int)si.ssi_signo, NULL, 0);
+            }
+            while (waitpid(-1, NULL, WNOHANG) > 0) {
+            }
+        }
+        if (p[3].revents)
+            break;
+    }
+    forward_pipe(&out, 1);
+    forward_pipe(&errp, 2);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     parse_args(argc, argv);
@@ -807,6 +951,8 @@ int main(int argc, char **argv)
     setup_signals();
     if (g.mode == MODE_EXEC)
         return run_exec();
+    if (g.mode == MODE_SNAP_CHILD)
+        return run_snap_child();
     chan_send(FRAME_HELLO, 0, NULL, 0);
     return g.mode == MODE_RUNNER ? run_runner() : run_per_input();
 }

@@ -44,6 +44,12 @@ enum frame_type {
      * lines carry the call. body: 1 byte stream (1 stdout, 2 stderr), then text; the
      * frame's text ends its last line (a runner sends whole lines). */
     FRAME_INPUT_LOG = 10,
+    /* Snapshots (proto/snap.h): worker -> template "fork a container" (SCM_RIGHTS),
+     * template -> worker "that fork's runner exited", worker -> forked runner "your
+     * namespaces are ready: join them and go". */
+    FRAME_FORK = 11,
+    FRAME_CHILD_EXIT = 12,
+    FRAME_RESUME = 13,
 };
 
 #define FRAME_F_MORE 0x01 /* more frames of this (type, id) follow */

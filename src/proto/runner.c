@@ -3,12 +3,23 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <poll.h>
+#include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include "base/caps.h"
 #include "base/util.h"
+#include "proto/snap.h"
 
 /* Largest input a C runner accepts; the worker enforces its own (smaller) limit. */
 #define RUNNER_MAX_INPUT ((size_t)1 << 30)
@@ -38,8 +49,249 @@ int runner_open(struct runner *r)
     return 0;
 }
 
+/* ---- snapshot templates (proto/snap.h) ------------------------------------------ */
+
+#define SNAP_NS_FLAGS (CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP)
+#define SNAP_MAX_KIDS 4096
+
+struct snap_kid {
+    int pidfd;
+    pid_t pid;
+    uint64_t fork_id;   /* 0: a PID 1, reaped only */
+};
+
+static int high_cloexec(int fd)
+{
+    int n = fcntl(fd, F_DUPFD_CLOEXEC, 10);
+    close(fd);
+    return n;
+}
+
+static void snap_report(int chan, uint64_t fork_id, uint8_t kind, int32_t code, const char *text)
+{
+    uint8_t body[sizeof(struct frame_exit_body) + 256];
+    struct frame_exit_body xb = {.kind = kind, .code = code};
+    memcpy(body, &xb, sizeof xb);
+    size_t n = text ? strlen(text) : 0;
+    if (n > 256)
+        n = 256;
+    memcpy(body + sizeof xb, text, n);
+    (void)frame_send(chan, FRAME_CHILD_EXIT, fork_id, body, sizeof xb + n);
+}
+
+/* In the forked runner: hello, wait for RESUME, join PID 1's namespaces, confine. */
+static int snap_become_container(struct runner *r, int chan, int sync, int pid1, int out_w, int err_w,
+                                 const char *cwd)
+{
+    char tag = SNAP_MSG_RUNNER;
+    if (send(sync, &tag, 1, MSG_NOSIGNAL) != 1)
+        return -errno;
+    close(sync);
+    close(r->fd);
+    r->fd = chan;
+    struct frame_header h;
+    uint8_t *body = NULL;
+    size_t len = 0;
+    for (;;) {
+        int n = frame_recv(chan, r->rxbuf, &h);
+        if (n < 0)
+            return n;
+        int rc = frame_asm_feed(&r->asm_, &h, r->rxbuf + FRAME_HEADER_SIZE, &body, &len);
+        if (rc < 0)
+            return rc;
+        if (rc == 1 && h.type == FRAME_RESUME)
+            break;
+        free(body);
+        body = NULL;
+    }
+    uint32_t nfilter = 0;
+    if (len >= sizeof nfilter)
+        memcpy(&nfilter, body, sizeof nfilter);
+    size_t flen = (size_t)nfilter * sizeof(struct sock_filter);
+    if (len < sizeof nfilter || nfilter > SNAP_MAX_FILTER || len < sizeof nfilter + flen) {
+        free(body);
+        return -EPROTO;
+    }
+    if (setns(pid1, SNAP_NS_FLAGS) < 0 || chdir(cwd) < 0 || dup2(out_w, 1) < 0 || dup2(err_w, 2) < 0) {
+        int e = errno;
+        free(body);
+        return -e;
+    }
+    close(pid1);
+    close(out_w);
+    close(err_w);
+    for (size_t off = sizeof nfilter + flen; off < len;) {
+        char *kv = (char *)body + off;
+        size_t k = strnlen(kv, len - off);
+        if (off + k >= len)
+            break;
+        char *eq = strchr(kv, '=');
+        if (eq) {
+            *eq = '\0';
+            setenv(kv, eq + 1, 1);
+        }
+        off += k + 1;
+    }
+    setenv("GUST_SNAPSHOT", "restored", 1);
+    struct gerr err;
+    int rc = caps_limit(CAPS_CONTAINER, &err);
+    struct sock_fprog prog = {.len = (unsigned short)nfilter,
+                              .filter = (struct sock_filter *)(void *)(body + sizeof nfilter)};
+    if (rc == 0 && nfilter && syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0)
+        rc = -errno;
+    free(body);
+    return rc;
+}
+
+/* Spawns PID 1 of the new namespace (gust-init snap_child) and forks this process as
+ * its PID 2. Returns 1 in the parent (kids recorded), 0 in the child (then set up),
+ * 2 in a child whose setup failed, <0 when the fork could not be made. */
+static int snap_fork(struct runner *r, int own_pidns, uint64_t fork_id, int fds[3], struct snap_kid *kids,
+                     int *nkids, const char *cwd)
+{
+    int chan = fds[0], sync = fds[1], init = fds[2];
+    int out[2] = {-1, -1}, errp[2] = {-1, -1};
+    if (*nkids + 2 > SNAP_MAX_KIDS)
+        return -EAGAIN;
+    if (pipe2(out, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0)
+        return -errno;
+    out[0] = high_cloexec(out[0]);
+    errp[0] = high_cloexec(errp[0]);
+    if (unshare(CLONE_NEWPID) < 0) {
+        int e = errno;
+        close(out[0]), close(out[1]), close(errp[0]), close(errp[1]);
+        return -e;
+    }
+    static char *const argv[] = {"gust-init", "--mode", "snap_child", NULL};
+    static char *const envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
+    fflush(NULL); /* nothing buffered to be written twice */
+    pid_t pid1 = vfork();
+    if (pid1 == 0) {
+        if (dup2(chan, 3) >= 0 && dup2(sync, SNAP_SYNC_FD) >= 0 && dup2(out[0], SNAP_STDOUT_FD) >= 0 &&
+            dup2(errp[0], SNAP_STDERR_FD) >= 0)
+            fexecve(init, argv, envp);
+        _exit(127);
+    }
+    int rc = 1, pidfd1 = -1;
+    pid_t kid = -1;
+    if (pid1 < 0 || (pidfd1 = (int)syscall(SYS_pidfd_open, pid1, 0)) < 0)
+        rc = -errno;
+    else if ((kid = fork()) < 0)
+        rc = -errno;
+    if (kid == 0) {
+        close(own_pidns);
+        close(init);
+        close(out[0]);
+        close(errp[0]);
+        for (int i = 0; i < *nkids; i++)
+            close(kids[i].pidfd);
+        *nkids = 0;
+        return snap_become_container(r, chan, sync, pidfd1, out[1], errp[1], cwd) < 0 ? 2 : 0;
+    }
+    /* Back to our own PID namespace for the next fork: without it every later fork
+     * would fail, so a failure here ends the template. */
+    if (setns(own_pidns, CLONE_NEWPID) < 0)
+        _exit(4);
+    if (pidfd1 >= 0)
+        kids[(*nkids)++] = (struct snap_kid){.pidfd = pidfd1, .pid = pid1, .fork_id = 0};
+    if (kid > 0) {
+        int kfd = (int)syscall(SYS_pidfd_open, kid, 0);
+        if (kfd >= 0)
+            kids[(*nkids)++] = (struct snap_kid){.pidfd = kfd, .pid = kid, .fork_id = fork_id};
+    }
+    close(out[0]), close(out[1]), close(errp[0]), close(errp[1]);
+    return rc;
+}
+
+/* A template's life after its init: forks on request, reports its forked runners'
+ * exits; returns (0) only in a forked container, ready to say READY itself. */
+static int snap_serve(struct runner *r)
+{
+    int own = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
+    char cwd[PATH_MAX];
+    if (own < 0 || !getcwd(cwd, sizeof cwd))
+        return -errno;
+    int rc = frame_send(r->fd, FRAME_READY, 0, NULL, 0);
+    if (rc < 0)
+        return rc;
+    static struct snap_kid kids[SNAP_MAX_KIDS];
+    static struct pollfd pfd[SNAP_MAX_KIDS + 1];
+    int nkids = 0;
+    for (;;) {
+        pfd[0] = (struct pollfd){.fd = r->fd, .events = POLLIN};
+        for (int i = 0; i < nkids; i++)
+            pfd[i + 1] = (struct pollfd){.fd = kids[i].pidfd, .events = POLLIN};
+        if (poll(pfd, (nfds_t)nkids + 1, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            _exit(1);
+        }
+        for (int i = nkids - 1; i >= 0; i--) {
+            if (!pfd[i + 1].revents)
+                continue;
+            int st = 0;
+            while (waitpid(kids[i].pid, &st, 0) < 0 && errno == EINTR) {
+            }
+            if (kids[i].fork_id)
+                snap_report(r->fd, kids[i].fork_id, WIFSIGNALED(st) ? 2 : 1,
+                            WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st), NULL);
+            close(kids[i].pidfd);
+            kids[i] = kids[--nkids];
+        }
+        if (!pfd[0].revents)
+            continue;
+        uint8_t hdr[FRAME_MAX_DATAGRAM];
+        union {
+            char buf[CMSG_SPACE(3 * sizeof(int))];
+            struct cmsghdr align;
+        } ctl;
+        struct iovec iov = {.iov_base = hdr, .iov_len = sizeof hdr};
+        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf};
+        ssize_t n = recvmsg(r->fd, &msg, MSG_CMSG_CLOEXEC);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            _exit(0);
+        int fds[3] = {-1, -1, -1}, nfds = 0;
+        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
+            if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+                nfds = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+                memcpy(fds, CMSG_DATA(cm), (size_t)(nfds < 3 ? nfds : 3) * sizeof(int));
+            }
+        struct frame_header h;
+        if (frame_header_decode(hdr, (size_t)n, &h) < 0 || h.type != FRAME_FORK || nfds != 3) {
+            for (int i = 0; i < 3; i++)
+                if (fds[i] >= 0)
+                    close(fds[i]);
+            if (h.type == FRAME_SHUTDOWN)
+                _exit(0);
+            continue;
+        }
+        for (int i = 0; i < 3; i++)
+            fds[i] = high_cloexec(fds[i]);
+        rc = snap_fork(r, own, h.id, fds, kids, &nkids, cwd);
+        if (rc == 0)
+            return 0;
+        if (rc == 2)
+            _exit(126); /* a child whose setup failed */
+        if (rc < 0) {
+            char text[128];
+            snprintf(text, sizeof text, "%s", strerror(-rc));
+            snap_report(r->fd, h.id, SNAP_EXIT_FORK_FAILED, -rc, text);
+        }
+        for (int i = 0; i < 3; i++)
+            close(fds[i]);
+    }
+}
+
 int runner_ready(struct runner *r)
 {
+    const char *snap = getenv("GUST_SNAPSHOT");
+    if (snap && !strcmp(snap, "template")) {
+        int rc = snap_serve(r);
+        if (rc < 0)
+            return rc;
+    }
     return frame_send(r->fd, FRAME_READY, 0, NULL, 0);
 }
 

@@ -26,6 +26,11 @@ struct runner_input {
 
 /* Returns 0, or -errno if GUST_RUNNER_FD is missing or not a socket. */
 int runner_open(struct runner *r);
+/* Says the init is done. In a snapshot template (env GUST_SNAPSHOT=template, a
+ * function with snapshot = true) it does not return there: the process then forks
+ * itself into each new container of the function, and runner_ready returns 0 in
+ * every such container, whose memory is the template's at this call (copy-on-write):
+ * what the init built is there, open sockets and threads are not. */
 int runner_ready(struct runner *r);
 /* Blocks for the next input. CANCEL frames for inputs not yet taken are dropped.
  * Returns 0, -EPIPE when the worker closed the channel or sent SHUTDOWN (the runner

@@ -47,6 +47,7 @@
 #include "base/cleanup.h"
 #include "base/util.h"
 #include "runtime/cgroup.h"
+#include "runtime/confine.h"
 #include "runtime/netlink.h"
 
 /* How long the parent waits for the child to exec before giving up on it. */
@@ -68,23 +69,6 @@ struct child_timing {
     uint64_t start_ns, network_ns, mounts_ns, userns_ns, security_ns;
 };
 
-/* Capabilities kept by container root; everything else leaves the bounding set. */
-static const int kept_caps[] = {CAP_CHOWN,  CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_FSETID,          CAP_KILL,
-                                CAP_SETGID, CAP_SETUID,       CAP_SETPCAP, CAP_NET_BIND_SERVICE};
-
-/* /proc entries that leak host or kernel state: files get /dev/null bound over them,
- * directories an empty read-only tmpfs. Missing ones (kernel config) are skipped. */
-static const char *const masked_paths[] = {
-    "/proc/kcore",       "/proc/keys",         "/proc/key-users",     "/proc/timer_list",
-    "/proc/sched_debug", "/proc/latency_stats", "/proc/kallsyms",     "/proc/kpagecount",
-    "/proc/kpageflags",  "/proc/kpagecgroup",  "/proc/vmallocinfo",  "/proc/config.gz",
-    "/proc/acpi",        "/proc/scsi",         "/proc/asound",       "/sys/firmware",
-    "/sys/devices/virtual/powercap", "/sys/kernel/debug", "/sys/kernel/tracing",
-};
-/* Kernel knobs: visible, read-only. */
-static const char *const readonly_paths[] = {"/proc/sys", "/proc/sysrq-trigger", "/proc/bus",
-                                             "/proc/fs", "/proc/irq"};
-
 /* What the child needs, all formatted by the parent before clone. */
 struct child_args {
     const struct sandbox_config *cfg;
@@ -99,244 +83,12 @@ struct child_args {
     char tmp_opts[96];
     char dev_opts[96];
     char shm_opts[96];
+    const char *dev_host[SANDBOX_MAX_DEVICES], *dev_ctr[SANDBOX_MAX_DEVICES];
     int sync_fd;
     int userns_fd;              /* parked copy in the child */
 };
 
-/* Host device nodes every container gets, bound onto empty files in its /dev. */
-static const char *const std_devices[] = {"/dev/null", "/dev/zero", "/dev/full",
-                                           "/dev/random", "/dev/urandom", "/dev/tty"};
-
 /* ---- child side --------------------------------------------------------------- */
-
-/* openat2 below rootfd with "/" and ".." clamped to it (flags get O_CLOEXEC). */
-static int open_in_root(int rootfd, const char *rel, int flags)
-{
-    struct open_how how = {
-        .flags = (uint64_t)(flags | O_CLOEXEC),
-        .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
-    };
-    long fd = syscall(SYS_openat2, rootfd, rel, &how, sizeof how);
-    return fd < 0 ? -errno : (int)fd;
-}
-
-/* Makes sure the absolute container path exists under the root (directories for
- * the parents, a directory or an empty file for the last component) and returns an
- * O_PATH fd to it. Every step resolves with RESOLVE_IN_ROOT, so symlinks in the
- * image cannot redirect a mount (made before pivot_root) onto a host path. */
-static int mountpoint_in_root(int rootfd, const char *path, bool dir, struct gerr *err)
-{
-    char rel[PATH_MAX];
-    while (*path == '/')
-        path++;
-    if (!*path)
-        return gerr_set(err, EINVAL, "mount point \"/\" is not allowed");
-    if (strlen(path) >= sizeof rel)
-        return gerr_set(err, ENAMETOOLONG, "mount point /%s too long", path);
-    strcpy(rel, path);
-    int cur = fcntl(rootfd, F_DUPFD_CLOEXEC, 0);
-    if (cur < 0)
-        return gerr_sys(err, errno, "dup root fd");
-    char *comp = rel;
-    for (;;) {
-        char *slash = strchr(comp, '/');
-        while (slash && slash[1] == '/')
-            memmove(slash, slash + 1, strlen(slash));
-        if (slash && slash[1] == '\0') {
-            *slash = '\0';
-            slash = NULL;
-        }
-        bool last = !slash;
-        if (slash)
-            *slash = '\0';
-        if (!strcmp(comp, ".") || !strcmp(comp, "..")) {
-            close(cur);
-            return gerr_set(err, EINVAL, "mount point /%s: \".\" and \"..\" are not allowed", path);
-        }
-        int rc = last && !dir ? mknodat(cur, comp, S_IFREG | 0644, 0) : mkdirat(cur, comp, 0755);
-        if (rc < 0 && errno != EEXIST) {
-            int e = errno;
-            close(cur);
-            return gerr_sys(err, e, "create mount point /%s", rel);
-        }
-        int next = open_in_root(rootfd, rel, O_PATH | (last && !dir ? 0 : O_DIRECTORY));
-        close(cur);
-        if (next < 0)
-            return gerr_sys(err, -next, "resolve mount point /%s", rel);
-        cur = next;
-        if (last)
-            return cur;
-        *slash = '/';
-        comp = slash + 1;
-    }
-}
-
-/* Mounts onto the object behind an O_PATH fd through its /proc/self/fd magic link
- * (the host's /proc is still visible before pivot_root). */
-static int mount_on_fd(const char *src, int fd, const char *fstype, unsigned long flags,
-                       const char *data, const char *what, const char *where, struct gerr *err)
-{
-    char target[64];
-    snprintf(target, sizeof target, "/proc/self/fd/%d", fd);
-    if (mount(src, target, fstype, flags, data) < 0)
-        return gerr_sys(err, errno, "mount %s on %s", what, where);
-    return 0;
-}
-
-/* Creates the mount point at container path `where` and mounts there. */
-static int mount_in_root(int rootfd, const char *src, const char *where, bool dir, const char *fstype,
-                         unsigned long flags, const char *data, const char *what, struct gerr *err)
-{
-    int fd = mountpoint_in_root(rootfd, where, dir, err);
-    if (fd < 0)
-        return fd;
-    int r = mount_on_fd(src, fd, fstype, flags, data, what, where, err);
-    close(fd);
-    return r;
-}
-
-/* Sets attributes on the mount now at container path `where`, recursively. */
-static int setattr_in_root(int rootfd, const char *where, uint64_t attrs, struct gerr *err)
-{
-    while (*where == '/')
-        where++;
-    AUTO_FD int fd = open_in_root(rootfd, where, O_PATH);
-    if (fd < 0)
-        return gerr_sys(err, -fd, "resolve bind /%s", where);
-    struct mount_attr attr = {.attr_set = attrs};
-    if (mount_setattr(fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0)
-        return gerr_sys(err, errno, "set flags of /%s", where);
-    return 0;
-}
-
-/* Attaches a clone of the host tree at host_path on the O_PATH fd target, idmapped
- * through userns_fd (so host root-owned files appear root-owned inside). Returns
- * -EINVAL when the filesystem cannot be idmapped; the caller then binds plainly. */
-static int attach_idmapped(const char *host_path, int target, int userns_fd, uint64_t attrs)
-{
-    AUTO_FD int tree = open_tree(AT_FDCWD, host_path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
-    if (tree < 0)
-        return -errno;
-    struct mount_attr attr = {.attr_set = MOUNT_ATTR_IDMAP | attrs, .userns_fd = (uint64_t)userns_fd};
-    if (mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0)
-        return -errno;
-    if (move_mount(tree, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
-        return -errno;
-    return 0;
-}
-
-/* Binds host onto container path where: nosuid and nodev always, read-only when
- * asked. Read-only directories are idmapped into the user namespace when there is one
- * (host root's files appear root-owned); writable ones are not, since through an
- * idmapped mount container root would write as host root. */
-static int bind_in_root(int rootfd, const char *host, const char *where, bool read_only, int userns_fd,
-                        struct gerr *err)
-{
-    struct stat st;
-    if (stat(host, &st) < 0)
-        return gerr_sys(err, errno, "bind %s", host);
-    uint64_t attrs = MOUNT_ATTR_NOSUID | (S_ISCHR(st.st_mode) ? 0 : MOUNT_ATTR_NODEV) |
-                     (read_only ? MOUNT_ATTR_RDONLY : 0);
-    if (userns_fd >= 0 && read_only && S_ISDIR(st.st_mode)) {
-        AUTO_FD int target = mountpoint_in_root(rootfd, where, true, err);
-        if (target < 0)
-            return target;
-        int r = attach_idmapped(host, target, userns_fd, attrs);
-        if (r == 0)
-            return 0;
-        if (r != -EINVAL && r != -EPERM && r != -ENOSYS)
-            return gerr_sys(err, -r, "idmapped bind %s on %s", host, where);
-    }
-    char what[PATH_MAX + 8];
-    snprintf(what, sizeof what, "bind %s", host);
-    int r = mount_in_root(rootfd, host, where, S_ISDIR(st.st_mode), NULL, MS_BIND | MS_REC, NULL,
-                          what, err);
-    if (r < 0)
-        return r;
-    return setattr_in_root(rootfd, where, attrs, err);
-}
-
-static int setup_dev(int rootfd, const struct child_args *a, struct gerr *err)
-{
-    const struct sandbox_config *cfg = a->cfg;
-    int r = mount_in_root(rootfd, "tmpfs", "/dev", true, "tmpfs", MS_NOSUID | MS_NOEXEC, a->dev_opts,
-                          "tmpfs", err);
-    if (r < 0)
-        return r;
-    for (size_t i = 0; i < ARRAY_LEN(std_devices) && r == 0; i++) {
-        /* A minimal host may lack one of these (often /dev/tty); extra devices from
-         * the config, in contrast, are required. */
-        if (access(std_devices[i], F_OK) == 0)
-            r = bind_in_root(rootfd, std_devices[i], std_devices[i], false, -1, err);
-    }
-    for (int i = 0; i < cfg->ndevices && r == 0; i++)
-        r = bind_in_root(rootfd, cfg->devices[i].host_path, cfg->devices[i].container_path, false, -1, err);
-    if (r < 0)
-        return r;
-    r = mount_in_root(rootfd, "devpts", "/dev/pts", true, "devpts", MS_NOSUID | MS_NOEXEC,
-                      "newinstance,ptmxmode=0666,mode=0620", "devpts", err);
-    if (r < 0)
-        return r;
-    r = mount_in_root(rootfd, "tmpfs", "/dev/shm", true, "tmpfs", MS_NOSUID | MS_NODEV,
-                      a->shm_opts, "tmpfs", err);
-    if (r < 0)
-        return r;
-    AUTO_FD int devfd = open_in_root(rootfd, "dev", O_PATH | O_DIRECTORY);
-    if (devfd < 0)
-        return gerr_sys(err, -devfd, "open /dev");
-    static const char *const links[][2] = {
-        {"pts/ptmx", "ptmx"},          {"/proc/self/fd", "fd"},
-        {"/proc/self/fd/0", "stdin"},  {"/proc/self/fd/1", "stdout"},
-        {"/proc/self/fd/2", "stderr"},
-    };
-    for (size_t i = 0; i < ARRAY_LEN(links); i++) {
-        if (symlinkat(links[i][0], devfd, links[i][1]) < 0 && errno != EEXIST)
-            return gerr_sys(err, errno, "symlink /dev/%s", links[i][1]);
-    }
-    return 0;
-}
-
-static int loopback_up(struct gerr *err)
-{
-    AUTO_FD int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (s < 0)
-        return gerr_sys(err, errno, "socket for loopback setup");
-    struct ifreq ifr;
-    memset(&ifr, 0, sizeof ifr);
-    strcpy(ifr.ifr_name, "lo");
-    if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
-        return gerr_sys(err, errno, "get flags of lo");
-    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
-    if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
-        return gerr_sys(err, errno, "bring lo up");
-    return 0;
-}
-
-/* After pivot_root: /dev/null over leaky /proc files, empty read-only tmpfs over
- * leaky directories, read-only binds over kernel knobs. */
-static int mask_paths(struct gerr *err)
-{
-    for (size_t i = 0; i < ARRAY_LEN(masked_paths); i++) {
-        struct stat st;
-        if (lstat(masked_paths[i], &st) < 0)
-            continue;
-        int rc = S_ISDIR(st.st_mode)
-                     ? mount("tmpfs", masked_paths[i], "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0")
-                     : mount("/dev/null", masked_paths[i], NULL, MS_BIND, NULL);
-        if (rc < 0)
-            return gerr_sys(err, errno, "mask %s", masked_paths[i]);
-    }
-    for (size_t i = 0; i < ARRAY_LEN(readonly_paths); i++) {
-        const char *p = readonly_paths[i];
-        if (access(p, F_OK) < 0)
-            continue;
-        if (mount(p, p, NULL, MS_BIND | MS_REC, NULL) < 0)
-            return gerr_sys(err, errno, "bind %s", p);
-        if (mount(NULL, p, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
-            return gerr_sys(err, errno, "make %s read-only", p);
-    }
-    return 0;
-}
 
 /* The overlay's lower layer: the rootfs itself, or with a user namespace an
  * idmapped clone of it attached at a->lower (falling back to the rootfs itself when
@@ -351,7 +103,7 @@ static int setup_lower(const struct child_args *a, const char **lower, struct ge
     AUTO_FD int target = open(a->lower, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (target < 0)
         return gerr_sys(err, errno, "open %s", a->lower);
-    int r = attach_idmapped(a->cfg->rootfs, target, a->userns_fd, MOUNT_ATTR_RDONLY);
+    int r = confine_attach_idmapped(a->cfg->rootfs, target, a->userns_fd, MOUNT_ATTR_RDONLY);
     if (r == 0) {
         *lower = a->lower;
         return 0;
@@ -393,13 +145,15 @@ static int setup_mounts(const struct child_args *a, struct gerr *err)
     AUTO_FD int rootfd = open(a->merged, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (rootfd < 0)
         return gerr_sys(err, errno, "open %s", a->merged);
-    r = setup_dev(rootfd, a, err);
+    struct confine_dev dev = {.dev_opts = a->dev_opts, .shm_opts = a->shm_opts, .ndevices = cfg->ndevices,
+                              .host_paths = a->dev_host, .ctr_paths = a->dev_ctr};
+    r = confine_setup_dev(rootfd, &dev, err);
     if (r < 0)
         return r;
-    r = mount_in_root(rootfd, "tmpfs", "/tmp", true, "tmpfs", MS_NOSUID | MS_NODEV, a->tmp_opts,
+    r = confine_mount_in_root(rootfd, "tmpfs", "/tmp", true, "tmpfs", MS_NOSUID | MS_NODEV, a->tmp_opts,
                       "tmpfs", err);
     for (int i = 0; i < cfg->nbinds && r == 0; i++)
-        r = bind_in_root(rootfd, cfg->binds[i].host_path, cfg->binds[i].container_path,
+        r = confine_bind_in_root(rootfd, cfg->binds[i].host_path, cfg->binds[i].container_path,
                          cfg->binds[i].read_only, a->userns_fd, err);
     if (r < 0)
         return r;
@@ -421,7 +175,10 @@ static int setup_mounts(const struct child_args *a, struct gerr *err)
         return gerr_sys(err, errno, "mkdir /sys");
     if (mount("sysfs", "/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
         return gerr_sys(err, errno, "mount sysfs on /sys");
-    return mask_paths(err);
+    r = confine_mask_paths(err);
+    if (r == 0 && cfg->snapshot_template)
+        r = confine_template_hidden_mounts(err);
+    return r;
 }
 
 /* Enters the user namespace as its root (uid and gid 0, no supplementary groups). */
@@ -436,48 +193,6 @@ static int enter_userns(int fd, struct gerr *err)
     if (setresuid(0, 0, 0) < 0)
         return gerr_sys(err, errno, "setresuid 0 in the user namespace");
     return 0;
-}
-
-/* Bounding set and permitted/effective sets cut to kept_caps, nothing inheritable
- * or ambient, no_new_privs (set-user-ID and file capabilities grant nothing). */
-static int drop_privileges(struct gerr *err)
-{
-    uint64_t keep = 0;
-    for (size_t i = 0; i < ARRAY_LEN(kept_caps); i++)
-        keep |= 1ull << kept_caps[i];
-    for (int cap = 0; cap <= 63; cap++) {
-        if (keep & (1ull << cap))
-            continue;
-        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
-            if (errno == EINVAL)
-                break; /* past the kernel's last capability */
-            return gerr_sys(err, errno, "drop capability %d from the bounding set", cap);
-        }
-    }
-    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
-        return gerr_sys(err, errno, "clear ambient capabilities");
-    struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
-    struct __user_cap_data_struct data[2];
-    memset(data, 0, sizeof data);
-    data[0].effective = data[0].permitted = (uint32_t)keep;
-    data[1].effective = data[1].permitted = (uint32_t)(keep >> 32);
-    if (syscall(SYS_capset, &hdr, data) < 0)
-        return gerr_sys(err, errno, "capset");
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-        return gerr_sys(err, errno, "set no_new_privs");
-    return 0;
-}
-
-static void reset_signals(void)
-{
-    sigset_t all;
-    sigemptyset(&all);
-    sigprocmask(SIG_SETMASK, &all, NULL);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = SIG_DFL;
-    for (int s = 1; s < NSIG; s++)
-        sigaction(s, &sa, NULL);
 }
 
 /* Moves fd to a number >= CHILD_FD_FLOOR (CLOEXEC); -1 stays -1. */
@@ -510,7 +225,7 @@ static int child_setup(struct child_args *a, int *sync_fd, struct gerr *err)
     struct child_timing tm = {.code = 0, .start_ns = mono_ns()};
     if (sethostname(a->hostname, strlen(a->hostname)) < 0)
         return gerr_sys(err, errno, "sethostname %s", a->hostname);
-    int r = loopback_up(err);
+    int r = confine_loopback_up(err);
     if (r == 0 && cfg->egress)
         r = netlink_config_eth0(cfg->egress->ctr_addr, cfg->egress->prefix, cfg->egress->host_addr, err);
     if (r < 0)
@@ -570,7 +285,7 @@ static int child_setup(struct child_args *a, int *sync_fd, struct gerr *err)
             _exit(126);
     }
     tm.userns_ns = mono_ns();
-    r = drop_privileges(err);
+    r = confine_drop_privileges(cfg->snapshot_template ? CONFINE_TEMPLATE_CAPS : 0, err);
     if (r < 0)
         return r;
     /* The user namespace fd and everything else above 5 go before the filter. */
@@ -596,7 +311,7 @@ static _Noreturn void child_main(struct child_args *a)
      * if it did. */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
         _exit(126);
-    reset_signals();
+    confine_reset_signals();
     char go = 0;
     ssize_t n;
     do
@@ -723,7 +438,7 @@ static void sandbox_cgroups(const struct sandbox *sb, struct cgroup_set *set)
 
 /* Rules for the standard nodes and the container's own ptys (devpts newinstance:
  * major 136, and /dev/ptmx 5:2); the host's device numbers are read once. */
-static struct cgroup_device std_rules[2 + ARRAY_LEN(std_devices)];
+static struct cgroup_device std_rules[2 + 8];
 static size_t std_nrules;
 static pthread_once_t std_rules_once = PTHREAD_ONCE_INIT;
 
@@ -731,9 +446,9 @@ static void std_rules_load(void)
 {
     std_rules[std_nrules++] = (struct cgroup_device){'c', 136, -1};
     std_rules[std_nrules++] = (struct cgroup_device){'c', 5, 2};
-    for (size_t i = 0; i < ARRAY_LEN(std_devices); i++) {
+    for (size_t i = 0; i < confine_std_ndevices && std_nrules < ARRAY_LEN(std_rules); i++) {
         struct stat st;
-        if (stat(std_devices[i], &st) == 0 && S_ISCHR(st.st_mode))
+        if (stat(confine_std_devices[i], &st) == 0 && S_ISCHR(st.st_mode))
             std_rules[std_nrules++] = (struct cgroup_device){'c', (int32_t)major(st.st_rdev), (int32_t)minor(st.st_rdev)};
     }
 }
@@ -826,6 +541,10 @@ int sandbox_create(const struct sandbox_config *cfg, struct sandbox *sb, struct 
         return gerr_set(err, ENOMEM, "out of memory");
     a->cfg = cfg;
     a->state_dir = sb->state_dir;
+    for (int i = 0; i < cfg->ndevices && i < SANDBOX_MAX_DEVICES; i++) {
+        a->dev_host[i] = cfg->devices[i].host_path;
+        a->dev_ctr[i] = cfg->devices[i].container_path;
+    }
     a->hostname = cfg->hostname ? cfg->hostname : cfg->id;
     /* disk_mib caps the writable layer and, separately, /tmp. */
     unsigned long long disk = cfg->disk_mib ? cfg->disk_mib : 512;
@@ -943,6 +662,68 @@ fail:
     return r;
 }
 
+int sandbox_forked_prepare(const struct sandbox_config *cfg, struct sandbox *sb, struct gerr *err)
+{
+    memset(sb, 0, sizeof *sb);
+    sb->pidfd = -1;
+    sb->forked = true;
+    if (!id_is_valid(cfg->id))
+        return gerr_set(err, EINVAL, "invalid container id \"%s\"", cfg->id ? cfg->id : "(null)");
+    if (!cfg->cgroup_parent)
+        return gerr_set(err, EINVAL, "cgroup parent is not set");
+    strcpy(sb->id, cfg->id);
+    struct cgroup_set cgs;
+    int r = cgroup_set_paths(&cgs, cfg->cgroup_parent, cfg->id, err);
+    if (r < 0)
+        return r;
+    struct cgroup_device devs[CGROUP_MAX_DEVICES];
+    size_t ndevs = 0;
+    r = device_rules(cfg, devs, &ndevs, err);
+    if (r < 0)
+        return r;
+    struct cgroup_limits lim = {
+        .memory_bytes = cfg->memory_mib << 20,
+        .cpu_millicores = cfg->cpu_millicores,
+        .pids_max = cfg->pids_max ? cfg->pids_max : 1024,
+        .restrict_devices = true,
+        .devices = devs,
+        .ndevices = ndevs,
+    };
+    uint64_t t_cg = mono_ns();
+    r = cgroup_set_create(&cgs, &lim, err);
+    if (r < 0)
+        return r;
+    sb->cgroup_v2 = cgs.v2;
+    strcpy(sb->cgroup_memory, cgs.dir[CGROUP_MEMORY]);
+    strcpy(sb->cgroup_cpu, cgs.dir[CGROUP_CPU]);
+    strcpy(sb->cgroup_cpuacct, cgs.dir[CGROUP_CPUACCT]);
+    strcpy(sb->cgroup_pids, cgs.dir[CGROUP_PIDS]);
+    strcpy(sb->cgroup_devices, cgs.dir[CGROUP_DEVICES]);
+    sb->timing.cgroups_ns = mono_ns() - t_cg;
+    sb->created_ns = mono_ns();
+    return 0;
+}
+
+int sandbox_forked_attach(struct sandbox *sb, pid_t pid, bool leader, struct gerr *err)
+{
+    struct cgroup_set cgs;
+    sandbox_cgroups(sb, &cgs);
+    uint64_t t = mono_ns();
+    int r = cgroup_set_attach(&cgs, pid, err);
+    if (r < 0)
+        return r;
+    sb->timing.cgroups_ns += mono_ns() - t;
+    if (!leader)
+        return 0;
+    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (fd < 0)
+        return gerr_sys(err, errno, "pidfd_open %d", (int)pid);
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    sb->pid = pid;
+    sb->pidfd = fd;
+    return 0;
+}
+
 int sandbox_signal(struct sandbox *sb, int sig)
 {
     if (sb->pidfd < 0 || sb->reaped)
@@ -958,6 +739,13 @@ int sandbox_reap(struct sandbox *sb, struct gerr *err)
         return 1;
     if (sb->pid <= 0)
         return gerr_set(err, ECHILD, "container %s has no process", sb->id);
+    if (sb->forked) {
+        struct pollfd p = {.fd = sb->pidfd, .events = POLLIN};
+        if (poll(&p, 1, 0) <= 0)
+            return 0;
+        sb->reaped = true;
+        return 1;
+    }
     for (;;) {
         int status;
         pid_t r = waitpid(sb->pid, &status, WNOHANG);
@@ -1002,6 +790,12 @@ int sandbox_memory_peak(const struct sandbox *sb, uint64_t *bytes)
 int sandbox_destroy(struct sandbox *sb, struct gerr *err)
 {
     int first = 0;
+    if (sb->pid > 0 && !sb->reaped && sb->forked) {
+        /* Not our child: kill it; the cgroup sweep below waits for its processes. */
+        if (sb->pidfd >= 0)
+            syscall(SYS_pidfd_send_signal, sb->pidfd, SIGKILL, NULL, 0);
+        sb->reaped = true;
+    }
     if (sb->pid > 0 && !sb->reaped) {
         /* SIGKILL on PID 1 tears down the whole PID namespace; the blocking wait is
          * short because the kernel reaps the namespace before PID 1 is reapable. */

@@ -94,6 +94,11 @@ struct sandbox_config {
     char *const *init_envp;     /* environment for PID 1 */
     const char *workdir;        /* cwd inside the container; NULL = "/" */
     int channel_fd;             /* dup2'd to fd 3 in the container (not CLOEXEC there) */
+    /* A snapshot template (docs/ARCHITECTURE.md "Snapshots"): keeps
+     * CONFINE_TEMPLATE_CAPS beyond the container set and gets the hidden proc and
+     * sysfs, so it can make the namespaces of containers forked from it. Its
+     * seccomp program must be the template profile (sysfilter_build_template). */
+    bool snapshot_template;
 };
 
 struct sandbox {
@@ -107,6 +112,7 @@ struct sandbox {
     char cgroup_cpuacct[512];   /* v1 cpuacct dir (may be separate from cpu), or unified */
     char cgroup_devices[512];   /* v1 devices dir ("" if that hierarchy is absent), or unified */
     bool cgroup_v2;
+    bool forked;                /* made by sandbox_forked_prepare: PID 1 is not our child */
     bool reaped;
     int exit_status;            /* waitpid-style status once reaped */
     uint64_t created_ns;        /* mono_ns() before clone */
@@ -124,6 +130,16 @@ struct sandbox {
  * single-threaded process or a thread that lives as long as the container
  * (PR_SET_PDEATHSIG is tied to the creating thread). */
 int sandbox_create(const struct sandbox_config *cfg, struct sandbox *sb, struct gerr *err);
+
+/* A container forked from a snapshot template: makes its cgroups (the limits and
+ * device rules of sandbox_create, from cfg: id, cgroup_parent, memory, cpu, pids,
+ * devices) and nothing else; the template makes its processes, which are handed over
+ * with sandbox_forked_attach. Reaping then means "PID 1's pidfd became readable"
+ * (exit_status stays 0: the template, their parent, reports it). */
+int sandbox_forked_prepare(const struct sandbox_config *cfg, struct sandbox *sb, struct gerr *err);
+/* Moves pid (host pid) into the container's cgroups; leader: it is the container's
+ * PID 1, whose pidfd sb->pidfd becomes. */
+int sandbox_forked_attach(struct sandbox *sb, pid_t pid, bool leader, struct gerr *err);
 
 /* Sends sig to PID 1 (pidfd_send_signal). SIGKILL on PID 1 ends the whole PID namespace. */
 int sandbox_signal(struct sandbox *sb, int sig);

@@ -87,8 +87,21 @@ static void ctx_release(scmp_filter_ctx *ctx)
         seccomp_release(*ctx);
 }
 
-int sysfilter_build(const char *const *extra_deny, size_t nextra, struct sock_fprog *prog,
-                    struct gerr *err)
+/* What a snapshot template may do that a container may not: make the namespaces of
+ * the containers forked from it and set up their mounts (docs/SECURITY.md). */
+static const char *const template_allowed[] = {"mount", "umount2", "pivot_root", "setns", "unshare",
+                                               "sethostname", "mount_setattr"};
+
+static bool template_allows(const char *name)
+{
+    for (size_t i = 0; i < ARRAY_LEN(template_allowed); i++)
+        if (!strcmp(template_allowed[i], name))
+            return true;
+    return false;
+}
+
+static int build(const char *const *extra_deny, size_t nextra, bool template, struct sock_fprog *prog,
+                 struct gerr *err)
 {
     memset(prog, 0, sizeof *prog);
     if (nextra > SYSFILTER_MAX_EXTRA)
@@ -107,6 +120,8 @@ int sysfilter_build(const char *const *extra_deny, size_t nextra, struct sock_fp
     if (r < 0)
         return gerr_sys(err, -r, "seccomp: binary-tree optimization");
     for (size_t i = 0; i < ARRAY_LEN(default_rules); i++) {
+        if (template && template_allows(default_rules[i].name))
+            continue;
         int nr = seccomp_syscall_resolve_name(default_rules[i].name);
         if (nr < 0)
             continue; /* not on this architecture */
@@ -166,4 +181,16 @@ void sysfilter_free(struct sock_fprog *prog)
     free(prog->filter);
     prog->filter = NULL;
     prog->len = 0;
+}
+
+int sysfilter_build(const char *const *extra_deny, size_t nextra, struct sock_fprog *prog,
+                    struct gerr *err)
+{
+    return build(extra_deny, nextra, false, prog, err);
+}
+
+int sysfilter_build_template(const char *const *extra_deny, size_t nextra, struct sock_fprog *prog,
+                             struct gerr *err)
+{
+    return build(extra_deny, nextra, true, prog, err);
 }

@@ -26,6 +26,12 @@
  * (sysfilter_free). Unknown names are an error naming them. */
 int sysfilter_build(const char *const *extra_deny, size_t nextra, struct sock_fprog *prog,
                     struct gerr *err);
+/* The profile of a snapshot template: the default one less the denials of mount,
+ * umount2, pivot_root, setns, unshare, sethostname and mount_setattr, which it needs
+ * to make forked containers; each forked container installs the full profile on top
+ * (filters stack: every one must allow a call). */
+int sysfilter_build_template(const char *const *extra_deny, size_t nextra, struct sock_fprog *prog,
+                             struct gerr *err);
 void sysfilter_free(struct sock_fprog *prog);
 
 static inline void sysfilter_freep(struct sock_fprog *prog)

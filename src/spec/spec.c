@@ -33,7 +33,7 @@ static const char *const spec_app_fields[] = {"app", "functions", NULL};
 static const char *const spec_fn_fields[] = {"name",    "kind", "command",   "mode",
                                              "image",   "workdir", "timeout", "env",
                                              "resources", "retries", "scaling", "network",
-                                             "security", "secrets", "mounts", NULL};
+                                             "security", "secrets", "mounts", "snapshot", NULL};
 static const char *const spec_mount_fields[] = {"path", "image", NULL};
 static const char *const spec_res_fields[] = {"cpu", "memory", "gpu", "disk", "pids", "open_files", NULL};
 static const char *const spec_sec_fields[] = {"deny_syscalls", NULL};
@@ -984,6 +984,17 @@ static int spec_parse_function(struct spec_ctx *c, json_t *obj, struct spec_func
             return spec_nomem(c);
     }
 
+    v = json_object_get(obj, "snapshot");
+    if (v) {
+        size_t saved = spec_push_key(c, "snapshot");
+        if (!json_is_boolean(v))
+            return spec_fail_got(c, v, "must be true or false, got");
+        f->snapshot = json_is_true(v);
+        if (f->snapshot && f->mode != SPEC_MODE_RUNNER)
+            return spec_fail(c, "needs mode \"runner\": a snapshot is taken of a long-lived process after its "
+                                "init (per_input commands start afresh for every input)");
+        spec_pop(c, saved);
+    }
     const char *net;
     if ((r = spec_get_str(c, obj, &spec_fn_network, &net)) < 0)
         return r;
@@ -1229,6 +1240,7 @@ json_t *spec_function_to_json(const struct spec_function *f)
         spec_put_nums(res, spec_res_limits, ARRAY_LEN(spec_res_limits), f, &ok);
     }
     spec_set(o, "network", json_string(f->network == SPEC_NET_EGRESS ? "egress" : "none"), &ok);
+    spec_set(o, "snapshot", json_boolean(f->snapshot), &ok);
     json_t *sec = json_object(), *deny = json_array();
     spec_set(o, "security", sec, &ok);
     if (!sec)

@@ -76,6 +76,7 @@ struct spec_function {
     uint32_t pids_max;          /* resources.pids (default 1024) */
     uint32_t open_files;        /* resources.open_files; 0 = the worker's default (65536 or its own limit) */
     enum spec_network network;  /* "none" (loopback only, default) or "egress" */
+    bool snapshot;              /* start containers from a memory snapshot taken after the init (runner mode) */
     char **deny_syscalls;       /* security.deny_syscalls: added to the seccomp profile, sorted, NULL-terminated */
     size_t ndeny_syscalls;
     char **secrets;             /* names of stored secrets injected as env, in order, NULL-terminated */

@@ -32,6 +32,7 @@
 #include "runtime/userns.h"
 #include "worker/egress.h"
 #include "worker/gpu.h"
+#include "worker/internal.h"
 
 #define WORKER_SOCK_BUF (1 << 20)
 #define WORKER_LINE_MAX (16 * 1024)
@@ -39,67 +40,6 @@
 #define WORKER_RECV_BATCH 256
 #define WORKER_FREE_WAIT_MS 5000
 
-/* A frame payload waiting for room in the socket. */
-struct sendq {
-    struct sendq *next;
-    uint8_t type;
-    uint64_t id;
-    uint8_t *data;
-    size_t len, off;
-};
-
-struct ctr {
-    struct ctr *next, *prev;
-    struct worker *w;
-    void *ud;
-    char id[64];
-    enum ctr_mode mode;
-    uint32_t memory_mib;
-    struct sandbox sb;
-    int chan;
-    bool chan_watched, pidfd_watched, want_write;
-    bool ready, stop_requested, kill_requested, exited;
-    uint64_t kill_timer;
-    uint64_t oom_seen;   /* OOM kills already attributed */
-    uint64_t start_ns, ready_ns;
-    uint8_t *rx;         /* FRAME_MAX_DATAGRAM + 1 (room for a NUL after the body) */
-    struct frame_asm asm_;
-    struct sendq *q_head, *q_tail;
-    struct buf line[2];  /* partial log line per stream (stdout, stderr) */
-    char last_err[256];  /* last stderr line, for start-failure messages */
-    bool have_exit;
-    struct frame_exit_body exitb;
-    int userns_slot;     /* -1 = none held */
-    int egress_slot;     /* -1 = none held */
-    int gpu_idx[CTR_MAX_GPUS];
-    int ngpus;
-    struct ctr_stats stats; /* GPU samples live; cgroup counters frozen at exit */
-    double gpu_util_sum;
-};
-
-/* One host uid range and the user namespace that maps it. */
-struct userns_slot {
-    int fd;              /* -1 until first used */
-    bool used;
-};
-
-struct worker {
-    struct ev_loop *loop;
-    /* Guards egress set-up, acquire and release: image builds take their address
-     * from their own thread (worker_build_lane_egress). */
-    pthread_mutex_t egress_mu;
-    struct worker_config cfg;
-    struct worker_callbacks cb;
-    char *state_root, *init_path, *cgroup_parent;
-    int init_fd;
-    struct ctr *ctrs;
-    struct cgroup_tuning tuning;
-    struct userns_slot *slots;
-    struct sock_fprog default_filter;
-    struct egress *egress;   /* NULL until the first egress container */
-};
-
-static void ctr_finish(struct ctr *c);
 
 const char *ctr_fail_code(enum ctr_fail f)
 {
@@ -191,7 +131,7 @@ static int flush_queue(struct ctr *c)
 
 /* Sends a payload in order after anything queued; whatever does not fit now is
  * copied to the queue. Returns 0, -ENOMEM or -EPIPE (channel gone). */
-static int ctr_send_frame(struct ctr *c, uint8_t type, uint64_t id, const void *data, size_t len)
+int ctr_send_frame(struct ctr *c, uint8_t type, uint64_t id, const void *data, size_t len)
 {
     size_t off = 0;
     if (!c->q_head) {
@@ -235,8 +175,8 @@ static void emit_line(struct ctr *c, int stream, uint64_t input_id, const char *
         memcpy(c->last_err, s, k);
         c->last_err[k] = 0;
     }
-    if (c->w->cb.on_log)
-        c->w->cb.on_log(c, c->ud, stream, input_id, s, n);
+    if (c->cb->on_log)
+        c->cb->on_log(c, c->ud, stream, input_id, s, n);
 }
 
 /* Splits a LOG chunk into lines; partial lines wait in c->line, capped at
@@ -358,14 +298,14 @@ static void handle_result(struct ctr *c, const struct frame_header *h, uint8_t *
         free(out);
         return;
     }
-    if (r == 0 || !c->w->cb.on_input_error)
+    if (r == 0 || !c->cb->on_input_error)
         return;
     char m[160];
     if (r == -E2BIG)
         snprintf(m, sizeof m, "the output exceeds the maximum payload size of %zu bytes", max);
     else
         snprintf(m, sizeof m, "cannot reassemble the output: %s", strerror(-r));
-    c->w->cb.on_input_error(c, c->ud, h->id, r == -E2BIG ? CTR_FAIL_USER : CTR_FAIL_CRASHED, m);
+    c->cb->on_input_error(c, c->ud, h->id, r == -E2BIG ? CTR_FAIL_USER : CTR_FAIL_CRASHED, m);
 }
 
 static void handle_frame(struct ctr *c, const struct frame_header *h, uint8_t *body)
@@ -378,8 +318,8 @@ static void handle_frame(struct ctr *c, const struct frame_header *h, uint8_t *b
         if (!c->ready && !c->exited) {
             c->ready = true;
             c->ready_ns = mono_ns();
-            if (c->w->cb.on_ready)
-                c->w->cb.on_ready(c, c->ud);
+            if (c->cb->on_ready)
+                c->cb->on_ready(c, c->ud);
         }
         break;
     case FRAME_OUTPUT:
@@ -393,6 +333,10 @@ static void handle_frame(struct ctr *c, const struct frame_header *h, uint8_t *b
     case FRAME_INPUT_LOG:
         if (h->body_len >= 1 && (body[0] == 1 || body[0] == 2))
             handle_input_log(c, body[0], h->id, (const char *)body + 1, h->body_len - 1);
+        break;
+    case FRAME_CHILD_EXIT:
+        if (c->template_of)
+            snapshot_on_child_exit(c, h->id, body, h->body_len);
         break;
     case FRAME_EXIT:
         if (h->body_len >= sizeof c->exitb) {
@@ -432,7 +376,7 @@ static void chan_drain(struct ctr *c, int batch)
     }
 }
 
-static void on_chan(struct ev_loop *loop, int fd, uint32_t events, void *data)
+void ctr_on_chan(struct ev_loop *loop, int fd, uint32_t events, void *data)
 {
     struct ctr *c = data;
     if ((events & EV_WRITE) && c->q_head && flush_queue(c) < 0)
@@ -441,7 +385,7 @@ static void on_chan(struct ev_loop *loop, int fd, uint32_t events, void *data)
         chan_drain(c, WORKER_RECV_BATCH);
 }
 
-static void on_pidfd(struct ev_loop *loop, int fd, uint32_t events, void *data)
+void ctr_on_pidfd(struct ev_loop *loop, int fd, uint32_t events, void *data)
 {
     struct ctr *c = data;
     struct gerr err;
@@ -450,6 +394,8 @@ static void on_pidfd(struct ev_loop *loop, int fd, uint32_t events, void *data)
         return;
     if (r < 0)
         log_error("worker", "%s: %s", c->id, err.msg);
+    if (c->forked && snapshot_forked_exit_pending(c))
+        return;
     ctr_finish(c);
 }
 
@@ -490,14 +436,15 @@ static void ctr_unlink(struct ctr *c)
     c->next = c->prev = NULL;
 }
 
-static void egress_give(struct worker *w, int slot);
 
-static void ctr_release(struct ctr *c)
+void ctr_release(struct ctr *c)
 {
+    if (c->forked)
+        snapshot_forked_release(c);
     if (c->userns_slot >= 0)
         c->w->slots[c->userns_slot].used = false;
     if (c->egress_slot >= 0)
-        egress_give(c->w, c->egress_slot);
+        worker_egress_give(c->w, c->egress_slot);
     if (c->kill_timer)
         ev_timer_cancel(c->w->loop, c->kill_timer);
     if (c->chan_watched)
@@ -529,7 +476,7 @@ static void read_cgroup_stats(const struct sandbox *sb, struct ctr_stats *st)
 }
 
 /* PID 1 is gone: collects the last frames, cleans the sandbox up, reports, frees. */
-static void ctr_finish(struct ctr *c)
+void ctr_finish(struct ctr *c)
 {
     c->exited = true;
     chan_drain(c, 1 << 20);
@@ -574,8 +521,8 @@ static void ctr_finish(struct ctr *c)
         snprintf(msg, sizeof msg, "%s%s%s", status, tail_sep, c->last_err);
     }
     ctr_unlink(c);
-    if (c->w->cb.on_exit)
-        c->w->cb.on_exit(c, c->ud, kind, msg);
+    if (c->cb->on_exit)
+        c->cb->on_exit(c, c->ud, kind, msg);
     ctr_release(c);
 }
 
@@ -697,6 +644,9 @@ static uint32_t slot_host_id(const struct worker *w, int slot)
 
 uint32_t ctr_host_uid(const struct ctr *c)
 {
+    /* A forked container runs in its template's user namespace. */
+    if (c->forked)
+        return c->fork_host_uid;
     return c->userns_slot < 0 ? 0 : slot_host_id(c->w, c->userns_slot);
 }
 
@@ -747,7 +697,7 @@ static bool env_has(char *const *env, const char *name)
     return false;
 }
 
-static void set_sock_buf(int fd)
+void worker_set_sock_buf(int fd)
 {
     int v = WORKER_SOCK_BUF;
     if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &v, sizeof v) < 0)
@@ -781,7 +731,7 @@ static int slot_take(struct worker *w, const char *what, struct sandbox_userns *
     return 0;
 }
 
-static int egress_take(struct worker *w, const char *what, struct sandbox_egress *eg, int *slot, struct gerr *err)
+int worker_egress_take(struct worker *w, const char *what, struct sandbox_egress *eg, int *slot, struct gerr *err)
 {
     pthread_mutex_lock(&w->egress_mu);
     int r = 0;
@@ -796,7 +746,7 @@ static int egress_take(struct worker *w, const char *what, struct sandbox_egress
     return r;
 }
 
-static void egress_give(struct worker *w, int slot)
+void worker_egress_give(struct worker *w, int slot)
 {
     pthread_mutex_lock(&w->egress_mu);
     egress_release(w->egress, slot);
@@ -815,7 +765,7 @@ int worker_build_lane_egress(struct worker_build_lane *lane)
     pthread_mutex_unlock(&w->egress_mu);
     if (done)
         return 0;
-    if (egress_take(w, "image build", &lane->egress, &slot, &eerr) < 0) {
+    if (worker_egress_take(w, "image build", &lane->egress, &slot, &eerr) < 0) {
         snprintf(lane->egress_err, sizeof lane->egress_err, "%s", eerr.msg);
         return -ENETUNREACH;
     }
@@ -841,7 +791,68 @@ int worker_build_lane_reserve(struct worker *w, struct worker_build_lane *lane, 
     return 0;
 }
 
+struct ctr *ctr_alloc(struct worker *w, const struct ctr_spec *spec, void *ud, struct gerr *err)
+{
+    struct ctr *c = calloc(1, sizeof *c);
+    uint8_t *rx = malloc(FRAME_MAX_DATAGRAM + 1);
+    if (!c || !rx) {
+        free(c);
+        free(rx);
+        gerr_set(err, ENOMEM, "out of memory");
+        return NULL;
+    }
+    c->w = w;
+    c->ud = ud;
+    c->cb = &w->cb;
+    c->userns_slot = -1;
+    c->egress_slot = -1;
+    c->sync = -1;
+    c->ngpus = spec->ngpus;
+    memcpy(c->gpu_idx, spec->gpu_indices, sizeof c->gpu_idx);
+    c->rx = rx;
+    c->chan = -1;
+    c->mode = spec->mode;
+    c->memory_mib = spec->memory_mib;
+    c->start_ns = mono_ns();
+    snprintf(c->id, sizeof c->id, "%s", spec->id);
+    frame_asm_init(&c->asm_, w->cfg.max_payload);
+    return c;
+}
+
+int ctr_watch(struct ctr *c, struct gerr *err)
+{
+    int r = 0;
+    if (!c->chan_watched) {
+        r = ev_io_add(c->w->loop, c->chan, EV_READ, ctr_on_chan, c);
+        if (r < 0)
+            return gerr_sys(err, -r, "container %s: watch on the event loop", c->id);
+        c->chan_watched = true;
+    }
+    if (!c->pidfd_watched && c->sb.pidfd >= 0) {
+        r = ev_io_add(c->w->loop, c->sb.pidfd, EV_READ, ctr_on_pidfd, c);
+        if (r < 0)
+            return gerr_sys(err, -r, "container %s: watch on the event loop", c->id);
+        c->pidfd_watched = true;
+    }
+    return 0;
+}
+
+void ctr_link(struct ctr *c)
+{
+    struct worker *w = c->w;
+    c->next = w->ctrs;
+    if (w->ctrs)
+        w->ctrs->prev = c;
+    w->ctrs = c;
+}
+
 int worker_start(struct worker *w, const struct ctr_spec *spec, void *ud, struct ctr **out, struct gerr *err)
+{
+    return ctr_start(w, spec, ud, false, out, err);
+}
+
+int ctr_start(struct worker *w, const struct ctr_spec *spec, void *ud, bool template, struct ctr **out,
+              struct gerr *err)
 {
     if (!spec->id || !*spec->id || strlen(spec->id) >= sizeof((struct ctr *)0)->id)
         return gerr_set(err, EINVAL, "container id must be 1..63 characters");
@@ -894,21 +905,23 @@ int worker_start(struct worker *w, const struct ctr_spec *spec, void *ud, struct
     /* Seccomp: the default profile, or one compiled for this function's additions. */
     AUTO_SYSFILTER struct sock_fprog own_filter = {0};
     if (spec->ndeny_syscalls) {
-        r = sysfilter_build((const char *const *)spec->deny_syscalls, spec->ndeny_syscalls, &own_filter, err);
+        r = (template ? sysfilter_build_template : sysfilter_build)(
+            (const char *const *)spec->deny_syscalls, spec->ndeny_syscalls, &own_filter, err);
         if (r < 0)
             return gerr_prefix(err, "container %s: seccomp profile", spec->id);
     }
-    sc.seccomp = spec->ndeny_syscalls ? &own_filter : &w->default_filter;
+    sc.seccomp = spec->ndeny_syscalls ? &own_filter : template ? &w->template_filter : &w->default_filter;
+    sc.snapshot_template = template;
 
     /* argv: gust-init --mode M --concurrency N -- command... */
     size_t ncmd = 0;
     while (spec->command[ncmd])
         ncmd++;
-    AUTO_FREE char **argv = calloc(ncmd + 7, sizeof *argv);
+    AUTO_FREE char **argv = calloc(ncmd + 8, sizeof *argv);
     size_t nenv = 0;
     while (spec->env && spec->env[nenv])
         nenv++;
-    AUTO_FREE char **envp = calloc(nenv + 6 + GPU_ENV_MAX, sizeof *envp);
+    AUTO_FREE char **envp = calloc(nenv + 8 + GPU_ENV_MAX, sizeof *envp);
     if (!argv || !envp)
         return gerr_set(err, ENOMEM, "out of memory");
     char conc[16], idvar[96], ldpath[1200];
@@ -919,6 +932,8 @@ int worker_start(struct worker *w, const struct ctr_spec *spec, void *ud, struct
     argv[a++] = spec->mode == CTR_MODE_RUNNER ? "runner" : "per_input";
     argv[a++] = "--concurrency";
     argv[a++] = conc;
+    if (template)
+        argv[a++] = "--template";
     argv[a++] = "--";
     for (size_t i = 0; i < ncmd; i++)
         argv[a++] = spec->command[i];
@@ -932,6 +947,11 @@ int worker_start(struct worker *w, const struct ctr_spec *spec, void *ud, struct
         envp[e++] = gm->nlibs ? "PATH=" WORKER_DEFAULT_PATH ":" GPU_CTR_BIN_DIR : "PATH=" WORKER_DEFAULT_PATH;
     if (!env_has(spec->env, "HOME"))
         envp[e++] = "HOME=/root";
+    /* A template initialises without GPUs (docs/ARCHITECTURE.md "Snapshots"). */
+    if (template) {
+        envp[e++] = "GUST_SNAPSHOT=template";
+        envp[e++] = "CUDA_VISIBLE_DEVICES=";
+    }
     for (int i = 0; i < gm->nenv; i++)
         envp[e++] = gm->env[i];
     /* The driver libraries come after what the function set itself. */
@@ -960,7 +980,7 @@ int worker_start(struct worker *w, const struct ctr_spec *spec, void *ud, struct
     struct sandbox_egress eg;
     int egress_slot = -1;
     if (spec->network == CTR_NET_EGRESS) {
-        r = egress_take(w, what, &eg, &egress_slot, err);
+        r = worker_egress_take(w, what, &eg, &egress_slot, err);
         if (r < 0)
             return r;
         sc.egress = &eg;
@@ -971,38 +991,25 @@ int worker_start(struct worker *w, const struct ctr_spec *spec, void *ud, struct
         return gerr_sys(err, errno, "container %s: socketpair", spec->id);
     AUTO_FD int mine = sv[0];
     AUTO_FD int theirs = sv[1];
-    set_sock_buf(mine);
-    set_sock_buf(theirs);
+    worker_set_sock_buf(mine);
+    worker_set_sock_buf(theirs);
     r = fd_set_nonblock(mine, true);
     if (r < 0) {
-        egress_give(w, egress_slot);
+        worker_egress_give(w, egress_slot);
         return gerr_sys(err, -r, "container %s: channel", spec->id);
     }
     sc.channel_fd = theirs;
 
-    struct ctr *c = calloc(1, sizeof *c);
-    uint8_t *rx = malloc(FRAME_MAX_DATAGRAM + 1);
-    if (!c || !rx) {
-        free(c);
-        free(rx);
-        egress_give(w, egress_slot);
-        return gerr_set(err, ENOMEM, "out of memory");
+    struct ctr *c = ctr_alloc(w, spec, ud, err);
+    if (!c) {
+        worker_egress_give(w, egress_slot);
+        return -ENOMEM;
     }
-    c->w = w;
-    c->ud = ud;
     /* From here on ctr_release gives the uid range and the egress address back. */
     w->slots[slot].used = true;
     c->userns_slot = slot;
     c->egress_slot = egress_slot;
-    c->ngpus = spec->ngpus;
-    memcpy(c->gpu_idx, spec->gpu_indices, sizeof c->gpu_idx);
-    c->rx = rx;
-    c->chan = -1;
-    c->mode = spec->mode;
-    c->memory_mib = spec->memory_mib;
     c->start_ns = t0;
-    snprintf(c->id, sizeof c->id, "%s", spec->id);
-    frame_asm_init(&c->asm_, w->cfg.max_payload);
 
     r = sandbox_create(&sc, &c->sb, err);
     if (r < 0) {
@@ -1015,13 +1022,7 @@ int worker_start(struct worker *w, const struct ctr_spec *spec, void *ud, struct
               (double)(mono_ns() - t0) / 1e6, (double)(c->sb.ready_ns - c->sb.created_ns) / 1e6);
     (void)sandbox_oom_kills(&c->sb, &c->oom_seen);
 
-    r = ev_io_add(w->loop, c->chan, EV_READ, on_chan, c);
-    if (r == 0) {
-        c->chan_watched = true;
-        r = ev_io_add(w->loop, c->sb.pidfd, EV_READ, on_pidfd, c);
-        if (r == 0)
-            c->pidfd_watched = true;
-    }
+    r = ctr_watch(c, err);
     if (r < 0) {
         sandbox_signal(&c->sb, SIGKILL);
         struct pollfd p = {.fd = c->sb.pidfd, .events = POLLIN};
@@ -1029,12 +1030,9 @@ int worker_start(struct worker *w, const struct ctr_spec *spec, void *ud, struct
         sandbox_reap(&c->sb, NULL);
         sandbox_destroy(&c->sb, NULL);
         ctr_release(c);
-        return gerr_sys(err, -r, "container %s: watch on the event loop", spec->id);
+        return r;
     }
-    c->next = w->ctrs;
-    if (w->ctrs)
-        w->ctrs->prev = c;
-    w->ctrs = c;
+    ctr_link(c);
     *out = c;
     return 0;
 }
@@ -1117,6 +1115,9 @@ int worker_new(struct ev_loop *loop, const struct worker_config *cfg, const stru
         w->slots[i].fd = -1;
     if (r == 0)
         r = sysfilter_build(NULL, 0, &w->default_filter, err);
+    if (r == 0)
+        r = sysfilter_build_template(NULL, 0, &w->template_filter, err);
+    w->snap_impl = &snapshot_fork_impl;
     if (r == 0 && !w->cfg.no_nvml && w->cfg.ngpus == 0) {
         struct gerr gerr;
         int n = gpu_detect_nvml(&w->cfg, &gerr);
@@ -1128,6 +1129,7 @@ int worker_new(struct ev_loop *loop, const struct worker_config *cfg, const stru
     if (r < 0) {
         free(w->slots);
         sysfilter_free(&w->default_filter);
+        sysfilter_free(&w->template_filter);
         free(w->state_root);
         free(w->init_path);
         free(w->cgroup_parent);
@@ -1152,6 +1154,7 @@ void worker_free(struct worker *w)
 {
     if (!w)
         return;
+    snapshot_free_all(w);
     for (struct ctr *c = w->ctrs; c; c = c->next)
         if (!c->sb.reaped)
             sandbox_signal(&c->sb, SIGKILL);
@@ -1181,6 +1184,7 @@ void worker_free(struct worker *w)
             close(w->slots[i].fd);
     free(w->slots);
     sysfilter_free(&w->default_filter);
+    sysfilter_free(&w->template_filter);
     egress_free(w->egress);
     pthread_mutex_destroy(&w->egress_mu);
     struct gerr terr;

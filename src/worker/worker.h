@@ -177,6 +177,52 @@ uint32_t ctr_host_uid(const struct ctr *c);
 /* Nanoseconds from worker_start to on_ready (0 before ready). */
 uint64_t ctr_start_ns(const struct ctr *c);
 
+/* ---- Snapshots (docs/ARCHITECTURE.md "Snapshots") -------------------------------
+ * A snapshot is a function version's state after its init (module import and
+ * enter(snap=True) hooks). take() starts making one; restore() starts a container
+ * from it, which reports through the worker callbacks like any other; drop() lets it
+ * go (containers restored from it keep running). The interface is a table so that an
+ * implementation of another kind (a snapshot on disk, restorable on any worker) can
+ * replace the fork template without changing its callers. */
+struct worker_snapshot;
+enum snapshot_state { SNAPSHOT_TAKING = 1, SNAPSHOT_READY, SNAPSHOT_GONE };
+struct snapshot_callbacks {
+    /* READY: restore() works now. GONE: it failed before it was ready or died after;
+     * msg says why; the caller then drops it (and may take a new one). */
+    void (*on_state)(struct worker_snapshot *s, void *ud, enum snapshot_state st, const char *msg);
+    /* Output of the init phase (stream 1 stdout, 2 stderr), one line at a time. */
+    void (*on_log)(struct worker_snapshot *s, void *ud, int stream, const char *line, size_t len);
+};
+struct snapshot_impl {
+    const char *name;
+    int (*take)(struct worker *w, const struct ctr_spec *spec, const struct snapshot_callbacks *cb, void *ud,
+                struct worker_snapshot **out, struct gerr *err);
+    int (*restore)(struct worker_snapshot *s, const struct ctr_spec *spec, void *ud, struct ctr **out,
+                   struct gerr *err);
+    void (*drop)(struct worker_snapshot *s);
+};
+/* The fork template (worker/snapshot.c): a runner-mode container that ran the init
+ * and then forks itself, copy-on-write, into each new container's own sandbox. */
+extern const struct snapshot_impl snapshot_fork_impl;
+
+/* The worker's implementation. spec is the version's container spec (its GPUs are
+ * ignored: a template initialises without them). */
+int worker_snapshot_take(struct worker *w, const struct ctr_spec *spec, const struct snapshot_callbacks *cb,
+                         void *ud, struct worker_snapshot **out, struct gerr *err);
+/* spec: the new container's (its id, resources, GPUs, env; the command and image are
+ * the snapshot's). -EAGAIN while not READY; -ENOTSUP when the container needs
+ * something a fork cannot give it (device nodes): start it from scratch then. */
+int worker_snapshot_restore(struct worker_snapshot *s, const struct ctr_spec *spec, void *ud, struct ctr **out,
+                            struct gerr *err);
+void worker_snapshot_drop(struct worker_snapshot *s);
+enum snapshot_state worker_snapshot_state(const struct worker_snapshot *s);
+/* The template's container (for ps and accounting); NULL once it is gone. */
+struct ctr *worker_snapshot_ctr(const struct worker_snapshot *s);
+/* How many containers restored from it are alive. */
+int worker_snapshot_children(const struct worker_snapshot *s);
+/* Whether a container came from a snapshot (and which template's id). */
+const char *ctr_snapshot_of(const struct ctr *c);
+
 /* At daemon start: removes what containers of a previous (crashed) daemon left. */
 /* What image builds (src/build) need to run their steps in sandboxes beside this
  * worker's containers: a user-namespace range of their own (held until worker_free),

@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 
@@ -35,6 +36,22 @@ def free_port():
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+SDK_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "sdk", "python")
+
+
+def sdk_module(tmp_path, name, text):
+    """Writes text as module name under tmp_path and imports it, the SDK on the path."""
+    import importlib.util
+    if SDK_DIR not in sys.path:
+        sys.path.insert(0, SDK_DIR)
+    path = tmp_path / f"{name}.py"
+    path.write_text(text)
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def wait_until(pred, timeout, interval=0.05, msg="condition"):

@@ -6,7 +6,7 @@ their type and traceback, failure kinds, classes, secrets, source trees uploaded
 where gustd lacks a chunk, and the HTTP API under them."""
 import importlib.util
 import io
-from gustlib import wait_until
+from gustlib import sdk_module, wait_until
 import json
 import os
 import sys
@@ -32,14 +32,7 @@ def boom(msg):
 
 
 def load(tmp_path, name="sdkmod", text=MODULE):
-    """Writes text as module name under tmp_path and imports it (the SDK on the path)."""
-    sys.path.insert(0, SDK)
-    path = tmp_path / f"{name}.py"
-    path.write_text(text)
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return sdk_module(tmp_path, name, text)
 
 
 def test_python_functions_remote_spawn_map_and_errors(shared_gust, tmp_path):

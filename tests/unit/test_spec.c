@@ -345,7 +345,7 @@ UNIT_TEST(test_errors_brief_examples)
     CHECK(expect_fn_err(",\"resourcs\":{}", "functions[0].resourcs",
                         "functions[0].resourcs: unknown field; allowed: name, kind, command, mode, "
                         "image, workdir, timeout, env, resources, retries, scaling, network, security, "
-                        "secrets, mounts"));
+                        "secrets, mounts, snapshot"));
     CHECK(expect_fn_err(",\"resources\":{\"memory\":\"lots\"}", "functions[0].resources.memory",
                         "functions[0].resources.memory: must be an integer number of MiB between "
                         "16 and 1048576, got \"lots\""));
@@ -744,6 +744,22 @@ UNIT_TEST(test_toml_keys_and_tables)
 
 /* secrets and mounts: parsed, sorted (mounts by path), round-tripped and copied; bad
  * input names the field. */
+static void test_snapshot_field(void)
+{
+    struct spec_app app;
+    CHECK(parse_fn("", &app) == 0 && !app.functions[0].snapshot);
+    char *d = fn_dump(&app.functions[0]);
+    CHECK(d && strstr(d, "\"snapshot\":false"));
+    free(d);
+    spec_app_free(&app);
+    CHECK(parse_fn(",\"mode\":\"runner\",\"snapshot\":true", &app) == 0 && app.functions[0].snapshot);
+    spec_app_free(&app);
+    CHECK(expect_fn_err(",\"mode\":\"runner\",\"snapshot\":\"yes\"", "functions[0].snapshot",
+                        "~must be true or false"));
+    /* A per_input command starts afresh for every input: nothing to snapshot. */
+    CHECK(expect_fn_err(",\"snapshot\":true", "functions[0].snapshot", "~needs mode \"runner\""));
+}
+
 static void test_secrets_and_mounts(void)
 {
     struct spec_app app;
@@ -848,5 +864,6 @@ int main(void)
     UNIT_RUN(test_toml_keys_and_tables);
     UNIT_RUN(test_secrets_and_mounts);
     UNIT_RUN(test_secret_env);
+    UNIT_RUN(test_snapshot_field);
     UNIT_MAIN_END();
 }

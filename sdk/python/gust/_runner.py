@@ -15,7 +15,7 @@ import threading
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 
-HELLO, READY, INPUT, OUTPUT, ERROR, LOG, CANCEL, EXIT, SHUTDOWN, INPUT_LOG = range(1, 11)
+HELLO, READY, INPUT, OUTPUT, ERROR, LOG, CANCEL, EXIT, SHUTDOWN, INPUT_LOG, FORK, CHILD_EXIT, RESUME = range(1, 14)
 F_MORE = 0x01
 MAX_BODY = 60 * 1024
 HEADER = struct.Struct("<BBHIQ")
@@ -99,7 +99,7 @@ def error_message(exc):
     return f"{head}\n{EXC_TAG}{blob}\n{tb}"
 
 
-def load(module_file, qualname):
+def load(module_file, qualname, post_enter=True):
     src_dir = os.path.dirname(module_file)
     sys.path.insert(0, src_dir)
     if os.path.isfile(os.path.join(src_dir, "__init__.py")):  # its package's siblings import as pkg.x
@@ -113,22 +113,27 @@ def load(module_file, qualname):
     for part in qualname.split("."):
         obj = getattr(obj, part)
     if hasattr(obj, "_user_cls"):  # a gust Cls: one instance per container
-        return instance_dispatch(obj._user_cls)
+        return instance_dispatch(obj._user_cls, post_enter)
     return getattr(obj, "raw_f", obj)  # a gust Function wraps the plain function
 
 
 EXIT_HOOKS = []
 
 
-def instance_dispatch(user_cls):
-    """Makes the container's instance, runs its enter hooks (snap=True ones first),
-    and returns a callable taking (method name, *args)."""
+def instance_dispatch(user_cls, post_enter=True):
+    """Makes the container's instance, runs its enter hooks (snap=True ones first;
+    the others now, or through call.enter_post() in a container forked from a
+    snapshot), and returns a callable taking (method name, *args)."""
     inst = user_cls()
     members = [getattr(user_cls, n) for n in dir(user_cls)]
-    for kind in ("snap", "post"):
+
+    def run_enter(kind):
         for m in members:
             if getattr(m, "_gust_enter", None) == kind:
                 m(inst)
+    run_enter("snap")
+    if post_enter:
+        run_enter("post")
     EXIT_HOOKS.extend(m for m in members if getattr(m, "_gust_exit", False))
 
     def call(method_name, *args, **kwargs):
@@ -137,6 +142,7 @@ def instance_dispatch(user_cls):
             raise AttributeError(f"{user_cls.__name__}.{method_name} is not a @gust.method()")
         return m(inst, *args, **kwargs)
     call.instance = inst
+    call.enter_post = lambda: run_enter("post")
     return call
 
 
@@ -144,7 +150,15 @@ def main():
     module_file, qualname = sys.argv[1], sys.argv[2]
     sock = socket.socket(fileno=int(os.environ.get("GUST_RUNNER_FD", "3")))
     os.environ["GUST_IN_CONTAINER"] = "1"
-    fn = load(module_file, qualname)
+    template = os.environ.get("GUST_SNAPSHOT") == "template"
+    fn = load(module_file, qualname, post_enter=not template)
+    if template:
+        from gust import _snapshot
+        _snapshot.check(sock.fileno())
+        send(sock, READY, 0, b"")
+        sock = _snapshot.serve(sock, HEADER, MAX_BODY, (FORK, CHILD_EXIT, RESUME, SHUTDOWN))
+        if hasattr(fn, "enter_post"):
+            fn.enter_post()
     sys.stdout = _InputStream(sys.stdout, 1, sock)
     sys.stderr = _InputStream(sys.stderr, 2, sock)
     # max_inputs > 1: that many inputs at once, each on a thread of its own.

@@ -272,6 +272,8 @@ class Function:
             f["scaling"] = sc
         if o.get("timeout") is not None:
             f["timeout"] = int(o["timeout"])
+        if o.get("snapshot"):
+            f["snapshot"] = True
         if isinstance(o.get("retries"), Retries):
             f["retries"] = o["retries"].spec()
         elif o.get("retries") is not None:
@@ -281,8 +283,9 @@ class Function:
 
 def enter(snap=False):
     """Marks a method of an @app.cls class that runs once per container before inputs.
-    snap=True hooks run first (they are what a memory snapshot will capture, a later
-    issue); both kinds run today in every new container."""
+    snap=True hooks run first; with snapshot=True they run once, in the snapshot
+    template (no GPUs there), and every container forked from it starts after them.
+    snap=False hooks run in every container (with its GPUs)."""
     def wrap(f):
         f._gust_enter = "snap" if snap else "post"
         return f
@@ -368,9 +371,10 @@ class App:
                  buffer_containers=None, scaledown_window=None, timeout=None, retries=None, env=None,
                  max_inputs=None, secrets=(), snapshot=False):
         """max_inputs > 1: a container serves that many inputs at once, in threads.
-        secrets: gust.Secret objects, injected as env. snapshot: accepted for code
-        written against memory snapshots; until gustd has them (a later issue) every
-        container runs the init itself."""
+        secrets: gust.Secret objects, injected as env. snapshot=True: the init (module
+        import and @gust.enter(snap=True) hooks) runs once in a snapshot template and
+        new containers are forked from it, copy-on-write, in milliseconds (see
+        docs/ARCHITECTURE.md "Snapshots" for what a snapshot may not hold)."""
         for s in secrets or ():
             if not isinstance(s, Secret):
                 raise TypeError(f"secrets: expected gust.Secret objects, got {type(s).__name__}")

@@ -3,7 +3,10 @@
  * "ok" when the attempt succeeded or the errno name (EPERM, ESRCH, ...) when it
  * failed. The tests assert the exact failure. Built static: it runs in busybox images.
  *
- *   hostile NAME [ARG]   one attempt; ARG is a host pid, an address, a path... */
+ *   hostile NAME [ARG]   one attempt; ARG is a host pid, an address, a path...
+ *   hostile --serve      a long-lived runner (proto/runner.h) whose inputs are shell
+ *                        scripts, answered with their stdout: so the same attempts run
+ *                        in containers forked from a snapshot template. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/bpf.h>
@@ -26,6 +29,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "proto/runner.h"
 
 static const char *errname(int e)
 {
@@ -97,8 +102,64 @@ static long try_connect(const char *ipport)
     return rc;
 }
 
+/* Runs script with sh -c; its stdout is the answer, its stderr goes to ours. */
+static int serve_one(struct runner *r, const struct runner_input *in)
+{
+    int p[2];
+    if (pipe(p) < 0)
+        return runner_fail(r, in->id, "pipe failed");
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(p[0]);
+        dup2(p[1], 1);
+        execl("/bin/sh", "sh", "-c", (const char *)in->data, (char *)NULL);
+        _exit(127);
+    }
+    close(p[1]);
+    static char out[1 << 20];
+    size_t len = 0;
+    ssize_t n;
+    while (len < sizeof out && (n = read(p[0], out + len, sizeof out - len)) != 0) {
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            break;
+        len += (size_t)n;
+    }
+    close(p[0]);
+    int st = 0;
+    while (pid > 0 && waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
+    if (pid < 0)
+        return runner_fail(r, in->id, "fork failed");
+    if (WIFSIGNALED(st)) {
+        char msg[64];
+        snprintf(msg, sizeof msg, "the script was killed by signal %d", WTERMSIG(st));
+        return runner_fail(r, in->id, msg);
+    }
+    return runner_reply(r, in->id, out, len);
+}
+
+static int serve(void)
+{
+    struct runner r;
+    if (runner_open(&r) < 0 || runner_ready(&r) < 0)
+        return 1;
+    for (;;) {
+        struct runner_input in;
+        if (runner_next(&r, &in) < 0)
+            break;
+        serve_one(&r, &in);
+        runner_input_free(&in);
+    }
+    runner_close(&r);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 2 && !strcmp(argv[1], "--serve"))
+        return serve();
     if (argc < 2) {
         fprintf(stderr, "usage: hostile NAME [ARG]\n");
         return 2;
