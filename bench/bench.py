@@ -52,6 +52,9 @@ TARGETS = {
     "debian_cold_start_delta_ms": ("<=", 2.0),
     "python_remote_us.p50": ("<=", 500.0),
     "python_map_inputs_per_s": (">=", 5000.0),
+    "snapshot_cold_start_ms.p50": ("<=", 30.0),
+    "snapshot_speedup": (">=", 50.0),
+    "snapshot_child_rss_fraction": ("<=", 0.10),
 }
 
 PY_MODULE = """
@@ -66,6 +69,40 @@ def noop(x):
 """
 
 IMAGE_DEF = {"base": "debian_slim", "steps": [{"apt_install": ["python3-numpy"]}]}
+TORCH_IMAGE_DEF = {"base": "debian_slim", "steps": [{"apt_install": ["python3-torch"]}]}
+
+# The snapshot step's function: init = import torch and build a model (an MLP of 24
+# 1024x1024 layers, about 100 MB of float32 weights, which it runs once); then each
+# call is one forward pass. Deployed twice: with and without snapshot=True.
+SNAP_MODULE = """
+import os, time
+import gust
+app = gust.App(%(app)r)
+
+
+@app.cls(image=gust.Image.from_name("bench-torch"), snapshot=%(snap)s, memory=3072, cpu=1, timeout=300,
+         max_containers=3, scaledown_window=1)
+class Model:
+    @gust.enter(snap=True)
+    def load(self):
+        t0 = time.time()
+        import torch
+        torch.manual_seed(0)
+        torch.set_num_threads(1)
+        self.net = torch.nn.Sequential(*[torch.nn.Linear(1024, 1024) for _ in range(24)]).eval()
+        with torch.no_grad():
+            self.net(torch.zeros(1, 1024))
+        self.init_s = time.time() - t0
+
+    @gust.method()
+    def predict(self, x, hold=0.0):
+        import torch
+        with torch.no_grad():
+            y = float(self.net(torch.full((1, 1024), float(x))).sum())
+        time.sleep(hold)
+        return dict(y=y, init_s=self.init_s, ctr=os.environ.get("GUST_CONTAINER_ID"),
+                    snap=os.environ.get("GUST_SNAPSHOT"))
+"""
 
 STORE_TREE = "/usr/lib/x86_64-linux-gnu"
 
@@ -375,6 +412,94 @@ def bench_python(g, scratch, n, res, map_n=10000, containers=4):
     g.request("POST", "/v1/apps/benchpy/stop")
 
 
+def _anon_kib(pid):
+    """Anonymous memory (KiB) of a process, from smaps_rollup: what a fork shares."""
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Anonymous:"):
+                return int(line.split()[1])
+    raise StepFailed(f"no Anonymous line in /proc/{pid}/smaps_rollup")
+
+
+def bench_snapshot(g, scratch, n, res):
+    """Cold starts (request -> first result, no warm container: each sample waits for
+    the last one to scale down) of a Python class whose init imports torch and builds
+    a model, with and without snapshot=True, n each, in the same daemon; then the
+    memory a forked container costs against the template's anonymous memory."""
+    import importlib.util
+    sys.path.insert(0, os.path.join(REPO, "sdk", "python"))
+    t0 = time.perf_counter()
+    _, fin, _ = build_image(g, TORCH_IMAGE_DEF, "bench-torch")
+    res["snapshot_image_build_s"] = round(time.perf_counter() - t0, 2)
+    mods = {}
+    for snap in (True, False):
+        app = "benchsnap" if snap else "benchnosnap"
+        path = os.path.join(scratch, f"{app}.py")
+        with open(path, "w") as f:
+            f.write(SNAP_MODULE % {"app": app, "snap": snap})
+        spec = importlib.util.spec_from_file_location(app, path)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[app] = mod
+        spec.loader.exec_module(mod)
+        mod.app.addr = f"127.0.0.1:{g.port}"
+        mod.app.deploy(progress=None)
+        mods[snap] = (app, mod)
+
+    def gone(app):
+        deadline = time.monotonic() + 30
+        while g.containers(app):
+            if time.monotonic() > deadline:
+                raise StepFailed(f"{app}: containers did not scale down: {g.containers(app)}")
+            time.sleep(0.05)
+
+    times = {True: [], False: []}
+    init_s = []
+    for snap in (True, False):
+        app, mod = mods[snap]
+        seen = set()
+        for i in range(n + 1):
+            gone(app)
+            t = time.perf_counter()
+            out = mod.Model().predict.remote(i)
+            dt = time.perf_counter() - t
+            if out["ctr"] in seen:
+                raise StepFailed(f"{app}: call {i} reused container {out['ctr']}: not a cold start")
+            seen.add(out["ctr"])
+            if snap and out["snap"] != "restored":
+                raise StepFailed(f"{app}: call {i} ran in a container not forked from the snapshot: {out}")
+            if not snap:
+                init_s.append(out["init_s"])
+            if i:  # the first snapshot call also took the snapshot
+                times[snap].append(dt)
+    res["snapshot_cold_start_ms"] = summary(times[True], 1e3)
+    res["no_snapshot_cold_start_ms"] = summary(times[False], 1e3)
+    res["snapshot_init_s"] = round(percentile(init_s, 50), 3)
+    res["snapshot_speedup"] = round(res["no_snapshot_cold_start_ms"]["p50"] / res["snapshot_cold_start_ms"]["p50"], 1)
+    # Memory: three containers forked at once, each after one forward pass.
+    app, mod = mods[True]
+    gone(app)
+    import concurrent.futures as cf
+    with cf.ThreadPoolExecutor(3) as ex:
+        outs = list(ex.map(lambda i: mod.Model().predict.remote(i, hold=2.0), range(3)))
+    ctrs = {o["ctr"] for o in outs}
+    if len(ctrs) != 3:
+        raise StepFailed(f"wanted 3 forked containers, got {ctrs}")
+    listed = {c["id"]: c for c in g.containers(app)}
+    child = sorted(listed[c]["memory_bytes"] for c in ctrs if c in listed)
+    fn = [f for f in g.json("GET", "/v1/functions")["functions"] if f["app"] == app][0]
+    pid1 = fn["snapshot"]["pid"]
+    with open(f"/proc/{pid1}/task/{pid1}/children") as f:
+        runner = int(f.read().split()[0])
+    tmpl_mb = _anon_kib(runner) / 1024
+    res["snapshot_child_rss_mb"] = round(child[len(child) // 2] / 2**20, 1)
+    res["snapshot_child_rss_mb_all"] = [round(b / 2**20, 1) for b in child]
+    res["snapshot_template_private_mb"] = round(tmpl_mb, 1)
+    res["snapshot_template_cgroup_mb"] = round(fn["snapshot"]["memory_bytes"] / 2**20, 1)
+    res["snapshot_child_rss_fraction"] = round(res["snapshot_child_rss_mb"] / tmpl_mb, 3)
+    for a in ("benchsnap", "benchnosnap"):
+        g.request("POST", f"/v1/apps/{a}/stop")
+
+
 def bench_cold(g, n, res, images=("busybox",), keys=("cold_start_ms",), app="benchcold"):
     """A redeploy (new version) before every call forces a new container per call.
     With several images, their cold starts alternate call by call, so they are
@@ -631,6 +756,19 @@ def print_table(res):
     print(f"{'python .map() 10k no-op inputs':34} {fmt(res.get('python_map_inputs_per_s'), ' /s'):>12} "
           f"{'':>12} {'':>6}  runs {res.get('python_map_runs_inputs_per_s')}; "
           f"{t['target']}: {'MET' if t['met'] else 'NOT MET' if t['met'] is False else 'n/a'}")
+    d, nd = res.get("snapshot_cold_start_ms") or {}, res.get("no_snapshot_cold_start_ms") or {}
+    t, sp = res["targets"]["snapshot_cold_start_ms.p50"], res["targets"]["snapshot_speedup"]
+    print(f"{'cold start, torch class, snapshot':34} {fmt(d.get('p50'), ' ms'):>12} {fmt(d.get('p99'), ' ms'):>12} "
+          f"{d.get('n', '-'):>6}  {t['target']} ms: {'MET' if t['met'] else 'NOT MET' if t['met'] is False else 'n/a'}")
+    print(f"{'  ... without snapshot':34} {fmt(nd.get('p50'), ' ms'):>12} {fmt(nd.get('p99'), ' ms'):>12} "
+          f"{nd.get('n', '-'):>6}  init {fmt(res.get('snapshot_init_s'), ' s')}; speedup "
+          f"{fmt(res.get('snapshot_speedup'), 'x')} {sp['target']}: "
+          f"{'MET' if sp['met'] else 'NOT MET' if sp['met'] is False else 'n/a'}")
+    t = res["targets"]["snapshot_child_rss_fraction"]
+    print(f"{'  ... memory per forked container':34} {fmt(res.get('snapshot_child_rss_mb'), ' MB'):>12} "
+          f"{'':>12} {'':>6}  template anonymous {fmt(res.get('snapshot_template_private_mb'), ' MB')}; "
+          f"fraction {fmt(res.get('snapshot_child_rss_fraction'))} {t['target']}: "
+          f"{'MET' if t['met'] else 'NOT MET' if t['met'] is False else 'n/a'}")
     if res.get("sandbox_breakdown_us"):
         b = res["sandbox_breakdown_us"]
         print("sandbox creation p50 (us): " + ", ".join(f"{k} {v:g}" for k, v in b.items()) +
@@ -643,7 +781,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default="build", help="build tree with gustd, gust-init, examples/echo/echo")
     ap.add_argument("--warmcall", help="compiled bench/warmcall.c (default BUILD/bench/warmcall)")
-    ap.add_argument("--steps", default="baselines,cold,warm,throughput,map,images,python,store")
+    ap.add_argument("--steps", default="baselines,cold,warm,throughput,map,images,python,snapshot,store")
+    ap.add_argument("--snapshot-n", type=int, default=30)
     ap.add_argument("--python-n", type=int, default=2000)
     ap.add_argument("--rebuild-n", type=int, default=30)
     ap.add_argument("--cold-n", type=int, default=60)
@@ -669,6 +808,8 @@ def main():
         "map_efficiency": None, "store_ingest_mb_per_s": None,
         "image_build_cold_s": None, "image_rebuild_cached_ms": None, "debian_cold_start_ms": None,
         "python_remote_us": None, "python_map_inputs_per_s": None,
+        "snapshot_cold_start_ms": None, "no_snapshot_cold_start_ms": None, "snapshot_child_rss_mb": None,
+        "snapshot_template_private_mb": None,
         "failed_steps": [],
     }
     scratch = tempfile.mkdtemp(prefix="gust-bench-")
@@ -677,7 +818,7 @@ def main():
         bbroot = make_busybox_rootfs(os.path.join(scratch, "rootfs-busybox"))
         if "baselines" in steps:
             _run_step(res, "baselines", lambda: bench_baselines(bbroot, scratch, a.baseline_n, res))
-        need_daemon = [s for s in steps if s in ("cold", "warm", "throughput", "map", "images", "python")]
+        need_daemon = [s for s in steps if s in ("cold", "warm", "throughput", "map", "images", "python", "snapshot")]
         if need_daemon:
             try:
                 g = Gustd(build, scratch)
@@ -686,7 +827,7 @@ def main():
                 for s in need_daemon:
                     res["failed_steps"].append({"step": s, "error": f"starting gustd: {e}"})
                 need_daemon = []
-            echo_steps = [s for s in need_daemon if s not in ("cold", "images", "python")]
+            echo_steps = [s for s in need_daemon if s not in ("cold", "images", "python", "snapshot")]
             if echo_steps:
                 try:
                     echo_bin = os.path.join(build, "examples", "echo", "echo")
@@ -698,7 +839,7 @@ def main():
                 except (StepFailed, OSError, subprocess.SubprocessError, http.client.HTTPException) as e:
                     for s in echo_steps:
                         res["failed_steps"].append({"step": s, "error": f"echo image setup: {e}"})
-                    need_daemon = [s for s in need_daemon if s in ("cold", "images", "python")]
+                    need_daemon = [s for s in need_daemon if s in ("cold", "images", "python", "snapshot")]
             for s in need_daemon:
                 fn = {
                     "cold": lambda: bench_cold(g, a.cold_n, res),
@@ -707,6 +848,7 @@ def main():
                     "map": lambda: bench_map(g, res),
                     "images": lambda: bench_images(g, a.rebuild_n, a.cold_n, res),
                     "python": lambda: bench_python(g, scratch, a.python_n, res),
+                    "snapshot": lambda: bench_snapshot(g, scratch, a.snapshot_n, res),
                 }[s]
                 _run_step(res, s, fn)
                 if g.proc.poll() is not None:

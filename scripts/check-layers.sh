@@ -14,7 +14,7 @@ allowed() {
     api) echo "base http evloop spec control store cas image worker build api" ;;
     client) echo "base http client" ;;
     cli) echo "base client cli" ;;
-    init) echo "base proto init" ;;
+    init) echo "base proto runtime init" ;;
     gustd) echo "base proto http evloop spec runtime cas image store worker build control api gustd" ;;
     *) echo "" ;;
     esac

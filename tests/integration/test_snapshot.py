@@ -10,6 +10,8 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from gustlib import sdk_module, wait_until
 
 MODULE = '''
@@ -19,8 +21,8 @@ import gust
 app = gust.App("{app}")
 
 
-@app.cls(image={image}, snapshot=True, timeout=120, max_containers=3,
-         memory=768, env={env!r})
+@app.cls(image={image}, snapshot=True, timeout=120, max_containers=3, cpu=0.1,
+         memory=768, env={env!r}, gpu={gpu!r})
 class Model:
     @gust.enter(snap=True)
     def load(self):
@@ -72,13 +74,26 @@ HOST_PYTHON = 'gust.Image.from_name("python")'
 NUMPY = 'gust.Image.debian_slim().apt_install("python3-numpy")'
 
 
-def deploy(g, tmp_path, app, marker="v1", env=None, blob_mib=8, extra_init="pass", name=None, image=HOST_PYTHON):
+def deploy(g, tmp_path, app, marker="v1", env=None, blob_mib=8, extra_init="pass", name=None, image=HOST_PYTHON,
+           gpu=None):
     text = MODULE.format(app=app, marker=marker, env=env or {}, blob_mib=blob_mib, extra_init=extra_init,
-                         image=image)
+                         image=image, gpu=gpu)
     mod = sdk_module(tmp_path, name or f"{app}_{marker}", text)
     mod.app.addr = g.addr
     mod.app.deploy(progress=io.StringIO())
     return mod
+
+
+@pytest.fixture(autouse=True)
+def stop_snapshot_apps(request):
+    """Each test's apps are stopped after it, so their containers' reservations do not
+    keep the next test's containers from starting on the shared daemon."""
+    yield
+    if "shared_gust" in request.fixturenames:
+        g = request.getfixturevalue("shared_gust")
+        for a in g.get_json("/v1/apps")["apps"]:
+            if a["name"].startswith("snap") and a["state"] != "stopped":
+                g.http("POST", f"/v1/apps/{a['name']}/stop")
 
 
 def function(g, app, name="Model"):
@@ -213,3 +228,16 @@ def test_open_socket_at_snapshot_time_is_refused(shared_gust, tmp_path):
     except gsdk.GustError as e:
         msg = str(e)
     assert "snapshot refused" in msg and "socket" in msg and "enter(snap=False)" in msg, msg
+
+
+def test_gpus_reach_enter_snap_false_not_the_template(gust_factory, tmp_path):
+    # A worker with one declared (simulated) H100: the template initialises without it;
+    # the forked container's environment names its GPU.
+    g = gust_factory("--gpus", "H100:1")
+    mod = deploy(g, tmp_path, "snapgpu", gpu="H100")
+    o = mod.Model().info.remote()
+    assert o["snap"] == "restored", o
+    assert o["template_cuda"] == "", o
+    assert o["cuda"] not in (None, ""), o
+    ctr = [c for c in g.get_json("/v1/containers")["containers"] if c["id"] == o["ctr"]][0]
+    assert ctr["gpus"] == ["H100:0"] and ctr["snapshot"] == o["snap_id"], ctr
