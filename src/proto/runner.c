@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -104,11 +105,11 @@ static int snap_become_container(struct runner *r, int chan, int sync, int pid1,
         free(body);
         body = NULL;
     }
-    uint32_t nfilter = 0;
-    if (len >= sizeof nfilter)
-        memcpy(&nfilter, body, sizeof nfilter);
-    size_t flen = (size_t)nfilter * sizeof(struct sock_filter);
-    if (len < sizeof nfilter || nfilter > SNAP_MAX_FILTER || len < sizeof nfilter + flen) {
+    const uint8_t *fbytes;
+    uint32_t nfilter;
+    const char *env;
+    size_t env_len;
+    if (snap_parse_resume(body, len, &fbytes, &nfilter, &env, &env_len) < 0) {
         free(body);
         return -EPROTO;
     }
@@ -120,11 +121,9 @@ static int snap_become_container(struct runner *r, int chan, int sync, int pid1,
     close(pid1);
     close(out_w);
     close(err_w);
-    for (size_t off = sizeof nfilter + flen; off < len;) {
-        char *kv = (char *)body + off;
-        size_t k = strnlen(kv, len - off);
-        if (off + k >= len)
-            break;
+    for (size_t off = 0; off < env_len;) {
+        char *kv = (char *)env + off;
+        size_t k = strlen(kv);
         char *eq = strchr(kv, '=');
         if (eq) {
             *eq = '\0';
@@ -135,10 +134,15 @@ static int snap_become_container(struct runner *r, int chan, int sync, int pid1,
     setenv("GUST_SNAPSHOT", "restored", 1);
     struct gerr err;
     int rc = caps_limit(CAPS_CONTAINER, &err);
-    struct sock_fprog prog = {.len = (unsigned short)nfilter,
-                              .filter = (struct sock_filter *)(void *)(body + sizeof nfilter)};
+    struct sock_filter *insns = nfilter ? malloc((size_t)nfilter * sizeof *insns) : NULL;
+    if (nfilter && !insns)
+        rc = -ENOMEM;
+    if (insns)
+        memcpy(insns, fbytes, (size_t)nfilter * sizeof *insns);
+    struct sock_fprog prog = {.len = (unsigned short)nfilter, .filter = insns};
     if (rc == 0 && nfilter && syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0)
         rc = -errno;
+    free(insns);
     free(body);
     return rc;
 }
@@ -203,10 +207,42 @@ static int snap_fork(struct runner *r, int own_pidns, uint64_t fork_id, int fds[
     return rc;
 }
 
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
+#endif
+#define SNAP_HUGE ((uintptr_t)2 << 20)
+
+/* Backs the init's large private anonymous regions with huge pages where the kernel
+ * can, so each fork copies one page-table entry per 2 MiB instead of 512 (most of a
+ * large process's fork cost); a write in a forked container still copies one 4 KiB
+ * page. Best effort. */
+static void snap_compact(void)
+{
+    FILE *f = fopen("/proc/self/maps", "re");
+    if (!f)
+        return;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        uintptr_t lo, hi;
+        char perms[8], path[256] = "";
+        if (sscanf(line, "%lx-%lx %7s %*s %*s %*s %255s", &lo, &hi, perms, path) < 3 || strcmp(perms, "rw-p") ||
+            (path[0] && strcmp(path, "[heap]")))
+            continue;
+        lo = (lo + SNAP_HUGE - 1) & ~(SNAP_HUGE - 1);
+        hi &= ~(SNAP_HUGE - 1);
+        if (hi <= lo)
+            continue;
+        (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+        (void)madvise((void *)lo, hi - lo, MADV_COLLAPSE);
+    }
+    fclose(f);
+}
+
 /* A template's life after its init: forks on request, reports its forked runners'
  * exits; returns (0) only in a forked container, ready to say READY itself. */
 static int snap_serve(struct runner *r)
 {
+    snap_compact();
     int own = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
     char cwd[PATH_MAX];
     if (own < 0 || !getcwd(cwd, sizeof cwd))

@@ -32,6 +32,7 @@
 #ifndef GUST_PROTO_SNAP_H
 #define GUST_PROTO_SNAP_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "base/error.h"
@@ -69,5 +70,23 @@ struct snap_reply {
     uint64_t start_ns, network_mounts_ns, security_ns; /* CLOCK_MONOTONIC */
     char msg[GERR_MSG_MAX];
 };
+
+/* What the worker reads from a forked container's sync socket (a container writes
+ * it, so anything may come): one of these, or SNAP_SYNC_BAD. */
+enum snap_sync_kind { SNAP_SYNC_BAD = 0, SNAP_SYNC_PID1, SNAP_SYNC_RUNNER, SNAP_SYNC_DONE, SNAP_SYNC_FAILED };
+/* Classifies one datagram; for DONE and FAILED copies it into *rep with rep->msg
+ * NUL-terminated, and DONE's times must be in order. */
+enum snap_sync_kind snap_parse_sync(const void *buf, size_t n, struct snap_reply *rep);
+
+struct frame_exit_body;
+/* A FRAME_CHILD_EXIT body (from a template): the exit body, then text, of which at
+ * most cap - 1 bytes are copied to text (NUL-terminated, cap >= 1). -EPROTO when too
+ * short or of an unknown kind. */
+int snap_parse_child_exit(const uint8_t *body, size_t len, struct frame_exit_body *xb, char *text, size_t cap);
+
+/* A FRAME_RESUME body: *filter and *nfilter the seccomp program (unaligned bytes:
+ * copy before use), *env and *env_len the "K=V\0" entries. -EPROTO when malformed. */
+int snap_parse_resume(const uint8_t *body, size_t len, const uint8_t **filter, uint32_t *nfilter, const char **env,
+                      size_t *env_len);
 
 #endif

@@ -274,16 +274,15 @@ static void handle_hello(struct ctr *c, uint8_t tag, pid_t pid)
         resume_runner(c);
 }
 
-static void handle_reply(struct ctr *c, const struct snap_reply *rep)
+static void handle_reply(struct ctr *c, const struct snap_reply *rep, bool failed)
 {
-    if (rep->tag == SNAP_MSG_FAILED) {
+    if (failed) {
         char m[sizeof rep->msg + 64];
-        snprintf(m, sizeof m, "forked container setup: %.*s", (int)sizeof rep->msg, rep->msg);
+        snprintf(m, sizeof m, "forked container setup: %s", rep->msg);
         fork_fail(c, m);
         return;
     }
-    if (rep->start_ns >= c->start_ns && rep->network_mounts_ns >= rep->start_ns &&
-        rep->security_ns >= rep->network_mounts_ns) {
+    if (rep->start_ns >= c->start_ns) {
         c->sb.timing.clone_ns = rep->start_ns - c->start_ns;
         c->sb.timing.mounts_ns = rep->network_mounts_ns - rep->start_ns;
         c->sb.timing.security_ns = rep->security_ns - rep->network_mounts_ns;
@@ -326,12 +325,21 @@ static void on_sync(struct ev_loop *loop, int fd, uint32_t events, void *data)
                 memcpy(&cr, CMSG_DATA(h), sizeof cr);
                 pid = cr.pid;
             }
-        if (n == 1)
-            handle_hello(c, m.tag, pid);
-        else if ((size_t)n == sizeof m.rep)
-            handle_reply(c, &m.rep);
-        else
+        struct snap_reply rep;
+        switch (snap_parse_sync(&m, (size_t)n, &rep)) {
+        case SNAP_SYNC_PID1:
+            handle_hello(c, SNAP_MSG_ATTACH, pid);
+            break;
+        case SNAP_SYNC_RUNNER:
+            handle_hello(c, SNAP_MSG_RUNNER, pid);
+            break;
+        case SNAP_SYNC_DONE:
+        case SNAP_SYNC_FAILED:
+            handle_reply(c, &rep, rep.tag == SNAP_MSG_FAILED);
+            break;
+        default:
             fork_fail(c, "malformed message on the sync socket");
+        }
     }
 }
 
@@ -523,14 +531,13 @@ void snapshot_on_child_exit(struct ctr *tmpl, uint64_t fork_id, const uint8_t *b
     struct ctr *c = s->children;
     while (c && c->fork_id != fork_id)
         c = c->fork_next;
-    if (!c || len < sizeof(struct frame_exit_body))
-        return;
     struct frame_exit_body xb;
-    memcpy(&xb, body, sizeof xb);
+    char text[128];
+    if (!c || snap_parse_child_exit(body, len, &xb, text, sizeof text) < 0)
+        return;
     if (xb.kind == SNAP_EXIT_FORK_FAILED) {
-        char m[256];
-        snprintf(m, sizeof m, "the snapshot template could not fork: %.*s", (int)(len - sizeof xb),
-                 (const char *)body + sizeof xb);
+        char m[192];
+        snprintf(m, sizeof m, "the snapshot template could not fork: %s", text);
         fork_fail(c, m);
         return;
     }

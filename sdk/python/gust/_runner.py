@@ -155,6 +155,7 @@ def main():
     if template:
         from gust import _snapshot
         _snapshot.check(sock.fileno())
+        _snapshot.compact()
         send(sock, READY, 0, b"")
         sock = _snapshot.serve(sock, HEADER, MAX_BODY, (FORK, CHILD_EXIT, RESUME, SHUTDOWN))
         if hasattr(fn, "enter_post"):
