@@ -496,12 +496,14 @@ def bench_snapshot(g, scratch, n, res):
     gone(app)
     import concurrent.futures as cf
     with cf.ThreadPoolExecutor(2) as ex:
-        outs = list(ex.map(lambda i: mod.Model().predict.remote(i, hold=2.0), range(2)))
+        futs = [ex.submit(mod.Model().predict.remote, i, hold=3.0) for i in range(2)]
+        time.sleep(2.0)  # both containers have answered their first layer and hold
+        listed = {c["id"]: c for c in g.containers(app)}
+        outs = [f.result() for f in futs]
     ctrs = {o["ctr"] for o in outs}
-    if len(ctrs) != 2:
-        raise StepFailed(f"wanted 2 forked containers, got {ctrs}")
-    listed = {c["id"]: c for c in g.containers(app)}
-    child = sorted(listed[c]["memory_bytes"] for c in ctrs if c in listed)
+    if len(ctrs) != 2 or not ctrs <= set(listed):
+        raise StepFailed(f"wanted 2 forked containers listed, got {ctrs} (listed {sorted(listed)})")
+    child = sorted(listed[c]["memory_bytes"] for c in ctrs)
     fn = [f for f in g.json("GET", "/v1/functions")["functions"] if f["app"] == app][0]
     pid1 = fn["snapshot"]["pid"]
     with open(f"/proc/{pid1}/task/{pid1}/children") as f:
