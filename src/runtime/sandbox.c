@@ -473,6 +473,41 @@ static int device_rules(const struct sandbox_config *cfg, struct cgroup_device *
     return 0;
 }
 
+/* The container's cgroups (sandbox_create and sandbox_forked_prepare): paths under
+ * cfg->cgroup_parent, limits and device rules from cfg, their dirs into sb. */
+static int make_cgroups(const struct sandbox_config *cfg, struct sandbox *sb, struct gerr *err)
+{
+    struct cgroup_set cgs;
+    int r = cgroup_set_paths(&cgs, cfg->cgroup_parent, cfg->id, err);
+    if (r < 0)
+        return r;
+    struct cgroup_device devs[CGROUP_MAX_DEVICES];
+    size_t ndevs = 0;
+    r = device_rules(cfg, devs, &ndevs, err);
+    if (r < 0)
+        return r;
+    struct cgroup_limits lim = {
+        .memory_bytes = cfg->memory_mib << 20,
+        .cpu_millicores = cfg->cpu_millicores,
+        .pids_max = cfg->pids_max ? cfg->pids_max : 1024,
+        .restrict_devices = true,
+        .devices = devs,
+        .ndevices = ndevs,
+    };
+    uint64_t t_cg = mono_ns();
+    r = cgroup_set_create(&cgs, &lim, err);
+    if (r < 0)
+        return r;
+    sb->cgroup_v2 = cgs.v2;
+    strcpy(sb->cgroup_memory, cgs.dir[CGROUP_MEMORY]);
+    strcpy(sb->cgroup_cpu, cgs.dir[CGROUP_CPU]);
+    strcpy(sb->cgroup_cpuacct, cgs.dir[CGROUP_CPUACCT]);
+    strcpy(sb->cgroup_pids, cgs.dir[CGROUP_PIDS]);
+    strcpy(sb->cgroup_devices, cgs.dir[CGROUP_DEVICES]);
+    sb->timing.cgroups_ns = mono_ns() - t_cg;
+    return 0;
+}
+
 /* Waits for the child's verdict: EOF means it exec'd, a report carries its error. */
 static int wait_child(struct sandbox *sb, int sync, uint64_t go_ns, uint64_t clone_call_ns, struct gerr *err)
 {
@@ -531,11 +566,6 @@ int sandbox_create(const struct sandbox_config *cfg, struct sandbox *sb, struct 
     r = fmt(sb->state_dir, sizeof sb->state_dir, err, "%s/%s", cfg->state_root, cfg->id);
     if (r < 0)
         return r;
-    struct cgroup_set cgs;
-    r = cgroup_set_paths(&cgs, cfg->cgroup_parent, cfg->id, err);
-    if (r < 0)
-        return r;
-
     AUTO_FREE struct child_args *a = calloc(1, sizeof *a);
     if (!a)
         return gerr_set(err, ENOMEM, "out of memory");
@@ -568,40 +598,19 @@ int sandbox_create(const struct sandbox_config *cfg, struct sandbox *sb, struct 
         (r = fmt(a->dev_opts, sizeof a->dev_opts, err, "mode=755,size=64k,nr_inodes=256%s", owner)) < 0 ||
         (r = fmt(a->shm_opts, sizeof a->shm_opts, err, "mode=1777%s", owner)) < 0)
         return r;
-    struct cgroup_device devs[CGROUP_MAX_DEVICES];
-    size_t ndevs = 0;
-    r = device_rules(cfg, devs, &ndevs, err);
-    if (r < 0)
-        return r;
-
     r = mkdir_p(cfg->state_root, 0700);
     if (r < 0)
         return gerr_sys(err, -r, "mkdir state root %s", cfg->state_root);
     /* An existing (empty, unmounted) state dir is the leftover of a crash: reuse it. */
     if (mkdir(sb->state_dir, 0700) < 0 && errno != EEXIST)
         return gerr_sys(err, errno, "mkdir %s", sb->state_dir);
-
-    struct cgroup_limits lim = {
-        .memory_bytes = cfg->memory_mib << 20,
-        .cpu_millicores = cfg->cpu_millicores,
-        .pids_max = cfg->pids_max ? cfg->pids_max : 1024,
-        .restrict_devices = true,
-        .devices = devs,
-        .ndevices = ndevs,
-    };
-    uint64_t t_cg = mono_ns();
-    r = cgroup_set_create(&cgs, &lim, err);
+    r = make_cgroups(cfg, sb, err);
     if (r < 0) {
         rmdir(sb->state_dir);
         return r;
     }
-    sb->cgroup_v2 = cgs.v2;
-    strcpy(sb->cgroup_memory, cgs.dir[CGROUP_MEMORY]);
-    strcpy(sb->cgroup_cpu, cgs.dir[CGROUP_CPU]);
-    strcpy(sb->cgroup_cpuacct, cgs.dir[CGROUP_CPUACCT]);
-    strcpy(sb->cgroup_pids, cgs.dir[CGROUP_PIDS]);
-    strcpy(sb->cgroup_devices, cgs.dir[CGROUP_DEVICES]);
-    sb->timing.cgroups_ns = mono_ns() - t_cg;
+    struct cgroup_set cgs;
+    sandbox_cgroups(sb, &cgs);
 
     AUTO_FD int psync = -1;
     int sv[2];
@@ -672,34 +681,9 @@ int sandbox_forked_prepare(const struct sandbox_config *cfg, struct sandbox *sb,
     if (!cfg->cgroup_parent)
         return gerr_set(err, EINVAL, "cgroup parent is not set");
     strcpy(sb->id, cfg->id);
-    struct cgroup_set cgs;
-    int r = cgroup_set_paths(&cgs, cfg->cgroup_parent, cfg->id, err);
+    int r = make_cgroups(cfg, sb, err);
     if (r < 0)
         return r;
-    struct cgroup_device devs[CGROUP_MAX_DEVICES];
-    size_t ndevs = 0;
-    r = device_rules(cfg, devs, &ndevs, err);
-    if (r < 0)
-        return r;
-    struct cgroup_limits lim = {
-        .memory_bytes = cfg->memory_mib << 20,
-        .cpu_millicores = cfg->cpu_millicores,
-        .pids_max = cfg->pids_max ? cfg->pids_max : 1024,
-        .restrict_devices = true,
-        .devices = devs,
-        .ndevices = ndevs,
-    };
-    uint64_t t_cg = mono_ns();
-    r = cgroup_set_create(&cgs, &lim, err);
-    if (r < 0)
-        return r;
-    sb->cgroup_v2 = cgs.v2;
-    strcpy(sb->cgroup_memory, cgs.dir[CGROUP_MEMORY]);
-    strcpy(sb->cgroup_cpu, cgs.dir[CGROUP_CPU]);
-    strcpy(sb->cgroup_cpuacct, cgs.dir[CGROUP_CPUACCT]);
-    strcpy(sb->cgroup_pids, cgs.dir[CGROUP_PIDS]);
-    strcpy(sb->cgroup_devices, cgs.dir[CGROUP_DEVICES]);
-    sb->timing.cgroups_ns = mono_ns() - t_cg;
     sb->created_ns = mono_ns();
     return 0;
 }

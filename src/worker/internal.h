@@ -107,8 +107,14 @@ void ctr_on_chan(struct ev_loop *loop, int fd, uint32_t events, void *data);
 void ctr_on_pidfd(struct ev_loop *loop, int fd, uint32_t events, void *data);
 int worker_egress_take(struct worker *w, const char *what, struct sandbox_egress *eg, int *slot, struct gerr *err);
 void worker_egress_give(struct worker *w, int slot);
-/* The per-container environment and device nodes of spec (GPU variables, ids). */
+/* spec's GPU device nodes, driver files and env (worker/gpu.h), malloc'd; NULL with
+ * err set on failure. */
 struct gpu_mounts;
+struct gpu_mounts *ctr_gpu_mounts(struct worker *w, const struct ctr_spec *spec, struct gerr *err);
+/* The seccomp program of spec: the worker's default (or template) one, or one built
+ * into *own for the spec's extra denials (the caller frees own). */
+int ctr_seccomp(struct worker *w, const struct ctr_spec *spec, bool template, struct sock_fprog *own,
+                const struct sock_fprog **prog, struct gerr *err);
 
 /* snapshot.c, for worker.c */
 void snapshot_on_child_exit(struct ctr *tmpl, uint64_t fork_id, const uint8_t *body, size_t len);

@@ -398,22 +398,17 @@ static int fork_restore(struct worker_snapshot *s, const struct ctr_spec *spec, 
     struct ctr *t = s->tmpl;
     if (s->state != SNAPSHOT_READY || !t || t->exited || t->chan < 0 || s->dropped)
         return gerr_set(err, EAGAIN, "snapshot %s is not ready", s->tmpl_id);
-    AUTO_FREE struct gpu_mounts *gm = malloc(sizeof *gm);
+    AUTO_FREE struct gpu_mounts *gm = ctr_gpu_mounts(w, spec, err);
     if (!gm)
-        return gerr_set(err, ENOMEM, "out of memory");
-    int r = gpu_passthrough(&w->cfg, spec->gpu_indices, spec->ngpus, gm, err);
-    if (r < 0)
-        return gerr_prefix(err, "container %s", spec->id);
+        return -err->code;
     if (gm->ndevices || gm->nlibs)
         return gerr_set(err, ENOTSUP, "container %s needs GPU device nodes, which a fork template does not pass on",
                         spec->id);
     AUTO_SYSFILTER struct sock_fprog own_filter = {0};
-    if (spec->ndeny_syscalls) {
-        r = sysfilter_build((const char *const *)spec->deny_syscalls, spec->ndeny_syscalls, &own_filter, err);
-        if (r < 0)
-            return gerr_prefix(err, "container %s: seccomp profile", spec->id);
-    }
-    const struct sock_fprog *prog = spec->ndeny_syscalls ? &own_filter : &w->default_filter;
+    const struct sock_fprog *prog;
+    int r = ctr_seccomp(w, spec, false, &own_filter, &prog, err);
+    if (r < 0)
+        return r;
     char idvar[96], snapvar[96];
     snprintf(idvar, sizeof idvar, "GUST_CONTAINER_ID=%s", spec->id);
     snprintf(snapvar, sizeof snapvar, "GUST_SNAPSHOT_ID=%s", s->tmpl_id);

@@ -846,6 +846,36 @@ void ctr_link(struct ctr *c)
     w->ctrs = c;
 }
 
+struct gpu_mounts *ctr_gpu_mounts(struct worker *w, const struct ctr_spec *spec, struct gerr *err)
+{
+    struct gpu_mounts *gm = malloc(sizeof *gm);
+    if (!gm) {
+        gerr_set(err, ENOMEM, "out of memory");
+        return NULL;
+    }
+    if (gpu_passthrough(&w->cfg, spec->gpu_indices, spec->ngpus, gm, err) < 0) {
+        free(gm);
+        gerr_prefix(err, "container %s", spec->id);
+        return NULL;
+    }
+    return gm;
+}
+
+int ctr_seccomp(struct worker *w, const struct ctr_spec *spec, bool template, struct sock_fprog *own,
+                const struct sock_fprog **prog, struct gerr *err)
+{
+    if (!spec->ndeny_syscalls) {
+        *prog = template ? &w->template_filter : &w->default_filter;
+        return 0;
+    }
+    int r = (template ? sysfilter_build_template : sysfilter_build)((const char *const *)spec->deny_syscalls,
+                                                                  spec->ndeny_syscalls, own, err);
+    if (r < 0)
+        return gerr_prefix(err, "container %s: seccomp profile", spec->id);
+    *prog = own;
+    return 0;
+}
+
 int worker_start(struct worker *w, const struct ctr_spec *spec, void *ud, struct ctr **out, struct gerr *err)
 {
     return ctr_start(w, spec, ud, false, out, err);
@@ -888,12 +918,10 @@ int ctr_start(struct worker *w, const struct ctr_spec *spec, void *ud, bool temp
      * reachable from a container (not on the host's loopback). */
     if (spec->network == CTR_NET_EGRESS && resolv_conf_usable(WORKER_RESOLV_CONF))
         sc.binds[sc.nbinds++] = (struct sandbox_bind){WORKER_RESOLV_CONF, "/etc/resolv.conf", true};
-    AUTO_FREE struct gpu_mounts *gm = malloc(sizeof *gm);
+    AUTO_FREE struct gpu_mounts *gm = ctr_gpu_mounts(w, spec, err);
     if (!gm)
-        return gerr_set(err, ENOMEM, "out of memory");
-    int r = gpu_passthrough(&w->cfg, spec->gpu_indices, spec->ngpus, gm, err);
-    if (r < 0)
-        return gerr_prefix(err, "container %s", spec->id);
+        return -err->code;
+    int r;
     for (int i = 0; i < gm->ndevices; i++)
         sc.devices[sc.ndevices++] = (struct sandbox_device){gm->dev_host[i], gm->dev_ctr[i]};
     for (int i = 0; i < gm->nlibs; i++) {
@@ -904,13 +932,9 @@ int ctr_start(struct worker *w, const struct ctr_spec *spec, void *ud, bool temp
 
     /* Seccomp: the default profile, or one compiled for this function's additions. */
     AUTO_SYSFILTER struct sock_fprog own_filter = {0};
-    if (spec->ndeny_syscalls) {
-        r = (template ? sysfilter_build_template : sysfilter_build)(
-            (const char *const *)spec->deny_syscalls, spec->ndeny_syscalls, &own_filter, err);
-        if (r < 0)
-            return gerr_prefix(err, "container %s: seccomp profile", spec->id);
-    }
-    sc.seccomp = spec->ndeny_syscalls ? &own_filter : template ? &w->template_filter : &w->default_filter;
+    r = ctr_seccomp(w, spec, template, &own_filter, &sc.seccomp, err);
+    if (r < 0)
+        return r;
     sc.snapshot_template = template;
 
     /* argv: gust-init --mode M --concurrency N -- command... */
