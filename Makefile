@@ -43,7 +43,7 @@ EXAMPLE_BINS := $(patsubst examples/%.c,$(B)/examples/%,$(EXAMPLE_SRCS))
 
 BINS := $(B)/gustd $(B)/gust $(B)/gust-init $(B)/libgust.a $(B)/libgust.so
 
-.PHONY: all asan test unit integration bench run fuzz clean deps
+.PHONY: all asan test unit integration bench run fuzz clean deps check-layers
 HOSTILE_BIN := $(B)/tests/hostile
 FAKE_NVML := $(B)/tests/fake-nvml/libnvidia-ml.so.1
 
@@ -97,6 +97,9 @@ $(HOSTILE_BIN): tests/integration/hostile/hostile.c $(wildcard src/proto/*.c src
 
 deps:
 	@scripts/install-deps.sh
+
+check-layers:
+	@scripts/check-layers.sh
 
 asan:
 	$(MAKE) MODE=asan all

@@ -1,7 +1,11 @@
 #!/bin/sh
-# Enforces docs/ARCHITECTURE.md: a component includes only its own headers and those of
-# the components it is allowed to depend on.
+# Enforces docs/ARCHITECTURE.md:
+# - a component includes only its own headers and those of the components it may use;
+# - a component's internal.h is included only by that component's own files;
+# - control reaches workers only through the seam, worker/ops.h (no worker pointers);
+# - control's files form a one-way stack (scripts/check-control-order.py).
 set -u
+cd "$(dirname "$0")/.."
 allowed() {
     case "$1" in
     base) echo "base" ;;
@@ -31,7 +35,16 @@ for dir in src/*/; do
             *) echo "layering: $f includes $inc/ (allowed for $comp: $ok)"; bad=1 ;;
             esac
         done
+        for inc in $(grep -hoE '^#include "[a-z_]+/internal\.h"' "$f" | sed -E 's/#include "([a-z_]+)\/.*/\1/'); do
+            [ "$inc" = "$comp" ] || { echo "layering: $f includes $inc/internal.h, which is private to src/$inc"; bad=1; }
+        done
+        if [ "$comp" = control ]; then
+            for inc in $(grep -hoE '^#include "worker/[a-z_]+\.h"' "$f" | sed -E 's/#include "(.*)"/\1/'); do
+                [ "$inc" = worker/ops.h ] || { echo "layering: $f includes $inc; control uses workers only through worker/ops.h"; bad=1; }
+            done
+        fi
     done
 done
 [ $bad -eq 0 ] && echo "layering: ok"
+/usr/bin/python3 scripts/check-control-order.py || bad=1
 exit $bad

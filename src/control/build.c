@@ -1,5 +1,6 @@
-/* Control's side of image builds: the builder's set-up and cache persistence, image
- * builds and deploys that build their inline images first (see control/control.h). */
+/* Control's side of the image builder: its set-up, the build cache kept in the store,
+ * and what deployed versions need of it (the image of an inline definition, the
+ * ancestors gc must keep). Builds as clients see them are in builds.c. */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -7,38 +8,14 @@
 #include <string.h>
 
 #include "base/cleanup.h"
+#include "base/json_cleanup.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "base/xalloc.h"
 #include "control/internal.h"
 #include "image/image.h"
 #include "store/store.h"
 
-static void json_cleanup(json_t **j)
-{
-    json_decref(*j);
-}
-#define AUTO_JSON __attribute__((cleanup(json_cleanup)))
-
-/* A build or a building deploy, as the client sees it. */
-struct ctl_deploy_build {
-    struct ctl_deploy_build *next;
-    struct ctl *c;
-    struct ctl_build_sink sink;
-    bool attached;
-    bool deploy;
-    char name[64];              /* image build: the name to register, "" for none */
-    json_t *spec;               /* deploy: the spec to deploy once built */
-    char *context;
-    int pending;                /* builder jobs not done yet */
-    json_t *error;              /* the first failure's final event */
-    json_t *result;             /* image build: the final event */
-};
-
-/* One builder job of a ctl_build. */
-struct ctl_build_part {
-    struct ctl_deploy_build *b;
-    char function[64];          /* deploy: whose image this is */
-};
 
 static void cached_cb(void *ud, const char *step_id, const char *parent_id, const char *image_id)
 {
@@ -51,20 +28,12 @@ static void cached_cb(void *ud, const char *step_id, const char *parent_id, cons
 static int load_step_row(const char *step_id, const char *parent_id, const char *image_id, void *ud)
 {
     struct ctl *c = ud;
-    return build_cache_put(c->builder, step_id, parent_id, image_id) < 0 ? -ENOMEM : 0;
+    build_cache_put(c->builder, step_id, parent_id, image_id);
+    return 0;
 }
 
 int ctl_builder_start(struct ctl *c, struct gerr *err)
 {
-    size_t nlanes = 0;
-    for (size_t i = 0; c->worker && i < CTL_BUILD_LANES; i++) {
-        struct gerr lerr;
-        if (worker_build_lane_reserve(c->worker, &c->lanes[i], &lerr) < 0) {
-            log_warn("control", "image builds: %s", lerr.msg);
-            break;
-        }
-        nlanes++;
-    }
     char work[PATH_MAX];
     snprintf(work, sizeof work, "%s/build", c->cfg.data_dir);
     struct build_config bc = {
@@ -72,8 +41,8 @@ int ctl_builder_start(struct ctl *c, struct gerr *err)
         .cas = c->cas,
         .images_dir = c->images_dir,
         .work_dir = work,
-        .lanes = c->lanes,
-        .nlanes = nlanes,
+        .lanes = c->cfg.build_lanes,
+        .nlanes = c->cfg.nbuild_lanes,
         .on_cached = cached_cb,
         .ud = c,
     };
@@ -83,26 +52,10 @@ int ctl_builder_start(struct ctl *c, struct gerr *err)
     return store_build_step_list(c->store, load_step_row, c, err);
 }
 
-static void build_record_free(struct ctl_deploy_build *b)
-{
-    struct ctl_deploy_build **pp = &b->c->deploy_builds;
-    while (*pp && *pp != b)
-        pp = &(*pp)->next;
-    if (*pp)
-        *pp = b->next;
-    json_decref(b->spec);
-    json_decref(b->error);
-    json_decref(b->result);
-    free(b->context);
-    free(b);
-}
-
 void ctl_builder_stop(struct ctl *c)
 {
     build_free(c->builder);
     c->builder = NULL;
-    while (c->deploy_builds)
-        build_record_free(c->deploy_builds);
 }
 
 int ctl_named_image_id(struct ctl *c, const char *name, char id[IMAGE_ID_MAX], bool *host_usr, struct gerr *err)
@@ -119,7 +72,7 @@ int ctl_named_image_id(struct ctl *c, const char *name, char id[IMAGE_ID_MAX], b
 
 /* The base image id of def: "" for the builder's own bases (scratch, debian_slim,
  * from_oci), else the registered image's. */
-static int base_of(struct ctl *c, json_t *def, char id[IMAGE_ID_MAX], struct gerr *err)
+int ctl_image_base_of(struct ctl *c, json_t *def, char id[IMAGE_ID_MAX], struct gerr *err)
 {
     id[0] = '\0';
     const char *base = json_string_value(json_object_get(def, "base"));
@@ -140,7 +93,7 @@ int ctl_inline_image(struct ctl *c, json_t *def, char id[IMAGE_ID_MAX], char *ro
         snprintf(id, IMAGE_ID_MAX, "%s", built);
     } else {
         char base[IMAGE_ID_MAX];
-        if ((r = base_of(c, def, base, err)) < 0)
+        if ((r = ctl_image_base_of(c, def, base, err)) < 0)
             return r;
         if ((r = build_lookup(c->builder, def, base, id, err)) < 0)
             return r;
@@ -163,267 +116,26 @@ static void collect_parent(void *ud, const char *step_id, const char *parent_id,
     json_array_append_new(l, json_string(parent_id));
 }
 
-int ctl_build_live_ancestors(struct ctl *c, char ***live, size_t *n, size_t *cap)
+void ctl_build_live_ancestors(struct ctl *c, char ***live, size_t *n, size_t *cap)
 {
     /* A live image's parents are live; the loop below also visits what it appends. */
-    struct {
-        json_t *map;
-    } a = {json_object()};
-    if (!a.map)
-        return -ENOMEM;
-    build_cache_each(c->builder, collect_parent, a.map);
-    int r = 0;
-    for (size_t i = 0; i < *n && r == 0; i++) {
+    json_t *parents AUTO_JSON = json_object();
+    build_cache_each(c->builder, collect_parent, parents);
+    for (size_t i = 0; i < *n; i++) {
         size_t k;
         json_t *p;
-        json_array_foreach(json_object_get(a.map, (*live)[i]), k, p) {
+        json_array_foreach(json_object_get(parents, (*live)[i]), k, p) {
             bool have = false;
             for (size_t m = 0; m < *n && !have; m++)
                 have = !strcmp((*live)[m], json_string_value(p));
             if (have)
                 continue;
             if (*n == *cap) {
-                size_t nc = *cap ? *cap * 2 : 16;
-                char **grown = realloc(*live, nc * sizeof *grown);
-                if (!grown) {
-                    r = -ENOMEM;
-                    break;
-                }
-                *live = grown;
-                *cap = nc;
+                *cap = *cap ? *cap * 2 : 16;
+                *live = xreallocarray(*live, *cap, sizeof **live);
             }
-            if (!((*live)[*n] = strdup(json_string_value(p)))) {
-                r = -ENOMEM;
-                break;
-            }
-            (*n)++;
+            (*live)[(*n)++] = xstrdup(json_string_value(p));
         }
     }
-    json_decref(a.map);
-    return r;
 }
 
-/* ---- builds as the client sees them --------------------------------------------------- */
-
-static void finish(struct ctl_deploy_build *b)
-{
-    struct ctl *c = b->c;
-    json_t *final = NULL;
-    if (b->error) {
-        final = json_incref(b->error);
-    } else if (!b->deploy) {
-        final = json_incref(b->result);
-    } else {
-        json_t *result = NULL;
-        struct ctl_error e = {0};
-        if (ctl_deploy(c, b->spec, b->context, &result, &e) == 0) {
-            json_object_set_new(result, "event", json_string("deployed"));
-            final = result;
-        } else {
-            final = json_pack("{s:s,s:s,s:s,s:s}", "event", "error", "code", e.code, "field", e.field, "message",
-                              e.message);
-        }
-    }
-    if (b->attached && final)
-        b->sink.done(b->sink.ud, final);
-    json_decref(final);
-    build_record_free(b);
-}
-
-static void part_event(void *ud, json_t *ev)
-{
-    struct ctl_build_part *p = ud;
-    if (!p->b->attached)
-        return;
-    if (p->function[0])
-        json_object_set_new(ev, "function", json_string(p->function));
-    p->b->sink.event(p->b->sink.ud, ev);
-}
-
-static void part_done(void *ud, const char *image_id, const char *rootfs, json_t *final)
-{
-    struct ctl_build_part *p = ud;
-    struct ctl_deploy_build *b = p->b;
-    struct ctl *c = b->c;
-    if (p->function[0] && final)
-        json_object_set_new(final, "function", json_string(p->function));
-    if (!image_id) {
-        if (!b->error)
-            b->error = json_incref(final);
-        log_warn("control", "image build%s%s failed: %s", p->function[0] ? " for " : "", p->function,
-                 json_string_value(json_object_get(final, "message")));
-    } else {
-        log_info("control", "image built: %s (%s)", image_id, p->function[0] ? p->function : b->name);
-        if (b->name[0]) {
-            struct gerr err;
-            if (store_image_put(c->store, b->name, rootfs, false, image_id, wall_s(), &err) < 0) {
-                json_decref(b->error);
-                b->error = json_pack("{s:s,s:s}", "event", "error", "message", err.msg);
-            } else {
-                json_object_set_new(final, "name", json_string(b->name));
-            }
-        }
-        if (!b->deploy) {
-            json_decref(b->result);
-            b->result = json_incref(final);
-        }
-    }
-    free(p);
-    if (--b->pending == 0)
-        finish(b);
-}
-
-static struct ctl_deploy_build *record_new(struct ctl *c, const struct ctl_build_sink *sink, const char *context)
-{
-    struct ctl_deploy_build *b = calloc(1, sizeof *b);
-    if (!b)
-        return NULL;
-    b->c = c;
-    b->sink = *sink;
-    b->attached = true;
-    b->context = context ? strdup(context) : NULL;
-    if (context && !b->context) {
-        free(b);
-        return NULL;
-    }
-    b->next = c->deploy_builds;
-    c->deploy_builds = b;
-    return b;
-}
-
-static int start_part(struct ctl_deploy_build *b, json_t *def, const char *base, const char *function, bool force,
-                      struct gerr *err)
-{
-    struct ctl_build_part *p = calloc(1, sizeof *p);
-    if (!p)
-        return gerr_set(err, ENOMEM, "out of memory");
-    p->b = b;
-    snprintf(p->function, sizeof p->function, "%s", function ? function : "");
-    struct build_sink s = {.event = part_event, .done = part_done, .ud = p};
-    int r = build_submit(b->c->builder, def, base, force, &s, err);
-    if (r < 0) {
-        free(p);
-        return r;
-    }
-    b->pending++;
-    return 0;
-}
-
-int ctl_image_build(struct ctl *c, json_t *doc, const char *context, const char *name, bool force,
-                    const struct ctl_build_sink *sink, struct ctl_build **out, struct ctl_error *e)
-{
-    if (c->shutting_down) {
-        ctl_err(e, CTL_E_SHUTTING_DOWN, "shutting_down", NULL, "gustd is shutting down; retry shortly");
-        return -ESHUTDOWN;
-    }
-    if (name && *name && !name_is_valid(name)) {
-        ctl_err(e, CTL_E_INVALID, "invalid_argument", "name",
-                "name: \"%s\" is not a valid image name; use 1-63 characters [A-Za-z0-9_-], starting alphanumeric",
-                name);
-        return -EINVAL;
-    }
-    json_t *v = json_is_object(doc) && json_object_get(doc, "image") ? json_object_get(doc, "image") : doc;
-    const char *where = "image";
-    char field[SPEC_FIELD_MAX] = "";
-    struct gerr err;
-    AUTO_JSON json_t *def = NULL;
-    if (spec_image_parse(v, where, &def, field, &err) < 0 ||
-        spec_image_resolve_paths(def, where, context, field, &err) < 0) {
-        ctl_err(e, CTL_E_INVALID, "invalid_spec", field, "%s", err.msg);
-        return -EINVAL;
-    }
-    char base[IMAGE_ID_MAX];
-    if (base_of(c, def, base, &err) < 0) {
-        ctl_err(e, CTL_E_INVALID, "invalid_spec", "image.base", "image.base: %s", err.msg);
-        return -EINVAL;
-    }
-    struct ctl_deploy_build *b = record_new(c, sink, context);
-    if (!b) {
-        ctl_err(e, CTL_E_INTERNAL, "internal", NULL, "out of memory");
-        return -ENOMEM;
-    }
-    snprintf(b->name, sizeof b->name, "%s", name ? name : "");
-    if (start_part(b, def, base[0] ? base : NULL, NULL, force, &err) < 0) {
-        build_record_free(b);
-        ctl_err(e, err.code == EBUSY ? CTL_E_CONFLICT : CTL_E_INTERNAL, err.code == EBUSY ? "busy" : "internal", NULL,
-                "%s", err.msg);
-        return -EIO;
-    }
-    *out = (struct ctl_build *)b;
-    return 0;
-}
-
-int ctl_deploy_building(struct ctl *c, json_t *spec, const char *context, bool force,
-                        const struct ctl_build_sink *sink, struct ctl_build **out, struct ctl_error *e)
-{
-    struct spec_app app = {0};
-    char field[SPEC_FIELD_MAX] = "";
-    struct gerr err;
-    int r0 = ctl_parse_app(c, spec, &app, e);
-    if (r0 < 0)
-        return r0;
-    struct ctl_deploy_build *b = record_new(c, sink, context);
-    AUTO_JSON json_t *cached = json_array();
-    int r = b && cached ? 0 : -ENOMEM;
-    if (b) {
-        b->deploy = true;
-        b->spec = json_incref(spec);
-        b->pending = 1; /* held until every part is started */
-    }
-    for (size_t i = 0; r == 0 && i < app.nfunctions; i++) {
-        json_t *def = app.functions[i].image_def;
-        if (!def)
-            continue;
-        char fld[64], id[IMAGE_ID_MAX], rootfs[PATH_MAX], base[IMAGE_ID_MAX];
-        snprintf(fld, sizeof fld, "functions[%zu].image", i);
-        if ((r = spec_image_resolve_paths(def, fld, context, field, &err)) < 0) {
-            ctl_err(e, CTL_E_INVALID, "invalid_spec", field, "%s", err.msg);
-            break;
-        }
-        if ((r = base_of(c, def, base, &err)) < 0) {
-            ctl_err(e, CTL_E_INVALID, "invalid_spec", fld, "%s.base: %s", fld, err.msg);
-            break;
-        }
-        if (!force && ctl_inline_image(c, def, id, rootfs, sizeof rootfs, &err) == 0) {
-            json_array_append_new(cached, json_pack("{s:s,s:s,s:s,s:b}", "event", "image", "function",
-                                                    app.functions[i].name, "image_id", id, "cached", 1));
-            continue;
-        }
-        if ((r = start_part(b, def, base[0] ? base : NULL, app.functions[i].name, force, &err)) < 0)
-            ctl_err(e, CTL_E_INTERNAL, "internal", NULL, "%s", err.msg);
-    }
-    spec_app_free(&app);
-    if (!b || !cached) {
-        if (b)
-            build_record_free(b);
-        ctl_err(e, CTL_E_INTERNAL, "internal", NULL, "out of memory");
-        return -ENOMEM;
-    }
-    if (r < 0 && b->pending == 1) {
-        build_record_free(b);
-        return r;
-    }
-    /* Parts already started report their end; the deploy then fails with this error. */
-    if (r < 0 && !b->error)
-        b->error = json_pack("{s:s,s:s,s:s,s:s}", "event", "error", "code", e->code, "field", e->field, "message",
-                             e->message);
-    /* Accepted: the client hears which images were already built. */
-    size_t k;
-    json_t *ev;
-    json_array_foreach(cached, k, ev) sink->event(sink->ud, ev);
-    *out = (struct ctl_build *)b;
-    if (--b->pending == 0) {
-        /* Nothing to build: deploy now. The sink hears of it on this call; *out is
-         * then already gone. */
-        *out = NULL;
-        finish(b);
-    }
-    return 0;
-}
-
-void ctl_build_detach(struct ctl_build *handle)
-{
-    struct ctl_deploy_build *b = (struct ctl_deploy_build *)handle;
-    if (b)
-        b->attached = false;
-}

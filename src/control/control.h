@@ -19,12 +19,13 @@
 #include "base/error.h"
 #include "evloop/evloop.h"
 #include "store/store.h"
-#include "worker/worker.h"
+#include "worker/ops.h"
 
 struct ctl;
 struct ctl_call;
 struct ctl_waiter;
 struct ctl_map;
+struct worker_build_lane;
 
 /* Per-second prices; GPU prices by normalised type. */
 #define CTL_MAX_RATE_GPUS 32
@@ -46,14 +47,19 @@ struct ctl_config {
     size_t max_payload;
     uint32_t stop_grace_ms;     /* graceful stop: how long running inputs may finish */
     struct ctl_rates rates;
+    /* Sandboxes image builds may use (worker_build_lane_reserve on the machine that
+     * runs the builder); none: builds that run steps fail with a clear error. */
+    struct worker_build_lane *build_lanes;
+    size_t nbuild_lanes;
+    /* Do not build and store the built-in images (busybox, python) at recovery: for
+     * a control whose worker brings no sandboxes (tests/unit/test_control.c). */
+    bool no_builtin_images;
 };
 
-/* The worker callbacks control implements; pass them to worker_new(). Each container's
- * callback user data is control's own record of it. */
-extern const struct worker_callbacks ctl_worker_callbacks;
-
-int ctl_new(struct ev_loop *loop, struct store *store, struct worker *worker, const struct ctl_config *cfg,
-            struct ctl **out, struct gerr *err);
+/* Control drives its worker only through ops (worker/ops.h) on the handle worker,
+ * and subscribes to the worker's events here (ops->attach). */
+int ctl_new(struct ev_loop *loop, struct store *store, const struct worker_ops *ops, void *worker,
+            const struct ctl_config *cfg, struct ctl **out, struct gerr *err);
 void ctl_free(struct ctl *c);
 
 /* Loads apps/functions, builds built-in images, closes containers of a dead daemon in

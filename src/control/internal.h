@@ -1,11 +1,35 @@
-/* Private to src/control: the in-memory model shared by control.c (apps, calls,
- * waiters, maps, logs, recovery), sched.c (dispatch, autoscaling, container events)
- * and meter.c (usage and cost). */
+/* Private to src/control: the in-memory model and the functions the files of control
+ * offer each other.
+ *
+ * Control is a one-way stack. Each file may call functions of the files listed before
+ * it, never of those after it (scripts/check-layers.sh checks this list against the
+ * calls; docs/ARCHITECTURE.md "Control" explains it):
+ *
+ *   model.c     apps, functions, versions, container records, the worker handle
+ *   calls.c     call records and their lifecycle: queues, retries, final states;
+ *               completion goes up through observers (ctl_call_obs), kicks through
+ *               the hook c->kick
+ *   logs.c      log lines: batched into the store, fanned out to subscribers
+ *   wait.c      waiters on one call (observers)
+ *   map.c       map streams (one observer per input)
+ *   secrets.c   secrets, uploaded blobs, mount trees
+ *   build.c     the image builder: cache persistence, inline image resolution
+ *   images.c    named images: add, import, list, inspect, rm, gc
+ *   meter.c     usage and cost from container records
+ *   sched.c     capacity, dispatch, autoscaling, worker events, cancel, drain
+ *   deploy.c    versions from specs, deploy, app stop
+ *   builds.c    image builds and building deploys as clients see them
+ *   views.c     listings: apps, functions, containers, health, usage
+ *   control.c   the facade: create, recover, tick, cancel, shutdown, free
+ *
+ * Everything runs on the event-loop thread.
+ */
 #ifndef GUST_CONTROL_INTERNAL_H
 #define GUST_CONTROL_INTERNAL_H
 
 #include "base/buf.h"
 #include "base/hmap.h"
+#include "base/list.h"
 #include "build/build.h"
 #include "control/control.h"
 #include "spec/spec.h"
@@ -14,18 +38,19 @@ struct ctl_fn;
 struct ctl_ctr;
 
 struct ctl_app {
-    struct ctl_app *next;
+    struct list_node link;      /* in ctl->apps */
     char name[64];
     bool stopped;
     double created_at;
-    struct ctl_fn *fns;
+    struct list_node fns;       /* struct ctl_fn */
 };
 
 /* One deployed version of a function. Live while it is the latest version or still has
  * queued/running calls or containers; then freed (the store keeps it). */
 struct ctl_fver {
-    struct ctl_fver *next;      /* in fn->versions */
+    struct list_node link;      /* in fn->versions */
     struct ctl_fn *fn;
+    struct ctl *ctl;
     uint32_t version;
     struct spec_function spec;
     json_t *spec_json;
@@ -35,34 +60,43 @@ struct ctl_fver {
     const char *workdir;        /* the function's, or the image's when the function kept "/" */
     char *image_workdir;
     char **mount_dirs;          /* materialised spec.mounts trees, parallel to spec.mount_paths */
-    struct ctl_call *q_head, *q_tail; /* runnable calls, FIFO */
-    size_t queued;
+    struct list_node queue;     /* runnable calls, FIFO (struct ctl_call.qlink) */
+    size_t queued;              /* length of queue */
     size_t running;
     size_t retry_waiting;       /* calls waiting on a backoff timer */
-    struct ctl_ctr *ctrs;
+    struct list_node ctrs;      /* struct ctl_ctr */
     uint32_t nstarting, nready;
     char waiting_reason[512];
-    /* snapshot functions: the version's snapshot on the worker (NULL until the first
-     * start needs it, and again after it failed or died), and how many in a row
-     * failed before they were ready */
-    struct ctl *ctl;
-    struct worker_snapshot *snap;
+    /* Snapshot functions: the version's snapshot on the worker, by id; snap_state 0
+     * until the first start needs one, and again after it failed or died.
+     * snap_failures: how many in a row failed before they were ready. */
     char snap_id[64];
+    enum snapshot_state snap_state;
     uint32_t snap_failures;
 };
 
 struct ctl_fn {
-    struct ctl_fn *next;
+    struct list_node link;      /* in app->fns */
     struct ctl_app *app;
     char name[64];
     struct ctl_fver *latest;
-    struct ctl_fver *versions;
-    struct ctl_log_sub *subs;
+    struct list_node versions;  /* struct ctl_fver */
+    struct list_node subs;      /* struct ctl_log_sub */
     uint64_t calls_total;
 };
 
+/* Told once when a call reaches its final state (calls.c), on the loop's thread. An
+ * observer stays linked until it unlinks itself (ctl_call_unobserve); a finished call
+ * with observers linked is kept in memory. */
+struct ctl_call_obs {
+    struct list_node link;      /* in call->observers */
+    void (*on_final)(struct ctl_call_obs *o, struct ctl_call *call);
+    /* Frees the observer when control is freed with it still linked (NULL: nothing). */
+    void (*release)(struct ctl_call_obs *o);
+};
+
 struct ctl_waiter {
-    struct ctl_waiter *next;
+    struct ctl_call_obs obs;
     struct ctl_call *call;
     ctl_wait_cb cb;
     void *ud;
@@ -71,10 +105,10 @@ struct ctl_waiter {
 };
 
 struct ctl_call {
-    struct hmap_node node;
+    struct hmap_node node;      /* first: in ctl->calls, found by casting the node */
     struct ctl *ctl;
-    struct ctl_call *qnext;     /* queue link while queued */
-    struct ctl_call *fnext;     /* finished-calls FIFO, for eviction */
+    struct list_node qlink;     /* in fv->queue while queued */
+    struct list_node flink;     /* in ctl->finished once final, for eviction */
     char id[64];
     char app[64];
     char function[64];
@@ -95,9 +129,7 @@ struct ctl_call {
     struct ctl_ctr *ctr;
     uint64_t timeout_timer;
     uint64_t retry_timer;
-    struct ctl_waiter *waiters;
-    struct ctl_map *map;
-    size_t map_index;
+    struct list_node observers; /* struct ctl_call_obs */
 };
 
 struct ctl_slot {
@@ -107,14 +139,15 @@ struct ctl_slot {
 
 enum ctl_ctr_state { CTR_STARTING = 1, CTR_READY, CTR_STOPPING };
 
+/* Control's record of a container on the worker, named by id across the seam. */
 struct ctl_ctr {
-    struct ctl_ctr *next;       /* in fv->ctrs */
+    struct hmap_node node;      /* first: in ctl->ctrs by id */
+    struct list_node link;      /* in fv->ctrs */
     struct ctl *ctl;
     struct ctl_fver *fv;
-    struct ctr *w;
     char id[32];
     enum ctl_ctr_state state;
-    uint32_t inflight;
+    uint32_t inflight;          /* slots in use; <= nslots */
     uint32_t nslots;
     struct ctl_slot *slots;
     uint64_t idle_since_ms;
@@ -129,20 +162,27 @@ struct ctl_ctr {
     uint64_t kill_timer;        /* armed when a cancelled input must come back in time */
 };
 
+/* One input of a map: observes its call until the result was emitted. */
+struct ctl_map_entry {
+    struct ctl_call_obs obs;
+    struct ctl_map *map;
+    struct ctl_call *call;      /* NULL once emitted */
+    bool finished;
+};
+
 struct ctl_map {
-    struct ctl_map *next;       /* in ctl->maps, until all results are in */
+    struct list_node link;      /* in ctl->maps, until all results are in */
     struct ctl *ctl;
     ctl_map_cb cb;
     void *ud;
     bool ordered;
     bool detached;
     size_t n, done, next_emit;
-    struct ctl_call **calls;    /* by index; entries kept until emitted */
-    bool *finished;             /* by index */
+    struct ctl_map_entry *entries; /* by input index */
 };
 
 struct ctl_log_sub {
-    struct ctl_log_sub *next;
+    struct list_node link;      /* in fn->subs */
     struct ctl_fn *fn;
     ctl_log_cb cb;
     void *ud;
@@ -157,25 +197,29 @@ struct ctl_log_line {
 };
 
 #define CTL_BUILD_LANES 2
-struct ctl_deploy_build;
 
 struct ctl {
     struct ev_loop *loop;
     struct store *store;
-    struct worker *worker;
+    const struct worker_ops *wops;   /* the worker, across the seam (worker/ops.h) */
+    void *worker;
+    struct worker_inventory inv;     /* its capacity, read once */
     uint64_t last_gpu_sample_ms;
     struct ctl_config cfg;
     char images_dir[512];
     struct cas *cas;
     struct builder *builder;
-    struct worker_build_lane lanes[CTL_BUILD_LANES];
-    struct ctl_deploy_build *deploy_builds;
-    struct ctl_app *apps;
-    struct hmap calls;
-    struct ctl_map *maps;
-    struct ctl_call *fin_head, *fin_tail;
+    struct list_node deploy_builds;  /* struct ctl_deploy_build (builds.c) */
+    struct list_node apps;           /* struct ctl_app */
+    struct hmap calls;               /* struct ctl_call by id */
+    struct hmap ctrs;                /* struct ctl_ctr by id */
+    struct list_node maps;           /* struct ctl_map */
+    struct list_node finished;       /* final calls, oldest first */
     size_t fin_count;
     uint64_t next_input_id;
+    /* Asks for a scheduling pass at the end of this loop iteration. Set by control.c
+     * (to sched_kick) so that lower files can ask without calling up. */
+    void (*kick)(struct ctl *c);
     bool sched_pending;
     bool shutting_down;
     void (*shutdown_cb)(void *ud);
@@ -189,29 +233,92 @@ struct ctl {
     struct ctl_log_line *logq;
     size_t logq_len, logq_cap;
     uint64_t log_timer;
-    struct ctl_secret *secrets;
+    struct list_node secrets;        /* struct ctl_secret (secrets.c) */
 };
 
-/* control.c */
+/* Iterates every version of every function of every app. */
+#define ctl_for_each_version(fv, c)                                                                           \
+    list_for_each(fv##_app_, &(c)->apps, struct ctl_app, link)                                               \
+        list_for_each(fv##_fn_, &fv##_app_->fns, struct ctl_fn, link)                                        \
+            list_for_each_safe(fv, &fv##_fn_->versions, struct ctl_fver, link)
+
+/* ---- model.c ---- */
 void ctl_err(struct ctl_error *e, enum ctl_errkind kind, const char *code, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
-void fver_free_env(struct ctl_fver *fv);
-/* Parses spec into *app (refused while shutting down); e says why not. */
-int ctl_parse_app(struct ctl *c, json_t *spec, struct spec_app *app, struct ctl_error *e);
-/* build.c */
-/* Sets up the builder (lanes from the worker, the cache from the store). */
-int ctl_builder_start(struct ctl *c, struct gerr *err);
-void ctl_builder_stop(struct ctl *c);
-/* The image id and materialised rootfs of inline image definition def (paths
- * absolute): its built_id, or the cached result of every step. -ENOENT when it is
- * not built yet (err says which step); other errors for a bad base. */
-int ctl_inline_image(struct ctl *c, json_t *def, char id[IMAGE_ID_MAX], char *rootfs, size_t cap, struct gerr *err);
-/* The image id of registered image name (-ENOENT if unknown, -EINVAL if it is not in
- * the store, such as a host-/usr image). */
-int ctl_named_image_id(struct ctl *c, const char *name, char id[IMAGE_ID_MAX], bool *host_usr, struct gerr *err);
-/* Adds the ancestors (through the build cache) of live[0..*n) to live. */
-int ctl_build_live_ancestors(struct ctl *c, char ***live, size_t *n, size_t *cap);
-/* secrets.c: bounds on what a client can make us keep. */
+struct ctl_app *ctl_find_app(struct ctl *c, const char *name);
+struct ctl_fn *ctl_find_fn(struct ctl *c, const char *app, const char *fn);
+struct ctl_app *ctl_app_get_or_add(struct ctl *c, const char *name, double created_at);
+struct ctl_fn *ctl_fn_get_or_add(struct ctl_app *a, const char *name);
+struct ctl_fver *ctl_find_version(struct ctl_fn *fn, uint32_t version);
+/* The version whose snapshot has this id (NULL if none). */
+struct ctl_fver *ctl_find_snapshot(struct ctl *c, const char *snap_id);
+struct ctl_ctr *ctl_find_ctr(struct ctl *c, const char *id);
+/* The deployed version of an app that is not stopped. */
+bool ctl_fver_is_current(const struct ctl_fver *fv);
+/* A version that can still start containers: current, or with containers or queue. */
+bool ctl_fver_live(const struct ctl_fver *fv);
+/* Lets the version's snapshot go (containers from it keep running). */
+void ctl_fver_drop_snapshot(struct ctl_fver *fv);
+/* Frees fv (and drops its snapshot) once nothing uses it: not the latest, no queue,
+ * no running or retrying calls, no containers. */
+void ctl_fver_maybe_free(struct ctl *c, struct ctl_fver *fv);
+void ctl_fver_free(struct ctl_fver *fv);
+void ctl_fver_free_env(struct ctl_fver *fv);
+/* Frees every app, function and version record (ctl_free). */
+void ctl_model_free(struct ctl *c);
+
+/* ---- calls.c ---- */
+struct ctl_call *ctl_call_new(struct ctl *c, struct ctl_fver *fv, const void *input, size_t len, bool durable);
+void ctl_call_free(struct ctl_call *call);
+struct ctl_call *ctl_call_find(struct ctl *c, const char *id);
+/* The call with this id, from memory or the store (a stored call not in memory is
+ * final: unfinished ones were loaded by recovery). NULL + e if there is none. */
+struct ctl_call *ctl_call_lookup(struct ctl *c, const char *id, struct ctl_error *e);
+bool ctl_call_state_is_final(enum ctl_call_state s);
+void ctl_call_view_fill(struct ctl_call *call, struct ctl_call_view *v);
+void ctl_call_observe(struct ctl_call *call, struct ctl_call_obs *o);
+void ctl_call_unobserve(struct ctl *c, struct ctl_call_obs *o);
+/* Inserts a new durable call into the store as pending (map_id NULL and map_index -1
+ * when it is not part of a map). */
+int ctl_call_store_new(struct ctl *c, const struct ctl_call *call, const char *map_id, int64_t map_index,
+                       struct gerr *err);
+/* Appends to (or, front, prepends to) fv's queue as pending. */
+void ctl_queue_push(struct ctl_fver *fv, struct ctl_call *call, bool front);
+/* Takes the oldest queued call of fv (NULL when the queue is empty). */
+struct ctl_call *ctl_queue_pop(struct ctl_fver *fv);
+/* Marks a dequeued call running on container k (input_id assigned), stored. */
+void ctl_call_start(struct ctl *c, struct ctl_call *call, struct ctl_ctr *k);
+/* Back to the queue (an attempt that did not count), stored as pending. */
+void ctl_call_requeue(struct ctl *c, struct ctl_call *call, bool front);
+/* Final state: stored (durable calls), observers told, kept for lookups. */
+void ctl_call_finish(struct ctl *c, struct ctl_call *call, enum ctl_call_state state, const void *out, size_t out_len,
+                     const char *code, const char *msg);
+/* An attempt failed: retried with backoff if the policy allows, else finished. */
+void ctl_call_failed_attempt(struct ctl *c, struct ctl_call *call, enum ctl_call_state state, const char *code,
+                             const char *msg);
+/* A running call whose container went away during shutdown: back to pending in the
+ * store (it runs after the restart), not queued here. */
+void ctl_call_park(struct ctl *c, struct ctl_call *call);
+/* A call of a stopped daemon's store, queued again on fv with its stored identity. */
+void ctl_call_restore(struct ctl *c, struct ctl_fver *fv, const struct store_call *sc);
+/* Drops old finished calls beyond the in-memory bound. */
+void ctl_calls_evict(struct ctl *c);
+void ctl_calls_free(struct ctl *c);
+
+/* ---- logs.c ---- */
+/* A line from container k; input_id: the input that printed it (0: not known). */
+void ctl_log_push(struct ctl *c, struct ctl_ctr *k, int stream, uint64_t input_id, const char *line, size_t len);
+/* A log line of fn from container ctr_id (no call: call_id ""). */
+void ctl_log_push_line(struct ctl *c, struct ctl_fn *fn, const char *ctr_id, const char *call_id, int stream,
+                       const char *line, size_t len);
+void ctl_log_flush(struct ctl *c);
+void ctl_logs_free(struct ctl *c);
+
+/* ---- wait.c, map.c: public API only (control.h) ---- */
+void ctl_maps_free(struct ctl *c);
+
+/* ---- secrets.c ---- */
+/* Bounds on what a client can make us keep. */
 #define CTL_MAX_BLOB_QUERY 100000
 #define CTL_MAX_MOUNT_ENTRIES 100000
 int ctl_secrets_load(struct ctl *c, struct gerr *err);
@@ -226,36 +333,55 @@ int ctl_secrets_env(struct ctl *c, const struct ctl_fver *fv, char ***out, struc
 /* Materialises f's mount trees; *dirs: NULL-terminated host paths (ctl_mounts_free). */
 int ctl_mounts_resolve(struct ctl *c, const struct spec_function *f, char ***dirs, struct gerr *err);
 void ctl_mounts_free(char **dirs);
-struct ctl_fn *ctl_find_fn(struct ctl *c, const char *app, const char *fn);
-void ctl_call_finish(struct ctl *c, struct ctl_call *call, enum ctl_call_state state, const void *out, size_t out_len,
-                     const char *code, const char *msg);
-void ctl_call_failed_attempt(struct ctl *c, struct ctl_call *call, enum ctl_call_state state, const char *code,
-                             const char *msg);
-void ctl_call_requeue(struct ctl *c, struct ctl_call *call, bool front);
-/* A line from container k; input_id: the input that printed it (0: not known). */
-void ctl_log_push(struct ctl *c, struct ctl_ctr *k, int stream, uint64_t input_id, const char *line, size_t len);
-/* A log line of fn from container ctr_id (no call: call_id ""). */
-void ctl_log_push_line(struct ctl *c, struct ctl_fn *fn, const char *ctr_id, const char *call_id, int stream,
-                       const char *line, size_t len);
-/* Lets the version's snapshot go (containers from it keep running). */
-void sched_snapshot_drop(struct ctl_fver *fv);
-void ctl_fver_maybe_free(struct ctl *c, struct ctl_fver *fv);
-bool ctl_fver_is_current(const struct ctl_fver *fv);
 
-/* sched.c */
-extern const struct worker_callbacks ctl_worker_callbacks;
+/* ---- build.c ---- */
+/* Sets up the builder (lanes from the config, the cache from the store). */
+int ctl_builder_start(struct ctl *c, struct gerr *err);
+void ctl_builder_stop(struct ctl *c);
+/* The image id and materialised rootfs of inline image definition def (paths
+ * absolute): its built_id, or the cached result of every step. -ENOENT when it is
+ * not built yet (err says which step); other errors for a bad base. */
+int ctl_inline_image(struct ctl *c, json_t *def, char id[IMAGE_ID_MAX], char *rootfs, size_t cap, struct gerr *err);
+/* The image id of registered image name (-ENOENT if unknown, -EINVAL if it is not in
+ * the store, such as a host-/usr image). */
+int ctl_named_image_id(struct ctl *c, const char *name, char id[IMAGE_ID_MAX], bool *host_usr, struct gerr *err);
+/* The base image id of definition def: "" for the builder's own bases (scratch,
+ * debian_slim, from_oci), else the registered image's. */
+int ctl_image_base_of(struct ctl *c, json_t *def, char id[IMAGE_ID_MAX], struct gerr *err);
+/* Adds the ancestors (through the build cache) of live[0..*n) to live. */
+void ctl_build_live_ancestors(struct ctl *c, char ***live, size_t *n, size_t *cap);
+
+/* ---- images.c ---- */
+/* The rootfs of registered image name. */
+int ctl_image_resolve(struct ctl *c, const char *name, char *rootfs, size_t cap, bool *host_usr, struct gerr *err);
+/* Stores the built-in images (busybox, the host's python). */
+int ctl_images_builtin(struct ctl *c, struct gerr *err);
+
+/* ---- meter.c ---- */
+json_t *meter_usage_json(struct ctl *c, double since, struct gerr *err);
+
+/* ---- sched.c ---- */
+extern const struct worker_events ctl_worker_events;
 void sched_kick(struct ctl *c);
 void sched_tick(struct ctl *c);
 void sched_stop_all(struct ctl *c);
 size_t sched_live_containers(struct ctl *c);
-void sched_call_timeout(struct ev_loop *loop, void *data);
+/* Detaches a running call from its container (which is told to drop the input). */
 void sched_cancel_running(struct ctl *c, struct ctl_call *call);
 void sched_flush_usage(struct ctl *c);
 int sched_fits_total(struct ctl *c, const struct spec_function *f, char *why, size_t why_len);
-void ctl_call_view_fill(struct ctl_call *call, struct ctl_call_view *v);
-void ctl_shutdown_check(struct ctl *c);
+/* While shutting down: stops containers once nothing runs; calls the shutdown
+ * callback once every container is gone. */
+void sched_drain_check(struct ctl *c);
 
-/* meter.c */
-json_t *meter_usage_json(struct ctl *c, double since, struct gerr *err);
+/* ---- deploy.c ---- */
+/* Parses spec into *app (refused while shutting down); e says why not. */
+int ctl_parse_app(struct ctl *c, json_t *spec, struct spec_app *app, struct ctl_error *e);
+/* A version of fn from its stored normalised spec JSON, added to fn->versions. */
+struct ctl_fver *ctl_fver_new(struct ctl *c, struct ctl_fn *fn, uint32_t version, json_t *spec_json,
+                              struct gerr *err);
+
+/* ---- builds.c ---- */
+void ctl_builds_free(struct ctl *c);
 
 #endif

@@ -1,6 +1,7 @@
 /* Scheduler and autoscaler: places queued calls onto container slots, starts and stops
  * containers within each function's scaling knobs and the worker's capacity, and turns
  * worker events (ready, output, errors, exits) into call state changes. */
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,9 +10,15 @@
 #include "base/cleanup.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "base/xalloc.h"
 #include "control/internal.h"
 
-#define SCHED_CANCEL_GRACE_MS 2000 /* a cancelled per-input child must be gone by then */
+/* A cancelled per-input child gets SIGTERM and must be gone by then (else its
+ * container is killed): long enough for a handler to clean up, short enough that a
+ * stuck input does not hold a slot for long. */
+#define SCHED_CANCEL_GRACE_MS 2000
+/* Scale-down and version changes stop idle containers: SIGTERM, then SIGKILL after
+ * this; an @exit hook gets 3 s, like a short Lambda extension shutdown. */
 #define SCHED_STOP_GRACE_MS 3000
 
 /* ---------- capacity ---------- */
@@ -20,7 +27,7 @@
  * devices. Returns the option index, -1 if none fits now. idx receives indices. */
 static int pick_gpus(struct ctl *c, const struct spec_function *f, int *idx, int *n, char *type, size_t type_cap)
 {
-    const struct worker_config *cap = worker_capacity(c->worker);
+    const struct worker_inventory *cap = &c->inv;
     for (size_t o = 0; o < f->ngpu_options; o++) {
         int got = 0;
         for (int g = 0; g < cap->ngpus && got < (int)f->gpus[o].count; g++)
@@ -37,7 +44,7 @@ static int pick_gpus(struct ctl *c, const struct spec_function *f, int *idx, int
 
 static int count_gpus_of(struct ctl *c, const char *type, bool free_only)
 {
-    const struct worker_config *cap = worker_capacity(c->worker);
+    const struct worker_inventory *cap = &c->inv;
     int n = 0;
     for (int g = 0; g < cap->ngpus; g++)
         if (!strcmp(cap->gpus[g].type, type) && (!free_only || !c->gpu_used[g]))
@@ -47,7 +54,7 @@ static int count_gpus_of(struct ctl *c, const char *type, bool free_only)
 
 int sched_fits_total(struct ctl *c, const struct spec_function *f, char *why, size_t why_len)
 {
-    const struct worker_config *cap = worker_capacity(c->worker);
+    const struct worker_inventory *cap = &c->inv;
     if (f->cpu_millicores > cap->cpu_millicores) {
         snprintf(why, why_len, "cpu %u millicores is more than the worker has (%u); lower resources.cpu",
                  f->cpu_millicores, cap->cpu_millicores);
@@ -77,7 +84,7 @@ int sched_fits_total(struct ctl *c, const struct spec_function *f, char *why, si
 /* Reserves the container's resources or explains (in fv->waiting_reason) why not. */
 static bool reserve(struct ctl *c, struct ctl_fver *fv, struct ctl_ctr *k)
 {
-    const struct worker_config *cap = worker_capacity(c->worker);
+    const struct worker_inventory *cap = &c->inv;
     const struct spec_function *f = &fv->spec;
     if (c->cpu_used + f->cpu_millicores > cap->cpu_millicores ||
         c->mem_used + f->memory_mib > cap->memory_mib) {
@@ -105,6 +112,7 @@ static bool reserve(struct ctl *c, struct ctl_fver *fv, struct ctl_ctr *k)
 
 static void release(struct ctl *c, struct ctl_ctr *k)
 {
+    assert(c->cpu_used >= k->cpu_millicores && c->mem_used >= k->memory_mib);
     c->cpu_used -= k->cpu_millicores;
     c->mem_used -= k->memory_mib;
     for (int g = 0; g < k->ngpu; g++)
@@ -143,11 +151,9 @@ void sched_flush_usage(struct ctl *c)
 {
     struct gerr err;
     store_begin(c->store, &err);
-    for (struct ctl_app *a = c->apps; a; a = a->next)
-        for (struct ctl_fn *f = a->fns; f; f = f->next)
-            for (struct ctl_fver *fv = f->versions; fv; fv = fv->next)
-                for (struct ctl_ctr *k = fv->ctrs; k; k = k->next)
-                    store_container_update(c->store, k->id, busy_seconds(k), k->inputs_done, &err);
+    ctl_for_each_version(fv, c)
+        list_for_each(k, &fv->ctrs, struct ctl_ctr, link)
+            store_container_update(c->store, k->id, busy_seconds(k), k->inputs_done, &err);
     store_commit(c->store, &err);
 }
 
@@ -161,64 +167,58 @@ static struct ctl_slot *slot_find(struct ctl_ctr *k, uint64_t input_id)
     return NULL;
 }
 
-static void ctr_unlink(struct ctl_fver *fv, struct ctl_ctr *k)
+static void ctr_forget(struct ctl *c, struct ctl_ctr *k)
 {
-    struct ctl_ctr **p = &fv->ctrs;
-    while (*p && *p != k)
-        p = &(*p)->next;
-    if (*p)
-        *p = k->next;
+    list_remove(&k->link);
+    hmap_remove(&c->ctrs, &k->node);
+    free(k->slots);
+    free(k);
 }
 
-/* ---- snapshots -------------------------------------------------------------------- */
-
-/* A template that fails before it is ready fails the oldest queued call (its retry
- * policy applies), as a container that never came up does; so a broken init does not
- * restart templates forever. */
-static void snap_on_state(struct worker_snapshot *s, void *ud, enum snapshot_state st, const char *msg)
+/* A start that failed, or a container that never came up, fails the oldest queued call
+ * (its retry policy applies) so that a broken function does not restart containers or
+ * templates forever. */
+static void fail_oldest_queued(struct ctl *c, struct ctl_fver *fv)
 {
-    struct ctl_fver *fv = ud;
-    struct ctl *c = fv->ctl;
+    struct ctl_call *call = list_first_entry(&fv->queue, struct ctl_call, qlink);
+    if (!call || c->shutting_down)
+        return;
+    call->attempts++;
+    ctl_call_failed_attempt(c, call, CTL_CALL_FAILED, "spawn_failed", fv->waiting_reason);
+}
+
+/* ---- snapshots ---- */
+
+static void ev_snapshot_state(void *ud, const char *snap_id, enum snapshot_state st, const char *msg)
+{
+    struct ctl *c = ud;
+    struct ctl_fver *fv = ctl_find_snapshot(c, snap_id);
+    if (!fv)
+        return;
     if (st == SNAPSHOT_READY) {
+        fv->snap_state = SNAPSHOT_READY;
         fv->snap_failures = 0;
         fv->waiting_reason[0] = '\0';
-        log_info("sched", "%s.%s v%u: snapshot %s ready", fv->fn->app->name, fv->fn->name, fv->version, fv->snap_id);
+        log_info("sched", "%s.%s v%u: snapshot %s ready", fv->fn->app->name, fv->fn->name, fv->version, snap_id);
         sched_kick(c);
         return;
     }
-    bool never_ready = !strstr(msg ? msg : "", "template died");
-    worker_snapshot_drop(s);
-    fv->snap = NULL;
+    bool never_ready = fv->snap_state == SNAPSHOT_TAKING;
+    fv->snap_state = 0; /* the worker has let it go (ops.h) */
     snprintf(fv->waiting_reason, sizeof fv->waiting_reason, "snapshot failed: %.440s", msg ? msg : "unknown error");
     if (never_ready) {
         fv->snap_failures++;
-        if (fv->q_head && !c->shutting_down) {
-            struct ctl_call *call = fv->q_head;
-            call->attempts++;
-            ctl_call_failed_attempt(c, call, CTL_CALL_FAILED, "spawn_failed", fv->waiting_reason);
-        }
+        fail_oldest_queued(c, fv);
     }
     sched_kick(c);
 }
 
-static void snap_on_log(struct worker_snapshot *s, void *ud, int stream, const char *line, size_t len)
+static void ev_snapshot_log(void *ud, const char *snap_id, int stream, const char *line, size_t len)
 {
-    struct ctl_fver *fv = ud;
-    ctl_log_push_line(fv->ctl, fv->fn, fv->snap_id, "", stream, line, len);
-}
-
-static const struct snapshot_callbacks snap_callbacks = {
-    .on_state = snap_on_state,
-    .on_log = snap_on_log,
-};
-
-void sched_snapshot_drop(struct ctl_fver *fv)
-{
-    if (!fv->snap)
-        return;
-    log_debug("sched", "%s.%s v%u: dropping snapshot %s", fv->fn->app->name, fv->fn->name, fv->version, fv->snap_id);
-    worker_snapshot_drop(fv->snap);
-    fv->snap = NULL;
+    struct ctl *c = ud;
+    struct ctl_fver *fv = ctl_find_snapshot(c, snap_id);
+    if (fv)
+        ctl_log_push_line(c, fv->fn, snap_id, "", stream, line, len);
 }
 
 /* The container spec of fv (resources, env with secrets, mounts); *env_out is what
@@ -255,15 +255,20 @@ static int version_ctr_spec(struct ctl *c, struct ctl_fver *fv, const char *id, 
     return 0;
 }
 
+static void snapshot_taking_reason(struct ctl_fver *fv)
+{
+    snprintf(fv->waiting_reason, sizeof fv->waiting_reason,
+             "snapshot: the template %s is running the init (import, enter(snap=True))", fv->snap_id);
+}
+
 /* Whether fv's snapshot can be restored now; starts taking one when there is none
  * (the scheduler is kicked when it is ready). */
 static bool snapshot_ready(struct ctl *c, struct ctl_fver *fv)
 {
-    if (fv->snap) {
-        if (worker_snapshot_state(fv->snap) == SNAPSHOT_READY)
-            return true;
-        snprintf(fv->waiting_reason, sizeof fv->waiting_reason,
-                 "snapshot: the template %s is running the init (import, enter(snap=True))", fv->snap_id);
+    if (fv->snap_state == SNAPSHOT_READY)
+        return true;
+    if (fv->snap_state == SNAPSHOT_TAKING) {
+        snapshot_taking_reason(fv);
         return false;
     }
     memcpy(fv->snap_id, "tp-", 3);
@@ -273,32 +278,44 @@ static bool snapshot_ready(struct ctl *c, struct ctl_fver *fv)
     struct gerr err;
     int r = version_ctr_spec(c, fv, fv->snap_id, &cs, &env, &err);
     if (r == 0)
-        r = worker_snapshot_take(c->worker, &cs, &snap_callbacks, fv, &fv->snap, &err);
+        r = c->wops->snapshot_take(c->worker, &cs, &err);
     free(env);
     if (r < 0) {
         log_error("sched", "snapshot for %s.%s: %s", fv->fn->app->name, fv->fn->name, err.msg);
         snprintf(fv->waiting_reason, sizeof fv->waiting_reason, "snapshot cannot start: %.400s", err.msg);
-        fv->snap = NULL;
-        if (fv->q_head) {
-            struct ctl_call *call = fv->q_head;
-            call->attempts++;
-            ctl_call_failed_attempt(c, call, CTL_CALL_FAILED, "spawn_failed", fv->waiting_reason);
-        }
+        fail_oldest_queued(c, fv);
         return false;
     }
+    fv->snap_state = SNAPSHOT_TAKING;
     log_info("sched", "%s.%s v%u: taking snapshot %s", fv->fn->app->name, fv->fn->name, fv->version, fv->snap_id);
-    snprintf(fv->waiting_reason, sizeof fv->waiting_reason,
-             "snapshot: the template %s is running the init (import, enter(snap=True))", fv->snap_id);
+    snapshot_taking_reason(fv);
     return false;
+}
+
+static void record_container_start(struct ctl *c, struct ctl_ctr *k)
+{
+    struct ctl_fver *fv = k->fv;
+    struct store_container sc = {0};
+    snprintf(sc.id, sizeof sc.id, "%s", k->id);
+    snprintf(sc.app, sizeof sc.app, "%s", fv->fn->app->name);
+    snprintf(sc.function, sizeof sc.function, "%s", fv->fn->name);
+    sc.version = fv->version;
+    sc.cpu_millicores = k->cpu_millicores;
+    sc.memory_mib = k->memory_mib;
+    snprintf(sc.gpu_type, sizeof sc.gpu_type, "%s", k->ngpu ? k->gpu_type : "");
+    sc.gpu_count = (uint32_t)k->ngpu;
+    sc.started_at = k->started_at;
+    struct gerr err;
+    if (store_container_start(c->store, &sc, &err) < 0)
+        log_error("sched", "record container %s: %s", k->id, err.msg);
 }
 
 static void start_container(struct ctl *c, struct ctl_fver *fv)
 {
     if (fv->spec.snapshot && !snapshot_ready(c, fv))
         return;
-    struct ctl_ctr *k = calloc(1, sizeof *k);
-    if (!k)
-        return;
+    struct ctl_ctr *k = xcalloc(1, sizeof *k);
+    list_init(&k->link);
     if (!reserve(c, fv, k)) {
         free(k);
         return;
@@ -309,12 +326,7 @@ static void start_container(struct ctl *c, struct ctl_fver *fv)
     memcpy(k->id, "ct-", 3);
     random_id(k->id + 3, 12);
     k->nslots = f->max_inputs;
-    k->slots = calloc(k->nslots, sizeof *k->slots);
-    if (!k->slots) {
-        release(c, k);
-        free(k);
-        return;
-    }
+    k->slots = xcalloc(k->nslots, sizeof *k->slots);
     struct gerr err;
     char **secret_env = NULL;
     struct ctr_spec cs;
@@ -332,45 +344,27 @@ static void start_container(struct ctl *c, struct ctl_fver *fv)
         cs.gpu_indices[g] = k->gpu_idx[g];
     k->state = CTR_STARTING;
     k->started_at = wall_s();
-    k->next = fv->ctrs;
-    fv->ctrs = k;
+    list_push_front(&fv->ctrs, &k->link);
+    hmap_insert(&c->ctrs, &k->node, hmap_hash_str(k->id));
     fv->nstarting++;
-    struct store_container sc = {0};
-    snprintf(sc.id, sizeof sc.id, "%s", k->id);
-    snprintf(sc.app, sizeof sc.app, "%s", fv->fn->app->name);
-    snprintf(sc.function, sizeof sc.function, "%s", fv->fn->name);
-    sc.version = fv->version;
-    sc.cpu_millicores = k->cpu_millicores;
-    sc.memory_mib = k->memory_mib;
-    snprintf(sc.gpu_type, sizeof sc.gpu_type, "%s", k->ngpu ? k->gpu_type : "");
-    sc.gpu_count = (uint32_t)k->ngpu;
-    sc.started_at = k->started_at;
-    if (store_container_start(c->store, &sc, &err) < 0)
-        log_error("sched", "record container %s: %s", k->id, err.msg);
+    record_container_start(c, k);
     int sr = -ENOTSUP;
-    if (fv->spec.snapshot && fv->snap) {
-        sr = worker_snapshot_restore(fv->snap, &cs, k, &k->w, &err);
+    if (fv->spec.snapshot && fv->snap_state == SNAPSHOT_READY) {
+        sr = c->wops->snapshot_restore(c->worker, fv->snap_id, &cs, &err);
         if (sr == -ENOTSUP)
             log_info("sched", "%s: %s; starting it from scratch", k->id, err.msg);
     }
     if (sr == -ENOTSUP)
-        sr = worker_start(c->worker, &cs, k, &k->w, &err);
+        sr = c->wops->start(c->worker, &cs, &err);
     if (sr < 0) {
         log_error("sched", "start container for %s.%s: %s", fv->fn->app->name, fv->fn->name, err.msg);
         snprintf(fv->waiting_reason, sizeof fv->waiting_reason, "container failed to start: %.400s", err.msg);
         fv->nstarting--;
-        ctr_unlink(fv, k);
         release(c, k);
         store_container_stop(c->store, k->id, wall_s(), 0, 0, "start_failed", NULL, NULL);
-        /* A start that fails synchronously would fail again: fail the oldest queued call
-         * (its retry policy applies) instead of spinning. */
-        if (fv->q_head) {
-            struct ctl_call *call = fv->q_head;
-            call->attempts++;
-            ctl_call_failed_attempt(c, call, CTL_CALL_FAILED, "spawn_failed", fv->waiting_reason);
-        }
-        free(k->slots);
-        free(k);
+        ctr_forget(c, k);
+        /* A start that fails synchronously would fail again. */
+        fail_oldest_queued(c, fv);
         return;
     }
     log_debug("sched", "starting %s for %s.%s v%u", k->id, fv->fn->app->name, fv->fn->name, fv->version);
@@ -386,72 +380,51 @@ static void stop_container(struct ctl *c, struct ctl_ctr *k, bool hard)
         k->fv->nready--;
     k->state = CTR_STOPPING;
     if (hard)
-        ctr_kill(k->w);
+        c->wops->kill(c->worker, k->id);
     else
-        ctr_stop(k->w, SCHED_STOP_GRACE_MS);
+        c->wops->stop(c->worker, k->id, SCHED_STOP_GRACE_MS);
 }
 
 void sched_stop_all(struct ctl *c)
 {
-    for (struct ctl_app *a = c->apps; a; a = a->next)
-        for (struct ctl_fn *f = a->fns; f; f = f->next)
-            for (struct ctl_fver *fv = f->versions; fv; fv = fv->next)
-                for (struct ctl_ctr *k = fv->ctrs; k; k = k->next)
-                    stop_container(c, k, false);
+    ctl_for_each_version(fv, c)
+        list_for_each(k, &fv->ctrs, struct ctl_ctr, link)
+            stop_container(c, k, false);
 }
 
 size_t sched_live_containers(struct ctl *c)
 {
-    size_t n = 0;
-    for (struct ctl_app *a = c->apps; a; a = a->next)
-        for (struct ctl_fn *f = a->fns; f; f = f->next)
-            for (struct ctl_fver *fv = f->versions; fv; fv = fv->next)
-                for (struct ctl_ctr *k = fv->ctrs; k; k = k->next)
-                    n++;
-    return n;
+    return c->ctrs.count;
 }
 
 /* ---------- dispatch ---------- */
 
+static void sched_call_timeout(struct ev_loop *loop, void *data);
+
 static void dispatch(struct ctl *c, struct ctl_fver *fv)
 {
-    while (fv->q_head) {
+    while (fv->queued) {
         /* Pack: the ready container with the most inputs that still has room keeps
          * others idle so they can scale down. */
         struct ctl_ctr *best = NULL;
-        for (struct ctl_ctr *k = fv->ctrs; k; k = k->next)
+        list_for_each(k, &fv->ctrs, struct ctl_ctr, link)
             if (k->state == CTR_READY && k->inflight < k->nslots && (!best || k->inflight > best->inflight))
                 best = k;
         if (!best)
             return;
         struct ctl_slot *slot = slot_find(best, 0);
-        struct ctl_call *call = fv->q_head;
-        fv->q_head = call->qnext;
-        if (!fv->q_head)
-            fv->q_tail = NULL;
-        call->qnext = NULL;
-        call->queued = false;
-        fv->queued--;
-        call->input_id = c->next_input_id++;
-        call->attempts++;
-        call->state = CTL_CALL_RUNNING;
-        call->started_at = wall_s();
-        call->ctr = best;
-        fv->running++;
+        assert(slot);
+        struct ctl_call *call = ctl_queue_pop(fv);
+        ctl_call_start(c, call, best);
         slot->input_id = call->input_id;
         slot->call = call;
         busy_begin(best);
         best->inflight++;
         if (fv->spec.timeout_s)
             call->timeout_timer = ev_timer_add(c->loop, (uint64_t)fv->spec.timeout_s * 1000, sched_call_timeout, call);
-        if (call->durable) {
-            struct gerr err;
-            if (store_call_set_running(c->store, call->id, call->attempts, call->started_at, &err) < 0)
-                log_error("sched", "store %s running: %s", call->id, err.msg);
-        }
         struct gerr err;
-        if (ctr_send_input(best->w, call->input_id, call->input, call->input_len, &err) < 0) {
-            /* The container is going away; its on_exit requeues what it held. */
+        if (c->wops->send_input(c->worker, best->id, call->input_id, call->input, call->input_len, &err) < 0) {
+            /* The container is going away; its exit event requeues what it held. */
             log_warn("sched", "send input to %s: %s", best->id, err.msg);
             stop_container(c, best, true);
         }
@@ -461,7 +434,7 @@ static void dispatch(struct ctl *c, struct ctl_fver *fv)
 static uint32_t idle_ready(const struct ctl_fver *fv)
 {
     uint32_t n = 0;
-    for (struct ctl_ctr *k = fv->ctrs; k; k = k->next)
+    list_for_each(k, &fv->ctrs, struct ctl_ctr, link)
         if (k->state == CTR_READY && k->inflight == 0)
             n++;
     return n;
@@ -504,24 +477,21 @@ static void sched_run(struct ev_loop *loop, void *data)
     struct ctl *c = data;
     (void)loop;
     c->sched_pending = false;
-    for (struct ctl_app *a = c->apps; a; a = a->next)
-        for (struct ctl_fn *f = a->fns; f; f = f->next)
-            for (struct ctl_fver *fv = f->versions, *next; fv; fv = next) {
-                next = fv->next;
-                if (!c->shutting_down)
-                    dispatch(c, fv);
-                autoscale(c, fv);
-                if (!ctl_fver_is_current(fv) || c->shutting_down) {
-                    /* Old versions and stopped apps: idle containers go now. */
-                    for (struct ctl_ctr *k = fv->ctrs; k; k = k->next)
-                        if ((k->state == CTR_READY && k->inflight == 0 && !fv->queued) ||
-                            (fv->fn->app->stopped && k->state != CTR_STOPPING))
-                            stop_container(c, k, false);
-                }
-                ctl_fver_maybe_free(c, fv);
-            }
+    ctl_for_each_version(fv, c) {
+        if (!c->shutting_down)
+            dispatch(c, fv);
+        autoscale(c, fv);
+        if (!ctl_fver_is_current(fv) || c->shutting_down) {
+            /* Old versions and stopped apps: idle containers go now. */
+            list_for_each(k, &fv->ctrs, struct ctl_ctr, link)
+                if ((k->state == CTR_READY && k->inflight == 0 && !fv->queued) ||
+                    (fv->fn->app->stopped && k->state != CTR_STOPPING))
+                    stop_container(c, k, false);
+        }
+        ctl_fver_maybe_free(c, fv);
+    }
     if (c->shutting_down)
-        ctl_shutdown_check(c);
+        sched_drain_check(c);
 }
 
 void sched_kick(struct ctl *c)
@@ -537,25 +507,23 @@ void sched_kick(struct ctl *c)
 void sched_tick(struct ctl *c)
 {
     uint64_t now = ev_now_ms(c->loop);
-    for (struct ctl_app *a = c->apps; a; a = a->next)
-        for (struct ctl_fn *f = a->fns; f; f = f->next)
-            for (struct ctl_fver *fv = f->versions; fv; fv = fv->next) {
-                const struct spec_function *s = &fv->spec;
-                uint32_t live = fv->nstarting + fv->nready;
-                uint32_t idle = idle_ready(fv);
-                for (struct ctl_ctr *k = fv->ctrs; k; k = k->next) {
-                    if (k->state != CTR_READY || k->inflight || fv->queued)
-                        continue;
-                    if (now - k->idle_since_ms < (uint64_t)s->scaledown_window_s * 1000)
-                        continue;
-                    if (ctl_fver_is_current(fv) && (live <= s->min_containers || idle <= s->buffer_containers))
-                        continue;
-                    log_debug("sched", "scaling down idle %s", k->id);
-                    stop_container(c, k, false);
-                    live--;
-                    idle--;
-                }
-            }
+    ctl_for_each_version(fv, c) {
+        const struct spec_function *s = &fv->spec;
+        uint32_t live = fv->nstarting + fv->nready;
+        uint32_t idle = idle_ready(fv);
+        list_for_each(k, &fv->ctrs, struct ctl_ctr, link) {
+            if (k->state != CTR_READY || k->inflight || fv->queued)
+                continue;
+            if (now - k->idle_since_ms < (uint64_t)s->scaledown_window_s * 1000)
+                continue;
+            if (ctl_fver_is_current(fv) && (live <= s->min_containers || idle <= s->buffer_containers))
+                continue;
+            log_debug("sched", "scaling down idle %s", k->id);
+            stop_container(c, k, false);
+            live--;
+            idle--;
+        }
+    }
     sched_kick(c);
 }
 
@@ -569,13 +537,11 @@ static void cancel_grace_over(struct ev_loop *loop, void *data)
     for (uint32_t i = 0; i < k->nslots; i++)
         if (k->slots[i].input_id && !k->slots[i].call) {
             log_warn("sched", "%s did not give up a cancelled input in time; killing it", k->id);
-            ctr_kill(k->w);
+            k->ctl->wops->kill(k->ctl->worker, k->id);
             return;
         }
 }
 
-/* Detaches a running call from its container slot; the container is told to stop the
- * input (per-input mode) or is stopped (a runner cannot be interrupted mid-input). */
 void sched_cancel_running(struct ctl *c, struct ctl_call *call)
 {
     struct ctl_ctr *k = call->ctr;
@@ -589,12 +555,12 @@ void sched_cancel_running(struct ctl *c, struct ctl_call *call)
         stop_container(c, k, true);
         return;
     }
-    ctr_cancel_input(k->w, call->input_id);
+    c->wops->cancel_input(c->worker, k->id, call->input_id);
     if (!k->kill_timer)
         k->kill_timer = ev_timer_add(c->loop, SCHED_CANCEL_GRACE_MS, cancel_grace_over, k);
 }
 
-void sched_call_timeout(struct ev_loop *loop, void *data)
+static void sched_call_timeout(struct ev_loop *loop, void *data)
 {
     struct ctl_call *call = data;
     struct ctl *c = call->ctl;
@@ -609,13 +575,13 @@ void sched_call_timeout(struct ev_loop *loop, void *data)
     sched_kick(c);
 }
 
-/* ---------- worker callbacks ---------- */
+/* ---------- worker events ---------- */
 
-static void on_ready(struct ctr *w, void *ud)
+static void ev_ready(void *ud, const char *ctr_id)
 {
-    struct ctl_ctr *k = ud;
-    struct ctl *c = k->ctl;
-    if (k->state != CTR_STARTING)
+    struct ctl *c = ud;
+    struct ctl_ctr *k = ctl_find_ctr(c, ctr_id);
+    if (!k || k->state != CTR_STARTING)
         return;
     k->state = CTR_READY;
     k->fv->nstarting--;
@@ -623,7 +589,7 @@ static void on_ready(struct ctr *w, void *ud)
     k->ready_at = wall_s();
     k->idle_since_ms = ev_now_ms(c->loop);
     store_container_ready(c->store, k->id, k->ready_at, NULL);
-    log_debug("sched", "%s ready in %.2f ms", k->id, (double)ctr_start_ns(w) / 1e6);
+    log_debug("sched", "%s ready in %.2f ms", k->id, (k->ready_at - k->started_at) * 1e3);
     sched_kick(c);
 }
 
@@ -637,6 +603,7 @@ static struct ctl_call *slot_take(struct ctl_ctr *k, uint64_t input_id, bool *fo
     struct ctl_call *call = slot->call;
     slot->input_id = 0;
     slot->call = NULL;
+    assert(k->inflight > 0);
     k->inflight--;
     k->inputs_done++;
     if (k->kill_timer) {
@@ -652,74 +619,84 @@ static struct ctl_call *slot_take(struct ctl_ctr *k, uint64_t input_id, bool *fo
     return call;
 }
 
-/* An input came back (output or error): frees its slot and reports the call through
- * `settle` (skipped when the call was already detached by a cancel or timeout). */
-static void input_returned(struct ctl_ctr *k, uint64_t input_id,
-                           void (*settle)(struct ctl *c, struct ctl_call *call, const void *arg), const void *arg)
+/* An input came back (output or error): frees its slot and returns its call, NULL when
+ * there is nothing to settle (unknown container or input, or a call already detached
+ * by a cancel or timeout). */
+static struct ctl_call *input_returned(struct ctl *c, const char *ctr_id, uint64_t input_id)
 {
-    struct ctl *c = k->ctl;
+    struct ctl_ctr *k = ctl_find_ctr(c, ctr_id);
+    if (!k)
+        return NULL;
     bool found;
     struct ctl_call *call = slot_take(k, input_id, &found);
     if (!found)
-        return;
+        return NULL;
     busy_end(c, k);
-    if (call)
-        settle(c, call, arg);
-    if (c->shutting_down)
-        ctl_shutdown_check(c);
     sched_kick(c);
+    return call;
 }
 
-struct output_arg {
-    const void *data;
-    size_t len;
-};
-
-static void settle_output(struct ctl *c, struct ctl_call *call, const void *arg)
+static void ev_output(void *ud, const char *ctr_id, uint64_t input_id, const void *data, size_t len)
 {
-    const struct output_arg *o = arg;
-    ctl_call_finish(c, call, CTL_CALL_SUCCEEDED, o->data, o->len, NULL, NULL);
+    struct ctl *c = ud;
+    struct ctl_call *call = input_returned(c, ctr_id, input_id);
+    if (call)
+        ctl_call_finish(c, call, CTL_CALL_SUCCEEDED, data, len, NULL, NULL);
+    if (c->shutting_down)
+        sched_drain_check(c);
 }
 
-struct error_arg {
-    enum ctr_fail kind;
-    const char *msg;
-};
-
-static void settle_error(struct ctl *c, struct ctl_call *call, const void *arg)
+static void ev_input_error(void *ud, const char *ctr_id, uint64_t input_id, enum ctr_fail kind, const char *msg)
 {
-    const struct error_arg *a = arg;
-    if (a->kind == CTR_FAIL_CANCELLED)
-        ctl_call_finish(c, call, CTL_CALL_CANCELLED, NULL, 0, "cancelled", a->msg);
-    else
-        ctl_call_failed_attempt(c, call, CTL_CALL_FAILED, ctr_fail_code(a->kind), a->msg);
+    struct ctl *c = ud;
+    struct ctl_call *call = input_returned(c, ctr_id, input_id);
+    if (call && kind == CTR_FAIL_CANCELLED)
+        ctl_call_finish(c, call, CTL_CALL_CANCELLED, NULL, 0, "cancelled", msg);
+    else if (call)
+        ctl_call_failed_attempt(c, call, CTL_CALL_FAILED, ctr_fail_code(kind), msg);
+    if (c->shutting_down)
+        sched_drain_check(c);
 }
 
-static void on_output(struct ctr *w, void *ud, uint64_t input_id, const void *data, size_t len)
+static void ev_log(void *ud, const char *ctr_id, int stream, uint64_t input_id, const char *line, size_t len)
 {
-    struct output_arg o = {data, len};
-    (void)w;
-    input_returned(ud, input_id, settle_output, &o);
+    struct ctl *c = ud;
+    struct ctl_ctr *k = ctl_find_ctr(c, ctr_id);
+    if (k)
+        ctl_log_push(c, k, stream, input_id, line, len);
 }
 
-static void on_input_error(struct ctr *w, void *ud, uint64_t input_id, enum ctr_fail kind, const char *msg)
+/* Inputs a gone container still held: a crash or OOM is the input's failure (retry
+ * policy applies); a stop we asked for puts them back (at the front), or, while
+ * shutting down, leaves durable ones pending in the store and cancels sync ones. */
+static void settle_held_inputs(struct ctl *c, struct ctl_ctr *k, int kind, const char *msg)
 {
-    struct error_arg a = {kind, msg};
-    (void)w;
-    input_returned(ud, input_id, settle_error, &a);
+    for (uint32_t i = 0; i < k->nslots; i++) {
+        struct ctl_call *call = k->slots[i].call;
+        if (!k->slots[i].input_id || !call)
+            continue;
+        if (kind != 0 && !c->shutting_down) {
+            ctl_call_failed_attempt(c, call, CTL_CALL_FAILED, ctr_fail_code((enum ctr_fail)kind),
+                                    msg ? msg : "the container exited");
+            continue;
+        }
+        if (call->attempts)
+            call->attempts--; /* the attempt did not count */
+        if (!c->shutting_down)
+            ctl_call_requeue(c, call, true);
+        else if (!call->durable)
+            ctl_call_finish(c, call, CTL_CALL_CANCELLED, NULL, 0, "shutting_down", "gustd shut down");
+        else
+            ctl_call_park(c, call);
+    }
 }
 
-static void on_log(struct ctr *w, void *ud, int stream, uint64_t input_id, const char *line, size_t len)
+static void ev_exit(void *ud, const char *ctr_id, int kind, const char *msg, const struct ctr_stats *final)
 {
-    struct ctl_ctr *k = ud;
-    (void)w;
-    ctl_log_push(k->ctl, k, stream, input_id, line, len);
-}
-
-static void on_exit_cb(struct ctr *w, void *ud, int kind, const char *msg)
-{
-    struct ctl_ctr *k = ud;
-    struct ctl *c = k->ctl;
+    struct ctl *c = ud;
+    struct ctl_ctr *k = ctl_find_ctr(c, ctr_id);
+    if (!k)
+        return;
     struct ctl_fver *fv = k->fv;
     if (k->state == CTR_STARTING)
         fv->nstarting--;
@@ -736,69 +713,57 @@ static void on_exit_cb(struct ctr *w, void *ud, int kind, const char *msg)
     if (kind)
         log_warn("sched", "container %s of %s.%s exited: %s", k->id, fv->fn->app->name, fv->fn->name,
                  msg ? msg : reason);
-    struct ctr_stats cs;
-    ctr_stats(w, &cs);
     struct store_ctr_usage u = {
-        .cpu_s = (double)cs.cpu_ns / 1e9,
-        .memory_peak_mib = (double)cs.memory_peak_bytes / (1 << 20),
-        .oom_kills = cs.oom_kills,
-        .gpu_util_avg = cs.gpu_util_avg_pct,
-        .gpu_mem_peak_mib = (double)cs.gpu_mem_peak_bytes / (1 << 20),
+        .cpu_s = (double)final->cpu_ns / 1e9,
+        .memory_peak_mib = (double)final->memory_peak_bytes / (1 << 20),
+        .oom_kills = final->oom_kills,
+        .gpu_util_avg = final->gpu_util_avg_pct,
+        .gpu_mem_peak_mib = (double)final->gpu_mem_peak_bytes / (1 << 20),
     };
     store_container_stop(c->store, k->id, wall_s(), busy_seconds(k), k->inputs_done, reason, &u, NULL);
-    ctr_unlink(fv, k);
+    list_remove(&k->link);
+    hmap_remove(&c->ctrs, &k->node);
     release(c, k);
-    /* Inputs it still held: a crash or OOM is the input's failure (retry policy applies);
-     * a stop we asked for (shutdown, scale-down never has inputs) puts them back. */
-    for (uint32_t i = 0; i < k->nslots; i++) {
-        struct ctl_call *call = k->slots[i].call;
-        if (!k->slots[i].input_id || !call)
-            continue;
-        if (kind == 0 || c->shutting_down) {
-            if (call->timeout_timer) {
-                ev_timer_cancel(c->loop, call->timeout_timer);
-                call->timeout_timer = 0;
-            }
-            fv->running--;
-            call->ctr = NULL;
-            if (call->attempts)
-                call->attempts--;
-            if (c->shutting_down && !call->durable)
-                ctl_call_finish(c, call, CTL_CALL_CANCELLED, NULL, 0, "shutting_down", "gustd shut down");
-            else if (!c->shutting_down)
-                ctl_call_requeue(c, call, true);
-            else {
-                call->state = CTL_CALL_PENDING;
-                struct gerr err;
-                store_call_set_pending(c->store, call->id, call->attempts, 0, &err);
-            }
-        } else {
-            char m[600];
-            snprintf(m, sizeof m, "%s", msg ? msg : "the container exited");
-            ctl_call_failed_attempt(c, call, CTL_CALL_FAILED, ctr_fail_code((enum ctr_fail)kind), m);
-        }
-    }
-    /* A container that never came up fails the oldest queued call so a broken function
-     * does not restart containers forever; its retry policy applies. */
-    if (never_ready && kind != 0 && fv->q_head && !c->shutting_down) {
-        struct ctl_call *call = fv->q_head;
-        call->attempts++;
+    settle_held_inputs(c, k, kind, msg);
+    if (never_ready && kind != 0) {
         snprintf(fv->waiting_reason, sizeof fv->waiting_reason, "container failed to start: %.400s",
                  msg ? msg : "unknown error");
-        ctl_call_failed_attempt(c, call, CTL_CALL_FAILED, "spawn_failed", fv->waiting_reason);
+        fail_oldest_queued(c, fv);
     }
     free(k->slots);
     free(k);
     ctl_fver_maybe_free(c, fv);
     if (c->shutting_down)
-        ctl_shutdown_check(c);
+        sched_drain_check(c);
     sched_kick(c);
 }
 
-const struct worker_callbacks ctl_worker_callbacks = {
-    .on_ready = on_ready,
-    .on_output = on_output,
-    .on_input_error = on_input_error,
-    .on_log = on_log,
-    .on_exit = on_exit_cb,
+const struct worker_events ctl_worker_events = {
+    .ready = ev_ready,
+    .output = ev_output,
+    .input_error = ev_input_error,
+    .log = ev_log,
+    .exit = ev_exit,
+    .snapshot_state = ev_snapshot_state,
+    .snapshot_log = ev_snapshot_log,
 };
+
+/* ---------- drain (graceful stop) ---------- */
+
+void sched_drain_check(struct ctl *c)
+{
+    if (!c->shutdown_cb)
+        return;
+    size_t running = 0;
+    ctl_for_each_version(fv, c)
+        running += fv->running;
+    if (running == 0)
+        sched_stop_all(c);
+    if (sched_live_containers(c))
+        return;
+    ctl_log_flush(c);
+    sched_flush_usage(c);
+    void (*cb)(void *) = c->shutdown_cb;
+    c->shutdown_cb = NULL;
+    cb(c->shutdown_ud);
+}

@@ -18,13 +18,14 @@
 #include "base/cleanup.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "base/xalloc.h"
 #include "cas/cas.h"
 #include "control/internal.h"
 #include "image/image.h"
 #include "store/store.h"
 
 struct ctl_secret {
-    struct ctl_secret *next;
+    struct list_node link;      /* in ctl->secrets */
     char name[SPEC_SECRET_NAME_MAX + 1];
     char **env;                 /* "K=V", sorted by key, NULL-terminated */
     size_t nenv;
@@ -49,7 +50,7 @@ static json_t *secret_keys_json(const struct ctl_secret *s)
 
 static struct ctl_secret *secret_find(struct ctl *c, const char *name)
 {
-    for (struct ctl_secret *s = c->secrets; s; s = s->next)
+    list_for_each(s, &c->secrets, struct ctl_secret, link)
         if (!strcmp(s->name, name))
             return s;
     return NULL;
@@ -58,11 +59,8 @@ static struct ctl_secret *secret_find(struct ctl *c, const char *name)
 /* Validates env into a new secret; NULL + e on error (field "env" or "env.KEY"). */
 static struct ctl_secret *secret_from_json(const char *name, json_t *env, struct ctl_error *e)
 {
-    struct ctl_secret *s = calloc(1, sizeof *s);
-    if (!s) {
-        ctl_err(e, CTL_E_INTERNAL, "internal", NULL, "out of memory");
-        return NULL;
-    }
+    struct ctl_secret *s = xcalloc(1, sizeof *s);
+    list_init(&s->link);
     char field[SPEC_FIELD_MAX];
     struct gerr err;
     int r = spec_secret_env_parse(env, &s->env, &s->nenv, field, &err);
@@ -90,8 +88,7 @@ static int load_secret_row(const char *name, const char *env_json, double create
     }
     s->created_at = created_at;
     s->updated_at = updated_at;
-    s->next = c->secrets;
-    c->secrets = s;
+    list_push_front(&c->secrets, &s->link);
     return 0;
 }
 
@@ -102,9 +99,8 @@ int ctl_secrets_load(struct ctl *c, struct gerr *err)
 
 void ctl_secrets_free(struct ctl *c)
 {
-    while (c->secrets) {
-        struct ctl_secret *s = c->secrets;
-        c->secrets = s->next;
+    list_for_each_safe(s, &c->secrets, struct ctl_secret, link) {
+        list_remove(&s->link);
         secret_free(s);
     }
 }
@@ -130,14 +126,12 @@ json_t *ctl_secret_put(struct ctl *c, const char *name, json_t *env, struct ctl_
         secret_free(s);
         return NULL;
     }
-    struct ctl_secret **p = &c->secrets;
-    while (*p && *p != old)
-        p = &(*p)->next;
     if (old) {
-        s->next = old->next;
+        list_insert_between(&s->link, old->link.prev, old->link.next);
         secret_free(old);
+    } else {
+        list_push_front(&c->secrets, &s->link);
     }
-    *p = s;
     log_info("control", "secret %s %s (%zu variables)", name, old ? "updated" : "created", s->nenv);
     return json_pack("{s:s,s:o,s:b}", "name", name, "keys", secret_keys_json(s), "created", old == NULL);
 }
@@ -148,13 +142,13 @@ json_t *ctl_secret_put(struct ctl *c, const char *name, json_t *env, struct ctl_
 static json_t *secret_users(struct ctl *c, const char *name)
 {
     json_t *users = json_array();
-    for (struct ctl_app *a = c->apps; a; a = a->next) {
+    list_for_each(a, &c->apps, struct ctl_app, link) {
         if (a->stopped)
             continue;
-        for (struct ctl_fn *f = a->fns; f; f = f->next) {
+        list_for_each(f, &a->fns, struct ctl_fn, link) {
             bool uses = false;
-            for (struct ctl_fver *fv = f->versions; fv && !uses; fv = fv->next) {
-                if (fv->fn->latest != fv && !fv->queued && !fv->retry_waiting)
+            list_for_each(fv, &f->versions, struct ctl_fver, link) {
+                if (uses || (fv->fn->latest != fv && !fv->queued && !fv->retry_waiting))
                     continue;
                 for (size_t i = 0; i < fv->spec.nsecrets && !uses; i++)
                     uses = !strcmp(fv->spec.secrets[i], name);
@@ -191,10 +185,7 @@ int ctl_secret_delete(struct ctl *c, const char *name, struct ctl_error *e)
         ctl_err(e, CTL_E_INTERNAL, "internal", NULL, "deleting the secret failed: %s", err.msg);
         return -EIO;
     }
-    struct ctl_secret **p = &c->secrets;
-    while (*p != s)
-        p = &(*p)->next;
-    *p = s->next;
+    list_remove(&s->link);
     secret_free(s);
     log_info("control", "secret %s deleted", name);
     return 0;
@@ -203,7 +194,7 @@ int ctl_secret_delete(struct ctl *c, const char *name, struct ctl_error *e)
 json_t *ctl_secrets_json(struct ctl *c)
 {
     json_t *arr = json_array();
-    for (struct ctl_secret *s = c->secrets; s; s = s->next) {
+    list_for_each(s, &c->secrets, struct ctl_secret, link) {
         json_array_append_new(arr, json_pack("{s:s,s:o,s:f,s:f,s:o}", "name", s->name, "keys", secret_keys_json(s),
                                              "created_at",
                                              s->created_at, "updated_at", s->updated_at, "used_by",
@@ -250,9 +241,7 @@ int ctl_secrets_env(struct ctl *c, const struct ctl_fver *fv, char ***out, struc
             return gerr_set(err, ENOENT, "secret %s was deleted", fv->spec.secrets[i]);
         nsec += secs[i]->nenv;
     }
-    char **env = calloc(nbase + nsec + 1, sizeof *env);
-    if (!env)
-        return gerr_set(err, ENOMEM, "out of memory");
+    char **env = xcalloc(nbase + nsec + 1, sizeof *env);
     size_t k = 0;
     /* Pointers into fv->env and the secrets: valid while the container starts (the
      * caller uses the array before returning to the loop). A later secret's variable
@@ -418,9 +407,7 @@ json_t *ctl_mount_create(struct ctl *c, json_t *entries, struct ctl_error *e)
 
 int ctl_mounts_resolve(struct ctl *c, const struct spec_function *f, char ***dirs, struct gerr *err)
 {
-    *dirs = calloc(f->nmounts + 1, sizeof **dirs);
-    if (!*dirs)
-        return gerr_set(err, ENOMEM, "out of memory");
+    *dirs = xcalloc(f->nmounts + 1, sizeof **dirs);
     for (size_t i = 0; i < f->nmounts; i++) {
         char dir[PATH_MAX];
         struct cas_digest d;
@@ -434,10 +421,7 @@ int ctl_mounts_resolve(struct ctl *c, const struct spec_function *f, char ***dir
             gerr_prefix(err, "mounts[%zu].image", i);
             goto fail;
         }
-        if (!((*dirs)[i] = strdup(dir))) {
-            gerr_set(err, ENOMEM, "out of memory");
-            goto fail;
-        }
+        (*dirs)[i] = xstrdup(dir);
     }
     return 0;
 fail:

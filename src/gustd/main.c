@@ -13,17 +13,21 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "api/routes.h"
 #include "api/server.h"
 #include "base/cleanup.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "base/xalloc.h"
 #include "control/control.h"
 #include "evloop/evloop.h"
 #include "http/http.h"
 #include "runtime/userns.h"
 #include "store/store.h"
 #include "worker/egress.h"
+#include "worker/local.h"
 #include "worker/worker.h"
 
 struct gustd {
@@ -122,6 +126,9 @@ static int default_init_path(char *out, size_t cap)
 
 int main(int argc, char **argv)
 {
+    /* One allocation-failure policy (docs/ARCHITECTURE.md): jansson allocates through
+     * xmalloc too, so a NULL from a JSON constructor means bad input, never memory. */
+    json_set_alloc_funcs(xmalloc, free);
     char data_dir[PATH_MAX] = "", init_path[PATH_MAX] = "";
     const char *listen_addr = "127.0.0.1:8470", *gpus = NULL, *rates_file = NULL, *cgroup_parent = "gust";
     int64_t max_payload = 64ll << 20, stop_grace = 10, cpu = 0, memory = 0;
@@ -318,7 +325,8 @@ int main(int argc, char **argv)
 
     struct gustd g = {.sigfd = -1};
     struct store *store = NULL;
-    struct worker *worker = NULL;
+    struct worker_local *worker = NULL;
+    struct worker_build_lane lanes[2];
     struct api_ctx *routes = NULL;
     int rc = 1;
     snprintf(path, sizeof path, "%s/gust.db", data_dir);
@@ -330,11 +338,22 @@ int main(int argc, char **argv)
         fprintf(stderr, "gustd: event loop: %s\n", strerror(-r));
         goto out;
     }
-    if (worker_new(g.loop, &wcfg, &ctl_worker_callbacks, &worker, &err) < 0) {
+    if (worker_local_new(g.loop, &wcfg, &worker, &err) < 0) {
         fprintf(stderr, "gustd: worker: %s\n", err.msg);
         goto out;
     }
-    if (ctl_new(g.loop, store, worker, &ccfg, &g.ctl, &err) < 0 || ctl_recover(g.ctl, &err) < 0) {
+    /* Image builds run their steps in sandboxes of this machine's worker: two lanes,
+     * so two builds (or a build and a deploy's build) run steps at once on 2+ cores. */
+    for (size_t i = 0; i < ARRAY_LEN(lanes); i++) {
+        struct gerr lerr;
+        if (worker_build_lane_reserve(worker_local_worker(worker), &lanes[i], &lerr) < 0) {
+            log_warn("gustd", "image builds: %s", lerr.msg);
+            break;
+        }
+        ccfg.nbuild_lanes++;
+    }
+    ccfg.build_lanes = lanes;
+    if (ctl_new(g.loop, store, &worker_local_ops, worker, &ccfg, &g.ctl, &err) < 0 || ctl_recover(g.ctl, &err) < 0) {
         fprintf(stderr, "gustd: control: %s\n", err.msg);
         goto out;
     }
@@ -349,7 +368,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "gustd: signalfd: %s\n", strerror(errno));
         goto out;
     }
-    const struct worker_config *cap = worker_capacity(worker);
+    const struct worker_config *cap = worker_capacity(worker_local_worker(worker));
     char host[256];
     snprintf(host, sizeof host, "%s", listen_addr);
     char *colon = strrchr(host, ':');
@@ -370,8 +389,7 @@ out:
     if (g.ctl)
         ctl_free(g.ctl);
     api_routes_free(routes);
-    if (worker)
-        worker_free(worker);
+    worker_local_free(worker);
     if (g.sigfd >= 0)
         close(g.sigfd);
     if (g.loop)

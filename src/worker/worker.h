@@ -1,10 +1,11 @@
-/* The local worker: runs containers for the control plane on this machine.
+/* The local worker: runs containers on this machine.
  *
  * It owns, per container, the sandbox (src/runtime), the runner channel (a SEQPACKET
  * socketpair whose far end is fd 3 of gust-init), and the pidfd watch on the event
- * loop. Control talks to it only through this header: start a container, hand it
- * inputs, cancel inputs, stop it; the worker reports back through callbacks. All
- * calls and callbacks happen on the event-loop thread.
+ * loop. This header is the in-process API (pointers to containers); control does not
+ * use it: control talks to workers only through worker/ops.h, whose local
+ * implementation (worker/local.c) sits on top of this. All calls and callbacks happen
+ * on the event-loop thread.
  *
  * Ownership: a struct ctr belongs to the worker. It stays valid until on_exit has
  * returned; control must drop its pointers in on_exit.
@@ -19,22 +20,10 @@
 #include "base/error.h"
 #include "evloop/evloop.h"
 #include "runtime/sandbox.h"
+#include "worker/ops.h"
 
 struct worker;
 struct ctr;
-
-#define WORKER_MAX_GPUS 64
-#define CTR_MAX_GPUS 16
-
-struct worker_gpu {
-    char type[32];      /* normalised name users write: "H100", "A100-80GB", "L4" */
-    int index;          /* NVML index (declared GPUs: position in the inventory) */
-    int minor;          /* NVML: the device node is /dev/nvidia<minor>; declared: = index */
-    bool simulated;     /* declared with --gpus: no device node unless gpu_passthrough_declared */
-    char uuid[96];      /* NVML: "GPU-..."; "" when declared */
-    char product[96];   /* NVML product name; "" when declared */
-    uint64_t memory_mib;/* NVML total memory; 0 when declared */
-};
 
 struct worker_config {
     const char *state_root;     /* dir for per-container scratch, e.g. <data-dir>/run */
@@ -62,63 +51,6 @@ struct worker_config {
      * from this IPv4 /16 (default 10.213.0.0/16), one /30 each. */
     const char *egress_subnet;
 };
-
-/* Container network modes. */
-enum ctr_net { CTR_NET_NONE = 0, CTR_NET_EGRESS = 1 };
-
-enum ctr_mode { CTR_MODE_PER_INPUT = 1, CTR_MODE_RUNNER = 2 };
-
-struct ctr_spec {
-    const char *id;             /* container id, "ct-..." (unique) */
-    const char *rootfs;
-    bool host_usr;              /* bind host /usr read-only */
-    char *const *command;       /* argv, NULL-terminated */
-    char *const *env;           /* "K=V", NULL-terminated; GUST_* vars are added */
-    const char *workdir;
-    enum ctr_mode mode;
-    uint32_t max_inputs;        /* concurrent inputs (per_input mode: concurrent children) */
-    uint32_t cpu_millicores;
-    uint32_t memory_mib;
-    uint32_t disk_mib;
-    int gpu_indices[CTR_MAX_GPUS]; /* indices into the worker inventory, exclusive */
-    int ngpus;
-    uint32_t pids_max;          /* 0 = 1024 */
-    uint32_t open_files;        /* 0 = 65536 */
-    enum ctr_net network;
-    const char *const *deny_syscalls; /* added to the default seccomp profile */
-    size_t ndeny_syscalls;
-    /* Host directories bound read-only at mount_paths[i] (content-addressed trees
-     * such as a Python function's source); nmounts <= 16. */
-    char *const *mount_dirs;
-    char *const *mount_paths;
-    size_t nmounts;
-};
-
-/* Per-container accounting, read live or at exit. */
-struct ctr_stats {
-    uint64_t cpu_ns;            /* CPU time used by all its processes */
-    uint64_t memory_bytes;      /* current */
-    uint64_t memory_peak_bytes; /* highest since start */
-    uint64_t oom_kills;
-    int ngpus;                  /* GPUs sampled (0 without NVML) */
-    uint32_t gpu_util_pct;      /* latest sample, averaged over its GPUs */
-    double gpu_util_avg_pct;    /* mean over all samples */
-    uint64_t gpu_mem_bytes;     /* latest sample, summed over its GPUs */
-    uint64_t gpu_mem_peak_bytes;
-    uint32_t gpu_samples;
-};
-
-/* Why an input failed (or a container ended). */
-enum ctr_fail {
-    CTR_FAIL_EXIT_STATUS = 1, /* per-input command exited non-zero */
-    CTR_FAIL_CRASHED,         /* killed by a signal / the runner process died mid-input */
-    CTR_FAIL_OOM,             /* the memory cgroup OOM-killed it */
-    CTR_FAIL_USER,            /* a runner reported an error for the input */
-    CTR_FAIL_SPAWN,           /* command could not be started */
-    CTR_FAIL_CANCELLED,       /* after ctr_cancel_input */
-    CTR_FAIL_START,           /* the container itself failed to start */
-};
-const char *ctr_fail_code(enum ctr_fail f); /* "exit_status", "crashed", "oom", ... */
 
 struct worker_callbacks {
     /* Container finished init and can take inputs. */
@@ -185,7 +117,6 @@ uint64_t ctr_start_ns(const struct ctr *c);
  * implementation of another kind (a snapshot on disk, restorable on any worker) can
  * replace the fork template without changing its callers. */
 struct worker_snapshot;
-enum snapshot_state { SNAPSHOT_TAKING = 1, SNAPSHOT_READY, SNAPSHOT_GONE };
 struct snapshot_callbacks {
     /* READY: restore() works now. GONE: it failed before it was ready or died after;
      * msg says why; the caller then drops it (and may take a new one). */

@@ -1,0 +1,431 @@
+/* Calls and their lifecycle. A call is pending (in its version's queue, or waiting on
+ * a retry timer), running (in a container slot) or final. Whoever cares about the end
+ * of a call (a waiter, a map stream) observes it: ctl_call_finish tells the observers
+ * and never reaches into them. Asking for a scheduling pass goes through c->kick.
+ *
+ * Allowed state changes, checked by call_set_state:
+ *   pending -> running (dispatch) -> pending (requeue, failed attempt to be retried)
+ *   pending | running -> succeeded | failed | timed_out | cancelled (final, once)
+ */
+#include <assert.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/cleanup.h"
+#include "base/log.h"
+#include "base/util.h"
+#include "base/xalloc.h"
+#include "control/internal.h"
+
+/* Finished calls kept in memory for result lookups (older ones are read back from the
+ * store): 20,000 small results is a few MB, and covers a map of that many inputs whose
+ * client reads its results after they all finished. */
+#define CTL_FINISHED_KEEP 20000
+
+bool ctl_call_state_is_final(enum ctl_call_state s)
+{
+    return s >= CTL_CALL_SUCCEEDED;
+}
+
+static void call_set_state(struct ctl_call *call, enum ctl_call_state to)
+{
+    assert(!ctl_call_state_is_final(call->state));
+    assert(to != CTL_CALL_RUNNING || call->state == CTL_CALL_PENDING);
+    call->state = to;
+}
+
+static enum ctl_call_state state_from_name(const char *s)
+{
+    static const char *names[] = {"pending", "running", "succeeded", "failed", "timed_out", "cancelled"};
+    for (size_t i = 0; i < ARRAY_LEN(names); i++)
+        if (!strcmp(s, names[i]))
+            return (enum ctl_call_state)i;
+    return CTL_CALL_FAILED;
+}
+
+static bool call_eq(const struct hmap_node *n, const void *key)
+{
+    return !strcmp(((const struct ctl_call *)n)->id, key);
+}
+
+struct ctl_call *ctl_call_find(struct ctl *c, const char *id)
+{
+    return (struct ctl_call *)hmap_find(&c->calls, hmap_hash_str(id), call_eq, id);
+}
+
+void ctl_call_free(struct ctl_call *call)
+{
+    free(call->input);
+    free(call->output);
+    free(call->error_message);
+    free(call);
+}
+
+static struct ctl_call *call_alloc(struct ctl *c)
+{
+    struct ctl_call *call = xcalloc(1, sizeof *call);
+    call->ctl = c;
+    list_init(&call->qlink);
+    list_init(&call->flink);
+    list_init(&call->observers);
+    return call;
+}
+
+struct ctl_call *ctl_call_new(struct ctl *c, struct ctl_fver *fv, const void *input, size_t len, bool durable)
+{
+    struct ctl_call *call = call_alloc(c);
+    call->input = xmemdup(input, len);
+    call->input_len = len;
+    memcpy(call->id, "fc-", 3);
+    random_id(call->id + 3, 20);
+    snprintf(call->app, sizeof call->app, "%s", fv->fn->app->name);
+    snprintf(call->function, sizeof call->function, "%s", fv->fn->name);
+    call->version = fv->version;
+    call->fv = fv;
+    call->durable = durable;
+    call->state = CTL_CALL_PENDING;
+    call->created_at = wall_s();
+    hmap_insert(&c->calls, &call->node, hmap_hash_str(call->id));
+    return call;
+}
+
+void ctl_call_view_fill(struct ctl_call *call, struct ctl_call_view *v)
+{
+    memset(v, 0, sizeof *v);
+    v->id = call->id;
+    v->app = call->app;
+    v->function = call->function;
+    v->version = call->version;
+    v->state = call->state;
+    v->output = call->output;
+    v->output_len = call->output_len;
+    v->error_code = call->error_code[0] ? call->error_code : NULL;
+    v->error_message = call->error_message;
+    v->attempts = call->attempts;
+    v->created_at = call->created_at;
+    v->started_at = call->started_at;
+    v->finished_at = call->finished_at;
+}
+
+void ctl_call_observe(struct ctl_call *call, struct ctl_call_obs *o)
+{
+    list_push_back(&call->observers, &o->link);
+}
+
+void ctl_call_unobserve(struct ctl *c, struct ctl_call_obs *o)
+{
+    list_remove(&o->link);
+    ctl_calls_evict(c);
+}
+
+/* ---------- queues ---------- */
+
+void ctl_queue_push(struct ctl_fver *fv, struct ctl_call *call, bool front)
+{
+    assert(!call->queued && list_unlinked(&call->qlink));
+    call->queued = true;
+    call_set_state(call, CTL_CALL_PENDING);
+    if (front)
+        list_push_front(&fv->queue, &call->qlink);
+    else
+        list_push_back(&fv->queue, &call->qlink);
+    fv->queued++;
+}
+
+static void queue_remove(struct ctl_fver *fv, struct ctl_call *call)
+{
+    assert(call->queued && fv->queued > 0);
+    list_remove(&call->qlink);
+    call->queued = false;
+    fv->queued--;
+}
+
+struct ctl_call *ctl_queue_pop(struct ctl_fver *fv)
+{
+    struct ctl_call *call = list_first_entry(&fv->queue, struct ctl_call, qlink);
+    if (call)
+        queue_remove(fv, call);
+    return call;
+}
+
+static void store_pending(struct ctl *c, struct ctl_call *call, double retry_at, const char *what)
+{
+    if (!call->durable)
+        return;
+    struct gerr err;
+    if (store_call_set_pending(c->store, call->id, call->attempts, retry_at, &err) < 0)
+        log_error("control", "%s %s: %s", what, call->id, err.msg);
+}
+
+void ctl_call_start(struct ctl *c, struct ctl_call *call, struct ctl_ctr *k)
+{
+    call->input_id = c->next_input_id++;
+    call->attempts++;
+    call_set_state(call, CTL_CALL_RUNNING);
+    call->started_at = wall_s();
+    call->ctr = k;
+    call->fv->running++;
+    if (call->durable) {
+        struct gerr err;
+        if (store_call_set_running(c->store, call->id, call->attempts, call->started_at, &err) < 0)
+            log_error("control", "store %s running: %s", call->id, err.msg);
+    }
+}
+
+/* Leaves the running state (the slot was already given back by the scheduler). */
+static void call_stop_running(struct ctl *c, struct ctl_call *call)
+{
+    if (call->state == CTL_CALL_RUNNING) {
+        assert(call->fv && call->fv->running > 0);
+        call->fv->running--;
+        call->state = CTL_CALL_PENDING;
+    }
+    if (call->timeout_timer) {
+        ev_timer_cancel(c->loop, call->timeout_timer);
+        call->timeout_timer = 0;
+    }
+    call->ctr = NULL;
+}
+
+void ctl_call_requeue(struct ctl *c, struct ctl_call *call, bool front)
+{
+    call_stop_running(c, call);
+    ctl_queue_push(call->fv, call, front);
+    store_pending(c, call, 0, "requeue");
+    c->kick(c);
+}
+
+void ctl_call_park(struct ctl *c, struct ctl_call *call)
+{
+    call_stop_running(c, call);
+    store_pending(c, call, 0, "park");
+}
+
+/* ---------- final states ---------- */
+
+void ctl_calls_evict(struct ctl *c)
+{
+    while (c->fin_count > CTL_FINISHED_KEEP) {
+        struct ctl_call *old = list_first_entry(&c->finished, struct ctl_call, flink);
+        if (!list_empty(&old->observers))
+            break;
+        list_remove(&old->flink);
+        c->fin_count--;
+        hmap_remove(&c->calls, &old->node);
+        ctl_call_free(old);
+    }
+}
+
+static void finished_push(struct ctl *c, struct ctl_call *call)
+{
+    list_push_back(&c->finished, &call->flink);
+    c->fin_count++;
+}
+
+void ctl_call_finish(struct ctl *c, struct ctl_call *call, enum ctl_call_state state, const void *out, size_t out_len,
+                     const char *code, const char *msg)
+{
+    assert(ctl_call_state_is_final(state));
+    struct ctl_fver *fv = call->fv;
+    assert(fv);
+    if (call->queued)
+        queue_remove(fv, call);
+    if (call->retry_timer) {
+        ev_timer_cancel(c->loop, call->retry_timer);
+        call->retry_timer = 0;
+        assert(fv->retry_waiting > 0);
+        fv->retry_waiting--;
+    }
+    call_stop_running(c, call);
+    call_set_state(call, state);
+    call->finished_at = wall_s();
+    if (out && out_len) {
+        call->output = xmemdup(out, out_len);
+        call->output_len = out_len;
+    }
+    snprintf(call->error_code, sizeof call->error_code, "%s", code ? code : "");
+    free(call->error_message);
+    call->error_message = msg ? xstrdup(msg) : NULL;
+    free(call->input);
+    call->input = NULL;
+    call->fv = NULL;
+    if (call->durable) {
+        struct gerr err;
+        if (store_call_finish(c->store, call->id, ctl_call_state_name(state), call->output, call->output_len, code,
+                              msg, call->finished_at, &err) < 0)
+            log_error("control", "store result of %s: %s", call->id, err.msg);
+    }
+    finished_push(c, call);
+    list_for_each_safe(o, &call->observers, struct ctl_call_obs, link)
+        o->on_final(o, call);
+    ctl_fver_maybe_free(c, fv);
+    ctl_calls_evict(c);
+}
+
+static void retry_fire(struct ev_loop *loop, void *data)
+{
+    struct ctl_call *call = data;
+    struct ctl *c = call->ctl;
+    (void)loop;
+    call->retry_timer = 0;
+    assert(call->fv->retry_waiting > 0);
+    call->fv->retry_waiting--;
+    ctl_queue_push(call->fv, call, false);
+    store_pending(c, call, 0, "retry");
+    c->kick(c);
+}
+
+void ctl_call_failed_attempt(struct ctl *c, struct ctl_call *call, enum ctl_call_state state, const char *code,
+                             const char *msg)
+{
+    struct ctl_fver *fv = call->fv;
+    if (call->queued)
+        queue_remove(fv, call);
+    call_stop_running(c, call);
+    const struct spec_function *s = &fv->spec;
+    bool app_live = !fv->fn->app->stopped && !c->shutting_down;
+    if (app_live && call->attempts <= s->max_retries) {
+        double delay = s->initial_delay_s * pow(s->backoff_coefficient, (double)call->attempts - 1);
+        if (delay > s->max_delay_s)
+            delay = s->max_delay_s;
+        if (delay < 0)
+            delay = 0;
+        log_info("control", "call %s attempt %u failed (%s: %s); retrying in %.2fs", call->id, call->attempts, code,
+                 msg ? msg : "", delay);
+        fv->retry_waiting++;
+        call->retry_timer = ev_timer_add(c->loop, (uint64_t)(delay * 1000.0), retry_fire, call);
+        store_pending(c, call, wall_s() + delay, "retry");
+        return;
+    }
+    ctl_call_finish(c, call, state, NULL, 0, code, msg);
+}
+
+/* ---------- submit and lookup ---------- */
+
+int ctl_call_store_new(struct ctl *c, const struct ctl_call *call, const char *map_id, int64_t map_index,
+                       struct gerr *err)
+{
+    struct store_call sc = {0};
+    snprintf(sc.id, sizeof sc.id, "%s", call->id);
+    snprintf(sc.app, sizeof sc.app, "%s", call->app);
+    snprintf(sc.function, sizeof sc.function, "%s", call->function);
+    sc.version = call->version;
+    snprintf(sc.state, sizeof sc.state, "pending");
+    sc.input = call->input;
+    sc.input_len = call->input_len;
+    sc.created_at = call->created_at;
+    snprintf(sc.map_id, sizeof sc.map_id, "%s", map_id ? map_id : "");
+    sc.map_index = map_index;
+    return store_call_insert(c->store, &sc, err);
+}
+
+int ctl_submit(struct ctl *c, const char *app, const char *fn, const void *input, size_t len, bool durable,
+               char call_id_out[64], struct ctl_error *e)
+{
+    if (c->shutting_down) {
+        ctl_err(e, CTL_E_SHUTTING_DOWN, "shutting_down", NULL, "gustd is shutting down; retry shortly");
+        return -ESHUTDOWN;
+    }
+    if (len > c->cfg.max_payload) {
+        ctl_err(e, CTL_E_TOO_LARGE, "payload_too_large", NULL, "input is %zu bytes; the limit is %zu", len,
+                c->cfg.max_payload);
+        return -E2BIG;
+    }
+    struct ctl_fn *f = ctl_find_fn(c, app, fn);
+    if (!f || !f->latest) {
+        ctl_err(e, CTL_E_NOT_FOUND, "not_found", NULL,
+                "function %s.%s not found; deploy it first (gust ls lists functions)", app, fn);
+        return -ENOENT;
+    }
+    if (f->app->stopped) {
+        ctl_err(e, CTL_E_CONFLICT, "conflict", NULL, "app %s is stopped; deploy it again to call it", app);
+        return -ESHUTDOWN;
+    }
+    struct ctl_call *call = ctl_call_new(c, f->latest, input, len, durable);
+    if (durable) {
+        struct gerr err;
+        if (ctl_call_store_new(c, call, NULL, -1, &err) < 0) {
+            hmap_remove(&c->calls, &call->node);
+            ctl_call_free(call);
+            ctl_err(e, CTL_E_INTERNAL, "internal", NULL, "storing the call failed: %s", err.msg);
+            return -EIO;
+        }
+    }
+    f->calls_total++;
+    ctl_queue_push(f->latest, call, false);
+    snprintf(call_id_out, 64, "%s", call->id);
+    c->kick(c);
+    return 0;
+}
+
+void ctl_call_restore(struct ctl *c, struct ctl_fver *fv, const struct store_call *sc)
+{
+    struct ctl_call *call = ctl_call_new(c, fv, sc->input, sc->input_len, true);
+    /* Keep the stored identity. */
+    hmap_remove(&c->calls, &call->node);
+    snprintf(call->id, sizeof call->id, "%s", sc->id);
+    hmap_insert(&c->calls, &call->node, hmap_hash_str(call->id));
+    call->attempts = sc->attempts;
+    call->created_at = sc->created_at;
+    ctl_queue_push(fv, call, false);
+}
+
+struct ctl_call *ctl_call_lookup(struct ctl *c, const char *id, struct ctl_error *e)
+{
+    struct ctl_call *call = ctl_call_find(c, id);
+    if (call)
+        return call;
+    struct store_call sc;
+    struct gerr err;
+    int r = store_call_get(c->store, id, &sc, true, &err);
+    if (r == -ENOENT) {
+        ctl_err(e, CTL_E_NOT_FOUND, "not_found", NULL, "call %s not found", id);
+        return NULL;
+    }
+    if (r < 0) {
+        ctl_err(e, CTL_E_INTERNAL, "internal", NULL, "%s", err.msg);
+        return NULL;
+    }
+    call = call_alloc(c);
+    call->durable = true;
+    snprintf(call->id, sizeof call->id, "%s", sc.id);
+    snprintf(call->app, sizeof call->app, "%s", sc.app);
+    snprintf(call->function, sizeof call->function, "%s", sc.function);
+    snprintf(call->error_code, sizeof call->error_code, "%s", sc.error_code);
+    call->version = sc.version;
+    call->state = state_from_name(sc.state);
+    call->output = TAKE_PTR(sc.output);
+    call->output_len = call->output ? sc.output_len : 0;
+    call->error_message = TAKE_PTR(sc.error_message);
+    call->attempts = sc.attempts;
+    call->created_at = sc.created_at;
+    call->started_at = sc.started_at;
+    call->finished_at = sc.finished_at;
+    store_call_free(&sc);
+    hmap_insert(&c->calls, &call->node, hmap_hash_str(call->id));
+    if (ctl_call_state_is_final(call->state)) {
+        finished_push(c, call);
+        ctl_calls_evict(c);
+    }
+    return call;
+}
+
+void ctl_calls_free(struct ctl *c)
+{
+    for (size_t b = 0; b < c->calls.nbuckets; b++) {
+        for (struct hmap_node *n = c->calls.buckets[b], *next; n; n = next) {
+            next = n->next;
+            struct ctl_call *call = (struct ctl_call *)n;
+            list_for_each_safe(o, &call->observers, struct ctl_call_obs, link) {
+                list_remove(&o->link);
+                if (o->release)
+                    o->release(o);
+            }
+            ctl_call_free(call);
+        }
+    }
+    hmap_free(&c->calls);
+}

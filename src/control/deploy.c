@@ -1,0 +1,273 @@
+/* Deploys and app stops: a deploy validates every function (image, secrets, mounts,
+ * resources) before it changes anything, stores the new versions, then makes them
+ * the latest; the old versions drain (their calls finish on them). */
+#include <errno.h>
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/cleanup.h"
+#include "base/log.h"
+#include "base/util.h"
+#include "base/xalloc.h"
+#include "control/internal.h"
+#include "image/image.h"
+
+/* The container environment of fv: the image's env (id "" for none), then the
+ * function's, which wins on a name both set; the image's workdir unless the function
+ * gave one other than "/". */
+static int fver_image_config(struct ctl *c, struct ctl_fver *fv, const char *id, struct gerr *err)
+{
+    json_t *config = NULL;
+    if (id[0] && image_config(c->cas, id, &config, err) < 0)
+        return gerr_prefix(err, "image %s", id);
+    json_t *ienv = json_object_get(config, "env");
+    size_t n = json_array_size(ienv) + fv->spec.nenv, k = 0;
+    fv->env = xcalloc(n + 1, sizeof *fv->env);
+    for (size_t i = 0; i < json_array_size(ienv); i++) {
+        const char *kv = json_string_value(json_array_get(ienv, i));
+        if (!kv || !strchr(kv, '='))
+            continue;
+        size_t kl = (size_t)(strchr(kv, '=') - kv);
+        bool overridden = false;
+        for (size_t j = 0; j < fv->spec.nenv && !overridden; j++)
+            overridden = !strncmp(fv->spec.env[j], kv, kl + 1);
+        if (!overridden)
+            fv->env[k++] = xstrdup(kv);
+    }
+    for (size_t j = 0; j < fv->spec.nenv; j++)
+        fv->env[k++] = xstrdup(fv->spec.env[j]);
+    const char *iwd = json_string_value(json_object_get(config, "workdir"));
+    if (iwd && iwd[0] == '/')
+        fv->image_workdir = xstrdup(iwd);
+    json_decref(config);
+    /* The manifest parsed for the config can be large: give its pages back, since
+     * sandboxes are cloned fork-style from this process (cost grows with its RSS). */
+    if (id[0])
+        malloc_trim(0);
+    fv->workdir = fv->image_workdir && (!fv->spec.workdir || !strcmp(fv->spec.workdir, "/")) ? fv->image_workdir
+                                                                                          : fv->spec.workdir;
+    return 0;
+}
+
+/* Builds an in-memory version from its stored normalised spec JSON. */
+struct ctl_fver *ctl_fver_new(struct ctl *c, struct ctl_fn *fn, uint32_t version, json_t *spec_json,
+                              struct gerr *err)
+{
+    struct ctl_fver *fv = xcalloc(1, sizeof *fv);
+    list_init(&fv->link);
+    list_init(&fv->queue);
+    list_init(&fv->ctrs);
+    char field[SPEC_FIELD_MAX] = "";
+    if (spec_function_from_json(spec_json, &fv->spec, field, err) < 0) {
+        free(fv);
+        return NULL;
+    }
+    char id[IMAGE_ID_MAX];
+    int r = fv->spec.image_def
+                ? ctl_inline_image(c, fv->spec.image_def, id, fv->rootfs, sizeof fv->rootfs, err)
+                : ctl_image_resolve(c, fv->spec.image, fv->rootfs, sizeof fv->rootfs, &fv->host_usr, err);
+    if (r == 0 && !fv->spec.image_def && image_id_of_rootfs(c->images_dir, fv->rootfs, id) < 0)
+        id[0] = '\0';
+    if (r == 0)
+        r = fver_image_config(c, fv, id, err);
+    if (r == 0)
+        r = ctl_mounts_resolve(c, &fv->spec, &fv->mount_dirs, err);
+    if (r < 0) {
+        ctl_fver_free(fv);
+        return NULL;
+    }
+    fv->fn = fn;
+    fv->ctl = c;
+    fv->version = version;
+    fv->spec_json = json_incref(spec_json);
+    list_push_front(&fn->versions, &fv->link);
+    return fv;
+}
+
+int ctl_parse_app(struct ctl *c, json_t *spec, struct spec_app *app, struct ctl_error *e)
+{
+    if (c->shutting_down) {
+        ctl_err(e, CTL_E_SHUTTING_DOWN, "shutting_down", NULL, "gustd is shutting down; retry shortly");
+        return -ESHUTDOWN;
+    }
+    char field[SPEC_FIELD_MAX] = "";
+    struct gerr err;
+    if (spec_app_from_json(spec, app, field, &err) < 0) {
+        ctl_err(e, CTL_E_INVALID, "invalid_spec", field, "%s", err.msg);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int ctl_deploy(struct ctl *c, json_t *spec, const char *context, json_t **result, struct ctl_error *e)
+{
+    *result = NULL;
+    struct spec_app app = {0};
+    char field[SPEC_FIELD_MAX] = "";
+    struct gerr err;
+    int r0 = ctl_parse_app(c, spec, &app, e);
+    if (r0 < 0)
+        return r0;
+    int r = 0;
+    /* Validate everything before changing anything: images exist, resources fit. */
+    for (size_t i = 0; i < app.nfunctions; i++) {
+        struct spec_function *f = &app.functions[i];
+        char rootfs[512];
+        bool host_usr;
+        if (f->image_def) {
+            char fld[64], id[IMAGE_ID_MAX];
+            snprintf(fld, sizeof fld, "functions[%zu].image", i);
+            if (spec_image_resolve_paths(f->image_def, fld, context, field, &err) < 0) {
+                ctl_err(e, CTL_E_INVALID, "invalid_spec", field, "%s", err.msg);
+                r = -EINVAL;
+                goto out;
+            }
+            r = ctl_inline_image(c, f->image_def, id, rootfs, sizeof rootfs, &err);
+            if (r == -ENOENT) {
+                ctl_err(e, CTL_E_CONFLICT, "image_not_built", fld,
+                        "%s: this image is not built yet (%s); build it first: deploy with ?build=1 (gust deploy "
+                        "does), or POST /v1/images/build with the definition",
+                        fld, err.msg);
+                goto out;
+            }
+            if (r < 0) {
+                ctl_err(e, CTL_E_INVALID, "invalid_spec", fld, "%s: %s", fld, err.msg);
+                goto out;
+            }
+            /* The version keeps the image it was deployed with. */
+            json_object_set_new(f->image_def, "built_id", json_string(id));
+        } else if (ctl_image_resolve(c, f->image, rootfs, sizeof rootfs, &host_usr, &err) < 0) {
+            char fld[64];
+            snprintf(fld, sizeof fld, "functions[%zu].image", i);
+            json_t *names = ctl_images_json(c);
+            struct buf list = {0};
+            size_t k;
+            json_t *img;
+            json_array_foreach(json_object_get(names, "images"), k, img)
+                buf_printf(&list, "%s%s", k ? ", " : "", json_string_value(json_object_get(img, "name")));
+            ctl_err(e, CTL_E_INVALID, "invalid_spec", fld,
+                    "%s: unknown image \"%s\"; registered images: %s (add one with `gust image add`)", fld, f->image,
+                    list.data ? list.data : "none");
+            buf_free(&list);
+            json_decref(names);
+            r = -EINVAL;
+            goto out;
+        }
+        if ((r = ctl_secrets_check(c, f, i, e)) < 0)
+            goto out;
+        char **mdirs = NULL;
+        if ((r = ctl_mounts_resolve(c, f, &mdirs, &err)) < 0) {
+            char fld[64];
+            snprintf(fld, sizeof fld, "functions[%zu].mounts", i);
+            ctl_err(e, CTL_E_INVALID, "invalid_spec", fld, "functions[%zu].%s", i, err.msg);
+            goto out;
+        }
+        ctl_mounts_free(mdirs);
+        char why[256];
+        if (sched_fits_total(c, f, why, sizeof why) < 0) {
+            char fld[64];
+            snprintf(fld, sizeof fld, "functions[%zu].resources", i);
+            ctl_err(e, CTL_E_UNSCHEDULABLE, "unschedulable", fld, "%s: %s", fld, why);
+            r = -ENOSPC;
+            goto out;
+        }
+    }
+    double now = wall_s();
+    if ((r = store_begin(c->store, &err)) < 0 || (r = store_app_upsert(c->store, app.name, "deployed", now, &err)) < 0)
+        goto store_fail;
+    uint32_t versions[64] = {0};
+    json_t *specs[64] = {0};
+    for (size_t i = 0; i < app.nfunctions && i < 64; i++) {
+        specs[i] = spec_function_to_json(&app.functions[i]);
+        AUTO_FREE char *text = json_dumps(specs[i], JSON_COMPACT | JSON_SORT_KEYS);
+        r = store_function_add_version(c->store, app.name, app.functions[i].name, text, now, &versions[i], &err);
+        if (r < 0)
+            break;
+    }
+    if (r >= 0)
+        r = store_commit(c->store, &err);
+    if (r < 0) {
+        store_rollback(c->store, NULL);
+        for (size_t i = 0; i < 64; i++)
+            json_decref(specs[i]);
+        goto store_fail;
+    }
+    struct ctl_app *a = ctl_app_get_or_add(c, app.name, now);
+    json_t *fns = json_array();
+    for (size_t i = 0; i < app.nfunctions && i < 64; i++) {
+        struct ctl_fn *fn = ctl_fn_get_or_add(a, app.functions[i].name);
+        struct ctl_fver *fv = ctl_fver_new(c, fn, versions[i], specs[i], &err);
+        if (!fv) {
+            log_error("control", "deploy %s.%s: %s", app.name, app.functions[i].name, err.msg);
+        } else {
+            struct ctl_fver *old = fn->latest;
+            fn->latest = fv;
+            if (old)
+                ctl_fver_maybe_free(c, old);
+        }
+        json_array_append_new(fns, json_pack("{s:s,s:i}", "name", app.functions[i].name, "version",
+                                             (json_int_t)versions[i]));
+        json_decref(specs[i]);
+    }
+    a->stopped = false;
+    *result = json_pack("{s:s,s:o}", "app", app.name, "functions", fns);
+    log_info("control", "deployed app %s (%zu functions)", app.name, app.nfunctions);
+    c->kick(c);
+    goto out;
+store_fail:
+    ctl_err(e, CTL_E_INTERNAL, "internal", NULL, "storing the deploy failed: %s", err.msg);
+out:
+    spec_app_free(&app);
+    return r < 0 ? r : 0;
+}
+
+int ctl_app_stop(struct ctl *c, const char *name, struct ctl_error *e)
+{
+    struct ctl_app *a = ctl_find_app(c, name);
+    if (!a) {
+        ctl_err(e, CTL_E_NOT_FOUND, "not_found", NULL, "app %s not found", name);
+        return -ENOENT;
+    }
+    a->stopped = true;
+    struct gerr err;
+    double now = wall_s();
+    if (store_app_upsert(c->store, name, "stopped", now, &err) < 0)
+        log_error("control", "stop app %s: %s", name, err.msg);
+    list_for_each(f, &a->fns, struct ctl_fn, link) {
+        list_for_each_safe(fv, &f->versions, struct ctl_fver, link) {
+            /* Queued calls are cancelled here; running ones below, through their
+             * containers. The snapshot goes first: finishing the last call may free
+             * the version. */
+            ctl_fver_drop_snapshot(fv);
+            while (fv->queued) {
+                /* Finishing the last queued call may free fv. */
+                bool last = fv->queued == 1;
+                struct ctl_call *call = list_first_entry(&fv->queue, struct ctl_call, qlink);
+                ctl_call_finish(c, call, CTL_CALL_CANCELLED, NULL, 0, "cancelled", "the app was stopped");
+                if (last)
+                    break;
+            }
+        }
+    }
+    /* Running and retry-waiting calls. */
+    for (size_t b = 0; b < c->calls.nbuckets; b++) {
+        for (struct hmap_node *n = c->calls.buckets[b], *next; n; n = next) {
+            next = n->next;
+            struct ctl_call *call = (struct ctl_call *)n;
+            if (call->fv && call->fv->fn->app == a && !ctl_call_state_is_final(call->state)) {
+                if (call->state == CTL_CALL_RUNNING)
+                    sched_cancel_running(c, call);
+                ctl_call_finish(c, call, CTL_CALL_CANCELLED, NULL, 0, "cancelled", "the app was stopped");
+                next = NULL; /* the table may have changed (eviction): restart this bucket */
+                b = (size_t)-1;
+                break;
+            }
+        }
+    }
+    store_calls_cancel_app(c->store, name, now, &err);
+    sched_kick(c);
+    return 0;
+}
+

@@ -1,0 +1,184 @@
+/* The model at the bottom of control: apps own functions, functions own versions,
+ * versions own container records; plus control's error object. Nothing here calls
+ * another file of control (internal.h has the order). */
+#include <assert.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/xalloc.h"
+#include "control/internal.h"
+
+void ctl_err(struct ctl_error *e, enum ctl_errkind kind, const char *code, const char *field, const char *fmt, ...)
+{
+    if (!e)
+        return;
+    e->kind = kind;
+    snprintf(e->code, sizeof e->code, "%s", code);
+    snprintf(e->field, sizeof e->field, "%s", field ? field : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    va_end(ap);
+}
+
+const char *ctl_call_state_name(enum ctl_call_state s)
+{
+    switch (s) {
+    case CTL_CALL_PENDING: return "pending";
+    case CTL_CALL_RUNNING: return "running";
+    case CTL_CALL_SUCCEEDED: return "succeeded";
+    case CTL_CALL_FAILED: return "failed";
+    case CTL_CALL_TIMED_OUT: return "timed_out";
+    case CTL_CALL_CANCELLED: return "cancelled";
+    }
+    return "unknown";
+}
+
+struct ctl_app *ctl_find_app(struct ctl *c, const char *name)
+{
+    list_for_each(a, &c->apps, struct ctl_app, link)
+        if (!strcmp(a->name, name))
+            return a;
+    return NULL;
+}
+
+static struct ctl_fn *find_fn_in(struct ctl_app *a, const char *name)
+{
+    list_for_each(f, &a->fns, struct ctl_fn, link)
+        if (!strcmp(f->name, name))
+            return f;
+    return NULL;
+}
+
+struct ctl_fn *ctl_find_fn(struct ctl *c, const char *app, const char *fn)
+{
+    struct ctl_app *a = ctl_find_app(c, app);
+    return a ? find_fn_in(a, fn) : NULL;
+}
+
+struct ctl_app *ctl_app_get_or_add(struct ctl *c, const char *name, double created_at)
+{
+    struct ctl_app *a = ctl_find_app(c, name);
+    if (a)
+        return a;
+    a = xcalloc(1, sizeof *a);
+    snprintf(a->name, sizeof a->name, "%s", name);
+    a->created_at = created_at;
+    list_init(&a->fns);
+    list_push_front(&c->apps, &a->link);
+    return a;
+}
+
+struct ctl_fn *ctl_fn_get_or_add(struct ctl_app *a, const char *name)
+{
+    struct ctl_fn *f = find_fn_in(a, name);
+    if (f)
+        return f;
+    f = xcalloc(1, sizeof *f);
+    snprintf(f->name, sizeof f->name, "%s", name);
+    f->app = a;
+    list_init(&f->versions);
+    list_init(&f->subs);
+    list_push_front(&a->fns, &f->link);
+    return f;
+}
+
+struct ctl_fver *ctl_find_version(struct ctl_fn *fn, uint32_t version)
+{
+    list_for_each(v, &fn->versions, struct ctl_fver, link)
+        if (v->version == version)
+            return v;
+    return NULL;
+}
+
+struct ctl_fver *ctl_find_snapshot(struct ctl *c, const char *snap_id)
+{
+    ctl_for_each_version(fv, c)
+        if (fv->snap_state && !strcmp(fv->snap_id, snap_id))
+            return fv;
+    return NULL;
+}
+
+static bool ctr_eq(const struct hmap_node *n, const void *key)
+{
+    return !strcmp(((const struct ctl_ctr *)n)->id, key);
+}
+
+struct ctl_ctr *ctl_find_ctr(struct ctl *c, const char *id)
+{
+    return (struct ctl_ctr *)hmap_find(&c->ctrs, hmap_hash_str(id), ctr_eq, id);
+}
+
+bool ctl_fver_is_current(const struct ctl_fver *fv)
+{
+    return fv->fn->latest == fv && !fv->fn->app->stopped;
+}
+
+bool ctl_fver_live(const struct ctl_fver *fv)
+{
+    return ctl_fver_is_current(fv) || !list_empty(&fv->ctrs) || fv->queued;
+}
+
+void ctl_fver_drop_snapshot(struct ctl_fver *fv)
+{
+    if (!fv->snap_state)
+        return;
+    fv->ctl->wops->snapshot_drop(fv->ctl->worker, fv->snap_id);
+    fv->snap_state = 0;
+}
+
+void ctl_fver_free_env(struct ctl_fver *fv)
+{
+    for (size_t i = 0; fv->env && fv->env[i]; i++)
+        free(fv->env[i]);
+    free(fv->env);
+    free(fv->image_workdir);
+    for (size_t i = 0; fv->mount_dirs && fv->mount_dirs[i]; i++)
+        free(fv->mount_dirs[i]);
+    free(fv->mount_dirs);
+    fv->env = NULL;
+    fv->image_workdir = NULL;
+    fv->mount_dirs = NULL;
+}
+
+void ctl_fver_free(struct ctl_fver *fv)
+{
+    list_remove(&fv->link);
+    ctl_fver_free_env(fv);
+    spec_function_free(&fv->spec);
+    json_decref(fv->spec_json);
+    free(fv);
+}
+
+void ctl_fver_maybe_free(struct ctl *c, struct ctl_fver *fv)
+{
+    (void)c;
+    if (fv->fn->latest == fv || fv->queued || fv->running || fv->retry_waiting || !list_empty(&fv->ctrs))
+        return;
+    assert(list_empty(&fv->queue));
+    ctl_fver_drop_snapshot(fv);
+    ctl_fver_free(fv);
+}
+
+void ctl_model_free(struct ctl *c)
+{
+    list_for_each_safe(a, &c->apps, struct ctl_app, link) {
+        list_for_each_safe(f, &a->fns, struct ctl_fn, link) {
+            list_for_each_safe(fv, &f->versions, struct ctl_fver, link) {
+                list_for_each_safe(k, &fv->ctrs, struct ctl_ctr, link) {
+                    hmap_remove(&c->ctrs, &k->node);
+                    free(k->slots);
+                    free(k);
+                }
+                ctl_fver_free(fv);
+            }
+            list_for_each_safe(s, &f->subs, struct ctl_log_sub, link)
+                free(s);
+            free(f);
+        }
+        free(a);
+    }
+    list_init(&c->apps);
+}

@@ -1,0 +1,157 @@
+/* Listings as clients see them: apps, functions (with queue, containers, waiting
+ * reason and snapshot), containers (with live numbers from the worker), health, usage. */
+#include <stdio.h>
+#include <string.h>
+
+#include "control/internal.h"
+
+json_t *ctl_apps_json(struct ctl *c)
+{
+    json_t *arr = json_array();
+    list_for_each(a, &c->apps, struct ctl_app, link) {
+        int n = (int)list_length(&a->fns);
+        json_array_append_new(arr, json_pack("{s:s,s:s,s:i,s:f}", "name", a->name, "state",
+                                             a->stopped ? "stopped" : "deployed", "functions", n, "created_at",
+                                             a->created_at));
+    }
+    return json_pack("{s:o}", "apps", arr);
+}
+
+static json_t *fn_json(struct ctl *c, struct ctl_fn *f)
+{
+    size_t queued = 0, running = 0;
+    uint32_t starting = 0, idle = 0, busy = 0;
+    const char *reason = NULL;
+    list_for_each(fv, &f->versions, struct ctl_fver, link) {
+        queued += fv->queued + fv->retry_waiting;
+        running += fv->running;
+        list_for_each(k, &fv->ctrs, struct ctl_ctr, link) {
+            if (k->state == CTR_STARTING)
+                starting++;
+            else if (k->state == CTR_READY && k->inflight == 0)
+                idle++;
+            else if (k->state == CTR_READY)
+                busy++;
+        }
+        if (fv->waiting_reason[0] && fv->queued)
+            reason = fv->waiting_reason;
+    }
+    struct ctl_fver *l = f->latest;
+    /* The latest version's snapshot, for snapshot functions: its template's id, state
+     * and the containers forked from it that are alive. */
+    json_t *snap = json_null();
+    struct snapshot_info si;
+    if (l && l->spec.snapshot && l->snap_state && c->wops->snapshot_info(c->worker, l->snap_id, &si) == 0)
+        snap = json_pack("{s:s,s:s,s:i,s:i,s:I}", "id", l->snap_id, "state",
+                         si.state == SNAPSHOT_READY    ? "ready"
+                         : si.state == SNAPSHOT_TAKING ? "taking"
+                                                       : "gone",
+                         "pid", si.pid, "containers", si.children, "memory_bytes", (json_int_t)si.memory_bytes);
+    return json_pack("{s:s,s:s,s:i,s:s,s:s,s:s,s:I,s:I,s:{s:i,s:i,s:i},s:s?,s:O,s:I,s:o}", "app", f->app->name, "name",
+                     f->name, "version", (json_int_t)(l ? l->version : 0), "kind", l ? l->spec.kind : "exec", "image",
+                     !l ? ""
+                     : l->spec.image ? l->spec.image
+                     : json_string_value(json_object_get(l->spec.image_def, "built_id"))
+                         ? json_string_value(json_object_get(l->spec.image_def, "built_id"))
+                         : "",
+                     "state", f->app->stopped ? "stopped" : "deployed", "queued",
+                     (json_int_t)queued, "running", (json_int_t)running, "containers", "starting", starting, "idle",
+                     idle, "busy", busy, "waiting_reason", reason, "spec", l ? l->spec_json : json_null(),
+                     "calls_total", (json_int_t)f->calls_total, "snapshot", snap);
+}
+
+json_t *ctl_functions_json(struct ctl *c)
+{
+    json_t *arr = json_array();
+    list_for_each(a, &c->apps, struct ctl_app, link)
+        list_for_each(f, &a->fns, struct ctl_fn, link)
+            json_array_append_new(arr, fn_json(c, f));
+    return json_pack("{s:o}", "functions", arr);
+}
+
+json_t *ctl_function_json(struct ctl *c, const char *app, const char *fn, struct ctl_error *e)
+{
+    struct ctl_fn *f = ctl_find_fn(c, app, fn);
+    if (!f) {
+        ctl_err(e, CTL_E_NOT_FOUND, "not_found", NULL, "function %s.%s not found", app, fn);
+        return NULL;
+    }
+    return fn_json(c, f);
+}
+
+static json_t *container_json(struct ctl *c, struct ctl_ctr *k)
+{
+    static const char *states[] = {"", "starting", "idle", "stopping"};
+    struct ctl_fver *fv = k->fv;
+    const char *st = states[k->state];
+    if (k->state == CTR_READY && k->inflight)
+        st = "busy";
+    json_t *gpus = json_array();
+    for (int g = 0; g < k->ngpu; g++) {
+        char s[48];
+        snprintf(s, sizeof s, "%s:%d", k->gpu_type, k->gpu_idx[g]);
+        json_array_append_new(gpus, json_string(s));
+    }
+    struct ctr_info info;
+    bool known = c->wops->info(c->worker, k->id, &info) == 0;
+    const struct ctr_stats *cs = &info.stats;
+    json_t *cj = json_pack("{s:s,s:s,s:s,s:i,s:s,s:i,s:i,s:I,s:f,s:i,s:i,s:o,s:I,s:f}", "id", k->id, "app",
+                           fv->fn->app->name, "function", fv->fn->name, "version", (json_int_t)fv->version, "state", st,
+                           "pid", info.pid, "inputs_in_flight", (int)k->inflight, "inputs_done",
+                           (json_int_t)k->inputs_done, "started_at", k->started_at, "cpu", (int)k->cpu_millicores,
+                           "memory", (int)k->memory_mib, "gpus", gpus, "memory_bytes", (json_int_t)cs->memory_bytes,
+                           "cpu_s", (double)cs->cpu_ns / 1e9);
+    json_object_update_new(cj, json_pack("{s:I,s:I,s:I}", "memory_peak_bytes", (json_int_t)cs->memory_peak_bytes,
+                                         "oom_kills", (json_int_t)cs->oom_kills, "host_uid",
+                                         (json_int_t)info.host_uid));
+    if (info.snapshot_of[0])
+        json_object_set_new(cj, "snapshot", json_string(info.snapshot_of));
+    if (cs->gpu_samples)
+        json_object_update_new(cj, json_pack("{s:i,s:I,s:I,s:f}", "gpu_util_pct", (int)cs->gpu_util_pct,
+                                             "gpu_memory_bytes", (json_int_t)cs->gpu_mem_bytes,
+                                             "gpu_memory_peak_bytes", (json_int_t)cs->gpu_mem_peak_bytes,
+                                             "gpu_util_avg_pct", cs->gpu_util_avg_pct));
+    if (known) {
+        const struct sandbox_timing *t = &info.timing;
+        json_object_set_new(cj, "start_breakdown_us",
+                            json_pack("{s:f,s:f,s:f,s:f,s:f,s:f,s:f}", "cgroups", t->cgroups_ns / 1e3, "namespaces",
+                                      t->clone_ns / 1e3, "network", t->network_ns / 1e3, "mounts", t->mounts_ns / 1e3,
+                                      "user_namespace", t->userns_ns / 1e3, "seccomp_caps", t->security_ns / 1e3,
+                                      "exec", t->exec_ns / 1e3));
+    }
+    return cj;
+}
+
+json_t *ctl_containers_json(struct ctl *c)
+{
+    json_t *arr = json_array();
+    ctl_for_each_version(fv, c)
+        list_for_each(k, &fv->ctrs, struct ctl_ctr, link)
+            json_array_append_new(arr, container_json(c, k));
+    return json_pack("{s:o}", "containers", arr);
+}
+
+json_t *ctl_health_json(struct ctl *c)
+{
+    const struct worker_inventory *cap = &c->inv;
+    json_t *gpus = json_array();
+    for (int i = 0; i < cap->ngpus; i++)
+        json_array_append_new(gpus, json_pack("{s:s,s:i,s:b,s:b}", "type", cap->gpus[i].type, "index",
+                                              cap->gpus[i].index, "simulated", cap->gpus[i].simulated, "in_use",
+                                              c->gpu_used[i]));
+    return json_pack("{s:b,s:s,s:b,s:{s:i,s:i,s:I,s:I,s:o,s:I}}", "ok", 1, "version", "0.1.0", "shutting_down",
+                     c->shutting_down, "worker", "cpu_millicores", (int)cap->cpu_millicores, "cpu_used",
+                     (int)c->cpu_used, "memory_mib", (json_int_t)cap->memory_mib, "memory_used_mib",
+                     (json_int_t)c->mem_used, "gpus", gpus, "containers", (json_int_t)sched_live_containers(c));
+}
+
+json_t *ctl_usage_json(struct ctl *c, double since, struct ctl_error *e)
+{
+    struct gerr err;
+    sched_flush_usage(c);
+    json_t *j = meter_usage_json(c, since, &err);
+    if (!j)
+        ctl_err(e, CTL_E_INTERNAL, "internal", NULL, "%s", err.msg);
+    return j;
+}
+

@@ -1,0 +1,891 @@
+/* Control against a fake worker behind the seam of worker/ops.h: no root, no
+ * sandboxes, a real store, event loop and clock. The fake records what control asks
+ * for (starts, inputs, cancels, stops) and the tests play the worker's part (ready,
+ * outputs, errors, exits). A scheduler change is tested here first. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/util.h"
+#include "control/control.h"
+#include "control/internal.h"
+#include "unit.h"
+
+/* ------------------------------------------------------------------ the fake worker */
+
+#define FAKE_MAX_CTRS 64
+#define FAKE_MAX_INPUTS 32
+
+struct fake_ctr {
+    char id[64];
+    bool restored;              /* from a snapshot */
+    bool stop_asked, kill_asked, exited;
+    uint32_t cpu, memory;
+    int ngpus, gpus[CTR_MAX_GPUS];
+    uint64_t inputs[FAKE_MAX_INPUTS]; /* sent and not answered, 0 = free */
+    uint64_t cancelled[FAKE_MAX_INPUTS];
+    size_t ncancelled;
+    uint64_t inputs_total;
+};
+
+struct fake {
+    struct ev_loop *loop;
+    const struct worker_events *ev;
+    void *ud;
+    struct worker_inventory inv;
+    struct fake_ctr ctrs[FAKE_MAX_CTRS];
+    int nctrs;
+    int fail_next_start;        /* starts to refuse synchronously */
+    char snap_id[64];
+    int snap_takes;
+    bool snap_dropped;
+};
+
+static struct fake_ctr *fake_find(struct fake *f, const char *id)
+{
+    for (int i = 0; i < f->nctrs; i++)
+        if (!strcmp(f->ctrs[i].id, id) && !f->ctrs[i].exited)
+            return &f->ctrs[i];
+    return NULL;
+}
+
+static void op_attach(void *w, const struct worker_events *ev, void *ud)
+{
+    struct fake *f = w;
+    f->ev = ev;
+    f->ud = ud;
+}
+
+static void op_inventory(void *w, struct worker_inventory *out)
+{
+    *out = ((struct fake *)w)->inv;
+}
+
+static int fake_add(struct fake *f, const struct ctr_spec *spec, bool restored, struct gerr *err)
+{
+    if (f->fail_next_start > 0) {
+        f->fail_next_start--;
+        return gerr_set(err, EIO, "fake start failure");
+    }
+    CHECK(f->nctrs < FAKE_MAX_CTRS);
+    struct fake_ctr *k = &f->ctrs[f->nctrs++];
+    memset(k, 0, sizeof *k);
+    snprintf(k->id, sizeof k->id, "%s", spec->id);
+    k->restored = restored;
+    k->cpu = spec->cpu_millicores;
+    k->memory = spec->memory_mib;
+    k->ngpus = spec->ngpus;
+    memcpy(k->gpus, spec->gpu_indices, sizeof k->gpus);
+    return 0;
+}
+
+static int op_start(void *w, const struct ctr_spec *spec, struct gerr *err)
+{
+    return fake_add(w, spec, false, err);
+}
+
+static int op_send_input(void *w, const char *id, uint64_t input_id, const void *data, size_t len, struct gerr *err)
+{
+    struct fake_ctr *k = fake_find(w, id);
+    (void)data;
+    (void)len;
+    if (!k)
+        return gerr_set(err, ESRCH, "gone");
+    for (int i = 0; i < FAKE_MAX_INPUTS; i++)
+        if (!k->inputs[i]) {
+            k->inputs[i] = input_id;
+            k->inputs_total++;
+            return 0;
+        }
+    return gerr_set(err, ENOSPC, "fake: too many inputs");
+}
+
+static int op_cancel_input(void *w, const char *id, uint64_t input_id)
+{
+    struct fake_ctr *k = fake_find(w, id);
+    if (!k)
+        return -ESRCH;
+    if (k->ncancelled < FAKE_MAX_INPUTS)
+        k->cancelled[k->ncancelled++] = input_id;
+    return 0;
+}
+
+struct fake_exit {
+    struct fake *f;
+    char id[64];
+};
+
+/* A stop or kill: the container's exit comes on a later loop turn, as ops.h promises. */
+static void fake_exit_later(struct ev_loop *loop, void *data)
+{
+    struct fake_exit *x = data;
+    struct fake_ctr *k = fake_find(x->f, x->id);
+    (void)loop;
+    if (k) {
+        k->exited = true;
+        struct ctr_stats st = {0};
+        x->f->ev->exit(x->f->ud, x->id, 0, NULL, &st);
+    }
+    free(x);
+}
+
+static void fake_schedule_exit(struct fake *f, const char *id)
+{
+    struct fake_exit *x = calloc(1, sizeof *x);
+    x->f = f;
+    snprintf(x->id, sizeof x->id, "%s", id);
+    ev_defer(f->loop, fake_exit_later, x);
+}
+
+static void op_stop(void *w, const char *id, uint32_t grace_ms)
+{
+    struct fake_ctr *k = fake_find(w, id);
+    (void)grace_ms;
+    if (k && !k->stop_asked && !k->kill_asked) {
+        k->stop_asked = true;
+        fake_schedule_exit(w, id);
+    }
+}
+
+static void op_kill(void *w, const char *id)
+{
+    struct fake_ctr *k = fake_find(w, id);
+    if (k && !k->stop_asked && !k->kill_asked) {
+        k->kill_asked = true;
+        fake_schedule_exit(w, id);
+    }
+}
+
+static int op_info(void *w, const char *id, struct ctr_info *out)
+{
+    memset(out, 0, sizeof *out);
+    return fake_find(w, id) ? 0 : -ESRCH;
+}
+
+static void op_tick(void *w)
+{
+    (void)w;
+}
+
+static int op_snapshot_take(void *w, const struct ctr_spec *spec, struct gerr *err)
+{
+    struct fake *f = w;
+    (void)err;
+    snprintf(f->snap_id, sizeof f->snap_id, "%s", spec->id);
+    f->snap_takes++;
+    f->snap_dropped = false;
+    return 0;
+}
+
+static int op_snapshot_restore(void *w, const char *snap_id, const struct ctr_spec *spec, struct gerr *err)
+{
+    struct fake *f = w;
+    if (strcmp(snap_id, f->snap_id))
+        return gerr_set(err, EAGAIN, "unknown snapshot");
+    return fake_add(f, spec, true, err);
+}
+
+static void op_snapshot_drop(void *w, const char *snap_id)
+{
+    struct fake *f = w;
+    if (!strcmp(snap_id, f->snap_id))
+        f->snap_dropped = true;
+}
+
+static int op_snapshot_info(void *w, const char *snap_id, struct snapshot_info *out)
+{
+    (void)w;
+    (void)snap_id;
+    memset(out, 0, sizeof *out);
+    out->state = SNAPSHOT_READY;
+    return 0;
+}
+
+static const struct worker_ops fake_ops = {
+    .attach = op_attach,
+    .inventory = op_inventory,
+    .start = op_start,
+    .send_input = op_send_input,
+    .cancel_input = op_cancel_input,
+    .stop = op_stop,
+    .kill = op_kill,
+    .info = op_info,
+    .tick = op_tick,
+    .snapshot_take = op_snapshot_take,
+    .snapshot_restore = op_snapshot_restore,
+    .snapshot_drop = op_snapshot_drop,
+    .snapshot_info = op_snapshot_info,
+};
+
+/* --------------------------------------------------- playing the worker's part */
+
+static int live_ctrs(struct fake *f)
+{
+    int n = 0;
+    for (int i = 0; i < f->nctrs; i++)
+        n += !f->ctrs[i].exited;
+    return n;
+}
+
+static void fake_ready_all(struct fake *f)
+{
+    for (int i = 0; i < f->nctrs; i++)
+        if (!f->ctrs[i].exited)
+            f->ev->ready(f->ud, f->ctrs[i].id);
+}
+
+static int inflight(const struct fake_ctr *k)
+{
+    int n = 0;
+    for (int i = 0; i < FAKE_MAX_INPUTS; i++)
+        n += k->inputs[i] != 0;
+    return n;
+}
+
+/* Answers the first unanswered input of container k: output text, or an error. */
+static uint64_t fake_answer(struct fake *f, struct fake_ctr *k, const char *out, enum ctr_fail fail)
+{
+    for (int i = 0; i < FAKE_MAX_INPUTS; i++) {
+        uint64_t id = k->inputs[i];
+        if (!id)
+            continue;
+        k->inputs[i] = 0;
+        if (fail)
+            f->ev->input_error(f->ud, k->id, id, fail, "fake failure");
+        else
+            f->ev->output(f->ud, k->id, id, out, strlen(out));
+        return id;
+    }
+    return 0;
+}
+
+static void fake_exit(struct fake *f, struct fake_ctr *k, int kind)
+{
+    struct ctr_stats st = {0};
+    k->exited = true;
+    f->ev->exit(f->ud, k->id, kind, kind ? "fake exit" : NULL, &st);
+}
+
+/* ------------------------------------------------------------------ harness */
+
+struct env {
+    char dir[64];
+    struct ev_loop *loop;
+    struct store *store;
+    struct fake fake;
+    struct ctl *ctl;
+    bool shutdown_done;
+};
+
+static void stop_loop(struct ev_loop *loop, void *data)
+{
+    (void)data;
+    ev_stop(loop);
+}
+
+struct stop_after {
+    struct ev_loop *loop;
+    uint64_t ms;
+};
+
+/* Armed from inside the loop, where its clock is fresh (the loop's clock is cached
+ * between iterations, like libuv's uv_now). */
+static void arm_stop(struct ev_loop *loop, void *data)
+{
+    struct stop_after *s = data;
+    ev_timer_add(loop, s->ms, stop_loop, NULL);
+}
+
+/* Runs the loop for ms milliseconds (timers, deferred work, scheduling passes). */
+static void run_for(struct env *e, uint64_t ms)
+{
+    struct stop_after s = {e->loop, ms};
+    ev_defer(e->loop, arm_stop, &s);
+    ev_run(e->loop);
+}
+
+static void env_open_ctl(struct env *e)
+{
+    char images[128], cas[128];
+    snprintf(images, sizeof images, "%s/images", e->dir);
+    snprintf(cas, sizeof cas, "%s/cas", e->dir);
+    mkdir_p(images, 0755);
+    struct ctl_config cfg = {
+        .data_dir = e->dir,
+        .images_dir = images,
+        .cas_dir = cas,
+        .max_payload = 1 << 20,
+        .stop_grace_ms = 1000,
+        .no_builtin_images = true,
+    };
+    ctl_rates_default(&cfg.rates);
+    struct gerr err;
+    CHECK(ctl_new(e->loop, e->store, &fake_ops, &e->fake, &cfg, &e->ctl, &err) == 0);
+    CHECK(ctl_recover(e->ctl, &err) == 0);
+}
+
+/* A fresh control on a fresh store, with a worker of cpu millicores, memory MiB and
+ * gpus ("H100" entries). The image "img" is registered (a directory: no sandbox will
+ * ever use it). */
+static void env_init(struct env *e, uint32_t cpu, uint64_t memory, int h100s)
+{
+    memset(e, 0, sizeof *e);
+    snprintf(e->dir, sizeof e->dir, "/tmp/gust-ctl-XXXXXX");
+    CHECK(mkdtemp(e->dir));
+    CHECK(ev_loop_new(&e->loop) == 0);
+    e->fake.loop = e->loop;
+    e->fake.inv.cpu_millicores = cpu;
+    e->fake.inv.memory_mib = memory;
+    for (int i = 0; i < h100s; i++) {
+        snprintf(e->fake.inv.gpus[i].type, sizeof e->fake.inv.gpus[i].type, "H100");
+        e->fake.inv.gpus[i].index = i;
+        e->fake.inv.gpus[i].simulated = true;
+    }
+    e->fake.inv.ngpus = h100s;
+    char path[128];
+    struct gerr err;
+    snprintf(path, sizeof path, "%s/gust.db", e->dir);
+    CHECK(store_open(path, &e->store, &err) == 0);
+    snprintf(path, sizeof path, "%s/rootfs", e->dir);
+    mkdir_p(path, 0755);
+    CHECK(store_image_put(e->store, "img", path, false, NULL, wall_s(), &err) == 0);
+    env_open_ctl(e);
+}
+
+static void env_free(struct env *e)
+{
+    ctl_free(e->ctl);
+    store_close(e->store);
+    ev_loop_free(e->loop);
+    rm_rf(e->dir);
+}
+
+/* Deploys app "a" with one function "f" whose extra spec fields are the JSON object
+ * members in extra (without braces). */
+static void deploy(struct env *e, const char *extra)
+{
+    char text[2048];
+    snprintf(text, sizeof text,
+             "{\"app\":\"a\",\"functions\":[{\"name\":\"f\",\"kind\":\"exec\",\"command\":[\"x\"],"
+             "\"image\":\"img\"%s%s}]}",
+             extra[0] ? "," : "", extra);
+    json_error_t jerr;
+    json_t *spec = json_loads(text, 0, &jerr);
+    CHECK(spec);
+    json_t *res = NULL;
+    struct ctl_error ce = {0};
+    int r = ctl_deploy(e->ctl, spec, NULL, &res, &ce);
+    if (r < 0)
+        fprintf(stderr, "  deploy: %s: %s\n", ce.field, ce.message);
+    CHECK(r == 0);
+    json_decref(res);
+    json_decref(spec);
+}
+
+static void submit(struct env *e, const char *input, bool durable, char id[64])
+{
+    struct ctl_error ce;
+    CHECK(ctl_submit(e->ctl, "a", "f", input, strlen(input), durable, id, &ce) == 0);
+}
+
+static enum ctl_call_state call_state(struct env *e, const char *id, struct ctl_call_view *v)
+{
+    struct ctl_error ce;
+    struct ctl_call_view tmp;
+    if (!v)
+        v = &tmp;
+    CHECK(ctl_call_status(e->ctl, id, v, &ce) == 0);
+    return v->state;
+}
+
+static struct ctl_fn *fn(struct env *e)
+{
+    struct ctl_fn *f = ctl_find_fn(e->ctl, "a", "f");
+    CHECK(f);
+    return f;
+}
+
+/* ------------------------------------------------------------------ tests */
+
+/* Three inputs, two slots per container, at most two containers: two start; once ready,
+ * the busiest container with room is filled first (packing), so one holds two. */
+UNIT_TEST(test_dispatch_and_packing)
+{
+    struct env e;
+    env_init(&e, 4000, 4096, 0);
+    deploy(&e, "\"scaling\":{\"max_containers\":2,\"max_inputs\":2},\"resources\":{\"cpu\":100,\"memory\":64}");
+    char ids[3][64];
+    for (int i = 0; i < 3; i++)
+        submit(&e, "in", false, ids[i]);
+    run_for(&e, 5);
+    CHECK_EQ_INT(e.fake.nctrs, 2);
+    fake_ready_all(&e.fake);
+    run_for(&e, 5);
+    int a = inflight(&e.fake.ctrs[0]), b = inflight(&e.fake.ctrs[1]);
+    CHECK_EQ_INT(a + b, 3);
+    CHECK((a == 2 && b == 1) || (a == 1 && b == 2));
+    for (int k = 0; k < 2; k++)
+        while (inflight(&e.fake.ctrs[k]))
+            fake_answer(&e.fake, &e.fake.ctrs[k], "out", 0);
+    for (int i = 0; i < 3; i++) {
+        struct ctl_call_view v;
+        CHECK_EQ_INT(call_state(&e, ids[i], &v), CTL_CALL_SUCCEEDED);
+        CHECK_EQ_INT(v.output_len, 3);
+        CHECK(!memcmp(v.output, "out", 3));
+    }
+    /* Reservations: both containers hold their CPU and memory until they exit. */
+    CHECK_EQ_INT(e.ctl->cpu_used, 200);
+    CHECK_EQ_INT(e.ctl->mem_used, 128);
+    env_free(&e);
+}
+
+UNIT_TEST(test_max_containers_caps_starts)
+{
+    struct env e;
+    env_init(&e, 4000, 4096, 0);
+    deploy(&e, "\"scaling\":{\"max_containers\":1},\"resources\":{\"cpu\":100,\"memory\":64}");
+    char id[64];
+    for (int i = 0; i < 5; i++)
+        submit(&e, "x", false, id);
+    run_for(&e, 5);
+    CHECK_EQ_INT(e.fake.nctrs, 1);
+    fake_ready_all(&e.fake);
+    run_for(&e, 5);
+    /* One slot: one input at a time, the other four wait in the queue. */
+    CHECK_EQ_INT(inflight(&e.fake.ctrs[0]), 1);
+    CHECK_EQ_INT(fn(&e)->latest->queued, 4);
+    env_free(&e);
+}
+
+/* min_containers start with no calls; buffer_containers keep idle capacity beside
+ * busy containers. */
+UNIT_TEST(test_min_and_buffer_containers)
+{
+    struct env e;
+    env_init(&e, 4000, 4096, 0);
+    deploy(&e, "\"scaling\":{\"min_containers\":2},\"resources\":{\"cpu\":100,\"memory\":64}");
+    run_for(&e, 5);
+    CHECK_EQ_INT(e.fake.nctrs, 2);
+    env_free(&e);
+
+    env_init(&e, 4000, 4096, 0);
+    deploy(&e, "\"scaling\":{\"buffer_containers\":1},\"resources\":{\"cpu\":100,\"memory\":64}");
+    run_for(&e, 5);
+    CHECK_EQ_INT(e.fake.nctrs, 1);
+    fake_ready_all(&e.fake);
+    char id[64];
+    submit(&e, "x", false, id);
+    run_for(&e, 5);
+    /* The buffer container took the input; a new one starts to be the buffer. */
+    CHECK_EQ_INT(inflight(&e.fake.ctrs[0]), 1);
+    CHECK_EQ_INT(e.fake.nctrs, 2);
+    env_free(&e);
+}
+
+/* An idle container past scaledown_window is stopped; the version's floor stays. */
+UNIT_TEST(test_scale_down_after_window)
+{
+    struct env e;
+    env_init(&e, 4000, 4096, 0);
+    deploy(&e, "\"scaling\":{\"scaledown_window\":1},\"resources\":{\"cpu\":100,\"memory\":64}");
+    char id[64];
+    submit(&e, "x", false, id);
+    run_for(&e, 5);
+    fake_ready_all(&e.fake);
+    run_for(&e, 5);
+    fake_answer(&e.fake, &e.fake.ctrs[0], "ok", 0);
+    run_for(&e, 500);
+    CHECK(!e.fake.ctrs[0].stop_asked);
+    run_for(&e, 900);
+    CHECK(e.fake.ctrs[0].stop_asked);
+    CHECK_EQ_INT(live_ctrs(&e.fake), 0);
+    CHECK_EQ_INT(sched_live_containers(e.ctl), 0);
+    CHECK_EQ_INT(e.ctl->cpu_used, 0);
+    env_free(&e);
+}
+
+/* A failing input is retried after initial_delay * backoff^(attempt-1), then fails
+ * for good with its attempts counted. */
+UNIT_TEST(test_retries_with_backoff)
+{
+    struct env e;
+    env_init(&e, 4000, 4096, 0);
+    deploy(&e, "\"retries\":{\"max_retries\":2,\"initial_delay\":0.2,\"backoff_coefficient\":2},"
+               "\"resources\":{\"cpu\":100,\"memory\":64}");
+    char id[64];
+    submit(&e, "x", true, id);
+    run_for(&e, 5);
+    fake_ready_all(&e.fake);
+    run_for(&e, 5);
+    struct fake_ctr *k = &e.fake.ctrs[0];
+    CHECK(fake_answer(&e.fake, k, NULL, CTR_FAIL_EXIT_STATUS));
+    run_for(&e, 50);
+    /* Waiting on its backoff: pending, not queued, not on the container. */
+    CHECK_EQ_INT(call_state(&e, id, NULL), CTL_CALL_PENDING);
+    CHECK_EQ_INT(inflight(k), 0);
+    CHECK_EQ_INT(fn(&e)->latest->retry_waiting, 1);
+    run_for(&e, 250);
+    CHECK_EQ_INT(inflight(k), 1);
+    CHECK(fake_answer(&e.fake, k, NULL, CTR_FAIL_EXIT_STATUS));
+    run_for(&e, 200);
+    CHECK_EQ_INT(inflight(k), 0); /* the second delay is 0.4 s */
+    run_for(&e, 300);
+    CHECK_EQ_INT(inflight(k), 1);
+    CHECK(fake_answer(&e.fake, k, NULL, CTR_FAIL_EXIT_STATUS));
+    struct ctl_call_view v;
+    CHECK_EQ_INT(call_state(&e, id, &v), CTL_CALL_FAILED);
+    CHECK_EQ_INT(v.attempts, 3);
+    CHECK_STR(v.error_code, "exit_status");
+    CHECK_EQ_INT(k->inputs_total, 3);
+    env_free(&e);
+}
+
+/* An input past the function's timeout is timed out; a per-input container is told
+ * to give it up (and keeps serving). */
+UNIT_TEST(test_timeout)
+{
+    struct env e;
+    env_init(&e, 4000, 4096, 0);
+    deploy(&e, "\"timeout\":1,\"resources\":{\"cpu\":100,\"memory\":64}");
+    char id[64];
+    submit(&e, "x", false, id);
+    run_for(&e, 5);
+    fake_ready_all(&e.fake);
+    run_for(&e, 5);
+    struct fake_ctr *k = &e.fake.ctrs[0];
+    CHECK_EQ_INT(inflight(k), 1);
+    run_for(&e, 1100);
+    struct ctl_call_view v;
+    CHECK_EQ_INT(call_state(&e, id, &v), CTL_CALL_TIMED_OUT);
+    CHECK_STR(v.error_code, "timeout");
+    CHECK_EQ_INT(k->ncancelled, 1);
+    CHECK(!k->kill_asked);
+    env_free(&e);
+}
+
+/* Cancelling a queued call and a running one; a runner container that cannot drop an
+ * input mid-way is killed. */
+UNIT_TEST(test_cancel)
+{
+    struct env e;
+    env_init(&e, 4000, 4096, 0);
+    deploy(&e, "\"mode\":\"runner\",\"scaling\":{\"max_containers\":1},\"resources\":{\"cpu\":100,\"memory\":64}");
+    char running[64], queued[64];
+    submit(&e, "x", true, running);
+    submit(&e, "y", true, queued);
+    run_for(&e, 5);
+    fake_ready_all(&e.fake);
+    run_for(&e, 5);
+    struct ctl_call_view v;
+    struct ctl_error ce;
+    CHECK(ctl_cancel(e.ctl, queued, &v, &ce) == 0);
+    CHECK_EQ_INT(v.state, CTL_CALL_CANCELLED);
+    CHECK_EQ_INT(fn(&e)->latest->queued, 0);
+    CHECK(ctl_cancel(e.ctl, running, &v, &ce) == 0);
+    CHECK_EQ_INT(v.state, CTL_CALL_CANCELLED);
+    CHECK(e.fake.ctrs[0].kill_asked);
+    run_for(&e, 5);
+    CHECK_EQ_INT(sched_live_containers(e.ctl), 0);
+    /* Unknown ids are a not-found, not a crash. */
+    CHECK(ctl_cancel(e.ctl, "fc-nope", &v, &ce) == -ENOENT);
+    CHECK_EQ_INT(ce.kind, CTL_E_NOT_FOUND);
+    env_free(&e);
+}
+
+/* A container that crashes with an input fails that input; one that is stopped (kind 0)
+ * puts it back at the front of the queue without counting the attempt. */
+UNIT_TEST(test_container_exit_with_inputs)
+{
+    struct env e;
+    env_init(&e, 4000, 4096, 0);
+    deploy(&e, "\"scaling\":{\"max_containers\":1},\"resources\":{\"cpu\":100,\"memory\":64}");
+    char a[64], b[64];
+    submit(&e, "a", false, a);
+    run_for(&e, 5);
+    fake_ready_all(&e.fake);
+    run_for(&e, 5);
+    fake_exit(&e.fake, &e.fake.ctrs[0], CTR_FAIL_CRASHED);
+    struct ctl_call_view v;
+    CHECK_EQ_INT(call_state(&e, a, &v), CTL_CALL_FAILED);
+    CHECK_STR(v.error_code, "crashed");
+
+    submit(&e, "b", false, b);
+    run_for(&e, 5);
+    CHECK_EQ_INT(e.fake.nctrs, 2);
+    e.fake.ev->ready(e.fake.ud, e.fake.ctrs[1].id);
+    run_for(&e, 5);
+    CHECK_EQ_INT(inflight(&e.fake.ctrs[1]), 1);
+    fake_exit(&e.fake, &e.fake.ctrs[1], 0);
+    CHECK_EQ_INT(call_state(&e, b, &v), CTL_CALL_PENDING);
+    CHECK_EQ_INT(v.attempts, 0);
+    run_for(&e, 5);
+    CHECK_EQ_INT(e.fake.nctrs, 3); /* a new container for the requeued input */
+    env_free(&e);
+}
+
+/* A start refused by the worker fails the oldest queued call (spawn_failed) instead of
+ * restarting forever; so does a container that exits before it is ready. */
+UNIT_TEST(test_start_failures_fail_a_call)
+{
+    struct env e;
+    env_init(&e, 4000, 4096, 0);
+    deploy(&e, "\"resources\":{\"cpu\":100,\"memory\":64}");
+    e.fake.fail_next_start = 1;
+    char a[64], b[64];
+    submit(&e, "a", false, a);
+    run_for(&e, 5);
+    struct ctl_call_view v;
+    CHECK_EQ_INT(call_state(&e, a, &v), CTL_CALL_FAILED);
+    CHECK_STR(v.error_code, "spawn_failed");
+    CHECK_EQ_INT(e.ctl->cpu_used, 0);
+
+    submit(&e, "b", false, b);
+    run_for(&e, 5);
+    CHECK_EQ_INT(e.fake.nctrs, 1);
+    fake_exit(&e.fake, &e.fake.ctrs[0], CTR_FAIL_START);
+    CHECK_EQ_INT(call_state(&e, b, &v), CTL_CALL_FAILED);
+    CHECK_STR(v.error_code, "spawn_failed");
+    env_free(&e);
+}
+
+/* A durable call running when the daemon died is queued again by the next control on
+ * the same store, and runs to completion. */
+UNIT_TEST(test_requeue_after_restart)
+{
+    struct env e;
+    env_init(&e, 4000, 4096, 0);
+    deploy(&e, "\"resources\":{\"cpu\":100,\"memory\":64}");
+    char id[64];
+    submit(&e, "x", true, id);
+    run_for(&e, 5);
+    fake_ready_all(&e.fake);
+    run_for(&e, 5);
+    CHECK_EQ_INT(call_state(&e, id, NULL), CTL_CALL_RUNNING);
+    /* The daemon dies: its control goes away without a graceful stop, and so do the
+     * worker's containers. */
+    ctl_free(e.ctl);
+    memset(e.fake.ctrs, 0, sizeof e.fake.ctrs);
+    e.fake.nctrs = 0;
+    env_open_ctl(&e);
+    CHECK_EQ_INT(call_state(&e, id, NULL), CTL_CALL_PENDING);
+    run_for(&e, 5);
+    CHECK_EQ_INT(e.fake.nctrs, 1);
+    fake_ready_all(&e.fake);
+    run_for(&e, 5);
+    fake_answer(&e.fake, &e.fake.ctrs[0], "done", 0);
+    struct ctl_call_view v;
+    CHECK_EQ_INT(call_state(&e, id, &v), CTL_CALL_SUCCEEDED);
+    CHECK_EQ_INT(v.attempts, 2);
+    env_free(&e);
+}
+
+/* A redeploy: new calls go to the new version; the old version's busy container
+ * finishes its input, then is stopped, and the old version is freed. */
+UNIT_TEST(test_versions_drain)
+{
+    struct env e;
+    env_init(&e, 4000, 4096, 0);
+    deploy(&e, "\"resources\":{\"cpu\":100,\"memory\":64}");
+    char old_call[64], new_call[64];
+    submit(&e, "old", false, old_call);
+    run_for(&e, 5);
+    fake_ready_all(&e.fake);
+    run_for(&e, 5);
+    deploy(&e, "\"resources\":{\"cpu\":100,\"memory\":64},\"env\":{\"V\":\"2\"}");
+    submit(&e, "new", false, new_call);
+    run_for(&e, 5);
+    CHECK_EQ_INT(e.fake.nctrs, 2);
+    CHECK_EQ_INT(fn(&e)->latest->version, 2);
+    CHECK_EQ_INT(list_length(&fn(&e)->versions), 2);
+    CHECK(!e.fake.ctrs[0].stop_asked); /* busy: it finishes first */
+    fake_answer(&e.fake, &e.fake.ctrs[0], "v1", 0);
+    run_for(&e, 5);
+    CHECK(e.fake.ctrs[0].stop_asked);
+    run_for(&e, 5);
+    CHECK_EQ_INT(list_length(&fn(&e)->versions), 1);
+    e.fake.ev->ready(e.fake.ud, e.fake.ctrs[1].id);
+    run_for(&e, 5);
+    fake_answer(&e.fake, &e.fake.ctrs[1], "v2", 0);
+    struct ctl_call_view v;
+    CHECK_EQ_INT(call_state(&e, old_call, &v), CTL_CALL_SUCCEEDED);
+    CHECK_EQ_INT(v.version, 1);
+    CHECK_EQ_INT(call_state(&e, new_call, &v), CTL_CALL_SUCCEEDED);
+    CHECK_EQ_INT(v.version, 2);
+    env_free(&e);
+}
+
+/* What does not fit waits with a reason naming what is missing; what can never fit
+ * is refused at deploy with the field to fix. */
+UNIT_TEST(test_capacity_waiting_reasons)
+{
+    struct env e;
+    env_init(&e, 1000, 4096, 1);
+    deploy(&e, "\"scaling\":{\"max_containers\":3},\"resources\":{\"cpu\":600,\"memory\":64}");
+    char id[64];
+    submit(&e, "x", false, id);
+    submit(&e, "y", false, id);
+    run_for(&e, 5);
+    CHECK_EQ_INT(e.fake.nctrs, 1);
+    CHECK(strstr(fn(&e)->latest->waiting_reason, "needs cpu 600m"));
+    json_t *j = ctl_function_json(e.ctl, "a", "f", NULL);
+    CHECK(strstr(json_string_value(json_object_get(j, "waiting_reason")), "free"));
+    json_decref(j);
+    env_free(&e);
+
+    env_init(&e, 4000, 4096, 1);
+    deploy(&e, "\"resources\":{\"cpu\":100,\"memory\":64,\"gpu\":\"H100:1\"},\"scaling\":{\"max_containers\":2}");
+    submit(&e, "x", false, id);
+    submit(&e, "y", false, id);
+    run_for(&e, 5);
+    CHECK_EQ_INT(e.fake.nctrs, 1);
+    CHECK_EQ_INT(e.fake.ctrs[0].ngpus, 1);
+    CHECK_EQ_INT(e.fake.ctrs[0].gpus[0], 0);
+    CHECK(strstr(fn(&e)->latest->waiting_reason, "needs 1 x H100, worker has 0 free"));
+    /* Two H100s on a worker that has one: refused at deploy, naming the field. */
+    json_t *spec = json_loads("{\"app\":\"b\",\"functions\":[{\"name\":\"g\",\"kind\":\"exec\",\"command\":[\"x\"],"
+                              "\"image\":\"img\",\"resources\":{\"gpu\":\"H100:2\"}}]}",
+                              0, NULL);
+    json_t *res = NULL;
+    struct ctl_error ce = {0};
+    CHECK(ctl_deploy(e.ctl, spec, NULL, &res, &ce) < 0);
+    CHECK_EQ_INT(ce.kind, CTL_E_UNSCHEDULABLE);
+    CHECK_STR(ce.field, "functions[0].resources");
+    json_decref(spec);
+    env_free(&e);
+}
+
+/* Snapshot functions: one snapshot per version; containers are restored from it once
+ * it is ready; a snapshot that fails before ready fails a queued call. */
+UNIT_TEST(test_snapshot_versions)
+{
+    struct env e;
+    env_init(&e, 4000, 4096, 0);
+    deploy(&e, "\"mode\":\"runner\",\"snapshot\":true,\"scaling\":{\"max_containers\":2,\"max_inputs\":1},"
+               "\"resources\":{\"cpu\":100,\"memory\":64}");
+    char a[64], b[64];
+    submit(&e, "a", false, a);
+    run_for(&e, 5);
+    CHECK_EQ_INT(e.fake.snap_takes, 1);
+    CHECK_EQ_INT(e.fake.nctrs, 0);
+    CHECK(strstr(fn(&e)->latest->waiting_reason, "snapshot"));
+    e.fake.ev->snapshot_state(e.fake.ud, e.fake.snap_id, SNAPSHOT_READY, NULL);
+    run_for(&e, 5);
+    CHECK_EQ_INT(e.fake.nctrs, 1);
+    CHECK(e.fake.ctrs[0].restored);
+    CHECK_EQ_INT(e.fake.snap_takes, 1);
+    /* A redeploy drops the old version's snapshot once it is unused, and takes a new one. */
+    fake_ready_all(&e.fake);
+    run_for(&e, 5);
+    fake_answer(&e.fake, &e.fake.ctrs[0], "ok", 0);
+    deploy(&e, "\"mode\":\"runner\",\"snapshot\":true,\"resources\":{\"cpu\":100,\"memory\":64}");
+    run_for(&e, 20);
+    CHECK(e.fake.snap_dropped);
+    submit(&e, "b", false, b);
+    run_for(&e, 5);
+    CHECK_EQ_INT(e.fake.snap_takes, 2);
+    e.fake.ev->snapshot_state(e.fake.ud, e.fake.snap_id, SNAPSHOT_GONE, "init raised ImportError");
+    struct ctl_call_view v;
+    CHECK_EQ_INT(call_state(&e, b, &v), CTL_CALL_FAILED);
+    CHECK_STR(v.error_code, "spawn_failed");
+    CHECK(strstr(v.error_message, "init raised ImportError"));
+    env_free(&e);
+}
+
+static void on_shutdown(void *ud)
+{
+    *(bool *)ud = true;
+}
+
+/* A graceful stop lets the running input finish, answers sync calls that never
+ * started, stops the containers, then reports done. */
+UNIT_TEST(test_shutdown_drains)
+{
+    struct env e;
+    env_init(&e, 4000, 4096, 0);
+    deploy(&e, "\"scaling\":{\"max_containers\":1},\"resources\":{\"cpu\":100,\"memory\":64}");
+    char running[64], waiting[64];
+    submit(&e, "r", false, running);
+    submit(&e, "w", false, waiting);
+    run_for(&e, 5);
+    fake_ready_all(&e.fake);
+    run_for(&e, 5);
+    bool done = false;
+    ctl_shutdown(e.ctl, on_shutdown, &done);
+    struct ctl_call_view v;
+    CHECK_EQ_INT(call_state(&e, waiting, &v), CTL_CALL_CANCELLED);
+    CHECK_STR(v.error_code, "shutting_down");
+    char id[64];
+    struct ctl_error ce;
+    CHECK(ctl_submit(e.ctl, "a", "f", "z", 1, false, id, &ce) == -ESHUTDOWN);
+    run_for(&e, 5);
+    CHECK(!done);
+    fake_answer(&e.fake, &e.fake.ctrs[0], "fin", 0);
+    run_for(&e, 5);
+    CHECK(done);
+    CHECK_EQ_INT(call_state(&e, running, NULL), CTL_CALL_SUCCEEDED);
+    env_free(&e);
+}
+
+struct map_seen {
+    size_t results, ends;
+    size_t order[8];
+};
+
+static void map_cb(void *ud, size_t index, const struct ctl_call_view *v)
+{
+    struct map_seen *m = ud;
+    if (!v) {
+        m->ends++;
+        return;
+    }
+    if (m->results < 8)
+        m->order[m->results] = index;
+    m->results++;
+}
+
+/* An ordered map emits in input order whatever order the results come in. */
+UNIT_TEST(test_map_ordered)
+{
+    struct env e;
+    env_init(&e, 4000, 4096, 0);
+    deploy(&e, "\"scaling\":{\"max_containers\":3},\"resources\":{\"cpu\":100,\"memory\":64}");
+    struct ctl_input in[3] = {{"0", 1}, {"1", 1}, {"2", 1}};
+    struct map_seen seen = {0};
+    struct ctl_map *m = NULL;
+    struct ctl_error ce;
+    CHECK(ctl_map(e.ctl, "a", "f", in, 3, true, map_cb, &seen, &m, &ce) == 0);
+    run_for(&e, 5);
+    CHECK_EQ_INT(e.fake.nctrs, 3);
+    fake_ready_all(&e.fake);
+    run_for(&e, 5);
+    /* Answer the containers last to first: results arrive out of order. */
+    for (int k = 2; k >= 0; k--)
+        fake_answer(&e.fake, &e.fake.ctrs[k], "r", 0);
+    CHECK_EQ_INT(seen.results, 3);
+    CHECK_EQ_INT(seen.ends, 1);
+    for (size_t i = 0; i < 3; i++)
+        CHECK_EQ_INT(seen.order[i], i);
+    env_free(&e);
+}
+
+int main(void)
+{
+    UNIT_RUN(test_dispatch_and_packing);
+    UNIT_RUN(test_max_containers_caps_starts);
+    UNIT_RUN(test_min_and_buffer_containers);
+    UNIT_RUN(test_scale_down_after_window);
+    UNIT_RUN(test_retries_with_backoff);
+    UNIT_RUN(test_timeout);
+    UNIT_RUN(test_cancel);
+    UNIT_RUN(test_container_exit_with_inputs);
+    UNIT_RUN(test_start_failures_fail_a_call);
+    UNIT_RUN(test_requeue_after_restart);
+    UNIT_RUN(test_versions_drain);
+    UNIT_RUN(test_capacity_waiting_reasons);
+    UNIT_RUN(test_snapshot_versions);
+    UNIT_RUN(test_shutdown_drains);
+    UNIT_RUN(test_map_ordered);
+    UNIT_MAIN_END();
+}
