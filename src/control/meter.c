@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "base/util.h"
+#include "base/xalloc.h"
 #include "control/internal.h"
 
 /* Defaults: public per-second list prices of a well-known serverless GPU cloud (2025). */
@@ -113,12 +114,8 @@ static int meter_row(const struct store_container *sc, void *ud)
             f = &m->fns[i];
     if (!f) {
         if (m->n == m->cap) {
-            size_t cap = m->cap ? m->cap * 2 : 16;
-            struct meter_fn *p = realloc(m->fns, cap * sizeof *p);
-            if (!p)
-                return -ENOMEM;
-            m->fns = p;
-            m->cap = cap;
+            m->cap = m->cap ? m->cap * 2 : 16;
+            m->fns = xreallocarray(m->fns, m->cap, sizeof *m->fns);
         }
         f = &m->fns[m->n++];
         memset(f, 0, sizeof *f);

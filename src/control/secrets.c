@@ -65,8 +65,8 @@ static struct ctl_secret *secret_from_json(const char *name, json_t *env, struct
     struct gerr err;
     int r = spec_secret_env_parse(env, &s->env, &s->nenv, field, &err);
     if (r < 0) {
-        ctl_err(e, r == -E2BIG ? CTL_E_TOO_LARGE : r == -ENOMEM ? CTL_E_INTERNAL : CTL_E_INVALID,
-                r == -E2BIG ? "too_large" : r == -ENOMEM ? "internal" : "invalid_argument", field[0] ? field : NULL,
+        ctl_err(e, r == -E2BIG ? CTL_E_TOO_LARGE : CTL_E_INVALID, r == -E2BIG ? "too_large" : "invalid_argument",
+                field[0] ? field : NULL,
                 "%s", err.msg);
         free(s);
         return NULL;

@@ -18,6 +18,7 @@
 #include "base/cleanup.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "base/xalloc.h"
 #include "runtime/netlink.h"
 
 #define IP_FORWARD "/proc/sys/net/ipv4/ip_forward"
@@ -171,9 +172,7 @@ static int write_forward(char v)
 
 int egress_new(const char *worker_tag, const char *subnet, struct egress **out, struct gerr *err)
 {
-    struct egress *e = calloc(1, sizeof *e);
-    if (!e)
-        return gerr_set(err, ENOMEM, "out of memory");
+    struct egress *e = xcalloc(1, sizeof *e);
     tag_of(worker_tag, e->tag);
     int r = egress_parse_subnet(subnet ? subnet : EGRESS_DEFAULT_SUBNET, &e->base, &e->prefix, err);
     if (r < 0) {
@@ -183,11 +182,7 @@ int egress_new(const char *worker_tag, const char *subnet, struct egress **out, 
     e->nslots = 1u << (30 - e->prefix);
     if (e->nslots > 16384)
         e->nslots = 16384;
-    e->used = calloc(e->nslots, 1);
-    if (!e->used) {
-        free(e);
-        return gerr_set(err, ENOMEM, "out of memory");
-    }
+    e->used = xcalloc(e->nslots, 1);
     char net[32];
     struct in_addr a = {.s_addr = htonl(e->base)};
     inet_ntop(AF_INET, &a, net, sizeof net);
@@ -212,7 +207,7 @@ int egress_new(const char *worker_tag, const char *subnet, struct egress **out, 
                "  }\n"
                "}\n",
                e->tag, e->tag, e->tag, e->tag, e->tag, net, e->prefix);
-    r = rs.data ? nft_run(rs.data, false, err) : gerr_set(err, ENOMEM, "out of memory");
+    r = nft_run(rs.data, false, err);
     buf_free(&rs);
     if (r < 0) {
         free(e->used);

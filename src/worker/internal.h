@@ -96,7 +96,7 @@ struct worker {
 /* worker.c, for snapshot.c */
 int ctr_start(struct worker *w, const struct ctr_spec *spec, void *ud, bool template, struct ctr **out,
               struct gerr *err);
-struct ctr *ctr_alloc(struct worker *w, const struct ctr_spec *spec, void *ud, struct gerr *err);
+struct ctr *ctr_alloc(struct worker *w, const struct ctr_spec *spec, void *ud);
 void ctr_link(struct ctr *c);
 void ctr_finish(struct ctr *c);
 void ctr_release(struct ctr *c);

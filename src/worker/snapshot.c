@@ -25,6 +25,7 @@
 #include "base/cleanup.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "base/xalloc.h"
 #include "proto/snap.h"
 #include "runtime/netlink.h"
 #include "runtime/sysfilter.h"
@@ -119,9 +120,7 @@ static int fork_take(struct worker *w, const struct ctr_spec *spec, const struct
 {
     if (spec->mode != CTR_MODE_RUNNER)
         return gerr_set(err, EINVAL, "snapshot %s: only long-lived runners can be snapshotted", spec->id);
-    struct worker_snapshot *s = calloc(1, sizeof *s);
-    if (!s)
-        return gerr_set(err, ENOMEM, "out of memory");
+    struct worker_snapshot *s = xcalloc(1, sizeof *s);
     struct ctr_spec ts = *spec;
     ts.ngpus = 0;
     struct ctr *c;
@@ -201,9 +200,7 @@ static int send_go(struct ctr *c)
     uint32_t nfilter;
     memcpy(&nfilter, c->resume, sizeof nfilter);
     size_t flen = (size_t)nfilter * sizeof(struct sock_filter);
-    AUTO_FREE uint8_t *msg = malloc(sizeof(struct snap_go) + flen);
-    if (!msg)
-        return -ENOMEM;
+    AUTO_FREE uint8_t *msg = xmalloc(sizeof(struct snap_go) + flen);
     struct snap_go go = {.tag = SNAP_MSG_GO, .disk_mib = c->fork_disk_mib, .filter_len = nfilter};
     snprintf(go.hostname, sizeof go.hostname, "%s", c->id);
     if (c->egress_slot >= 0) {
@@ -369,14 +366,12 @@ static int send_fork(int chan, uint64_t fork_id, const int fds[3])
 }
 
 /* RESUME body: u32 filter length, the program, then K=V\0 entries. */
-static int build_resume(const struct sock_fprog *prog, char *const *env, int nenv, uint8_t **out, size_t *len)
+static void build_resume(const struct sock_fprog *prog, char *const *env, int nenv, uint8_t **out, size_t *len)
 {
     size_t flen = (size_t)prog->len * sizeof(struct sock_filter), n = sizeof(uint32_t) + flen;
     for (int i = 0; i < nenv; i++)
         n += strlen(env[i]) + 1;
-    uint8_t *b = malloc(n);
-    if (!b)
-        return -ENOMEM;
+    uint8_t *b = xmalloc(n);
     uint32_t nf = prog->len;
     memcpy(b, &nf, sizeof nf);
     memcpy(b + sizeof nf, prog->filter, flen);
@@ -388,7 +383,6 @@ static int build_resume(const struct sock_fprog *prog, char *const *env, int nen
     }
     *out = b;
     *len = n;
-    return 0;
 }
 
 static int fork_restore(struct worker_snapshot *s, const struct ctr_spec *spec, void *ud, struct ctr **out,
@@ -419,9 +413,7 @@ static int fork_restore(struct worker_snapshot *s, const struct ctr_spec *spec, 
     for (int i = 0; i < gm->nenv && nenv < (int)ARRAY_LEN(env); i++)
         env[nenv++] = gm->env[i];
 
-    struct ctr *c = ctr_alloc(w, spec, ud, err);
-    if (!c)
-        return -ENOMEM;
+    struct ctr *c = ctr_alloc(w, spec, ud);
     c->forked = true;
     c->fork_disk_mib = spec->disk_mib;
     c->fork_host_uid = ctr_host_uid(t);
@@ -438,11 +430,7 @@ static int fork_restore(struct worker_snapshot *s, const struct ctr_spec *spec, 
         .pids_max = spec->pids_max,
     };
     int chan[2] = {-1, -1}, sync[2] = {-1, -1};
-    r = build_resume(prog, env, nenv, &c->resume, &c->resume_len);
-    if (r < 0) {
-        gerr_set(err, ENOMEM, "out of memory");
-        goto fail;
-    }
+    build_resume(prog, env, nenv, &c->resume, &c->resume_len);
     r = sandbox_forked_prepare(&sc, &c->sb, err);
     if (r < 0)
         goto fail;

@@ -25,6 +25,7 @@
 #include "base/cleanup.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "base/xalloc.h"
 #include "proto/frame.h"
 #include "runtime/cgroup.h"
 #include "runtime/sandbox.h"
@@ -130,7 +131,7 @@ static int flush_queue(struct ctr *c)
 }
 
 /* Sends a payload in order after anything queued; whatever does not fit now is
- * copied to the queue. Returns 0, -ENOMEM or -EPIPE (channel gone). */
+ * copied to the queue. Returns 0 or -EPIPE (channel gone). */
 int ctr_send_frame(struct ctr *c, uint8_t type, uint64_t id, const void *data, size_t len)
 {
     size_t off = 0;
@@ -139,19 +140,11 @@ int ctr_send_frame(struct ctr *c, uint8_t type, uint64_t id, const void *data, s
         if (r == 0)
             return 0;
         if (r != -EAGAIN)
-            return r == -ENOMEM ? r : -EPIPE;
+            return -EPIPE;
     }
-    struct sendq *q = calloc(1, sizeof *q);
-    if (!q)
-        return -ENOMEM;
-    if (len > off) {
-        q->data = malloc(len - off);
-        if (!q->data) {
-            free(q);
-            return -ENOMEM;
-        }
-        memcpy(q->data, (const uint8_t *)data + off, len - off);
-    }
+    struct sendq *q = xcalloc(1, sizeof *q);
+    if (len > off)
+        q->data = xmemdup((const uint8_t *)data + off, len - off);
     q->type = type;
     q->id = id;
     q->len = len - off;
@@ -536,8 +529,6 @@ int ctr_send_input(struct ctr *c, uint64_t input_id, const void *data, size_t le
         return gerr_set(err, E2BIG, "input of %zu bytes exceeds the maximum payload size of %zu bytes", len,
                         c->w->cfg.max_payload);
     int r = ctr_send_frame(c, FRAME_INPUT, input_id, data, len);
-    if (r == -ENOMEM)
-        return gerr_set(err, ENOMEM, "container %s: out of memory queueing an input", c->id);
     if (r < 0)
         return gerr_set(err, EPIPE, "container %s: the runner channel is closed", c->id);
     return 0;
@@ -791,16 +782,10 @@ int worker_build_lane_reserve(struct worker *w, struct worker_build_lane *lane, 
     return 0;
 }
 
-struct ctr *ctr_alloc(struct worker *w, const struct ctr_spec *spec, void *ud, struct gerr *err)
+struct ctr *ctr_alloc(struct worker *w, const struct ctr_spec *spec, void *ud)
 {
-    struct ctr *c = calloc(1, sizeof *c);
-    uint8_t *rx = malloc(FRAME_MAX_DATAGRAM + 1);
-    if (!c || !rx) {
-        free(c);
-        free(rx);
-        gerr_set(err, ENOMEM, "out of memory");
-        return NULL;
-    }
+    struct ctr *c = xcalloc(1, sizeof *c);
+    uint8_t *rx = xmalloc(FRAME_MAX_DATAGRAM + 1);
     c->w = w;
     c->ud = ud;
     c->cb = &w->cb;
@@ -848,11 +833,7 @@ void ctr_link(struct ctr *c)
 
 struct gpu_mounts *ctr_gpu_mounts(struct worker *w, const struct ctr_spec *spec, struct gerr *err)
 {
-    struct gpu_mounts *gm = malloc(sizeof *gm);
-    if (!gm) {
-        gerr_set(err, ENOMEM, "out of memory");
-        return NULL;
-    }
+    struct gpu_mounts *gm = xmalloc(sizeof *gm);
     if (gpu_passthrough(&w->cfg, spec->gpu_indices, spec->ngpus, gm, err) < 0) {
         free(gm);
         gerr_prefix(err, "container %s", spec->id);
@@ -941,13 +922,11 @@ int ctr_start(struct worker *w, const struct ctr_spec *spec, void *ud, bool temp
     size_t ncmd = 0;
     while (spec->command[ncmd])
         ncmd++;
-    AUTO_FREE char **argv = calloc(ncmd + 8, sizeof *argv);
+    AUTO_FREE char **argv = xcalloc(ncmd + 8, sizeof *argv);
     size_t nenv = 0;
     while (spec->env && spec->env[nenv])
         nenv++;
-    AUTO_FREE char **envp = calloc(nenv + 8 + GPU_ENV_MAX, sizeof *envp);
-    if (!argv || !envp)
-        return gerr_set(err, ENOMEM, "out of memory");
+    AUTO_FREE char **envp = xcalloc(nenv + 8 + GPU_ENV_MAX, sizeof *envp);
     char conc[16], idvar[96], ldpath[1200];
     snprintf(conc, sizeof conc, "%u", spec->max_inputs ? spec->max_inputs : 1);
     size_t a = 0;
@@ -1024,11 +1003,7 @@ int ctr_start(struct worker *w, const struct ctr_spec *spec, void *ud, bool temp
     }
     sc.channel_fd = theirs;
 
-    struct ctr *c = ctr_alloc(w, spec, ud, err);
-    if (!c) {
-        worker_egress_give(w, egress_slot);
-        return -ENOMEM;
-    }
+    struct ctr *c = ctr_alloc(w, spec, ud);
     /* From here on ctr_release gives the uid range and the egress address back. */
     w->slots[slot].used = true;
     c->userns_slot = slot;
@@ -1092,19 +1067,10 @@ int worker_new(struct ev_loop *loop, const struct worker_config *cfg, const stru
     int r = mkdir_p(cfg->state_root, 0700);
     if (r < 0)
         return gerr_sys(err, -r, "cannot create %s", cfg->state_root);
-    struct worker *w = calloc(1, sizeof *w);
-    if (!w)
-        return gerr_set(err, ENOMEM, "out of memory");
-    w->state_root = strdup(cfg->state_root);
-    w->init_path = strdup(cfg->init_path);
-    w->cgroup_parent = strdup(cfg->cgroup_parent);
-    if (!w->state_root || !w->init_path || !w->cgroup_parent) {
-        free(w->state_root);
-        free(w->init_path);
-        free(w->cgroup_parent);
-        free(w);
-        return gerr_set(err, ENOMEM, "out of memory");
-    }
+    struct worker *w = xcalloc(1, sizeof *w);
+    w->state_root = xstrdup(cfg->state_root);
+    w->init_path = xstrdup(cfg->init_path);
+    w->cgroup_parent = xstrdup(cfg->cgroup_parent);
     w->loop = loop;
     pthread_mutex_init(&w->egress_mu, NULL);
     w->cfg = *cfg;
@@ -1132,9 +1098,7 @@ int worker_new(struct ev_loop *loop, const struct worker_config *cfg, const stru
     for (size_t i = 0; r == 0 && i < ARRAY_LEN(gpu_dirs); i++)
         if (gpu_dirs[i] && gpu_dirs[i][0] != '/')
             r = gerr_set(err, EINVAL, "GPU directory %s must be an absolute path", gpu_dirs[i]);
-    w->slots = r == 0 ? calloc(w->cfg.userns_slots, sizeof *w->slots) : NULL;
-    if (r == 0 && !w->slots)
-        r = gerr_set(err, ENOMEM, "out of memory");
+    w->slots = r == 0 ? xcalloc(w->cfg.userns_slots, sizeof *w->slots) : NULL;
     for (uint32_t i = 0; w->slots && i < w->cfg.userns_slots; i++)
         w->slots[i].fd = -1;
     if (r == 0)
