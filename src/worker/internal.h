@@ -7,13 +7,14 @@
 #include <pthread.h>
 
 #include "base/buf.h"
+#include "base/list.h"
 #include "proto/frame.h"
 #include "runtime/cgroup.h"
 #include "worker/worker.h"
 
 /* A frame payload waiting for room in the socket. */
 struct sendq {
-    struct sendq *next;
+    struct list_node link;      /* in ctr->sendq, oldest first */
     uint8_t type;
     uint64_t id;
     uint8_t *data;
@@ -21,7 +22,7 @@ struct sendq {
 };
 
 struct ctr {
-    struct ctr *next, *prev;
+    struct list_node link;      /* in worker->ctrs */
     struct worker *w;
     void *ud;
     char id[64];
@@ -36,7 +37,7 @@ struct ctr {
     uint64_t start_ns, ready_ns;
     uint8_t *rx;         /* FRAME_MAX_DATAGRAM + 1 (room for a NUL after the body) */
     struct frame_asm asm_;
-    struct sendq *q_head, *q_tail;
+    struct list_node sendq;  /* struct sendq waiting for room in the socket */
     struct buf line[2];  /* partial log line per stream (stdout, stderr) */
     char last_err[256];  /* last stderr line, for start-failure messages */
     bool have_exit;
@@ -56,7 +57,7 @@ struct ctr {
     struct worker_snapshot *forked_from;
     bool forked, fork_pid1_seen, fork_runner_seen, fork_go_sent, fork_root_done, exit_wait;
     uint64_t fork_id;
-    struct ctr *fork_next;
+    struct list_node fork_link; /* in the snapshot's children */
     int sync;
     bool sync_watched;
     uint64_t fork_timer;
@@ -82,13 +83,13 @@ struct worker {
     struct worker_callbacks cb;
     char *state_root, *init_path, *cgroup_parent;
     int init_fd;
-    struct ctr *ctrs;
+    struct list_node ctrs;                  /* struct ctr */
     struct cgroup_tuning tuning;
     struct userns_slot *slots;
     struct sock_fprog default_filter;
     struct sock_fprog template_filter;      /* sysfilter_build_template */
     const struct snapshot_impl *snap_impl;  /* snapshot_fork_impl */
-    struct worker_snapshot *snaps;          /* all of them, for worker_free */
+    struct list_node snaps;                 /* struct worker_snapshot, for worker_free */
     struct egress *egress;   /* NULL until the first egress container */
 };
 

@@ -38,14 +38,14 @@
 #define SNAP_EXIT_WAIT_MS 300
 
 struct worker_snapshot {
-    struct worker_snapshot *next;
+    struct list_node link;      /* in worker->snaps */
     struct worker *w;
     enum snapshot_state state;
     struct snapshot_callbacks cb;
     void *ud;
     struct ctr *tmpl;           /* NULL once the template is gone */
     char tmpl_id[64];
-    struct ctr *children;       /* forked containers alive, linked by fork_next */
+    struct list_node children;  /* forked containers alive (struct ctr.fork_link) */
     int nchildren;
     uint64_t next_fork_id;
     bool dropped;
@@ -53,11 +53,7 @@ struct worker_snapshot {
 
 static void snapshot_unlink_free(struct worker_snapshot *s)
 {
-    struct worker_snapshot **p = &s->w->snaps;
-    while (*p && *p != s)
-        p = &(*p)->next;
-    if (*p)
-        *p = s->next;
+    list_remove(&s->link);
     free(s);
 }
 
@@ -121,6 +117,8 @@ static int fork_take(struct worker *w, const struct ctr_spec *spec, const struct
     if (spec->mode != CTR_MODE_RUNNER)
         return gerr_set(err, EINVAL, "snapshot %s: only long-lived runners can be snapshotted", spec->id);
     struct worker_snapshot *s = xcalloc(1, sizeof *s);
+    list_init(&s->link);
+    list_init(&s->children);
     struct ctr_spec ts = *spec;
     ts.ngpus = 0;
     struct ctr *c;
@@ -137,8 +135,7 @@ static int fork_take(struct worker *w, const struct ctr_spec *spec, const struct
     s->ud = ud;
     s->tmpl = c;
     snprintf(s->tmpl_id, sizeof s->tmpl_id, "%s", spec->id);
-    s->next = w->snaps;
-    w->snaps = s;
+    list_push_front(&w->snaps, &s->link);
     *out = s;
     return 0;
 }
@@ -419,8 +416,7 @@ static int fork_restore(struct worker_snapshot *s, const struct ctr_spec *spec, 
     c->fork_host_uid = ctr_host_uid(t);
     c->forked_from = s;
     c->fork_id = ++s->next_fork_id;
-    c->fork_next = s->children;
-    s->children = c;
+    list_push_front(&s->children, &c->fork_link);
     s->nchildren++;
     struct sandbox_config sc = {
         .id = spec->id,
@@ -511,9 +507,10 @@ const struct snapshot_impl snapshot_fork_impl = {
 void snapshot_on_child_exit(struct ctr *tmpl, uint64_t fork_id, const uint8_t *body, size_t len)
 {
     struct worker_snapshot *s = tmpl->template_of;
-    struct ctr *c = s->children;
-    while (c && c->fork_id != fork_id)
-        c = c->fork_next;
+    struct ctr *c = NULL;
+    list_for_each(k, &s->children, struct ctr, fork_link)
+        if (k->fork_id == fork_id)
+            c = k;
     struct frame_exit_body xb;
     char text[128];
     if (!c || snap_parse_child_exit(body, len, &xb, text, sizeof text) < 0)
@@ -556,11 +553,8 @@ void snapshot_forked_release(struct ctr *c)
     struct worker_snapshot *s = c->forked_from;
     if (!s)
         return;
-    struct ctr **p = &s->children;
-    while (*p && *p != c)
-        p = &(*p)->fork_next;
-    if (*p) {
-        *p = c->fork_next;
+    if (!list_unlinked(&c->fork_link)) {
+        list_remove(&c->fork_link);
         s->nchildren--;
     }
     c->forked_from = NULL;
@@ -569,11 +563,12 @@ void snapshot_forked_release(struct ctr *c)
 
 void snapshot_free_all(struct worker *w)
 {
-    while (w->snaps) {
-        struct worker_snapshot *s = w->snaps;
-        w->snaps = s->next;
-        for (struct ctr *c = s->children; c; c = c->fork_next)
+    list_for_each_safe(s, &w->snaps, struct worker_snapshot, link) {
+        list_remove(&s->link);
+        list_for_each_safe(c, &s->children, struct ctr, fork_link) {
+            list_remove(&c->fork_link);
             c->forked_from = NULL;
+        }
         if (s->tmpl)
             s->tmpl->template_of = NULL;
         free(s);

@@ -101,28 +101,23 @@ static void set_want_write(struct ctr *c, bool on)
 
 static void sendq_free_all(struct ctr *c)
 {
-    while (c->q_head) {
-        struct sendq *q = c->q_head;
-        c->q_head = q->next;
+    list_for_each_safe(q, &c->sendq, struct sendq, link) {
+        list_remove(&q->link);
         free(q->data);
         free(q);
     }
-    c->q_tail = NULL;
 }
 
 /* Sends queued frames in order until the socket is full. */
 static int flush_queue(struct ctr *c)
 {
-    while (c->q_head) {
-        struct sendq *q = c->q_head;
+    list_for_each_safe(q, &c->sendq, struct sendq, link) {
         int r = send_chunks(c->chan, q->type, q->id, q->data, q->len, &q->off);
         if (r == -EAGAIN)
             return 0;
         if (r < 0)
             return r;
-        c->q_head = q->next;
-        if (!c->q_head)
-            c->q_tail = NULL;
+        list_remove(&q->link);
         free(q->data);
         free(q);
     }
@@ -135,7 +130,7 @@ static int flush_queue(struct ctr *c)
 int ctr_send_frame(struct ctr *c, uint8_t type, uint64_t id, const void *data, size_t len)
 {
     size_t off = 0;
-    if (!c->q_head) {
+    if (list_empty(&c->sendq)) {
         int r = send_chunks(c->chan, type, id, data, len, &off);
         if (r == 0)
             return 0;
@@ -148,11 +143,7 @@ int ctr_send_frame(struct ctr *c, uint8_t type, uint64_t id, const void *data, s
     q->type = type;
     q->id = id;
     q->len = len - off;
-    if (c->q_tail)
-        c->q_tail->next = q;
-    else
-        c->q_head = q;
-    c->q_tail = q;
+    list_push_back(&c->sendq, &q->link);
     set_want_write(c, true);
     return 0;
 }
@@ -372,7 +363,7 @@ static void chan_drain(struct ctr *c, int batch)
 void ctr_on_chan(struct ev_loop *loop, int fd, uint32_t events, void *data)
 {
     struct ctr *c = data;
-    if ((events & EV_WRITE) && c->q_head && flush_queue(c) < 0)
+    if ((events & EV_WRITE) && !list_empty(&c->sendq) && flush_queue(c) < 0)
         sendq_free_all(c);
     if (events & (EV_READ | EV_ERROR))
         chan_drain(c, WORKER_RECV_BATCH);
@@ -420,13 +411,7 @@ static void describe_status(const struct ctr *c, char *out, size_t n)
 
 static void ctr_unlink(struct ctr *c)
 {
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        c->w->ctrs = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    c->next = c->prev = NULL;
+    list_remove(&c->link);
 }
 
 
@@ -596,7 +581,7 @@ int ctr_stats(const struct ctr *c, struct ctr_stats *out)
 
 void worker_sample_gpus(struct worker *w)
 {
-    for (struct ctr *c = w->ctrs; c; c = c->next) {
+    list_for_each(c, &w->ctrs, struct ctr, link) {
         if (c->exited || !c->ngpus)
             continue;
         uint64_t util_sum = 0, mem = 0;
@@ -787,6 +772,9 @@ struct ctr *ctr_alloc(struct worker *w, const struct ctr_spec *spec, void *ud)
     struct ctr *c = xcalloc(1, sizeof *c);
     uint8_t *rx = xmalloc(FRAME_MAX_DATAGRAM + 1);
     c->w = w;
+    list_init(&c->link);
+    list_init(&c->sendq);
+    list_init(&c->fork_link);
     c->ud = ud;
     c->cb = &w->cb;
     c->userns_slot = -1;
@@ -824,11 +812,7 @@ int ctr_watch(struct ctr *c, struct gerr *err)
 
 void ctr_link(struct ctr *c)
 {
-    struct worker *w = c->w;
-    c->next = w->ctrs;
-    if (w->ctrs)
-        w->ctrs->prev = c;
-    w->ctrs = c;
+    list_push_front(&c->w->ctrs, &c->link);
 }
 
 struct gpu_mounts *ctr_gpu_mounts(struct worker *w, const struct ctr_spec *spec, struct gerr *err)
@@ -1068,6 +1052,8 @@ int worker_new(struct ev_loop *loop, const struct worker_config *cfg, const stru
     if (r < 0)
         return gerr_sys(err, -r, "cannot create %s", cfg->state_root);
     struct worker *w = xcalloc(1, sizeof *w);
+    list_init(&w->ctrs);
+    list_init(&w->snaps);
     w->state_root = xstrdup(cfg->state_root);
     w->init_path = xstrdup(cfg->init_path);
     w->cgroup_parent = xstrdup(cfg->cgroup_parent);
@@ -1143,11 +1129,10 @@ void worker_free(struct worker *w)
     if (!w)
         return;
     snapshot_free_all(w);
-    for (struct ctr *c = w->ctrs; c; c = c->next)
+    list_for_each(c, &w->ctrs, struct ctr, link)
         if (!c->sb.reaped)
             sandbox_signal(&c->sb, SIGKILL);
-    while (w->ctrs) {
-        struct ctr *c = w->ctrs;
+    list_for_each_safe(c, &w->ctrs, struct ctr, link) {
         ctr_unlink(c);
         if (!c->sb.reaped) {
             uint64_t deadline = mono_ms() + WORKER_FREE_WAIT_MS;
