@@ -7,6 +7,8 @@
  *
  * A client is not thread safe: use one per thread. Memory the library hands out
  * (outputs, response bodies) is malloc'd and belongs to the caller (free()).
+ * Allocation failure is not reported as an error: the library prints a message and
+ * aborts the process, as gustd does (docs/ARCHITECTURE.md "Allocation failure").
  *
  * Errors: every function that can fail returns 0 (or a documented non-negative
  * value) on success and a negative errno on failure, and then fills *err (err may be
@@ -57,7 +59,7 @@ const char *gust_version(void);
 /* A client for addr "HOST:PORT", "[V6ADDR]:PORT", "HOST" (port 8470) or with an
  * optional "http://" prefix. addr NULL or "" means $GUST_ADDR, else 127.0.0.1:8470.
  * Does not connect yet (the first request does). Returns NULL with errno EINVAL
- * for an unparsable address or ENOMEM. */
+ * for an unparsable address. */
 gust_client *gust_client_new(const char *addr);
 
 /* Closes the connection and frees the client. NULL is fine. */

@@ -13,6 +13,7 @@
 #include "base/cleanup.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "base/xalloc.h"
 #include "spec/spec.h"
 
 #define API_MAX_MAP_INPUTS 1000000
@@ -137,11 +138,7 @@ static void wait_and_respond(struct api_ctx *ctx, struct api_conn *conn, const c
             respond_ctl_error(conn, &e);
         return;
     }
-    struct api_wait *w = calloc(1, sizeof *w);
-    if (!w) {
-        api_conn_error(conn, 500, "internal", "out of memory", NULL);
-        return;
-    }
+    struct api_wait *w = xcalloc(1, sizeof *w);
     w->ctl = ctx->ctl;
     struct ctl_waiter *waiter = NULL;
     if (ctl_wait(ctx->ctl, call_id, timeout_ms, wait_done, w, &waiter, &e) < 0) {
@@ -302,11 +299,7 @@ static void build_conn_closed(struct api_conn *conn, void *data)
 static void stream_build(struct api_ctx *ctx, struct api_conn *conn, json_t *doc, const char *context,
                          const char *name, bool force, bool deploy)
 {
-    struct api_build *ab = calloc(1, sizeof *ab);
-    if (!ab) {
-        api_conn_error(conn, 500, "internal", "out of memory", NULL);
-        return;
-    }
+    struct api_build *ab = xcalloc(1, sizeof *ab);
     ab->conn = conn;
     struct ctl_build_sink sink = {.event = build_event, .done = build_done, .ud = ab};
     struct ctl_error e;
@@ -481,8 +474,8 @@ static void map_result(void *ud, size_t index, const struct ctl_call_view *v)
             json_object_set_new(o, "output", json_stringn(v->output ? v->output : "", v->output_len));
         } else {
             char *b64 = NULL;
-            if (base64_encode(v->output, v->output_len, &b64, NULL) == 0)
-                json_object_set_new(o, "output_b64", json_string(b64));
+            base64_encode(v->output, v->output_len, &b64, NULL);
+            json_object_set_new(o, "output_b64", json_string(b64));
             free(b64);
         }
     } else {
@@ -528,18 +521,12 @@ static int parse_map_inputs(struct http_request *req, struct ctl_input **out, ch
                      API_MAX_MAP_INPUTS);
             goto fail;
         }
+        /* cap never passes API_MAX_MAP_INPUTS rounded up to a power of two: the
+         * bound above stops the loop first. */
         if (count == cap) {
             cap = cap ? cap * 2 : 256;
-            struct ctl_input *ni = realloc(in, cap * sizeof *ni);
-            char **no = realloc(own, cap * sizeof *no);
-            if (ni)
-                in = ni;
-            if (no)
-                own = no;
-            if (!ni || !no) {
-                snprintf(msg, msg_cap, "out of memory");
-                goto fail;
-            }
+            in = xreallocarray(in, cap, sizeof *in);
+            own = xreallocarray(own, cap, sizeof *own);
         }
         json_error_t jerr;
         json_t *j = json_loadb(s, (size_t)(e - s), JSON_DECODE_ANY, &jerr);
@@ -551,9 +538,7 @@ static int parse_map_inputs(struct http_request *req, struct ctl_input **out, ch
         own[count] = NULL;
         if (json_is_string(j)) {
             size_t len = json_string_length(j);
-            own[count] = malloc(len + 1);
-            if (own[count])
-                memcpy(own[count], json_string_value(j), len);
+            own[count] = xmemdup(json_string_value(j), len);
             in[count].data = own[count];
             in[count].len = len;
         } else if (json_is_object(j) && json_object_size(j) == 1 && json_is_string(json_object_get(j, "b64"))) {
@@ -603,20 +588,12 @@ static void h_map(struct api_ctx *ctx, struct api_conn *conn, struct http_reques
         api_conn_error(conn, 400, "invalid_argument", msg, "body");
         return;
     }
-    struct api_map *am = calloc(1, sizeof *am);
+    struct api_map *am = xcalloc(1, sizeof *am);
     struct ctl_error e;
     struct ctl_map *m = NULL;
-    int r = -ENOMEM;
-    if (am) {
-        am->ctl = ctx->ctl;
-        /* Stream headers go out only once the inputs are stored. */
-        r = ctl_map(ctx->ctl, app, fn, inputs, n, query_flag(req, "ordered"), map_result, am, &m, &e);
-    } else {
-        snprintf(e.message, sizeof e.message, "out of memory");
-        e.kind = CTL_E_INTERNAL;
-        snprintf(e.code, sizeof e.code, "internal");
-        e.field[0] = '\0';
-    }
+    am->ctl = ctx->ctl;
+    /* Stream headers go out only once the inputs are stored. */
+    int r = ctl_map(ctx->ctl, app, fn, inputs, n, query_flag(req, "ordered"), map_result, am, &m, &e);
     for (size_t i = 0; i < n; i++)
         free(owned[i]);
     free(owned);
@@ -704,11 +681,7 @@ static void h_logs(struct api_ctx *ctx, struct api_conn *conn, struct http_reque
         api_conn_respond(conn, 200, "text/plain; charset=utf-8", b.data ? b.data : "", b.len, NULL);
         return;
     }
-    struct api_follow *f = calloc(1, sizeof *f);
-    if (!f) {
-        api_conn_error(conn, 500, "internal", "out of memory", NULL);
-        return;
-    }
+    struct api_follow *f = xcalloc(1, sizeof *f);
     f->conn = conn;
     f->ctl = ctx->ctl;
     if (ctl_log_subscribe(ctx->ctl, app, fn, follow_line, f, &f->sub, &e) < 0) {
@@ -1073,9 +1046,8 @@ void api_routes_handle(struct api_conn *conn, struct http_request *req, void *ud
 
 struct api_ctx *api_routes_new(struct ctl *ctl)
 {
-    struct api_ctx *ctx = calloc(1, sizeof *ctx);
-    if (ctx)
-        ctx->ctl = ctl;
+    struct api_ctx *ctx = xcalloc(1, sizeof *ctx);
+    ctx->ctl = ctl;
     return ctx;
 }
 

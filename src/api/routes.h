@@ -8,6 +8,7 @@
 
 struct api_ctx;
 
+/* Never NULL (allocation failure aborts). */
 struct api_ctx *api_routes_new(struct ctl *ctl);
 void api_routes_free(struct api_ctx *ctx);
 /* An api_handler_fn; ud is the struct api_ctx. */

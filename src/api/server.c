@@ -7,6 +7,7 @@
  * triggered inside an api_conn_* call), so user code is never re-entered. */
 #include "api/server.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -21,6 +22,7 @@
 #include "base/buf.h"
 #include "base/cleanup.h"
 #include "base/log.h"
+#include "base/xalloc.h"
 
 #define API_READ_CHUNK (16u * 1024u)
 #define API_IN_PAUSE (64u * 1024u)       /* stop reading while a request is handled */
@@ -199,13 +201,7 @@ static void conn_fail_later(struct api_conn *c)
         return;
     c->closing = true;
     c->refs++;
-    if (ev_defer(c->loop, deferred_close, c) < 0) {
-        c->refs--;
-        /* Reading stays on: the dead socket reports EOF or an error soon. */
-        c->closing = false;
-        c->close_after_flush = true;
-        return;
-    }
+    ev_defer(c->loop, deferred_close, c);
     conn_watch(c);
 }
 
@@ -233,7 +229,7 @@ static void out_drained(struct api_conn *c)
 }
 
 /* Sends pending output then a and b, without blocking; what the socket does not take
- * is queued. Returns 0, -ENOMEM, or -errno of a broken connection. */
+ * is queued. Returns 0, or -errno of a broken connection. */
 static int conn_send(struct api_conn *c, const void *a, size_t alen, const void *b, size_t blen)
 {
     if (!c->open || c->closing)
@@ -241,8 +237,8 @@ static int conn_send(struct api_conn *c, const void *a, size_t alen, const void 
     size_t pending = c->out.len - c->out_off;
     if (c->want_write) {
         /* Socket known full: queue. */
-        if (buf_append(&c->out, a, alen) < 0 || buf_append(&c->out, b, blen) < 0)
-            return -ENOMEM;
+        buf_append(&c->out, a, alen);
+        buf_append(&c->out, b, blen);
         return 0;
     }
     struct iovec iov[3];
@@ -291,10 +287,11 @@ static int conn_send(struct api_conn *c, const void *a, size_t alen, const void 
         pb += sent;
         blen -= sent;
     }
-    if (alen && buf_append(&c->out, pa, alen) < 0)
-        return -ENOMEM;
-    if (blen && buf_append(&c->out, pb, blen) < 0)
-        return -ENOMEM;
+    if (alen)
+        buf_append(&c->out, pa, alen);
+    if (blen)
+        buf_append(&c->out, pb, blen);
+    assert(c->out_off <= c->out.len);
     if (c->out.len > c->out_off) {
         c->want_write = true;
         conn_watch(c);
@@ -354,10 +351,8 @@ static void response_done(struct api_conn *c)
     if (!c->dispatching && c->in.len > c->in_off && !c->resume_pending) {
         /* Pipelined bytes wait for the next loop pass, outside the caller's code. */
         c->refs++;
-        if (ev_defer(c->loop, resume_cb, c) < 0)
-            c->refs--;
-        else
-            c->resume_pending = true;
+        ev_defer(c->loop, resume_cb, c);
+        c->resume_pending = true;
     }
 }
 
@@ -365,10 +360,7 @@ static void response_done(struct api_conn *c)
 static void send_response(struct api_conn *c, int status, const char *content_type, const void *body, size_t len,
                           const char *extra_headers)
 {
-    if (http_write_head(&c->out, status, content_type, (int64_t)len, c->keep_alive, extra_headers) < 0) {
-        conn_fail_later(c);
-        return;
-    }
+    http_write_head(&c->out, status, content_type, (int64_t)len, c->keep_alive, extra_headers);
     /* The head went into out; it leaves as pending output together with the body. */
     int r = conn_send(c, c->head_req ? NULL : body, c->head_req ? 0 : len, NULL, 0);
     if (r < 0)
@@ -397,12 +389,15 @@ void api_conn_respond(struct api_conn *c, int status, const char *content_type, 
     response_done(c);
 }
 
-static const char oom_body[] = "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
+/* For a NULL obj: a jansson constructor refused its input (text that is not UTF-8);
+ * allocation failure aborts under gustd's allocator, so that is not the cause. */
+static const char unencodable_body[] =
+    "{\"error\":{\"code\":\"internal\",\"message\":\"the response could not be encoded as JSON\"}}";
 
 void api_conn_respond_json(struct api_conn *c, int status, json_t *obj, const char *extra_headers)
 {
     if (!obj) {
-        api_conn_respond(c, 500, "application/json", oom_body, sizeof oom_body - 1, extra_headers);
+        api_conn_respond(c, 500, "application/json", unencodable_body, sizeof unencodable_body - 1, extra_headers);
         return;
     }
     if (!c->open || c->closing || c->state != C_HANDLING) {
@@ -410,10 +405,11 @@ void api_conn_respond_json(struct api_conn *c, int status, json_t *obj, const ch
         can_respond(c, "respond_json");
         return;
     }
+    /* NULL only for an obj that is not an object or array (a caller bug). */
     char *s = json_dumps(obj, JSON_COMPACT);
     json_decref(obj);
     if (!s) {
-        api_conn_respond(c, 500, "application/json", oom_body, sizeof oom_body - 1, extra_headers);
+        api_conn_respond(c, 500, "application/json", unencodable_body, sizeof unencodable_body - 1, extra_headers);
         return;
     }
     api_conn_respond(c, status, "application/json", s, strlen(s), extra_headers);
@@ -449,8 +445,8 @@ int api_conn_stream_begin(struct api_conn *c, int status, const char *content_ty
     if (c->raw_stream)
         c->keep_alive = false;
     int64_t framing = c->raw_stream ? HTTP_LENGTH_NONE : HTTP_LENGTH_CHUNKED;
-    if (http_write_head(&c->out, status, content_type, framing, c->keep_alive, extra_headers) < 0 ||
-        conn_send(c, NULL, 0, NULL, 0) < 0) {
+    http_write_head(&c->out, status, content_type, framing, c->keep_alive, extra_headers);
+    if (conn_send(c, NULL, 0, NULL, 0) < 0) {
         conn_fail_later(c);
         return -EPIPE;
     }
@@ -476,21 +472,18 @@ int api_conn_stream_write(struct api_conn *c, const void *data, size_t len)
         r = conn_send(c, data, len, NULL, 0);
     } else {
         /* Chunk-size line into out (as pending output), then data and CRLF. */
-        if (http_write_chunk_header(&c->out, len) < 0) {
-            conn_fail_later(c);
-            return -ENOMEM;
-        }
+        http_write_chunk_header(&c->out, len);
         if (c->want_write) {
-            r = buf_append(&c->out, data, len);
-            if (r == 0)
-                r = buf_append(&c->out, "\r\n", 2);
+            buf_append(&c->out, data, len);
+            buf_append(&c->out, "\r\n", 2);
+            r = 0;
         } else {
             r = conn_send(c, data, len, "\r\n", 2);
         }
     }
     if (r < 0) {
         conn_fail_later(c);
-        return r == -ENOMEM ? -ENOMEM : -EPIPE;
+        return -EPIPE;
     }
     return 0;
 }
@@ -608,10 +601,7 @@ static void conn_read(struct api_conn *c)
         buf_consume(&c->in, c->in_off);
         c->in_off = 0;
     }
-    if (buf_reserve(&c->in, API_READ_CHUNK) < 0) {
-        conn_close(c);
-        return;
-    }
+    buf_reserve(&c->in, API_READ_CHUNK);
     size_t room = c->in.cap - c->in.len - 1;
     ssize_t n;
     do {
@@ -627,6 +617,7 @@ static void conn_read(struct api_conn *c)
         conn_close(c);
         return;
     }
+    assert((size_t)n <= room);
     c->in.len += (size_t)n;
     c->in.data[c->in.len] = '\0';
     c->last_active = ev_now_ms(c->loop);
@@ -693,11 +684,7 @@ static void accept_resume(struct ev_loop *loop, void *data)
 
 static void conn_new(struct api_server *s, int fd)
 {
-    struct api_conn *c = calloc(1, sizeof *c);
-    if (!c) {
-        close(fd);
-        return;
-    }
+    struct api_conn *c = xcalloc(1, sizeof *c);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->srv = s;
@@ -810,9 +797,7 @@ int api_server_listen(struct ev_loop *loop, const char *hostport, const struct h
     socklen_t sl = sizeof ss;
     if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
         return gerr_sys(err, errno, "getsockname");
-    struct api_server *s = calloc(1, sizeof *s);
-    if (!s)
-        return gerr_set(err, ENOMEM, "out of memory");
+    struct api_server *s = xcalloc(1, sizeof *s);
     s->port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
                                        : ntohs(((struct sockaddr_in *)&ss)->sin_port);
     s->loop = loop;

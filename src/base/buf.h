@@ -12,10 +12,14 @@ struct buf {
     size_t cap;
 };
 
-/* Ensures room for `extra` more bytes (+ NUL). Returns 0 or -ENOMEM. */
+/* Ensures room for `extra` more bytes (+ NUL). Growth goes through xrealloc, so
+ * allocation failure aborts (base/xalloc.h); buf_reserve, buf_append and
+ * buf_append_str always return 0 (the int is kept for callers that still test it). */
 int buf_reserve(struct buf *b, size_t extra);
 int buf_append(struct buf *b, const void *data, size_t len);
 int buf_append_str(struct buf *b, const char *s);
+/* Appends formatted text. Returns 0, or -EINVAL when fmt cannot be formatted (an
+ * encoding error in vsnprintf); b is unchanged then. */
 int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int buf_vprintf(struct buf *b, const char *fmt, va_list ap);
 /* Removes the first n bytes (n <= len). */

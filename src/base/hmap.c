@@ -1,7 +1,9 @@
 #include "base/hmap.h"
 
-#include <errno.h>
+#include <assert.h>
 #include <stdlib.h>
+
+#include "base/xalloc.h"
 
 uint64_t hmap_hash_str(const char *s)
 {
@@ -18,9 +20,7 @@ int hmap_init(struct hmap *m, size_t initial_buckets)
     size_t n = 16;
     while (n < initial_buckets)
         n *= 2;
-    m->buckets = calloc(n, sizeof *m->buckets);
-    if (!m->buckets)
-        return -ENOMEM;
+    m->buckets = xcalloc(n, sizeof *m->buckets);
     m->nbuckets = n;
     m->count = 0;
     return 0;
@@ -33,12 +33,10 @@ void hmap_free(struct hmap *m)
     m->nbuckets = m->count = 0;
 }
 
-static int hmap_grow(struct hmap *m)
+static void hmap_grow(struct hmap *m)
 {
     size_t n = m->nbuckets * 2;
-    struct hmap_node **b = calloc(n, sizeof *b);
-    if (!b)
-        return -ENOMEM;
+    struct hmap_node **b = xcalloc(n, sizeof *b);
     for (size_t i = 0; i < m->nbuckets; i++) {
         struct hmap_node *node = m->buckets[i];
         while (node) {
@@ -52,21 +50,21 @@ static int hmap_grow(struct hmap *m)
     free(m->buckets);
     m->buckets = b;
     m->nbuckets = n;
-    return 0;
 }
 
 int hmap_insert(struct hmap *m, struct hmap_node *node, uint64_t hash)
 {
-    if (m->count + 1 > m->nbuckets) {
-        int r = hmap_grow(m);
-        if (r < 0 && m->count >= m->nbuckets * 4)
-            return r;
-    }
+    /* The mask arithmetic below needs a power-of-two bucket count. */
+    assert(m->nbuckets && (m->nbuckets & (m->nbuckets - 1)) == 0);
+    if (m->count + 1 > m->nbuckets)
+        hmap_grow(m);
     node->hash = hash;
     size_t i = hash & (m->nbuckets - 1);
     node->next = m->buckets[i];
     m->buckets[i] = node;
     m->count++;
+    /* Grown at load factor 1, so the count never passes the bucket count. */
+    assert(m->count <= m->nbuckets);
     return 0;
 }
 
@@ -83,6 +81,7 @@ void hmap_remove(struct hmap *m, struct hmap_node *node)
     struct hmap_node **p = &m->buckets[node->hash & (m->nbuckets - 1)];
     while (*p) {
         if (*p == node) {
+            assert(m->count > 0);
             *p = node->next;
             node->next = NULL;
             m->count--;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "base/cleanup.h"
+#include "base/xalloc.h"
 
 uint64_t mono_ns(void)
 {
@@ -77,21 +78,14 @@ int file_read_all(const char *path, size_t max_len, char **out, size_t *out_len)
     if (fd < 0)
         return -errno;
     size_t cap = 4096, len = 0;
-    char *data = malloc(cap);
-    if (!data)
-        return -ENOMEM;
+    char *data = xmalloc(cap);
     for (;;) {
         if (len + 1 >= cap) {
             if (cap > max_len + 1) {
                 free(data);
                 return -EFBIG;
             }
-            char *p = realloc(data, cap * 2);
-            if (!p) {
-                free(data);
-                return -ENOMEM;
-            }
-            data = p;
+            data = xrealloc(data, cap * 2);
             cap *= 2;
         }
         ssize_t n = read(fd, data + len, cap - len - 1);
@@ -302,9 +296,7 @@ int base64_encode(const void *data, size_t len, char **out, size_t *out_len)
 {
     const unsigned char *in = data;
     size_t olen = 4 * ((len + 2) / 3);
-    char *o = malloc(olen + 1);
-    if (!o)
-        return -ENOMEM;
+    char *o = xmalloc(olen + 1);
     size_t j = 0;
     for (size_t i = 0; i < len; i += 3) {
         uint32_t v = (uint32_t)in[i] << 16;
@@ -343,9 +335,7 @@ int base64_decode(const char *s, size_t len, char **out, size_t *out_len)
 {
     if (len % 4)
         return -EINVAL;
-    char *o = malloc(len / 4 * 3 + 1);
-    if (!o)
-        return -ENOMEM;
+    char *o = xmalloc(len / 4 * 3 + 1);
     size_t j = 0;
     for (size_t i = 0; i < len; i += 4) {
         int v[4];

@@ -2,6 +2,7 @@
  * steps themselves are in steps.c. */
 #include "build/build.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -16,6 +17,7 @@
 #include "base/cleanup.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "base/xalloc.h"
 #include "build/internal.h"
 
 /* ---- the cache ---------------------------------------------------------------- */
@@ -33,30 +35,24 @@ static struct build_cache_entry *cache_find(struct builder *b, const char *step_
 }
 
 /* Under b->mu: adds or replaces. */
-static int cache_set(struct builder *b, const char *step_id, const char *parent_id, const char *image_id)
+static void cache_set(struct builder *b, const char *step_id, const char *parent_id, const char *image_id)
 {
     struct build_cache_entry *e = cache_find(b, step_id);
     if (!e) {
-        e = calloc(1, sizeof *e);
-        if (!e)
-            return -ENOMEM;
+        e = xcalloc(1, sizeof *e);
         snprintf(e->step_id, sizeof e->step_id, "%s", step_id);
-        if (hmap_insert(&b->cache, &e->node, hmap_hash_str(step_id)) < 0) {
-            free(e);
-            return -ENOMEM;
-        }
+        hmap_insert(&b->cache, &e->node, hmap_hash_str(step_id));
     }
     snprintf(e->parent_id, sizeof e->parent_id, "%s", parent_id ? parent_id : "");
     snprintf(e->image_id, sizeof e->image_id, "%s", image_id);
-    return 0;
 }
 
 int build_cache_put(struct builder *b, const char *step_id, const char *parent_id, const char *image_id)
 {
     pthread_mutex_lock(&b->mu);
-    int r = cache_set(b, step_id, parent_id, image_id);
+    cache_set(b, step_id, parent_id, image_id);
     pthread_mutex_unlock(&b->mu);
-    return r;
+    return 0;
 }
 
 void build_cache_each(struct builder *b, void (*cb)(void *ud, const char *step_id, const char *parent_id,
@@ -230,7 +226,9 @@ void build_step_release(struct build_job *j, const char *step_id, const char *pa
             break;
         }
     }
-    bool fresh = image_id && cache_set(b, step_id, parent_id, image_id) == 0;
+    bool fresh = image_id != NULL;
+    if (fresh)
+        cache_set(b, step_id, parent_id, image_id);
     pthread_cond_broadcast(&b->cond);
     pthread_mutex_unlock(&b->mu);
     if (fresh)
@@ -261,6 +259,8 @@ int build_lane_take(struct build_job *j, struct worker_build_lane **out)
 void build_lane_give(struct build_job *j, int lane)
 {
     pthread_mutex_lock(&j->b->mu);
+    /* Only a lane this job took (build_lane_take) is given back. */
+    assert(lane >= 0 && (size_t)lane < j->b->cfg.nlanes && j->b->lane_busy[lane]);
     j->b->lane_busy[lane] = false;
     pthread_cond_broadcast(&j->b->cond);
     pthread_mutex_unlock(&j->b->mu);
@@ -298,9 +298,7 @@ int build_submit(struct builder *b, json_t *def, const char *base_id, bool force
 {
     if (b->njobs >= BUILD_MAX_JOBS)
         return gerr_set(err, EBUSY, "%d image builds are running; wait for one to finish", BUILD_MAX_JOBS);
-    struct build_job *j = calloc(1, sizeof *j);
-    if (!j)
-        return gerr_set(err, ENOMEM, "out of memory");
+    struct build_job *j = xcalloc(1, sizeof *j);
     j->b = b;
     j->def = json_deep_copy(def);
     j->events = json_array();
@@ -309,10 +307,6 @@ int build_submit(struct builder *b, json_t *def, const char *base_id, bool force
     j->seq = ++b->seq;
     j->start_ns = mono_ns();
     snprintf(j->base_id, sizeof j->base_id, "%s", base_id ? base_id : "");
-    if (!j->def || !j->events) {
-        build_job_free(j);
-        return gerr_set(err, ENOMEM, "out of memory");
-    }
     int r = pthread_create(&j->thread, NULL, job_main, j);
     if (r != 0) {
         build_job_free(j);
@@ -326,9 +320,7 @@ int build_submit(struct builder *b, json_t *def, const char *base_id, bool force
 
 int build_new(const struct build_config *cfg, struct builder **out, struct gerr *err)
 {
-    struct builder *b = calloc(1, sizeof *b);
-    if (!b)
-        return gerr_set(err, ENOMEM, "out of memory");
+    struct builder *b = xcalloc(1, sizeof *b);
     b->cfg = *cfg;
     b->efd = -1;
     snprintf(b->work_dir, sizeof b->work_dir, "%s", cfg->work_dir);
@@ -342,16 +334,13 @@ int build_new(const struct build_config *cfg, struct builder **out, struct gerr 
         b->cfg.step_timeout_s = 3600;
     pthread_mutex_init(&b->mu, NULL);
     pthread_cond_init(&b->cond, NULL);
-    b->lane_busy = calloc(cfg->nlanes ? cfg->nlanes : 1, sizeof *b->lane_busy);
+    b->lane_busy = xcalloc(cfg->nlanes, sizeof *b->lane_busy);
     b->cached_pending = json_array();
-    int r = b->lane_busy && b->cached_pending && hmap_init(&b->cache, 64) == 0 ? 0 : -ENOMEM;
-    if (r < 0) {
-        build_free(b);
-        return gerr_set(err, ENOMEM, "out of memory");
-    }
+    hmap_init(&b->cache, 64);
     /* Scratch of a previous daemon: nothing in it is referenced. */
     rm_rf(b->work_dir);
-    if ((r = mkdir_p(b->work_dir, 0700)) < 0) {
+    int r = mkdir_p(b->work_dir, 0700);
+    if (r < 0) {
         build_free(b);
         return gerr_sys(err, -r, "create %s", cfg->work_dir);
     }

@@ -61,7 +61,8 @@ int build_new(const struct build_config *cfg, struct builder **out, struct gerr 
 /* Kills running steps, waits for the build threads; pending events are dropped. */
 void build_free(struct builder *b);
 
-/* Adds a persisted cache entry (at start-up). */
+/* Adds a persisted cache entry (at start-up). Returns 0 (allocation failure aborts;
+ * the int is kept for callers that still test it). */
 int build_cache_put(struct builder *b, const char *step_id, const char *parent_id, const char *image_id);
 /* Calls cb for every cache entry. */
 void build_cache_each(struct builder *b, void (*cb)(void *ud, const char *step_id, const char *parent_id,

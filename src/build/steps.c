@@ -1,5 +1,6 @@
 /* The steps of an image build: ids, the bases, sandboxed commands, manifest edits
  * (see build/build.h). Runs on a job's thread, except build_lookup. */
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -20,17 +21,18 @@
 #include <openssl/evp.h>
 
 #include "base/cleanup.h"
+#include "base/json_cleanup.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "base/xalloc.h"
 #include "build/internal.h"
 #include "cas/cas.h"
 #include "runtime/sandbox.h"
 
-static void json_cleanup(json_t **j)
-{
-    json_decref(*j);
-}
-#define AUTO_JSON __attribute__((cleanup(json_cleanup)))
+/* jansson calls whose arguments are known to be valid (values already validated,
+ * ids, fixed text) can fail only on allocation, which aborts under gustd's allocator
+ * (xmalloc): their results are not checked. Text from the host or from a step's
+ * output is not known to be UTF-8, so calls on it are. */
 
 static bool stopping(const struct builder *b)
 {
@@ -67,16 +69,11 @@ static int store_manifest(struct builder *b, json_t *m, char out[IMAGE_ID_MAX], 
 
 /* A step's id: SHA-256 of "gust-step-1", the parent image id and the canonical
  * JSON of what the step does. */
-static int step_id_of(const char *parent_id, json_t *what, char out[IMAGE_ID_MAX])
+static void step_id_of(const char *parent_id, json_t *what, char out[IMAGE_ID_MAX])
 {
     AUTO_FREE char *canon = json_dumps(what, JSON_COMPACT | JSON_SORT_KEYS);
-    if (!canon)
-        return -ENOMEM;
-    AUTO_FREE char *text = NULL;
-    if (asprintf(&text, "gust-step-1\n%s\n%s", parent_id, canon) < 0)
-        return -ENOMEM;
+    AUTO_FREE char *text = xasprintf("gust-step-1\n%s\n%s", parent_id, canon);
     id_of_text(text, strlen(text), out);
-    return 0;
 }
 
 /* The content digest of a host file or directory: the manifest of its tree (a file
@@ -139,8 +136,8 @@ static int file_sha256(const char *path, char out[IMAGE_ID_MAX], struct gerr *er
         EVP_MD_CTX_free(ctx);
         return gerr_set(err, ENOMEM, "sha256 context");
     }
-    AUTO_FREE uint8_t *buf = malloc(1 << 20);
-    int r = buf ? 0 : gerr_set(err, ENOMEM, "out of memory");
+    AUTO_FREE uint8_t *buf = xmalloc(1 << 20);
+    int r = 0;
     for (ssize_t n; r == 0 && (n = read(fd, buf, 1 << 20)) != 0;) {
         if (n < 0 && errno != EINTR)
             r = gerr_sys(err, errno, "read %s", path);
@@ -165,8 +162,6 @@ static int scratch_id(struct builder *b, char out[IMAGE_ID_MAX], struct gerr *er
 {
     AUTO_JSON json_t *m = json_pack("{s:i,s:{},s:[{s:s,s:s,s:i,s:i,s:i}]}", "gust_manifest", 1, "config", "entries",
                                     "path", ".", "type", "dir", "mode", 0755, "uid", 0, "gid", 0);
-    if (!m)
-        return gerr_set(err, ENOMEM, "out of memory");
     return store_manifest(b, m, out, err);
 }
 
@@ -209,8 +204,6 @@ static bool mirror_from_text(const char *text, char *mirror, size_t cap)
 int build_host_mirror(const char *given, char *mirror, size_t cap, json_t **sources, struct gerr *err)
 {
     *sources = json_array();
-    if (!*sources)
-        return gerr_set(err, ENOMEM, "out of memory");
     mirror[0] = '\0';
     char *text = NULL;
     size_t len;
@@ -268,9 +261,7 @@ static json_t *text_json(const char *s, size_t n)
     json_t *v = json_stringn(s, n);
     if (v)
         return v;
-    char *copy = malloc(n + 1);
-    if (!copy)
-        return NULL;
+    char *copy = xmalloc(n + 1);
     size_t o = 0;
     for (size_t i = 0; i < n;) {
         uint32_t cp;
@@ -477,13 +468,7 @@ static int run_debootstrap(struct build_job *j, char id_out[IMAGE_ID_MAX], struc
         _exit(127);
     }
     close(pfd[1]);
-    struct step_output *o = calloc(1, sizeof *o);
-    if (!o) {
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-        close(pfd[0]);
-        return gerr_set(err, ENOMEM, "out of memory");
-    }
+    struct step_output *o = xcalloc(1, sizeof *o);
     o->j = j;
     int r = pump_output(j, pfd[0], o, mono_ms() + (uint64_t)b->cfg.step_timeout_s * 1000, kill_pid, &pid);
     close(pfd[0]);
@@ -579,13 +564,9 @@ static int run_commands(struct build_job *j, const char *parent_id, json_t *cmds
         "i=0; for c in \"$@\"; do i=$((i+1)); printf '+ %s\\n' \"$c\"; /bin/sh -c \"$c\" || "
         "{ s=$?; printf '" FAIL_MARKER "%d %d\\n' \"$i\" \"$s\"; exit \"$s\"; }; done";
     size_t ncmd = json_array_size(cmds);
-    AUTO_FREE char **argv = calloc(ncmd + 9, sizeof *argv);
+    AUTO_FREE char **argv = xcalloc(ncmd + 9, sizeof *argv);
     size_t nenv = json_array_size(json_object_get(config, "env"));
-    AUTO_FREE char **envp = calloc(nenv + 8, sizeof *envp);
-    if (!argv || !envp) {
-        rm_rf(dir);
-        return gerr_set(err, ENOMEM, "out of memory");
-    }
+    AUTO_FREE char **envp = xcalloc(nenv + 8, sizeof *envp);
     size_t a = 0, e = 0;
     argv[a++] = "gust-init";
     argv[a++] = "--mode";
@@ -613,6 +594,8 @@ static int run_commands(struct build_job *j, const char *parent_id, json_t *cmds
     envp[e++] = "DEBIAN_FRONTEND=noninteractive";
     envp[e++] = "PIP_DISABLE_PIP_VERSION_CHECK=1";
     envp[e++] = "PIP_ROOT_USER_ACTION=ignore";
+    /* Both stay NULL-terminated: 8 fixed arguments and at most 5 added variables. */
+    assert(a < ncmd + 9 && e < nenv + 8);
     const char *workdir = json_string_value(json_object_get(config, "workdir"));
 
     struct worker_build_lane *lane;
@@ -668,15 +651,10 @@ static int run_commands(struct build_job *j, const char *parent_id, json_t *cmds
         rm_rf(dir);
         return gerr_prefix(err, "build sandbox");
     }
-    struct step_output *o = calloc(1, sizeof *o);
+    struct step_output *o = xcalloc(1, sizeof *o);
     struct sb_kill k = {&sb};
-    if (o) {
-        o->j = j;
-        r = pump_output(j, pfd[0], o, mono_ms() + (uint64_t)b->cfg.step_timeout_s * 1000, kill_sandbox, &k);
-    } else {
-        sandbox_signal(&sb, SIGKILL);
-        r = -ENOMEM;
-    }
+    o->j = j;
+    r = pump_output(j, pfd[0], o, mono_ms() + (uint64_t)b->cfg.step_timeout_s * 1000, kill_sandbox, &k);
     close(pfd[0]);
     struct pollfd p = {.fd = sb.pidfd, .events = POLLIN};
     while (sandbox_reap(&sb, NULL) == 0)
@@ -699,9 +677,7 @@ static int run_commands(struct build_job *j, const char *parent_id, json_t *cmds
             hint = "; it was killed (out of memory?)";
         r = gerr_set(err, EIO, "command `%.200s` exited with status %d%s", cmd, code, hint);
     } else if (r < 0) {
-        r = r == -ENOMEM ? gerr_set(err, ENOMEM, "out of memory")
-                         : gerr_set(err, -r, "%s", r == -ETIMEDOUT ? "the step ran past its timeout and was killed"
-                                                                   : "gustd is stopping");
+        r = gerr_set(err, -r, "%s", r == -ETIMEDOUT ? "the step ran past its timeout and was killed" : "gustd is stopping");
     }
     free(o);
     if (r == 0) {
@@ -780,8 +756,7 @@ static int ensure_dirs(json_t *index, const char *rel, bool self, struct gerr *e
         json_t *e = json_object_get(index, cur);
         const char *type = e ? json_string_value(json_object_get(e, "type")) : NULL;
         if (!e) {
-            if (json_object_set_new(index, cur, dir_entry(cur)) < 0)
-                return gerr_set(err, ENOMEM, "out of memory");
+            json_object_set_new(index, cur, dir_entry(cur));
         } else if (strcmp(type, "dir")) {
             return gerr_set(err, ENOTDIR, "/%s is a %s in the image, not a directory", cur, type);
         }
@@ -815,11 +790,6 @@ static int load_index(struct builder *b, const char *id, json_t **index, json_t 
         return r;
     *index = json_object();
     *config = json_deep_copy(json_object_get(m, "config"));
-    if (!*index || !*config) {
-        json_decref(*index);
-        json_decref(*config);
-        return gerr_set(err, ENOMEM, "out of memory");
-    }
     size_t i;
     json_t *e;
     json_array_foreach(json_object_get(m, "entries"), i, e) {
@@ -832,23 +802,17 @@ static int load_index(struct builder *b, const char *id, json_t **index, json_t 
 static int store_index(struct builder *b, json_t *index, json_t *config, char id_out[IMAGE_ID_MAX], struct gerr *err)
 {
     size_t n = json_object_size(index);
-    AUTO_FREE json_t **arr = calloc(n ? n : 1, sizeof *arr);
-    if (!arr)
-        return gerr_set(err, ENOMEM, "out of memory");
+    AUTO_FREE json_t **arr = xcalloc(n, sizeof *arr);
     size_t k = 0;
     const char *key;
     json_t *v;
     json_object_foreach(index, key, v) arr[k++] = v;
+    assert(k == n);
     qsort(arr, n, sizeof *arr, entry_cmp);
     AUTO_JSON json_t *entries = json_array();
-    for (size_t i = 0; entries && i < n; i++)
-        if (json_array_append(entries, arr[i]) < 0)
-            return gerr_set(err, ENOMEM, "out of memory");
-    AUTO_JSON json_t *m = entries ? json_pack("{s:i,s:O,s:O}", "gust_manifest", 1, "config", config, "entries",
-                                              entries)
-                                  : NULL;
-    if (!m)
-        return gerr_set(err, ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        json_array_append(entries, arr[i]);
+    AUTO_JSON json_t *m = json_pack("{s:i,s:O,s:O}", "gust_manifest", 1, "config", config, "entries", entries);
     return store_manifest(b, m, id_out, err);
 }
 
@@ -886,25 +850,31 @@ static int do_copy(struct builder *b, const char *parent_id, const char *src_id,
     json_t *e;
     json_object_foreach(sidx, key, e) {
         char path[PATH_MAX + 512];
+        int pl;
         if (is_file) {
             if (!strcmp(key, "."))
                 continue;
-            snprintf(path, sizeof path, "%s", rel);
+            pl = snprintf(path, sizeof path, "%s", rel);
         } else if (!strcmp(key, ".")) {
-            snprintf(path, sizeof path, "%s", rel);
+            pl = snprintf(path, sizeof path, "%s", rel);
         } else {
-            snprintf(path, sizeof path, "%s%s%s", strcmp(rel, ".") ? rel : "", strcmp(rel, ".") ? "/" : "", key);
+            pl = snprintf(path, sizeof path, "%s%s%s", strcmp(rel, ".") ? rel : "", strcmp(rel, ".") ? "/" : "", key);
         }
+        /* A cut path could end inside a UTF-8 sequence, which jansson refuses as a key. */
+        if (pl < 0 || (size_t)pl >= sizeof path)
+            return gerr_set(err, ENAMETOOLONG, "copy to %s: /%.100s... is too long a path", to, rel);
         json_t *ne = json_deep_copy(e);
-        if (!ne)
-            return gerr_set(err, ENOMEM, "out of memory");
         json_object_set_new(ne, "path", json_string(path));
         json_object_set_new(ne, "uid", json_integer(0));
         json_object_set_new(ne, "gid", json_integer(0));
         const char *target = json_string_value(json_object_get(ne, "target"));
         if (target && !strcmp(json_string_value(json_object_get(ne, "type")), "hardlink")) {
             char t[PATH_MAX + 512];
-            snprintf(t, sizeof t, "%s%s%s", strcmp(rel, ".") ? rel : "", strcmp(rel, ".") ? "/" : "", target);
+            int tl = snprintf(t, sizeof t, "%s%s%s", strcmp(rel, ".") ? rel : "", strcmp(rel, ".") ? "/" : "", target);
+            if (tl < 0 || (size_t)tl >= sizeof t) {
+                json_decref(ne);
+                return gerr_set(err, ENAMETOOLONG, "copy to %s: /%.100s... is too long a path", to, rel);
+            }
             json_object_set_new(ne, "target", json_string(t));
         }
         json_t *prev = json_object_get(index, path);
@@ -913,8 +883,8 @@ static int do_copy(struct builder *b, const char *parent_id, const char *src_id,
             remove_tree(index, path);
         if (strcmp(path, ".") == 0)
             json_decref(ne);
-        else if (json_object_set_new(index, path, ne) < 0)
-            return gerr_set(err, ENOMEM, "out of memory");
+        else
+            json_object_set_new(index, path, ne);
     }
     return store_index(b, index, config, id_out, err);
 }
@@ -934,9 +904,7 @@ static int do_env(struct builder *b, const char *parent_id, json_t *vars, char i
     const char *key;
     json_t *val;
     json_object_foreach(vars, key, val) {
-        AUTO_FREE char *kv = NULL;
-        if (asprintf(&kv, "%s=%s", key, json_string_value(val)) < 0)
-            return gerr_set(err, ENOMEM, "out of memory");
+        AUTO_FREE char *kv = xasprintf("%s=%s", key, json_string_value(val));
         size_t kl = strlen(key), i;
         json_t *e;
         bool replaced = false;
@@ -1016,8 +984,6 @@ static int step_identity(struct builder *b, json_t *step, json_t **what, char sr
                          struct gerr *err)
 {
     *what = json_deep_copy(step);
-    if (!*what)
-        return gerr_set(err, ENOMEM, "out of memory");
     const char *copy = json_string_value(json_object_get(step, "copy"));
     const char *wheels = json_string_value(json_object_get(step, "find_links"));
     int r = 0;
@@ -1053,23 +1019,19 @@ static json_t *step_commands(json_t *step)
     size_t i;
     json_t *e;
     json_array_foreach(list, i, e) len += json_string_length(e) + 1;
-    joined = calloc(1, len + 1);
-    if (!joined)
-        return NULL;
+    joined = xcalloc(1, len + 1);
     json_array_foreach(list, i, e) {
         strcat(joined, json_string_value(e));
         if (i + 1 < json_array_size(list))
             strcat(joined, " ");
     }
-    AUTO_FREE char *cmd = NULL;
     if (apt) {
-        if (asprintf(&cmd, "apt-get install -y -q --no-install-recommends %s", joined) < 0)
-            return NULL;
+        AUTO_FREE char *cmd = xasprintf("apt-get install -y -q --no-install-recommends %s", joined);
         return json_pack("[s,s,s,s]", "apt-get update -q", cmd, "apt-get clean", "rm -rf /var/lib/apt/lists/*");
     }
-    if (asprintf(&cmd, "python3 -m pip install --no-cache-dir --break-system-packages %s%s",
-                 json_object_get(step, "find_links") ? "--no-index --find-links /tmp/gust-wheels " : "", joined) < 0)
-        return NULL;
+    AUTO_FREE char *cmd = xasprintf("python3 -m pip install --no-cache-dir --break-system-packages %s%s",
+                                    json_object_get(step, "find_links") ? "--no-index --find-links /tmp/gust-wheels " : "",
+                                    joined);
     return json_pack("[s]", cmd);
 }
 
@@ -1084,8 +1046,7 @@ static int run_step(struct build_job *j, json_t *step, const char *parent_id, ch
     int r = step_identity(b, step, &what, src_id, &is_file, err);
     if (r < 0)
         return r;
-    if (step_id_of(parent_id, what, step_id) < 0)
-        return gerr_set(err, ENOMEM, "out of memory");
+    step_id_of(parent_id, what, step_id);
     bool waited;
     r = build_step_claim(j, step_id, id_out, &waited);
     if (r == 1) {
@@ -1108,10 +1069,7 @@ static int run_step(struct build_job *j, json_t *step, const char *parent_id, ch
         r = do_workdir(b, parent_id, json_string_value(json_object_get(step, "workdir")), id_out, err);
     } else {
         AUTO_JSON json_t *cmds = step_commands(step);
-        if (!cmds)
-            r = gerr_set(err, ENOMEM, "out of memory");
-        else
-            r = run_commands(j, parent_id, cmds, json_string_value(json_object_get(step, "find_links")), id_out, err);
+        r = run_commands(j, parent_id, cmds, json_string_value(json_object_get(step, "find_links")), id_out, err);
     }
     build_step_release(j, step_id, parent_id, r == 0 ? id_out : NULL);
     if (r == 0) {
@@ -1148,8 +1106,10 @@ static int base_key(struct builder *b, json_t *def, char key[IMAGE_ID_MAX], stru
     } else {
         return 0;
     }
-    if (!what || step_id_of("", what, key) < 0)
-        return gerr_set(err, ENOMEM, "out of memory");
+    /* The mirror, suite and sources come from the host and need not be UTF-8. */
+    if (!what)
+        return gerr_set(err, EILSEQ, "the apt mirror, suite or sources of this machine are not valid UTF-8");
+    step_id_of("", what, key);
     return 0;
 }
 
@@ -1287,8 +1247,7 @@ int build_lookup(struct builder *b, json_t *def, const char *base_id, char id_ou
         bool is_file;
         if ((r = step_identity(b, step, &what, src, &is_file, err)) < 0)
             return gerr_prefix(err, "steps[%zu]", i);
-        if (step_id_of(cur, what, sid) < 0)
-            return gerr_set(err, ENOMEM, "out of memory");
+        step_id_of(cur, what, sid);
         if (build_cache_lookup(b, sid, cur) < 0)
             return gerr_set(err, ENOENT, "steps[%zu] is not built yet", i);
     }

@@ -17,6 +17,7 @@
 
 #include "base/cleanup.h"
 #include "base/util.h"
+#include "base/xalloc.h"
 #include "cas/internal.h"
 
 #define CAS_MAGIC "GCAS"
@@ -101,16 +102,14 @@ int cas_open(const char *root, struct cas **out, struct gerr *err)
     AUTO_FD int tfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (tfd < 0)
         return gerr_sys(err, errno, "open %s", path);
-    struct cas *c = calloc(1, sizeof *c);
-    if (!c)
-        return gerr_set(err, ENOMEM, "out of memory");
+    struct cas *c = xcalloc(1, sizeof *c);
     pthread_mutex_init(&c->lock, NULL);
-    c->root = strdup(root);
+    c->root = xstrdup(root);
     c->dctx = ZSTD_createDCtx();
-    if (!c->root || !c->dctx || cas_writer_init(&c->w) < 0) {
+    if (!c->dctx || cas_writer_init(&c->w) < 0) {
         c->objects_fd = c->tmp_fd = -1;
         cas_close(c);
-        return gerr_set(err, ENOMEM, "out of memory");
+        return gerr_set(err, ENOMEM, "zstd: cannot create a compression context");
     }
     c->objects_fd = TAKE_FD(ofd);
     c->tmp_fd = TAKE_FD(tfd);
@@ -159,8 +158,8 @@ int cas_writer_init(struct cas_writer *w)
 {
     w->cctx = ZSTD_createCCtx();
     w->cbuf_cap = ZSTD_compressBound(CAS_CHUNK_SIZE) + CAS_HDR;
-    w->cbuf = malloc(w->cbuf_cap);
-    if (!w->cctx || !w->cbuf) {
+    w->cbuf = xmalloc(w->cbuf_cap);
+    if (!w->cctx) {
         cas_writer_free(w);
         return -ENOMEM;
     }
@@ -208,9 +207,7 @@ int cas_put_with(struct cas *c, struct cas_writer *w, const void *data, size_t l
         size_t bound = ZSTD_compressBound(len);
         uint8_t *dst = w->cbuf;
         if (bound > w->cbuf_cap) {
-            big = malloc(bound);
-            if (!big)
-                return gerr_set(err, ENOMEM, "out of memory");
+            big = xmalloc(bound);
             dst = big;
         }
         size_t z = ZSTD_compressCCtx(w->cctx, dst, bound, data, len, CAS_ZSTD_LEVEL);
@@ -274,14 +271,8 @@ int cas_get(struct cas *c, const struct cas_digest *d, uint8_t **data, size_t *l
     size_t plen = fsize - CAS_HDR;
     if (n > CAS_MANIFEST_MAX || (hdr[4] == CAS_FMT_RAW && plen != n))
         return gerr_set(err, EBADMSG, "object sha256:%s is corrupt (bad length)", hex);
-    uint8_t *out = malloc(n + 1);
-    uint8_t *payload = hdr[4] == CAS_FMT_RAW ? out : malloc(plen ? plen : 1);
-    if (!out || !payload) {
-        free(out);
-        if (payload != out)
-            free(payload);
-        return gerr_set(err, ENOMEM, "out of memory");
-    }
+    uint8_t *out = xmalloc(n + 1);
+    uint8_t *payload = hdr[4] == CAS_FMT_RAW ? out : xmalloc(plen);
     ssize_t got = plen ? pread(fd, payload, plen, CAS_HDR) : 0;
     int r = 0;
     if (got != (ssize_t)plen) {

@@ -16,6 +16,8 @@ struct cas_writer {
     size_t cbuf_cap;
 };
 
+/* Returns 0, or -ENOMEM when zstd cannot create its context (zstd allocates it
+ * itself; the output buffer comes from xmalloc). */
 int cas_writer_init(struct cas_writer *w);
 void cas_writer_free(struct cas_writer *w);
 /* cas_put through w; safe to call from several threads with one writer each

@@ -2,6 +2,7 @@
  * cas/cas.h). */
 #include "cas/cas.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -16,17 +17,18 @@
 #include <unistd.h>
 
 #include "base/cleanup.h"
+#include "base/json_cleanup.h"
 #include "base/util.h"
+#include "base/xalloc.h"
 #include "cas/internal.h"
 
-/* The marker the image builders leave in a finished rootfs; not part of the image. */
+/* The marker the image builders leave in a finished rootfs; not part of the image.
+ *
+ * jansson calls whose arguments are known to be valid (digests, types, values already
+ * parsed) can fail only on allocation, which aborts under gustd's allocator (xmalloc):
+ * their results are not checked. File names are not known to be UTF-8, so building an
+ * entry from one is. */
 #define CAS_SKIP_NAME ".gust-image-ok"
-
-static void json_cleanup(json_t **j)
-{
-    json_decref(*j);
-}
-#define AUTO_JSON __attribute__((cleanup(json_cleanup)))
 
 /* ---- ingest ----------------------------------------------------------------- */
 
@@ -61,6 +63,7 @@ static void *pool_worker(void *arg)
     struct pool *p = arg;
     pthread_mutex_lock(&p->mu);
     int me = p->nthreads++;
+    assert(me < INGEST_THREADS); /* one writer per started thread */
     for (;;) {
         while (p->count == 0 && !p->done)
             pthread_cond_wait(&p->can_take, &p->mu);
@@ -152,30 +155,20 @@ struct ingest {
     uint32_t id_base, id_count; /* owners in [base, base + count) are stored minus base */
 };
 
-/* Queues a copy of data as the next chunk; returns its index or -ENOMEM. */
-static long queue_chunk(struct ingest *in, const uint8_t *data, size_t len)
+/* Queues a copy of data as the next chunk; returns its index. */
+static size_t queue_chunk(struct ingest *in, const uint8_t *data, size_t len)
 {
     if (in->njobs == in->jobs_cap) {
         size_t cap = in->jobs_cap ? in->jobs_cap * 2 : 1024;
-        struct chunk_job **p = realloc(in->jobs, cap * sizeof *p);
-        if (!p)
-            return -ENOMEM;
-        in->jobs = p;
+        in->jobs = xreallocarray(in->jobs, cap, sizeof *in->jobs);
         in->jobs_cap = cap;
     }
-    struct chunk_job *j = calloc(1, sizeof *j);
-    uint8_t *copy = malloc(len ? len : 1);
-    if (!j || !copy) {
-        free(j);
-        free(copy);
-        return -ENOMEM;
-    }
-    memcpy(copy, data, len);
-    j->buf = copy;
+    struct chunk_job *j = xcalloc(1, sizeof *j);
+    j->buf = xmemdup(data, len);
     j->len = len;
     in->jobs[in->njobs] = j;
     pool_push(in->pool, j);
-    return (long)in->njobs++;
+    return in->njobs++;
 }
 
 static int cmp_names(const void *a, const void *b)
@@ -194,10 +187,12 @@ static json_t *entry_base(const struct ingest *in, const char *path, const char 
                      "uid", (json_int_t)unshift(in, st->st_uid), "gid", (json_int_t)unshift(in, st->st_gid));
 }
 
+/* Appends e, an entry_base result: NULL when the path was not UTF-8. */
 static int add_entry(struct ingest *in, json_t *e)
 {
-    if (!e || json_array_append_new(in->entries, e) < 0)
-        return gerr_set(in->err, ENOMEM, "out of memory");
+    if (!e)
+        return gerr_set(in->err, EILSEQ, "a file name is not valid UTF-8 (manifests hold UTF-8 paths)");
+    json_array_append_new(in->entries, e);
     if (json_array_size(in->entries) > CAS_MAX_ENTRIES)
         return gerr_set(in->err, E2BIG, "more than %d files", CAS_MAX_ENTRIES);
     return 0;
@@ -205,13 +200,10 @@ static int add_entry(struct ingest *in, json_t *e)
 
 static int ingest_file(struct ingest *in, int fd, const char *path, const struct stat *st)
 {
-    json_t *chunks = json_array();
     json_t *e = entry_base(in, path, "file", st);
-    if (!chunks || !e) {
-        json_decref(chunks);
-        json_decref(e);
-        return gerr_set(in->err, ENOMEM, "out of memory");
-    }
+    if (!e)
+        return add_entry(in, e);
+    json_t *chunks = json_array();
     uint64_t total = 0;
     for (;;) {
         size_t have = 0;
@@ -230,13 +222,8 @@ static int ingest_file(struct ingest *in, int fd, const char *path, const struct
         }
         if (have == 0 && total > 0)
             break;
-        long idx = queue_chunk(in, in->buf, have);
-        if (idx < 0) {
-            json_decref(chunks);
-            json_decref(e);
-            return gerr_set(in->err, ENOMEM, "out of memory");
-        }
-        json_array_append_new(chunks, json_integer(idx));
+        size_t idx = queue_chunk(in, in->buf, have);
+        json_array_append_new(chunks, json_integer((json_int_t)idx));
         total += have;
         if (have < CAS_CHUNK_SIZE)
             break;
@@ -270,21 +257,12 @@ static int ingest_dir(struct ingest *in, int dirfd, const char *rel, int depth)
             continue;
         if (n == cap) {
             cap = cap ? cap * 2 : 32;
-            char **p = realloc(names, cap * sizeof *p);
-            if (!p) {
-                r = gerr_set(in->err, ENOMEM, "out of memory");
-                break;
-            }
-            names = p;
+            names = xreallocarray(names, cap, sizeof *names);
         }
-        if (!(names[n] = strdup(de->d_name))) {
-            r = gerr_set(in->err, ENOMEM, "out of memory");
-            break;
-        }
-        n++;
+        names[n++] = xstrdup(de->d_name);
     }
     closedir(d);
-    if (r == 0 && n > 1)
+    if (n > 1)
         qsort(names, n, sizeof *names, cmp_names);
     for (size_t i = 0; i < n && r == 0; i++) {
         char path[PATH_MAX];
@@ -313,10 +291,15 @@ static int ingest_dir(struct ingest *in, int dirfd, const char *rel, int depth)
                 break;
             }
             target[tl] = '\0';
-            json_t *e = entry_base(in, path, "symlink", &st);
-            if (e)
-                json_object_set_new(e, "target", json_string(target));
-            r = add_entry(in, e);
+            json_t *e = entry_base(in, path, "symlink", &st), *t = json_string(target);
+            if (e && t) {
+                json_object_set_new(e, "target", t);
+                r = add_entry(in, e);
+            } else {
+                json_decref(e);
+                json_decref(t);
+                r = add_entry(in, NULL);
+            }
             in->st.symlinks++;
         } else if (S_ISREG(st.st_mode)) {
             char key[64];
@@ -352,16 +335,16 @@ static int ingest_dir(struct ingest *in, int dirfd, const char *rel, int depth)
 static int manifest_store(struct cas *c, json_t *m, struct cas_digest *out, struct gerr *err)
 {
     AUTO_FREE char *text = json_dumps(m, JSON_COMPACT | JSON_SORT_KEYS);
-    if (!text)
-        return gerr_set(err, ENOMEM, "out of memory");
     return cas_put(c, text, strlen(text), out, err);
 }
 
 int cas_manifest_store(struct cas *c, json_t *m, struct cas_digest *out, struct gerr *err)
 {
+    /* NULL when m is not a JSON value jansson can write (not an object, say); the
+     * parse below then rejects it. */
     AUTO_FREE char *text = json_dumps(m, JSON_COMPACT | JSON_SORT_KEYS);
     if (!text)
-        return gerr_set(err, ENOMEM, "out of memory");
+        return gerr_set(err, EINVAL, "new manifest: not a JSON object");
     json_t *check = NULL;
     int r = cas_manifest_parse(text, strlen(text), &check, err);
     json_decref(check);
@@ -388,9 +371,7 @@ int cas_ingest_tree_shifted(struct cas *c, const char *dir, json_t *config, uint
     struct ingest in = {.c = c, .err = err, .id_base = id_base, .id_count = id_count};
     AUTO_JSON json_t *entries = json_array();
     AUTO_JSON json_t *inodes = json_object();
-    AUTO_FREE uint8_t *buf = malloc(CAS_CHUNK_SIZE);
-    if (!entries || !inodes || !buf)
-        return gerr_set(err, ENOMEM, "out of memory");
+    AUTO_FREE uint8_t *buf = xmalloc(CAS_CHUNK_SIZE);
     in.entries = entries;
     in.inodes = inodes;
     in.buf = buf;
@@ -418,8 +399,7 @@ int cas_ingest_tree_shifted(struct cas *c, const char *dir, json_t *config, uint
         for (size_t k = 0; r == 0 && k < json_array_size(chunks); k++) {
             char hex[CAS_HEX_LEN + 1];
             cas_digest_hex(&in.jobs[json_integer_value(json_array_get(chunks, k))]->d, hex);
-            if (json_array_set_new(chunks, k, json_string(hex)) < 0)
-                r = gerr_set(err, ENOMEM, "out of memory");
+            json_array_set_new(chunks, k, json_string(hex));
         }
     }
     for (size_t k = 0; k < in.njobs; k++)
@@ -428,10 +408,7 @@ int cas_ingest_tree_shifted(struct cas *c, const char *dir, json_t *config, uint
     if (r < 0)
         return gerr_prefix(err, "ingest %s", dir);
     json_t *cfg = config ? json_incref(config) : json_object();
-    AUTO_JSON json_t *m = cfg ? json_pack("{s:i,s:o,s:O}", "gust_manifest", 1, "config", cfg, "entries", entries)
-                              : NULL;
-    if (!m)
-        return gerr_set(err, ENOMEM, "out of memory");
+    AUTO_JSON json_t *m = json_pack("{s:i,s:o,s:O}", "gust_manifest", 1, "config", cfg, "entries", entries);
     r = manifest_store(c, m, manifest, err);
     if (r < 0)
         return gerr_prefix(err, "store the manifest of %s", dir);
@@ -497,8 +474,6 @@ int cas_manifest_parse(const char *text, size_t len, json_t **out, struct gerr *
     if (n == 0 || n > CAS_MAX_ENTRIES)
         return gerr_set(err, EBADMSG, "manifest: %zu entries (1..%d)", n, CAS_MAX_ENTRIES);
     AUTO_JSON json_t *seen = json_object(); /* path -> type */
-    if (!seen)
-        return gerr_set(err, ENOMEM, "out of memory");
     for (size_t i = 0; i < n; i++) {
         json_t *e = json_array_get(ents, i);
         const char *path = json_string_value(json_object_get(e, "path"));
@@ -549,8 +524,7 @@ int cas_manifest_parse(const char *text, size_t len, json_t **out, struct gerr *
         } else if (strcmp(type, "dir")) {
             return bad(err, i, "\"type\" must be dir, file, symlink or hardlink");
         }
-        if (json_object_set_new(seen, path, json_string(type)) < 0)
-            return gerr_set(err, ENOMEM, "out of memory");
+        json_object_set_new(seen, path, json_string(type));
     }
     *out = TAKE_PTR(m);
     return 0;
@@ -718,6 +692,8 @@ int cas_materialize(struct cas *c, const struct cas_digest *d, const char *dest,
 
 /* ---- gc ------------------------------------------------------------------------ */
 
+/* The live set is checked although its inserts fail only on allocation: an entry
+ * silently missing from it would delete a live object. */
 static int mark(struct cas *c, json_t *live, const struct cas_digest *root, struct gerr *err)
 {
     char hex[CAS_HEX_LEN + 1];

@@ -7,6 +7,7 @@
 
 #include "base/cleanup.h"
 #include "base/util.h"
+#include "base/xalloc.h"
 #include "client/internal.h"
 
 /* Extra seconds the client waits beyond a server-side wait. */
@@ -22,9 +23,12 @@ static int fn_path(struct buf *b, const gust_client *c, const char *app, const c
         return gust_fail_(err, GUST_ERR_ARG, EINVAL, "gust_%s: bad arguments", action);
     if (!app || !*app || !fn || !*fn)
         return gust_fail_(err, GUST_ERR_ARG, EINVAL, "app and function names must be non-empty");
-    if (buf_append_str(b, "/v1/functions/") < 0 || gust_path_escape_(b, app) < 0 || buf_append_str(b, "/") < 0 ||
-        gust_path_escape_(b, fn) < 0 || buf_printf(b, "/%s", action) < 0)
-        return gust_fail_(err, GUST_ERR_ARG, ENOMEM, "out of memory");
+    buf_append_str(b, "/v1/functions/");
+    gust_path_escape_(b, app);
+    buf_append_str(b, "/");
+    gust_path_escape_(b, fn);
+    buf_append_str(b, "/");
+    buf_append_str(b, action);
     return 0;
 }
 
@@ -33,8 +37,9 @@ static int call_path(struct buf *b, const char *call_id, const char *suffix, gus
 {
     if (!call_id || !*call_id)
         return gust_fail_(err, GUST_ERR_ARG, EINVAL, "call id must be non-empty");
-    if (buf_append_str(b, "/v1/calls/") < 0 || gust_path_escape_(b, call_id) < 0 || buf_append_str(b, suffix) < 0)
-        return gust_fail_(err, GUST_ERR_ARG, ENOMEM, "out of memory");
+    buf_append_str(b, "/v1/calls/");
+    gust_path_escape_(b, call_id);
+    buf_append_str(b, suffix);
     return 0;
 }
 
@@ -58,14 +63,13 @@ static double wait_deadline(const gust_client *c, double wait_s)
 }
 
 /* Appends "?{name}={seconds}" to path unless seconds is negative (or, when
- * skip_zero, zero). Returns 0 or a negative errno (err). */
-static int add_seconds_query(struct buf *path, const char *name, double seconds, bool skip_zero, gust_error *err)
+ * skip_zero, zero). */
+static void add_seconds_query(struct buf *path, const char *name, double seconds, bool skip_zero)
 {
     if (seconds < 0 || (skip_zero && seconds == 0))
-        return 0;
-    if (buf_printf(path, "?%s=%g", name, seconds) < 0)
-        return gust_fail_(err, GUST_ERR_ARG, ENOMEM, "out of memory");
-    return 0;
+        return;
+    /* A plain %s and %g cannot fail to format. */
+    buf_printf(path, "?%s=%g", name, seconds);
 }
 
 /* gust_exchange_ that frees resp's body when it fails. */
@@ -90,19 +94,18 @@ static void parse_call_json(struct gust_resp *resp)
 }
 
 /* Hands resp's body out as a never-NULL malloc'd buffer (resp keeps none). */
-static int take_output(struct gust_resp *resp, void **out, size_t *out_len, gust_error *err)
+static void take_output(struct gust_resp *resp, void **out, size_t *out_len)
 {
     size_t n = 0;
     char *data = buf_steal(&resp->body, &n);
-    if (!data && !(data = calloc(1, 1)))
-        return gust_fail_(err, GUST_ERR_ARG, ENOMEM, "out of memory");
+    if (!data)
+        data = xcalloc(1, 1);
     if (out)
         *out = data;
     else
         free(data);
     if (out_len)
         *out_len = n;
-    return 0;
 }
 
 int gust_deploy(gust_client *c, const char *spec, size_t len, const char *format, char **response_json,
@@ -141,8 +144,9 @@ int gust_call(gust_client *c, const char *app, const char *fn, const void *in, s
         call_id[0] = '\0';
     AUTO_BUF struct buf path = {0};
     int r = fn_path(&path, c, app, fn, "call", in, len, err);
-    if (r < 0 || (r = add_seconds_query(&path, "timeout", timeout_s, false, err)) < 0)
+    if (r < 0)
         return r;
+    add_seconds_query(&path, "timeout", timeout_s, false);
     struct gust_req req = input_req(path.data, in, len, wait_deadline(c, timeout_s));
     struct gust_resp resp = {0};
     if ((r = exchange(c, &req, &resp, err)) < 0)
@@ -171,7 +175,8 @@ int gust_call(gust_client *c, const char *app, const char *fn, const void *in, s
     }
     if (call_id)
         gust_copy_(call_id, 64, resp.call_id);
-    return take_output(&resp, out, out_len, err);
+    take_output(&resp, out, out_len);
+    return 0;
 }
 
 int gust_spawn(gust_client *c, const char *app, const char *fn, const void *in, size_t len, char call_id[64],
@@ -214,8 +219,9 @@ int gust_result(gust_client *c, const char *call_id, double wait_s, void **out, 
         wait_s = 0;
     AUTO_BUF struct buf path = {0};
     int r = call_path(&path, call_id, "", err);
-    if (r < 0 || (r = add_seconds_query(&path, "wait", wait_s, true, err)) < 0)
+    if (r < 0)
         return r;
+    add_seconds_query(&path, "wait", wait_s, true);
     struct gust_req req = {.method = "GET", .path = path.data, .timeout_s = wait_deadline(c, wait_s)};
     struct gust_resp resp = {0};
     if ((r = exchange(c, &req, &resp, err)) < 0)
@@ -240,7 +246,8 @@ int gust_result(gust_client *c, const char *call_id, double wait_s, void **out, 
     }
     if (done)
         *done = 1;
-    return take_output(&resp, out, out_len, err);
+    take_output(&resp, out, out_len);
+    return 0;
 }
 
 int gust_cancel(gust_client *c, const char *call_id, gust_error *err)
@@ -339,21 +346,18 @@ static int map_data(void *ud, const char *data, size_t len)
     while (len) {
         const char *nl = memchr(data, '\n', len);
         if (!nl) {
-            if (m->line.len + len > GUST_MAX_RESPONSE_BODY || buf_append(&m->line, data, len) < 0) {
+            if (m->line.len + len > GUST_MAX_RESPONSE_BODY) {
                 snprintf(m->bad_msg, sizeof m->bad_msg, "map stream: line too long");
                 m->bad = true;
                 return 1;
             }
+            buf_append(&m->line, data, len);
             return 0;
         }
         size_t take = (size_t)(nl - data);
         int r;
         if (m->line.len) {
-            if (buf_append(&m->line, data, take) < 0) {
-                snprintf(m->bad_msg, sizeof m->bad_msg, "out of memory");
-                m->bad = true;
-                return 1;
-            }
+            buf_append(&m->line, data, take);
             r = map_line(m, m->line.data, m->line.len);
             buf_reset(&m->line);
         } else {
@@ -376,8 +380,8 @@ int gust_map(gust_client *c, const char *app, const char *fn, const char *ndjson
     int r = fn_path(&path, c, app, fn, "map", ndjson_inputs, len, err);
     if (r < 0)
         return r;
-    if (ordered && buf_append_str(&path, "?ordered=1") < 0)
-        return gust_fail_(err, GUST_ERR_ARG, ENOMEM, "out of memory");
+    if (ordered)
+        buf_append_str(&path, "?ordered=1");
     struct map_ctx m = {.cb = cb, .ud = ud};
     r = gust_request_stream(c, "POST", path.data, "application/x-ndjson", ndjson_inputs, len, map_data, &m, err);
     if (r == 0 && m.line.len && !m.done_seen)

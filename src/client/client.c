@@ -19,6 +19,7 @@
 
 #include "base/cleanup.h"
 #include "base/util.h"
+#include "base/xalloc.h"
 #include "client/internal.h"
 
 const char *gust_version(void)
@@ -74,7 +75,7 @@ const char *gust_error_kind_name(gust_error_kind kind)
     return "unknown";
 }
 
-int gust_path_escape_(struct buf *b, const char *s)
+void gust_path_escape_(struct buf *b, const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
@@ -82,11 +83,11 @@ int gust_path_escape_(struct buf *b, const char *s)
         bool plain = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
                      ch == '-' || ch == '_' || ch == '.' || ch == '~';
         char enc[3] = {'%', hex[ch >> 4], hex[ch & 15]};
-        int r = plain ? buf_append(b, p, 1) : buf_append(b, enc, 3);
-        if (r < 0)
-            return r;
+        if (plain)
+            buf_append(b, p, 1);
+        else
+            buf_append(b, enc, 3);
     }
-    return 0;
 }
 
 /* ---------- client lifetime ---------- */
@@ -155,11 +156,7 @@ gust_client *gust_client_new(const char *addr)
         addr = getenv("GUST_ADDR");
     if (!addr || !*addr)
         addr = GUST_DEFAULT_ADDR;
-    AUTO_FREE gust_client *c = calloc(1, sizeof *c);
-    if (!c) {
-        errno = ENOMEM;
-        return NULL;
-    }
+    AUTO_FREE gust_client *c = xcalloc(1, sizeof *c);
     if (parse_addr(addr, c->host, sizeof c->host, c->port, sizeof c->port) < 0) {
         errno = EINVAL;
         return NULL;
@@ -168,11 +165,7 @@ gust_client *gust_client_new(const char *addr)
         snprintf(c->addr, sizeof c->addr, "[%s]:%s", c->host, c->port);
     else
         snprintf(c->addr, sizeof c->addr, "%s:%s", c->host, c->port);
-    c->rbuf = malloc(GUST_RBUF_SIZE);
-    if (!c->rbuf) {
-        errno = ENOMEM;
-        return NULL;
-    }
+    c->rbuf = xmalloc(GUST_RBUF_SIZE);
     c->fd = -1;
     c->timeout_s = GUST_DEFAULT_TIMEOUT;
     struct http_limits lim;
@@ -386,12 +379,12 @@ static int stream_body(void *ud, const struct http_response *hr, const void *dat
     struct buf *b = &sc->resp->body;
     if (b->len < GUST_MAX_ERROR_BODY) {
         size_t n = len < GUST_MAX_ERROR_BODY - b->len ? len : GUST_MAX_ERROR_BODY - b->len;
-        if (buf_append(b, data, n) < 0)
-            return 1;
+        buf_append(b, data, n);
     }
     return 0;
 }
 
+/* Returns 0, or -EINVAL when the head cannot be formatted (buf_printf). */
 static int build_head(struct buf *h, const gust_client *c, const struct gust_req *req)
 {
     int r = buf_printf(h, "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: libgust/%s\r\nAccept: */*\r\n", req->method,
@@ -403,7 +396,7 @@ static int build_head(struct buf *h, const gust_client *c, const struct gust_req
     if (r >= 0 && needs_length)
         r = buf_printf(h, "Content-Length: %zu\r\n", req->len);
     if (r >= 0)
-        r = buf_append_str(h, "\r\n");
+        buf_append_str(h, "\r\n");
     return r;
 }
 
@@ -504,7 +497,7 @@ static enum attempt_result attempt(gust_client *c, const struct gust_req *req, c
         size_t len = 0;
         char *data = buf_steal(&p->resp.body, &len);
         buf_free(&resp->body);
-        resp->body = (struct buf){.data = data, .len = len, .cap = len};
+        resp->body = (struct buf){.data = data, .len = len, .cap = data ? len + 1 : 0};
     }
     if (!hr->keep_alive || leftover)
         gust_client_disconnect(c);
@@ -516,7 +509,7 @@ int gust_exchange_(gust_client *c, const struct gust_req *req, struct gust_resp 
 {
     AUTO_BUF struct buf head = {0};
     if (build_head(&head, c, req) < 0)
-        return gust_fail_(err, GUST_ERR_ARG, ENOMEM, "out of memory");
+        return gust_fail_(err, GUST_ERR_ARG, EINVAL, "cannot format the request head for %.200s", req->path);
     for (int tries = 0; tries < 2; tries++) {
         bool reused = c->fd >= 0;
         if (reused && conn_stale(c->fd)) {
@@ -644,7 +637,7 @@ int gust_request(gust_client *c, const char *method, const char *path, const cha
     char *data = buf_steal(&resp.body, &n);
     if (resp_out) {
         if (!data)
-            data = calloc(1, 1);
+            data = xcalloc(1, 1);
         *resp_out = data;
         if (resp_len)
             *resp_len = n;

@@ -62,8 +62,8 @@ GUST_HIDDEN int gust_error_from_response_(const struct gust_resp *resp, gust_err
 GUST_HIDDEN int gust_fail_(gust_error *err, gust_error_kind kind, int sys_code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* Appends s percent-encoded as one path segment. Returns 0 or -ENOMEM. */
-GUST_HIDDEN int gust_path_escape_(struct buf *b, const char *s);
+/* Appends s percent-encoded as one path segment. */
+GUST_HIDDEN void gust_path_escape_(struct buf *b, const char *s);
 
 /* Copies src into dst[cap] (truncating, always NUL-terminated). */
 GUST_HIDDEN void gust_copy_(char *dst, size_t cap, const char *src);

@@ -8,6 +8,7 @@
  * so a fired or cancelled id never matches a reused slot. */
 #include "evloop/evloop.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 #include "base/util.h"
+#include "base/xalloc.h"
 
 #define EV_BATCH_MIN 64
 #define EV_BATCH_MAX 4096
@@ -68,9 +70,7 @@ struct ev_loop {
 
 int ev_loop_new(struct ev_loop **out)
 {
-    struct ev_loop *l = calloc(1, sizeof *l);
-    if (!l)
-        return -ENOMEM;
+    struct ev_loop *l = xcalloc(1, sizeof *l);
     l->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (l->epfd < 0) {
         int e = errno;
@@ -78,12 +78,7 @@ int ev_loop_new(struct ev_loop **out)
         return -e;
     }
     l->batch_cap = EV_BATCH_MIN;
-    l->batch = calloc(l->batch_cap, sizeof *l->batch);
-    if (!l->batch) {
-        close(l->epfd);
-        free(l);
-        return -ENOMEM;
-    }
+    l->batch = xcalloc(l->batch_cap, sizeof *l->batch);
     l->free_timer = EV_NO_SLOT;
     l->now = mono_ms();
     *out = l;
@@ -127,21 +122,18 @@ static uint32_t to_epoll(uint32_t events)
 }
 
 /* Grows the watch table so that fd is a valid index. */
-static int watches_fit(struct ev_loop *loop, int fd)
+static void watches_fit(struct ev_loop *loop, int fd)
 {
     size_t need = (size_t)fd + 1;
     if (need <= loop->nwatches)
-        return 0;
+        return;
     size_t n = loop->nwatches ? loop->nwatches : 64;
     while (n < need)
         n *= 2;
-    struct ev_watch *w = realloc(loop->watches, n * sizeof *w);
-    if (!w)
-        return -ENOMEM;
+    struct ev_watch *w = xreallocarray(loop->watches, n, sizeof *w);
     memset(w + loop->nwatches, 0, (n - loop->nwatches) * sizeof *w);
     loop->watches = w;
     loop->nwatches = n;
-    return 0;
 }
 
 static struct ev_watch *watch_get(struct ev_loop *loop, int fd)
@@ -155,9 +147,7 @@ int ev_io_add(struct ev_loop *loop, int fd, uint32_t events, ev_io_cb cb, void *
 {
     if (fd < 0 || !cb)
         return -EINVAL;
-    int r = watches_fit(loop, fd);
-    if (r < 0)
-        return r;
+    watches_fit(loop, fd);
     struct ev_watch *w = &loop->watches[fd];
     if (w->active)
         return -EEXIST;
@@ -254,6 +244,7 @@ static void heap_down(struct ev_loop *loop, size_t i)
 /* Removes heap entry i, keeping the heap property. */
 static void heap_remove(struct ev_loop *loop, size_t i)
 {
+    assert(i < loop->heap_len && loop->timers[loop->heap[i]].heap_idx == i);
     loop->heap_len--;
     if (i == loop->heap_len)
         return;
@@ -278,21 +269,17 @@ static void timer_release(struct ev_loop *loop, uint32_t slot)
     loop->free_timer = slot;
 }
 
-static int timers_grow(struct ev_loop *loop)
+/* Grows the slab and the heap together: the heap holds at most one entry per slot. */
+static void timers_grow(struct ev_loop *loop)
 {
     size_t n = loop->timers_cap ? loop->timers_cap * 2 : 64;
+    /* Slots are 32-bit ids: more timers than that is more memory (over 100 GiB of
+     * slots) than a loop can have, so it is handled as allocation failure. */
     if (n > EV_NO_SLOT)
-        return -ENOMEM;
-    struct ev_timer *t = realloc(loop->timers, n * sizeof *t);
-    if (!t)
-        return -ENOMEM;
-    loop->timers = t;
-    uint32_t *h = realloc(loop->heap, n * sizeof *h);
-    if (!h)
-        return -ENOMEM;
-    loop->heap = h;
+        xalloc_die(n * sizeof *loop->timers);
+    loop->timers = xreallocarray(loop->timers, n, sizeof *loop->timers);
+    loop->heap = xreallocarray(loop->heap, n, sizeof *loop->heap);
     loop->timers_cap = n;
-    return 0;
 }
 
 uint64_t ev_timer_add(struct ev_loop *loop, uint64_t delay_ms, ev_cb cb, void *data)
@@ -302,8 +289,8 @@ uint64_t ev_timer_add(struct ev_loop *loop, uint64_t delay_ms, ev_cb cb, void *d
         slot = loop->free_timer;
         loop->free_timer = loop->timers[slot].heap_idx;
     } else {
-        if (loop->ntimers == loop->timers_cap && timers_grow(loop) < 0)
-            return 0;
+        if (loop->ntimers == loop->timers_cap)
+            timers_grow(loop);
         slot = (uint32_t)loop->ntimers++;
         loop->timers[slot] = (struct ev_timer){.gen = 1};
     }
@@ -313,6 +300,8 @@ uint64_t ev_timer_add(struct ev_loop *loop, uint64_t delay_ms, ev_cb cb, void *d
     t->cb = cb;
     t->data = data;
     t->armed = true;
+    /* The new slot is counted in ntimers and not yet in the heap. */
+    assert(loop->heap_len < loop->ntimers && loop->ntimers <= loop->timers_cap);
     loop->heap[loop->heap_len++] = slot;
     heap_up(loop, loop->heap_len - 1);
     return ((uint64_t)t->gen << 32) | ((uint64_t)slot + 1);
@@ -339,6 +328,7 @@ static void run_timers(struct ev_loop *loop)
     while (loop->heap_len && !loop->stop) {
         uint32_t slot = loop->heap[0];
         struct ev_timer *t = &loop->timers[slot];
+        assert(t->armed && t->heap_idx == 0);
         if (t->deadline > loop->now || t->seq >= seq_limit)
             break;
         ev_cb cb = t->cb;
@@ -357,10 +347,7 @@ int ev_defer(struct ev_loop *loop, ev_cb cb, void *data)
         return -EINVAL;
     if (loop->defer_len == loop->defer_cap) {
         size_t n = loop->defer_cap ? loop->defer_cap * 2 : 16;
-        struct ev_deferred *d = realloc(loop->defer, n * sizeof *d);
-        if (!d)
-            return -ENOMEM;
-        loop->defer = d;
+        loop->defer = xreallocarray(loop->defer, n, sizeof *loop->defer);
         loop->defer_cap = n;
     }
     loop->defer[loop->defer_len++] = (struct ev_deferred){cb, data};
@@ -433,12 +420,10 @@ int ev_run(struct ev_loop *loop)
         }
         loop->now = mono_ms();
         dispatch_io(loop, n);
+        assert(n >= 0 && (size_t)n <= loop->batch_cap);
         if ((size_t)n == loop->batch_cap && loop->batch_cap < EV_BATCH_MAX) {
-            struct epoll_event *b = realloc(loop->batch, loop->batch_cap * 2 * sizeof *b);
-            if (b) {
-                loop->batch = b;
-                loop->batch_cap *= 2;
-            }
+            loop->batch = xreallocarray(loop->batch, loop->batch_cap * 2, sizeof *loop->batch);
+            loop->batch_cap *= 2;
         }
         if (!loop->stop)
             run_timers(loop);

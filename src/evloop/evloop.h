@@ -24,12 +24,14 @@ int ev_io_add(struct ev_loop *loop, int fd, uint32_t events, ev_io_cb cb, void *
 int ev_io_mod(struct ev_loop *loop, int fd, uint32_t events);
 int ev_io_del(struct ev_loop *loop, int fd);
 
-/* One-shot timer after delay_ms. Returns an id > 0 for ev_timer_cancel (0 on ENOMEM). */
+/* One-shot timer after delay_ms. Returns an id > 0 for ev_timer_cancel (never 0: the
+ * loop's tables grow through xalloc, whose failure aborts). */
 uint64_t ev_timer_add(struct ev_loop *loop, uint64_t delay_ms, ev_cb cb, void *data);
 /* Cancelling an id that already fired or was cancelled is a no-op. */
 void ev_timer_cancel(struct ev_loop *loop, uint64_t id);
 
-/* Runs cb once at the end of the current loop iteration (before blocking again). */
+/* Runs cb once at the end of the current loop iteration (before blocking again).
+ * Returns 0, or -EINVAL when cb is NULL. */
 int ev_defer(struct ev_loop *loop, ev_cb cb, void *data);
 
 /* Runs until ev_stop. Returns 0, or -errno if epoll_wait fails for a reason other than EINTR. */

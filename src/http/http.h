@@ -118,6 +118,9 @@ int http_pct_decode(const char *in, size_t len, bool plus_space, char *out, size
 
 /* ---------- writing responses ---------- */
 
+/* The writers append to a struct buf, whose growth aborts on allocation failure
+ * (base/xalloc.h), so they cannot fail. */
+
 /* Standard reason phrase ("OK", "Not Found", ...; "Unknown" otherwise). */
 const char *http_reason(int status);
 
@@ -128,16 +131,16 @@ const char *http_reason(int status);
  * "Content-Length: <content_length>" when >= 0, "Transfer-Encoding: chunked" for
  * HTTP_LENGTH_CHUNKED, nothing for HTTP_LENGTH_NONE; "Connection: keep-alive" or
  * "close", extra_headers verbatim (each line ending in CRLF, or NULL), and the blank
- * line. Returns 0 or -ENOMEM. */
-int http_write_head(struct buf *b, int status, const char *content_type, int64_t content_length, bool keep_alive,
-                    const char *extra_headers);
+ * line. */
+void http_write_head(struct buf *b, int status, const char *content_type, int64_t content_length, bool keep_alive,
+                     const char *extra_headers);
 /* Appends one chunk (size line, data, CRLF). len 0 appends nothing: the terminating
- * chunk is http_write_chunk_end's. Returns 0 or -ENOMEM. */
-int http_write_chunk(struct buf *b, const void *data, size_t len);
+ * chunk is http_write_chunk_end's. */
+void http_write_chunk(struct buf *b, const void *data, size_t len);
 /* Appends just the chunk-size line for len bytes (for writev users). */
-int http_write_chunk_header(struct buf *b, size_t len);
+void http_write_chunk_header(struct buf *b, size_t len);
 /* Appends the last chunk "0\r\n\r\n". */
-int http_write_chunk_end(struct buf *b);
+void http_write_chunk_end(struct buf *b);
 
 /* ---------- responses (client side) ---------- */
 

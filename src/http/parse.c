@@ -3,11 +3,13 @@
  * NUL-terminated strings inside it). Bodies go through a byte-exact state machine
  * shared by both parsers: Content-Length, chunked (extensions, trailers), or until
  * close (responses only). */
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "base/xalloc.h"
 #include "http/http.h"
 
 enum {
@@ -28,7 +30,7 @@ enum {
 #define HTTP_KEEP_BODY_CAP (1024u * 1024u)
 
 /* Internal failure kinds, mapped to a status by each parser. */
-enum { E_BAD = 400, E_TOO_LARGE = 413, E_HEAD_TOO_LARGE = 431, E_NOT_IMPL = 501, E_VERSION = 505, E_NOMEM = 500 };
+enum { E_BAD = 400, E_TOO_LARGE = 413, E_HEAD_TOO_LARGE = 431, E_NOT_IMPL = 501, E_VERSION = 505 };
 
 void http_limits_default(struct http_limits *l)
 {
@@ -112,25 +114,23 @@ static void state_init(struct http_parse_state_ *st, const struct http_limits *l
 }
 
 /* Grows b to hold extra more bytes + NUL, never past ceiling bytes of capacity
- * (ceiling must be >= what is asked for). */
-static int buf_grow_capped(struct buf *b, size_t extra, size_t ceiling)
+ * (ceiling must be >= what is asked for: the callers' limit checks guarantee it, and
+ * the ceiling is what bounds a client's allocation). */
+static void buf_grow_capped(struct buf *b, size_t extra, size_t ceiling)
 {
     size_t need = b->len + extra + 1;
+    assert(need <= ceiling);
     if (need <= b->cap)
-        return 0;
+        return;
     size_t cap = b->cap ? b->cap : 256;
     while (cap < need && cap <= ceiling / 2)
         cap *= 2;
     if (cap < need)
         cap = need;
-    if (cap > ceiling && ceiling >= need)
+    if (cap > ceiling)
         cap = ceiling;
-    char *p = realloc(b->data, cap);
-    if (!p)
-        return -ENOMEM;
-    b->data = p;
+    b->data = xrealloc(b->data, cap);
     b->cap = cap;
-    return 0;
 }
 
 static void buf_trim(struct buf *b, size_t keep)
@@ -164,9 +164,12 @@ static void state_free(struct http_parse_state_ *st, struct buf *body)
 
 /* Collects head bytes until CRLFCRLF. Returns 1 with the head complete in st->head
  * (NUL-terminated, ending in the blank line), 0 when all of data was taken and more is
- * needed, or -E_HEAD_TOO_LARGE / -E_NOMEM. *used is what was taken from data. */
+ * needed, or -E_HEAD_TOO_LARGE. *used is what was taken from data. The head never
+ * holds more than max_header_bytes. */
 static int head_collect(struct http_parse_state_ *st, const char *data, size_t len, size_t *used)
 {
+    /* A head that reached the limit without its blank line failed the parse. */
+    assert(st->head.len < st->lim.max_header_bytes);
     size_t skip = 0;
     if (st->head.len == 0) {
         /* RFC 9112 2.2: ignore empty lines before the start line. */
@@ -208,8 +211,7 @@ static int head_collect(struct http_parse_state_ *st, const char *data, size_t l
         /* Keep nothing more: the head is over the limit. */
         return -E_HEAD_TOO_LARGE;
     }
-    if (buf_grow_capped(&st->head, take, max + 1) < 0)
-        return -E_NOMEM;
+    buf_grow_capped(&st->head, take, max + 1);
     memcpy(st->head.data + old, data, take);
     st->head.len = old + take;
     st->head.data[st->head.len] = '\0';
@@ -272,12 +274,10 @@ static int parse_fields(struct http_parse_state_ *st, char *p, size_t *count)
             size_t cap = st->hdrs_cap ? st->hdrs_cap * 2 : 16;
             if (cap > st->lim.max_headers)
                 cap = st->lim.max_headers;
-            struct http_header *h = realloc(st->hdrs, cap * sizeof *h);
-            if (!h)
-                return -E_NOMEM;
-            st->hdrs = h;
+            st->hdrs = xreallocarray(st->hdrs, cap, sizeof *st->hdrs);
             st->hdrs_cap = cap;
         }
+        assert(n < st->hdrs_cap && st->hdrs_cap <= st->lim.max_headers);
         st->hdrs[n++] = (struct http_header){line, line + vs, name_len, ve - vs};
     }
     *count = n;
@@ -386,10 +386,10 @@ static int sink_put(struct sink *sk, const char *d, size_t n)
         return sk->cb(sk->ud, sk->resp, d, n) ? -E_BAD - 1 : 0;
     if (n > sk->max_body - sk->body->len)
         return -E_TOO_LARGE;
-    if (buf_grow_capped(sk->body, n, sk->ceiling) < 0)
-        return -E_NOMEM;
+    buf_grow_capped(sk->body, n, sk->ceiling);
     memcpy(sk->body->data + sk->body->len, d, n);
     sk->body->len += n;
+    assert(sk->body->len <= sk->max_body);
     sk->body->data[sk->body->len] = '\0';
     return 0;
 }
@@ -494,6 +494,8 @@ static int trailer_byte(struct http_parse_state_ *st, unsigned char c, size_t ma
  * (negative values below HTTP_ERROR) on failure. */
 static int body_feed(struct http_parse_state_ *st, struct sink *sk, const char *data, size_t len, size_t *used)
 {
+    /* Only the body states advance i; any other state here would never end the loop. */
+    assert(st->state > S_HEAD && st->state < S_DONE);
     size_t i = 0;
     int r;
     while (i < len) {
@@ -583,7 +585,7 @@ void http_request_parser_free(struct http_request_parser *p)
 static int req_fail(struct http_request_parser *p, int code, const char *msg)
 {
     p->st.state = S_ERROR;
-    p->error_status = code == E_NOMEM ? 500 : code;
+    p->error_status = code;
     p->error_msg = msg;
     return HTTP_ERROR;
 }
@@ -595,8 +597,6 @@ static const char *fail_msg(int code)
         return "request body too large";
     case E_HEAD_TOO_LARGE:
         return "request headers too large or too many";
-    case E_NOMEM:
-        return "out of memory";
     default:
         return "malformed request";
     }
@@ -826,8 +826,7 @@ static int response_head(struct http_response_parser *p)
     size_t n = 0;
     int r = parse_fields(st, cur, &n);
     if (r < 0)
-        return resp_fail(p, r == -E_HEAD_TOO_LARGE ? "too many header fields" : r == -E_NOMEM ? "out of memory"
-                                                                                                : "malformed header field");
+        return resp_fail(p, r == -E_HEAD_TOO_LARGE ? "too many header fields" : "malformed header field");
     rs->headers = st->hdrs;
     rs->nheaders = n;
     struct framing f;
@@ -866,8 +865,6 @@ static const char *resp_body_msg(int r)
         return "response body too large";
     case -E_HEAD_TOO_LARGE:
         return "chunked trailers too large";
-    case -E_NOMEM:
-        return "out of memory";
     case E_ABORT:
         return "stopped by the body callback";
     default:
@@ -891,7 +888,7 @@ int http_response_feed(struct http_response_parser *p, const void *data, size_t 
         pos = used;
         *consumed = pos;
         if (r < 0)
-            return resp_fail(p, r == -E_NOMEM ? "out of memory" : "response headers too large");
+            return resp_fail(p, "response headers too large");
         if (r == 0)
             return HTTP_NEED_MORE;
         if (response_head(p) == HTTP_ERROR)

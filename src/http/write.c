@@ -1,6 +1,6 @@
 /* Response writer helpers: status line and framing headers, chunk encoding. Written
  * with memcpy and hand-rolled number formatting: this runs once per response. */
-#include <errno.h>
+#include <assert.h>
 #include <string.h>
 
 #include "http/http.h"
@@ -69,8 +69,8 @@ static char *put_str(char *p, const char *s, size_t len)
 
 #define PUT_LIT(p, lit) put_str(p, lit, sizeof(lit) - 1)
 
-int http_write_head(struct buf *b, int status, const char *content_type, int64_t content_length, bool keep_alive,
-                    const char *extra_headers)
+void http_write_head(struct buf *b, int status, const char *content_type, int64_t content_length, bool keep_alive,
+                     const char *extra_headers)
 {
     if (status < 100 || status > 999)
         status = 500;
@@ -78,9 +78,8 @@ int http_write_head(struct buf *b, int status, const char *content_type, int64_t
     size_t rl = strlen(reason), ctl = content_type ? strlen(content_type) : 0;
     size_t xl = extra_headers ? strlen(extra_headers) : 0;
     /* Fixed text is well under 128 bytes. */
-    int r = buf_reserve(b, 128 + rl + ctl + xl);
-    if (r < 0)
-        return r;
+    size_t room = 128 + rl + ctl + xl;
+    buf_reserve(b, room);
     char *start = b->data + b->len, *p = start;
     p = PUT_LIT(p, "HTTP/1.1 ");
     p = put_u64(p, (uint64_t)status);
@@ -106,16 +105,14 @@ int http_write_head(struct buf *b, int status, const char *content_type, int64_t
     if (xl)
         p = put_str(p, extra_headers, xl);
     p = PUT_LIT(p, "\r\n");
+    assert((size_t)(p - start) <= room);
     b->len += (size_t)(p - start);
     b->data[b->len] = '\0';
-    return 0;
 }
 
-int http_write_chunk_header(struct buf *b, size_t len)
+void http_write_chunk_header(struct buf *b, size_t len)
 {
-    int r = buf_reserve(b, 2 * sizeof(size_t) + 2);
-    if (r < 0)
-        return r;
+    buf_reserve(b, 2 * sizeof(size_t) + 2);
     static const char hex[] = "0123456789abcdef";
     char tmp[2 * sizeof(size_t)];
     int n = 0;
@@ -130,25 +127,21 @@ int http_write_chunk_header(struct buf *b, size_t len)
     *p++ = '\n';
     b->len = (size_t)(p - b->data);
     b->data[b->len] = '\0';
-    return 0;
 }
 
-int http_write_chunk(struct buf *b, const void *data, size_t len)
+void http_write_chunk(struct buf *b, const void *data, size_t len)
 {
     if (!len)
-        return 0;
-    int r = buf_reserve(b, len + 2 * sizeof(size_t) + 4);
-    if (r < 0)
-        return r;
+        return;
+    buf_reserve(b, len + 2 * sizeof(size_t) + 4);
     http_write_chunk_header(b, len);
     memcpy(b->data + b->len, data, len);
     b->len += len;
     memcpy(b->data + b->len, "\r\n", 3);
     b->len += 2;
-    return 0;
 }
 
-int http_write_chunk_end(struct buf *b)
+void http_write_chunk_end(struct buf *b)
 {
-    return buf_append(b, "0\r\n\r\n", 5);
+    buf_append(b, "0\r\n\r\n", 5);
 }

@@ -20,19 +20,15 @@
 #include <zstd.h>
 
 #include "base/cleanup.h"
+#include "base/json_cleanup.h"
 #include "base/util.h"
+#include "base/xalloc.h"
 #include "cas/cas.h"
 #include "image/tar.h"
 
 #define OCI_JSON_MAX (16u << 20)
 /* Room for a directory and a member name below it. */
 #define OCI_PATH_MAX (PATH_MAX + TAR_NAME_MAX + 64)
-
-static void json_cleanup(json_t **j)
-{
-    json_decref(*j);
-}
-#define AUTO_JSON __attribute__((cleanup(json_cleanup)))
 
 /* ---- layer byte sources: plain, gzip, zstd; with a running SHA-256 of the raw file ---- */
 
@@ -293,10 +289,8 @@ static int apply_tar(tar_read_fn read, void *ud, int rootfd, struct apply_stats 
 {
     struct tar_reader t;
     tar_reader_init(&t, read, ud);
-    AUTO_FREE struct tar_entry *e = malloc(sizeof *e);
-    AUTO_FREE uint8_t *buf = malloc(1 << 16);
-    if (!e || !buf)
-        return gerr_set(err, ENOMEM, "out of memory");
+    AUTO_FREE struct tar_entry *e = xmalloc(sizeof *e);
+    AUTO_FREE uint8_t *buf = xmalloc(1 << 16);
     for (;;) {
         int r = tar_next(&t, e, err);
         if (r <= 0)

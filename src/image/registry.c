@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "base/util.h"
+#include "base/xalloc.h"
 #include "cas/cas.h"
 
 /* <images_dir>/by-id/<hex> */
@@ -138,9 +139,7 @@ int image_gc(struct cas *cas, const char *images_dir, char *const *live_ids, siz
              struct image_gc_result *out, struct gerr *err)
 {
     memset(out, 0, sizeof *out);
-    struct cas_digest *roots = calloc(n ? n : 1, sizeof *roots);
-    if (!roots)
-        return gerr_set(err, ENOMEM, "out of memory");
+    struct cas_digest *roots = xcalloc(n, sizeof *roots);
     for (size_t i = 0; i < n; i++) {
         if (cas_digest_parse(live_ids[i], &roots[i]) < 0) {
             free(roots);

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/xalloc.h"
+
 #define BLOCK 512
 
 void tar_reader_init(struct tar_reader *t, tar_read_fn read, void *ud)
@@ -92,9 +94,7 @@ static int read_blob(struct tar_reader *t, uint64_t size, char **out, struct ger
 {
     if (size > TAR_PAX_MAX)
         return gerr_set(err, EBADMSG, "extended header of %llu bytes is too large", (unsigned long long)size);
-    char *buf = malloc((size_t)size + 1);
-    if (!buf)
-        return gerr_set(err, ENOMEM, "out of memory");
+    char *buf = xmalloc((size_t)size + 1);
     int r = read_full(t, buf, (size_t)size, err);
     if (r == 0)
         r = skip(t, (BLOCK - size % BLOCK) % BLOCK, err);

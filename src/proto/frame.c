@@ -2,12 +2,15 @@
  * and per-(type, id) reassembly. Depends only on libc and src/base. */
 #include "proto/frame.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+
+#include "base/xalloc.h"
 
 static void put_u32(uint8_t *p, uint32_t v)
 {
@@ -56,6 +59,7 @@ int frame_header_decode(const uint8_t *in, size_t len, struct frame_header *h)
 static int send_datagram(int fd, uint8_t type, uint8_t flags, uint64_t id, const void *body,
                          size_t len, int wait)
 {
+    assert(len <= FRAME_MAX_BODY);
     uint8_t hdr[FRAME_HEADER_SIZE];
     struct frame_header h = {.type = type, .flags = flags, .body_len = (uint32_t)len, .id = id};
     frame_header_encode(&h, hdr);
@@ -127,6 +131,7 @@ int frame_recv(int fd, uint8_t *buf, struct frame_header *h)
             return -EPROTO;
         if ((size_t)n != FRAME_HEADER_SIZE + (size_t)h->body_len)
             return -EPROTO;
+        assert((size_t)n <= FRAME_MAX_DATAGRAM);
         return (int)h->body_len;
     }
 }
@@ -156,9 +161,11 @@ static void slot_release(struct frame_asm_slot *s)
     memset(s, 0, sizeof *s);
 }
 
-/* Appends to a collecting slot, growing geometrically up to max_payload + 1. */
-static int slot_append(struct frame_asm *a, struct frame_asm_slot *s, const uint8_t *body, size_t n)
+/* Appends to a collecting slot, growing geometrically up to max_payload + 1. The
+ * caller has checked that the payload stays within max_payload. */
+static void slot_append(struct frame_asm *a, struct frame_asm_slot *s, const uint8_t *body, size_t n)
 {
+    assert(n <= a->max_payload - s->len);
     size_t need = s->len + n + 1;
     if (need > s->cap) {
         size_t cap = s->cap ? s->cap : 4096;
@@ -166,22 +173,21 @@ static int slot_append(struct frame_asm *a, struct frame_asm_slot *s, const uint
             cap *= 2;
         if (cap > a->max_payload + 1)
             cap = a->max_payload + 1;
-        uint8_t *d = realloc(s->data, cap);
-        if (!d)
-            return -ENOMEM;
-        s->data = d;
+        s->data = xrealloc(s->data, cap);
         s->cap = cap;
     }
+    assert(need <= s->cap);
     if (n)
         memcpy(s->data + s->len, body, n);
     s->len += n;
     s->data[s->len] = 0;
-    return 0;
 }
 
 int frame_asm_feed(struct frame_asm *a, const struct frame_header *h, const uint8_t *body,
                    uint8_t **out, size_t *out_len)
 {
+    /* h comes from frame_header_decode, which bounds the body. */
+    assert(h->body_len <= FRAME_MAX_BODY);
     int more = (h->flags & FRAME_F_MORE) != 0;
     size_t n = h->body_len;
     struct frame_asm_slot *s = asm_find(a, h->type, h->id);
@@ -206,13 +212,7 @@ int frame_asm_feed(struct frame_asm *a, const struct frame_header *h, const uint
             return -E2BIG;
         }
         if (!more) {
-            uint8_t *d = malloc(n + 1);
-            if (!d)
-                return -ENOMEM;
-            if (n)
-                memcpy(d, body, n);
-            d[n] = 0;
-            *out = d;
+            *out = xmemdup(body, n);
             *out_len = n;
             return 1;
         }
@@ -236,17 +236,7 @@ int frame_asm_feed(struct frame_asm *a, const struct frame_header *h, const uint
         }
         return -E2BIG;
     }
-    if (slot_append(a, s, body, n) < 0) {
-        if (more) {
-            free(s->data);
-            s->data = NULL;
-            s->len = s->cap = 0;
-            s->used = SLOT_DISCARD;
-        } else {
-            slot_release(s);
-        }
-        return -ENOMEM;
-    }
+    slot_append(a, s, body, n);
     if (more)
         return 0;
     *out = s->data;

@@ -115,11 +115,12 @@ struct frame_asm {
 };
 
 void frame_asm_init(struct frame_asm *a, size_t max_payload);
-/* Feeds one received frame. Returns 1 when a payload is complete: *out (malloc'd,
+/* Feeds one received frame (h as frame_header_decode leaves it: body_len <=
+ * FRAME_MAX_BODY). Returns 1 when a payload is complete: *out (malloc'd,
  * NUL-terminated, caller frees) and *out_len are set. Returns 0 when more frames
  * are needed, -E2BIG when the payload exceeds max_payload (the partial payload is
- * dropped; later frames of it are ignored until its last frame), -ENOMEM, or
- * -ENOSPC when all slots are busy. */
+ * dropped; later frames of it are ignored until its last frame), or -ENOSPC when all
+ * slots are busy. A payload's buffer never grows past max_payload + 1 bytes. */
 int frame_asm_feed(struct frame_asm *a, const struct frame_header *h, const uint8_t *body,
                    uint8_t **out, size_t *out_len);
 /* Drops any partial payload for (type, id). */

@@ -1,6 +1,7 @@
 /* C client of the runner protocol (see proto/runner.h). */
 #include "proto/runner.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -20,6 +21,7 @@
 
 #include "base/caps.h"
 #include "base/util.h"
+#include "base/xalloc.h"
 #include "proto/snap.h"
 
 /* Largest input a C runner accepts; the worker enforces its own (smaller) limit. */
@@ -40,9 +42,7 @@ int runner_open(struct runner *r)
         return -errno;
     if (!S_ISSOCK(st.st_mode))
         return -ENOTSOCK;
-    r->rxbuf = malloc(FRAME_MAX_DATAGRAM + 1);
-    if (!r->rxbuf)
-        return -ENOMEM;
+    r->rxbuf = xmalloc(FRAME_MAX_DATAGRAM + 1);
     /* Keep the channel away from programs this runner may exec. */
     (void)fcntl((int)fd, F_SETFD, FD_CLOEXEC);
     r->fd = (int)fd;
@@ -134,11 +134,9 @@ static int snap_become_container(struct runner *r, int chan, int sync, int pid1,
     setenv("GUST_SNAPSHOT", "restored", 1);
     struct gerr err;
     int rc = caps_limit(CAPS_CONTAINER, &err);
-    struct sock_filter *insns = nfilter ? malloc((size_t)nfilter * sizeof *insns) : NULL;
-    if (nfilter && !insns)
-        rc = -ENOMEM;
-    if (insns)
-        memcpy(insns, fbytes, (size_t)nfilter * sizeof *insns);
+    /* snap_parse_resume bounds nfilter; the copy aligns the program (fbytes need not be). */
+    assert(nfilter <= SNAP_MAX_FILTER);
+    struct sock_filter *insns = nfilter ? xmemdup(fbytes, (size_t)nfilter * sizeof *insns) : NULL;
     struct sock_fprog prog = {.len = (unsigned short)nfilter, .filter = insns};
     if (rc == 0 && nfilter && syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0)
         rc = -errno;

@@ -1,6 +1,7 @@
 /* Parsers of the snapshot fork protocol (proto/snap.h). */
 #include "proto/snap.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <linux/filter.h>
 #include <string.h>
@@ -25,6 +26,7 @@ enum snap_sync_kind snap_parse_sync(const void *buf, size_t n, struct snap_reply
 
 int snap_parse_child_exit(const uint8_t *body, size_t len, struct frame_exit_body *xb, char *text, size_t cap)
 {
+    assert(cap > 0);
     text[0] = '\0';
     if (len < sizeof *xb)
         return -EPROTO;
@@ -49,6 +51,7 @@ int snap_parse_resume(const uint8_t *body, size_t len, const uint8_t **filter, u
     if (nf > SNAP_MAX_FILTER || len - sizeof nf < (size_t)nf * sizeof(struct sock_filter))
         return -EPROTO;
     size_t off = sizeof nf + (size_t)nf * sizeof(struct sock_filter);
+    assert(off <= len);
     /* The entries end with a NUL, so a reader can walk them with strlen. */
     if (off < len && body[len - 1] != '\0')
         return -EPROTO;

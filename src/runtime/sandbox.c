@@ -46,6 +46,7 @@
 
 #include "base/cleanup.h"
 #include "base/util.h"
+#include "base/xalloc.h"
 #include "runtime/cgroup.h"
 #include "runtime/confine.h"
 #include "runtime/netlink.h"
@@ -566,9 +567,7 @@ int sandbox_create(const struct sandbox_config *cfg, struct sandbox *sb, struct 
     r = fmt(sb->state_dir, sizeof sb->state_dir, err, "%s/%s", cfg->state_root, cfg->id);
     if (r < 0)
         return r;
-    AUTO_FREE struct child_args *a = calloc(1, sizeof *a);
-    if (!a)
-        return gerr_set(err, ENOMEM, "out of memory");
+    AUTO_FREE struct child_args *a = xcalloc(1, sizeof *a);
     a->cfg = cfg;
     a->state_dir = sb->state_dir;
     for (int i = 0; i < cfg->ndevices && i < SANDBOX_MAX_DEVICES; i++) {
@@ -863,12 +862,7 @@ static int stale_unmount(const char *root, struct gerr *err)
         *w = '\0';
         if (strncmp(mp, root, rootlen) || mp[rootlen] != '/')
             continue;
-        char **nf = realloc(found, (n + 1) * sizeof *found);
-        if (!nf) {
-            free(found);
-            return gerr_set(err, ENOMEM, "out of memory");
-        }
-        found = nf;
+        found = xreallocarray(found, n + 1, sizeof *found);
         found[n++] = mp;
     }
     /* Deepest first: a longer path can only be nested in a shorter one. */

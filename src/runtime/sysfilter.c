@@ -13,6 +13,7 @@
 
 #include "base/cleanup.h"
 #include "base/util.h"
+#include "base/xalloc.h"
 
 #ifndef CLONE_NEWTIME
 #define CLONE_NEWTIME 0x00000080
@@ -164,9 +165,7 @@ static int build(const char *const *extra_deny, size_t nextra, bool template, st
     size_t len = (size_t)st.st_size;
     if (len == 0 || len % sizeof(struct sock_filter) || len / sizeof(struct sock_filter) > 0xffff)
         return gerr_set(err, EIO, "seccomp: exported filter has a bad size (%zu bytes)", len);
-    struct sock_filter *insns = malloc(len);
-    if (!insns)
-        return gerr_set(err, ENOMEM, "out of memory");
+    struct sock_filter *insns = xmalloc(len);
     if (pread(mfd, insns, len, 0) != (ssize_t)len) {
         free(insns);
         return gerr_sys(err, errno, "read back the seccomp filter");

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "base/cleanup.h"
+#include "base/json_cleanup.h"
 #include "base/util.h"
 #include "spec/spec.h"
 
@@ -15,12 +16,6 @@ struct img_ctx {
     char *field_out;
     struct gerr *err;
 };
-
-static void img_json_cleanup(json_t **j)
-{
-    json_decref(*j);
-}
-#define AUTO_IMG_JSON __attribute__((cleanup(img_json_cleanup)))
 
 /* Messages go into JSON error bodies: bytes of a sequence that is not UTF-8 (a value
  * cut by a %.Ns precision, say) become '?'. */
@@ -53,11 +48,6 @@ __attribute__((format(printf, 3, 4))) static int img_fail(struct img_ctx *c, con
     if (c->field_out)
         snprintf(c->field_out, SPEC_FIELD_MAX, "%s", where);
     return gerr_set(c->err, EINVAL, "%s: %s", where, what);
-}
-
-static int img_nomem(struct img_ctx *c)
-{
-    return gerr_set(c->err, ENOMEM, "out of memory while reading the image definition");
 }
 
 /* A printable description of a JSON value's type for messages. */
@@ -140,12 +130,11 @@ static bool img_host_path_ok(const char *s)
 static int img_string_list(struct img_ctx *c, const char *suffix, json_t *v, bool one_ok,
                            bool (*ok)(const char *), const char *what, json_t **out)
 {
-    AUTO_IMG_JSON json_t *list = json_array();
-    if (!list)
-        return img_nomem(c);
+    /* The jansson calls on values already parsed fail only on allocation, which
+     * aborts under gustd's allocator (xmalloc); their results are not checked. */
+    AUTO_JSON json_t *list = json_array();
     if (one_ok && json_is_string(v)) {
-        if (json_array_append(list, v) < 0)
-            return img_nomem(c);
+        json_array_append(list, v);
     } else if (json_is_array(v)) {
         if (json_array_size(v) == 0)
             return img_fail(c, suffix, "must list at least one %s", what);
@@ -153,10 +142,8 @@ static int img_string_list(struct img_ctx *c, const char *suffix, json_t *v, boo
             return img_fail(c, suffix, "at most %d entries, got %zu", SPEC_IMAGE_MAX_ITEMS, json_array_size(v));
         size_t i;
         json_t *e;
-        json_array_foreach(v, i, e) {
-            if (json_array_append(list, e) < 0)
-                return img_nomem(c);
-        }
+        json_array_foreach(v, i, e)
+            json_array_append(list, e);
     } else {
         return img_fail(c, suffix, "must be %s%s, got %s", one_ok ? "a string or " : "", "an array of strings",
                         img_type(v));
@@ -228,7 +215,7 @@ static int img_step(struct img_ctx *c, size_t idx, json_t *s, json_t **out)
     char ksuf[64];
     snprintf(ksuf, sizeof ksuf, "%s.%s", suf, kind);
     json_t *v = json_object_get(s, kind);
-    AUTO_IMG_JSON json_t *n = NULL;
+    AUTO_JSON json_t *n = NULL;
     int r;
     if (!strcmp(kind, "run")) {
         static const char *const allowed[] = {"run", NULL};
@@ -252,7 +239,7 @@ static int img_step(struct img_ctx *c, size_t idx, json_t *s, json_t **out)
             return r;
         n = json_pack("{s:o}", "pip_install", reqs);
         json_t *fl = json_object_get(s, "find_links");
-        if (n && fl) {
+        if (fl) {
             char fsuf[64];
             snprintf(fsuf, sizeof fsuf, "%s.find_links", suf);
             if (!img_plain_string(fl) || !img_host_path_ok(json_string_value(fl)))
@@ -301,8 +288,6 @@ static int img_step(struct img_ctx *c, size_t idx, json_t *s, json_t **out)
             return img_fail(c, ksuf, "must be an absolute path in the image, got %s", img_type(v));
         n = json_pack("{s:O}", "workdir", v);
     }
-    if (!n)
-        return img_nomem(c);
     *out = json_incref(n);
     return 0;
 }
@@ -331,9 +316,7 @@ int spec_image_parse(json_t *v, const char *where, json_t **out, char field_out[
     if (r < 0)
         return r;
     json_t *base = json_object_get(v, "base"), *oci = json_object_get(v, "from_oci");
-    AUTO_IMG_JSON json_t *n = json_object();
-    if (!n)
-        return img_nomem(&c);
+    AUTO_JSON json_t *n = json_object();
     if (base && oci)
         return img_fail(&c, ".from_oci", "give either base or from_oci, not both");
     if (!base && !oci)
@@ -358,9 +341,7 @@ int spec_image_parse(json_t *v, const char *where, json_t **out, char field_out[
         json_object_set(n, "from_oci", oci);
     }
     json_t *steps = json_object_get(v, "steps");
-    AUTO_IMG_JSON json_t *ns = json_array();
-    if (!ns)
-        return img_nomem(&c);
+    AUTO_JSON json_t *ns = json_array();
     if (steps) {
         if (!json_is_array(steps))
             return img_fail(&c, ".steps", "must be an array of step tables ([[image.steps]] in TOML), got %s",
@@ -373,12 +354,10 @@ int spec_image_parse(json_t *v, const char *where, json_t **out, char field_out[
             json_t *one = NULL;
             if ((r = img_step(&c, i, s, &one)) < 0)
                 return r;
-            if (json_array_append_new(ns, one) < 0)
-                return img_nomem(&c);
+            json_array_append_new(ns, one);
         }
     }
-    if (json_object_set(n, "steps", ns) < 0)
-        return img_nomem(&c);
+    json_object_set(n, "steps", ns);
     json_t *built = json_object_get(v, "built_id");
     if (built) {
         if (!json_is_string(built) || strlen(json_string_value(built)) != json_string_length(built) ||
@@ -409,7 +388,12 @@ static int img_resolve_one(struct img_ctx *c, json_t *obj, const char *key, cons
         return img_fail(c, suffix, "path is too long after joining it to %s", context);
     if (!strcmp(rel, "."))
         abs[strlen(abs) - 2] = '\0';
-    return json_object_set_new(obj, key, json_string(abs)) < 0 ? img_nomem(c) : 0;
+    /* context comes from the client and need not be UTF-8, which json_string refuses. */
+    json_t *js = json_string(abs);
+    if (!js)
+        return img_fail(c, suffix, "the spec's directory (%.80s) is not valid UTF-8", context);
+    json_object_set_new(obj, key, js);
+    return 0;
 }
 
 int spec_image_resolve_paths(json_t *def, const char *where, const char *context, char field_out[SPEC_FIELD_MAX],

@@ -1,11 +1,13 @@
 /* Secret bodies: {"env": {"NAME": "value", ...}} as PUT /v1/secrets/{name} takes them.
  * Validation lives here, with the other parsers of outside input, so that it can be
  * fuzzed without a control plane. Messages name the field but never quote a value. */
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/xalloc.h"
 #include "spec/spec.h"
 
 static int secret_env_cmp(const void *a, const void *b)
@@ -45,9 +47,7 @@ int spec_secret_env_parse(json_t *env, char ***out, size_t *n_out, char field_ou
         snprintf(what, sizeof what, "at most %d variables per secret, got %zu", SPEC_SECRET_MAX_KEYS, n);
         return secret_fail(field_out, "env", err, E2BIG, "%s: %s", what);
     }
-    char **kv = calloc(n + 1, sizeof *kv);
-    if (!kv)
-        return gerr_set(err, ENOMEM, "out of memory");
+    char **kv = xcalloc(n + 1, sizeof *kv);
     size_t k = 0, total = 0;
     const char *key;
     json_t *v;
@@ -72,10 +72,8 @@ int spec_secret_env_parse(json_t *env, char ***out, size_t *n_out, char field_ou
                             "the variables are over " SPEC_STR_SECRET_BYTES " bytes in total");
             break;
         }
-        if (!(kv[k] = malloc(kl + vl + 2))) {
-            r = gerr_set(err, ENOMEM, "out of memory");
-            break;
-        }
+        assert(k < n); /* kv has n entries and the NULL */
+        kv[k] = xmalloc(kl + vl + 2);
         memcpy(kv[k], key, kl);
         kv[k][kl] = '=';
         memcpy(kv[k] + kl + 1, json_string_value(v), vl + 1);

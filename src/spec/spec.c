@@ -16,7 +16,9 @@
 #include <string.h>
 
 #include "base/cleanup.h"
+#include "base/json_cleanup.h"
 #include "base/util.h"
+#include "base/xalloc.h"
 #include "spec/spec.h"
 
 #define SPEC_DEF_IMAGE "busybox"
@@ -43,12 +45,6 @@ static const char *const spec_scale_fields[] = {"min_containers", "max_container
                                                 "buffer_containers", "scaledown_window",
                                                 "max_inputs", NULL};
 
-static void spec_cleanup_json(json_t **j)
-{
-    json_decref(*j);
-}
-#define AUTO_SPEC_JSON __attribute__((cleanup(spec_cleanup_json)))
-
 static bool spec_is_bare(const char *s)
 {
     if (!*s || strlen(s) > 64)
@@ -69,7 +65,7 @@ static void spec_quote(const char *s, size_t slen, size_t max, char *out, size_t
         while (slen > 0 && ((unsigned char)s[slen] & 0xc0) == 0x80)
             slen--;
     }
-    AUTO_SPEC_JSON json_t *tmp = json_stringn(s, slen);
+    AUTO_JSON json_t *tmp = json_stringn(s, slen);
     AUTO_FREE char *d = tmp ? json_dumps(tmp, JSON_ENCODE_ANY | JSON_ENSURE_ASCII) : NULL;
     if (!d) {
         snprintf(out, cap, "\"?\"");
@@ -127,13 +123,6 @@ __attribute__((format(printf, 2, 3))) static int spec_fail(struct spec_ctx *c, c
     if (c->len)
         return gerr_set(c->err, EINVAL, "%s: %s", c->path, what);
     return gerr_set(c->err, EINVAL, "%s", what);
-}
-
-static int spec_nomem(struct spec_ctx *c)
-{
-    if (c->field_out)
-        c->field_out[0] = '\0';
-    return gerr_set(c->err, ENOMEM, "out of memory while reading the spec");
 }
 
 /* Describes a value for "got ..." in messages. */
@@ -444,19 +433,16 @@ static int spec_get_str(struct spec_ctx *c, json_t *obj, const struct spec_str_f
     return 0;
 }
 
-static int spec_dup(struct spec_ctx *c, const char *s, char **out)
-{
-    *out = strdup(s);
-    return *out ? 0 : spec_nomem(c);
-}
-
 /* Reads string field d of obj into a copy in *out. */
 static int spec_get_str_dup(struct spec_ctx *c, json_t *obj, const struct spec_str_field *d,
                             char **out)
 {
     const char *s;
     int r = spec_get_str(c, obj, d, &s);
-    return r < 0 ? r : spec_dup(c, s, out);
+    if (r < 0)
+        return r;
+    *out = xstrdup(s);
+    return 0;
 }
 
 /* Enters the optional table `key` of the function object fobj: pushes key onto the path
@@ -595,9 +581,7 @@ static int spec_parse_name_list(struct spec_ctx *c, json_t *obj, const struct sp
                                 size_t *n)
 {
     json_t *list = json_object_get(obj, d->key);
-    *out = calloc(json_is_array(list) ? json_array_size(list) + 1 : 1, sizeof(char *));
-    if (!*out)
-        return spec_nomem(c);
+    *out = xcalloc(json_is_array(list) ? json_array_size(list) + 1 : 1, sizeof(char *));
     if (!list)
         return 0;
     size_t saved = spec_push_key(c, d->key);
@@ -620,9 +604,7 @@ static int spec_parse_name_list(struct spec_ctx *c, json_t *obj, const struct sp
         for (size_t j = 0; j < *n; j++)
             if (!strcmp((*out)[j], name))
                 return spec_fail(c, "\"%s\" is listed twice; list each %s once", name, d->one);
-        if ((r = spec_dup(c, name, &(*out)[*n])) < 0)
-            return r;
-        (*n)++;
+        (*out)[(*n)++] = xstrdup(name);
         spec_pop(c, isaved);
     }
     spec_pop(c, saved);
@@ -718,10 +700,8 @@ static int spec_parse_mounts(struct spec_ctx *c, json_t *fobj, struct spec_funct
 {
     json_t *list = json_object_get(fobj, "mounts");
     size_t cap = json_is_array(list) ? json_array_size(list) + 1 : 1;
-    f->mount_paths = calloc(cap, sizeof(char *));
-    f->mount_images = calloc(cap, sizeof(char *));
-    if (!f->mount_paths || !f->mount_images)
-        return spec_nomem(c);
+    f->mount_paths = xcalloc(cap, sizeof(char *));
+    f->mount_images = xcalloc(cap, sizeof(char *));
     if (!list)
         return 0;
     size_t saved = spec_push_key(c, "mounts");
@@ -764,9 +744,8 @@ static int spec_parse_mounts(struct spec_ctx *c, json_t *fobj, struct spec_funct
             return spec_fail_got(c, iv, "must be a tree id as POST /v1/mounts returns it (\"sha256:\" and 64 "
                                         "lowercase hex digits), got");
         spec_pop(c, ksaved);
-        if ((r = spec_dup(c, path, &f->mount_paths[f->nmounts])) < 0 ||
-            (r = spec_dup(c, image, &f->mount_images[f->nmounts])) < 0)
-            return r;
+        f->mount_paths[f->nmounts] = xstrdup(path);
+        f->mount_images[f->nmounts] = xstrdup(image);
         f->nmounts++;
         spec_pop(c, isaved);
     }
@@ -842,9 +821,7 @@ static int spec_parse_command(struct spec_ctx *c, json_t *cmd, struct spec_funct
     size_t n = json_array_size(cmd);
     if (n > SPEC_MAX_ARGS)
         return spec_fail(c, "at most %d arguments are allowed, got %zu", SPEC_MAX_ARGS, n);
-    f->command = calloc(n + 1, sizeof *f->command);
-    if (!f->command)
-        return spec_nomem(c);
+    f->command = xcalloc(n + 1, sizeof *f->command);
     size_t total = 0;
     for (size_t i = 0; i < n; i++) {
         size_t isaved = spec_push_index(c, i);
@@ -858,9 +835,7 @@ static int spec_parse_command(struct spec_ctx *c, json_t *cmd, struct spec_funct
         if (total > SPEC_MAX_ARGS_BYTES)
             return spec_fail(c, "arguments are too long in total (limit %d bytes)",
                              SPEC_MAX_ARGS_BYTES);
-        r = spec_dup(c, s, &f->command[i]);
-        if (r < 0)
-            return r;
+        f->command[i] = xstrdup(s);
         f->ncommand = i + 1;
         spec_pop(c, isaved);
     }
@@ -897,9 +872,7 @@ static int spec_parse_env(struct spec_ctx *c, json_t *env, struct spec_function 
     size_t n = json_object_size(env);
     if (n > SPEC_MAX_ENV)
         return spec_fail(c, "at most %d variables are allowed, got %zu", SPEC_MAX_ENV, n);
-    f->env = calloc(n + 1, sizeof *f->env);
-    if (!f->env)
-        return spec_nomem(c);
+    f->env = xcalloc(n + 1, sizeof *f->env);
     size_t total = 0;
     const char *key;
     json_t *v;
@@ -922,9 +895,7 @@ static int spec_parse_env(struct spec_ctx *c, json_t *env, struct spec_function 
         if (total > SPEC_MAX_ENV_BYTES)
             return spec_fail(c, "variables are too long in total (limit %d bytes)",
                              SPEC_MAX_ENV_BYTES);
-        char *kv = malloc(kl + vl + 2);
-        if (!kv)
-            return spec_nomem(c);
+        char *kv = xmalloc(kl + vl + 2);
         memcpy(kv, key, kl);
         kv[kl] = '=';
         memcpy(kv + kl + 1, s, vl + 1);
@@ -979,9 +950,7 @@ static int spec_parse_function(struct spec_ctx *c, json_t *obj, struct spec_func
         if ((r = spec_parse_env(c, v, f)) < 0)
             return r;
     } else {
-        f->env = calloc(1, sizeof *f->env);
-        if (!f->env)
-            return spec_nomem(c);
+        f->env = xcalloc(1, sizeof *f->env);
     }
 
     v = json_object_get(obj, "snapshot");
@@ -1088,9 +1057,7 @@ static int spec_app_fill(struct spec_ctx *c, json_t *root, struct spec_app *app)
     if (n > SPEC_MAX_FUNCTIONS)
         return spec_fail(c, "at most %d functions per app are allowed, got %zu",
                          SPEC_MAX_FUNCTIONS, n);
-    app->functions = calloc(n, sizeof *app->functions);
-    if (!app->functions)
-        return spec_nomem(c);
+    app->functions = xcalloc(n, sizeof *app->functions);
     for (size_t i = 0; i < n; i++) {
         size_t isaved = spec_push_index(c, i);
         app->nfunctions = i + 1;
@@ -1145,7 +1112,7 @@ int spec_app_parse_json(const char *text, size_t len, struct spec_app *out,
     if (r < 0)
         return r;
     json_error_t je;
-    AUTO_SPEC_JSON json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    AUTO_JSON json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
     if (!root) {
         /* jansson may quote raw input bytes; keep the message printable ASCII. */
         for (char *q = je.text; *q; q++)
@@ -1164,7 +1131,7 @@ int spec_app_parse_toml(const char *text, size_t len, struct spec_app *out,
     int r = spec_check_size(len, "TOML", field_out, err);
     if (r < 0)
         return r;
-    AUTO_SPEC_JSON json_t *root = NULL;
+    AUTO_JSON json_t *root = NULL;
     r = toml_parse(text, len, &root, err);
     if (r < 0)
         return r;
@@ -1194,7 +1161,7 @@ static void spec_put_nums(json_t *obj, const struct spec_num_field *fields, size
 json_t *spec_function_to_json(const struct spec_function *f)
 {
     bool ok = true;
-    AUTO_SPEC_JSON json_t *o = json_object();
+    AUTO_JSON json_t *o = json_object();
     if (!o)
         return NULL;
     json_t *cmd = json_array(), *env = json_object(), *res = json_object(), *gpu = json_array(),
@@ -1270,65 +1237,41 @@ json_t *spec_function_to_json(const struct spec_function *f)
     return ok ? TAKE_PTR(o) : NULL;
 }
 
-static int spec_strv_copy(char *const *src, size_t n, char ***dst)
+/* A NULL-terminated copy of the n strings of src; NULL for a NULL src. */
+static char **spec_strv_copy(char *const *src, size_t n)
 {
-    *dst = calloc(n + 1, sizeof **dst);
-    if (!*dst)
-        return -ENOMEM;
-    for (size_t i = 0; i < n; i++) {
-        (*dst)[i] = strdup(src[i]);
-        if (!(*dst)[i])
-            return -ENOMEM;
-    }
-    return 0;
+    if (!src)
+        return NULL;
+    char **dst = xcalloc(n + 1, sizeof *dst);
+    for (size_t i = 0; i < n; i++)
+        dst[i] = xstrdup(src[i]);
+    return dst;
 }
 
-int spec_function_copy(const struct spec_function *src, struct spec_function *dst)
+static char *spec_str_copy(const char *s)
+{
+    return s ? xstrdup(s) : NULL;
+}
+
+void spec_function_copy(const struct spec_function *src, struct spec_function *dst)
 {
     *dst = *src;
-    dst->name = dst->kind = dst->image = dst->workdir = NULL;
+    /* A deep copy of a valid tree fails only on allocation, which gustd's jansson
+     * allocator (xmalloc) turns into an abort. */
     dst->image_def = src->image_def ? json_deep_copy(src->image_def) : NULL;
-    if (src->image_def && !dst->image_def)
-        goto nomem;
-    dst->command = dst->env = dst->deny_syscalls = dst->secrets = dst->mount_paths = dst->mount_images = NULL;
-    dst->ncommand = dst->nenv = dst->ndeny_syscalls = dst->nsecrets = dst->nmounts = 0;
-    if ((src->name && !(dst->name = strdup(src->name))) ||
-        (src->kind && !(dst->kind = strdup(src->kind))) ||
-        (src->image && !(dst->image = strdup(src->image))) ||
-        (src->workdir && !(dst->workdir = strdup(src->workdir))))
-        goto nomem;
-    if (src->command) {
-        int r = spec_strv_copy(src->command, src->ncommand, &dst->command);
-        dst->ncommand = src->ncommand;
-        if (r < 0)
-            goto nomem;
-    }
-    if (src->env) {
-        int r = spec_strv_copy(src->env, src->nenv, &dst->env);
-        dst->nenv = src->nenv;
-        if (r < 0)
-            goto nomem;
-    }
-    if (src->deny_syscalls) {
-        int r = spec_strv_copy(src->deny_syscalls, src->ndeny_syscalls, &dst->deny_syscalls);
-        dst->ndeny_syscalls = src->ndeny_syscalls;
-        if (r < 0)
-            goto nomem;
-    }
-    if (src->secrets) {
-        int r = spec_strv_copy(src->secrets, src->nsecrets, &dst->secrets);
-        dst->nsecrets = src->nsecrets;
-        if (r < 0)
-            goto nomem;
-    }
+    dst->name = spec_str_copy(src->name);
+    dst->kind = spec_str_copy(src->kind);
+    dst->image = spec_str_copy(src->image);
+    dst->workdir = spec_str_copy(src->workdir);
+    dst->command = spec_strv_copy(src->command, src->ncommand);
+    dst->env = spec_strv_copy(src->env, src->nenv);
+    dst->deny_syscalls = spec_strv_copy(src->deny_syscalls, src->ndeny_syscalls);
+    dst->secrets = spec_strv_copy(src->secrets, src->nsecrets);
+    dst->mount_paths = dst->mount_images = NULL;
+    dst->nmounts = 0;
     if (src->mount_paths && src->mount_images) {
+        dst->mount_paths = spec_strv_copy(src->mount_paths, src->nmounts);
+        dst->mount_images = spec_strv_copy(src->mount_images, src->nmounts);
         dst->nmounts = src->nmounts;
-        if (spec_strv_copy(src->mount_paths, src->nmounts, &dst->mount_paths) < 0 ||
-            spec_strv_copy(src->mount_images, src->nmounts, &dst->mount_images) < 0)
-            goto nomem;
     }
-    return 0;
-nomem:
-    spec_function_free(dst);
-    return -ENOMEM;
 }

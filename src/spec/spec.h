@@ -2,7 +2,7 @@
  * defaults and the normalised JSON form used for storage and the API.
  *
  * Every parse function validates the whole tree: unknown fields, types, ranges and
- * cross-field rules. On error it returns -EINVAL (or -ENOMEM), leaves *out zeroed,
+ * cross-field rules. On error it returns -EINVAL, leaves *out zeroed,
  * sets err->msg to "FIELD: what is wrong and what to fix" and, when field_out is
  * non-NULL, copies the field path into it (e.g. "functions[0].resources.memory"; ""
  * for whole-document errors such as a syntax error, whose message gives line and
@@ -126,8 +126,8 @@ int spec_secret_env_parse(json_t *env, char ***out, size_t *n, char field_out[SP
 void spec_secret_env_free(char **env);
 /* Frees everything and zeroes *f; a zeroed function is fine. */
 void spec_function_free(struct spec_function *f);
-/* Deep copy; 0 or -ENOMEM (dst is left zeroed on failure). */
-int spec_function_copy(const struct spec_function *src, struct spec_function *dst);
+/* Deep copy (allocation failure aborts, base/xalloc.h). */
+void spec_function_copy(const struct spec_function *src, struct spec_function *dst);
 
 /* ---- image definitions (docs/SPEC.md "Images") ----
  * { base = "debian_slim" | "busybox" | "scratch" | NAME  (or from_oci = PATH),

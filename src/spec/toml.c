@@ -2,7 +2,13 @@
  *
  * The reader is a single pass recursive-descent parser over the byte buffer. TOML's
  * rules about which tables may be reopened need per-table state that jansson values
- * cannot carry, so it is kept in a small pointer-keyed hash (struct toml_meta). */
+ * cannot carry, so it is kept in a small pointer-keyed hash (struct toml_meta).
+ *
+ * The whole document is checked to be UTF-8 first, and escapes only produce scalar
+ * values other than NUL, so every jansson call below gets valid arguments: it can fail
+ * only on allocation, which aborts under gustd's allocator (xmalloc). Their results are
+ * therefore not checked. */
+#include <assert.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -13,7 +19,9 @@
 
 #include "base/buf.h"
 #include "base/cleanup.h"
+#include "base/json_cleanup.h"
 #include "base/util.h"
+#include "base/xalloc.h"
 #include "spec/spec.h"
 
 #define TOML_MAX_DEPTH 64
@@ -74,14 +82,12 @@ static unsigned toml_meta_get(const struct toml_meta *m, const void *key)
     return m->tab[toml_meta_slot(m, key)].flags;
 }
 
-/* Sets the flags of key (inserting it). 0 or -ENOMEM. */
-static int toml_meta_set(struct toml_meta *m, const void *key, unsigned flags)
+/* Sets the flags of key (inserting it). */
+static void toml_meta_set(struct toml_meta *m, const void *key, unsigned flags)
 {
     if ((m->n + 1) * 2 > m->cap) {
         size_t ncap = m->cap ? m->cap * 2 : 64;
-        struct toml_meta_ent *nt = calloc(ncap, sizeof *nt);
-        if (!nt)
-            return -ENOMEM;
+        struct toml_meta_ent *nt = xcalloc(ncap, sizeof *nt);
         struct toml_meta old = *m;
         m->tab = nt;
         m->cap = ncap;
@@ -96,7 +102,8 @@ static int toml_meta_set(struct toml_meta *m, const void *key, unsigned flags)
         m->n++;
     }
     m->tab[i].flags = flags;
-    return 0;
+    /* At most half full, so the linear probe in toml_meta_slot always ends. */
+    assert(m->n * 2 <= m->cap);
 }
 
 static void toml_key_clear(struct toml_key *k)
@@ -111,12 +118,6 @@ static void toml_cleanup_key(struct toml_key *k)
     toml_key_clear(k);
 }
 #define AUTO_TOML_KEY __attribute__((cleanup(toml_cleanup_key)))
-
-static void toml_cleanup_json(json_t **j)
-{
-    json_decref(*j);
-}
-#define AUTO_TOML_JSON __attribute__((cleanup(toml_cleanup_json)))
 
 /* Fails at byte offset `at` with "TOML syntax error at line L, column C: ...". */
 __attribute__((format(printf, 3, 4))) static int toml_fail(struct toml_p *p, size_t at,
@@ -140,11 +141,6 @@ __attribute__((format(printf, 3, 4))) static int toml_fail(struct toml_p *p, siz
     va_end(ap);
     return gerr_set(p->err, EINVAL, "TOML syntax error at line %zu, column %zu: %s", line, col,
                     what);
-}
-
-static int toml_nomem(struct toml_p *p)
-{
-    return gerr_set(p->err, ENOMEM, "out of memory while parsing TOML");
 }
 
 /* Describes the byte at pos for messages: 'x', "end of input", "newline" or a code. */
@@ -319,8 +315,9 @@ static int toml_hex(int c)
     return -1;
 }
 
-static int toml_append_utf8(struct buf *b, uint32_t cp)
+static void toml_append_utf8(struct buf *b, uint32_t cp)
 {
+    assert(cp <= 0x10ffff);
     char u[4];
     size_t n;
     if (cp < 0x80) {
@@ -342,7 +339,7 @@ static int toml_append_utf8(struct buf *b, uint32_t cp)
         u[3] = (char)(0x80 | (cp & 0x3f));
         n = 4;
     }
-    return buf_append(b, u, n);
+    buf_append(b, u, n);
 }
 
 /* Parses the escape after a backslash at p->pos (the backslash) in a basic string. */
@@ -363,7 +360,8 @@ static int toml_escape(struct toml_p *p, bool multiline, struct buf *out)
     }
     if (simple) {
         p->pos += 2;
-        return buf_append(out, simple, 1) < 0 ? toml_nomem(p) : 0;
+        buf_append(out, simple, 1);
+        return 0;
     }
     if (e == 'u' || e == 'U') {
         size_t n = e == 'u' ? 4 : 8;
@@ -379,7 +377,8 @@ static int toml_escape(struct toml_p *p, bool multiline, struct buf *out)
         if (cp == 0)
             return toml_fail(p, start, "NUL characters are not allowed in strings");
         p->pos += 2 + n;
-        return toml_append_utf8(out, cp) < 0 ? toml_nomem(p) : 0;
+        toml_append_utf8(out, cp);
+        return 0;
     }
     if (multiline && (e == ' ' || e == '\t' || e == '\n' || e == '\r')) {
         /* Line-ending backslash: trims whitespace and newlines up to the next content. */
@@ -432,13 +431,11 @@ static int toml_string(struct toml_p *p, bool allow_multiline, struct buf *out)
             if (run >= 3) {
                 if (run > 5)
                     return toml_fail(p, p->pos, "too many quotes at the end of a multi-line string");
-                if (buf_append(out, p->s + p->pos, run - 3) < 0)
-                    return toml_nomem(p);
+                buf_append(out, p->s + p->pos, run - 3);
                 p->pos += run;
                 return 0;
             }
-            if (buf_append(out, p->s + p->pos, run) < 0)
-                return toml_nomem(p);
+            buf_append(out, p->s + p->pos, run);
             p->pos += run;
             continue;
         }
@@ -453,15 +450,13 @@ static int toml_string(struct toml_p *p, bool allow_multiline, struct buf *out)
                 return toml_fail(p, p->pos, "newline in a single-line string (close the string "
                                             "or use a multi-line string)");
             toml_skip_newline(p);
-            if (buf_append(out, "\n", 1) < 0)
-                return toml_nomem(p);
+            buf_append(out, "\n", 1);
             continue;
         }
         if ((c < 0x20 && c != '\t') || c == 0x7f)
             return toml_fail(p, p->pos, "control character (byte 0x%02x) in a string; "
                                         "use an escape such as \\n or \\u0001", c);
-        if (buf_append(out, &p->s[p->pos], 1) < 0)
-            return toml_nomem(p);
+        buf_append(out, &p->s[p->pos], 1);
         p->pos++;
     }
 }
@@ -492,18 +487,12 @@ static int toml_parse_key(struct toml_p *p, struct toml_key *k)
             int r = toml_string_no_nul(p, false, "keys", &b);
             if (r < 0)
                 return r;
-            k->parts[k->n] = b.data ? buf_steal(&b, NULL) : strdup("");
-            if (!k->parts[k->n])
-                return toml_nomem(p);
-            k->n++;
+            k->parts[k->n++] = b.data ? buf_steal(&b, NULL) : xstrdup("");
         } else if (toml_is_bare(c)) {
             size_t st = p->pos;
             while (toml_is_bare(toml_peek(p, 0)))
                 p->pos++;
-            k->parts[k->n] = strndup(p->s + st, p->pos - st);
-            if (!k->parts[k->n])
-                return toml_nomem(p);
-            k->n++;
+            k->parts[k->n++] = xstrndup(p->s + st, p->pos - st);
         } else {
             return toml_fail_expected(p, "a key (letters, digits, _ and -, or a quoted string)");
         }
@@ -566,7 +555,7 @@ static int toml_scalar(struct toml_p *p, json_t **out)
     if ((len == 4 && !memcmp(tok, "true", 4)) || (len == 5 && !memcmp(tok, "false", 5))) {
         *out = json_boolean(len == 4);
         p->pos = end;
-        return *out ? 0 : toml_nomem(p);
+        return 0;
     }
     size_t i = 0;
     bool neg = false, sign = false;
@@ -646,15 +635,13 @@ static int toml_scalar(struct toml_p *p, json_t **out)
         *out = json_integer(v);
     }
     p->pos = end;
-    return *out ? 0 : toml_nomem(p);
+    return 0;
 }
 
 static int toml_parse_array(struct toml_p *p, int depth, json_t **out)
 {
     size_t start = p->pos;
-    AUTO_TOML_JSON json_t *arr = json_array();
-    if (!arr)
-        return toml_nomem(p);
+    AUTO_JSON json_t *arr = json_array();
     p->pos++;
     for (;;) {
         int r = toml_skip_ws_nl(p);
@@ -670,8 +657,7 @@ static int toml_parse_array(struct toml_p *p, int depth, json_t **out)
         r = toml_parse_value(p, depth + 1, &v);
         if (r < 0)
             return r;
-        if (json_array_append_new(arr, v) < 0)
-            return toml_nomem(p);
+        json_array_append_new(arr, v);
         r = toml_skip_ws_nl(p);
         if (r < 0)
             return r;
@@ -690,14 +676,13 @@ static int toml_parse_array(struct toml_p *p, int depth, json_t **out)
     return 0;
 }
 
-/* Stores child (a new table or array, owned; consumed on every path) under key in
- * table t and records its flags. Returns child, or NULL on allocation failure. */
+/* Stores child (a new table or array, owned) under key in table t and records its
+ * flags. Returns child (borrowed from t). */
 static json_t *toml_add_child(struct toml_p *p, json_t *t, const char *key, json_t *child,
                               unsigned flags)
 {
-    if (!child || json_object_set_new(t, key, child) < 0 ||
-        toml_meta_set(&p->meta, child, flags) < 0)
-        return NULL;
+    json_object_set_new(t, key, child);
+    toml_meta_set(&p->meta, child, flags);
     return child;
 }
 
@@ -706,15 +691,13 @@ static json_t *toml_add_child(struct toml_p *p, json_t *t, const char *key, json
 static int toml_set_kv(struct toml_p *p, json_t *tbl, const struct toml_key *k, json_t *val,
                        size_t keypos)
 {
-    AUTO_TOML_JSON json_t *v = val;
+    AUTO_JSON json_t *v = val;
     json_t *t = tbl;
     char ks[160];
     for (size_t i = 0; i + 1 < k->n; i++) {
         json_t *child = json_object_get(t, k->parts[i]);
         if (!child) {
             child = toml_add_child(p, t, k->parts[i], json_object(), TOML_DOTTED);
-            if (!child)
-                return toml_nomem(p);
         } else if (!json_is_object(child) || !(toml_meta_get(&p->meta, child) & TOML_DOTTED) ||
                    (toml_meta_get(&p->meta, child) & TOML_INLINE)) {
             toml_key_str(k, i + 1, ks, sizeof ks);
@@ -727,8 +710,7 @@ static int toml_set_kv(struct toml_p *p, json_t *tbl, const struct toml_key *k, 
         toml_key_str(k, k->n, ks, sizeof ks);
         return toml_fail(p, keypos, "duplicate key '%s'", ks);
     }
-    if (json_object_set_new(t, k->parts[k->n - 1], TAKE_PTR(v)) < 0)
-        return toml_nomem(p);
+    json_object_set_new(t, k->parts[k->n - 1], TAKE_PTR(v));
     return 0;
 }
 
@@ -754,9 +736,8 @@ static int toml_parse_kv(struct toml_p *p, json_t *tbl, int depth)
 static int toml_parse_inline_table(struct toml_p *p, int depth, json_t **out)
 {
     size_t start = p->pos;
-    AUTO_TOML_JSON json_t *tbl = json_object();
-    if (!tbl || toml_meta_set(&p->meta, tbl, TOML_INLINE) < 0)
-        return toml_nomem(p);
+    AUTO_JSON json_t *tbl = json_object();
+    toml_meta_set(&p->meta, tbl, TOML_INLINE);
     p->pos++;
     toml_skip_ws(p);
     if (toml_peek(p, 0) == '}') {
@@ -805,7 +786,7 @@ static int toml_parse_value(struct toml_p *p, int depth, json_t **out)
         if (r < 0)
             return r;
         *out = json_stringn(b.data ? b.data : "", b.len);
-        return *out ? 0 : toml_nomem(p);
+        return 0;
     }
     if (c == '[')
         return toml_parse_array(p, depth, out);
@@ -840,8 +821,6 @@ static int toml_parse_header(struct toml_p *p)
         depth++;
         if (!child) {
             child = toml_add_child(p, t, k.parts[i], json_object(), TOML_IMPLICIT);
-            if (!child)
-                return toml_nomem(p);
         } else if (json_is_object(child)) {
             if (toml_meta_get(&p->meta, child) & TOML_INLINE) {
                 toml_key_str(&k, i + 1, ks, sizeof ks);
@@ -864,8 +843,6 @@ static int toml_parse_header(struct toml_p *p)
     if (!aot) {
         if (!child) {
             child = toml_add_child(p, t, last, json_object(), TOML_EXPLICIT);
-            if (!child)
-                return toml_nomem(p);
         } else if (json_is_object(child)) {
             unsigned fl = toml_meta_get(&p->meta, child);
             if (fl != TOML_IMPLICIT)
@@ -873,8 +850,7 @@ static int toml_parse_header(struct toml_p *p)
                                  (fl & TOML_INLINE)   ? " (already an inline table)"
                                  : (fl & TOML_DOTTED) ? " (already defined by dotted keys)"
                                                       : "");
-            if (toml_meta_set(&p->meta, child, TOML_EXPLICIT) < 0)
-                return toml_nomem(p);
+            toml_meta_set(&p->meta, child, TOML_EXPLICIT);
         } else {
             return toml_fail(p, start, "cannot define table [%s]: the key is already %s", ks,
                              json_is_array(child) ? "an array (use [[...]] for arrays of tables)"
@@ -883,16 +859,13 @@ static int toml_parse_header(struct toml_p *p)
     } else {
         if (!child) {
             child = toml_add_child(p, t, last, json_array(), TOML_AOT);
-            if (!child)
-                return toml_nomem(p);
         } else if (!json_is_array(child) || !(toml_meta_get(&p->meta, child) & TOML_AOT)) {
             return toml_fail(p, start, "cannot append to [[%s]]: the key is already %s", ks,
                              json_is_array(child) ? "a static array" : json_is_object(child) ? "a table" : "a value");
         }
         json_t *elem = json_object();
-        if (!elem || json_array_append_new(child, elem) < 0 ||
-            toml_meta_set(&p->meta, elem, TOML_EXPLICIT) < 0)
-            return toml_nomem(p);
+        json_array_append_new(child, elem);
+        toml_meta_set(&p->meta, elem, TOML_EXPLICIT);
         child = elem;
         depth++;
     }
@@ -917,9 +890,7 @@ int toml_parse(const char *text, size_t len, json_t **out, struct gerr *err)
     size_t bad = toml_utf8_check(text, len);
     if (bad < len)
         return toml_fail(&p, bad, "invalid UTF-8");
-    AUTO_TOML_JSON json_t *root = json_object();
-    if (!root)
-        return toml_nomem(&p);
+    AUTO_JSON json_t *root = json_object();
     p.root = root;
     p.cur = root;
     int r = 0;

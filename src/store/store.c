@@ -15,6 +15,7 @@
 
 #include "base/cleanup.h"
 #include "base/util.h"
+#include "base/xalloc.h"
 
 /* ---------- schema ---------- */
 
@@ -469,7 +470,8 @@ static int exec_update_one(struct store *st, enum stmt_id id, const struct param
     return r < 0 ? r : 0;
 }
 
-/* Copies what a single-row query found from the row at s into out; 0 or -ENOMEM. */
+/* Copies what a single-row query found from the row at s into out; 0, or -ENOMEM
+ * when SQLite could not hand a column over (col_dup). */
 typedef int (*row_reader)(sqlite3_stmt *s, void *out);
 
 /* Runs query id with params and hands its first row to reader(s, out). Returns 0;
@@ -553,7 +555,9 @@ static double col_time(sqlite3_stmt *s, int i)
     return sqlite3_column_type(s, i) == SQLITE_NULL ? 0 : sqlite3_column_double(s, i);
 }
 
-/* malloc'd NUL-terminated copy of a text or blob column; NULL for SQL NULL. */
+/* malloc'd NUL-terminated copy of a text or blob column; NULL for SQL NULL. -ENOMEM
+ * when SQLite cannot hand the column over (its own allocation failed); the copy itself
+ * comes from xmalloc, whose failure aborts. */
 static int col_dup(sqlite3_stmt *s, int i, void **out, size_t *len_out)
 {
     *out = NULL;
@@ -563,15 +567,9 @@ static int col_dup(sqlite3_stmt *s, int i, void **out, size_t *len_out)
         return 0;
     const void *p = sqlite3_column_blob(s, i);
     size_t n = (size_t)sqlite3_column_bytes(s, i);
-    char *copy = malloc(n + 1);
-    if (!copy || (!p && n)) {
-        free(copy);
+    if (!p && n)
         return -ENOMEM;
-    }
-    if (n)
-        memcpy(copy, p, n);
-    copy[n] = '\0';
-    *out = copy;
+    *out = xmemdup(p, n);
     if (len_out)
         *len_out = n;
     return 0;
@@ -661,9 +659,7 @@ int store_open(const char *path, struct store **out, struct gerr *err)
         return gerr_set(err, EINVAL, "store: empty database path");
     const char *slash = strrchr(path, '/');
     if (slash && slash != path) {
-        AUTO_FREE char *dir = strndup(path, (size_t)(slash - path));
-        if (!dir)
-            return gerr_set(err, ENOMEM, "store: out of memory");
+        AUTO_FREE char *dir = xstrndup(path, (size_t)(slash - path));
         int r = mkdir_p(dir, 0700);
         if (r < 0)
             return gerr_sys(err, -r, "store: creating directory %s", dir);
@@ -673,9 +669,7 @@ int store_open(const char *path, struct store **out, struct gerr *err)
         return gerr_sys(err, errno, "store: opening %s", path);
     close(fd);
 
-    struct store *st = calloc(1, sizeof *st);
-    if (!st)
-        return gerr_set(err, ENOMEM, "store: out of memory");
+    struct store *st = xcalloc(1, sizeof *st);
     int rc = sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     int r = 0;
     if (rc != SQLITE_OK) {
@@ -1009,9 +1003,7 @@ int store_call_get(struct store *st, const char *id, struct store_call *out, boo
 
 int store_calls_unfinished(struct store *st, store_call_cb cb, void *ud, struct gerr *err)
 {
-    struct store_call *page = calloc(UNFINISHED_PAGE, sizeof *page);
-    if (!page)
-        return out_of_memory(err);
+    struct store_call *page = xcalloc(UNFINISHED_PAGE, sizeof *page);
     double after_created = -DBL_MAX;
     int64_t after_rowid = INT64_MIN;
     int r = 0;

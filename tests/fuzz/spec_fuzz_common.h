@@ -52,8 +52,7 @@ static inline int spec_fuzz_one(spec_fuzz_parse_fn parse, const uint8_t *data, s
             abort();
         }
         json_decref(j);
-        if (spec_function_copy(&back, &copy) < 0)
-            abort();
+        spec_function_copy(&back, &copy);
         char *b = spec_fuzz_dump(&back), *c = spec_fuzz_dump(&copy);
         if (strcmp(a, b) || strcmp(b, c)) {
             fprintf(stderr, "round-trip mismatch:\n%s\n%s\n%s\n", a, b, c);

@@ -297,7 +297,7 @@ UNIT_TEST(test_roundtrip_and_copy)
     CHECK_EQ_INT(spec_function_from_json(j, &g, fld, &e), 0);
     json_decref(j);
     char *d2 = fn_dump(&g);
-    CHECK_EQ_INT(spec_function_copy(&g, &h), 0);
+    spec_function_copy(&g, &h);
     char *d3 = fn_dump(&h);
     CHECK_STR(d1, d2);
     CHECK_STR(d2, d3);
@@ -776,8 +776,8 @@ static void test_secrets_and_mounts(void)
     CHECK(j && spec_function_from_json(j, &back, fld, &e) == 0);
     CHECK(back.nsecrets == 2 && back.nmounts == 2 && !strcmp(back.mount_images[1], TREE_A));
     struct spec_function copy;
-    CHECK(spec_function_copy(f, &copy) == 0 && copy.nmounts == 2 && !strcmp(copy.secrets[1], "inline.app.0") &&
-          copy.mount_paths != f->mount_paths);
+    spec_function_copy(f, &copy);
+    CHECK(copy.nmounts == 2 && !strcmp(copy.secrets[1], "inline.app.0") && copy.mount_paths != f->mount_paths);
     spec_function_free(&copy);
     spec_function_free(&back);
     json_decref(j);
