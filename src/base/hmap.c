@@ -15,7 +15,7 @@ uint64_t hmap_hash_str(const char *s)
     return h ^ (h >> 29);
 }
 
-int hmap_init(struct hmap *m, size_t initial_buckets)
+void hmap_init(struct hmap *m, size_t initial_buckets)
 {
     size_t n = 16;
     while (n < initial_buckets)
@@ -23,7 +23,6 @@ int hmap_init(struct hmap *m, size_t initial_buckets)
     m->buckets = xcalloc(n, sizeof *m->buckets);
     m->nbuckets = n;
     m->count = 0;
-    return 0;
 }
 
 void hmap_free(struct hmap *m)
@@ -52,7 +51,7 @@ static void hmap_grow(struct hmap *m)
     m->nbuckets = n;
 }
 
-int hmap_insert(struct hmap *m, struct hmap_node *node, uint64_t hash)
+void hmap_insert(struct hmap *m, struct hmap_node *node, uint64_t hash)
 {
     /* The mask arithmetic below needs a power-of-two bucket count. */
     assert(m->nbuckets && (m->nbuckets & (m->nbuckets - 1)) == 0);
@@ -65,7 +64,6 @@ int hmap_insert(struct hmap *m, struct hmap_node *node, uint64_t hash)
     m->count++;
     /* Grown at load factor 1, so the count never passes the bucket count. */
     assert(m->count <= m->nbuckets);
-    return 0;
 }
 
 struct hmap_node *hmap_find(const struct hmap *m, uint64_t hash, hmap_eq_fn eq, const void *key)

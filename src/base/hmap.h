@@ -22,12 +22,11 @@ struct hmap {
 typedef bool (*hmap_eq_fn)(const struct hmap_node *node, const void *key);
 
 uint64_t hmap_hash_str(const char *s);
-/* Bucket arrays come from xcalloc (allocation failure aborts): hmap_init and
- * hmap_insert always return 0 (the int is kept for callers that still test it). */
-int hmap_init(struct hmap *m, size_t initial_buckets);
+/* Bucket arrays come from xcalloc (allocation failure aborts). */
+void hmap_init(struct hmap *m, size_t initial_buckets);
 void hmap_free(struct hmap *m); /* frees buckets only; nodes belong to the user */
 /* Inserts node (no duplicate check). */
-int hmap_insert(struct hmap *m, struct hmap_node *node, uint64_t hash);
+void hmap_insert(struct hmap *m, struct hmap_node *node, uint64_t hash);
 struct hmap_node *hmap_find(const struct hmap *m, uint64_t hash, hmap_eq_fn eq, const void *key);
 void hmap_remove(struct hmap *m, struct hmap_node *node);
 

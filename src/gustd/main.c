@@ -359,7 +359,7 @@ int main(int argc, char **argv)
     }
     routes = api_routes_new(g.ctl);
     struct http_limits limits = {.max_header_bytes = 64 * 1024, .max_headers = 100, .max_body = (size_t)max_payload};
-    if (!routes || api_server_listen(g.loop, listen_addr, &limits, api_routes_handle, routes, &g.server, &err) < 0) {
+    if (api_server_listen(g.loop, listen_addr, &limits, api_routes_handle, routes, &g.server, &err) < 0) {
         fprintf(stderr, "gustd: listen on %s: %s\n", listen_addr, err.msg);
         goto out;
     }
