@@ -47,12 +47,11 @@ static void cache_set(struct builder *b, const char *step_id, const char *parent
     snprintf(e->image_id, sizeof e->image_id, "%s", image_id);
 }
 
-int build_cache_put(struct builder *b, const char *step_id, const char *parent_id, const char *image_id)
+void build_cache_put(struct builder *b, const char *step_id, const char *parent_id, const char *image_id)
 {
     pthread_mutex_lock(&b->mu);
     cache_set(b, step_id, parent_id, image_id);
     pthread_mutex_unlock(&b->mu);
-    return 0;
 }
 
 void build_cache_each(struct builder *b, void (*cb)(void *ud, const char *step_id, const char *parent_id,

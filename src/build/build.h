@@ -63,7 +63,7 @@ void build_free(struct builder *b);
 
 /* Adds a persisted cache entry (at start-up). Returns 0 (allocation failure aborts;
  * the int is kept for callers that still test it). */
-int build_cache_put(struct builder *b, const char *step_id, const char *parent_id, const char *image_id);
+void build_cache_put(struct builder *b, const char *step_id, const char *parent_id, const char *image_id);
 /* Calls cb for every cache entry. */
 void build_cache_each(struct builder *b, void (*cb)(void *ud, const char *step_id, const char *parent_id,
                                                     const char *image_id),
