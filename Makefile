@@ -31,6 +31,9 @@ LIB_A    := $(B)/libgust-internal.a
 CLIENT_DIRS := base http client
 CLIENT_OBJS := $(patsubst src/%.c,$(B)/obj/%.o,$(foreach d,$(CLIENT_DIRS),$(wildcard src/$(d)/*.c)))
 
+# gust: the command-line client, one file per command group, over libgust.
+CLI_SRCS := $(wildcard src/cli/*.c)
+
 # gust-init is static and unsanitized: it runs as PID 1 inside containers whose
 # rootfs has no libc of ours.
 INIT_SRCS := $(wildcard src/init/*.c) $(wildcard src/proto/*.c) $(wildcard src/base/*.c) \
@@ -67,8 +70,8 @@ $(B)/libgust.so: $(CLIENT_OBJS)
 $(B)/gustd: src/gustd/main.c $(LIB_A)
 	$(CC) $(CFLAGS_ALL) $(LDOPT) -o $@ $< $(LIB_A) $(LIBS)
 
-$(B)/gust: src/cli/main.c $(wildcard src/cli/*.h) $(B)/libgust.a
-	$(CC) $(CFLAGS_ALL) $(LDOPT) -o $@ $(filter %.c,$^) $(B)/libgust.a -ljansson
+$(B)/gust: $(CLI_SRCS) $(wildcard src/cli/*.h) $(B)/libgust.a
+	$(CC) $(CFLAGS_ALL) $(LDOPT) -o $@ $(CLI_SRCS) $(B)/libgust.a -ljansson
 
 $(B)/gust-init: $(INIT_SRCS) $(wildcard src/init/*.h src/proto/*.h src/base/*.h src/runtime/confine.h src/runtime/netlink.h)
 	@mkdir -p $(B)

@@ -1,0 +1,246 @@
+/* Watching gustd and its functions: gust health, ls, ps, logs and usage. */
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/buf.h"
+#include "base/cleanup.h"
+#include "base/json_cleanup.h"
+#include "base/util.h"
+#include "base/xalloc.h"
+#include "cli/cli.h"
+#include "gust.h"
+
+/* gust health: gustd's version and worker capacity. */
+void cmd_print_health(json_t *j, const char *arg, const gust_client *c)
+{
+    const char *ver = json_string_value(json_object_get(j, "version"));
+    printf("gustd %s at %s: %s\n", ver ? ver : "?", gust_client_addr(c),
+           json_is_true(json_object_get(j, "ok")) ? "ok" : "NOT ok");
+    const char *k;
+    json_t *v;
+    json_object_foreach(json_object_get(j, "worker"), k, v)
+    {
+        AUTO_FREE char *txt = cell_json(v);
+        printf("  %s: %s\n", k, txt ? txt : "?");
+    }
+}
+
+/* ---------- ls ---------- */
+
+/* "3 (1 busy, 2 idle)" from {"starting", "idle", "busy"}. */
+static char *containers_cell(json_t *cs)
+{
+    long long st = json_integer_value(json_object_get(cs, "starting"));
+    long long id = json_integer_value(json_object_get(cs, "idle"));
+    long long bz = json_integer_value(json_object_get(cs, "busy"));
+    if (st + id + bz == 0)
+        return xstrdup("0");
+    struct buf b = {0};
+    buf_printf(&b, "%lld (", st + id + bz);
+    const char *sep = "";
+    if (bz) {
+        buf_printf(&b, "%lld busy", bz);
+        sep = ", ";
+    }
+    if (id) {
+        buf_printf(&b, "%s%lld idle", sep, id);
+        sep = ", ";
+    }
+    if (st)
+        buf_printf(&b, "%s%lld starting", sep, st);
+    buf_append_str(&b, ")");
+    return buf_steal(&b, NULL);
+}
+
+static const char *const FUNCTION_TITLES[] = {"APP",    "FUNCTION", "VERSION",    "IMAGE",
+                                              "QUEUED", "RUNNING",  "CONTAINERS", "WAITING"};
+
+/* gust ls: one row a deployed function. */
+void cmd_print_functions(json_t *j, const char *arg, const gust_client *c)
+{
+    struct table t = table_new(FUNCTION_TITLES, ARRAY_LEN(FUNCTION_TITLES));
+    size_t i;
+    json_t *f;
+    json_array_foreach(json_object_get(j, "functions"), i, f)
+    {
+        json_t *wr = json_object_get(f, "waiting_reason");
+        char *row[] = {cell_field(f, "app"),    cell_field(f, "name"),    cell_field(f, "version"),
+                       cell_field(f, "image"),  cell_field(f, "queued"),  cell_field(f, "running"),
+                       containers_cell(json_object_get(f, "containers")),
+                       xstrdup(json_is_string(wr) ? json_string_value(wr) : "")};
+        table_add(&t, row);
+    }
+    table_print(&t, "no functions deployed (deploy an app with `gust deploy SPEC`)");
+}
+
+/* ---------- ps ---------- */
+
+static const char *const CONTAINER_TITLES[] = {"ID",        "APP",  "FUNCTION", "VERSION",  "STATE",
+                                               "PID",       "IN-FLIGHT", "DONE", "CPU(m)", "MEM(MiB)",
+                                               "GPUS",      "CPU-USED(s)", "MEM-PEAK(MiB)", "OOM", "GPU-UTIL",
+                                               "AGE"};
+
+/* "37%" from a percent field, "-" when absent (no NVML samples). */
+static char *gpu_util_cell(json_t *ct)
+{
+    json_t *v = json_object_get(ct, "gpu_util_pct");
+    return v ? xasprintf("%d%%", (int)json_integer_value(v)) : xstrdup("-");
+}
+
+/* gust ps: one row a container. */
+void cmd_print_containers(json_t *j, const char *arg, const gust_client *c)
+{
+    struct table t = table_new(CONTAINER_TITLES, ARRAY_LEN(CONTAINER_TITLES));
+    size_t i;
+    json_t *ct;
+    json_array_foreach(json_object_get(j, "containers"), i, ct)
+    {
+        char *row[] = {cell_field(ct, "id"),
+                       cell_field(ct, "app"),
+                       cell_field(ct, "function"),
+                       cell_field(ct, "version"),
+                       cell_field(ct, "state"),
+                       cell_field(ct, "pid"),
+                       cell_field(ct, "inputs_in_flight"),
+                       cell_field(ct, "inputs_done"),
+                       cell_field(ct, "cpu"),
+                       cell_field(ct, "memory"),
+                       cell_list(json_object_get(ct, "gpus")),
+                       xasprintf("%.2f", json_number_value(json_object_get(ct, "cpu_s"))),
+                       xasprintf("%.1f", (double)json_integer_value(json_object_get(ct, "memory_peak_bytes")) / (1 << 20)),
+                       cell_field(ct, "oom_kills"),
+                       gpu_util_cell(ct),
+                       cell_age(json_object_get(ct, "started_at"))};
+        table_add(&t, row);
+    }
+    table_print(&t, "no containers running");
+}
+
+/* ---------- logs ---------- */
+
+/* gust_request_stream's callback: the log lines as they come. */
+static int write_log_data(void *ud, const char *data, size_t len)
+{
+    fwrite(data, 1, len, stdout);
+    fflush(stdout);
+    return ferror(stdout) ? 1 : 0;
+}
+
+int cmd_logs(const struct cli_cmd *cmd, int argc, char **argv)
+{
+    bool follow = false;
+    const char *tail = NULL;
+    struct cli_opt opts[] = {{"follow", 'f', NULL, &follow}, {"tail", 'n', &tail, NULL}, {0}};
+    struct cli_target t;
+    int rc;
+    if (!cli_parse_target_args(cmd, argc, argv, opts, &t, &rc))
+        return rc;
+    int64_t tail_n = -1;
+    if (tail && parse_i64(tail, 0, 100000, &tail_n) < 0)
+        return cli_usage_error(cmd, "--tail wants a line count 0..100000, got \"%s\"", tail);
+    AUTO_CLIENT gust_client *c = cli_open_client();
+    if (!c)
+        return EXIT_USAGE;
+    AUTO_BUF struct buf path = {0};
+    cli_api_path(&path, "/v1/functions/%s/%s/logs", t.app, t.fn);
+    if (follow)
+        buf_append_str(&path, "?follow=1");
+    if (tail_n >= 0)
+        buf_printf(&path, "%stail=%lld", follow ? "&" : "?", (long long)tail_n);
+    gust_error e;
+    int r = gust_request_stream(c, "GET", path.data, NULL, NULL, 0, write_log_data, NULL, &e);
+    if (r == -ECANCELED)
+        return EXIT_OK; /* stdout went away */
+    return r < 0 ? cli_report(&e) : EXIT_OK;
+}
+
+/* ---------- usage ---------- */
+
+/* Parses --since: a duration back from now ("90s", "15m", "2h", "7d") or UNIX
+ * seconds (a plain number). */
+static bool parse_since(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || !isfinite(v) || v < 0)
+        return false;
+    double mul = 0;
+    if (!*end)
+        mul = 0;
+    else if (!strcmp(end, "s"))
+        mul = 1;
+    else if (!strcmp(end, "m"))
+        mul = 60;
+    else if (!strcmp(end, "h"))
+        mul = 3600;
+    else if (!strcmp(end, "d"))
+        mul = 86400;
+    else
+        return false;
+    *out = mul ? wall_s() - v * mul : v;
+    if (*out < 0)
+        *out = 0;
+    return true;
+}
+
+static const char *const USAGE_TITLES[] = {"APP",        "FUNCTION",   "CALLS",  "CONTAINERS",
+                                           "ALIVE(s)",   "BUSY(s)",    "CPU(core-s)", "MEM(GiB-s)",
+                                           "GPU(s)",     "UTIL",       "GPU-UTIL",    "CPU-USED(s)",
+                                           "MEM-PEAK(MiB)", "OOM",     "COST($)"};
+
+int cmd_usage(const struct cli_cmd *cmd, int argc, char **argv)
+{
+    const char *since = NULL;
+    struct cli_opt opts[] = {{"since", 's', &since, NULL}, {0}};
+    int rc;
+    if (!cli_parse_args(cmd, argc, argv, opts, NULL, 0, &rc))
+        return rc;
+    double since_s = 0;
+    if (since && !parse_since(since, &since_s))
+        return cli_usage_error(cmd, "--since wants UNIX seconds or a duration like 90s, 15m, 2h, 7d; got \"%s\"",
+                               since);
+    AUTO_CLIENT gust_client *c = cli_open_client();
+    if (!c)
+        return EXIT_USAGE;
+    /* Whole seconds: digits, which cli_api_path keeps as they are. */
+    char since_arg[400];
+    snprintf(since_arg, sizeof since_arg, "%.0f", since_s);
+    json_t *j AUTO_JSON = cli_api_json(c, &rc, "GET", NULL, since ? "/v1/usage?since=%s" : "/v1/usage", since_arg);
+    if (!j)
+        return rc;
+    struct table t = table_new(USAGE_TITLES, ARRAY_LEN(USAGE_TITLES));
+    size_t i, k;
+    json_t *a, *f;
+    json_array_foreach(json_object_get(j, "apps"), i, a)
+    {
+        json_array_foreach(json_object_get(a, "functions"), k, f)
+        {
+            char *row[] = {cell_field(a, "app"),
+                           cell_field(f, "function"),
+                           cell_field(f, "calls"),
+                           cell_field(f, "containers"),
+                           cell_field_1f(f, "alive_s"),
+                           cell_field_1f(f, "busy_s"),
+                           cell_field_1f(f, "cpu_core_s"),
+                           cell_field_1f(f, "memory_gib_s"),
+                           cell_field_1f(f, "gpu_s"),
+                           cell_percent(json_object_get(f, "utilization")),
+                           cell_percent(json_object_get(f, "gpu_utilization")),
+                           cell_field_1f(f, "cpu_used_s"),
+                           cell_field_1f(f, "memory_peak_mib"),
+                           cell_field(f, "oom_kills"),
+                           xasprintf("%.6f", json_number_value(json_object_get(f, "cost")))};
+            table_add(&t, row);
+        }
+    }
+    table_print(&t, since ? "no usage recorded in that period" : "no usage recorded");
+    printf("total cost: $%.6f\n", json_number_value(json_object_get(j, "total_cost")));
+    return EXIT_OK;
+}
