@@ -16,7 +16,7 @@ static inline void buf_check(const struct buf *b)
     assert(b->data ? b->len < b->cap : b->len == 0 && b->cap == 0);
 }
 
-int buf_reserve(struct buf *b, size_t extra)
+void buf_reserve(struct buf *b, size_t extra)
 {
     buf_check(b);
     /* Sizes this large are caller bugs (client-controlled sizes are bounded before they
@@ -25,28 +25,26 @@ int buf_reserve(struct buf *b, size_t extra)
         xalloc_die(SIZE_MAX);
     size_t need = b->len + extra + 1;
     if (need <= b->cap)
-        return 0;
+        return;
     size_t cap = b->cap ? b->cap : 64;
     while (cap < need)
         cap *= 2;
     b->data = xrealloc(b->data, cap);
     b->cap = cap;
-    return 0;
 }
 
-int buf_append(struct buf *b, const void *data, size_t len)
+void buf_append(struct buf *b, const void *data, size_t len)
 {
     buf_reserve(b, len);
     if (len)
         memcpy(b->data + b->len, data, len);
     b->len += len;
     b->data[b->len] = '\0';
-    return 0;
 }
 
-int buf_append_str(struct buf *b, const char *s)
+void buf_append_str(struct buf *b, const char *s)
 {
-    return buf_append(b, s, strlen(s));
+    buf_append(b, s, strlen(s));
 }
 
 int buf_vprintf(struct buf *b, const char *fmt, va_list ap)

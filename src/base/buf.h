@@ -13,11 +13,10 @@ struct buf {
 };
 
 /* Ensures room for `extra` more bytes (+ NUL). Growth goes through xrealloc, so
- * allocation failure aborts (base/xalloc.h); buf_reserve, buf_append and
- * buf_append_str always return 0 (the int is kept for callers that still test it). */
-int buf_reserve(struct buf *b, size_t extra);
-int buf_append(struct buf *b, const void *data, size_t len);
-int buf_append_str(struct buf *b, const char *s);
+ * allocation failure aborts (base/xalloc.h), so growing cannot fail. */
+void buf_reserve(struct buf *b, size_t extra);
+void buf_append(struct buf *b, const void *data, size_t len);
+void buf_append_str(struct buf *b, const char *s);
 /* Appends formatted text. Returns 0, or -EINVAL when fmt cannot be formatted (an
  * encoding error in vsnprintf); b is unchanged then. */
 int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

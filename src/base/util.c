@@ -292,7 +292,7 @@ bool name_is_valid(const char *s)
 static const char b64_alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-int base64_encode(const void *data, size_t len, char **out, size_t *out_len)
+void base64_encode(const void *data, size_t len, char **out, size_t *out_len)
 {
     const unsigned char *in = data;
     size_t olen = 4 * ((len + 2) / 3);
@@ -313,7 +313,6 @@ int base64_encode(const void *data, size_t len, char **out, size_t *out_len)
     *out = o;
     if (out_len)
         *out_len = j;
-    return 0;
 }
 
 static int b64_value(char c)

@@ -53,9 +53,8 @@ int parse_i64(const char *s, int64_t min, int64_t max, int64_t *out);
 bool name_is_valid(const char *s);
 
 /* Base64 (standard alphabet, padded). Out buffers are malloc'd and NUL-terminated.
- * base64_encode always returns 0 (allocation failure aborts); base64_decode returns 0
- * or -EINVAL for text that is not base64. */
-int base64_encode(const void *data, size_t len, char **out, size_t *out_len);
+ * base64_decode returns 0 or -EINVAL for text that is not base64. */
+void base64_encode(const void *data, size_t len, char **out, size_t *out_len);
 int base64_decode(const char *s, size_t len, char **out, size_t *out_len);
 
 /* True if data is valid UTF-8 with no NUL bytes. */

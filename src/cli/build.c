@@ -59,8 +59,7 @@ static int build_data(void *ud, const char *data, size_t len)
     struct build_view *v = ud;
     for (size_t i = 0; i < len; i++) {
         if (data[i] != '\n') {
-            if (buf_append(&v->line, data + i, 1) < 0)
-                return 1;
+            buf_append(&v->line, data + i, 1);
             continue;
         }
         json_t *ev = json_loadb(v->line.data ? v->line.data : "", v->line.len, 0, NULL);

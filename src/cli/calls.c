@@ -26,7 +26,10 @@ static int read_call_input(const char *data, struct buf *b)
     if (data && data[0] == '@')
         return cli_read_input_file(data + 1, b) ? 0 : EXIT_USAGE;
     if (data)
-        return buf_append_str(b, data) < 0 ? EXIT_USAGE : 0;
+    {
+        buf_append_str(b, data);
+        return 0;
+    }
     if (isatty(STDIN_FILENO))
         return 0;
     return cli_read_input_file("-", b) ? 0 : EXIT_USAGE;
@@ -52,8 +55,8 @@ static void json_set_output(json_t *o, const void *out, size_t len)
     }
     AUTO_FREE char *b64 = NULL;
     size_t n;
-    if (base64_encode(out, len, &b64, &n) == 0)
-        json_object_set_new(o, "output_b64", json_stringn(b64, n));
+    base64_encode(out, len, &b64, &n);
+    json_object_set_new(o, "output_b64", json_stringn(b64, n));
 }
 
 /* Prints a finished call's output: raw bytes, or a JSON object with --json. */

@@ -24,12 +24,12 @@ gust_client *cli_open_client(void)
 int cli_path_seg(struct buf *b, const char *s)
 {
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        int r = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' ||
-                        *p == '_' || *p == '.' || *p == '~'
-                    ? buf_append(b, p, 1)
-                    : buf_printf(b, "%%%02X", *p);
-        if (r < 0)
-            return r;
+        bool plain = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' ||
+                     *p == '_' || *p == '.' || *p == '~';
+        if (plain)
+            buf_append(b, p, 1);
+        else if (buf_printf(b, "%%%02X", *p) < 0)
+            return -EINVAL;
     }
     return 0;
 }
@@ -40,8 +40,7 @@ static int api_vpath(struct buf *b, const char *fmt, va_list ap)
     for (const char *p = fmt; *p;) {
         const char *conv = strstr(p, "%s");
         size_t n = conv ? (size_t)(conv - p) : strlen(p);
-        if (buf_append(b, p, n) < 0)
-            return -ENOMEM;
+        buf_append(b, p, n);
         if (!conv)
             break;
         if (cli_path_seg(b, va_arg(ap, const char *)) < 0)

@@ -176,8 +176,7 @@ static void handle_log(struct ctr *c, int stream, const char *p, size_t n)
         } else {
             size_t room = WORKER_LINE_MAX - b->len;
             size_t take = seg < room ? seg : room;
-            if (buf_append(b, p, take) < 0)
-                return;
+            buf_append(b, p, take);
             if (nl && take == seg) {
                 emit_line(c, stream, 0, b->data, b->len);
                 buf_reset(b);
