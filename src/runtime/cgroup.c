@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/bpf.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -753,6 +754,10 @@ static bool opt_listed(const char *list, const char *word)
  * one that died without restoring them can still put them back. /run is a tmpfs: the
  * record goes at reboot, as does the mount option. */
 #define CGROUP_TUNING_RECORD "/run/gust-cgroup-tuning"
+/* Every daemon that relies on the option holds a shared flock on this file while it
+ * runs (the kernel drops it when the process dies, also on SIGKILL); one that gets an
+ * exclusive lock at exit is the last. */
+#define CGROUP_TUNING_LOCK "/run/gust-cgroup-tuning.lock"
 
 static void tuning_record(const struct cgroup_tuning *t)
 {
@@ -783,6 +788,14 @@ static bool tuning_adopt(struct cgroup_tuning *t)
 int cgroup_favor_dynmods(struct cgroup_tuning *t, struct gerr *err)
 {
     memset(t, 0, sizeof *t);
+    t->lock_fd = open(CGROUP_TUNING_LOCK, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (t->lock_fd < 0 || flock(t->lock_fd, LOCK_SH) < 0) {
+        int e = errno;
+        if (t->lock_fd >= 0)
+            close(t->lock_fd);
+        t->lock_fd = -1;
+        return gerr_sys(err, e, "lock %s", CGROUP_TUNING_LOCK);
+    }
     char mnt_opts[256], super_opts[512];
     int rc = find_cgroup2_mount(t->path, sizeof t->path, mnt_opts, sizeof mnt_opts, super_opts, sizeof super_opts);
     if (rc == -ENOENT)
@@ -806,7 +819,12 @@ int cgroup_favor_dynmods(struct cgroup_tuning *t, struct gerr *err)
 
 int cgroup_tuning_restore(struct cgroup_tuning *t, struct gerr *err)
 {
-    if (!t->changed)
+    /* A failed conversion may drop our shared lock (flock(2)); we are leaving anyway. */
+    bool last = t->lock_fd >= 0 && flock(t->lock_fd, LOCK_EX | LOCK_NB) == 0;
+    if (t->lock_fd >= 0)
+        close(t->lock_fd);
+    t->lock_fd = -1;
+    if (!t->changed || !last)
         return 0;
     t->changed = false;
     if (mount("cgroup2", t->path, NULL, MS_REMOUNT | t->mount_flags, t->super_opts) < 0)

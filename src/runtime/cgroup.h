@@ -116,13 +116,18 @@ int cgroup_attach_device_filter(const char *dir, const struct cgroup_device *dev
  * the options from before are still restored. */
 struct cgroup_tuning {
     bool changed;
+    int lock_fd;                /* shared lock on CGROUP_TUNING_LOCK while we run; -1 if none */
     char path[CGROUP_PATH_MAX];
     unsigned long mount_flags;
     char super_opts[512];       /* the options before, without rw/ro */
 };
 
+/* Turns on favordynmods (or adopts what an earlier daemon recorded) and holds a shared
+ * lock that says a gust daemon relies on it, so that several daemons on one host share
+ * the option: the last one to stop puts it back. */
 int cgroup_favor_dynmods(struct cgroup_tuning *t, struct gerr *err);
-/* Puts back the options recorded by cgroup_favor_dynmods (if it changed anything). */
+/* Puts back the options recorded by cgroup_favor_dynmods (if it, or a crashed daemon
+ * before it, changed anything), unless another daemon still holds the lock. */
 int cgroup_tuning_restore(struct cgroup_tuning *t, struct gerr *err);
 
 #endif

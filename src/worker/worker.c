@@ -1053,6 +1053,7 @@ int worker_new(struct ev_loop *loop, const struct worker_config *cfg, const stru
     struct worker *w = xcalloc(1, sizeof *w);
     list_init(&w->ctrs);
     list_init(&w->snaps);
+    w->tuning.lock_fd = -1;
     w->state_root = xstrdup(cfg->state_root);
     w->init_path = xstrdup(cfg->init_path);
     w->cgroup_parent = xstrdup(cfg->cgroup_parent);
