@@ -13,11 +13,11 @@ import time
 import urllib.parse
 
 from . import _mount, _net
+from ._container.proto import EXC_TAG
 from .image import BuildError, Image, _show
 from .secret import Secret, resolve as _resolve_secrets
 
 SDK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXC_TAG = "GUSTEXC1:"
 
 
 class GustError(Exception):
@@ -248,7 +248,7 @@ class Function:
         o = self.options
         image = o.get("image") or Image.debian_slim()
         f = {"name": self.name, "kind": "exec", "mode": "runner",
-             "command": ["python3", "-m", "gust._runner", f"{APP_DIR}/{rel}", qualname],
+             "command": ["python3", "-m", "gust._container.runner", f"{APP_DIR}/{rel}", qualname],
              "image": image.spec_value(),
              "mounts": [{"path": SDK_MOUNT, "image": sdk_id}, {"path": APP_DIR, "image": app_id}],
              "env": dict(o.get("env") or {}, PYTHONPATH=SDK_MOUNT, PYTHONUNBUFFERED="1",
