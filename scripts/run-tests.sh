@@ -19,6 +19,9 @@ fp=0; ff=0
 if scripts/build-fuzz.sh --run "${GUST_FUZZ_SECONDS:-15}"; then fp=1; else ff=1; status=1; fi
 echo "fuzz: $fp passed, $ff failed"
 
+pp=0; pf=0  # the SDK's copy of the runner protocol against src/proto/*.h
+if python3 scripts/check-proto-py.py; then pp=1; else pf=1; status=1; fi
+
 GUST_BUILD="$B" scripts/run-integration.sh | tee "$tmp/it"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 it_line=$(grep -E '[0-9]+ (passed|failed|error)' "$tmp/it" | tail -1)
@@ -27,7 +30,7 @@ if_=$(grep -oE '[0-9]+ failed' <<<"$it_line" | grep -oE '[0-9]+'); if_=${if_:-0}
 ie=$(grep -oE '[0-9]+ errors?' <<<"$it_line" | grep -oE '[0-9]+'); ie=${ie:-0}
 [ "$ip" -gt 0 ] || status=1
 
-tp=$((up + fp + ip)); tf=$((uf + ff + if_ + ie))
+tp=$((up + fp + pp + ip)); tf=$((uf + ff + pf + if_ + ie))
 [ $status -ne 0 ] && [ $tf -eq 0 ] && tf=1
 echo "$tp passed, $tf failed"
 exit $status

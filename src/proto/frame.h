@@ -72,7 +72,10 @@ enum frame_error_kind {
     FRAME_ERR_CANCELLED = 5,   /* stopped because the worker sent CANCEL */
 };
 
-/* EXIT body: 8 bytes. kind 1 = exited with `code`, 2 = killed by signal `code`. */
+/* EXIT body: 8 bytes. kind FRAME_EXIT_EXITED = exited with `code`, FRAME_EXIT_SIGNALED =
+ * killed by signal `code`. */
+#define FRAME_EXIT_EXITED 1
+#define FRAME_EXIT_SIGNALED 2
 struct frame_exit_body {
     uint8_t kind;
     uint8_t pad[3];

@@ -169,7 +169,7 @@ static int snap_fork(struct runner *r, int own_pidns, uint64_t fork_id, int fds[
     fflush(NULL); /* nothing buffered to be written twice */
     pid_t pid1 = vfork();
     if (pid1 == 0) {
-        if (dup2(chan, 3) >= 0 && dup2(sync, SNAP_SYNC_FD) >= 0 && dup2(out[0], SNAP_STDOUT_FD) >= 0 &&
+        if (dup2(chan, FRAME_CHILD_FD) >= 0 && dup2(sync, SNAP_SYNC_FD) >= 0 && dup2(out[0], SNAP_STDOUT_FD) >= 0 &&
             dup2(errp[0], SNAP_STDERR_FD) >= 0)
             fexecve(init, argv, envp);
         _exit(127);
@@ -267,7 +267,7 @@ static int snap_serve(struct runner *r)
             while (waitpid(kids[i].pid, &st, 0) < 0 && errno == EINTR) {
             }
             if (kids[i].fork_id)
-                snap_report(r->fd, kids[i].fork_id, WIFSIGNALED(st) ? 2 : 1,
+                snap_report(r->fd, kids[i].fork_id, WIFSIGNALED(st) ? FRAME_EXIT_SIGNALED : FRAME_EXIT_EXITED,
                             WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st), NULL);
             close(kids[i].pidfd);
             kids[i] = kids[--nkids];

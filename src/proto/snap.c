@@ -31,7 +31,7 @@ int snap_parse_child_exit(const uint8_t *body, size_t len, struct frame_exit_bod
     if (len < sizeof *xb)
         return -EPROTO;
     memcpy(xb, body, sizeof *xb);
-    if (xb->kind != 1 && xb->kind != 2 && xb->kind != SNAP_EXIT_FORK_FAILED)
+    if (xb->kind != FRAME_EXIT_EXITED && xb->kind != FRAME_EXIT_SIGNALED && xb->kind != SNAP_EXIT_FORK_FAILED)
         return -EPROTO;
     size_t n = len - sizeof *xb;
     if (n > cap - 1)

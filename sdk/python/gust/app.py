@@ -4,6 +4,8 @@ travel as pickle (protocol 5). The function's source (its module file, or its pa
 directory) and this SDK travel as content-addressed trees, uploaded only where gustd
 lacks a chunk, and are mounted read-only into every container of the function
 (/opt/gust/app and /opt/gust/sdk), so a change of source needs no image build."""
+from __future__ import annotations
+
 import base64
 import json
 import os
@@ -11,20 +13,33 @@ import pickle
 import sys
 import time
 import urllib.parse
+from typing import (TYPE_CHECKING, Any, Callable, Dict, Generic, Iterable, Iterator, Literal, Mapping, NoReturn,
+                    Optional, Sequence, TextIO, Tuple, TypeVar, Union, overload)
 
 from . import _mount, _net
+from ._container.proto import EXC_TAG
 from .image import BuildError, Image, _show
 from .secret import Secret, resolve as _resolve_secrets
 
+if TYPE_CHECKING:  # type checkers know typing_extensions whatever the Python version
+    from typing_extensions import Concatenate, ParamSpec
+elif sys.version_info >= (3, 10):
+    from typing import ParamSpec
+else:  # Python 3.9: no ParamSpec, and at run time P only has to be a type variable
+    ParamSpec = TypeVar
+P = ParamSpec("P")
+R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., Any])
+C = TypeVar("C", bound=type)
+
 SDK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXC_TAG = "GUSTEXC1:"
 
 
 class GustError(Exception):
     """gustd refused a request, or a call failed in a way that is not the function's
     own exception. code: gustd's error code."""
 
-    def __init__(self, message, code=None, call_id=None):
+    def __init__(self, message: str, code: Optional[str] = None, call_id: Optional[str] = None) -> None:
         super().__init__(message)
         self.code = code
         self.call_id = call_id
@@ -46,20 +61,22 @@ class RemoteError(GustError):
     """The function raised an exception that cannot be rebuilt here."""
 
 
-_ERRORS_BY_CODE = {"timeout": FunctionTimeoutError, "oom": OutOfMemoryError, "crashed": ContainerCrashError}
+_ERRORS_BY_CODE: Dict[Optional[str], type] = {"timeout": FunctionTimeoutError, "oom": OutOfMemoryError,
+                                               "crashed": ContainerCrashError}
 
 
 class Retries:
     """How a failed input is retried: gust.Retries(max_retries=3, backoff_coefficient=2.0,
     initial_delay=1.0, max_delay=60.0); retries=N is the same with the defaults."""
 
-    def __init__(self, max_retries, backoff_coefficient=2.0, initial_delay=1.0, max_delay=60.0):
+    def __init__(self, max_retries: int, backoff_coefficient: float = 2.0, initial_delay: float = 1.0,
+                 max_delay: float = 60.0) -> None:
         self.max_retries = int(max_retries)
         self.backoff_coefficient = float(backoff_coefficient)
         self.initial_delay = float(initial_delay)
         self.max_delay = float(max_delay)
 
-    def spec(self):
+    def spec(self) -> Dict[str, Any]:
         return {"max_retries": self.max_retries, "backoff_coefficient": self.backoff_coefficient,
                 "initial_delay": self.initial_delay, "max_delay": self.max_delay}
 
@@ -100,7 +117,7 @@ def _load_result(data, what):
                         f"install that module on this machine too", "unpicklable_result") from e
 
 
-def _raise_for(status, body):
+def _raise_for(status: int, body: bytes) -> NoReturn:
     try:
         j = json.loads(body)
     except ValueError:
@@ -110,7 +127,7 @@ def _raise_for(status, body):
     _raise_error(code, msg, j.get("call_id"))
 
 
-def _raise_error(code, msg, call_id=None):
+def _raise_error(code: Optional[str], msg: str, call_id: Optional[str] = None) -> NoReturn:
     if EXC_TAG in msg:
         head, _, rest = msg.partition(EXC_TAG)
         blob, _, tb = rest.partition("\n")
@@ -127,12 +144,14 @@ def _raise_error(code, msg, call_id=None):
     raise _ERRORS_BY_CODE.get(code, GustError)(msg, code, call_id)
 
 
-class FunctionCall:
-    def __init__(self, fn, call_id):
+class FunctionCall(Generic[R]):
+    """A call started with .spawn(): .get() waits for its result, .cancel() stops it."""
+
+    def __init__(self, fn: Function[..., R], call_id: str) -> None:
         self.function = fn
         self.object_id = call_id
 
-    def get(self, timeout=None):
+    def get(self, timeout: Optional[float] = None) -> R:
         wait = 600 if timeout is None else min(600, timeout)
         while True:
             st, _, body = _request(self.function.app.addr, "GET", f"/v1/calls/{self.object_id}?wait={wait:g}")
@@ -144,48 +163,68 @@ class FunctionCall:
                 continue
             _raise_for(st, body)
 
-    def cancel(self):
+    def cancel(self) -> None:
         _request(self.function.app.addr, "POST", f"/v1/calls/{self.object_id}/cancel")
 
 
-class Function:
-    def __init__(self, app, f, options, name=None):
+class Function(Generic[P, R]):
+    """A function of an App (what @app.function() returns): .remote() runs it in a
+    container and returns its result, .local() (or a plain call) runs it here."""
+
+    def __init__(self, app: App, f: Optional[Callable[P, R]], options: Dict[str, Any],
+                 name: Optional[str] = None) -> None:
         self.app = app
         self.raw_f = f
-        self.name = name or f.__name__
+        self.name: str = name or f.__name__  # type: ignore[union-attr]  # f is None only with a name
         self.options = options
 
     @classmethod
-    def from_name(cls, app_name, name, addr=None):
+    def from_name(cls, app_name: str, name: str, addr: Optional[str] = None) -> Function[..., Any]:
         """A deployed function, to call without its source: Function.from_name("demo", "square")."""
         return cls(App(app_name, addr=addr), None, {}, name=name)
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.local(*args, **kwargs)
 
-    def local(self, *args, **kwargs):
+    def local(self, *args: P.args, **kwargs: P.kwargs) -> R:
         if self.raw_f is None:
             raise GustError(f"{self.app.name}.{self.name} was looked up by name: it has no local code")
         return self.raw_f(*args, **kwargs)
 
-    def _path(self, what):
+    def _path(self, what: str) -> str:
         return f"/v1/functions/{urllib.parse.quote(self.app.name)}/{urllib.parse.quote(self.name)}/{what}"
 
-    def remote(self, *args, **kwargs):
+    def remote(self, *args: P.args, **kwargs: P.kwargs) -> R:
         body = pickle.dumps((args, kwargs), protocol=5)
         st, _, out = _request(self.app.addr, "POST", self._path("call"), body)
         if st == 200:
             return _load_result(out, self.name)
         _raise_for(st, out)
 
-    def spawn(self, *args, **kwargs):
+    def spawn(self, *args: P.args, **kwargs: P.kwargs) -> FunctionCall[R]:
         body = pickle.dumps((args, kwargs), protocol=5)
         st, _, out = _request(self.app.addr, "POST", self._path("spawn"), body)
         if st != 202:
             _raise_for(st, out)
         return FunctionCall(self, json.loads(out)["call_id"])
 
-    def starmap(self, arg_tuples, order_outputs=True, return_exceptions=False, kwargs=None):
+    @overload
+    def starmap(self, arg_tuples: Iterable[Sequence[Any]], order_outputs: bool = ...,
+                return_exceptions: Literal[False] = ..., kwargs: Optional[Mapping[str, Any]] = ...) -> Iterator[R]: ...
+    @overload
+    def starmap(self, arg_tuples: Iterable[Sequence[Any]], order_outputs: bool = ..., *,
+                return_exceptions: Literal[True], kwargs: Optional[Mapping[str, Any]] = ...
+                ) -> Iterator[Union[R, BaseException]]: ...
+
+    def starmap(self, arg_tuples: Iterable[Sequence[Any]], order_outputs: bool = True, return_exceptions: bool = False,
+                kwargs: Optional[Mapping[str, Any]] = None) -> Iterator[Any]:
+        """Calls the function once per tuple of arguments, in parallel; yields the results
+        (in input order unless order_outputs=False). A failed input raises its exception,
+        or with return_exceptions=True is yielded as it."""
+        return self._starmap(arg_tuples, order_outputs, return_exceptions, kwargs)
+
+    def _starmap(self, arg_tuples: Iterable[Sequence[Any]], order_outputs: bool, return_exceptions: bool,
+                 kwargs: Optional[Mapping[str, Any]]) -> Iterator[Any]:
         lines = []
         kw = dict(kwargs or {})
         for a in arg_tuples:
@@ -220,15 +259,24 @@ class Function:
         finally:
             conn.close()
 
-    def map(self, *iterables, order_outputs=True, return_exceptions=False, kwargs=None):
-        return self.starmap(zip(*iterables), order_outputs=order_outputs, return_exceptions=return_exceptions,
-                            kwargs=kwargs)
+    @overload
+    def map(self, *iterables: Iterable[Any], order_outputs: bool = ..., return_exceptions: Literal[False] = ...,
+            kwargs: Optional[Mapping[str, Any]] = ...) -> Iterator[R]: ...
+    @overload
+    def map(self, *iterables: Iterable[Any], order_outputs: bool = ..., return_exceptions: Literal[True],
+            kwargs: Optional[Mapping[str, Any]] = ...) -> Iterator[Union[R, BaseException]]: ...
 
-    def for_each(self, *iterables, kwargs=None):
+    def map(self, *iterables: Iterable[Any], order_outputs: bool = True, return_exceptions: bool = False,
+            kwargs: Optional[Mapping[str, Any]] = None) -> Iterator[Any]:
+        """starmap over zip(*iterables): f.map([1, 2], [3, 4]) calls f(1, 3) and f(2, 4)."""
+        return self._starmap(zip(*iterables), order_outputs, return_exceptions, kwargs)
+
+    def for_each(self, *iterables: Iterable[Any], kwargs: Optional[Mapping[str, Any]] = None) -> None:
+        """map, for the side effects: waits for every input, ignores results and failures."""
         for _ in self.map(*iterables, kwargs=kwargs, order_outputs=False, return_exceptions=True):
             pass
 
-    def _source(self):
+    def _source(self) -> Tuple[str, str]:
         """(module file, qualified name) of the decorated function or class."""
         code = getattr(self.raw_f, "__code__", None)
         if code is None:  # a class: the file of one of its methods
@@ -238,17 +286,17 @@ class Function:
         module_file = os.path.abspath(code.co_filename)
         if not module_file.endswith(".py") or not os.path.isfile(module_file):
             raise GustError(f"{self.name}: defined in {module_file}, not a .py file; define functions in a module file")
-        return module_file, self.raw_f.__qualname__
+        return module_file, self.raw_f.__qualname__  # type: ignore[union-attr]
 
-    def spec(self, mounts=None, secrets=()):
+    def spec(self, mounts: Optional[Tuple[str, str, str]] = None, secrets: Sequence[str] = ()) -> Dict[str, Any]:
         """The function's spec. mounts: (sdk tree id, app tree id, path of the module
         in the app tree), as App.deploy uploads them."""
         module_file, qualname = self._source()
         sdk_id, app_id, rel = mounts or ("sha256:" + "0" * 64, "sha256:" + "0" * 64, os.path.basename(module_file))
         o = self.options
         image = o.get("image") or Image.debian_slim()
-        f = {"name": self.name, "kind": "exec", "mode": "runner",
-             "command": ["python3", "-m", "gust._runner", f"{APP_DIR}/{rel}", qualname],
+        f: Dict[str, Any] = {"name": self.name, "kind": "exec", "mode": "runner",
+             "command": ["python3", "-m", "gust._container.runner", f"{APP_DIR}/{rel}", qualname],
              "image": image.spec_value(),
              "mounts": [{"path": SDK_MOUNT, "image": sdk_id}, {"path": APP_DIR, "image": app_id}],
              "env": dict(o.get("env") or {}, PYTHONPATH=SDK_MOUNT, PYTHONUNBUFFERED="1",
@@ -281,7 +329,7 @@ class Function:
         return f
 
 
-def enter(snap=False):
+def enter(snap: bool = False) -> Callable[[F], F]:
     """Marks a method of an @app.cls class that runs once per container before inputs.
     snap=True hooks run first; with snapshot=True they run once, in the snapshot
     template (no GPUs there), and every container forked from it starts after them.
@@ -292,7 +340,7 @@ def enter(snap=False):
     return wrap
 
 
-def exit():  # noqa: A001 - the name Modal users know
+def exit() -> Callable[[F], F]:  # noqa: A001 - the name Modal users know
     """Marks a method that runs when the container stops."""
     def wrap(f):
         f._gust_exit = True
@@ -300,7 +348,7 @@ def exit():  # noqa: A001 - the name Modal users know
     return wrap
 
 
-def method():
+def method() -> Callable[[Callable[Concatenate[Any, P], R]], _Method[P, R]]:
     """Marks a method callable remotely: Model().predict.remote(x)."""
     def wrap(f):
         f._gust_method = True
@@ -308,38 +356,52 @@ def method():
     return wrap
 
 
-class _BoundMethod:
-    def __init__(self, fn, method_name):
+class _BoundMethod(Generic[P, R]):
+    """A @gust.method() of the object Cls() gives: .remote / .spawn / .map."""
+
+    def __init__(self, fn: Function[..., Any], method_name: str) -> None:
         self._fn = fn
         self._method = method_name
 
-    def _wrap(self, args, kwargs):
+    def _wrap(self, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Tuple[Tuple[Any, ...], Dict[str, Any]]:
         return ((self._method,) + tuple(args), kwargs)
 
-    def remote(self, *args, **kwargs):
+    def remote(self, *args: P.args, **kwargs: P.kwargs) -> R:
         a, k = self._wrap(args, kwargs)
         return self._fn.remote(*a, **k)
 
-    def spawn(self, *args, **kwargs):
+    def spawn(self, *args: P.args, **kwargs: P.kwargs) -> FunctionCall[R]:
         a, k = self._wrap(args, kwargs)
         return self._fn.spawn(*a, **k)
 
-    def map(self, *iterables, **kw):
+    def map(self, *iterables: Iterable[Any], **kw: Any) -> Iterator[Any]:
         return self._fn.starmap(((self._method,) + tuple(t) for t in zip(*iterables)), **kw)
+
+
+if TYPE_CHECKING:
+    class _Method(Generic[P, R]):
+        """What type checkers see of a @gust.method() (at run time it stays the plain
+        function): on an instance, the method itself (self.predict(x) in the class)
+        with .remote / .spawn / .map (Model().predict.remote(x))."""
+
+        def __get__(self, obj: Any, objtype: Any = None) -> _MethodCall[P, R]: ...
+
+    class _MethodCall(_BoundMethod[P, R]):
+        def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
 
 
 class Cls:
     """A deployed class: Cls() gives an object whose @gust.method()s have .remote()."""
 
-    def __init__(self, fn, user_cls):
+    def __init__(self, fn: Function[..., Any], user_cls: type) -> None:
         self._fn = fn
         self._user_cls = user_cls
 
-    def __call__(self):
+    def __call__(self) -> Any:
         obj = self
 
         class _Obj:
-            def __getattr__(self, name):
+            def __getattr__(self, name: str) -> _BoundMethod[..., Any]:
                 m = getattr(obj._user_cls, name, None)
                 if m is None or not getattr(m, "_gust_method", False):
                     raise AttributeError(f"{obj._user_cls.__name__}.{name} is not a @gust.method()")
@@ -348,13 +410,16 @@ class Cls:
 
 
 class App:
-    def __init__(self, name, addr=None):
+    """A named group of functions and classes, deployed together. addr: gustd's
+    "host:port" ($GUST_ADDR, else 127.0.0.1:8470)."""
+
+    def __init__(self, name: str, addr: Optional[str] = None) -> None:
         self.name = name
         self.addr = addr
-        self.registered_functions = {}
-        self.local_entrypoints = {}
+        self.registered_functions: Dict[str, Function[..., Any]] = {}
+        self.local_entrypoints: Dict[str, Callable[..., Any]] = {}
 
-    def local_entrypoint(self):
+    def local_entrypoint(self) -> Callable[[F], F]:
         """Marks the function `gust run FILE.py` calls (after deploying the app, which
         is stopped again when it returns)."""
         def wrap(f):
@@ -362,14 +427,18 @@ class App:
             return f
         return wrap
 
-    def stop(self):
+    def stop(self) -> None:
         st, _, body = _request(self.addr, "POST", f"/v1/apps/{urllib.parse.quote(self.name)}/stop")
         if st != 200:
             _raise_for(st, body)
 
-    def function(self, image=None, cpu=None, memory=None, gpu=None, min_containers=None, max_containers=None,
-                 buffer_containers=None, scaledown_window=None, timeout=None, retries=None, env=None,
-                 max_inputs=None, secrets=(), snapshot=False):
+    def function(self, image: Optional[Image] = None, cpu: Optional[float] = None, memory: Optional[int] = None,
+                 gpu: Union[str, Sequence[str], None] = None, min_containers: Optional[int] = None,
+                 max_containers: Optional[int] = None, buffer_containers: Optional[int] = None,
+                 scaledown_window: Optional[int] = None, timeout: Optional[int] = None,
+                 retries: Union[int, Retries, None] = None, env: Optional[Mapping[str, str]] = None,
+                 max_inputs: Optional[int] = None, secrets: Sequence[Secret] = (),
+                 snapshot: bool = False) -> Callable[[Callable[P, R]], Function[P, R]]:
         """max_inputs > 1: a container serves that many inputs at once, in threads.
         secrets: gust.Secret objects, injected as env. snapshot=True: the init (module
         import and @gust.enter(snap=True) hooks) runs once in a snapshot template and
@@ -383,25 +452,27 @@ class App:
                        scaledown_window=scaledown_window, timeout=timeout, retries=retries, env=env,
                        max_inputs=max_inputs, secrets=list(secrets or ()), snapshot=bool(snapshot))
 
-        def wrap(f):
+        def wrap(f: Callable[P, R]) -> Function[P, R]:
             fn = Function(self, f, options)
             self.registered_functions[fn.name] = fn
             return fn
         return wrap
 
-    def cls(self, **options):
+    def cls(self, **options: Any) -> Callable[[C], C]:
         """A class whose instance lives in the container: @gust.enter() hooks run once
-        per container, @gust.method()s serve inputs. Same knobs as function()."""
-        def wrap(user_cls):
-            fn = self.function(**options)(user_cls)
-            return Cls(fn, user_cls)
+        per container, @gust.method()s serve inputs. Same knobs as function().
+        (Type checkers see the class itself, as with Modal; at run time it is a Cls.)"""
+        def wrap(user_cls: C) -> C:
+            fn: Function[..., Any] = self.function(**options)(user_cls)
+            return Cls(fn, user_cls)  # type: ignore[return-value]
         return wrap
 
-    def _upload_sources(self):
+    def _upload_sources(self) -> Dict[str, Tuple[str, str, str]]:
         """Uploads the SDK and each function's source tree; {function name: (sdk id,
         app id, module path in the app tree)}."""
         sdk_id = _mount.upload(self.addr, [("gust", os.path.join(SDK_DIR, "gust"))])
-        trees, out = {}, {}
+        trees: Dict[Tuple[str, str], str] = {}
+        out: Dict[str, Tuple[str, str, str]] = {}
         for fn in self.registered_functions.values():
             module_file, _ = fn._source()
             src_dir = os.path.dirname(module_file)
@@ -416,10 +487,10 @@ class App:
             out[fn.name] = (sdk_id, trees[item], rel)
         return out
 
-    def spec(self):
+    def spec(self) -> Dict[str, Any]:
         """The app spec deploy() sends (uploading sources and inline secrets first)."""
         mounts = self._upload_sources()
-        inline = {}
+        inline: Dict[int, str] = {}
         fns = []
         for f in self.registered_functions.values():
             names = _resolve_secrets(self.name, f.options.get("secrets"), self.addr, inline)
@@ -427,7 +498,7 @@ class App:
         self._inline_secrets = list(inline.values())
         return {"app": self.name, "functions": fns}
 
-    def drop_inline_secrets(self):
+    def drop_inline_secrets(self) -> None:
         """Deletes the secrets the last deploy stored for Secret.from_dict /
         from_local_environ (gust run does, after stopping the app)."""
         for name in getattr(self, "_inline_secrets", ()):
@@ -436,7 +507,7 @@ class App:
                 _raise_for(st, body)
         self._inline_secrets = []
 
-    def deploy(self, progress=sys.stderr):
+    def deploy(self, progress: Optional[TextIO] = sys.stderr) -> Dict[str, Any]:
         """Uploads what gustd lacks of the sources, builds the functions' images
         (progress on stderr) and deploys a new version."""
         try:

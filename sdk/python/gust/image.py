@@ -13,10 +13,13 @@ An Image is immutable: every method returns a new one. definition() is the same 
 an image table of a spec (docs/SPEC.md "Images"); build() sends it to gustd
 (POST /v1/images/build), shows each step on stderr and returns the image id.
 """
+from __future__ import annotations
+
 import json
 import os
 import sys
 import urllib.parse
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, TextIO, Union
 
 from . import _net
 from ._net import DEFAULT_ADDR  # noqa: F401 - kept for callers of gust.image
@@ -26,7 +29,7 @@ class BuildError(Exception):
     """A build step failed, or gustd refused the definition. Attributes: message,
     step (description), command, exit_status, output_tail, event (the raw event)."""
 
-    def __init__(self, event):
+    def __init__(self, event: Dict[str, Any]) -> None:
         self.event = event
         self.message = event.get("message") or event.get("error", {}).get("message") or "image build failed"
         self.step = event.get("step")
@@ -36,8 +39,13 @@ class BuildError(Exception):
         super().__init__(self.message)
 
 
-def _names(items):
-    out = []
+# Package names, commands: strings, or lists of them.
+_Names = Union[str, Sequence[str]]
+_Path = Union[str, "os.PathLike[str]"]
+
+
+def _names(items: Iterable[Any]) -> List[str]:
+    out: List[str] = []
     for x in items:
         if isinstance(x, (list, tuple)):
             out.extend(_names(x))
@@ -49,70 +57,71 @@ def _names(items):
 
 
 class Image:
-    def __init__(self, base=None, from_oci=None, steps=()):
+    def __init__(self, base: Optional[str] = None, from_oci: Optional[str] = None,
+                 steps: Iterable[Dict[str, Any]] = ()) -> None:
         self._base = base
         self._oci = from_oci
         self._steps = tuple(steps)
 
     # ---- bases
     @classmethod
-    def debian_slim(cls):
+    def debian_slim(cls) -> Image:
         """Debian 12 minbase from the host's apt mirror, python3 included."""
         return cls(base="debian_slim")
 
     @classmethod
-    def busybox(cls):
+    def busybox(cls) -> Image:
         return cls(base="busybox")
 
     @classmethod
-    def scratch(cls):
+    def scratch(cls) -> Image:
         return cls(base="scratch")
 
     @classmethod
-    def from_name(cls, name):
+    def from_name(cls, name: str) -> Image:
         """A registered image (gust image add / import / build --name)."""
         return cls(base=name)
 
     @classmethod
-    def from_oci(cls, path):
+    def from_oci(cls, path: _Path) -> Image:
         """An OCI image layout directory, or a tarball (docker save, skopeo oci-archive)."""
         return cls(from_oci=os.path.abspath(path))
 
     # ---- steps
-    def _with(self, step):
+    def _with(self, step: Dict[str, Any]) -> Image:
         return Image(self._base, self._oci, self._steps + (step,))
 
-    def apt_install(self, *packages):
+    def apt_install(self, *packages: _Names) -> Image:
         return self._with({"apt_install": _names(packages)})
 
-    def pip_install(self, *requirements, find_links=None):
-        step = {"pip_install": _names(requirements)}
+    def pip_install(self, *requirements: _Names, find_links: Optional[_Path] = None) -> Image:
+        step: Dict[str, Any] = {"pip_install": _names(requirements)}
         if find_links is not None:
             step["find_links"] = os.path.abspath(find_links)
         return self._with(step)
 
-    def run_commands(self, *commands):
+    def run_commands(self, *commands: _Names) -> Image:
         return self._with({"run": _names(commands)})
 
-    def add_local_file(self, local_path, remote_path):
+    def add_local_file(self, local_path: _Path, remote_path: str) -> Image:
         return self._with({"copy": os.path.abspath(local_path), "to": remote_path})
 
-    def add_local_dir(self, local_path, remote_path):
+    def add_local_dir(self, local_path: _Path, remote_path: str) -> Image:
         return self._with({"copy": os.path.abspath(local_path), "to": remote_path})
 
-    def env(self, variables):
+    def env(self, variables: Mapping[str, str]) -> Image:
         return self._with({"env": {str(k): str(v) for k, v in dict(variables).items()}})
 
-    def workdir(self, path):
+    def workdir(self, path: str) -> Image:
         return self._with({"workdir": path})
 
     # ---- use
-    def definition(self):
-        d = {"from_oci": self._oci} if self._oci else {"base": self._base}
+    def definition(self) -> Dict[str, Any]:
+        d: Dict[str, Any] = {"from_oci": self._oci} if self._oci else {"base": self._base}
         d["steps"] = [json.loads(json.dumps(s)) for s in self._steps]
         return d
 
-    def spec_value(self):
+    def spec_value(self) -> Union[str, Dict[str, Any]]:
         """What a function spec's image field takes: a registered image's name as is
         (it may be one that lives outside the store, such as "python"), else the
         definition, built at deploy."""
@@ -121,7 +130,8 @@ class Image:
             return self._base
         return self.definition()
 
-    def build(self, name=None, force_build=False, addr=None, progress=sys.stderr):
+    def build(self, name: Optional[str] = None, force_build: bool = False, addr: Optional[str] = None,
+              progress: Optional[TextIO] = sys.stderr) -> str:
         """Builds the image on gustd at addr ($GUST_ADDR, else 127.0.0.1:8470) and
         returns its id ("sha256:..."). Raises BuildError with the failing step."""
         q = {}
@@ -155,11 +165,11 @@ class Image:
         finally:
             conn.close()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Image({json.dumps(self.definition())})"
 
 
-def _show(ev, out):
+def _show(ev: Dict[str, Any], out: Optional[TextIO]) -> None:
     if out is None:
         return
     kind = ev.get("event")

@@ -17,6 +17,10 @@ import socket
 import struct
 import sys
 
+from .proto import (CAPS_CONTAINER, EXIT_BODY, FRAME_CHILD_EXIT, FRAME_CHILD_FD, FRAME_EXIT_EXITED,
+                    FRAME_EXIT_SIGNALED, FRAME_F_MORE, FRAME_FORK, FRAME_MAX_BODY, FRAME_RESUME, FRAME_SHUTDOWN, HEADER,
+                    SNAP_EXIT_FORK_FAILED, SNAP_MSG_RUNNER, SNAP_STDERR_FD, SNAP_STDOUT_FD, SNAP_SYNC_FD, send_frame)
+
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
 CLONE_NEWUTS = 0x04000000
@@ -28,11 +32,6 @@ PR_SET_NO_NEW_PRIVS = 38
 SECCOMP_SET_MODE_FILTER = 1
 # System call numbers without a libc wrapper: capset and seccomp.
 _SYSCALLS = {"x86_64": (126, 317), "aarch64": (91, 277)}
-# The container's capabilities (runtime/confine.c kept_caps): CHOWN DAC_OVERRIDE
-# FOWNER FSETID KILL SETGID SETUID SETPCAP NET_BIND_SERVICE.
-KEPT_CAPS = sum(1 << b for b in (0, 1, 3, 4, 5, 6, 7, 8, 10))
-FORK_FAILED = 3
-EXIT = struct.Struct("<B3xi")
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -108,16 +107,16 @@ def _check(rc, what):
         raise OSError(e, f"{what}: {os.strerror(e)}")
 
 
-def _recv_frame(sock, header, max_body):
+def _recv_frame(sock):
     """One whole frame (type, id, body), reassembling FRAME_F_MORE pieces."""
     parts = []
     while True:
-        data = sock.recv(header.size + max_body)
+        data = sock.recv(HEADER.size + FRAME_MAX_BODY)
         if not data:
             raise EOFError("the worker closed the channel")
-        ftype, flags, _, blen, fid = header.unpack_from(data)
-        parts.append(data[header.size:header.size + blen])
-        if not flags & 1:
+        ftype, flags, _, blen, fid = HEADER.unpack_from(data)
+        parts.append(data[HEADER.size:HEADER.size + blen])
+        if not flags & FRAME_F_MORE:
             return ftype, fid, b"".join(parts)
 
 
@@ -134,14 +133,14 @@ def _drop_privileges(filt):
     if capset is None:
         raise OSError(f"snapshots are not supported on {platform.machine()}")
     for cap in range(64):
-        if KEPT_CAPS & (1 << cap):
+        if CAPS_CONTAINER & (1 << cap):
             continue
         if _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
             if ctypes.get_errno() == 22:  # EINVAL: past the kernel's last capability
                 break
             _check(-1, f"drop capability {cap}")
     hdr = struct.pack("<Ii", 0x20080522, 0)
-    data = struct.pack("<6I", KEPT_CAPS, KEPT_CAPS, 0, 0, 0, 0)
+    data = struct.pack("<6I", CAPS_CONTAINER, CAPS_CONTAINER, 0, 0, 0, 0)
     _check(_libc.syscall(capset, ctypes.c_char_p(hdr), ctypes.c_char_p(data)), "capset")
     _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
     if filt:
@@ -165,14 +164,14 @@ def _reseed():
             pass
 
 
-def _become_container(fds, pid1_fd, out_w, err_w, cwd, header, max_body, resume_type):
+def _become_container(fds, pid1_fd, out_w, err_w, cwd):
     chan_fd, sync_fd = fds
     sync = socket.socket(fileno=sync_fd)
-    sync.send(b"c")  # the worker moves us into the container's cgroups, by our pid
+    sync.send(SNAP_MSG_RUNNER)  # the worker moves us into the container's cgroups, by our pid
     sync.close()
     chan = socket.socket(fileno=chan_fd)
-    ftype, _, body = _recv_frame(chan, header, max_body)
-    if ftype != resume_type:
+    ftype, _, body = _recv_frame(chan)
+    if ftype != FRAME_RESUME:
         os._exit(126)
     (nfilt,) = struct.unpack_from("<I", body)
     filt = body[4:4 + 8 * nfilt]
@@ -194,8 +193,7 @@ def _become_container(fds, pid1_fd, out_w, err_w, cwd, header, max_body, resume_
     return chan
 
 
-def serve(tsock, header, max_body, types):
-    fork_t, child_exit_t, resume_t, shutdown_t = types
+def serve(tsock):
     own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     cwd = os.getcwd()
     poller = select.poll()
@@ -204,8 +202,7 @@ def serve(tsock, header, max_body, types):
     inits = {}     # pidfd -> pid: their PID 1s, which we only reap
 
     def report(fid, kind, code, text=b""):
-        body = EXIT.pack(kind, code) + text
-        tsock.send(header.pack(child_exit_t, 0, 0, len(body), fid) + body)
+        send_frame(tsock, FRAME_CHILD_EXIT, fid, EXIT_BODY.pack(kind, code) + text)
 
     while True:
         for fd, _ in poller.poll():
@@ -215,9 +212,9 @@ def serve(tsock, header, max_body, types):
                 os.close(fd)
                 _, status = os.waitpid(pid, 0)
                 if os.WIFSIGNALED(status):
-                    report(fid, 2, os.WTERMSIG(status))
+                    report(fid, FRAME_EXIT_SIGNALED, os.WTERMSIG(status))
                 else:
-                    report(fid, 1, os.waitstatus_to_exitcode(status))
+                    report(fid, FRAME_EXIT_EXITED, os.waitstatus_to_exitcode(status))
                 continue
             if fd in inits:
                 pid = inits.pop(fd)
@@ -226,16 +223,16 @@ def serve(tsock, header, max_body, types):
                 os.waitpid(pid, 0)
                 continue
             try:
-                msg, fds, _, _ = socket.recv_fds(tsock, header.size + max_body, 4)
+                msg, fds, _, _ = socket.recv_fds(tsock, HEADER.size + FRAME_MAX_BODY, 4)
             except InterruptedError:
                 continue
             if not msg:
                 os._exit(0)
-            ftype, _, _, _, fid = header.unpack_from(msg)
+            ftype, _, _, _, fid = HEADER.unpack_from(msg)
             fds = [_high_cloexec(f) for f in fds]
-            if ftype == shutdown_t:
+            if ftype == FRAME_SHUTDOWN:
                 os._exit(0)
-            if ftype != fork_t or len(fds) != 3:
+            if ftype != FRAME_FORK or len(fds) != 3:
                 for f in fds:
                     os.close(f)
                 continue
@@ -249,10 +246,10 @@ def serve(tsock, header, max_body, types):
                 try:
                     pid1 = os.posix_spawn(f"/proc/self/fd/{init_fd}", ["gust-init", "--mode", "snap_child"],
                                           {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
-                                          file_actions=[(os.POSIX_SPAWN_DUP2, chan_fd, 3),
-                                                        (os.POSIX_SPAWN_DUP2, sync_fd, 4),
-                                                        (os.POSIX_SPAWN_DUP2, pipes[0], 5),
-                                                        (os.POSIX_SPAWN_DUP2, pipes[2], 6)])
+                                          file_actions=[(os.POSIX_SPAWN_DUP2, chan_fd, FRAME_CHILD_FD),
+                                                        (os.POSIX_SPAWN_DUP2, sync_fd, SNAP_SYNC_FD),
+                                                        (os.POSIX_SPAWN_DUP2, pipes[0], SNAP_STDOUT_FD),
+                                                        (os.POSIX_SPAWN_DUP2, pipes[2], SNAP_STDERR_FD)])
                     pid1_fd = os.pidfd_open(pid1)
                     pid = os.fork()
                     if pid == 0:
@@ -267,7 +264,7 @@ def serve(tsock, header, max_body, types):
                         if _libc.setns(own_pidns, CLONE_NEWPID) != 0:
                             os._exit(4)
             except OSError as e:
-                report(fid, FORK_FAILED, e.errno or 5, str(e).encode())
+                report(fid, SNAP_EXIT_FORK_FAILED, e.errno or 5, str(e).encode())
             if child:
                 os.close(own_pidns)
                 for f in (init_fd, pipes[0], pipes[2], tsock.detach()):
@@ -275,8 +272,7 @@ def serve(tsock, header, max_body, types):
                 for p in list(runners) + list(inits):
                     os.close(p)
                 try:
-                    return _become_container((chan_fd, sync_fd), pid1_fd, pipes[1], pipes[3], cwd, header,
-                                             max_body, resume_t)
+                    return _become_container((chan_fd, sync_fd), pid1_fd, pipes[1], pipes[3], cwd)
                 except BaseException as e:  # the container cannot start: say why, on its own stderr
                     sys.stderr.write(f"gust: forked container setup failed: {e}\n")
                     sys.stderr.flush()

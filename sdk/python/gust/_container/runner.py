@@ -1,27 +1,21 @@
 """Container side of a Python function: gust-init starts
-`python3 -m gust._runner MODULE_FILE QUALNAME` in runner mode. It imports the module
-once, then serves inputs over the runner protocol (src/proto/frame.h) on
-$GUST_RUNNER_FD: an input is pickle((args, kwargs)), a result pickle(value) (protocol
-5). An exception becomes an ERROR frame whose message carries the pickled exception and
-the remote traceback (see gust.function.RemoteError)."""
+`python3 -m gust._container.runner MODULE_FILE QUALNAME` in runner mode. It imports the
+module once, then serves inputs over the runner protocol (src/proto/frame.h; the
+constants are in .proto) on $GUST_RUNNER_FD: an input is pickle((args, kwargs)), a
+result pickle(value) (protocol 5). An exception becomes an ERROR frame whose message
+carries the pickled exception and the remote traceback (see gust.RemoteError)."""
 import base64
 import importlib.util
 import os
 import pickle
 import socket
-import struct
 import sys
 import threading
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 
-HELLO, READY, INPUT, OUTPUT, ERROR, LOG, CANCEL, EXIT, SHUTDOWN, INPUT_LOG, FORK, CHILD_EXIT, RESUME = range(1, 14)
-F_MORE = 0x01
-MAX_BODY = 60 * 1024
-HEADER = struct.Struct("<BBHIQ")
-ERR_USER = 3
-EXC_TAG = "GUSTEXC1:"
-
+from .proto import (EXC_TAG, FRAME_CHILD_FD, FRAME_ERR_USER, FRAME_ERROR, FRAME_F_MORE, FRAME_INPUT, FRAME_INPUT_LOG,
+                    FRAME_MAX_BODY, FRAME_OUTPUT, FRAME_READY, FRAME_SHUTDOWN, HEADER, send_frame)
 
 _send_lock = threading.Lock()
 _current = threading.local()  # .fid: the input this thread serves
@@ -58,8 +52,8 @@ class _InputStream:
         head, rest = data[:cut], data[cut:]
         parts[:] = [rest] if rest else []
         raw = head.encode("utf-8", "replace")
-        for off in range(0, len(raw), MAX_BODY - 1):  # frames of whole lines where they fit
-            send(self._sock, INPUT_LOG, fid, bytes([self._stream]) + raw[off:off + MAX_BODY - 1])
+        for off in range(0, len(raw), FRAME_MAX_BODY - 1):  # frames of whole lines where they fit
+            send(self._sock, FRAME_INPUT_LOG, fid, bytes([self._stream]) + raw[off:off + FRAME_MAX_BODY - 1])
 
     def end_input(self, fid):
         self._emit(fid, final=True)
@@ -75,18 +69,7 @@ class _InputStream:
 
 def send(sock, ftype, fid, body):
     with _send_lock:
-        _send(sock, ftype, fid, body)
-
-
-def _send(sock, ftype, fid, body):
-    off = 0
-    while True:
-        chunk = body[off:off + MAX_BODY]
-        off += len(chunk)
-        more = off < len(body)
-        sock.send(HEADER.pack(ftype, F_MORE if more else 0, 0, len(chunk), fid) + chunk)
-        if not more:
-            return
+        send_frame(sock, ftype, fid, body)
 
 
 def error_message(exc):
@@ -148,16 +131,16 @@ def instance_dispatch(user_cls, post_enter=True):
 
 def main():
     module_file, qualname = sys.argv[1], sys.argv[2]
-    sock = socket.socket(fileno=int(os.environ.get("GUST_RUNNER_FD", "3")))
+    sock = socket.socket(fileno=int(os.environ.get("GUST_RUNNER_FD", str(FRAME_CHILD_FD))))
     os.environ["GUST_IN_CONTAINER"] = "1"
     template = os.environ.get("GUST_SNAPSHOT") == "template"
     fn = load(module_file, qualname, post_enter=not template)
     if template:
-        from gust import _snapshot
-        _snapshot.check(sock.fileno())
-        _snapshot.compact()
-        send(sock, READY, 0, b"")
-        sock = _snapshot.serve(sock, HEADER, MAX_BODY, (FORK, CHILD_EXIT, RESUME, SHUTDOWN))
+        from . import snapshot
+        snapshot.check(sock.fileno())
+        snapshot.compact()
+        send(sock, FRAME_READY, 0, b"")
+        sock = snapshot.serve(sock)
         if hasattr(fn, "enter_post"):
             fn.enter_post()
     sys.stdout = _InputStream(sys.stdout, 1, sock)
@@ -165,20 +148,20 @@ def main():
     # max_inputs > 1: that many inputs at once, each on a thread of its own.
     workers = int(os.environ.get("GUST_MAX_INPUTS", "1") or "1")
     pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
-    send(sock, READY, 0, b"")
+    send(sock, FRAME_READY, 0, b"")
     pending = {}
     while True:
-        data = sock.recv(HEADER.size + MAX_BODY)
+        data = sock.recv(HEADER.size + FRAME_MAX_BODY)
         if not data:
             break
         ftype, flags, _, blen, fid = HEADER.unpack_from(data)
         body = data[HEADER.size:HEADER.size + blen]
-        if ftype == SHUTDOWN:
+        if ftype == FRAME_SHUTDOWN:
             break
-        if ftype != INPUT:
+        if ftype != FRAME_INPUT:
             continue
         pending.setdefault(fid, []).append(body)
-        if flags & F_MORE:
+        if flags & FRAME_F_MORE:
             continue
         payload = b"".join(pending.pop(fid))
         if pool:
@@ -199,9 +182,9 @@ def serve(sock, fn, fid, payload):
     try:
         args, kwargs = pickle.loads(payload)
         out = pickle.dumps(fn(*args, **kwargs), protocol=5)
-        ftype, body = OUTPUT, out
+        ftype, body = FRAME_OUTPUT, out
     except BaseException as exc:  # the function's failure is the caller's to see
-        ftype, body = ERROR, bytes([ERR_USER]) + error_message(exc).encode("utf-8", "replace")
+        ftype, body = FRAME_ERROR, bytes([FRAME_ERR_USER]) + error_message(exc).encode("utf-8", "replace")
     finally:
         _current.fid = None
         for s in (sys.stdout, sys.stderr):
