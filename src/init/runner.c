@@ -52,7 +52,7 @@ int init_run_runner(char **cmd, bool template)
         char msg[512];
         int len = snprintf(msg, sizeof msg, "gust-init: cannot run %s: %s\n", cmd[0], strerror(e));
         init_chan_send(FRAME_LOG, 2, msg, (size_t)len);
-        send_exit(1, 127);
+        send_exit(FRAME_EXIT_EXITED, 127);
         return 127;
     }
     fd_set_nonblock(out[0], true);
@@ -95,9 +95,9 @@ int init_run_runner(char **cmd, bool template)
     init_close_fd(&out[0]);
     init_close_fd(&err[0]);
     if (WIFSIGNALED(status)) {
-        send_exit(2, WTERMSIG(status));
+        send_exit(FRAME_EXIT_SIGNALED, WTERMSIG(status));
         return 128 + WTERMSIG(status);
     }
-    send_exit(1, WEXITSTATUS(status));
+    send_exit(FRAME_EXIT_EXITED, WEXITSTATUS(status));
     return WEXITSTATUS(status);
 }

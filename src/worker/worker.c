@@ -392,13 +392,13 @@ static void describe_status(const struct ctr *c, char *out, size_t n)
         kind = c->exitb.kind;
         code = c->exitb.code;
     } else if (WIFSIGNALED(c->sb.exit_status)) {
-        kind = 2;
+        kind = FRAME_EXIT_SIGNALED;
         code = WTERMSIG(c->sb.exit_status);
     } else {
-        kind = 1;
+        kind = FRAME_EXIT_EXITED;
         code = WEXITSTATUS(c->sb.exit_status);
     }
-    if (kind == 2) {
+    if (kind == FRAME_EXIT_SIGNALED) {
         const char *a = sigabbrev_np(code);
         if (a)
             snprintf(sname, sizeof sname, " (SIG%s)", a);
