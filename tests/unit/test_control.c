@@ -409,6 +409,16 @@ static struct ctl_fn *fn(struct env *e)
 
 /* ------------------------------------------------------------------ tests */
 
+/* Lets the scheduler start containers for what is queued, makes them all ready, and
+ * lets it dispatch. */
+static void start_and_dispatch(struct env *e)
+{
+    run_for(e, 5);
+    fake_ready_all(&e->fake);
+    run_for(e, 5);
+}
+
+
 /* Three inputs, two slots per container, at most two containers: two start; once ready,
  * the busiest container with room is filled first (packing), so one holds two. */
 UNIT_TEST(test_dispatch_and_packing)
@@ -492,9 +502,7 @@ UNIT_TEST(test_scale_down_after_window)
     deploy(&e, "\"scaling\":{\"scaledown_window\":1},\"resources\":{\"cpu\":100,\"memory\":64}");
     char id[64];
     submit(&e, "x", false, id);
-    run_for(&e, 5);
-    fake_ready_all(&e.fake);
-    run_for(&e, 5);
+    start_and_dispatch(&e);
     fake_answer(&e.fake, &e.fake.ctrs[0], "ok", 0);
     run_for(&e, 500);
     CHECK(!e.fake.ctrs[0].stop_asked);
@@ -516,9 +524,7 @@ UNIT_TEST(test_retries_with_backoff)
                "\"resources\":{\"cpu\":100,\"memory\":64}");
     char id[64];
     submit(&e, "x", true, id);
-    run_for(&e, 5);
-    fake_ready_all(&e.fake);
-    run_for(&e, 5);
+    start_and_dispatch(&e);
     struct fake_ctr *k = &e.fake.ctrs[0];
     CHECK(fake_answer(&e.fake, k, NULL, CTR_FAIL_EXIT_STATUS));
     run_for(&e, 50);
@@ -551,9 +557,7 @@ UNIT_TEST(test_timeout)
     deploy(&e, "\"timeout\":1,\"resources\":{\"cpu\":100,\"memory\":64}");
     char id[64];
     submit(&e, "x", false, id);
-    run_for(&e, 5);
-    fake_ready_all(&e.fake);
-    run_for(&e, 5);
+    start_and_dispatch(&e);
     struct fake_ctr *k = &e.fake.ctrs[0];
     CHECK_EQ_INT(inflight(k), 1);
     run_for(&e, 1100);
@@ -575,9 +579,7 @@ UNIT_TEST(test_cancel)
     char running[64], queued[64];
     submit(&e, "x", true, running);
     submit(&e, "y", true, queued);
-    run_for(&e, 5);
-    fake_ready_all(&e.fake);
-    run_for(&e, 5);
+    start_and_dispatch(&e);
     struct ctl_call_view v;
     struct ctl_error ce;
     CHECK(ctl_cancel(e.ctl, queued, &v, &ce) == 0);
@@ -603,9 +605,7 @@ UNIT_TEST(test_container_exit_with_inputs)
     deploy(&e, "\"scaling\":{\"max_containers\":1},\"resources\":{\"cpu\":100,\"memory\":64}");
     char a[64], b[64];
     submit(&e, "a", false, a);
-    run_for(&e, 5);
-    fake_ready_all(&e.fake);
-    run_for(&e, 5);
+    start_and_dispatch(&e);
     fake_exit(&e.fake, &e.fake.ctrs[0], CTR_FAIL_CRASHED);
     struct ctl_call_view v;
     CHECK_EQ_INT(call_state(&e, a, &v), CTL_CALL_FAILED);
@@ -659,9 +659,7 @@ UNIT_TEST(test_requeue_after_restart)
     deploy(&e, "\"resources\":{\"cpu\":100,\"memory\":64}");
     char id[64];
     submit(&e, "x", true, id);
-    run_for(&e, 5);
-    fake_ready_all(&e.fake);
-    run_for(&e, 5);
+    start_and_dispatch(&e);
     CHECK_EQ_INT(call_state(&e, id, NULL), CTL_CALL_RUNNING);
     /* The daemon dies: its control goes away without a graceful stop, and so do the
      * worker's containers. */
@@ -690,9 +688,7 @@ UNIT_TEST(test_versions_drain)
     deploy(&e, "\"resources\":{\"cpu\":100,\"memory\":64}");
     char old_call[64], new_call[64];
     submit(&e, "old", false, old_call);
-    run_for(&e, 5);
-    fake_ready_all(&e.fake);
-    run_for(&e, 5);
+    start_and_dispatch(&e);
     deploy(&e, "\"resources\":{\"cpu\":100,\"memory\":64},\"env\":{\"V\":\"2\"}");
     submit(&e, "new", false, new_call);
     run_for(&e, 5);
@@ -808,9 +804,7 @@ UNIT_TEST(test_shutdown_drains)
     char running[64], waiting[64];
     submit(&e, "r", false, running);
     submit(&e, "w", false, waiting);
-    run_for(&e, 5);
-    fake_ready_all(&e.fake);
-    run_for(&e, 5);
+    start_and_dispatch(&e);
     bool done = false;
     ctl_shutdown(e.ctl, on_shutdown, &done);
     struct ctl_call_view v;
