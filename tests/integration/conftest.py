@@ -8,6 +8,12 @@ cgroups, processes or mounts of its cgroup parent / data dir are left behind.
 
 A missing prerequisite (binaries not built, busybox missing, not root) is a failure,
 never a skip.
+
+Another gustd (default flags, its own port and data dir) may run on the host while the
+tests do: every check looks only at what the test's own daemons made — cgroups below
+their cgroup parent, mounts and processes of their data dir, their egress table and
+links (named by the tag of their cgroup parent, see gustlib.egress_tag) — and compares
+host-wide settings (IPv4 forwarding, cgroup2 mount options) with their values from before.
 """
 import os
 
@@ -87,6 +93,25 @@ def gust_echo(gust, echo_rootfs):
 
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_default_daemon():
+    """SDK calls made in this process without an address go to $GUST_ADDR, else to the
+    default 127.0.0.1:8470, where a gustd of the host's own may listen. $GUST_ADDR points
+    at a port held here without listening instead, so such a call is refused rather than
+    reaching that daemon. (Daemons and CLI runs get their own address: sanitizer_env.)"""
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    old = os.environ.get("GUST_ADDR")
+    os.environ["GUST_ADDR"] = "127.0.0.1:%d" % s.getsockname()[1]
+    yield
+    if old is None:
+        os.environ.pop("GUST_ADDR", None)
+    else:
+        os.environ["GUST_ADDR"] = old
+    s.close()
+
+
 def _cgroup2_super_options():
     with open("/proc/self/mountinfo") as f:
         for line in f:
@@ -95,39 +120,98 @@ def _cgroup2_super_options():
     return None
 
 
+def _other_gustds():
+    """pid -> command line of every gustd on the host. Called when none of this session's
+    daemons runs, so each is another one (the user's, another test run's)."""
+    found = {}
+    for pid in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if f.read().strip() != "gustd":
+                    continue
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                found[int(pid)] = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except (OSError, ValueError):
+            continue
+    return found
+
+
 @pytest.fixture(scope="session", autouse=True)
 def host_cgroup_options_restored():
     """gustd turns on the cgroup2 'favordynmods' option while it runs; after every daemon
     of the session has stopped — including ones killed with SIGKILL and restarted — the
-    host's options must be exactly what they were before."""
-    before = _cgroup2_super_options()
+    host's options must be exactly what they were before.
+
+    The option is one for the whole host: another gustd may turn it on or off while the
+    session runs. With other daemons around, the one thing the session's daemons answer
+    for is not to turn it off under a gustd that had it on from before to after the
+    session."""
+    before, others_before = _cgroup2_super_options(), _other_gustds()
     yield
-    after = _cgroup2_super_options()
-    assert after == before, f"cgroup2 mount options changed by the test session: {before!r} -> {after!r}"
+    after, others_after = _cgroup2_super_options(), _other_gustds()
+    if not others_before and not others_after:
+        assert after == before, f"cgroup2 mount options changed by the test session: {before!r} -> {after!r}"
+        return
+    on = lambda opts: "favordynmods" in (opts or "").split(",")
+    throughout = {pid: cmd for pid, cmd in others_after.items() if others_before.get(pid) == cmd}
+    assert not (on(before) and throughout and not on(after)), (
+        f"cgroup2 mount options {before!r} -> {after!r} during the test session: favordynmods was turned "
+        f"off under gustd {throughout}, which ran with it from before the session to its end (a gustd "
+        f"that finds the option on must leave it on)")
+
+
+def _remove_ext_host(ns, veth):
+    import subprocess
+    subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    subprocess.run(["ip", "link", "del", veth], capture_output=True)
+
+
+def _make_ext_host():
+    """Makes the namespace, link pair and addresses of netns_host with an <n> that no
+    namespace, link or address on the host uses yet (another test run, another gustd),
+    never touching what exists. Returns (ns, veth, host_ip, ext_ip)."""
+    import random
+    import subprocess
+    sh = lambda *a: subprocess.run(a, check=True, capture_output=True)
+    for _ in range(20):
+        namespaces = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
+        links = set(os.listdir("/sys/class/net"))
+        addrs = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True, check=True).stdout
+        free = [n for n in range(1, 251) if f"gust-it-ext{n}" not in namespaces and f"gxt{n}" not in links
+                and f" 10.214.{n}." not in addrs]
+        assert free, "no free 10.214.<n>.0/24 for the test's outside host"
+        n = random.choice(free)
+        ns, veth = f"gust-it-ext{n}", f"gxt{n}"
+        if subprocess.run(["ip", "netns", "add", ns], capture_output=True).returncode != 0:
+            continue  # taken since the listing: another n
+        if subprocess.run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns],
+                          capture_output=True).returncode != 0:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)   # ours; the link is not
+            continue
+        host_ip, ext_ip = f"10.214.{n}.1", f"10.214.{n}.2"
+        try:
+            sh("ip", "addr", "add", f"{host_ip}/24", "dev", veth)
+            sh("ip", "link", "set", veth, "up")
+            sh("ip", "netns", "exec", ns, "ip", "addr", "add", f"{ext_ip}/24", "dev", "eth0")
+            sh("ip", "netns", "exec", ns, "ip", "link", "set", "eth0", "up")
+            sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+        except subprocess.CalledProcessError:
+            _remove_ext_host(ns, veth)
+            raise
+        return ns, veth, host_ip, ext_ip
+    raise AssertionError("could not make a network namespace for the test's outside host")
 
 
 @pytest.fixture
 def netns_host():
     """A test "internet host": a network namespace made here, joined to the host by a veth
     pair (host end 10.214.<n>.1/24, namespace end 10.214.<n>.2/24), with a TCP server on
-    10.214.<n>.2:8080 that answers every connection with "hello-from-ext". Yields (ip, port).
-    Nothing leaves the machine: both ends of every packet are namespaces of this host."""
-    import random
+    10.214.<n>.2:8080 that answers every connection with "hello-from-ext". Yields (ip, port,
+    host end's ip). Nothing leaves the machine: both ends of every packet are namespaces of
+    this host. <n> is one nothing on the host uses, and only what was made here is removed."""
     import subprocess
     import time
-    n = random.randint(1, 250)
-    ns, veth = f"gust-it-ext{n}", f"gxt{n}"
-    host_ip, ext_ip = f"10.214.{n}.1", f"10.214.{n}.2"
-    sh = lambda *a: subprocess.run(a, check=True, capture_output=True)
-    subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-    subprocess.run(["ip", "link", "del", veth], capture_output=True)
-    sh("ip", "netns", "add", ns)
-    sh("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
-    sh("ip", "addr", "add", f"{host_ip}/24", "dev", veth)
-    sh("ip", "link", "set", veth, "up")
-    sh("ip", "netns", "exec", ns, "ip", "addr", "add", f"{ext_ip}/24", "dev", "eth0")
-    sh("ip", "netns", "exec", ns, "ip", "link", "set", "eth0", "up")
-    sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+    ns, veth, host_ip, ext_ip = _make_ext_host()
     server = subprocess.Popen(
         ["ip", "netns", "exec", ns, "python3", "-c",
          "import socket\n"
@@ -142,8 +226,7 @@ def netns_host():
     finally:
         server.kill()
         server.wait()
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-        subprocess.run(["ip", "link", "del", veth], capture_output=True)
+        _remove_ext_host(ns, veth)
 
 
 @pytest.fixture(scope="session")

@@ -131,15 +131,89 @@ def cgroup_mounts():
     return out
 
 
+def egress_tag(cgroup_parent):
+    """The 4 hex digits gustd derives from its --cgroup-parent (tag_of in
+    src/worker/egress.c): its egress nftables table is "inet gust_<tag>" and the host ends
+    of its containers' veth pairs are "gv<tag>-<n>". Other daemons on the host (another
+    cgroup parent) have other tags, so tests look only at their own daemon's."""
+    h = 2166136261
+    for b in cgroup_parent.encode():
+        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
+    return "%04x" % ((h ^ (h >> 16)) & 0xFFFF)
+
+
+def nft_tables():
+    """The host's nftables tables as "family name" ("inet gust_0fd2"); [] without nft."""
+    try:
+        out = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    except FileNotFoundError:
+        return []
+    return [line.split(None, 1)[1].strip() for line in out.splitlines() if line.startswith("table ")]
+
+
+def gust_tables():
+    """Names of the host's gust_<tag> tables: every gustd's with egress up, not only ours."""
+    return [t.split()[-1] for t in nft_tables() if t.split()[-1].startswith("gust_")]
+
+
+# Where gustd keeps IPv4 forwarding's value from before the first egress daemon
+# (FORWARD_RECORD in src/worker/egress.c); shared by every gustd on the host.
+FORWARD_RECORD = "/run/gust-egress-ip-forward"
+
+
+def forwarding_state():
+    """(net.ipv4.ip_forward, content of FORWARD_RECORD or None): host-wide, shared with
+    any other gustd."""
+    with open("/proc/sys/net/ipv4/ip_forward") as f:
+        fwd = f.read().strip()
+    try:
+        with open(FORWARD_RECORD) as f:
+            rec = f.read().strip()
+    except FileNotFoundError:
+        rec = None
+    return fwd, rec
+
+
+def assert_forwarding_restored(before):
+    """For after a daemon dropped its egress table; before: forwarding_state() from before
+    the test. While another gustd's gust_* table is left forwarding stays on; once none
+    is, it is back to its value from before the first gustd turned it on, unrecorded."""
+    now = forwarding_state()
+    others = gust_tables()
+    if others:
+        assert now[0] == "1", f"IPv4 forwarding off while {others} need it: {before} -> {now}"
+    else:
+        original = before[1] if before[1] is not None else before[0]
+        assert now == (original, None), f"IPv4 forwarding not restored: {before} -> {now}"
+
+
+_tags_used = {egress_tag("gust")}   # the default --cgroup-parent's, and this session's
+
+
+def new_cgparent():
+    """A --cgroup-parent no cgroup on the host has, with an egress tag no nftables table
+    on the host, no default-flags gustd and no other daemon of this session has: two
+    daemons with one tag would take each other's table and links."""
+    while True:
+        name = "gust-it-%08x" % random.getrandbits(32)
+        tag = egress_tag(name)
+        busy = _tags_used | {t[len("gust_"):] for t in gust_tables()}
+        if tag not in busy and not any(os.path.exists(os.path.join(m, name)) for m in cgroup_mounts()):
+            _tags_used.add(tag)
+            return name
+
+
 class Gust:
     """One gustd data dir + cgroup parent; the daemon can be started, stopped, killed
-    and restarted on the same data dir. Every run's stderr is kept for the checks."""
+    and restarted on the same data dir. Every run's stderr is kept for the checks.
+    Everything it makes on the host carries its own names (cgroup parent, data dir, egress
+    tag), so tests and checks look only at those: another gustd may run on the host."""
 
     def __init__(self, tmpdir, extra_args=(), name="gust"):
         self.tmpdir = str(tmpdir)
         self.data_dir = os.path.join(self.tmpdir, f"{name}-data")
         os.makedirs(self.data_dir, exist_ok=True)
-        self.cgparent = "gust-it-%08x" % random.getrandbits(32)
+        self.cgparent = new_cgparent()
         self.extra_args = list(extra_args)
         self.port = free_port()
         self.proc = None
@@ -156,6 +230,19 @@ class Gust:
     @property
     def base_url(self):
         return f"http://{self.addr}"
+
+    @property
+    def egress_table(self):
+        """This daemon's egress nftables table, as nft_tables() lists it."""
+        return f"inet gust_{egress_tag(self.cgparent)}"
+
+    @property
+    def veth_prefix(self):
+        """Prefix of the host ends of this daemon's egress veth pairs."""
+        return f"gv{egress_tag(self.cgparent)}-"
+
+    def host_veths(self):
+        return sorted(n for n in os.listdir("/sys/class/net") if n.startswith(self.veth_prefix))
 
     def start(self, timeout=30):
         exe = os.path.join(BUILD, "gustd")
@@ -337,7 +424,8 @@ class Gust:
     # ------------------------------------------------------------ leftovers
     def leftovers(self):
         """What this daemon's containers left on the host: cgroups below the parent,
-        processes in them or rooted in the data dir, mounts of the data dir."""
+        processes in them or rooted in the data dir, mounts of the data dir, its egress
+        nftables table and veth host ends."""
         found = []
         for m in cgroup_mounts():
             top = os.path.join(m, self.cgparent)
@@ -373,6 +461,9 @@ class Gust:
             for line in f:
                 if self.data_dir in line:
                     found.append(f"mount {line.strip()}")
+        if self.egress_table in nft_tables():
+            found.append(f"nftables table {self.egress_table}")
+        found += [f"interface {n}" for n in self.host_veths()]
         return found
 
     def cleanup_host(self):
@@ -404,6 +495,10 @@ class Gust:
                         break
                     except OSError:
                         time.sleep(0.05)
+        if self.egress_table in nft_tables():
+            subprocess.run(["nft", "delete", "table", *self.egress_table.split()], capture_output=True)
+        for n in self.host_veths():
+            subprocess.run(["ip", "link", "del", n], capture_output=True)
 
     def check_after_stop(self):
         """Stops the daemon if it runs and returns a list of problems (empty = clean)."""

@@ -1,16 +1,15 @@
 """Opt-in egress networking: a function with network = "egress" reaches an outside host
 (a network namespace the test makes, see conftest.netns_host) through NAT, but not the
-host itself nor other containers; a function without it has only loopback."""
-import os
+host itself nor other containers; a function without it has only loopback.
+
+Another gustd may run on the host with egress of its own (its gust_* table, gv* links,
+forwarding turned on): the checks look only at this test's daemon's table and links
+(Gust.egress_table, Gust.veth_prefix), and at forwarding as the daemons share it
+(gustlib.assert_forwarding_restored)."""
 import re
-import subprocess
 
-from gustlib import fn_spec
+from gustlib import assert_forwarding_restored, fn_spec, forwarding_state, nft_tables
 from test_hostile import SH, run
-
-
-with open("/proc/sys/net/ipv4/ip_forward") as _f:
-    FORWARD_BEFORE = _f.read().strip()
 
 
 def deploy(g, name, network, min_containers=0):
@@ -21,6 +20,7 @@ def deploy(g, name, network, min_containers=0):
 
 def test_egress_reaches_outside_through_nat(gust, hostile_rootfs, netns_host):
     ext_ip, port, host_ip = netns_host
+    forwarding_before = forwarding_state()
     gust.add_image("hostile", hostile_rootfs)
     deploy(gust, "out", "egress")
     deploy(gust, "none", "none")
@@ -44,16 +44,14 @@ def test_egress_reaches_outside_through_nat(gust, hostile_rootfs, netns_host):
         assert out == host_resolv + "ro\n", out
     else:
         assert not out.startswith(host_resolv) or not host_resolv, out
-    # While egress containers exist there is one gust table; after a stop nothing is left.
-    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
-    ours = [t for t in tables.split("\n") if "gust_" in t]
-    assert len(ours) == 1, tables
+    # While egress containers exist the daemon has its table and a host link per
+    # container; after a stop neither is left, and forwarding is as it was.
+    assert gust.egress_table in nft_tables(), nft_tables()
+    assert gust.host_veths(), f"no {gust.veth_prefix}* link while an egress container runs"
     gust.stop()
-    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
-    assert ours[0] not in tables, tables
-    assert not [n for n in os.listdir("/sys/class/net") if n.startswith("gv")], os.listdir("/sys/class/net")
-    with open("/proc/sys/net/ipv4/ip_forward") as f:
-        assert f.read().strip() == FORWARD_BEFORE, "IPv4 forwarding not restored"
+    assert gust.egress_table not in nft_tables(), nft_tables()
+    assert not gust.host_veths(), gust.host_veths()
+    assert_forwarding_restored(forwarding_before)
 
 
 def test_egress_cannot_reach_host_or_other_containers(gust, hostile_rootfs, netns_host):
@@ -73,22 +71,19 @@ def test_egress_cannot_reach_host_or_other_containers(gust, hostile_rootfs, netn
 
 def test_egress_cleaned_up_after_sigkill(gust, hostile_rootfs, netns_host):
     ext_ip, port, _ = netns_host
+    forwarding_before = forwarding_state()
     gust.add_image("hostile", hostile_rootfs)
     deploy(gust, "out", "egress")
     out = run(gust, f"hostile connect {ext_ip}:{port}", app="net", fn="out")
     assert re.search(r"^connect ok$", out, re.M), out
     gust.kill9()
-    # The table, the host ends of the veth pairs and forwarding outlive a SIGKILL...
-    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
-    assert "gust_" in tables, tables
+    # The table and forwarding (with its record) outlive a SIGKILL...
+    assert gust.egress_table in nft_tables(), nft_tables()
     # ...until the next gustd on the same cgroup parent starts.
     gust.start()
-    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
-    assert "gust_" not in tables, tables
-    assert not [n for n in os.listdir("/sys/class/net") if n.startswith("gv")]
-    with open("/proc/sys/net/ipv4/ip_forward") as f:
-        assert f.read().strip() == FORWARD_BEFORE
-    assert not os.path.exists("/run/gust-egress-ip-forward")
+    assert gust.egress_table not in nft_tables(), nft_tables()
+    assert not gust.host_veths(), gust.host_veths()
+    assert_forwarding_restored(forwarding_before)
 
 
 def test_two_daemons_share_the_subnet(gust_factory, hostile_rootfs, netns_host):
@@ -102,3 +97,6 @@ def test_two_daemons_share_the_subnet(gust_factory, hostile_rootfs, netns_host):
     for g in daemons:
         out = run(g, f"hostile connect {ext_ip}:{port}", app="net", fn="out")
         assert re.search(r"^connect ok$", out, re.M), out
+    # Each has a table of its own.
+    assert daemons[0].egress_table != daemons[1].egress_table
+    assert {g.egress_table for g in daemons} <= set(nft_tables()), nft_tables()
