@@ -21,6 +21,7 @@
 
 #include "base/buf.h"
 #include "base/cleanup.h"
+#include "base/list.h"
 #include "base/log.h"
 #include "base/xalloc.h"
 
@@ -66,7 +67,7 @@ struct api_conn {
     void *close_data;
     uint64_t idle_timer;
     uint64_t last_active;
-    struct api_conn *prev, *next;
+    struct list_node link;      /* in srv->conns while the server knows it */
 };
 
 struct api_server {
@@ -79,7 +80,7 @@ struct api_server {
     struct http_limits limits;
     api_handler_fn handler;
     void *ud;
-    struct api_conn *conns;
+    struct list_node conns;     /* struct api_conn */
     size_t nconns;
 };
 
@@ -168,13 +169,7 @@ static void conn_close(struct api_conn *c)
     }
     struct api_server *s = c->srv;
     if (s) {
-        if (c->prev)
-            c->prev->next = c->next;
-        else
-            s->conns = c->next;
-        if (c->next)
-            c->next->prev = c->prev;
-        c->prev = c->next = NULL;
+        list_remove(&c->link);
         s->nconns--;
         c->srv = NULL;
     }
@@ -685,6 +680,7 @@ static void accept_resume(struct ev_loop *loop, void *data)
 static void conn_new(struct api_server *s, int fd)
 {
     struct api_conn *c = xcalloc(1, sizeof *c);
+    list_init(&c->link);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->srv = s;
@@ -701,10 +697,7 @@ static void conn_new(struct api_server *s, int fd)
         free(c);
         return;
     }
-    c->next = s->conns;
-    if (s->conns)
-        s->conns->prev = c;
-    s->conns = c;
+    list_push_front(&s->conns, &c->link);
     s->nconns++;
     idle_arm(c, s->idle_ms);
 }
@@ -798,6 +791,7 @@ int api_server_listen(struct ev_loop *loop, const char *hostport, const struct h
     if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
         return gerr_sys(err, errno, "getsockname");
     struct api_server *s = xcalloc(1, sizeof *s);
+    list_init(&s->conns);
     s->port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
                                        : ntohs(((struct sockaddr_in *)&ss)->sin_port);
     s->loop = loop;
@@ -852,14 +846,10 @@ void api_server_stop_accepting(struct api_server *s)
         ev_timer_cancel(s->loop, s->accept_timer);
         s->accept_timer = 0;
     }
-    struct api_conn *c = s->conns;
-    while (c) {
-        struct api_conn *next = c->next;
+    list_for_each_safe(c, &s->conns, struct api_conn, link)
         if (c->state == C_READING && c->parser.st.head.len == 0 && c->in.len == c->in_off &&
             c->out.len == c->out_off && !c->close_after_flush && !c->closing)
             conn_close(c);
-        c = next;
-    }
 }
 
 void api_server_free(struct api_server *s)
@@ -867,8 +857,8 @@ void api_server_free(struct api_server *s)
     if (!s)
         return;
     api_server_stop_accepting(s);
-    while (s->conns) {
-        struct api_conn *c = s->conns;
+    while (!list_empty(&s->conns)) {
+        struct api_conn *c = list_first_entry(&s->conns, struct api_conn, link);
         c->refs++;
         conn_close(c);
         api_conn_unref(c);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "base/cleanup.h"
+#include "base/list.h"
 #include "base/log.h"
 #include "base/util.h"
 #include "base/xalloc.h"
@@ -141,9 +142,7 @@ static void on_events(struct ev_loop *loop, int fd, uint32_t events, void *data)
                              json_string_value(json_array_get(c, 1)), json_string_value(json_array_get(c, 2)));
     }
     json_decref(cached);
-    struct build_job **pp = &b->jobs;
-    while (*pp) {
-        struct build_job *j = *pp;
+    list_for_each_safe(j, &b->jobs, struct build_job, link) {
         pthread_mutex_lock(&b->mu);
         json_t *evs = j->events;
         j->events = json_array();
@@ -151,12 +150,10 @@ static void on_events(struct ev_loop *loop, int fd, uint32_t events, void *data)
         pthread_mutex_unlock(&b->mu);
         json_array_foreach(evs, i, c) j->sink.event(j->sink.ud, c);
         json_decref(evs);
-        if (!finished) {
-            pp = &j->next;
+        if (!finished)
             continue;
-        }
         pthread_join(j->thread, NULL);
-        *pp = j->next;
+        list_remove(&j->link);
         b->njobs--;
         j->sink.done(j->sink.ud, j->ok ? j->image_id : NULL, j->ok ? j->rootfs : NULL, j->final);
         build_job_free(j);
@@ -298,6 +295,7 @@ int build_submit(struct builder *b, json_t *def, const char *base_id, bool force
     if (b->njobs >= BUILD_MAX_JOBS)
         return gerr_set(err, EBUSY, "%d image builds are running; wait for one to finish", BUILD_MAX_JOBS);
     struct build_job *j = xcalloc(1, sizeof *j);
+    list_init(&j->link);
     j->b = b;
     j->def = json_deep_copy(def);
     j->events = json_array();
@@ -311,8 +309,7 @@ int build_submit(struct builder *b, json_t *def, const char *base_id, bool force
         build_job_free(j);
         return gerr_sys(err, r, "start the build thread");
     }
-    j->next = b->jobs;
-    b->jobs = j;
+    list_push_front(&b->jobs, &j->link);
     b->njobs++;
     return 0;
 }
@@ -320,6 +317,7 @@ int build_submit(struct builder *b, json_t *def, const char *base_id, bool force
 int build_new(const struct build_config *cfg, struct builder **out, struct gerr *err)
 {
     struct builder *b = xcalloc(1, sizeof *b);
+    list_init(&b->jobs);
     b->cfg = *cfg;
     b->efd = -1;
     snprintf(b->work_dir, sizeof b->work_dir, "%s", cfg->work_dir);
@@ -375,9 +373,8 @@ void build_free(struct builder *b)
     pthread_mutex_unlock(&b->mu);
     /* A running step sees b->stopping within BUILD_POLL_MS and kills its sandbox or
      * debootstrap (steps.c). */
-    while (b->jobs) {
-        struct build_job *j = b->jobs;
-        b->jobs = j->next;
+    list_for_each_safe(j, &b->jobs, struct build_job, link) {
+        list_remove(&j->link);
         pthread_join(j->thread, NULL);
         build_job_free(j);
     }

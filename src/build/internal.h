@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "base/hmap.h"
+#include "base/list.h"
 #include "build/build.h"
 
 #define BUILD_MAX_INFLIGHT 64
@@ -19,7 +20,7 @@ struct build_cache_entry {
 };
 
 struct build_job {
-    struct build_job *next;
+    struct list_node link;        /* in builder->jobs */
     struct builder *b;
     pthread_t thread;
     json_t *def;
@@ -46,7 +47,7 @@ struct builder {
     int efd;
     bool watching;
     uint64_t seq;
-    struct build_job *jobs;       /* loop thread only */
+    struct list_node jobs;        /* struct build_job; loop thread only */
     size_t njobs;
     pthread_mutex_t mu;
     pthread_cond_t cond;          /* a step or lane became free, or stopping */

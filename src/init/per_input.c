@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "base/buf.h"
+#include "base/list.h"
 #include "base/util.h"
 #include "base/xalloc.h"
 #include "init/init.h"
@@ -26,7 +27,7 @@
 
 /* One input: queued (pid 0) or running. */
 struct child {
-    struct child *next;
+    struct list_node link;      /* in per_input.running or per_input.queued */
     uint64_t id;
     pid_t pid;
     int in_fd, out_fd, err_fd;
@@ -42,7 +43,7 @@ static struct {
     char **cmd;
     unsigned concurrency;
     bool shutting_down;
-    struct child *running, *queued; /* queued is FIFO: appended at the tail */
+    struct list_node running, queued; /* struct child; queued is FIFO */
     unsigned nrunning;
     struct frame_asm asm_;
     uint8_t rx[FRAME_MAX_DATAGRAM];
@@ -220,8 +221,7 @@ static bool child_start(struct child *c)
     fd_set_nonblock(c->in_fd, true);
     fd_set_nonblock(c->out_fd, true);
     fd_set_nonblock(c->err_fd, true);
-    c->next = per_input.running;
-    per_input.running = c;
+    list_push_front(&per_input.running, &c->link);
     per_input.nrunning++;
     child_write_input(c);
     return true;
@@ -240,10 +240,10 @@ fail:
 /* Starts queued inputs while there is room. */
 static void start_queued(void)
 {
-    while (per_input.queued && per_input.nrunning < per_input.concurrency && !per_input.shutting_down) {
-        struct child *c = per_input.queued;
-        per_input.queued = c->next;
-        c->next = NULL;
+    while (!list_empty(&per_input.queued) && per_input.nrunning < per_input.concurrency &&
+           !per_input.shutting_down) {
+        struct child *c = list_first_entry(&per_input.queued, struct child, link);
+        list_remove(&c->link);
         child_start(c);
     }
 }
@@ -257,14 +257,12 @@ static void queue_input(uint64_t id, uint8_t *data, size_t len)
     c->input = data;
     c->input_len = len;
     c->in_fd = c->out_fd = c->err_fd = -1;
-    if (per_input.nrunning < per_input.concurrency && !per_input.queued) {
+    list_init(&c->link);
+    if (per_input.nrunning < per_input.concurrency && list_empty(&per_input.queued)) {
         child_start(c);
         return;
     }
-    struct child **pp = &per_input.queued;
-    while (*pp)
-        pp = &(*pp)->next;
-    *pp = c;
+    list_push_back(&per_input.queued, &c->link);
 }
 
 /* CANCEL: a queued input is dropped and reported cancelled; a running one is killed
@@ -272,16 +270,15 @@ static void queue_input(uint64_t id, uint8_t *data, size_t len)
 static void cancel_input(uint64_t id)
 {
     frame_asm_drop(&per_input.asm_, FRAME_INPUT, id);
-    for (struct child **pp = &per_input.queued; *pp; pp = &(*pp)->next) {
-        if ((*pp)->id == id) {
-            struct child *c = *pp;
-            *pp = c->next;
+    list_for_each(c, &per_input.queued, struct child, link) {
+        if (c->id == id) {
+            list_remove(&c->link);
             init_chan_send_error(id, FRAME_ERR_CANCELLED, "cancelled");
             child_free(c);
             return;
         }
     }
-    for (struct child *c = per_input.running; c; c = c->next) {
+    list_for_each(c, &per_input.running, struct child, link) {
         if (c->id == id && !c->cancelled) {
             c->cancelled = true;
             kill_group(c, SIGKILL);
@@ -297,11 +294,10 @@ static void reap_all(void)
         pid_t pid = waitpid(-1, &status, WNOHANG);
         if (pid <= 0)
             return;
-        for (struct child **pp = &per_input.running; *pp; pp = &(*pp)->next) {
-            struct child *c = *pp;
+        list_for_each(c, &per_input.running, struct child, link) {
             if (c->pid != pid)
                 continue;
-            *pp = c->next;
+            list_remove(&c->link);
             per_input.nrunning--;
             child_read_out(c);
             child_read_err(c);
@@ -316,9 +312,8 @@ static void reap_all(void)
 /* Drops the inputs not started yet (unreported: the worker is ending the container). */
 static void stop_queued(void)
 {
-    while (per_input.queued) {
-        struct child *c = per_input.queued;
-        per_input.queued = c->next;
+    list_for_each_safe(c, &per_input.queued, struct child, link) {
+        list_remove(&c->link);
         child_free(c);
     }
 }
@@ -329,7 +324,7 @@ static void handle_signals(void)
         if (sig == SIGTERM || sig == SIGINT) {
             per_input.shutting_down = true;
             stop_queued();
-            for (struct child *c = per_input.running; c; c = c->next)
+            list_for_each(c, &per_input.running, struct child, link)
                 kill_group(c, SIGTERM);
         }
     }
@@ -381,17 +376,16 @@ static void handle_frame(void)
 /* The worker is gone: kills every running input and waits for them, unreported. */
 static void abandon_all(void)
 {
-    for (struct child *c = per_input.running; c; c = c->next)
+    list_for_each(c, &per_input.running, struct child, link)
         kill_group(c, SIGKILL);
-    while (per_input.running) {
+    while (!list_empty(&per_input.running)) {
         int status;
         pid_t pid = waitpid(-1, &status, 0);
         if (pid < 0 && errno != EINTR)
             break;
-        for (struct child **pp = &per_input.running; *pp; pp = &(*pp)->next) {
-            if ((*pp)->pid == pid) {
-                struct child *c = *pp;
-                *pp = c->next;
+        list_for_each(c, &per_input.running, struct child, link) {
+            if (c->pid == pid) {
+                list_remove(&c->link);
                 child_free(c);
                 break;
             }
@@ -404,6 +398,8 @@ int init_run_per_input(char **cmd, unsigned concurrency)
 {
     per_input.cmd = cmd;
     per_input.concurrency = concurrency;
+    list_init(&per_input.running);
+    list_init(&per_input.queued);
     frame_asm_init(&per_input.asm_, INIT_MAX_INPUT);
     init_chan_send(FRAME_READY, 0, NULL, 0);
     struct pollfd *pfds = NULL;
@@ -414,7 +410,7 @@ int init_run_per_input(char **cmd, unsigned concurrency)
             abandon_all();
             break;
         }
-        if (per_input.shutting_down && !per_input.running)
+        if (per_input.shutting_down && list_empty(&per_input.running))
             break;
         size_t need = 2 + 3 * (size_t)per_input.nrunning;
         if (need > cap) {
@@ -427,7 +423,7 @@ int init_run_per_input(char **cmd, unsigned concurrency)
         owners[n++] = NULL;
         pfds[n] = (struct pollfd){.fd = INIT_CHAN, .events = POLLIN};
         owners[n++] = NULL;
-        for (struct child *c = per_input.running; c; c = c->next) {
+        list_for_each(c, &per_input.running, struct child, link) {
             if (c->in_fd >= 0) {
                 pfds[n] = (struct pollfd){.fd = c->in_fd, .events = POLLOUT};
                 owners[n++] = c;
