@@ -24,6 +24,8 @@
  * store): 20,000 small results is a few MB, and covers a map of that many inputs whose
  * client reads its results after they all finished. */
 #define CTL_FINISHED_KEEP 20000
+/* Stored finished calls older than this are deleted on the trim tick (docs/API.md). */
+#define CTL_CALLS_MAX_AGE_S (7 * 86400.0)
 
 bool ctl_call_state_is_final(enum ctl_call_state s)
 {
@@ -253,6 +255,7 @@ void ctl_call_finish(struct ctl *c, struct ctl_call *call, enum ctl_call_state s
     call->input = NULL;
     call->fv = NULL;
     if (call->durable) {
+        fv->fn->calls_dirty = true;
         struct gerr err;
         if (store_call_finish(c->store, call->id, ctl_call_state_name(state), call->output, call->output_len, code,
                               msg, call->finished_at, &err) < 0)
@@ -411,6 +414,21 @@ struct ctl_call *ctl_call_lookup(struct ctl *c, const char *id, struct ctl_error
         ctl_calls_evict(c);
     }
     return call;
+}
+
+void ctl_calls_trim(struct ctl *c)
+{
+    struct gerr err;
+    if (store_calls_prune(c->store, wall_s() - CTL_CALLS_MAX_AGE_S, &err) < 0)
+        log_warn("control", "prune old calls: %s", err.msg);
+    list_for_each(a, &c->apps, struct ctl_app, link)
+        list_for_each(f, &a->fns, struct ctl_fn, link) {
+            if (!f->calls_dirty)
+                continue;
+            f->calls_dirty = false;
+            if (store_calls_trim_fn(c->store, a->name, f->name, c->cfg.calls_per_fn, &err) < 0)
+                log_warn("control", "trim calls of %s.%s: %s", a->name, f->name, err.msg);
+        }
 }
 
 void ctl_calls_free(struct ctl *c)

@@ -18,8 +18,10 @@
 /* The control tick: scale-down decisions, GPU samples, usage flush and heartbeat. 200 ms
  * bounds how late an idle container past its scaledown_window is stopped. */
 #define CTL_TICK_MS 200
-/* Log lines kept per function across restarts (older ones trimmed at start). */
-#define CTL_LOG_KEEP_PER_FN 10000
+/* Defaults of the store bounds (control.h, struct ctl_config, says why). */
+#define CTL_LOG_LINES_PER_FN 10000
+#define CTL_CALLS_PER_FN 100000
+#define CTL_TRIM_INTERVAL_MS 60000
 
 static void tick(struct ev_loop *loop, void *data)
 {
@@ -32,6 +34,11 @@ static void tick(struct ev_loop *loop, void *data)
     if (now - c->last_gpu_sample_ms >= 1000) {
         c->last_gpu_sample_ms = now;
         c->wops->tick(c->worker);
+    }
+    if (now - c->last_trim_ms >= c->cfg.trim_interval_ms) {
+        c->last_trim_ms = now;
+        ctl_logs_trim(c);
+        ctl_calls_trim(c);
     }
     if (now - c->last_flush_ms >= 5000) {
         c->last_flush_ms = now;
@@ -58,6 +65,12 @@ int ctl_new(struct ev_loop *loop, struct store *store, const struct worker_ops *
     c->cfg.cas_dir = NULL;
     c->next_input_id = 1;
     c->kick = sched_kick;
+    if (!c->cfg.log_lines_per_fn)
+        c->cfg.log_lines_per_fn = CTL_LOG_LINES_PER_FN;
+    if (!c->cfg.calls_per_fn)
+        c->cfg.calls_per_fn = CTL_CALLS_PER_FN;
+    if (!c->cfg.trim_interval_ms)
+        c->cfg.trim_interval_ms = CTL_TRIM_INTERVAL_MS;
     list_init(&c->apps);
     list_init(&c->maps);
     list_init(&c->finished);
@@ -165,9 +178,13 @@ int ctl_recover(struct ctl *c, struct gerr *err)
         n += fv->queued;
     if (n)
         log_info("control", "recovered %zu unfinished calls", n);
-    store_calls_prune(c->store, wall_s() - 7 * 86400.0, NULL);
-    store_logs_trim(c->store, CTL_LOG_KEEP_PER_FN, NULL);
-    c->last_flush_ms = ev_now_ms(c->loop);
+    /* What an earlier daemon left beyond the bounds goes now; later, on the tick. */
+    list_for_each(a, &c->apps, struct ctl_app, link)
+        list_for_each(f, &a->fns, struct ctl_fn, link)
+            f->logs_dirty = f->calls_dirty = true;
+    ctl_logs_trim(c);
+    ctl_calls_trim(c);
+    c->last_flush_ms = c->last_trim_ms = ev_now_ms(c->loop);
     c->tick_timer = ev_timer_add(c->loop, CTL_TICK_MS, tick, c);
     sched_kick(c);
     return 0;

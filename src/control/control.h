@@ -51,6 +51,15 @@ struct ctl_config {
      * runs the builder); none: builds that run steps fail with a clear error. */
     struct worker_build_lane *build_lanes;
     size_t nbuild_lanes;
+    /* What the store keeps, trimmed every trim_interval_ms on the tick (0: defaults):
+     * log lines per function (10,000: `gust logs` shows the recent past, a chatty
+     * function cannot fill the disk), finished calls per function (100,000, and none
+     * older than 7 days: results are for fetching, not an archive; Modal keeps a
+     * spawned call's result for days, not forever), every 60 s (a trim costs one
+     * indexed DELETE per function that wrote since the last one). */
+    uint32_t log_lines_per_fn;
+    uint32_t calls_per_fn;
+    uint32_t trim_interval_ms;
     /* Do not build and store the built-in images (busybox, python) at recovery: for
      * a control whose worker brings no sandboxes (tests/unit/test_control.c). */
     bool no_builtin_images;

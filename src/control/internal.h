@@ -83,6 +83,7 @@ struct ctl_fn {
     struct list_node versions;  /* struct ctl_fver */
     struct list_node subs;      /* struct ctl_log_sub */
     uint64_t calls_total;
+    bool logs_dirty, calls_dirty; /* wrote to the store since the last trim */
 };
 
 /* Told once when a call reaches its final state (calls.c), on the loop's thread. An
@@ -226,6 +227,7 @@ struct ctl {
     void *shutdown_ud;
     uint64_t tick_timer;
     uint64_t last_flush_ms;
+    uint64_t last_trim_ms;
     /* capacity in use */
     uint32_t cpu_used;
     uint64_t mem_used;
@@ -304,6 +306,9 @@ void ctl_call_restore(struct ctl *c, struct ctl_fver *fv, const struct store_cal
 /* Drops old finished calls beyond the in-memory bound. */
 void ctl_calls_evict(struct ctl *c);
 void ctl_calls_free(struct ctl *c);
+/* Trims the stored finished calls of functions that finished some since the last
+ * trim to cfg.calls_per_fn, and all of them to the age bound. */
+void ctl_calls_trim(struct ctl *c);
 
 /* ---- logs.c ---- */
 /* A line from container k; input_id: the input that printed it (0: not known). */
@@ -312,6 +317,9 @@ void ctl_log_push(struct ctl *c, struct ctl_ctr *k, int stream, uint64_t input_i
 void ctl_log_push_line(struct ctl *c, struct ctl_fn *fn, const char *ctr_id, const char *call_id, int stream,
                        const char *line, size_t len);
 void ctl_log_flush(struct ctl *c);
+/* Trims the stored lines of functions that logged since the last trim to
+ * cfg.log_lines_per_fn. */
+void ctl_logs_trim(struct ctl *c);
 void ctl_logs_free(struct ctl *c);
 
 /* ---- wait.c, map.c: public API only (control.h) ---- */

@@ -57,6 +57,7 @@ void ctl_log_push_line(struct ctl *c, struct ctl_fn *fn, const char *ctr_id, con
                        const char *line, size_t len)
 {
     double ts = wall_s();
+    fn->logs_dirty = true;
     list_for_each(s, &fn->subs, struct ctl_log_sub, link)
         s->cb(s->ud, ts, ctr_id, call_id, stream, line, len);
     if (c->logq_len == CTL_LOG_QUEUE_MAX)
@@ -131,6 +132,20 @@ void ctl_log_unsubscribe(struct ctl *c, struct ctl_log_sub *s)
     (void)c;
     list_remove(&s->link);
     free(s);
+}
+
+void ctl_logs_trim(struct ctl *c)
+{
+    ctl_log_flush(c);
+    list_for_each(a, &c->apps, struct ctl_app, link)
+        list_for_each(f, &a->fns, struct ctl_fn, link) {
+            if (!f->logs_dirty)
+                continue;
+            f->logs_dirty = false;
+            struct gerr err;
+            if (store_logs_trim_fn(c->store, a->name, f->name, c->cfg.log_lines_per_fn, &err) < 0)
+                log_warn("control", "trim logs of %s.%s: %s", a->name, f->name, err.msg);
+        }
 }
 
 void ctl_logs_free(struct ctl *c)

@@ -111,6 +111,8 @@ static const char *const migrations[] = {
     "  updated_at REAL NOT NULL);",
     /* 6: the call whose code printed a log line ('' when not known). */
     "ALTER TABLE logs ADD COLUMN call_id TEXT NOT NULL DEFAULT '';",
+    /* 7: trimming one function's finished calls, newest kept (store_calls_trim_fn). */
+    "CREATE INDEX calls_fn_finished ON calls(app, function, finished_at) WHERE finished_at IS NOT NULL;",
 };
 _Static_assert(ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION, "one migration per schema version");
 
@@ -139,6 +141,7 @@ enum stmt_id {
     S_CALLS_UNFINISHED,
     S_CALLS_CANCEL_APP,
     S_CALLS_PRUNE,
+    S_CALLS_TRIM_FN,
     S_CTR_START,
     S_CTR_READY,
     S_CTR_UPDATE,
@@ -151,7 +154,7 @@ enum stmt_id {
     S_LOG_APPEND,
     S_LOGS_TAIL,
     S_LOGS_AFTER,
-    S_LOGS_TRIM,
+    S_LOGS_TRIM_FN,
     S_IMG_PUT,
     S_IMG_GET,
     S_IMG_LIST,
@@ -226,6 +229,10 @@ static const char *const stmt_sql[S_COUNT] = {
                            " error_message = 'the app was stopped', finished_at = ?2, next_attempt_at = NULL"
                            " WHERE app = ?1 AND " UNFINISHED,
     [S_CALLS_PRUNE] = "DELETE FROM calls WHERE finished_at < ?1 AND state NOT IN ('pending','running')",
+    [S_CALLS_TRIM_FN] = "DELETE FROM calls WHERE app = ?1 AND function = ?2 AND finished_at IS NOT NULL"
+                        " AND finished_at <= (SELECT finished_at FROM calls WHERE app = ?1 AND function = ?2"
+                        " AND finished_at IS NOT NULL ORDER BY finished_at DESC LIMIT 1 OFFSET ?3)"
+                        " AND state NOT IN ('pending','running')",
 
     [S_CTR_START] = "INSERT INTO containers(id, app, function, version, cpu_millicores, memory_mib, gpu_type,"
                     " gpu_count, started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -250,9 +257,8 @@ static const char *const stmt_sql[S_COUNT] = {
                     "  ORDER BY id DESC LIMIT ?3) ORDER BY id",
     [S_LOGS_AFTER] = "SELECT id, ts, container_id, stream, line, call_id FROM logs"
                      " WHERE app = ?1 AND function = ?2 AND id > ?3 ORDER BY id LIMIT ?4",
-    [S_LOGS_TRIM] = "DELETE FROM logs WHERE id IN (SELECT id FROM"
-                    " (SELECT id, row_number() OVER (PARTITION BY app, function ORDER BY id DESC) AS rn FROM logs)"
-                    " WHERE rn > ?1)",
+    [S_LOGS_TRIM_FN] = "DELETE FROM logs WHERE app = ?1 AND function = ?2 AND id <= (SELECT id FROM logs"
+                       " WHERE app = ?1 AND function = ?2 ORDER BY id DESC LIMIT 1 OFFSET ?3)",
 
     [S_IMG_PUT] = "INSERT INTO images(name, rootfs, host_usr, created_at, id) VALUES (?1, ?2, ?3, ?4, ?5)"
                   " ON CONFLICT(name) DO UPDATE SET rootfs = excluded.rootfs, host_usr = excluded.host_usr,"
@@ -1057,6 +1063,12 @@ int store_calls_prune(struct store *st, double older_than, struct gerr *err)
     return exec_write(st, S_CALLS_PRUNE, PARAMS(P_REAL(older_than)), err, "pruning", "calls");
 }
 
+int store_calls_trim_fn(struct store *st, const char *app, const char *function, int64_t keep, struct gerr *err)
+{
+    return exec_write(st, S_CALLS_TRIM_FN, PARAMS(P_TEXT(app), P_TEXT(function), P_INT(keep < 0 ? 0 : keep)), err,
+                      "trimming", "calls");
+}
+
 /* ---------- containers ---------- */
 
 int store_container_start(struct store *st, const struct store_container *c, struct gerr *err)
@@ -1195,11 +1207,13 @@ int store_logs_after(struct store *st, const char *app, const char *function, in
                      &l, err, "logs", "reading logs");
 }
 
-int store_logs_trim(struct store *st, int64_t keep_per_function, struct gerr *err)
+int store_logs_trim_fn(struct store *st, const char *app, const char *function, int64_t keep, struct gerr *err)
 {
-    return exec_write(st, S_LOGS_TRIM, PARAMS(P_INT(keep_per_function < 0 ? 0 : keep_per_function)), err,
+    return exec_write(st, S_LOGS_TRIM_FN, PARAMS(P_TEXT(app), P_TEXT(function), P_INT(keep < 0 ? 0 : keep)), err,
                       "trimming", "logs");
 }
+
+
 
 /* ---------- images ---------- */
 

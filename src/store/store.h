@@ -35,7 +35,7 @@ struct store;
 
 /* Schema version this code writes; store_open() migrates older files up to it and
  * refuses newer ones (-EPROTONOSUPPORT). */
-#define STORE_SCHEMA_VERSION 6
+#define STORE_SCHEMA_VERSION 7
 
 /* ---------- open / close / transactions ---------- */
 
@@ -145,6 +145,9 @@ int store_calls_unfinished(struct store *st, store_call_cb cb, void *ud, struct 
 int store_calls_cancel_app(struct store *st, const char *app, double now, struct gerr *err);
 /* Deletes finished calls with finished_at < older_than. Returns how many. */
 int store_calls_prune(struct store *st, double older_than, struct gerr *err);
+/* Deletes the finished calls of one function but its keep most recent (by finish time;
+ * calls finished in the same instant as the keep-th are deleted with it). */
+int store_calls_trim_fn(struct store *st, const char *app, const char *function, int64_t keep, struct gerr *err);
 
 /* ---------- containers (metering) ---------- */
 
@@ -218,9 +221,9 @@ int store_logs_tail(struct store *st, const char *app, const char *function, int
 /* At most `limit` lines with id > after_id, in order (limit < 0: all): for follow. */
 int store_logs_after(struct store *st, const char *app, const char *function, int64_t after_id, int limit,
                      store_log_cb cb, void *ud, struct gerr *err);
-/* Keeps the newest keep_per_function lines of every function. Returns how many
- * lines were deleted. */
-int store_logs_trim(struct store *st, int64_t keep_per_function, struct gerr *err);
+/* Keeps the newest keep lines of one function (through the (app, function, id) index:
+ * cheap enough for the tick). Returns how many lines were deleted. */
+int store_logs_trim_fn(struct store *st, const char *app, const char *function, int64_t keep, struct gerr *err);
 
 /* ---------- images ---------- */
 

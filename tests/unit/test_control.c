@@ -277,6 +277,7 @@ struct env {
     struct fake fake;
     struct ctl *ctl;
     bool shutdown_done;
+    struct ctl_config bounds; /* log_lines_per_fn, calls_per_fn, trim_interval_ms (0: defaults) */
 };
 
 static void stop_loop(struct ev_loop *loop, void *data)
@@ -319,6 +320,9 @@ static void env_open_ctl(struct env *e)
         .max_payload = 1 << 20,
         .stop_grace_ms = 1000,
         .no_builtin_images = true,
+        .log_lines_per_fn = e->bounds.log_lines_per_fn,
+        .calls_per_fn = e->bounds.calls_per_fn,
+        .trim_interval_ms = e->bounds.trim_interval_ms,
     };
     ctl_rates_default(&cfg.rates);
     struct gerr err;
@@ -329,9 +333,12 @@ static void env_open_ctl(struct env *e)
 /* A fresh control on a fresh store, with a worker of cpu millicores, memory MiB and
  * gpus ("H100" entries). The image "img" is registered (a directory: no sandbox will
  * ever use it). */
-static void env_init(struct env *e, uint32_t cpu, uint64_t memory, int h100s)
+static void env_init_bounded(struct env *e, uint32_t cpu, uint64_t memory, int h100s,
+                             const struct ctl_config *bounds)
 {
     memset(e, 0, sizeof *e);
+    if (bounds)
+        e->bounds = *bounds;
     snprintf(e->dir, sizeof e->dir, "/tmp/gust-ctl-XXXXXX");
     CHECK(mkdtemp(e->dir));
     CHECK(ev_loop_new(&e->loop) == 0);
@@ -352,6 +359,11 @@ static void env_init(struct env *e, uint32_t cpu, uint64_t memory, int h100s)
     mkdir_p(path, 0755);
     CHECK(store_image_put(e->store, "img", path, false, NULL, wall_s(), &err) == 0);
     env_open_ctl(e);
+}
+
+static void env_init(struct env *e, uint32_t cpu, uint64_t memory, int h100s)
+{
+    env_init_bounded(e, cpu, memory, h100s, NULL);
 }
 
 static void env_free(struct env *e)
@@ -864,6 +876,52 @@ UNIT_TEST(test_map_ordered)
     env_free(&e);
 }
 
+static void count_line(void *ud, double ts, const char *ctr, const char *call, int stream, const char *line,
+                       size_t len)
+{
+    ++*(int *)ud;
+}
+
+/* The store keeps at most log_lines_per_fn lines and calls_per_fn finished calls of a
+ * function, trimmed on the tick: the newest stay. */
+UNIT_TEST(test_store_bounds_trimmed_on_tick)
+{
+    struct env e;
+    struct ctl_config bounds = {.log_lines_per_fn = 3, .calls_per_fn = 2, .trim_interval_ms = 100};
+    env_init_bounded(&e, 4000, 4096, 0, &bounds);
+    deploy(&e, "\"resources\":{\"cpu\":100,\"memory\":64}");
+    char ids[5][64];
+    submit(&e, "0", true, ids[0]);
+    start_and_dispatch(&e);
+    struct fake_ctr *k = &e.fake.ctrs[0];
+    for (int i = 0; i < 10; i++) {
+        char line[16];
+        int n = snprintf(line, sizeof line, "line %d", i);
+        e.fake.ev->log(e.fake.ud, k->id, 1, 0, line, (size_t)n);
+    }
+    fake_answer(&e.fake, k, "r", 0);
+    for (int i = 1; i < 5; i++) {
+        submit(&e, "x", true, ids[i]);
+        run_for(&e, 5);
+        fake_answer(&e.fake, k, "r", 0);
+        usleep(2000); /* distinct finish times */
+    }
+    run_for(&e, 250);
+    int lines = 0;
+    struct ctl_error ce;
+    CHECK(ctl_logs(e.ctl, "a", "f", -1, count_line, &lines, &ce) == 0);
+    CHECK_EQ_INT(lines, 3);
+    struct store_call sc;
+    struct gerr err;
+    for (int i = 0; i < 5; i++) {
+        int r = store_call_get(e.store, ids[i], &sc, false, &err);
+        CHECK_EQ_INT(r, i < 3 ? -ENOENT : 0);
+        if (r == 0)
+            store_call_free(&sc);
+    }
+    env_free(&e);
+}
+
 int main(void)
 {
     UNIT_RUN(test_dispatch_and_packing);
@@ -881,5 +939,6 @@ int main(void)
     UNIT_RUN(test_snapshot_versions);
     UNIT_RUN(test_shutdown_drains);
     UNIT_RUN(test_map_ordered);
+    UNIT_RUN(test_store_bounds_trimmed_on_tick);
     UNIT_MAIN_END();
 }

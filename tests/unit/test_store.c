@@ -514,6 +514,37 @@ UNIT_TEST(test_cancel_app_and_prune)
     store_close(st);
 }
 
+/* Trimming one function keeps its newest finished calls, never an unfinished one, and
+ * leaves other functions alone. */
+UNIT_TEST(test_calls_trim_fn)
+{
+    char path[256];
+    struct store *st = open_new(path, sizeof path);
+    CHECK(st);
+    struct gerr err = {0};
+    const char *fns[] = {"f", "f", "f", "g", "f"};
+    for (int i = 0; i < 5; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "fc-%d", i);
+        struct store_call c;
+        make_call(&c, id, "demo", fns[i], 100 + i);
+        CHECK_EQ_INT(store_call_insert(st, &c, &err), 0);
+        if (i < 4)
+            CHECK_EQ_INT(store_call_finish(st, id, "succeeded", "ok", 2, NULL, NULL, 110 + 10 * i, &err), 0);
+    }
+    CHECK_EQ_INT(store_calls_trim_fn(st, "demo", "f", 1, &err), 2); /* fc-0 and fc-1 */
+    struct store_call g;
+    CHECK_EQ_INT(store_call_get(st, "fc-1", &g, false, &err), -ENOENT);
+    CHECK_EQ_INT(store_call_get(st, "fc-2", &g, false, &err), 0);
+    store_call_free(&g);
+    CHECK_EQ_INT(store_call_get(st, "fc-4", &g, false, &err), 0); /* pending */
+    store_call_free(&g);
+    CHECK_EQ_INT(store_calls_trim_fn(st, "demo", "f", 1, &err), 0);
+    CHECK_EQ_INT(store_calls_trim_fn(st, "demo", "g", 0, &err), 1);
+    CHECK_EQ_INT(sql_int(path, "SELECT COUNT(*) FROM calls"), 2);
+    store_close(st);
+}
+
 UNIT_TEST(test_kill9_durability)
 {
     char path[256];
@@ -795,7 +826,8 @@ UNIT_TEST(test_logs)
     CHECK_STR(rows.text, "20//2/3/a;");
 
     /* Trim keeps the newest per function. */
-    CHECK_EQ_INT(store_logs_trim(st, 2, &err), 4 + 3);
+    CHECK_EQ_INT(store_logs_trim_fn(st, "demo", "echo", 2, &err), 4);
+    CHECK_EQ_INT(store_logs_trim_fn(st, "demo", "sum", 2, &err), 3);
     memset(&rows, 0, sizeof rows);
     CHECK_EQ_INT(store_logs_tail(st, "demo", "sum", -1, log_cb, &rows, &err), 0);
     CHECK_STR(rows.text, "13/ct-2/1/5/sum-3;14/ct-2/1/5/sum-4;");
@@ -805,7 +837,7 @@ UNIT_TEST(test_logs)
     last = rows.ids[1];
 
     /* Ids are never reused, even after every line is gone (follow stays correct). */
-    CHECK_EQ_INT(store_logs_trim(st, 0, &err), 4);
+    CHECK_EQ_INT(store_logs_trim_fn(st, "demo", "echo", 0, &err) + store_logs_trim_fn(st, "demo", "sum", 0, &err), 4);
     store_close(st);
     st = reopen(path);
     CHECK(st);
@@ -979,6 +1011,7 @@ int main(void)
     UNIT_RUN(test_call_lifecycle);
     UNIT_RUN(test_recovery_across_reopen);
     UNIT_RUN(test_cancel_app_and_prune);
+    UNIT_RUN(test_calls_trim_fn);
     UNIT_RUN(test_kill9_durability);
     UNIT_RUN(test_containers);
     UNIT_RUN(test_kv_and_images);
