@@ -57,6 +57,8 @@ static void usage(FILE *f)
             "  --userns-size N       uids per container (default 65536)\n"
             "  --userns-slots N      uid ranges, i.e. most containers alive at once (default 512)\n"
             "  --egress-subnet CIDR  addresses for network=\"egress\" containers (default " EGRESS_DEFAULT_SUBNET ")\n"
+            "  --egress-allow-private  let egress containers reach private, link-local (cloud metadata),\n"
+            "                        CGNAT, multicast and reserved IPv4 ranges (dropped by default)\n"
             "  --cpu MILLICORES      worker CPU capacity (default: all cores x 1000)\n"
             "  --memory MIB          worker memory capacity (default: all memory)\n"
             "  --max-payload BYTES   largest input/output/request body (default 67108864)\n"
@@ -132,7 +134,7 @@ int main(int argc, char **argv)
     char data_dir[PATH_MAX] = "", init_path[PATH_MAX] = "";
     const char *listen_addr = "127.0.0.1:8470", *gpus = NULL, *rates_file = NULL, *cgroup_parent = "gust";
     int64_t max_payload = 64ll << 20, stop_grace = 10, cpu = 0, memory = 0;
-    bool no_cgroup_tuning = false, gpu_passthrough = false, no_nvml = false;
+    bool no_cgroup_tuning = false, gpu_passthrough = false, no_nvml = false, egress_allow_private = false;
     const char *gpu_dev_dir = NULL, *gpu_driver_dir = NULL, *egress_subnet = NULL;
     int64_t userns_base = 1000000, userns_size = 65536, userns_slots = 512;
     static const struct option opts[] = {
@@ -146,7 +148,7 @@ int main(int argc, char **argv)
         {"cgroup-parent", required_argument, 0, 'c'}, {"init", required_argument, 0, 'i'},
         {"log-level", required_argument, 0, 'L'}, {"cpu", required_argument, 0, 'C'},
         {"memory", required_argument, 0, 'M'},   {"help", no_argument, 0, 'h'},
-        {"no-cgroup-tuning", no_argument, 0, 'T'},
+        {"no-cgroup-tuning", no_argument, 0, 'T'}, {"egress-allow-private", no_argument, 0, 'A'},
         {0, 0, 0, 0},
     };
     struct gerr err = {0};
@@ -226,6 +228,7 @@ int main(int argc, char **argv)
             }
             break;
         case 'T': no_cgroup_tuning = true; break;
+        case 'A': egress_allow_private = true; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -311,6 +314,7 @@ int main(int argc, char **argv)
         .gpu_dev_dir = gpu_dev_dir,
         .gpu_driver_dir = gpu_driver_dir,
         .egress_subnet = egress_subnet,
+        .egress_allow_private = egress_allow_private,
     };
     if (userns_check_range((uint64_t)userns_base, (uint64_t)userns_size * (uint64_t)userns_slots, &err) < 0) {
         fprintf(stderr, "gustd: --userns-base/--userns-size/--userns-slots: %s\n", err.msg);

@@ -170,7 +170,33 @@ static int write_forward(char v)
     return 0;
 }
 
-int egress_new(const char *worker_tag, const char *subnet, struct egress **out, struct gerr *err)
+/* The private-range rules of the forward chain (empty with allow_private): DNS to the
+ * host's IPv4 nameservers first, then the drop. */
+static void private_rules(struct buf *b, const char *tag, bool allow_private, const char *resolv_conf)
+{
+    if (allow_private)
+        return;
+    AUTO_FREE char *text = NULL;
+    size_t len;
+    if (resolv_conf && file_read_all(resolv_conf, 1 << 16, &text, &len) == 0) {
+        for (char *line = text, *next; line && *line; line = next) {
+            next = strchr(line, '\n');
+            if (next)
+                *next++ = '\0';
+            char addr[64];
+            struct in_addr a;
+            if (sscanf(line, " nameserver %63s", addr) == 1 && inet_pton(AF_INET, addr, &a) == 1)
+                buf_printf(b,
+                           "    iifname \"gv%s-*\" ip daddr %s udp dport 53 accept\n"
+                           "    iifname \"gv%s-*\" ip daddr %s tcp dport 53 accept\n",
+                           tag, addr, tag, addr);
+        }
+    }
+    buf_printf(b, "    iifname \"gv%s-*\" ip daddr { %s } drop\n", tag, EGRESS_PRIVATE_RANGES);
+}
+
+int egress_new(const char *worker_tag, const char *subnet, bool allow_private, const char *resolv_conf,
+               struct egress **out, struct gerr *err)
 {
     struct egress *e = xcalloc(1, sizeof *e);
     tag_of(worker_tag, e->tag);
@@ -194,7 +220,10 @@ int egress_new(const char *worker_tag, const char *subnet, struct egress **out, 
                "table inet gust_%s {\n"
                "  chain forward {\n"
                "    type filter hook forward priority -10; policy accept;\n"
-               "    iifname \"gv*\" oifname \"gv*\" drop\n"
+               "    iifname \"gv*\" oifname \"gv*\" drop\n",
+               e->tag, e->tag, e->tag);
+    private_rules(&rs, e->tag, allow_private, resolv_conf);
+    buf_printf(&rs,
                "  }\n"
                "  chain input {\n"
                "    type filter hook input priority -10; policy accept;\n"
@@ -206,7 +235,7 @@ int egress_new(const char *worker_tag, const char *subnet, struct egress **out, 
                "    ip saddr %s/%d oifname != \"gv*\" masquerade\n"
                "  }\n"
                "}\n",
-               e->tag, e->tag, e->tag, e->tag, e->tag, net, e->prefix);
+               e->tag, e->tag, net, e->prefix);
     r = nft_run(rs.data, false, err);
     buf_free(&rs);
     if (r < 0) {

@@ -711,7 +711,8 @@ int worker_egress_take(struct worker *w, const char *what, struct sandbox_egress
     pthread_mutex_lock(&w->egress_mu);
     int r = 0;
     if (!w->egress) {
-        r = egress_new(w->cgroup_parent, w->cfg.egress_subnet, &w->egress, err);
+        r = egress_new(w->cgroup_parent, w->cfg.egress_subnet, w->cfg.egress_allow_private, WORKER_RESOLV_CONF,
+                       &w->egress, err);
         if (r < 0)
             gerr_prefix(err, "%s: egress network", what);
     }

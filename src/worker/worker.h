@@ -50,6 +50,9 @@ struct worker_config {
     /* Egress networking (functions with network "egress"): container addresses come
      * from this IPv4 /16 (default 10.213.0.0/16), one /30 each. */
     const char *egress_subnet;
+    /* Let egress containers reach private, link-local and other non-internet ranges
+     * (worker/egress.h, EGRESS_PRIVATE_RANGES); off by default. */
+    bool egress_allow_private;
 };
 
 struct worker_callbacks {

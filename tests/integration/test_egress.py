@@ -2,12 +2,20 @@
 (a network namespace the test makes, see conftest.netns_host) through NAT, but not the
 host itself nor other containers; a function without it has only loopback.
 
+The outside host sits on a private address (10.214.<n>.2), which egress drops by
+default: these tests start gustd with --egress-allow-private, except the one that checks
+the default (test_egress_drops_private_ranges_by_default).
+
 Another gustd may run on the host with egress of its own (its gust_* table, gv* links,
 forwarding turned on): the checks look only at this test's daemon's table and links
 (Gust.egress_table, Gust.veth_prefix), and at forwarding as the daemons share it
 (gustlib.assert_forwarding_restored)."""
 import re
+import subprocess
+import time
 
+import pytest
+from conftest import _make_ext_host, _remove_ext_host
 from gustlib import assert_forwarding_restored, fn_spec, forwarding_state, nft_tables
 from test_hostile import SH, run
 
@@ -18,7 +26,11 @@ def deploy(g, name, network, min_containers=0):
                      scaling={"min_containers": min_containers, "max_containers": 1, "scaledown_window": 60}))
 
 
-def test_egress_reaches_outside_through_nat(gust, hostile_rootfs, netns_host):
+ALLOW_PRIVATE = "--egress-allow-private"
+
+
+def test_egress_reaches_outside_through_nat(gust_factory, hostile_rootfs, netns_host):
+    gust = gust_factory(ALLOW_PRIVATE)
     ext_ip, port, host_ip = netns_host
     forwarding_before = forwarding_state()
     gust.add_image("hostile", hostile_rootfs)
@@ -54,7 +66,8 @@ def test_egress_reaches_outside_through_nat(gust, hostile_rootfs, netns_host):
     assert_forwarding_restored(forwarding_before)
 
 
-def test_egress_cannot_reach_host_or_other_containers(gust, hostile_rootfs, netns_host):
+def test_egress_cannot_reach_host_or_other_containers(gust_factory, hostile_rootfs, netns_host):
+    gust = gust_factory(ALLOW_PRIVATE)
     ext_ip, port, host_ip = netns_host
     gust.add_image("hostile", hostile_rootfs)
     deploy(gust, "a", "egress", min_containers=1)
@@ -69,7 +82,8 @@ def test_egress_cannot_reach_host_or_other_containers(gust, hostile_rootfs, netn
     assert not re.search(r"^connect (ok|ECONNREFUSED)$", out, re.M), out
 
 
-def test_egress_cleaned_up_after_sigkill(gust, hostile_rootfs, netns_host):
+def test_egress_cleaned_up_after_sigkill(gust_factory, hostile_rootfs, netns_host):
+    gust = gust_factory(ALLOW_PRIVATE)
     ext_ip, port, _ = netns_host
     forwarding_before = forwarding_state()
     gust.add_image("hostile", hostile_rootfs)
@@ -90,7 +104,7 @@ def test_two_daemons_share_the_subnet(gust_factory, hostile_rootfs, netns_host):
     """Two gustd on one host with the default subnet: the second skips the /30s the
     first has on its interfaces, and both reach the outside."""
     ext_ip, port, _ = netns_host
-    daemons = [gust_factory(name="e1"), gust_factory(name="e2")]
+    daemons = [gust_factory(ALLOW_PRIVATE, name="e1"), gust_factory(ALLOW_PRIVATE, name="e2")]
     for g in daemons:
         g.add_image("hostile", hostile_rootfs)
         deploy(g, "out", "egress", min_containers=1)
@@ -100,3 +114,71 @@ def test_two_daemons_share_the_subnet(gust_factory, hostile_rootfs, netns_host):
     # Each has a table of its own.
     assert daemons[0].egress_table != daemons[1].egress_table
     assert {g.egress_table for g in daemons} <= set(nft_tables()), nft_tables()
+
+
+@pytest.fixture
+def ranged_host():
+    """An outside host (a network namespace made here, as netns_host) answering on port
+    8080 of three addresses, each routed from the host through its link: its private
+    10.214.<n>.2, a link-local 169.254.214.<n> (the range of cloud metadata services;
+    not 169.254.169.254 itself, so the host's own route to a real one is never touched)
+    and 198.51.100.<n> (TEST-NET-2, standing for a public address). Nothing leaves the
+    machine. Yields {"private", "link_local", "public"} -> address."""
+    ns, veth, host_ip, ext_ip = _make_ext_host()
+    n = ext_ip.split(".")[2]
+    extra = {"link_local": f"169.254.214.{n}", "public": f"198.51.100.{n}"}
+    routes = []
+    try:
+        for ip in extra.values():
+            subprocess.run(["ip", "netns", "exec", ns, "ip", "addr", "add", f"{ip}/32", "dev", "eth0"], check=True,
+                           capture_output=True)
+            subprocess.run(["ip", "route", "add", f"{ip}/32", "via", ext_ip, "dev", veth], check=True,
+                           capture_output=True)
+            routes.append(ip)
+        server = subprocess.Popen(
+            ["ip", "netns", "exec", ns, "python3", "-c",
+             "import socket\n"
+             "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+             "s.bind(('0.0.0.0', 8080)); s.listen(16); s.settimeout(600)\n"
+             "while True:\n"
+             "    c, a = s.accept(); c.sendall(b'hello-from-ext'); c.close()\n"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.3)
+        try:
+            yield {"private": ext_ip, **extra}
+        finally:
+            server.kill()
+            server.wait()
+    finally:
+        for ip in routes:
+            subprocess.run(["ip", "route", "del", f"{ip}/32"], capture_output=True)
+        _remove_ext_host(ns, veth)
+
+
+def test_egress_drops_private_ranges_by_default(gust_factory, hostile_rootfs, ranged_host):
+    """By default an egress container reaches a public address but not private or
+    link-local ones (cloud metadata); --egress-allow-private lets it."""
+    strict = gust_factory(name="strict")
+    strict.add_image("hostile", hostile_rootfs)
+    deploy(strict, "out", "egress")
+    out = run(strict, "; ".join(f"hostile connect {ranged_host[k]}:8080" for k in ("public", "private", "link_local")),
+              app="net", fn="out")
+    results = re.findall(r"^connect (\S+)$", out, re.M)
+    assert len(results) == 3, out
+    assert results[0] == "ok", out                       # public
+    assert results[1] not in ("ok", "ECONNREFUSED"), out  # private: dropped, no answer at all
+    assert results[2] not in ("ok", "ECONNREFUSED"), out  # link-local: dropped
+    # The host's resolvers stay reachable on port 53 (an accept rule before the drop).
+    table = subprocess.run(["nft", "list", "table", *strict.egress_table.split()], capture_output=True, text=True).stdout
+    assert "169.254.0.0/16" in table and "10.0.0.0/8" in table, table
+    with open("/etc/resolv.conf") as f:
+        for ns in re.findall(r"^\s*nameserver\s+(\d+\.\d+\.\d+\.\d+)", f.read(), re.M):
+            assert f"ip daddr {ns} udp dport 53 accept" in table, table
+    strict.stop()
+
+    loose = gust_factory(ALLOW_PRIVATE, name="loose")
+    loose.add_image("hostile", hostile_rootfs)
+    deploy(loose, "out", "egress")
+    out = run(loose, f"hostile connect {ranged_host['private']}:8080; hostile connect {ranged_host['link_local']}:8080",
+              app="net", fn="out")
+    assert re.findall(r"^connect (\S+)$", out, re.M) == ["ok", "ok"], out
