@@ -27,6 +27,8 @@
 
 #define API_READ_CHUNK (16u * 1024u)
 #define API_IN_PAUSE (64u * 1024u)       /* stop reading while a request is handled */
+/* Stop reading and parsing pipelined requests while this much output is pending (see
+ * server.h, API_OUT_PAUSE). */
 #define API_KEEP_OUT_CAP (256u * 1024u)  /* larger output buffers are freed when drained */
 #define API_KEEP_IN_CAP (64u * 1024u)
 #define API_LINGER_MS 2000u
@@ -82,6 +84,12 @@ struct api_server {
     void *ud;
     struct list_node conns;     /* struct api_conn */
     size_t nconns;
+    size_t max_conns;           /* accepted beyond: 503 and close */
+    char *refuse_resp;          /* the whole 503 response */
+    size_t refuse_len;
+    uint64_t refused;           /* connections refused so far */
+    uint64_t refuse_logged_ms;
+    size_t out_high;            /* most output pending on one connection */
 };
 
 static void process_input(struct api_conn *c);
@@ -126,6 +134,19 @@ size_t api_conn_pending_output(const struct api_conn *c)
     return c->out.len - c->out_off;
 }
 
+/* Enough output is pending: no further pipelined request is read or parsed. */
+static bool out_full(const struct api_conn *c)
+{
+    return c->out.len - c->out_off >= API_OUT_PAUSE;
+}
+
+static void note_out(struct api_conn *c)
+{
+    size_t pending = c->out.len - c->out_off;
+    if (c->srv && pending > c->srv->out_high)
+        c->srv->out_high = pending;
+}
+
 static void conn_watch(struct api_conn *c)
 {
     if (!c->open)
@@ -134,7 +155,7 @@ static void conn_watch(struct api_conn *c)
     if (c->lingering) {
         want = EV_READ;
     } else {
-        bool paused = c->close_after_flush || c->closing ||
+        bool paused = c->close_after_flush || c->closing || out_full(c) ||
                       (c->state != C_READING && c->in.len - c->in_off >= API_IN_PAUSE);
         if (!paused)
             want |= EV_READ;
@@ -234,6 +255,7 @@ static int conn_send(struct api_conn *c, const void *a, size_t alen, const void 
         /* Socket known full: queue. */
         buf_append(&c->out, a, alen);
         buf_append(&c->out, b, blen);
+        note_out(c);
         return 0;
     }
     struct iovec iov[3];
@@ -288,6 +310,7 @@ static int conn_send(struct api_conn *c, const void *a, size_t alen, const void 
         buf_append(&c->out, pb, blen);
     assert(c->out_off <= c->out.len);
     if (c->out.len > c->out_off) {
+        note_out(c);
         c->want_write = true;
         conn_watch(c);
     }
@@ -306,10 +329,14 @@ static void conn_flush(struct api_conn *c)
     }
     if (c->out.len == c->out_off && c->want_write)
         c->want_write = false;
-    if (c->close_after_flush && !c->lingering && c->out.len == c->out_off)
+    if (c->close_after_flush && !c->lingering && c->out.len == c->out_off) {
         conn_linger(c);
-    else
-        conn_watch(c);
+        return;
+    }
+    conn_watch(c);
+    /* Output drained below the bound: parse the pipelined requests that waited. */
+    if (c->open && !c->closing && c->state == C_READING && !out_full(c) && c->in.len > c->in_off)
+        process_input(c);
 }
 
 static void resume_cb(struct ev_loop *loop, void *data)
@@ -471,6 +498,7 @@ int api_conn_stream_write(struct api_conn *c, const void *data, size_t len)
         if (c->want_write) {
             buf_append(&c->out, data, len);
             buf_append(&c->out, "\r\n", 2);
+            note_out(c);
             r = 0;
         } else {
             r = conn_send(c, data, len, "\r\n", 2);
@@ -540,7 +568,7 @@ static void process_input(struct api_conn *c)
         return;
     c->dispatching = true;
     c->refs++;
-    while (c->open && !c->closing && c->state == C_READING && !c->close_after_flush) {
+    while (c->open && !c->closing && c->state == C_READING && !c->close_after_flush && !out_full(c)) {
         size_t avail = c->in.len - c->in_off;
         if (!avail)
             break;
@@ -702,13 +730,37 @@ static void conn_new(struct api_server *s, int fd)
     idle_arm(c, s->idle_ms);
 }
 
+/* Over the connection cap: discard what the client already sent (so closing does not
+ * reset the connection), answer 503 if the socket takes it whole, and close. Nothing is
+ * kept for it: a refused connection costs one accept, one send and one close. */
+static void conn_refuse(struct api_server *s, int fd)
+{
+    char tmp[4096];
+    for (int i = 0; i < 16 && recv(fd, tmp, sizeof tmp, MSG_DONTWAIT) > 0; i++)
+        ;
+    ssize_t w = send(fd, s->refuse_resp, s->refuse_len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (w == (ssize_t)s->refuse_len)
+        shutdown(fd, SHUT_WR);
+    close(fd);
+    s->refused++;
+    uint64_t now = ev_now_ms(s->loop);
+    if (s->refused == 1 || now - s->refuse_logged_ms >= 10000) {
+        s->refuse_logged_ms = now;
+        log_warn("api", "%zu connections open (the limit): refusing new ones with 503 (%llu so far)",
+                 s->max_conns, (unsigned long long)s->refused);
+    }
+}
+
 static void server_accept(struct ev_loop *loop, int fd, uint32_t events, void *data)
 {
     struct api_server *s = data;
     for (;;) {
         int cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (cfd >= 0) {
-            conn_new(s, cfd);
+            if (s->nconns >= s->max_conns)
+                conn_refuse(s, cfd);
+            else
+                conn_new(s, cfd);
             continue;
         }
         if (errno == EINTR || errno == ECONNABORTED)
@@ -799,6 +851,7 @@ int api_server_listen(struct ev_loop *loop, const char *hostport, const struct h
     s->ud = ud;
     s->idle_ms = API_IDLE_TIMEOUT_MS;
     s->accepting = true;
+    api_server_set_max_conns(s, API_MAX_CONNS_DEFAULT);
     http_limits_default(&s->limits);
     if (limits) {
         if (limits->max_header_bytes)
@@ -832,6 +885,35 @@ size_t api_server_conn_count(const struct api_server *s)
     return s->nconns;
 }
 
+void api_server_set_max_conns(struct api_server *s, size_t n)
+{
+    s->max_conns = n ? n : API_MAX_CONNS_DEFAULT;
+    char msg[160];
+    snprintf(msg, sizeof msg, "too many open connections: the limit is %zu (gustd --max-connections); retry later",
+             s->max_conns);
+    json_t *j = error_json("too_many_connections", msg, NULL);
+    json_object_set_new(json_object_get(j, "error"), "limit", json_integer((json_int_t)s->max_conns));
+    char *body = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    struct buf b = {0};
+    http_write_head(&b, 503, "application/json", (int64_t)strlen(body), false, "Retry-After: 1\r\n");
+    buf_append(&b, body, strlen(body));
+    free(body);
+    free(s->refuse_resp);
+    s->refuse_resp = b.data;
+    s->refuse_len = b.len;
+}
+
+size_t api_server_max_conns(const struct api_server *s)
+{
+    return s->max_conns;
+}
+
+size_t api_server_out_high(const struct api_server *s)
+{
+    return s->out_high;
+}
+
 void api_server_stop_accepting(struct api_server *s)
 {
     if (!s || !s->accepting)
@@ -863,5 +945,6 @@ void api_server_free(struct api_server *s)
         conn_close(c);
         api_conn_unref(c);
     }
+    free(s->refuse_resp);
     free(s);
 }

@@ -25,6 +25,19 @@ struct api_conn;
 typedef void (*api_handler_fn)(struct api_conn *c, struct http_request *req, void *ud);
 
 #define API_IDLE_TIMEOUT_MS 60000u
+/* Default connection cap (api_server_set_max_conns): far above normal use (operators,
+ * SDK clients), and it bounds the server's fds and per-connection buffers (up to
+ * ~20 KiB each when idle, plus the sockets' kernel buffers). */
+#define API_MAX_CONNS_DEFAULT 4096u
+/* While a connection has this much output pending (the client is not reading), the
+ * server neither reads nor parses its further pipelined requests; they are parsed, in
+ * order, once the output drains below it. One response may be larger (up to the
+ * largest body allowed): the bound only stops the next request from being parsed, so
+ * per connection the server buffers at most API_OUT_PAUSE plus one response. 1 MiB: a
+ * few hundred ordinary responses, enough to keep a pipelining client busy, and with
+ * API_MAX_CONNS_DEFAULT connections at most 4 GiB in the pathological case instead
+ * of unbounded. */
+#define API_OUT_PAUSE (1024u * 1024u)
 
 /* Listens on hostport: "127.0.0.1:8470", "[::1]:8470", "localhost:8470", or ":0" /
  * ":PORT" (127.0.0.1; port 0 picks an ephemeral one, see api_server_port). limits NULL
@@ -43,6 +56,14 @@ void api_server_set_idle_timeout(struct api_server *s, uint64_t ms);
 void api_server_stop_accepting(struct api_server *s);
 /* Open connections. */
 size_t api_server_conn_count(const struct api_server *s);
+/* At most n connections open at once (0: API_MAX_CONNS_DEFAULT). A connection accepted
+ * beyond gets "503" with {"error":{"code":"too_many_connections","message":...,
+ * "limit":n}} and "Connection: close", and is closed (without the 503 if the socket
+ * would not take it at once). */
+void api_server_set_max_conns(struct api_server *s, size_t n);
+size_t api_server_max_conns(const struct api_server *s);
+/* The most output bytes ever pending on one connection (for tests and stats). */
+size_t api_server_out_high(const struct api_server *s);
 /* Closes every connection (close callbacks run) and frees the server. NULL is fine. */
 void api_server_free(struct api_server *s);
 

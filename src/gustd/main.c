@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -62,6 +63,8 @@ static void usage(FILE *f)
             "  --cpu MILLICORES      worker CPU capacity (default: all cores x 1000)\n"
             "  --memory MIB          worker memory capacity (default: all memory)\n"
             "  --max-payload BYTES   largest input/output/request body (default 67108864)\n"
+            "  --max-connections N   most open API connections; beyond, new ones get 503 and are\n"
+            "                        closed (default 4096, lowered to fit the open-files limit)\n"
             "  --rates FILE          JSON price table {\"cpu_core_s\",\"memory_gib_s\",\"gpu_s\":{TYPE:price}}\n"
             "  --stop-grace SECONDS  on SIGTERM, how long running inputs may finish (default 10)\n"
             "  --cgroup-parent NAME  cgroup directory for containers (default gust)\n"
@@ -97,6 +100,42 @@ static void on_signal(struct ev_loop *loop, int fd, uint32_t events, void *data)
         api_server_stop_accepting(g->server);
         ctl_shutdown(g->ctl, on_shutdown_done, g);
     }
+}
+
+/* File descriptors kept free of API connections: the database, logs, builds, and per
+ * live container its pidfd, pipes, sockets and cgroup files (FDS_PER_CONTAINER, an
+ * allowance with room to spare) for every userns slot. */
+#define FDS_BASE 256u
+#define FDS_PER_CONTAINER 8u
+
+/* Raises the soft RLIMIT_NOFILE to the hard one (containers get their own limit, see
+ * docs/SECURITY.md) and returns how many API connections fit next to the containers. */
+static size_t fit_max_connections(size_t want, bool explicit, uint64_t slots)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return want;
+    if (rl.rlim_cur < rl.rlim_max) {
+        struct rlimit up = {.rlim_cur = rl.rlim_max, .rlim_max = rl.rlim_max};
+        if (up.rlim_cur == RLIM_INFINITY || up.rlim_cur > (1u << 20))
+            up.rlim_cur = 1u << 20;
+        if (up.rlim_cur > rl.rlim_cur && setrlimit(RLIMIT_NOFILE, &up) == 0)
+            rl.rlim_cur = up.rlim_cur;
+    }
+    uint64_t nofile = rl.rlim_cur == RLIM_INFINITY ? (1u << 20) : (uint64_t)rl.rlim_cur;
+    uint64_t reserve = FDS_BASE + FDS_PER_CONTAINER * slots;
+    uint64_t fit = nofile > reserve + 64 ? nofile - reserve : (nofile / 4 > 16 ? nofile / 4 : 16);
+    if (want <= fit)
+        return want;
+    if (explicit)
+        log_warn("gustd",
+                 "--max-connections %zu lowered to %llu: the open-files limit is %llu and %llu are kept for "
+                 "containers (raise the hard limit, e.g. LimitNOFILE=, to allow more)",
+                 want, (unsigned long long)fit, (unsigned long long)nofile, (unsigned long long)reserve);
+    else
+        log_info("gustd", "API connections limited to %llu (open-files limit %llu, %llu kept for containers)",
+                 (unsigned long long)fit, (unsigned long long)nofile, (unsigned long long)reserve);
+    return (size_t)fit;
 }
 
 static int default_data_dir(char *out, size_t cap)
@@ -137,6 +176,8 @@ int main(int argc, char **argv)
     bool no_cgroup_tuning = false, gpu_passthrough = false, no_nvml = false, egress_allow_private = false;
     const char *gpu_dev_dir = NULL, *gpu_driver_dir = NULL, *egress_subnet = NULL;
     int64_t userns_base = 1000000, userns_size = 65536, userns_slots = 512;
+    int64_t max_conns = API_MAX_CONNS_DEFAULT;
+    bool max_conns_given = false;
     static const struct option opts[] = {
         {"gpu-passthrough", no_argument, 0, 'P'}, {"gpu-dev-dir", required_argument, 0, 'D'},
         {"gpu-driver-dir", required_argument, 0, 'R'}, {"no-nvml", no_argument, 0, 'N'},
@@ -149,6 +190,7 @@ int main(int argc, char **argv)
         {"log-level", required_argument, 0, 'L'}, {"cpu", required_argument, 0, 'C'},
         {"memory", required_argument, 0, 'M'},   {"help", no_argument, 0, 'h'},
         {"no-cgroup-tuning", no_argument, 0, 'T'}, {"egress-allow-private", no_argument, 0, 'A'},
+        {"max-connections", required_argument, 0, 'K'},
         {0, 0, 0, 0},
     };
     struct gerr err = {0};
@@ -167,6 +209,14 @@ int main(int argc, char **argv)
                         optarg);
                 return 2;
             }
+            break;
+        case 'K':
+            if (parse_i64(optarg, 1, 1 << 20, &max_conns) < 0) {
+                fprintf(stderr, "gustd: --max-connections: expected a count between 1 and 1048576, got \"%s\"\n",
+                        optarg);
+                return 2;
+            }
+            max_conns_given = true;
             break;
         case 's':
             if (parse_i64(optarg, 0, 3600, &stop_grace) < 0) {
@@ -367,6 +417,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "gustd: listen on %s: %s\n", listen_addr, err.msg);
         goto out;
     }
+    api_server_set_max_conns(g.server,
+                             fit_max_connections((size_t)max_conns, max_conns_given, (uint64_t)userns_slots));
     g.sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
     if (g.sigfd < 0 || ev_io_add(g.loop, g.sigfd, EV_READ, on_signal, &g) < 0) {
         fprintf(stderr, "gustd: signalfd: %s\n", strerror(errno));

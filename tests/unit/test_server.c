@@ -27,9 +27,11 @@ struct srv {
     int stop_pipe[2];
     int close_cbs;      /* close callbacks seen */
     int requests;
+    int json_reqs;      /* of them, to /json */
 };
 
 static struct srv S;
+static size_t start_max_conns; /* for the next server_start; 0: the default */
 
 /* CHECK longjmps into the test thread; the loop thread aborts instead. */
 #define LOOP_ASSERT(cond)                                                              \
@@ -102,13 +104,15 @@ static void handler(struct api_conn *c, struct http_request *req, void *ud)
         snprintf(hdr, sizeof hdr, "X-Method: %s\r\n", req->method);
         api_conn_respond(c, 200, "application/octet-stream", req->body.data, req->body.len, hdr);
     } else if (!strcmp(p, "/json")) {
+        S.json_reqs++;
         char v[32] = "";
         http_query_get(req, "v", v, sizeof v);
         api_conn_respond_json(c, 200, json_pack("{s:s}", "v", v), NULL);
     } else if (!strcmp(p, "/stats")) {
         api_conn_respond_json(c, 200,
-                              json_pack("{s:i,s:i,s:i}", "conns", (int)api_server_conn_count(S.server), "close_cbs",
-                                        S.close_cbs, "requests", S.requests),
+                              json_pack("{s:i,s:i,s:i,s:i,s:i}", "conns", (int)api_server_conn_count(S.server),
+                                        "close_cbs", S.close_cbs, "requests", S.requests, "json_reqs", S.json_reqs,
+                                        "out_high", (int)api_server_out_high(S.server)),
                               NULL);
     } else if (!strcmp(p, "/defer")) {
         struct later *l = later_new(c);
@@ -152,6 +156,8 @@ static int server_start(const struct http_limits *lim, uint64_t idle_ms)
     }
     if (idle_ms)
         api_server_set_idle_timeout(S.server, idle_ms);
+    if (start_max_conns)
+        api_server_set_max_conns(S.server, start_max_conns);
     if (pipe2(S.stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
         return -1;
     ev_io_add(S.loop, S.stop_pipe[0], EV_READ, stop_cb, NULL);
@@ -567,6 +573,125 @@ UNIT_TEST(test_throughput)
     server_stop();
 }
 
+struct writer {
+    int fd;
+    const char *data;
+    size_t len;
+    int rc;
+};
+
+static void *writer_thread(void *arg)
+{
+    struct writer *w = arg;
+    w->rc = write_full(w->fd, w->data, w->len);
+    return NULL;
+}
+
+/* A client pipelines many requests and reads nothing: the server stops parsing them
+ * once about API_OUT_PAUSE bytes of responses wait, so its buffer stays bounded; when
+ * the client reads, every response comes, in order. */
+UNIT_TEST(test_pipelined_flood_bounded)
+{
+    int port = server_start(NULL, 0);
+    struct client c;
+    CHECK_EQ_INT(client_open(&c, port), 0);
+    int small = 16 * 1024;
+    setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    enum { N = 100000 };
+    const size_t rlen = strlen("GET /json?v=000000 HTTP/1.1\r\n\r\n");
+    char *all = malloc(N * rlen + 1);
+    for (int i = 0; i < N; i++) {
+        char one[64];
+        snprintf(one, sizeof one, "GET /json?v=%06d HTTP/1.1\r\n\r\n", i);
+        memcpy(all + (size_t)i * rlen, one, rlen);
+    }
+    struct writer w = {.fd = c.fd, .data = all, .len = N * rlen, .rc = -1};
+    pthread_t wt;
+    pthread_create(&wt, NULL, writer_thread, &w);
+    /* Wait until the server stops answering (paused), at most ~5 s. */
+    int last = -1, handled = 0;
+    for (int i = 0; i < 50; i++) {
+        usleep(100000);
+        handled = stats(port, "json_reqs");
+        if (handled == last)
+            break;
+        last = handled;
+    }
+    int high = stats(port, "out_high");
+    fprintf(stderr, "  info: paused after %d of %d pipelined requests; at most %d bytes buffered\n", handled, N,
+            high);
+    CHECK(handled > 0 && handled < N);
+    CHECK(high >= (int)API_OUT_PAUSE && high <= (int)API_OUT_PAUSE + 4096);
+    /* Now read: every response, in order. */
+    for (int i = 0; i < N; i++) {
+        CHECK_EQ_INT(client_read(&c), HTTP_DONE);
+        CHECK_EQ_INT(c.p.resp.status, 200);
+        char want[32];
+        snprintf(want, sizeof want, "{\"v\":\"%06d\"}", i);
+        if (strcmp(c.p.resp.body.data, want) != 0)
+            CHECK_STR(c.p.resp.body.data, want);
+    }
+    pthread_join(wt, NULL);
+    CHECK_EQ_INT(w.rc, 0);
+    CHECK_EQ_INT(stats(port, "json_reqs"), N);
+    CHECK(stats(port, "out_high") <= (int)API_OUT_PAUSE + 4096);
+    free(all);
+    client_close(&c);
+    server_stop();
+}
+
+/* Over the connection cap: a clean 503 with the JSON error naming the limit, then
+ * close; the open connections keep working, and a slot freed is usable again. */
+UNIT_TEST(test_connection_cap)
+{
+    start_max_conns = 8;
+    int port = server_start(NULL, 0);
+    start_max_conns = 0;
+    CHECK_EQ_INT(api_server_max_conns(S.server), 8);
+    struct client cs[8];
+    for (int i = 0; i < 8; i++) {
+        CHECK_EQ_INT(client_open(&cs[i], port), 0);
+        client_roundtrip(&cs[i], "GET /json?v=a HTTP/1.1\r\n\r\n");
+        CHECK_EQ_INT(cs[i].p.resp.status, 200);
+    }
+    struct client extra;
+    CHECK_EQ_INT(client_open(&extra, port), 0);
+    CHECK_EQ_INT(client_read(&extra), HTTP_DONE);
+    CHECK_EQ_INT(extra.p.resp.status, 503);
+    CHECK(!extra.p.resp.keep_alive);
+    CHECK_STR(http_response_header(&extra.p.resp, "Content-Type"), "application/json");
+    json_t *j = json_loads(extra.p.resp.body.data, 0, NULL);
+    json_t *e = json_object_get(j, "error");
+    CHECK_STR(json_string_value(json_object_get(e, "code")), "too_many_connections");
+    CHECK_EQ_INT(json_integer_value(json_object_get(e, "limit")), 8);
+    CHECK(strstr(json_string_value(json_object_get(e, "message")), "limit is 8") != NULL);
+    json_decref(j);
+    CHECK(client_sees_eof(&extra));
+    client_close(&extra);
+    for (int i = 0; i < 8; i++) {
+        client_roundtrip(&cs[i], "GET /json?v=b HTTP/1.1\r\n\r\n");
+        CHECK_EQ_INT(cs[i].p.resp.status, 200);
+        CHECK_STR(cs[i].p.resp.body.data, "{\"v\":\"b\"}");
+    }
+    /* One closes: its slot is free again (once the server saw the close). */
+    client_close(&cs[0]);
+    int status = 0;
+    for (int i = 0; i < 200 && status != 200; i++) {
+        struct client again;
+        CHECK_EQ_INT(client_open(&again, port), 0);
+        const char *req = "GET /json?v=c HTTP/1.1\r\nConnection: close\r\n\r\n";
+        CHECK_EQ_INT(client_send(&again, req, strlen(req)), 0);
+        status = client_read(&again) == HTTP_DONE ? again.p.resp.status : -1;
+        client_close(&again);
+        if (status != 200)
+            usleep(10000);
+    }
+    CHECK_EQ_INT(status, 200);
+    for (int i = 1; i < 8; i++)
+        client_close(&cs[i]);
+    server_stop();
+}
+
 int main(void)
 {
     UNIT_RUN(test_keepalive_requests);
@@ -575,6 +700,8 @@ int main(void)
     UNIT_RUN(test_client_disconnects);
     UNIT_RUN(test_limits_and_errors);
     UNIT_RUN(test_idle_timeout_and_stop);
+    UNIT_RUN(test_pipelined_flood_bounded);
+    UNIT_RUN(test_connection_cap);
     UNIT_RUN(test_throughput);
     UNIT_MAIN_END();
 }
