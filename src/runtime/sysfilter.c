@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <linux/netlink.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -17,6 +19,9 @@
 
 #ifndef CLONE_NEWTIME
 #define CLONE_NEWTIME 0x00000080
+#endif
+#ifndef AF_VSOCK
+#define AF_VSOCK 40
 #endif
 
 /* The default deny list; the reasons are repeated in docs/SECURITY.md. */
@@ -89,7 +94,8 @@ static void ctx_release(scmp_filter_ctx *ctx)
 }
 
 /* What a snapshot template may do that a container may not: make the namespaces of
- * the containers forked from it and set up their mounts (docs/SECURITY.md). */
+ * the containers forked from it and set up their mounts (docs/SECURITY.md). unshare and
+ * setns stay limited to some kinds of namespace (add_template_ns_rules). */
 static const char *const template_allowed[] = {"mount", "umount2", "pivot_root", "setns", "unshare",
                                                "sethostname", "mount_setattr"};
 
@@ -99,6 +105,53 @@ static bool template_allows(const char *name)
         if (!strcmp(template_allowed[i], name))
             return true;
     return false;
+}
+
+/* int arguments: the kernel reads only the low 32 bits of the register, so the filter
+ * masks the rest (a plain or SCMP_CMP32 comparison would let a call with garbage in the
+ * upper half through). */
+#define INT_BITS 0xffffffffULL
+
+/* Socket families and protocols no container may open, whatever its namespaces
+ * (docs/SECURITY.md). */
+static int add_socket_rules(scmp_filter_ctx ctx, struct gerr *err)
+{
+    /* vsock is not network-namespaced: it reaches the hypervisor side of the host. */
+    int r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(socket), 1,
+                             SCMP_A0(SCMP_CMP_MASKED_EQ, INT_BITS, AF_VSOCK));
+    if (r == 0)
+        r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(socketpair), 1,
+                             SCMP_A0(SCMP_CMP_MASKED_EQ, INT_BITS, AF_VSOCK));
+    /* nf_tables and the other netfilter subsystems: a large attack surface, reachable
+     * with NET_ADMIN in a network namespace of one's own (a template can make one). */
+    if (r == 0)
+        r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(socket), 2,
+                             SCMP_A0(SCMP_CMP_MASKED_EQ, INT_BITS, AF_NETLINK),
+                             SCMP_A2(SCMP_CMP_MASKED_EQ, INT_BITS, NETLINK_NETFILTER));
+    return r < 0 ? gerr_sys(err, -r, "seccomp: socket rules") : 0;
+}
+
+/* A template may unshare and setns (it makes its forked containers' namespaces), but
+ * only the kinds its fork machinery uses: PID (gust-init --template, the runners' fork
+ * loop), mount, network, IPC, UTS and cgroup (gust-init snap_child, the forked runner's
+ * setns into PID 1's namespaces). Never a user namespace (clone with CLONE_NEWUSER is
+ * already denied with every other namespace flag) nor a time namespace, and no setns
+ * with nstype 0 ("any kind", which would include a user namespace). */
+static int add_template_ns_rules(scmp_filter_ctx ctx, struct gerr *err)
+{
+    static const uint32_t denied[] = {CLONE_NEWUSER, CLONE_NEWTIME};
+    int r = 0;
+    for (size_t i = 0; r == 0 && i < ARRAY_LEN(denied); i++) {
+        r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(unshare), 1,
+                             SCMP_A0(SCMP_CMP_MASKED_EQ, denied[i], denied[i]));
+        if (r == 0)
+            r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(setns), 1,
+                                 SCMP_A1(SCMP_CMP_MASKED_EQ, denied[i], denied[i]));
+    }
+    if (r == 0)
+        r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(setns), 1,
+                             SCMP_A1(SCMP_CMP_MASKED_EQ, INT_BITS, 0));
+    return r < 0 ? gerr_sys(err, -r, "seccomp: template namespace rules") : 0;
 }
 
 static int build(const char *const *extra_deny, size_t nextra, bool template, struct sock_fprog *prog,
@@ -143,6 +196,11 @@ static int build(const char *const *extra_deny, size_t nextra, bool template, st
     r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
     if (r < 0)
         return gerr_sys(err, -r, "seccomp: clone3 rule");
+    r = add_socket_rules(ctx, err);
+    if (r < 0)
+        return r;
+    if (template && (r = add_template_ns_rules(ctx, err)) < 0)
+        return r;
     for (size_t i = 0; i < nextra; i++) {
         const char *name = extra_deny[i];
         int nr = name ? seccomp_syscall_resolve_name(name) : -1;

@@ -71,6 +71,11 @@ def test_devices_and_raw_network_denied(hg):
     assert attempt(hg, "mknod") == "EPERM"
     assert attempt(hg, "raw_socket") == "EPERM"
     assert attempt(hg, "packet_socket") == "EPERM"
+    # vsock is not network-namespaced (it reaches the host's hypervisor side); netfilter
+    # netlink is nf_tables' attack surface. Other netlink sockets stay allowed.
+    assert attempt(hg, "vsock_socket") == "EPERM"
+    assert attempt(hg, "netfilter_socket") == "EPERM"
+    assert attempt(hg, "netlink_route_socket") == "ok"
     # /dev holds only the standard nodes.
     devs = run(hg, "ls /dev").split()
     assert not [d for d in devs if d.startswith(("sd", "vd", "nvme", "mem", "kmsg", "nvidia"))], devs
@@ -114,6 +119,24 @@ def test_identity_caps_seccomp(hg):
     # On the host, the container's processes run as that uid.
     out = run(hg, "sleep 0.3 & cat /proc/self/status | grep ^NSpid; wait")
     assert out.startswith("NSpid:")
+
+
+# Made in a snapshot template's init (hostile --serve NAME...), with the expected result.
+TEMPLATE_ATTEMPTS = {"unshare_user": "EPERM", "clone_user": "EPERM", "setns_any": "EPERM",
+                     "vsock_socket": "EPERM", "netfilter_socket": "EPERM", "netlink_route_socket": "ok"}
+
+
+def test_template_profile(gust, hostile_rootfs):
+    """A template runs the init with SYS_ADMIN and NET_ADMIN in its own user namespace,
+    and its profile lets unshare and setns through for its fork machinery: but never a
+    user namespace (nor setns of "any kind"), and no vsock or netfilter sockets."""
+    gust.add_image("hostile", hostile_rootfs)
+    gust.deploy(fn_spec("evil", "sh", ["hostile", "--serve", *TEMPLATE_ATTEMPTS], image="hostile", timeout=60,
+                        mode="runner", snapshot=True, resources={"cpu": 500, "memory": 64, "disk": 16}))
+    out = run(gust, 'echo "$GUST_SNAPSHOT"; echo "$HOSTILE_INIT"').splitlines()
+    assert out[0] == "restored", out   # the template still forks
+    results = dict(r.split(" ", 1) for r in out[1].split(";") if r)
+    assert results == TEMPLATE_ATTEMPTS, out
 
 
 def test_host_processes_unreachable(hg):

@@ -12,10 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <linux/netlink.h>
+#include <linux/seccomp.h>
 
 #include "base/cleanup.h"
 #include "base/error.h"
@@ -824,6 +828,77 @@ UNIT_TEST(test_favordynmods_roundtrip)
     CHECK_STR(after, before);
 }
 
+#ifndef AF_VSOCK
+#define AF_VSOCK 40
+#endif
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
+
+/* The errno of each argument-filtered call (0: allowed) in a child under the profile. */
+enum { SF_NCALLS = 11 };
+static void sysfilter_errnos(bool template, int out[SF_NCALLS])
+{
+    struct sock_fprog prog;
+    struct gerr err;
+    CHECK_EQ_INT((template ? sysfilter_build_template : sysfilter_build)(NULL, 0, &prog, &err), 0);
+    int p[2];
+    CHECK(pipe(p) == 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int e[SF_NCALLS];
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0)
+            _exit(1);
+        int sv[2];
+        /* 0 when the call succeeded, else its errno. */
+#define SF_OK(rc) ((rc) < 0 ? errno : 0)
+        e[0] = SF_OK(socket(AF_VSOCK, SOCK_STREAM, 0));
+        /* The kernel reads the family as an int: garbage above it must not matter. */
+        e[1] = SF_OK(syscall(SYS_socket, (1UL << 32) | AF_VSOCK, SOCK_STREAM, 0));
+        e[2] = SF_OK(socketpair(AF_VSOCK, SOCK_STREAM, 0, sv));
+        e[3] = SF_OK(socket(AF_NETLINK, SOCK_RAW, NETLINK_NETFILTER));
+        e[4] = SF_OK(socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE));
+        e[5] = SF_OK(unshare(CLONE_NEWUSER));
+        e[6] = SF_OK(unshare(CLONE_NEWNS | CLONE_NEWUSER));
+        e[7] = SF_OK(unshare(CLONE_NEWTIME));
+        int nsfd = open("/proc/self/ns/net", O_RDONLY);
+        e[8] = SF_OK(setns(nsfd, 0));
+        /* What a template's fork machinery uses. */
+        e[9] = SF_OK(unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP |
+                             CLONE_NEWPID));
+        e[10] = SF_OK(setns(nsfd, CLONE_NEWNET));
+#undef SF_OK
+        _exit(write(p[1], e, sizeof e) == (ssize_t)sizeof e ? 0 : 1);
+    }
+    sysfilter_free(&prog);
+    close(p[1]);
+    CHECK(pid > 0);
+    ssize_t n = read(p[0], out, SF_NCALLS * sizeof(int));
+    close(p[0]);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    CHECK(n == (ssize_t)(SF_NCALLS * sizeof(int)) && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+/* vsock and netfilter netlink sockets are denied in both profiles; the template's
+ * unshare and setns take exactly the namespace kinds its fork machinery uses. */
+UNIT_TEST(test_sysfilter_arguments)
+{
+    int c[SF_NCALLS], t[SF_NCALLS];
+    sysfilter_errnos(false, c);
+    sysfilter_errnos(true, t);
+    for (int i = 0; i <= 3; i++) {
+        CHECK_EQ_INT(c[i], EPERM);
+        CHECK_EQ_INT(t[i], EPERM);
+    }
+    CHECK_EQ_INT(c[4], 0);
+    CHECK_EQ_INT(t[4], 0);
+    for (int i = 5; i <= 10; i++) {
+        CHECK_EQ_INT(c[i], EPERM); /* unshare and setns denied outright */
+        CHECK_EQ_INT(t[i], i <= 8 ? EPERM : 0);
+    }
+}
+
 int main(void)
 {
     UNIT_RUN(test_setup);
@@ -842,6 +917,7 @@ int main(void)
     UNIT_RUN(test_userns_seccomp_container);
     UNIT_RUN(test_device_filter_v2);
     UNIT_RUN(test_userns_container_dies_with_creator);
+    UNIT_RUN(test_sysfilter_arguments);
     UNIT_RUN(test_teardown);
     UNIT_MAIN_END();
 }

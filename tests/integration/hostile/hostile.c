@@ -4,12 +4,17 @@
  * failed. The tests assert the exact failure. Built static: it runs in busybox images.
  *
  *   hostile NAME [ARG]   one attempt; ARG is a host pid, an address, a path...
- *   hostile --serve      a long-lived runner (proto/runner.h) whose inputs are shell
+ *   hostile --serve [NAME...]
+ *                        a long-lived runner (proto/runner.h) whose inputs are shell
  *                        scripts, answered with their stdout: so the same attempts run
- *                        in containers forked from a snapshot template. */
+ *                        in containers forked from a snapshot template. Each NAME is
+ *                        attempted in its init (in a child), so in a snapshot template,
+ *                        and the result lines go into $HOSTILE_INIT (";"-separated),
+ *                        which the forked containers inherit. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/bpf.h>
+#include <linux/netlink.h>
 #include <linux/perf_event.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -31,6 +36,10 @@
 #include <unistd.h>
 
 #include "proto/runner.h"
+
+#ifndef AF_VSOCK
+#define AF_VSOCK 40
+#endif
 
 static const char *errname(int e)
 {
@@ -57,6 +66,9 @@ static const char *errname(int e)
     case EIO: return "EIO";
     case ENXIO: return "ENXIO";
     case ENODEV: return "ENODEV";
+    case EAFNOSUPPORT: return "EAFNOSUPPORT";
+    case EPROTONOSUPPORT: return "EPROTONOSUPPORT";
+    case EOPNOTSUPP: return "EOPNOTSUPP";
     }
     static char buf[32];
     snprintf(buf, sizeof buf, "errno%d", e);
@@ -102,6 +114,17 @@ static long try_connect(const char *ipport)
     return rc;
 }
 
+/* clone (the system call: libc's fork would try clone3) with flags; the child exits. */
+static long try_clone(unsigned long flags)
+{
+    long pid = syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
+    if (pid == 0)
+        _exit(0);
+    if (pid > 0)
+        waitpid((pid_t)pid, NULL, 0);
+    return pid;
+}
+
 /* Runs script with sh -c; its stdout is the answer, its stderr goes to ours. */
 static int serve_one(struct runner *r, const struct runner_input *in)
 {
@@ -140,9 +163,47 @@ static int serve_one(struct runner *r, const struct runner_input *in)
     return runner_reply(r, in->id, out, len);
 }
 
-static int serve(void)
+static int attempt(const char *n, const char *arg);
+
+/* Makes each attempt of names in a child and puts the result lines in $HOSTILE_INIT. */
+static void init_attempts(char **names, int count)
+{
+    static char results[4096];
+    size_t len = 0;
+    for (int i = 0; i < count; i++) {
+        int p[2];
+        if (pipe(p) < 0)
+            break;
+        fflush(NULL);
+        pid_t pid = fork();
+        if (pid == 0) {
+            close(p[0]);
+            dup2(p[1], 1);
+            int rc = attempt(names[i], "");
+            fflush(stdout);
+            _exit(rc);
+        }
+        close(p[1]);
+        ssize_t n = 0;
+        while (pid > 0 && len < sizeof results - 2 &&
+               ((n = read(p[0], results + len, sizeof results - 2 - len)) > 0 || (n < 0 && errno == EINTR)))
+            len += n > 0 ? (size_t)n : 0;
+        close(p[0]);
+        if (pid > 0)
+            waitpid(pid, NULL, 0);
+        while (len && results[len - 1] == '\n')
+            len--;
+        if (len < sizeof results - 1)
+            results[len++] = ';';
+    }
+    results[len] = '\0';
+    setenv("HOSTILE_INIT", results, 1);
+}
+
+static int serve(char **init_names, int ninit)
 {
     struct runner r;
+    init_attempts(init_names, ninit);
     if (runner_open(&r) < 0 || runner_ready(&r) < 0)
         return 1;
     for (;;) {
@@ -158,14 +219,19 @@ static int serve(void)
 
 int main(int argc, char **argv)
 {
-    if (argc == 2 && !strcmp(argv[1], "--serve"))
-        return serve();
+    if (argc >= 2 && !strcmp(argv[1], "--serve"))
+        return serve(argv + 2, argc - 2);
     if (argc < 2) {
         fprintf(stderr, "usage: hostile NAME [ARG]\n");
         return 2;
     }
-    const char *n = argv[1], *arg = argc > 2 ? argv[2] : "";
     setvbuf(stdout, NULL, _IONBF, 0);
+    return attempt(argv[1], argc > 2 ? argv[2] : "");
+}
+
+/* One attempt: prints "<name> <result>" and returns 0; 2 for an unknown name. */
+static int attempt(const char *n, const char *arg)
+{
     if (!strcmp(n, "mount"))
         return report(n, mount("tmpfs", "/tmp", "tmpfs", 0, NULL));
     if (!strcmp(n, "umount"))
@@ -178,14 +244,22 @@ int main(int argc, char **argv)
         return report(n, unshare(CLONE_NEWUSER));
     if (!strcmp(n, "unshare_net"))
         return report(n, unshare(CLONE_NEWNET));
-    if (!strcmp(n, "clone_ns")) {
-        long pid = syscall(SYS_clone, CLONE_NEWNS | SIGCHLD, NULL, NULL, NULL, NULL);
-        if (pid == 0)
-            _exit(0);
-        if (pid > 0)
-            waitpid((pid_t)pid, NULL, 0);
-        return report(n, pid);
+    if (!strcmp(n, "clone_user"))
+        return report(n, try_clone(CLONE_NEWUSER));
+    if (!strcmp(n, "setns_any")) {
+        /* nstype 0 ("any kind") into our own PID namespace: harmless, but a template's
+         * profile refuses nstype 0 whatever the namespace. */
+        int fd = open("/proc/self/ns/pid", O_RDONLY);
+        return report(n, fd < 0 ? -1 : setns(fd, 0));
     }
+    if (!strcmp(n, "vsock_socket"))
+        return report(n, socket(AF_VSOCK, SOCK_STREAM, 0));
+    if (!strcmp(n, "netfilter_socket"))
+        return report(n, socket(AF_NETLINK, SOCK_RAW, NETLINK_NETFILTER));
+    if (!strcmp(n, "netlink_route_socket"))
+        return report(n, socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE));
+    if (!strcmp(n, "clone_ns"))
+        return report(n, try_clone(CLONE_NEWNS));
     if (!strcmp(n, "ptrace"))
         return report(n, ptrace(PTRACE_ATTACH, atoi(arg), NULL, NULL));
     if (!strcmp(n, "kill"))
