@@ -57,6 +57,8 @@ static void usage(FILE *f)
             "  --userns-base UID     host uid/gid of the first container's root (default 1000000)\n"
             "  --userns-size N       uids per container (default 65536)\n"
             "  --userns-slots N      uid ranges, i.e. most containers alive at once (default 512)\n"
+            "                        (a range another gustd on this host holds is skipped: each\n"
+            "                        daemon locks its ranges in /run/gust-userns.lock)\n"
             "  --egress-subnet CIDR  addresses for network=\"egress\" containers (default " EGRESS_DEFAULT_SUBNET ")\n"
             "  --egress-allow-private  let egress containers reach private, link-local (cloud metadata),\n"
             "                        CGNAT, multicast and reserved IPv4 ranges (dropped by default)\n"

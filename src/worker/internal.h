@@ -68,10 +68,12 @@ struct ctr {
     uint32_t fork_host_uid;            /* its template's: they share a user namespace */
 };
 
-/* One host uid range and the user namespace that maps it. */
+/* One host uid range and the user namespace that maps it. A slot's range is ours once
+ * we hold its lock (see slot_lock in worker.c) and stays ours until worker_free. */
 struct userns_slot {
     int fd;              /* -1 until first used */
     bool used;
+    bool foreign;        /* another daemon on this host held the range when we tried */
 };
 
 struct worker {
@@ -86,6 +88,7 @@ struct worker {
     struct list_node ctrs;                  /* struct ctr */
     struct cgroup_tuning tuning;
     struct userns_slot *slots;
+    int userns_lock_fd;                     /* WORKER_USERNS_LOCK, -1 until the first slot */
     struct sock_fprog default_filter;
     struct sock_fprog template_filter;      /* sysfilter_build_template */
     const struct snapshot_impl *snap_impl;  /* snapshot_fork_impl */

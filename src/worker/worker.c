@@ -681,26 +681,86 @@ void worker_set_sock_buf(int fd)
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof v);
 }
 
-/* A free user-namespace range, its namespace created; -EAGAIN when all are used. */
+/* Locks slot's host uid range on this host: 0; -EAGAIN (slot marked foreign) when
+ * another open of WORKER_USERNS_LOCK (another daemon, or another worker here) holds any
+ * of it; another negative errno on failure.
+ *
+ * Why OFD byte-range locks on one file rather than a lock file per range: the lock
+ * covers exactly the uids [base, base + size), so daemons with different --userns-base
+ * or --userns-size that overlap only in part still exclude each other; it is one fd
+ * per worker instead of one per slot; and like flock (unlike classic POSIX locks) it
+ * belongs to the open file description, so two workers in one process conflict too and
+ * nothing else this process opens or closes drops it. The kernel drops it when the
+ * daemon exits, SIGKILL included: nothing stale is left. */
+static int slot_lock(struct worker *w, uint32_t slot, struct gerr *err)
+{
+    if (w->userns_lock_fd < 0) {
+        w->userns_lock_fd = open(WORKER_USERNS_LOCK, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (w->userns_lock_fd < 0)
+            return gerr_sys(err, errno, "open %s (host-wide uid range locks)", WORKER_USERNS_LOCK);
+    }
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = (off_t)slot_host_id(w, (int)slot),
+                       .l_len = (off_t)w->cfg.userns_size};
+    if (fcntl(w->userns_lock_fd, F_OFD_SETLK, &fl) == 0)
+        return 0;
+    if (errno == EAGAIN || errno == EACCES) {
+        w->slots[slot].foreign = true;
+        return -EAGAIN;
+    }
+    return gerr_sys(err, errno, "lock uids %u+%u in %s", slot_host_id(w, (int)slot), w->cfg.userns_size,
+                    WORKER_USERNS_LOCK);
+}
+
+static void slot_unlock(struct worker *w, uint32_t slot)
+{
+    struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = (off_t)slot_host_id(w, (int)slot),
+                       .l_len = (off_t)w->cfg.userns_size};
+    fcntl(w->userns_lock_fd, F_OFD_SETLK, &fl);
+}
+
+/* Makes slot ours: its range locked and its namespace created. -EAGAIN: foreign. */
+static int slot_claim(struct worker *w, uint32_t slot, struct gerr *err)
+{
+    int r = slot_lock(w, slot, err);
+    if (r < 0)
+        return r;
+    w->slots[slot].foreign = false;
+    r = userns_create(slot_host_id(w, (int)slot), w->cfg.userns_size, &w->slots[slot].fd, err);
+    if (r < 0)
+        slot_unlock(w, slot);
+    return r;
+}
+
+/* A free user-namespace range, its namespace created; -EAGAIN when all are used.
+ * Prefers ranges already ours (no system call), then ones never tried, and only when
+ * those run out retries the ranges other daemons held (they may have exited since). */
 static int slot_take(struct worker *w, const char *what, struct sandbox_userns *uns, int *slot_out,
                      struct gerr *err)
 {
     int slot = -1;
-    for (uint32_t i = 0; i < w->cfg.userns_slots; i++) {
-        if (!w->slots[i].used) {
+    for (uint32_t i = 0; slot < 0 && i < w->cfg.userns_slots; i++)
+        if (!w->slots[i].used && w->slots[i].fd >= 0)
             slot = (int)i;
-            break;
+    uint32_t foreign = 0;
+    for (int pass = 0; slot < 0 && pass < 2; pass++) {
+        foreign = 0;
+        for (uint32_t i = 0; slot < 0 && i < w->cfg.userns_slots; i++) {
+            if (w->slots[i].fd >= 0 || (pass == 0 && w->slots[i].foreign))
+                continue;
+            int r = slot_claim(w, i, err);
+            if (r == 0)
+                slot = (int)i;
+            else if (r == -EAGAIN)
+                foreign++;
+            else
+                return gerr_prefix(err, "%s", what);
         }
     }
     if (slot < 0)
-        return gerr_set(err, EAGAIN, "%s: all %u user-namespace ranges are in use (raise --userns-slots)", what,
-                        w->cfg.userns_slots);
+        return gerr_set(err, EAGAIN, "%s: all %u user-namespace ranges are in use (%u of them by other daemons "
+                        "on this host; raise --userns-slots or give each daemon its own --userns-base)", what,
+                        w->cfg.userns_slots, foreign);
     uint32_t host_id = slot_host_id(w, slot);
-    if (w->slots[slot].fd < 0) {
-        int r = userns_create(host_id, w->cfg.userns_size, &w->slots[slot].fd, err);
-        if (r < 0)
-            return gerr_prefix(err, "%s", what);
-    }
     *uns = (struct sandbox_userns){.fd = w->slots[slot].fd, .host_uid = host_id, .host_gid = host_id};
     *slot_out = slot;
     return 0;
@@ -1088,6 +1148,7 @@ int worker_new(struct ev_loop *loop, const struct worker_config *cfg, const stru
     w->slots = r == 0 ? xcalloc(w->cfg.userns_slots, sizeof *w->slots) : NULL;
     for (uint32_t i = 0; w->slots && i < w->cfg.userns_slots; i++)
         w->slots[i].fd = -1;
+    w->userns_lock_fd = -1;
     if (r == 0)
         r = sysfilter_build(NULL, 0, &w->default_filter, err);
     if (r == 0)
@@ -1156,6 +1217,8 @@ void worker_free(struct worker *w)
     for (uint32_t i = 0; i < w->cfg.userns_slots; i++)
         if (w->slots[i].fd >= 0)
             close(w->slots[i].fd);
+    if (w->userns_lock_fd >= 0)
+        close(w->userns_lock_fd); /* drops every range lock of this worker */
     free(w->slots);
     sysfilter_free(&w->default_filter);
     sysfilter_free(&w->template_filter);

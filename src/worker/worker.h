@@ -37,7 +37,9 @@ struct worker_config {
     bool no_cgroup_tuning;      /* leave the host's cgroup2 mount options alone (see cgroup_favor_dynmods) */
     /* User namespaces: container i's root is host uid/gid userns_base + slot * userns_size;
      * userns_slots ranges in all (the most containers alive at once). 0 = defaults
-     * (1000000, 65536, 512). */
+     * (1000000, 65536, 512). A slot's range is locked host-wide (WORKER_USERNS_LOCK)
+     * when the slot is first used and held until worker_free: a range another worker
+     * (another gustd) holds is skipped, so two never hand out the same host uids. */
     uint64_t userns_base;
     uint32_t userns_size, userns_slots;
     /* GPUs. Declared GPUs are simulated unless gpu_passthrough_declared, which makes
@@ -177,6 +179,9 @@ struct worker_build_lane {
     int init_fd;
     const char *state_root, *cgroup_parent;
 };
+/* Held ranges are open-file-description byte-range locks (F_OFD_SETLK) on this file,
+ * one byte per host uid: [host_base, host_base + count). */
+#define WORKER_USERNS_LOCK "/run/gust-userns.lock"
 #define WORKER_RESOLV_CONF "/etc/resolv.conf"
 #define WORKER_DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 int worker_build_lane_reserve(struct worker *w, struct worker_build_lane *lane, struct gerr *err);

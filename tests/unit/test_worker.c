@@ -3,6 +3,7 @@
  * build-asan/, build/, else compiled here); the rootfs is a busybox image built in a
  * temp dir with the echo runner at /usr/local/bin/gust-echo. */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -328,6 +329,80 @@ UNIT_TEST(test_worker_free_kills)
     rec_free(&r);
 }
 
+/* F_OFD_SETLK of [start, start+len) on a fresh open of WORKER_USERNS_LOCK: 0 or -errno.
+ * The open is closed again, dropping the lock if taken. */
+static int try_range_lock(off_t start, off_t len, int *keep_fd)
+{
+    int fd = open(WORKER_USERNS_LOCK, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = start, .l_len = len};
+    int r = fcntl(fd, F_OFD_SETLK, &fl) < 0 ? -errno : 0;
+    if (r == 0 && keep_fd)
+        *keep_fd = fd;
+    else
+        close(fd);
+    return r;
+}
+
+UNIT_TEST(test_userns_ranges_locked_per_host)
+{
+    /* OFD locks belong to the open file description: two opens in one process conflict
+     * (checked on byte 0, which is no uid range: bases are >= 65536). */
+    int held = -1;
+    CHECK_EQ_INT(try_range_lock(0, 1, &held), 0);
+    CHECK_EQ_INT(try_range_lock(0, 1, NULL), -EAGAIN);
+    close(held);
+    CHECK_EQ_INT(try_range_lock(0, 1, NULL), 0);
+
+    /* Two workers with the same (default) userns_base in one process, as two daemons on
+     * one host: their containers and build lanes never share a host uid range. */
+    struct rec r1 = {0}, r2 = {0};
+    char *cmd[] = {"/bin/sleep", "100", NULL};
+    struct ctr *c1 = start(&r1, CTR_MODE_RUNNER, 64, cmd);
+    uint32_t u1 = ctr_host_uid(c1);
+    CHECK(u1 >= 1000000);
+    struct worker_config cfg = {.state_root = state_root, .init_path = init_bin, .cgroup_parent = cgparent};
+    struct worker *w2;
+    struct gerr err;
+    CHECK_EQ_INT(worker_new(loop, &cfg, &cbs, &w2, &err), 0);
+    CHECK_EQ_INT(worker_capacity(w2)->userns_base, worker_capacity(wk)->userns_base);
+    struct ctr_spec s = {.id = "ct-wtest-userns2", .rootfs = rootfs, .command = cmd, .mode = CTR_MODE_RUNNER,
+                         .max_inputs = 1, .memory_mib = 64};
+    struct ctr *c2;
+    int rc = worker_start(w2, &s, &r2, &c2, &err);
+    if (rc < 0)
+        fprintf(stderr, "  %s\n", err.msg);
+    CHECK_EQ_INT(rc, 0);
+    uint32_t u2 = ctr_host_uid(c2);
+    CHECK(u2 >= 1000000 && u2 != u1);
+    CHECK((u2 - 1000000) % 65536 == 0);
+    struct worker_build_lane lane;
+    CHECK_EQ_INT(worker_build_lane_reserve(w2, &lane, &err), 0);
+    CHECK(lane.userns.host_uid != u1 && lane.userns.host_uid != u2 && lane.userns.host_uid >= 1000000);
+    /* Each range is locked host-wide while its worker lives, even after its container
+     * is gone (the worker keeps the namespace for its next container). */
+    CHECK_EQ_INT(try_range_lock(u1, 65536, NULL), -EAGAIN);
+    CHECK_EQ_INT(try_range_lock(u2, 65536, NULL), -EAGAIN);
+    CHECK_EQ_INT(try_range_lock(lane.userns.host_uid + 65535, 1, NULL), -EAGAIN);
+    ctr_kill(c1);
+    CHECK(run_until_flag(&r1.exited, 10000));
+    CHECK_EQ_INT(try_range_lock(u1, 65536, NULL), -EAGAIN);
+    /* wk's next container reuses its own range, not one w2 holds. */
+    struct rec r3 = {0};
+    struct ctr *c3 = start(&r3, CTR_MODE_RUNNER, 64, cmd);
+    CHECK(ctr_host_uid(c3) != u2 && ctr_host_uid(c3) != lane.userns.host_uid);
+    ctr_kill(c3);
+    CHECK(run_until_flag(&r3.exited, 10000));
+    /* worker_free drops w2's locks. */
+    worker_free(w2);
+    CHECK_EQ_INT(try_range_lock(u2, 65536, NULL), 0);
+    CHECK_EQ_INT(try_range_lock(u1, 65536, NULL), -EAGAIN);
+    rec_free(&r1);
+    rec_free(&r2);
+    rec_free(&r3);
+}
+
 UNIT_TEST(test_gpu_parse)
 {
     char out[32];
@@ -451,6 +526,7 @@ int main(void)
         UNIT_RUN(test_runner_oom);
         UNIT_RUN(test_runner_start_failure);
         UNIT_RUN(test_worker_free_kills);
+        UNIT_RUN(test_userns_ranges_locked_per_host);
     }
     worker_free(wk);
     if (loop)
