@@ -22,6 +22,7 @@
 
 struct api_ctx {
     struct ctl *ctl;
+    struct api_guard guard;
 };
 
 static int kind_status(enum ctl_errkind k)
@@ -910,6 +911,13 @@ static int split_path(const char *path, char segs[API_PATH_MAX_SEGS][128])
 void api_routes_handle(struct api_conn *conn, struct http_request *req, void *ud)
 {
     struct api_ctx *ctx = ud;
+    const char *code;
+    char why[600];
+    int status = api_guard_check(&ctx->guard, req, &code, why, sizeof why);
+    if (status) {
+        api_conn_error(conn, status, code, why, NULL);
+        return;
+    }
     char segs[API_PATH_MAX_SEGS][128];
     int n = split_path(req->path, segs);
     if (n < 2 || strcmp(segs[0], "v1")) {
@@ -1044,10 +1052,12 @@ void api_routes_handle(struct api_conn *conn, struct http_request *req, void *ud
     api_conn_error(conn, 404, "not_found", "no such endpoint (see docs/API.md for the routes under /v1)", NULL);
 }
 
-struct api_ctx *api_routes_new(struct ctl *ctl)
+struct api_ctx *api_routes_new(struct ctl *ctl, const struct api_guard *guard)
 {
     struct api_ctx *ctx = xcalloc(1, sizeof *ctx);
     ctx->ctl = ctl;
+    if (guard)
+        ctx->guard = *guard;
     return ctx;
 }
 

@@ -2,14 +2,16 @@
 #ifndef GUST_API_ROUTES_H
 #define GUST_API_ROUTES_H
 
+#include "api/guard.h"
 #include "api/server.h"
 #include "control/control.h"
 #include "http/http.h"
 
 struct api_ctx;
 
-/* Never NULL (allocation failure aborts). */
-struct api_ctx *api_routes_new(struct ctl *ctl);
+/* Never NULL (allocation failure aborts). guard (copied; its strings must outlive the
+ * routes) says which Origins and Host names are allowed; NULL: the defaults. */
+struct api_ctx *api_routes_new(struct ctl *ctl, const struct api_guard *guard);
 void api_routes_free(struct api_ctx *ctx);
 /* An api_handler_fn; ud is the struct api_ctx. */
 void api_routes_handle(struct api_conn *conn, struct http_request *req, void *ud);

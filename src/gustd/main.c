@@ -67,6 +67,10 @@ static void usage(FILE *f)
             "  --max-payload BYTES   largest input/output/request body (default 67108864)\n"
             "  --max-connections N   most open API connections; beyond, new ones get 503 and are\n"
             "                        closed (default 4096, lowered to fit the open-files limit)\n"
+            "  --allow-host NAME     a DNS name clients may use in Host (repeatable; IP addresses and\n"
+            "                        localhost always work; other names are refused against DNS rebinding)\n"
+            "  --allow-origin ORIGIN a web origin whose pages may call the API, e.g. https://dash.example\n"
+            "                        (repeatable; requests carrying any other Origin are refused)\n"
             "  --rates FILE          JSON price table {\"cpu_core_s\",\"memory_gib_s\",\"gpu_s\":{TYPE:price}}\n"
             "  --stop-grace SECONDS  on SIGTERM, how long running inputs may finish (default 10)\n"
             "  --cgroup-parent NAME  cgroup directory for containers (default gust)\n"
@@ -193,8 +197,10 @@ int main(int argc, char **argv)
         {"memory", required_argument, 0, 'M'},   {"help", no_argument, 0, 'h'},
         {"no-cgroup-tuning", no_argument, 0, 'T'}, {"egress-allow-private", no_argument, 0, 'A'},
         {"max-connections", required_argument, 0, 'K'},
+        {"allow-host", required_argument, 0, 'H'}, {"allow-origin", required_argument, 0, 'O'},
         {0, 0, 0, 0},
     };
+    struct api_guard guard = {0};
     struct gerr err = {0};
     int ch;
     while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -212,6 +218,18 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
+        case 'H':
+        case 'O': {
+            size_t *n = ch == 'H' ? &guard.nhosts : &guard.norigins;
+            const char **list = ch == 'H' ? guard.hosts : guard.origins;
+            if (*n == API_GUARD_MAX_NAMES || !optarg[0]) {
+                fprintf(stderr, "gustd: --allow-%s: give 1 to %d non-empty values\n", ch == 'H' ? "host" : "origin",
+                        API_GUARD_MAX_NAMES);
+                return 2;
+            }
+            list[(*n)++] = optarg;
+            break;
+        }
         case 'K':
             if (parse_i64(optarg, 1, 1 << 20, &max_conns) < 0) {
                 fprintf(stderr, "gustd: --max-connections: expected a count between 1 and 1048576, got \"%s\"\n",
@@ -413,7 +431,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "gustd: control: %s\n", err.msg);
         goto out;
     }
-    routes = api_routes_new(g.ctl);
+    routes = api_routes_new(g.ctl, &guard);
     struct http_limits limits = {.max_header_bytes = 64 * 1024, .max_headers = 100, .max_body = (size_t)max_payload};
     if (api_server_listen(g.loop, listen_addr, &limits, api_routes_handle, routes, &g.server, &err) < 0) {
         fprintf(stderr, "gustd: listen on %s: %s\n", listen_addr, err.msg);

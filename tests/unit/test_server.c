@@ -12,6 +12,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "api/guard.h"
 #include "api/server.h"
 #include "base/util.h"
 #include "evloop/evloop.h"
@@ -692,8 +693,23 @@ UNIT_TEST(test_connection_cap)
     server_stop();
 }
 
+/* Host names: IP literals and localhost always; other names only when listed. */
+UNIT_TEST(test_guard_host_names)
+{
+    struct api_guard g = {.hosts = {"gust.internal"}, .nhosts = 1};
+    const char *ok[] = {"127.0.0.1:8470", "127.0.0.1", "localhost:8470", "LOCALHOST", "10.1.2.3:80", "[::1]:8470",
+                        "[::1]", "gust.internal:8470", "Gust.Internal"};
+    const char *bad[] = {"evil.example:8470", "evil.example", "localhost.evil.example", "127.0.0.1.evil.example",
+                         "[::1", "[::1]x", "", ":8470", "gust.internal.evil.example", "[evil]:80"};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+        CHECK(api_guard_host_ok(&g, ok[i]));
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECK(!api_guard_host_ok(&g, bad[i]));
+}
+
 int main(void)
 {
+    UNIT_RUN(test_guard_host_names);
     UNIT_RUN(test_keepalive_requests);
     UNIT_RUN(test_deferred_response);
     UNIT_RUN(test_streaming_response);
