@@ -45,6 +45,9 @@ TARGETS = {
     # key: (path into results, comparison, target value, unit)
     "cold_start_ms.p50": ("<=", 10.0),
     "warm_call_us.p50": ("<=", 250.0),
+    # auth_warm_call_us.p50 / warm_call_us.p50: the token check in a 10,000-token table
+    # costs at most 10 % of a warm call.
+    "auth_warm_call_ratio": ("<=", 1.10),
     "throughput_calls_per_s": (">=", 10000.0),
     "map_efficiency": (">=", 0.90),
     "store_ingest_mb_per_s": (">=", 300.0),
@@ -176,11 +179,21 @@ class Gustd:
             try:
                 st, _, _ = self.request("GET", "/v1/health", timeout=2)
                 if st == 200:
+                    os.environ["GUST_TOKEN"] = self.token  # for the SDK steps, in this process
                     return
             except OSError:
                 pass
             time.sleep(0.05)
         raise StepFailed("gustd did not answer /v1/health within 30 s:\n" + self.log_tail())
+
+    @property
+    def token(self):
+        """gustd's admin token (written on its first start), or None before it."""
+        try:
+            with open(os.path.join(self.data, "admin.token")) as f:
+                return f.readline().strip() or None
+        except FileNotFoundError:
+            return None
 
     def log_tail(self, n=30):
         try:
@@ -224,7 +237,10 @@ class Gustd:
                 self.conn.timeout = timeout
                 if self.conn.sock:
                     self.conn.sock.settimeout(timeout)
-                self.conn.request(method, path, body=body, headers=headers or {})
+                h = dict(headers or {})
+                if self.token:
+                    h.setdefault("Authorization", f"Bearer {self.token}")
+                self.conn.request(method, path, body=body, headers=h)
                 r = self.conn.getresponse()
                 data = r.read()
                 if r.getheader("Connection", "").lower() == "close":
@@ -389,7 +405,8 @@ def bench_python(g, scratch, n, res, map_n=10000, containers=4):
     raw = []
     for i in range(n):
         t0 = time.perf_counter()
-        conn.request("POST", "/v1/functions/benchpy/noop/call", body=body)
+        conn.request("POST", "/v1/functions/benchpy/noop/call", body=body,
+                     headers={"Content-Type": "application/octet-stream", "Authorization": f"Bearer {g.token}"})
         r = conn.getresponse()
         out = r.read()
         raw.append(time.perf_counter() - t0)
@@ -584,18 +601,58 @@ def echo_spec(app, fn, cpu=50, **scaling):
         "resources": {"cpu": cpu, "memory": 32}, "scaling": sc}]}
 
 
-def bench_warm(g, warmcall, n, res):
-    app, fn = "benchwarm", "echo"
-    g.deploy(echo_spec(app, fn, min_containers=1, max_containers=1, max_inputs=1))
-    g.wait_idle(app, fn, 1)
+# Tokens in gustd's table for the auth_warm_call_us step: a team's worth (100
+# workspaces of 100), so the lookup is measured in a full table, not a table of one.
+AUTH_BENCH_TOKENS = 10000
+
+
+def run_warmcall(g, warmcall, app, fn, n, token):
+    env = dict(os.environ, GUST_TOKEN=token)
     p = subprocess.run([warmcall, "127.0.0.1", str(g.port), f"/v1/functions/{app}/{fn}/call",
-                        str(n), "hello-warm", "200"], capture_output=True, text=True, timeout=600)
+                        str(n), "hello-warm", "200"], capture_output=True, text=True, timeout=600, env=env)
     if p.returncode != 0:
         raise StepFailed(f"warmcall failed: {p.stderr.strip()[-500:]}")
     r = json.loads(p.stdout)
-    res["warm_call_us"] = {"p50": r["p50_us"], "p99": r["p99_us"], "mean": r["mean_us"],
-                           "min": r["min_us"], "max": r["max_us"], "n": r["n"],
-                           "reconnects": r["reconnects"]}
+    return {"p50": r["p50_us"], "p99": r["p99_us"], "mean": r["mean_us"], "min": r["min_us"], "max": r["max_us"],
+            "n": r["n"], "reconnects": r["reconnects"]}
+
+
+def bench_warm(g, warmcall, n, res):
+    """warm_call_us: the admin token of a fresh gustd (one token in the table), as
+    `make run` leaves it. auth_warm_call_us: the same call by an invoker token of
+    another workspace among AUTH_BENCH_TOKENS tokens. Every call is authenticated
+    (gustd has no path without a token); the pair shows what the token check costs as
+    the table grows."""
+    app, fn = "benchwarm", "echo"
+    g.deploy(echo_spec(app, fn, min_containers=1, max_containers=1, max_inputs=1))
+    g.wait_idle(app, fn, 1)
+    res["warm_call_us"] = run_warmcall(g, warmcall, app, fn, n, g.token)
+    g.request("POST", f"/v1/apps/{app}/stop")
+    token = None
+    for w in range(AUTH_BENCH_TOKENS // 100):
+        g.json("POST", "/v1/workspaces", {"name": f"bench-ws-{w}"}, expect=201)
+        for _ in range(100):
+            t = g.json("POST", "/v1/tokens", {"workspace": f"bench-ws-{w}", "role": "invoker"}, expect=201)
+            token = token or t["token"]
+    # The first token minted is in bench-ws-0: deploy the same function there.
+    dev = g.json("POST", "/v1/tokens", {"workspace": "bench-ws-0", "role": "developer"}, expect=201)["token"]
+    spec = json.dumps(echo_spec(app, fn, min_containers=1, max_containers=1, max_inputs=1)).encode()
+    st, _, body = g.request("POST", "/v1/deploy", spec,
+                            {"Content-Type": "application/json", "Authorization": f"Bearer {dev}"})
+    if st != 200:
+        raise StepFailed(f"deploy in bench-ws-0: {st} {body[:300]!r}")
+    deadline = time.monotonic() + 60
+    while True:
+        st, _, body = g.request("GET", "/v1/containers", headers={"Authorization": f"Bearer {dev}"})
+        if st == 200 and any(c.get("state") == "idle" for c in json.loads(body)["containers"]):
+            break
+        if time.monotonic() > deadline:
+            raise StepFailed("no idle container in bench-ws-0 within 60 s")
+        time.sleep(0.1)
+    res["auth_warm_call_us"] = run_warmcall(g, warmcall, app, fn, n, token)
+    res["auth_warm_call_us"]["tokens"] = AUTH_BENCH_TOKENS + 2
+    res["auth_warm_call_ratio"] = round(res["auth_warm_call_us"]["p50"] / res["warm_call_us"]["p50"], 3)
+    g.request("POST", f"/v1/apps/{app}/stop", headers={"Authorization": f"Bearer {dev}"})
 
 
 def bench_throughput(g, seconds, res):
@@ -730,6 +787,7 @@ def print_table(res):
         ("runc run /bin/true", "runc_ms", "ms"),
         ("bwrap /bin/true", "bwrap_ms", "ms"),
         ("warm call (keep-alive)", "warm_call_us", "us"),
+        ("warm call, 10k-token table", "auth_warm_call_us", "us"),
     ]
     print(f"Gust benchmarks  {res['timestamp']}  ({res['machine']['cores']} cores, kernel {res['machine']['kernel']})")
     print(f"{'metric':34} {'p50':>12} {'p99':>12} {'n':>6}  target")

@@ -2,3 +2,5 @@
 wrk.method = "POST"
 wrk.body = "ping"
 wrk.headers["Content-Type"] = "application/octet-stream"
+-- Every call carries the token (gustd authenticates each request).
+wrk.headers["Authorization"] = "Bearer " .. (os.getenv("GUST_TOKEN") or "")

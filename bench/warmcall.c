@@ -1,6 +1,6 @@
 /* warmcall: sequential warm-call latency over one HTTP/1.1 keep-alive connection.
  *
- * usage: warmcall HOST PORT PATH N BODY [WARMUP]
+ * usage: warmcall HOST PORT PATH N BODY [WARMUP]   ($GUST_TOKEN: the bearer token)
  *
  * Sends WARMUP (default 200) unmeasured, then N measured POST requests with BODY to
  * PATH, one at a time, on one TCP connection (reconnecting only if the server closes
@@ -197,11 +197,16 @@ int main(int argc, char **argv)
         return 2;
     }
     size_t bodylen = strlen(body);
+    /* $GUST_TOKEN: sent as the bearer token of every call (gustd checks it on each). */
+    const char *token = getenv("GUST_TOKEN");
+    char auth[512] = "";
+    if (token && *token)
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", token);
     char req[4096];
     int reqlen = snprintf(req, sizeof req,
                           "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/octet-stream\r\n"
-                          "Content-Length: %zu\r\n\r\n%s",
-                          path, g_host, g_port, bodylen, body);
+                          "%sContent-Length: %zu\r\n\r\n%s",
+                          path, g_host, g_port, auth, bodylen, body);
     if (reqlen <= 0 || (size_t)reqlen >= sizeof req) {
         fprintf(stderr, "warmcall: request too long\n");
         return 2;

@@ -124,25 +124,26 @@ static void wait_immediate(void *ud, bool done, const struct ctl_call_view *v)
 }
 
 /* Waits up to timeout_ms for call_id, then answers conn. */
-static void wait_and_respond(struct api_ctx *ctx, struct api_conn *conn, const char *call_id, uint64_t timeout_ms)
+static void wait_and_respond(struct api_ctx *ctx, struct api_conn *conn, const char *ws, const char *call_id,
+                             uint64_t timeout_ms)
 {
     struct ctl_error e;
     struct ctl_call_view v;
-    if (ctl_call_status(ctx->ctl, call_id, &v, &e) < 0) {
+    if (ctl_call_status(ctx->ctl, ws, call_id, &v, &e) < 0) {
         respond_ctl_error(conn, &e);
         return;
     }
     if (v.state >= CTL_CALL_SUCCEEDED || timeout_ms == 0) {
         struct api_sync_answer a = {conn};
         struct ctl_waiter *unused;
-        if (ctl_wait(ctx->ctl, call_id, 0, wait_immediate, &a, &unused, &e) < 0)
+        if (ctl_wait(ctx->ctl, ws, call_id, 0, wait_immediate, &a, &unused, &e) < 0)
             respond_ctl_error(conn, &e);
         return;
     }
     struct api_wait *w = xcalloc(1, sizeof *w);
     w->ctl = ctx->ctl;
     struct ctl_waiter *waiter = NULL;
-    if (ctl_wait(ctx->ctl, call_id, timeout_ms, wait_done, w, &waiter, &e) < 0) {
+    if (ctl_wait(ctx->ctl, ws, call_id, timeout_ms, wait_done, w, &waiter, &e) < 0) {
         free(w);
         respond_ctl_error(conn, &e);
         return;
@@ -152,7 +153,7 @@ static void wait_and_respond(struct api_ctx *ctx, struct api_conn *conn, const c
         free(w);
         struct api_sync_answer a = {conn};
         struct ctl_waiter *unused;
-        ctl_wait(ctx->ctl, call_id, 0, wait_immediate, &a, &unused, &e);
+        ctl_wait(ctx->ctl, ws, call_id, 0, wait_immediate, &a, &unused, &e);
         return;
     }
     w->conn = conn;
@@ -297,8 +298,8 @@ static void build_conn_closed(struct api_conn *conn, void *data)
 
 /* Starts the stream and the build (deploy: a building deploy); ab is freed when the
  * build ends or the client leaves. */
-static void stream_build(struct api_ctx *ctx, struct api_conn *conn, json_t *doc, const char *context,
-                         const char *name, bool force, bool deploy)
+static void stream_build(struct api_ctx *ctx, struct api_conn *conn, const char *ws, json_t *doc,
+                         const char *context, const char *name, bool force, bool deploy)
 {
     struct api_build *ab = xcalloc(1, sizeof *ab);
     ab->conn = conn;
@@ -308,8 +309,10 @@ static void stream_build(struct api_ctx *ctx, struct api_conn *conn, json_t *doc
     /* The stream starts only once the request is accepted, so bad input gets a plain
      * 4xx answer. */
     ab->in_call = true;
-    int r = deploy ? ctl_deploy_building(ctx->ctl, doc, context[0] ? context : NULL, force, &sink, &ab->handle, &e)
-                   : ctl_image_build(ctx->ctl, doc, context[0] ? context : NULL, name, force, &sink, &ab->handle, &e);
+    int r = deploy
+                ? ctl_deploy_building(ctx->ctl, ws, doc, context[0] ? context : NULL, force, &sink, &ab->handle, &e)
+                : ctl_image_build(ctx->ctl, ws, doc, context[0] ? context : NULL, name, force, &sink, &ab->handle,
+                                  &e);
     ab->in_call = false;
     if (r < 0) {
         api_conn_unref(conn);
@@ -324,7 +327,7 @@ static void stream_build(struct api_ctx *ctx, struct api_conn *conn, json_t *doc
     api_conn_set_close_cb(conn, build_conn_closed, ab);
 }
 
-static void h_deploy(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req)
+static void h_deploy(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req, const char *ws)
 {
     char context[4096];
     if (!query_context(conn, req, context, sizeof context))
@@ -333,13 +336,13 @@ static void h_deploy(struct api_ctx *ctx, struct api_conn *conn, struct http_req
     if (!spec)
         return;
     if (query_flag(req, "build")) {
-        stream_build(ctx, conn, spec, context, NULL, query_flag(req, "force_build"), true);
+        stream_build(ctx, conn, ws, spec, context, NULL, query_flag(req, "force_build"), true);
         json_decref(spec);
         return;
     }
     json_t *result = NULL;
     struct ctl_error e;
-    int r = ctl_deploy(ctx->ctl, spec, context[0] ? context : NULL, &result, &e);
+    int r = ctl_deploy(ctx->ctl, ws, spec, context[0] ? context : NULL, &result, &e);
     json_decref(spec);
     if (r < 0) {
         respond_ctl_error(conn, &e);
@@ -348,7 +351,7 @@ static void h_deploy(struct api_ctx *ctx, struct api_conn *conn, struct http_req
     api_conn_respond_json(conn, 200, result, NULL);
 }
 
-static void h_image_build(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req)
+static void h_image_build(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req, const char *ws)
 {
     char context[4096], name[128] = "";
     if (!query_context(conn, req, context, sizeof context))
@@ -358,12 +361,13 @@ static void h_image_build(struct api_ctx *ctx, struct api_conn *conn, struct htt
     json_t *doc = parse_spec_body(conn, req);
     if (!doc)
         return;
-    stream_build(ctx, conn, doc, context, name, query_flag(req, "force_build"), false);
+    stream_build(ctx, conn, ws, doc, context, name, query_flag(req, "force_build"), false);
     json_decref(doc);
 }
 
-static void h_call(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req, const char *app,
-                   const char *fn, bool spawn)
+/* app: qualified ("<workspace>/<app>"). */
+static void h_call(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req, const char *ws,
+                   const char *app, const char *fn, bool spawn)
 {
     double timeout = -1;
     if (!spawn && !query_double(req, "timeout", 0, 86400, &timeout, conn))
@@ -378,15 +382,16 @@ static void h_call(struct api_ctx *ctx, struct api_conn *conn, struct http_reque
         api_conn_respond_json(conn, 202, json_pack("{s:s,s:s}", "call_id", id, "status", "pending"), NULL);
         return;
     }
-    wait_and_respond(ctx, conn, id, timeout < 0 ? UINT64_MAX : (uint64_t)(timeout * 1000.0));
+    wait_and_respond(ctx, conn, ws, id, timeout < 0 ? UINT64_MAX : (uint64_t)(timeout * 1000.0));
 }
 
-static void h_result(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req, const char *id)
+static void h_result(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req, const char *ws,
+                     const char *id)
 {
     double wait = 0;
     if (!query_double(req, "wait", 0, API_MAX_WAIT_S, &wait, conn))
         return;
-    wait_and_respond(ctx, conn, id, (uint64_t)(wait * 1000.0));
+    wait_and_respond(ctx, conn, ws, id, (uint64_t)(wait * 1000.0));
 }
 
 static json_t *view_json(const struct ctl_call_view *v)
@@ -408,22 +413,22 @@ static json_t *view_json(const struct ctl_call_view *v)
     return o;
 }
 
-static void h_status(struct api_ctx *ctx, struct api_conn *conn, const char *id)
+static void h_status(struct api_ctx *ctx, struct api_conn *conn, const char *ws, const char *id)
 {
     struct ctl_call_view v;
     struct ctl_error e;
-    if (ctl_call_status(ctx->ctl, id, &v, &e) < 0) {
+    if (ctl_call_status(ctx->ctl, ws, id, &v, &e) < 0) {
         respond_ctl_error(conn, &e);
         return;
     }
     api_conn_respond_json(conn, 200, view_json(&v), NULL);
 }
 
-static void h_cancel(struct api_ctx *ctx, struct api_conn *conn, const char *id)
+static void h_cancel(struct api_ctx *ctx, struct api_conn *conn, const char *ws, const char *id)
 {
     struct ctl_call_view v;
     struct ctl_error e;
-    if (ctl_cancel(ctx->ctl, id, &v, &e) < 0) {
+    if (ctl_cancel(ctx->ctl, ws, id, &v, &e) < 0) {
         respond_ctl_error(conn, &e);
         return;
     }
@@ -571,6 +576,7 @@ fail:
     return -EINVAL;
 }
 
+/* app: qualified ("<workspace>/<app>"). */
 static void h_map(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req, const char *app,
                   const char *fn)
 {
@@ -665,6 +671,7 @@ static void follow_closed(struct api_conn *conn, void *data)
     free(f);
 }
 
+/* app: qualified ("<workspace>/<app>"). */
 static void h_logs(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req, const char *app,
                    const char *fn)
 {
@@ -699,16 +706,6 @@ static void h_logs(struct api_ctx *ctx, struct api_conn *conn, struct http_reque
 
 /* ---------- images ---------- */
 
-static bool method_is(struct api_conn *conn, struct http_request *req, const char *want)
-{
-    if (!strcmp(req->method, want))
-        return true;
-    char msg[128];
-    snprintf(msg, sizeof msg, "this endpoint takes %s, not %s", want, req->method);
-    api_conn_error(conn, 405, "method_not_allowed", msg, NULL);
-    return false;
-}
-
 /* Whether every key of body j is in fields (NULL-terminated); else answers 400 naming
  * the first unknown one, followed by hint. */
 static bool known_fields(struct api_conn *conn, json_t *j, const char *const *fields, const char *hint)
@@ -729,7 +726,7 @@ static bool known_fields(struct api_conn *conn, json_t *j, const char *const *fi
     return true;
 }
 
-static void h_image_add(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req)
+static void h_image_add(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req, const char *ws)
 {
     json_t *j = parse_json_body(conn, req);
     if (!j)
@@ -748,7 +745,8 @@ static void h_image_add(struct api_ctx *ctx, struct api_conn *conn, struct http_
             api_conn_error(conn, 400, "invalid_argument",
                            "oci: give name and oci (a path to an OCI layout or image tarball), without rootfs "
                            "or host_usr", "oci");
-        } else if (ctl_image_import_oci(ctx->ctl, json_string_value(name), json_string_value(oci), &out, &e) < 0) {
+        } else if (ctl_image_import_oci(ctx->ctl, ws, json_string_value(name), json_string_value(oci), &out, &e) <
+                   0) {
             respond_ctl_error(conn, &e);
         } else {
             api_conn_respond_json(conn, 200, out, NULL);
@@ -766,7 +764,7 @@ static void h_image_add(struct api_ctx *ctx, struct api_conn *conn, struct http_
     }
     struct ctl_error e;
     json_t *out = NULL;
-    if (ctl_image_add(ctx->ctl, json_string_value(name), json_string_value(rootfs), json_is_true(host_usr), &out,
+    if (ctl_image_add(ctx->ctl, ws, json_string_value(name), json_string_value(rootfs), json_is_true(host_usr), &out,
                       &e) < 0)
         respond_ctl_error(conn, &e);
     else
@@ -793,46 +791,13 @@ static void respond_removed(struct api_conn *conn, int r, const struct ctl_error
         api_conn_respond_json(conn, 200, json_pack("{s:s,s:b}", "name", name, flag, 1), NULL);
 }
 
-/* /v1/images/gc (POST) and /v1/images/{name} (GET, DELETE). */
-static void h_image_one(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req, const char *name)
-{
-    if (!strcmp(name, "build")) {
-        if (method_is(conn, req, "POST"))
-            h_image_build(ctx, conn, req);
-        return;
-    }
-    struct ctl_error e;
-    if (!strcmp(name, "gc")) {
-        if (method_is(conn, req, "POST"))
-            respond_json_or_error(conn, ctl_image_gc(ctx->ctl, &e), &e);
-        return;
-    }
-    if (!strcmp(req->method, "DELETE")) {
-        respond_removed(conn, ctl_image_rm(ctx->ctl, name, &e), &e, name, "removed");
-        return;
-    }
-    if (method_is(conn, req, "GET"))
-        respond_json_or_error(conn, ctl_image_inspect(ctx->ctl, name, &e), &e);
-}
-
 /* ---------- secrets and mounts ---------- */
 
-/* /v1/secrets (GET) and /v1/secrets/{name} (PUT {"env":{...}}, DELETE). Bodies
- * are never logged or echoed. */
-static void h_secrets(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req, const char *name)
+/* PUT /v1/secrets/{name} {"env":{...}}. Bodies are never logged or echoed. */
+static void h_secret_put(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req, const char *ws,
+                         const char *name)
 {
     struct ctl_error e;
-    if (!name) {
-        if (method_is(conn, req, "GET"))
-            api_conn_respond_json(conn, 200, ctl_secrets_json(ctx->ctl), NULL);
-        return;
-    }
-    if (!strcmp(req->method, "DELETE")) {
-        respond_removed(conn, ctl_secret_delete(ctx->ctl, name, &e), &e, name, "deleted");
-        return;
-    }
-    if (!method_is(conn, req, "PUT"))
-        return;
     json_t *j = parse_json_body(conn, req);
     if (!j)
         return;
@@ -841,27 +806,27 @@ static void h_secrets(struct api_ctx *ctx, struct api_conn *conn, struct http_re
         json_decref(j);
         return;
     }
-    respond_json_or_error(conn, ctl_secret_put(ctx->ctl, name, json_object_get(j, "env"), &e), &e);
+    respond_json_or_error(conn, ctl_secret_put(ctx->ctl, ws, name, json_object_get(j, "env"), &e), &e);
     json_decref(j);
 }
 
-/* POST /v1/blobs/missing {"digests":[...]} and PUT /v1/blobs/sha256:<hex> (raw chunk). */
-static void h_blobs(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req, const char *what)
+/* POST /v1/blobs/missing {"digests":[...]}. */
+static void h_blobs_missing(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req, const char *ws)
 {
     struct ctl_error e;
-    if (!strcmp(what, "missing")) {
-        if (!method_is(conn, req, "POST"))
-            return;
-        json_t *j = parse_json_body(conn, req);
-        if (!j)
-            return;
-        respond_json_or_error(conn, ctl_blobs_missing(ctx->ctl, json_object_get(j, "digests"), &e), &e);
-        json_decref(j);
+    json_t *j = parse_json_body(conn, req);
+    if (!j)
         return;
-    }
-    if (!method_is(conn, req, "PUT"))
-        return;
-    if (ctl_blob_put(ctx->ctl, what, req->body.data ? req->body.data : "", req->body.len, &e) < 0)
+    respond_json_or_error(conn, ctl_blobs_missing(ctx->ctl, ws, json_object_get(j, "digests"), &e), &e);
+    json_decref(j);
+}
+
+/* PUT /v1/blobs/sha256:<hex> (raw chunk). */
+static void h_blob_put(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req, const char *ws,
+                       const char *what)
+{
+    struct ctl_error e;
+    if (ctl_blob_put(ctx->ctl, ws, what, req->body.data ? req->body.data : "", req->body.len, &e) < 0)
         respond_ctl_error(conn, &e);
     else
         api_conn_respond_json(conn, 201, json_pack("{s:s,s:I}", "digest", what, "size", (json_int_t)req->body.len),
@@ -869,19 +834,329 @@ static void h_blobs(struct api_ctx *ctx, struct api_conn *conn, struct http_requ
 }
 
 /* POST /v1/mounts {"entries":[...]}: a tree of stored chunks -> {"id"}. */
-static void h_mounts(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req)
+static void h_mounts(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req, const char *ws)
 {
-    if (!method_is(conn, req, "POST"))
-        return;
     json_t *j = parse_json_body(conn, req);
     if (!j)
         return;
     struct ctl_error e;
-    respond_json_or_error(conn, ctl_mount_create(ctx->ctl, json_object_get(j, "entries"), &e), &e);
+    respond_json_or_error(conn, ctl_mount_create(ctx->ctl, ws, json_object_get(j, "entries"), &e), &e);
+    json_decref(j);
+}
+
+/* ---------- identity ---------- */
+
+static void h_workspace_create(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req)
+{
+    json_t *j = parse_json_body(conn, req);
+    if (!j)
+        return;
+    static const char *const fields[] = {"name", "quotas", NULL};
+    if (known_fields(conn, j, fields, "the body is {\"name\": \"team-a\", \"quotas\": {...}}")) {
+        struct ctl_error e;
+        json_t *w = ctl_workspace_create(ctx->ctl, j, &e);
+        if (w)
+            api_conn_respond_json(conn, 201, w, NULL);
+        else
+            respond_ctl_error(conn, &e);
+    }
+    json_decref(j);
+}
+
+static void h_workspace_quotas(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req,
+                               const char *name)
+{
+    json_t *j = parse_json_body(conn, req);
+    if (!j)
+        return;
+    struct ctl_error e;
+    respond_json_or_error(conn, ctl_workspace_set_quotas(ctx->ctl, name, j, &e), &e);
+    json_decref(j);
+}
+
+static void h_token_create(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req)
+{
+    json_t *j = parse_json_body(conn, req);
+    if (!j)
+        return;
+    static const char *const fields[] = {"workspace", "role", "name", "expires_in", NULL};
+    if (known_fields(conn, j, fields,
+                     "the body is {\"workspace\": \"W\", \"role\": \"developer\", \"name\": \"ci\", "
+                     "\"expires_in\": 86400}")) {
+        struct ctl_error e;
+        json_t *t = ctl_token_create(ctx->ctl, j, &e);
+        if (t)
+            api_conn_respond_json(conn, 201, t, NULL);
+        else
+            respond_ctl_error(conn, &e);
+    }
     json_decref(j);
 }
 
 /* ---------- router ---------- */
+
+/* One request being routed: who asks, and the path's segments. */
+struct api_rq {
+    struct api_ctx *ctx;
+    struct api_conn *conn;
+    struct http_request *req;
+    const struct ctl_principal *who;
+    char (*segs)[128];
+    int nsegs;
+};
+
+/* segs[i] qualified with the asker's workspace. */
+static void rq_qualified(const struct api_rq *r, int i, char out[CTL_QNAME_MAX])
+{
+    ctl_qualify(out, r->who->ws, r->segs[i]);
+}
+
+static void r_function(struct api_rq *r)
+{
+    char app[CTL_QNAME_MAX];
+    rq_qualified(r, 2, app);
+    struct ctl_error e;
+    respond_json_or_error(r->conn, ctl_function_json(r->ctx->ctl, app, r->segs[3], &e), &e);
+}
+
+static void r_health(struct api_rq *r)
+{
+    api_conn_respond_json(r->conn, 200, ctl_health_json(r->ctx->ctl), NULL);
+}
+
+static void r_whoami(struct api_rq *r)
+{
+    api_conn_respond_json(r->conn, 200,
+                          json_pack("{s:s,s:s,s:s}", "workspace", r->who->ws, "role", ctl_role_name(r->who->role),
+                                    "token_id", r->who->token_id),
+                          NULL);
+}
+
+static void r_deploy(struct api_rq *r)
+{
+    h_deploy(r->ctx, r->conn, r->req, r->who->ws);
+}
+
+static void r_apps(struct api_rq *r)
+{
+    api_conn_respond_json(r->conn, 200, ctl_apps_json(r->ctx->ctl, r->who->ws), NULL);
+}
+
+static void r_app_stop(struct api_rq *r)
+{
+    char app[CTL_QNAME_MAX];
+    rq_qualified(r, 2, app);
+    struct ctl_error e;
+    if (ctl_app_stop(r->ctx->ctl, app, &e) < 0)
+        respond_ctl_error(r->conn, &e);
+    else
+        api_conn_respond_json(r->conn, 200, json_pack("{s:s,s:s}", "app", r->segs[2], "state", "stopped"), NULL);
+}
+
+static void r_functions(struct api_rq *r)
+{
+    api_conn_respond_json(r->conn, 200, ctl_functions_json(r->ctx->ctl, r->who->ws), NULL);
+}
+
+static void r_call(struct api_rq *r)
+{
+    char app[CTL_QNAME_MAX];
+    rq_qualified(r, 2, app);
+    h_call(r->ctx, r->conn, r->req, r->who->ws, app, r->segs[3], !strcmp(r->segs[4], "spawn"));
+}
+
+static void r_map(struct api_rq *r)
+{
+    char app[CTL_QNAME_MAX];
+    rq_qualified(r, 2, app);
+    h_map(r->ctx, r->conn, r->req, app, r->segs[3]);
+}
+
+static void r_logs(struct api_rq *r)
+{
+    char app[CTL_QNAME_MAX];
+    rq_qualified(r, 2, app);
+    h_logs(r->ctx, r->conn, r->req, app, r->segs[3]);
+}
+
+static void r_result(struct api_rq *r)
+{
+    h_result(r->ctx, r->conn, r->req, r->who->ws, r->segs[2]);
+}
+
+static void r_status(struct api_rq *r)
+{
+    h_status(r->ctx, r->conn, r->who->ws, r->segs[2]);
+}
+
+static void r_cancel(struct api_rq *r)
+{
+    h_cancel(r->ctx, r->conn, r->who->ws, r->segs[2]);
+}
+
+static void r_containers(struct api_rq *r)
+{
+    api_conn_respond_json(r->conn, 200, ctl_containers_json(r->ctx->ctl, r->who->ws), NULL);
+}
+
+static void r_usage(struct api_rq *r)
+{
+    double since = 0;
+    if (!query_double(r->req, "since", 0, 1e12, &since, r->conn))
+        return;
+    struct ctl_error e;
+    respond_json_or_error(r->conn, ctl_usage_json(r->ctx->ctl, r->who->ws, since, &e), &e);
+}
+
+static void r_images(struct api_rq *r)
+{
+    api_conn_respond_json(r->conn, 200, ctl_images_json(r->ctx->ctl, r->who->ws), NULL);
+}
+
+static void r_image_add(struct api_rq *r)
+{
+    h_image_add(r->ctx, r->conn, r->req, r->who->ws);
+}
+
+static void r_image_build(struct api_rq *r)
+{
+    h_image_build(r->ctx, r->conn, r->req, r->who->ws);
+}
+
+static void r_image_gc(struct api_rq *r)
+{
+    struct ctl_error e;
+    respond_json_or_error(r->conn, ctl_image_gc(r->ctx->ctl, &e), &e);
+}
+
+static void r_image_inspect(struct api_rq *r)
+{
+    struct ctl_error e;
+    respond_json_or_error(r->conn, ctl_image_inspect(r->ctx->ctl, r->who->ws, r->segs[2], &e), &e);
+}
+
+static void r_image_rm(struct api_rq *r)
+{
+    struct ctl_error e;
+    respond_removed(r->conn, ctl_image_rm(r->ctx->ctl, r->who->ws, r->segs[2], &e), &e, r->segs[2], "removed");
+}
+
+static void r_secrets(struct api_rq *r)
+{
+    api_conn_respond_json(r->conn, 200, ctl_secrets_json(r->ctx->ctl, r->who->ws), NULL);
+}
+
+static void r_secret_put(struct api_rq *r)
+{
+    h_secret_put(r->ctx, r->conn, r->req, r->who->ws, r->segs[2]);
+}
+
+static void r_secret_delete(struct api_rq *r)
+{
+    struct ctl_error e;
+    respond_removed(r->conn, ctl_secret_delete(r->ctx->ctl, r->who->ws, r->segs[2], &e), &e, r->segs[2],
+                    "deleted");
+}
+
+static void r_blobs_missing(struct api_rq *r)
+{
+    h_blobs_missing(r->ctx, r->conn, r->req, r->who->ws);
+}
+
+static void r_blob_put(struct api_rq *r)
+{
+    h_blob_put(r->ctx, r->conn, r->req, r->who->ws, r->segs[2]);
+}
+
+static void r_mounts(struct api_rq *r)
+{
+    h_mounts(r->ctx, r->conn, r->req, r->who->ws);
+}
+
+static void r_workspaces(struct api_rq *r)
+{
+    api_conn_respond_json(r->conn, 200, ctl_workspaces_json(r->ctx->ctl), NULL);
+}
+
+static void r_workspace_create(struct api_rq *r)
+{
+    h_workspace_create(r->ctx, r->conn, r->req);
+}
+
+static void r_workspace(struct api_rq *r)
+{
+    struct ctl_error e;
+    respond_json_or_error(r->conn, ctl_workspace_json(r->ctx->ctl, r->segs[2], &e), &e);
+}
+
+static void r_workspace_quotas(struct api_rq *r)
+{
+    h_workspace_quotas(r->ctx, r->conn, r->req, r->segs[2]);
+}
+
+static void r_tokens(struct api_rq *r)
+{
+    api_conn_respond_json(r->conn, 200, ctl_tokens_json(r->ctx->ctl), NULL);
+}
+
+static void r_token_create(struct api_rq *r)
+{
+    h_token_create(r->ctx, r->conn, r->req);
+}
+
+static void r_token_revoke(struct api_rq *r)
+{
+    struct ctl_error e;
+    respond_removed(r->conn, ctl_token_revoke(r->ctx->ctl, r->segs[2], &e), &e, r->segs[2], "revoked");
+}
+
+/* Every route, with the least role that may use it (docs/API.md "Roles"): invokers
+ * call functions of their workspace and read what they need for that; developers
+ * also deploy, stop, read logs, manage images, secrets and uploads; admins also
+ * manage workspaces, tokens and quotas, and run image gc (it spans workspaces).
+ * "*" matches one path segment. A path that matches with another method is 405. */
+static const struct api_route {
+    const char *method;
+    const char *path;
+    enum ctl_role role;
+    void (*handle)(struct api_rq *r);
+} api_route_table[] = {
+    {"GET", "/v1/health", CTL_ROLE_INVOKER, r_health},
+    {"GET", "/v1/whoami", CTL_ROLE_INVOKER, r_whoami},
+    {"POST", "/v1/deploy", CTL_ROLE_DEVELOPER, r_deploy},
+    {"GET", "/v1/apps", CTL_ROLE_INVOKER, r_apps},
+    {"POST", "/v1/apps/*/stop", CTL_ROLE_DEVELOPER, r_app_stop},
+    {"GET", "/v1/functions", CTL_ROLE_INVOKER, r_functions},
+    {"GET", "/v1/functions/*/*", CTL_ROLE_INVOKER, r_function},
+    {"POST", "/v1/functions/*/*/call", CTL_ROLE_INVOKER, r_call},
+    {"POST", "/v1/functions/*/*/spawn", CTL_ROLE_INVOKER, r_call},
+    {"POST", "/v1/functions/*/*/map", CTL_ROLE_INVOKER, r_map},
+    {"GET", "/v1/functions/*/*/logs", CTL_ROLE_DEVELOPER, r_logs},
+    {"GET", "/v1/calls/*", CTL_ROLE_INVOKER, r_result},
+    {"GET", "/v1/calls/*/status", CTL_ROLE_INVOKER, r_status},
+    {"POST", "/v1/calls/*/cancel", CTL_ROLE_INVOKER, r_cancel},
+    {"GET", "/v1/containers", CTL_ROLE_DEVELOPER, r_containers},
+    {"GET", "/v1/usage", CTL_ROLE_DEVELOPER, r_usage},
+    {"GET", "/v1/images", CTL_ROLE_DEVELOPER, r_images},
+    {"POST", "/v1/images", CTL_ROLE_DEVELOPER, r_image_add},
+    {"POST", "/v1/images/build", CTL_ROLE_DEVELOPER, r_image_build},
+    {"POST", "/v1/images/gc", CTL_ROLE_ADMIN, r_image_gc},
+    {"GET", "/v1/images/*", CTL_ROLE_DEVELOPER, r_image_inspect},
+    {"DELETE", "/v1/images/*", CTL_ROLE_DEVELOPER, r_image_rm},
+    {"GET", "/v1/secrets", CTL_ROLE_DEVELOPER, r_secrets},
+    {"PUT", "/v1/secrets/*", CTL_ROLE_DEVELOPER, r_secret_put},
+    {"DELETE", "/v1/secrets/*", CTL_ROLE_DEVELOPER, r_secret_delete},
+    {"POST", "/v1/blobs/missing", CTL_ROLE_DEVELOPER, r_blobs_missing},
+    {"PUT", "/v1/blobs/*", CTL_ROLE_DEVELOPER, r_blob_put},
+    {"POST", "/v1/mounts", CTL_ROLE_DEVELOPER, r_mounts},
+    {"GET", "/v1/workspaces", CTL_ROLE_ADMIN, r_workspaces},
+    {"POST", "/v1/workspaces", CTL_ROLE_ADMIN, r_workspace_create},
+    {"GET", "/v1/workspaces/*", CTL_ROLE_ADMIN, r_workspace},
+    {"PUT", "/v1/workspaces/*/quotas", CTL_ROLE_ADMIN, r_workspace_quotas},
+    {"GET", "/v1/tokens", CTL_ROLE_ADMIN, r_tokens},
+    {"POST", "/v1/tokens", CTL_ROLE_ADMIN, r_token_create},
+    {"DELETE", "/v1/tokens/*", CTL_ROLE_ADMIN, r_token_revoke},
+};
 
 /* Splits the decoded path into segments; returns the count or -1 if too many/too long. */
 static int split_path(const char *path, char segs[API_PATH_MAX_SEGS][128])
@@ -907,6 +1182,44 @@ static int split_path(const char *path, char segs[API_PATH_MAX_SEGS][128])
     return n;
 }
 
+/* Whether route pattern (segments after the leading '/') matches segs[0..n). */
+static bool route_matches(const char *pattern, char segs[][128], int n)
+{
+    const char *p = pattern + 1;
+    for (int i = 0; i < n; i++) {
+        if (!*p)
+            return false;
+        const char *e = strchr(p, '/');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (!(len == 1 && p[0] == '*') && (strlen(segs[i]) != len || memcmp(segs[i], p, len)))
+            return false;
+        p += len;
+        if (*p == '/')
+            p++;
+    }
+    return *p == '\0';
+}
+
+/* The bearer token of req, or NULL. */
+static const char *bearer_token(struct http_request *req)
+{
+    const char *h = http_request_header(req, "Authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7))
+        return NULL;
+    h += 7;
+    while (*h == ' ')
+        h++;
+    return *h ? h : NULL;
+}
+
+const char *api_routes_pattern(size_t i, const char **method, int *role)
+{
+    if (i >= ARRAY_LEN(api_route_table))
+        return NULL;
+    *method = api_route_table[i].method;
+    *role = (int)api_route_table[i].role;
+    return api_route_table[i].path;
+}
 
 void api_routes_handle(struct api_conn *conn, struct http_request *req, void *ud)
 {
@@ -918,138 +1231,61 @@ void api_routes_handle(struct api_conn *conn, struct http_request *req, void *ud
         api_conn_error(conn, status, code, why, NULL);
         return;
     }
+    /* Who asks comes first: without a valid token nothing else is answered, not even
+     * whether a route exists. The token itself is never logged or echoed. */
+    struct ctl_principal who;
+    int ar = ctl_authenticate(ctx->ctl, bearer_token(req), &who);
+    if (ar < 0) {
+        api_conn_error(conn, 401, "unauthorized",
+                       ar == -EKEYEXPIRED ? "the token has expired; ask an admin for a new one (gust token create)"
+                       : bearer_token(req)
+                           ? "the token is not valid (revoked, or not one of this gustd's); send a valid one as "
+                             "Authorization: Bearer <token>"
+                           : "send a token as Authorization: Bearer <token> (the CLI and SDK read $GUST_TOKEN, then "
+                             "~/.config/gust/token; gustd's admin token is in <data-dir>/admin.token)",
+                       NULL);
+        return;
+    }
     char segs[API_PATH_MAX_SEGS][128];
     int n = split_path(req->path, segs);
     if (n < 2 || strcmp(segs[0], "v1")) {
         api_conn_error(conn, 404, "not_found", "no such endpoint; the API lives under /v1 (see docs/API.md)", NULL);
         return;
     }
+    const struct api_route *route = NULL;
+    const char *allowed = NULL;
+    for (size_t i = 0; i < ARRAY_LEN(api_route_table) && !route; i++) {
+        if (!route_matches(api_route_table[i].path, segs, n))
+            continue;
+        if (!strcmp(api_route_table[i].method, req->method))
+            route = &api_route_table[i];
+        else if (!allowed)
+            allowed = api_route_table[i].method;
+    }
+    if (!route) {
+        if (allowed) {
+            char msg[128];
+            snprintf(msg, sizeof msg, "this endpoint takes %s, not %.16s", allowed, req->method);
+            api_conn_error(conn, 405, "method_not_allowed", msg, NULL);
+        } else {
+            api_conn_error(conn, 404, "not_found", "no such endpoint (see docs/API.md for the routes under /v1)",
+                           NULL);
+        }
+        return;
+    }
+    if (who.role < route->role) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "%s %s needs the %s role; this token has %s", route->method, route->path,
+                 ctl_role_name(route->role), ctl_role_name(who.role));
+        api_conn_error(conn, 403, "forbidden", msg, NULL);
+        return;
+    }
     if (ctl_shutting_down(ctx->ctl) && strcmp(req->method, "GET")) {
         api_conn_error(conn, 503, "shutting_down", "gustd is shutting down; retry shortly", NULL);
         return;
     }
-    const char *r = segs[1];
-    if (n == 2 && !strcmp(r, "health")) {
-        if (method_is(conn, req, "GET"))
-            api_conn_respond_json(conn, 200, ctl_health_json(ctx->ctl), NULL);
-        return;
-    }
-    if (n == 2 && !strcmp(r, "deploy")) {
-        if (method_is(conn, req, "POST"))
-            h_deploy(ctx, conn, req);
-        return;
-    }
-    if (n == 2 && !strcmp(r, "apps")) {
-        if (method_is(conn, req, "GET"))
-            api_conn_respond_json(conn, 200, ctl_apps_json(ctx->ctl), NULL);
-        return;
-    }
-    if (n == 4 && !strcmp(r, "apps") && !strcmp(segs[3], "stop")) {
-        if (!method_is(conn, req, "POST"))
-            return;
-        struct ctl_error e;
-        if (ctl_app_stop(ctx->ctl, segs[2], &e) < 0)
-            respond_ctl_error(conn, &e);
-        else
-            api_conn_respond_json(conn, 200, json_pack("{s:s,s:s}", "app", segs[2], "state", "stopped"), NULL);
-        return;
-    }
-    if (!strcmp(r, "functions")) {
-        if (n == 2) {
-            if (method_is(conn, req, "GET"))
-                api_conn_respond_json(conn, 200, ctl_functions_json(ctx->ctl), NULL);
-            return;
-        }
-        if (n == 4) {
-            if (!method_is(conn, req, "GET"))
-                return;
-            struct ctl_error e;
-            json_t *j = ctl_function_json(ctx->ctl, segs[2], segs[3], &e);
-            if (!j)
-                respond_ctl_error(conn, &e);
-            else
-                api_conn_respond_json(conn, 200, j, NULL);
-            return;
-        }
-        if (n == 5) {
-            const char *op = segs[4];
-            if (!strcmp(op, "call") || !strcmp(op, "spawn")) {
-                if (method_is(conn, req, "POST"))
-                    h_call(ctx, conn, req, segs[2], segs[3], !strcmp(op, "spawn"));
-                return;
-            }
-            if (!strcmp(op, "map")) {
-                if (method_is(conn, req, "POST"))
-                    h_map(ctx, conn, req, segs[2], segs[3]);
-                return;
-            }
-            if (!strcmp(op, "logs")) {
-                if (method_is(conn, req, "GET"))
-                    h_logs(ctx, conn, req, segs[2], segs[3]);
-                return;
-            }
-        }
-    }
-    if (!strcmp(r, "calls") && n >= 3) {
-        if (n == 3) {
-            if (method_is(conn, req, "GET"))
-                h_result(ctx, conn, req, segs[2]);
-            return;
-        }
-        if (n == 4 && !strcmp(segs[3], "status")) {
-            if (method_is(conn, req, "GET"))
-                h_status(ctx, conn, segs[2]);
-            return;
-        }
-        if (n == 4 && !strcmp(segs[3], "cancel")) {
-            if (method_is(conn, req, "POST"))
-                h_cancel(ctx, conn, segs[2]);
-            return;
-        }
-    }
-    if (n == 2 && !strcmp(r, "containers")) {
-        if (method_is(conn, req, "GET"))
-            api_conn_respond_json(conn, 200, ctl_containers_json(ctx->ctl), NULL);
-        return;
-    }
-    if (n == 2 && !strcmp(r, "usage")) {
-        if (!method_is(conn, req, "GET"))
-            return;
-        double since = 0;
-        if (!query_double(req, "since", 0, 1e12, &since, conn))
-            return;
-        struct ctl_error e;
-        json_t *j = ctl_usage_json(ctx->ctl, since, &e);
-        if (!j)
-            respond_ctl_error(conn, &e);
-        else
-            api_conn_respond_json(conn, 200, j, NULL);
-        return;
-    }
-    if (n == 2 && !strcmp(r, "images")) {
-        if (!strcmp(req->method, "GET"))
-            api_conn_respond_json(conn, 200, ctl_images_json(ctx->ctl), NULL);
-        else if (method_is(conn, req, "POST"))
-            h_image_add(ctx, conn, req);
-        return;
-    }
-    if (n == 3 && !strcmp(r, "images")) {
-        h_image_one(ctx, conn, req, segs[2]);
-        return;
-    }
-    if ((n == 2 || n == 3) && !strcmp(r, "secrets")) {
-        h_secrets(ctx, conn, req, n == 3 ? segs[2] : NULL);
-        return;
-    }
-    if (n == 3 && !strcmp(r, "blobs")) {
-        h_blobs(ctx, conn, req, segs[2]);
-        return;
-    }
-    if (n == 2 && !strcmp(r, "mounts")) {
-        h_mounts(ctx, conn, req);
-        return;
-    }
-    api_conn_error(conn, 404, "not_found", "no such endpoint (see docs/API.md for the routes under /v1)", NULL);
+    struct api_rq r = {.ctx = ctx, .conn = conn, .req = req, .who = &who, .segs = segs, .nsegs = n};
+    route->handle(&r);
 }
 
 struct api_ctx *api_routes_new(struct ctl *ctl, const struct api_guard *guard)

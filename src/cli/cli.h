@@ -201,6 +201,15 @@ void cmd_print_image(json_t *j, const char *name, const gust_client *c);
 void cmd_print_image_removed(json_t *j, const char *name, const gust_client *c);
 void cmd_print_image_gc(json_t *j, const char *arg, const gust_client *c);
 
+/* admin.c */
+int cmd_workspace_create(const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_workspace_quota(const struct cli_cmd *cmd, int argc, char **argv);
+void cmd_print_workspaces(json_t *j, const char *arg, const gust_client *c);
+int cmd_token_create(const struct cli_cmd *cmd, int argc, char **argv);
+void cmd_print_tokens(json_t *j, const char *arg, const gust_client *c);
+void cmd_print_token_revoked(json_t *j, const char *id, const gust_client *c);
+void cmd_print_whoami(json_t *j, const char *arg, const gust_client *c);
+
 /* secrets.c */
 int cmd_secret_create(const struct cli_cmd *cmd, int argc, char **argv);
 void cmd_print_secrets(json_t *j, const char *arg, const gust_client *c);

@@ -128,6 +128,27 @@ static const struct cli_cmd CMDS[] = {
      .run = cmd_request, .method = "GET", .path = "/v1/secrets", .print = cmd_print_secrets},
     {"secret rm", "secret rm NAME", "Deletes secret NAME (refused while a deployed function uses it).\n",
      .run = cmd_request, .method = "DELETE", .path = "/v1/secrets/%s", .print = cmd_print_secret_removed},
+    {"workspace create", "workspace create NAME [--quota KEY=N]...",
+     "Creates workspace NAME (admin). Quotas: containers, cpu (cores), memory (MiB), gpus,\n"
+     "stored_bytes; 0 or none: no limit. Each workspace sees only its own apps, calls,\n"
+     "logs, secrets, images and usage.\n",
+     .run = cmd_workspace_create},
+    {"workspace ls", "workspace ls", "Lists workspaces with their quotas and what they use now (admin).\n",
+     .run = cmd_request, .method = "GET", .path = "/v1/workspaces", .print = cmd_print_workspaces},
+    {"workspace quota", "workspace quota NAME KEY=N...",
+     "Sets the quotas of workspace NAME (admin); calls over a quota wait, naming it.\n",
+     .run = cmd_workspace_quota},
+    {"token create", "token create --workspace W --role admin|developer|invoker [--name N] [--expires-in S]",
+     "Creates an API token (admin) and prints it once on stdout. Roles: invoker calls\n"
+     "functions; developer also deploys and manages images, secrets and logs; admin also\n"
+     "manages workspaces and tokens.\n",
+     .run = cmd_token_create},
+    {"token ls", "token ls", "Lists tokens: id, workspace, role, name, expiry; never the token (admin).\n",
+     .run = cmd_request, .method = "GET", .path = "/v1/tokens", .print = cmd_print_tokens},
+    {"token revoke", "token revoke ID", "Revokes the token with id ID (admin); it stops working at once.\n",
+     .run = cmd_request, .method = "DELETE", .path = "/v1/tokens/%s", .print = cmd_print_token_revoked},
+    {"whoami", "whoami", "Shows the workspace and role of the token in use.\n",
+     .run = cmd_request, .method = "GET", .path = "/v1/whoami", .print = cmd_print_whoami},
     {"health", "health", "Checks that gustd answers and prints its version and worker capacity.\n",
      .run = cmd_request, .method = "GET", .path = "/v1/health", .print = cmd_print_health},
 };
@@ -144,6 +165,24 @@ static void print_main_help(FILE *f)
                "Exit codes: 0 ok, 1 the function failed, 2 usage error, 3 API error,\n"
                "4 cannot reach gustd, 5 timed out with the call still going.\n",
             GLOBAL_HELP);
+}
+
+/* Command groups and their subcommands. */
+static const struct {
+    const char *group, *subs;
+} GROUPS[] = {
+    {"image", "ls, build, add, import, inspect, rm or gc"},
+    {"secret", "create, ls or rm"},
+    {"workspace", "create, ls or quota"},
+    {"token", "create, ls or revoke"},
+};
+
+static const char *group_subs(const char *name)
+{
+    for (size_t g = 0; g < ARRAY_LEN(GROUPS); g++)
+        if (!strcmp(GROUPS[g].group, name))
+            return GROUPS[g].subs;
+    return NULL;
 }
 
 /* A command of a group ("image", "secret"): the group and its subcommand argv[1]
@@ -194,8 +233,8 @@ int main(int argc, char **argv)
         if (i + 1 < argc)
             for (size_t k = 0; k < ARRAY_LEN(CMDS); k++)
                 if (!strcmp(CMDS[k].name, argv[i + 1]) ||
-                    (!strcmp(argv[i + 1], "image") && !strncmp(CMDS[k].name, "image", 5)) ||
-                    (!strcmp(argv[i + 1], "secret") && !strncmp(CMDS[k].name, "secret", 6))) {
+                    (group_subs(argv[i + 1]) && !strncmp(CMDS[k].name, argv[i + 1], strlen(argv[i + 1])) &&
+                     CMDS[k].name[strlen(argv[i + 1])] == ' ')) {
                     cli_print_usage(stdout, &CMDS[k]);
                     return EXIT_OK;
                 }
@@ -204,10 +243,9 @@ int main(int argc, char **argv)
     }
     char name[64];
     int skip = 0;
-    if (!strcmp(argv[i], "secret") || !strcmp(argv[i], "image")) {
-        int rc = group_name(argv[i], !strcmp(argv[i], "secret") ? "create, ls or rm"
-                                                                  : "ls, build, add, import, inspect, rm or gc",
-                            argc - i, argv + i, name, sizeof name);
+    const char *subs = group_subs(argv[i]);
+    if (subs) {
+        int rc = group_name(argv[i], subs, argc - i, argv + i, name, sizeof name);
         if (rc >= 0)
             return rc;
         skip = 1;

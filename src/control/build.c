@@ -58,10 +58,28 @@ void ctl_builder_stop(struct ctl *c)
     c->builder = NULL;
 }
 
-int ctl_named_image_id(struct ctl *c, const char *name, char id[IMAGE_ID_MAX], bool *host_usr, struct gerr *err)
+int ctl_image_qname(struct ctl *c, const char *ws, const char *name, char qname[CTL_QNAME_MAX])
 {
+    ctl_qualify(qname, ws, name);
+    AUTO_FREE char *path = NULL;
+    if (store_image_get(c->store, qname, &path, NULL, NULL) == 0)
+        return 0;
+    free(TAKE_PTR(path));
+    if (store_image_get(c->store, name, &path, NULL, NULL) == 0) {
+        snprintf(qname, CTL_QNAME_MAX, "%s", name);
+        return 0;
+    }
+    return -ENOENT;
+}
+
+int ctl_named_image_id(struct ctl *c, const char *ws, const char *name, char id[IMAGE_ID_MAX], bool *host_usr,
+                       struct gerr *err)
+{
+    char qname[CTL_QNAME_MAX];
+    if (ctl_image_qname(c, ws, name, qname) < 0)
+        return gerr_set(err, ENOENT, "image %s not found", name);
     AUTO_FREE char *rootfs = NULL;
-    int r = store_image_get(c->store, name, &rootfs, host_usr, err);
+    int r = store_image_get(c->store, qname, &rootfs, host_usr, err);
     if (r < 0)
         return r;
     if (*host_usr || image_id_of_rootfs(c->images_dir, rootfs, id) < 0)
@@ -72,20 +90,21 @@ int ctl_named_image_id(struct ctl *c, const char *name, char id[IMAGE_ID_MAX], b
 
 /* The base image id of def: "" for the builder's own bases (scratch, debian_slim,
  * from_oci), else the registered image's. */
-int ctl_image_base_of(struct ctl *c, json_t *def, char id[IMAGE_ID_MAX], struct gerr *err)
+int ctl_image_base_of(struct ctl *c, const char *ws, json_t *def, char id[IMAGE_ID_MAX], struct gerr *err)
 {
     id[0] = '\0';
     const char *base = json_string_value(json_object_get(def, "base"));
     if (!base || !strcmp(base, "scratch") || !strcmp(base, "debian_slim"))
         return 0;
     bool host_usr = false;
-    int r = ctl_named_image_id(c, base, id, &host_usr, err);
+    int r = ctl_named_image_id(c, ws, base, id, &host_usr, err);
     if (r == -ENOENT)
         return gerr_set(err, ENOENT, "base \"%s\" is not debian_slim, busybox, scratch or a registered image", base);
     return r;
 }
 
-int ctl_inline_image(struct ctl *c, json_t *def, char id[IMAGE_ID_MAX], char *rootfs, size_t cap, struct gerr *err)
+int ctl_inline_image(struct ctl *c, const char *ws, json_t *def, char id[IMAGE_ID_MAX], char *rootfs, size_t cap,
+                     struct gerr *err)
 {
     const char *built = json_string_value(json_object_get(def, "built_id"));
     int r;
@@ -93,7 +112,7 @@ int ctl_inline_image(struct ctl *c, json_t *def, char id[IMAGE_ID_MAX], char *ro
         snprintf(id, IMAGE_ID_MAX, "%s", built);
     } else {
         char base[IMAGE_ID_MAX];
-        if ((r = ctl_image_base_of(c, def, base, err)) < 0)
+        if ((r = ctl_image_base_of(c, ws, def, base, err)) < 0)
             return r;
         if ((r = build_lookup(c->builder, def, base, id, err)) < 0)
             return r;

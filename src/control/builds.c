@@ -23,7 +23,8 @@ struct ctl_deploy_build {
     struct ctl_build_sink sink;
     bool attached;
     bool deploy;
-    char name[64];              /* image build: the name to register, "" for none */
+    char ws[CTL_WS_NAME_MAX + 1]; /* the workspace that asked */
+    char name[CTL_QNAME_MAX];   /* image build: the qualified name to register, "" for none */
     json_t *spec;               /* deploy: the spec to deploy once built */
     char *context;
     int pending;                /* builder jobs not done yet */
@@ -58,7 +59,7 @@ static void finish(struct ctl_deploy_build *b)
     } else {
         json_t *result = NULL;
         struct ctl_error e = {0};
-        if (ctl_deploy(c, b->spec, b->context, &result, &e) == 0) {
+        if (ctl_deploy(c, b->ws, b->spec, b->context, &result, &e) == 0) {
             json_object_set_new(result, "event", json_string("deployed"));
             final = result;
         } else {
@@ -102,7 +103,7 @@ static void part_done(void *ud, const char *image_id, const char *rootfs, json_t
                 json_decref(b->error);
                 b->error = json_pack("{s:s,s:s}", "event", "error", "message", err.msg);
             } else {
-                json_object_set_new(final, "name", json_string(b->name));
+                json_object_set_new(final, "name", json_string(ctl_local_name(b->name)));
             }
         }
         if (!b->deploy) {
@@ -142,7 +143,7 @@ static int start_part(struct ctl_deploy_build *b, json_t *def, const char *base,
     return 0;
 }
 
-int ctl_image_build(struct ctl *c, json_t *doc, const char *context, const char *name, bool force,
+int ctl_image_build(struct ctl *c, const char *ws, json_t *doc, const char *context, const char *name, bool force,
                     const struct ctl_build_sink *sink, struct ctl_build **out, struct ctl_error *e)
 {
     if (c->shutting_down) {
@@ -166,12 +167,14 @@ int ctl_image_build(struct ctl *c, json_t *doc, const char *context, const char 
         return -EINVAL;
     }
     char base[IMAGE_ID_MAX];
-    if (ctl_image_base_of(c, def, base, &err) < 0) {
+    if (ctl_image_base_of(c, ws, def, base, &err) < 0) {
         ctl_err(e, CTL_E_INVALID, "invalid_spec", "image.base", "image.base: %s", err.msg);
         return -EINVAL;
     }
     struct ctl_deploy_build *b = record_new(c, sink, context);
-    snprintf(b->name, sizeof b->name, "%s", name ? name : "");
+    snprintf(b->ws, sizeof b->ws, "%s", ws);
+    if (name && *name)
+        ctl_qualify(b->name, ws, name);
     if (start_part(b, def, base[0] ? base : NULL, NULL, force, &err) < 0) {
         build_record_free(b);
         ctl_err(e, err.code == EBUSY ? CTL_E_CONFLICT : CTL_E_INTERNAL, err.code == EBUSY ? "busy" : "internal", NULL,
@@ -182,7 +185,7 @@ int ctl_image_build(struct ctl *c, json_t *doc, const char *context, const char 
     return 0;
 }
 
-int ctl_deploy_building(struct ctl *c, json_t *spec, const char *context, bool force,
+int ctl_deploy_building(struct ctl *c, const char *ws, json_t *spec, const char *context, bool force,
                         const struct ctl_build_sink *sink, struct ctl_build **out, struct ctl_error *e)
 {
     struct spec_app app = {0};
@@ -192,6 +195,7 @@ int ctl_deploy_building(struct ctl *c, json_t *spec, const char *context, bool f
     if (r0 < 0)
         return r0;
     struct ctl_deploy_build *b = record_new(c, sink, context);
+    snprintf(b->ws, sizeof b->ws, "%s", ws);
     AUTO_JSON json_t *cached = json_array();
     int r = 0;
     b->deploy = true;
@@ -207,11 +211,11 @@ int ctl_deploy_building(struct ctl *c, json_t *spec, const char *context, bool f
             ctl_err(e, CTL_E_INVALID, "invalid_spec", field, "%s", err.msg);
             break;
         }
-        if ((r = ctl_image_base_of(c, def, base, &err)) < 0) {
+        if ((r = ctl_image_base_of(c, ws, def, base, &err)) < 0) {
             ctl_err(e, CTL_E_INVALID, "invalid_spec", fld, "%s.base: %s", fld, err.msg);
             break;
         }
-        if (!force && ctl_inline_image(c, def, id, rootfs, sizeof rootfs, &err) == 0) {
+        if (!force && ctl_inline_image(c, ws, def, id, rootfs, sizeof rootfs, &err) == 0) {
             json_array_append_new(cached, json_pack("{s:s,s:s,s:s,s:b}", "event", "image", "function",
                                                     app.functions[i].name, "image_id", id, "cached", 1));
             continue;

@@ -98,7 +98,7 @@ void ctl_call_view_fill(struct ctl_call *call, struct ctl_call_view *v)
 {
     memset(v, 0, sizeof *v);
     v->id = call->id;
-    v->app = call->app;
+    v->app = ctl_local_name(call->app);
     v->function = call->function;
     v->version = call->version;
     v->state = call->state;
@@ -376,7 +376,8 @@ void ctl_call_restore(struct ctl *c, struct ctl_fver *fv, const struct store_cal
     ctl_queue_push(fv, call, false);
 }
 
-struct ctl_call *ctl_call_lookup(struct ctl *c, const char *id, struct ctl_error *e)
+/* The call with this id, from memory or the store. */
+static struct ctl_call *call_lookup_any(struct ctl *c, const char *id, struct ctl_error *e)
 {
     struct ctl_call *call = ctl_call_find(c, id);
     if (call)
@@ -412,6 +413,17 @@ struct ctl_call *ctl_call_lookup(struct ctl *c, const char *id, struct ctl_error
     if (ctl_call_state_is_final(call->state)) {
         finished_push(c, call);
         ctl_calls_evict(c);
+    }
+    return call;
+}
+
+struct ctl_call *ctl_call_lookup(struct ctl *c, const char *ws, const char *id, struct ctl_error *e)
+{
+    struct ctl_call *call = call_lookup_any(c, id, e);
+    /* Another workspace's call is not found, with the same answer as a missing one. */
+    if (call && ws && !ctl_unqualify(call->app, ws)) {
+        ctl_err(e, CTL_E_NOT_FOUND, "not_found", NULL, "call %s not found", id);
+        return NULL;
     }
     return call;
 }

@@ -76,6 +76,8 @@ int ctl_new(struct ev_loop *loop, struct store *store, const struct worker_ops *
     list_init(&c->finished);
     list_init(&c->secrets);
     list_init(&c->deploy_builds);
+    list_init(&c->workspaces);
+    hmap_init(&c->tokens, 64);
     int r = cas_open(cfg->cas_dir, &c->cas, err);
     if (r < 0) {
         free(c);
@@ -114,6 +116,7 @@ static int load_app_row(const char *name, const char *state, double created_at, 
     struct ctl *c = ud;
     (void)nfunctions;
     struct ctl_app *a = ctl_app_get_or_add(c, name, created_at);
+    a->ws = ctl_ws_of_name(c, name);
     a->stopped = !strcmp(state, "stopped");
     return 0;
 }
@@ -151,8 +154,10 @@ static int recover_call_row(const struct store_call *sc, void *ud)
 
 int ctl_recover(struct ctl *c, struct gerr *err)
 {
-    int r = c->cfg.no_builtin_images ? 0 : ctl_images_builtin(c, err);
+    int r = ctl_ident_load(c, err);
     if (r < 0)
+        return gerr_prefix(err, "loading workspaces and tokens");
+    if ((r = c->cfg.no_builtin_images ? 0 : ctl_images_builtin(c, err)) < 0)
         return r;
     if ((r = ctl_builder_start(c, err)) < 0)
         return r;
@@ -195,9 +200,9 @@ bool ctl_shutting_down(const struct ctl *c)
     return c->shutting_down;
 }
 
-int ctl_cancel(struct ctl *c, const char *call_id, struct ctl_call_view *out, struct ctl_error *e)
+int ctl_cancel(struct ctl *c, const char *ws, const char *call_id, struct ctl_call_view *out, struct ctl_error *e)
 {
-    struct ctl_call *call = ctl_call_lookup(c, call_id, e);
+    struct ctl_call *call = ctl_call_lookup(c, ws, call_id, e);
     if (!call)
         return -ENOENT;
     if (!ctl_call_state_is_final(call->state)) {
@@ -263,6 +268,7 @@ void ctl_free(struct ctl *c)
     ctl_calls_free(c);
     ctl_maps_free(c);
     ctl_model_free(c);
+    ctl_ident_free(c);
     hmap_free(&c->ctrs);
     free(c);
 }

@@ -98,9 +98,52 @@ struct ctl_error {
     char message[1024];
 };
 
+/* ---------- identity (docs/API.md "Authentication") ----------
+ *
+ * Every object control keeps by name belongs to a workspace, and control keys it by
+ * its qualified name "<workspace>/<name>" (a workspace name has no '/', nor does any
+ * name a client gives). The api layer qualifies what a client names with the
+ * workspace of its token, so another workspace's objects are simply not found. */
+#define CTL_WS_NAME_MAX 32
+#define CTL_QNAME_MAX 128
+enum ctl_role { CTL_ROLE_NONE = 0, CTL_ROLE_INVOKER, CTL_ROLE_DEVELOPER, CTL_ROLE_ADMIN };
+const char *ctl_role_name(enum ctl_role r);
+/* Who a request comes from. */
+struct ctl_principal {
+    char ws[CTL_WS_NAME_MAX + 1];
+    enum ctl_role role;
+    char token_id[32];
+};
+/* 0 with *out for a known token; -EACCES for anything else, -EKEYEXPIRED for one
+ * past its expiry. */
+int ctl_authenticate(struct ctl *c, const char *token, struct ctl_principal *out);
+/* 1 to CTL_WS_NAME_MAX of [a-z0-9-], starting with a letter or digit. */
+bool ctl_ws_name_valid(const char *s);
+/* out = "<ws>/<name>" (both already valid names, so it fits). */
+void ctl_qualify(char out[CTL_QNAME_MAX], const char *ws, const char *name);
+/* The part of qname after "<ws>/" when qname belongs to ws, else NULL. */
+const char *ctl_unqualify(const char *qname, const char *ws);
+/* The part of qname after its workspace (qname itself when it has none: built-in
+ * images). */
+const char *ctl_local_name(const char *qname);
+/* body: {"name", "quotas"?}. Quotas: {"containers","cpu" (cores),"memory" (MiB),
+ * "gpus","stored_bytes"}; missing or 0: no limit. */
+json_t *ctl_workspace_create(struct ctl *c, json_t *body, struct ctl_error *e);
+json_t *ctl_workspace_set_quotas(struct ctl *c, const char *name, json_t *quotas, struct ctl_error *e);
+json_t *ctl_workspaces_json(struct ctl *c);
+json_t *ctl_workspace_json(struct ctl *c, const char *name, struct ctl_error *e);
+/* body: {"workspace","role","name"?,"expires_in"? (seconds)}. The answer carries the
+ * token string ("token") once; it is kept nowhere (only its hash is stored). */
+json_t *ctl_token_create(struct ctl *c, json_t *body, struct ctl_error *e);
+/* Every token without its secret: id, workspace, role, name, created_at, expires_at. */
+json_t *ctl_tokens_json(struct ctl *c);
+int ctl_token_revoke(struct ctl *c, const char *id, struct ctl_error *e);
+
+
 /* Deploys an app spec (already parsed JSON tree). On success *result is
  * {"app":..,"functions":[{"name","version"}]}. */
-int ctl_deploy(struct ctl *c, json_t *spec, const char *context, json_t **result, struct ctl_error *e);
+int ctl_deploy(struct ctl *c, const char *ws, json_t *spec, const char *context, json_t **result,
+               struct ctl_error *e);
 /* context: the directory relative host paths of image definitions are joined to
  * (NULL: they must be absolute). */
 
@@ -118,53 +161,60 @@ struct ctl_build_sink {
 struct ctl_build;
 /* Builds the image definition doc (a definition, or a document with an "image"
  * table) and, with name, registers the result under it. */
-int ctl_image_build(struct ctl *c, json_t *doc, const char *context, const char *name, bool force,
+int ctl_image_build(struct ctl *c, const char *ws, json_t *doc, const char *context, const char *name, bool force,
                     const struct ctl_build_sink *sink, struct ctl_build **out, struct ctl_error *e);
 /* Deploys spec after building the inline images it needs (force: all of them). */
-int ctl_deploy_building(struct ctl *c, json_t *spec, const char *context, bool force,
+int ctl_deploy_building(struct ctl *c, const char *ws, json_t *spec, const char *context, bool force,
                         const struct ctl_build_sink *sink, struct ctl_build **out, struct ctl_error *e);
 /* The client went away: the build goes on (its result is kept), nothing is reported. */
 void ctl_build_detach(struct ctl_build *b);
 int ctl_app_stop(struct ctl *c, const char *app, struct ctl_error *e);
-json_t *ctl_apps_json(struct ctl *c);
-json_t *ctl_functions_json(struct ctl *c);
+json_t *ctl_apps_json(struct ctl *c, const char *ws);
+json_t *ctl_functions_json(struct ctl *c, const char *ws);
 /* NULL + e (not found) if there is no such function. */
 json_t *ctl_function_json(struct ctl *c, const char *app, const char *fn, struct ctl_error *e);
-json_t *ctl_containers_json(struct ctl *c);
-json_t *ctl_usage_json(struct ctl *c, double since, struct ctl_error *e);
+json_t *ctl_containers_json(struct ctl *c, const char *ws);
+json_t *ctl_usage_json(struct ctl *c, const char *ws, double since, struct ctl_error *e);
 json_t *ctl_health_json(struct ctl *c);
 
-/* Images: a directory added under a name is ingested into the content-addressed store
- * (its id is the manifest digest) and materialised once; containers use that copy. */
-int ctl_image_add(struct ctl *c, const char *name, const char *rootfs, bool host_usr, json_t **out,
+/* Images (ws: the workspace asking; names are its own, and it also sees the built-in
+ * images, listed with "builtin": true): a directory added under a name is ingested
+ * into the content-addressed store (its id is the manifest digest) and materialised
+ * once; containers use that copy. */
+int ctl_image_add(struct ctl *c, const char *ws, const char *name, const char *rootfs, bool host_usr, json_t **out,
                   struct ctl_error *e);
 /* Imports an OCI image layout or image tarball (docker-archive) as name. */
-int ctl_image_import_oci(struct ctl *c, const char *name, const char *path, json_t **out, struct ctl_error *e);
-json_t *ctl_images_json(struct ctl *c);
+int ctl_image_import_oci(struct ctl *c, const char *ws, const char *name, const char *path, json_t **out,
+                         struct ctl_error *e);
+json_t *ctl_images_json(struct ctl *c, const char *ws);
 /* One image: id, rootfs, host_usr, files, bytes (NULL + e when unknown). */
-json_t *ctl_image_inspect(struct ctl *c, const char *name, struct ctl_error *e);
+json_t *ctl_image_inspect(struct ctl *c, const char *ws, const char *name, struct ctl_error *e);
 /* Removes the name; CTL_E_CONFLICT while a deployed function uses it. */
-int ctl_image_rm(struct ctl *c, const char *name, struct ctl_error *e);
+int ctl_image_rm(struct ctl *c, const char *ws, const char *name, struct ctl_error *e);
 /* Deletes store objects and materialised copies of images that no name, no function
  * version and no container uses. */
 json_t *ctl_image_gc(struct ctl *c, struct ctl_error *e);
 
-/* ---------- secrets and mounts (docs/API.md "Secrets", "Mounts") ---------- */
+/* ---------- secrets and mounts (docs/API.md "Secrets", "Mounts") ----------
+ * ws: the workspace asking; names are its own (unqualified). Blobs and trees are
+ * stored once underneath, but a workspace sees as present only those it uploaded or
+ * created itself, and over its stored_bytes quota an upload gets quota_exceeded. */
 
 /* Creates or replaces secret name with env (an object of strings). Returns
  * {"name","keys":[...],"created":bool}; values are never echoed. */
-json_t *ctl_secret_put(struct ctl *c, const char *name, json_t *env, struct ctl_error *e);
+json_t *ctl_secret_put(struct ctl *c, const char *ws, const char *name, json_t *env, struct ctl_error *e);
 /* {"secrets":[{"name","keys","created_at","updated_at","used_by"}]}: no values. */
-json_t *ctl_secrets_json(struct ctl *c);
+json_t *ctl_secrets_json(struct ctl *c, const char *ws);
 /* Refused (-EBUSY, secret_in_use) while a function of an app that is not stopped
  * (its latest version, or one with queued calls) names it. */
-int ctl_secret_delete(struct ctl *c, const char *name, struct ctl_error *e);
+int ctl_secret_delete(struct ctl *c, const char *ws, const char *name, struct ctl_error *e);
 /* {"missing":[...]}: which of digests (an array of "sha256:<hex>") the store lacks. */
-json_t *ctl_blobs_missing(struct ctl *c, json_t *digests, struct ctl_error *e);
+json_t *ctl_blobs_missing(struct ctl *c, const char *ws, json_t *digests, struct ctl_error *e);
 /* Stores one chunk (at most CAS_CHUNK_SIZE bytes) whose SHA-256 must be digest. */
-int ctl_blob_put(struct ctl *c, const char *digest, const void *data, size_t len, struct ctl_error *e);
+int ctl_blob_put(struct ctl *c, const char *ws, const char *digest, const void *data, size_t len,
+                 struct ctl_error *e);
 /* Stores a tree from manifest entries whose chunks are stored; {"id":"sha256:..."}. */
-json_t *ctl_mount_create(struct ctl *c, json_t *entries, struct ctl_error *e);
+json_t *ctl_mount_create(struct ctl *c, const char *ws, json_t *entries, struct ctl_error *e);
 
 /* Final outcome of a call, as handed to waiters. */
 enum ctl_call_state {
@@ -204,14 +254,17 @@ int ctl_submit(struct ctl *c, const char *app, const char *fn, const void *input
  * immediate, else a waiter handle that the caller may cancel (then cb is not called).
  * Returns NULL with e set (cb not called) if the call id is unknown. */
 typedef void (*ctl_wait_cb)(void *ud, bool done, const struct ctl_call_view *v);
-int ctl_wait(struct ctl *c, const char *call_id, uint64_t timeout_ms, ctl_wait_cb cb, void *ud,
+int ctl_wait(struct ctl *c, const char *ws, const char *call_id, uint64_t timeout_ms, ctl_wait_cb cb, void *ud,
              struct ctl_waiter **out, struct ctl_error *e);
 void ctl_waiter_cancel(struct ctl *c, struct ctl_waiter *w);
 
 /* Current state of a call (from memory or the store). Fills *out; out->output points into
  * memory owned by c until the next ctl_* call. */
-int ctl_call_status(struct ctl *c, const char *call_id, struct ctl_call_view *out, struct ctl_error *e);
-int ctl_cancel(struct ctl *c, const char *call_id, struct ctl_call_view *out, struct ctl_error *e);
+int ctl_call_status(struct ctl *c, const char *ws, const char *call_id, struct ctl_call_view *out,
+                    struct ctl_error *e);
+int ctl_cancel(struct ctl *c, const char *ws, const char *call_id, struct ctl_call_view *out, struct ctl_error *e);
+/* ws in ctl_wait, ctl_call_status and ctl_cancel: the workspace asking (another
+ * workspace's call is not found); NULL: any. */
 
 /* Map: submits every input as a durable call, then reports each result through cb as it
  * completes (index order if ordered). cb gets index and the final view; after the last

@@ -64,16 +64,17 @@ struct ctl_fver *ctl_fver_new(struct ctl *c, struct ctl_fn *fn, uint32_t version
         free(fv);
         return NULL;
     }
-    char id[IMAGE_ID_MAX];
+    char id[IMAGE_ID_MAX], ws[CTL_WS_NAME_MAX + 1];
+    ctl_ws_of(fn->app->name, ws);
     int r = fv->spec.image_def
-                ? ctl_inline_image(c, fv->spec.image_def, id, fv->rootfs, sizeof fv->rootfs, err)
-                : ctl_image_resolve(c, fv->spec.image, fv->rootfs, sizeof fv->rootfs, &fv->host_usr, err);
+                ? ctl_inline_image(c, ws, fv->spec.image_def, id, fv->rootfs, sizeof fv->rootfs, err)
+                : ctl_image_resolve(c, ws, fv->spec.image, fv->rootfs, sizeof fv->rootfs, &fv->host_usr, err);
     if (r == 0 && !fv->spec.image_def && image_id_of_rootfs(c->images_dir, fv->rootfs, id) < 0)
         id[0] = '\0';
     if (r == 0)
         r = fver_image_config(c, fv, id, err);
     if (r == 0)
-        r = ctl_mounts_resolve(c, &fv->spec, &fv->mount_dirs, err);
+        r = ctl_mounts_resolve(c, NULL, &fv->spec, &fv->mount_dirs, err);
     if (r < 0) {
         ctl_fver_free(fv);
         return NULL;
@@ -101,7 +102,8 @@ int ctl_parse_app(struct ctl *c, json_t *spec, struct spec_app *app, struct ctl_
     return 0;
 }
 
-int ctl_deploy(struct ctl *c, json_t *spec, const char *context, json_t **result, struct ctl_error *e)
+int ctl_deploy(struct ctl *c, const char *ws, json_t *spec, const char *context, json_t **result,
+               struct ctl_error *e)
 {
     *result = NULL;
     struct spec_app app = {0};
@@ -124,7 +126,7 @@ int ctl_deploy(struct ctl *c, json_t *spec, const char *context, json_t **result
                 r = -EINVAL;
                 goto out;
             }
-            r = ctl_inline_image(c, f->image_def, id, rootfs, sizeof rootfs, &err);
+            r = ctl_inline_image(c, ws, f->image_def, id, rootfs, sizeof rootfs, &err);
             if (r == -ENOENT) {
                 ctl_err(e, CTL_E_CONFLICT, "image_not_built", fld,
                         "%s: this image is not built yet (%s); build it first: deploy with ?build=1 (gust deploy "
@@ -138,10 +140,10 @@ int ctl_deploy(struct ctl *c, json_t *spec, const char *context, json_t **result
             }
             /* The version keeps the image it was deployed with. */
             json_object_set_new(f->image_def, "built_id", json_string(id));
-        } else if (ctl_image_resolve(c, f->image, rootfs, sizeof rootfs, &host_usr, &err) < 0) {
+        } else if (ctl_image_resolve(c, ws, f->image, rootfs, sizeof rootfs, &host_usr, &err) < 0) {
             char fld[64];
             snprintf(fld, sizeof fld, "functions[%zu].image", i);
-            json_t *names = ctl_images_json(c);
+            json_t *names = ctl_images_json(c, ws);
             struct buf list = {0};
             size_t k;
             json_t *img;
@@ -155,10 +157,10 @@ int ctl_deploy(struct ctl *c, json_t *spec, const char *context, json_t **result
             r = -EINVAL;
             goto out;
         }
-        if ((r = ctl_secrets_check(c, f, i, e)) < 0)
+        if ((r = ctl_secrets_check(c, ws, f, i, e)) < 0)
             goto out;
         char **mdirs = NULL;
-        if ((r = ctl_mounts_resolve(c, f, &mdirs, &err)) < 0) {
+        if ((r = ctl_mounts_resolve(c, ws, f, &mdirs, &err)) < 0) {
             char fld[64];
             snprintf(fld, sizeof fld, "functions[%zu].mounts", i);
             ctl_err(e, CTL_E_INVALID, "invalid_spec", fld, "functions[%zu].%s", i, err.msg);
@@ -175,14 +177,16 @@ int ctl_deploy(struct ctl *c, json_t *spec, const char *context, json_t **result
         }
     }
     double now = wall_s();
-    if ((r = store_begin(c->store, &err)) < 0 || (r = store_app_upsert(c->store, app.name, "deployed", now, &err)) < 0)
+    char qapp[CTL_QNAME_MAX];
+    ctl_qualify(qapp, ws, app.name);
+    if ((r = store_begin(c->store, &err)) < 0 || (r = store_app_upsert(c->store, qapp, "deployed", now, &err)) < 0)
         goto store_fail;
     uint32_t versions[64] = {0};
     json_t *specs[64] = {0};
     for (size_t i = 0; i < app.nfunctions && i < 64; i++) {
         specs[i] = spec_function_to_json(&app.functions[i]);
         AUTO_FREE char *text = json_dumps(specs[i], JSON_COMPACT | JSON_SORT_KEYS);
-        r = store_function_add_version(c->store, app.name, app.functions[i].name, text, now, &versions[i], &err);
+        r = store_function_add_version(c->store, qapp, app.functions[i].name, text, now, &versions[i], &err);
         if (r < 0)
             break;
     }
@@ -194,13 +198,14 @@ int ctl_deploy(struct ctl *c, json_t *spec, const char *context, json_t **result
             json_decref(specs[i]);
         goto store_fail;
     }
-    struct ctl_app *a = ctl_app_get_or_add(c, app.name, now);
+    struct ctl_app *a = ctl_app_get_or_add(c, qapp, now);
+    a->ws = ctl_ws_of_name(c, qapp);
     json_t *fns = json_array();
     for (size_t i = 0; i < app.nfunctions && i < 64; i++) {
         struct ctl_fn *fn = ctl_fn_get_or_add(a, app.functions[i].name);
         struct ctl_fver *fv = ctl_fver_new(c, fn, versions[i], specs[i], &err);
         if (!fv) {
-            log_error("control", "deploy %s.%s: %s", app.name, app.functions[i].name, err.msg);
+            log_error("control", "deploy %s.%s: %s", qapp, app.functions[i].name, err.msg);
         } else {
             struct ctl_fver *old = fn->latest;
             fn->latest = fv;
@@ -213,7 +218,7 @@ int ctl_deploy(struct ctl *c, json_t *spec, const char *context, json_t **result
     }
     a->stopped = false;
     *result = json_pack("{s:s,s:o}", "app", app.name, "functions", fns);
-    log_info("control", "deployed app %s (%zu functions)", app.name, app.nfunctions);
+    log_info("control", "deployed app %s (%zu functions)", qapp, app.nfunctions);
     c->kick(c);
     goto out;
 store_fail:
@@ -227,7 +232,7 @@ int ctl_app_stop(struct ctl *c, const char *name, struct ctl_error *e)
 {
     struct ctl_app *a = ctl_find_app(c, name);
     if (!a) {
-        ctl_err(e, CTL_E_NOT_FOUND, "not_found", NULL, "app %s not found", name);
+        ctl_err(e, CTL_E_NOT_FOUND, "not_found", NULL, "app %s not found", ctl_local_name(name));
         return -ENOENT;
     }
     a->stopped = true;

@@ -17,11 +17,14 @@
 #include "image/image.h"
 
 /* The rootfs of registered image name (its materialised copy, or host /usr based). */
-int ctl_image_resolve(struct ctl *c, const char *name, char *rootfs, size_t cap, bool *host_usr,
-                         struct gerr *err)
+int ctl_image_resolve(struct ctl *c, const char *ws, const char *name, char *rootfs, size_t cap, bool *host_usr,
+                      struct gerr *err)
 {
+    char qname[CTL_QNAME_MAX];
+    if (ctl_image_qname(c, ws, name, qname) < 0)
+        return gerr_set(err, ENOENT, "image %s not found", name);
     AUTO_FREE char *path = NULL;
-    int r = store_image_get(c->store, name, &path, host_usr, err);
+    int r = store_image_get(c->store, qname, &path, host_usr, err);
     if (r < 0)
         return r;
     snprintf(rootfs, cap, "%s", path);
@@ -56,11 +59,13 @@ static int image_register(struct ctl *c, const char *name, const char *dir, bool
     return store_image_put(c->store, name, rootfs, host_usr, id, wall_s(), err);
 }
 
-int ctl_image_add(struct ctl *c, const char *name, const char *rootfs, bool host_usr, json_t **out,
+int ctl_image_add(struct ctl *c, const char *ws, const char *local, const char *rootfs, bool host_usr, json_t **out,
                   struct ctl_error *e)
 {
-    if (!image_name_ok(name, e))
+    if (!image_name_ok(local, e))
         return -EINVAL;
+    char name[CTL_QNAME_MAX];
+    ctl_qualify(name, ws, local);
     if (rootfs[0] != '/') {
         ctl_err(e, CTL_E_INVALID, "invalid_argument", "rootfs", "rootfs: must be an absolute path, got \"%s\"",
                 rootfs);
@@ -83,14 +88,17 @@ int ctl_image_add(struct ctl *c, const char *name, const char *rootfs, bool host
     log_info("control", "image %s = %s: %llu files, %.1f MB, %llu new objects, %.0f ms", name, id,
              (unsigned long long)cs.files, (double)cs.bytes_in / 1e6, (unsigned long long)cs.objects_written,
              (double)(mono_ns() - t0) / 1e6);
-    *out = image_added_json(name, id, path, host_usr, &cs);
+    *out = image_added_json(local, id, path, host_usr, &cs);
     return 0;
 }
 
-int ctl_image_import_oci(struct ctl *c, const char *name, const char *path, json_t **out, struct ctl_error *e)
+int ctl_image_import_oci(struct ctl *c, const char *ws, const char *local, const char *path, json_t **out,
+                         struct ctl_error *e)
 {
-    if (!image_name_ok(name, e))
+    if (!image_name_ok(local, e))
         return -EINVAL;
+    char name[CTL_QNAME_MAX];
+    ctl_qualify(name, ws, local);
     if (path[0] != '/') {
         ctl_err(e, CTL_E_INVALID, "invalid_argument", "oci", "oci: must be an absolute path, got \"%s\"", path);
         return -EINVAL;
@@ -109,33 +117,44 @@ int ctl_image_import_oci(struct ctl *c, const char *name, const char *path, json
     }
     log_info("control", "image %s = %s from %s: %llu files, %.1f MB", name, id, path, (unsigned long long)cs.files,
              (double)cs.bytes_in / 1e6);
-    *out = image_added_json(name, id, rootfs, false, &cs);
+    *out = image_added_json(local, id, rootfs, false, &cs);
     return 0;
 }
+
+struct image_listing {
+    const char *ws;
+    json_t *arr;
+};
 
 static int image_row(const char *name, const char *rootfs, bool host_usr, const char *id, double created_at,
                      void *ud)
 {
-    json_t *j = json_pack("{s:s,s:s,s:b,s:f}", "name", name, "rootfs", rootfs, "host_usr", host_usr, "created_at",
-                          created_at);
+    struct image_listing *l = ud;
+    bool builtin = !strchr(name, '/');
+    const char *local = builtin ? name : l->ws ? ctl_unqualify(name, l->ws) : name;
+    if (!local)
+        return 0;
+    json_t *j = json_pack("{s:s,s:s,s:b,s:f,s:b}", "name", local, "rootfs", rootfs, "host_usr", host_usr,
+                          "created_at", created_at, "builtin", builtin);
     json_object_set_new(j, "id", id ? json_string(id) : json_null());
-    json_array_append_new(ud, j);
+    json_array_append_new(l->arr, j);
     return 0;
 }
 
-json_t *ctl_images_json(struct ctl *c)
+json_t *ctl_images_json(struct ctl *c, const char *ws)
 {
     json_t *arr = json_array();
+    struct image_listing l = {.ws = ws, .arr = arr};
     struct gerr err;
-    if (store_image_list(c->store, image_row, arr, &err) < 0)
+    if (store_image_list(c->store, image_row, &l, &err) < 0)
         log_error("control", "list images: %s", err.msg);
     return json_pack("{s:o}", "images", arr);
 }
 
-/* The listed image called name (a new reference), or NULL. */
-static json_t *image_find(struct ctl *c, const char *name)
+/* The image workspace ws sees as name (a new reference), or NULL. */
+static json_t *image_find(struct ctl *c, const char *ws, const char *name)
 {
-    json_t *all = ctl_images_json(c);
+    json_t *all = ctl_images_json(c, ws);
     json_t *found = NULL;
     size_t i;
     json_t *im;
@@ -147,9 +166,9 @@ static json_t *image_find(struct ctl *c, const char *name)
     return found;
 }
 
-json_t *ctl_image_inspect(struct ctl *c, const char *name, struct ctl_error *e)
+json_t *ctl_image_inspect(struct ctl *c, const char *ws, const char *name, struct ctl_error *e)
 {
-    json_t *im = image_find(c, name);
+    json_t *im = image_find(c, ws, name);
     if (!im) {
         ctl_err(e, CTL_E_NOT_FOUND, "not_found", NULL, "image %s not found", name);
         return NULL;
@@ -179,26 +198,28 @@ json_t *ctl_image_inspect(struct ctl *c, const char *name, struct ctl_error *e)
     return im;
 }
 
-/* Whether a live version runs on the image called name. */
-static bool image_in_use(struct ctl *c, const char *name)
+/* Whether a live version of workspace ws runs on its image called name. */
+static bool image_in_use(struct ctl *c, const char *ws, const char *name)
 {
     ctl_for_each_version(fv, c)
-        if (ctl_fver_live(fv) && fv->spec.image && !strcmp(fv->spec.image, name))
+        if (ctl_fver_live(fv) && fv->spec.image && !strcmp(fv->spec.image, name) && ctl_unqualify(fv->fn->app->name, ws))
             return true;
     return false;
 }
 
-int ctl_image_rm(struct ctl *c, const char *name, struct ctl_error *e)
+int ctl_image_rm(struct ctl *c, const char *ws, const char *local, struct ctl_error *e)
 {
-    if (image_in_use(c, name)) {
+    char name[CTL_QNAME_MAX];
+    ctl_qualify(name, ws, local);
+    if (image_in_use(c, ws, local)) {
         ctl_err(e, CTL_E_CONFLICT, "conflict", NULL,
-                "image %s is used by a deployed function; deploy it with another image or stop its app first", name);
+                "image %s is used by a deployed function; deploy it with another image or stop its app first", local);
         return -EBUSY;
     }
     struct gerr err;
     int r = store_image_delete(c->store, name, &err);
     if (r == -ENOENT) {
-        ctl_err(e, CTL_E_NOT_FOUND, "not_found", NULL, "image %s not found", name);
+        ctl_err(e, CTL_E_NOT_FOUND, "not_found", NULL, "image %s not found", local);
         return r;
     }
     if (r < 0) {
@@ -234,7 +255,7 @@ json_t *ctl_image_gc(struct ctl *c, struct ctl_error *e)
      * or removed name may leave such versions on an older image), and the images
      * their build steps started from, so rebuilds stay cached. */
     json_t *ids = json_object();
-    json_t *all = ctl_images_json(c);
+    json_t *all = ctl_images_json(c, NULL);
     size_t i;
     json_t *im;
     json_array_foreach(json_object_get(all, "images"), i, im) {

@@ -6,6 +6,7 @@
  * calls; docs/ARCHITECTURE.md "Control" explains it):
  *
  *   model.c     apps, functions, versions, container records, the worker handle
+ *   ident.c     workspaces and quotas, tokens and roles, qualified names
  *   calls.c     call records and their lifecycle: queues, retries, final states;
  *               completion goes up through observers (ctl_call_obs), kicks through
  *               the hook c->kick
@@ -37,9 +38,32 @@
 struct ctl_fn;
 struct ctl_ctr;
 
+/* Per-workspace limits; 0: none. */
+struct ctl_quotas {
+    uint32_t containers;
+    uint32_t cpu_millicores;
+    uint64_t memory_mib;
+    uint32_t gpus;
+    uint64_t stored_bytes;
+};
+
+/* A workspace: its quotas and what its containers hold now (sched.c keeps the
+ * counts as it reserves and releases). */
+struct ctl_ws {
+    struct list_node link;      /* in ctl->workspaces */
+    char name[CTL_WS_NAME_MAX + 1];
+    double created_at;
+    struct ctl_quotas quotas;
+    uint32_t containers;
+    uint32_t cpu_used;
+    uint64_t mem_used;
+    uint32_t gpus_used;
+};
+
 struct ctl_app {
     struct list_node link;      /* in ctl->apps */
-    char name[64];
+    char name[CTL_QNAME_MAX];   /* "<workspace>/<app>" */
+    struct ctl_ws *ws;          /* its workspace (set by who adds the app; NULL: none, no quotas) */
     bool stopped;
     double created_at;
     struct list_node fns;       /* struct ctl_fn */
@@ -111,7 +135,7 @@ struct ctl_call {
     struct list_node qlink;     /* in fv->queue while queued */
     struct list_node flink;     /* in ctl->finished once final, for eviction */
     char id[64];
-    char app[64];
+    char app[CTL_QNAME_MAX];
     char function[64];
     uint32_t version;
     struct ctl_fver *fv;        /* NULL once finished */
@@ -190,7 +214,7 @@ struct ctl_log_sub {
 };
 
 struct ctl_log_line {
-    char app[64], function[64], container[32], call_id[64];
+    char app[CTL_QNAME_MAX], function[64], container[32], call_id[64];
     double ts;
     int stream;
     char *line;
@@ -236,6 +260,8 @@ struct ctl {
     size_t logq_len, logq_cap;
     uint64_t log_timer;
     struct list_node secrets;        /* struct ctl_secret (secrets.c) */
+    struct list_node workspaces;     /* struct ctl_ws (ident.c) */
+    struct hmap tokens;              /* struct ctl_token by id (ident.c) */
 };
 
 /* Iterates every version of every function of every app. */
@@ -269,13 +295,26 @@ void ctl_fver_free_env(struct ctl_fver *fv);
 /* Frees every app, function and version record (ctl_free). */
 void ctl_model_free(struct ctl *c);
 
+/* ---- ident.c ---- */
+#define CTL_DEFAULT_WS "default"
+/* Loads workspaces and tokens; on first start creates workspace "default" and the
+ * admin token (<data-dir>/admin.token, 0600). */
+int ctl_ident_load(struct ctl *c, struct gerr *err);
+void ctl_ident_free(struct ctl *c);
+struct ctl_ws *ctl_ws_find(struct ctl *c, const char *name);
+/* The workspace of a qualified name (NULL when it has none or it is gone). */
+struct ctl_ws *ctl_ws_of_name(struct ctl *c, const char *qname);
+/* The workspace part of a qualified name ("" when it has none). */
+void ctl_ws_of(const char *qname, char ws[CTL_WS_NAME_MAX + 1]);
+
 /* ---- calls.c ---- */
 struct ctl_call *ctl_call_new(struct ctl *c, struct ctl_fver *fv, const void *input, size_t len, bool durable);
 void ctl_call_free(struct ctl_call *call);
 struct ctl_call *ctl_call_find(struct ctl *c, const char *id);
 /* The call with this id, from memory or the store (a stored call not in memory is
- * final: unfinished ones were loaded by recovery). NULL + e if there is none. */
-struct ctl_call *ctl_call_lookup(struct ctl *c, const char *id, struct ctl_error *e);
+ * final: unfinished ones were loaded by recovery). NULL + e if there is none, or if
+ * ws is not NULL and the call belongs to another workspace. */
+struct ctl_call *ctl_call_lookup(struct ctl *c, const char *ws, const char *id, struct ctl_error *e);
 bool ctl_call_state_is_final(enum ctl_call_state s);
 void ctl_call_view_fill(struct ctl_call *call, struct ctl_call_view *v);
 void ctl_call_observe(struct ctl_call *call, struct ctl_call_obs *o);
@@ -331,15 +370,20 @@ void ctl_maps_free(struct ctl *c);
 #define CTL_MAX_MOUNT_ENTRIES 100000
 int ctl_secrets_load(struct ctl *c, struct gerr *err);
 void ctl_secrets_free(struct ctl *c);
-/* -ENOENT + e naming functions[index].secrets[i] when f names a secret that does not exist. */
-int ctl_secrets_check(struct ctl *c, const struct spec_function *f, size_t index, struct ctl_error *e);
+/* -ENOENT + e naming functions[index].secrets[i] when f names a secret that workspace
+ * ws does not have. */
+int ctl_secrets_check(struct ctl *c, const char *ws, const struct spec_function *f, size_t index,
+                      struct ctl_error *e);
 /* The environment of a new container of fv: fv->env with the variables of its
  * secrets (a later secret wins; secrets win over the function's env). *out is NULL
  * when fv names no secrets (use fv->env); else a malloc'd array (free it, not its
  * strings, which are borrowed from fv and the secrets). */
 int ctl_secrets_env(struct ctl *c, const struct ctl_fver *fv, char ***out, struct gerr *err);
-/* Materialises f's mount trees; *dirs: NULL-terminated host paths (ctl_mounts_free). */
-int ctl_mounts_resolve(struct ctl *c, const struct spec_function *f, char ***dirs, struct gerr *err);
+/* Materialises f's mount trees; *dirs: NULL-terminated host paths (ctl_mounts_free).
+ * ws not NULL: each tree must be one workspace ws created (a deploy); NULL: a stored
+ * version coming back. */
+int ctl_mounts_resolve(struct ctl *c, const char *ws, const struct spec_function *f, char ***dirs,
+                       struct gerr *err);
 void ctl_mounts_free(char **dirs);
 
 /* ---- build.c ---- */
@@ -349,24 +393,31 @@ void ctl_builder_stop(struct ctl *c);
 /* The image id and materialised rootfs of inline image definition def (paths
  * absolute): its built_id, or the cached result of every step. -ENOENT when it is
  * not built yet (err says which step); other errors for a bad base. */
-int ctl_inline_image(struct ctl *c, json_t *def, char id[IMAGE_ID_MAX], char *rootfs, size_t cap, struct gerr *err);
-/* The image id of registered image name (-ENOENT if unknown, -EINVAL if it is not in
- * the store, such as a host-/usr image). */
-int ctl_named_image_id(struct ctl *c, const char *name, char id[IMAGE_ID_MAX], bool *host_usr, struct gerr *err);
+int ctl_inline_image(struct ctl *c, const char *ws, json_t *def, char id[IMAGE_ID_MAX], char *rootfs, size_t cap,
+                     struct gerr *err);
+/* The qualified name under which workspace ws sees image name: its own
+ * ("<ws>/<name>"), else the built-in one ("<name>"); -ENOENT if neither exists
+ * (qname is then "<ws>/<name>"). */
+int ctl_image_qname(struct ctl *c, const char *ws, const char *name, char qname[CTL_QNAME_MAX]);
+/* The image id of the image workspace ws calls name (-ENOENT if unknown, -EINVAL if
+ * it is not in the store, such as a host-/usr image). */
+int ctl_named_image_id(struct ctl *c, const char *ws, const char *name, char id[IMAGE_ID_MAX], bool *host_usr,
+                       struct gerr *err);
 /* The base image id of definition def: "" for the builder's own bases (scratch,
  * debian_slim, from_oci), else the registered image's. */
-int ctl_image_base_of(struct ctl *c, json_t *def, char id[IMAGE_ID_MAX], struct gerr *err);
+int ctl_image_base_of(struct ctl *c, const char *ws, json_t *def, char id[IMAGE_ID_MAX], struct gerr *err);
 /* Adds the ancestors (through the build cache) of live[0..*n) to live. */
 void ctl_build_live_ancestors(struct ctl *c, char ***live, size_t *n, size_t *cap);
 
 /* ---- images.c ---- */
-/* The rootfs of registered image name. */
-int ctl_image_resolve(struct ctl *c, const char *name, char *rootfs, size_t cap, bool *host_usr, struct gerr *err);
+/* The rootfs of the image workspace ws calls name. */
+int ctl_image_resolve(struct ctl *c, const char *ws, const char *name, char *rootfs, size_t cap, bool *host_usr,
+                      struct gerr *err);
 /* Stores the built-in images (busybox, the host's python). */
 int ctl_images_builtin(struct ctl *c, struct gerr *err);
 
 /* ---- meter.c ---- */
-json_t *meter_usage_json(struct ctl *c, double since, struct gerr *err);
+json_t *meter_usage_json(struct ctl *c, const char *ws, double since, struct gerr *err);
 
 /* ---- sched.c ---- */
 extern const struct worker_events ctl_worker_events;

@@ -89,7 +89,7 @@ out:
 }
 
 struct meter_fn {
-    char app[64], function[64];
+    char app[CTL_QNAME_MAX], function[64];
     uint64_t containers, calls;
     double alive_s, busy_s, cpu_core_s, memory_gib_s, gpu_s, gpu_busy_s, cost;
     /* Measured (recorded when each container stopped). */
@@ -98,6 +98,7 @@ struct meter_fn {
 };
 
 struct meter_acc {
+    const char *ws;             /* only this workspace's containers */
     const struct ctl_rates *rates;
     struct meter_fn *fns;
     size_t n, cap;
@@ -108,6 +109,8 @@ struct meter_acc {
 static int meter_row(const struct store_container *sc, void *ud)
 {
     struct meter_acc *m = ud;
+    if (!ctl_unqualify(sc->app, m->ws))
+        return 0;
     struct meter_fn *f = NULL;
     for (size_t i = 0; i < m->n; i++)
         if (!strcmp(m->fns[i].app, sc->app) && !strcmp(m->fns[i].function, sc->function))
@@ -151,9 +154,9 @@ static int meter_row(const struct store_container *sc, void *ud)
     return 0;
 }
 
-json_t *meter_usage_json(struct ctl *c, double since, struct gerr *err)
+json_t *meter_usage_json(struct ctl *c, const char *ws, double since, struct gerr *err)
 {
-    struct meter_acc m = {.rates = &c->cfg.rates, .since = since, .now = wall_s()};
+    struct meter_acc m = {.ws = ws, .rates = &c->cfg.rates, .since = since, .now = wall_s()};
     if (store_usage_rows(c->store, since, meter_row, &m, err) < 0) {
         free(m.fns);
         return NULL;
@@ -168,9 +171,10 @@ json_t *meter_usage_json(struct ctl *c, double since, struct gerr *err)
         json_t *app = NULL;
         size_t k;
         json_t *a;
-        json_array_foreach(apps, k, a) if (!strcmp(json_string_value(json_object_get(a, "app")), f->app)) app = a;
+        const char *local = ctl_local_name(f->app);
+        json_array_foreach(apps, k, a) if (!strcmp(json_string_value(json_object_get(a, "app")), local)) app = a;
         if (!app) {
-            app = json_pack("{s:s,s:f,s:[]}", "app", f->app, "cost", 0.0, "functions");
+            app = json_pack("{s:s,s:f,s:[]}", "app", local, "cost", 0.0, "functions");
             json_array_append_new(apps, app);
         }
         json_t *util = f->alive_s > 0 ? json_real(f->busy_s / f->alive_s) : json_null();

@@ -82,10 +82,43 @@ int sched_fits_total(struct ctl *c, const struct spec_function *f, char *why, si
 }
 
 /* Reserves the container's resources or explains (in fv->waiting_reason) why not. */
+/* Whether one more container of f fits its workspace's quotas; else says which quota
+ * it waits for in fv->waiting_reason. */
+static bool quota_allows(struct ctl_ws *w, struct ctl_fver *fv)
+{
+    const struct spec_function *f = &fv->spec;
+    const struct ctl_quotas *q = &w->quotas;
+    uint32_t gpus = f->ngpu_options ? f->gpus[0].count : 0;
+    const char *which = NULL;
+    char have[96] = "";
+    if (q->containers && w->containers + 1 > q->containers) {
+        which = "containers";
+        snprintf(have, sizeof have, "%u of %u in use", w->containers, q->containers);
+    } else if (q->cpu_millicores && w->cpu_used + f->cpu_millicores > q->cpu_millicores) {
+        which = "cpu";
+        snprintf(have, sizeof have, "needs %um, %um of %um in use", f->cpu_millicores, w->cpu_used, q->cpu_millicores);
+    } else if (q->memory_mib && w->mem_used + f->memory_mib > q->memory_mib) {
+        which = "memory";
+        snprintf(have, sizeof have, "needs %u MiB, %llu of %llu MiB in use", f->memory_mib,
+                 (unsigned long long)w->mem_used, (unsigned long long)q->memory_mib);
+    } else if (q->gpus && w->gpus_used + gpus > q->gpus) {
+        which = "gpus";
+        snprintf(have, sizeof have, "needs %u, %u of %u in use", gpus, w->gpus_used, q->gpus);
+    }
+    if (!which)
+        return true;
+    snprintf(fv->waiting_reason, sizeof fv->waiting_reason,
+             "workspace %s is at its %s quota (%s); waits for its other containers to stop", w->name, which, have);
+    return false;
+}
+
 static bool reserve(struct ctl *c, struct ctl_fver *fv, struct ctl_ctr *k)
 {
     const struct worker_inventory *cap = &c->inv;
     const struct spec_function *f = &fv->spec;
+    struct ctl_ws *w = fv->fn->app->ws;
+    if (w && !quota_allows(w, fv))
+        return false;
     if (c->cpu_used + f->cpu_millicores > cap->cpu_millicores ||
         c->mem_used + f->memory_mib > cap->memory_mib) {
         snprintf(fv->waiting_reason, sizeof fv->waiting_reason,
@@ -106,6 +139,12 @@ static bool reserve(struct ctl *c, struct ctl_fver *fv, struct ctl_ctr *k)
     c->mem_used += f->memory_mib;
     k->cpu_millicores = f->cpu_millicores;
     k->memory_mib = f->memory_mib;
+    if (w) {
+        w->containers++;
+        w->cpu_used += k->cpu_millicores;
+        w->mem_used += k->memory_mib;
+        w->gpus_used += (uint32_t)k->ngpu;
+    }
     fv->waiting_reason[0] = '\0';
     return true;
 }
@@ -115,6 +154,15 @@ static void release(struct ctl *c, struct ctl_ctr *k)
     assert(c->cpu_used >= k->cpu_millicores && c->mem_used >= k->memory_mib);
     c->cpu_used -= k->cpu_millicores;
     c->mem_used -= k->memory_mib;
+    struct ctl_ws *w = k->fv->fn->app->ws;
+    if (w) {
+        assert(w->containers > 0 && w->cpu_used >= k->cpu_millicores && w->mem_used >= k->memory_mib &&
+               w->gpus_used >= (uint32_t)k->ngpu);
+        w->containers--;
+        w->cpu_used -= k->cpu_millicores;
+        w->mem_used -= k->memory_mib;
+        w->gpus_used -= (uint32_t)k->ngpu;
+    }
     for (int g = 0; g < k->ngpu; g++)
         c->gpu_used[k->gpu_idx[g]] = false;
     k->cpu_millicores = 0;

@@ -26,7 +26,7 @@
 
 struct ctl_secret {
     struct list_node link;      /* in ctl->secrets */
-    char name[SPEC_SECRET_NAME_MAX + 1];
+    char name[CTL_QNAME_MAX];   /* "<workspace>/<secret>" */
     char **env;                 /* "K=V", sorted by key, NULL-terminated */
     size_t nenv;
     double created_at, updated_at;
@@ -105,12 +105,14 @@ void ctl_secrets_free(struct ctl *c)
     }
 }
 
-json_t *ctl_secret_put(struct ctl *c, const char *name, json_t *env, struct ctl_error *e)
+json_t *ctl_secret_put(struct ctl *c, const char *ws, const char *local, json_t *env, struct ctl_error *e)
 {
-    if (!spec_secret_name_valid(name)) {
+    if (!spec_secret_name_valid(local)) {
         ctl_err(e, CTL_E_INVALID, "invalid_argument", "name", "name: must be %s", SPEC_SECRET_NAME_CHARS);
         return NULL;
     }
+    char name[CTL_QNAME_MAX];
+    ctl_qualify(name, ws, local);
     struct ctl_secret *s = secret_from_json(name, env, e);
     if (!s)
         return NULL;
@@ -133,17 +135,20 @@ json_t *ctl_secret_put(struct ctl *c, const char *name, json_t *env, struct ctl_
         list_push_front(&c->secrets, &s->link);
     }
     log_info("control", "secret %s %s (%zu variables)", name, old ? "updated" : "created", s->nenv);
-    return json_pack("{s:s,s:o,s:b}", "name", name, "keys", secret_keys_json(s), "created", old == NULL);
+    return json_pack("{s:s,s:o,s:b}", "name", local, "keys", secret_keys_json(s), "created", old == NULL);
 }
 
-/* The functions that may still start containers needing secret name, as "app.fn":
- * of an app that is not stopped, the latest version or one with queued or retrying
- * calls. Running containers have their environment already. */
-static json_t *secret_users(struct ctl *c, const char *name)
+/* The functions that may still start containers needing secret qname, as "app.fn":
+ * of an app of its workspace that is not stopped, the latest version or one with
+ * queued or retrying calls. Running containers have their environment already. */
+static json_t *secret_users(struct ctl *c, const char *qname)
 {
     json_t *users = json_array();
+    char ws[CTL_WS_NAME_MAX + 1];
+    ctl_ws_of(qname, ws);
+    const char *name = ctl_local_name(qname);
     list_for_each(a, &c->apps, struct ctl_app, link) {
-        if (a->stopped)
+        if (a->stopped || !ctl_unqualify(a->name, ws))
             continue;
         list_for_each(f, &a->fns, struct ctl_fn, link) {
             bool uses = false;
@@ -155,7 +160,7 @@ static json_t *secret_users(struct ctl *c, const char *name)
             }
             if (uses) {
                 char who[140];
-                snprintf(who, sizeof who, "%s.%s", a->name, f->name);
+                snprintf(who, sizeof who, "%s.%s", ctl_local_name(a->name), f->name);
                 json_array_append_new(users, json_string(who));
             }
         }
@@ -163,18 +168,20 @@ static json_t *secret_users(struct ctl *c, const char *name)
     return users;
 }
 
-int ctl_secret_delete(struct ctl *c, const char *name, struct ctl_error *e)
+int ctl_secret_delete(struct ctl *c, const char *ws, const char *local, struct ctl_error *e)
 {
+    char name[CTL_QNAME_MAX];
+    ctl_qualify(name, ws, local);
     struct ctl_secret *s = secret_find(c, name);
     if (!s) {
-        ctl_err(e, CTL_E_NOT_FOUND, "not_found", NULL, "secret %s not found", name);
+        ctl_err(e, CTL_E_NOT_FOUND, "not_found", NULL, "secret %s not found", local);
         return -ENOENT;
     }
     json_t *users = secret_users(c, name);
     if (json_array_size(users)) {
         AUTO_FREE char *list = json_dumps(users, JSON_COMPACT);
         ctl_err(e, CTL_E_CONFLICT, "secret_in_use", NULL,
-                "secret %s is used by %s; stop those apps (gust stop) or deploy them without it first", name,
+                "secret %s is used by %s; stop those apps (gust stop) or deploy them without it first", local,
                 list ? list : "deployed functions");
         json_decref(users);
         return -EBUSY;
@@ -191,11 +198,14 @@ int ctl_secret_delete(struct ctl *c, const char *name, struct ctl_error *e)
     return 0;
 }
 
-json_t *ctl_secrets_json(struct ctl *c)
+json_t *ctl_secrets_json(struct ctl *c, const char *ws)
 {
     json_t *arr = json_array();
     list_for_each(s, &c->secrets, struct ctl_secret, link) {
-        json_array_append_new(arr, json_pack("{s:s,s:o,s:f,s:f,s:o}", "name", s->name, "keys", secret_keys_json(s),
+        const char *local = ctl_unqualify(s->name, ws);
+        if (!local)
+            continue;
+        json_array_append_new(arr, json_pack("{s:s,s:o,s:f,s:f,s:o}", "name", local, "keys", secret_keys_json(s),
                                              "created_at",
                                              s->created_at, "updated_at", s->updated_at, "used_by",
                                              secret_users(c, s->name)));
@@ -203,10 +213,22 @@ json_t *ctl_secrets_json(struct ctl *c)
     return json_pack("{s:o}", "secrets", arr);
 }
 
-int ctl_secrets_check(struct ctl *c, const struct spec_function *f, size_t index, struct ctl_error *e)
+/* The secret local of the workspace of qualified name owner (an app). */
+static struct ctl_secret *secret_of(struct ctl *c, const char *owner, const char *local)
 {
-    for (size_t i = 0; i < f->nsecrets; i++)
-        if (!secret_find(c, f->secrets[i])) {
+    char ws[CTL_WS_NAME_MAX + 1], name[CTL_QNAME_MAX];
+    ctl_ws_of(owner, ws);
+    ctl_qualify(name, ws, local);
+    return secret_find(c, name);
+}
+
+int ctl_secrets_check(struct ctl *c, const char *ws, const struct spec_function *f, size_t index,
+                      struct ctl_error *e)
+{
+    for (size_t i = 0; i < f->nsecrets; i++) {
+        char name[CTL_QNAME_MAX];
+        ctl_qualify(name, ws, f->secrets[i]);
+        if (!secret_find(c, name)) {
             char fld[64];
             snprintf(fld, sizeof fld, "functions[%zu].secrets[%zu]", index, i);
             ctl_err(e, CTL_E_INVALID, "invalid_spec", fld,
@@ -214,6 +236,7 @@ int ctl_secrets_check(struct ctl *c, const struct spec_function *f, size_t index
                     "gust.Secret.from_dict in Python)", fld, f->secrets[i], f->secrets[i]);
             return -ENOENT;
         }
+    }
     return 0;
 }
 
@@ -237,7 +260,7 @@ int ctl_secrets_env(struct ctl *c, const struct ctl_fver *fv, char ***out, struc
         nbase++;
     const struct ctl_secret *secs[SPEC_MAX_SECRETS];
     for (size_t i = 0; i < fv->spec.nsecrets && i < SPEC_MAX_SECRETS; i++) {
-        if (!(secs[i] = secret_find(c, fv->spec.secrets[i])))
+        if (!(secs[i] = secret_of(c, fv->fn->app->name, fv->spec.secrets[i])))
             return gerr_set(err, ENOENT, "secret %s was deleted", fv->spec.secrets[i]);
         nsec += secs[i]->nenv;
     }
@@ -282,7 +305,37 @@ static bool bounded_list(json_t *v, const char *field, size_t max, const char *w
     return true;
 }
 
-json_t *ctl_blobs_missing(struct ctl *c, json_t *digests, struct ctl_error *e)
+/* Whether ws holds the object d: uploaded or created it. What another workspace
+ * stored counts as missing, so that no answer tells one workspace what another has;
+ * uploading it again stores nothing new underneath. */
+static bool ws_holds(struct ctl *c, const char *ws, const char *digest)
+{
+    return store_blob_owned(c->store, ws, digest, NULL) == 0;
+}
+
+/* Refuses (413 quota_exceeded) adding bytes to what ws stores beyond its quota. */
+static int stored_quota_check(struct ctl *c, const char *ws, uint64_t bytes, struct ctl_error *e)
+{
+    struct ctl_ws *w = ctl_ws_find(c, ws);
+    if (!w || !w->quotas.stored_bytes)
+        return 0;
+    uint64_t have = 0;
+    struct gerr err;
+    if (store_workspace_stored_bytes(c->store, ws, &have, &err) < 0) {
+        ctl_err(e, CTL_E_INTERNAL, "internal", NULL, "%s", err.msg);
+        return -EIO;
+    }
+    if (have + bytes > w->quotas.stored_bytes) {
+        ctl_err(e, CTL_E_TOO_LARGE, "quota_exceeded", "stored_bytes",
+                "workspace %s is at its stored_bytes quota (%llu of %llu bytes stored; this adds %llu); "
+                "remove images or ask an admin to raise the quota",
+                ws, (unsigned long long)have, (unsigned long long)w->quotas.stored_bytes, (unsigned long long)bytes);
+        return -EDQUOT;
+    }
+    return 0;
+}
+
+json_t *ctl_blobs_missing(struct ctl *c, const char *ws, json_t *digests, struct ctl_error *e)
 {
     if (!bounded_list(digests, "digests", CTL_MAX_BLOB_QUERY, "\"sha256:<hex>\" chunk digests", e))
         return NULL;
@@ -297,13 +350,14 @@ json_t *ctl_blobs_missing(struct ctl *c, json_t *digests, struct ctl_error *e)
                     "digests[%zu]: must be \"sha256:\" and 64 lowercase hex digits", i);
             return NULL;
         }
-        if (!cas_has(c->cas, &d))
+        if (!ws_holds(c, ws, json_string_value(v)))
             json_array_append(missing, v);
     }
     return json_pack("{s:o}", "missing", missing);
 }
 
-int ctl_blob_put(struct ctl *c, const char *digest, const void *data, size_t len, struct ctl_error *e)
+int ctl_blob_put(struct ctl *c, const char *ws, const char *digest, const void *data, size_t len,
+                 struct ctl_error *e)
 {
     struct cas_digest want, got;
     if (cas_digest_parse(digest, &want) < 0) {
@@ -325,15 +379,20 @@ int ctl_blob_put(struct ctl *c, const char *digest, const void *data, size_t len
                 "the body's SHA-256 is sha256:%s, not the %s it was sent as; nothing was stored", hex, digest);
         return -EINVAL;
     }
+    if (ws_holds(c, ws, digest))
+        return 0;
+    int r = stored_quota_check(c, ws, len, e);
+    if (r < 0)
+        return r;
     struct gerr err;
-    if (cas_put(c->cas, data, len, &got, &err) < 0) {
+    if (cas_put(c->cas, data, len, &got, &err) < 0 || store_blob_own(c->store, ws, digest, len, &err) < 0) {
         ctl_err(e, CTL_E_INTERNAL, "internal", NULL, "storing the blob failed: %s", err.msg);
         return -EIO;
     }
     return 0;
 }
 
-json_t *ctl_mount_create(struct ctl *c, json_t *entries, struct ctl_error *e)
+json_t *ctl_mount_create(struct ctl *c, const char *ws, json_t *entries, struct ctl_error *e)
 {
     if (!bounded_list(entries, "entries", CTL_MAX_MOUNT_ENTRIES,
                       "tree entries (path, type, mode, and size + chunks for files)", e))
@@ -379,7 +438,8 @@ json_t *ctl_mount_create(struct ctl *c, json_t *entries, struct ctl_error *e)
         json_t *ch;
         json_array_foreach(json_object_get(ent, "chunks"), k, ch) {
             struct cas_digest cd;
-            if (cas_digest_parse(json_string_value(ch), &cd) == 0 && !cas_has(c->cas, &cd) && !nmissing++) {
+            if (cas_digest_parse(json_string_value(ch), &cd) == 0 && !ws_holds(c, ws, json_string_value(ch)) &&
+                !nmissing++) {
                 first_missing = json_string_value(ch);
                 missing_in = json_string_value(json_object_get(ent, "path"));
             }
@@ -402,16 +462,22 @@ json_t *ctl_mount_create(struct ctl *c, json_t *entries, struct ctl_error *e)
     char hex[CAS_HEX_LEN + 1], id[IMAGE_ID_MAX];
     cas_digest_hex(&d, hex);
     snprintf(id, sizeof id, "sha256:%s", hex);
+    /* The tree is the workspace's to mount; its manifest counts as stored bytes. */
+    if (store_blob_own(c->store, ws, id, strlen(text), &err) < 0) {
+        ctl_err(e, CTL_E_INTERNAL, "internal", NULL, "recording the tree failed: %s", err.msg);
+        return NULL;
+    }
     return json_pack("{s:s,s:I}", "id", id, "entries", (json_int_t)json_array_size(entries));
 }
 
-int ctl_mounts_resolve(struct ctl *c, const struct spec_function *f, char ***dirs, struct gerr *err)
+int ctl_mounts_resolve(struct ctl *c, const char *ws, const struct spec_function *f, char ***dirs, struct gerr *err)
 {
     *dirs = xcalloc(f->nmounts + 1, sizeof **dirs);
     for (size_t i = 0; i < f->nmounts; i++) {
         char dir[PATH_MAX];
         struct cas_digest d;
-        if (cas_digest_parse(f->mount_images[i], &d) < 0 || !cas_has(c->cas, &d)) {
+        if (cas_digest_parse(f->mount_images[i], &d) < 0 || !cas_has(c->cas, &d) ||
+            (ws && !ws_holds(c, ws, f->mount_images[i]))) {
             gerr_set(err, ENOENT, "mounts[%zu].image: tree %s is not stored; create it with POST /v1/mounts", i,
                      f->mount_images[i]);
             goto fail;

@@ -5,12 +5,15 @@
 
 #include "control/internal.h"
 
-json_t *ctl_apps_json(struct ctl *c)
+json_t *ctl_apps_json(struct ctl *c, const char *ws)
 {
     json_t *arr = json_array();
     list_for_each(a, &c->apps, struct ctl_app, link) {
+        const char *local = ctl_unqualify(a->name, ws);
+        if (!local)
+            continue;
         int n = (int)list_length(&a->fns);
-        json_array_append_new(arr, json_pack("{s:s,s:s,s:i,s:f}", "name", a->name, "state",
+        json_array_append_new(arr, json_pack("{s:s,s:s,s:i,s:f}", "name", local, "state",
                                              a->stopped ? "stopped" : "deployed", "functions", n, "created_at",
                                              a->created_at));
     }
@@ -47,8 +50,8 @@ static json_t *fn_json(struct ctl *c, struct ctl_fn *f)
                          : si.state == SNAPSHOT_TAKING ? "taking"
                                                        : "gone",
                          "pid", si.pid, "containers", si.children, "memory_bytes", (json_int_t)si.memory_bytes);
-    return json_pack("{s:s,s:s,s:i,s:s,s:s,s:s,s:I,s:I,s:{s:i,s:i,s:i},s:s?,s:O,s:I,s:o}", "app", f->app->name, "name",
-                     f->name, "version", (json_int_t)(l ? l->version : 0), "kind", l ? l->spec.kind : "exec", "image",
+    return json_pack("{s:s,s:s,s:i,s:s,s:s,s:s,s:I,s:I,s:{s:i,s:i,s:i},s:s?,s:O,s:I,s:o}", "app",
+                     ctl_local_name(f->app->name), "name", f->name, "version", (json_int_t)(l ? l->version : 0), "kind", l ? l->spec.kind : "exec", "image",
                      !l ? ""
                      : l->spec.image ? l->spec.image
                      : json_string_value(json_object_get(l->spec.image_def, "built_id"))
@@ -60,11 +63,12 @@ static json_t *fn_json(struct ctl *c, struct ctl_fn *f)
                      "calls_total", (json_int_t)f->calls_total, "snapshot", snap);
 }
 
-json_t *ctl_functions_json(struct ctl *c)
+json_t *ctl_functions_json(struct ctl *c, const char *ws)
 {
     json_t *arr = json_array();
     list_for_each(a, &c->apps, struct ctl_app, link)
-        list_for_each(f, &a->fns, struct ctl_fn, link)
+        if (ctl_unqualify(a->name, ws))
+            list_for_each(f, &a->fns, struct ctl_fn, link)
             json_array_append_new(arr, fn_json(c, f));
     return json_pack("{s:o}", "functions", arr);
 }
@@ -73,7 +77,7 @@ json_t *ctl_function_json(struct ctl *c, const char *app, const char *fn, struct
 {
     struct ctl_fn *f = ctl_find_fn(c, app, fn);
     if (!f) {
-        ctl_err(e, CTL_E_NOT_FOUND, "not_found", NULL, "function %s.%s not found", app, fn);
+        ctl_err(e, CTL_E_NOT_FOUND, "not_found", NULL, "function %s.%s not found", ctl_local_name(app), fn);
         return NULL;
     }
     return fn_json(c, f);
@@ -96,7 +100,7 @@ static json_t *container_json(struct ctl *c, struct ctl_ctr *k)
     bool known = c->wops->info(c->worker, k->id, &info) == 0;
     const struct ctr_stats *cs = &info.stats;
     json_t *cj = json_pack("{s:s,s:s,s:s,s:i,s:s,s:i,s:i,s:I,s:f,s:i,s:i,s:o,s:I,s:f}", "id", k->id, "app",
-                           fv->fn->app->name, "function", fv->fn->name, "version", (json_int_t)fv->version, "state", st,
+                           ctl_local_name(fv->fn->app->name), "function", fv->fn->name, "version", (json_int_t)fv->version, "state", st,
                            "pid", info.pid, "inputs_in_flight", (int)k->inflight, "inputs_done",
                            (json_int_t)k->inputs_done, "started_at", k->started_at, "cpu", (int)k->cpu_millicores,
                            "memory", (int)k->memory_mib, "gpus", gpus, "memory_bytes", (json_int_t)cs->memory_bytes,
@@ -122,11 +126,12 @@ static json_t *container_json(struct ctl *c, struct ctl_ctr *k)
     return cj;
 }
 
-json_t *ctl_containers_json(struct ctl *c)
+json_t *ctl_containers_json(struct ctl *c, const char *ws)
 {
     json_t *arr = json_array();
     ctl_for_each_version(fv, c)
-        list_for_each(k, &fv->ctrs, struct ctl_ctr, link)
+        if (ctl_unqualify(fv->fn->app->name, ws))
+            list_for_each(k, &fv->ctrs, struct ctl_ctr, link)
             json_array_append_new(arr, container_json(c, k));
     return json_pack("{s:o}", "containers", arr);
 }
@@ -145,11 +150,11 @@ json_t *ctl_health_json(struct ctl *c)
                      (json_int_t)c->mem_used, "gpus", gpus, "containers", (json_int_t)sched_live_containers(c));
 }
 
-json_t *ctl_usage_json(struct ctl *c, double since, struct ctl_error *e)
+json_t *ctl_usage_json(struct ctl *c, const char *ws, double since, struct ctl_error *e)
 {
     struct gerr err;
     sched_flush_usage(c);
-    json_t *j = meter_usage_json(c, since, &err);
+    json_t *j = meter_usage_json(c, ws, since, &err);
     if (!j)
         ctl_err(e, CTL_E_INTERNAL, "internal", NULL, "%s", err.msg);
     return j;

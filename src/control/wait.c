@@ -41,11 +41,11 @@ static void waiter_timeout(struct ev_loop *loop, void *data)
     free(w);
 }
 
-int ctl_wait(struct ctl *c, const char *call_id, uint64_t timeout_ms, ctl_wait_cb cb, void *ud,
+int ctl_wait(struct ctl *c, const char *ws, const char *call_id, uint64_t timeout_ms, ctl_wait_cb cb, void *ud,
              struct ctl_waiter **out, struct ctl_error *e)
 {
     *out = NULL;
-    struct ctl_call *call = ctl_call_lookup(c, call_id, e);
+    struct ctl_call *call = ctl_call_lookup(c, ws, call_id, e);
     if (!call)
         return -ENOENT;
     if (ctl_call_state_is_final(call->state) || timeout_ms == 0) {
@@ -76,9 +76,10 @@ void ctl_waiter_cancel(struct ctl *c, struct ctl_waiter *w)
     free(w);
 }
 
-int ctl_call_status(struct ctl *c, const char *call_id, struct ctl_call_view *out, struct ctl_error *e)
+int ctl_call_status(struct ctl *c, const char *ws, const char *call_id, struct ctl_call_view *out,
+                    struct ctl_error *e)
 {
-    struct ctl_call *call = ctl_call_lookup(c, call_id, e);
+    struct ctl_call *call = ctl_call_lookup(c, ws, call_id, e);
     if (!call)
         return -ENOENT;
     ctl_call_view_fill(call, out);

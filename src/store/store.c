@@ -113,6 +113,36 @@ static const char *const migrations[] = {
     "ALTER TABLE logs ADD COLUMN call_id TEXT NOT NULL DEFAULT '';",
     /* 7: trimming one function's finished calls, newest kept (store_calls_trim_fn). */
     "CREATE INDEX calls_fn_finished ON calls(app, function, finished_at) WHERE finished_at IS NOT NULL;",
+    /* 8: identity. Workspaces (quotas_json: a JSON object of limits), tokens (hash: hex
+     * SHA-256 of the secret part; the secret itself is never stored), which workspace
+     * uploaded which blob or tree (so that no answer reveals another's). Every name
+     * control keys by becomes "<workspace>/<name>": what existed belongs to "default".
+     * The images "busybox" and "python" stay global: recovery registers them under
+     * those names on every start. */
+    "CREATE TABLE workspaces("
+    "  name TEXT PRIMARY KEY NOT NULL,"
+    "  created_at REAL NOT NULL,"
+    "  quotas_json TEXT NOT NULL DEFAULT '{}');"
+    "CREATE TABLE tokens("
+    "  id TEXT PRIMARY KEY NOT NULL,"
+    "  hash TEXT NOT NULL,"
+    "  workspace TEXT NOT NULL,"
+    "  role TEXT NOT NULL CHECK (role IN ('admin','developer','invoker')),"
+    "  name TEXT NOT NULL DEFAULT '',"
+    "  created_at REAL NOT NULL,"
+    "  expires_at REAL);"
+    "CREATE TABLE blob_owners("
+    "  workspace TEXT NOT NULL,"
+    "  digest TEXT NOT NULL,"
+    "  bytes INTEGER NOT NULL,"
+    "  PRIMARY KEY (workspace, digest)) WITHOUT ROWID;"
+    "UPDATE apps SET name = 'default/' || name;"
+    "UPDATE function_versions SET app = 'default/' || app;"
+    "UPDATE calls SET app = 'default/' || app;"
+    "UPDATE containers SET app = 'default/' || app;"
+    "UPDATE logs SET app = 'default/' || app;"
+    "UPDATE secrets SET name = 'default/' || name;"
+    "UPDATE images SET name = 'default/' || name WHERE name NOT IN ('busybox', 'python');",
 };
 _Static_assert(ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION, "one migration per schema version");
 
@@ -165,6 +195,15 @@ enum stmt_id {
     S_SECRET_PUT,
     S_SECRET_LIST,
     S_SECRET_DELETE,
+    S_WS_PUT,
+    S_WS_QUOTAS,
+    S_WS_LIST,
+    S_TOKEN_PUT,
+    S_TOKEN_DELETE,
+    S_TOKEN_LIST,
+    S_BLOB_OWN,
+    S_BLOB_OWNED,
+    S_WS_STORED,
     S_COUNT
 };
 
@@ -273,6 +312,16 @@ static const char *const stmt_sql[S_COUNT] = {
                      " ON CONFLICT(name) DO UPDATE SET env_json = excluded.env_json, updated_at = excluded.updated_at",
     [S_SECRET_LIST] = "SELECT name, env_json, created_at, updated_at FROM secrets ORDER BY name",
     [S_SECRET_DELETE] = "DELETE FROM secrets WHERE name = ?1",
+    [S_WS_PUT] = "INSERT INTO workspaces(name, created_at, quotas_json) VALUES (?1, ?2, ?3)",
+    [S_WS_QUOTAS] = "UPDATE workspaces SET quotas_json = ?2 WHERE name = ?1",
+    [S_WS_LIST] = "SELECT name, created_at, quotas_json FROM workspaces ORDER BY name",
+    [S_TOKEN_PUT] = "INSERT INTO tokens(id, hash, workspace, role, name, created_at, expires_at)"
+                    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [S_TOKEN_DELETE] = "DELETE FROM tokens WHERE id = ?1",
+    [S_TOKEN_LIST] = "SELECT id, hash, workspace, role, name, created_at, expires_at FROM tokens ORDER BY created_at",
+    [S_BLOB_OWN] = "INSERT OR IGNORE INTO blob_owners(workspace, digest, bytes) VALUES (?1, ?2, ?3)",
+    [S_BLOB_OWNED] = "SELECT 1 FROM blob_owners WHERE workspace = ?1 AND digest = ?2",
+    [S_WS_STORED] = "SELECT COALESCE(SUM(bytes), 0) FROM blob_owners WHERE workspace = ?1",
 };
 
 struct store {
@@ -519,6 +568,8 @@ struct listing {
         store_image_cb image;
         store_build_step_cb step;
         store_secret_cb secret;
+        store_workspace_cb workspace;
+        store_token_cb token;
     } cb;
     void *ud;
 };
@@ -1309,4 +1360,92 @@ int store_secret_list(struct store *st, store_secret_cb cb, void *ud, struct ger
 {
     const struct listing l = {.cb.secret = cb, .ud = ud};
     return list_rows(st, S_SECRET_LIST, NO_PARAMS, secret_row, &l, err, "secrets", "listing secrets");
+}
+
+/* ---------- identity ---------- */
+
+int store_workspace_create(struct store *st, const char *name, double now, const char *quotas_json,
+                           struct gerr *err)
+{
+    return exec_ok(st, S_WS_PUT, PARAMS(P_TEXT(name), P_REAL(now), P_TEXT(quotas_json)), err, "creating workspace",
+                   name);
+}
+
+int store_workspace_set_quotas(struct store *st, const char *name, const char *quotas_json, struct gerr *err)
+{
+    return exec_update_one(st, S_WS_QUOTAS, PARAMS(P_TEXT(name), P_TEXT(quotas_json)), err, "workspace", name);
+}
+
+static int workspace_row(sqlite3_stmt *s, const struct listing *l)
+{
+    return l->cb.workspace((const char *)sqlite3_column_text(s, 0), col_time(s, 1),
+                           (const char *)sqlite3_column_text(s, 2), l->ud);
+}
+
+int store_workspace_list(struct store *st, store_workspace_cb cb, void *ud, struct gerr *err)
+{
+    const struct listing l = {.cb.workspace = cb, .ud = ud};
+    return list_rows(st, S_WS_LIST, NO_PARAMS, workspace_row, &l, err, "workspaces", "listing workspaces");
+}
+
+int store_token_put(struct store *st, const struct store_token *t, struct gerr *err)
+{
+    return exec_ok(st, S_TOKEN_PUT,
+                   PARAMS(P_TEXT(t->id), P_TEXT(t->hash), P_TEXT(t->workspace), P_TEXT(t->role), P_TEXT(t->name),
+                          P_REAL(t->created_at), P_TIME(t->expires_at)),
+                   err, "saving token", t->id);
+}
+
+int store_token_delete(struct store *st, const char *id, struct gerr *err)
+{
+    return exec_update_one(st, S_TOKEN_DELETE, PARAMS(P_TEXT(id)), err, "token", id);
+}
+
+static int token_row(sqlite3_stmt *s, const struct listing *l)
+{
+    struct store_token t = {.created_at = col_time(s, 5), .expires_at = col_time(s, 6)};
+    col_copy(s, 0, t.id, sizeof t.id);
+    col_copy(s, 1, t.hash, sizeof t.hash);
+    col_copy(s, 2, t.workspace, sizeof t.workspace);
+    col_copy(s, 3, t.role, sizeof t.role);
+    col_copy(s, 4, t.name, sizeof t.name);
+    return l->cb.token(&t, l->ud);
+}
+
+int store_token_list(struct store *st, store_token_cb cb, void *ud, struct gerr *err)
+{
+    const struct listing l = {.cb.token = cb, .ud = ud};
+    return list_rows(st, S_TOKEN_LIST, NO_PARAMS, token_row, &l, err, "tokens", "listing tokens");
+}
+
+int store_blob_own(struct store *st, const char *workspace, const char *digest, uint64_t bytes, struct gerr *err)
+{
+    return exec_ok(st, S_BLOB_OWN, PARAMS(P_TEXT(workspace), P_TEXT(digest), P_INT(bytes)), err, "recording blob",
+                   digest);
+}
+
+static int read_nothing(sqlite3_stmt *s, void *out)
+{
+    return 0;
+}
+
+int store_blob_owned(struct store *st, const char *workspace, const char *digest, struct gerr *err)
+{
+    return query_one(st, S_BLOB_OWNED, PARAMS(P_TEXT(workspace), P_TEXT(digest)), read_nothing, NULL, err,
+                     "blob %s of workspace %s", digest, workspace);
+}
+
+static int read_int64(sqlite3_stmt *s, void *out)
+{
+    *(int64_t *)out = sqlite3_column_int64(s, 0);
+    return 0;
+}
+
+int store_workspace_stored_bytes(struct store *st, const char *workspace, uint64_t *bytes, struct gerr *err)
+{
+    int64_t v = 0;
+    int r = query_one(st, S_WS_STORED, PARAMS(P_TEXT(workspace)), read_int64, &v, err, "stored bytes of %s",
+                      workspace);
+    *bytes = r == 0 && v > 0 ? (uint64_t)v : 0;
+    return r;
 }

@@ -35,7 +35,7 @@ struct store;
 
 /* Schema version this code writes; store_open() migrates older files up to it and
  * refuses newer ones (-EPROTONOSUPPORT). */
-#define STORE_SCHEMA_VERSION 7
+#define STORE_SCHEMA_VERSION 8
 
 /* ---------- open / close / transactions ---------- */
 
@@ -96,7 +96,7 @@ int store_function_list_latest(struct store *st, store_function_cb cb, void *ud,
  * the struct (free with store_call_free); on insert they belong to the caller. */
 struct store_call {
     char id[64];
-    char app[64];
+    char app[128];
     char function[64];
     uint32_t version;
     char state[16];           /* pending running succeeded failed timed_out cancelled */
@@ -162,7 +162,7 @@ struct store_ctr_usage {
 
 struct store_container {
     char id[64];
-    char app[64];
+    char app[128];
     char function[64];
     uint32_t version;
     uint32_t cpu_millicores;
@@ -258,5 +258,39 @@ int store_secret_delete(struct store *st, const char *name, struct gerr *err);
 typedef int (*store_secret_cb)(const char *name, const char *env_json, double created_at, double updated_at,
                                void *ud);
 int store_secret_list(struct store *st, store_secret_cb cb, void *ud, struct gerr *err);
+
+/* ---------- identity: workspaces, tokens, blob ownership ---------- */
+
+/* -EEXIST if the workspace exists. quotas_json: a JSON object. */
+int store_workspace_create(struct store *st, const char *name, double now, const char *quotas_json,
+                           struct gerr *err);
+/* -ENOENT if there is no such workspace. */
+int store_workspace_set_quotas(struct store *st, const char *name, const char *quotas_json, struct gerr *err);
+typedef int (*store_workspace_cb)(const char *name, double created_at, const char *quotas_json, void *ud);
+int store_workspace_list(struct store *st, store_workspace_cb cb, void *ud, struct gerr *err);
+
+/* A token as stored: never the secret, only hash (hex SHA-256 of it). expires_at 0:
+ * never. */
+struct store_token {
+    char id[32];
+    char hash[72];
+    char workspace[64];
+    char role[16];
+    char name[64];
+    double created_at, expires_at;
+};
+int store_token_put(struct store *st, const struct store_token *t, struct gerr *err);
+/* -ENOENT if there is no such token. */
+int store_token_delete(struct store *st, const char *id, struct gerr *err);
+typedef int (*store_token_cb)(const struct store_token *t, void *ud);
+int store_token_list(struct store *st, store_token_cb cb, void *ud, struct gerr *err);
+
+/* Records that workspace uploaded (or built) the object digest of bytes bytes; a
+ * second record of the same pair is a no-op. */
+int store_blob_own(struct store *st, const char *workspace, const char *digest, uint64_t bytes, struct gerr *err);
+/* 0 if workspace owns digest, -ENOENT if not. */
+int store_blob_owned(struct store *st, const char *workspace, const char *digest, struct gerr *err);
+/* The sum of the sizes of the objects workspace owns. */
+int store_workspace_stored_bytes(struct store *st, const char *workspace, uint64_t *bytes, struct gerr *err);
 
 #endif

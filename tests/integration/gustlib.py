@@ -27,6 +27,7 @@ def sanitizer_env():
     env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
     env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
     env.pop("GUST_ADDR", None)
+    env.pop("GUST_TOKEN", None)
     return env
 
 
@@ -241,6 +242,25 @@ class Gust:
         """Prefix of the host ends of this daemon's egress veth pairs."""
         return f"gv{egress_tag(self.cgparent)}-"
 
+    @property
+    def admin_token(self):
+        """The admin token gustd wrote on its first start (None before that)."""
+        try:
+            with open(os.path.join(self.data_dir, "admin.token")) as f:
+                return f.readline().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def token_for(self, workspace, role, **kw):
+        """A new token of role in workspace (created if missing), made with the admin token."""
+        r = self.http("POST", "/v1/workspaces", json.dumps({"name": workspace}),
+                      {"Content-Type": "application/json"})
+        assert r.status in (201, 409), f"create workspace {workspace}: {r}"
+        body = dict(workspace=workspace, role=role, **kw)
+        r = self.http("POST", "/v1/tokens", json.dumps(body), {"Content-Type": "application/json"})
+        assert r.status == 201, f"create token: {r}"
+        return r.json()["token"]
+
     def host_veths(self):
         return sorted(n for n in os.listdir("/sys/class/net") if n.startswith(self.veth_prefix))
 
@@ -264,6 +284,8 @@ class Gust:
             try:
                 r = self.http("GET", "/v1/health", timeout=2)
                 if r.status == 200 and r.json().get("ok") is True:
+                    # SDK calls made in this process use the last started daemon's token.
+                    os.environ["GUST_TOKEN"] = self.admin_token
                     return self
             except (OSError, http.client.HTTPException):
                 pass
@@ -313,12 +335,17 @@ class Gust:
         return "\n".join(self.stderr_text().splitlines()[-n:])
 
     # ------------------------------------------------------------ HTTP
-    def http(self, method, path, body=None, headers=None, timeout=60):
+    def http(self, method, path, body=None, headers=None, timeout=60, token=None):
+        """token: None sends the admin token, "" sends none, else that token."""
         if isinstance(body, str):
             body = body.encode()
+        headers = dict(headers or {})
+        tok = self.admin_token if token is None else token
+        if tok:
+            headers.setdefault("Authorization", f"Bearer {tok}")
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
-            conn.request(method, path, body=body, headers=headers or {})
+            conn.request(method, path, body=body, headers=headers)
             r = conn.getresponse()
             data = r.read()
             return Resp(r.status, {k.lower(): v for k, v in r.getheaders()}, data)
@@ -392,6 +419,8 @@ class Gust:
         a = ["--addr", addr or self.addr] + [str(x) for x in args]
         e = sanitizer_env()
         e["GUST_ADDR"] = addr or self.addr
+        if self.admin_token:
+            e["GUST_TOKEN"] = self.admin_token
         if env:
             e.update(env)
         if isinstance(input, str):
@@ -409,6 +438,8 @@ class Gust:
         exe = os.path.join(BUILD, "gust")
         e = sanitizer_env()
         e["GUST_ADDR"] = self.addr
+        if self.admin_token:
+            e["GUST_TOKEN"] = self.admin_token
         return subprocess.Popen([exe, "--addr", self.addr] + [str(x) for x in args], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=e)
 

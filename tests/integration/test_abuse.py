@@ -39,7 +39,7 @@ def _rss_kib(pid):
 def _persistent(gust):
     """A keep-alive connection, known to be accepted (one request answered on it)."""
     c = http.client.HTTPConnection("127.0.0.1", gust.port, timeout=60)
-    c.request("GET", "/v1/health")
+    c.request("GET", "/v1/health", headers={"Authorization": f"Bearer {gust.admin_token}"})
     r = c.getresponse()
     assert r.status == 200, r.status
     r.read()
@@ -99,7 +99,8 @@ def test_idle_connections_capped_and_calls_work(gust):
             assert str(CAP) in e["message"], e
         # Meanwhile: a container start and a call, on the connection held from before.
         keep.request("POST", "/v1/functions/ab/cat/call", body=b"still here",
-                     headers={"Content-Type": "application/octet-stream"})
+                     headers={"Content-Type": "application/octet-stream",
+                              "Authorization": f"Bearer {gust.admin_token}"})
         r = keep.getresponse()
         assert r.status == 200 and r.read() == b"still here", r.status
         assert gust.alive()
@@ -136,7 +137,8 @@ def test_pipelined_flood_from_non_reader_keeps_rss_bounded(gust_factory, monkeyp
     for _ in range(50):  # warm up allocator and caches
         assert gust.http("GET", "/v1/health").status == 200
     before = _rss_kib(gust.proc.pid)
-    req = b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n"
+    # Authenticated, so each answer is a full health document (not a short 401).
+    req = f"GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {gust.admin_token}\r\n\r\n".encode()
     flood = req * 200_000
     s = socket.create_connection(("127.0.0.1", gust.port), timeout=10)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)

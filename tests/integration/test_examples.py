@@ -85,6 +85,7 @@ def test_secret_read_from_env(shared_gust):
     e = sanitizer_env()  # this time without API_TOKEN: the example uses Secret.from_name
     e.pop("API_TOKEN", None)
     e["GUST_ADDR"] = shared_gust.addr
+    e["GUST_TOKEN"] = shared_gust.admin_token
     p = subprocess.run([os.path.join(BUILD, "gust"), "--addr", shared_gust.addr, "run",
                         os.path.join(EX, "secret.py")], capture_output=True, timeout=900, env=e)
     assert p.returncode == 0, p

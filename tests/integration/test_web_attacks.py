@@ -10,11 +10,13 @@ from gustlib import fn_spec
 
 
 def request(g, method, path, body=None, headers=None, host=None):
-    """One request with exactly the headers given (Host too, when host is not None)."""
+    """One request with exactly the headers given (Host too, when host is not None) and
+    the admin token: what is refused here is refused although the token is valid."""
     conn = http.client.HTTPConnection("127.0.0.1", g.port, timeout=10)
     conn.putrequest(method, path, skip_host=host is not None, skip_accept_encoding=True)
     if host is not None:
         conn.putheader("Host", host)
+    conn.putheader("Authorization", f"Bearer {g.admin_token}")
     for k, v in (headers or {}).items():
         conn.putheader(k, v)
     data = body.encode() if isinstance(body, str) else body

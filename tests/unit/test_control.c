@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+#include "base/cleanup.h"
 
 #include "base/util.h"
 #include "control/control.h"
@@ -388,7 +390,7 @@ static void deploy(struct env *e, const char *extra)
     CHECK(spec);
     json_t *res = NULL;
     struct ctl_error ce = {0};
-    int r = ctl_deploy(e->ctl, spec, NULL, &res, &ce);
+    int r = ctl_deploy(e->ctl, "default", spec, NULL, &res, &ce);
     if (r < 0)
         fprintf(stderr, "  deploy: %s: %s\n", ce.field, ce.message);
     CHECK(r == 0);
@@ -399,7 +401,7 @@ static void deploy(struct env *e, const char *extra)
 static void submit(struct env *e, const char *input, bool durable, char id[64])
 {
     struct ctl_error ce;
-    CHECK(ctl_submit(e->ctl, "a", "f", input, strlen(input), durable, id, &ce) == 0);
+    CHECK(ctl_submit(e->ctl, "default/a", "f", input, strlen(input), durable, id, &ce) == 0);
 }
 
 static enum ctl_call_state call_state(struct env *e, const char *id, struct ctl_call_view *v)
@@ -408,13 +410,13 @@ static enum ctl_call_state call_state(struct env *e, const char *id, struct ctl_
     struct ctl_call_view tmp;
     if (!v)
         v = &tmp;
-    CHECK(ctl_call_status(e->ctl, id, v, &ce) == 0);
+    CHECK(ctl_call_status(e->ctl, NULL, id, v, &ce) == 0);
     return v->state;
 }
 
 static struct ctl_fn *fn(struct env *e)
 {
-    struct ctl_fn *f = ctl_find_fn(e->ctl, "a", "f");
+    struct ctl_fn *f = ctl_find_fn(e->ctl, "default/a", "f");
     CHECK(f);
     return f;
 }
@@ -594,16 +596,16 @@ UNIT_TEST(test_cancel)
     start_and_dispatch(&e);
     struct ctl_call_view v;
     struct ctl_error ce;
-    CHECK(ctl_cancel(e.ctl, queued, &v, &ce) == 0);
+    CHECK(ctl_cancel(e.ctl, NULL, queued, &v, &ce) == 0);
     CHECK_EQ_INT(v.state, CTL_CALL_CANCELLED);
     CHECK_EQ_INT(fn(&e)->latest->queued, 0);
-    CHECK(ctl_cancel(e.ctl, running, &v, &ce) == 0);
+    CHECK(ctl_cancel(e.ctl, NULL, running, &v, &ce) == 0);
     CHECK_EQ_INT(v.state, CTL_CALL_CANCELLED);
     CHECK(e.fake.ctrs[0].kill_asked);
     run_for(&e, 5);
     CHECK_EQ_INT(sched_live_containers(e.ctl), 0);
     /* Unknown ids are a not-found, not a crash. */
-    CHECK(ctl_cancel(e.ctl, "fc-nope", &v, &ce) == -ENOENT);
+    CHECK(ctl_cancel(e.ctl, NULL, "fc-nope", &v, &ce) == -ENOENT);
     CHECK_EQ_INT(ce.kind, CTL_E_NOT_FOUND);
     env_free(&e);
 }
@@ -737,7 +739,7 @@ UNIT_TEST(test_capacity_waiting_reasons)
     run_for(&e, 5);
     CHECK_EQ_INT(e.fake.nctrs, 1);
     CHECK(strstr(fn(&e)->latest->waiting_reason, "needs cpu 600m"));
-    json_t *j = ctl_function_json(e.ctl, "a", "f", NULL);
+    json_t *j = ctl_function_json(e.ctl, "default/a", "f", NULL);
     CHECK(strstr(json_string_value(json_object_get(j, "waiting_reason")), "free"));
     json_decref(j);
     env_free(&e);
@@ -757,7 +759,7 @@ UNIT_TEST(test_capacity_waiting_reasons)
                               0, NULL);
     json_t *res = NULL;
     struct ctl_error ce = {0};
-    CHECK(ctl_deploy(e.ctl, spec, NULL, &res, &ce) < 0);
+    CHECK(ctl_deploy(e.ctl, "default", spec, NULL, &res, &ce) < 0);
     CHECK_EQ_INT(ce.kind, CTL_E_UNSCHEDULABLE);
     CHECK_STR(ce.field, "functions[0].resources");
     json_decref(spec);
@@ -824,7 +826,7 @@ UNIT_TEST(test_shutdown_drains)
     CHECK_STR(v.error_code, "shutting_down");
     char id[64];
     struct ctl_error ce;
-    CHECK(ctl_submit(e.ctl, "a", "f", "z", 1, false, id, &ce) == -ESHUTDOWN);
+    CHECK(ctl_submit(e.ctl, "default/a", "f", "z", 1, false, id, &ce) == -ESHUTDOWN);
     run_for(&e, 5);
     CHECK(!done);
     fake_answer(&e.fake, &e.fake.ctrs[0], "fin", 0);
@@ -861,7 +863,7 @@ UNIT_TEST(test_map_ordered)
     struct map_seen seen = {0};
     struct ctl_map *m = NULL;
     struct ctl_error ce;
-    CHECK(ctl_map(e.ctl, "a", "f", in, 3, true, map_cb, &seen, &m, &ce) == 0);
+    CHECK(ctl_map(e.ctl, "default/a", "f", in, 3, true, map_cb, &seen, &m, &ce) == 0);
     run_for(&e, 5);
     CHECK_EQ_INT(e.fake.nctrs, 3);
     fake_ready_all(&e.fake);
@@ -909,7 +911,7 @@ UNIT_TEST(test_store_bounds_trimmed_on_tick)
     run_for(&e, 250);
     int lines = 0;
     struct ctl_error ce;
-    CHECK(ctl_logs(e.ctl, "a", "f", -1, count_line, &lines, &ce) == 0);
+    CHECK(ctl_logs(e.ctl, "default/a", "f", -1, count_line, &lines, &ce) == 0);
     CHECK_EQ_INT(lines, 3);
     struct store_call sc;
     struct gerr err;
@@ -919,6 +921,167 @@ UNIT_TEST(test_store_bounds_trimmed_on_tick)
         if (r == 0)
             store_call_free(&sc);
     }
+    env_free(&e);
+}
+
+/* Reads the first line of <dir>/admin.token. */
+static void read_admin_token(struct env *e, char *out, size_t cap)
+{
+    char path[160];
+    snprintf(path, sizeof path, "%s/admin.token", e->dir);
+    struct stat st;
+    CHECK(stat(path, &st) == 0);
+    CHECK_EQ_INT(st.st_mode & 0777, 0600);
+    FILE *f = fopen(path, "re");
+    CHECK(f);
+    CHECK(fgets(out, (int)cap, f));
+    fclose(f);
+    out[strcspn(out, "\n")] = '\0';
+}
+
+/* The first start writes an admin token; tokens authenticate by id and secret, carry
+ * their workspace and role, stop working when revoked or expired, and only their
+ * hash is stored (a restart on the same store still accepts them). */
+UNIT_TEST(test_tokens_and_roles)
+{
+    struct env e;
+    env_init(&e, 4000, 4096, 0);
+    char admin[128];
+    read_admin_token(&e, admin, sizeof admin);
+    struct ctl_principal who;
+    CHECK(ctl_authenticate(e.ctl, admin, &who) == 0);
+    CHECK_STR(who.ws, "default");
+    CHECK_EQ_INT(who.role, CTL_ROLE_ADMIN);
+    /* A wrong secret with a right id, a truncated token, and none at all. */
+    char forged[128];
+    snprintf(forged, sizeof forged, "%s", admin);
+    forged[strlen(forged) - 1] = forged[strlen(forged) - 1] == 'a' ? 'b' : 'a';
+    CHECK(ctl_authenticate(e.ctl, forged, &who) == -EACCES);
+    forged[10] = '\0';
+    CHECK(ctl_authenticate(e.ctl, forged, &who) == -EACCES);
+    CHECK(ctl_authenticate(e.ctl, NULL, &who) == -EACCES);
+
+    struct ctl_error ce;
+    json_t *body = json_pack("{s:s}", "name", "team-b");
+    json_t *w = ctl_workspace_create(e.ctl, body, &ce);
+    CHECK(w);
+    json_decref(w);
+    CHECK(!ctl_workspace_create(e.ctl, body, &ce));
+    CHECK_EQ_INT(ce.kind, CTL_E_CONFLICT);
+    json_decref(body);
+    body = json_pack("{s:s}", "name", "Bad/Name");
+    CHECK(!ctl_workspace_create(e.ctl, body, &ce));
+    CHECK_STR(ce.field, "name");
+    json_decref(body);
+
+    body = json_pack("{s:s,s:s}", "workspace", "team-b", "role", "invoker");
+    json_t *t = ctl_token_create(e.ctl, body, &ce);
+    json_decref(body);
+    CHECK(t);
+    char inv[128], inv_id[32];
+    snprintf(inv, sizeof inv, "%s", json_string_value(json_object_get(t, "token")));
+    snprintf(inv_id, sizeof inv_id, "%s", json_string_value(json_object_get(t, "id")));
+    json_decref(t);
+    CHECK(ctl_authenticate(e.ctl, inv, &who) == 0);
+    CHECK_STR(who.ws, "team-b");
+    CHECK_EQ_INT(who.role, CTL_ROLE_INVOKER);
+    /* Listings never carry a secret. */
+    json_t *all = ctl_tokens_json(e.ctl);
+    AUTO_FREE char *text = json_dumps(all, 0);
+    json_decref(all);
+    CHECK(!strstr(text, inv + 22));
+    CHECK(!strstr(text, admin + 22));
+
+    body = json_pack("{s:s,s:s}", "workspace", "nope", "role", "developer");
+    CHECK(!ctl_token_create(e.ctl, body, &ce));
+    CHECK_EQ_INT(ce.kind, CTL_E_NOT_FOUND);
+    json_decref(body);
+    body = json_pack("{s:s,s:s}", "workspace", "team-b", "role", "root");
+    CHECK(!ctl_token_create(e.ctl, body, &ce));
+    CHECK_STR(ce.field, "role");
+    json_decref(body);
+
+    body = json_pack("{s:s,s:s,s:f}", "workspace", "team-b", "role", "developer", "expires_in", 0.05);
+    t = ctl_token_create(e.ctl, body, &ce);
+    json_decref(body);
+    CHECK(t);
+    char shortlived[128];
+    snprintf(shortlived, sizeof shortlived, "%s", json_string_value(json_object_get(t, "token")));
+    json_decref(t);
+    CHECK(ctl_authenticate(e.ctl, shortlived, &who) == 0);
+    usleep(80 * 1000);
+    CHECK(ctl_authenticate(e.ctl, shortlived, &who) == -EKEYEXPIRED);
+
+    /* A restart keeps tokens (by hash) and does not mint another admin token. */
+    ctl_free(e.ctl);
+    env_open_ctl(&e);
+    CHECK(ctl_authenticate(e.ctl, inv, &who) == 0);
+    CHECK(ctl_authenticate(e.ctl, admin, &who) == 0);
+    CHECK(ctl_token_revoke(e.ctl, inv_id, &ce) == 0);
+    CHECK(ctl_authenticate(e.ctl, inv, &who) == -EACCES);
+    CHECK(ctl_token_revoke(e.ctl, inv_id, &ce) == -ENOENT);
+    env_free(&e);
+}
+
+/* Objects are keyed by workspace: another workspace's call is not found; a workspace
+ * at its containers quota waits, saying so, and goes on when the quota is raised. */
+UNIT_TEST(test_workspace_isolation_and_quotas)
+{
+    struct env e;
+    env_init(&e, 4000, 4096, 0);
+    struct ctl_error ce;
+    json_t *body = json_pack("{s:s,s:{s:i}}", "name", "small", "quotas", "containers", 1);
+    json_t *w = ctl_workspace_create(e.ctl, body, &ce);
+    CHECK(w);
+    json_decref(w);
+    json_decref(body);
+    const char *text = "{\"app\":\"a\",\"functions\":[{\"name\":\"f\",\"kind\":\"exec\",\"command\":[\"x\"],"
+                       "\"image\":\"img\",\"resources\":{\"cpu\":100,\"memory\":64}},"
+                       "{\"name\":\"g\",\"kind\":\"exec\",\"command\":[\"x\"],"
+                       "\"image\":\"img\",\"resources\":{\"cpu\":100,\"memory\":64}}]}";
+    json_t *spec = json_loads(text, 0, NULL);
+    json_t *res = NULL;
+    CHECK(ctl_deploy(e.ctl, "small", spec, NULL, &res, &ce) == 0);
+    json_decref(res);
+    json_decref(spec);
+    char f_id[64], g_id[64];
+    CHECK(ctl_submit(e.ctl, "small/a", "f", "x", 1, false, f_id, &ce) == 0);
+    CHECK(ctl_submit(e.ctl, "small/a", "g", "x", 1, false, g_id, &ce) == 0);
+    run_for(&e, 5);
+    CHECK_EQ_INT(e.fake.nctrs, 1);
+    json_t *fns = ctl_functions_json(e.ctl, "small");
+    size_t i;
+    json_t *fj;
+    const char *reason = NULL;
+    json_array_foreach(json_object_get(fns, "functions"), i, fj) {
+        CHECK_STR(json_string_value(json_object_get(fj, "app")), "a");
+        if (json_is_string(json_object_get(fj, "waiting_reason")))
+            reason = json_string_value(json_object_get(fj, "waiting_reason"));
+    }
+    CHECK(reason && strstr(reason, "containers quota"));
+    json_decref(fns);
+    /* Nothing of it is visible from "default". */
+    fns = ctl_functions_json(e.ctl, "default");
+    CHECK_EQ_INT(json_array_size(json_object_get(fns, "functions")), 0);
+    json_decref(fns);
+    struct ctl_call_view v;
+    CHECK(ctl_call_status(e.ctl, "default", f_id, &v, &ce) == -ENOENT);
+    CHECK_EQ_INT(ce.kind, CTL_E_NOT_FOUND);
+    CHECK(ctl_cancel(e.ctl, "default", f_id, &v, &ce) == -ENOENT);
+    CHECK(ctl_call_status(e.ctl, "small", f_id, &v, &ce) == 0);
+    CHECK_STR(v.app, "a");
+    /* Raising the quota lets the waiting call start. */
+    json_t *q = json_pack("{s:i}", "containers", 2);
+    w = ctl_workspace_set_quotas(e.ctl, "small", q, &ce);
+    CHECK(w);
+    json_decref(w);
+    json_decref(q);
+    run_for(&e, 5);
+    CHECK_EQ_INT(e.fake.nctrs, 2);
+    q = json_pack("{s:i}", "bogus", 2);
+    CHECK(!ctl_workspace_set_quotas(e.ctl, "small", q, &ce));
+    CHECK_STR(ce.field, "quotas");
+    json_decref(q);
     env_free(&e);
 }
 
@@ -940,5 +1103,7 @@ int main(void)
     UNIT_RUN(test_shutdown_drains);
     UNIT_RUN(test_map_ordered);
     UNIT_RUN(test_store_bounds_trimmed_on_tick);
+    UNIT_RUN(test_tokens_and_roles);
+    UNIT_RUN(test_workspace_isolation_and_quotas);
     UNIT_MAIN_END();
 }

@@ -160,6 +160,64 @@ static int app_cb(const char *name, const char *state, double created_at, int nf
     return 0;
 }
 
+/* Schema 8: what a schema-7 file held belongs to workspace "default" (qualified
+ * names), except the built-in images; workspaces, tokens and blob owners are kept. */
+UNIT_TEST(test_identity_migration_and_tables)
+{
+    char path[256];
+    struct store *st = open_new(path, sizeof path);
+    CHECK(st);
+    struct gerr err = {0};
+    CHECK(store_app_upsert(st, "default/a", "deployed", 1.0, &err) == 0);
+    CHECK(store_image_put(st, "default/mine", "/r", false, NULL, 1.0, &err) == 0);
+    CHECK(store_image_put(st, "busybox", "/b", false, NULL, 1.0, &err) == 0);
+    CHECK(store_secret_put(st, "default/s", "{}", 1.0, &err) == 0);
+    store_close(st);
+    /* Back to what schema 7 looked like. */
+    sqlite3 *db = NULL;
+    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+    CHECK(sqlite3_exec(db,
+                       "DROP TABLE workspaces; DROP TABLE tokens; DROP TABLE blob_owners;"
+                       "UPDATE apps SET name = substr(name, 9); UPDATE images SET name = substr(name, 9)"
+                       " WHERE name LIKE 'default/%'; UPDATE secrets SET name = substr(name, 9);"
+                       "DELETE FROM schema_version WHERE version = 8",
+                       NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(db);
+    CHECK_EQ_INT(sql_int(path, "SELECT COUNT(*) FROM apps WHERE name = 'a'"), 1);
+    st = reopen(path);
+    CHECK(st);
+    CHECK_EQ_INT(sql_int(path, "SELECT COUNT(*) FROM apps WHERE name = 'default/a'"), 1);
+    CHECK_EQ_INT(sql_int(path, "SELECT COUNT(*) FROM images WHERE name = 'default/mine'"), 1);
+    CHECK_EQ_INT(sql_int(path, "SELECT COUNT(*) FROM images WHERE name = 'busybox'"), 1);
+    CHECK_EQ_INT(sql_int(path, "SELECT COUNT(*) FROM secrets WHERE name = 'default/s'"), 1);
+
+    CHECK(store_workspace_create(st, "w", 2.0, "{}", &err) == 0);
+    CHECK_EQ_INT(store_workspace_create(st, "w", 2.0, "{}", &err), -EEXIST);
+    CHECK(store_workspace_set_quotas(st, "w", "{\"containers\":1}", &err) == 0);
+    CHECK_EQ_INT(store_workspace_set_quotas(st, "nope", "{}", &err), -ENOENT);
+    struct store_token t = {.created_at = 3.0};
+    snprintf(t.id, sizeof t.id, "abc");
+    snprintf(t.hash, sizeof t.hash, "00");
+    snprintf(t.workspace, sizeof t.workspace, "w");
+    snprintf(t.role, sizeof t.role, "root");
+    CHECK_EQ_INT(store_token_put(st, &t, &err), -EINVAL); /* not a role */
+    snprintf(t.role, sizeof t.role, "invoker");
+    CHECK(store_token_put(st, &t, &err) == 0);
+    CHECK_EQ_INT(store_token_put(st, &t, &err), -EEXIST);
+    CHECK(store_token_delete(st, "abc", &err) == 0);
+    CHECK_EQ_INT(store_token_delete(st, "abc", &err), -ENOENT);
+    CHECK_EQ_INT(store_blob_owned(st, "w", "sha256:x", &err), -ENOENT);
+    CHECK(store_blob_own(st, "w", "sha256:x", 100, &err) == 0);
+    CHECK(store_blob_own(st, "w", "sha256:x", 100, &err) == 0);
+    CHECK(store_blob_own(st, "w", "sha256:y", 50, &err) == 0);
+    CHECK(store_blob_owned(st, "w", "sha256:x", &err) == 0);
+    CHECK_EQ_INT(store_blob_owned(st, "v", "sha256:x", &err), -ENOENT);
+    uint64_t bytes = 0;
+    CHECK(store_workspace_stored_bytes(st, "w", &bytes, &err) == 0);
+    CHECK_EQ_INT(bytes, 150);
+    store_close(st);
+}
+
 UNIT_TEST(test_apps)
 {
     char path[256];
@@ -1006,6 +1064,7 @@ int main(void)
         return 1;
     }
     UNIT_RUN(test_open_creates_and_versions);
+    UNIT_RUN(test_identity_migration_and_tables);
     UNIT_RUN(test_apps);
     UNIT_RUN(test_function_versions);
     UNIT_RUN(test_call_lifecycle);
