@@ -389,7 +389,8 @@ def bench_python(g, scratch, n, res, map_n=10000, containers=4):
     raw = []
     for i in range(n):
         t0 = time.perf_counter()
-        conn.request("POST", "/v1/functions/benchpy/noop/call", body=body)
+        conn.request("POST", "/v1/functions/benchpy/noop/call", body=body,
+                     headers={"Content-Type": "application/octet-stream"})
         r = conn.getresponse()
         out = r.read()
         raw.append(time.perf_counter() - t0)

@@ -204,13 +204,13 @@ static json_t *parse_json_body(struct api_conn *conn, struct http_request *req)
 
 /* ---------- handlers ---------- */
 
-/* A spec or image definition body: TOML when the Content-Type says so, else JSON.
- * NULL after answering 400. */
+/* A spec or image definition body: TOML when the Content-Type says so, else JSON
+ * (check_body_type let only these two through). NULL after answering 400. */
 static json_t *parse_spec_body(struct api_conn *conn, struct http_request *req)
 {
     const char *ct = http_request_header(req, "Content-Type");
     json_t *spec = NULL;
-    if (ct && (strstr(ct, "toml"))) {
+    if (http_media_type_is(ct, "application/toml")) {
         struct gerr err;
         if (toml_parse(req->body.data ? req->body.data : "", req->body.len, &spec, &err) < 0) {
             api_conn_error(conn, 400, "invalid_spec", err.msg, NULL);
@@ -908,6 +908,59 @@ static int split_path(const char *path, char segs[API_PATH_MAX_SEGS][128])
 }
 
 
+/* The media types a route's body may have. Besides telling the parsers what they
+ * get, requiring one is a defence: a web page can send a cross-origin POST without a
+ * preflight only as text/plain, a form or multipart, never as any of these. */
+static const char *const body_json[] = {"application/json", NULL};
+static const char *const body_spec[] = {"application/json", "application/toml", NULL};
+static const char *const body_input[] = {"application/octet-stream", "application/json", NULL};
+static const char *const body_ndjson[] = {"application/x-ndjson", NULL};
+static const char *const body_bytes[] = {"application/octet-stream", NULL};
+
+/* Routes without a body of their own take a JSON one, if any is sent. */
+static const char *const *route_body_types(char segs[][128], int n)
+{
+    const char *r = segs[1];
+    if ((n == 2 && !strcmp(r, "deploy")) || (n == 3 && !strcmp(r, "images") && !strcmp(segs[2], "build")))
+        return body_spec;
+    if (n == 5 && !strcmp(r, "functions")) {
+        if (!strcmp(segs[4], "call") || !strcmp(segs[4], "spawn"))
+            return body_input;
+        if (!strcmp(segs[4], "map"))
+            return body_ndjson;
+    }
+    if (n == 3 && !strcmp(r, "blobs") && strcmp(segs[2], "missing"))
+        return body_bytes;
+    return body_json;
+}
+
+/* A request with a body (Content-Length above 0, or chunked) must name one of the
+ * route's media types; else 415 unsupported_media_type naming them. */
+static bool check_body_type(struct api_conn *conn, struct http_request *req, char segs[][128], int n)
+{
+    if (!req->chunked && req->content_length <= 0)
+        return true;
+    const char *const *types = route_body_types(segs, n);
+    const char *ct = http_request_header(req, "Content-Type");
+    for (size_t i = 0; types[i]; i++)
+        if (http_media_type_is(ct, types[i]))
+            return true;
+    /* Echoed as printable ASCII only: the message is JSON and may be shown in a terminal. */
+    char got[84] = "";
+    size_t k = 0;
+    for (const char *p = ct ? ct : ""; *p && k < sizeof got - 4; p++)
+        got[k++] = *p >= 0x20 && *p < 0x7f ? *p : '?';
+    got[k] = '\0';
+    char msg[400];
+    int len = snprintf(msg, sizeof msg, "%s %s takes a body of Content-Type %s", req->method, req->path, types[0]);
+    for (size_t i = 1; types[i] && len > 0 && (size_t)len < sizeof msg; i++)
+        len += snprintf(msg + len, sizeof msg - (size_t)len, " or %s", types[i]);
+    if (len > 0 && (size_t)len < sizeof msg)
+        snprintf(msg + len, sizeof msg - (size_t)len, ct ? "; got \"%s\"" : "; the request has none", got);
+    api_conn_error(conn, 415, "unsupported_media_type", msg, "Content-Type");
+    return false;
+}
+
 void api_routes_handle(struct api_conn *conn, struct http_request *req, void *ud)
 {
     struct api_ctx *ctx = ud;
@@ -928,6 +981,8 @@ void api_routes_handle(struct api_conn *conn, struct http_request *req, void *ud
         api_conn_error(conn, 503, "shutting_down", "gustd is shutting down; retry shortly", NULL);
         return;
     }
+    if (!check_body_type(conn, req, segs, n))
+        return;
     const char *r = segs[1];
     if (n == 2 && !strcmp(r, "health")) {
         if (method_is(conn, req, "GET"))
