@@ -7,7 +7,7 @@ CSTD    := -std=c17 -D_GNU_SOURCE
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wno-unused-parameter
 INC     := -Iinclude -Isrc
-LIBS    := -ljansson -lsqlite3 -lseccomp -lzstd -lcrypto -lz -lpthread -ldl -lm
+LIBS    := -ljansson -lsqlite3 -lseccomp -lzstd -lssl -lcrypto -lz -lpthread -ldl -lm
 
 MODE    ?= release
 ifeq ($(MODE),asan)
@@ -65,13 +65,13 @@ $(B)/libgust.a: $(CLIENT_OBJS)
 	ar rcs $@ $^
 
 $(B)/libgust.so: $(CLIENT_OBJS)
-	$(CC) -shared $(LDOPT) -o $@ $^ -ljansson
+	$(CC) -shared $(LDOPT) -o $@ $^ -ljansson -lssl -lcrypto
 
 $(B)/gustd: src/gustd/main.c $(LIB_A)
 	$(CC) $(CFLAGS_ALL) $(LDOPT) -o $@ $< $(LIB_A) $(LIBS)
 
 $(B)/gust: $(CLI_SRCS) $(wildcard src/cli/*.h) $(B)/libgust.a
-	$(CC) $(CFLAGS_ALL) $(LDOPT) -o $@ $(CLI_SRCS) $(B)/libgust.a -ljansson
+	$(CC) $(CFLAGS_ALL) $(LDOPT) -o $@ $(CLI_SRCS) $(B)/libgust.a -ljansson -lssl -lcrypto
 
 $(B)/gust-init: $(INIT_SRCS) $(wildcard src/init/*.h src/proto/*.h src/base/*.h src/runtime/confine.h src/runtime/netlink.h)
 	@mkdir -p $(B)

@@ -2,8 +2,11 @@
  *
  * A gust_client holds one keep-alive TCP connection to gustd and reuses it across
  * requests; when a reused connection turns out to be stale (the server closed it
- * while idle) the request is retried once on a fresh connection. Sockets are
- * blocking; every request has a deadline (gust_client_set_timeout).
+ * while idle) the request is retried once on a fresh connection. Every request has
+ * a deadline (gust_client_set_timeout). An "https://" address speaks TLS (1.2+,
+ * OpenSSL): gustd's certificate is verified against the system's CAs or a CA file
+ * (gust_client_set_ca_file, $GUST_CA_FILE), and its name or IP address against the
+ * address's host.
  *
  * A client is not thread safe: use one per thread. Memory the library hands out
  * (outputs, response bodies) is malloc'd and belongs to the caller (free()).
@@ -56,8 +59,9 @@ typedef struct gust_error {
 /* The library version (GUST_CLIENT_VERSION). */
 const char *gust_version(void);
 
-/* A client for addr "HOST:PORT", "[V6ADDR]:PORT", "HOST" (port 8470) or with an
- * optional "http://" prefix. addr NULL or "" means $GUST_ADDR, else 127.0.0.1:8470.
+/* A client for addr "HOST:PORT", "[V6ADDR]:PORT", "HOST" (port 8470), each with an
+ * optional "http://" or "https://" prefix (https: TLS, see above).
+ * addr NULL or "" means $GUST_ADDR, else 127.0.0.1:8470.
  * Does not connect yet (the first request does). Returns NULL with errno EINVAL
  * for an unparsable address. */
 gust_client *gust_client_new(const char *addr);
@@ -67,6 +71,18 @@ void gust_client_free(gust_client *c);
 
 /* The "HOST:PORT" this client talks to (valid while c lives). */
 const char *gust_client_addr(const gust_client *c);
+
+/* Every request from now on carries "Authorization: Bearer <token>"; NULL or ""
+ * sends none. The token is copied, and never appears in error messages. Returns 0,
+ * or -EINVAL (nothing changed) for a token with characters other than visible
+ * ASCII. */
+int gust_client_set_token(gust_client *c, const char *token);
+
+/* https addresses: trust exactly the PEM CA certificates in path (instead of the
+ * system's), for connections opened from now on; NULL goes back to $GUST_CA_FILE,
+ * else the system's CAs. The file is read when a connection is opened: a missing or
+ * unreadable one fails that request (kind GUST_ERR_CONNECT). */
+void gust_client_set_ca_file(gust_client *c, const char *path);
 
 /* Deadline in seconds for control requests (connect + send + whole answer);
  * <= 0 means none. Default GUST_DEFAULT_TIMEOUT. Calls and result waits extend it by

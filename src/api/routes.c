@@ -205,13 +205,13 @@ static json_t *parse_json_body(struct api_conn *conn, struct http_request *req)
 
 /* ---------- handlers ---------- */
 
-/* A spec or image definition body: TOML when the Content-Type says so, else JSON.
- * NULL after answering 400. */
+/* A spec or image definition body: TOML when the Content-Type says so, else JSON
+ * (check_body_type let only these two through). NULL after answering 400. */
 static json_t *parse_spec_body(struct api_conn *conn, struct http_request *req)
 {
     const char *ct = http_request_header(req, "Content-Type");
     json_t *spec = NULL;
-    if (ct && (strstr(ct, "toml"))) {
+    if (http_media_type_is(ct, "application/toml")) {
         struct gerr err;
         if (toml_parse(req->body.data ? req->body.data : "", req->body.len, &spec, &err) < 0) {
             api_conn_error(conn, 400, "invalid_spec", err.msg, NULL);
@@ -1110,52 +1110,63 @@ static void r_token_revoke(struct api_rq *r)
     respond_removed(r->conn, ctl_token_revoke(r->ctx->ctl, r->segs[2], &e), &e, r->segs[2], "revoked");
 }
 
+/* The media types a route's body may have. Besides telling the parsers what they
+ * get, requiring one is a defence: a web page can send a cross-origin POST without a
+ * preflight only as text/plain, a form or multipart, never as any of these. */
+static const char *const body_json[] = {"application/json", NULL};
+static const char *const body_spec[] = {"application/json", "application/toml", NULL};
+static const char *const body_input[] = {"application/octet-stream", "application/json", NULL};
+static const char *const body_ndjson[] = {"application/x-ndjson", NULL};
+static const char *const body_bytes[] = {"application/octet-stream", NULL};
+
 /* Every route, with the least role that may use it (docs/API.md "Roles"): invokers
  * call functions of their workspace and read what they need for that; developers
  * also deploy, stop, read logs, manage images, secrets and uploads; admins also
  * manage workspaces, tokens and quotas, and run image gc (it spans workspaces).
  * "*" matches one path segment. A path that matches with another method is 405. */
-static const struct api_route {
+struct api_route {
     const char *method;
     const char *path;
     enum ctl_role role;
     void (*handle)(struct api_rq *r);
-} api_route_table[] = {
-    {"GET", "/v1/health", CTL_ROLE_INVOKER, r_health},
-    {"GET", "/v1/whoami", CTL_ROLE_INVOKER, r_whoami},
-    {"POST", "/v1/deploy", CTL_ROLE_DEVELOPER, r_deploy},
-    {"GET", "/v1/apps", CTL_ROLE_INVOKER, r_apps},
-    {"POST", "/v1/apps/*/stop", CTL_ROLE_DEVELOPER, r_app_stop},
-    {"GET", "/v1/functions", CTL_ROLE_INVOKER, r_functions},
-    {"GET", "/v1/functions/*/*", CTL_ROLE_INVOKER, r_function},
-    {"POST", "/v1/functions/*/*/call", CTL_ROLE_INVOKER, r_call},
-    {"POST", "/v1/functions/*/*/spawn", CTL_ROLE_INVOKER, r_call},
-    {"POST", "/v1/functions/*/*/map", CTL_ROLE_INVOKER, r_map},
-    {"GET", "/v1/functions/*/*/logs", CTL_ROLE_DEVELOPER, r_logs},
-    {"GET", "/v1/calls/*", CTL_ROLE_INVOKER, r_result},
-    {"GET", "/v1/calls/*/status", CTL_ROLE_INVOKER, r_status},
-    {"POST", "/v1/calls/*/cancel", CTL_ROLE_INVOKER, r_cancel},
-    {"GET", "/v1/containers", CTL_ROLE_DEVELOPER, r_containers},
-    {"GET", "/v1/usage", CTL_ROLE_DEVELOPER, r_usage},
-    {"GET", "/v1/images", CTL_ROLE_DEVELOPER, r_images},
-    {"POST", "/v1/images", CTL_ROLE_DEVELOPER, r_image_add},
-    {"POST", "/v1/images/build", CTL_ROLE_DEVELOPER, r_image_build},
-    {"POST", "/v1/images/gc", CTL_ROLE_ADMIN, r_image_gc},
-    {"GET", "/v1/images/*", CTL_ROLE_DEVELOPER, r_image_inspect},
-    {"DELETE", "/v1/images/*", CTL_ROLE_DEVELOPER, r_image_rm},
-    {"GET", "/v1/secrets", CTL_ROLE_DEVELOPER, r_secrets},
-    {"PUT", "/v1/secrets/*", CTL_ROLE_DEVELOPER, r_secret_put},
-    {"DELETE", "/v1/secrets/*", CTL_ROLE_DEVELOPER, r_secret_delete},
-    {"POST", "/v1/blobs/missing", CTL_ROLE_DEVELOPER, r_blobs_missing},
-    {"PUT", "/v1/blobs/*", CTL_ROLE_DEVELOPER, r_blob_put},
-    {"POST", "/v1/mounts", CTL_ROLE_DEVELOPER, r_mounts},
-    {"GET", "/v1/workspaces", CTL_ROLE_ADMIN, r_workspaces},
-    {"POST", "/v1/workspaces", CTL_ROLE_ADMIN, r_workspace_create},
-    {"GET", "/v1/workspaces/*", CTL_ROLE_ADMIN, r_workspace},
-    {"PUT", "/v1/workspaces/*/quotas", CTL_ROLE_ADMIN, r_workspace_quotas},
-    {"GET", "/v1/tokens", CTL_ROLE_ADMIN, r_tokens},
-    {"POST", "/v1/tokens", CTL_ROLE_ADMIN, r_token_create},
-    {"DELETE", "/v1/tokens/*", CTL_ROLE_ADMIN, r_token_revoke},
+    const char *const *body; /* the media types its body may have, if it has one */
+};
+static const struct api_route api_route_table[] = {
+    {"GET", "/v1/health", CTL_ROLE_INVOKER, r_health, body_json},
+    {"GET", "/v1/whoami", CTL_ROLE_INVOKER, r_whoami, body_json},
+    {"POST", "/v1/deploy", CTL_ROLE_DEVELOPER, r_deploy, body_spec},
+    {"GET", "/v1/apps", CTL_ROLE_INVOKER, r_apps, body_json},
+    {"POST", "/v1/apps/*/stop", CTL_ROLE_DEVELOPER, r_app_stop, body_json},
+    {"GET", "/v1/functions", CTL_ROLE_INVOKER, r_functions, body_json},
+    {"GET", "/v1/functions/*/*", CTL_ROLE_INVOKER, r_function, body_json},
+    {"POST", "/v1/functions/*/*/call", CTL_ROLE_INVOKER, r_call, body_input},
+    {"POST", "/v1/functions/*/*/spawn", CTL_ROLE_INVOKER, r_call, body_input},
+    {"POST", "/v1/functions/*/*/map", CTL_ROLE_INVOKER, r_map, body_ndjson},
+    {"GET", "/v1/functions/*/*/logs", CTL_ROLE_DEVELOPER, r_logs, body_json},
+    {"GET", "/v1/calls/*", CTL_ROLE_INVOKER, r_result, body_json},
+    {"GET", "/v1/calls/*/status", CTL_ROLE_INVOKER, r_status, body_json},
+    {"POST", "/v1/calls/*/cancel", CTL_ROLE_INVOKER, r_cancel, body_json},
+    {"GET", "/v1/containers", CTL_ROLE_DEVELOPER, r_containers, body_json},
+    {"GET", "/v1/usage", CTL_ROLE_DEVELOPER, r_usage, body_json},
+    {"GET", "/v1/images", CTL_ROLE_DEVELOPER, r_images, body_json},
+    {"POST", "/v1/images", CTL_ROLE_DEVELOPER, r_image_add, body_json},
+    {"POST", "/v1/images/build", CTL_ROLE_DEVELOPER, r_image_build, body_spec},
+    {"POST", "/v1/images/gc", CTL_ROLE_ADMIN, r_image_gc, body_json},
+    {"GET", "/v1/images/*", CTL_ROLE_DEVELOPER, r_image_inspect, body_json},
+    {"DELETE", "/v1/images/*", CTL_ROLE_DEVELOPER, r_image_rm, body_json},
+    {"GET", "/v1/secrets", CTL_ROLE_DEVELOPER, r_secrets, body_json},
+    {"PUT", "/v1/secrets/*", CTL_ROLE_DEVELOPER, r_secret_put, body_json},
+    {"DELETE", "/v1/secrets/*", CTL_ROLE_DEVELOPER, r_secret_delete, body_json},
+    {"POST", "/v1/blobs/missing", CTL_ROLE_DEVELOPER, r_blobs_missing, body_json},
+    {"PUT", "/v1/blobs/*", CTL_ROLE_DEVELOPER, r_blob_put, body_bytes},
+    {"POST", "/v1/mounts", CTL_ROLE_DEVELOPER, r_mounts, body_json},
+    {"GET", "/v1/workspaces", CTL_ROLE_ADMIN, r_workspaces, body_json},
+    {"POST", "/v1/workspaces", CTL_ROLE_ADMIN, r_workspace_create, body_json},
+    {"GET", "/v1/workspaces/*", CTL_ROLE_ADMIN, r_workspace, body_json},
+    {"PUT", "/v1/workspaces/*/quotas", CTL_ROLE_ADMIN, r_workspace_quotas, body_json},
+    {"GET", "/v1/tokens", CTL_ROLE_ADMIN, r_tokens, body_json},
+    {"POST", "/v1/tokens", CTL_ROLE_ADMIN, r_token_create, body_json},
+    {"DELETE", "/v1/tokens/*", CTL_ROLE_ADMIN, r_token_revoke, body_json},
 };
 
 /* Splits the decoded path into segments; returns the count or -1 if too many/too long. */
@@ -1221,6 +1232,33 @@ const char *api_routes_pattern(size_t i, const char **method, int *role)
     return api_route_table[i].path;
 }
 
+/* A request with a body (Content-Length above 0, or chunked) must name one of the
+ * route's media types; else 415 unsupported_media_type naming them. */
+static bool check_body_type(struct api_conn *conn, struct http_request *req, const struct api_route *route)
+{
+    if (!req->chunked && req->content_length <= 0)
+        return true;
+    const char *const *types = route->body;
+    const char *ct = http_request_header(req, "Content-Type");
+    for (size_t i = 0; types[i]; i++)
+        if (http_media_type_is(ct, types[i]))
+            return true;
+    /* Echoed as printable ASCII only: the message is JSON and may be shown in a terminal. */
+    char got[84] = "";
+    size_t k = 0;
+    for (const char *p = ct ? ct : ""; *p && k < sizeof got - 4; p++)
+        got[k++] = *p >= 0x20 && *p < 0x7f ? *p : '?';
+    got[k] = '\0';
+    char msg[400];
+    int len = snprintf(msg, sizeof msg, "%s %s takes a body of Content-Type %s", req->method, req->path, types[0]);
+    for (size_t i = 1; types[i] && len > 0 && (size_t)len < sizeof msg; i++)
+        len += snprintf(msg + len, sizeof msg - (size_t)len, " or %s", types[i]);
+    if (len > 0 && (size_t)len < sizeof msg)
+        snprintf(msg + len, sizeof msg - (size_t)len, ct ? "; got \"%s\"" : "; the request has none", got);
+    api_conn_error(conn, 415, "unsupported_media_type", msg, "Content-Type");
+    return false;
+}
+
 void api_routes_handle(struct api_conn *conn, struct http_request *req, void *ud)
 {
     struct api_ctx *ctx = ud;
@@ -1284,6 +1322,8 @@ void api_routes_handle(struct api_conn *conn, struct http_request *req, void *ud
         api_conn_error(conn, 503, "shutting_down", "gustd is shutting down; retry shortly", NULL);
         return;
     }
+    if (!check_body_type(conn, req, route))
+        return;
     struct api_rq r = {.ctx = ctx, .conn = conn, .req = req, .who = &who, .segs = segs, .nsegs = n};
     route->handle(&r);
 }

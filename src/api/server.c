@@ -7,6 +7,7 @@
  * triggered inside an api_conn_* call), so user code is never re-entered. */
 #include "api/server.h"
 
+#include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
 #include <netdb.h>
@@ -15,10 +16,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "api/tls.h"
 #include "base/buf.h"
 #include "base/cleanup.h"
 #include "base/list.h"
@@ -34,6 +40,9 @@
 #define API_LINGER_MS 2000u
 #define API_LINGER_MAX (1024u * 1024u)
 #define API_ACCEPT_RETRY_MS 100u
+/* A TLS client has this long from accept to a finished handshake: the idle timeout
+ * would let a peer that trickles handshake bytes hold a connection far longer. */
+#define API_TLS_HANDSHAKE_MS 10000u
 
 enum conn_state {
     C_READING,   /* waiting for (the rest of) a request */
@@ -70,6 +79,15 @@ struct api_conn {
     uint64_t idle_timer;
     uint64_t last_active;
     struct list_node link;      /* in srv->conns while the server knows it */
+    /* TLS (NULL for plain HTTP): the record layer between fd and in/out. Output is
+     * queued in out whole and SSL_write drains it from out_off, so a write retried
+     * after WANT_WRITE/WANT_READ starts at the same bytes (the mode allows the buffer
+     * to move and grow between tries). */
+    SSL *ssl;
+    bool tls_rd_wants_write;    /* SSL_read (handshake) waits for the socket to take bytes */
+    bool tls_wr_wants_read;     /* SSL_write waits for bytes from the peer */
+    bool tls_sniffed;           /* the first byte was checked for plain HTTP */
+    uint64_t born_ms;
 };
 
 struct api_server {
@@ -90,6 +108,7 @@ struct api_server {
     uint64_t refused;           /* connections refused so far */
     uint64_t refuse_logged_ms;
     size_t out_high;            /* most output pending on one connection */
+    SSL_CTX *tls;               /* non-NULL: every connection speaks TLS */
 };
 
 static void process_input(struct api_conn *c);
@@ -147,6 +166,14 @@ static void note_out(struct api_conn *c)
         c->srv->out_high = pending;
 }
 
+/* No more input is read: the connection is ending, its output is backed up, or the
+ * request being handled has enough pipelined bytes behind it. */
+static bool in_paused(const struct api_conn *c)
+{
+    return c->close_after_flush || c->closing || out_full(c) ||
+           (c->state != C_READING && c->in.len - c->in_off >= API_IN_PAUSE);
+}
+
 static void conn_watch(struct api_conn *c)
 {
     if (!c->open)
@@ -155,12 +182,18 @@ static void conn_watch(struct api_conn *c)
     if (c->lingering) {
         want = EV_READ;
     } else {
-        bool paused = c->close_after_flush || c->closing || out_full(c) ||
-                      (c->state != C_READING && c->in.len - c->in_off >= API_IN_PAUSE);
-        if (!paused)
+        if (!in_paused(c))
             want |= EV_READ;
         if (c->want_write)
             want |= EV_WRITE;
+        if (c->ssl) {
+            /* A record layer blocked the other way round waits on the other event;
+             * watching EV_WRITE for a write that needs input would spin. */
+            if (c->tls_wr_wants_read)
+                want = (want & ~(uint32_t)EV_WRITE) | EV_READ;
+            if (c->tls_rd_wants_write)
+                want |= EV_WRITE;
+        }
     }
     if (want != c->watched && ev_io_mod(c->loop, c->fd, want) == 0)
         c->watched = want;
@@ -182,6 +215,10 @@ static void conn_close(struct api_conn *c)
         return;
     c->open = false;
     ev_io_del(c->loop, c->fd);
+    if (c->ssl) {
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+    }
     close(c->fd);
     c->fd = -1;
     if (c->idle_timer) {
@@ -227,6 +264,13 @@ static void conn_linger(struct api_conn *c)
 {
     c->lingering = true;
     c->linger_bytes = 0;
+    if (c->ssl) {
+        /* close_notify, if the socket takes it now; the peer learns of the end from
+         * the FIN either way, and lingering discards the raw bytes it still sends. */
+        ERR_clear_error();
+        SSL_shutdown(c->ssl);
+        ERR_clear_error();
+    }
     shutdown(c->fd, SHUT_WR);
     idle_arm(c, API_LINGER_MS);
     conn_watch(c);
@@ -244,12 +288,56 @@ static void out_drained(struct api_conn *c)
     c->want_write = false;
 }
 
+/* Encrypts and writes the queued output until the socket is full. Returns 0, or
+ * -EPIPE when the TLS connection failed. */
+static int tls_flush_out(struct api_conn *c)
+{
+    while (c->out.len > c->out_off) {
+        size_t pending = c->out.len - c->out_off;
+        ERR_clear_error();
+        int n = SSL_write(c->ssl, c->out.data + c->out_off, pending > INT32_MAX ? INT32_MAX : (int)pending);
+        if (n > 0) {
+            c->out_off += (size_t)n;
+            c->last_active = ev_now_ms(c->loop);
+            continue;
+        }
+        int e = SSL_get_error(c->ssl, n);
+        if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+            c->want_write = true;
+            c->tls_wr_wants_read = e == SSL_ERROR_WANT_READ;
+            note_out(c);
+            conn_watch(c);
+            return 0;
+        }
+        char why[256];
+        log_debug("api", "TLS write: %s", api_tls_last_error(why, sizeof why));
+        return -EPIPE;
+    }
+    out_drained(c);
+    c->tls_wr_wants_read = false;
+    return 0;
+}
+
+/* conn_send over TLS: everything goes through the queue. */
+static int tls_send(struct api_conn *c, const void *a, size_t alen, const void *b, size_t blen)
+{
+    buf_append(&c->out, a, alen);
+    buf_append(&c->out, b, blen);
+    if (c->want_write) {
+        note_out(c);
+        return 0;
+    }
+    return tls_flush_out(c);
+}
+
 /* Sends pending output then a and b, without blocking; what the socket does not take
  * is queued. Returns 0, or -errno of a broken connection. */
 static int conn_send(struct api_conn *c, const void *a, size_t alen, const void *b, size_t blen)
 {
     if (!c->open || c->closing)
         return -EPIPE;
+    if (c->ssl)
+        return tls_send(c, a, alen, b, blen);
     size_t pending = c->out.len - c->out_off;
     if (c->want_write) {
         /* Socket known full: queue. */
@@ -614,18 +702,116 @@ static void linger_read(struct api_conn *c)
         conn_close(c);
 }
 
+/* Room for the next read at the end of the input buffer (at least API_READ_CHUNK,
+ * less one byte for the NUL that keeps the buffer a string). */
+static size_t in_room(struct api_conn *c)
+{
+    if (c->in_off && c->in.cap - c->in.len < API_READ_CHUNK) {
+        buf_consume(&c->in, c->in_off);
+        c->in_off = 0;
+    }
+    buf_reserve(&c->in, API_READ_CHUNK);
+    return c->in.cap - c->in.len - 1;
+}
+
+/* Bytes were appended to the input: parse them, or wait while a request is handled. */
+static void input_arrived(struct api_conn *c)
+{
+    c->in.data[c->in.len] = '\0';
+    c->last_active = ev_now_ms(c->loop);
+    if (c->state == C_READING)
+        process_input(c);
+    else
+        conn_watch(c);
+}
+
+/* A plain HTTP request on the TLS port: one clear answer in plain HTTP (the client
+ * reads it; a TLS alert would look like garbage to it), then the connection ends. */
+static void tls_refuse_plain(struct api_conn *c)
+{
+    SSL_free(c->ssl);
+    c->ssl = NULL;
+    c->keep_alive = false;
+    c->head_req = false;
+    c->close_after_flush = true;
+    json_t *j = error_json("tls_required", "this gustd serves HTTPS only: use https:// in the address", NULL);
+    char *s = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    send_response(c, 400, "application/json", s, strlen(s), NULL);
+    free(s);
+    if (c->open && !c->closing && c->out.len == c->out_off)
+        conn_linger(c);
+}
+
+/* conn_read over TLS. One SSL_read (which also drives the handshake), then whatever
+ * the record layer still holds decrypted: epoll cannot see those bytes, so leaving
+ * them would stall the connection. Without read-ahead OpenSSL reads no further than
+ * the record it returns from, so the socket's readiness says the rest. */
+static void tls_read(struct api_conn *c)
+{
+    if (!c->tls_sniffed) {
+        unsigned char first;
+        ssize_t p = recv(c->fd, &first, 1, MSG_PEEK);
+        if (p < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return;
+        if (p <= 0) {
+            conn_close(c);
+            return;
+        }
+        c->tls_sniffed = true;
+        /* Every TLS connection opens with a handshake record (content type 22);
+         * every HTTP request with a method name. */
+        if (first >= 'A' && first <= 'Z') {
+            tls_refuse_plain(c);
+            return;
+        }
+    }
+    c->tls_rd_wants_write = false;
+    size_t got = 0;
+    for (;;) {
+        size_t room = in_room(c);
+        ERR_clear_error();
+        int n = SSL_read(c->ssl, c->in.data + c->in.len, room > INT32_MAX ? INT32_MAX : (int)room);
+        if (n > 0) {
+            c->in.len += (size_t)n;
+            got += (size_t)n;
+            if (SSL_pending(c->ssl) > 0)
+                continue;
+            break;
+        }
+        int e = SSL_get_error(c->ssl, n);
+        if (e == SSL_ERROR_WANT_READ)
+            break;
+        if (e == SSL_ERROR_WANT_WRITE) {
+            c->tls_rd_wants_write = true;
+            break;
+        }
+        if (e != SSL_ERROR_ZERO_RETURN && log_get_level() <= LOG_DEBUG) {
+            char why[256];
+            log_debug("api", "TLS connection failed: %s",
+                      e == SSL_ERROR_SSL ? api_tls_last_error(why, sizeof why) : "closed by the client");
+        }
+        ERR_clear_error();
+        conn_close(c);
+        return;
+    }
+    if (got)
+        input_arrived(c);
+    else
+        conn_watch(c);
+}
+
 static void conn_read(struct api_conn *c)
 {
     if (c->lingering) {
         linger_read(c);
         return;
     }
-    if (c->in_off && c->in.cap - c->in.len < API_READ_CHUNK) {
-        buf_consume(&c->in, c->in_off);
-        c->in_off = 0;
+    if (c->ssl) {
+        tls_read(c);
+        return;
     }
-    buf_reserve(&c->in, API_READ_CHUNK);
-    size_t room = c->in.cap - c->in.len - 1;
+    size_t room = in_room(c);
     ssize_t n;
     do {
         n = read(c->fd, c->in.data + c->in.len, room);
@@ -642,12 +828,7 @@ static void conn_read(struct api_conn *c)
     }
     assert((size_t)n <= room);
     c->in.len += (size_t)n;
-    c->in.data[c->in.len] = '\0';
-    c->last_active = ev_now_ms(c->loop);
-    if (c->state == C_READING)
-        process_input(c);
-    else
-        conn_watch(c);
+    input_arrived(c);
 }
 
 static void conn_io(struct ev_loop *loop, int fd, uint32_t events, void *data)
@@ -658,6 +839,16 @@ static void conn_io(struct ev_loop *loop, int fd, uint32_t events, void *data)
     c->refs++;
     if (events & EV_ERROR)
         conn_close(c);
+    if (c->ssl && c->open && !c->lingering) {
+        /* The record layer may wait on the event opposite to its operation's. */
+        if ((events & EV_WRITE) && c->tls_rd_wants_write)
+            conn_read(c);
+        if (c->ssl && c->open && (events & EV_READ) && c->tls_wr_wants_read) {
+            conn_flush(c);
+            if (c->ssl && c->open && !c->closing && !c->lingering && in_paused(c))
+                events &= ~(uint32_t)EV_READ;
+        }
+    }
     if (c->open && (events & EV_WRITE))
         conn_flush(c);
     if (c->open && !c->closing && (events & EV_READ))
@@ -681,6 +872,17 @@ static void idle_fire(struct ev_loop *loop, void *data)
     }
     struct api_server *s = c->srv;
     uint64_t idle_ms = s ? s->idle_ms : API_IDLE_TIMEOUT_MS;
+    if (c->ssl && !SSL_is_init_finished(c->ssl)) {
+        uint64_t limit = idle_ms < API_TLS_HANDSHAKE_MS ? idle_ms : API_TLS_HANDSHAKE_MS;
+        uint64_t age = ev_now_ms(loop) - c->born_ms;
+        if (age >= limit) {
+            log_debug("api", "TLS handshake not finished within %llu ms; closing", (unsigned long long)limit);
+            conn_close(c);
+            return;
+        }
+        idle_arm(c, limit - age);
+        return;
+    }
     bool pending = c->out.len > c->out_off;
     if (c->state != C_READING && !pending) {
         /* The handler is working (or a stream is quiet): not idle. */
@@ -718,29 +920,46 @@ static void conn_new(struct api_server *s, int fd)
     c->open = true;
     c->watched = EV_READ;
     c->last_active = ev_now_ms(s->loop);
+    c->born_ms = c->last_active;
+    if (s->tls) {
+        c->ssl = SSL_new(s->tls);
+        if (!c->ssl || SSL_set_fd(c->ssl, fd) != 1) {
+            char why[256];
+            log_warn("api", "TLS connection: %s", api_tls_last_error(why, sizeof why));
+            SSL_free(c->ssl);
+            close(fd);
+            free(c);
+            return;
+        }
+        SSL_set_accept_state(c->ssl);
+    }
     http_request_parser_init(&c->parser, &s->limits);
     if (ev_io_add(s->loop, fd, EV_READ, conn_io, c) < 0) {
         http_request_parser_free(&c->parser);
+        SSL_free(c->ssl);
         close(fd);
         free(c);
         return;
     }
     list_push_front(&s->conns, &c->link);
     s->nconns++;
-    idle_arm(c, s->idle_ms);
+    idle_arm(c, s->tls && s->idle_ms > API_TLS_HANDSHAKE_MS ? API_TLS_HANDSHAKE_MS : s->idle_ms);
 }
 
 /* Over the connection cap: discard what the client already sent (so closing does not
  * reset the connection), answer 503 if the socket takes it whole, and close. Nothing is
- * kept for it: a refused connection costs one accept, one send and one close. */
+ * kept for it: a refused connection costs one accept, one send and one close. Over
+ * TLS it is closed unanswered: a 503 would need a handshake, the very cost refused. */
 static void conn_refuse(struct api_server *s, int fd)
 {
     char tmp[4096];
     for (int i = 0; i < 16 && recv(fd, tmp, sizeof tmp, MSG_DONTWAIT) > 0; i++)
         ;
-    ssize_t w = send(fd, s->refuse_resp, s->refuse_len, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (w == (ssize_t)s->refuse_len)
-        shutdown(fd, SHUT_WR);
+    if (!s->tls) {
+        ssize_t w = send(fd, s->refuse_resp, s->refuse_len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (w == (ssize_t)s->refuse_len)
+            shutdown(fd, SHUT_WR);
+    }
     close(fd);
     s->refused++;
     uint64_t now = ev_now_ms(s->loop);
@@ -805,6 +1024,24 @@ static int split_hostport(const char *hp, char *host, size_t host_cap, char *por
     host[hl] = '\0';
     strcpy(port, p);
     return 0;
+}
+
+bool api_listen_is_loopback(const char *hostport)
+{
+    char host[256], port[8];
+    struct gerr err;
+    if (split_hostport(hostport, host, sizeof host, port, sizeof port, &err) < 0)
+        return false;
+    if (!host[0] || !strcasecmp(host, "localhost"))
+        return true;
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, host, &a6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&a6) ||
+               (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+    return false;
 }
 
 int api_server_listen(struct ev_loop *loop, const char *hostport, const struct http_limits *limits,
@@ -873,6 +1110,21 @@ int api_server_listen(struct ev_loop *loop, const char *hostport, const struct h
 int api_server_port(const struct api_server *s)
 {
     return s->port;
+}
+
+int api_server_use_tls(struct api_server *s, const char *cert_file, const char *key_file, struct gerr *err)
+{
+    SSL_CTX *ctx = api_tls_ctx_new(cert_file, key_file, err);
+    if (!ctx)
+        return -1;
+    SSL_CTX_free(s->tls);
+    s->tls = ctx;
+    return 0;
+}
+
+bool api_server_tls(const struct api_server *s)
+{
+    return s->tls != NULL;
 }
 
 void api_server_set_idle_timeout(struct api_server *s, uint64_t ms)
@@ -946,5 +1198,6 @@ void api_server_free(struct api_server *s)
         api_conn_unref(c);
     }
     free(s->refuse_resp);
+    SSL_CTX_free(s->tls);
     free(s);
 }

@@ -44,8 +44,20 @@ typedef void (*api_handler_fn)(struct api_conn *c, struct http_request *req, voi
  * means the http defaults. Returns 0 or -errno with *err filled. */
 int api_server_listen(struct ev_loop *loop, const char *hostport, const struct http_limits *limits,
                       api_handler_fn handler, void *ud, struct api_server **out, struct gerr *err);
+/* Whether hostport (as api_server_listen takes it) can only be reached from this
+ * machine: an empty host, "localhost", 127.0.0.0/8, ::1 or ::ffff:127.0.0.0/104.
+ * Any other name is not, whatever it resolves to today. */
+bool api_listen_is_loopback(const char *hostport);
 /* The bound TCP port. */
 int api_server_port(const struct api_server *s);
+/* Serves TLS (1.2 or 1.3, see api/tls.h) on connections accepted from now on, with the
+ * PEM certificate chain cert_file and the private key key_file. Each connection then
+ * has 10 s (or the idle timeout, if shorter) to finish its handshake; one that opens with plain
+ * HTTP instead gets "400" {"error":{"code":"tls_required",...}} in plain HTTP and is
+ * closed; connections over the cap are closed without the 503. Returns 0, or -1
+ * with *err naming the file at fault (the server is unchanged then). */
+int api_server_use_tls(struct api_server *s, const char *cert_file, const char *key_file, struct gerr *err);
+bool api_server_tls(const struct api_server *s);
 /* Idle keep-alive connections (no request in progress, nothing to send) are closed
  * after ms without traffic (default API_IDLE_TIMEOUT_MS). Applies to timers armed
  * after the call. */

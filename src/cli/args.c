@@ -18,14 +18,26 @@ bool cli_take_global_opt(int argc, char **argv, int *i)
     const char *a = argv[*i];
     if (!strcmp(a, "--json")) {
         cli_opts.json = true;
-    } else if (!strcmp(a, "--addr") && *i + 1 < argc) {
-        cli_opts.addr = argv[++*i];
-    } else if (!strncmp(a, "--addr=", 7)) {
-        cli_opts.addr = a + 7;
-    } else {
-        return false;
+        return true;
     }
-    return true;
+    static const struct {
+        const char *name;
+        const char **dst;
+    } valued[] = {{"--addr", &cli_opts.addr}, {"--token", &cli_opts.token}, {"--ca-file", &cli_opts.ca_file}};
+    for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++) {
+        size_t n = strlen(valued[k].name);
+        if (strncmp(a, valued[k].name, n))
+            continue;
+        if (!a[n] && *i + 1 < argc) {
+            *valued[k].dst = argv[++*i];
+            return true;
+        }
+        if (a[n] == '=') {
+            *valued[k].dst = a + n + 1;
+            return true;
+        }
+    }
+    return false;
 }
 
 /* Parses argv[1..argc) (argv[0] is the command name) into options and exactly npos

@@ -30,8 +30,10 @@ enum {
 
 /* Global options, valid before or after the command. */
 struct cli_options {
-    const char *addr; /* NULL: $GUST_ADDR, else libgust's default */
-    bool json;        /* print the API's JSON answers as they are */
+    const char *addr;    /* NULL: $GUST_ADDR, else libgust's default */
+    bool json;           /* print the API's JSON answers as they are */
+    const char *token;   /* --token; NULL: $GUST_TOKEN, else the token file (never printed) */
+    const char *ca_file; /* --ca-file; NULL: $GUST_CA_FILE, else the system's CAs */
 };
 extern struct cli_options cli_opts;
 
@@ -70,9 +72,10 @@ struct cli_target {
     const char *app, *fn;
 };
 
-/* If argv[*i] is a global option (--json, --addr HOST:PORT, --addr=HOST:PORT), records
- * it in cli_opts, moves *i past its value and returns true; else returns false (a
- * trailing --addr without a value is not one). */
+/* If argv[*i] is a global option (--json, --addr, --token, --ca-file; the last three
+ * as "--opt VALUE" or "--opt=VALUE"), records it in cli_opts, moves *i past its value
+ * and returns true; else returns false (a trailing --addr without a value is not
+ * one). */
 bool cli_take_global_opt(int argc, char **argv, int *i);
 /* Parses argv[1..argc) (argv[0] is the command name) into opts (an array ended by a
  * zeroed entry, or NULL) and exactly npos positionals (pos may be NULL when npos is

@@ -58,7 +58,11 @@ static int hand_to_python(const char *verb, const char *file)
     const char *old = getenv("PYTHONPATH");
     AUTO_BUF struct buf pp = {0};
     buf_printf(&pp, "%s%s%s", sdk, old && *old ? ":" : "", old && *old ? old : "");
-    if (setenv("PYTHONPATH", pp.data, 1) < 0 || (cli_opts.addr && setenv("GUST_ADDR", cli_opts.addr, 1) < 0))
+    /* The SDK finds the address, token and CA as the CLI does; what was given on this
+     * command line goes over in the environment (never in argv, which others see). */
+    if (setenv("PYTHONPATH", pp.data, 1) < 0 || (cli_opts.addr && setenv("GUST_ADDR", cli_opts.addr, 1) < 0) ||
+        (cli_opts.token && setenv("GUST_TOKEN", cli_opts.token, 1) < 0) ||
+        (cli_opts.ca_file && setenv("GUST_CA_FILE", cli_opts.ca_file, 1) < 0))
         return EXIT_USAGE;
     fflush(stdout);
     char *argv[] = {"python3", "-m", "gust.cli", (char *)verb, (char *)file, cli_opts.json ? "--json" : NULL, NULL};

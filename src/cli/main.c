@@ -13,10 +13,16 @@
 
 struct cli_options cli_opts;
 
-static const char GLOBAL_HELP[] = "Global options:\n"
-                                  "  --addr HOST:PORT  gustd address (default $GUST_ADDR, else 127.0.0.1:8470)\n"
-                                  "  --json            print the API's JSON answers as they are\n"
-                                  "  --help            show help\n";
+static const char GLOBAL_HELP[] =
+    "Global options:\n"
+    "  --addr ADDR       gustd address: HOST:PORT, http://HOST:PORT or https://HOST:PORT\n"
+    "                    (default $GUST_ADDR, else 127.0.0.1:8470)\n"
+    "  --token TOKEN     API token sent as a bearer token (default $GUST_TOKEN, else the\n"
+    "                    first line of ~/.config/gust/token, or $XDG_CONFIG_HOME/gust/token)\n"
+    "  --ca-file FILE    for https: trust the PEM CA certificates in FILE instead of the\n"
+    "                    system's (default $GUST_CA_FILE)\n"
+    "  --json            print the API's JSON answers as they are\n"
+    "  --help            show help\n";
 
 void cli_print_usage(FILE *f, const struct cli_cmd *c)
 {
@@ -155,7 +161,7 @@ static const struct cli_cmd CMDS[] = {
 
 static void print_main_help(FILE *f)
 {
-    fprintf(f, "usage: gust [--addr HOST:PORT] [--json] COMMAND [ARGS]\n\n"
+    fprintf(f, "usage: gust [--addr ADDR] [--token TOKEN] [--ca-file FILE] [--json] COMMAND [ARGS]\n\n"
                "The command-line client of gustd.\n\nCommands:\n");
     for (size_t i = 0; i < ARRAY_LEN(CMDS); i++)
         fprintf(f, "  %s\n", CMDS[i].usage);

@@ -9,15 +9,82 @@
 
 #include "base/buf.h"
 #include "base/cleanup.h"
+#include "base/util.h"
 #include "cli/cli.h"
 #include "gust.h"
+
+/* The first line of $XDG_CONFIG_HOME/gust/token (else ~/.config/gust/token),
+ * trimmed, into out[cap]; "" when there is no such file. Returns 0, or -1 after
+ * reporting a file that cannot be read or holds a token too long for out. */
+static int token_from_file(char *out, size_t cap, char *where, size_t where_cap)
+{
+    out[0] = '\0';
+    const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
+    if (xdg && *xdg)
+        snprintf(where, where_cap, "%s/gust/token", xdg);
+    else if (home && *home)
+        snprintf(where, where_cap, "%s/.config/gust/token", home);
+    else
+        return 0;
+    AUTO_FREE char *text = NULL;
+    size_t len = 0;
+    int r = file_read_all(where, 64 * 1024, &text, &len);
+    if (r == -ENOENT || r == -ENOTDIR)
+        return 0;
+    if (r < 0) {
+        fprintf(stderr, "gust: token file %s: %s\n", where, strerror(-r));
+        return -1;
+    }
+    char *s = text;
+    s[strcspn(s, "\r\n")] = '\0';
+    while (*s == ' ' || *s == '\t')
+        s++;
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+        n--;
+    if (n >= cap) {
+        fprintf(stderr, "gust: token file %s: the token is longer than %zu bytes\n", where, cap - 1);
+        explicit_bzero(text, len);
+        return -1;
+    }
+    memcpy(out, s, n);
+    out[n] = '\0';
+    explicit_bzero(text, len);
+    return 0;
+}
 
 gust_client *cli_open_client(void)
 {
     gust_client *c = gust_client_new(cli_opts.addr);
-    if (!c)
-        fprintf(stderr, "gust: invalid gustd address \"%s\" (want HOST:PORT)\n",
+    if (!c) {
+        fprintf(stderr, "gust: invalid gustd address \"%s\" (want HOST:PORT, http://HOST:PORT or https://HOST:PORT)\n",
                 cli_opts.addr ? cli_opts.addr : getenv("GUST_ADDR") ? getenv("GUST_ADDR") : "");
+        return NULL;
+    }
+    if (cli_opts.ca_file)
+        gust_client_set_ca_file(c, cli_opts.ca_file);
+    /* Discovery order: --token, $GUST_TOKEN, the token file; none found: no header. */
+    char file_token[4096], where[4200] = "";
+    const char *token = cli_opts.token, *from = "--token";
+    if (!token && (token = getenv("GUST_TOKEN")) && *token) {
+        from = "$GUST_TOKEN";
+    } else if (!token) {
+        if (token_from_file(file_token, sizeof file_token, where, sizeof where) < 0) {
+            gust_client_free(c);
+            return NULL;
+        }
+        token = file_token;
+        from = where;
+    }
+    int r = gust_client_set_token(c, token);
+    if (token == file_token)
+        explicit_bzero(file_token, sizeof file_token);
+    if (r < 0) {
+        fprintf(stderr, "gust: the token from %s has characters other than visible ASCII (spaces, control "
+                        "characters); it was not sent\n", from);
+        gust_client_free(c);
+        return NULL;
+    }
     return c;
 }
 
@@ -69,7 +136,13 @@ int cli_report(const gust_error *e)
 {
     switch (e->kind) {
     case GUST_ERR_CONNECT:
-        fprintf(stderr, "%s \xe2\x80\x94 is it running? start it with `gustd` or `make run`\n", e->message);
+        /* TLS failures (EPROTO) and bad CA files reached or named the server: the
+         * hint to start it would mislead. */
+        if (e->sys_errno == ECONNREFUSED || e->sys_errno == EHOSTUNREACH || e->sys_errno == ENETUNREACH ||
+            e->sys_errno == ETIMEDOUT)
+            fprintf(stderr, "%s \xe2\x80\x94 is it running? start it with `gustd` or `make run`\n", e->message);
+        else
+            fprintf(stderr, "error: %s\n", e->message);
         return EXIT_CONNECT;
     case GUST_ERR_TRANSPORT:
         fprintf(stderr, "error: %s\n", e->message);
@@ -89,6 +162,9 @@ int cli_report(const gust_error *e)
         fprintf(stderr, "error: %s\n", e->message);
         if (e->field[0])
             fprintf(stderr, "  field: %s\n", e->field);
+        if (e->http_status == 401)
+            fprintf(stderr, "hint: set $GUST_TOKEN or write your token to ~/.config/gust/token; the admin token "
+                            "of a gustd is in <data-dir>/admin.token\n");
         return EXIT_API;
     case GUST_ERR_ARG:
     case GUST_ERR_NONE:

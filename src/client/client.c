@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -92,11 +93,18 @@ void gust_path_escape_(struct buf *b, const char *s)
 
 /* ---------- client lifetime ---------- */
 
-/* Splits addr into host and port. Returns 0 or -EINVAL. */
-static int parse_addr(const char *addr, char *host, size_t host_cap, char *port, size_t port_cap)
+/* Splits addr into host and port; *tls for an https:// scheme. Returns 0 or -EINVAL. */
+static int parse_addr(const char *addr, char *host, size_t host_cap, char *port, size_t port_cap, bool *tls)
 {
-    if (!strncmp(addr, "http://", 7))
+    *tls = false;
+    if (!strncasecmp(addr, "http://", 7)) {
         addr += 7;
+    } else if (!strncasecmp(addr, "https://", 8)) {
+        addr += 8;
+        *tls = true;
+    } else if (strstr(addr, "://")) {
+        return -EINVAL;
+    }
     size_t n = strlen(addr);
     while (n && addr[n - 1] == '/')
         n--;
@@ -157,7 +165,7 @@ gust_client *gust_client_new(const char *addr)
     if (!addr || !*addr)
         addr = GUST_DEFAULT_ADDR;
     AUTO_FREE gust_client *c = xcalloc(1, sizeof *c);
-    if (parse_addr(addr, c->host, sizeof c->host, c->port, sizeof c->port) < 0) {
+    if (parse_addr(addr, c->host, sizeof c->host, c->port, sizeof c->port, &c->tls) < 0) {
         errno = EINVAL;
         return NULL;
     }
@@ -178,6 +186,7 @@ gust_client *gust_client_new(const char *addr)
 void gust_client_disconnect(gust_client *c)
 {
     if (c && c->fd >= 0) {
+        gust_tls_close_(c);
         close(c->fd);
         c->fd = -1;
     }
@@ -188,6 +197,12 @@ void gust_client_free(gust_client *c)
     if (!c)
         return;
     gust_client_disconnect(c);
+    SSL_CTX_free(c->ssl_ctx);
+    free(c->ca_file);
+    if (c->token) {
+        explicit_bzero(c->token, strlen(c->token));
+        free(c->token);
+    }
     http_response_parser_free(&c->rp);
     free(c->rbuf);
     free(c);
@@ -198,6 +213,28 @@ const char *gust_client_addr(const gust_client *c)
     return c->addr;
 }
 
+int gust_client_set_token(gust_client *c, const char *token)
+{
+    if (token)
+        for (const char *p = token; *p; p++)
+            if (*p <= 0x20 || *p >= 0x7f)
+                return -EINVAL;
+    if (c->token) {
+        explicit_bzero(c->token, strlen(c->token));
+        free(c->token);
+    }
+    c->token = token && *token ? xstrdup(token) : NULL;
+    return 0;
+}
+
+void gust_client_set_ca_file(gust_client *c, const char *path)
+{
+    free(c->ca_file);
+    c->ca_file = path && *path ? xstrdup(path) : NULL;
+    SSL_CTX_free(c->ssl_ctx);
+    c->ssl_ctx = NULL;
+}
+
 void gust_client_set_timeout(gust_client *c, double seconds)
 {
     c->timeout_s = seconds > 0 && isfinite(seconds) ? seconds : 0;
@@ -205,7 +242,7 @@ void gust_client_set_timeout(gust_client *c, double seconds)
 
 /* ---------- deadlines and socket I/O ---------- */
 
-#define NO_DEADLINE UINT64_MAX
+#define NO_DEADLINE GUST_NO_DEADLINE
 
 static uint64_t deadline_after(double seconds)
 {
@@ -226,8 +263,7 @@ static int ms_left(uint64_t deadline)
     return ms > INT32_MAX ? INT32_MAX : (int)ms;
 }
 
-/* Waits for events on fd until deadline. Returns 0, -ETIMEDOUT, or -errno. */
-static int wait_fd(int fd, short events, uint64_t deadline)
+int gust_wait_fd_(int fd, short events, uint64_t deadline)
 {
     for (;;) {
         int left = ms_left(deadline);
@@ -266,7 +302,7 @@ static int conn_open(gust_client *c, uint64_t deadline, gust_error *err)
                 last = errno;
                 continue;
             }
-            int r = wait_fd(fd, POLLOUT, deadline);
+            int r = gust_wait_fd_(fd, POLLOUT, deadline);
             if (r < 0) {
                 last = -r;
                 if (r == -ETIMEDOUT)
@@ -282,14 +318,19 @@ static int conn_open(gust_client *c, uint64_t deadline, gust_error *err)
                 continue;
             }
         }
-        if (fd_set_nonblock(fd, false) < 0) {
-            last = errno ? errno : EIO;
-            continue;
-        }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        c->fd = TAKE_FD(fd);
         freeaddrinfo(res);
+        if (c->tls) {
+            /* The socket stays non-blocking: the record layer waits through poll. */
+            int r = gust_tls_open_(c, fd, deadline, err);
+            if (r < 0)
+                return r;
+        } else if (fd_set_nonblock(fd, false) < 0) {
+            int e = errno ? errno : EIO;
+            return gust_fail_(err, GUST_ERR_CONNECT, e, "cannot connect to gustd at %s: %s", c->addr, strerror(e));
+        }
+        c->fd = TAKE_FD(fd);
         return 0;
     }
     freeaddrinfo(res);
@@ -310,8 +351,24 @@ static bool conn_stale(int fd)
 }
 
 /* Sends all iovecs. Returns 0, -ETIMEDOUT or -errno. */
-static int send_all(int fd, struct iovec *iov, int iovcnt, uint64_t deadline)
+static int send_all(gust_client *c, struct iovec *iov, int iovcnt, uint64_t deadline)
 {
+    int fd = c->fd;
+    if (c->ssl) {
+        /* Head and a small body in one record (one segment), as sendmsg does. */
+        if (iovcnt == 2 && iov[1].iov_len <= 16384) {
+            AUTO_BUF struct buf one = {0};
+            buf_append(&one, iov[0].iov_base, iov[0].iov_len);
+            buf_append(&one, iov[1].iov_base, iov[1].iov_len);
+            return gust_tls_send_(c, one.data, one.len, deadline);
+        }
+        for (int i = 0; i < iovcnt; i++) {
+            int r = gust_tls_send_(c, iov[i].iov_base, iov[i].iov_len, deadline);
+            if (r < 0)
+                return r;
+        }
+        return 0;
+    }
     while (iovcnt > 0) {
         struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)iovcnt};
         ssize_t n = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -320,7 +377,7 @@ static int send_all(int fd, struct iovec *iov, int iovcnt, uint64_t deadline)
                 continue;
             if (errno != EAGAIN && errno != EWOULDBLOCK)
                 return -errno;
-            int r = wait_fd(fd, POLLOUT, deadline);
+            int r = gust_wait_fd_(fd, POLLOUT, deadline);
             if (r < 0)
                 return r;
             continue;
@@ -342,6 +399,8 @@ static int send_all(int fd, struct iovec *iov, int iovcnt, uint64_t deadline)
 /* Receives into c->rbuf. Returns bytes (0 = EOF), -ETIMEDOUT or -errno. */
 static ssize_t recv_some(gust_client *c, uint64_t deadline)
 {
+    if (c->ssl)
+        return gust_tls_recv_(c, deadline);
     for (;;) {
         ssize_t n = recv(c->fd, c->rbuf, GUST_RBUF_SIZE, MSG_DONTWAIT);
         if (n >= 0)
@@ -350,7 +409,7 @@ static ssize_t recv_some(gust_client *c, uint64_t deadline)
             continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK)
             return -errno;
-        int r = wait_fd(c->fd, POLLIN, deadline);
+        int r = gust_wait_fd_(c->fd, POLLIN, deadline);
         if (r < 0)
             return r;
     }
@@ -391,6 +450,8 @@ static int build_head(struct buf *h, const gust_client *c, const struct gust_req
                        req->path, c->addr, GUST_CLIENT_VERSION);
     if (r >= 0 && req->content_type)
         r = buf_printf(h, "Content-Type: %s\r\n", req->content_type);
+    if (r >= 0 && c->token)
+        r = buf_printf(h, "Authorization: Bearer %s\r\n", c->token);
     bool needs_length = req->len > 0 || !strcmp(req->method, "POST") || !strcmp(req->method, "PUT") ||
                         !strcmp(req->method, "PATCH");
     if (r >= 0 && needs_length)
@@ -413,7 +474,7 @@ static enum attempt_result attempt(gust_client *c, const struct gust_req *req, c
     uint64_t deadline = deadline_after(req->timeout_s);
     struct iovec iov[2] = {{.iov_base = head->data, .iov_len = head->len},
                            {.iov_base = (void *)req->body, .iov_len = req->len}};
-    int r = send_all(c->fd, iov, req->len ? 2 : 1, deadline);
+    int r = send_all(c, iov, req->len ? 2 : 1, deadline);
     if (r < 0) {
         gust_client_disconnect(c);
         if (reused && (r == -EPIPE || r == -ECONNRESET))

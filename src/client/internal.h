@@ -3,8 +3,11 @@
 #ifndef GUST_CLIENT_INTERNAL_H
 #define GUST_CLIENT_INTERNAL_H
 
+#include <openssl/ssl.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
 
 #include "base/buf.h"
 #include "gust.h"
@@ -21,6 +24,11 @@ struct gust_client {
     char port[16];
     char addr[300]; /* "host:port" as shown to users */
     int fd;         /* keep-alive connection, or -1 */
+    bool tls;       /* an https:// address */
+    SSL_CTX *ssl_ctx; /* made at the first TLS connect, dropped when the CA file changes */
+    SSL *ssl;         /* over fd while a TLS connection is open (fd non-blocking then) */
+    char *ca_file;    /* gust_client_set_ca_file, or NULL */
+    char *token;      /* bearer token, or NULL; never printed */
     double timeout_s;
     char *rbuf; /* GUST_RBUF_SIZE bytes of receive buffer */
     struct http_response_parser rp;
@@ -64,6 +72,25 @@ GUST_HIDDEN int gust_fail_(gust_error *err, gust_error_kind kind, int sys_code, 
 
 /* Appends s percent-encoded as one path segment. */
 GUST_HIDDEN void gust_path_escape_(struct buf *b, const char *s);
+
+/* Deadlines are mono_ns() values; this one means none. */
+#define GUST_NO_DEADLINE UINT64_MAX
+
+/* Waits for events on fd until deadline. Returns 0, -ETIMEDOUT, or -errno. */
+GUST_HIDDEN int gust_wait_fd_(int fd, short events, uint64_t deadline);
+
+/* TLS (src/client/tls.c). gust_tls_open_ runs the handshake over the connected
+ * non-blocking fd and verifies the server (certificate chain to the CA file or the
+ * system's CAs, name or IP against c->host); on success c->ssl is set. Returns 0 or
+ * a negative errno with err filled (CONNECT, or TIMEOUT). */
+GUST_HIDDEN int gust_tls_open_(gust_client *c, int fd, uint64_t deadline, gust_error *err);
+/* Writes all of data. Returns 0, -ETIMEDOUT, -EPIPE (peer gone) or -EPROTO. */
+GUST_HIDDEN int gust_tls_send_(gust_client *c, const void *data, size_t len, uint64_t deadline);
+/* Reads some decrypted bytes into c->rbuf. Returns the count (0: the server ended
+ * the connection), -ETIMEDOUT, -ECONNRESET or -EPROTO. */
+GUST_HIDDEN ssize_t gust_tls_recv_(gust_client *c, uint64_t deadline);
+/* Frees c->ssl (sending close_notify if the socket takes it); the caller closes fd. */
+GUST_HIDDEN void gust_tls_close_(gust_client *c);
 
 /* Copies src into dst[cap] (truncating, always NUL-terminated). */
 GUST_HIDDEN void gust_copy_(char *dst, size_t cap, const char *src);

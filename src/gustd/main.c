@@ -47,7 +47,15 @@ static void usage(FILE *f)
             "The Gust daemon: HTTP API, control plane, local worker and state in one process.\n"
             "\n"
             "  --data-dir DIR        state directory (default /var/lib/gust as root, else ~/.local/share/gust)\n"
-            "  --listen HOST:PORT    API address (default 127.0.0.1:8470; port 0 = any free port)\n"
+            "  --listen HOST:PORT    API address (default 127.0.0.1:8470; port 0 = any free port).\n"
+            "                        An address other than loopback (127.0.0.0/8, ::1, localhost)\n"
+            "                        needs --tls-cert and --tls-key, or --insecure-listen\n"
+            "  --tls-cert FILE       serve the API over HTTPS (TLS 1.2+) with this PEM certificate\n"
+            "                        chain (leaf first, then intermediates); needs --tls-key\n"
+            "  --tls-key FILE        the PEM private key of --tls-cert\n"
+            "  --insecure-listen     allow plain HTTP on a non-loopback --listen address: anyone on\n"
+            "                        the network can then read and alter requests and answers,\n"
+            "                        tokens included (a warning is logged at every start)\n"
             "  --gpus LIST           declare a simulated GPU inventory, e.g. H100:2,L4:1 (default:\n"
             "                        the GPUs NVML reports, if libnvidia-ml.so.1 is present)\n"
             "  --gpu-passthrough     declared GPUs are real: containers get /dev/nvidia<N> etc.\n"
@@ -181,6 +189,8 @@ int main(int argc, char **argv)
     int64_t max_payload = 64ll << 20, stop_grace = 10, cpu = 0, memory = 0;
     bool no_cgroup_tuning = false, gpu_passthrough = false, no_nvml = false, egress_allow_private = false;
     const char *gpu_dev_dir = NULL, *gpu_driver_dir = NULL, *egress_subnet = NULL;
+    const char *tls_cert = NULL, *tls_key = NULL;
+    bool insecure_listen = false;
     int64_t userns_base = 1000000, userns_size = 65536, userns_slots = 512;
     int64_t max_conns = API_MAX_CONNS_DEFAULT;
     bool max_conns_given = false;
@@ -198,6 +208,8 @@ int main(int argc, char **argv)
         {"no-cgroup-tuning", no_argument, 0, 'T'}, {"egress-allow-private", no_argument, 0, 'A'},
         {"max-connections", required_argument, 0, 'K'},
         {"allow-host", required_argument, 0, 'H'}, {"allow-origin", required_argument, 0, 'O'},
+        {"tls-cert", required_argument, 0, 'X'}, {"tls-key", required_argument, 0, 'Y'},
+        {"insecure-listen", no_argument, 0, 'I'},
         {0, 0, 0, 0},
     };
     struct api_guard guard = {0};
@@ -207,6 +219,9 @@ int main(int argc, char **argv)
         switch (ch) {
         case 'd': snprintf(data_dir, sizeof data_dir, "%s", optarg); break;
         case 'l': listen_addr = optarg; break;
+        case 'X': tls_cert = optarg; break;
+        case 'Y': tls_key = optarg; break;
+        case 'I': insecure_listen = true; break;
         case 'g': gpus = optarg; break;
         case 'r': rates_file = optarg; break;
         case 'c': cgroup_parent = optarg; break;
@@ -306,6 +321,22 @@ int main(int argc, char **argv)
     if (optind < argc) {
         fprintf(stderr, "gustd: unexpected argument \"%s\"\n", argv[optind]);
         usage(stderr);
+        return 2;
+    }
+    if (!tls_cert != !tls_key) {
+        fprintf(stderr, "gustd: --tls-cert and --tls-key go together: give both, or neither for plain HTTP\n");
+        return 2;
+    }
+    /* Plain HTTP off this machine exposes every request, tokens included, to the
+     * network: refused unless the operator says so (a TLS-terminating proxy in front,
+     * a private network). */
+    bool loopback = api_listen_is_loopback(listen_addr);
+    if (!tls_cert && !loopback && !insecure_listen) {
+        fprintf(stderr,
+                "gustd: --listen %s is not a loopback address: serve HTTPS with --tls-cert FILE --tls-key FILE, "
+                "or pass --insecure-listen to accept plain HTTP from the network (docs/SECURITY.md, "
+                "\"Transport\")\n",
+                listen_addr);
         return 2;
     }
     if (!data_dir[0] && default_data_dir(data_dir, sizeof data_dir) < 0) {
@@ -437,6 +468,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "gustd: listen on %s: %s\n", listen_addr, err.msg);
         goto out;
     }
+    if (tls_cert && api_server_use_tls(g.server, tls_cert, tls_key, &err) < 0) {
+        fprintf(stderr, "gustd: %s\n", err.msg);
+        goto out;
+    }
+    if (!tls_cert && !loopback)
+        log_warn("gustd",
+                 "--insecure-listen: serving plain HTTP on %s, reachable from the network; requests, answers "
+                 "and tokens travel unencrypted (use --tls-cert/--tls-key)",
+                 listen_addr);
     api_server_set_max_conns(g.server,
                              fit_max_connections((size_t)max_conns, max_conns_given, (uint64_t)userns_slots));
     g.sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
@@ -450,8 +490,9 @@ int main(int argc, char **argv)
     char *colon = strrchr(host, ':');
     if (colon)
         *colon = '\0';
-    fprintf(stderr, "gustd: listening on %s:%d (data %s, %u millicores, %llu MiB, %d GPUs)\n",
-            host[0] ? host : "127.0.0.1", api_server_port(g.server), data_dir, cap->cpu_millicores,
+    fprintf(stderr, "gustd: listening on %s://%s:%d (data %s, %u millicores, %llu MiB, %d GPUs)\n",
+            tls_cert ? "https" : "http", host[0] ? host : "127.0.0.1", api_server_port(g.server), data_dir,
+            cap->cpu_millicores,
             (unsigned long long)cap->memory_mib, cap->ngpus);
     if ((r = ev_run(g.loop)) < 0) {
         fprintf(stderr, "gustd: event loop failed: %s\n", strerror(-r));

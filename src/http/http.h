@@ -105,6 +105,11 @@ const char *http_request_header(const struct http_request *req, const char *name
  * the value "". */
 int http_query_get(const struct http_request *req, const char *name, char *out, size_t cap);
 
+/* Whether the media type of a Content-Type value is type ("application/json"):
+ * compared without case, parameters (";charset=utf-8") and surrounding blanks
+ * ignored. NULL content_type: false. */
+bool http_media_type_is(const char *content_type, const char *type);
+
 /* Number of non-empty '/'-separated segments of req->path. */
 size_t http_path_segment_count(const struct http_request *req);
 /* Segment idx (0-based, empty segments skipped) percent-decoded into out. Returns its

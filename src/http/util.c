@@ -1,6 +1,7 @@
 /* Request-target helpers: percent-decoding, path segments, query parameters. */
 #include <errno.h>
 #include <string.h>
+#include <strings.h>
 
 #include "http/http.h"
 
@@ -45,6 +46,23 @@ int http_pct_decode(const char *in, size_t len, bool plus_space, char *out, size
 }
 
 /* Finds segment idx of path (empty segments skipped); sets *s and *len. */
+bool http_media_type_is(const char *content_type, const char *type)
+{
+    if (!content_type)
+        return false;
+    const char *s = content_type;
+    while (*s == ' ' || *s == '\t')
+        s++;
+    size_t n = strcspn(s, "; \t");
+    size_t tl = strlen(type);
+    if (n != tl || strncasecmp(s, type, tl))
+        return false;
+    s += n;
+    while (*s == ' ' || *s == '\t')
+        s++;
+    return *s == '\0' || *s == ';';
+}
+
 static bool path_segment_at(const char *path, size_t idx, const char **s, size_t *len)
 {
     const char *p = path;

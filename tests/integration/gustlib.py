@@ -26,9 +26,46 @@ def sanitizer_env():
     env = dict(os.environ)
     env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
     env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
-    env.pop("GUST_ADDR", None)
-    env.pop("GUST_TOKEN", None)
+    for k in ("GUST_ADDR", "GUST_TOKEN", "GUST_CA_FILE"):
+        env.pop(k, None)
     return env
+
+
+class TlsFiles:
+    """A throwaway CA and a server certificate it signed (for 127.0.0.1, ::1 and
+    localhost), made with the openssl CLI: paths ca, cert, key."""
+
+    def __init__(self, tmpdir, hosts=("127.0.0.1", "::1", "localhost")):
+        d = os.path.join(str(tmpdir), "tls")
+        os.makedirs(d, exist_ok=True)
+        self.dir = d
+        self.ca, self.ca_key = os.path.join(d, "ca.pem"), os.path.join(d, "ca.key")
+        self.cert, self.key = os.path.join(d, "server.pem"), os.path.join(d, "server.key")
+        csr, ext = os.path.join(d, "server.csr"), os.path.join(d, "ext.cnf")
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+        run = lambda *a: subprocess.run(["openssl", *a], check=True, capture_output=True)  # noqa: E731
+        run("req", "-x509", *ec, "-keyout", self.ca_key, "-out", self.ca, "-days", "2",
+            "-subj", "/CN=gust test CA")
+        run("req", *ec, "-keyout", self.key, "-out", csr, "-subj", "/CN=gust test server")
+        sans = ",".join(("IP:" if h[0].isdigit() or ":" in h else "DNS:") + h for h in hosts)
+        with open(ext, "w") as f:
+            f.write(f"subjectAltName={sans}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
+        run("x509", "-req", "-in", csr, "-CA", self.ca, "-CAkey", self.ca_key, "-CAcreateserial",
+            "-out", self.cert, "-days", "2", "-extfile", ext)
+
+    def context(self):
+        import ssl
+        return ssl.create_default_context(cafile=self.ca)
+
+
+def body_type(method, path):
+    """The media type gustd takes for a body on this route (src/api/routes.c)."""
+    p = path.split("?")[0].rstrip("/")
+    if p.endswith("/call") or p.endswith("/spawn") or (method == "PUT" and p.startswith("/v1/blobs/")):
+        return "application/octet-stream"
+    if p.endswith("/map"):
+        return "application/x-ndjson"
+    return "application/json"
 
 
 def free_port():
@@ -210,7 +247,10 @@ class Gust:
     Everything it makes on the host carries its own names (cgroup parent, data dir, egress
     tag), so tests and checks look only at those: another gustd may run on the host."""
 
-    def __init__(self, tmpdir, extra_args=(), name="gust"):
+    def __init__(self, tmpdir, extra_args=(), name="gust", tls=None, listen_host="127.0.0.1"):
+        """tls: a TlsFiles; gustd then serves HTTPS with its certificate, and http(),
+        cli() and addr (for the SDK) speak HTTPS trusting its CA. listen_host: what
+        gustd listens on (clients use 127.0.0.1 whatever it is)."""
         self.tmpdir = str(tmpdir)
         self.data_dir = os.path.join(self.tmpdir, f"{name}-data")
         os.makedirs(self.data_dir, exist_ok=True)
@@ -222,15 +262,31 @@ class Gust:
         self.problems = []      # found by CLI runs etc., reported at teardown
         self.name = name
         self._images = set()
+        self.tls = tls
+        self.listen_host = listen_host
 
     # ------------------------------------------------------------ daemon
     @property
+    def listen_addr(self):
+        return f"{self.listen_host}:{self.port}"
+
+    @property
     def addr(self):
-        return f"127.0.0.1:{self.port}"
+        """What clients are given: HOST:PORT, or https://HOST:PORT in TLS mode."""
+        return f"https://127.0.0.1:{self.port}" if self.tls else f"127.0.0.1:{self.port}"
 
     @property
     def base_url(self):
-        return f"http://{self.addr}"
+        return self.addr if self.tls else f"http://{self.addr}"
+
+    def client_env(self):
+        """Environment for clients of this daemon (CLI, SDK subprocesses)."""
+        e = {"GUST_ADDR": self.addr}
+        if self.admin_token:
+            e["GUST_TOKEN"] = self.admin_token
+        if self.tls:
+            e["GUST_CA_FILE"] = self.tls.ca
+        return e
 
     @property
     def egress_table(self):
@@ -269,8 +325,10 @@ class Gust:
         assert os.access(exe, os.X_OK), f"{exe} is not built"
         errpath = os.path.join(self.tmpdir, f"{self.name}-gustd-{len(self.runs)}.stderr")
         errf = open(errpath, "wb")
-        args = [exe, "--data-dir", self.data_dir, "--listen", self.addr,
+        args = [exe, "--data-dir", self.data_dir, "--listen", self.listen_addr,
                 "--cgroup-parent", self.cgparent, "--log-level", "debug"] + self.extra_args
+        if self.tls:
+            args += ["--tls-cert", self.tls.cert, "--tls-key", self.tls.key]
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=errf, stderr=errf,
                                      env=sanitizer_env())
         errf.close()
@@ -335,15 +393,23 @@ class Gust:
         return "\n".join(self.stderr_text().splitlines()[-n:])
 
     # ------------------------------------------------------------ HTTP
-    def http(self, method, path, body=None, headers=None, timeout=60, token=None):
-        """token: None sends the admin token, "" sends none, else that token."""
+    def http(self, method, path, body=None, headers=None, timeout=60, auto_type=True, token=None):
+        """One request on a fresh connection. A body without a Content-Type gets the
+        one its route takes (body_type), as gustd's clients send; auto_type=False
+        sends exactly the headers given. token: None sends the admin token, "" none,
+        else that token."""
         if isinstance(body, str):
             body = body.encode()
         headers = dict(headers or {})
+        if auto_type and body and not any(k.lower() == "content-type" for k in headers):
+            headers["Content-Type"] = body_type(method, path)
         tok = self.admin_token if token is None else token
         if tok:
             headers.setdefault("Authorization", f"Bearer {tok}")
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        if self.tls:
+            conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout, context=self.tls.context())
+        else:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
             conn.request(method, path, body=body, headers=headers)
             r = conn.getresponse()
@@ -418,9 +484,8 @@ class Gust:
         assert os.access(exe, os.X_OK), f"{exe} is not built"
         a = ["--addr", addr or self.addr] + [str(x) for x in args]
         e = sanitizer_env()
+        e.update(self.client_env())
         e["GUST_ADDR"] = addr or self.addr
-        if self.admin_token:
-            e["GUST_TOKEN"] = self.admin_token
         if env:
             e.update(env)
         if isinstance(input, str):
@@ -437,9 +502,7 @@ class Gust:
     def cli_popen(self, *args):
         exe = os.path.join(BUILD, "gust")
         e = sanitizer_env()
-        e["GUST_ADDR"] = self.addr
-        if self.admin_token:
-            e["GUST_TOKEN"] = self.admin_token
+        e.update(self.client_env())
         return subprocess.Popen([exe, "--addr", self.addr] + [str(x) for x in args], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=e)
 

@@ -6,7 +6,9 @@ tokens -> 401; token strings appear in no log, answer or listing."""
 import json
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -23,7 +25,7 @@ def router_table():
         text = f.read()
     table = text[text.index("api_route_table[] = {"):]
     table = table[:table.index("};")]
-    rows = re.findall(r'\{"(\w+)", "([^"]+)", (CTL_ROLE_\w+), \w+\}', table)
+    rows = re.findall(r'\{"(\w+)", "([^"]+)", (CTL_ROLE_\w+), \w+, \w+\}', table)
     assert len(rows) >= 30, rows
     return [(m, p, ROLES[r]) for m, p, r in rows]
 
@@ -352,32 +354,33 @@ def test_stored_bytes_quota_refuses_uploads(world):
     assert r.error()["code"] == "quota_exceeded" and "stored_bytes" in r.error()["message"], r
 
 
-def test_unprivileged_local_user_cannot_use_gustd(gust, tmp_path):
+def test_unprivileged_local_user_cannot_use_gustd(gust):
     """The attack from the issue, as user nobody on the same host: without root's token
     (0600 in gustd's data dir) every request is refused; the file cannot be read."""
     g = gust
-    d = tmp_path / "nobody"
-    d.mkdir()
-    os.chmod(tmp_path, 0o755)
-    os.chmod(d, 0o755)
-    gust_bin = d / "gust"
-    with open(os.path.join(BUILD, "gust"), "rb") as src, open(gust_bin, "wb") as dst:
-        dst.write(src.read())
-    os.chmod(gust_bin, 0o755)
-    spec = d / "evil.toml"
-    spec.write_text('app = "authz"\n[[functions]]\nname = "echo"\nkind = "exec"\ncommand = ["sh", "-c", "id"]\n'
+    # pytest's own tmp dirs are root's 0700: nobody gets a world-readable one.
+    d = tempfile.mkdtemp(prefix="gust-nobody-")
+    try:
+        os.chmod(d, 0o755)
+        gust_bin = os.path.join(d, "gust")
+        shutil.copy(os.path.join(BUILD, "gust"), gust_bin)
+        os.chmod(gust_bin, 0o755)
+        spec = os.path.join(d, "evil.toml")
+        with open(spec, "w") as f:
+            f.write('app = "authz"\n[[functions]]\nname = "echo"\nkind = "exec"\ncommand = ["sh", "-c", "id"]\n'
                     'image = "busybox"\n')
-    os.chmod(spec, 0o644)
-    g.deploy(fn_spec("authz", "echo", ["cat"], image="busybox"))
+        os.chmod(spec, 0o644)
+        g.deploy(fn_spec("authz", "echo", ["cat"], image="busybox"))
 
-    def as_nobody(*args):
-        env = {"PATH": "/usr/bin:/bin", "HOME": str(d), "GUST_ADDR": g.addr}
-        return subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", str(gust_bin),
-                               *args], capture_output=True, env=env, timeout=60)
-    for args in (["deploy", str(spec)], ["stop", "authz"], ["logs", "authz.echo"], ["ls"]):
-        p = as_nobody(*args)
-        assert p.returncode == 3 and b"401" in p.stderr or b"token" in p.stderr, (args, p)
-    p = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "cat",
-                        os.path.join(g.data_dir, "admin.token")], capture_output=True)
-    assert p.returncode != 0 and b"Permission denied" in p.stderr, p
-    assert g.call_ok("authz", "echo", b"untouched") == b"untouched"
+        def as_nobody(*args, cmd=None):
+            env = {"PATH": "/usr/bin:/bin", "HOME": d, "GUST_ADDR": g.addr}
+            return subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                                   *(cmd or [gust_bin, *args])], capture_output=True, env=env, timeout=60)
+        for args in (["deploy", spec], ["stop", "authz"], ["logs", "authz.echo"], ["ls"], ["secret", "ls"]):
+            p = as_nobody(*args)
+            assert p.returncode == 3 and b"token" in p.stderr, (args, p)
+        p = as_nobody(cmd=["cat", os.path.join(g.data_dir, "admin.token")])
+        assert p.returncode != 0 and b"Permission denied" in p.stderr, p
+        assert g.call_ok("authz", "echo", b"untouched") == b"untouched"
+    finally:
+        shutil.rmtree(d, ignore_errors=True)

@@ -126,14 +126,14 @@ def test_client_disconnect_mid_request(gust):
     gust.deploy(GOOD)
     for _ in range(5):
         s = socket.create_connection(("127.0.0.1", gust.port))
-        s.sendall(b"POST /v1/functions/e/f/call HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + b"a" * 5000)
+        s.sendall(b"POST /v1/functions/e/f/call HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\n" + b"a" * 5000)
         s.close()
         s = socket.create_connection(("127.0.0.1", gust.port))
         s.sendall(b"POST /v1/deploy HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 900\r\n\r\n{\"app\"")
         s.close()
         # Disconnect while a call is running.
         s = socket.create_connection(("127.0.0.1", gust.port))
-        s.sendall(b"POST /v1/functions/e/f/call HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
+        s.sendall(b"POST /v1/functions/e/f/call HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 2\r\n\r\nhi")
         s.close()
     time.sleep(0.2)
     assert gust.http("GET", "/v1/health").status == 200

@@ -586,8 +586,25 @@ UNIT_TEST(test_roundtrip)
     buf_free(&b);
 }
 
+UNIT_TEST(test_media_type)
+{
+    CHECK(http_media_type_is("application/json", "application/json"));
+    CHECK(http_media_type_is("Application/JSON", "application/json"));
+    CHECK(http_media_type_is("application/json; charset=utf-8", "application/json"));
+    CHECK(http_media_type_is("  application/json ;charset=utf-8", "application/json"));
+    CHECK(http_media_type_is("application/json;", "application/json"));
+    CHECK(!http_media_type_is(NULL, "application/json"));
+    CHECK(!http_media_type_is("", "application/json"));
+    CHECK(!http_media_type_is("application/jsonx", "application/json"));
+    CHECK(!http_media_type_is("application/json x", "application/json"));
+    CHECK(!http_media_type_is("application/jso", "application/json"));
+    CHECK(!http_media_type_is("text/plain;application/json", "application/json"));
+    CHECK(!http_media_type_is("application/x-ndjson", "application/json"));
+}
+
 int main(void)
 {
+    UNIT_RUN(test_media_type);
     UNIT_RUN(test_simple_get);
     UNIT_RUN(test_query_and_path_helpers);
     UNIT_RUN(test_absolute_and_asterisk_targets);

@@ -12,6 +12,11 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
 #include "api/guard.h"
 #include "api/server.h"
 #include "base/util.h"
@@ -33,6 +38,8 @@ struct srv {
 
 static struct srv S;
 static size_t start_max_conns; /* for the next server_start; 0: the default */
+static const char *start_tls_cert, *start_tls_key; /* for the next server_start: serve TLS */
+static SSL_CTX *client_tls;     /* non-NULL: client_open speaks TLS (no verification) */
 
 /* CHECK longjmps into the test thread; the loop thread aborts instead. */
 #define LOOP_ASSERT(cond)                                                              \
@@ -159,6 +166,10 @@ static int server_start(const struct http_limits *lim, uint64_t idle_ms)
         api_server_set_idle_timeout(S.server, idle_ms);
     if (start_max_conns)
         api_server_set_max_conns(S.server, start_max_conns);
+    if (start_tls_cert && api_server_use_tls(S.server, start_tls_cert, start_tls_key, &err) < 0) {
+        fprintf(stderr, "tls: %s\n", err.msg);
+        return -1;
+    }
     if (pipe2(S.stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
         return -1;
     ev_io_add(S.loop, S.stop_pipe[0], EV_READ, stop_cb, NULL);
@@ -182,6 +193,7 @@ static void server_stop(void)
 
 struct client {
     int fd;
+    SSL *ssl;
     char buf[65536];
     size_t len;
     struct http_response_parser p;
@@ -198,11 +210,19 @@ static int client_open(struct client *c, int port)
     int one = 1;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     http_response_parser_init(&c->p, NULL);
-    return connect(c->fd, (struct sockaddr *)&sa, sizeof sa);
+    int r = connect(c->fd, (struct sockaddr *)&sa, sizeof sa);
+    if (r < 0 || !client_tls)
+        return r;
+    c->ssl = SSL_new(client_tls);
+    SSL_set_fd(c->ssl, c->fd);
+    return SSL_connect(c->ssl) == 1 ? 0 : -1;
 }
 
 static void client_close(struct client *c)
 {
+    if (c->ssl)
+        SSL_free(c->ssl);
+    c->ssl = NULL;
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
@@ -211,7 +231,20 @@ static void client_close(struct client *c)
 
 static int client_send(struct client *c, const char *s, size_t len)
 {
+    if (c->ssl)
+        return len == 0 || SSL_write(c->ssl, s, (int)len) == (int)len ? 0 : -EIO;
     return write_full(c->fd, s, len);
+}
+
+static ssize_t client_recv(struct client *c, void *buf, size_t cap)
+{
+    if (!c->ssl)
+        return read(c->fd, buf, cap);
+    int n = SSL_read(c->ssl, buf, (int)cap);
+    if (n > 0)
+        return n;
+    ERR_clear_error();
+    return SSL_get_error(c->ssl, n) == SSL_ERROR_ZERO_RETURN ? 0 : -1;
 }
 
 /* Reads one response into c->p (reset first). Returns HTTP_DONE, HTTP_ERROR, or -1
@@ -228,7 +261,7 @@ static int client_read(struct client *c)
             if (r != HTTP_NEED_MORE)
                 return r;
         }
-        ssize_t n = read(c->fd, c->buf + c->len, sizeof c->buf - c->len);
+        ssize_t n = client_recv(c, c->buf + c->len, sizeof c->buf - c->len);
         if (n <= 0)
             return n == 0 && http_response_eof(&c->p) == HTTP_DONE ? HTTP_DONE : -1;
         c->len += (size_t)n;
@@ -247,8 +280,9 @@ static bool client_sees_eof(struct client *c)
 {
     char tmp[4096];
     for (;;) {
-        ssize_t n = read(c->fd, tmp, sizeof tmp);
-        if (n == 0 || (n < 0 && errno == ECONNRESET))
+        errno = 0;
+        ssize_t n = client_recv(c, tmp, sizeof tmp);
+        if (n == 0 || (n < 0 && (errno == ECONNRESET || (c->ssl && errno != EAGAIN))))
             return true;
         if (n < 0)
             return false;
@@ -707,8 +741,146 @@ UNIT_TEST(test_guard_host_names)
         CHECK(!api_guard_host_ok(&g, bad[i]));
 }
 
+/* A self-signed P-256 certificate for 127.0.0.1 and its key, as PEM files in dir. */
+static int make_cert(const char *dir, char *cert, char *key, size_t cap)
+{
+    EVP_PKEY *pk = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    if (!pk || !x)
+        return -1;
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), -60);
+    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+    X509_set_pubkey(x, pk);
+    X509_NAME *nm = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_ASC, (const unsigned char *)"gust unit", -1, -1, 0);
+    X509_set_issuer_name(x, nm);
+    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, NULL, NID_subject_alt_name, "IP:127.0.0.1");
+    X509_add_ext(x, ext, -1);
+    X509_EXTENSION_free(ext);
+    int ok = X509_sign(x, pk, EVP_sha256()) > 0;
+    snprintf(cert, cap, "%s/cert.pem", dir);
+    snprintf(key, cap, "%s/key.pem", dir);
+    FILE *fc = fopen(cert, "we"), *fk = fopen(key, "we");
+    ok = ok && fc && fk && PEM_write_X509(fc, x) == 1 && PEM_write_PrivateKey(fk, pk, NULL, NULL, 0, NULL, NULL) == 1;
+    if (fc)
+        fclose(fc);
+    if (fk)
+        fclose(fk);
+    X509_free(x);
+    EVP_PKEY_free(pk);
+    return ok ? 0 : -1;
+}
+
+UNIT_TEST(test_listen_is_loopback)
+{
+    CHECK(api_listen_is_loopback("127.0.0.1:8470"));
+    CHECK(api_listen_is_loopback("127.9.8.7:1"));
+    CHECK(api_listen_is_loopback(":0"));
+    CHECK(api_listen_is_loopback("localhost:8470"));
+    CHECK(api_listen_is_loopback("LocalHost:8470"));
+    CHECK(api_listen_is_loopback("[::1]:8470"));
+    CHECK(api_listen_is_loopback("[::ffff:127.0.0.1]:8470"));
+    CHECK(!api_listen_is_loopback("0.0.0.0:8470"));
+    CHECK(!api_listen_is_loopback("[::]:8470"));
+    CHECK(!api_listen_is_loopback("10.0.0.1:8470"));
+    CHECK(!api_listen_is_loopback("128.0.0.1:8470"));
+    CHECK(!api_listen_is_loopback("gust.example:8470"));
+    CHECK(!api_listen_is_loopback("localhost.example:8470"));
+    CHECK(!api_listen_is_loopback("garbage"));
+}
+
+/* The server over TLS: keep-alive, bodies larger than the socket buffers both ways
+ * (writes that wait for EV_WRITE), pipelining, streams, plain HTTP refused with a
+ * plain answer, and a connection that never handshakes closed at the idle timeout. */
+UNIT_TEST(test_tls)
+{
+    char dir[] = "/tmp/gust-unit-tls-XXXXXX", cert[128], key[128];
+    CHECK(mkdtemp(dir) != NULL);
+    CHECK_EQ_INT(make_cert(dir, cert, key, sizeof cert), 0);
+    start_tls_cert = cert;
+    start_tls_key = key;
+    int port = server_start(NULL, 300);
+    start_tls_cert = start_tls_key = NULL;
+    CHECK(port > 0);
+    client_tls = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_verify(client_tls, SSL_VERIFY_NONE, NULL);
+    struct client c;
+    CHECK_EQ_INT(client_open(&c, port), 0);
+    CHECK(SSL_version(c.ssl) >= TLS1_2_VERSION);
+    for (int i = 0; i < 50; i++) {
+        char req[128], want[32];
+        int n = snprintf(req, sizeof req, "GET /json?v=t%d HTTP/1.1\r\nHost: x\r\n\r\n", i);
+        CHECK_EQ_INT(client_send(&c, req, (size_t)n), 0);
+        CHECK_EQ_INT(client_read(&c), HTTP_DONE);
+        snprintf(want, sizeof want, "{\"v\":\"t%d\"}", i);
+        CHECK_STR(c.p.resp.body.data, want);
+    }
+    /* 8 MiB echoed: the response waits on a full socket until the client reads. */
+    size_t big = 8u << 20;
+    char *body = malloc(big);
+    for (size_t i = 0; i < big; i++)
+        body[i] = (char)('a' + i % 23);
+    char head[128];
+    int hn = snprintf(head, sizeof head, "POST /echo HTTP/1.1\r\nContent-Length: %zu\r\n\r\n", big);
+    CHECK_EQ_INT(client_send(&c, head, (size_t)hn), 0);
+    CHECK_EQ_INT(client_send(&c, body, big), 0);
+    http_response_parser_free(&c.p);
+    struct http_limits lim;
+    http_limits_default(&lim);
+    lim.max_body = 16u << 20;
+    http_response_parser_init(&c.p, &lim);
+    CHECK_EQ_INT(client_read(&c), HTTP_DONE);
+    CHECK_EQ_INT(c.p.resp.status, 200);
+    CHECK(c.p.resp.body.len == big && !memcmp(c.p.resp.body.data, body, big));
+    free(body);
+    /* Pipelined requests in one write, answered in order; then a stream. */
+    char pipe_req[4096];
+    size_t pl = 0;
+    for (int i = 0; i < 30; i++)
+        pl += (size_t)snprintf(pipe_req + pl, sizeof pipe_req - pl, "GET /json?v=p%d HTTP/1.1\r\n\r\n", i);
+    CHECK_EQ_INT(client_send(&c, pipe_req, pl), 0);
+    for (int i = 0; i < 30; i++) {
+        char want[32];
+        CHECK_EQ_INT(client_read(&c), HTTP_DONE);
+        snprintf(want, sizeof want, "{\"v\":\"p%d\"}", i);
+        CHECK_STR(c.p.resp.body.data, want);
+    }
+    client_roundtrip(&c, "GET /stream HTTP/1.1\r\n\r\n");
+    CHECK_EQ_INT(c.p.resp.status, 200);
+    CHECK(c.p.resp.body.len > 0);
+    client_close(&c);
+    /* Plain HTTP on the TLS port: a plain 400 that says so, then the end. */
+    SSL_CTX *saved = client_tls;
+    client_tls = NULL;
+    CHECK_EQ_INT(client_open(&c, port), 0);
+    client_roundtrip(&c, "GET /json HTTP/1.1\r\n\r\n");
+    CHECK_EQ_INT(c.p.resp.status, 400);
+    CHECK(strstr(c.p.resp.body.data, "\"tls_required\"") != NULL);
+    CHECK(!c.p.resp.keep_alive);
+    CHECK(client_sees_eof(&c));
+    client_close(&c);
+    /* A connection that never starts its handshake is closed at the idle timeout. */
+    CHECK_EQ_INT(client_open(&c, port), 0);
+    uint64_t t0 = mono_ms();
+    CHECK(client_sees_eof(&c));
+    CHECK(mono_ms() - t0 < 3000);
+    client_close(&c);
+    client_tls = saved;
+    CHECK(wait_stat(port, "conns", 1));
+    server_stop();
+    SSL_CTX_free(client_tls);
+    client_tls = NULL;
+    unlink(cert);
+    unlink(key);
+    rmdir(dir);
+}
+
 int main(void)
 {
+    UNIT_RUN(test_listen_is_loopback);
+    UNIT_RUN(test_tls);
     UNIT_RUN(test_guard_host_names);
     UNIT_RUN(test_keepalive_requests);
     UNIT_RUN(test_deferred_response);

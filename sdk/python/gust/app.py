@@ -82,6 +82,8 @@ class Retries:
 
 
 _request = _net.request
+# Inputs are pickled bytes; gustd answers 415 to a body without its media type.
+_INPUT_HEADERS = {"Content-Type": "application/octet-stream"}
 APP_DIR = "/opt/gust/app"
 SDK_MOUNT = "/opt/gust/sdk"
 
@@ -196,14 +198,14 @@ class Function(Generic[P, R]):
 
     def remote(self, *args: P.args, **kwargs: P.kwargs) -> R:
         body = pickle.dumps((args, kwargs), protocol=5)
-        st, _, out = _request(self.app.addr, "POST", self._path("call"), body)
+        st, _, out = _request(self.app.addr, "POST", self._path("call"), body, _INPUT_HEADERS)
         if st == 200:
             return _load_result(out, self.name)
         _raise_for(st, out)
 
     def spawn(self, *args: P.args, **kwargs: P.kwargs) -> FunctionCall[R]:
         body = pickle.dumps((args, kwargs), protocol=5)
-        st, _, out = _request(self.app.addr, "POST", self._path("spawn"), body)
+        st, _, out = _request(self.app.addr, "POST", self._path("spawn"), body, _INPUT_HEADERS)
         if st != 202:
             _raise_for(st, out)
         return FunctionCall(self, json.loads(out)["call_id"])
