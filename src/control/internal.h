@@ -22,7 +22,9 @@
  *   views.c     listings: apps, functions, containers, health, usage
  *   control.c   the facade: create, recover, tick, cancel, shutdown, free
  *
- * Everything runs on the event-loop thread.
+ * Everything runs on the event-loop thread, but for the work of image jobs (images.c:
+ * materialising and importing uploaded trees), which touches only the object store
+ * and the images directory and hands its result back to the loop (ev_async).
  */
 #ifndef GUST_CONTROL_INTERNAL_H
 #define GUST_CONTROL_INTERNAL_H
@@ -236,6 +238,7 @@ struct ctl {
     size_t logq_len, logq_cap;
     uint64_t log_timer;
     struct list_node secrets;        /* struct ctl_secret (secrets.c) */
+    struct ctl_image_jobs *image_jobs; /* the image job thread (images.c), NULL until used */
 };
 
 /* Iterates every version of every function of every app. */
@@ -362,6 +365,10 @@ void ctl_build_live_ancestors(struct ctl *c, char ***live, size_t *n, size_t *ca
 /* ---- images.c ---- */
 /* The rootfs of registered image name. */
 int ctl_image_resolve(struct ctl *c, const char *name, char *rootfs, size_t cap, bool *host_usr, struct gerr *err);
+/* Whether an image add or import is queued or running (gc waits for them). */
+bool ctl_image_jobs_running(struct ctl *c);
+/* Stops the image job thread (after its running job) and drops queued jobs. */
+void ctl_image_jobs_free(struct ctl *c);
 /* Stores the built-in images (busybox, the host's python). */
 int ctl_images_builtin(struct ctl *c, struct gerr *err);
 

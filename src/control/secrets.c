@@ -339,7 +339,8 @@ json_t *ctl_mount_create(struct ctl *c, json_t *entries, struct ctl_error *e)
                       "tree entries (path, type, mode, and size + chunks for files)", e))
         return NULL;
     /* Owners are not the client's to choose: everything belongs to the container's
-     * root. Modes keep only the permission bits. The root entry "." may be left out. */
+     * root. Modes keep the permission and sticky bits (a rootfs's /tmp), never setuid
+     * or setgid. The root entry "." may be left out. */
     json_t *list = json_array();
     json_t *first = json_array_get(entries, 0);
     const char *p0 = json_string_value(json_object_get(first, "path"));
@@ -355,7 +356,7 @@ json_t *ctl_mount_create(struct ctl *c, json_t *entries, struct ctl_error *e)
             json_object_set_new(copy, "gid", json_integer(0));
             json_t *mode = json_object_get(copy, "mode");
             if (json_is_integer(mode))
-                json_object_set_new(copy, "mode", json_integer(json_integer_value(mode) & 0777));
+                json_object_set_new(copy, "mode", json_integer(json_integer_value(mode) & 01777));
         }
         json_array_append_new(list, copy);
     }

@@ -388,7 +388,7 @@ static void deploy(struct env *e, const char *extra)
     CHECK(spec);
     json_t *res = NULL;
     struct ctl_error ce = {0};
-    int r = ctl_deploy(e->ctl, spec, NULL, &res, &ce);
+    int r = ctl_deploy(e->ctl, spec, &res, &ce);
     if (r < 0)
         fprintf(stderr, "  deploy: %s: %s\n", ce.field, ce.message);
     CHECK(r == 0);
@@ -757,7 +757,7 @@ UNIT_TEST(test_capacity_waiting_reasons)
                               0, NULL);
     json_t *res = NULL;
     struct ctl_error ce = {0};
-    CHECK(ctl_deploy(e.ctl, spec, NULL, &res, &ce) < 0);
+    CHECK(ctl_deploy(e.ctl, spec, &res, &ce) < 0);
     CHECK_EQ_INT(ce.kind, CTL_E_UNSCHEDULABLE);
     CHECK_STR(ce.field, "functions[0].resources");
     json_decref(spec);
