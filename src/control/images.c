@@ -278,7 +278,7 @@ static int job_submit(struct ctl *c, enum image_job_kind kind, const char *name,
                 "%s: tree %s is not stored; upload its files and create it with POST /v1/mounts first", field, tree);
         return -ENOENT;
     }
-    struct ctl_image_jobs *q;
+    struct ctl_image_jobs *q = NULL;
     struct gerr err;
     if (jobs_get(c, &q, &err) < 0) {
         ctl_err(e, CTL_E_INTERNAL, "internal", NULL, "%s", err.msg);
