@@ -31,8 +31,10 @@ LIB_A    := $(B)/libgust-internal.a
 CLIENT_DIRS := base http client
 CLIENT_OBJS := $(patsubst src/%.c,$(B)/obj/%.o,$(foreach d,$(CLIENT_DIRS),$(wildcard src/$(d)/*.c)))
 
-# gust: the command-line client, one file per command group, over libgust.
+# gust: the command-line client, one file per command group, over libgust; spec
+# (base only) parses spec files so the client finds the host paths it uploads.
 CLI_SRCS := $(wildcard src/cli/*.c)
+CLI_SPEC_OBJS := $(patsubst src/%.c,$(B)/obj/%.o,$(wildcard src/spec/*.c))
 
 # gust-init is static and unsanitized: it runs as PID 1 inside containers whose
 # rootfs has no libc of ours.
@@ -70,8 +72,8 @@ $(B)/libgust.so: $(CLIENT_OBJS)
 $(B)/gustd: src/gustd/main.c $(LIB_A)
 	$(CC) $(CFLAGS_ALL) $(LDOPT) -o $@ $< $(LIB_A) $(LIBS)
 
-$(B)/gust: $(CLI_SRCS) $(wildcard src/cli/*.h) $(B)/libgust.a
-	$(CC) $(CFLAGS_ALL) $(LDOPT) -o $@ $(CLI_SRCS) $(B)/libgust.a -ljansson -lssl -lcrypto
+$(B)/gust: $(CLI_SRCS) $(wildcard src/cli/*.h) $(B)/libgust.a $(CLI_SPEC_OBJS)
+	$(CC) $(CFLAGS_ALL) $(LDOPT) -o $@ $(CLI_SRCS) $(CLI_SPEC_OBJS) $(B)/libgust.a -ljansson -lssl -lcrypto -lseccomp -lm
 
 $(B)/gust-init: $(INIT_SRCS) $(wildcard src/init/*.h src/proto/*.h src/base/*.h src/runtime/confine.h src/runtime/netlink.h)
 	@mkdir -p $(B)

@@ -914,7 +914,9 @@ def main():
                         raise StepFailed(f"{echo_bin} not built")
                     echoroot = make_busybox_rootfs(os.path.join(scratch, "rootfs-echo"),
                                                    {echo_bin: "usr/local/bin/gust-echo"})
-                    g.json("POST", "/v1/images", {"name": "gust-echo", "rootfs": echoroot, "host_usr": False})
+                    # gustd opens no host path a client names: the CLI uploads the rootfs.
+                    subprocess.run([os.path.join(build, "gust"), "--addr", f"127.0.0.1:{g.port}", "image", "add",
+                                    "gust-echo", echoroot], check=True, capture_output=True, timeout=600)
                 except (StepFailed, OSError, subprocess.SubprocessError, http.client.HTTPException) as e:
                     for s in echo_steps:
                         res["failed_steps"].append({"step": s, "error": f"echo image setup: {e}"})

@@ -17,7 +17,7 @@ allowed() {
     control) echo "base evloop spec store worker cas image build control" ;;
     api) echo "base http evloop spec control store cas image worker build api" ;;
     client) echo "base http client" ;;
-    cli) echo "base client cli" ;;
+    cli) echo "base client spec cli" ;;
     init) echo "base proto runtime init" ;;
     gustd) echo "base proto http evloop spec runtime cas image store worker build control api gustd" ;;
     *) echo "" ;;

@@ -229,22 +229,20 @@ static json_t *parse_spec_body(struct api_conn *conn, struct http_request *req)
     return spec;
 }
 
-/* ?context=DIR: where relative paths of image definitions are (absolute). false
- * after answering 400. */
-static bool query_context(struct api_conn *conn, struct http_request *req, char *out, size_t cap)
+/* ?context=DIR was where gustd once resolved relative image paths on its own machine;
+ * it opens no host path a client names now, so the parameter is refused (false after
+ * answering 400). */
+static bool refuse_context(struct api_conn *conn, struct http_request *req)
 {
-    out[0] = '\0';
-    if (http_query_get(req, "context", out, cap) < 0) {
-        out[0] = '\0';
+    char dir[8];
+    if (http_query_get(req, "context", dir, sizeof dir) == -ENOENT)
         return true;
-    }
-    if (out[0] != '/') {
-        api_conn_error(conn, 400, "invalid_argument",
-                       "context: must be an absolute directory (relative image paths are resolved against it)",
-                       "context");
-        return false;
-    }
-    return true;
+    api_conn_error(conn, 400, "invalid_argument",
+                   "context: gustd does not read files on its machine for a client; upload copy sources, wheel "
+                   "directories and OCI images as trees (POST /v1/mounts) and name them in the image definition "
+                   "(gust deploy, gust image build and the SDK do this)",
+                   "context");
+    return false;
 }
 
 /* A build streamed to its client as NDJSON: progress events, then the final one. */
@@ -298,8 +296,8 @@ static void build_conn_closed(struct api_conn *conn, void *data)
 
 /* Starts the stream and the build (deploy: a building deploy); ab is freed when the
  * build ends or the client leaves. */
-static void stream_build(struct api_ctx *ctx, struct api_conn *conn, const char *ws, json_t *doc,
-                         const char *context, const char *name, bool force, bool deploy)
+static void stream_build(struct api_ctx *ctx, struct api_conn *conn, const char *ws, json_t *doc, const char *name,
+                         bool force, bool deploy)
 {
     struct api_build *ab = xcalloc(1, sizeof *ab);
     ab->conn = conn;
@@ -309,10 +307,8 @@ static void stream_build(struct api_ctx *ctx, struct api_conn *conn, const char 
     /* The stream starts only once the request is accepted, so bad input gets a plain
      * 4xx answer. */
     ab->in_call = true;
-    int r = deploy
-                ? ctl_deploy_building(ctx->ctl, ws, doc, context[0] ? context : NULL, force, &sink, &ab->handle, &e)
-                : ctl_image_build(ctx->ctl, ws, doc, context[0] ? context : NULL, name, force, &sink, &ab->handle,
-                                  &e);
+    int r = deploy ? ctl_deploy_building(ctx->ctl, ws, doc, force, &sink, &ab->handle, &e)
+                   : ctl_image_build(ctx->ctl, ws, doc, name, force, &sink, &ab->handle, &e);
     ab->in_call = false;
     if (r < 0) {
         api_conn_unref(conn);
@@ -329,20 +325,19 @@ static void stream_build(struct api_ctx *ctx, struct api_conn *conn, const char 
 
 static void h_deploy(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req, const char *ws)
 {
-    char context[4096];
-    if (!query_context(conn, req, context, sizeof context))
+    if (!refuse_context(conn, req))
         return;
     json_t *spec = parse_spec_body(conn, req);
     if (!spec)
         return;
     if (query_flag(req, "build")) {
-        stream_build(ctx, conn, ws, spec, context, NULL, query_flag(req, "force_build"), true);
+        stream_build(ctx, conn, ws, spec, NULL, query_flag(req, "force_build"), true);
         json_decref(spec);
         return;
     }
     json_t *result = NULL;
     struct ctl_error e;
-    int r = ctl_deploy(ctx->ctl, ws, spec, context[0] ? context : NULL, &result, &e);
+    int r = ctl_deploy(ctx->ctl, ws, spec, &result, &e);
     json_decref(spec);
     if (r < 0) {
         respond_ctl_error(conn, &e);
@@ -353,15 +348,15 @@ static void h_deploy(struct api_ctx *ctx, struct api_conn *conn, struct http_req
 
 static void h_image_build(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req, const char *ws)
 {
-    char context[4096], name[128] = "";
-    if (!query_context(conn, req, context, sizeof context))
+    char name[128] = "";
+    if (!refuse_context(conn, req))
         return;
     if (http_query_get(req, "name", name, sizeof name) < 0)
         name[0] = '\0';
     json_t *doc = parse_spec_body(conn, req);
     if (!doc)
         return;
-    stream_build(ctx, conn, ws, doc, context, name, query_flag(req, "force_build"), false);
+    stream_build(ctx, conn, ws, doc, name, query_flag(req, "force_build"), false);
     json_decref(doc);
 }
 
@@ -726,50 +721,97 @@ static bool known_fields(struct api_conn *conn, json_t *j, const char *const *fi
     return true;
 }
 
+/* An image add or import answered when its job finishes (control's job thread). */
+struct api_image_job {
+    struct api_conn *conn;
+    struct ctl_image_job *job;
+};
+
+static void image_job_done(void *ud, json_t *out, const struct ctl_error *e)
+{
+    struct api_image_job *aj = ud;
+    if (out)
+        api_conn_respond_json(aj->conn, 200, json_incref(out), NULL);
+    else
+        respond_ctl_error(aj->conn, e);
+    api_conn_set_close_cb(aj->conn, NULL, NULL);
+    api_conn_unref(aj->conn);
+    free(aj);
+}
+
+static void image_job_conn_closed(struct api_conn *conn, void *data)
+{
+    struct api_image_job *aj = data;
+    ctl_image_job_detach(aj->job);
+    api_conn_unref(conn);
+    free(aj);
+}
+
+/* The host path forms gustd had before: each is refused naming the field and what to
+ * send instead (gustd never opens a host path a client names). */
+static bool refuse_host_path(struct api_conn *conn, json_t *j, const char *field, const char *instead)
+{
+    json_t *v = json_object_get(j, field);
+    if (!v)
+        return false;
+    char msg[600];
+    snprintf(msg, sizeof msg,
+             "%s: gustd does not open files on its machine for a client; upload them (POST /v1/blobs/missing, PUT "
+             "/v1/blobs/DIGEST, POST /v1/mounts) and send %s (gust image add/import and the SDK do this)",
+             field, instead);
+    api_conn_error(conn, 400, "invalid_argument", msg, field);
+    return true;
+}
+
+/* POST /v1/images {"name", "tree": "sha256:…", "host_usr"} or {"name", "oci":
+ * "sha256:…"}: answered when the image is stored and materialised. */
 static void h_image_add(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req, const char *ws)
 {
     json_t *j = parse_json_body(conn, req);
     if (!j)
         return;
-    static const char *const fields[] = {"name", "rootfs", "host_usr", "oci", NULL};
-    if (!known_fields(conn, j, fields, "allowed: name, rootfs, host_usr, oci")) {
+    static const char *const fields[] = {"name", "tree", "host_usr", "oci", "rootfs", NULL};
+    if (!known_fields(conn, j, fields, "allowed: name, tree, host_usr, oci") ||
+        refuse_host_path(conn, j, "rootfs", "\"tree\": the tree's id") ||
+        (json_is_string(json_object_get(j, "oci")) &&
+         !spec_image_id_valid(json_string_value(json_object_get(j, "oci"))) &&
+         refuse_host_path(conn, j, "oci", "\"oci\": the id of the uploaded tree (a layout directory, or one tarball)"))) {
         json_decref(j);
         return;
     }
-    json_t *name = json_object_get(j, "name"), *rootfs = json_object_get(j, "rootfs");
+    json_t *name = json_object_get(j, "name"), *tree = json_object_get(j, "tree");
     json_t *host_usr = json_object_get(j, "host_usr"), *oci = json_object_get(j, "oci");
-    if (oci) {
-        struct ctl_error e;
-        json_t *out = NULL;
-        if (!json_is_string(name) || !json_is_string(oci) || rootfs || host_usr) {
-            api_conn_error(conn, 400, "invalid_argument",
-                           "oci: give name and oci (a path to an OCI layout or image tarball), without rootfs "
-                           "or host_usr", "oci");
-        } else if (ctl_image_import_oci(ctx->ctl, ws, json_string_value(name), json_string_value(oci), &out, &e) <
-                   0) {
-            respond_ctl_error(conn, &e);
-        } else {
-            api_conn_respond_json(conn, 200, out, NULL);
-        }
+    const char *bad = !json_is_string(name)                         ? "name"
+                      : oci && (!json_is_string(oci) || tree || host_usr) ? "oci"
+                      : !oci && !json_is_string(tree)                ? "tree"
+                      : host_usr && !json_is_boolean(host_usr)       ? "host_usr"
+                                                                     : NULL;
+    if (bad) {
+        char msg[300];
+        snprintf(msg, sizeof msg,
+                 "%s: give name and tree (a tree id from POST /v1/mounts; host_usr a boolean), or name and oci "
+                 "(the id of an uploaded OCI image tree) alone",
+                 bad);
+        api_conn_error(conn, 400, "invalid_argument", msg, bad);
         json_decref(j);
         return;
     }
-    if (!json_is_string(name) || !json_is_string(rootfs) || (host_usr && !json_is_boolean(host_usr))) {
-        const char *field = !json_is_string(name) ? "name" : !json_is_string(rootfs) ? "rootfs" : "host_usr";
-        char msg[200];
-        snprintf(msg, sizeof msg, "%s: required; name and rootfs are strings, host_usr a boolean", field);
-        api_conn_error(conn, 400, "invalid_argument", msg, field);
-        json_decref(j);
-        return;
-    }
+    struct api_image_job *aj = xcalloc(1, sizeof *aj);
+    aj->conn = conn;
+    struct ctl_image_sink sink = {.done = image_job_done, .ud = aj};
     struct ctl_error e;
-    json_t *out = NULL;
-    if (ctl_image_add(ctx->ctl, ws, json_string_value(name), json_string_value(rootfs), json_is_true(host_usr), &out,
-                      &e) < 0)
-        respond_ctl_error(conn, &e);
-    else
-        api_conn_respond_json(conn, 200, out, NULL);
+    int r = oci ? ctl_image_import_oci(ctx->ctl, ws, json_string_value(name), json_string_value(oci), &sink,
+                                       &aj->job, &e)
+                : ctl_image_add(ctx->ctl, ws, json_string_value(name), json_string_value(tree), json_is_true(host_usr),
+                                &sink, &aj->job, &e);
     json_decref(j);
+    if (r < 0) {
+        free(aj);
+        respond_ctl_error(conn, &e);
+        return;
+    }
+    api_conn_ref(conn);
+    api_conn_set_close_cb(conn, image_job_conn_closed, aj);
 }
 
 /* Answers with j, or the control error when j is NULL. */

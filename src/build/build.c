@@ -289,8 +289,8 @@ static void *job_main(void *arg)
     return NULL;
 }
 
-int build_submit(struct builder *b, json_t *def, const char *base_id, bool force, const struct build_sink *sink,
-                 struct gerr *err)
+int build_submit(struct builder *b, json_t *def, const char *base_id, const char *scope, bool force,
+                 const struct build_sink *sink, struct gerr *err)
 {
     if (b->njobs >= BUILD_MAX_JOBS)
         return gerr_set(err, EBUSY, "%d image builds are running; wait for one to finish", BUILD_MAX_JOBS);
@@ -304,6 +304,7 @@ int build_submit(struct builder *b, json_t *def, const char *base_id, bool force
     j->seq = ++b->seq;
     j->start_ns = mono_ns();
     snprintf(j->base_id, sizeof j->base_id, "%s", base_id ? base_id : "");
+    snprintf(j->scope, sizeof j->scope, "%s", scope ? scope : "");
     int r = pthread_create(&j->thread, NULL, job_main, j);
     if (r != 0) {
         build_job_free(j);

@@ -83,14 +83,17 @@ struct build_sink {
     void *ud;
 };
 
-/* Starts building def (normalised, host paths absolute). base_id: the image id of a
- * registered-image base (NULL for scratch, debian_slim and from_oci). force: run
- * every step even when cached. */
-int build_submit(struct builder *b, json_t *def, const char *base_id, bool force, const struct build_sink *sink,
-                 struct gerr *err);
+/* Starts building def (normalised). base_id: the image id of a registered-image base
+ * (NULL for scratch, debian_slim and from_oci). scope: whose step cache the build
+ * uses (gustd: the workspace; "" or NULL: one shared cache); the base images
+ * (debian_slim, from_oci) are shared by all, they hold nothing of a client's. force:
+ * run every step even when cached. */
+int build_submit(struct builder *b, json_t *def, const char *base_id, const char *scope, bool force,
+                 const struct build_sink *sink, struct gerr *err);
 
 /* The image id a build of def would produce if every step is cached: 0, or -ENOENT
  * (naming the first uncached step in err). Hashes copy sources on this thread. */
-int build_lookup(struct builder *b, json_t *def, const char *base_id, char id_out[IMAGE_ID_MAX], struct gerr *err);
+int build_lookup(struct builder *b, json_t *def, const char *base_id, const char *scope, char id_out[IMAGE_ID_MAX],
+                 struct gerr *err);
 
 #endif

@@ -25,6 +25,7 @@ struct build_job {
     pthread_t thread;
     json_t *def;
     char base_id[IMAGE_ID_MAX];
+    char scope[64];               /* whose cache the steps share (build_submit) */
     bool force;
     struct build_sink sink;
     uint64_t seq, start_ns;

@@ -67,6 +67,15 @@ static int store_manifest(struct builder *b, json_t *m, char out[IMAGE_ID_MAX], 
     return r;
 }
 
+/* What a step does as its id sees it: its identity, in the cache of scope (""
+ * shared). Two scopes never share a step, so a cached answer tells one scope
+ * nothing about what another built. */
+static void step_scoped(json_t *what, const char *scope)
+{
+    if (scope && scope[0])
+        json_object_set_new(what, "scope", json_string(scope));
+}
+
 /* A step's id: SHA-256 of "gust-step-1", the parent image id and the canonical
  * JSON of what the step does. */
 static void step_id_of(const char *parent_id, json_t *what, char out[IMAGE_ID_MAX])
@@ -76,84 +85,14 @@ static void step_id_of(const char *parent_id, json_t *what, char out[IMAGE_ID_MA
     id_of_text(text, strlen(text), out);
 }
 
-/* The content digest of a host file or directory: the manifest of its tree (a file
- * counts as a directory holding it under its name). Objects it writes are shared
- * with what copy later stores. *is_file tells which it was. */
-static int content_id(struct builder *b, const char *path, char out[IMAGE_ID_MAX], bool *is_file, struct gerr *err)
+/* Whether uploaded tree id (a step's copy source, wheel directory or OCI image) is
+ * stored; the builder reads only such trees, never a host path a client named. */
+static int tree_stored(struct builder *b, const char *what, const char *id, struct gerr *err)
 {
-    struct stat st;
-    if (stat(path, &st) < 0)
-        return gerr_sys(err, errno, "%s", path);
-    *is_file = S_ISREG(st.st_mode);
     struct cas_digest d;
-    int r;
-    if (S_ISDIR(st.st_mode)) {
-        r = cas_ingest_tree(b->cfg.cas, path, NULL, &d, NULL, err);
-    } else if (S_ISREG(st.st_mode)) {
-        /* A one-file tree: the file copied into a scratch directory. */
-        char dir[PATH_MAX], dst[PATH_MAX + 256];
-        snprintf(dir, sizeof dir, "%s/file-XXXXXX", b->work_dir);
-        if (!mkdtemp(dir))
-            return gerr_sys(err, errno, "mkdtemp in %s", b->work_dir);
-        const char *base = strrchr(path, '/');
-        base = base ? base + 1 : path;
-        snprintf(dst, sizeof dst, "%s/%s", dir, base);
-        AUTO_FD int in = open(path, O_RDONLY | O_CLOEXEC);
-        AUTO_FD int outfd = in < 0 ? -1 : open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, st.st_mode & 07777);
-        r = in < 0 || outfd < 0 ? gerr_sys(err, errno, "copy %s", path) : 0;
-        if (r == 0 && fchmod(outfd, st.st_mode & 07777) < 0)
-            r = gerr_sys(err, errno, "chmod %s", dst);
-        char buf[65536];
-        for (ssize_t n; r == 0 && (n = read(in, buf, sizeof buf)) != 0;) {
-            if (n < 0) {
-                if (errno == EINTR)
-                    continue;
-                r = gerr_sys(err, errno, "read %s", path);
-            } else if ((r = write_full(outfd, buf, (size_t)n)) < 0) {
-                r = gerr_sys(err, -r, "write %s", dst);
-            }
-        }
-        if (r == 0)
-            r = cas_ingest_tree(b->cfg.cas, dir, NULL, &d, NULL, err);
-        rm_rf(dir);
-    } else {
-        return gerr_set(err, EINVAL, "%s is neither a file nor a directory", path);
-    }
-    if (r < 0)
-        return r;
-    id_of_digest(&d, out);
-    return 0;
-}
-
-/* SHA-256 of a file's bytes, streamed. */
-static int file_sha256(const char *path, char out[IMAGE_ID_MAX], struct gerr *err)
-{
-    AUTO_FD int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return gerr_sys(err, errno, "open %s", path);
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
-        EVP_MD_CTX_free(ctx);
-        return gerr_set(err, ENOMEM, "sha256 context");
-    }
-    AUTO_FREE uint8_t *buf = xmalloc(1 << 20);
-    int r = 0;
-    for (ssize_t n; r == 0 && (n = read(fd, buf, 1 << 20)) != 0;) {
-        if (n < 0 && errno != EINTR)
-            r = gerr_sys(err, errno, "read %s", path);
-        else if (n > 0)
-            EVP_DigestUpdate(ctx, buf, (size_t)n);
-    }
-    unsigned char md[32];
-    unsigned int mdlen = 0;
-    if (r == 0)
-        EVP_DigestFinal_ex(ctx, md, &mdlen);
-    EVP_MD_CTX_free(ctx);
-    if (r < 0)
-        return r;
-    struct cas_digest d;
-    memcpy(d.b, md, 32);
-    id_of_digest(&d, out);
+    if (cas_digest_parse(id, &d) < 0 || !cas_has(b->cfg.cas, &d))
+        return gerr_set(err, ENOENT, "%s: tree %s is not stored; upload it (POST /v1/mounts) and build again", what,
+                        id);
     return 0;
 }
 
@@ -533,14 +472,22 @@ static void set_failure(struct build_job *j, const char *command, int status, co
 
 /* Runs cmds (each with /bin/sh -c, in order, stopping at the first failure) in a
  * sandbox over parent_id; on success ingests the result into id_out. */
-static int run_commands(struct build_job *j, const char *parent_id, json_t *cmds, const char *wheels,
+static int run_commands(struct build_job *j, const char *parent_id, json_t *cmds, const char *wheels_tree,
                         char id_out[IMAGE_ID_MAX], struct gerr *err)
 {
     struct builder *b = j->b;
-    char parent_rootfs[PATH_MAX];
+    char parent_rootfs[PATH_MAX], wheels_dir[PATH_MAX];
+    const char *wheels = NULL;
     int r = image_materialize(b->cfg.cas, b->images_dir, parent_id, parent_rootfs, sizeof parent_rootfs, err);
     if (r < 0)
         return r;
+    /* The uploaded wheel directory, materialised once like any tree, bound read-only. */
+    if (wheels_tree) {
+        r = image_materialize(b->cfg.cas, b->images_dir, wheels_tree, wheels_dir, sizeof wheels_dir, err);
+        if (r < 0)
+            return gerr_prefix(err, "find_links");
+        wheels = wheels_dir;
+    }
     if (!has_in_root(parent_rootfs, "/bin/sh"))
         return gerr_set(err, ENOENT, "the image has no /bin/sh to run commands with (start from busybox or "
                                      "debian_slim, not scratch)");
@@ -840,6 +787,20 @@ static int do_copy(struct builder *b, const char *parent_id, const char *src_id,
         r = load_index(b, src_id, &sidx, &scfg, err);
     if (r < 0)
         return r;
+    /* A file source is uploaded as a tree holding that file alone. */
+    if (is_file) {
+        size_t files = 0, others = 0;
+        const char *k;
+        json_t *en;
+        json_object_foreach(sidx, k, en) {
+            if (!strcmp(json_string_value(json_object_get(en, "type")), "file"))
+                files++;
+            else if (strcmp(k, "."))
+                others++;
+        }
+        if (files != 1 || others)
+            return gerr_set(err, EINVAL, "copy.file is true but tree %s holds more than one file", src_id);
+    }
     if ((r = ensure_dirs(index, rel, false, err)) < 0)
         return gerr_prefix(err, "copy to %s", to);
     json_t *old = json_object_get(index, rel);
@@ -978,32 +939,29 @@ static void step_describe(json_t *step, char *out, size_t cap)
     snprintf(out + o, cap - o, " %.*s%s", 180, rest, strlen(rest) > 180 ? "..." : "");
 }
 
-/* What a step's id is computed from, with content digests of its host paths;
- * *src_id / *is_file for copy, *wheels_id for pip's find_links. */
+/* What a step's id is computed from: the step, with a copy's uploaded tree standing
+ * for its content (src is only a label); *src_id / *is_file for copy. Uploaded trees
+ * must be stored. */
 static int step_identity(struct builder *b, json_t *step, json_t **what, char src_id[IMAGE_ID_MAX], bool *is_file,
                          struct gerr *err)
 {
-    *what = json_deep_copy(step);
-    const char *copy = json_string_value(json_object_get(step, "copy"));
+    *what = NULL;
+    json_t *copy = json_object_get(step, "copy");
     const char *wheels = json_string_value(json_object_get(step, "find_links"));
     int r = 0;
     if (copy) {
-        r = content_id(b, copy, src_id, is_file, err);
-        if (r == 0)
-            json_object_set_new(*what, "copy", json_pack("{s:s,s:b}", "content", src_id, "file", *is_file));
-    } else if (wheels) {
-        bool f;
-        r = content_id(b, wheels, src_id, &f, err);
-        if (r == 0 && f)
-            r = gerr_set(err, ENOTDIR, "find_links %s must be a directory of wheels", wheels);
-        if (r == 0)
-            json_object_set_new(*what, "find_links", json_string(src_id));
+        const char *tree = json_string_value(json_object_get(copy, "tree"));
+        *is_file = json_is_true(json_object_get(copy, "file"));
+        if ((r = tree_stored(b, "copy", tree, err)) < 0)
+            return r;
+        snprintf(src_id, IMAGE_ID_MAX, "%s", tree);
+    } else if (wheels && (r = tree_stored(b, "find_links", wheels, err)) < 0) {
+        return r;
     }
-    if (r < 0) {
-        json_decref(*what);
-        *what = NULL;
-    }
-    return r;
+    *what = json_deep_copy(step);
+    if (copy)
+        json_object_set_new(*what, "copy", json_pack("{s:s,s:b}", "content", src_id, "file", *is_file));
+    return 0;
 }
 
 /* The shell commands of run, apt_install and pip_install steps (new reference). */
@@ -1046,6 +1004,7 @@ static int run_step(struct build_job *j, json_t *step, const char *parent_id, ch
     int r = step_identity(b, step, &what, src_id, &is_file, err);
     if (r < 0)
         return r;
+    step_scoped(what, j->scope);
     step_id_of(parent_id, what, step_id);
     bool waited;
     r = build_step_claim(j, step_id, id_out, &waited);
@@ -1061,7 +1020,7 @@ static int run_step(struct build_job *j, json_t *step, const char *parent_id, ch
     build_emit(j, json_pack("{s:s,s:i,s:s}", "event", "step_run", "index", j->step_index, "id", step_id));
     const char *kind = step_kind(step);
     if (!strcmp(kind, "copy")) {
-        r = do_copy(b, parent_id, src_id, is_file, json_string_value(json_object_get(step, "copy")),
+        r = do_copy(b, parent_id, src_id, is_file, json_string_value(json_object_get(json_object_get(step, "copy"), "src")),
                     json_string_value(json_object_get(step, "to")), id_out, err);
     } else if (!strcmp(kind, "env")) {
         r = do_env(b, parent_id, json_object_get(step, "env"), id_out, err);
@@ -1093,16 +1052,11 @@ static int base_key(struct builder *b, json_t *def, char key[IMAGE_ID_MAX], stru
         what = json_pack("{s:s,s:s,s:s,s:s}", "base", "debian_slim", "suite", b->suite, "mirror", b->mirror,
                          "apt_sources", srcs ? srcs : "");
     } else if (oci) {
-        struct stat st;
-        char content[IMAGE_ID_MAX];
-        if (stat(oci, &st) < 0)
-            return gerr_sys(err, errno, "from_oci %s", oci);
-        char index[PATH_MAX + 16];
-        snprintf(index, sizeof index, "%s/index.json", oci);
-        int r = file_sha256(S_ISDIR(st.st_mode) ? index : oci, content, err);
+        /* The uploaded tree's id is the digest of its content. */
+        int r = tree_stored(b, "from_oci", oci, err);
         if (r < 0)
-            return gerr_prefix(err, "from_oci");
-        what = json_pack("{s:s,s:s}", "base", "from_oci", "content", content);
+            return r;
+        what = json_pack("{s:s,s:s}", "base", "from_oci", "tree", oci);
     } else {
         return 0;
     }
@@ -1151,7 +1105,7 @@ static int run_base(struct build_job *j, char id_out[IMAGE_ID_MAX], struct gerr 
     const char *oci = json_string_value(json_object_get(j->def, "from_oci"));
     if (oci) {
         char rootfs[PATH_MAX];
-        r = image_import_oci(b->cfg.cas, b->images_dir, oci, id_out, rootfs, sizeof rootfs, NULL, err);
+        r = image_import_oci_tree(b->cfg.cas, b->images_dir, oci, id_out, rootfs, sizeof rootfs, NULL, err);
     } else {
         r = run_debootstrap(j, id_out, err);
     }
@@ -1222,7 +1176,8 @@ void build_run(struct build_job *j)
 
 /* ---- lookups without building ------------------------------------------------------------- */
 
-int build_lookup(struct builder *b, json_t *def, const char *base_id, char id_out[IMAGE_ID_MAX], struct gerr *err)
+int build_lookup(struct builder *b, json_t *def, const char *base_id, const char *scope, char id_out[IMAGE_ID_MAX],
+                 struct gerr *err)
 {
     char cur[IMAGE_ID_MAX];
     const char *base = json_string_value(json_object_get(def, "base"));
@@ -1247,6 +1202,7 @@ int build_lookup(struct builder *b, json_t *def, const char *base_id, char id_ou
         bool is_file;
         if ((r = step_identity(b, step, &what, src, &is_file, err)) < 0)
             return gerr_prefix(err, "steps[%zu]", i);
+        step_scoped(what, scope);
         step_id_of(cur, what, sid);
         if (build_cache_lookup(b, sid, cur) < 0)
             return gerr_set(err, ENOENT, "steps[%zu] is not built yet", i);

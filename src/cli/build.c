@@ -8,8 +8,11 @@
 #include <unistd.h>
 
 #include "base/buf.h"
+#include "base/cleanup.h"
+#include "base/json_cleanup.h"
 #include "cli/cli.h"
 #include "gust.h"
+#include "spec/spec.h"
 
 /* Progress of a build on stderr; the final event is kept for the caller. */
 struct build_view {
@@ -136,19 +139,47 @@ static bool read_spec(const char *pos, struct buf *spec, const char **ctype)
     return true;
 }
 
-gust_client *cli_build_open(const char *pos, const char *endpoint, struct buf *spec, const char **ctype,
+gust_client *cli_build_open(const char *pos, const char *endpoint, bool deploy, struct buf *spec, const char **ctype,
                             struct buf *path, int *rc)
 {
     char context[PATH_MAX];
     *rc = EXIT_USAGE;
     if (!read_spec(pos, spec, ctype) || !spec_context(pos, context, sizeof context))
         return NULL;
+    /* The spec is parsed here, with gustd's own parser, to find its host paths. */
+    struct gerr err;
+    json_t *doc AUTO_JSON = NULL;
+    if (!strcmp(*ctype, "application/toml")) {
+        if (toml_parse(spec->data, spec->len, &doc, &err) < 0) {
+            fprintf(stderr, "error: %s: %s\n", pos, err.msg);
+            *rc = EXIT_API;
+            return NULL;
+        }
+    } else {
+        json_error_t je;
+        if (!(doc = json_loadb(spec->data, spec->len, 0, &je))) {
+            fprintf(stderr, "error: %s is not valid JSON: line %d, column %d: %s\n", pos, je.line, je.column, je.text);
+            *rc = EXIT_API;
+            return NULL;
+        }
+    }
     gust_client *c = cli_open_client();
     if (!c)
         return NULL;
+    if (!cli_spec_upload(c, doc, context, deploy, rc)) {
+        gust_client_free(c);
+        return NULL;
+    }
+    AUTO_FREE char *text = json_dumps(doc, JSON_COMPACT);
+    if (!text) {
+        fprintf(stderr, "error: %s: its strings are not valid UTF-8\n", pos);
+        gust_client_free(c);
+        return NULL;
+    }
+    spec->len = 0;
+    buf_append_str(spec, text);
+    *ctype = "application/json";
     buf_append_str(path, endpoint);
-    buf_append_str(path, "context=");
-    cli_path_seg(path, context);
     return c;
 }
 

@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "base/buf.h"
@@ -93,6 +94,32 @@ bool cli_parse_seconds(const char *s, double *out);
  * why and returns false. */
 bool cli_read_input_file(const char *path, struct buf *b);
 
+/* ---------- local files to trees on gustd (upload.c) ---------- */
+
+/* What uploads sent: distinct chunks and their bytes, and how many gustd lacked. */
+struct cli_upload_stats {
+    size_t chunks, chunks_sent;
+    uint64_t bytes, bytes_sent;
+};
+struct cli_tree;
+struct cli_tree *cli_tree_new(void);
+void cli_tree_free(struct cli_tree *t);
+/* Reads and hashes path (a directory: its tree; a file: a tree holding it alone under
+ * its name; *is_file, if non-NULL, says which) into t, sending nothing. On failure
+ * prints why, naming label, and returns false. */
+bool cli_tree_scan(struct cli_tree *t, const char *path, const char *label, bool *is_file);
+/* Sends the chunks of scanned t that gustd lacks and its entries; id gets the tree
+ * id. On failure prints why and returns false with *rc. */
+bool cli_tree_upload(gust_client *c, struct cli_tree *t, const char *label, char id[80], struct cli_upload_stats *st,
+                     int *rc);
+/* Uploads the host paths of the image definitions in doc (deploy: each
+ * functions[i].image; else doc's "image" table or doc itself) and puts the trees in
+ * their place: from_oci and find_links become tree ids, copy = "SRC" becomes {src,
+ * tree, file}. Relative paths are under dir (the spec file's directory); copy
+ * sources must be relative without "..". Every path is read before anything is sent.
+ * On failure prints why and returns false with *rc. */
+bool cli_spec_upload(gust_client *c, json_t *doc, const char *dir, bool deploy, int *rc);
+
 /* ---------- requests to gustd and their errors (request.c) ---------- */
 
 /* A client for cli_opts.addr; NULL after reporting an invalid address. */
@@ -163,10 +190,11 @@ char *cell_list(json_t *arr);
 
 /* ---------- streamed image builds (build.c), for deploy and image build ---------- */
 
-/* Reads spec file pos (see docs/CLI.md for how its format is told), opens the client
- * and starts path with endpoint + "context=<pos's directory>". NULL (with *rc) when
- * the command should end. */
-gust_client *cli_build_open(const char *pos, const char *endpoint, struct buf *spec, const char **ctype,
+/* Reads spec file pos (see docs/CLI.md for how its format is told), opens the client,
+ * uploads the host paths of its image definitions (cli_spec_upload; deploy: the
+ * functions' inline images) and leaves in spec the JSON to send (*ctype JSON). path
+ * gets endpoint. NULL (with *rc) when the command should end. */
+gust_client *cli_build_open(const char *pos, const char *endpoint, bool deploy, struct buf *spec, const char **ctype,
                             struct buf *path, int *rc);
 /* POSTs spec to path, showing the build's progress on stderr. Returns EXIT_OK with
  * *final the last event (the caller json_decref's it) when that event is want_event;

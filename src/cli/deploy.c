@@ -98,7 +98,7 @@ int cmd_deploy(const struct cli_cmd *cmd, int argc, char **argv)
     AUTO_BUF struct buf spec = {0};
     AUTO_BUF struct buf path = {0};
     const char *ctype;
-    AUTO_CLIENT gust_client *c = cli_build_open(pos[0], "/v1/deploy?build=1&", &spec, &ctype, &path, &rc);
+    AUTO_CLIENT gust_client *c = cli_build_open(pos[0], "/v1/deploy?build=1", true, &spec, &ctype, &path, &rc);
     if (!c)
         return rc;
     if (force)

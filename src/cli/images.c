@@ -26,15 +26,15 @@ int cmd_image_build(const struct cli_cmd *cmd, int argc, char **argv)
     AUTO_BUF struct buf spec = {0};
     AUTO_BUF struct buf path = {0};
     const char *ctype;
-    AUTO_CLIENT gust_client *c = cli_build_open(pos[0], "/v1/images/build?", &spec, &ctype, &path, &rc);
+    AUTO_CLIENT gust_client *c = cli_build_open(pos[0], "/v1/images/build", false, &spec, &ctype, &path, &rc);
     if (!c)
         return rc;
     if (name) {
-        buf_append_str(&path, "&name=");
+        buf_append_str(&path, "?name=");
         cli_path_seg(&path, name);
     }
     if (force)
-        buf_append_str(&path, "&force_build=1");
+        buf_append_str(&path, name ? "&force_build=1" : "?force_build=1");
     json_t *j AUTO_JSON = NULL;
     if ((rc = cli_build_run(c, path.data, &spec, ctype, "done", &j)) != EXIT_OK)
         return rc;
@@ -59,29 +59,47 @@ int cmd_image_add(const struct cli_cmd *cmd, int argc, char **argv)
     int rc;
     if (!cli_parse_args(cmd, argc, argv, opts, pos, 2, &rc))
         return rc;
-    AUTO_FREE char *abs = realpath(pos[1], NULL);
-    if (!abs) {
-        fprintf(stderr, "error: rootfs %s: %s\n", pos[1], strerror(errno));
+    /* gustd opens no host path a client names: this command reads the directory (or
+     * the OCI tarball) itself and uploads what gustd lacks, then names the tree. */
+    struct cli_tree *t = cli_tree_new();
+    bool is_file = false;
+    if (!cli_tree_scan(t, pos[1], oci ? "oci" : "rootfs", &is_file)) {
+        cli_tree_free(t);
+        return EXIT_USAGE;
+    }
+    if (!oci && is_file) {
+        cli_tree_free(t);
+        fprintf(stderr, "error: rootfs %s is a file; give the image's root directory\n", pos[1]);
         return EXIT_USAGE;
     }
     AUTO_CLIENT gust_client *c = cli_open_client();
-    if (!c)
-        return EXIT_USAGE;
-    json_t *req AUTO_JSON = oci ? json_pack("{s:s, s:s}", "name", pos[0], "oci", abs)
-                                : json_pack("{s:s, s:s, s:b}", "name", pos[0], "rootfs", abs, "host_usr", host_usr);
-    AUTO_FREE char *body = req ? json_dumps(req, JSON_COMPACT) : NULL;
-    if (!body) {
-        fprintf(stderr, "error: out of memory\n");
+    if (!c) {
+        cli_tree_free(t);
         return EXIT_USAGE;
     }
+    char tree[80];
+    struct cli_upload_stats st = {0};
+    bool ok = cli_tree_upload(c, t, pos[1], tree, &st, &rc);
+    cli_tree_free(t);
+    if (!ok)
+        return rc;
+    json_t *req AUTO_JSON = oci ? json_pack("{s:s, s:s}", "name", pos[0], "oci", tree)
+                                : json_pack("{s:s, s:s, s:b}", "name", pos[0], "tree", tree, "host_usr", host_usr);
+    AUTO_FREE char *body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+    if (!body) {
+        fprintf(stderr, "error: the image name is not valid UTF-8\n");
+        return EXIT_USAGE;
+    }
+    /* gustd answers when the image is stored and materialised: as long as that takes. */
+    gust_client_set_timeout(c, 0);
     json_t *j AUTO_JSON = cli_api_json(c, &rc, "POST", body, "/v1/images");
     if (!j)
         return rc;
-    printf("added image %s = %s (%s%s): %lld files, %.1f MB, %lld new objects\n", pos[0],
-           json_string_value(json_object_get(j, "id")), abs, host_usr ? ", host /usr" : "",
+    printf("added image %s = %s (%s%s): %lld files, %.1f MB; uploaded %zu of %zu chunks (%.1f MB)\n", pos[0],
+           json_string_value(json_object_get(j, "id")), pos[1], host_usr ? ", host /usr" : "",
            (long long)json_integer_value(json_object_get(j, "files")),
-           (double)json_integer_value(json_object_get(j, "bytes")) / 1e6,
-           (long long)json_integer_value(json_object_get(j, "objects_written")));
+           (double)json_integer_value(json_object_get(j, "bytes")) / 1e6, st.chunks_sent, st.chunks,
+           (double)st.bytes_sent / 1e6);
     return EXIT_OK;
 }
 

@@ -72,6 +72,36 @@ int ctl_image_qname(struct ctl *c, const char *ws, const char *name, char qname[
     return -ENOENT;
 }
 
+/* Whether ws holds tree v (a string "sha256:..."); else e names field. */
+static bool tree_held(struct ctl *c, const char *ws, json_t *v, const char *field, struct ctl_error *e)
+{
+    const char *id = json_string_value(v);
+    if (!id || ctl_ws_holds(c, ws, id))
+        return true;
+    ctl_err(e, CTL_E_INVALID, "invalid_spec", field,
+            "%s: tree %s is not stored; upload its files and create it with POST /v1/mounts first", field, id);
+    return false;
+}
+
+int ctl_def_trees_held(struct ctl *c, const char *ws, json_t *def, const char *where, struct ctl_error *e)
+{
+    char field[SPEC_FIELD_MAX];
+    snprintf(field, sizeof field, "%s.from_oci", where);
+    if (!tree_held(c, ws, json_object_get(def, "from_oci"), field, e))
+        return -ENOENT;
+    size_t i;
+    json_t *step;
+    json_array_foreach(json_object_get(def, "steps"), i, step) {
+        snprintf(field, sizeof field, "%s.steps[%zu].copy", where, i);
+        if (!tree_held(c, ws, json_object_get(json_object_get(step, "copy"), "tree"), field, e))
+            return -ENOENT;
+        snprintf(field, sizeof field, "%s.steps[%zu].find_links", where, i);
+        if (!tree_held(c, ws, json_object_get(step, "find_links"), field, e))
+            return -ENOENT;
+    }
+    return 0;
+}
+
 int ctl_named_image_id(struct ctl *c, const char *ws, const char *name, char id[IMAGE_ID_MAX], bool *host_usr,
                        struct gerr *err)
 {
@@ -114,7 +144,7 @@ int ctl_inline_image(struct ctl *c, const char *ws, json_t *def, char id[IMAGE_I
         char base[IMAGE_ID_MAX];
         if ((r = ctl_image_base_of(c, ws, def, base, err)) < 0)
             return r;
-        if ((r = build_lookup(c->builder, def, base, id, err)) < 0)
+        if ((r = build_lookup(c->builder, def, base, ws, id, err)) < 0)
             return r;
     }
     return image_materialize(c->cas, c->images_dir, id, rootfs, cap, err);

@@ -26,7 +26,6 @@ struct ctl_deploy_build {
     char ws[CTL_WS_NAME_MAX + 1]; /* the workspace that asked */
     char name[CTL_QNAME_MAX];   /* image build: the qualified name to register, "" for none */
     json_t *spec;               /* deploy: the spec to deploy once built */
-    char *context;
     int pending;                /* builder jobs not done yet */
     json_t *error;              /* the first failure's final event */
     json_t *result;             /* image build: the final event */
@@ -44,7 +43,6 @@ static void build_record_free(struct ctl_deploy_build *b)
     json_decref(b->spec);
     json_decref(b->error);
     json_decref(b->result);
-    free(b->context);
     free(b);
 }
 
@@ -59,7 +57,7 @@ static void finish(struct ctl_deploy_build *b)
     } else {
         json_t *result = NULL;
         struct ctl_error e = {0};
-        if (ctl_deploy(c, b->ws, b->spec, b->context, &result, &e) == 0) {
+        if (ctl_deploy(c, b->ws, b->spec, &result, &e) == 0) {
             json_object_set_new(result, "event", json_string("deployed"));
             final = result;
         } else {
@@ -116,13 +114,12 @@ static void part_done(void *ud, const char *image_id, const char *rootfs, json_t
         finish(b);
 }
 
-static struct ctl_deploy_build *record_new(struct ctl *c, const struct ctl_build_sink *sink, const char *context)
+static struct ctl_deploy_build *record_new(struct ctl *c, const struct ctl_build_sink *sink)
 {
     struct ctl_deploy_build *b = xcalloc(1, sizeof *b);
     b->c = c;
     b->sink = *sink;
     b->attached = true;
-    b->context = context ? xstrdup(context) : NULL;
     list_push_front(&c->deploy_builds, &b->link);
     return b;
 }
@@ -134,7 +131,7 @@ static int start_part(struct ctl_deploy_build *b, json_t *def, const char *base,
     p->b = b;
     snprintf(p->function, sizeof p->function, "%s", function ? function : "");
     struct build_sink s = {.event = part_event, .done = part_done, .ud = p};
-    int r = build_submit(b->c->builder, def, base, force, &s, err);
+    int r = build_submit(b->c->builder, def, base, b->ws, force, &s, err);
     if (r < 0) {
         free(p);
         return r;
@@ -143,7 +140,7 @@ static int start_part(struct ctl_deploy_build *b, json_t *def, const char *base,
     return 0;
 }
 
-int ctl_image_build(struct ctl *c, const char *ws, json_t *doc, const char *context, const char *name, bool force,
+int ctl_image_build(struct ctl *c, const char *ws, json_t *doc, const char *name, bool force,
                     const struct ctl_build_sink *sink, struct ctl_build **out, struct ctl_error *e)
 {
     if (c->shutting_down) {
@@ -161,17 +158,18 @@ int ctl_image_build(struct ctl *c, const char *ws, json_t *doc, const char *cont
     char field[SPEC_FIELD_MAX] = "";
     struct gerr err;
     AUTO_JSON json_t *def = NULL;
-    if (spec_image_parse(v, where, &def, field, &err) < 0 ||
-        spec_image_resolve_paths(def, where, context, field, &err) < 0) {
+    if (spec_image_parse(v, where, &def, field, &err) < 0) {
         ctl_err(e, CTL_E_INVALID, "invalid_spec", field, "%s", err.msg);
         return -EINVAL;
     }
+    if (ctl_def_trees_held(c, ws, def, where, e) < 0)
+        return -ENOENT;
     char base[IMAGE_ID_MAX];
     if (ctl_image_base_of(c, ws, def, base, &err) < 0) {
         ctl_err(e, CTL_E_INVALID, "invalid_spec", "image.base", "image.base: %s", err.msg);
         return -EINVAL;
     }
-    struct ctl_deploy_build *b = record_new(c, sink, context);
+    struct ctl_deploy_build *b = record_new(c, sink);
     snprintf(b->ws, sizeof b->ws, "%s", ws);
     if (name && *name)
         ctl_qualify(b->name, ws, name);
@@ -185,16 +183,15 @@ int ctl_image_build(struct ctl *c, const char *ws, json_t *doc, const char *cont
     return 0;
 }
 
-int ctl_deploy_building(struct ctl *c, const char *ws, json_t *spec, const char *context, bool force,
+int ctl_deploy_building(struct ctl *c, const char *ws, json_t *spec, bool force,
                         const struct ctl_build_sink *sink, struct ctl_build **out, struct ctl_error *e)
 {
     struct spec_app app = {0};
-    char field[SPEC_FIELD_MAX] = "";
     struct gerr err;
     int r0 = ctl_parse_app(c, spec, &app, e);
     if (r0 < 0)
         return r0;
-    struct ctl_deploy_build *b = record_new(c, sink, context);
+    struct ctl_deploy_build *b = record_new(c, sink);
     snprintf(b->ws, sizeof b->ws, "%s", ws);
     AUTO_JSON json_t *cached = json_array();
     int r = 0;
@@ -207,10 +204,8 @@ int ctl_deploy_building(struct ctl *c, const char *ws, json_t *spec, const char 
             continue;
         char fld[64], id[IMAGE_ID_MAX], rootfs[PATH_MAX], base[IMAGE_ID_MAX];
         snprintf(fld, sizeof fld, "functions[%zu].image", i);
-        if ((r = spec_image_resolve_paths(def, fld, context, field, &err)) < 0) {
-            ctl_err(e, CTL_E_INVALID, "invalid_spec", field, "%s", err.msg);
+        if ((r = ctl_def_trees_held(c, ws, def, fld, e)) < 0)
             break;
-        }
         if ((r = ctl_image_base_of(c, ws, def, base, &err)) < 0) {
             ctl_err(e, CTL_E_INVALID, "invalid_spec", fld, "%s.base: %s", fld, err.msg);
             break;

@@ -258,6 +258,7 @@ void ctl_free(struct ctl *c)
     if (!c)
         return;
     ctl_builds_free(c);
+    ctl_image_jobs_free(c);
     ctl_builder_stop(c);
     ctl_secrets_free(c);
     cas_close(c->cas);

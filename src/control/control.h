@@ -142,10 +142,7 @@ int ctl_token_revoke(struct ctl *c, const char *id, struct ctl_error *e);
 
 /* Deploys an app spec (already parsed JSON tree). On success *result is
  * {"app":..,"functions":[{"name","version"}]}. */
-int ctl_deploy(struct ctl *c, const char *ws, json_t *spec, const char *context, json_t **result,
-               struct ctl_error *e);
-/* context: the directory relative host paths of image definitions are joined to
- * (NULL: they must be absolute). */
+int ctl_deploy(struct ctl *c, const char *ws, json_t *spec, json_t **result, struct ctl_error *e);
 
 /* ---------- image builds (docs/API.md "Image builds") ---------- */
 
@@ -161,10 +158,10 @@ struct ctl_build_sink {
 struct ctl_build;
 /* Builds the image definition doc (a definition, or a document with an "image"
  * table) and, with name, registers the result under it. */
-int ctl_image_build(struct ctl *c, const char *ws, json_t *doc, const char *context, const char *name, bool force,
+int ctl_image_build(struct ctl *c, const char *ws, json_t *doc, const char *name, bool force,
                     const struct ctl_build_sink *sink, struct ctl_build **out, struct ctl_error *e);
 /* Deploys spec after building the inline images it needs (force: all of them). */
-int ctl_deploy_building(struct ctl *c, const char *ws, json_t *spec, const char *context, bool force,
+int ctl_deploy_building(struct ctl *c, const char *ws, json_t *spec, bool force,
                         const struct ctl_build_sink *sink, struct ctl_build **out, struct ctl_error *e);
 /* The client went away: the build goes on (its result is kept), nothing is reported. */
 void ctl_build_detach(struct ctl_build *b);
@@ -178,14 +175,24 @@ json_t *ctl_usage_json(struct ctl *c, const char *ws, double since, struct ctl_e
 json_t *ctl_health_json(struct ctl *c);
 
 /* Images (ws: the workspace asking; names are its own, and it also sees the built-in
- * images, listed with "builtin": true): a directory added under a name is ingested
- * into the content-addressed store (its id is the manifest digest) and materialised
- * once; containers use that copy. */
-int ctl_image_add(struct ctl *c, const char *ws, const char *name, const char *rootfs, bool host_usr, json_t **out,
-                  struct ctl_error *e);
-/* Imports an OCI image layout or image tarball (docker-archive) as name. */
-int ctl_image_import_oci(struct ctl *c, const char *ws, const char *name, const char *path, json_t **out,
-                         struct ctl_error *e);
+ * images, listed with "builtin": true): a tree the client uploaded (POST /v1/mounts)
+ * added under a name, or an OCI image it uploaded imported; gustd never opens a host
+ * path a client names. Both run on the image job thread: the call validates and
+ * queues (or fails with e), then done() is called once on the loop's thread with the
+ * answer (borrowed), or with out NULL and the error. */
+struct ctl_image_sink {
+    void (*done)(void *ud, json_t *out, const struct ctl_error *e);
+    void *ud;
+};
+struct ctl_image_job;
+/* tree: "sha256:…", one workspace ws uploaded; its id becomes the image id. */
+int ctl_image_add(struct ctl *c, const char *ws, const char *name, const char *tree, bool host_usr,
+                  const struct ctl_image_sink *sink, struct ctl_image_job **out, struct ctl_error *e);
+/* tree: an OCI image layout, or a tree of one file (an OCI or docker-archive tarball). */
+int ctl_image_import_oci(struct ctl *c, const char *ws, const char *name, const char *tree,
+                         const struct ctl_image_sink *sink, struct ctl_image_job **out, struct ctl_error *e);
+/* The client went away: the job goes on (the name is registered), nothing is reported. */
+void ctl_image_job_detach(struct ctl_image_job *j);
 json_t *ctl_images_json(struct ctl *c, const char *ws);
 /* One image: id, rootfs, host_usr, files, bytes (NULL + e when unknown). */
 json_t *ctl_image_inspect(struct ctl *c, const char *ws, const char *name, struct ctl_error *e);

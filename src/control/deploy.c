@@ -102,12 +102,10 @@ int ctl_parse_app(struct ctl *c, json_t *spec, struct spec_app *app, struct ctl_
     return 0;
 }
 
-int ctl_deploy(struct ctl *c, const char *ws, json_t *spec, const char *context, json_t **result,
-               struct ctl_error *e)
+int ctl_deploy(struct ctl *c, const char *ws, json_t *spec, json_t **result, struct ctl_error *e)
 {
     *result = NULL;
     struct spec_app app = {0};
-    char field[SPEC_FIELD_MAX] = "";
     struct gerr err;
     int r0 = ctl_parse_app(c, spec, &app, e);
     if (r0 < 0)
@@ -121,11 +119,8 @@ int ctl_deploy(struct ctl *c, const char *ws, json_t *spec, const char *context,
         if (f->image_def) {
             char fld[64], id[IMAGE_ID_MAX];
             snprintf(fld, sizeof fld, "functions[%zu].image", i);
-            if (spec_image_resolve_paths(f->image_def, fld, context, field, &err) < 0) {
-                ctl_err(e, CTL_E_INVALID, "invalid_spec", field, "%s", err.msg);
-                r = -EINVAL;
+            if ((r = ctl_def_trees_held(c, ws, f->image_def, fld, e)) < 0)
                 goto out;
-            }
             r = ctl_inline_image(c, ws, f->image_def, id, rootfs, sizeof rootfs, &err);
             if (r == -ENOENT) {
                 ctl_err(e, CTL_E_CONFLICT, "image_not_built", fld,

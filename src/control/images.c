@@ -1,11 +1,13 @@
-/* Named images: a directory added under a name, or an OCI archive imported, goes
- * into the content-addressed store and is materialised once; names are kept in the
- * store. Also the built-in images, and gc of what nothing uses. */
+/* Named images: a tree the client uploaded, added under a name, or an OCI image it
+ * uploaded, imported, goes into the content-addressed store and is materialised once
+ * (on the job thread, below); names are kept in the store. Also the built-in images,
+ * and gc of what nothing uses. gustd never opens a host path a client names. */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/stat.h>
 
 #include "base/cleanup.h"
@@ -14,6 +16,7 @@
 #include "base/xalloc.h"
 #include "cas/cas.h"
 #include "control/internal.h"
+#include "evloop/evloop.h"
 #include "image/image.h"
 
 /* The rootfs of registered image name (its materialised copy, or host /usr based). */
@@ -40,16 +43,288 @@ static bool image_name_ok(const char *name, struct ctl_error *e)
     return false;
 }
 
-/* The answer to an image add or import. */
-static json_t *image_added_json(const char *name, const char *id, const char *rootfs, bool host_usr,
-                                const struct cas_stats *cs)
+/* ---- image jobs: ingest off the loop thread ----
+ * Adding an uploaded tree (materialising it) and importing an OCI image (unpacking its
+ * layers, storing the result) take as long as the image is large, so they run on one
+ * job thread, never on the loop. A job's thread touches only the store of objects
+ * (thread-safe: src/cas) and the images directory (image_materialize is thread-safe);
+ * the database, the names and the client's answer are the loop's, in job_finish. One
+ * thread, so imports queue behind each other and at most one writes at a time. */
+
+#define IMAGE_JOBS_MAX 64   /* queued or running; more is 409 busy */
+
+enum image_job_kind { JOB_ADD_TREE, JOB_IMPORT_OCI };
+
+struct ctl_image_job {
+    struct list_node link;         /* in jobs->queue, then jobs->done */
+    struct ctl *c;
+    enum image_job_kind kind;
+    char name[CTL_QNAME_MAX];      /* "<workspace>/<name>" */
+    char tree[IMAGE_ID_MAX];
+    bool host_usr;
+    struct ctl_image_sink sink;    /* .done NULL once detached (loop thread only) */
+    /* results, written by the job thread before the job moves to done */
+    int r;
+    struct gerr err;
+    char id[IMAGE_ID_MAX];
+    char rootfs[PATH_MAX];
+    struct cas_stats cs;
+    uint64_t t0;
+};
+
+struct ctl_image_jobs {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t th;
+    struct list_node queue, done;  /* under mu */
+    bool stop;                     /* under mu */
+    struct ev_async *wake;
+    size_t active;                 /* submitted, not finished (loop thread) */
+};
+
+/* Files and bytes of the stored tree d (counted from its manifest). */
+static int tree_counts(struct cas *cas, const struct cas_digest *d, struct cas_stats *cs, struct gerr *err)
 {
-    return json_pack("{s:s,s:s,s:s,s:b,s:I,s:I,s:I,s:I}", "name", name, "id", id, "rootfs", rootfs, "host_usr",
-                     host_usr, "files", (json_int_t)cs->files, "bytes", (json_int_t)cs->bytes_in, "objects_written",
-                     (json_int_t)cs->objects_written, "objects_reused", (json_int_t)cs->objects_reused);
+    json_t *m = NULL;
+    int r = cas_manifest_load(cas, d, &m, err);
+    if (r < 0)
+        return r;
+    size_t i;
+    json_t *en;
+    json_array_foreach(json_object_get(m, "entries"), i, en) {
+        if (!strcmp(json_string_value(json_object_get(en, "type")), "file")) {
+            cs->files++;
+            cs->bytes_in += (uint64_t)json_integer_value(json_object_get(en, "size"));
+        }
+    }
+    json_decref(m);
+    return 0;
 }
 
-/* Ingests dir and registers it as name. */
+/* The job's work, on the job thread. */
+static void job_work(struct ctl_image_job *j)
+{
+    struct ctl *c = j->c;
+    struct cas_digest d;
+    if (cas_digest_parse(j->tree, &d) < 0 || !cas_has(c->cas, &d)) {
+        j->r = gerr_set(&j->err, ENOENT, "tree %s is not stored; upload it first (POST /v1/mounts)", j->tree);
+        return;
+    }
+    if (j->kind == JOB_ADD_TREE) {
+        j->r = tree_counts(c->cas, &d, &j->cs, &j->err);
+        if (j->r == 0)
+            j->r = image_materialize(c->cas, c->images_dir, j->tree, j->rootfs, sizeof j->rootfs, &j->err);
+        if (j->r == 0)
+            snprintf(j->id, sizeof j->id, "%s", j->tree);
+        return;
+    }
+    j->r = image_import_oci_tree(c->cas, c->images_dir, j->tree, j->id, j->rootfs, sizeof j->rootfs, &j->cs, &j->err);
+}
+
+static void *job_thread(void *arg)
+{
+    struct ctl_image_jobs *q = arg;
+    pthread_mutex_lock(&q->mu);
+    for (;;) {
+        while (!q->stop && list_empty(&q->queue))
+            pthread_cond_wait(&q->cv, &q->mu);
+        if (q->stop)
+            break;
+        struct ctl_image_job *j = list_first_entry(&q->queue, struct ctl_image_job, link);
+        list_remove(&j->link);
+        pthread_mutex_unlock(&q->mu);
+        job_work(j);
+        pthread_mutex_lock(&q->mu);
+        list_push_back(&q->done, &j->link);
+        ev_async_send(q->wake);
+    }
+    pthread_mutex_unlock(&q->mu);
+    return NULL;
+}
+
+/* The answer to an image add or import. */
+static json_t *image_added_json(const char *name, const char *id, const char *rootfs, bool host_usr,
+                                const struct cas_stats *cs, bool objects)
+{
+    json_t *j = json_pack("{s:s,s:s,s:s,s:b,s:I,s:I}", "name", name, "id", id, "rootfs", rootfs, "host_usr",
+                          host_usr, "files", (json_int_t)cs->files, "bytes", (json_int_t)cs->bytes_in);
+    if (objects) {
+        json_object_set_new(j, "objects_written", json_integer((json_int_t)cs->objects_written));
+        json_object_set_new(j, "objects_reused", json_integer((json_int_t)cs->objects_reused));
+    }
+    return j;
+}
+
+/* A finished job, on the loop thread: register the name, answer the client. */
+static void job_finish(struct ctl *c, struct ctl_image_job *j)
+{
+    const char *field = j->kind == JOB_ADD_TREE ? "tree" : "oci";
+    struct ctl_error e;
+    json_t *out = NULL;
+    if (j->r == 0)
+        j->r = store_image_put(c->store, j->name, j->rootfs, j->host_usr, j->id, wall_s(), &j->err);
+    if (j->r < 0) {
+        /* A bad OCI image is the client's; an uploaded tree that cannot be
+         * materialised (a corrupt object) is gustd's. */
+        bool bad_input = j->r == -ENOENT || (j->kind == JOB_IMPORT_OCI && (j->r == -EBADMSG || j->r == -EINVAL ||
+                                                                          j->r == -ENOTDIR));
+        ctl_err(&e, bad_input ? CTL_E_INVALID : CTL_E_INTERNAL, bad_input ? "invalid_argument" : "internal",
+                bad_input ? field : NULL, "%s: image %s: %s", field, ctl_local_name(j->name), j->err.msg);
+        log_warn("control", "image %s: %s", j->name, j->err.msg);
+    } else {
+        log_info("control", "image %s = %s (%s %s): %llu files, %.1f MB, %.0f ms", j->name, j->id,
+                 j->kind == JOB_ADD_TREE ? "tree" : "oci", j->tree, (unsigned long long)j->cs.files,
+                 (double)j->cs.bytes_in / 1e6, (double)(mono_ns() - j->t0) / 1e6);
+        out = image_added_json(ctl_local_name(j->name), j->id, j->rootfs, j->host_usr, &j->cs,
+                               j->kind == JOB_IMPORT_OCI);
+    }
+    if (j->sink.done)
+        j->sink.done(j->sink.ud, out, out ? NULL : &e);
+    json_decref(out);
+}
+
+static void jobs_wake(struct ev_loop *loop, void *data)
+{
+    struct ctl *c = data;
+    struct ctl_image_jobs *q = c->image_jobs;
+    for (;;) {
+        pthread_mutex_lock(&q->mu);
+        struct ctl_image_job *j = list_first_entry(&q->done, struct ctl_image_job, link);
+        if (j)
+            list_remove(&j->link);
+        pthread_mutex_unlock(&q->mu);
+        if (!j)
+            return;
+        q->active--;
+        job_finish(c, j);
+        free(j);
+    }
+}
+
+/* The job queue, started on first use. */
+static int jobs_get(struct ctl *c, struct ctl_image_jobs **out, struct gerr *err)
+{
+    if (c->image_jobs) {
+        *out = c->image_jobs;
+        return 0;
+    }
+    struct ctl_image_jobs *q = xcalloc(1, sizeof *q);
+    list_init(&q->queue);
+    list_init(&q->done);
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_cond_init(&q->cv, NULL);
+    int r = ev_async_new(c->loop, jobs_wake, c, &q->wake);
+    if (r < 0) {
+        free(q);
+        return gerr_set(err, -r, "the image job wake-up: %s", strerror(-r));
+    }
+    if ((r = pthread_create(&q->th, NULL, job_thread, q)) != 0) {
+        ev_async_free(q->wake);
+        free(q);
+        return gerr_set(err, r, "start the image job thread: %s", strerror(r));
+    }
+    c->image_jobs = *out = q;
+    return 0;
+}
+
+void ctl_image_jobs_free(struct ctl *c)
+{
+    struct ctl_image_jobs *q = c->image_jobs;
+    if (!q)
+        return;
+    /* A running job is finished first (its writes are atomic renames either way);
+     * queued ones are dropped unanswered, as their connections are going too. */
+    pthread_mutex_lock(&q->mu);
+    q->stop = true;
+    pthread_cond_signal(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+    pthread_join(q->th, NULL);
+    list_for_each_safe(j, &q->queue, struct ctl_image_job, link) free(j);
+    list_for_each_safe(j, &q->done, struct ctl_image_job, link) free(j);
+    ev_async_free(q->wake);
+    pthread_cond_destroy(&q->cv);
+    pthread_mutex_destroy(&q->mu);
+    free(q);
+    c->image_jobs = NULL;
+}
+
+bool ctl_image_jobs_running(struct ctl *c)
+{
+    return c->image_jobs && c->image_jobs->active > 0;
+}
+
+void ctl_image_job_detach(struct ctl_image_job *j)
+{
+    if (j)
+        j->sink.done = NULL;
+}
+
+/* A tree id from the client: "sha256:<64 hex>". */
+static bool tree_id_ok(const char *tree, const char *field, struct ctl_error *e)
+{
+    if (spec_image_id_valid(tree))
+        return true;
+    ctl_err(e, CTL_E_INVALID, "invalid_argument", field,
+            "%s: must be the id of an uploaded tree, \"sha256:\" and 64 lowercase hex digits (POST /v1/mounts "
+            "answers it)", field);
+    return false;
+}
+
+static int job_submit(struct ctl *c, enum image_job_kind kind, const char *ws, const char *name, const char *tree,
+                      bool host_usr, const struct ctl_image_sink *sink, struct ctl_image_job **out,
+                      struct ctl_error *e)
+{
+    const char *field = kind == JOB_ADD_TREE ? "tree" : "oci";
+    if (!image_name_ok(name, e) || !tree_id_ok(tree, field, e))
+        return -EINVAL;
+    struct cas_digest d;
+    /* Only a tree this workspace made: another's is "not stored", as a missing one. */
+    if (cas_digest_parse(tree, &d) < 0 || !cas_has(c->cas, &d) || !ctl_ws_holds(c, ws, tree)) {
+        ctl_err(e, CTL_E_INVALID, "invalid_argument", field,
+                "%s: tree %s is not stored; upload its files and create it with POST /v1/mounts first", field, tree);
+        return -ENOENT;
+    }
+    struct ctl_image_jobs *q = NULL;
+    struct gerr err;
+    if (jobs_get(c, &q, &err) < 0) {
+        ctl_err(e, CTL_E_INTERNAL, "internal", NULL, "%s", err.msg);
+        return -EIO;
+    }
+    if (q->active >= IMAGE_JOBS_MAX) {
+        ctl_err(e, CTL_E_CONFLICT, "busy", NULL, "%d image adds and imports are queued already; try again later",
+                IMAGE_JOBS_MAX);
+        return -EBUSY;
+    }
+    struct ctl_image_job *j = xcalloc(1, sizeof *j);
+    j->c = c;
+    j->kind = kind;
+    ctl_qualify(j->name, ws, name);
+    snprintf(j->tree, sizeof j->tree, "%s", tree);
+    j->host_usr = host_usr;
+    j->sink = *sink;
+    j->t0 = mono_ns();
+    q->active++;
+    pthread_mutex_lock(&q->mu);
+    list_push_back(&q->queue, &j->link);
+    pthread_cond_signal(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+    *out = j;
+    return 0;
+}
+
+int ctl_image_add(struct ctl *c, const char *ws, const char *name, const char *tree, bool host_usr,
+                  const struct ctl_image_sink *sink, struct ctl_image_job **out, struct ctl_error *e)
+{
+    return job_submit(c, JOB_ADD_TREE, ws, name, tree, host_usr, sink, out, e);
+}
+
+int ctl_image_import_oci(struct ctl *c, const char *ws, const char *name, const char *tree,
+                         const struct ctl_image_sink *sink, struct ctl_image_job **out, struct ctl_error *e)
+{
+    return job_submit(c, JOB_IMPORT_OCI, ws, name, tree, false, sink, out, e);
+}
+
+/* Ingests dir (a built-in image's source, made by gustd itself) and registers it. */
 static int image_register(struct ctl *c, const char *name, const char *dir, bool host_usr, char id[IMAGE_ID_MAX],
                           char *rootfs, size_t rootfs_cap, struct cas_stats *st, struct gerr *err)
 {
@@ -57,68 +332,6 @@ static int image_register(struct ctl *c, const char *name, const char *dir, bool
     if (r < 0)
         return r;
     return store_image_put(c->store, name, rootfs, host_usr, id, wall_s(), err);
-}
-
-int ctl_image_add(struct ctl *c, const char *ws, const char *local, const char *rootfs, bool host_usr, json_t **out,
-                  struct ctl_error *e)
-{
-    if (!image_name_ok(local, e))
-        return -EINVAL;
-    char name[CTL_QNAME_MAX];
-    ctl_qualify(name, ws, local);
-    if (rootfs[0] != '/') {
-        ctl_err(e, CTL_E_INVALID, "invalid_argument", "rootfs", "rootfs: must be an absolute path, got \"%s\"",
-                rootfs);
-        return -EINVAL;
-    }
-    struct stat st;
-    if (stat(rootfs, &st) < 0 || !S_ISDIR(st.st_mode)) {
-        ctl_err(e, CTL_E_INVALID, "invalid_argument", "rootfs", "rootfs: \"%s\" is not a directory on the worker",
-                rootfs);
-        return -EINVAL;
-    }
-    struct gerr err;
-    char id[IMAGE_ID_MAX], path[PATH_MAX];
-    struct cas_stats cs;
-    uint64_t t0 = mono_ns();
-    if (image_register(c, name, rootfs, host_usr, id, path, sizeof path, &cs, &err) < 0) {
-        ctl_err(e, CTL_E_INTERNAL, "internal", NULL, "image %s: %s", name, err.msg);
-        return -EIO;
-    }
-    log_info("control", "image %s = %s: %llu files, %.1f MB, %llu new objects, %.0f ms", name, id,
-             (unsigned long long)cs.files, (double)cs.bytes_in / 1e6, (unsigned long long)cs.objects_written,
-             (double)(mono_ns() - t0) / 1e6);
-    *out = image_added_json(local, id, path, host_usr, &cs);
-    return 0;
-}
-
-int ctl_image_import_oci(struct ctl *c, const char *ws, const char *local, const char *path, json_t **out,
-                         struct ctl_error *e)
-{
-    if (!image_name_ok(local, e))
-        return -EINVAL;
-    char name[CTL_QNAME_MAX];
-    ctl_qualify(name, ws, local);
-    if (path[0] != '/') {
-        ctl_err(e, CTL_E_INVALID, "invalid_argument", "oci", "oci: must be an absolute path, got \"%s\"", path);
-        return -EINVAL;
-    }
-    struct gerr err;
-    char id[IMAGE_ID_MAX], rootfs[PATH_MAX];
-    struct cas_stats cs;
-    int r = image_import_oci(c->cas, c->images_dir, path, id, rootfs, sizeof rootfs, &cs, &err);
-    if (r == 0)
-        r = store_image_put(c->store, name, rootfs, false, id, wall_s(), &err);
-    if (r < 0) {
-        bool bad_input = r == -EBADMSG || r == -EINVAL || r == -ENOENT || r == -ENOTDIR;
-        ctl_err(e, bad_input ? CTL_E_INVALID : CTL_E_INTERNAL, bad_input ? "invalid_argument" : "internal",
-                bad_input ? "oci" : NULL, "oci: %s", err.msg);
-        return r;
-    }
-    log_info("control", "image %s = %s from %s: %llu files, %.1f MB", name, id, path, (unsigned long long)cs.files,
-             (double)cs.bytes_in / 1e6);
-    *out = image_added_json(local, id, rootfs, false, &cs);
-    return 0;
 }
 
 struct image_listing {
@@ -246,6 +459,11 @@ static void gc_collect_dropped(void *ud, const char *step_id, const char *parent
 
 json_t *ctl_image_gc(struct ctl *c, struct ctl_error *e)
 {
+    if (ctl_image_jobs_running(c)) {
+        ctl_err(e, CTL_E_CONFLICT, "build_running", NULL,
+                "an image add or import is running; run gc when it has finished (its objects are not named yet)");
+        return NULL;
+    }
     if (c->builder && build_running(c->builder)) {
         ctl_err(e, CTL_E_CONFLICT, "build_running",
                 NULL, "an image build is running; run gc when it has finished (its steps are not referenced yet)");

@@ -23,7 +23,9 @@
  *   views.c     listings: apps, functions, containers, health, usage
  *   control.c   the facade: create, recover, tick, cancel, shutdown, free
  *
- * Everything runs on the event-loop thread.
+ * Everything runs on the event-loop thread, but for the work of image jobs (images.c:
+ * materialising and importing uploaded trees), which touches only the object store
+ * and the images directory and hands its result back to the loop (ev_async).
  */
 #ifndef GUST_CONTROL_INTERNAL_H
 #define GUST_CONTROL_INTERNAL_H
@@ -262,6 +264,7 @@ struct ctl {
     struct list_node secrets;        /* struct ctl_secret (secrets.c) */
     struct list_node workspaces;     /* struct ctl_ws (ident.c) */
     struct hmap tokens;              /* struct ctl_token by id (ident.c) */
+    struct ctl_image_jobs *image_jobs; /* the image job thread (images.c), NULL until used */
 };
 
 /* Iterates every version of every function of every app. */
@@ -369,6 +372,9 @@ void ctl_maps_free(struct ctl *c);
 #define CTL_MAX_BLOB_QUERY 100000
 #define CTL_MAX_MOUNT_ENTRIES 100000
 int ctl_secrets_load(struct ctl *c, struct gerr *err);
+/* Whether workspace ws uploaded or created the blob or tree digest ("sha256:..."):
+ * what another workspace stored counts as missing. */
+bool ctl_ws_holds(struct ctl *c, const char *ws, const char *digest);
 void ctl_secrets_free(struct ctl *c);
 /* -ENOENT + e naming functions[index].secrets[i] when f names a secret that workspace
  * ws does not have. */
@@ -395,6 +401,10 @@ void ctl_builder_stop(struct ctl *c);
  * not built yet (err says which step); other errors for a bad base. */
 int ctl_inline_image(struct ctl *c, const char *ws, json_t *def, char id[IMAGE_ID_MAX], char *rootfs, size_t cap,
                      struct gerr *err);
+/* Whether every tree image definition def names (from_oci, copy, find_links) is one
+ * workspace ws uploaded; else -ENOENT with e naming the field under where. Another
+ * workspace's tree is "not stored", as a missing one. */
+int ctl_def_trees_held(struct ctl *c, const char *ws, json_t *def, const char *where, struct ctl_error *e);
 /* The qualified name under which workspace ws sees image name: its own
  * ("<ws>/<name>"), else the built-in one ("<name>"); -ENOENT if neither exists
  * (qname is then "<ws>/<name>"). */
@@ -413,6 +423,10 @@ void ctl_build_live_ancestors(struct ctl *c, char ***live, size_t *n, size_t *ca
 /* The rootfs of the image workspace ws calls name. */
 int ctl_image_resolve(struct ctl *c, const char *ws, const char *name, char *rootfs, size_t cap, bool *host_usr,
                       struct gerr *err);
+/* Whether an image add or import is queued or running (gc waits for them). */
+bool ctl_image_jobs_running(struct ctl *c);
+/* Stops the image job thread (after its running job) and drops queued jobs. */
+void ctl_image_jobs_free(struct ctl *c);
 /* Stores the built-in images (busybox, the host's python). */
 int ctl_images_builtin(struct ctl *c, struct gerr *err);
 

@@ -308,7 +308,7 @@ static bool bounded_list(json_t *v, const char *field, size_t max, const char *w
 /* Whether ws holds the object d: uploaded or created it. What another workspace
  * stored counts as missing, so that no answer tells one workspace what another has;
  * uploading it again stores nothing new underneath. */
-static bool ws_holds(struct ctl *c, const char *ws, const char *digest)
+bool ctl_ws_holds(struct ctl *c, const char *ws, const char *digest)
 {
     return store_blob_owned(c->store, ws, digest, NULL) == 0;
 }
@@ -350,7 +350,7 @@ json_t *ctl_blobs_missing(struct ctl *c, const char *ws, json_t *digests, struct
                     "digests[%zu]: must be \"sha256:\" and 64 lowercase hex digits", i);
             return NULL;
         }
-        if (!ws_holds(c, ws, json_string_value(v)))
+        if (!ctl_ws_holds(c, ws, json_string_value(v)))
             json_array_append(missing, v);
     }
     return json_pack("{s:o}", "missing", missing);
@@ -379,7 +379,7 @@ int ctl_blob_put(struct ctl *c, const char *ws, const char *digest, const void *
                 "the body's SHA-256 is sha256:%s, not the %s it was sent as; nothing was stored", hex, digest);
         return -EINVAL;
     }
-    if (ws_holds(c, ws, digest))
+    if (ctl_ws_holds(c, ws, digest))
         return 0;
     int r = stored_quota_check(c, ws, len, e);
     if (r < 0)
@@ -398,7 +398,8 @@ json_t *ctl_mount_create(struct ctl *c, const char *ws, json_t *entries, struct 
                       "tree entries (path, type, mode, and size + chunks for files)", e))
         return NULL;
     /* Owners are not the client's to choose: everything belongs to the container's
-     * root. Modes keep only the permission bits. The root entry "." may be left out. */
+     * root. Modes keep the permission and sticky bits (a rootfs's /tmp), never setuid
+     * or setgid. The root entry "." may be left out. */
     json_t *list = json_array();
     json_t *first = json_array_get(entries, 0);
     const char *p0 = json_string_value(json_object_get(first, "path"));
@@ -414,7 +415,7 @@ json_t *ctl_mount_create(struct ctl *c, const char *ws, json_t *entries, struct 
             json_object_set_new(copy, "gid", json_integer(0));
             json_t *mode = json_object_get(copy, "mode");
             if (json_is_integer(mode))
-                json_object_set_new(copy, "mode", json_integer(json_integer_value(mode) & 0777));
+                json_object_set_new(copy, "mode", json_integer(json_integer_value(mode) & 01777));
         }
         json_array_append_new(list, copy);
     }
@@ -438,7 +439,7 @@ json_t *ctl_mount_create(struct ctl *c, const char *ws, json_t *entries, struct 
         json_t *ch;
         json_array_foreach(json_object_get(ent, "chunks"), k, ch) {
             struct cas_digest cd;
-            if (cas_digest_parse(json_string_value(ch), &cd) == 0 && !ws_holds(c, ws, json_string_value(ch)) &&
+            if (cas_digest_parse(json_string_value(ch), &cd) == 0 && !ctl_ws_holds(c, ws, json_string_value(ch)) &&
                 !nmissing++) {
                 first_missing = json_string_value(ch);
                 missing_in = json_string_value(json_object_get(ent, "path"));
@@ -477,7 +478,7 @@ int ctl_mounts_resolve(struct ctl *c, const char *ws, const struct spec_function
         char dir[PATH_MAX];
         struct cas_digest d;
         if (cas_digest_parse(f->mount_images[i], &d) < 0 || !cas_has(c->cas, &d) ||
-            (ws && !ws_holds(c, ws, f->mount_images[i]))) {
+            (ws && !ctl_ws_holds(c, ws, f->mount_images[i]))) {
             gerr_set(err, ENOENT, "mounts[%zu].image: tree %s is not stored; create it with POST /v1/mounts", i,
                      f->mount_images[i]);
             goto fail;

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "base/util.h"
@@ -369,6 +370,68 @@ static void run_deferred(struct ev_loop *loop)
     loop->defer_run_cap = run_cap;
     for (size_t i = 0; i < n; i++)
         run[i].cb(loop, run[i].data);
+}
+
+/* ---------- async wake-ups ---------- */
+
+struct ev_async {
+    struct ev_loop *loop;
+    int efd;
+    ev_cb cb;
+    void *data;
+};
+
+static void async_ready(struct ev_loop *loop, int fd, uint32_t events, void *data)
+{
+    struct ev_async *a = data;
+    uint64_t n;
+    /* Reading resets the counter first, so a send that lands while cb runs wakes the
+     * loop again rather than being lost. EAGAIN: a spurious wake-up, nothing sent. */
+    if (read(fd, &n, sizeof n) != (ssize_t)sizeof n)
+        return;
+    a->cb(loop, a->data);
+}
+
+int ev_async_new(struct ev_loop *loop, ev_cb cb, void *data, struct ev_async **out)
+{
+    if (!cb)
+        return -EINVAL;
+    struct ev_async *a = xcalloc(1, sizeof *a);
+    a->loop = loop;
+    a->cb = cb;
+    a->data = data;
+    a->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (a->efd < 0) {
+        int e = errno;
+        free(a);
+        return -e;
+    }
+    int r = ev_io_add(loop, a->efd, EV_READ, async_ready, a);
+    if (r < 0) {
+        close(a->efd);
+        free(a);
+        return r;
+    }
+    *out = a;
+    return 0;
+}
+
+void ev_async_send(struct ev_async *a)
+{
+    uint64_t one = 1;
+    /* Only fails with EAGAIN when the counter is at its maximum, and then a wake-up is
+     * pending already. */
+    ssize_t w = write(a->efd, &one, sizeof one);
+    (void)w;
+}
+
+void ev_async_free(struct ev_async *a)
+{
+    if (!a)
+        return;
+    ev_io_del(a->loop, a->efd);
+    close(a->efd);
+    free(a);
 }
 
 /* ---------- run ---------- */

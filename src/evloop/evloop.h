@@ -34,6 +34,15 @@ void ev_timer_cancel(struct ev_loop *loop, uint64_t id);
  * Returns 0, or -EINVAL when cb is NULL. */
 int ev_defer(struct ev_loop *loop, ev_cb cb, void *data);
 
+/* A wake-up another thread can send: ev_async_send (thread-safe, never blocks)
+ * makes cb run once on the loop's thread soon after; sends before cb runs coalesce
+ * into one call, and a send after cb has begun runs it again. An eventfd watched by
+ * the loop. ev_async_free (on the loop's thread, with no sender left) drops it. */
+struct ev_async;
+int ev_async_new(struct ev_loop *loop, ev_cb cb, void *data, struct ev_async **out);
+void ev_async_send(struct ev_async *a);
+void ev_async_free(struct ev_async *a);
+
 /* Runs until ev_stop. Returns 0, or -errno if epoll_wait fails for a reason other than EINTR. */
 int ev_run(struct ev_loop *loop);
 void ev_stop(struct ev_loop *loop);

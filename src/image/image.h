@@ -64,6 +64,13 @@ int image_import_config(struct cas *cas, const char *images_dir, const char *src
 int image_import_oci(struct cas *cas, const char *images_dir, const char *path, char id_out[IMAGE_ID_MAX],
                      char *rootfs_out, size_t rootfs_cap, struct cas_stats *st, struct gerr *err);
 
+/* image_import_oci of an uploaded tree (a client's files, never a host path it
+ * names): tree ("sha256:…", stored) is an OCI image layout, or holds one regular file,
+ * an image tarball. It is materialised in a scratch directory under images_dir for
+ * the import and removed after. -ENOENT when the tree is not stored. */
+int image_import_oci_tree(struct cas *cas, const char *images_dir, const char *tree, char id_out[IMAGE_ID_MAX],
+                          char *rootfs_out, size_t rootfs_cap, struct cas_stats *st, struct gerr *err);
+
 /* Materialises the stored image id ("sha256:<hex>") at <images_dir>/by-id/<hex>/rootfs
  * unless it is there already (rootfs_out gets that path). Thread-safe. */
 int image_materialize(struct cas *cas, const char *images_dir, const char *id, char *rootfs_out, size_t rootfs_cap,

@@ -602,3 +602,47 @@ out:
     rm_rf(work);
     return r;
 }
+
+/* The uploaded tree d, materialised at dir (which must not exist): an OCI layout
+ * directory, or a tree of one regular file (an image tarball). *path gets what
+ * image_import_oci reads. */
+static int oci_tree_source(struct cas *cas, const struct cas_digest *d, const char *dir, char *path, size_t cap,
+                           struct gerr *err)
+{
+    json_t *m = NULL;
+    int r = cas_manifest_load(cas, d, &m, err);
+    if (r < 0)
+        return r;
+    json_t *one = NULL;
+    size_t i, n = 0;
+    json_t *en;
+    json_array_foreach(json_object_get(m, "entries"), i, en) {
+        if (strcmp(json_string_value(json_object_get(en, "path")), ".")) {
+            n++;
+            one = en;
+        }
+    }
+    if (n == 1 && !strcmp(json_string_value(json_object_get(one, "type")), "file"))
+        snprintf(path, cap, "%s/%s", dir, json_string_value(json_object_get(one, "path")));
+    else
+        snprintf(path, cap, "%s", dir);
+    json_decref(m);
+    return cas_materialize(cas, d, dir, err);
+}
+
+int image_import_oci_tree(struct cas *cas, const char *images_dir, const char *tree, char id_out[IMAGE_ID_MAX],
+                          char *rootfs_out, size_t rootfs_cap, struct cas_stats *st, struct gerr *err)
+{
+    struct cas_digest d;
+    if (cas_digest_parse(tree, &d) < 0 || !cas_has(cas, &d))
+        return gerr_set(err, ENOENT, "tree %s is not stored; upload it first (POST /v1/mounts)", tree);
+    char work[PATH_MAX], dir[PATH_MAX + 8], path[PATH_MAX * 2];
+    if (snprintf(work, sizeof work, "%s/upload-XXXXXX", images_dir) >= (int)sizeof work || !mkdtemp(work))
+        return gerr_sys(err, errno, "create a scratch directory under %s", images_dir);
+    snprintf(dir, sizeof dir, "%s/tree", work);
+    int r = oci_tree_source(cas, &d, dir, path, sizeof path, err);
+    if (r == 0)
+        r = image_import_oci(cas, images_dir, path, id_out, rootfs_out, rootfs_cap, st, err);
+    rm_rf(work);
+    return r;
+}

@@ -120,10 +120,49 @@ static bool img_abs_path_ok(const char *s)
     return s[0] == '/' && strlen(s) <= SPEC_MAX_PATH;
 }
 
-/* Host paths may be relative (to the spec's directory: spec_image_resolve_paths). */
-static bool img_host_path_ok(const char *s)
+/* A tree the client uploaded (POST /v1/mounts), named by its id. */
+static bool img_tree_ok(json_t *v)
 {
-    return *s && strlen(s) <= SPEC_MAX_PATH;
+    return img_plain_string(v) && spec_image_id_valid(json_string_value(v));
+}
+
+/* What a host path in a definition gets: gustd never opens a host path a client
+ * names, so the client uploads the files and names the tree (what: where it goes). */
+static int img_host_path(struct img_ctx *c, const char *suffix, json_t *v, const char *what)
+{
+    if (img_plain_string(v))
+        return img_fail(c, suffix,
+                        "\"%.80s\" is a path on the client's machine, which gustd does not open; upload %s as a "
+                        "tree (POST /v1/blobs/missing, PUT /v1/blobs/DIGEST, POST /v1/mounts) and give its id "
+                        "\"sha256:...\" (gust and the Python SDK do this)",
+                        json_string_value(v), what);
+    return img_fail(c, suffix, "must be the id \"sha256:...\" of an uploaded tree (%s), got %s", what, img_type(v));
+}
+
+int spec_copy_src_check(const char *src, const char **why)
+{
+    if (!*src) {
+        *why = "is empty; give a path relative to the spec's directory";
+        return -EINVAL;
+    }
+    if (strlen(src) > SPEC_MAX_PATH) {
+        *why = "is too long a path";
+        return -EINVAL;
+    }
+    if (src[0] == '/') {
+        *why = "is an absolute path; copy sources are relative paths inside the spec's directory";
+        return -EINVAL;
+    }
+    for (const char *p = src; *p;) {
+        size_t n = strcspn(p, "/");
+        if (n == 2 && p[0] == '.' && p[1] == '.') {
+            *why = "has a \"..\" component; copy sources are relative paths inside the spec's directory";
+            return -EINVAL;
+        }
+        p += n;
+        p += strspn(p, "/");
+    }
+    return 0;
 }
 
 /* A non-empty array of strings (or, when one_ok, a single string), each passing ok. */
@@ -242,16 +281,36 @@ static int img_step(struct img_ctx *c, size_t idx, json_t *s, json_t **out)
         if (fl) {
             char fsuf[64];
             snprintf(fsuf, sizeof fsuf, "%s.find_links", suf);
-            if (!img_plain_string(fl) || !img_host_path_ok(json_string_value(fl)))
-                return img_fail(c, fsuf, "must be a directory of wheels on this machine, got %s", img_type(fl));
+            if (!img_tree_ok(fl))
+                return img_host_path(c, fsuf, fl, "the directory of wheels");
             json_object_set(n, "find_links", fl);
         }
     } else if (!strcmp(kind, "copy")) {
         static const char *const allowed[] = {"copy", "to", NULL};
         if ((r = img_only_keys(c, suf, s, allowed)) < 0)
             return r;
-        if (!img_plain_string(v) || !img_host_path_ok(json_string_value(v)))
-            return img_fail(c, ksuf, "must be the path of a local file or directory, got %s", img_type(v));
+        if (!json_is_object(v))
+            return img_host_path(c, ksuf, v, "the file or directory with its src");
+        static const char *const callowed[] = {"src", "tree", "file", NULL};
+        if ((r = img_only_keys(c, ksuf, v, callowed)) < 0)
+            return r;
+        json_t *src = json_object_get(v, "src"), *tree = json_object_get(v, "tree"), *file = json_object_get(v, "file");
+        char csuf[80];
+        snprintf(csuf, sizeof csuf, "%s.src", ksuf);
+        const char *why;
+        if (!img_plain_string(src))
+            return img_fail(c, csuf, "must be the source's path relative to the spec's directory, got %s",
+                            src ? img_type(src) : "nothing");
+        if (spec_copy_src_check(json_string_value(src), &why) < 0)
+            return img_fail(c, csuf, "\"%.80s\" %s", json_string_value(src), why);
+        snprintf(csuf, sizeof csuf, "%s.tree", ksuf);
+        if (!img_tree_ok(tree))
+            return img_fail(c, csuf, "must be the id \"sha256:...\" of the uploaded tree of src (POST /v1/mounts), got %s",
+                            tree ? img_type(tree) : "nothing");
+        snprintf(csuf, sizeof csuf, "%s.file", ksuf);
+        if (file && !json_is_boolean(file))
+            return img_fail(c, csuf, "must be true (src is a file: the tree holds it alone) or false, got %s",
+                            img_type(file));
         json_t *to = json_object_get(s, "to");
         char tsuf[64];
         snprintf(tsuf, sizeof tsuf, "%s.to", suf);
@@ -259,7 +318,7 @@ static int img_step(struct img_ctx *c, size_t idx, json_t *s, json_t **out)
             return img_fail(c, tsuf, "required field is missing; give the absolute path in the image, e.g. to = \"/app\"");
         if (!img_plain_string(to) || !img_abs_path_ok(json_string_value(to)))
             return img_fail(c, tsuf, "must be an absolute path in the image, got %s", img_type(to));
-        n = json_pack("{s:O,s:O}", "copy", v, "to", to);
+        n = json_pack("{s:{s:O,s:O,s:b},s:O}", "copy", "src", src, "tree", tree, "file", json_is_true(file), "to", to);
     } else if (!strcmp(kind, "env")) {
         static const char *const allowed[] = {"env", NULL};
         if ((r = img_only_keys(c, suf, s, allowed)) < 0)
@@ -335,9 +394,8 @@ int spec_image_parse(json_t *v, const char *where, json_t **out, char field_out[
             return img_fail(&c, ".base", "\"%.80s\" is not debian_slim, busybox, scratch or an image name", b);
         json_object_set(n, "base", base);
     } else {
-        if (!img_plain_string(oci) || !img_host_path_ok(json_string_value(oci)))
-            return img_fail(&c, ".from_oci", "must be the path of an OCI image layout directory or image tarball, got %s",
-                            img_type(oci));
+        if (!img_tree_ok(oci))
+            return img_host_path(&c, ".from_oci", oci, "the OCI image layout directory or image tarball");
         json_object_set(n, "from_oci", oci);
     }
     json_t *steps = json_object_get(v, "steps");
@@ -367,51 +425,4 @@ int spec_image_parse(json_t *v, const char *where, json_t **out, char field_out[
     }
     *out = json_incref(n);
     return 0;
-}
-
-/* path resolved against context into a new absolute string. */
-static int img_resolve_one(struct img_ctx *c, json_t *obj, const char *key, const char *suffix, const char *context)
-{
-    json_t *v = json_object_get(obj, key);
-    if (!v)
-        return 0;
-    const char *p = json_string_value(v);
-    if (p[0] == '/')
-        return 0;
-    if (!context || context[0] != '/')
-        return img_fail(c, suffix, "\"%.80s\" is a relative path; give an absolute path (gust resolves paths "
-                                   "relative to the spec file's directory)", p);
-    char abs[SPEC_MAX_PATH + 2];
-    const char *rel = !strncmp(p, "./", 2) ? p + 2 : p;
-    if (snprintf(abs, sizeof abs, "%s%s%s", context, context[strlen(context) - 1] == '/' ? "" : "/", rel) >=
-        (int)sizeof abs - 1)
-        return img_fail(c, suffix, "path is too long after joining it to %s", context);
-    if (!strcmp(rel, "."))
-        abs[strlen(abs) - 2] = '\0';
-    /* context comes from the client and need not be UTF-8, which json_string refuses. */
-    json_t *js = json_string(abs);
-    if (!js)
-        return img_fail(c, suffix, "the spec's directory (%.80s) is not valid UTF-8", context);
-    json_object_set_new(obj, key, js);
-    return 0;
-}
-
-int spec_image_resolve_paths(json_t *def, const char *where, const char *context, char field_out[SPEC_FIELD_MAX],
-                             struct gerr *err)
-{
-    struct img_ctx c = {.field_out = field_out, .err = err};
-    snprintf(c.path, sizeof c.path, "%s", where);
-    int r = img_resolve_one(&c, def, "from_oci", ".from_oci", context);
-    size_t i;
-    json_t *s;
-    json_array_foreach(json_object_get(def, "steps"), i, s) {
-        char suf[64];
-        snprintf(suf, sizeof suf, ".steps[%zu].copy", i);
-        if (r == 0)
-            r = img_resolve_one(&c, s, "copy", suf, context);
-        snprintf(suf, sizeof suf, ".steps[%zu].find_links", i);
-        if (r == 0)
-            r = img_resolve_one(&c, s, "find_links", suf, context);
-    }
-    return r;
 }

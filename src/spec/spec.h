@@ -130,12 +130,17 @@ void spec_function_free(struct spec_function *f);
 void spec_function_copy(const struct spec_function *src, struct spec_function *dst);
 
 /* ---- image definitions (docs/SPEC.md "Images") ----
- * { base = "debian_slim" | "busybox" | "scratch" | NAME  (or from_oci = PATH),
+ * As gustd takes them (docs/API.md "Image builds"):
+ * { base = "debian_slim" | "busybox" | "scratch" | NAME  (or from_oci = TREE),
  *   steps = [ {run = CMD | [CMD...]}, {apt_install = [PKG...]},
- *             {pip_install = [REQ...], find_links = DIR}, {copy = PATH, to = ABS},
+ *             {pip_install = [REQ...], find_links = TREE},
+ *             {copy = {src = REL, tree = TREE, file = BOOL}, to = ABS},
  *             {env = {K = V}}, {workdir = ABS} ] }
- * Host paths (from_oci, copy, find_links) may be relative until
- * spec_image_resolve_paths joins them to the spec's directory. */
+ * TREE is the id ("sha256:…") of a tree the client uploaded (POST /v1/mounts): gustd
+ * never opens a host path a client names. A spec file names host paths instead
+ * (from_oci = PATH, find_links = DIR, copy = REL); the client uploads them and puts
+ * the trees in (src/cli, the Python SDK); a path where a tree belongs is refused with
+ * a message that says so. */
 #define SPEC_IMAGE_MAX_STEPS 128
 #define SPEC_IMAGE_MAX_ITEMS 512    /* commands of a run step, packages of an install */
 #define SPEC_IMAGE_MAX_BYTES 65536  /* of the strings of one step */
@@ -144,10 +149,11 @@ void spec_function_copy(const struct spec_function *src, struct spec_function *d
  * step a table with its kind as key; run/apt_install/pip_install values as arrays.
  * Field paths in errors start with where ("image", "functions[0].image"). */
 int spec_image_parse(json_t *v, const char *where, json_t **out, char field_out[SPEC_FIELD_MAX], struct gerr *err);
-/* Makes the relative host paths of the normalised definition def absolute against
- * context (an absolute directory); with context NULL, a relative path is an error. */
-int spec_image_resolve_paths(json_t *def, const char *where, const char *context, char field_out[SPEC_FIELD_MAX],
-                             struct gerr *err);
+/* Whether src is a copy source a client may name: non-empty, relative, without ".."
+ * components (it names a file under the spec's directory). -EINVAL with *why (a
+ * static phrase to follow the quoted path) otherwise. The CLI checks spec files
+ * with it too, so both say the same. */
+int spec_copy_src_check(const char *src, const char **why);
 /* Whether base names a built-in base (scratch, busybox, debian_slim). */
 bool spec_image_base_builtin(const char *base);
 

@@ -515,6 +515,16 @@ class Gust:
         assert any(i["name"] == name for i in imgs), imgs
         self._images.add(name)
 
+    def upload_tree(self, path):
+        """A local directory, or a file (a tree holding it alone), uploaded the way
+        the clients do (POST /v1/blobs/missing, PUT /v1/blobs, POST /v1/mounts, through
+        the SDK); its tree id. gustd never opens a host path a client names."""
+        if SDK_DIR not in sys.path:
+            sys.path.insert(0, SDK_DIR)
+        from gust import _mount
+        items = [("", path)] if os.path.isdir(path) else [(os.path.basename(path), path)]
+        return _mount.upload(self.addr, items, exact=True)
+
     # ------------------------------------------------------------ leftovers
     def leftovers(self):
         """What this daemon's containers left on the host: cgroups below the parent,

@@ -13,16 +13,34 @@ from test_oci import layers, oci_layout
 SH = ["/bin/sh", "-c"]
 
 
+def wire(g, definition, context=None):
+    """The definition as gustd takes it: its host paths (relative to context) uploaded
+    as trees, as the CLI and the SDK do; gustd never opens a host path a client names."""
+    d = json.loads(json.dumps(definition))
+
+    def up(p):
+        return g.upload_tree(p if os.path.isabs(p) else os.path.join(context, p))
+    if isinstance(d.get("from_oci"), str):
+        d["from_oci"] = up(d["from_oci"])
+    for s in d.get("steps", []):
+        if isinstance(s.get("copy"), str):
+            p = s["copy"]
+            full = p if os.path.isabs(p) else os.path.join(context, p)
+            s["copy"] = {"src": os.path.relpath(full, context or "/"), "tree": up(p), "file": os.path.isfile(full)}
+        if isinstance(s.get("find_links"), str):
+            s["find_links"] = up(s["find_links"])
+    return d
+
+
 def build(g, definition, name=None, force=False, context=None, expect=200):
-    """POST /v1/images/build; returns the list of NDJSON events."""
+    """Uploads the definition's host paths, then POST /v1/images/build; returns the
+    list of NDJSON events."""
     q = []
     if name:
         q.append(f"name={name}")
     if force:
         q.append("force_build=1")
-    if context:
-        q.append(f"context={context}")
-    r = g.http("POST", "/v1/images/build" + ("?" + "&".join(q) if q else ""), json.dumps(definition),
+    r = g.http("POST", "/v1/images/build" + ("?" + "&".join(q) if q else ""), json.dumps(wire(g, definition, context)),
                {"Content-Type": "application/json"}, timeout=600)
     assert r.status == expect, r
     if expect != 200:
@@ -114,8 +132,17 @@ to = "/opt/prog.sh"
 [[functions.image.steps]]
 env = { MODE = "from-image", OTHER = "kept" }
 """)
-    # Without building, the API says what to do.
+    # gustd reads no host path: neither the old context parameter nor a copy path.
     r = gust.http("POST", f"/v1/deploy?context={tmp_path}", spec.read_bytes(), {"Content-Type": "application/toml"})
+    assert r.status == 400 and r.error()["field"] == "context", r
+    r = gust.http("POST", "/v1/deploy", spec.read_bytes(), {"Content-Type": "application/toml"})
+    assert r.status == 400 and r.error()["field"] == "functions[0].image.steps[0].copy", r
+    assert "upload" in r.error()["message"], r
+    # Without building, the API says what to do.
+    wired = {"app": "inl", "functions": [{"name": "go", "kind": "exec", "command": ["/bin/sh", "/opt/prog.sh"],
+                                          "image": wire(gust, {"base": "busybox", "steps": [
+                                              {"copy": "src/prog.sh", "to": "/opt/prog.sh"}]}, str(tmp_path))}]}
+    r = gust.http("POST", "/v1/deploy", json.dumps(wired), {"Content-Type": "application/json"})
     assert r.status == 409 and r.error()["code"] == "image_not_built", r
     assert r.error()["field"] == "functions[0].image" and "build=1" in r.error()["message"]
     res = gust.cli("deploy", str(spec))

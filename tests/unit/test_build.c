@@ -32,18 +32,18 @@ UNIT_TEST(test_definition_normalised)
     char field[SPEC_FIELD_MAX];
     struct gerr err;
     json_t *d = parse_def("{\"base\":\"busybox\",\"steps\":[{\"run\":\"echo hi\"},{\"apt_install\":\"curl\"},"
-                          "{\"pip_install\":[\"numpy==1.26\"],\"find_links\":\"wheels\"},"
-                          "{\"copy\":\"./src\",\"to\":\"/app\"},{\"env\":{\"A\":\"1\"}},{\"workdir\":\"/app\"}]}",
+                          "{\"pip_install\":[\"numpy==1.26\"],\"find_links\":\"sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"},"
+                          "{\"copy\":{\"src\":\"./src\",\"tree\":\"sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"},\"to\":\"/app\"},"
+                          "{\"env\":{\"A\":\"1\"}},{\"workdir\":\"/app\"}]}",
                           field, &err);
     CHECK(d != NULL);
     json_t *steps = json_object_get(d, "steps");
     CHECK(json_is_array(json_object_get(json_array_get(steps, 0), "run")));
     CHECK(json_is_array(json_object_get(json_array_get(steps, 1), "apt_install")));
-    CHECK_EQ_INT(spec_image_resolve_paths(d, "image", NULL, field, &err), -EINVAL);
-    CHECK_STR(field, "image.steps[2].find_links");
-    CHECK_EQ_INT(spec_image_resolve_paths(d, "image", "/ctx", field, &err), 0);
-    CHECK_STR(json_string_value(json_object_get(json_array_get(steps, 2), "find_links")), "/ctx/wheels");
-    CHECK_STR(json_string_value(json_object_get(json_array_get(steps, 3), "copy")), "/ctx/src");
+    CHECK_STR(json_string_value(json_object_get(json_array_get(steps, 2), "find_links")), "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+    json_t *copy = json_object_get(json_array_get(steps, 3), "copy");
+    CHECK_STR(json_string_value(json_object_get(copy, "src")), "./src");
+    CHECK(json_is_false(json_object_get(copy, "file")));
     json_decref(d);
 }
 
@@ -59,8 +59,19 @@ UNIT_TEST(test_definition_errors_name_the_field)
         {"{\"base\":\"busybox\",\"steps\":[{\"nope\":1}]}", "image.steps[0]"},
         {"{\"base\":\"busybox\",\"steps\":[{\"apt_install\":[\"ok\",\"-o=evil\"]}]}", "image.steps[0].apt_install[1]"},
         {"{\"base\":\"busybox\",\"steps\":[{\"pip_install\":[\"--index-url=x\"]}]}", "image.steps[0].pip_install[0]"},
-        {"{\"base\":\"busybox\",\"steps\":[{\"copy\":\"a\"}]}", "image.steps[0].to"},
-        {"{\"base\":\"busybox\",\"steps\":[{\"copy\":\"a\",\"to\":\"rel\"}]}", "image.steps[0].to"},
+        {"{\"base\":\"busybox\",\"steps\":[{\"copy\":{\"src\":\"a\",\"tree\":\"sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}}]}", "image.steps[0].to"},
+        {"{\"base\":\"busybox\",\"steps\":[{\"copy\":{\"src\":\"a\",\"tree\":\"sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"},\"to\":\"rel\"}]}",
+         "image.steps[0].to"},
+        /* Host paths are refused, naming the field: gustd never opens them. */
+        {"{\"base\":\"busybox\",\"steps\":[{\"copy\":\"/etc/shadow\",\"to\":\"/x\"}]}", "image.steps[0].copy"},
+        {"{\"base\":\"busybox\",\"steps\":[{\"copy\":{\"src\":\"/etc/shadow\",\"tree\":\"sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"},\"to\":\"/x\"}]}",
+         "image.steps[0].copy.src"},
+        {"{\"base\":\"busybox\",\"steps\":[{\"copy\":{\"src\":\"a/../../b\",\"tree\":\"sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"},\"to\":\"/x\"}]}",
+         "image.steps[0].copy.src"},
+        {"{\"base\":\"busybox\",\"steps\":[{\"copy\":{\"src\":\"a\"},\"to\":\"/x\"}]}", "image.steps[0].copy.tree"},
+        {"{\"base\":\"busybox\",\"steps\":[{\"pip_install\":\"x\",\"find_links\":\"/w\"}]}",
+         "image.steps[0].find_links"},
+        {"{\"from_oci\":\"/img.tar\"}", "image.from_oci"},
         {"{\"base\":\"busybox\",\"steps\":[{\"env\":{\"1X\":\"v\"}}]}", "image.steps[0].env.1X"},
         {"{\"base\":\"busybox\",\"steps\":[{\"workdir\":\"x\"}]}", "image.steps[0].workdir"},
         {"{\"base\":\"busybox\",\"extra\":1}", "image.extra"},
@@ -117,7 +128,7 @@ static void run_build(struct ev_loop *loop, struct builder *b, json_t *def, bool
     r->loop = loop;
     struct build_sink s = {on_event, on_done, r};
     struct gerr err;
-    CHECK_EQ_INT(build_submit(b, def, NULL, force, &s, &err), 0);
+    CHECK_EQ_INT(build_submit(b, def, NULL, "", force, &s, &err), 0);
     ev_run(loop);
 }
 
@@ -126,11 +137,39 @@ static void write_file(const char *path, const char *text)
     CHECK_EQ_INT(file_write_atomic(path, text, strlen(text), 0640), 0);
 }
 
+/* The id of dir stored as a tree: what a client's upload (POST /v1/mounts) gives. */
+static void tree_of(struct cas *cas, const char *dir, char out[IMAGE_ID_MAX])
+{
+    struct cas_digest d;
+    struct gerr err;
+    char hex[CAS_HEX_LEN + 1];
+    CHECK_EQ_INT(cas_ingest_tree(cas, dir, NULL, &d, NULL, &err), 0);
+    cas_digest_hex(&d, hex);
+    snprintf(out, IMAGE_ID_MAX, "sha256:%s", hex);
+}
+
+/* The test's definition over the uploaded trees of src and of the file a.txt alone. */
+static json_t *copy_def(struct cas *cas, const char *src, const char *file_dir)
+{
+    char doc[1024], t_src[IMAGE_ID_MAX], t_file[IMAGE_ID_MAX], field[SPEC_FIELD_MAX];
+    struct gerr err;
+    tree_of(cas, src, t_src);
+    tree_of(cas, file_dir, t_file);
+    snprintf(doc, sizeof doc,
+             "{\"base\":\"scratch\",\"steps\":[{\"copy\":{\"src\":\"src\",\"tree\":\"%s\"},\"to\":\"/app/code\"},"
+             "{\"copy\":{\"src\":\"src/a.txt\",\"tree\":\"%s\",\"file\":true},\"to\":\"/etc/\"},"
+             "{\"env\":{\"A\":\"1\",\"PATH\":\"/bin\"}},{\"env\":{\"A\":\"2\"}},{\"workdir\":\"/app/code/sub\"}]}",
+             t_src, t_file);
+    json_t *def = parse_def(doc, field, &err);
+    CHECK(def != NULL);
+    return def;
+}
+
 UNIT_TEST(test_manifest_steps_and_cache)
 {
     struct ev_loop *loop = NULL;
     CHECK_EQ_INT(ev_loop_new(&loop), 0);
-    char path[1024], src[256];
+    char path[1024], src[256], file_dir[256];
     snprintf(path, sizeof path, "%s/cas", g_dir);
     struct cas *cas = NULL;
     struct gerr err;
@@ -143,6 +182,10 @@ UNIT_TEST(test_manifest_steps_and_cache)
     CHECK_EQ_INT(mkdir_p(path, 0755), 0);
     snprintf(path, sizeof path, "%s/src/sub/b.txt", g_dir);
     write_file(path, "two\n");
+    snprintf(file_dir, sizeof file_dir, "%s/one-file", g_dir);
+    CHECK_EQ_INT(mkdir_p(file_dir, 0755), 0);
+    snprintf(path, sizeof path, "%s/a.txt", file_dir);
+    write_file(path, "one\n");
     char images[256], work[256];
     snprintf(images, sizeof images, "%s/images", g_dir);
     snprintf(work, sizeof work, "%s/work", g_dir);
@@ -150,15 +193,8 @@ UNIT_TEST(test_manifest_steps_and_cache)
     struct builder *b = NULL;
     CHECK_EQ_INT(build_new(&bc, &b, &err), 0);
 
-    char doc[1024];
-    snprintf(doc, sizeof doc,
-             "{\"base\":\"scratch\",\"steps\":[{\"copy\":\"%s\",\"to\":\"/app/code\"},"
-             "{\"copy\":\"%s/a.txt\",\"to\":\"/etc/\"},{\"env\":{\"A\":\"1\",\"PATH\":\"/bin\"}},"
-             "{\"env\":{\"A\":\"2\"}},{\"workdir\":\"/app/code/sub\"}]}",
-             src, src);
-    char field[SPEC_FIELD_MAX];
-    json_t *def = parse_def(doc, field, &err);
-    CHECK(def != NULL);
+    char doc[1024], field[SPEC_FIELD_MAX];
+    json_t *def = copy_def(cas, src, file_dir);
     struct result r;
     run_build(loop, b, def, false, &r);
     CHECK_STR(json_string_value(json_object_get(r.final, "event")), "done");
@@ -198,13 +234,16 @@ UNIT_TEST(test_manifest_steps_and_cache)
     CHECK_STR(r.image_id, first);
     json_decref(r.final);
     char looked[IMAGE_ID_MAX];
-    CHECK_EQ_INT(build_lookup(b, def, NULL, looked, &err), 0);
+    CHECK_EQ_INT(build_lookup(b, def, NULL, "", looked, &err), 0);
     CHECK_STR(looked, first);
 
-    /* A changed source file changes the copy step and what follows. */
+    /* A changed source file (uploaded again: a new tree) changes the copy step and
+     * what follows. */
     snprintf(path, sizeof path, "%s/src/sub/b.txt", g_dir);
     write_file(path, "three\n");
-    CHECK_EQ_INT(build_lookup(b, def, NULL, looked, &err), -ENOENT);
+    json_decref(def);
+    def = copy_def(cas, src, file_dir);
+    CHECK_EQ_INT(build_lookup(b, def, NULL, "", looked, &err), -ENOENT);
     run_build(loop, b, def, false, &r);
     CHECK_EQ_INT(r.ran, 5);
     CHECK(strcmp(r.image_id, first) != 0);
@@ -218,14 +257,26 @@ UNIT_TEST(test_manifest_steps_and_cache)
     json_decref(r.final);
     json_decref(def);
 
-    /* A copy through a file is refused; a run step without a sandbox fails clearly. */
-    snprintf(doc, sizeof doc, "{\"base\":\"scratch\",\"steps\":[{\"copy\":\"%s/a.txt\",\"to\":\"/f\"},"
-                              "{\"copy\":\"%s/a.txt\",\"to\":\"/f/inside\"}]}", src, src);
+    /* A copy through a file is refused; a tree that is not stored is a clear error; a
+     * run step without a sandbox fails clearly. */
+    char t_file[IMAGE_ID_MAX];
+    tree_of(cas, file_dir, t_file);
+    snprintf(doc, sizeof doc, "{\"base\":\"scratch\",\"steps\":[{\"copy\":{\"src\":\"a.txt\",\"tree\":\"%s\",\"file\":true},"
+                              "\"to\":\"/f\"},{\"copy\":{\"src\":\"a.txt\",\"tree\":\"%s\",\"file\":true},\"to\":\"/f/inside\"}]}",
+             t_file, t_file);
     def = parse_def(doc, field, &err);
     run_build(loop, b, def, false, &r);
     CHECK_STR(json_string_value(json_object_get(r.final, "event")), "error");
     CHECK(strstr(json_string_value(json_object_get(r.final, "message")), "not a directory") != NULL);
     CHECK_EQ_INT((int)json_integer_value(json_object_get(r.final, "index")), 2);
+    json_decref(r.final);
+    json_decref(def);
+    def = parse_def("{\"base\":\"scratch\",\"steps\":[{\"copy\":{\"src\":\"x\",\"tree\":\"sha256:"
+                    "0000000000000000000000000000000000000000000000000000000000000000\"},\"to\":\"/x\"}]}",
+                    field, &err);
+    run_build(loop, b, def, false, &r);
+    CHECK_STR(json_string_value(json_object_get(r.final, "event")), "error");
+    CHECK(strstr(json_string_value(json_object_get(r.final, "message")), "is not stored") != NULL);
     json_decref(r.final);
     json_decref(def);
     def = parse_def("{\"base\":\"busybox\",\"steps\":[{\"run\":\"true\"}]}", field, &err);

@@ -390,7 +390,7 @@ static void deploy(struct env *e, const char *extra)
     CHECK(spec);
     json_t *res = NULL;
     struct ctl_error ce = {0};
-    int r = ctl_deploy(e->ctl, "default", spec, NULL, &res, &ce);
+    int r = ctl_deploy(e->ctl, "default", spec, &res, &ce);
     if (r < 0)
         fprintf(stderr, "  deploy: %s: %s\n", ce.field, ce.message);
     CHECK(r == 0);
@@ -759,7 +759,7 @@ UNIT_TEST(test_capacity_waiting_reasons)
                               0, NULL);
     json_t *res = NULL;
     struct ctl_error ce = {0};
-    CHECK(ctl_deploy(e.ctl, "default", spec, NULL, &res, &ce) < 0);
+    CHECK(ctl_deploy(e.ctl, "default", spec, &res, &ce) < 0);
     CHECK_EQ_INT(ce.kind, CTL_E_UNSCHEDULABLE);
     CHECK_STR(ce.field, "functions[0].resources");
     json_decref(spec);
@@ -1041,7 +1041,7 @@ UNIT_TEST(test_workspace_isolation_and_quotas)
                        "\"image\":\"img\",\"resources\":{\"cpu\":100,\"memory\":64}}]}";
     json_t *spec = json_loads(text, 0, NULL);
     json_t *res = NULL;
-    CHECK(ctl_deploy(e.ctl, "small", spec, NULL, &res, &ce) == 0);
+    CHECK(ctl_deploy(e.ctl, "small", spec, &res, &ce) == 0);
     json_decref(res);
     json_decref(spec);
     char f_id[64], g_id[64];

@@ -2,6 +2,7 @@
  * callbacks), deferred callbacks. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -409,6 +410,68 @@ UNIT_TEST(test_now_cached)
     ev_loop_free(loop);
 }
 
+/* Another thread sends wake-ups while the loop runs; the callback runs on the loop's
+ * thread, sends coalesce, and the last one is never lost. */
+struct actx {
+    struct ev_async *a;
+    pthread_t loop_thread;
+    int calls;
+    bool wrong_thread;
+    int sent;            /* written by the sender before each send */
+    int seen;            /* the highest sent value a callback observed */
+};
+
+static void async_cb(struct ev_loop *loop, void *data)
+{
+    struct actx *x = data;
+    x->calls++;
+    if (!pthread_equal(pthread_self(), x->loop_thread))
+        x->wrong_thread = true;
+    x->seen = __atomic_load_n(&x->sent, __ATOMIC_ACQUIRE);
+    if (x->seen == 1000)
+        ev_stop(loop);
+}
+
+static void *async_sender(void *data)
+{
+    struct actx *x = data;
+    for (int i = 1; i <= 1000; i++) {
+        __atomic_store_n(&x->sent, i, __ATOMIC_RELEASE);
+        ev_async_send(x->a);
+        if (i % 100 == 0)
+            usleep(1000);
+    }
+    return NULL;
+}
+
+UNIT_TEST(test_async_from_another_thread)
+{
+    struct ev_loop *loop;
+    CHECK_EQ_INT(ev_loop_new(&loop), 0);
+    struct actx x = {.loop_thread = pthread_self()};
+    CHECK_EQ_INT(ev_async_new(loop, NULL, &x, &x.a), -EINVAL);
+    CHECK_EQ_INT(ev_async_new(loop, async_cb, &x, &x.a), 0);
+    uint64_t guard = ev_timer_add(loop, 10000, stop_cb, NULL);
+    pthread_t t;
+    CHECK_EQ_INT(pthread_create(&t, NULL, async_sender, &x), 0);
+    CHECK_EQ_INT(ev_run(loop), 0);
+    pthread_join(t, NULL);
+    ev_timer_cancel(loop, guard);
+    CHECK_EQ_INT(x.seen, 1000);
+    CHECK(!x.wrong_thread);
+    CHECK(x.calls >= 1 && x.calls <= 1000);
+    /* Sends before the loop runs again coalesce into one call. */
+    int before = x.calls;
+    ev_async_send(x.a);
+    ev_async_send(x.a);
+    ev_async_send(x.a);
+    ev_timer_add(loop, 50, stop_cb, NULL);
+    CHECK_EQ_INT(ev_run(loop), 0);
+    CHECK_EQ_INT(x.calls, before + 1);
+    ev_async_free(x.a);
+    ev_loop_free(loop);
+}
+
 int main(void)
 {
     UNIT_RUN(test_timer_order);
@@ -420,5 +483,6 @@ int main(void)
     UNIT_RUN(test_io_write_and_hup);
     UNIT_RUN(test_defer);
     UNIT_RUN(test_now_cached);
+    UNIT_RUN(test_async_from_another_thread);
     UNIT_MAIN_END();
 }

@@ -34,20 +34,27 @@ def _chunks(path):
                 return
 
 
-def _walk(root, prefix):
+def _raise(e):
+    """os.walk's error handler: a directory that cannot be read is an error, not a
+    silent gap in the tree."""
+    raise e
+
+
+def _walk(root, prefix, skip=True):
     """(relative path, absolute path, lstat) of every entry under root, parents first,
-    sorted by path; prefix (e.g. "gust") names root itself in the tree."""
+    sorted by path; prefix (e.g. "gust") names root itself in the tree. skip: leave
+    out caches and version-control directories (SKIP_DIRS, *.pyc)."""
     out = []
     if prefix:
         parts = prefix.split("/")
         for i in range(1, len(parts)):
             out.append(("/".join(parts[:i]), None, None))
         out.append((prefix, root, os.lstat(root)))
-    for d, dirs, files in os.walk(root):
-        dirs[:] = sorted(x for x in dirs if x not in SKIP_DIRS)
+    for d, dirs, files in os.walk(root, onerror=_raise):
+        dirs[:] = sorted(x for x in dirs if not skip or x not in SKIP_DIRS)
         rel = os.path.relpath(d, root)
         for name in dirs + sorted(files):
-            if name.endswith((".pyc", ".pyo")):
+            if skip and name.endswith((".pyc", ".pyo")):
                 continue
             p = os.path.join(d, name)
             r = name if rel == "." else os.path.join(rel, name)
@@ -58,14 +65,18 @@ def _walk(root, prefix):
     return out
 
 
-def upload(addr, items):
+def upload(addr, items, exact=False):
     """items: (tree path, local file or directory) pairs; a directory brings its whole
-    tree under its tree path ("" for the root). Returns the tree id ("sha256:...")."""
+    tree under its tree path ("" for the root). Returns the tree id ("sha256:...").
+    exact (image contents: copy sources, wheels, OCI images, a rootfs): every file,
+    with its permission and sticky bits; otherwise caches are left out and modes are
+    0755 or 0644. Every file is read before anything is sent, so an unreadable one
+    sends nothing."""
     entries, blobs = [], {}
     seen = set()
     for tree_path, local in items:
         if os.path.isdir(local):
-            listing = _walk(local, tree_path)
+            listing = _walk(local, tree_path, skip=not exact)
         else:
             parts = tree_path.split("/")
             listing = [("/".join(parts[:i]), None, None) for i in range(1, len(parts))]
@@ -75,7 +86,8 @@ def upload(addr, items):
                 continue
             seen.add(rel)
             if st is None or stat.S_ISDIR(st.st_mode):
-                entries.append({"path": rel, "type": "dir", "mode": 0o755})
+                mode = st.st_mode & 0o1777 if exact and st is not None else 0o755
+                entries.append({"path": rel, "type": "dir", "mode": mode})
             elif stat.S_ISLNK(st.st_mode):
                 entries.append({"path": rel, "type": "symlink", "mode": 0o777, "target": os.readlink(path)})
             elif stat.S_ISREG(st.st_mode):
@@ -84,8 +96,9 @@ def upload(addr, items):
                     chunks.append(digest)
                     blobs.setdefault(digest, (path, size, len(data)))
                     size += len(data)
-                mode = 0o755 if st.st_mode & 0o111 else 0o644
+                mode = st.st_mode & 0o1777 if exact else 0o755 if st.st_mode & 0o111 else 0o644
                 entries.append({"path": rel, "type": "file", "mode": mode, "size": size, "chunks": chunks})
+    entries = [e for e in entries if e["path"]]     # the root ("" for a directory item) is implied
     entries.sort(key=lambda e: e["path"])
     if blobs:
         st_, _, body = _net.request(addr, "POST", "/v1/blobs/missing",

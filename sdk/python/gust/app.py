@@ -290,16 +290,18 @@ class Function(Generic[P, R]):
             raise GustError(f"{self.name}: defined in {module_file}, not a .py file; define functions in a module file")
         return module_file, self.raw_f.__qualname__  # type: ignore[union-attr]
 
-    def spec(self, mounts: Optional[Tuple[str, str, str]] = None, secrets: Sequence[str] = ()) -> Dict[str, Any]:
+    def spec(self, mounts: Optional[Tuple[str, str, str]] = None, secrets: Sequence[str] = (),
+             addr: Optional[str] = None) -> Dict[str, Any]:
         """The function's spec. mounts: (sdk tree id, app tree id, path of the module
-        in the app tree), as App.deploy uploads them."""
+        in the app tree), as App.deploy uploads them; addr: where the image's local
+        paths are uploaded (App.deploy's gustd), None to leave them as paths."""
         module_file, qualname = self._source()
         sdk_id, app_id, rel = mounts or ("sha256:" + "0" * 64, "sha256:" + "0" * 64, os.path.basename(module_file))
         o = self.options
         image = o.get("image") or Image.debian_slim()
         f: Dict[str, Any] = {"name": self.name, "kind": "exec", "mode": "runner",
              "command": ["python3", "-m", "gust._container.runner", f"{APP_DIR}/{rel}", qualname],
-             "image": image.spec_value(),
+             "image": image.spec_value(addr),
              "mounts": [{"path": SDK_MOUNT, "image": sdk_id}, {"path": APP_DIR, "image": app_id}],
              "env": dict(o.get("env") or {}, PYTHONPATH=SDK_MOUNT, PYTHONUNBUFFERED="1",
                          PYTHONDONTWRITEBYTECODE="1")}
@@ -496,7 +498,7 @@ class App:
         fns = []
         for f in self.registered_functions.values():
             names = _resolve_secrets(self.name, f.options.get("secrets"), self.addr, inline)
-            fns.append(f.spec(mounts[f.name], names))
+            fns.append(f.spec(mounts[f.name], names, addr=self.addr))
         self._inline_secrets = list(inline.values())
         return {"app": self.name, "functions": fns}
 

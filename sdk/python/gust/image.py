@@ -10,8 +10,11 @@
     image_id = image.build(name="np")
 
 An Image is immutable: every method returns a new one. definition() is the same tree as
-an image table of a spec (docs/SPEC.md "Images"); build() sends it to gustd
-(POST /v1/images/build), shows each step on stderr and returns the image id.
+an image table of a spec (docs/SPEC.md "Images"), with local paths; build() uploads
+those (gustd never opens a host path a client names: copy sources, wheel directories
+and OCI images travel as content-addressed trees, only the chunks gustd lacks), sends
+the definition to gustd (POST /v1/images/build), shows each step on stderr and
+returns the image id.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ import sys
 import urllib.parse
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, TextIO, Union
 
-from . import _net
+from . import _mount, _net
 from ._net import DEFAULT_ADDR  # noqa: F401 - kept for callers of gust.image
 
 
@@ -54,6 +57,14 @@ def _names(items: Iterable[Any]) -> List[str]:
                 raise TypeError(f"expected a string, got {type(x).__name__}")
             out.append(x)
     return out
+
+
+def _upload_path(addr: Optional[str], path: str) -> str:
+    """The tree id of a local file (a tree holding it alone, under its name) or
+    directory, uploaded to gustd at addr."""
+    if os.path.isdir(path):
+        return _mount.upload(addr, [("", path)], exact=True)
+    return _mount.upload(addr, [(os.path.basename(path), path)], exact=True)
 
 
 class Image:
@@ -121,14 +132,31 @@ class Image:
         d["steps"] = [json.loads(json.dumps(s)) for s in self._steps]
         return d
 
-    def spec_value(self) -> Union[str, Dict[str, Any]]:
+    def wire_definition(self, addr: Optional[str] = None) -> Dict[str, Any]:
+        """definition() as gustd takes it: each local path uploaded to gustd at addr
+        (only the chunks it lacks) and named by its tree id; a copy step's source as
+        {"src": its name, "tree": id, "file": bool}."""
+        d = self.definition()
+        if self._oci:
+            d["from_oci"] = _upload_path(addr, self._oci)
+        for s in d["steps"]:
+            if isinstance(s.get("copy"), str):
+                p = s["copy"]
+                s["copy"] = {"src": os.path.basename(p.rstrip("/")) or "root", "tree": _upload_path(addr, p),
+                             "file": os.path.isfile(p)}
+            if isinstance(s.get("find_links"), str):
+                s["find_links"] = _upload_path(addr, s["find_links"])
+        return d
+
+    def spec_value(self, addr: Optional[str] = None) -> Union[str, Dict[str, Any]]:
         """What a function spec's image field takes: a registered image's name as is
         (it may be one that lives outside the store, such as "python"), else the
-        definition, built at deploy."""
+        definition, built at deploy; with addr, its local paths uploaded there
+        (wire_definition), as gustd takes it."""
         if self._base and not self._oci and not self._steps and self._base not in ("debian_slim", "busybox",
                                                                                    "scratch"):
             return self._base
-        return self.definition()
+        return self.wire_definition(addr) if addr is not None else self.definition()
 
     def build(self, name: Optional[str] = None, force_build: bool = False, addr: Optional[str] = None,
               progress: Optional[TextIO] = sys.stderr) -> str:
@@ -140,7 +168,7 @@ class Image:
         if force_build:
             q["force_build"] = "1"
         path = "/v1/images/build" + ("?" + urllib.parse.urlencode(q) if q else "")
-        conn, resp = _net.stream(addr, "POST", path, json.dumps(self.definition()).encode(),
+        conn, resp = _net.stream(addr, "POST", path, json.dumps(self.wire_definition(addr)).encode(),
                                  {"Content-Type": "application/json"})
         try:
             if resp.status != 200:
