@@ -10,6 +10,7 @@
 #include "base/list.h"
 #include "proto/frame.h"
 #include "runtime/cgroup.h"
+#include "runtime/taskcheck.h"
 #include "worker/worker.h"
 
 /* A frame payload waiting for room in the socket. */
@@ -40,6 +41,10 @@ struct ctr {
     struct list_node sendq;  /* struct sendq waiting for room in the socket */
     struct buf line[2];  /* partial log line per stream (stdout, stderr) */
     char last_err[256];  /* last stderr line, for start-failure messages */
+    /* What every task must show before READY counts (runtime/taskcheck.h), and why
+     * the container was killed instead ("" = it was not). */
+    struct taskcheck_policy check;
+    char refused[GERR_MSG_MAX];
     bool have_exit;
     struct frame_exit_body exitb;
     int userns_slot;     /* -1 = none held */

@@ -412,6 +412,8 @@ static int fork_restore(struct worker_snapshot *s, const struct ctr_spec *spec, 
 
     struct ctr *c = ctr_alloc(w, spec, ud);
     c->forked = true;
+    /* The template's filters, then the container's own on top. */
+    c->check.min_filters = t->check.min_filters + 1;
     c->fork_disk_mib = spec->disk_mib;
     c->fork_host_uid = ctr_host_uid(t);
     c->forked_from = s;

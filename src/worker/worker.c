@@ -22,12 +22,14 @@
 #include <unistd.h>
 
 #include "base/buf.h"
+#include "base/caps.h"
 #include "base/cleanup.h"
 #include "base/log.h"
 #include "base/util.h"
 #include "base/xalloc.h"
 #include "proto/frame.h"
 #include "runtime/cgroup.h"
+#include "runtime/confine.h"
 #include "runtime/sandbox.h"
 #include "runtime/sysfilter.h"
 #include "runtime/userns.h"
@@ -291,6 +293,28 @@ static void handle_result(struct ctr *c, const struct frame_header *h, uint8_t *
     c->cb->on_input_error(c, c->ud, h->id, r == -E2BIG ? CTR_FAIL_USER : CTR_FAIL_CRASHED, m);
 }
 
+/* Before READY counts: every task of the container holds no more than its policy
+ * allows (runtime/taskcheck.h). A forked container's runner drops the template's
+ * privileges in code the image supplies, so this is where a runner that skipped the
+ * drop is caught; for other containers it confirms what the sandbox set up. On a
+ * violation, or when the tasks cannot be read, the container is killed and its start
+ * fails with the reason (ctr_finish). */
+static bool ctr_tasks_confined(struct ctr *c)
+{
+    struct gerr err;
+    uint64_t t0 = mono_ns();
+    int r = taskcheck_cgroup(c->sb.cgroup_pids, c->sb.cgroup_v2, &c->check, &err);
+    log_debug("worker", "%s: tasks checked in %.3f ms", c->id, (double)(mono_ns() - t0) / 1e6);
+    if (r == 0)
+        return true;
+    if (r != -EPERM)
+        gerr_prefix(&err, "cannot check the container's privileges");
+    snprintf(c->refused, sizeof c->refused, "%s", err.msg);
+    log_warn("worker", "%s: killed before it was ready: %s", c->id, err.msg);
+    sandbox_signal(&c->sb, SIGKILL);
+    return false;
+}
+
 static void handle_frame(struct ctr *c, const struct frame_header *h, uint8_t *body)
 {
     switch (h->type) {
@@ -298,7 +322,7 @@ static void handle_frame(struct ctr *c, const struct frame_header *h, uint8_t *b
         log_debug("worker", "%s: gust-init up after %.2f ms", c->id, (double)(mono_ns() - c->start_ns) / 1e6);
         break;
     case FRAME_READY:
-        if (!c->ready && !c->exited) {
+        if (!c->ready && !c->exited && !c->refused[0] && ctr_tasks_confined(c)) {
             c->ready = true;
             c->ready_ns = mono_ns();
             if (c->cb->on_ready)
@@ -480,7 +504,10 @@ void ctr_finish(struct ctr *c)
     int kind;
     describe_status(c, status, sizeof status);
     const char *tail_sep = c->last_err[0] ? ": " : "";
-    if (!c->ready && !c->stop_requested && !c->kill_requested) {
+    if (c->refused[0] && !c->stop_requested && !c->kill_requested) {
+        kind = CTR_FAIL_START;
+        snprintf(msg, sizeof msg, "%s", c->refused);
+    } else if (!c->ready && !c->stop_requested && !c->kill_requested) {
         kind = CTR_FAIL_START;
         if (oom)
             snprintf(msg, sizeof msg, "out of memory while starting: the memory limit is %u MiB", c->memory_mib);
@@ -846,6 +873,7 @@ struct ctr *ctr_alloc(struct worker *w, const struct ctr_spec *spec, void *ud)
     c->chan = -1;
     c->mode = spec->mode;
     c->memory_mib = spec->memory_mib;
+    c->check = (struct taskcheck_policy){.caps = CAPS_CONTAINER, .min_filters = 1};
     c->start_ns = mono_ns();
     snprintf(c->id, sizeof c->id, "%s", spec->id);
     frame_asm_init(&c->asm_, w->cfg.max_payload);
@@ -1053,6 +1081,8 @@ int ctr_start(struct worker *w, const struct ctr_spec *spec, void *ud, bool temp
     c->userns_slot = slot;
     c->egress_slot = egress_slot;
     c->start_ns = t0;
+    if (template)
+        c->check.caps |= CONFINE_TEMPLATE_CAPS;
 
     r = sandbox_create(&sc, &c->sb, err);
     if (r < 0) {

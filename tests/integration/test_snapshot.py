@@ -241,3 +241,44 @@ def test_gpus_reach_enter_snap_false_not_the_template(gust_factory, tmp_path):
     assert o["cuda"] not in (None, ""), o
     ctr = [c for c in g.get_json("/v1/containers")["containers"] if c["id"] == o["ctr"]][0]
     assert ctr["gpus"] == ["H100:0"] and ctr["snapshot"] == o["snap_id"], ctr
+
+
+# A hostile init replaces the SDK's privilege drop of the forked runner (code in the
+# function's image, so the function's to change): the worker's check of every task
+# before READY must catch each variant, kill the container and fail the call with a
+# message naming the task.
+SKIP_DROP = {
+    # keeps everything: the template's SYS_ADMIN, NET_ADMIN, SYS_CHROOT, no filter of its own
+    "skip": "S._drop_privileges = lambda filt: None",
+    # drops capabilities and sets no_new_privs but installs no filter of its own
+    "no_filter": "S._drop_privileges = (lambda orig: lambda filt: orig(b''))(S._drop_privileges)",
+    # drops, but first forks a process that keeps the template's privileges
+    "child": "S._drop_privileges = (lambda orig: lambda filt: (os.fork() == 0 and (time.sleep(600), os._exit(0)))"
+             " or orig(filt))(S._drop_privileges)",
+}
+EXPECT = {
+    "skip": ["kept capabilities", "cap_net_admin", "cap_sys_chroot", "cap_sys_admin", "(python3)"],
+    "no_filter": ["has 1 seccomp filter where the container installs 2"],
+    "child": ["kept capabilities", "cap_sys_admin", "(python3)"],
+}
+
+
+@pytest.mark.parametrize("variant", sorted(SKIP_DROP))
+def test_runner_that_skips_the_privilege_drop_is_killed(shared_gust, tmp_path, variant):
+    g = shared_gust
+    app = f"snapnodrop{variant.replace('_', '')}"
+    mod = deploy(g, tmp_path, app, extra_init="import gust._container.snapshot as S; " + SKIP_DROP[variant])
+    import gust as gsdk
+    t0 = time.monotonic()
+    with pytest.raises(gsdk.GustError) as e:
+        mod.Model().info.remote()
+    msg = str(e.value)
+    assert time.monotonic() - t0 < 60, msg    # fails, does not hang
+    assert "container task" in msg, msg
+    for part in EXPECT[variant]:
+        assert part in msg, (part, msg)
+    # gustd is healthy and a proper function works.
+    assert g.http("GET", "/v1/health").status == 200
+    ok = deploy(g, tmp_path, "snapafter", marker=variant)
+    o = ok.Model().info.remote()
+    assert o["snap"] == "restored" and o["version"] == variant, o

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
+#include <seccomp.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@
 #include "runtime/cgroup.h"
 #include "runtime/sandbox.h"
 #include "runtime/sysfilter.h"
+#include "runtime/taskcheck.h"
 #include "runtime/userns.h"
 #include "unit.h"
 
@@ -836,7 +838,10 @@ UNIT_TEST(test_favordynmods_roundtrip)
 #endif
 
 /* The errno of each argument-filtered call (0: allowed) in a child under the profile. */
-enum { SF_NCALLS = 11 };
+enum { SF_NCALLS = 19 };
+/* A system call this kernel may have and libseccomp 2.5 cannot name: mseal (462 on
+ * x86-64 and aarch64). */
+#define SF_NEW_NR 462
 static void sysfilter_errnos(bool template, int out[SF_NCALLS])
 {
     struct sock_fprog prog;
@@ -867,6 +872,20 @@ static void sysfilter_errnos(bool template, int out[SF_NCALLS])
         e[9] = SF_OK(unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP |
                              CLONE_NEWPID));
         e[10] = SF_OK(setns(nsfd, CLONE_NEWNET));
+        /* Off the allow-list, allowed before it: taking another process's fd. */
+        int self = (int)syscall(SYS_pidfd_open, getpid(), 0);
+        e[11] = SF_OK(syscall(SYS_pidfd_getfd, self, 0, 0));
+        /* Unknown to the filter: ENOSYS, as from a kernel without it (below 512), else
+         * EPERM. */
+        e[12] = SF_OK(syscall(1000, 0, 0, 0));
+        e[13] = SF_OK(syscall(SF_NEW_NR, 0, 0, 0));
+        /* Ordinary sockets, also with garbage above the int the kernel reads. */
+        e[14] = SF_OK(socket(AF_INET, SOCK_DGRAM, 0));
+        e[15] = SF_OK(syscall(SYS_socket, (1UL << 32) | AF_INET6, SOCK_DGRAM, 0));
+        e[16] = SF_OK(syscall(SYS_socket, AF_NETLINK, SOCK_RAW, (1UL << 32) | NETLINK_NETFILTER));
+        /* personality: queries and plain Linux, not ADDR_NO_RANDOMIZE. */
+        e[17] = SF_OK(syscall(SYS_personality, 0xffffffffUL));
+        e[18] = SF_OK(syscall(SYS_personality, 0x0040000UL));
 #undef SF_OK
         _exit(write(p[1], e, sizeof e) == (ssize_t)sizeof e ? 0 : 1);
     }
@@ -880,7 +899,8 @@ static void sysfilter_errnos(bool template, int out[SF_NCALLS])
     CHECK(n == (ssize_t)(SF_NCALLS * sizeof(int)) && WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
-/* vsock and netfilter netlink sockets are denied in both profiles; the template's
+/* Both profiles are allow-lists: a known call off the list is EPERM, an unknown one
+ * ENOSYS; vsock and netfilter netlink sockets are denied in both; the template's
  * unshare and setns take exactly the namespace kinds its fork machinery uses. */
 UNIT_TEST(test_sysfilter_arguments)
 {
@@ -897,6 +917,79 @@ UNIT_TEST(test_sysfilter_arguments)
         CHECK_EQ_INT(c[i], EPERM); /* unshare and setns denied outright */
         CHECK_EQ_INT(t[i], i <= 8 ? EPERM : 0);
     }
+    char *known = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, SF_NEW_NR);
+    for (int k = 0; k < 2; k++) {
+        const int *e = k ? t : c;
+        CHECK_EQ_INT(e[11], EPERM);
+        CHECK_EQ_INT(e[12], EPERM);
+        CHECK_EQ_INT(e[13], known ? EPERM : ENOSYS);
+        CHECK_EQ_INT(e[14], 0);
+        CHECK_EQ_INT(e[15], 0);
+        CHECK_EQ_INT(e[16], EPERM);
+        CHECK_EQ_INT(e[17], 0);
+        CHECK_EQ_INT(e[18], EPERM);
+    }
+    free(known);
+}
+
+/* A task's status: within the policy passes; kept capabilities, no no_new_privs, a
+ * missing filter are each named, with the task. */
+UNIT_TEST(test_taskcheck_status)
+{
+    static const char ok[] = "Name:\tpython3\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t1234\nPid:\t1234\n"
+                             "CapInh:\t0000000000000000\nCapPrm:\t00000000000005fb\nCapEff:\t00000000000005fb\n"
+                             "CapBnd:\t00000000000005fb\nCapAmb:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2\n"
+                             "Seccomp_filters:\t2\nSpeculation_Store_Bypass:\tthread vulnerable\n";
+    struct taskcheck_policy pol = {.caps = 0x5fb, .min_filters = 2};
+    struct gerr err;
+    CHECK_EQ_INT(taskcheck_status(ok, 1234, &pol, &err), 0);
+    char bad[sizeof ok + 64];
+    snprintf(bad, sizeof bad, "%s", ok);
+    /* SYS_ADMIN, NET_ADMIN and SYS_CHROOT, as a template's runner holds them. */
+    memcpy(strstr(bad, "CapEff:\t") + 8, "00000000002415fb", 16);
+    memcpy(strstr(bad, "CapBnd:\t") + 8, "00000000002415fb", 16);
+    CHECK_EQ_INT(taskcheck_status(bad, 1234, &pol, &err), -EPERM);
+    CHECK_STR(err.msg, "container task 1234 (python3) kept capabilities cap_net_admin,cap_sys_chroot,cap_sys_admin "
+                       "(effective, bounding) after the privilege drop");
+    snprintf(bad, sizeof bad, "%s", ok);
+    strstr(bad, "NoNewPrivs:\t1")[12] = '0';
+    strstr(bad, "Seccomp_filters:\t2")[17] = '1';
+    CHECK_EQ_INT(taskcheck_status(bad, 1240, &pol, &err), -EPERM);
+    CHECK_STR(err.msg, "container task 1240 (python3, a thread of process 1234) does not have no_new_privs set; has 1 "
+                       "seccomp filter where the container installs 2: the container's profile is missing");
+    snprintf(bad, sizeof bad, "%s", ok);
+    strstr(bad, "Seccomp:\t2")[9] = '0';
+    CHECK_EQ_INT(taskcheck_status(bad, 1234, &pol, &err), -EPERM);
+    CHECK(strstr(err.msg, "has no seccomp filter") != NULL);
+    /* A kernel without Seccomp_filters: the mode alone. */
+    snprintf(bad, sizeof bad, "%.*s", (int)(strstr(ok, "Seccomp_filters") - ok), ok);
+    CHECK_EQ_INT(taskcheck_status(bad, 1234, &pol, &err), 0);
+    CHECK_EQ_INT(taskcheck_status("Name:\tx\n", 1, &pol, &err), -EPROTO);
+}
+
+/* The cgroup this process is in (no filter, full capabilities) fails the check; a
+ * cgroup that does not exist is an error naming its file. */
+UNIT_TEST(test_taskcheck_cgroup)
+{
+    struct taskcheck_policy pol = {.caps = 0x5fb, .min_filters = 1};
+    struct gerr err;
+    char line[512], dir[700] = "";
+    bool v2 = access("/sys/fs/cgroup/pids", F_OK) != 0;
+    FILE *f = fopen("/proc/self/cgroup", "re");
+    CHECK(f != NULL);
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        if (v2 && !strncmp(line, "0::", 3))
+            snprintf(dir, sizeof dir, "/sys/fs/cgroup%s", line + 3);
+        else if (!v2 && strstr(line, ":pids:"))
+            snprintf(dir, sizeof dir, "/sys/fs/cgroup/pids%s", strstr(line, ":pids:") + 6);
+    }
+    fclose(f);
+    CHECK(dir[0]);
+    CHECK_EQ_INT(taskcheck_cgroup(dir, v2, &pol, &err), -EPERM);
+    CHECK(!strncmp(err.msg, "container task ", 15));
+    CHECK(taskcheck_cgroup("/nonexistent-cgroup", false, &pol, &err) < 0);
+    CHECK(strstr(err.msg, "/nonexistent-cgroup/tasks") != NULL);
 }
 
 int main(void)
@@ -918,6 +1011,8 @@ int main(void)
     UNIT_RUN(test_device_filter_v2);
     UNIT_RUN(test_userns_container_dies_with_creator);
     UNIT_RUN(test_sysfilter_arguments);
+    UNIT_RUN(test_taskcheck_status);
+    UNIT_RUN(test_taskcheck_cgroup);
     UNIT_RUN(test_teardown);
     UNIT_MAIN_END();
 }
