@@ -308,9 +308,23 @@ static bool bounded_list(json_t *v, const char *field, size_t max, const char *w
 /* Whether ws holds the object d: uploaded or created it. What another workspace
  * stored counts as missing, so that no answer tells one workspace what another has;
  * uploading it again stores nothing new underneath. */
+/* The key blob ownership is recorded under: "sha256:<hex>", whatever form the
+ * client wrote the digest in (manifests name chunks by bare hex). */
+static void owner_key(const struct cas_digest *d, char out[8 + CAS_HEX_LEN])
+{
+    char hex[CAS_HEX_LEN + 1];
+    cas_digest_hex(d, hex);
+    snprintf(out, 8 + CAS_HEX_LEN, "sha256:%s", hex);
+}
+
 bool ctl_ws_holds(struct ctl *c, const char *ws, const char *digest)
 {
-    return store_blob_owned(c->store, ws, digest, NULL) == 0;
+    struct cas_digest d;
+    char key[8 + CAS_HEX_LEN];
+    if (!digest || cas_digest_parse(digest, &d) < 0)
+        return false;
+    owner_key(&d, key);
+    return store_blob_owned(c->store, ws, key, NULL) == 0;
 }
 
 /* Refuses (413 quota_exceeded) adding bytes to what ws stores beyond its quota. */
@@ -385,7 +399,9 @@ int ctl_blob_put(struct ctl *c, const char *ws, const char *digest, const void *
     if (r < 0)
         return r;
     struct gerr err;
-    if (cas_put(c->cas, data, len, &got, &err) < 0 || store_blob_own(c->store, ws, digest, len, &err) < 0) {
+    char key[8 + CAS_HEX_LEN];
+    owner_key(&got, key);
+    if (cas_put(c->cas, data, len, &got, &err) < 0 || store_blob_own(c->store, ws, key, len, &err) < 0) {
         ctl_err(e, CTL_E_INTERNAL, "internal", NULL, "storing the blob failed: %s", err.msg);
         return -EIO;
     }
@@ -464,7 +480,9 @@ json_t *ctl_mount_create(struct ctl *c, const char *ws, json_t *entries, struct 
     cas_digest_hex(&d, hex);
     snprintf(id, sizeof id, "sha256:%s", hex);
     /* The tree is the workspace's to mount; its manifest counts as stored bytes. */
-    if (store_blob_own(c->store, ws, id, strlen(text), &err) < 0) {
+    char key[8 + CAS_HEX_LEN];
+    owner_key(&d, key);
+    if (store_blob_own(c->store, ws, key, strlen(text), &err) < 0) {
         ctl_err(e, CTL_E_INTERNAL, "internal", NULL, "recording the tree failed: %s", err.msg);
         return NULL;
     }

@@ -244,3 +244,14 @@ def shared_gust(build_dir, tmp_path_factory):
     problems = g.check_after_stop()
     if problems:
         pytest.fail("shared gustd teardown checks failed:\n" + "\n".join(problems), pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def sdk_token_for_the_shared_daemon(request, monkeypatch):
+    """SDK calls made in this process send $GUST_TOKEN, which Gust.start sets to the
+    token of the daemon started last; a test on the shared daemon (started once, long
+    before) gets its token back here. A daemon the test starts itself still sets its
+    own when it starts, after this."""
+    if "shared_gust" in request.fixturenames:
+        monkeypatch.setenv("GUST_TOKEN", request.getfixturevalue("shared_gust").admin_token)
+    yield

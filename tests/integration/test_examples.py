@@ -99,4 +99,5 @@ def test_secret_read_from_env(shared_gust):
     log = shared_gust.stderr_text()
     for text in (ls.out, listing, fn, log):
         assert token not in text and stored not in text
-    assert re.search(r"secret weather-api created", log), log[-2000:]
+    # gustd's log names objects with their workspace.
+    assert re.search(r"secret default/weather-api created", log), log[-2000:]
