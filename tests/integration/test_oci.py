@@ -155,7 +155,12 @@ def test_bad_images_are_clear_errors(gust, tmp_path):
     r = imp(gust, "evil", evil)
     assert r.status == 400 and "leaves the image" in r.text, r
     assert not os.path.exists(str(tmp_path / "escape.txt"))
-    r = imp(gust, "none", str(tmp_path))
+    # A directory that is neither (not tmp_path itself: gustd's live data dir is in it).
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "README").write_text("just a file\n")
+    (plain / "NOTES").write_text("and another (one file alone is taken for a tarball)\n")
+    r = imp(gust, "none", str(plain))
     assert r.status == 400 and "not an OCI or docker image" in r.text, r
     # A host path is refused: gustd never opens one a client names.
     r = gust.http("POST", "/v1/images", json.dumps({"name": "hp", "oci": d}), {"Content-Type": "application/json"})
