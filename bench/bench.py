@@ -634,8 +634,13 @@ def bench_warm(g, warmcall, n, res):
         for _ in range(100):
             t = g.json("POST", "/v1/tokens", {"workspace": f"bench-ws-{w}", "role": "invoker"}, expect=201)
             token = token or t["token"]
-    # The first token minted is in bench-ws-0: deploy the same function there.
+    # The first token minted is in bench-ws-0: deploy the same function there (images
+    # are per workspace: its developer adds the echo image too).
     dev = g.json("POST", "/v1/tokens", {"workspace": "bench-ws-0", "role": "developer"}, expect=201)["token"]
+    p = subprocess.run([os.path.join(g.build, "gust"), "--addr", f"127.0.0.1:{g.port}", "image", "add", "gust-echo",
+                        g.echoroot], capture_output=True, timeout=600, env=dict(os.environ, GUST_TOKEN=dev))
+    if p.returncode != 0:
+        raise StepFailed(f"image add in bench-ws-0: {p.stderr[-300:]!r}")
     spec = json.dumps(echo_spec(app, fn, min_containers=1, max_containers=1, max_inputs=1)).encode()
     st, _, body = g.request("POST", "/v1/deploy", spec,
                             {"Content-Type": "application/json", "Authorization": f"Bearer {dev}"})
@@ -706,7 +711,7 @@ def bench_map(g, res, n_inputs=10000, containers=20, work_ms=10):
     conn = http.client.HTTPConnection("127.0.0.1", g.port, timeout=600)
     t0 = time.perf_counter()
     conn.request("POST", f"/v1/functions/{app}/{fn}/map", body=body,
-                 headers={"Content-Type": "application/x-ndjson"})
+                 headers={"Content-Type": "application/x-ndjson", "Authorization": f"Bearer {g.token}"})
     r = conn.getresponse()
     if r.status != 200:
         raise StepFailed(f"map: status {r.status}: {r.read()[:300]!r}")
@@ -917,6 +922,7 @@ def main():
                     # gustd opens no host path a client names: the CLI uploads the rootfs.
                     subprocess.run([os.path.join(build, "gust"), "--addr", f"127.0.0.1:{g.port}", "image", "add",
                                     "gust-echo", echoroot], check=True, capture_output=True, timeout=600)
+                    g.echoroot = echoroot
                 except (StepFailed, OSError, subprocess.SubprocessError, http.client.HTTPException) as e:
                     for s in echo_steps:
                         res["failed_steps"].append({"step": s, "error": f"echo image setup: {e}"})
