@@ -630,6 +630,19 @@ static int oci_tree_source(struct cas *cas, const struct cas_digest *d, const ch
     return cas_materialize(cas, d, dir, err);
 }
 
+/* Rewrites err's message so that paths under dir (gustd's scratch copy of an uploaded
+ * tree) read as paths inside the tree: a client's error names its own files, not
+ * gustd's data directory. */
+static void err_paths_in_tree(struct gerr *err, const char *dir)
+{
+    size_t n = strlen(dir);
+    char *p;
+    while ((p = strstr(err->msg, dir)) != NULL) {
+        size_t skip = n + (p[n] == '/');
+        memmove(p, p + skip, strlen(p + skip) + 1);
+    }
+}
+
 int image_import_oci_tree(struct cas *cas, const char *images_dir, const char *tree, char id_out[IMAGE_ID_MAX],
                           char *rootfs_out, size_t rootfs_cap, struct cas_stats *st, struct gerr *err)
 {
@@ -643,6 +656,8 @@ int image_import_oci_tree(struct cas *cas, const char *images_dir, const char *t
     int r = oci_tree_source(cas, &d, dir, path, sizeof path, err);
     if (r == 0)
         r = image_import_oci(cas, images_dir, path, id_out, rootfs_out, rootfs_cap, st, err);
+    if (r < 0)
+        err_paths_in_tree(err, dir);
     rm_rf(work);
     return r;
 }

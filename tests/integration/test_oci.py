@@ -162,6 +162,9 @@ def test_bad_images_are_clear_errors(gust, tmp_path):
     (plain / "NOTES").write_text("and another (one file alone is taken for a tarball)\n")
     r = imp(gust, "none", str(plain))
     assert r.status == 400 and "not an OCI or docker image" in r.text, r
+    # Errors name files of the upload, never gustd's own directories.
+    r2 = imp(gust, "one", str(plain / "README"))
+    assert r2.status == 400 and gust.data_dir not in r2.text and "README" in r2.text, r2
     # A host path is refused: gustd never opens one a client names.
     r = gust.http("POST", "/v1/images", json.dumps({"name": "hp", "oci": d}), {"Content-Type": "application/json"})
     assert r.status == 400 and r.error()["field"] == "oci" and "upload" in r.text, r
