@@ -22,7 +22,7 @@ endif
 CFLAGS_ALL := $(CSTD) $(WARN) $(INC) $(OPT) $(CFLAGS)
 
 # Internal libraries, lowest layer first (docs/ARCHITECTURE.md holds the rules).
-LIB_DIRS := base proto http evloop spec runtime cas image store worker build control api client
+LIB_DIRS := base proto http evloop spec runtime cas image store worker build control api client trace sim
 LIB_SRCS := $(foreach d,$(LIB_DIRS),$(wildcard src/$(d)/*.c))
 LIB_OBJS := $(patsubst src/%.c,$(B)/obj/%.o,$(LIB_SRCS))
 LIB_A    := $(B)/libgust-internal.a
@@ -46,7 +46,7 @@ UNIT_BINS  := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRCS))
 EXAMPLE_SRCS := $(wildcard examples/*/*.c)
 EXAMPLE_BINS := $(patsubst examples/%.c,$(B)/examples/%,$(EXAMPLE_SRCS))
 
-BINS := $(B)/gustd $(B)/gust $(B)/gust-init $(B)/libgust.a $(B)/libgust.so
+BINS := $(B)/gustd $(B)/gust-sim $(B)/gust $(B)/gust-init $(B)/libgust.a $(B)/libgust.so
 
 .PHONY: all asan test unit integration bench run fuzz clean deps check-layers
 HOSTILE_BIN := $(B)/tests/hostile
@@ -70,6 +70,10 @@ $(B)/libgust.so: $(CLIENT_OBJS)
 	$(CC) -shared $(LDOPT) -o $@ $^ -ljansson -lssl -lcrypto
 
 $(B)/gustd: src/gustd/main.c $(LIB_A)
+	$(CC) $(CFLAGS_ALL) $(LDOPT) -o $@ $< $(LIB_A) $(LIBS)
+
+# gust-sim: the trace-driven simulator, a thin main over src/sim (docs/ARCHITECTURE.md).
+$(B)/gust-sim: src/gust-sim/main.c $(LIB_A)
 	$(CC) $(CFLAGS_ALL) $(LDOPT) -o $@ $< $(LIB_A) $(LIBS)
 
 $(B)/gust: $(CLI_SRCS) $(wildcard src/cli/*.h) $(B)/libgust.a $(CLI_SPEC_OBJS)

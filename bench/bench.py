@@ -58,6 +58,12 @@ TARGETS = {
     "snapshot_cold_start_ms.p50": ("<=", 30.0),
     "snapshot_speedup": (">=", 50.0),
     "snapshot_child_rss_fraction": ("<=", 0.10),
+    # gust-sim on the shared 100-function day: the default keep-alive policy starts
+    # cold no more often than a fixed 10-minute keep-alive, with at most half its idle
+    # memory (sim_default_cold_vs_fixed = default - fixed_10min cold_start_pct;
+    # sim_default_idle_ratio = default / fixed_10min idle_gib_s).
+    "sim_default_cold_vs_fixed": ("<=", 0.0),
+    "sim_default_idle_ratio": ("<=", 0.50),
 }
 
 PY_MODULE = """
@@ -740,6 +746,33 @@ def bench_store(build, scratch, res):
     res["store_ingest_mb_per_s"] = out["mb_per_s"]
 
 
+SIM_POLICIES = ("fixed_10min", "knative", "hybrid_histogram", "default")
+
+
+def bench_sim(build, trace_dir, res):
+    """gust-sim over the whole trace, every keep-alive policy (no daemon, no root)."""
+    tool = os.path.join(build, "gust-sim")
+    if not os.access(tool, os.X_OK):
+        raise StepFailed(f"{tool} not built")
+    if not os.path.isdir(trace_dir):
+        raise StepFailed(f"trace directory {trace_dir} is missing (--sim-trace)")
+    t0 = time.monotonic()
+    p = subprocess.run([tool, "--trace", trace_dir, "--policy", "all", "--json"], capture_output=True, text=True,
+                       timeout=1800)
+    res["sim_seconds"] = round(time.monotonic() - t0, 2)
+    if p.returncode != 0:
+        raise StepFailed(f"gust-sim exited {p.returncode}: {p.stderr.strip()[-300:]}")
+    out = json.loads(p.stdout)["policies"]
+    res["sim"] = {k: {"cold_start_pct": round(v["cold_start_pct"], 3), "idle_gib_s": round(v["idle_gib_s"], 1),
+                      "utilization": round(v["utilization"], 4), "evictions": v["evictions"]}
+                  for k, v in out.items() if k in SIM_POLICIES}
+    fixed, default = res["sim"].get("fixed_10min"), res["sim"].get("default")
+    if fixed and default:
+        res["sim_default_cold_vs_fixed"] = round(default["cold_start_pct"] - fixed["cold_start_pct"], 3)
+        if fixed["idle_gib_s"] > 0:
+            res["sim_default_idle_ratio"] = round(default["idle_gib_s"] / fixed["idle_gib_s"], 3)
+
+
 def lookup(res, dotted):
     cur = res
     for part in dotted.split("."):
@@ -832,6 +865,14 @@ def print_table(res):
           f"{'':>12} {'':>6}  template anonymous {fmt(res.get('snapshot_template_private_mb'), ' MB')}; "
           f"fraction {fmt(res.get('snapshot_child_rss_fraction'))} {t['target']}: "
           f"{'MET' if t['met'] else 'NOT MET' if t['met'] is False else 'n/a'}")
+    for pol, v in (res.get("sim") or {}).items():
+        print(f"{'sim ' + pol:34} {fmt(v['cold_start_pct'], ' % cold'):>12} {fmt(v['idle_gib_s'], ' GiB-s'):>12} "
+              f"{'':>6}  utilization {v['utilization']:.3f}, evictions {v['evictions']}")
+    for key in ("sim_default_cold_vs_fixed", "sim_default_idle_ratio"):
+        t = res["targets"][key]
+        print(f"{'  ' + key:34} {fmt(res.get(key)):>12} {'':>12} {'':>6}  {t['target']}: "
+              f"{'MET' if t['met'] else 'NOT MET' if t['met'] is False else 'n/a'}"
+              + (f" (all of gust-sim: {res.get('sim_seconds')} s)" if key.endswith("ratio") else ""))
     if res.get("sandbox_breakdown_us"):
         b = res["sandbox_breakdown_us"]
         print("sandbox creation p50 (us): " + ", ".join(f"{k} {v:g}" for k, v in b.items()) +
@@ -844,7 +885,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default="build", help="build tree with gustd, gust-init, examples/echo/echo")
     ap.add_argument("--warmcall", help="compiled bench/warmcall.c (default BUILD/bench/warmcall)")
-    ap.add_argument("--steps", default="baselines,cold,warm,throughput,map,images,python,snapshot,store")
+    ap.add_argument("--steps", default="baselines,cold,warm,throughput,map,images,python,snapshot,store,sim")
+    ap.add_argument("--sim-trace", default=os.path.join(REPO, "..", "shared", "data", "azure-functions-2019"),
+                    help="trace directory of the sim step (default: ../shared/data/azure-functions-2019)")
     ap.add_argument("--snapshot-n", type=int, default=30)
     ap.add_argument("--python-n", type=int, default=2000)
     ap.add_argument("--rebuild-n", type=int, default=30)
@@ -873,6 +916,7 @@ def main():
         "python_remote_us": None, "python_map_inputs_per_s": None,
         "snapshot_cold_start_ms": None, "no_snapshot_cold_start_ms": None, "snapshot_child_rss_mb": None,
         "snapshot_template_private_mb": None,
+        "sim": None, "sim_seconds": None, "sim_default_cold_vs_fixed": None, "sim_default_idle_ratio": None,
         "failed_steps": [],
     }
     scratch = tempfile.mkdtemp(prefix="gust-bench-")
@@ -919,6 +963,9 @@ def main():
                 if g.proc.poll() is not None:
                     res["failed_steps"].append({"step": s, "error": "gustd died:\n" + g.log_tail()})
                     break
+        # No daemon: a simulation on a virtual clock (gust-sim).
+        if "sim" in steps:
+            _run_step(res, "sim", lambda: bench_sim(build, os.path.abspath(a.sim_trace), res))
         # Last: its disk writes would otherwise run under the other steps.
         if "store" in steps:
             _run_step(res, "store", lambda: bench_store(build, scratch, res))

@@ -19,6 +19,9 @@ allowed() {
     client) echo "base http client" ;;
     cli) echo "base client spec cli" ;;
     init) echo "base proto runtime init" ;;
+    trace) echo "base trace" ;;
+    sim) echo "base evloop spec store worker control trace sim" ;;
+    gust-sim) echo "base trace sim gust-sim" ;;
     gustd) echo "base proto http evloop spec runtime cas image store worker build control api gustd" ;;
     *) echo "" ;;
     esac

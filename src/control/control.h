@@ -63,6 +63,11 @@ struct ctl_config {
     /* Do not build and store the built-in images (busybox, python) at recovery: for
      * a control whose worker brings no sandboxes (tests/unit/test_control.c). */
     bool no_builtin_images;
+    /* Keep-alive policy of idle containers by name: "fixed_10min", "knative",
+     * "hybrid_histogram", "default"; NULL means "default". Named here so that gust-sim
+     * can select one per run; control does not read it yet (every name behaves as the
+     * per-function scaledown_window) until the keep-alive policy module lands. */
+    const char *keepalive_policy;
 };
 
 /* Control drives its worker only through ops (worker/ops.h) on the handle worker,

@@ -170,28 +170,32 @@ static void release(struct ctl *c, struct ctl_ctr *k)
     k->ngpu = 0;
 }
 
-/* ---------- busy-time accounting ---------- */
+/* ---------- busy-time accounting ----------
+ * On the loop's clock (ev_now_ns): monotonic ns on gustd's loop, virtual time under
+ * gust-sim. busy_since_ns 0 means "not busy"; no input starts at a loop time of 0 ns
+ * (a real loop's monotonic clock is past boot, and a simulated container is ready only
+ * after its cold start, later than virtual time 0). */
 
-static void busy_begin(struct ctl_ctr *k)
+static void busy_begin(struct ctl *c, struct ctl_ctr *k)
 {
     if (k->inflight == 0)
-        k->busy_since_ns = mono_ns();
+        k->busy_since_ns = ev_now_ns(c->loop);
 }
 
 static void busy_end(struct ctl *c, struct ctl_ctr *k)
 {
     if (k->inflight == 0 && k->busy_since_ns) {
-        k->busy_ns += mono_ns() - k->busy_since_ns;
+        k->busy_ns += ev_now_ns(c->loop) - k->busy_since_ns;
         k->busy_since_ns = 0;
         k->idle_since_ms = ev_now_ms(c->loop);
     }
 }
 
-static double busy_seconds(const struct ctl_ctr *k)
+static double busy_seconds(struct ctl *c, const struct ctl_ctr *k)
 {
     uint64_t ns = k->busy_ns;
     if (k->busy_since_ns)
-        ns += mono_ns() - k->busy_since_ns;
+        ns += ev_now_ns(c->loop) - k->busy_since_ns;
     return (double)ns / 1e9;
 }
 
@@ -201,7 +205,7 @@ void sched_flush_usage(struct ctl *c)
     store_begin(c->store, &err);
     ctl_for_each_version(fv, c)
         list_for_each(k, &fv->ctrs, struct ctl_ctr, link)
-            store_container_update(c->store, k->id, busy_seconds(k), k->inputs_done, &err);
+            store_container_update(c->store, k->id, busy_seconds(c, k), k->inputs_done, &err);
     store_commit(c->store, &err);
 }
 
@@ -466,7 +470,7 @@ static void dispatch(struct ctl *c, struct ctl_fver *fv)
         ctl_call_start(c, call, best);
         slot->input_id = call->input_id;
         slot->call = call;
-        busy_begin(best);
+        busy_begin(c, best);
         best->inflight++;
         if (fv->spec.timeout_s)
             call->timeout_timer = ev_timer_add(c->loop, (uint64_t)fv->spec.timeout_s * 1000, sched_call_timeout, call);
@@ -768,7 +772,7 @@ static void ev_exit(void *ud, const char *ctr_id, int kind, const char *msg, con
         .gpu_util_avg = final->gpu_util_avg_pct,
         .gpu_mem_peak_mib = (double)final->gpu_mem_peak_bytes / (1 << 20),
     };
-    store_container_stop(c->store, k->id, wall_s(), busy_seconds(k), k->inputs_done, reason, &u, NULL);
+    store_container_stop(c->store, k->id, wall_s(), busy_seconds(c, k), k->inputs_done, reason, &u, NULL);
     list_remove(&k->link);
     hmap_remove(&c->ctrs, &k->node);
     release(c, k);

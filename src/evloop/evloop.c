@@ -48,7 +48,9 @@ struct ev_deferred {
 struct ev_loop {
     int epfd;
     bool stop;
+    bool virt;       /* virtual time (evloop.h): now moves only to timer deadlines */
     uint64_t now;
+    size_t nactive;  /* active fd watches: a virtual loop polls only when there are some */
 
     struct ev_watch *watches; /* indexed by fd */
     size_t nwatches;
@@ -86,6 +88,21 @@ int ev_loop_new(struct ev_loop **out)
     return 0;
 }
 
+int ev_loop_new_virtual(struct ev_loop **out)
+{
+    int r = ev_loop_new(out);
+    if (r < 0)
+        return r;
+    (*out)->virt = true;
+    (*out)->now = 0;
+    return 0;
+}
+
+bool ev_loop_is_virtual(const struct ev_loop *loop)
+{
+    return loop->virt;
+}
+
 void ev_loop_free(struct ev_loop *loop)
 {
     if (!loop)
@@ -103,6 +120,13 @@ void ev_loop_free(struct ev_loop *loop)
 uint64_t ev_now_ms(struct ev_loop *loop)
 {
     return loop->now;
+}
+
+uint64_t ev_now_ns(struct ev_loop *loop)
+{
+    if (loop->virt)
+        return loop->now * 1000000ull;
+    return mono_ns();
 }
 
 void ev_stop(struct ev_loop *loop)
@@ -161,6 +185,7 @@ int ev_io_add(struct ev_loop *loop, int fd, uint32_t events, ev_io_cb cb, void *
     w->data = data;
     w->events = events & (EV_READ | EV_WRITE);
     w->active = true;
+    loop->nactive++;
     return 0;
 }
 
@@ -188,6 +213,7 @@ int ev_io_del(struct ev_loop *loop, int fd)
      * slot is released either way. */
     epoll_ctl(loop->epfd, EPOLL_CTL_DEL, fd, NULL);
     w->active = false;
+    loop->nactive--;
     w->gen++;
     w->cb = NULL;
     w->data = NULL;
@@ -473,6 +499,8 @@ static void dispatch_io(struct ev_loop *loop, int n)
 
 int ev_run(struct ev_loop *loop)
 {
+    if (loop->virt)
+        return ev_run_until(loop, UINT64_MAX);
     loop->stop = false;
     while (!loop->stop) {
         int n = epoll_wait(loop->epfd, loop->batch, (int)loop->batch_cap, next_timeout(loop));
@@ -490,6 +518,59 @@ int ev_run(struct ev_loop *loop)
         }
         if (!loop->stop)
             run_timers(loop);
+        if (!loop->stop)
+            run_deferred(loop);
+    }
+    return 0;
+}
+
+/* ---------- virtual time ---------- */
+
+/* One pass over ready fds without waiting; growing the batch as ev_run does. */
+static int poll_io_now(struct ev_loop *loop)
+{
+    int n = epoll_wait(loop->epfd, loop->batch, (int)loop->batch_cap, 0);
+    if (n < 0)
+        return errno == EINTR ? 0 : -errno;
+    dispatch_io(loop, n);
+    if ((size_t)n == loop->batch_cap && loop->batch_cap < EV_BATCH_MAX) {
+        loop->batch = xreallocarray(loop->batch, loop->batch_cap * 2, sizeof *loop->batch);
+        loop->batch_cap *= 2;
+    }
+    return 0;
+}
+
+int ev_run_until(struct ev_loop *loop, uint64_t t_ms)
+{
+    if (!loop->virt)
+        return -EINVAL;
+    loop->stop = false;
+    while (!loop->stop) {
+        if (loop->nactive) {
+            int r = poll_io_now(loop);
+            if (r < 0)
+                return r;
+            if (loop->stop)
+                break;
+        }
+        /* Nothing ready now: jump to the next deadline, or stop at t_ms. Deferred work
+         * (and ready fds, handled above) runs at the current time first. */
+        if (!loop->defer_len) {
+            if (!loop->heap_len) {
+                if (t_ms != UINT64_MAX && t_ms > loop->now)
+                    loop->now = t_ms;
+                break;
+            }
+            uint64_t d = loop->timers[loop->heap[0]].deadline;
+            if (d > t_ms) {
+                if (t_ms > loop->now)
+                    loop->now = t_ms;
+                break;
+            }
+            if (d > loop->now)
+                loop->now = d;
+        }
+        run_timers(loop);
         if (!loop->stop)
             run_deferred(loop);
     }

@@ -47,7 +47,31 @@ void ev_async_free(struct ev_async *a);
 int ev_run(struct ev_loop *loop);
 void ev_stop(struct ev_loop *loop);
 
-/* Monotonic ms, cached at the start of each iteration. */
+/* Monotonic ms, cached at the start of each iteration; on a virtual loop, the
+ * virtual time. */
 uint64_t ev_now_ms(struct ev_loop *loop);
+/* Nanoseconds for measuring spans (busy time): a real loop reads the monotonic clock
+ * now (not the cached ms, so sub-ms spans within one iteration still count); a virtual
+ * loop returns its virtual time in ns. Only differences are meaningful. */
+uint64_t ev_now_ns(struct ev_loop *loop);
+
+/* ---------- virtual time (trace-driven simulation, tests) ----------
+ *
+ * A virtual loop never sleeps and never reads a clock: ev_now_ms starts at 0 and moves
+ * only when the loop runs out of ready work, straight to the next timer's deadline.
+ * Deferred callbacks run at the current virtual time; timers fire in (deadline,
+ * creation) order, exactly as on a real loop with no lateness. fd watches may be added;
+ * they are polled without waiting, once per iteration, while any is active (a virtual
+ * loop does not wait for I/O, so code that must wait for a descriptor does not belong
+ * on one). ev_async works the same way (its eventfd is polled). */
+int ev_loop_new_virtual(struct ev_loop **out);
+bool ev_loop_is_virtual(const struct ev_loop *loop);
+/* Runs deferred work and due timers, advancing virtual time to each timer's deadline,
+ * until virtual time would pass t_ms (then the clock is set to t_ms), ev_stop is called,
+ * or nothing is left to do (no timers, no deferred work: the clock moves to t_ms unless
+ * t_ms is UINT64_MAX). Timers due exactly at t_ms fire. Time never goes back: a t_ms in
+ * the past only runs what is due now. Returns 0, -EINVAL on a real loop, or -errno
+ * when polling fds fails. ev_run on a virtual loop is ev_run_until(loop, UINT64_MAX). */
+int ev_run_until(struct ev_loop *loop, uint64_t t_ms);
 
 #endif

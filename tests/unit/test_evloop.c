@@ -472,6 +472,109 @@ UNIT_TEST(test_async_from_another_thread)
     ev_loop_free(loop);
 }
 
+/* ---------- virtual time ---------- */
+
+struct vrec {
+    struct ev_loop *loop;
+    uint64_t at[16];
+    int n;
+};
+
+static void vrec_cb(struct ev_loop *loop, void *data)
+{
+    struct vrec *r = data;
+    if (r->n < 16)
+        r->at[r->n++] = ev_now_ms(loop);
+}
+
+/* A timer re-arming itself every 1000 ms, like control's tick. */
+static void vtick_cb(struct ev_loop *loop, void *data)
+{
+    vrec_cb(loop, data);
+    ev_timer_add(loop, 1000, vtick_cb, data);
+}
+
+static void vdefer_then_timer(struct ev_loop *loop, void *data)
+{
+    vrec_cb(loop, data);
+    ev_timer_add(loop, 5, vrec_cb, data);
+}
+
+UNIT_TEST(test_virtual_jumps_to_deadlines)
+{
+    struct ev_loop *loop;
+    CHECK_EQ_INT(ev_loop_new_virtual(&loop), 0);
+    CHECK(ev_loop_is_virtual(loop));
+    CHECK_EQ_INT(ev_now_ms(loop), 0);
+    struct vrec r = {.loop = loop};
+    /* A day of virtual time passes without sleeping. */
+    ev_timer_add(loop, 86400000, vrec_cb, &r);
+    ev_timer_add(loop, 30, vrec_cb, &r);
+    ev_timer_add(loop, 30, vrec_cb, &r);
+    ev_timer_add(loop, 7, vrec_cb, &r);
+    uint64_t t0 = mono_ms();
+    CHECK_EQ_INT(ev_run_until(loop, 100), 0);
+    CHECK_EQ_INT(r.n, 3);
+    CHECK_EQ_INT(r.at[0], 7);
+    CHECK_EQ_INT(r.at[1], 30);
+    CHECK_EQ_INT(r.at[2], 30);
+    CHECK_EQ_INT(ev_now_ms(loop), 100);
+    CHECK_EQ_INT(ev_now_ns(loop), 100000000ull);
+    /* Due exactly at t: fires. */
+    CHECK_EQ_INT(ev_run_until(loop, 86400000), 0);
+    CHECK_EQ_INT(r.n, 4);
+    CHECK_EQ_INT(r.at[3], 86400000);
+    CHECK(mono_ms() - t0 < 1000);
+    /* Nothing left: the clock goes to t; a t in the past does not move it back. */
+    CHECK_EQ_INT(ev_run_until(loop, 90000000), 0);
+    CHECK_EQ_INT(ev_now_ms(loop), 90000000);
+    CHECK_EQ_INT(ev_run_until(loop, 5), 0);
+    CHECK_EQ_INT(ev_now_ms(loop), 90000000);
+    /* ev_run on a real loop is refused. */
+    struct ev_loop *real;
+    CHECK_EQ_INT(ev_loop_new(&real), 0);
+    CHECK_EQ_INT(ev_run_until(real, 10), -EINVAL);
+    CHECK(!ev_loop_is_virtual(real));
+    ev_loop_free(real);
+    ev_loop_free(loop);
+}
+
+UNIT_TEST(test_virtual_periodic_and_deferred)
+{
+    struct ev_loop *loop;
+    CHECK_EQ_INT(ev_loop_new_virtual(&loop), 0);
+    struct vrec tick = {.loop = loop}, d = {.loop = loop};
+    ev_timer_add(loop, 1000, vtick_cb, &tick);
+    /* Deferred work runs at the current virtual time, before the clock moves. */
+    ev_defer(loop, vdefer_then_timer, &d);
+    CHECK_EQ_INT(ev_run_until(loop, 3500), 0);
+    CHECK_EQ_INT(d.n, 2);
+    CHECK_EQ_INT(d.at[0], 0);
+    CHECK_EQ_INT(d.at[1], 5);
+    CHECK_EQ_INT(tick.n, 3);
+    CHECK_EQ_INT(tick.at[2], 3000);
+    CHECK_EQ_INT(ev_now_ms(loop), 3500);
+    /* A periodic timer never lets ev_run_until(UINT64_MAX) end on its own: ev_stop does. */
+    ev_timer_add(loop, 10000, stop_cb, NULL);
+    CHECK_EQ_INT(ev_run(loop), 0);
+    CHECK_EQ_INT(ev_now_ms(loop), 13500);
+    CHECK_EQ_INT(tick.n, 13);
+    ev_loop_free(loop);
+}
+
+/* With nothing scheduled, ev_run on a virtual loop returns instead of waiting forever. */
+UNIT_TEST(test_virtual_run_ends_when_idle)
+{
+    struct ev_loop *loop;
+    CHECK_EQ_INT(ev_loop_new_virtual(&loop), 0);
+    struct vrec r = {.loop = loop};
+    ev_timer_add(loop, 42, vrec_cb, &r);
+    CHECK_EQ_INT(ev_run(loop), 0);
+    CHECK_EQ_INT(r.n, 1);
+    CHECK_EQ_INT(ev_now_ms(loop), 42);
+    ev_loop_free(loop);
+}
+
 int main(void)
 {
     UNIT_RUN(test_timer_order);
@@ -484,5 +587,8 @@ int main(void)
     UNIT_RUN(test_defer);
     UNIT_RUN(test_now_cached);
     UNIT_RUN(test_async_from_another_thread);
+    UNIT_RUN(test_virtual_jumps_to_deadlines);
+    UNIT_RUN(test_virtual_periodic_and_deferred);
+    UNIT_RUN(test_virtual_run_ends_when_idle);
     UNIT_MAIN_END();
 }
