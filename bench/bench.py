@@ -64,6 +64,8 @@ TARGETS = {
     # sim_default_idle_ratio = default / fixed_10min idle_gib_s).
     "sim_default_cold_vs_fixed": ("<=", 0.0),
     "sim_default_idle_ratio": ("<=", 0.50),
+    # |real - simulated| / the larger, for the cold-start % of the replayed slice.
+    "replay_cold_start_rel_diff": ("<=", 0.20),
 }
 
 PY_MODULE = """
@@ -773,6 +775,188 @@ def bench_sim(build, trace_dir, res):
             res["sim_default_idle_ratio"] = round(default["idle_gib_s"] / fixed["idle_gib_s"], 3)
 
 
+# The replay step: a slice of the trace against the real gustd and in gust-sim.
+# 20 functions x 30 minutes is the most this 2-core worker serves with every function's
+# container reserved at once (20 x 100 millicores = 2 cores); 60x time compression
+# makes the 30 minutes 30 s of wall time, keeping arrivals' minute structure (a minute
+# is 1 s) while the shortest trace durations (~ms) stay above gustd's per-call cost
+# once scaled. Functions with more than REPLAY_MAX_CALLS calls in the slice are left
+# out: at 60x, 300 calls in 30 minutes are 10/s for one function, about what one
+# sleeping per-input container serves without queueing behind itself.
+REPLAY_FUNCTIONS = 20
+REPLAY_MINUTES = 30
+REPLAY_SCALE = 60.0
+REPLAY_MAX_CALLS = 300
+REPLAY_WORKERS = 48   # concurrent client connections: above the slice's peak concurrency
+
+
+def _trace_files(trace_dir):
+    names = sorted(os.listdir(trace_dir))
+    pick = {k: next((os.path.join(trace_dir, n) for n in names if n.endswith(f"_{k}.csv")), None)
+            for k in ("inv", "run", "mem")}
+    if not all(pick.values()):
+        raise StepFailed(f"{trace_dir}: want *_inv.csv, *_run.csv and *_mem.csv")
+    return pick
+
+
+def _duration_ms(rng, row):
+    """A duration drawn from the trace's percentiles (0, 1, 25, 50, 75, 99, 100),
+    linear between them: the same reading of the percentiles as gust-sim's."""
+    pts = [(0.0, 0), (0.01, 1), (0.25, 2), (0.50, 3), (0.75, 4), (0.99, 5), (1.0, 6)]
+    vals = [float(row[f"percentile_Average_{q}"]) for q in (0, 1, 25, 50, 75, 99, 100)]
+    u = rng.random()
+    for (q0, i0), (q1, i1) in zip(pts, pts[1:]):
+        if u <= q1:
+            f = (u - q0) / (q1 - q0) if q1 > q0 else 0.0
+            return vals[i0] + f * (vals[i1] - vals[i0])
+    return vals[-1]
+
+
+def bench_replay(g, build, trace_dir, scratch, res):
+    """A slice of the trace, time-compressed, against the real gustd (busybox functions
+    that sleep for each call's drawn duration) and the same slice in gust-sim, both
+    with gustd's default keep-alive policy. Cold: a call whose container started after
+    the call was sent (container start times from polling /v1/containers)."""
+    import csv
+    import queue
+    import threading
+    files = _trace_files(trace_dir)
+    with open(files["run"]) as f:
+        runs = {r["HashFunction"]: r for r in csv.DictReader(f)}
+    chosen = []
+    with open(files["inv"]) as f:
+        rd = csv.reader(f)
+        header = next(rd)
+        for row in rd:
+            counts = [int(x) for x in row[3:3 + REPLAY_MINUTES]]
+            if row[0] in runs and 0 < sum(counts) <= REPLAY_MAX_CALLS:
+                chosen.append((row, counts))
+            if len(chosen) == REPLAY_FUNCTIONS:
+                break
+    if not chosen:
+        raise StepFailed("no function of the trace fits the replay slice")
+    # The slice as a trace of its own, for gust-sim: every function 64 MiB (the real
+    # functions' memory), so that no init cost per GiB is simulated for a sleep.
+    sl = os.path.join(scratch, "replay-trace")
+    os.makedirs(sl, exist_ok=True)
+    with open(os.path.join(sl, "slice_inv.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header[:3 + REPLAY_MINUTES])
+        for row, counts in chosen:
+            w.writerow(row[:3] + counts)
+    with open(files["run"]) as f:
+        run_header = next(csv.reader(f))
+    with open(os.path.join(sl, "slice_run.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(run_header)
+        for row, _ in chosen:
+            w.writerow([runs[row[0]][k] for k in run_header])
+    with open(os.path.join(sl, "slice_mem.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["HashApp", "HashOwner", "SampleCount", "AverageAllocatedMb"] +
+                   [f"AverageAllocatedMb_pct{q}" for q in (1, 5, 25, 50, 75, 95, 99, 100)])
+        for app in sorted({row[1] + "," + row[2] for row, _ in chosen}):
+            w.writerow(app.split(",") + [1] + [64] * 9)
+    # The real daemon.
+    fns = [f"f{i:02d}" for i in range(len(chosen))]
+    g.deploy({"app": "replay", "functions": [{
+        "name": n, "kind": "exec", "image": "busybox", "timeout": 120,
+        "command": ["sh", "-c", "read d; sleep $d; echo $GUST_CONTAINER_ID"],
+        "resources": {"cpu": 100, "memory": 64}} for n in fns]})
+    rng = random.Random(1)
+    events = []
+    for (row, counts), fn in zip(chosen, fns):
+        for m, c in enumerate(counts):
+            for _ in range(c):
+                t = (m * 60.0 + rng.random() * 60.0) / REPLAY_SCALE
+                events.append((t, fn, _duration_ms(rng, runs[row[0]]) / 1000.0 / REPLAY_SCALE))
+    events.sort()
+    q = queue.Queue()
+    results, started, stop = [], {}, threading.Event()
+    lock = threading.Lock()
+
+    def worker():
+        conn = None
+        while True:
+            ev = q.get()
+            if ev is None:
+                return
+            fn, dur = ev
+            body = f"{dur:.4f}\n".encode()
+            for attempt in (0, 1):
+                try:
+                    if conn is None:
+                        conn = http.client.HTTPConnection("127.0.0.1", g.port, timeout=120)
+                    t_sent = time.time()
+                    conn.request("POST", f"/v1/functions/replay/{fn}/call", body=body,
+                                 headers={"Content-Type": "application/octet-stream",
+                                          "Authorization": f"Bearer {g.token}"})
+                    r = conn.getresponse()
+                    out = r.read()
+                    with lock:
+                        results.append((t_sent, r.status, out.decode(errors="replace").strip()))
+                    break
+                except (http.client.HTTPException, OSError):
+                    if conn:
+                        conn.close()
+                    conn = None
+                    if attempt:
+                        with lock:
+                            results.append((time.time(), 0, ""))
+
+    def poller():
+        while not stop.is_set():
+            st, _, body = g.request("GET", "/v1/containers")
+            if st == 200:
+                for c in json.loads(body)["containers"]:
+                    if c.get("app") == "replay":
+                        with lock:
+                            started.setdefault(c["id"], c["started_at"])
+            time.sleep(0.05)
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(REPLAY_WORKERS)]
+    for t in threads:
+        t.start()
+    pt = threading.Thread(target=poller, daemon=True)
+    pt.start()
+    t0 = time.monotonic()
+    for t, fn, dur in events:
+        delay = t0 + t - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        q.put((fn, dur))
+    for _ in threads:
+        q.put(None)
+    for t in threads:
+        t.join(300)
+    stop.set()
+    pt.join(5)
+    ok = [(ts, out) for ts, st, out in results if st == 200]
+    if len(ok) != len(events):
+        raise StepFailed(f"replay: {len(events) - len(ok)} of {len(events)} calls failed")
+    # A container never seen by the poller lived under 50 ms: it started during the
+    # replay, for the call that used it.
+    cold = sum(1 for ts, ctr in ok if started.get(ctr, float("inf")) >= ts - 0.001)
+    st, _, body = g.request("GET", "/v1/usage")
+    usage = next((a for a in json.loads(body)["apps"] if a["app"] == "replay"), {"functions": []})
+    alive = sum(f["alive_s"] for f in usage["functions"])
+    busy = sum(f["busy_s"] for f in usage["functions"])
+    g.request("POST", "/v1/apps/replay/stop")
+    real = {"cold_start_pct": round(100.0 * cold / len(ok), 3), "utilization": round(busy / alive, 4) if alive else None}
+    tool = os.path.join(build, "gust-sim")
+    p = subprocess.run([tool, "--trace", sl, "--policy", "default", "--time-scale", str(REPLAY_SCALE),
+                        "--init-ms-per-gib", "0", "--cpu", "2000", "--fn-cpu", "100", "--json"],
+                       capture_output=True, text=True, timeout=600)
+    if p.returncode != 0:
+        raise StepFailed(f"gust-sim on the slice exited {p.returncode}: {p.stderr.strip()[-300:]}")
+    simd = json.loads(p.stdout)["policies"]["default"]
+    sim = {"cold_start_pct": round(simd["cold_start_pct"], 3), "utilization": round(simd["utilization"], 4)}
+    res["replay_slice"] = {"real": real, "sim": sim, "functions": len(chosen), "calls": len(ok),
+                           "minutes": REPLAY_MINUTES, "time_scale": REPLAY_SCALE}
+    hi = max(real["cold_start_pct"], sim["cold_start_pct"])
+    res["replay_cold_start_rel_diff"] = round(abs(real["cold_start_pct"] - sim["cold_start_pct"]) / hi, 3) if hi else 0.0
+
+
 def lookup(res, dotted):
     cur = res
     for part in dotted.split("."):
@@ -868,6 +1052,15 @@ def print_table(res):
     for pol, v in (res.get("sim") or {}).items():
         print(f"{'sim ' + pol:34} {fmt(v['cold_start_pct'], ' % cold'):>12} {fmt(v['idle_gib_s'], ' GiB-s'):>12} "
               f"{'':>6}  utilization {v['utilization']:.3f}, evictions {v['evictions']}")
+    rp = res.get("replay_slice")
+    if rp:
+        t = res["targets"]["replay_cold_start_rel_diff"]
+        print(f"{'replay slice, real gustd':34} {fmt(rp['real']['cold_start_pct'], ' % cold'):>12} "
+              f"{'':>12} {rp['calls']:>6}  utilization {rp['real']['utilization']}")
+        print(f"{'  ... the same slice in gust-sim':34} {fmt(rp['sim']['cold_start_pct'], ' % cold'):>12} "
+              f"{'':>12} {'':>6}  utilization {rp['sim']['utilization']}; difference "
+              f"{fmt(res.get('replay_cold_start_rel_diff'))} {t['target']}: "
+              f"{'MET' if t['met'] else 'NOT MET' if t['met'] is False else 'n/a'}")
     for key in ("sim_default_cold_vs_fixed", "sim_default_idle_ratio"):
         t = res["targets"][key]
         print(f"{'  ' + key:34} {fmt(res.get(key)):>12} {'':>12} {'':>6}  {t['target']}: "
@@ -885,7 +1078,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default="build", help="build tree with gustd, gust-init, examples/echo/echo")
     ap.add_argument("--warmcall", help="compiled bench/warmcall.c (default BUILD/bench/warmcall)")
-    ap.add_argument("--steps", default="baselines,cold,warm,throughput,map,images,python,snapshot,store,sim")
+    ap.add_argument("--steps",
+                    default="baselines,cold,warm,throughput,map,images,python,snapshot,replay,store,sim")
     ap.add_argument("--sim-trace", default=os.path.join(REPO, "..", "shared", "data", "azure-functions-2019"),
                     help="trace directory of the sim step (default: ../shared/data/azure-functions-2019)")
     ap.add_argument("--snapshot-n", type=int, default=30)
@@ -917,6 +1111,7 @@ def main():
         "snapshot_cold_start_ms": None, "no_snapshot_cold_start_ms": None, "snapshot_child_rss_mb": None,
         "snapshot_template_private_mb": None,
         "sim": None, "sim_seconds": None, "sim_default_cold_vs_fixed": None, "sim_default_idle_ratio": None,
+        "replay_slice": None, "replay_cold_start_rel_diff": None,
         "failed_steps": [],
     }
     scratch = tempfile.mkdtemp(prefix="gust-bench-")
@@ -925,7 +1120,8 @@ def main():
         bbroot = make_busybox_rootfs(os.path.join(scratch, "rootfs-busybox"))
         if "baselines" in steps:
             _run_step(res, "baselines", lambda: bench_baselines(bbroot, scratch, a.baseline_n, res))
-        need_daemon = [s for s in steps if s in ("cold", "warm", "throughput", "map", "images", "python", "snapshot")]
+        need_daemon = [s for s in steps
+                       if s in ("cold", "warm", "throughput", "map", "images", "python", "snapshot", "replay")]
         if need_daemon:
             try:
                 g = Gustd(build, scratch)
@@ -934,7 +1130,7 @@ def main():
                 for s in need_daemon:
                     res["failed_steps"].append({"step": s, "error": f"starting gustd: {e}"})
                 need_daemon = []
-            echo_steps = [s for s in need_daemon if s not in ("cold", "images", "python", "snapshot")]
+            echo_steps = [s for s in need_daemon if s not in ("cold", "images", "python", "snapshot", "replay")]
             if echo_steps:
                 try:
                     echo_bin = os.path.join(build, "examples", "echo", "echo")
@@ -948,7 +1144,7 @@ def main():
                 except (StepFailed, OSError, subprocess.SubprocessError, http.client.HTTPException) as e:
                     for s in echo_steps:
                         res["failed_steps"].append({"step": s, "error": f"echo image setup: {e}"})
-                    need_daemon = [s for s in need_daemon if s in ("cold", "images", "python", "snapshot")]
+                    need_daemon = [s for s in need_daemon if s in ("cold", "images", "python", "snapshot", "replay")]
             for s in need_daemon:
                 fn = {
                     "cold": lambda: bench_cold(g, a.cold_n, res),
@@ -958,6 +1154,7 @@ def main():
                     "images": lambda: bench_images(g, a.rebuild_n, a.cold_n, res),
                     "python": lambda: bench_python(g, scratch, a.python_n, res),
                     "snapshot": lambda: bench_snapshot(g, scratch, a.snapshot_n, res),
+                    "replay": lambda: bench_replay(g, build, os.path.abspath(a.sim_trace), scratch, res),
                 }[s]
                 _run_step(res, s, fn)
                 if g.proc.poll() is not None:
