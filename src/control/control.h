@@ -63,6 +63,11 @@ struct ctl_config {
     /* Do not build and store the built-in images (busybox, python) at recovery: for
      * a control whose worker brings no sandboxes (tests/unit/test_control.c). */
     bool no_builtin_images;
+    /* How long idle containers are kept and whether they are pre-warmed, for functions
+     * that do not set scaling.scaledown_window: "default" (NULL), "fixed_10min",
+     * "knative" or "hybrid_histogram" (src/control/keepalive.c); ctl_new refuses
+     * another name. */
+    const char *keepalive_policy;
 };
 
 /* Control drives its worker only through ops (worker/ops.h) on the handle worker,
