@@ -58,8 +58,20 @@ static char *containers_cell(json_t *cs)
     return buf_steal(&b, NULL);
 }
 
-static const char *const FUNCTION_TITLES[] = {"APP",    "FUNCTION", "VERSION",    "IMAGE",
-                                              "QUEUED", "RUNNING",  "CONTAINERS", "WAITING"};
+static const char *const FUNCTION_TITLES[] = {"APP",    "FUNCTION", "VERSION",    "IMAGE",     "QUEUED",
+                                              "RUNNING", "CONTAINERS", "KEEPALIVE", "EVICTED", "WAITING"};
+
+/* "60s", or "396s, pre-warm in 12s" while a pre-warm is due, from the keep-alive fields
+ * of GET /v1/functions ("-" from a daemon without them). */
+static char *keepalive_cell(json_t *f)
+{
+    json_t *ka = json_object_get(f, "keepalive_s"), *pre = json_object_get(f, "next_prewarm_in_s");
+    if (!json_is_number(ka))
+        return xstrdup("-");
+    if (json_is_number(pre))
+        return xasprintf("%.0fs, pre-warm in %.0fs", json_number_value(ka), json_number_value(pre));
+    return xasprintf("%.0fs", json_number_value(ka));
+}
 
 /* gust ls: one row a deployed function. */
 void cmd_print_functions(json_t *j, const char *arg, const gust_client *c)
@@ -72,8 +84,8 @@ void cmd_print_functions(json_t *j, const char *arg, const gust_client *c)
         json_t *wr = json_object_get(f, "waiting_reason");
         char *row[] = {cell_field(f, "app"),    cell_field(f, "name"),    cell_field(f, "version"),
                        cell_field(f, "image"),  cell_field(f, "queued"),  cell_field(f, "running"),
-                       containers_cell(json_object_get(f, "containers")),
-                       xstrdup(json_is_string(wr) ? json_string_value(wr) : "")};
+                       containers_cell(json_object_get(f, "containers")), keepalive_cell(f),
+                       cell_field(f, "evictions"), xstrdup(json_is_string(wr) ? json_string_value(wr) : "")};
         table_add(&t, row);
     }
     table_print(&t, "no functions deployed (deploy an app with `gust deploy SPEC`)");

@@ -15,8 +15,9 @@
 #include "cas/cas.h"
 #include "control/internal.h"
 
-/* The control tick: scale-down decisions, GPU samples, usage flush and heartbeat. 200 ms
- * bounds how late an idle container past its scaledown_window is stopped. */
+/* The control tick: scale-down and pre-warm decisions, GPU samples, usage flush and
+ * heartbeat. 200 ms bounds how late an idle container past its keep-alive is stopped
+ * and how late a pre-warm starts (small beside the 1-minute bins of the policy). */
 #define CTL_TICK_MS 200
 /* Defaults of the store bounds (control.h, struct ctl_config, says why). */
 #define CTL_LOG_LINES_PER_FN 10000
@@ -65,6 +66,13 @@ int ctl_new(struct ev_loop *loop, struct store *store, const struct worker_ops *
     c->cfg.cas_dir = NULL;
     c->next_input_id = 1;
     c->kick = sched_kick;
+    if (ka_policy_parse(cfg->keepalive_policy, &c->ka_policy) < 0) {
+        free(c);
+        return gerr_set(err, EINVAL,
+                        "keep-alive policy \"%s\": unknown; one of default, fixed_10min, knative, hybrid_histogram",
+                        cfg->keepalive_policy);
+    }
+    c->cfg.keepalive_policy = ka_policy_name(c->ka_policy);
     if (!c->cfg.log_lines_per_fn)
         c->cfg.log_lines_per_fn = CTL_LOG_LINES_PER_FN;
     if (!c->cfg.calls_per_fn)
@@ -97,7 +105,7 @@ static int load_fn_row(const char *app, const char *name, uint32_t version, cons
     struct ctl_app *a = ctl_find_app(c, app);
     if (!a)
         return 0;
-    struct ctl_fn *f = ctl_fn_get_or_add(a, name);
+    struct ctl_fn *f = ctl_fn_get_or_add(a, name, c->ka_policy);
     json_error_t jerr;
     json_t *j = json_loads(spec_json, 0, &jerr);
     struct gerr err;

@@ -63,10 +63,10 @@ struct ctl_config {
     /* Do not build and store the built-in images (busybox, python) at recovery: for
      * a control whose worker brings no sandboxes (tests/unit/test_control.c). */
     bool no_builtin_images;
-    /* Keep-alive policy of idle containers by name: "fixed_10min", "knative",
-     * "hybrid_histogram", "default"; NULL means "default". Named here so that gust-sim
-     * can select one per run; control does not read it yet (every name behaves as the
-     * per-function scaledown_window) until the keep-alive policy module lands. */
+    /* How long idle containers are kept and whether they are pre-warmed, for functions
+     * that do not set scaling.scaledown_window: "default" (NULL), "fixed_10min",
+     * "knative" or "hybrid_histogram" (src/control/keepalive.c); ctl_new refuses
+     * another name. */
     const char *keepalive_policy;
 };
 

@@ -197,7 +197,7 @@ int ctl_deploy(struct ctl *c, const char *ws, json_t *spec, json_t **result, str
     a->ws = ctl_ws_of_name(c, qapp);
     json_t *fns = json_array();
     for (size_t i = 0; i < app.nfunctions && i < 64; i++) {
-        struct ctl_fn *fn = ctl_fn_get_or_add(a, app.functions[i].name);
+        struct ctl_fn *fn = ctl_fn_get_or_add(a, app.functions[i].name, c->ka_policy);
         struct ctl_fver *fv = ctl_fver_new(c, fn, versions[i], specs[i], &err);
         if (!fv) {
             log_error("control", "deploy %s.%s: %s", qapp, app.functions[i].name, err.msg);

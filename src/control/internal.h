@@ -5,6 +5,8 @@
  * it, never of those after it (scripts/check-layers.sh checks this list against the
  * calls; docs/ARCHITECTURE.md "Control" explains it):
  *
+ *   keepalive.c the keep-alive policy: per function idle-time history, keep-alive and
+ *               pre-warm windows, next-use prediction (pure: calls nothing of control)
  *   model.c     apps, functions, versions, container records, the worker handle
  *   ident.c     workspaces and quotas, tokens and roles, qualified names
  *   calls.c     call records and their lifecycle: queues, retries, final states;
@@ -39,6 +41,31 @@
 
 struct ctl_fn;
 struct ctl_ctr;
+
+/* ---- keepalive.c: types (struct ctl_fn holds the state; the functions are below) ---- */
+
+/* ctl_config.keepalive_policy names them: "default", "fixed_10min", "knative",
+ * "hybrid_histogram" (keepalive.c says what each does and why). */
+enum ka_policy { KA_DEFAULT = 0, KA_FIXED_10MIN, KA_KNATIVE, KA_HYBRID };
+
+/* The idle-time histogram: 1-minute bins (ATC'20: the trace's granularity, and coarse
+ * enough to fill with tens of samples) over 4 hours. */
+#define KA_BIN_MS 60000u
+#define KA_NBINS 240
+
+/* One function's keep-alive state. Times are whatever clock the caller uses (the
+ * loop's ev_now_ms; a simulator's virtual clock), in ms. */
+struct ka_state {
+    enum ka_policy policy;
+    bool busy;                  /* work in flight (ka_on_call since the last ka_on_idle) */
+    bool was_idle;              /* ka_on_idle happened at least once */
+    uint64_t idle_since_ms;     /* the last ka_on_idle */
+    uint32_t bins[KA_NBINS];    /* idle times by minute */
+    uint32_t oob;               /* idle times of 4 hours or more */
+    uint32_t samples;           /* all idle times (bins + oob) */
+    bool predicts;              /* the histogram is representative: windows come from it */
+    uint64_t keepalive_ms, prewarm_ms; /* the current decision (ka_keepalive_ms, ka_prewarm_ms) */
+};
 
 /* Per-workspace limits; 0: none. */
 struct ctl_quotas {
@@ -110,6 +137,9 @@ struct ctl_fn {
     struct list_node subs;      /* struct ctl_log_sub */
     uint64_t calls_total;
     bool logs_dirty, calls_dirty; /* wrote to the store since the last trim */
+    struct ka_state ka;         /* keep-alive: calls.c reports calls and idleness, sched.c reads it */
+    uint64_t prewarmed_for_ms;  /* the idle period (ka.idle_since_ms) a pre-warm was started for */
+    uint64_t evictions, prewarms; /* since this daemon started (the store counts evictions too) */
 };
 
 /* Told once when a call reaches its final state (calls.c), on the loop's thread. An
@@ -183,6 +213,8 @@ struct ctl_ctr {
     uint64_t busy_ns;
     uint64_t inputs_done;
     uint32_t cpu_millicores, memory_mib;
+    bool evicted;               /* stopped to make room for queued work (its stop reason) */
+    bool prewarm;               /* started ahead of a predicted call, not for one */
     int gpu_idx[CTR_MAX_GPUS];
     int ngpu;
     char gpu_type[32];
@@ -254,9 +286,14 @@ struct ctl {
     uint64_t tick_timer;
     uint64_t last_flush_ms;
     uint64_t last_trim_ms;
+    enum ka_policy ka_policy;        /* cfg.keepalive_policy, parsed */
     /* capacity in use */
     uint32_t cpu_used;
     uint64_t mem_used;
+    /* Within one scheduling pass: what stopping containers will free that a start
+     * already counted on (sched.c, make_room). */
+    uint32_t claimed_cpu;
+    uint64_t claimed_mem;
     bool gpu_used[WORKER_MAX_GPUS];
     struct ctl_log_line *logq;
     size_t logq_len, logq_cap;
@@ -273,13 +310,46 @@ struct ctl {
         list_for_each(fv##_fn_, &fv##_app_->fns, struct ctl_fn, link)                                        \
             list_for_each_safe(fv, &fv##_fn_->versions, struct ctl_fver, link)
 
+/* ---- keepalive.c ----
+ * The policy of one function, driven by two events and read by the scheduler:
+ *   ka_on_call   an invocation of the function arrived at now_ms (a new call, not a
+ *                retry). If the function was idle, now_ms - (the last ka_on_idle) is one
+ *                idle time: ATC'20's definition, the time from the end of one invocation
+ *                to the start of the next, per function. A call that arrives while other
+ *                work is in flight records nothing: there was no idle period.
+ *   ka_on_idle   the function has no work in flight any more (nothing queued, running
+ *                or waiting to retry, across its versions).
+ *   ka_keepalive_ms  how long after going idle an idle container (above min_containers
+ *                and buffer_containers) is kept. Measured from the container's own idle
+ *                start, but when ka_prewarm_ms > 0 and the function is idle, from the
+ *                function's idle start.
+ *   ka_prewarm_ms    0: no pre-warm. Else (always < ka_keepalive_ms): the idle
+ *                containers are released when the function goes idle, one container is
+ *                started this long after it went idle, and kept until the keep-alive end
+ *                (ATC'20's hybrid policy).
+ *   ka_next_use_ms   the predicted time from now_ms until the function is next called:
+ *                0 while it has work; the eviction ranking (largest first) uses it.
+ * Pure functions of the state and the times given: no clock is read. */
+/* 0, or -EINVAL for an unknown name (NULL is "default"). */
+int ka_policy_parse(const char *name, enum ka_policy *out);
+const char *ka_policy_name(enum ka_policy p);
+void ka_init(struct ka_state *s, enum ka_policy policy);
+void ka_on_call(struct ka_state *s, uint64_t now_ms);
+void ka_on_idle(struct ka_state *s, uint64_t now_ms);
+uint64_t ka_keepalive_ms(const struct ka_state *s);
+uint64_t ka_prewarm_ms(const struct ka_state *s);
+uint64_t ka_next_use_ms(const struct ka_state *s, uint64_t now_ms);
+
 /* ---- model.c ---- */
 void ctl_err(struct ctl_error *e, enum ctl_errkind kind, const char *code, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 struct ctl_app *ctl_find_app(struct ctl *c, const char *name);
 struct ctl_fn *ctl_find_fn(struct ctl *c, const char *app, const char *fn);
 struct ctl_app *ctl_app_get_or_add(struct ctl *c, const char *name, double created_at);
-struct ctl_fn *ctl_fn_get_or_add(struct ctl_app *a, const char *name);
+/* A new function's keep-alive state starts under policy. */
+struct ctl_fn *ctl_fn_get_or_add(struct ctl_app *a, const char *name, enum ka_policy policy);
+/* Whether any version of fn has calls queued, running or waiting to retry. */
+bool ctl_fn_has_work(const struct ctl_fn *fn);
 struct ctl_fver *ctl_find_version(struct ctl_fn *fn, uint32_t version);
 /* The version whose snapshot has this id (NULL if none). */
 struct ctl_fver *ctl_find_snapshot(struct ctl *c, const char *snap_id);

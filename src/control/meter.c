@@ -95,6 +95,7 @@ struct meter_fn {
     /* Measured (recorded when each container stopped). */
     double cpu_used_s, memory_peak_mib, gpu_mem_peak_mib, gpu_util_weighted, gpu_util_weight;
     uint64_t oom_kills;
+    uint64_t evictions;         /* containers stopped to make room for other work */
 };
 
 struct meter_acc {
@@ -140,6 +141,8 @@ static int meter_row(const struct store_container *sc, void *ud)
     f->gpu_busy_s += busy * sc->gpu_count;
     f->cpu_used_s += sc->usage.cpu_s;
     f->oom_kills += sc->usage.oom_kills;
+    if (!strcmp(sc->stop_reason, "evicted"))
+        f->evictions++;
     if (sc->usage.memory_peak_mib > f->memory_peak_mib)
         f->memory_peak_mib = sc->usage.memory_peak_mib;
     if (sc->usage.gpu_mem_peak_mib > f->gpu_mem_peak_mib)
@@ -185,10 +188,10 @@ json_t *meter_usage_json(struct ctl *c, const char *ws, double since, struct ger
                                f->alive_s, "busy_s", f->busy_s, "cpu_core_s", f->cpu_core_s, "memory_gib_s",
                                f->memory_gib_s, "gpu_s", f->gpu_s, "gpu_busy_s", f->gpu_busy_s, "cost", f->cost,
                                "utilization", util, "gpu_utilization", gutil);
-        json_object_update_new(fj, json_pack("{s:f,s:f,s:I,s:f,s:o}", "cpu_used_s", f->cpu_used_s,
+        json_object_update_new(fj, json_pack("{s:f,s:f,s:I,s:f,s:o,s:I}", "cpu_used_s", f->cpu_used_s,
                                              "memory_peak_mib", f->memory_peak_mib, "oom_kills",
                                              (json_int_t)f->oom_kills, "gpu_mem_peak_mib", f->gpu_mem_peak_mib,
-                                             "gpu_util_measured", gmeas));
+                                             "gpu_util_measured", gmeas, "evictions", (json_int_t)f->evictions));
         json_array_append_new(json_object_get(app, "functions"), fj);
         json_object_set_new(app, "cost", json_real(json_real_value(json_object_get(app, "cost")) + f->cost));
         total += f->cost;

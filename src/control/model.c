@@ -71,7 +71,7 @@ struct ctl_app *ctl_app_get_or_add(struct ctl *c, const char *name, double creat
     return a;
 }
 
-struct ctl_fn *ctl_fn_get_or_add(struct ctl_app *a, const char *name)
+struct ctl_fn *ctl_fn_get_or_add(struct ctl_app *a, const char *name, enum ka_policy policy)
 {
     struct ctl_fn *f = find_fn_in(a, name);
     if (f)
@@ -79,10 +79,19 @@ struct ctl_fn *ctl_fn_get_or_add(struct ctl_app *a, const char *name)
     f = xcalloc(1, sizeof *f);
     snprintf(f->name, sizeof f->name, "%s", name);
     f->app = a;
+    ka_init(&f->ka, policy);
     list_init(&f->versions);
     list_init(&f->subs);
     list_push_front(&a->fns, &f->link);
     return f;
+}
+
+bool ctl_fn_has_work(const struct ctl_fn *fn)
+{
+    list_for_each(fv, &fn->versions, struct ctl_fver, link)
+        if (fv->queued || fv->running || fv->retry_waiting)
+            return true;
+    return false;
 }
 
 struct ctl_fver *ctl_find_version(struct ctl_fn *fn, uint32_t version)

@@ -112,6 +112,13 @@ static bool quota_allows(struct ctl_ws *w, struct ctl_fver *fv)
     return false;
 }
 
+/* Whether the worker's free cpu and memory hold one more container of f. */
+static bool worker_fits(const struct ctl *c, const struct spec_function *f)
+{
+    return c->cpu_used + f->cpu_millicores <= c->inv.cpu_millicores &&
+           c->mem_used + f->memory_mib <= c->inv.memory_mib;
+}
+
 static bool reserve(struct ctl *c, struct ctl_fver *fv, struct ctl_ctr *k)
 {
     const struct worker_inventory *cap = &c->inv;
@@ -119,8 +126,7 @@ static bool reserve(struct ctl *c, struct ctl_fver *fv, struct ctl_ctr *k)
     struct ctl_ws *w = fv->fn->app->ws;
     if (w && !quota_allows(w, fv))
         return false;
-    if (c->cpu_used + f->cpu_millicores > cap->cpu_millicores ||
-        c->mem_used + f->memory_mib > cap->memory_mib) {
+    if (!worker_fits(c, f)) {
         snprintf(fv->waiting_reason, sizeof fv->waiting_reason,
                  "needs cpu %um + memory %u MiB; worker has %um + %llu MiB free", f->cpu_millicores, f->memory_mib,
                  cap->cpu_millicores - c->cpu_used, (unsigned long long)(cap->memory_mib - c->mem_used));
@@ -362,15 +368,17 @@ static void record_container_start(struct ctl *c, struct ctl_ctr *k)
         log_error("sched", "record container %s: %s", k->id, err.msg);
 }
 
-static void start_container(struct ctl *c, struct ctl_fver *fv)
+/* Starts a container of fv; NULL when it did not fit or failed (waiting_reason says
+ * why). */
+static struct ctl_ctr *start_container(struct ctl *c, struct ctl_fver *fv)
 {
     if (fv->spec.snapshot && !snapshot_ready(c, fv))
-        return;
+        return NULL;
     struct ctl_ctr *k = xcalloc(1, sizeof *k);
     list_init(&k->link);
     if (!reserve(c, fv, k)) {
         free(k);
-        return;
+        return NULL;
     }
     const struct spec_function *f = &fv->spec;
     k->fv = fv;
@@ -388,7 +396,7 @@ static void start_container(struct ctl *c, struct ctl_fver *fv)
         release(c, k);
         free(k->slots);
         free(k);
-        return;
+        return NULL;
     }
     AUTO_FREE char **env_to_free = secret_env;
     cs.ngpus = k->ngpu;
@@ -417,9 +425,10 @@ static void start_container(struct ctl *c, struct ctl_fver *fv)
         ctr_forget(c, k);
         /* A start that fails synchronously would fail again. */
         fail_oldest_queued(c, fv);
-        return;
+        return NULL;
     }
     log_debug("sched", "starting %s for %s.%s v%u", k->id, fv->fn->app->name, fv->fn->name, fv->version);
+    return k;
 }
 
 static void stop_container(struct ctl *c, struct ctl_ctr *k, bool hard)
@@ -492,6 +501,115 @@ static uint32_t idle_ready(const struct ctl_fver *fv)
     return n;
 }
 
+/* ---------- eviction ---------- */
+
+/* Whether idle container k may be evicted now: ready with nothing in flight, and above
+ * what its version's min_containers and buffer_containers keep (live and idle count
+ * what the pass has not already chosen to stop). */
+static bool evictable(const struct ctl_ctr *k)
+{
+    const struct ctl_fver *fv = k->fv;
+    if (k->state != CTR_READY || k->inflight || fv->queued)
+        return false;
+    if (!ctl_fver_is_current(fv))
+        return true;
+    uint32_t live = fv->nstarting + fv->nready;
+    return live > fv->spec.min_containers && idle_ready(fv) > fv->spec.buffer_containers;
+}
+
+/* The evictable container least likely to be used soon: the largest ka_next_use_ms of
+ * its function, then the longest idle (LRU). NULL if none. */
+static struct ctl_ctr *eviction_victim(struct ctl *c, uint64_t now)
+{
+    struct ctl_ctr *best = NULL;
+    uint64_t best_next = 0;
+    ctl_for_each_version(fv, c)
+        list_for_each(k, &fv->ctrs, struct ctl_ctr, link) {
+            if (!evictable(k))
+                continue;
+            uint64_t next = ka_next_use_ms(&fv->fn->ka, now);
+            if (!best || next > best_next || (next == best_next && k->idle_since_ms < best->idle_since_ms)) {
+                best = k;
+                best_next = next;
+            }
+        }
+    return best;
+}
+
+/* Before a container of fv with queued calls starts: when the worker's free cpu and
+ * memory do not hold it, stops idle containers of any function (any workspace: they
+ * hold nothing but capacity, and quotas are checked separately) until what is stopping
+ * does. Returns whether to try the start now (it fits, or eviction cannot make it fit:
+ * the start then says what it needs); false when it waits for stopping containers to
+ * exit (fv->waiting_reason says so; their exits kick the scheduler). */
+static bool make_room(struct ctl *c, struct ctl_fver *fv)
+{
+    const struct spec_function *f = &fv->spec;
+    struct ctl_ws *w = fv->fn->app->ws;
+    if (worker_fits(c, f) || (w && !quota_allows(w, fv)))
+        return true;
+    /* What containers already stopping will free, less what this pass counted on. */
+    uint64_t stop_cpu = 0, stop_mem = 0;
+    uint32_t stopping = 0;
+    ctl_for_each_version(v, c)
+        list_for_each(k, &v->ctrs, struct ctl_ctr, link)
+            if (k->state == CTR_STOPPING) {
+                stop_cpu += k->cpu_millicores;
+                stop_mem += k->memory_mib;
+                stopping++;
+            }
+    stop_cpu = stop_cpu > c->claimed_cpu ? stop_cpu - c->claimed_cpu : 0;
+    stop_mem = stop_mem > c->claimed_mem ? stop_mem - c->claimed_mem : 0;
+    uint64_t need_cpu = (uint64_t)c->cpu_used + f->cpu_millicores, need_mem = c->mem_used + f->memory_mib;
+    uint64_t cap_cpu = c->inv.cpu_millicores + stop_cpu, cap_mem = c->inv.memory_mib + stop_mem;
+    /* Choose victims without stopping them yet: if all the evictable ones together do
+     * not make room, stopping some would only cost their functions a cold start. */
+    uint64_t now = ev_now_ms(c->loop);
+    AUTO_FREE struct ctl_ctr **victims = NULL;
+    size_t n = 0, cap = 0;
+    while (need_cpu > cap_cpu || need_mem > cap_mem) {
+        struct ctl_ctr *k = eviction_victim(c, now);
+        if (!k)
+            break;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 8;
+            victims = xreallocarray(victims, cap, sizeof *victims);
+        }
+        /* Taken out of the ranking (and of its version's counts) for the next pick. */
+        k->state = CTR_STOPPING;
+        k->fv->nready--;
+        victims[n++] = k;
+        cap_cpu += k->cpu_millicores;
+        cap_mem += k->memory_mib;
+    }
+    bool enough = need_cpu <= cap_cpu && need_mem <= cap_mem;
+    for (size_t i = 0; i < n; i++) {
+        victims[i]->state = CTR_READY;
+        victims[i]->fv->nready++;
+    }
+    if (!enough)
+        return true;
+    for (size_t i = 0; i < n; i++) {
+        struct ctl_ctr *k = victims[i];
+        log_info("sched", "evicting idle %s of %s.%s for %s.%s", k->id, k->fv->fn->app->name, k->fv->fn->name,
+                 fv->fn->app->name, fv->fn->name);
+        k->evicted = true;
+        k->fv->fn->evictions++;
+        stop_container(c, k, false);
+    }
+    c->claimed_cpu += f->cpu_millicores;
+    c->claimed_mem += f->memory_mib;
+    if (n)
+        snprintf(fv->waiting_reason, sizeof fv->waiting_reason,
+                 "waiting for %zu evicted idle container%s to stop (needs cpu %um + memory %u MiB)", n,
+                 n == 1 ? "" : "s", f->cpu_millicores, f->memory_mib);
+    else
+        snprintf(fv->waiting_reason, sizeof fv->waiting_reason,
+                 "waiting for %u stopping container%s to free cpu %um + memory %u MiB", stopping,
+                 stopping == 1 ? "" : "s", f->cpu_millicores, f->memory_mib);
+    return false;
+}
+
 static void autoscale(struct ctl *c, struct ctl_fver *fv)
 {
     const struct spec_function *f = &fv->spec;
@@ -517,9 +635,10 @@ static void autoscale(struct ctl *c, struct ctl_fver *fv)
     if ((int64_t)live + want_new > (int64_t)f->max_containers)
         want_new = (int64_t)f->max_containers - live;
     for (int64_t i = 0; i < want_new; i++) {
-        uint32_t before = fv->nstarting;
-        start_container(c, fv);
-        if (fv->nstarting == before)
+        /* Only queued work evicts: min, buffer and pre-warm containers are guesses. */
+        if (fv->queued && !make_room(c, fv))
+            break;
+        if (!start_container(c, fv))
             break; /* did not fit or failed: waiting_reason says why */
     }
 }
@@ -529,6 +648,8 @@ static void sched_run(struct ev_loop *loop, void *data)
     struct ctl *c = data;
     (void)loop;
     c->sched_pending = false;
+    c->claimed_cpu = 0;
+    c->claimed_mem = 0;
     ctl_for_each_version(fv, c) {
         if (!c->shutting_down)
             dispatch(c, fv);
@@ -554,8 +675,49 @@ void sched_kick(struct ctl *c)
     ev_defer(c->loop, sched_run, c);
 }
 
-/* Periodic: scale down containers idle past scaledown_window, above the floor that
- * min_containers and buffer_containers ask for. */
+/* Whether idle container k of fv is past its keep-alive at now: the function's
+ * scaledown_window when it sets one, else the keep-alive policy's windows
+ * (internal.h, keepalive.c); with a pre-warm window, an idle function's containers go
+ * at once (until the pre-warm) and the pre-warmed one at the keep-alive end. */
+static bool keepalive_over(const struct ctl_fver *fv, const struct ctl_ctr *k, uint64_t now)
+{
+    const struct ka_state *ka = &fv->fn->ka;
+    if (fv->spec.scaledown_window_s)
+        return now - k->idle_since_ms >= (uint64_t)fv->spec.scaledown_window_s * 1000;
+    uint64_t keep = ka_keepalive_ms(ka), pre = ka_prewarm_ms(ka);
+    if (pre && !ctl_fn_has_work(fv->fn) && ka->was_idle) {
+        uint64_t since = now - ka->idle_since_ms;
+        return since < pre || since >= keep;
+    }
+    return now - k->idle_since_ms >= keep;
+}
+
+/* Starts a container of the current version of fv's function when the policy's
+ * pre-warm time of this idle period has come and none is live; once per idle period. */
+static void maybe_prewarm(struct ctl *c, struct ctl_fver *fv, uint64_t now)
+{
+    struct ctl_fn *fn = fv->fn;
+    const struct ka_state *ka = &fn->ka;
+    uint64_t pre = ka_prewarm_ms(ka);
+    if (!pre || fv->spec.scaledown_window_s || !ctl_fver_is_current(fv) || c->shutting_down || !ka->was_idle ||
+        ctl_fn_has_work(fn) || fn->prewarmed_for_ms == ka->idle_since_ms + 1)
+        return;
+    uint64_t since = now - ka->idle_since_ms;
+    if (since < pre || since >= ka_keepalive_ms(ka) || fv->nstarting + fv->nready)
+        return;
+    /* +1: an idle period that began at time 0 of a virtual clock is still told apart
+     * from "none yet". */
+    fn->prewarmed_for_ms = ka->idle_since_ms + 1;
+    struct ctl_ctr *k = start_container(c, fv);
+    if (!k)
+        return;
+    k->prewarm = true;
+    fn->prewarms++;
+    log_debug("sched", "pre-warming %s for %s.%s", k->id, fn->app->name, fn->name);
+}
+
+/* Periodic: scale down containers idle past their keep-alive, above the floor that
+ * min_containers and buffer_containers ask for; start pre-warms that are due. */
 void sched_tick(struct ctl *c)
 {
     uint64_t now = ev_now_ms(c->loop);
@@ -566,7 +728,7 @@ void sched_tick(struct ctl *c)
         list_for_each(k, &fv->ctrs, struct ctl_ctr, link) {
             if (k->state != CTR_READY || k->inflight || fv->queued)
                 continue;
-            if (now - k->idle_since_ms < (uint64_t)s->scaledown_window_s * 1000)
+            if (!keepalive_over(fv, k, now))
                 continue;
             if (ctl_fver_is_current(fv) && (live <= s->min_containers || idle <= s->buffer_containers))
                 continue;
@@ -575,6 +737,7 @@ void sched_tick(struct ctl *c)
             live--;
             idle--;
         }
+        maybe_prewarm(c, fv, now);
     }
     sched_kick(c);
 }
@@ -761,7 +924,7 @@ static void ev_exit(void *ud, const char *ctr_id, int kind, const char *msg, con
         k->inflight = 0;
         busy_end(c, k);
     }
-    const char *reason = kind == 0 ? "stopped" : ctr_fail_code((enum ctr_fail)kind);
+    const char *reason = kind != 0 ? ctr_fail_code((enum ctr_fail)kind) : k->evicted ? "evicted" : "stopped";
     if (kind)
         log_warn("sched", "container %s of %s.%s exited: %s", k->id, fv->fn->app->name, fv->fn->name,
                  msg ? msg : reason);

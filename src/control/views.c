@@ -20,6 +20,28 @@ json_t *ctl_apps_json(struct ctl *c, const char *ws)
     return json_pack("{s:o}", "apps", arr);
 }
 
+/* The function's keep-alive as it stands: the window idle containers are kept (its
+ * scaledown_window, else the policy's), the pre-warm window, and when the next
+ * pre-warm starts (null: none due in this idle period). */
+static json_t *keepalive_json(struct ctl *c, struct ctl_fn *f)
+{
+    const struct ctl_fver *l = f->latest;
+    uint32_t window = l ? l->spec.scaledown_window_s : 0;
+    uint64_t keep = window ? (uint64_t)window * 1000 : ka_keepalive_ms(&f->ka);
+    uint64_t pre = window ? 0 : ka_prewarm_ms(&f->ka);
+    json_t *next = json_null();
+    uint64_t now = ev_now_ms(c->loop);
+    if (pre && l && f->ka.was_idle && !ctl_fn_has_work(f) && f->prewarmed_for_ms != f->ka.idle_since_ms + 1 &&
+        l->nstarting + l->nready == 0 && now - f->ka.idle_since_ms < keep) {
+        uint64_t due = f->ka.idle_since_ms + pre;
+        next = json_real(due > now ? (double)(due - now) / 1000.0 : 0.0);
+    }
+    return json_pack("{s:s,s:f,s:f,s:o,s:I,s:I}", "keepalive_policy",
+                     window ? "scaledown_window" : ka_policy_name(f->ka.policy), "keepalive_s", (double)keep / 1000.0,
+                     "prewarm_s", (double)pre / 1000.0, "next_prewarm_in_s", next, "evictions",
+                     (json_int_t)f->evictions, "prewarms", (json_int_t)f->prewarms);
+}
+
 static json_t *fn_json(struct ctl *c, struct ctl_fn *f)
 {
     size_t queued = 0, running = 0;
@@ -50,7 +72,7 @@ static json_t *fn_json(struct ctl *c, struct ctl_fn *f)
                          : si.state == SNAPSHOT_TAKING ? "taking"
                                                        : "gone",
                          "pid", si.pid, "containers", si.children, "memory_bytes", (json_int_t)si.memory_bytes);
-    return json_pack("{s:s,s:s,s:i,s:s,s:s,s:s,s:I,s:I,s:{s:i,s:i,s:i},s:s?,s:O,s:I,s:o}", "app",
+    json_t *j = json_pack("{s:s,s:s,s:i,s:s,s:s,s:s,s:I,s:I,s:{s:i,s:i,s:i},s:s?,s:O,s:I,s:o}", "app",
                      ctl_local_name(f->app->name), "name", f->name, "version", (json_int_t)(l ? l->version : 0), "kind", l ? l->spec.kind : "exec", "image",
                      !l ? ""
                      : l->spec.image ? l->spec.image
@@ -61,6 +83,9 @@ static json_t *fn_json(struct ctl *c, struct ctl_fn *f)
                      (json_int_t)queued, "running", (json_int_t)running, "containers", "starting", starting, "idle",
                      idle, "busy", busy, "waiting_reason", reason, "spec", l ? l->spec_json : json_null(),
                      "calls_total", (json_int_t)f->calls_total, "snapshot", snap);
+    if (j)
+        json_object_update_new(j, keepalive_json(c, f));
+    return j;
 }
 
 json_t *ctl_functions_json(struct ctl *c, const char *ws)

@@ -79,6 +79,9 @@ static void usage(FILE *f)
             "                        localhost always work; other names are refused against DNS rebinding)\n"
             "  --allow-origin ORIGIN a web origin whose pages may call the API, e.g. https://dash.example\n"
             "                        (repeatable; requests carrying any other Origin are refused)\n"
+            "  --keepalive-policy P  how long idle containers stay for functions without\n"
+            "                        scaling.scaledown_window: default (adaptive), fixed_10min, knative,\n"
+            "                        hybrid_histogram (README \"Keep-alive and eviction\")\n"
             "  --rates FILE          JSON price table {\"cpu_core_s\",\"memory_gib_s\",\"gpu_s\":{TYPE:price}}\n"
             "  --stop-grace SECONDS  on SIGTERM, how long running inputs may finish (default 10)\n"
             "  --cgroup-parent NAME  cgroup directory for containers (default gust)\n"
@@ -194,6 +197,7 @@ int main(int argc, char **argv)
     int64_t userns_base = 1000000, userns_size = 65536, userns_slots = 512;
     int64_t max_conns = API_MAX_CONNS_DEFAULT;
     bool max_conns_given = false;
+    const char *keepalive_policy = NULL;
     static const struct option opts[] = {
         {"gpu-passthrough", no_argument, 0, 'P'}, {"gpu-dev-dir", required_argument, 0, 'D'},
         {"gpu-driver-dir", required_argument, 0, 'R'}, {"no-nvml", no_argument, 0, 'N'},
@@ -209,7 +213,7 @@ int main(int argc, char **argv)
         {"max-connections", required_argument, 0, 'K'},
         {"allow-host", required_argument, 0, 'H'}, {"allow-origin", required_argument, 0, 'O'},
         {"tls-cert", required_argument, 0, 'X'}, {"tls-key", required_argument, 0, 'Y'},
-        {"insecure-listen", no_argument, 0, 'I'},
+        {"insecure-listen", no_argument, 0, 'I'}, {"keepalive-policy", required_argument, 0, 'k'},
         {0, 0, 0, 0},
     };
     struct api_guard guard = {0};
@@ -225,6 +229,7 @@ int main(int argc, char **argv)
         case 'g': gpus = optarg; break;
         case 'r': rates_file = optarg; break;
         case 'c': cgroup_parent = optarg; break;
+        case 'k': keepalive_policy = optarg; break;
         case 'i': snprintf(init_path, sizeof init_path, "%s", optarg); break;
         case 'p':
             if (parse_i64(optarg, 1024, 1ll << 32, &max_payload) < 0) {
@@ -392,6 +397,7 @@ int main(int argc, char **argv)
     snprintf(images_dir, sizeof images_dir, "%s/images", data_dir);
     snprintf(cas_dir, sizeof cas_dir, "%s/cas", data_dir);
     ccfg.data_dir = data_dir;
+    ccfg.keepalive_policy = keepalive_policy;
     ccfg.images_dir = images_dir;
     ccfg.cas_dir = cas_dir;
     if ((r = mkdir_p(run_dir, 0700)) < 0 || (r = mkdir_p(images_dir, 0755)) < 0) {

@@ -248,7 +248,9 @@ static const struct spec_num_field spec_scale_nums[] = {
     SPEC_UINT_FIELD("min_containers", "an integer", 0, 1000, 0, min_containers),
     SPEC_UINT_FIELD("max_containers", "an integer", 1, 1000, 10, max_containers),
     SPEC_UINT_FIELD("buffer_containers", "an integer", 0, 1000, 0, buffer_containers),
-    SPEC_UINT_FIELD("scaledown_window", "an integer number of seconds", 1, 86400, 60,
+    /* Default 0, below the minimum: not given, the control's keep-alive policy decides
+     * (left out of the normalised JSON). */
+    SPEC_UINT_FIELD("scaledown_window", "an integer number of seconds", 1, 86400, 0,
                     scaledown_window_s),
     SPEC_UINT_FIELD("max_inputs", "an integer", 1, 1000, 1, max_inputs),
 };
@@ -1153,6 +1155,8 @@ static void spec_put_nums(json_t *obj, const struct spec_num_field *fields, size
 {
     for (size_t i = 0; i < n; i++) {
         double x = spec_num_load(f, &fields[i]);
+        if (x < fields[i].min && x == fields[i].def)
+            continue; /* a field that was not given and has no value of its own */
         spec_set(obj, fields[i].key, fields[i].real ? json_real(x) : json_integer((json_int_t)x),
                  ok);
     }

@@ -72,7 +72,8 @@ struct spec_function {
     size_t ngpu_options;                        /* 0 = no GPU */
     uint32_t max_retries;
     double initial_delay_s, backoff_coefficient, max_delay_s;
-    uint32_t min_containers, max_containers, buffer_containers, scaledown_window_s, max_inputs;
+    uint32_t min_containers, max_containers, buffer_containers, max_inputs;
+    uint32_t scaledown_window_s; /* 0: not given (the keep-alive policy decides) */
     uint32_t pids_max;          /* resources.pids (default 1024) */
     uint32_t open_files;        /* resources.open_files; 0 = the worker's default (65536 or its own limit) */
     enum spec_network network;  /* "none" (loopback only, default) or "egress" */

@@ -140,3 +140,50 @@ def test_gpu_function_waits_with_visible_reason(gust_factory):
     r = waiter.get(30)
     assert r.status == 200 and r.body == b"one\n", r
     assert g.function("gw", "one")["waiting_reason"] is None
+
+
+def test_eviction_instead_of_scale_down_wait(gust_factory):
+    """20 functions of 250 millicores on a 2000-millicore worker, each called once and
+    then again: a call that does not fit evicts an idle container of another function
+    rather than waiting for its keep-alive to end. Evictions show in /v1/usage and in
+    the function listing."""
+    g = gust_factory("--cpu", "2000")
+    n = 20
+    g.deploy({"app": "ev", "functions": [
+        {"name": f"f{i}", "kind": "exec", "command": ["sh", "-c", "cat; echo ok"], "timeout": 30,
+         "resources": {"cpu": 250, "memory": 64}} for i in range(n)]})
+    reasons = set()
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            for f in g.functions():
+                if f.get("waiting_reason"):
+                    reasons.add(f["waiting_reason"])
+            time.sleep(0.05)
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    try:
+        for _ in range(2):
+            for i in range(n):
+                t0 = time.monotonic()
+                r = g.call("ev", f"f{i}", b"x", timeout=30)
+                assert r.status == 200 and r.body == b"xok\n", r
+                # Far below the 60 s keep-alive a wait for a scale-down would take.
+                assert time.monotonic() - t0 < 20
+    finally:
+        stop.set()
+        t.join(5)
+    assert not [x for x in reasons if "scale" in x or "worker has" in x], reasons
+    assert len(g.containers("ev")) <= 8
+    fns = {f["name"]: f for f in g.functions() if f["app"] == "ev"}
+    listed = sum(f["evictions"] for f in fns.values())
+    assert listed >= n - 8, fns
+    assert all("keepalive_s" in f and "next_prewarm_in_s" in f for f in fns.values())
+    usage = g.get_json("/v1/usage")
+    app = [a for a in usage["apps"] if a["app"] == "ev"][0]
+    stored = sum(f["evictions"] for f in app["functions"])
+    assert stored == listed, (stored, listed)
+    ls = g.cli("ls")
+    assert ls.rc == 0 and "EVICTED" in ls.out and "KEEPALIVE" in ls.out, ls

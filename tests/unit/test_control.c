@@ -40,6 +40,7 @@ struct fake {
     struct fake_ctr ctrs[FAKE_MAX_CTRS];
     int nctrs;
     int fail_next_start;        /* starts to refuse synchronously */
+    bool hold_stops;            /* stops do not exit by themselves (fake_exit ends them) */
     char snap_id[64];
     int snap_takes;
     bool snap_dropped;
@@ -147,7 +148,8 @@ static void op_stop(void *w, const char *id, uint32_t grace_ms)
     (void)grace_ms;
     if (k && !k->stop_asked && !k->kill_asked) {
         k->stop_asked = true;
-        fake_schedule_exit(w, id);
+        if (!((struct fake *)w)->hold_stops)
+            fake_schedule_exit(w, id);
     }
 }
 
@@ -1085,6 +1087,295 @@ UNIT_TEST(test_workspace_isolation_and_quotas)
     env_free(&e);
 }
 
+/* ---------------------------------------------- keep-alive, eviction, pre-warm */
+
+/* Deploys the app spec text (JSON) into workspace "default". */
+static void deploy_text(struct env *e, const char *text)
+{
+    json_t *spec = json_loads(text, 0, NULL);
+    CHECK(spec);
+    json_t *res = NULL;
+    struct ctl_error ce = {0};
+    CHECK(ctl_deploy(e->ctl, "default", spec, &res, &ce) == 0);
+    json_decref(res);
+    json_decref(spec);
+}
+
+/* Deploys app "a" with n functions f0..f<n-1>, each of cpu millicores and 64 MiB. */
+static void deploy_many(struct env *e, int n, uint32_t cpu)
+{
+    struct buf b = {0};
+    buf_printf(&b, "{\"app\":\"a\",\"functions\":[");
+    for (int i = 0; i < n; i++)
+        buf_printf(&b, "%s{\"name\":\"f%d\",\"kind\":\"exec\",\"command\":[\"x\"],\"image\":\"img\","
+                   "\"resources\":{\"cpu\":%u,\"memory\":64}}", i ? "," : "", i, cpu);
+    buf_printf(&b, "]}");
+    deploy_text(e, b.data);
+    buf_free(&b);
+}
+
+static struct ctl_fn *fn_n(struct env *e, int i)
+{
+    char name[16];
+    snprintf(name, sizeof name, "f%d", i);
+    struct ctl_fn *f = ctl_find_fn(e->ctl, "default/a", name);
+    CHECK(f);
+    return f;
+}
+
+static void submit_n(struct env *e, int i, char id[64])
+{
+    char name[16];
+    snprintf(name, sizeof name, "f%d", i);
+    struct ctl_error ce;
+    CHECK(ctl_submit(e->ctl, "default/a", name, "x", 1, false, id, &ce) == 0);
+}
+
+static struct fake_ctr *busy_ctr(struct fake *f);
+
+/* Calls function i and answers the call once its container is up: i is then idle. */
+static void call_to_idle(struct env *e, int i, char id[64])
+{
+    submit_n(e, i, id);
+    start_and_dispatch(e);
+    fake_answer(&e->fake, busy_ctr(&e->fake), "ok", 0);
+    CHECK_EQ_INT(call_state(e, id, NULL), CTL_CALL_SUCCEEDED);
+}
+
+/* The fake container that holds an input (NULL if none). */
+static struct fake_ctr *busy_ctr(struct fake *f)
+{
+    for (int i = 0; i < f->nctrs; i++)
+        if (!f->ctrs[i].exited && inflight(&f->ctrs[i]))
+            return &f->ctrs[i];
+    return NULL;
+}
+
+/* The live fake container of function i (NULL if none). */
+static struct fake_ctr *ctr_of(struct env *e, int i)
+{
+    struct ctl_fver *fv = fn_n(e, i)->latest;
+    list_for_each(k, &fv->ctrs, struct ctl_ctr, link)
+        if (k->state != CTR_STOPPING)
+            return fake_find(&e->fake, k->id);
+    return NULL;
+}
+
+static uint64_t total_evictions(struct env *e, int n)
+{
+    uint64_t t = 0;
+    for (int i = 0; i < n; i++)
+        t += fn_n(e, i)->evictions;
+    return t;
+}
+
+/* 20 functions of 250 m on a 2000 m worker, each called once and then again: a call that
+ * does not fit evicts the least recently used idle container instead of waiting for a
+ * scale-down window. The worker never holds more than 8. */
+UNIT_TEST(test_evict_instead_of_waiting)
+{
+    struct env e;
+    env_init(&e, 2000, 8192, 0);
+    deploy_many(&e, 20, 250);
+    char id[64];
+    for (int round = 0; round < 2; round++)
+        for (int i = 0; i < 20; i++) {
+            struct fake_ctr *oldest = NULL;
+            if (round == 0 && i == 8)
+                oldest = ctr_of(&e, 0); /* all idle, f0 the longest */
+            submit_n(&e, i, id);
+            /* Until its container starts (an evicted one's exit comes on a later turn). */
+            for (int n = 0; n < 50 && !ctr_of(&e, i); n++) {
+                run_for(&e, 2);
+                const char *why = fn_n(&e, i)->latest->waiting_reason;
+                CHECK(!strstr(why, "scale") && !strstr(why, "worker has"));
+            }
+            CHECK(ctr_of(&e, i));
+            fake_ready_all(&e.fake);
+            run_for(&e, 5);
+            struct fake_ctr *k = busy_ctr(&e.fake);
+            CHECK(k);
+            fake_answer(&e.fake, k, "ok", 0);
+            CHECK_EQ_INT(call_state(&e, id, NULL), CTL_CALL_SUCCEEDED);
+            CHECK(live_ctrs(&e.fake) <= 8);
+            CHECK(e.ctl->cpu_used <= 2000);
+            if (oldest)
+                CHECK(oldest->exited && oldest->stop_asked);
+            run_for(&e, 2); /* idle times differ: LRU is well defined */
+        }
+    /* Round one evicted 12 (f8..f19 each made room); round two: f0..f11 were gone and
+     * evicted 12 more, f12..f19 were evicted by them in turn and evicted 8 more. */
+    CHECK(total_evictions(&e, 20) == 32);
+    struct ctl_error ce;
+    json_t *u = ctl_usage_json(e.ctl, "default", 0, &ce);
+    CHECK(u);
+    json_t *fns = json_object_get(json_array_get(json_object_get(u, "apps"), 0), "functions");
+    json_int_t stored = 0;
+    size_t i;
+    json_t *fj;
+    json_array_foreach(fns, i, fj) stored += json_integer_value(json_object_get(fj, "evictions"));
+    CHECK_EQ_INT(stored, 32);
+    json_decref(u);
+    json_t *j = ctl_function_json(e.ctl, "default/a", "f0", NULL);
+    CHECK(json_integer_value(json_object_get(j, "evictions")) >= 1);
+    CHECK(json_real_value(json_object_get(j, "keepalive_s")) == 66.0); /* one idle time under a minute, + 10 % */
+    CHECK(json_is_null(json_object_get(j, "next_prewarm_in_s")));
+    json_decref(j);
+    env_free(&e);
+}
+
+/* While an evicted container is still stopping, the call says it waits for it; its exit
+ * lets the start go. */
+UNIT_TEST(test_evict_waiting_reason)
+{
+    struct env e;
+    env_init(&e, 500, 8192, 0);
+    deploy_many(&e, 3, 250);
+    char id[64];
+    for (int i = 0; i < 2; i++) {
+        call_to_idle(&e, i, id);
+        run_for(&e, 2);
+    }
+    e.fake.hold_stops = true;
+    submit_n(&e, 2, id);
+    run_for(&e, 5);
+    CHECK_STR(fn_n(&e, 2)->latest->waiting_reason,
+              "waiting for 1 evicted idle container to stop (needs cpu 250m + memory 64 MiB)");
+    CHECK_EQ_INT(e.fake.nctrs, 2);
+    CHECK(e.fake.ctrs[0].stop_asked && !e.fake.ctrs[1].stop_asked); /* f0: idle the longest */
+    fake_exit(&e.fake, &e.fake.ctrs[0], 0);
+    run_for(&e, 5);
+    CHECK_EQ_INT(e.fake.nctrs, 3);
+    CHECK_EQ_INT(fn_n(&e, 0)->evictions, 1);
+    env_free(&e);
+}
+
+/* Replaces f's history with n idle times of idle_ms, the function idle since since_ms. */
+static void seed_history(struct ctl_fn *f, int n, uint64_t idle_ms, uint64_t since_ms)
+{
+    ka_init(&f->ka, f->ka.policy);
+    uint64_t t = 0;
+    ka_on_idle(&f->ka, t);
+    for (int i = 0; i < n; i++) {
+        t += idle_ms;
+        ka_on_call(&f->ka, t);
+        ka_on_idle(&f->ka, t);
+    }
+    f->ka.idle_since_ms = since_ms;
+}
+
+/* The victim is the idle container least likely to be used soon, not the least recently
+ * used: f1's calls come hours apart, f0's a minute apart. */
+UNIT_TEST(test_eviction_order)
+{
+    struct env e;
+    env_init(&e, 750, 8192, 0);
+    deploy_many(&e, 5, 250);
+    char id[64];
+    for (int i = 0; i < 3; i++) {
+        call_to_idle(&e, i, id);
+        run_for(&e, 2);
+    }
+    uint64_t now = ev_now_ms(e.loop);
+    seed_history(fn_n(&e, 0), 30, 60000 + 5000, now - 3); /* next call in about a minute */
+    seed_history(fn_n(&e, 1), 30, 180 * 60000ull, now - 2); /* in about 3 hours */
+    /* f2: no history; LRU says it was idle for a few ms. */
+    submit_n(&e, 3, id);
+    run_for(&e, 5);
+    CHECK(e.fake.ctrs[1].stop_asked && !e.fake.ctrs[0].stop_asked && !e.fake.ctrs[2].stop_asked);
+    fake_ready_all(&e.fake);
+    run_for(&e, 5);
+    fake_answer(&e.fake, busy_ctr(&e.fake), "ok", 0);
+    submit_n(&e, 4, id);
+    run_for(&e, 5);
+    /* f0 (a minute away) before f2 and f3 (idle for milliseconds). */
+    CHECK(e.fake.ctrs[0].stop_asked && !e.fake.ctrs[2].stop_asked && !e.fake.ctrs[3].stop_asked);
+    env_free(&e);
+}
+
+/* Min and buffer containers are not evicted: the call waits with the capacity reason. */
+UNIT_TEST(test_no_eviction_below_floor)
+{
+    struct env e;
+    env_init(&e, 500, 8192, 0);
+    deploy_text(&e, "{\"app\":\"a\",\"functions\":[{\"name\":\"f0\",\"kind\":\"exec\",\"command\":[\"x\"],"
+                    "\"image\":\"img\",\"resources\":{\"cpu\":250,\"memory\":64},"
+                    "\"scaling\":{\"min_containers\":2}},{\"name\":\"f1\",\"kind\":\"exec\","
+                    "\"command\":[\"x\"],\"image\":\"img\",\"resources\":{\"cpu\":250,\"memory\":64}}]}");
+    start_and_dispatch(&e);
+    CHECK_EQ_INT(e.fake.nctrs, 2);
+    char id[64];
+    submit_n(&e, 1, id);
+    run_for(&e, 5);
+    CHECK_EQ_INT(e.fake.nctrs, 2);
+    CHECK(!e.fake.ctrs[0].stop_asked && !e.fake.ctrs[1].stop_asked);
+    CHECK(strstr(fn_n(&e, 1)->latest->waiting_reason, "needs cpu 250m"));
+    env_free(&e);
+}
+
+/* A function whose idle times are 5 minutes: released when it goes idle, a container
+ * pre-warmed at 4.5 minutes (the loop's clock), and the next call lands on it warm. */
+UNIT_TEST(test_prewarm)
+{
+    struct env e;
+    env_init(&e, 2000, 8192, 0);
+    deploy_many(&e, 1, 250);
+    char id[64];
+    call_to_idle(&e, 0, id);
+    uint64_t now = ev_now_ms(e.loop);
+    CHECK(now > 300000); /* the monotonic clock runs since boot */
+    struct ctl_fn *f = fn_n(&e, 0);
+    /* Pre-warm at 270 s after going idle: due 500 ms from now; keep-alive 396 s. */
+    seed_history(f, 30, 5 * 60000, now - 270000 + 500);
+    CHECK(ka_prewarm_ms(&f->ka) == 270000 && ka_keepalive_ms(&f->ka) == 396000);
+    run_for(&e, 250); /* a tick: the idle container goes (in the pre-warm gap) */
+    CHECK(e.fake.ctrs[0].stop_asked);
+    CHECK_EQ_INT(e.fake.nctrs, 1);
+    json_t *j = ctl_function_json(e.ctl, "default/a", "f0", NULL);
+    double in = json_real_value(json_object_get(j, "next_prewarm_in_s"));
+    CHECK(in > 0 && in <= 0.5);
+    json_decref(j);
+    run_for(&e, 600);
+    CHECK_EQ_INT(e.fake.nctrs, 2);
+    CHECK_EQ_INT(f->prewarms, 1);
+    fake_ready_all(&e.fake);
+    run_for(&e, 450); /* kept: within the keep-alive */
+    CHECK(!e.fake.ctrs[1].stop_asked);
+    submit_n(&e, 0, id);
+    run_for(&e, 5);
+    CHECK_EQ_INT(e.fake.nctrs, 2); /* warm: no new start */
+    CHECK_EQ_INT(inflight(&e.fake.ctrs[1]), 1);
+    fake_answer(&e.fake, &e.fake.ctrs[1], "ok", 0);
+    CHECK_EQ_INT(call_state(&e, id, NULL), CTL_CALL_SUCCEEDED);
+    CHECK_EQ_INT(f->prewarms, 1);
+    /* Past the keep-alive end: the pre-warmed container goes, no new pre-warm. */
+    f->ka.idle_since_ms = ev_now_ms(e.loop) - 396000;
+    run_for(&e, 450);
+    CHECK(e.fake.ctrs[1].stop_asked);
+    CHECK_EQ_INT(e.fake.nctrs, 2);
+    env_free(&e);
+}
+
+/* Without scaling.scaledown_window the policy decides: the default keeps an unknown
+ * function's idle container for 60 s (not stopped within a second). */
+UNIT_TEST(test_default_keepalive_without_window)
+{
+    struct env e;
+    env_init(&e, 2000, 8192, 0);
+    deploy_many(&e, 1, 250);
+    CHECK_EQ_INT(fn_n(&e, 0)->latest->spec.scaledown_window_s, 0);
+    char id[64];
+    call_to_idle(&e, 0, id);
+    run_for(&e, 1000);
+    CHECK(!e.fake.ctrs[0].stop_asked);
+    /* Idle past 60 s (the container's idle start moved back): stopped on a tick. */
+    list_for_each(k, &fn_n(&e, 0)->latest->ctrs, struct ctl_ctr, link)
+        k->idle_since_ms = ev_now_ms(e.loop) - 60000;
+    run_for(&e, 450);
+    CHECK(e.fake.ctrs[0].stop_asked);
+    env_free(&e);
+}
+
 int main(void)
 {
     UNIT_RUN(test_dispatch_and_packing);
@@ -1105,5 +1396,11 @@ int main(void)
     UNIT_RUN(test_store_bounds_trimmed_on_tick);
     UNIT_RUN(test_tokens_and_roles);
     UNIT_RUN(test_workspace_isolation_and_quotas);
+    UNIT_RUN(test_evict_instead_of_waiting);
+    UNIT_RUN(test_evict_waiting_reason);
+    UNIT_RUN(test_eviction_order);
+    UNIT_RUN(test_no_eviction_below_floor);
+    UNIT_RUN(test_prewarm);
+    UNIT_RUN(test_default_keepalive_without_window);
     UNIT_MAIN_END();
 }

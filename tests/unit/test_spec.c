@@ -209,6 +209,13 @@ UNIT_TEST(test_spec_md_example_json_defaults)
     CHECK(f->backoff_coefficient == 2.0 && f->max_delay_s == 60.0);
     CHECK_EQ_INT(f->min_containers, 0);
     CHECK_EQ_INT(f->max_containers, 10);
+    /* scaledown_window not given: 0 (the keep-alive policy decides), and left out of the
+     * normalised JSON so that a stored version reads back the same. */
+    CHECK_EQ_INT(f->scaledown_window_s, 0);
+    json_t *j = spec_function_to_json(f);
+    CHECK(j && json_object_get(j, "scaling") && !json_object_get(json_object_get(j, "scaling"), "scaledown_window"));
+    CHECK(json_integer_value(json_object_get(json_object_get(j, "scaling"), "max_containers")) == 10);
+    json_decref(j);
     spec_app_free(&app);
 }
 
