@@ -301,6 +301,32 @@ static int v2_prepare_parents(const char *leaf, struct gerr *err)
     }
 }
 
+/* The kernel's bounds: v1 MIN_SHARES/MAX_SHARES, v2 CGROUP_WEIGHT_MIN/MAX, and the
+ * smallest CFS quota it accepts (1 ms). */
+#define CPU_SHARES_MIN 2
+#define CPU_SHARES_MAX 262144
+#define CPU_WEIGHT_MIN 1
+#define CPU_WEIGHT_MAX 10000
+#define CPU_QUOTA_MIN_US 1000
+
+uint64_t cgroup_cpu_shares(uint32_t millicores)
+{
+    uint64_t s = (uint64_t)millicores * 1024 / 1000;
+    return s < CPU_SHARES_MIN ? CPU_SHARES_MIN : s > CPU_SHARES_MAX ? CPU_SHARES_MAX : s;
+}
+
+uint64_t cgroup_cpu_weight(uint32_t millicores)
+{
+    uint64_t w = ((uint64_t)millicores + 5) / 10;
+    return w < CPU_WEIGHT_MIN ? CPU_WEIGHT_MIN : w > CPU_WEIGHT_MAX ? CPU_WEIGHT_MAX : w;
+}
+
+uint64_t cgroup_cpu_quota_us(uint32_t millicores)
+{
+    uint64_t q = (uint64_t)millicores * (CGROUP_CPU_PERIOD_US / 1000);
+    return q < CPU_QUOTA_MIN_US ? CPU_QUOTA_MIN_US : q;
+}
+
 /* Writes the limits that belong to controller c into dir. */
 static int write_limits(int c, const char *dir, bool v2, const struct cgroup_limits *lim,
                         struct gerr *err)
@@ -323,24 +349,28 @@ static int write_limits(int c, const char *dir, bool v2, const struct cgroup_lim
             r = write_file(dir, "memory.memsw.limit_in_bytes", v, err);
         return r == -ENOENT ? 0 : r;
     case CGROUP_CPU:
-        if (!lim->cpu_millicores)
-            return 0;
-        {
-            /* 1000 millicores = one CPU = 100000 us per 100000 us period; the kernel's
-             * minimum quota is 1000 us. */
-            uint64_t quota = (uint64_t)lim->cpu_millicores * 100;
-            if (quota < 1000)
-                quota = 1000;
-            if (v2) {
-                snprintf(v, sizeof v, "%" PRIu64 " 100000", quota);
-                return write_file(dir, "cpu.max", v, err);
-            }
-            r = write_file(dir, "cpu.cfs_period_us", "100000", err);
+        if (lim->cpu_request_millicores) {
+            if (v2)
+                snprintf(v, sizeof v, "%" PRIu64, cgroup_cpu_weight(lim->cpu_request_millicores));
+            else
+                snprintf(v, sizeof v, "%" PRIu64, cgroup_cpu_shares(lim->cpu_request_millicores));
+            r = write_file(dir, v2 ? "cpu.weight" : "cpu.shares", v, err);
             if (r < 0)
                 return r;
-            snprintf(v, sizeof v, "%" PRIu64, quota);
-            return write_file(dir, "cpu.cfs_quota_us", v, err);
         }
+        if (!lim->cpu_limit_millicores)
+            return 0;
+        if (v2) {
+            snprintf(v, sizeof v, "%" PRIu64 " %d", cgroup_cpu_quota_us(lim->cpu_limit_millicores),
+                     CGROUP_CPU_PERIOD_US);
+            return write_file(dir, "cpu.max", v, err);
+        }
+        snprintf(v, sizeof v, "%d", CGROUP_CPU_PERIOD_US);
+        r = write_file(dir, "cpu.cfs_period_us", v, err);
+        if (r < 0)
+            return r;
+        snprintf(v, sizeof v, "%" PRIu64, cgroup_cpu_quota_us(lim->cpu_limit_millicores));
+        return write_file(dir, "cpu.cfs_quota_us", v, err);
     case CGROUP_PIDS:
         if (!lim->pids_max)
             return 0;

@@ -47,12 +47,31 @@ struct cgroup_device {
 
 struct cgroup_limits {
     uint64_t memory_bytes;   /* 0 = unlimited; swap is limited to 0 extra where settable */
-    uint32_t cpu_millicores; /* 0 = unlimited; CFS quota per 100 ms period */
+    /* CPU request: the container's weight against its siblings when the CPU is
+     * contended (cgroup_cpu_shares, cgroup_cpu_weight); 0 = the kernel's default.
+     * It never caps use: an idle CPU is the container's to burst into. */
+    uint32_t cpu_request_millicores;
+    /* CPU limit: a CFS quota per 100 ms period (cgroup_cpu_quota_us); 0 = none. */
+    uint32_t cpu_limit_millicores;
     uint32_t pids_max;       /* 0 = unlimited */
     bool restrict_devices;   /* deny every device but devices[] */
     const struct cgroup_device *devices;
     size_t ndevices;
 };
+
+/* CPU values written for a container, exposed for tests. A millicore request maps
+ * so that one core (1000 millicores) gets the kernel's default weight, which is what
+ * every other cgroup on the host has: a 1-core container competes as an equal with a
+ * host service, and containers share contended CPU in proportion to their requests.
+ *   v1 cpu.shares = millicores * 1024 / 1000, clamped to the kernel's [2, 262144];
+ *   v2 cpu.weight = millicores / 10 (rounded), clamped to the kernel's [1, 10000]
+ *     (default 100 = 1000 millicores; the spec's 10..64000 maps to 1..6400).
+ * The quota for a millicore limit is millicores * 100 us per 100000 us period (1000
+ * millicores = one full CPU), at least the kernel's minimum of 1000 us. */
+uint64_t cgroup_cpu_shares(uint32_t millicores);
+uint64_t cgroup_cpu_weight(uint32_t millicores);
+uint64_t cgroup_cpu_quota_us(uint32_t millicores);
+#define CGROUP_CPU_PERIOD_US 100000
 
 /* Returns the detected roots (cached after the first successful call; thread-safe),
  * or NULL with err filled when a needed v1 controller is not mounted. */

@@ -489,7 +489,8 @@ static int make_cgroups(const struct sandbox_config *cfg, struct sandbox *sb, st
         return r;
     struct cgroup_limits lim = {
         .memory_bytes = cfg->memory_mib << 20,
-        .cpu_millicores = cfg->cpu_millicores,
+        .cpu_request_millicores = cfg->cpu_millicores,
+        .cpu_limit_millicores = cfg->cpu_limit_millicores,
         .pids_max = cfg->pids_max ? cfg->pids_max : 1024,
         .restrict_devices = true,
         .devices = devs,

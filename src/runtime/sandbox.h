@@ -76,7 +76,8 @@ struct sandbox_config {
      * container's changes outlive it. NULL = the tmpfs. */
     const char *upper_dir, *work_dir;
     uint64_t memory_mib;        /* memory limit (swap included where settable); 0 = none */
-    uint32_t cpu_millicores;    /* CFS quota per 100 ms period; 0 = none */
+    uint32_t cpu_millicores;    /* CPU request: the cgroup's weight (runtime/cgroup.h); 0 = default */
+    uint32_t cpu_limit_millicores; /* CFS quota per 100 ms period; 0 = none (may burst) */
     uint32_t pids_max;          /* 0 = 1024 */
     uint32_t open_files;        /* RLIMIT_NOFILE (soft = hard); 0 = 65536 */
     struct sandbox_bind binds[SANDBOX_MAX_BINDS]; /* e.g. host /usr read-only; nosuid, nodev */

@@ -224,12 +224,8 @@ struct spec_num_field {
 
 static const struct spec_num_field spec_fn_timeout =
     SPEC_UINT_FIELD("timeout", "an integer number of seconds", 1, 86400, 300, timeout_s);
-/* resources: the fields before gpu, then disk after it (canonical order). */
-static const struct spec_num_field spec_res_nums[] = {
-    SPEC_UINT_FIELD("cpu", "an integer number of millicores (1000 = one core)", 10, SPEC_MAX_CPU,
-                    125, cpu_millicores),
-    SPEC_UINT_FIELD("memory", "an integer number of MiB", 16, 1048576, 128, memory_mib),
-};
+/* resources: cpu and memory (spec_req_lim_fields) come first, then gpu, then disk
+ * (canonical order). */
 static const struct spec_num_field spec_res_disk =
     SPEC_UINT_FIELD("disk", "an integer number of MiB", 1, 1048576, 512, disk_mib);
 /* After disk. */
@@ -307,6 +303,71 @@ static int spec_get_nums(struct spec_ctx *c, json_t *obj, const struct spec_num_
         if (r < 0)
             return r;
     }
+    return 0;
+}
+
+/* A resource that is both a reservation and a hard limit (resources.cpu and .memory):
+ * a plain integer N in num's range, or a pair [REQUEST, LIMIT] of them with
+ * REQUEST <= LIMIT. The request lands in num's member and is what the control plane
+ * reserves (packing, quotas, billing); the limit lands in limit_offset's uint32_t.
+ * A plain N is the request, and also the limit when plain_is_limit (memory keeps
+ * meaning both); otherwise (cpu) a plain N sets no limit, stored as 0. */
+struct spec_req_lim_field {
+    struct spec_num_field num;
+    size_t limit_offset;
+    bool plain_is_limit;
+};
+
+static const struct spec_req_lim_field spec_req_lim_fields[] = {
+    {SPEC_UINT_FIELD("cpu", "an integer number of millicores (1000 = one core)", 10, SPEC_MAX_CPU, 125,
+                     cpu_millicores),
+     offsetof(struct spec_function, cpu_limit_millicores), false},
+    {SPEC_UINT_FIELD("memory", "an integer number of MiB", 16, 1048576, 128, memory_mib),
+     offsetof(struct spec_function, memory_limit_mib), true},
+};
+
+/* One integer of a spec_req_lim_field at the current path; pair says whether it is
+ * an element of [request, limit] (which shapes the message). */
+static int spec_req_lim_num(struct spec_ctx *c, json_t *v, const struct spec_num_field *d, bool pair,
+                            uint32_t *out)
+{
+    if (!json_is_integer(v) || json_integer_value(v) < (json_int_t)d->min ||
+        json_integer_value(v) > (json_int_t)d->max)
+        return spec_fail_got(c, v, "must be %s between %u and %u%s, got", d->what, (uint32_t)d->min,
+                             (uint32_t)d->max, pair ? "" : ", or a [request, limit] pair of them");
+    *out = (uint32_t)json_integer_value(v);
+    return 0;
+}
+
+static int spec_get_req_lim(struct spec_ctx *c, json_t *obj, const struct spec_req_lim_field *d,
+                            struct spec_function *f)
+{
+    uint32_t *limit = (uint32_t *)((char *)f + d->limit_offset);
+    json_t *v = json_object_get(obj, d->num.key);
+    uint32_t x[2] = {(uint32_t)d->num.def, 0};
+    size_t saved = spec_push_key(c, d->num.key);
+    int r;
+    if (json_is_array(v)) {
+        if (json_array_size(v) != 2)
+            return spec_fail(c, "must be a [request, limit] pair, got %zu items", json_array_size(v));
+        for (size_t i = 0; i < 2; i++) {
+            size_t isaved = spec_push_index(c, i);
+            if ((r = spec_req_lim_num(c, json_array_get(v, i), &d->num, true, &x[i])) < 0)
+                return r;
+            spec_pop(c, isaved);
+        }
+        if (x[1] < x[0])
+            return spec_fail(c, "the limit (%u) is below the request (%u); the request is what is "
+                                "reserved and must not exceed the limit",
+                             x[1], x[0]);
+    } else {
+        if (v && (r = spec_req_lim_num(c, v, &d->num, false, &x[0])) < 0)
+            return r;
+        x[1] = d->plain_is_limit ? x[0] : 0;
+    }
+    spec_num_store(f, &d->num, x[0]);
+    *limit = x[1];
+    spec_pop(c, saved);
     return 0;
 }
 
@@ -548,8 +609,9 @@ static int spec_parse_resources(struct spec_ctx *c, json_t *fobj, struct spec_fu
     json_t *res;
     size_t saved;
     int r = spec_enter_section(c, fobj, "resources", spec_res_fields, &res, &saved);
-    if (r < 0 || (r = spec_get_nums(c, res, spec_res_nums, ARRAY_LEN(spec_res_nums), f)) < 0 ||
-        (r = spec_parse_gpu_field(c, res, f)) < 0 ||
+    for (size_t i = 0; r == 0 && i < ARRAY_LEN(spec_req_lim_fields); i++)
+        r = spec_get_req_lim(c, res, &spec_req_lim_fields[i], f);
+    if (r < 0 || (r = spec_parse_gpu_field(c, res, f)) < 0 ||
         (r = spec_get_num(c, res, &spec_res_disk, f)) < 0 ||
         (r = spec_get_nums(c, res, spec_res_limits, ARRAY_LEN(spec_res_limits), f)) < 0)
         return r;
@@ -1162,6 +1224,18 @@ static void spec_put_nums(json_t *obj, const struct spec_num_field *fields, size
     }
 }
 
+/* The normalised form: a plain number when it says everything (no cpu limit, a
+ * memory limit equal to the request), else [request, limit]. */
+static void spec_put_req_lim(json_t *obj, const struct spec_req_lim_field *d, const struct spec_function *f,
+                             bool *ok)
+{
+    uint32_t req = (uint32_t)spec_num_load(f, &d->num);
+    uint32_t lim = *(const uint32_t *)((const char *)f + d->limit_offset);
+    bool plain = d->plain_is_limit ? lim == req : lim == 0;
+    spec_set(obj, d->num.key, plain ? json_integer(req) : json_pack("[I,I]", (json_int_t)req, (json_int_t)lim),
+             ok);
+}
+
 json_t *spec_function_to_json(const struct spec_function *f)
 {
     bool ok = true;
@@ -1199,7 +1273,8 @@ json_t *spec_function_to_json(const struct spec_function *f)
     if (!res)
         json_decref(gpu);
     if (res) {
-        spec_put_nums(res, spec_res_nums, ARRAY_LEN(spec_res_nums), f, &ok);
+        for (size_t i = 0; i < ARRAY_LEN(spec_req_lim_fields); i++)
+            spec_put_req_lim(res, &spec_req_lim_fields[i], f, &ok);
         spec_set(res, "gpu", gpu, &ok);
         for (size_t i = 0; gpu && i < f->ngpu_options && i < SPEC_MAX_GPU_OPTIONS; i++) {
             char g[48];

@@ -67,7 +67,14 @@ struct spec_function {
     uint32_t timeout_s;
     char **env;                 /* "K=V", sorted by key, NULL-terminated */
     size_t nenv;
-    uint32_t cpu_millicores, memory_mib, disk_mib;
+    /* resources.cpu and .memory (docs/SPEC.md): the request is what the control plane
+     * reserves on a worker, counts against quotas and bills; the limit is the hard
+     * cgroup cap. cpu_limit_millicores is 0 when there is none (the container may
+     * burst into idle CPU, weighted by its request); memory_limit_mib is always set
+     * and >= memory_mib (a plain number sets both). */
+    uint32_t cpu_millicores, cpu_limit_millicores;
+    uint32_t memory_mib, memory_limit_mib;
+    uint32_t disk_mib;
     struct spec_gpu gpus[SPEC_MAX_GPU_OPTIONS]; /* [0] preferred, the rest fallbacks */
     size_t ngpu_options;                        /* 0 = no GPU */
     uint32_t max_retries;

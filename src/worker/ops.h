@@ -63,8 +63,9 @@ struct ctr_spec {
     const char *workdir;
     enum ctr_mode mode;
     uint32_t max_inputs;        /* concurrent inputs (per_input mode: concurrent children) */
-    uint32_t cpu_millicores;
-    uint32_t memory_mib;
+    uint32_t cpu_millicores;    /* request: the cgroup's CPU weight; 0 = the kernel's default */
+    uint32_t cpu_limit_millicores; /* CFS quota; 0 = none (the container may use idle CPU) */
+    uint32_t memory_mib;        /* the hard memory limit (a spec's memory limit, not its request) */
     uint32_t disk_mib;
     int gpu_indices[CTR_MAX_GPUS]; /* indices into the worker inventory, exclusive */
     int ngpus;

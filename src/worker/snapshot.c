@@ -425,6 +425,7 @@ static int fork_restore(struct worker_snapshot *s, const struct ctr_spec *spec, 
         .cgroup_parent = w->cgroup_parent,
         .memory_mib = spec->memory_mib,
         .cpu_millicores = spec->cpu_millicores,
+        .cpu_limit_millicores = spec->cpu_limit_millicores,
         .pids_max = spec->pids_max,
     };
     int chan[2] = {-1, -1}, sync[2] = {-1, -1};

@@ -956,6 +956,7 @@ int ctr_start(struct worker *w, const struct ctr_spec *spec, void *ud, bool temp
         .disk_mib = spec->disk_mib,
         .memory_mib = spec->memory_mib,
         .cpu_millicores = spec->cpu_millicores,
+        .cpu_limit_millicores = spec->cpu_limit_millicores,
         .pids_max = spec->pids_max,
         .open_files = spec->open_files,
         .init_fd = w->init_fd,

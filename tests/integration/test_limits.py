@@ -31,6 +31,17 @@ def test_memory_limit_oom(gust):
     assert gust.call_ok("lim", "oom") == b"fine\n"
 
 
+def test_memory_request_below_limit(gust):
+    # [request, limit]: 32 MiB reserved, 256 MiB allowed, so the 100 MB buffer that is
+    # OOM-killed at a plain 32 fits.
+    gust.deploy(fn_spec("lim", "grow", DD_100M, timeout=30, resources={"cpu": 250, "memory": [32, 256]},
+                        scaling={"scaledown_window": 30}))
+    r = gust.call("lim", "grow", b"")
+    assert r.status == 200, r
+    [c] = gust.containers("lim", "grow")
+    assert c["memory"] == 32 and c["memory_peak_bytes"] > 64 << 20, c
+
+
 def test_timeout_then_next_call_works(gust):
     gust.deploy(fn_spec("lim", "slow", ["sh", "-c", 'read x; [ "$x" = slow ] && sleep 30; echo ok'], timeout=1,
                         resources={"cpu": 100, "memory": 64}, scaling={"max_containers": 1}))

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from gustlib import sdk_module, wait_until
+from gustlib import cgroup_mounts, sdk_module, wait_until
 
 MODULE = '''
 import os, random, socket, time
@@ -140,6 +140,19 @@ def test_init_runs_once_and_containers_are_forked_into_their_own_sandboxes(share
     listed = {c["id"]: c for c in g.get_json("/v1/containers")["containers"] if c["app"] == "snapiso"}
     assert ctrs <= set(listed), listed
     assert all(listed[c]["snapshot"] == outs[0]["snap_id"] and listed[c]["memory_bytes"] > 0 for c in ctrs)
+    # Its CPU request is its weight, as for a container started from scratch, with no
+    # quota (docs/SPEC.md "Requests and limits"): cpu=0.1, 100 millicores.
+    for c in ctrs:
+        checked = 0
+        for m in cgroup_mounts():
+            d = os.path.join(m, g.cgparent, c)
+            for name, want in (("cpu.shares", "102"), ("cpu.cfs_quota_us", "-1"), ("cpu.weight", "10"),
+                               ("cpu.max", "max 100000")):
+                if os.path.exists(os.path.join(d, name)):
+                    with open(os.path.join(d, name)) as f:
+                        assert f.read().strip() == want, (c, name)
+                    checked += 1
+        assert checked >= 2, c
     fn = function(g, "snapiso")
     assert fn["snapshot"]["state"] == "ready" and fn["snapshot"]["id"] == outs[0]["snap_id"], fn
 

@@ -380,6 +380,18 @@ UNIT_TEST(test_readonly_bind)
     CHECK(path_missing(f));
 }
 
+/* The CPU files of sb's cgroup: v2 cpu.weight and cpu.max, or v1 cpu.shares and
+ * cpu.cfs_quota_us, whichever the host has. */
+static void check_cpu_cgroup(const struct sandbox *sb, const char *weight, const char *max, const char *shares,
+                             const char *quota)
+{
+    char v[64];
+    CHECK(read_cg(sb->cgroup_cpu, sb->cgroup_v2 ? "cpu.weight" : "cpu.shares", v, sizeof v) == 0);
+    CHECK_STR(v, sb->cgroup_v2 ? weight : shares);
+    CHECK(read_cg(sb->cgroup_cpu, sb->cgroup_v2 ? "cpu.max" : "cpu.cfs_quota_us", v, sizeof v) == 0);
+    CHECK_STR(v, sb->cgroup_v2 ? max : quota);
+}
+
 UNIT_TEST(test_memory_limit_oom)
 {
     CHECK(g_ready);
@@ -417,18 +429,16 @@ UNIT_TEST(test_pids_and_cpu_limits)
     base_cfg(&cfg, "pids-1", argv);
     cfg.pids_max = 8;
     cfg.cpu_millicores = 250;
+    cfg.cpu_limit_millicores = 500;
     struct sandbox sb;
     struct gerr err;
     CHECK(sandbox_create(&cfg, &sb, &err) == 0);
     char v[64];
     CHECK(read_cg(sb.cgroup_pids, "pids.max", v, sizeof v) == 0);
     CHECK_STR(v, "8");
-    if (sb.cgroup_v2) {
-        CHECK(read_cg(sb.cgroup_cpu, "cpu.max", v, sizeof v) == 0);
-        CHECK_STR(v, "25000 100000");
-    } else {
-        CHECK(read_cg(sb.cgroup_cpu, "cpu.cfs_quota_us", v, sizeof v) == 0);
-        CHECK_STR(v, "25000");
+    /* The request is the weight, the limit the quota. */
+    check_cpu_cgroup(&sb, "25", "50000 100000", "256", "50000");
+    if (!sb.cgroup_v2) {
         CHECK(read_cg(sb.cgroup_cpu, "cpu.cfs_period_us", v, sizeof v) == 0);
         CHECK_STR(v, "100000");
     }
@@ -438,6 +448,41 @@ UNIT_TEST(test_pids_and_cpu_limits)
      * unavailable"), well before its 20 background sleeps. */
     CHECK(strstr(out_file("pids_err"), "can't fork") != NULL);
     CHECK(strcmp(out_file("pids_done"), "done") != 0);
+}
+
+/* A request without a limit sets the weight and leaves the quota off, so the
+ * container may use idle CPU. */
+UNIT_TEST(test_cpu_request_without_limit)
+{
+    CHECK(g_ready);
+    char *argv[] = {(char *)"sh", (char *)"-c", (char *)"exit 0", NULL};
+    struct sandbox_config cfg;
+    base_cfg(&cfg, "cpureq-1", argv);
+    cfg.cpu_millicores = 25;
+    struct sandbox sb;
+    struct gerr err;
+    CHECK(sandbox_create(&cfg, &sb, &err) == 0);
+    check_cpu_cgroup(&sb, "3", "max 100000", "25", "-1");
+    CHECK(wait_exit(&sb, 10000));
+    CHECK(sandbox_destroy(&sb, &err) == 0);
+}
+
+/* The millicore mappings of runtime/cgroup.h, at the spec's bounds and the kernel's. */
+UNIT_TEST(test_cgroup_cpu_mapping)
+{
+    static const struct {
+        uint32_t millicores;
+        uint64_t shares, weight, quota_us;
+    } cases[] = {
+        {1000, 1024, 100, 100000}, {125, 128, 13, 12500}, {100, 102, 10, 10000}, {300, 307, 30, 30000},
+        {25, 25, 3, 2500},         {10, 10, 1, 1000},     {4, 4, 1, 1000},       {1, 2, 1, 1000},
+        {64000, 65536, 6400, 6400000}, {UINT32_MAX, 262144, 10000, (uint64_t)UINT32_MAX * 100},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        CHECK_EQ_INT(cgroup_cpu_shares(cases[i].millicores), cases[i].shares);
+        CHECK_EQ_INT(cgroup_cpu_weight(cases[i].millicores), cases[i].weight);
+        CHECK_EQ_INT(cgroup_cpu_quota_us(cases[i].millicores), cases[i].quota_us);
+    }
 }
 
 UNIT_TEST(test_setup_errors)
@@ -1002,6 +1047,8 @@ int main(void)
     UNIT_RUN(test_readonly_bind);
     UNIT_RUN(test_memory_limit_oom);
     UNIT_RUN(test_pids_and_cpu_limits);
+    UNIT_RUN(test_cpu_request_without_limit);
+    UNIT_RUN(test_cgroup_cpu_mapping);
     UNIT_RUN(test_setup_errors);
     UNIT_RUN(test_cleanup_stale);
     UNIT_RUN(test_host_python_image);

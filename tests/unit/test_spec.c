@@ -338,7 +338,7 @@ UNIT_TEST(test_function_from_json_relative_paths)
     CHECK_EQ_INT(spec_function_from_json(j, &f, fld, &e), -EINVAL);
     CHECK_STR(fld, "resources.memory");
     CHECK_STR(e.msg, "resources.memory: must be an integer number of MiB between 16 and "
-                     "1048576, got \"lots\"");
+                     "1048576, or a [request, limit] pair of them, got \"lots\"");
     CHECK(f.name == NULL);
     json_decref(j);
 }
@@ -355,7 +355,7 @@ UNIT_TEST(test_errors_brief_examples)
                         "secrets, mounts, snapshot"));
     CHECK(expect_fn_err(",\"resources\":{\"memory\":\"lots\"}", "functions[0].resources.memory",
                         "functions[0].resources.memory: must be an integer number of MiB between "
-                        "16 and 1048576, got \"lots\""));
+                        "16 and 1048576, or a [request, limit] pair of them, got \"lots\""));
 }
 
 UNIT_TEST(test_errors_document)
@@ -467,10 +467,89 @@ UNIT_TEST(test_errors_function_fields)
     CHECK(expect_fn_err(",\"env\":{\"P\":{}}", "functions[0].env.P", "~got an object"));
 }
 
+/* resources.cpu and .memory: a plain number or [request, limit], the same in TOML
+ * and JSON; a plain cpu sets no limit, a plain memory is both; the normalised form
+ * keeps the plain number when it says everything and round-trips. */
+UNIT_TEST(test_resources_request_limit)
+{
+    const char *toml = "app = 'rl'\n"
+                       "[[functions]]\nname = 'a'\nkind = 'exec'\ncommand = ['/x']\n"
+                       "resources = { cpu = [25, 50], memory = [64, 256] }\n"
+                       "[[functions]]\nname = 'b'\nkind = 'exec'\ncommand = ['/x']\n"
+                       "resources = { cpu = 25, memory = 64 }\n"
+                       "[[functions]]\nname = 'c'\nkind = 'exec'\ncommand = ['/x']\n"
+                       "resources = { cpu = [100, 100], memory = [64, 64] }\n";
+    struct spec_app app;
+    struct gerr e = {0};
+    int r = spec_app_parse_toml(toml, strlen(toml), &app, NULL, &e);
+    if (r < 0)
+        fprintf(stderr, "    %s\n", e.msg);
+    CHECK_EQ_INT(r, 0);
+    struct spec_function *a = &app.functions[0], *b = &app.functions[1], *c = &app.functions[2];
+    CHECK_EQ_INT(a->cpu_millicores, 25);
+    CHECK_EQ_INT(a->cpu_limit_millicores, 50);
+    CHECK_EQ_INT(a->memory_mib, 64);
+    CHECK_EQ_INT(a->memory_limit_mib, 256);
+    CHECK_EQ_INT(b->cpu_millicores, 25);
+    CHECK_EQ_INT(b->cpu_limit_millicores, 0);
+    CHECK_EQ_INT(b->memory_mib, 64);
+    CHECK_EQ_INT(b->memory_limit_mib, 64);
+    CHECK_EQ_INT(c->cpu_millicores, 100);
+    CHECK_EQ_INT(c->cpu_limit_millicores, 100);
+    CHECK_EQ_INT(c->memory_limit_mib, 64);
+    const char *want[] = {"\"cpu\": [25, 50], \"memory\": [64, 256]", "\"cpu\": 25, \"memory\": 64",
+                          "\"cpu\": [100, 100], \"memory\": 64"};
+    for (size_t i = 0; i < 3; i++) {
+        json_t *j = spec_function_to_json(&app.functions[i]);
+        CHECK(j != NULL);
+        char *d = json_dumps(json_object_get(j, "resources"), JSON_PRESERVE_ORDER);
+        bool has = d && strstr(d, want[i]) != NULL;
+        if (!has)
+            fprintf(stderr, "    %s lacks %s\n", d, want[i]);
+        free(d);
+        struct spec_function back;
+        char fld[SPEC_FIELD_MAX];
+        r = spec_function_from_json(j, &back, fld, &e);
+        json_decref(j);
+        CHECK(has);
+        CHECK_EQ_INT(r, 0);
+        CHECK_EQ_INT(back.cpu_millicores, app.functions[i].cpu_millicores);
+        CHECK_EQ_INT(back.cpu_limit_millicores, app.functions[i].cpu_limit_millicores);
+        CHECK_EQ_INT(back.memory_mib, app.functions[i].memory_mib);
+        CHECK_EQ_INT(back.memory_limit_mib, app.functions[i].memory_limit_mib);
+        spec_function_free(&back);
+    }
+    spec_app_free(&app);
+
+    CHECK_EQ_INT(parse_fn("", &app), 0);
+    CHECK_EQ_INT(app.functions[0].cpu_limit_millicores, 0);
+    CHECK_EQ_INT(app.functions[0].memory_limit_mib, 128);
+    spec_app_free(&app);
+
+    CHECK(expect_fn_err(",\"resources\":{\"cpu\":[100,50]}", "functions[0].resources.cpu",
+                        "functions[0].resources.cpu: the limit (50) is below the request (100); the "
+                        "request is what is reserved and must not exceed the limit"));
+    CHECK(expect_fn_err(",\"resources\":{\"memory\":[256,128]}", "functions[0].resources.memory",
+                        "~the limit (128) is below the request (256)"));
+    CHECK(expect_fn_err(",\"resources\":{\"cpu\":[100]}", "functions[0].resources.cpu",
+                        "functions[0].resources.cpu: must be a [request, limit] pair, got 1 items"));
+    CHECK(expect_fn_err(",\"resources\":{\"cpu\":[1,2,3]}", "functions[0].resources.cpu", "~got 3 items"));
+    CHECK(expect_fn_err(",\"resources\":{\"cpu\":[100,64001]}", "functions[0].resources.cpu[1]",
+                        "functions[0].resources.cpu[1]: must be an integer number of millicores (1000 = "
+                        "one core) between 10 and 64000, got 64001"));
+    CHECK(expect_fn_err(",\"resources\":{\"memory\":[\"a\",64]}", "functions[0].resources.memory[0]",
+                        "~got \"a\""));
+    CHECK(expect_fn_err(",\"resources\":{\"cpu\":0.5}", "functions[0].resources.cpu",
+                        "~or a [request, limit] pair of them, got 0.5"));
+    CHECK(expect_err(true, "app = 'x'\n[[functions]]\nname = 'f'\nkind = 'exec'\ncommand = ['/x']\n"
+                           "resources = { cpu = [200, 100] }\n",
+                     "functions[0].resources.cpu", "~the limit (100) is below the request (200)"));
+}
+
 UNIT_TEST(test_errors_resources_retries_scaling)
 {
     CHECK(expect_fn_err(",\"resources\":{\"cpu\":5}", "functions[0].resources.cpu",
-                        "~between 10 and 64000, got 5"));
+                        "~between 10 and 64000, or a [request, limit] pair of them, got 5"));
     CHECK(expect_fn_err(",\"resources\":{\"cpu\":64001}", "functions[0].resources.cpu",
                         "~got 64001"));
     CHECK(expect_fn_err(",\"resources\":{\"memory\":8}", "functions[0].resources.memory",
@@ -863,6 +942,7 @@ int main(void)
     UNIT_RUN(test_errors_brief_examples);
     UNIT_RUN(test_errors_document);
     UNIT_RUN(test_errors_function_fields);
+    UNIT_RUN(test_resources_request_limit);
     UNIT_RUN(test_errors_resources_retries_scaling);
     UNIT_RUN(test_errors_limits);
     UNIT_RUN(test_toml_strings);

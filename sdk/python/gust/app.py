@@ -169,6 +169,17 @@ class FunctionCall(Generic[R]):
         _request(self.function.app.addr, "POST", f"/v1/calls/{self.object_id}/cancel")
 
 
+def _request_limit(name: str, v: Any, conv: Callable[[Any], int]) -> Any:
+    """A cpu or memory option as the spec takes it: N or (request, limit) -> N or
+    [REQUEST, LIMIT], each converted by conv (gustd checks the ranges and that the
+    request does not exceed the limit)."""
+    if isinstance(v, (tuple, list)):
+        if len(v) != 2:
+            raise ValueError(f"{name}: expected a number or a (request, limit) pair, got {v!r}")
+        return [conv(v[0]), conv(v[1])]
+    return conv(v)
+
+
 class Function(Generic[P, R]):
     """A function of an App (what @app.function() returns): .remote() runs it in a
     container and returns its result, .local() (or a plain call) runs it here."""
@@ -309,9 +320,10 @@ class Function(Generic[P, R]):
             f["secrets"] = list(secrets)
         res = {}
         if o.get("cpu") is not None:
-            res["cpu"] = int(round(float(o["cpu"]) * 1000))  # cores, as in Modal; the spec takes millicores
+            # Cores, as in Modal; the spec takes millicores.
+            res["cpu"] = _request_limit("cpu", o["cpu"], lambda x: int(round(float(x) * 1000)))
         if o.get("memory") is not None:
-            res["memory"] = int(o["memory"])  # MiB
+            res["memory"] = _request_limit("memory", o["memory"], int)  # MiB
         if o.get("gpu"):
             res["gpu"] = o["gpu"]
         if res:
@@ -436,14 +448,20 @@ class App:
         if st != 200:
             _raise_for(st, body)
 
-    def function(self, image: Optional[Image] = None, cpu: Optional[float] = None, memory: Optional[int] = None,
+    def function(self, image: Optional[Image] = None, cpu: Union[float, Tuple[float, float], None] = None,
+                 memory: Union[int, Tuple[int, int], None] = None,
                  gpu: Union[str, Sequence[str], None] = None, min_containers: Optional[int] = None,
                  max_containers: Optional[int] = None, buffer_containers: Optional[int] = None,
                  scaledown_window: Optional[int] = None, timeout: Optional[int] = None,
                  retries: Union[int, Retries, None] = None, env: Optional[Mapping[str, str]] = None,
                  max_inputs: Optional[int] = None, secrets: Sequence[Secret] = (),
                  snapshot: bool = False) -> Callable[[Callable[P, R]], Function[P, R]]:
-        """max_inputs > 1: a container serves that many inputs at once, in threads.
+        """cpu (cores) and memory (MiB) are what is reserved for each container; as in
+        Modal, (request, limit) adds a hard limit. CPU beyond the request is used when
+        the worker has it idle (no limit: as much as is idle), memory beyond the
+        request up to the limit. A plain memory is both request and limit; the default
+        cpu is 0.125 cores, burstable.
+        max_inputs > 1: a container serves that many inputs at once, in threads.
         secrets: gust.Secret objects, injected as env. snapshot=True: the init (module
         import and @gust.enter(snap=True) hooks) runs once in a snapshot template and
         new containers are forked from it, copy-on-write, in milliseconds (see
