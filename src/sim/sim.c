@@ -41,8 +41,6 @@
 #define SIM_CPU_MILLICORES 64000
 #define SIM_MEMORY_MIB (256u * 1024)
 #define SIM_FN_CPU 100
-/* Azure Functions' fixed keep-alive of the study: 10 minutes. */
-#define SIM_SCALEDOWN_S 600
 /* A spec's app holds at most SPEC_MAX_FUNCTIONS (64) functions: the trace's functions
  * go to apps of 64. */
 #define SIM_FNS_PER_APP 64
@@ -59,7 +57,7 @@ void sim_config_default(struct sim_config *cfg)
         .cold_start_ms = SIM_COLD_START_MS,
         .init_ms_per_gib = SIM_INIT_MS_PER_GIB,
         .fn_cpu_millicores = SIM_FN_CPU,
-        .scaledown_window_s = SIM_SCALEDOWN_S,
+        .scaledown_window_s = 0, /* unset: the keep-alive policy under test decides */
         .seed = 1,
         .time_scale = 1,
     };
@@ -257,10 +255,13 @@ static int deploy_all(struct sim *s, struct gerr *err)
                                     (json_int_t)f->memory_mib);
             if (f->gpu)
                 json_object_set_new(res, "gpu", json_string("H100"));
-            json_array_append_new(
-                fns, json_pack("{s:s,s:s,s:[s],s:s,s:i,s:o,s:{s:i}}", "name", f->name, "kind", "exec", "command",
-                               "sim", "image", "img", "timeout", 86400, "resources", res, "scaling",
-                               "scaledown_window", (json_int_t)cfg->scaledown_window_s));
+            json_t *fj = json_pack("{s:s,s:s,s:[s],s:s,s:i,s:o}", "name", f->name, "kind", "exec", "command", "sim",
+                                   "image", "img", "timeout", 86400, "resources", res);
+            /* Unset unless asked: the keep-alive policy under test decides. */
+            if (cfg->scaledown_window_s)
+                json_object_set_new(fj, "scaling", json_pack("{s:i}", "scaledown_window",
+                                                             (json_int_t)cfg->scaledown_window_s));
+            json_array_append_new(fns, fj);
         }
         json_t *spec = json_pack("{s:s,s:o}", "app", ctl_local_name(s->fns[a * SIM_FNS_PER_APP].app), "functions", fns);
         json_t *out = NULL;
