@@ -1265,15 +1265,6 @@ static const char *bearer_token(struct http_request *req)
     return *h ? h : NULL;
 }
 
-const char *api_routes_pattern(size_t i, const char **method, int *role)
-{
-    if (i >= ARRAY_LEN(api_route_table))
-        return NULL;
-    *method = api_route_table[i].method;
-    *role = (int)api_route_table[i].role;
-    return api_route_table[i].path;
-}
-
 /* A request with a body (Content-Length above 0, or chunked) must name one of the
  * route's media types; else 415 unsupported_media_type naming them. */
 static bool check_body_type(struct api_conn *conn, struct http_request *req, const struct api_route *route)

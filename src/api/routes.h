@@ -13,10 +13,6 @@ struct api_ctx;
  * routes) says which Origins and Host names are allowed; NULL: the defaults. */
 struct api_ctx *api_routes_new(struct ctl *ctl, const struct api_guard *guard);
 void api_routes_free(struct api_ctx *ctx);
-/* Route i of the router (NULL past the last): its path pattern ("*" matches one
- * segment), method, and the least role (enum ctl_role) that may use it. For tests
- * and docs that must cover every route. */
-const char *api_routes_pattern(size_t i, const char **method, int *role);
 /* An api_handler_fn; ud is the struct api_ctx. Every request needs a valid bearer
  * token (401), a role at least the route's (403); objects of another workspace are
  * not found (404). */

@@ -133,14 +133,24 @@ static bool hash_ok(const char *f, size_t len)
     return true;
 }
 
+/* Reads the header line of file name into l: 0, or -errno with err (an empty file
+ * has none). */
+static int header_line(struct lines *l, const char *name, struct gerr *err)
+{
+    int r;
+    if (!next_line(l, &r, err))
+        return r < 0 ? r : gerr_set(err, EINVAL, "%s: empty (a header line is expected)", name);
+    return 0;
+}
+
 int trace_parse_inv(struct trace *t, const char *name, const char *text, size_t len,
                     const struct trace_limits *lim, struct gerr *err)
 {
     memset(t, 0, sizeof *t);
     struct lines l = {.name = name, .p = text, .end = text + len};
-    int r;
-    if (!next_line(&l, &r, err))
-        return r < 0 ? r : gerr_set(err, EINVAL, "%s: empty (a header line is expected)", name);
+    int r = header_line(&l, name, err);
+    if (r < 0)
+        return r;
     /* Header: HashFunction,HashApp,HashOwner,minute_1..minute_N; only the count of
      * columns matters (the names are the dataset's; other tools reorder nothing). */
     size_t ncols = 1;
@@ -258,9 +268,9 @@ static struct fn_ref *index_build(const struct trace *t, struct hmap *m, bool by
 int trace_parse_run(struct trace *t, const char *name, const char *text, size_t len, struct gerr *err)
 {
     struct lines l = {.name = name, .p = text, .end = text + len};
-    int r;
-    if (!next_line(&l, &r, err))
-        return r < 0 ? r : gerr_set(err, EINVAL, "%s: empty (a header line is expected)", name);
+    int r = header_line(&l, name, err);
+    if (r < 0)
+        return r;
     enum { NCOLS = RUN_PCT_COL + TRACE_NPCT };
     struct hmap m;
     struct fn_ref *refs = index_build(t, &m, true);
@@ -275,7 +285,7 @@ int trace_parse_run(struct trace *t, const char *name, const char *text, size_t 
             r = gerr_set(err, EINVAL,
                          "%s line %zu: %zu columns; expected %d (HashFunction,HashApp,HashOwner,Count,Average,"
                          "Minimum,Maximum,percentile_Average_0,_1,_25,_50,_75,_99,_100)",
-                         name, l.lineno, n > NCOLS ? n : n, (int)NCOLS);
+                         name, l.lineno, n, (int)NCOLS);
             break;
         }
         char fh[TRACE_HASH_MAX + 1], ah[TRACE_HASH_MAX + 1];
@@ -313,9 +323,9 @@ int trace_parse_run(struct trace *t, const char *name, const char *text, size_t 
 int trace_parse_mem(struct trace *t, const char *name, const char *text, size_t len, struct gerr *err)
 {
     struct lines l = {.name = name, .p = text, .end = text + len};
-    int r;
-    if (!next_line(&l, &r, err))
-        return r < 0 ? r : gerr_set(err, EINVAL, "%s: empty (a header line is expected)", name);
+    int r = header_line(&l, name, err);
+    if (r < 0)
+        return r;
     /* HashApp,HashOwner,SampleCount,AverageAllocatedMb and its 8 percentiles. */
     enum { NCOLS = 12 };
     struct hmap m;
@@ -329,7 +339,7 @@ int trace_parse_mem(struct trace *t, const char *name, const char *text, size_t 
         size_t n = split(&l, f, flen, NCOLS);
         if (n <= MEM_AVG_COL || n > NCOLS) {
             r = gerr_set(err, EINVAL, "%s line %zu: %zu columns; expected HashApp,HashOwner,SampleCount,"
-                         "AverageAllocatedMb,...", name, l.lineno, n > NCOLS ? n : n);
+                         "AverageAllocatedMb,...", name, l.lineno, n);
             break;
         }
         char ah[TRACE_HASH_MAX + 1];
