@@ -205,7 +205,7 @@ static bool parse_since(const char *s, double *out)
 static const char *const USAGE_TITLES[] = {"APP",        "FUNCTION",   "CALLS",  "CONTAINERS",
                                            "ALIVE(s)",   "BUSY(s)",    "CPU(core-s)", "MEM(GiB-s)",
                                            "GPU(s)",     "UTIL",       "GPU-UTIL",    "CPU-USED(s)",
-                                           "MEM-PEAK(MiB)", "OOM",     "COST($)"};
+                                           "MEM-PEAK(MiB)", "OOM",     "EVICTED",     "COST($)"};
 
 int cmd_usage(const struct cli_cmd *cmd, int argc, char **argv)
 {
@@ -248,6 +248,7 @@ int cmd_usage(const struct cli_cmd *cmd, int argc, char **argv)
                            cell_field_1f(f, "cpu_used_s"),
                            cell_field_1f(f, "memory_peak_mib"),
                            cell_field(f, "oom_kills"),
+                           cell_field(f, "evictions"),
                            xasprintf("%.6f", json_number_value(json_object_get(f, "cost")))};
             table_add(&t, row);
         }

@@ -221,6 +221,12 @@ void ctl_calls_evict(struct ctl *c)
     }
 }
 
+void ctl_fn_work_changed(struct ctl *c, struct ctl_fn *fn)
+{
+    ka_set_level(&fn->ka, ctl_fn_level(fn), ev_now_ms(c->loop));
+    c->keepalive_kick(c, fn);
+}
+
 static void finished_push(struct ctl *c, struct ctl_call *call)
 {
     list_push_back(&c->finished, &call->flink);
@@ -262,9 +268,7 @@ void ctl_call_finish(struct ctl *c, struct ctl_call *call, enum ctl_call_state s
             log_error("control", "store result of %s: %s", call->id, err.msg);
     }
     finished_push(c, call);
-    /* The function's last work ended: its idle time starts (keepalive.c). */
-    if (!ctl_fn_has_work(fv->fn))
-        ka_on_idle(&fv->fn->ka, ev_now_ms(c->loop));
+    ctl_fn_work_changed(c, fv->fn);
     list_for_each_safe(o, &call->observers, struct ctl_call_obs, link)
         o->on_final(o, call);
     ctl_fver_maybe_free(c, fv);
@@ -361,8 +365,8 @@ int ctl_submit(struct ctl *c, const char *app, const char *fn, const void *input
         }
     }
     f->calls_total++;
-    ka_on_call(&f->ka, ev_now_ms(c->loop));
     ctl_queue_push(f->latest, call, false);
+    ctl_fn_work_changed(c, f);
     snprintf(call_id_out, 64, "%s", call->id);
     c->kick(c);
     return 0;
@@ -377,10 +381,8 @@ void ctl_call_restore(struct ctl *c, struct ctl_fver *fv, const struct store_cal
     hmap_insert(&c->calls, &call->node, hmap_hash_str(call->id));
     call->attempts = sc->attempts;
     call->created_at = sc->created_at;
-    /* Work again after a restart: the function is busy (the history of a restarted
-     * daemon starts empty; there is no idle time to record). */
-    ka_on_call(&fv->fn->ka, ev_now_ms(c->loop));
     ctl_queue_push(fv, call, false);
+    ctl_fn_work_changed(c, fv->fn);
 }
 
 /* The call with this id, from memory or the store. */

@@ -23,6 +23,55 @@
 #define CTL_LOG_LINES_PER_FN 10000
 #define CTL_CALLS_PER_FN 100000
 #define CTL_TRIM_INTERVAL_MS 60000
+/* Keep-alive histories are saved once a minute: their bins are a minute wide, so a
+ * crash loses at most about one bin's worth of idle times, and a busy function's
+ * history is written 1,440 times a day rather than on every call. */
+#define CTL_KEEPALIVE_SAVE_MS 60000
+
+/* Saves the keep-alive history of every function whose history changed since its
+ * last save, in one transaction. */
+static void keepalive_save(struct ctl *c)
+{
+    struct gerr err;
+    bool began = false;
+    struct buf b = {0};
+    list_for_each(a, &c->apps, struct ctl_app, link)
+        list_for_each(f, &a->fns, struct ctl_fn, link) {
+            if (f->ka.changes == f->ka_saved)
+                continue;
+            if (!began && store_begin(c->store, &err) < 0) {
+                log_warn("control", "saving keep-alive histories: %s", err.msg);
+                buf_free(&b);
+                return;
+            }
+            began = true;
+            buf_reset(&b);
+            ka_encode(&f->ka, &b);
+            if (store_keepalive_put(c->store, a->name, f->name, ka_policy_name(f->ka.policy), b.data, b.len,
+                                    wall_s(), &err) < 0)
+                log_warn("control", "saving the keep-alive history of %s.%s: %s", a->name, f->name, err.msg);
+            else
+                f->ka_saved = f->ka.changes;
+        }
+    buf_free(&b);
+    if (began && store_commit(c->store, &err) < 0)
+        log_warn("control", "saving keep-alive histories: %s", err.msg);
+}
+
+/* A stored history goes to its function when the function still exists and the
+ * history was kept under the policy now in force (the policies keep different ones). */
+static int load_keepalive_row(const char *app, const char *function, const char *policy, const void *history,
+                              size_t len, void *ud)
+{
+    struct ctl *c = ud;
+    struct ctl_fn *f = ctl_find_fn(c, app, function);
+    if (!f || strcmp(policy, ka_policy_name(f->ka.policy)))
+        return 0;
+    if (ka_decode(&f->ka, history, len) < 0)
+        log_warn("control", "the stored keep-alive history of %s.%s is malformed; starting it afresh", app, function);
+    f->ka_saved = f->ka.changes;
+    return 0;
+}
 
 static void tick(struct ev_loop *loop, void *data)
 {
@@ -50,6 +99,10 @@ static void tick(struct ev_loop *loop, void *data)
         if (store_kv_set(c->store, "heartbeat", hb, &err) < 0)
             log_warn("control", "heartbeat: %s", err.msg);
     }
+    if (now - c->last_ka_save_ms >= CTL_KEEPALIVE_SAVE_MS) {
+        c->last_ka_save_ms = now;
+        keepalive_save(c);
+    }
 }
 
 int ctl_new(struct ev_loop *loop, struct store *store, const struct worker_ops *ops, void *worker,
@@ -66,6 +119,7 @@ int ctl_new(struct ev_loop *loop, struct store *store, const struct worker_ops *
     c->cfg.cas_dir = NULL;
     c->next_input_id = 1;
     c->kick = sched_kick;
+    c->keepalive_kick = sched_keepalive_kick;
     if (ka_policy_parse(cfg->keepalive_policy, &c->ka_policy) < 0) {
         free(c);
         return gerr_set(err, EINVAL,
@@ -184,6 +238,8 @@ int ctl_recover(struct ctl *c, struct gerr *err)
         return r;
     if ((r = store_function_list_latest(c->store, load_fn_row, c, err)) < 0)
         return r;
+    if ((r = store_keepalive_list(c->store, load_keepalive_row, c, err)) < 0)
+        return r;
     if ((r = store_calls_unfinished(c->store, recover_call_row, c, err)) < 0)
         return r;
     size_t n = 0;
@@ -197,7 +253,7 @@ int ctl_recover(struct ctl *c, struct gerr *err)
             f->logs_dirty = f->calls_dirty = true;
     ctl_logs_trim(c);
     ctl_calls_trim(c);
-    c->last_flush_ms = c->last_trim_ms = ev_now_ms(c->loop);
+    c->last_flush_ms = c->last_trim_ms = c->last_ka_save_ms = ev_now_ms(c->loop);
     c->tick_timer = ev_timer_add(c->loop, CTL_TICK_MS, tick, c);
     sched_kick(c);
     return 0;
@@ -273,6 +329,7 @@ void ctl_free(struct ctl *c)
     c->cas = NULL;
     if (c->tick_timer)
         ev_timer_cancel(c->loop, c->tick_timer);
+    keepalive_save(c);
     ctl_logs_free(c);
     ctl_calls_free(c);
     ctl_maps_free(c);

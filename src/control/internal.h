@@ -52,19 +52,34 @@ enum ka_policy { KA_DEFAULT = 0, KA_FIXED_10MIN, KA_KNATIVE, KA_HYBRID };
  * enough to fill with tens of samples) over 4 hours. */
 #define KA_BIN_MS 60000u
 #define KA_NBINS 240
+/* Levels (keepalive.c): level k is "the function needs k containers". Levels 1 and 2
+ * have a histogram each, then levels are grouped by doubling (3-4, 5-8, ..., 2049-4096):
+ * how often a function comes back to its k-th container depends on k relative to its
+ * usual concurrency, so equal ratios share a history. 13 groups reach 4096 levels, more
+ * containers than one control plane runs for one function; higher levels count as 4096. */
+#define KA_NGROUPS 13
+#define KA_MAX_LEVELS 4096u
+
+/* Idle times of one level group, and the windows decided from them. */
+struct ka_hist {
+    uint32_t bins[KA_NBINS];    /* idle times by minute */
+    uint32_t oob;               /* idle times of 4 hours or more */
+    uint32_t samples;           /* all idle times (bins + oob) */
+    uint32_t decided_at;        /* samples when the windows were last decided */
+    bool predicts;              /* representative: the windows come from it */
+    uint64_t short_ms, prewarm_ms, keepalive_ms; /* keepalive.c, struct windows */
+};
 
 /* One function's keep-alive state. Times are whatever clock the caller uses (the
  * loop's ev_now_ms; a simulator's virtual clock), in ms. */
 struct ka_state {
     enum ka_policy policy;
-    bool busy;                  /* work in flight (ka_on_call since the last ka_on_idle) */
-    bool was_idle;              /* ka_on_idle happened at least once */
-    uint64_t idle_since_ms;     /* the last ka_on_idle */
-    uint32_t bins[KA_NBINS];    /* idle times by minute */
-    uint32_t oob;               /* idle times of 4 hours or more */
-    uint32_t samples;           /* all idle times (bins + oob) */
-    bool predicts;              /* the histogram is representative: windows come from it */
-    uint64_t keepalive_ms, prewarm_ms; /* the current decision (ka_keepalive_ms, ka_prewarm_ms) */
+    uint32_t level;             /* containers the function's work needs now */
+    uint32_t nlevels;           /* the highest level reached so far */
+    uint32_t cap;               /* entries allocated in idle_since */
+    uint64_t *idle_since;       /* [k - 1]: when level k last went idle (valid for level < k <= nlevels) */
+    struct ka_hist *hist[KA_NGROUPS]; /* NULL until the group's first idle time */
+    uint64_t changes;           /* counts idle times recorded (and histories loaded): saves compare it */
 };
 
 /* Per-workspace limits; 0: none. */
@@ -93,6 +108,7 @@ struct ctl_app {
     struct list_node link;      /* in ctl->apps */
     char name[CTL_QNAME_MAX];   /* "<workspace>/<app>" */
     struct ctl_ws *ws;          /* its workspace (set by who adds the app; NULL: none, no quotas) */
+    struct ctl *ctl;            /* the control it belongs to (for its functions' timers) */
     bool stopped;
     double created_at;
     struct list_node fns;       /* struct ctl_fn */
@@ -137,8 +153,10 @@ struct ctl_fn {
     struct list_node subs;      /* struct ctl_log_sub */
     uint64_t calls_total;
     bool logs_dirty, calls_dirty; /* wrote to the store since the last trim */
-    struct ka_state ka;         /* keep-alive: calls.c reports calls and idleness, sched.c reads it */
-    uint64_t prewarmed_for_ms;  /* the idle period (ka.idle_since_ms) a pre-warm was started for */
+    struct ka_state ka;         /* keep-alive: calls.c reports the work's level, sched.c reads it */
+    uint64_t ka_timer, ka_timer_at; /* the keep-alive pass's timer (sched.c); 0: none */
+    uint64_t ka_pass_ms;        /* when the last keep-alive pass ran (pre-warms due since) */
+    uint64_t ka_saved;          /* ka.changes when the history was last stored */
     uint64_t evictions, prewarms; /* since this daemon started (the store counts evictions too) */
 };
 
@@ -279,12 +297,15 @@ struct ctl {
     /* Asks for a scheduling pass at the end of this loop iteration. Set by control.c
      * (to sched_kick) so that lower files can ask without calling up. */
     void (*kick)(struct ctl *c);
+    /* Set to sched_keepalive_kick: fn's work changed (ctl_fn_work_changed). */
+    void (*keepalive_kick)(struct ctl *c, struct ctl_fn *fn);
     bool sched_pending;
     bool shutting_down;
     void (*shutdown_cb)(void *ud);
     void *shutdown_ud;
     uint64_t tick_timer;
     uint64_t last_flush_ms;
+    uint64_t last_ka_save_ms;
     uint64_t last_trim_ms;
     enum ka_policy ka_policy;        /* cfg.keepalive_policy, parsed */
     /* capacity in use */
@@ -294,6 +315,7 @@ struct ctl {
      * already counted on (sched.c, make_room). */
     uint32_t claimed_cpu;
     uint64_t claimed_mem;
+    uint32_t claimed_gpus;
     bool gpu_used[WORKER_MAX_GPUS];
     struct ctl_log_line *logq;
     size_t logq_len, logq_cap;
@@ -311,34 +333,49 @@ struct ctl {
             list_for_each_safe(fv, &fv##_fn_->versions, struct ctl_fver, link)
 
 /* ---- keepalive.c ----
- * The policy of one function, driven by two events and read by the scheduler:
- *   ka_on_call   an invocation of the function arrived at now_ms (a new call, not a
- *                retry). If the function was idle, now_ms - (the last ka_on_idle) is one
- *                idle time: ATC'20's definition, the time from the end of one invocation
- *                to the start of the next, per function. A call that arrives while other
- *                work is in flight records nothing: there was no idle period.
- *   ka_on_idle   the function has no work in flight any more (nothing queued, running
- *                or waiting to retry, across its versions).
- *   ka_keepalive_ms  how long after going idle an idle container (above min_containers
- *                and buffer_containers) is kept. Measured from the container's own idle
- *                start, but when ka_prewarm_ms > 0 and the function is idle, from the
- *                function's idle start.
- *   ka_prewarm_ms    0: no pre-warm. Else (always < ka_keepalive_ms): the idle
- *                containers are released when the function goes idle, one container is
- *                started this long after it went idle, and kept until the keep-alive end
- *                (ATC'20's hybrid policy).
- *   ka_next_use_ms   the predicted time from now_ms until the function is next called:
- *                0 while it has work; the eviction ranking (largest first) uses it.
+ * The policy of one function, driven by one event and read by the scheduler:
+ *   ka_set_level  the function's work (queued, running or waiting to retry, across its
+ *                 versions) now needs n containers: ceil(work / inputs per container).
+ *                 When it rises to k, level k's idle time ends (now_ms - when it went
+ *                 idle); when it falls below k, level k's idle time begins. Level 1's
+ *                 idle times are ATC'20's: from the end of the function's last work to
+ *                 its next call. Level k's are the same for its k-th container.
+ *   ka_wanted     how many containers the policy wants alive at now_ms: the level, plus
+ *                 every idle level inside its keep-alive window and past its pre-warm
+ *                 point. *next_ms: the earliest later time at which that count changes
+ *                 when nothing else happens (UINT64_MAX: never); always > now_ms.
+ *   ka_prewarms_due  how many idle levels reached their pre-warm point in (from_ms,
+ *                 now_ms]: the containers to start for them (a container lost while
+ *                 its level is wanted, to a crash or an eviction, is not re-created:
+ *                 only a pre-warm point starts one).
+ *   ka_keepalive_ms, ka_prewarm_ms, ka_short_ms  level k's windows: how long after it
+ *                 went idle its container is kept; with a pre-warm (ka_prewarm_ms > 0),
+ *                 the container is kept only for the short window (0: not at all), then
+ *                 released, and started again at the pre-warm point. Always short <=
+ *                 prewarm < keepalive.
+ *   ka_next_use_ms  the predicted time from now_ms until level k is needed again: 0
+ *                 while it is busy; the eviction ranking (largest first) uses it.
+ *   ka_idle_for_ms  how long level k has been idle (0 while busy or never reached).
  * Pure functions of the state and the times given: no clock is read. */
 /* 0, or -EINVAL for an unknown name (NULL is "default"). */
 int ka_policy_parse(const char *name, enum ka_policy *out);
 const char *ka_policy_name(enum ka_policy p);
 void ka_init(struct ka_state *s, enum ka_policy policy);
-void ka_on_call(struct ka_state *s, uint64_t now_ms);
-void ka_on_idle(struct ka_state *s, uint64_t now_ms);
-uint64_t ka_keepalive_ms(const struct ka_state *s);
-uint64_t ka_prewarm_ms(const struct ka_state *s);
-uint64_t ka_next_use_ms(const struct ka_state *s, uint64_t now_ms);
+void ka_free(struct ka_state *s);
+void ka_set_level(struct ka_state *s, uint32_t n, uint64_t now_ms);
+uint32_t ka_wanted(const struct ka_state *s, uint64_t now_ms, uint64_t *next_ms);
+uint32_t ka_prewarms_due(const struct ka_state *s, uint64_t from_ms, uint64_t now_ms);
+uint64_t ka_keepalive_ms(const struct ka_state *s, uint32_t k);
+uint64_t ka_prewarm_ms(const struct ka_state *s, uint32_t k);
+uint64_t ka_short_ms(const struct ka_state *s, uint32_t k);
+uint64_t ka_next_use_ms(const struct ka_state *s, uint32_t k, uint64_t now_ms);
+uint64_t ka_idle_for_ms(const struct ka_state *s, uint32_t k, uint64_t now_ms);
+/* The histories (not the levels: their times are of this daemon's clock), to store and
+ * load across restarts. ka_decode replaces s's histories and decides their windows; 0,
+ * or -EINVAL for data that is not an encoding of this version (s is unchanged). */
+struct buf;
+void ka_encode(const struct ka_state *s, struct buf *out);
+int ka_decode(struct ka_state *s, const void *data, size_t len);
 
 /* ---- model.c ---- */
 void ctl_err(struct ctl_error *e, enum ctl_errkind kind, const char *code, const char *field, const char *fmt, ...)
@@ -350,6 +387,9 @@ struct ctl_app *ctl_app_get_or_add(struct ctl *c, const char *name, double creat
 struct ctl_fn *ctl_fn_get_or_add(struct ctl_app *a, const char *name, enum ka_policy policy);
 /* Whether any version of fn has calls queued, running or waiting to retry. */
 bool ctl_fn_has_work(const struct ctl_fn *fn);
+/* The containers fn's work needs: ceil((queued + running + waiting to retry, across
+ * its versions) / inputs per container of its latest version). */
+uint32_t ctl_fn_level(const struct ctl_fn *fn);
 struct ctl_fver *ctl_find_version(struct ctl_fn *fn, uint32_t version);
 /* The version whose snapshot has this id (NULL if none). */
 struct ctl_fver *ctl_find_snapshot(struct ctl *c, const char *snap_id);
@@ -381,6 +421,9 @@ struct ctl_ws *ctl_ws_of_name(struct ctl *c, const char *qname);
 void ctl_ws_of(const char *qname, char ws[CTL_WS_NAME_MAX + 1]);
 
 /* ---- calls.c ---- */
+/* fn's work changed (a call arrived, finished or was restored): its level goes to the
+ * keep-alive policy and the scheduler reconsiders its containers (c->keepalive_kick). */
+void ctl_fn_work_changed(struct ctl *c, struct ctl_fn *fn);
 struct ctl_call *ctl_call_new(struct ctl *c, struct ctl_fver *fv, const void *input, size_t len, bool durable);
 void ctl_call_free(struct ctl_call *call);
 struct ctl_call *ctl_call_find(struct ctl *c, const char *id);
@@ -506,6 +549,10 @@ json_t *meter_usage_json(struct ctl *c, const char *ws, double since, struct ger
 /* ---- sched.c ---- */
 extern const struct worker_events ctl_worker_events;
 void sched_kick(struct ctl *c);
+/* fn's work changed: its keep-alive decision is reconsidered (now, or when it next
+ * changes). */
+void sched_keepalive_kick(struct ctl *c, struct ctl_fn *fn);
+
 void sched_tick(struct ctl *c);
 void sched_stop_all(struct ctl *c);
 size_t sched_live_containers(struct ctl *c);

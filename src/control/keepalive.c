@@ -6,11 +6,28 @@
  *
  * The adaptive policies follow "Serverless in the Wild" (Shahrad et al., ATC'20): an
  * idle time is the time from the end of a function's last invocation (no work left in
- * flight) to the arrival of its next one; the function's idle times go into a histogram
- * whose head and tail percentiles give the pre-warm and keep-alive windows. */
+ * flight) to the arrival of its next one; the idle times go into a histogram from which
+ * the pre-warm and keep-alive windows are decided.
+ *
+ * ATC'20 models one instance per application. A function with bursts needs several
+ * containers, and its k-th container is idle exactly when fewer than k containers' worth
+ * of work is in flight. So the policies work per level: level k's idle times are the
+ * gaps between the function's work falling below k containers and coming back to k.
+ * Level 1's are ATC'20's. The fixed policies give every level the same window; the
+ * hybrid policy (ATC'20 as published) applies the function's (level 1) histogram to all
+ * of them, as a one-instance model would; the default keeps a histogram per level group
+ * (internal.h) and decides each group's windows by cost (decide_by_cost).
+ *
+ * While idle, level k's idle start is never earlier than level k+1's (the work fell
+ * below k+1 no later than below k, and has not come back to k+1 since). Within a group
+ * (one set of windows), the idle levels in each phase of the windows therefore form
+ * runs, found by binary search: ka_wanted costs O(groups x log levels), not O(levels). */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "base/buf.h"
+#include "base/xalloc.h"
 #include "control/internal.h"
 
 /* The histogram's range: KA_NBINS bins of KA_BIN_MS (internal.h) cover 4 hours, as in
@@ -32,7 +49,8 @@
 #define KA_CV_MIN 2.0
 /* More than half of the idle times beyond the range (dslab-faas oob_thr 0.5): the
  * histogram describes the minority of idle periods, so it is not used. ATC'20 forecasts
- * these functions with ARIMA; we fall back instead (below). In percent. */
+ * these functions with ARIMA; the hybrid policy falls back to 4 hours instead, as
+ * ATC'20 does for an unrepresentative histogram. In percent. */
 #define KA_OOB_MAX_PCT 50
 /* The fewest idle times before the histogram decides: the 5th percentile of fewer than
  * 20 samples (100 / KA_HEAD_PCT) is simply the smallest one, so one early call would
@@ -48,17 +66,22 @@
  * activator to be put in the request path before the last pod goes; Gust has no such
  * routing step, so the grace does not apply. */
 #define KA_KNATIVE_MS 60000u
-/* default, for a function with no idle time recorded yet, or whose idle times are mostly
- * beyond the range: the Knative window. A Gust cold start is a process sandbox (tens of
- * milliseconds to a second), not a VM, so the cost balance that makes ATC'20 fall back to
- * 4 hours tilts towards releasing memory early; ATC'20 also found most functions are
- * called less than once an hour, for which any window under an hour only wastes memory. */
-#define KA_DEFAULT_SHORT_MS KA_KNATIVE_MS
-/* default, with a few idle times (fewer than KA_MIN_SAMPLES): keep alive past the
- * longest one (+ margin) when that is at most the fixed 10-minute window, the most the
- * commercial platforms find worth keeping an unknown function for; else the short
- * window (the function's gaps are too long for a window to pay off on this evidence). */
-#define KA_DEFAULT_FEW_CAP_MS KA_FIXED_MS
+/* default: what a cold start is worth, in minutes of an idle container of the same
+ * size. A fixed keep-alive of W minutes is the ski-rental break-even for a cold start
+ * worth W idle minutes (keep while what was spent waiting is less than a start would
+ * have cost: 2-competitive with no knowledge of the next call); the commercial 10-minute
+ * window thus values a start at 10 minutes. The default keeps that valuation and spends
+ * it where the level's own idle times say it pays. */
+#define KA_COLD_VALUE_BINS 10u
+/* default, before a level has KA_MIN_SAMPLES idle times: knowing nothing of it, the
+ * ski-rental window for that valuation, which is the fixed one. */
+#define KA_DEFAULT_UNKNOWN_MS KA_FIXED_MS
+/* default: windows are recomputed on every idle time until there are this many, then
+ * when the count has grown by 1/KA_REDECIDE_FRACTION since the last time. Each decision
+ * walks the 240 bins; a function called thousands of times a minute would otherwise
+ * walk them on every call, to move a distribution that one call changes by 1/n. */
+#define KA_REDECIDE_ALWAYS 256u
+#define KA_REDECIDE_FRACTION 16u
 
 int ka_policy_parse(const char *name, enum ka_policy *out)
 {
@@ -94,147 +117,511 @@ const char *ka_policy_name(enum ka_policy p)
     return "default";
 }
 
-static uint32_t in_bounds(const struct ka_state *s)
+/* The group of level k (internal.h): 1 -> 0, 2 -> 1, 3-4 -> 2, 5-8 -> 3, ... */
+static uint32_t group_of(uint32_t k)
 {
-    return s->samples - s->oob;
+    if (k <= 1)
+        return 0;
+    uint32_t g = 32 - (uint32_t)__builtin_clz(k - 1);
+    return g < KA_NGROUPS ? g : KA_NGROUPS - 1;
 }
 
-/* The first bin at which the cumulative count reaches pct percent of the in-bounds
- * samples (there is at least one). */
-static uint32_t percentile_bin(const struct ka_state *s, uint32_t pct)
+/* The highest level of group g (the lowest is the previous group's highest + 1). */
+static uint32_t group_hi(uint32_t g)
 {
-    uint64_t n = in_bounds(s), cum = 0;
+    return g + 1 >= KA_NGROUPS ? KA_MAX_LEVELS : 1u << g;
+}
+
+/* The first bin at which the cumulative count reaches pct percent of the n in-bounds
+ * samples (n > 0). */
+static uint32_t percentile_bin(const struct ka_hist *h, uint32_t n, uint32_t pct)
+{
+    uint64_t cum = 0;
     for (uint32_t b = 0; b < KA_NBINS; b++) {
-        cum += s->bins[b];
-        if (cum * 100 >= pct * n)
+        cum += h->bins[b];
+        if (cum * 100 >= (uint64_t)pct * n)
             return b;
     }
     return KA_NBINS - 1;
 }
 
-static bool representative(const struct ka_state *s)
+/* ATC'20's test (n idle times in bounds): enough of them, most in bounds, and bin
+ * counts that vary. */
+static bool representative(const struct ka_hist *h, uint32_t n)
 {
-    uint32_t n = in_bounds(s);
-    if (s->samples < KA_MIN_SAMPLES || n == 0 || (uint64_t)s->oob * 100 > (uint64_t)KA_OOB_MAX_PCT * s->samples)
+    if (h->samples < KA_MIN_SAMPLES || n == 0 || (uint64_t)h->oob * 100 > (uint64_t)KA_OOB_MAX_PCT * h->samples)
         return false;
     /* cv >= KA_CV_MIN  <=>  variance >= (KA_CV_MIN * mean)^2, without a square root. */
     double mean = (double)n / KA_NBINS, var = 0;
     for (uint32_t b = 0; b < KA_NBINS; b++)
-        var += ((double)s->bins[b] - mean) * ((double)s->bins[b] - mean);
+        var += ((double)h->bins[b] - mean) * ((double)h->bins[b] - mean);
     var /= KA_NBINS;
     return var >= KA_CV_MIN * KA_CV_MIN * mean * mean;
 }
 
-/* The tail percentile's bin's upper edge plus the margin: rounding up keeps every idle
- * time of that bin covered. */
-static uint64_t tail_ms(const struct ka_state *s)
+/* A bin's upper edge plus the margin: rounding up keeps every idle time of the bin
+ * covered. */
+static uint64_t upper_edge_ms(uint32_t bin)
 {
-    uint64_t edge = (uint64_t)(percentile_bin(s, KA_TAIL_PCT) + 1) * KA_BIN_MS;
+    uint64_t edge = (uint64_t)(bin + 1) * KA_BIN_MS;
     return edge + edge * KA_MARGIN_PCT / 100;
 }
 
-/* Recomputes the cached windows after a new idle time. */
-static void decide(struct ka_state *s)
+/* A bin's lower edge minus the margin. */
+static uint64_t lower_edge_ms(uint32_t bin)
 {
-    s->prewarm_ms = 0;
-    s->predicts = false;
+    uint64_t edge = (uint64_t)bin * KA_BIN_MS;
+    return edge - edge * KA_MARGIN_PCT / 100;
+}
+
+/* ATC'20's windows: pre-warm at the head's lower edge, keep to the tail's upper edge
+ * (with margins). A head in the first bin pre-warms at 0: kept throughout. */
+static void head_and_tail(struct ka_hist *h, uint32_t n)
+{
+    h->prewarm_ms = lower_edge_ms(percentile_bin(h, n, KA_HEAD_PCT));
+    h->keepalive_ms = upper_edge_ms(percentile_bin(h, n, KA_TAIL_PCT));
+}
+
+/* The default's windows: those that minimise the expected cost of one idle period of
+ * the level under its idle-time distribution (the histogram), a cold start costing
+ * KA_COLD_VALUE_BINS bins of idle time. The container may be kept during the first s
+ * bins, released, and kept again (pre-warmed) from bin p to bin e: K = [0, s) + [p, e),
+ * at most one release and one pre-warm per idle period, as ATC'20's policy. For an
+ * idle time T (in bins) the cost is the time kept before T, |K n [0, T)|, plus the
+ * value of a start when T falls outside K. Summed over bins, keeping bin b gains
+ *   g_b = V c_b / N  -  (S_b - c_b / 2N)
+ * (V: the start's value; c_b / N: the chance T is in bin b, a start saved; S_b: the
+ * chance T reaches bin b, less half of those ending inside it: the expected part of the
+ * bin spent idle), and the best K maximises the sum of g over it: a prefix and one
+ * interval, found in one pass. Idle times beyond the range count in S but are never
+ * covered. ATC'20's percentiles (keep to the 99th) spend hours of memory on a 1 % tail;
+ * this spends exactly what the valuation says the tail is worth. */
+static void decide_by_cost(struct ka_hist *h)
+{
+    double n = h->samples, surv = 1.0; /* S_b */
+    double prefix = 0, best_prefix = 0, best_gap = 0, best = 0;
+    uint32_t s_at = 0, s_best = 0, p_best = 0, p_for_gap = 0, s_for_gap = 0, e_best = 0;
+    /* prefix: sum of g over [0, b). best_prefix/s_at: the best P(s) for s <= b.
+     * best_gap/(s_for_gap, p_for_gap): the best P(s) - P(p) for s <= p <= b.
+     * best/(s_best, p_best, e_best): the best P(s) - P(p) + P(e) for e <= b. */
+    for (uint32_t b = 0; b <= KA_NBINS; b++) {
+        if (prefix > best_prefix) {
+            best_prefix = prefix;
+            s_at = b;
+        }
+        if (best_prefix - prefix > best_gap) {
+            best_gap = best_prefix - prefix;
+            s_for_gap = s_at;
+            p_for_gap = b;
+        }
+        if (prefix + best_gap > best) {
+            best = prefix + best_gap;
+            s_best = s_for_gap;
+            p_best = p_for_gap;
+            e_best = b;
+        }
+        if (b == KA_NBINS)
+            break;
+        double frac = h->bins[b] / n;
+        prefix += KA_COLD_VALUE_BINS * frac - (surv - frac / 2);
+        surv -= frac;
+    }
+    if (best <= 0) {
+        /* Nothing worth keeping: the idle times are too long or too spread out for
+         * any window to repay itself. */
+        h->keepalive_ms = 0;
+        return;
+    }
+    if (p_best <= s_best || e_best <= p_best) {
+        /* One interval from the start: no release in between. */
+        uint32_t end = e_best > p_best ? e_best : s_best;
+        h->keepalive_ms = end ? upper_edge_ms(end - 1) : 0;
+        return;
+    }
+    h->short_ms = s_best ? upper_edge_ms(s_best - 1) : 0;
+    h->prewarm_ms = lower_edge_ms(p_best);
+    h->keepalive_ms = upper_edge_ms(e_best - 1);
+    if (h->prewarm_ms <= h->short_ms)
+        h->short_ms = h->prewarm_ms = 0; /* the margins closed the gap: keep throughout */
+}
+
+/* Recomputes a histogram's windows after a new idle time (hybrid or default). */
+static void decide(struct ka_hist *h, enum ka_policy policy)
+{
+    h->short_ms = h->prewarm_ms = 0;
+    uint32_t n = h->samples - h->oob;
+    if (policy == KA_HYBRID) {
+        /* ATC'20 as published: the head and tail of all idle times, else 4 hours. */
+        h->predicts = representative(h, n);
+        if (h->predicts)
+            head_and_tail(h, n);
+        else
+            h->keepalive_ms = KA_RANGE_MS;
+        return;
+    }
+    h->predicts = h->samples >= KA_MIN_SAMPLES;
+    if (!h->predicts) {
+        h->keepalive_ms = KA_DEFAULT_UNKNOWN_MS;
+        return;
+    }
+    decide_by_cost(h);
+}
+
+/* The histogram that decides level k's windows: its group's, but the function's own
+ * (level 1) for the hybrid policy. NULL: none yet (or the policy keeps none). */
+static const struct ka_hist *hist_for(const struct ka_state *s, uint32_t k)
+{
     switch (s->policy) {
     case KA_FIXED_10MIN:
-        s->keepalive_ms = KA_FIXED_MS;
-        return;
     case KA_KNATIVE:
-        s->keepalive_ms = KA_KNATIVE_MS;
-        return;
+        return NULL;
     case KA_HYBRID:
+        return s->hist[0];
     case KA_DEFAULT:
         break;
     }
-    if (representative(s)) {
-        /* The head's bin's lower edge, minus the margin: 0 when the head is in the first
-         * bin (calls come back within a minute: keep the container, do not release it). */
-        uint64_t head = (uint64_t)percentile_bin(s, KA_HEAD_PCT) * KA_BIN_MS;
-        s->prewarm_ms = head - head * KA_MARGIN_PCT / 100;
-        s->keepalive_ms = tail_ms(s);
-        s->predicts = true;
-        return;
+    return s->hist[group_of(k)];
+}
+
+/* Level k's windows: wanted while idle for d with d < keep, except short <= d < pre
+ * (released between the short window and the pre-warm). short <= pre < keep; short =
+ * pre = 0 without a pre-warm. */
+struct windows {
+    uint64_t short_ms, pre_ms, keep_ms;
+};
+
+static struct windows windows(const struct ka_state *s, uint32_t k)
+{
+    const struct ka_hist *h = hist_for(s, k);
+    if (h)
+        return (struct windows){h->short_ms, h->prewarm_ms, h->keepalive_ms};
+    switch (s->policy) {
+    case KA_FIXED_10MIN: return (struct windows){0, 0, KA_FIXED_MS};
+    case KA_KNATIVE: return (struct windows){0, 0, KA_KNATIVE_MS};
+    case KA_HYBRID: return (struct windows){0, 0, KA_RANGE_MS}; /* no idle time yet: not representative */
+    case KA_DEFAULT: break;
     }
-    if (s->policy == KA_HYBRID) {
-        s->keepalive_ms = KA_RANGE_MS; /* ATC'20's standard keep-alive fallback */
-        return;
-    }
-    uint64_t t = in_bounds(s) ? tail_ms(s) : 0;
-    if (s->samples >= KA_MIN_SAMPLES && (uint64_t)s->oob * 100 <= (uint64_t)KA_OOB_MAX_PCT * s->samples)
-        /* Enough idle times, but flat: no head worth pre-warming at, yet the tail still
-         * says how long covers 99 % of them. */
-        s->keepalive_ms = t > KA_DEFAULT_SHORT_MS ? t : KA_DEFAULT_SHORT_MS;
-    else if (s->samples < KA_MIN_SAMPLES && t && t <= KA_DEFAULT_FEW_CAP_MS && !s->oob)
-        s->keepalive_ms = t > KA_DEFAULT_SHORT_MS ? t : KA_DEFAULT_SHORT_MS;
-    else
-        s->keepalive_ms = KA_DEFAULT_SHORT_MS;
+    return (struct windows){0, 0, KA_DEFAULT_UNKNOWN_MS};
 }
 
 void ka_init(struct ka_state *s, enum ka_policy policy)
 {
     memset(s, 0, sizeof *s);
     s->policy = policy;
-    decide(s);
 }
 
-void ka_on_call(struct ka_state *s, uint64_t now_ms)
+void ka_free(struct ka_state *s)
 {
-    if (!s->busy && s->was_idle) {
-        uint64_t idle = now_ms > s->idle_since_ms ? now_ms - s->idle_since_ms : 0;
-        if (idle >= KA_RANGE_MS)
-            s->oob++;
-        else
-            s->bins[idle / KA_BIN_MS]++;
-        s->samples++;
-        decide(s);
+    free(s->idle_since);
+    for (uint32_t g = 0; g < KA_NGROUPS; g++)
+        free(s->hist[g]);
+    ka_init(s, s->policy);
+}
+
+/* Level k's idle time of idle_ms ended. The fixed policies keep no history; the hybrid
+ * policy keeps the function's (level 1) only. */
+static void record(struct ka_state *s, uint32_t k, uint64_t idle_ms)
+{
+    if (s->policy == KA_FIXED_10MIN || s->policy == KA_KNATIVE || (s->policy == KA_HYBRID && k != 1))
+        return;
+    uint32_t g = group_of(k);
+    if (!s->hist[g])
+        s->hist[g] = xcalloc(1, sizeof *s->hist[g]);
+    struct ka_hist *h = s->hist[g];
+    if (idle_ms >= KA_RANGE_MS)
+        h->oob++;
+    else
+        h->bins[idle_ms / KA_BIN_MS]++;
+    h->samples++;
+    s->changes++;
+    if (h->samples <= KA_REDECIDE_ALWAYS || h->samples - h->decided_at >= h->decided_at / KA_REDECIDE_FRACTION) {
+        decide(h, s->policy);
+        h->decided_at = h->samples;
     }
-    s->busy = true;
 }
 
-void ka_on_idle(struct ka_state *s, uint64_t now_ms)
+void ka_set_level(struct ka_state *s, uint32_t n, uint64_t now_ms)
 {
-    s->busy = false;
-    s->was_idle = true;
-    s->idle_since_ms = now_ms;
+    if (n > KA_MAX_LEVELS)
+        n = KA_MAX_LEVELS;
+    if (n > s->level) {
+        uint32_t top = n < s->nlevels ? n : s->nlevels;
+        for (uint32_t k = s->level + 1; k <= top; k++)
+            record(s, k, now_ms > s->idle_since[k - 1] ? now_ms - s->idle_since[k - 1] : 0);
+        if (n > s->cap) {
+            uint32_t cap = s->cap ? s->cap : 4;
+            while (cap < n)
+                cap *= 2;
+            if (cap > KA_MAX_LEVELS)
+                cap = KA_MAX_LEVELS;
+            s->idle_since = xreallocarray(s->idle_since, cap, sizeof *s->idle_since);
+            s->cap = cap;
+        }
+        if (n > s->nlevels)
+            s->nlevels = n;
+    } else {
+        for (uint32_t k = n + 1; k <= s->level; k++)
+            s->idle_since[k - 1] = now_ms;
+    }
+    s->level = n;
 }
 
-uint64_t ka_keepalive_ms(const struct ka_state *s)
+/* The first level in [lo, hi] idle for at least ms at now (hi + 1 if none): idle
+ * times grow with the level (the file's comment), so a binary search. */
+static uint32_t first_idle_for(const struct ka_state *s, uint32_t lo, uint32_t hi, uint64_t now, uint64_t ms)
 {
-    return s->keepalive_ms;
+    uint32_t a = lo, b = hi + 1;
+    while (a < b) {
+        uint32_t m = a + (b - a) / 2;
+        if (now - s->idle_since[m - 1] >= ms)
+            b = m;
+        else
+            a = m + 1;
+    }
+    return a;
 }
 
-uint64_t ka_prewarm_ms(const struct ka_state *s)
+/* The idle levels of group g, [*lo, *hi]; false when it has none, nor has any later
+ * group (levels above nlevels were never reached). */
+static bool idle_levels_of(const struct ka_state *s, uint32_t g, uint32_t *lo, uint32_t *hi)
 {
-    return s->prewarm_ms;
+    if (g >= KA_NGROUPS)
+        return false;
+    *lo = g ? group_hi(g - 1) + 1 : 1;
+    *hi = group_hi(g);
+    if (*lo <= s->level)
+        *lo = s->level + 1;
+    if (*hi > s->nlevels)
+        *hi = s->nlevels;
+    return *lo <= *hi;
 }
 
-uint64_t ka_next_use_ms(const struct ka_state *s, uint64_t now_ms)
+uint32_t ka_wanted(const struct ka_state *s, uint64_t now_ms, uint64_t *next_ms)
 {
-    if (s->busy || !s->was_idle)
+    uint32_t wanted = s->level;
+    uint64_t next = UINT64_MAX;
+    uint32_t lo, hi;
+    for (uint32_t g = group_of(s->level + 1); idle_levels_of(s, g, &lo, &hi); g++) {
+        struct windows w = windows(s, lo);
+        /* [lo, a): idle less than the short window (wanted); [a, b): released until
+         * the pre-warm; [b, e): wanted; [e, hi]: past the keep-alive. The highest level
+         * of each run is the first to move on to the next. */
+        uint32_t a = w.short_ms ? first_idle_for(s, lo, hi, now_ms, w.short_ms) : lo;
+        uint32_t b = w.pre_ms ? first_idle_for(s, a, hi, now_ms, w.pre_ms) : a;
+        uint32_t e = first_idle_for(s, b, hi, now_ms, w.keep_ms);
+        wanted += (a - lo) + (e - b);
+        uint64_t due[3] = {UINT64_MAX, UINT64_MAX, UINT64_MAX};
+        if (a > lo)
+            due[0] = s->idle_since[a - 2] + w.short_ms;
+        if (b > a)
+            due[1] = s->idle_since[b - 2] + w.pre_ms;
+        if (e > b)
+            due[2] = s->idle_since[e - 2] + w.keep_ms;
+        for (int i = 0; i < 3; i++)
+            if (due[i] < next)
+                next = due[i];
+    }
+    *next_ms = next;
+    return wanted;
+}
+
+uint32_t ka_prewarms_due(const struct ka_state *s, uint64_t from_ms, uint64_t now_ms)
+{
+    uint32_t due = 0;
+    if (now_ms <= from_ms)
         return 0;
-    uint64_t t = now_ms > s->idle_since_ms ? now_ms - s->idle_since_ms : 0;
-    if (!s->predicts)
-        /* Nothing to predict from: the longer a function has been idle, the later it is
-         * taken to be called again (LRU). */
+    uint32_t lo, hi;
+    for (uint32_t g = group_of(s->level + 1); idle_levels_of(s, g, &lo, &hi); g++) {
+        struct windows w = windows(s, lo);
+        if (!w.pre_ms)
+            continue;
+        /* Idle for d with pre <= d < pre + (now - from), and still short of the end. */
+        uint64_t until = w.pre_ms + (now_ms - from_ms);
+        if (until > w.keep_ms)
+            until = w.keep_ms;
+        uint32_t a = first_idle_for(s, lo, hi, now_ms, w.pre_ms);
+        due += first_idle_for(s, a, hi, now_ms, until) - a;
+    }
+    return due;
+}
+
+uint64_t ka_keepalive_ms(const struct ka_state *s, uint32_t k)
+{
+    return windows(s, k ? k : 1).keep_ms;
+}
+
+uint64_t ka_prewarm_ms(const struct ka_state *s, uint32_t k)
+{
+    return windows(s, k ? k : 1).pre_ms;
+}
+
+uint64_t ka_short_ms(const struct ka_state *s, uint32_t k)
+{
+    return windows(s, k ? k : 1).short_ms;
+}
+
+uint64_t ka_idle_for_ms(const struct ka_state *s, uint32_t k, uint64_t now_ms)
+{
+    if (k <= s->level || k > s->nlevels)
+        return 0;
+    return now_ms > s->idle_since[k - 1] ? now_ms - s->idle_since[k - 1] : 0;
+}
+
+uint64_t ka_next_use_ms(const struct ka_state *s, uint32_t k, uint64_t now_ms)
+{
+    if (k <= s->level)
+        return 0;
+    if (k > s->nlevels)
+        return KA_RANGE_MS; /* never needed yet: as far as any histogram sees */
+    uint64_t t = ka_idle_for_ms(s, k, now_ms);
+    const struct ka_hist *h = hist_for(s, k);
+    if (!h || !h->predicts)
+        /* Nothing to predict from: the longer a level has been idle, the later it is
+         * taken to be needed again (LRU). */
         return t;
     /* The median of the idle times still possible after t, from the bins that end after
      * it; past the range when most of those are out of bounds. */
-    uint64_t left = s->oob;
+    uint64_t left = h->oob;
     uint32_t first = t >= KA_RANGE_MS ? KA_NBINS : (uint32_t)(t / KA_BIN_MS);
     for (uint32_t b = first; b < KA_NBINS; b++)
-        left += s->bins[b];
+        left += h->bins[b];
     if (left == 0)
         return KA_RANGE_MS; /* overdue: every idle time seen was shorter; the pattern broke */
     uint64_t cum = 0;
     for (uint32_t b = first; b < KA_NBINS; b++) {
-        cum += s->bins[b];
+        cum += h->bins[b];
         if (cum * 2 >= left) {
             uint64_t mid = (uint64_t)b * KA_BIN_MS + KA_BIN_MS / 2;
             return mid > t ? mid - t : 0;
         }
     }
     return KA_RANGE_MS; /* the median is beyond the range: as far as the histogram sees */
+}
+
+/* ---------- persistence ----------
+ * A history is: one version byte (1), the number of groups that follow (u8, so that a
+ * truncated history is told from a shorter one), then per group: the group (u8),
+ * samples and oob (u32 each), the number of non-empty bins (u16), and each non-empty
+ * bin as its index (u8) and count (u32), in increasing order. Little-endian. */
+
+#define KA_ENCODING_VERSION 1
+
+static void put_u32(struct buf *b, uint32_t v)
+{
+    unsigned char x[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
+                          (unsigned char)(v >> 24)};
+    buf_append(b, x, sizeof x);
+}
+
+void ka_encode(const struct ka_state *s, struct buf *out)
+{
+    unsigned char head[2] = {KA_ENCODING_VERSION, 0};
+    for (uint32_t g = 0; g < KA_NGROUPS; g++)
+        head[1] += s->hist[g] != NULL;
+    buf_append(out, head, sizeof head);
+    for (uint32_t g = 0; g < KA_NGROUPS; g++) {
+        const struct ka_hist *h = s->hist[g];
+        if (!h)
+            continue;
+        uint16_t nz = 0;
+        for (uint32_t b = 0; b < KA_NBINS; b++)
+            nz += h->bins[b] != 0;
+        unsigned char rec[3] = {(unsigned char)g, (unsigned char)nz, (unsigned char)(nz >> 8)};
+        buf_append(out, rec, 1);
+        put_u32(out, h->samples);
+        put_u32(out, h->oob);
+        buf_append(out, rec + 1, 2);
+        for (uint32_t b = 0; b < KA_NBINS; b++)
+            if (h->bins[b]) {
+                unsigned char bin = (unsigned char)b;
+                buf_append(out, &bin, 1);
+                put_u32(out, h->bins[b]);
+            }
+    }
+}
+
+struct reader {
+    const unsigned char *p;
+    size_t left;
+};
+
+static bool get_bytes(struct reader *r, void *out, size_t n)
+{
+    if (r->left < n)
+        return false;
+    memcpy(out, r->p, n);
+    r->p += n;
+    r->left -= n;
+    return true;
+}
+
+static bool get_u32(struct reader *r, uint32_t *v)
+{
+    unsigned char x[4];
+    if (!get_bytes(r, x, sizeof x))
+        return false;
+    *v = (uint32_t)x[0] | (uint32_t)x[1] << 8 | (uint32_t)x[2] << 16 | (uint32_t)x[3] << 24;
+    return true;
+}
+
+/* One group's record into h (zeroed); false when it is malformed. */
+static bool decode_group(struct reader *r, struct ka_hist *h)
+{
+    unsigned char nzb[2];
+    if (!get_u32(r, &h->samples) || !get_u32(r, &h->oob) || !get_bytes(r, nzb, 2))
+        return false;
+    uint32_t nz = (uint32_t)nzb[0] | (uint32_t)nzb[1] << 8, last = 0;
+    uint64_t total = h->oob;
+    if (nz > KA_NBINS)
+        return false;
+    for (uint32_t i = 0; i < nz; i++) {
+        unsigned char bin;
+        uint32_t count;
+        if (!get_bytes(r, &bin, 1) || !get_u32(r, &count) || bin >= KA_NBINS || count == 0 ||
+            (i && bin <= last))
+            return false;
+        h->bins[bin] = count;
+        last = bin;
+        total += count;
+    }
+    return total == h->samples && h->samples > 0;
+}
+
+int ka_decode(struct ka_state *s, const void *data, size_t len)
+{
+    struct reader r = {data, len};
+    unsigned char head[2];
+    if (!get_bytes(&r, head, sizeof head) || head[0] != KA_ENCODING_VERSION || head[1] > KA_NGROUPS)
+        return -EINVAL;
+    struct ka_hist *hist[KA_NGROUPS] = {0};
+    int rc = 0;
+    for (uint32_t i = 0; i < head[1]; i++) {
+        unsigned char g;
+        if (!get_bytes(&r, &g, 1) || g >= KA_NGROUPS || hist[g]) {
+            rc = -EINVAL;
+            break;
+        }
+        hist[g] = xcalloc(1, sizeof *hist[g]);
+        if (!decode_group(&r, hist[g])) {
+            rc = -EINVAL;
+            break;
+        }
+    }
+    if (r.left)
+        rc = -EINVAL; /* more than the groups it announced */
+    for (uint32_t g = 0; g < KA_NGROUPS; g++) {
+        if (rc < 0) {
+            free(hist[g]);
+            continue;
+        }
+        free(s->hist[g]);
+        s->hist[g] = hist[g];
+        if (hist[g]) {
+            decide(hist[g], s->policy);
+            hist[g]->decided_at = hist[g]->samples;
+        }
+    }
+    if (rc == 0)
+        s->changes++;
+    return rc;
 }

@@ -108,10 +108,9 @@ int ctl_map(struct ctl *c, const char *app, const char *fn, const struct ctl_inp
         return r;
     }
     f->calls_total += n;
-    if (n)
-        ka_on_call(&f->ka, ev_now_ms(c->loop));
     for (size_t i = 0; i < n; i++)
         ctl_queue_push(f->latest, m->entries[i].call, false);
+    ctl_fn_work_changed(c, f);
     *out = m;
     c->kick(c);
     return 0;

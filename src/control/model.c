@@ -66,6 +66,7 @@ struct ctl_app *ctl_app_get_or_add(struct ctl *c, const char *name, double creat
     a = xcalloc(1, sizeof *a);
     snprintf(a->name, sizeof a->name, "%s", name);
     a->created_at = created_at;
+    a->ctl = c;
     list_init(&a->fns);
     list_push_front(&c->apps, &a->link);
     return a;
@@ -84,6 +85,16 @@ struct ctl_fn *ctl_fn_get_or_add(struct ctl_app *a, const char *name, enum ka_po
     list_init(&f->subs);
     list_push_front(&a->fns, &f->link);
     return f;
+}
+
+uint32_t ctl_fn_level(const struct ctl_fn *fn)
+{
+    uint64_t work = 0;
+    list_for_each(fv, &fn->versions, struct ctl_fver, link)
+        work += fv->queued + fv->running + fv->retry_waiting;
+    uint32_t per = fn->latest && fn->latest->spec.max_inputs ? fn->latest->spec.max_inputs : 1;
+    uint64_t n = (work + per - 1) / per;
+    return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
 }
 
 bool ctl_fn_has_work(const struct ctl_fn *fn)
@@ -185,6 +196,9 @@ void ctl_model_free(struct ctl *c)
             }
             list_for_each_safe(s, &f->subs, struct ctl_log_sub, link)
                 free(s);
+            if (f->ka_timer)
+                ev_timer_cancel(c->loop, f->ka_timer);
+            ka_free(&f->ka);
             free(f);
         }
         free(a);

@@ -518,36 +518,94 @@ static bool evictable(const struct ctl_ctr *k)
     return live > fv->spec.min_containers && idle_ready(fv) > fv->spec.buffer_containers;
 }
 
-/* The evictable container least likely to be used soon: the largest ka_next_use_ms of
- * its function, then the longest idle (LRU). NULL if none. */
-static struct ctl_ctr *eviction_victim(struct ctl *c, uint64_t now)
+/* GPUs of one of f's GPU options that container k holds (0: none, or f has none). */
+static int gpus_for(const struct spec_function *f, const struct ctl_ctr *k, size_t option)
+{
+    return k->ngpu && !strcmp(k->gpu_type, f->gpus[option].type) ? k->ngpu : 0;
+}
+
+/* Whether container k holds a GPU of any of f's options. */
+static bool holds_gpu_for(const struct spec_function *f, const struct ctl_ctr *k)
+{
+    for (size_t o = 0; o < f->ngpu_options; o++)
+        if (gpus_for(f, k, o))
+            return true;
+    return false;
+}
+
+/* The evictable container least likely to be used soon. A function's idle containers
+ * stand for the levels just above its work (keepalive.c): the one to give up is its
+ * highest, level + idle, whose predicted next use (ka_next_use_ms) ranks the function;
+ * the largest wins, then the longest idle container (LRU). With gpu_for, only
+ * containers holding a GPU that f could use. NULL if none. */
+static struct ctl_ctr *eviction_victim(struct ctl *c, uint64_t now, const struct spec_function *gpu_for)
 {
     struct ctl_ctr *best = NULL;
     uint64_t best_next = 0;
-    ctl_for_each_version(fv, c)
+    ctl_for_each_version(fv, c) {
+        uint32_t idle = idle_ready(fv);
+        if (!idle)
+            continue;
+        const struct ka_state *ka = &fv->fn->ka;
+        uint64_t next = ka_next_use_ms(ka, ka->level + idle, now);
         list_for_each(k, &fv->ctrs, struct ctl_ctr, link) {
-            if (!evictable(k))
+            if (!evictable(k) || (gpu_for && !holds_gpu_for(gpu_for, k)))
                 continue;
-            uint64_t next = ka_next_use_ms(&fv->fn->ka, now);
             if (!best || next > best_next || (next == best_next && k->idle_since_ms < best->idle_since_ms)) {
                 best = k;
                 best_next = next;
             }
         }
+    }
     return best;
 }
 
-/* Before a container of fv with queued calls starts: when the worker's free cpu and
- * memory do not hold it, stops idle containers of any function (any workspace: they
- * hold nothing but capacity, and quotas are checked separately) until what is stopping
- * does. Returns whether to try the start now (it fits, or eviction cannot make it fit:
- * the start then says what it needs); false when it waits for stopping containers to
- * exit (fv->waiting_reason says so; their exits kick the scheduler). */
+/* What a container of f needs, against what is free plus what is on its way to being
+ * freed (containers stopping, victims chosen). */
+struct room {
+    uint64_t need_cpu, need_mem, cap_cpu, cap_mem;
+    int gpus[SPEC_MAX_GPU_OPTIONS]; /* per GPU option of f: free + freed GPUs of its type */
+};
+
+static bool room_gpus_fit(const struct spec_function *f, const struct room *r)
+{
+    if (!f->ngpu_options)
+        return true;
+    for (size_t o = 0; o < f->ngpu_options; o++)
+        if (r->gpus[o] >= (int)f->gpus[o].count)
+            return true;
+    return false;
+}
+
+static void room_add(const struct spec_function *f, struct room *r, const struct ctl_ctr *k)
+{
+    r->cap_cpu += k->cpu_millicores;
+    r->cap_mem += k->memory_mib;
+    for (size_t o = 0; o < f->ngpu_options; o++)
+        r->gpus[o] += gpus_for(f, k, o);
+}
+
+/* Before a container of fv with queued calls starts: when the worker's free cpu,
+ * memory or GPUs do not hold it, stops idle containers of any function (any
+ * workspace: they hold nothing but capacity, and quotas are checked separately) until
+ * what is stopping does. Returns whether to try the start now (it fits, or eviction
+ * cannot make it fit: the start then says what it needs); false when it waits for
+ * stopping containers to exit (fv->waiting_reason says so; their exits kick the
+ * scheduler). */
 static bool make_room(struct ctl *c, struct ctl_fver *fv)
 {
     const struct spec_function *f = &fv->spec;
     struct ctl_ws *w = fv->fn->app->ws;
-    if (worker_fits(c, f) || (w && !quota_allows(w, fv)))
+    struct room r = {
+        .need_cpu = (uint64_t)c->cpu_used + f->cpu_millicores,
+        .need_mem = c->mem_used + f->memory_mib,
+        .cap_cpu = c->inv.cpu_millicores,
+        .cap_mem = c->inv.memory_mib,
+    };
+    for (size_t o = 0; o < f->ngpu_options; o++)
+        r.gpus[o] = count_gpus_of(c, f->gpus[o].type, true);
+    bool cpu_mem_fit = r.need_cpu <= r.cap_cpu && r.need_mem <= r.cap_mem;
+    if ((cpu_mem_fit && room_gpus_fit(f, &r)) || (w && !quota_allows(w, fv)))
         return true;
     /* What containers already stopping will free, less what this pass counted on. */
     uint64_t stop_cpu = 0, stop_mem = 0;
@@ -557,19 +615,25 @@ static bool make_room(struct ctl *c, struct ctl_fver *fv)
             if (k->state == CTR_STOPPING) {
                 stop_cpu += k->cpu_millicores;
                 stop_mem += k->memory_mib;
+                for (size_t o = 0; o < f->ngpu_options; o++)
+                    r.gpus[o] += gpus_for(f, k, o);
                 stopping++;
             }
-    stop_cpu = stop_cpu > c->claimed_cpu ? stop_cpu - c->claimed_cpu : 0;
-    stop_mem = stop_mem > c->claimed_mem ? stop_mem - c->claimed_mem : 0;
-    uint64_t need_cpu = (uint64_t)c->cpu_used + f->cpu_millicores, need_mem = c->mem_used + f->memory_mib;
-    uint64_t cap_cpu = c->inv.cpu_millicores + stop_cpu, cap_mem = c->inv.memory_mib + stop_mem;
+    r.cap_cpu += stop_cpu > c->claimed_cpu ? stop_cpu - c->claimed_cpu : 0;
+    r.cap_mem += stop_mem > c->claimed_mem ? stop_mem - c->claimed_mem : 0;
+    for (size_t o = 0; o < f->ngpu_options; o++)
+        r.gpus[o] = r.gpus[o] > (int)c->claimed_gpus ? r.gpus[o] - (int)c->claimed_gpus : 0;
     /* Choose victims without stopping them yet: if all the evictable ones together do
-     * not make room, stopping some would only cost their functions a cold start. */
+     * not make room, stopping some would only cost their functions a cold start. Once
+     * cpu and memory suffice, only GPU holders help. */
     uint64_t now = ev_now_ms(c->loop);
     AUTO_FREE struct ctl_ctr **victims = NULL;
     size_t n = 0, cap = 0;
-    while (need_cpu > cap_cpu || need_mem > cap_mem) {
-        struct ctl_ctr *k = eviction_victim(c, now);
+    for (;;) {
+        cpu_mem_fit = r.need_cpu <= r.cap_cpu && r.need_mem <= r.cap_mem;
+        if (cpu_mem_fit && room_gpus_fit(f, &r))
+            break;
+        struct ctl_ctr *k = eviction_victim(c, now, cpu_mem_fit ? f : NULL);
         if (!k)
             break;
         if (n == cap) {
@@ -580,10 +644,9 @@ static bool make_room(struct ctl *c, struct ctl_fver *fv)
         k->state = CTR_STOPPING;
         k->fv->nready--;
         victims[n++] = k;
-        cap_cpu += k->cpu_millicores;
-        cap_mem += k->memory_mib;
+        room_add(f, &r, k);
     }
-    bool enough = need_cpu <= cap_cpu && need_mem <= cap_mem;
+    bool enough = r.need_cpu <= r.cap_cpu && r.need_mem <= r.cap_mem && room_gpus_fit(f, &r);
     for (size_t i = 0; i < n; i++) {
         victims[i]->state = CTR_READY;
         victims[i]->fv->nready++;
@@ -600,14 +663,18 @@ static bool make_room(struct ctl *c, struct ctl_fver *fv)
     }
     c->claimed_cpu += f->cpu_millicores;
     c->claimed_mem += f->memory_mib;
+    c->claimed_gpus += f->ngpu_options ? f->gpus[0].count : 0;
+    char gpus[64] = "";
+    if (f->ngpu_options)
+        snprintf(gpus, sizeof gpus, " + %u x %s", f->gpus[0].count, f->gpus[0].type);
     if (n)
         snprintf(fv->waiting_reason, sizeof fv->waiting_reason,
-                 "waiting for %zu evicted idle container%s to stop (needs cpu %um + memory %u MiB)", n,
-                 n == 1 ? "" : "s", f->cpu_millicores, f->memory_mib);
+                 "waiting for %zu evicted idle container%s to stop (needs cpu %um + memory %u MiB%s)", n,
+                 n == 1 ? "" : "s", f->cpu_millicores, f->memory_mib, gpus);
     else
         snprintf(fv->waiting_reason, sizeof fv->waiting_reason,
-                 "waiting for %u stopping container%s to free cpu %um + memory %u MiB", stopping,
-                 stopping == 1 ? "" : "s", f->cpu_millicores, f->memory_mib);
+                 "waiting for %u stopping container%s to free cpu %um + memory %u MiB%s", stopping,
+                 stopping == 1 ? "" : "s", f->cpu_millicores, f->memory_mib, gpus);
     return false;
 }
 
@@ -651,6 +718,7 @@ static void sched_run(struct ev_loop *loop, void *data)
     c->sched_pending = false;
     c->claimed_cpu = 0;
     c->claimed_mem = 0;
+    c->claimed_gpus = 0;
     ctl_for_each_version(fv, c) {
         if (!c->shutting_down)
             dispatch(c, fv);
@@ -676,70 +744,132 @@ void sched_kick(struct ctl *c)
     ev_defer(c->loop, sched_run, c);
 }
 
-/* Whether idle container k of fv is past its keep-alive at now: the function's
- * scaledown_window when it sets one, else the keep-alive policy's windows
- * (internal.h, keepalive.c); with a pre-warm window, an idle function's containers go
- * at once (until the pre-warm) and the pre-warmed one at the keep-alive end. */
-static bool keepalive_over(const struct ctl_fver *fv, const struct ctl_ctr *k, uint64_t now)
-{
-    const struct ka_state *ka = &fv->fn->ka;
-    if (fv->spec.scaledown_window_s)
-        return now - k->idle_since_ms >= (uint64_t)fv->spec.scaledown_window_s * 1000;
-    uint64_t keep = ka_keepalive_ms(ka), pre = ka_prewarm_ms(ka);
-    if (pre && !ctl_fn_has_work(fv->fn) && ka->was_idle) {
-        uint64_t since = now - ka->idle_since_ms;
-        return since < pre || since >= keep;
-    }
-    return now - k->idle_since_ms >= keep;
-}
+/* ---------- keep-alive: scale-down and pre-warm ----------
+ * Each function has one timer, armed at the next moment its keep-alive decision can
+ * change (keepalive.c's ka_wanted, or the earliest scaledown_window end); work arriving
+ * or ending re-arms it (sched_keepalive_kick). No pass walks every function. */
 
-/* Starts a container of the current version of fv's function when the policy's
- * pre-warm time of this idle period has come and none is live; once per idle period. */
-static void maybe_prewarm(struct ctl *c, struct ctl_fver *fv, uint64_t now)
-{
-    struct ctl_fn *fn = fv->fn;
-    const struct ka_state *ka = &fn->ka;
-    uint64_t pre = ka_prewarm_ms(ka);
-    if (!pre || fv->spec.scaledown_window_s || !ctl_fver_is_current(fv) || c->shutting_down || !ka->was_idle ||
-        ctl_fn_has_work(fn) || fn->prewarmed_for_ms == ka->idle_since_ms + 1)
-        return;
-    uint64_t since = now - ka->idle_since_ms;
-    if (since < pre || since >= ka_keepalive_ms(ka) || fv->nstarting + fv->nready)
-        return;
-    /* +1: an idle period that began at time 0 of a virtual clock is still told apart
-     * from "none yet". */
-    fn->prewarmed_for_ms = ka->idle_since_ms + 1;
-    struct ctl_ctr *k = start_container(c, fv);
-    if (!k)
-        return;
-    k->prewarm = true;
-    fn->prewarms++;
-    log_debug("sched", "pre-warming %s for %s.%s", k->id, fn->app->name, fn->name);
-}
+static void keepalive_fire(struct ev_loop *loop, void *data);
 
-/* Periodic: scale down containers idle past their keep-alive, above the floor that
- * min_containers and buffer_containers ask for; start pre-warms that are due. */
-void sched_tick(struct ctl *c)
+/* Makes fn's keep-alive pass run at `at` (ms on the loop's clock) or sooner. */
+static void keepalive_arm(struct ctl *c, struct ctl_fn *fn, uint64_t at)
 {
+    if (at == UINT64_MAX || (fn->ka_timer && fn->ka_timer_at <= at))
+        return;
+    if (fn->ka_timer)
+        ev_timer_cancel(c->loop, fn->ka_timer);
     uint64_t now = ev_now_ms(c->loop);
-    ctl_for_each_version(fv, c) {
+    fn->ka_timer_at = at > now ? at : now;
+    fn->ka_timer = ev_timer_add(c->loop, fn->ka_timer_at - now, keepalive_fire, fn);
+}
+
+/* The idle ready container of fv that has been idle the longest. */
+static struct ctl_ctr *longest_idle(struct ctl_fver *fv)
+{
+    struct ctl_ctr *best = NULL;
+    list_for_each(k, &fv->ctrs, struct ctl_ctr, link)
+        if (k->state == CTR_READY && k->inflight == 0 && (!best || k->idle_since_ms < best->idle_since_ms))
+            best = k;
+    return best;
+}
+
+/* An explicit scaledown_window: each idle container goes when it has been idle that
+ * long. Returns when the next one will have. */
+static uint64_t window_pass(struct ctl *c, struct ctl_fver *fv, uint64_t now)
+{
+    const struct spec_function *s = &fv->spec;
+    uint64_t window = (uint64_t)s->scaledown_window_s * 1000, next = UINT64_MAX;
+    uint32_t live = fv->nstarting + fv->nready, idle = idle_ready(fv);
+    list_for_each(k, &fv->ctrs, struct ctl_ctr, link) {
+        if (k->state != CTR_READY || k->inflight)
+            continue;
+        if (now - k->idle_since_ms < window) {
+            if (k->idle_since_ms + window < next)
+                next = k->idle_since_ms + window;
+            continue;
+        }
+        if (live <= s->min_containers || idle <= s->buffer_containers)
+            continue;
+        log_debug("sched", "scaling down idle %s", k->id);
+        stop_container(c, k, false);
+        live--;
+        idle--;
+    }
+    return next;
+}
+
+/* Brings the current version's containers to what the keep-alive policy wants now:
+ * idle containers above it stop (the longest idle first: dispatch packs onto the
+ * others), and levels whose pre-warm point came since the last pass get a container
+ * when fewer are live than wanted and nothing is queued (guesses: they never evict,
+ * and stop at the first that does not fit). Never below min_containers or
+ * buffer_containers. Re-arms the function's timer. */
+static void keepalive_pass(struct ctl *c, struct ctl_fn *fn)
+{
+    struct ctl_fver *fv = fn->latest;
+    if (!fv || c->shutting_down || fn->app->stopped)
+        return;
+    uint64_t now = ev_now_ms(c->loop), next;
+    if (fv->spec.scaledown_window_s) {
+        keepalive_arm(c, fn, window_pass(c, fv, now));
+        return;
+    }
+    uint32_t want = ka_wanted(&fn->ka, now, &next);
+    uint32_t due = ka_prewarms_due(&fn->ka, fn->ka_pass_ms, now);
+    fn->ka_pass_ms = now;
+    if (!fv->queued) {
         const struct spec_function *s = &fv->spec;
-        uint32_t live = fv->nstarting + fv->nready;
-        uint32_t idle = idle_ready(fv);
-        list_for_each(k, &fv->ctrs, struct ctl_ctr, link) {
-            if (k->state != CTR_READY || k->inflight || fv->queued)
-                continue;
-            if (!keepalive_over(fv, k, now))
-                continue;
-            if (ctl_fver_is_current(fv) && (live <= s->min_containers || idle <= s->buffer_containers))
-                continue;
+        uint32_t live = fv->nstarting + fv->nready, idle = idle_ready(fv);
+        while (live > want && live > s->min_containers && idle > s->buffer_containers) {
+            struct ctl_ctr *k = longest_idle(fv);
+            if (!k)
+                break;
             log_debug("sched", "scaling down idle %s", k->id);
             stop_container(c, k, false);
             live--;
             idle--;
         }
-        maybe_prewarm(c, fv, now);
+        for (; due && live < want && live < s->max_containers; live++, due--) {
+            struct ctl_ctr *k = start_container(c, fv);
+            if (!k)
+                break;
+            k->prewarm = true;
+            fn->prewarms++;
+            log_debug("sched", "pre-warming %s for %s.%s", k->id, fn->app->name, fn->name);
+        }
     }
+    keepalive_arm(c, fn, next);
+}
+
+static void keepalive_fire(struct ev_loop *loop, void *data)
+{
+    struct ctl_fn *fn = data;
+    (void)loop;
+    fn->ka_timer = 0;
+    keepalive_pass(fn->app->ctl, fn);
+}
+
+void sched_keepalive_kick(struct ctl *c, struct ctl_fn *fn)
+{
+    struct ctl_fver *fv = fn->latest;
+    if (!fv || c->shutting_down)
+        return;
+    uint64_t now = ev_now_ms(c->loop), next = UINT64_MAX;
+    if (fv->spec.scaledown_window_s) {
+        /* A container going idle ends its window scaledown_window_s from now at the
+         * earliest. */
+        keepalive_arm(c, fn, now + (uint64_t)fv->spec.scaledown_window_s * 1000);
+        return;
+    }
+    /* A pass once the event's callback is over (its container is idle by then) when the
+     * count may have to move now; else the timer at the next change. */
+    uint32_t want = ka_wanted(&fn->ka, now, &next);
+    keepalive_arm(c, fn, want != fv->nstarting + fv->nready ? now : next);
+}
+
+/* Periodic: a scheduling pass (keep-alive has its own timers). */
+void sched_tick(struct ctl *c)
+{
     sched_kick(c);
 }
 

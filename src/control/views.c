@@ -20,22 +20,21 @@ json_t *ctl_apps_json(struct ctl *c, const char *ws)
     return json_pack("{s:o}", "apps", arr);
 }
 
-/* The function's keep-alive as it stands: the window idle containers are kept (its
- * scaledown_window, else the policy's), the pre-warm window, and when the next
- * pre-warm starts (null: none due in this idle period). */
+/* The function's keep-alive as it stands, for its last container (level 1): the window
+ * it is kept idle (its scaledown_window, else the policy's), the pre-warm window, and
+ * when the next pre-warm starts (null: none due in this idle period). */
 static json_t *keepalive_json(struct ctl *c, struct ctl_fn *f)
 {
     const struct ctl_fver *l = f->latest;
     uint32_t window = l ? l->spec.scaledown_window_s : 0;
-    uint64_t keep = window ? (uint64_t)window * 1000 : ka_keepalive_ms(&f->ka);
-    uint64_t pre = window ? 0 : ka_prewarm_ms(&f->ka);
+    uint64_t keep = window ? (uint64_t)window * 1000 : ka_keepalive_ms(&f->ka, 1);
+    uint64_t pre = window ? 0 : ka_prewarm_ms(&f->ka, 1);
     json_t *next = json_null();
     uint64_t now = ev_now_ms(c->loop);
-    if (pre && l && f->ka.was_idle && !ctl_fn_has_work(f) && f->prewarmed_for_ms != f->ka.idle_since_ms + 1 &&
-        l->nstarting + l->nready == 0 && now - f->ka.idle_since_ms < keep) {
-        uint64_t due = f->ka.idle_since_ms + pre;
-        next = json_real(due > now ? (double)(due - now) / 1000.0 : 0.0);
-    }
+    uint64_t idle = ka_idle_for_ms(&f->ka, 1, now);
+    /* Level 1 idle (the function has no work) and inside its pre-warm gap. */
+    if (pre && l && f->ka.level == 0 && f->ka.nlevels && l->nstarting + l->nready == 0 && idle < keep)
+        next = json_real(idle < pre ? (double)(pre - idle) / 1000.0 : 0.0);
     return json_pack("{s:s,s:f,s:f,s:o,s:I,s:I}", "keepalive_policy",
                      window ? "scaledown_window" : ka_policy_name(f->ka.policy), "keepalive_s", (double)keep / 1000.0,
                      "prewarm_s", (double)pre / 1000.0, "next_prewarm_in_s", next, "evictions",

@@ -143,6 +143,15 @@ static const char *const migrations[] = {
     "UPDATE logs SET app = 'default/' || app;"
     "UPDATE secrets SET name = 'default/' || name;"
     "UPDATE images SET name = 'default/' || name WHERE name NOT IN ('busybox', 'python');",
+    /* 9: keep-alive histories (control's keepalive.c encoding), so that an adaptive
+     * policy does not start from nothing after a restart. */
+    "CREATE TABLE keepalive("
+    "  app TEXT NOT NULL,"
+    "  function TEXT NOT NULL,"
+    "  policy TEXT NOT NULL,"
+    "  history BLOB NOT NULL,"
+    "  updated_at REAL NOT NULL,"
+    "  PRIMARY KEY (app, function)) WITHOUT ROWID;",
 };
 _Static_assert(ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION, "one migration per schema version");
 
@@ -204,6 +213,8 @@ enum stmt_id {
     S_BLOB_OWN,
     S_BLOB_OWNED,
     S_WS_STORED,
+    S_KA_PUT,
+    S_KA_LIST,
     S_COUNT
 };
 
@@ -322,6 +333,9 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_BLOB_OWN] = "INSERT OR IGNORE INTO blob_owners(workspace, digest, bytes) VALUES (?1, ?2, ?3)",
     [S_BLOB_OWNED] = "SELECT 1 FROM blob_owners WHERE workspace = ?1 AND digest = ?2",
     [S_WS_STORED] = "SELECT COALESCE(SUM(bytes), 0) FROM blob_owners WHERE workspace = ?1",
+    [S_KA_PUT] = "INSERT INTO keepalive(app, function, policy, history, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)"
+                 " ON CONFLICT(app, function) DO UPDATE SET policy = ?3, history = ?4, updated_at = ?5",
+    [S_KA_LIST] = "SELECT app, function, policy, history FROM keepalive",
 };
 
 struct store {
@@ -570,6 +584,7 @@ struct listing {
         store_secret_cb secret;
         store_workspace_cb workspace;
         store_token_cb token;
+        store_keepalive_cb keepalive;
     } cb;
     void *ud;
 };
@@ -1448,4 +1463,26 @@ int store_workspace_stored_bytes(struct store *st, const char *workspace, uint64
                       workspace);
     *bytes = r == 0 && v > 0 ? (uint64_t)v : 0;
     return r;
+}
+
+int store_keepalive_put(struct store *st, const char *app, const char *function, const char *policy,
+                        const void *history, size_t len, double now, struct gerr *err)
+{
+    return exec_ok(st, S_KA_PUT,
+                   PARAMS(P_TEXT(app), P_TEXT(function), P_TEXT(policy), P_BLOB(history, len), P_REAL(now)), err,
+                   "saving the keep-alive history of", function);
+}
+
+static int keepalive_row(sqlite3_stmt *s, const struct listing *l)
+{
+    return l->cb.keepalive((const char *)sqlite3_column_text(s, 0), (const char *)sqlite3_column_text(s, 1),
+                           (const char *)sqlite3_column_text(s, 2), sqlite3_column_blob(s, 3),
+                           (size_t)sqlite3_column_bytes(s, 3), l->ud);
+}
+
+int store_keepalive_list(struct store *st, store_keepalive_cb cb, void *ud, struct gerr *err)
+{
+    const struct listing l = {.cb.keepalive = cb, .ud = ud};
+    return list_rows(st, S_KA_LIST, NO_PARAMS, keepalive_row, &l, err, "keep-alive histories",
+                     "listing keep-alive histories");
 }

@@ -35,7 +35,7 @@ struct store;
 
 /* Schema version this code writes; store_open() migrates older files up to it and
  * refuses newer ones (-EPROTONOSUPPORT). */
-#define STORE_SCHEMA_VERSION 8
+#define STORE_SCHEMA_VERSION 9
 
 /* ---------- open / close / transactions ---------- */
 
@@ -292,5 +292,14 @@ int store_blob_own(struct store *st, const char *workspace, const char *digest, 
 int store_blob_owned(struct store *st, const char *workspace, const char *digest, struct gerr *err);
 /* The sum of the sizes of the objects workspace owns. */
 int store_workspace_stored_bytes(struct store *st, const char *workspace, uint64_t *bytes, struct gerr *err);
+
+/* ---------- keep-alive histories ---------- */
+
+/* Saves (replaces) one function's history, an opaque blob of control's. */
+int store_keepalive_put(struct store *st, const char *app, const char *function, const char *policy,
+                        const void *history, size_t len, double now, struct gerr *err);
+typedef int (*store_keepalive_cb)(const char *app, const char *function, const char *policy, const void *history,
+                                  size_t len, void *ud);
+int store_keepalive_list(struct store *st, store_keepalive_cb cb, void *ud, struct gerr *err);
 
 #endif

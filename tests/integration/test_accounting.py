@@ -37,4 +37,4 @@ def test_cpu_memory_oom_accounted(gust, hostile_rootfs):
     assert f["cpu_used_s"] > 0.2 and f["memory_peak_mib"] >= 38 and f["oom_kills"] >= 1, f
     assert f["gpu_util_measured"] is None, f
     out = gust.cli("usage")
-    assert out.rc == 0 and "CPU-USED(s)" in out.out and "OOM" in out.out, out
+    assert out.rc == 0 and "CPU-USED(s)" in out.out and "OOM" in out.out and "EVICTED" in out.out, out

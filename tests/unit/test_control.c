@@ -1218,7 +1218,7 @@ UNIT_TEST(test_evict_instead_of_waiting)
     json_decref(u);
     json_t *j = ctl_function_json(e.ctl, "default/a", "f0", NULL);
     CHECK(json_integer_value(json_object_get(j, "evictions")) >= 1);
-    CHECK(json_real_value(json_object_get(j, "keepalive_s")) == 66.0); /* one idle time under a minute, + 10 % */
+    CHECK(json_real_value(json_object_get(j, "keepalive_s")) == 600.0); /* one idle time: the unknown window */
     CHECK(json_is_null(json_object_get(j, "next_prewarm_in_s")));
     json_decref(j);
     env_free(&e);
@@ -1250,18 +1250,20 @@ UNIT_TEST(test_evict_waiting_reason)
     env_free(&e);
 }
 
-/* Replaces f's history with n idle times of idle_ms, the function idle since since_ms. */
+/* Replaces f's history with n idle times of idle_ms for its one container (level 1),
+ * the function idle since since_ms. */
 static void seed_history(struct ctl_fn *f, int n, uint64_t idle_ms, uint64_t since_ms)
 {
-    ka_init(&f->ka, f->ka.policy);
+    ka_free(&f->ka);
     uint64_t t = 0;
-    ka_on_idle(&f->ka, t);
+    ka_set_level(&f->ka, 1, t);
+    ka_set_level(&f->ka, 0, t);
     for (int i = 0; i < n; i++) {
         t += idle_ms;
-        ka_on_call(&f->ka, t);
-        ka_on_idle(&f->ka, t);
+        ka_set_level(&f->ka, 1, t);
+        ka_set_level(&f->ka, 0, t);
     }
-    f->ka.idle_since_ms = since_ms;
+    f->ka.idle_since[0] = since_ms;
 }
 
 /* The victim is the idle container least likely to be used soon, not the least recently
@@ -1290,6 +1292,37 @@ UNIT_TEST(test_eviction_order)
     run_for(&e, 5);
     /* f0 (a minute away) before f2 and f3 (idle for milliseconds). */
     CHECK(e.fake.ctrs[0].stop_asked && !e.fake.ctrs[2].stop_asked && !e.fake.ctrs[3].stop_asked);
+    env_free(&e);
+}
+
+/* A GPU held by an idle container of another function is freed for queued work: cpu and
+ * memory are plentiful, the one H100 is not. */
+UNIT_TEST(test_evict_for_a_gpu)
+{
+    struct env e;
+    env_init(&e, 8000, 8192, 1);
+    deploy_text(&e, "{\"app\":\"a\",\"functions\":[{\"name\":\"f0\",\"kind\":\"exec\",\"command\":[\"x\"],"
+                    "\"image\":\"img\",\"resources\":{\"cpu\":100,\"memory\":64,\"gpu\":\"H100\"}},"
+                    "{\"name\":\"f1\",\"kind\":\"exec\",\"command\":[\"x\"],\"image\":\"img\","
+                    "\"resources\":{\"cpu\":100,\"memory\":64,\"gpu\":\"H100\"}},"
+                    "{\"name\":\"f2\",\"kind\":\"exec\",\"command\":[\"x\"],\"image\":\"img\","
+                    "\"resources\":{\"cpu\":100,\"memory\":64}}]}");
+    char id[64];
+    call_to_idle(&e, 2, id); /* an idle CPU-only container: no use to a GPU function */
+    run_for(&e, 2);
+    call_to_idle(&e, 0, id);
+    CHECK_EQ_INT(e.fake.nctrs, 2);
+    CHECK_EQ_INT(e.fake.ctrs[1].ngpus, 1);
+    e.fake.hold_stops = true;
+    submit_n(&e, 1, id);
+    run_for(&e, 5);
+    CHECK(e.fake.ctrs[1].stop_asked && !e.fake.ctrs[0].stop_asked);
+    CHECK(strstr(fn_n(&e, 1)->latest->waiting_reason, "1 x H100"));
+    fake_exit(&e.fake, &e.fake.ctrs[1], 0);
+    run_for(&e, 5);
+    CHECK_EQ_INT(e.fake.nctrs, 3);
+    CHECK_EQ_INT(e.fake.ctrs[2].ngpus, 1);
+    CHECK_EQ_INT(fn_n(&e, 0)->evictions, 1);
     env_free(&e);
 }
 
@@ -1327,15 +1360,16 @@ UNIT_TEST(test_prewarm)
     struct ctl_fn *f = fn_n(&e, 0);
     /* Pre-warm at 270 s after going idle: due 500 ms from now; keep-alive 396 s. */
     seed_history(f, 30, 5 * 60000, now - 270000 + 500);
-    CHECK(ka_prewarm_ms(&f->ka) == 270000 && ka_keepalive_ms(&f->ka) == 396000);
-    run_for(&e, 250); /* a tick: the idle container goes (in the pre-warm gap) */
+    CHECK(ka_prewarm_ms(&f->ka, 1) == 270000 && ka_keepalive_ms(&f->ka, 1) == 396000);
+    sched_keepalive_kick(e.ctl, f);
+    run_for(&e, 5); /* the idle container goes (in the pre-warm gap) */
     CHECK(e.fake.ctrs[0].stop_asked);
     CHECK_EQ_INT(e.fake.nctrs, 1);
     json_t *j = ctl_function_json(e.ctl, "default/a", "f0", NULL);
     double in = json_real_value(json_object_get(j, "next_prewarm_in_s"));
     CHECK(in > 0 && in <= 0.5);
     json_decref(j);
-    run_for(&e, 600);
+    run_for(&e, 750);
     CHECK_EQ_INT(e.fake.nctrs, 2);
     CHECK_EQ_INT(f->prewarms, 1);
     fake_ready_all(&e.fake);
@@ -1348,16 +1382,35 @@ UNIT_TEST(test_prewarm)
     fake_answer(&e.fake, &e.fake.ctrs[1], "ok", 0);
     CHECK_EQ_INT(call_state(&e, id, NULL), CTL_CALL_SUCCEEDED);
     CHECK_EQ_INT(f->prewarms, 1);
-    /* Past the keep-alive end: the pre-warmed container goes, no new pre-warm. */
-    f->ka.idle_since_ms = ev_now_ms(e.loop) - 396000;
-    run_for(&e, 450);
+    /* A new idle period, in its pre-warm gap: the container goes until the next one. */
+    run_for(&e, 5);
     CHECK(e.fake.ctrs[1].stop_asked);
     CHECK_EQ_INT(e.fake.nctrs, 2);
     env_free(&e);
 }
 
+/* Keep-alive histories survive a restart: the pre-warm window learned before is the
+ * window after. */
+UNIT_TEST(test_keepalive_history_persists)
+{
+    struct env e;
+    env_init(&e, 2000, 8192, 0);
+    deploy_many(&e, 2, 250);
+    struct ctl_fn *f = fn_n(&e, 0);
+    seed_history(f, 30, 5 * 60000, 0);
+    CHECK(ka_prewarm_ms(&f->ka, 1) == 270000);
+    ctl_free(e.ctl); /* saves */
+    env_open_ctl(&e);
+    f = fn_n(&e, 0);
+    CHECK(ka_prewarm_ms(&f->ka, 1) == 270000 && ka_keepalive_ms(&f->ka, 1) == 396000);
+    CHECK(f->ka.hist[0] && f->ka.hist[0]->samples == 30);
+    CHECK_EQ_INT(f->ka.nlevels, 0); /* levels are of the old daemon's clock */
+    CHECK(!fn_n(&e, 1)->ka.hist[0]);
+    env_free(&e);
+}
+
 /* Without scaling.scaledown_window the policy decides: the default keeps an unknown
- * function's idle container for 60 s (not stopped within a second). */
+ * function's idle container for 10 minutes (not stopped within a second). */
 UNIT_TEST(test_default_keepalive_without_window)
 {
     struct env e;
@@ -1368,10 +1421,11 @@ UNIT_TEST(test_default_keepalive_without_window)
     call_to_idle(&e, 0, id);
     run_for(&e, 1000);
     CHECK(!e.fake.ctrs[0].stop_asked);
-    /* Idle past 60 s (the container's idle start moved back): stopped on a tick. */
-    list_for_each(k, &fn_n(&e, 0)->latest->ctrs, struct ctl_ctr, link)
-        k->idle_since_ms = ev_now_ms(e.loop) - 60000;
-    run_for(&e, 450);
+    /* Idle for 10 minutes (its idle start moved back): stopped at once. */
+    struct ctl_fn *f = fn_n(&e, 0);
+    f->ka.idle_since[0] = ev_now_ms(e.loop) - 600000;
+    sched_keepalive_kick(e.ctl, f);
+    run_for(&e, 5);
     CHECK(e.fake.ctrs[0].stop_asked);
     env_free(&e);
 }
@@ -1399,8 +1453,10 @@ int main(void)
     UNIT_RUN(test_evict_instead_of_waiting);
     UNIT_RUN(test_evict_waiting_reason);
     UNIT_RUN(test_eviction_order);
+    UNIT_RUN(test_evict_for_a_gpu);
     UNIT_RUN(test_no_eviction_below_floor);
     UNIT_RUN(test_prewarm);
     UNIT_RUN(test_default_keepalive_without_window);
+    UNIT_RUN(test_keepalive_history_persists);
     UNIT_MAIN_END();
 }

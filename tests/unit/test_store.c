@@ -160,6 +160,33 @@ static int app_cb(const char *name, const char *state, double created_at, int nf
     return 0;
 }
 
+static int ka_cb(const char *app, const char *function, const char *policy, const void *history, size_t len,
+                 void *ud)
+{
+    int *n = ud;
+    CHECK_STR(app, "default/a");
+    CHECK_STR(function, "f");
+    CHECK_STR(policy, "default");
+    CHECK(len == 3 && !memcmp(history, "\x01\x00\x07", 3));
+    (*n)++;
+    return 0;
+}
+
+/* Schema 9: keep-alive histories, one row per function, replaced by a later save. */
+UNIT_TEST(test_keepalive_histories)
+{
+    char path[256];
+    struct store *st = open_new(path, sizeof path);
+    CHECK(st);
+    struct gerr err = {0};
+    CHECK(store_keepalive_put(st, "default/a", "f", "knative", "\x01", 1, 1.0, &err) == 0);
+    CHECK(store_keepalive_put(st, "default/a", "f", "default", "\x01\x00\x07", 3, 2.0, &err) == 0);
+    int n = 0;
+    CHECK(store_keepalive_list(st, ka_cb, &n, &err) == 0);
+    CHECK_EQ_INT(n, 1);
+    store_close(st);
+}
+
 /* Schema 8: what a schema-7 file held belongs to workspace "default" (qualified
  * names), except the built-in images; workspaces, tokens and blob owners are kept. */
 UNIT_TEST(test_identity_migration_and_tables)
@@ -177,10 +204,10 @@ UNIT_TEST(test_identity_migration_and_tables)
     sqlite3 *db = NULL;
     CHECK(sqlite3_open(path, &db) == SQLITE_OK);
     CHECK(sqlite3_exec(db,
-                       "DROP TABLE workspaces; DROP TABLE tokens; DROP TABLE blob_owners;"
+                       "DROP TABLE workspaces; DROP TABLE tokens; DROP TABLE blob_owners; DROP TABLE keepalive;"
                        "UPDATE apps SET name = substr(name, 9); UPDATE images SET name = substr(name, 9)"
                        " WHERE name LIKE 'default/%'; UPDATE secrets SET name = substr(name, 9);"
-                       "DELETE FROM schema_version WHERE version = 8",
+                       "DELETE FROM schema_version WHERE version >= 8",
                        NULL, NULL, NULL) == SQLITE_OK);
     sqlite3_close(db);
     CHECK_EQ_INT(sql_int(path, "SELECT COUNT(*) FROM apps WHERE name = 'a'"), 1);
@@ -1065,6 +1092,7 @@ int main(void)
     }
     UNIT_RUN(test_open_creates_and_versions);
     UNIT_RUN(test_identity_migration_and_tables);
+    UNIT_RUN(test_keepalive_histories);
     UNIT_RUN(test_apps);
     UNIT_RUN(test_function_versions);
     UNIT_RUN(test_call_lifecycle);
