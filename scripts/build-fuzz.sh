@@ -65,8 +65,13 @@ for src in tests/fuzz/fuzz_*.c; do
     fi
     # Modules that build on another one (docs/ARCHITECTURE.md) bring it along.
     [ "$module" = "image" ] && srcs+=(src/cas/*.c)
+    libs=(-ljansson -lseccomp -lzstd -lcrypto -lz)
+    if [ "$module" = "client" ]; then
+        srcs+=(src/http/*.c)
+        libs+=(-lssl)
+    fi
     echo "build-fuzz: $name (src/base + src/$module)"
-    "$CC" "${CFLAGS[@]}" -o "$OUT/$name" "$src" "${srcs[@]}" -ljansson -lseccomp -lzstd -lcrypto -lz
+    "$CC" "${CFLAGS[@]}" -o "$OUT/$name" "$src" "${srcs[@]}" "${libs[@]}"
     targets+=("$name")
 done
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Checks the Python SDK's copy of the runner protocol (sdk/python/gust/_container/proto.py)
-against the C headers it mirrors (src/proto/*.h, src/base/caps.h): every name in MIRRORED
-must be defined by the headers (a #define or an enum constant) and by proto.py, with the
-same value; HEADER and EXIT_BODY must have the fields of their C structs; proto.py may
+against the C headers it mirrors (src/proto/*.h, src/base/caps.h, src/client/pyjson.h):
+every name in MIRRORED must be defined by the headers (a #define or an enum constant) and
+by proto.py, with the same value, and so must every pair of RENAMED; HEADER and EXIT_BODY must have the fields of their C structs; proto.py may
 define nothing else but the SDK_ONLY names; and no other SDK module may define one of
 proto.py's names or write one of its strings again. Stdlib only. Exit status 0 when all
 agree, 1 with one line per difference.
@@ -28,14 +28,14 @@ MIRRORED = [
     # base/caps.h
     "CAPS_CONTAINER",
 ]
+# proto.py names -> the C names of the same values, where C needs its component's
+# prefix: the Python runner's tags, which the CLI reads through libgust.
+RENAMED = {"EXC_TAG": "GUST_PY_EXC_TAG", "JSON_TAG": "GUST_PY_JSON_TAG"}
 # struct.Struct objects of proto.py -> the C struct whose fields they pack (little endian).
 STRUCTS = {"HEADER": "frame_header", "EXIT_BODY": "frame_exit_body"}
 # Names proto.py defines that C does not have, and why.
-SDK_ONLY = {
-    "EXC_TAG": "marks the pickled exception in a Python runner's ERROR text for the Python client; "
-               "C code passes that text on without reading it",
-}
-HEADERS = ["src/proto/*.h", "src/base/caps.h"]
+SDK_ONLY = {}
+HEADERS = ["src/proto/*.h", "src/base/caps.h", "src/client/pyjson.h"]
 PROTO_PY = "sdk/python/gust/_container/proto.py"
 SDK_DIR = "sdk/python/gust"
 
@@ -149,6 +149,8 @@ def load_py(repo):
 def same(c_val, py_val):
     if isinstance(py_val, bytes) and len(py_val) == 1 and isinstance(c_val, int):
         return py_val[0] == c_val  # a char constant
+    if isinstance(py_val, bytes) and isinstance(c_val, str):
+        return py_val == c_val.encode("latin-1")  # a string literal of bytes
     return type(c_val) is type(py_val) and c_val == py_val
 
 
@@ -161,15 +163,15 @@ def check(repo):
     consts, structs = parse_c(repo)
     mod, py_lines = load_py(repo)
     py = f"{PROTO_PY}:{{}}"
-    for name in MIRRORED:
-        if name not in consts:
-            problems.append(f"{name}: no longer defined in {' '.join(HEADERS)} (C); it is in MIRRORED of "
-                            f"scripts/check-proto-py.py and at {py.format(py_lines.get(name, '?'))}: rename or "
+    for name, c_name in [(n, n) for n in MIRRORED] + list(RENAMED.items()):
+        if c_name not in consts:
+            problems.append(f"{c_name}: no longer defined in {' '.join(HEADERS)} (C); it is in MIRRORED or RENAMED "
+                            f"of scripts/check-proto-py.py and at {py.format(py_lines.get(name, '?'))}: rename or "
                             f"remove it on both sides")
             continue
-        c_val, c_where = consts[name]
+        c_val, c_where = consts[c_name]
         if c_val is None:
-            problems.append(f"{name}: {c_where}: the value is not a constant expression this check can evaluate")
+            problems.append(f"{c_name}: {c_where}: the value is not a constant expression this check can evaluate")
         elif not hasattr(mod, name):
             problems.append(f"{name}: {c_where} defines it as {show(c_val)}, {PROTO_PY} does not define it")
         elif not same(c_val, getattr(mod, name)):
@@ -189,9 +191,9 @@ def check(repo):
         elif struct.calcsize("@" + fmt) != struct.calcsize("<" + fmt):
             problems.append(f"{name}: C struct {c_struct} ({c_where}) has padding between fields; make it explicit")
     names = {n for n in py_lines if n.isupper()}
-    for name in sorted(names - set(MIRRORED) - set(STRUCTS) - set(SDK_ONLY)):
+    for name in sorted(names - set(MIRRORED) - set(RENAMED) - set(STRUCTS) - set(SDK_ONLY)):
         problems.append(f"{name}: {py.format(py_lines[name])} defines it, but scripts/check-proto-py.py neither "
-                        f"compares it with C (MIRRORED, STRUCTS) nor lists it as SDK_ONLY")
+                        f"compares it with C (MIRRORED, RENAMED, STRUCTS) nor lists it as SDK_ONLY")
     problems += check_single_source(repo, names, mod)
     return problems
 
@@ -228,7 +230,7 @@ def main():
     if problems:
         print(f"check-proto-py: {len(problems)} difference(s) between {PROTO_PY} and the C headers", file=sys.stderr)
         return 1
-    print(f"check-proto-py: {len(MIRRORED)} constants and {len(STRUCTS)} structs of {PROTO_PY} match the C headers")
+    print(f"check-proto-py: {len(MIRRORED) + len(RENAMED)} constants and {len(STRUCTS)} structs of {PROTO_PY} match the C headers")
     return 0
 
 

@@ -143,6 +143,10 @@ int cli_api_path(struct buf *b, const char *fmt, ...);
  * json_decref's it). A failed request or malformed answer is reported: NULL with *rc
  * its exit code. */
 json_t *cli_api_json(gust_client *c, int *rc, const char *method, const char *body, const char *fmt, ...);
+/* GETs the API path built from fmt and the segments after it (see cli_api_path) and
+ * returns the answer parsed, with or without --json (the caller json_decref's it):
+ * an answer the command reads rather than prints. Failures as cli_api_json. */
+json_t *cli_api_get(gust_client *c, int *rc, const char *fmt, ...);
 /* Tells on stderr that call e->call_id is still going (kind GUST_ERR_PENDING). */
 void cli_print_pending(const gust_error *e);
 /* Prints e and returns the exit code for it. */

@@ -41,6 +41,19 @@ int cli_usage_error(const struct cli_cmd *c, const char *fmt, ...)
     return EXIT_USAGE;
 }
 
+/* How call and spawn take a Python function's input (client/pyjson.h holds the form
+ * it travels in). */
+#define PY_JSON_HELP                                                                     \
+    "A Python function (deployed by the Python SDK) takes JSON, at most 64 MiB, and\n"   \
+    "its result is printed as JSON. The value is its one argument: -d 7 calls f(7),\n"  \
+    "-d '[1, 2]' f([1, 2]), -d '\"ada\"' f(\"ada\"), no input f(). With --args an array\n" \
+    "is the positional arguments and an object the keyword ones: --args -d '[1, 2]'\n"  \
+    "calls f(1, 2), --args -d '{\"x\": 1}' f(x=1).\n"
+#define PY_JSON_OPTS                                                                     \
+    "  --args              Python: the JSON array or object is the arguments\n"         \
+    "  --raw               send the input bytes as they are and print the output\n"     \
+    "                      bytes (a Python function's are pickles)\n"
+
 static const struct cli_cmd CMDS[] = {
     {"deploy", "deploy SPEC [--force-build]",
      "Deploys the app in SPEC (a .json or .toml file, or - for stdin; other names are\n"
@@ -55,31 +68,45 @@ static const struct cli_cmd CMDS[] = {
      "@app.local_entrypoint() (ENTRYPOINT picks one when there are several) on this\n"
      "machine, then stops the app.\n",
      .run = cmd_run},
-    {"call", "call APP.FN [-d DATA | -d @FILE | -d @-] [--timeout S]",
+    {"call", "call APP.FN [-d DATA | -d @FILE | -d @-] [--args | --raw] [--timeout S]",
      "Calls APP.FN and writes its output bytes to stdout. The input is DATA, the\n"
      "contents of FILE, or stdin (when no -d is given and stdin is not a terminal).\n"
-     "  -d, --data DATA     input bytes; @FILE reads a file, @- stdin\n"
+     PY_JSON_HELP
+     "A result JSON cannot hold (bytes, a set, a class instance) fails the call, naming\n"
+     "its type; an exception fails it with its type, message and remote traceback.\n"
+     "  -d, --data DATA     the input; @FILE reads a file, @- stdin\n"
+     PY_JSON_OPTS
      "  -t, --timeout S     wait at most S seconds; if the call is still going, print\n"
      "                      its id and exit 5 (default: wait until done)\n",
      .run = cmd_call},
-    {"spawn", "spawn APP.FN [-d DATA | -d @FILE | -d @-]",
-     "Queues a call of APP.FN and prints its call id at once.\n"
-     "  -d, --data DATA     input bytes; @FILE reads a file, @- stdin\n",
+    {"spawn", "spawn APP.FN [-d DATA | -d @FILE | -d @-] [--args | --raw]",
+     "Queues a call of APP.FN and prints its call id at once; `gust result ID` gets\n"
+     "its output.\n"
+     PY_JSON_HELP
+     "  -d, --data DATA     the input; @FILE reads a file, @- stdin\n"
+     PY_JSON_OPTS,
      .run = cmd_spawn},
-    {"result", "result ID [--wait S]",
-     "Writes the output of call ID to stdout. Exits 5 if the call is still going\n"
-     "after the wait, 1 if it failed.\n"
-     "  -w, --wait S        wait up to S seconds for the call to finish (default 0)\n",
+    {"result", "result ID [--wait S] [--raw]",
+     "Writes the output of call ID to stdout (a Python function's JSON result as JSON,\n"
+     "see `gust call --help`). Exits 5 if the call is still going after the wait, 1\n"
+     "if it failed.\n"
+     "  -w, --wait S        wait up to S seconds for the call to finish (default 0)\n"
+     "  --raw               write the output bytes as they are\n",
      .run = cmd_result},
     {"cancel", "cancel ID", "Cancels call ID (a running input is stopped) and prints its status.\n",
      .run = cmd_request, .method = "POST", .path = "/v1/calls/%s/cancel", .print = cmd_print_cancelled},
-    {"map", "map APP.FN [--ordered] [--input FILE] < inputs.jsonl",
+    {"map", "map APP.FN [--ordered] [--input FILE] [--args | --raw] < inputs.jsonl",
      "Calls APP.FN once per input line (NDJSON: a JSON string is passed as its UTF-8\n"
      "bytes, {\"b64\": \"...\"} as the decoded bytes, other JSON as its text). Prints one\n"
      "JSON line per result as it completes, and progress on stderr. Exits 1 if any\n"
      "input failed.\n"
+     "A Python function (deployed by the Python SDK) takes each line as JSON, as\n"
+     "`gust call -d LINE` does (the value is its one argument; with --args an array\n"
+     "or object is its arguments), and its result is the line's \"result\" (JSON);\n"
+     "an exception's \"error\" has its \"type\", \"message\" and \"traceback\".\n"
      "  --ordered           print results in input order\n"
-     "  -i, --input FILE    read the inputs from FILE instead of stdin\n",
+     "  -i, --input FILE    read the inputs from FILE instead of stdin\n"
+     PY_JSON_OPTS,
      .run = cmd_map},
     {"ls", "ls", "Lists deployed functions: version, queue, running inputs, containers and why\n"
                  "queued inputs wait, if they do.\n",

@@ -182,12 +182,12 @@ void cli_print_json(json_t *j)
 }
 
 /* Hands over a successful JSON answer (answer[0..len)) from the request named
- * what. With --json prints it as it came and returns NULL with *rc = EXIT_OK;
- * otherwise returns it parsed (the caller json_decref's it), or reports that it
- * is not JSON and returns NULL with *rc = EXIT_CONNECT. */
-static json_t *take_answer(const char *answer, size_t len, const char *what, int *rc)
+ * what. With print_json (--json) prints it as it came and returns NULL with *rc =
+ * EXIT_OK; otherwise returns it parsed (the caller json_decref's it), or reports
+ * that it is not JSON and returns NULL with *rc = EXIT_CONNECT. */
+static json_t *take_answer(const char *answer, size_t len, const char *what, bool print_json, int *rc)
 {
-    if (cli_opts.json) {
+    if (print_json) {
         fwrite(answer, 1, len, stdout);
         if (!len || answer[len - 1] != '\n')
             putchar('\n');
@@ -203,14 +203,12 @@ static json_t *take_answer(const char *answer, size_t len, const char *what, int
     return j;
 }
 
-json_t *cli_api_json(gust_client *c, int *rc, const char *method, const char *body, const char *fmt, ...)
+/* cli_api_json and cli_api_get: the request, then take_answer. */
+static json_t *api_vjson(gust_client *c, int *rc, const char *method, const char *body, bool print_json,
+                         const char *fmt, va_list ap)
 {
     AUTO_BUF struct buf path = {0};
-    va_list ap;
-    va_start(ap, fmt);
-    int r = api_vpath(&path, fmt, ap);
-    va_end(ap);
-    if (r < 0) {
+    if (api_vpath(&path, fmt, ap) < 0) {
         fprintf(stderr, "error: out of memory\n");
         *rc = EXIT_USAGE;
         return NULL;
@@ -224,7 +222,25 @@ json_t *cli_api_json(gust_client *c, int *rc, const char *method, const char *bo
         *rc = cli_report(&e);
         return NULL;
     }
-    return take_answer(answer, len, path.data, rc);
+    return take_answer(answer, len, path.data, print_json, rc);
+}
+
+json_t *cli_api_json(gust_client *c, int *rc, const char *method, const char *body, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    json_t *j = api_vjson(c, rc, method, body, cli_opts.json, fmt, ap);
+    va_end(ap);
+    return j;
+}
+
+json_t *cli_api_get(gust_client *c, int *rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    json_t *j = api_vjson(c, rc, "GET", NULL, false, fmt, ap);
+    va_end(ap);
+    return j;
 }
 
 int cmd_request(const struct cli_cmd *cmd, int argc, char **argv)

@@ -99,6 +99,7 @@ struct worker {
     const struct snapshot_impl *snap_impl;  /* snapshot_fork_impl */
     struct list_node snaps;                 /* struct worker_snapshot, for worker_free */
     struct egress *egress;   /* NULL until the first egress container */
+    unsigned host_cpus;      /* CPUs gustd (and so every container) may run on */
 };
 
 

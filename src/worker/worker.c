@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +43,16 @@
 #define WORKER_DEFAULT_PAYLOAD ((size_t)64 << 20)
 #define WORKER_RECV_BATCH 256
 #define WORKER_FREE_WAIT_MS 5000
+
+/* The thread-pool variables a container gets from its CPU allowance
+ * (worker_cpu_threads) unless its env sets them: OpenMP (and PyTorch's intra-op pool,
+ * which reads OMP_NUM_THREADS, then MKL_NUM_THREADS), OpenBLAS, MKL, Apple's vecLib
+ * (numpy's list), numexpr. Each library reads its own variable first and falls back
+ * to OMP_NUM_THREADS, so OMP_NUM_THREADS comes first here and a function that sets
+ * only it gets none of the others: they would override its choice. */
+static const char *const thread_vars[] = {"OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                                          "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS"};
+#define NTHREAD_VARS (sizeof thread_vars / sizeof *thread_vars)
 
 
 const char *ctr_fail_code(enum ctr_fail f)
@@ -699,6 +710,26 @@ static bool env_has(char *const *env, const char *name)
     return false;
 }
 
+unsigned worker_cpu_threads(uint32_t cpu_millicores, uint32_t cpu_limit_millicores, unsigned host_cpus)
+{
+    uint32_t m = cpu_limit_millicores ? cpu_limit_millicores : cpu_millicores;
+    unsigned n = m / 1000 + (m % 1000 != 0);
+    if (host_cpus && n > host_cpus)
+        n = host_cpus;
+    return n ? n : 1;
+}
+
+/* The CPUs this process may run on (containers are cloned from it and keep its
+ * affinity): its affinity mask, else the online CPUs. */
+static unsigned host_cpu_count(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+        return (unsigned)CPU_COUNT(&set);
+    long n = sysconf(_SC_NPROCESSORS_ONLN); /* more CPUs than a cpu_set_t holds */
+    return n > 0 ? (unsigned)n : 1;
+}
+
 void worker_set_sock_buf(int fd)
 {
     int v = WORKER_SOCK_BUF;
@@ -999,8 +1030,8 @@ int ctr_start(struct worker *w, const struct ctr_spec *spec, void *ud, bool temp
     size_t nenv = 0;
     while (spec->env && spec->env[nenv])
         nenv++;
-    AUTO_FREE char **envp = xcalloc(nenv + 8 + GPU_ENV_MAX, sizeof *envp);
-    char conc[16], idvar[96], ldpath[1200];
+    AUTO_FREE char **envp = xcalloc(nenv + 8 + GPU_ENV_MAX + NTHREAD_VARS, sizeof *envp);
+    char conc[16], idvar[96], ldpath[1200], threads[NTHREAD_VARS][48];
     snprintf(conc, sizeof conc, "%u", spec->max_inputs ? spec->max_inputs : 1);
     size_t a = 0;
     argv[a++] = "gust-init";
@@ -1023,6 +1054,16 @@ int ctr_start(struct worker *w, const struct ctr_spec *spec, void *ud, bool temp
         envp[e++] = gm->nlibs ? "PATH=" WORKER_DEFAULT_PATH ":" GPU_CTR_BIN_DIR : "PATH=" WORKER_DEFAULT_PATH;
     if (!env_has(spec->env, "HOME"))
         envp[e++] = "HOME=/root";
+    /* Libraries size thread pools by the CPUs they see, the host's (a container's
+     * os.cpu_count() is the machine's): tell them the container's allowance. */
+    if (!env_has(spec->env, thread_vars[0])) {
+        unsigned n = worker_cpu_threads(spec->cpu_millicores, spec->cpu_limit_millicores, w->host_cpus);
+        for (size_t i = 0; i < NTHREAD_VARS; i++)
+            if (!env_has(spec->env, thread_vars[i])) {
+                snprintf(threads[i], sizeof threads[i], "%s=%u", thread_vars[i], n);
+                envp[e++] = threads[i];
+            }
+    }
     /* A template initialises without GPUs (docs/ARCHITECTURE.md "Snapshots"). */
     if (template) {
         envp[e++] = "GUST_SNAPSHOT=template";
@@ -1161,6 +1202,7 @@ int worker_new(struct ev_loop *loop, const struct worker_config *cfg, const stru
     }
     if (!w->cfg.memory_mib)
         w->cfg.memory_mib = mem_total_mib();
+    w->host_cpus = host_cpu_count();
     if (!w->cfg.max_payload)
         w->cfg.max_payload = WORKER_DEFAULT_PAYLOAD;
     if (!w->cfg.userns_base)

@@ -82,6 +82,15 @@ void worker_free(struct worker *w);
 
 const struct worker_config *worker_capacity(const struct worker *w);
 
+/* The thread count a container's thread pools are told to use (OMP_NUM_THREADS and
+ * the like, see ctr_start): its CPU limit when it has one, else its request, rounded
+ * up to whole cores and at least 1, and never more than host_cpus (the CPUs this
+ * worker may run on; 0: no bound). The request rather than the machine's CPU count
+ * when there is no limit: a container may burst into idle cores, but what it is
+ * promised under contention is its request, and a pool sized to every core of a
+ * busy machine only adds threads that wait for each other. */
+unsigned worker_cpu_threads(uint32_t cpu_millicores, uint32_t cpu_limit_millicores, unsigned host_cpus);
+
 /* Starts a container (synchronously creates the sandbox; readiness comes later through
  * on_ready). ud is handed back in every callback for this container. */
 int worker_start(struct worker *w, const struct ctr_spec *spec, void *ud, struct ctr **out, struct gerr *err);

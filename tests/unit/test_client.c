@@ -12,7 +12,9 @@
 #include <unistd.h>
 
 #include "base/buf.h"
+#include "base/error.h"
 #include "base/util.h"
+#include "client/pyjson.h"
 #include "gust.h"
 #include "http/http.h"
 #include "unit.h"
@@ -521,6 +523,149 @@ UNIT_TEST(test_connection_refused)
     gust_client_free(c);
 }
 
+/* ---------- JSON for Python functions (client/pyjson.h) ---------- */
+
+/* The tagged input of text, as a C string after the tag ("" after a failure, with err). */
+static const char *py_input(const char *text, enum gust_py_args how, struct buf *b, struct gerr *err)
+{
+    buf_reset(b);
+    if (gust_py_json_input(text, strlen(text), how, b, err) < 0)
+        return "";
+    CHECK(b->len >= GUST_PY_JSON_TAG_LEN && !memcmp(b->data, "\0GUSTJSON1\n", 11));
+    return b->data + GUST_PY_JSON_TAG_LEN;
+}
+
+UNIT_TEST(test_py_json_input)
+{
+    struct buf b = {0};
+    struct gerr err;
+    CHECK_EQ_INT(GUST_PY_JSON_TAG_LEN, 11);
+    /* One argument: the value, whatever its type; the text as given (big numbers kept). */
+    CHECK_STR(py_input("7", GUST_PY_ONE_ARG, &b, &err), "{\"args\":[7],\"kwargs\":{}}");
+    CHECK_STR(py_input(" [1, 2]\n", GUST_PY_ONE_ARG, &b, &err), "{\"args\":[[1, 2]],\"kwargs\":{}}");
+    CHECK_STR(py_input("{\"a\": null}", GUST_PY_ONE_ARG, &b, &err), "{\"args\":[{\"a\": null}],\"kwargs\":{}}");
+    CHECK_STR(py_input("123456789012345678901234567890", GUST_PY_ONE_ARG, &b, &err),
+              "{\"args\":[123456789012345678901234567890],\"kwargs\":{}}");
+    CHECK_STR(py_input("\"a\\u0000b\"", GUST_PY_ONE_ARG, &b, &err), "{\"args\":[\"a\\u0000b\"],\"kwargs\":{}}");
+    /* No input: no arguments. */
+    CHECK_STR(py_input("", GUST_PY_ONE_ARG, &b, &err), "{\"args\":[],\"kwargs\":{}}");
+    CHECK_STR(py_input(" \r\n\t", GUST_PY_SPREAD, &b, &err), "{\"args\":[],\"kwargs\":{}}");
+    /* Spread: an array is the positional arguments, an object the keyword ones. */
+    CHECK_STR(py_input("[1, \"x\"]", GUST_PY_SPREAD, &b, &err), "{\"args\":[1, \"x\"],\"kwargs\":{}}");
+    CHECK_STR(py_input("{\"x\": 1}", GUST_PY_SPREAD, &b, &err), "{\"args\":[],\"kwargs\":{\"x\": 1}}");
+    /* Errors leave out unchanged and say what is wrong. */
+    buf_reset(&b);
+    CHECK_EQ_INT(gust_py_json_input("7", 1, GUST_PY_SPREAD, &b, &err), -EINVAL);
+    CHECK(strstr(err.msg, "array") && strstr(err.msg, "not a number"));
+    CHECK_EQ_INT(b.len, 0);
+    CHECK_EQ_INT(gust_py_json_input("hello", 5, GUST_PY_ONE_ARG, &b, &err), -EINVAL);
+    CHECK(strstr(err.msg, "not JSON"));
+    CHECK_EQ_INT(gust_py_json_input("[1] [2]", 7, GUST_PY_ONE_ARG, &b, &err), -EINVAL);
+    CHECK_EQ_INT(gust_py_json_input("{\"a\": }", 7, GUST_PY_ONE_ARG, &b, &err), -EINVAL);
+    CHECK_EQ_INT(gust_py_json_input(NULL, 0, GUST_PY_ONE_ARG, &b, &err), 0);
+    buf_reset(&b);
+    CHECK_EQ_INT(gust_py_json_input("1", GUST_PY_JSON_MAX + 1, GUST_PY_ONE_ARG, &b, &err), -E2BIG);
+    CHECK(strstr(err.msg, "64 MiB"));
+    CHECK_EQ_INT(b.len, 0);
+    buf_free(&b);
+}
+
+UNIT_TEST(test_py_map_inputs)
+{
+    struct buf b = {0};
+    struct gerr err;
+    const char *in = "1\n\n  \r\n[2, 3]\r\n\"x\"";
+    CHECK_EQ_INT(gust_py_map_inputs(in, strlen(in), GUST_PY_ONE_ARG, &b, &err), 0);
+    /* Three inputs, each {"b64": ...} of its tagged input; blank lines skipped. */
+    const char *want[] = {"{\"args\":[1],\"kwargs\":{}}", "{\"args\":[[2, 3]],\"kwargs\":{}}",
+                          "{\"args\":[\"x\"],\"kwargs\":{}}"};
+    const char *p = b.data;
+    for (int i = 0; i < 3; i++) {
+        CHECK(!strncmp(p, "{\"b64\":\"", 8));
+        const char *q = strchr(p + 8, '"');
+        CHECK(q && !strncmp(q, "\"}\n", 3));
+        char *dec = NULL;
+        size_t n;
+        CHECK_EQ_INT(base64_decode(p + 8, (size_t)(q - p - 8), &dec, &n), 0);
+        CHECK(n == GUST_PY_JSON_TAG_LEN + strlen(want[i]) && !memcmp(dec, GUST_PY_JSON_TAG, GUST_PY_JSON_TAG_LEN) &&
+              !memcmp(dec + GUST_PY_JSON_TAG_LEN, want[i], strlen(want[i])));
+        free(dec);
+        p = q + 3;
+    }
+    CHECK_EQ_INT(*p, 0);
+    buf_reset(&b);
+    const char *bad = "1\n\n{\"x\": 1}\nnope\n";
+    CHECK_EQ_INT(gust_py_map_inputs(bad, strlen(bad), GUST_PY_ONE_ARG, &b, &err), -EINVAL);
+    CHECK(!strncmp(err.msg, "line 4: ", 8));
+    buf_reset(&b);
+    CHECK_EQ_INT(gust_py_map_inputs(bad, strlen(bad), GUST_PY_SPREAD, &b, &err), -EINVAL);
+    CHECK(!strncmp(err.msg, "line 1: ", 8));
+    buf_free(&b);
+}
+
+UNIT_TEST(test_py_json_output)
+{
+    const char *json;
+    size_t n;
+    static const char ok[] = "\0GUSTJSON1\n{\"a\": [1, 2.5, \"\\u00e9\"]}";
+    CHECK(gust_py_json_output(ok, sizeof ok - 1, &json, &n));
+    CHECK(n == strlen("{\"a\": [1, 2.5, \"\\u00e9\"]}") && !memcmp(json, "{\"a\":", 5));
+    static const char big[] = "\0GUSTJSON1\n123456789012345678901234567890";
+    CHECK(gust_py_json_output(big, sizeof big - 1, &json, &n) && n == 30);
+    static const char bad[] = "\0GUSTJSON1\n{";
+    CHECK(!gust_py_json_output(bad, sizeof bad - 1, &json, &n));
+    static const char two_lines[] = "\0GUSTJSON1\n[1,\n2]";
+    CHECK(!gust_py_json_output(two_lines, sizeof two_lines - 1, &json, &n));
+    CHECK(!gust_py_json_output("\x80\x05K\x07.", 5, &json, &n)); /* pickle of 7 */
+    CHECK(!gust_py_json_output("", 0, &json, &n));
+    CHECK(!gust_py_json_output("\0GUSTJSON1", 10, &json, &n));
+}
+
+UNIT_TEST(test_py_error_split)
+{
+    struct gust_py_error e;
+    const char *msg = "ValueError: remote says no\nGUSTEXC1:gASV\nTraceback (most recent call last):\n"
+                      "  File \"m.py\", line 3, in boom\nValueError: remote says no\n";
+    CHECK(gust_py_error_split(msg, strlen(msg), &e));
+    CHECK(e.type_len == 10 && !memcmp(e.type, "ValueError", 10));
+    CHECK(e.message_len == 26 && !memcmp(e.message, "ValueError: remote says no", 26));
+    CHECK(e.traceback_len > 0 && !strncmp(e.traceback, "Traceback (most", 15) &&
+          e.traceback[e.traceback_len - 1] == 'o');
+    /* A message over lines; an empty blob (an exception that does not pickle). */
+    msg = "KeyError: 'a\nb'\nGUSTEXC1:\nTraceback\n";
+    CHECK(gust_py_error_split(msg, strlen(msg), &e));
+    CHECK(e.type_len == 8 && e.message_len == 15 && e.traceback_len == 9);
+    /* Cut short in the tag's line: no traceback. */
+    msg = "RuntimeError: x\nGUSTEXC1:gAS";
+    CHECK(gust_py_error_split(msg, strlen(msg), &e));
+    CHECK(e.message_len == 15 && e.traceback_len == 0);
+    /* No type separator: the first line is the type. */
+    msg = "Oops\nGUSTEXC1:\n";
+    CHECK(gust_py_error_split(msg, strlen(msg), &e));
+    CHECK(e.type_len == 4 && e.traceback_len == 0);
+    /* Not a Python runner's text: the tag must start a line. */
+    msg = "command exited with status 3";
+    CHECK(!gust_py_error_split(msg, strlen(msg), &e));
+    msg = "x GUSTEXC1:abc\n";
+    CHECK(!gust_py_error_split(msg, strlen(msg), &e));
+}
+
+UNIT_TEST(test_py_is_function)
+{
+    json_t *fn = json_loads("{\"spec\": {\"command\": [\"python3\", \"-m\", \"gust._container.runner\", "
+                            "\"/opt/gust/app/m.py\", \"f\"]}}",
+                            0, NULL);
+    CHECK(gust_py_is_function(fn));
+    json_decref(fn);
+    fn = json_loads("{\"spec\": {\"command\": [\"cat\", \"-m\"]}}", 0, NULL);
+    CHECK(!gust_py_is_function(fn));
+    json_decref(fn);
+    fn = json_loads("{\"spec\": {\"command\": [\"gust._container.runner\", \"-m\"]}}", 0, NULL);
+    CHECK(!gust_py_is_function(fn));
+    json_decref(fn);
+    CHECK(!gust_py_is_function(NULL));
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* the fake server writes to clients that hung up */
@@ -534,5 +679,10 @@ int main(void)
     UNIT_RUN(test_request_stream);
     UNIT_RUN(test_timeout);
     UNIT_RUN(test_connection_refused);
+    UNIT_RUN(test_py_json_input);
+    UNIT_RUN(test_py_map_inputs);
+    UNIT_RUN(test_py_json_output);
+    UNIT_RUN(test_py_error_split);
+    UNIT_RUN(test_py_is_function);
     UNIT_MAIN_END();
 }

@@ -403,6 +403,23 @@ UNIT_TEST(test_userns_ranges_locked_per_host)
     rec_free(&r3);
 }
 
+/* The thread-pool size of a container: limit, else request, in whole cores (at least
+ * 1), bounded by the host's CPUs. */
+UNIT_TEST(test_cpu_threads)
+{
+    CHECK_EQ_INT(worker_cpu_threads(250, 0, 8), 1);
+    CHECK_EQ_INT(worker_cpu_threads(10, 0, 8), 1);
+    CHECK_EQ_INT(worker_cpu_threads(1000, 0, 8), 1);
+    CHECK_EQ_INT(worker_cpu_threads(1001, 0, 8), 2);
+    CHECK_EQ_INT(worker_cpu_threads(2000, 0, 8), 2);
+    CHECK_EQ_INT(worker_cpu_threads(500, 3000, 8), 3);
+    CHECK_EQ_INT(worker_cpu_threads(500, 2500, 8), 3);
+    CHECK_EQ_INT(worker_cpu_threads(500, 3000, 2), 2);
+    CHECK_EQ_INT(worker_cpu_threads(64000, 0, 16), 16);
+    CHECK_EQ_INT(worker_cpu_threads(3000, 0, 0), 3);
+    CHECK_EQ_INT(worker_cpu_threads(0, 0, 4), 1);
+}
+
 UNIT_TEST(test_gpu_parse)
 {
     char out[32];
@@ -518,6 +535,7 @@ int main(void)
         fprintf(stderr, "  setup failed\n");
     UNIT_RUN(test_setup);
     UNIT_RUN(test_gpu_parse);
+    UNIT_RUN(test_cpu_threads);
     if (wk) {
         UNIT_RUN(test_per_input_roundtrip);
         UNIT_RUN(test_exit_status_and_cancel);

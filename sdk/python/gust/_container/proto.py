@@ -4,8 +4,10 @@ a container forked from a snapshot keeps), under their C names.
 scripts/check-proto-py.py (run by `make test`) compares each of them, and HEADER and
 EXIT_BODY field by field, with the headers: change a value there first, then here.
 
-EXC_TAG is the SDK's own: the runner puts it in an ERROR frame's text before the pickled
-exception, and the client looks for it there; C code passes that text on untouched."""
+EXC_TAG and JSON_TAG are the Python runner's (src/client/pyjson.h, GUST_PY_EXC_TAG and
+GUST_PY_JSON_TAG): the runner puts EXC_TAG in an ERROR frame's text before the pickled
+exception, and the SDK and the CLI look for it there; JSON_TAG starts an input of JSON
+arguments (from `gust call` and the like) and the runner's JSON answer to it."""
 import struct
 
 # frame.h: datagrams of a 16-byte header and at most FRAME_MAX_BODY bytes of body.
@@ -50,6 +52,8 @@ SNAP_STDERR_FD = 6
 CAPS_CONTAINER = 0x5fb
 
 EXC_TAG = "GUSTEXC1:"
+# A NUL byte is no pickle opcode, so no pickle starts with this.
+JSON_TAG = b"\x00GUSTJSON1\n"
 
 
 def send_frame(sock, ftype, fid, body):

@@ -2,8 +2,9 @@
 `python3 -m gust._container.runner MODULE_FILE QUALNAME` in runner mode. It imports the
 module once, then serves inputs over the runner protocol (src/proto/frame.h; the
 constants are in .proto) on $GUST_RUNNER_FD: an input is pickle((args, kwargs)), a
-result pickle(value) (protocol 5). An exception becomes an ERROR frame whose message
-carries the pickled exception and the remote traceback (see gust.RemoteError)."""
+result pickle(value) (protocol 5), or JSON both (.jsonargs). An exception becomes an
+ERROR frame whose message carries the pickled exception and the remote traceback (see
+gust.RemoteError)."""
 import base64
 import importlib.util
 import os
@@ -14,6 +15,7 @@ import threading
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 
+from .jsonargs import decode_input
 from .proto import (EXC_TAG, FRAME_CHILD_FD, FRAME_ERR_USER, FRAME_ERROR, FRAME_F_MORE, FRAME_INPUT, FRAME_INPUT_LOG,
                     FRAME_MAX_BODY, FRAME_OUTPUT, FRAME_READY, FRAME_SHUTDOWN, HEADER, send_frame)
 
@@ -180,8 +182,8 @@ def serve(sock, fn, fid, payload):
     """Runs one input and answers it; what it printed goes out before the answer."""
     _current.fid = fid
     try:
-        args, kwargs = pickle.loads(payload)
-        out = pickle.dumps(fn(*args, **kwargs), protocol=5)
+        args, kwargs, encode = decode_input(payload)
+        out = encode(fn(*args, **kwargs))
         ftype, body = FRAME_OUTPUT, out
     except BaseException as exc:  # the function's failure is the caller's to see
         ftype, body = FRAME_ERROR, bytes([FRAME_ERR_USER]) + error_message(exc).encode("utf-8", "replace")
