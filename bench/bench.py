@@ -12,6 +12,8 @@ and its numbers stay null, never guessed):
               (cold, debootstrap included), the same fully cached (n rebuilds), and the
               cold start of a no-op function on the built Debian image against busybox,
               the two alternating call by call in the same daemon
+  pygen       .remote_gen() of a Python generator yielding 10,000 small values: values per
+              second as the client iterates them (median of 5 runs, warm container)
   store       content-addressed store ingest of the host's /usr/lib/x86_64-linux-gnu
               (bench/casbench.c: a warm-up pass, then a pass into a fresh store)
 
@@ -59,6 +61,10 @@ TARGETS = {
     "debian_cold_start_delta_ms": ("<=", 2.0),
     "python_remote_us.p50": ("<=", 500.0),
     "python_map_inputs_per_s": (">=", 5000.0),
+    # Values a client iterating .remote_gen() of a generator of small values receives
+    # per second: a token stream of an LLM is tens to hundreds per second, so this is
+    # headroom for many streams at once, and the cost per value gustd adds.
+    "remote_gen_items_per_s": (">=", 50000.0),
     "snapshot_cold_start_ms.p50": ("<=", 30.0),
     "snapshot_speedup": (">=", 50.0),
     "snapshot_child_rss_fraction": ("<=", 0.10),
@@ -383,25 +389,49 @@ def bench_images(g, n, cold_n, res):
                                               res["busybox_cold_start_same_run_ms"]["p50"], 3)
 
 
+def _deploy_py_module(g, scratch, name, text):
+    """Imports text as module name (written under scratch) with the SDK on the path and
+    deploys its app to g; returns the module."""
+    import importlib.util
+    sys.path.insert(0, os.path.join(REPO, "sdk", "python"))
+    import gust  # noqa: F401 - the SDK under test
+    path = os.path.join(scratch, f"{name}.py")
+    with open(path, "w") as f:
+        f.write(text)
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    mod.app.addr = f"127.0.0.1:{g.port}"
+    mod.app.deploy(progress=None)
+    return mod
+
+
+def _rates(run, want, runs, what):
+    """len(want) / seconds of each of runs calls of run(), which must return want."""
+    rates = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        out = run()
+        dt = time.perf_counter() - t0
+        if out != want:
+            raise StepFailed(f"{what} returned wrong or reordered values")
+        rates.append(len(want) / dt)
+    return rates
+
+
+def _bench_image(g):
+    st, _, _ = g.request("GET", "/v1/images/bench-deb")
+    return "bench-deb" if st == 200 else "python"
+
+
 def bench_python(g, scratch, n, res, map_n=10000, containers=4):
     """The Python SDK against the same daemon: a no-op .remote() on a warm container
     (per-call latency), a raw keep-alive POST of the same pickled input from Python's
     http.client (what the SDK adds on top), and .map() of map_n no-op inputs."""
-    import importlib.util
     import pickle
-    sys.path.insert(0, os.path.join(REPO, "sdk", "python"))
-    import gust  # noqa: F401 - the SDK under test
-    st, _, body = g.request("GET", "/v1/images/bench-deb")
-    image = "bench-deb" if st == 200 else "python"
-    path = os.path.join(scratch, "benchpy.py")
-    with open(path, "w") as f:
-        f.write(PY_MODULE % (image, containers))
-    spec = importlib.util.spec_from_file_location("benchpy", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["benchpy"] = mod
-    spec.loader.exec_module(mod)
-    mod.app.addr = f"127.0.0.1:{g.port}"
-    mod.app.deploy(progress=None)
+    image = _bench_image(g)
+    mod = _deploy_py_module(g, scratch, "benchpy", PY_MODULE % (image, containers))
     res["python_bench_image"] = image
     for i in range(50):
         if mod.noop.remote(i) != i:
@@ -429,18 +459,38 @@ def bench_python(g, scratch, n, res, map_n=10000, containers=4):
     want = list(range(map_n))
     if list(mod.noop.map(range(containers * 50))) != list(range(containers * 50)):  # all containers warm
         raise StepFailed("warm-up map returned wrong values")
-    rates = []
-    for _ in range(3):
-        t0 = time.perf_counter()
-        out = list(mod.noop.map(want))
-        dt = time.perf_counter() - t0
-        if out != want:
-            raise StepFailed("map returned wrong or reordered values")
-        rates.append(map_n / dt)
+    rates = _rates(lambda: list(mod.noop.map(want)), want, 3, "map")
     res["python_map_runs_inputs_per_s"] = [round(r) for r in rates]
     res["python_map_inputs_per_s"] = round(sorted(rates)[1])
     res["python_map_containers"] = containers
     g.request("POST", "/v1/apps/benchpy/stop")
+
+
+PY_GEN_MODULE = """
+import gust
+app = gust.App("benchgen")
+
+
+@app.function(image=gust.Image.from_name(%r))
+def produce(n):
+    for i in range(n):
+        yield i
+"""
+
+
+def bench_pygen(g, scratch, res, n=10000, runs=5):
+    """Python generator streaming: a warm container's generator yields n small ints;
+    values per second as the client iterates f.remote_gen(n), from the call to the
+    last value (the end of the stream included)."""
+    mod = _deploy_py_module(g, scratch, "benchgen", PY_GEN_MODULE % _bench_image(g))
+    if list(mod.produce.remote_gen(10)) != list(range(10)):  # the container is warm after this
+        raise StepFailed("remote_gen returned wrong values")
+    want = list(range(n))
+    rates = _rates(lambda: list(mod.produce.remote_gen(n)), want, runs, "remote_gen")
+    res["remote_gen_runs_items_per_s"] = [round(r) for r in rates]
+    res["remote_gen_items_per_s"] = round(sorted(rates)[len(rates) // 2])
+    res["remote_gen_items"] = n
+    g.request("POST", "/v1/apps/benchgen/stop")
 
 
 def _anon_kib(pid):
@@ -1064,6 +1114,10 @@ def print_table(res):
     print(f"{'python .map() 10k no-op inputs':34} {fmt(res.get('python_map_inputs_per_s'), ' /s'):>12} "
           f"{'':>12} {'':>6}  runs {res.get('python_map_runs_inputs_per_s')}; "
           f"{t['target']}: {'MET' if t['met'] else 'NOT MET' if t['met'] is False else 'n/a'}")
+    t = res["targets"]["remote_gen_items_per_s"]
+    print(f"{'python .remote_gen() 10k values':34} {fmt(res.get('remote_gen_items_per_s'), ' /s'):>12} "
+          f"{'':>12} {'':>6}  runs {res.get('remote_gen_runs_items_per_s')}; "
+          f"{t['target']}: {'MET' if t['met'] else 'NOT MET' if t['met'] is False else 'n/a'}")
     d, nd = res.get("snapshot_cold_start_ms") or {}, res.get("no_snapshot_cold_start_ms") or {}
     t, sp = res["targets"]["snapshot_cold_start_ms.p50"], res["targets"]["snapshot_speedup"]
     print(f"{'cold start, torch class, snapshot':34} {fmt(d.get('p50'), ' ms'):>12} {fmt(d.get('p99'), ' ms'):>12} "
@@ -1110,7 +1164,7 @@ def main():
     ap.add_argument("--build", default="build", help="build tree with gustd, gust-init, examples/echo/echo")
     ap.add_argument("--warmcall", help="compiled bench/warmcall.c (default BUILD/bench/warmcall)")
     ap.add_argument("--steps",
-                    default="baselines,cold,warm,throughput,map,images,python,snapshot,replay,store,sim")
+                    default="baselines,cold,warm,throughput,map,images,python,pygen,snapshot,replay,store,sim")
     ap.add_argument("--sim-trace", default=os.path.join(REPO, "..", "shared", "data", "azure-functions-2019"),
                     help="trace directory of the sim step (default: ../shared/data/azure-functions-2019)")
     ap.add_argument("--snapshot-n", type=int, default=30)
@@ -1139,7 +1193,7 @@ def main():
         "throughput_calls_per_s": None, "map_seconds": None, "map_ideal_seconds": None,
         "map_efficiency": None, "store_ingest_mb_per_s": None,
         "image_build_cold_s": None, "image_rebuild_cached_ms": None, "debian_cold_start_ms": None,
-        "python_remote_us": None, "python_map_inputs_per_s": None,
+        "python_remote_us": None, "python_map_inputs_per_s": None, "remote_gen_items_per_s": None,
         "snapshot_cold_start_ms": None, "no_snapshot_cold_start_ms": None, "snapshot_child_rss_mb": None,
         "snapshot_template_private_mb": None,
         "sim": None, "sim_seconds": None, "sim_default_cold_vs_fixed": None, "sim_default_idle_ratio": None,
@@ -1153,7 +1207,7 @@ def main():
         if "baselines" in steps:
             _run_step(res, "baselines", lambda: bench_baselines(bbroot, scratch, a.baseline_n, res))
         need_daemon = [s for s in steps
-                       if s in ("cold", "warm", "throughput", "map", "images", "python", "snapshot", "replay")]
+                       if s in ("cold", "warm", "throughput", "map", "images", "python", "pygen", "snapshot", "replay")]
         if need_daemon:
             try:
                 g = Gustd(build, scratch)
@@ -1162,7 +1216,7 @@ def main():
                 for s in need_daemon:
                     res["failed_steps"].append({"step": s, "error": f"starting gustd: {e}"})
                 need_daemon = []
-            echo_steps = [s for s in need_daemon if s not in ("cold", "images", "python", "snapshot", "replay")]
+            echo_steps = [s for s in need_daemon if s not in ("cold", "images", "python", "pygen", "snapshot", "replay")]
             if echo_steps:
                 try:
                     echo_bin = os.path.join(build, "examples", "echo", "echo")
@@ -1176,7 +1230,8 @@ def main():
                 except (StepFailed, OSError, subprocess.SubprocessError, http.client.HTTPException) as e:
                     for s in echo_steps:
                         res["failed_steps"].append({"step": s, "error": f"echo image setup: {e}"})
-                    need_daemon = [s for s in need_daemon if s in ("cold", "images", "python", "snapshot", "replay")]
+                    need_daemon = [s for s in need_daemon
+                                   if s in ("cold", "images", "python", "pygen", "snapshot", "replay")]
             for s in need_daemon:
                 fn = {
                     "cold": lambda: bench_cold_step(g, a.cold_n, res),
@@ -1185,6 +1240,7 @@ def main():
                     "map": lambda: bench_map(g, res),
                     "images": lambda: bench_images(g, a.rebuild_n, a.cold_n, res),
                     "python": lambda: bench_python(g, scratch, a.python_n, res),
+                    "pygen": lambda: bench_pygen(g, scratch, res),
                     "snapshot": lambda: bench_snapshot(g, scratch, a.snapshot_n, res),
                     "replay": lambda: bench_replay(g, build, os.path.abspath(a.sim_trace), scratch, res),
                 }[s]

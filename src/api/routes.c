@@ -19,6 +19,12 @@
 #define API_MAX_MAP_INPUTS 1000000
 #define API_MAX_WAIT_S 600
 #define API_PATH_MAX_SEGS 8
+/* Item bytes in one answer of GET /v1/calls/{id}/items (beyond its first item, which
+ * is always sent whole): 4 MiB answers quickly and keeps what one poll holds in the
+ * connection's buffer small; a reader behind asks again. */
+#define API_ITEMS_MAX_BYTES (4u << 20)
+/* The per-item length prefix of that answer: u64 little endian. */
+#define API_ITEM_LEN_SIZE 8
 
 struct api_ctx {
     struct ctl *ctl;
@@ -35,6 +41,7 @@ static int kind_status(enum ctl_errkind k)
     case CTL_E_TOO_LARGE: return 413;
     case CTL_E_SHUTTING_DOWN: return 503;
     case CTL_E_INTERNAL: return 500;
+    case CTL_E_GONE: return 410;
     }
     return 500;
 }
@@ -387,6 +394,120 @@ static void h_result(struct api_ctx *ctx, struct api_conn *conn, struct http_req
     if (!query_double(req, "wait", 0, API_MAX_WAIT_S, &wait, conn))
         return;
     wait_and_respond(ctx, conn, ws, id, (uint64_t)(wait * 1000.0));
+}
+
+/* ---------- generator items (docs/API.md "Generator items") ---------- */
+
+/* One answer: a JSON line (where the items start and end, whether the generator is
+ * done, and its error if it failed), then each item as a u64 little-endian length and
+ * its bytes. Binary items need no escaping or base64, so a client reads a burst of
+ * small items at memory speed. */
+static void respond_items(struct api_conn *conn, const struct ctl_items_view *v)
+{
+    size_t n = 0, bytes = 0;
+    for (const struct ctl_item *i = v->first; i && (n == 0 || bytes + i->len <= API_ITEMS_MAX_BYTES); i = i->next) {
+        bytes += i->len;
+        n++;
+    }
+    uint64_t next = v->from + n;
+    bool done = v->ended && next == v->total;
+    const struct ctl_call_view *cv = &v->call;
+    json_t *head = json_pack("{s:s,s:I,s:I,s:I,s:b,s:s}", "call_id", cv->id, "from", (json_int_t)v->from, "next",
+                             (json_int_t)next, "total", (json_int_t)v->total, "done", done, "status",
+                             ctl_call_state_name(cv->state));
+    if (done && cv->error_code)
+        json_object_set_new(head, "error", json_pack("{s:s,s:s}", "code", cv->error_code, "message",
+                                                      cv->error_message ? cv->error_message : cv->error_code));
+    char *line AUTO_FREE = json_dumps(head, JSON_COMPACT);
+    json_decref(head);
+    AUTO_BUF struct buf b = {0};
+    buf_reserve(&b, strlen(line) + 1 + bytes + n * API_ITEM_LEN_SIZE);
+    buf_append_str(&b, line);
+    buf_append(&b, "\n", 1);
+    const struct ctl_item *i = v->first;
+    for (size_t k = 0; k < n; k++, i = i->next) {
+        uint8_t len[API_ITEM_LEN_SIZE];
+        for (size_t j = 0; j < sizeof len; j++)
+            len[j] = (uint8_t)((uint64_t)i->len >> (8 * j));
+        buf_append(&b, len, sizeof len);
+        buf_append(&b, i->data, i->len);
+    }
+    api_conn_respond(conn, 200, "application/x-gust-items", b.data, b.len, NULL);
+}
+
+/* A long poll the answer of which comes later (deferred is set once ctl_items_wait
+ * returned a waiter; before, the answer came inside the call). */
+struct api_items_wait {
+    struct api_conn *conn;
+    struct ctl *ctl;
+    struct ctl_items_waiter *waiter;
+    bool deferred;
+};
+
+static void items_conn_closed(struct api_conn *conn, void *data)
+{
+    struct api_items_wait *w = data;
+    ctl_items_waiter_cancel(w->ctl, w->waiter);
+    api_conn_unref(conn);
+    free(w);
+}
+
+static void items_ready(void *ud, const struct ctl_items_view *v)
+{
+    struct api_items_wait *w = ud;
+    respond_items(w->conn, v);
+    if (!w->deferred)
+        return; /* answered inside ctl_items_wait: the caller frees w */
+    api_conn_set_close_cb(w->conn, NULL, NULL);
+    api_conn_unref(w->conn);
+    free(w);
+}
+
+/* ?name=N: a whole number (http_query_u64). false after answering 400. */
+static bool query_index(struct http_request *req, const char *name, uint64_t *out, struct api_conn *conn)
+{
+    if (http_query_u64(req, name, out) != -EINVAL)
+        return true;
+    char msg[160];
+    snprintf(msg, sizeof msg, "%s: must be a whole number (an item index)", name);
+    api_conn_error(conn, 400, "invalid_argument", msg, name);
+    return false;
+}
+
+static void h_items(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req, const char *ws,
+                    const char *id)
+{
+    uint64_t from = 0;
+    double timeout = 0;
+    if (!query_index(req, "from", &from, conn) || !query_double(req, "timeout", 0, API_MAX_WAIT_S, &timeout, conn))
+        return;
+    struct api_items_wait *w = xcalloc(1, sizeof *w);
+    w->conn = conn;
+    w->ctl = ctx->ctl;
+    struct ctl_error e;
+    struct ctl_items_waiter *waiter = NULL;
+    if (ctl_items_wait(ctx->ctl, ws, id, from, (uint64_t)(timeout * 1000.0), items_ready, w, &waiter, &e) < 0)
+        respond_ctl_error(conn, &e);
+    if (!waiter) {
+        free(w);
+        return;
+    }
+    w->waiter = waiter;
+    w->deferred = true;
+    api_conn_ref(conn);
+    api_conn_set_close_cb(conn, items_conn_closed, w);
+}
+
+static void h_generate(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req, const char *app,
+                       const char *fn)
+{
+    char id[64];
+    struct ctl_error e;
+    if (ctl_submit_generator(ctx->ctl, app, fn, req->body.data, req->body.len, id, &e) < 0) {
+        respond_ctl_error(conn, &e);
+        return;
+    }
+    api_conn_respond_json(conn, 202, json_pack("{s:s,s:s}", "call_id", id, "status", "pending"), NULL);
 }
 
 static json_t *view_json(const struct ctl_call_view *v)
@@ -1007,6 +1128,13 @@ static void r_call(struct api_rq *r)
     h_call(r->ctx, r->conn, r->req, r->who->ws, app, r->segs[3], !strcmp(r->segs[4], "spawn"));
 }
 
+static void r_generate(struct api_rq *r)
+{
+    char app[CTL_QNAME_MAX];
+    rq_qualified(r, 2, app);
+    h_generate(r->ctx, r->conn, r->req, app, r->segs[3]);
+}
+
 static void r_map(struct api_rq *r)
 {
     char app[CTL_QNAME_MAX];
@@ -1024,6 +1152,11 @@ static void r_logs(struct api_rq *r)
 static void r_result(struct api_rq *r)
 {
     h_result(r->ctx, r->conn, r->req, r->who->ws, r->segs[2]);
+}
+
+static void r_items(struct api_rq *r)
+{
+    h_items(r->ctx, r->conn, r->req, r->who->ws, r->segs[2]);
 }
 
 static void r_status(struct api_rq *r)
@@ -1183,10 +1316,12 @@ static const struct api_route api_route_table[] = {
     {"GET", "/v1/functions/*/*", CTL_ROLE_INVOKER, r_function, body_json},
     {"POST", "/v1/functions/*/*/call", CTL_ROLE_INVOKER, r_call, body_input},
     {"POST", "/v1/functions/*/*/spawn", CTL_ROLE_INVOKER, r_call, body_input},
+    {"POST", "/v1/functions/*/*/generate", CTL_ROLE_INVOKER, r_generate, body_input},
     {"POST", "/v1/functions/*/*/map", CTL_ROLE_INVOKER, r_map, body_ndjson},
     {"GET", "/v1/functions/*/*/logs", CTL_ROLE_DEVELOPER, r_logs, body_json},
     {"GET", "/v1/calls/*", CTL_ROLE_INVOKER, r_result, body_json},
     {"GET", "/v1/calls/*/status", CTL_ROLE_INVOKER, r_status, body_json},
+    {"GET", "/v1/calls/*/items", CTL_ROLE_INVOKER, r_items, body_json},
     {"POST", "/v1/calls/*/cancel", CTL_ROLE_INVOKER, r_cancel, body_json},
     {"GET", "/v1/containers", CTL_ROLE_DEVELOPER, r_containers, body_json},
     {"GET", "/v1/usage", CTL_ROLE_DEVELOPER, r_usage, body_json},

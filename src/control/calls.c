@@ -60,6 +60,8 @@ struct ctl_call *ctl_call_find(struct ctl *c, const char *id)
 
 void ctl_call_free(struct ctl_call *call)
 {
+    if (call->items)
+        ctl_items_free(call->items);
     free(call->input);
     free(call->output);
     free(call->error_message);
@@ -192,8 +194,21 @@ static void call_stop_running(struct ctl *c, struct ctl_call *call)
     call->ctr = NULL;
 }
 
+/* Whether the call is a generator call whose consumer may have seen items: running it
+ * again would yield them again, so such a call is not retried nor requeued. */
+static bool call_streamed(const struct ctl_call *call)
+{
+    return call->items && call->items->total > 0;
+}
+
 void ctl_call_requeue(struct ctl *c, struct ctl_call *call, bool front)
 {
+    if (call_streamed(call)) {
+        ctl_call_finish(c, call, CTL_CALL_FAILED, NULL, 0, "interrupted",
+                        "the generator's container stopped after it had yielded items; a generator that "
+                        "yielded is not run again");
+        return;
+    }
     call_stop_running(c, call);
     ctl_queue_push(call->fv, call, front);
     store_pending(c, call, 0, "requeue");
@@ -212,7 +227,8 @@ void ctl_calls_evict(struct ctl *c)
 {
     while (c->fin_count > CTL_FINISHED_KEEP) {
         struct ctl_call *old = list_first_entry(&c->finished, struct ctl_call, flink);
-        if (!list_empty(&old->observers))
+        /* Unread generator items keep their call until read or dropped (items.c). */
+        if (!list_empty(&old->observers) || (old->items && old->items->head))
             break;
         list_remove(&old->flink);
         c->fin_count--;
@@ -260,6 +276,8 @@ void ctl_call_finish(struct ctl *c, struct ctl_call *call, enum ctl_call_state s
     free(call->input);
     call->input = NULL;
     call->fv = NULL;
+    if (call->items)
+        ctl_items_ended(call->items);
     if (call->durable) {
         fv->fn->calls_dirty = true;
         struct gerr err;
@@ -297,7 +315,7 @@ void ctl_call_failed_attempt(struct ctl *c, struct ctl_call *call, enum ctl_call
     call_stop_running(c, call);
     const struct spec_function *s = &fv->spec;
     bool app_live = !fv->fn->app->stopped && !c->shutting_down;
-    if (app_live && call->attempts <= s->max_retries) {
+    if (app_live && call->attempts <= s->max_retries && !call_streamed(call)) {
         double delay = s->initial_delay_s * pow(s->backoff_coefficient, (double)call->attempts - 1);
         if (delay > s->max_delay_s)
             delay = s->max_delay_s;
@@ -332,8 +350,8 @@ int ctl_call_store_new(struct ctl *c, const struct ctl_call *call, const char *m
     return store_call_insert(c->store, &sc, err);
 }
 
-int ctl_submit(struct ctl *c, const char *app, const char *fn, const void *input, size_t len, bool durable,
-               char call_id_out[64], struct ctl_error *e)
+static int submit(struct ctl *c, const char *app, const char *fn, const void *input, size_t len, bool durable,
+                  bool generator, char call_id_out[64], struct ctl_error *e)
 {
     if (c->shutting_down) {
         ctl_err(e, CTL_E_SHUTTING_DOWN, "shutting_down", NULL, "gustd is shutting down; retry shortly");
@@ -355,6 +373,8 @@ int ctl_submit(struct ctl *c, const char *app, const char *fn, const void *input
         return -ESHUTDOWN;
     }
     struct ctl_call *call = ctl_call_new(c, f->latest, input, len, durable);
+    if (generator)
+        call->items = ctl_items_new(c);
     if (durable) {
         struct gerr err;
         if (ctl_call_store_new(c, call, NULL, -1, &err) < 0) {
@@ -370,6 +390,18 @@ int ctl_submit(struct ctl *c, const char *app, const char *fn, const void *input
     snprintf(call_id_out, 64, "%s", call->id);
     c->kick(c);
     return 0;
+}
+
+int ctl_submit(struct ctl *c, const char *app, const char *fn, const void *input, size_t len, bool durable,
+               char call_id_out[64], struct ctl_error *e)
+{
+    return submit(c, app, fn, input, len, durable, false, call_id_out, e);
+}
+
+int ctl_submit_generator(struct ctl *c, const char *app, const char *fn, const void *input, size_t len,
+                         char call_id_out[64], struct ctl_error *e)
+{
+    return submit(c, app, fn, input, len, false, true, call_id_out, e);
 }
 
 void ctl_call_restore(struct ctl *c, struct ctl_fver *fv, const struct store_call *sc)

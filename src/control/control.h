@@ -95,6 +95,7 @@ enum ctl_errkind {
     CTL_E_TOO_LARGE,       /* 413 */
     CTL_E_SHUTTING_DOWN,   /* 503 */
     CTL_E_INTERNAL,        /* 500 */
+    CTL_E_GONE,            /* 410: what was asked for existed and is no longer kept */
 };
 struct ctl_error {
     enum ctl_errkind kind;
@@ -260,6 +261,13 @@ struct ctl_call_view {
 int ctl_submit(struct ctl *c, const char *app, const char *fn, const void *input, size_t len, bool durable,
                char call_id_out[64], struct ctl_error *e);
 
+/* Submits a call of a generator function (not durable, like a sync call: its items
+ * live in memory only). Its values are read with ctl_items_wait; a function that is not
+ * a generator fails such a call (not_generator), as a generator fails a call that is
+ * not one (not_generator_call). Errors as ctl_submit. */
+int ctl_submit_generator(struct ctl *c, const char *app, const char *fn, const void *input, size_t len,
+                         char call_id_out[64], struct ctl_error *e);
+
 /* Waits for a call to finish. cb is called exactly once: with done=true and the final view,
  * or with done=false (and the current state) when timeout_ms passes (timeout_ms 0 = answer
  * now; UINT64_MAX = no timeout). Returns NULL and calls cb synchronously when the answer is
@@ -277,6 +285,48 @@ int ctl_call_status(struct ctl *c, const char *ws, const char *call_id, struct c
 int ctl_cancel(struct ctl *c, const char *ws, const char *call_id, struct ctl_call_view *out, struct ctl_error *e);
 /* ws in ctl_wait, ctl_call_status and ctl_cancel: the workspace asking (another
  * workspace's call is not found); NULL: any. */
+
+/* Generator items (docs/API.md "Generator items"). A generator call keeps the values
+ * its function yielded that the consumer has not taken, oldest first, numbered from 0
+ * in the order they were yielded. Asking for items from index `from` takes (frees)
+ * every item before it, and tells the container it may yield that much more: a runner
+ * keeps at most WORKER_ITEM_WINDOW bytes beyond what was taken (backpressure). A call
+ * holds at most that window plus one payload; a runner that sends more, or an item that
+ * would take gustd past CTL_ITEMS_MAX_TOTAL bytes of unread items of all calls, fails
+ * the call (items_overflow), and nothing it yielded before is dropped. The items a
+ * finished call still holds are dropped CTL_ITEMS_KEEP_MS after it ended (asking for
+ * them then is CTL_E_GONE). */
+/* Unread items gustd keeps of all calls together: 1 GiB is 128 calls each a full
+ * window behind, far more than calls that stream as they are read hold, and a bound
+ * on what clients that never read can make it keep. */
+#define CTL_ITEMS_MAX_TOTAL ((size_t)1 << 30)
+/* How long a finished call keeps items nobody read: 10 minutes is ample for a reader
+ * that is still polling, and bounds what one that went away leaves behind. */
+#define CTL_ITEMS_KEEP_MS (10u * 60 * 1000)
+struct ctl_item {
+    struct ctl_item *next;      /* the next item (index + 1), NULL for the newest */
+    size_t len;
+    unsigned char data[];
+};
+struct ctl_items_view {
+    struct ctl_call_view call;  /* the call's state, its error when it failed */
+    uint64_t from;              /* the index of first */
+    const struct ctl_item *first; /* items from `from` on (NULL: none yet) */
+    uint64_t total;             /* items yielded so far */
+    bool ended;                 /* the call is final: no item follows number total - 1 */
+};
+/* Answers cb once, with the items from `from` on: now when there are some, when the call
+ * is final or when timeout_ms is 0 (then *out is NULL), else as soon as an item arrives
+ * or the call ends, or with none when timeout_ms passes (*out: a handle to cancel; then
+ * cb is not called). The view is borrowed for the callback. Errors (cb not called):
+ * not found (or another workspace's, ws not NULL), CTL_E_CONFLICT for a call that is
+ * not a generator call, CTL_E_INVALID for a from past the items yielded so far,
+ * CTL_E_GONE for items already taken or dropped. */
+typedef void (*ctl_items_cb)(void *ud, const struct ctl_items_view *v);
+struct ctl_items_waiter;
+int ctl_items_wait(struct ctl *c, const char *ws, const char *call_id, uint64_t from, uint64_t timeout_ms,
+                   ctl_items_cb cb, void *ud, struct ctl_items_waiter **out, struct ctl_error *e);
+void ctl_items_waiter_cancel(struct ctl *c, struct ctl_items_waiter *w);
 
 /* Map: submits every input as a durable call, then reports each result through cb as it
  * completes (index order if ordered). cb gets index and the final view; after the last

@@ -9,6 +9,8 @@
  *               pre-warm windows, next-use prediction (pure: calls nothing of control)
  *   model.c     apps, functions, versions, container records, the worker handle
  *   ident.c     workspaces and quotas, tokens and roles, qualified names
+ *   items.c     a generator call's items: the bounded buffer of what the consumer has
+ *               not taken, its absolute indices, the pollers told of a new item
  *   calls.c     call records and their lifecycle: queues, retries, final states;
  *               completion goes up through observers (ctl_call_obs), kicks through
  *               the hook c->kick
@@ -170,6 +172,42 @@ struct ctl_call_obs {
     void (*release)(struct ctl_call_obs *o);
 };
 
+/* Told when an item is added to a generator call's items (items.c), on the loop's
+ * thread; linked until it unlinks itself. */
+struct ctl_items_poller {
+    struct list_node link;      /* in items->pollers */
+    void (*on_item)(struct ctl_items_poller *p);
+};
+
+/* A generator call's items (items.c): those the consumer has not taken, oldest first,
+ * head being item number `first`. */
+struct ctl_items {
+    struct ctl *ctl;
+    struct ctl_item *head, *tail;
+    uint64_t first;             /* index of head: the items the consumer took */
+    uint64_t total;             /* items received */
+    size_t held;                /* bytes of the items held (also counted in ctl->items_held) */
+    uint64_t taken_bytes;       /* item bytes the consumer took in all (what item_ack says) */
+    uint64_t acked_bytes;       /* taken_bytes when the container was last told */
+    bool expired;               /* unread items were dropped CTL_ITEMS_KEEP_MS after the end */
+    uint64_t expire_timer;
+    struct list_node pollers;   /* struct ctl_items_poller */
+};
+
+/* One long poll on a generator call's items (wait.c): observes the call (its end) and
+ * its items (a new one). */
+struct ctl_items_waiter {
+    struct ctl_call_obs obs;
+    struct ctl_items_poller poller;
+    struct ctl *ctl;
+    struct ctl_call *call;
+    uint64_t from;
+    ctl_items_cb cb;
+    void *ud;
+    uint64_t timer;             /* the poll's deadline (0: none) */
+    uint64_t soon;              /* answers at the end of this loop turn: items arrived */
+};
+
 struct ctl_waiter {
     struct ctl_call_obs obs;
     struct ctl_call *call;
@@ -205,6 +243,7 @@ struct ctl_call {
     uint64_t timeout_timer;
     uint64_t retry_timer;
     struct list_node observers; /* struct ctl_call_obs */
+    struct ctl_items *items;    /* a generator call's items; NULL for other calls */
 };
 
 struct ctl_slot {
@@ -293,6 +332,7 @@ struct ctl {
     struct list_node maps;           /* struct ctl_map */
     struct list_node finished;       /* final calls, oldest first */
     size_t fin_count;
+    size_t items_held;               /* bytes of generator items of all calls (items.c) */
     uint64_t next_input_id;
     /* Asks for a scheduling pass at the end of this loop iteration. Set by control.c
      * (to sched_kick) so that lower files can ask without calling up. */
@@ -419,6 +459,19 @@ struct ctl_ws *ctl_ws_find(struct ctl *c, const char *name);
 struct ctl_ws *ctl_ws_of_name(struct ctl *c, const char *qname);
 /* The workspace part of a qualified name ("" when it has none). */
 void ctl_ws_of(const char *qname, char ws[CTL_WS_NAME_MAX + 1]);
+
+/* ---- items.c ---- */
+struct ctl_items *ctl_items_new(struct ctl *c);
+void ctl_items_free(struct ctl_items *it);
+/* Appends one item and tells the pollers. 0; -EMSGSIZE when the call would hold more
+ * than a runner that keeps the item window can send (WORKER_ITEM_WINDOW + one payload);
+ * -ENOBUFS when gustd would hold more than CTL_ITEMS_MAX_TOTAL of all calls. Nothing
+ * is added then. */
+int ctl_items_push(struct ctl_items *it, const void *data, size_t len);
+/* The consumer took every item before index upto (first <= upto <= total): freed. */
+void ctl_items_take(struct ctl_items *it, uint64_t upto);
+/* The call ended: items still held are dropped CTL_ITEMS_KEEP_MS from now. */
+void ctl_items_ended(struct ctl_items *it);
 
 /* ---- calls.c ---- */
 /* fn's work changed (a call arrived, finished or was restored): its level goes to the

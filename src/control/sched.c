@@ -986,10 +986,48 @@ static void ev_output(void *ud, const char *ctr_id, uint64_t input_id, const voi
 {
     struct ctl *c = ud;
     struct ctl_call *call = input_returned(c, ctr_id, input_id);
-    if (call)
+    /* A generator ends with an empty output; a result means the function is not one. */
+    if (call && call->items && len > 0)
+        ctl_call_finish(c, call, CTL_CALL_FAILED, NULL, 0, "not_generator",
+                        "the function is not a generator: call it with .remote() (POST .../call)");
+    else if (call)
         ctl_call_finish(c, call, CTL_CALL_SUCCEEDED, data, len, NULL, NULL);
     if (c->shutting_down)
         sched_drain_check(c);
+}
+
+/* A value a generator input yielded: kept for the call's consumer. A call that cannot
+ * take it ends failed, and its container lets the input go (sched_cancel_running). */
+static void ev_item(void *ud, const char *ctr_id, uint64_t input_id, const void *data, size_t len)
+{
+    struct ctl *c = ud;
+    struct ctl_ctr *k = ctl_find_ctr(c, ctr_id);
+    struct ctl_slot *slot = k ? slot_find(k, input_id) : NULL;
+    struct ctl_call *call = slot ? slot->call : NULL;
+    if (!call)
+        return; /* a call already detached (cancelled, timed out, failed): nobody reads it */
+    const char *code;
+    char msg[256];
+    int r = call->items ? ctl_items_push(call->items, data, len) : -ENOTSUP;
+    if (r == 0)
+        return;
+    if (r == -ENOTSUP) {
+        code = "not_generator_call";
+        snprintf(msg, sizeof msg, "%s.%s is a generator function: call it with .remote_gen() (POST .../generate)",
+                 ctl_local_name(call->app), call->function);
+    } else if (r == -EMSGSIZE) {
+        code = "items_overflow";
+        snprintf(msg, sizeof msg, "the generator sent more than %u MiB of items beyond what its consumer took "
+                 "(its runner ignores the item window)", WORKER_ITEM_WINDOW >> 20);
+    } else {
+        code = "items_overflow";
+        snprintf(msg, sizeof msg, "gustd holds %zu MiB of unread generator items of all calls, its limit",
+                 CTL_ITEMS_MAX_TOTAL >> 20);
+    }
+    log_warn("sched", "call %s: %s", call->id, msg);
+    sched_cancel_running(c, call);
+    ctl_call_finish(c, call, CTL_CALL_FAILED, NULL, 0, code, msg);
+    sched_kick(c);
 }
 
 static void ev_input_error(void *ud, const char *ctr_id, uint64_t input_id, enum ctr_fail kind, const char *msg)
@@ -1087,6 +1125,7 @@ static void ev_exit(void *ud, const char *ctr_id, int kind, const char *msg, con
 const struct worker_events ctl_worker_events = {
     .ready = ev_ready,
     .output = ev_output,
+    .item = ev_item,
     .input_error = ev_input_error,
     .log = ev_log,
     .exit = ev_exit,

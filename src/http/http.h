@@ -104,6 +104,9 @@ const char *http_request_header(const struct http_request *req, const char *name
  * fit in cap, -EINVAL if badly encoded or it decodes to a NUL. A bare "name" has
  * the value "". */
 int http_query_get(const struct http_request *req, const char *name, char *out, size_t cap);
+/* Query parameter name as a whole number: decimal digits only (no sign, no blanks), at
+ * most UINT64_MAX. Returns 0 with *out set, -ENOENT if absent, -EINVAL otherwise. */
+int http_query_u64(const struct http_request *req, const char *name, uint64_t *out);
 
 /* Whether the media type of a Content-Type value is type ("application/json"):
  * compared without case, parameters (";charset=utf-8") and surrounding blanks

@@ -137,3 +137,25 @@ int http_query_get(const struct http_request *req, const char *name, char *out, 
     }
     return -ENOENT;
 }
+
+int http_query_u64(const struct http_request *req, const char *name, uint64_t *out)
+{
+    /* 20 digits hold UINT64_MAX; one more says it is longer than that. */
+    char v[22];
+    int n = http_query_get(req, name, v, sizeof v);
+    if (n == -ENOENT)
+        return -ENOENT;
+    if (n <= 0)
+        return -EINVAL;
+    uint64_t x = 0;
+    for (int i = 0; i < n; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return -EINVAL;
+        uint64_t d = (uint64_t)(v[i] - '0');
+        if (x > (UINT64_MAX - d) / 10)
+            return -EINVAL;
+        x = x * 10 + d;
+    }
+    *out = x;
+    return 0;
+}

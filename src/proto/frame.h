@@ -16,8 +16,18 @@
  *   u8  flags     FRAME_F_*
  *   u16 reserved  0
  *   u32 body_len  bytes after the header in this datagram (<= FRAME_MAX_BODY)
- *   u64 id        input id (INPUT, OUTPUT, ERROR, CANCEL, INPUT_LOG) or stream (LOG: 1 stdout,
- *                 2 stderr)
+ *   u64 id        input id (INPUT, OUTPUT, ERROR, CANCEL, INPUT_LOG, ITEM, ITEM_ACK) or stream
+ *                 (LOG: 1 stdout, 2 stderr)
+ *
+ * Generators. An input whose function is a generator answers with one ITEM frame (or
+ * FRAME_F_MORE chunks of one) per value it yields, in order, then an OUTPUT with an
+ * empty body that says it finished (or an ERROR). The worker acknowledges what the
+ * consumer has taken with ITEM_ACK: its body is the u64 (little endian) count of item
+ * body bytes of that input taken so far. A runner sends another item only while the
+ * item bytes it sent for the input, less the last acknowledged count, are below
+ * FRAME_ITEM_WINDOW; so a slow consumer slows the generator (backpressure) instead of
+ * making gustd buffer without bound. gustd fails a call whose runner sends more than
+ * that window allows (docs/API.md "Generator items").
  */
 #ifndef GUST_PROTO_FRAME_H
 #define GUST_PROTO_FRAME_H
@@ -50,7 +60,15 @@ enum frame_type {
     FRAME_FORK = 11,
     FRAME_CHILD_EXIT = 12,
     FRAME_RESUME = 13,
+    FRAME_ITEM = 14,     /* container -> worker: one value yielded by input id. body: payload */
+    FRAME_ITEM_ACK = 15, /* worker -> container: item bytes of input id taken. body: u64 LE */
 };
+
+/* The item bytes of one input a runner may have sent beyond the last ITEM_ACK before
+ * it waits: 8 MiB keeps a fast generator of small items from ever waiting on a
+ * consumer that polls every few milliseconds, and bounds what gustd holds per call. */
+#define FRAME_ITEM_WINDOW (8u << 20)
+#define FRAME_ITEM_ACK_SIZE 8 /* body of an ITEM_ACK */
 
 #define FRAME_F_MORE 0x01 /* more frames of this (type, id) follow */
 

@@ -351,12 +351,22 @@ static int op_snapshot_info(void *wp, const char *snap_id, struct snapshot_info 
     return -ESRCH;
 }
 
+/* Simulated inputs yield no items, so there is nothing to let through. */
+static int op_item_ack(void *wp, const char *ctr_id, uint64_t input_id, uint64_t bytes)
+{
+    struct simworker *w = wp;
+    (void)input_id;
+    (void)bytes;
+    return ctr_find(w, ctr_id) ? 0 : -ESRCH;
+}
+
 const struct worker_ops simworker_ops = {
     .attach = op_attach,
     .inventory = op_inventory,
     .start = op_start,
     .send_input = op_send_input,
     .cancel_input = op_cancel_input,
+    .item_ack = op_item_ack,
     .stop = op_stop,
     .kill = op_kill,
     .info = op_info,

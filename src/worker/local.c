@@ -9,6 +9,11 @@
 
 #include "base/hmap.h"
 #include "base/xalloc.h"
+#include "proto/frame.h"
+
+/* Control bounds what a call holds by the window the seam promises; the runners keep
+ * the protocol's. */
+_Static_assert(WORKER_ITEM_WINDOW == FRAME_ITEM_WINDOW, "the seam's item window is the protocol's");
 
 /* A container or snapshot the worker knows, by the id control gave it. */
 struct local_rec {
@@ -67,6 +72,13 @@ static void on_output(struct ctr *c, void *ud, uint64_t input_id, const void *da
     r->l->ev->output(r->l->ud, r->id, input_id, data, len);
 }
 
+static void on_item(struct ctr *c, void *ud, uint64_t input_id, const void *data, size_t len)
+{
+    struct local_rec *r = ud;
+    (void)c;
+    r->l->ev->item(r->l->ud, r->id, input_id, data, len);
+}
+
 static void on_input_error(struct ctr *c, void *ud, uint64_t input_id, enum ctr_fail kind, const char *msg)
 {
     struct local_rec *r = ud;
@@ -96,6 +108,7 @@ static void on_exit_cb(struct ctr *c, void *ud, int kind, const char *msg)
 static const struct worker_callbacks local_callbacks = {
     .on_ready = on_ready,
     .on_output = on_output,
+    .on_item = on_item,
     .on_input_error = on_input_error,
     .on_log = on_log,
     .on_exit = on_exit_cb,
@@ -176,6 +189,12 @@ static int op_cancel_input(void *w, const char *ctr_id, uint64_t input_id)
 {
     struct ctr *c = ctr_of(w, ctr_id);
     return c ? ctr_cancel_input(c, input_id) : -ESRCH;
+}
+
+static int op_item_ack(void *w, const char *ctr_id, uint64_t input_id, uint64_t bytes)
+{
+    struct ctr *c = ctr_of(w, ctr_id);
+    return c ? ctr_item_ack(c, input_id, bytes) : -ESRCH;
 }
 
 static void op_stop(void *w, const char *ctr_id, uint32_t grace_ms)
@@ -271,6 +290,7 @@ const struct worker_ops worker_local_ops = {
     .start = op_start,
     .send_input = op_send_input,
     .cancel_input = op_cancel_input,
+    .item_ack = op_item_ack,
     .stop = op_stop,
     .kill = op_kill,
     .info = op_info,

@@ -12,7 +12,7 @@
  *   delivered from inside an operation (it is queued to a later loop iteration), so
  *   control may call operations while iterating its own records.
  * - A container started with start() or snapshot_restore() reports ready() at most
- *   once, then output()/input_error()/log() for its inputs, then exit() exactly once
+ *   once, then item()/output()/input_error()/log() for its inputs, then exit() exactly once
  *   (also when start() failed after returning 0). After exit() its id is unknown to
  *   the worker; operations on an unknown id are harmless no-ops or return -ESRCH.
  * - A snapshot taken with snapshot_take() reports snapshot_state() READY once, or GONE
@@ -27,6 +27,13 @@
 
 #include "base/error.h"
 #include "runtime/sandbox.h"
+
+/* Generator inputs: a container sends another item of an input only while the item
+ * bytes it sent for it, less what item_ack() last acknowledged, are below this window
+ * (the runner protocol's FRAME_ITEM_WINDOW, which worker/local.c checks is the same).
+ * So one input has at most this much plus one item (up to the payload limit) that the
+ * consumer has not taken, which is what control allows a call to hold. */
+#define WORKER_ITEM_WINDOW (8u << 20)
 
 #define WORKER_MAX_GPUS 64
 #define CTR_MAX_GPUS 16
@@ -131,8 +138,10 @@ struct snapshot_info {
 struct worker_events {
     /* The container finished its init and takes inputs. */
     void (*ready)(void *ud, const char *ctr_id);
-    /* Input input_id succeeded with data. */
+    /* Input input_id succeeded with data. For a generator: it finished (data empty). */
     void (*output)(void *ud, const char *ctr_id, uint64_t input_id, const void *data, size_t len);
+    /* Generator input input_id yielded a value: data, in order, before its output(). */
+    void (*item)(void *ud, const char *ctr_id, uint64_t input_id, const void *data, size_t len);
     /* Input input_id failed: kind and a message for people. */
     void (*input_error)(void *ud, const char *ctr_id, uint64_t input_id, enum ctr_fail kind, const char *msg);
     /* A line of output (stream 1 stdout, 2 stderr) without its newline; input_id is the
@@ -162,6 +171,9 @@ struct worker_ops {
     /* Asks the container to give up input_id: input_error(CANCELLED) follows in
      * per-input mode; a runner cannot be interrupted (control stops it instead). */
     int (*cancel_input)(void *w, const char *ctr_id, uint64_t input_id);
+    /* The consumer of generator input input_id has taken `bytes` item bytes of it in
+     * all, so the container may send more (WORKER_ITEM_WINDOW). -EPIPE/-ESRCH: gone. */
+    int (*item_ack)(void *w, const char *ctr_id, uint64_t input_id, uint64_t bytes);
     /* Graceful stop (grace_ms, then SIGKILL) or immediate kill; exit() follows. */
     void (*stop)(void *w, const char *ctr_id, uint32_t grace_ms);
     void (*kill)(void *w, const char *ctr_id);

@@ -243,6 +243,11 @@ static void deliver(struct ctr *c, uint8_t type, uint64_t id, const uint8_t *dat
             cb->on_output(c, c->ud, id, data, len);
         return;
     }
+    if (type == FRAME_ITEM) {
+        if (cb->on_item)
+            cb->on_item(c, c->ud, id, data, len);
+        return;
+    }
     if (!cb->on_input_error)
         return;
     if (len == 0) {
@@ -298,7 +303,8 @@ static void handle_result(struct ctr *c, const struct frame_header *h, uint8_t *
         return;
     char m[160];
     if (r == -E2BIG)
-        snprintf(m, sizeof m, "the output exceeds the maximum payload size of %zu bytes", max);
+        snprintf(m, sizeof m, "the %s exceeds the maximum payload size of %zu bytes",
+                 h->type == FRAME_ITEM ? "yielded item" : "output", max);
     else
         snprintf(m, sizeof m, "cannot reassemble the output: %s", strerror(-r));
     c->cb->on_input_error(c, c->ud, h->id, r == -E2BIG ? CTR_FAIL_USER : CTR_FAIL_CRASHED, m);
@@ -342,6 +348,7 @@ static void handle_frame(struct ctr *c, const struct frame_header *h, uint8_t *b
         break;
     case FRAME_OUTPUT:
     case FRAME_ERROR:
+    case FRAME_ITEM:
         handle_result(c, h, body);
         break;
     case FRAME_LOG:
@@ -561,6 +568,16 @@ int ctr_cancel_input(struct ctr *c, uint64_t input_id)
     if (c->exited || c->chan < 0)
         return -EPIPE;
     return ctr_send_frame(c, FRAME_CANCEL, input_id, NULL, 0);
+}
+
+int ctr_item_ack(struct ctr *c, uint64_t input_id, uint64_t bytes)
+{
+    if (c->exited || c->chan < 0)
+        return -EPIPE;
+    uint8_t body[FRAME_ITEM_ACK_SIZE];
+    for (size_t i = 0; i < sizeof body; i++)
+        body[i] = (uint8_t)(bytes >> (8 * i));
+    return ctr_send_frame(c, FRAME_ITEM_ACK, input_id, body, sizeof body);
 }
 
 static void on_kill_timer(struct ev_loop *loop, void *data)

@@ -73,6 +73,9 @@ struct worker_callbacks {
      * CTR_FAIL_START if it never became ready, CTR_FAIL_OOM if the cgroup saw an OOM kill,
      * CTR_FAIL_CRASHED for an unexpected exit, 0 for an exit after ctr_stop(). */
     void (*on_exit)(struct ctr *c, void *ud, int kind, const char *msg);
+    /* A generator input yielded a value (FRAME_ITEM); data valid only during the call.
+     * (Last: the fields above keep their positions.) */
+    void (*on_item)(struct ctr *c, void *ud, uint64_t input_id, const void *data, size_t len);
 };
 
 int worker_new(struct ev_loop *loop, const struct worker_config *cfg, const struct worker_callbacks *cb,
@@ -100,6 +103,9 @@ int ctr_send_input(struct ctr *c, uint64_t input_id, const void *data, size_t le
 /* Asks the container to stop working on input_id; its on_input_error(CANCELLED) follows
  * (per_input mode), or nothing for runner mode (control then stops the container). */
 int ctr_cancel_input(struct ctr *c, uint64_t input_id);
+/* Tells a generator input's runner that the consumer took `bytes` item bytes of it so
+ * far (FRAME_ITEM_ACK), so it may send more. Returns 0 or -EPIPE. */
+int ctr_item_ack(struct ctr *c, uint64_t input_id, uint64_t bytes);
 /* Graceful stop: SHUTDOWN frame + SIGTERM, SIGKILL after grace_ms. on_exit follows. */
 void ctr_stop(struct ctr *c, uint32_t grace_ms);
 /* Immediate SIGKILL; on_exit follows. */

@@ -54,6 +54,10 @@ static size_t run(const struct http_limits *lim, const uint8_t *msg, size_t len,
                 abort();
         char tmp[64];
         http_query_get(rq, "a", tmp, sizeof tmp);
+        uint64_t u;
+        int qr = http_query_u64(rq, "from", &u);
+        if (qr != 0 && qr != -ENOENT && qr != -EINVAL)
+            abort();
         size_t nseg = http_path_segment_count(rq);
         for (size_t i = 0; i < nseg && i < 8; i++)
             if (http_path_segment(rq, i, tmp, sizeof tmp) == -ENOENT)

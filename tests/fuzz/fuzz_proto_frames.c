@@ -1,5 +1,6 @@
 /* Fuzzes what gustd reads from containers: runner-protocol datagrams, decoded and
- * reassembled exactly as the worker does. The input is a sequence of datagrams, each
+ * reassembled exactly as the worker does (OUTPUT, ERROR and a generator's ITEM frames,
+ * each chunked with FRAME_F_MORE). The input is a sequence of datagrams, each
  * prefixed by a 2-byte little-endian length. Checks: a completed payload never exceeds
  * the configured limit, and the reassembler never leaks or overruns. */
 #include <stdint.h>

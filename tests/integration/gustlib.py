@@ -61,7 +61,7 @@ class TlsFiles:
 def body_type(method, path):
     """The media type gustd takes for a body on this route (src/api/routes.c)."""
     p = path.split("?")[0].rstrip("/")
-    if p.endswith("/call") or p.endswith("/spawn") or (method == "PUT" and p.startswith("/v1/blobs/")):
+    if p.endswith(("/call", "/spawn", "/generate")) or (method == "PUT" and p.startswith("/v1/blobs/")):
         return "application/octet-stream"
     if p.endswith("/map"):
         return "application/x-ndjson"

@@ -27,6 +27,13 @@ def test_hello_world(shared_gust):
     assert apps["hello"] == "stopped", apps                             # gust run tears the app down
 
 
+def test_generators_and_async(shared_gust):
+    r = run_example(shared_gust, "generators.py")
+    assert r.out == "3\n2\n1\nliftoff\nSTREAMED AS THEY ARE PRODUCED\n[9, 10]\n[0, 1, 4, 9]\n", r
+    logs = shared_gust.http("GET", "/v1/functions/generators/countdown/logs").body.decode()
+    assert re.search(r" fc-\w+ stdout t-minus 1$", logs, re.M), logs
+
+
 def collatz(n):
     s = 0
     while n != 1:

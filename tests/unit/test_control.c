@@ -30,6 +30,8 @@ struct fake_ctr {
     uint64_t cancelled[FAKE_MAX_INPUTS];
     size_t ncancelled;
     uint64_t inputs_total;
+    uint64_t acked_input, acked_bytes; /* the last item_ack */
+    int nacks;
 };
 
 struct fake {
@@ -112,6 +114,17 @@ static int op_cancel_input(void *w, const char *id, uint64_t input_id)
         return -ESRCH;
     if (k->ncancelled < FAKE_MAX_INPUTS)
         k->cancelled[k->ncancelled++] = input_id;
+    return 0;
+}
+
+static int op_item_ack(void *w, const char *id, uint64_t input_id, uint64_t bytes)
+{
+    struct fake_ctr *k = fake_find(w, id);
+    if (!k)
+        return -ESRCH;
+    k->acked_input = input_id;
+    k->acked_bytes = bytes;
+    k->nacks++;
     return 0;
 }
 
@@ -213,6 +226,7 @@ static const struct worker_ops fake_ops = {
     .start = op_start,
     .send_input = op_send_input,
     .cancel_input = op_cancel_input,
+    .item_ack = op_item_ack,
     .stop = op_stop,
     .kill = op_kill,
     .info = op_info,
@@ -1430,6 +1444,234 @@ UNIT_TEST(test_default_keepalive_without_window)
     env_free(&e);
 }
 
+/* ------------------------------------------------------------------ generator items */
+
+/* The first input in flight on k (0: none). */
+static uint64_t fake_input(const struct fake_ctr *k)
+{
+    for (int i = 0; i < FAKE_MAX_INPUTS; i++)
+        if (k->inputs[i])
+            return k->inputs[i];
+    return 0;
+}
+
+/* The worker's part: input input_id of k yields text. */
+static void fake_item(struct fake *f, struct fake_ctr *k, uint64_t input_id, const char *text, size_t len)
+{
+    f->ev->item(f->ud, k->id, input_id, text, len);
+}
+
+/* What an items answer held, copied out of the borrowed view. */
+struct items_got {
+    int answers;
+    uint64_t from, total;
+    bool ended;
+    enum ctl_call_state state;
+    char code[32];
+    int n;
+    char items[8][16];
+};
+
+static void items_got_cb(void *ud, const struct ctl_items_view *v)
+{
+    struct items_got *g = ud;
+    g->answers++;
+    g->from = v->from;
+    g->total = v->total;
+    g->ended = v->ended;
+    g->state = v->call.state;
+    snprintf(g->code, sizeof g->code, "%s", v->call.error_code ? v->call.error_code : "");
+    g->n = 0;
+    for (const struct ctl_item *i = v->first; i && g->n < 8; i = i->next, g->n++)
+        snprintf(g->items[g->n], sizeof g->items[0], "%.*s", (int)i->len, (const char *)i->data);
+}
+
+static void submit_gen(struct env *e, const char *input, char id[64])
+{
+    struct ctl_error ce;
+    CHECK(ctl_submit_generator(e->ctl, "default/a", "f", input, strlen(input), id, &ce) == 0);
+}
+
+/* Items are kept in order with absolute indices; asking from N takes what is before N
+ * (freed, acknowledged to the container); a long poll is answered by the next items
+ * (one answer for a burst) and by the end; indices past the end or already taken are
+ * refused. */
+UNIT_TEST(test_generator_items)
+{
+    struct env e;
+    env_init(&e, 4000, 4096, 0);
+    deploy(&e, "\"mode\":\"runner\",\"scaling\":{\"max_containers\":1},\"resources\":{\"cpu\":100,\"memory\":64}");
+    char id[64];
+    submit_gen(&e, "x", id);
+    start_and_dispatch(&e);
+    struct fake_ctr *k = &e.fake.ctrs[0];
+    uint64_t in = fake_input(k);
+    CHECK(in != 0);
+    fake_item(&e.fake, k, in, "a", 1);
+    fake_item(&e.fake, k, in, "bb", 2);
+    struct items_got g = {0};
+    struct ctl_items_waiter *w;
+    struct ctl_error ce;
+    CHECK(ctl_items_wait(e.ctl, "default", id, 0, 1000, items_got_cb, &g, &w, &ce) == 0);
+    CHECK(w == NULL); /* items were there: answered at once */
+    CHECK_EQ_INT(g.answers, 1);
+    CHECK_EQ_INT(g.n, 2);
+    CHECK_STR(g.items[0], "a");
+    CHECK_STR(g.items[1], "bb");
+    CHECK(!g.ended && g.total == 2 && g.from == 0);
+    CHECK_EQ_INT(e.ctl->items_held, 3);
+    CHECK_EQ_INT(k->nacks, 0); /* nothing taken yet */
+    /* Reading on from 2 takes both (acknowledged: 3 bytes) and waits for more. */
+    memset(&g, 0, sizeof g);
+    CHECK(ctl_items_wait(e.ctl, "default", id, 2, 1000, items_got_cb, &g, &w, &ce) == 0);
+    CHECK(w != NULL);
+    CHECK_EQ_INT(g.answers, 0);
+    CHECK_EQ_INT(e.ctl->items_held, 0);
+    CHECK_EQ_INT(k->nacks, 1);
+    CHECK(k->acked_input == in && k->acked_bytes == 3);
+    fake_item(&e.fake, k, in, "c", 1);
+    fake_item(&e.fake, k, in, "d", 1);
+    CHECK_EQ_INT(g.answers, 0); /* answered at the end of the loop turn, with both */
+    run_for(&e, 5);
+    CHECK_EQ_INT(g.answers, 1);
+    CHECK(g.from == 2 && g.n == 2 && g.total == 4 && !g.ended);
+    CHECK_STR(g.items[0], "c");
+    CHECK_STR(g.items[1], "d");
+    /* Asking from 2 again (a lost answer) gets the same items. */
+    memset(&g, 0, sizeof g);
+    CHECK(ctl_items_wait(e.ctl, "default", id, 2, 0, items_got_cb, &g, &w, &ce) == 0);
+    CHECK(g.answers == 1 && g.n == 2);
+    /* A long poll from 4 is answered by the end: an empty output. */
+    memset(&g, 0, sizeof g);
+    CHECK(ctl_items_wait(e.ctl, "default", id, 4, 1000, items_got_cb, &g, &w, &ce) == 0);
+    CHECK(w != NULL);
+    CHECK_EQ_INT(k->acked_bytes, 5);
+    CHECK(fake_answer(&e.fake, k, "", 0));
+    CHECK_EQ_INT(g.answers, 1);
+    CHECK(g.ended && g.n == 0 && g.total == 4);
+    CHECK_EQ_INT(g.state, CTL_CALL_SUCCEEDED);
+    /* Past the end, and before what was taken: refused. */
+    CHECK(ctl_items_wait(e.ctl, "default", id, 5, 0, items_got_cb, &g, &w, &ce) < 0);
+    CHECK_EQ_INT(ce.kind, CTL_E_INVALID);
+    CHECK(ctl_items_wait(e.ctl, "default", id, 1, 0, items_got_cb, &g, &w, &ce) < 0);
+    CHECK_EQ_INT(ce.kind, CTL_E_GONE);
+    /* Another workspace does not find the call; a call that is not a generator call
+     * has no items. */
+    CHECK(ctl_items_wait(e.ctl, "other", id, 0, 0, items_got_cb, &g, &w, &ce) == -ENOENT);
+    CHECK_EQ_INT(ce.kind, CTL_E_NOT_FOUND);
+    char plain[64];
+    submit(&e, "y", false, plain);
+    CHECK(ctl_items_wait(e.ctl, "default", plain, 0, 0, items_got_cb, &g, &w, &ce) < 0);
+    CHECK_EQ_INT(ce.kind, CTL_E_CONFLICT);
+    CHECK_STR(ce.code, "not_generator");
+    /* A long poll whose client goes away is cancelled; its deadline answers with none. */
+    char id2[64];
+    submit_gen(&e, "z", id2);
+    run_for(&e, 5);
+    CHECK(ctl_items_wait(e.ctl, "default", id2, 0, 1000, items_got_cb, &g, &w, &ce) == 0 && w);
+    ctl_items_waiter_cancel(e.ctl, w);
+    memset(&g, 0, sizeof g);
+    CHECK(ctl_items_wait(e.ctl, "default", id2, 0, 20, items_got_cb, &g, &w, &ce) == 0 && w);
+    run_for(&e, 40);
+    CHECK(g.answers == 1 && g.n == 0 && !g.ended);
+    env_free(&e);
+}
+
+/* A runner that sends more than the item window allows fails its call (items_overflow)
+ * and is stopped; the items accepted before stay readable. An item for a call that is
+ * not a generator call, and a result for one that is, fail the call. */
+UNIT_TEST(test_generator_bounds_and_misuse)
+{
+    struct env e;
+    env_init(&e, 4000, 4096, 0);
+    deploy(&e, "\"mode\":\"runner\",\"scaling\":{\"max_containers\":3},\"resources\":{\"cpu\":100,\"memory\":64}");
+    char id[64];
+    submit_gen(&e, "x", id);
+    start_and_dispatch(&e);
+    struct fake_ctr *k = &e.fake.ctrs[0];
+    uint64_t in = fake_input(k);
+    size_t chunk = 1 << 20; /* the env's payload limit */
+    char *big = calloc(1, chunk);
+    CHECK(big);
+    size_t bound = WORKER_ITEM_WINDOW + chunk, sent = 0;
+    int accepted = 0;
+    while (sent + chunk <= bound) {
+        fake_item(&e.fake, k, in, big, chunk);
+        sent += chunk;
+        accepted++;
+    }
+    CHECK_EQ_INT(call_state(&e, id, NULL), CTL_CALL_RUNNING);
+    fake_item(&e.fake, k, in, big, chunk);
+    free(big);
+    struct ctl_call_view v;
+    CHECK_EQ_INT(call_state(&e, id, &v), CTL_CALL_FAILED);
+    CHECK_STR(v.error_code, "items_overflow");
+    CHECK(k->kill_asked || k->stop_asked);
+    struct items_got g = {0};
+    struct ctl_items_waiter *w;
+    struct ctl_error ce;
+    CHECK(ctl_items_wait(e.ctl, "default", id, 0, 0, items_got_cb, &g, &w, &ce) == 0);
+    CHECK(g.total == (uint64_t)accepted && g.ended);
+    CHECK(ctl_items_wait(e.ctl, "default", id, (uint64_t)accepted, 0, items_got_cb, &g, &w, &ce) == 0);
+    CHECK_EQ_INT(e.ctl->items_held, 0);
+    run_for(&e, 5);
+    /* Misuse: an item for a plain call (the item's container is stopped: a runner
+     * cannot drop an input), then a result for a generator call. */
+    char plain[64], gen[64];
+    submit(&e, "p", false, plain);
+    start_and_dispatch(&e);
+    k = &e.fake.ctrs[e.fake.nctrs - 1];
+    CHECK(!k->exited && fake_input(k));
+    fake_item(&e.fake, k, fake_input(k), "i", 1);
+    CHECK(k->kill_asked || k->stop_asked);
+    run_for(&e, 5);
+    submit_gen(&e, "g", gen);
+    start_and_dispatch(&e);
+    k = &e.fake.ctrs[e.fake.nctrs - 1];
+    CHECK(!k->exited && fake_input(k));
+    CHECK(fake_answer(&e.fake, k, "result", 0));
+    CHECK_EQ_INT(call_state(&e, plain, &v), CTL_CALL_FAILED);
+    CHECK_STR(v.error_code, "not_generator_call");
+    CHECK_EQ_INT(call_state(&e, gen, &v), CTL_CALL_FAILED);
+    CHECK_STR(v.error_code, "not_generator");
+    env_free(&e);
+}
+
+/* A generator that fails before it yielded is retried as the policy says; one that
+ * yielded is not (the consumer saw its items), and is not put back in the queue when
+ * its container stops either. */
+UNIT_TEST(test_generator_no_retry_after_items)
+{
+    struct env e;
+    env_init(&e, 4000, 4096, 0);
+    deploy(&e, "\"retries\":{\"max_retries\":2,\"initial_delay\":0},\"scaling\":{\"max_containers\":1},"
+               "\"resources\":{\"cpu\":100,\"memory\":64}");
+    char id[64];
+    submit_gen(&e, "x", id);
+    start_and_dispatch(&e);
+    struct fake_ctr *k = &e.fake.ctrs[0];
+    CHECK(fake_answer(&e.fake, k, NULL, CTR_FAIL_USER));
+    run_for(&e, 20);
+    CHECK_EQ_INT(call_state(&e, id, NULL), CTL_CALL_RUNNING); /* retried */
+    fake_item(&e.fake, k, fake_input(k), "a", 1);
+    CHECK(fake_answer(&e.fake, k, NULL, CTR_FAIL_USER));
+    run_for(&e, 20);
+    struct ctl_call_view v;
+    CHECK_EQ_INT(call_state(&e, id, &v), CTL_CALL_FAILED);
+    CHECK_EQ_INT(v.attempts, 2);
+    CHECK_STR(v.error_code, "function_error");
+    /* Stopped under a call that yielded: failed, not requeued. */
+    char id2[64];
+    submit_gen(&e, "y", id2);
+    run_for(&e, 5);
+    CHECK_EQ_INT(call_state(&e, id2, NULL), CTL_CALL_RUNNING);
+    fake_item(&e.fake, k, fake_input(k), "b", 1);
+    fake_exit(&e.fake, k, 0);
+    CHECK_EQ_INT(call_state(&e, id2, &v), CTL_CALL_FAILED);
+    CHECK_STR(v.error_code, "interrupted");
+    env_free(&e);
+}
+
 int main(void)
 {
     UNIT_RUN(test_dispatch_and_packing);
@@ -1458,5 +1700,8 @@ int main(void)
     UNIT_RUN(test_prewarm);
     UNIT_RUN(test_default_keepalive_without_window);
     UNIT_RUN(test_keepalive_history_persists);
+    UNIT_RUN(test_generator_items);
+    UNIT_RUN(test_generator_bounds_and_misuse);
+    UNIT_RUN(test_generator_no_retry_after_items);
     UNIT_MAIN_END();
 }

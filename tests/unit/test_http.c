@@ -123,6 +123,24 @@ UNIT_TEST(test_query_and_path_helpers)
     CHECK_EQ_INT(http_query_get(&p.req, "empty", v, sizeof v), 0);
     http_request_parser_free(&p);
 
+    /* Whole numbers: digits only, up to UINT64_MAX. */
+    s = "GET /i?a=0&b=18446744073709551615&c=18446744073709551616&d=-1&e=1x&f=&g=%31%32&h=+1 HTTP/1.1\r\n\r\n";
+    http_request_parser_init(&p, NULL);
+    CHECK_EQ_INT(parse_all_ways(&p, NULL, s, strlen(s), &used), HTTP_DONE);
+    uint64_t u = 7;
+    CHECK_EQ_INT(http_query_u64(&p.req, "a", &u), 0);
+    CHECK(u == 0);
+    CHECK_EQ_INT(http_query_u64(&p.req, "b", &u), 0);
+    CHECK(u == UINT64_MAX);
+    CHECK_EQ_INT(http_query_u64(&p.req, "g", &u), 0);
+    CHECK(u == 12);
+    for (const char *bad = "cdefh"; *bad; bad++) {
+        char name[2] = {*bad, 0};
+        CHECK_EQ_INT(http_query_u64(&p.req, name, &u), -EINVAL);
+    }
+    CHECK_EQ_INT(http_query_u64(&p.req, "missing", &u), -ENOENT);
+    http_request_parser_free(&p);
+
     s = "GET /a%2Fb HTTP/1.1\r\n\r\n";
     http_request_parser_init(&p, NULL);
     CHECK_EQ_INT(parse_all_ways(&p, NULL, s, strlen(s), &used), HTTP_DONE);

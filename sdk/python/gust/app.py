@@ -6,15 +6,20 @@ lacks a chunk, and are mounted read-only into every container of the function
 (/opt/gust/app and /opt/gust/sdk), so a change of source needs no image build."""
 from __future__ import annotations
 
+import asyncio
 import base64
+import functools
+import inspect
 import json
 import os
 import pickle
+import struct
 import sys
+import threading
 import time
 import urllib.parse
-from typing import (TYPE_CHECKING, Any, Callable, Dict, Generic, Iterable, Iterator, Literal, Mapping, NoReturn,
-                    Optional, Sequence, TextIO, Tuple, TypeVar, Union, overload)
+from typing import (TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Dict, Generic, Iterable, Iterator,
+                    Literal, Mapping, NoReturn, Optional, Sequence, TextIO, Tuple, TypeVar, Union, overload)
 
 from . import _mount, _net
 from ._container.proto import EXC_TAG
@@ -61,8 +66,15 @@ class RemoteError(GustError):
     """The function raised an exception that cannot be rebuilt here."""
 
 
+class InvalidError(GustError):
+    """The call does not fit the function, as in Modal: .remote() of a generator function
+    (use .remote_gen()), .remote_gen() of one that is not, .spawn() or .map() of a
+    generator."""
+
+
 _ERRORS_BY_CODE: Dict[Optional[str], type] = {"timeout": FunctionTimeoutError, "oom": OutOfMemoryError,
-                                               "crashed": ContainerCrashError}
+                                               "crashed": ContainerCrashError, "not_generator": InvalidError,
+                                               "not_generator_call": InvalidError}
 
 
 class Retries:
@@ -146,6 +158,181 @@ def _raise_error(code: Optional[str], msg: str, call_id: Optional[str] = None) -
     raise _ERRORS_BY_CODE.get(code, GustError)(msg, code, call_id)
 
 
+class _AioBound(Generic[P, R]):
+    """A method with its asyncio form, as Modal's objects have them: f.remote(x) blocks
+    here; `await f.remote.aio(x)` (or `async for v in f.map.aio(...)`) does the same from
+    a coroutine without blocking its event loop."""
+
+    __slots__ = ("_f", "aio")
+
+    def __init__(self, f: Callable[P, R], aio: Callable[P, Any]) -> None:
+        self._f = f
+        self.aio = aio
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self._f(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<{self._f!r} with .aio>"
+
+
+class _AioMethod(Generic[P, R]):
+    """The descriptor @_aio makes of a method: on an object, an _AioBound."""
+
+    def __init__(self, f: Callable[..., R], kind: str) -> None:
+        self._f = f
+        self._kind = kind
+        functools.update_wrapper(self, f)
+
+    @overload
+    def __get__(self, obj: None, objtype: Any = None) -> _AioMethod[P, R]: ...
+    @overload
+    def __get__(self, obj: Any, objtype: Any = None) -> _AioBound[P, R]: ...
+
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
+        if obj is None:
+            return self
+        bound = self._f.__get__(obj, objtype)
+        return _AioBound(bound, _aio_form(bound, self._kind))
+
+
+def _aio(kind: str = "call") -> Callable[[Callable[Concatenate[Any, P], R]], _AioMethod[P, R]]:
+    """Gives a method an .aio form. kind "call": an awaitable of its result (the blocking
+    request runs on a thread of the loop's default executor); "iter": an async iterator
+    over what its iterator yields; "map": the same, and async iterables among the
+    arguments are read first."""
+    def wrap(f):
+        return _AioMethod(f, kind)
+    return wrap
+
+
+# Values a thread reading a blocking iterator may hold for an async consumer before
+# it waits for the consumer (bounds the memory of a slow consumer).
+_AIO_AHEAD = 1024
+
+
+def _aio_form(bound: Callable[..., Any], kind: str) -> Callable[..., Any]:
+    if kind == "call":
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            return await asyncio.get_running_loop().run_in_executor(None, functools.partial(bound, *args, **kwargs))
+        return call
+
+    async def iterate(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        if kind == "map":
+            read = []
+            for a in args:
+                read.append([v async for v in a] if hasattr(a, "__aiter__") else a)
+            args = tuple(read)
+        async for v in _thread_iter(lambda: bound(*args, **kwargs)):
+            yield v
+    return iterate
+
+
+async def _thread_iter(make: Callable[[], Iterable[Any]]) -> AsyncIterator[Any]:
+    """What make()'s iterator yields, read on a thread of its own (the blocking requests
+    stay off the event loop) and handed over through a queue; at most _AIO_AHEAD
+    values ahead of the consumer. A consumer that stops early stops the thread after
+    its next value, which closes the iterator (a remote_gen's call is cancelled)."""
+    loop = asyncio.get_running_loop()
+    q: asyncio.Queue = asyncio.Queue()
+    room = threading.Semaphore(_AIO_AHEAD)
+    stop = threading.Event()
+    end = object()
+
+    def put(v: Any, exc: Optional[BaseException] = None) -> None:
+        try:
+            loop.call_soon_threadsafe(q.put_nowait, (v, exc))
+        except RuntimeError:  # the loop is closed: nobody is reading
+            stop.set()
+
+    def pump() -> None:
+        try:
+            it = iter(make())
+            try:
+                for v in it:
+                    room.acquire()
+                    if stop.is_set():
+                        break
+                    put(v)
+            finally:
+                close = getattr(it, "close", None)
+                if close:
+                    close()
+            put(end)
+        except BaseException as e:  # raised on the consumer's side
+            put(end, e)
+
+    threading.Thread(target=pump, name="gust-aio", daemon=True).start()
+    try:
+        while True:
+            v, exc = await q.get()
+            if v is end:
+                if exc is not None:
+                    raise exc
+                return
+            room.release()
+            yield v
+    finally:
+        stop.set()
+        room.release()
+
+
+# GET /v1/calls/{id}/items: each item is a u64 little-endian length and its bytes
+# after the JSON line (docs/API.md "Generator items").
+_ITEM_LEN = struct.Struct("<Q")
+# Seconds one poll for items waits when there are none (the server answers as soon as
+# one arrives); a poll that ends empty is simply repeated.
+_ITEMS_POLL_S = 30
+
+
+def _parse_items(body: bytes) -> Tuple[Dict[str, Any], list]:
+    """The JSON line and the items of an items answer."""
+    nl = body.index(b"\n")
+    head = json.loads(body[:nl])
+    off, items = nl + 1, []
+    for _ in range(head["next"] - head["from"]):
+        (n,) = _ITEM_LEN.unpack_from(body, off)
+        off += _ITEM_LEN.size
+        items.append(body[off:off + n])
+        off += n
+    return head, items
+
+
+def _read_items(addr: Optional[str], call_id: str, name: str) -> Iterator[Any]:
+    """The values of generator call call_id as the function yields them; its exception
+    at the end if it failed. Closed early, the call is cancelled."""
+    nxt, finished = 0, False
+    try:
+        while True:
+            st, _, body = _request(addr, "GET", f"/v1/calls/{call_id}/items?from={nxt}&timeout={_ITEMS_POLL_S}")
+            if st != 200:
+                finished = True
+                _raise_for(st, body)
+            head, items = _parse_items(body)
+            if head["done"]:
+                finished = True
+            for data in items:
+                yield _load_result(data, name)
+            nxt = head["next"]
+            if head["done"]:
+                if items:  # says the last items were taken, so gustd lets them go now
+                    _request(addr, "GET", f"/v1/calls/{call_id}/items?from={nxt}&timeout=0")
+                err = head.get("error")
+                if err:
+                    _raise_error(err.get("code"), err.get("message", ""), call_id)
+                return
+    finally:
+        if not finished:
+            try:
+                _request(addr, "POST", f"/v1/calls/{call_id}/cancel")
+            except OSError:
+                pass
+
+
+def _is_generator_function(f: Any) -> bool:
+    return inspect.isgeneratorfunction(f) or inspect.isasyncgenfunction(f)
+
+
 class FunctionCall(Generic[R]):
     """A call started with .spawn(): .get() waits for its result, .cancel() stops it."""
 
@@ -153,6 +340,7 @@ class FunctionCall(Generic[R]):
         self.function = fn
         self.object_id = call_id
 
+    @_aio()
     def get(self, timeout: Optional[float] = None) -> R:
         wait = 600 if timeout is None else min(600, timeout)
         while True:
@@ -165,6 +353,7 @@ class FunctionCall(Generic[R]):
                 continue
             _raise_for(st, body)
 
+    @_aio()
     def cancel(self) -> None:
         _request(self.function.app.addr, "POST", f"/v1/calls/{self.object_id}/cancel")
 
@@ -204,22 +393,53 @@ class Function(Generic[P, R]):
             raise GustError(f"{self.app.name}.{self.name} was looked up by name: it has no local code")
         return self.raw_f(*args, **kwargs)
 
+    @property
+    def is_generator(self) -> Optional[bool]:
+        """Whether the function is a generator (def with yield, or async def with yield):
+        call it with .remote_gen(). None when it was looked up by name (gustd then tells
+        a misuse apart: InvalidError); None for a class too (its methods tell)."""
+        if self.raw_f is None or isinstance(self.raw_f, type):
+            return None
+        return _is_generator_function(self.raw_f)
+
     def _path(self, what: str) -> str:
         return f"/v1/functions/{urllib.parse.quote(self.app.name)}/{urllib.parse.quote(self.name)}/{what}"
 
+    @_aio()
     def remote(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        if self.is_generator:
+            raise InvalidError("A generator function cannot be called with `.remote(...)`. Use `.remote_gen(...)` "
+                               "instead.")
         body = pickle.dumps((args, kwargs), protocol=5)
         st, _, out = _request(self.app.addr, "POST", self._path("call"), body, _INPUT_HEADERS)
         if st == 200:
             return _load_result(out, self.name)
         _raise_for(st, out)
 
+    @_aio()
     def spawn(self, *args: P.args, **kwargs: P.kwargs) -> FunctionCall[R]:
+        if self.is_generator:
+            raise InvalidError("Cannot `spawn` a generator function.")
         body = pickle.dumps((args, kwargs), protocol=5)
         st, _, out = _request(self.app.addr, "POST", self._path("spawn"), body, _INPUT_HEADERS)
         if st != 202:
             _raise_for(st, out)
         return FunctionCall(self, json.loads(out)["call_id"])
+
+    @_aio("iter")
+    def remote_gen(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        """Runs a generator function remotely and yields its values as it yields them
+        (`for v in f.remote_gen(x)` while it still runs; `async for v in
+        f.remote_gen.aio(x)` from a coroutine). Its exception is raised after the values
+        it yielded before it. Stopping early cancels the call."""
+        if self.is_generator is False:
+            raise InvalidError("A non-generator function cannot be called with `.remote_gen(...)`. Use "
+                               "`.remote(...)` instead.")
+        body = pickle.dumps((args, kwargs), protocol=5)
+        st, _, out = _request(self.app.addr, "POST", self._path("generate"), body, _INPUT_HEADERS)
+        if st != 202:
+            _raise_for(st, out)
+        yield from _read_items(self.app.addr, json.loads(out)["call_id"], self.name)
 
     @overload
     def starmap(self, arg_tuples: Iterable[Sequence[Any]], order_outputs: bool = ...,
@@ -229,11 +449,13 @@ class Function(Generic[P, R]):
                 return_exceptions: Literal[True], kwargs: Optional[Mapping[str, Any]] = ...
                 ) -> Iterator[Union[R, BaseException]]: ...
 
+    @_aio("map")
     def starmap(self, arg_tuples: Iterable[Sequence[Any]], order_outputs: bool = True, return_exceptions: bool = False,
                 kwargs: Optional[Mapping[str, Any]] = None) -> Iterator[Any]:
         """Calls the function once per tuple of arguments, in parallel; yields the results
         (in input order unless order_outputs=False). A failed input raises its exception,
         or with return_exceptions=True is yielded as it."""
+        self._check_map("starmap")
         return self._starmap(arg_tuples, order_outputs, return_exceptions, kwargs)
 
     def _starmap(self, arg_tuples: Iterable[Sequence[Any]], order_outputs: bool, return_exceptions: bool,
@@ -279,11 +501,18 @@ class Function(Generic[P, R]):
     def map(self, *iterables: Iterable[Any], order_outputs: bool = ..., return_exceptions: Literal[True],
             kwargs: Optional[Mapping[str, Any]] = ...) -> Iterator[Union[R, BaseException]]: ...
 
+    @_aio("map")
     def map(self, *iterables: Iterable[Any], order_outputs: bool = True, return_exceptions: bool = False,
             kwargs: Optional[Mapping[str, Any]] = None) -> Iterator[Any]:
         """starmap over zip(*iterables): f.map([1, 2], [3, 4]) calls f(1, 3) and f(2, 4)."""
+        self._check_map("map")
         return self._starmap(zip(*iterables), order_outputs, return_exceptions, kwargs)
 
+    def _check_map(self, how: str) -> None:
+        if self.is_generator:
+            raise InvalidError(f"A generator function cannot be called with `.{how}(...)`.")
+
+    @_aio()
     def for_each(self, *iterables: Iterable[Any], kwargs: Optional[Mapping[str, Any]] = None) -> None:
         """map, for the side effects: waits for every input, ignores results and failures."""
         for _ in self.map(*iterables, kwargs=kwargs, order_outputs=False, return_exceptions=True):
@@ -382,15 +611,40 @@ class _BoundMethod(Generic[P, R]):
     def _wrap(self, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Tuple[Tuple[Any, ...], Dict[str, Any]]:
         return ((self._method,) + tuple(args), kwargs)
 
+    @property
+    def is_generator(self) -> Optional[bool]:
+        if self._fn.raw_f is None:
+            return None
+        return _is_generator_function(getattr(self._fn.raw_f, self._method, None))
+
+    @_aio()
     def remote(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        if self.is_generator:
+            raise InvalidError("A generator method cannot be called with `.remote(...)`. Use `.remote_gen(...)` "
+                               "instead.")
         a, k = self._wrap(args, kwargs)
         return self._fn.remote(*a, **k)
 
+    @_aio()
     def spawn(self, *args: P.args, **kwargs: P.kwargs) -> FunctionCall[R]:
+        if self.is_generator:
+            raise InvalidError("Cannot `spawn` a generator method.")
         a, k = self._wrap(args, kwargs)
         return self._fn.spawn(*a, **k)
 
+    @_aio("iter")
+    def remote_gen(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        """A generator method's values as it yields them (Function.remote_gen)."""
+        if self.is_generator is False:
+            raise InvalidError("A non-generator method cannot be called with `.remote_gen(...)`. Use "
+                               "`.remote(...)` instead.")
+        a, k = self._wrap(args, kwargs)
+        yield from self._fn.remote_gen(*a, **k)
+
+    @_aio("map")
     def map(self, *iterables: Iterable[Any], **kw: Any) -> Iterator[Any]:
+        if self.is_generator:
+            raise InvalidError("A generator method cannot be called with `.map(...)`.")
         return self._fn.starmap(((self._method,) + tuple(t) for t in zip(*iterables)), **kw)
 
 

@@ -2,8 +2,11 @@
   python3 -m gust.cli deploy FILE.py [--json]   deploys every gust.App FILE defines
                                                 (progress on stderr, one line per function)
   python3 -m gust.cli run FILE.py[::ENTRY]      deploys the app, calls its local entrypoint
-                                                (ENTRY, or the only one), then stops the app"""
+                                                (ENTRY, or the only one; an async one is run
+                                                to its end), then stops the app"""
+import asyncio
 import importlib.util
+import inspect
 import json
 import os
 import sys
@@ -70,7 +73,9 @@ def main(argv):
         if rc:
             return rc
         try:
-            f()
+            result = f()
+            if inspect.iscoroutine(result):  # an async def entrypoint runs on a loop of its own, as with Modal
+                asyncio.run(result)
         finally:
             try:
                 app.stop()

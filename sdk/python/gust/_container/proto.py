@@ -29,8 +29,14 @@ FRAME_INPUT_LOG = 10
 FRAME_FORK = 11
 FRAME_CHILD_EXIT = 12
 FRAME_RESUME = 13
+FRAME_ITEM = 14
+FRAME_ITEM_ACK = 15
 
 FRAME_F_MORE = 0x01  # more frames of this (type, id) follow
+# A generator input's item bytes sent beyond the last ITEM_ACK before the runner waits;
+# an ITEM_ACK body is the u64 count of item bytes taken.
+FRAME_ITEM_WINDOW = 8 << 20
+FRAME_ITEM_ACK_SIZE = 8
 FRAME_ERR_USER = 3  # enum frame_error_kind: the first byte of a runner's ERROR body
 
 # frame_exit_body.kind

@@ -4,9 +4,19 @@ module once, then serves inputs over the runner protocol (src/proto/frame.h; the
 constants are in .proto) on $GUST_RUNNER_FD: an input is pickle((args, kwargs)), a
 result pickle(value) (protocol 5), or JSON both (.jsonargs). An exception becomes an
 ERROR frame whose message carries the pickled exception and the remote traceback (see
-gust.RemoteError)."""
+gust.RemoteError).
+
+A generator function's input answers with one ITEM frame per yielded value, then an
+empty OUTPUT, and waits while a window of its items is unacknowledged (FRAME_ITEM_WINDOW:
+gustd acknowledges what the consumer took). `async def` functions (and async
+generators) run on one asyncio event loop per container, in a thread of its own, so
+several inputs of a container with max_inputs > 1 await concurrently."""
+import asyncio
 import base64
+import concurrent.futures
+import contextvars
 import importlib.util
+import inspect
 import os
 import pickle
 import socket
@@ -17,42 +27,46 @@ from concurrent.futures import ThreadPoolExecutor
 
 from .jsonargs import decode_input
 from .proto import (EXC_TAG, FRAME_CHILD_FD, FRAME_ERR_USER, FRAME_ERROR, FRAME_F_MORE, FRAME_INPUT, FRAME_INPUT_LOG,
-                    FRAME_MAX_BODY, FRAME_OUTPUT, FRAME_READY, FRAME_SHUTDOWN, HEADER, send_frame)
+                    FRAME_ITEM, FRAME_ITEM_ACK, FRAME_ITEM_ACK_SIZE, FRAME_ITEM_WINDOW, FRAME_MAX_BODY, FRAME_OUTPUT,
+                    FRAME_READY, FRAME_SHUTDOWN, HEADER, send_frame)
 
 _send_lock = threading.Lock()
-_current = threading.local()  # .fid: the input this thread serves
+# The input the running code serves: a thread's own, or an asyncio task's (each task
+# runs in a copy of the context).
+_fid = contextvars.ContextVar("gust_input", default=None)
 
 
 class _InputStream:
-    """sys.stdout / sys.stderr while inputs run: text written by a thread serving an
-    input goes out as INPUT_LOG frames of that input (whole lines; the rest at the
-    input's end), so its log lines carry the call id; other text goes to the real
-    stream (gust-init logs it without a call)."""
+    """sys.stdout / sys.stderr while inputs run: text written by code serving an input
+    (a thread, or an asyncio task) goes out as INPUT_LOG frames of that input (whole
+    lines; the rest at the input's end), so its log lines carry the call id; other text
+    goes to the real stream (gust-init logs it without a call)."""
 
     def __init__(self, real, stream, sock):
         self._real, self._stream, self._sock = real, stream, sock
-        self._parts = threading.local()
+        self._parts = {}  # input id -> text written and not sent yet (its last partial line)
+        self._lock = threading.Lock()
 
     def write(self, text):
-        fid = getattr(_current, "fid", None)
+        fid = _fid.get()
         if fid is None:
             return self._real.write(text)
-        parts = getattr(self._parts, "buf", None)
-        if parts is None:
-            parts = self._parts.buf = []
-        parts.append(text)
+        with self._lock:
+            self._parts.setdefault(fid, []).append(text)
         if "\n" in text:
             self._emit(fid, final=False)
         return len(text)
 
     def _emit(self, fid, final):
-        parts = getattr(self._parts, "buf", None)
-        if not parts:
-            return
-        data = "".join(parts)
-        cut = len(data) if final else data.rfind("\n") + 1
-        head, rest = data[:cut], data[cut:]
-        parts[:] = [rest] if rest else []
+        with self._lock:
+            parts = self._parts.pop(fid, None)
+            if not parts:
+                return
+            data = "".join(parts)
+            cut = len(data) if final else data.rfind("\n") + 1
+            head, rest = data[:cut], data[cut:]
+            if rest:
+                self._parts[fid] = [rest]
         raw = head.encode("utf-8", "replace")
         for off in range(0, len(raw), FRAME_MAX_BODY - 1):  # frames of whole lines where they fit
             send(self._sock, FRAME_INPUT_LOG, fid, bytes([self._stream]) + raw[off:off + FRAME_MAX_BODY - 1])
@@ -61,7 +75,7 @@ class _InputStream:
         self._emit(fid, final=True)
 
     def flush(self):
-        fid = getattr(_current, "fid", None)
+        fid = _fid.get()
         if fid is None:
             self._real.flush()
 
@@ -160,6 +174,9 @@ def main():
         body = data[HEADER.size:HEADER.size + blen]
         if ftype == FRAME_SHUTDOWN:
             break
+        if ftype == FRAME_ITEM_ACK and blen >= FRAME_ITEM_ACK_SIZE:
+            _window.ack(fid, int.from_bytes(body[:FRAME_ITEM_ACK_SIZE], "little"))
+            continue
         if ftype != FRAME_INPUT:
             continue
         pending.setdefault(fid, []).append(body)
@@ -172,26 +189,183 @@ def main():
             serve(sock, fn, fid, payload)
     if pool:
         pool.shutdown(wait=True)  # finish the inputs in flight
+    _streams.shutdown(wait=True)
+    concurrent.futures.wait(list(_async_inputs))
     inst = getattr(fn, "instance", None)
     for hook in EXIT_HOOKS:
         hook(inst)
     return 0
 
 
+def _end_output(fid):
+    """What the input printed and did not end with a newline goes out before its answer."""
+    for s in (sys.stdout, sys.stderr):
+        if isinstance(s, _InputStream):
+            s.end_input(fid)
+
+
+def _error_body(exc):
+    return bytes([FRAME_ERR_USER]) + error_message(exc).encode("utf-8", "replace")
+
+
 def serve(sock, fn, fid, payload):
-    """Runs one input and answers it; what it printed goes out before the answer."""
-    _current.fid = fid
+    """Runs one input and answers it; what it printed goes out before the answer. A
+    coroutine or async generator goes on to the event loop; a generator streams its
+    items, on a thread of the stream pool when this is the main thread (which must go
+    on reading the acknowledgements it waits for)."""
+    token = _fid.set(fid)
     try:
         args, kwargs, encode = decode_input(payload)
-        out = encode(fn(*args, **kwargs))
-        ftype, body = FRAME_OUTPUT, out
+        result = fn(*args, **kwargs)
+        if inspect.iscoroutine(result) or inspect.isasyncgen(result):
+            _event_loop().run(sock, fid, result, encode)
+            return
+        if inspect.isgenerator(result):
+            if threading.current_thread() is threading.main_thread():
+                _streams.submit(_stream, sock, fid, result)
+            else:
+                _stream(sock, fid, result)
+            return
+        ftype, body = FRAME_OUTPUT, encode(result)
     except BaseException as exc:  # the function's failure is the caller's to see
-        ftype, body = FRAME_ERROR, bytes([FRAME_ERR_USER]) + error_message(exc).encode("utf-8", "replace")
+        ftype, body = FRAME_ERROR, _error_body(exc)
     finally:
-        _current.fid = None
-        for s in (sys.stdout, sys.stderr):
-            if isinstance(s, _InputStream):
-                s.end_input(fid)
+        _fid.reset(token)
+    _end_output(fid)
+    send(sock, ftype, fid, body)
+
+
+class _Window:
+    """Flow control of generator inputs: each may have FRAME_ITEM_WINDOW item bytes
+    sent that gustd has not acknowledged (its consumer has not taken) before it waits;
+    a thread waits on a condition, an async generator on a future of its loop."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._acked = {}  # input id -> item bytes acknowledged
+        self._futures = {}  # input id -> [(loop, future)] of async generators waiting
+
+    def start(self, fid):
+        with self._cond:
+            self._acked[fid] = 0
+
+    def end(self, fid):
+        with self._cond:
+            self._acked.pop(fid, None)
+            self._futures.pop(fid, None)
+
+    def full(self, fid, sent):
+        return sent - self._acked.get(fid, 0) >= FRAME_ITEM_WINDOW
+
+    def ack(self, fid, taken):
+        with self._cond:
+            if fid not in self._acked:
+                return
+            self._acked[fid] = max(self._acked[fid], taken)
+            self._cond.notify_all()
+            waiting = self._futures.pop(fid, [])
+        for loop, fut in waiting:
+            loop.call_soon_threadsafe(_resolve, fut)
+
+    def wait(self, fid, sent):
+        with self._cond:
+            while fid in self._acked and self.full(fid, sent):
+                self._cond.wait()
+
+    async def wait_async(self, fid, sent):
+        loop = asyncio.get_running_loop()
+        while True:
+            with self._cond:
+                if fid not in self._acked or not self.full(fid, sent):
+                    return
+                fut = loop.create_future()
+                self._futures.setdefault(fid, []).append((loop, fut))
+            await fut
+
+
+def _resolve(fut):
+    if not fut.done():
+        fut.set_result(None)
+
+
+_window = _Window()
+# Generator inputs of a container that serves one input at a time are streamed here,
+# not on the main thread; one thread, since it has one such input at a time.
+_streams = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gust-gen")
+
+
+def _stream(sock, fid, gen):
+    """Sends each value gen yields as an ITEM frame, then the end (or its error)."""
+    token = _fid.set(fid)
+    _window.start(fid)
+    sent = 0
+    try:
+        for value in gen:
+            data = pickle.dumps(value, protocol=5)
+            if _window.full(fid, sent):
+                _window.wait(fid, sent)
+            send(sock, FRAME_ITEM, fid, data)
+            sent += len(data)
+        ftype, body = FRAME_OUTPUT, b""
+    except BaseException as exc:
+        ftype, body = FRAME_ERROR, _error_body(exc)
+    finally:
+        _window.end(fid)
+        _fid.reset(token)
+    _end_output(fid)
+    send(sock, ftype, fid, body)
+
+
+class _EventLoop:
+    """The container's asyncio loop, on a thread of its own, made at the first async
+    input (a snapshot template, which must have no threads when it forks, makes none)."""
+
+    def __init__(self):
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, name="gust-asyncio", daemon=True).start()
+
+    def run(self, sock, fid, aw, encode):
+        fut = asyncio.run_coroutine_threadsafe(_serve_async(sock, fid, aw, encode), self.loop)
+        _async_inputs.add(fut)
+        fut.add_done_callback(_async_inputs.discard)
+
+
+_loop_lock = threading.Lock()
+_loop = None
+_async_inputs = set()  # concurrent futures of the async inputs in flight
+
+
+def _event_loop():
+    global _loop
+    with _loop_lock:
+        if _loop is None:
+            _loop = _EventLoop()
+        return _loop
+
+
+async def _serve_async(sock, fid, aw, encode):
+    """Awaits a coroutine, or streams an async generator, and answers the input (a
+    coroutine's result in the input's own form: encode, from decode_input)."""
+    _fid.set(fid)  # this task's context only
+    try:
+        if inspect.isasyncgen(aw):
+            _window.start(fid)
+            sent = 0
+            try:
+                async for value in aw:
+                    data = pickle.dumps(value, protocol=5)
+                    if _window.full(fid, sent):
+                        await _window.wait_async(fid, sent)
+                    send(sock, FRAME_ITEM, fid, data)
+                    sent += len(data)
+            finally:
+                _window.end(fid)
+            ftype, body = FRAME_OUTPUT, b""
+        else:
+            ftype, body = FRAME_OUTPUT, encode(await aw)
+    except BaseException as exc:
+        ftype, body = FRAME_ERROR, _error_body(exc)
+    _end_output(fid)
     send(sock, ftype, fid, body)
 
 
