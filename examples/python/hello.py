@@ -9,7 +9,7 @@ app = gust.App("hello")
 
 @app.function()
 def hello(name: str) -> str:
-    print(f"saying hello to {name}")  # shows in `gust logs hello.hello`
+    print(f"saying hello to {name}")  # gust run shows it: "[hello] saying hello to ..."
     return f"hello, {name}!"
 
 

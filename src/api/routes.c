@@ -171,8 +171,10 @@ static void wait_and_respond(struct api_ctx *ctx, struct api_conn *conn, const c
 
 /* ---------- request helpers ---------- */
 
-static bool query_double(struct http_request *req, const char *name, double min, double max, double *out,
-                         struct api_conn *conn)
+/* Query parameter name as a number between min and max into *out (left alone when
+ * absent); otherwise answers 400 saying it must be `what` in that range. */
+static bool query_number(struct http_request *req, const char *name, const char *what, double min, double max,
+                         double *out, struct api_conn *conn)
 {
     char v[64];
     if (http_query_get(req, name, v, sizeof v) < 0)
@@ -180,13 +182,19 @@ static bool query_double(struct http_request *req, const char *name, double min,
     char *end;
     double d = strtod(v, &end);
     if (end == v || *end || d < min || d > max) {
-        char msg[160];
-        snprintf(msg, sizeof msg, "%s: must be a number of seconds between %g and %g, got \"%s\"", name, min, max, v);
+        char msg[200];
+        snprintf(msg, sizeof msg, "%s: must be %s between %g and %g, got \"%s\"", name, what, min, max, v);
         api_conn_error(conn, 400, "invalid_argument", msg, name);
         return false;
     }
     *out = d;
     return true;
+}
+
+static bool query_double(struct http_request *req, const char *name, double min, double max, double *out,
+                         struct api_conn *conn)
+{
+    return query_number(req, name, "a number of seconds", min, max, out, conn);
 }
 
 static bool query_flag(struct http_request *req, const char *name)
@@ -820,6 +828,158 @@ static void h_logs(struct api_ctx *ctx, struct api_conn *conn, struct http_reque
     api_conn_set_close_cb(conn, follow_closed, f);
 }
 
+/* ---------- app logs ---------- */
+
+/* Lines one app-log request reads from the store at most, so that a request costs the
+ * loop a bounded time whatever the backlog; a client with more to read is told so
+ * ({"more":true}) and asks again from its last seq. */
+#define API_APP_LOGS_BATCH 1000
+/* Lines per store read within a request, between looks at the output pending. */
+#define API_APP_LOGS_PAGE 100
+/* A client that leaves this much of a log stream unread gets {"more":true} and the end
+ * of the stream instead of more buffering: the lines are in the store, and it reads
+ * them again from its last seq. 1 MiB is thousands of lines, far beyond what a reading
+ * client has pending; a follower holds at most this plus one line (a line is at most
+ * 16 KiB of text, the worker's WORKER_LINE_MAX, and its JSON at most 6 times that). */
+#define API_APP_LOGS_PENDING_MAX (1024u * 1024u)
+/* Larger seqs than any app will reach, and exact in a double. */
+#define API_APP_LOGS_SEQ_MAX 1e15
+
+struct api_app_logs {
+    struct api_conn *conn;
+    struct ctl *ctl;
+    struct ctl_app_log_sub *sub; /* following: the live lines */
+    bool ref;                    /* holds a reference on conn */
+    struct buf line;
+    uint64_t last;               /* seq of the last line written (or where to start) */
+};
+
+/* One line as NDJSON: seq, ts, function, container, call_id (null when not known),
+ * stream, concurrent, and line (its text; line_b64 when it is not UTF-8). */
+static void app_log_write(void *ud, const struct ctl_log_entry *l)
+{
+    struct api_app_logs *f = ud;
+    json_t *o = json_pack("{s:I,s:f,s:s,s:s,s:s,s:b}", "seq", (json_int_t)l->seq, "ts", l->ts, "function",
+                          l->function, "container", l->container_id, "stream", l->stream == 2 ? "stderr" : "stdout",
+                          "concurrent", l->concurrent);
+    if (!o)
+        return;
+    json_object_set_new(o, "call_id", l->call_id[0] ? json_string(l->call_id) : json_null());
+    if (utf8_valid(l->line, l->len)) {
+        json_object_set_new(o, "line", json_stringn(l->line, l->len));
+    } else {
+        char *b64 = NULL;
+        base64_encode(l->line, l->len, &b64, NULL);
+        json_object_set_new(o, "line_b64", json_string(b64));
+        free(b64);
+    }
+    AUTO_FREE char *text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    f->last = l->seq;
+    if (!text)
+        return;
+    buf_reset(&f->line);
+    buf_append_str(&f->line, text);
+    buf_append(&f->line, "\n", 1);
+    api_conn_stream_write(f->conn, f->line.data, f->line.len);
+}
+
+/* Ends the stream (after {"more":true} when lines are left to read) and frees f. */
+static void app_logs_end(struct api_app_logs *f, bool more)
+{
+    static const char more_line[] = "{\"more\":true}\n";
+    if (more)
+        api_conn_stream_write(f->conn, more_line, sizeof more_line - 1);
+    api_conn_stream_end(f->conn);
+    if (f->sub)
+        ctl_app_log_unsubscribe(f->ctl, f->sub);
+    if (f->ref) {
+        api_conn_set_close_cb(f->conn, NULL, NULL);
+        api_conn_unref(f->conn);
+    }
+    buf_free(&f->line);
+    free(f);
+}
+
+static void app_log_live(void *ud, const struct ctl_log_entry *l)
+{
+    struct api_app_logs *f = ud;
+    if (api_conn_pending_output(f->conn) > API_APP_LOGS_PENDING_MAX) {
+        app_logs_end(f, true);
+        return;
+    }
+    app_log_write(f, l);
+}
+
+static void app_logs_closed(struct api_conn *conn, void *data)
+{
+    struct api_app_logs *f = data;
+    if (f->sub)
+        ctl_app_log_unsubscribe(f->ctl, f->sub);
+    buf_free(&f->line);
+    api_conn_unref(conn);
+    free(f);
+}
+
+/* Writes app's stored lines after f->last, at most API_APP_LOGS_BATCH and fewer when
+ * the client leaves output unread. Returns 1 when none is left, 0 when some are, or
+ * -errno. */
+static int app_logs_catch_up(struct api_app_logs *f, const char *app, struct ctl_error *e)
+{
+    for (int done = 0;;) {
+        if (done >= API_APP_LOGS_BATCH || api_conn_pending_output(f->conn) > API_APP_LOGS_PENDING_MAX)
+            return 0;
+        int n = ctl_app_logs(f->ctl, app, f->last, API_APP_LOGS_PAGE, app_log_write, f, e);
+        if (n < 0)
+            return n;
+        if (n < API_APP_LOGS_PAGE)
+            return 1;
+        done += n;
+    }
+}
+
+/* app: qualified ("<workspace>/<app>"). */
+static void h_app_logs(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req, const char *app)
+{
+    double tail = 100, since = -1;
+    if (!query_number(req, "tail", "a number of lines", 0, 100000, &tail, conn) ||
+        !query_number(req, "since", "a log seq", 0, API_APP_LOGS_SEQ_MAX, &since, conn))
+        return;
+    bool follow = query_flag(req, "follow");
+    uint64_t seq;
+    struct ctl_error e;
+    if (ctl_app_log_seq(ctx->ctl, app, &seq, &e) < 0) {
+        respond_ctl_error(conn, &e);
+        return;
+    }
+    struct api_app_logs *f = xcalloc(1, sizeof *f);
+    f->conn = conn;
+    f->ctl = ctx->ctl;
+    f->last = since >= 0 ? (uint64_t)since : seq > (uint64_t)tail ? seq - (uint64_t)tail : 0;
+    api_conn_stream_begin(conn, 200, "application/x-ndjson", NULL);
+    int r = app_logs_catch_up(f, app, &e);
+    if (r < 0) {
+        json_t *err = json_pack("{s:{s:s,s:s}}", "error", "code", e.code, "message", e.message);
+        AUTO_FREE char *text = err ? json_dumps(err, JSON_COMPACT) : NULL;
+        json_decref(err);
+        if (text) {
+            api_conn_stream_write(conn, text, strlen(text));
+            api_conn_stream_write(conn, "\n", 1);
+        }
+        app_logs_end(f, false);
+        return;
+    }
+    /* Catching up and subscribing happen in one turn of the loop: no line falls
+     * between them. */
+    if (r == 0 || !follow || ctl_app_log_subscribe(ctx->ctl, app, app_log_live, f, &f->sub, &e) < 0) {
+        app_logs_end(f, r == 0);
+        return;
+    }
+    f->ref = true;
+    api_conn_ref(conn);
+    api_conn_set_close_cb(conn, app_logs_closed, f);
+}
+
 /* ---------- images ---------- */
 
 /* Whether every key of body j is in fields (NULL-terminated); else answers 400 naming
@@ -1149,6 +1309,13 @@ static void r_logs(struct api_rq *r)
     h_logs(r->ctx, r->conn, r->req, app, r->segs[3]);
 }
 
+static void r_app_logs(struct api_rq *r)
+{
+    char app[CTL_QNAME_MAX];
+    rq_qualified(r, 2, app);
+    h_app_logs(r->ctx, r->conn, r->req, app);
+}
+
 static void r_result(struct api_rq *r)
 {
     h_result(r->ctx, r->conn, r->req, r->who->ws, r->segs[2]);
@@ -1312,6 +1479,7 @@ static const struct api_route api_route_table[] = {
     {"POST", "/v1/deploy", CTL_ROLE_DEVELOPER, r_deploy, body_spec},
     {"GET", "/v1/apps", CTL_ROLE_INVOKER, r_apps, body_json},
     {"POST", "/v1/apps/*/stop", CTL_ROLE_DEVELOPER, r_app_stop, body_json},
+    {"GET", "/v1/apps/*/logs", CTL_ROLE_DEVELOPER, r_app_logs, body_json},
     {"GET", "/v1/functions", CTL_ROLE_INVOKER, r_functions, body_json},
     {"GET", "/v1/functions/*/*", CTL_ROLE_INVOKER, r_function, body_json},
     {"POST", "/v1/functions/*/*/call", CTL_ROLE_INVOKER, r_call, body_input},

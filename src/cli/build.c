@@ -14,12 +14,35 @@
 #include "gust.h"
 #include "spec/spec.h"
 
+/* Output lines of the running step of one image (a deploy builds one per function),
+ * counted while quiet. */
+struct build_hidden {
+    char who[80];
+    unsigned long lines;
+};
+
 /* Progress of a build on stderr; the final event is kept for the caller. */
 struct build_view {
     struct buf line;
     json_t *final;
     bool quiet_logs;
+    struct build_hidden hidden[SPEC_MAX_FUNCTIONS];
+    size_t nhidden;
 };
+
+/* The count of who's hidden lines (NULL once every function of an app has one). */
+static unsigned long *hidden_lines(struct build_view *v, const char *who)
+{
+    for (size_t i = 0; i < v->nhidden; i++)
+        if (!strcmp(v->hidden[i].who, who))
+            return &v->hidden[i].lines;
+    if (v->nhidden == SPEC_MAX_FUNCTIONS)
+        return NULL;
+    struct build_hidden *h = &v->hidden[v->nhidden++];
+    snprintf(h->who, sizeof h->who, "%s", who);
+    h->lines = 0;
+    return &h->lines;
+}
 
 /* Shows event ev, or keeps it as v->final if it ends the build. */
 static void build_show(struct build_view *v, json_t *ev)
@@ -40,15 +63,25 @@ static void build_show(struct build_view *v, json_t *ev)
     } else if (!strcmp(kind, "step_wait")) {
         fprintf(stderr, "%s  waiting: another build is running this step\n", who);
     } else if (!strcmp(kind, "log")) {
+        unsigned long *n = v->quiet_logs ? hidden_lines(v, who) : NULL;
         if (!v->quiet_logs)
             fprintf(stderr, "%s  | %s\n", who, json_string_value(json_object_get(ev, "line")));
+        else if (n)
+            ++*n;
     } else if (!strcmp(kind, "step_done")) {
         const char *id = json_string_value(json_object_get(ev, "image_id"));
+        unsigned long *n = v->quiet_logs ? hidden_lines(v, who) : NULL;
+        char hidden[64] = "";
+        if (n && *n)
+            snprintf(hidden, sizeof hidden, ", %lu output line%s (-v shows %s)", *n, *n == 1 ? "" : "s",
+                     *n == 1 ? "it" : "them");
+        if (n)
+            *n = 0;
         if (json_is_true(json_object_get(ev, "cached")))
             fprintf(stderr, "%s  cached (%.19s)\n", who, id ? id : "?");
         else
-            fprintf(stderr, "%s  done in %.1f s (%.19s)\n", who, json_number_value(json_object_get(ev, "seconds")),
-                    id ? id : "?");
+            fprintf(stderr, "%s  done in %.1f s%s (%.19s)\n", who, json_number_value(json_object_get(ev, "seconds")),
+                    hidden, id ? id : "?");
     } else if (!strcmp(kind, "done") || !strcmp(kind, "error") || !strcmp(kind, "deployed")) {
         json_decref(v->final);
         v->final = json_incref(ev);
@@ -184,9 +217,9 @@ gust_client *cli_build_open(const char *pos, const char *endpoint, bool deploy, 
 }
 
 int cli_build_run(gust_client *c, const char *path, const struct buf *spec, const char *ctype, const char *want_event,
-                  json_t **final)
+                  bool verbose, json_t **final)
 {
-    struct build_view v = {.quiet_logs = false};
+    struct build_view v = {.quiet_logs = !verbose};
     gust_error e;
     int r = gust_request_stream(c, "POST", path, ctype, spec->data, spec->len, build_data, &v, &e);
     buf_free(&v.line);

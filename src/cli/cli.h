@@ -200,11 +200,13 @@ char *cell_list(json_t *arr);
  * gets endpoint. NULL (with *rc) when the command should end. */
 gust_client *cli_build_open(const char *pos, const char *endpoint, bool deploy, struct buf *spec, const char **ctype,
                             struct buf *path, int *rc);
-/* POSTs spec to path, showing the build's progress on stderr. Returns EXIT_OK with
- * *final the last event (the caller json_decref's it) when that event is want_event;
- * else reports the failure and returns its exit code. */
+/* POSTs spec to path, showing the build's progress on stderr: steps, cache hits,
+ * durations, and with verbose every line the steps print. Returns EXIT_OK with *final
+ * the last event (the caller json_decref's it) when that event is want_event; else
+ * reports the failure (with the failing command and its last output) and returns its
+ * exit code. */
 int cli_build_run(gust_client *c, const char *path, const struct buf *spec, const char *ctype, const char *want_event,
-                  json_t **final);
+                  bool verbose, json_t **final);
 
 /* ---------- commands: run functions and answer printers of the table ---------- */
 

@@ -46,8 +46,9 @@ static bool sdk_dir(char *out, size_t cap)
 }
 
 /* gust deploy FILE.py / gust run FILE.py[::ENTRY]: the SDK does it (verb "deploy" or
- * "run"). Returns only on failure, with the exit code. */
-static int hand_to_python(const char *verb, const char *file)
+ * "run"; verbose: builds show their steps' output). Returns only on failure, with the
+ * exit code. */
+static int hand_to_python(const char *verb, const char *file, bool verbose)
 {
     char sdk[PATH_MAX];
     if (!sdk_dir(sdk, sizeof sdk)) {
@@ -65,7 +66,12 @@ static int hand_to_python(const char *verb, const char *file)
         (cli_opts.ca_file && setenv("GUST_CA_FILE", cli_opts.ca_file, 1) < 0))
         return EXIT_USAGE;
     fflush(stdout);
-    char *argv[] = {"python3", "-m", "gust.cli", (char *)verb, (char *)file, cli_opts.json ? "--json" : NULL, NULL};
+    char *argv[] = {"python3", "-m", "gust.cli", (char *)verb, (char *)file, NULL, NULL, NULL};
+    size_t argc = 5;
+    if (cli_opts.json)
+        argv[argc++] = "--json";
+    if (verbose)
+        argv[argc++] = "-v";
     execvp("python3", argv);
     fprintf(stderr, "error: cannot run python3 for %s: %s\n", file, strerror(errno));
     return EXIT_USAGE;
@@ -74,27 +80,29 @@ static int hand_to_python(const char *verb, const char *file)
 int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
 {
     char *pos[1];
+    bool verbose = false;
+    struct cli_opt opts[] = {{"verbose", 'v', NULL, &verbose}, {0}};
     int rc;
-    if (!cli_parse_args(cmd, argc, argv, NULL, pos, 1, &rc))
+    if (!cli_parse_args(cmd, argc, argv, opts, pos, 1, &rc))
         return rc;
     const char *sep = strstr(pos[0], "::");
     size_t flen = sep ? (size_t)(sep - pos[0]) : strlen(pos[0]);
     if (flen < 4 || strncmp(pos[0] + flen - 3, ".py", 3))
         return cli_usage_error(cmd, "want a Python file, FILE.py or FILE.py::ENTRYPOINT, got \"%s\"", pos[0]);
-    return hand_to_python("run", pos[0]);
+    return hand_to_python("run", pos[0], verbose);
 }
 
 int cmd_deploy(const struct cli_cmd *cmd, int argc, char **argv)
 {
     char *pos[1];
-    bool force = false;
-    struct cli_opt opts[] = {{"force-build", 0, NULL, &force}, {0}};
+    bool force = false, verbose = false;
+    struct cli_opt opts[] = {{"force-build", 0, NULL, &force}, {"verbose", 'v', NULL, &verbose}, {0}};
     int rc;
     if (!cli_parse_args(cmd, argc, argv, opts, pos, 1, &rc))
         return rc;
     size_t plen = strlen(pos[0]);
     if (plen > 3 && !strcmp(pos[0] + plen - 3, ".py"))
-        return hand_to_python("deploy", pos[0]);
+        return hand_to_python("deploy", pos[0], verbose);
     AUTO_BUF struct buf spec = {0};
     AUTO_BUF struct buf path = {0};
     const char *ctype;
@@ -104,7 +112,7 @@ int cmd_deploy(const struct cli_cmd *cmd, int argc, char **argv)
     if (force)
         buf_append_str(&path, "&force_build=1");
     json_t *j AUTO_JSON = NULL;
-    if ((rc = cli_build_run(c, path.data, &spec, ctype, "deployed", &j)) != EXIT_OK)
+    if ((rc = cli_build_run(c, path.data, &spec, ctype, "deployed", verbose, &j)) != EXIT_OK)
         return rc;
     json_object_del(j, "event");
     if (cli_opts.json) {

@@ -17,9 +17,10 @@
 int cmd_image_build(const struct cli_cmd *cmd, int argc, char **argv)
 {
     char *pos[1];
-    bool force = false;
+    bool force = false, verbose = false;
     const char *name = NULL;
-    struct cli_opt opts[] = {{"name", 't', &name, NULL}, {"force-build", 0, NULL, &force}, {0}};
+    struct cli_opt opts[] = {
+        {"name", 't', &name, NULL}, {"force-build", 0, NULL, &force}, {"verbose", 'v', NULL, &verbose}, {0}};
     int rc;
     if (!cli_parse_args(cmd, argc, argv, opts, pos, 1, &rc))
         return rc;
@@ -36,7 +37,7 @@ int cmd_image_build(const struct cli_cmd *cmd, int argc, char **argv)
     if (force)
         buf_append_str(&path, name ? "&force_build=1" : "?force_build=1");
     json_t *j AUTO_JSON = NULL;
-    if ((rc = cli_build_run(c, path.data, &spec, ctype, "done", &j)) != EXIT_OK)
+    if ((rc = cli_build_run(c, path.data, &spec, ctype, "done", verbose, &j)) != EXIT_OK)
         return rc;
     if (cli_opts.json) {
         cli_print_json(j);

@@ -55,18 +55,23 @@ int cli_usage_error(const struct cli_cmd *c, const char *fmt, ...)
     "                      bytes (a Python function's are pickles)\n"
 
 static const struct cli_cmd CMDS[] = {
-    {"deploy", "deploy SPEC [--force-build]",
+    {"deploy", "deploy SPEC [--force-build] [-v]",
      "Deploys the app in SPEC (a .json or .toml file, or - for stdin; other names are\n"
      "read as JSON if they start with '{', else TOML; a .py file goes to the Python SDK,\n"
      "which deploys every gust.App it defines). Every function gets a new version.\n"
      "Inline image definitions are built first (cached steps are reused), with progress\n"
      "on stderr; relative paths in them are taken from SPEC's directory.\n"
-     "  --force-build       run every build step again, ignoring the cache\n",
+     "  --force-build       run every build step again, ignoring the cache\n"
+     "  -v, --verbose       show every line the build steps print (default: the steps,\n"
+     "                      cache hits and durations; a failing step's output always)\n",
      .run = cmd_deploy},
-    {"run", "run FILE.py[::ENTRYPOINT]",
+    {"run", "run FILE.py[::ENTRYPOINT] [-v]",
      "Runs a Python app: deploys the gust.App in FILE.py (building its images), calls its\n"
      "@app.local_entrypoint() (ENTRYPOINT picks one when there are several) on this\n"
-     "machine, then stops the app.\n",
+     "machine, then stops the app. What the app's functions print meanwhile is shown\n"
+     "as it happens, each line prefixed with its function ([fn] text; [fn fc-xxxxxx]\n"
+     "when another call of fn ran at the same time), stderr lines on stderr.\n"
+     "  -v, --verbose       show every line the image build steps print\n",
      .run = cmd_run},
     {"call", "call APP.FN [-d DATA | -d @FILE | -d @-] [--args | --raw] [--timeout S]",
      "Calls APP.FN and writes its output bytes to stdout. The input is DATA, the\n"
@@ -138,12 +143,14 @@ static const struct cli_cmd CMDS[] = {
      "Imports an OCI image: PATH is an OCI image layout directory, or a tarball made by\n"
      "`skopeo copy ... oci-archive:` or `docker save`. Layers are applied with whiteouts.\n",
      .run = cmd_image_add},
-    {"image build", "image build FILE [--name NAME] [--force-build]",
+    {"image build", "image build FILE [--name NAME] [--force-build] [-v]",
      "Builds the image definition in FILE (.json or .toml: base or from_oci, and steps;\n"
-     "see docs/SPEC.md), showing each step and its output on stderr. Unchanged steps come\n"
-     "from the cache. Relative paths in FILE are taken from FILE's directory.\n"
+     "see docs/SPEC.md), showing each step on stderr. Unchanged steps come from the\n"
+     "cache. Relative paths in FILE are taken from FILE's directory.\n"
      "  -t, --name NAME     register the result under NAME (usable as image = \"NAME\")\n"
-     "  --force-build       run every step again, ignoring the cache\n",
+     "  --force-build       run every step again, ignoring the cache\n"
+     "  -v, --verbose       show every line the steps print (a failing step's output is\n"
+     "                      always shown)\n",
      .run = cmd_image_build},
     {"image inspect", "image inspect NAME", "Shows an image: id, rootfs, files, bytes, config.\n",
      .run = cmd_request, .method = "GET", .path = "/v1/images/%s", .print = cmd_print_image},

@@ -171,6 +171,8 @@ void ctl_call_start(struct ctl *c, struct ctl_call *call, struct ctl_ctr *k)
     call_set_state(call, CTL_CALL_RUNNING);
     call->started_at = wall_s();
     call->ctr = k;
+    call->started_in_company = ctl_fn_running(call->fv->fn) > 0;
+    call->start_no = ++call->fv->fn->call_starts;
     call->fv->running++;
     if (call->durable) {
         struct gerr err;

@@ -352,4 +352,35 @@ int ctl_log_subscribe(struct ctl *c, const char *app, const char *fn, ctl_log_cb
                       struct ctl_log_sub **out, struct ctl_error *e);
 void ctl_log_unsubscribe(struct ctl *c, struct ctl_log_sub *s);
 
+/* Logs of a whole app (every function's), numbered: the app's lines get seq 1, 2, 3...
+ * in the order gustd received them, so a client that remembers the last seq it saw
+ * asks for what follows and misses nothing the store still holds (the newest
+ * cfg.log_lines_per_fn lines of each function). A deploy's answer carries the app's
+ * seq at that moment ("log_seq"). */
+struct ctl_log_entry {
+    uint64_t seq;
+    double ts;
+    const char *function, *container_id;
+    const char *call_id;     /* "" when not known, as for ctl_log_cb */
+    int stream;              /* 1 stdout, 2 stderr */
+    /* Another call of the function ran at the same time as the one that printed it (up
+     * to then); for a line of no known call: several were running when it came. */
+    bool concurrent;
+    const char *line;        /* len bytes, binary safe */
+    size_t len;
+};
+typedef void (*ctl_log_entry_cb)(void *ud, const struct ctl_log_entry *l);
+struct ctl_app_log_sub;
+/* The seq of app's latest line (0: none yet). -ENOENT for an unknown app. */
+int ctl_app_log_seq(struct ctl *c, const char *app, uint64_t *seq, struct ctl_error *e);
+/* Calls cb for at most limit of app's lines with seq > since, in order, from the store
+ * (lines still queued for it are written first). Returns how many, or -errno. */
+int ctl_app_logs(struct ctl *c, const char *app, uint64_t since, int limit, ctl_log_entry_cb cb, void *ud,
+                 struct ctl_error *e);
+/* cb hears each new line of app as it comes, until ctl_app_log_unsubscribe; cb may
+ * unsubscribe its own subscription, no other. */
+int ctl_app_log_subscribe(struct ctl *c, const char *app, ctl_log_entry_cb cb, void *ud,
+                          struct ctl_app_log_sub **out, struct ctl_error *e);
+void ctl_app_log_unsubscribe(struct ctl *c, struct ctl_app_log_sub *s);
+
 #endif

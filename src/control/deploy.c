@@ -213,6 +213,9 @@ int ctl_deploy(struct ctl *c, const char *ws, json_t *spec, json_t **result, str
     }
     a->stopped = false;
     *result = json_pack("{s:s,s:o}", "app", app.name, "functions", fns);
+    /* Where the new versions' output begins: a client follows the app's logs from here
+     * (gust run) and misses nothing, not even what the first containers print. */
+    json_object_set_new(*result, "log_seq", json_integer((json_int_t)ctl_app_log_seq_of(c, a)));
     log_info("control", "deployed app %s (%zu functions)", qapp, app.nfunctions);
     c->kick(c);
     goto out;

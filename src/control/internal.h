@@ -114,6 +114,9 @@ struct ctl_app {
     bool stopped;
     double created_at;
     struct list_node fns;       /* struct ctl_fn */
+    uint64_t log_seq;           /* the seq of its latest log line (logs.c) */
+    bool log_seq_loaded;        /* log_seq was read from the store */
+    struct list_node log_subs;  /* struct ctl_app_log_sub */
 };
 
 /* One deployed version of a function. Live while it is the latest version or still has
@@ -160,6 +163,7 @@ struct ctl_fn {
     uint64_t ka_pass_ms;        /* when the last keep-alive pass ran (pre-warms due since) */
     uint64_t ka_saved;          /* ka.changes when the history was last stored */
     uint64_t evictions, prewarms; /* since this daemon started (the store counts evictions too) */
+    uint64_t call_starts;       /* calls started since this daemon started (which ones overlapped) */
 };
 
 /* Told once when a call reaches its final state (calls.c), on the loop's thread. An
@@ -244,6 +248,11 @@ struct ctl_call {
     uint64_t retry_timer;
     struct list_node observers; /* struct ctl_call_obs */
     struct ctl_items *items;    /* a generator call's items; NULL for other calls */
+    /* Whether another call of its function ran while this one did (so far): one was
+     * running when it started, or one started after it (fn->call_starts passed
+     * start_no), while it still runs. Its log lines then say so (logs.c). */
+    bool started_in_company;
+    uint64_t start_no;
 };
 
 struct ctl_slot {
@@ -304,10 +313,18 @@ struct ctl_log_sub {
     void *ud;
 };
 
+struct ctl_app_log_sub {
+    struct list_node link;      /* in app->log_subs */
+    ctl_log_entry_cb cb;
+    void *ud;
+};
+
 struct ctl_log_line {
     char app[CTL_QNAME_MAX], function[64], container[32], call_id[64];
     double ts;
     int stream;
+    uint64_t seq;
+    bool concurrent;
     char *line;
     size_t len;
 };
@@ -430,6 +447,8 @@ bool ctl_fn_has_work(const struct ctl_fn *fn);
 /* The containers fn's work needs: ceil((queued + running + waiting to retry, across
  * its versions) / inputs per container of its latest version). */
 uint32_t ctl_fn_level(const struct ctl_fn *fn);
+/* Calls of fn running now, over its versions. */
+size_t ctl_fn_running(const struct ctl_fn *fn);
 struct ctl_fver *ctl_find_version(struct ctl_fn *fn, uint32_t version);
 /* The version whose snapshot has this id (NULL if none). */
 struct ctl_fver *ctl_find_snapshot(struct ctl *c, const char *snap_id);
@@ -525,6 +544,8 @@ void ctl_log_push(struct ctl *c, struct ctl_ctr *k, int stream, uint64_t input_i
 void ctl_log_push_line(struct ctl *c, struct ctl_fn *fn, const char *ctr_id, const char *call_id, int stream,
                        const char *line, size_t len);
 void ctl_log_flush(struct ctl *c);
+/* The seq of a's latest log line (read from the store the first time). */
+uint64_t ctl_app_log_seq_of(struct ctl *c, struct ctl_app *a);
 /* Trims the stored lines of functions that logged since the last trim to
  * cfg.log_lines_per_fn. */
 void ctl_logs_trim(struct ctl *c);

@@ -68,6 +68,7 @@ struct ctl_app *ctl_app_get_or_add(struct ctl *c, const char *name, double creat
     a->created_at = created_at;
     a->ctl = c;
     list_init(&a->fns);
+    list_init(&a->log_subs);
     list_push_front(&c->apps, &a->link);
     return a;
 }
@@ -103,6 +104,14 @@ bool ctl_fn_has_work(const struct ctl_fn *fn)
         if (fv->queued || fv->running || fv->retry_waiting)
             return true;
     return false;
+}
+
+size_t ctl_fn_running(const struct ctl_fn *fn)
+{
+    size_t n = 0;
+    list_for_each(fv, &fn->versions, struct ctl_fver, link)
+        n += fv->running;
+    return n;
 }
 
 struct ctl_fver *ctl_find_version(struct ctl_fn *fn, uint32_t version)
@@ -201,6 +210,8 @@ void ctl_model_free(struct ctl *c)
             ka_free(&f->ka);
             free(f);
         }
+        list_for_each_safe(s, &a->log_subs, struct ctl_app_log_sub, link)
+            free(s);
         free(a);
     }
     list_init(&c->apps);

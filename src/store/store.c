@@ -152,6 +152,13 @@ static const char *const migrations[] = {
     "  history BLOB NOT NULL,"
     "  updated_at REAL NOT NULL,"
     "  PRIMARY KEY (app, function)) WITHOUT ROWID;",
+    /* 10: an app's lines numbered in the order they were printed (seq, assigned by
+     * control), so that a client follows all of an app's functions from a cursor
+     * without missing a line (GET /v1/apps/{app}/logs); and whether other calls of the
+     * function ran at the same time (gust run then names the call). */
+    "ALTER TABLE logs ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE logs ADD COLUMN concurrent INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX logs_app_seq ON logs(app, seq);",
 };
 _Static_assert(ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION, "one migration per schema version");
 
@@ -194,6 +201,8 @@ enum stmt_id {
     S_LOGS_TAIL,
     S_LOGS_AFTER,
     S_LOGS_TRIM_FN,
+    S_LOGS_APP_AFTER,
+    S_LOGS_APP_SEQ,
     S_IMG_PUT,
     S_IMG_GET,
     S_IMG_LIST,
@@ -300,8 +309,8 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_KV_SET] = "INSERT INTO kv(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
     [S_KV_GET] = "SELECT value FROM kv WHERE key = ?1",
 
-    [S_LOG_APPEND] = "INSERT INTO logs(app, function, container_id, ts, stream, line, call_id)"
-                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [S_LOG_APPEND] = "INSERT INTO logs(app, function, container_id, ts, stream, line, call_id, seq, concurrent)"
+                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     [S_LOGS_TAIL] = "SELECT id, ts, container_id, stream, line, call_id FROM"
                     " (SELECT id, ts, container_id, stream, line, call_id FROM logs WHERE app = ?1 AND function = ?2"
                     "  ORDER BY id DESC LIMIT ?3) ORDER BY id",
@@ -309,6 +318,9 @@ static const char *const stmt_sql[S_COUNT] = {
                      " WHERE app = ?1 AND function = ?2 AND id > ?3 ORDER BY id LIMIT ?4",
     [S_LOGS_TRIM_FN] = "DELETE FROM logs WHERE app = ?1 AND function = ?2 AND id <= (SELECT id FROM logs"
                        " WHERE app = ?1 AND function = ?2 ORDER BY id DESC LIMIT 1 OFFSET ?3)",
+    [S_LOGS_APP_AFTER] = "SELECT function, seq, ts, container_id, call_id, stream, concurrent, line FROM logs"
+                         " WHERE app = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+    [S_LOGS_APP_SEQ] = "SELECT COALESCE(MAX(seq), 0) FROM logs WHERE app = ?1",
 
     [S_IMG_PUT] = "INSERT INTO images(name, rootfs, host_usr, created_at, id) VALUES (?1, ?2, ?3, ?4, ?5)"
                   " ON CONFLICT(name) DO UPDATE SET rootfs = excluded.rootfs, host_usr = excluded.host_usr,"
@@ -579,6 +591,7 @@ struct listing {
         store_function_cb function;
         store_container_cb container;
         store_log_cb log;
+        store_log_row_cb log_row;
         store_image_cb image;
         store_build_step_cb step;
         store_secret_cb secret;
@@ -1236,13 +1249,13 @@ int store_kv_get(struct store *st, const char *key, char **value, struct gerr *e
 
 /* ---------- logs ---------- */
 
-int store_log_append(struct store *st, const char *app, const char *function, const char *container_id,
-                     const char *call_id, double ts, int stream, const char *line, size_t len, struct gerr *err)
+int store_log_append(struct store *st, const struct store_log_row *row, struct gerr *err)
 {
     return exec_ok(st, S_LOG_APPEND,
-                   PARAMS(P_TEXT(app), P_TEXT(function), P_TEXT_OPT(container_id), P_REAL(ts), P_INT(stream),
-                          P_TEXT_LEN(line, len), P_TEXT(call_id ? call_id : "")),
-                   err, "appending a log line of", function);
+                   PARAMS(P_TEXT(row->app), P_TEXT(row->function), P_TEXT_OPT(row->container_id), P_REAL(row->ts),
+                          P_INT(row->stream), P_TEXT_LEN(row->line, row->len),
+                          P_TEXT(row->call_id ? row->call_id : ""), P_INT(row->seq), P_INT(row->concurrent)),
+                   err, "appending a log line of", row->function);
 }
 
 static int log_row(sqlite3_stmt *s, const struct listing *l)
@@ -1271,6 +1284,45 @@ int store_logs_after(struct store *st, const char *app, const char *function, in
     return list_rows(st, S_LOGS_AFTER,
                      PARAMS(P_TEXT(app), P_TEXT(function), P_INT(after_id), P_INT(limit < 0 ? -1 : limit)), log_row,
                      &l, err, "logs", "reading logs");
+}
+
+static const char *col_text_or_empty(sqlite3_stmt *s, int i)
+{
+    const unsigned char *t = sqlite3_column_text(s, i);
+    return t ? (const char *)t : "";
+}
+
+static int app_log_row(sqlite3_stmt *s, const struct listing *l)
+{
+    const char *line = (const char *)sqlite3_column_text(s, 7);
+    struct store_log_row row = {
+        .function = col_text_or_empty(s, 0),
+        .seq = sqlite3_column_int64(s, 1),
+        .ts = sqlite3_column_double(s, 2),
+        .container_id = col_text_or_empty(s, 3),
+        .call_id = col_text_or_empty(s, 4),
+        .stream = sqlite3_column_int(s, 5),
+        .concurrent = sqlite3_column_int(s, 6) != 0,
+        .line = line ? line : "",
+        .len = line ? (size_t)sqlite3_column_bytes(s, 7) : 0,
+    };
+    return l->cb.log_row(&row, l->ud);
+}
+
+int store_logs_app_after(struct store *st, const char *app, int64_t after_seq, int limit, store_log_row_cb cb,
+                         void *ud, struct gerr *err)
+{
+    const struct listing l = {.cb.log_row = cb, .ud = ud};
+    return list_rows(st, S_LOGS_APP_AFTER, PARAMS(P_TEXT(app), P_INT(after_seq), P_INT(limit < 0 ? -1 : limit)),
+                     app_log_row, &l, err, "logs", "reading logs");
+}
+
+static int read_int64(sqlite3_stmt *s, void *out);
+
+int store_logs_app_seq(struct store *st, const char *app, int64_t *seq, struct gerr *err)
+{
+    *seq = 0;
+    return query_one(st, S_LOGS_APP_SEQ, PARAMS(P_TEXT(app)), read_int64, seq, err, "log position of %s", app);
 }
 
 int store_logs_trim_fn(struct store *st, const char *app, const char *function, int64_t keep, struct gerr *err)

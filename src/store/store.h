@@ -35,7 +35,7 @@ struct store;
 
 /* Schema version this code writes; store_open() migrates older files up to it and
  * refuses newer ones (-EPROTONOSUPPORT). */
-#define STORE_SCHEMA_VERSION 9
+#define STORE_SCHEMA_VERSION 10
 
 /* ---------- open / close / transactions ---------- */
 
@@ -206,11 +206,22 @@ int store_kv_get(struct store *st, const char *key, char **value, struct gerr *e
 
 /* ---------- logs ---------- */
 
-/* Appends one line (len bytes, binary safe) of container_id's stream (1 stdout,
+/* One log line: len bytes of line (binary safe) of container_id's stream (1 stdout,
  * 2 stderr) with timestamp ts; call_id: the call that printed it (NULL or "": not
- * known). */
-int store_log_append(struct store *st, const char *app, const char *function, const char *container_id,
-                     const char *call_id, double ts, int stream, const char *line, size_t len, struct gerr *err);
+ * known). seq numbers the lines of one app in the order they were printed (control
+ * assigns it; lines stored before schema 10 have 0); concurrent: other calls of the
+ * function ran at the same time (control's ctl_log_entry says exactly what). */
+struct store_log_row {
+    const char *app, *function, *container_id, *call_id;
+    int64_t seq;
+    double ts;
+    int stream;
+    bool concurrent;
+    const char *line;
+    size_t len;
+};
+/* Appends one line. */
+int store_log_append(struct store *st, const struct store_log_row *row, struct gerr *err);
 /* id: increasing per appended line, never reused; line: len bytes plus a NUL;
  * call_id "" when not known. */
 typedef int (*store_log_cb)(int64_t id, double ts, const char *container_id, const char *call_id, int stream,
@@ -221,6 +232,14 @@ int store_logs_tail(struct store *st, const char *app, const char *function, int
 /* At most `limit` lines with id > after_id, in order (limit < 0: all): for follow. */
 int store_logs_after(struct store *st, const char *app, const char *function, int64_t after_id, int limit,
                      store_log_cb cb, void *ud, struct gerr *err);
+/* row's strings, line included (len bytes plus a NUL), are valid during the call. */
+typedef int (*store_log_row_cb)(const struct store_log_row *row, void *ud);
+/* At most `limit` lines of app, every function's, with seq > after_seq, in seq order
+ * (limit < 0: all). */
+int store_logs_app_after(struct store *st, const char *app, int64_t after_seq, int limit, store_log_row_cb cb,
+                         void *ud, struct gerr *err);
+/* The highest seq of app's stored lines (0: none). */
+int store_logs_app_seq(struct store *st, const char *app, int64_t *seq, struct gerr *err);
 /* Keeps the newest keep lines of one function (through the (app, function, id) index:
  * cheap enough for the tick). Returns how many lines were deleted. */
 int store_logs_trim_fn(struct store *st, const char *app, const char *function, int64_t keep, struct gerr *err);

@@ -158,9 +158,9 @@ env = { MODE = "from-image", OTHER = "kept" }
     res = gust.cli("--json", "image", "build", "--name", "viacli", str(tmp_path / "img.json"))
     assert res.rc == 2 and "img.json" in res.err, res  # no such file: a usage error
     (tmp_path / "img.json").write_text(json.dumps({"base": "busybox", "steps": [{"run": "echo cli-build"}]}))
-    res = gust.cli("--json", "image", "build", "--name", "viacli", str(tmp_path / "img.json"))
+    res = gust.cli("--json", "image", "build", "-v", "--name", "viacli", str(tmp_path / "img.json"))
     assert res.rc == 0 and res.json()["event"] == "done" and res.json()["name"] == "viacli", res
-    assert "| cli-build" in res.err, res
+    assert "| cli-build" in res.err, res  # -v: the step's output (quiet by default: test_run_output.py)
 
 
 def test_failing_step_reports_and_cache_stays_consistent(gust, tmp_path):

@@ -18,9 +18,20 @@ def run_example(g, name, env=None, timeout=900):
     return r
 
 
+def remote_lines(r, fn):
+    """What gust run showed of fn's output ("[fn] text", "[fn fc-…] text"): the texts."""
+    return [m.group(1) for m in re.finditer(rf"^\[{fn}(?: fc-\w+)?\] (.*)$", r.out, re.M)]
+
+
+def local_out(r):
+    """stdout without the lines gust run showed of the remote functions."""
+    return "".join(x for x in r.out.splitlines(True) if not re.match(r"\[\w+(?: fc-\w+)?\] ", x))
+
+
 def test_hello_world(shared_gust):
     r = run_example(shared_gust, "hello.py")
-    assert r.out == "hello, world!\nhello, ada!\nhello, grace!\n", r
+    assert local_out(r) == "hello, world!\nhello, ada!\nhello, grace!\n", r
+    assert sorted(remote_lines(r, "hello")) == [f"saying hello to {n}" for n in ("ada", "grace", "world")], r
     logs = shared_gust.http("GET", "/v1/functions/hello/hello/logs").body.decode()
     assert "saying hello to world" in logs and "saying hello to grace" in logs, logs
     apps = {a["name"]: a["state"] for a in shared_gust.get_json("/v1/apps")["apps"]}
@@ -69,7 +80,8 @@ def test_torch_model_class(shared_gust):
 
 def test_failing_job_is_retried(shared_gust):
     r = run_example(shared_gust, "retry.py")
-    assert r.out == ("job nightly succeeded on attempt 3\n"
+    assert remote_lines(r, "flaky_job") == ["job nightly: attempt 1 fails", "job nightly: attempt 2 fails"], r
+    assert local_out(r) == ("job nightly succeeded on attempt 3\n"
                      "always_fails gave up after its retry: ValueError: this job cannot succeed\n"), r
     logs = shared_gust.http("GET", "/v1/functions/retry-job/flaky_job/logs").body.decode()
     assert "attempt 1 fails" in logs and "attempt 2 fails" in logs, logs

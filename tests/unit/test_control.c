@@ -940,6 +940,113 @@ UNIT_TEST(test_store_bounds_trimmed_on_tick)
     env_free(&e);
 }
 
+struct app_log_seen {
+    int n;
+    uint64_t seq[8];
+    bool concurrent[8];
+    char call[8][64];
+    char text[256];
+    struct ctl *ctl;
+    struct ctl_app_log_sub *sub;
+    bool unsubscribe_self; /* after the first line */
+};
+
+static void app_log_collect(void *ud, const struct ctl_log_entry *l)
+{
+    struct app_log_seen *s = ud;
+    if (s->n < 8) {
+        s->seq[s->n] = l->seq;
+        s->concurrent[s->n] = l->concurrent;
+        snprintf(s->call[s->n], sizeof s->call[s->n], "%s", l->call_id);
+    }
+    size_t used = strlen(s->text);
+    snprintf(s->text + used, sizeof s->text - used, "%s/%d/%.*s;", l->function, l->stream, (int)l->len, l->line);
+    s->n++;
+    if (s->unsubscribe_self) {
+        ctl_app_log_unsubscribe(s->ctl, s->sub);
+        s->unsubscribe_self = false;
+    }
+}
+
+/* An app's lines are numbered in order, with the call that printed each and whether
+ * another call of its function ran at the same time; a follower hears them live, the
+ * store gives the same lines after a seq, and the numbering goes on after a restart. */
+UNIT_TEST(test_app_logs_numbered)
+{
+    struct env e;
+    env_init(&e, 4000, 4096, 0);
+    deploy(&e, "\"scaling\":{\"max_containers\":1,\"max_inputs\":2},\"resources\":{\"cpu\":100,\"memory\":64}");
+    struct ctl_error ce;
+    uint64_t seq = 99;
+    CHECK(ctl_app_log_seq(e.ctl, "default/a", &seq, &ce) == 0);
+    CHECK(seq == 0);
+    CHECK_EQ_INT(ctl_app_log_seq(e.ctl, "default/nope", &seq, &ce), -ENOENT);
+    CHECK_EQ_INT(ctl_app_log_seq(e.ctl, "team/a", &seq, &ce), -ENOENT);
+    struct app_log_seen live = {.ctl = e.ctl}, once = {.ctl = e.ctl, .unsubscribe_self = true};
+    CHECK(ctl_app_log_subscribe(e.ctl, "default/a", app_log_collect, &once, &once.sub, &ce) == 0);
+    CHECK(ctl_app_log_subscribe(e.ctl, "default/a", app_log_collect, &live, &live.sub, &ce) == 0);
+    CHECK_EQ_INT(ctl_app_log_subscribe(e.ctl, "default/nope", app_log_collect, &live, &live.sub, &ce), -ENOENT);
+    char ids[2][64];
+    submit(&e, "0", false, ids[0]);
+    submit(&e, "1", false, ids[1]);
+    start_and_dispatch(&e);
+    CHECK_EQ_INT(e.fake.nctrs, 1);
+    struct fake_ctr *k = &e.fake.ctrs[0];
+    uint64_t in0 = k->inputs[0];
+    CHECK(in0 && k->inputs[1]);
+    e.fake.ev->log(e.fake.ud, k->id, 1, in0, "both running", 12);
+    e.fake.ev->log(e.fake.ud, k->id, 2, 0, "no call", 7);
+    fake_answer(&e.fake, k, "r", 0);
+    run_for(&e, 5);
+    e.fake.ev->log(e.fake.ud, k->id, 1, k->inputs[1], "after the other", 15);
+    fake_answer(&e.fake, k, "r", 0);
+    run_for(&e, 5);
+    char third[64];
+    submit(&e, "2", false, third);
+    run_for(&e, 5);
+    e.fake.ev->log(e.fake.ud, k->id, 2, k->inputs[0], "alone", 5);
+    CHECK_EQ_INT(once.n, 1);
+    CHECK_EQ_INT(live.n, 4);
+    CHECK_STR(live.text, "f/1/both running;f/2/no call;f/1/after the other;f/2/alone;");
+    CHECK(live.seq[0] == 1 && live.seq[1] == 2 && live.seq[2] == 3 && live.seq[3] == 4);
+    /* The first call had company once the second started; the second from its start
+     * (both still count after the other ended); the third ran alone. */
+    CHECK(live.concurrent[0] && live.concurrent[1] && live.concurrent[2] && !live.concurrent[3]);
+    CHECK(live.call[0][0] && !live.call[1][0] && live.call[2][0] && strcmp(live.call[0], live.call[2]));
+    CHECK(!strcmp(live.call[2], ids[0]) || !strcmp(live.call[2], ids[1]));
+    CHECK_STR(live.call[3], third);
+    ctl_app_log_unsubscribe(e.ctl, live.sub);
+
+    /* The store gives the same lines from a seq on, in pages. */
+    struct app_log_seen stored = {0};
+    CHECK_EQ_INT(ctl_app_logs(e.ctl, "default/a", 2, -1, app_log_collect, &stored, &ce), 2);
+    CHECK_STR(stored.text, "f/1/after the other;f/2/alone;");
+    CHECK(stored.seq[0] == 3 && stored.seq[1] == 4 && stored.concurrent[0] && !stored.concurrent[1]);
+    CHECK(!strcmp(stored.call[0], live.call[2]) && !strcmp(stored.call[1], third));
+    memset(&stored, 0, sizeof stored);
+    CHECK_EQ_INT(ctl_app_logs(e.ctl, "default/a", 0, 1, app_log_collect, &stored, &ce), 1);
+    CHECK(stored.seq[0] == 1 && stored.concurrent[0]);
+    CHECK_EQ_INT(ctl_app_logs(e.ctl, "default/a", 4, -1, app_log_collect, &stored, &ce), 0);
+    CHECK_EQ_INT(ctl_app_logs(e.ctl, "default/nope", 0, -1, app_log_collect, &stored, &ce), -ENOENT);
+    fake_answer(&e.fake, k, "r", 0);
+    run_for(&e, 5);
+
+    /* After a restart the numbering goes on, and a deploy says where it stands. */
+    ctl_free(e.ctl);
+    env_open_ctl(&e);
+    CHECK(ctl_app_log_seq(e.ctl, "default/a", &seq, &ce) == 0);
+    CHECK(seq == 4);
+    json_t *spec = json_loads("{\"app\":\"a\",\"functions\":[{\"name\":\"f\",\"kind\":\"exec\","
+                              "\"command\":[\"x\"],\"image\":\"img\"}]}",
+                              0, NULL);
+    json_t *res = NULL;
+    CHECK(ctl_deploy(e.ctl, "default", spec, &res, &ce) == 0);
+    CHECK_EQ_INT((int)json_integer_value(json_object_get(res, "log_seq")), 4);
+    json_decref(res);
+    json_decref(spec);
+    env_free(&e);
+}
+
 /* Reads the first line of <dir>/admin.token. */
 static void read_admin_token(struct env *e, char *out, size_t cap)
 {
@@ -1690,6 +1797,7 @@ int main(void)
     UNIT_RUN(test_shutdown_drains);
     UNIT_RUN(test_map_ordered);
     UNIT_RUN(test_store_bounds_trimmed_on_tick);
+    UNIT_RUN(test_app_logs_numbered);
     UNIT_RUN(test_tokens_and_roles);
     UNIT_RUN(test_workspace_isolation_and_quotas);
     UNIT_RUN(test_evict_instead_of_waiting);

@@ -205,6 +205,7 @@ UNIT_TEST(test_identity_migration_and_tables)
     CHECK(sqlite3_open(path, &db) == SQLITE_OK);
     CHECK(sqlite3_exec(db,
                        "DROP TABLE workspaces; DROP TABLE tokens; DROP TABLE blob_owners; DROP TABLE keepalive;"
+                       "DROP INDEX logs_app_seq; ALTER TABLE logs DROP COLUMN seq; ALTER TABLE logs DROP COLUMN concurrent;"
                        "UPDATE apps SET name = substr(name, 9); UPDATE images SET name = substr(name, 9)"
                        " WHERE name LIKE 'default/%'; UPDATE secrets SET name = substr(name, 9);"
                        "DELETE FROM schema_version WHERE version >= 8",
@@ -864,6 +865,15 @@ static int log_cb(int64_t id, double ts, const char *container_id, const char *c
     return 0;
 }
 
+/* A line without seq (0) or running count, as test_logs writes them. */
+static int log_append(struct store *st, const char *app, const char *fn, const char *ctr, const char *call, double ts,
+                      int stream, const char *line, size_t len, struct gerr *err)
+{
+    const struct store_log_row row = {.app = app, .function = fn, .container_id = ctr, .call_id = call, .ts = ts,
+                                      .stream = stream, .line = line, .len = len};
+    return store_log_append(st, &row, err);
+}
+
 UNIT_TEST(test_logs)
 {
     char path[256];
@@ -875,10 +885,9 @@ UNIT_TEST(test_logs)
         char line[16];
         int l = snprintf(line, sizeof line, "echo-%d", i);
         CHECK_EQ_INT(
-            store_log_append(st, "demo", "echo", "ct-1", "fc-echo", 10 + i, 1 + i % 2, line, (size_t)l, &err), 0);
+            log_append(st, "demo", "echo", "ct-1", "fc-echo", 10 + i, 1 + i % 2, line, (size_t)l, &err), 0);
         l = snprintf(line, sizeof line, "sum-%d", i);
-        CHECK_EQ_INT(store_log_append(st, "demo", "sum", "ct-2", "fc-sum", 10 + i, 1, line, (size_t)l, &err),
-                     0);
+        CHECK_EQ_INT(log_append(st, "demo", "sum", "ct-2", "fc-sum", 10 + i, 1, line, (size_t)l, &err), 0);
     }
     CHECK_EQ_INT(store_commit(st, &err), 0);
 
@@ -905,7 +914,7 @@ UNIT_TEST(test_logs)
     int64_t last = rows.ids[1];
 
     /* Binary-safe line. */
-    CHECK_EQ_INT(store_log_append(st, "demo", "echo", "", "fc-echo", 20, 2, "a\0b", 3, &err), 0);
+    CHECK_EQ_INT(log_append(st, "demo", "echo", "", "fc-echo", 20, 2, "a\0b", 3, &err), 0);
     memset(&rows, 0, sizeof rows);
     CHECK_EQ_INT(store_logs_after(st, "demo", "echo", last, -1, log_cb, &rows, &err), 0);
     CHECK_STR(rows.text, "20//2/3/a;");
@@ -926,11 +935,64 @@ UNIT_TEST(test_logs)
     store_close(st);
     st = reopen(path);
     CHECK(st);
-    CHECK_EQ_INT(store_log_append(st, "demo", "echo", "ct-3", "fc-echo", 30, 1, "new", 3, &err), 0);
+    CHECK_EQ_INT(log_append(st, "demo", "echo", "ct-3", "fc-echo", 30, 1, "new", 3, &err), 0);
     memset(&rows, 0, sizeof rows);
     CHECK_EQ_INT(store_logs_after(st, "demo", "echo", last, -1, log_cb, &rows, &err), 0);
     CHECK_EQ_INT(rows.n, 1);
     CHECK(rows.ids[0] > last);
+    store_close(st);
+}
+
+struct app_log_rows {
+    int n;
+    char text[256];
+};
+
+static int app_log_cb(const struct store_log_row *row, void *ud)
+{
+    struct app_log_rows *a = ud;
+    a->n++;
+    text_append(a->text, sizeof a->text, "%lld/%s/%s/%s/%d/%d/%s;", (long long)row->seq, row->function,
+                row->container_id, row->call_id, row->stream, row->concurrent, row->line);
+    return 0;
+}
+
+/* An app's lines in seq order across its functions, after a seq, and its highest seq. */
+UNIT_TEST(test_app_logs)
+{
+    char path[256];
+    struct store *st = open_new(path, sizeof path);
+    CHECK(st);
+    struct gerr err = {0};
+    const char *fns[] = {"f", "g", "f", "g"};
+    for (int i = 0; i < 4; i++) {
+        char line[16];
+        int l = snprintf(line, sizeof line, "line-%d", i + 1);
+        const struct store_log_row row = {.app = "ws/a", .function = fns[i], .container_id = "ct-1",
+                                          .call_id = i % 2 ? "fc-x" : "", .seq = i + 1, .ts = 10 + i,
+                                          .stream = 1 + i % 2, .concurrent = i > 1, .line = line,
+                                          .len = (size_t)l};
+        CHECK_EQ_INT(store_log_append(st, &row, &err), 0);
+    }
+    const struct store_log_row other = {.app = "ws/b", .function = "f", .seq = 1, .ts = 1, .stream = 1,
+                                        .line = "b", .len = 1};
+    CHECK_EQ_INT(store_log_append(st, &other, &err), 0);
+    struct app_log_rows rows = {0};
+    CHECK_EQ_INT(store_logs_app_after(st, "ws/a", 1, -1, app_log_cb, &rows, &err), 0);
+    CHECK_STR(rows.text, "2/g/ct-1/fc-x/2/0/line-2;3/f/ct-1//1/1/line-3;4/g/ct-1/fc-x/2/1/line-4;");
+    memset(&rows, 0, sizeof rows);
+    CHECK_EQ_INT(store_logs_app_after(st, "ws/a", 0, 2, app_log_cb, &rows, &err), 0);
+    CHECK_EQ_INT(rows.n, 2);
+    memset(&rows, 0, sizeof rows);
+    CHECK_EQ_INT(store_logs_app_after(st, "ws/a", 4, -1, app_log_cb, &rows, &err), 0);
+    CHECK_EQ_INT(rows.n, 0);
+    int64_t seq = -1;
+    CHECK_EQ_INT(store_logs_app_seq(st, "ws/a", &seq, &err), 0);
+    CHECK(seq == 4);
+    CHECK_EQ_INT(store_logs_app_seq(st, "ws/b", &seq, &err), 0);
+    CHECK(seq == 1);
+    CHECK_EQ_INT(store_logs_app_seq(st, "ws/none", &seq, &err), 0);
+    CHECK(seq == 0);
     store_close(st);
 }
 
@@ -1104,6 +1166,7 @@ int main(void)
     UNIT_RUN(test_kv_and_images);
     UNIT_RUN(test_secrets);
     UNIT_RUN(test_logs);
+    UNIT_RUN(test_app_logs);
     UNIT_RUN(test_transactions);
     UNIT_RUN(test_bench_insert_finish);
     rm_rf(tmpdir);

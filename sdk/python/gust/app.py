@@ -23,7 +23,7 @@ from typing import (TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Dict
 
 from . import _mount, _net
 from ._container.proto import EXC_TAG
-from .image import BuildError, Image, _show
+from .image import BuildError, Image, _BuildView
 from .secret import Secret, resolve as _resolve_secrets
 
 if TYPE_CHECKING:  # type checkers know typing_extensions whatever the Python version
@@ -783,9 +783,11 @@ class App:
                 _raise_for(st, body)
         self._inline_secrets = []
 
-    def deploy(self, progress: Optional[TextIO] = sys.stderr) -> Dict[str, Any]:
+    def deploy(self, progress: Optional[TextIO] = sys.stderr, verbose: bool = False) -> Dict[str, Any]:
         """Uploads what gustd lacks of the sources, builds the functions' images
-        (progress on stderr) and deploys a new version."""
+        (progress on stderr: steps, cache hits, durations; with verbose, every line the
+        steps print) and deploys a new version. The answer's "log_seq" is where the
+        new version's output starts in the app's logs."""
         try:
             spec = self.spec()
         except (_mount.MountError, OSError) as e:
@@ -793,6 +795,7 @@ class App:
         conn, r = _net.stream(self.addr, "POST", "/v1/deploy?build=1", json.dumps(spec).encode(),
                               {"Content-Type": "application/json"})
         final = None
+        view = _BuildView(progress, verbose)
         try:
             if r.status != 200:
                 _raise_for(r.status, r.read())
@@ -800,7 +803,7 @@ class App:
                 if not line.strip():
                     continue
                 ev = json.loads(line)
-                _show(ev, progress)
+                view.show(ev)
                 final = ev
         finally:
             conn.close()

@@ -3,7 +3,10 @@
                                                 (progress on stderr, one line per function)
   python3 -m gust.cli run FILE.py[::ENTRY]      deploys the app, calls its local entrypoint
                                                 (ENTRY, or the only one; an async one is run
-                                                to its end), then stops the app"""
+                                                to its end), then stops the app; what the
+                                                app's functions print meanwhile is shown
+                                                here, prefixed with the function
+  -v (both): image builds show every line their steps print, not just the steps"""
 import asyncio
 import importlib.util
 import inspect
@@ -11,6 +14,7 @@ import json
 import os
 import sys
 
+from ._output import RemoteOutput
 from .app import App, GustError
 from .image import BuildError
 
@@ -28,12 +32,13 @@ def load_module(path):
     return mod
 
 
-def deploy_app(app):
+def deploy_app(app, verbose=False):
     """Deploys app; returns (exit code, result)."""
     try:
-        return 0, app.deploy()
+        return 0, app.deploy(verbose=verbose)
     except BuildError as e:
-        print(f"error: {e.message}", file=sys.stderr)
+        fn = e.event.get("function")
+        print(f"error: {fn + ': ' if fn else ''}{e.message}", file=sys.stderr)
         if e.command:
             print(f"  command: {e.command}\n  exit status: {e.exit_status}", file=sys.stderr)
         if e.output_tail:
@@ -46,9 +51,10 @@ def deploy_app(app):
 
 def main(argv):
     as_json = "--json" in argv
-    args = [a for a in argv if a != "--json"]
+    verbose = "-v" in argv or "--verbose" in argv
+    args = [a for a in argv if a not in ("--json", "-v", "--verbose")]
     if len(args) != 2 or args[0] not in ("deploy", "run"):
-        print("usage: python3 -m gust.cli deploy FILE.py [--json] | run FILE.py[::ENTRY]", file=sys.stderr)
+        print("usage: python3 -m gust.cli deploy FILE.py [--json] [-v] | run FILE.py[::ENTRY] [-v]", file=sys.stderr)
         return 2
     target, _, entry = args[1].partition("::")
     try:
@@ -69,14 +75,16 @@ def main(argv):
                   file=sys.stderr)
             return 2
         app, _, f = found[0]
-        rc, _ = deploy_app(app)
+        rc, dep = deploy_app(app, verbose)
         if rc:
             return rc
+        output = RemoteOutput(app.addr, app.name, dep.get("log_seq")).start()
         try:
             result = f()
             if inspect.iscoroutine(result):  # an async def entrypoint runs on a loop of its own, as with Modal
                 asyncio.run(result)
         finally:
+            output.stop()  # the last lines first: stopping the app ends its containers
             try:
                 app.stop()
                 app.drop_inline_secrets()  # an ephemeral app's values are not kept
@@ -85,7 +93,7 @@ def main(argv):
         return 0
     results = []
     for app in apps:
-        rc, res = deploy_app(app)
+        rc, res = deploy_app(app, verbose)
         if rc:
             return rc
         res.pop("event", None)

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
+import time
 import urllib.parse
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, TextIO, Union
 
@@ -159,9 +161,11 @@ class Image:
         return self.wire_definition(addr) if addr is not None else self.definition()
 
     def build(self, name: Optional[str] = None, force_build: bool = False, addr: Optional[str] = None,
-              progress: Optional[TextIO] = sys.stderr) -> str:
+              progress: Optional[TextIO] = sys.stderr, verbose: bool = False) -> str:
         """Builds the image on gustd at addr ($GUST_ADDR, else 127.0.0.1:8470) and
-        returns its id ("sha256:..."). Raises BuildError with the failing step."""
+        returns its id ("sha256:..."). Progress on progress: steps, cache hits and
+        durations, and with verbose every line the steps print. Raises BuildError with
+        the failing step (its command, exit status and last output)."""
         q = {}
         if name:
             q["name"] = name
@@ -178,11 +182,12 @@ class Image:
                 except ValueError:
                     raise BuildError({"message": f"HTTP {resp.status}: {body[:300]!r}"}) from None
             final = None
+            view = _BuildView(progress, verbose)
             for raw in resp:
                 if not raw.strip():
                     continue
                 ev = json.loads(raw)
-                _show(ev, progress)
+                view.show(ev)
                 if ev.get("event") in ("done", "error"):
                     final = ev
             if final is None:
@@ -197,17 +202,71 @@ class Image:
         return f"Image({json.dumps(self.definition())})"
 
 
-def _show(ev: Dict[str, Any], out: Optional[TextIO]) -> None:
-    if out is None:
-        return
-    kind = ev.get("event")
-    if kind == "step":
-        print(f"[{ev['index']}/{ev['of']}] {ev['step']}", file=out)
-    elif kind == "log":
-        print(f"  | {ev['line']}", file=out)
-    elif kind == "step_wait":
-        print("  waiting: another build is running this step", file=out)
-    elif kind == "step_done":
-        print(f"  cached ({ev['image_id'][:19]})" if ev.get("cached")
-              else f"  done in {ev.get('seconds', 0):.1f} s ({ev['image_id'][:19]})", file=out)
-    out.flush()
+class _BuildView:
+    """Shows the events of image builds on out (None: nothing). Each line is labelled
+    with the function whose image it is ("fn: "), so that builds running at once in a
+    deploy stay apart. Quiet (the default): step names, cache hits, durations, how many
+    output lines a step printed, and on a terminal (or with GUST_PROGRESS=1) one status
+    line, redrawn in place, of the steps running; verbose: every output line too. A
+    failing step's command, status and last output come with its error (BuildError),
+    whichever it is."""
+
+    REDRAW_S = 0.2  # the status line is redrawn at most 5 times a second, as map progress
+
+    def __init__(self, out: Optional[TextIO], verbose: bool = False) -> None:
+        self.out, self.verbose = out, verbose
+        env = os.environ.get("GUST_PROGRESS")
+        self.live = out is not None and not verbose and (
+            env == "1" or (env != "0" and hasattr(out, "isatty") and out.isatty()))
+        self.running: Dict[str, List[Any]] = {}  # label -> [step, started (monotonic), lines]
+        self.shown = False  # a status line is on the screen
+        self.drawn_at = 0.0
+
+    def _say(self, text: str) -> None:
+        assert self.out is not None
+        if self.shown:
+            self.out.write("\r\x1b[K")
+            self.shown = False
+        self.out.write(text + "\n")
+
+    def _status(self) -> None:
+        now = time.monotonic()
+        if not self.live or not self.running or now - self.drawn_at < self.REDRAW_S:
+            return
+        self.drawn_at = now
+        parts = [f"{label or ''}{step} {now - t0:.0f} s, {n} lines" for label, (step, t0, n) in self.running.items()]
+        width = shutil.get_terminal_size().columns - 1
+        assert self.out is not None
+        self.out.write("\r\x1b[K" + "; ".join(parts)[:max(width, 20)])
+        self.shown = True
+
+    def show(self, ev: Dict[str, Any]) -> None:
+        if self.out is None:
+            return
+        kind = ev.get("event")
+        label = f"{ev['function']}: " if ev.get("function") else ""
+        if kind == "step":
+            self._say(f"{label}[{ev['index']}/{ev['of']}] {ev['step']}")
+            self.running[label] = [f"[{ev['index']}/{ev['of']}]", time.monotonic(), 0]
+        elif kind == "log":
+            if self.verbose:
+                self._say(f"{label}  | {ev['line']}")
+            elif label in self.running:
+                self.running[label][2] += 1
+                self._status()
+        elif kind == "step_wait":
+            self._say(f"{label}  waiting: another build is running this step")
+        elif kind == "step_done":
+            lines = self.running.pop(label, [None, 0, 0])[2]
+            hidden = (f", {lines} output line{'s' if lines != 1 else ''} (-v shows {'them' if lines != 1 else 'it'})"
+                      if lines else "")
+            self._say(f"{label}  cached ({ev['image_id'][:19]})" if ev.get("cached")
+                      else f"{label}  done in {ev.get('seconds', 0):.1f} s{hidden} ({ev['image_id'][:19]})")
+        elif kind == "image":
+            self._say(f"{label}image {ev.get('image_id', '?')} (cached)")
+        elif kind in ("done", "error", "deployed"):
+            self.running.pop(label, None)
+            if self.shown:
+                self.out.write("\r\x1b[K")
+                self.shown = False
+        self.out.flush()
