@@ -16,7 +16,7 @@
  *   u8  flags     FRAME_F_*
  *   u16 reserved  0
  *   u32 body_len  bytes after the header in this datagram (<= FRAME_MAX_BODY)
- *   u64 id        input id (INPUT, OUTPUT, ERROR, CANCEL, INPUT_LOG) or stream (LOG: 1 stdout,
+ *   u64 id        input id (INPUT, INPUT_CALL, OUTPUT, ERROR, CANCEL, INPUT_LOG) or stream (LOG: 1 stdout,
  *                 2 stderr)
  */
 #ifndef GUST_PROTO_FRAME_H
@@ -50,6 +50,11 @@ enum frame_type {
     FRAME_FORK = 11,
     FRAME_CHILD_EXIT = 12,
     FRAME_RESUME = 13,
+    /* worker -> container: the call that input id belongs to, sent just before the
+     * input's INPUT frames so that code in the container can name it (the Python
+     * SDK's current_function_call_id()). body: the call id ("fc-..."), no NUL.
+     * A runner that has no use for it ignores it, as any frame it does not handle. */
+    FRAME_INPUT_CALL = 14,
 };
 
 #define FRAME_F_MORE 0x01 /* more frames of this (type, id) follow */

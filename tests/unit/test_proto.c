@@ -42,7 +42,7 @@ UNIT_TEST(test_header_malformed)
     CHECK_EQ_INT(frame_header_decode(raw, FRAME_HEADER_SIZE - 1, &d), -EPROTO);
     raw[0] = 0;
     CHECK_EQ_INT(frame_header_decode(raw, sizeof raw, &d), -EPROTO);
-    raw[0] = FRAME_RESUME + 1;
+    raw[0] = FRAME_INPUT_CALL + 1;
     CHECK_EQ_INT(frame_header_decode(raw, sizeof raw, &d), -EPROTO);
     raw[0] = FRAME_INPUT;
     raw[2] = 1; /* reserved */

@@ -27,6 +27,7 @@ FRAME_INPUT_LOG = 10
 FRAME_FORK = 11
 FRAME_CHILD_EXIT = 12
 FRAME_RESUME = 13
+FRAME_INPUT_CALL = 14
 
 FRAME_F_MORE = 0x01  # more frames of this (type, id) follow
 FRAME_ERR_USER = 3  # enum frame_error_kind: the first byte of a runner's ERROR body
