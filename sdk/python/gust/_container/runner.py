@@ -8,17 +8,20 @@ import base64
 import importlib.util
 import os
 import pickle
+import signal
 import socket
 import sys
 import threading
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 
-from .proto import (EXC_TAG, FRAME_CHILD_FD, FRAME_ERR_USER, FRAME_ERROR, FRAME_F_MORE, FRAME_INPUT, FRAME_INPUT_LOG,
-                    FRAME_MAX_BODY, FRAME_OUTPUT, FRAME_READY, FRAME_SHUTDOWN, HEADER, send_frame)
+from .. import _params, _runtime
+from .proto import (EXC_TAG, FRAME_CHILD_FD, FRAME_ERR_USER, FRAME_ERROR, FRAME_F_MORE, FRAME_INPUT, FRAME_INPUT_CALL,
+                    FRAME_INPUT_LOG, FRAME_MAX_BODY, FRAME_OUTPUT, FRAME_READY, FRAME_SHUTDOWN, HEADER, send_frame)
 
 _send_lock = threading.Lock()
 _current = threading.local()  # .fid: the input this thread serves
+_CALL_IDS = {}  # input id -> its call's id, from the INPUT_CALL frame sent before the input
 
 
 class _InputStream:
@@ -107,7 +110,8 @@ def instance_dispatch(user_cls, post_enter=True):
     """Makes the container's instance, runs its enter hooks (snap=True ones first;
     the others now, or through call.enter_post() in a container forked from a
     snapshot), and returns a callable taking (method name, *args)."""
-    inst = user_cls()
+    # A parameter set's containers have its values in the environment (gust/_params.py).
+    inst = _params.new_instance(user_cls, os.environ.get(_params.PARAMS_ENV))
     members = [getattr(user_cls, n) for n in dir(user_cls)]
 
     def run_enter(kind):
@@ -132,7 +136,7 @@ def instance_dispatch(user_cls, post_enter=True):
 def main():
     module_file, qualname = sys.argv[1], sys.argv[2]
     sock = socket.socket(fileno=int(os.environ.get("GUST_RUNNER_FD", str(FRAME_CHILD_FD))))
-    os.environ["GUST_IN_CONTAINER"] = "1"
+    os.environ[_runtime.IN_CONTAINER_ENV] = "1"
     template = os.environ.get("GUST_SNAPSHOT") == "template"
     fn = load(module_file, qualname, post_enter=not template)
     if template:
@@ -148,6 +152,7 @@ def main():
     # max_inputs > 1: that many inputs at once, each on a thread of its own.
     workers = int(os.environ.get("GUST_MAX_INPUTS", "1") or "1")
     pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
+    stop_on_signals(sock)
     send(sock, FRAME_READY, 0, b"")
     pending = {}
     while True:
@@ -158,6 +163,9 @@ def main():
         body = data[HEADER.size:HEADER.size + blen]
         if ftype == FRAME_SHUTDOWN:
             break
+        if ftype == FRAME_INPUT_CALL:
+            _CALL_IDS[fid] = body.decode("ascii", "replace")
+            continue
         if ftype != FRAME_INPUT:
             continue
         pending.setdefault(fid, []).append(body)
@@ -170,15 +178,41 @@ def main():
             serve(sock, fn, fid, payload)
     if pool:
         pool.shutdown(wait=True)  # finish the inputs in flight
-    inst = getattr(fn, "instance", None)
-    for hook in EXIT_HOOKS:
-        hook(inst)
+    run_exit_hooks(getattr(fn, "instance", None))
     return 0
+
+
+def stop_on_signals(sock):
+    """SIGTERM (and SIGINT), which gust-init passes on when the worker stops the
+    container (scale-down, `gust stop`), at about the time its SHUTDOWN frame comes:
+    take no new input, so that main() finishes the inputs in flight and runs the exit
+    hooks, instead of dying at once as Python's default does. Shutting the socket's
+    reading side makes the receive loop end once the frames already queued are read."""
+    def handler(signum, frame):
+        try:
+            sock.shutdown(socket.SHUT_RD)
+        except OSError:  # already shut, or the worker is gone: the loop ends either way
+            pass
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def run_exit_hooks(inst):
+    """The @exit() hooks, each even when one before it failed (its traceback goes to
+    the container's stderr); what they print goes to the function's logs."""
+    for hook in EXIT_HOOKS:
+        try:
+            hook(inst)
+        except Exception:  # one hook's failure must not skip the others
+            traceback.print_exc()
+    sys.stdout.flush()
+    sys.stderr.flush()
 
 
 def serve(sock, fn, fid, payload):
     """Runs one input and answers it; what it printed goes out before the answer."""
     _current.fid = fid
+    token = _runtime.enter_input(fid, _CALL_IDS.pop(fid, None))
     try:
         args, kwargs = pickle.loads(payload)
         out = pickle.dumps(fn(*args, **kwargs), protocol=5)
@@ -186,6 +220,7 @@ def serve(sock, fn, fid, payload):
     except BaseException as exc:  # the function's failure is the caller's to see
         ftype, body = FRAME_ERROR, bytes([FRAME_ERR_USER]) + error_message(exc).encode("utf-8", "replace")
     finally:
+        _runtime.leave_input(token)
         _current.fid = None
         for s in (sys.stdout, sys.stderr):
             if isinstance(s, _InputStream):
