@@ -485,7 +485,8 @@ static void dispatch(struct ctl *c, struct ctl_fver *fv)
         if (fv->spec.timeout_s)
             call->timeout_timer = ev_timer_add(c->loop, (uint64_t)fv->spec.timeout_s * 1000, sched_call_timeout, call);
         struct gerr err;
-        if (c->wops->send_input(c->worker, best->id, call->input_id, call->input, call->input_len, &err) < 0) {
+        if (c->wops->send_input(c->worker, best->id, call->input_id, call->id, call->input, call->input_len,
+                                &err) < 0) {
             /* The container is going away; its exit event requeues what it held. */
             log_warn("sched", "send input to %s: %s", best->id, err.msg);
             stop_container(c, best, true);

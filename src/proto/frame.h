@@ -16,8 +16,8 @@
  *   u8  flags     FRAME_F_*
  *   u16 reserved  0
  *   u32 body_len  bytes after the header in this datagram (<= FRAME_MAX_BODY)
- *   u64 id        input id (INPUT, OUTPUT, ERROR, CANCEL, INPUT_LOG, ITEM, ITEM_ACK) or stream
- *                 (LOG: 1 stdout, 2 stderr)
+ *   u64 id        input id (INPUT, INPUT_CALL, OUTPUT, ERROR, CANCEL, INPUT_LOG, ITEM, ITEM_ACK) or
+ *                 stream (LOG: 1 stdout, 2 stderr)
  *
  * Generators. An input whose function is a generator answers with one ITEM frame (or
  * FRAME_F_MORE chunks of one) per value it yields, in order, then an OUTPUT with an
@@ -62,6 +62,11 @@ enum frame_type {
     FRAME_RESUME = 13,
     FRAME_ITEM = 14,     /* container -> worker: one value yielded by input id. body: payload */
     FRAME_ITEM_ACK = 15, /* worker -> container: item bytes of input id taken. body: u64 LE */
+    /* worker -> container: the call that input id belongs to, sent just before the
+     * input's INPUT frames so that code in the container can name it (the Python
+     * SDK's current_function_call_id()). body: the call id ("fc-..."), no NUL.
+     * A runner that has no use for it ignores it, as any frame it does not handle. */
+    FRAME_INPUT_CALL = 16,
 };
 
 /* The item bytes of one input a runner may have sent beyond the last ITEM_ACK before

@@ -201,9 +201,10 @@ static int op_start(void *wp, const struct ctr_spec *spec, struct gerr *err)
     return 0;
 }
 
-static int op_send_input(void *wp, const char *ctr_id, uint64_t input_id, const void *data, size_t len,
-                         struct gerr *err)
+static int op_send_input(void *wp, const char *ctr_id, uint64_t input_id, const char *call_id, const void *data,
+                         size_t len, struct gerr *err)
 {
+    (void)call_id;
     struct simworker *w = wp;
     struct sim_ctr *k = ctr_find(w, ctr_id);
     if (!k || k->stopping)

@@ -176,13 +176,13 @@ static struct ctr *ctr_of(struct worker_local *l, const char *id)
     return r ? r->ctr : NULL;
 }
 
-static int op_send_input(void *w, const char *ctr_id, uint64_t input_id, const void *data, size_t len,
-                         struct gerr *err)
+static int op_send_input(void *w, const char *ctr_id, uint64_t input_id, const char *call_id, const void *data,
+                         size_t len, struct gerr *err)
 {
     struct ctr *c = ctr_of(w, ctr_id);
     if (!c)
         return gerr_set(err, ESRCH, "container %s is gone", ctr_id);
-    return ctr_send_input(c, input_id, data, len, err);
+    return ctr_send_input(c, input_id, call_id, data, len, err);
 }
 
 static int op_cancel_input(void *w, const char *ctr_id, uint64_t input_id)

@@ -165,9 +165,10 @@ struct worker_ops {
     void (*inventory)(void *w, struct worker_inventory *out);
     /* Starts container spec->id (its GPUs are indices into the inventory). */
     int (*start)(void *w, const struct ctr_spec *spec, struct gerr *err);
-    /* Hands an input to a ready container (-EPIPE/-ESRCH: it is going away). */
-    int (*send_input)(void *w, const char *ctr_id, uint64_t input_id, const void *data, size_t len,
-                      struct gerr *err);
+    /* Hands an input of call call_id to a ready container (-EPIPE/-ESRCH: it is going
+     * away). */
+    int (*send_input)(void *w, const char *ctr_id, uint64_t input_id, const char *call_id, const void *data,
+                      size_t len, struct gerr *err);
     /* Asks the container to give up input_id: input_error(CANCELLED) follows in
      * per-input mode; a runner cannot be interrupted (control stops it instead). */
     int (*cancel_input)(void *w, const char *ctr_id, uint64_t input_id);

@@ -550,14 +550,17 @@ void ctr_finish(struct ctr *c)
 
 /* ------------------------------------------------------------------ control API */
 
-int ctr_send_input(struct ctr *c, uint64_t input_id, const void *data, size_t len, struct gerr *err)
+int ctr_send_input(struct ctr *c, uint64_t input_id, const char *call_id, const void *data, size_t len,
+                   struct gerr *err)
 {
     if (c->exited || c->chan < 0)
         return gerr_set(err, EPIPE, "container %s is gone", c->id);
     if (len > c->w->cfg.max_payload)
         return gerr_set(err, E2BIG, "input of %zu bytes exceeds the maximum payload size of %zu bytes", len,
                         c->w->cfg.max_payload);
-    int r = ctr_send_frame(c, FRAME_INPUT, input_id, data, len);
+    int r = call_id && call_id[0] ? ctr_send_frame(c, FRAME_INPUT_CALL, input_id, call_id, strlen(call_id)) : 0;
+    if (r == 0)
+        r = ctr_send_frame(c, FRAME_INPUT, input_id, data, len);
     if (r < 0)
         return gerr_set(err, EPIPE, "container %s: the runner channel is closed", c->id);
     return 0;

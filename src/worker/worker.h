@@ -98,8 +98,10 @@ unsigned worker_cpu_threads(uint32_t cpu_millicores, uint32_t cpu_limit_millicor
  * on_ready). ud is handed back in every callback for this container. */
 int worker_start(struct worker *w, const struct ctr_spec *spec, void *ud, struct ctr **out, struct gerr *err);
 
-/* Hands an input to a ready container. Returns 0 or -errno (-EPIPE if it is gone). */
-int ctr_send_input(struct ctr *c, uint64_t input_id, const void *data, size_t len, struct gerr *err);
+/* Hands an input to a ready container; call_id (NULL: none) goes first in an INPUT_CALL
+ * frame. Returns 0 or -errno (-EPIPE if it is gone). */
+int ctr_send_input(struct ctr *c, uint64_t input_id, const char *call_id, const void *data, size_t len,
+                   struct gerr *err);
 /* Asks the container to stop working on input_id; its on_input_error(CANCELLED) follows
  * (per_input mode), or nothing for runner mode (control then stops the container). */
 int ctr_cancel_input(struct ctr *c, uint64_t input_id);

@@ -120,3 +120,38 @@ def test_secret_read_from_env(shared_gust):
         assert token not in text and stored not in text
     # gustd's log names objects with their workspace.
     assert re.search(r"secret default/weather-api created", log), log[-2000:]
+
+
+def test_spawn_gather_from_id_and_spawn_map(shared_gust):
+    r = run_example(shared_gust, "gather.py")
+    assert r.out == ("foofoo\n['bar', 4]\ngather raised: custom error\nfrom_id: True\n"
+                     "spawn_map: 3 inputs -> [1, 2, 3]\n"), r
+
+
+def test_class_parameters(shared_gust):
+    r = run_example(shared_gust, "parameters.py")
+    assert r.out == ("small: [9, 1]\nbig: [9, 2500]\nseparate containers: True\n"
+                     "same set, same containers: True\n"), r
+    # The big set's container loaded its table with its parameters, once.
+    fns = [f["name"] for f in shared_gust.get_json("/v1/functions")["functions"] if f["app"] == "params-demo"]
+    logs = "".join(shared_gust.http("GET", f"/v1/functions/params-demo/{f}/logs").body.decode() for f in fns)
+    assert logs.count("loading big squares table of size 100") == 1, logs
+    assert logs.count("loading squares table of size 4") == 1, logs
+
+
+def test_with_options(shared_gust):
+    r = run_example(shared_gust, "with_options.py")
+    lines = r.out.splitlines()
+    assert lines[0] == "base: default" and lines[2] == "timeout=1 stopped the call", r
+    assert re.fullmatch(r"with_options: big as work-v[0-9a-f]{10}", lines[1]), r
+    spec = shared_gust.get_json(f"/v1/functions/options-demo/{lines[1].rsplit(' ', 1)[1]}")["spec"]
+    assert spec["resources"]["memory"] == 512 and spec["env"]["MODE"] == "big", spec
+
+
+def test_exit_hook_runs_when_the_app_stops(shared_gust):
+    r = run_example(shared_gust, "lifecycle.py")
+    assert r.out == "items so far: 1\nitems so far: 2\nitems so far: 3\n", r
+
+    def logs():
+        return shared_gust.http("GET", "/v1/functions/lifecycle-demo/Counter/logs").body.decode()
+    wait_until(lambda: "container stopping after 3 items: a, b, c" in logs(), 30, msg="the exit hook's output")

@@ -91,8 +91,10 @@ static int op_start(void *w, const struct ctr_spec *spec, struct gerr *err)
     return fake_add(w, spec, false, err);
 }
 
-static int op_send_input(void *w, const char *id, uint64_t input_id, const void *data, size_t len, struct gerr *err)
+static int op_send_input(void *w, const char *id, uint64_t input_id, const char *call_id, const void *data, size_t len,
+                         struct gerr *err)
 {
+    (void)call_id;
     struct fake_ctr *k = fake_find(w, id);
     (void)data;
     (void)len;

@@ -146,7 +146,7 @@ static struct ctr *start(struct rec *r, enum ctr_mode mode, uint32_t mem, char *
 static void send_input(struct ctr *c, uint64_t id, const void *data, size_t len)
 {
     struct gerr err = {0};
-    int rc = ctr_send_input(c, id, data, len, &err);
+    int rc = ctr_send_input(c, id, "fc-unit-test", data, len, &err);
     if (rc < 0)
         fprintf(stderr, "  ctr_send_input: %s\n", err.msg);
     CHECK_EQ_INT(rc, 0);

@@ -1,11 +1,19 @@
 """Gust from Python (stdlib only): image definitions (Image), apps of Python functions
-(App, @app.function, .remote / .spawn / .map / .starmap / .for_each / .local), classes
-(@app.cls, enter / exit / method) and secrets (Secret)."""
+(App, @app.function, .remote / .spawn / .map / .starmap / .for_each / .spawn_map /
+.local / .with_options), calls (FunctionCall: .get, .gather, .from_id), classes
+(@app.cls, gust.parameter, enter / exit / method), secrets (Secret), errors
+(gust.exception) and where code runs (is_local, current_input_id,
+current_function_call_id). Names and semantics are Modal's: `import gust as modal`."""
+from . import exception
+from ._params import parameter
+from ._runtime import current_function_call_id, current_input_id, is_local
 from .app import (App, Cls, ContainerCrashError, enter, exit, method, Function, FunctionCall, FunctionTimeoutError, GustError,
-                  InvalidError, OutOfMemoryError, RemoteError, Retries)
+                  OutOfMemoryError, RemoteError, Retries)
+from .exception import Error, InvalidError
 from .image import BuildError, Image
 from .secret import Secret, SecretError
 
 __all__ = ["App", "Function", "FunctionCall", "Image", "BuildError", "GustError", "RemoteError",
-           "FunctionTimeoutError", "OutOfMemoryError", "ContainerCrashError", "InvalidError", "Retries", "Cls", "enter",
-           "exit", "method", "Secret", "SecretError"]
+           "FunctionTimeoutError", "OutOfMemoryError", "ContainerCrashError", "InvalidError", "Retries", "Cls",
+           "enter", "exit", "method", "Secret", "SecretError", "Error", "exception", "parameter", "is_local",
+           "current_input_id", "current_function_call_id"]

@@ -9,21 +9,27 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+import hashlib
 import inspect
 import json
 import os
 import pickle
+import queue
 import struct
 import sys
 import threading
 import time
 import urllib.parse
-from typing import (TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Dict, Generic, Iterable, Iterator,
+from concurrent.futures import ThreadPoolExecutor
+from typing import (TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Dict, Generic, Iterable, Iterator, List,
                     Literal, Mapping, NoReturn, Optional, Sequence, TextIO, Tuple, TypeVar, Union, overload)
 
-from . import _mount, _net
+from . import _mount, _net, _params
 from ._container.proto import EXC_TAG
-from .image import BuildError, Image, _BuildView
+from .exception import ERRORS_BY_CODE as _ERRORS_BY_CODE
+from .exception import (ContainerCrashError, FunctionTimeoutError, GustError, InvalidError,  # noqa: F401 - re-exported
+                        NotFoundError, OutOfMemoryError, OutputExpiredError, RemoteError)
+from .image import BuildError, Image, _BuildView, source_tree
 from .secret import Secret, resolve as _resolve_secrets
 
 if TYPE_CHECKING:  # type checkers know typing_extensions whatever the Python version
@@ -38,43 +44,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 C = TypeVar("C", bound=type)
 
 SDK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-class GustError(Exception):
-    """gustd refused a request, or a call failed in a way that is not the function's
-    own exception. code: gustd's error code."""
-
-    def __init__(self, message: str, code: Optional[str] = None, call_id: Optional[str] = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.call_id = call_id
-
-
-class FunctionTimeoutError(GustError):
-    """The input ran past the function's timeout and was stopped."""
-
-
-class OutOfMemoryError(GustError):
-    """The container ran out of its memory limit while running the input."""
-
-
-class ContainerCrashError(GustError):
-    """The function's process died (a signal, or it exited) while running the input."""
-
-
-class RemoteError(GustError):
-    """The function raised an exception that cannot be rebuilt here."""
-
-
-class InvalidError(GustError):
-    """The call does not fit the function, as in Modal: .remote() of a generator function
-    (use .remote_gen()), .remote_gen() of one that is not, .spawn() or .map() of a
-    generator."""
-
-
-_ERRORS_BY_CODE: Dict[Optional[str], type] = {"timeout": FunctionTimeoutError, "oom": OutOfMemoryError,
-                                               "crashed": ContainerCrashError, "not_generator": InvalidError,
-                                               "not_generator_call": InvalidError}
 
 
 class Retries:
@@ -94,6 +63,8 @@ class Retries:
 
 
 _request = _net.request
+# Requests at once for FunctionCall.gather and Function.spawn_map.
+_WAITERS = 16
 # Inputs are pickled bytes; gustd answers 415 to a body without its media type.
 _INPUT_HEADERS = {"Content-Type": "application/octet-stream"}
 APP_DIR = "/opt/gust/app"
@@ -334,28 +305,102 @@ def _is_generator_function(f: Any) -> bool:
 
 
 class FunctionCall(Generic[R]):
-    """A call started with .spawn(): .get() waits for its result, .cancel() stops it."""
+    """A call started with .spawn(): .get() waits for its result, .cancel() stops it.
+    .spawn_map() gives one for all its inputs: .get(index=i), .iter(), .num_inputs().
+    object_id is gustd's call id ("fc-..."; for a spawn_map, its inputs' call ids
+    joined by commas): FunctionCall.from_id(object_id) gets the call back anywhere,
+    another process included."""
 
-    def __init__(self, fn: Function[..., R], call_id: str) -> None:
+    def __init__(self, fn: Optional[Function[..., R]], call_id: str, addr: Optional[str] = None) -> None:
         self.function = fn
         self.object_id = call_id
+        self._addr = fn.app.addr if fn is not None else addr
+        self._ids = call_id.split(",") if call_id else []
+
+    @staticmethod
+    def from_id(function_call_id: str, addr: Optional[str] = None) -> FunctionCall[Any]:
+        """The call of that id (what .spawn() / .spawn_map() gave as object_id), on gustd
+        at addr ($GUST_ADDR, else 127.0.0.1:8470); its result is fetched by the id."""
+        if not isinstance(function_call_id, str) or not function_call_id.startswith("fc-"):
+            raise InvalidError(f"FunctionCall.from_id: not a call id: {function_call_id!r} (ids start with fc-)")
+        return FunctionCall(None, function_call_id, addr)
+
+    def num_inputs(self) -> int:
+        """1 for a .spawn(), the number of inputs for a .spawn_map()."""
+        return len(self._ids)
 
     @_aio()
-    def get(self, timeout: Optional[float] = None) -> R:
-        wait = 600 if timeout is None else min(600, timeout)
+    def get(self, timeout: Optional[float] = None, *, index: int = 0) -> R:
+        """The result of input index (0 for a .spawn()), waiting for it at most timeout
+        seconds (builtins.TimeoutError after that; None: until done). A failed input
+        raises its exception; a result gustd no longer keeps, OutputExpiredError."""
+        if not 0 <= index < len(self._ids):
+            raise IndexError(f"FunctionCall.get: index {index} is out of range ({len(self._ids)} inputs)")
+        call_id = self._ids[index]
+        what = self.function.name if self.function is not None else call_id
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            st, _, body = _request(self.function.app.addr, "GET", f"/v1/calls/{self.object_id}?wait={wait:g}")
+            left = 600.0 if deadline is None else max(0.0, min(600.0, deadline - time.monotonic()))
+            st, _, body = _request(self._addr, "GET", f"/v1/calls/{call_id}?wait={left:g}")
             if st == 200:
-                return _load_result(body, self.function.name)
+                return _load_result(body, what)
             if st == 202:
-                if timeout is not None:
-                    raise TimeoutError(f"call {self.object_id} is not done after {timeout} s")
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError(f"call {call_id} is not done after {timeout} s")
                 continue
+            if st == 404:
+                raise OutputExpiredError(f"call {call_id}: gustd has no such call (a finished call's result is "
+                                         f"kept 7 days; or the id is wrong)", "not_found", call_id)
             _raise_for(st, body)
 
+    def iter(self, *, start: int = 0, end: Optional[int] = None) -> Iterator[R]:
+        """The results of inputs start..end-1 (all by default), in order."""
+        for i in range(start, len(self._ids) if end is None else end):
+            yield self.get(index=i)
+
     @_aio()
-    def cancel(self) -> None:
-        _request(self.function.app.addr, "POST", f"/v1/calls/{self.object_id}/cancel")
+    def cancel(self, terminate_containers: bool = False) -> None:
+        """Cancels every input of the call (a running one is stopped: its container
+        is, whatever terminate_containers says)."""
+        for call_id in self._ids:
+            st, _, body = _request(self._addr, "POST", f"/v1/calls/{call_id}/cancel")
+            if st not in (200, 404):
+                _raise_for(st, body)
+
+    @staticmethod
+    def gather(*function_calls: FunctionCall[Any]) -> List[Any]:
+        """Waits for every call, at once, and returns their results in the calls'
+        order; the first call seen failing raises its exception at once (the others
+        go on running, as in Modal)."""
+        n = len(function_calls)
+        results: List[Any] = [None] * n
+        if not n:
+            return results
+        todo: "queue.Queue[int]" = queue.Queue()
+        for i in range(n):
+            todo.put(i)
+        done: "queue.Queue[Tuple[int, bool, Any]]" = queue.Queue()
+
+        def waiter() -> None:
+            while True:
+                try:
+                    i = todo.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    done.put((i, True, function_calls[i].get()))
+                except BaseException as e:  # handed to the caller's thread, raised there
+                    done.put((i, False, e))
+        # Daemon threads: a call still running after another failed does not keep this
+        # process from exiting.
+        for _ in range(min(_WAITERS, n)):
+            threading.Thread(target=waiter, daemon=True, name="gust-gather").start()
+        for _ in range(n):
+            i, ok, value = done.get()
+            if not ok:
+                raise value
+            results[i] = value
+        return results
 
 
 def _request_limit(name: str, v: Any, conv: Callable[[Any], int]) -> Any:
@@ -367,6 +412,22 @@ def _request_limit(name: str, v: Any, conv: Callable[[Any], int]) -> Any:
             raise ValueError(f"{name}: expected a number or a (request, limit) pair, got {v!r}")
         return [conv(v[0]), conv(v[1])]
     return conv(v)
+
+
+def _resources(o: Mapping[str, Any]) -> Dict[str, Any]:
+    """The spec's resources table of the options cpu, memory and gpu."""
+    res: Dict[str, Any] = {}
+    if o.get("cpu") is not None:
+        # Cores, as in Modal; the spec takes millicores.
+        res["cpu"] = _request_limit("cpu", o["cpu"], lambda x: int(round(float(x) * 1000)))
+    if o.get("memory") is not None:
+        res["memory"] = _request_limit("memory", o["memory"], int)  # MiB
+    if o.get("gpu"):
+        res["gpu"] = o["gpu"]
+    return res
+
+
+_SCALING = ("min_containers", "max_containers", "buffer_containers", "scaledown_window", "max_inputs")
 
 
 class Function(Generic[P, R]):
@@ -420,11 +481,54 @@ class Function(Generic[P, R]):
     def spawn(self, *args: P.args, **kwargs: P.kwargs) -> FunctionCall[R]:
         if self.is_generator:
             raise InvalidError("Cannot `spawn` a generator function.")
-        body = pickle.dumps((args, kwargs), protocol=5)
-        st, _, out = _request(self.app.addr, "POST", self._path("spawn"), body, _INPUT_HEADERS)
+        return FunctionCall(self, self._spawn_input(self._path("spawn"), pickle.dumps((args, kwargs), protocol=5)))
+
+    def _spawn_input(self, path: str, body: bytes) -> str:
+        """Spawns one pickled input at path (self._path("spawn")); its call id."""
+        st, _, out = _request(self.app.addr, "POST", path, body, _INPUT_HEADERS)
         if st != 202:
             _raise_for(st, out)
-        return FunctionCall(self, json.loads(out)["call_id"])
+        return json.loads(out)["call_id"]
+
+    def spawn_map(self, *input_iterators: Iterable[Any], kwargs: Optional[Mapping[str, Any]] = None
+                  ) -> FunctionCall[R]:
+        """Spawns f(*args) for each args of zip(*input_iterators) and returns as soon as
+        every input is stored, without waiting for them to run. Modal's stable API
+        returns None; here, as in its newer one, a FunctionCall of all the inputs
+        (.get(index=i), .iter(), .num_inputs()), which a caller may ignore."""
+        kw = dict(kwargs or {})
+        bodies = [pickle.dumps((tuple(a), kw), protocol=5) for a in zip(*input_iterators)]
+        if not bodies:
+            return FunctionCall(self, "")
+        path = self._path("spawn")
+        with ThreadPoolExecutor(max_workers=min(_WAITERS, len(bodies))) as pool:
+            ids = list(pool.map(lambda b: self._spawn_input(path, b), bodies))
+        return FunctionCall(self, ",".join(ids))
+
+    def with_options(self, *, cpu: Union[float, Tuple[float, float], None] = None,
+                     memory: Union[int, Tuple[int, int], None] = None, gpu: Union[str, Sequence[str], None] = None,
+                     env: Optional[Mapping[str, str]] = None, secrets: Optional[Sequence[Secret]] = None,
+                     retries: Union[int, Retries, None] = None, max_containers: Optional[int] = None,
+                     buffer_containers: Optional[int] = None, scaledown_window: Optional[int] = None,
+                     timeout: Optional[int] = None, **unsupported: Any) -> Function[P, R]:
+        """This function with some of its options changed, as its own function with
+        containers of its own (Modal: "autoscales independently"): f.with_options(gpu="H100").remote(x).
+        It is deployed next to f, under a derived name (f's name, "-v" and a digest
+        of the options), on its first call, from f's deployed spec; a later deploy of
+        f makes the next process that calls it redeploy it. Options that are not
+        given keep f's values; secrets replace f's; env adds to f's. Calls chain:
+        f.with_options(gpu="A100").with_options(timeout=600)."""
+        o = _modal_options(unsupported, "with_options")
+        o.update((k, v) for k, v in dict(cpu=cpu, memory=memory, gpu=gpu, env=env, secrets=secrets,
+                                         retries=retries, max_containers=max_containers,
+                                         buffer_containers=buffer_containers, scaledown_window=scaledown_window,
+                                         timeout=timeout).items() if v is not None)
+        return _Variant.of(self, o, None)
+
+    def with_concurrency(self, *, max_inputs: int, target_inputs: Optional[int] = None) -> Function[P, R]:
+        """with_options for the inputs a container serves at once (Gust's max_inputs);
+        target_inputs is accepted for Modal's sake, Gust fills containers to max_inputs."""
+        return _Variant.of(self, {"max_inputs": int(max_inputs)}, None)
 
     @_aio("iter")
     def remote_gen(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
@@ -547,18 +651,10 @@ class Function(Generic[P, R]):
                          PYTHONDONTWRITEBYTECODE="1")}
         if secrets:
             f["secrets"] = list(secrets)
-        res = {}
-        if o.get("cpu") is not None:
-            # Cores, as in Modal; the spec takes millicores.
-            res["cpu"] = _request_limit("cpu", o["cpu"], lambda x: int(round(float(x) * 1000)))
-        if o.get("memory") is not None:
-            res["memory"] = _request_limit("memory", o["memory"], int)  # MiB
-        if o.get("gpu"):
-            res["gpu"] = o["gpu"]
+        res = _resources(o)
         if res:
             f["resources"] = res
-        sc = {k: o[k] for k in ("min_containers", "max_containers", "buffer_containers", "scaledown_window",
-                                "max_inputs") if o.get(k) is not None}
+        sc = {k: o[k] for k in _SCALING if o.get(k) is not None}
         if o.get("max_inputs"):
             f["env"]["GUST_MAX_INPUTS"] = str(int(o["max_inputs"]))
         if sc:
@@ -572,6 +668,172 @@ class Function(Generic[P, R]):
         elif o.get("retries") is not None:
             f["retries"] = int(o["retries"])
         return f
+
+
+# In a variant's spec: "<base name>@<base version>", the version of the base it was
+# derived from; a variant of an older version is deployed again.
+_VARIANT_ENV = "GUST_VARIANT_OF"
+# Modal's older names of with_options arguments.
+_RENAMED_OPTIONS = {"concurrency_limit": "max_containers", "container_idle_timeout": "scaledown_window",
+                    "allow_concurrent_inputs": "max_inputs"}
+
+
+def _modal_options(extra: Mapping[str, Any], where: str) -> Dict[str, Any]:
+    """with_options arguments beyond Gust's own: Modal's older names, taken as Gust's;
+    volumes, region and cloud, which Gust has not, refused when set."""
+    out: Dict[str, Any] = {}
+    for k, v in extra.items():
+        if k in _RENAMED_OPTIONS:
+            if v is not None:
+                out[_RENAMED_OPTIONS[k]] = v
+        elif k in ("volumes", "region", "cloud"):
+            if v:
+                raise InvalidError(f"{where}: {k} is not supported by Gust (its workers are one pool, "
+                                   f"without volumes)")
+        else:
+            raise TypeError(f"{where}() got an unexpected keyword argument {k!r}")
+    return out
+
+
+def _options_key(o: Mapping[str, Any]) -> Dict[str, Any]:
+    """The options as JSON, for a variant's name: secrets by name, or by their keys
+    (never their values) for inline ones."""
+    out: Dict[str, Any] = {}
+    for k, v in o.items():
+        if k == "secrets":
+            v = [s.name if s._env is None else sorted(s._env) for s in v]
+        elif isinstance(v, Retries):
+            v = v.spec()
+        elif isinstance(v, tuple):
+            v = list(v)
+        out[k] = v
+    return out
+
+
+def _function_view(addr: Optional[str], app: str, name: str) -> Optional[Dict[str, Any]]:
+    """GET /v1/functions/APP/NAME, None when gustd has no such function."""
+    st, _, body = _request(addr, "GET", f"/v1/functions/{urllib.parse.quote(app)}/{urllib.parse.quote(name)}")
+    if st == 404:
+        return None
+    if st != 200:
+        _raise_for(st, body)
+    return json.loads(body)
+
+
+def _base_view(fn: Function[..., Any]) -> Dict[str, Any]:
+    view = _function_view(fn.app.addr, fn.app.name, fn.name)
+    if view is None:
+        raise NotFoundError(f"function {fn.app.name}.{fn.name} is not deployed: deploy its app first (gust deploy, "
+                            f"or app.deploy())", "not_found")
+    return view
+
+
+def _derive_spec(spec: Dict[str, Any], name: str, o: Mapping[str, Any], secret_names: Optional[List[str]],
+                 params: Optional[Dict[str, Any]], marker: str) -> Dict[str, Any]:
+    """A variant's spec: the base's deployed (normalised) spec, renamed, with the
+    options o and the class parameter values applied."""
+    f = json.loads(json.dumps(spec))
+    f["name"] = name
+    res, sc = f.setdefault("resources", {}), f.setdefault("scaling", {})
+    env = f.setdefault("env", {})
+    res.update(_resources(o))
+    sc.update({k: int(o[k]) for k in _SCALING if o.get(k) is not None})
+    if o.get("max_inputs"):
+        env["GUST_MAX_INPUTS"] = str(int(o["max_inputs"]))
+    env.update({str(k): str(v) for k, v in dict(o.get("env") or {}).items()})
+    if o.get("timeout") is not None:
+        f["timeout"] = int(o["timeout"])
+    if o.get("retries") is not None:
+        f["retries"] = o["retries"].spec() if isinstance(o["retries"], Retries) else int(o["retries"])
+    if secret_names is not None:
+        f["secrets"] = secret_names
+    if params is not None:
+        env[_params.PARAMS_ENV] = json.dumps(params, sort_keys=True)
+    env[_VARIANT_ENV] = marker
+    return f
+
+
+class _Variant(Function[P, R]):
+    """A deployed function's variant: other options (with_options) and/or the values
+    of a class's parameters (Model(x=1)), with containers of its own, as Modal gives
+    each. Gust deploys it as a function of the same app, named after its base plus
+    "-v" and a digest of what differs, on its first call in a process (when gustd
+    does not have it for the base's current version yet), from the base's deployed
+    spec: so it works for Function.from_name / Cls.from_name too."""
+
+    def __init__(self, base: Function[..., Any], overrides: Dict[str, Any], params: Optional[Dict[str, Any]]):
+        key = json.dumps({"o": _options_key(overrides), "p": params}, sort_keys=True, default=repr)
+        self._digest = hashlib.sha256(key.encode()).hexdigest()[:10]
+        super().__init__(base.app, base.raw_f, dict(base.options, **overrides),
+                         name=f"{base.name[:51]}-v{self._digest}")
+        self._base, self._overrides, self._params = base, overrides, params
+        self._lock = threading.Lock()
+        self._deployed = False
+
+    @staticmethod
+    def of(fn: Function[..., Any], overrides: Mapping[str, Any], params: Optional[Dict[str, Any]]) -> Any:
+        """fn with overrides added to its own (fn may be a variant) and, unless None,
+        these parameter values; fn's base itself when nothing differs from it."""
+        base = fn._base if isinstance(fn, _Variant) else fn
+        merged = dict(fn._overrides) if isinstance(fn, _Variant) else {}
+        merged.update(overrides)
+        if params is None and isinstance(fn, _Variant):
+            params = fn._params
+        if not merged and params is None:
+            return base
+        return _Variant(base, merged, params)
+
+    def _path(self, what: str) -> str:
+        self._ensure_deployed()
+        return super()._path(what)
+
+    def _ensure_deployed(self) -> None:
+        with self._lock:
+            if self._deployed:
+                return
+            app, addr = self.app.name, self.app.addr
+            base = _base_view(self._base)
+            names = None
+            if "secrets" in self._overrides:
+                inline: Dict[int, str] = {}
+                names = _resolve_secrets(f"{app}.{self._digest[:8]}", self._overrides["secrets"], addr, inline)
+                # gust run deletes them with the app's own when it ends.
+                self.app._inline_secrets = list(getattr(self.app, "_inline_secrets", [])) + list(inline.values())
+            marker = f"{self._base.name}@{base['version']}"
+            have = _function_view(addr, app, self.name)
+            if not have or (have.get("spec") or {}).get("env", {}).get(_VARIANT_ENV) != marker:
+                spec = _derive_spec(base["spec"], self.name, self._overrides, names, self._params, marker)
+                _deploy_spec(addr, {"app": app, "functions": [spec]}, None)
+            self._deployed = True
+
+
+def _deploy_spec(addr: Optional[str], spec: Dict[str, Any], progress: Optional[TextIO],
+                 verbose: bool = False) -> Dict[str, Any]:
+    """POST /v1/deploy?build=1 with an app spec, its build progress shown on progress
+    (steps, cache hits, durations; with verbose, every line the steps print); the final
+    "deployed" event. BuildError for a failed image step."""
+    conn, r = _net.stream(addr, "POST", "/v1/deploy?build=1", json.dumps(spec).encode(),
+                          {"Content-Type": "application/json"})
+    final = None
+    view = _BuildView(progress, verbose)
+    try:
+        if r.status != 200:
+            _raise_for(r.status, r.read())
+        for line in r:  # build progress as it happens
+            if not line.strip():
+                continue
+            ev = json.loads(line)
+            view.show(ev)
+            final = ev
+    finally:
+        conn.close()
+    if not final:
+        raise GustError("gustd ended the deploy without a result")
+    if final.get("event") == "error" and final.get("code"):  # refused, not a failed build step
+        raise _ERRORS_BY_CODE.get(final["code"], GustError)(final.get("message", "deploy failed"), final["code"])
+    if final.get("event") != "deployed":
+        raise BuildError(final)
+    return final
 
 
 def enter(snap: bool = False) -> Callable[[F], F]:
@@ -661,21 +923,59 @@ if TYPE_CHECKING:
 
 
 class Cls:
-    """A deployed class: Cls() gives an object whose @gust.method()s have .remote()."""
+    """A deployed class: Cls() gives an object whose @gust.method()s have .remote().
+    With gust.parameter() attributes, Model(x=1) gives the instance of that parameter
+    set: containers of its own, whose instance has x == 1 before its enter hooks run
+    (a variant of the class's function, see Function.with_options; the parameter set
+    of the defaults is the class's function itself)."""
 
-    def __init__(self, fn: Function[..., Any], user_cls: type) -> None:
+    def __init__(self, fn: Function[..., Any], user_cls: Optional[type],
+                 options: Optional[Dict[str, Any]] = None) -> None:
         self._fn = fn
         self._user_cls = user_cls
+        self._options = dict(options or {})
+        self._schema = _params.schema(user_cls) if user_cls is not None else None
 
-    def __call__(self) -> Any:
+    @classmethod
+    def from_name(cls, app_name: str, name: str, addr: Optional[str] = None) -> Cls:
+        """A deployed class, to call without its source: Cls.from_name("app", "Model")().predict.remote(x)."""
+        return cls(Function.from_name(app_name, name, addr=addr), None)
+
+    def _parameters(self) -> List[Dict[str, Any]]:
+        if self._schema is None:  # looked up by name: its deployed function says
+            env = (_base_view(self._fn).get("spec") or {}).get("env") or {}
+            self._schema = json.loads(env.get(_params.SCHEMA_ENV) or "[]")
+        return self._schema
+
+    def with_options(self, **options: Any) -> Cls:
+        """The class with some options changed (Function.with_options takes the same);
+        its instances run in containers of their own. Calls chain."""
+        known = ("cpu", "memory", "gpu", "env", "secrets", "retries", "max_containers", "buffer_containers",
+                 "scaledown_window", "timeout")
+        o = _modal_options({k: v for k, v in options.items() if k not in known}, "with_options")
+        o.update((k, v) for k, v in options.items() if k in known and v is not None)
+        return Cls(self._fn, self._user_cls, dict(self._options, **o))
+
+    def with_concurrency(self, *, max_inputs: int, target_inputs: Optional[int] = None) -> Cls:
+        return Cls(self._fn, self._user_cls, dict(self._options, max_inputs=int(max_inputs)))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         obj = self
+        cls_name = self._user_cls.__name__ if self._user_cls is not None else self._fn.name
+        values, defaults = _params.bind(cls_name, self._parameters(), args, kwargs)
+        fn = _Variant.of(self._fn, self._options, None if defaults else values)
+        wire = values
 
         class _Obj:
-            def __getattr__(self, name: str) -> _BoundMethod[..., Any]:
+            def __getattr__(self, name: str) -> Any:
+                if name in wire:  # a parameter's value
+                    return _params.unwire(wire[name])
+                if obj._user_cls is None:  # by name: gustd's runner checks the method
+                    return _BoundMethod(fn, name)
                 m = getattr(obj._user_cls, name, None)
                 if m is None or not getattr(m, "_gust_method", False):
                     raise AttributeError(f"{obj._user_cls.__name__}.{name} is not a @gust.method()")
-                return _BoundMethod(obj._fn, name)
+                return _BoundMethod(fn, name)
         return _Obj()
 
 
@@ -683,9 +983,15 @@ class App:
     """A named group of functions and classes, deployed together. addr: gustd's
     "host:port" ($GUST_ADDR, else 127.0.0.1:8470)."""
 
-    def __init__(self, name: str, addr: Optional[str] = None) -> None:
+    def __init__(self, name: str, addr: Optional[str] = None, *, image: Optional[Image] = None,
+                 secrets: Sequence[Secret] = ()) -> None:
+        """image and secrets, as in Modal, are defaults of every function and class of
+        the app: a function's own image replaces the app's, its secrets add to the
+        app's (which come first)."""
         self.name = name
         self.addr = addr
+        self.image = image
+        self.secrets = list(secrets or ())
         self.registered_functions: Dict[str, Function[..., Any]] = {}
         self.local_entrypoints: Dict[str, Callable[..., Any]] = {}
 
@@ -709,7 +1015,8 @@ class App:
                  scaledown_window: Optional[int] = None, timeout: Optional[int] = None,
                  retries: Union[int, Retries, None] = None, env: Optional[Mapping[str, str]] = None,
                  max_inputs: Optional[int] = None, secrets: Sequence[Secret] = (),
-                 snapshot: bool = False) -> Callable[[Callable[P, R]], Function[P, R]]:
+                 snapshot: bool = False, enable_memory_snapshot: bool = False
+                 ) -> Callable[[Callable[P, R]], Function[P, R]]:
         """cpu (cores) and memory (MiB) are what is reserved for each container; as in
         Modal, (request, limit) adds a hard limit. CPU beyond the request is used when
         the worker has it idle (no limit: as much as is idle), memory beyond the
@@ -719,14 +1026,19 @@ class App:
         secrets: gust.Secret objects, injected as env. snapshot=True: the init (module
         import and @gust.enter(snap=True) hooks) runs once in a snapshot template and
         new containers are forked from it, copy-on-write, in milliseconds (see
-        docs/ARCHITECTURE.md "Snapshots" for what a snapshot may not hold)."""
-        for s in secrets or ():
+        docs/ARCHITECTURE.md "Snapshots" for what a snapshot may not hold);
+        enable_memory_snapshot=True is Modal's name for it.
+        The app's image and secrets (App(image=..., secrets=[...])) are the defaults."""
+        secrets = self.secrets + list(secrets or ())
+        for s in secrets:
             if not isinstance(s, Secret):
                 raise TypeError(f"secrets: expected gust.Secret objects, got {type(s).__name__}")
+        image = image if image is not None else self.image
+        snapshot = snapshot or enable_memory_snapshot
         options = dict(image=image, cpu=cpu, memory=memory, gpu=gpu, min_containers=min_containers,
                        max_containers=max_containers, buffer_containers=buffer_containers,
                        scaledown_window=scaledown_window, timeout=timeout, retries=retries, env=env,
-                       max_inputs=max_inputs, secrets=list(secrets or ()), snapshot=bool(snapshot))
+                       max_inputs=max_inputs, secrets=secrets, snapshot=bool(snapshot))
 
         def wrap(f: Callable[P, R]) -> Function[P, R]:
             fn = Function(self, f, options)
@@ -739,7 +1051,11 @@ class App:
         per container, @gust.method()s serve inputs. Same knobs as function().
         (Type checkers see the class itself, as with Modal; at run time it is a Cls.)"""
         def wrap(user_cls: C) -> C:
-            fn: Function[..., Any] = self.function(**options)(user_cls)
+            sch = _params.schema(user_cls)
+            opts = dict(options)
+            if sch:  # for Cls.from_name clients, which lack the class
+                opts["env"] = dict(options.get("env") or {}, **{_params.SCHEMA_ENV: json.dumps(sch)})
+            fn: Function[..., Any] = self.function(**opts)(user_cls)
             return Cls(fn, user_cls)  # type: ignore[return-value]
         return wrap
 
@@ -751,13 +1067,7 @@ class App:
         out: Dict[str, Tuple[str, str, str]] = {}
         for fn in self.registered_functions.values():
             module_file, _ = fn._source()
-            src_dir = os.path.dirname(module_file)
-            if os.path.isfile(os.path.join(src_dir, "__init__.py")):
-                pkg = os.path.basename(src_dir)
-                item, rel = (pkg, src_dir), f"{pkg}/{os.path.basename(module_file)}"
-            else:
-                rel = os.path.basename(module_file)
-                item = (rel, module_file)
+            item, rel = source_tree(module_file)
             if item not in trees:
                 trees[item] = _mount.upload(self.addr, [item])
             out[fn.name] = (sdk_id, trees[item], rel)
@@ -770,7 +1080,9 @@ class App:
         fns = []
         for f in self.registered_functions.values():
             names = _resolve_secrets(self.name, f.options.get("secrets"), self.addr, inline)
-            fns.append(f.spec(mounts[f.name], names, addr=self.addr))
+            # "" is the default address ($GUST_ADDR...), where None would leave the
+            # image's local paths (copy steps, wheels) in the spec, unuploaded.
+            fns.append(f.spec(mounts[f.name], names, addr=self.addr if self.addr is not None else ""))
         self._inline_secrets = list(inline.values())
         return {"app": self.name, "functions": fns}
 
@@ -792,25 +1104,4 @@ class App:
             spec = self.spec()
         except (_mount.MountError, OSError) as e:
             raise GustError(f"uploading the sources of app {self.name}: {e}") from e
-        conn, r = _net.stream(self.addr, "POST", "/v1/deploy?build=1", json.dumps(spec).encode(),
-                              {"Content-Type": "application/json"})
-        final = None
-        view = _BuildView(progress, verbose)
-        try:
-            if r.status != 200:
-                _raise_for(r.status, r.read())
-            for line in r:  # build progress as it happens
-                if not line.strip():
-                    continue
-                ev = json.loads(line)
-                view.show(ev)
-                final = ev
-        finally:
-            conn.close()
-        if not final:
-            raise GustError("gustd ended the deploy without a result")
-        if final.get("event") == "error" and final.get("code"):  # refused, not a failed build step
-            raise GustError(final.get("message", "deploy failed"), final["code"])
-        if final.get("event") != "deployed":
-            raise BuildError(final)
-        return final
+        return _deploy_spec(self.addr, spec, progress, verbose)

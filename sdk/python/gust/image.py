@@ -18,16 +18,27 @@ returns the image id.
 """
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import os
+import pickle
+import re
+import shlex
 import shutil
 import sys
 import time
 import urllib.parse
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, TextIO, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, TextIO, Tuple, Union
 
-from . import _mount, _net
+from . import _mount, _net, _runtime
 from ._net import DEFAULT_ADDR  # noqa: F401 - kept for callers of gust.image
+from .exception import InvalidError
+
+# The gust package (this SDK), as Image.run_function copies it into a build step.
+_SDK_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+# Where Image.run_function puts the SDK and the function's source during its step.
+_RUN_FUNCTION_DIR = "/opt/gust-build"
 
 
 class BuildError(Exception):
@@ -61,12 +72,66 @@ def _names(items: Iterable[Any]) -> List[str]:
     return out
 
 
-def _upload_path(addr: Optional[str], path: str) -> str:
+def _upload_path(addr: Optional[str], path: str, exact: bool = True) -> str:
     """The tree id of a local file (a tree holding it alone, under its name) or
-    directory, uploaded to gustd at addr."""
+    directory, uploaded to gustd at addr. exact=False: caches left out, as for mounts."""
     if os.path.isdir(path):
-        return _mount.upload(addr, [("", path)], exact=True)
-    return _mount.upload(addr, [(os.path.basename(path), path)], exact=True)
+        return _mount.upload(addr, [("", path)], exact=exact)
+    return _mount.upload(addr, [(os.path.basename(path), path)], exact=exact)
+
+
+# A copy step's private mark (never sent): its source is code, copied without caches
+# (__pycache__, *.pyc), so that running it here does not change the step.
+_CLEAN = "_clean"
+# A pip_install step whose requirements are those of this local file, read when the
+# definition is made (not in containers, which do not have the file).
+_REQUIREMENTS = "_requirements"
+
+
+def _public(step: Mapping[str, Any]) -> Dict[str, Any]:
+    """A step as the definition has it: private marks left out, requirements read."""
+    out = {k: v for k, v in step.items() if k not in (_CLEAN, _REQUIREMENTS)}
+    if _REQUIREMENTS in step:
+        out = dict(pip_install=_requirements(step[_REQUIREMENTS], set()), **out)
+    return out
+
+
+def source_tree(module_file: str) -> Tuple[Tuple[str, str], str]:
+    """((tree path, local path), path of the module in that tree) of the source a
+    module brings along: its package directory when it is in one (its siblings import
+    as pkg.x), else the file alone."""
+    src_dir = os.path.dirname(module_file)
+    if os.path.isfile(os.path.join(src_dir, "__init__.py")):
+        pkg = os.path.basename(src_dir)
+        return (pkg, src_dir), f"{pkg}/{os.path.basename(module_file)}"
+    rel = os.path.basename(module_file)
+    return (rel, module_file), rel
+
+
+def _requirements(path: str, seen: set) -> List[str]:
+    """The requirements of a requirements file, following -r / --requirement."""
+    if path in seen:
+        return []
+    seen.add(path)
+    out: List[str] = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        raise InvalidError(f"pip_install_from_requirements: {e}") from e
+    for n, raw in enumerate(lines, 1):
+        line = re.sub(r"(^|\s)#.*$", "", raw).strip()
+        if not line:
+            continue
+        m = re.fullmatch(r"(?:-r|--requirement)(?:\s+|=)(\S+)", line)
+        if m:
+            out.extend(_requirements(os.path.join(os.path.dirname(path), m.group(1)), seen))
+            continue
+        if line.startswith("-"):
+            raise InvalidError(f"pip_install_from_requirements: {path}:{n}: pip option {line.split()[0]} is not "
+                               f"supported (give find_links= for a local wheel directory)")
+        out.append(line)
+    return out
 
 
 class Image:
@@ -78,9 +143,24 @@ class Image:
 
     # ---- bases
     @classmethod
-    def debian_slim(cls) -> Image:
-        """Debian 12 minbase from the host's apt mirror, python3 included."""
-        return cls(base="debian_slim")
+    def debian_slim(cls, python_version: Optional[str] = None) -> Image:
+        """Debian minbase from the host's apt mirror, python3 included: Debian's own
+        Python (3.11 on gustd's default suite, bookworm), as the builder debootstraps
+        it. python_version ("3.11"), as in Modal, says which Python the code needs: a
+        first build step checks it and fails, naming the field, when the image's
+        Python is another."""
+        img = cls(base="debian_slim")
+        if python_version is None:
+            return img
+        if not isinstance(python_version, str) or not re.fullmatch(r"3\.\d{1,2}", python_version):
+            raise InvalidError(f"Image.debian_slim(python_version={python_version!r}): give a Python version as "
+                               f"\"3.N\" (the image has Debian's python3: 3.11 on bookworm)")
+        check = ('import sys; v = "%d.%d" % sys.version_info[:2]; '
+                 f'sys.exit(0 if v == "{python_version}" else '
+                 f'"Image.debian_slim(python_version=\\"{python_version}\\"): '
+                 'this image builder provides Python " + v + " (the python3 of its Debian release), not '
+                 f'{python_version}; give python_version=\\"" + v + "\\" or leave it out")')
+        return img._with({"run": [f"python3 -c {shlex.quote(check)}"]})
 
     @classmethod
     def busybox(cls) -> Image:
@@ -113,8 +193,66 @@ class Image:
             step["find_links"] = os.path.abspath(find_links)
         return self._with(step)
 
+    def pip_install_from_requirements(self, requirements_txt: _Path, find_links: Optional[_Path] = None) -> Image:
+        """pip_install of the requirements a local requirements file lists (read here;
+        "-r other.txt" lines are followed, relative to the file). Other pip options in
+        the file are refused, naming the line: give find_links instead of
+        --find-links, and Gust's pip takes no other index options. The file is read
+        here, and again when the image is sent to gustd: not in a container, which
+        imports the module without it."""
+        path = os.path.abspath(requirements_txt)
+        if _runtime.is_local():
+            _requirements(path, set())  # a bad file is an error here and now
+        step: Dict[str, Any] = {_REQUIREMENTS: path}
+        if find_links is not None:
+            step["find_links"] = os.path.abspath(find_links)
+        return self._with(step)
+
     def run_commands(self, *commands: _Names) -> Image:
         return self._with({"run": _names(commands)})
+
+    def run_function(self, raw_f: Callable[..., Any], *, secrets: Sequence[Any] = (), gpu: Any = None,
+                     args: Sequence[Any] = (), kwargs: Optional[Mapping[str, Any]] = None,
+                     **unsupported: Any) -> Image:
+        """A build step that runs raw_f(*args, **kwargs) in the image (egress network,
+        as other build steps): what it writes stays in the image (downloaded model
+        weights, say). Its module is imported there as in a container, so its module
+        file (or package) and this SDK are copied in for the step and removed after
+        it; a change to either, or to the arguments, runs the step again.
+        Modal's secrets, gpu, volumes and the like are refused: a build step has none."""
+        for name, v in dict(unsupported, secrets=secrets, gpu=gpu).items():
+            if name in ("timeout", "force_build", "include_source", "cpu", "memory"):
+                continue  # the builder's own step timeout and cache decide these
+            if v:
+                raise InvalidError(f"Image.run_function: {name} is not supported by Gust's image builder "
+                                   f"(a build step runs with the image alone)")
+        f = getattr(raw_f, "raw_f", raw_f)  # a gust Function: its plain function
+        code = getattr(f, "__code__", None)
+        module_file = os.path.abspath(code.co_filename) if code else ""
+        if not module_file.endswith(".py") or not os.path.isfile(module_file):
+            raise InvalidError(f"Image.run_function: {getattr(f, '__qualname__', f)!r} is not a function of a .py "
+                               f"module file")
+        (tree_path, local), rel = source_tree(module_file)
+        blob = base64.b64encode(pickle.dumps((tuple(args), dict(kwargs or {})), protocol=5)).decode()
+        app_dir, sdk_dir = f"{_RUN_FUNCTION_DIR}/app", f"{_RUN_FUNCTION_DIR}/sdk"
+        to = f"{app_dir}/{tree_path}" if os.path.isdir(local) else f"{app_dir}/"
+        cmd = (f"cd / && {_runtime.IN_CONTAINER_ENV}=1 PYTHONPATH={sdk_dir} PYTHONDONTWRITEBYTECODE=1 "
+               f"python3 -m gust._container.run_function {shlex.quote(app_dir + '/' + rel)} "
+               f"{shlex.quote(f.__qualname__)} {blob}; s=$?; rm -rf {_RUN_FUNCTION_DIR}; exit $s")
+        return (self._with({"copy": _SDK_PACKAGE, "to": f"{sdk_dir}/gust", _CLEAN: True})
+                ._with({"copy": local, "to": to, _CLEAN: True})
+                ._with({"run": [cmd]}))
+
+    @contextlib.contextmanager
+    def imports(self) -> Iterator[None]:
+        """with image.imports(): import torch -- imports of packages that only the
+        image has: here (gust.is_local()) a failure is ignored, in the container
+        (and in a run_function step) it is raised."""
+        try:
+            yield
+        except Exception:
+            if not _runtime.is_local():
+                raise
 
     def add_local_file(self, local_path: _Path, remote_path: str) -> Image:
         return self._with({"copy": os.path.abspath(local_path), "to": remote_path})
@@ -131,7 +269,7 @@ class Image:
     # ---- use
     def definition(self) -> Dict[str, Any]:
         d: Dict[str, Any] = {"from_oci": self._oci} if self._oci else {"base": self._base}
-        d["steps"] = [json.loads(json.dumps(s)) for s in self._steps]
+        d["steps"] = [json.loads(json.dumps(_public(s))) for s in self._steps]
         return d
 
     def wire_definition(self, addr: Optional[str] = None) -> Dict[str, Any]:
@@ -141,11 +279,11 @@ class Image:
         d = self.definition()
         if self._oci:
             d["from_oci"] = _upload_path(addr, self._oci)
-        for s in d["steps"]:
+        for s, orig in zip(d["steps"], self._steps):
             if isinstance(s.get("copy"), str):
                 p = s["copy"]
-                s["copy"] = {"src": os.path.basename(p.rstrip("/")) or "root", "tree": _upload_path(addr, p),
-                             "file": os.path.isfile(p)}
+                s["copy"] = {"src": os.path.basename(p.rstrip("/")) or "root",
+                             "tree": _upload_path(addr, p, exact=not orig.get(_CLEAN)), "file": os.path.isfile(p)}
             if isinstance(s.get("find_links"), str):
                 s["find_links"] = _upload_path(addr, s["find_links"])
         return d

@@ -31,6 +31,7 @@ FRAME_CHILD_EXIT = 12
 FRAME_RESUME = 13
 FRAME_ITEM = 14
 FRAME_ITEM_ACK = 15
+FRAME_INPUT_CALL = 16
 
 FRAME_F_MORE = 0x01  # more frames of this (type, id) follow
 # A generator input's item bytes sent beyond the last ITEM_ACK before the runner waits;

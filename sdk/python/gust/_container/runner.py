@@ -19,21 +19,24 @@ import importlib.util
 import inspect
 import os
 import pickle
+import signal
 import socket
 import sys
 import threading
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 
+from .. import _params, _runtime
 from .jsonargs import decode_input
-from .proto import (EXC_TAG, FRAME_CHILD_FD, FRAME_ERR_USER, FRAME_ERROR, FRAME_F_MORE, FRAME_INPUT, FRAME_INPUT_LOG,
-                    FRAME_ITEM, FRAME_ITEM_ACK, FRAME_ITEM_ACK_SIZE, FRAME_ITEM_WINDOW, FRAME_MAX_BODY, FRAME_OUTPUT,
-                    FRAME_READY, FRAME_SHUTDOWN, HEADER, send_frame)
+from .proto import (EXC_TAG, FRAME_CHILD_FD, FRAME_ERR_USER, FRAME_ERROR, FRAME_F_MORE, FRAME_INPUT, FRAME_INPUT_CALL,
+                    FRAME_INPUT_LOG, FRAME_ITEM, FRAME_ITEM_ACK, FRAME_ITEM_ACK_SIZE, FRAME_ITEM_WINDOW, FRAME_MAX_BODY,
+                    FRAME_OUTPUT, FRAME_READY, FRAME_SHUTDOWN, HEADER, send_frame)
 
 _send_lock = threading.Lock()
 # The input the running code serves: a thread's own, or an asyncio task's (each task
 # runs in a copy of the context).
 _fid = contextvars.ContextVar("gust_input", default=None)
+_CALL_IDS = {}  # input id -> its call's id, from the INPUT_CALL frame sent before the input
 
 
 class _InputStream:
@@ -123,7 +126,8 @@ def instance_dispatch(user_cls, post_enter=True):
     """Makes the container's instance, runs its enter hooks (snap=True ones first;
     the others now, or through call.enter_post() in a container forked from a
     snapshot), and returns a callable taking (method name, *args)."""
-    inst = user_cls()
+    # A parameter set's containers have its values in the environment (gust/_params.py).
+    inst = _params.new_instance(user_cls, os.environ.get(_params.PARAMS_ENV))
     members = [getattr(user_cls, n) for n in dir(user_cls)]
 
     def run_enter(kind):
@@ -148,7 +152,7 @@ def instance_dispatch(user_cls, post_enter=True):
 def main():
     module_file, qualname = sys.argv[1], sys.argv[2]
     sock = socket.socket(fileno=int(os.environ.get("GUST_RUNNER_FD", str(FRAME_CHILD_FD))))
-    os.environ["GUST_IN_CONTAINER"] = "1"
+    os.environ[_runtime.IN_CONTAINER_ENV] = "1"
     template = os.environ.get("GUST_SNAPSHOT") == "template"
     fn = load(module_file, qualname, post_enter=not template)
     if template:
@@ -164,6 +168,7 @@ def main():
     # max_inputs > 1: that many inputs at once, each on a thread of its own.
     workers = int(os.environ.get("GUST_MAX_INPUTS", "1") or "1")
     pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
+    stop_on_signals(sock)
     send(sock, FRAME_READY, 0, b"")
     pending = {}
     while True:
@@ -176,6 +181,9 @@ def main():
             break
         if ftype == FRAME_ITEM_ACK and blen >= FRAME_ITEM_ACK_SIZE:
             _window.ack(fid, int.from_bytes(body[:FRAME_ITEM_ACK_SIZE], "little"))
+            continue
+        if ftype == FRAME_INPUT_CALL:
+            _CALL_IDS[fid] = body.decode("ascii", "replace")
             continue
         if ftype != FRAME_INPUT:
             continue
@@ -191,10 +199,35 @@ def main():
         pool.shutdown(wait=True)  # finish the inputs in flight
     _streams.shutdown(wait=True)
     concurrent.futures.wait(list(_async_inputs))
-    inst = getattr(fn, "instance", None)
-    for hook in EXIT_HOOKS:
-        hook(inst)
+    run_exit_hooks(getattr(fn, "instance", None))
     return 0
+
+
+def stop_on_signals(sock):
+    """SIGTERM (and SIGINT), which gust-init passes on when the worker stops the
+    container (scale-down, `gust stop`), at about the time its SHUTDOWN frame comes:
+    take no new input, so that main() finishes the inputs in flight and runs the exit
+    hooks, instead of dying at once as Python's default does. Shutting the socket's
+    reading side makes the receive loop end once the frames already queued are read."""
+    def handler(signum, frame):
+        try:
+            sock.shutdown(socket.SHUT_RD)
+        except OSError:  # already shut, or the worker is gone: the loop ends either way
+            pass
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def run_exit_hooks(inst):
+    """The @exit() hooks, each even when one before it failed (its traceback goes to
+    the container's stderr); what they print goes to the function's logs."""
+    for hook in EXIT_HOOKS:
+        try:
+            hook(inst)
+        except Exception:  # one hook's failure must not skip the others
+            traceback.print_exc()
+    sys.stdout.flush()
+    sys.stderr.flush()
 
 
 def _end_output(fid):
@@ -212,25 +245,29 @@ def serve(sock, fn, fid, payload):
     """Runs one input and answers it; what it printed goes out before the answer. A
     coroutine or async generator goes on to the event loop; a generator streams its
     items, on a thread of the stream pool when this is the main thread (which must go
-    on reading the acknowledgements it waits for)."""
+    on reading the acknowledgements it waits for). The code sees its input and call
+    (gust.current_input_id(), current_function_call_id()) wherever it runs."""
+    call_id = _CALL_IDS.pop(fid, None)
     token = _fid.set(fid)
+    rtoken = _runtime.enter_input(fid, call_id)
     try:
         args, kwargs, encode = decode_input(payload)
         result = fn(*args, **kwargs)
         if inspect.iscoroutine(result) or inspect.isasyncgen(result):
-            _event_loop().run(sock, fid, result, encode)
+            _event_loop().run(sock, fid, call_id, result, encode)
             return
         if inspect.isgenerator(result):
             if threading.current_thread() is threading.main_thread():
-                _streams.submit(_stream, sock, fid, result)
+                _streams.submit(_stream, sock, fid, call_id, result)
             else:
-                _stream(sock, fid, result)
+                _stream(sock, fid, call_id, result)
             return
         ftype, body = FRAME_OUTPUT, encode(result)
     except BaseException as exc:  # the function's failure is the caller's to see
         ftype, body = FRAME_ERROR, _error_body(exc)
     finally:
         _fid.reset(token)
+        _runtime.leave_input(rtoken)
     _end_output(fid)
     send(sock, ftype, fid, body)
 
@@ -294,9 +331,10 @@ _window = _Window()
 _streams = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gust-gen")
 
 
-def _stream(sock, fid, gen):
+def _stream(sock, fid, call_id, gen):
     """Sends each value gen yields as an ITEM frame, then the end (or its error)."""
     token = _fid.set(fid)
+    rtoken = _runtime.enter_input(fid, call_id)
     _window.start(fid)
     sent = 0
     try:
@@ -312,6 +350,7 @@ def _stream(sock, fid, gen):
     finally:
         _window.end(fid)
         _fid.reset(token)
+        _runtime.leave_input(rtoken)
     _end_output(fid)
     send(sock, ftype, fid, body)
 
@@ -324,8 +363,8 @@ class _EventLoop:
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, name="gust-asyncio", daemon=True).start()
 
-    def run(self, sock, fid, aw, encode):
-        fut = asyncio.run_coroutine_threadsafe(_serve_async(sock, fid, aw, encode), self.loop)
+    def run(self, sock, fid, call_id, aw, encode):
+        fut = asyncio.run_coroutine_threadsafe(_serve_async(sock, fid, call_id, aw, encode), self.loop)
         _async_inputs.add(fut)
         fut.add_done_callback(_async_inputs.discard)
 
@@ -343,10 +382,11 @@ def _event_loop():
         return _loop
 
 
-async def _serve_async(sock, fid, aw, encode):
+async def _serve_async(sock, fid, call_id, aw, encode):
     """Awaits a coroutine, or streams an async generator, and answers the input (a
     coroutine's result in the input's own form: encode, from decode_input)."""
     _fid.set(fid)  # this task's context only
+    _runtime.enter_input(fid, call_id)
     try:
         if inspect.isasyncgen(aw):
             _window.start(fid)
