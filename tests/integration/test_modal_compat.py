@@ -2,8 +2,14 @@
 `import gust as modal` as its only change, and runs with `gust run` against a real
 gustd (the shared daemon); what it prints is checked line by line."""
 import os
+import re
 
 from gustlib import wait_until
+
+# What the remote functions print reaches `gust run`'s terminal too, as "[function] line"
+# or "[function fc-xxxxxx] line" (test_run_output.py checks those): the entrypoint's own
+# lines are what is compared here.
+REMOTE_LINE = re.compile(r"^\[[\w.-]+( fc-\w+)?\] ")
 
 PROGRAMS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "modal_programs")
 
@@ -11,7 +17,7 @@ PROGRAMS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "modal_progr
 def run_program(g, name, timeout=900):
     r = g.cli("run", os.path.join(PROGRAMS, name), timeout=timeout)
     assert r.rc == 0, r
-    return r.out.splitlines()
+    return [line for line in r.out.splitlines() if not REMOTE_LINE.match(line)]
 
 
 def test_calls_gather_from_id_spawn_map_exceptions_and_context(shared_gust):
