@@ -274,7 +274,7 @@ def test_python_sdk_image_builder(gust, tmp_path):
     (tmp_path / "app" / "run.sh").write_text("echo sdk $MODE\n")
     img = (gsdk.Image.busybox()
            .run_commands("echo one > /one", "echo two >> /one")
-           .add_local_dir(str(tmp_path / "app"), "/app")
+           .add_local_dir(str(tmp_path / "app"), "/app", copy=True)
            .env({"MODE": "built-in-python"})
            .workdir("/app"))
     d = img.definition()

@@ -38,6 +38,11 @@ def test_hello_world(shared_gust):
     assert apps["hello"] == "stopped", apps                             # gust run tears the app down
 
 
+def test_app_of_several_files_with_templates(shared_gust):
+    r = run_example(shared_gust, "project/app.py")
+    assert r.out == "HELLO, ADA!\n", r
+
+
 def test_generators_and_async(shared_gust):
     r = run_example(shared_gust, "generators.py")
     assert local_out(r) == "3\n2\n1\nliftoff\nSTREAMED AS THEY ARE PRODUCED\n[9, 10]\n[0, 1, 4, 9]\n", r

@@ -40,25 +40,39 @@ def _raise(e):
     raise e
 
 
-def _walk(root, prefix, skip=True):
+def _walk(root, prefix, skip=True, ignore=None):
     """(relative path, absolute path, lstat) of every entry under root, parents first,
     sorted by path; prefix (e.g. "gust") names root itself in the tree. skip: leave
-    out caches and version-control directories (SKIP_DIRS, *.pyc)."""
-    out = []
+    out caches and version-control directories (SKIP_DIRS, *.pyc). ignore(path
+    relative to root, is_dir) -> True leaves a file or a whole directory out; with it,
+    a directory is listed only as the parent of a file kept, so a filter such as
+    "Python files only" sends no empty directories."""
+    out, parents = [], set()
     if prefix:
         parts = prefix.split("/")
         for i in range(1, len(parts)):
             out.append(("/".join(parts[:i]), None, None))
         out.append((prefix, root, os.lstat(root)))
     for d, dirs, files in os.walk(root, onerror=_raise):
-        dirs[:] = sorted(x for x in dirs if not skip or x not in SKIP_DIRS)
         rel = os.path.relpath(d, root)
-        for name in dirs + sorted(files):
-            if skip and name.endswith((".pyc", ".pyo")):
+        rel = "" if rel == "." else rel
+        dirs[:] = sorted(x for x in dirs if not (skip and x in SKIP_DIRS) and
+                         not (ignore and ignore(os.path.join(rel, x), True)))
+        # With ignore, a directory is listed as a parent of what it keeps; a link to
+        # one is an entry of its own (os.walk does not go into it).
+        listed = [x for x in dirs if os.path.islink(os.path.join(d, x))] if ignore else dirs
+        for name in listed + sorted(files):
+            r = os.path.join(rel, name)
+            if skip and name.endswith((".pyc", ".pyo")) or ignore and ignore(r, False):
                 continue
             p = os.path.join(d, name)
-            r = name if rel == "." else os.path.join(rel, name)
             out.append((f"{prefix}/{r}" if prefix else r, p, os.lstat(p)))
+            up = os.path.dirname(r) if ignore else ""
+            while up and up not in parents:  # its directories, not listed on their own
+                parents.add(up)
+                out.append((f"{prefix}/{up}" if prefix else up, os.path.join(root, up),
+                            os.lstat(os.path.join(root, up))))
+                up = os.path.dirname(up)
             if len(out) > MAX_FILES:
                 raise MountError(f"{root}: more than {MAX_FILES} files; mount a smaller directory")
     out.sort(key=lambda e: e[0])
@@ -66,17 +80,18 @@ def _walk(root, prefix, skip=True):
 
 
 def upload(addr, items, exact=False):
-    """items: (tree path, local file or directory) pairs; a directory brings its whole
-    tree under its tree path ("" for the root). Returns the tree id ("sha256:...").
-    exact (image contents: copy sources, wheels, OCI images, a rootfs): every file,
-    with its permission and sticky bits; otherwise caches are left out and modes are
-    0755 or 0644. Every file is read before anything is sent, so an unreadable one
-    sends nothing."""
+    """items: (tree path, local file or directory) pairs, or (tree path, local
+    directory, ignore) with _walk's ignore; a directory brings its whole tree under its
+    tree path ("" for the root). A tree path given twice keeps its first item. Returns
+    the tree id ("sha256:..."). exact (image contents: copy sources, wheels, OCI
+    images, a rootfs): every file, with its permission and sticky bits; otherwise
+    caches are left out and modes are 0755 or 0644. Every file is read before anything
+    is sent, so an unreadable one sends nothing."""
     entries, blobs = [], {}
     seen = set()
-    for tree_path, local in items:
+    for tree_path, local, *rest in items:
         if os.path.isdir(local):
-            listing = _walk(local, tree_path, skip=not exact)
+            listing = _walk(local, tree_path, skip=not exact, ignore=rest[0] if rest else None)
         else:
             parts = tree_path.split("/")
             listing = [("/".join(parts[:i]), None, None) for i in range(1, len(parts))]

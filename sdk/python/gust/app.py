@@ -24,12 +24,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import (TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Dict, Generic, Iterable, Iterator, List,
                     Literal, Mapping, NoReturn, Optional, Sequence, TextIO, Tuple, TypeVar, Union, overload)
 
-from . import _mount, _net, _params
+from . import _mount, _net, _params, _sources
 from ._container.proto import EXC_TAG
+from ._container.sources import APP_DIR, FILES_DIR
 from .exception import ERRORS_BY_CODE as _ERRORS_BY_CODE
 from .exception import (ContainerCrashError, FunctionTimeoutError, GustError, InvalidError,  # noqa: F401 - re-exported
                         NotFoundError, OutOfMemoryError, OutputExpiredError, RemoteError)
-from .image import BuildError, Image, _BuildView, source_tree
+from .image import BuildError, Image, _BuildView
 from .secret import Secret, resolve as _resolve_secrets
 
 if TYPE_CHECKING:  # type checkers know typing_extensions whatever the Python version
@@ -67,7 +68,6 @@ _request = _net.request
 _WAITERS = 16
 # Inputs are pickled bytes; gustd answers 415 to a body without its media type.
 _INPUT_HEADERS = {"Content-Type": "application/octet-stream"}
-APP_DIR = "/opt/gust/app"
 SDK_MOUNT = "/opt/gust/sdk"
 
 
@@ -634,19 +634,22 @@ class Function(Generic[P, R]):
             raise GustError(f"{self.name}: defined in {module_file}, not a .py file; define functions in a module file")
         return module_file, self.raw_f.__qualname__  # type: ignore[union-attr]
 
-    def spec(self, mounts: Optional[Tuple[str, str, str]] = None, secrets: Sequence[str] = (),
+    def spec(self, mounts: Optional[Tuple[str, str, str, Optional[str]]] = None, secrets: Sequence[str] = (),
              addr: Optional[str] = None) -> Dict[str, Any]:
         """The function's spec. mounts: (sdk tree id, app tree id, path of the module
-        in the app tree), as App.deploy uploads them; addr: where the image's local
-        paths are uploaded (App.deploy's gustd), None to leave them as paths."""
+        in the app tree, files tree id or None), as App.deploy uploads them; addr:
+        where the image's local paths are uploaded (App.deploy's gustd), None to leave
+        them as paths."""
         module_file, qualname = self._source()
-        sdk_id, app_id, rel = mounts or ("sha256:" + "0" * 64, "sha256:" + "0" * 64, os.path.basename(module_file))
+        sdk_id, app_id, rel, files_id = mounts or ("sha256:" + "0" * 64, "sha256:" + "0" * 64,
+                                                   os.path.basename(module_file), None)
         o = self.options
         image = o.get("image") or Image.debian_slim()
         f: Dict[str, Any] = {"name": self.name, "kind": "exec", "mode": "runner",
              "command": ["python3", "-m", "gust._container.runner", f"{APP_DIR}/{rel}", qualname],
              "image": image.spec_value(addr),
-             "mounts": [{"path": SDK_MOUNT, "image": sdk_id}, {"path": APP_DIR, "image": app_id}],
+             "mounts": [{"path": SDK_MOUNT, "image": sdk_id}, {"path": APP_DIR, "image": app_id}] +
+                       ([{"path": FILES_DIR, "image": files_id}] if files_id else []),
              "env": dict(o.get("env") or {}, PYTHONPATH=SDK_MOUNT, PYTHONUNBUFFERED="1",
                          PYTHONDONTWRITEBYTECODE="1")}
         if secrets:
@@ -1059,18 +1062,32 @@ class App:
             return Cls(fn, user_cls)  # type: ignore[return-value]
         return wrap
 
-    def _upload_sources(self) -> Dict[str, Tuple[str, str, str]]:
-        """Uploads the SDK and each function's source tree; {function name: (sdk id,
-        app id, module path in the app tree)}."""
+    def _upload_sources(self) -> Dict[str, Tuple[str, str, str, Optional[str]]]:
+        """Uploads the SDK and each function's trees; {function name: (sdk id, app id,
+        module path in the app tree, files id or None)}. The app tree holds the
+        function's module and the local Python sources that travel with it (automount,
+        see gust._sources; and the image's add_local_python_source), the files tree
+        the image's add_local_dir / add_local_file layers (copy=False)."""
         sdk_id = _mount.upload(self.addr, [("gust", os.path.join(SDK_DIR, "gust"))])
-        trees: Dict[Tuple[str, str], str] = {}
-        out: Dict[str, Tuple[str, str, str]] = {}
+        trees: Dict[Tuple[Any, ...], str] = {}
+
+        def tree(items: Sequence[Tuple[Any, ...]], targets: Optional[Sequence[str]] = None) -> str:
+            key = (tuple(items), tuple(targets or ()))
+            if key not in trees:
+                trees[key] = (_mount.upload(self.addr, items) if targets is None else
+                              _sources.upload_files(self.addr, items, targets))
+            return trees[key]
+        out: Dict[str, Tuple[str, str, str, Optional[str]]] = {}
         for fn in self.registered_functions.values():
             module_file, _ = fn._source()
-            item, rel = source_tree(module_file)
-            if item not in trees:
-                trees[item] = _mount.upload(self.addr, [item])
-            out[fn.name] = (sdk_id, trees[item], rel)
+            root = _sources.module_root(fn.raw_f, module_file)
+            rel = os.path.relpath(module_file, root)
+            top = rel.split(os.sep)[0]
+            own = (top, os.path.join(root, top), _sources.python_only) if os.sep in rel else (rel, module_file)
+            image = fn.options.get("image") or Image.debian_slim()
+            app_items, file_items, targets = _sources.layout(image._mounts)
+            app_id = tree([own] + app_items + _sources.automounted(root))
+            out[fn.name] = (sdk_id, app_id, rel.replace(os.sep, "/"), tree(file_items, targets) if file_items else None)
         return out
 
     def spec(self) -> Dict[str, Any]:

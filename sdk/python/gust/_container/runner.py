@@ -15,6 +15,8 @@ import asyncio
 import base64
 import concurrent.futures
 import contextvars
+import copy
+import importlib
 import importlib.util
 import inspect
 import os
@@ -31,6 +33,7 @@ from .jsonargs import decode_input
 from .proto import (EXC_TAG, FRAME_CHILD_FD, FRAME_ERR_USER, FRAME_ERROR, FRAME_F_MORE, FRAME_INPUT, FRAME_INPUT_CALL,
                     FRAME_INPUT_LOG, FRAME_ITEM, FRAME_ITEM_ACK, FRAME_ITEM_ACK_SIZE, FRAME_ITEM_WINDOW, FRAME_MAX_BODY,
                     FRAME_OUTPUT, FRAME_READY, FRAME_SHUTDOWN, HEADER, send_frame)
+from .sources import APP_DIR, PYSRC_DIR, explain, place_files
 
 _send_lock = threading.Lock()
 # The input the running code serves: a thread's own, or an asyncio task's (each task
@@ -101,21 +104,65 @@ def error_message(exc):
     return f"{head}\n{EXC_TAG}{blob}\n{tb}"
 
 
-def load(module_file, qualname, post_enter=True):
-    src_dir = os.path.dirname(module_file)
-    sys.path.insert(0, src_dir)
-    if os.path.isfile(os.path.join(src_dir, "__init__.py")):  # its package's siblings import as pkg.x
-        sys.path.insert(1, os.path.dirname(src_dir))
-    name = os.path.splitext(os.path.basename(module_file))[0]
+def import_module(module_file):
+    """Imports the app's module by the name the client imported it by: its path in the
+    app tree (mypkg/main.py is mypkg.main, so its relative imports work), the tree's
+    root first on sys.path. The tree holds only what the client imported (and what the
+    image adds), so nothing in it merely shares a name with a library of the image; a
+    module outside the tree (run by hand) is imported from its own directory."""
+    root = APP_DIR if module_file.startswith(APP_DIR + "/") else os.path.dirname(module_file)
+    sys.path.insert(0, root)
+    if os.path.isdir(PYSRC_DIR):  # add_local_python_source(copy=True)
+        sys.path.insert(1, PYSRC_DIR)
+    rel = os.path.relpath(module_file, root)
+    if os.sep in rel:
+        parts = rel[:-3].split(os.sep)
+        return importlib.import_module(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    name = os.path.splitext(rel)[0]
     spec = importlib.util.spec_from_file_location(name, module_file)
     mod = importlib.util.module_from_spec(spec)
     sys.modules[name] = mod
     spec.loader.exec_module(mod)
+    return mod
+
+
+class _ImportFailed:
+    """Stands for the function when its module failed to import: each input fails with
+    that exception (a copy of it, with its traceback), as the caller's error."""
+
+    def __init__(self, exc):
+        self.exc, self.tb = exc, exc.__traceback__
+
+    def __call__(self, *args, **kwargs):
+        try:
+            e = copy.copy(self.exc)
+        except Exception:  # an exception type copy cannot rebuild
+            e = self.exc
+        raise e.with_traceback(self.tb)
+
+
+def load(module_file, qualname, post_enter=True):
+    """The function (or a Cls's method dispatch) from the app's module. A module that
+    fails to import gives an _ImportFailed: the container becomes ready and every
+    input gets the error, which says which local files were sent (explain)."""
+    try:
+        place_files()
+        mod = import_module(module_file)
+    except Exception as exc:
+        exc = explain(exc)
+        traceback.print_exception(type(exc), exc, exc.__traceback__)
+        return _ImportFailed(exc)
     obj = mod
     for part in qualname.split("."):
         obj = getattr(obj, part)
     if hasattr(obj, "_user_cls"):  # a gust Cls: one instance per container
-        return instance_dispatch(obj._user_cls, post_enter)
+        try:
+            return instance_dispatch(obj._user_cls, post_enter)
+        except Exception as exc:  # the container fails to start: say what was sent
+            new = explain(exc)
+            if new is exc:
+                raise
+            raise new from exc.__cause__
     return getattr(obj, "raw_f", obj)  # a gust Function wraps the plain function
 
 
@@ -238,7 +285,7 @@ def _end_output(fid):
 
 
 def _error_body(exc):
-    return bytes([FRAME_ERR_USER]) + error_message(exc).encode("utf-8", "replace")
+    return bytes([FRAME_ERR_USER]) + error_message(explain(exc)).encode("utf-8", "replace")
 
 
 def serve(sock, fn, fid, payload):

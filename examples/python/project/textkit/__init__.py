@@ -1,0 +1,3 @@
+from .case import shout
+
+__all__ = ["shout"]
