@@ -5,6 +5,7 @@ import json
 import os
 import random
 import re
+import select
 import shutil
 import signal
 import socket
@@ -733,3 +734,17 @@ def raw_exchange(port, data, read_timeout=2, close_after_send=False):
 def status_of_raw(resp):
     m = re.match(rb"HTTP/1\.[01] (\d{3})", resp)
     return int(m.group(1)) if m else None
+
+
+def read_until(p, needle, timeout):
+    """Reads p's stdout until needle shows (or it ends, or timeout); returns what came."""
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while needle not in buf and time.monotonic() < deadline:
+        rl, _, _ = select.select([p.stdout], [], [], 0.2)
+        if rl:
+            chunk = os.read(p.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            buf += chunk
+    return buf

@@ -1,9 +1,7 @@
 """Metering (GET /v1/usage, gust usage) and logs (gust logs, -f)."""
-import os
-import select
 import time
 
-from gustlib import echo_fn, fn_spec, wait_until
+from gustlib import echo_fn, fn_spec, read_until, wait_until
 
 
 def _usage_fn(usage, app, fn):
@@ -108,16 +106,8 @@ def test_logs_follow_streams_new_lines(gust):
     gust.call_ok("lg", "f", b"early\n")
     p = gust.cli_popen("logs", "lg.f", "-f")
     try:
-        buf = b""
         gust.call_ok("lg", "f", b"streamed\n")
-        deadline = time.monotonic() + 10
-        while b"err-line-streamed" not in buf and time.monotonic() < deadline:
-            rl, _, _ = select.select([p.stdout], [], [], 0.2)
-            if rl:
-                chunk = os.read(p.stdout.fileno(), 65536)
-                if not chunk:
-                    break
-                buf += chunk
+        buf = read_until(p, b"err-line-streamed", 10)
         assert b"err-line-streamed" in buf, (buf[-500:], p.poll())
         assert p.poll() is None, "gust logs -f exited"
     finally:

@@ -7,11 +7,10 @@ gets {"more": true} instead of making gustd buffer without bound."""
 import json
 import os
 import re
-import select
 import socket
 import time
 
-from gustlib import fn_spec, wait_until
+from gustlib import fn_spec, read_until, wait_until
 
 RUN_APP = '''
 import glob, sys, time
@@ -63,20 +62,6 @@ def main():
     print("slow ->", slow.remote())
     print("last ->", last.remote())
 '''
-
-
-def read_until(p, needle, timeout):
-    """Reads p's stdout until needle shows (or it ends, or timeout); returns what came."""
-    buf = b""
-    deadline = time.monotonic() + timeout
-    while needle not in buf and time.monotonic() < deadline:
-        rl, _, _ = select.select([p.stdout], [], [], 0.2)
-        if rl:
-            chunk = os.read(p.stdout.fileno(), 65536)
-            if not chunk:
-                break
-            buf += chunk
-    return buf
 
 
 def test_run_shows_remote_output(shared_gust, tmp_path):
