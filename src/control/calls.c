@@ -135,9 +135,10 @@ void ctl_queue_push(struct ctl_fver *fv, struct ctl_call *call, bool front)
     else
         list_push_back(&fv->queue, &call->qlink);
     fv->queued++;
+    ctl_sched_mark(fv);
 }
 
-static void queue_remove(struct ctl_fver *fv, struct ctl_call *call)
+static void queue_unlink(struct ctl_fver *fv, struct ctl_call *call)
 {
     assert(call->queued && fv->queued > 0);
     list_remove(&call->qlink);
@@ -145,11 +146,20 @@ static void queue_remove(struct ctl_fver *fv, struct ctl_call *call)
     fv->queued--;
 }
 
+/* A queued call leaves without being dispatched (finished or failed): what the
+ * version's idle containers may do changes (internal.h, scheduling sets). */
+static void queue_remove(struct ctl_fver *fv, struct ctl_call *call)
+{
+    queue_unlink(fv, call);
+    ctl_sched_mark(fv);
+}
+
+/* Only dispatch pops, inside the version's own visit: no mark. */
 struct ctl_call *ctl_queue_pop(struct ctl_fver *fv)
 {
     struct ctl_call *call = list_first_entry(&fv->queue, struct ctl_call, qlink);
     if (call)
-        queue_remove(fv, call);
+        queue_unlink(fv, call);
     return call;
 }
 
@@ -262,9 +272,13 @@ void ctl_call_finish(struct ctl *c, struct ctl_call *call, enum ctl_call_state s
             log_error("control", "store result of %s: %s", call->id, err.msg);
     }
     finished_push(c, call);
-    /* The function's last work ended: its idle time starts (keepalive.c). */
-    if (!ctl_fn_has_work(fv->fn))
+    /* The function's last work ended: its idle time starts (keepalive.c), and the tick
+     * looks at its current version, which may be due a pre-warm in this idle period. */
+    if (!ctl_fn_has_work(fv->fn)) {
         ka_on_idle(&fv->fn->ka, ev_now_ms(c->loop));
+        if (fv->fn->latest)
+            ctl_tick_watch(fv->fn->latest);
+    }
     list_for_each_safe(o, &call->observers, struct ctl_call_obs, link)
         o->on_final(o, call);
     ctl_fver_maybe_free(c, fv);

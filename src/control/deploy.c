@@ -84,6 +84,7 @@ struct ctl_fver *ctl_fver_new(struct ctl *c, struct ctl_fn *fn, uint32_t version
     fv->version = version;
     fv->spec_json = json_incref(spec_json);
     list_push_front(&fn->versions, &fv->link);
+    ctl_sched_reorder(c);
     return fv;
 }
 
@@ -214,6 +215,7 @@ int ctl_deploy(struct ctl *c, const char *ws, json_t *spec, json_t **result, str
     a->stopped = false;
     *result = json_pack("{s:s,s:o}", "app", app.name, "functions", fns);
     log_info("control", "deployed app %s (%zu functions)", qapp, app.nfunctions);
+    ctl_sched_mark_all(c); /* new current versions; the old ones' idle containers go */
     c->kick(c);
     goto out;
 store_fail:
@@ -267,6 +269,7 @@ int ctl_app_stop(struct ctl *c, const char *name, struct ctl_error *e)
         }
     }
     store_calls_cancel_app(c->store, name, now, &err);
+    ctl_sched_mark_all(c); /* the app's containers stop */
     sched_kick(c);
     return 0;
 }
