@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -233,20 +234,60 @@ int rm_rf(const char *path)
     return rm_rf_at(AT_FDCWD, path, st.st_dev);
 }
 
+/* random_id's bytes come from getrandom a pool at a time: one system call per
+ * RANDOM_POOL bytes (25 call ids of 20) instead of one per id, and gust-sim makes
+ * millions of ids. The pool is per thread; a forked child empties its copy (pool_forked), so
+ * parent and child never hand out the same bytes; handed-out bytes are wiped. */
+#define RANDOM_POOL 512
+static _Thread_local unsigned char random_pool[RANDOM_POOL];
+static _Thread_local size_t random_left;
+static pthread_once_t random_once = PTHREAD_ONCE_INIT;
+
+static void pool_forked(void)
+{
+    explicit_bzero(random_pool, sizeof random_pool);
+    random_left = 0;
+}
+
+static void pool_register(void)
+{
+    pthread_atfork(NULL, NULL, pool_forked);
+}
+
+static unsigned char random_byte(void)
+{
+    if (!random_left) {
+        pthread_once(&random_once, pool_register);
+        size_t got = 0;
+        while (got < sizeof random_pool) {
+            ssize_t r = getrandom(random_pool + got, sizeof random_pool - got, 0);
+            if (r > 0)
+                got += (size_t)r;
+        }
+        random_left = sizeof random_pool;
+    }
+    unsigned char *p = &random_pool[sizeof random_pool - random_left--];
+    unsigned char b = *p;
+    *p = 0;
+    return b;
+}
+
 void random_id(char *out, size_t n)
 {
     static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz234567";
-    unsigned char raw[64];
-    size_t done = 0;
-    while (done < n) {
-        size_t chunk = n - done < sizeof raw ? n - done : sizeof raw;
-        ssize_t got = getrandom(raw, chunk, 0);
-        if (got <= 0)
-            continue;
-        for (ssize_t i = 0; i < got; i++)
-            out[done++] = alphabet[raw[i] & 31];
-    }
+    for (size_t i = 0; i < n; i++)
+        out[i] = alphabet[random_byte() & 31];
     out[n] = '\0';
+}
+
+uint64_t rng_splitmix64(uint64_t *state)
+{
+    /* Steele, Lea and Flood's constants (SplittableRandom): the golden-ratio step and
+     * the two multipliers of the finaliser. */
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
 }
 
 int fd_set_nonblock(int fd, bool on)

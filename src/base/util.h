@@ -43,6 +43,10 @@ int rm_contents(int dir_fd);
 /* Fills out with `n` random lowercase base32 characters + NUL (out has n+1 bytes). */
 void random_id(char *out, size_t n);
 
+/* splitmix64: the next of a reproducible sequence of 64-bit numbers from *state (a
+ * seed); the same seed gives the same sequence on every run. Not for secrets. */
+uint64_t rng_splitmix64(uint64_t *state);
+
 /* Sets O_NONBLOCK on fd. */
 int fd_set_nonblock(int fd, bool on);
 

@@ -294,6 +294,15 @@ int build_submit(struct builder *b, json_t *def, const char *base_id, const char
 {
     if (b->njobs >= BUILD_MAX_JOBS)
         return gerr_set(err, EBUSY, "%d image builds are running; wait for one to finish", BUILD_MAX_JOBS);
+    /* Only jobs send events, so the loop watches for them from the first job on: a
+     * daemon that never builds (and gust-sim's virtual loop, which polls every watched
+     * descriptor on each of its iterations) has nothing to poll. */
+    if (!b->watching) {
+        int wr = ev_io_add(b->cfg.loop, b->efd, EV_READ, on_events, b);
+        if (wr < 0)
+            return gerr_sys(err, -wr, "watch the build events");
+        b->watching = true;
+    }
     struct build_job *j = xcalloc(1, sizeof *j);
     list_init(&j->link);
     j->b = b;
@@ -353,13 +362,6 @@ int build_new(const struct build_config *cfg, struct builder **out, struct gerr 
         build_free(b);
         return r;
     }
-    if ((r = ev_io_add(cfg->loop, b->efd, EV_READ, on_events, b)) < 0) {
-        close(b->efd);
-        b->efd = -1;
-        build_free(b);
-        return gerr_sys(err, -r, "watch the build events");
-    }
-    b->watching = true;
     *out = b;
     return 0;
 }

@@ -45,8 +45,8 @@ struct builder {
     struct build_config cfg;
     char work_dir[1024], images_dir[1024], suite[64], mirror[512];
     json_t *apt_sources;          /* [[name, text]...]: the host's apt sources for debian_slim */
-    int efd;
-    bool watching;
+    int efd;                      /* job threads' wake-ups to the loop */
+    bool watching;                /* the loop watches efd (from the first build_submit) */
     uint64_t seq;
     struct list_node jobs;        /* struct build_job; loop thread only */
     size_t njobs;

@@ -137,9 +137,10 @@ void ctl_queue_push(struct ctl_fver *fv, struct ctl_call *call, bool front)
     else
         list_push_back(&fv->queue, &call->qlink);
     fv->queued++;
+    ctl_sched_mark(fv);
 }
 
-static void queue_remove(struct ctl_fver *fv, struct ctl_call *call)
+static void queue_unlink(struct ctl_fver *fv, struct ctl_call *call)
 {
     assert(call->queued && fv->queued > 0);
     list_remove(&call->qlink);
@@ -147,11 +148,20 @@ static void queue_remove(struct ctl_fver *fv, struct ctl_call *call)
     fv->queued--;
 }
 
+/* A queued call leaves without being dispatched (finished or failed): what the
+ * version's idle containers may do changes (internal.h, scheduling sets). */
+static void queue_remove(struct ctl_fver *fv, struct ctl_call *call)
+{
+    queue_unlink(fv, call);
+    ctl_sched_mark(fv);
+}
+
+/* Only dispatch pops, inside the version's own visit: no mark. */
 struct ctl_call *ctl_queue_pop(struct ctl_fver *fv)
 {
     struct ctl_call *call = list_first_entry(&fv->queue, struct ctl_call, qlink);
     if (call)
-        queue_remove(fv, call);
+        queue_unlink(fv, call);
     return call;
 }
 

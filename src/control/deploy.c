@@ -84,6 +84,7 @@ struct ctl_fver *ctl_fver_new(struct ctl *c, struct ctl_fn *fn, uint32_t version
     fv->version = version;
     fv->spec_json = json_incref(spec_json);
     list_push_front(&fn->versions, &fv->link);
+    ctl_sched_reorder(c);
     return fv;
 }
 
@@ -217,6 +218,7 @@ int ctl_deploy(struct ctl *c, const char *ws, json_t *spec, json_t **result, str
      * (gust run) and misses nothing, not even what the first containers print. */
     json_object_set_new(*result, "log_seq", json_integer((json_int_t)ctl_app_log_seq_of(c, a)));
     log_info("control", "deployed app %s (%zu functions)", qapp, app.nfunctions);
+    ctl_sched_mark_all(c); /* new current versions; the old ones' idle containers go */
     c->kick(c);
     goto out;
 store_fail:
@@ -270,6 +272,7 @@ int ctl_app_stop(struct ctl *c, const char *name, struct ctl_error *e)
         }
     }
     store_calls_cancel_app(c->store, name, now, &err);
+    ctl_sched_mark_all(c); /* the app's containers stop */
     sched_kick(c);
     return 0;
 }

@@ -275,7 +275,10 @@ json_t *ctl_workspace_set_quotas(struct ctl *c, const char *name, json_t *quotas
         return NULL;
     }
     w->quotas = q;
-    c->kick(c); /* calls waiting on the old quota may fit now */
+    /* Calls waiting on the old quota may fit now (they are blocked, so visited by
+     * every pass); a lower quota may change what others may start. */
+    ctl_sched_mark_all(c);
+    c->kick(c);
     return ws_json(w);
 }
 

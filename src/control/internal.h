@@ -110,7 +110,7 @@ struct ctl_app {
     struct list_node link;      /* in ctl->apps */
     char name[CTL_QNAME_MAX];   /* "<workspace>/<app>" */
     struct ctl_ws *ws;          /* its workspace (set by who adds the app; NULL: none, no quotas) */
-    struct ctl *ctl;            /* the control it belongs to (for its functions' timers) */
+    struct ctl *ctl;            /* the control it belongs to (its functions' timers and lookups) */
     bool stopped;
     double created_at;
     struct list_node fns;       /* struct ctl_fn */
@@ -140,6 +140,7 @@ struct ctl_fver {
     size_t retry_waiting;       /* calls waiting on a backoff timer */
     struct list_node ctrs;      /* struct ctl_ctr */
     uint32_t nstarting, nready;
+    uint32_t nidle;             /* ready with nothing in flight (sched.c counts each change) */
     char waiting_reason[512];
     /* Snapshot functions: the version's snapshot on the worker, by id; snap_state 0
      * until the first start needs one, and again after it failed or died.
@@ -147,9 +148,15 @@ struct ctl_fver {
     char snap_id[64];
     enum snapshot_state snap_state;
     uint32_t snap_failures;
+    /* The scheduling sets (model.c, "scheduling sets" below). */
+    uint32_t order;             /* position in the walk of every version (ctl_for_each_version) */
+    bool sched_marked;          /* in ctl->sched_next or in the running pass */
+    bool sched_blocked;         /* in ctl->sched_blocked */
+    struct list_node blocked_link; /* in ctl->sched_blocked while sched_blocked */
 };
 
 struct ctl_fn {
+    struct hmap_node node;      /* first: in ctl->fns by (app name, name), found by casting the node */
     struct list_node link;      /* in app->fns */
     struct ctl_app *app;
     char name[64];
@@ -262,6 +269,15 @@ struct ctl_slot {
 
 enum ctl_ctr_state { CTR_STARTING = 1, CTR_READY, CTR_STOPPING };
 
+/* A container's metering record on its way to the store (sched.c): its start (every
+ * field of rec from id to started_at), its ready time (id, ready_at) or its stop (id,
+ * stopped_at, busy_s, inputs_done, stop_reason, usage). */
+enum ctl_ctr_row_kind { CTR_ROW_START, CTR_ROW_READY, CTR_ROW_STOP };
+struct ctl_ctr_row {
+    enum ctl_ctr_row_kind kind;
+    struct store_container rec;
+};
+
 /* Control's record of a container on the worker, named by id across the seam. */
 struct ctl_ctr {
     struct hmap_node node;      /* first: in ctl->ctrs by id */
@@ -278,6 +294,8 @@ struct ctl_ctr {
     uint64_t busy_since_ns;     /* 0 when idle */
     uint64_t busy_ns;
     uint64_t inputs_done;
+    double flushed_busy_s;      /* busy time and inputs as sched_flush_usage last wrote them */
+    uint64_t flushed_inputs;
     uint32_t cpu_millicores, memory_mib;
     bool evicted;               /* stopped to make room for queued work (its stop reason) */
     bool prewarm;               /* started ahead of a predicted call, not for one */
@@ -344,6 +362,7 @@ struct ctl {
     struct builder *builder;
     struct list_node deploy_builds;  /* struct ctl_deploy_build (builds.c) */
     struct list_node apps;           /* struct ctl_app */
+    struct hmap fns;                 /* struct ctl_fn by (app name, name): calls find theirs in O(1) */
     struct hmap calls;               /* struct ctl_call by id */
     struct hmap ctrs;                /* struct ctl_ctr by id */
     struct list_node maps;           /* struct ctl_map */
@@ -361,8 +380,11 @@ struct ctl {
     void (*shutdown_cb)(void *ud);
     void *shutdown_ud;
     uint64_t tick_timer;
-    uint64_t last_flush_ms;
+    uint64_t last_flush_ms;          /* mono_ms of the last usage flush (control.c, tick) */
     uint64_t last_ka_save_ms;
+    struct ctl_ctr_row *ctr_rows;    /* metering records not yet written (sched.c), oldest first */
+    size_t nrows, rows_cap;
+    uint64_t rows_since_ms;          /* mono_ms when the oldest of them was queued */
     uint64_t last_trim_ms;
     enum ka_policy ka_policy;        /* cfg.keepalive_policy, parsed */
     /* capacity in use */
@@ -373,7 +395,23 @@ struct ctl {
     uint32_t claimed_cpu;
     uint64_t claimed_mem;
     uint32_t claimed_gpus;
+    /* What containers in CTR_STOPPING hold (sched.c: counted when a stop is asked,
+     * uncounted at their exit), so make_room need not walk every container. */
+    uint64_t stopping_cpu, stopping_mem;
+    uint32_t nstopping;
+    /* The scheduling sets (model.c). */
+    struct ctl_fver **sched_next;    /* marked for the next pass, any order */
+    size_t nnext, next_cap;
+    struct ctl_fver **pass;          /* the running pass, in order; pass_pos: the next to visit */
+    size_t npass, pass_cap, pass_pos;
+    bool pass_active;
+    uint32_t pass_cursor;            /* order of the version being visited */
+    /* The version a pass is visiting: ctl_fver_maybe_free leaves it to the end of the
+     * visit (a failed start can finish its last call mid-visit). */
+    struct ctl_fver *sched_visiting;
+    struct list_node sched_blocked;  /* struct ctl_fver.blocked_link */
     bool gpu_used[WORKER_MAX_GPUS];
+    struct ctl_ctr *gpu_holder[WORKER_MAX_GPUS]; /* the container holding each used GPU */
     struct ctl_log_line *logq;
     size_t logq_len, logq_cap;
     uint64_t log_timer;
@@ -383,7 +421,10 @@ struct ctl {
     struct ctl_image_jobs *image_jobs; /* the image job thread (images.c), NULL until used */
 };
 
-/* Iterates every version of every function of every app. */
+/* Iterates every version of every function of every app. This walk's order is the
+ * scheduler's order (fv->order): versions of newer apps first, then of newer
+ * functions, then newer versions; a pass serves them in it, so it decides who gets
+ * capacity that several wait for. */
 #define ctl_for_each_version(fv, c)                                                                           \
     list_for_each(fv##_app_, &(c)->apps, struct ctl_app, link)                                               \
         list_for_each(fv##_fn_, &fv##_app_->fns, struct ctl_fn, link)                                        \
@@ -460,12 +501,37 @@ bool ctl_fver_live(const struct ctl_fver *fv);
 /* Lets the version's snapshot go (containers from it keep running). */
 void ctl_fver_drop_snapshot(struct ctl_fver *fv);
 /* Frees fv (and drops its snapshot) once nothing uses it: not the latest, no queue,
- * no running or retrying calls, no containers. */
+ * no running or retrying calls, no containers; not while a pass visits it. */
 void ctl_fver_maybe_free(struct ctl *c, struct ctl_fver *fv);
 void ctl_fver_free(struct ctl_fver *fv);
 void ctl_fver_free_env(struct ctl_fver *fv);
 /* Frees every app, function and version record (ctl_free). */
 void ctl_model_free(struct ctl *c);
+
+/* Scheduling sets. A scheduling pass (sched.c) visits only the versions marked since
+ * the last pass and those blocked at their last visit, in walk order. A visit of any
+ * other version would change nothing, so passes decide exactly what visiting every
+ * version decides. The contract for whoever changes what a pass decides from (queue,
+ * containers and their slots, snapshot, spec, current version, shutdown, quotas): mark
+ * the version (ctl_sched_mark), or all of them (ctl_sched_mark_all) when the change is
+ * not one version's. Keep-alive timers (sched.c) start and stop containers outside
+ * passes: those go through the same marks. Marking asks for no pass: c->kick does.
+ *   ctl_sched_mark        the next pass visits fv; during a pass, this pass when fv
+ *                         comes after the version being visited (as a walk of every
+ *                         version would), else the next one
+ *   ctl_sched_mark_all    every version
+ *   ctl_sched_set_blocked fv tried to start a container and could not (capacity, a
+ *                         quota, a snapshot, a failed start): every pass visits it
+ *   ctl_sched_reorder     renumbers fv->order after a version was added
+ * A freed version leaves every set (ctl_fver_free). */
+void ctl_sched_mark(struct ctl_fver *fv);
+void ctl_sched_mark_all(struct ctl *c);
+void ctl_sched_set_blocked(struct ctl_fver *fv, bool blocked);
+void ctl_sched_reorder(struct ctl *c);
+/* Starts a pass over the marked and blocked versions; ctl_sched_pass_next gives them
+ * one at a time in walk order (NULL: the pass is over). */
+void ctl_sched_pass_begin(struct ctl *c);
+struct ctl_fver *ctl_sched_pass_next(struct ctl *c);
 
 /* ---- ident.c ---- */
 #define CTL_DEFAULT_WS "default"
@@ -632,7 +698,16 @@ void sched_stop_all(struct ctl *c);
 size_t sched_live_containers(struct ctl *c);
 /* Detaches a running call from its container (which is told to drop the input). */
 void sched_cancel_running(struct ctl *c, struct ctl_call *call);
+/* Writes the queued metering records, then the busy time and inputs of containers
+ * whose counters moved since they were last written. */
 void sched_flush_usage(struct ctl *c);
+/* Container starts, ready times and stops are queued and written together, one
+ * transaction for many (each alone is a commit, the costliest thing a container
+ * start does under gust-sim). sched_write_rows writes them; control.c's tick calls
+ * it once they waited SCHED_ROWS_WAIT_MS of real time, and so does every reader of
+ * the records (sched_flush_usage, before usage is read) and ctl_free. */
+#define SCHED_ROWS_WAIT_MS 100
+void sched_write_rows(struct ctl *c);
 int sched_fits_total(struct ctl *c, const struct spec_function *f, char *why, size_t why_len);
 /* While shutting down: stops containers once nothing runs; calls the shutdown
  * callback once every container is gone. */

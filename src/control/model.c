@@ -44,18 +44,30 @@ struct ctl_app *ctl_find_app(struct ctl *c, const char *name)
     return NULL;
 }
 
-static struct ctl_fn *find_fn_in(struct ctl_app *a, const char *name)
+/* ctl->fns is keyed by (app name, function name): every call looks its function up,
+ * and a walk of the apps and their functions would cost each call time in proportion
+ * to the functions deployed. */
+struct fn_key {
+    const char *app, *name;
+};
+
+/* The two strings' hashes combined as trace.c's index combines them (x 31, then +). */
+static uint64_t fn_hash(const char *app, const char *name)
 {
-    list_for_each(f, &a->fns, struct ctl_fn, link)
-        if (!strcmp(f->name, name))
-            return f;
-    return NULL;
+    return hmap_hash_str(app) * 31 + hmap_hash_str(name);
+}
+
+static bool fn_eq(const struct hmap_node *n, const void *key)
+{
+    const struct ctl_fn *f = (const struct ctl_fn *)n;
+    const struct fn_key *k = key;
+    return !strcmp(f->name, k->name) && !strcmp(f->app->name, k->app);
 }
 
 struct ctl_fn *ctl_find_fn(struct ctl *c, const char *app, const char *fn)
 {
-    struct ctl_app *a = ctl_find_app(c, app);
-    return a ? find_fn_in(a, fn) : NULL;
+    struct fn_key k = {app, fn};
+    return (struct ctl_fn *)hmap_find(&c->fns, fn_hash(app, fn), fn_eq, &k);
 }
 
 struct ctl_app *ctl_app_get_or_add(struct ctl *c, const char *name, double created_at)
@@ -64,9 +76,9 @@ struct ctl_app *ctl_app_get_or_add(struct ctl *c, const char *name, double creat
     if (a)
         return a;
     a = xcalloc(1, sizeof *a);
+    a->ctl = c;
     snprintf(a->name, sizeof a->name, "%s", name);
     a->created_at = created_at;
-    a->ctl = c;
     list_init(&a->fns);
     list_init(&a->log_subs);
     list_push_front(&c->apps, &a->link);
@@ -75,7 +87,7 @@ struct ctl_app *ctl_app_get_or_add(struct ctl *c, const char *name, double creat
 
 struct ctl_fn *ctl_fn_get_or_add(struct ctl_app *a, const char *name, enum ka_policy policy)
 {
-    struct ctl_fn *f = find_fn_in(a, name);
+    struct ctl_fn *f = ctl_find_fn(a->ctl, a->name, name);
     if (f)
         return f;
     f = xcalloc(1, sizeof *f);
@@ -85,6 +97,7 @@ struct ctl_fn *ctl_fn_get_or_add(struct ctl_app *a, const char *name, enum ka_po
     list_init(&f->versions);
     list_init(&f->subs);
     list_push_front(&a->fns, &f->link);
+    hmap_insert(&a->ctl->fns, &f->node, fn_hash(a->name, f->name));
     return f;
 }
 
@@ -172,8 +185,13 @@ void ctl_fver_free_env(struct ctl_fver *fv)
     fv->mount_dirs = NULL;
 }
 
+/* Takes fv out of every scheduling set. */
+static void sched_sets_leave(struct ctl_fver *fv);
+
 void ctl_fver_free(struct ctl_fver *fv)
 {
+    if (fv->ctl)
+        sched_sets_leave(fv);
     list_remove(&fv->link);
     ctl_fver_free_env(fv);
     spec_function_free(&fv->spec);
@@ -183,8 +201,8 @@ void ctl_fver_free(struct ctl_fver *fv)
 
 void ctl_fver_maybe_free(struct ctl *c, struct ctl_fver *fv)
 {
-    (void)c;
-    if (fv->fn->latest == fv || fv->queued || fv->running || fv->retry_waiting || !list_empty(&fv->ctrs))
+    if (fv == c->sched_visiting || fv->fn->latest == fv || fv->queued || fv->running || fv->retry_waiting ||
+        !list_empty(&fv->ctrs))
         return;
     assert(list_empty(&fv->queue));
     ctl_fver_drop_snapshot(fv);
@@ -215,4 +233,136 @@ void ctl_model_free(struct ctl *c)
         free(a);
     }
     list_init(&c->apps);
+    hmap_free(&c->fns);
+    free(c->sched_next);
+    free(c->pass);
+    c->sched_next = c->pass = NULL;
+    c->nnext = c->next_cap = c->npass = c->pass_cap = c->pass_pos = 0;
+    list_init(&c->sched_blocked);
+}
+
+/* ---------- scheduling sets ---------- */
+
+void ctl_sched_reorder(struct ctl *c)
+{
+    uint32_t n = 0;
+    ctl_for_each_version(fv, c)
+        fv->order = n++;
+    /* No pass runs while versions are added (deploys and recovery run between
+     * passes); the next pass sorts what is marked by the new numbers. */
+    assert(!c->pass_active);
+}
+
+/* Inserts fv into the unvisited part of the running pass, keeping it in order. */
+static void pass_insert(struct ctl *c, struct ctl_fver *fv)
+{
+    if (c->npass == c->pass_cap) {
+        c->pass_cap = c->pass_cap ? c->pass_cap * 2 : 16;
+        c->pass = xreallocarray(c->pass, c->pass_cap, sizeof *c->pass);
+    }
+    size_t lo = c->pass_pos, hi = c->npass;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (c->pass[mid]->order < fv->order)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    memmove(&c->pass[lo + 1], &c->pass[lo], (c->npass - lo) * sizeof *c->pass);
+    c->pass[lo] = fv;
+    c->npass++;
+}
+
+void ctl_sched_mark(struct ctl_fver *fv)
+{
+    struct ctl *c = fv->ctl;
+    if (fv->sched_marked)
+        return;
+    fv->sched_marked = true;
+    if (c->pass_active && fv->order > c->pass_cursor) {
+        pass_insert(c, fv);
+        return;
+    }
+    if (c->nnext == c->next_cap) {
+        c->next_cap = c->next_cap ? c->next_cap * 2 : 16;
+        c->sched_next = xreallocarray(c->sched_next, c->next_cap, sizeof *c->sched_next);
+    }
+    c->sched_next[c->nnext++] = fv;
+}
+
+void ctl_sched_mark_all(struct ctl *c)
+{
+    ctl_for_each_version(fv, c)
+        ctl_sched_mark(fv);
+}
+
+void ctl_sched_set_blocked(struct ctl_fver *fv, bool blocked)
+{
+    if (fv->sched_blocked == blocked)
+        return;
+    fv->sched_blocked = blocked;
+    if (blocked)
+        list_push_back(&fv->ctl->sched_blocked, &fv->blocked_link);
+    else
+        list_remove(&fv->blocked_link);
+}
+
+static int order_cmp(const void *a, const void *b)
+{
+    const struct ctl_fver *x = *(struct ctl_fver *const *)a, *y = *(struct ctl_fver *const *)b;
+    return x->order < y->order ? -1 : x->order > y->order;
+}
+
+void ctl_sched_pass_begin(struct ctl *c)
+{
+    assert(!c->pass_active);
+    list_for_each(fv, &c->sched_blocked, struct ctl_fver, blocked_link)
+        ctl_sched_mark(fv);
+    /* The marked become the pass; the pass's array (empty) takes the next marks. */
+    struct ctl_fver **a = c->pass;
+    size_t cap = c->pass_cap;
+    c->pass = c->sched_next;
+    c->pass_cap = c->next_cap;
+    c->npass = c->nnext;
+    c->sched_next = a;
+    c->next_cap = cap;
+    c->nnext = 0;
+    if (c->npass > 1)
+        qsort(c->pass, c->npass, sizeof *c->pass, order_cmp);
+    c->pass_pos = 0;
+    c->pass_active = true;
+}
+
+struct ctl_fver *ctl_sched_pass_next(struct ctl *c)
+{
+    if (c->pass_pos == c->npass) {
+        c->pass_active = false;
+        c->npass = c->pass_pos = 0;
+        return NULL;
+    }
+    struct ctl_fver *fv = c->pass[c->pass_pos++];
+    fv->sched_marked = false;
+    c->pass_cursor = fv->order;
+    return fv;
+}
+
+/* Removes fv from arr[from..*n) (it is there when marked). */
+static bool array_remove(struct ctl_fver **arr, size_t from, size_t *n, const struct ctl_fver *fv)
+{
+    for (size_t i = from; i < *n; i++)
+        if (arr[i] == fv) {
+            memmove(&arr[i], &arr[i + 1], (*n - i - 1) * sizeof *arr);
+            (*n)--;
+            return true;
+        }
+    return false;
+}
+
+static void sched_sets_leave(struct ctl_fver *fv)
+{
+    struct ctl *c = fv->ctl;
+    if (fv->sched_marked && !array_remove(c->sched_next, 0, &c->nnext, fv))
+        array_remove(c->pass, c->pass_pos, &c->npass, fv);
+    fv->sched_marked = false;
+    ctl_sched_set_blocked(fv, false);
 }

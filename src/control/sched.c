@@ -20,6 +20,9 @@
 /* Scale-down and version changes stop idle containers: SIGTERM, then SIGKILL after
  * this; an @exit hook gets 3 s, like a short Lambda extension shutdown. */
 #define SCHED_STOP_GRACE_MS 3000
+/* Metering records queued before they are written at once whatever their age: a
+ * transaction of this many rows is ~1 MiB of records and a few ms of SQLite. */
+#define SCHED_ROWS_MAX 4096
 
 /* ---------- capacity ---------- */
 
@@ -138,8 +141,10 @@ static bool reserve(struct ctl *c, struct ctl_fver *fv, struct ctl_ctr *k)
                      f->gpus[0].count, f->gpus[0].type, count_gpus_of(c, f->gpus[0].type, true));
             return false;
         }
-        for (int g = 0; g < k->ngpu; g++)
+        for (int g = 0; g < k->ngpu; g++) {
             c->gpu_used[k->gpu_idx[g]] = true;
+            c->gpu_holder[k->gpu_idx[g]] = k;
+        }
     }
     c->cpu_used += f->cpu_millicores;
     c->mem_used += f->memory_mib;
@@ -169,8 +174,10 @@ static void release(struct ctl *c, struct ctl_ctr *k)
         w->mem_used -= k->memory_mib;
         w->gpus_used -= (uint32_t)k->ngpu;
     }
-    for (int g = 0; g < k->ngpu; g++)
+    for (int g = 0; g < k->ngpu; g++) {
         c->gpu_used[k->gpu_idx[g]] = false;
+        c->gpu_holder[k->gpu_idx[g]] = NULL;
+    }
     k->cpu_millicores = 0;
     k->memory_mib = 0;
     k->ngpu = 0;
@@ -205,17 +212,124 @@ static double busy_seconds(struct ctl *c, const struct ctl_ctr *k)
     return (double)ns / 1e9;
 }
 
+/* ---------- metering records ----------
+ * Queued (internal.h, sched_write_rows) in the order they happened, so a container's
+ * stop is never written before its start. A crash loses what is queued: at most
+ * SCHED_ROWS_WAIT_MS plus one tick of container starts and stops, whose usage is
+ * then as lost as that of the containers the crash took. */
+
+static struct ctl_ctr_row *row_push(struct ctl *c, enum ctl_ctr_row_kind kind, const char *id)
+{
+    if (c->nrows == SCHED_ROWS_MAX)
+        sched_write_rows(c);
+    if (c->nrows == c->rows_cap) {
+        c->rows_cap = c->rows_cap ? c->rows_cap * 2 : 64;
+        c->ctr_rows = xreallocarray(c->ctr_rows, c->rows_cap, sizeof *c->ctr_rows);
+    }
+    if (!c->nrows)
+        c->rows_since_ms = mono_ms();
+    struct ctl_ctr_row *row = &c->ctr_rows[c->nrows++];
+    memset(row, 0, sizeof *row);
+    row->kind = kind;
+    snprintf(row->rec.id, sizeof row->rec.id, "%s", id);
+    return row;
+}
+
+static int row_write(struct ctl *c, const struct ctl_ctr_row *row, struct gerr *err)
+{
+    const struct store_container *r = &row->rec;
+    switch (row->kind) {
+    case CTR_ROW_START: return store_container_start(c->store, r, err);
+    case CTR_ROW_READY: return store_container_ready(c->store, r->id, r->ready_at, err);
+    case CTR_ROW_STOP:
+        return store_container_stop(c->store, r->id, r->stopped_at, r->busy_s, r->inputs_done, r->stop_reason,
+                                    &r->usage, err);
+    }
+    return 0;
+}
+
+void sched_write_rows(struct ctl *c)
+{
+    if (!c->nrows)
+        return;
+    struct gerr err;
+    /* Without a transaction each row still goes, in its own. */
+    bool txn = store_begin(c->store, &err) == 0;
+    if (!txn)
+        log_error("sched", "metering records: %s", err.msg);
+    for (size_t i = 0; i < c->nrows; i++)
+        if (row_write(c, &c->ctr_rows[i], &err) < 0)
+            log_error("sched", "metering record of %s: %s", c->ctr_rows[i].rec.id, err.msg);
+    if (txn && store_commit(c->store, &err) < 0)
+        log_error("sched", "metering records: %s", err.msg);
+    c->nrows = 0;
+}
+
+static void row_stop(struct ctl *c, const char *id, double busy_s, uint64_t inputs, const char *reason,
+                     const struct store_ctr_usage *u)
+{
+    struct ctl_ctr_row *row = row_push(c, CTR_ROW_STOP, id);
+    row->rec.stopped_at = wall_s();
+    row->rec.busy_s = busy_s;
+    row->rec.inputs_done = inputs;
+    snprintf(row->rec.stop_reason, sizeof row->rec.stop_reason, "%s", reason);
+    if (u)
+        row->rec.usage = *u;
+}
+
+/* Writes the busy time and inputs of containers whose counters moved since they were
+ * last written: an idle container's row is already current. */
 void sched_flush_usage(struct ctl *c)
 {
+    sched_write_rows(c);
     struct gerr err;
-    store_begin(c->store, &err);
-    ctl_for_each_version(fv, c)
-        list_for_each(k, &fv->ctrs, struct ctl_ctr, link)
-            store_container_update(c->store, k->id, busy_seconds(c, k), k->inputs_done, &err);
-    store_commit(c->store, &err);
+    bool began = false;
+    for (size_t b = 0; b < c->ctrs.nbuckets; b++)
+        for (struct hmap_node *n = c->ctrs.buckets[b]; n; n = n->next) {
+            struct ctl_ctr *k = (struct ctl_ctr *)n;
+            double busy = busy_seconds(c, k);
+            if (busy == k->flushed_busy_s && k->inputs_done == k->flushed_inputs)
+                continue;
+            if (!began) {
+                if (store_begin(c->store, &err) < 0) {
+                    log_error("sched", "usage flush: %s", err.msg);
+                    return;
+                }
+                began = true;
+            }
+            if (store_container_update(c->store, k->id, busy, k->inputs_done, &err) < 0) {
+                log_error("sched", "usage of %s: %s", k->id, err.msg);
+                continue;
+            }
+            k->flushed_busy_s = busy;
+            k->flushed_inputs = k->inputs_done;
+        }
+    if (began && store_commit(c->store, &err) < 0)
+        log_error("sched", "usage flush: %s", err.msg);
 }
 
 /* ---------- containers ---------- */
+
+/* Whether k is ready with nothing in flight: what fv->nidle counts. */
+static bool ctr_idle(const struct ctl_ctr *k)
+{
+    return k->state == CTR_READY && k->inflight == 0;
+}
+
+/* After a change of k's state or inflight, k having been idle (ctr_idle) or not:
+ * keeps its version's nidle. */
+static void idle_adjust(struct ctl_ctr *k, bool was_idle)
+{
+    bool idle = ctr_idle(k);
+    if (idle == was_idle)
+        return;
+    if (idle) {
+        k->fv->nidle++;
+    } else {
+        assert(k->fv->nidle > 0);
+        k->fv->nidle--;
+    }
+}
 
 static struct ctl_slot *slot_find(struct ctl_ctr *k, uint64_t input_id)
 {
@@ -258,12 +372,14 @@ static void ev_snapshot_state(void *ud, const char *snap_id, enum snapshot_state
         fv->snap_failures = 0;
         fv->waiting_reason[0] = '\0';
         log_info("sched", "%s.%s v%u: snapshot %s ready", fv->fn->app->name, fv->fn->name, fv->version, snap_id);
+        ctl_sched_mark(fv);
         sched_kick(c);
         return;
     }
     bool never_ready = fv->snap_state == SNAPSHOT_TAKING;
     fv->snap_state = 0; /* the worker has let it go (ops.h) */
     snprintf(fv->waiting_reason, sizeof fv->waiting_reason, "snapshot failed: %.440s", msg ? msg : "unknown error");
+    ctl_sched_mark(fv);
     if (never_ready) {
         fv->snap_failures++;
         fail_oldest_queued(c, fv);
@@ -354,19 +470,15 @@ static bool snapshot_ready(struct ctl *c, struct ctl_fver *fv)
 static void record_container_start(struct ctl *c, struct ctl_ctr *k)
 {
     struct ctl_fver *fv = k->fv;
-    struct store_container sc = {0};
-    snprintf(sc.id, sizeof sc.id, "%s", k->id);
-    snprintf(sc.app, sizeof sc.app, "%s", fv->fn->app->name);
-    snprintf(sc.function, sizeof sc.function, "%s", fv->fn->name);
-    sc.version = fv->version;
-    sc.cpu_millicores = k->cpu_millicores;
-    sc.memory_mib = k->memory_mib;
-    snprintf(sc.gpu_type, sizeof sc.gpu_type, "%s", k->ngpu ? k->gpu_type : "");
-    sc.gpu_count = (uint32_t)k->ngpu;
-    sc.started_at = k->started_at;
-    struct gerr err;
-    if (store_container_start(c->store, &sc, &err) < 0)
-        log_error("sched", "record container %s: %s", k->id, err.msg);
+    struct store_container *sc = &row_push(c, CTR_ROW_START, k->id)->rec;
+    snprintf(sc->app, sizeof sc->app, "%s", fv->fn->app->name);
+    snprintf(sc->function, sizeof sc->function, "%s", fv->fn->name);
+    sc->version = fv->version;
+    sc->cpu_millicores = k->cpu_millicores;
+    sc->memory_mib = k->memory_mib;
+    snprintf(sc->gpu_type, sizeof sc->gpu_type, "%s", k->ngpu ? k->gpu_type : "");
+    sc->gpu_count = (uint32_t)k->ngpu;
+    sc->started_at = k->started_at;
 }
 
 /* Starts a container of fv; NULL when it did not fit or failed (waiting_reason says
@@ -406,6 +518,7 @@ static struct ctl_ctr *start_container(struct ctl *c, struct ctl_fver *fv)
     k->state = CTR_STARTING;
     k->started_at = wall_s();
     list_push_front(&fv->ctrs, &k->link);
+    ctl_sched_mark(fv);
     hmap_insert(&c->ctrs, &k->node, hmap_hash_str(k->id));
     fv->nstarting++;
     record_container_start(c, k);
@@ -422,7 +535,7 @@ static struct ctl_ctr *start_container(struct ctl *c, struct ctl_fver *fv)
         snprintf(fv->waiting_reason, sizeof fv->waiting_reason, "container failed to start: %.400s", err.msg);
         fv->nstarting--;
         release(c, k);
-        store_container_stop(c->store, k->id, wall_s(), 0, 0, "start_failed", NULL, NULL);
+        row_stop(c, k->id, 0, 0, "start_failed", NULL);
         ctr_forget(c, k);
         /* A start that fails synchronously would fail again. */
         fail_oldest_queued(c, fv);
@@ -432,15 +545,30 @@ static struct ctl_ctr *start_container(struct ctl *c, struct ctl_fver *fv)
     return k;
 }
 
+/* A container that was stopping exited: what it held is no longer on its way back. */
+static void stopping_done(struct ctl *c, const struct ctl_ctr *k)
+{
+    assert(c->nstopping > 0 && c->stopping_cpu >= k->cpu_millicores && c->stopping_mem >= k->memory_mib);
+    c->stopping_cpu -= k->cpu_millicores;
+    c->stopping_mem -= k->memory_mib;
+    c->nstopping--;
+}
+
 static void stop_container(struct ctl *c, struct ctl_ctr *k, bool hard)
 {
     if (k->state == CTR_STOPPING)
         return;
+    bool was_idle = ctr_idle(k);
     if (k->state == CTR_STARTING)
         k->fv->nstarting--;
     else if (k->state == CTR_READY)
         k->fv->nready--;
     k->state = CTR_STOPPING;
+    idle_adjust(k, was_idle);
+    c->stopping_cpu += k->cpu_millicores;
+    c->stopping_mem += k->memory_mib;
+    c->nstopping++;
+    ctl_sched_mark(k->fv);
     if (hard)
         c->wops->kill(c->worker, k->id);
     else
@@ -481,7 +609,9 @@ static void dispatch(struct ctl *c, struct ctl_fver *fv)
         slot->input_id = call->input_id;
         slot->call = call;
         busy_begin(c, best);
+        bool was_idle = ctr_idle(best);
         best->inflight++;
+        idle_adjust(best, was_idle);
         if (fv->spec.timeout_s)
             call->timeout_timer = ev_timer_add(c->loop, (uint64_t)fv->spec.timeout_s * 1000, sched_call_timeout, call);
         struct gerr err;
@@ -496,11 +626,7 @@ static void dispatch(struct ctl *c, struct ctl_fver *fv)
 
 static uint32_t idle_ready(const struct ctl_fver *fv)
 {
-    uint32_t n = 0;
-    list_for_each(k, &fv->ctrs, struct ctl_ctr, link)
-        if (k->state == CTR_READY && k->inflight == 0)
-            n++;
-    return n;
+    return fv->nidle;
 }
 
 /* ---------- eviction ---------- */
@@ -609,19 +735,15 @@ static bool make_room(struct ctl *c, struct ctl_fver *fv)
     if ((cpu_mem_fit && room_gpus_fit(f, &r)) || (w && !quota_allows(w, fv)))
         return true;
     /* What containers already stopping will free, less what this pass counted on. */
-    uint64_t stop_cpu = 0, stop_mem = 0;
-    uint32_t stopping = 0;
-    ctl_for_each_version(v, c)
-        list_for_each(k, &v->ctrs, struct ctl_ctr, link)
-            if (k->state == CTR_STOPPING) {
-                stop_cpu += k->cpu_millicores;
-                stop_mem += k->memory_mib;
-                for (size_t o = 0; o < f->ngpu_options; o++)
-                    r.gpus[o] += gpus_for(f, k, o);
-                stopping++;
-            }
-    r.cap_cpu += stop_cpu > c->claimed_cpu ? stop_cpu - c->claimed_cpu : 0;
-    r.cap_mem += stop_mem > c->claimed_mem ? stop_mem - c->claimed_mem : 0;
+    uint32_t stopping = c->nstopping;
+    r.cap_cpu += c->stopping_cpu > c->claimed_cpu ? c->stopping_cpu - c->claimed_cpu : 0;
+    r.cap_mem += c->stopping_mem > c->claimed_mem ? c->stopping_mem - c->claimed_mem : 0;
+    for (int g = 0; g < c->inv.ngpus; g++) {
+        const struct ctl_ctr *k = c->gpu_holder[g];
+        if (k && k->state == CTR_STOPPING)
+            for (size_t o = 0; o < f->ngpu_options; o++)
+                r.gpus[o] += !strcmp(c->inv.gpus[g].type, f->gpus[o].type);
+    }
     for (size_t o = 0; o < f->ngpu_options; o++)
         r.gpus[o] = r.gpus[o] > (int)c->claimed_gpus ? r.gpus[o] - (int)c->claimed_gpus : 0;
     /* Choose victims without stopping them yet: if all the evictable ones together do
@@ -642,8 +764,10 @@ static bool make_room(struct ctl *c, struct ctl_fver *fv)
             victims = xreallocarray(victims, cap, sizeof *victims);
         }
         /* Taken out of the ranking (and of its version's counts) for the next pick. */
+        bool was_idle = ctr_idle(k);
         k->state = CTR_STOPPING;
         k->fv->nready--;
+        idle_adjust(k, was_idle);
         victims[n++] = k;
         room_add(f, &r, k);
     }
@@ -651,6 +775,7 @@ static bool make_room(struct ctl *c, struct ctl_fver *fv)
     for (size_t i = 0; i < n; i++) {
         victims[i]->state = CTR_READY;
         victims[i]->fv->nready++;
+        idle_adjust(victims[i], false);
     }
     if (!enough)
         return true;
@@ -679,12 +804,15 @@ static bool make_room(struct ctl *c, struct ctl_fver *fv)
     return false;
 }
 
-static void autoscale(struct ctl *c, struct ctl_fver *fv)
+/* Starts what fv's queue, min_containers and buffer_containers ask for. Returns
+ * whether it tried to start a container and could not (fv is then blocked: internal.h,
+ * scheduling sets). */
+static bool autoscale(struct ctl *c, struct ctl_fver *fv)
 {
     const struct spec_function *f = &fv->spec;
     bool current = ctl_fver_is_current(fv);
     if (c->shutting_down || fv->fn->app->stopped)
-        return;
+        return false;
     uint32_t live = fv->nstarting + fv->nready;
     uint32_t per = f->max_inputs ? f->max_inputs : 1;
     uint32_t demand = (uint32_t)((fv->queued + per - 1) / per);
@@ -699,19 +827,23 @@ static void autoscale(struct ctl *c, struct ctl_fver *fv)
     if (want_new <= 0) {
         if (!fv->queued)
             fv->waiting_reason[0] = '\0';
-        return;
+        return false;
     }
     if ((int64_t)live + want_new > (int64_t)f->max_containers)
         want_new = (int64_t)f->max_containers - live;
     for (int64_t i = 0; i < want_new; i++) {
         /* Only queued work evicts: min, buffer and pre-warm containers are guesses. */
         if (fv->queued && !make_room(c, fv))
-            break;
+            return true;
         if (!start_container(c, fv))
-            break; /* did not fit or failed: waiting_reason says why */
+            return true; /* did not fit or failed: waiting_reason says why */
     }
+    return false;
 }
 
+/* One pass: visits the versions marked since the last pass and the blocked ones, in
+ * walk order (internal.h, scheduling sets); any other version's visit would do
+ * nothing. */
 static void sched_run(struct ev_loop *loop, void *data)
 {
     struct ctl *c = data;
@@ -720,10 +852,12 @@ static void sched_run(struct ev_loop *loop, void *data)
     c->claimed_cpu = 0;
     c->claimed_mem = 0;
     c->claimed_gpus = 0;
-    ctl_for_each_version(fv, c) {
+    ctl_sched_pass_begin(c);
+    for (struct ctl_fver *fv; (fv = ctl_sched_pass_next(c));) {
+        c->sched_visiting = fv;
         if (!c->shutting_down)
             dispatch(c, fv);
-        autoscale(c, fv);
+        ctl_sched_set_blocked(fv, autoscale(c, fv));
         if (!ctl_fver_is_current(fv) || c->shutting_down) {
             /* Old versions and stopped apps: idle containers go now. */
             list_for_each(k, &fv->ctrs, struct ctl_ctr, link)
@@ -731,6 +865,7 @@ static void sched_run(struct ev_loop *loop, void *data)
                     (fv->fn->app->stopped && k->state != CTR_STOPPING))
                     stop_container(c, k, false);
         }
+        c->sched_visiting = NULL;
         ctl_fver_maybe_free(c, fv);
     }
     if (c->shutting_down)
@@ -917,6 +1052,7 @@ static void sched_call_timeout(struct ev_loop *loop, void *data)
         return;
     char msg[160];
     snprintf(msg, sizeof msg, "the input ran longer than the function's timeout of %us", call->fv->spec.timeout_s);
+    ctl_sched_mark(call->fv);
     sched_cancel_running(c, call);
     ctl_call_failed_attempt(c, call, CTL_CALL_TIMED_OUT, "timeout", msg);
     sched_kick(c);
@@ -933,10 +1069,12 @@ static void ev_ready(void *ud, const char *ctr_id)
     k->state = CTR_READY;
     k->fv->nstarting--;
     k->fv->nready++;
+    idle_adjust(k, false);
     k->ready_at = wall_s();
     k->idle_since_ms = ev_now_ms(c->loop);
-    store_container_ready(c->store, k->id, k->ready_at, NULL);
+    row_push(c, CTR_ROW_READY, k->id)->rec.ready_at = k->ready_at;
     log_debug("sched", "%s ready in %.2f ms", k->id, (k->ready_at - k->started_at) * 1e3);
+    ctl_sched_mark(k->fv);
     sched_kick(c);
 }
 
@@ -951,7 +1089,9 @@ static struct ctl_call *slot_take(struct ctl_ctr *k, uint64_t input_id, bool *fo
     slot->input_id = 0;
     slot->call = NULL;
     assert(k->inflight > 0);
+    bool was_idle = ctr_idle(k);
     k->inflight--;
+    idle_adjust(k, was_idle);
     k->inputs_done++;
     if (k->kill_timer) {
         bool pending_cancel = false;
@@ -979,6 +1119,7 @@ static struct ctl_call *input_returned(struct ctl *c, const char *ctr_id, uint64
     if (!found)
         return NULL;
     busy_end(c, k);
+    ctl_sched_mark(k->fv);
     sched_kick(c);
     return call;
 }
@@ -1083,10 +1224,17 @@ static void ev_exit(void *ud, const char *ctr_id, int kind, const char *msg, con
     if (!k)
         return;
     struct ctl_fver *fv = k->fv;
+    if (ctr_idle(k))
+        fv->nidle--;
     if (k->state == CTR_STARTING)
         fv->nstarting--;
     else if (k->state == CTR_READY)
         fv->nready--;
+    else
+        stopping_done(c, k);
+    /* Its capacity comes back: the versions waiting for capacity are blocked, and
+     * every pass visits those. */
+    ctl_sched_mark(fv);
     bool never_ready = k->state == CTR_STARTING || (k->state == CTR_STOPPING && k->ready_at == 0);
     if (k->kill_timer)
         ev_timer_cancel(c->loop, k->kill_timer);
@@ -1105,7 +1253,7 @@ static void ev_exit(void *ud, const char *ctr_id, int kind, const char *msg, con
         .gpu_util_avg = final->gpu_util_avg_pct,
         .gpu_mem_peak_mib = (double)final->gpu_mem_peak_bytes / (1 << 20),
     };
-    store_container_stop(c->store, k->id, wall_s(), busy_seconds(c, k), k->inputs_done, reason, &u, NULL);
+    row_stop(c, k->id, busy_seconds(c, k), k->inputs_done, reason, &u);
     list_remove(&k->link);
     hmap_remove(&c->ctrs, &k->node);
     release(c, k);

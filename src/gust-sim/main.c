@@ -33,6 +33,14 @@ static void usage(FILE *f)
             "  --policy NAME|all     keep-alive policy: fixed_10min, knative, hybrid_histogram,\n"
             "                        default, or all of them (default: all)\n"
             "  --functions N         the first N functions of the trace (default: all)\n"
+            "  --replicate K         K copies of each function (after --functions), for a bigger\n"
+            "                        trace than DIR holds: copy j is the trace rotated by an offset\n"
+            "                        of minutes drawn from --seed, one per copy. A rotation keeps\n"
+            "                        each function's own pattern (its per-minute counts in order:\n"
+            "                        bursts, periods, idle times) while copies start their day at\n"
+            "                        different minutes and do not fire in lockstep. The worker is\n"
+            "                        not scaled: give K times --cpu and --memory to keep its\n"
+            "                        load (default: 1, the trace as it is)\n"
             "  --minutes M           the first M minutes (default: all)\n"
             "  --cpu MILLICORES      the worker's CPU (default 64000)\n"
             "  --memory MIB          the worker's memory (default 262144)\n"
@@ -97,12 +105,13 @@ static json_t *result_json(const struct sim_result *r)
 
 int main(int argc, char **argv)
 {
-    enum { O_TRACE = 1, O_POLICY, O_FUNCTIONS, O_MINUTES, O_CPU, O_MEMORY, O_GPUS, O_GPU_FRACTION, O_GPU_MIN,
-           O_FN_CPU, O_WINDOW, O_COLD, O_INIT, O_ARRIVALS, O_SEED, O_SCALE, O_JSON, O_HELP };
+    enum { O_TRACE = 1, O_POLICY, O_FUNCTIONS, O_REPLICATE, O_MINUTES, O_CPU, O_MEMORY, O_GPUS, O_GPU_FRACTION,
+           O_GPU_MIN, O_FN_CPU, O_WINDOW, O_COLD, O_INIT, O_ARRIVALS, O_SEED, O_SCALE, O_JSON, O_HELP };
     static const struct option opts[] = {
         {"trace", required_argument, NULL, O_TRACE},
         {"policy", required_argument, NULL, O_POLICY},
         {"functions", required_argument, NULL, O_FUNCTIONS},
+        {"replicate", required_argument, NULL, O_REPLICATE},
         {"minutes", required_argument, NULL, O_MINUTES},
         {"cpu", required_argument, NULL, O_CPU},
         {"memory", required_argument, NULL, O_MEMORY},
@@ -124,6 +133,7 @@ int main(int argc, char **argv)
     sim_config_default(&cfg);
     struct trace_limits lim = {0};
     const char *dir = NULL, *policy = "all";
+    uint32_t replicate = 1;
     bool json = false;
     uint64_t v;
     int opt;
@@ -135,6 +145,11 @@ int main(int argc, char **argv)
             if (parse_u64("--functions", optarg, 1, TRACE_MAX_FUNCTIONS, &v) < 0)
                 return 2;
             lim.max_functions = v;
+            break;
+        case O_REPLICATE:
+            if (parse_u64("--replicate", optarg, 1, TRACE_MAX_FUNCTIONS, &v) < 0)
+                return 2;
+            replicate = (uint32_t)v;
             break;
         case O_MINUTES:
             if (parse_u64("--minutes", optarg, 1, TRACE_MAX_MINUTES, &v) < 0)
@@ -234,6 +249,11 @@ int main(int argc, char **argv)
     if (trace_load(dir, &lim, &t, &err) < 0) {
         fprintf(stderr, "gust-sim: %s\n", err.msg);
         return 1;
+    }
+    if (trace_replicate(&t, replicate, cfg.seed, &err) < 0) {
+        fprintf(stderr, "gust-sim: --replicate: %s\n", err.msg);
+        trace_free(&t);
+        return 2;
     }
     cfg.trace = &t;
     uint64_t calls = 0;

@@ -63,19 +63,11 @@ void sim_config_default(struct sim_config *cfg)
     };
 }
 
-/* splitmix64: a fixed seed gives the same arrivals and durations on every run. */
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-/* Uniform in [0, 1). */
+/* Uniform in [0, 1): the top 53 bits of splitmix64 (a fixed seed gives the same
+ * arrivals and durations on every run) over 2^53. */
 static double rng_unit(uint64_t *s)
 {
-    return (double)(rng_next(s) >> 11) * (1.0 / 9007199254740992.0);
+    return (double)(rng_splitmix64(s) >> 11) * (1.0 / 9007199254740992.0);
 }
 
 struct arrival {

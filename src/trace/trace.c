@@ -432,6 +432,57 @@ int trace_load(const char *dir, const struct trace_limits *lim, struct trace *t,
     return 0;
 }
 
+/* Appends "~c" to hash h (a copy's own name), shortening h when both would not fit. */
+static void hash_suffix(char h[TRACE_HASH_MAX + 1], uint32_t c)
+{
+    char suf[16];
+    size_t sl = (size_t)snprintf(suf, sizeof suf, "~%u", c);
+    size_t keep = strlen(h);
+    if (keep + sl > TRACE_HASH_MAX)
+        keep = TRACE_HASH_MAX - sl;
+    memcpy(h + keep, suf, sl + 1);
+}
+
+int trace_replicate(struct trace *t, uint32_t k, uint64_t seed, struct gerr *err)
+{
+    if (k == 0)
+        return gerr_set(err, EINVAL, "replicate: at least 1 copy of each function");
+    size_t n = t->nfns;
+    uint32_t nm = t->nminutes;
+    /* Functions first: bounded by it, the count of cells cannot overflow. */
+    if ((uint64_t)n * k > TRACE_MAX_FUNCTIONS || (uint64_t)n * k * nm > TRACE_MAX_CELLS)
+        return gerr_set(err, E2BIG, "replicate: %zu functions x %u copies x %u minutes is more than %u functions "
+                        "or %llu counts", n, k, nm, TRACE_MAX_FUNCTIONS, TRACE_MAX_CELLS);
+    if (k == 1)
+        return 0;
+    struct trace_fn *fns = xcalloc(n * k, sizeof *fns);
+    uint32_t *counts = xcalloc(n * k * nm, sizeof *counts);
+    uint64_t rng = seed;
+    for (uint32_t c = 0; c < k; c++) {
+        /* The modulo's bias, for a 64-bit draw and at most TRACE_MAX_MINUTES, is below
+         * 2^-49: no copy's offset is measurably likelier. */
+        uint32_t off = c && nm > 1 ? 1 + (uint32_t)(rng_splitmix64(&rng) % (nm - 1)) : 0;
+        for (size_t i = 0; i < n; i++) {
+            struct trace_fn *f = &fns[c * n + i];
+            *f = t->fns[i];
+            if (c) {
+                hash_suffix(f->function, c);
+                hash_suffix(f->app, c);
+            }
+            const uint32_t *src = t->counts + i * nm;
+            uint32_t *dst = counts + (c * n + i) * nm;
+            memcpy(dst, src + off, (nm - off) * sizeof *dst);
+            memcpy(dst + (nm - off), src, off * sizeof *dst);
+        }
+    }
+    free(t->fns);
+    free(t->counts);
+    t->fns = fns;
+    t->counts = counts;
+    t->nfns = n * k;
+    return 0;
+}
+
 void trace_free(struct trace *t)
 {
     free(t->fns);

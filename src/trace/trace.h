@@ -69,6 +69,20 @@ int trace_parse_mem(struct trace *t, const char *name, const char *text, size_t 
 /* Reads dir/<prefix>_inv.csv, <prefix>_run.csv and <prefix>_mem.csv, where dir holds
  * exactly one "*_inv.csv" (the shared sample's files are 100_*.csv). */
 int trace_load(const char *dir, const struct trace_limits *lim, struct trace *t, struct gerr *err);
+
+/* A bigger trace than the files hold: makes t hold k copies of each of its n functions
+ * (k >= 1). Copy c of function i is t->fns[c * n + i] (copy 0 is the original): the
+ * same durations, memory and total, hashes suffixed "~c" (shortened to fit
+ * TRACE_HASH_MAX), and minutes rotated by one offset per copy drawn from seed: copy c's
+ * minute m is the original's minute (m + off_c) mod nminutes, off_c in [1, nminutes)
+ * for c >= 1. A rotation keeps each function's own pattern, its count of every minute
+ * in the same order (bursts, periods and idle times, what a keep-alive policy learns
+ * from), but for the one gap across the end of the trace; a copy as a whole is the same
+ * trace started at another minute, so copies do not fire in lockstep while the
+ * functions of one copy keep their timing relative to each other. -EINVAL for k = 0;
+ * -E2BIG (t unchanged) when n * k functions or their counts would pass
+ * TRACE_MAX_FUNCTIONS or TRACE_MAX_CELLS, the bounds of a parsed trace. */
+int trace_replicate(struct trace *t, uint32_t k, uint64_t seed, struct gerr *err);
 void trace_free(struct trace *t);
 
 #endif

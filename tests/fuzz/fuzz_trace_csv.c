@@ -1,7 +1,8 @@
 /* libFuzzer target: the trace CSV parsers (src/trace) on arbitrary bytes. The first
  * byte picks the limits of trace_parse_inv; the rest is parsed as *_inv.csv and, when
- * that succeeds, the same bytes as *_run.csv and *_mem.csv for its functions. Checks:
- * success gives a bounded, consistent table; failure says which line. */
+ * that succeeds, the same bytes as *_run.csv and *_mem.csv for its functions, then
+ * replicates the table. Checks: success gives a bounded, consistent table; failure says
+ * which line. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -46,6 +47,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 abort();
     if (trace_parse_mem(&t, "f_mem.csv", text, len, &err) < 0 && !strstr(err.msg, "f_mem.csv"))
         abort();
+    /* Replication (the last byte picks 1 to 4 copies) stays within the bounds, and every
+     * copy keeps its original's total. */
+    size_t n = t.nfns;
+    uint32_t k = 1 + data[size - 1] % 4;
+    if (trace_replicate(&t, k, size, &err) == 0) {
+        if (t.nfns != n * k || t.nfns > TRACE_MAX_FUNCTIONS || (uint64_t)t.nfns * t.nminutes > TRACE_MAX_CELLS)
+            abort();
+        for (size_t i = 0; i < t.nfns; i++) {
+            uint64_t sum = 0;
+            for (uint32_t m = 0; m < t.nminutes; m++)
+                sum += t.counts[i * t.nminutes + m];
+            if (sum != t.fns[i].total || sum != t.fns[i % n].total)
+                abort();
+        }
+    } else if (t.nfns != n || !strstr(err.msg, "replicate")) {
+        abort();
+    }
     trace_free(&t);
     return 0;
 }

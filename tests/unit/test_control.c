@@ -744,6 +744,26 @@ UNIT_TEST(test_versions_drain)
     env_free(&e);
 }
 
+/* A version no longer current whose last queued call fails to start is freed once its
+ * visit of the pass is over, not in the middle of it (the pass goes on with it). */
+UNIT_TEST(test_old_version_freed_after_its_visit)
+{
+    struct env e;
+    env_init(&e, 4000, 4096, 0);
+    deploy(&e, "\"resources\":{\"cpu\":100,\"memory\":64}");
+    char id[64];
+    submit(&e, "x", false, id); /* queued on version 1; no pass has run yet */
+    deploy(&e, "\"resources\":{\"cpu\":100,\"memory\":64},\"env\":{\"V\":\"2\"}");
+    e.fake.fail_next_start = 1;
+    run_for(&e, 5);
+    struct ctl_call_view v;
+    CHECK_EQ_INT(call_state(&e, id, &v), CTL_CALL_FAILED);
+    CHECK_STR(v.error_code, "spawn_failed");
+    CHECK_EQ_INT(v.version, 1);
+    CHECK_EQ_INT(list_length(&fn(&e)->versions), 1);
+    env_free(&e);
+}
+
 /* What does not fit waits with a reason naming what is missing; what can never fit
  * is refused at deploy with the field to fix. */
 UNIT_TEST(test_capacity_waiting_reasons)
@@ -1148,6 +1168,17 @@ UNIT_TEST(test_tokens_and_roles)
     env_free(&e);
 }
 
+/* Creates workspace "small", whose quota is one container. */
+static void add_small_workspace(struct env *e)
+{
+    struct ctl_error ce;
+    json_t *body = json_pack("{s:s,s:{s:i}}", "name", "small", "quotas", "containers", 1);
+    json_t *w = ctl_workspace_create(e->ctl, body, &ce);
+    CHECK(w);
+    json_decref(w);
+    json_decref(body);
+}
+
 /* Objects are keyed by workspace: another workspace's call is not found; a workspace
  * at its containers quota waits, saying so, and goes on when the quota is raised. */
 UNIT_TEST(test_workspace_isolation_and_quotas)
@@ -1155,11 +1186,7 @@ UNIT_TEST(test_workspace_isolation_and_quotas)
     struct env e;
     env_init(&e, 4000, 4096, 0);
     struct ctl_error ce;
-    json_t *body = json_pack("{s:s,s:{s:i}}", "name", "small", "quotas", "containers", 1);
-    json_t *w = ctl_workspace_create(e.ctl, body, &ce);
-    CHECK(w);
-    json_decref(w);
-    json_decref(body);
+    add_small_workspace(&e);
     const char *text = "{\"app\":\"a\",\"functions\":[{\"name\":\"f\",\"kind\":\"exec\",\"command\":[\"x\"],"
                        "\"image\":\"img\",\"resources\":{\"cpu\":100,\"memory\":64}},"
                        "{\"name\":\"g\",\"kind\":\"exec\",\"command\":[\"x\"],"
@@ -1197,7 +1224,7 @@ UNIT_TEST(test_workspace_isolation_and_quotas)
     CHECK_STR(v.app, "a");
     /* Raising the quota lets the waiting call start. */
     json_t *q = json_pack("{s:i}", "containers", 2);
-    w = ctl_workspace_set_quotas(e.ctl, "small", q, &ce);
+    json_t *w = ctl_workspace_set_quotas(e.ctl, "small", q, &ce);
     CHECK(w);
     json_decref(w);
     json_decref(q);
@@ -1781,6 +1808,130 @@ UNIT_TEST(test_generator_no_retry_after_items)
     env_free(&e);
 }
 
+/* ------------------------------------------------------- scheduling sets */
+
+/* Deploys app app (in workspace ws) with one function "f" of 250 m and 64 MiB; extra:
+ * more members of the function's object (without braces), or "". */
+static void deploy_app_in(struct env *e, const char *ws, const char *app, const char *extra)
+{
+    char text[1024];
+    snprintf(text, sizeof text,
+             "{\"app\":\"%s\",\"functions\":[{\"name\":\"f\",\"kind\":\"exec\",\"command\":[\"x\"],"
+             "\"image\":\"img\",\"resources\":{\"cpu\":250,\"memory\":64}%s%s}]}",
+             app, extra[0] ? "," : "", extra);
+    json_t *spec = json_loads(text, 0, NULL);
+    CHECK(spec);
+    json_t *res = NULL;
+    struct ctl_error ce = {0};
+    CHECK(ctl_deploy(e->ctl, ws, spec, &res, &ce) == 0);
+    json_decref(res);
+    json_decref(spec);
+}
+
+static struct ctl_fver *app_version(struct env *e, const char *qapp)
+{
+    struct ctl_fn *f = ctl_find_fn(e->ctl, qapp, "f");
+    CHECK(f && f->latest);
+    return f->latest;
+}
+
+static void submit_app(struct env *e, const char *qapp, char id[64])
+{
+    struct ctl_error ce;
+    CHECK(ctl_submit(e->ctl, qapp, "f", "x", 1, false, id, &ce) == 0);
+}
+
+/* The live fake container of app qapp's function (NULL if none). */
+static struct fake_ctr *app_ctr(struct env *e, const char *qapp)
+{
+    list_for_each(k, &app_version(e, qapp)->ctrs, struct ctl_ctr, link)
+        if (k->state != CTR_STOPPING)
+            return fake_find(&e->fake, k->id);
+    return NULL;
+}
+
+/* A pass visits only the versions that changed and those blocked on capacity, so what
+ * one app's container frees (here: its idle container evicted, then another's) must
+ * reach functions of other apps that wait for it with no call or event of their own.
+ * They are served in walk order, newest app first, as when every pass visited every
+ * version: c, then b. */
+UNIT_TEST(test_freed_capacity_reaches_other_apps)
+{
+    struct env e;
+    env_init(&e, 250, 8192, 0); /* one container at a time */
+    deploy_app_in(&e, "default", "a", "");
+    deploy_app_in(&e, "default", "b", "");
+    deploy_app_in(&e, "default", "c", "");
+    char ida[64], idb[64], idc[64];
+    submit_app(&e, "default/a", ida);
+    start_and_dispatch(&e);
+    struct fake_ctr *ka = app_ctr(&e, "default/a");
+    CHECK(ka && inflight(ka) == 1);
+    submit_app(&e, "default/b", idb);
+    submit_app(&e, "default/c", idc);
+    run_for(&e, 5);
+    CHECK_EQ_INT(e.fake.nctrs, 1); /* a's container is busy: nothing to evict */
+    struct ctl_fver *vb = app_version(&e, "default/b"), *vc = app_version(&e, "default/c");
+    CHECK(vb->sched_blocked && vc->sched_blocked);
+    CHECK(strstr(vb->waiting_reason, "needs cpu 250m"));
+    /* a's call ends: its idle container is evicted for c (first in walk order), whose
+     * container starts once the evicted one exited; b still waits. */
+    fake_answer(&e.fake, ka, "ok", 0);
+    run_for(&e, 5);
+    CHECK(ka->exited);
+    struct fake_ctr *kc = app_ctr(&e, "default/c");
+    CHECK(kc && !app_ctr(&e, "default/b"));
+    CHECK(!vc->sched_blocked && vb->sched_blocked);
+    fake_ready_all(&e.fake);
+    run_for(&e, 5);
+    CHECK_EQ_INT(inflight(kc), 1);
+    /* c's call ends: b gets c's room the same way. */
+    fake_answer(&e.fake, kc, "ok", 0);
+    run_for(&e, 5);
+    struct fake_ctr *kb = app_ctr(&e, "default/b");
+    CHECK(kb && kc->exited);
+    fake_ready_all(&e.fake);
+    run_for(&e, 5);
+    fake_answer(&e.fake, kb, "ok", 0);
+    CHECK_EQ_INT(call_state(&e, ida, NULL), CTL_CALL_SUCCEEDED);
+    CHECK_EQ_INT(call_state(&e, idb, NULL), CTL_CALL_SUCCEEDED);
+    CHECK_EQ_INT(call_state(&e, idc, NULL), CTL_CALL_SUCCEEDED);
+    CHECK(!vb->sched_blocked && list_empty(&e.ctl->sched_blocked));
+    env_free(&e);
+}
+
+/* A quota frees when keep-alive scales another app's idle container down (quotas do
+ * not evict): the waiting function of the other app starts on that container's exit. */
+UNIT_TEST(test_quota_freed_by_scale_down_reaches_other_apps)
+{
+    struct env e;
+    env_init(&e, 4000, 8192, 0);
+    add_small_workspace(&e);
+    deploy_app_in(&e, "small", "x", "\"scaling\":{\"scaledown_window\":1}");
+    deploy_app_in(&e, "small", "y", "");
+    char idx[64], idy[64];
+    submit_app(&e, "small/x", idx);
+    start_and_dispatch(&e);
+    fake_answer(&e.fake, app_ctr(&e, "small/x"), "ok", 0);
+    CHECK_EQ_INT(call_state(&e, idx, NULL), CTL_CALL_SUCCEEDED);
+    submit_app(&e, "small/y", idy);
+    run_for(&e, 5);
+    struct ctl_fver *vy = app_version(&e, "small/y");
+    CHECK(!app_ctr(&e, "small/y") && vy->sched_blocked);
+    CHECK(strstr(vy->waiting_reason, "containers quota"));
+    /* Past x's 1 s window its keep-alive timer stops the idle container; its exit lets
+     * y start. */
+    for (int n = 0; n < 20 && !app_ctr(&e, "small/y"); n++)
+        run_for(&e, 100);
+    CHECK(app_ctr(&e, "small/y"));
+    CHECK(!vy->sched_blocked);
+    fake_ready_all(&e.fake);
+    run_for(&e, 5);
+    fake_answer(&e.fake, app_ctr(&e, "small/y"), "ok", 0);
+    CHECK_EQ_INT(call_state(&e, idy, NULL), CTL_CALL_SUCCEEDED);
+    env_free(&e);
+}
+
 int main(void)
 {
     UNIT_RUN(test_dispatch_and_packing);
@@ -1794,6 +1945,7 @@ int main(void)
     UNIT_RUN(test_start_failures_fail_a_call);
     UNIT_RUN(test_requeue_after_restart);
     UNIT_RUN(test_versions_drain);
+    UNIT_RUN(test_old_version_freed_after_its_visit);
     UNIT_RUN(test_capacity_waiting_reasons);
     UNIT_RUN(test_snapshot_versions);
     UNIT_RUN(test_shutdown_drains);
@@ -1813,5 +1965,7 @@ int main(void)
     UNIT_RUN(test_generator_items);
     UNIT_RUN(test_generator_bounds_and_misuse);
     UNIT_RUN(test_generator_no_retry_after_items);
+    UNIT_RUN(test_freed_capacity_reaches_other_apps);
+    UNIT_RUN(test_quota_freed_by_scale_down_reaches_other_apps);
     UNIT_MAIN_END();
 }

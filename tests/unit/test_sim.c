@@ -1,5 +1,5 @@
 /* Unit tests for src/trace (the Azure Functions 2019 CSV parsers: good files, bad lines
- * with their numbers, bounds) and src/sim (a whole simulated run on a tiny trace the
+ * with their numbers, bounds; replication) and src/sim (a whole simulated run on a tiny trace the
  * test writes, whose numbers must add up). */
 #include <errno.h>
 #include <stdio.h>
@@ -118,6 +118,68 @@ UNIT_TEST(test_trace_bounds)
     free(line);
 }
 
+/* Replication: k copies of every function, copy 0 the original, each other copy the
+ * original's minutes rotated by one offset per copy (from the seed: the same on every
+ * run), with the function's durations, memory and total; bounds as a parsed trace's. */
+UNIT_TEST(test_trace_replicate)
+{
+    const char *inv = "h,a,o,m1,m2,m3,m4,m5\n"
+                      "f1,a1,o,1,2,3,4,5\n"
+                      "f2,a2,o,0,0,7,0,0\n";
+    struct trace t, u;
+    struct gerr err;
+    CHECK_EQ_INT(trace_parse_inv(&t, "x_inv.csv", inv, strlen(inv), NULL, &err), 0);
+    t.fns[0].memory_mib = 300;
+    t.fns[1].has_duration = true;
+    t.fns[1].duration_pct[3] = 42;
+    CHECK_EQ_INT(trace_replicate(&t, 1, 7, &err), 0);
+    CHECK_EQ_INT(t.nfns, 2);
+    CHECK_EQ_INT(trace_replicate(&t, 0, 7, &err), -EINVAL);
+    CHECK_EQ_INT(trace_replicate(&t, 4, 7, &err), 0);
+    CHECK_EQ_INT(t.nfns, 8);
+    CHECK_EQ_INT(t.nminutes, 5);
+    uint32_t offs[4] = {0};
+    for (uint32_t c = 0; c < 4; c++) {
+        /* Copy c of f1 (counts m + 1) tells its offset; f2 is rotated by the same. */
+        const uint32_t *r1 = &t.counts[(c * 2 + 0) * 5], *r2 = &t.counts[(c * 2 + 1) * 5];
+        offs[c] = r1[0] - 1;
+        CHECK(c == 0 ? offs[c] == 0 : offs[c] >= 1 && offs[c] <= 4);
+        for (uint32_t m = 0; m < 5; m++) {
+            CHECK_EQ_INT(r1[m], (m + offs[c]) % 5 + 1);
+            CHECK_EQ_INT(r2[m], (m + offs[c]) % 5 == 2 ? 7 : 0);
+        }
+        CHECK_EQ_INT(t.fns[c * 2].total, 15);
+        CHECK_EQ_INT(t.fns[c * 2].memory_mib, 300);
+        CHECK_EQ_INT(t.fns[c * 2 + 1].total, 7);
+        CHECK(t.fns[c * 2 + 1].has_duration && t.fns[c * 2 + 1].duration_pct[3] == 42);
+    }
+    CHECK_STR(t.fns[0].function, "f1");
+    CHECK_STR(t.fns[3].function, "f2~1");
+    CHECK_STR(t.fns[7].app, "a2~3");
+    /* The same seed gives the same offsets. */
+    CHECK_EQ_INT(trace_parse_inv(&u, "x_inv.csv", inv, strlen(inv), NULL, &err), 0);
+    CHECK_EQ_INT(trace_replicate(&u, 4, 7, &err), 0);
+    CHECK(!memcmp(t.counts, u.counts, (size_t)t.nfns * t.nminutes * sizeof *t.counts));
+    trace_free(&u);
+    /* Past TRACE_MAX_FUNCTIONS: refused, the trace unchanged. */
+    CHECK_EQ_INT(trace_replicate(&t, TRACE_MAX_FUNCTIONS / 8 + 1, 7, &err), -E2BIG);
+    CHECK(strstr(err.msg, "replicate"));
+    CHECK_EQ_INT(t.nfns, 8);
+    trace_free(&t);
+    /* A longest hash keeps its suffix and fits. */
+    char line[512];
+    char h[TRACE_HASH_MAX + 1];
+    memset(h, 'a', TRACE_HASH_MAX);
+    h[TRACE_HASH_MAX] = '\0';
+    int n = snprintf(line, sizeof line, "h,a,o,m1\n%s,%s,o,1\n", h, h);
+    CHECK_EQ_INT(trace_parse_inv(&t, "x_inv.csv", line, (size_t)n, NULL, &err), 0);
+    CHECK_EQ_INT(trace_replicate(&t, 12, 1, &err), 0);
+    CHECK_EQ_INT(strlen(t.fns[11].function), TRACE_HASH_MAX);
+    CHECK(!strcmp(t.fns[11].function + TRACE_HASH_MAX - 3, "~11"));
+    CHECK_EQ_INT(t.counts[11], 1); /* one minute: no rotation */
+    trace_free(&t);
+}
+
 /* Writes a trace of 3 functions x 10 minutes into dir:
  * f1 is called once every minute and runs 100 ms; f2 ten times in minute 1 only and
  * runs 2 s; f3 never. */
@@ -195,6 +257,12 @@ UNIT_TEST(test_sim_tiny_trace)
     CHECK(r.gpu);
     CHECK(r.gpu_busy_s > 19.9 && r.gpu_busy_s < 20.1);
     CHECK(r.gpu_utilization > 0 && r.gpu_utilization <= 1);
+
+    /* Three copies of each: three times the calls, each still served. */
+    CHECK_EQ_INT(trace_replicate(&t, 3, cfg.seed, &err), 0);
+    CHECK_EQ_INT(sim_run(&cfg, "default", &r, &err), 0);
+    CHECK_EQ_INT(r.calls, 60);
+    CHECK_EQ_INT(r.succeeded, 60);
     trace_free(&t);
     rm_rf(dir);
 }
@@ -204,6 +272,7 @@ int main(void)
     UNIT_RUN(test_trace_good);
     UNIT_RUN(test_trace_bad_lines);
     UNIT_RUN(test_trace_bounds);
+    UNIT_RUN(test_trace_replicate);
     UNIT_RUN(test_sim_tiny_trace);
     UNIT_MAIN_END();
 }
