@@ -72,6 +72,13 @@ struct ka_hist {
     uint64_t short_ms, prewarm_ms, keepalive_ms; /* keepalive.c, struct windows */
 };
 
+/* A predicted next use as a line in time (ka_next_use_line). */
+struct ka_use_line {
+    int slope;                  /* -1, 0 or +1 */
+    int64_t base;               /* the prediction at now is base + slope x now */
+    uint64_t until_ms;          /* exact before this time; UINT64_MAX: until the state changes */
+};
+
 /* One function's keep-alive state. Times are whatever clock the caller uses (the
  * loop's ev_now_ms; a simulator's virtual clock), in ms. */
 struct ka_state {
@@ -453,6 +460,11 @@ struct ctl {
  *                 prewarm < keepalive.
  *   ka_next_use_ms  the predicted time from now_ms until level k is needed again: 0
  *                 while it is busy; the eviction ranking (largest first) uses it.
+ *   ka_next_use_line  ka_next_use_ms as a line in time: base + slope x now, exact for
+ *                 now from now_ms until until_ms (exclusive) while the state does not
+ *                 change. A prediction moves only as idle time passes, in steps of the
+ *                 histogram's bins, so the eviction ranking (evict.c) keeps each
+ *                 function's line and recomputes it when it ends or the state moves.
  *   ka_idle_for_ms  how long level k has been idle (0 while busy or never reached).
  * Pure functions of the state and the times given: no clock is read. */
 /* 0, or -EINVAL for an unknown name (NULL is "default"). */
@@ -467,6 +479,7 @@ uint64_t ka_keepalive_ms(const struct ka_state *s, uint32_t k);
 uint64_t ka_prewarm_ms(const struct ka_state *s, uint32_t k);
 uint64_t ka_short_ms(const struct ka_state *s, uint32_t k);
 uint64_t ka_next_use_ms(const struct ka_state *s, uint32_t k, uint64_t now_ms);
+void ka_next_use_line(const struct ka_state *s, uint32_t k, uint64_t now_ms, struct ka_use_line *out);
 uint64_t ka_idle_for_ms(const struct ka_state *s, uint32_t k, uint64_t now_ms);
 /* The histories (not the levels: their times are of this daemon's clock), to store and
  * load across restarts. ka_decode replaces s's histories and decides their windows; 0,

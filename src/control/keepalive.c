@@ -498,6 +498,64 @@ uint64_t ka_next_use_ms(const struct ka_state *s, uint32_t k, uint64_t now_ms)
     return KA_RANGE_MS; /* the median is beyond the range: as far as the histogram sees */
 }
 
+/* ka_next_use_ms's cases, as lines in now:
+ *   busy, never reached, overdue, median beyond the range, idle past the range: a
+ *     constant for as long as the state stays (left only shrinks as t grows, so an
+ *     empty or out-of-range remainder stays so);
+ *   no prediction: t = now - since, slope +1, for as long as the state stays;
+ *   a median bin m: mid - t, slope -1, then 0 once t reaches mid. The sums that find m
+ *     only change when t leaves a bin with idle times in it: the line holds until t
+ *     leaves g, the first such bin at or after t's (m >= g, as m's bin is not empty). */
+void ka_next_use_line(const struct ka_state *s, uint32_t k, uint64_t now_ms, struct ka_use_line *out)
+{
+    *out = (struct ka_use_line){0, 0, UINT64_MAX};
+    if (k <= s->level)
+        return;
+    out->base = KA_RANGE_MS;
+    if (k > s->nlevels)
+        return;
+    uint64_t since = s->idle_since[k - 1];
+    if (now_ms < since) {
+        /* ka_idle_for_ms is 0 until since (a clock that went back): 0 or the range,
+         * decided again at since. */
+        out->base = (int64_t)ka_next_use_ms(s, k, now_ms);
+        out->until_ms = since;
+        return;
+    }
+    uint64_t t = now_ms - since;
+    const struct ka_hist *h = hist_for(s, k);
+    if (!h || !h->predicts) {
+        out->slope = 1;
+        out->base = -(int64_t)since;
+        return;
+    }
+    if (t >= KA_RANGE_MS)
+        return;
+    uint32_t first = (uint32_t)(t / KA_BIN_MS), g = KA_NBINS;
+    uint64_t left = h->oob;
+    for (uint32_t b = first; b < KA_NBINS; b++) {
+        left += h->bins[b];
+        if (h->bins[b] && g == KA_NBINS)
+            g = b;
+    }
+    uint64_t cum = 0;
+    for (uint32_t b = first; left && b < KA_NBINS; b++) {
+        cum += h->bins[b];
+        if (cum * 2 < left)
+            continue;
+        uint64_t mid = (uint64_t)b * KA_BIN_MS + KA_BIN_MS / 2, end = since + (uint64_t)(g + 1) * KA_BIN_MS;
+        if (mid > t) {
+            out->slope = -1;
+            out->base = (int64_t)(since + mid);
+            out->until_ms = since + mid < end ? since + mid : end;
+        } else {
+            out->base = 0;
+            out->until_ms = end;
+        }
+        return;
+    }
+}
+
 /* ---------- persistence ----------
  * A history is: one version byte (1), the number of groups that follow (u8, so that a
  * truncated history is told from a shorter one), then per group: the group (u8),

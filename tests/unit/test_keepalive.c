@@ -248,6 +248,65 @@ UNIT_TEST(test_level_jumps_and_cap)
     ka_free(&s);
 }
 
+/* Follows ka_next_use_line through time from from_ms, every step_ms for span_ms,
+ * recomputing the line when it ends: it must say what ka_next_use_ms says at every
+ * step, for every level from 1 to one past the highest reached. */
+static int slopes_seen[3]; /* lines seen of slope -1, 0, +1 */
+
+static void check_lines(const struct ka_state *s, uint64_t from_ms, uint64_t step_ms, uint64_t span_ms)
+{
+    for (uint32_t k = 1; k <= s->nlevels + 1; k++) {
+        struct ka_use_line l;
+        ka_next_use_line(s, k, from_ms, &l);
+        for (uint64_t t = from_ms; t < from_ms + span_ms; t += step_ms) {
+            if (t >= l.until_ms)
+                ka_next_use_line(s, k, t, &l);
+            CHECK(l.slope >= -1 && l.slope <= 1 && l.until_ms > t);
+            slopes_seen[l.slope + 1]++;
+            CHECK_EQ_INT(l.base + l.slope * (int64_t)t, (int64_t)ka_next_use_ms(s, k, t));
+        }
+    }
+}
+
+/* The eviction ranking keeps each level's predicted next use as a line until it ends
+ * (evict.c): the line is exact over 5 hours of idleness, at a step (7,919 ms, prime)
+ * that lands in every part of the 1-minute bins, for histories of every kind: none
+ * (LRU), sparse, spread, mostly out of range, and several levels apart. */
+UNIT_TEST(test_next_use_lines)
+{
+    static const enum ka_policy policies[] = {KA_DEFAULT, KA_HYBRID, KA_FIXED_10MIN};
+    const uint64_t step = 7919, span = 5 * 60 * MIN_MS;
+    for (size_t p = 0; p < sizeof policies / sizeof policies[0]; p++) {
+        struct ka_state s;
+        uint64_t now;
+        start(&s, policies[p], &now);
+        check_lines(&s, now, step, span); /* no history */
+        for (int i = 0; i < 30; i++)
+            idle_period(&s, &now, (i % 3 == 0 ? 3 : i % 3 == 1 ? 17 : 44) * MIN_MS + 12345);
+        check_lines(&s, now, step, span); /* three bins */
+        for (int i = 0; i < 40; i++)
+            idle_period(&s, &now, (uint64_t)(i * 37 % 230) * MIN_MS + 999);
+        check_lines(&s, now, step, span); /* spread */
+        for (int i = 0; i < 60; i++)
+            idle_period(&s, &now, 300 * MIN_MS);
+        check_lines(&s, now, step, span); /* mostly beyond the range */
+        /* Several levels, idle since different times. */
+        ka_set_level(&s, 6, now + 1000);
+        ka_set_level(&s, 4, now + 2 * MIN_MS);
+        ka_set_level(&s, 1, now + 9 * MIN_MS);
+        for (int i = 0; i < 25; i++) {
+            ka_set_level(&s, 6, now + (uint64_t)(10 + 2 * i) * MIN_MS);
+            ka_set_level(&s, 1, now + (uint64_t)(11 + 2 * i) * MIN_MS);
+        }
+        now += 60 * MIN_MS;
+        check_lines(&s, now, step, span);
+        /* A clock behind a level's idle start (ka_idle_for_ms is 0 there). */
+        check_lines(&s, now - 30 * MIN_MS, step, MIN_MS);
+        ka_free(&s);
+    }
+    CHECK(slopes_seen[0] && slopes_seen[1] && slopes_seen[2]);
+}
+
 /* Histories round-trip through their encoding; anything malformed is refused and
  * leaves the state as it was. */
 UNIT_TEST(test_encode_decode)
@@ -309,5 +368,6 @@ int main(void)
     UNIT_RUN(test_default_levels_apart);
     UNIT_RUN(test_level_jumps_and_cap);
     UNIT_RUN(test_encode_decode);
+    UNIT_RUN(test_next_use_lines);
     UNIT_MAIN_END();
 }
