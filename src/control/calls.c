@@ -138,6 +138,7 @@ void ctl_queue_push(struct ctl_fver *fv, struct ctl_call *call, bool front)
         list_push_back(&fv->queue, &call->qlink);
     fv->queued++;
     ctl_sched_mark(fv);
+    evict_update(fv);
 }
 
 static void queue_unlink(struct ctl_fver *fv, struct ctl_call *call)
@@ -146,6 +147,7 @@ static void queue_unlink(struct ctl_fver *fv, struct ctl_call *call)
     list_remove(&call->qlink);
     call->queued = false;
     fv->queued--;
+    evict_update(fv);
 }
 
 /* A queued call leaves without being dispatched (finished or failed): what the

@@ -70,6 +70,7 @@ static int load_keepalive_row(const char *app, const char *function, const char 
     if (ka_decode(&f->ka, history, len) < 0)
         log_warn("control", "the stored keep-alive history of %s.%s is malformed; starting it afresh", app, function);
     f->ka_saved = f->ka.changes;
+    evict_update_fn(f);
     return 0;
 }
 
@@ -148,6 +149,7 @@ int ctl_new(struct ev_loop *loop, struct store *store, const struct worker_ops *
     list_init(&c->apps);
     hmap_init(&c->fns, 64);
     list_init(&c->sched_blocked);
+    evict_init(c);
     list_init(&c->maps);
     list_init(&c->finished);
     list_init(&c->secrets);
@@ -350,6 +352,7 @@ void ctl_free(struct ctl *c)
     keepalive_save(c);
     sched_write_rows(c);
     free(c->ctr_rows);
+    evict_free(c);
     ctl_logs_free(c);
     ctl_calls_free(c);
     ctl_maps_free(c);

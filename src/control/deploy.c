@@ -59,6 +59,9 @@ struct ctl_fver *ctl_fver_new(struct ctl *c, struct ctl_fn *fn, uint32_t version
     list_init(&fv->link);
     list_init(&fv->queue);
     list_init(&fv->ctrs);
+    list_init(&fv->idle);
+    list_init(&fv->ev_dirty_link);
+    list_init(&fv->blocked_link);
     char field[SPEC_FIELD_MAX] = "";
     if (spec_function_from_json(spec_json, &fv->spec, field, err) < 0) {
         free(fv);
@@ -213,6 +216,9 @@ int ctl_deploy(struct ctl *c, const char *ws, json_t *spec, json_t **result, str
         json_decref(specs[i]);
     }
     a->stopped = false;
+    /* What is current changed: which idle containers eviction may take too. */
+    list_for_each(f, &a->fns, struct ctl_fn, link)
+        evict_update_fn(f);
     *result = json_pack("{s:s,s:o}", "app", app.name, "functions", fns);
     /* Where the new versions' output begins: a client follows the app's logs from here
      * (gust run) and misses nothing, not even what the first containers print. */
@@ -272,6 +278,8 @@ int ctl_app_stop(struct ctl *c, const char *name, struct ctl_error *e)
         }
     }
     store_calls_cancel_app(c->store, name, now, &err);
+    list_for_each(f, &a->fns, struct ctl_fn, link)
+        evict_update_fn(f); /* its versions are no longer current */
     ctl_sched_mark_all(c); /* the app's containers stop */
     sched_kick(c);
     return 0;

@@ -8,6 +8,7 @@
  *   keepalive.c the keep-alive policy: per function idle-time history, keep-alive and
  *               pre-warm windows, next-use prediction (pure: calls nothing of control)
  *   model.c     apps, functions, versions, container records, the worker handle
+ *   evict.c     the eviction ranking: idle containers by predicted next use
  *   ident.c     workspaces and quotas, tokens and roles, qualified names
  *   items.c     a generator call's items: the bounded buffer of what the consumer has
  *               not taken, its absolute indices, the pollers told of a new item
@@ -147,7 +148,10 @@ struct ctl_fver {
     size_t retry_waiting;       /* calls waiting on a backoff timer */
     struct list_node ctrs;      /* struct ctl_ctr */
     uint32_t nstarting, nready;
-    uint32_t nidle;             /* ready with nothing in flight (sched.c counts each change) */
+    /* Ready containers with nothing in flight, longest idle first (struct
+     * ctl_ctr.idle_link; evict.c keeps the order), and how many. */
+    struct list_node idle;
+    uint32_t nidle;
     char waiting_reason[512];
     /* Snapshot functions: the version's snapshot on the worker, by id; snap_state 0
      * until the first start needs one, and again after it failed or died.
@@ -160,6 +164,15 @@ struct ctl_fver {
     bool sched_marked;          /* in ctl->sched_next or in the running pass */
     bool sched_blocked;         /* in ctl->sched_blocked */
     struct list_node blocked_link; /* in ctl->sched_blocked while sched_blocked */
+    /* The eviction ranking (evict.c): how many idle containers make_room may take; the
+     * predicted next use as placed, and the idle start of the longest idle then; the
+     * positions in the ranking heap of its line's slope and in the heap of line ends
+     * (index + 1, 0: not in it); linked in ctl->ev_dirty while waiting to be placed. */
+    uint32_t ev_count;
+    struct ka_use_line ev_line;
+    uint64_t ev_since_ms;
+    size_t ev_rank_pos, ev_end_pos;
+    struct list_node ev_dirty_link;
 };
 
 struct ctl_fn {
@@ -297,6 +310,8 @@ struct ctl_ctr {
     uint32_t nslots;
     struct ctl_slot *slots;
     uint64_t idle_since_ms;
+    struct list_node idle_link; /* in fv->idle while ready with nothing in flight */
+    uint64_t seq;               /* start order (ctl->ctr_seq): fv->ctrs holds the newest first */
     double started_at, ready_at;
     uint64_t busy_since_ns;     /* 0 when idle */
     uint64_t busy_ns;
@@ -356,6 +371,18 @@ struct ctl_log_line {
 
 #define CTL_BUILD_LANES 2
 
+/* A binary heap of versions (model.c), by one of the keys versions keep:
+ *   CTL_VHEAP_RANK  the eviction ranking's line (evict.c), highest first, then the
+ *                   longest idle head, then walk order (in one slope's heap)
+ *   CTL_VHEAP_END   the ranking's line end, earliest first
+ * A version is in at most one heap of each kind; its position there is in it. */
+enum ctl_vheap_kind { CTL_VHEAP_RANK, CTL_VHEAP_END };
+struct ctl_vheap {
+    struct ctl_fver **v;
+    size_t n, cap;
+    enum ctl_vheap_kind kind;
+};
+
 struct ctl {
     struct ev_loop *loop;
     struct store *store;
@@ -377,6 +404,7 @@ struct ctl {
     size_t fin_count;
     size_t items_held;               /* bytes of generator items of all calls (items.c) */
     uint64_t next_input_id;
+    uint64_t ctr_seq;                /* containers started (struct ctl_ctr.seq) */
     /* Asks for a scheduling pass at the end of this loop iteration. Set by control.c
      * (to sched_kick) so that lower files can ask without calling up. */
     void (*kick)(struct ctl *c);
@@ -419,6 +447,12 @@ struct ctl {
     struct list_node sched_blocked;  /* struct ctl_fver.blocked_link */
     bool gpu_used[WORKER_MAX_GPUS];
     struct ctl_ctr *gpu_holder[WORKER_MAX_GPUS]; /* the container holding each used GPU */
+    /* The eviction ranking (evict.c): evictable versions by their line's slope + 1,
+     * those with a line that ends by its end, those waiting to be placed, and what all
+     * evictable containers hold together. */
+    struct ctl_vheap ev_rank[3], ev_ends;
+    struct list_node ev_dirty;
+    uint64_t ev_cpu, ev_mem;
     struct ctl_log_line *logq;
     size_t logq_len, logq_cap;
     uint64_t log_timer;
@@ -541,10 +575,49 @@ void ctl_sched_mark(struct ctl_fver *fv);
 void ctl_sched_mark_all(struct ctl *c);
 void ctl_sched_set_blocked(struct ctl_fver *fv, bool blocked);
 void ctl_sched_reorder(struct ctl *c);
+void ctl_vheap_push(struct ctl_vheap *h, struct ctl_fver *fv);
+/* Takes fv out of h (nothing when it is not in a heap of h's kind). */
+void ctl_vheap_remove(struct ctl_vheap *h, struct ctl_fver *fv);
+void ctl_vheap_free(struct ctl_vheap *h);
 /* Starts a pass over the marked and blocked versions; ctl_sched_pass_next gives them
  * one at a time in walk order (NULL: the pass is over). */
 void ctl_sched_pass_begin(struct ctl *c);
 struct ctl_fver *ctl_sched_pass_next(struct ctl *c);
+
+/* ---- evict.c ----
+ * The eviction ranking, kept as containers and versions change so that make_room
+ * (sched.c) finds its victim in O(log n), not by a walk of every container. The victim
+ * is the evictable container least likely to be used soon: a function's idle
+ * containers stand for the levels just above its work (keepalive.c), so a version's
+ * evictable containers share the prediction of its highest, level + idle
+ * (ka_next_use_ms); the largest prediction wins, then the longest idle container (LRU),
+ * then the first in the walk of every version and of each version's containers.
+ * Evictable: ready with nothing in flight, of a version with no queued calls, above
+ * its min_containers and buffer_containers when it is current.
+ * Who changes what the ranking decides from tells it:
+ *   evict_idle_add, evict_idle_del  k became idle (idle_since_ms set) or stopped being
+ *                 idle; they keep fv->idle and fv->nidle, and the caller then calls
+ *                 evict_update
+ *   evict_update  fv's counts (starting, ready, idle), queue, idle containers or
+ *                 current-ness changed
+ *   evict_update_fn  the function's keep-alive state changed (each ka_set_level), or a
+ *                 deploy or app stop changed which of its versions is current
+ *   evict_victim  the victim at now (NULL: none), among the containers holding a GPU
+ *                 that gpu_for could use when gpu_for is not NULL
+ *   ctl->ev_cpu, ctl->ev_mem  what all evictable containers hold: what make_room can
+ *                 free at most
+ *   evict_longest_idle  fv's idle container idle the longest (NULL: none)
+ * A version freed has no containers, so it left the ranking at its last update. */
+void evict_init(struct ctl *c);
+void evict_free(struct ctl *c);
+void evict_idle_add(struct ctl_ctr *k);
+void evict_idle_del(struct ctl_ctr *k);
+struct ctl_ctr *evict_longest_idle(const struct ctl_fver *fv);
+void evict_update(struct ctl_fver *fv);
+void evict_update_fn(struct ctl_fn *fn);
+struct ctl_ctr *evict_victim(struct ctl *c, uint64_t now, const struct spec_function *gpu_for);
+/* GPUs of one of f's GPU options that container k holds (0: none, or f has none). */
+int evict_gpus_for(const struct spec_function *f, const struct ctl_ctr *k, size_t option);
 
 /* ---- ident.c ---- */
 #define CTL_DEFAULT_WS "default"

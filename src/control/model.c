@@ -205,6 +205,8 @@ void ctl_fver_maybe_free(struct ctl *c, struct ctl_fver *fv)
         !list_empty(&fv->ctrs))
         return;
     assert(list_empty(&fv->queue));
+    /* With no containers it left the eviction ranking (evict.c) at its last update. */
+    assert(!fv->ev_count && !fv->ev_rank_pos && !fv->ev_end_pos && list_unlinked(&fv->ev_dirty_link));
     ctl_fver_drop_snapshot(fv);
     ctl_fver_free(fv);
 }
@@ -294,6 +296,98 @@ void ctl_sched_mark_all(struct ctl *c)
 {
     ctl_for_each_version(fv, c)
         ctl_sched_mark(fv);
+}
+
+/* ---------- heaps of versions ---------- */
+
+static size_t *vheap_pos(const struct ctl_vheap *h, struct ctl_fver *fv)
+{
+    switch (h->kind) {
+    case CTL_VHEAP_RANK: return &fv->ev_rank_pos;
+    case CTL_VHEAP_END: break;
+    }
+    return &fv->ev_end_pos;
+}
+
+/* Whether a goes above b in h (internal.h, struct ctl_vheap). */
+static bool vheap_above(const struct ctl_vheap *h, const struct ctl_fver *a, const struct ctl_fver *b)
+{
+    switch (h->kind) {
+    case CTL_VHEAP_RANK:
+        if (a->ev_line.base != b->ev_line.base)
+            return a->ev_line.base > b->ev_line.base;
+        if (a->ev_since_ms != b->ev_since_ms)
+            return a->ev_since_ms < b->ev_since_ms;
+        return a->order < b->order;
+    case CTL_VHEAP_END: break;
+    }
+    return a->ev_line.until_ms < b->ev_line.until_ms;
+}
+
+static void vheap_set(struct ctl_vheap *h, size_t i, struct ctl_fver *fv)
+{
+    h->v[i] = fv;
+    *vheap_pos(h, fv) = i + 1;
+}
+
+static void vheap_up(struct ctl_vheap *h, size_t i)
+{
+    struct ctl_fver *fv = h->v[i];
+    while (i > 0 && vheap_above(h, fv, h->v[(i - 1) / 2])) {
+        vheap_set(h, i, h->v[(i - 1) / 2]);
+        i = (i - 1) / 2;
+    }
+    vheap_set(h, i, fv);
+}
+
+static void vheap_down(struct ctl_vheap *h, size_t i)
+{
+    struct ctl_fver *fv = h->v[i];
+    for (;;) {
+        size_t kid = 2 * i + 1;
+        if (kid >= h->n)
+            break;
+        if (kid + 1 < h->n && vheap_above(h, h->v[kid + 1], h->v[kid]))
+            kid++;
+        if (!vheap_above(h, h->v[kid], fv))
+            break;
+        vheap_set(h, i, h->v[kid]);
+        i = kid;
+    }
+    vheap_set(h, i, fv);
+}
+
+void ctl_vheap_push(struct ctl_vheap *h, struct ctl_fver *fv)
+{
+    if (h->n == h->cap) {
+        h->cap = h->cap ? h->cap * 2 : 64;
+        h->v = xreallocarray(h->v, h->cap, sizeof *h->v);
+    }
+    h->v[h->n++] = fv;
+    vheap_up(h, h->n - 1);
+}
+
+void ctl_vheap_remove(struct ctl_vheap *h, struct ctl_fver *fv)
+{
+    size_t *pos = vheap_pos(h, fv);
+    if (!*pos)
+        return;
+    size_t i = *pos - 1;
+    assert(i < h->n && h->v[i] == fv);
+    *pos = 0;
+    struct ctl_fver *last = h->v[--h->n];
+    if (i == h->n)
+        return;
+    vheap_set(h, i, last);
+    vheap_up(h, i);
+    vheap_down(h, *vheap_pos(h, last) - 1);
+}
+
+void ctl_vheap_free(struct ctl_vheap *h)
+{
+    free(h->v);
+    h->v = NULL;
+    h->n = h->cap = 0;
 }
 
 void ctl_sched_set_blocked(struct ctl_fver *fv, bool blocked)

@@ -316,19 +316,16 @@ static bool ctr_idle(const struct ctl_ctr *k)
     return k->state == CTR_READY && k->inflight == 0;
 }
 
-/* After a change of k's state or inflight, k having been idle (ctr_idle) or not:
- * keeps its version's nidle. */
+/* After a change of k's state, inflight or its version's counts, k having been idle
+ * (ctr_idle) or not: keeps its version's idle list and the eviction ranking. */
 static void idle_adjust(struct ctl_ctr *k, bool was_idle)
 {
     bool idle = ctr_idle(k);
-    if (idle == was_idle)
-        return;
-    if (idle) {
-        k->fv->nidle++;
-    } else {
-        assert(k->fv->nidle > 0);
-        k->fv->nidle--;
-    }
+    if (idle && !was_idle)
+        evict_idle_add(k);
+    else if (!idle && was_idle)
+        evict_idle_del(k);
+    evict_update(k->fv);
 }
 
 static struct ctl_slot *slot_find(struct ctl_ctr *k, uint64_t input_id)
@@ -489,6 +486,7 @@ static struct ctl_ctr *start_container(struct ctl *c, struct ctl_fver *fv)
         return NULL;
     struct ctl_ctr *k = xcalloc(1, sizeof *k);
     list_init(&k->link);
+    list_init(&k->idle_link);
     if (!reserve(c, fv, k)) {
         free(k);
         return NULL;
@@ -517,10 +515,12 @@ static struct ctl_ctr *start_container(struct ctl *c, struct ctl_fver *fv)
         cs.gpu_indices[g] = k->gpu_idx[g];
     k->state = CTR_STARTING;
     k->started_at = wall_s();
+    k->seq = ++c->ctr_seq;
     list_push_front(&fv->ctrs, &k->link);
     ctl_sched_mark(fv);
     hmap_insert(&c->ctrs, &k->node, hmap_hash_str(k->id));
     fv->nstarting++;
+    evict_update(fv);
     record_container_start(c, k);
     int sr = -ENOTSUP;
     if (fv->spec.snapshot && fv->snap_state == SNAPSHOT_READY) {
@@ -537,6 +537,7 @@ static struct ctl_ctr *start_container(struct ctl *c, struct ctl_fver *fv)
         release(c, k);
         row_stop(c, k->id, 0, 0, "start_failed", NULL);
         ctr_forget(c, k);
+        evict_update(fv);
         /* A start that fails synchronously would fail again. */
         fail_oldest_queued(c, fv);
         return NULL;
@@ -554,10 +555,9 @@ static void stopping_done(struct ctl *c, const struct ctl_ctr *k)
     c->nstopping--;
 }
 
-static void stop_container(struct ctl *c, struct ctl_ctr *k, bool hard)
+/* Takes k out of its version's live counts (and the eviction ranking): CTR_STOPPING. */
+static void leave_live(struct ctl_ctr *k)
 {
-    if (k->state == CTR_STOPPING)
-        return;
     bool was_idle = ctr_idle(k);
     if (k->state == CTR_STARTING)
         k->fv->nstarting--;
@@ -565,6 +565,12 @@ static void stop_container(struct ctl *c, struct ctl_ctr *k, bool hard)
         k->fv->nready--;
     k->state = CTR_STOPPING;
     idle_adjust(k, was_idle);
+}
+
+/* Asks the worker to stop k, which left the live counts (leave_live): what it holds is
+ * on its way back, and its version may start another (a pass visits it). */
+static void stop_asked(struct ctl *c, struct ctl_ctr *k, bool hard)
+{
     c->stopping_cpu += k->cpu_millicores;
     c->stopping_mem += k->memory_mib;
     c->nstopping++;
@@ -573,6 +579,14 @@ static void stop_container(struct ctl *c, struct ctl_ctr *k, bool hard)
         c->wops->kill(c->worker, k->id);
     else
         c->wops->stop(c->worker, k->id, SCHED_STOP_GRACE_MS);
+}
+
+static void stop_container(struct ctl *c, struct ctl_ctr *k, bool hard)
+{
+    if (k->state == CTR_STOPPING)
+        return;
+    leave_live(k);
+    stop_asked(c, k, hard);
 }
 
 void sched_stop_all(struct ctl *c)
@@ -631,62 +645,6 @@ static uint32_t idle_ready(const struct ctl_fver *fv)
 
 /* ---------- eviction ---------- */
 
-/* Whether idle container k may be evicted now: ready with nothing in flight, and above
- * what its version's min_containers and buffer_containers keep (live and idle count
- * what the pass has not already chosen to stop). */
-static bool evictable(const struct ctl_ctr *k)
-{
-    const struct ctl_fver *fv = k->fv;
-    if (k->state != CTR_READY || k->inflight || fv->queued)
-        return false;
-    if (!ctl_fver_is_current(fv))
-        return true;
-    uint32_t live = fv->nstarting + fv->nready;
-    return live > fv->spec.min_containers && idle_ready(fv) > fv->spec.buffer_containers;
-}
-
-/* GPUs of one of f's GPU options that container k holds (0: none, or f has none). */
-static int gpus_for(const struct spec_function *f, const struct ctl_ctr *k, size_t option)
-{
-    return k->ngpu && !strcmp(k->gpu_type, f->gpus[option].type) ? k->ngpu : 0;
-}
-
-/* Whether container k holds a GPU of any of f's options. */
-static bool holds_gpu_for(const struct spec_function *f, const struct ctl_ctr *k)
-{
-    for (size_t o = 0; o < f->ngpu_options; o++)
-        if (gpus_for(f, k, o))
-            return true;
-    return false;
-}
-
-/* The evictable container least likely to be used soon. A function's idle containers
- * stand for the levels just above its work (keepalive.c): the one to give up is its
- * highest, level + idle, whose predicted next use (ka_next_use_ms) ranks the function;
- * the largest wins, then the longest idle container (LRU). With gpu_for, only
- * containers holding a GPU that f could use. NULL if none. */
-static struct ctl_ctr *eviction_victim(struct ctl *c, uint64_t now, const struct spec_function *gpu_for)
-{
-    struct ctl_ctr *best = NULL;
-    uint64_t best_next = 0;
-    ctl_for_each_version(fv, c) {
-        uint32_t idle = idle_ready(fv);
-        if (!idle)
-            continue;
-        const struct ka_state *ka = &fv->fn->ka;
-        uint64_t next = ka_next_use_ms(ka, ka->level + idle, now);
-        list_for_each(k, &fv->ctrs, struct ctl_ctr, link) {
-            if (!evictable(k) || (gpu_for && !holds_gpu_for(gpu_for, k)))
-                continue;
-            if (!best || next > best_next || (next == best_next && k->idle_since_ms < best->idle_since_ms)) {
-                best = k;
-                best_next = next;
-            }
-        }
-    }
-    return best;
-}
-
 /* What a container of f needs, against what is free plus what is on its way to being
  * freed (containers stopping, victims chosen). */
 struct room {
@@ -709,7 +667,7 @@ static void room_add(const struct spec_function *f, struct room *r, const struct
     r->cap_cpu += k->cpu_millicores;
     r->cap_mem += k->memory_mib;
     for (size_t o = 0; o < f->ngpu_options; o++)
-        r->gpus[o] += gpus_for(f, k, o);
+        r->gpus[o] += evict_gpus_for(f, k, o);
 }
 
 /* Before a container of fv with queued calls starts: when the worker's free cpu,
@@ -748,7 +706,11 @@ static bool make_room(struct ctl *c, struct ctl_fver *fv)
         r.gpus[o] = r.gpus[o] > (int)c->claimed_gpus ? r.gpus[o] - (int)c->claimed_gpus : 0;
     /* Choose victims without stopping them yet: if all the evictable ones together do
      * not make room, stopping some would only cost their functions a cold start. Once
-     * cpu and memory suffice, only GPU holders help. */
+     * cpu and memory suffice, only GPU holders help. What all of them hold is known
+     * (evict.c): when that is not enough cpu or memory, choosing them one by one would
+     * take every one, in vain. */
+    if (r.need_cpu > r.cap_cpu + c->ev_cpu || r.need_mem > r.cap_mem + c->ev_mem)
+        return true;
     uint64_t now = ev_now_ms(c->loop);
     AUTO_FREE struct ctl_ctr **victims = NULL;
     size_t n = 0, cap = 0;
@@ -756,7 +718,7 @@ static bool make_room(struct ctl *c, struct ctl_fver *fv)
         cpu_mem_fit = r.need_cpu <= r.cap_cpu && r.need_mem <= r.cap_mem;
         if (cpu_mem_fit && room_gpus_fit(f, &r))
             break;
-        struct ctl_ctr *k = eviction_victim(c, now, cpu_mem_fit ? f : NULL);
+        struct ctl_ctr *k = evict_victim(c, now, cpu_mem_fit ? f : NULL);
         if (!k)
             break;
         if (n == cap) {
@@ -764,28 +726,25 @@ static bool make_room(struct ctl *c, struct ctl_fver *fv)
             victims = xreallocarray(victims, cap, sizeof *victims);
         }
         /* Taken out of the ranking (and of its version's counts) for the next pick. */
-        bool was_idle = ctr_idle(k);
-        k->state = CTR_STOPPING;
-        k->fv->nready--;
-        idle_adjust(k, was_idle);
+        leave_live(k);
         victims[n++] = k;
         room_add(f, &r, k);
     }
-    bool enough = r.need_cpu <= r.cap_cpu && r.need_mem <= r.cap_mem && room_gpus_fit(f, &r);
-    for (size_t i = 0; i < n; i++) {
-        victims[i]->state = CTR_READY;
-        victims[i]->fv->nready++;
-        idle_adjust(victims[i], false);
-    }
-    if (!enough)
+    if (!(r.need_cpu <= r.cap_cpu && r.need_mem <= r.cap_mem && room_gpus_fit(f, &r))) {
+        for (size_t i = 0; i < n; i++) {
+            victims[i]->state = CTR_READY;
+            victims[i]->fv->nready++;
+            idle_adjust(victims[i], false);
+        }
         return true;
+    }
     for (size_t i = 0; i < n; i++) {
         struct ctl_ctr *k = victims[i];
         log_info("sched", "evicting idle %s of %s.%s for %s.%s", k->id, k->fv->fn->app->name, k->fv->fn->name,
                  fv->fn->app->name, fv->fn->name);
         k->evicted = true;
         k->fv->fn->evictions++;
-        stop_container(c, k, false);
+        stop_asked(c, k, false);
     }
     c->claimed_cpu += f->cpu_millicores;
     c->claimed_mem += f->memory_mib;
@@ -899,16 +858,6 @@ static void keepalive_arm(struct ctl *c, struct ctl_fn *fn, uint64_t at)
     fn->ka_timer = ev_timer_add(c->loop, fn->ka_timer_at - now, keepalive_fire, fn);
 }
 
-/* The idle ready container of fv that has been idle the longest. */
-static struct ctl_ctr *longest_idle(struct ctl_fver *fv)
-{
-    struct ctl_ctr *best = NULL;
-    list_for_each(k, &fv->ctrs, struct ctl_ctr, link)
-        if (k->state == CTR_READY && k->inflight == 0 && (!best || k->idle_since_ms < best->idle_since_ms))
-            best = k;
-    return best;
-}
-
 /* An explicit scaledown_window: each idle container goes when it has been idle that
  * long. Returns when the next one will have. */
 static uint64_t window_pass(struct ctl *c, struct ctl_fver *fv, uint64_t now)
@@ -957,7 +906,7 @@ static void keepalive_pass(struct ctl *c, struct ctl_fn *fn)
         const struct spec_function *s = &fv->spec;
         uint32_t live = fv->nstarting + fv->nready, idle = idle_ready(fv);
         while (live > want && live > s->min_containers && idle > s->buffer_containers) {
-            struct ctl_ctr *k = longest_idle(fv);
+            struct ctl_ctr *k = evict_longest_idle(fv);
             if (!k)
                 break;
             log_debug("sched", "scaling down idle %s", k->id);
@@ -988,6 +937,7 @@ static void keepalive_fire(struct ev_loop *loop, void *data)
 void sched_keepalive_kick(struct ctl *c, struct ctl_fn *fn)
 {
     struct ctl_fver *fv = fn->latest;
+    evict_update_fn(fn); /* its predictions moved with its level */
     if (!fv || c->shutting_down)
         return;
     uint64_t now = ev_now_ms(c->loop), next = UINT64_MAX;
@@ -1069,16 +1019,17 @@ static void ev_ready(void *ud, const char *ctr_id)
     k->state = CTR_READY;
     k->fv->nstarting--;
     k->fv->nready++;
-    idle_adjust(k, false);
     k->ready_at = wall_s();
     k->idle_since_ms = ev_now_ms(c->loop);
+    idle_adjust(k, false);
     row_push(c, CTR_ROW_READY, k->id)->rec.ready_at = k->ready_at;
     log_debug("sched", "%s ready in %.2f ms", k->id, (k->ready_at - k->started_at) * 1e3);
     ctl_sched_mark(k->fv);
     sched_kick(c);
 }
 
-/* Frees the slot of input_id and returns the call that was in it (NULL if detached). */
+/* Frees the slot of input_id and returns the call that was in it (NULL if detached).
+ * The caller ends the busy time and tells the idle list (idle_adjust). */
 static struct ctl_call *slot_take(struct ctl_ctr *k, uint64_t input_id, bool *found)
 {
     struct ctl_slot *slot = slot_find(k, input_id);
@@ -1089,9 +1040,7 @@ static struct ctl_call *slot_take(struct ctl_ctr *k, uint64_t input_id, bool *fo
     slot->input_id = 0;
     slot->call = NULL;
     assert(k->inflight > 0);
-    bool was_idle = ctr_idle(k);
     k->inflight--;
-    idle_adjust(k, was_idle);
     k->inputs_done++;
     if (k->kill_timer) {
         bool pending_cancel = false;
@@ -1119,6 +1068,7 @@ static struct ctl_call *input_returned(struct ctl *c, const char *ctr_id, uint64
     if (!found)
         return NULL;
     busy_end(c, k);
+    idle_adjust(k, false); /* it had the input in flight */
     ctl_sched_mark(k->fv);
     sched_kick(c);
     return call;
@@ -1225,13 +1175,14 @@ static void ev_exit(void *ud, const char *ctr_id, int kind, const char *msg, con
         return;
     struct ctl_fver *fv = k->fv;
     if (ctr_idle(k))
-        fv->nidle--;
+        evict_idle_del(k);
     if (k->state == CTR_STARTING)
         fv->nstarting--;
     else if (k->state == CTR_READY)
         fv->nready--;
     else
         stopping_done(c, k);
+    evict_update(fv);
     /* Its capacity comes back: the versions waiting for capacity are blocked, and
      * every pass visits those. */
     ctl_sched_mark(fv);
