@@ -149,6 +149,7 @@ int ctl_new(struct ev_loop *loop, struct store *store, const struct worker_ops *
     list_init(&c->apps);
     hmap_init(&c->fns, 64);
     list_init(&c->sched_blocked);
+    c->room_queued.kind = c->room_idle.kind = CTL_VHEAP_ROOM;
     evict_init(c);
     list_init(&c->maps);
     list_init(&c->finished);

@@ -95,6 +95,8 @@ void evict_update(struct ctl_fver *fv)
     c->ev_cpu = c->ev_cpu - (uint64_t)was * fv->spec.cpu_millicores + (uint64_t)n * fv->spec.cpu_millicores;
     c->ev_mem = c->ev_mem - (uint64_t)was * fv->spec.memory_mib + (uint64_t)n * fv->spec.memory_mib;
     fv->ev_count = n;
+    if (n > was)
+        ctl_sched_evictable_grew(c);
     unplace(c, fv);
     if (!n)
         list_remove(&fv->ev_dirty_link);

@@ -162,8 +162,8 @@ struct ctl_fver {
     /* The scheduling sets (model.c, "scheduling sets" below). */
     uint32_t order;             /* position in the walk of every version (ctl_for_each_version) */
     bool sched_marked;          /* in ctl->sched_next or in the running pass */
-    bool sched_blocked;         /* in ctl->sched_blocked */
-    struct list_node blocked_link; /* in ctl->sched_blocked while sched_blocked */
+    uint8_t sched_blocked;      /* enum ctl_blocked */
+    struct list_node blocked_link; /* in ctl->sched_blocked while CTL_BLOCKED */
     /* The eviction ranking (evict.c): how many idle containers make_room may take; the
      * predicted next use as placed, and the idle start of the longest idle then; the
      * positions in the ranking heap of its line's slope and in the heap of line ends
@@ -173,6 +173,8 @@ struct ctl_fver {
     uint64_t ev_since_ms;
     size_t ev_rank_pos, ev_end_pos;
     struct list_node ev_dirty_link;
+    size_t room_pos;            /* while CTL_BLOCKED_ON_ROOM: in ctl->room_queued or room_idle (index + 1) */
+    bool room_queued;           /* which of the two (model.c, scheduling sets) */
 };
 
 struct ctl_fn {
@@ -375,8 +377,9 @@ struct ctl_log_line {
  *   CTL_VHEAP_RANK  the eviction ranking's line (evict.c), highest first, then the
  *                   longest idle head, then walk order (in one slope's heap)
  *   CTL_VHEAP_END   the ranking's line end, earliest first
+ *   CTL_VHEAP_ROOM  the memory (then cpu) a version blocked on room asks, least first
  * A version is in at most one heap of each kind; its position there is in it. */
-enum ctl_vheap_kind { CTL_VHEAP_RANK, CTL_VHEAP_END };
+enum ctl_vheap_kind { CTL_VHEAP_RANK, CTL_VHEAP_END, CTL_VHEAP_ROOM };
 struct ctl_vheap {
     struct ctl_fver **v;
     size_t n, cap;
@@ -444,7 +447,10 @@ struct ctl {
     /* The version a pass is visiting: ctl_fver_maybe_free leaves it to the end of the
      * visit (a failed start can finish its last call mid-visit). */
     struct ctl_fver *sched_visiting;
-    struct list_node sched_blocked;  /* struct ctl_fver.blocked_link */
+    struct list_node sched_blocked;  /* CTL_BLOCKED versions (struct ctl_fver.blocked_link) */
+    /* CTL_BLOCKED_ON_ROOM versions with queued calls (eviction may serve them) and
+     * without, each heap by what they ask (model.c, scheduling sets). */
+    struct ctl_vheap room_queued, room_idle;
     bool gpu_used[WORKER_MAX_GPUS];
     struct ctl_ctr *gpu_holder[WORKER_MAX_GPUS]; /* the container holding each used GPU */
     /* The eviction ranking (evict.c): evictable versions by their line's slope + 1,
@@ -556,31 +562,52 @@ void ctl_fver_free_env(struct ctl_fver *fv);
 void ctl_model_free(struct ctl *c);
 
 /* Scheduling sets. A scheduling pass (sched.c) visits only the versions marked since
- * the last pass and those blocked at their last visit, in walk order. A visit of any
- * other version would change nothing, so passes decide exactly what visiting every
- * version decides. The contract for whoever changes what a pass decides from (queue,
- * containers and their slots, snapshot, spec, current version, shutdown, quotas): mark
- * the version (ctl_sched_mark), or all of them (ctl_sched_mark_all) when the change is
- * not one version's. Keep-alive timers (sched.c) start and stop containers outside
- * passes: those go through the same marks. Marking asks for no pass: c->kick does.
+ * the last pass and the blocked ones that may now get further, in walk order. A visit
+ * of any other version would change nothing, so passes decide exactly what visiting
+ * every version decides. The contract for whoever changes what a pass decides from
+ * (queue, containers and their slots, snapshot, spec, current version, shutdown,
+ * quotas): mark the version (ctl_sched_mark), or all of them (ctl_sched_mark_all)
+ * when the change is not one version's. Keep-alive timers (sched.c) start and stop
+ * containers outside passes: those go through the same marks. Marking asks for no
+ * pass: c->kick does.
  *   ctl_sched_mark        the next pass visits fv; during a pass, this pass when fv
  *                         comes after the version being visited (as a walk of every
  *                         version would), else the next one
  *   ctl_sched_mark_all    every version
- *   ctl_sched_set_blocked fv tried to start a container and could not (capacity, a
- *                         quota, a snapshot, a failed start): every pass visits it
+ *   ctl_sched_set_blocked fv tried to start a container and could not. CTL_BLOCKED
+ *                         (a snapshot on its way, a failed start, evictions or stops
+ *                         it waits for): every pass visits it. CTL_BLOCKED_ON_ROOM
+ *                         (the worker's cpu, memory or GPUs, or a quota, and eviction
+ *                         could not free enough): only more room can change what its
+ *                         visit does, so it is visited when room grows enough for it
+ *   ctl_sched_room_grew   room may have grown: capacity or a quota's use released
+ *                         (sched.c, release), containers asked to stop (stop_asked),
+ *                         the last pass's claims on stopping containers dropped
+ *                         (sched_run). Marks each version blocked on room that may fit
+ *                         now: what is free, or for queued work what is free, stopping
+ *                         and evictable together, holds its cpu and memory (any start
+ *                         needs that, whatever else it waits for: GPUs, a quota). Heaps
+ *                         by what they ask: only those that fit are looked at
+ *   ctl_sched_evictable_grew  more is evictable (evict.c): room_grew when the most that
+ *                         could be free now holds the memory of the smallest queued
+ *                         version blocked on room
  *   ctl_sched_reorder     renumbers fv->order after a version was added
- * A freed version leaves every set (ctl_fver_free). */
+ * Less room never lets a version blocked on room start, and neither does room that
+ * does not hold it; its waiting_reason keeps the free capacity seen at its last
+ * visit. A freed version leaves every set (ctl_fver_free). */
+enum ctl_blocked { CTL_UNBLOCKED, CTL_BLOCKED, CTL_BLOCKED_ON_ROOM };
 void ctl_sched_mark(struct ctl_fver *fv);
 void ctl_sched_mark_all(struct ctl *c);
-void ctl_sched_set_blocked(struct ctl_fver *fv, bool blocked);
+void ctl_sched_set_blocked(struct ctl_fver *fv, enum ctl_blocked b);
+void ctl_sched_room_grew(struct ctl *c);
+void ctl_sched_evictable_grew(struct ctl *c);
 void ctl_sched_reorder(struct ctl *c);
 void ctl_vheap_push(struct ctl_vheap *h, struct ctl_fver *fv);
 /* Takes fv out of h (nothing when it is not in a heap of h's kind). */
 void ctl_vheap_remove(struct ctl_vheap *h, struct ctl_fver *fv);
 void ctl_vheap_free(struct ctl_vheap *h);
-/* Starts a pass over the marked and blocked versions; ctl_sched_pass_next gives them
- * one at a time in walk order (NULL: the pass is over). */
+/* Starts a pass over the marked and CTL_BLOCKED versions; ctl_sched_pass_next gives
+ * them one at a time in walk order (NULL: the pass is over). */
 void ctl_sched_pass_begin(struct ctl *c);
 struct ctl_fver *ctl_sched_pass_next(struct ctl *c);
 

@@ -241,6 +241,8 @@ void ctl_model_free(struct ctl *c)
     c->sched_next = c->pass = NULL;
     c->nnext = c->next_cap = c->npass = c->pass_cap = c->pass_pos = 0;
     list_init(&c->sched_blocked);
+    ctl_vheap_free(&c->room_queued);
+    ctl_vheap_free(&c->room_idle);
 }
 
 /* ---------- scheduling sets ---------- */
@@ -304,9 +306,10 @@ static size_t *vheap_pos(const struct ctl_vheap *h, struct ctl_fver *fv)
 {
     switch (h->kind) {
     case CTL_VHEAP_RANK: return &fv->ev_rank_pos;
-    case CTL_VHEAP_END: break;
+    case CTL_VHEAP_END: return &fv->ev_end_pos;
+    case CTL_VHEAP_ROOM: break;
     }
-    return &fv->ev_end_pos;
+    return &fv->room_pos;
 }
 
 /* Whether a goes above b in h (internal.h, struct ctl_vheap). */
@@ -319,9 +322,12 @@ static bool vheap_above(const struct ctl_vheap *h, const struct ctl_fver *a, con
         if (a->ev_since_ms != b->ev_since_ms)
             return a->ev_since_ms < b->ev_since_ms;
         return a->order < b->order;
-    case CTL_VHEAP_END: break;
+    case CTL_VHEAP_END: return a->ev_line.until_ms < b->ev_line.until_ms;
+    case CTL_VHEAP_ROOM: break;
     }
-    return a->ev_line.until_ms < b->ev_line.until_ms;
+    if (a->spec.memory_mib != b->spec.memory_mib)
+        return a->spec.memory_mib < b->spec.memory_mib;
+    return a->spec.cpu_millicores < b->spec.cpu_millicores;
 }
 
 static void vheap_set(struct ctl_vheap *h, size_t i, struct ctl_fver *fv)
@@ -390,15 +396,67 @@ void ctl_vheap_free(struct ctl_vheap *h)
     h->n = h->cap = 0;
 }
 
-void ctl_sched_set_blocked(struct ctl_fver *fv, bool blocked)
+/* ---------- blocked versions ---------- */
+
+void ctl_sched_set_blocked(struct ctl_fver *fv, enum ctl_blocked b)
 {
-    if (fv->sched_blocked == blocked)
+    struct ctl *c = fv->ctl;
+    /* Blocked on room again: with or without queued calls, it may change heaps. */
+    if ((enum ctl_blocked)fv->sched_blocked == b && (b != CTL_BLOCKED_ON_ROOM || fv->room_queued == (fv->queued > 0)))
         return;
-    fv->sched_blocked = blocked;
-    if (blocked)
-        list_push_back(&fv->ctl->sched_blocked, &fv->blocked_link);
-    else
-        list_remove(&fv->blocked_link);
+    list_remove(&fv->blocked_link);
+    ctl_vheap_remove(fv->room_queued ? &c->room_queued : &c->room_idle, fv);
+    fv->sched_blocked = (uint8_t)b;
+    if (b == CTL_BLOCKED)
+        list_push_back(&c->sched_blocked, &fv->blocked_link);
+    else if (b == CTL_BLOCKED_ON_ROOM) {
+        fv->room_queued = fv->queued > 0;
+        ctl_vheap_push(fv->room_queued ? &c->room_queued : &c->room_idle, fv);
+    }
+}
+
+/* What is free, and what could be with the containers stopping and every evictable one
+ * gone: more than make_room counts (it takes off this pass's claims), so a version
+ * that does not fit in it cannot start, whether by evicting or not. */
+static void room_now(const struct ctl *c, uint64_t *free_cpu, uint64_t *free_mem, uint64_t *all_cpu,
+                     uint64_t *all_mem)
+{
+    *free_cpu = c->inv.cpu_millicores > c->cpu_used ? c->inv.cpu_millicores - c->cpu_used : 0;
+    *free_mem = c->inv.memory_mib > c->mem_used ? c->inv.memory_mib - c->mem_used : 0;
+    *all_cpu = *free_cpu + c->stopping_cpu + c->ev_cpu;
+    *all_mem = *free_mem + c->stopping_mem + c->ev_mem;
+}
+
+/* Marks the versions of h (from index i down) whose cpu and memory fit in cpu and mem:
+ * a subtree whose top asks for more memory than mem holds none. Fitting is what any
+ * start needs, whatever else it waits for (GPUs, a quota), so a version not marked
+ * would get no further. */
+static void mark_fitting(const struct ctl_vheap *h, size_t i, uint64_t cpu, uint64_t mem)
+{
+    if (i >= h->n || h->v[i]->spec.memory_mib > mem)
+        return;
+    if (h->v[i]->spec.cpu_millicores <= cpu)
+        ctl_sched_mark(h->v[i]);
+    mark_fitting(h, 2 * i + 1, cpu, mem);
+    mark_fitting(h, 2 * i + 2, cpu, mem);
+}
+
+void ctl_sched_room_grew(struct ctl *c)
+{
+    uint64_t free_cpu, free_mem, all_cpu, all_mem;
+    room_now(c, &free_cpu, &free_mem, &all_cpu, &all_mem);
+    /* With queued calls a version may evict; without (min_containers,
+     * buffer_containers) it only takes what is free. */
+    mark_fitting(&c->room_queued, 0, all_cpu, all_mem);
+    mark_fitting(&c->room_idle, 0, free_cpu, free_mem);
+}
+
+void ctl_sched_evictable_grew(struct ctl *c)
+{
+    uint64_t free_cpu, free_mem, all_cpu, all_mem;
+    room_now(c, &free_cpu, &free_mem, &all_cpu, &all_mem);
+    if (c->room_queued.n && c->room_queued.v[0]->spec.memory_mib <= all_mem)
+        ctl_sched_room_grew(c);
 }
 
 static int order_cmp(const void *a, const void *b)
@@ -458,5 +516,5 @@ static void sched_sets_leave(struct ctl_fver *fv)
     if (fv->sched_marked && !array_remove(c->sched_next, 0, &c->nnext, fv))
         array_remove(c->pass, c->pass_pos, &c->npass, fv);
     fv->sched_marked = false;
-    ctl_sched_set_blocked(fv, false);
+    ctl_sched_set_blocked(fv, CTL_UNBLOCKED);
 }

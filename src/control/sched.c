@@ -178,6 +178,7 @@ static void release(struct ctl *c, struct ctl_ctr *k)
         c->gpu_used[k->gpu_idx[g]] = false;
         c->gpu_holder[k->gpu_idx[g]] = NULL;
     }
+    ctl_sched_room_grew(c);
     k->cpu_millicores = 0;
     k->memory_mib = 0;
     k->ngpu = 0;
@@ -479,9 +480,12 @@ static void record_container_start(struct ctl *c, struct ctl_ctr *k)
 }
 
 /* Starts a container of fv; NULL when it did not fit or failed (waiting_reason says
- * why). */
-static struct ctl_ctr *start_container(struct ctl *c, struct ctl_fver *fv)
+ * why; *no_room, when no_room is not NULL: because the worker's capacity or a quota
+ * did not hold it). */
+static struct ctl_ctr *start_container(struct ctl *c, struct ctl_fver *fv, bool *no_room)
 {
+    if (no_room)
+        *no_room = false;
     if (fv->spec.snapshot && !snapshot_ready(c, fv))
         return NULL;
     struct ctl_ctr *k = xcalloc(1, sizeof *k);
@@ -489,6 +493,8 @@ static struct ctl_ctr *start_container(struct ctl *c, struct ctl_fver *fv)
     list_init(&k->idle_link);
     if (!reserve(c, fv, k)) {
         free(k);
+        if (no_room)
+            *no_room = true;
         return NULL;
     }
     const struct spec_function *f = &fv->spec;
@@ -575,6 +581,7 @@ static void stop_asked(struct ctl *c, struct ctl_ctr *k, bool hard)
     c->stopping_mem += k->memory_mib;
     c->nstopping++;
     ctl_sched_mark(k->fv);
+    ctl_sched_room_grew(c);
     if (hard)
         c->wops->kill(c->worker, k->id);
     else
@@ -764,14 +771,14 @@ static bool make_room(struct ctl *c, struct ctl_fver *fv)
 }
 
 /* Starts what fv's queue, min_containers and buffer_containers ask for. Returns
- * whether it tried to start a container and could not (fv is then blocked: internal.h,
- * scheduling sets). */
-static bool autoscale(struct ctl *c, struct ctl_fver *fv)
+ * whether it tried to start a container and could not, and what could change that
+ * (internal.h, scheduling sets). */
+static enum ctl_blocked autoscale(struct ctl *c, struct ctl_fver *fv)
 {
     const struct spec_function *f = &fv->spec;
     bool current = ctl_fver_is_current(fv);
     if (c->shutting_down || fv->fn->app->stopped)
-        return false;
+        return CTL_UNBLOCKED;
     uint32_t live = fv->nstarting + fv->nready;
     uint32_t per = f->max_inputs ? f->max_inputs : 1;
     uint32_t demand = (uint32_t)((fv->queued + per - 1) / per);
@@ -786,18 +793,19 @@ static bool autoscale(struct ctl *c, struct ctl_fver *fv)
     if (want_new <= 0) {
         if (!fv->queued)
             fv->waiting_reason[0] = '\0';
-        return false;
+        return CTL_UNBLOCKED;
     }
     if ((int64_t)live + want_new > (int64_t)f->max_containers)
         want_new = (int64_t)f->max_containers - live;
     for (int64_t i = 0; i < want_new; i++) {
         /* Only queued work evicts: min, buffer and pre-warm containers are guesses. */
         if (fv->queued && !make_room(c, fv))
-            return true;
-        if (!start_container(c, fv))
-            return true; /* did not fit or failed: waiting_reason says why */
+            return CTL_BLOCKED; /* evictions or stops to wait for: this pass's claims */
+        bool no_room;
+        if (!start_container(c, fv, &no_room))
+            return no_room ? CTL_BLOCKED_ON_ROOM : CTL_BLOCKED; /* waiting_reason says why */
     }
-    return false;
+    return CTL_UNBLOCKED;
 }
 
 /* One pass: visits the versions marked since the last pass and the blocked ones, in
@@ -808,6 +816,9 @@ static void sched_run(struct ev_loop *loop, void *data)
     struct ctl *c = data;
     (void)loop;
     c->sched_pending = false;
+    /* What the last pass claimed of stopping containers is free to claim again. */
+    if (c->claimed_cpu || c->claimed_mem || c->claimed_gpus)
+        ctl_sched_room_grew(c);
     c->claimed_cpu = 0;
     c->claimed_mem = 0;
     c->claimed_gpus = 0;
@@ -915,7 +926,7 @@ static void keepalive_pass(struct ctl *c, struct ctl_fn *fn)
             idle--;
         }
         for (; due && live < want && live < s->max_containers; live++, due--) {
-            struct ctl_ctr *k = start_container(c, fv);
+            struct ctl_ctr *k = start_container(c, fv, NULL);
             if (!k)
                 break;
             k->prewarm = true;
@@ -1183,8 +1194,8 @@ static void ev_exit(void *ud, const char *ctr_id, int kind, const char *msg, con
     else
         stopping_done(c, k);
     evict_update(fv);
-    /* Its capacity comes back: the versions waiting for capacity are blocked, and
-     * every pass visits those. */
+    /* Its capacity comes back (release, below, marks the versions blocked on room that
+     * it may serve); its version may start another. */
     ctl_sched_mark(fv);
     bool never_ready = k->state == CTR_STARTING || (k->state == CTR_STOPPING && k->ready_at == 0);
     if (k->kill_timer)
