@@ -1810,15 +1810,16 @@ UNIT_TEST(test_generator_no_retry_after_items)
 
 /* ------------------------------------------------------- scheduling sets */
 
-/* Deploys app app (in workspace ws) with one function "f" of 250 m and 64 MiB; extra:
- * more members of the function's object (without braces), or "". */
-static void deploy_app_in(struct env *e, const char *ws, const char *app, const char *extra)
+/* Deploys app app (in workspace ws) with one function "f" of resources (a JSON object);
+ * extra: more members of the function's object (without braces), or "". */
+static void deploy_app_with(struct env *e, const char *ws, const char *app, const char *resources,
+                            const char *extra)
 {
     char text[1024];
     snprintf(text, sizeof text,
              "{\"app\":\"%s\",\"functions\":[{\"name\":\"f\",\"kind\":\"exec\",\"command\":[\"x\"],"
-             "\"image\":\"img\",\"resources\":{\"cpu\":250,\"memory\":64}%s%s}]}",
-             app, extra[0] ? "," : "", extra);
+             "\"image\":\"img\",\"resources\":%s%s%s}]}",
+             app, resources, extra[0] ? "," : "", extra);
     json_t *spec = json_loads(text, 0, NULL);
     CHECK(spec);
     json_t *res = NULL;
@@ -1826,6 +1827,12 @@ static void deploy_app_in(struct env *e, const char *ws, const char *app, const 
     CHECK(ctl_deploy(e->ctl, ws, spec, &res, &ce) == 0);
     json_decref(res);
     json_decref(spec);
+}
+
+/* The same with 250 m and 64 MiB. */
+static void deploy_app_in(struct env *e, const char *ws, const char *app, const char *extra)
+{
+    deploy_app_with(e, ws, app, "{\"cpu\":250,\"memory\":64}", extra);
 }
 
 static struct ctl_fver *app_version(struct env *e, const char *qapp)
@@ -1848,6 +1855,13 @@ static struct fake_ctr *app_ctr(struct env *e, const char *qapp)
         if (k->state != CTR_STOPPING)
             return fake_find(&e->fake, k->id);
     return NULL;
+}
+
+static uint64_t fn_evictions(struct env *e, const char *qapp)
+{
+    struct ctl_fn *f = ctl_find_fn(e->ctl, qapp, "f");
+    CHECK(f);
+    return f->evictions;
 }
 
 /* A pass visits only the versions that changed and those blocked on capacity, so what
@@ -1932,6 +1946,167 @@ UNIT_TEST(test_quota_freed_by_scale_down_reaches_other_apps)
     env_free(&e);
 }
 
+/* Moves the idle start of app qapp's function 10 minutes back and tells keep-alive: the
+ * default policy's window for a function it knows nothing of is over, so its timer
+ * stops the idle container at once. */
+static void keepalive_expire(struct env *e, const char *qapp)
+{
+    struct ctl_fn *f = ctl_find_fn(e->ctl, qapp, "f");
+    CHECK(f && f->ka.nlevels >= 1 && f->ka.level == 0);
+    f->ka.idle_since[0] = ev_now_ms(e->loop) - 600000;
+    sched_keepalive_kick(e->ctl, f);
+}
+
+/* A queued call waits on a quota that only a keep-alive stop frees (quotas do not
+ * evict). It is blocked on room, so passes leave it alone, until the keep-alive timer
+ * of the other app stops its idle container: the exit gives the quota back and the
+ * call starts. */
+UNIT_TEST(test_keepalive_stop_frees_quota_for_queued_call)
+{
+    struct env e;
+    env_init(&e, 4000, 8192, 0);
+    add_small_workspace(&e);
+    deploy_app_in(&e, "small", "x", "");
+    deploy_app_in(&e, "small", "y", "");
+    char idx[64], idy[64];
+    submit_app(&e, "small/x", idx);
+    start_and_dispatch(&e);
+    fake_answer(&e.fake, app_ctr(&e, "small/x"), "ok", 0);
+    submit_app(&e, "small/y", idy);
+    run_for(&e, 5);
+    struct ctl_fver *vy = app_version(&e, "small/y");
+    CHECK(!app_ctr(&e, "small/y") && strstr(vy->waiting_reason, "containers quota"));
+    CHECK_EQ_INT(vy->sched_blocked, CTL_BLOCKED_ON_ROOM);
+    CHECK(list_empty(&e.ctl->sched_blocked)); /* not visited by every pass */
+    run_for(&e, 1000); /* passes come and go (the tick's): still waiting */
+    CHECK(!app_ctr(&e, "small/y") && app_ctr(&e, "small/x"));
+    keepalive_expire(&e, "small/x");
+    run_for(&e, 5);
+    CHECK(!app_ctr(&e, "small/x"));
+    struct fake_ctr *ky = app_ctr(&e, "small/y");
+    CHECK(ky);
+    CHECK_EQ_INT(vy->sched_blocked, CTL_UNBLOCKED);
+    fake_ready_all(&e.fake);
+    run_for(&e, 5);
+    fake_answer(&e.fake, ky, "ok", 0);
+    CHECK_EQ_INT(call_state(&e, idy, NULL), CTL_CALL_SUCCEEDED);
+    env_free(&e);
+}
+
+/* A min_containers start does not evict (it is a guess, not queued work): on a full
+ * worker it waits, blocked on room, until the keep-alive timer of another function
+ * stops that function's idle container. */
+UNIT_TEST(test_keepalive_stop_frees_room_for_min_containers)
+{
+    struct env e;
+    env_init(&e, 250, 8192, 0); /* one container at a time */
+    deploy_app_in(&e, "default", "a", "");
+    char id[64];
+    submit_app(&e, "default/a", id);
+    start_and_dispatch(&e);
+    fake_answer(&e.fake, app_ctr(&e, "default/a"), "ok", 0);
+    deploy_app_in(&e, "default", "b", "\"scaling\":{\"min_containers\":1}");
+    run_for(&e, 5);
+    struct ctl_fver *vb = app_version(&e, "default/b");
+    CHECK(!app_ctr(&e, "default/b") && strstr(vb->waiting_reason, "needs cpu 250m"));
+    CHECK_EQ_INT(vb->sched_blocked, CTL_BLOCKED_ON_ROOM);
+    CHECK_EQ_INT(app_version(&e, "default/a")->ev_count, 1); /* evictable, but nothing queued asks */
+    keepalive_expire(&e, "default/a");
+    run_for(&e, 5);
+    CHECK(!app_ctr(&e, "default/a") && app_ctr(&e, "default/b"));
+    CHECK_EQ_INT(fn_evictions(&e, "default/a"), 0);
+    env_free(&e);
+}
+
+/* Room that comes back without a stop (a container that crashed) reaches a version
+ * blocked on room as well. */
+UNIT_TEST(test_crash_frees_room_for_min_containers)
+{
+    struct env e;
+    env_init(&e, 250, 8192, 0);
+    deploy_app_in(&e, "default", "a", "");
+    char id[64];
+    submit_app(&e, "default/a", id);
+    start_and_dispatch(&e);
+    struct fake_ctr *ka = app_ctr(&e, "default/a");
+    CHECK(ka && inflight(ka) == 1);
+    deploy_app_in(&e, "default", "b", "\"scaling\":{\"min_containers\":1}");
+    run_for(&e, 5);
+    CHECK_EQ_INT(app_version(&e, "default/b")->sched_blocked, CTL_BLOCKED_ON_ROOM);
+    fake_exit(&e.fake, ka, CTR_FAIL_CRASHED);
+    run_for(&e, 5);
+    CHECK(app_ctr(&e, "default/b"));
+    env_free(&e);
+}
+
+/* A queued call that needs more than all idle containers together hold evicts none
+ * (a cold start for them, no start for it) and is blocked on room; when enough has
+ * gone idle, the eviction ranking tells the scheduler, and the call evicts what it
+ * needs, in the ranking's order. */
+UNIT_TEST(test_eviction_once_enough_is_idle)
+{
+    struct env e;
+    env_init(&e, 500, 8192, 0);
+    deploy_app_in(&e, "default", "a", "");
+    deploy_app_in(&e, "default", "b", "");
+    deploy_app_with(&e, "default", "c", "{\"cpu\":500,\"memory\":64}", "");
+    char ida[64], idb[64], idc[64];
+    submit_app(&e, "default/a", ida);
+    submit_app(&e, "default/b", idb);
+    start_and_dispatch(&e);
+    struct fake_ctr *ka = app_ctr(&e, "default/a"), *kb = app_ctr(&e, "default/b");
+    CHECK(ka && kb && inflight(ka) == 1 && inflight(kb) == 1);
+    submit_app(&e, "default/c", idc);
+    run_for(&e, 5);
+    struct ctl_fver *vc = app_version(&e, "default/c");
+    CHECK_EQ_INT(vc->sched_blocked, CTL_BLOCKED_ON_ROOM);
+    CHECK(e.ctl->room_queued.n == 1 && e.ctl->ev_cpu == 0);
+    fake_answer(&e.fake, ka, "ok", 0); /* 250 m idle: not enough */
+    run_for(&e, 5);
+    CHECK(e.ctl->ev_cpu == 250 && !ka->stop_asked && !app_ctr(&e, "default/c"));
+    CHECK_EQ_INT(vc->sched_blocked, CTL_BLOCKED_ON_ROOM);
+    run_for(&e, 2);
+    fake_answer(&e.fake, kb, "ok", 0); /* 500 m idle: enough */
+    run_for(&e, 5);
+    CHECK(ka->stop_asked && kb->stop_asked);
+    CHECK(ka->exited && kb->exited);
+    struct fake_ctr *kc = app_ctr(&e, "default/c");
+    CHECK(kc);
+    CHECK_EQ_INT(fn_evictions(&e, "default/a") + fn_evictions(&e, "default/b"), 2);
+    fake_ready_all(&e.fake);
+    run_for(&e, 5);
+    fake_answer(&e.fake, kc, "ok", 0);
+    CHECK_EQ_INT(call_state(&e, idc, NULL), CTL_CALL_SUCCEEDED);
+    env_free(&e);
+}
+
+/* A GPU function's call waits while the only H100 is busy, blocked on room (cpu and
+ * memory are plentiful); when the H100's container goes idle, the call evicts it. */
+UNIT_TEST(test_gpu_eviction_once_the_holder_is_idle)
+{
+    struct env e;
+    env_init(&e, 8000, 8192, 1);
+    deploy_app_with(&e, "default", "a", "{\"cpu\":100,\"memory\":64,\"gpu\":\"H100\"}", "");
+    deploy_app_with(&e, "default", "b", "{\"cpu\":100,\"memory\":64,\"gpu\":\"H100\"}", "");
+    char ida[64], idb[64];
+    submit_app(&e, "default/a", ida);
+    start_and_dispatch(&e);
+    struct fake_ctr *ka = app_ctr(&e, "default/a");
+    CHECK(ka && ka->ngpus == 1 && inflight(ka) == 1);
+    submit_app(&e, "default/b", idb);
+    run_for(&e, 5);
+    struct ctl_fver *vb = app_version(&e, "default/b");
+    CHECK_EQ_INT(vb->sched_blocked, CTL_BLOCKED_ON_ROOM);
+    CHECK(e.ctl->room_queued.n == 1 && strstr(vb->waiting_reason, "1 x H100"));
+    fake_answer(&e.fake, ka, "ok", 0);
+    run_for(&e, 5);
+    CHECK(ka->exited);
+    struct fake_ctr *kb = app_ctr(&e, "default/b");
+    CHECK(kb && kb->ngpus == 1);
+    CHECK_EQ_INT(fn_evictions(&e, "default/a"), 1);
+    env_free(&e);
+}
+
 int main(void)
 {
     UNIT_RUN(test_dispatch_and_packing);
@@ -1967,5 +2142,10 @@ int main(void)
     UNIT_RUN(test_generator_no_retry_after_items);
     UNIT_RUN(test_freed_capacity_reaches_other_apps);
     UNIT_RUN(test_quota_freed_by_scale_down_reaches_other_apps);
+    UNIT_RUN(test_keepalive_stop_frees_quota_for_queued_call);
+    UNIT_RUN(test_keepalive_stop_frees_room_for_min_containers);
+    UNIT_RUN(test_crash_frees_room_for_min_containers);
+    UNIT_RUN(test_eviction_once_enough_is_idle);
+    UNIT_RUN(test_gpu_eviction_once_the_holder_is_idle);
     UNIT_MAIN_END();
 }
