@@ -12,6 +12,9 @@ and its numbers stay null, never guessed):
               (cold, debootstrap included), the same fully cached (n rebuilds), and the
               cold start of a no-op function on the built Debian image against busybox,
               the two alternating call by call in the same daemon
+  snapshot    cold starts of a torch class with and without snapshot=True, the memory of a
+              forked container; then deploy-call-stop cycles (`gust run`) of a class with a
+              2 s init: the first call after each deploy of unchanged code, and of changed code
   pygen       .remote_gen() of a Python generator yielding 10,000 small values: values per
               second as the client iterates them (median of 5 runs, warm container)
   store       content-addressed store ingest of the host's /usr/lib/x86_64-linux-gnu
@@ -66,6 +69,9 @@ TARGETS = {
     # headroom for many streams at once, and the cost per value gustd adds.
     "remote_gen_items_per_s": (">=", 50000.0),
     "snapshot_cold_start_ms.p50": ("<=", 30.0),
+    # The first call after `gust run` of unchanged code (deploy, call, stop, again) of a
+    # snapshot class with a 2 s init: the template the last run warmed serves it.
+    "first_call_after_deploy_ms.p50": ("<=", 50.0),
     "snapshot_speedup": (">=", 50.0),
     "snapshot_child_rss_fraction": ("<=", 0.10),
     # gust-sim on the shared 100-function day: the default keep-alive policy starts
@@ -125,6 +131,29 @@ class Model:
         time.sleep(hold)
         return dict(y=y, init_s=self.init_s, ctr=os.environ.get("GUST_CONTAINER_ID"),
                     snap=os.environ.get("GUST_SNAPSHOT"))
+"""
+
+# A snapshot class whose init takes ~2 s (a model load), deployed again and again the way
+# `gust run` does (deploy, call, stop): with unchanged code (%(marker)s the same) the
+# first call of each new deploy should restore from the template the last one warmed.
+REDEPLOY_MODULE = """
+import os, time
+import gust
+app = gust.App("benchredeploy")
+MARKER = %(marker)r
+
+
+@app.cls(image=gust.Image.from_name("python"), snapshot=True, cpu=0.5, memory=512)
+class Loaded:
+    @gust.enter(snap=True)
+    def load(self):
+        time.sleep(2.0)
+        self.loaded_at = time.time()
+
+    @gust.method()
+    def ping(self):
+        return dict(ctr=os.environ.get("GUST_CONTAINER_ID"), snap=os.environ.get("GUST_SNAPSHOT"),
+                    snap_id=os.environ.get("GUST_SNAPSHOT_ID"), loaded_at=self.loaded_at, marker=MARKER)
 """
 
 STORE_TREE = "/usr/lib/x86_64-linux-gnu"
@@ -595,6 +624,38 @@ def bench_snapshot(g, scratch, n, res):
     res["snapshot_child_rss_fraction"] = round(res["snapshot_child_rss_mb"] / tmpl_mb, 3)
     for a in ("benchsnap", "benchnosnap"):
         g.request("POST", f"/v1/apps/{a}/stop")
+    bench_redeploy(g, scratch, max(5, n // 3), res)
+
+
+def bench_redeploy(g, scratch, n, res):
+    """first_call_after_deploy_ms: deploy, first call, stop -- `gust run`'s cycle -- of a
+    snapshot class with a 2 s init, n times with unchanged code (after one run that
+    warms the template, not counted); the same cycle with the code changed each time
+    (a new template runs the init) is the baseline, in the same daemon."""
+    def cycle(marker):
+        mod = _deploy_py_module(g, scratch, "benchredeploy", REDEPLOY_MODULE % {"marker": marker})
+        t = time.perf_counter()
+        out = mod.Loaded().ping.remote()
+        dt = time.perf_counter() - t
+        if out["marker"] != marker or out["snap"] != "restored":
+            raise StepFailed(f"redeploy {marker}: not the deployed code, or not from a snapshot: {out}")
+        g.request("POST", "/v1/apps/benchredeploy/stop")
+        return dt, out
+
+    _, warm = cycle("same")
+    same, changed = [], []
+    for i in range(n):
+        dt, out = cycle("same")
+        if out["snap_id"] != warm["snap_id"] or out["loaded_at"] != warm["loaded_at"]:
+            raise StepFailed(f"unchanged redeploy {i} ran the init again: {out} (first: {warm})")
+        same.append(dt)
+    for i in range(3):
+        dt, out = cycle(f"changed-{i}")
+        if out["snap_id"] == warm["snap_id"]:
+            raise StepFailed(f"changed code {i} restored the old template: {out}")
+        changed.append(dt)
+    res["first_call_after_deploy_ms"] = summary(same, 1e3)
+    res["first_call_after_changed_deploy_ms"] = summary(changed, 1e3)
 
 
 # Millicores of the cold-start step's functions: COLD_CPU for cold_start_ms, and the
@@ -1129,6 +1190,12 @@ def print_table(res):
           f"{nd.get('n', '-'):>6}  init {fmt(res.get('snapshot_init_s'), ' s')}; speedup "
           f"{fmt(res.get('snapshot_speedup'), 'x')} {sp['target']}: "
           f"{'MET' if sp['met'] else 'NOT MET' if sp['met'] is False else 'n/a'}")
+    d, nd = res.get("first_call_after_deploy_ms") or {}, res.get("first_call_after_changed_deploy_ms") or {}
+    t = res["targets"]["first_call_after_deploy_ms.p50"]
+    print(f"{'first call after gust run, same code':34} {fmt(d.get('p50'), ' ms'):>12} {fmt(d.get('p99'), ' ms'):>12} "
+          f"{d.get('n', '-'):>6}  {t['target']} ms: {'MET' if t['met'] else 'NOT MET' if t['met'] is False else 'n/a'}")
+    print(f"{'  ... code changed each time':34} {fmt(nd.get('p50'), ' ms'):>12} {fmt(nd.get('p99'), ' ms'):>12} "
+          f"{nd.get('n', '-'):>6}  baseline (the 2 s init runs in a new template)")
     t = res["targets"]["snapshot_child_rss_fraction"]
     print(f"{'  ... memory per forked container':34} {fmt(res.get('snapshot_child_rss_mb'), ' MB'):>12} "
           f"{'':>12} {'':>6}  template anonymous {fmt(res.get('snapshot_template_private_mb'), ' MB')}; "
@@ -1195,7 +1262,7 @@ def main():
         "image_build_cold_s": None, "image_rebuild_cached_ms": None, "debian_cold_start_ms": None,
         "python_remote_us": None, "python_map_inputs_per_s": None, "remote_gen_items_per_s": None,
         "snapshot_cold_start_ms": None, "no_snapshot_cold_start_ms": None, "snapshot_child_rss_mb": None,
-        "snapshot_template_private_mb": None,
+        "snapshot_template_private_mb": None, "first_call_after_deploy_ms": None,
         "sim": None, "sim_seconds": None, "sim_default_cold_vs_fixed": None, "sim_default_idle_ratio": None,
         "replay_slice": None, "replay_cold_start_rel_diff": None,
         "failed_steps": [],

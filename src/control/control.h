@@ -68,6 +68,9 @@ struct ctl_config {
      * "knative" or "hybrid_histogram" (src/control/keepalive.c); ctl_new refuses
      * another name. */
     const char *keepalive_policy;
+    /* How long a snapshot no version uses is kept for a redeploy of identical content
+     * (0: CTL_SNAP_SPARE_MS_DEFAULT, 10 min; see model.c). */
+    uint32_t snapshot_spare_ms;
 };
 
 /* Control drives its worker only through ops (worker/ops.h) on the handle worker,

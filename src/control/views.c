@@ -61,16 +61,19 @@ static json_t *fn_json(struct ctl *c, struct ctl_fn *f)
             reason = fv->waiting_reason;
     }
     struct ctl_fver *l = f->latest;
-    /* The latest version's snapshot, for snapshot functions: its template's id, state
-     * and the containers forked from it that are alive. */
+    /* The latest version's snapshot, for snapshot functions: its template's id, state,
+     * the containers forked from it that are alive, how many versions share it (same
+     * content) and how many containers it has started. */
     json_t *snap = json_null();
     struct snapshot_info si;
-    if (l && l->spec.snapshot && l->snap_state && c->wops->snapshot_info(c->worker, l->snap_id, &si) == 0)
-        snap = json_pack("{s:s,s:s,s:i,s:i,s:I}", "id", l->snap_id, "state",
+    if (l && l->spec.snapshot && l->snap && c->wops->snapshot_info(c->worker, l->snap->id, &si) == 0)
+        snap = json_pack("{s:s,s:s,s:i,s:i,s:I,s:i,s:I,s:s}", "id", l->snap->id, "state",
                          si.state == SNAPSHOT_READY    ? "ready"
                          : si.state == SNAPSHOT_TAKING ? "taking"
                                                        : "gone",
-                         "pid", si.pid, "containers", si.children, "memory_bytes", (json_int_t)si.memory_bytes);
+                         "pid", si.pid, "containers", si.children, "memory_bytes", (json_int_t)si.memory_bytes,
+                         "versions", (int)l->snap->refs, "restores", (json_int_t)l->snap->restores, "key",
+                         l->snap->key);
     json_t *j = json_pack("{s:s,s:s,s:i,s:s,s:s,s:s,s:I,s:I,s:{s:i,s:i,s:i},s:s?,s:O,s:I,s:o}", "app",
                      ctl_local_name(f->app->name), "name", f->name, "version", (json_int_t)(l ? l->version : 0), "kind", l ? l->spec.kind : "exec", "image",
                      !l ? ""

@@ -500,10 +500,11 @@ class Gust:
                 break
         return res
 
-    def cli_popen(self, *args):
+    def cli_popen(self, *args, env=None):
         exe = os.path.join(BUILD, "gust")
         e = sanitizer_env()
         e.update(self.client_env())
+        e.update(env or {})
         return subprocess.Popen([exe, "--addr", self.addr] + [str(x) for x in args], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=e)
 

@@ -461,3 +461,66 @@ def test_exit_hooks_run_on_scale_down_and_on_stop(shared_gust, tmp_path):
     wait_until(lambda: f"stopped {me2}" in logs("Lasting"), 30, msg="the exit hook ran on gust stop")
     text = logs("Lasting")
     assert "a failing hook does not stop the next" in text, text
+
+
+ASYNC_HOOKS = '''
+import asyncio, os
+import gust
+
+app = gust.App("masync")
+
+
+@app.cls(scaledown_window=1)
+class Client:
+    @gust.enter()
+    async def open(self):
+        await asyncio.sleep(0.01)
+        self.loop = asyncio.get_running_loop()
+        self.where = os.environ.get("GUST_CONTAINER_ID", "local")
+
+    @gust.method()
+    async def same_loop(self):
+        return asyncio.get_running_loop() is self.loop
+
+    @gust.method()
+    def where_opened(self):
+        return self.where
+
+    @gust.exit()
+    async def close(self):
+        await asyncio.sleep(0.01)
+        print("async exit hook of", self.where, flush=True)
+
+
+@app.cls(snapshot=True)
+class Loaded:
+    @gust.enter(snap=True)
+    async def load(self):
+        await asyncio.sleep(0.01)
+        self.weights = [1, 2, 3]
+
+    @gust.method()
+    def total(self):
+        return sum(self.weights), os.environ.get("GUST_SNAPSHOT", "local")
+'''
+
+
+def test_async_enter_and_exit_hooks_and_local_methods(shared_gust, tmp_path):
+    """Async @enter/@exit hooks, as Modal allows: awaited on the container's event loop
+    (the async methods' loop), or in a snapshot template on a loop of its own; and
+    Cls().method.local() runs the enter hooks here first."""
+    g = shared_gust
+    mod = sdk_module(tmp_path, "masync", ASYNC_HOOKS)
+    mod.app.addr = g.addr
+    mod.app.deploy(progress=None)
+    assert mod.Client().same_loop.remote() is True
+    me = mod.Client().where_opened.remote()
+    assert me.startswith("ct-"), me
+    assert mod.Loaded().total.remote() == (6, "restored")
+    assert mod.Client().where_opened.local() == "local"
+    assert mod.Loaded().total.local() == (6, "local")
+
+    def logs():
+        return g.http("GET", "/v1/functions/masync/Client/logs").body.decode()
+    wait_until(lambda: f"async exit hook of {me}" in logs(), 60, msg="the async exit hook ran on scale-down")
+    g.http("POST", "/v1/apps/masync/stop")

@@ -869,9 +869,18 @@ def method() -> Callable[[Callable[Concatenate[Any, P], R]], _Method[P, R]]:
 class _BoundMethod(Generic[P, R]):
     """A @gust.method() of the object Cls() gives: .remote / .spawn / .map."""
 
-    def __init__(self, fn: Function[..., Any], method_name: str) -> None:
+    def __init__(self, fn: Function[..., Any], method_name: str,
+                 local_instance: Optional[Callable[[], Any]] = None) -> None:
         self._fn = fn
         self._method = method_name
+        self._local_instance = local_instance
+
+    def local(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """The method run here, in this process, as Modal's .local(): on this object's
+        local instance, made (and its enter hooks run) at its first local call."""
+        if self._local_instance is None:
+            raise GustError(f"{self._fn.app.name}.{self._fn.name} was looked up by name: it has no local code")
+        return getattr(self._local_instance(), self._method)(*args, **kwargs)
 
     def _wrap(self, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Tuple[Tuple[Any, ...], Dict[str, Any]]:
         return ((self._method,) + tuple(args), kwargs)
@@ -968,6 +977,19 @@ class Cls:
         values, defaults = _params.bind(cls_name, self._parameters(), args, kwargs)
         fn = _Variant.of(self._fn, self._options, None if defaults else values)
         wire = values
+        local: List[Any] = []
+
+        def local_instance() -> Any:
+            if not local:
+                inst = _params.new_instance(obj._user_cls, json.dumps(wire))
+                for kind in ("snap", "post"):  # as in a container: snap=True hooks first
+                    for m in (getattr(obj._user_cls, n) for n in dir(obj._user_cls)):
+                        if getattr(m, "_gust_enter", None) == kind:
+                            r = m(inst)
+                            if inspect.iscoroutine(r):
+                                asyncio.run(r)
+                local.append(inst)
+            return local[0]
 
         class _Obj:
             def __getattr__(self, name: str) -> Any:
@@ -978,7 +1000,7 @@ class Cls:
                 m = getattr(obj._user_cls, name, None)
                 if m is None or not getattr(m, "_gust_method", False):
                     raise AttributeError(f"{obj._user_cls.__name__}.{name} is not a @gust.method()")
-                return _BoundMethod(fn, name)
+                return _BoundMethod(fn, name, local_instance)
         return _Obj()
 
 

@@ -180,7 +180,7 @@ def instance_dispatch(user_cls, post_enter=True):
     def run_enter(kind):
         for m in members:
             if getattr(m, "_gust_enter", None) == kind:
-                m(inst)
+                run_hook(m, inst)
     run_enter("snap")
     if post_enter:
         run_enter("post")
@@ -265,12 +265,27 @@ def stop_on_signals(sock):
     signal.signal(signal.SIGINT, handler)
 
 
+def run_hook(hook, inst):
+    """Runs an @enter/@exit hook; an async one (as Modal allows) is awaited on the
+    container's event loop, where its async methods run, so what it makes for them
+    (a client session, a lock) belongs to their loop. In a snapshot template, which
+    must have no thread when it forks, it runs on a loop of its own that ends with it:
+    what a snap=True hook leaves must not need a running loop anyway."""
+    result = hook(inst)
+    if not inspect.iscoroutine(result):
+        return
+    if os.environ.get("GUST_SNAPSHOT") == "template":
+        asyncio.run(result)
+    else:
+        asyncio.run_coroutine_threadsafe(result, _event_loop().loop).result()
+
+
 def run_exit_hooks(inst):
     """The @exit() hooks, each even when one before it failed (its traceback goes to
     the container's stderr); what they print goes to the function's logs."""
     for hook in EXIT_HOOKS:
         try:
-            hook(inst)
+            run_hook(hook, inst)
         except Exception:  # one hook's failure must not skip the others
             traceback.print_exc()
     sys.stdout.flush()
