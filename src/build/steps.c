@@ -619,7 +619,7 @@ static int run_commands(struct build_job *j, const char *parent_id, json_t *cmds
         set_failure(j, cmd, code, o);
         const char *hint = "";
         if (memmem(o->tail, o->tail_len, "No module named pip", 19))
-            hint = "; the image has no pip: add apt_install python3-pip before pip_install";
+            hint = "; the image has no pip and no apt-get to install it with: add pip to the image before pip_install";
         else if (code == 137 && !o->failed_cmd)
             hint = "; it was killed (out of memory?)";
         r = gerr_set(err, EIO, "command `%.200s` exited with status %d%s", cmd, code, hint);
@@ -930,11 +930,10 @@ static void step_describe(json_t *step, char *out, size_t cap)
     } else if (json_is_string(v)) {
         snprintf(rest, sizeof rest, "%s%s%s", json_string_value(v), json_object_get(step, "to") ? " -> " : "",
                  json_object_get(step, "to") ? json_string_value(json_object_get(step, "to")) : "");
-    } else if (json_is_object(v)) {
-        const char *key;
-        json_t *val;
-        json_object_foreach(v, key, val) snprintf(rest + strlen(rest), sizeof rest - strlen(rest), "%s%s=%s",
-                                                  rest[0] ? " " : "", key, json_string_value(val));
+    } else if (json_is_object(v)) { /* a copy: {src, tree, file}; its label and where it goes */
+        const char *src = json_string_value(json_object_get(v, "src"));
+        const char *to = json_string_value(json_object_get(step, "to"));
+        snprintf(rest, sizeof rest, "%s%s%s", src ? src : "", to ? " -> " : "", to ? to : "");
     }
     snprintf(out + o, cap - o, " %.*s%s", 180, rest, strlen(rest) > 180 ? "..." : "");
 }
@@ -964,6 +963,12 @@ static int step_identity(struct builder *b, json_t *step, json_t **what, char sr
     return 0;
 }
 
+/* Installs Debian's pip when python3 has none and the image has apt-get. */
+#define PIP_ENSURE                                                                                              \
+    "python3 -m pip --version >/dev/null 2>&1 || ! command -v apt-get >/dev/null || "                          \
+    "{ apt-get update -q && apt-get install -y -q --no-install-recommends python3-pip && apt-get clean && "     \
+    "rm -rf /var/lib/apt/lists/*; }"
+
 /* The shell commands of run, apt_install and pip_install steps (new reference). */
 static json_t *step_commands(json_t *step)
 {
@@ -990,7 +995,9 @@ static json_t *step_commands(json_t *step)
     AUTO_FREE char *cmd = xasprintf("python3 -m pip install --no-cache-dir --break-system-packages %s%s",
                                     json_object_get(step, "find_links") ? "--no-index --find-links /tmp/gust-wheels " : "",
                                     joined);
-    return json_pack("[s]", cmd);
+    /* As in Modal, pip_install works on debian_slim as it is: pip comes from apt first
+       when the image lacks it (without apt-get, pip install fails naming what is missing). */
+    return json_pack("[s,s]", PIP_ENSURE, cmd);
 }
 
 /* Runs (or takes from the cache) one step over parent_id. */

@@ -3,6 +3,8 @@
 gustd (the shared daemon); what it prints is checked line by line."""
 import os
 import re
+import subprocess
+import sys
 
 from gustlib import wait_until
 
@@ -59,3 +61,31 @@ def test_images_python_version_imports_run_function_and_app_defaults(shared_gust
         "baked: baked while building, local=False",
         "secret: s3",
     ]
+
+
+def test_run_picks_functions_as_modal_run_and_app_run_in_scripts(shared_gust):
+    g = shared_gust
+    prog = os.path.join(PROGRAMS, "scripts.py")
+    # No local entrypoint and three things to run: gust run says which there are.
+    r = g.cli("run", prog)
+    assert r.rc == 2 and "more than one function" in r.err, r
+    assert "hello, Greeter.greet, numbers" in r.err, r
+    # FILE.py::fn calls fn.remote(); its output shows, its result is not printed.
+    r = g.cli("run", prog + "::hello", timeout=900)
+    assert r.rc == 0 and r.out == "[hello] hello, world, from a container\n", r
+    # The App's variable may come first; a class's method is Cls.method.
+    r = g.cli("run", prog + "::app.Greeter.greet", timeout=300)
+    assert r.rc == 0 and r.out == "[Greeter] greetings from the class\n", r
+    r = g.cli("run", prog + "::numbers")
+    assert r.rc == 2 and "generator function" in r.err, r
+    r = g.cli("run", prog + "::nope")
+    assert r.rc == 2 and "no local entrypoint named nope" in r.err, r
+    # python3 scripts.py: app.run() deploys, runs the block and stops the app; only
+    # inside enable_output() does the function's print show.
+    env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(PROGRAMS), "..", "..", "sdk", "python"),
+               **g.client_env())
+    p = subprocess.run([sys.executable, prog], capture_output=True, text=True, timeout=300, env=env)
+    assert p.returncode == 0, p
+    assert p.stdout == "quiet run: script\n[hello] hello, output, from a container\nshown run: output\n", p
+    apps = {a["name"]: a["state"] for a in g.get_json("/v1/apps")["apps"]}
+    assert apps.get("compat-scripts") == "stopped", apps

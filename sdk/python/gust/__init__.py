@@ -5,6 +5,7 @@
 (gust.exception) and where code runs (is_local, current_input_id,
 current_function_call_id). Names and semantics are Modal's: `import gust as modal`."""
 from . import exception
+from ._output import enable_output
 from ._params import parameter
 from ._runtime import current_function_call_id, current_input_id, is_local
 from .app import (App, Cls, ContainerCrashError, enter, exit, method, Function, FunctionCall, FunctionTimeoutError, GustError,
@@ -16,4 +17,4 @@ from .secret import Secret, SecretError
 __all__ = ["App", "Function", "FunctionCall", "Image", "BuildError", "GustError", "RemoteError",
            "FunctionTimeoutError", "OutOfMemoryError", "ContainerCrashError", "InvalidError", "Retries", "Cls",
            "enter", "exit", "method", "Secret", "SecretError", "Error", "exception", "parameter", "is_local",
-           "current_input_id", "current_function_call_id"]
+           "current_input_id", "current_function_call_id", "enable_output"]

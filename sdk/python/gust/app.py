@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import functools
 import hashlib
 import inspect
@@ -24,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import (TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Dict, Generic, Iterable, Iterator, List,
                     Literal, Mapping, NoReturn, Optional, Sequence, TextIO, Tuple, TypeVar, Union, overload)
 
-from . import _mount, _net, _params, _sources
+from . import _mount, _net, _output, _params, _sources
 from ._container.proto import EXC_TAG
 from ._container.sources import APP_DIR, FILES_DIR
 from .exception import ERRORS_BY_CODE as _ERRORS_BY_CODE
@@ -1032,6 +1033,28 @@ class App:
         st, _, body = _request(self.addr, "POST", f"/v1/apps/{urllib.parse.quote(self.name)}/stop")
         if st != 200:
             _raise_for(st, body)
+
+    @contextlib.contextmanager
+    def run(self, *, client: Any = None, detach: bool = False, interactive: bool = False,
+            environment_name: Optional[str] = None) -> Iterator[App]:
+        """Modal's `with app.run(): f.remote()`, for scripts run with python3: deploys the
+        app (building its images), runs the block, then stops the app (detach=True
+        leaves it running) and drops the values of its Secret.from_dict secrets, as
+        `gust run` does around a local entrypoint. Quiet, as in Modal, unless inside
+        `with gust.enable_output():`, where image builds and what the functions print
+        show here. client, interactive and environment_name are accepted for Modal's
+        sake."""
+        shown = _output.output_enabled()
+        dep = self.deploy(progress=sys.stderr if shown else None)
+        follow = _output.RemoteOutput(self.addr, self.name, dep.get("log_seq")).start() if shown else None
+        try:
+            yield self
+        finally:
+            if follow is not None:
+                follow.stop()
+            if not detach:
+                self.stop()
+                self.drop_inline_secrets()
 
     def function(self, image: Optional[Image] = None, cpu: Union[float, Tuple[float, float], None] = None,
                  memory: Union[int, Tuple[int, int], None] = None,

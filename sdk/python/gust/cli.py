@@ -5,7 +5,12 @@
                                                 (ENTRY, or the only one; an async one is run
                                                 to its end), then stops the app; what the
                                                 app's functions print meanwhile is shown
-                                                here, prefixed with the function
+                                                here, prefixed with the function. As with
+                                                `modal run`, ENTRY may name a function
+                                                (FN, Cls.method, or APP.FN with the App's
+                                                variable), which is called with .remote();
+                                                without ENTRY, a file with no local
+                                                entrypoint and one function runs that one
   -v (both): image builds show every line their steps print, not just the steps"""
 import asyncio
 import importlib.util
@@ -15,7 +20,7 @@ import os
 import sys
 
 from ._output import RemoteOutput
-from .app import App, GustError
+from .app import App, Cls, GustError, _is_generator_function
 from .image import BuildError
 
 
@@ -30,6 +35,69 @@ def load_module(path):
     sys.modules[name] = mod
     spec.loader.exec_module(mod)
     return mod
+
+
+def _runnables(app):
+    """{name: (function, method or None)} of what `gust run` runs of app besides its
+    local entrypoints, named as `modal run` names them: each function ("fn") and each
+    method of each class ("Cls.method")."""
+    out = {}
+    for name, fn in app.registered_functions.items():
+        if isinstance(fn.raw_f, type):
+            for m in dir(fn.raw_f):  # inherited methods too
+                if getattr(getattr(fn.raw_f, m, None), "_gust_method", False):
+                    out[f"{name}.{m}"] = (fn, m)
+        else:
+            out[name] = (fn, None)
+    return out
+
+
+def _remote_call(fn, method):
+    """What `modal run FILE.py::fn` does: fn.remote() with no arguments, its result not
+    printed. A generator function is refused, as there."""
+    if method is None:
+        gen = fn.is_generator
+    else:
+        gen = _is_generator_function(getattr(fn.raw_f, method))
+    what = fn.name if method is None else f"{fn.name}.{method}"
+    if gen:
+        raise GustError(f"{what} is a generator function, which `gust run` does not run (as `modal run`): "
+                        f"iterate its .remote_gen() in a local entrypoint")
+    if method is None:
+        return lambda: fn.remote()
+    return lambda: getattr(Cls(fn, fn.raw_f)(), method).remote()
+
+
+def pick_entrypoint(mod, apps, entry):
+    """(app, callable) that `gust run FILE.py[::entry]` runs, by Modal's rules: entry
+    names a local entrypoint, a function or Cls.method (optionally after the variable
+    of its App and a dot: "app.fn"); without entry, the only local entrypoint, else,
+    when the file has none, the only function or method. A function is called with
+    .remote() and no arguments."""
+    if entry:
+        for var, v in vars(mod).items():
+            if isinstance(v, App) and v in apps and entry.startswith(var + "."):
+                apps, entry = [v], entry[len(var) + 1:]
+                break
+        found = [(a, f) for a in apps for name, f in a.local_entrypoints.items() if name == entry]
+        found += [(a, _remote_call(*r)) for a in apps for name, r in _runnables(a).items() if name == entry]
+    else:
+        found = [(a, f) for a in apps for f in a.local_entrypoints.values()]
+        if not found:
+            found = [(a, r) for a in apps for r in _runnables(a).values()]
+            if len(found) == 1:
+                found = [(found[0][0], _remote_call(*found[0][1]))]
+    if len(found) == 1:
+        return found[0]
+    entries = ", ".join(n for a in apps for n in a.local_entrypoints) or "none"
+    fns = ", ".join(n for a in apps for n in _runnables(a)) or "none"
+    have = f"local entrypoints: {entries}; functions: {fns}"
+    if entry:
+        raise GustError(f"no local entrypoint named {entry}, nor a function ({have})")
+    if not found:
+        raise GustError(f"nothing to run: no local entrypoint and no function ({have})")
+    what = "local entrypoint" if entries != "none" else "function"
+    raise GustError(f"more than one {what}: pick one with FILE.py::NAME ({have})")
 
 
 def deploy_app(app, verbose=False):
@@ -62,19 +130,16 @@ def main(argv):
     except (OSError, SyntaxError, GustError) as e:
         print(f"error: {target}: {e}", file=sys.stderr)
         return 2
-    apps = [v for v in vars(mod).values() if isinstance(v, App)]
+    apps = list({id(v): v for v in vars(mod).values() if isinstance(v, App)}.values())
     if not apps:
         print(f"error: {target} defines no gust.App at its top level", file=sys.stderr)
         return 2
     if args[0] == "run":
-        found = [(a, name, f) for a in apps for name, f in a.local_entrypoints.items() if not entry or name == entry]
-        if len(found) != 1:
-            have = ", ".join(n for a in apps for n in a.local_entrypoints) or "none"
-            print(f"error: {target}: {'no' if not found else 'more than one'} local entrypoint"
-                  f"{' named ' + entry if entry else ''} (defined: {have}; pick one with FILE.py::NAME)",
-                  file=sys.stderr)
+        try:
+            app, f = pick_entrypoint(mod, apps, entry)
+        except GustError as e:
+            print(f"error: {target}: {e}", file=sys.stderr)
             return 2
-        app, _, f = found[0]
         rc, dep = deploy_app(app, verbose)
         if rc:
             return rc
