@@ -1,7 +1,8 @@
 """What the C CLI runs for Python files:
   python3 -m gust.cli deploy FILE.py [--json]   deploys every gust.App FILE defines
                                                 (progress on stderr, one line per function)
-  python3 -m gust.cli run FILE.py[::ENTRY]      deploys the app, calls its local entrypoint
+  python3 -m gust.cli run FILE.py[::ENTRY] [-- ARGS]
+                                                deploys the app, calls its local entrypoint
                                                 (ENTRY, or the only one; an async one is run
                                                 to its end), then stops the app; what the
                                                 app's functions print meanwhile is shown
@@ -10,9 +11,12 @@
                                                 (FN, Cls.method, or APP.FN with the App's
                                                 variable), which is called with .remote();
                                                 without ENTRY, a file with no local
-                                                entrypoint and one function runs that one
+                                                entrypoint and one function runs that one.
+                                                ARGS are its parameters as options, as with
+                                                `modal run`: --name VALUE, --flag/--no-flag
   -v (both): image builds show every line their steps print, not just the steps"""
 import asyncio
+import functools
 import importlib.util
 import inspect
 import json
@@ -53,8 +57,9 @@ def _runnables(app):
 
 
 def _remote_call(fn, method):
-    """What `modal run FILE.py::fn` does: fn.remote() with no arguments, its result not
-    printed. A generator function is refused, as there."""
+    """What `modal run FILE.py::fn` does: fn.remote() with the command line's arguments
+    (entry_arguments: the function's own raw_f says which), its result not printed. A
+    generator function is refused, as there."""
     if method is None:
         gen = fn.is_generator
     else:
@@ -64,8 +69,12 @@ def _remote_call(fn, method):
         raise GustError(f"{what} is a generator function, which `gust run` does not run (as `modal run`): "
                         f"iterate its .remote_gen() in a local entrypoint")
     if method is None:
-        return lambda: fn.remote()
-    return lambda: getattr(Cls(fn, fn.raw_f)(), method).remote()
+        call = lambda *a, **k: fn.remote(*a, **k)  # noqa: E731
+        call.signature_of = fn.raw_f
+    else:
+        call = lambda *a, **k: getattr(Cls(fn, fn.raw_f)(), method).remote(*a, **k)  # noqa: E731
+        call.signature_of = functools.partial(getattr(fn.raw_f, method), None)
+    return call
 
 
 def pick_entrypoint(mod, apps, entry):
@@ -100,6 +109,59 @@ def pick_entrypoint(mod, apps, entry):
     raise GustError(f"more than one {what}: pick one with FILE.py::NAME ({have})")
 
 
+def _option_type(annotation):
+    """The parser of an entrypoint parameter's command-line value, by its annotation as
+    `modal run` reads it: str, int, float, bool (a --x/--no-x flag), datetime.datetime
+    (ISO 8601), Optional[X] as X; none at all: the string as given. None: unparseable."""
+    import datetime
+    import typing
+    if annotation is inspect.Parameter.empty:
+        return str
+    if isinstance(annotation, str):  # `from __future__ import annotations`
+        annotation = {"str": str, "int": int, "float": float, "bool": bool,
+                      "datetime.datetime": datetime.datetime}.get(annotation.replace("Optional[", "").rstrip("]"))
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) is typing.Union and len(args) == 1:
+        annotation = args[0]
+    if annotation is datetime.datetime:
+        return datetime.datetime.fromisoformat
+    return annotation if annotation in (str, int, float, bool) else None
+
+
+def entry_arguments(f, argv, prog):
+    """(args, kwargs) for f from the command line after FILE.py, as `modal run` makes
+    them: each parameter is an option --name (underscores as dashes), typed by its
+    annotation, required when it has no default; a bool one is --name / --no-name; a
+    *args parameter takes the positional arguments. SystemExit (2, or 0 for --help)
+    with argparse's message when they do not fit."""
+    import argparse
+    sig = inspect.signature(f)
+    parser = argparse.ArgumentParser(prog=prog, description=(inspect.getdoc(f) or "").split("\n\n")[0] or None)
+    variadic = None
+    for p in sig.parameters.values():
+        if p.kind == p.VAR_POSITIONAL:
+            variadic = p.name
+            parser.add_argument(p.name, nargs="*")
+            continue
+        if p.kind == p.VAR_KEYWORD:
+            continue
+        conv = _option_type(p.annotation)
+        if conv is None:
+            raise GustError(f"parameter {p.name} of {f.__name__}: `gust run` cannot read a {p.annotation!r} from "
+                            f"the command line (str, int, float, bool, datetime.datetime)")
+        flag = "--" + p.name.replace("_", "-")
+        required = p.default is inspect.Parameter.empty
+        if conv is bool:
+            parser.add_argument(flag, dest=p.name, action=argparse.BooleanOptionalAction, required=required,
+                                default=None if required else p.default)
+        else:
+            parser.add_argument(flag, dest=p.name, type=conv, required=required,
+                                default=None if required else p.default, metavar=p.name.upper())
+    ns = vars(parser.parse_args(argv))
+    args = tuple(ns.pop(variadic)) if variadic else ()
+    return args, ns
+
+
 def deploy_app(app, verbose=False):
     """Deploys app; returns (exit code, result)."""
     try:
@@ -118,11 +180,15 @@ def deploy_app(app, verbose=False):
 
 
 def main(argv):
+    # What comes after "--" is the entrypoint's own command line (gust run FILE.py ARGS).
+    entry_argv = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[:argv.index("--")] if "--" in argv else argv
     as_json = "--json" in argv
     verbose = "-v" in argv or "--verbose" in argv
     args = [a for a in argv if a not in ("--json", "-v", "--verbose")]
-    if len(args) != 2 or args[0] not in ("deploy", "run"):
-        print("usage: python3 -m gust.cli deploy FILE.py [--json] [-v] | run FILE.py[::ENTRY] [-v]", file=sys.stderr)
+    if len(args) != 2 or args[0] not in ("deploy", "run") or (entry_argv and args[0] != "run"):
+        print("usage: python3 -m gust.cli deploy FILE.py [--json] [-v] | run FILE.py[::ENTRY] [-v] [-- ARGS...]",
+              file=sys.stderr)
         return 2
     target, _, entry = args[1].partition("::")
     try:
@@ -137,15 +203,20 @@ def main(argv):
     if args[0] == "run":
         try:
             app, f = pick_entrypoint(mod, apps, entry)
+            # The command line is checked before anything is deployed.
+            call_args, call_kwargs = entry_arguments(getattr(f, "signature_of", f), entry_argv,
+                                                     f"gust run {args[1]}")
         except GustError as e:
             print(f"error: {target}: {e}", file=sys.stderr)
             return 2
+        except SystemExit as e:  # argparse printed the usage, or --help
+            return e.code if isinstance(e.code, int) else 2
         rc, dep = deploy_app(app, verbose)
         if rc:
             return rc
         output = RemoteOutput(app.addr, app.name, dep.get("log_seq")).start()
         try:
-            result = f()
+            result = f(*call_args, **call_kwargs)
             if inspect.iscoroutine(result):  # an async def entrypoint runs on a loop of its own, as with Modal
                 asyncio.run(result)
         finally:
