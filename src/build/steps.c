@@ -372,6 +372,11 @@ static int debian_finish(struct builder *b, const char *root, struct gerr *err)
     return r;
 }
 
+/* debian_slim's packages beyond minbase: Debian's python3, and python-is-python3 (two
+ * symlinks) so that `python`, which Modal's images have and its examples run, is it.
+ * Part of the base's cache key: a base built with another list is not reused. */
+#define DEBIAN_SLIM_PACKAGES "python3,python-is-python3"
+
 static int run_debootstrap(struct build_job *j, char id_out[IMAGE_ID_MAX], struct gerr *err)
 {
     struct builder *b = j->b;
@@ -390,7 +395,7 @@ static int run_debootstrap(struct build_job *j, char id_out[IMAGE_ID_MAX], struc
     int pfd[2];
     if (pipe2(pfd, O_CLOEXEC) < 0)
         return gerr_sys(err, errno, "pipe");
-    char *argv[] = {prog, "--variant=minbase", "--include=python3", cache, b->suite, target, b->mirror, NULL};
+    char *argv[] = {prog, "--variant=minbase", "--include=" DEBIAN_SLIM_PACKAGES, cache, b->suite, target, b->mirror, NULL};
     char *envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", "DEBIAN_FRONTEND=noninteractive", NULL};
     pid_t pid = fork();
     if (pid < 0) {
@@ -1056,8 +1061,8 @@ static int base_key(struct builder *b, json_t *def, char key[IMAGE_ID_MAX], stru
     AUTO_JSON json_t *what = NULL;
     if (base && !strcmp(base, "debian_slim")) {
         AUTO_FREE char *srcs = json_dumps(b->apt_sources, JSON_COMPACT);
-        what = json_pack("{s:s,s:s,s:s,s:s}", "base", "debian_slim", "suite", b->suite, "mirror", b->mirror,
-                         "apt_sources", srcs ? srcs : "");
+        what = json_pack("{s:s,s:s,s:s,s:s,s:s}", "base", "debian_slim", "suite", b->suite, "mirror", b->mirror,
+                         "apt_sources", srcs ? srcs : "", "packages", DEBIAN_SLIM_PACKAGES);
     } else if (oci) {
         /* The uploaded tree's id is the digest of its content. */
         int r = tree_stored(b, "from_oci", oci, err);
