@@ -110,7 +110,9 @@ def test_run_passes_the_command_line_to_the_entrypoint_as_modal_run(shared_gust)
     # gust's own options before the file, the entrypoint's after it.
     r = g.cli("run", "-v", prog + "::main", "--prompt=a", "--n=1", timeout=300)
     assert r.rc == 0 and run_program_lines(r)[0] == "render: A", r
-    before = [a for a in g.get_json("/v1/apps")["apps"] if a["name"] == "compat-params"]
+    # App() without a name is named after its file, as in Modal.
+    before = [a for a in g.get_json("/v1/apps")["apps"] if a["name"] == "params"]
+    assert len(before) == 1 and before[0]["state"] == "stopped", before
     r = g.cli("run", prog, "--n", "two")
     assert r.rc == 2 and "--n" in r.err and "invalid int value" in r.err, r
     r = g.cli("run", prog)
@@ -118,7 +120,7 @@ def test_run_passes_the_command_line_to_the_entrypoint_as_modal_run(shared_gust)
     r = g.cli("run", prog, "--help")
     assert r.rc == 0 and "--max-tokens" in r.out and "--no-shout" in r.out, r
     # Refused before deploying: the app's record did not change.
-    assert [a for a in g.get_json("/v1/apps")["apps"] if a["name"] == "compat-params"] == before
+    assert [a for a in g.get_json("/v1/apps")["apps"] if a["name"] == "params"] == before
 
 
 def run_program_lines(r):

@@ -1005,16 +1005,27 @@ class Cls:
         return _Obj()
 
 
+def _name_from_caller(frame: Any) -> str:
+    """An app name from the file whose code is running in frame: its base name without
+    .py, reduced to what gustd accepts in a name (letters, digits, '_', '-'; 1 to 63,
+    starting with a letter or digit)."""
+    path = frame.f_globals.get("__file__") or frame.f_globals.get("__name__") or "app"
+    base = os.path.splitext(os.path.basename(path))[0]
+    name = "".join(c if c.isascii() and (c.isalnum() or c in "_-") else "-" for c in base).lstrip("_-")[:63]
+    return name or "app"
+
+
 class App:
     """A named group of functions and classes, deployed together. addr: gustd's
     "host:port" ($GUST_ADDR, else 127.0.0.1:8470)."""
 
-    def __init__(self, name: str, addr: Optional[str] = None, *, image: Optional[Image] = None,
+    def __init__(self, name: Optional[str] = None, addr: Optional[str] = None, *, image: Optional[Image] = None,
                  secrets: Sequence[Secret] = ()) -> None:
         """image and secrets, as in Modal, are defaults of every function and class of
         the app: a function's own image replaces the app's, its secrets add to the
-        app's (which come first)."""
-        self.name = name
+        app's (which come first). Without a name (Modal allows App() for apps that are
+        only run), the app is named after the file that makes it: app.py -> "app"."""
+        self.name = name if name is not None else _name_from_caller(sys._getframe(1))
         self.addr = addr
         self.image = image
         self.secrets = list(secrets or ())

@@ -6,7 +6,7 @@ from typing import Optional
 
 import gust as modal
 
-app = modal.App("compat-params")
+app = modal.App()  # named after the file, "params", as Modal allows
 
 
 @app.function()
