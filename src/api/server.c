@@ -543,6 +543,13 @@ void api_conn_error(struct api_conn *c, int status, const char *code, const char
     api_conn_respond_json(c, status, error_json(code, message, field), NULL);
 }
 
+void api_conn_abort(struct api_conn *c)
+{
+    c->close_cb = NULL;
+    c->close_data = NULL;
+    conn_fail_later(c);
+}
+
 int api_conn_stream_begin(struct api_conn *c, int status, const char *content_type, const char *extra_headers)
 {
     if (!c->open || c->closing)

@@ -274,6 +274,7 @@ struct ctl_call {
     uint64_t retry_timer;
     struct list_node observers; /* struct ctl_call_obs */
     struct ctl_items *items;    /* a generator call's items; NULL for other calls */
+    bool no_retry;              /* a web request: failed attempts are final (no retry) */
     /* Whether another call of its function ran while this one did (so far): one was
      * running when it started, or one started after it (fn->call_starts passed
      * start_no), while it still runs. Its log lines then say so (logs.c). */
@@ -366,6 +367,12 @@ struct ctl {
     uint64_t last_gpu_sample_ms;
     struct ctl_config cfg;
     char images_dir[512];
+    /* Where web endpoints are reached (views.c, ctl_web_set_urls): "" when gustd has
+     * no web listener. */
+    char web_base[256];
+    char web_domain[256];
+    char web_scheme[8];
+    char web_port[8];
     struct cas *cas;
     struct builder *builder;
     struct list_node deploy_builds;  /* struct ctl_deploy_build (builds.c) */
