@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import (TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Dict, Generic, Iterable, Iterator, List,
                     Literal, Mapping, NoReturn, Optional, Sequence, TextIO, Tuple, TypeVar, Union, overload)
 
-from . import _mount, _net, _output, _params, _sources
+from . import _mount, _net, _output, _params, _sources, _web
 from ._container.proto import EXC_TAG
 from ._container.sources import APP_DIR, FILES_DIR
 from .exception import ERRORS_BY_CODE as _ERRORS_BY_CODE
@@ -464,6 +464,16 @@ class Function(Generic[P, R]):
             return None
         return _is_generator_function(self.raw_f)
 
+    def get_web_url(self) -> Optional[str]:
+        """The URL of the function's web endpoint as gustd serves it (None when it is no
+        endpoint), as Modal's Function.get_web_url(). The function must be deployed."""
+        return _base_view(self).get("web_url")
+
+    @property
+    def web_url(self) -> Optional[str]:
+        """Modal's older name of get_web_url()."""
+        return self.get_web_url()
+
     def _path(self, what: str) -> str:
         return f"/v1/functions/{urllib.parse.quote(self.app.name)}/{urllib.parse.quote(self.name)}/{what}"
 
@@ -667,6 +677,9 @@ class Function(Generic[P, R]):
             f["timeout"] = int(o["timeout"])
         if o.get("snapshot"):
             f["snapshot"] = True
+        web = _web.spec_of(self.raw_f)
+        if web:
+            f["web"] = web
         if isinstance(o.get("retries"), Retries):
             f["retries"] = o["retries"].spec()
         elif o.get("retries") is not None:
