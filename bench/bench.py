@@ -72,6 +72,8 @@ TARGETS = {
     # The first call after `gust run` of unchanged code (deploy, call, stop, again) of a
     # snapshot class with a 2 s init: the template the last run warmed serves it.
     "first_call_after_deploy_ms.p50": ("<=", 50.0),
+    # web_warm_us.p50 - web_direct_us.p50: what Gust adds to a hello handler (DESIGN.md).
+    "web_added_us_p50": ("<=", 150.0),
     "snapshot_speedup": (">=", 50.0),
     "snapshot_child_rss_fraction": ("<=", 0.10),
     # gust-sim on the shared 100-function day: the default keep-alive policy starts
@@ -203,6 +205,7 @@ class Gustd:
     def __init__(self, build, scratch):
         self.build = build
         self.port = free_port()
+        self.web_port = free_port()
         self.data = os.path.join(scratch, "data")
         os.makedirs(self.data, exist_ok=True)
         self.cgparent = "gust-bench-%06x" % random.getrandbits(24)
@@ -217,6 +220,7 @@ class Gustd:
         self.logf = open(self.logpath, "wb")
         self.proc = subprocess.Popen(
             [exe, "--data-dir", self.data, "--listen", f"127.0.0.1:{self.port}",
+             "--web-listen", f"127.0.0.1:{self.web_port}",
              "--cgroup-parent", self.cgparent, "--log-level", "info"],
             stdin=subprocess.DEVNULL, stdout=self.logf, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
@@ -520,6 +524,90 @@ def bench_pygen(g, scratch, res, n=10000, runs=5):
     res["remote_gen_items_per_s"] = round(sorted(rates)[len(rates) // 2])
     res["remote_gen_items"] = n
     g.request("POST", "/v1/apps/benchgen/stop")
+
+
+WEB_MODULE = """
+import gust
+app = gust.App("benchweb")
+
+
+@app.function(image=gust.Image.from_name(%r))
+@gust.web_endpoint()
+def hello(name: str = "world"):
+    return {"hello": name}
+"""
+
+# The same handler served on the host by Python's own http.server (HTTP/1.1,
+# keep-alive): web_direct_us, the baseline of web_warm_us.
+WEB_DIRECT_SERVER = r"""
+import json, sys, urllib.parse
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+
+def hello(name="world"):
+    return {"hello": name}
+
+
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        q = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        body = json.dumps(hello(**{k: v[0] for k, v in q.items()})).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
+s = HTTPServer(("127.0.0.1", 0), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"""
+
+
+def _web_times(port, path, n, token=None):
+    """Seconds of n sequential GETs of path on one keep-alive connection."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        c.request("GET", path, headers=headers)
+        r = c.getresponse()
+        body = r.read()
+        out.append(time.perf_counter() - t0)
+        if r.status != 200 or json.loads(body) != {"hello": "ada"}:
+            raise StepFailed(f"web request answered {r.status}: {body[:200]!r}")
+    c.close()
+    return out
+
+
+def bench_web(g, scratch, res, n=2000):
+    """web_warm_us: sequential keep-alive GETs to a hello web_endpoint on a warm
+    container (token checked, request as a call, response as items); web_direct_us:
+    the same handler under Python's http.server on the host, same client, same run."""
+    _deploy_py_module(g, scratch, "benchweb", WEB_MODULE % _bench_image(g))
+    path = "/default/benchweb/hello?name=ada"
+    _web_times(g.web_port, path, 50, g.token)  # the container is warm after this
+    warm = _web_times(g.web_port, path, n, g.token)
+    proc = subprocess.Popen([sys.executable, "-c", WEB_DIRECT_SERVER], stdout=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL)
+    try:
+        port = int(proc.stdout.readline())
+        _web_times(port, "/?name=ada", 50)
+        direct = _web_times(port, "/?name=ada", n)
+    finally:
+        proc.kill()
+        proc.wait()
+    res["web_warm_us"] = summary(warm, 1e6, 1)
+    res["web_direct_us"] = summary(direct, 1e6, 1)
+    res["web_added_us_p50"] = round(res["web_warm_us"]["p50"] - res["web_direct_us"]["p50"], 1)
+    g.request("POST", "/v1/apps/benchweb/stop")
 
 
 def _anon_kib(pid):
@@ -1231,7 +1319,7 @@ def main():
     ap.add_argument("--build", default="build", help="build tree with gustd, gust-init, examples/echo/echo")
     ap.add_argument("--warmcall", help="compiled bench/warmcall.c (default BUILD/bench/warmcall)")
     ap.add_argument("--steps",
-                    default="baselines,cold,warm,throughput,map,images,python,pygen,snapshot,replay,store,sim")
+                    default="baselines,cold,warm,throughput,map,images,python,pygen,web,snapshot,replay,store,sim")
     ap.add_argument("--sim-trace", default=os.path.join(REPO, "..", "shared", "data", "azure-functions-2019"),
                     help="trace directory of the sim step (default: ../shared/data/azure-functions-2019)")
     ap.add_argument("--snapshot-n", type=int, default=30)
@@ -1265,6 +1353,7 @@ def main():
         "snapshot_template_private_mb": None, "first_call_after_deploy_ms": None,
         "sim": None, "sim_seconds": None, "sim_default_cold_vs_fixed": None, "sim_default_idle_ratio": None,
         "replay_slice": None, "replay_cold_start_rel_diff": None,
+        "web_warm_us": None, "web_direct_us": None, "web_added_us_p50": None,
         "failed_steps": [],
     }
     scratch = tempfile.mkdtemp(prefix="gust-bench-")
@@ -1274,7 +1363,8 @@ def main():
         if "baselines" in steps:
             _run_step(res, "baselines", lambda: bench_baselines(bbroot, scratch, a.baseline_n, res))
         need_daemon = [s for s in steps
-                       if s in ("cold", "warm", "throughput", "map", "images", "python", "pygen", "snapshot", "replay")]
+                       if s in ("cold", "warm", "throughput", "map", "images", "python", "pygen", "web", "snapshot",
+                                "replay")]
         if need_daemon:
             try:
                 g = Gustd(build, scratch)
@@ -1283,7 +1373,8 @@ def main():
                 for s in need_daemon:
                     res["failed_steps"].append({"step": s, "error": f"starting gustd: {e}"})
                 need_daemon = []
-            echo_steps = [s for s in need_daemon if s not in ("cold", "images", "python", "pygen", "snapshot", "replay")]
+            echo_steps = [s for s in need_daemon
+                          if s not in ("cold", "images", "python", "pygen", "web", "snapshot", "replay")]
             if echo_steps:
                 try:
                     echo_bin = os.path.join(build, "examples", "echo", "echo")
@@ -1298,7 +1389,7 @@ def main():
                     for s in echo_steps:
                         res["failed_steps"].append({"step": s, "error": f"echo image setup: {e}"})
                     need_daemon = [s for s in need_daemon
-                                   if s in ("cold", "images", "python", "pygen", "snapshot", "replay")]
+                                   if s in ("cold", "images", "python", "pygen", "web", "snapshot", "replay")]
             for s in need_daemon:
                 fn = {
                     "cold": lambda: bench_cold_step(g, a.cold_n, res),
@@ -1308,6 +1399,7 @@ def main():
                     "images": lambda: bench_images(g, a.rebuild_n, a.cold_n, res),
                     "python": lambda: bench_python(g, scratch, a.python_n, res),
                     "pygen": lambda: bench_pygen(g, scratch, res),
+                    "web": lambda: bench_web(g, scratch, res),
                     "snapshot": lambda: bench_snapshot(g, scratch, a.snapshot_n, res),
                     "replay": lambda: bench_replay(g, build, os.path.abspath(a.sim_trace), scratch, res),
                 }[s]

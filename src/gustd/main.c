@@ -100,10 +100,20 @@ static void usage(FILE *f)
             "  --help                this text\n");
 }
 
+static void stop_loop(struct ev_loop *loop, void *data)
+{
+    (void)data;
+    ev_stop(loop);
+}
+
+/* The loop stops after the deferred work already queued (a connection's deferred
+ * close, say, of a web response cut short by the shutdown), which would otherwise
+ * never run and leak what it holds. */
 static void on_shutdown_done(void *ud)
 {
     struct gustd *g = ud;
-    ev_stop(g->loop);
+    if (ev_defer(g->loop, stop_loop, NULL) < 0)
+        ev_stop(g->loop);
 }
 
 static void on_signal(struct ev_loop *loop, int fd, uint32_t events, void *data)

@@ -234,8 +234,8 @@ def test_server_sent_events_arrive_while_the_handler_runs(shared_gust):
     r = c.getresponse()
     assert r.status == 200 and r.getheader("Content-Type") == "text/event-stream"
     assert r.getheader("Transfer-Encoding") == "chunked"
-    assert r.fp.readline() == b"data: tick 0\n"
-    assert r.fp.readline() == b"\n"
+    assert r.readline() == b"data: tick 0\n"
+    assert r.readline() == b"\n"
     # tick 0 came while the handler waits for this release: streamed, not buffered.
     st, _, data = request(g, "GET", "/default/web-sse/ticks?release=true")
     assert st == 200 and jbody(data) == {"released": True}
