@@ -555,13 +555,12 @@ class H(BaseHTTPRequestHandler):
         q = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
         body = json.dumps(hello(**{k: v[0] for k, v in q.items()})).encode()
         self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
+        for k, v in (("Content-Type", "application/json"), ("Content-Length", str(len(body)))):
+            self.send_header(k, v)
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, *a):
-        pass
+    log_message = lambda self, *a: None  # noqa: E731 - quiet
 
 
 s = HTTPServer(("127.0.0.1", 0), H)
