@@ -86,6 +86,8 @@ def test_stdlib_endpoint_with_curl_and_http_client(shared_gust, hello):
     # The listing shows the URL too.
     fns = {f["name"]: f for f in g.get_json("/v1/functions")["functions"] if f["app"] == "web-hello"}
     assert fns["add_numbers"]["web_url"].endswith("/default/web-hello/add"), fns
+    ls = g.cli("ls")
+    assert ls.rc == 0 and "WEB URL" in ls.out and url in ls.out, ls
     # Missing arguments: 422 with JSON, not a 500.
     st, _, data = request(g, "POST", "/default/web-hello/add", body=b'{"a": 1}')
     assert st == 422 and jbody(data)["error"]["code"] == "invalid_argument", data
