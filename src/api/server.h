@@ -102,6 +102,10 @@ int api_conn_stream_write(struct api_conn *c, const void *data, size_t len);
  * stops short of its last chunk, which a client sees as an error) and without
  * running the close callback, which it clears. */
 void api_conn_abort(struct api_conn *c);
+/* Until the end of this loop pass, what is written to c is queued, then sent at once:
+ * a streamed response whose head, first chunk and end come in one pass costs one
+ * write, one segment and one wakeup of the client, not three. */
+void api_conn_cork(struct api_conn *c);
 /* Ends the stream; the response is complete. */
 void api_conn_stream_end(struct api_conn *c);
 

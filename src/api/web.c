@@ -205,6 +205,7 @@ static void on_items(void *ud, const struct ctl_items_view *v)
 {
     struct web_req *r = ud;
     r->waiter = NULL;
+    api_conn_cork(r->conn);
     uint64_t idx = v->from;
     for (const struct ctl_item *it = v->first; it; it = it->next, idx++) {
         if (!r->head_sent) {
