@@ -12,6 +12,9 @@ and its numbers stay null, never guessed):
               (cold, debootstrap included), the same fully cached (n rebuilds), and the
               cold start of a no-op function on the built Debian image against busybox,
               the two alternating call by call in the same daemon
+  snapshot    cold starts of a torch class with and without snapshot=True, the memory of a
+              forked container; then deploy-call-stop cycles (`gust run`) of a class with a
+              2 s init: the first call after each deploy of unchanged code, and of changed code
   pygen       .remote_gen() of a Python generator yielding 10,000 small values: values per
               second as the client iterates them (median of 5 runs, warm container)
   store       content-addressed store ingest of the host's /usr/lib/x86_64-linux-gnu
@@ -66,6 +69,11 @@ TARGETS = {
     # headroom for many streams at once, and the cost per value gustd adds.
     "remote_gen_items_per_s": (">=", 50000.0),
     "snapshot_cold_start_ms.p50": ("<=", 30.0),
+    # The first call after `gust run` of unchanged code (deploy, call, stop, again) of a
+    # snapshot class with a 2 s init: the template the last run warmed serves it.
+    "first_call_after_deploy_ms.p50": ("<=", 50.0),
+    # web_warm_us.p50 - web_direct_us.p50: what Gust adds to a hello handler (DESIGN.md).
+    "web_added_us_p50": ("<=", 150.0),
     "snapshot_speedup": (">=", 50.0),
     "snapshot_child_rss_fraction": ("<=", 0.10),
     # gust-sim on the shared 100-function day: the default keep-alive policy starts
@@ -130,6 +138,29 @@ class Model:
                     snap=os.environ.get("GUST_SNAPSHOT"))
 """
 
+# A snapshot class whose init takes ~2 s (a model load), deployed again and again the way
+# `gust run` does (deploy, call, stop): with unchanged code (%(marker)s the same) the
+# first call of each new deploy should restore from the template the last one warmed.
+REDEPLOY_MODULE = """
+import os, time
+import gust
+app = gust.App("benchredeploy")
+MARKER = %(marker)r
+
+
+@app.cls(image=gust.Image.from_name("python"), snapshot=True, cpu=0.5, memory=512)
+class Loaded:
+    @gust.enter(snap=True)
+    def load(self):
+        time.sleep(2.0)
+        self.loaded_at = time.time()
+
+    @gust.method()
+    def ping(self):
+        return dict(ctr=os.environ.get("GUST_CONTAINER_ID"), snap=os.environ.get("GUST_SNAPSHOT"),
+                    snap_id=os.environ.get("GUST_SNAPSHOT_ID"), loaded_at=self.loaded_at, marker=MARKER)
+"""
+
 STORE_TREE = "/usr/lib/x86_64-linux-gnu"
 
 
@@ -177,6 +208,7 @@ class Gustd:
     def __init__(self, build, scratch):
         self.build = build
         self.port = free_port()
+        self.web_port = free_port()
         self.data = os.path.join(scratch, "data")
         os.makedirs(self.data, exist_ok=True)
         self.cgparent = "gust-bench-%06x" % random.getrandbits(24)
@@ -191,6 +223,7 @@ class Gustd:
         self.logf = open(self.logpath, "wb")
         self.proc = subprocess.Popen(
             [exe, "--data-dir", self.data, "--listen", f"127.0.0.1:{self.port}",
+             "--web-listen", f"127.0.0.1:{self.web_port}",
              "--cgroup-parent", self.cgparent, "--log-level", "info"],
             stdin=subprocess.DEVNULL, stdout=self.logf, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
@@ -496,6 +529,92 @@ def bench_pygen(g, scratch, res, n=10000, runs=5):
     g.request("POST", "/v1/apps/benchgen/stop")
 
 
+WEB_MODULE = """
+import gust
+app = gust.App("benchweb")
+
+
+@app.function(image=gust.Image.from_name(%r))
+@gust.web_endpoint()
+def hello(name: str = "world"):
+    return {"hello": name}
+"""
+
+# The same handler served on the host by Python's own http.server (HTTP/1.1,
+# keep-alive): web_direct_us, the baseline of web_warm_us.
+WEB_DIRECT_SERVER = r"""
+import json, sys, urllib.parse
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+
+def hello(name="world"):
+    return {"hello": name}
+
+
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # One write per response and TCP_NODELAY: else Nagle and delayed ACKs add 40 ms.
+    wbufsize = 1 << 16
+    disable_nagle_algorithm = True
+
+    def do_GET(self):
+        q = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        body = json.dumps(hello(**{k: v[0] for k, v in q.items()})).encode()
+        self.send_response(200)
+        for k, v in (("Content-Type", "application/json"), ("Content-Length", str(len(body)))):
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    log_message = lambda self, *a: None  # noqa: E731 - quiet
+
+
+s = HTTPServer(("127.0.0.1", 0), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"""
+
+
+def _web_times(port, path, n, token=None):
+    """Seconds of n sequential GETs of path on one keep-alive connection."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        c.request("GET", path, headers=headers)
+        r = c.getresponse()
+        body = r.read()
+        out.append(time.perf_counter() - t0)
+        if r.status != 200 or json.loads(body) != {"hello": "ada"}:
+            raise StepFailed(f"web request answered {r.status}: {body[:200]!r}")
+    c.close()
+    return out
+
+
+def bench_web(g, scratch, res, n=2000):
+    """web_warm_us: sequential keep-alive GETs to a hello web_endpoint on a warm
+    container (token checked, request as a call, response as items); web_direct_us:
+    the same handler under Python's http.server on the host, same client, same run."""
+    _deploy_py_module(g, scratch, "benchweb", WEB_MODULE % _bench_image(g))
+    path = "/default/benchweb/hello?name=ada"
+    _web_times(g.web_port, path, 50, g.token)  # the container is warm after this
+    warm = _web_times(g.web_port, path, n, g.token)
+    proc = subprocess.Popen([sys.executable, "-c", WEB_DIRECT_SERVER], stdout=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL)
+    try:
+        port = int(proc.stdout.readline())
+        _web_times(port, "/?name=ada", 50)
+        direct = _web_times(port, "/?name=ada", n)
+    finally:
+        proc.kill()
+        proc.wait()
+    res["web_warm_us"] = summary(warm, 1e6, 1)
+    res["web_direct_us"] = summary(direct, 1e6, 1)
+    res["web_added_us_p50"] = round(res["web_warm_us"]["p50"] - res["web_direct_us"]["p50"], 1)
+    g.request("POST", "/v1/apps/benchweb/stop")
+
+
 def _anon_kib(pid):
     """Anonymous memory (KiB) of a process, from smaps_rollup: what a fork shares."""
     with open(f"/proc/{pid}/smaps_rollup") as f:
@@ -598,6 +717,38 @@ def bench_snapshot(g, scratch, n, res):
     res["snapshot_child_rss_fraction"] = round(res["snapshot_child_rss_mb"] / tmpl_mb, 3)
     for a in ("benchsnap", "benchnosnap"):
         g.request("POST", f"/v1/apps/{a}/stop")
+    bench_redeploy(g, scratch, max(5, n // 3), res)
+
+
+def bench_redeploy(g, scratch, n, res):
+    """first_call_after_deploy_ms: deploy, first call, stop -- `gust run`'s cycle -- of a
+    snapshot class with a 2 s init, n times with unchanged code (after one run that
+    warms the template, not counted); the same cycle with the code changed each time
+    (a new template runs the init) is the baseline, in the same daemon."""
+    def cycle(marker):
+        mod = _deploy_py_module(g, scratch, "benchredeploy", REDEPLOY_MODULE % {"marker": marker})
+        t = time.perf_counter()
+        out = mod.Loaded().ping.remote()
+        dt = time.perf_counter() - t
+        if out["marker"] != marker or out["snap"] != "restored":
+            raise StepFailed(f"redeploy {marker}: not the deployed code, or not from a snapshot: {out}")
+        g.request("POST", "/v1/apps/benchredeploy/stop")
+        return dt, out
+
+    _, warm = cycle("same")
+    same, changed = [], []
+    for i in range(n):
+        dt, out = cycle("same")
+        if out["snap_id"] != warm["snap_id"] or out["loaded_at"] != warm["loaded_at"]:
+            raise StepFailed(f"unchanged redeploy {i} ran the init again: {out} (first: {warm})")
+        same.append(dt)
+    for i in range(3):
+        dt, out = cycle(f"changed-{i}")
+        if out["snap_id"] == warm["snap_id"]:
+            raise StepFailed(f"changed code {i} restored the old template: {out}")
+        changed.append(dt)
+    res["first_call_after_deploy_ms"] = summary(same, 1e3)
+    res["first_call_after_changed_deploy_ms"] = summary(changed, 1e3)
 
 
 # Millicores of the cold-start step's functions: COLD_CPU for cold_start_ms, and the
@@ -1153,6 +1304,12 @@ def print_table(res):
           f"{nd.get('n', '-'):>6}  init {fmt(res.get('snapshot_init_s'), ' s')}; speedup "
           f"{fmt(res.get('snapshot_speedup'), 'x')} {sp['target']}: "
           f"{'MET' if sp['met'] else 'NOT MET' if sp['met'] is False else 'n/a'}")
+    d, nd = res.get("first_call_after_deploy_ms") or {}, res.get("first_call_after_changed_deploy_ms") or {}
+    t = res["targets"]["first_call_after_deploy_ms.p50"]
+    print(f"{'first call after gust run, same code':34} {fmt(d.get('p50'), ' ms'):>12} {fmt(d.get('p99'), ' ms'):>12} "
+          f"{d.get('n', '-'):>6}  {t['target']} ms: {'MET' if t['met'] else 'NOT MET' if t['met'] is False else 'n/a'}")
+    print(f"{'  ... code changed each time':34} {fmt(nd.get('p50'), ' ms'):>12} {fmt(nd.get('p99'), ' ms'):>12} "
+          f"{nd.get('n', '-'):>6}  baseline (the 2 s init runs in a new template)")
     t = res["targets"]["snapshot_child_rss_fraction"]
     print(f"{'  ... memory per forked container':34} {fmt(res.get('snapshot_child_rss_mb'), ' MB'):>12} "
           f"{'':>12} {'':>6}  template anonymous {fmt(res.get('snapshot_template_private_mb'), ' MB')}; "
@@ -1194,7 +1351,7 @@ def main():
     ap.add_argument("--build", default="build", help="build tree with gustd, gust-init, examples/echo/echo")
     ap.add_argument("--warmcall", help="compiled bench/warmcall.c (default BUILD/bench/warmcall)")
     ap.add_argument("--steps",
-                    default="baselines,cold,warm,throughput,map,images,python,pygen,snapshot,replay,store,sim")
+                    default="baselines,cold,warm,throughput,map,images,python,pygen,web,snapshot,replay,store,sim")
     ap.add_argument("--sim-trace", default=os.path.join(REPO, "..", "shared", "data", "azure-functions-2019"),
                     help="trace directory of the sim step (default: ../shared/data/azure-functions-2019)")
     ap.add_argument("--snapshot-n", type=int, default=30)
@@ -1225,10 +1382,11 @@ def main():
         "image_build_cold_s": None, "image_rebuild_cached_ms": None, "debian_cold_start_ms": None,
         "python_remote_us": None, "python_map_inputs_per_s": None, "remote_gen_items_per_s": None,
         "snapshot_cold_start_ms": None, "no_snapshot_cold_start_ms": None, "snapshot_child_rss_mb": None,
-        "snapshot_template_private_mb": None,
+        "snapshot_template_private_mb": None, "first_call_after_deploy_ms": None,
         "sim": None, "sim_seconds": None, "sim_default_cold_vs_fixed": None, "sim_default_idle_ratio": None,
         "sim_1000": None, "sim_1000_seconds": None,
         "replay_slice": None, "replay_cold_start_rel_diff": None,
+        "web_warm_us": None, "web_direct_us": None, "web_added_us_p50": None,
         "failed_steps": [],
     }
     scratch = tempfile.mkdtemp(prefix="gust-bench-")
@@ -1238,7 +1396,8 @@ def main():
         if "baselines" in steps:
             _run_step(res, "baselines", lambda: bench_baselines(bbroot, scratch, a.baseline_n, res))
         need_daemon = [s for s in steps
-                       if s in ("cold", "warm", "throughput", "map", "images", "python", "pygen", "snapshot", "replay")]
+                       if s in ("cold", "warm", "throughput", "map", "images", "python", "pygen", "web", "snapshot",
+                                "replay")]
         if need_daemon:
             try:
                 g = Gustd(build, scratch)
@@ -1247,7 +1406,8 @@ def main():
                 for s in need_daemon:
                     res["failed_steps"].append({"step": s, "error": f"starting gustd: {e}"})
                 need_daemon = []
-            echo_steps = [s for s in need_daemon if s not in ("cold", "images", "python", "pygen", "snapshot", "replay")]
+            echo_steps = [s for s in need_daemon
+                          if s not in ("cold", "images", "python", "pygen", "web", "snapshot", "replay")]
             if echo_steps:
                 try:
                     echo_bin = os.path.join(build, "examples", "echo", "echo")
@@ -1262,7 +1422,7 @@ def main():
                     for s in echo_steps:
                         res["failed_steps"].append({"step": s, "error": f"echo image setup: {e}"})
                     need_daemon = [s for s in need_daemon
-                                   if s in ("cold", "images", "python", "pygen", "snapshot", "replay")]
+                                   if s in ("cold", "images", "python", "pygen", "web", "snapshot", "replay")]
             for s in need_daemon:
                 fn = {
                     "cold": lambda: bench_cold_step(g, a.cold_n, res),
@@ -1272,6 +1432,7 @@ def main():
                     "images": lambda: bench_images(g, a.rebuild_n, a.cold_n, res),
                     "python": lambda: bench_python(g, scratch, a.python_n, res),
                     "pygen": lambda: bench_pygen(g, scratch, res),
+                    "web": lambda: bench_web(g, scratch, res),
                     "snapshot": lambda: bench_snapshot(g, scratch, a.snapshot_n, res),
                     "replay": lambda: bench_replay(g, build, os.path.abspath(a.sim_trace), scratch, res),
                 }[s]

@@ -15,7 +15,7 @@ allowed() {
     worker) echo "base proto evloop runtime cas image spec worker" ;;
     build) echo "base evloop spec runtime cas image worker build" ;;
     control) echo "base evloop spec store worker cas image build control" ;;
-    api) echo "base http evloop spec control store cas image worker build api" ;;
+    api) echo "base proto http evloop spec control store cas image worker build api" ;;
     client) echo "base http client" ;;
     cli) echo "base client spec cli" ;;
     init) echo "base proto runtime init" ;;

@@ -28,6 +28,8 @@ MIRRORED = [
     "SNAP_MSG_RUNNER", "SNAP_EXIT_FORK_FAILED", "SNAP_SYNC_FD", "SNAP_STDOUT_FD", "SNAP_STDERR_FD",
     # base/caps.h
     "CAPS_CONTAINER",
+    # web.h
+    "WEB_TAG", "WEB_TAG_LEN", "WEB_MAX_HEADERS", "WEB_STATUS_MIN", "WEB_STATUS_MAX", "WEB_MAX_HEADER_BYTES",
 ]
 # proto.py names -> the C names of the same values, where C needs its component's
 # prefix: the Python runner's tags, which the CLI reads through libgust.

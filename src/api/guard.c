@@ -62,3 +62,14 @@ host:;
     }
     return 0;
 }
+
+const char *api_bearer_token(const struct http_request *req)
+{
+    const char *h = http_request_header(req, "Authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7))
+        return NULL;
+    h += 7;
+    while (*h == ' ')
+        h++;
+    return *h ? h : NULL;
+}

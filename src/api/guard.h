@@ -35,4 +35,9 @@ int api_guard_check(const struct api_guard *g, const struct http_request *req, c
  * allowed. */
 bool api_guard_host_ok(const struct api_guard *g, const char *host);
 
+/* The token of an "Authorization: Bearer <token>" header, NULL when there is none
+ * (no other scheme is accepted: gustd has no ambient credentials, such as cookies or
+ * Basic auth, that a browser would attach to a cross-site request by itself). */
+const char *api_bearer_token(const struct http_request *req);
+
 #endif

@@ -1557,17 +1557,6 @@ static bool route_matches(const char *pattern, char segs[][128], int n)
 }
 
 /* The bearer token of req, or NULL. */
-static const char *bearer_token(struct http_request *req)
-{
-    const char *h = http_request_header(req, "Authorization");
-    if (!h || strncasecmp(h, "Bearer ", 7))
-        return NULL;
-    h += 7;
-    while (*h == ' ')
-        h++;
-    return *h ? h : NULL;
-}
-
 /* A request with a body (Content-Length above 0, or chunked) must name one of the
  * route's media types; else 415 unsupported_media_type naming them. */
 static bool check_body_type(struct api_conn *conn, struct http_request *req, const struct api_route *route)
@@ -1608,11 +1597,11 @@ void api_routes_handle(struct api_conn *conn, struct http_request *req, void *ud
     /* Who asks comes first: without a valid token nothing else is answered, not even
      * whether a route exists. The token itself is never logged or echoed. */
     struct ctl_principal who;
-    int ar = ctl_authenticate(ctx->ctl, bearer_token(req), &who);
+    int ar = ctl_authenticate(ctx->ctl, api_bearer_token(req), &who);
     if (ar < 0) {
         api_conn_error(conn, 401, "unauthorized",
                        ar == -EKEYEXPIRED ? "the token has expired; ask an admin for a new one (gust token create)"
-                       : bearer_token(req)
+                       : api_bearer_token(req)
                            ? "the token is not valid (revoked, or not one of this gustd's); send a valid one as "
                              "Authorization: Bearer <token>"
                            : "send a token as Authorization: Bearer <token> (the CLI and SDK read $GUST_TOKEN, then "

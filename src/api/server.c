@@ -67,6 +67,7 @@ struct api_conn {
     bool head_req;          /* current request is HEAD */
     bool raw_stream;        /* HTTP/1.0 stream: no chunk framing */
     bool continue_sent;
+    bool corked;            /* output queued until the end of this loop pass (api_conn_cork) */
     uint32_t watched;
     struct buf in;
     size_t in_off;
@@ -336,6 +337,12 @@ static int conn_send(struct api_conn *c, const void *a, size_t alen, const void 
 {
     if (!c->open || c->closing)
         return -EPIPE;
+    if (c->corked) {
+        buf_append(&c->out, a, alen);
+        buf_append(&c->out, b, blen);
+        note_out(c);
+        return 0;
+    }
     if (c->ssl)
         return tls_send(c, a, alen, b, blen);
     size_t pending = c->out.len - c->out_off;
@@ -425,6 +432,25 @@ static void conn_flush(struct api_conn *c)
     /* Output drained below the bound: parse the pipelined requests that waited. */
     if (c->open && !c->closing && c->state == C_READING && !out_full(c) && c->in.len > c->in_off)
         process_input(c);
+}
+
+static void uncork_cb(struct ev_loop *loop, void *data)
+{
+    struct api_conn *c = data;
+    (void)loop;
+    c->corked = false;
+    if (c->open && !c->closing && !c->want_write && c->out.len > c->out_off)
+        conn_flush(c);
+    api_conn_unref(c);
+}
+
+void api_conn_cork(struct api_conn *c)
+{
+    if (c->corked || !c->open || c->closing)
+        return;
+    c->corked = true;
+    c->refs++;
+    ev_defer(c->loop, uncork_cb, c);
 }
 
 static void resume_cb(struct ev_loop *loop, void *data)
@@ -541,6 +567,13 @@ static json_t *error_json(const char *code, const char *message, const char *fie
 void api_conn_error(struct api_conn *c, int status, const char *code, const char *message, const char *field)
 {
     api_conn_respond_json(c, status, error_json(code, message, field), NULL);
+}
+
+void api_conn_abort(struct api_conn *c)
+{
+    c->close_cb = NULL;
+    c->close_data = NULL;
+    conn_fail_later(c);
 }
 
 int api_conn_stream_begin(struct api_conn *c, int status, const char *content_type, const char *extra_headers)

@@ -98,6 +98,14 @@ int api_conn_stream_begin(struct api_conn *c, int status, const char *content_ty
  * stream, or -ENOBUFS when over API_OUT_MAX bytes are pending (the connection is then
  * closed). Use api_conn_pending_output for backpressure. */
 int api_conn_stream_write(struct api_conn *c, const void *data, size_t len);
+/* Ends the connection without completing the response under way (a chunked stream
+ * stops short of its last chunk, which a client sees as an error) and without
+ * running the close callback, which it clears. */
+void api_conn_abort(struct api_conn *c);
+/* Until the end of this loop pass, what is written to c is queued, then sent at once:
+ * a streamed response whose head, first chunk and end come in one pass costs one
+ * write, one segment and one wakeup of the client, not three. */
+void api_conn_cork(struct api_conn *c);
 /* Ends the stream; the response is complete. */
 void api_conn_stream_end(struct api_conn *c);
 

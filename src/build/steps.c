@@ -372,6 +372,11 @@ static int debian_finish(struct builder *b, const char *root, struct gerr *err)
     return r;
 }
 
+/* debian_slim's packages beyond minbase: Debian's python3, and python-is-python3 (two
+ * symlinks) so that `python`, which Modal's images have and its examples run, is it.
+ * Part of the base's cache key: a base built with another list is not reused. */
+#define DEBIAN_SLIM_PACKAGES "python3,python-is-python3"
+
 static int run_debootstrap(struct build_job *j, char id_out[IMAGE_ID_MAX], struct gerr *err)
 {
     struct builder *b = j->b;
@@ -390,7 +395,7 @@ static int run_debootstrap(struct build_job *j, char id_out[IMAGE_ID_MAX], struc
     int pfd[2];
     if (pipe2(pfd, O_CLOEXEC) < 0)
         return gerr_sys(err, errno, "pipe");
-    char *argv[] = {prog, "--variant=minbase", "--include=python3", cache, b->suite, target, b->mirror, NULL};
+    char *argv[] = {prog, "--variant=minbase", "--include=" DEBIAN_SLIM_PACKAGES, cache, b->suite, target, b->mirror, NULL};
     char *envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", "DEBIAN_FRONTEND=noninteractive", NULL};
     pid_t pid = fork();
     if (pid < 0) {
@@ -619,7 +624,7 @@ static int run_commands(struct build_job *j, const char *parent_id, json_t *cmds
         set_failure(j, cmd, code, o);
         const char *hint = "";
         if (memmem(o->tail, o->tail_len, "No module named pip", 19))
-            hint = "; the image has no pip: add apt_install python3-pip before pip_install";
+            hint = "; the image has no pip and no apt-get to install it with: add pip to the image before pip_install";
         else if (code == 137 && !o->failed_cmd)
             hint = "; it was killed (out of memory?)";
         r = gerr_set(err, EIO, "command `%.200s` exited with status %d%s", cmd, code, hint);
@@ -930,11 +935,10 @@ static void step_describe(json_t *step, char *out, size_t cap)
     } else if (json_is_string(v)) {
         snprintf(rest, sizeof rest, "%s%s%s", json_string_value(v), json_object_get(step, "to") ? " -> " : "",
                  json_object_get(step, "to") ? json_string_value(json_object_get(step, "to")) : "");
-    } else if (json_is_object(v)) {
-        const char *key;
-        json_t *val;
-        json_object_foreach(v, key, val) snprintf(rest + strlen(rest), sizeof rest - strlen(rest), "%s%s=%s",
-                                                  rest[0] ? " " : "", key, json_string_value(val));
+    } else if (json_is_object(v)) { /* a copy: {src, tree, file}; its label and where it goes */
+        const char *src = json_string_value(json_object_get(v, "src"));
+        const char *to = json_string_value(json_object_get(step, "to"));
+        snprintf(rest, sizeof rest, "%s%s%s", src ? src : "", to ? " -> " : "", to ? to : "");
     }
     snprintf(out + o, cap - o, " %.*s%s", 180, rest, strlen(rest) > 180 ? "..." : "");
 }
@@ -964,6 +968,12 @@ static int step_identity(struct builder *b, json_t *step, json_t **what, char sr
     return 0;
 }
 
+/* Installs Debian's pip when python3 has none and the image has apt-get. */
+#define PIP_ENSURE                                                                                              \
+    "python3 -m pip --version >/dev/null 2>&1 || ! command -v apt-get >/dev/null || "                          \
+    "{ apt-get update -q && apt-get install -y -q --no-install-recommends python3-pip && apt-get clean && "     \
+    "rm -rf /var/lib/apt/lists/*; }"
+
 /* The shell commands of run, apt_install and pip_install steps (new reference). */
 static json_t *step_commands(json_t *step)
 {
@@ -990,7 +1000,9 @@ static json_t *step_commands(json_t *step)
     AUTO_FREE char *cmd = xasprintf("python3 -m pip install --no-cache-dir --break-system-packages %s%s",
                                     json_object_get(step, "find_links") ? "--no-index --find-links /tmp/gust-wheels " : "",
                                     joined);
-    return json_pack("[s]", cmd);
+    /* As in Modal, pip_install works on debian_slim as it is: pip comes from apt first
+       when the image lacks it (without apt-get, pip install fails naming what is missing). */
+    return json_pack("[s,s]", PIP_ENSURE, cmd);
 }
 
 /* Runs (or takes from the cache) one step over parent_id. */
@@ -1049,8 +1061,8 @@ static int base_key(struct builder *b, json_t *def, char key[IMAGE_ID_MAX], stru
     AUTO_JSON json_t *what = NULL;
     if (base && !strcmp(base, "debian_slim")) {
         AUTO_FREE char *srcs = json_dumps(b->apt_sources, JSON_COMPACT);
-        what = json_pack("{s:s,s:s,s:s,s:s}", "base", "debian_slim", "suite", b->suite, "mirror", b->mirror,
-                         "apt_sources", srcs ? srcs : "");
+        what = json_pack("{s:s,s:s,s:s,s:s,s:s}", "base", "debian_slim", "suite", b->suite, "mirror", b->mirror,
+                         "apt_sources", srcs ? srcs : "", "packages", DEBIAN_SLIM_PACKAGES);
     } else if (oci) {
         /* The uploaded tree's id is the digest of its content. */
         int r = tree_stored(b, "from_oci", oci, err);

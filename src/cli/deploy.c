@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include "base/buf.h"
+#include "base/cleanup.h"
+#include "base/xalloc.h"
 #include "base/json_cleanup.h"
 #include "cli/cli.h"
 #include "gust.h"
@@ -48,7 +50,7 @@ static bool sdk_dir(char *out, size_t cap)
 /* gust deploy FILE.py / gust run FILE.py[::ENTRY]: the SDK does it (verb "deploy" or
  * "run"; verbose: builds show their steps' output). Returns only on failure, with the
  * exit code. */
-static int hand_to_python(const char *verb, const char *file, bool verbose)
+static int hand_to_python(const char *verb, const char *file, bool verbose, int nextra, char **extra)
 {
     char sdk[PATH_MAX];
     if (!sdk_dir(sdk, sizeof sdk)) {
@@ -66,15 +68,41 @@ static int hand_to_python(const char *verb, const char *file, bool verbose)
         (cli_opts.ca_file && setenv("GUST_CA_FILE", cli_opts.ca_file, 1) < 0))
         return EXIT_USAGE;
     fflush(stdout);
-    char *argv[] = {"python3", "-m", "gust.cli", (char *)verb, (char *)file, NULL, NULL, NULL};
-    size_t argc = 5;
+    AUTO_FREE char **argv = xcalloc((size_t)nextra + 9, sizeof *argv);
+    size_t argc = 0;
+    argv[argc++] = "python3";
+    argv[argc++] = "-m";
+    argv[argc++] = "gust.cli";
+    argv[argc++] = (char *)verb;
+    argv[argc++] = (char *)file;
     if (cli_opts.json)
         argv[argc++] = "--json";
     if (verbose)
         argv[argc++] = "-v";
+    if (nextra) {
+        argv[argc++] = "--";
+        for (int i = 0; i < nextra; i++)
+            argv[argc++] = extra[i];
+    }
     execvp("python3", argv);
     fprintf(stderr, "error: cannot run python3 for %s: %s\n", file, strerror(errno));
     return EXIT_USAGE;
+}
+
+/* Where FILE.py is in gust run's argv (argc when it is missing): gust's options come
+ * before it, the entrypoint's after it, as with `modal run`. */
+static int run_file_index(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--"))
+            return i + 1 < argc ? i + 1 : argc;
+        if (a[0] != '-' || !a[1])
+            return i;
+        if ((!strcmp(a, "--addr") || !strcmp(a, "--token") || !strcmp(a, "--ca-file")) && i + 1 < argc)
+            i++;
+    }
+    return argc;
 }
 
 int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
@@ -83,13 +111,15 @@ int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
     bool verbose = false;
     struct cli_opt opts[] = {{"verbose", 'v', NULL, &verbose}, {0}};
     int rc;
-    if (!cli_parse_args(cmd, argc, argv, opts, pos, 1, &rc))
+    int file_at = run_file_index(argc, argv);
+    int nown = file_at < argc ? file_at + 1 : argc;
+    if (!cli_parse_args(cmd, nown, argv, opts, pos, 1, &rc))
         return rc;
     const char *sep = strstr(pos[0], "::");
     size_t flen = sep ? (size_t)(sep - pos[0]) : strlen(pos[0]);
     if (flen < 4 || strncmp(pos[0] + flen - 3, ".py", 3))
         return cli_usage_error(cmd, "want a Python file, FILE.py or FILE.py::ENTRYPOINT, got \"%s\"", pos[0]);
-    return hand_to_python("run", pos[0], verbose);
+    return hand_to_python("run", pos[0], verbose, argc - nown, argv + nown);
 }
 
 int cmd_deploy(const struct cli_cmd *cmd, int argc, char **argv)
@@ -102,7 +132,7 @@ int cmd_deploy(const struct cli_cmd *cmd, int argc, char **argv)
         return rc;
     size_t plen = strlen(pos[0]);
     if (plen > 3 && !strcmp(pos[0] + plen - 3, ".py"))
-        return hand_to_python("deploy", pos[0], verbose);
+        return hand_to_python("deploy", pos[0], verbose, 0, NULL);
     AUTO_BUF struct buf spec = {0};
     AUTO_BUF struct buf path = {0};
     const char *ctype;

@@ -65,12 +65,16 @@ static const struct cli_cmd CMDS[] = {
      "  -v, --verbose       show every line the build steps print (default: the steps,\n"
      "                      cache hits and durations; a failing step's output always)\n",
      .run = cmd_deploy},
-    {"run", "run FILE.py[::ENTRYPOINT] [-v]",
+    {"run", "run [-v] FILE.py[::ENTRYPOINT] [--PARAM VALUE ...]",
      "Runs a Python app: deploys the gust.App in FILE.py (building its images), calls its\n"
      "@app.local_entrypoint() (ENTRYPOINT picks one when there are several) on this\n"
      "machine, then stops the app. What the app's functions print meanwhile is shown\n"
      "as it happens, each line prefixed with its function ([fn] text; [fn fc-xxxxxx]\n"
      "when another call of fn ran at the same time), stderr lines on stderr.\n"
+     "What follows FILE.py is the entrypoint's (as with `modal run`): each parameter is\n"
+     "an option --name VALUE (underscores as dashes), typed by its annotation (str, int,\n"
+     "float, datetime; bool: --name / --no-name), required without a default;\n"
+     "`gust run FILE.py --help` lists them. gust's own options go before FILE.py.\n"
      "  -v, --verbose       show every line the image build steps print\n",
      .run = cmd_run},
     {"call", "call APP.FN [-d DATA | -d @FILE | -d @-] [--args | --raw] [--timeout S]",

@@ -59,7 +59,8 @@ static char *containers_cell(json_t *cs)
 }
 
 static const char *const FUNCTION_TITLES[] = {"APP",    "FUNCTION", "VERSION",    "IMAGE",     "QUEUED",
-                                              "RUNNING", "CONTAINERS", "KEEPALIVE", "EVICTED", "WAITING"};
+                                              "RUNNING", "CONTAINERS", "KEEPALIVE", "EVICTED", "WAITING",
+                                              "WEB URL"};
 
 /* "60s", or "396s, pre-warm in 12s" while a pre-warm is due, from the keep-alive fields
  * of GET /v1/functions ("-" from a daemon without them). */
@@ -81,11 +82,12 @@ void cmd_print_functions(json_t *j, const char *arg, const gust_client *c)
     json_t *f;
     json_array_foreach(json_object_get(j, "functions"), i, f)
     {
-        json_t *wr = json_object_get(f, "waiting_reason");
+        json_t *wr = json_object_get(f, "waiting_reason"), *url = json_object_get(f, "web_url");
         char *row[] = {cell_field(f, "app"),    cell_field(f, "name"),    cell_field(f, "version"),
                        cell_field(f, "image"),  cell_field(f, "queued"),  cell_field(f, "running"),
                        containers_cell(json_object_get(f, "containers")), keepalive_cell(f),
-                       cell_field(f, "evictions"), xstrdup(json_is_string(wr) ? json_string_value(wr) : "")};
+                       cell_field(f, "evictions"), xstrdup(json_is_string(wr) ? json_string_value(wr) : ""),
+                       xstrdup(json_is_string(url) ? json_string_value(url) : "")};
         table_add(&t, row);
     }
     table_print(&t, "no functions deployed (deploy an app with `gust deploy SPEC`)");

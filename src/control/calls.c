@@ -329,7 +329,7 @@ void ctl_call_failed_attempt(struct ctl *c, struct ctl_call *call, enum ctl_call
     call_stop_running(c, call);
     const struct spec_function *s = &fv->spec;
     bool app_live = !fv->fn->app->stopped && !c->shutting_down;
-    if (app_live && call->attempts <= s->max_retries && !call_streamed(call)) {
+    if (app_live && !call->no_retry && call->attempts <= s->max_retries && !call_streamed(call)) {
         double delay = s->initial_delay_s * pow(s->backoff_coefficient, (double)call->attempts - 1);
         if (delay > s->max_delay_s)
             delay = s->max_delay_s;
@@ -365,7 +365,7 @@ int ctl_call_store_new(struct ctl *c, const struct ctl_call *call, const char *m
 }
 
 static int submit(struct ctl *c, const char *app, const char *fn, const void *input, size_t len, bool durable,
-                  bool generator, char call_id_out[64], struct ctl_error *e)
+                  bool generator, bool no_retry, char call_id_out[64], struct ctl_error *e)
 {
     if (c->shutting_down) {
         ctl_err(e, CTL_E_SHUTTING_DOWN, "shutting_down", NULL, "gustd is shutting down; retry shortly");
@@ -389,6 +389,7 @@ static int submit(struct ctl *c, const char *app, const char *fn, const void *in
     struct ctl_call *call = ctl_call_new(c, f->latest, input, len, durable);
     if (generator)
         call->items = ctl_items_new(c);
+    call->no_retry = no_retry;
     if (durable) {
         struct gerr err;
         if (ctl_call_store_new(c, call, NULL, -1, &err) < 0) {
@@ -409,13 +410,19 @@ static int submit(struct ctl *c, const char *app, const char *fn, const void *in
 int ctl_submit(struct ctl *c, const char *app, const char *fn, const void *input, size_t len, bool durable,
                char call_id_out[64], struct ctl_error *e)
 {
-    return submit(c, app, fn, input, len, durable, false, call_id_out, e);
+    return submit(c, app, fn, input, len, durable, false, false, call_id_out, e);
 }
 
 int ctl_submit_generator(struct ctl *c, const char *app, const char *fn, const void *input, size_t len,
                          char call_id_out[64], struct ctl_error *e)
 {
-    return submit(c, app, fn, input, len, false, true, call_id_out, e);
+    return submit(c, app, fn, input, len, false, true, false, call_id_out, e);
+}
+
+int ctl_submit_web(struct ctl *c, const char *app, const char *fn, const void *input, size_t len,
+                   char call_id_out[64], struct ctl_error *e)
+{
+    return submit(c, app, fn, input, len, false, true, true, call_id_out, e);
 }
 
 void ctl_call_restore(struct ctl *c, struct ctl_fver *fv, const struct store_call *sc)

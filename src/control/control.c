@@ -146,11 +146,15 @@ int ctl_new(struct ev_loop *loop, struct store *store, const struct worker_ops *
         c->cfg.calls_per_fn = CTL_CALLS_PER_FN;
     if (!c->cfg.trim_interval_ms)
         c->cfg.trim_interval_ms = CTL_TRIM_INTERVAL_MS;
+    if (!c->cfg.snapshot_spare_ms)
+        c->cfg.snapshot_spare_ms = CTL_SNAP_SPARE_MS_DEFAULT;
     list_init(&c->apps);
     hmap_init(&c->fns, 64);
     list_init(&c->sched_blocked);
     c->room_queued.kind = c->room_idle.kind = CTL_VHEAP_ROOM;
     evict_init(c);
+    list_init(&c->snaps);
+    list_init(&c->snaps_spare);
     list_init(&c->maps);
     list_init(&c->finished);
     list_init(&c->secrets);
@@ -260,8 +264,13 @@ int ctl_recover(struct ctl *c, struct gerr *err)
     if ((r = store_calls_unfinished(c->store, recover_call_row, c, err)) < 0)
         return r;
     size_t n = 0;
-    ctl_for_each_version(fv, c)
+    ctl_for_each_version(fv, c) {
         n += fv->queued;
+        /* Templates died with the earlier daemon: the deployed snapshot functions get
+         * theirs again now, as at deploy, not at their first call. */
+        if (ctl_fver_is_current(fv))
+            sched_snapshot_prepare(c, fv);
+    }
     if (n)
         log_info("control", "recovered %zu unfinished calls", n);
     /* What an earlier daemon left beyond the bounds goes now; later, on the tick. */
@@ -357,6 +366,7 @@ void ctl_free(struct ctl *c)
     ctl_logs_free(c);
     ctl_calls_free(c);
     ctl_maps_free(c);
+    ctl_snaps_free(c);
     ctl_model_free(c);
     ctl_ident_free(c);
     hmap_free(&c->ctrs);

@@ -18,6 +18,7 @@
 
 #include "base/error.h"
 #include "evloop/evloop.h"
+#include "spec/spec.h"
 #include "store/store.h"
 #include "worker/ops.h"
 
@@ -68,6 +69,9 @@ struct ctl_config {
      * "knative" or "hybrid_histogram" (src/control/keepalive.c); ctl_new refuses
      * another name. */
     const char *keepalive_policy;
+    /* How long a snapshot no version uses is kept for a redeploy of identical content
+     * (0: CTL_SNAP_SPARE_MS_DEFAULT, 10 min; see model.c). */
+    uint32_t snapshot_spare_ms;
 };
 
 /* Control drives its worker only through ops (worker/ops.h) on the handle worker,
@@ -267,6 +271,32 @@ int ctl_submit(struct ctl *c, const char *app, const char *fn, const void *input
  * not one (not_generator_call). Errors as ctl_submit. */
 int ctl_submit_generator(struct ctl *c, const char *app, const char *fn, const void *input, size_t len,
                          char call_id_out[64], struct ctl_error *e);
+
+/* Submits a web request (src/proto/web.h's envelope) as a generator call of fn, whose
+ * items are the response: as ctl_submit_generator, but a failed attempt is final (a
+ * request is not run twice: it may not be idempotent, and its client waits). */
+int ctl_submit_web(struct ctl *c, const char *app, const char *fn, const void *input, size_t len,
+                   char call_id_out[64], struct ctl_error *e);
+
+/* ---------- web endpoints (docs/API.md "Web endpoints") ---------- */
+struct ctl_web_endpoint {
+    char app[CTL_QNAME_MAX];    /* qualified */
+    char function[64];
+    struct spec_web web;
+    uint32_t timeout_s;
+};
+/* Where the web listener is: base "http://127.0.0.1:8480" (path form URLs), domain the
+ * --web-domain ("" or NULL: none; URLs then take the Host form
+ * "<scheme>://<ws>--<app>-<label>.<domain>[:port]", port "" for the default). base ""
+ * or NULL: no web listener, functions show no web_url. */
+void ctl_web_set_urls(struct ctl *c, const char *base, const char *domain, const char *scheme, const char *port);
+/* The endpoint labelled label (case-insensitively) of app in workspace ws, of the
+ * app's latest versions. 0 with *out, or -ENOENT (no such app, function or label, or
+ * the app is stopped). */
+int ctl_web_find(struct ctl *c, const char *ws, const char *app, const char *label, struct ctl_web_endpoint *out);
+/* As ctl_web_find for the Host form, whose "<app>-<label>" is joined: the first split
+ * at a '-' (shortest app name first) that names an endpoint. */
+int ctl_web_find_joined(struct ctl *c, const char *ws, const char *app_label, struct ctl_web_endpoint *out);
 
 /* Waits for a call to finish. cb is called exactly once: with done=true and the final view,
  * or with done=false (and the current state) when timeout_ms passes (timeout_ms 0 = answer

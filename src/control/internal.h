@@ -7,7 +7,8 @@
  *
  *   keepalive.c the keep-alive policy: per function idle-time history, keep-alive and
  *               pre-warm windows, next-use prediction (pure: calls nothing of control)
- *   model.c     apps, functions, versions, container records, the worker handle
+ *   model.c     apps, functions, versions, container records, the worker handle;
+ *               snapshots shared by content (references, spares)
  *   evict.c     the eviction ranking: idle containers by predicted next use
  *   ident.c     workspaces and quotas, tokens and roles, qualified names
  *   items.c     a generator call's items: the bounded buffer of what the consumer has
@@ -153,12 +154,10 @@ struct ctl_fver {
     struct list_node idle;
     uint32_t nidle;
     char waiting_reason[512];
-    /* Snapshot functions: the version's snapshot on the worker, by id; snap_state 0
-     * until the first start needs one, and again after it failed or died.
-     * snap_failures: how many in a row failed before they were ready. */
-    char snap_id[64];
-    enum snapshot_state snap_state;
-    uint32_t snap_failures;
+    /* Snapshot functions: the snapshot its containers are restored from, shared with
+     * every version whose containers would be identical (struct ctl_snap); NULL until
+     * one is taken (at deploy) and again after it failed or died. */
+    struct ctl_snap *snap;
     /* The scheduling sets (model.c, "scheduling sets" below). */
     uint32_t order;             /* position in the walk of every version (ctl_for_each_version) */
     bool sched_marked;          /* in ctl->sched_next or in the running pass */
@@ -175,6 +174,33 @@ struct ctl_fver {
     struct list_node ev_dirty_link;
     size_t room_pos;            /* while CTL_BLOCKED_ON_ROOM: in ctl->room_queued or room_idle (index + 1) */
     bool room_queued;           /* which of the two (model.c, scheduling sets) */
+};
+
+/* A snapshot on the worker (a fork template), named by the content of the containers
+ * it serves: the versions whose container specs hash to the same key share it, so a
+ * redeploy of unchanged code (`gust run` again) restores from the template the last
+ * deploy warmed instead of running the init again. Referenced by those versions
+ * (refs); with none it is kept as a spare (ctl->snaps_spare) for a while, then
+ * dropped. */
+/* How long a spare is kept: 10 minutes, the value keepalive.c gives a cold start (the
+ * break-even of a fixed 10-minute keep-alive) -- a spare template is an idle container
+ * that saves one init, so it earns its memory for as long as an idle container would.
+ * At most CTL_SNAP_SPARES at once: the developer loop (edit, `gust run`, again) needs
+ * one per snapshot function of the app being iterated on; four covers an app with a
+ * few snapshot classes while bounding the memory that templates nobody uses hold. */
+#define CTL_SNAP_SPARE_MS_DEFAULT (10u * 60 * 1000)
+#define CTL_SNAP_SPARES 4
+
+struct ctl_snap {
+    struct list_node link;      /* in ctl->snaps */
+    struct list_node spare_link; /* in ctl->snaps_spare while refs == 0 */
+    struct ctl *ctl;
+    char key[65];               /* hex SHA-256 of the workspace and the container spec */
+    char id[64];                /* the worker's id of the template: "tp-..." */
+    enum snapshot_state state;  /* TAKING or READY */
+    uint32_t refs;              /* versions whose fv->snap is this */
+    uint64_t spare_timer;       /* drops a spare when it fires; 0: none */
+    uint64_t restores;          /* containers started from it */
 };
 
 struct ctl_fn {
@@ -277,6 +303,7 @@ struct ctl_call {
     uint64_t retry_timer;
     struct list_node observers; /* struct ctl_call_obs */
     struct ctl_items *items;    /* a generator call's items; NULL for other calls */
+    bool no_retry;              /* a web request: failed attempts are final (no retry) */
     /* Whether another call of its function ran while this one did (so far): one was
      * running when it started, or one started after it (fn->call_starts passed
      * start_no), while it still runs. Its log lines then say so (logs.c). */
@@ -395,6 +422,12 @@ struct ctl {
     uint64_t last_gpu_sample_ms;
     struct ctl_config cfg;
     char images_dir[512];
+    /* Where web endpoints are reached (views.c, ctl_web_set_urls): "" when gustd has
+     * no web listener. */
+    char web_base[256];
+    char web_domain[256];
+    char web_scheme[8];
+    char web_port[8];
     struct cas *cas;
     struct builder *builder;
     struct list_node deploy_builds;  /* struct ctl_deploy_build (builds.c) */
@@ -466,6 +499,9 @@ struct ctl {
     struct list_node workspaces;     /* struct ctl_ws (ident.c) */
     struct hmap tokens;              /* struct ctl_token by id (ident.c) */
     struct ctl_image_jobs *image_jobs; /* the image job thread (images.c), NULL until used */
+    struct list_node snaps;          /* struct ctl_snap (model.c) */
+    struct list_node snaps_spare;    /* the unreferenced ones, oldest first */
+    size_t nspare;
 };
 
 /* Iterates every version of every function of every app. This walk's order is the
@@ -544,14 +580,29 @@ uint32_t ctl_fn_level(const struct ctl_fn *fn);
 /* Calls of fn running now, over its versions. */
 size_t ctl_fn_running(const struct ctl_fn *fn);
 struct ctl_fver *ctl_find_version(struct ctl_fn *fn, uint32_t version);
-/* The version whose snapshot has this id (NULL if none). */
-struct ctl_fver *ctl_find_snapshot(struct ctl *c, const char *snap_id);
+/* The snapshot with the worker id snap_id, or with content key key (NULL if none). */
+struct ctl_snap *ctl_snap_by_id(struct ctl *c, const char *snap_id);
+struct ctl_snap *ctl_snap_by_key(struct ctl *c, const char *key);
+/* A new snapshot record in state TAKING (the caller asked the worker to take it) for
+ * fv, which holds its first reference. */
+struct ctl_snap *ctl_snap_new(struct ctl *c, struct ctl_fver *fv, const char *key, const char *id);
+/* fv takes a reference on s (a spare stops being one). */
+void ctl_snap_attach(struct ctl_fver *fv, struct ctl_snap *s);
+/* fv stops using its snapshot, which the worker let go (it stays no spare). */
+void ctl_fver_forget_snapshot(struct ctl_fver *fv);
+/* The worker let s go (it failed or its template died): every version that still
+ * used it forgets it, and the record is freed. */
+void ctl_snap_gone(struct ctl *c, struct ctl_snap *s);
+/* Drops every snapshot (ctl_free). */
+void ctl_snaps_free(struct ctl *c);
 struct ctl_ctr *ctl_find_ctr(struct ctl *c, const char *id);
 /* The deployed version of an app that is not stopped. */
 bool ctl_fver_is_current(const struct ctl_fver *fv);
 /* A version that can still start containers: current, or with containers or queue. */
 bool ctl_fver_live(const struct ctl_fver *fv);
-/* Lets the version's snapshot go (containers from it keep running). */
+/* The version lets its snapshot go (containers from it keep running): the last
+ * reference makes it a spare, kept cfg.snapshot_spare_ms for a redeploy of the same
+ * content (the oldest spare is dropped first past CTL_SNAP_SPARES). */
 void ctl_fver_drop_snapshot(struct ctl_fver *fv);
 /* Frees fv (and drops its snapshot) once nothing uses it: not the latest, no queue,
  * no running or retrying calls, no containers; not while a pass visits it. */
@@ -805,6 +856,12 @@ void sched_kick(struct ctl *c);
 /* fn's work changed: its keep-alive decision is reconsidered (now, or when it next
  * changes). */
 void sched_keepalive_kick(struct ctl *c, struct ctl_fn *fn);
+
+/* A snapshot function's version gets its snapshot before any call needs it (at deploy
+ * and recovery): the one of identical content if there is one (ready or being taken),
+ * else one taken now. 0 for other functions; -errno (and fv->waiting_reason) when the
+ * worker refused to take one. */
+int sched_snapshot_prepare(struct ctl *c, struct ctl_fver *fv);
 
 void sched_tick(struct ctl *c);
 void sched_stop_all(struct ctl *c);

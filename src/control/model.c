@@ -135,12 +135,108 @@ struct ctl_fver *ctl_find_version(struct ctl_fn *fn, uint32_t version)
     return NULL;
 }
 
-struct ctl_fver *ctl_find_snapshot(struct ctl *c, const char *snap_id)
+/* ---- snapshots shared by content ---- */
+
+struct ctl_snap *ctl_snap_by_id(struct ctl *c, const char *snap_id)
+{
+    list_for_each(s, &c->snaps, struct ctl_snap, link)
+        if (!strcmp(s->id, snap_id))
+            return s;
+    return NULL;
+}
+
+struct ctl_snap *ctl_snap_by_key(struct ctl *c, const char *key)
+{
+    list_for_each(s, &c->snaps, struct ctl_snap, link)
+        if (!strcmp(s->key, key))
+            return s;
+    return NULL;
+}
+
+struct ctl_snap *ctl_snap_new(struct ctl *c, struct ctl_fver *fv, const char *key, const char *id)
+{
+    struct ctl_snap *s = xcalloc(1, sizeof *s);
+    list_init(&s->spare_link);
+    s->ctl = c;
+    snprintf(s->key, sizeof s->key, "%s", key);
+    snprintf(s->id, sizeof s->id, "%s", id);
+    s->state = SNAPSHOT_TAKING;
+    list_push_back(&c->snaps, &s->link);
+    ctl_snap_attach(fv, s);
+    return s;
+}
+
+static void snap_free(struct ctl *c, struct ctl_snap *s)
+{
+    if (s->spare_timer)
+        ev_timer_cancel(c->loop, s->spare_timer);
+    if (!list_unlinked(&s->spare_link)) {
+        list_remove(&s->spare_link);
+        c->nspare--;
+    }
+    list_remove(&s->link);
+    free(s);
+}
+
+/* A spare is dropped on the worker and forgotten. */
+static void snap_drop_spare(struct ctl *c, struct ctl_snap *s)
+{
+    assert(s->refs == 0);
+    c->wops->snapshot_drop(c->worker, s->id);
+    snap_free(c, s);
+}
+
+static void snap_spare_expired(struct ev_loop *loop, void *ud)
+{
+    (void)loop;
+    struct ctl_snap *s = ud;
+    s->spare_timer = 0;
+    snap_drop_spare(s->ctl, s);
+}
+
+void ctl_snap_attach(struct ctl_fver *fv, struct ctl_snap *s)
+{
+    struct ctl *c = fv->ctl;
+    assert(!fv->snap);
+    if (!list_unlinked(&s->spare_link)) {
+        list_remove(&s->spare_link);
+        c->nspare--;
+        if (s->spare_timer)
+            ev_timer_cancel(c->loop, s->spare_timer);
+        s->spare_timer = 0;
+    }
+    s->refs++;
+    fv->snap = s;
+}
+
+void ctl_fver_forget_snapshot(struct ctl_fver *fv)
+{
+    if (fv->snap)
+        fv->snap->refs--;
+    fv->snap = NULL;
+}
+
+void ctl_snap_gone(struct ctl *c, struct ctl_snap *s)
 {
     ctl_for_each_version(fv, c)
-        if (fv->snap_state && !strcmp(fv->snap_id, snap_id))
-            return fv;
-    return NULL;
+        if (fv->snap == s)
+            ctl_fver_forget_snapshot(fv);
+    assert(s->refs == 0);
+    snap_free(c, s);
+}
+
+void ctl_snaps_free(struct ctl *c)
+{
+    ctl_for_each_version(fv, c)
+        fv->snap = NULL;
+    list_for_each_safe(s, &c->snaps, struct ctl_snap, link) {
+        if (s->spare_timer)
+            ev_timer_cancel(c->loop, s->spare_timer);
+        free(s);
+    }
+    list_init(&c->snaps);
+    list_init(&c->snaps_spare);
+    c->nspare = 0;
 }
 
 static bool ctr_eq(const struct hmap_node *n, const void *key)
@@ -165,10 +261,23 @@ bool ctl_fver_live(const struct ctl_fver *fv)
 
 void ctl_fver_drop_snapshot(struct ctl_fver *fv)
 {
-    if (!fv->snap_state)
+    struct ctl_snap *s = fv->snap;
+    if (!s)
         return;
-    fv->ctl->wops->snapshot_drop(fv->ctl->worker, fv->snap_id);
-    fv->snap_state = 0;
+    struct ctl *c = fv->ctl;
+    fv->snap = NULL;
+    if (--s->refs > 0)
+        return;
+    if (c->shutting_down) {
+        c->wops->snapshot_drop(c->worker, s->id);
+        snap_free(c, s);
+        return;
+    }
+    list_push_back(&c->snaps_spare, &s->spare_link);
+    c->nspare++;
+    s->spare_timer = ev_timer_add(c->loop, c->cfg.snapshot_spare_ms, snap_spare_expired, s);
+    while (c->nspare > CTL_SNAP_SPARES)
+        snap_drop_spare(c, list_first_entry(&c->snaps_spare, struct ctl_snap, spare_link));
 }
 
 void ctl_fver_free_env(struct ctl_fver *fv)

@@ -11,6 +11,7 @@
 #include "base/log.h"
 #include "base/util.h"
 #include "base/xalloc.h"
+#include "cas/cas.h"
 #include "control/internal.h"
 
 /* A cancelled per-input child gets SIGTERM and must be gone by then (else its
@@ -362,35 +363,51 @@ static void fail_oldest_queued(struct ctl *c, struct ctl_fver *fv)
 static void ev_snapshot_state(void *ud, const char *snap_id, enum snapshot_state st, const char *msg)
 {
     struct ctl *c = ud;
-    struct ctl_fver *fv = ctl_find_snapshot(c, snap_id);
-    if (!fv)
+    struct ctl_snap *s = ctl_snap_by_id(c, snap_id);
+    if (!s)
         return;
     if (st == SNAPSHOT_READY) {
-        fv->snap_state = SNAPSHOT_READY;
-        fv->snap_failures = 0;
-        fv->waiting_reason[0] = '\0';
-        log_info("sched", "%s.%s v%u: snapshot %s ready", fv->fn->app->name, fv->fn->name, fv->version, snap_id);
-        ctl_sched_mark(fv);
+        s->state = SNAPSHOT_READY;
+        ctl_for_each_version(fv, c)
+            if (fv->snap == s) {
+                fv->waiting_reason[0] = '\0';
+                ctl_sched_mark(fv); /* its starts can go */
+            }
+        log_info("sched", "snapshot %s ready", snap_id);
         sched_kick(c);
         return;
     }
-    bool never_ready = fv->snap_state == SNAPSHOT_TAKING;
-    fv->snap_state = 0; /* the worker has let it go (ops.h) */
-    snprintf(fv->waiting_reason, sizeof fv->waiting_reason, "snapshot failed: %.440s", msg ? msg : "unknown error");
-    ctl_sched_mark(fv);
-    if (never_ready) {
-        fv->snap_failures++;
-        fail_oldest_queued(c, fv);
+    /* The worker has let it go (ops.h): the versions that used it say why, and one
+     * that never had it ready fails its oldest queued call (a broken init does not
+     * retake templates forever); the next start takes a new one. */
+    bool never_ready = s->state == SNAPSHOT_TAKING;
+    ctl_for_each_version(fv, c) {
+        if (fv->snap != s)
+            continue;
+        ctl_fver_forget_snapshot(fv);
+        snprintf(fv->waiting_reason, sizeof fv->waiting_reason, "snapshot failed: %.440s", msg ? msg : "unknown error");
+        ctl_sched_mark(fv); /* its next start takes a new one */
+        if (never_ready)
+            fail_oldest_queued(c, fv); /* may free fv */
     }
+    ctl_snap_gone(c, s);
     sched_kick(c);
 }
 
 static void ev_snapshot_log(void *ud, const char *snap_id, int stream, const char *line, size_t len)
 {
     struct ctl *c = ud;
-    struct ctl_fver *fv = ctl_find_snapshot(c, snap_id);
-    if (fv)
-        ctl_log_push_line(c, fv->fn, snap_id, "", stream, line, len);
+    struct ctl_snap *s = ctl_snap_by_id(c, snap_id);
+    if (!s)
+        return;
+    /* The init's output goes to the functions of the versions that use the template
+     * (one line per function: versions of one function share its log). */
+    struct ctl_fn *last = NULL;
+    ctl_for_each_version(fv, c)
+        if (fv->snap == s && fv->fn != last) {
+            ctl_log_push_line(c, fv->fn, snap_id, "", stream, line, len);
+            last = fv->fn;
+        }
 }
 
 /* The container spec of fv (resources, env with secrets, mounts); *env_out is what
@@ -431,36 +448,94 @@ static int version_ctr_spec(struct ctl *c, struct ctl_fver *fv, const char *id, 
 static void snapshot_taking_reason(struct ctl_fver *fv)
 {
     snprintf(fv->waiting_reason, sizeof fv->waiting_reason,
-             "snapshot: the template %s is running the init (import, enter(snap=True))", fv->snap_id);
+             "snapshot: the template %s is running the init (import, enter(snap=True))", fv->snap->id);
+}
+
+static void key_field(struct buf *b, const char *name, const char *value)
+{
+    buf_printf(b, "%s=%s", name, value ? value : "");
+    buf_append(b, "", 1);
+}
+
+static void key_list(struct buf *b, const char *name, const char *const *v, size_t n)
+{
+    for (size_t i = 0; v && (n == SIZE_MAX ? v[i] != NULL : i < n); i++)
+        key_field(b, name, v[i]);
+}
+
+/* The content key of the containers cs describes for workspace ws: the SHA-256 of
+ * everything a template's init can observe -- the root filesystem (a content-named
+ * image), the command, the environment with its secrets' values, the mounted trees
+ * (content-named), the working directory, the limits and the sandbox's rules. Not
+ * the names of the app and function: the same code deployed again, or under another
+ * app of the same workspace, inits the same. The workspace is in it: no template is
+ * shared across workspaces, whatever their code. */
+static void snapshot_key(const char *ws, const struct ctr_spec *cs, char key[CAS_HEX_LEN + 1])
+{
+    struct buf b = {0};
+    key_field(&b, "workspace", ws);
+    key_field(&b, "rootfs", cs->rootfs);
+    buf_printf(&b, "host_usr=%d mode=%d max_inputs=%u cpu=%u cpu_limit=%u memory=%u disk=%u pids=%u files=%u net=%d",
+               cs->host_usr, (int)cs->mode, cs->max_inputs, cs->cpu_millicores, cs->cpu_limit_millicores,
+               cs->memory_mib, cs->disk_mib, cs->pids_max, cs->open_files, (int)cs->network);
+    buf_append(&b, "", 1);
+    key_list(&b, "argv", (const char *const *)cs->command, SIZE_MAX);
+    key_list(&b, "env", (const char *const *)cs->env, SIZE_MAX);
+    key_field(&b, "workdir", cs->workdir);
+    key_list(&b, "mount_dir", (const char *const *)cs->mount_dirs, cs->nmounts);
+    key_list(&b, "mount_path", (const char *const *)cs->mount_paths, cs->nmounts);
+    key_list(&b, "deny", cs->deny_syscalls, cs->ndeny_syscalls);
+    struct cas_digest d;
+    cas_digest_of(b.data, b.len, &d);
+    cas_digest_hex(&d, key);
+    buf_free(&b);
+}
+
+int sched_snapshot_prepare(struct ctl *c, struct ctl_fver *fv)
+{
+    if (!fv->spec.snapshot || fv->snap)
+        return 0;
+    char id[64] = "tp-";
+    random_id(id + 3, 12);
+    struct ctr_spec cs;
+    char **env = NULL;
+    struct gerr err;
+    int r = version_ctr_spec(c, fv, id, &cs, &env, &err);
+    if (r == 0) {
+        char ws[CTL_WS_NAME_MAX + 1], key[CAS_HEX_LEN + 1];
+        ctl_ws_of(fv->fn->app->name, ws);
+        snapshot_key(ws, &cs, key);
+        struct ctl_snap *s = ctl_snap_by_key(c, key);
+        if (s) {
+            ctl_snap_attach(fv, s);
+            log_info("sched", "%s.%s v%u: uses snapshot %s (%s, same content)", fv->fn->app->name, fv->fn->name,
+                     fv->version, s->id, s->state == SNAPSHOT_READY ? "ready" : "being taken");
+        } else if ((r = c->wops->snapshot_take(c->worker, &cs, &err)) == 0) {
+            ctl_snap_new(c, fv, key, id);
+            log_info("sched", "%s.%s v%u: taking snapshot %s", fv->fn->app->name, fv->fn->name, fv->version, id);
+        }
+    }
+    free(env);
+    if (r < 0) {
+        log_error("sched", "snapshot for %s.%s: %s", fv->fn->app->name, fv->fn->name, err.msg);
+        snprintf(fv->waiting_reason, sizeof fv->waiting_reason, "snapshot cannot start: %.400s", err.msg);
+        return r;
+    }
+    if (fv->snap->state != SNAPSHOT_READY)
+        snapshot_taking_reason(fv);
+    return 0;
 }
 
 /* Whether fv's snapshot can be restored now; starts taking one when there is none
  * (the scheduler is kicked when it is ready). */
 static bool snapshot_ready(struct ctl *c, struct ctl_fver *fv)
 {
-    if (fv->snap_state == SNAPSHOT_READY)
-        return true;
-    if (fv->snap_state == SNAPSHOT_TAKING) {
-        snapshot_taking_reason(fv);
-        return false;
-    }
-    memcpy(fv->snap_id, "tp-", 3);
-    random_id(fv->snap_id + 3, 12);
-    struct ctr_spec cs;
-    char **env = NULL;
-    struct gerr err;
-    int r = version_ctr_spec(c, fv, fv->snap_id, &cs, &env, &err);
-    if (r == 0)
-        r = c->wops->snapshot_take(c->worker, &cs, &err);
-    free(env);
-    if (r < 0) {
-        log_error("sched", "snapshot for %s.%s: %s", fv->fn->app->name, fv->fn->name, err.msg);
-        snprintf(fv->waiting_reason, sizeof fv->waiting_reason, "snapshot cannot start: %.400s", err.msg);
+    if (!fv->snap && sched_snapshot_prepare(c, fv) < 0) {
         fail_oldest_queued(c, fv);
         return false;
     }
-    fv->snap_state = SNAPSHOT_TAKING;
-    log_info("sched", "%s.%s v%u: taking snapshot %s", fv->fn->app->name, fv->fn->name, fv->version, fv->snap_id);
+    if (fv->snap->state == SNAPSHOT_READY)
+        return true;
     snapshot_taking_reason(fv);
     return false;
 }
@@ -529,8 +604,9 @@ static struct ctl_ctr *start_container(struct ctl *c, struct ctl_fver *fv, bool 
     evict_update(fv);
     record_container_start(c, k);
     int sr = -ENOTSUP;
-    if (fv->spec.snapshot && fv->snap_state == SNAPSHOT_READY) {
-        sr = c->wops->snapshot_restore(c->worker, fv->snap_id, &cs, &err);
+    if (fv->spec.snapshot && fv->snap && fv->snap->state == SNAPSHOT_READY) {
+        fv->snap->restores++;
+        sr = c->wops->snapshot_restore(c->worker, fv->snap->id, &cs, &err);
         if (sr == -ENOTSUP)
             log_info("sched", "%s: %s; starting it from scratch", k->id, err.msg);
     }

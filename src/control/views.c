@@ -1,8 +1,12 @@
 /* Listings as clients see them: apps, functions (with queue, containers, waiting
  * reason and snapshot), containers (with live numbers from the worker), health, usage. */
+#include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
+#include "base/util.h"
 #include "control/internal.h"
 
 json_t *ctl_apps_json(struct ctl *c, const char *ws)
@@ -41,6 +45,8 @@ static json_t *keepalive_json(struct ctl *c, struct ctl_fn *f)
                      (json_int_t)f->evictions, "prewarms", (json_int_t)f->prewarms);
 }
 
+static json_t *web_url_json(struct ctl *c, const struct ctl_fn *f);
+
 static json_t *fn_json(struct ctl *c, struct ctl_fn *f)
 {
     size_t queued = 0, running = 0;
@@ -61,16 +67,19 @@ static json_t *fn_json(struct ctl *c, struct ctl_fn *f)
             reason = fv->waiting_reason;
     }
     struct ctl_fver *l = f->latest;
-    /* The latest version's snapshot, for snapshot functions: its template's id, state
-     * and the containers forked from it that are alive. */
+    /* The latest version's snapshot, for snapshot functions: its template's id, state,
+     * the containers forked from it that are alive, how many versions share it (same
+     * content) and how many containers it has started. */
     json_t *snap = json_null();
     struct snapshot_info si;
-    if (l && l->spec.snapshot && l->snap_state && c->wops->snapshot_info(c->worker, l->snap_id, &si) == 0)
-        snap = json_pack("{s:s,s:s,s:i,s:i,s:I}", "id", l->snap_id, "state",
+    if (l && l->spec.snapshot && l->snap && c->wops->snapshot_info(c->worker, l->snap->id, &si) == 0)
+        snap = json_pack("{s:s,s:s,s:i,s:i,s:I,s:i,s:I,s:s}", "id", l->snap->id, "state",
                          si.state == SNAPSHOT_READY    ? "ready"
                          : si.state == SNAPSHOT_TAKING ? "taking"
                                                        : "gone",
-                         "pid", si.pid, "containers", si.children, "memory_bytes", (json_int_t)si.memory_bytes);
+                         "pid", si.pid, "containers", si.children, "memory_bytes", (json_int_t)si.memory_bytes,
+                         "versions", (int)l->snap->refs, "restores", (json_int_t)l->snap->restores, "key",
+                         l->snap->key);
     json_t *j = json_pack("{s:s,s:s,s:i,s:s,s:s,s:s,s:I,s:I,s:{s:i,s:i,s:i},s:s?,s:O,s:I,s:o}", "app",
                      ctl_local_name(f->app->name), "name", f->name, "version", (json_int_t)(l ? l->version : 0), "kind", l ? l->spec.kind : "exec", "image",
                      !l ? ""
@@ -84,7 +93,85 @@ static json_t *fn_json(struct ctl *c, struct ctl_fn *f)
                      "calls_total", (json_int_t)f->calls_total, "snapshot", snap);
     if (j)
         json_object_update_new(j, keepalive_json(c, f));
+    json_t *url = web_url_json(c, f);
+    if (j && url)
+        json_object_set_new(j, "web_url", url);
+    else
+        json_decref(url);
     return j;
+}
+
+/* ---------- web endpoints ---------- */
+
+void ctl_web_set_urls(struct ctl *c, const char *base, const char *domain, const char *scheme, const char *port)
+{
+    snprintf(c->web_base, sizeof c->web_base, "%s", base ? base : "");
+    snprintf(c->web_domain, sizeof c->web_domain, "%s", domain ? domain : "");
+    snprintf(c->web_scheme, sizeof c->web_scheme, "%s", scheme ? scheme : "http");
+    snprintf(c->web_port, sizeof c->web_port, "%s", port ? port : "");
+}
+
+/* The URL of f's endpoint, or NULL when it is none or there is no web listener. */
+static json_t *web_url_json(struct ctl *c, const struct ctl_fn *f)
+{
+    const struct ctl_fver *l = f->latest;
+    if (!l || l->spec.web.kind == SPEC_WEB_NONE || !c->web_base[0])
+        return NULL;
+    const char *qapp = f->app->name, *app = ctl_local_name(qapp);
+    size_t wslen = (size_t)(app - qapp) - 1;
+    if (c->web_domain[0]) {
+        /* DNS names are case-insensitive: the Host form is written in lower case. */
+        char url[512];
+        int n = snprintf(url, sizeof url, "%s://%.*s--%s-%s.%s%s%s", c->web_scheme, (int)wslen, qapp, app,
+                         l->spec.web.label, c->web_domain, c->web_port[0] ? ":" : "", c->web_port);
+        for (char *p = url + strlen(c->web_scheme) + 3; n > 0 && *p; p++)
+            *p = (char)tolower((unsigned char)*p);
+        return json_string(url);
+    }
+    return json_sprintf("%s/%.*s/%s/%s", c->web_base, (int)wslen, qapp, app, l->spec.web.label);
+}
+
+static bool fill_endpoint(const struct ctl_fn *f, const char *label, struct ctl_web_endpoint *out)
+{
+    const struct ctl_fver *l = f->latest;
+    if (!l || l->spec.web.kind == SPEC_WEB_NONE || strcasecmp(l->spec.web.label, label))
+        return false;
+    snprintf(out->app, sizeof out->app, "%s", f->app->name);
+    snprintf(out->function, sizeof out->function, "%s", f->name);
+    out->web = l->spec.web;
+    out->timeout_s = l->spec.timeout_s;
+    return true;
+}
+
+int ctl_web_find(struct ctl *c, const char *ws, const char *app, const char *label, struct ctl_web_endpoint *out)
+{
+    if (!ctl_ws_name_valid(ws) || !name_is_valid(app))
+        return -ENOENT;
+    char q[CTL_QNAME_MAX];
+    ctl_qualify(q, ws, app);
+    list_for_each(a, &c->apps, struct ctl_app, link) {
+        if (a->stopped || strcasecmp(a->name, q))
+            continue;
+        list_for_each(f, &a->fns, struct ctl_fn, link)
+            if (fill_endpoint(f, label, out))
+                return 0;
+    }
+    return -ENOENT;
+}
+
+int ctl_web_find_joined(struct ctl *c, const char *ws, const char *app_label, struct ctl_web_endpoint *out)
+{
+    for (const char *dash = strchr(app_label, '-'); dash; dash = strchr(dash + 1, '-')) {
+        char app[CTL_QNAME_MAX];
+        size_t n = (size_t)(dash - app_label);
+        if (n == 0 || n >= sizeof app)
+            continue;
+        memcpy(app, app_label, n);
+        app[n] = '\0';
+        if (ctl_web_find(c, ws, app, dash + 1, out) == 0)
+            return 0;
+    }
+    return -ENOENT;
 }
 
 json_t *ctl_functions_json(struct ctl *c, const char *ws)

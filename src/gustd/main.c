@@ -22,6 +22,7 @@
 #include "base/log.h"
 #include "base/util.h"
 #include "base/xalloc.h"
+#include "api/web.h"
 #include "control/control.h"
 #include "evloop/evloop.h"
 #include "http/http.h"
@@ -34,6 +35,7 @@
 struct gustd {
     struct ev_loop *loop;
     struct api_server *server;
+    struct api_server *web;     /* NULL with --web-listen off */
     struct ctl *ctl;
     int sigfd;
     bool stopping;
@@ -50,6 +52,12 @@ static void usage(FILE *f)
             "  --listen HOST:PORT    API address (default 127.0.0.1:8470; port 0 = any free port).\n"
             "                        An address other than loopback (127.0.0.0/8, ::1, localhost)\n"
             "                        needs --tls-cert and --tls-key, or --insecure-listen\n"
+            "  --web-listen HOST:PORT  web endpoints' address (default 127.0.0.1:8480; port 0 = any free\n"
+            "                        port; off = none); TLS and the non-loopback rule as --listen\n"
+            "  --web-domain DOMAIN   also route Host <workspace>--<app>-<label>.DOMAIN (a wildcard DNS\n"
+            "                        name) to endpoints; URLs are then shown in that form\n"
+            "  --web-max-body BYTES  largest request body of a web endpoint (default 33554432, 32 MiB;\n"
+            "                        at most --max-payload less 128 KiB); beyond: 413\n"
             "  --tls-cert FILE       serve the API over HTTPS (TLS 1.2+) with this PEM certificate\n"
             "                        chain (leaf first, then intermediates); needs --tls-key\n"
             "  --tls-key FILE        the PEM private key of --tls-cert\n"
@@ -92,10 +100,20 @@ static void usage(FILE *f)
             "  --help                this text\n");
 }
 
+static void stop_loop(struct ev_loop *loop, void *data)
+{
+    (void)data;
+    ev_stop(loop);
+}
+
+/* The loop stops after the deferred work already queued (a connection's deferred
+ * close, say, of a web response cut short by the shutdown), which would otherwise
+ * never run and leak what it holds. */
 static void on_shutdown_done(void *ud)
 {
     struct gustd *g = ud;
-    ev_stop(g->loop);
+    if (ev_defer(g->loop, stop_loop, NULL) < 0)
+        ev_stop(g->loop);
 }
 
 static void on_signal(struct ev_loop *loop, int fd, uint32_t events, void *data)
@@ -115,6 +133,8 @@ static void on_signal(struct ev_loop *loop, int fd, uint32_t events, void *data)
         g->stopping = true;
         log_info("gustd", "stopping: finishing running inputs, then stopping containers");
         api_server_stop_accepting(g->server);
+        if (g->web)
+            api_server_stop_accepting(g->web);
         ctl_shutdown(g->ctl, on_shutdown_done, g);
     }
 }
@@ -198,7 +218,11 @@ int main(int argc, char **argv)
     int64_t max_conns = API_MAX_CONNS_DEFAULT;
     bool max_conns_given = false;
     const char *keepalive_policy = NULL;
+    const char *web_listen = "127.0.0.1:8480", *web_domain = NULL;
+    int64_t web_max_body = API_WEB_MAX_BODY_DEFAULT;
     static const struct option opts[] = {
+        {"web-listen", required_argument, 0, 'W'}, {"web-domain", required_argument, 0, 'w'},
+        {"web-max-body", required_argument, 0, 'B'},
         {"gpu-passthrough", no_argument, 0, 'P'}, {"gpu-dev-dir", required_argument, 0, 'D'},
         {"gpu-driver-dir", required_argument, 0, 'R'}, {"no-nvml", no_argument, 0, 'N'},
         {"userns-base", required_argument, 0, 'U'}, {"userns-size", required_argument, 0, 'Z'},
@@ -223,6 +247,15 @@ int main(int argc, char **argv)
         switch (ch) {
         case 'd': snprintf(data_dir, sizeof data_dir, "%s", optarg); break;
         case 'l': listen_addr = optarg; break;
+        case 'W': web_listen = strcmp(optarg, "off") ? optarg : NULL; break;
+        case 'w': web_domain = optarg; break;
+        case 'B':
+            if (parse_i64(optarg, 0, 1ll << 32, &web_max_body) < 0) {
+                fprintf(stderr, "gustd: --web-max-body: expected bytes between 0 and 4294967296, got \"%s\"\n",
+                        optarg);
+                return 2;
+            }
+            break;
         case 'X': tls_cert = optarg; break;
         case 'Y': tls_key = optarg; break;
         case 'I': insecure_listen = true; break;
@@ -344,6 +377,22 @@ int main(int argc, char **argv)
                 listen_addr);
         return 2;
     }
+    if (web_listen && !tls_cert && !api_listen_is_loopback(web_listen) && !insecure_listen) {
+        fprintf(stderr,
+                "gustd: --web-listen %s is not a loopback address: serve HTTPS with --tls-cert FILE --tls-key FILE, "
+                "or pass --insecure-listen to accept plain HTTP from the network (docs/SECURITY.md)\n",
+                web_listen);
+        return 2;
+    }
+    /* The request becomes a call's input: body plus the envelope's head must fit. */
+    if (web_max_body + (int64_t)API_WEB_ENVELOPE_SLACK > max_payload) {
+        if (web_max_body != (int64_t)API_WEB_MAX_BODY_DEFAULT) {
+            fprintf(stderr, "gustd: --web-max-body %lld is over --max-payload (%lld) less 128 KiB\n",
+                    (long long)web_max_body, (long long)max_payload);
+            return 2;
+        }
+        web_max_body = max_payload > (int64_t)API_WEB_ENVELOPE_SLACK ? max_payload - (int64_t)API_WEB_ENVELOPE_SLACK : 0;
+    }
     if (!data_dir[0] && default_data_dir(data_dir, sizeof data_dir) < 0) {
         fprintf(stderr, "gustd: no --data-dir given and $HOME is not set\n");
         return 2;
@@ -439,6 +488,7 @@ int main(int argc, char **argv)
     struct worker_local *worker = NULL;
     struct worker_build_lane lanes[2];
     struct api_ctx *routes = NULL;
+    struct api_web *web = NULL;
     int rc = 1;
     snprintf(path, sizeof path, "%s/gust.db", data_dir);
     if (store_open(path, &store, &err) < 0) {
@@ -485,6 +535,33 @@ int main(int argc, char **argv)
                  listen_addr);
     api_server_set_max_conns(g.server,
                              fit_max_connections((size_t)max_conns, max_conns_given, (uint64_t)userns_slots));
+    if (web_listen) {
+        /* A second server of the same code, with the web handler and its own body limit. */
+        struct api_web_config wc = {.guard = &guard, .domain = web_domain, .tls = tls_cert != NULL};
+        web = api_web_new(g.loop, g.ctl, &wc);
+        struct http_limits wl = {.max_header_bytes = 64 * 1024, .max_headers = 100, .max_body = (size_t)web_max_body};
+        if (api_server_listen(g.loop, web_listen, &wl, api_web_handle, web, &g.web, &err) < 0) {
+            fprintf(stderr, "gustd: --web-listen %s: %s\n", web_listen, err.msg);
+            goto out;
+        }
+        if (tls_cert && api_server_use_tls(g.web, tls_cert, tls_key, &err) < 0) {
+            fprintf(stderr, "gustd: %s\n", err.msg);
+            goto out;
+        }
+        api_server_set_max_conns(g.web,
+                                 fit_max_connections((size_t)max_conns, max_conns_given, (uint64_t)userns_slots));
+        char whost[256], base[300], port[8];
+        snprintf(whost, sizeof whost, "%s", web_listen);
+        char *wc_colon = strrchr(whost, ':');
+        if (wc_colon)
+            *wc_colon = '\0';
+        int wport = api_server_port(g.web);
+        bool default_port = wport == (tls_cert ? 443 : 80);
+        snprintf(port, sizeof port, "%d", wport);
+        snprintf(base, sizeof base, "%s://%s:%d", tls_cert ? "https" : "http", whost[0] ? whost : "127.0.0.1", wport);
+        ctl_web_set_urls(g.ctl, base, web_domain, tls_cert ? "https" : "http", default_port ? "" : port);
+        fprintf(stderr, "gustd: web endpoints on %s\n", base);
+    }
     g.sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
     if (g.sigfd < 0 || ev_io_add(g.loop, g.sigfd, EV_READ, on_signal, &g) < 0) {
         fprintf(stderr, "gustd: signalfd: %s\n", strerror(errno));
@@ -507,11 +584,14 @@ int main(int argc, char **argv)
     rc = 0;
     log_info("gustd", "stopped");
 out:
+    if (g.web)
+        api_server_free(g.web);
     if (g.server)
         api_server_free(g.server);
     if (g.ctl)
         ctl_free(g.ctl);
     api_routes_free(routes);
+    api_web_free(web);
     worker_local_free(worker);
     if (g.sigfd >= 0)
         close(g.sigfd);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "base/cleanup.h"
 #include "base/json_cleanup.h"
@@ -35,7 +36,8 @@ static const char *const spec_app_fields[] = {"app", "functions", NULL};
 static const char *const spec_fn_fields[] = {"name",    "kind", "command",   "mode",
                                              "image",   "workdir", "timeout", "env",
                                              "resources", "retries", "scaling", "network",
-                                             "security", "secrets", "mounts", "snapshot", NULL};
+                                             "security", "secrets", "mounts", "snapshot", "web", NULL};
+static const char *const spec_web_fields[] = {"kind", "method", "label", "public", "docs", NULL};
 static const char *const spec_mount_fields[] = {"path", "image", NULL};
 static const char *const spec_res_fields[] = {"cpu", "memory", "gpu", "disk", "pids", "open_files", NULL};
 static const char *const spec_sec_fields[] = {"deny_syscalls", NULL};
@@ -973,6 +975,118 @@ static int spec_parse_env(struct spec_ctx *c, json_t *env, struct spec_function 
 
 /* Validates one function object at the current path into f (zeroed by the caller;
  * partially filled on error). */
+const char *spec_web_kind_name(enum spec_web_kind k)
+{
+    switch (k) {
+    case SPEC_WEB_FUNCTION: return "function";
+    case SPEC_WEB_ASGI: return "asgi";
+    case SPEC_WEB_WSGI: return "wsgi";
+    case SPEC_WEB_NONE: break;
+    }
+    return "";
+}
+
+static bool spec_is_web_kind(const char *s)
+{
+    return !strcmp(s, "function") || !strcmp(s, "asgi") || !strcmp(s, "wsgi");
+}
+
+/* An HTTP method as a client may send it (upper-case letters, as the http parser
+ * accepts only tokens and the runner compares exactly), or "*" for any. */
+static bool spec_is_web_method(const char *s)
+{
+    if (!strcmp(s, "*"))
+        return true;
+    size_t n = strlen(s);
+    if (n == 0 || n > 15)
+        return false;
+    for (; *s; s++)
+        if (*s < 'A' || *s > 'Z')
+            return false;
+    return true;
+}
+
+/* A label is a URL path segment and, for Host routing, part of a DNS label. */
+static bool spec_is_web_label(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > SPEC_WEB_LABEL_MAX || !isalnum((unsigned char)s[0]))
+        return false;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_')
+            return false;
+    return true;
+}
+
+static const struct spec_str_field spec_web_kind = {
+    .key = "kind",
+    .type = "\"function\", \"asgi\" or \"wsgi\"",
+    .valid = spec_is_web_kind,
+    .invalid = "must be \"function\" (a handler of query or JSON arguments), \"asgi\" or \"wsgi\" (an app the "
+               "function returns), got",
+    .def = "function",
+};
+static const struct spec_str_field spec_web_method = {
+    .key = "method",
+    .type = "an HTTP method such as \"GET\" or \"POST\", or \"*\"",
+    .valid = spec_is_web_method,
+    .invalid = "must be an upper-case HTTP method (\"GET\", \"POST\", ...) or \"*\" for any, got",
+    .def = "GET",
+};
+static const struct spec_str_field spec_web_label = {
+    .key = "label",
+    .type = "a string",
+    .valid = spec_is_web_label,
+    .invalid = "must be 1 to " SPEC_STR(SPEC_WEB_LABEL_MAX) " characters of letters, digits, '-' and '_', "
+               "starting with a letter or digit; got",
+};
+
+static int spec_get_bool(struct spec_ctx *c, json_t *obj, const char *key, bool *out)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v)
+        return 0;
+    size_t saved = spec_push_key(c, key);
+    if (!json_is_boolean(v))
+        return spec_fail_got(c, v, "must be true or false, got");
+    *out = json_is_true(v);
+    spec_pop(c, saved);
+    return 0;
+}
+
+static int spec_parse_web(struct spec_ctx *c, json_t *fobj, struct spec_function *f)
+{
+    if (!json_object_get(fobj, "web"))
+        return 0;
+    json_t *w;
+    size_t saved;
+    const char *kind, *method, *label = f->name;
+    int r = spec_enter_section(c, fobj, "web", spec_web_fields, &w, &saved);
+    if (r < 0 || (r = spec_get_str(c, w, &spec_web_kind, &kind)) < 0 ||
+        (r = spec_get_str(c, w, &spec_web_method, &method)) < 0)
+        return r;
+    /* An app routes methods itself: by default it sees them all. */
+    if (!json_object_get(w, "method") && strcmp(kind, "function"))
+        method = "*";
+    if (json_object_get(w, "label") && (r = spec_get_str(c, w, &spec_web_label, &label)) < 0)
+        return r;
+    if (!json_object_get(w, "label") && !spec_is_web_label(label)) {
+        spec_push_key(c, "label");
+        return spec_fail(c, "is needed: the function's name \"%.64s\" is not a valid label (1 to "
+                            SPEC_STR(SPEC_WEB_LABEL_MAX) " characters of letters, digits, '-' and '_')", label);
+    }
+    if ((r = spec_get_bool(c, w, "public", &f->web.public_)) < 0 || (r = spec_get_bool(c, w, "docs", &f->web.docs)) < 0)
+        return r;
+    if (f->mode != SPEC_MODE_RUNNER)
+        return spec_fail(c, "needs mode \"runner\": a web endpoint's requests are inputs of a long-lived "
+                            "runner, answered as generator items");
+    f->web.kind = !strcmp(kind, "asgi") ? SPEC_WEB_ASGI : !strcmp(kind, "wsgi") ? SPEC_WEB_WSGI : SPEC_WEB_FUNCTION;
+    snprintf(f->web.method, sizeof f->web.method, "%s", method);
+    snprintf(f->web.label, sizeof f->web.label, "%s", label);
+    spec_pop(c, saved);
+    return 0;
+}
+
 static int spec_parse_function(struct spec_ctx *c, json_t *obj, struct spec_function *f)
 {
     if (!json_is_object(obj))
@@ -1034,9 +1148,9 @@ static int spec_parse_function(struct spec_ctx *c, json_t *obj, struct spec_func
     f->network = strcmp(net, "egress") ? SPEC_NET_NONE : SPEC_NET_EGRESS;
     if ((r = spec_parse_resources(c, obj, f)) < 0 || (r = spec_parse_retries(c, obj, f)) < 0 ||
         (r = spec_parse_security(c, obj, f)) < 0 || (r = spec_parse_secrets(c, obj, f)) < 0 ||
-        (r = spec_parse_mounts(c, obj, f)) < 0)
+        (r = spec_parse_mounts(c, obj, f)) < 0 || (r = spec_parse_scaling(c, obj, f)) < 0)
         return r;
-    return spec_parse_scaling(c, obj, f);
+    return spec_parse_web(c, obj, f);
 }
 
 void spec_function_free(struct spec_function *f)
@@ -1134,6 +1248,14 @@ static int spec_app_fill(struct spec_ctx *c, json_t *root, struct spec_app *app)
                 return spec_fail(c, "duplicate function name \"%s\" (already used by "
                                     "functions[%zu]); function names must be unique in an app",
                                  app->functions[i].name, j);
+            }
+            /* Case-insensitively: Host routing lowercases the label. */
+            const struct spec_web *a = &app->functions[j].web, *b = &app->functions[i].web;
+            if (a->kind && b->kind && !strcasecmp(a->label, b->label)) {
+                spec_push_key(c, "web");
+                spec_push_key(c, "label");
+                return spec_fail(c, "duplicate web label \"%s\" (already used by functions[%zu]); an app's "
+                                    "endpoints need distinct labels", b->label, j);
             }
         }
         spec_pop(c, isaved);
@@ -1313,6 +1435,12 @@ json_t *spec_function_to_json(const struct spec_function *f)
     spec_set(o, "scaling", sc, &ok);
     if (sc)
         spec_put_nums(sc, spec_scale_nums, ARRAY_LEN(spec_scale_nums), f, &ok);
+    /* Only endpoints carry "web": other functions' normalised specs stay as they were. */
+    if (f->web.kind != SPEC_WEB_NONE)
+        spec_set(o, "web",
+                 json_pack("{s:s,s:s,s:s,s:b,s:b}", "kind", spec_web_kind_name(f->web.kind), "method", f->web.method,
+                           "label", f->web.label, "public", f->web.public_, "docs", f->web.docs),
+                 &ok);
     return ok ? TAKE_PTR(o) : NULL;
 }
 

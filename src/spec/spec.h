@@ -55,6 +55,19 @@ struct spec_gpu {
     uint32_t count;
 };
 
+/* A web endpoint (docs/SPEC.md "web"): HTTP requests to the function's URL become
+ * calls of it (src/proto/web.h). Fixed-size so that a function's copy is a plain one. */
+#define SPEC_WEB_LABEL_MAX 63
+enum spec_web_kind { SPEC_WEB_NONE = 0, SPEC_WEB_FUNCTION, SPEC_WEB_ASGI, SPEC_WEB_WSGI };
+struct spec_web {
+    enum spec_web_kind kind;        /* SPEC_WEB_NONE: not an endpoint */
+    char method[16];                /* "GET", "POST", ... or "*" (any) */
+    char label[SPEC_WEB_LABEL_MAX + 1]; /* the URL's name of the endpoint (default: the function's) */
+    bool public_;                   /* served without a token */
+    bool docs;                      /* FastAPI's /docs (the runner's business) */
+};
+const char *spec_web_kind_name(enum spec_web_kind k);
+
 struct spec_function {
     char *name;
     char *kind;                 /* "exec" */
@@ -92,6 +105,7 @@ struct spec_function {
     char **mount_paths;         /* mounts[].path, sorted, non-nesting; NULL-terminated */
     char **mount_images;        /* mounts[].image ("sha256:..." tree ids), parallel to mount_paths */
     size_t nmounts;
+    struct spec_web web;
 };
 
 struct spec_app {

@@ -258,6 +258,9 @@ class Gust:
         self.cgparent = new_cgparent()
         self.extra_args = list(extra_args)
         self.port = free_port()
+        # The web listener's port: a free one unless the test names its own (the
+        # default, 8480, may be another gustd's).
+        self.web_port = free_port()
         self.proc = None
         self.runs = []          # (stderr path, how it ended)
         self.problems = []      # found by CLI runs etc., reported at teardown
@@ -328,6 +331,8 @@ class Gust:
         errf = open(errpath, "wb")
         args = [exe, "--data-dir", self.data_dir, "--listen", self.listen_addr,
                 "--cgroup-parent", self.cgparent, "--log-level", "debug"] + self.extra_args
+        if not any(a.startswith("--web-listen") for a in self.extra_args):
+            args += ["--web-listen", f"127.0.0.1:{self.web_port}"]
         if self.tls:
             args += ["--tls-cert", self.tls.cert, "--tls-key", self.tls.key]
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=errf, stderr=errf,
@@ -500,10 +505,11 @@ class Gust:
                 break
         return res
 
-    def cli_popen(self, *args):
+    def cli_popen(self, *args, env=None):
         exe = os.path.join(BUILD, "gust")
         e = sanitizer_env()
         e.update(self.client_env())
+        e.update(env or {})
         return subprocess.Popen([exe, "--addr", self.addr] + [str(x) for x in args], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=e)
 

@@ -256,7 +256,8 @@ def test_debian_slim_apt_and_pip_from_local_wheels(gust, tmp_path):
     fin = final(ev)
     assert fin["event"] == "done", fin
     assert ran(ev) == [0, 1, 2], ev
-    gust.deploy(fn_spec("deb", "py", ["/usr/bin/python3", "-c",
+    # `python` is Debian's python3, as in Modal's images (python-is-python3 in the base).
+    gust.deploy(fn_spec("deb", "py", ["python", "-c",
                                       "import gustdemo, sys; print(gustdemo.hello(), sys.version_info[:2])"],
                         image="deb", timeout=60))
     assert gust.call_ok("deb", "py") == b"hello from the wheel (3, 11)\n"

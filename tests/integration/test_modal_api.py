@@ -402,6 +402,65 @@ def strict():
     g.cli("stop", "mimg")
 
 
+PIP = """
+import gust
+
+WHEELS = {wheels!r}
+
+# Modal's debian_slim has pip: so does Gust's once a pip step needs it (python3-pip
+# from the apt mirror). pip's own options make the step a run step.
+from_links = gust.Image.debian_slim().uv_pip_install("gustpipa", find_links=WHEELS, uv_version="0.8")
+with_options = (gust.Image.debian_slim().add_local_dir(WHEELS, "/wheels", copy=True)
+                .pip_install("gustpipb", extra_options="--no-index --find-links /wheels", pre=True,
+                             env={{"PIP_DISABLE_PIP_VERSION_CHECK": "1"}}, force_build=True))
+app = gust.App("mpip")
+
+
+@app.function(image=from_links)
+def a():
+    import gustpipa
+    return gustpipa.hello()
+
+
+@app.function(image=with_options)
+def b():
+    import gustpipb
+    return gustpipb.hello()
+"""
+
+
+def test_pip_install_needs_no_pip_in_the_image_and_takes_modals_arguments(shared_gust, tmp_path):
+    g = shared_gust
+    wheels = str(tmp_path / "wheels")
+    make_wheel(wheels, name="gustpipa")
+    make_wheel(wheels, name="gustpipb")
+    mod = sdk_module(tmp_path, "mpip", PIP.format(wheels=wheels))
+    import gust
+    mod.app.addr = g.addr
+    try:
+        mod.app.deploy(progress=None)
+    except gust.BuildError as e:
+        raise AssertionError(f"{e}\n{e.output_tail}") from e
+    assert mod.a.remote() == "hello from the wheel" and mod.b.remote() == "hello from the wheel"
+    g.cli("stop", "mpip")
+    run = mod.with_options.definition()["steps"][-1]["run"]
+    assert run[1] == ("env PIP_DISABLE_PIP_VERSION_CHECK=1 python3 -m pip install --no-cache-dir "
+                      "--break-system-packages --pre --no-index --find-links /wheels gustpipb"), run
+    step = gust.Image.debian_slim().pip_install("torch==2.7", index_url="https://i.example/simple",
+                                                extra_index_url="https://x.example/whl").definition()["steps"][0]
+    assert step["run"][1].endswith("--index-url https://i.example/simple --extra-index-url https://x.example/whl "
+                                   "torch==2.7"), step
+    img = gust.Image.debian_slim()
+    assert img.pip_install() is img and img.uv_pip_install([]) is img
+    for kw in ({"secrets": [gust.Secret.from_dict({"A": "1"})]}, {"gpu": "T4"},
+               {"find_links": wheels, "index_url": "https://i.example/simple"}):
+        try:
+            img.pip_install("x", **kw)
+            raise AssertionError(f"pip_install took {kw}")
+        except gust.exception.InvalidError as e:
+            assert list(kw)[-1] in str(e), e
+
+
 LIFECYCLE = '''
 import os, time
 import gust
@@ -461,3 +520,66 @@ def test_exit_hooks_run_on_scale_down_and_on_stop(shared_gust, tmp_path):
     wait_until(lambda: f"stopped {me2}" in logs("Lasting"), 30, msg="the exit hook ran on gust stop")
     text = logs("Lasting")
     assert "a failing hook does not stop the next" in text, text
+
+
+ASYNC_HOOKS = '''
+import asyncio, os
+import gust
+
+app = gust.App("masync")
+
+
+@app.cls(scaledown_window=1)
+class Client:
+    @gust.enter()
+    async def open(self):
+        await asyncio.sleep(0.01)
+        self.loop = asyncio.get_running_loop()
+        self.where = os.environ.get("GUST_CONTAINER_ID", "local")
+
+    @gust.method()
+    async def same_loop(self):
+        return asyncio.get_running_loop() is self.loop
+
+    @gust.method()
+    def where_opened(self):
+        return self.where
+
+    @gust.exit()
+    async def close(self):
+        await asyncio.sleep(0.01)
+        print("async exit hook of", self.where, flush=True)
+
+
+@app.cls(snapshot=True)
+class Loaded:
+    @gust.enter(snap=True)
+    async def load(self):
+        await asyncio.sleep(0.01)
+        self.weights = [1, 2, 3]
+
+    @gust.method()
+    def total(self):
+        return sum(self.weights), os.environ.get("GUST_SNAPSHOT", "local")
+'''
+
+
+def test_async_enter_and_exit_hooks_and_local_methods(shared_gust, tmp_path):
+    """Async @enter/@exit hooks, as Modal allows: awaited on the container's event loop
+    (the async methods' loop), or in a snapshot template on a loop of its own; and
+    Cls().method.local() runs the enter hooks here first."""
+    g = shared_gust
+    mod = sdk_module(tmp_path, "masync", ASYNC_HOOKS)
+    mod.app.addr = g.addr
+    mod.app.deploy(progress=None)
+    assert mod.Client().same_loop.remote() is True
+    me = mod.Client().where_opened.remote()
+    assert me.startswith("ct-"), me
+    assert mod.Loaded().total.remote() == (6, "restored")
+    assert mod.Client().where_opened.local() == "local"
+    assert mod.Loaded().total.local() == (6, "local")
+
+    def logs():
+        return g.http("GET", "/v1/functions/masync/Client/logs").body.decode()
+    wait_until(lambda: f"async exit hook of {me}" in logs(), 60, msg="the async exit hook ran on scale-down")
+    g.http("POST", "/v1/apps/masync/stop")

@@ -6,13 +6,14 @@ containers (test_hostile.py, the "forked" cases)."""
 import concurrent.futures as cf
 import io
 import os
+import re
 import signal
 import subprocess
 import time
 
 import pytest
 
-from gustlib import cgroup_mounts, sdk_module, wait_until
+from gustlib import cgroup_mounts, read_until, sdk_module, wait_until
 
 MODULE = '''
 import os, random, socket, time
@@ -295,3 +296,81 @@ def test_runner_that_skips_the_privilege_drop_is_killed(shared_gust, tmp_path, v
     ok = deploy(g, tmp_path, "snapafter", marker=variant)
     o = ok.Model().info.remote()
     assert o["snap"] == "restored" and o["version"] == variant, o
+
+
+RUN_SNAP = '''
+import os, sys, time
+import gust
+
+app = gust.App("snaprun")
+
+
+@app.cls(image=gust.Image.from_name("python"), snapshot=True, cpu=0.1, memory=512)
+class Slow:
+    @gust.enter(snap=True)
+    def load(self):
+        time.sleep(1.0)   # the init a snapshot saves: imports, a model load
+        self.init_at = time.time()
+
+    @gust.method()
+    def info(self):
+        return dict(ctr=os.environ["GUST_CONTAINER_ID"], snap=os.environ.get("GUST_SNAPSHOT"),
+                    snap_id=os.environ.get("GUST_SNAPSHOT_ID"), init_at=self.init_at)
+
+
+@app.local_entrypoint()
+def main():
+    t0 = time.monotonic()
+    r = Slow().info.remote()
+    print("first-call", r["ctr"], r["snap"], r["snap_id"], repr(r["init_at"]), f"{time.monotonic() - t0:.3f}")
+    sys.stdout.flush()
+    gate = os.environ.get("SNAPRUN_GATE")
+    while gate and not os.path.exists(gate):
+        time.sleep(0.05)
+'''
+
+
+def test_gust_run_of_unchanged_code_starts_from_the_last_runs_snapshot(shared_gust, tmp_path):
+    """Snapshots are taken at deploy and named by content: `gust run` again with the
+    same code finds the template the last run warmed (stopping an app keeps it a
+    while as a spare), so its first call is a restore, not the init again."""
+    g = shared_gust
+    src = tmp_path / "snaprun.py"
+    src.write_text(RUN_SNAP)
+    r = g.cli("run", str(src), timeout=600)
+    assert r.rc == 0, r
+    first = [l.split() for l in r.out.splitlines() if l.startswith("first-call ")]
+    assert len(first) == 1 and first[0][2] == "restored", r.out
+    _, ctr1, _, snap1, init1, _ = first[0]
+    gate = tmp_path / "gate"
+    p = g.cli_popen("run", str(src), env={"SNAPRUN_GATE": str(gate)})
+    try:
+        out = read_until(p, b"first-call ", 600)
+        while not re.search(rb"first-call [^\n]*\n", out) and p.poll() is None:
+            out += read_until(p, b"\n", 60)
+        line = [l for l in out.decode().splitlines() if l.startswith("first-call ")][0].split()
+        _, ctr2, how, snap2, init2, _ = line
+        # A new container of the new version, forked from the first run's template:
+        # the init did not run again.
+        assert ctr2 != ctr1 and how == "restored" and snap2 == snap1 and init2 == init1, (first, line)
+        # The container API says where it came from; the function shares the snapshot.
+        ctr = [c for c in g.get_json("/v1/containers")["containers"] if c["id"] == ctr2]
+        assert ctr and ctr[0]["snapshot"] == snap1, ctr
+        snap = function(g, "snaprun", "Slow")["snapshot"]
+        assert snap["id"] == snap1 and snap["state"] == "ready" and snap["restores"] >= 2, snap
+        gate.write_text("go")
+        rest, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0, (out, rest, err[-3000:])
+
+
+def test_snapshot_is_taken_at_deploy(shared_gust, tmp_path):
+    """No call needed: deploying a snapshot function starts its template."""
+    g = shared_gust
+    deploy(g, tmp_path, "snapdeploy", marker="d1")
+    wait_until(lambda: (function(g, "snapdeploy")["snapshot"] or {}).get("state") == "ready", 120,
+               msg="the template taken at deploy to be ready")
+    assert function(g, "snapdeploy")["calls_total"] == 0

@@ -23,6 +23,7 @@
 struct fake_ctr {
     char id[64];
     bool restored;              /* from a snapshot */
+    char from_snap[64];         /* which one */
     bool stop_asked, kill_asked, exited;
     uint32_t cpu, memory;
     int ngpus, gpus[CTR_MAX_GPUS];
@@ -43,9 +44,12 @@ struct fake {
     int nctrs;
     int fail_next_start;        /* starts to refuse synchronously */
     bool hold_stops;            /* stops do not exit by themselves (fake_exit ends them) */
-    char snap_id[64];
+    char snap_id[64];           /* the latest taken */
     int snap_takes;
-    bool snap_dropped;
+    struct {
+        char id[64];
+        bool dropped;
+    } snaps[32];
 };
 
 static struct fake_ctr *fake_find(struct fake *f, const char *id)
@@ -192,25 +196,42 @@ static int op_snapshot_take(void *w, const struct ctr_spec *spec, struct gerr *e
 {
     struct fake *f = w;
     (void)err;
+    CHECK(f->snap_takes < 32);
     snprintf(f->snap_id, sizeof f->snap_id, "%s", spec->id);
+    snprintf(f->snaps[f->snap_takes].id, sizeof f->snaps[0].id, "%s", spec->id);
     f->snap_takes++;
-    f->snap_dropped = false;
     return 0;
+}
+
+/* Whether the snapshot with this id was taken and then dropped. */
+static bool fake_snap_dropped(struct fake *f, const char *id)
+{
+    for (int i = 0; i < f->snap_takes; i++)
+        if (!strcmp(f->snaps[i].id, id))
+            return f->snaps[i].dropped;
+    return false;
 }
 
 static int op_snapshot_restore(void *w, const char *snap_id, const struct ctr_spec *spec, struct gerr *err)
 {
     struct fake *f = w;
-    if (strcmp(snap_id, f->snap_id))
+    int i = 0;
+    while (i < f->snap_takes && strcmp(f->snaps[i].id, snap_id))
+        i++;
+    if (i == f->snap_takes || f->snaps[i].dropped)
         return gerr_set(err, EAGAIN, "unknown snapshot");
-    return fake_add(f, spec, true, err);
+    int r = fake_add(f, spec, true, err);
+    if (r == 0)
+        snprintf(f->ctrs[f->nctrs - 1].from_snap, sizeof f->ctrs[0].from_snap, "%s", snap_id);
+    return r;
 }
 
 static void op_snapshot_drop(void *w, const char *snap_id)
 {
     struct fake *f = w;
-    if (!strcmp(snap_id, f->snap_id))
-        f->snap_dropped = true;
+    for (int i = 0; i < f->snap_takes; i++)
+        if (!strcmp(f->snaps[i].id, snap_id))
+            f->snaps[i].dropped = true;
 }
 
 static int op_snapshot_info(void *w, const char *snap_id, struct snapshot_info *out)
@@ -343,6 +364,7 @@ static void env_open_ctl(struct env *e)
         .log_lines_per_fn = e->bounds.log_lines_per_fn,
         .calls_per_fn = e->bounds.calls_per_fn,
         .trim_interval_ms = e->bounds.trim_interval_ms,
+        .snapshot_spare_ms = e->bounds.snapshot_spare_ms,
     };
     ctl_rates_default(&cfg.rates);
     struct gerr err;
@@ -804,40 +826,111 @@ UNIT_TEST(test_capacity_waiting_reasons)
     env_free(&e);
 }
 
-/* Snapshot functions: one snapshot per version; containers are restored from it once
- * it is ready; a snapshot that fails before ready fails a queued call. */
+/* Deploys the snapshot function of test_snapshot_versions; env_value makes its content
+ * differ ("" for none). */
+static void deploy_snap_fn(struct env *e, const char *env_value)
+{
+    char extra[512];
+    snprintf(extra, sizeof extra,
+             "\"mode\":\"runner\",\"snapshot\":true,\"scaling\":{\"max_containers\":2,\"max_inputs\":1},"
+             "\"resources\":{\"cpu\":100,\"memory\":64}%s%s%s",
+             env_value[0] ? ",\"env\":{\"V\":\"" : "", env_value, env_value[0] ? "\"}" : "");
+    deploy(e, extra);
+}
+
+/* Snapshot functions: the snapshot is taken at deploy, before any call; containers are
+ * restored from it once it is ready; a redeploy of the same content shares it (the
+ * init does not run again), one of other content takes its own; a snapshot nothing
+ * uses is a spare for snapshot_spare_ms (a redeploy takes it back), at most
+ * CTL_SNAP_SPARES of them; one that fails before it is ready fails a queued call. */
 UNIT_TEST(test_snapshot_versions)
 {
     struct env e;
-    env_init(&e, 4000, 4096, 0);
-    deploy(&e, "\"mode\":\"runner\",\"snapshot\":true,\"scaling\":{\"max_containers\":2,\"max_inputs\":1},"
-               "\"resources\":{\"cpu\":100,\"memory\":64}");
-    char a[64], b[64];
+    struct ctl_config bounds = {.snapshot_spare_ms = 300};
+    env_init_bounded(&e, 4000, 4096, 0, &bounds);
+    deploy_snap_fn(&e, "");
+    CHECK_EQ_INT(e.fake.snap_takes, 1);
+    char first[64], a[64], b[64], d[64];
+    snprintf(first, sizeof first, "%s", e.fake.snap_id);
     submit(&e, "a", false, a);
     run_for(&e, 5);
-    CHECK_EQ_INT(e.fake.snap_takes, 1);
     CHECK_EQ_INT(e.fake.nctrs, 0);
     CHECK(strstr(fn(&e)->latest->waiting_reason, "snapshot"));
-    e.fake.ev->snapshot_state(e.fake.ud, e.fake.snap_id, SNAPSHOT_READY, NULL);
+    e.fake.ev->snapshot_state(e.fake.ud, first, SNAPSHOT_READY, NULL);
     run_for(&e, 5);
     CHECK_EQ_INT(e.fake.nctrs, 1);
     CHECK(e.fake.ctrs[0].restored);
-    CHECK_EQ_INT(e.fake.snap_takes, 1);
-    /* A redeploy drops the old version's snapshot once it is unused, and takes a new one. */
     fake_ready_all(&e.fake);
     run_for(&e, 5);
     fake_answer(&e.fake, &e.fake.ctrs[0], "ok", 0);
-    deploy(&e, "\"mode\":\"runner\",\"snapshot\":true,\"resources\":{\"cpu\":100,\"memory\":64}");
-    run_for(&e, 20);
-    CHECK(e.fake.snap_dropped);
+    CHECK_EQ_INT(call_state(&e, a, NULL), CTL_CALL_SUCCEEDED);
+
+    /* The same content again: the new version's first container comes from the
+     * snapshot the first deploy warmed. */
+    deploy_snap_fn(&e, "");
+    CHECK_EQ_INT(e.fake.snap_takes, 1);
+    CHECK(fn(&e)->latest->snap && !strcmp(fn(&e)->latest->snap->id, first));
+    CHECK_EQ_INT(fn(&e)->latest->snap->state, SNAPSHOT_READY);
     submit(&e, "b", false, b);
     run_for(&e, 5);
+    CHECK_EQ_INT(e.fake.nctrs, 2);
+    CHECK(e.fake.ctrs[1].restored);
+    CHECK_STR(e.fake.ctrs[1].from_snap, first);
+    fake_ready_all(&e.fake);
+    run_for(&e, 5);
+    fake_answer(&e.fake, &e.fake.ctrs[1], "ok", 0);
+
+    /* Other content takes its own at deploy; the first, unused once the old versions
+     * are gone, is a spare, and a deploy of its content takes it back. */
+    deploy_snap_fn(&e, "2");
     CHECK_EQ_INT(e.fake.snap_takes, 2);
+    char second[64];
+    snprintf(second, sizeof second, "%s", e.fake.snap_id);
+    run_for(&e, 50);
+    struct ctl_snap *s = ctl_snap_by_id(e.ctl, first);
+    CHECK(s && s->refs == 0 && !fake_snap_dropped(&e.fake, first));
+    deploy_snap_fn(&e, "");
+    CHECK_EQ_INT(e.fake.snap_takes, 2);
+    CHECK(fn(&e)->latest->snap == s && s->refs == 1);
+    /* Now the second is the spare: dropped once snapshot_spare_ms passed unused. */
+    run_for(&e, 50);
+    CHECK(ctl_snap_by_id(e.ctl, second) && !fake_snap_dropped(&e.fake, second));
+    run_for(&e, 400);
+    CHECK(fake_snap_dropped(&e.fake, second) && !ctl_snap_by_id(e.ctl, second));
+    CHECK(!fake_snap_dropped(&e.fake, first));
+
+    /* Past CTL_SNAP_SPARES spares, the oldest goes first. */
+    int takes = e.fake.snap_takes;
+    for (int i = 0; i < CTL_SNAP_SPARES + 2; i++) {
+        char v[16];
+        snprintf(v, sizeof v, "x%d", i);
+        deploy_snap_fn(&e, v);
+        run_for(&e, 5);
+    }
+    CHECK_EQ_INT(e.fake.snap_takes, takes + CTL_SNAP_SPARES + 2);
+    CHECK_EQ_INT((int)e.ctl->nspare, CTL_SNAP_SPARES);
+    CHECK(fake_snap_dropped(&e.fake, first));
+    CHECK(fake_snap_dropped(&e.fake, e.fake.snaps[takes].id));
+    CHECK(!fake_snap_dropped(&e.fake, e.fake.snaps[takes + 1].id));
+
+    /* A snapshot that fails before it is ready fails the oldest queued call. */
+    deploy_snap_fn(&e, "3");
+    submit(&e, "d", false, d);
+    run_for(&e, 5);
     e.fake.ev->snapshot_state(e.fake.ud, e.fake.snap_id, SNAPSHOT_GONE, "init raised ImportError");
     struct ctl_call_view v;
-    CHECK_EQ_INT(call_state(&e, b, &v), CTL_CALL_FAILED);
+    CHECK_EQ_INT(call_state(&e, d, &v), CTL_CALL_FAILED);
     CHECK_STR(v.error_code, "spawn_failed");
     CHECK(strstr(v.error_message, "init raised ImportError"));
+    CHECK(!fn(&e)->latest->snap);
+
+    /* After a restart (templates die with the daemon), the deployed snapshot function
+     * gets its snapshot again at recovery, before any call. */
+    ctl_free(e.ctl);
+    takes = e.fake.snap_takes;
+    env_open_ctl(&e);
+    CHECK_EQ_INT(e.fake.snap_takes, takes + 1);
+    CHECK(fn(&e)->latest->snap && !strcmp(fn(&e)->latest->snap->id, e.fake.snap_id));
     env_free(&e);
 }
 

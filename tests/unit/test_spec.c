@@ -352,7 +352,7 @@ UNIT_TEST(test_errors_brief_examples)
     CHECK(expect_fn_err(",\"resourcs\":{}", "functions[0].resourcs",
                         "functions[0].resourcs: unknown field; allowed: name, kind, command, mode, "
                         "image, workdir, timeout, env, resources, retries, scaling, network, security, "
-                        "secrets, mounts, snapshot"));
+                        "secrets, mounts, snapshot, web"));
     CHECK(expect_fn_err(",\"resources\":{\"memory\":\"lots\"}", "functions[0].resources.memory",
                         "functions[0].resources.memory: must be an integer number of MiB between "
                         "16 and 1048576, or a [request, limit] pair of them, got \"lots\""));

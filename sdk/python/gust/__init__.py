@@ -3,8 +3,11 @@
 .local / .with_options), calls (FunctionCall: .get, .gather, .from_id), classes
 (@app.cls, gust.parameter, enter / exit / method), secrets (Secret), errors
 (gust.exception) and where code runs (is_local, current_input_id,
-current_function_call_id). Names and semantics are Modal's: `import gust as modal`."""
+current_function_call_id), web endpoints (web_endpoint, fastapi_endpoint, asgi_app,
+wsgi_app, Response; Function.get_web_url). Names and semantics are Modal's: `import gust as modal`."""
 from . import exception
+from ._output import enable_output
+from ._container.web import Response
 from ._params import parameter
 from ._runtime import current_function_call_id, current_input_id, is_local
 from .app import (App, Cls, ContainerCrashError, enter, exit, method, Function, FunctionCall, FunctionTimeoutError, GustError,
@@ -12,8 +15,10 @@ from .app import (App, Cls, ContainerCrashError, enter, exit, method, Function, 
 from .exception import Error, InvalidError
 from .image import BuildError, Image
 from .secret import Secret, SecretError
+from ._web import asgi_app, fastapi_endpoint, web_endpoint, wsgi_app
 
 __all__ = ["App", "Function", "FunctionCall", "Image", "BuildError", "GustError", "RemoteError",
            "FunctionTimeoutError", "OutOfMemoryError", "ContainerCrashError", "InvalidError", "Retries", "Cls",
            "enter", "exit", "method", "Secret", "SecretError", "Error", "exception", "parameter", "is_local",
-           "current_input_id", "current_function_call_id"]
+           "current_input_id", "current_function_call_id", "enable_output", "web_endpoint", "fastapi_endpoint",
+           "asgi_app", "wsgi_app", "Response"]

@@ -26,6 +26,7 @@ the last line shown. A Python function's print()s reach gustd before its result,
 everything a finished call printed is shown.
 """
 import base64
+import contextlib
 import http.client
 import json
 import socket
@@ -40,6 +41,26 @@ QUIET_S = 0.25  # no line for this long after the entrypoint returned: output is
 MAX_WAIT_S = 2.0  # however chatty the app still is, stop waiting after this long
 RETRY_MAX_S = 5.0  # longest pause between attempts to reconnect a broken stream
 SHORT_CALL = 6  # characters of a call id shown after "fc-"
+
+
+_enabled = 0  # enable_output() blocks entered and not left
+
+
+@contextlib.contextmanager
+def enable_output(show_progress: bool = True):
+    """Modal's modal.enable_output(): inside it, App.run() shows image builds on stderr
+    and what the app's functions print, as `gust run` does; outside, it prints nothing.
+    show_progress is accepted for Modal's sake."""
+    global _enabled
+    _enabled += 1
+    try:
+        yield
+    finally:
+        _enabled -= 1
+
+
+def output_enabled() -> bool:
+    return _enabled > 0
 
 
 class RemoteOutput:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import functools
 import hashlib
 import inspect
@@ -24,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import (TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Dict, Generic, Iterable, Iterator, List,
                     Literal, Mapping, NoReturn, Optional, Sequence, TextIO, Tuple, TypeVar, Union, overload)
 
-from . import _mount, _net, _params, _sources
+from . import _mount, _net, _output, _params, _sources, _web
 from ._container.proto import EXC_TAG
 from ._container.sources import APP_DIR, FILES_DIR
 from .exception import ERRORS_BY_CODE as _ERRORS_BY_CODE
@@ -463,6 +464,16 @@ class Function(Generic[P, R]):
             return None
         return _is_generator_function(self.raw_f)
 
+    def get_web_url(self) -> Optional[str]:
+        """The URL of the function's web endpoint as gustd serves it (None when it is no
+        endpoint), as Modal's Function.get_web_url(). The function must be deployed."""
+        return _base_view(self).get("web_url")
+
+    @property
+    def web_url(self) -> Optional[str]:
+        """Modal's older name of get_web_url()."""
+        return self.get_web_url()
+
     def _path(self, what: str) -> str:
         return f"/v1/functions/{urllib.parse.quote(self.app.name)}/{urllib.parse.quote(self.name)}/{what}"
 
@@ -666,6 +677,9 @@ class Function(Generic[P, R]):
             f["timeout"] = int(o["timeout"])
         if o.get("snapshot"):
             f["snapshot"] = True
+        web = _web.spec_of(self.raw_f)
+        if web:
+            f["web"] = web
         if isinstance(o.get("retries"), Retries):
             f["retries"] = o["retries"].spec()
         elif o.get("retries") is not None:
@@ -869,9 +883,18 @@ def method() -> Callable[[Callable[Concatenate[Any, P], R]], _Method[P, R]]:
 class _BoundMethod(Generic[P, R]):
     """A @gust.method() of the object Cls() gives: .remote / .spawn / .map."""
 
-    def __init__(self, fn: Function[..., Any], method_name: str) -> None:
+    def __init__(self, fn: Function[..., Any], method_name: str,
+                 local_instance: Optional[Callable[[], Any]] = None) -> None:
         self._fn = fn
         self._method = method_name
+        self._local_instance = local_instance
+
+    def local(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """The method run here, in this process, as Modal's .local(): on this object's
+        local instance, made (and its enter hooks run) at its first local call."""
+        if self._local_instance is None:
+            raise GustError(f"{self._fn.app.name}.{self._fn.name} was looked up by name: it has no local code")
+        return getattr(self._local_instance(), self._method)(*args, **kwargs)
 
     def _wrap(self, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Tuple[Tuple[Any, ...], Dict[str, Any]]:
         return ((self._method,) + tuple(args), kwargs)
@@ -968,6 +991,19 @@ class Cls:
         values, defaults = _params.bind(cls_name, self._parameters(), args, kwargs)
         fn = _Variant.of(self._fn, self._options, None if defaults else values)
         wire = values
+        local: List[Any] = []
+
+        def local_instance() -> Any:
+            if not local:
+                inst = _params.new_instance(obj._user_cls, json.dumps(wire))
+                for kind in ("snap", "post"):  # as in a container: snap=True hooks first
+                    for m in (getattr(obj._user_cls, n) for n in dir(obj._user_cls)):
+                        if getattr(m, "_gust_enter", None) == kind:
+                            r = m(inst)
+                            if inspect.iscoroutine(r):
+                                asyncio.run(r)
+                local.append(inst)
+            return local[0]
 
         class _Obj:
             def __getattr__(self, name: str) -> Any:
@@ -978,20 +1014,31 @@ class Cls:
                 m = getattr(obj._user_cls, name, None)
                 if m is None or not getattr(m, "_gust_method", False):
                     raise AttributeError(f"{obj._user_cls.__name__}.{name} is not a @gust.method()")
-                return _BoundMethod(fn, name)
+                return _BoundMethod(fn, name, local_instance)
         return _Obj()
+
+
+def _name_from_caller(frame: Any) -> str:
+    """An app name from the file whose code is running in frame: its base name without
+    .py, reduced to what gustd accepts in a name (letters, digits, '_', '-'; 1 to 63,
+    starting with a letter or digit)."""
+    path = frame.f_globals.get("__file__") or frame.f_globals.get("__name__") or "app"
+    base = os.path.splitext(os.path.basename(path))[0]
+    name = "".join(c if c.isascii() and (c.isalnum() or c in "_-") else "-" for c in base).lstrip("_-")[:63]
+    return name or "app"
 
 
 class App:
     """A named group of functions and classes, deployed together. addr: gustd's
     "host:port" ($GUST_ADDR, else 127.0.0.1:8470)."""
 
-    def __init__(self, name: str, addr: Optional[str] = None, *, image: Optional[Image] = None,
+    def __init__(self, name: Optional[str] = None, addr: Optional[str] = None, *, image: Optional[Image] = None,
                  secrets: Sequence[Secret] = ()) -> None:
         """image and secrets, as in Modal, are defaults of every function and class of
         the app: a function's own image replaces the app's, its secrets add to the
-        app's (which come first)."""
-        self.name = name
+        app's (which come first). Without a name (Modal allows App() for apps that are
+        only run), the app is named after the file that makes it: app.py -> "app"."""
+        self.name = name if name is not None else _name_from_caller(sys._getframe(1))
         self.addr = addr
         self.image = image
         self.secrets = list(secrets or ())
@@ -1010,6 +1057,28 @@ class App:
         st, _, body = _request(self.addr, "POST", f"/v1/apps/{urllib.parse.quote(self.name)}/stop")
         if st != 200:
             _raise_for(st, body)
+
+    @contextlib.contextmanager
+    def run(self, *, client: Any = None, detach: bool = False, interactive: bool = False,
+            environment_name: Optional[str] = None) -> Iterator[App]:
+        """Modal's `with app.run(): f.remote()`, for scripts run with python3: deploys the
+        app (building its images), runs the block, then stops the app (detach=True
+        leaves it running) and drops the values of its Secret.from_dict secrets, as
+        `gust run` does around a local entrypoint. Quiet, as in Modal, unless inside
+        `with gust.enable_output():`, where image builds and what the functions print
+        show here. client, interactive and environment_name are accepted for Modal's
+        sake."""
+        shown = _output.output_enabled()
+        dep = self.deploy(progress=sys.stderr if shown else None)
+        follow = _output.RemoteOutput(self.addr, self.name, dep.get("log_seq")).start() if shown else None
+        try:
+            yield self
+        finally:
+            if follow is not None:
+                follow.stop()
+            if not detach:
+                self.stop()
+                self.drop_inline_secrets()
 
     def function(self, image: Optional[Image] = None, cpu: Union[float, Tuple[float, float], None] = None,
                  memory: Union[int, Tuple[int, int], None] = None,

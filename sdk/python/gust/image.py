@@ -85,6 +85,11 @@ def _upload_path(addr: Optional[str], path: str, ignore: Any = None, exact: bool
     return _mount.upload(addr, [(os.path.basename(path), path)], exact=exact)
 
 
+# Debian's pip, installed first when the image's python3 has none (and it has apt-get),
+# as the builder does for pip_install steps: Modal's debian_slim has pip.
+_PIP_ENSURE = ("python3 -m pip --version >/dev/null 2>&1 || ! command -v apt-get >/dev/null || "
+               "{ apt-get update -q && apt-get install -y -q --no-install-recommends python3-pip && apt-get clean && "
+               "rm -rf /var/lib/apt/lists/*; }")
 # A copy step's private mark (never sent): its source is code, copied without caches
 # (__pycache__, *.pyc), so that running it here does not change the step.
 _CLEAN = "_clean"
@@ -171,12 +176,13 @@ class Image:
 
     # ---- bases
     @classmethod
-    def debian_slim(cls, python_version: Optional[str] = None) -> Image:
+    def debian_slim(cls, python_version: Optional[str] = None, force_build: bool = False) -> Image:
         """Debian minbase from the host's apt mirror, python3 included: Debian's own
         Python (3.11 on gustd's default suite, bookworm), as the builder debootstraps
         it. python_version ("3.11"), as in Modal, says which Python the code needs: a
         first build step checks it and fails, naming the field, when the image's
-        Python is another."""
+        Python is another. force_build is accepted for Modal's sake (the builder's
+        cache decides)."""
         img = cls(base="debian_slim")
         if python_version is None:
             return img
@@ -221,11 +227,67 @@ class Image:
     def apt_install(self, *packages: _Names) -> Image:
         return self._with({"apt_install": _names(packages)})
 
-    def pip_install(self, *requirements: _Names, find_links: Optional[_Path] = None) -> Image:
-        step: Dict[str, Any] = {"pip_install": _names(requirements)}
+    def pip_install(self, *packages: _Names, find_links: Optional[_Path] = None, index_url: Optional[str] = None,
+                    extra_index_url: Optional[str] = None, pre: bool = False, extra_options: str = "",
+                    force_build: bool = False, env: Optional[Mapping[str, Optional[str]]] = None,
+                    secrets: Optional[Sequence[Any]] = None, gpu: Any = None) -> Image:
+        """A build step installing packages with the image's pip, as Modal's: on
+        debian_slim pip comes first from Debian (python3-pip) when the image lacks it.
+        find_links: a local directory of wheels, uploaded, installed from alone
+        (--no-index). index_url, extra_index_url, pre (--pre), extra_options (more pip
+        options, as one string) and env (variables for the step) are passed to pip.
+        force_build is accepted for Modal's sake (the builder's cache decides);
+        secrets and gpu are refused: a build step runs with the image alone. No
+        packages: the image itself, as in Modal."""
+        return self._pip("pip_install", _names(packages), find_links, index_url, extra_index_url, pre,
+                         extra_options, env, secrets, gpu)
+
+    def uv_pip_install(self, *packages: _Names, requirements: Optional[Sequence[_Path]] = None,
+                       find_links: Optional[_Path] = None, index_url: Optional[str] = None,
+                       extra_index_url: Optional[str] = None, pre: bool = False, extra_options: str = "",
+                       force_build: bool = False, uv_version: Optional[str] = None,
+                       env: Optional[Mapping[str, Optional[str]]] = None, secrets: Optional[Sequence[Any]] = None,
+                       gpu: Any = None) -> Image:
+        """Modal's uv_pip_install, done with the image's pip (Gust's images have no uv;
+        what ends up installed is the same): pip_install's arguments, plus
+        requirements, local requirements files installed as
+        pip_install_from_requirements does. uv_version is accepted for Modal's sake."""
+        img = self
+        for req in requirements or ():
+            if index_url or extra_index_url or pre or extra_options or env:
+                raise InvalidError("Image.uv_pip_install: requirements= cannot be combined with index_url, "
+                                   "extra_index_url, pre, extra_options or env on Gust (give the packages instead)")
+            img = img.pip_install_from_requirements(req, find_links=find_links)
+        return img._pip("uv_pip_install", _names(packages), find_links, index_url, extra_index_url, pre,
+                        extra_options, env, secrets, gpu)
+
+    def _pip(self, what: str, packages: List[str], find_links: Optional[_Path], index_url: Optional[str],
+             extra_index_url: Optional[str], pre: bool, extra_options: str,
+             env: Optional[Mapping[str, Optional[str]]], secrets: Optional[Sequence[Any]], gpu: Any) -> Image:
+        for name, v in (("secrets", secrets), ("gpu", gpu)):
+            if v:
+                raise InvalidError(f"Image.{what}: {name} is not supported by Gust's image builder (a build step "
+                                   f"runs with the image alone)")
+        if not packages:
+            return self
+        options = [] if index_url is None else ["--index-url", index_url]
+        options += [] if extra_index_url is None else ["--extra-index-url", extra_index_url]
+        options += ["--pre"] if pre else []
         if find_links is not None:
-            step["find_links"] = os.path.abspath(find_links)
-        return self._with(step)
+            if options or extra_options or env:
+                raise InvalidError(f"Image.{what}: find_links installs from that local directory alone (--no-index): "
+                                   f"index_url, extra_index_url, pre, extra_options and env cannot be combined with "
+                                   f"it on Gust")
+            return self._with({"pip_install": packages, "find_links": os.path.abspath(find_links)})
+        if not (options or extra_options or env):
+            return self._with({"pip_install": packages})
+        # pip's options make it a run step: the pip_install step takes requirements alone.
+        assign = [f"{k}={v}" for k, v in (env or {}).items() if v is not None]
+        cmd = " ".join((["env"] + [shlex.quote(a) for a in assign] if assign else []) +
+                       ["python3 -m pip install --no-cache-dir --break-system-packages"] +
+                       [shlex.quote(o) for o in options] + ([extra_options] if extra_options else []) +
+                       [shlex.quote(p) for p in packages])
+        return self._with({"run": [_PIP_ENSURE, cmd]})
 
     def pip_install_from_requirements(self, requirements_txt: _Path, find_links: Optional[_Path] = None) -> Image:
         """pip_install of the requirements a local requirements file lists (read here;

@@ -29,6 +29,7 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 
 from .. import _params, _runtime
+from . import web
 from .jsonargs import decode_input
 from .proto import (EXC_TAG, FRAME_CHILD_FD, FRAME_ERR_USER, FRAME_ERROR, FRAME_F_MORE, FRAME_INPUT, FRAME_INPUT_CALL,
                     FRAME_INPUT_LOG, FRAME_ITEM, FRAME_ITEM_ACK, FRAME_ITEM_ACK_SIZE, FRAME_ITEM_WINDOW, FRAME_MAX_BODY,
@@ -180,7 +181,7 @@ def instance_dispatch(user_cls, post_enter=True):
     def run_enter(kind):
         for m in members:
             if getattr(m, "_gust_enter", None) == kind:
-                m(inst)
+                run_hook(m, inst)
     run_enter("snap")
     if post_enter:
         run_enter("post")
@@ -265,12 +266,27 @@ def stop_on_signals(sock):
     signal.signal(signal.SIGINT, handler)
 
 
+def run_hook(hook, inst):
+    """Runs an @enter/@exit hook; an async one (as Modal allows) is awaited on the
+    container's event loop, where its async methods run, so what it makes for them
+    (a client session, a lock) belongs to their loop. In a snapshot template, which
+    must have no thread when it forks, it runs on a loop of its own that ends with it:
+    what a snap=True hook leaves must not need a running loop anyway."""
+    result = hook(inst)
+    if not inspect.iscoroutine(result):
+        return
+    if os.environ.get("GUST_SNAPSHOT") == "template":
+        asyncio.run(result)
+    else:
+        asyncio.run_coroutine_threadsafe(result, _event_loop().loop).result()
+
+
 def run_exit_hooks(inst):
     """The @exit() hooks, each even when one before it failed (its traceback goes to
     the container's stderr); what they print goes to the function's logs."""
     for hook in EXIT_HOOKS:
         try:
-            hook(inst)
+            run_hook(hook, inst)
         except Exception:  # one hook's failure must not skip the others
             traceback.print_exc()
     sys.stdout.flush()
@@ -298,16 +314,19 @@ def serve(sock, fn, fid, payload):
     token = _fid.set(fid)
     rtoken = _runtime.enter_input(fid, call_id)
     try:
-        args, kwargs, encode = decode_input(payload)
-        result = fn(*args, **kwargs)
+        if web.is_request(payload):  # its items are the response's bytes, not pickles
+            result, encode, item = web.handle(fn, payload), None, bytes
+        else:
+            args, kwargs, encode = decode_input(payload)
+            result, item = fn(*args, **kwargs), _pickle_item
         if inspect.iscoroutine(result) or inspect.isasyncgen(result):
-            _event_loop().run(sock, fid, call_id, result, encode)
+            _event_loop().run(sock, fid, call_id, result, encode, item)
             return
         if inspect.isgenerator(result):
             if threading.current_thread() is threading.main_thread():
-                _streams.submit(_stream, sock, fid, call_id, result)
+                _streams.submit(_stream, sock, fid, call_id, result, item)
             else:
-                _stream(sock, fid, call_id, result)
+                _stream(sock, fid, call_id, result, item)
             return
         ftype, body = FRAME_OUTPUT, encode(result)
     except BaseException as exc:  # the function's failure is the caller's to see
@@ -378,15 +397,20 @@ _window = _Window()
 _streams = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gust-gen")
 
 
-def _stream(sock, fid, call_id, gen):
-    """Sends each value gen yields as an ITEM frame, then the end (or its error)."""
+def _pickle_item(value):
+    return pickle.dumps(value, protocol=5)
+
+
+def _stream(sock, fid, call_id, gen, item=_pickle_item):
+    """Sends each value gen yields as an ITEM frame (its bytes: item(value)), then the
+    end (or its error)."""
     token = _fid.set(fid)
     rtoken = _runtime.enter_input(fid, call_id)
     _window.start(fid)
     sent = 0
     try:
         for value in gen:
-            data = pickle.dumps(value, protocol=5)
+            data = item(value)
             if _window.full(fid, sent):
                 _window.wait(fid, sent)
             send(sock, FRAME_ITEM, fid, data)
@@ -410,8 +434,8 @@ class _EventLoop:
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, name="gust-asyncio", daemon=True).start()
 
-    def run(self, sock, fid, call_id, aw, encode):
-        fut = asyncio.run_coroutine_threadsafe(_serve_async(sock, fid, call_id, aw, encode), self.loop)
+    def run(self, sock, fid, call_id, aw, encode, item=_pickle_item):
+        fut = asyncio.run_coroutine_threadsafe(_serve_async(sock, fid, call_id, aw, encode, item), self.loop)
         _async_inputs.add(fut)
         fut.add_done_callback(_async_inputs.discard)
 
@@ -429,7 +453,7 @@ def _event_loop():
         return _loop
 
 
-async def _serve_async(sock, fid, call_id, aw, encode):
+async def _serve_async(sock, fid, call_id, aw, encode, item=_pickle_item):
     """Awaits a coroutine, or streams an async generator, and answers the input (a
     coroutine's result in the input's own form: encode, from decode_input)."""
     _fid.set(fid)  # this task's context only
@@ -440,7 +464,7 @@ async def _serve_async(sock, fid, call_id, aw, encode):
             sent = 0
             try:
                 async for value in aw:
-                    data = pickle.dumps(value, protocol=5)
+                    data = item(value)
                     if _window.full(fid, sent):
                         await _window.wait_async(fid, sent)
                     send(sock, FRAME_ITEM, fid, data)

@@ -1,0 +1,188 @@
+/* The web request envelope and response head of proto/web.h. */
+#include "proto/web.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <string.h>
+#include <strings.h>
+
+static void put_u32(struct buf *b, uint32_t v)
+{
+    unsigned char le[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
+                           (unsigned char)(v >> 24)};
+    buf_append(b, le, sizeof le);
+}
+
+static void put_str(struct buf *b, const char *s, size_t len)
+{
+    put_u32(b, (uint32_t)len);
+    buf_append(b, s, len);
+}
+
+static void put_cstr(struct buf *b, const char *s)
+{
+    s = s ? s : "";
+    put_str(b, s, strlen(s));
+}
+
+void web_request_encode(struct buf *b, const struct web_request *r)
+{
+    buf_append(b, WEB_TAG, WEB_TAG_LEN);
+    put_cstr(b, r->method);
+    put_cstr(b, r->scheme);
+    put_cstr(b, r->root_path);
+    put_cstr(b, r->path);
+    put_cstr(b, r->query);
+    put_cstr(b, r->client);
+    put_u32(b, (uint32_t)r->nheaders);
+    for (size_t i = 0; i < r->nheaders; i++) {
+        put_str(b, r->headers[i].name, r->headers[i].name_len);
+        put_str(b, r->headers[i].value, r->headers[i].value_len);
+    }
+    if (r->body_len)
+        buf_append(b, r->body, r->body_len);
+}
+
+/* A reader over an item that never goes past its end. */
+struct rd {
+    const unsigned char *p;
+    size_t left;
+};
+
+static int get_u32(struct rd *r, uint32_t *v)
+{
+    if (r->left < 4)
+        return -EBADMSG;
+    *v = (uint32_t)r->p[0] | (uint32_t)r->p[1] << 8 | (uint32_t)r->p[2] << 16 | (uint32_t)r->p[3] << 24;
+    r->p += 4;
+    r->left -= 4;
+    return 0;
+}
+
+static int get_str(struct rd *r, const char **s, size_t *len)
+{
+    uint32_t n;
+    if (get_u32(r, &n) < 0 || n > r->left)
+        return -EBADMSG;
+    *s = (const char *)r->p;
+    *len = n;
+    r->p += n;
+    r->left -= n;
+    return 0;
+}
+
+/* RFC 9110 tchar. */
+static bool is_tchar(unsigned char ch)
+{
+    return isalnum(ch) || (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
+int web_head_decode(const void *data, size_t len, struct web_head *out, const char **why)
+{
+    struct rd r = {data, len};
+    uint32_t status, n;
+    memset(out, 0, sizeof *out);
+    if (get_u32(&r, &status) < 0 || get_u32(&r, &n) < 0) {
+        *why = "the response head is truncated";
+        return -EBADMSG;
+    }
+    if (status < WEB_STATUS_MIN || status > WEB_STATUS_MAX) {
+        *why = "the response status is not between 100 and 599";
+        return -EBADMSG;
+    }
+    if (n > WEB_MAX_HEADERS) {
+        *why = "the response has more than 100 headers";
+        return -EBADMSG;
+    }
+    out->status = (int)status;
+    for (uint32_t i = 0; i < n; i++) {
+        struct web_header *h = &out->headers[i];
+        if (get_str(&r, &h->name, &h->name_len) < 0 || get_str(&r, &h->value, &h->value_len) < 0) {
+            *why = "a response header runs past the head";
+            return -EBADMSG;
+        }
+        if (h->name_len == 0 || h->name_len + h->value_len > WEB_MAX_HEADER_BYTES) {
+            *why = "a response header is empty or longer than 16 KiB";
+            return -EBADMSG;
+        }
+        for (size_t k = 0; k < h->name_len; k++)
+            if (!is_tchar((unsigned char)h->name[k])) {
+                *why = "a response header name is not an HTTP token";
+                return -EBADMSG;
+            }
+        for (size_t k = 0; k < h->value_len; k++)
+            if (h->value[k] == '\r' || h->value[k] == '\n' || h->value[k] == '\0') {
+                *why = "a response header value holds CR, LF or NUL";
+                return -EBADMSG;
+            }
+    }
+    out->nheaders = n;
+    out->body = r.p;
+    out->body_len = r.left;
+    return 0;
+}
+
+bool web_header_reserved(const char *name, size_t len)
+{
+    static const char *const reserved[] = {"connection", "keep-alive", "transfer-encoding", "content-length",
+                                           "upgrade", "trailer", "te", "proxy-connection"};
+    for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
+        if (strlen(reserved[i]) == len && !strncasecmp(name, reserved[i], len))
+            return true;
+    return false;
+}
+
+/* Copies the segment [s, s+n) into out (cap bytes) when it is a name: non-empty, no '%'. */
+static int copy_seg(const char *s, size_t n, char *out, size_t cap)
+{
+    if (n == 0 || n >= cap || memchr(s, '%', n))
+        return -EINVAL;
+    memcpy(out, s, n);
+    out[n] = '\0';
+    return 0;
+}
+
+int web_split_path(const char *path, char *ws, char *app, char *label, size_t cap, const char **rest)
+{
+    char *outs[3] = {ws, app, label};
+    const char *p = path;
+    for (int i = 0; i < 3; i++) {
+        if (*p != '/')
+            return -EINVAL;
+        p++;
+        size_t n = strcspn(p, "/");
+        if (copy_seg(p, n, outs[i], cap) < 0)
+            return -EINVAL;
+        p += n;
+    }
+    *rest = p;
+    return 0;
+}
+
+int web_split_host(const char *host, const char *domain, char *ws, char *app_label, size_t cap)
+{
+    size_t hlen = strcspn(host, ":");
+    size_t dlen = strlen(domain);
+    if (host[0] == '[' || dlen == 0 || hlen <= dlen + 1 || host[hlen - dlen - 1] != '.' ||
+        strncasecmp(host + hlen - dlen, domain, dlen))
+        return -ENOENT;
+    size_t llen = hlen - dlen - 1;  /* the first labels, before ".<domain>" */
+    if (memchr(host, '.', llen))
+        return -EINVAL;
+    const char *sep = NULL;
+    for (size_t i = 0; i + 1 < llen; i++)
+        if (host[i] == '-' && host[i + 1] == '-') {
+            sep = host + i;
+            break;
+        }
+    if (!sep)
+        return -EINVAL;
+    size_t wlen = (size_t)(sep - host), alen = llen - wlen - 2;
+    if (copy_seg(host, wlen, ws, cap) < 0 || copy_seg(sep + 2, alen, app_label, cap) < 0)
+        return -EINVAL;
+    for (char *q = ws; *q; q++)
+        *q = (char)tolower((unsigned char)*q);
+    for (char *q = app_label; *q; q++)
+        *q = (char)tolower((unsigned char)*q);
+    return 0;
+}

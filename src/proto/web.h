@@ -1,0 +1,96 @@
+/* Web requests as calls: the wire format between gustd's web listener (src/api/web.c)
+ * and the runner that serves a web endpoint in a container. Defined once here; the
+ * Python runner's copy is sdk/python/gust/_container/proto.py (checked by
+ * scripts/check-proto-py.py).
+ *
+ * A request is the input of a generator call of the endpoint's function:
+ *
+ *   WEB_TAG (WEB_TAG_LEN bytes), then six strings, each a u32 (little endian) length and
+ *   its bytes: method, scheme ("http"/"https"), root path (the URL prefix that named
+ *   the endpoint, "/ws/app/label", or "" for Host routing), path (what follows the
+ *   prefix, still percent-encoded, "/" at least), raw query (without '?'), and the
+ *   client's address; then a u32 count of headers (at most WEB_MAX_HEADERS) and as many
+ *   (name, value) pairs of strings; then the body: every byte after the last header.
+ *
+ * The answer is the call's items (the FRAME_ITEM / ITEM_ACK path, with its window):
+ *
+ *   item 0: the head: u32 status (WEB_STATUS_MIN..WEB_STATUS_MAX), u32 count of headers
+ *           (at most WEB_MAX_HEADERS), that many (name, value) string pairs as above;
+ *           the bytes after it, if any, are the first piece of the body;
+ *   item 1..: body bytes, each sent on to the client as it comes (one chunk per item,
+ *           so server-sent events arrive as they are yielded).
+ *
+ * The call ending after item 0 ends the response; a call that fails before item 0 gets
+ * an error status from gustd (docs/API.md "Web endpoints"). The head's names must be
+ * HTTP tokens and its values free of CR, LF and NUL (no response splitting);
+ * Connection, Keep-Alive, Transfer-Encoding and Content-Length are gustd's to set and
+ * are dropped. */
+#ifndef GUST_PROTO_WEB_H
+#define GUST_PROTO_WEB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/buf.h"
+
+/* A NUL byte starts no pickle and no JSON_TAG'd input but this one. */
+#define WEB_TAG "\0GUSTWEB1\n"
+#define WEB_TAG_LEN 10
+#define WEB_MAX_HEADERS 100
+#define WEB_STATUS_MIN 100
+#define WEB_STATUS_MAX 599
+/* One header line of a response head: name and value together, as the request side
+ * allows (the http parser's 64 KiB head bounds a request's). */
+#define WEB_MAX_HEADER_BYTES (16u * 1024u)
+
+struct web_header {
+    const char *name;
+    size_t name_len;
+    const char *value;
+    size_t value_len;
+};
+
+struct web_request {
+    const char *method, *scheme, *root_path, *path, *query, *client;
+    const struct web_header *headers;
+    size_t nheaders;
+    const void *body;
+    size_t body_len;
+};
+
+/* Appends the envelope of r to b (the input of the call). */
+void web_request_encode(struct buf *b, const struct web_request *r);
+
+/* A decoded response head; names and values point into the item. */
+struct web_head {
+    int status;
+    struct web_header headers[WEB_MAX_HEADERS];
+    size_t nheaders;
+    const unsigned char *body;  /* the first body bytes carried by the head item */
+    size_t body_len;
+};
+
+/* Decodes item 0. Returns 0, or -EBADMSG with a static reason in *why for anything
+ * outside the format above (truncated, counts or lengths past the item or the limits,
+ * a status out of range, a name that is not a token, a value with CR/LF/NUL). */
+int web_head_decode(const void *data, size_t len, struct web_head *out, const char **why);
+
+/* Whether gustd sets this response header itself (hop-by-hop or framing), so a
+ * head's own copy is dropped. */
+bool web_header_reserved(const char *name, size_t len);
+
+/* Splits a path-form request target "/<ws>/<app>/<label>[/rest]" (percent-decoding
+ * nothing: names have no '%'). Returns 0 with the three names copied (NUL-terminated,
+ * each under cap bytes) and *rest pointing at what follows the label in path ("" when
+ * nothing does); -EINVAL when the path has fewer than three non-empty segments or one
+ * is too long. */
+int web_split_path(const char *path, char *ws, char *app, char *label, size_t cap, const char **rest);
+
+/* Splits the first DNS label of a Host value under domain: "<ws>--<app-label>.<domain>"
+ * with an optional ":port". Returns 0 with ws and the rest (app and label still
+ * joined by '-': which '-' splits them is the caller's lookup) lowercased, -ENOENT when
+ * host is not under domain, -EINVAL when its label is malformed. */
+int web_split_host(const char *host, const char *domain, char *ws, char *app_label, size_t cap);
+
+#endif

@@ -1,0 +1,57 @@
+/* Fuzzes web endpoints' parsers of outside input (proto/web.h): the response head a
+ * container's runner sends (item 0), and the splitting of a client's path and Host.
+ * The first input byte picks the parser. Checks: every header and the body lie inside
+ * the input, values hold no CR/LF/NUL, names are non-empty, split names fit and are
+ * NUL-terminated. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto/web.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static int inside(const void *p, size_t n, const uint8_t *data, size_t size)
+{
+    const uint8_t *q = p;
+    return q >= data && q + n <= data + size;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1)
+        return 0;
+    const uint8_t *body = data + 1;
+    size_t len = size - 1;
+    if (data[0] % 2 == 0) {
+        struct web_head h;
+        const char *why;
+        if (web_head_decode(body, len, &h, &why) == 0) {
+            if (h.status < WEB_STATUS_MIN || h.status > WEB_STATUS_MAX || h.nheaders > WEB_MAX_HEADERS ||
+                !inside(h.body, h.body_len, body, len))
+                __builtin_trap();
+            for (size_t i = 0; i < h.nheaders; i++) {
+                const struct web_header *x = &h.headers[i];
+                if (!x->name_len || !inside(x->name, x->name_len, body, len) ||
+                    !inside(x->value, x->value_len, body, len) || memchr(x->value, '\n', x->value_len) ||
+                    memchr(x->value, '\r', x->value_len) || memchr(x->value, '\0', x->value_len))
+                    __builtin_trap();
+            }
+        }
+        return 0;
+    }
+    /* "path\0host": both as a client sends them (NUL-free text). */
+    char *text = malloc(len + 1);
+    memcpy(text, body, len);
+    text[len] = '\0';
+    const char *host = text + strlen(text) + (strlen(text) < len ? 1 : 0);
+    char ws[64], app[64], label[64], al[64];
+    const char *rest;
+    if (web_split_path(text, ws, app, label, sizeof ws, &rest) == 0 &&
+        (!ws[0] || !app[0] || !label[0] || rest < text || rest > text + strlen(text)))
+        __builtin_trap();
+    if (web_split_host(host, "gust.test", ws, al, sizeof ws) == 0 && (!ws[0] || !al[0] || strlen(al) >= sizeof al))
+        __builtin_trap();
+    free(text);
+    return 0;
+}
