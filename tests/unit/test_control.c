@@ -1950,6 +1950,26 @@ static struct fake_ctr *app_ctr(struct env *e, const char *qapp)
     return NULL;
 }
 
+/* Calls app qapp's function and answers the call once its container is up: the
+ * container is then idle. */
+static void call_app_to_idle(struct env *e, const char *qapp)
+{
+    char id[64];
+    submit_app(e, qapp, id);
+    start_and_dispatch(e);
+    fake_answer(&e->fake, app_ctr(e, qapp), "ok", 0);
+    CHECK_EQ_INT(call_state(e, id, NULL), CTL_CALL_SUCCEEDED);
+}
+
+/* Container k (just started) comes up, takes the call id that waited for it, answers. */
+static void serve_waiting_call(struct env *e, struct fake_ctr *k, const char *id)
+{
+    fake_ready_all(&e->fake);
+    run_for(e, 5);
+    fake_answer(&e->fake, k, "ok", 0);
+    CHECK_EQ_INT(call_state(e, id, NULL), CTL_CALL_SUCCEEDED);
+}
+
 static uint64_t fn_evictions(struct env *e, const char *qapp)
 {
     struct ctl_fn *f = ctl_find_fn(e->ctl, qapp, "f");
@@ -2007,35 +2027,39 @@ UNIT_TEST(test_freed_capacity_reaches_other_apps)
     env_free(&e);
 }
 
+/* Workspace "small" (one container) with apps x (x_extra: more members of its
+ * function) and y: x's container idle, y's call (idy) waiting on the quota, blocked on
+ * room (visited when room grows, not by every pass). */
+static struct ctl_fver *wait_on_quota(struct env *e, const char *x_extra, char idy[64])
+{
+    env_init(e, 4000, 8192, 0);
+    add_small_workspace(e);
+    deploy_app_in(e, "small", "x", x_extra);
+    deploy_app_in(e, "small", "y", "");
+    call_app_to_idle(e, "small/x");
+    submit_app(e, "small/y", idy);
+    run_for(e, 5);
+    struct ctl_fver *vy = app_version(e, "small/y");
+    CHECK(!app_ctr(e, "small/y") && strstr(vy->waiting_reason, "containers quota"));
+    CHECK_EQ_INT(vy->sched_blocked, CTL_BLOCKED_ON_ROOM);
+    CHECK(list_empty(&e->ctl->sched_blocked));
+    return vy;
+}
+
 /* A quota frees when keep-alive scales another app's idle container down (quotas do
  * not evict): the waiting function of the other app starts on that container's exit. */
 UNIT_TEST(test_quota_freed_by_scale_down_reaches_other_apps)
 {
     struct env e;
-    env_init(&e, 4000, 8192, 0);
-    add_small_workspace(&e);
-    deploy_app_in(&e, "small", "x", "\"scaling\":{\"scaledown_window\":1}");
-    deploy_app_in(&e, "small", "y", "");
-    char idx[64], idy[64];
-    submit_app(&e, "small/x", idx);
-    start_and_dispatch(&e);
-    fake_answer(&e.fake, app_ctr(&e, "small/x"), "ok", 0);
-    CHECK_EQ_INT(call_state(&e, idx, NULL), CTL_CALL_SUCCEEDED);
-    submit_app(&e, "small/y", idy);
-    run_for(&e, 5);
-    struct ctl_fver *vy = app_version(&e, "small/y");
-    CHECK(!app_ctr(&e, "small/y") && vy->sched_blocked);
-    CHECK(strstr(vy->waiting_reason, "containers quota"));
+    char idy[64];
+    struct ctl_fver *vy = wait_on_quota(&e, "\"scaling\":{\"scaledown_window\":1}", idy);
     /* Past x's 1 s window its keep-alive timer stops the idle container; its exit lets
      * y start. */
     for (int n = 0; n < 20 && !app_ctr(&e, "small/y"); n++)
         run_for(&e, 100);
     CHECK(app_ctr(&e, "small/y"));
     CHECK(!vy->sched_blocked);
-    fake_ready_all(&e.fake);
-    run_for(&e, 5);
-    fake_answer(&e.fake, app_ctr(&e, "small/y"), "ok", 0);
-    CHECK_EQ_INT(call_state(&e, idy, NULL), CTL_CALL_SUCCEEDED);
+    serve_waiting_call(&e, app_ctr(&e, "small/y"), idy);
     env_free(&e);
 }
 
@@ -2050,27 +2074,14 @@ static void keepalive_expire(struct env *e, const char *qapp)
     sched_keepalive_kick(e->ctl, f);
 }
 
-/* A queued call waits on a quota that only a keep-alive stop frees (quotas do not
- * evict). It is blocked on room, so passes leave it alone, until the keep-alive timer
- * of the other app stops its idle container: the exit gives the quota back and the
- * call starts. */
+/* The same under the keep-alive policy (no scaledown_window): passes leave the
+ * waiting call alone until the other app's keep-alive timer stops its idle container;
+ * the exit gives the quota back and the call starts. */
 UNIT_TEST(test_keepalive_stop_frees_quota_for_queued_call)
 {
     struct env e;
-    env_init(&e, 4000, 8192, 0);
-    add_small_workspace(&e);
-    deploy_app_in(&e, "small", "x", "");
-    deploy_app_in(&e, "small", "y", "");
-    char idx[64], idy[64];
-    submit_app(&e, "small/x", idx);
-    start_and_dispatch(&e);
-    fake_answer(&e.fake, app_ctr(&e, "small/x"), "ok", 0);
-    submit_app(&e, "small/y", idy);
-    run_for(&e, 5);
-    struct ctl_fver *vy = app_version(&e, "small/y");
-    CHECK(!app_ctr(&e, "small/y") && strstr(vy->waiting_reason, "containers quota"));
-    CHECK_EQ_INT(vy->sched_blocked, CTL_BLOCKED_ON_ROOM);
-    CHECK(list_empty(&e.ctl->sched_blocked)); /* not visited by every pass */
+    char idy[64];
+    struct ctl_fver *vy = wait_on_quota(&e, "", idy);
     run_for(&e, 1000); /* passes come and go (the tick's): still waiting */
     CHECK(!app_ctr(&e, "small/y") && app_ctr(&e, "small/x"));
     keepalive_expire(&e, "small/x");
@@ -2079,10 +2090,7 @@ UNIT_TEST(test_keepalive_stop_frees_quota_for_queued_call)
     struct fake_ctr *ky = app_ctr(&e, "small/y");
     CHECK(ky);
     CHECK_EQ_INT(vy->sched_blocked, CTL_UNBLOCKED);
-    fake_ready_all(&e.fake);
-    run_for(&e, 5);
-    fake_answer(&e.fake, ky, "ok", 0);
-    CHECK_EQ_INT(call_state(&e, idy, NULL), CTL_CALL_SUCCEEDED);
+    serve_waiting_call(&e, ky, idy);
     env_free(&e);
 }
 
@@ -2094,10 +2102,7 @@ UNIT_TEST(test_keepalive_stop_frees_room_for_min_containers)
     struct env e;
     env_init(&e, 250, 8192, 0); /* one container at a time */
     deploy_app_in(&e, "default", "a", "");
-    char id[64];
-    submit_app(&e, "default/a", id);
-    start_and_dispatch(&e);
-    fake_answer(&e.fake, app_ctr(&e, "default/a"), "ok", 0);
+    call_app_to_idle(&e, "default/a");
     deploy_app_in(&e, "default", "b", "\"scaling\":{\"min_containers\":1}");
     run_for(&e, 5);
     struct ctl_fver *vb = app_version(&e, "default/b");
@@ -2166,10 +2171,7 @@ UNIT_TEST(test_eviction_once_enough_is_idle)
     struct fake_ctr *kc = app_ctr(&e, "default/c");
     CHECK(kc);
     CHECK_EQ_INT(fn_evictions(&e, "default/a") + fn_evictions(&e, "default/b"), 2);
-    fake_ready_all(&e.fake);
-    run_for(&e, 5);
-    fake_answer(&e.fake, kc, "ok", 0);
-    CHECK_EQ_INT(call_state(&e, idc, NULL), CTL_CALL_SUCCEEDED);
+    serve_waiting_call(&e, kc, idc);
     env_free(&e);
 }
 
