@@ -63,6 +63,12 @@ def nap(i):
     return i
 
 
+@app.function()
+@gust.concurrent(max_inputs=10, target_inputs=5)
+def targeted(i):
+    return i
+
+
 @app.function(max_containers=1)
 @gust.concurrent(max_inputs=50)
 async def anap(i):
@@ -147,6 +153,9 @@ def test_concurrent_200_calls_in_at_most_5_containers(shared_gust, mod):
     live = shared_gust.containers("inputs", "nap")
     assert 1 <= fns["nap"]["containers"] <= 5, (fns["nap"], live)
     assert len(live) <= 5, live
+    spec = shared_gust.get_json("/v1/functions/inputs/targeted")["spec"]
+    assert spec["scaling"]["max_inputs"] == 10 and spec["scaling"]["target_inputs"] == 5, spec
+    assert spec["env"]["GUST_MAX_INPUTS"] == "10", spec
 
 
 def test_async_inputs_take_no_thread_each(mod):
