@@ -213,6 +213,7 @@ int cli_build_run(gust_client *c, const char *path, const struct buf *spec, cons
 /* deploy.c */
 int cmd_deploy(const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_run(const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_serve(const struct cli_cmd *cmd, int argc, char **argv);
 void cmd_print_stopped(json_t *j, const char *app, const gust_client *c);
 
 /* calls.c */

@@ -47,8 +47,8 @@ static bool sdk_dir(char *out, size_t cap)
     return snprintf(out, cap, "%s/../sdk/python", exe) < (int)cap;
 }
 
-/* gust deploy FILE.py / gust run FILE.py[::ENTRY]: the SDK does it (verb "deploy" or
- * "run"; verbose: builds show their steps' output). Returns only on failure, with the
+/* gust deploy FILE.py / gust run FILE.py[::ENTRY] / gust serve FILE.py: the SDK does
+ * it (verb "deploy", "run" or "serve"; verbose: builds show their steps' output). Returns only on failure, with the
  * exit code. */
 static int hand_to_python(const char *verb, const char *file, bool verbose, int nextra, char **extra)
 {
@@ -120,6 +120,20 @@ int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
     if (flen < 4 || strncmp(pos[0] + flen - 3, ".py", 3))
         return cli_usage_error(cmd, "want a Python file, FILE.py or FILE.py::ENTRYPOINT, got \"%s\"", pos[0]);
     return hand_to_python("run", pos[0], verbose, argc - nown, argv + nown);
+}
+
+int cmd_serve(const struct cli_cmd *cmd, int argc, char **argv)
+{
+    char *pos[1];
+    bool verbose = false;
+    struct cli_opt opts[] = {{"verbose", 'v', NULL, &verbose}, {0}};
+    int rc;
+    if (!cli_parse_args(cmd, argc, argv, opts, pos, 1, &rc))
+        return rc;
+    size_t plen = strlen(pos[0]);
+    if (plen < 4 || strcmp(pos[0] + plen - 3, ".py"))
+        return cli_usage_error(cmd, "want a Python file, FILE.py, got \"%s\"", pos[0]);
+    return hand_to_python("serve", pos[0], verbose, 0, NULL);
 }
 
 int cmd_deploy(const struct cli_cmd *cmd, int argc, char **argv)

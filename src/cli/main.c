@@ -77,6 +77,15 @@ static const struct cli_cmd CMDS[] = {
      "`gust run FILE.py --help` lists them. gust's own options go before FILE.py.\n"
      "  -v, --verbose       show every line the image build steps print\n",
      .run = cmd_run},
+    {"serve", "serve [-v] FILE.py",
+     "Serves a Python app while you edit it (as `modal serve`): deploys the gust.Apps in\n"
+     "FILE.py as ephemeral copies named APP-dev, prints each web endpoint's URL, shows\n"
+     "what the functions print (as `gust run`), and redeploys when one of the app's\n"
+     "Python sources changes (polled every 0.5 s; only changed chunks are uploaded; new\n"
+     "containers run the new code, requests in flight finish on the old). Ctrl-C or\n"
+     "SIGTERM stops the copies.\n"
+     "  -v, --verbose       show every line the image build steps print\n",
+     .run = cmd_serve},
     {"call", "call APP.FN [-d DATA | -d @FILE | -d @-] [--args | --raw] [--timeout S]",
      "Calls APP.FN and writes its output bytes to stdout. The input is DATA, the\n"
      "contents of FILE, or stdin (when no -d is given and stdin is not a terminal).\n"

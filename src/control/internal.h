@@ -574,8 +574,12 @@ struct ctl_app *ctl_app_get_or_add(struct ctl *c, const char *name, double creat
 struct ctl_fn *ctl_fn_get_or_add(struct ctl_app *a, const char *name, enum ka_policy policy);
 /* Whether any version of fn has calls queued, running or waiting to retry. */
 bool ctl_fn_has_work(const struct ctl_fn *fn);
+/* The inputs per container that the autoscaler sizes for: scaling.target_inputs when
+ * given, else max_inputs (at least 1). Dispatch still fills a container to max_inputs,
+ * so one takes more than its target when no other can start (Modal's burst). */
+uint32_t ctl_inputs_per_ctr(const struct spec_function *f);
 /* The containers fn's work needs: ceil((queued + running + waiting to retry, across
- * its versions) / inputs per container of its latest version). */
+ * its versions) / ctl_inputs_per_ctr of its latest version). */
 uint32_t ctl_fn_level(const struct ctl_fn *fn);
 /* Calls of fn running now, over its versions. */
 size_t ctl_fn_running(const struct ctl_fn *fn);

@@ -101,12 +101,18 @@ struct ctl_fn *ctl_fn_get_or_add(struct ctl_app *a, const char *name, enum ka_po
     return f;
 }
 
+uint32_t ctl_inputs_per_ctr(const struct spec_function *f)
+{
+    uint32_t per = f->target_inputs ? f->target_inputs : f->max_inputs;
+    return per ? per : 1;
+}
+
 uint32_t ctl_fn_level(const struct ctl_fn *fn)
 {
     uint64_t work = 0;
     list_for_each(fv, &fn->versions, struct ctl_fver, link)
         work += fv->queued + fv->running + fv->retry_waiting;
-    uint32_t per = fn->latest && fn->latest->spec.max_inputs ? fn->latest->spec.max_inputs : 1;
+    uint32_t per = fn->latest ? ctl_inputs_per_ctr(&fn->latest->spec) : 1;
     uint64_t n = (work + per - 1) / per;
     return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
 }

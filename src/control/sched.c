@@ -856,7 +856,7 @@ static enum ctl_blocked autoscale(struct ctl *c, struct ctl_fver *fv)
     if (c->shutting_down || fv->fn->app->stopped)
         return CTL_UNBLOCKED;
     uint32_t live = fv->nstarting + fv->nready;
-    uint32_t per = f->max_inputs ? f->max_inputs : 1;
+    uint32_t per = ctl_inputs_per_ctr(f);
     uint32_t demand = (uint32_t)((fv->queued + per - 1) / per);
     int64_t want_new = (int64_t)demand - fv->nstarting;
     if (current) {

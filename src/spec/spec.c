@@ -45,7 +45,7 @@ static const char *const spec_retry_fields[] = {"max_retries", "initial_delay",
                                                 "backoff_coefficient", "max_delay", NULL};
 static const char *const spec_scale_fields[] = {"min_containers", "max_containers",
                                                 "buffer_containers", "scaledown_window",
-                                                "max_inputs", NULL};
+                                                "max_inputs", "target_inputs", NULL};
 
 static bool spec_is_bare(const char *s)
 {
@@ -251,6 +251,8 @@ static const struct spec_num_field spec_scale_nums[] = {
     SPEC_UINT_FIELD("scaledown_window", "an integer number of seconds", 1, 86400, 0,
                     scaledown_window_s),
     SPEC_UINT_FIELD("max_inputs", "an integer", 1, 1000, 1, max_inputs),
+    /* Default 0, below the minimum: not given, the autoscaler sizes for max_inputs. */
+    SPEC_UINT_FIELD("target_inputs", "an integer", 1, 1000, 0, target_inputs),
 };
 
 static double spec_num_load(const struct spec_function *f, const struct spec_num_field *d)
@@ -870,6 +872,12 @@ static int spec_parse_scaling(struct spec_ctx *c, json_t *fobj, struct spec_func
         spec_push_key(c, "min_containers");
         return spec_fail(c, "must be <= max_containers (%u, the default); lower min_containers "
                             "or set max_containers", f->max_containers);
+    }
+    if (f->target_inputs > f->max_inputs) {
+        spec_push_key(c, "target_inputs");
+        return spec_fail(c, "must be <= max_inputs (%u%s), got %u; the autoscaler aims at target_inputs per "
+                            "container, a container takes at most max_inputs",
+                         f->max_inputs, json_object_get(sc, "max_inputs") ? "" : ", the default", f->target_inputs);
     }
     spec_pop(c, saved);
     return 0;

@@ -161,3 +161,9 @@ def test_exit_hook_runs_when_the_app_stops(shared_gust):
     def logs():
         return shared_gust.http("GET", "/v1/functions/lifecycle-demo/Counter/logs").body.decode()
     wait_until(lambda: "container stopping after 3 items: a, b, c" in logs(), 30, msg="the exit hook's output")
+
+
+def test_batched(shared_gust):
+    r = run_example(shared_gust, "batched.py")
+    assert local_out(r) == ("products: " + str([i * 10 for i in range(16)]) + "\nbatched: True\nmap: 2450\n"
+                            "embed: [1, 2, 3]\n"), r

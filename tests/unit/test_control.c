@@ -505,6 +505,35 @@ UNIT_TEST(test_dispatch_and_packing)
     env_free(&e);
 }
 
+/* target_inputs sizes the autoscaler (10 calls at 5 per container: 2 containers) while
+ * a container still takes up to max_inputs: on a worker with room for one container,
+ * that one serves all 10 at once. */
+UNIT_TEST(test_target_inputs)
+{
+    static const char *spec = "\"scaling\":{\"max_containers\":4,\"max_inputs\":10,\"target_inputs\":5},"
+                              "\"resources\":{\"cpu\":100,\"memory\":64}";
+    struct env e;
+    env_init(&e, 4000, 4096, 0);
+    deploy(&e, spec);
+    char id[64];
+    for (int i = 0; i < 10; i++)
+        submit(&e, "x", false, id);
+    run_for(&e, 5);
+    CHECK_EQ_INT(ctl_fn_level(fn(&e)), 2);
+    CHECK_EQ_INT(e.fake.nctrs, 2);
+    env_free(&e);
+
+    env_init(&e, 100, 4096, 0);
+    deploy(&e, spec);
+    for (int i = 0; i < 10; i++)
+        submit(&e, "x", false, id);
+    start_and_dispatch(&e);
+    CHECK_EQ_INT(e.fake.nctrs, 1);
+    CHECK_EQ_INT(inflight(&e.fake.ctrs[0]), 10);
+    CHECK_EQ_INT(fn(&e)->latest->queued, 0);
+    env_free(&e);
+}
+
 UNIT_TEST(test_max_containers_caps_starts)
 {
     struct env e;
@@ -2216,6 +2245,7 @@ int main(void)
     UNIT_RUN(test_requeue_after_restart);
     UNIT_RUN(test_versions_drain);
     UNIT_RUN(test_old_version_freed_after_its_visit);
+    UNIT_RUN(test_target_inputs);
     UNIT_RUN(test_capacity_waiting_reasons);
     UNIT_RUN(test_snapshot_versions);
     UNIT_RUN(test_shutdown_drains);

@@ -613,15 +613,30 @@ UNIT_TEST(test_errors_resources_retries_scaling)
                         "functions[0].scaling.scaledown_window", "~got 0"));
     CHECK(expect_fn_err(",\"scaling\":{\"max_inputs\":1001}", "functions[0].scaling.max_inputs",
                         "~got 1001"));
+    CHECK(expect_fn_err(",\"scaling\":{\"max_inputs\":4,\"target_inputs\":5}",
+                        "functions[0].scaling.target_inputs", "~must be <= max_inputs (4), got 5"));
+    CHECK(expect_fn_err(",\"scaling\":{\"target_inputs\":2}", "functions[0].scaling.target_inputs",
+                        "~must be <= max_inputs (1, the default), got 2"));
+    CHECK(expect_fn_err(",\"scaling\":{\"target_inputs\":0}", "functions[0].scaling.target_inputs",
+                        "~got 0"));
     CHECK(expect_fn_err(",\"scaling\":{\"buffer_containers\":-1}",
                         "functions[0].scaling.buffer_containers", "~got -1"));
     CHECK(expect_fn_err(",\"scaling\":{\"idle\":1}", "functions[0].scaling.idle",
                         "~allowed: min_containers, max_containers, buffer_containers, "
-                        "scaledown_window, max_inputs"));
+                        "scaledown_window, max_inputs, target_inputs"));
     CHECK(expect_fn_err(",\"scaling\":[]", "functions[0].scaling", "~got an array"));
 
     struct spec_app app;
     CHECK_EQ_INT(parse_fn(",\"scaling\":{\"min_containers\":5}", &app), 0);
+    CHECK_EQ_INT(app.functions[0].target_inputs, 0);
+    spec_app_free(&app);
+    CHECK_EQ_INT(parse_fn(",\"scaling\":{\"max_inputs\":10,\"target_inputs\":5}", &app), 0);
+    CHECK_EQ_INT(app.functions[0].target_inputs, 5);
+    {
+        json_t *j = spec_function_to_json(&app.functions[0]);
+        CHECK(j && json_integer_value(json_object_get(json_object_get(j, "scaling"), "target_inputs")) == 5);
+        json_decref(j);
+    }
     spec_app_free(&app);
     CHECK_EQ_INT(parse_fn(",\"retries\":{\"max_retries\":10,\"initial_delay\":0,\"max_delay\":600}",
                           &app), 0);

@@ -4,10 +4,12 @@
 (@app.cls, gust.parameter, enter / exit / method), secrets (Secret), errors
 (gust.exception) and where code runs (is_local, current_input_id,
 current_function_call_id), web endpoints (web_endpoint, fastapi_endpoint, asgi_app,
-wsgi_app, Response; Function.get_web_url). Names and semantics are Modal's: `import gust as modal`."""
+wsgi_app, Response; Function.get_web_url), how containers take inputs (batched,
+concurrent). Names and semantics are Modal's: `import gust as modal`."""
 from . import exception
 from ._output import enable_output
 from ._container.web import Response
+from ._inputs import batched, concurrent
 from ._params import parameter
 from ._runtime import current_function_call_id, current_input_id, is_local
 from .app import (App, Cls, ContainerCrashError, enter, exit, method, Function, FunctionCall, FunctionTimeoutError, GustError,
@@ -21,4 +23,4 @@ __all__ = ["App", "Function", "FunctionCall", "Image", "BuildError", "GustError"
            "FunctionTimeoutError", "OutOfMemoryError", "ContainerCrashError", "InvalidError", "Retries", "Cls",
            "enter", "exit", "method", "Secret", "SecretError", "Error", "exception", "parameter", "is_local",
            "current_input_id", "current_function_call_id", "enable_output", "web_endpoint", "fastapi_endpoint",
-           "asgi_app", "wsgi_app", "Response"]
+           "asgi_app", "wsgi_app", "Response", "batched", "concurrent"]

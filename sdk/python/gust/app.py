@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import (TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Dict, Generic, Iterable, Iterator, List,
                     Literal, Mapping, NoReturn, Optional, Sequence, TextIO, Tuple, TypeVar, Union, overload)
 
-from . import _mount, _net, _output, _params, _sources, _web
+from . import _inputs, _mount, _net, _output, _params, _sources, _web
 from ._container.proto import EXC_TAG
 from ._container.sources import APP_DIR, FILES_DIR
 from .exception import ERRORS_BY_CODE as _ERRORS_BY_CODE
@@ -428,7 +428,8 @@ def _resources(o: Mapping[str, Any]) -> Dict[str, Any]:
     return res
 
 
-_SCALING = ("min_containers", "max_containers", "buffer_containers", "scaledown_window", "max_inputs")
+_SCALING = ("min_containers", "max_containers", "buffer_containers", "scaledown_window", "max_inputs",
+            "target_inputs")
 
 
 class Function(Generic[P, R]):
@@ -537,9 +538,9 @@ class Function(Generic[P, R]):
         return _Variant.of(self, o, None)
 
     def with_concurrency(self, *, max_inputs: int, target_inputs: Optional[int] = None) -> Function[P, R]:
-        """with_options for the inputs a container serves at once (Gust's max_inputs);
-        target_inputs is accepted for Modal's sake, Gust fills containers to max_inputs."""
-        return _Variant.of(self, {"max_inputs": int(max_inputs)}, None)
+        """with_options for the inputs a container serves at once, as @gust.concurrent
+        says them: up to max_inputs, the autoscaler aiming at target_inputs each."""
+        return _Variant.of(self, _concurrency_options(max_inputs, target_inputs), None)
 
     @_aio("iter")
     def remote_gen(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
@@ -669,8 +670,14 @@ class Function(Generic[P, R]):
         if res:
             f["resources"] = res
         sc = {k: o[k] for k in _SCALING if o.get(k) is not None}
-        if o.get("max_inputs"):
-            f["env"]["GUST_MAX_INPUTS"] = str(int(o["max_inputs"]))
+        # @gust.concurrent / @gust.batched win over max_inputs= (Modal's
+        # allow_concurrent_inputs gives way to @concurrent alike).
+        marks = _inputs.scaling_of(self.raw_f)
+        if marks:
+            sc.pop("target_inputs", None)
+            sc.update(marks)
+        if sc.get("max_inputs"):
+            f["env"]["GUST_MAX_INPUTS"] = str(int(sc["max_inputs"]))
         if sc:
             f["scaling"] = sc
         if o.get("timeout") is not None:
@@ -685,6 +692,15 @@ class Function(Generic[P, R]):
         elif o.get("retries") is not None:
             f["retries"] = int(o["retries"])
         return f
+
+
+def _concurrency_options(max_inputs: int, target_inputs: Optional[int]) -> Dict[str, Any]:
+    """with_concurrency's options, checked as @gust.concurrent checks them."""
+    _inputs.concurrent(max_inputs=max_inputs, target_inputs=target_inputs)
+    o: Dict[str, Any] = {"max_inputs": max_inputs}
+    if target_inputs is not None:
+        o["target_inputs"] = target_inputs
+    return o
 
 
 # In a variant's spec: "<base name>@<base version>", the version of the base it was
@@ -754,6 +770,8 @@ def _derive_spec(spec: Dict[str, Any], name: str, o: Mapping[str, Any], secret_n
     res, sc = f.setdefault("resources", {}), f.setdefault("scaling", {})
     env = f.setdefault("env", {})
     res.update(_resources(o))
+    if o.get("max_inputs") is not None and o.get("target_inputs") is None:
+        sc.pop("target_inputs", None)  # the base's target belongs to its max_inputs
     sc.update({k: int(o[k]) for k in _SCALING if o.get(k) is not None})
     if o.get("max_inputs"):
         env["GUST_MAX_INPUTS"] = str(int(o["max_inputs"]))
@@ -983,7 +1001,7 @@ class Cls:
         return Cls(self._fn, self._user_cls, dict(self._options, **o))
 
     def with_concurrency(self, *, max_inputs: int, target_inputs: Optional[int] = None) -> Cls:
-        return Cls(self._fn, self._user_cls, dict(self._options, max_inputs=int(max_inputs)))
+        return Cls(self._fn, self._user_cls, dict(self._options, **_concurrency_options(max_inputs, target_inputs)))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         obj = self
@@ -1113,6 +1131,7 @@ class App:
                        max_inputs=max_inputs, secrets=secrets, snapshot=bool(snapshot))
 
         def wrap(f: Callable[P, R]) -> Function[P, R]:
+            _inputs.scaling_of(f)  # a misuse of @batched / @concurrent is refused here, as in Modal
             fn = Function(self, f, options)
             self.registered_functions[fn.name] = fn
             return fn
@@ -1123,6 +1142,10 @@ class App:
         per container, @gust.method()s serve inputs. Same knobs as function().
         (Type checkers see the class itself, as with Modal; at run time it is a Cls.)"""
         def wrap(user_cls: C) -> C:
+            for n in dir(user_cls):
+                if getattr(getattr(user_cls, n, None), "_gust_concurrent", None) and n != "__call__":
+                    raise InvalidError("The `@gust.concurrent` decorator cannot be used on methods; decorate the "
+                                       "class instead.")
             sch = _params.schema(user_cls)
             opts = dict(options)
             if sch:  # for Cls.from_name clients, which lack the class

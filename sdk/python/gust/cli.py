@@ -14,7 +14,11 @@
                                                 entrypoint and one function runs that one.
                                                 ARGS are its parameters as options, as with
                                                 `modal run`: --name VALUE, --flag/--no-flag
-  -v (both): image builds show every line their steps print, not just the steps"""
+  python3 -m gust.cli serve FILE.py            deploys FILE's apps as ephemeral copies
+                                                (APP-dev), prints the web endpoints' URLs,
+                                                redeploys when a source changes, stops the
+                                                copies on Ctrl-C or SIGTERM (gust._serve)
+  -v (all): image builds show every line their steps print, not just the steps"""
 import asyncio
 import functools
 import importlib.util
@@ -23,6 +27,7 @@ import json
 import os
 import sys
 
+from . import _serve
 from ._output import RemoteOutput
 from .app import App, Cls, GustError, _is_generator_function
 from .image import BuildError
@@ -186,10 +191,12 @@ def main(argv):
     as_json = "--json" in argv
     verbose = "-v" in argv or "--verbose" in argv
     args = [a for a in argv if a not in ("--json", "-v", "--verbose")]
-    if len(args) != 2 or args[0] not in ("deploy", "run") or (entry_argv and args[0] != "run"):
-        print("usage: python3 -m gust.cli deploy FILE.py [--json] [-v] | run FILE.py[::ENTRY] [-v] [-- ARGS...]",
-              file=sys.stderr)
+    if len(args) != 2 or args[0] not in ("deploy", "run", "serve") or (entry_argv and args[0] != "run"):
+        print("usage: python3 -m gust.cli deploy FILE.py [--json] [-v] | run FILE.py[::ENTRY] [-v] [-- ARGS...] | "
+              "serve FILE.py [-v]", file=sys.stderr)
         return 2
+    if args[0] == "serve":
+        return _serve.serve(args[1], load_module, verbose)
     target, _, entry = args[1].partition("::")
     try:
         mod = load_module(target)

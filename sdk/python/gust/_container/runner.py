@@ -10,12 +10,14 @@ A generator function's input answers with one ITEM frame per yielded value, then
 empty OUTPUT, and waits while a window of its items is unacknowledged (FRAME_ITEM_WINDOW:
 gustd acknowledges what the consumer took). `async def` functions (and async
 generators) run on one asyncio event loop per container, in a thread of its own, so
-several inputs of a container with max_inputs > 1 await concurrently."""
+several inputs of a container with max_inputs > 1 await concurrently; they take no
+thread each. A batched function's inputs go to a .batch.Batcher instead."""
 import asyncio
 import base64
 import concurrent.futures
 import contextvars
 import copy
+import functools
 import importlib
 import importlib.util
 import inspect
@@ -30,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from .. import _params, _runtime
 from . import web
+from .batch import Batcher
 from .jsonargs import decode_input
 from .proto import (EXC_TAG, FRAME_CHILD_FD, FRAME_ERR_USER, FRAME_ERROR, FRAME_F_MORE, FRAME_INPUT, FRAME_INPUT_CALL,
                     FRAME_INPUT_LOG, FRAME_ITEM, FRAME_ITEM_ACK, FRAME_ITEM_ACK_SIZE, FRAME_ITEM_WINDOW, FRAME_MAX_BODY,
@@ -213,9 +216,10 @@ def main():
             fn.enter_post()
     sys.stdout = _InputStream(sys.stdout, 1, sock)
     sys.stderr = _InputStream(sys.stderr, 2, sock)
-    # max_inputs > 1: that many inputs at once, each on a thread of its own.
+    batcher = make_batcher(sock, fn)
+    # max_inputs > 1: that many inputs at once, sync ones each on a thread of its own.
     workers = int(os.environ.get("GUST_MAX_INPUTS", "1") or "1")
-    pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
+    pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 and batcher is None else None
     stop_on_signals(sock)
     send(sock, FRAME_READY, 0, b"")
     pending = {}
@@ -239,16 +243,79 @@ def main():
         if flags & FRAME_F_MORE:
             continue
         payload = b"".join(pending.pop(fid))
-        if pool:
+        if batcher is not None:
+            batcher.put(fid, _CALL_IDS.pop(fid, None), payload)
+        elif pool and not is_async_input(fn, payload):
             pool.submit(serve, sock, fn, fid, payload)
         else:
             serve(sock, fn, fid, payload)
+    if batcher is not None:
+        batcher.close()  # serve the inputs it holds
     if pool:
         pool.shutdown(wait=True)  # finish the inputs in flight
     _streams.shutdown(wait=True)
     concurrent.futures.wait(list(_async_inputs))
     run_exit_hooks(getattr(fn, "instance", None))
     return 0
+
+
+def is_async_input(fn, payload):
+    """Whether fn serves this input as a coroutine (an async function, method or web
+    handler; an ASGI app): serve() only starts it on the event loop, so it runs on the
+    receiving thread and takes no thread of the pool. A sync handler may block, so it
+    gets a thread."""
+    if web.is_request(payload):
+        cfg = getattr(fn, "_gust_web", None) or {}
+        return cfg.get("kind") == "asgi" or bool(cfg.get("fastapi"))
+    target = fn
+    inst = getattr(fn, "instance", None)
+    if inst is not None:  # a class: the input names its method first
+        if not _has_async_methods(type(inst)):
+            return False
+        try:
+            name = decode_input(payload)[0][0]
+        except Exception:  # a malformed input: serve() answers it, on a thread as any
+            return False
+        target = getattr(type(inst), name, None) if isinstance(name, str) else None
+    return inspect.iscoroutinefunction(target) or inspect.isasyncgenfunction(target)
+
+
+@functools.lru_cache(maxsize=None)
+def _has_async_methods(user_cls):
+    """Whether a class has async methods (else its inputs need no decoding to tell)."""
+    return any(inspect.iscoroutinefunction(m) or inspect.isasyncgenfunction(m)
+               for m in (getattr(user_cls, n, None) for n in dir(user_cls)) if getattr(m, "_gust_method", False))
+
+
+def make_batcher(sock, fn):
+    """A Batcher for a @gust.batched function (or class method), else None."""
+    inst = getattr(fn, "instance", None)
+    if inst is not None:
+        marked = [n for n in dir(type(inst)) if getattr(getattr(type(inst), n, None), "_gust_batched", None)]
+        if not marked:
+            return None
+        method, target = marked[0], getattr(inst, marked[0])
+        cfg = getattr(type(inst), method)._gust_batched
+    else:
+        cfg = getattr(fn, "_gust_batched", None)
+        if cfg is None:
+            return None
+        method, target = None, fn
+
+    def answer(fid, ok, value, encode):
+        try:
+            ftype, body = (FRAME_OUTPUT, encode(value)) if ok else (FRAME_ERROR, _error_body(value))
+        except Exception as exc:  # this element cannot be sent in the input's form
+            ftype, body = FRAME_ERROR, _error_body(exc)
+        _end_output(fid)
+        send(sock, ftype, fid, body)
+
+    def stream(fid, call_id, gen):
+        _streams.submit(_stream, sock, fid, call_id, gen, bytes)
+
+    def run_coro(coro):
+        return asyncio.run_coroutine_threadsafe(coro, _event_loop().loop).result()
+    return Batcher(target, cfg["max_batch_size"], cfg["wait_ms"], method, answer, stream, run_coro)
 
 
 def stop_on_signals(sock):

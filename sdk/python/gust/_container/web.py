@@ -98,7 +98,7 @@ def _chunk(x):
     return x if isinstance(x, bytes) else str(x).encode("utf-8")
 
 
-def _json_error(status, code, message):
+def json_error(status, code, message):
     body = json.dumps({"error": {"code": code, "message": message}}).encode()
     return encode_head(status, [("Content-Type", "application/json")], body)
 
@@ -119,8 +119,15 @@ def _coerce(value, annotation):
     return value
 
 
-def _kwargs(fn, req):
-    """The handler's keyword arguments: the query's (GET, HEAD, DELETE) or the JSON body's."""
+def _element_type(annotation):
+    """list[int] -> int: a batched handler's parameters are lists of what one request gives."""
+    args = getattr(annotation, "__args__", None)
+    return args[0] if getattr(annotation, "__origin__", None) is list and args else inspect.Parameter.empty
+
+
+def request_kwargs(fn, req, batched=False):
+    """The handler's keyword arguments: the query's (GET, HEAD, DELETE) or the JSON body's.
+    batched: fn takes a list per parameter (@gust.batched), a request gives one element."""
     sig = inspect.signature(fn)
     if req.method in ("GET", "HEAD", "DELETE") or not req.body:
         q = urllib.parse.parse_qs(req.query, keep_blank_values=True)
@@ -128,6 +135,8 @@ def _kwargs(fn, req):
         for k, vs in q.items():
             p = sig.parameters.get(k)
             ann = p.annotation if p is not None else inspect.Parameter.empty
+            if batched:
+                ann = _element_type(ann)
             vals = [_coerce(v, ann) for v in vs]
             kwargs[k] = vals if len(vals) > 1 or getattr(ann, "__origin__", None) is list else vals[0]
     else:
@@ -144,7 +153,7 @@ def _kwargs(fn, req):
     return kwargs
 
 
-def _result_items(result):
+def result_items(result):
     """Items of a handler's result: a Response, a generator (streamed), or JSON."""
     if isinstance(result, Response):
         headers = list(result.headers.items())
@@ -171,14 +180,14 @@ def _result_items(result):
 
 def _function_items(fn, req):
     try:
-        kwargs = _kwargs(fn, req)
+        kwargs = request_kwargs(fn, req)
     except BadRequest as e:
-        yield _json_error(e.status, "invalid_argument", str(e))
+        yield json_error(e.status, "invalid_argument", str(e))
         return
     result = fn(**kwargs)
     if inspect.iscoroutine(result):
         result = asyncio.run(result)
-    yield from _result_items(result)
+    yield from result_items(result)
 
 
 # ---------------------------------------------------------------- WSGI
