@@ -267,6 +267,41 @@ UNIT_TEST(test_sim_tiny_trace)
     rm_rf(dir);
 }
 
+/* A trace's calls are served as they came: a burst of 30 five-minute calls in one
+ * minute runs on 30 containers at once, not 10 (the spec's default max_containers,
+ * under which 20 of them queued behind the first ten). */
+UNIT_TEST(test_sim_functions_uncapped)
+{
+    char dir[] = "/tmp/gust-simtest-XXXXXX";
+    CHECK(mkdtemp(dir));
+    char path[256];
+    const char *inv = "HashFunction,HashApp,HashOwner,minute_1,minute_2\nf1,a1,o,30,0\n";
+    snprintf(path, sizeof path, "%s/t_inv.csv", dir);
+    CHECK_EQ_INT(file_write_atomic(path, inv, strlen(inv), 0644), 0);
+    const char *run = "HashFunction,HashApp,HashOwner,Count,Average,Minimum,Maximum,p0,p1,p25,p50,p75,p99,p100\n"
+                      "f1,a1,o,30,300000,300000,300000,300000,300000,300000,300000,300000,300000,300000\n";
+    snprintf(path, sizeof path, "%s/t_run.csv", dir);
+    CHECK_EQ_INT(file_write_atomic(path, run, strlen(run), 0644), 0);
+    const char *mem = "HashApp,HashOwner,SampleCount,AverageAllocatedMb,a,b,c,d,e,f,g,h\na1,o,1,128,1,2,3,4,5,6,7,8\n";
+    snprintf(path, sizeof path, "%s/t_mem.csv", dir);
+    CHECK_EQ_INT(file_write_atomic(path, mem, strlen(mem), 0644), 0);
+    struct trace t;
+    struct gerr err;
+    CHECK_EQ_INT(trace_load(dir, NULL, &t, &err), 0);
+    struct sim_config cfg;
+    sim_config_default(&cfg);
+    cfg.trace = &t;
+    cfg.even_arrivals = true;
+    struct sim_result r;
+    CHECK_EQ_INT(sim_run(&cfg, "default", &r, &err), 0);
+    CHECK_EQ_INT(r.calls, 30);
+    CHECK_EQ_INT(r.succeeded, 30);
+    CHECK_EQ_INT(r.cold_inputs, 30);
+    CHECK_EQ_INT(r.peak_containers, 30);
+    trace_free(&t);
+    rm_rf(dir);
+}
+
 int main(void)
 {
     UNIT_RUN(test_trace_good);
@@ -274,5 +309,6 @@ int main(void)
     UNIT_RUN(test_trace_bounds);
     UNIT_RUN(test_trace_replicate);
     UNIT_RUN(test_sim_tiny_trace);
+    UNIT_RUN(test_sim_functions_uncapped);
     UNIT_MAIN_END();
 }
