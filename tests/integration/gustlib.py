@@ -357,6 +357,14 @@ class Gust:
                 raise AssertionError(f"gustd not healthy within {timeout} s:\n{self.stderr_tail()}")
             time.sleep(0.05)
 
+    def use_for_sdk(self):
+        """Points SDK calls made in this process at this daemon's token ($GUST_TOKEN).
+        Module-scoped fixtures need it: they are set up before the function-scoped
+        conftest fixture that does this for each test, while $GUST_TOKEN may still hold
+        the token of a daemon an earlier test module started."""
+        os.environ["GUST_TOKEN"] = self.admin_token
+        return self
+
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 

@@ -79,6 +79,7 @@ async def anap(i):
 
 @pytest.fixture(scope="module")
 def mod(shared_gust, tmp_path_factory):
+    shared_gust.use_for_sdk()
     m = sdk_module(tmp_path_factory.mktemp("inputs"), "inputsmod", MODULE)
     m.app.addr = shared_gust.addr
     m.app.deploy(progress=io.StringIO())

@@ -63,7 +63,7 @@ def jbody(data):
 
 @pytest.fixture(scope="module")
 def hello(shared_gust):
-    return deploy(shared_gust, load_example("web_hello.py"))
+    return deploy(shared_gust.use_for_sdk(), load_example("web_hello.py"))
 
 
 def test_stdlib_endpoint_with_curl_and_http_client(shared_gust, hello):
