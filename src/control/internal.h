@@ -345,6 +345,7 @@ struct ctl_ctr {
     uint64_t busy_since_ns;     /* 0 when idle */
     uint64_t busy_ns;
     uint64_t inputs_done;
+    uint64_t inputs_taken;    /* inputs sent to it: it takes no more at the spec's lifetime_inputs */
     double flushed_busy_s;      /* busy time and inputs as sched_flush_usage last wrote them */
     uint64_t flushed_inputs;
     uint32_t cpu_millicores, memory_mib;

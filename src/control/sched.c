@@ -326,6 +326,14 @@ static void idle_adjust(struct ctl_ctr *k, bool was_idle)
     evict_update(k->fv);
 }
 
+/* Whether k took as many inputs as its function's lifetime_inputs allows (Modal's
+ * function max_inputs): it takes no more, and stops once they are done. */
+static bool ctr_spent(const struct ctl_ctr *k)
+{
+    uint32_t n = k->fv->spec.lifetime_inputs;
+    return n && k->inputs_taken >= n;
+}
+
 static struct ctl_slot *slot_find(struct ctl_ctr *k, uint64_t input_id)
 {
     for (uint32_t i = 0; i < k->nslots; i++)
@@ -691,7 +699,8 @@ static void dispatch(struct ctl *c, struct ctl_fver *fv)
          * others idle so they can scale down. */
         struct ctl_ctr *best = NULL;
         list_for_each(k, &fv->ctrs, struct ctl_ctr, link)
-            if (k->state == CTR_READY && k->inflight < k->nslots && (!best || k->inflight > best->inflight))
+            if (k->state == CTR_READY && k->inflight < k->nslots && !ctr_spent(k) &&
+                (!best || k->inflight > best->inflight))
                 best = k;
         if (!best)
             return;
@@ -704,6 +713,7 @@ static void dispatch(struct ctl *c, struct ctl_fver *fv)
         busy_begin(c, best);
         bool was_idle = ctr_idle(best);
         best->inflight++;
+        best->inputs_taken++;
         idle_adjust(best, was_idle);
         if (fv->spec.timeout_s)
             call->timeout_timer = ev_timer_add(c->loop, (uint64_t)fv->spec.timeout_s * 1000, sched_call_timeout, call);
@@ -1155,6 +1165,10 @@ static struct ctl_call *input_returned(struct ctl *c, const char *ctr_id, uint64
         return NULL;
     busy_end(c, k);
     idle_adjust(k, false); /* it had the input in flight */
+    if (ctr_spent(k) && !k->inflight && k->state == CTR_READY) {
+        log_debug("sched", "%s served its %u inputs; replacing it", k->id, k->fv->spec.lifetime_inputs);
+        stop_container(c, k, false);
+    }
     ctl_sched_mark(k->fv);
     sched_kick(c);
     return call;

@@ -45,7 +45,7 @@ static const char *const spec_retry_fields[] = {"max_retries", "initial_delay",
                                                 "backoff_coefficient", "max_delay", NULL};
 static const char *const spec_scale_fields[] = {"min_containers", "max_containers",
                                                 "buffer_containers", "scaledown_window",
-                                                "max_inputs", "target_inputs", NULL};
+                                                "max_inputs", "target_inputs", "lifetime_inputs", NULL};
 
 static bool spec_is_bare(const char *s)
 {
@@ -253,6 +253,10 @@ static const struct spec_num_field spec_scale_nums[] = {
     SPEC_UINT_FIELD("max_inputs", "an integer", 1, 1000, 1, max_inputs),
     /* Default 0, below the minimum: not given, the autoscaler sizes for max_inputs. */
     SPEC_UINT_FIELD("target_inputs", "an integer", 1, 1000, 0, target_inputs),
+    /* Modal's function max_inputs: the inputs a container takes before it is replaced
+     * (1: single-use containers). Default 0, below the minimum: no limit (left out of
+     * the normalised JSON). The bound is only against nonsense; any count works. */
+    SPEC_UINT_FIELD("lifetime_inputs", "an integer", 1, 1000000000, 0, lifetime_inputs),
 };
 
 static double spec_num_load(const struct spec_function *f, const struct spec_num_field *d)

@@ -94,6 +94,7 @@ struct spec_function {
     double initial_delay_s, backoff_coefficient, max_delay_s;
     uint32_t min_containers, max_containers, buffer_containers, max_inputs;
     uint32_t target_inputs;      /* 0: not given; else 1..max_inputs, inputs per container the autoscaler aims at */
+    uint32_t lifetime_inputs;    /* 0: no limit; else the inputs a container takes before it is replaced */
     uint32_t scaledown_window_s; /* 0: not given (the keep-alive policy decides) */
     uint32_t pids_max;          /* resources.pids (default 1024) */
     uint32_t open_files;        /* resources.open_files; 0 = the worker's default (65536 or its own limit) */

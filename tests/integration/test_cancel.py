@@ -26,7 +26,8 @@ _seen = []
 _ME = os.urandom(8).hex()  # this container's process (pids repeat: each has its own pid namespace)
 
 
-@app.function(image=IMAGE, max_inputs=4, max_containers=1, timeout=120)
+@app.function(image=IMAGE, max_containers=1, timeout=120)
+@gust.concurrent(max_inputs=4)
 def spin(tag):
     if tag == "report":
         return list(_seen), _ME
@@ -38,7 +39,8 @@ def spin(tag):
         raise
 
 
-@app.function(image=IMAGE, max_inputs=4, max_containers=1, timeout=120)
+@app.function(image=IMAGE, max_containers=1, timeout=120)
+@gust.concurrent(max_inputs=4)
 async def nap(tag):
     if tag == "report":
         return list(_seen), _ME
@@ -49,7 +51,8 @@ async def nap(tag):
         raise
 
 
-@app.function(image=IMAGE, max_inputs=4, max_containers=1, timeout=120)
+@app.function(image=IMAGE, max_containers=1, timeout=120)
+@gust.concurrent(max_inputs=4)
 def flood(tag):
     if tag == "report":
         yield list(_seen), _ME

@@ -694,6 +694,37 @@ UNIT_TEST(test_cancel)
     env_free(&e);
 }
 
+/* lifetime_inputs (Modal's function max_inputs): a container takes that many inputs,
+ * takes no more (a fresh one serves the next), and stops once they are done. */
+UNIT_TEST(test_lifetime_inputs_replace_containers)
+{
+    struct env e;
+    env_init(&e, 4000, 4096, 0);
+    deploy(&e, "\"scaling\":{\"max_containers\":2,\"max_inputs\":2,\"lifetime_inputs\":2},"
+               "\"resources\":{\"cpu\":100,\"memory\":64}");
+    char a[64], b[64], c[64];
+    submit(&e, "a", false, a);
+    start_and_dispatch(&e);
+    struct fake_ctr *first = &e.fake.ctrs[0];
+    CHECK_EQ_INT(inflight(first), 1);
+    submit(&e, "b", false, b);
+    run_for(&e, 5);
+    CHECK_EQ_INT(inflight(first), 2); /* its second and last input */
+    submit(&e, "c", false, c);
+    start_and_dispatch(&e);
+    CHECK_EQ_INT(e.fake.nctrs, 2); /* it had room left, but no inputs: c went to a new one */
+    CHECK_EQ_INT(inflight(&e.fake.ctrs[1]), 1);
+    fake_answer(&e.fake, first, "ok", 0);
+    run_for(&e, 5);
+    CHECK(!first->stop_asked); /* one input still runs */
+    fake_answer(&e.fake, first, "ok", 0);
+    CHECK(first->stop_asked);
+    CHECK_EQ_INT(call_state(&e, a, NULL), CTL_CALL_SUCCEEDED);
+    CHECK_EQ_INT(call_state(&e, b, NULL), CTL_CALL_SUCCEEDED);
+    run_for(&e, 5);
+    env_free(&e);
+}
+
 /* A container that crashes with an input fails that input; one that is stopped (kind 0)
  * puts it back at the front of the queue without counting the attempt. */
 UNIT_TEST(test_container_exit_with_inputs)
@@ -2257,6 +2288,7 @@ int main(void)
     UNIT_RUN(test_retries_with_backoff);
     UNIT_RUN(test_timeout);
     UNIT_RUN(test_cancel);
+    UNIT_RUN(test_lifetime_inputs_replace_containers);
     UNIT_RUN(test_container_exit_with_inputs);
     UNIT_RUN(test_start_failures_fail_a_call);
     UNIT_RUN(test_requeue_after_restart);
