@@ -220,6 +220,7 @@ def main():
     sys.stdout = _InputStream(sys.stdout, 1, sock)
     sys.stderr = _InputStream(sys.stderr, 2, sock)
     batcher = make_batcher(sock, fn)
+    web.prepare(fn, _run_on_loop)
     # max_inputs > 1: that many inputs at once, sync ones each on a thread of its own.
     workers = int(os.environ.get("GUST_MAX_INPUTS", "1") or "1")
     pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 and batcher is None else None
@@ -262,6 +263,7 @@ def main():
         pool.shutdown(wait=True)  # finish the inputs in flight
     _streams.shutdown(wait=True)
     concurrent.futures.wait(list(_async_inputs))
+    web.finish(_run_on_loop)
     run_exit_hooks(getattr(fn, "instance", None))
     return 0
 
@@ -352,7 +354,12 @@ def run_hook(hook, inst):
     if os.environ.get("GUST_SNAPSHOT") == "template":
         asyncio.run(result)
     else:
-        asyncio.run_coroutine_threadsafe(result, _event_loop().loop).result()
+        _run_on_loop(result)
+
+
+def _run_on_loop(coro):
+    """Runs coro on the container's event loop and returns its result (or raises)."""
+    return asyncio.run_coroutine_threadsafe(coro, _event_loop().loop).result()
 
 
 def run_exit_hooks(inst):

@@ -10,9 +10,11 @@ Kinds (the _gust_web dict the decorators in gust.web put on the function):
   JSON object of the body (other methods) are its keyword arguments, its return value
   the JSON response (or a gust.Response; a generator result streams). With "fastapi"
   set, FastAPI does this instead (fastapi_endpoint), served as an ASGI app.
-- "asgi" / "wsgi": the function returns an app, made once per container; each request
-  is served to it directly (an ASGI http scope with receive/send, a WSGI environ with
-  start_response), without an HTTP server in between."""
+- "asgi" / "wsgi": the function returns an app, made once per container as it starts
+  (prepare(), before it takes requests; an ASGI app's lifespan startup runs then, its
+  shutdown when the container stops: .lifespan); each request is served to it directly
+  (an ASGI http scope with receive/send, a WSGI environ with start_response), without
+  an HTTP server in between."""
 import asyncio
 import inspect
 import io
@@ -22,6 +24,7 @@ import sys
 import traceback
 import urllib.parse
 
+from .lifespan import Lifespan
 from .proto import WEB_TAG, WEB_TAG_LEN
 
 _U32 = struct.Struct("<I")
@@ -255,7 +258,8 @@ async def _asgi_items(app, req):
         "method": req.method, "scheme": req.scheme, "root_path": req.root_path,
         "path": urllib.parse.unquote(req.path), "raw_path": req.path.encode("latin-1"),
         "query_string": req.query.encode("latin-1"),
-        "headers": [(k.lower(), v) for k, v in req.headers], "client": None, "server": None, "state": {},
+        "headers": [(k.lower(), v) for k, v in req.headers], "client": None, "server": None,
+        "state": dict(_lifespans[id(app)].state) if id(app) in _lifespans else {},
     }
     out = asyncio.Queue()
     done = asyncio.Event()
@@ -307,6 +311,31 @@ async def _asgi_items(app, req):
 # ---------------------------------------------------------------- dispatch
 
 _apps = {}  # id(function) -> the app it returned (one per container)
+_lifespans = {}  # id(app) -> its Lifespan, once started
+
+
+def prepare(fn, run_coro):
+    """At container start, before it takes requests: makes fn's app if fn is an ASGI or
+    WSGI endpoint and runs an ASGI app's lifespan startup on the container's event loop
+    (run_coro runs a coroutine there and returns its result). Raises what the app's
+    making or startup raised: the container fails to start."""
+    cfg = getattr(fn, "_gust_web", None)
+    if cfg is None or not (cfg.get("kind") in ("asgi", "wsgi") or cfg.get("fastapi")):
+        return
+    app = _app_of(fn, cfg)
+    if cfg.get("kind") == "wsgi":
+        return
+    ls = Lifespan(app)
+    run_coro(ls.startup())
+    if ls.supported:
+        _lifespans[id(app)] = ls
+
+
+def finish(run_coro):
+    """As the container stops: the ASGI apps' lifespan shutdown."""
+    for ls in list(_lifespans.values()):
+        run_coro(ls.shutdown())
+    _lifespans.clear()
 
 
 def _app_of(fn, cfg):
