@@ -248,7 +248,10 @@ def test_proxy_streams_pieces_as_the_server_writes_them():
     gen = ws.handle(None, cweb.Request(envelope(path="/events")), pool=ws.Pool(srv.port, 1))
     st, h, first = decode_head(next(gen))
     assert st == 200 and dict(h)["Content-Type"] == "text/event-stream"
-    events = [first] if first else []
+    events = []
+    if first:  # tick 0 came with the head
+        events.append(first)
+        took.release()
     for item in gen:
         events.append(item)
         took.release()
@@ -325,3 +328,174 @@ def test_decorator_validation():
     from gust import _web
     assert _web.spec_of(f) == {"kind": "web_server", "method": "*", "public": False, "docs": False,
                                "label": "srv", "port": 8000, "startup_timeout": 2.0}
+
+
+# ---------------------------------------------------------------- through gustd
+
+from test_web import deploy, jbody, load_example, request  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def example(shared_gust):
+    return deploy(shared_gust.use_for_sdk(), load_example("web_server.py"))
+
+
+def test_example_file_server_with_curl_and_http_client(shared_gust, example):
+    g = shared_gust
+    url = example.files.get_web_url()
+    assert url == f"http://127.0.0.1:{g.web_port}/default/web-server/files", url
+    ls = g.cli("ls")
+    assert ls.rc == 0 and url in ls.out, ls
+    fns = {f["name"]: f for f in g.get_json("/v1/functions")["functions"] if f["app"] == "web-server"}
+    web = fns["files"]["spec"]["web"]
+    assert web["kind"] == "web_server" and web["port"] == 8000 and web["startup_timeout"] == 10.0, web
+    out = subprocess.run(["curl", "-sS", "-i", "-H", f"Authorization: Bearer {g.admin_token}", url + "/hello.txt"],
+                         capture_output=True, timeout=120)
+    head, _, body = out.stdout.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and body == b"hello from a web server\n", out
+    assert b"Server: SimpleHTTP" in head, head  # http.server's own header, passed through
+    # The upstream's 404 as it is, keep-alive on the client's side.
+    c = http.client.HTTPConnection("127.0.0.1", g.web_port, timeout=120)
+    auth = {"Authorization": f"Bearer {g.admin_token}"}
+    for path, status in (("/nope.txt", 404), ("/index.html", 200), ("/", 200), ("/hello.txt?x=1", 200)):
+        c.request("GET", "/default/web-server/files" + path, headers=auth)
+        r = c.getresponse()
+        data = r.read()
+        assert r.status == status, (path, r.status, data)
+        if path in ("/index.html", "/"):
+            assert data == b"<h1>files</h1>\n" and r.getheader("Content-Type") == "text/html", r.getheaders()
+    c.close()
+    # Many at once (max_inputs=8 on one container): every answer is its own.
+    results = [None] * 24
+
+    def get(i):
+        results[i] = request(g, "GET", f"/default/web-server/files/hello.txt?i={i}")
+    ts = [threading.Thread(target=get, args=(i,)) for i in range(len(results))]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(120)
+    assert all(r and r[0] == 200 and r[2] == b"hello from a web server\n" for r in results), results
+    # http.server logs each request to its stderr: the container's logs.
+    wait_until(lambda: "GET /hello.txt?i=23" in g.http("GET", "/v1/functions/web-server/files/logs").body.decode(),
+               30, msg="http.server's access log in gust logs")
+
+
+def test_example_post_body_reaches_the_server(shared_gust, example):
+    g = shared_gust
+    body = os.urandom(3 << 20).hex().encode()[:5 << 20]  # several item windows' worth of request
+    st, _, data = request(g, "POST", "/default/web-server/echo/some/path?q=1", body=body,
+                          headers={"Content-Type": "application/octet-stream"})
+    got = jbody(data)
+    assert st == 200 and got["length"] == len(body) and got["body"] == body.decode(), (st, len(data))
+    assert got["path"] == "/some/path?q=1" and got["content_type"] == "application/octet-stream", got
+    assert got["forwarded_proto"] == "http", got
+    out = subprocess.run(["curl", "-sS", "-H", f"Authorization: Bearer {g.admin_token}", "--data-binary", "a=1&b=2",
+                          example.echo.get_web_url() + "/"], capture_output=True, timeout=120)
+    got = json.loads(out.stdout)
+    assert got["body"] == "a=1&b=2" and got["content_type"] == "application/x-www-form-urlencoded", out
+
+
+STREAMS = '''
+import gust
+
+app = gust.App("web-srv-stream")
+
+
+@app.function(max_containers=1)
+@gust.concurrent(max_inputs=6)
+@gust.web_server(8002)
+def stream():
+    """/events writes event i, then waits for /release?i=<i> before event i+1 (so a
+    client that has event i before it releases it saw it streamed); /barrier answers
+    once 4 requests are in it at once."""
+    import http.server
+    import threading
+    import urllib.parse
+
+    released = [threading.Event() for _ in range(10)]
+    barrier = threading.Barrier(4)
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            url = urllib.parse.urlsplit(self.path)
+            q = urllib.parse.parse_qs(url.query)
+            if url.path == "/events":  # HTTP/1.0: the body ends when the server closes
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                for i in range(int(q["n"][0])):
+                    self.wfile.write(b"data: tick %d\\n\\n" % i)
+                    self.wfile.flush()
+                    if not released[i].wait(120):
+                        return
+            elif url.path == "/release":
+                released[int(q["i"][0])].set()
+                self._answer(b"released")
+            elif url.path == "/barrier":
+                barrier.wait(120)
+                self._answer(b"together")
+
+        def _answer(self, body):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 8002), H)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+
+@app.function()
+@gust.web_server(8003, startup_timeout=0.5)
+def never():
+    print("starting nothing")
+'''
+
+
+@pytest.fixture(scope="module")
+def streams(shared_gust, tmp_path_factory):
+    return deploy(shared_gust.use_for_sdk(), sdk_module(tmp_path_factory.mktemp("wsrv"), "wsrvstream", STREAMS))
+
+
+def test_server_sent_events_arrive_one_by_one(shared_gust, streams):
+    g = shared_gust
+    c = http.client.HTTPConnection("127.0.0.1", g.web_port, timeout=120)
+    c.request("GET", "/default/web-srv-stream/stream/events?n=3", headers={"Authorization": f"Bearer {g.admin_token}"})
+    r = c.getresponse()
+    assert r.status == 200 and r.getheader("Content-Type") == "text/event-stream"
+    for i in range(3):
+        # Event i is here while the server waits for its release to write event i+1.
+        assert r.readline() == b"data: tick %d\n" % i
+        assert r.readline() == b"\n"
+        st, _, data = request(g, "GET", f"/default/web-srv-stream/stream/release?i={i}")
+        assert st == 200 and data == b"released", (st, data)
+    assert r.read() == b""
+    c.close()
+
+
+def test_concurrent_requests_reach_the_server_together(shared_gust, streams):
+    """Four requests that the server answers only once all four are in it at once."""
+    g = shared_gust
+    results = [None] * 4
+
+    def get(i):
+        results[i] = request(g, "GET", "/default/web-srv-stream/stream/barrier")
+    ts = [threading.Thread(target=get, args=(i,)) for i in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(150)
+    assert all(r and r[0] == 200 and r[2] == b"together" for r in results), results
+
+
+def test_startup_timeout_fails_the_container(shared_gust, streams):
+    g = shared_gust
+    st, _, data = request(g, "GET", "/default/web-srv-stream/never/")
+    assert st == 502 and jbody(data)["error"]["code"] == "container_failed", (st, data)
+    want = "web_server: nothing accepted connections on port 8003 within 0.5 s"
+
+    def logged():
+        logs = g.http("GET", "/v1/functions/web-srv-stream/never/logs").body.decode()
+        return want in logs and "starting nothing" in logs
+    wait_until(logged, 30, msg="the startup failure in gust logs")
