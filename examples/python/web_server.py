@@ -46,6 +46,7 @@ def echo():
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             out = json.dumps({"path": self.path, "length": len(body), "body": body.decode("utf-8", "replace"),
                               "content_type": self.headers.get("Content-Type"),
+                              "forwarded_for": self.headers.get("X-Forwarded-For"),
                               "forwarded_proto": self.headers.get("X-Forwarded-Proto")}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")

@@ -315,13 +315,15 @@ static void submit(struct api_web *w, struct api_conn *conn, struct http_request
             continue;
         hs[nh++] = (struct web_header){h->name, h->name_len, h->value, h->value_len};
     }
+    char client[64]; /* INET6_ADDRSTRLEN (46) and more */
+    api_conn_peer(conn, client, sizeof client);
     struct web_request wr = {
         .method = req->method,
         .scheme = w->tls ? "https" : "http",
         .root_path = rt->root_path,
         .path = rt->rest,
         .query = req->query,
-        .client = "",
+        .client = client,
         .headers = hs,
         .nheaders = nh,
         .body = req->body.data,

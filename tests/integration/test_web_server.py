@@ -389,11 +389,14 @@ def test_example_post_body_reaches_the_server(shared_gust, example):
     got = jbody(data)
     assert st == 200 and got["length"] == len(body) and got["body"] == body.decode(), (st, len(data))
     assert got["path"] == "/some/path?q=1" and got["content_type"] == "application/octet-stream", got
-    assert got["forwarded_proto"] == "http", got
+    assert got["forwarded_proto"] == "http" and got["forwarded_for"] == "127.0.0.1", got
+    # A client's own X-Forwarded-For is kept, the address gustd saw appended.
     out = subprocess.run(["curl", "-sS", "-H", f"Authorization: Bearer {g.admin_token}", "--data-binary", "a=1&b=2",
-                          example.echo.get_web_url() + "/"], capture_output=True, timeout=120)
+                          "-H", "X-Forwarded-For: 203.0.113.9", example.echo.get_web_url() + "/"],
+                         capture_output=True, timeout=120)
     got = json.loads(out.stdout)
     assert got["body"] == "a=1&b=2" and got["content_type"] == "application/x-www-form-urlencoded", out
+    assert got["forwarded_for"] == "203.0.113.9, 127.0.0.1", got
 
 
 STREAMS = '''
