@@ -1066,8 +1066,8 @@ static int spec_get_bool(struct spec_ctx *c, json_t *obj, const char *key, bool 
 
 /* web_server's: a TCP port (0 is no port to connect to), and how long the runner waits
  * for it. Up to an hour: a server that loads a large model before it listens may take
- * minutes; the first requests wait for it in the queue (or get 503 past
- * --web-queue-timeout) meanwhile. The minimum is above 0, as Modal asks. */
+ * minutes; requests wait for it in the queue meanwhile (a web request no container took
+ * within 30 s gets 503 and retries). The minimum is above 0, as Modal asks. */
 static const struct spec_num_field spec_web_server_nums[] = {
     SPEC_UINT_FIELD("port", "an integer TCP port", 1, 65535, 0, web.port),
     SPEC_REAL_FIELD("startup_timeout", "a number of seconds", 0.001, 3600, 5.0, web.startup_timeout_s),
