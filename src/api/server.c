@@ -64,7 +64,7 @@ struct api_conn {
     bool lingering;
     bool want_write;
     bool keep_alive;        /* of the current response */
-    bool head_req;          /* current request is HEAD */
+    bool head_req;          /* no body goes out: the request is HEAD, or the answer 204/304 */
     bool raw_stream;        /* HTTP/1.0 stream: no chunk framing */
     bool continue_sent;
     bool corked;            /* output queued until the end of this loop pass (api_conn_cork) */
@@ -609,10 +609,16 @@ int api_conn_stream_begin(struct api_conn *c, int status, const char *content_ty
         return -EINVAL;
     if (c->srv && !c->srv->accepting)
         c->keep_alive = false;
-    c->raw_stream = c->parser.req.version_minor == 0;
+    /* 204 and 304 have no body, and no framing header may say otherwise (RFC 9110
+     * 6.4.1, RFC 9112 6.1): what is written is dropped, as for HEAD, and the
+     * connection stays reusable. */
+    bool bodyless = status == 204 || status == 304;
+    c->raw_stream = !bodyless && c->parser.req.version_minor == 0;
     if (c->raw_stream)
         c->keep_alive = false;
-    int64_t framing = c->raw_stream ? HTTP_LENGTH_NONE : HTTP_LENGTH_CHUNKED;
+    if (bodyless)
+        c->head_req = true;
+    int64_t framing = c->raw_stream || bodyless ? HTTP_LENGTH_NONE : HTTP_LENGTH_CHUNKED;
     http_write_head(&c->out, status, content_type, framing, c->keep_alive, extra_headers);
     if (conn_send(c, NULL, 0, NULL, 0) < 0) {
         conn_fail_later(c);

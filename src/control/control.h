@@ -312,7 +312,14 @@ void ctl_waiter_cancel(struct ctl *c, struct ctl_waiter *w);
  * memory owned by c until the next ctl_* call. */
 int ctl_call_status(struct ctl *c, const char *ws, const char *call_id, struct ctl_call_view *out,
                     struct ctl_error *e);
+/* Cancels a call that has not finished: a queued one is dropped; a running one's
+ * container is told to drop the input (killed if it still holds it after a grace of
+ * 2 s; its other inputs go on). ctl_cancel_call with terminate_container kills the
+ * container at once (Modal's FunctionCall.cancel(terminate_containers=True)): what
+ * else it ran is requeued or fails as after any stop. */
 int ctl_cancel(struct ctl *c, const char *ws, const char *call_id, struct ctl_call_view *out, struct ctl_error *e);
+int ctl_cancel_call(struct ctl *c, const char *ws, const char *call_id, bool terminate_container,
+                    struct ctl_call_view *out, struct ctl_error *e);
 /* ws in ctl_wait, ctl_call_status and ctl_cancel: the workspace asking (another
  * workspace's call is not found); NULL: any. */
 

@@ -870,8 +870,14 @@ int sched_snapshot_prepare(struct ctl *c, struct ctl_fver *fv);
 void sched_tick(struct ctl *c);
 void sched_stop_all(struct ctl *c);
 size_t sched_live_containers(struct ctl *c);
-/* Detaches a running call from its container (which is told to drop the input). */
-void sched_cancel_running(struct ctl *c, struct ctl_call *call);
+/* A cancelled input (a per-input child gets SIGTERM; a runner's code gets its
+ * cancellation) must be given up by then, else its container is killed: long enough for
+ * a handler to clean up, short enough that a stuck input does not hold a slot for long. */
+#define SCHED_CANCEL_GRACE_MS 2000
+/* Detaches a running call from its container: terminate kills the container (what
+ * else it runs fails or is requeued); otherwise it is told to drop the input and killed
+ * only if it still holds it after SCHED_CANCEL_GRACE_MS. */
+void sched_cancel_running(struct ctl *c, struct ctl_call *call, bool terminate);
 /* Writes the queued metering records, then the busy time and inputs of containers
  * whose counters moved since they were last written. */
 void sched_flush_usage(struct ctl *c);

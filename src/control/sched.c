@@ -14,10 +14,6 @@
 #include "cas/cas.h"
 #include "control/internal.h"
 
-/* A cancelled per-input child gets SIGTERM and must be gone by then (else its
- * container is killed): long enough for a handler to clean up, short enough that a
- * stuck input does not hold a slot for long. */
-#define SCHED_CANCEL_GRACE_MS 2000
 /* Scale-down and version changes stop idle containers: SIGTERM, then SIGKILL after
  * this; an @exit hook gets 3 s, like a short Lambda extension shutdown. */
 #define SCHED_STOP_GRACE_MS 3000
@@ -1061,7 +1057,7 @@ static void cancel_grace_over(struct ev_loop *loop, void *data)
         }
 }
 
-void sched_cancel_running(struct ctl *c, struct ctl_call *call)
+void sched_cancel_running(struct ctl *c, struct ctl_call *call, bool terminate)
 {
     struct ctl_ctr *k = call->ctr;
     if (!k)
@@ -1070,10 +1066,13 @@ void sched_cancel_running(struct ctl *c, struct ctl_call *call)
     if (slot)
         slot->call = NULL;
     call->ctr = NULL;
-    if (k->fv->spec.mode == SPEC_MODE_RUNNER) {
+    if (terminate) {
         stop_container(c, k, true);
         return;
     }
+    /* A runner serves other inputs beside this one (max_inputs > 1, a web endpoint's
+     * other requests): it is asked to drop this one and killed only if it has not
+     * within the grace, as gust-init's per-input mode is. */
     c->wops->cancel_input(c->worker, k->id, call->input_id);
     if (!k->kill_timer)
         k->kill_timer = ev_timer_add(c->loop, SCHED_CANCEL_GRACE_MS, cancel_grace_over, k);
@@ -1090,7 +1089,7 @@ static void sched_call_timeout(struct ev_loop *loop, void *data)
     char msg[160];
     snprintf(msg, sizeof msg, "the input ran longer than the function's timeout of %us", call->fv->spec.timeout_s);
     ctl_sched_mark(call->fv);
-    sched_cancel_running(c, call);
+    sched_cancel_running(c, call, false);
     ctl_call_failed_attempt(c, call, CTL_CALL_TIMED_OUT, "timeout", msg);
     sched_kick(c);
 }
@@ -1204,7 +1203,7 @@ static void ev_item(void *ud, const char *ctr_id, uint64_t input_id, const void 
                  CTL_ITEMS_MAX_TOTAL >> 20);
     }
     log_warn("sched", "call %s: %s", call->id, msg);
-    sched_cancel_running(c, call);
+    sched_cancel_running(c, call, false);
     ctl_call_finish(c, call, CTL_CALL_FAILED, NULL, 0, code, msg);
     sched_kick(c);
 }

@@ -652,8 +652,9 @@ UNIT_TEST(test_timeout)
     env_free(&e);
 }
 
-/* Cancelling a queued call and a running one; a runner container that cannot drop an
- * input mid-way is killed. */
+/* Cancelling a queued call and a running one: a runner container is told to drop the
+ * input and killed when it still holds it after the grace; terminate_container kills
+ * at once. */
 UNIT_TEST(test_cancel)
 {
     struct env e;
@@ -670,7 +671,21 @@ UNIT_TEST(test_cancel)
     CHECK_EQ_INT(fn(&e)->latest->queued, 0);
     CHECK(ctl_cancel(e.ctl, NULL, running, &v, &ce) == 0);
     CHECK_EQ_INT(v.state, CTL_CALL_CANCELLED);
+    CHECK_EQ_INT(e.fake.ctrs[0].ncancelled, 1);
+    CHECK(!e.fake.ctrs[0].kill_asked);
+    run_for(&e, SCHED_CANCEL_GRACE_MS + 100);
     CHECK(e.fake.ctrs[0].kill_asked);
+    CHECK_EQ_INT(sched_live_containers(e.ctl), 0);
+    /* terminate_container: the container goes at once, without the grace. */
+    char third[64];
+    submit(&e, "z", true, third);
+    start_and_dispatch(&e);
+    struct fake_ctr *k = &e.fake.ctrs[e.fake.nctrs - 1];
+    CHECK_EQ_INT(inflight(k), 1);
+    CHECK(ctl_cancel_call(e.ctl, NULL, third, true, &v, &ce) == 0);
+    CHECK_EQ_INT(v.state, CTL_CALL_CANCELLED);
+    CHECK(k->kill_asked);
+    CHECK_EQ_INT(k->ncancelled, 0);
     run_for(&e, 5);
     CHECK_EQ_INT(sched_live_containers(e.ctl), 0);
     /* Unknown ids are a not-found, not a crash. */
@@ -1864,7 +1879,7 @@ UNIT_TEST(test_generator_bounds_and_misuse)
     struct ctl_call_view v;
     CHECK_EQ_INT(call_state(&e, id, &v), CTL_CALL_FAILED);
     CHECK_STR(v.error_code, "items_overflow");
-    CHECK(k->kill_asked || k->stop_asked);
+    CHECK_EQ_INT(k->ncancelled, 1);
     struct items_got g = {0};
     struct ctl_items_waiter *w;
     struct ctl_error ce;
@@ -1873,16 +1888,18 @@ UNIT_TEST(test_generator_bounds_and_misuse)
     CHECK(ctl_items_wait(e.ctl, "default", id, (uint64_t)accepted, 0, items_got_cb, &g, &w, &ce) == 0);
     CHECK_EQ_INT(e.ctl->items_held, 0);
     run_for(&e, 5);
-    /* Misuse: an item for a plain call (the item's container is stopped: a runner
-     * cannot drop an input), then a result for a generator call. */
+    /* Misuse: an item for a plain call (its container is told to drop the input, and
+     * killed after the grace as this fake runner does not), then a result for a
+     * generator call. */
     char plain[64], gen[64];
     submit(&e, "p", false, plain);
     start_and_dispatch(&e);
     k = &e.fake.ctrs[e.fake.nctrs - 1];
     CHECK(!k->exited && fake_input(k));
     fake_item(&e.fake, k, fake_input(k), "i", 1);
-    CHECK(k->kill_asked || k->stop_asked);
-    run_for(&e, 5);
+    CHECK_EQ_INT(k->ncancelled, 1);
+    run_for(&e, SCHED_CANCEL_GRACE_MS + 100);
+    CHECK(k->kill_asked);
     submit_gen(&e, "g", gen);
     start_and_dispatch(&e);
     k = &e.fake.ctrs[e.fake.nctrs - 1];

@@ -361,10 +361,14 @@ class FunctionCall(Generic[R]):
 
     @_aio()
     def cancel(self, terminate_containers: bool = False) -> None:
-        """Cancels every input of the call (a running one is stopped: its container
-        is, whatever terminate_containers says)."""
+        """Cancels every input of the call. A running input gets InputCancellation
+        raised in it (an async one's task is cancelled) and its container goes on
+        serving others; terminate_containers=True stops the containers running them
+        instead (what else they ran is retried elsewhere, as after any stop)."""
+        body_out = json.dumps({"terminate_containers": True}).encode() if terminate_containers else None
         for call_id in self._ids:
-            st, _, body = _request(self._addr, "POST", f"/v1/calls/{call_id}/cancel")
+            st, _, body = _request(self._addr, "POST", f"/v1/calls/{call_id}/cancel", body_out,
+                                   {"Content-Type": "application/json"} if body_out else None)
             if st not in (200, 404):
                 _raise_for(st, body)
 

@@ -39,6 +39,7 @@ FRAME_F_MORE = 0x01  # more frames of this (type, id) follow
 FRAME_ITEM_WINDOW = 8 << 20
 FRAME_ITEM_ACK_SIZE = 8
 FRAME_ERR_USER = 3  # enum frame_error_kind: the first byte of a runner's ERROR body
+FRAME_ERR_CANCELLED = 5
 
 # frame_exit_body.kind
 FRAME_EXIT_EXITED = 1

@@ -8,7 +8,8 @@ gust.RemoteError).
 
 A generator function's input answers with one ITEM frame per yielded value, then an
 empty OUTPUT, and waits while a window of its items is unacknowledged (FRAME_ITEM_WINDOW:
-gustd acknowledges what the consumer took). `async def` functions (and async
+gustd acknowledges what the consumer took). A CANCEL frame stops one input and leaves the
+container's others running (_Cancels). `async def` functions (and async
 generators) run on one asyncio event loop per container, in a thread of its own, so
 several inputs of a container with max_inputs > 1 await concurrently; they take no
 thread each. A batched function's inputs go to a .batch.Batcher instead."""
@@ -17,6 +18,7 @@ import base64
 import concurrent.futures
 import contextvars
 import copy
+import ctypes
 import functools
 import importlib
 import importlib.util
@@ -31,10 +33,11 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 
 from .. import _params, _runtime
+from ..exception import InputCancellation
 from . import web, web_server
 from .batch import Batcher
 from .jsonargs import decode_input
-from .proto import (EXC_TAG, FRAME_CHILD_FD, FRAME_ERR_USER, FRAME_ERROR, FRAME_F_MORE, FRAME_INPUT, FRAME_INPUT_CALL,
+from .proto import (EXC_TAG, FRAME_CANCEL, FRAME_CHILD_FD, FRAME_ERR_CANCELLED, FRAME_ERR_USER, FRAME_ERROR, FRAME_F_MORE, FRAME_INPUT, FRAME_INPUT_CALL,
                     FRAME_INPUT_LOG, FRAME_ITEM, FRAME_ITEM_ACK, FRAME_ITEM_ACK_SIZE, FRAME_ITEM_WINDOW, FRAME_MAX_BODY,
                     FRAME_OUTPUT, FRAME_READY, FRAME_SHUTDOWN, HEADER, send_frame)
 from .sources import APP_DIR, PYSRC_DIR, explain, place_files
@@ -239,6 +242,10 @@ def main():
         if ftype == FRAME_INPUT_CALL:
             _CALL_IDS[fid] = body.decode("ascii", "replace")
             continue
+        if ftype == FRAME_CANCEL:
+            if pending.pop(fid, None) is None:
+                _cancels.cancel(fid)
+            continue
         if ftype != FRAME_INPUT:
             continue
         pending.setdefault(fid, []).append(body)
@@ -389,7 +396,68 @@ def _end_output(fid):
 
 
 def _error_body(exc):
+    if isinstance(exc, (InputCancellation, asyncio.CancelledError)):
+        return bytes([FRAME_ERR_CANCELLED]) + b"cancelled"
     return bytes([FRAME_ERR_USER]) + error_message(explain(exc)).encode("utf-8", "replace")
+
+
+class _Cancels:
+    """What a CANCEL frame stops: the input's asyncio task is cancelled; code of the
+    input running on a thread gets InputCancellation raised in it (Modal's exception,
+    a BaseException) at its next Python instruction, and a generator waiting for its
+    consumer is woken to see it. Code blocked in C (a sleep, a socket read) sees it only
+    when it returns; gustd kills the container if the input is not given up within its
+    grace (2 s), as it does for a runner that ignores CANCEL. Either way the input
+    answers with a cancelled ERROR, which gustd, having let the call go, ignores."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._threads = {}  # input id -> [ident of the thread running its code, cancel raised there]
+        self._tasks = {}  # input id -> the concurrent future of its task on the event loop
+        self._cancelled = set()  # input ids cancelled while they run
+
+    def thread_begin(self, fid):
+        with self._lock:
+            self._threads[fid] = [threading.get_ident(), False]
+
+    def thread_end(self, fid):
+        """The thread leaves fid's code: a cancellation raised there and not yet seen
+        must not hit the next input the thread runs, so it is withdrawn."""
+        with self._lock:
+            entry = self._threads.pop(fid, None)
+            self._cancelled.discard(fid)
+            if entry and entry[1]:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(entry[0]), None)
+
+    def task_begin(self, fid, fut):
+        with self._lock:
+            self._tasks[fid] = fut
+        fut.add_done_callback(lambda _f: self._task_end(fid))
+
+    def _task_end(self, fid):
+        with self._lock:
+            self._tasks.pop(fid, None)
+            self._cancelled.discard(fid)
+
+    def cancelled(self, fid):
+        return fid in self._cancelled
+
+    def cancel(self, fid):
+        with self._lock:
+            fut, entry = self._tasks.get(fid), self._threads.get(fid)
+            if fut is None and entry is None:
+                return  # done already, or never seen: nothing runs it
+            self._cancelled.add(fid)
+            if entry and not entry[1]:
+                entry[1] = True
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(entry[0]),
+                                                           ctypes.py_object(InputCancellation))
+        if fut is not None:
+            fut.cancel()  # cancels the task on its loop
+        _window.wake(fid)
+
+
+_cancels = _Cancels()
 
 
 def serve(sock, fn, fid, payload):
@@ -402,11 +470,15 @@ def serve(sock, fn, fid, payload):
     token = _fid.set(fid)
     rtoken = _runtime.enter_input(fid, call_id)
     try:
-        if web.is_request(payload):  # its items are the response's bytes, not pickles
-            result, encode, item = web.handle(fn, payload), None, bytes
-        else:
-            args, kwargs, encode = decode_input(payload)
-            result, item = fn(*args, **kwargs), _pickle_item
+        _cancels.thread_begin(fid)
+        try:
+            if web.is_request(payload):  # its items are the response's bytes, not pickles
+                result, encode, item = web.handle(fn, payload), None, bytes
+            else:
+                args, kwargs, encode = decode_input(payload)
+                result, item = fn(*args, **kwargs), _pickle_item
+        finally:
+            _cancels.thread_end(fid)
         if inspect.iscoroutine(result) or inspect.isasyncgen(result):
             _event_loop().run(sock, fid, call_id, result, encode, item)
             return
@@ -460,8 +532,16 @@ class _Window:
 
     def wait(self, fid, sent):
         with self._cond:
-            while fid in self._acked and self.full(fid, sent):
+            while fid in self._acked and self.full(fid, sent) and not _cancels.cancelled(fid):
                 self._cond.wait()
+
+    def wake(self, fid):
+        """fid was cancelled: a thread waiting for its acknowledgements looks again."""
+        with self._cond:
+            self._cond.notify_all()
+            waiting = self._futures.pop(fid, [])
+        for loop, fut in waiting:
+            loop.call_soon_threadsafe(_resolve, fut)
 
     async def wait_async(self, fid, sent):
         loop = asyncio.get_running_loop()
@@ -489,6 +569,19 @@ def _pickle_item(value):
     return pickle.dumps(value, protocol=5)
 
 
+def _thrown_in(gen, exc):
+    """A cancellation that came while the generator was suspended (waiting for its
+    consumer, or between values) is raised at its yield, so that its code sees it as
+    Modal's does; returns what the generator ends with."""
+    if not isinstance(exc, InputCancellation) or getattr(gen, "gi_frame", None) is None:
+        return exc
+    try:
+        gen.throw(exc)
+    except BaseException as raised:  # noqa: B902 - whatever it ends with is its answer
+        return raised
+    return exc  # it yielded again: it is closed all the same
+
+
 def _stream(sock, fid, call_id, gen, item=_pickle_item):
     """Sends each value gen yields as an ITEM frame (its bytes: item(value)), then the
     end (or its error)."""
@@ -497,16 +590,23 @@ def _stream(sock, fid, call_id, gen, item=_pickle_item):
     _window.start(fid)
     sent = 0
     try:
-        for value in gen:
-            data = item(value)
-            if _window.full(fid, sent):
-                _window.wait(fid, sent)
-            send(sock, FRAME_ITEM, fid, data)
-            sent += len(data)
+        _cancels.thread_begin(fid)
+        try:
+            for value in gen:
+                data = item(value)
+                if _window.full(fid, sent):
+                    _window.wait(fid, sent)
+                if _cancels.cancelled(fid):
+                    raise InputCancellation("the call was cancelled")
+                send(sock, FRAME_ITEM, fid, data)
+                sent += len(data)
+        finally:
+            _cancels.thread_end(fid)
         ftype, body = FRAME_OUTPUT, b""
     except BaseException as exc:
-        ftype, body = FRAME_ERROR, _error_body(exc)
+        ftype, body = FRAME_ERROR, _error_body(_thrown_in(gen, exc))
     finally:
+        gen.close()
         _window.end(fid)
         _fid.reset(token)
         _runtime.leave_input(rtoken)
@@ -524,6 +624,7 @@ class _EventLoop:
 
     def run(self, sock, fid, call_id, aw, encode, item=_pickle_item):
         fut = asyncio.run_coroutine_threadsafe(_serve_async(sock, fid, call_id, aw, encode, item), self.loop)
+        _cancels.task_begin(fid, fut)
         _async_inputs.add(fut)
         fut.add_done_callback(_async_inputs.discard)
 
