@@ -297,6 +297,42 @@ def test_proxy_errors():
     srv.close()
 
 
+def test_cancel_wakes_a_request_blocked_on_its_server():
+    """A cancelled call's request, blocked reading an idle stream, ends at once (the
+    runner calls cancel() on a CANCEL frame) and the server sees its client go."""
+    from gust import _runtime
+    from gust.exception import InputCancellation
+    gone = threading.Event()
+
+    def serve(c):
+        read_request(c)
+        c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        if c.recv(1) == b"":  # nothing more is written: this waits for the proxy to let go
+            gone.set()
+    srv = RawServer(serve)
+    out, headed = {}, threading.Event()
+
+    def run():
+        token = _runtime.enter_input(77, None)
+        try:
+            gen = ws.handle(None, cweb.Request(envelope()), pool=ws.Pool(srv.port, 1))
+            out["head"] = next(gen)
+            headed.set()
+            out["items"] = list(gen)
+        except BaseException as e:  # noqa: B902 - the cancellation is what this looks for
+            out["exc"] = e
+        finally:
+            _runtime.leave_input(token)
+    t = threading.Thread(target=run)
+    t.start()
+    assert headed.wait(60)
+    ws.cancel(_runtime.input_name(77))
+    t.join(60)
+    assert isinstance(out.get("exc"), InputCancellation), out
+    assert gone.wait(60)
+    srv.close()
+
+
 def test_startup_wait_names_the_port():
     dead = socket.create_server(("127.0.0.1", 0))
     port = dead.getsockname()[1]
@@ -413,10 +449,11 @@ def stream():
     client that has event i before it releases it saw it streamed); /barrier answers
     once 4 requests are in it at once."""
     import http.server
+    import os
     import threading
     import urllib.parse
 
-    released = [threading.Event() for _ in range(10)]
+    released = [threading.Event() for _ in range(20)]
     barrier = threading.Barrier(4)
 
     class H(http.server.BaseHTTPRequestHandler):
@@ -427,7 +464,8 @@ def stream():
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.end_headers()
-                for i in range(int(q["n"][0])):
+                first = int(q.get("from", ["0"])[0])
+                for i in range(first, first + int(q["n"][0])):
                     self.wfile.write(b"data: tick %d\\n\\n" % i)
                     self.wfile.flush()
                     if not released[i].wait(120):
@@ -435,6 +473,8 @@ def stream():
             elif url.path == "/release":
                 released[int(q["i"][0])].set()
                 self._answer(b"released")
+            elif url.path == "/pid":
+                self._answer(str(os.getpid()).encode())
             elif url.path == "/barrier":
                 barrier.wait(120)
                 self._answer(b"together")
@@ -475,6 +515,36 @@ def test_server_sent_events_arrive_one_by_one(shared_gust, streams):
         assert st == 200 and data == b"released", (st, data)
     assert r.read() == b""
     c.close()
+
+
+def test_a_client_leaving_an_event_stream_leaves_the_server_running(shared_gust, streams):
+    """The client goes away while the server holds its stream open: gustd cancels the
+    call, the runner shuts the request's connection (the server's handler sees it go)
+    and the container is idle again, the same one with the same server, not killed."""
+    g = shared_gust
+    st, _, pid = request(g, "GET", "/default/web-srv-stream/stream/pid")
+    assert st == 200
+
+    def ctr():
+        ks = [k for k in g.get_json("/v1/containers")["containers"]
+              if k["app"] == "web-srv-stream" and k["function"] == "stream"]
+        assert len(ks) == 1, ks  # max_containers=1: a killed one would be replaced
+        return ks[0]
+    before = ctr()
+    c = http.client.HTTPConnection("127.0.0.1", g.web_port, timeout=120)
+    c.request("GET", "/default/web-srv-stream/stream/events?from=10&n=3",
+              headers={"Authorization": f"Bearer {g.admin_token}"})
+    r = c.getresponse()
+    assert r.status == 200 and r.readline() == b"data: tick 10\n"
+    wait_until(lambda: ctr()["state"] == "busy", 60, msg="the stream's container busy")
+    c.sock.shutdown(socket.SHUT_RDWR)
+    c.close()
+    wait_until(lambda: ctr()["state"] == "idle", 60, msg="the container idle after the client left")
+    assert ctr()["id"] == before["id"]
+    st, _, pid2 = request(g, "GET", "/default/web-srv-stream/stream/pid")
+    assert st == 200 and pid2 == pid, (pid, pid2)
+    logs = g.http("GET", "/v1/functions/web-srv-stream/stream/logs").body.decode()
+    assert "killing it" not in logs
 
 
 def test_concurrent_requests_reach_the_server_together(shared_gust, streams):

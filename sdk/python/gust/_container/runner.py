@@ -245,6 +245,7 @@ def main():
         if ftype == FRAME_CANCEL:
             if pending.pop(fid, None) is None:
                 _cancels.cancel(fid)
+                web_server.cancel(_runtime.input_name(fid))  # a proxied request blocked on its server
             continue
         if ftype != FRAME_INPUT:
             continue

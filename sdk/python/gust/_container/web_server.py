@@ -27,6 +27,9 @@ logs); the server closing or resetting the connection after the head → the cal
 (UpstreamError), which gustd turns into a cut-short response, as for any endpoint that
 fails mid-body.
 
+A cancelled call (its client went away) shuts its connection to the server (cancel()),
+so the input ends at once and the container, with the server, goes on serving.
+
 Upgrades (WebSocket): a request asking for one goes to upgrade(), the one place that
 would switch the connection to raw piping in both directions once gustd can send a
 running call more input bytes; until then it answers 501."""
@@ -39,6 +42,8 @@ import threading
 import time
 import traceback
 
+from .. import _runtime
+from ..exception import InputCancellation
 from .proto import WEB_MAX_HEADER_BYTES, WEB_MAX_HEADERS
 from .web import encode_head, json_error
 
@@ -130,7 +135,7 @@ class Conn:
     """A connection to the server and the bytes read from it but not used yet."""
 
     def __init__(self, sock):
-        self.sock, self.buf, self.reused = sock, b"", False
+        self.sock, self.buf, self.reused, self.cancelled = sock, b"", False, False
 
     def recv(self):
         return self.sock.recv(_READ)
@@ -411,6 +416,42 @@ def keeps_alive(head, decoder):
     return head.version == b"HTTP/1.1" or b"keep-alive" in head.tokens(b"connection")
 
 
+# ---------------------------------------------------------------- cancellation
+
+_active_lock = threading.Lock()
+_active = {}  # input id (current_input_id()) -> the Conn its request is on
+
+
+def cancel(input_id):
+    """The call of input_id was cancelled (its client went away): its connection is
+    shut, so a thread blocked reading from the server (an idle event stream) wakes and
+    the input ends at once, instead of gustd killing the container, and the server with
+    it, after its grace. The server sees its client go, as behind any proxy."""
+    with _active_lock:
+        conn = _active.get(input_id)
+        if conn is None:
+            return
+        conn.cancelled = True
+    try:
+        conn.sock.shutdown(socket.SHUT_RDWR)
+    except OSError:  # already closed: the input is ending anyway
+        pass
+
+
+def _track(conn):
+    key = _runtime.current_input_id()
+    if key is not None:
+        with _active_lock:
+            _active[key] = conn
+    return key
+
+
+def _untrack(key):
+    if key is not None:
+        with _active_lock:
+            _active.pop(key, None)
+
+
 # ---------------------------------------------------------------- one exchange
 
 def exchange(pool, req):
@@ -419,15 +460,22 @@ def exchange(pool, req):
     the first item, the caller answers with a 502."""
     data = request_bytes(req, pool.port)
     conn = pool.get()
+    key = _track(conn)
     try:
-        head = _send_and_read_head(conn, data, req)
-        if head is None and conn.reused:
-            # An idle keep-alive connection the server closed just as it was taken
-            # (nothing came back, so the server did not act on the request): once
-            # more on a new one, as HTTP clients do.
-            conn.close()
-            conn = pool.connect()
+        try:
             head = _send_and_read_head(conn, data, req)
+            if head is None and conn.reused and not conn.cancelled:
+                # An idle keep-alive connection the server closed just as it was taken
+                # (nothing came back, so the server did not act on the request): once
+                # more on a new one, as HTTP clients do.
+                conn.close()
+                conn = pool.connect()
+                _track(conn)
+                head = _send_and_read_head(conn, data, req)
+        except UpstreamError:
+            _check_cancelled(conn)
+            raise
+        _check_cancelled(conn)
         if head is None:
             raise UpstreamError("web_server: the server closed the connection without a response")
         if head.status == 101:
@@ -439,7 +487,9 @@ def exchange(pool, req):
             try:
                 piece = conn.recv()
             except OSError as e:
+                _check_cancelled(conn)
                 raise UpstreamError(f"web_server: reading the server's response: {e.strerror or e}") from None
+            _check_cancelled(conn)
             if not piece:
                 decoder.eof()
                 break
@@ -450,8 +500,15 @@ def exchange(pool, req):
             pool.put(conn)
             conn = None
     finally:
+        _untrack(key)
         if conn is not None:
             conn.close()
+
+
+def _check_cancelled(conn):
+    """cancel() shut conn: what its reads return now says nothing of the server."""
+    if conn.cancelled:
+        raise InputCancellation("the call was cancelled")
 
 
 def _send_and_read_head(conn, data, req):
