@@ -149,6 +149,31 @@ bool api_conn_is_open(const struct api_conn *c)
     return c->open && !c->closing;
 }
 
+void api_conn_peer(const struct api_conn *c, char *out, size_t cap)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (cap)
+        out[0] = '\0';
+    if (!cap || c->fd < 0 || getpeername(c->fd, (struct sockaddr *)&ss, &sl) < 0)
+        return;
+    const void *addr = NULL;
+    int af = ss.ss_family;
+    if (af == AF_INET) {
+        addr = &((const struct sockaddr_in *)&ss)->sin_addr;
+    } else if (af == AF_INET6) {
+        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)&ss)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a6)) {
+            af = AF_INET;
+            addr = &a6->s6_addr[12];
+        } else {
+            addr = a6;
+        }
+    }
+    if (!addr || !inet_ntop(af, addr, out, (socklen_t)cap))
+        out[0] = '\0';
+}
+
 size_t api_conn_pending_output(const struct api_conn *c)
 {
     return c->out.len - c->out_off;

@@ -120,5 +120,9 @@ void api_conn_set_close_cb(struct api_conn *c, void (*cb)(struct api_conn *c, vo
 bool api_conn_is_open(const struct api_conn *c);
 /* Bytes accepted but not yet written to the socket. */
 size_t api_conn_pending_output(const struct api_conn *c);
+/* The client's address as text, without the port ("192.0.2.1", "2001:db8::1"; an
+ * IPv4-mapped IPv6 address as IPv4), or "" when it cannot be read (the connection is
+ * closed, not IP). cap: INET6_ADDRSTRLEN suffices. */
+void api_conn_peer(const struct api_conn *c, char *out, size_t cap);
 
 #endif

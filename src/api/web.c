@@ -270,11 +270,17 @@ static void pull(struct web_req *r)
     } while (r->again);
 }
 
-/* The client went away: the call is cancelled (its container stops serving it). */
+/* The client went away: the call is cancelled (its container stops serving it). The
+ * items waiter goes first: cancelling ends the call at once, which would answer the
+ * waiter, and on_items would free r under us. */
 static void on_client_gone(struct api_conn *c, void *data)
 {
     struct web_req *r = data;
     (void)c;
+    if (r->waiter) {
+        ctl_items_waiter_cancel(r->w->ctl, r->waiter);
+        r->waiter = NULL;
+    }
     struct ctl_call_view v;
     struct ctl_error e;
     ctl_cancel(r->w->ctl, NULL, r->call_id, &v, &e);
@@ -315,13 +321,15 @@ static void submit(struct api_web *w, struct api_conn *conn, struct http_request
             continue;
         hs[nh++] = (struct web_header){h->name, h->name_len, h->value, h->value_len};
     }
+    char client[64]; /* INET6_ADDRSTRLEN (46) and more */
+    api_conn_peer(conn, client, sizeof client);
     struct web_request wr = {
         .method = req->method,
         .scheme = w->tls ? "https" : "http",
         .root_path = rt->root_path,
         .path = rt->rest,
         .query = req->query,
-        .client = "",
+        .client = client,
         .headers = hs,
         .nheaders = nh,
         .body = req->body.data,

@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from .. import _params, _runtime
 from ..exception import InputCancellation
-from . import web
+from . import web, web_server
 from .batch import Batcher
 from .jsonargs import decode_input
 from .proto import (EXC_TAG, FRAME_CANCEL, FRAME_CHILD_FD, FRAME_ERR_CANCELLED, FRAME_ERR_USER, FRAME_ERROR, FRAME_F_MORE, FRAME_INPUT, FRAME_INPUT_CALL,
@@ -225,6 +225,8 @@ def main():
     workers = int(os.environ.get("GUST_MAX_INPUTS", "1") or "1")
     pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 and batcher is None else None
     stop_on_signals(sock)
+    if web_server.is_server(fn) and start_web_server(fn) < 0:
+        return 1
     send(sock, FRAME_READY, 0, b"")
     pending = {}
     while True:
@@ -244,6 +246,7 @@ def main():
         if ftype == FRAME_CANCEL:
             if pending.pop(fid, None) is None:
                 _cancels.cancel(fid)
+                web_server.cancel(_runtime.input_name(fid))  # a proxied request blocked on its server
             continue
         if ftype != FRAME_INPUT:
             continue
@@ -265,6 +268,25 @@ def main():
     concurrent.futures.wait(list(_async_inputs))
     web.finish(_run_on_loop)
     run_exit_hooks(getattr(fn, "instance", None))
+    return 0
+
+
+def start_web_server(fn):
+    """@gust.web_server: the function starts its server, which must accept connections
+    before the container is READY. On failure, -1 after a last stderr line saying why
+    (gustd's "exited before it was ready" message carries it)."""
+    def run_coro(coro):
+        return asyncio.run_coroutine_threadsafe(coro, _event_loop().loop).result()
+    try:
+        web_server.start(fn, run_coro)
+    except web_server.StartupError as exc:
+        print(exc, file=sys.stderr, flush=True)
+        return -1
+    except Exception as exc:  # the function's own failure: its traceback, then the reason
+        traceback.print_exc()
+        print(f"web_server: {getattr(fn, '__name__', 'the function')} raised {type(exc).__name__}: {exc} before its "
+              f"server was up", file=sys.stderr, flush=True)
+        return -1
     return 0
 
 

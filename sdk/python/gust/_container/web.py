@@ -14,7 +14,9 @@ Kinds (the _gust_web dict the decorators in gust.web put on the function):
   (prepare(), before it takes requests; an ASGI app's lifespan startup runs then, its
   shutdown when the container stops: .lifespan); each request is served to it directly
   (an ASGI http scope with receive/send, a WSGI environ with start_response), without
-  an HTTP server in between."""
+  an HTTP server in between.
+- "web_server": the function started a server at container start; each request is
+  proxied to it (.web_server)."""
 import asyncio
 import inspect
 import io
@@ -391,11 +393,14 @@ def handle(fn, payload):
     cfg = getattr(fn, "_gust_web", None)
     if cfg is None:
         raise TypeError("this function is not a web endpoint (decorate it with @gust.web_endpoint, "
-                        "@gust.fastapi_endpoint, @gust.asgi_app or @gust.wsgi_app)")
+                        "@gust.fastapi_endpoint, @gust.asgi_app, @gust.wsgi_app or @gust.web_server)")
     req = Request(payload)
     kind = cfg.get("kind")
     if kind == "asgi" or cfg.get("fastapi"):
         return _logged_async(_asgi_items(_app_of(fn, cfg), req))
     if kind == "wsgi":
         return _logged(_wsgi_items(_app_of(fn, cfg), req))
+    if kind == "web_server":
+        from . import web_server  # it builds on this module's heads and errors
+        return web_server.handle(fn, req)
     return _logged(_function_items(fn, req))
