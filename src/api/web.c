@@ -347,6 +347,11 @@ static void on_client_gone(struct api_conn *c, void *data)
     (void)c;
     struct ctl_call_view v;
     struct ctl_error e;
+    /* Not told of the call's end that the cancel brings (it would free r first). */
+    if (r->waiter) {
+        ctl_items_waiter_cancel(r->w->ctl, r->waiter);
+        r->waiter = NULL;
+    }
     ctl_cancel(r->w->ctl, NULL, r->call_id, &v, &e);
     req_free(r);
 }
