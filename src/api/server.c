@@ -48,6 +48,7 @@ enum conn_state {
     C_READING,   /* waiting for (the rest of) a request */
     C_HANDLING,  /* dispatched; no response yet */
     C_STREAMING, /* chunked response under way */
+    C_TUNNEL,    /* after a 101: raw bytes both ways (api_conn_tunnel_begin) */
 };
 
 struct api_conn {
@@ -68,6 +69,11 @@ struct api_conn {
     bool raw_stream;        /* HTTP/1.0 stream: no chunk framing */
     bool continue_sent;
     bool corked;            /* output queued until the end of this loop pass (api_conn_cork) */
+    /* C_TUNNEL: the reader of the client's bytes; it took less than it was offered
+     * (reading waits for api_conn_tunnel_resume); the client's EOF came, and was told. */
+    api_tunnel_fn tunnel_fn;
+    void *tunnel_ud;
+    bool tunnel_paused, tunnel_eof, tunnel_eof_told, tunnel_deliver_pending;
     uint32_t watched;
     struct buf in;
     size_t in_off;
@@ -196,6 +202,9 @@ static void note_out(struct api_conn *c)
  * request being handled has enough pipelined bytes behind it. */
 static bool in_paused(const struct api_conn *c)
 {
+    if (c->state == C_TUNNEL)
+        return c->close_after_flush || c->closing || c->tunnel_paused || c->tunnel_eof ||
+               c->in.len - c->in_off >= API_IN_PAUSE;
     return c->close_after_flush || c->closing || out_full(c) ||
            (c->state != C_READING && c->in.len - c->in_off >= API_IN_PAUSE);
 }
@@ -674,6 +683,121 @@ void api_conn_stream_end(struct api_conn *c)
     response_done(c);
 }
 
+/* ---------- tunnels ---------- */
+
+/* Offers the client's buffered bytes to the tunnel's reader, then its EOF once they
+ * are all taken. A reader that takes less pauses reading until it resumes. */
+static void tunnel_deliver(struct api_conn *c)
+{
+    c->refs++;
+    while (c->open && !c->closing && c->state == C_TUNNEL && !c->tunnel_paused && !c->close_after_flush) {
+        size_t avail = c->in.len - c->in_off;
+        if (!avail) {
+            if (c->tunnel_eof && !c->tunnel_eof_told) {
+                c->tunnel_eof_told = true;
+                c->tunnel_fn(c, NULL, 0, c->tunnel_ud);
+            }
+            break;
+        }
+        size_t n = c->tunnel_fn(c, c->in.data + c->in_off, avail, c->tunnel_ud);
+        if (n > avail)
+            n = avail;
+        c->in_off += n;
+        if (c->in_off == c->in.len) {
+            c->in.len = 0;
+            c->in_off = 0;
+        }
+        if (n < avail)
+            c->tunnel_paused = true;
+    }
+    conn_watch(c);
+    api_conn_unref(c);
+}
+
+static void tunnel_deliver_cb(struct ev_loop *loop, void *data)
+{
+    struct api_conn *c = data;
+    (void)loop;
+    c->tunnel_deliver_pending = false;
+    tunnel_deliver(c);
+    api_conn_unref(c);
+}
+
+/* Delivery from the loop, never inside the caller's api_conn_* call. */
+static void tunnel_deliver_later(struct api_conn *c)
+{
+    if (c->tunnel_deliver_pending)
+        return;
+    c->tunnel_deliver_pending = true;
+    c->refs++;
+    ev_defer(c->loop, tunnel_deliver_cb, c);
+}
+
+int api_conn_tunnel_begin(struct api_conn *c, const char *extra_headers, api_tunnel_fn on_read, void *ud)
+{
+    if (!c->open || c->closing)
+        return -EPIPE;
+    if (!can_respond(c, "tunnel_begin"))
+        return -EINVAL;
+    static const char line[] = "HTTP/1.1 101 Switching Protocols\r\n";
+    buf_append(&c->out, line, sizeof line - 1);
+    if (extra_headers)
+        buf_append(&c->out, extra_headers, strlen(extra_headers));
+    buf_append(&c->out, "\r\n", 2);
+    c->keep_alive = false;
+    c->state = C_TUNNEL;
+    c->tunnel_fn = on_read;
+    c->tunnel_ud = ud;
+    if (conn_send(c, NULL, 0, NULL, 0) < 0) {
+        conn_fail_later(c);
+        return -EPIPE;
+    }
+    /* Bytes the client sent right behind its request are the tunnel's first. */
+    if (c->in.len > c->in_off)
+        tunnel_deliver_later(c);
+    conn_watch(c);
+    return 0;
+}
+
+int api_conn_tunnel_write(struct api_conn *c, const void *data, size_t len)
+{
+    if (!c->open || c->closing)
+        return -EPIPE;
+    if (c->state != C_TUNNEL || c->close_after_flush)
+        return -EINVAL;
+    if (!len)
+        return 0;
+    if (c->out.len - c->out_off + len > API_OUT_MAX) {
+        log_warn("api", "client not reading a tunnel (%zu bytes pending); closing", c->out.len - c->out_off);
+        conn_fail_later(c);
+        return -ENOBUFS;
+    }
+    if (conn_send(c, data, len, NULL, 0) < 0) {
+        conn_fail_later(c);
+        return -EPIPE;
+    }
+    return 0;
+}
+
+void api_conn_tunnel_resume(struct api_conn *c)
+{
+    if (!c->open || c->closing || c->state != C_TUNNEL || !c->tunnel_paused)
+        return;
+    c->tunnel_paused = false;
+    tunnel_deliver_later(c);
+}
+
+void api_conn_tunnel_end(struct api_conn *c)
+{
+    if (!c->open || c->closing || c->state != C_TUNNEL || c->close_after_flush)
+        return;
+    c->close_after_flush = true;
+    if (c->out.len == c->out_off)
+        conn_linger(c);
+    else
+        conn_watch(c);
+}
+
 /* ---------- input ---------- */
 
 static const char *parse_error_code(int status)
@@ -785,6 +909,8 @@ static void input_arrived(struct api_conn *c)
     c->last_active = ev_now_ms(c->loop);
     if (c->state == C_READING)
         process_input(c);
+    else if (c->state == C_TUNNEL)
+        tunnel_deliver(c);
     else
         conn_watch(c);
 }
@@ -850,6 +976,12 @@ static void tls_read(struct api_conn *c)
             c->tls_rd_wants_write = true;
             break;
         }
+        if (e == SSL_ERROR_ZERO_RETURN && c->state == C_TUNNEL) {
+            /* close_notify: the client's end of the tunnel's input; it may still read. */
+            c->tunnel_eof = true;
+            tunnel_deliver(c);
+            return;
+        }
         if (e != SSL_ERROR_ZERO_RETURN && log_get_level() <= LOG_DEBUG) {
             char why[256];
             log_debug("api", "TLS connection failed: %s",
@@ -886,6 +1018,12 @@ static void conn_read(struct api_conn *c)
         return;
     }
     if (n == 0) {
+        if (c->state == C_TUNNEL) {
+            /* The end of the client's bytes; it may still read the other way. */
+            c->tunnel_eof = true;
+            tunnel_deliver(c);
+            return;
+        }
         /* The client went away (or half-closed: it cannot expect more from us). */
         conn_close(c);
         return;

@@ -17,6 +17,8 @@
  *               completion goes up through observers (ctl_call_obs), kicks through
  *               the hook c->kick
  *   logs.c      log lines: batched into the store, fanned out to subscribers
+ *   stream.c    a call's input stream: bytes after its input, held while it is
+ *               pending or its container's window is full, sent in order
  *   wait.c      waiters on one call (observers)
  *   map.c       map streams (one observer per input)
  *   secrets.c   secrets, uploaded blobs, mount trees
@@ -304,6 +306,13 @@ struct ctl_call {
     struct list_node observers; /* struct ctl_call_obs */
     struct ctl_items *items;    /* a generator call's items; NULL for other calls */
     bool no_retry;              /* a web request: failed attempts are final (no retry) */
+    /* Its input stream (stream.c, ctl_call_input_more): bytes not yet sent to a
+     * container (from held_off on), bytes sent and acknowledged by the one running it,
+     * and its end as asked and as sent. */
+    struct buf more_held;
+    size_t more_held_off;
+    uint64_t more_sent, more_acked;
+    bool more_end_asked, more_end_sent;
     /* Whether another call of its function ran while this one did (so far): one was
      * running when it started, or one started after it (fn->call_starts passed
      * start_no), while it still runs. Its log lines then say so (logs.c). */
@@ -785,6 +794,13 @@ uint64_t ctl_app_log_seq_of(struct ctl *c, struct ctl_app *a);
  * cfg.log_lines_per_fn. */
 void ctl_logs_trim(struct ctl *c);
 void ctl_logs_free(struct ctl *c);
+
+/* ---- stream.c ---- */
+/* Sends what the call's input stream holds to the container running it, as far as its
+ * window allows (after dispatch, and after the container took more). */
+void ctl_stream_flush(struct ctl *c, struct ctl_call *call);
+/* The container running call took `bytes` of its stream in all (input_more_ack). */
+void ctl_stream_acked(struct ctl *c, struct ctl_call *call, uint64_t bytes);
 
 /* ---- wait.c, map.c: public API only (control.h) ---- */
 void ctl_maps_free(struct ctl *c);

@@ -723,6 +723,8 @@ static void dispatch(struct ctl *c, struct ctl_fver *fv)
             /* The container is going away; its exit event requeues what it held. */
             log_warn("sched", "send input to %s: %s", best->id, err.msg);
             stop_container(c, best, true);
+        } else {
+            ctl_stream_flush(c, call); /* input stream bytes that came while it was pending */
         }
     }
 }
@@ -1222,6 +1224,16 @@ static void ev_item(void *ud, const char *ctr_id, uint64_t input_id, const void 
     sched_kick(c);
 }
 
+/* The code serving a call took more of its input stream: what waited may go. */
+static void ev_input_more_ack(void *ud, const char *ctr_id, uint64_t input_id, uint64_t bytes)
+{
+    struct ctl *c = ud;
+    struct ctl_ctr *k = ctl_find_ctr(c, ctr_id);
+    struct ctl_slot *slot = k ? slot_find(k, input_id) : NULL;
+    if (slot && slot->call)
+        ctl_stream_acked(c, slot->call, bytes);
+}
+
 static void ev_input_error(void *ud, const char *ctr_id, uint64_t input_id, enum ctr_fail kind, const char *msg)
 {
     struct ctl *c = ud;
@@ -1331,6 +1343,7 @@ const struct worker_events ctl_worker_events = {
     .exit = ev_exit,
     .snapshot_state = ev_snapshot_state,
     .snapshot_log = ev_snapshot_log,
+    .input_more_ack = ev_input_more_ack,
 };
 
 /* ---------- drain (graceful stop) ---------- */

@@ -33,6 +33,11 @@ struct fake_ctr {
     uint64_t inputs_total;
     uint64_t acked_input, acked_bytes; /* the last item_ack */
     int nacks;
+    /* Input streams (send_input_more): bytes received, the first ones, the end, and
+     * whether any came for an input the container did not have (out of order). */
+    uint64_t more_bytes;
+    char more_head[32];
+    bool more_end, more_stray;
 };
 
 struct fake {
@@ -131,6 +136,25 @@ static int op_item_ack(void *w, const char *id, uint64_t input_id, uint64_t byte
     k->acked_input = input_id;
     k->acked_bytes = bytes;
     k->nacks++;
+    return 0;
+}
+
+static int op_send_input_more(void *w, const char *id, uint64_t input_id, const void *data, size_t len)
+{
+    struct fake_ctr *k = fake_find(w, id);
+    if (!k)
+        return -ESRCH;
+    bool known = false;
+    for (int i = 0; i < FAKE_MAX_INPUTS; i++)
+        known |= k->inputs[i] == input_id;
+    k->more_stray |= !known || k->more_end;
+    if (!len)
+        k->more_end = true;
+    size_t have = k->more_bytes < sizeof k->more_head - 1 ? (size_t)k->more_bytes : sizeof k->more_head - 1;
+    size_t n = len < sizeof k->more_head - 1 - have ? len : sizeof k->more_head - 1 - have;
+    if (n)
+        memcpy(k->more_head + have, data, n);
+    k->more_bytes += len;
     return 0;
 }
 
@@ -250,6 +274,7 @@ static const struct worker_ops fake_ops = {
     .send_input = op_send_input,
     .cancel_input = op_cancel_input,
     .item_ack = op_item_ack,
+    .send_input_more = op_send_input_more,
     .stop = op_stop,
     .kill = op_kill,
     .info = op_info,
@@ -1978,6 +2003,75 @@ UNIT_TEST(test_generator_no_retry_after_items)
     env_free(&e);
 }
 
+/* ------------------------------------------------------------------ input streams */
+
+/* A call's input stream: bytes sent while it is pending are held and reach its
+ * container right after the input, in order; while running, what the container has
+ * not acknowledged stays within WORKER_INPUT_WINDOW, what is beyond waits in control
+ * up to CTL_STREAM_HELD_MAX (the room says so, and more is refused), and an ack sends
+ * what waited; the end goes after the last byte; a call whose container got stream
+ * bytes is not requeued when that container stops. */
+UNIT_TEST(test_input_stream_buffering)
+{
+    struct env e;
+    env_init(&e, 4000, 4096, 0);
+    deploy(&e, "\"mode\":\"runner\",\"scaling\":{\"max_containers\":1},\"resources\":{\"cpu\":100,\"memory\":64}");
+    char id[64];
+    struct ctl_error ce;
+    submit_gen(&e, "x", id);
+    CHECK(ctl_call_input_more(e.ctl, id, "ab", 2, &ce) == 0);
+    CHECK(ctl_call_input_more(e.ctl, id, "cd", 2, &ce) == 0);
+    CHECK_EQ_INT(ctl_call_input_room(e.ctl, id), CTL_STREAM_HELD_MAX - 4);
+    CHECK(ctl_call_input_more(e.ctl, "fc-nope", "x", 1, &ce) == -ENOENT && ce.kind == CTL_E_NOT_FOUND);
+    start_and_dispatch(&e);
+    struct fake_ctr *k = &e.fake.ctrs[0];
+    uint64_t in = fake_input(k);
+    CHECK(in != 0);
+    CHECK_STR(k->more_head, "abcd");
+    CHECK(k->more_bytes == 4 && !k->more_stray && !k->more_end);
+    CHECK_EQ_INT(ctl_call_input_room(e.ctl, id), CTL_STREAM_HELD_MAX);
+    /* Fill the container's window, then control's hold. */
+    char *big = calloc(1, CTL_STREAM_HELD_MAX);
+    CHECK(big);
+    size_t room;
+    int rounds = 0;
+    while ((room = ctl_call_input_room(e.ctl, id)) > 0 && rounds++ < 100)
+        CHECK(ctl_call_input_more(e.ctl, id, big, room, &ce) == 0);
+    CHECK_EQ_INT(k->more_bytes, WORKER_INPUT_WINDOW);
+    CHECK(ctl_call_input_more(e.ctl, id, "y", 1, &ce) == -ENOBUFS && ce.kind == CTL_E_TOO_LARGE);
+    /* The end waits behind the held bytes. */
+    CHECK(ctl_call_input_more(e.ctl, id, NULL, 0, &ce) == 0);
+    CHECK(!k->more_end);
+    CHECK(ctl_call_input_more(e.ctl, id, "z", 1, &ce) == -EPIPE && ce.kind == CTL_E_CONFLICT);
+    /* A stale or excessive ack changes nothing beyond what was sent; a real one sends on. */
+    e.fake.ev->input_more_ack(e.fake.ud, k->id, in, 0);
+    CHECK_EQ_INT(k->more_bytes, WORKER_INPUT_WINDOW);
+    e.fake.ev->input_more_ack(e.fake.ud, k->id, in, 100);
+    CHECK_EQ_INT(k->more_bytes, WORKER_INPUT_WINDOW + 100);
+    CHECK(!k->more_end);
+    e.fake.ev->input_more_ack(e.fake.ud, k->id, in, UINT64_MAX);
+    CHECK_EQ_INT(k->more_bytes, WORKER_INPUT_WINDOW + CTL_STREAM_HELD_MAX);
+    CHECK(k->more_end && !k->more_stray);
+    free(big);
+    /* Its container stops under it: failed, not run again without the bytes sent. */
+    fake_exit(&e.fake, k, 0);
+    struct ctl_call_view v;
+    CHECK_EQ_INT(call_state(&e, id, &v), CTL_CALL_FAILED);
+    CHECK_STR(v.error_code, "interrupted");
+    CHECK_EQ_INT(ctl_call_input_room(e.ctl, id), 0);
+    CHECK(ctl_call_input_more(e.ctl, id, "w", 1, &ce) == -EPIPE);
+    /* Another call, pending while its container starts: its held bytes follow its input. */
+    char id2[64];
+    submit_gen(&e, "y", id2);
+    CHECK(ctl_call_input_more(e.ctl, id2, "held", 4, &ce) == 0);
+    start_and_dispatch(&e);
+    k = &e.fake.ctrs[e.fake.nctrs - 1];
+    CHECK_STR(k->more_head, "held");
+    CHECK(fake_answer(&e.fake, k, "", 0));
+    CHECK_EQ_INT(call_state(&e, id2, NULL), CTL_CALL_SUCCEEDED);
+    env_free(&e);
+}
+
 /* ------------------------------------------------------- scheduling sets */
 
 /* Deploys app app (in workspace ws) with one function "f" of resources (a JSON object);
@@ -2314,6 +2408,7 @@ int main(void)
     UNIT_RUN(test_generator_items);
     UNIT_RUN(test_generator_bounds_and_misuse);
     UNIT_RUN(test_generator_no_retry_after_items);
+    UNIT_RUN(test_input_stream_buffering);
     UNIT_RUN(test_freed_capacity_reaches_other_apps);
     UNIT_RUN(test_quota_freed_by_scale_down_reaches_other_apps);
     UNIT_RUN(test_keepalive_stop_frees_quota_for_queued_call);

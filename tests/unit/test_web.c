@@ -105,6 +105,14 @@ UNIT_TEST(test_head_rejects)
     CHECK(web_header_reserved("Transfer-Encoding", 17));
     CHECK(web_header_reserved("content-length", 14));
     CHECK(!web_header_reserved("Content-Type", 12));
+    /* Connection / Upgrade token lists. */
+    CHECK(web_header_has_token("Upgrade", 7, "upgrade"));
+    CHECK(web_header_has_token("keep-alive, Upgrade", 19, "upgrade"));
+    CHECK(web_header_has_token(" websocket ,h2c", 15, "websocket"));
+    CHECK(!web_header_has_token("upgrades", 8, "upgrade"));
+    CHECK(!web_header_has_token("websocket/13", 12, "websocket"));
+    CHECK(!web_header_has_token("upgrade", 6, "upgrade")); /* bounded by len */
+    CHECK(!web_header_has_token("", 0, "upgrade"));
 }
 
 UNIT_TEST(test_split_path_and_host)

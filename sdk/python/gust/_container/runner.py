@@ -34,11 +34,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 from .. import _params, _runtime
 from ..exception import InputCancellation
-from . import web, web_server
+from . import instream, web, web_server
 from .batch import Batcher
 from .jsonargs import decode_input
-from .proto import (EXC_TAG, FRAME_CANCEL, FRAME_CHILD_FD, FRAME_ERR_CANCELLED, FRAME_ERR_USER, FRAME_ERROR, FRAME_F_MORE, FRAME_INPUT, FRAME_INPUT_CALL,
-                    FRAME_INPUT_LOG, FRAME_ITEM, FRAME_ITEM_ACK, FRAME_ITEM_ACK_SIZE, FRAME_ITEM_WINDOW, FRAME_MAX_BODY,
+from .proto import (EXC_TAG, FRAME_CANCEL, FRAME_CHILD_FD, FRAME_ERR_CANCELLED, FRAME_ERR_USER, FRAME_ERROR, FRAME_F_MORE,
+                    FRAME_INPUT, FRAME_INPUT_CALL, FRAME_INPUT_LOG, FRAME_INPUT_MORE, FRAME_ITEM, FRAME_ITEM_ACK,
+                    FRAME_ITEM_ACK_SIZE, FRAME_ITEM_WINDOW, FRAME_MAX_BODY,
                     FRAME_OUTPUT, FRAME_READY, FRAME_SHUTDOWN, HEADER, send_frame)
 from .sources import APP_DIR, PYSRC_DIR, explain, place_files
 
@@ -248,12 +249,17 @@ def main():
                 _cancels.cancel(fid)
                 web_server.cancel(_runtime.input_name(fid))  # a proxied request blocked on its server
             continue
+        if ftype == FRAME_INPUT_MORE:  # a byte stream: frame boundaries (and F_MORE) mean nothing
+            instream.feed(fid, body)
+            continue
         if ftype != FRAME_INPUT:
             continue
         pending.setdefault(fid, []).append(body)
         if flags & FRAME_F_MORE:
             continue
         payload = b"".join(pending.pop(fid))
+        if web.is_request(payload):  # before its code runs: its stream's first bytes follow at once
+            instream.open_stream(functools.partial(send, sock), fid)
         if batcher is not None:
             batcher.put(fid, _CALL_IDS.pop(fid, None), payload)
         elif pool and not is_async_input(fn, payload):
@@ -397,7 +403,9 @@ def run_exit_hooks(inst):
 
 
 def _end_output(fid):
-    """What the input printed and did not end with a newline goes out before its answer."""
+    """What the input printed and did not end with a newline goes out before its answer;
+    its input stream, if any, goes (later bytes for it are dropped)."""
+    instream.close_stream(fid)
     for s in (sys.stdout, sys.stderr):
         if isinstance(s, _InputStream):
             s.end_input(fid)
@@ -481,7 +489,7 @@ def serve(sock, fn, fid, payload):
         _cancels.thread_begin(fid)
         try:
             if web.is_request(payload):  # its items are the response's bytes, not pickles
-                result, encode, item = web.handle(fn, payload), None, bytes
+                result, encode, item = web.handle(fn, payload, instream.stream_of(fid)), None, bytes
             else:
                 args, kwargs, encode = decode_input(payload)
                 result, item = fn(*args, **kwargs), _pickle_item

@@ -14,7 +14,9 @@ Kinds (the _gust_web dict the decorators in gust.web put on the function):
   (prepare(), before it takes requests; an ASGI app's lifespan startup runs then, its
   shutdown when the container stops: .lifespan); each request is served to it directly
   (an ASGI http scope with receive/send, a WSGI environ with start_response), without
-  an HTTP server in between.
+  an HTTP server in between. A WebSocket handshake to an ASGI app runs it with a
+  websocket scope (.websocket); a web_server's goes to its server (.web_server); other
+  kinds answer it 400.
 - "web_server": the function started a server at container start; each request is
   proxied to it (.web_server)."""
 import asyncio
@@ -26,6 +28,7 @@ import sys
 import traceback
 import urllib.parse
 
+from . import websocket
 from .lifespan import Lifespan
 from .proto import WEB_TAG, WEB_TAG_LEN
 
@@ -387,15 +390,25 @@ def is_request(payload):
     return payload[:WEB_TAG_LEN] == WEB_TAG
 
 
-def handle(fn, payload):
+def _no_websocket():
+    yield json_error(400, "websocket_unsupported",
+                     "this endpoint does not take WebSocket connections (serve them with @gust.asgi_app)")
+
+
+def handle(fn, payload, stream=None):
     """The items of one request to the endpoint fn: a generator, or an async generator
-    for ASGI apps (fastapi_endpoint included), to be run on the container's loop."""
+    for ASGI apps (fastapi_endpoint included), to be run on the container's loop.
+    stream: the input's stream (.instream), which carries a WebSocket's client bytes."""
     cfg = getattr(fn, "_gust_web", None)
     if cfg is None:
         raise TypeError("this function is not a web endpoint (decorate it with @gust.web_endpoint, "
                         "@gust.fastapi_endpoint, @gust.asgi_app, @gust.wsgi_app or @gust.web_server)")
     req = Request(payload)
     kind = cfg.get("kind")
+    if websocket.is_upgrade(req):
+        if kind != "asgi":
+            return _no_websocket()
+        return _logged_async(websocket.websocket_items(_app_of(fn, cfg), req, stream, encode_head, json_error))
     if kind == "asgi" or cfg.get("fastapi"):
         return _logged_async(_asgi_items(_app_of(fn, cfg), req))
     if kind == "wsgi":
