@@ -289,11 +289,49 @@ def test_proxy_errors():
         with pytest.raises(ws.UpstreamError, match="closed the connection"):
             list(gen)
         srv.close()
-    # An upgrade request: 501 until gustd can tunnel (nothing reaches the server).
-    srv = RawServer(lambda c: pytest.fail("an upgrade request reached the server"))
-    st, _, body = proxy(srv.port, headers=[(b"Upgrade", b"websocket")])
-    assert st == 501 and json.loads(body)["error"]["code"] == "not_implemented", body
-    assert srv.conns == 0
+
+
+class ListStream:
+    """An input stream (gust/_container/instream.py's read_sync) of given pieces, then
+    its end."""
+
+    def __init__(self, pieces):
+        self.pieces = list(pieces)
+
+    def read_sync(self, timeout=None):
+        return self.pieces.pop(0) if self.pieces else b""
+
+
+def test_upgrade_tunnels_bytes_both_ways():
+    """A 101 from the server: the head goes back with its Upgrade headers, then the
+    client's stream bytes reach the server and the server's bytes come back as items
+    until it closes; a refused upgrade is passed on as a plain response."""
+    got = {}
+
+    def tunnel_server(c):
+        got["head"], _ = read_request(c)
+        c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\nhello ")
+        data = b""
+        while True:  # echoes in upper case until the client's side ends
+            d = c.recv(65536)
+            if not d:
+                break
+            data += d
+            c.sendall(d.upper())
+        c.sendall(b" bye")
+        got["data"] = data
+    srv = RawServer(tunnel_server)
+    req = cweb.Request(envelope(headers=[(b"Upgrade", b"echo"), (b"Connection", b"upgrade")]))
+    items = list(ws.handle(None, req, pool=ws.Pool(srv.port, 1), stream=ListStream([b"abc", b"def"])))
+    status, headers, first = decode_head(items[0])
+    assert status == 101 and ("Upgrade", "echo") in headers and first == b"hello ", (status, headers, first)
+    assert b"".join(items[1:]) == b"ABCDEF bye", items
+    assert got["data"] == b"abcdef"
+    assert b"\r\nUpgrade: echo" in got["head"] and b"\r\nConnection: Upgrade" in got["head"], got["head"]
+    srv.close()
+    srv = RawServer(lambda c: (read_request(c), c.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\nno")))
+    items = list(ws.handle(None, req, pool=ws.Pool(srv.port, 1), stream=ListStream([])))
+    assert decode_head(items[0])[0] == 403 and decode_head(items[0])[2] + b"".join(items[1:]) == b"no", items
     srv.close()
 
 
@@ -572,3 +610,59 @@ def test_startup_timeout_fails_the_container(shared_gust, streams):
         logs = g.http("GET", "/v1/functions/web-srv-stream/never/logs").body.decode()
         return want in logs and "starting nothing" in logs
     wait_until(logged, 30, msg="the startup failure in gust logs")
+
+
+WS_SERVER = '''
+import gust
+
+app = gust.App("web-srv-ws")
+# The examples' FastAPI image (its build cached) plus Debian's websockets library.
+IMAGE = gust.Image.debian_slim().apt_install("python3-fastapi").apt_install("python3-websockets")
+
+
+@app.function(image=IMAGE, max_containers=1)
+@gust.concurrent(max_inputs=4)
+@gust.web_server(8010)
+def chat():
+    """A WebSocket echo server of the websockets library on a loop thread: any server
+    that upgrades works behind web_server."""
+    import asyncio
+    import threading
+
+    import websockets
+
+    async def echo(ws, path=None):
+        async for msg in ws:
+            await ws.send(msg.upper() if isinstance(msg, str) else msg[::-1])
+
+    async def main():
+        async with websockets.serve(echo, "0.0.0.0", 8010):
+            await asyncio.Future()
+    threading.Thread(target=asyncio.run, args=(main(),), daemon=True).start()
+'''
+
+
+def test_websocket_through_a_web_server(shared_gust, tmp_path):
+    """A real WebSocket client to a real WebSocket server in the container: gustd
+    answers the server's 101 and tunnels the bytes; the runner pipes them to the port."""
+    import asyncio
+
+    import websockets
+    g = shared_gust.use_for_sdk()
+    mod = sdk_module(tmp_path, "wssrv", WS_SERVER)
+    mod.app.addr = g.addr
+    mod.app.deploy(progress=io.StringIO())
+    url = f"ws://127.0.0.1:{g.web_port}/default/web-srv-ws/chat/room"
+
+    async def go():
+        async with websockets.connect(url, extra_headers={"Authorization": f"Bearer {g.admin_token}"}) as sock:
+            for i in range(3):
+                await sock.send(f"hello {i}")
+                assert await sock.recv() == f"HELLO {i}"
+            await sock.send(b"\x01\x02\x03" * 30000)
+            assert await sock.recv() == (b"\x01\x02\x03" * 30000)[::-1]
+        return sock.close_code
+    try:
+        assert asyncio.run(asyncio.wait_for(go(), 120)) == 1000
+    finally:
+        g.http("POST", "/v1/apps/web-srv-ws/stop")

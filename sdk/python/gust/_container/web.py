@@ -405,7 +405,7 @@ def handle(fn, payload, stream=None):
                         "@gust.fastapi_endpoint, @gust.asgi_app, @gust.wsgi_app or @gust.web_server)")
     req = Request(payload)
     kind = cfg.get("kind")
-    if websocket.is_upgrade(req):
+    if websocket.is_upgrade(req) and kind != "web_server":
         if kind != "asgi":
             return _no_websocket()
         return _logged_async(websocket.websocket_items(_app_of(fn, cfg), req, stream, encode_head, json_error))
@@ -415,5 +415,5 @@ def handle(fn, payload, stream=None):
         return _logged(_wsgi_items(_app_of(fn, cfg), req))
     if kind == "web_server":
         from . import web_server  # it builds on this module's heads and errors
-        return web_server.handle(fn, req)
+        return web_server.handle(fn, req, stream=stream)
     return _logged(_function_items(fn, req))

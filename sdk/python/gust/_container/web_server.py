@@ -30,9 +30,9 @@ fails mid-body.
 A cancelled call (its client went away) shuts its connection to the server (cancel()),
 so the input ends at once and the container, with the server, goes on serving.
 
-Upgrades (WebSocket): a request asking for one goes to upgrade(), the one place that
-would switch the connection to raw piping in both directions once gustd can send a
-running call more input bytes; until then it answers 501."""
+Upgrades (WebSocket): a request asking for one goes to upgrade(), on a connection of
+its own; a 101 switches it to raw piping in both directions (the call's input stream to
+the server, the server's bytes back as items), which gustd tunnels to the client."""
 import inspect
 import os
 import select
@@ -192,12 +192,15 @@ class Pool:
 
 # ---------------------------------------------------------------- the request
 
-def request_bytes(req, port):
+def request_bytes(req, port, upgrade=None):
     """The request as the server gets it: method and target as the client sent them
     (the part after the endpoint's prefix), the client's headers with Host as it sent
-    it, X-Forwarded-For/-Proto/-Prefix, and the body with its Content-Length."""
+    it, X-Forwarded-For/-Proto/-Prefix, and the body with its Content-Length. upgrade:
+    the client's Upgrade value, passed on with Connection: Upgrade (a tunnel's request)."""
     target = (req.path or "/") + ("?" + req.query if req.query else "")
     lines = [f"{req.method} {target} HTTP/1.1".encode("latin-1")]
+    if upgrade is not None:
+        lines += [b"Connection: Upgrade", b"Upgrade: " + upgrade]
     host = xff = None
     for k, v in req.headers:
         lk = k.lower()
@@ -222,6 +225,11 @@ def request_bytes(req, port):
     if req.body or req.method not in _NO_BODY_METHODS:
         lines.append(b"Content-Length: " + str(len(req.body)).encode())
     return b"\r\n".join(lines) + b"\r\n\r\n" + req.body
+
+
+def _header_bytes(req, name):
+    v = req.header(name)
+    return v if v is None or isinstance(v, bytes) else v.encode("latin-1")
 
 
 def wants_upgrade(req):
@@ -480,22 +488,7 @@ def exchange(pool, req):
             raise UpstreamError("web_server: the server closed the connection without a response")
         if head.status == 101:
             raise UpstreamError("web_server: the server switched protocols (101) without an upgrade request")
-        decoder = body_decoder(req.method, head)
-        first, conn.buf = decoder.feed(conn.buf), b""
-        yield encode_head(head.status, _response_headers(head), first)
-        while not decoder.done:
-            try:
-                piece = conn.recv()
-            except OSError as e:
-                _check_cancelled(conn)
-                raise UpstreamError(f"web_server: reading the server's response: {e.strerror or e}") from None
-            _check_cancelled(conn)
-            if not piece:
-                decoder.eof()
-                break
-            body = decoder.feed(piece)
-            if body:
-                yield body
+        decoder = yield from _relay(conn, req, head)
         if keeps_alive(head, decoder):
             pool.put(conn)
             conn = None
@@ -503,6 +496,33 @@ def exchange(pool, req):
         _untrack(key)
         if conn is not None:
             conn.close()
+
+
+def _relay(conn, req, head):
+    """The items of a response whose head was read: the head item (with the body bytes
+    at hand), then body pieces as they arrive; returns the body's decoder."""
+    decoder = body_decoder(req.method, head)
+    first, conn.buf = decoder.feed(conn.buf), b""
+    yield encode_head(head.status, _response_headers(head), first)
+    while not decoder.done:
+        piece = _recv(conn, "the server's response")
+        if not piece:
+            decoder.eof()
+            break
+        body = decoder.feed(piece)
+        if body:
+            yield body
+    return decoder
+
+
+def _recv(conn, what):
+    try:
+        piece = conn.recv()
+    except OSError as e:
+        _check_cancelled(conn)
+        raise UpstreamError(f"web_server: reading {what}: {e.strerror or e}") from None
+    _check_cancelled(conn)
+    return piece
 
 
 def _check_cancelled(conn):
@@ -547,29 +567,78 @@ def _response_headers(head):
     return [(k, v) for k, v in head.headers if k.lower() not in drop]
 
 
-def upgrade(req):
-    """The place of a protocol upgrade (WebSocket): the request would go to the server
-    as it is, with its Upgrade and Connection headers; on a 101 the head item goes back
-    and from then on the connection is raw bytes both ways (the call's later input
-    bytes to the server, the server's bytes as items). gustd cannot send a running call
-    more input yet, so this answers 501."""
-    yield json_error(501, "not_implemented",
-                     "web_server: protocol upgrades (WebSocket) are not supported by Gust's proxy yet")
+# A tunnel's pump looks this often whether its input ended while it waits for client
+# bytes: the end of the call must not leave a thread behind for long, and a wake-up
+# every 0.5 s costs nothing.
+_PUMP_POLL_S = 0.5
+
+
+def upgrade(req, stream, pool):
+    """A protocol upgrade (WebSocket) through the server: the request goes on a
+    connection of its own with its Upgrade and Connection headers. A 101 goes back as
+    the head item (gustd answers the client's handshake with it and tunnels the
+    connection), and from then on the connection carries raw bytes both ways: the
+    call's input stream (the client's bytes, .instream) to the server on a thread, the
+    server's bytes back as items, until the server closes (or the client: its end of
+    the stream shuts the server's side for writing). Any other answer (a refused
+    handshake) is passed on as a plain response."""
+    if stream is None:
+        yield json_error(501, "not_implemented", "web_server: this request has no input stream for a tunnel")
+        return
+    conn = pool.connect()
+    key = _track(conn)
+    done = threading.Event()
+    try:
+        head = _send_and_read_head(conn, request_bytes(req, pool.port, _header_bytes(req, "Upgrade")), req)
+        _check_cancelled(conn)
+        if head is None:
+            raise UpstreamError("web_server: the server closed the connection without answering the upgrade")
+        if head.status != 101:
+            yield from _relay(conn, req, head)
+            return
+        keep = [(k, v) for k, v in head.headers if k.lower() not in (b"connection", b"keep-alive",
+                                                                         b"transfer-encoding", b"content-length")]
+        first, conn.buf = conn.buf, b""
+        yield encode_head(101, keep, first)
+        threading.Thread(target=_pump, args=(stream, conn, done), name="gust-tunnel", daemon=True).start()
+        while True:
+            piece = _recv(conn, "the server's side of the tunnel")
+            if not piece:
+                return
+            yield piece
+    finally:
+        done.set()
+        _untrack(key)
+        conn.close()
+
+
+def _pump(stream, conn, done):
+    """The client's bytes to the server until the stream ends (then the server sees
+    the end of its input) or the tunnel is over."""
+    try:
+        while not done.is_set():
+            data = stream.read_sync(_PUMP_POLL_S)
+            if data is None:
+                continue
+            if not data:
+                conn.sock.shutdown(socket.SHUT_WR)
+                return
+            conn.sock.sendall(data)
+    except OSError:  # the server or the tunnel is gone: nothing more to carry
+        pass
 
 
 # ---------------------------------------------------------------- dispatch
 
-def handle(fn, req, pool=None):
-    """The items of one request to a web_server endpoint (web.handle's dispatch)."""
+def handle(fn, req, pool=None, stream=None):
+    """The items of one request to a web_server endpoint (web.handle's dispatch);
+    stream: the input's stream, which carries a tunnel's client bytes."""
     pool = pool or _pool
     if pool is None:
         raise RuntimeError("web_server: the server was not started (start() runs before the container is ready)")
-    if wants_upgrade(req):
-        yield from upgrade(req)
-        return
     started = False
     try:
-        for item in exchange(pool, req):
+        for item in (upgrade(req, stream, pool) if wants_upgrade(req) else exchange(pool, req)):
             started = True
             yield item
     except UpstreamError as e:
