@@ -270,11 +270,17 @@ static void pull(struct web_req *r)
     } while (r->again);
 }
 
-/* The client went away: the call is cancelled (its container stops serving it). */
+/* The client went away: the call is cancelled (its container stops serving it). The
+ * waiter goes first: a cancel finishes the call at once, which would answer it (on_items
+ * ends the request and frees r) before the req_free here. */
 static void on_client_gone(struct api_conn *c, void *data)
 {
     struct web_req *r = data;
     (void)c;
+    if (r->waiter) {
+        ctl_items_waiter_cancel(r->w->ctl, r->waiter);
+        r->waiter = NULL;
+    }
     struct ctl_call_view v;
     struct ctl_error e;
     ctl_cancel(r->w->ctl, NULL, r->call_id, &v, &e);

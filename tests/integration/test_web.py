@@ -291,3 +291,36 @@ def test_fastapi_asgi_app_and_fastapi_endpoint(shared_gust):
     assert st == 422, data
     st, _, data = request(g, "GET", "/default/web-fastapi/square?x=9")
     assert st == 200 and jbody(data) == {"square": 81}, data
+
+
+GONE = '''
+import time
+import gust
+app = gust.App("web-gone")
+
+@app.function(image=gust.Image.from_name("python"), max_containers=1)
+@gust.concurrent(max_inputs=8)
+@gust.web_endpoint()
+def wait():
+    time.sleep(30)
+    return {}
+'''
+
+
+def test_clients_gone_mid_request_cancel_their_calls(shared_gust, tmp_path):
+    """Clients that close their connections while their requests run (as wrk does at
+    the end of a run): each call is cancelled, once, and gustd serves on."""
+    g = shared_gust
+    deploy(g, sdk_module(tmp_path, "webgone", GONE))
+    socks = []
+    for _ in range(8):
+        s = socket.create_connection(("127.0.0.1", g.web_port), timeout=60)
+        s.sendall(f"GET /default/web-gone/wait HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "
+                  f"{g.admin_token}\r\n\r\n".encode())
+        socks.append(s)
+    wait_until(lambda: g.get_json("/v1/functions/web-gone/wait")["running"] == 8, 60, msg="8 requests running")
+    for s in socks:
+        s.close()
+    wait_until(lambda: g.get_json("/v1/functions/web-gone/wait")["running"] == 0, 60, msg="the calls cancelled")
+    assert g.alive(), "gustd died"
+    assert g.http("GET", "/v1/health").status == 200
