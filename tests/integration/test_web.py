@@ -324,3 +324,66 @@ def test_clients_gone_mid_request_cancel_their_calls(shared_gust, tmp_path):
     wait_until(lambda: g.get_json("/v1/functions/web-gone/wait")["running"] == 0, 60, msg="the calls cancelled")
     assert g.alive(), "gustd died"
     assert g.http("GET", "/v1/health").status == 200
+
+
+ASGI_HELD = '''
+import asyncio
+import gust
+app = gust.App("web-asgi-held")
+IMAGE = gust.Image.from_name("python")
+_release = []
+
+
+async def held_app(scope, receive, send):
+    if not _release:
+        _release.append(asyncio.Event())
+    if scope["path"] == "/release":
+        _release[0].set()
+        body = b"released"
+    else:
+        await _release[0].wait()
+        body = b"waited"
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+@app.function(image=IMAGE, max_containers=1)
+@gust.concurrent(max_inputs=8)
+@gust.asgi_app()
+def held():
+    return held_app
+
+
+async def made_app(scope, receive, send):
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"made by a coroutine"})
+
+
+@app.function(image=IMAGE)
+@gust.asgi_app()
+async def made():
+    await asyncio.sleep(0)
+    return made_app
+'''
+
+
+def test_asgi_requests_wait_together_on_one_container(shared_gust, tmp_path):
+    """An ASGI app's container reads its requests on its event loop: four requests wait
+    there at once for a fifth that releases them; an app made by a coroutine serves."""
+    g = shared_gust
+    deploy(g, sdk_module(tmp_path, "webasgiheld", ASGI_HELD))
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(request(g, "GET", "/default/web-asgi-held/held/wait")))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    wait_until(lambda: g.get_json("/v1/functions/web-asgi-held/held")["running"] == 4, 60, msg="4 requests waiting")
+    st, _, data = request(g, "GET", "/default/web-asgi-held/held/release")
+    assert st == 200 and data == b"released", data
+    for t in threads:
+        t.join(60)
+    assert sorted((st, data) for st, _, data in results) == [(200, b"waited")] * 4, results
+    assert len([c for c in g.get_json("/v1/containers")["containers"] if c["app"] == "web-asgi-held"
+                and c["function"] == "held"]) == 1
+    st, _, data = request(g, "GET", "/default/web-asgi-held/made/")
+    assert st == 200 and data == b"made by a coroutine", data

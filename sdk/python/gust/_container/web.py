@@ -322,6 +322,24 @@ def _app_of(fn, cfg):
     return app
 
 
+def serves_on_loop(fn):
+    """Whether every request to fn is a coroutine of the container's event loop (an ASGI
+    app, fastapi_endpoint included): the runner then reads its channel on that loop."""
+    cfg = getattr(fn, "_gust_web", None) or {}
+    return cfg.get("kind") == "asgi" or bool(cfg.get("fastapi"))
+
+
+def prepare(fn):
+    """Makes an ASGI endpoint's app at the container's start, as Modal does, not at its
+    first request: requests are served on the event loop's thread there (an async
+    factory could not be run with asyncio.run). A factory that fails has its traceback
+    in the logs, and each request tries it again (and fails with its error)."""
+    try:
+        _app_of(fn, getattr(fn, "_gust_web", None) or {})
+    except Exception:  # the requests' errors say it again
+        traceback.print_exc()
+
+
 def _fastapi_app(fn, cfg):
     """fastapi_endpoint: the function as the one route of a FastAPI app, as Modal does."""
     from fastapi import FastAPI
