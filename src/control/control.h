@@ -352,8 +352,9 @@ int ctl_cancel_call(struct ctl *c, const char *ws, const char *call_id, bool ter
 /* Generator items (docs/API.md "Generator items"). A generator call keeps the values
  * its function yielded that the consumer has not taken, oldest first, numbered from 0
  * in the order they were yielded. Asking for items from index `from` takes (frees)
- * every item before it, and tells the container it may yield that much more: a runner
- * keeps at most WORKER_ITEM_WINDOW bytes beyond what was taken (backpressure). A call
+ * every item before it, and tells the container it may yield that much more, in steps
+ * of a quarter window (wait.c): a runner keeps at most WORKER_ITEM_WINDOW bytes beyond
+ * what it was last told was taken (backpressure). A call
  * holds at most that window plus one payload; a runner that sends more, or an item that
  * would take gustd past CTL_ITEMS_MAX_TOTAL bytes of unread items of all calls, fails
  * the call (items_overflow), and nothing it yielded before is dropped. The items a
