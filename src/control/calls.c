@@ -253,7 +253,9 @@ void ctl_calls_evict(struct ctl *c)
 
 void ctl_fn_work_changed(struct ctl *c, struct ctl_fn *fn)
 {
-    ka_set_level(&fn->ka, ctl_fn_level(fn), ev_now_ms(c->loop));
+    uint64_t now = ev_now_ms(c->loop), work = ctl_fn_work(fn);
+    ka_set_level(&fn->ka, ctl_fn_level(fn, work), now);
+    kpa_observe(&fn->kpa, work > UINT32_MAX ? UINT32_MAX : (uint32_t)work, now);
     c->keepalive_kick(c, fn);
 }
 
