@@ -270,11 +270,17 @@ static void pull(struct web_req *r)
     } while (r->again);
 }
 
-/* The client went away: the call is cancelled (its container stops serving it). */
+/* The client went away: the call is cancelled (its container stops serving it). The
+ * items waiter goes first: a cancel finishes the call, whose end would answer the
+ * waiter (on_items) and free r under us. */
 static void on_client_gone(struct api_conn *c, void *data)
 {
     struct web_req *r = data;
     (void)c;
+    if (r->waiter) {
+        ctl_items_waiter_cancel(r->w->ctl, r->waiter);
+        r->waiter = NULL;
+    }
     struct ctl_call_view v;
     struct ctl_error e;
     ctl_cancel(r->w->ctl, NULL, r->call_id, &v, &e);
@@ -336,6 +342,7 @@ static void submit(struct api_web *w, struct api_conn *conn, struct http_request
         int status = e.kind == CTL_E_NOT_FOUND      ? 404
                      : e.kind == CTL_E_TOO_LARGE    ? 413
                      : e.kind == CTL_E_SHUTTING_DOWN ? 503
+                     : e.kind == CTL_E_OVERLOADED   ? 503
                      : e.kind == CTL_E_CONFLICT     ? 404
                                                     : 500;
         web_error(conn, status, status == 404 ? "not_found" : e.code, e.message);

@@ -9,6 +9,7 @@
  */
 #include <assert.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -424,6 +425,21 @@ int ctl_submit_generator(struct ctl *c, const char *app, const char *fn, const v
 int ctl_submit_web(struct ctl *c, const char *app, const char *fn, const void *input, size_t len,
                    char call_id_out[64], struct ctl_error *e)
 {
+    struct ctl_fn *f = ctl_find_fn(c, app, fn);
+    if (f && f->latest) {
+        const struct spec_function *s = &f->latest->spec;
+        uint64_t bound = (uint64_t)CTL_WEB_QUEUE_ROUNDS * (s->max_inputs ? s->max_inputs : 1) * s->max_containers;
+        uint64_t queued = 0;
+        list_for_each(fv, &f->versions, struct ctl_fver, link)
+            queued += fv->queued;
+        if (queued >= bound) {
+            ctl_err(e, CTL_E_OVERLOADED, "overloaded", NULL,
+                    "%" PRIu64 " requests are already queued for this endpoint (its bound: %u x max_inputs x "
+                    "max_containers); retry shortly",
+                    queued, CTL_WEB_QUEUE_ROUNDS);
+            return -EBUSY;
+        }
+    }
     return submit(c, app, fn, input, len, false, true, true, call_id_out, e);
 }
 

@@ -300,7 +300,7 @@ int ctl_cancel(struct ctl *c, const char *ws, const char *call_id, struct ctl_ca
         return -ENOENT;
     if (!ctl_call_state_is_final(call->state)) {
         if (call->state == CTL_CALL_RUNNING)
-            sched_cancel_running(c, call);
+            sched_cancel_running(c, call, true);
         ctl_call_finish(c, call, CTL_CALL_CANCELLED, NULL, 0, "cancelled", "the call was cancelled");
         ctl_sched_mark_all(c);
         sched_kick(c);

@@ -937,8 +937,11 @@ int sched_snapshot_prepare(struct ctl *c, struct ctl_fver *fv);
 void sched_tick(struct ctl *c);
 void sched_stop_all(struct ctl *c);
 size_t sched_live_containers(struct ctl *c);
-/* Detaches a running call from its container (which is told to drop the input). */
-void sched_cancel_running(struct ctl *c, struct ctl_call *call);
+/* Detaches a running call from its container, which is told to drop the input, or, a
+ * runner (which cannot), stopped. spare_others (a client's cancel): a runner holding
+ * other inputs is not stopped; the input runs on to its end (or the call's deadline)
+ * and its result is dropped. A timeout or a misbehaving runner stops it regardless. */
+void sched_cancel_running(struct ctl *c, struct ctl_call *call, bool spare_others);
 /* Writes the queued metering records, then the busy time and inputs of containers
  * whose counters moved since they were last written. */
 void sched_flush_usage(struct ctl *c);

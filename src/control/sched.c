@@ -1175,7 +1175,7 @@ static void cancel_grace_over(struct ev_loop *loop, void *data)
         }
 }
 
-void sched_cancel_running(struct ctl *c, struct ctl_call *call)
+void sched_cancel_running(struct ctl *c, struct ctl_call *call, bool spare_others)
 {
     struct ctl_ctr *k = call->ctr;
     if (!k)
@@ -1185,6 +1185,24 @@ void sched_cancel_running(struct ctl *c, struct ctl_call *call)
         slot->call = NULL;
     call->ctr = NULL;
     if (k->fv->spec.mode == SPEC_MODE_RUNNER) {
+        /* A runner cannot drop an input mid-way: the container goes, unless that would
+         * fail the other inputs it holds for a cancel they have nothing to do with (a
+         * web client that left, an abandoned generator). The input then runs on to
+         * its end in its slot, its result dropped; the kill timer still stops the
+         * container at the call's own deadline (its timeout would have). */
+        if (spare_others && k->inflight > 1) {
+            const struct spec_function *f = &k->fv->spec;
+            log_info("sched", "call %s cancelled: its input runs on in %s (%u other inputs there)", call->id, k->id,
+                     k->inflight - 1);
+            if (f->timeout_s && !k->kill_timer) {
+                double left = call->started_at + f->timeout_s - wall_s();
+                uint64_t ms = left > 0 ? (uint64_t)(left * 1000) : 0;
+                k->kill_timer = ev_timer_add(c->loop, ms > SCHED_CANCEL_GRACE_MS ? ms : SCHED_CANCEL_GRACE_MS,
+                                             cancel_grace_over, k);
+            }
+            return;
+        }
+        log_info("sched", "call %s cancelled: stopping %s (a runner cannot drop an input)", call->id, k->id);
         stop_container(c, k, true);
         return;
     }
@@ -1204,7 +1222,7 @@ static void sched_call_timeout(struct ev_loop *loop, void *data)
     char msg[160];
     snprintf(msg, sizeof msg, "the input ran longer than the function's timeout of %us", call->fv->spec.timeout_s);
     ctl_sched_mark(call->fv);
-    sched_cancel_running(c, call);
+    sched_cancel_running(c, call, false);
     ctl_call_failed_attempt(c, call, CTL_CALL_TIMED_OUT, "timeout", msg);
     sched_kick(c);
 }
@@ -1318,7 +1336,7 @@ static void ev_item(void *ud, const char *ctr_id, uint64_t input_id, const void 
                  CTL_ITEMS_MAX_TOTAL >> 20);
     }
     log_warn("sched", "call %s: %s", call->id, msg);
-    sched_cancel_running(c, call);
+    sched_cancel_running(c, call, false);
     ctl_call_finish(c, call, CTL_CALL_FAILED, NULL, 0, code, msg);
     sched_kick(c);
 }

@@ -679,6 +679,42 @@ UNIT_TEST(test_cancel)
     env_free(&e);
 }
 
+/* A runner holding several inputs is not killed for one cancelled by its client (a web
+ * client that left, an abandoned generator): the others go on, the cancelled input's
+ * result is dropped when it comes, and the container serves on. */
+UNIT_TEST(test_cancel_spares_a_runners_other_inputs)
+{
+    struct env e;
+    env_init(&e, 4000, 4096, 0);
+    deploy(&e, "\"mode\":\"runner\",\"scaling\":{\"max_containers\":1,\"max_inputs\":2},"
+               "\"resources\":{\"cpu\":100,\"memory\":64}");
+    char a[64], b[64];
+    submit(&e, "a", false, a);
+    submit(&e, "b", false, b);
+    start_and_dispatch(&e);
+    CHECK_EQ_INT(inflight(&e.fake.ctrs[0]), 2);
+    struct ctl_call_view v;
+    struct ctl_error ce;
+    CHECK(ctl_cancel(e.ctl, NULL, a, &v, &ce) == 0);
+    CHECK_EQ_INT(v.state, CTL_CALL_CANCELLED);
+    run_for(&e, 5);
+    CHECK(!e.fake.ctrs[0].kill_asked && !e.fake.ctrs[0].stop_asked);
+    fake_answer(&e.fake, &e.fake.ctrs[0], "late", 0); /* a's: dropped */
+    fake_answer(&e.fake, &e.fake.ctrs[0], "ok", 0);
+    CHECK_EQ_INT(call_state(&e, a, &v), CTL_CALL_CANCELLED);
+    CHECK_EQ_INT(call_state(&e, b, &v), CTL_CALL_SUCCEEDED);
+    /* Alone on its container, a cancelled input still stops it. */
+    char c1[64];
+    submit(&e, "c", false, c1);
+    run_for(&e, 5);
+    CHECK_EQ_INT(inflight(&e.fake.ctrs[0]), 1);
+    CHECK(ctl_cancel(e.ctl, NULL, c1, &v, &ce) == 0);
+    CHECK(e.fake.ctrs[0].kill_asked);
+    run_for(&e, 5);
+    CHECK_EQ_INT(sched_live_containers(e.ctl), 0);
+    env_free(&e);
+}
+
 /* A container that crashes with an input fails that input; one that is stopped (kind 0)
  * puts it back at the front of the queue without counting the attempt. */
 UNIT_TEST(test_container_exit_with_inputs)
@@ -2240,6 +2276,7 @@ int main(void)
     UNIT_RUN(test_retries_with_backoff);
     UNIT_RUN(test_timeout);
     UNIT_RUN(test_cancel);
+    UNIT_RUN(test_cancel_spares_a_runners_other_inputs);
     UNIT_RUN(test_container_exit_with_inputs);
     UNIT_RUN(test_start_failures_fail_a_call);
     UNIT_RUN(test_requeue_after_restart);
