@@ -13,7 +13,8 @@ app = gust.App("web-sse")
 _released = threading.Event()
 
 
-@app.function(max_inputs=2, max_containers=1)
+@app.function(max_containers=1)
+@gust.concurrent(max_inputs=2)
 @gust.web_endpoint()
 def ticks(n: int = 3, wait: bool = False, release: bool = False):
     """n events a tenth of a second apart. wait=true: after the first event, wait until a

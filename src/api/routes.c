@@ -219,6 +219,26 @@ static json_t *parse_json_body(struct api_conn *conn, struct http_request *req)
     return j;
 }
 
+/* Whether every key of body j is in fields (NULL-terminated); else answers 400 naming
+ * the first unknown one, followed by hint. */
+static bool known_fields(struct api_conn *conn, json_t *j, const char *const *fields, const char *hint)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(j, key, v) {
+        bool known = false;
+        for (size_t i = 0; fields[i] && !known; i++)
+            known = !strcmp(key, fields[i]);
+        if (!known) {
+            char msg[300];
+            snprintf(msg, sizeof msg, "%.64s: unknown field; %s", key, hint);
+            api_conn_error(conn, 400, "invalid_argument", msg, key);
+            return false;
+        }
+    }
+    return true;
+}
+
 /* ---------- handlers ---------- */
 
 /* A spec or image definition body: TOML when the Content-Type says so, else JSON
@@ -549,11 +569,36 @@ static void h_status(struct api_ctx *ctx, struct api_conn *conn, const char *ws,
     api_conn_respond_json(conn, 200, view_json(&v), NULL);
 }
 
-static void h_cancel(struct api_ctx *ctx, struct api_conn *conn, const char *ws, const char *id)
+/* POST /v1/calls/{id}/cancel, with an optional body {"terminate_containers": bool}; an
+ * unknown call is a 404 whatever the body. */
+static void h_cancel(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req, const char *ws,
+                     const char *id)
 {
     struct ctl_call_view v;
     struct ctl_error e;
-    if (ctl_cancel(ctx->ctl, ws, id, &v, &e) < 0) {
+    if (ctl_call_status(ctx->ctl, ws, id, &v, &e) < 0) {
+        respond_ctl_error(conn, &e);
+        return;
+    }
+    bool terminate = false;
+    if (req->body.len) {
+        json_t *j = parse_json_body(conn, req);
+        if (!j)
+            return;
+        static const char *const fields[] = {"terminate_containers", NULL};
+        json_t *t = json_object_get(j, "terminate_containers");
+        bool ok = known_fields(conn, j, fields, "the body is {\"terminate_containers\": true|false} or empty");
+        if (ok && t && !json_is_boolean(t)) {
+            api_conn_error(conn, 400, "invalid_argument", "terminate_containers: must be true or false",
+                           "terminate_containers");
+            ok = false;
+        }
+        terminate = t && json_is_true(t);
+        json_decref(j);
+        if (!ok)
+            return;
+    }
+    if (ctl_cancel_call(ctx->ctl, ws, id, terminate, &v, &e) < 0) {
         respond_ctl_error(conn, &e);
         return;
     }
@@ -983,26 +1028,6 @@ static void h_app_logs(struct api_ctx *ctx, struct api_conn *conn, struct http_r
 
 /* ---------- images ---------- */
 
-/* Whether every key of body j is in fields (NULL-terminated); else answers 400 naming
- * the first unknown one, followed by hint. */
-static bool known_fields(struct api_conn *conn, json_t *j, const char *const *fields, const char *hint)
-{
-    const char *key;
-    json_t *v;
-    json_object_foreach(j, key, v) {
-        bool known = false;
-        for (size_t i = 0; fields[i] && !known; i++)
-            known = !strcmp(key, fields[i]);
-        if (!known) {
-            char msg[300];
-            snprintf(msg, sizeof msg, "%.64s: unknown field; %s", key, hint);
-            api_conn_error(conn, 400, "invalid_argument", msg, key);
-            return false;
-        }
-    }
-    return true;
-}
-
 /* An image add or import answered when its job finishes (control's job thread). */
 struct api_image_job {
     struct api_conn *conn;
@@ -1334,7 +1359,7 @@ static void r_status(struct api_rq *r)
 
 static void r_cancel(struct api_rq *r)
 {
-    h_cancel(r->ctx, r->conn, r->who->ws, r->segs[2]);
+    h_cancel(r->ctx, r->conn, r->req, r->who->ws, r->segs[2]);
 }
 
 static void r_containers(struct api_rq *r)

@@ -48,6 +48,7 @@ enum conn_state {
     C_READING,   /* waiting for (the rest of) a request */
     C_HANDLING,  /* dispatched; no response yet */
     C_STREAMING, /* chunked response under way */
+    C_TUNNEL,    /* after a 101: raw bytes both ways (api_conn_tunnel_begin) */
 };
 
 struct api_conn {
@@ -64,10 +65,15 @@ struct api_conn {
     bool lingering;
     bool want_write;
     bool keep_alive;        /* of the current response */
-    bool head_req;          /* current request is HEAD */
+    bool head_req;          /* no body goes out: the request is HEAD, or the answer 204/304 */
     bool raw_stream;        /* HTTP/1.0 stream: no chunk framing */
     bool continue_sent;
     bool corked;            /* output queued until the end of this loop pass (api_conn_cork) */
+    /* C_TUNNEL: the reader of the client's bytes; it took less than it was offered
+     * (reading waits for api_conn_tunnel_resume); the client's EOF came, and was told. */
+    api_tunnel_fn tunnel_fn;
+    void *tunnel_ud;
+    bool tunnel_paused, tunnel_eof, tunnel_eof_told, tunnel_deliver_pending;
     uint32_t watched;
     struct buf in;
     size_t in_off;
@@ -149,6 +155,31 @@ bool api_conn_is_open(const struct api_conn *c)
     return c->open && !c->closing;
 }
 
+void api_conn_peer(const struct api_conn *c, char *out, size_t cap)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (cap)
+        out[0] = '\0';
+    if (!cap || c->fd < 0 || getpeername(c->fd, (struct sockaddr *)&ss, &sl) < 0)
+        return;
+    const void *addr = NULL;
+    int af = ss.ss_family;
+    if (af == AF_INET) {
+        addr = &((const struct sockaddr_in *)&ss)->sin_addr;
+    } else if (af == AF_INET6) {
+        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)&ss)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a6)) {
+            af = AF_INET;
+            addr = &a6->s6_addr[12];
+        } else {
+            addr = a6;
+        }
+    }
+    if (!addr || !inet_ntop(af, addr, out, (socklen_t)cap))
+        out[0] = '\0';
+}
+
 size_t api_conn_pending_output(const struct api_conn *c)
 {
     return c->out.len - c->out_off;
@@ -171,6 +202,9 @@ static void note_out(struct api_conn *c)
  * request being handled has enough pipelined bytes behind it. */
 static bool in_paused(const struct api_conn *c)
 {
+    if (c->state == C_TUNNEL)
+        return c->close_after_flush || c->closing || c->tunnel_paused || c->tunnel_eof ||
+               c->in.len - c->in_off >= API_IN_PAUSE;
     return c->close_after_flush || c->closing || out_full(c) ||
            (c->state != C_READING && c->in.len - c->in_off >= API_IN_PAUSE);
 }
@@ -584,10 +618,16 @@ int api_conn_stream_begin(struct api_conn *c, int status, const char *content_ty
         return -EINVAL;
     if (c->srv && !c->srv->accepting)
         c->keep_alive = false;
-    c->raw_stream = c->parser.req.version_minor == 0;
+    /* 204 and 304 have no body, and no framing header may say otherwise (RFC 9110
+     * 6.4.1, RFC 9112 6.1): what is written is dropped, as for HEAD, and the
+     * connection stays reusable. */
+    bool bodyless = status == 204 || status == 304;
+    c->raw_stream = !bodyless && c->parser.req.version_minor == 0;
     if (c->raw_stream)
         c->keep_alive = false;
-    int64_t framing = c->raw_stream ? HTTP_LENGTH_NONE : HTTP_LENGTH_CHUNKED;
+    if (bodyless)
+        c->head_req = true;
+    int64_t framing = c->raw_stream || bodyless ? HTTP_LENGTH_NONE : HTTP_LENGTH_CHUNKED;
     http_write_head(&c->out, status, content_type, framing, c->keep_alive, extra_headers);
     if (conn_send(c, NULL, 0, NULL, 0) < 0) {
         conn_fail_later(c);
@@ -641,6 +681,121 @@ void api_conn_stream_end(struct api_conn *c)
         return;
     }
     response_done(c);
+}
+
+/* ---------- tunnels ---------- */
+
+/* Offers the client's buffered bytes to the tunnel's reader, then its EOF once they
+ * are all taken. A reader that takes less pauses reading until it resumes. */
+static void tunnel_deliver(struct api_conn *c)
+{
+    c->refs++;
+    while (c->open && !c->closing && c->state == C_TUNNEL && !c->tunnel_paused && !c->close_after_flush) {
+        size_t avail = c->in.len - c->in_off;
+        if (!avail) {
+            if (c->tunnel_eof && !c->tunnel_eof_told) {
+                c->tunnel_eof_told = true;
+                c->tunnel_fn(c, NULL, 0, c->tunnel_ud);
+            }
+            break;
+        }
+        size_t n = c->tunnel_fn(c, c->in.data + c->in_off, avail, c->tunnel_ud);
+        if (n > avail)
+            n = avail;
+        c->in_off += n;
+        if (c->in_off == c->in.len) {
+            c->in.len = 0;
+            c->in_off = 0;
+        }
+        if (n < avail)
+            c->tunnel_paused = true;
+    }
+    conn_watch(c);
+    api_conn_unref(c);
+}
+
+static void tunnel_deliver_cb(struct ev_loop *loop, void *data)
+{
+    struct api_conn *c = data;
+    (void)loop;
+    c->tunnel_deliver_pending = false;
+    tunnel_deliver(c);
+    api_conn_unref(c);
+}
+
+/* Delivery from the loop, never inside the caller's api_conn_* call. */
+static void tunnel_deliver_later(struct api_conn *c)
+{
+    if (c->tunnel_deliver_pending)
+        return;
+    c->tunnel_deliver_pending = true;
+    c->refs++;
+    ev_defer(c->loop, tunnel_deliver_cb, c);
+}
+
+int api_conn_tunnel_begin(struct api_conn *c, const char *extra_headers, api_tunnel_fn on_read, void *ud)
+{
+    if (!c->open || c->closing)
+        return -EPIPE;
+    if (!can_respond(c, "tunnel_begin"))
+        return -EINVAL;
+    static const char line[] = "HTTP/1.1 101 Switching Protocols\r\n";
+    buf_append(&c->out, line, sizeof line - 1);
+    if (extra_headers)
+        buf_append(&c->out, extra_headers, strlen(extra_headers));
+    buf_append(&c->out, "\r\n", 2);
+    c->keep_alive = false;
+    c->state = C_TUNNEL;
+    c->tunnel_fn = on_read;
+    c->tunnel_ud = ud;
+    if (conn_send(c, NULL, 0, NULL, 0) < 0) {
+        conn_fail_later(c);
+        return -EPIPE;
+    }
+    /* Bytes the client sent right behind its request are the tunnel's first. */
+    if (c->in.len > c->in_off)
+        tunnel_deliver_later(c);
+    conn_watch(c);
+    return 0;
+}
+
+int api_conn_tunnel_write(struct api_conn *c, const void *data, size_t len)
+{
+    if (!c->open || c->closing)
+        return -EPIPE;
+    if (c->state != C_TUNNEL || c->close_after_flush)
+        return -EINVAL;
+    if (!len)
+        return 0;
+    if (c->out.len - c->out_off + len > API_OUT_MAX) {
+        log_warn("api", "client not reading a tunnel (%zu bytes pending); closing", c->out.len - c->out_off);
+        conn_fail_later(c);
+        return -ENOBUFS;
+    }
+    if (conn_send(c, data, len, NULL, 0) < 0) {
+        conn_fail_later(c);
+        return -EPIPE;
+    }
+    return 0;
+}
+
+void api_conn_tunnel_resume(struct api_conn *c)
+{
+    if (!c->open || c->closing || c->state != C_TUNNEL || !c->tunnel_paused)
+        return;
+    c->tunnel_paused = false;
+    tunnel_deliver_later(c);
+}
+
+void api_conn_tunnel_end(struct api_conn *c)
+{
+    if (!c->open || c->closing || c->state != C_TUNNEL || c->close_after_flush)
+        return;
+    c->close_after_flush = true;
+    if (c->out.len == c->out_off)
+        conn_linger(c);
+    else
+        conn_watch(c);
 }
 
 /* ---------- input ---------- */
@@ -754,6 +909,8 @@ static void input_arrived(struct api_conn *c)
     c->last_active = ev_now_ms(c->loop);
     if (c->state == C_READING)
         process_input(c);
+    else if (c->state == C_TUNNEL)
+        tunnel_deliver(c);
     else
         conn_watch(c);
 }
@@ -819,6 +976,12 @@ static void tls_read(struct api_conn *c)
             c->tls_rd_wants_write = true;
             break;
         }
+        if (e == SSL_ERROR_ZERO_RETURN && c->state == C_TUNNEL) {
+            /* close_notify: the client's end of the tunnel's input; it may still read. */
+            c->tunnel_eof = true;
+            tunnel_deliver(c);
+            return;
+        }
         if (e != SSL_ERROR_ZERO_RETURN && log_get_level() <= LOG_DEBUG) {
             char why[256];
             log_debug("api", "TLS connection failed: %s",
@@ -855,6 +1018,12 @@ static void conn_read(struct api_conn *c)
         return;
     }
     if (n == 0) {
+        if (c->state == C_TUNNEL) {
+            /* The end of the client's bytes; it may still read the other way. */
+            c->tunnel_eof = true;
+            tunnel_deliver(c);
+            return;
+        }
         /* The client went away (or half-closed: it cannot expect more from us). */
         conn_close(c);
         return;

@@ -111,6 +111,29 @@ void api_conn_stream_end(struct api_conn *c);
 
 #define API_OUT_MAX (256u * 1024u * 1024u)
 
+/* Tunnels: after a 101 (a WebSocket), a connection carries raw bytes both ways until
+ * its handler ends it. on_read gets the client's bytes as they come and returns how
+ * many it took; taking fewer than offered pauses reading the client (its bytes wait
+ * in the kernel's buffers, so the client slows down) until api_conn_tunnel_resume.
+ * The client's EOF (a FIN, or TLS close_notify) comes as one call with len 0 after
+ * its last bytes; the connection stays open for writing. A client that goes away
+ * (reset, write failure) runs the close callback, as for any response. on_read runs
+ * from the loop, never inside an api_conn_* call. */
+typedef size_t (*api_tunnel_fn)(struct api_conn *c, const void *data, size_t len, void *ud);
+/* Answers the request with "HTTP/1.1 101 Switching Protocols" and extra_headers
+ * ("Name: v\r\n...", which carry Upgrade and Connection), and makes c a tunnel.
+ * Returns 0, -EPIPE if the connection is gone, or -EINVAL if a response started. */
+int api_conn_tunnel_begin(struct api_conn *c, const char *extra_headers, api_tunnel_fn on_read, void *ud);
+/* Queues raw bytes to the client. 0, -EPIPE, -EINVAL (no tunnel, or it is ending), or
+ * -ENOBUFS past API_OUT_MAX pending (closed then); api_conn_pending_output tells when
+ * to wait. */
+int api_conn_tunnel_write(struct api_conn *c, const void *data, size_t len);
+/* After on_read took less than offered: offer the rest (from the loop) and read on. */
+void api_conn_tunnel_resume(struct api_conn *c);
+/* Ends the tunnel: what is queued is written, then the connection closes (lingering
+ * for the client's last bytes, as after any last response). */
+void api_conn_tunnel_end(struct api_conn *c);
+
 void api_conn_ref(struct api_conn *c);
 void api_conn_unref(struct api_conn *c);
 /* cb(c, data) runs once if the client goes away before the current response is
@@ -120,5 +143,9 @@ void api_conn_set_close_cb(struct api_conn *c, void (*cb)(struct api_conn *c, vo
 bool api_conn_is_open(const struct api_conn *c);
 /* Bytes accepted but not yet written to the socket. */
 size_t api_conn_pending_output(const struct api_conn *c);
+/* The client's address as text, without the port ("192.0.2.1", "2001:db8::1"; an
+ * IPv4-mapped IPv6 address as IPv4), or "" when it cannot be read (the connection is
+ * closed, not IP). cap: INET6_ADDRSTRLEN suffices. */
+void api_conn_peer(const struct api_conn *c, char *out, size_t cap);
 
 #endif

@@ -26,6 +26,10 @@
  * the output is looked at again every API_WEB_DRAIN_POLL_MS. */
 #define API_WEB_PAUSE (1024u * 1024u)
 #define API_WEB_DRAIN_POLL_MS 5u
+/* A tunnel's client bytes that control has no room for (its container is behind)
+ * wait in the kernel; whether room opened is looked at this often. The same 5 ms as
+ * the other way: short next to a person's typing, long next to a loop turn. */
+#define API_WEB_ROOM_POLL_MS 5u
 
 struct api_web {
     struct ev_loop *loop;
@@ -43,7 +47,9 @@ struct web_req {
     char call_id[64];
     struct ctl_items_waiter *waiter;
     uint64_t next;              /* index of the next item to send on */
-    uint64_t queue_timer, drain_timer;
+    uint64_t queue_timer, drain_timer, room_timer;
+    bool upgrade;               /* a WebSocket handshake: a 101 makes the connection a tunnel */
+    bool tunnel;                /* the 101 went out: items are raw bytes, the client's go to the call */
     bool head_sent;
     bool pulling;               /* inside ctl_items_wait */
     bool again;                 /* a synchronous answer asks for another pull */
@@ -114,6 +120,8 @@ static void req_free(struct web_req *r)
         ev_timer_cancel(loop, r->queue_timer);
     if (r->drain_timer)
         ev_timer_cancel(loop, r->drain_timer);
+    if (r->room_timer)
+        ev_timer_cancel(loop, r->room_timer);
     api_conn_set_close_cb(r->conn, NULL, NULL);
     api_conn_unref(r->conn);
     free(r);
@@ -162,6 +170,46 @@ static void answer_failed(struct web_req *r, const struct ctl_call_view *v)
     }
 }
 
+static void pull(struct web_req *r);
+
+/* ---------- tunnels (WebSockets) ---------- */
+
+static void room_fire(struct ev_loop *loop, void *data)
+{
+    struct web_req *r = data;
+    r->room_timer = 0;
+    if (ctl_call_input_room(r->w->ctl, r->call_id) > 0)
+        api_conn_tunnel_resume(r->conn);
+    else
+        r->room_timer = ev_timer_add(loop, API_WEB_ROOM_POLL_MS, room_fire, r);
+}
+
+/* The client's bytes after the 101 become the call's input stream, as fast as control
+ * takes them (its room): the rest waits, unread, until room opens (backpressure on
+ * the client). Its EOF ends the stream. */
+static size_t on_tunnel_read(struct api_conn *c, const void *data, size_t len, void *ud)
+{
+    struct web_req *r = ud;
+    struct ctl_error e;
+    (void)c;
+    if (r->finished)
+        return len; /* the call is over: nobody reads them */
+    if (!len) {
+        if (ctl_call_input_more(r->w->ctl, r->call_id, NULL, 0, &e) < 0)
+            log_debug("web", "call %s: end of its input stream: %s", r->call_id, e.message);
+        return 0;
+    }
+    size_t room = ctl_call_input_room(r->w->ctl, r->call_id);
+    size_t n = len < room ? len : room;
+    if (n && ctl_call_input_more(r->w->ctl, r->call_id, data, n, &e) < 0) {
+        log_debug("web", "call %s: its input stream: %s", r->call_id, e.message);
+        return len;
+    }
+    if (n < len && !r->room_timer)
+        r->room_timer = ev_timer_add(r->w->loop, API_WEB_ROOM_POLL_MS, room_fire, r);
+    return n;
+}
+
 /* Starts the response from item 0; -1 when the head is malformed (502 sent). */
 static int send_head(struct web_req *r, const void *data, size_t len)
 {
@@ -174,24 +222,43 @@ static int send_head(struct web_req *r, const void *data, size_t len)
         web_error(r->conn, 502, "bad_response", msg);
         return -1;
     }
+    if (h.status == 101 && !r->upgrade) {
+        log_warn("web", "call %s: a 101 answers a request that asked for no upgrade", r->call_id);
+        web_error(r->conn, 502, "bad_response",
+                  "the endpoint's runner switched protocols (101) on a request that asked for no upgrade");
+        return -1;
+    }
+    bool switching = h.status == 101;
     AUTO_BUF struct buf hdrs = {0};
+    bool have_upgrade = false;
     for (size_t i = 0; i < h.nheaders; i++) {
-        if (web_header_reserved(h.headers[i].name, h.headers[i].name_len))
+        const struct web_header *x = &h.headers[i];
+        /* A 101 names the protocol it switches to: the runner's Upgrade goes out. */
+        bool upgrade_hdr = x->name_len == 7 && !strncasecmp(x->name, "Upgrade", 7);
+        if (web_header_reserved(x->name, x->name_len) && !(switching && upgrade_hdr))
             continue;
-        buf_append(&hdrs, h.headers[i].name, h.headers[i].name_len);
+        have_upgrade |= upgrade_hdr;
+        buf_append(&hdrs, x->name, x->name_len);
         buf_append(&hdrs, ": ", 2);
-        buf_append(&hdrs, h.headers[i].value, h.headers[i].value_len);
+        buf_append(&hdrs, x->value, x->value_len);
         buf_append(&hdrs, "\r\n", 2);
     }
     r->head_sent = true;
+    if (switching) {
+        buf_printf(&hdrs, "%sConnection: Upgrade\r\n", have_upgrade ? "" : "Upgrade: websocket\r\n");
+        if (api_conn_tunnel_begin(r->conn, hdrs.data, on_tunnel_read, r) < 0)
+            return -1;
+        r->tunnel = true;
+        if (h.body_len)
+            api_conn_tunnel_write(r->conn, h.body, h.body_len);
+        return 0;
+    }
     if (api_conn_stream_begin(r->conn, h.status, NULL, hdrs.len ? hdrs.data : NULL) < 0)
         return -1;
     if (h.body_len)
         api_conn_stream_write(r->conn, h.body, h.body_len);
     return 0;
 }
-
-static void pull(struct web_req *r);
 
 static void drain_fire(struct ev_loop *loop, void *data)
 {
@@ -218,7 +285,8 @@ static void on_items(void *ud, const struct ctl_items_view *v)
                 req_done(r);
                 return;
             }
-        } else if (api_conn_stream_write(r->conn, it->data, it->len) < 0) {
+        } else if ((r->tunnel ? api_conn_tunnel_write(r->conn, it->data, it->len)
+                              : api_conn_stream_write(r->conn, it->data, it->len)) < 0) {
             break; /* the close callback follows */
         }
     }
@@ -227,6 +295,8 @@ static void on_items(void *ud, const struct ctl_items_view *v)
     if (v->ended && !took) {
         if (!r->head_sent)
             answer_failed(r, &v->call);
+        else if (r->tunnel)
+            api_conn_tunnel_end(r->conn); /* the bytes sent stand (the runner framed its close) */
         else if (v->call.state == CTL_CALL_SUCCEEDED)
             api_conn_stream_end(r->conn);
         else
@@ -271,8 +341,8 @@ static void pull(struct web_req *r)
 }
 
 /* The client went away: the call is cancelled (its container stops serving it). The
- * items waiter goes first: a cancel finishes the call, whose end would answer the
- * waiter (on_items) and free r under us. */
+ * items waiter goes first: cancelling ends the call at once, which would answer the
+ * waiter, and on_items would free r under us. */
 static void on_client_gone(struct api_conn *c, void *data)
 {
     struct web_req *r = data;
@@ -283,6 +353,11 @@ static void on_client_gone(struct api_conn *c, void *data)
     }
     struct ctl_call_view v;
     struct ctl_error e;
+    /* Not told of the call's end that the cancel brings (it would free r first). */
+    if (r->waiter) {
+        ctl_items_waiter_cancel(r->w->ctl, r->waiter);
+        r->waiter = NULL;
+    }
     ctl_cancel(r->w->ctl, NULL, r->call_id, &v, &e);
     req_free(r);
 }
@@ -308,26 +383,49 @@ static void queue_fire(struct ev_loop *loop, void *data)
 
 /* ---------- the request ---------- */
 
+/* Whether some header name of req holds token in its list. */
+static bool header_has(const struct http_request *req, const char *name, const char *token)
+{
+    for (size_t i = 0; i < req->nheaders; i++)
+        if (!strcasecmp(req->headers[i].name, name) &&
+            web_header_has_token(req->headers[i].value, req->headers[i].value_len, token))
+            return true;
+    return false;
+}
+
+/* A WebSocket handshake (RFC 6455 4.1): a GET with Connection: upgrade and Upgrade:
+ * websocket. Other upgrades (h2c) are plain requests here, their headers dropped. */
+static bool is_websocket(const struct http_request *req)
+{
+    return !strcmp(req->method, "GET") && header_has(req, "Connection", "upgrade") &&
+           header_has(req, "Upgrade", "websocket");
+}
+
 static void submit(struct api_web *w, struct api_conn *conn, struct http_request *req,
                    const struct api_web_route *rt, const struct ctl_web_endpoint *ep)
 {
     struct web_header hs[WEB_MAX_HEADERS];
     size_t nh = 0;
+    bool upgrade = is_websocket(req);
     for (size_t i = 0; i < req->nheaders && nh < WEB_MAX_HEADERS; i++) {
         const struct http_header *h = &req->headers[i];
-        /* A token gustd checked is the invoker's, not the endpoint's to see. */
-        if (web_header_reserved(h->name, h->name_len) ||
+        /* A handshake's Connection and Upgrade are the runner's to see (it answers
+         * them); a token gustd checked is the invoker's, not the endpoint's to see. */
+        bool handshake = upgrade && (!strcasecmp(h->name, "Connection") || !strcasecmp(h->name, "Upgrade"));
+        if ((web_header_reserved(h->name, h->name_len) && !handshake) ||
             (!ep->web.public_ && !strcasecmp(h->name, "Authorization")))
             continue;
         hs[nh++] = (struct web_header){h->name, h->name_len, h->value, h->value_len};
     }
+    char client[64]; /* INET6_ADDRSTRLEN (46) and more */
+    api_conn_peer(conn, client, sizeof client);
     struct web_request wr = {
         .method = req->method,
         .scheme = w->tls ? "https" : "http",
         .root_path = rt->root_path,
         .path = rt->rest,
         .query = req->query,
-        .client = "",
+        .client = client,
         .headers = hs,
         .nheaders = nh,
         .body = req->body.data,
@@ -350,6 +448,7 @@ static void submit(struct api_web *w, struct api_conn *conn, struct http_request
     }
     r->w = w;
     r->conn = conn;
+    r->upgrade = upgrade;
     api_conn_ref(conn);
     api_conn_set_close_cb(conn, on_client_gone, r);
     r->queue_timer = ev_timer_add(w->loop, w->queue_ms, queue_fire, r);

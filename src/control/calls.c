@@ -66,6 +66,7 @@ void ctl_call_free(struct ctl_call *call)
     free(call->input);
     free(call->output);
     free(call->error_message);
+    buf_free(&call->more_held);
     free(call);
 }
 
@@ -209,19 +210,23 @@ static void call_stop_running(struct ctl *c, struct ctl_call *call)
     call->ctr = NULL;
 }
 
-/* Whether the call is a generator call whose consumer may have seen items: running it
- * again would yield them again, so such a call is not retried nor requeued. */
+/* Whether the call is a generator call whose consumer may have seen items (running it
+ * again would yield them again), or one whose container was sent bytes of its input
+ * stream (stream.c: they are not kept, so its next container would miss them): such a
+ * call is not retried nor requeued. */
 static bool call_streamed(const struct ctl_call *call)
 {
-    return call->items && call->items->total > 0;
+    return (call->items && call->items->total > 0) || call->more_sent > 0;
 }
 
 void ctl_call_requeue(struct ctl *c, struct ctl_call *call, bool front)
 {
     if (call_streamed(call)) {
         ctl_call_finish(c, call, CTL_CALL_FAILED, NULL, 0, "interrupted",
-                        "the generator's container stopped after it had yielded items; a generator that "
-                        "yielded is not run again");
+                        call->more_sent ? "the call's container stopped after it had taken part of its input "
+                                          "stream; a call that did is not run again"
+                                        : "the generator's container stopped after it had yielded items; a "
+                                          "generator that yielded is not run again");
         return;
     }
     call_stop_running(c, call);
@@ -292,6 +297,8 @@ void ctl_call_finish(struct ctl *c, struct ctl_call *call, enum ctl_call_state s
     call->error_message = msg ? xstrdup(msg) : NULL;
     free(call->input);
     call->input = NULL;
+    buf_free(&call->more_held);
+    call->more_held_off = 0;
     call->fv = NULL;
     if (call->items)
         ctl_items_ended(call->items);

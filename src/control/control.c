@@ -295,12 +295,18 @@ bool ctl_shutting_down(const struct ctl *c)
 
 int ctl_cancel(struct ctl *c, const char *ws, const char *call_id, struct ctl_call_view *out, struct ctl_error *e)
 {
+    return ctl_cancel_call(c, ws, call_id, false, out, e);
+}
+
+int ctl_cancel_call(struct ctl *c, const char *ws, const char *call_id, bool terminate_container,
+                    struct ctl_call_view *out, struct ctl_error *e)
+{
     struct ctl_call *call = ctl_call_lookup(c, ws, call_id, e);
     if (!call)
         return -ENOENT;
     if (!ctl_call_state_is_final(call->state)) {
         if (call->state == CTL_CALL_RUNNING)
-            sched_cancel_running(c, call, true);
+            sched_cancel_running(c, call, terminate_container);
         ctl_call_finish(c, call, CTL_CALL_CANCELLED, NULL, 0, "cancelled", "the call was cancelled");
         ctl_sched_mark_all(c);
         sched_kick(c);

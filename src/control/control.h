@@ -289,6 +289,32 @@ int ctl_submit_generator(struct ctl *c, const char *app, const char *fn, const v
 int ctl_submit_web(struct ctl *c, const char *app, const char *fn, const void *input, size_t len,
                    char call_id_out[64], struct ctl_error *e);
 
+/* Input streams: more input for a call after the input it was submitted with, for
+ * calls whose code reads a byte stream (a WebSocket's bytes from its client). The bytes
+ * reach the container serving the call in order, after its input (the runner
+ * protocol's INPUT_MORE frames, src/proto/frame.h); len 0 ends the stream. While the
+ * call is pending they are held and go out right after the input at dispatch; while
+ * the container has WORKER_INPUT_WINDOW bytes it did not take, they are held too.
+ * Control holds at most CTL_STREAM_HELD_MAX bytes per call: ctl_call_input_room says
+ * how much more it takes now, and a writer that gets 0 waits (polls) before offering
+ * more, which is how a client that sends faster than the code reads is slowed.
+ *
+ * A call whose container was sent stream bytes is not run again (its requeue and
+ * retry end it failed, "interrupted"): those bytes are gone, and replaying the rest
+ * would hand its next container a stream with a hole. Bytes still held go with a
+ * requeued call that never got any to its next container.
+ *
+ * Returns 0; CTL_E_NOT_FOUND (unknown call), CTL_E_CONFLICT (the call ended, or its
+ * stream did), CTL_E_TOO_LARGE (more than the room: nothing is taken), CTL_E_INVALID
+ * (a worker that carries no streams: the simulator's). */
+/* 256 KiB per call: four FRAME_MAX_BODY frames keep the container's window fed while
+ * gustd waits for an ack, and with the web listener's 4,096 connections the held bytes
+ * stay under 1 GiB even if every stream's container stopped reading. */
+#define CTL_STREAM_HELD_MAX (256u << 10)
+int ctl_call_input_more(struct ctl *c, const char *call_id, const void *data, size_t len, struct ctl_error *e);
+/* The bytes ctl_call_input_more takes now (0 for an unknown or ended call). */
+size_t ctl_call_input_room(struct ctl *c, const char *call_id);
+
 /* ---------- web endpoints (docs/API.md "Web endpoints") ---------- */
 struct ctl_web_endpoint {
     char app[CTL_QNAME_MAX];    /* qualified */
@@ -323,15 +349,23 @@ void ctl_waiter_cancel(struct ctl *c, struct ctl_waiter *w);
  * memory owned by c until the next ctl_* call. */
 int ctl_call_status(struct ctl *c, const char *ws, const char *call_id, struct ctl_call_view *out,
                     struct ctl_error *e);
+/* Cancels a call that has not finished: a queued one is dropped; a running one's
+ * container is told to drop the input (killed if it still holds it after a grace of
+ * 2 s; its other inputs go on). ctl_cancel_call with terminate_container kills the
+ * container at once (Modal's FunctionCall.cancel(terminate_containers=True)): what
+ * else it ran is requeued or fails as after any stop. */
 int ctl_cancel(struct ctl *c, const char *ws, const char *call_id, struct ctl_call_view *out, struct ctl_error *e);
+int ctl_cancel_call(struct ctl *c, const char *ws, const char *call_id, bool terminate_container,
+                    struct ctl_call_view *out, struct ctl_error *e);
 /* ws in ctl_wait, ctl_call_status and ctl_cancel: the workspace asking (another
  * workspace's call is not found); NULL: any. */
 
 /* Generator items (docs/API.md "Generator items"). A generator call keeps the values
  * its function yielded that the consumer has not taken, oldest first, numbered from 0
  * in the order they were yielded. Asking for items from index `from` takes (frees)
- * every item before it, and tells the container it may yield that much more: a runner
- * keeps at most WORKER_ITEM_WINDOW bytes beyond what was taken (backpressure). A call
+ * every item before it, and tells the container it may yield that much more, in steps
+ * of a quarter window (wait.c): a runner keeps at most WORKER_ITEM_WINDOW bytes beyond
+ * what it was last told was taken (backpressure). A call
  * holds at most that window plus one payload; a runner that sends more, or an item that
  * would take gustd past CTL_ITEMS_MAX_TOTAL bytes of unread items of all calls, fails
  * the call (items_overflow), and nothing it yielded before is dropped. The items a

@@ -273,7 +273,7 @@ int ctl_app_stop(struct ctl *c, const char *name, struct ctl_error *e)
             struct ctl_call *call = (struct ctl_call *)n;
             if (call->fv && call->fv->fn->app == a && !ctl_call_state_is_final(call->state)) {
                 if (call->state == CTL_CALL_RUNNING)
-                    sched_cancel_running(c, call, false);
+                    sched_cancel_running(c, call, true);
                 ctl_call_finish(c, call, CTL_CALL_CANCELLED, NULL, 0, "cancelled", "the app was stopped");
                 next = NULL; /* the table may have changed (eviction): restart this bucket */
                 b = (size_t)-1;

@@ -19,6 +19,8 @@
  *               completion goes up through observers (ctl_call_obs), kicks through
  *               the hook c->kick
  *   logs.c      log lines: batched into the store, fanned out to subscribers
+ *   stream.c    a call's input stream: bytes after its input, held while it is
+ *               pending or its container's window is full, sent in order
  *   wait.c      waiters on one call (observers)
  *   map.c       map streams (one observer per input)
  *   secrets.c   secrets, uploaded blobs, mount trees
@@ -343,6 +345,13 @@ struct ctl_call {
     struct list_node observers; /* struct ctl_call_obs */
     struct ctl_items *items;    /* a generator call's items; NULL for other calls */
     bool no_retry;              /* a web request: failed attempts are final (no retry) */
+    /* Its input stream (stream.c, ctl_call_input_more): bytes not yet sent to a
+     * container (from held_off on), bytes sent and acknowledged by the one running it,
+     * and its end as asked and as sent. */
+    struct buf more_held;
+    size_t more_held_off;
+    uint64_t more_sent, more_acked;
+    bool more_end_asked, more_end_sent;
     /* Whether another call of its function ran while this one did (so far): one was
      * running when it started, or one started after it (fn->call_starts passed
      * start_no), while it still runs. Its log lines then say so (logs.c). */
@@ -384,6 +393,7 @@ struct ctl_ctr {
     uint64_t busy_since_ns;     /* 0 when idle */
     uint64_t busy_ns;
     uint64_t inputs_done;
+    uint64_t inputs_taken;    /* inputs sent to it: it takes no more at the spec's lifetime_inputs */
     double flushed_busy_s;      /* busy time and inputs as sched_flush_usage last wrote them */
     uint64_t flushed_inputs;
     uint32_t cpu_millicores, memory_mib;
@@ -852,6 +862,13 @@ uint64_t ctl_app_log_seq_of(struct ctl *c, struct ctl_app *a);
 void ctl_logs_trim(struct ctl *c);
 void ctl_logs_free(struct ctl *c);
 
+/* ---- stream.c ---- */
+/* Sends what the call's input stream holds to the container running it, as far as its
+ * window allows (after dispatch, and after the container took more). */
+void ctl_stream_flush(struct ctl *c, struct ctl_call *call);
+/* The container running call took `bytes` of its stream in all (input_more_ack). */
+void ctl_stream_acked(struct ctl *c, struct ctl_call *call, uint64_t bytes);
+
 /* ---- wait.c, map.c: public API only (control.h) ---- */
 void ctl_maps_free(struct ctl *c);
 
@@ -937,11 +954,14 @@ int sched_snapshot_prepare(struct ctl *c, struct ctl_fver *fv);
 void sched_tick(struct ctl *c);
 void sched_stop_all(struct ctl *c);
 size_t sched_live_containers(struct ctl *c);
-/* Detaches a running call from its container, which is told to drop the input, or, a
- * runner (which cannot), stopped. spare_others (a client's cancel): a runner holding
- * other inputs is not stopped; the input runs on to its end (or the call's deadline)
- * and its result is dropped. A timeout or a misbehaving runner stops it regardless. */
-void sched_cancel_running(struct ctl *c, struct ctl_call *call, bool spare_others);
+/* A cancelled input (a per-input child gets SIGTERM; a runner's code gets its
+ * cancellation) must be given up by then, else its container is killed: long enough for
+ * a handler to clean up, short enough that a stuck input does not hold a slot for long. */
+#define SCHED_CANCEL_GRACE_MS 2000
+/* Detaches a running call from its container: terminate kills the container (what
+ * else it runs fails or is requeued); otherwise it is told to drop the input and killed
+ * only if it still holds it after SCHED_CANCEL_GRACE_MS. */
+void sched_cancel_running(struct ctl *c, struct ctl_call *call, bool terminate);
 /* Writes the queued metering records, then the busy time and inputs of containers
  * whose counters moved since they were last written. */
 void sched_flush_usage(struct ctl *c);

@@ -14,10 +14,6 @@
 #include "cas/cas.h"
 #include "control/internal.h"
 
-/* A cancelled per-input child gets SIGTERM and must be gone by then (else its
- * container is killed): long enough for a handler to clean up, short enough that a
- * stuck input does not hold a slot for long. */
-#define SCHED_CANCEL_GRACE_MS 2000
 /* Scale-down and version changes stop idle containers: SIGTERM, then SIGKILL after
  * this; an @exit hook gets 3 s, like a short Lambda extension shutdown. */
 #define SCHED_STOP_GRACE_MS 3000
@@ -328,6 +324,14 @@ static void idle_adjust(struct ctl_ctr *k, bool was_idle)
     else if (!idle && was_idle)
         evict_idle_del(k);
     evict_update(k->fv);
+}
+
+/* Whether k took as many inputs as its function's lifetime_inputs allows (Modal's
+ * function max_inputs): it takes no more, and stops once they are done. */
+static bool ctr_spent(const struct ctl_ctr *k)
+{
+    uint32_t n = k->fv->spec.lifetime_inputs;
+    return n && k->inputs_taken >= n;
 }
 
 static struct ctl_slot *slot_find(struct ctl_ctr *k, uint64_t input_id)
@@ -747,11 +751,12 @@ static void dispatch(struct ctl *c, struct ctl_fver *fv)
         struct ctl_ctr *best = NULL, *over = NULL;
         if (target == UINT32_MAX) {
             list_for_each(k, &fv->ctrs, struct ctl_ctr, link)
-                if (k->state == CTR_READY && k->inflight < k->nslots && (!best || k->inflight > best->inflight))
+                if (k->state == CTR_READY && k->inflight < k->nslots && !ctr_spent(k) &&
+                    (!best || k->inflight > best->inflight))
                     best = k;
         } else {
             list_for_each(k, &fv->ctrs, struct ctl_ctr, link) {
-                if (k->state != CTR_READY || k->inflight >= k->nslots)
+                if (k->state != CTR_READY || k->inflight >= k->nslots || ctr_spent(k))
                     continue;
                 if (k->inflight >= target) {
                     if (!over || k->inflight < over->inflight)
@@ -774,6 +779,7 @@ static void dispatch(struct ctl *c, struct ctl_fver *fv)
         busy_begin(c, best);
         bool was_idle = ctr_idle(best);
         best->inflight++;
+        best->inputs_taken++;
         idle_adjust(best, was_idle);
         if (fv->spec.timeout_s)
             call->timeout_timer = ev_timer_add(c->loop, (uint64_t)fv->spec.timeout_s * 1000, sched_call_timeout, call);
@@ -783,6 +789,8 @@ static void dispatch(struct ctl *c, struct ctl_fver *fv)
             /* The container is going away; its exit event requeues what it held. */
             log_warn("sched", "send input to %s: %s", best->id, err.msg);
             stop_container(c, best, true);
+        } else {
+            ctl_stream_flush(c, call); /* input stream bytes that came while it was pending */
         }
     }
 }
@@ -1175,7 +1183,7 @@ static void cancel_grace_over(struct ev_loop *loop, void *data)
         }
 }
 
-void sched_cancel_running(struct ctl *c, struct ctl_call *call, bool spare_others)
+void sched_cancel_running(struct ctl *c, struct ctl_call *call, bool terminate)
 {
     struct ctl_ctr *k = call->ctr;
     if (!k)
@@ -1184,28 +1192,13 @@ void sched_cancel_running(struct ctl *c, struct ctl_call *call, bool spare_other
     if (slot)
         slot->call = NULL;
     call->ctr = NULL;
-    if (k->fv->spec.mode == SPEC_MODE_RUNNER) {
-        /* A runner cannot drop an input mid-way: the container goes, unless that would
-         * fail the other inputs it holds for a cancel they have nothing to do with (a
-         * web client that left, an abandoned generator). The input then runs on to
-         * its end in its slot, its result dropped; the kill timer still stops the
-         * container at the call's own deadline (its timeout would have). */
-        if (spare_others && k->inflight > 1) {
-            const struct spec_function *f = &k->fv->spec;
-            log_info("sched", "call %s cancelled: its input runs on in %s (%u other inputs there)", call->id, k->id,
-                     k->inflight - 1);
-            if (f->timeout_s && !k->kill_timer) {
-                double left = call->started_at + f->timeout_s - wall_s();
-                uint64_t ms = left > 0 ? (uint64_t)(left * 1000) : 0;
-                k->kill_timer = ev_timer_add(c->loop, ms > SCHED_CANCEL_GRACE_MS ? ms : SCHED_CANCEL_GRACE_MS,
-                                             cancel_grace_over, k);
-            }
-            return;
-        }
-        log_info("sched", "call %s cancelled: stopping %s (a runner cannot drop an input)", call->id, k->id);
+    if (terminate) {
         stop_container(c, k, true);
         return;
     }
+    /* A runner serves other inputs beside this one (max_inputs > 1, a web endpoint's
+     * other requests): it is asked to drop this one and killed only if it has not
+     * within the grace, as gust-init's per-input mode is. */
     c->wops->cancel_input(c->worker, k->id, call->input_id);
     if (!k->kill_timer)
         k->kill_timer = ev_timer_add(c->loop, SCHED_CANCEL_GRACE_MS, cancel_grace_over, k);
@@ -1288,6 +1281,10 @@ static struct ctl_call *input_returned(struct ctl *c, const char *ctr_id, uint64
         return NULL;
     busy_end(c, k);
     idle_adjust(k, false); /* it had the input in flight */
+    if (ctr_spent(k) && !k->inflight && k->state == CTR_READY) {
+        log_debug("sched", "%s served its %u inputs; replacing it", k->id, k->fv->spec.lifetime_inputs);
+        stop_container(c, k, false);
+    }
     ctl_sched_mark(k->fv);
     sched_kick(c);
     return call;
@@ -1339,6 +1336,16 @@ static void ev_item(void *ud, const char *ctr_id, uint64_t input_id, const void 
     sched_cancel_running(c, call, false);
     ctl_call_finish(c, call, CTL_CALL_FAILED, NULL, 0, code, msg);
     sched_kick(c);
+}
+
+/* The code serving a call took more of its input stream: what waited may go. */
+static void ev_input_more_ack(void *ud, const char *ctr_id, uint64_t input_id, uint64_t bytes)
+{
+    struct ctl *c = ud;
+    struct ctl_ctr *k = ctl_find_ctr(c, ctr_id);
+    struct ctl_slot *slot = k ? slot_find(k, input_id) : NULL;
+    if (slot && slot->call)
+        ctl_stream_acked(c, slot->call, bytes);
 }
 
 static void ev_input_error(void *ud, const char *ctr_id, uint64_t input_id, enum ctr_fail kind, const char *msg)
@@ -1450,6 +1457,7 @@ const struct worker_events ctl_worker_events = {
     .exit = ev_exit,
     .snapshot_state = ev_snapshot_state,
     .snapshot_log = ev_snapshot_log,
+    .input_more_ack = ev_input_more_ack,
 };
 
 /* ---------- drain (graceful stop) ---------- */

@@ -45,7 +45,7 @@ int frame_header_decode(const uint8_t *in, size_t len, struct frame_header *h)
     h->reserved = (uint16_t)(in[2] | in[3] << 8);
     h->body_len = get_u32(in + 4);
     h->id = (uint64_t)get_u32(in + 8) | (uint64_t)get_u32(in + 12) << 32;
-    if (h->type < FRAME_HELLO || h->type > FRAME_INPUT_CALL)
+    if (h->type < FRAME_HELLO || h->type > FRAME_TYPE_MAX)
         return -EPROTO;
     if (h->flags & ~FRAME_F_MORE)
         return -EPROTO;

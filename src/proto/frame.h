@@ -16,7 +16,8 @@
  *   u8  flags     FRAME_F_*
  *   u16 reserved  0
  *   u32 body_len  bytes after the header in this datagram (<= FRAME_MAX_BODY)
- *   u64 id        input id (INPUT, INPUT_CALL, OUTPUT, ERROR, CANCEL, INPUT_LOG, ITEM, ITEM_ACK) or
+ *   u64 id        input id (INPUT, INPUT_CALL, OUTPUT, ERROR, CANCEL, INPUT_LOG, ITEM, ITEM_ACK,
+ *                 INPUT_MORE, INPUT_MORE_ACK) or
  *                 stream (LOG: 1 stdout, 2 stderr)
  *
  * Generators. An input whose function is a generator answers with one ITEM frame (or
@@ -28,6 +29,18 @@
  * FRAME_ITEM_WINDOW; so a slow consumer slows the generator (backpressure) instead of
  * making gustd buffer without bound. gustd fails a call whose runner sends more than
  * that window allows (docs/API.md "Generator items").
+ *
+ * Input streams: more input for a running call, the other way round. After an input's
+ * INPUT frames the worker may send INPUT_MORE frames of the same id: further bytes of
+ * that input, a byte stream in order (frame boundaries mean nothing, FRAME_F_MORE
+ * included); one with an empty body ends the stream (the client half-closed or went
+ * away). A runner that takes them acknowledges with INPUT_MORE_ACK, whose body is the
+ * u64 (little endian) count of stream bytes of that input its code has taken so far;
+ * the worker sends stream bytes only while those it sent, less the last acknowledged
+ * count, are below FRAME_INPUT_WINDOW, so a runner holds at most that much of a stream
+ * its code has not read (it may fail an input whose worker sends more). Frames for an
+ * input the runner does not know (it ended) are dropped. gustd uses them for
+ * WebSockets (docs/API.md "Web endpoints"); control's ctl_call_input_more sends them.
  */
 #ifndef GUST_PROTO_FRAME_H
 #define GUST_PROTO_FRAME_H
@@ -67,13 +80,24 @@ enum frame_type {
      * SDK's current_function_call_id()). body: the call id ("fc-..."), no NUL.
      * A runner that has no use for it ignores it, as any frame it does not handle. */
     FRAME_INPUT_CALL = 16,
+    FRAME_INPUT_MORE = 17,     /* worker -> container: more bytes of input id's stream; empty: its end */
+    FRAME_INPUT_MORE_ACK = 18, /* container -> worker: stream bytes of input id taken. body: u64 LE */
 };
+#define FRAME_TYPE_MAX FRAME_INPUT_MORE_ACK
 
 /* The item bytes of one input a runner may have sent beyond the last ITEM_ACK before
  * it waits: 8 MiB keeps a fast generator of small items from ever waiting on a
  * consumer that polls every few milliseconds, and bounds what gustd holds per call. */
 #define FRAME_ITEM_WINDOW (8u << 20)
 #define FRAME_ITEM_ACK_SIZE 8 /* body of an ITEM_ACK */
+/* The stream bytes of one input the worker may have sent beyond the last
+ * INPUT_MORE_ACK: 1 MiB is many round trips' worth of a loopback channel (an ack comes
+ * back within microseconds of the code reading), so a stream is not slowed by it, and
+ * it bounds what a runner holds per stream of bytes its code has not read (a WebSocket
+ * whose app does not call receive() stops the client's bytes at gustd, which stops
+ * reading the client). */
+#define FRAME_INPUT_WINDOW (1u << 20)
+#define FRAME_INPUT_MORE_ACK_SIZE 8 /* body of an INPUT_MORE_ACK */
 
 #define FRAME_F_MORE 0x01 /* more frames of this (type, id) follow */
 

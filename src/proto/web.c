@@ -132,6 +132,26 @@ bool web_header_reserved(const char *name, size_t len)
     return false;
 }
 
+bool web_header_has_token(const char *value, size_t len, const char *token)
+{
+    size_t tl = strlen(token);
+    size_t i = 0;
+    while (i < len) {
+        size_t start = i;
+        while (i < len && value[i] != ',')
+            i++;
+        size_t end = i;
+        while (start < end && (value[start] == ' ' || value[start] == '\t'))
+            start++;
+        while (end > start && (value[end - 1] == ' ' || value[end - 1] == '\t'))
+            end--;
+        if (end - start == tl && !strncasecmp(value + start, token, tl))
+            return true;
+        i++; /* past the comma */
+    }
+    return false;
+}
+
 /* Copies the segment [s, s+n) into out (cap bytes) when it is a name: non-empty, no '%'. */
 static int copy_seg(const char *s, size_t n, char *out, size_t cap)
 {

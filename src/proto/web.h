@@ -24,7 +24,16 @@
  * an error status from gustd (docs/API.md "Web endpoints"). The head's names must be
  * HTTP tokens and its values free of CR, LF and NUL (no response splitting);
  * Connection, Keep-Alive, Transfer-Encoding and Content-Length are gustd's to set and
- * are dropped. */
+ * are dropped.
+ *
+ * WebSockets (and any upgrade): a GET whose Connection holds "upgrade" and whose
+ * Upgrade holds "websocket" keeps both headers in its envelope (with its
+ * Sec-WebSocket-* ones). A head of status 101 answers it: gustd sends the 101 with the
+ * head's headers, the head's Upgrade included, and "Connection: Upgrade"; from then on
+ * the connection is a byte tunnel. Later items are raw bytes to the client (the
+ * runner frames them: WebSocket frames), the client's bytes go to the call as its
+ * input stream (FRAME_INPUT_MORE, an empty one at the client's EOF), and the call's
+ * end closes the connection. */
 #ifndef GUST_PROTO_WEB_H
 #define GUST_PROTO_WEB_H
 
@@ -77,8 +86,13 @@ struct web_head {
 int web_head_decode(const void *data, size_t len, struct web_head *out, const char **why);
 
 /* Whether gustd sets this response header itself (hop-by-hop or framing), so a
- * head's own copy is dropped. */
+ * head's own copy is dropped. (A 101's Upgrade is the runner's: api/web.c.) */
 bool web_header_reserved(const char *name, size_t len);
+
+/* Whether a header value that is a comma-separated list of tokens (Connection,
+ * Upgrade) holds token, case-insensitively, whitespace around items ignored; an item
+ * with parameters ("websocket/13") matches only whole. Bounded by len. */
+bool web_header_has_token(const char *value, size_t len, const char *token);
 
 /* Splits a path-form request target "/<ws>/<app>/<label>[/rest]" (percent-decoding
  * nothing: names have no '%'). Returns 0 with the three names copied (NUL-terminated,

@@ -37,7 +37,8 @@ static const char *const spec_fn_fields[] = {"name",    "kind", "command",   "mo
                                              "image",   "workdir", "timeout", "env",
                                              "resources", "retries", "scaling", "network",
                                              "security", "secrets", "mounts", "snapshot", "web", NULL};
-static const char *const spec_web_fields[] = {"kind", "method", "label", "public", "docs", NULL};
+static const char *const spec_web_fields[] = {"kind", "method", "label", "public", "docs", "port",
+                                               "startup_timeout", NULL};
 static const char *const spec_mount_fields[] = {"path", "image", NULL};
 static const char *const spec_res_fields[] = {"cpu", "memory", "gpu", "disk", "pids", "open_files", NULL};
 static const char *const spec_sec_fields[] = {"deny_syscalls", NULL};
@@ -45,7 +46,7 @@ static const char *const spec_retry_fields[] = {"max_retries", "initial_delay",
                                                 "backoff_coefficient", "max_delay", NULL};
 static const char *const spec_scale_fields[] = {"min_containers", "max_containers",
                                                 "buffer_containers", "scaledown_window",
-                                                "max_inputs", "target_inputs", NULL};
+                                                "max_inputs", "target_inputs", "lifetime_inputs", NULL};
 
 static bool spec_is_bare(const char *s)
 {
@@ -253,6 +254,10 @@ static const struct spec_num_field spec_scale_nums[] = {
     SPEC_UINT_FIELD("max_inputs", "an integer", 1, 1000, 1, max_inputs),
     /* Default 0, below the minimum: not given, the autoscaler sizes for max_inputs. */
     SPEC_UINT_FIELD("target_inputs", "an integer", 1, 1000, 0, target_inputs),
+    /* Modal's function max_inputs: the inputs a container takes before it is replaced
+     * (1: single-use containers). Default 0, below the minimum: no limit (left out of
+     * the normalised JSON). The bound is only against nonsense; any count works. */
+    SPEC_UINT_FIELD("lifetime_inputs", "an integer", 1, 1000000000, 0, lifetime_inputs),
 };
 
 static double spec_num_load(const struct spec_function *f, const struct spec_num_field *d)
@@ -989,6 +994,7 @@ const char *spec_web_kind_name(enum spec_web_kind k)
     case SPEC_WEB_FUNCTION: return "function";
     case SPEC_WEB_ASGI: return "asgi";
     case SPEC_WEB_WSGI: return "wsgi";
+    case SPEC_WEB_SERVER: return "web_server";
     case SPEC_WEB_NONE: break;
     }
     return "";
@@ -996,7 +1002,7 @@ const char *spec_web_kind_name(enum spec_web_kind k)
 
 static bool spec_is_web_kind(const char *s)
 {
-    return !strcmp(s, "function") || !strcmp(s, "asgi") || !strcmp(s, "wsgi");
+    return !strcmp(s, "function") || !strcmp(s, "asgi") || !strcmp(s, "wsgi") || !strcmp(s, "web_server");
 }
 
 /* An HTTP method as a client may send it (upper-case letters, as the http parser
@@ -1028,10 +1034,10 @@ static bool spec_is_web_label(const char *s)
 
 static const struct spec_str_field spec_web_kind = {
     .key = "kind",
-    .type = "\"function\", \"asgi\" or \"wsgi\"",
+    .type = "\"function\", \"asgi\", \"wsgi\" or \"web_server\"",
     .valid = spec_is_web_kind,
     .invalid = "must be \"function\" (a handler of query or JSON arguments), \"asgi\" or \"wsgi\" (an app the "
-               "function returns), got",
+               "function returns) or \"web_server\" (a server the function starts on web.port), got",
     .def = "function",
 };
 static const struct spec_str_field spec_web_method = {
@@ -1062,6 +1068,36 @@ static int spec_get_bool(struct spec_ctx *c, json_t *obj, const char *key, bool 
     return 0;
 }
 
+/* web_server's: a TCP port (0 is no port to connect to), and how long the runner waits
+ * for it. Up to an hour: a server that loads a large model before it listens may take
+ * minutes; requests wait for it in the queue meanwhile (a web request no container took
+ * within 30 s gets 503 and retries). The minimum is above 0, as Modal asks. */
+static const struct spec_num_field spec_web_server_nums[] = {
+    SPEC_UINT_FIELD("port", "an integer TCP port", 1, 65535, 0, web.port),
+    SPEC_REAL_FIELD("startup_timeout", "a number of seconds", 0.001, 3600, 5.0, web.startup_timeout_s),
+};
+
+/* port (needed) and startup_timeout of a "web_server" endpoint; refused on the other
+ * kinds, whose handler runs in the runner itself. */
+static int spec_parse_web_server(struct spec_ctx *c, json_t *w, const char *kind, struct spec_function *f)
+{
+    bool server = !strcmp(kind, "web_server");
+    for (size_t i = 0; i < ARRAY_LEN(spec_web_server_nums); i++) {
+        const char *key = spec_web_server_nums[i].key;
+        if (server || !json_object_get(w, key))
+            continue;
+        spec_push_key(c, key);
+        return spec_fail(c, "is only for kind \"web_server\" (a server the function starts), not \"%s\"", kind);
+    }
+    if (!server)
+        return 0;
+    if (!json_object_get(w, "port")) {
+        spec_push_key(c, "port");
+        return spec_fail(c, "is needed for kind \"web_server\": the port its server listens on in the container");
+    }
+    return spec_get_nums(c, w, spec_web_server_nums, ARRAY_LEN(spec_web_server_nums), f);
+}
+
 static int spec_parse_web(struct spec_ctx *c, json_t *fobj, struct spec_function *f)
 {
     if (!json_object_get(fobj, "web"))
@@ -1083,12 +1119,16 @@ static int spec_parse_web(struct spec_ctx *c, json_t *fobj, struct spec_function
         return spec_fail(c, "is needed: the function's name \"%.64s\" is not a valid label (1 to "
                             SPEC_STR(SPEC_WEB_LABEL_MAX) " characters of letters, digits, '-' and '_')", label);
     }
-    if ((r = spec_get_bool(c, w, "public", &f->web.public_)) < 0 || (r = spec_get_bool(c, w, "docs", &f->web.docs)) < 0)
+    if ((r = spec_get_bool(c, w, "public", &f->web.public_)) < 0 || (r = spec_get_bool(c, w, "docs", &f->web.docs)) < 0 ||
+        (r = spec_parse_web_server(c, w, kind, f)) < 0)
         return r;
     if (f->mode != SPEC_MODE_RUNNER)
         return spec_fail(c, "needs mode \"runner\": a web endpoint's requests are inputs of a long-lived "
                             "runner, answered as generator items");
-    f->web.kind = !strcmp(kind, "asgi") ? SPEC_WEB_ASGI : !strcmp(kind, "wsgi") ? SPEC_WEB_WSGI : SPEC_WEB_FUNCTION;
+    f->web.kind = !strcmp(kind, "asgi")         ? SPEC_WEB_ASGI
+                  : !strcmp(kind, "wsgi")       ? SPEC_WEB_WSGI
+                  : !strcmp(kind, "web_server") ? SPEC_WEB_SERVER
+                                                : SPEC_WEB_FUNCTION;
     snprintf(f->web.method, sizeof f->web.method, "%s", method);
     snprintf(f->web.label, sizeof f->web.label, "%s", label);
     spec_pop(c, saved);
@@ -1444,11 +1484,14 @@ json_t *spec_function_to_json(const struct spec_function *f)
     if (sc)
         spec_put_nums(sc, spec_scale_nums, ARRAY_LEN(spec_scale_nums), f, &ok);
     /* Only endpoints carry "web": other functions' normalised specs stay as they were. */
+    json_t *web = NULL;
     if (f->web.kind != SPEC_WEB_NONE)
         spec_set(o, "web",
-                 json_pack("{s:s,s:s,s:s,s:b,s:b}", "kind", spec_web_kind_name(f->web.kind), "method", f->web.method,
-                           "label", f->web.label, "public", f->web.public_, "docs", f->web.docs),
+                 web = json_pack("{s:s,s:s,s:s,s:b,s:b}", "kind", spec_web_kind_name(f->web.kind), "method",
+                                 f->web.method, "label", f->web.label, "public", f->web.public_, "docs", f->web.docs),
                  &ok);
+    if (web && f->web.kind == SPEC_WEB_SERVER)
+        spec_put_nums(web, spec_web_server_nums, ARRAY_LEN(spec_web_server_nums), f, &ok);
     return ok ? TAKE_PTR(o) : NULL;
 }
 

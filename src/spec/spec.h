@@ -58,13 +58,18 @@ struct spec_gpu {
 /* A web endpoint (docs/SPEC.md "web"): HTTP requests to the function's URL become
  * calls of it (src/proto/web.h). Fixed-size so that a function's copy is a plain one. */
 #define SPEC_WEB_LABEL_MAX 63
-enum spec_web_kind { SPEC_WEB_NONE = 0, SPEC_WEB_FUNCTION, SPEC_WEB_ASGI, SPEC_WEB_WSGI };
+enum spec_web_kind { SPEC_WEB_NONE = 0, SPEC_WEB_FUNCTION, SPEC_WEB_ASGI, SPEC_WEB_WSGI, SPEC_WEB_SERVER };
 struct spec_web {
     enum spec_web_kind kind;        /* SPEC_WEB_NONE: not an endpoint */
     char method[16];                /* "GET", "POST", ... or "*" (any) */
     char label[SPEC_WEB_LABEL_MAX + 1]; /* the URL's name of the endpoint (default: the function's) */
     bool public_;                   /* served without a token */
     bool docs;                      /* FastAPI's /docs (the runner's business) */
+    /* SPEC_WEB_SERVER only (0 otherwise): the port the function's own HTTP server
+     * listens on inside the container, and how long the runner waits for it to accept
+     * a connection before the container's start fails. The runner proxies to it. */
+    uint32_t port;
+    double startup_timeout_s;
 };
 const char *spec_web_kind_name(enum spec_web_kind k);
 
@@ -94,6 +99,7 @@ struct spec_function {
     double initial_delay_s, backoff_coefficient, max_delay_s;
     uint32_t min_containers, max_containers, buffer_containers, max_inputs;
     uint32_t target_inputs;      /* 0: not given; else 1..max_inputs, inputs per container the autoscaler aims at */
+    uint32_t lifetime_inputs;    /* 0: no limit; else the inputs a container takes before it is replaced */
     uint32_t scaledown_window_s; /* 0: not given (the keep-alive policy decides) */
     uint32_t pids_max;          /* resources.pids (default 1024) */
     uint32_t open_files;        /* resources.open_files; 0 = the worker's default (65536 or its own limit) */

@@ -14,6 +14,7 @@
 /* Control bounds what a call holds by the window the seam promises; the runners keep
  * the protocol's. */
 _Static_assert(WORKER_ITEM_WINDOW == FRAME_ITEM_WINDOW, "the seam's item window is the protocol's");
+_Static_assert(WORKER_INPUT_WINDOW == FRAME_INPUT_WINDOW, "the seam's input window is the protocol's");
 
 /* A container or snapshot the worker knows, by the id control gave it. */
 struct local_rec {
@@ -79,6 +80,13 @@ static void on_item(struct ctr *c, void *ud, uint64_t input_id, const void *data
     r->l->ev->item(r->l->ud, r->id, input_id, data, len);
 }
 
+static void on_input_more_ack(struct ctr *c, void *ud, uint64_t input_id, uint64_t bytes)
+{
+    struct local_rec *r = ud;
+    (void)c;
+    r->l->ev->input_more_ack(r->l->ud, r->id, input_id, bytes);
+}
+
 static void on_input_error(struct ctr *c, void *ud, uint64_t input_id, enum ctr_fail kind, const char *msg)
 {
     struct local_rec *r = ud;
@@ -109,6 +117,7 @@ static const struct worker_callbacks local_callbacks = {
     .on_ready = on_ready,
     .on_output = on_output,
     .on_item = on_item,
+    .on_input_more_ack = on_input_more_ack,
     .on_input_error = on_input_error,
     .on_log = on_log,
     .on_exit = on_exit_cb,
@@ -195,6 +204,12 @@ static int op_item_ack(void *w, const char *ctr_id, uint64_t input_id, uint64_t 
 {
     struct ctr *c = ctr_of(w, ctr_id);
     return c ? ctr_item_ack(c, input_id, bytes) : -ESRCH;
+}
+
+static int op_send_input_more(void *w, const char *ctr_id, uint64_t input_id, const void *data, size_t len)
+{
+    struct ctr *c = ctr_of(w, ctr_id);
+    return c ? ctr_send_input_more(c, input_id, data, len) : -ESRCH;
 }
 
 static void op_stop(void *w, const char *ctr_id, uint32_t grace_ms)
@@ -291,6 +306,7 @@ const struct worker_ops worker_local_ops = {
     .send_input = op_send_input,
     .cancel_input = op_cancel_input,
     .item_ack = op_item_ack,
+    .send_input_more = op_send_input_more,
     .stop = op_stop,
     .kill = op_kill,
     .info = op_info,

@@ -34,6 +34,9 @@
  * So one input has at most this much plus one item (up to the payload limit) that the
  * consumer has not taken, which is what control allows a call to hold. */
 #define WORKER_ITEM_WINDOW (8u << 20)
+/* Input streams (send_input_more): the stream bytes of one input sent beyond what
+ * input_more_ack() acknowledged, at most (the protocol's FRAME_INPUT_WINDOW). */
+#define WORKER_INPUT_WINDOW (1u << 20)
 
 #define WORKER_MAX_GPUS 64
 #define CTR_MAX_GPUS 16
@@ -155,6 +158,9 @@ struct worker_events {
     void (*snapshot_state)(void *ud, const char *snap_id, enum snapshot_state st, const char *msg);
     /* A line of the snapshot's init output. */
     void (*snapshot_log)(void *ud, const char *snap_id, int stream, const char *line, size_t len);
+    /* The code serving input input_id took `bytes` bytes of its input stream so far
+     * (send_input_more), so the worker may be sent more (WORKER_INPUT_WINDOW). */
+    void (*input_more_ack)(void *ud, const char *ctr_id, uint64_t input_id, uint64_t bytes);
 };
 
 /* Operations control calls on a worker (w: the implementation's handle). Failing ones
@@ -175,6 +181,12 @@ struct worker_ops {
     /* The consumer of generator input input_id has taken `bytes` item bytes of it in
      * all, so the container may send more (WORKER_ITEM_WINDOW). -EPIPE/-ESRCH: gone. */
     int (*item_ack)(void *w, const char *ctr_id, uint64_t input_id, uint64_t bytes);
+    /* More input for input input_id, after what send_input gave: the next bytes of its
+     * input stream, in order (len 0: the stream ended). The caller sends only while
+     * what it sent, less what input_more_ack() last said, is below WORKER_INPUT_WINDOW.
+     * -EPIPE/-ESRCH: the container is going away. NULL in a worker that carries no
+     * streams (the simulator's): control then refuses ctl_call_input_more. */
+    int (*send_input_more)(void *w, const char *ctr_id, uint64_t input_id, const void *data, size_t len);
     /* Graceful stop (grace_ms, then SIGKILL) or immediate kill; exit() follows. */
     void (*stop)(void *w, const char *ctr_id, uint32_t grace_ms);
     void (*kill)(void *w, const char *ctr_id);

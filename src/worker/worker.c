@@ -351,6 +351,14 @@ static void handle_frame(struct ctr *c, const struct frame_header *h, uint8_t *b
     case FRAME_ITEM:
         handle_result(c, h, body);
         break;
+    case FRAME_INPUT_MORE_ACK:
+        if (h->body_len >= FRAME_INPUT_MORE_ACK_SIZE && c->cb->on_input_more_ack) {
+            uint64_t n = 0;
+            for (size_t i = 0; i < FRAME_INPUT_MORE_ACK_SIZE; i++)
+                n |= (uint64_t)body[i] << (8 * i);
+            c->cb->on_input_more_ack(c, c->ud, h->id, n);
+        }
+        break;
     case FRAME_LOG:
         if (h->id == 1 || h->id == 2)
             handle_log(c, (int)h->id, (const char *)body, h->body_len);
@@ -581,6 +589,13 @@ int ctr_item_ack(struct ctr *c, uint64_t input_id, uint64_t bytes)
     for (size_t i = 0; i < sizeof body; i++)
         body[i] = (uint8_t)(bytes >> (8 * i));
     return ctr_send_frame(c, FRAME_ITEM_ACK, input_id, body, sizeof body);
+}
+
+int ctr_send_input_more(struct ctr *c, uint64_t input_id, const void *data, size_t len)
+{
+    if (c->exited || c->chan < 0)
+        return -EPIPE;
+    return ctr_send_frame(c, FRAME_INPUT_MORE, input_id, data, len);
 }
 
 static void on_kill_timer(struct ev_loop *loop, void *data)

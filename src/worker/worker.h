@@ -76,6 +76,8 @@ struct worker_callbacks {
     /* A generator input yielded a value (FRAME_ITEM); data valid only during the call.
      * (Last: the fields above keep their positions.) */
     void (*on_item)(struct ctr *c, void *ud, uint64_t input_id, const void *data, size_t len);
+    /* The runner's code took `bytes` stream bytes of input_id so far (FRAME_INPUT_MORE_ACK). */
+    void (*on_input_more_ack)(struct ctr *c, void *ud, uint64_t input_id, uint64_t bytes);
 };
 
 int worker_new(struct ev_loop *loop, const struct worker_config *cfg, const struct worker_callbacks *cb,
@@ -108,6 +110,10 @@ int ctr_cancel_input(struct ctr *c, uint64_t input_id);
 /* Tells a generator input's runner that the consumer took `bytes` item bytes of it so
  * far (FRAME_ITEM_ACK), so it may send more. Returns 0 or -EPIPE. */
 int ctr_item_ack(struct ctr *c, uint64_t input_id, uint64_t bytes);
+/* More bytes of input_id's stream (FRAME_INPUT_MORE; len 0: its end). The caller keeps
+ * within FRAME_INPUT_WINDOW of what on_input_more_ack said, which bounds what this
+ * queues when the channel is full. Returns 0 or -EPIPE. */
+int ctr_send_input_more(struct ctr *c, uint64_t input_id, const void *data, size_t len);
 /* Graceful stop: SHUTDOWN frame + SIGTERM, SIGKILL after grace_ms. on_exit follows. */
 void ctr_stop(struct ctr *c, uint32_t grace_ms);
 /* Immediate SIGKILL; on_exit follows. */

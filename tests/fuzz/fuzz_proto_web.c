@@ -1,11 +1,12 @@
 /* Fuzzes web endpoints' parsers of outside input (proto/web.h): the response head a
- * container's runner sends (item 0), and the splitting of a client's path and Host.
- * The first input byte picks the parser. Checks: every header and the body lie inside
+ * container's runner sends (item 0), the splitting of a client's path and Host, and
+ * the token lists of Connection/Upgrade. The first input byte picks the parser. Checks: every header and the body lie inside
  * the input, values hold no CR/LF/NUL, names are non-empty, split names fit and are
  * NUL-terminated. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "proto/web.h"
 
@@ -37,6 +38,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     memchr(x->value, '\r', x->value_len) || memchr(x->value, '\0', x->value_len))
                     __builtin_trap();
             }
+        }
+        return 0;
+    }
+    if (data[0] % 4 == 1) {
+        /* A token list, not NUL-terminated: a match is a token found in it. */
+        if (web_header_has_token((const char *)body, len, "upgrade")) {
+            int found = 0;
+            for (size_t i = 0; i + 7 <= len && !found; i++)
+                found = !strncasecmp((const char *)body + i, "upgrade", 7);
+            if (!found)
+                __builtin_trap();
         }
         return 0;
     }

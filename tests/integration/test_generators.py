@@ -33,7 +33,8 @@ _released = threading.Event()
 # "release" input to set the event. The client asks for "release" only after it holds
 # "wait"'s first value, so "second" comes only if that value arrived while "wait" was
 # still running.
-@app.function(image=IMAGE, max_inputs=2, max_containers=1, timeout=120)
+@app.function(image=IMAGE, max_containers=1, timeout=120)
+@gust.concurrent(max_inputs=2)
 def handshake(mode):
     if mode == "release":
         _released.set()
@@ -48,7 +49,8 @@ def handshake(mode):
 _produced = []
 
 
-@app.function(image=IMAGE, max_inputs=2, max_containers=1, timeout=120)
+@app.function(image=IMAGE, max_containers=1, timeout=120)
+@gust.concurrent(max_inputs=2)
 def big(mode, n=0):
     if mode == "probe":
         yield len(_produced)
@@ -96,7 +98,8 @@ _arrived = []
 _all_in = None
 
 
-@app.function(image=IMAGE, max_inputs=4, max_containers=1, timeout=120)
+@app.function(image=IMAGE, max_containers=1, timeout=120)
+@gust.concurrent(max_inputs=4)
 async def meet(k):
     global _all_in
     if _all_in is None:

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from gustlib import sdk_module, wait_until
 from test_build import make_wheel
 
@@ -38,7 +40,8 @@ def slow(s):
     return s
 
 
-@app.function(max_inputs=2, max_containers=1)
+@app.function(max_containers=1)
+@gust.concurrent(max_inputs=2)
 def where(x):
     return (gust.is_local(), gust.current_input_id(), gust.current_function_call_id(), x, AT_IMPORT)
 
@@ -315,6 +318,44 @@ def test_app_defaults_and_memory_snapshot_name(shared_gust, tmp_path):
     mod.app.drop_inline_secrets()
 
 
+LIFETIME = '''
+import os
+import gust
+
+app = gust.App("mlife")
+ME = os.urandom(8).hex()  # this container's process
+
+
+@app.function(max_inputs=1)
+def single_use():
+    return ME
+
+
+@app.function(max_inputs=2, max_containers=1)
+def twice():
+    return ME
+'''
+
+
+def test_function_max_inputs_is_inputs_per_container_as_in_modal(shared_gust, tmp_path):
+    """Modal's @app.function(max_inputs=N): a container serves N inputs, then a fresh
+    one takes over (1: single-use containers); inputs at once are @gust.concurrent's."""
+    g = shared_gust
+    mod = sdk_module(tmp_path, "mlife", LIFETIME)
+    mod.app.addr = g.addr
+    mod.app.deploy(progress=None)
+    import gust
+    assert g.get_json("/v1/functions/mlife/single_use")["spec"]["scaling"]["lifetime_inputs"] == 1
+    assert g.get_json("/v1/functions/mlife/single_use")["spec"]["scaling"]["max_inputs"] == 1
+    seen = [mod.single_use.remote() for _ in range(3)]
+    assert len(set(seen)) == 3, seen
+    pairs = [mod.twice.remote() for _ in range(4)]
+    assert pairs[0] == pairs[1] and pairs[2] == pairs[3] and pairs[1] != pairs[2], pairs
+    with pytest.raises(gust.InvalidError, match="max_inputs"):
+        mod.app.function(max_inputs=0)
+    g.cli("stop", "mlife")
+
+
 def test_image_python_version_imports_requirements_and_run_function(shared_gust, tmp_path):
     g = shared_gust
     if SDK not in sys.path:
@@ -486,7 +527,8 @@ class Quick(Tracked):
         print("exit hook of", self.me, "done", flush=True)
 
 
-@app.cls(scaledown_window=600, max_inputs=2)
+@app.cls(scaledown_window=600)
+@gust.concurrent(max_inputs=2)
 class Lasting(Tracked):
     @gust.exit()
     def first(self):

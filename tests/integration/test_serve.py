@@ -1,6 +1,7 @@
 """`gust serve FILE.py` (docs/CLI.md): the app is deployed as an ephemeral copy
 (APP-dev), the web endpoint's URL is printed, an edit of the file is redeployed (the
-URL answers the new value), and SIGINT stops the copy (GET /v1/apps)."""
+URL answers the new value), so is a change of a file the image adds with
+add_local_file, and SIGINT stops the copy (GET /v1/apps)."""
 import json
 import os
 import queue
@@ -13,16 +14,21 @@ import urllib.request
 from gustlib import wait_until
 
 APP = '''
+import os
+
 import gust
 
 app = gust.App("served")
+IMAGE = gust.Image.from_name("python").add_local_file(os.path.join(os.path.dirname(__file__), "extra.txt"),
+                                                      "/srv/extra.txt")
 
 
-@app.function()
+@app.function(image=IMAGE)
 @gust.web_endpoint(method="GET")
 def hello():
     print("serving VALUE")
-    return {"value": "VALUE"}
+    with open("/srv/extra.txt") as f:
+        return {"value": "VALUE", "extra": f.read()}
 '''
 
 
@@ -35,6 +41,8 @@ def test_serve_redeploys_on_change_and_stops_on_sigint(shared_gust, tmp_path):
     g = shared_gust
     src = tmp_path / "served.py"
     src.write_text(APP.replace("VALUE", "one"))
+    extra = tmp_path / "extra.txt"
+    extra.write_text("first")
     p = g.cli_popen("serve", str(src))
     out, err = queue.Queue(), queue.Queue()
     threading.Thread(target=_lines, args=(p.stdout, out), daemon=True).start()
@@ -58,7 +66,8 @@ def test_serve_redeploys_on_change_and_stops_on_sigint(shared_gust, tmp_path):
         req = urllib.request.Request(url, headers={"Authorization": f"Bearer {g.admin_token}"})
         try:
             with urllib.request.urlopen(req, timeout=30) as r:
-                return json.loads(r.read())["value"]
+                answer = json.loads(r.read())
+                return f"{answer['value']}/{answer['extra']}"
         except urllib.error.HTTPError as e:
             return f"HTTP {e.code}"
 
@@ -66,12 +75,16 @@ def test_serve_redeploys_on_change_and_stops_on_sigint(shared_gust, tmp_path):
         line_with("serving app served-dev", 300)
         url = line_with("web endpoint served-dev.hello:", 60).rsplit(" ", 1)[1].strip()
         assert url.endswith("/served-dev/hello"), url
-        assert get(url) == "one"
+        assert get(url) == "one/first"
         line_with("[hello] serving one", 30)                 # remote output shown as gust run shows it
         time.sleep(1.1)  # a later mtime than the first version's, on any filesystem's clock
         src.write_text(APP.replace("VALUE", "two"))
         line_with("redeployed (2)", 120)
-        wait_until(lambda: get(url) == "two", 60, interval=0.2, msg="the new version answering")
+        wait_until(lambda: get(url) == "two/first", 60, interval=0.2, msg="the new version answering")
+        time.sleep(1.1)
+        extra.write_text("second")  # only the added file changes
+        line_with("redeployed (3): ", 120)
+        wait_until(lambda: get(url) == "two/second", 60, interval=0.2, msg="the new file served")
         apps = {a["name"]: a["state"] for a in g.get_json("/v1/apps")["apps"]}
         assert apps.get("served-dev") == "deployed" and "served" not in apps, apps
         p.send_signal(signal.SIGINT)

@@ -33,6 +33,11 @@ struct fake_ctr {
     uint64_t inputs_total;
     uint64_t acked_input, acked_bytes; /* the last item_ack */
     int nacks;
+    /* Input streams (send_input_more): bytes received, the first ones, the end, and
+     * whether any came for an input the container did not have (out of order). */
+    uint64_t more_bytes;
+    char more_head[32];
+    bool more_end, more_stray;
 };
 
 struct fake {
@@ -131,6 +136,25 @@ static int op_item_ack(void *w, const char *id, uint64_t input_id, uint64_t byte
     k->acked_input = input_id;
     k->acked_bytes = bytes;
     k->nacks++;
+    return 0;
+}
+
+static int op_send_input_more(void *w, const char *id, uint64_t input_id, const void *data, size_t len)
+{
+    struct fake_ctr *k = fake_find(w, id);
+    if (!k)
+        return -ESRCH;
+    bool known = false;
+    for (int i = 0; i < FAKE_MAX_INPUTS; i++)
+        known |= k->inputs[i] == input_id;
+    k->more_stray |= !known || k->more_end;
+    if (!len)
+        k->more_end = true;
+    size_t have = k->more_bytes < sizeof k->more_head - 1 ? (size_t)k->more_bytes : sizeof k->more_head - 1;
+    size_t n = len < sizeof k->more_head - 1 - have ? len : sizeof k->more_head - 1 - have;
+    if (n)
+        memcpy(k->more_head + have, data, n);
+    k->more_bytes += len;
     return 0;
 }
 
@@ -250,6 +274,7 @@ static const struct worker_ops fake_ops = {
     .send_input = op_send_input,
     .cancel_input = op_cancel_input,
     .item_ack = op_item_ack,
+    .send_input_more = op_send_input_more,
     .stop = op_stop,
     .kill = op_kill,
     .info = op_info,
@@ -652,8 +677,9 @@ UNIT_TEST(test_timeout)
     env_free(&e);
 }
 
-/* Cancelling a queued call and a running one; a runner container that cannot drop an
- * input mid-way is killed. */
+/* Cancelling a queued call and a running one: a runner container is told to drop the
+ * input and killed when it still holds it after the grace; terminate_container kills
+ * at once. */
 UNIT_TEST(test_cancel)
 {
     struct env e;
@@ -670,7 +696,21 @@ UNIT_TEST(test_cancel)
     CHECK_EQ_INT(fn(&e)->latest->queued, 0);
     CHECK(ctl_cancel(e.ctl, NULL, running, &v, &ce) == 0);
     CHECK_EQ_INT(v.state, CTL_CALL_CANCELLED);
+    CHECK_EQ_INT(e.fake.ctrs[0].ncancelled, 1);
+    CHECK(!e.fake.ctrs[0].kill_asked);
+    run_for(&e, SCHED_CANCEL_GRACE_MS + 100);
     CHECK(e.fake.ctrs[0].kill_asked);
+    CHECK_EQ_INT(sched_live_containers(e.ctl), 0);
+    /* terminate_container: the container goes at once, without the grace. */
+    char third[64];
+    submit(&e, "z", true, third);
+    start_and_dispatch(&e);
+    struct fake_ctr *k = &e.fake.ctrs[e.fake.nctrs - 1];
+    CHECK_EQ_INT(inflight(k), 1);
+    CHECK(ctl_cancel_call(e.ctl, NULL, third, true, &v, &ce) == 0);
+    CHECK_EQ_INT(v.state, CTL_CALL_CANCELLED);
+    CHECK(k->kill_asked);
+    CHECK_EQ_INT(k->ncancelled, 0);
     run_for(&e, 5);
     CHECK_EQ_INT(sched_live_containers(e.ctl), 0);
     /* Unknown ids are a not-found, not a crash. */
@@ -679,39 +719,34 @@ UNIT_TEST(test_cancel)
     env_free(&e);
 }
 
-/* A runner holding several inputs is not killed for one cancelled by its client (a web
- * client that left, an abandoned generator): the others go on, the cancelled input's
- * result is dropped when it comes, and the container serves on. */
-UNIT_TEST(test_cancel_spares_a_runners_other_inputs)
+/* lifetime_inputs (Modal's function max_inputs): a container takes that many inputs,
+ * takes no more (a fresh one serves the next), and stops once they are done. */
+UNIT_TEST(test_lifetime_inputs_replace_containers)
 {
     struct env e;
     env_init(&e, 4000, 4096, 0);
-    deploy(&e, "\"mode\":\"runner\",\"scaling\":{\"max_containers\":1,\"max_inputs\":2},"
+    deploy(&e, "\"scaling\":{\"max_containers\":2,\"max_inputs\":2,\"lifetime_inputs\":2},"
                "\"resources\":{\"cpu\":100,\"memory\":64}");
-    char a[64], b[64];
+    char a[64], b[64], c[64];
     submit(&e, "a", false, a);
-    submit(&e, "b", false, b);
     start_and_dispatch(&e);
-    CHECK_EQ_INT(inflight(&e.fake.ctrs[0]), 2);
-    struct ctl_call_view v;
-    struct ctl_error ce;
-    CHECK(ctl_cancel(e.ctl, NULL, a, &v, &ce) == 0);
-    CHECK_EQ_INT(v.state, CTL_CALL_CANCELLED);
+    struct fake_ctr *first = &e.fake.ctrs[0];
+    CHECK_EQ_INT(inflight(first), 1);
+    submit(&e, "b", false, b);
     run_for(&e, 5);
-    CHECK(!e.fake.ctrs[0].kill_asked && !e.fake.ctrs[0].stop_asked);
-    fake_answer(&e.fake, &e.fake.ctrs[0], "late", 0); /* a's: dropped */
-    fake_answer(&e.fake, &e.fake.ctrs[0], "ok", 0);
-    CHECK_EQ_INT(call_state(&e, a, &v), CTL_CALL_CANCELLED);
-    CHECK_EQ_INT(call_state(&e, b, &v), CTL_CALL_SUCCEEDED);
-    /* Alone on its container, a cancelled input still stops it. */
-    char c1[64];
-    submit(&e, "c", false, c1);
+    CHECK_EQ_INT(inflight(first), 2); /* its second and last input */
+    submit(&e, "c", false, c);
+    start_and_dispatch(&e);
+    CHECK_EQ_INT(e.fake.nctrs, 2); /* it had room left, but no inputs: c went to a new one */
+    CHECK_EQ_INT(inflight(&e.fake.ctrs[1]), 1);
+    fake_answer(&e.fake, first, "ok", 0);
     run_for(&e, 5);
-    CHECK_EQ_INT(inflight(&e.fake.ctrs[0]), 1);
-    CHECK(ctl_cancel(e.ctl, NULL, c1, &v, &ce) == 0);
-    CHECK(e.fake.ctrs[0].kill_asked);
+    CHECK(!first->stop_asked); /* one input still runs */
+    fake_answer(&e.fake, first, "ok", 0);
+    CHECK(first->stop_asked);
+    CHECK_EQ_INT(call_state(&e, a, NULL), CTL_CALL_SUCCEEDED);
+    CHECK_EQ_INT(call_state(&e, b, NULL), CTL_CALL_SUCCEEDED);
     run_for(&e, 5);
-    CHECK_EQ_INT(sched_live_containers(e.ctl), 0);
     env_free(&e);
 }
 
@@ -1786,6 +1821,49 @@ static void submit_gen(struct env *e, const char *input, char id[64])
     CHECK(ctl_submit_generator(e->ctl, "default/a", "f", input, strlen(input), id, &ce) == 0);
 }
 
+/* env with a runner-mode generator call running on its first container: the call's id
+ * and its input there. */
+static struct fake_ctr *gen_started(struct env *e, char id[64], uint64_t *in)
+{
+    env_init(e, 4000, 4096, 0);
+    deploy(e, "\"mode\":\"runner\",\"scaling\":{\"max_containers\":1},\"resources\":{\"cpu\":100,\"memory\":64}");
+    submit_gen(e, "x", id);
+    start_and_dispatch(e);
+    struct fake_ctr *k = &e->fake.ctrs[0];
+    *in = fake_input(k);
+    CHECK(*in != 0);
+    return k;
+}
+
+/* The container is told what was taken once a quarter window more was: a runner at
+ * the window's edge goes on after a quarter of it is read, not after each item. */
+UNIT_TEST(test_generator_items_acknowledged_in_steps)
+{
+    struct env e;
+    char id[64];
+    uint64_t in;
+    struct fake_ctr *k = gen_started(&e, id, &in);
+    size_t quarter = WORKER_ITEM_WINDOW / 4u, chunk = quarter / 2; /* within the env's 1 MiB payloads */
+    char *big = calloc(1, chunk);
+    CHECK(big != NULL);
+    struct items_got g = {0};
+    struct ctl_items_waiter *w;
+    struct ctl_error ce;
+    for (uint64_t step = 1; step <= 2; step++) {
+        fake_item(&e.fake, k, in, big, chunk);
+        fake_item(&e.fake, k, in, big, chunk - 1);
+        fake_item(&e.fake, k, in, "b", 1);
+        uint64_t from = 3 * step;
+        CHECK(ctl_items_wait(e.ctl, "default", id, from - 1, 0, items_got_cb, &g, &w, &ce) == 0);
+        CHECK_EQ_INT(k->nacks, (int)step - 1); /* one byte short of the step */
+        CHECK(ctl_items_wait(e.ctl, "default", id, from, 0, items_got_cb, &g, &w, &ce) == 0);
+        CHECK_EQ_INT(k->nacks, (int)step);
+        CHECK(k->acked_input == in && k->acked_bytes == step * quarter);
+    }
+    free(big);
+    env_free(&e);
+}
+
 /* Items are kept in order with absolute indices; asking from N takes what is before N
  * (freed, acknowledged to the container); a long poll is answered by the next items
  * (one answer for a burst) and by the end; indices past the end or already taken are
@@ -1793,14 +1871,9 @@ static void submit_gen(struct env *e, const char *input, char id[64])
 UNIT_TEST(test_generator_items)
 {
     struct env e;
-    env_init(&e, 4000, 4096, 0);
-    deploy(&e, "\"mode\":\"runner\",\"scaling\":{\"max_containers\":1},\"resources\":{\"cpu\":100,\"memory\":64}");
     char id[64];
-    submit_gen(&e, "x", id);
-    start_and_dispatch(&e);
-    struct fake_ctr *k = &e.fake.ctrs[0];
-    uint64_t in = fake_input(k);
-    CHECK(in != 0);
+    uint64_t in;
+    struct fake_ctr *k = gen_started(&e, id, &in);
     fake_item(&e.fake, k, in, "a", 1);
     fake_item(&e.fake, k, in, "bb", 2);
     struct items_got g = {0};
@@ -1815,14 +1888,14 @@ UNIT_TEST(test_generator_items)
     CHECK(!g.ended && g.total == 2 && g.from == 0);
     CHECK_EQ_INT(e.ctl->items_held, 3);
     CHECK_EQ_INT(k->nacks, 0); /* nothing taken yet */
-    /* Reading on from 2 takes both (acknowledged: 3 bytes) and waits for more. */
+    /* Reading on from 2 takes both and waits for more; 3 bytes are less than the step
+     * of acknowledgements (a quarter window): the container is not told yet. */
     memset(&g, 0, sizeof g);
     CHECK(ctl_items_wait(e.ctl, "default", id, 2, 1000, items_got_cb, &g, &w, &ce) == 0);
     CHECK(w != NULL);
     CHECK_EQ_INT(g.answers, 0);
     CHECK_EQ_INT(e.ctl->items_held, 0);
-    CHECK_EQ_INT(k->nacks, 1);
-    CHECK(k->acked_input == in && k->acked_bytes == 3);
+    CHECK_EQ_INT(k->nacks, 0);
     fake_item(&e.fake, k, in, "c", 1);
     fake_item(&e.fake, k, in, "d", 1);
     CHECK_EQ_INT(g.answers, 0); /* answered at the end of the loop turn, with both */
@@ -1839,7 +1912,7 @@ UNIT_TEST(test_generator_items)
     memset(&g, 0, sizeof g);
     CHECK(ctl_items_wait(e.ctl, "default", id, 4, 1000, items_got_cb, &g, &w, &ce) == 0);
     CHECK(w != NULL);
-    CHECK_EQ_INT(k->acked_bytes, 5);
+    CHECK_EQ_INT(k->nacks, 0);
     CHECK(fake_answer(&e.fake, k, "", 0));
     CHECK_EQ_INT(g.answers, 1);
     CHECK(g.ended && g.n == 0 && g.total == 4);
@@ -1900,7 +1973,7 @@ UNIT_TEST(test_generator_bounds_and_misuse)
     struct ctl_call_view v;
     CHECK_EQ_INT(call_state(&e, id, &v), CTL_CALL_FAILED);
     CHECK_STR(v.error_code, "items_overflow");
-    CHECK(k->kill_asked || k->stop_asked);
+    CHECK_EQ_INT(k->ncancelled, 1);
     struct items_got g = {0};
     struct ctl_items_waiter *w;
     struct ctl_error ce;
@@ -1909,16 +1982,18 @@ UNIT_TEST(test_generator_bounds_and_misuse)
     CHECK(ctl_items_wait(e.ctl, "default", id, (uint64_t)accepted, 0, items_got_cb, &g, &w, &ce) == 0);
     CHECK_EQ_INT(e.ctl->items_held, 0);
     run_for(&e, 5);
-    /* Misuse: an item for a plain call (the item's container is stopped: a runner
-     * cannot drop an input), then a result for a generator call. */
+    /* Misuse: an item for a plain call (its container is told to drop the input, and
+     * killed after the grace as this fake runner does not), then a result for a
+     * generator call. */
     char plain[64], gen[64];
     submit(&e, "p", false, plain);
     start_and_dispatch(&e);
     k = &e.fake.ctrs[e.fake.nctrs - 1];
     CHECK(!k->exited && fake_input(k));
     fake_item(&e.fake, k, fake_input(k), "i", 1);
-    CHECK(k->kill_asked || k->stop_asked);
-    run_for(&e, 5);
+    CHECK_EQ_INT(k->ncancelled, 1);
+    run_for(&e, SCHED_CANCEL_GRACE_MS + 100);
+    CHECK(k->kill_asked);
     submit_gen(&e, "g", gen);
     start_and_dispatch(&e);
     k = &e.fake.ctrs[e.fake.nctrs - 1];
@@ -1963,6 +2038,75 @@ UNIT_TEST(test_generator_no_retry_after_items)
     fake_exit(&e.fake, k, 0);
     CHECK_EQ_INT(call_state(&e, id2, &v), CTL_CALL_FAILED);
     CHECK_STR(v.error_code, "interrupted");
+    env_free(&e);
+}
+
+/* ------------------------------------------------------------------ input streams */
+
+/* A call's input stream: bytes sent while it is pending are held and reach its
+ * container right after the input, in order; while running, what the container has
+ * not acknowledged stays within WORKER_INPUT_WINDOW, what is beyond waits in control
+ * up to CTL_STREAM_HELD_MAX (the room says so, and more is refused), and an ack sends
+ * what waited; the end goes after the last byte; a call whose container got stream
+ * bytes is not requeued when that container stops. */
+UNIT_TEST(test_input_stream_buffering)
+{
+    struct env e;
+    env_init(&e, 4000, 4096, 0);
+    deploy(&e, "\"mode\":\"runner\",\"scaling\":{\"max_containers\":1},\"resources\":{\"cpu\":100,\"memory\":64}");
+    char id[64];
+    struct ctl_error ce;
+    submit_gen(&e, "x", id);
+    CHECK(ctl_call_input_more(e.ctl, id, "ab", 2, &ce) == 0);
+    CHECK(ctl_call_input_more(e.ctl, id, "cd", 2, &ce) == 0);
+    CHECK_EQ_INT(ctl_call_input_room(e.ctl, id), CTL_STREAM_HELD_MAX - 4);
+    CHECK(ctl_call_input_more(e.ctl, "fc-nope", "x", 1, &ce) == -ENOENT && ce.kind == CTL_E_NOT_FOUND);
+    start_and_dispatch(&e);
+    struct fake_ctr *k = &e.fake.ctrs[0];
+    uint64_t in = fake_input(k);
+    CHECK(in != 0);
+    CHECK_STR(k->more_head, "abcd");
+    CHECK(k->more_bytes == 4 && !k->more_stray && !k->more_end);
+    CHECK_EQ_INT(ctl_call_input_room(e.ctl, id), CTL_STREAM_HELD_MAX);
+    /* Fill the container's window, then control's hold. */
+    char *big = calloc(1, CTL_STREAM_HELD_MAX);
+    CHECK(big);
+    size_t room;
+    int rounds = 0;
+    while ((room = ctl_call_input_room(e.ctl, id)) > 0 && rounds++ < 100)
+        CHECK(ctl_call_input_more(e.ctl, id, big, room, &ce) == 0);
+    CHECK_EQ_INT(k->more_bytes, WORKER_INPUT_WINDOW);
+    CHECK(ctl_call_input_more(e.ctl, id, "y", 1, &ce) == -ENOBUFS && ce.kind == CTL_E_TOO_LARGE);
+    /* The end waits behind the held bytes. */
+    CHECK(ctl_call_input_more(e.ctl, id, NULL, 0, &ce) == 0);
+    CHECK(!k->more_end);
+    CHECK(ctl_call_input_more(e.ctl, id, "z", 1, &ce) == -EPIPE && ce.kind == CTL_E_CONFLICT);
+    /* A stale or excessive ack changes nothing beyond what was sent; a real one sends on. */
+    e.fake.ev->input_more_ack(e.fake.ud, k->id, in, 0);
+    CHECK_EQ_INT(k->more_bytes, WORKER_INPUT_WINDOW);
+    e.fake.ev->input_more_ack(e.fake.ud, k->id, in, 100);
+    CHECK_EQ_INT(k->more_bytes, WORKER_INPUT_WINDOW + 100);
+    CHECK(!k->more_end);
+    e.fake.ev->input_more_ack(e.fake.ud, k->id, in, UINT64_MAX);
+    CHECK_EQ_INT(k->more_bytes, WORKER_INPUT_WINDOW + CTL_STREAM_HELD_MAX);
+    CHECK(k->more_end && !k->more_stray);
+    free(big);
+    /* Its container stops under it: failed, not run again without the bytes sent. */
+    fake_exit(&e.fake, k, 0);
+    struct ctl_call_view v;
+    CHECK_EQ_INT(call_state(&e, id, &v), CTL_CALL_FAILED);
+    CHECK_STR(v.error_code, "interrupted");
+    CHECK_EQ_INT(ctl_call_input_room(e.ctl, id), 0);
+    CHECK(ctl_call_input_more(e.ctl, id, "w", 1, &ce) == -EPIPE);
+    /* Another call, pending while its container starts: its held bytes follow its input. */
+    char id2[64];
+    submit_gen(&e, "y", id2);
+    CHECK(ctl_call_input_more(e.ctl, id2, "held", 4, &ce) == 0);
+    start_and_dispatch(&e);
+    k = &e.fake.ctrs[e.fake.nctrs - 1];
+    CHECK_STR(k->more_head, "held");
+    CHECK(fake_answer(&e.fake, k, "", 0));
+    CHECK_EQ_INT(call_state(&e, id2, NULL), CTL_CALL_SUCCEEDED);
     env_free(&e);
 }
 
@@ -2276,7 +2420,7 @@ int main(void)
     UNIT_RUN(test_retries_with_backoff);
     UNIT_RUN(test_timeout);
     UNIT_RUN(test_cancel);
-    UNIT_RUN(test_cancel_spares_a_runners_other_inputs);
+    UNIT_RUN(test_lifetime_inputs_replace_containers);
     UNIT_RUN(test_container_exit_with_inputs);
     UNIT_RUN(test_start_failures_fail_a_call);
     UNIT_RUN(test_requeue_after_restart);
@@ -2300,8 +2444,10 @@ int main(void)
     UNIT_RUN(test_default_keepalive_without_window);
     UNIT_RUN(test_keepalive_history_persists);
     UNIT_RUN(test_generator_items);
+    UNIT_RUN(test_generator_items_acknowledged_in_steps);
     UNIT_RUN(test_generator_bounds_and_misuse);
     UNIT_RUN(test_generator_no_retry_after_items);
+    UNIT_RUN(test_input_stream_buffering);
     UNIT_RUN(test_freed_capacity_reaches_other_apps);
     UNIT_RUN(test_quota_freed_by_scale_down_reaches_other_apps);
     UNIT_RUN(test_keepalive_stop_frees_quota_for_queued_call);

@@ -42,9 +42,9 @@ UNIT_TEST(test_header_malformed)
     CHECK_EQ_INT(frame_header_decode(raw, FRAME_HEADER_SIZE - 1, &d), -EPROTO);
     raw[0] = 0;
     CHECK_EQ_INT(frame_header_decode(raw, sizeof raw, &d), -EPROTO);
-    raw[0] = FRAME_INPUT_CALL + 1;
+    raw[0] = FRAME_TYPE_MAX + 1;
     CHECK_EQ_INT(frame_header_decode(raw, sizeof raw, &d), -EPROTO);
-    raw[0] = FRAME_INPUT_CALL; /* the newest types are known */
+    raw[0] = FRAME_INPUT_MORE_ACK; /* the newest types are known */
     CHECK_EQ_INT(frame_header_decode(raw, sizeof raw, &d), 0);
     raw[0] = FRAME_ITEM;
     CHECK_EQ_INT(frame_header_decode(raw, sizeof raw, &d), 0);

@@ -103,6 +103,36 @@ static struct later *later_new(struct api_conn *c)
     return l;
 }
 
+/* /tunnel: after the 101, the client's bytes come back as they are, but at most three
+ * per offer (the rest pauses reading until a timer resumes it), and its EOF is
+ * answered with "<EOF>" and the tunnel's end. */
+static void tunnel_resume(struct ev_loop *loop, void *data)
+{
+    struct later *l = data;
+    l->timer = 0;
+    api_conn_tunnel_resume(l->c);
+}
+
+static size_t tunnel_read(struct api_conn *c, const void *data, size_t len, void *ud)
+{
+    struct later *l = ud;
+    if (!len) {
+        LOOP_ASSERT(api_conn_tunnel_write(c, "<EOF>", 5) == 0);
+        api_conn_set_close_cb(c, NULL, NULL);
+        api_conn_tunnel_end(c);
+        if (l->timer)
+            ev_timer_cancel(S.loop, l->timer);
+        api_conn_unref(c);
+        free(l);
+        return 0;
+    }
+    size_t n = len < 3 ? len : 3;
+    LOOP_ASSERT(api_conn_tunnel_write(c, data, n) == 0);
+    if (n < len && !l->timer)
+        l->timer = ev_timer_add(S.loop, 1, tunnel_resume, l);
+    return n;
+}
+
 static void handler(struct api_conn *c, struct http_request *req, void *ud)
 {
     S.requests++;
@@ -133,6 +163,9 @@ static void handler(struct api_conn *c, struct http_request *req, void *ud)
         l->n = 5;
         l->forever = !strcmp(p, "/stream_forever");
         l->timer = ev_timer_add(S.loop, 5, stream_tick, l);
+    } else if (!strcmp(p, "/tunnel")) {
+        struct later *l = later_new(c);
+        LOOP_ASSERT(api_conn_tunnel_begin(c, "Upgrade: test\r\nConnection: Upgrade\r\n", tunnel_read, l) == 0);
     } else if (!strcmp(p, "/twice")) {
         api_conn_error(c, 409, "conflict", "first", "f");
         api_conn_respond(c, 200, NULL, "x", 1, NULL); /* ignored */
@@ -477,6 +510,58 @@ UNIT_TEST(test_client_disconnects)
     CHECK(read(c.fd, tmp, sizeof tmp) > 0);
     client_close(&c);
     CHECK(wait_stat(port, "close_cbs", 2));
+    CHECK(wait_stat(port, "conns", 1));
+    server_stop();
+}
+
+/* A tunnel: the 101 and its headers, bytes sent behind the request and after it come
+ * back in order through a reader that takes three at a time (paused and resumed),
+ * the client's EOF reaches the reader while the tunnel still writes, and its end
+ * closes the connection; a client that goes away runs the close callback. Plain and
+ * TLS. */
+static void tunnel_once(int port)
+{
+    struct client c;
+    CHECK_EQ_INT(client_open(&c, port), 0);
+    const char *req = "GET /tunnel HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: test\r\n\r\nearly,";
+    CHECK_EQ_INT(client_send(&c, req, strlen(req)), 0);
+    CHECK_EQ_INT(client_send(&c, "hello tunnel", 12), 0);
+    if (c.ssl)
+        SSL_shutdown(c.ssl); /* close_notify: the end of the client's bytes */
+    else
+        shutdown(c.fd, SHUT_WR);
+    char all[512];
+    size_t got = 0;
+    ssize_t n;
+    while (got < sizeof all - 1 && (n = client_recv(&c, all + got, sizeof all - 1 - got)) > 0)
+        got += (size_t)n;
+    all[got] = 0;
+    CHECK(!strncmp(all, "HTTP/1.1 101 Switching Protocols\r\n", 34));
+    CHECK(strstr(all, "\r\nUpgrade: test\r\nConnection: Upgrade\r\n\r\n") != NULL);
+    const char *body = strstr(all, "\r\n\r\n") + 4;
+    CHECK_STR(body, "early,hello tunnel<EOF>");
+    client_close(&c);
+}
+
+UNIT_TEST(test_tunnel)
+{
+    int port = server_start(NULL, 0);
+    tunnel_once(port);
+    struct client c;
+    CHECK_EQ_INT(client_open(&c, port), 0);
+    const char *req = "GET /tunnel HTTP/1.1\r\n\r\n";
+    CHECK_EQ_INT(client_send(&c, req, strlen(req)), 0);
+    char tmp[256];
+    CHECK(client_recv(&c, tmp, sizeof tmp) > 0);
+    client_close(&c);
+    /* A reset (not an EOF): the client is gone. */
+    CHECK_EQ_INT(client_open(&c, port), 0);
+    CHECK_EQ_INT(client_send(&c, req, strlen(req)), 0);
+    CHECK(client_recv(&c, tmp, sizeof tmp) > 0);
+    struct linger lg = {1, 0};
+    setsockopt(c.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    client_close(&c);
+    CHECK(wait_stat(port, "close_cbs", 1));
     CHECK(wait_stat(port, "conns", 1));
     server_stop();
 }
@@ -851,6 +936,7 @@ UNIT_TEST(test_tls)
     CHECK_EQ_INT(c.p.resp.status, 200);
     CHECK(c.p.resp.body.len > 0);
     client_close(&c);
+    tunnel_once(port); /* a tunnel under TLS, its EOF a close_notify */
     /* Plain HTTP on the TLS port: a plain 400 that says so, then the end. */
     SSL_CTX *saved = client_tls;
     client_tls = NULL;
@@ -890,6 +976,7 @@ int main(void)
     UNIT_RUN(test_idle_timeout_and_stop);
     UNIT_RUN(test_pipelined_flood_bounded);
     UNIT_RUN(test_connection_cap);
+    UNIT_RUN(test_tunnel);
     UNIT_RUN(test_throughput);
     UNIT_MAIN_END();
 }

@@ -105,6 +105,14 @@ UNIT_TEST(test_head_rejects)
     CHECK(web_header_reserved("Transfer-Encoding", 17));
     CHECK(web_header_reserved("content-length", 14));
     CHECK(!web_header_reserved("Content-Type", 12));
+    /* Connection / Upgrade token lists. */
+    CHECK(web_header_has_token("Upgrade", 7, "upgrade"));
+    CHECK(web_header_has_token("keep-alive, Upgrade", 19, "upgrade"));
+    CHECK(web_header_has_token(" websocket ,h2c", 15, "websocket"));
+    CHECK(!web_header_has_token("upgrades", 8, "upgrade"));
+    CHECK(!web_header_has_token("websocket/13", 12, "websocket"));
+    CHECK(!web_header_has_token("upgrade", 6, "upgrade")); /* bounded by len */
+    CHECK(!web_header_has_token("", 0, "upgrade"));
 }
 
 UNIT_TEST(test_split_path_and_host)
@@ -203,6 +211,60 @@ UNIT_TEST(test_spec_web)
     CHECK(!strcmp(field, "functions[1].web.label"));
 }
 
+/* kind "web_server": port needed (1..65535), startup_timeout above 0 (default 5 s); both
+ * refused on other kinds; both kept through the normalised form. */
+UNIT_TEST(test_spec_web_server)
+{
+    struct spec_app app;
+    char field[SPEC_FIELD_MAX];
+    struct gerr err;
+    CHECK_EQ_INT(parse(FN_HEAD "\"web\":{\"kind\":\"web_server\",\"port\":8000}}]}", &app, field, &err), 0);
+    const struct spec_web *w = &app.functions[0].web;
+    CHECK(w->kind == SPEC_WEB_SERVER && w->port == 8000 && w->startup_timeout_s == 5.0 && !strcmp(w->method, "*"));
+    json_t *j = spec_function_to_json(&app.functions[0]);
+    json_t *jw = json_object_get(j, "web");
+    CHECK(!strcmp(json_string_value(json_object_get(jw, "kind")), "web_server"));
+    CHECK(json_integer_value(json_object_get(jw, "port")) == 8000);
+    CHECK(json_real_value(json_object_get(jw, "startup_timeout")) == 5.0);
+    struct spec_function back;
+    CHECK_EQ_INT(spec_function_from_json(j, &back, field, &err), 0);
+    CHECK(back.web.kind == SPEC_WEB_SERVER && back.web.port == 8000 && back.web.startup_timeout_s == 5.0);
+    spec_function_free(&back);
+    json_decref(j);
+    spec_app_free(&app);
+    CHECK_EQ_INT(parse(FN_HEAD "\"web\":{\"kind\":\"web_server\",\"port\":1,\"startup_timeout\":0.5}}]}", &app,
+                       field, &err),
+                 0);
+    CHECK(app.functions[0].web.port == 1 && app.functions[0].web.startup_timeout_s == 0.5);
+    spec_app_free(&app);
+    /* Other kinds carry neither in their normalised form. */
+    CHECK_EQ_INT(parse(FN_HEAD "\"web\":{}}]}", &app, field, &err), 0);
+    j = spec_function_to_json(&app.functions[0]);
+    CHECK(!json_object_get(json_object_get(j, "web"), "port"));
+    CHECK(!json_object_get(json_object_get(j, "web"), "startup_timeout"));
+    json_decref(j);
+    spec_app_free(&app);
+    static const struct {
+        const char *web, *field;
+    } bad[] = {
+        {"{\"kind\":\"web_server\"}", "functions[0].web.port"},
+        {"{\"kind\":\"web_server\",\"port\":0}", "functions[0].web.port"},
+        {"{\"kind\":\"web_server\",\"port\":65536}", "functions[0].web.port"},
+        {"{\"kind\":\"web_server\",\"port\":\"80\"}", "functions[0].web.port"},
+        {"{\"kind\":\"web_server\",\"port\":80,\"startup_timeout\":0}", "functions[0].web.startup_timeout"},
+        {"{\"kind\":\"web_server\",\"port\":80,\"startup_timeout\":-1}", "functions[0].web.startup_timeout"},
+        {"{\"kind\":\"web_server\",\"port\":80,\"startup_timeout\":4000}", "functions[0].web.startup_timeout"},
+        {"{\"kind\":\"asgi\",\"port\":80}", "functions[0].web.port"},
+        {"{\"startup_timeout\":3}", "functions[0].web.startup_timeout"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char json[256];
+        snprintf(json, sizeof json, FN_HEAD "\"web\":%s}]}", bad[i].web);
+        CHECK(parse(json, &app, field, &err) < 0);
+        CHECK_STR(field, bad[i].field);
+    }
+}
+
 int main(void)
 {
     UNIT_RUN(test_envelope_layout);
@@ -211,5 +273,6 @@ int main(void)
     UNIT_RUN(test_split_path_and_host);
     UNIT_RUN(test_route);
     UNIT_RUN(test_spec_web);
+    UNIT_RUN(test_spec_web_server);
     UNIT_MAIN_END();
 }

@@ -92,7 +92,7 @@ static void cb_exit(struct ctr *c, void *ud, int kind, const char *msg)
     ev_stop(loop);
 }
 
-static const struct worker_callbacks cbs = {cb_ready, cb_output, cb_error, cb_log, cb_exit, NULL};
+static const struct worker_callbacks cbs = {cb_ready, cb_output, cb_error, cb_log, cb_exit, NULL, NULL};
 
 static void on_timeout(struct ev_loop *l, void *data)
 {

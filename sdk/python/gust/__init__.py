@@ -4,7 +4,7 @@
 (@app.cls, gust.parameter, enter / exit / method), secrets (Secret), errors
 (gust.exception) and where code runs (is_local, current_input_id,
 current_function_call_id), web endpoints (web_endpoint, fastapi_endpoint, asgi_app,
-wsgi_app, Response; Function.get_web_url), how containers take inputs (batched,
+wsgi_app, web_server, Response; Function.get_web_url), how containers take inputs (batched,
 concurrent). Names and semantics are Modal's: `import gust as modal`."""
 from . import exception
 from ._output import enable_output
@@ -17,10 +17,10 @@ from .app import (App, Cls, ContainerCrashError, enter, exit, method, Function, 
 from .exception import Error, InvalidError
 from .image import BuildError, Image
 from .secret import Secret, SecretError
-from ._web import asgi_app, fastapi_endpoint, web_endpoint, wsgi_app
+from ._web import asgi_app, fastapi_endpoint, web_endpoint, web_server, wsgi_app
 
 __all__ = ["App", "Function", "FunctionCall", "Image", "BuildError", "GustError", "RemoteError",
            "FunctionTimeoutError", "OutOfMemoryError", "ContainerCrashError", "InvalidError", "Retries", "Cls",
            "enter", "exit", "method", "Secret", "SecretError", "Error", "exception", "parameter", "is_local",
            "current_input_id", "current_function_call_id", "enable_output", "web_endpoint", "fastapi_endpoint",
-           "asgi_app", "wsgi_app", "Response", "batched", "concurrent"]
+           "asgi_app", "wsgi_app", "web_server", "Response", "batched", "concurrent"]

@@ -35,10 +35,15 @@ def current_function_call_id() -> Optional[str]:
     return cur[1] if cur else None
 
 
+def input_name(input_id: int) -> str:
+    """What current_input_id() says for the runner's input input_id."""
+    return f"in-{input_id}"
+
+
 def enter_input(input_id: int, call_id: Optional[str]) -> contextvars.Token:
     """The runner: the current code serves input input_id of call call_id, until
     leave_input(the token returned)."""
-    return _input.set((f"in-{input_id}", call_id))
+    return _input.set((input_name(input_id), call_id))
 
 
 def leave_input(token: contextvars.Token) -> None:

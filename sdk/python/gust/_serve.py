@@ -4,9 +4,11 @@ served apps get "-dev" URLs, so a deployed app of the same name is left alone), 
 each web endpoint's URL, shows what the functions print (as `gust run`), and redeploys
 when a Python source changes, until Ctrl-C (SIGINT) or SIGTERM, which stop the copies.
 
-What is watched is what travels with the functions: each function's module and the
-local modules automount sends (gust._sources.automounted), recomputed after each
-deploy, since an edit may import another local module. A redeploy imports the file
+What is watched is what travels with the functions: each function's module, the
+local modules automount sends (gust._sources.automounted), and the local files of its
+image's add_local_file / add_local_dir / add_local_python_source layers and copy steps
+(as `modal serve` watches mounts), recomputed after each deploy, since an edit may
+import another local module or add a file. A redeploy imports the file
 afresh (the local modules with it), so changed decorators count too; it uploads only
 the chunks gustd lacks (the changed files) and makes new versions: new containers run
 the new code, requests in flight finish on the old version's containers.
@@ -17,10 +19,11 @@ and some bind-mounted filesystems, and stat()ing an app's few hundred sources tw
 second costs next to nothing."""
 import os
 import signal
+import stat
 import sys
 import time
 
-from . import _sources, _web
+from . import _mount, _sources, _web
 from ._output import RemoteOutput
 from .app import App, GustError
 
@@ -71,7 +74,33 @@ def _watched(path, apps):
                         files.update(os.path.join(d, n) for n in names if n.endswith(".py"))
                 else:
                     files.add(local)
+            files.update(_image_files(fn.options.get("image")))
     return files
+
+
+def _local_tree(local, ignore=None):
+    """local's regular files (all of a directory's, as _mount sends them)."""
+    if not os.path.isdir(local):
+        return [local]
+    return [p for _, p, st in _mount._walk(local, "", ignore=ignore) if p and stat.S_ISREG(st.st_mode)]
+
+
+def _image_files(image):
+    """The local files an image sends: its add_local_* layers (added at container start)
+    and its copy steps (built in). A path that is gone is left to the deploy to report."""
+    if image is None:
+        return set()
+    out = set()
+    try:
+        app_items, file_items, _ = _sources.layout(image._mounts)
+        for item in app_items + file_items:
+            out.update(_local_tree(item[1], item[2] if len(item) > 2 else None))
+        for step in image._steps:
+            if step.get("copy"):
+                out.update(_local_tree(step["copy"]))
+    except (_mount.MountError, OSError):
+        pass
+    return out
 
 
 def _snapshot(files):

@@ -361,10 +361,14 @@ class FunctionCall(Generic[R]):
 
     @_aio()
     def cancel(self, terminate_containers: bool = False) -> None:
-        """Cancels every input of the call (a running one is stopped: its container
-        is, whatever terminate_containers says)."""
+        """Cancels every input of the call. A running input gets InputCancellation
+        raised in it (an async one's task is cancelled) and its container goes on
+        serving others; terminate_containers=True stops the containers running them
+        instead (what else they ran is retried elsewhere, as after any stop)."""
+        body_out = json.dumps({"terminate_containers": True}).encode() if terminate_containers else None
         for call_id in self._ids:
-            st, _, body = _request(self._addr, "POST", f"/v1/calls/{call_id}/cancel")
+            st, _, body = _request(self._addr, "POST", f"/v1/calls/{call_id}/cancel", body_out,
+                                   {"Content-Type": "application/json"} if body_out else None)
             if st not in (200, 404):
                 _raise_for(st, body)
 
@@ -428,8 +432,10 @@ def _resources(o: Mapping[str, Any]) -> Dict[str, Any]:
     return res
 
 
+# Spec scaling fields from options; "max_inputs" here is inputs at once (@gust.concurrent),
+# "lifetime_inputs" what App.function(max_inputs=) means in Modal: inputs per container.
 _SCALING = ("min_containers", "max_containers", "buffer_containers", "scaledown_window", "max_inputs",
-            "target_inputs")
+            "target_inputs", "lifetime_inputs")
 
 
 class Function(Generic[P, R]):
@@ -670,7 +676,7 @@ class Function(Generic[P, R]):
         if res:
             f["resources"] = res
         sc = {k: o[k] for k in _SCALING if o.get(k) is not None}
-        # @gust.concurrent / @gust.batched win over max_inputs= (Modal's
+        # @gust.concurrent / @gust.batched win over a variant's concurrency (Modal's
         # allow_concurrent_inputs gives way to @concurrent alike).
         marks = _inputs.scaling_of(self.raw_f)
         if marks:
@@ -1112,7 +1118,8 @@ class App:
         the worker has it idle (no limit: as much as is idle), memory beyond the
         request up to the limit. A plain memory is both request and limit; the default
         cpu is 0.125 cores, burstable.
-        max_inputs > 1: a container serves that many inputs at once, in threads.
+        max_inputs, as in Modal: the inputs a container serves before it is replaced
+        (1: a fresh container per input); inputs at once are @gust.concurrent's.
         secrets: gust.Secret objects, injected as env. snapshot=True: the init (module
         import and @gust.enter(snap=True) hooks) runs once in a snapshot template and
         new containers are forked from it, copy-on-write, in milliseconds (see
@@ -1125,10 +1132,14 @@ class App:
                 raise TypeError(f"secrets: expected gust.Secret objects, got {type(s).__name__}")
         image = image if image is not None else self.image
         snapshot = snapshot or enable_memory_snapshot
+        if max_inputs is not None and (not isinstance(max_inputs, int) or isinstance(max_inputs, bool) or
+                                       max_inputs < 1):
+            raise InvalidError(f"max_inputs: the inputs a container serves before it is replaced, an integer >= 1; "
+                               f"got {max_inputs!r} (inputs at once: @gust.concurrent(max_inputs=...))")
         options = dict(image=image, cpu=cpu, memory=memory, gpu=gpu, min_containers=min_containers,
                        max_containers=max_containers, buffer_containers=buffer_containers,
                        scaledown_window=scaledown_window, timeout=timeout, retries=retries, env=env,
-                       max_inputs=max_inputs, secrets=secrets, snapshot=bool(snapshot))
+                       lifetime_inputs=max_inputs, secrets=secrets, snapshot=bool(snapshot))
 
         def wrap(f: Callable[P, R]) -> Function[P, R]:
             _inputs.scaling_of(f)  # a misuse of @batched / @concurrent is refused here, as in Modal

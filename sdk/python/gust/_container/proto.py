@@ -32,13 +32,19 @@ FRAME_RESUME = 13
 FRAME_ITEM = 14
 FRAME_ITEM_ACK = 15
 FRAME_INPUT_CALL = 16
+FRAME_INPUT_MORE = 17  # more bytes of an input's stream (an empty body: its end)
+FRAME_INPUT_MORE_ACK = 18  # stream bytes of the input taken: u64 LE
 
 FRAME_F_MORE = 0x01  # more frames of this (type, id) follow
 # A generator input's item bytes sent beyond the last ITEM_ACK before the runner waits;
 # an ITEM_ACK body is the u64 count of item bytes taken.
 FRAME_ITEM_WINDOW = 8 << 20
 FRAME_ITEM_ACK_SIZE = 8
+# An input's stream bytes gustd sends beyond the last INPUT_MORE_ACK, at most.
+FRAME_INPUT_WINDOW = 1 << 20
+FRAME_INPUT_MORE_ACK_SIZE = 8
 FRAME_ERR_USER = 3  # enum frame_error_kind: the first byte of a runner's ERROR body
+FRAME_ERR_CANCELLED = 5
 
 # frame_exit_body.kind
 FRAME_EXIT_EXITED = 1

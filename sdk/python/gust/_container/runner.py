@@ -8,15 +8,19 @@ gust.RemoteError).
 
 A generator function's input answers with one ITEM frame per yielded value, then an
 empty OUTPUT, and waits while a window of its items is unacknowledged (FRAME_ITEM_WINDOW:
-gustd acknowledges what the consumer took). `async def` functions (and async
+gustd acknowledges what the consumer took). A CANCEL frame stops one input and leaves the
+container's others running (_Cancels). `async def` functions (and async
 generators) run on one asyncio event loop per container, in a thread of its own, so
 several inputs of a container with max_inputs > 1 await concurrently; they take no
-thread each. A batched function's inputs go to a .batch.Batcher instead."""
+thread each. An ASGI app's container, whose requests are all coroutines, reads its
+channel on that loop's thread too (read_on_loop). A batched function's inputs go to a
+.batch.Batcher instead."""
 import asyncio
 import base64
 import concurrent.futures
 import contextvars
 import copy
+import ctypes
 import functools
 import importlib
 import importlib.util
@@ -31,11 +35,13 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 
 from .. import _params, _runtime
-from . import web
+from ..exception import InputCancellation
+from . import instream, web, web_server
 from .batch import Batcher
 from .jsonargs import decode_input
-from .proto import (EXC_TAG, FRAME_CHILD_FD, FRAME_ERR_USER, FRAME_ERROR, FRAME_F_MORE, FRAME_INPUT, FRAME_INPUT_CALL,
-                    FRAME_INPUT_LOG, FRAME_ITEM, FRAME_ITEM_ACK, FRAME_ITEM_ACK_SIZE, FRAME_ITEM_WINDOW, FRAME_MAX_BODY,
+from .proto import (EXC_TAG, FRAME_CANCEL, FRAME_CHILD_FD, FRAME_ERR_CANCELLED, FRAME_ERR_USER, FRAME_ERROR, FRAME_F_MORE,
+                    FRAME_INPUT, FRAME_INPUT_CALL, FRAME_INPUT_LOG, FRAME_INPUT_MORE, FRAME_ITEM, FRAME_ITEM_ACK,
+                    FRAME_ITEM_ACK_SIZE, FRAME_ITEM_WINDOW, FRAME_MAX_BODY,
                     FRAME_OUTPUT, FRAME_READY, FRAME_SHUTDOWN, HEADER, send_frame)
 from .sources import APP_DIR, PYSRC_DIR, explain, place_files
 
@@ -217,46 +223,116 @@ def main():
     sys.stdout = _InputStream(sys.stdout, 1, sock)
     sys.stderr = _InputStream(sys.stderr, 2, sock)
     batcher = make_batcher(sock, fn)
+    web.prepare(fn, _run_on_loop)
     # max_inputs > 1: that many inputs at once, sync ones each on a thread of its own.
     workers = int(os.environ.get("GUST_MAX_INPUTS", "1") or "1")
     pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 and batcher is None else None
     stop_on_signals(sock)
+    if web_server.is_server(fn) and start_web_server(fn) < 0:
+        return 1
+    on_loop = batcher is None and web.serves_on_loop(fn)
     send(sock, FRAME_READY, 0, b"")
-    pending = {}
-    while True:
-        data = sock.recv(HEADER.size + FRAME_MAX_BODY)
-        if not data:
-            break
-        ftype, flags, _, blen, fid = HEADER.unpack_from(data)
-        body = data[HEADER.size:HEADER.size + blen]
-        if ftype == FRAME_SHUTDOWN:
-            break
-        if ftype == FRAME_ITEM_ACK and blen >= FRAME_ITEM_ACK_SIZE:
-            _window.ack(fid, int.from_bytes(body[:FRAME_ITEM_ACK_SIZE], "little"))
-            continue
-        if ftype == FRAME_INPUT_CALL:
-            _CALL_IDS[fid] = body.decode("ascii", "replace")
-            continue
-        if ftype != FRAME_INPUT:
-            continue
-        pending.setdefault(fid, []).append(body)
-        if flags & FRAME_F_MORE:
-            continue
-        payload = b"".join(pending.pop(fid))
-        if batcher is not None:
-            batcher.put(fid, _CALL_IDS.pop(fid, None), payload)
-        elif pool and not is_async_input(fn, payload):
-            pool.submit(serve, sock, fn, fid, payload)
-        else:
-            serve(sock, fn, fid, payload)
+    take = frame_taker(sock, fn, batcher, pool)
+    if on_loop:
+        read_on_loop(sock, take)
+    else:
+        while take(sock.recv(HEADER.size + FRAME_MAX_BODY)):
+            pass
     if batcher is not None:
         batcher.close()  # serve the inputs it holds
     if pool:
         pool.shutdown(wait=True)  # finish the inputs in flight
     _streams.shutdown(wait=True)
-    concurrent.futures.wait(list(_async_inputs))
+    _wait_async_inputs()
+    web.finish(_run_on_loop)
     run_exit_hooks(getattr(fn, "instance", None))
     return 0
+
+
+def start_web_server(fn):
+    """@gust.web_server: the function starts its server, which must accept connections
+    before the container is READY. On failure, -1 after a last stderr line saying why
+    (gustd's "exited before it was ready" message carries it)."""
+    try:
+        web_server.start(fn, _run_on_loop)
+    except web_server.StartupError as exc:
+        print(exc, file=sys.stderr, flush=True)
+        return -1
+    except Exception as exc:  # the function's own failure: its traceback, then the reason
+        traceback.print_exc()
+        print(f"web_server: {getattr(fn, '__name__', 'the function')} raised {type(exc).__name__}: {exc} before its "
+              f"server was up", file=sys.stderr, flush=True)
+        return -1
+    return 0
+
+
+def frame_taker(sock, fn, batcher, pool):
+    """The channel's receiving side: a function that acts on one datagram read from it
+    (b"" at its end) and returns False once the channel is over (its end, SHUTDOWN)."""
+    pending = {}
+
+    def take(data):
+        if not data:
+            return False
+        ftype, flags, _, blen, fid = HEADER.unpack_from(data)
+        body = data[HEADER.size:HEADER.size + blen]
+        if ftype == FRAME_SHUTDOWN:
+            return False
+        if ftype == FRAME_ITEM_ACK and blen >= FRAME_ITEM_ACK_SIZE:
+            _window.ack(fid, int.from_bytes(body[:FRAME_ITEM_ACK_SIZE], "little"))
+        elif ftype == FRAME_INPUT_CALL:
+            _CALL_IDS[fid] = body.decode("ascii", "replace")
+        elif ftype == FRAME_CANCEL:
+            if pending.pop(fid, None) is None:
+                _cancels.cancel(fid)
+                web_server.cancel(_runtime.input_name(fid))  # a proxied request blocked on its server
+        elif ftype == FRAME_INPUT_MORE:  # a byte stream: frame boundaries (and F_MORE) mean nothing
+            instream.feed(fid, body)
+        elif ftype == FRAME_INPUT:
+            pending.setdefault(fid, []).append(body)
+            if flags & FRAME_F_MORE:
+                return True
+            payload = b"".join(pending.pop(fid))
+            if web.is_request(payload):  # before its code runs: its stream's first bytes follow at once
+                instream.open_stream(functools.partial(send, sock), fid)
+            if batcher is not None:
+                batcher.put(fid, _CALL_IDS.pop(fid, None), payload)
+            elif pool and not is_async_input(fn, payload):
+                pool.submit(serve, sock, fn, fid, payload)
+            else:
+                serve(sock, fn, fid, payload)
+        return True
+    return take
+
+
+def read_on_loop(sock, take):
+    """Reads the channel on the event loop's thread, for an ASGI app's container (whose
+    requests are all coroutines of that loop): a request's task starts where its frame
+    was read. Read on the main thread instead, each request costs a hand-over to the
+    loop's thread -- a wakeup of the loop and the GIL passed between the threads --
+    which was a third of such a runner's CPU per request. The main thread waits for the
+    channel's end (a signal's handler, run there, shuts the channel: stop_on_signals)."""
+    loop = _event_loop().loop
+    fd = sock.fileno()
+    ended = threading.Event()
+
+    def readable():
+        try:
+            while True:
+                try:
+                    data = sock.recv(HEADER.size + FRAME_MAX_BODY, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    return  # all read: the loop calls again when more comes
+                except OSError:
+                    data = b""  # the worker's end is gone: as the channel's end
+                if not take(data):
+                    break
+        except BaseException:  # a bug of ours: the container ends, with its traceback
+            traceback.print_exc()
+        loop.remove_reader(fd)
+        ended.set()
+    loop.call_soon_threadsafe(loop.add_reader, fd, readable)
+    ended.wait()
 
 
 def is_async_input(fn, payload):
@@ -345,7 +421,12 @@ def run_hook(hook, inst):
     if os.environ.get("GUST_SNAPSHOT") == "template":
         asyncio.run(result)
     else:
-        asyncio.run_coroutine_threadsafe(result, _event_loop().loop).result()
+        _run_on_loop(result)
+
+
+def _run_on_loop(coro):
+    """Runs coro on the container's event loop and returns its result (or raises)."""
+    return asyncio.run_coroutine_threadsafe(coro, _event_loop().loop).result()
 
 
 def run_exit_hooks(inst):
@@ -361,14 +442,77 @@ def run_exit_hooks(inst):
 
 
 def _end_output(fid):
-    """What the input printed and did not end with a newline goes out before its answer."""
+    """What the input printed and did not end with a newline goes out before its answer;
+    its input stream, if any, goes (later bytes for it are dropped)."""
+    instream.close_stream(fid)
     for s in (sys.stdout, sys.stderr):
         if isinstance(s, _InputStream):
             s.end_input(fid)
 
 
 def _error_body(exc):
+    if isinstance(exc, (InputCancellation, asyncio.CancelledError)):
+        return bytes([FRAME_ERR_CANCELLED]) + b"cancelled"
     return bytes([FRAME_ERR_USER]) + error_message(explain(exc)).encode("utf-8", "replace")
+
+
+class _Cancels:
+    """What a CANCEL frame stops: the input's asyncio task is cancelled; code of the
+    input running on a thread gets InputCancellation raised in it (Modal's exception,
+    a BaseException) at its next Python instruction, and a generator waiting for its
+    consumer is woken to see it. Code blocked in C (a sleep, a socket read) sees it only
+    when it returns; gustd kills the container if the input is not given up within its
+    grace (2 s), as it does for a runner that ignores CANCEL. Either way the input
+    answers with a cancelled ERROR, which gustd, having let the call go, ignores."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._threads = {}  # input id -> [ident of the thread running its code, cancel raised there]
+        self._tasks = {}  # input id -> the concurrent future of its task on the event loop
+        self._cancelled = set()  # input ids cancelled while they run
+
+    def thread_begin(self, fid):
+        with self._lock:
+            self._threads[fid] = [threading.get_ident(), False]
+
+    def thread_end(self, fid):
+        """The thread leaves fid's code: a cancellation raised there and not yet seen
+        must not hit the next input the thread runs, so it is withdrawn."""
+        with self._lock:
+            entry = self._threads.pop(fid, None)
+            self._cancelled.discard(fid)
+            if entry and entry[1]:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(entry[0]), None)
+
+    def task_begin(self, fid, fut):
+        with self._lock:
+            self._tasks[fid] = fut
+        fut.add_done_callback(lambda _f: self._task_end(fid))
+
+    def _task_end(self, fid):
+        with self._lock:
+            self._tasks.pop(fid, None)
+            self._cancelled.discard(fid)
+
+    def cancelled(self, fid):
+        return fid in self._cancelled
+
+    def cancel(self, fid):
+        with self._lock:
+            fut, entry = self._tasks.get(fid), self._threads.get(fid)
+            if fut is None and entry is None:
+                return  # done already, or never seen: nothing runs it
+            self._cancelled.add(fid)
+            if entry and not entry[1]:
+                entry[1] = True
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(entry[0]),
+                                                           ctypes.py_object(InputCancellation))
+        if fut is not None:
+            fut.cancel()  # cancels the task on its loop
+        _window.wake(fid)
+
+
+_cancels = _Cancels()
 
 
 def serve(sock, fn, fid, payload):
@@ -381,11 +525,15 @@ def serve(sock, fn, fid, payload):
     token = _fid.set(fid)
     rtoken = _runtime.enter_input(fid, call_id)
     try:
-        if web.is_request(payload):  # its items are the response's bytes, not pickles
-            result, encode, item = web.handle(fn, payload), None, bytes
-        else:
-            args, kwargs, encode = decode_input(payload)
-            result, item = fn(*args, **kwargs), _pickle_item
+        _cancels.thread_begin(fid)
+        try:
+            if web.is_request(payload):  # its items are the response's bytes, not pickles
+                result, encode, item = web.handle(fn, payload, instream.stream_of(fid)), None, bytes
+            else:
+                args, kwargs, encode = decode_input(payload)
+                result, item = fn(*args, **kwargs), _pickle_item
+        finally:
+            _cancels.thread_end(fid)
         if inspect.iscoroutine(result) or inspect.isasyncgen(result):
             _event_loop().run(sock, fid, call_id, result, encode, item)
             return
@@ -439,8 +587,16 @@ class _Window:
 
     def wait(self, fid, sent):
         with self._cond:
-            while fid in self._acked and self.full(fid, sent):
+            while fid in self._acked and self.full(fid, sent) and not _cancels.cancelled(fid):
                 self._cond.wait()
+
+    def wake(self, fid):
+        """fid was cancelled: a thread waiting for its acknowledgements looks again."""
+        with self._cond:
+            self._cond.notify_all()
+            waiting = self._futures.pop(fid, [])
+        for loop, fut in waiting:
+            loop.call_soon_threadsafe(_resolve, fut)
 
     async def wait_async(self, fid, sent):
         loop = asyncio.get_running_loop()
@@ -468,6 +624,19 @@ def _pickle_item(value):
     return pickle.dumps(value, protocol=5)
 
 
+def _thrown_in(gen, exc):
+    """A cancellation that came while the generator was suspended (waiting for its
+    consumer, or between values) is raised at its yield, so that its code sees it as
+    Modal's does; returns what the generator ends with."""
+    if not isinstance(exc, InputCancellation) or getattr(gen, "gi_frame", None) is None:
+        return exc
+    try:
+        gen.throw(exc)
+    except BaseException as raised:  # noqa: B902 - whatever it ends with is its answer
+        return raised
+    return exc  # it yielded again: it is closed all the same
+
+
 def _stream(sock, fid, call_id, gen, item=_pickle_item):
     """Sends each value gen yields as an ITEM frame (its bytes: item(value)), then the
     end (or its error)."""
@@ -476,16 +645,23 @@ def _stream(sock, fid, call_id, gen, item=_pickle_item):
     _window.start(fid)
     sent = 0
     try:
-        for value in gen:
-            data = item(value)
-            if _window.full(fid, sent):
-                _window.wait(fid, sent)
-            send(sock, FRAME_ITEM, fid, data)
-            sent += len(data)
+        _cancels.thread_begin(fid)
+        try:
+            for value in gen:
+                data = item(value)
+                if _window.full(fid, sent):
+                    _window.wait(fid, sent)
+                if _cancels.cancelled(fid):
+                    raise InputCancellation("the call was cancelled")
+                send(sock, FRAME_ITEM, fid, data)
+                sent += len(data)
+        finally:
+            _cancels.thread_end(fid)
         ftype, body = FRAME_OUTPUT, b""
     except BaseException as exc:
-        ftype, body = FRAME_ERROR, _error_body(exc)
+        ftype, body = FRAME_ERROR, _error_body(_thrown_in(gen, exc))
     finally:
+        gen.close()
         _window.end(fid)
         _fid.reset(token)
         _runtime.leave_input(rtoken)
@@ -499,17 +675,41 @@ class _EventLoop:
 
     def __init__(self):
         self.loop = asyncio.new_event_loop()
-        threading.Thread(target=self.loop.run_forever, name="gust-asyncio", daemon=True).start()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="gust-asyncio", daemon=True)
+        self.thread.start()
 
     def run(self, sock, fid, call_id, aw, encode, item=_pickle_item):
-        fut = asyncio.run_coroutine_threadsafe(_serve_async(sock, fid, call_id, aw, encode, item), self.loop)
+        """Starts the input's task: at once on the loop's own thread (read_on_loop; a
+        task, which only that thread may cancel), else handed over to it (a
+        concurrent future of the task)."""
+        coro = _serve_async(sock, fid, call_id, aw, encode, item)
+        if threading.current_thread() is self.thread:
+            fut = self.loop.create_task(coro)
+        else:
+            fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        _cancels.task_begin(fid, fut)
         _async_inputs.add(fut)
-        fut.add_done_callback(_async_inputs.discard)
+        fut.add_done_callback(_input_done)
 
 
 _loop_lock = threading.Lock()
 _loop = None
-_async_inputs = set()  # concurrent futures of the async inputs in flight
+_async_inputs = set()  # the async inputs in flight: tasks, or concurrent futures of tasks (_EventLoop.run)
+
+
+def _input_done(fut):
+    _async_inputs.discard(fut)
+    if not fut.cancelled():
+        fut.exception()  # only a send to a channel gone gets here: no "never retrieved" log
+
+
+def _wait_async_inputs():
+    """Returns once the async inputs in flight are done; called off the loop's thread."""
+    futs = list(_async_inputs)
+    tasks = [f for f in futs if isinstance(f, asyncio.Future)]
+    concurrent.futures.wait([f for f in futs if not isinstance(f, asyncio.Future)])
+    if tasks:
+        asyncio.run_coroutine_threadsafe(asyncio.wait(tasks), _loop.loop).result()
 
 
 def _event_loop():

@@ -10,9 +10,15 @@ Kinds (the _gust_web dict the decorators in gust.web put on the function):
   JSON object of the body (other methods) are its keyword arguments, its return value
   the JSON response (or a gust.Response; a generator result streams). With "fastapi"
   set, FastAPI does this instead (fastapi_endpoint), served as an ASGI app.
-- "asgi" / "wsgi": the function returns an app, made once per container; each request
-  is served to it directly (an ASGI http scope with receive/send, a WSGI environ with
-  start_response), without an HTTP server in between."""
+- "asgi" / "wsgi": the function returns an app, made once per container as it starts
+  (prepare(), before it takes requests; an ASGI app's lifespan startup runs then, its
+  shutdown when the container stops: .lifespan); each request is served to it directly
+  (an ASGI http scope with receive/send, a WSGI environ with start_response), without
+  an HTTP server in between. A WebSocket handshake to an ASGI app runs it with a
+  websocket scope (.websocket); a web_server's goes to its server (.web_server); other
+  kinds answer it 400.
+- "web_server": the function started a server at container start; each request is
+  proxied to it (.web_server)."""
 import asyncio
 import inspect
 import io
@@ -22,6 +28,8 @@ import sys
 import traceback
 import urllib.parse
 
+from . import websocket
+from .lifespan import Lifespan
 from .proto import WEB_TAG, WEB_TAG_LEN
 
 _U32 = struct.Struct("<I")
@@ -255,7 +263,8 @@ async def _asgi_items(app, req):
         "method": req.method, "scheme": req.scheme, "root_path": req.root_path,
         "path": urllib.parse.unquote(req.path), "raw_path": req.path.encode("latin-1"),
         "query_string": req.query.encode("latin-1"),
-        "headers": [(k.lower(), v) for k, v in req.headers], "client": None, "server": None, "state": {},
+        "headers": [(k.lower(), v) for k, v in req.headers], "client": None, "server": None,
+        "state": dict(_lifespans[id(app)].state) if id(app) in _lifespans else {},
     }
     out = asyncio.Queue()
     done = asyncio.Event()
@@ -307,9 +316,37 @@ async def _asgi_items(app, req):
 # ---------------------------------------------------------------- dispatch
 
 _apps = {}  # id(function) -> the app it returned (one per container)
+_lifespans = {}  # id(app) -> its Lifespan, once started
 
 
-def _app_of(fn, cfg):
+def prepare(fn, run_coro):
+    """At container start, before it takes requests: makes fn's app if fn is an ASGI or
+    WSGI endpoint and runs an ASGI app's lifespan startup on the container's event loop
+    (run_coro runs a coroutine there and returns its result). Raises what the app's
+    making or startup raised: the container fails to start."""
+    cfg = getattr(fn, "_gust_web", None)
+    if cfg is None or not (cfg.get("kind") in ("asgi", "wsgi") or cfg.get("fastapi")):
+        return
+    app = _app_of(fn, cfg, run_coro)
+    if cfg.get("kind") == "wsgi":
+        return
+    ls = Lifespan(app)
+    run_coro(ls.startup())
+    if ls.supported:
+        _lifespans[id(app)] = ls
+
+
+def finish(run_coro):
+    """As the container stops: the ASGI apps' lifespan shutdown."""
+    for ls in list(_lifespans.values()):
+        run_coro(ls.shutdown())
+    _lifespans.clear()
+
+
+def _app_of(fn, cfg, run_coro=None):
+    """fn's app, made once per container (prepare() makes it at the start); an async
+    factory runs on the container's loop (run_coro), where the app's requests run, so
+    what it makes (locks, clients) belongs to their loop."""
     app = _apps.get(id(fn))
     if app is None:
         if cfg.get("fastapi"):
@@ -317,9 +354,16 @@ def _app_of(fn, cfg):
         else:
             app = fn()
             if inspect.iscoroutine(app):
-                app = asyncio.run(app)
+                app = run_coro(app) if run_coro else asyncio.run(app)
         _apps[id(fn)] = app
     return app
+
+
+def serves_on_loop(fn):
+    """Whether every request to fn is a coroutine of the container's event loop (an ASGI
+    app, fastapi_endpoint included): the runner then reads its channel on that loop."""
+    cfg = getattr(fn, "_gust_web", None) or {}
+    return cfg.get("kind") == "asgi" or bool(cfg.get("fastapi"))
 
 
 def _fastapi_app(fn, cfg):
@@ -356,17 +400,30 @@ def is_request(payload):
     return payload[:WEB_TAG_LEN] == WEB_TAG
 
 
-def handle(fn, payload):
+def _no_websocket():
+    yield json_error(400, "websocket_unsupported",
+                     "this endpoint does not take WebSocket connections (serve them with @gust.asgi_app)")
+
+
+def handle(fn, payload, stream=None):
     """The items of one request to the endpoint fn: a generator, or an async generator
-    for ASGI apps (fastapi_endpoint included), to be run on the container's loop."""
+    for ASGI apps (fastapi_endpoint included), to be run on the container's loop.
+    stream: the input's stream (.instream), which carries a WebSocket's client bytes."""
     cfg = getattr(fn, "_gust_web", None)
     if cfg is None:
         raise TypeError("this function is not a web endpoint (decorate it with @gust.web_endpoint, "
-                        "@gust.fastapi_endpoint, @gust.asgi_app or @gust.wsgi_app)")
+                        "@gust.fastapi_endpoint, @gust.asgi_app, @gust.wsgi_app or @gust.web_server)")
     req = Request(payload)
     kind = cfg.get("kind")
+    if websocket.is_upgrade(req) and kind != "web_server":
+        if kind != "asgi":
+            return _no_websocket()
+        return _logged_async(websocket.websocket_items(_app_of(fn, cfg), req, stream, encode_head, json_error))
     if kind == "asgi" or cfg.get("fastapi"):
         return _logged_async(_asgi_items(_app_of(fn, cfg), req))
     if kind == "wsgi":
         return _logged(_wsgi_items(_app_of(fn, cfg), req))
+    if kind == "web_server":
+        from . import web_server  # it builds on this module's heads and errors
+        return web_server.handle(fn, req, stream=stream)
     return _logged(_function_items(fn, req))
