@@ -544,7 +544,7 @@ UNIT_TEST(test_target_inputs)
     for (int i = 0; i < 10; i++)
         submit(&e, "x", false, id);
     run_for(&e, 5);
-    CHECK_EQ_INT(ctl_fn_level(fn(&e)), 2);
+    CHECK_EQ_INT(ctl_fn_level(fn(&e), ctl_fn_work(fn(&e))), 2);
     CHECK_EQ_INT(e.fake.nctrs, 2);
     env_free(&e);
 
