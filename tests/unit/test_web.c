@@ -264,6 +264,12 @@ UNIT_TEST(test_spec_web)
     CHECK(app.functions[0].web.kind == SPEC_WEB_ASGI && !strcmp(app.functions[0].web.method, "*"));
     CHECK(app.functions[0].web.public_);
     spec_app_free(&app);
+    /* A C runner's endpoint (examples/web_c): kind "function", every method its own. */
+    CHECK_EQ_INT(parse(FN_HEAD "\"web\":{\"kind\":\"function\",\"method\":\"*\",\"label\":\"api\"}}]}", &app,
+                       field, &err),
+                 0);
+    CHECK(app.functions[0].web.kind == SPEC_WEB_FUNCTION && !strcmp(app.functions[0].web.method, "*"));
+    spec_app_free(&app);
     /* Errors name the field. */
     CHECK(parse(FN_HEAD "\"web\":{\"kind\":\"cgi\"}}]}", &app, field, &err) < 0);
     CHECK(!strcmp(field, "functions[0].web.kind"));
@@ -277,6 +283,7 @@ UNIT_TEST(test_spec_web)
     CHECK(parse("{\"app\":\"a\",\"functions\":[{\"name\":\"f\",\"kind\":\"exec\",\"command\":[\"x\"],\"web\":{}}]}",
                 &app, field, &err) < 0);
     CHECK(!strcmp(field, "functions[0].web"));
+    CHECK(strstr(err.msg, "runner.h"));
     CHECK(parse("{\"app\":\"a\",\"functions\":[{\"name\":\"f\",\"kind\":\"exec\",\"command\":[\"x\"],\"mode\":"
                 "\"runner\",\"web\":{\"label\":\"L\"}},{\"name\":\"g\",\"kind\":\"exec\",\"command\":[\"x\"],\"mode\":"
                 "\"runner\",\"web\":{\"label\":\"l\"}}]}",
