@@ -461,3 +461,73 @@ bool utf8_valid(const void *data, size_t len)
     }
     return true;
 }
+
+/* ---- URL query strings ---- */
+
+int hex_digit_value(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c |= 0x20;
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+int url_pct_decode(const char *in, size_t len, bool plus_space, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)in[i];
+        if (c == '%') {
+            if (i + 2 >= len)
+                return -EINVAL;
+            int hi = hex_digit_value((unsigned char)in[i + 1]), lo = hex_digit_value((unsigned char)in[i + 2]);
+            if (hi < 0 || lo < 0)
+                return -EINVAL;
+            c = (unsigned char)(hi * 16 + lo);
+            if (c == 0)
+                return -EINVAL;
+            i += 2;
+        } else if (c == '+' && plus_space) {
+            c = ' ';
+        } else if (c == 0) {
+            return -EINVAL;
+        }
+        if (o + 1 >= cap)
+            return -ENOSPC;
+        out[o++] = (char)c;
+    }
+    if (cap == 0)
+        return -ENOSPC;
+    out[o] = '\0';
+    return (int)o;
+}
+
+int url_query_param(const char *query, const char *name, char *out, size_t cap)
+{
+    const char *p = query;
+    size_t nlen = strlen(name);
+    char key[256];
+    while (*p) {
+        const char *amp = strchr(p, '&');
+        size_t plen = amp ? (size_t)(amp - p) : strlen(p);
+        const char *eq = memchr(p, '=', plen);
+        size_t klen = eq ? (size_t)(eq - p) : plen;
+        /* Compare decoded keys; keys too long to decode here cannot match a short name. */
+        int kl = url_pct_decode(p, klen, true, key, sizeof key);
+        if (kl >= 0 && (size_t)kl == nlen && !memcmp(key, name, nlen)) {
+            if (!eq) {
+                if (cap == 0)
+                    return -ENOSPC;
+                out[0] = '\0';
+                return 0;
+            }
+            return url_pct_decode(eq + 1, plen - klen - 1, true, out, cap);
+        }
+        p += plen;
+        if (*p == '&')
+            p++;
+    }
+    return -ENOENT;
+}

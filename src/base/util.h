@@ -68,4 +68,15 @@ bool utf8_valid(const void *data, size_t len);
  * sequence is invalid, truncated, overlong or a surrogate. NUL is a valid sequence. */
 size_t utf8_decode(const void *data, size_t len, uint32_t *cp);
 
+/* The value of a hex digit (either case), or -1. */
+int hex_digit_value(unsigned char c);
+/* Percent-decodes in[0..len) into out (NUL-terminated); with plus_space '+' becomes
+ * ' '. Returns the decoded length, -ENOSPC, or -EINVAL (bad escape or NUL). */
+int url_pct_decode(const char *in, size_t len, bool plus_space, char *out, size_t cap);
+/* The first parameter called name (compared after decoding; '+' is a space) of a raw
+ * query string ("a=1&b=x%20y", without '?') into out (NUL-terminated). Returns the
+ * value length, -ENOENT if absent, -ENOSPC if it does not fit in cap, -EINVAL if badly
+ * encoded or it decodes to a NUL. A bare "name" has the value "". */
+int url_query_param(const char *query, const char *name, char *out, size_t cap);
+
 #endif

@@ -120,9 +120,6 @@ size_t http_path_segment_count(const struct http_request *req);
  * or '/' after decoding). */
 int http_path_segment(const struct http_request *req, size_t idx, char *out, size_t cap);
 
-/* Percent-decodes in[0..len) into out (NUL-terminated); with plus_space '+' becomes
- * ' '. Returns the decoded length, -ENOSPC, or -EINVAL (bad escape or NUL). */
-int http_pct_decode(const char *in, size_t len, bool plus_space, char *out, size_t cap);
 
 /* ---------- writing responses ---------- */
 

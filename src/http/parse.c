@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base/util.h"
 #include "base/xalloc.h"
 #include "http/http.h"
 
@@ -63,16 +64,6 @@ static bool is_tchar(unsigned char c)
 static bool is_vchar(unsigned char c)
 {
     return c == '\t' || (c >= 0x20 && c != 0x7f);
-}
-
-static int hex_val(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c |= 0x20;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
 }
 
 bool http_header_has_token(const char *value, const char *token)
@@ -429,7 +420,7 @@ static int chunk_size_byte(struct http_parse_state_ *st, struct sink *sk, unsign
             return -E_BAD;
         return 0;
     }
-    int h = hex_val(c);
+    int h = hex_digit_value(c);
     if (h >= 0 && !st->size_ws) {
         if (st->remaining >> 59)
             return -E_TOO_LARGE;

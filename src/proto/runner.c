@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "base/buf.h"
 #include "base/caps.h"
 #include "base/util.h"
 #include "base/xalloc.h"
@@ -47,6 +48,7 @@ int runner_open(struct runner *r)
     (void)fcntl((int)fd, F_SETFD, FD_CLOEXEC);
     r->fd = (int)fd;
     frame_asm_init(&r->asm_, RUNNER_MAX_INPUT);
+    r->live = xcalloc(RUNNER_MAX_LIVE, sizeof *r->live);
     return 0;
 }
 
@@ -329,52 +331,293 @@ int runner_ready(struct runner *r)
     return frame_send(r->fd, FRAME_READY, 0, NULL, 0);
 }
 
-int runner_next(struct runner *r, struct runner_input *in)
+/* ---- inputs and their state ------------------------------------------------------ */
+
+static struct runner_live *live_find(struct runner *r, uint64_t id)
+{
+    for (size_t i = 0; i < r->live_hw; i++)
+        if (r->live[i].used && r->live[i].id == id)
+            return &r->live[i];
+    return NULL;
+}
+
+static void live_release(struct runner_live *l)
+{
+    free(l->data);
+    free(l->sbuf);
+    memset(l, 0, sizeof *l);
+}
+
+/* The input is answered: the library forgets it. */
+static void live_forget(struct runner *r, uint64_t id)
+{
+    struct runner_live *l = live_find(r, id);
+    if (l)
+        live_release(l);
+}
+
+/* A complete input: queued for runner_next. */
+static int live_arrive(struct runner *r, uint64_t id, uint8_t *data, size_t len)
+{
+    struct runner_live *l = live_find(r, id), *free_slot = NULL;
+    if (l) {
+        /* The worker never reuses an id it has not seen answered: drop the stale state. */
+        live_release(l);
+        free_slot = l;
+    }
+    for (size_t i = 0; i < RUNNER_MAX_LIVE && !free_slot; i++)
+        if (!r->live[i].used)
+            free_slot = &r->live[i];
+    if (free_slot && (size_t)(free_slot - r->live) >= r->live_hw)
+        r->live_hw = (size_t)(free_slot - r->live) + 1;
+    if (!free_slot) {
+        free(data);
+        static const char msg[] = "the runner has too many inputs in progress";
+        return frame_send_error(r->fd, id, FRAME_ERR_USER, msg, sizeof msg - 1);
+    }
+    *free_slot = (struct runner_live){.id = id, .used = true, .queued = true, .seq = r->next_seq++,
+                                      .data = data, .len = len};
+    return 0;
+}
+
+/* More bytes of an input's stream; empty: its end. Bounded: the worker keeps within
+ * FRAME_INPUT_WINDOW of what runner_stream_read acknowledged, and a worker that does
+ * not fails the stream instead of growing it. */
+static void live_stream_feed(struct runner_live *l, const uint8_t *body, size_t n)
+{
+    if (l->stream_end || l->stream_overflow)
+        return;
+    if (n == 0) {
+        l->stream_end = true;
+        return;
+    }
+    size_t held = l->slen - l->soff;
+    if (held + n > FRAME_INPUT_WINDOW) {
+        l->stream_overflow = true;
+        free(l->sbuf);
+        l->sbuf = NULL;
+        l->soff = l->slen = l->scap = 0;
+        return;
+    }
+    if (l->soff) {
+        memmove(l->sbuf, l->sbuf + l->soff, held);
+        l->soff = 0;
+        l->slen = held;
+    }
+    if (l->slen + n > l->scap) {
+        size_t cap = l->scap ? l->scap : FRAME_MAX_BODY;
+        while (cap < l->slen + n)
+            cap *= 2;
+        l->sbuf = xrealloc(l->sbuf, cap);
+        l->scap = cap;
+    }
+    memcpy(l->sbuf + l->slen, body, n);
+    l->slen += n;
+}
+
+static uint64_t get_u64le(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* Receives one frame and does what it says. Returns 0, or frame_recv's or a send's
+ * -errno (-EPIPE: the channel closed). */
+static int runner_pump(struct runner *r)
+{
+    struct frame_header h;
+    int n = frame_recv(r->fd, r->rxbuf, &h);
+    if (n < 0)
+        return n;
+    const uint8_t *body = r->rxbuf + FRAME_HEADER_SIZE;
+    struct runner_live *l;
+    switch (h.type) {
+    case FRAME_INPUT: {
+        uint8_t *data;
+        size_t len;
+        int rc = frame_asm_feed(&r->asm_, &h, body, &data, &len);
+        if (rc == 1)
+            return live_arrive(r, h.id, data, len);
+        if (rc == -E2BIG) {
+            static const char msg[] = "input too large for this runner";
+            return frame_send_error(r->fd, h.id, FRAME_ERR_USER, msg, sizeof msg - 1);
+        }
+        return rc < 0 ? rc : 0;
+    }
+    case FRAME_CANCEL:
+        frame_asm_drop(&r->asm_, FRAME_INPUT, h.id);
+        l = live_find(r, h.id);
+        if (l && l->queued) {
+            /* Not taken yet: given up at once, so the worker need not wait for it. */
+            live_release(l);
+            static const char msg[] = "cancelled before it started";
+            return frame_send_error(r->fd, h.id, FRAME_ERR_CANCELLED, msg, sizeof msg - 1);
+        }
+        if (l)
+            l->cancelled = true;
+        return 0;
+    case FRAME_ITEM_ACK:
+        l = live_find(r, h.id);
+        if (l && h.body_len >= FRAME_ITEM_ACK_SIZE) {
+            uint64_t taken = get_u64le(body);
+            if (taken > l->item_acked)
+                l->item_acked = taken;
+        }
+        return 0;
+    case FRAME_INPUT_MORE:
+        l = live_find(r, h.id);
+        if (l)
+            live_stream_feed(l, body, h.body_len);
+        return 0;
+    case FRAME_SHUTDOWN:
+        r->shutdown = true;
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+/* Takes every frame already waiting, without blocking: a generator that never waits
+ * for acknowledgements still sees its cancellation. */
+static int runner_drain(struct runner *r)
 {
     for (;;) {
-        struct frame_header h;
-        int n = frame_recv(r->fd, r->rxbuf, &h);
+        struct pollfd p = {.fd = r->fd, .events = POLLIN};
+        int n = poll(&p, 1, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
         if (n < 0)
-            return n;
-        const uint8_t *body = r->rxbuf + FRAME_HEADER_SIZE;
-        switch (h.type) {
-        case FRAME_INPUT: {
-            uint8_t *data;
-            size_t len;
-            int rc = frame_asm_feed(&r->asm_, &h, body, &data, &len);
-            if (rc == 1) {
-                in->id = h.id;
-                in->data = data;
-                in->len = len;
-                return 0;
-            }
-            if (rc == -E2BIG) {
-                static const char msg[] = "input too large for this runner";
-                (void)frame_send_error(r->fd, h.id, FRAME_ERR_USER, msg, sizeof msg - 1);
-            } else if (rc < 0) {
-                return rc;
-            }
-            break;
+            return -errno;
+        if (n == 0)
+            return 0;
+        int rc = runner_pump(r);
+        if (rc < 0)
+            return rc;
+    }
+}
+
+int runner_next(struct runner *r, struct runner_input *in)
+{
+    /* What came while the program was busy first: a queued input cancelled since is
+     * given up rather than served. */
+    int rc = runner_drain(r);
+    if (rc < 0)
+        return rc;
+    for (;;) {
+        struct runner_live *first = NULL;
+        for (size_t i = 0; i < r->live_hw; i++)
+            if (r->live[i].used && r->live[i].queued && (!first || r->live[i].seq < first->seq))
+                first = &r->live[i];
+        if (first) {
+            first->queued = false;
+            in->id = first->id;
+            in->data = first->data;
+            in->len = first->len;
+            first->data = NULL;
+            first->len = 0;
+            return 0;
         }
-        case FRAME_CANCEL:
-            frame_asm_drop(&r->asm_, FRAME_INPUT, h.id);
-            break;
-        case FRAME_SHUTDOWN:
+        if (r->shutdown)
             return -EPIPE;
-        default:
-            break;
-        }
+        rc = runner_pump(r);
+        if (rc < 0)
+            return rc;
     }
 }
 
 int runner_reply(struct runner *r, uint64_t id, const void *data, size_t len)
 {
+    live_forget(r, id);
     return frame_send(r->fd, FRAME_OUTPUT, id, data, len);
 }
 
 int runner_fail(struct runner *r, uint64_t id, const char *msg)
 {
-    return frame_send_error(r->fd, id, FRAME_ERR_USER, msg, msg ? strlen(msg) : 0);
+    struct runner_live *l = live_find(r, id);
+    enum frame_error_kind kind = l && l->cancelled ? FRAME_ERR_CANCELLED : FRAME_ERR_USER;
+    live_forget(r, id);
+    return frame_send_error(r->fd, id, kind, msg, msg ? strlen(msg) : 0);
+}
+
+/* The input a program answers or streams: taken by runner_next, not answered. */
+static struct runner_live *live_taken(struct runner *r, uint64_t id)
+{
+    struct runner_live *l = live_find(r, id);
+    return l && !l->queued ? l : NULL;
+}
+
+int runner_item(struct runner *r, uint64_t id, const void *data, size_t len)
+{
+    struct runner_live *l = live_taken(r, id);
+    if (!l)
+        return -ENOENT;
+    int rc = runner_drain(r);
+    while (rc == 0 && !l->cancelled && l->item_sent - l->item_acked >= FRAME_ITEM_WINDOW)
+        rc = runner_pump(r);
+    if (rc < 0)
+        return rc;
+    if (l->cancelled)
+        return -ECANCELED;
+    rc = frame_send(r->fd, FRAME_ITEM, id, data, len);
+    if (rc == 0)
+        l->item_sent += len;
+    return rc;
+}
+
+int runner_end(struct runner *r, uint64_t id)
+{
+    return runner_reply(r, id, NULL, 0);
+}
+
+ssize_t runner_stream_read(struct runner *r, uint64_t id, void *buf, size_t cap)
+{
+    struct runner_live *l = live_taken(r, id);
+    if (!l)
+        return -ENOENT;
+    int rc = runner_drain(r);
+    while (rc == 0 && !l->cancelled && !l->stream_overflow && l->slen == l->soff && !l->stream_end)
+        rc = runner_pump(r);
+    if (rc < 0)
+        return rc;
+    if (l->cancelled)
+        return -ECANCELED;
+    if (l->stream_overflow)
+        return -EPROTO;
+    size_t n = l->slen - l->soff;
+    if (n == 0)
+        return 0; /* the end */
+    if (n > cap)
+        n = cap;
+    memcpy(buf, l->sbuf + l->soff, n);
+    l->soff += n;
+    l->stream_taken += n;
+    uint8_t ack[FRAME_INPUT_MORE_ACK_SIZE];
+    for (size_t i = 0; i < sizeof ack; i++)
+        ack[i] = (uint8_t)(l->stream_taken >> (8 * i));
+    rc = frame_send(r->fd, FRAME_INPUT_MORE_ACK, id, ack, sizeof ack);
+    return rc < 0 ? rc : (ssize_t)n;
+}
+
+int runner_web_head(struct runner *r, uint64_t id, int status, const struct web_header *headers, size_t n,
+                    const void *body, size_t len, const char **why)
+{
+    const char *reason;
+    AUTO_BUF struct buf b = {0};
+    if (web_head_encode(&b, status, headers, n, body, len, &reason) < 0) {
+        if (why)
+            *why = reason;
+        return -EINVAL;
+    }
+    return runner_item(r, id, b.data, b.len);
+}
+
+int runner_web_respond(struct runner *r, uint64_t id, int status, const struct web_header *headers, size_t n,
+                       const void *body, size_t len, const char **why)
+{
+    int rc = runner_web_head(r, id, status, headers, n, body, len, why);
+    return rc < 0 ? rc : runner_end(r, id);
 }
 
 void runner_input_free(struct runner_input *in)
@@ -392,4 +635,9 @@ void runner_close(struct runner *r)
     free(r->rxbuf);
     r->rxbuf = NULL;
     frame_asm_free(&r->asm_);
+    for (size_t i = 0; r->live && i < r->live_hw; i++)
+        if (r->live[i].used)
+            live_release(&r->live[i]);
+    free(r->live);
+    r->live = NULL;
 }

@@ -122,6 +122,100 @@ int web_head_decode(const void *data, size_t len, struct web_head *out, const ch
     return 0;
 }
 
+/* The next string of the envelope, NUL-terminated in place: its bytes move over its
+ * length prefix (base is the envelope, writable, r a reader over it). */
+static int take_cstr(struct rd *r, unsigned char *base, const char **s, size_t *len)
+{
+    const char *at;
+    size_t n;
+    if (get_str(r, &at, &n) < 0)
+        return -EBADMSG;
+    if (memchr(at, '\0', n))
+        return -EINVAL;
+    unsigned char *dst = base + ((const unsigned char *)at - base) - 4;
+    memmove(dst, at, n);
+    dst[n] = '\0';
+    *s = (const char *)dst;
+    if (len)
+        *len = n;
+    return 0;
+}
+
+int web_request_decode(void *data, size_t len, struct web_request *out, struct web_header headers[WEB_MAX_HEADERS],
+                       const char **why)
+{
+    unsigned char *base = data;
+    memset(out, 0, sizeof *out);
+    out->headers = headers;
+    if (len < WEB_TAG_LEN || memcmp(base, WEB_TAG, WEB_TAG_LEN)) {
+        *why = "not a web request (the input does not start with WEB_TAG)";
+        return -EBADMSG;
+    }
+    struct rd r = {base + WEB_TAG_LEN, len - WEB_TAG_LEN};
+    const char **fields[] = {&out->method, &out->scheme, &out->root_path, &out->path, &out->query, &out->client};
+    int rc = 0;
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0] && rc == 0; i++)
+        rc = take_cstr(&r, base, fields[i], NULL);
+    uint32_t n = 0;
+    if (rc == 0 && get_u32(&r, &n) < 0)
+        rc = -EBADMSG;
+    if (rc == 0 && n > WEB_MAX_HEADERS) {
+        *why = "the request has more than 100 headers";
+        return -EBADMSG;
+    }
+    for (uint32_t i = 0; i < n && rc == 0; i++) {
+        struct web_header *h = &headers[i];
+        rc = take_cstr(&r, base, &h->name, &h->name_len);
+        if (rc == 0)
+            rc = take_cstr(&r, base, &h->value, &h->value_len);
+    }
+    if (rc < 0) {
+        *why = rc == -EINVAL ? "a string of the request envelope holds NUL"
+                             : "the request envelope is truncated (a length runs past its end)";
+        return -EBADMSG;
+    }
+    out->nheaders = n;
+    out->body = r.p;
+    out->body_len = r.left;
+    return 0;
+}
+
+const struct web_header *web_request_header(const struct web_request *r, const char *name)
+{
+    size_t n = strlen(name);
+    for (size_t i = 0; i < r->nheaders; i++)
+        if (r->headers[i].name_len == n && !strncasecmp(r->headers[i].name, name, n))
+            return &r->headers[i];
+    return NULL;
+}
+
+int web_head_encode(struct buf *b, int status, const struct web_header *headers, size_t n, const void *body,
+                    size_t body_len, const char **why)
+{
+    if (n > WEB_MAX_HEADERS || status < WEB_STATUS_MIN || status > WEB_STATUS_MAX) {
+        *why = n > WEB_MAX_HEADERS ? "the response has more than 100 headers"
+                                   : "the response status is not between 100 and 599";
+        return -EINVAL;
+    }
+    size_t start = b->len;
+    put_u32(b, (uint32_t)status);
+    put_u32(b, (uint32_t)n);
+    for (size_t i = 0; i < n; i++) {
+        put_str(b, headers[i].name, headers[i].name_len);
+        put_str(b, headers[i].value, headers[i].value_len);
+    }
+    /* What gustd accepts is web_head_decode's to say: the head is checked by it. */
+    struct web_head h;
+    if (web_head_decode(b->data + start, b->len - start, &h, why) < 0) {
+        b->len = start;
+        b->data[start] = '\0';
+        return -EINVAL;
+    }
+    if (body_len)
+        buf_append(b, body, body_len);
+    return 0;
+}
+
 bool web_header_reserved(const char *name, size_t len)
 {
     static const char *const reserved[] = {"connection", "keep-alive", "transfer-encoding", "content-length",

@@ -71,6 +71,30 @@ struct web_request {
 /* Appends the envelope of r to b (the input of the call). */
 void web_request_encode(struct buf *b, const struct web_request *r);
 
+/* Decodes a request envelope (a web call's input, as a runner's runner_next gives it)
+ * in place: data is rewritten so that every string of it is NUL-terminated where it
+ * lies (each moves over its own length prefix), and out's strings, headers' names and
+ * values (with their lengths) and body point into it; headers is the caller's array
+ * that out->headers points at. The body is left as it is. Decode an envelope once: the
+ * rewrite consumes its lengths. Bounded by len: returns 0, or -EBADMSG with a static
+ * reason in *why when data is not an envelope (no WEB_TAG, truncated, a length past
+ * the end, more than WEB_MAX_HEADERS headers, a string holding NUL: gustd's requests
+ * never do, so a C string is the whole field). The one decoder of the envelope in C:
+ * a change of its layout is made here and in web_request_encode. */
+int web_request_decode(void *data, size_t len, struct web_request *out, struct web_header headers[WEB_MAX_HEADERS],
+                       const char **why);
+
+/* The first header of r named name (case-insensitively), or NULL. (A query parameter:
+ * url_query_param of base/util.h on r->query.) */
+const struct web_header *web_request_header(const struct web_request *r, const char *name);
+
+/* Appends item 0 of a response to b: status, the n headers, then the first body bytes.
+ * Returns 0, or -EINVAL with a static reason in *why (b unchanged) when gustd would
+ * refuse the head (web_head_decode's rules: a status out of range, too many headers, a
+ * name that is not a token, a value with CR/LF/NUL). */
+int web_head_encode(struct buf *b, int status, const struct web_header *headers, size_t n, const void *body,
+                    size_t body_len, const char **why);
+
 /* A decoded response head; names and values point into the item. */
 struct web_head {
     int status;

@@ -1036,8 +1036,9 @@ static const struct spec_str_field spec_web_kind = {
     .key = "kind",
     .type = "\"function\", \"asgi\", \"wsgi\" or \"web_server\"",
     .valid = spec_is_web_kind,
-    .invalid = "must be \"function\" (a handler of query or JSON arguments), \"asgi\" or \"wsgi\" (an app the "
-               "function returns) or \"web_server\" (a server the function starts on web.port), got",
+    .invalid = "must be \"function\" (the function handles each request: a Python handler of query or JSON "
+               "arguments, or a runner that decodes the request itself, as C runners do), \"asgi\" or \"wsgi\" (an "
+               "app the function returns) or \"web_server\" (a server the function starts on web.port), got",
     .def = "function",
 };
 static const struct spec_str_field spec_web_method = {
@@ -1124,7 +1125,8 @@ static int spec_parse_web(struct spec_ctx *c, json_t *fobj, struct spec_function
         return r;
     if (f->mode != SPEC_MODE_RUNNER)
         return spec_fail(c, "needs mode \"runner\": a web endpoint's requests are inputs of a long-lived "
-                            "runner, answered as generator items");
+                            "runner (the Python SDK's, or a program using src/proto/runner.h), answered as "
+                            "generator items");
     f->web.kind = !strcmp(kind, "asgi")         ? SPEC_WEB_ASGI
                   : !strcmp(kind, "wsgi")       ? SPEC_WEB_WSGI
                   : !strcmp(kind, "web_server") ? SPEC_WEB_SERVER

@@ -1,13 +1,16 @@
 /* Fuzzes web endpoints' parsers of outside input (proto/web.h): the response head a
- * container's runner sends (item 0), the splitting of a client's path and Host, and
- * the token lists of Connection/Upgrade. The first input byte picks the parser. Checks: every header and the body lie inside
- * the input, values hold no CR/LF/NUL, names are non-empty, split names fit and are
- * NUL-terminated. */
+ * container's runner sends (item 0), the request envelope a C runner decodes (and a
+ * query parameter of it), the splitting of a client's path and Host, and the token
+ * lists of Connection/Upgrade. The first input byte picks the parser. Checks: every
+ * header, string and the body lie inside the input (a decoded request's strings
+ * NUL-terminated there), values hold no CR/LF/NUL, names are non-empty, split names
+ * fit and are NUL-terminated. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "base/util.h"
 #include "proto/web.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -50,6 +53,36 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (!found)
                 __builtin_trap();
         }
+        return 0;
+    }
+    if (data[0] % 8 == 7) {
+        /* A request envelope as a C runner decodes it (in place: a copy), then a query
+         * parameter of it. */
+        uint8_t *copy = malloc(len + 1);
+        memcpy(copy, body, len);
+        struct web_header hs[WEB_MAX_HEADERS];
+        struct web_request req;
+        const char *why;
+        if (web_request_decode(copy, len, &req, hs, &why) == 0) {
+            const char *fields[] = {req.method, req.scheme, req.root_path, req.path, req.query, req.client};
+            for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+                if (!inside(fields[i], strlen(fields[i]) + 1, copy, len))
+                    __builtin_trap();
+            if (req.nheaders > WEB_MAX_HEADERS || !inside(req.body, req.body_len, copy, len))
+                __builtin_trap();
+            for (size_t i = 0; i < req.nheaders; i++)
+                if (!inside(hs[i].name, hs[i].name_len + 1, copy, len) || hs[i].name[hs[i].name_len] ||
+                    !inside(hs[i].value, hs[i].value_len + 1, copy, len) || hs[i].value[hs[i].value_len] ||
+                    strlen(hs[i].value) != hs[i].value_len)
+                    __builtin_trap();
+            char v[16];
+            int n = url_query_param(req.query, "a", v, sizeof v);
+            if (n >= (int)sizeof v || (n >= 0 && strlen(v) != (size_t)n))
+                __builtin_trap();
+        } else if (!why) {
+            __builtin_trap();
+        }
+        free(copy);
         return 0;
     }
     /* "path\0host": both as a client sends them (NUL-free text). */

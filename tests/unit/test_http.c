@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/util.h"
 #include "http/http.h"
 #include "unit.h"
 
@@ -148,12 +149,12 @@ UNIT_TEST(test_query_and_path_helpers)
     http_request_parser_free(&p);
 
     char out[8];
-    CHECK_EQ_INT(http_pct_decode("%4", 2, false, out, sizeof out), -EINVAL);
-    CHECK_EQ_INT(http_pct_decode("%", 1, false, out, sizeof out), -EINVAL);
-    CHECK_EQ_INT(http_pct_decode("a+b", 3, false, out, sizeof out), 3);
+    CHECK_EQ_INT(url_pct_decode("%4", 2, false, out, sizeof out), -EINVAL);
+    CHECK_EQ_INT(url_pct_decode("%", 1, false, out, sizeof out), -EINVAL);
+    CHECK_EQ_INT(url_pct_decode("a+b", 3, false, out, sizeof out), 3);
     CHECK_STR(out, "a+b");
-    CHECK_EQ_INT(http_pct_decode("12345678", 8, false, out, sizeof out), -ENOSPC);
-    CHECK_EQ_INT(http_pct_decode("1234567", 7, false, out, sizeof out), 7);
+    CHECK_EQ_INT(url_pct_decode("12345678", 8, false, out, sizeof out), -ENOSPC);
+    CHECK_EQ_INT(url_pct_decode("1234567", 7, false, out, sizeof out), 7);
 }
 
 UNIT_TEST(test_absolute_and_asterisk_targets)

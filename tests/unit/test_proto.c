@@ -1,12 +1,14 @@
 /* Unit tests for src/proto: header codec, chunked send/receive, reassembly, runner API. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "base/buf.h"
 #include "proto/frame.h"
 #include "proto/runner.h"
 #include "unit.h"
@@ -292,6 +294,219 @@ UNIT_TEST(test_runner_api)
     unsetenv("GUST_RUNNER_FD");
 }
 
+/* Opens a runner on a fresh socketpair; sv[0] is the worker's end. */
+static void runner_on_pair(struct runner *r, int sv[2])
+{
+    char num[16];
+    make_pair(sv);
+    snprintf(num, sizeof num, "%d", sv[1]);
+    setenv("GUST_RUNNER_FD", num, 1);
+    CHECK_EQ_INT(runner_open(r), 0);
+    unsetenv("GUST_RUNNER_FD");
+}
+
+static void send_u64(int fd, uint8_t type, uint64_t id, uint64_t v)
+{
+    uint8_t le[8];
+    for (int i = 0; i < 8; i++)
+        le[i] = (uint8_t)(v >> (8 * i));
+    CHECK_EQ_INT(frame_send(fd, type, id, le, sizeof le), 0);
+}
+
+static uint64_t body_u64(const uint8_t *buf)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | buf[FRAME_HEADER_SIZE + i];
+    return v;
+}
+
+/* The worker's side of test_runner_item_window, in a child: it takes exactly the
+ * window's worth of items, acknowledges one, takes one more, then cancels; the next
+ * frame must be the cancelled ERROR, not another item. Exit 0 when all held. */
+static int window_worker(int fd, size_t item)
+{
+    static uint8_t buf[FRAME_MAX_DATAGRAM];
+    struct frame_header h;
+    for (size_t got = 0; got < FRAME_ITEM_WINDOW; got += item)
+        if (frame_recv(fd, buf, &h) != (int)item || h.type != FRAME_ITEM || h.id != 9)
+            return 1;
+    send_u64(fd, FRAME_ITEM_ACK, 9, item);
+    if (frame_recv(fd, buf, &h) != (int)item || h.type != FRAME_ITEM)
+        return 2;
+    if (frame_send(fd, FRAME_CANCEL, 9, NULL, 0) < 0)
+        return 3;
+    if (frame_recv(fd, buf, &h) < 1 || h.type != FRAME_ERROR || buf[FRAME_HEADER_SIZE] != FRAME_ERR_CANCELLED)
+        return 4;
+    return 0;
+}
+
+UNIT_TEST(test_runner_item_window)
+{
+    struct runner r;
+    int sv[2];
+    runner_on_pair(&r, sv);
+    /* One frame per item, so the worker counts items by frames. */
+    const size_t item = 32 * 1024;
+    CHECK_EQ_INT(frame_send(sv[0], FRAME_INPUT, 9, "gen", 3), 0);
+    struct runner_input in;
+    CHECK_EQ_INT(runner_next(&r, &in), 0);
+    CHECK(runner_item(&r, 77, "x", 1) == -ENOENT); /* never an input */
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        close(sv[1]);
+        _exit(window_worker(sv[0], item));
+    }
+    close(sv[0]);
+    static uint8_t piece[32 * 1024];
+    size_t sent = 0;
+    int rc;
+    while ((rc = runner_item(&r, in.id, piece, item)) == 0)
+        sent++;
+    CHECK_EQ_INT(rc, -ECANCELED);
+    /* The window's worth, then the one its acknowledgement made room for. */
+    CHECK_EQ_INT(sent, FRAME_ITEM_WINDOW / item + 1);
+    CHECK_EQ_INT(runner_fail(&r, in.id, "stopped"), 0);
+    CHECK(runner_item(&r, in.id, "x", 1) == -ENOENT); /* answered: forgotten */
+    runner_input_free(&in);
+    int st;
+    CHECK_EQ_INT(waitpid(pid, &st, 0), pid);
+    CHECK(WIFEXITED(st));
+    CHECK_EQ_INT(WEXITSTATUS(st), 0);
+    runner_close(&r);
+}
+
+UNIT_TEST(test_runner_streams_and_queue)
+{
+    struct runner r;
+    int sv[2];
+    runner_on_pair(&r, sv);
+    static uint8_t buf[FRAME_MAX_DATAGRAM];
+    struct frame_header h;
+    /* Input 1 with a stream; input 2 comes while 1 runs; an ITEM_ACK for nothing. */
+    CHECK_EQ_INT(frame_send(sv[0], FRAME_INPUT, 1, "one", 3), 0);
+    CHECK_EQ_INT(frame_send(sv[0], FRAME_INPUT_MORE, 1, "hel", 3), 0);
+    send_u64(sv[0], FRAME_ITEM_ACK, 55, 1);
+    struct runner_input in;
+    CHECK_EQ_INT(runner_next(&r, &in), 0);
+    CHECK(in.id == 1);
+    runner_input_free(&in);
+    CHECK_EQ_INT(frame_send(sv[0], FRAME_INPUT_MORE, 1, "lo", 2), 0);
+    CHECK_EQ_INT(frame_send(sv[0], FRAME_INPUT, 2, "two", 3), 0);
+    CHECK_EQ_INT(frame_send(sv[0], FRAME_INPUT_MORE, 1, NULL, 0), 0);
+    char got[16];
+    CHECK_EQ_INT(runner_stream_read(&r, 1, got, 4), 4); /* all that came, up to cap */
+    CHECK(!memcmp(got, "hell", 4));
+    CHECK_EQ_INT(frame_recv(sv[0], buf, &h), FRAME_INPUT_MORE_ACK_SIZE);
+    CHECK(h.type == FRAME_INPUT_MORE_ACK && h.id == 1 && body_u64(buf) == 4);
+    CHECK_EQ_INT(runner_stream_read(&r, 1, got, sizeof got), 1);
+    CHECK_EQ_INT(got[0], 'o');
+    CHECK_EQ_INT(frame_recv(sv[0], buf, &h), FRAME_INPUT_MORE_ACK_SIZE);
+    CHECK(body_u64(buf) == 5);
+    CHECK_EQ_INT(runner_stream_read(&r, 1, got, sizeof got), 0); /* the end */
+    CHECK_EQ_INT(runner_stream_read(&r, 1, got, sizeof got), 0);
+    CHECK(runner_stream_read(&r, 2, got, sizeof got) == -ENOENT); /* queued, not taken */
+    CHECK_EQ_INT(runner_item(&r, 1, "a", 1), 0);
+    CHECK_EQ_INT(runner_end(&r, 1), 0);
+    CHECK_EQ_INT(frame_recv(sv[0], buf, &h), 1);
+    CHECK(h.type == FRAME_ITEM && h.id == 1);
+    CHECK_EQ_INT(frame_recv(sv[0], buf, &h), 0);
+    CHECK(h.type == FRAME_OUTPUT && h.id == 1);
+    /* Stream bytes for an answered input are dropped. */
+    CHECK_EQ_INT(frame_send(sv[0], FRAME_INPUT_MORE, 1, "late", 4), 0);
+    /* 3 is cancelled before it is taken: answered at once, skipped; then SHUTDOWN,
+     * which comes after the inputs already sent. */
+    CHECK_EQ_INT(frame_send(sv[0], FRAME_INPUT, 3, "three", 5), 0);
+    CHECK_EQ_INT(frame_send(sv[0], FRAME_INPUT, 4, "four", 4), 0);
+    CHECK_EQ_INT(frame_send(sv[0], FRAME_CANCEL, 3, NULL, 0), 0);
+    CHECK_EQ_INT(frame_send(sv[0], FRAME_SHUTDOWN, 0, NULL, 0), 0);
+    CHECK_EQ_INT(runner_next(&r, &in), 0);
+    CHECK(in.id == 2 && !strcmp((char *)in.data, "two"));
+    runner_input_free(&in);
+    CHECK_EQ_INT(runner_reply(&r, 2, "ok", 2), 0);
+    CHECK_EQ_INT(runner_next(&r, &in), 0);
+    CHECK(in.id == 4);
+    runner_input_free(&in);
+    CHECK_EQ_INT(runner_next(&r, &in), -EPIPE);
+    CHECK(frame_recv(sv[0], buf, &h) > 0);
+    CHECK(h.type == FRAME_ERROR && h.id == 3 && buf[FRAME_HEADER_SIZE] == FRAME_ERR_CANCELLED);
+    CHECK_EQ_INT(frame_recv(sv[0], buf, &h), 2);
+    CHECK(h.type == FRAME_OUTPUT && h.id == 2);
+    close(sv[0]);
+    runner_close(&r);
+}
+
+/* A stream the worker overfills (past FRAME_INPUT_WINDOW unread) fails its reader
+ * instead of growing: the bytes pile up while runner_next waits for input 2. */
+UNIT_TEST(test_runner_stream_overflow)
+{
+    struct runner r;
+    int sv[2];
+    runner_on_pair(&r, sv);
+    CHECK_EQ_INT(frame_send(sv[0], FRAME_INPUT, 1, "one", 3), 0);
+    struct runner_input in;
+    CHECK_EQ_INT(runner_next(&r, &in), 0);
+    runner_input_free(&in);
+    pid_t pid = fork(); /* more than the socket holds: a child sends it */
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        static uint8_t big[FRAME_MAX_BODY];
+        for (size_t n = 0; n <= FRAME_INPUT_WINDOW; n += sizeof big)
+            if (frame_send(sv[0], FRAME_INPUT_MORE, 1, big, sizeof big) < 0)
+                _exit(1);
+        _exit(frame_send(sv[0], FRAME_INPUT, 2, "two", 3) < 0);
+    }
+    CHECK_EQ_INT(runner_next(&r, &in), 0);
+    CHECK(in.id == 2);
+    runner_input_free(&in);
+    int st;
+    CHECK_EQ_INT(waitpid(pid, &st, 0), pid);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    char got[16];
+    CHECK(runner_stream_read(&r, 1, got, sizeof got) == -EPROTO);
+    close(sv[0]);
+    runner_close(&r);
+}
+
+UNIT_TEST(test_runner_web)
+{
+    struct runner r;
+    int sv[2];
+    runner_on_pair(&r, sv);
+    struct web_header hs[1] = {{"X-Req", 5, "v", 1}};
+    struct web_request want = {.method = "GET", .scheme = "http", .root_path = "/w/a/l", .path = "/hello",
+                               .query = "name=ada", .client = "127.0.0.1", .headers = hs, .nheaders = 1};
+    struct buf env = {0};
+    web_request_encode(&env, &want);
+    CHECK_EQ_INT(frame_send(sv[0], FRAME_INPUT, 8, env.data, env.len), 0);
+    buf_free(&env);
+    struct runner_input in;
+    CHECK_EQ_INT(runner_next(&r, &in), 0);
+    struct web_header got_h[WEB_MAX_HEADERS];
+    struct web_request req;
+    const char *why;
+    CHECK_EQ_INT(web_request_decode(in.data, in.len, &req, got_h, &why), 0);
+    CHECK_STR(req.path, "/hello");
+    CHECK_STR(web_request_header(&req, "x-req")->value, "v");
+    const struct web_header bad[1] = {{"X", 1, "a\nb", 3}};
+    CHECK_EQ_INT(runner_web_respond(&r, in.id, 200, bad, 1, NULL, 0, &why), -EINVAL);
+    const struct web_header ct[1] = {{"Content-Type", 12, "text/plain", 10}};
+    CHECK_EQ_INT(runner_web_respond(&r, in.id, 201, ct, 1, "hi", 2, &why), 0);
+    runner_input_free(&in);
+    static uint8_t buf[FRAME_MAX_DATAGRAM];
+    struct frame_header h;
+    int n = frame_recv(sv[0], buf, &h);
+    CHECK(n > 0 && h.type == FRAME_ITEM && h.id == 8);
+    struct web_head head;
+    CHECK_EQ_INT(web_head_decode(buf + FRAME_HEADER_SIZE, (size_t)n, &head, &why), 0);
+    CHECK(head.status == 201 && head.nheaders == 1 && head.body_len == 2 && !memcmp(head.body, "hi", 2));
+    CHECK_EQ_INT(frame_recv(sv[0], buf, &h), 0);
+    CHECK(h.type == FRAME_OUTPUT && h.id == 8);
+    close(sv[0]);
+    runner_close(&r);
+}
+
 int main(void)
 {
     UNIT_RUN(test_header_roundtrip);
@@ -302,5 +517,9 @@ int main(void)
     UNIT_RUN(test_send_nonblocking_full);
     UNIT_RUN(test_asm_limits);
     UNIT_RUN(test_runner_api);
+    UNIT_RUN(test_runner_item_window);
+    UNIT_RUN(test_runner_streams_and_queue);
+    UNIT_RUN(test_runner_stream_overflow);
+    UNIT_RUN(test_runner_web);
     UNIT_MAIN_END();
 }

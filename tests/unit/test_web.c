@@ -115,6 +115,79 @@ UNIT_TEST(test_head_rejects)
     CHECK(!web_header_has_token("", 0, "upgrade"));
 }
 
+/* The C runner's side of the envelope: what web_request_encode writes decodes to the
+ * same request (in place, NUL-terminated), every truncation and a NUL in a string
+ * are refused, and the body is left as it is. */
+UNIT_TEST(test_envelope_decode)
+{
+    struct web_header hs[2] = {{"Accept", 6, "*/*", 3}, {"X-Empty", 7, "", 0}};
+    struct web_request r = {.method = "POST", .scheme = "https", .root_path = "/w/a/l", .path = "/x",
+                            .query = "q=1", .client = "10.0.0.1", .headers = hs, .nheaders = 2,
+                            .body = "B\0DY", .body_len = 4};
+    struct buf b = {0};
+    web_request_encode(&b, &r);
+    struct web_header got_h[WEB_MAX_HEADERS];
+    struct web_request got;
+    const char *why = NULL;
+    for (size_t n = 0; n < b.len - r.body_len; n++) {
+        char *copy = malloc(n + 1);
+        memcpy(copy, b.data, n);
+        CHECK_EQ_INT(web_request_decode(copy, n, &got, got_h, &why), -EBADMSG);
+        CHECK(why != NULL);
+        free(copy);
+    }
+    CHECK_EQ_INT(web_request_decode(b.data, b.len, &got, got_h, &why), 0);
+    CHECK_STR(got.method, "POST");
+    CHECK_STR(got.scheme, "https");
+    CHECK_STR(got.root_path, "/w/a/l");
+    CHECK_STR(got.path, "/x");
+    CHECK_STR(got.query, "q=1");
+    CHECK_STR(got.client, "10.0.0.1");
+    CHECK_EQ_INT(got.nheaders, 2);
+    CHECK(got.headers == got_h);
+    CHECK(got_h[0].name_len == 6 && !strcmp(got_h[0].name, "Accept") && !strcmp(got_h[0].value, "*/*"));
+    CHECK(got_h[1].value_len == 0 && !strcmp(got_h[1].value, ""));
+    CHECK(web_request_header(&got, "ACCEPT") == &got_h[0] && !web_request_header(&got, "Accep"));
+    CHECK(got.body_len == 4 && !memcmp(got.body, "B\0DY", 4));
+    buf_free(&b);
+    /* Not an envelope, a NUL inside a string, too many headers. */
+    char plain[] = "hello";
+    CHECK_EQ_INT(web_request_decode(plain, 5, &got, got_h, &why), -EBADMSG);
+    buf_append(&b, WEB_TAG, WEB_TAG_LEN);
+    put_u32(&b, 2);
+    buf_append(&b, "G\0", 2);
+    CHECK_EQ_INT(web_request_decode(b.data, b.len, &got, got_h, &why), -EBADMSG);
+    CHECK(strstr(why, "NUL"));
+    buf_reset(&b);
+    buf_append(&b, WEB_TAG, WEB_TAG_LEN);
+    for (int i = 0; i < 6; i++)
+        put_s(&b, "x");
+    put_u32(&b, WEB_MAX_HEADERS + 1);
+    CHECK_EQ_INT(web_request_decode(b.data, b.len, &got, got_h, &why), -EBADMSG);
+    buf_free(&b);
+}
+
+/* web_head_encode writes what web_head_decode reads, and refuses what it refuses. */
+UNIT_TEST(test_head_encode)
+{
+    struct web_header hs[2] = {{"Content-Type", 12, "text/plain", 10}, {"X-A", 3, "", 0}};
+    struct buf b = {0};
+    const char *why = NULL;
+    CHECK_EQ_INT(web_head_encode(&b, 201, hs, 2, "hi", 2, &why), 0);
+    struct web_head h;
+    CHECK_EQ_INT(web_head_decode(b.data, b.len, &h, &why), 0);
+    CHECK(h.status == 201 && h.nheaders == 2 && h.body_len == 2 && !memcmp(h.body, "hi", 2));
+    CHECK(h.headers[1].name_len == 3 && h.headers[1].value_len == 0);
+    size_t len = b.len;
+    struct web_header bad[1] = {{"X", 1, "a\r\nSet-Cookie: x", 16}};
+    CHECK_EQ_INT(web_head_encode(&b, 200, bad, 1, NULL, 0, &why), -EINVAL);
+    CHECK(strstr(why, "CR"));
+    CHECK_EQ_INT(web_head_encode(&b, 600, NULL, 0, NULL, 0, &why), -EINVAL);
+    CHECK_EQ_INT(web_head_encode(&b, 200, hs, WEB_MAX_HEADERS + 1, NULL, 0, &why), -EINVAL);
+    CHECK_EQ_INT(b.len, len); /* b unchanged by a refusal */
+    buf_free(&b);
+}
+
 UNIT_TEST(test_split_path_and_host)
 {
     char ws[64], app[64], label[64], al[64];
@@ -191,6 +264,12 @@ UNIT_TEST(test_spec_web)
     CHECK(app.functions[0].web.kind == SPEC_WEB_ASGI && !strcmp(app.functions[0].web.method, "*"));
     CHECK(app.functions[0].web.public_);
     spec_app_free(&app);
+    /* A C runner's endpoint (examples/web_c): kind "function", every method its own. */
+    CHECK_EQ_INT(parse(FN_HEAD "\"web\":{\"kind\":\"function\",\"method\":\"*\",\"label\":\"api\"}}]}", &app,
+                       field, &err),
+                 0);
+    CHECK(app.functions[0].web.kind == SPEC_WEB_FUNCTION && !strcmp(app.functions[0].web.method, "*"));
+    spec_app_free(&app);
     /* Errors name the field. */
     CHECK(parse(FN_HEAD "\"web\":{\"kind\":\"cgi\"}}]}", &app, field, &err) < 0);
     CHECK(!strcmp(field, "functions[0].web.kind"));
@@ -204,6 +283,7 @@ UNIT_TEST(test_spec_web)
     CHECK(parse("{\"app\":\"a\",\"functions\":[{\"name\":\"f\",\"kind\":\"exec\",\"command\":[\"x\"],\"web\":{}}]}",
                 &app, field, &err) < 0);
     CHECK(!strcmp(field, "functions[0].web"));
+    CHECK(strstr(err.msg, "runner.h"));
     CHECK(parse("{\"app\":\"a\",\"functions\":[{\"name\":\"f\",\"kind\":\"exec\",\"command\":[\"x\"],\"mode\":"
                 "\"runner\",\"web\":{\"label\":\"L\"}},{\"name\":\"g\",\"kind\":\"exec\",\"command\":[\"x\"],\"mode\":"
                 "\"runner\",\"web\":{\"label\":\"l\"}}]}",
@@ -270,6 +350,8 @@ int main(void)
     UNIT_RUN(test_envelope_layout);
     UNIT_RUN(test_head_decode);
     UNIT_RUN(test_head_rejects);
+    UNIT_RUN(test_envelope_decode);
+    UNIT_RUN(test_head_encode);
     UNIT_RUN(test_split_path_and_host);
     UNIT_RUN(test_route);
     UNIT_RUN(test_spec_web);
