@@ -41,14 +41,15 @@ _U32 = struct.Struct("<I")
 # ---------------------------------------------------------------- helpers for the proxy
 
 def envelope(method="GET", path="/", query="", headers=(), body=b"", scheme="http", root="/default/app/fn",
-             client=""):
-    """A request as gustd encodes it (src/proto/web.h)."""
+             client="", total=None):
+    """A request as gustd encodes it (src/proto/web.h). total: the body's length when
+    more of it streams (WEB_BODY_LEN_UNKNOWN: chunked); None: body is all of it."""
     def s(x):
         x = x if isinstance(x, bytes) else x.encode("latin-1")
         return _U32.pack(len(x)) + x
     out = cweb.WEB_TAG + b"".join(s(f) for f in (method, scheme, root, path, query, client))
     out += _U32.pack(len(headers)) + b"".join(s(k) + s(v) for k, v in headers)
-    return out + body
+    return out + struct.pack("<Q", len(body) if total is None else total) + body
 
 
 def decode_head(item):
