@@ -5,8 +5,8 @@ raw sockets): an ASGI app answers the first piece of an upload while the client 
 holds back the rest (streaming shown by ordering: with a buffered body this could not
 answer at all), uploads of tens of MiB arrive whole (Content-Length, chunked,
 Expect: 100-continue), a chunked body over --web-max-body gets 413, a client that
-leaves mid-upload cancels its call and the container goes on serving, WSGI and
-web_endpoint functions read streamed bodies, @gust.web_server proxies an upload to its
+leaves mid-upload cancels its call and the container goes on serving, WSGI apps and
+web_endpoint functions (batched ones too) read streamed bodies, @gust.web_server proxies an upload to its
 server as it arrives, and gustd's memory stays bounded while an app reads an upload
 slowly (backpressure: a behaviour, measured as gustd's RSS, not a timing)."""
 import hashlib
@@ -108,6 +108,13 @@ def wsgi():
 @gust.web_endpoint(method="POST")
 def fn(items: list):
     return {"n": len(items), "sum": sum(items)}
+
+
+@app.function(image=IMAGE, scaledown_window=600)
+@gust.batched(max_batch_size=4, wait_ms=10)
+@gust.web_endpoint(method="POST")
+def batched(items: list[list]):
+    return [{"n": len(x), "sum": sum(x)} for x in items]
 
 
 @app.function(image=IMAGE, scaledown_window=600)
@@ -259,6 +266,8 @@ def test_uploads_arrive_whole_in_every_framing(body_app, tmp_path):
     jpath = tmp_path / "items.json"
     jpath.write_text(json.dumps({"items": items}))
     out = json.loads(curl(g, "/fn/", jpath, "-H", "Content-Type: application/json"))
+    assert out == {"n": len(items), "sum": sum(items)}, out
+    out = json.loads(curl(g, "/batched/", jpath, "-H", "Content-Type: application/json"))
     assert out == {"n": len(items), "sum": sum(items)}, out
 
 
