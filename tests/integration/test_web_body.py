@@ -84,7 +84,7 @@ def count():
     return asgi
 
 
-@app.function(image=IMAGE, scaledown_window=600)
+@app.function(image=IMAGE, scaledown_window=600, max_containers=1)
 @gust.wsgi_app(label="wsgi")
 def wsgi():
     def app_(environ, start_response):
@@ -315,6 +315,24 @@ def test_a_client_leaving_mid_upload_cancels_the_call(body_app):
     out = subprocess.run(["curl", "-sS", "-H", f"Authorization: Bearer {g.admin_token}", url(g, "/count/ping")],
                          capture_output=True, timeout=60)
     assert out.stdout == b"pong", out
+    # A WSGI app blocked reading wsgi.input on a thread: the cancel wakes it (its
+    # stream ends its reads), so the same container serves the next request.
+    def wsgi_ctr():
+        return [k for k in g.get_json("/v1/containers")["containers"] if k["function"] == "wsgi"
+                and k["app"] == "web-body" and k["state"] in ("idle", "busy")]
+    assert json.loads(subprocess.run(["curl", "-sS", "-H", f"Authorization: Bearer {g.admin_token}",
+                                      "--data-binary", "x", url(g, "/wsgi/")], capture_output=True,
+                                     timeout=120).stdout)["n"] == 1
+    (before,) = wsgi_ctr()
+    with socket.create_connection(("127.0.0.1", g.web_port), timeout=120) as s:
+        s.sendall(raw_head(g, "/wsgi/", 24 * MIB) + pattern(2 * MIB))
+        wait_until(lambda: wsgi_ctr() and wsgi_ctr()[0]["inputs_in_flight"] == 1, 60, msg="the upload running")
+    wait_until(lambda: wsgi_ctr() and wsgi_ctr()[0]["inputs_in_flight"] == 0, 60, msg="the upload's input to end")
+    out = subprocess.run(["curl", "-sS", "-H", f"Authorization: Bearer {g.admin_token}", "--data-binary", "xy",
+                          url(g, "/wsgi/")], capture_output=True, timeout=120)
+    assert json.loads(out.stdout)["n"] == 2, out
+    (after,) = wsgi_ctr()
+    assert after["id"] == before["id"] and after["inputs_done"] == before["inputs_done"] + 2, (before, after)
 
 
 def rss_kib(pid):
