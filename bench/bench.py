@@ -17,6 +17,14 @@ and its numbers stay null, never guessed):
               2 s init: the first call after each deploy of unchanged code, and of changed code
   pygen       .remote_gen() of a Python generator yielding 10,000 small values: values per
               second as the client iterates them (median of 5 runs, warm container)
+  web         sequential keep-alive GETs to a hello web_endpoint on a warm container, and
+              the same handler under Python's http.server on the host
+  webrps      wrk (64 connections) against a hello ASGI app of one container
+              (@gust.concurrent(max_inputs=64)) through the web listener, and the same app
+              under Debian's uvicorn on the host, same wrk settings, same run
+  webcold     the first request to a snapshot=True ASGI endpoint with no container (each
+              sample waits until the API lists none, and checks that a new container,
+              forked from the snapshot, answered it)
   store       content-addressed store ingest of the host's /usr/lib/x86_64-linux-gnu
               (bench/casbench.c: a warm-up pass, then a pass into a fresh store)
 
@@ -74,6 +82,13 @@ TARGETS = {
     "first_call_after_deploy_ms.p50": ("<=", 50.0),
     # web_warm_us.p50 - web_direct_us.p50: what Gust adds to a hello handler (DESIGN.md).
     "web_added_us_p50": ("<=", 150.0),
+    # Issue 17: a hello ASGI app of one container (max_inputs=64) under wrk serves at
+    # least 0.8 of what the same app does under uvicorn on the host (web_rps /
+    # web_rps_direct, same wrk settings, same run)...
+    "web_rps_ratio": (">=", 0.8),
+    # ... and the first request to a snapshot=True endpoint with no container is
+    # answered within the snapshot cold start's budget.
+    "web_cold_ms.p50": ("<=", 30.0),
     "snapshot_speedup": (">=", 50.0),
     "snapshot_child_rss_fraction": ("<=", 0.10),
     # gust-sim on the shared 100-function day: the default keep-alive policy starts
@@ -613,6 +628,237 @@ def bench_web(g, scratch, res, n=2000):
     res["web_direct_us"] = summary(direct, 1e6, 1)
     res["web_added_us_p50"] = round(res["web_warm_us"]["p50"] - res["web_direct_us"]["p50"], 1)
     g.request("POST", "/v1/apps/benchweb/stop")
+
+
+# A hello ASGI app with no framework (the same text runs under Gust and under
+# uvicorn): raw ASGI, so what is measured is the server path, not a framework's.
+ASGI_HELLO = r"""
+import os
+
+BODY = b'{"hello": "world"}'
+
+
+async def hello_app(scope, receive, send):
+    if scope["type"] != "http":
+        raise RuntimeError("only http scopes")
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(BODY))]})
+    await send({"type": "http.response.body", "body": BODY})
+
+
+async def whoami_app(scope, receive, send):
+    body = os.environ.get("GUST_CONTAINER_ID", "").encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain"), (b"x-gust-snapshot",
+                                                             os.environ.get("GUST_SNAPSHOT", "").encode())]})
+    await send({"type": "http.response.body", "body": body})
+"""
+
+# web_rps: the hello app as one container taking 64 requests at once (as one uvicorn
+# process does, the baseline: one container against one server process), kept while
+# uvicorn has its turns, and started again after a run's end stopped it (min_containers).
+WEB_RPS_MODULE = """
+import gust
+app = gust.App("benchasgi")
+%(hello)s
+
+@app.function(image=gust.Image.from_name(%(image)r), min_containers=1, max_containers=1)
+@gust.concurrent(max_inputs=64)
+@gust.asgi_app()
+def hello():
+    return hello_app
+"""
+
+# web_cold_ms: an ASGI endpoint from a snapshot whose containers go after 1 s idle (the
+# spec's least), so that every sample can wait for none to be left.
+WEB_COLD_MODULE = """
+import gust
+app = gust.App("benchwebcold")
+%(hello)s
+
+@app.function(image=gust.Image.from_name(%(image)r), snapshot=True, scaledown_window=1, max_containers=1)
+@gust.asgi_app()
+def whoami():
+    return whoami_app
+"""
+
+# wrk's settings for web_rps and web_rps_direct alike: 64 connections (the endpoint's
+# max_inputs) on 2 threads (the bench machine's cores). The two servers take turns,
+# WEB_RPS_ROUNDS runs of WEB_WRK_SECONDS each, and each key is the median of its runs:
+# on a shared 2-core machine one run of each, one after the other, differed by 2x from
+# one bench to the next as other load came and went.
+WEB_WRK_CONNECTIONS = 64
+WEB_WRK_THREADS = 2
+WEB_WRK_SECONDS = 5
+WEB_RPS_ROUNDS = 3
+
+
+def _wrk_rps(url, seconds, headers=(), what="wrk"):
+    """Requests per second wrk measures on url; a run with a non-2xx response or a
+    socket error fails the step (its rate would count errors)."""
+    wrk = shutil.which("wrk")
+    if not wrk:
+        raise StepFailed("wrk not installed")
+    cmd = [wrk, f"-t{WEB_WRK_THREADS}", f"-c{WEB_WRK_CONNECTIONS}", f"-d{seconds}s", "--timeout", "10s"]
+    for h in headers:
+        cmd += ["-H", h]
+    p = subprocess.run(cmd + [url], capture_output=True, text=True, timeout=seconds + 60)
+    if p.returncode != 0:
+        raise StepFailed(f"{what}: wrk exited {p.returncode}: {p.stderr.strip()[-300:]}")
+    total, dur, non2xx, sock_errors = parse_wrk(p.stdout)
+    m = re.search(r"Requests/sec:\s*([\d.]+)", p.stdout)
+    if not m or total == 0:
+        raise StepFailed(f"{what}: no Requests/sec in wrk's output:\n{p.stdout}")
+    if non2xx or sock_errors:
+        raise StepFailed(f"{what}: wrk saw {non2xx} non-2xx responses and {sock_errors} socket errors out of "
+                         f"{total} requests: failures, not a rate:\n{p.stdout}")
+    return {"requests_per_s": float(m.group(1)), "requests": total, "seconds": round(dur, 3)}
+
+
+def _proc_cpu_s(pid):
+    """User + system CPU seconds of a process (its threads included), from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _check_hello(port, path, token=None):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    c.request("GET", path, headers={"Authorization": f"Bearer {token}"} if token else {})
+    r = c.getresponse()
+    body = r.read()
+    c.close()
+    if r.status != 200 or json.loads(body) != {"hello": "world"}:
+        raise StepFailed(f"GET {path} on port {port} answered {r.status}: {body[:300]!r}")
+
+
+def _start_uvicorn(scratch):
+    """The hello app under Debian's uvicorn (one process, h11, asyncio): (process, port)."""
+    appdir = os.path.join(scratch, "uvicorn-app")
+    os.makedirs(appdir, exist_ok=True)
+    with open(os.path.join(appdir, "hello_asgi.py"), "w") as f:
+        f.write(ASGI_HELLO)
+    port = free_port()
+    proc = subprocess.Popen(["/usr/bin/python3", "-m", "uvicorn", "--app-dir", appdir, "--host", "127.0.0.1",
+                             "--port", str(port), "--lifespan", "off", "--no-access-log", "--log-level", "warning",
+                             "hello_asgi:hello_app"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            _check_hello(port, "/")
+            return proc, port
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                out = proc.communicate()[0].decode(errors="replace")
+                raise StepFailed(f"uvicorn did not serve on port {port} (python3-uvicorn installed?): "
+                                 f"{out[-500:]}") from None
+            time.sleep(0.05)
+
+
+def bench_web_rps(g, scratch, res, seconds=WEB_WRK_SECONDS, rounds=WEB_RPS_ROUNDS):
+    """web_rps: wrk (64 connections) against a hello ASGI app of one container with
+    @gust.concurrent(max_inputs=64), through gustd's web listener (token checked);
+    web_rps_direct: the same app under Debian's uvicorn on the host, same wrk settings;
+    the two take turns in the same run. Also the CPU each side's processes spent per
+    request (gustd, the container; uvicorn), which says where the time goes."""
+    app = "benchasgi"
+    _deploy_py_module(g, scratch, app, WEB_RPS_MODULE % {"hello": ASGI_HELLO, "image": _bench_image(g)})
+    path = "/default/benchasgi/hello/"
+    _check_hello(g.web_port, path, g.token)
+    url = f"http://127.0.0.1:{g.web_port}{path}"
+    auth = [f"Authorization: Bearer {g.token}"]
+    proc, port = _start_uvicorn(scratch)
+    direct_url = f"http://127.0.0.1:{port}/"
+    runs = {"gust": [], "direct": []}
+    cpu = {"gustd": 0.0, "container": 0.0, "uvicorn": 0.0}
+    served = {"gust": 0, "direct": 0}
+    try:
+        _wrk_rps(url, 2, auth, "web_rps warm-up")
+        _wrk_rps(direct_url, 2, (), "web_rps_direct warm-up")
+        for i in range(rounds):
+            # wrk ends a run with requests in flight, whose cancels stop a runner-mode
+            # container (sched_cancel_running): each run starts on a ready one.
+            g.wait_idle(app, "hello", 1)
+            c0 = {c["id"]: c["cpu_s"] for c in g.containers(app) if c["state"] == "idle"}
+            g0 = _proc_cpu_s(g.proc.pid)
+            out = _wrk_rps(url, seconds, auth, f"web_rps run {i}")
+            cpu["gustd"] += _proc_cpu_s(g.proc.pid) - g0
+            cpu["container"] += sum(c["cpu_s"] - c0[c["id"]] for c in g.containers(app) if c["id"] in c0)
+            runs["gust"].append(out["requests_per_s"])
+            served["gust"] += out["requests"]
+            u0 = _proc_cpu_s(proc.pid)
+            out = _wrk_rps(direct_url, seconds, (), f"web_rps_direct run {i}")
+            cpu["uvicorn"] += _proc_cpu_s(proc.pid) - u0
+            runs["direct"].append(out["requests_per_s"])
+            served["direct"] += out["requests"]
+    finally:
+        proc.kill()
+        proc.wait()
+        g.request("POST", f"/v1/apps/{app}/stop")
+    res["web_rps"] = round(percentile(runs["gust"], 50), 1)
+    res["web_rps_direct"] = round(percentile(runs["direct"], 50), 1)
+    res["web_rps_ratio"] = round(res["web_rps"] / res["web_rps_direct"], 3)
+    res["web_rps_run"] = {
+        "connections": WEB_WRK_CONNECTIONS, "threads": WEB_WRK_THREADS, "seconds": seconds, "rounds": rounds,
+        "runs_per_s": [round(x, 1) for x in runs["gust"]], "direct_runs_per_s": [round(x, 1) for x in runs["direct"]],
+        "direct_server": "uvicorn (Debian python3-uvicorn, h11, asyncio loop, 1 process)",
+        # CPU per request (includes the requests wrk had in flight at each run's end).
+        "cpu_us_per_request": {"gustd": round(cpu["gustd"] / served["gust"] * 1e6, 1),
+                               "container": round(cpu["container"] / served["gust"] * 1e6, 1),
+                               "uvicorn": round(cpu["uvicorn"] / served["direct"] * 1e6, 1)}}
+
+
+def _snapshot_ready(g, app, fn, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for f in g.json("GET", "/v1/functions")["functions"]:
+            if f["app"] == app and f["name"] == fn and (f.get("snapshot") or {}).get("state") == "ready":
+                return f["snapshot"]
+        time.sleep(0.1)
+    raise StepFailed(f"{app}.{fn}: no ready snapshot in {timeout} s; log:\n{g.log_tail()}")
+
+
+def bench_web_cold(g, scratch, res, n=30):
+    """web_cold_ms: the first request to a snapshot=True ASGI endpoint with no
+    container, from the client's send to the whole response (connected before). Before
+    each sample the API lists no container of the app; after it, the container that
+    answered (its id in the body) is a new one, listed by the API, forked from the
+    endpoint's snapshot template."""
+    app, fn = "benchwebcold", "whoami"
+    _deploy_py_module(g, scratch, app, WEB_COLD_MODULE % {"hello": ASGI_HELLO, "image": _bench_image(g)})
+    snap = _snapshot_ready(g, app, fn)
+    path = f"/default/{app}/{fn}/"
+    seen, times = set(), []
+    for i in range(n + 1):
+        deadline = time.monotonic() + 30
+        while g.containers(app):
+            if time.monotonic() > deadline:
+                raise StepFailed(f"{app}: containers did not scale down: {g.containers(app)}")
+            time.sleep(0.05)
+        c = http.client.HTTPConnection("127.0.0.1", g.web_port, timeout=60)
+        c.connect()
+        t0 = time.perf_counter()
+        c.request("GET", path, headers={"Authorization": f"Bearer {g.token}"})
+        r = c.getresponse()
+        body = r.read()
+        dt = time.perf_counter() - t0
+        c.close()
+        ctr = body.decode(errors="replace")
+        if r.status != 200 or not ctr.startswith("ct-"):
+            raise StepFailed(f"cold request {i} answered {r.status}: {body[:300]!r}")
+        listed = {x["id"]: x for x in g.containers(app)}
+        if ctr in seen or ctr not in listed:
+            raise StepFailed(f"cold request {i}: container {ctr} is not a new one the API lists ({sorted(listed)})")
+        if listed[ctr].get("snapshot") != snap["id"] or r.getheader("x-gust-snapshot") != "restored":
+            raise StepFailed(f"cold request {i}: container {ctr} was not forked from the snapshot {snap['id']}: "
+                             f"{listed[ctr]}")
+        seen.add(ctr)
+        if i:  # the first fork of a template also pages in what the next ones share
+            times.append(dt)
+    res["web_cold_ms"] = summary(times, 1e3)
+    g.request("POST", f"/v1/apps/{app}/stop")
 
 
 def _anon_kib(pid):
@@ -1303,6 +1549,14 @@ def print_table(res):
           f"{t['target']} us: {'MET' if t['met'] else 'NOT MET' if t['met'] is False else 'n/a'}")
     print(f"{'  ... the handler, plain http.server':34} {fmt(nd.get('p50'), ' us'):>12} {fmt(nd.get('p99'), ' us'):>12} "
           f"{nd.get('n', '-'):>6}  baseline (same run, on the host)")
+    t = res["targets"]["web_rps_ratio"]
+    print(f"{'web ASGI hello, wrk 64 conns':34} {fmt(res.get('web_rps'), ' /s'):>12} {'':>12} {'':>6}  "
+          f"uvicorn {fmt(res.get('web_rps_direct'), ' /s')}, ratio {fmt(res.get('web_rps_ratio'))} {t['target']}: "
+          f"{'MET' if t['met'] else 'NOT MET' if t['met'] is False else 'n/a'}")
+    d = res.get("web_cold_ms") or {}
+    t = res["targets"]["web_cold_ms.p50"]
+    print(f"{'web ASGI endpoint, cold (snapshot)':34} {fmt(d.get('p50'), ' ms'):>12} {fmt(d.get('p99'), ' ms'):>12} "
+          f"{d.get('n', '-'):>6}  {t['target']} ms: {'MET' if t['met'] else 'NOT MET' if t['met'] is False else 'n/a'}")
     d, nd = res.get("snapshot_cold_start_ms") or {}, res.get("no_snapshot_cold_start_ms") or {}
     t, sp = res["targets"]["snapshot_cold_start_ms.p50"], res["targets"]["snapshot_speedup"]
     print(f"{'cold start, torch class, snapshot':34} {fmt(d.get('p50'), ' ms'):>12} {fmt(d.get('p99'), ' ms'):>12} "
@@ -1361,7 +1615,8 @@ def main():
     ap.add_argument("--build", default="build", help="build tree with gustd, gust-init, examples/echo/echo")
     ap.add_argument("--warmcall", help="compiled bench/warmcall.c (default BUILD/bench/warmcall)")
     ap.add_argument("--steps",
-                    default="baselines,cold,warm,throughput,map,images,python,pygen,web,snapshot,replay,store,sim")
+                    default="baselines,cold,warm,throughput,map,images,python,pygen,web,webrps,webcold,snapshot,"
+                            "replay,store,sim")
     ap.add_argument("--sim-trace", default=os.path.join(REPO, "..", "shared", "data", "azure-functions-2019"),
                     help="trace directory of the sim step (default: ../shared/data/azure-functions-2019)")
     ap.add_argument("--snapshot-n", type=int, default=30)
@@ -1397,6 +1652,7 @@ def main():
         "sim_1000": None, "sim_1000_seconds": None,
         "replay_slice": None, "replay_cold_start_rel_diff": None,
         "web_warm_us": None, "web_direct_us": None, "web_added_us_p50": None,
+        "web_rps": None, "web_rps_direct": None, "web_rps_ratio": None, "web_cold_ms": None,
         "failed_steps": [],
     }
     scratch = tempfile.mkdtemp(prefix="gust-bench-")
@@ -1406,8 +1662,8 @@ def main():
         if "baselines" in steps:
             _run_step(res, "baselines", lambda: bench_baselines(bbroot, scratch, a.baseline_n, res))
         need_daemon = [s for s in steps
-                       if s in ("cold", "warm", "throughput", "map", "images", "python", "pygen", "web", "snapshot",
-                                "replay")]
+                       if s in ("cold", "warm", "throughput", "map", "images", "python", "pygen", "web", "webrps",
+                                "webcold", "snapshot", "replay")]
         if need_daemon:
             try:
                 g = Gustd(build, scratch)
@@ -1417,7 +1673,7 @@ def main():
                     res["failed_steps"].append({"step": s, "error": f"starting gustd: {e}"})
                 need_daemon = []
             echo_steps = [s for s in need_daemon
-                          if s not in ("cold", "images", "python", "pygen", "web", "snapshot", "replay")]
+                          if s not in ("cold", "images", "python", "pygen", "web", "webrps", "webcold", "snapshot", "replay")]
             if echo_steps:
                 try:
                     echo_bin = os.path.join(build, "examples", "echo", "echo")
@@ -1432,7 +1688,7 @@ def main():
                     for s in echo_steps:
                         res["failed_steps"].append({"step": s, "error": f"echo image setup: {e}"})
                     need_daemon = [s for s in need_daemon
-                                   if s in ("cold", "images", "python", "pygen", "web", "snapshot", "replay")]
+                                   if s in ("cold", "images", "python", "pygen", "web", "webrps", "webcold", "snapshot", "replay")]
             for s in need_daemon:
                 fn = {
                     "cold": lambda: bench_cold_step(g, a.cold_n, res),
@@ -1443,6 +1699,8 @@ def main():
                     "python": lambda: bench_python(g, scratch, a.python_n, res),
                     "pygen": lambda: bench_pygen(g, scratch, res),
                     "web": lambda: bench_web(g, scratch, res),
+                    "webrps": lambda: bench_web_rps(g, scratch, res),
+                    "webcold": lambda: bench_web_cold(g, scratch, res),
                     "snapshot": lambda: bench_snapshot(g, scratch, a.snapshot_n, res),
                     "replay": lambda: bench_replay(g, build, os.path.abspath(a.sim_trace), scratch, res),
                 }[s]

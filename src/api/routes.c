@@ -42,6 +42,7 @@ static int kind_status(enum ctl_errkind k)
     case CTL_E_SHUTTING_DOWN: return 503;
     case CTL_E_INTERNAL: return 500;
     case CTL_E_GONE: return 410;
+    case CTL_E_OVERLOADED: return 503;
     }
     return 500;
 }

@@ -460,6 +460,7 @@ static void submit(struct api_web *w, struct api_conn *conn, struct http_request
         int status = e.kind == CTL_E_NOT_FOUND      ? 404
                      : e.kind == CTL_E_TOO_LARGE    ? 413
                      : e.kind == CTL_E_SHUTTING_DOWN ? 503
+                     : e.kind == CTL_E_OVERLOADED   ? 503
                      : e.kind == CTL_E_CONFLICT     ? 404
                                                     : 500;
         web_error(conn, status, status == 404 ? "not_found" : e.code, e.message);

@@ -9,6 +9,7 @@
  */
 #include <assert.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -258,7 +259,9 @@ void ctl_calls_evict(struct ctl *c)
 
 void ctl_fn_work_changed(struct ctl *c, struct ctl_fn *fn)
 {
-    ka_set_level(&fn->ka, ctl_fn_level(fn), ev_now_ms(c->loop));
+    uint64_t now = ev_now_ms(c->loop), work = ctl_fn_work(fn);
+    ka_set_level(&fn->ka, ctl_fn_level(fn, work), now);
+    kpa_observe(&fn->kpa, work > UINT32_MAX ? UINT32_MAX : (uint32_t)work, now);
     c->keepalive_kick(c, fn);
 }
 
@@ -429,6 +432,21 @@ int ctl_submit_generator(struct ctl *c, const char *app, const char *fn, const v
 int ctl_submit_web(struct ctl *c, const char *app, const char *fn, const void *input, size_t len,
                    char call_id_out[64], struct ctl_error *e)
 {
+    struct ctl_fn *f = ctl_find_fn(c, app, fn);
+    if (f && f->latest) {
+        const struct spec_function *s = &f->latest->spec;
+        uint64_t bound = (uint64_t)CTL_WEB_QUEUE_ROUNDS * (s->max_inputs ? s->max_inputs : 1) * s->max_containers;
+        uint64_t queued = 0;
+        list_for_each(fv, &f->versions, struct ctl_fver, link)
+            queued += fv->queued;
+        if (queued >= bound) {
+            ctl_err(e, CTL_E_OVERLOADED, "overloaded", NULL,
+                    "%" PRIu64 " requests are already queued for this endpoint (its bound: %u x max_inputs x "
+                    "max_containers); retry shortly",
+                    queued, CTL_WEB_QUEUE_ROUNDS);
+            return -EBUSY;
+        }
+    }
     return submit(c, app, fn, input, len, false, true, true, call_id_out, e);
 }
 

@@ -191,6 +191,7 @@ static int load_fn_row(const char *app, const char *name, uint32_t version, cons
         return 0;
     }
     f->latest = fv;
+    kpa_set_window(&f->kpa, ctl_fn_kpa_window_ms(f));
     return 0;
 }
 

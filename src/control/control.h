@@ -100,6 +100,7 @@ enum ctl_errkind {
     CTL_E_SHUTTING_DOWN,   /* 503 */
     CTL_E_INTERNAL,        /* 500 */
     CTL_E_GONE,            /* 410: what was asked for existed and is no longer kept */
+    CTL_E_OVERLOADED,      /* 503 with Retry-After: a web endpoint's queue is full */
 };
 struct ctl_error {
     enum ctl_errkind kind;
@@ -274,7 +275,17 @@ int ctl_submit_generator(struct ctl *c, const char *app, const char *fn, const v
 
 /* Submits a web request (src/proto/web.h's envelope) as a generator call of fn, whose
  * items are the response: as ctl_submit_generator, but a failed attempt is final (a
- * request is not run twice: it may not be idempotent, and its client waits). */
+ * request is not run twice: it may not be idempotent, and its client waits).
+ * CTL_E_OVERLOADED when CTL_WEB_QUEUE_ROUNDS x max_inputs x max_containers of fn's
+ * calls are queued already (not yet on a container). */
+/* The bound on a web endpoint's queue, in rounds of its whole capacity (max_inputs on
+ * each of max_containers): Knative's queue-proxy queues 10 x its container's
+ * concurrency "to allow the autoscaler time to react", and gustd is the one queue in
+ * front of all of a function's containers. Containers merely starting never fill it
+ * (the function can hold a whole round as soon as they are ready); a queue ten rounds
+ * deep is overload, answered at once (503, Retry-After) instead of after the wait.
+ * What the queued requests hold is bounded by the web listener's connection cap. */
+#define CTL_WEB_QUEUE_ROUNDS 10u
 int ctl_submit_web(struct ctl *c, const char *app, const char *fn, const void *input, size_t len,
                    char call_id_out[64], struct ctl_error *e);
 
@@ -352,8 +363,9 @@ int ctl_cancel_call(struct ctl *c, const char *ws, const char *call_id, bool ter
 /* Generator items (docs/API.md "Generator items"). A generator call keeps the values
  * its function yielded that the consumer has not taken, oldest first, numbered from 0
  * in the order they were yielded. Asking for items from index `from` takes (frees)
- * every item before it, and tells the container it may yield that much more: a runner
- * keeps at most WORKER_ITEM_WINDOW bytes beyond what was taken (backpressure). A call
+ * every item before it, and tells the container it may yield that much more, in steps
+ * of a quarter window (wait.c): a runner keeps at most WORKER_ITEM_WINDOW bytes beyond
+ * what it was last told was taken (backpressure). A call
  * holds at most that window plus one payload; a runner that sends more, or an item that
  * would take gustd past CTL_ITEMS_MAX_TOTAL bytes of unread items of all calls, fails
  * the call (items_overflow), and nothing it yielded before is dropped. The items a

@@ -208,6 +208,7 @@ int ctl_deploy(struct ctl *c, const char *ws, json_t *spec, json_t **result, str
         } else {
             struct ctl_fver *old = fn->latest;
             fn->latest = fv;
+            kpa_set_window(&fn->kpa, ctl_fn_kpa_window_ms(fn)); /* its scaledown_window may have changed */
             /* Before the old version may go: a new version of the same content takes
              * over its snapshot rather than letting it become a spare. */
             sched_snapshot_prepare(c, fv);

@@ -7,6 +7,8 @@
  *
  *   keepalive.c the keep-alive policy: per function idle-time history, keep-alive and
  *               pre-warm windows, next-use prediction (pure: calls nothing of control)
+ *   kpa.c       the autoscaler's windows (Knative's KPA): concurrency averaged over a
+ *               stable and a panic window, the containers wanted (pure)
  *   model.c     apps, functions, versions, container records, the worker handle;
  *               snapshots shared by content (references, spares)
  *   evict.c     the eviction ranking: idle containers by predicted next use
@@ -93,6 +95,42 @@ struct ka_state {
     uint64_t *idle_since;       /* [k - 1]: when level k last went idle (valid for level < k <= nlevels) */
     struct ka_hist *hist[KA_NGROUPS]; /* NULL until the group's first idle time */
     uint64_t changes;           /* counts idle times recorded (and histories loaded): saves compare it */
+};
+
+/* ---- kpa.c: types (struct ctl_fn holds the state; the functions are below) ---- */
+
+/* The stable window: Knative's default of 60 s (REFERENCE.md, "Autoscaling"). A
+ * function with a scaledown_window shorter than it uses that instead (sched.c): an idle
+ * container must not outlive the window its function asked for. */
+#define KPA_STABLE_MS 60000u
+/* The window's ring of buckets: Knative keeps its metrics in 1-second buckets over the
+ * 60-second window, so the panic window (10 %) is a whole number of them (6). */
+#define KPA_NBUCKETS 60u
+/* How often a function whose averages may still move the count is looked at again
+ * between call events: Knative's autoscaler decides every 2 s, 1/30 of its stable
+ * window (kept as that fraction when the window is shorter). */
+#define KPA_RECHECKS 30u
+
+/* One function's concurrency over the stable window (kpa.c). */
+struct kpa_state {
+    uint64_t window_ms, bucket_ms;
+    uint64_t acc[KPA_NBUCKETS]; /* concurrency x ms per time slot (time / bucket_ms + 1) */
+    uint64_t epoch[KPA_NBUCKETS]; /* the slot each bucket holds: another slot's bucket is empty */
+    uint64_t last_ms;           /* integrated up to here */
+    uint64_t busy_until;        /* the last time the concurrency was above zero (0: never) */
+    uint64_t first_ms;          /* when the function last became active: partial windows start here */
+    uint32_t value;             /* concurrency since last_ms */
+    bool panicking;
+    uint64_t panic_at;          /* the last decision over the panic threshold */
+    uint32_t panic_max;         /* the most containers wanted since the panic began */
+};
+
+/* What a decision saw (kpa_decide), for the listing and the scheduler. */
+struct kpa_view {
+    uint32_t desired;           /* the containers wanted */
+    uint32_t stable, panic;     /* what each window alone asks for */
+    uint64_t stable_milli, panic_milli; /* the windows' average concurrency x 1000 */
+    bool panicking;
 };
 
 /* Per-workspace limits; 0: none. */
@@ -216,6 +254,7 @@ struct ctl_fn {
     uint64_t calls_total;
     bool logs_dirty, calls_dirty; /* wrote to the store since the last trim */
     struct ka_state ka;         /* keep-alive: calls.c reports the work's level, sched.c reads it */
+    struct kpa_state kpa;       /* autoscaler windows: calls.c reports the work, sched.c decides */
     uint64_t ka_timer, ka_timer_at; /* the keep-alive pass's timer (sched.c); 0: none */
     uint64_t ka_pass_ms;        /* when the last keep-alive pass ran (pre-warms due since) */
     uint64_t ka_saved;          /* ka.changes when the history was last stored */
@@ -574,6 +613,27 @@ struct buf;
 void ka_encode(const struct ka_state *s, struct buf *out);
 int ka_decode(struct ka_state *s, const void *data, size_t len);
 
+/* ---- kpa.c ----
+ *   kpa_init      an empty state with a stable window of window_ms (0: KPA_STABLE_MS),
+ *                 rounded down to whole buckets; the panic window is a tenth of it
+ *   kpa_set_window  the same with another window, when it differs (the history goes)
+ *   kpa_observe   the function's concurrency is value from now_ms on (call events)
+ *   kpa_decide    the containers the function wants at now_ms with target inputs per
+ *                 container and `ready` containers ready: ceil(average / target) over
+ *                 the stable window, or over the panic window while panicking (entered
+ *                 when the panic window asks for 2 x ready or more, left after a whole
+ *                 stable window below that, never going down meanwhile). Updates the
+ *                 panic state; 0 when the window holds no concurrency. *out (may be
+ *                 NULL) gets what it saw
+ *   kpa_recheck_ms  how long after a decision the averages are worth deciding on again
+ *                 when no call event comes (Knative's tick)
+ * Pure functions of the state and the times given: no clock is read. */
+void kpa_init(struct kpa_state *s, uint64_t window_ms);
+void kpa_set_window(struct kpa_state *s, uint64_t window_ms);
+void kpa_observe(struct kpa_state *s, uint32_t value, uint64_t now_ms);
+uint32_t kpa_decide(struct kpa_state *s, uint32_t target, uint32_t ready, uint64_t now_ms, struct kpa_view *out);
+uint64_t kpa_recheck_ms(const struct kpa_state *s);
+
 /* ---- model.c ---- */
 void ctl_err(struct ctl_error *e, enum ctl_errkind kind, const char *code, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
@@ -588,9 +648,16 @@ bool ctl_fn_has_work(const struct ctl_fn *fn);
  * given, else max_inputs (at least 1). Dispatch still fills a container to max_inputs,
  * so one takes more than its target when no other can start (Modal's burst). */
 uint32_t ctl_inputs_per_ctr(const struct spec_function *f);
-/* The containers fn's work needs: ceil((queued + running + waiting to retry, across
- * its versions) / ctl_inputs_per_ctr of its latest version). */
-uint32_t ctl_fn_level(const struct ctl_fn *fn);
+/* fn's work: its calls queued, running or waiting to retry, across its versions (the
+ * concurrency the autoscaler averages). */
+uint64_t ctl_fn_work(const struct ctl_fn *fn);
+/* fn's stable window (kpa.c): KPA_STABLE_MS, or its latest version's scaledown_window
+ * when that is shorter (an idle container must not be kept past the window its function
+ * asked for because of an average over a longer one). */
+uint64_t ctl_fn_kpa_window_ms(const struct ctl_fn *fn);
+/* The containers fn's work (ctl_fn_work) needs: ceil(work / ctl_inputs_per_ctr of its
+ * latest version). */
+uint32_t ctl_fn_level(const struct ctl_fn *fn, uint64_t work);
 /* Calls of fn running now, over its versions. */
 size_t ctl_fn_running(const struct ctl_fn *fn);
 struct ctl_fver *ctl_find_version(struct ctl_fn *fn, uint32_t version);

@@ -94,6 +94,7 @@ struct ctl_fn *ctl_fn_get_or_add(struct ctl_app *a, const char *name, enum ka_po
     snprintf(f->name, sizeof f->name, "%s", name);
     f->app = a;
     ka_init(&f->ka, policy);
+    kpa_init(&f->kpa, KPA_STABLE_MS);
     list_init(&f->versions);
     list_init(&f->subs);
     list_push_front(&a->fns, &f->link);
@@ -107,11 +108,22 @@ uint32_t ctl_inputs_per_ctr(const struct spec_function *f)
     return per ? per : 1;
 }
 
-uint32_t ctl_fn_level(const struct ctl_fn *fn)
+uint64_t ctl_fn_work(const struct ctl_fn *fn)
 {
     uint64_t work = 0;
     list_for_each(fv, &fn->versions, struct ctl_fver, link)
         work += fv->queued + fv->running + fv->retry_waiting;
+    return work;
+}
+
+uint64_t ctl_fn_kpa_window_ms(const struct ctl_fn *fn)
+{
+    uint64_t w = fn->latest ? (uint64_t)fn->latest->spec.scaledown_window_s * 1000 : 0;
+    return w && w < KPA_STABLE_MS ? w : KPA_STABLE_MS;
+}
+
+uint32_t ctl_fn_level(const struct ctl_fn *fn, uint64_t work)
+{
     uint32_t per = fn->latest ? ctl_inputs_per_ctr(&fn->latest->spec) : 1;
     uint64_t n = (work + per - 1) / per;
     return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;

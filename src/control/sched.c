@@ -690,18 +690,84 @@ size_t sched_live_containers(struct ctl *c)
 
 /* ---------- dispatch ---------- */
 
+/* ---------- the autoscaler's count (kpa.c) ---------- */
+
+/* The containers fn's autoscaler wants for its latest version now (kpa.c; 0 when its
+ * stable window holds no work). A decision: the panic state may move. */
+static uint32_t kpa_wanted(struct ctl *c, struct ctl_fn *fn)
+{
+    const struct ctl_fver *fv = fn->latest;
+    return kpa_decide(&fn->kpa, ctl_inputs_per_ctr(&fv->spec), fv->nready, ev_now_ms(c->loop), NULL);
+}
+
+/* When to ask fn's autoscaler again if no call event comes first (UINT64_MAX: at the
+ * next event): at Knative's tick while its count holds containers that the keep-alive
+ * alone would let go (`holds`: the stable average falls as time passes), or while its
+ * work is more than its live containers hold at target inputs each and they may take
+ * up to max_inputs (the averages rise while the work stays, and no event says so).
+ * With target_inputs = max_inputs queued calls start containers and each event
+ * decides again, so a busy function costs no timer. */
+/* Whether f's containers may take more than the target the autoscaler sizes for. */
+static bool kpa_overpacks(const struct spec_function *f)
+{
+    return f->target_inputs && f->target_inputs < f->max_inputs;
+}
+
+static uint64_t kpa_next(const struct ctl_fn *fn, bool holds, uint32_t live, uint64_t now)
+{
+    const struct spec_function *f = &fn->latest->spec;
+    if (!holds && !kpa_overpacks(f))
+        return UINT64_MAX;
+    bool may_grow = ctl_fn_work(fn) > (uint64_t)ctl_inputs_per_ctr(f) * live;
+    return holds || may_grow ? now + kpa_recheck_ms(&fn->kpa) : UINT64_MAX;
+}
+
+/* The autoscaler's count where it can change what keep-alive does: when keep-alive
+ * alone would stop containers (it is then a floor), or when containers may take more
+ * than their target (it may then start some). Else 0, and no decision is paid for:
+ * the next one integrates what passed. A count of one is no floor: the stable window
+ * brings a function down to one container, and whether that one stays is the
+ * keep-alive policy's call (scale to zero: its histories know this function's idle
+ * times, an average of the last minute does not). */
+static uint32_t kpa_floor(struct ctl *c, struct ctl_fn *fn, uint32_t ka_want, uint32_t live)
+{
+    if (live <= ka_want && !kpa_overpacks(&fn->latest->spec))
+        return 0;
+    uint32_t n = kpa_wanted(c, fn);
+    return n > 1 ? n : 0;
+}
+
 static void sched_call_timeout(struct ev_loop *loop, void *data);
 
 static void dispatch(struct ctl *c, struct ctl_fver *fv)
 {
+    /* With no target_inputs below max_inputs the target is max_inputs: packing alone. */
+    uint32_t target = kpa_overpacks(&fv->spec) ? fv->spec.target_inputs : UINT32_MAX;
     while (fv->queued) {
-        /* Pack: the ready container with the most inputs that still has room keeps
-         * others idle so they can scale down. */
-        struct ctl_ctr *best = NULL;
-        list_for_each(k, &fv->ctrs, struct ctl_ctr, link)
-            if (k->state == CTR_READY && k->inflight < k->nslots && !ctr_spent(k) &&
-                (!best || k->inflight > best->inflight))
-                best = k;
+        /* Pack up to the target: the ready container with the most inputs below its
+         * target keeps others idle so they can scale down. Past every container's
+         * target (a burst the autoscaler is catching up with), the least loaded one
+         * with room up to max_inputs takes it, spreading the excess. */
+        struct ctl_ctr *best = NULL, *over = NULL;
+        if (target == UINT32_MAX) {
+            list_for_each(k, &fv->ctrs, struct ctl_ctr, link)
+                if (k->state == CTR_READY && k->inflight < k->nslots && !ctr_spent(k) &&
+                    (!best || k->inflight > best->inflight))
+                    best = k;
+        } else {
+            list_for_each(k, &fv->ctrs, struct ctl_ctr, link) {
+                if (k->state != CTR_READY || k->inflight >= k->nslots || ctr_spent(k))
+                    continue;
+                if (k->inflight >= target) {
+                    if (!over || k->inflight < over->inflight)
+                        over = k;
+                } else if (!best || k->inflight > best->inflight) {
+                    best = k;
+                }
+            }
+            if (!best)
+                best = over;
+        }
         if (!best)
             return;
         struct ctl_slot *slot = slot_find(best, 0);
@@ -874,6 +940,18 @@ static enum ctl_blocked autoscale(struct ctl *c, struct ctl_fver *fv)
         if ((int64_t)live + want_new < (int64_t)f->min_containers)
             want_new = (int64_t)f->min_containers - live;
     }
+    if (current && kpa_overpacks(f) && (fv->queued || fv->running)) {
+        /* The autoscaler's count from the work averaged over its windows (kpa.c): more
+         * than the queue asks for when its containers took more than their target
+         * (dispatch fills them to max_inputs in a burst). With target_inputs =
+         * max_inputs no container takes more than its target, so the queued calls are
+         * exactly the work beyond what the live containers hold: the queue's count is
+         * the windows' at this instant, sooner than any average, and the windows only
+         * hold containers on the way down (keep-alive, below). */
+        uint32_t want = kpa_wanted(c, fv->fn);
+        if ((int64_t)want - (int64_t)live > want_new)
+            want_new = (int64_t)want - (int64_t)live;
+    }
     if (want_new <= 0) {
         if (!fv->queued)
             fv->waiting_reason[0] = '\0';
@@ -953,13 +1031,27 @@ static void keepalive_arm(struct ctl *c, struct ctl_fn *fn, uint64_t at)
     fn->ka_timer = ev_timer_add(c->loop, fn->ka_timer_at - now, keepalive_fire, fn);
 }
 
+/* fn's autoscaler wants more containers than its latest version has while it has
+ * work: the averages rose with no call event to say so. A pass starts them. */
+static void kpa_scale_up(struct ctl *c, struct ctl_fver *fv, uint32_t wanted)
+{
+    if (wanted > fv->nstarting + fv->nready && (fv->queued || fv->running)) {
+        ctl_sched_mark(fv);
+        sched_kick(c);
+    }
+}
+
 /* An explicit scaledown_window: each idle container goes when it has been idle that
- * long. Returns when the next one will have. */
+ * long, but never below what the autoscaler wants (its stable window is at most this
+ * one, ctl_fn_kpa_window_ms, so that count comes down to the work's within it).
+ * Returns when to look again. */
 static uint64_t window_pass(struct ctl *c, struct ctl_fver *fv, uint64_t now)
 {
     const struct spec_function *s = &fv->spec;
     uint64_t window = (uint64_t)s->scaledown_window_s * 1000, next = UINT64_MAX;
     uint32_t live = fv->nstarting + fv->nready, idle = idle_ready(fv);
+    uint32_t floor = kpa_floor(c, fv->fn, 0, live);
+    bool held = false;
     list_for_each(k, &fv->ctrs, struct ctl_ctr, link) {
         if (k->state != CTR_READY || k->inflight)
             continue;
@@ -970,20 +1062,26 @@ static uint64_t window_pass(struct ctl *c, struct ctl_fver *fv, uint64_t now)
         }
         if (live <= s->min_containers || idle <= s->buffer_containers)
             continue;
+        if (live <= floor) {
+            held = true;
+            continue;
+        }
         log_debug("sched", "scaling down idle %s", k->id);
         stop_container(c, k, false);
         live--;
         idle--;
     }
-    return next;
+    kpa_scale_up(c, fv, floor);
+    uint64_t again = kpa_next(fv->fn, held, live, now);
+    return again < next ? again : next;
 }
 
-/* Brings the current version's containers to what the keep-alive policy wants now:
- * idle containers above it stop (the longest idle first: dispatch packs onto the
- * others), and levels whose pre-warm point came since the last pass get a container
- * when fewer are live than wanted and nothing is queued (guesses: they never evict,
- * and stop at the first that does not fit). Never below min_containers or
- * buffer_containers. Re-arms the function's timer. */
+/* Brings the current version's containers to what the keep-alive policy wants now, and
+ * never below what the autoscaler wants (kpa.c): idle containers above both stop (the
+ * longest idle first: dispatch packs onto the others), and levels whose pre-warm point
+ * came since the last pass get a container when fewer are live than wanted and
+ * nothing is queued (guesses: they never evict, and stop at the first that does not
+ * fit). Never below min_containers or buffer_containers. Re-arms the function's timer. */
 static void keepalive_pass(struct ctl *c, struct ctl_fn *fn)
 {
     struct ctl_fver *fv = fn->latest;
@@ -994,12 +1092,15 @@ static void keepalive_pass(struct ctl *c, struct ctl_fn *fn)
         keepalive_arm(c, fn, window_pass(c, fv, now));
         return;
     }
-    uint32_t want = ka_wanted(&fn->ka, now, &next);
+    uint32_t live = fv->nstarting + fv->nready;
+    uint32_t ka_want = ka_wanted(&fn->ka, now, &next);
+    uint32_t floor = kpa_floor(c, fn, ka_want, live);
+    uint32_t want = floor > ka_want ? floor : ka_want;
     uint32_t due = ka_prewarms_due(&fn->ka, fn->ka_pass_ms, now);
     fn->ka_pass_ms = now;
     if (!fv->queued) {
         const struct spec_function *s = &fv->spec;
-        uint32_t live = fv->nstarting + fv->nready, idle = idle_ready(fv);
+        uint32_t idle = idle_ready(fv);
         while (live > want && live > s->min_containers && idle > s->buffer_containers) {
             struct ctl_ctr *k = evict_longest_idle(fv);
             if (!k)
@@ -1018,7 +1119,9 @@ static void keepalive_pass(struct ctl *c, struct ctl_fn *fn)
             log_debug("sched", "pre-warming %s for %s.%s", k->id, fn->app->name, fn->name);
         }
     }
-    keepalive_arm(c, fn, next);
+    kpa_scale_up(c, fv, floor);
+    uint64_t again = kpa_next(fn, floor > ka_want && live > ka_want, live, now);
+    keepalive_arm(c, fn, again < next ? again : next);
 }
 
 static void keepalive_fire(struct ev_loop *loop, void *data)
@@ -1036,16 +1139,27 @@ void sched_keepalive_kick(struct ctl *c, struct ctl_fn *fn)
     if (!fv || c->shutting_down)
         return;
     uint64_t now = ev_now_ms(c->loop), next = UINT64_MAX;
+    uint32_t live = fv->nstarting + fv->nready;
     if (fv->spec.scaledown_window_s) {
         /* A container going idle ends its window scaledown_window_s from now at the
          * earliest. */
-        keepalive_arm(c, fn, now + (uint64_t)fv->spec.scaledown_window_s * 1000);
+        uint64_t at = now + (uint64_t)fv->spec.scaledown_window_s * 1000, again = kpa_next(fn, false, live, now);
+        keepalive_arm(c, fn, again < at ? again : at);
         return;
     }
     /* A pass once the event's callback is over (its container is idle by then) when the
      * count may have to move now; else the timer at the next change. */
-    uint32_t want = ka_wanted(&fn->ka, now, &next);
-    keepalive_arm(c, fn, want != fv->nstarting + fv->nready ? now : next);
+    uint32_t ka_want = ka_wanted(&fn->ka, now, &next);
+    if (live <= ka_want && !kpa_overpacks(&fv->spec)) {
+        /* The autoscaler's count cannot change what happens (kpa_floor): this event
+         * pays for no decision. */
+        keepalive_arm(c, fn, ka_want != live ? now : next);
+        return;
+    }
+    uint32_t floor = kpa_floor(c, fn, ka_want, live);
+    uint32_t want = floor > ka_want ? floor : ka_want;
+    uint64_t again = kpa_next(fn, floor > ka_want && live > ka_want, live, now);
+    keepalive_arm(c, fn, want != live ? now : again < next ? again : next);
 }
 
 /* Periodic: a scheduling pass (keep-alive has its own timers). */

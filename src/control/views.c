@@ -45,6 +45,21 @@ static json_t *keepalive_json(struct ctl *c, struct ctl_fn *f)
                      (json_int_t)f->evictions, "prewarms", (json_int_t)f->prewarms);
 }
 
+/* The autoscaler's view (kpa.c) as it would decide now, read on a copy so that a
+ * listing moves no state: its stable window, both windows' average concurrency, the
+ * containers it wants and whether it is panicking. */
+static json_t *autoscaler_json(struct ctl *c, struct ctl_fn *f)
+{
+    const struct ctl_fver *l = f->latest;
+    struct kpa_state copy = f->kpa;
+    struct kpa_view v;
+    kpa_decide(&copy, l ? ctl_inputs_per_ctr(&l->spec) : 1, l ? l->nready : 0, ev_now_ms(c->loop), &v);
+    return json_pack("{s:f,s:i,s:f,s:f,s:i,s:b}", "stable_window_s", (double)copy.window_ms / 1000.0,
+                     "target_inputs", (int)(l ? ctl_inputs_per_ctr(&l->spec) : 1), "concurrency_stable",
+                     (double)v.stable_milli / 1000.0, "concurrency_panic", (double)v.panic_milli / 1000.0,
+                     "desired_containers", (int)v.desired, "panicking", v.panicking);
+}
+
 static json_t *web_url_json(struct ctl *c, const struct ctl_fn *f);
 
 static json_t *fn_json(struct ctl *c, struct ctl_fn *f)
@@ -91,8 +106,10 @@ static json_t *fn_json(struct ctl *c, struct ctl_fn *f)
                      (json_int_t)queued, "running", (json_int_t)running, "containers", "starting", starting, "idle",
                      idle, "busy", busy, "waiting_reason", reason, "spec", l ? l->spec_json : json_null(),
                      "calls_total", (json_int_t)f->calls_total, "snapshot", snap);
-    if (j)
+    if (j) {
         json_object_update_new(j, keepalive_json(c, f));
+        json_object_set_new(j, "autoscaler", autoscaler_json(c, f));
+    }
     json_t *url = web_url_json(c, f);
     if (j && url)
         json_object_set_new(j, "web_url", url);

@@ -166,6 +166,15 @@ static void items_waiter_item(struct ctl_items_poller *p)
         w->soon = ev_timer_add(w->ctl->loop, 0, items_waiter_soon, w);
 }
 
+/* The container is told what the consumer took once that is this much more than it was
+ * last told. A runner waits only with a whole window (WORKER_ITEM_WINDOW) unacknowledged,
+ * so a quarter of it lets a generator at the window's edge go on after a quarter was
+ * read (the window is never shorter than three quarters of itself); an
+ * acknowledgement of each item taken would cost a frame each way and a wakeup of the
+ * runner per item: per request of a web endpoint (its response head is an item), or
+ * per value of a stream of small ones. */
+#define CTL_ITEMS_ACK_STEP (WORKER_ITEM_WINDOW / 4u)
+
 int ctl_items_wait(struct ctl *c, const char *ws, const char *call_id, uint64_t from, uint64_t timeout_ms,
                    ctl_items_cb cb, void *ud, struct ctl_items_waiter **out, struct ctl_error *e)
 {
@@ -193,7 +202,7 @@ int ctl_items_wait(struct ctl *c, const char *ws, const char *call_id, uint64_t 
         return -ESTALE;
     }
     ctl_items_take(it, from);
-    if (it->taken_bytes != it->acked_bytes && call->state == CTL_CALL_RUNNING && call->ctr) {
+    if (it->taken_bytes - it->acked_bytes >= CTL_ITEMS_ACK_STEP && call->state == CTL_CALL_RUNNING && call->ctr) {
         c->wops->item_ack(c->worker, call->ctr->id, call->input_id, it->taken_bytes);
         it->acked_bytes = it->taken_bytes;
     }

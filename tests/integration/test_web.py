@@ -291,3 +291,99 @@ def test_fastapi_asgi_app_and_fastapi_endpoint(shared_gust):
     assert st == 422, data
     st, _, data = request(g, "GET", "/default/web-fastapi/square?x=9")
     assert st == 200 and jbody(data) == {"square": 81}, data
+
+
+GONE = '''
+import time
+import gust
+app = gust.App("web-gone")
+
+@app.function(image=gust.Image.from_name("python"), max_containers=1)
+@gust.concurrent(max_inputs=8)
+@gust.web_endpoint()
+def wait():
+    time.sleep(30)
+    return {}
+'''
+
+
+def test_clients_gone_mid_request_cancel_their_calls(shared_gust, tmp_path):
+    """Clients that close their connections while their requests run (as wrk does at
+    the end of a run): each call is cancelled, once, and gustd serves on."""
+    g = shared_gust
+    deploy(g, sdk_module(tmp_path, "webgone", GONE))
+    socks = []
+    for _ in range(8):
+        s = socket.create_connection(("127.0.0.1", g.web_port), timeout=60)
+        s.sendall(f"GET /default/web-gone/wait HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "
+                  f"{g.admin_token}\r\n\r\n".encode())
+        socks.append(s)
+    wait_until(lambda: g.get_json("/v1/functions/web-gone/wait")["running"] == 8, 60, msg="8 requests running")
+    for s in socks:
+        s.close()
+    wait_until(lambda: g.get_json("/v1/functions/web-gone/wait")["running"] == 0, 60, msg="the calls cancelled")
+    assert g.alive(), "gustd died"
+    assert g.http("GET", "/v1/health").status == 200
+
+
+ASGI_HELD = '''
+import asyncio
+import gust
+app = gust.App("web-asgi-held")
+IMAGE = gust.Image.from_name("python")
+_release = []
+
+
+async def held_app(scope, receive, send):
+    if not _release:
+        _release.append(asyncio.Event())
+    if scope["path"] == "/release":
+        _release[0].set()
+        body = b"released"
+    else:
+        await _release[0].wait()
+        body = b"waited"
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+@app.function(image=IMAGE, max_containers=1)
+@gust.concurrent(max_inputs=8)
+@gust.asgi_app()
+def held():
+    return held_app
+
+
+async def made_app(scope, receive, send):
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"made by a coroutine"})
+
+
+@app.function(image=IMAGE)
+@gust.asgi_app()
+async def made():
+    await asyncio.sleep(0)
+    return made_app
+'''
+
+
+def test_asgi_requests_wait_together_on_one_container(shared_gust, tmp_path):
+    """An ASGI app's container reads its requests on its event loop: four requests wait
+    there at once for a fifth that releases them; an app made by a coroutine serves."""
+    g = shared_gust
+    deploy(g, sdk_module(tmp_path, "webasgiheld", ASGI_HELD))
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(request(g, "GET", "/default/web-asgi-held/held/wait")))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    wait_until(lambda: g.get_json("/v1/functions/web-asgi-held/held")["running"] == 4, 60, msg="4 requests waiting")
+    st, _, data = request(g, "GET", "/default/web-asgi-held/held/release")
+    assert st == 200 and data == b"released", data
+    for t in threads:
+        t.join(60)
+    assert sorted((st, data) for st, _, data in results) == [(200, b"waited")] * 4, results
+    assert len([c for c in g.get_json("/v1/containers")["containers"] if c["app"] == "web-asgi-held"
+                and c["function"] == "held"]) == 1
+    st, _, data = request(g, "GET", "/default/web-asgi-held/made/")
+    assert st == 200 and data == b"made by a coroutine", data

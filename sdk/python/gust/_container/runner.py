@@ -12,7 +12,9 @@ gustd acknowledges what the consumer took). A CANCEL frame stops one input and l
 container's others running (_Cancels). `async def` functions (and async
 generators) run on one asyncio event loop per container, in a thread of its own, so
 several inputs of a container with max_inputs > 1 await concurrently; they take no
-thread each. A batched function's inputs go to a .batch.Batcher instead."""
+thread each. An ASGI app's container, whose requests are all coroutines, reads its
+channel on that loop's thread too (read_on_loop). A batched function's inputs go to a
+.batch.Batcher instead."""
 import asyncio
 import base64
 import concurrent.futures
@@ -228,51 +230,20 @@ def main():
     stop_on_signals(sock)
     if web_server.is_server(fn) and start_web_server(fn) < 0:
         return 1
+    on_loop = batcher is None and web.serves_on_loop(fn)
     send(sock, FRAME_READY, 0, b"")
-    pending = {}
-    while True:
-        data = sock.recv(HEADER.size + FRAME_MAX_BODY)
-        if not data:
-            break
-        ftype, flags, _, blen, fid = HEADER.unpack_from(data)
-        body = data[HEADER.size:HEADER.size + blen]
-        if ftype == FRAME_SHUTDOWN:
-            break
-        if ftype == FRAME_ITEM_ACK and blen >= FRAME_ITEM_ACK_SIZE:
-            _window.ack(fid, int.from_bytes(body[:FRAME_ITEM_ACK_SIZE], "little"))
-            continue
-        if ftype == FRAME_INPUT_CALL:
-            _CALL_IDS[fid] = body.decode("ascii", "replace")
-            continue
-        if ftype == FRAME_CANCEL:
-            if pending.pop(fid, None) is None:
-                _cancels.cancel(fid)
-                instream.cancel(fid)  # code blocked reading its stream (a request body)
-                web_server.cancel(_runtime.input_name(fid))  # a proxied request blocked on its server
-            continue
-        if ftype == FRAME_INPUT_MORE:  # a byte stream: frame boundaries (and F_MORE) mean nothing
-            instream.feed(fid, body)
-            continue
-        if ftype != FRAME_INPUT:
-            continue
-        pending.setdefault(fid, []).append(body)
-        if flags & FRAME_F_MORE:
-            continue
-        payload = b"".join(pending.pop(fid))
-        if web.is_request(payload):  # before its code runs: its stream's first bytes follow at once
-            instream.open_stream(functools.partial(send, sock), fid)
-        if batcher is not None:
-            batcher.put(fid, _CALL_IDS.pop(fid, None), payload)
-        elif pool and not is_async_input(fn, payload):
-            pool.submit(serve, sock, fn, fid, payload)
-        else:
-            serve(sock, fn, fid, payload)
+    take = frame_taker(sock, fn, batcher, pool)
+    if on_loop:
+        read_on_loop(sock, take)
+    else:
+        while take(sock.recv(HEADER.size + FRAME_MAX_BODY)):
+            pass
     if batcher is not None:
         batcher.close()  # serve the inputs it holds
     if pool:
         pool.shutdown(wait=True)  # finish the inputs in flight
     _streams.shutdown(wait=True)
-    concurrent.futures.wait(list(_async_inputs))
+    _wait_async_inputs()
     web.finish(_run_on_loop)
     run_exit_hooks(getattr(fn, "instance", None))
     return 0
@@ -282,10 +253,8 @@ def start_web_server(fn):
     """@gust.web_server: the function starts its server, which must accept connections
     before the container is READY. On failure, -1 after a last stderr line saying why
     (gustd's "exited before it was ready" message carries it)."""
-    def run_coro(coro):
-        return asyncio.run_coroutine_threadsafe(coro, _event_loop().loop).result()
     try:
-        web_server.start(fn, run_coro)
+        web_server.start(fn, _run_on_loop)
     except web_server.StartupError as exc:
         print(exc, file=sys.stderr, flush=True)
         return -1
@@ -295,6 +264,76 @@ def start_web_server(fn):
               f"server was up", file=sys.stderr, flush=True)
         return -1
     return 0
+
+
+def frame_taker(sock, fn, batcher, pool):
+    """The channel's receiving side: a function that acts on one datagram read from it
+    (b"" at its end) and returns False once the channel is over (its end, SHUTDOWN)."""
+    pending = {}
+
+    def take(data):
+        if not data:
+            return False
+        ftype, flags, _, blen, fid = HEADER.unpack_from(data)
+        body = data[HEADER.size:HEADER.size + blen]
+        if ftype == FRAME_SHUTDOWN:
+            return False
+        if ftype == FRAME_ITEM_ACK and blen >= FRAME_ITEM_ACK_SIZE:
+            _window.ack(fid, int.from_bytes(body[:FRAME_ITEM_ACK_SIZE], "little"))
+        elif ftype == FRAME_INPUT_CALL:
+            _CALL_IDS[fid] = body.decode("ascii", "replace")
+        elif ftype == FRAME_CANCEL:
+            if pending.pop(fid, None) is None:
+                _cancels.cancel(fid)
+                instream.cancel(fid)  # code blocked reading its stream (a request body)
+                web_server.cancel(_runtime.input_name(fid))  # a proxied request blocked on its server
+        elif ftype == FRAME_INPUT_MORE:  # a byte stream: frame boundaries (and F_MORE) mean nothing
+            instream.feed(fid, body)
+        elif ftype == FRAME_INPUT:
+            pending.setdefault(fid, []).append(body)
+            if flags & FRAME_F_MORE:
+                return True
+            payload = b"".join(pending.pop(fid))
+            if web.is_request(payload):  # before its code runs: its stream's first bytes follow at once
+                instream.open_stream(functools.partial(send, sock), fid)
+            if batcher is not None:
+                batcher.put(fid, _CALL_IDS.pop(fid, None), payload)
+            elif pool and not is_async_input(fn, payload):
+                pool.submit(serve, sock, fn, fid, payload)
+            else:
+                serve(sock, fn, fid, payload)
+        return True
+    return take
+
+
+def read_on_loop(sock, take):
+    """Reads the channel on the event loop's thread, for an ASGI app's container (whose
+    requests are all coroutines of that loop): a request's task starts where its frame
+    was read. Read on the main thread instead, each request costs a hand-over to the
+    loop's thread -- a wakeup of the loop and the GIL passed between the threads --
+    which was a third of such a runner's CPU per request. The main thread waits for the
+    channel's end (a signal's handler, run there, shuts the channel: stop_on_signals)."""
+    loop = _event_loop().loop
+    fd = sock.fileno()
+    ended = threading.Event()
+
+    def readable():
+        try:
+            while True:
+                try:
+                    data = sock.recv(HEADER.size + FRAME_MAX_BODY, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    return  # all read: the loop calls again when more comes
+                except OSError:
+                    data = b""  # the worker's end is gone: as the channel's end
+                if not take(data):
+                    break
+        except BaseException:  # a bug of ours: the container ends, with its traceback
+            traceback.print_exc()
+        loop.remove_reader(fd)
+        ended.set()
+    loop.call_soon_threadsafe(loop.add_reader, fd, readable)
+    ended.wait()
 
 
 def is_async_input(fn, payload):
@@ -637,18 +676,41 @@ class _EventLoop:
 
     def __init__(self):
         self.loop = asyncio.new_event_loop()
-        threading.Thread(target=self.loop.run_forever, name="gust-asyncio", daemon=True).start()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="gust-asyncio", daemon=True)
+        self.thread.start()
 
     def run(self, sock, fid, call_id, aw, encode, item=_pickle_item):
-        fut = asyncio.run_coroutine_threadsafe(_serve_async(sock, fid, call_id, aw, encode, item), self.loop)
+        """Starts the input's task: at once on the loop's own thread (read_on_loop; a
+        task, which only that thread may cancel), else handed over to it (a
+        concurrent future of the task)."""
+        coro = _serve_async(sock, fid, call_id, aw, encode, item)
+        if threading.current_thread() is self.thread:
+            fut = self.loop.create_task(coro)
+        else:
+            fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
         _cancels.task_begin(fid, fut)
         _async_inputs.add(fut)
-        fut.add_done_callback(_async_inputs.discard)
+        fut.add_done_callback(_input_done)
 
 
 _loop_lock = threading.Lock()
 _loop = None
-_async_inputs = set()  # concurrent futures of the async inputs in flight
+_async_inputs = set()  # the async inputs in flight: tasks, or concurrent futures of tasks (_EventLoop.run)
+
+
+def _input_done(fut):
+    _async_inputs.discard(fut)
+    if not fut.cancelled():
+        fut.exception()  # only a send to a channel gone gets here: no "never retrieved" log
+
+
+def _wait_async_inputs():
+    """Returns once the async inputs in flight are done; called off the loop's thread."""
+    futs = list(_async_inputs)
+    tasks = [f for f in futs if isinstance(f, asyncio.Future)]
+    concurrent.futures.wait([f for f in futs if not isinstance(f, asyncio.Future)])
+    if tasks:
+        asyncio.run_coroutine_threadsafe(asyncio.wait(tasks), _loop.loop).result()
 
 
 def _event_loop():

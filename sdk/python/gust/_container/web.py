@@ -419,7 +419,7 @@ def prepare(fn, run_coro):
     cfg = getattr(fn, "_gust_web", None)
     if cfg is None or not (cfg.get("kind") in ("asgi", "wsgi") or cfg.get("fastapi")):
         return
-    app = _app_of(fn, cfg)
+    app = _app_of(fn, cfg, run_coro)
     if cfg.get("kind") == "wsgi":
         return
     ls = Lifespan(app)
@@ -435,7 +435,10 @@ def finish(run_coro):
     _lifespans.clear()
 
 
-def _app_of(fn, cfg):
+def _app_of(fn, cfg, run_coro=None):
+    """fn's app, made once per container (prepare() makes it at the start); an async
+    factory runs on the container's loop (run_coro), where the app's requests run, so
+    what it makes (locks, clients) belongs to their loop."""
     app = _apps.get(id(fn))
     if app is None:
         if cfg.get("fastapi"):
@@ -443,9 +446,16 @@ def _app_of(fn, cfg):
         else:
             app = fn()
             if inspect.iscoroutine(app):
-                app = asyncio.run(app)
+                app = run_coro(app) if run_coro else asyncio.run(app)
         _apps[id(fn)] = app
     return app
+
+
+def serves_on_loop(fn):
+    """Whether every request to fn is a coroutine of the container's event loop (an ASGI
+    app, fastapi_endpoint included): the runner then reads its channel on that loop."""
+    cfg = getattr(fn, "_gust_web", None) or {}
+    return cfg.get("kind") == "asgi" or bool(cfg.get("fastapi"))
 
 
 def _fastapi_app(fn, cfg):
