@@ -31,6 +31,7 @@ MIRRORED = [
     "CAPS_CONTAINER",
     # web.h
     "WEB_TAG", "WEB_TAG_LEN", "WEB_MAX_HEADERS", "WEB_STATUS_MIN", "WEB_STATUS_MAX", "WEB_MAX_HEADER_BYTES",
+    "WEB_BODY_LEN_UNKNOWN",
 ]
 # proto.py names -> the C names of the same values, where C needs its component's
 # prefix: the Python runner's tags, which the CLI reads through libgust.

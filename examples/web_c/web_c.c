@@ -124,7 +124,9 @@ static int big(struct runner *r, uint64_t id, const struct web_request *req)
     return rc < 0 ? rc : runner_end(r, id);
 }
 
-/* The body back in items of at most 1 MiB: a body may be larger than one item should. */
+/* The body back as it comes: the bytes in the envelope in items of at most 1 MiB (a
+ * body may be larger than one item should), then, for a body still arriving
+ * (body_total set), what the input's stream brings, a read at a time. */
 static int echo(struct runner *r, uint64_t id, const struct web_request *req)
 {
     const struct web_header *ct = web_request_header(req, "Content-Type");
@@ -136,6 +138,13 @@ static int echo(struct runner *r, uint64_t id, const struct web_request *req)
     for (size_t off = first; off < req->body_len && rc == 0; off += 1u << 20) {
         size_t n = req->body_len - off < (1u << 20) ? req->body_len - off : (1u << 20);
         rc = runner_item(r, id, body + off, n);
+    }
+    static char buf[64 * 1024];
+    ssize_t n;
+    while (rc == 0 && req->body_total && (n = runner_stream_read(r, id, buf, sizeof buf)) != 0) {
+        if (n < 0)
+            return (int)n;
+        rc = runner_item(r, id, buf, (size_t)n);
     }
     return rc < 0 ? rc : runner_end(r, id);
 }

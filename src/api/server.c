@@ -73,7 +73,16 @@ struct api_conn {
      * (reading waits for api_conn_tunnel_resume); the client's EOF came, and was told. */
     api_tunnel_fn tunnel_fn;
     void *tunnel_ud;
-    bool tunnel_paused, tunnel_eof, tunnel_eof_told, tunnel_deliver_pending;
+    bool tunnel_paused, tunnel_eof, tunnel_eof_told;
+    bool deliver_pending;       /* a deferred tunnel_deliver / body_deliver is queued */
+    /* Streamed request bodies (api_server_stream_bodies): the request was handed on
+     * before its body was complete, and the body has not ended; its reader
+     * (api_conn_body_read) and whether it took less than it was offered; after the
+     * response, the rest of the body is read and dropped (body_discard). */
+    bool body_streaming, body_paused, body_discard;
+    api_body_fn body_fn;
+    api_body_end_fn body_end;
+    void *body_ud;
     uint32_t watched;
     struct buf in;
     size_t in_off;
@@ -116,10 +125,20 @@ struct api_server {
     uint64_t refuse_logged_ms;
     size_t out_high;            /* most output pending on one connection */
     SSL_CTX *tls;               /* non-NULL: every connection speaks TLS */
+    bool stream_bodies;         /* api_server_stream_bodies */
 };
 
 static void process_input(struct api_conn *c);
 static void conn_close(struct api_conn *c);
+
+/* The streamed body's reader is told nothing more. */
+static void body_forget(struct api_conn *c)
+{
+    c->body_fn = NULL;
+    c->body_end = NULL;
+    c->body_ud = NULL;
+    c->body_paused = false;
+}
 
 /* ---------- references and closing ---------- */
 
@@ -205,6 +224,10 @@ static bool in_paused(const struct api_conn *c)
     if (c->state == C_TUNNEL)
         return c->close_after_flush || c->closing || c->tunnel_paused || c->tunnel_eof ||
                c->in.len - c->in_off >= API_IN_PAUSE;
+    /* A streamed body is read while its reader takes it, whatever the output does: the
+     * reader's own backpressure bounds it. */
+    if (c->body_fn)
+        return c->close_after_flush || c->closing || c->body_paused || c->in.len - c->in_off >= API_IN_PAUSE;
     return c->close_after_flush || c->closing || out_full(c) ||
            (c->state != C_READING && c->in.len - c->in_off >= API_IN_PAUSE);
 }
@@ -270,6 +293,7 @@ static void conn_close(struct api_conn *c)
     void *data = c->close_data;
     c->close_cb = NULL;
     c->close_data = NULL;
+    body_forget(c);
     if (cb)
         cb(c, data);
     api_conn_unref(c); /* the socket's reference */
@@ -496,6 +520,18 @@ static void resume_cb(struct ev_loop *loop, void *data)
     api_conn_unref(c);
 }
 
+/* Pipelined bytes wait for the next loop pass, outside the caller's code. */
+static void resume_later(struct api_conn *c)
+{
+    if (!c->dispatching && c->in.len > c->in_off && !c->resume_pending) {
+        c->refs++;
+        ev_defer(c->loop, resume_cb, c);
+        c->resume_pending = true;
+    }
+}
+
+static size_t body_take(void *ud, const void *data, size_t len);
+
 /* The current response is fully queued. */
 static void response_done(struct api_conn *c)
 {
@@ -505,9 +541,19 @@ static void response_done(struct api_conn *c)
     c->raw_stream = false;
     c->continue_sent = false;
     c->last_active = ev_now_ms(c->loop);
-    http_request_parser_reset(&c->parser);
+    bool body_left = c->body_streaming;
+    c->body_streaming = false;
+    body_forget(c);
     if (!c->keep_alive || (c->srv && !c->srv->accepting))
         c->close_after_flush = true;
+    if (body_left && !c->close_after_flush) {
+        /* The client is still sending a body nobody reads: it is read and dropped
+         * (bounded by max_body, as any body) before the next request is parsed. */
+        c->body_discard = true;
+        http_request_parser_stream_body(&c->parser, body_take, c);
+    } else {
+        http_request_parser_reset(&c->parser);
+    }
     if (!c->open || c->closing)
         return;
     if (c->close_after_flush) {
@@ -518,12 +564,18 @@ static void response_done(struct api_conn *c)
         return;
     }
     conn_watch(c);
-    if (!c->dispatching && c->in.len > c->in_off && !c->resume_pending) {
-        /* Pipelined bytes wait for the next loop pass, outside the caller's code. */
-        c->refs++;
-        ev_defer(c->loop, resume_cb, c);
-        c->resume_pending = true;
-    }
+    resume_later(c);
+}
+
+/* Settles keep_alive for the response about to start. */
+static void settle_keep_alive(struct api_conn *c)
+{
+    if (c->srv && !c->srv->accepting)
+        c->keep_alive = false;
+    /* A body the client holds back until our 100 Continue never comes: the
+     * connection cannot be read past it, so it carries no further request. */
+    if (c->body_streaming && c->parser.req.expect_continue && !c->continue_sent)
+        c->keep_alive = false;
 }
 
 /* Queues a whole response without state checks. */
@@ -553,8 +605,7 @@ void api_conn_respond(struct api_conn *c, int status, const char *content_type, 
 {
     if (!can_respond(c, "respond"))
         return;
-    if (c->srv && !c->srv->accepting)
-        c->keep_alive = false;
+    settle_keep_alive(c);
     send_response(c, status, content_type, body, len, extra_headers);
     response_done(c);
 }
@@ -607,6 +658,7 @@ void api_conn_abort(struct api_conn *c)
 {
     c->close_cb = NULL;
     c->close_data = NULL;
+    body_forget(c);
     conn_fail_later(c);
 }
 
@@ -616,8 +668,7 @@ int api_conn_stream_begin(struct api_conn *c, int status, const char *content_ty
         return -EPIPE;
     if (!can_respond(c, "stream_begin"))
         return -EINVAL;
-    if (c->srv && !c->srv->accepting)
-        c->keep_alive = false;
+    settle_keep_alive(c);
     /* 204 and 304 have no body, and no framing header may say otherwise (RFC 9110
      * 6.4.1, RFC 9112 6.1): what is written is dropped, as for HEAD, and the
      * connection stays reusable. */
@@ -714,23 +765,29 @@ static void tunnel_deliver(struct api_conn *c)
     api_conn_unref(c);
 }
 
-static void tunnel_deliver_cb(struct ev_loop *loop, void *data)
+static void body_deliver(struct api_conn *c);
+
+static void deliver_cb(struct ev_loop *loop, void *data)
 {
     struct api_conn *c = data;
     (void)loop;
-    c->tunnel_deliver_pending = false;
-    tunnel_deliver(c);
+    c->deliver_pending = false;
+    if (c->state == C_TUNNEL)
+        tunnel_deliver(c);
+    else if (c->body_fn)
+        body_deliver(c);
     api_conn_unref(c);
 }
 
-/* Delivery from the loop, never inside the caller's api_conn_* call. */
-static void tunnel_deliver_later(struct api_conn *c)
+/* Delivery of buffered client bytes (a tunnel's, a streamed body's) from the loop,
+ * never inside the caller's api_conn_* call. */
+static void deliver_later(struct api_conn *c)
 {
-    if (c->tunnel_deliver_pending)
+    if (c->deliver_pending)
         return;
-    c->tunnel_deliver_pending = true;
+    c->deliver_pending = true;
     c->refs++;
-    ev_defer(c->loop, tunnel_deliver_cb, c);
+    ev_defer(c->loop, deliver_cb, c);
 }
 
 int api_conn_tunnel_begin(struct api_conn *c, const char *extra_headers, api_tunnel_fn on_read, void *ud)
@@ -754,7 +811,7 @@ int api_conn_tunnel_begin(struct api_conn *c, const char *extra_headers, api_tun
     }
     /* Bytes the client sent right behind its request are the tunnel's first. */
     if (c->in.len > c->in_off)
-        tunnel_deliver_later(c);
+        deliver_later(c);
     conn_watch(c);
     return 0;
 }
@@ -784,7 +841,7 @@ void api_conn_tunnel_resume(struct api_conn *c)
     if (!c->open || c->closing || c->state != C_TUNNEL || !c->tunnel_paused)
         return;
     c->tunnel_paused = false;
-    tunnel_deliver_later(c);
+    deliver_later(c);
 }
 
 void api_conn_tunnel_end(struct api_conn *c)
@@ -837,6 +894,159 @@ static void parse_failed(struct api_conn *c)
         conn_linger(c);
 }
 
+/* ---------- streamed request bodies ---------- */
+
+/* The parser's sink while a body streams: offers the bytes to the reader, or drops
+ * them after the response. A reader that takes fewer pauses reading the client. */
+static size_t body_take(void *ud, const void *data, size_t len)
+{
+    struct api_conn *c = ud;
+    if (c->body_discard)
+        return len;
+    if (!c->body_fn || !c->open || c->closing || c->body_paused)
+        return 0;
+    size_t n = c->body_fn(c, data, len, c->body_ud);
+    if (n > len)
+        n = len;
+    if (n < len && c->body_fn)
+        c->body_paused = true;
+    return n;
+}
+
+/* The streamed body ended: its reader is told; or the dropped rest of one ended, and
+ * the requests behind it are parsed. */
+static void body_done(struct api_conn *c)
+{
+    if (c->body_discard) {
+        c->body_discard = false;
+        http_request_parser_reset(&c->parser);
+        resume_later(c);
+        return;
+    }
+    api_body_end_fn end = c->body_end;
+    void *ud = c->body_ud;
+    c->body_streaming = false;
+    body_forget(c);
+    http_request_parser_stream_body(&c->parser, NULL, NULL);
+    if (end)
+        end(c, ud);
+}
+
+static void parse_failed(struct api_conn *c);
+
+/* The streamed body is malformed or over max_body: answered as any such request (when
+ * no response began; a response under way is cut short instead) and the connection
+ * ends. The handler learns of it from its close callback, as of a client gone. */
+static void body_failed(struct api_conn *c)
+{
+    if (c->body_discard) {
+        c->body_discard = false;
+        conn_fail_later(c);
+        return;
+    }
+    void (*cb)(struct api_conn *, void *) = c->close_cb;
+    void *data = c->close_data;
+    c->close_cb = NULL;
+    c->close_data = NULL;
+    c->body_streaming = false;
+    body_forget(c);
+    if (c->state == C_HANDLING) {
+        c->state = C_READING; /* the handler's own answer, should one come, is ignored */
+        parse_failed(c);
+    } else {
+        conn_fail_later(c);
+    }
+    if (cb)
+        cb(c, data);
+}
+
+/* Feeds buffered client bytes to the parser while a body streams: to its reader until
+ * they run out, it pauses or the body ends (or dropped, after the response). Runs from
+ * the loop. */
+static void body_deliver(struct api_conn *c)
+{
+    c->refs++;
+    while (c->open && !c->closing && (c->body_discard || (c->body_fn && !c->body_paused))) {
+        size_t avail = c->in.len - c->in_off;
+        if (!avail)
+            break;
+        size_t used = 0;
+        int r = http_request_feed(&c->parser, c->in.data + c->in_off, avail, &used);
+        c->in_off += used;
+        if (c->in_off == c->in.len) {
+            c->in.len = 0;
+            c->in_off = 0;
+        }
+        if (r == HTTP_ERROR) {
+            body_failed(c);
+            break;
+        }
+        if (r == HTTP_DONE) {
+            body_done(c);
+            break;
+        }
+    }
+    conn_watch(c);
+    api_conn_unref(c);
+}
+
+void api_server_stream_bodies(struct api_server *s, bool on)
+{
+    s->stream_bodies = on;
+}
+
+bool api_conn_body_streaming(const struct api_conn *c)
+{
+    return c->body_streaming && (c->state == C_HANDLING || c->state == C_STREAMING);
+}
+
+int api_conn_body_read(struct api_conn *c, api_body_fn on_data, api_body_end_fn on_end, void *ud)
+{
+    if (!c->open || c->closing)
+        return -EPIPE;
+    if (!api_conn_body_streaming(c) || c->body_fn || !on_data)
+        return -EINVAL;
+    c->body_fn = on_data;
+    c->body_end = on_end;
+    c->body_ud = ud;
+    c->body_paused = false;
+    http_request_parser_stream_body(&c->parser, body_take, c);
+    if (c->parser.req.expect_continue && !c->continue_sent && c->state == C_HANDLING) {
+        /* The client waits for this before it sends the body (RFC 9110 10.1.1). */
+        c->continue_sent = true;
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        if (conn_send(c, cont, sizeof cont - 1, NULL, 0) < 0) {
+            conn_fail_later(c);
+            return -EPIPE;
+        }
+    }
+    if (c->in.len > c->in_off)
+        deliver_later(c);
+    conn_watch(c);
+    return 0;
+}
+
+void api_conn_body_resume(struct api_conn *c)
+{
+    if (!c->open || c->closing || !c->body_fn || !c->body_paused)
+        return;
+    c->body_paused = false;
+    deliver_later(c);
+    conn_watch(c);
+}
+
+/* ---------- dispatch ---------- */
+
+/* Hands the parsed request (head_done; its body whole, or streaming) to the handler. */
+static void dispatch(struct api_conn *c)
+{
+    struct http_request *req = &c->parser.req;
+    c->state = C_HANDLING;
+    c->keep_alive = req->keep_alive && c->srv->accepting;
+    c->head_req = !strcmp(req->method, "HEAD");
+    c->srv->handler(c, req, c->srv->ud);
+}
+
 /* Parses buffered input and dispatches requests, one at a time. */
 static void process_input(struct api_conn *c)
 {
@@ -845,6 +1055,12 @@ static void process_input(struct api_conn *c)
     c->dispatching = true;
     c->refs++;
     while (c->open && !c->closing && c->state == C_READING && !c->close_after_flush && !out_full(c)) {
+        if (c->body_discard) {
+            body_deliver(c);
+            if (c->body_discard)
+                break;
+            continue;
+        }
         size_t avail = c->in.len - c->in_off;
         if (!avail)
             break;
@@ -856,6 +1072,13 @@ static void process_input(struct api_conn *c)
             c->in_off = 0;
         }
         if (r == HTTP_NEED_MORE) {
+            if (c->parser.head_done && c->srv->stream_bodies) {
+                /* The body is not all here: the handler has the head (and the body's
+                 * first bytes) now, and the rest as it comes. */
+                c->body_streaming = true;
+                dispatch(c);
+                break;
+            }
             if (c->parser.head_done && c->parser.req.expect_continue && !c->continue_sent) {
                 c->continue_sent = true;
                 static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -868,11 +1091,7 @@ static void process_input(struct api_conn *c)
             parse_failed(c);
             break;
         }
-        struct http_request *req = &c->parser.req;
-        c->state = C_HANDLING;
-        c->keep_alive = req->keep_alive && c->srv->accepting;
-        c->head_req = !strcmp(req->method, "HEAD");
-        c->srv->handler(c, req, c->srv->ud);
+        dispatch(c);
     }
     c->dispatching = false;
     conn_watch(c);
@@ -911,6 +1130,8 @@ static void input_arrived(struct api_conn *c)
         process_input(c);
     else if (c->state == C_TUNNEL)
         tunnel_deliver(c);
+    else if (c->body_fn)
+        body_deliver(c);
     else
         conn_watch(c);
 }
@@ -1086,7 +1307,8 @@ static void idle_fire(struct ev_loop *loop, void *data)
         return;
     }
     bool pending = c->out.len > c->out_off;
-    if (c->state != C_READING && !pending) {
+    bool body_waits = c->body_fn && !c->body_paused; /* on the client's next body bytes */
+    if (c->state != C_READING && !pending && !body_waits) {
         /* The handler is working (or a stream is quiet): not idle. */
         idle_arm(c, idle_ms);
         return;

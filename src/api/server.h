@@ -134,6 +134,32 @@ void api_conn_tunnel_resume(struct api_conn *c);
  * for the client's last bytes, as after any last response). */
 void api_conn_tunnel_end(struct api_conn *c);
 
+/* Streamed request bodies: a server that streams bodies calls its handler as soon as
+ * a request's head is parsed when its body (Content-Length or chunked) is not all in
+ * yet; req->body then holds only the body's first bytes (those that came with the
+ * head, perhaps none) and api_conn_body_streaming is true. A request whose body came
+ * whole with its head is handled as on any server. limits.max_body bounds the whole
+ * body all the same: a Content-Length over it gets 413 before the handler runs, a
+ * chunked body 413 as soon as a chunk takes it past (then the connection ends, and the
+ * handler's close callback runs as for a client gone). The API's listener buffers. */
+void api_server_stream_bodies(struct api_server *s, bool on);
+/* The rest of a streamed body: on_data gets the decoded body bytes as they come and
+ * returns how many it took; fewer than offered pauses reading the client (its bytes
+ * wait in the kernel's buffers) until api_conn_body_resume, as for a tunnel. on_end
+ * (may be NULL) runs once after the last byte; neither runs after the response is
+ * complete, the connection closed or aborted. A client told "Expect: 100-continue"
+ * gets its 100 now. Both run from the loop, never inside an api_conn_* call. A
+ * response may start (or end) before the body ended: the rest of the body is then
+ * read and dropped before the connection's next request, or the connection closes
+ * when the client still waits for a 100. Returns 0, -EPIPE if the connection is gone,
+ * or -EINVAL (no body streaming, or a reader already). */
+typedef size_t (*api_body_fn)(struct api_conn *c, const void *data, size_t len, void *ud);
+typedef void (*api_body_end_fn)(struct api_conn *c, void *ud);
+bool api_conn_body_streaming(const struct api_conn *c);
+int api_conn_body_read(struct api_conn *c, api_body_fn on_data, api_body_end_fn on_end, void *ud);
+/* After on_data took less than offered: offer the rest (from the loop) and read on. */
+void api_conn_body_resume(struct api_conn *c);
+
 void api_conn_ref(struct api_conn *c);
 void api_conn_unref(struct api_conn *c);
 /* cb(c, data) runs once if the client goes away before the current response is

@@ -26,9 +26,10 @@
  * the output is looked at again every API_WEB_DRAIN_POLL_MS. */
 #define API_WEB_PAUSE (1024u * 1024u)
 #define API_WEB_DRAIN_POLL_MS 5u
-/* A tunnel's client bytes that control has no room for (its container is behind)
- * wait in the kernel; whether room opened is looked at this often. The same 5 ms as
- * the other way: short next to a person's typing, long next to a loop turn. */
+/* A tunnel's (or a streamed body's) client bytes that control has no room for (its
+ * container is behind) wait in the kernel; whether room opened is looked at this
+ * often. The same 5 ms as the other way: short next to a person's typing, long next to
+ * a loop turn. */
 #define API_WEB_ROOM_POLL_MS 5u
 
 struct api_web {
@@ -172,22 +173,27 @@ static void answer_failed(struct web_req *r, const struct ctl_call_view *v)
 
 static void pull(struct web_req *r);
 
-/* ---------- tunnels (WebSockets) ---------- */
+/* ---------- the client's bytes: tunnels (WebSockets) and streamed bodies ---------- */
 
 static void room_fire(struct ev_loop *loop, void *data)
 {
     struct web_req *r = data;
     r->room_timer = 0;
-    if (ctl_call_input_room(r->w->ctl, r->call_id) > 0)
-        api_conn_tunnel_resume(r->conn);
-    else
+    if (ctl_call_input_room(r->w->ctl, r->call_id) > 0) {
+        if (r->tunnel)
+            api_conn_tunnel_resume(r->conn);
+        else
+            api_conn_body_resume(r->conn);
+    } else {
         r->room_timer = ev_timer_add(loop, API_WEB_ROOM_POLL_MS, room_fire, r);
+    }
 }
 
-/* The client's bytes after the 101 become the call's input stream, as fast as control
- * takes them (its room): the rest waits, unread, until room opens (backpressure on
- * the client). Its EOF ends the stream. */
-static size_t on_tunnel_read(struct api_conn *c, const void *data, size_t len, void *ud)
+/* The client's bytes after the 101, or its request body after the head, become the
+ * call's input stream, as fast as control takes them (its room): the rest waits,
+ * unread, until room opens (backpressure on the client). len 0 (the tunnel's EOF, the
+ * body's end) ends the stream. An api_tunnel_fn and an api_body_fn. */
+static size_t on_client_bytes(struct api_conn *c, const void *data, size_t len, void *ud)
 {
     struct web_req *r = ud;
     struct ctl_error e;
@@ -208,6 +214,11 @@ static size_t on_tunnel_read(struct api_conn *c, const void *data, size_t len, v
     if (n < len && !r->room_timer)
         r->room_timer = ev_timer_add(r->w->loop, API_WEB_ROOM_POLL_MS, room_fire, r);
     return n;
+}
+
+static void on_body_end(struct api_conn *c, void *ud)
+{
+    on_client_bytes(c, NULL, 0, ud);
 }
 
 /* Starts the response from item 0; -1 when the head is malformed (502 sent). */
@@ -246,7 +257,7 @@ static int send_head(struct web_req *r, const void *data, size_t len)
     r->head_sent = true;
     if (switching) {
         buf_printf(&hdrs, "%sConnection: Upgrade\r\n", have_upgrade ? "" : "Upgrade: websocket\r\n");
-        if (api_conn_tunnel_begin(r->conn, hdrs.data, on_tunnel_read, r) < 0)
+        if (api_conn_tunnel_begin(r->conn, hdrs.data, on_client_bytes, r) < 0)
             return -1;
         r->tunnel = true;
         if (h.body_len)
@@ -393,12 +404,13 @@ static bool header_has(const struct http_request *req, const char *name, const c
     return false;
 }
 
-/* A WebSocket handshake (RFC 6455 4.1): a GET with Connection: upgrade and Upgrade:
- * websocket. Other upgrades (h2c) are plain requests here, their headers dropped. */
+/* A WebSocket handshake (RFC 6455 4.1): a GET without a body, with Connection: upgrade
+ * and Upgrade: websocket. Other upgrades (h2c) are plain requests here, their headers
+ * dropped. */
 static bool is_websocket(const struct http_request *req)
 {
-    return !strcmp(req->method, "GET") && header_has(req, "Connection", "upgrade") &&
-           header_has(req, "Upgrade", "websocket");
+    return !strcmp(req->method, "GET") && req->content_length <= 0 && !req->chunked &&
+           header_has(req, "Connection", "upgrade") && header_has(req, "Upgrade", "websocket");
 }
 
 static void submit(struct api_web *w, struct api_conn *conn, struct http_request *req,
@@ -419,6 +431,13 @@ static void submit(struct api_web *w, struct api_conn *conn, struct http_request
     }
     char client[64]; /* INET6_ADDRSTRLEN (46) and more */
     api_conn_peer(conn, client, sizeof client);
+    /* A body still arriving streams to the call; its first bytes (those that came with
+     * the head) go in the envelope, and so does a whole body that came with its head:
+     * one input, no stream, for the small bodies of most requests. */
+    bool streamed = api_conn_body_streaming(conn);
+    uint64_t total = !streamed     ? req->body.len
+                     : req->chunked ? WEB_BODY_LEN_UNKNOWN
+                                    : (uint64_t)req->content_length;
     struct web_request wr = {
         .method = req->method,
         .scheme = w->tls ? "https" : "http",
@@ -430,6 +449,7 @@ static void submit(struct api_web *w, struct api_conn *conn, struct http_request
         .nheaders = nh,
         .body = req->body.data,
         .body_len = req->body.len,
+        .body_total = total,
     };
     AUTO_BUF struct buf env = {0};
     web_request_encode(&env, &wr);
@@ -452,6 +472,9 @@ static void submit(struct api_web *w, struct api_conn *conn, struct http_request
     api_conn_ref(conn);
     api_conn_set_close_cb(conn, on_client_gone, r);
     r->queue_timer = ev_timer_add(w->loop, w->queue_ms, queue_fire, r);
+    /* Held by control until a container runs the call (bounded: its room). */
+    if (streamed)
+        api_conn_body_read(conn, on_client_bytes, on_body_end, r);
     pull(r);
 }
 

@@ -14,10 +14,11 @@
 #include "api/server.h"
 #include "control/control.h"
 
-/* --web-max-body's default: 32 MiB. A request body is held whole in gustd (it is the
- * call's input), so this bounds what one request makes gustd allocate; it is half the
- * default --max-payload, leaving room for the envelope's head, and covers the uploads
- * an endpoint takes (forms, images, documents; larger files belong in a mount). */
+/* --web-max-body's default: 32 MiB: the uploads an endpoint takes (forms, images,
+ * documents; larger files belong in a mount). It bounds every request body, streamed
+ * or not (proto/web.h): gustd holds a streamed one only a window at a time, but a
+ * web_endpoint function holds its body whole in the container. It stays within
+ * --max-payload less the envelope's slack (main.c) as when bodies were the input. */
 #define API_WEB_MAX_BODY_DEFAULT (32u << 20)
 /* How long a request waits for a container to take it before 503 (Retry-After): a
  * cold start is well under it, a queue that does not move for this long is overload. */

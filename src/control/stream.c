@@ -53,8 +53,12 @@ int ctl_call_input_more(struct ctl *c, const char *call_id, const void *data, si
                     call->more_held.len - call->more_held_off, len, CTL_STREAM_HELD_MAX);
             return -ENOBUFS;
         }
-        if (call->more_held_off && call->more_held_off == call->more_held.len) {
-            buf_reset(&call->more_held);
+        /* What was sent goes from the front once it is at least what is left: the
+         * buffer stays within twice CTL_STREAM_HELD_MAX however long a slow reader
+         * keeps bytes held, at an amortised copy of each byte at most once. */
+        size_t left = call->more_held.len - call->more_held_off;
+        if (call->more_held_off && call->more_held_off >= left) {
+            buf_consume(&call->more_held, call->more_held_off);
             call->more_held_off = 0;
         }
         buf_append(&call->more_held, data, len);

@@ -544,6 +544,8 @@ int main(int argc, char **argv)
             fprintf(stderr, "gustd: --web-listen %s: %s\n", web_listen, err.msg);
             goto out;
         }
+        /* Bodies go on to the call as they arrive (proto/web.h "Streamed bodies"). */
+        api_server_stream_bodies(g.web, true);
         if (tls_cert && api_server_use_tls(g.web, tls_cert, tls_key, &err) < 0) {
             fprintf(stderr, "gustd: %s\n", err.msg);
             goto out;

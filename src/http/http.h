@@ -78,11 +78,18 @@ struct http_request {
     struct buf body;        /* decoded body, binary safe */
 };
 
+/* Streaming request body sink (http_request_parser_stream_body): offered decoded body
+ * bytes as they arrive, returns how many of the len it took (at most len). */
+typedef size_t (*http_req_body_fn)(void *ud, const void *data, size_t len);
+
 struct http_request_parser {
     struct http_request req; /* valid after HTTP_DONE, until reset */
     bool head_done;          /* request line and headers parsed (body may be pending) */
     int error_status;        /* after HTTP_ERROR: 400, 413, 431, 501 or 505 */
     const char *error_msg;   /* after HTTP_ERROR: static text */
+    http_req_body_fn body_fn; /* streaming body sink, or NULL (accumulate) */
+    void *body_ud;
+    uint64_t streamed;       /* body bytes body_fn took */
     struct http_parse_state_ st;
 };
 
@@ -95,6 +102,16 @@ void http_request_parser_free(struct http_request_parser *p);
  * belongs to the next (pipelined) request. Feeding after HTTP_DONE or HTTP_ERROR
  * without a reset returns the same result and consumes nothing. */
 int http_request_feed(struct http_request_parser *p, const void *data, size_t len, size_t *consumed);
+
+/* From now on (typically once head_done), decoded body bytes go to fn instead of
+ * req.body, which keeps what it accumulated so far. A feed offers fn each run of body
+ * bytes; when fn takes fewer than offered the feed stops there: HTTP_NEED_MORE, with
+ * *consumed just past the bytes taken, so the caller feeds the rest again later (the
+ * reader's backpressure). limits.max_body still bounds the whole body, req.body's
+ * bytes and the streamed ones together: a chunked body fails with 413 as soon as a
+ * chunk size would take it past (a Content-Length one at the head, as always). fn
+ * NULL: accumulate again. Cleared by reset. */
+void http_request_parser_stream_body(struct http_request_parser *p, http_req_body_fn fn, void *ud);
 
 /* First header called name (case-insensitive), or NULL. */
 const char *http_request_header(const struct http_request *req, const char *name);

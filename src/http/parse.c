@@ -362,21 +362,45 @@ static int scan_framing(const struct http_header *h, size_t n, struct framing *f
 
 struct sink {
     struct buf *body;
-    size_t max_body;         /* for accumulation */
+    size_t max_body;         /* for accumulation, and of a request's streamed body too */
     size_t ceiling;          /* capacity cap for accumulation */
-    http_body_cb cb;         /* streaming instead of accumulating */
+    http_body_cb cb;         /* streaming instead of accumulating (responses) */
     void *ud;
     const struct http_response *resp;
+    http_req_body_fn req_fn; /* streaming a request's body: it takes what it can */
+    uint64_t *streamed;      /* with req_fn: bytes it took so far */
 };
 
-static int sink_put(struct sink *sk, const char *d, size_t n)
+/* Body bytes the request has had so far: accumulated and streamed. */
+static uint64_t sink_total(const struct sink *sk)
 {
+    return sk->body->len + (sk->streamed ? *sk->streamed : 0);
+}
+
+/* Whether n more body bytes would take the body past max_body (never for a response
+ * streamed to its callback: its reader bounds it). */
+static bool sink_over(const struct sink *sk, uint64_t n)
+{
+    return !sk->cb && n > sk->max_body - sink_total(sk);
+}
+
+/* Puts n body bytes; *took is how many were taken (fewer than n only when a request's
+ * req_fn paused). */
+static int sink_put(struct sink *sk, const char *d, size_t n, size_t *took)
+{
+    *took = n;
     if (!n)
         return 0;
     if (sk->cb)
         return sk->cb(sk->ud, sk->resp, d, n) ? -E_BAD - 1 : 0;
-    if (n > sk->max_body - sk->body->len)
+    if (sink_over(sk, n))
         return -E_TOO_LARGE;
+    if (sk->req_fn) {
+        size_t t = sk->req_fn(sk->ud, d, n);
+        *took = t < n ? t : n;
+        *sk->streamed += *took;
+        return 0;
+    }
     buf_grow_capped(sk->body, n, sk->ceiling);
     memcpy(sk->body->data + sk->body->len, d, n);
     sk->body->len += n;
@@ -406,7 +430,7 @@ static int chunk_size_byte(struct http_parse_state_ *st, struct sink *sk, unsign
             st->trailer_line_start = true;
             return 0;
         }
-        if (!sk->cb && st->remaining > sk->max_body - sk->body->len)
+        if (sink_over(sk, st->remaining))
             return -E_TOO_LARGE;
         st->state = S_CHUNK_DATA;
         return 0;
@@ -496,19 +520,27 @@ static int body_feed(struct http_parse_state_ *st, struct sink *sk, const char *
             size_t n = len - i;
             if ((uint64_t)n > st->remaining)
                 n = (size_t)st->remaining;
-            if ((r = sink_put(sk, data + i, n)) < 0)
+            size_t took;
+            if ((r = sink_put(sk, data + i, n, &took)) < 0)
                 return r;
-            i += n;
-            st->remaining -= n;
+            i += took;
+            st->remaining -= took;
             if (st->remaining == 0)
                 st->state = st->state == S_BODY_CL ? S_DONE : S_CHUNK_DATA_CR;
+            if (took < n) {
+                /* The body's reader paused: the rest waits for the next feed. */
+                *used = i;
+                return HTTP_NEED_MORE;
+            }
             break;
         }
-        case S_BODY_CLOSE:
-            if ((r = sink_put(sk, data + i, len - i)) < 0)
+        case S_BODY_CLOSE: {
+            size_t took;
+            if ((r = sink_put(sk, data + i, len - i, &took)) < 0)
                 return r;
             i = len;
             break;
+        }
         case S_CHUNK_DATA_CR:
             if (data[i++] != '\r')
                 return -E_BAD;
@@ -566,6 +598,15 @@ void http_request_parser_reset(struct http_request_parser *p)
     p->head_done = false;
     p->error_status = 0;
     p->error_msg = NULL;
+    p->body_fn = NULL;
+    p->body_ud = NULL;
+    p->streamed = 0;
+}
+
+void http_request_parser_stream_body(struct http_request_parser *p, http_req_body_fn fn, void *ud)
+{
+    p->body_fn = fn;
+    p->body_ud = fn ? ud : NULL;
 }
 
 void http_request_parser_free(struct http_request_parser *p)
@@ -720,7 +761,8 @@ int http_request_feed(struct http_request_parser *p, const void *data, size_t le
             return HTTP_ERROR;
     }
     if (st->state != S_DONE) {
-        struct sink sk = {&p->req.body, st->lim.max_body, sink_ceiling(st, p->req.content_length), NULL, NULL, NULL};
+        struct sink sk = {&p->req.body, st->lim.max_body, sink_ceiling(st, p->req.content_length), NULL,
+                          p->body_ud, NULL, p->body_fn, &p->streamed};
         size_t used = 0;
         int r = body_feed(st, &sk, d + pos, len - pos, &used);
         pos += used;
@@ -887,7 +929,7 @@ int http_response_feed(struct http_response_parser *p, const void *data, size_t 
     }
     if (st->state != S_DONE) {
         struct sink sk = {&p->resp.body, st->lim.max_body, sink_ceiling(st, p->resp.content_length), p->body_cb,
-                          p->body_ud, &p->resp};
+                          p->body_ud, &p->resp, NULL, NULL};
         size_t used = 0;
         int r = body_feed(st, &sk, d + pos, len - pos, &used);
         pos += used;

@@ -13,6 +13,12 @@ static void put_u32(struct buf *b, uint32_t v)
     buf_append(b, le, sizeof le);
 }
 
+static void put_u64(struct buf *b, uint64_t v)
+{
+    put_u32(b, (uint32_t)v);
+    put_u32(b, (uint32_t)(v >> 32));
+}
+
 static void put_str(struct buf *b, const char *s, size_t len)
 {
     put_u32(b, (uint32_t)len);
@@ -39,6 +45,7 @@ void web_request_encode(struct buf *b, const struct web_request *r)
         put_str(b, r->headers[i].name, r->headers[i].name_len);
         put_str(b, r->headers[i].value, r->headers[i].value_len);
     }
+    put_u64(b, r->body_total ? r->body_total : r->body_len);
     if (r->body_len)
         buf_append(b, r->body, r->body_len);
 }
@@ -68,6 +75,33 @@ static int get_str(struct rd *r, const char **s, size_t *len)
     *len = n;
     r->p += n;
     r->left -= n;
+    return 0;
+}
+
+static int get_u64(struct rd *r, uint64_t *v)
+{
+    uint32_t lo, hi;
+    if (get_u32(r, &lo) < 0 || get_u32(r, &hi) < 0)
+        return -EBADMSG;
+    *v = (uint64_t)hi << 32 | lo;
+    return 0;
+}
+
+int web_request_body_decode(const void *tail, size_t len, struct web_body *out, const char **why)
+{
+    struct rd r = {tail, len};
+    memset(out, 0, sizeof *out);
+    if (get_u64(&r, &out->total) < 0) {
+        *why = "the request envelope has no body length";
+        return -EBADMSG;
+    }
+    if (r.left > out->total) {
+        *why = "the request envelope holds more body bytes than its body length";
+        return -EBADMSG;
+    }
+    out->data = r.p;
+    out->len = r.left;
+    out->streamed = r.left < out->total;
     return 0;
 }
 
@@ -175,8 +209,12 @@ int web_request_decode(void *data, size_t len, struct web_request *out, struct w
         return -EBADMSG;
     }
     out->nheaders = n;
-    out->body = r.p;
-    out->body_len = r.left;
+    struct web_body body;
+    if (web_request_body_decode(r.p, r.left, &body, why) < 0)
+        return -EBADMSG;
+    out->body = body.data;
+    out->body_len = body.len;
+    out->body_total = body.streamed ? body.total : 0;
     return 0;
 }
 

@@ -10,7 +10,20 @@
  *   the endpoint, "/ws/app/label", or "" for Host routing), path (what follows the
  *   prefix, still percent-encoded, "/" at least), raw query (without '?'), and the
  *   client's address; then a u32 count of headers (at most WEB_MAX_HEADERS) and as many
- *   (name, value) pairs of strings; then the body: every byte after the last header.
+ *   (name, value) pairs of strings; then a u64 (little endian): the body's total length
+ *   in bytes, or WEB_BODY_LEN_UNKNOWN for a chunked body still arriving; then the
+ *   body's first bytes: every byte after the length (at most the length).
+ *
+ * Streamed bodies: when the envelope holds fewer body bytes than the length says (or
+ * the length is WEB_BODY_LEN_UNKNOWN), the rest of the body follows as the call's
+ * input stream (FRAME_INPUT_MORE, src/proto/frame.h "Input streams") as the client
+ * sends it, ended by an empty one. gustd submits the call at the request's head, so
+ * the runner may read a large upload while it arrives, and its reading paces the
+ * client (the stream's window). The envelope holds the whole body when it came with
+ * the head (the small bodies of most requests: one input, no stream). Whatever the
+ * way, gustd's --web-max-body bounds the whole body. The Content-Length and
+ * Transfer-Encoding the client sent are not among the headers (gustd's, see
+ * web_header_reserved): the length field says the body's size.
  *
  * The answer is the call's items (the FRAME_ITEM / ITEM_ACK path, with its window):
  *
@@ -43,8 +56,9 @@
 
 #include "base/buf.h"
 
-/* A NUL byte starts no pickle and no JSON_TAG'd input but this one. */
-#define WEB_TAG "\0GUSTWEB1\n"
+/* A NUL byte starts no pickle and no JSON_TAG'd input but this one. Version 2: the
+ * body length field (streamed bodies); a runner of version 1 fails loudly on it. */
+#define WEB_TAG "\0GUSTWEB2\n"
 #define WEB_TAG_LEN 10
 #define WEB_MAX_HEADERS 100
 #define WEB_STATUS_MIN 100
@@ -52,6 +66,8 @@
 /* One header line of a response head: name and value together, as the request side
  * allows (the http parser's 64 KiB head bounds a request's). */
 #define WEB_MAX_HEADER_BYTES (16u * 1024u)
+/* The body length of a body sent chunked, still arriving: no length is known. */
+#define WEB_BODY_LEN_UNKNOWN 0xffffffffffffffffull
 
 struct web_header {
     const char *name;
@@ -64,18 +80,37 @@ struct web_request {
     const char *method, *scheme, *root_path, *path, *query, *client;
     const struct web_header *headers;
     size_t nheaders;
-    const void *body;
+    const void *body;           /* the body bytes the envelope carries */
     size_t body_len;
+    /* The whole body's length: more than body_len when the rest streams, or
+     * WEB_BODY_LEN_UNKNOWN; 0 means body_len (the body is all here). */
+    uint64_t body_total;
 };
 
 /* Appends the envelope of r to b (the input of the call). */
 void web_request_encode(struct buf *b, const struct web_request *r);
 
+/* The body part of an envelope: its length field and the bytes after it. */
+struct web_body {
+    uint64_t total;             /* as sent: a length, or WEB_BODY_LEN_UNKNOWN */
+    const unsigned char *data;  /* the body bytes in the envelope (pointing into it) */
+    size_t len;
+    bool streamed;              /* the rest follows on the call's input stream */
+};
+
+/* Decodes the envelope's tail after its last header (the one place a decoder of the
+ * envelope reads the body from). Returns 0, or -EBADMSG with a static reason in *why
+ * when the length field is cut short or the bytes after it are more than it says. */
+int web_request_body_decode(const void *tail, size_t len, struct web_body *out, const char **why);
+
 /* Decodes a request envelope (a web call's input, as a runner's runner_next gives it)
  * in place: data is rewritten so that every string of it is NUL-terminated where it
  * lies (each moves over its own length prefix), and out's strings, headers' names and
  * values (with their lengths) and body point into it; headers is the caller's array
- * that out->headers points at. The body is left as it is. Decode an envelope once: the
+ * that out->headers points at. The body bytes are left as they are: body/body_len are
+ * those in the envelope, and body_total is 0 when that is the whole body, else the
+ * body's length (or WEB_BODY_LEN_UNKNOWN) with the rest to read from the input's stream
+ * (runner_stream_read; web_request_body_decode reads the length). Decode an envelope once: the
  * rewrite consumes its lengths. Bounded by len: returns 0, or -EBADMSG with a static
  * reason in *why when data is not an envelope (no WEB_TAG, truncated, a length past
  * the end, more than WEB_MAX_HEADERS headers, a string holding NUL: gustd's requests

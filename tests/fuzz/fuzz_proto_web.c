@@ -1,10 +1,12 @@
 /* Fuzzes web endpoints' parsers of outside input (proto/web.h): the response head a
  * container's runner sends (item 0), the request envelope a C runner decodes (and a
- * query parameter of it), the splitting of a client's path and Host, and the token
- * lists of Connection/Upgrade. The first input byte picks the parser. Checks: every
- * header, string and the body lie inside the input (a decoded request's strings
- * NUL-terminated there), values hold no CR/LF/NUL, names are non-empty, split names
- * fit and are NUL-terminated. */
+ * query parameter of it), the splitting of a client's path and Host, the token lists of
+ * Connection/Upgrade, and the body part of a request envelope (its length and inline
+ * bytes). The first input byte picks the parser. Checks: every header, string and the
+ * body lie inside the input (a decoded request's strings NUL-terminated there), values
+ * hold no CR/LF/NUL, names are non-empty, split names fit and are NUL-terminated, an
+ * envelope's inline body is never more than its length and is streamed exactly when it
+ * is less, and what is encoded decodes to the same. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,7 +57,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         return 0;
     }
-    if (data[0] % 8 == 7) {
+    if (data[0] % 16 == 15) {
         /* A request envelope as a C runner decodes it (in place: a copy), then a query
          * parameter of it. */
         uint8_t *copy = malloc(len + 1);
@@ -83,6 +85,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             __builtin_trap();
         }
         free(copy);
+        return 0;
+    }
+    if (data[0] % 16 == 7) {
+        struct web_body b;
+        const char *why;
+        if (web_request_body_decode(body, len, &b, &why) == 0) {
+            if (len < 8 || !inside(b.data, b.len, body, len) || b.len > b.total || b.streamed != (b.len < b.total))
+                __builtin_trap();
+            /* The same body encoded again: the envelope's tail is the same bytes. */
+            struct web_request wr = {.body = b.data, .body_len = b.len, .body_total = b.total};
+            struct buf enc = {0};
+            web_request_encode(&enc, &wr);
+            size_t head = enc.len - len; /* the tag, six empty strings, a zero count */
+            if (head != WEB_TAG_LEN + 7 * 4 || memcmp(enc.data + head, body, len))
+                __builtin_trap();
+            buf_free(&enc);
+        } else if (len >= 8) {
+            /* Refused with a length field present: only for more bytes than it says. */
+            uint64_t total = 0;
+            for (int i = 7; i >= 0; i--)
+                total = total << 8 | body[i];
+            if (len - 8 <= total)
+                __builtin_trap();
+        }
         return 0;
     }
     /* "path\0host": both as a client sends them (NUL-free text). */

@@ -31,6 +31,7 @@ from gustlib import SDK_DIR, sdk_module, wait_until
 if SDK_DIR not in sys.path:
     sys.path.insert(0, SDK_DIR)
 
+from gust._container import instream  # noqa: E402
 from gust._container import web as cweb  # noqa: E402
 from gust._container import web_server as ws  # noqa: E402
 
@@ -41,14 +42,15 @@ _U32 = struct.Struct("<I")
 # ---------------------------------------------------------------- helpers for the proxy
 
 def envelope(method="GET", path="/", query="", headers=(), body=b"", scheme="http", root="/default/app/fn",
-             client=""):
-    """A request as gustd encodes it (src/proto/web.h)."""
+             client="", total=None):
+    """A request as gustd encodes it (src/proto/web.h). total: the body's length when
+    more of it streams (WEB_BODY_LEN_UNKNOWN: chunked); None: body is all of it."""
     def s(x):
         x = x if isinstance(x, bytes) else x.encode("latin-1")
         return _U32.pack(len(x)) + x
     out = cweb.WEB_TAG + b"".join(s(f) for f in (method, scheme, root, path, query, client))
     out += _U32.pack(len(headers)) + b"".join(s(k) + s(v) for k, v in headers)
-    return out + body
+    return out + struct.pack("<Q", len(body) if total is None else total) + body
 
 
 def decode_head(item):
@@ -185,6 +187,54 @@ def test_proxy_passes_requests_and_answers_through(stdlib_server):
     # HEAD: the head only, whatever Content-Length says.
     st, h, body = proxy(port, pool, method="HEAD", path="/file")
     assert st == 200 and body == b"" and h["content-length"] == "14", (st, h, body)
+
+
+def test_proxy_streams_a_request_body_as_it_arrives(stdlib_server):
+    """A streamed body (the envelope holds its first bytes, the input stream the rest):
+    with the client's length it reaches a Content-Length server whole; without one
+    (chunked) it goes on chunked, and the server has its first bytes while the rest
+    has not yet come (ordering: the stream is fed only once the server saw them)."""
+    port = stdlib_server.server_address[1]
+    stream = instream.InputStream(lambda n: None)
+    for piece in (b"-second", b"-third", b""):
+        stream.feed(piece)
+    req = cweb.Request(envelope(method="POST", path="/p", body=b"first", total=len(b"first-second-third"),
+                                headers=[(b"Content-Type", b"text/plain")]), stream)
+    items = list(ws.handle(None, req, pool=ws.Pool(port, 1)))
+    status, _, first = decode_head(items[0])
+    assert status == 201, items
+    assert json.loads(first + b"".join(items[1:]))["got"] == "first-second-third", items
+
+    saw_first = threading.Event()
+
+    def serve(c):
+        f = c.makefile("rb")
+        head = b""
+        while not head.endswith(b"\r\n\r\n"):
+            head += f.readline()
+        assert b"transfer-encoding: chunked" in head.lower() and b"content-length" not in head.lower(), head
+        body = b""
+        while True:
+            size = int(f.readline(), 16)
+            if size == 0:
+                f.readline()
+                break
+            body += f.read(size)
+            f.readline()
+            saw_first.set()
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    srv = RawServer(serve)
+    stream = instream.InputStream(lambda n: None)
+    req = cweb.Request(envelope(method="POST", body=b"abc", total=cweb.WEB_BODY_LEN_UNKNOWN), stream)
+    out = []
+    t = threading.Thread(target=lambda: out.extend(ws.handle(None, req, pool=ws.Pool(srv.port, 1))))
+    t.start()
+    assert saw_first.wait(60), "the server never got the body's first bytes"
+    for piece in (b"def", b"ghi", b""):
+        stream.feed(piece)
+    t.join(60)
+    status, _, first = decode_head(out[0])
+    assert status == 200 and first + b"".join(out[1:]) == b"abcdefghi", out
 
 
 def test_proxy_keeps_connections_alive():

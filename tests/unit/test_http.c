@@ -240,6 +240,65 @@ UNIT_TEST(test_chunked_body)
     CHECK_EQ_INT(expect_status(s, NULL), 200);
 }
 
+/* A reader of a streamed body that takes at most 4 bytes per offer. */
+static size_t take4(void *ud, const void *data, size_t len)
+{
+    struct buf *b = ud;
+    size_t n = len < 4 ? len : 4;
+    buf_append(b, data, n);
+    return n;
+}
+
+/* Streamed request bodies: after the head, the body goes to the reader, not
+ * req.body (which keeps what came before); a reader that takes less stops the feed
+ * there (the rest fed again); max_body counts both, 413 past it. */
+UNIT_TEST(test_streamed_request_body)
+{
+    struct http_limits lim = {.max_body = 20};
+    struct http_request_parser p;
+    http_request_parser_init(&p, &lim);
+    struct buf got = {0};
+    const char *s = "POST /m HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc";
+    size_t used;
+    CHECK_EQ_INT(http_request_feed(&p, s, strlen(s), &used), HTTP_NEED_MORE);
+    CHECK(p.head_done);
+    CHECK_STR(p.req.body.data, "abc");
+    http_request_parser_stream_body(&p, take4, &got);
+    const char *rest = "\r\na\r\n0123456789\r\n0\r\n\r\nNEXT";
+    size_t off = 0, len = strlen(rest);
+    int r = HTTP_NEED_MORE, feeds = 0;
+    while (r == HTTP_NEED_MORE && off < len) {
+        r = http_request_feed(&p, rest + off, len - off, &used);
+        off += used;
+        feeds++;
+    }
+    CHECK_EQ_INT(r, HTTP_DONE);
+    CHECK(feeds > 1);
+    CHECK_EQ_INT(off, len - 4);
+    CHECK_STR(got.data, "0123456789");
+    CHECK_STR(p.req.body.data, "abc");
+    CHECK_EQ_INT(p.streamed, 10);
+    /* Past max_body, what came before and what streamed together: 413. */
+    http_request_parser_reset(&p);
+    CHECK(p.body_fn == NULL);
+    buf_reset(&got);
+    s = "POST /m HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n01234567\r\n";
+    CHECK_EQ_INT(http_request_feed(&p, s, strlen(s), &used), HTTP_NEED_MORE);
+    http_request_parser_stream_body(&p, take4, &got);
+    s = "8\r\n89abcdef\r\n5\r\nghijk\r\n";
+    off = 0;
+    r = HTTP_NEED_MORE;
+    while (r == HTTP_NEED_MORE && off < strlen(s)) {
+        r = http_request_feed(&p, s + off, strlen(s) - off, &used);
+        off += used;
+    }
+    CHECK_EQ_INT(r, HTTP_ERROR);
+    CHECK_EQ_INT(p.error_status, 413);
+    CHECK_STR(got.data, "89abcdef");
+    buf_free(&got);
+    http_request_parser_free(&p);
+}
+
 UNIT_TEST(test_chunked_errors)
 {
     const char *h = "POST /m HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
@@ -629,6 +688,7 @@ int main(void)
     UNIT_RUN(test_absolute_and_asterisk_targets);
     UNIT_RUN(test_content_length_body_and_pipelining);
     UNIT_RUN(test_chunked_body);
+    UNIT_RUN(test_streamed_request_body);
     UNIT_RUN(test_chunked_errors);
     UNIT_RUN(test_malformed_requests);
     UNIT_RUN(test_limits);

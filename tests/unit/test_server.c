@@ -38,6 +38,7 @@ struct srv {
 
 static struct srv S;
 static size_t start_max_conns; /* for the next server_start; 0: the default */
+static bool start_stream_bodies; /* for the next server_start: api_server_stream_bodies */
 static const char *start_tls_cert, *start_tls_key; /* for the next server_start: serve TLS */
 static SSL_CTX *client_tls;     /* non-NULL: client_open speaks TLS (no verification) */
 
@@ -133,6 +134,82 @@ static size_t tunnel_read(struct api_conn *c, const void *data, size_t len, void
     return n;
 }
 
+/* /body and /progress on a server that streams bodies: the reader takes at most 7
+ * bytes per offer (the rest pauses reading until a timer resumes it). /body answers
+ * the whole body at its end with X-First (the bytes that came with the head) and
+ * X-Streamed; /progress starts its response at the first bytes ("got N\n") and ends it
+ * with "end N\n" at the body's end. */
+struct bodyrd {
+    struct api_conn *c;
+    struct buf got;
+    size_t first;
+    uint64_t timer;
+    bool progress, begun;
+};
+
+static void bodyrd_free(struct bodyrd *b)
+{
+    if (b->timer)
+        ev_timer_cancel(S.loop, b->timer);
+    api_conn_unref(b->c);
+    buf_free(&b->got);
+    free(b);
+}
+
+static void body_closed(struct api_conn *c, void *data)
+{
+    S.close_cbs++;
+    bodyrd_free(data);
+}
+
+static void body_resume(struct ev_loop *loop, void *data)
+{
+    struct bodyrd *b = data;
+    b->timer = 0;
+    api_conn_body_resume(b->c);
+}
+
+/* /progress's answer starts at the first body bytes it has. */
+static void progress_begin(struct bodyrd *b)
+{
+    if (!b->progress || b->begun || !b->got.len)
+        return;
+    b->begun = true;
+    LOOP_ASSERT(api_conn_stream_begin(b->c, 200, "text/plain", NULL) == 0);
+    char line[64];
+    int k = snprintf(line, sizeof line, "got %zu\n", b->got.len);
+    LOOP_ASSERT(api_conn_stream_write(b->c, line, (size_t)k) == 0);
+}
+
+static size_t body_take_some(struct api_conn *c, const void *data, size_t len, void *ud)
+{
+    struct bodyrd *b = ud;
+    LOOP_ASSERT(len > 0);
+    size_t n = len < 7 ? len : 7;
+    buf_append(&b->got, data, n);
+    progress_begin(b);
+    if (n < len && !b->timer)
+        b->timer = ev_timer_add(S.loop, 0, body_resume, b);
+    return n;
+}
+
+static void body_ended(struct api_conn *c, void *ud)
+{
+    struct bodyrd *b = ud;
+    api_conn_set_close_cb(c, NULL, NULL);
+    if (b->progress) {
+        char line[64];
+        int k = snprintf(line, sizeof line, "end %zu\n", b->got.len);
+        LOOP_ASSERT(api_conn_stream_write(c, line, (size_t)k) == 0);
+        api_conn_stream_end(c);
+    } else {
+        char hdr[96];
+        snprintf(hdr, sizeof hdr, "X-First: %zu\r\nX-Streamed: 1\r\n", b->first);
+        api_conn_respond(c, 200, "application/octet-stream", b->got.data, b->got.len, hdr);
+    }
+    bodyrd_free(b);
+}
+
 static void handler(struct api_conn *c, struct http_request *req, void *ud)
 {
     S.requests++;
@@ -166,6 +243,24 @@ static void handler(struct api_conn *c, struct http_request *req, void *ud)
     } else if (!strcmp(p, "/tunnel")) {
         struct later *l = later_new(c);
         LOOP_ASSERT(api_conn_tunnel_begin(c, "Upgrade: test\r\nConnection: Upgrade\r\n", tunnel_read, l) == 0);
+    } else if (!strcmp(p, "/body") || !strcmp(p, "/progress")) {
+        if (!api_conn_body_streaming(c)) {
+            LOOP_ASSERT(api_conn_body_read(c, body_take_some, NULL, NULL) == -EINVAL);
+            api_conn_respond(c, 200, "application/octet-stream", req->body.data, req->body.len, "X-Streamed: 0\r\n");
+            return;
+        }
+        struct bodyrd *b = calloc(1, sizeof *b);
+        b->c = c;
+        api_conn_ref(c);
+        api_conn_set_close_cb(c, body_closed, b);
+        buf_append(&b->got, req->body.data, req->body.len);
+        b->first = req->body.len;
+        b->progress = !strcmp(p, "/progress");
+        LOOP_ASSERT(api_conn_body_read(c, body_take_some, body_ended, b) == 0);
+        LOOP_ASSERT(api_conn_body_read(c, body_take_some, body_ended, b) == -EINVAL);
+        progress_begin(b);
+    } else if (!strcmp(p, "/early")) {
+        api_conn_respond(c, 200, "text/plain", "early", 5, NULL); /* the body unread */
     } else if (!strcmp(p, "/twice")) {
         api_conn_error(c, 409, "conflict", "first", "f");
         api_conn_respond(c, 200, NULL, "x", 1, NULL); /* ignored */
@@ -199,6 +294,7 @@ static int server_start(const struct http_limits *lim, uint64_t idle_ms)
         api_server_set_idle_timeout(S.server, idle_ms);
     if (start_max_conns)
         api_server_set_max_conns(S.server, start_max_conns);
+    api_server_stream_bodies(S.server, start_stream_bodies);
     if (start_tls_cert && api_server_use_tls(S.server, start_tls_cert, start_tls_key, &err) < 0) {
         fprintf(stderr, "tls: %s\n", err.msg);
         return -1;
@@ -563,6 +659,137 @@ UNIT_TEST(test_tunnel)
     client_close(&c);
     CHECK(wait_stat(port, "close_cbs", 1));
     CHECK(wait_stat(port, "conns", 1));
+    server_stop();
+}
+
+/* Reads from c until text appears in what came (kept in all, NUL-terminated). */
+static bool client_wait_text(struct client *c, char *all, size_t cap, size_t *got, const char *text)
+{
+    while (!strstr(all, text)) {
+        ssize_t n = client_recv(c, all + *got, cap - 1 - *got);
+        if (n <= 0)
+            return false;
+        *got += (size_t)n;
+        all[*got] = 0;
+    }
+    return true;
+}
+
+static const char *resp_header(struct client *c, const char *name)
+{
+    const char *v = http_response_header(&c->p.resp, name);
+    return v ? v : "";
+}
+
+/* Streamed request bodies (api_server_stream_bodies): a body that came whole with its
+ * head is handled as on any server; one still arriving reaches the handler at its
+ * head, then its reader in order (Content-Length and chunked, paused and resumed),
+ * with the 100 Continue sent when the reader starts; the handler answers while the
+ * body still comes (shown by ordering: the client sends the rest only once it read
+ * the answer's start); an answer that leaves the body unread has the rest dropped and
+ * the connection serves on, or closes when the client waits for a 100; a chunked body
+ * over max_body is answered 413 mid-way and the handler's close callback runs, as it
+ * does for a client gone mid-body or idle past the timeout mid-body. */
+UNIT_TEST(test_streamed_bodies)
+{
+    struct http_limits lim = {.max_body = 1000};
+    start_stream_bodies = true;
+    int port = server_start(&lim, 300);
+    start_stream_bodies = false;
+    struct client c;
+    CHECK_EQ_INT(client_open(&c, port), 0);
+    /* Whole with the head: buffered. */
+    client_roundtrip(&c, "POST /body HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello");
+    CHECK_EQ_INT(c.p.resp.status, 200);
+    CHECK_STR(resp_header(&c, "X-Streamed"), "0");
+    CHECK_STR(c.p.resp.body.data, "hello");
+    /* The head first, then the body in pieces: streamed, whole and in order. */
+    const char *head = "POST /body HTTP/1.1\r\nContent-Length: 62\r\n\r\n0123456789";
+    CHECK_EQ_INT(client_send(&c, head, strlen(head)), 0);
+    usleep(20000);
+    CHECK_EQ_INT(client_send(&c, "abcdefghijklmnopqrstuvwxyz", 26), 0);
+    usleep(20000);
+    CHECK_EQ_INT(client_send(&c, "ABCDEFGHIJKLMNOPQRSTUVWXYZ", 26), 0);
+    CHECK_EQ_INT(client_read(&c), HTTP_DONE);
+    CHECK_STR(resp_header(&c, "X-Streamed"), "1");
+    CHECK_STR(resp_header(&c, "X-First"), "10");
+    CHECK_STR(c.p.resp.body.data, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ");
+    CHECK(c.p.resp.keep_alive);
+    /* Chunked, its chunks split anywhere; then a pipelined request behind it. */
+    const char *ch = "POST /body HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+    CHECK_EQ_INT(client_send(&c, ch, strlen(ch)), 0);
+    usleep(20000);
+    const char *chunks = "a\r\n0123456789\r\n1a\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\n\r\nGET /json?v=after HTTP/1.1\r\n\r\n";
+    for (const char *q = chunks; *q; q += 9) {
+        size_t n = strlen(q) < 9 ? strlen(q) : 9;
+        CHECK_EQ_INT(client_send(&c, q, n), 0);
+        if (strlen(q) < 9)
+            break;
+    }
+    CHECK_EQ_INT(client_read(&c), HTTP_DONE);
+    CHECK_STR(resp_header(&c, "X-Streamed"), "1");
+    CHECK_STR(c.p.resp.body.data, "0123456789abcdefghijklmnopqrstuvwxyz");
+    CHECK_EQ_INT(client_read(&c), HTTP_DONE);
+    CHECK_STR(c.p.resp.body.data, "{\"v\":\"after\"}");
+    /* Expect: 100-continue: the 100 comes once the handler reads the body. */
+    client_roundtrip(&c, "POST /body HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n");
+    CHECK_EQ_INT(c.p.resp.status, 100);
+    CHECK_EQ_INT(client_send(&c, "data", 4), 0);
+    CHECK_EQ_INT(client_read(&c), HTTP_DONE);
+    CHECK_STR(c.p.resp.body.data, "data");
+    /* The answer starts while the body is still to come. */
+    const char *pr = "POST /progress HTTP/1.1\r\nContent-Length: 20\r\n\r\n0123456789";
+    CHECK_EQ_INT(client_send(&c, pr, strlen(pr)), 0);
+    char all[4096] = "";
+    size_t got = 0;
+    CHECK(client_wait_text(&c, all, sizeof all, &got, "got 10\n"));
+    CHECK_EQ_INT(client_send(&c, "abcdefghij", 10), 0);
+    CHECK(client_wait_text(&c, all, sizeof all, &got, "end 20\n\r\n0\r\n\r\n"));
+    /* Answered with the body unread: the rest is dropped, the connection serves on. */
+    client_roundtrip(&c, "POST /early HTTP/1.1\r\nContent-Length: 30\r\n\r\n0123456789");
+    CHECK_STR(c.p.resp.body.data, "early");
+    CHECK(c.p.resp.keep_alive);
+    CHECK_EQ_INT(client_send(&c, "abcdefghijklmnopqrst", 20), 0);
+    client_roundtrip(&c, "GET /json?v=next HTTP/1.1\r\n\r\n");
+    CHECK_STR(c.p.resp.body.data, "{\"v\":\"next\"}");
+    /* ... unless the client waits for a 100 that never came: the connection closes. */
+    client_roundtrip(&c, "POST /early HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 30\r\n\r\n");
+    CHECK_EQ_INT(c.p.resp.status, 200);
+    CHECK(!c.p.resp.keep_alive);
+    CHECK(client_sees_eof(&c));
+    client_close(&c);
+    /* A chunked body over max_body: 413 mid-way, the handler told by its close callback. */
+    int closes = stats(port, "close_cbs");
+    struct buf b = {0};
+    buf_append_str(&b, "POST /body HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+    CHECK_EQ_INT(client_open(&c, port), 0);
+    CHECK_EQ_INT(client_send(&c, b.data, b.len), 0);
+    usleep(20000);
+    buf_reset(&b);
+    for (int i = 0; i < 15; i++) {
+        http_write_chunk_header(&b, 100);
+        for (int k = 0; k < 100; k++)
+            buf_append(&b, "z", 1);
+        buf_append(&b, "\r\n", 2);
+    }
+    client_send(&c, b.data, b.len);
+    buf_free(&b);
+    CHECK_EQ_INT(client_read(&c), HTTP_DONE);
+    CHECK_EQ_INT(c.p.resp.status, 413);
+    CHECK(client_sees_eof(&c));
+    client_close(&c);
+    CHECK(wait_stat(port, "close_cbs", closes + 1));
+    /* A client gone mid-body, and one idle mid-body past the timeout: the same. */
+    CHECK_EQ_INT(client_open(&c, port), 0);
+    CHECK_EQ_INT(client_send(&c, head, strlen(head)), 0);
+    usleep(20000);
+    client_close(&c);
+    CHECK(wait_stat(port, "close_cbs", closes + 2));
+    CHECK_EQ_INT(client_open(&c, port), 0);
+    CHECK_EQ_INT(client_send(&c, head, strlen(head)), 0);
+    CHECK(client_sees_eof(&c));
+    client_close(&c);
+    CHECK(wait_stat(port, "close_cbs", closes + 3));
     server_stop();
 }
 
@@ -977,6 +1204,7 @@ int main(void)
     UNIT_RUN(test_pipelined_flood_bounded);
     UNIT_RUN(test_connection_cap);
     UNIT_RUN(test_tunnel);
+    UNIT_RUN(test_streamed_bodies);
     UNIT_RUN(test_throughput);
     UNIT_MAIN_END();
 }

@@ -43,6 +43,8 @@ UNIT_TEST(test_envelope_layout)
     put_u32(&want, 1);
     put_s(&want, "Accept");
     put_s(&want, "*/*");
+    put_u32(&want, 4); /* the body's length, a u64 (little endian) */
+    put_u32(&want, 0);
     buf_append(&want, "BODY", 4);
     CHECK_EQ_INT(b.len, want.len);
     CHECK(memcmp(b.data, want.data, b.len) == 0);

@@ -16,7 +16,7 @@ import time
 import traceback
 
 from ..exception import InvalidError
-from . import web
+from . import instream, web
 from .jsonargs import decode_input
 
 
@@ -49,10 +49,21 @@ class Batcher:
         self._thread.start()
 
     def put(self, fid, call_id, payload):
-        """Decodes one input and queues it; one that cannot join a batch is answered now."""
+        """Decodes one input and queues it; one that cannot join a batch is answered now.
+        A web request whose body is still arriving is read on a thread of its own: this
+        is the receiving thread, which must go on taking the body's stream frames."""
+        if web.is_request(payload):
+            req = web.Request(payload, instream.stream_of(fid))
+            if req.streamed:
+                threading.Thread(target=self._put, args=(fid, call_id, payload, req), name="gust-batch-body",
+                                 daemon=True).start()
+                return
+        self._put(fid, call_id, payload)
+
+    def _put(self, fid, call_id, payload, req=None):
         try:
             if web.is_request(payload):
-                values, encode = self._web_values(payload), None
+                values, encode = self._web_values(req or web.Request(payload)), None
             else:
                 args, kwargs, encode = decode_input(payload)
                 values = self._values(args, kwargs)
@@ -79,8 +90,8 @@ class Batcher:
                                f"({', '.join(self.names)}) per call: {e}") from None
         return bound.arguments
 
-    def _web_values(self, payload):
-        req = web.Request(payload)
+    def _web_values(self, req):
+        req.read_body()
         kwargs = web.request_kwargs(self.target, req, batched=True)
         missing = [n for n in self.names if n not in kwargs]
         if missing:

@@ -14,6 +14,7 @@ import asyncio
 import collections
 import threading
 
+from ..exception import InputCancellation
 from .proto import FRAME_INPUT_MORE_ACK, FRAME_INPUT_MORE_ACK_SIZE, FRAME_INPUT_WINDOW
 
 
@@ -32,6 +33,7 @@ class InputStream:
         self._taken = 0
         self._eof = False
         self._overflow = False
+        self._cancelled = False
         self._waiters = []  # (loop, future) of async readers waiting
 
     def feed(self, data):
@@ -53,8 +55,20 @@ class InputStream:
         for loop, fut in waiters:
             loop.call_soon_threadsafe(_resolve, fut)
 
+    def cancel(self):
+        """The input was cancelled: its readers, waiting or to come, get InputCancellation
+        (a reader blocked on a stream that will never end would outlive its input)."""
+        with self._cond:
+            self._cancelled = True
+            self._cond.notify_all()
+            waiters, self._waiters = self._waiters, []
+        for loop, fut in waiters:
+            loop.call_soon_threadsafe(_resolve, fut)
+
     def _take(self):
         """Under the lock: the next chunk, b"" at the end, None when there is none yet."""
+        if self._cancelled:
+            raise InputCancellation("the call was cancelled")
         if self._overflow:
             raise StreamOverflow(f"gustd sent more than {FRAME_INPUT_WINDOW} unacknowledged stream bytes")
         if self._chunks:
@@ -117,6 +131,14 @@ def feed(fid, data):
         s = _streams.get(fid)
     if s is not None:
         s.feed(data)
+
+
+def cancel(fid):
+    """Input fid was cancelled: its stream's readers stop (InputCancellation)."""
+    with _lock:
+        s = _streams.get(fid)
+    if s is not None:
+        s.cancel()
 
 
 def stream_of(fid):

@@ -70,12 +70,14 @@ JSON_TAG = b"\x00GUSTJSON1\n"
 
 # web.h: a web request's envelope starts with WEB_TAG (the layout is web.h's; the
 # runner's reader is gust/_container/web.py); the response head's limits.
-WEB_TAG = b"\x00GUSTWEB1\n"
+WEB_TAG = b"\x00GUSTWEB2\n"
 WEB_TAG_LEN = 10
 WEB_MAX_HEADERS = 100
 WEB_STATUS_MIN = 100
 WEB_STATUS_MAX = 599
 WEB_MAX_HEADER_BYTES = 16 * 1024
+# The envelope's body length of a chunked body still arriving (streamed bodies).
+WEB_BODY_LEN_UNKNOWN = (1 << 64) - 1
 
 
 def send_frame(sock, ftype, fid, body):

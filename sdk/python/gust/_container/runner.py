@@ -285,6 +285,7 @@ def frame_taker(sock, fn, batcher, pool):
         elif ftype == FRAME_CANCEL:
             if pending.pop(fid, None) is None:
                 _cancels.cancel(fid)
+                instream.cancel(fid)  # code blocked reading its stream (a request body)
                 web_server.cancel(_runtime.input_name(fid))  # a proxied request blocked on its server
         elif ftype == FRAME_INPUT_MORE:  # a byte stream: frame boundaries (and F_MORE) mean nothing
             instream.feed(fid, body)

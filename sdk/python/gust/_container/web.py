@@ -30,9 +30,10 @@ import urllib.parse
 
 from . import websocket
 from .lifespan import Lifespan
-from .proto import WEB_TAG, WEB_TAG_LEN
+from .proto import WEB_BODY_LEN_UNKNOWN, WEB_TAG, WEB_TAG_LEN
 
 _U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
 
 
 class BadRequest(Exception):
@@ -45,9 +46,13 @@ class BadRequest(Exception):
 
 class Request:
     """A decoded envelope: method, scheme, root_path, path (percent-encoded), query (raw),
-    client, headers [(name bytes, value bytes)], body."""
+    client, headers [(name bytes, value bytes)], body, body_length (None: sent chunked,
+    unknown) and streamed. A streamed request's body is only its first bytes (those that
+    came with the head): the rest arrives on the input's stream (.instream, gustd sends
+    it as the client does), which body_pieces()/body_pieces_async() read in order and
+    read_body() reads whole. gustd's --web-max-body bounds the whole body either way."""
 
-    def __init__(self, payload):
+    def __init__(self, payload, stream=None):
         if payload[:WEB_TAG_LEN] != WEB_TAG:
             raise ValueError("not a web request")
         off = WEB_TAG_LEN
@@ -69,7 +74,51 @@ class Request:
         self.method, self.scheme, self.root_path, self.path, self.query, self.client = (
             f.decode("latin-1") for f in fields)
         self.headers = headers
+        (total,) = _U64.unpack_from(payload, off)
+        off += 8
         self.body = bytes(payload[off:])
+        if len(self.body) > total:
+            raise ValueError("the request envelope holds more body bytes than its body length")
+        self.body_length = None if total == WEB_BODY_LEN_UNKNOWN else total
+        self.streamed = len(self.body) < total
+        self.stream = stream
+
+    def _stream(self):
+        if self.stream is None:
+            raise RuntimeError("this request's body streams, but its input has no stream")
+        return self.stream
+
+    def body_pieces(self):
+        """The body piece by piece as it arrives, blocking this thread for the next."""
+        if self.body:
+            yield self.body
+        if self.streamed:
+            stream = self._stream()
+            while True:
+                data = stream.read_sync()
+                if not data:
+                    return
+                yield data
+
+    async def body_pieces_async(self):
+        """As body_pieces, on the event loop."""
+        if self.body:
+            yield self.body
+        if self.streamed:
+            stream = self._stream()
+            while True:
+                data = await stream.read()
+                if not data:
+                    return
+                yield data
+
+    def read_body(self):
+        """The whole body (blocking until a streamed one has all come): handlers that
+        take it as one value (web_endpoint's JSON arguments)."""
+        if self.streamed:
+            self.body = b"".join(self.body_pieces())
+            self.streamed = False
+        return self.body
 
     def header(self, name):
         name = name.lower().encode("latin-1")
@@ -187,6 +236,7 @@ def result_items(result):
 
 
 def _function_items(fn, req):
+    req.read_body()
     try:
         kwargs = request_kwargs(fn, req)
     except BadRequest as e:
@@ -200,16 +250,43 @@ def _function_items(fn, req):
 
 # ---------------------------------------------------------------- WSGI
 
+class _BodyFile(io.RawIOBase):
+    """A streamed body as a file (wsgi.input): reads take the pieces as they come."""
+
+    def __init__(self, pieces):
+        self._pieces = pieces
+        self._buf = memoryview(b"")
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        if not self._buf:
+            self._buf = memoryview(next(self._pieces, b""))
+            if not self._buf:
+                return 0
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+
 def _wsgi_environ(req):
     path = urllib.parse.unquote(req.path, encoding="latin-1")
     env = {
         "REQUEST_METHOD": req.method, "SCRIPT_NAME": req.root_path, "PATH_INFO": path,
         "QUERY_STRING": req.query, "SERVER_NAME": "gust", "SERVER_PORT": "443" if req.scheme == "https" else "80",
         "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": req.client,
-        "CONTENT_LENGTH": str(len(req.body)),
-        "wsgi.version": (1, 0), "wsgi.url_scheme": req.scheme, "wsgi.input": io.BytesIO(req.body),
+        "wsgi.version": (1, 0), "wsgi.url_scheme": req.scheme,
+        "wsgi.input": io.BufferedReader(_BodyFile(req.body_pieces())) if req.streamed else io.BytesIO(req.body),
         "wsgi.errors": sys.stderr, "wsgi.multithread": True, "wsgi.multiprocess": False, "wsgi.run_once": False,
     }
+    if req.body_length is not None:
+        env["CONTENT_LENGTH"] = str(req.body_length)
+    else:
+        # No length (the client sent it chunked): the input ends at the body's end, as
+        # the servers that set this extension (mod_wsgi, gunicorn) promise.
+        env["wsgi.input_terminated"] = True
     for k, v in req.headers:
         name = k.decode("latin-1").upper().replace("-", "_")
         value = v.decode("latin-1")
@@ -255,6 +332,17 @@ def _wsgi_items(app, req):
 
 # ---------------------------------------------------------------- ASGI
 
+async def _asgi_body(req):
+    """The request's http.request messages: the whole body in one, or a streamed body
+    piece by piece as it arrives (more_body=True), then an empty last one."""
+    if not req.streamed:
+        yield {"type": "http.request", "body": req.body, "more_body": False}
+        return
+    async for piece in req.body_pieces_async():
+        yield {"type": "http.request", "body": piece, "more_body": True}
+    yield {"type": "http.request", "body": b"", "more_body": False}
+
+
 async def _asgi_items(app, req):
     """Runs the app on the request as an ASGI http scope; yields the head (with the first
     body bytes) and each further body message as it is sent."""
@@ -268,13 +356,17 @@ async def _asgi_items(app, req):
     }
     out = asyncio.Queue()
     done = asyncio.Event()
-    sent_body = False
+    requests = _asgi_body(req)
+    body_left = True
+    body_lock = asyncio.Lock()  # an app may wait in receive() from two tasks (a disconnect watcher)
 
     async def receive():
-        nonlocal sent_body
-        if not sent_body:
-            sent_body = True
-            return {"type": "http.request", "body": req.body, "more_body": False}
+        nonlocal body_left
+        async with body_lock:
+            if body_left:
+                msg = await requests.__anext__()
+                body_left = msg["more_body"]
+                return msg
         await done.wait()
         return {"type": "http.disconnect"}
 
@@ -413,7 +505,7 @@ def handle(fn, payload, stream=None):
     if cfg is None:
         raise TypeError("this function is not a web endpoint (decorate it with @gust.web_endpoint, "
                         "@gust.fastapi_endpoint, @gust.asgi_app, @gust.wsgi_app or @gust.web_server)")
-    req = Request(payload)
+    req = Request(payload, stream)
     kind = cfg.get("kind")
     if websocket.is_upgrade(req) and kind != "web_server":
         if kind != "asgi":

@@ -64,8 +64,8 @@ _CHUNK_LINE_MAX = 4096
 # download is not split into many small items.
 _READ = 64 * 1024
 # Request headers that belong to one connection (RFC 9110 7.6.1) or that this proxy
-# sets itself; gustd drops most of them already (web_header_reserved). Expect: the
-# body was read in full by gustd, so there is nothing to wait for a 100 about.
+# sets itself; gustd drops most of them already (web_header_reserved). Expect: gustd
+# answered the client's 100 itself, and the body is sent on as it comes.
 _HOP = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding",
                   b"upgrade", b"content-length", b"expect", b"x-forwarded-proto", b"x-forwarded-prefix"))
 # Methods whose requests carry no body unless the client sent one; the others get a
@@ -222,9 +222,22 @@ def request_bytes(req, port, upgrade=None):
     lines.append(b"X-Forwarded-Proto: " + req.scheme.encode("latin-1"))
     if req.root_path:
         lines.append(b"X-Forwarded-Prefix: " + req.root_path.encode("latin-1"))
-    if req.body or req.method not in _NO_BODY_METHODS:
-        lines.append(b"Content-Length: " + str(len(req.body)).encode())
-    return b"\r\n".join(lines) + b"\r\n\r\n" + req.body
+    chunked = _chunked(req)
+    if chunked:
+        lines.append(b"Transfer-Encoding: chunked")
+    elif req.streamed or req.body or req.method not in _NO_BODY_METHODS:
+        lines.append(b"Content-Length: " + str(req.body_length).encode())
+    return b"\r\n".join(lines) + b"\r\n\r\n" + (_chunk(req.body) if chunked else req.body)
+
+
+def _chunked(req):
+    """A streamed body of no known length (the client sent it chunked) goes on chunked;
+    any other with its Content-Length, the client's."""
+    return req.streamed and req.body_length is None
+
+
+def _chunk(data):
+    return b"%x\r\n%s\r\n" % (len(data), data) if data else b""
 
 
 def _header_bytes(req, name):
@@ -464,14 +477,17 @@ def _untrack(key):
 
 def exchange(pool, req):
     """The items of one request through pool: the head item (with the body bytes
-    already at hand), then body pieces as they arrive. Raises UpstreamError; before
-    the first item, the caller answers with a 502."""
+    already at hand), then body pieces as they arrive. A streamed request body goes to
+    the server as it arrives, from a thread (_BodyPump), on a new connection (it cannot
+    be sent twice, so no idle one that may have just closed). Raises UpstreamError;
+    before the first item, the caller answers with a 502."""
     data = request_bytes(req, pool.port)
-    conn = pool.get()
+    conn = pool.connect() if req.streamed else pool.get()
     key = _track(conn)
+    pump = _BodyPump(req, conn) if req.streamed else None
     try:
         try:
-            head = _send_and_read_head(conn, data, req)
+            head = _send_and_read_head(conn, data, req, pump)
             if head is None and conn.reused and not conn.cancelled:
                 # An idle keep-alive connection the server closed just as it was taken
                 # (nothing came back, so the server did not act on the request): once
@@ -489,13 +505,57 @@ def exchange(pool, req):
         if head.status == 101:
             raise UpstreamError("web_server: the server switched protocols (101) without an upgrade request")
         decoder = yield from _relay(conn, req, head)
-        if keeps_alive(head, decoder):
+        if keeps_alive(head, decoder) and (pump is None or pump.finish()):
             pool.put(conn)
             conn = None
     finally:
         _untrack(key)
+        if pump is not None:
+            pump.stop()
         if conn is not None:
             conn.close()
+
+
+class _BodyPump:
+    """A streamed request body's pieces after its first bytes, sent to the server as
+    they arrive (chunked again when the client sent no length), on a thread, so that a
+    server that answers before the body ended, or answers while it comes, is read
+    meanwhile. Its end: sent whole (the connection may be reused) or not."""
+
+    def __init__(self, req, conn):
+        self.req, self.conn = req, conn
+        self.chunked = _chunked(req)
+        self.stopping = threading.Event()
+        self.done = threading.Event()
+        self.sent = False
+
+    def start(self):
+        threading.Thread(target=self._run, name="gust-body", daemon=True).start()
+
+    def _run(self):
+        try:
+            stream = self.req._stream()
+            while not self.stopping.is_set():
+                data = stream.read_sync(_PUMP_POLL_S)
+                if data is None:
+                    continue
+                if not data:
+                    if self.chunked:
+                        self.conn.sock.sendall(b"0\r\n\r\n")
+                    self.sent = True
+                    return
+                self.conn.sock.sendall(_chunk(data) if self.chunked else data)
+        except (OSError, InputCancellation):  # the server or the call is gone: nothing more to carry
+            pass
+        finally:
+            self.done.set()
+
+    def finish(self):
+        """After the response: whether the whole body went (the connection is clean)."""
+        return self.done.is_set() and self.sent
+
+    def stop(self):
+        self.stopping.set()
 
 
 def _relay(conn, req, head):
@@ -531,16 +591,19 @@ def _check_cancelled(conn):
         raise InputCancellation("the call was cancelled")
 
 
-def _send_and_read_head(conn, data, req):
+def _send_and_read_head(conn, data, req, pump=None):
     """Sends the request and reads the final response head (1xx interim ones, such as
     103 Early Hints, are skipped: gustd answers the client once). A server may answer
-    before it has read the whole body (a 413, say) and close: its answer still counts."""
+    before it has read the whole body (a 413, say) and close: its answer still counts.
+    pump: the rest of a streamed body, sent from its thread while the head is awaited."""
     try:
         conn.sock.sendall(data)
     except OSError as e:
         send_error = e
     else:
         send_error = None
+        if pump is not None:
+            pump.start()
     try:
         while True:
             head = read_head(conn)
