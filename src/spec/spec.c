@@ -36,7 +36,8 @@ static const char *const spec_app_fields[] = {"app", "functions", NULL};
 static const char *const spec_fn_fields[] = {"name",    "kind", "command",   "mode",
                                              "image",   "workdir", "timeout", "env",
                                              "resources", "retries", "scaling", "network",
-                                             "security", "secrets", "mounts", "snapshot", "web", NULL};
+                                             "security", "secrets", "mounts", "snapshot", "web", "schedule", NULL};
+static const char *const spec_schedule_fields[] = {"cron", "timezone", "every", NULL};
 static const char *const spec_web_fields[] = {"kind", "method", "label", "public", "docs", "port",
                                                "startup_timeout", NULL};
 static const char *const spec_mount_fields[] = {"path", "image", NULL};
@@ -1137,6 +1138,59 @@ static int spec_parse_web(struct spec_ctx *c, json_t *fobj, struct spec_function
     return 0;
 }
 
+/* schedule = {cron = EXPR, timezone = ZONE} or {every = SECONDS}: one of the two forms. */
+static int spec_parse_schedule(struct spec_ctx *c, json_t *fobj, struct spec_function *f)
+{
+    if (!json_object_get(fobj, "schedule"))
+        return 0;
+    json_t *s;
+    size_t saved;
+    int r = spec_enter_section(c, fobj, "schedule", spec_schedule_fields, &s, &saved);
+    if (r < 0)
+        return r;
+    size_t in = c->len; /* the path at "schedule" */
+    json_t *cron = json_object_get(s, "cron"), *tz = json_object_get(s, "timezone"), *every = json_object_get(s, "every");
+    if (!cron == !every)
+        return spec_fail(c, "needs exactly one of cron (with an optional timezone) or every (seconds)");
+    if (every) {
+        spec_push_key(c, tz ? "timezone" : "every");
+        if (tz)
+            return spec_fail(c, "is only for a cron schedule; every counts seconds from the last fire");
+        if (!json_is_integer(every) || json_integer_value(every) < 1 ||
+            json_integer_value(every) > (json_int_t)SPEC_SCHEDULE_EVERY_MAX)
+            return spec_fail_got(c, every, "must be an integer number of seconds between 1 and %u, got",
+                                 SPEC_SCHEDULE_EVERY_MAX);
+        f->schedule.kind = SPEC_SCHEDULE_EVERY;
+        f->schedule.every_s = (uint32_t)json_integer_value(every);
+        spec_pop(c, saved);
+        return 0;
+    }
+    spec_push_key(c, "cron");
+    if (!json_is_string(cron))
+        return spec_fail_got(c, cron, "must be a cron expression string such as \"0 * * * *\", got");
+    struct cron_expr e;
+    struct gerr cerr;
+    if (cron_parse(json_string_value(cron), &e, &cerr) < 0)
+        return spec_fail(c, "%s", cerr.msg);
+    snprintf(f->schedule.cron, sizeof f->schedule.cron, "%s", json_string_value(cron));
+    spec_pop(c, in);
+    spec_push_key(c, "timezone");
+    const char *zone = "UTC";
+    if (tz && !json_is_string(tz))
+        return spec_fail_got(c, tz, "must be an IANA time zone name such as \"Europe/Berlin\", got");
+    if (tz)
+        zone = json_string_value(tz);
+    struct cron_tz *z = xmalloc(sizeof *z);
+    r = cron_tz_load(zone, z, &cerr);
+    free(z);
+    if (r < 0)
+        return spec_fail(c, "%s", cerr.msg);
+    snprintf(f->schedule.timezone, sizeof f->schedule.timezone, "%s", zone);
+    f->schedule.kind = SPEC_SCHEDULE_CRON;
+    spec_pop(c, saved);
+    return 0;
+}
+
 static int spec_parse_function(struct spec_ctx *c, json_t *obj, struct spec_function *f)
 {
     if (!json_is_object(obj))
@@ -1198,7 +1252,8 @@ static int spec_parse_function(struct spec_ctx *c, json_t *obj, struct spec_func
     f->network = strcmp(net, "egress") ? SPEC_NET_NONE : SPEC_NET_EGRESS;
     if ((r = spec_parse_resources(c, obj, f)) < 0 || (r = spec_parse_retries(c, obj, f)) < 0 ||
         (r = spec_parse_security(c, obj, f)) < 0 || (r = spec_parse_secrets(c, obj, f)) < 0 ||
-        (r = spec_parse_mounts(c, obj, f)) < 0 || (r = spec_parse_scaling(c, obj, f)) < 0)
+        (r = spec_parse_mounts(c, obj, f)) < 0 || (r = spec_parse_scaling(c, obj, f)) < 0 ||
+        (r = spec_parse_schedule(c, obj, f)) < 0)
         return r;
     return spec_parse_web(c, obj, f);
 }
@@ -1494,6 +1549,12 @@ json_t *spec_function_to_json(const struct spec_function *f)
                  &ok);
     if (web && f->web.kind == SPEC_WEB_SERVER)
         spec_put_nums(web, spec_web_server_nums, ARRAY_LEN(spec_web_server_nums), f, &ok);
+    /* Likewise only scheduled functions carry "schedule". */
+    if (f->schedule.kind == SPEC_SCHEDULE_CRON)
+        spec_set(o, "schedule",
+                 json_pack("{s:s,s:s}", "cron", f->schedule.cron, "timezone", f->schedule.timezone), &ok);
+    else if (f->schedule.kind == SPEC_SCHEDULE_EVERY)
+        spec_set(o, "schedule", json_pack("{s:I}", "every", (json_int_t)f->schedule.every_s), &ok);
     return ok ? TAKE_PTR(o) : NULL;
 }
 

@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "base/error.h"
+#include "spec/cron.h"
 
 #define SPEC_FIELD_MAX 256
 #define SPEC_MAX_GPU_OPTIONS 8
@@ -73,6 +74,18 @@ struct spec_web {
 };
 const char *spec_web_kind_name(enum spec_web_kind k);
 
+/* A schedule (docs/SPEC.md "schedule"): gustd calls the function, with no arguments,
+ * at each fire. Fixed-size so that a function's copy is a plain one. The cron
+ * expression has been checked by cron_parse and the zone loaded by cron_tz_load. */
+#define SPEC_SCHEDULE_EVERY_MAX (10u * 366 * 86400) /* Modal's Period goes up to years */
+enum spec_schedule_kind { SPEC_SCHEDULE_NONE = 0, SPEC_SCHEDULE_CRON, SPEC_SCHEDULE_EVERY };
+struct spec_schedule {
+    enum spec_schedule_kind kind;
+    char cron[CRON_EXPR_MAX + 1];          /* SPEC_SCHEDULE_CRON: the expression as given */
+    char timezone[CRON_TZ_NAME_MAX + 1];   /* SPEC_SCHEDULE_CRON: an IANA zone (default "UTC") */
+    uint32_t every_s;                      /* SPEC_SCHEDULE_EVERY: seconds between fires, >= 1 */
+};
+
 struct spec_function {
     char *name;
     char *kind;                 /* "exec" */
@@ -113,6 +126,7 @@ struct spec_function {
     char **mount_images;        /* mounts[].image ("sha256:..." tree ids), parallel to mount_paths */
     size_t nmounts;
     struct spec_web web;
+    struct spec_schedule schedule;
 };
 
 struct spec_app {

@@ -352,7 +352,7 @@ UNIT_TEST(test_errors_brief_examples)
     CHECK(expect_fn_err(",\"resourcs\":{}", "functions[0].resourcs",
                         "functions[0].resourcs: unknown field; allowed: name, kind, command, mode, "
                         "image, workdir, timeout, env, resources, retries, scaling, network, security, "
-                        "secrets, mounts, snapshot, web"));
+                        "secrets, mounts, snapshot, web, schedule"));
     CHECK(expect_fn_err(",\"resources\":{\"memory\":\"lots\"}", "functions[0].resources.memory",
                         "functions[0].resources.memory: must be an integer number of MiB between "
                         "16 and 1048576, or a [request, limit] pair of them, got \"lots\""));
@@ -947,6 +947,76 @@ static void test_secret_env(void)
           !spec_secret_name_valid("a/b"));
 }
 
+static int parse_fn_json(const char *fields, struct spec_app *app, char field[SPEC_FIELD_MAX], struct gerr *e)
+{
+    char doc[2048];
+    snprintf(doc, sizeof doc,
+             "{\"app\":\"a\",\"functions\":[{\"name\":\"f\",\"kind\":\"exec\",\"command\":[\"/bin/true\"]%s}]}",
+             fields);
+    return spec_app_parse_json(doc, strlen(doc), app, field, e);
+}
+
+UNIT_TEST(test_schedule_field)
+{
+    struct spec_app app;
+    char field[SPEC_FIELD_MAX];
+    struct gerr e;
+    CHECK_EQ_INT(parse_fn_json(",\"schedule\":{\"cron\":\"0 * * * *\",\"timezone\":\"Europe/Berlin\"}", &app, field, &e), 0);
+    CHECK_EQ_INT(app.functions[0].schedule.kind, SPEC_SCHEDULE_CRON);
+    CHECK_STR(app.functions[0].schedule.timezone, "Europe/Berlin");
+    json_t *j = spec_function_to_json(&app.functions[0]);
+    char *d = json_dumps(json_object_get(j, "schedule"), JSON_COMPACT | JSON_SORT_KEYS);
+    CHECK_STR(d, "{\"cron\":\"0 * * * *\",\"timezone\":\"Europe/Berlin\"}");
+    free(d);
+    struct spec_function back;
+    CHECK_EQ_INT(spec_function_from_json(j, &back, field, &e), 0);
+    CHECK_STR(back.schedule.cron, "0 * * * *");
+    spec_function_free(&back);
+    json_decref(j);
+    spec_app_free(&app);
+
+    CHECK_EQ_INT(parse_fn_json(",\"schedule\":{\"cron\":\"@daily\"}", &app, field, &e), 0);
+    CHECK_STR(app.functions[0].schedule.timezone, "UTC");
+    spec_app_free(&app);
+    CHECK_EQ_INT(parse_fn_json(",\"schedule\":{\"every\":2}", &app, field, &e), 0);
+    CHECK_EQ_INT(app.functions[0].schedule.kind, SPEC_SCHEDULE_EVERY);
+    CHECK_EQ_INT(app.functions[0].schedule.every_s, 2);
+    j = spec_function_to_json(&app.functions[0]);
+    CHECK_EQ_INT(json_integer_value(json_object_get(json_object_get(j, "schedule"), "every")), 2);
+    json_decref(j);
+    spec_app_free(&app);
+    CHECK_EQ_INT(parse_fn_json("", &app, field, &e), 0);
+    j = spec_function_to_json(&app.functions[0]);
+    CHECK(!json_object_get(j, "schedule"));
+    json_decref(j);
+    spec_app_free(&app);
+
+    static const struct {
+        const char *fields, *field, *needle;
+    } bad[] = {
+        {",\"schedule\":{}", "functions[0].schedule", "exactly one of cron"},
+        {",\"schedule\":{\"cron\":\"* * * * *\",\"every\":5}", "functions[0].schedule", "exactly one"},
+        {",\"schedule\":\"hourly\"", "functions[0].schedule", "must be an object"},
+        {",\"schedule\":{\"cron\":\"61 * * * *\"}", "functions[0].schedule.cron", "minute field"},
+        {",\"schedule\":{\"cron\":5}", "functions[0].schedule.cron", "cron expression string"},
+        {",\"schedule\":{\"cron\":\"0 0 * * *\",\"timezone\":\"Mars/Base\"}", "functions[0].schedule.timezone",
+         "unknown time zone"},
+        {",\"schedule\":{\"cron\":\"0 0 * * *\",\"timezone\":\"../etc/passwd\"}",
+         "functions[0].schedule.timezone", "not a zone name"},
+        {",\"schedule\":{\"every\":0}", "functions[0].schedule.every", "between 1 and"},
+        {",\"schedule\":{\"every\":1.5}", "functions[0].schedule.every", "integer number of seconds"},
+        {",\"schedule\":{\"every\":5,\"timezone\":\"UTC\"}", "functions[0].schedule.timezone", "only for a cron"},
+        {",\"schedule\":{\"at\":5}", "functions[0].schedule.at", "unknown field"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK_EQ_INT(parse_fn_json(bad[i].fields, &app, field, &e), -EINVAL);
+        if (strcmp(field, bad[i].field) || !strstr(e.msg, bad[i].needle))
+            fprintf(stderr, "  %s -> %s: %s\n", bad[i].fields, field, e.msg);
+        CHECK_STR(field, bad[i].field);
+        CHECK(strstr(e.msg, bad[i].needle));
+    }
+}
+
 int main(void)
 {
     UNIT_RUN(test_spec_md_example_toml);
@@ -967,5 +1037,6 @@ int main(void)
     UNIT_RUN(test_secrets_and_mounts);
     UNIT_RUN(test_secret_env);
     UNIT_RUN(test_snapshot_field);
+    UNIT_RUN(test_schedule_field);
     UNIT_MAIN_END();
 }
