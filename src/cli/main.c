@@ -127,7 +127,7 @@ static const struct cli_cmd CMDS[] = {
      PY_JSON_OPTS,
      .run = cmd_map},
     {"ls", "ls", "Lists deployed functions: version, queue, running inputs, containers and why\n"
-                 "queued inputs wait, if they do.\n",
+                 "queued inputs wait, if they do; a scheduled function's next and latest run (UTC).\n",
      .run = cmd_request, .method = "GET", .path = "/v1/functions", .print = cmd_print_functions},
     {"ps", "ps", "Lists containers.\n",
      .run = cmd_request, .method = "GET", .path = "/v1/containers", .print = cmd_print_containers},

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/buf.h"
 #include "base/cleanup.h"
@@ -60,7 +61,7 @@ static char *containers_cell(json_t *cs)
 
 static const char *const FUNCTION_TITLES[] = {"APP",    "FUNCTION", "VERSION",    "IMAGE",     "QUEUED",
                                               "RUNNING", "CONTAINERS", "KEEPALIVE", "EVICTED", "WAITING",
-                                              "WEB URL"};
+                                              "NEXT RUN", "LAST RUN", "WEB URL"};
 
 /* "60s", or "396s, pre-warm in 12s" while a pre-warm is due, from the keep-alive fields
  * of GET /v1/functions ("-" from a daemon without them). */
@@ -72,6 +73,30 @@ static char *keepalive_cell(json_t *f)
     if (json_is_number(pre))
         return xasprintf("%.0fs, pre-warm in %.0fs", json_number_value(ka), json_number_value(pre));
     return xasprintf("%.0fs", json_number_value(ka));
+}
+
+/* A Unix time as "2026-12-05 14:00:00Z" (UTC, which every reader can convert). */
+static char *utc_text(double t)
+{
+    time_t s = (time_t)t;
+    struct tm tm;
+    char out[32];
+    if (!gmtime_r(&s, &tm) || !strftime(out, sizeof out, "%Y-%m-%d %H:%M:%SZ", &tm))
+        return xstrdup("-");
+    return xstrdup(out);
+}
+
+/* A scheduled function's next fire, or its latest one (last), from the "schedule" of
+ * GET /v1/functions; "" for a function without one. */
+static char *schedule_cell(json_t *f, bool last)
+{
+    json_t *s = json_object_get(f, "schedule");
+    if (!json_is_object(s))
+        return xstrdup("");
+    json_t *runs = json_object_get(s, "last_runs");
+    json_t *v = last ? json_object_get(json_array_get(runs, json_array_size(runs) - 1), "at")
+                     : json_object_get(s, "next_run");
+    return json_is_number(v) ? utc_text(json_number_value(v)) : xstrdup("-");
 }
 
 /* gust ls: one row a deployed function. */
@@ -87,6 +112,7 @@ void cmd_print_functions(json_t *j, const char *arg, const gust_client *c)
                        cell_field(f, "image"),  cell_field(f, "queued"),  cell_field(f, "running"),
                        containers_cell(json_object_get(f, "containers")), keepalive_cell(f),
                        cell_field(f, "evictions"), xstrdup(json_is_string(wr) ? json_string_value(wr) : ""),
+                       schedule_cell(f, false), schedule_cell(f, true),
                        xstrdup(json_is_string(url) ? json_string_value(url) : "")};
         table_add(&t, row);
     }

@@ -264,6 +264,8 @@ int ctl_recover(struct ctl *c, struct gerr *err)
         return r;
     if ((r = store_calls_unfinished(c->store, recover_call_row, c, err)) < 0)
         return r;
+    if ((r = ctl_schedules_recover(c, err)) < 0)
+        return gerr_prefix(err, "loading schedules");
     size_t n = 0;
     ctl_for_each_version(fv, c) {
         n += fv->queued;
@@ -366,6 +368,7 @@ void ctl_free(struct ctl *c)
     c->cas = NULL;
     if (c->tick_timer)
         ev_timer_cancel(c->loop, c->tick_timer);
+    ctl_schedules_free(c);
     keepalive_save(c);
     sched_write_rows(c);
     free(c->ctr_rows);

@@ -220,6 +220,8 @@ int ctl_deploy(struct ctl *c, const char *ws, json_t *spec, json_t **result, str
         json_decref(specs[i]);
     }
     a->stopped = false;
+    list_for_each(f, &a->fns, struct ctl_fn, link)
+        ctl_schedule_sync(c, f);
     /* What is current changed: which idle containers eviction may take too. */
     list_for_each(f, &a->fns, struct ctl_fn, link)
         evict_update_fn(f);
@@ -282,8 +284,10 @@ int ctl_app_stop(struct ctl *c, const char *name, struct ctl_error *e)
         }
     }
     store_calls_cancel_app(c->store, name, now, &err);
-    list_for_each(f, &a->fns, struct ctl_fn, link)
+    list_for_each(f, &a->fns, struct ctl_fn, link) {
         evict_update_fn(f); /* its versions are no longer current */
+        ctl_schedule_sync(c, f); /* a stopped app's schedules go */
+    }
     ctl_sched_mark_all(c); /* the app's containers stop */
     sched_kick(c);
     return 0;

@@ -28,6 +28,8 @@
  *   images.c    named images: add, import, list, inspect, rm, gc
  *   meter.c     usage and cost from container records
  *   sched.c     capacity, dispatch, autoscaling, worker events, cancel, drain
+ *   schedule.c  schedules: a timer per scheduled function, each fire's call and next
+ *               fire time stored together
  *   deploy.c    versions from specs, deploy, app stop
  *   builds.c    image builds and building deploys as clients see them
  *   views.c     listings: apps, functions, containers, health, usage
@@ -260,6 +262,7 @@ struct ctl_fn {
     uint64_t ka_saved;          /* ka.changes when the history was last stored */
     uint64_t evictions, prewarms; /* since this daemon started (the store counts evictions too) */
     uint64_t call_starts;       /* calls started since this daemon started (which ones overlapped) */
+    struct ctl_schedule *schedule; /* schedule.c: its schedule while deployed with one; NULL: none */
 };
 
 /* Told once when a call reaches its final state (calls.c), on the loop's thread. An
@@ -986,5 +989,19 @@ struct ctl_fver *ctl_fver_new(struct ctl *c, struct ctl_fn *fn, uint32_t version
 
 /* ---- builds.c ---- */
 void ctl_builds_free(struct ctl *c);
+
+/* ---- schedule.c ----
+ *   ctl_schedule_sync      fn's schedule follows its latest spec and its app's state:
+ *                          started (first fire counted from now), kept (same schedule:
+ *                          its stored next fire stands), or removed (stopped app, no
+ *                          schedule); stored
+ *   ctl_schedules_recover  after the functions are loaded: each stored schedule goes on
+ *                          from its stored next fire (one in the past runs once, now)
+ *   ctl_schedule_json      {spec, next_run, last_runs} of fn's schedule; NULL: none
+ *   ctl_schedules_free     cancels every schedule's timer and frees them */
+void ctl_schedule_sync(struct ctl *c, struct ctl_fn *fn);
+int ctl_schedules_recover(struct ctl *c, struct gerr *err);
+json_t *ctl_schedule_json(const struct ctl_fn *fn);
+void ctl_schedules_free(struct ctl *c);
 
 #endif

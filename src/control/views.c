@@ -110,6 +110,11 @@ static json_t *fn_json(struct ctl *c, struct ctl_fn *f)
         json_object_update_new(j, keepalive_json(c, f));
         json_object_set_new(j, "autoscaler", autoscaler_json(c, f));
     }
+    json_t *sched = ctl_schedule_json(f);
+    if (j && sched)
+        json_object_set_new(j, "schedule", sched);
+    else
+        json_decref(sched);
     json_t *url = web_url_json(c, f);
     if (j && url)
         json_object_set_new(j, "web_url", url);

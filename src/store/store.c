@@ -159,6 +159,15 @@ static const char *const migrations[] = {
     "ALTER TABLE logs ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE logs ADD COLUMN concurrent INTEGER NOT NULL DEFAULT 0;"
     "CREATE INDEX logs_app_seq ON logs(app, seq);",
+    /* 11: schedules (control's schedule.c): when each scheduled function fires next
+     * and its latest fires, written with each fire's call so a restart doubles none. */
+    "CREATE TABLE schedules("
+    "  app TEXT NOT NULL,"
+    "  function TEXT NOT NULL,"
+    "  spec TEXT NOT NULL,"
+    "  next_at REAL NOT NULL,"
+    "  last_runs TEXT NOT NULL,"
+    "  PRIMARY KEY (app, function)) WITHOUT ROWID;",
 };
 _Static_assert(ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION, "one migration per schema version");
 
@@ -224,6 +233,9 @@ enum stmt_id {
     S_WS_STORED,
     S_KA_PUT,
     S_KA_LIST,
+    S_SCHED_PUT,
+    S_SCHED_DELETE,
+    S_SCHED_LIST,
     S_COUNT
 };
 
@@ -348,6 +360,10 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_KA_PUT] = "INSERT INTO keepalive(app, function, policy, history, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)"
                  " ON CONFLICT(app, function) DO UPDATE SET policy = ?3, history = ?4, updated_at = ?5",
     [S_KA_LIST] = "SELECT app, function, policy, history FROM keepalive",
+    [S_SCHED_PUT] = "INSERT INTO schedules(app, function, spec, next_at, last_runs) VALUES (?1, ?2, ?3, ?4, ?5)"
+                    " ON CONFLICT(app, function) DO UPDATE SET spec = ?3, next_at = ?4, last_runs = ?5",
+    [S_SCHED_DELETE] = "DELETE FROM schedules WHERE app = ?1 AND function = ?2",
+    [S_SCHED_LIST] = "SELECT app, function, spec, next_at, last_runs FROM schedules",
 };
 
 struct store {
@@ -598,6 +614,7 @@ struct listing {
         store_workspace_cb workspace;
         store_token_cb token;
         store_keepalive_cb keepalive;
+        store_schedule_cb schedule;
     } cb;
     void *ud;
 };
@@ -1537,4 +1554,31 @@ int store_keepalive_list(struct store *st, store_keepalive_cb cb, void *ud, stru
     const struct listing l = {.cb.keepalive = cb, .ud = ud};
     return list_rows(st, S_KA_LIST, NO_PARAMS, keepalive_row, &l, err, "keep-alive histories",
                      "listing keep-alive histories");
+}
+
+int store_schedule_put(struct store *st, const char *app, const char *function, const char *spec, double next_at,
+                       const char *last_runs, struct gerr *err)
+{
+    return exec_ok(st, S_SCHED_PUT,
+                   PARAMS(P_TEXT(app), P_TEXT(function), P_TEXT(spec), P_REAL(next_at), P_TEXT(last_runs)), err,
+                   "saving the schedule of", function);
+}
+
+int store_schedule_delete(struct store *st, const char *app, const char *function, struct gerr *err)
+{
+    return exec_ok(st, S_SCHED_DELETE, PARAMS(P_TEXT(app), P_TEXT(function)), err, "deleting the schedule of",
+                   function);
+}
+
+static int schedule_row(sqlite3_stmt *s, const struct listing *l)
+{
+    return l->cb.schedule((const char *)sqlite3_column_text(s, 0), (const char *)sqlite3_column_text(s, 1),
+                          (const char *)sqlite3_column_text(s, 2), sqlite3_column_double(s, 3),
+                          (const char *)sqlite3_column_text(s, 4), l->ud);
+}
+
+int store_schedule_list(struct store *st, store_schedule_cb cb, void *ud, struct gerr *err)
+{
+    const struct listing l = {.cb.schedule = cb, .ud = ud};
+    return list_rows(st, S_SCHED_LIST, NO_PARAMS, schedule_row, &l, err, "schedules", "listing schedules");
 }

@@ -35,7 +35,7 @@ struct store;
 
 /* Schema version this code writes; store_open() migrates older files up to it and
  * refuses newer ones (-EPROTONOSUPPORT). */
-#define STORE_SCHEMA_VERSION 10
+#define STORE_SCHEMA_VERSION 11
 
 /* ---------- open / close / transactions ---------- */
 
@@ -320,5 +320,19 @@ int store_keepalive_put(struct store *st, const char *app, const char *function,
 typedef int (*store_keepalive_cb)(const char *app, const char *function, const char *policy, const void *history,
                                   size_t len, void *ud);
 int store_keepalive_list(struct store *st, store_keepalive_cb cb, void *ud, struct gerr *err);
+
+/* ---------- schedules ---------- */
+
+/* A scheduled function's state (control's schedule.c), one row per (app, function):
+ * spec is the schedule's normalised JSON (a changed one starts afresh), next_at when
+ * it fires next (Unix seconds), last_runs a JSON array of its latest fires. A fire
+ * writes its call and this row in one transaction, so a restart never repeats it. */
+int store_schedule_put(struct store *st, const char *app, const char *function, const char *spec, double next_at,
+                       const char *last_runs, struct gerr *err);
+/* Deleting a row that does not exist is not an error. */
+int store_schedule_delete(struct store *st, const char *app, const char *function, struct gerr *err);
+typedef int (*store_schedule_cb)(const char *app, const char *function, const char *spec, double next_at,
+                                 const char *last_runs, void *ud);
+int store_schedule_list(struct store *st, store_schedule_cb cb, void *ud, struct gerr *err);
 
 #endif

@@ -187,6 +187,55 @@ UNIT_TEST(test_keepalive_histories)
     store_close(st);
 }
 
+struct sched_rows {
+    int n;
+    char spec[64], runs[128];
+    double next_at;
+};
+
+static int sched_cb(const char *app, const char *function, const char *spec, double next_at, const char *last_runs,
+                    void *ud)
+{
+    struct sched_rows *r = ud;
+    CHECK_STR(app, "default/a");
+    CHECK_STR(function, "f");
+    snprintf(r->spec, sizeof r->spec, "%s", spec);
+    snprintf(r->runs, sizeof r->runs, "%s", last_runs);
+    r->next_at = next_at;
+    r->n++;
+    return 0;
+}
+
+/* Schema 11: a schedule's row, replaced by each fire, kept across a reopen; a fire's
+ * row and call are one transaction (rolled back together). */
+UNIT_TEST(test_schedules)
+{
+    char path[256];
+    struct store *st = open_new(path, sizeof path);
+    CHECK(st);
+    struct gerr err = {0};
+    CHECK(store_schedule_put(st, "default/a", "f", "{\"every\":2}", 10.0, "[]", &err) == 0);
+    CHECK(store_schedule_put(st, "default/a", "f", "{\"every\":2}", 12.0, "[{\"at\":10}]", &err) == 0);
+    CHECK(store_begin(st, &err) == 0);
+    CHECK(store_schedule_put(st, "default/a", "f", "{\"every\":2}", 14.0, "[{\"at\":12}]", &err) == 0);
+    CHECK(store_rollback(st, &err) == 0);
+    store_close(st);
+    st = reopen(path);
+    CHECK(st);
+    struct sched_rows r = {0};
+    CHECK(store_schedule_list(st, sched_cb, &r, &err) == 0);
+    CHECK_EQ_INT(r.n, 1);
+    CHECK_STR(r.spec, "{\"every\":2}");
+    CHECK_STR(r.runs, "[{\"at\":10}]");
+    CHECK(r.next_at == 12.0);
+    CHECK(store_schedule_delete(st, "default/a", "f", &err) == 0);
+    CHECK(store_schedule_delete(st, "default/a", "f", &err) == 0);
+    r.n = 0;
+    CHECK(store_schedule_list(st, sched_cb, &r, &err) == 0);
+    CHECK_EQ_INT(r.n, 0);
+    store_close(st);
+}
+
 /* Schema 8: what a schema-7 file held belongs to workspace "default" (qualified
  * names), except the built-in images; workspaces, tokens and blob owners are kept. */
 UNIT_TEST(test_identity_migration_and_tables)
@@ -205,6 +254,7 @@ UNIT_TEST(test_identity_migration_and_tables)
     CHECK(sqlite3_open(path, &db) == SQLITE_OK);
     CHECK(sqlite3_exec(db,
                        "DROP TABLE workspaces; DROP TABLE tokens; DROP TABLE blob_owners; DROP TABLE keepalive;"
+                       "DROP TABLE schedules;"
                        "DROP INDEX logs_app_seq; ALTER TABLE logs DROP COLUMN seq; ALTER TABLE logs DROP COLUMN concurrent;"
                        "UPDATE apps SET name = substr(name, 9); UPDATE images SET name = substr(name, 9)"
                        " WHERE name LIKE 'default/%'; UPDATE secrets SET name = substr(name, 9);"
@@ -1155,6 +1205,7 @@ int main(void)
     UNIT_RUN(test_open_creates_and_versions);
     UNIT_RUN(test_identity_migration_and_tables);
     UNIT_RUN(test_keepalive_histories);
+    UNIT_RUN(test_schedules);
     UNIT_RUN(test_apps);
     UNIT_RUN(test_function_versions);
     UNIT_RUN(test_call_lifecycle);

@@ -16,6 +16,7 @@ from .app import (App, Cls, ContainerCrashError, enter, exit, method, Function, 
                   OutOfMemoryError, RemoteError, Retries)
 from .exception import Error, InvalidError
 from .image import BuildError, Image
+from .schedule import Cron, Period
 from .secret import Secret, SecretError
 from ._web import asgi_app, fastapi_endpoint, web_endpoint, web_server, wsgi_app
 
@@ -23,4 +24,4 @@ __all__ = ["App", "Function", "FunctionCall", "Image", "BuildError", "GustError"
            "FunctionTimeoutError", "OutOfMemoryError", "ContainerCrashError", "InvalidError", "Retries", "Cls",
            "enter", "exit", "method", "Secret", "SecretError", "Error", "exception", "parameter", "is_local",
            "current_input_id", "current_function_call_id", "enable_output", "web_endpoint", "fastapi_endpoint",
-           "asgi_app", "wsgi_app", "web_server", "Response", "batched", "concurrent"]
+           "asgi_app", "wsgi_app", "web_server", "Response", "batched", "concurrent", "Cron", "Period"]

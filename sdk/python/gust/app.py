@@ -32,6 +32,7 @@ from .exception import ERRORS_BY_CODE as _ERRORS_BY_CODE
 from .exception import (ContainerCrashError, FunctionTimeoutError, GustError, InvalidError,  # noqa: F401 - re-exported
                         NotFoundError, OutOfMemoryError, OutputExpiredError, RemoteError)
 from .image import BuildError, Image, _BuildView
+from .schedule import Schedule
 from .secret import Secret, resolve as _resolve_secrets
 
 if TYPE_CHECKING:  # type checkers know typing_extensions whatever the Python version
@@ -693,6 +694,8 @@ class Function(Generic[P, R]):
         web = _web.spec_of(self.raw_f)
         if web:
             f["web"] = web
+        if o.get("schedule") is not None:
+            f["schedule"] = o["schedule"].spec()
         if isinstance(o.get("retries"), Retries):
             f["retries"] = o["retries"].spec()
         elif o.get("retries") is not None:
@@ -1111,7 +1114,8 @@ class App:
                  scaledown_window: Optional[int] = None, timeout: Optional[int] = None,
                  retries: Union[int, Retries, None] = None, env: Optional[Mapping[str, str]] = None,
                  max_inputs: Optional[int] = None, secrets: Sequence[Secret] = (),
-                 snapshot: bool = False, enable_memory_snapshot: bool = False
+                 snapshot: bool = False, enable_memory_snapshot: bool = False,
+                 schedule: Optional[Schedule] = None
                  ) -> Callable[[Callable[P, R]], Function[P, R]]:
         """cpu (cores) and memory (MiB) are what is reserved for each container; as in
         Modal, (request, limit) adds a hard limit. CPU beyond the request is used when
@@ -1125,7 +1129,11 @@ class App:
         new containers are forked from it, copy-on-write, in milliseconds (see
         docs/ARCHITECTURE.md "Snapshots" for what a snapshot may not hold);
         enable_memory_snapshot=True is Modal's name for it.
+        schedule: a gust.Cron or gust.Period; gustd calls the function with no
+        arguments at each fire while the app is deployed.
         The app's image and secrets (App(image=..., secrets=[...])) are the defaults."""
+        if schedule is not None and not isinstance(schedule, Schedule):
+            raise InvalidError(f"schedule: expected gust.Cron or gust.Period, got {type(schedule).__name__}")
         secrets = self.secrets + list(secrets or ())
         for s in secrets:
             if not isinstance(s, Secret):
@@ -1139,7 +1147,7 @@ class App:
         options = dict(image=image, cpu=cpu, memory=memory, gpu=gpu, min_containers=min_containers,
                        max_containers=max_containers, buffer_containers=buffer_containers,
                        scaledown_window=scaledown_window, timeout=timeout, retries=retries, env=env,
-                       lifetime_inputs=max_inputs, secrets=secrets, snapshot=bool(snapshot))
+                       lifetime_inputs=max_inputs, secrets=secrets, snapshot=bool(snapshot), schedule=schedule)
 
         def wrap(f: Callable[P, R]) -> Function[P, R]:
             _inputs.scaling_of(f)  # a misuse of @batched / @concurrent is refused here, as in Modal

@@ -1,7 +1,8 @@
 """The two forms of a Python function's input, as the runner reads them: the SDK's
 pickle((args, kwargs)), answered with pickle(result), and JSON_TAG + {"args": [...],
 "kwargs": {...}} from clients without Python (`gust call`, `spawn`, `map`; the form is
-src/client/pyjson.h's), answered with JSON_TAG + the result as JSON."""
+src/client/pyjson.h's), answered with JSON_TAG + the result as JSON. An empty input
+is a call with no arguments (a schedule's fire), answered as a pickled one."""
 import json
 import pickle
 
@@ -11,6 +12,9 @@ from .proto import JSON_TAG
 def decode_input(payload):
     """(args, kwargs, encode) of an input, encode being what turns the function's
     result into the answer's bytes in the input's own form."""
+    if not payload:
+        # No input at all: a call with no arguments (gustd's scheduled calls).
+        return (), {}, _pickle_result
     if not payload.startswith(JSON_TAG):
         args, kwargs = pickle.loads(payload)
         return args, kwargs, _pickle_result
