@@ -36,6 +36,7 @@ struct gustd {
     struct ev_loop *loop;
     struct api_server *server;
     struct api_server *web;     /* NULL with --web-listen off */
+    struct api_server *sock;    /* the API on <data-dir>/api/api.sock, for containers */
     struct ctl *ctl;
     int sigfd;
     bool stopping;
@@ -133,6 +134,7 @@ static void on_signal(struct ev_loop *loop, int fd, uint32_t events, void *data)
         g->stopping = true;
         log_info("gustd", "stopping: finishing running inputs, then stopping containers");
         api_server_stop_accepting(g->server);
+        api_server_stop_accepting(g->sock);
         if (g->web)
             api_server_stop_accepting(g->web);
         ctl_shutdown(g->ctl, on_shutdown_done, g);
@@ -454,6 +456,23 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    /* The API's socket for code in containers (docs/API.md "Calls from inside a
+     * function"): one socket, bound into each container. Its mode lets any uid connect
+     * (each container's root is a uid of its own), so who reaches it is decided by the
+     * directory: ours alone (0700, our uid), which no other local user can search; a
+     * container reaches it only through its bind. What a connection may do is decided
+     * by its token, as over TCP. */
+    char api_dir[PATH_MAX + 16], api_sock[PATH_MAX + 32];
+    snprintf(api_dir, sizeof api_dir, "%s/api", data_dir);
+    snprintf(api_sock, sizeof api_sock, "%s/api.sock", api_dir);
+    struct stat api_st;
+    errno = 0;
+    if ((r = mkdir_p(api_dir, 0700)) < 0 || chmod(api_dir, 0700) < 0 || lstat(api_dir, &api_st) < 0 ||
+        !S_ISDIR(api_st.st_mode) || api_st.st_uid != geteuid()) {
+        fprintf(stderr, "gustd: %s must be a directory of ours (mode 0700): %s\n", api_dir,
+                strerror(r < 0 ? -r : errno ? errno : EPERM));
+        return 1;
+    }
     struct worker_config wcfg = {
         .state_root = run_dir,
         .init_path = init_path,
@@ -471,6 +490,7 @@ int main(int argc, char **argv)
         .gpu_driver_dir = gpu_driver_dir,
         .egress_subnet = egress_subnet,
         .egress_allow_private = egress_allow_private,
+        .api_socket = api_sock,
     };
     if (userns_check_range((uint64_t)userns_base, (uint64_t)userns_size * (uint64_t)userns_slots, &err) < 0) {
         fprintf(stderr, "gustd: --userns-base/--userns-size/--userns-slots: %s\n", err.msg);
@@ -526,6 +546,11 @@ int main(int argc, char **argv)
     }
     if (tls_cert && api_server_use_tls(g.server, tls_cert, tls_key, &err) < 0) {
         fprintf(stderr, "gustd: %s\n", err.msg);
+        goto out;
+    }
+    /* Plain HTTP: the socket never leaves this machine. */
+    if (api_server_listen_unix(g.loop, api_sock, 0666, &limits, api_routes_handle, routes, &g.sock, &err) < 0) {
+        fprintf(stderr, "gustd: API socket: %s\n", err.msg);
         goto out;
     }
     if (!tls_cert && !loopback)
@@ -588,6 +613,7 @@ int main(int argc, char **argv)
 out:
     if (g.web)
         api_server_free(g.web);
+    api_server_free(g.sock);
     if (g.server)
         api_server_free(g.server);
     if (g.ctl)
