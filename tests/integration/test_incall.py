@@ -33,6 +33,11 @@ def fan(n):
             sorted(byname.map(range(3), order_outputs=False))]
 
 
+@app.function(snapshot=True, env={"GUST_TOKEN": "set-by-the-user"})
+def from_snapshot(n):
+    return square.remote(n), os.environ.get("GUST_SNAPSHOT"), os.environ["GUST_TOKEN"] != "set-by-the-user"
+
+
 @app.function(env={"GUST_TOKEN": "set-by-the-user", "GUST_ADDR": "127.0.0.1:1"})
 def whoami():
     return os.environ.get("GUST_TOKEN"), os.environ.get("GUST_ADDR"), os.path.exists("/run/gust/api.sock")
@@ -116,6 +121,8 @@ def test_functions_call_functions_from_inside(shared_gust, tmp_path, monkeypatch
     mod.app.addr = g.addr
     mod.app.deploy(progress=None)
     assert mod.fan.remote(4) == [16, [0, 1, 4, 9], 25, 9, [0, 1, 4]]
+    # A container forked from a snapshot template gets its own token when resumed.
+    assert mod.from_snapshot.remote(5) == (25, "restored", True)
 
     # The container's own token and address, whatever the function's env says.
     token, addr, has_sock = mod.whoami.remote()
