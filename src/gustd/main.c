@@ -12,6 +12,7 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -49,7 +50,9 @@ static void usage(FILE *f)
             "\n"
             "The Gust daemon: HTTP API, control plane, local worker and state in one process.\n"
             "\n"
-            "  --data-dir DIR        state directory (default /var/lib/gust as root, else ~/.local/share/gust)\n"
+            "  --data-dir DIR        state directory (default /var/lib/gust as root, else ~/.local/share/gust);\n"
+            "                        the API is also served on DIR/api/api.sock, which containers get\n"
+            "                        at /run/gust/api.sock (off when that path is over 107 bytes)\n"
             "  --listen HOST:PORT    API address (default 127.0.0.1:8470; port 0 = any free port).\n"
             "                        An address other than loopback (127.0.0.0/8, ::1, localhost)\n"
             "                        needs --tls-cert and --tls-key, or --insecure-listen\n"
@@ -467,8 +470,12 @@ int main(int argc, char **argv)
     snprintf(api_sock, sizeof api_sock, "%s/api.sock", api_dir);
     struct stat api_st;
     errno = 0;
-    if ((r = mkdir_p(api_dir, 0700)) < 0 || chmod(api_dir, 0700) < 0 || lstat(api_dir, &api_st) < 0 ||
-        !S_ISDIR(api_st.st_mode) || api_st.st_uid != geteuid()) {
+    bool api_sock_on = strlen(api_sock) < sizeof((struct sockaddr_un){0}.sun_path);
+    if (!api_sock_on)
+        log_warn("gustd", "%s is over 107 bytes, too long for a unix socket: no API in containers "
+                 "(calls from inside a function fail); use a shorter --data-dir", api_sock);
+    else if ((r = mkdir_p(api_dir, 0700)) < 0 || lstat(api_dir, &api_st) < 0 || !S_ISDIR(api_st.st_mode) ||
+             api_st.st_uid != geteuid() || chmod(api_dir, 0700) < 0) {
         fprintf(stderr, "gustd: %s must be a directory of ours (mode 0700): %s\n", api_dir,
                 strerror(r < 0 ? -r : errno ? errno : EPERM));
         return 1;
@@ -490,7 +497,7 @@ int main(int argc, char **argv)
         .gpu_driver_dir = gpu_driver_dir,
         .egress_subnet = egress_subnet,
         .egress_allow_private = egress_allow_private,
-        .api_socket = api_sock,
+        .api_socket = api_sock_on ? api_sock : NULL,
     };
     if (userns_check_range((uint64_t)userns_base, (uint64_t)userns_size * (uint64_t)userns_slots, &err) < 0) {
         fprintf(stderr, "gustd: --userns-base/--userns-size/--userns-slots: %s\n", err.msg);
@@ -549,7 +556,7 @@ int main(int argc, char **argv)
         goto out;
     }
     /* Plain HTTP: the socket never leaves this machine. */
-    if (api_server_listen_unix(g.loop, api_sock, 0666, &limits, api_routes_handle, routes, &g.sock, &err) < 0) {
+    if (api_sock_on && api_server_listen_unix(g.loop, api_sock, 0666, &limits, api_routes_handle, routes, &g.sock, &err) < 0) {
         fprintf(stderr, "gustd: API socket: %s\n", err.msg);
         goto out;
     }
