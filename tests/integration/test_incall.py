@@ -7,8 +7,11 @@ import http.client
 import json
 import os
 import socket
+import sys
 
-from gustlib import sdk_module, wait_until
+import pytest
+
+from gustlib import SDK_DIR, sdk_module, wait_until
 
 MODULE = '''
 import os
@@ -104,6 +107,15 @@ def test_the_socket_is_the_api_with_its_auth(shared_gust):
     assert on_socket(g, "GET", "/v1/apps", "gust_" + "x" * 69)[0] == 401
     status, body = on_socket(g, "GET", "/v1/apps", g.admin_token)
     assert status == 200 and "apps" in json.loads(body), body
+    # The SDK speaks to it as to a TCP address (the token from $GUST_TOKEN).
+    if SDK_DIR not in sys.path:
+        sys.path.insert(0, SDK_DIR)
+    from gust import _net
+    sock = "unix:" + os.path.join(g.data_dir, "api", "api.sock")
+    status, _, body = _net.request(sock, "GET", "/v1/apps")
+    assert status == 200 and "apps" in json.loads(body), body
+    with pytest.raises(ValueError, match="absolute"):
+        _net.request("unix:api.sock", "GET", "/v1/apps")
 
 
 def test_functions_call_functions_from_inside(shared_gust, tmp_path, monkeypatch):
