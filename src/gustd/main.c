@@ -565,8 +565,11 @@ int main(int argc, char **argv)
                  "--insecure-listen: serving plain HTTP on %s, reachable from the network; requests, answers "
                  "and tokens travel unencrypted (use --tls-cert/--tls-key)",
                  listen_addr);
-    api_server_set_max_conns(g.server,
-                             fit_max_connections((size_t)max_conns, max_conns_given, (uint64_t)userns_slots));
+    size_t conns_cap = fit_max_connections((size_t)max_conns, max_conns_given, (uint64_t)userns_slots);
+    api_server_set_max_conns(g.server, conns_cap);
+    /* Containers connect here: the same cap, so that code inside cannot take every fd. */
+    if (g.sock)
+        api_server_set_max_conns(g.sock, conns_cap);
     if (web_listen) {
         /* A second server of the same code, with the web handler and its own body limit. */
         struct api_web_config wc = {.guard = &guard, .domain = web_domain, .tls = tls_cert != NULL};
