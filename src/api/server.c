@@ -18,6 +18,8 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -1468,6 +1470,9 @@ bool api_listen_is_loopback(const char *hostport)
     return false;
 }
 
+static int server_new(struct ev_loop *loop, int lfd, int port, const struct http_limits *limits,
+                      api_handler_fn handler, void *ud, struct api_server **out, struct gerr *err);
+
 int api_server_listen(struct ev_loop *loop, const char *hostport, const struct http_limits *limits,
                       api_handler_fn handler, void *ud, struct api_server **out, struct gerr *err)
 {
@@ -1503,10 +1508,51 @@ int api_server_listen(struct ev_loop *loop, const char *hostport, const struct h
     socklen_t sl = sizeof ss;
     if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
         return gerr_sys(err, errno, "getsockname");
+    int bound = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                                         : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    return server_new(loop, TAKE_FD(fd), bound, limits, handler, ud, out, err);
+}
+
+int api_server_listen_unix(struct ev_loop *loop, const char *path, mode_t mode, const struct http_limits *limits,
+                           api_handler_fn handler, void *ud, struct api_server **out, struct gerr *err)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof sa.sun_path)
+        return gerr_set(err, ENAMETOOLONG, "socket path \"%s\": longer than %zu bytes", path,
+                        sizeof sa.sun_path - 1);
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    AUTO_FD int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return gerr_sys(err, errno, "socket for %s", path);
+    struct stat st;
+    /* A socket left by a previous run is replaced; anything else there is not ours. */
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode))
+            return gerr_set(err, EEXIST, "%s exists and is not a socket", path);
+        if (unlink(path) < 0)
+            return gerr_sys(err, errno, "removing the old socket %s", path);
+    }
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
+        return gerr_sys(err, errno, "bind %s", path);
+    if (chmod(path, mode) < 0 || listen(fd, 1024) < 0) {
+        int e = errno;
+        unlink(path);
+        return gerr_sys(err, e, "listen on %s", path);
+    }
+    int r = server_new(loop, TAKE_FD(fd), 0, limits, handler, ud, out, err);
+    if (r < 0)
+        unlink(path);
+    return r;
+}
+
+static int server_new(struct ev_loop *loop, int lfd, int port, const struct http_limits *limits,
+                      api_handler_fn handler, void *ud, struct api_server **out, struct gerr *err)
+{
+    AUTO_FD int fd = lfd;
+    int r;
     struct api_server *s = xcalloc(1, sizeof *s);
     list_init(&s->conns);
-    s->port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
-                                       : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    s->port = port;
     s->loop = loop;
     s->handler = handler;
     s->ud = ud;

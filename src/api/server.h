@@ -14,6 +14,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "base/error.h"
 #include "evloop/evloop.h"
@@ -44,6 +45,14 @@ typedef void (*api_handler_fn)(struct api_conn *c, struct http_request *req, voi
  * means the http defaults. Returns 0 or -errno with *err filled. */
 int api_server_listen(struct ev_loop *loop, const char *hostport, const struct http_limits *limits,
                       api_handler_fn handler, void *ud, struct api_server **out, struct gerr *err);
+/* Listens on the unix socket path (a socket left there is replaced; anything else is
+ * an error), set to mode after bind. Who may connect is decided by mode and by the
+ * directories above path: keep path in a directory other users cannot search (the
+ * socket exists with the umask's mode between bind and chmod). Served like a TCP
+ * listener (same handler, same limits); api_server_port says 0. The socket file is
+ * left in place by api_server_free (a later listen replaces it). */
+int api_server_listen_unix(struct ev_loop *loop, const char *path, mode_t mode, const struct http_limits *limits,
+                           api_handler_fn handler, void *ud, struct api_server **out, struct gerr *err);
 /* Whether hostport (as api_server_listen takes it) can only be reached from this
  * machine: an empty host, "localhost", 127.0.0.0/8, ::1 or ::ffff:127.0.0.0/104.
  * Any other name is not, whatever it resolves to today. */

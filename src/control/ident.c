@@ -45,6 +45,7 @@ struct ctl_token {
     enum ctl_role role;
     char name[64];
     double created_at, expires_at;
+    bool ephemeral;             /* a container's (ctl_token_ephemeral): memory only, unlisted */
 };
 
 const char *ctl_role_name(enum ctl_role r)
@@ -403,10 +404,12 @@ static json_t *token_json(const struct ctl_token *t)
     return j;
 }
 
-/* Mints a token of role for workspace ws: stored (hashed) and kept; the whole token
- * string is written to token_out (TOKEN_LEN + 1 bytes) and exists nowhere else. */
+/* Mints a token of role for workspace ws: kept in memory, and stored (hashed) when
+ * persist; the whole token string is written to token_out (TOKEN_LEN + 1 bytes) and
+ * exists nowhere else. */
 static struct ctl_token *token_mint(struct ctl *c, const char *ws, enum ctl_role role, const char *name,
-                                    double expires_at, char token_out[TOKEN_LEN + 1], struct gerr *err)
+                                    double expires_at, bool persist, char token_out[TOKEN_LEN + 1],
+                                    struct gerr *err)
 {
     struct ctl_token *t = xcalloc(1, sizeof *t);
     do
@@ -420,6 +423,9 @@ static struct ctl_token *token_mint(struct ctl *c, const char *ws, enum ctl_role
     t->role = role;
     t->created_at = wall_s();
     t->expires_at = expires_at;
+    t->ephemeral = !persist;
+    if (!persist)
+        goto kept;
     struct store_token st = {.created_at = t->created_at, .expires_at = expires_at};
     snprintf(st.id, sizeof st.id, "%s", t->id);
     hex_encode(t->hash, sizeof t->hash, st.hash);
@@ -431,6 +437,7 @@ static struct ctl_token *token_mint(struct ctl *c, const char *ws, enum ctl_role
         free(t);
         return NULL;
     }
+kept:
     token_insert(c, t);
     snprintf(token_out, TOKEN_LEN + 1, TOKEN_PREFIX "%s_%s", t->id, secret);
     explicit_bzero(secret, sizeof secret);
@@ -477,7 +484,7 @@ json_t *ctl_token_create(struct ctl *c, json_t *body, struct ctl_error *e)
     }
     char token[TOKEN_LEN + 1];
     struct gerr err;
-    struct ctl_token *t = token_mint(c, ws, role, json_string_value(namev), expires_at, token, &err);
+    struct ctl_token *t = token_mint(c, ws, role, json_string_value(namev), expires_at, true, token, &err);
     if (!t) {
         ctl_err(e, CTL_E_INTERNAL, "internal", NULL, "storing the token failed: %s", err.msg);
         return NULL;
@@ -494,13 +501,38 @@ json_t *ctl_tokens_json(struct ctl *c)
     json_t *arr = json_array();
     for (size_t b = 0; b < c->tokens.nbuckets; b++)
         for (struct hmap_node *n = c->tokens.buckets[b]; n; n = n->next)
-            json_array_append_new(arr, token_json((struct ctl_token *)n));
+            if (!((struct ctl_token *)n)->ephemeral)
+                json_array_append_new(arr, token_json((struct ctl_token *)n));
     return json_pack("{s:o}", "tokens", arr);
+}
+
+int ctl_token_ephemeral(struct ctl *c, const char *ws, const char *name, char token_out[CTL_TOKEN_LEN + 1],
+                        char id_out[CTL_TOKEN_ID_LEN + 1])
+{
+    _Static_assert(CTL_TOKEN_LEN == TOKEN_LEN && CTL_TOKEN_ID_LEN == TOKEN_ID_LEN, "token sizes");
+    struct gerr err;
+    struct ctl_token *t = token_mint(c, ws, CTL_ROLE_INVOKER, name, 0, false, token_out, &err);
+    if (!t)
+        return -1;
+    memcpy(id_out, t->id, TOKEN_ID_LEN + 1);
+    return 0;
+}
+
+void ctl_token_ephemeral_drop(struct ctl *c, const char *id)
+{
+    struct ctl_token *t = id[0] ? token_find(c, id) : NULL;
+    if (!t || !t->ephemeral)
+        return;
+    hmap_remove(&c->tokens, &t->node);
+    explicit_bzero(t->hash, sizeof t->hash);
+    free(t);
 }
 
 int ctl_token_revoke(struct ctl *c, const char *id, struct ctl_error *e)
 {
     struct ctl_token *t = token_find(c, id);
+    if (t && t->ephemeral)
+        t = NULL; /* a container's: it ends with the container */
     if (!t) {
         ctl_err(e, CTL_E_NOT_FOUND, "not_found", NULL, "token %s not found", id);
         return -ENOENT;
@@ -553,7 +585,7 @@ int ctl_ident_load(struct ctl *c, struct gerr *err)
      * gustd, in a file only they can read. */
     if (c->tokens.count == 0 && c->cfg.data_dir) {
         char token[TOKEN_LEN + 1];
-        struct ctl_token *t = token_mint(c, CTL_DEFAULT_WS, CTL_ROLE_ADMIN, "admin", 0, token, err);
+        struct ctl_token *t = token_mint(c, CTL_DEFAULT_WS, CTL_ROLE_ADMIN, "admin", 0, true, token, err);
         if (!t)
             return gerr_prefix(err, "creating the admin token");
         r = write_admin_token(c, token, err);

@@ -379,6 +379,11 @@ struct ctl_ctr_row {
 };
 
 /* Control's record of a container on the worker, named by id across the seam. */
+/* An API token's length ("gust_" + 16-character id + "_" + 52-character secret, see
+ * ident.c) and its id's. */
+#define CTL_TOKEN_LEN 74
+#define CTL_TOKEN_ID_LEN 16
+
 struct ctl_ctr {
     struct hmap_node node;      /* first: in ctl->ctrs by id */
     struct list_node link;      /* in fv->ctrs */
@@ -392,6 +397,7 @@ struct ctl_ctr {
     uint64_t idle_since_ms;
     struct list_node idle_link; /* in fv->idle while ready with nothing in flight */
     uint64_t seq;               /* start order (ctl->ctr_seq): fv->ctrs holds the newest first */
+    char token_id[CTL_TOKEN_ID_LEN + 1]; /* its ephemeral API token's id, "" for none */
     double started_at, ready_at;
     uint64_t busy_since_ns;     /* 0 when idle */
     uint64_t busy_ns;
@@ -785,6 +791,16 @@ int evict_gpus_for(const struct spec_function *f, const struct ctl_ctr *k, size_
 #define CTL_DEFAULT_WS "default"
 /* Loads workspaces and tokens; on first start creates workspace "default" and the
  * admin token (<data-dir>/admin.token, 0600). */
+/* A container's token (docs/API.md "Calls from inside a function"): role invoker of
+ * workspace ws, kept in memory only (never stored, not in the token listing, not
+ * revocable through the API) until ctl_token_ephemeral_drop(id). name is its label
+ * (the container id). Writes the token (CTL_TOKEN_LEN characters) and its id. 0, or -1
+ * (the secret could not be drawn). */
+int ctl_token_ephemeral(struct ctl *c, const char *ws, const char *name, char token_out[CTL_TOKEN_LEN + 1],
+                        char id_out[CTL_TOKEN_ID_LEN + 1]);
+/* Forgets the ephemeral token id: from now on it is refused (401). "" or an unknown
+ * or stored token's id: nothing. */
+void ctl_token_ephemeral_drop(struct ctl *c, const char *id);
 int ctl_ident_load(struct ctl *c, struct gerr *err);
 void ctl_ident_free(struct ctl *c);
 struct ctl_ws *ctl_ws_find(struct ctl *c, const char *name);

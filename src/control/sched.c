@@ -344,6 +344,7 @@ static struct ctl_slot *slot_find(struct ctl_ctr *k, uint64_t input_id)
 
 static void ctr_forget(struct ctl *c, struct ctl_ctr *k)
 {
+    ctl_token_ephemeral_drop(c, k->token_id);
     list_remove(&k->link);
     hmap_remove(&c->ctrs, &k->node);
     free(k->slots);
@@ -595,6 +596,14 @@ static struct ctl_ctr *start_container(struct ctl *c, struct ctl_fver *fv, bool 
         return NULL;
     }
     AUTO_FREE char **env_to_free = secret_env;
+    /* Code inside calls other functions of its workspace (invoker), with a token that
+     * lives as long as the container (dropped at its exit). */
+    char ws[CTL_WS_NAME_MAX + 1], token[CTL_TOKEN_LEN + 1];
+    ctl_ws_of(fv->fn->app->name, ws);
+    if (ctl_token_ephemeral(c, ws, k->id, token, k->token_id) == 0)
+        cs.api_token = token;
+    else
+        log_warn("sched", "%s: no API token for it (calls from inside will be refused)", k->id);
     cs.ngpus = k->ngpu;
     for (int g = 0; g < k->ngpu; g++)
         cs.gpu_indices[g] = k->gpu_idx[g];
@@ -616,6 +625,7 @@ static struct ctl_ctr *start_container(struct ctl *c, struct ctl_fver *fv, bool 
     }
     if (sr == -ENOTSUP)
         sr = c->wops->start(c->worker, &cs, &err);
+    explicit_bzero(token, sizeof token);
     if (sr < 0) {
         log_error("sched", "start container for %s.%s: %s", fv->fn->app->name, fv->fn->name, err.msg);
         snprintf(fv->waiting_reason, sizeof fv->waiting_reason, "container failed to start: %.400s", err.msg);
@@ -1431,6 +1441,7 @@ static void ev_exit(void *ud, const char *ctr_id, int kind, const char *msg, con
         .gpu_mem_peak_mib = (double)final->gpu_mem_peak_bytes / (1 << 20),
     };
     row_stop(c, k->id, busy_seconds(c, k), k->inputs_done, reason, &u);
+    ctl_token_ephemeral_drop(c, k->token_id);
     list_remove(&k->link);
     hmap_remove(&c->ctrs, &k->node);
     release(c, k);

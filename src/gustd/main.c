@@ -12,6 +12,7 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -36,6 +37,7 @@ struct gustd {
     struct ev_loop *loop;
     struct api_server *server;
     struct api_server *web;     /* NULL with --web-listen off */
+    struct api_server *sock;    /* the API on <data-dir>/api/api.sock, for containers */
     struct ctl *ctl;
     int sigfd;
     bool stopping;
@@ -48,7 +50,9 @@ static void usage(FILE *f)
             "\n"
             "The Gust daemon: HTTP API, control plane, local worker and state in one process.\n"
             "\n"
-            "  --data-dir DIR        state directory (default /var/lib/gust as root, else ~/.local/share/gust)\n"
+            "  --data-dir DIR        state directory (default /var/lib/gust as root, else ~/.local/share/gust);\n"
+            "                        the API is also served on DIR/api/api.sock, which containers get\n"
+            "                        at /run/gust/api.sock (off when that path is over 107 bytes)\n"
             "  --listen HOST:PORT    API address (default 127.0.0.1:8470; port 0 = any free port).\n"
             "                        An address other than loopback (127.0.0.0/8, ::1, localhost)\n"
             "                        needs --tls-cert and --tls-key, or --insecure-listen\n"
@@ -133,6 +137,7 @@ static void on_signal(struct ev_loop *loop, int fd, uint32_t events, void *data)
         g->stopping = true;
         log_info("gustd", "stopping: finishing running inputs, then stopping containers");
         api_server_stop_accepting(g->server);
+        api_server_stop_accepting(g->sock);
         if (g->web)
             api_server_stop_accepting(g->web);
         ctl_shutdown(g->ctl, on_shutdown_done, g);
@@ -454,6 +459,27 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    /* The API's socket for code in containers (docs/API.md "Calls from inside a
+     * function"): one socket, bound into each container. Its mode lets any uid connect
+     * (each container's root is a uid of its own), so who reaches it is decided by the
+     * directory: ours alone (0700, our uid), which no other local user can search; a
+     * container reaches it only through its bind. What a connection may do is decided
+     * by its token, as over TCP. */
+    char api_dir[PATH_MAX + 16], api_sock[PATH_MAX + 32];
+    snprintf(api_dir, sizeof api_dir, "%s/api", data_dir);
+    snprintf(api_sock, sizeof api_sock, "%s/api.sock", api_dir);
+    struct stat api_st;
+    errno = 0;
+    bool api_sock_on = strlen(api_sock) < sizeof((struct sockaddr_un){0}.sun_path);
+    if (!api_sock_on)
+        log_warn("gustd", "%s is over 107 bytes, too long for a unix socket: no API in containers "
+                 "(calls from inside a function fail); use a shorter --data-dir", api_sock);
+    else if ((r = mkdir_p(api_dir, 0700)) < 0 || lstat(api_dir, &api_st) < 0 || !S_ISDIR(api_st.st_mode) ||
+             api_st.st_uid != geteuid() || chmod(api_dir, 0700) < 0) {
+        fprintf(stderr, "gustd: %s must be a directory of ours (mode 0700): %s\n", api_dir,
+                strerror(r < 0 ? -r : errno ? errno : EPERM));
+        return 1;
+    }
     struct worker_config wcfg = {
         .state_root = run_dir,
         .init_path = init_path,
@@ -471,6 +497,7 @@ int main(int argc, char **argv)
         .gpu_driver_dir = gpu_driver_dir,
         .egress_subnet = egress_subnet,
         .egress_allow_private = egress_allow_private,
+        .api_socket = api_sock_on ? api_sock : NULL,
     };
     if (userns_check_range((uint64_t)userns_base, (uint64_t)userns_size * (uint64_t)userns_slots, &err) < 0) {
         fprintf(stderr, "gustd: --userns-base/--userns-size/--userns-slots: %s\n", err.msg);
@@ -528,13 +555,21 @@ int main(int argc, char **argv)
         fprintf(stderr, "gustd: %s\n", err.msg);
         goto out;
     }
+    /* Plain HTTP: the socket never leaves this machine. */
+    if (api_sock_on && api_server_listen_unix(g.loop, api_sock, 0666, &limits, api_routes_handle, routes, &g.sock, &err) < 0) {
+        fprintf(stderr, "gustd: API socket: %s\n", err.msg);
+        goto out;
+    }
     if (!tls_cert && !loopback)
         log_warn("gustd",
                  "--insecure-listen: serving plain HTTP on %s, reachable from the network; requests, answers "
                  "and tokens travel unencrypted (use --tls-cert/--tls-key)",
                  listen_addr);
-    api_server_set_max_conns(g.server,
-                             fit_max_connections((size_t)max_conns, max_conns_given, (uint64_t)userns_slots));
+    size_t conns_cap = fit_max_connections((size_t)max_conns, max_conns_given, (uint64_t)userns_slots);
+    api_server_set_max_conns(g.server, conns_cap);
+    /* Containers connect here: the same cap, so that code inside cannot take every fd. */
+    if (g.sock)
+        api_server_set_max_conns(g.sock, conns_cap);
     if (web_listen) {
         /* A second server of the same code, with the web handler and its own body limit. */
         struct api_web_config wc = {.guard = &guard, .domain = web_domain, .tls = tls_cert != NULL};
@@ -588,6 +623,7 @@ int main(int argc, char **argv)
 out:
     if (g.web)
         api_server_free(g.web);
+    api_server_free(g.sock);
     if (g.server)
         api_server_free(g.server);
     if (g.ctl)

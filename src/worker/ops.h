@@ -82,6 +82,10 @@ struct ctr_spec {
     uint32_t pids_max;          /* 0 = 1024 */
     uint32_t open_files;        /* 0 = 65536 */
     enum ctr_net network;
+    /* An API token for code inside (docs/API.md "Calls from inside a function"), or
+     * NULL: the worker gives the container its API socket at /run/gust/api.sock and
+     * GUST_ADDR/GUST_TOKEN, over whatever env says, when it has a socket to give. */
+    const char *api_token;
     const char *const *deny_syscalls; /* added to the default seccomp profile */
     size_t ndeny_syscalls;
     /* Host directories bound read-only at mount_paths[i] (content-addressed trees

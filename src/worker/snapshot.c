@@ -403,10 +403,19 @@ static int fork_restore(struct worker_snapshot *s, const struct ctr_spec *spec, 
     char idvar[96], snapvar[96];
     snprintf(idvar, sizeof idvar, "GUST_CONTAINER_ID=%s", spec->id);
     snprintf(snapvar, sizeof snapvar, "GUST_SNAPSHOT_ID=%s", s->tmpl_id);
-    char *env[2 + GPU_ENV_MAX];
+    char *env[4 + GPU_ENV_MAX];
     int nenv = 0;
     env[nenv++] = idvar;
     env[nenv++] = snapvar;
+    /* The template has the API socket bound (ctr_start); the token is this one's own. */
+    AUTO_FREE char *tokvar = NULL;
+    if (w->cfg.api_socket && spec->api_token) {
+        size_t tl = strlen(spec->api_token) + sizeof "GUST_TOKEN=";
+        tokvar = xmalloc(tl);
+        snprintf(tokvar, tl, "GUST_TOKEN=%s", spec->api_token);
+        env[nenv++] = "GUST_ADDR=unix:" WORKER_CTR_API_SOCKET;
+        env[nenv++] = tokvar;
+    }
     for (int i = 0; i < gm->nenv && nenv < (int)ARRAY_LEN(env); i++)
         env[nenv++] = gm->env[i];
 

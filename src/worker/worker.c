@@ -1065,8 +1065,14 @@ int ctr_start(struct worker *w, const struct ctr_spec *spec, void *ud, bool temp
     size_t nenv = 0;
     while (spec->env && spec->env[nenv])
         nenv++;
-    AUTO_FREE char **envp = xcalloc(nenv + 8 + GPU_ENV_MAX + NTHREAD_VARS, sizeof *envp);
+    AUTO_FREE char **envp = xcalloc(nenv + 10 + GPU_ENV_MAX + NTHREAD_VARS, sizeof *envp);
     char conc[16], idvar[96], ldpath[1200], threads[NTHREAD_VARS][48];
+    /* The API inside (ctr_spec.api_token): ours replace what the function's env says.
+     * A snapshot template gets the socket without a token: the containers forked from
+     * it keep its mounts and get their own tokens when resumed (snapshot.c). */
+    bool api = w->cfg.api_socket && spec->api_token && !template;
+    bool api_bind = w->cfg.api_socket && (spec->api_token || template);
+    AUTO_FREE char *tokvar = NULL;
     snprintf(conc, sizeof conc, "%u", spec->max_inputs ? spec->max_inputs : 1);
     size_t a = 0;
     argv[a++] = "gust-init";
@@ -1083,8 +1089,21 @@ int ctr_start(struct worker *w, const struct ctr_spec *spec, void *ud, bool temp
     snprintf(idvar, sizeof idvar, "GUST_CONTAINER_ID=%s", spec->id);
     envp[e++] = idvar;
     for (size_t i = 0; i < nenv; i++)
-        if (strncmp(spec->env[i], "GUST_CONTAINER_ID=", 18) && strncmp(spec->env[i], "LD_LIBRARY_PATH=", 16))
+        if (strncmp(spec->env[i], "GUST_CONTAINER_ID=", 18) && strncmp(spec->env[i], "LD_LIBRARY_PATH=", 16) &&
+            (!api || (strncmp(spec->env[i], "GUST_ADDR=", 10) && strncmp(spec->env[i], "GUST_TOKEN=", 11))))
             envp[e++] = spec->env[i];
+    if (api_bind) {
+        if (sc.nbinds >= SANDBOX_MAX_BINDS)
+            return gerr_set(err, E2BIG, "container %s: too many binds for the API socket", spec->id);
+        sc.binds[sc.nbinds++] = (struct sandbox_bind){w->cfg.api_socket, WORKER_CTR_API_SOCKET, false};
+    }
+    if (api) {
+        envp[e++] = "GUST_ADDR=unix:" WORKER_CTR_API_SOCKET;
+        size_t tl = strlen(spec->api_token) + sizeof "GUST_TOKEN=";
+        tokvar = xmalloc(tl);
+        snprintf(tokvar, tl, "GUST_TOKEN=%s", spec->api_token);
+        envp[e++] = tokvar;
+    }
     if (!env_has(spec->env, "PATH"))
         envp[e++] = gm->nlibs ? "PATH=" WORKER_DEFAULT_PATH ":" GPU_CTR_BIN_DIR : "PATH=" WORKER_DEFAULT_PATH;
     if (!env_has(spec->env, "HOME"))

@@ -55,7 +55,14 @@ struct worker_config {
     /* Let egress containers reach private, link-local and other non-internet ranges
      * (worker/egress.h, EGRESS_PRIVATE_RANGES); off by default. */
     bool egress_allow_private;
+    /* gustd's API socket on the host: bound at WORKER_CTR_API_SOCKET into containers
+     * whose spec carries an api_token (NULL: none is, whatever the spec says). */
+    const char *api_socket;
 };
+
+/* Where a container finds gustd's API (docs/API.md "Calls from inside a function"):
+ * under /run, the usual place of a service's socket, which images leave empty. */
+#define WORKER_CTR_API_SOCKET "/run/gust/api.sock"
 
 struct worker_callbacks {
     /* Container finished init and can take inputs. */

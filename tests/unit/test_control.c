@@ -1361,6 +1361,39 @@ UNIT_TEST(test_tokens_and_roles)
     env_free(&e);
 }
 
+/* A container's token (ctl_token_ephemeral): an invoker of its workspace while it is
+ * kept, in no listing, not revocable through the API, refused once dropped, and gone
+ * after a restart (it was never stored). */
+UNIT_TEST(test_ephemeral_tokens)
+{
+    struct env e;
+    env_init(&e, 4000, 4096, 0);
+    char tok[CTL_TOKEN_LEN + 1], id[CTL_TOKEN_ID_LEN + 1], tok2[CTL_TOKEN_LEN + 1], id2[CTL_TOKEN_ID_LEN + 1];
+    CHECK(ctl_token_ephemeral(e.ctl, "default", "ct-one", tok, id) == 0);
+    CHECK(ctl_token_ephemeral(e.ctl, "default", "ct-two", tok2, id2) == 0);
+    CHECK_EQ_INT((int)strlen(tok), CTL_TOKEN_LEN);
+    struct ctl_principal who;
+    CHECK(ctl_authenticate(e.ctl, tok, &who) == 0);
+    CHECK_STR(who.ws, "default");
+    CHECK_EQ_INT(who.role, CTL_ROLE_INVOKER);
+    json_t *all = ctl_tokens_json(e.ctl);
+    AUTO_FREE char *text = json_dumps(all, 0);
+    json_decref(all);
+    CHECK(!strstr(text, id) && !strstr(text, id2));
+    struct ctl_error ce;
+    CHECK(ctl_token_revoke(e.ctl, id, &ce) == -ENOENT);
+    CHECK(ctl_authenticate(e.ctl, tok, &who) == 0);
+    ctl_token_ephemeral_drop(e.ctl, id);
+    CHECK(ctl_authenticate(e.ctl, tok, &who) == -EACCES);
+    CHECK(ctl_authenticate(e.ctl, tok2, &who) == 0);
+    ctl_token_ephemeral_drop(e.ctl, id); /* twice, or "": nothing */
+    ctl_token_ephemeral_drop(e.ctl, "");
+    ctl_free(e.ctl);
+    env_open_ctl(&e);
+    CHECK(ctl_authenticate(e.ctl, tok2, &who) == -EACCES);
+    env_free(&e);
+}
+
 /* Creates workspace "small", whose quota is one container. */
 static void add_small_workspace(struct env *e)
 {
@@ -2434,6 +2467,7 @@ int main(void)
     UNIT_RUN(test_store_bounds_trimmed_on_tick);
     UNIT_RUN(test_app_logs_numbered);
     UNIT_RUN(test_tokens_and_roles);
+    UNIT_RUN(test_ephemeral_tokens);
     UNIT_RUN(test_workspace_isolation_and_quotas);
     UNIT_RUN(test_evict_instead_of_waiting);
     UNIT_RUN(test_evict_waiting_reason);

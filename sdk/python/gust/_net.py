@@ -6,12 +6,14 @@ server closes idle connections only between requests, so nothing was received.
 Where gustd is and who we are, as the gust CLI finds them:
 - address: the addr argument, else $GUST_ADDR, else 127.0.0.1:8470; "HOST:PORT",
   "http://HOST:PORT" or "https://HOST:PORT" (TLS, certificate and host name verified
-  against $GUST_CA_FILE if set, else the system's CAs);
+  against $GUST_CA_FILE if set, else the system's CAs), or "unix:/PATH", gustd's API
+  socket (what a function's container is given: /run/gust/api.sock);
 - token: $GUST_TOKEN, else the first line of $XDG_CONFIG_HOME/gust/token (else
   ~/.config/gust/token), trimmed; sent as "Authorization: Bearer ...", never logged
   nor put in an exception's message."""
 import http.client
 import os
+import socket
 import ssl
 import threading
 
@@ -24,7 +26,13 @@ _lock = threading.Lock()
 
 def split_addr(addr):
     """(scheme, host, port) of addr ($GUST_ADDR, else the default)."""
-    a = (addr or os.environ.get("GUST_ADDR") or DEFAULT_ADDR).strip().rstrip("/")
+    a = (addr or os.environ.get("GUST_ADDR") or DEFAULT_ADDR).strip()
+    if a.startswith("unix:"):
+        path = a[len("unix:"):]
+        if not path.startswith("/"):
+            raise ValueError(f"gustd address {a!r}: a unix socket's path must be absolute (unix:/PATH)")
+        return "unix", path, 0
+    a = a.rstrip("/")
     scheme = "http"
     if "://" in a:
         scheme, _, a = a.partition("://")
@@ -81,8 +89,28 @@ def _ssl_context():
         return ctx
 
 
+class _UnixConnection(http.client.HTTPConnection):
+    """HTTP over gustd's unix socket; the Host header says localhost."""
+
+    def __init__(self, path, timeout=None):
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.settimeout(self.timeout)
+            s.connect(self._path)
+        except BaseException:
+            s.close()
+            raise
+        self.sock = s
+
+
 def _connect(target, timeout=None):
     scheme, host, port = target
+    if scheme == "unix":
+        return _UnixConnection(host, timeout=timeout)
     if scheme == "https":
         return http.client.HTTPSConnection(host, port, timeout=timeout, context=_ssl_context())
     return http.client.HTTPConnection(host, port, timeout=timeout)
