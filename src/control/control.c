@@ -158,6 +158,7 @@ int ctl_new(struct ev_loop *loop, struct store *store, const struct worker_ops *
     list_init(&c->maps);
     list_init(&c->finished);
     list_init(&c->secrets);
+    list_init(&c->kv_waiters);
     list_init(&c->deploy_builds);
     list_init(&c->workspaces);
     hmap_init(&c->tokens, 64);
@@ -361,6 +362,7 @@ void ctl_free(struct ctl *c)
     ctl_builds_free(c);
     ctl_image_jobs_free(c);
     ctl_builder_stop(c);
+    ctl_kv_free(c);
     ctl_secrets_free(c);
     cas_close(c->cas);
     c->cas = NULL;
