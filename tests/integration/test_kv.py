@@ -234,3 +234,18 @@ def test_ephemeral(gust):
 
 def sdk_dict(name, addr, create=False):
     return gsdk.Dict.from_name(name, create_if_missing=create, addr=addr)
+
+
+def test_cli_ls_and_delete(gust):
+    a = gust.addr
+    sdk_dict("cfg", a, create=True).update(a=1, b=2)
+    gsdk.Queue.from_name("work", create_if_missing=True, addr=a).put_many([1, 2, 3])
+    for kind, name, n in (("dict", "cfg", "2"), ("queue", "work", "3")):
+        r = gust.cli(kind, "ls")
+        assert r.rc == 0, r
+        assert name in r.out and n in r.out.split(name, 1)[1].split("\n")[0], r.out
+        r = gust.cli(kind, "delete", name)
+        assert r.rc == 0 and f"deleted {name}" in r.out, r
+        r = gust.cli(kind, "delete", name)
+        assert r.rc != 0 and "not found" in r.err, r
+        assert name not in gust.cli(kind, "ls").out
