@@ -249,3 +249,21 @@ def test_cli_ls_and_delete(gust):
         r = gust.cli(kind, "delete", name)
         assert r.rc != 0 and "not found" in r.err, r
         assert name not in gust.cli(kind, "ls").out
+
+
+def test_a_getter_that_went_away_takes_nothing(gust):
+    """A client killed while its get waits: gustd sees its connection close and drops
+    the waiter, so the next put's item stays in the queue for the next get."""
+    a = gust.addr
+    q = gsdk.Queue.from_name("gone", create_if_missing=True, addr=a)
+    assert q.len() == 0
+    env = dict(os.environ, GUST_ADDR=a, PYTHONPATH=os.path.join(ROOT, "sdk", "python"))
+    p = subprocess.Popen([sys.executable, "-c", "import gust; print('waiting', flush=True); "
+                          "gust.Queue.from_name('gone').get(timeout=45)"], env=env, stdout=subprocess.PIPE)
+    assert p.stdout.readline() == b"waiting\n"
+    time.sleep(0.5)  # its get reaches gustd
+    p.kill()
+    p.wait(30)
+    time.sleep(0.5)  # gustd reads the close
+    q.put("kept")
+    assert q.get(block=False) == "kept"
