@@ -351,6 +351,8 @@ void ctl_shutdown(struct ctl *c, void (*done_cb)(void *ud), void *ud)
                 break;
         }
     }
+    /* Blocked queue gets are answered now rather than cut off with their connection. */
+    ctl_kv_shutdown(c);
     ev_timer_add(c->loop, c->cfg.stop_grace_ms, shutdown_grace_over, c);
     sched_drain_check(c);
 }

@@ -495,7 +495,8 @@ json_t *ctl_queue_op(struct ctl *c, const char *ws, const char *name, const char
  * cb gets {"values":[...]} (perhaps empty) before this returns and *out is NULL.
  * Otherwise *out is a waiter: cb runs later, once, with the items of the next put
  * into the partition, with {"values":[]} after timeout_ms, or with answer NULL and an
- * error (the queue was deleted). Cancel a waiter whose client went away
+ * error (the queue was deleted: not_found; gustd is shutting down: shutting_down,
+ * also refused then instead of waiting). Cancel a waiter whose client went away
  * with ctl_kv_waiter_cancel (not after cb ran). -1 + e for errors (no cb). */
 struct ctl_kv_waiter;
 typedef void (*ctl_kv_answer_cb)(void *ud, json_t *answer, const struct ctl_error *e);

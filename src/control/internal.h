@@ -877,6 +877,9 @@ void ctl_maps_free(struct ctl *c);
 
 /* ---- kv.c ---- */
 
+/* Answers every blocked queue get shutting_down (its client asks again later). */
+void ctl_kv_shutdown(struct ctl *c);
+
 /* Frees the blocked queue gets left without answering them: at ctl_free the API
  * servers, and so their connections, are gone already. */
 void ctl_kv_free(struct ctl *c);

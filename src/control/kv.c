@@ -436,6 +436,10 @@ int ctl_queue_get(struct ctl *c, const char *ws, const char *name, const struct 
         return 0;
     }
     json_decref(p.arr);
+    if (c->shutting_down) {
+        ctl_err(e, CTL_E_SHUTTING_DOWN, "shutting_down", NULL, "gustd is shutting down; retry shortly");
+        return -1;
+    }
     if (waiters_of(c, ws) >= CTL_KV_WAITERS_MAX) {
         ctl_err(e, CTL_E_OVERLOADED, "too_many_waiters", NULL,
                 "workspace %s has %u blocked queue gets already; try again later", ws, CTL_KV_WAITERS_MAX);
@@ -480,6 +484,14 @@ json_t *ctl_queue_op(struct ctl *c, const char *ws, const char *name, const char
     if (store_queue_clear(c->store, qname, r->all ? NULL : r->partition, &err) < 0) /* clear */
         return store_failed(e, &err), NULL;
     return json_object();
+}
+
+void ctl_kv_shutdown(struct ctl *c)
+{
+    struct ctl_error e;
+    ctl_err(&e, CTL_E_SHUTTING_DOWN, "shutting_down", NULL, "gustd is shutting down; retry shortly");
+    list_for_each_safe(w, &c->kv_waiters, struct ctl_kv_waiter, link)
+        waiter_answer(w, NULL, &e);
 }
 
 void ctl_kv_free(struct ctl *c)

@@ -267,3 +267,24 @@ def test_a_getter_that_went_away_takes_nothing(gust):
     time.sleep(0.5)  # gustd reads the close
     q.put("kept")
     assert q.get(block=False) == "kept"
+
+
+def test_a_blocked_get_is_answered_at_shutdown(gust):
+    """gustd stopping answers a waiting get (503 shutting_down) instead of leaving it to
+    its connection's end; the stop is clean (the fixture checks the log)."""
+    q = gsdk.Queue.from_name("stop", create_if_missing=True, addr=gust.addr)
+    assert q.len() == 0
+    errors = []
+
+    def getter():
+        try:
+            q.get(timeout=45)
+        except GustError as e:
+            errors.append(e.code)
+
+    t = threading.Thread(target=getter)
+    t.start()
+    time.sleep(0.5)  # its get reaches gustd
+    assert gust.stop() == 0
+    t.join(30)
+    assert not t.is_alive() and errors == ["shutting_down"], errors
