@@ -1487,9 +1487,115 @@ static const char *const body_input[] = {"application/octet-stream", "applicatio
 static const char *const body_ndjson[] = {"application/x-ndjson", NULL};
 static const char *const body_bytes[] = {"application/octet-stream", NULL};
 
+/* ---------- dicts and queues (docs/API.md "Dicts", "Queues") ---------- */
+
+/* segs[1] is "dicts" or "queues". */
+static enum ctl_kv_kind rq_kv_kind(const struct api_rq *r)
+{
+    return !strcmp(r->segs[1], "dicts") ? CTL_KV_DICT : CTL_KV_QUEUE;
+}
+
+static void r_kv_list(struct api_rq *r)
+{
+    struct ctl_error e;
+    respond_json_or_error(r->conn, ctl_kv_list(r->ctx->ctl, r->who->ws, rq_kv_kind(r), &e), &e);
+}
+
+/* GET looks the object up, PUT creates it unless it exists (Modal's from_name with
+ * create_if_missing). */
+static void r_kv_lookup(struct api_rq *r)
+{
+    struct ctl_error e;
+    bool create = !strcmp(r->req->method, "PUT");
+    respond_json_or_error(r->conn, ctl_kv_create(r->ctx->ctl, r->who->ws, rq_kv_kind(r), r->segs[2], create, &e),
+                          &e);
+}
+
+static void r_kv_delete(struct api_rq *r)
+{
+    struct ctl_error e;
+    respond_removed(r->conn, ctl_kv_delete(r->ctx->ctl, r->who->ws, rq_kv_kind(r), r->segs[2], &e), &e, r->segs[2],
+                    "deleted");
+}
+
+/* A blocked queue get whose answer comes later (deferred once ctl_queue_get returned
+ * a waiter; before that the answer came inside the call). */
+struct api_kv_wait {
+    struct api_conn *conn;
+    struct ctl *ctl;
+    struct ctl_kv_waiter *waiter;
+    bool deferred;
+};
+
+static void kv_conn_closed(struct api_conn *conn, void *data)
+{
+    struct api_kv_wait *w = data;
+    ctl_kv_waiter_cancel(w->ctl, w->waiter);
+    api_conn_unref(conn);
+    free(w);
+}
+
+static void kv_answered(void *ud, json_t *answer, const struct ctl_error *e)
+{
+    struct api_kv_wait *w = ud;
+    respond_json_or_error(w->conn, answer, e);
+    if (!w->deferred)
+        return; /* answered inside ctl_queue_get: the caller frees w */
+    api_conn_set_close_cb(w->conn, NULL, NULL);
+    api_conn_unref(w->conn);
+    free(w);
+}
+
+static void queue_get(struct api_rq *r, const struct spec_kv_req *q)
+{
+    struct api_kv_wait *w = xcalloc(1, sizeof *w);
+    w->conn = r->conn;
+    w->ctl = r->ctx->ctl;
+    struct ctl_error e;
+    struct ctl_kv_waiter *waiter = NULL;
+    if (ctl_queue_get(r->ctx->ctl, r->who->ws, r->segs[2], q, kv_answered, w, &waiter, &e) < 0)
+        respond_ctl_error(r->conn, &e);
+    if (!waiter) {
+        free(w);
+        return;
+    }
+    w->waiter = waiter;
+    w->deferred = true;
+    api_conn_ref(r->conn);
+    api_conn_set_close_cb(r->conn, kv_conn_closed, w);
+}
+
+/* POST /v1/dicts/{name}/{op}, /v1/queues/{name}/{op}: a JSON body (values base64;
+ * an empty body is {}). Bodies are never logged or echoed. */
+static void r_kv_op(struct api_rq *r)
+{
+    json_t *j = r->req->body.len ? parse_json_body(r->conn, r->req) : json_object();
+    if (!j)
+        return;
+    enum ctl_kv_kind kind = rq_kv_kind(r);
+    const char *op = r->segs[3];
+    struct spec_kv_req q;
+    struct ctl_error e;
+    int rc = ctl_kv_req_parse(kind, op, j, &q, &e);
+    json_decref(j);
+    if (rc < 0) {
+        respond_ctl_error(r->conn, &e);
+        return;
+    }
+    if (kind == CTL_KV_QUEUE && !strcmp(op, "get"))
+        queue_get(r, &q);
+    else if (kind == CTL_KV_QUEUE)
+        respond_json_or_error(r->conn, ctl_queue_op(r->ctx->ctl, r->who->ws, r->segs[2], op, &q, &e), &e);
+    else
+        respond_json_or_error(r->conn, ctl_dict_op(r->ctx->ctl, r->who->ws, r->segs[2], op, &q, &e), &e);
+    spec_kv_req_free(&q);
+}
+
 /* Every route, with the least role that may use it (docs/API.md "Roles"): invokers
- * call functions of their workspace and read what they need for that; developers
- * also deploy, stop, read logs, manage images, secrets and uploads; admins also
+ * call functions of their workspace and read what they need for that, and use its
+ * dicts and queues (a function's code does, with an invoker's token); developers
+ * also deploy, stop, read logs, manage images, secrets and uploads, delete dicts and
+ * queues; admins also
  * manage workspaces, tokens and quotas, and run image gc (it spans workspaces).
  * "*" matches one path segment. A path that matches with another method is 405. */
 struct api_route {
@@ -1538,6 +1644,16 @@ static const struct api_route api_route_table[] = {
     {"GET", "/v1/tokens", CTL_ROLE_ADMIN, r_tokens, body_json},
     {"POST", "/v1/tokens", CTL_ROLE_ADMIN, r_token_create, body_json},
     {"DELETE", "/v1/tokens/*", CTL_ROLE_ADMIN, r_token_revoke, body_json},
+    {"GET", "/v1/dicts", CTL_ROLE_INVOKER, r_kv_list, body_json},
+    {"GET", "/v1/dicts/*", CTL_ROLE_INVOKER, r_kv_lookup, body_json},
+    {"PUT", "/v1/dicts/*", CTL_ROLE_INVOKER, r_kv_lookup, body_json},
+    {"DELETE", "/v1/dicts/*", CTL_ROLE_DEVELOPER, r_kv_delete, body_json},
+    {"POST", "/v1/dicts/*/*", CTL_ROLE_INVOKER, r_kv_op, body_json},
+    {"GET", "/v1/queues", CTL_ROLE_INVOKER, r_kv_list, body_json},
+    {"GET", "/v1/queues/*", CTL_ROLE_INVOKER, r_kv_lookup, body_json},
+    {"PUT", "/v1/queues/*", CTL_ROLE_INVOKER, r_kv_lookup, body_json},
+    {"DELETE", "/v1/queues/*", CTL_ROLE_DEVELOPER, r_kv_delete, body_json},
+    {"POST", "/v1/queues/*/*", CTL_ROLE_INVOKER, r_kv_op, body_json},
 };
 
 /* Splits the decoded path into segments; returns the count or -1 if too many/too long. */

@@ -248,6 +248,10 @@ void cmd_print_tokens(json_t *j, const char *arg, const gust_client *c);
 void cmd_print_token_revoked(json_t *j, const char *id, const gust_client *c);
 void cmd_print_whoami(json_t *j, const char *arg, const gust_client *c);
 
+/* kv.c */
+void cmd_print_kv_objects(json_t *j, const char *arg, const gust_client *c);
+void cmd_print_kv_deleted(json_t *j, const char *name, const gust_client *c);
+
 /* secrets.c */
 int cmd_secret_create(const struct cli_cmd *cmd, int argc, char **argv);
 void cmd_print_secrets(json_t *j, const char *arg, const gust_client *c);

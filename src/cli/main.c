@@ -181,6 +181,14 @@ static const struct cli_cmd CMDS[] = {
      .run = cmd_request, .method = "GET", .path = "/v1/secrets", .print = cmd_print_secrets},
     {"secret rm", "secret rm NAME", "Deletes secret NAME (refused while a deployed function uses it).\n",
      .run = cmd_request, .method = "DELETE", .path = "/v1/secrets/%s", .print = cmd_print_secret_removed},
+    {"dict ls", "dict ls", "Lists the workspace's dicts (gust.Dict): names, entries, age.\n", .run = cmd_request,
+     .method = "GET", .path = "/v1/dicts", .print = cmd_print_kv_objects},
+    {"dict delete", "dict delete NAME", "Deletes dict NAME and its entries (developer).\n", .run = cmd_request,
+     .method = "DELETE", .path = "/v1/dicts/%s", .print = cmd_print_kv_deleted},
+    {"queue ls", "queue ls", "Lists the workspace's queues (gust.Queue): names, items (all partitions), age.\n",
+     .run = cmd_request, .method = "GET", .path = "/v1/queues", .print = cmd_print_kv_objects},
+    {"queue delete", "queue delete NAME", "Deletes queue NAME and its items (developer); blocked gets on it fail.\n",
+     .run = cmd_request, .method = "DELETE", .path = "/v1/queues/%s", .print = cmd_print_kv_deleted},
     {"workspace create", "workspace create NAME [--quota KEY=N]...",
      "Creates workspace NAME (admin). Quotas: containers, cpu (cores), memory (MiB), gpus,\n"
      "stored_bytes; 0 or none: no limit. Each workspace sees only its own apps, calls,\n"
@@ -226,6 +234,8 @@ static const struct {
 } GROUPS[] = {
     {"image", "ls, build, add, import, inspect, rm or gc"},
     {"secret", "create, ls or rm"},
+    {"dict", "ls or delete"},
+    {"queue", "ls or delete"},
     {"workspace", "create, ls or quota"},
     {"token", "create, ls or revoke"},
 };

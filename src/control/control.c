@@ -158,6 +158,7 @@ int ctl_new(struct ev_loop *loop, struct store *store, const struct worker_ops *
     list_init(&c->maps);
     list_init(&c->finished);
     list_init(&c->secrets);
+    list_init(&c->kv_waiters);
     list_init(&c->deploy_builds);
     list_init(&c->workspaces);
     hmap_init(&c->tokens, 64);
@@ -352,6 +353,8 @@ void ctl_shutdown(struct ctl *c, void (*done_cb)(void *ud), void *ud)
                 break;
         }
     }
+    /* Blocked queue gets are answered now rather than cut off with their connection. */
+    ctl_kv_shutdown(c);
     ev_timer_add(c->loop, c->cfg.stop_grace_ms, shutdown_grace_over, c);
     sched_drain_check(c);
 }
@@ -363,6 +366,7 @@ void ctl_free(struct ctl *c)
     ctl_builds_free(c);
     ctl_image_jobs_free(c);
     ctl_builder_stop(c);
+    ctl_kv_free(c);
     ctl_secrets_free(c);
     cas_close(c->cas);
     c->cas = NULL;

@@ -458,4 +458,50 @@ int ctl_app_log_subscribe(struct ctl *c, const char *app, ctl_log_entry_cb cb, v
                           struct ctl_app_log_sub **out, struct ctl_error *e);
 void ctl_app_log_unsubscribe(struct ctl *c, struct ctl_app_log_sub *s);
 
+/* ---------- dicts and queues (kv.c; docs/API.md "Dicts", "Queues") ---------- */
+
+/* Limits (SPEC_KV_*, SPEC_QUEUE_*) and request bodies (struct spec_kv_req) are
+ * spec's (src/spec/kv.c). Blocked gets one workspace may have at once: each holds a
+ * connection and a timer, so a client cannot make gustd keep unbounded numbers. */
+#define CTL_KV_WAITERS_MAX 1024u
+
+enum ctl_kv_kind { CTL_KV_DICT = 1, CTL_KV_QUEUE };
+
+/* spec_kv_req_parse with its error as a control error (not_found for an unknown op,
+ * too_large, invalid_argument naming the field). Free r with spec_kv_req_free. */
+int ctl_kv_req_parse(enum ctl_kv_kind kind, const char *op, json_t *body, struct spec_kv_req *r,
+                     struct ctl_error *e);
+
+/* Looks name up ({"name","created":false}); creates it first when create_if_missing
+ * ({"created":true} if it was new). CTL_E_NOT_FOUND when absent and not creating. */
+json_t *ctl_kv_create(struct ctl *c, const char *ws, enum ctl_kv_kind kind, const char *name, bool create_if_missing,
+                      struct ctl_error *e);
+/* {"dicts"|"queues": [{"name","created_at","len"}]} of workspace ws. */
+json_t *ctl_kv_list(struct ctl *c, const char *ws, enum ctl_kv_kind kind, struct ctl_error *e);
+/* Deletes the object and its contents; blocked gets on it are answered not_found. */
+int ctl_kv_delete(struct ctl *c, const char *ws, enum ctl_kv_kind kind, const char *name, struct ctl_error *e);
+/* Dict operations but nothing that waits: get, contains, pop ({"found","value"?}),
+ * put ({"written"}), update ({"written": n}), len ({"len"}), items ({"items":[[k,v]],
+ * "next": key or null}), clear ({}). */
+json_t *ctl_dict_op(struct ctl *c, const char *ws, const char *name, const char *op, const struct spec_kv_req *r,
+                    struct ctl_error *e);
+/* Queue put ({"put": n}; CTL_E_CONFLICT queue_full past SPEC_QUEUE_PARTITION_ITEMS,
+ * nothing put), len ({"len"}), items ({"values", "next": the id to continue after when
+ * there is more, else null, "last": the id of the last item listed}; nothing taken),
+ * clear ({}). */
+json_t *ctl_queue_op(struct ctl *c, const char *ws, const char *name, const char *op, const struct spec_kv_req *r,
+                     struct ctl_error *e);
+/* A get: takes up to r->n items of r->partition. With items there, or timeout_ms 0,
+ * cb gets {"values":[...]} (perhaps empty) before this returns and *out is NULL.
+ * Otherwise *out is a waiter: cb runs later, once, with the items of the next put
+ * into the partition, with {"values":[]} after timeout_ms, or with answer NULL and an
+ * error (the queue was deleted: not_found; gustd is shutting down: shutting_down,
+ * also refused then instead of waiting). Cancel a waiter whose client went away
+ * with ctl_kv_waiter_cancel (not after cb ran). -1 + e for errors (no cb). */
+struct ctl_kv_waiter;
+typedef void (*ctl_kv_answer_cb)(void *ud, json_t *answer, const struct ctl_error *e);
+int ctl_queue_get(struct ctl *c, const char *ws, const char *name, const struct spec_kv_req *r, ctl_kv_answer_cb cb,
+                  void *ud, struct ctl_kv_waiter **out, struct ctl_error *e);
+void ctl_kv_waiter_cancel(struct ctl *c, struct ctl_kv_waiter *w);
+
 #endif

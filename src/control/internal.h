@@ -24,6 +24,8 @@
  *   wait.c      waiters on one call (observers)
  *   map.c       map streams (one observer per input)
  *   secrets.c   secrets, uploaded blobs, mount trees
+ *   kv.c        dicts and queues: request bodies, objects in the store, blocked
+ *               queue gets (waiters per partition, answered by a put or a timer)
  *   build.c     the image builder: cache persistence, inline image resolution
  *   images.c    named images: add, import, list, inspect, rm, gc
  *   meter.c     usage and cost from container records
@@ -554,6 +556,7 @@ struct ctl {
     size_t logq_len, logq_cap;
     uint64_t log_timer;
     struct list_node secrets;        /* struct ctl_secret (secrets.c) */
+    struct list_node kv_waiters;     /* struct ctl_kv_waiter, oldest first (kv.c) */
     struct list_node workspaces;     /* struct ctl_ws (ident.c) */
     struct hmap tokens;              /* struct ctl_token by id (ident.c) */
     struct ctl_image_jobs *image_jobs; /* the image job thread (images.c), NULL until used */
@@ -890,6 +893,15 @@ void ctl_stream_acked(struct ctl *c, struct ctl_call *call, uint64_t bytes);
 
 /* ---- wait.c, map.c: public API only (control.h) ---- */
 void ctl_maps_free(struct ctl *c);
+
+/* ---- kv.c ---- */
+
+/* Answers every blocked queue get shutting_down (its client asks again later). */
+void ctl_kv_shutdown(struct ctl *c);
+
+/* Frees the blocked queue gets left without answering them: at ctl_free the API
+ * servers, and so their connections, are gone already. */
+void ctl_kv_free(struct ctl *c);
 
 /* ---- secrets.c ---- */
 /* Bounds on what a client can make us keep. */

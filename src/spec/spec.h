@@ -212,4 +212,58 @@ bool spec_image_base_builtin(const char *base);
  * depth 64 (arrays, inline tables and key parts together). */
 int toml_parse(const char *text, size_t len, json_t **out, struct gerr *err);
 
+/* ---------- dict and queue request bodies (kv.c) ---------- */
+
+/* Modal's limits: a key, value or item is at most 1 MiB; a queue partition holds at
+ * most 5,000 items; a partition key is 1 to 64 bytes. */
+#define SPEC_KV_VALUE_MAX (1u << 20)
+#define SPEC_QUEUE_PARTITION_ITEMS 5000u
+#define SPEC_QUEUE_PARTITION_MAX 64
+/* Entries one put_many or update carries: a partition's worth, so that filling one
+ * takes a single request. */
+#define SPEC_KV_BATCH_MAX 5000u
+/* One page of a listing (dict items, queue iteration): at most this many entries and
+ * SPEC_KV_PAGE_BYTES of them (but always one), so an answer stays a few MiB. */
+#define SPEC_KV_PAGE_MAX 1000
+#define SPEC_KV_PAGE_BYTES (4u << 20)
+/* The longest one blocked get waits before it is answered empty: Modal's client asks
+ * for 50 s at a time so that proxies keep the connection; ours loops the same way. */
+#define SPEC_QUEUE_WAIT_MAX_S 50
+
+enum spec_kv_kind { SPEC_KV_DICT = 1, SPEC_KV_QUEUE };
+
+struct spec_bytes {
+    const void *data;
+    size_t len;
+};
+
+/* A dict or queue operation's body, decoded. */
+struct spec_kv_req {
+    void *key;                  /* dict: the key (get, contains, pop, put) */
+    size_t klen;
+    void *value;                /* dict put: the value */
+    size_t vlen;
+    bool skip_if_exists;        /* dict put */
+    struct spec_bytes *keys;    /* dict update: keys parallel to values */
+    struct spec_bytes *values;  /* queue put: the items; dict update: the values */
+    size_t nvalues;
+    void *after_key;            /* dict items: the page starts after this key (NULL: first) */
+    size_t after_klen;
+    char partition[SPEC_QUEUE_PARTITION_MAX + 1]; /* queue: "" is the default partition */
+    int64_t n;                  /* queue get: at most this many items */
+    uint64_t timeout_ms;        /* queue get: 0 answers at once */
+    int64_t after;              /* queue items: the page starts after this item id */
+    int64_t limit;              /* items: page size */
+    bool total;                 /* queue len: all partitions */
+    bool all;                   /* queue clear: all partitions */
+};
+
+/* Decodes body (a JSON object; values base64) for operation op of kind: unknown
+ * fields refused, every length bounded before anything is decoded. 0; -ENOENT for an
+ * op the kind does not have; -E2BIG past a limit; -EINVAL otherwise; field_out names
+ * the field ("" for none). Free r with spec_kv_req_free (after an error too: empty). */
+int spec_kv_req_parse(enum spec_kv_kind kind, const char *op, json_t *body, struct spec_kv_req *r,
+                      char field_out[SPEC_FIELD_MAX], struct gerr *err);
+void spec_kv_req_free(struct spec_kv_req *r);
+
 #endif

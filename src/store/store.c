@@ -168,6 +168,25 @@ static const char *const migrations[] = {
     "  next_at REAL NOT NULL,"
     "  last_runs TEXT NOT NULL,"
     "  PRIMARY KEY (app, function)) WITHOUT ROWID;",
+    /* 12: dicts and queues (control's kv.c): named objects of a workspace (name
+     * "<workspace>/<name>"), a dict's entries keyed by the client's serialised key, a
+     * queue's items by partition ('' the default one) in the order they were put (id). */
+    "CREATE TABLE kv_objects("
+    "  kind TEXT NOT NULL CHECK (kind IN ('dict','queue')),"
+    "  name TEXT NOT NULL,"
+    "  created_at REAL NOT NULL,"
+    "  PRIMARY KEY (kind, name)) WITHOUT ROWID;"
+    "CREATE TABLE dict_entries("
+    "  dict TEXT NOT NULL,"
+    "  key BLOB NOT NULL,"
+    "  value BLOB NOT NULL,"
+    "  PRIMARY KEY (dict, key)) WITHOUT ROWID;"
+    "CREATE TABLE queue_items("
+    "  id INTEGER PRIMARY KEY,"
+    "  queue TEXT NOT NULL,"
+    "  partition TEXT NOT NULL,"
+    "  value BLOB NOT NULL);"
+    "CREATE INDEX queue_items_order ON queue_items(queue, partition, id);",
 };
 _Static_assert(ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION, "one migration per schema version");
 
@@ -236,6 +255,24 @@ enum stmt_id {
     S_SCHED_PUT,
     S_SCHED_DELETE,
     S_SCHED_LIST,
+    S_KVOBJ_CREATE,
+    S_KVOBJ_EXISTS,
+    S_KVOBJ_DELETE,
+    S_KVOBJ_LIST,
+    S_DICT_GET,
+    S_DICT_PUT,
+    S_DICT_PUT_NEW,
+    S_DICT_DELETE,
+    S_DICT_COUNT,
+    S_DICT_LIST,
+    S_DICT_CLEAR,
+    S_QUEUE_PUSH,
+    S_QUEUE_COUNT,
+    S_QUEUE_COUNT_ALL,
+    S_QUEUE_LIST,
+    S_QUEUE_REMOVE_UPTO,
+    S_QUEUE_CLEAR,
+    S_QUEUE_CLEAR_ALL,
     S_COUNT
 };
 
@@ -364,6 +401,32 @@ static const char *const stmt_sql[S_COUNT] = {
                     " ON CONFLICT(app, function) DO UPDATE SET spec = ?3, next_at = ?4, last_runs = ?5",
     [S_SCHED_DELETE] = "DELETE FROM schedules WHERE app = ?1 AND function = ?2",
     [S_SCHED_LIST] = "SELECT app, function, spec, next_at, last_runs FROM schedules",
+
+    [S_KVOBJ_CREATE] = "INSERT OR IGNORE INTO kv_objects(kind, name, created_at) VALUES (?1, ?2, ?3)",
+    [S_KVOBJ_EXISTS] = "SELECT created_at FROM kv_objects WHERE kind = ?1 AND name = ?2",
+    [S_KVOBJ_DELETE] = "DELETE FROM kv_objects WHERE kind = ?1 AND name = ?2",
+    /* ?2 is "<workspace>/": substr, not LIKE, whose wildcards a name may contain. */
+    [S_KVOBJ_LIST] = "SELECT o.name, o.created_at, CASE o.kind"
+                     " WHEN 'dict' THEN (SELECT COUNT(*) FROM dict_entries d WHERE d.dict = o.name)"
+                     " ELSE (SELECT COUNT(*) FROM queue_items q WHERE q.queue = o.name) END"
+                     " FROM kv_objects o WHERE o.kind = ?1 AND substr(o.name, 1, length(?2)) = ?2 ORDER BY o.name",
+    [S_DICT_GET] = "SELECT value FROM dict_entries WHERE dict = ?1 AND key = ?2",
+    [S_DICT_PUT] = "INSERT INTO dict_entries(dict, key, value) VALUES (?1, ?2, ?3)"
+                   " ON CONFLICT(dict, key) DO UPDATE SET value = excluded.value",
+    [S_DICT_PUT_NEW] = "INSERT INTO dict_entries(dict, key, value) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+    [S_DICT_DELETE] = "DELETE FROM dict_entries WHERE dict = ?1 AND key = ?2",
+    [S_DICT_COUNT] = "SELECT COUNT(*) FROM dict_entries WHERE dict = ?1",
+    [S_DICT_LIST] = "SELECT key, value FROM dict_entries WHERE dict = ?1 AND (?2 IS NULL OR key > ?2)"
+                    " ORDER BY key LIMIT ?3",
+    [S_DICT_CLEAR] = "DELETE FROM dict_entries WHERE dict = ?1",
+    [S_QUEUE_PUSH] = "INSERT INTO queue_items(queue, partition, value) VALUES (?1, ?2, ?3)",
+    [S_QUEUE_COUNT] = "SELECT COUNT(*) FROM queue_items WHERE queue = ?1 AND partition = ?2",
+    [S_QUEUE_COUNT_ALL] = "SELECT COUNT(*) FROM queue_items WHERE queue = ?1",
+    [S_QUEUE_LIST] = "SELECT id, value FROM queue_items WHERE queue = ?1 AND partition = ?2 AND id > ?3"
+                     " ORDER BY id LIMIT ?4",
+    [S_QUEUE_REMOVE_UPTO] = "DELETE FROM queue_items WHERE queue = ?1 AND partition = ?2 AND id <= ?3",
+    [S_QUEUE_CLEAR] = "DELETE FROM queue_items WHERE queue = ?1 AND partition = ?2",
+    [S_QUEUE_CLEAR_ALL] = "DELETE FROM queue_items WHERE queue = ?1",
 };
 
 struct store {
@@ -615,6 +678,9 @@ struct listing {
         store_token_cb token;
         store_keepalive_cb keepalive;
         store_schedule_cb schedule;
+        store_kvobj_cb kvobj;
+        store_pair_cb pair;
+        store_queue_item_cb qitem;
     } cb;
     void *ud;
 };
@@ -1581,4 +1647,150 @@ int store_schedule_list(struct store *st, store_schedule_cb cb, void *ud, struct
 {
     const struct listing l = {.cb.schedule = cb, .ud = ud};
     return list_rows(st, S_SCHED_LIST, NO_PARAMS, schedule_row, &l, err, "schedules", "listing schedules");
+}
+
+/* ---------- dicts and queues ---------- */
+
+int store_kvobj_create(struct store *st, const char *kind, const char *name, double now, struct gerr *err)
+{
+    int r = exec_write(st, S_KVOBJ_CREATE, PARAMS(P_TEXT(kind), P_TEXT(name), P_REAL(now)), err, "creating", name);
+    return r < 0 ? r : r > 0;
+}
+
+int store_kvobj_exists(struct store *st, const char *kind, const char *name, struct gerr *err)
+{
+    return query_one(st, S_KVOBJ_EXISTS, PARAMS(P_TEXT(kind), P_TEXT(name)), read_nothing, NULL, err, "%s %s", kind,
+                     name);
+}
+
+int store_kvobj_delete(struct store *st, const char *kind, const char *name, struct gerr *err)
+{
+    int r = store_begin(st, err);
+    if (r < 0)
+        return r;
+    r = exec_update_one(st, S_KVOBJ_DELETE, PARAMS(P_TEXT(kind), P_TEXT(name)), err, kind, name);
+    if (r == 0)
+        r = exec_ok(st, strcmp(kind, "dict") ? S_QUEUE_CLEAR_ALL : S_DICT_CLEAR, PARAMS(P_TEXT(name)), err,
+                    "deleting the contents of", name);
+    if (r == 0)
+        return store_commit(st, err);
+    store_rollback(st, NULL);
+    return r;
+}
+
+static int kvobj_row(sqlite3_stmt *s, const struct listing *l)
+{
+    return l->cb.kvobj((const char *)sqlite3_column_text(s, 0), col_time(s, 1), sqlite3_column_int64(s, 2), l->ud);
+}
+
+int store_kvobj_list(struct store *st, const char *kind, const char *ws, store_kvobj_cb cb, void *ud,
+                     struct gerr *err)
+{
+    char prefix[STORE_KV_WS_PREFIX_MAX];
+    snprintf(prefix, sizeof prefix, "%s/", ws);
+    const struct listing l = {.cb.kvobj = cb, .ud = ud};
+    return list_rows(st, S_KVOBJ_LIST, PARAMS(P_TEXT(kind), P_TEXT(prefix)), kvobj_row, &l, err, kind, "listing");
+}
+
+struct blob_out {
+    void *data;
+    size_t len;
+};
+
+static int read_blob(sqlite3_stmt *s, void *out)
+{
+    struct blob_out *b = out;
+    return col_dup(s, 0, &b->data, &b->len);
+}
+
+int store_dict_get(struct store *st, const char *dict, const void *key, size_t klen, void **value, size_t *vlen,
+                   struct gerr *err)
+{
+    struct blob_out b = {0};
+    int r = query_one(st, S_DICT_GET, PARAMS(P_TEXT(dict), P_BLOB(key, klen)), read_blob, &b, err, "key of %s",
+                      dict);
+    *value = b.data;
+    *vlen = b.len;
+    return r;
+}
+
+int store_dict_put(struct store *st, const char *dict, const void *key, size_t klen, const void *value, size_t vlen,
+                   bool skip_if_exists, struct gerr *err)
+{
+    int r = exec_write(st, skip_if_exists ? S_DICT_PUT_NEW : S_DICT_PUT,
+                       PARAMS(P_TEXT(dict), P_BLOB(key, klen), P_BLOB(value, vlen)), err, "writing an entry of", dict);
+    return r < 0 ? r : r > 0;
+}
+
+int store_dict_delete(struct store *st, const char *dict, const void *key, size_t klen, struct gerr *err)
+{
+    int r = exec_write(st, S_DICT_DELETE, PARAMS(P_TEXT(dict), P_BLOB(key, klen)), err, "deleting an entry of", dict);
+    return r < 0 ? r : r > 0;
+}
+
+int store_dict_count(struct store *st, const char *dict, int64_t *n, struct gerr *err)
+{
+    return query_one(st, S_DICT_COUNT, PARAMS(P_TEXT(dict)), read_int64, n, err, "the entries of %s", dict);
+}
+
+static int pair_row(sqlite3_stmt *s, const struct listing *l)
+{
+    return l->cb.pair(sqlite3_column_blob(s, 0), (size_t)sqlite3_column_bytes(s, 0), sqlite3_column_blob(s, 1),
+                      (size_t)sqlite3_column_bytes(s, 1), l->ud);
+}
+
+int store_dict_list(struct store *st, const char *dict, const void *after, size_t alen, int64_t limit,
+                    store_pair_cb cb, void *ud, struct gerr *err)
+{
+    const struct listing l = {.cb.pair = cb, .ud = ud};
+    return list_rows(st, S_DICT_LIST, PARAMS(P_TEXT(dict), after ? P_BLOB(after, alen) : P_NULL, P_INT(limit)),
+                     pair_row, &l, err, "dict entries", "listing dict entries");
+}
+
+int store_dict_clear(struct store *st, const char *dict, struct gerr *err)
+{
+    return exec_ok(st, S_DICT_CLEAR, PARAMS(P_TEXT(dict)), err, "clearing", dict);
+}
+
+int store_queue_push(struct store *st, const char *queue, const char *partition, const void *value, size_t len,
+                     struct gerr *err)
+{
+    return exec_ok(st, S_QUEUE_PUSH, PARAMS(P_TEXT(queue), P_TEXT(partition), P_BLOB(value, len)), err,
+                   "putting an item into", queue);
+}
+
+int store_queue_count(struct store *st, const char *queue, const char *partition, int64_t *n, struct gerr *err)
+{
+    if (!partition)
+        return query_one(st, S_QUEUE_COUNT_ALL, PARAMS(P_TEXT(queue)), read_int64, n, err, "the items of %s", queue);
+    return query_one(st, S_QUEUE_COUNT, PARAMS(P_TEXT(queue), P_TEXT(partition)), read_int64, n, err,
+                     "the items of %s", queue);
+}
+
+static int qitem_row(sqlite3_stmt *s, const struct listing *l)
+{
+    return l->cb.qitem(sqlite3_column_int64(s, 0), sqlite3_column_blob(s, 1), (size_t)sqlite3_column_bytes(s, 1),
+                       l->ud);
+}
+
+int store_queue_list(struct store *st, const char *queue, const char *partition, int64_t after, int64_t limit,
+                     store_queue_item_cb cb, void *ud, struct gerr *err)
+{
+    const struct listing l = {.cb.qitem = cb, .ud = ud};
+    return list_rows(st, S_QUEUE_LIST, PARAMS(P_TEXT(queue), P_TEXT(partition), P_INT(after), P_INT(limit)),
+                     qitem_row, &l, err, "queue items", "listing queue items");
+}
+
+int store_queue_remove_upto(struct store *st, const char *queue, const char *partition, int64_t upto,
+                            struct gerr *err)
+{
+    return exec_ok(st, S_QUEUE_REMOVE_UPTO, PARAMS(P_TEXT(queue), P_TEXT(partition), P_INT(upto)), err,
+                   "taking items from", queue);
+}
+
+int store_queue_clear(struct store *st, const char *queue, const char *partition, struct gerr *err)
+{
+    if (!partition)
+        return exec_ok(st, S_QUEUE_CLEAR_ALL, PARAMS(P_TEXT(queue)), err, "clearing", queue);
+    return exec_ok(st, S_QUEUE_CLEAR, PARAMS(P_TEXT(queue), P_TEXT(partition)), err, "clearing", queue);
 }

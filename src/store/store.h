@@ -35,7 +35,7 @@ struct store;
 
 /* Schema version this code writes; store_open() migrates older files up to it and
  * refuses newer ones (-EPROTONOSUPPORT). */
-#define STORE_SCHEMA_VERSION 11
+#define STORE_SCHEMA_VERSION 12
 
 /* ---------- open / close / transactions ---------- */
 
@@ -334,5 +334,53 @@ int store_schedule_delete(struct store *st, const char *app, const char *functio
 typedef int (*store_schedule_cb)(const char *app, const char *function, const char *spec, double next_at,
                                  const char *last_runs, void *ud);
 int store_schedule_list(struct store *st, store_schedule_cb cb, void *ud, struct gerr *err);
+
+/* ---------- dicts and queues (control's kv.c) ---------- */
+
+/* The longest "<workspace>/" prefix a listing takes (a workspace name and the slash). */
+#define STORE_KV_WS_PREFIX_MAX 80
+
+/* kind is "dict" or "queue"; name "<workspace>/<name>". 1 if created, 0 if it existed. */
+int store_kvobj_create(struct store *st, const char *kind, const char *name, double now, struct gerr *err);
+/* 0 if the object exists, -ENOENT if not. */
+int store_kvobj_exists(struct store *st, const char *kind, const char *name, struct gerr *err);
+/* Deletes the object and everything in it; -ENOENT if there is no such object. */
+int store_kvobj_delete(struct store *st, const char *kind, const char *name, struct gerr *err);
+/* count: the entries of a dict, the items (all partitions) of a queue. */
+typedef int (*store_kvobj_cb)(const char *name, double created_at, int64_t count, void *ud);
+/* The objects of kind of workspace ws, by name. */
+int store_kvobj_list(struct store *st, const char *kind, const char *ws, store_kvobj_cb cb, void *ud,
+                     struct gerr *err);
+
+/* A dict's entries, keyed by the bytes of the client's key. *value is malloc'd;
+ * -ENOENT if there is no such key. */
+int store_dict_get(struct store *st, const char *dict, const void *key, size_t klen, void **value, size_t *vlen,
+                   struct gerr *err);
+/* 1 if written, 0 if skip_if_exists and the key was there already (left as it was). */
+int store_dict_put(struct store *st, const char *dict, const void *key, size_t klen, const void *value, size_t vlen,
+                   bool skip_if_exists, struct gerr *err);
+/* 1 if the key was there (removed), 0 if not. */
+int store_dict_delete(struct store *st, const char *dict, const void *key, size_t klen, struct gerr *err);
+int store_dict_count(struct store *st, const char *dict, int64_t *n, struct gerr *err);
+typedef int (*store_pair_cb)(const void *key, size_t klen, const void *value, size_t vlen, void *ud);
+/* At most limit entries whose key sorts after after (NULL: from the first), in key order. */
+int store_dict_list(struct store *st, const char *dict, const void *after, size_t alen, int64_t limit,
+                    store_pair_cb cb, void *ud, struct gerr *err);
+int store_dict_clear(struct store *st, const char *dict, struct gerr *err);
+
+/* A queue's items; partition "" is the default one. Ids grow in the order of puts. */
+int store_queue_push(struct store *st, const char *queue, const char *partition, const void *value, size_t len,
+                     struct gerr *err);
+/* partition NULL: all partitions. */
+int store_queue_count(struct store *st, const char *queue, const char *partition, int64_t *n, struct gerr *err);
+typedef int (*store_queue_item_cb)(int64_t id, const void *value, size_t len, void *ud);
+/* At most limit items of partition with an id above after, oldest first. */
+int store_queue_list(struct store *st, const char *queue, const char *partition, int64_t after, int64_t limit,
+                     store_queue_item_cb cb, void *ud, struct gerr *err);
+/* Removes the items of partition with an id up to upto (those a get took). */
+int store_queue_remove_upto(struct store *st, const char *queue, const char *partition, int64_t upto,
+                            struct gerr *err);
+/* partition NULL: all partitions. */
+int store_queue_clear(struct store *st, const char *queue, const char *partition, struct gerr *err);
 
 #endif

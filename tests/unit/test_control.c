@@ -2444,6 +2444,175 @@ UNIT_TEST(test_gpu_eviction_once_the_holder_is_idle)
     env_free(&e);
 }
 
+/* ---------- dicts and queues (kv.c) ---------- */
+
+/* Parses body for op of kind; the test fails on a refusal. */
+static void kv_req(enum ctl_kv_kind kind, const char *op, const char *body, struct spec_kv_req *r)
+{
+    json_t *j = json_loads(body, 0, NULL);
+    struct ctl_error ce;
+    CHECK(j != NULL);
+    CHECK_EQ_INT(ctl_kv_req_parse(kind, op, j, r, &ce), 0);
+    json_decref(j);
+}
+
+/* What one waiter was answered: how many answers, the last one's values, its error. */
+struct kv_seen {
+    int answers;
+    size_t nvalues;
+    char first[32];
+    char err[32];
+};
+
+static void kv_seen_cb(void *ud, json_t *answer, const struct ctl_error *e)
+{
+    struct kv_seen *s = ud;
+    s->answers++;
+    if (!answer) {
+        snprintf(s->err, sizeof s->err, "%s", e->code);
+        return;
+    }
+    json_t *v = json_object_get(answer, "values");
+    s->nvalues = json_array_size(v);
+    snprintf(s->first, sizeof s->first, "%s", s->nvalues ? json_string_value(json_array_get(v, 0)) : "");
+    json_decref(answer);
+}
+
+static void kv_put(struct env *e, const char *queue, const char *body)
+{
+    struct spec_kv_req r;
+    struct ctl_error ce;
+    kv_req(CTL_KV_QUEUE, "put", body, &r);
+    json_t *a = ctl_queue_op(e->ctl, "default", queue, "put", &r, &ce);
+    CHECK(a != NULL);
+    json_decref(a);
+    spec_kv_req_free(&r);
+}
+
+static struct ctl_kv_waiter *kv_get(struct env *e, const char *ws, const char *queue, const char *body,
+                                    struct kv_seen *s)
+{
+    struct spec_kv_req r;
+    struct ctl_error ce;
+    struct ctl_kv_waiter *w = NULL;
+    kv_req(CTL_KV_QUEUE, "get", body, &r);
+    CHECK_EQ_INT(ctl_queue_get(e->ctl, ws, queue, &r, kv_seen_cb, s, &w, &ce), 0);
+    spec_kv_req_free(&r);
+    return w;
+}
+
+UNIT_TEST(test_queue_waiters)
+{
+    struct env e;
+    env_init(&e, 4000, 4096, 0);
+    struct ctl_error ce;
+    json_t *a = ctl_kv_create(e.ctl, "default", CTL_KV_QUEUE, "q", true, &ce);
+    CHECK(a && json_is_true(json_object_get(a, "created")));
+    json_decref(a);
+    /* Two gets wait on the default partition, one on "p"; "YQ==" is "a". */
+    struct kv_seen s1 = {0}, s2 = {0}, sp = {0}, st = {0}, sd = {0};
+    CHECK(kv_get(&e, "default", "q", "{\"n\":2,\"timeout\":30}", &s1) != NULL);
+    CHECK(kv_get(&e, "default", "q", "{\"n\":5,\"timeout\":30}", &s2) != NULL);
+    CHECK(kv_get(&e, "default", "q", "{\"partition\":\"p\",\"timeout\":30}", &sp) != NULL);
+    CHECK_EQ_INT(s1.answers + s2.answers + sp.answers, 0);
+    /* A put of three answers the first two waiters oldest first, each up to its n;
+     * the waiter on another partition is not woken. */
+    kv_put(&e, "q", "{\"values\":[\"YQ==\",\"Yg==\",\"Yw==\"]}");
+    CHECK_EQ_INT(s1.answers, 1);
+    CHECK_EQ_INT((int)s1.nvalues, 2);
+    CHECK_STR(s1.first, "YQ==");
+    CHECK_EQ_INT(s2.answers, 1);
+    CHECK_EQ_INT((int)s2.nvalues, 1);
+    CHECK_STR(s2.first, "Yw==");
+    CHECK_EQ_INT(sp.answers, 0);
+    /* A get with items there answers at once; one with timeout 0 too, empty. */
+    kv_put(&e, "q", "{\"values\":[\"ZA==\"]}");
+    struct kv_seen now = {0};
+    CHECK(kv_get(&e, "default", "q", "{}", &now) == NULL);
+    CHECK(now.answers == 1 && now.nvalues == 1);
+    CHECK(kv_get(&e, "default", "q", "{}", &now) == NULL);
+    CHECK(now.answers == 2 && now.nvalues == 0);
+    /* A waiter's timer answers it empty; a cancelled one is never answered. */
+    CHECK(kv_get(&e, "default", "q", "{\"timeout\":0.01}", &st) != NULL);
+    struct kv_seen sc = {0};
+    struct ctl_kv_waiter *wc = kv_get(&e, "default", "q", "{\"timeout\":0.01}", &sc);
+    ctl_kv_waiter_cancel(e.ctl, wc);
+    run_for(&e, 100);
+    CHECK(st.answers == 1 && st.nvalues == 0 && !st.err[0]);
+    CHECK_EQ_INT(sc.answers, 0);
+    /* Another workspace does not find the queue; deleting it answers its waiters. */
+    struct spec_kv_req r;
+    kv_req(CTL_KV_QUEUE, "get", "{\"timeout\":30}", &r);
+    struct ctl_kv_waiter *w = NULL;
+    CHECK(ctl_queue_get(e.ctl, "other", "q", &r, kv_seen_cb, &sd, &w, &ce) < 0 && ce.kind == CTL_E_NOT_FOUND);
+    spec_kv_req_free(&r);
+    CHECK_EQ_INT(ctl_kv_delete(e.ctl, "default", CTL_KV_QUEUE, "q", &ce), 0);
+    CHECK(sp.answers == 1 && !strcmp(sp.err, "not_found"));
+    env_free(&e);
+}
+
+UNIT_TEST(test_queue_limits_and_dict)
+{
+    struct env e;
+    env_init(&e, 4000, 4096, 0);
+    struct ctl_error ce;
+    json_decref(ctl_kv_create(e.ctl, "default", CTL_KV_QUEUE, "q", true, &ce));
+    /* A partition holds SPEC_QUEUE_PARTITION_ITEMS: a put past it is refused whole. */
+    AUTO_BUF struct buf b = {0};
+    buf_append_str(&b, "{\"values\":[");
+    for (unsigned i = 0; i < SPEC_QUEUE_PARTITION_ITEMS; i++)
+        buf_append_str(&b, i ? ",\"eA==\"" : "\"eA==\"");
+    buf_append_str(&b, "]}");
+    buf_append(&b, "", 1);
+    kv_put(&e, "q", b.data);
+    struct spec_kv_req r;
+    kv_req(CTL_KV_QUEUE, "put", "{\"values\":[\"eA==\"]}", &r);
+    CHECK(ctl_queue_op(e.ctl, "default", "q", "put", &r, &ce) == NULL);
+    CHECK_STR(ce.code, "queue_full");
+    spec_kv_req_free(&r);
+    kv_put(&e, "q", "{\"values\":[\"eA==\"],\"partition\":\"other\"}");
+    /* Blocked gets are bounded per workspace. */
+    struct kv_seen seen[CTL_KV_WAITERS_MAX + 1];
+    memset(seen, 0, sizeof seen);
+    json_decref(ctl_kv_create(e.ctl, "default", CTL_KV_QUEUE, "empty", true, &ce));
+    for (unsigned i = 0; i < CTL_KV_WAITERS_MAX; i++)
+        CHECK(kv_get(&e, "default", "empty", "{\"timeout\":30}", &seen[i]) != NULL);
+    kv_req(CTL_KV_QUEUE, "get", "{\"timeout\":30}", &r);
+    struct ctl_kv_waiter *w = NULL;
+    CHECK(ctl_queue_get(e.ctl, "default", "empty", &r, kv_seen_cb, &seen[CTL_KV_WAITERS_MAX], &w, &ce) < 0);
+    CHECK_STR(ce.code, "too_many_waiters");
+    spec_kv_req_free(&r);
+    CHECK_EQ_INT(ctl_kv_delete(e.ctl, "default", CTL_KV_QUEUE, "empty", &ce), 0);
+    /* Dict: skip_if_exists keeps the first value; pop removes; bad input names its field. */
+    json_decref(ctl_kv_create(e.ctl, "default", CTL_KV_DICT, "d", true, &ce));
+    const char *const puts[] = {"{\"key\":\"aw==\",\"value\":\"MQ==\"}",
+                                "{\"key\":\"aw==\",\"value\":\"Mg==\",\"skip_if_exists\":true}"};
+    for (int i = 0; i < 2; i++) {
+        kv_req(CTL_KV_DICT, "put", puts[i], &r);
+        json_t *a = ctl_dict_op(e.ctl, "default", "d", "put", &r, &ce);
+        CHECK(a && json_is_true(json_object_get(a, "written")) == (i == 0));
+        json_decref(a);
+        spec_kv_req_free(&r);
+    }
+    for (int i = 0; i < 2; i++) {
+        kv_req(CTL_KV_DICT, "pop", "{\"key\":\"aw==\"}", &r);
+        json_t *a = ctl_dict_op(e.ctl, "default", "d", "pop", &r, &ce);
+        CHECK(a && json_is_true(json_object_get(a, "found")) == (i == 0));
+        if (i == 0)
+            CHECK_STR(json_string_value(json_object_get(a, "value")), "MQ==");
+        json_decref(a);
+        spec_kv_req_free(&r);
+    }
+    json_t *j = json_loads("{\"key\":\"aw==\",\"value\":7}", 0, NULL);
+    CHECK(ctl_kv_req_parse(CTL_KV_DICT, "put", j, &r, &ce) < 0);
+    CHECK_STR(ce.field, "value");
+    json_decref(j);
+    CHECK(ctl_kv_create(e.ctl, "default", CTL_KV_DICT, "no-such", false, &ce) == NULL && ce.kind == CTL_E_NOT_FOUND);
+    CHECK(ctl_kv_create(e.ctl, "default", CTL_KV_DICT, "bad name", true, &ce) == NULL);
+    CHECK_STR(ce.field, "name");
+    env_free(&e);
+}
+
 int main(void)
 {
     UNIT_RUN(test_dispatch_and_packing);
@@ -2463,6 +2632,8 @@ int main(void)
     UNIT_RUN(test_capacity_waiting_reasons);
     UNIT_RUN(test_snapshot_versions);
     UNIT_RUN(test_shutdown_drains);
+    UNIT_RUN(test_queue_waiters);
+    UNIT_RUN(test_queue_limits_and_dict);
     UNIT_RUN(test_map_ordered);
     UNIT_RUN(test_store_bounds_trimmed_on_tick);
     UNIT_RUN(test_app_logs_numbered);

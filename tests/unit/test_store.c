@@ -236,6 +236,49 @@ UNIT_TEST(test_schedules)
     store_close(st);
 }
 
+static int kv_item_cb(int64_t id, const void *value, size_t len, void *ud)
+{
+    char *seen = ud;
+    strncat(seen, value, len);
+    return 0;
+}
+
+/* Schema 12: dicts and queues; a queue's partitions are separate FIFOs; deleting an
+ * object deletes what it held; another workspace's listing does not show it. */
+UNIT_TEST(test_dicts_and_queues)
+{
+    char path[256];
+    struct store *st = open_new(path, sizeof path);
+    CHECK(st);
+    struct gerr err = {0};
+    CHECK_EQ_INT(store_kvobj_create(st, "queue", "default/q", 1.0, &err), 1);
+    CHECK_EQ_INT(store_kvobj_create(st, "queue", "default/q", 2.0, &err), 0);
+    CHECK_EQ_INT(store_kvobj_exists(st, "dict", "default/q", &err), -ENOENT);
+    const char *const items[] = {"a", "b", "c"};
+    for (int i = 0; i < 3; i++)
+        CHECK(store_queue_push(st, "default/q", i == 1 ? "p" : "", items[i], 1, &err) == 0);
+    int64_t n = 0;
+    CHECK(store_queue_count(st, "default/q", NULL, &n, &err) == 0 && n == 3);
+    CHECK(store_queue_count(st, "default/q", "", &n, &err) == 0 && n == 2);
+    char seen[8] = "";
+    CHECK(store_queue_list(st, "default/q", "", 0, 10, kv_item_cb, seen, &err) == 0);
+    CHECK_STR(seen, "ac");
+    CHECK_EQ_INT(store_kvobj_create(st, "dict", "default/d", 1.0, &err), 1);
+    CHECK_EQ_INT(store_dict_put(st, "default/d", "k", 1, "v1", 2, false, &err), 1);
+    CHECK_EQ_INT(store_dict_put(st, "default/d", "k", 1, "v2", 2, true, &err), 0);
+    void *v = NULL;
+    size_t vlen = 0;
+    CHECK(store_dict_get(st, "default/d", "k", 1, &v, &vlen, &err) == 0 && vlen == 2 && !memcmp(v, "v1", 2));
+    free(v);
+    CHECK_EQ_INT(store_dict_delete(st, "default/d", "k", 1, &err), 1);
+    CHECK_EQ_INT(store_dict_delete(st, "default/d", "k", 1, &err), 0);
+    CHECK(store_kvobj_delete(st, "queue", "default/q", &err) == 0);
+    CHECK_EQ_INT(sql_int(path, "SELECT COUNT(*) FROM queue_items"), 0);
+    CHECK_EQ_INT(store_kvobj_delete(st, "queue", "default/q", &err), -ENOENT);
+    store_close(st);
+}
+
+
 /* Schema 8: what a schema-7 file held belongs to workspace "default" (qualified
  * names), except the built-in images; workspaces, tokens and blob owners are kept. */
 UNIT_TEST(test_identity_migration_and_tables)
@@ -255,6 +298,7 @@ UNIT_TEST(test_identity_migration_and_tables)
     CHECK(sqlite3_exec(db,
                        "DROP TABLE workspaces; DROP TABLE tokens; DROP TABLE blob_owners; DROP TABLE keepalive;"
                        "DROP TABLE schedules;"
+                       "DROP TABLE kv_objects; DROP TABLE dict_entries; DROP TABLE queue_items;"
                        "DROP INDEX logs_app_seq; ALTER TABLE logs DROP COLUMN seq; ALTER TABLE logs DROP COLUMN concurrent;"
                        "UPDATE apps SET name = substr(name, 9); UPDATE images SET name = substr(name, 9)"
                        " WHERE name LIKE 'default/%'; UPDATE secrets SET name = substr(name, 9);"
@@ -1206,6 +1250,8 @@ int main(void)
     UNIT_RUN(test_identity_migration_and_tables);
     UNIT_RUN(test_keepalive_histories);
     UNIT_RUN(test_schedules);
+
+    UNIT_RUN(test_dicts_and_queues);
     UNIT_RUN(test_apps);
     UNIT_RUN(test_function_versions);
     UNIT_RUN(test_call_lifecycle);
