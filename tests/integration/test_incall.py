@@ -2,7 +2,8 @@
 container reaches gustd's API only through the socket bound at /run/gust/api.sock,
 with a token of its own (invoker of its workspace) that works while the container
 lives and is refused once it ended; the SDK uses them unchanged (.remote, .map,
-.spawn, Function.from_name)."""
+.spawn, Function.from_name, and Dict/Queue: a get blocked in one container is woken by a
+put from another)."""
 import http.client
 import json
 import os
@@ -160,3 +161,47 @@ def test_functions_call_functions_from_inside(shared_gust, tmp_path, monkeypatch
                60, msg="incall's containers gone")
     assert on_socket(g, "GET", "/v1/functions/incall/square", token)[0] == 401
     assert g.http("GET", "/v1/functions/incall/square", token=token).status == 401
+
+
+KV = '''
+import gust
+
+app = gust.App("incall-kv")
+
+
+@app.function(timeout=120)
+def consumer(qname, dname):
+    """Blocks on the queue until another container puts, then records what it got."""
+    q = gust.Queue.from_name(qname)
+    item = q.get(block=True, timeout=90)
+    gust.Dict.from_name(dname)["got"] = item
+    return item
+
+
+@app.function()
+def producer(qname, item):
+    gust.Queue.from_name(qname).put(item)
+    return "put"
+'''
+
+
+def test_dict_and_queue_from_inside_containers(shared_gust, tmp_path):
+    """A get blocked in one container is woken by a put from another container; what it
+    got lands in a Dict that the host reads."""
+    g = shared_gust.use_for_sdk()
+    mod = sdk_module(tmp_path, "incall_kv", KV)
+    mod.app.addr = g.addr
+    mod.app.deploy(progress=None)
+    import gust
+    gust.Queue.from_name("jobs-incall", create_if_missing=True, addr=g.addr).clear()
+    d = gust.Dict.from_name("results-incall", create_if_missing=True, addr=g.addr)
+    d.clear()
+    waiting = mod.consumer.spawn("jobs-incall", "results-incall")
+    # The consumer is running and its get waits on gustd (nothing was put yet).
+    wait_until(lambda: g.get_json(f"/v1/calls/{waiting.object_id}/status")["status"] == "running", 60,
+               msg="the consumer running")
+    assert d.get("got") is None
+    assert mod.producer.remote("jobs-incall", {"job": 7}) == "put"
+    assert waiting.get(timeout=90) == {"job": 7}
+    assert d["got"] == {"job": 7}
+    g.http("POST", "/v1/apps/incall-kv/stop")
