@@ -962,6 +962,20 @@ static void body_failed(struct api_conn *c)
         cb(c, data);
 }
 
+/* Gives the parser the client bytes buffered and not yet fed (some are), and drops
+ * them from the buffer once all are taken; the parser's result. */
+static int feed_buffered(struct api_conn *c)
+{
+    size_t used = 0;
+    int r = http_request_feed(&c->parser, c->in.data + c->in_off, c->in.len - c->in_off, &used);
+    c->in_off += used;
+    if (c->in_off == c->in.len) {
+        c->in.len = 0;
+        c->in_off = 0;
+    }
+    return r;
+}
+
 /* Feeds buffered client bytes to the parser while a body streams: to its reader until
  * they run out, it pauses or the body ends (or dropped, after the response). Runs from
  * the loop. */
@@ -969,16 +983,9 @@ static void body_deliver(struct api_conn *c)
 {
     c->refs++;
     while (c->open && !c->closing && (c->body_discard || (c->body_fn && !c->body_paused))) {
-        size_t avail = c->in.len - c->in_off;
-        if (!avail)
+        if (c->in.len == c->in_off)
             break;
-        size_t used = 0;
-        int r = http_request_feed(&c->parser, c->in.data + c->in_off, avail, &used);
-        c->in_off += used;
-        if (c->in_off == c->in.len) {
-            c->in.len = 0;
-            c->in_off = 0;
-        }
+        int r = feed_buffered(c);
         if (r == HTTP_ERROR) {
             body_failed(c);
             break;
@@ -1063,16 +1070,9 @@ static void process_input(struct api_conn *c)
                 break;
             continue;
         }
-        size_t avail = c->in.len - c->in_off;
-        if (!avail)
+        if (c->in.len == c->in_off)
             break;
-        size_t used = 0;
-        int r = http_request_feed(&c->parser, c->in.data + c->in_off, avail, &used);
-        c->in_off += used;
-        if (c->in_off == c->in.len) {
-            c->in.len = 0;
-            c->in_off = 0;
-        }
+        int r = feed_buffered(c);
         if (r == HTTP_NEED_MORE) {
             if (c->parser.head_done && c->srv->stream_bodies) {
                 /* The body is not all here: the handler has the head (and the body's
