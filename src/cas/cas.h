@@ -89,6 +89,46 @@ int cas_manifest_load(struct cas *c, const struct cas_digest *d, json_t **out, s
  * entry can never write outside dest. Atomic: built in dest.tmp-XXXXXX, renamed. */
 int cas_materialize(struct cas *c, const struct cas_digest *d, const char *dest, struct gerr *err);
 
+/* As cas_materialize, hard-linking each file whose content, mode and owner the tree
+ * of manifest prev (materialised at prev_dir, never changed since) already holds
+ * instead of writing it again: a new version of a large tree costs only its changed
+ * files. prev_dir / prev NULL: none. The earlier tree's files must stay read-only
+ * (they are shared). */
+int cas_materialize_reuse(struct cas *c, const struct cas_digest *d, const char *dest, const char *prev_dir,
+                          const struct cas_digest *prev, struct gerr *err);
+
+/* ---- changes to a tree (volumes: src/cas/volume.c) ----
+ *
+ * A change list is a JSON array applied in order, each element one of
+ *   {"path", "type": "file", "mode", "size", "chunks": [hex...]}
+ *   {"path", "type": "dir", "mode", "opaque"?: true}   (opaque: its old contents go)
+ *   {"path", "type": "symlink", "mode", "target"}
+ *   {"path", "type": "delete"}                          (with everything below it)
+ * with paths as in manifests (relative, no ".", ".." or empty parts, not "."). */
+
+/* Bounds of one change list: as many changes as a manifest has entries. */
+#define CAS_MAX_CHANGES CAS_MAX_ENTRIES
+
+/* Validates a change list (shape, paths, modes, chunk digests, bounds). On error,
+ * err names the element ("changes[3].path: ..."). */
+int cas_changes_check(json_t *changes, struct gerr *err);
+
+/* The manifest that results from applying changes (checked) to manifest base:
+ * last writer wins per path; a file or symlink replaces whatever was at its path
+ * (a directory with its contents); missing parent directories are made (0755);
+ * hard links of base become files of their own. Owners are 0. *out is a new
+ * manifest (not stored) of at most max_entries entries (-E2BIG otherwise). */
+int cas_manifest_apply(json_t *base, json_t *changes, size_t max_entries, json_t **out, struct gerr *err);
+
+/* Scans dir, an overlayfs upper directory (the changes a container made over a
+ * lower tree), and stores its files' chunks: *changes gets the change list (files,
+ * directories (opaque ones marked), symlinks, whiteouts as deletions), in path
+ * order, parents first. Nothing is followed: every step is an openat with
+ * O_NOFOLLOW below dir, so a symlink the container made never leads outside it.
+ * Device nodes other than whiteouts, sockets and fifos are skipped. Owners are not
+ * kept; modes keep the permission bits. At most max_entries changes (-E2BIG). */
+int cas_upper_scan(struct cas *c, const char *dir, size_t max_entries, json_t **changes, struct gerr *err);
+
 /* Removes every object not reachable from the manifests roots[0..n) (the manifests
  * themselves and their chunks). *removed / *bytes: what went. */
 int cas_gc(struct cas *c, const struct cas_digest *roots, size_t n, uint64_t *removed, uint64_t *bytes,

@@ -16,6 +16,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "base/buf.h"
 #include "base/cleanup.h"
 #include "base/json_cleanup.h"
 #include "base/util.h"
@@ -601,7 +602,47 @@ static int set_meta(int pfd, const char *name, json_t *e, bool symlink, struct g
     return 0;
 }
 
-static int materialize_into(struct cas *c, json_t *m, int rootfd, struct gerr *err)
+/* Files of an earlier materialised tree that a new one may hard-link instead of
+ * writing: its root, and its files by content key (content_key). */
+struct reuse {
+    int rootfd;                 /* -1: none */
+    json_t *by_content;         /* key -> path in the earlier tree */
+};
+
+/* What makes two file entries interchangeable on disk: a hard link shares mode and
+ * owner as well as bytes. */
+static void content_key(json_t *e, struct buf *b)
+{
+    buf_printf(b, "%lld:%lld:%lld:%lld", (long long)json_integer_value(json_object_get(e, "mode")),
+               (long long)json_integer_value(json_object_get(e, "uid")),
+               (long long)json_integer_value(json_object_get(e, "gid")),
+               (long long)json_integer_value(json_object_get(e, "size")));
+    size_t k;
+    json_t *ch;
+    json_array_foreach(json_object_get(e, "chunks"), k, ch)
+        buf_printf(b, ",%s", json_string_value(ch));
+}
+
+/* Links the file an earlier tree holds with e's content at pfd/name: 1 when linked,
+ * 0 when there is none to link (or linking failed: the caller writes it). */
+static int reuse_link(const struct reuse *ru, json_t *e, int pfd, const char *name)
+{
+    if (!ru || ru->rootfd < 0)
+        return 0;
+    struct buf key = {0};
+    content_key(e, &key);
+    const char *from = json_string_value(json_object_get(ru->by_content, key.data));
+    buf_free(&key);
+    if (!from)
+        return 0;
+    char parent[PATH_MAX];
+    parent_of(from, parent, sizeof parent);
+    AUTO_FD int ffd = open_beneath(ru->rootfd, parent);
+    /* EMLINK (a file linked into very many versions) and the like: write a copy. */
+    return ffd >= 0 && linkat(ffd, base_name(from), pfd, name, 0) == 0;
+}
+
+static int materialize_into(struct cas *c, json_t *m, int rootfd, const struct reuse *ru, struct gerr *err)
 {
     json_t *ents = json_object_get(m, "entries");
     size_t n = json_array_size(ents);
@@ -629,6 +670,8 @@ static int materialize_into(struct cas *c, json_t *m, int rootfd, struct gerr *e
                 r = gerr_sys(err, errno, "mkdir %s", path);
             /* Modes of directories come last, so read-only ones can still be filled. */
         } else if (!strcmp(type, "file")) {
+            if (reuse_link(ru, e, pfd, name))
+                continue;
             r = write_file(c, pfd, name, e, err);
             if (r == 0)
                 r = set_meta(pfd, name, e, false, err);
@@ -668,10 +711,37 @@ static int materialize_into(struct cas *c, json_t *m, int rootfd, struct gerr *e
 
 int cas_materialize(struct cas *c, const struct cas_digest *d, const char *dest, struct gerr *err)
 {
+    return cas_materialize_reuse(c, d, dest, NULL, NULL, err);
+}
+
+int cas_materialize_reuse(struct cas *c, const struct cas_digest *d, const char *dest, const char *prev_dir,
+                          const struct cas_digest *prev, struct gerr *err)
+{
     AUTO_JSON json_t *m = NULL;
     int r = cas_manifest_load(c, d, &m, err);
     if (r < 0)
         return r;
+    AUTO_JSON json_t *by_content = json_object();
+    AUTO_FD int prevfd = -1;
+    if (prev_dir && prev) {
+        AUTO_JSON json_t *pm = NULL;
+        struct gerr perr;
+        /* An earlier tree that cannot be read only costs the copies. */
+        if (cas_manifest_load(c, prev, &pm, &perr) == 0 &&
+            (prevfd = open(prev_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+            size_t i;
+            json_t *e;
+            json_array_foreach(json_object_get(pm, "entries"), i, e) {
+                if (strcmp(json_string_value(json_object_get(e, "type")), "file"))
+                    continue;
+                struct buf key = {0};
+                content_key(e, &key);
+                json_object_set(by_content, key.data, json_object_get(e, "path"));
+                buf_free(&key);
+            }
+        }
+    }
+    struct reuse ru = {.rootfd = prevfd, .by_content = by_content};
     char tmp[PATH_MAX];
     if (snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", dest) >= (int)sizeof tmp)
         return gerr_set(err, ENAMETOOLONG, "path %s too long", dest);
@@ -681,7 +751,7 @@ int cas_materialize(struct cas *c, const struct cas_digest *d, const char *dest,
     if (rootfd < 0) {
         r = gerr_sys(err, errno, "open %s", tmp);
     } else {
-        r = materialize_into(c, m, rootfd, err);
+        r = materialize_into(c, m, rootfd, &ru, err);
     }
     if (r == 0 && rename(tmp, dest) < 0)
         r = gerr_sys(err, errno, "rename %s to %s", tmp, dest);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "base/cleanup.h"
@@ -299,6 +300,86 @@ UNIT_TEST(test_gc_keeps_what_roots_use)
     cas_close(c);
 }
 
+
+/* Volumes: an upper directory's changes (a new file, a changed one, a whiteout, an
+ * opaque directory, a symlink that must not be followed) applied to a base tree, and
+ * the new version materialised with its unchanged files hard-linked. */
+UNIT_TEST(test_volume_changes)
+{
+    struct cas *c = open_store("s5");
+    CHECK(c);
+    struct gerr err;
+    char base[128], upper[128], v1[128], v2[128], p[256];
+    snprintf(base, sizeof base, "%s/vbase", g_dir);
+    snprintf(upper, sizeof upper, "%s/vupper", g_dir);
+    snprintf(v1, sizeof v1, "%s/v1", g_dir);
+    snprintf(v2, sizeof v2, "%s/v2", g_dir);
+    CHECK(mkdir(base, 0755) == 0);
+    write_in(base, "keep", "unchanged", 9, 0644);
+    write_in(base, "change", "old", 3, 0644);
+    write_in(base, "gone", "bye", 3, 0644);
+    snprintf(p, sizeof p, "%s/d", base);
+    CHECK(mkdir(p, 0755) == 0);
+    write_in(base, "d/old", "x", 1, 0644);
+    struct cas_digest m1, m2;
+    CHECK_EQ_INT(cas_ingest_tree(c, base, NULL, &m1, NULL, &err), 0);
+    CHECK_EQ_INT(cas_materialize(c, &m1, v1, &err), 0);
+
+    CHECK(mkdir(upper, 0755) == 0);
+    write_in(upper, "change", "new!", 4, 0600);
+    write_in(upper, "added", "hello", 5, 0644);
+    snprintf(p, sizeof p, "%s/gone", upper);
+    CHECK(mknod(p, S_IFCHR | 0000, 0) == 0);
+    snprintf(p, sizeof p, "%s/d", upper);
+    CHECK(mkdir(p, 0755) == 0);
+    CHECK(setxattr(p, "trusted.overlay.opaque", "y", 1, 0) == 0);
+    write_in(upper, "d/new", "y", 1, 0644);
+    snprintf(p, sizeof p, "%s/escape", upper);
+    CHECK(symlink("/etc/passwd", p) == 0);
+
+    json_t *changes = NULL;
+    CHECK_EQ_INT(cas_upper_scan(c, upper, 100, &changes, &err), 0);
+    CHECK_EQ_INT(json_array_size(changes), 6);
+    CHECK_EQ_INT(cas_changes_check(changes, &err), 0);
+    json_t *bm = NULL, *nm = NULL;
+    CHECK_EQ_INT(cas_manifest_load(c, &m1, &bm, &err), 0);
+    CHECK_EQ_INT(cas_manifest_apply(bm, changes, 100, &nm, &err), 0);
+    /* A bound on entries is kept. */
+    json_t *none = NULL;
+    CHECK_EQ_INT(cas_manifest_apply(bm, changes, 3, &none, &err), -E2BIG);
+    CHECK(none == NULL);
+    CHECK_EQ_INT(cas_manifest_store(c, nm, &m2, &err), 0);
+    CHECK_EQ_INT(cas_materialize_reuse(c, &m2, v2, v1, &m1, &err), 0);
+    char *buf = NULL;
+    size_t blen = 0;
+    snprintf(p, sizeof p, "%s/change", v2);
+    CHECK(file_read_all(p, 64, &buf, &blen) == 0 && blen == 4 && !memcmp(buf, "new!", 4));
+    free(buf);
+    snprintf(p, sizeof p, "%s/gone", v2);
+    CHECK(access(p, F_OK) < 0);
+    snprintf(p, sizeof p, "%s/d/old", v2);
+    CHECK(access(p, F_OK) < 0); /* the opaque directory hid it */
+    snprintf(p, sizeof p, "%s/d/new", v2);
+    CHECK(access(p, F_OK) == 0);
+    struct stat a, b;
+    snprintf(p, sizeof p, "%s/keep", v1);
+    CHECK(stat(p, &a) == 0);
+    snprintf(p, sizeof p, "%s/keep", v2);
+    CHECK(stat(p, &b) == 0);
+    CHECK(a.st_ino == b.st_ino); /* linked, not copied */
+    snprintf(p, sizeof p, "%s/escape", v2);
+    CHECK(lstat(p, &b) == 0 && S_ISLNK(b.st_mode)); /* stored as a link, never followed */
+
+    /* Bad change lists name the element. */
+    json_t *bad = json_loads("[{\"path\": \"../x\", \"type\": \"delete\"}]", 0, NULL);
+    CHECK(cas_changes_check(bad, &err) < 0 && strstr(err.msg, "changes[0].path"));
+    json_decref(bad);
+    json_decref(changes);
+    json_decref(bm);
+    json_decref(nm);
+    cas_close(c);
+}
+
 int main(void)
 {
     snprintf(g_dir, sizeof g_dir, "/tmp/gust-test-cas-XXXXXX");
@@ -309,6 +390,7 @@ int main(void)
     UNIT_RUN(test_ingest_materialize_roundtrip);
     UNIT_RUN(test_manifest_validation);
     UNIT_RUN(test_gc_keeps_what_roots_use);
+    UNIT_RUN(test_volume_changes);
     rm_rf(g_dir);
     UNIT_MAIN_END();
 }
