@@ -36,11 +36,12 @@ static const char *const spec_app_fields[] = {"app", "functions", NULL};
 static const char *const spec_fn_fields[] = {"name",    "kind", "command",   "mode",
                                              "image",   "workdir", "timeout", "env",
                                              "resources", "retries", "scaling", "network",
-                                             "security", "secrets", "mounts", "snapshot", "web", "schedule", NULL};
+                                             "security", "secrets", "mounts", "volumes", "snapshot", "web", "schedule", NULL};
 static const char *const spec_schedule_fields[] = {"cron", "timezone", "every", NULL};
 static const char *const spec_web_fields[] = {"kind", "method", "label", "public", "docs", "port",
                                                "startup_timeout", NULL};
 static const char *const spec_mount_fields[] = {"path", "image", NULL};
+static const char *const spec_volume_fields[] = {"path", "name", NULL};
 static const char *const spec_res_fields[] = {"cpu", "memory", "gpu", "disk", "pids", "open_files", NULL};
 static const char *const spec_sec_fields[] = {"deny_syscalls", NULL};
 static const char *const spec_retry_fields[] = {"max_retries", "initial_delay",
@@ -768,74 +769,115 @@ bool spec_image_id_valid(const char *s)
     return !strncmp(s, "sha256:", 7) && strlen(s) == 7 + 64 && strspn(s + 7, "0123456789abcdef") == 64;
 }
 
-/* mounts: [{path = "/opt/app", image = "sha256:..."}]: content-addressed trees
- * (POST /v1/mounts) bound read-only into the container. Kept sorted by path. */
-static int spec_parse_mounts(struct spec_ctx *c, json_t *fobj, struct spec_function *f)
+/* A list of {path, <what>} tables (mounts: image, volumes: name) into parallel
+ * arrays kept sorted by path. Paths are absolute normalised directories that
+ * overlap neither each other nor the paths in also[0..nalso) (the mounts, when the
+ * volumes are parsed). */
+struct spec_path_table {
+    const char *key;            /* "mounts", "volumes" */
+    const char *what;           /* "image", "name" */
+    const char *what_hint;      /* how to give it, for a missing one */
+    const char *what_form;      /* what it must be, for a bad one */
+    bool (*valid)(const char *);
+    const char *const *fields;
+};
+
+static int spec_parse_path_table(struct spec_ctx *c, json_t *fobj, const struct spec_path_table *t, char ***paths,
+                                 char ***values, size_t *n, char *const *also, size_t nalso)
 {
-    json_t *list = json_object_get(fobj, "mounts");
+    json_t *list = json_object_get(fobj, t->key);
     size_t cap = json_is_array(list) ? json_array_size(list) + 1 : 1;
-    f->mount_paths = xcalloc(cap, sizeof(char *));
-    f->mount_images = xcalloc(cap, sizeof(char *));
+    *paths = xcalloc(cap, sizeof(char *));
+    *values = xcalloc(cap, sizeof(char *));
     if (!list)
         return 0;
-    size_t saved = spec_push_key(c, "mounts");
+    size_t saved = spec_push_key(c, t->key);
     if (!json_is_array(list))
-        return spec_fail_got(c, list, "must be a list of {path, image} tables, got");
+        return spec_fail_got(c, list, "must be a list of {path, %s} tables, got", t->what);
     if (json_array_size(list) > SPEC_MAX_MOUNTS)
-        return spec_fail(c, "at most %d mounts, got %zu", SPEC_MAX_MOUNTS, json_array_size(list));
+        return spec_fail(c, "at most %d %s, got %zu", SPEC_MAX_MOUNTS, t->key, json_array_size(list));
     size_t i;
     json_t *m;
     json_array_foreach(list, i, m) {
         size_t isaved = spec_push_index(c, i);
         if (!json_is_object(m))
-            return spec_fail_got(c, m, "must be a table {path = \"/abs/dir\", image = \"sha256:...\"}, got");
-        int r = spec_check_fields(c, m, spec_mount_fields);
+            return spec_fail_got(c, m, "must be a table {path = \"/abs/dir\", %s = ...}, got", t->what);
+        int r = spec_check_fields(c, m, t->fields);
         if (r < 0)
             return r;
-        json_t *pv = json_object_get(m, "path"), *iv = json_object_get(m, "image");
+        json_t *pv = json_object_get(m, "path"), *iv = json_object_get(m, t->what);
         if (!pv)
             return spec_missing(c, "path", "give the absolute directory to mount at, e.g. \"/opt/app\"");
         if (!iv)
-            return spec_missing(c, "image", "give the tree's id from POST /v1/mounts (\"sha256:...\")");
-        const char *path, *image;
+            return spec_missing(c, t->what, t->what_hint);
+        const char *path, *value;
         size_t ksaved = spec_push_key(c, "path");
         if ((r = spec_want_string(c, pv, "an absolute path", &path)) < 0)
             return r;
         if (!spec_mount_path_valid(path))
             return spec_fail_got(c, pv, "must be an absolute, normalised directory other than /, /proc, /sys, "
                                         "/dev and /tmp (no '.', '..' or empty parts), got");
-        for (size_t j = 0; j < f->nmounts; j++) {
-            size_t a = strlen(f->mount_paths[j]), b = strlen(path), k = a < b ? a : b;
-            if (!strncmp(f->mount_paths[j], path, k) && (a == b || (a < b ? path[a] : f->mount_paths[j][b]) == '/'))
-                return spec_fail(c, "\"%s\" overlaps the mount at \"%s\"; mounts may not nest", path,
-                                 f->mount_paths[j]);
+        for (size_t j = 0; j < *n + nalso; j++) {
+            const char *o = j < *n ? (*paths)[j] : also[j - *n];
+            size_t a = strlen(o), b = strlen(path), k = a < b ? a : b;
+            if (!strncmp(o, path, k) && (a == b || (a < b ? path[a] : o[b]) == '/'))
+                return spec_fail(c, "\"%s\" overlaps the mount at \"%s\"; mounts and volumes may not nest", path,
+                                 o);
         }
         spec_pop(c, ksaved);
-        ksaved = spec_push_key(c, "image");
-        if ((r = spec_want_string(c, iv, "a tree id", &image)) < 0)
+        ksaved = spec_push_key(c, t->what);
+        if ((r = spec_want_string(c, iv, t->what_form, &value)) < 0)
             return r;
-        if (!spec_image_id_valid(image))
-            return spec_fail_got(c, iv, "must be a tree id as POST /v1/mounts returns it (\"sha256:\" and 64 "
-                                        "lowercase hex digits), got");
+        if (!t->valid(value))
+            return spec_fail_got(c, iv, "must be %s, got", t->what_form);
         spec_pop(c, ksaved);
-        f->mount_paths[f->nmounts] = xstrdup(path);
-        f->mount_images[f->nmounts] = xstrdup(image);
-        f->nmounts++;
+        (*paths)[*n] = xstrdup(path);
+        (*values)[*n] = xstrdup(value);
+        (*n)++;
         spec_pop(c, isaved);
     }
     /* Sort by path (insertion sort: at most SPEC_MAX_MOUNTS), so the normalised form
      * does not depend on the order given. */
-    for (size_t a = 1; a < f->nmounts; a++)
-        for (size_t b = a; b > 0 && strcmp(f->mount_paths[b - 1], f->mount_paths[b]) > 0; b--) {
-            char *t = f->mount_paths[b];
-            f->mount_paths[b] = f->mount_paths[b - 1];
-            f->mount_paths[b - 1] = t;
-            t = f->mount_images[b];
-            f->mount_images[b] = f->mount_images[b - 1];
-            f->mount_images[b - 1] = t;
+    for (size_t a = 1; a < *n; a++)
+        for (size_t b = a; b > 0 && strcmp((*paths)[b - 1], (*paths)[b]) > 0; b--) {
+            char *tmp = (*paths)[b];
+            (*paths)[b] = (*paths)[b - 1];
+            (*paths)[b - 1] = tmp;
+            tmp = (*values)[b];
+            (*values)[b] = (*values)[b - 1];
+            (*values)[b - 1] = tmp;
         }
     spec_pop(c, saved);
     return 0;
+}
+
+/* mounts: [{path = "/opt/app", image = "sha256:..."}]: content-addressed trees
+ * (POST /v1/mounts) bound read-only into the container. */
+static int spec_parse_mounts(struct spec_ctx *c, json_t *fobj, struct spec_function *f)
+{
+    static const struct spec_path_table t = {
+        .key = "mounts", .what = "image", .fields = spec_mount_fields, .valid = spec_image_id_valid,
+        .what_hint = "give the tree's id from POST /v1/mounts (\"sha256:...\")",
+        .what_form = "a tree id as POST /v1/mounts returns it (\"sha256:\" and 64 lowercase hex digits)"};
+    return spec_parse_path_table(c, fobj, &t, &f->mount_paths, &f->mount_images, &f->nmounts, NULL, 0);
+}
+
+/* volumes: [{path = "/weights", name = "vol"}]: named volumes of the workspace,
+ * writable through an overlay of their latest version (docs/SPEC.md). */
+static int spec_parse_volumes(struct spec_ctx *c, json_t *fobj, struct spec_function *f)
+{
+    static const struct spec_path_table t = {
+        .key = "volumes", .what = "name", .fields = spec_volume_fields, .valid = spec_secret_name_valid,
+        .what_hint = "give the volume's name (gust volume create NAME)",
+        .what_form = "a volume name (" SPEC_SECRET_NAME_CHARS ")"};
+    int r = spec_parse_path_table(c, fobj, &t, &f->volume_paths, &f->volume_names, &f->nvolumes, f->mount_paths,
+                                  f->nmounts);
+    if (r == 0 && f->nvolumes && f->snapshot) {
+        spec_push_key(c, "volumes");
+        return spec_fail(c, "not supported with snapshot = true: a forked container cannot get its own volume "
+                            "layers");
+    }
+    return r;
 }
 
 static int spec_parse_retries(struct spec_ctx *c, json_t *fobj, struct spec_function *f)
@@ -1252,7 +1294,8 @@ static int spec_parse_function(struct spec_ctx *c, json_t *obj, struct spec_func
     f->network = strcmp(net, "egress") ? SPEC_NET_NONE : SPEC_NET_EGRESS;
     if ((r = spec_parse_resources(c, obj, f)) < 0 || (r = spec_parse_retries(c, obj, f)) < 0 ||
         (r = spec_parse_security(c, obj, f)) < 0 || (r = spec_parse_secrets(c, obj, f)) < 0 ||
-        (r = spec_parse_mounts(c, obj, f)) < 0 || (r = spec_parse_scaling(c, obj, f)) < 0 ||
+        (r = spec_parse_mounts(c, obj, f)) < 0 || (r = spec_parse_volumes(c, obj, f)) < 0 ||
+        (r = spec_parse_scaling(c, obj, f)) < 0 ||
         (r = spec_parse_schedule(c, obj, f)) < 0)
         return r;
     return spec_parse_web(c, obj, f);
@@ -1288,6 +1331,12 @@ void spec_function_free(struct spec_function *f)
         free(f->mount_images[i]);
     free(f->mount_paths);
     free(f->mount_images);
+    for (size_t i = 0; f->volume_paths && i < f->nvolumes; i++)
+        free(f->volume_paths[i]);
+    for (size_t i = 0; f->volume_names && i < f->nvolumes; i++)
+        free(f->volume_names[i]);
+    free(f->volume_paths);
+    free(f->volume_names);
     memset(f, 0, sizeof *f);
 }
 
@@ -1534,6 +1583,16 @@ json_t *spec_function_to_json(const struct spec_function *f)
         if (json_array_append_new(mounts, json_pack("{s:s,s:s}", "path", f->mount_paths[i], "image",
                                                     f->mount_images[i])) < 0)
             ok = false;
+    /* Only functions with volumes carry "volumes": other normalised specs stay as
+     * they were. */
+    if (f->nvolumes) {
+        json_t *vols = json_array();
+        spec_set(o, "volumes", vols, &ok);
+        for (size_t i = 0; vols && i < f->nvolumes; i++)
+            if (json_array_append_new(vols, json_pack("{s:s,s:s}", "path", f->volume_paths[i], "name",
+                                                      f->volume_names[i])) < 0)
+                ok = false;
+    }
     spec_set(o, "retries", rt, &ok);
     if (rt)
         spec_put_nums(rt, spec_retry_nums, ARRAY_LEN(spec_retry_nums), f, &ok);
@@ -1594,5 +1653,12 @@ void spec_function_copy(const struct spec_function *src, struct spec_function *d
         dst->mount_paths = spec_strv_copy(src->mount_paths, src->nmounts);
         dst->mount_images = spec_strv_copy(src->mount_images, src->nmounts);
         dst->nmounts = src->nmounts;
+    }
+    dst->volume_paths = dst->volume_names = NULL;
+    dst->nvolumes = 0;
+    if (src->volume_paths && src->volume_names) {
+        dst->volume_paths = spec_strv_copy(src->volume_paths, src->nvolumes);
+        dst->volume_names = spec_strv_copy(src->volume_names, src->nvolumes);
+        dst->nvolumes = src->nvolumes;
     }
 }

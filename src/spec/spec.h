@@ -125,6 +125,9 @@ struct spec_function {
     char **mount_paths;         /* mounts[].path, sorted, non-nesting; NULL-terminated */
     char **mount_images;        /* mounts[].image ("sha256:..." tree ids), parallel to mount_paths */
     size_t nmounts;
+    char **volume_paths;        /* volumes[].path, sorted, overlapping no mount or volume; NULL-terminated */
+    char **volume_names;        /* volumes[].name (the workspace's volume), parallel to volume_paths */
+    size_t nvolumes;
     struct spec_web web;
     struct spec_schedule schedule;
 };

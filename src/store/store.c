@@ -187,6 +187,15 @@ static const char *const migrations[] = {
     "  partition TEXT NOT NULL,"
     "  value BLOB NOT NULL);"
     "CREATE INDEX queue_items_order ON queue_items(queue, partition, id);",
+    /* 13: volumes (control's volumes.c): a named tree of a workspace (name
+     * "<workspace>/<name>"), its current version number and that version's manifest
+     * in the object store ("sha256:<hex>"), replaced together at each commit. */
+    "CREATE TABLE volumes("
+    "  name TEXT PRIMARY KEY,"
+    "  version INTEGER NOT NULL,"
+    "  manifest TEXT NOT NULL,"
+    "  created_at REAL NOT NULL,"
+    "  updated_at REAL NOT NULL) WITHOUT ROWID;",
 };
 _Static_assert(ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION, "one migration per schema version");
 
@@ -273,6 +282,12 @@ enum stmt_id {
     S_QUEUE_REMOVE_UPTO,
     S_QUEUE_CLEAR,
     S_QUEUE_CLEAR_ALL,
+    S_VOL_CREATE,
+    S_VOL_GET,
+    S_VOL_SET,
+    S_VOL_DELETE,
+    S_VOL_LIST,
+    S_VOL_ALL,
     S_COUNT
 };
 
@@ -427,6 +442,15 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_QUEUE_REMOVE_UPTO] = "DELETE FROM queue_items WHERE queue = ?1 AND partition = ?2 AND id <= ?3",
     [S_QUEUE_CLEAR] = "DELETE FROM queue_items WHERE queue = ?1 AND partition = ?2",
     [S_QUEUE_CLEAR_ALL] = "DELETE FROM queue_items WHERE queue = ?1",
+    [S_VOL_CREATE] = "INSERT OR IGNORE INTO volumes(name, version, manifest, created_at, updated_at)"
+                     " VALUES (?1, 1, ?2, ?3, ?3)",
+    [S_VOL_GET] = "SELECT name, version, manifest, created_at, updated_at FROM volumes WHERE name = ?1",
+    [S_VOL_SET] = "UPDATE volumes SET version = ?2, manifest = ?3, updated_at = ?4 WHERE name = ?1",
+    [S_VOL_DELETE] = "DELETE FROM volumes WHERE name = ?1",
+    /* ?1 is "<workspace>/", as for dicts. */
+    [S_VOL_LIST] = "SELECT name, version, manifest, created_at, updated_at FROM volumes"
+                   " WHERE substr(name, 1, length(?1)) = ?1 ORDER BY name",
+    [S_VOL_ALL] = "SELECT name, version, manifest, created_at, updated_at FROM volumes ORDER BY name",
 };
 
 struct store {
@@ -681,6 +705,7 @@ struct listing {
         store_kvobj_cb kvobj;
         store_pair_cb pair;
         store_queue_item_cb qitem;
+        store_volume_cb volume;
     } cb;
     void *ud;
 };
@@ -1793,4 +1818,62 @@ int store_queue_clear(struct store *st, const char *queue, const char *partition
     if (!partition)
         return exec_ok(st, S_QUEUE_CLEAR_ALL, PARAMS(P_TEXT(queue)), err, "clearing", queue);
     return exec_ok(st, S_QUEUE_CLEAR, PARAMS(P_TEXT(queue), P_TEXT(partition)), err, "clearing", queue);
+}
+
+/* ---------- volumes ---------- */
+
+static void volume_from_row(sqlite3_stmt *s, struct store_volume *v)
+{
+    snprintf(v->name, sizeof v->name, "%s", (const char *)sqlite3_column_text(s, 0));
+    v->version = sqlite3_column_int64(s, 1);
+    snprintf(v->manifest, sizeof v->manifest, "%s", (const char *)sqlite3_column_text(s, 2));
+    v->created_at = sqlite3_column_double(s, 3);
+    v->updated_at = sqlite3_column_double(s, 4);
+}
+
+static int read_volume(sqlite3_stmt *s, void *out)
+{
+    volume_from_row(s, out);
+    return 0;
+}
+
+int store_volume_create(struct store *st, const char *name, const char *manifest, double now, struct gerr *err)
+{
+    int r = exec_write(st, S_VOL_CREATE, PARAMS(P_TEXT(name), P_TEXT(manifest), P_REAL(now)), err, "creating volume",
+                       name);
+    return r < 0 ? r : r > 0;
+}
+
+int store_volume_get(struct store *st, const char *name, struct store_volume *out, struct gerr *err)
+{
+    return query_one(st, S_VOL_GET, PARAMS(P_TEXT(name)), read_volume, out, err, "volume %s", name);
+}
+
+int store_volume_set(struct store *st, const char *name, int64_t version, const char *manifest, double now,
+                     struct gerr *err)
+{
+    return exec_update_one(st, S_VOL_SET, PARAMS(P_TEXT(name), P_INT(version), P_TEXT(manifest), P_REAL(now)), err,
+                           "volume", name);
+}
+
+int store_volume_delete(struct store *st, const char *name, struct gerr *err)
+{
+    return exec_update_one(st, S_VOL_DELETE, PARAMS(P_TEXT(name)), err, "volume", name);
+}
+
+static int volume_row(sqlite3_stmt *s, const struct listing *l)
+{
+    struct store_volume v;
+    volume_from_row(s, &v);
+    return l->cb.volume(&v, l->ud);
+}
+
+int store_volume_list(struct store *st, const char *ws, store_volume_cb cb, void *ud, struct gerr *err)
+{
+    const struct listing l = {.cb.volume = cb, .ud = ud};
+    if (!ws)
+        return list_rows(st, S_VOL_ALL, NO_PARAMS, volume_row, &l, err, "volumes", "listing volumes");
+    char prefix[STORE_KV_WS_PREFIX_MAX];
+    snprintf(prefix, sizeof prefix, "%s/", ws);
+    return list_rows(st, S_VOL_LIST, PARAMS(P_TEXT(prefix)), volume_row, &l, err, "volumes", "listing volumes");
 }

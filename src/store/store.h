@@ -35,7 +35,7 @@ struct store;
 
 /* Schema version this code writes; store_open() migrates older files up to it and
  * refuses newer ones (-EPROTONOSUPPORT). */
-#define STORE_SCHEMA_VERSION 12
+#define STORE_SCHEMA_VERSION 13
 
 /* ---------- open / close / transactions ---------- */
 
@@ -382,5 +382,25 @@ int store_queue_remove_upto(struct store *st, const char *queue, const char *par
                             struct gerr *err);
 /* partition NULL: all partitions. */
 int store_queue_clear(struct store *st, const char *queue, const char *partition, struct gerr *err);
+
+/* ---------- volumes (control's volumes.c) ---------- */
+
+struct store_volume {
+    char name[128];             /* "<workspace>/<name>" */
+    int64_t version;            /* 1 at creation, +1 per commit */
+    char manifest[80];          /* "sha256:<hex>" of the current version's tree */
+    double created_at, updated_at;
+};
+/* 1 if created (version 1 with manifest), 0 if it existed. */
+int store_volume_create(struct store *st, const char *name, const char *manifest, double now, struct gerr *err);
+/* -ENOENT if there is no such volume. */
+int store_volume_get(struct store *st, const char *name, struct store_volume *out, struct gerr *err);
+/* Makes (version, manifest) the current version; -ENOENT if there is no such volume. */
+int store_volume_set(struct store *st, const char *name, int64_t version, const char *manifest, double now,
+                     struct gerr *err);
+int store_volume_delete(struct store *st, const char *name, struct gerr *err);
+typedef int (*store_volume_cb)(const struct store_volume *v, void *ud);
+/* The volumes of workspace ws by name (ws NULL: of every workspace). */
+int store_volume_list(struct store *st, const char *ws, store_volume_cb cb, void *ud, struct gerr *err);
 
 #endif
