@@ -114,6 +114,61 @@ static int setup_lower(const struct child_args *a, const char **lower, struct ge
     return gerr_sys(err, -r, "idmapped mount of %s", a->cfg->rootfs);
 }
 
+/* Mounts volume v at target (a path in the current mount namespace; with a user
+ * namespace, its lower layer idmapped through scratch, a directory made here). The
+ * upper and work directories are made when missing and owned by the container's
+ * root (host uid/gid), as the root overlay's are. Only syscalls and formatting on
+ * the stack: it runs in cloned and forked children. */
+static int volume_mount(const struct sandbox_volume *v, int userns_fd, const struct sandbox_userns *uns,
+                        const char *scratch, const char *target, struct gerr *err)
+{
+    const char *dirs[] = {v->upper, v->work};
+    for (size_t i = 0; i < ARRAY_LEN(dirs); i++) {
+        if (mkdir(dirs[i], 0755) < 0 && errno != EEXIST)
+            return gerr_sys(err, errno, "mkdir %s", dirs[i]);
+        if (uns && chown(dirs[i], uns->host_uid, uns->host_gid) < 0)
+            return gerr_sys(err, errno, "chown %s to the container's root", dirs[i]);
+    }
+    const char *lower = v->lower;
+    if (userns_fd >= 0) {
+        if (mkdir(scratch, 0755) < 0)
+            return gerr_sys(err, errno, "mkdir %s", scratch);
+        AUTO_FD int t = open(scratch, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (t < 0)
+            return gerr_sys(err, errno, "open %s", scratch);
+        int r = confine_attach_idmapped(v->lower, t, userns_fd, MOUNT_ATTR_RDONLY);
+        if (r == 0)
+            lower = scratch;
+        else if (r != -EINVAL && r != -ENOSYS)
+            return gerr_sys(err, -r, "idmapped mount of %s", v->lower);
+    }
+    char opts[4 * PATH_MAX];
+    if (snprintf(opts, sizeof opts, "lowerdir=%s,upperdir=%s,workdir=%s", lower, v->upper, v->work) >=
+        (int)sizeof opts)
+        return gerr_set(err, ENAMETOOLONG, "volume overlay options too long");
+    if (mount("overlay", target, "overlay", MS_NODEV | MS_NOSUID, opts) < 0)
+        return gerr_sys(err, errno, "mount the volume overlay on %s (lower %s)", v->container_path, v->lower);
+    return 0;
+}
+
+/* The volumes of cfg, at their container paths under rootfd. */
+static int setup_volumes(const struct child_args *a, int rootfd, struct gerr *err)
+{
+    const struct sandbox_config *cfg = a->cfg;
+    for (int i = 0; i < cfg->nvolumes; i++) {
+        AUTO_FD int t = confine_mountpoint_in_root(rootfd, cfg->volumes[i].container_path, true, err);
+        if (t < 0)
+            return t;
+        char scratch[PATH_MAX], target[64];
+        snprintf(scratch, sizeof scratch, "%s/vol%d", a->state_dir, i);
+        snprintf(target, sizeof target, "/proc/self/fd/%d", t);
+        int r = volume_mount(&cfg->volumes[i], a->userns_fd, cfg->userns, scratch, target, err);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
 /* Mount namespace: private propagation, tmpfs scratch, overlay root (idmapped
  * lower), /dev, /tmp, binds, pivot_root, /proc, /sys (read-only), masks. */
 static int setup_mounts(const struct child_args *a, struct gerr *err)
@@ -156,6 +211,8 @@ static int setup_mounts(const struct child_args *a, struct gerr *err)
     for (int i = 0; i < cfg->nbinds && r == 0; i++)
         r = confine_bind_in_root(rootfd, cfg->binds[i].host_path, cfg->binds[i].container_path,
                          cfg->binds[i].read_only, a->userns_fd, err);
+    if (r == 0)
+        r = setup_volumes(a, rootfd, err);
     if (r < 0)
         return r;
     /* pivot_root(".", "."): the old root ends up stacked on the new one at "/" and
@@ -389,6 +446,17 @@ static int validate(const struct sandbox_config *cfg, struct gerr *err)
             return gerr_set(err, EINVAL, "bind %s -> %s: both paths must be absolute (and not /)",
                             b->host_path ? b->host_path : "(null)",
                             b->container_path ? b->container_path : "(null)");
+    }
+    if (cfg->nvolumes < 0 || cfg->nvolumes > SANDBOX_MAX_VOLUMES)
+        return gerr_set(err, EINVAL, "too many volumes (%d, max %d)", cfg->nvolumes, SANDBOX_MAX_VOLUMES);
+    for (int i = 0; i < cfg->nvolumes; i++) {
+        const struct sandbox_volume *v = &cfg->volumes[i];
+        const char *hp[] = {v->lower, v->upper, v->work};
+        for (size_t k = 0; k < ARRAY_LEN(hp); k++)
+            if (!hp[k] || hp[k][0] != '/' || strpbrk(hp[k], ",:\\"))
+                return gerr_set(err, EINVAL, "volume %d: host paths must be absolute without ',', ':' or '\\'", i);
+        if (!v->container_path || v->container_path[0] != '/' || !v->container_path[1])
+            return gerr_set(err, EINVAL, "volume %d: the container path must be absolute (and not /)", i);
     }
     if (cfg->ndevices < 0 || cfg->ndevices > SANDBOX_MAX_DEVICES)
         return gerr_set(err, EINVAL, "too many devices (%d, max %d)", cfg->ndevices,
@@ -937,4 +1005,128 @@ int sandbox_cleanup_stale(const char *cgroup_parent, const char *state_root, str
 int sandbox_cgroup_version(void)
 {
     return cgroup_version();
+}
+
+/* ---- volumes of a running container ---------------------------------------------- */
+
+/* Runs fn(arg) in a forked child and waits for it: 0, or the -errno the child
+ * exited with (its message, when it failed, is lost: the caller words one). The
+ * child only makes syscalls and formats on its stack. */
+static int run_child(int (*fn)(void *), void *arg)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return -errno;
+    if (pid == 0) {
+        int r = fn(arg);
+        _exit(r < 0 ? -r : 0);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return -errno;
+    if (WIFEXITED(status))
+        return -WEXITSTATUS(status);
+    return -ECHILD;
+}
+
+/* An O_PATH fd of the directory at absolute container path `path`, resolved in the
+ * current root without following any symlink (the container controls its tree). */
+static int open_ctr_dir(const char *path)
+{
+    AUTO_FD int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (root < 0)
+        return -errno;
+    struct open_how how = {.flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+                           .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS};
+    long fd = syscall(SYS_openat2, root, path + 1, &how, sizeof how);
+    return fd < 0 ? -errno : (int)fd;
+}
+
+struct vol_op {
+    int pidfd;                  /* the container's PID 1: its mount namespace */
+    const char *path;
+    const struct sandbox_volume *v;
+    const struct sandbox_userns *uns;
+    const char *scratch;        /* a host directory to mount a private tmpfs on */
+};
+
+static int detach_child(void *arg)
+{
+    const struct vol_op *op = arg;
+    if (setns(op->pidfd, CLONE_NEWNS) < 0)
+        return -errno;
+    /* The path must hold no symlink. The container's /proc is of its own PID
+     * namespace, where this child has no pid (no /proc/self/fd to unmount through), so
+     * the unmount goes by the path: a container racing it could at worst make us
+     * unmount another mount of its own namespace, never one of the host's. */
+    AUTO_FD int t = open_ctr_dir(op->path);
+    if (t < 0)
+        return t;
+    if (umount2(op->path, UMOUNT_NOFOLLOW) < 0)
+        return -errno;
+    return 0;
+}
+
+int sandbox_volume_detach(struct sandbox *sb, const char *path, struct gerr *err)
+{
+    if (!path || path[0] != '/' || !path[1])
+        return gerr_set(err, EINVAL, "volume path \"%s\" must be absolute", path ? path : "(null)");
+    struct vol_op op = {.pidfd = sb->pidfd, .path = path};
+    int r = run_child(detach_child, &op);
+    if (r == -EBUSY)
+        return gerr_set(err, EBUSY, "%s is busy: a file in it is open or a process works in it", path);
+    return r < 0 ? gerr_sys(err, -r, "unmount the volume at %s in container %s", path, sb->id) : 0;
+}
+
+/* Builds the overlay in a private copy of our mount namespace (where host paths
+ * resolve), takes a detached copy of it, enters the container's mount namespace and
+ * moves it into place. */
+static int attach_child(void *arg)
+{
+    const struct vol_op *op = arg;
+    struct gerr err;
+    if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+        return -errno;
+    if (mount("tmpfs", op->scratch, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0700") < 0)
+        return -errno;
+    char lower[PATH_MAX], merged[PATH_MAX];
+    snprintf(lower, sizeof lower, "%s/l", op->scratch);
+    snprintf(merged, sizeof merged, "%s/m", op->scratch);
+    if (mkdir(merged, 0755) < 0)
+        return -errno;
+    AUTO_FD int uns = -1;
+    if (op->uns && (uns = dup(op->uns->fd)) < 0)
+        return -errno;
+    int r = volume_mount(op->v, uns, op->uns, lower, merged, &err);
+    if (r < 0)
+        return r;
+    AUTO_FD int tree = (int)syscall(SYS_open_tree, AT_FDCWD, merged, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+    if (tree < 0)
+        return -errno;
+    if (setns(op->pidfd, CLONE_NEWNS) < 0)
+        return -errno;
+    AUTO_FD int t = open_ctr_dir(op->v->container_path);
+    if (t < 0)
+        return t;
+    if (syscall(SYS_move_mount, tree, "", t, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+        return -errno;
+    return 0;
+}
+
+int sandbox_volume_attach(struct sandbox *sb, const struct sandbox_userns *userns, const struct sandbox_volume *v,
+                          struct gerr *err)
+{
+    if (!v->container_path || v->container_path[0] != '/' || !v->container_path[1])
+        return gerr_set(err, EINVAL, "volume path must be absolute");
+    const char *hp[] = {v->lower, v->upper, v->work};
+    for (size_t k = 0; k < ARRAY_LEN(hp); k++)
+        if (!hp[k] || hp[k][0] != '/' || strpbrk(hp[k], ",:\\"))
+            return gerr_set(err, EINVAL, "volume at %s: host paths must be absolute without ',', ':' or '\\'",
+                            v->container_path);
+    struct vol_op op = {.pidfd = sb->pidfd, .v = v, .uns = userns, .scratch = sb->state_dir};
+    int r = run_child(attach_child, &op);
+    return r < 0 ? gerr_sys(err, -r, "mount the volume at %s in container %s (lower %s)", v->container_path,
+                            sb->id, v->lower)
+                 : 0;
 }

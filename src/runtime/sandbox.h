@@ -27,6 +27,18 @@ struct sandbox_bind {
 };
 
 #define SANDBOX_MAX_BINDS 48
+/* Volumes per container: as many as a spec may name (SPEC_MAX_MOUNTS). */
+#define SANDBOX_MAX_VOLUMES 16
+
+/* A writable layered directory (a volume): an overlay at container_path whose lower
+ * layer is the read-only host directory lower (idmapped into the user namespace like
+ * the rootfs, so its root-owned files are the container root's) and whose upper and
+ * work layers are the host directories upper and work (made when missing and given
+ * to the container's root), so what the container writes outlives it there. */
+struct sandbox_volume {
+    const char *lower, *upper, *work;
+    const char *container_path; /* absolute */
+};
 #define SANDBOX_MAX_DEVICES 16
 
 /* A host device node exposed at container_path (under /dev/); it is also the only
@@ -82,6 +94,8 @@ struct sandbox_config {
     uint32_t open_files;        /* RLIMIT_NOFILE (soft = hard); 0 = 65536 */
     struct sandbox_bind binds[SANDBOX_MAX_BINDS]; /* e.g. host /usr read-only; nosuid, nodev */
     int nbinds;
+    struct sandbox_volume volumes[SANDBOX_MAX_VOLUMES]; /* mounted after the binds */
+    int nvolumes;
     struct sandbox_device devices[SANDBOX_MAX_DEVICES]; /* extra device nodes (e.g. /dev/nvidia0) */
     int ndevices;
     /* Hardening. Always: capability bounding set cut to SANDBOX_CAPS (docs/SECURITY.md),
@@ -160,6 +174,17 @@ int sandbox_memory_peak(const struct sandbox *sb, uint64_t *bytes);
 /* After PID 1 exited (reaped): kills anything left in the cgroup, removes cgroups and
  * the state dir, closes pidfd. Idempotent. */
 int sandbox_destroy(struct sandbox *sb, struct gerr *err);
+
+/* Volumes of a running container (sb from sandbox_create, PID 1 alive), changed from
+ * outside it in its mount namespace (a short-lived child process enters it):
+ * sandbox_volume_detach unmounts the volume at container path `path` (-EBUSY when a
+ * file in it is open, or a process has its working directory there: then nothing
+ * changed); sandbox_volume_attach mounts v at v->container_path as sandbox_create
+ * did, with userns the container's user namespace (NULL: none). Both run in well
+ * under a millisecond of the container's time; they block the caller for a fork. */
+int sandbox_volume_detach(struct sandbox *sb, const char *path, struct gerr *err);
+int sandbox_volume_attach(struct sandbox *sb, const struct sandbox_userns *userns, const struct sandbox_volume *v,
+                          struct gerr *err);
 
 /* Startup sweep after a crash: kills every process in cgroups under cgroup_parent,
  * removes those cgroups, unmounts and removes everything under state_root. */

@@ -299,6 +299,19 @@ static int op_snapshot_info(void *w, const char *snap_id, struct snapshot_info *
     return 0;
 }
 
+static int op_volume_detach(void *w, const char *ctr_id, const char *path, struct gerr *err)
+{
+    struct ctr *c = ctr_of(w, ctr_id);
+    return c ? ctr_volume_detach(c, path, err) : gerr_set(err, ESRCH, "container %s is gone", ctr_id);
+}
+
+static int op_volume_attach(void *w, const char *ctr_id, const char *path, const char *lower, const char *dir,
+                            struct gerr *err)
+{
+    struct ctr *c = ctr_of(w, ctr_id);
+    return c ? ctr_volume_attach(c, path, lower, dir, err) : gerr_set(err, ESRCH, "container %s is gone", ctr_id);
+}
+
 const struct worker_ops worker_local_ops = {
     .attach = op_attach,
     .inventory = op_inventory,
@@ -315,6 +328,8 @@ const struct worker_ops worker_local_ops = {
     .snapshot_restore = op_snapshot_restore,
     .snapshot_drop = op_snapshot_drop,
     .snapshot_info = op_snapshot_info,
+    .volume_detach = op_volume_detach,
+    .volume_attach = op_volume_attach,
 };
 
 int worker_local_new(struct ev_loop *loop, const struct worker_config *cfg, struct worker_local **out,

@@ -93,6 +93,15 @@ struct ctr_spec {
     char *const *mount_dirs;
     char *const *mount_paths;
     size_t nmounts;
+    /* Volumes: at volume_paths[i] an overlay of the read-only host directory
+     * volume_lowers[i] (a materialised version) under the writable layers
+     * volume_dirs[i]/upper and volume_dirs[i]/work (host directories the worker makes
+     * and gives to the container's root; what the container writes stays there after
+     * it exits, for control to commit). nvolumes <= 16. */
+    char *const *volume_paths;
+    char *const *volume_lowers;
+    char *const *volume_dirs;
+    size_t nvolumes;
 };
 
 /* Per-container accounting, read live or at exit. */
@@ -207,6 +216,14 @@ struct worker_ops {
     int (*snapshot_restore)(void *w, const char *snap_id, const struct ctr_spec *spec, struct gerr *err);
     void (*snapshot_drop)(void *w, const char *snap_id);
     int (*snapshot_info)(void *w, const char *snap_id, struct snapshot_info *out);
+    /* Volumes of a running container (ctr_spec.volume_paths): unmount the one at path
+     * (-EBUSY: a file in it is open or a process works in it, and nothing changed),
+     * or mount it at path again over lower with the layers of dir (as at start). NULL
+     * in a worker without volumes (the simulator's): control then refuses commits and
+     * reloads from inside. */
+    int (*volume_detach)(void *w, const char *ctr_id, const char *path, struct gerr *err);
+    int (*volume_attach)(void *w, const char *ctr_id, const char *path, const char *lower, const char *dir,
+                         struct gerr *err);
 };
 
 #endif

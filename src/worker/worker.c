@@ -1034,6 +1034,21 @@ int ctr_start(struct worker *w, const struct ctr_spec *spec, void *ud, bool temp
         return gerr_set(err, E2BIG, "container %s: %zu mounts, at most 16", spec->id, spec->nmounts);
     for (size_t i = 0; i < spec->nmounts; i++)
         sc.binds[sc.nbinds++] = (struct sandbox_bind){spec->mount_dirs[i], spec->mount_paths[i], true};
+    if (spec->nvolumes > SANDBOX_MAX_VOLUMES)
+        return gerr_set(err, E2BIG, "container %s: %zu volumes, at most %d", spec->id, spec->nvolumes,
+                        SANDBOX_MAX_VOLUMES);
+    if (spec->nvolumes && template)
+        return gerr_set(err, ENOTSUP, "container %s: a snapshot template cannot have volumes", spec->id);
+    /* Volume directories are under gustd's data dir: 512 bytes is plenty. */
+    char vol_upper[SANDBOX_MAX_VOLUMES][512], vol_work[SANDBOX_MAX_VOLUMES][512];
+    for (size_t i = 0; i < spec->nvolumes; i++) {
+        if (snprintf(vol_upper[i], sizeof vol_upper[i], "%s/upper", spec->volume_dirs[i]) >=
+                (int)sizeof vol_upper[i] ||
+            snprintf(vol_work[i], sizeof vol_work[i], "%s/work", spec->volume_dirs[i]) >= (int)sizeof vol_work[i])
+            return gerr_set(err, ENAMETOOLONG, "container %s: volume directory too long", spec->id);
+        sc.volumes[sc.nvolumes++] = (struct sandbox_volume){spec->volume_lowers[i], vol_upper[i], vol_work[i],
+                                                            spec->volume_paths[i]};
+    }
     /* Egress containers resolve names with the host's resolvers, when those are
      * reachable from a container (not on the host's loopback). */
     if (spec->network == CTR_NET_EGRESS && resolv_conf_usable(WORKER_RESOLV_CONF))
@@ -1204,6 +1219,31 @@ int ctr_start(struct worker *w, const struct ctr_spec *spec, void *ud, bool temp
     ctr_link(c);
     *out = c;
     return 0;
+}
+
+int ctr_volume_detach(struct ctr *c, const char *path, struct gerr *err)
+{
+    if (c->exited || c->forked)
+        return gerr_set(err, ESRCH, "container %s is gone", c->id);
+    return sandbox_volume_detach(&c->sb, path, err);
+}
+
+int ctr_volume_attach(struct ctr *c, const char *path, const char *lower, const char *dir, struct gerr *err)
+{
+    if (c->exited || c->forked)
+        return gerr_set(err, ESRCH, "container %s is gone", c->id);
+    char upper[512], work[512];
+    if (snprintf(upper, sizeof upper, "%s/upper", dir) >= (int)sizeof upper ||
+        snprintf(work, sizeof work, "%s/work", dir) >= (int)sizeof work)
+        return gerr_set(err, ENAMETOOLONG, "container %s: volume directory too long", c->id);
+    struct sandbox_userns uns = {.fd = -1};
+    if (c->userns_slot >= 0) {
+        uns.fd = c->w->slots[c->userns_slot].fd;
+        uns.host_uid = ctr_host_uid(c);
+        uns.host_gid = uns.host_uid;
+    }
+    struct sandbox_volume v = {lower, upper, work, path};
+    return sandbox_volume_attach(&c->sb, c->userns_slot >= 0 ? &uns : NULL, &v, err);
 }
 
 /* ------------------------------------------------------------------ worker */

@@ -128,6 +128,9 @@ void ctr_kill(struct ctr *c);
 
 const char *ctr_id(const struct ctr *c);
 int ctr_pid(const struct ctr *c);
+/* The worker_ops volume operations (ops.h) on a running container. */
+int ctr_volume_detach(struct ctr *c, const char *path, struct gerr *err);
+int ctr_volume_attach(struct ctr *c, const char *path, const char *lower, const char *dir, struct gerr *err);
 void *ctr_userdata(const struct ctr *c);
 /* Memory bytes and CPU ns used so far. */
 int ctr_usage(const struct ctr *c, uint64_t *memory_bytes, uint64_t *cpu_ns);
