@@ -2,6 +2,7 @@
  * request, calls control, and answers — immediately, or later for waits, maps and log
  * follows, holding a connection reference and a close callback meanwhile. */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include "base/log.h"
 #include "base/util.h"
 #include "base/xalloc.h"
+#include "cas/cas.h"
 #include "spec/spec.h"
 
 #define API_MAX_MAP_INPUTS 1000000
@@ -1591,6 +1593,135 @@ static void r_kv_op(struct api_rq *r)
     spec_kv_req_free(&q);
 }
 
+/* ---------- volumes (docs/API.md "Volumes") ---------- */
+
+static void r_volume_list(struct api_rq *r)
+{
+    struct ctl_error e;
+    respond_json_or_error(r->conn, ctl_volume_list(r->ctx->ctl, r->who->ws, &e), &e);
+}
+
+/* GET looks it up, PUT creates it unless it exists (from_name(create_if_missing)). */
+static void r_volume_lookup(struct api_rq *r)
+{
+    struct ctl_error e;
+    bool create = !strcmp(r->req->method, "PUT");
+    respond_json_or_error(r->conn, ctl_volume_create(r->ctx->ctl, r->who->ws, r->segs[2], create, &e), &e);
+}
+
+static void r_volume_delete(struct api_rq *r)
+{
+    struct ctl_error e;
+    respond_removed(r->conn, ctl_volume_delete(r->ctx->ctl, r->who->ws, r->segs[2], &e), &e, r->segs[2],
+                    "deleted");
+}
+
+/* The query parameter "path" (a path in a volume) into out: "" when absent, 400 when
+ * it does not fit. */
+static bool query_path(struct api_rq *r, char *out, size_t cap)
+{
+    int n = http_query_get(r->req, "path", out, cap);
+    if (n == -ENOENT) {
+        out[0] = '\0';
+        return true;
+    }
+    if (n < 0) {
+        api_conn_error(r->conn, 400, "invalid_argument", "path: must be a URL-encoded path of at most 4095 bytes",
+                       "path");
+        return false;
+    }
+    return true;
+}
+
+static void r_volume_entries(struct api_rq *r)
+{
+    char path[PATH_MAX];
+    if (!query_path(r, path, sizeof path))
+        return;
+    struct ctl_error e;
+    respond_json_or_error(r->conn,
+                          ctl_volume_listdir(r->ctx->ctl, r->who->ws, r->segs[2], path, query_flag(r->req, "recursive"),
+                                             &e),
+                          &e);
+}
+
+/* GET /v1/volumes/{name}/file?path=P&chunk=K: the bytes of the file's chunk K. */
+static void r_volume_file(struct api_rq *r)
+{
+    char path[PATH_MAX];
+    double chunk = 0;
+    if (!query_path(r, path, sizeof path) ||
+        !query_number(r->req, "chunk", "a chunk index", 0, (double)(CAS_MAX_FILE_SIZE / CAS_CHUNK_SIZE), &chunk,
+                      r->conn))
+        return;
+    struct ctl_error e;
+    uint8_t *data = NULL;
+    size_t len = 0;
+    if (ctl_volume_read(r->ctx->ctl, r->who->ws, r->segs[2], path, (uint64_t)chunk, &data, &len, &e) < 0) {
+        respond_ctl_error(r->conn, &e);
+        return;
+    }
+    api_conn_respond(r->conn, 200, "application/octet-stream", data, len, NULL);
+    free(data);
+}
+
+/* POST /v1/volumes/{name}/{files|remove|commit|reload}. */
+static void r_volume_op(struct api_rq *r)
+{
+    const char *op = r->segs[3];
+    json_t *j = r->req->body.len ? parse_json_body(r->conn, r->req) : json_object();
+    if (!j)
+        return;
+    struct ctl_error e;
+    json_t *out = NULL;
+    static const char *const files_keys[] = {"changes", "force", NULL};
+    static const char *const remove_keys[] = {"path", "recursive", NULL};
+    static const char *const none[] = {NULL};
+    const char *const *keys = !strcmp(op, "files") ? files_keys : !strcmp(op, "remove") ? remove_keys : none;
+    const char *key;
+    json_t *v;
+    json_object_foreach(j, key, v) {
+        bool known = false;
+        for (size_t i = 0; keys[i]; i++)
+            known |= !strcmp(keys[i], key);
+        if (!known) {
+            char msg[200];
+            snprintf(msg, sizeof msg, "%.64s: unknown field for %s", key, op);
+            api_conn_error(r->conn, 400, "invalid_argument", msg, key);
+            json_decref(j);
+            return;
+        }
+    }
+    json_t *force = json_object_get(j, "force"), *rec = json_object_get(j, "recursive");
+    json_t *path = json_object_get(j, "path");
+    if ((force && !json_is_boolean(force)) || (rec && !json_is_boolean(rec)) || (path && !json_is_string(path))) {
+        api_conn_error(r->conn, 400, "invalid_argument",
+                       force && !json_is_boolean(force) ? "force: must be true or false"
+                       : rec && !json_is_boolean(rec)   ? "recursive: must be true or false"
+                                                        : "path: must be a string",
+                       force && !json_is_boolean(force) ? "force" : rec && !json_is_boolean(rec) ? "recursive" : "path");
+        json_decref(j);
+        return;
+    }
+    if (!strcmp(op, "files"))
+        out = ctl_volume_put(r->ctx->ctl, r->who->ws, r->segs[2], json_object_get(j, "changes"), json_is_true(force),
+                             &e);
+    else if (!strcmp(op, "remove"))
+        out = ctl_volume_remove(r->ctx->ctl, r->who->ws, r->segs[2], json_string_value(path), json_is_true(rec),
+                                &e);
+    else if (!strcmp(op, "commit") || !strcmp(op, "reload"))
+        out = (op[0] == 'c' ? ctl_volume_commit : ctl_volume_reload)(r->ctx->ctl, r->who->ctr_id, r->segs[2], &e);
+    else {
+        char msg[160];
+        snprintf(msg, sizeof msg, "unknown volume operation %.64s (files, remove, commit, reload)", op);
+        json_decref(j);
+        api_conn_error(r->conn, 404, "not_found", msg, NULL);
+        return;
+    }
+    json_decref(j);
+    respond_json_or_error(r->conn, out, &e);
+}
+
 /* Every route, with the least role that may use it (docs/API.md "Roles"): invokers
  * call functions of their workspace and read what they need for that, and use its
  * dicts and queues (a function's code does, with an invoker's token); developers
@@ -1654,6 +1785,14 @@ static const struct api_route api_route_table[] = {
     {"PUT", "/v1/queues/*", CTL_ROLE_INVOKER, r_kv_lookup, body_json},
     {"DELETE", "/v1/queues/*", CTL_ROLE_DEVELOPER, r_kv_delete, body_json},
     {"POST", "/v1/queues/*/*", CTL_ROLE_INVOKER, r_kv_op, body_json},
+    {"GET", "/v1/volumes", CTL_ROLE_INVOKER, r_volume_list, body_json},
+    {"GET", "/v1/volumes/*", CTL_ROLE_INVOKER, r_volume_lookup, body_json},
+    {"PUT", "/v1/volumes/*", CTL_ROLE_INVOKER, r_volume_lookup, body_json},
+    {"DELETE", "/v1/volumes/*", CTL_ROLE_DEVELOPER, r_volume_delete, body_json},
+    {"GET", "/v1/volumes/*/entries", CTL_ROLE_INVOKER, r_volume_entries, body_json},
+    {"GET", "/v1/volumes/*/file", CTL_ROLE_INVOKER, r_volume_file, body_json},
+    {"POST", "/v1/volumes/*/files", CTL_ROLE_DEVELOPER, r_volume_op, body_json},
+    {"POST", "/v1/volumes/*/*", CTL_ROLE_INVOKER, r_volume_op, body_json},
 };
 
 /* Splits the decoded path into segments; returns the count or -1 if too many/too long. */

@@ -108,6 +108,12 @@ void cli_tree_free(struct cli_tree *t);
  * its name; *is_file, if non-NULL, says which) into t, sending nothing. On failure
  * prints why, naming label, and returns false. */
 bool cli_tree_scan(struct cli_tree *t, const char *path, const char *label, bool *is_file);
+/* Sends the chunks of scanned t that gustd lacks (POST /v1/blobs/missing, PUT
+ * /v1/blobs/...). On failure prints why and returns false with *rc. */
+bool cli_tree_send_chunks(gust_client *c, struct cli_tree *t, const char *label, struct cli_upload_stats *st,
+                          int *rc);
+/* t's manifest entries (sorted, the root implied), owned by t. */
+json_t *cli_tree_entries(const struct cli_tree *t);
 /* Sends the chunks of scanned t that gustd lacks and its entries; id gets the tree
  * id. On failure prints why and returns false with *rc. */
 bool cli_tree_upload(gust_client *c, struct cli_tree *t, const char *label, char id[80], struct cli_upload_stats *st,
@@ -251,6 +257,13 @@ void cmd_print_whoami(json_t *j, const char *arg, const gust_client *c);
 /* kv.c */
 void cmd_print_kv_objects(json_t *j, const char *arg, const gust_client *c);
 void cmd_print_kv_deleted(json_t *j, const char *name, const gust_client *c);
+
+/* volume.c */
+int cmd_volume_create(const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_volume_ls(const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_volume_put(const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_volume_get(const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_volume_rm(const struct cli_cmd *cmd, int argc, char **argv);
 
 /* secrets.c */
 int cmd_secret_create(const struct cli_cmd *cmd, int argc, char **argv);

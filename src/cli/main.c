@@ -189,6 +189,24 @@ static const struct cli_cmd CMDS[] = {
      .run = cmd_request, .method = "GET", .path = "/v1/queues", .print = cmd_print_kv_objects},
     {"queue delete", "queue delete NAME", "Deletes queue NAME and its items (developer); blocked gets on it fail.\n",
      .run = cmd_request, .method = "DELETE", .path = "/v1/queues/%s", .print = cmd_print_kv_deleted},
+    {"volume create", "volume create NAME", "Creates volume NAME (gust.Volume), empty.\n", .run = cmd_volume_create},
+    {"volume ls", "volume ls [VOLUME [PATH]]",
+     "Without VOLUME: the workspace's volumes. With it: the entries in PATH (default: its root).\n",
+     .run = cmd_volume_ls},
+    {"volume put", "volume put VOLUME LOCAL [REMOTE] [--force]",
+     "Uploads the file or directory LOCAL to REMOTE in VOLUME (default: its root; a REMOTE\n"
+     "ending in / takes a file under its own name) as one new version, sending only the\n"
+     "chunks gustd lacks. An existing file is refused unless --force.\n",
+     .run = cmd_volume_put},
+    {"volume get", "volume get VOLUME REMOTE [LOCAL]",
+     "Downloads the file or directory REMOTE of VOLUME to LOCAL (default: the current\n"
+     "directory; \"-\" writes a file to stdout).\n",
+     .run = cmd_volume_get},
+    {"volume rm", "volume rm VOLUME PATH [-r]",
+     "Removes PATH from VOLUME as a new version (a directory that is not empty only with -r).\n",
+     .run = cmd_volume_rm},
+    {"volume delete", "volume delete NAME", "Deletes volume NAME (developer; refused while a container mounts it).\n",
+     .run = cmd_request, .method = "DELETE", .path = "/v1/volumes/%s", .print = cmd_print_kv_deleted},
     {"workspace create", "workspace create NAME [--quota KEY=N]...",
      "Creates workspace NAME (admin). Quotas: containers, cpu (cores), memory (MiB), gpus,\n"
      "stored_bytes; 0 or none: no limit. Each workspace sees only its own apps, calls,\n"
@@ -236,6 +254,7 @@ static const struct {
     {"secret", "create, ls or rm"},
     {"dict", "ls or delete"},
     {"queue", "ls or delete"},
+    {"volume", "create, ls, put, get, rm or delete"},
     {"workspace", "create, ls or quota"},
     {"token", "create, ls or revoke"},
 };

@@ -294,8 +294,8 @@ static bool put_chunk(gust_client *gc, const struct cli_tree *t, const struct up
     return j != NULL;
 }
 
-bool cli_tree_upload(gust_client *c, struct cli_tree *t, const char *label, char id[80], struct cli_upload_stats *st,
-                     int *rc)
+bool cli_tree_send_chunks(gust_client *c, struct cli_tree *t, const char *label, struct cli_upload_stats *st,
+                          int *rc)
 {
     /* Distinct chunks, sorted so that gustd's answer can be looked up. */
     size_t n = 0;
@@ -349,6 +349,19 @@ bool cli_tree_upload(gust_client *c, struct cli_tree *t, const char *label, char
             st->bytes_sent += ch->len;
         }
     }
+    return true;
+}
+
+json_t *cli_tree_entries(const struct cli_tree *t)
+{
+    return t->entries;
+}
+
+bool cli_tree_upload(gust_client *c, struct cli_tree *t, const char *label, char id[80], struct cli_upload_stats *st,
+                     int *rc)
+{
+    if (!cli_tree_send_chunks(c, t, label, st, rc))
+        return false;
     json_t *req AUTO_JSON = json_pack("{s:O}", "entries", t->entries);
     AUTO_FREE char *body = json_dumps(req, JSON_COMPACT);
     json_t *ans AUTO_JSON = up_request(c, "POST", "/v1/mounts", "application/json", body, strlen(body), 200, label, rc);

@@ -159,6 +159,7 @@ int ctl_new(struct ev_loop *loop, struct store *store, const struct worker_ops *
     list_init(&c->finished);
     list_init(&c->secrets);
     list_init(&c->kv_waiters);
+    c->vol_last = json_object();
     list_init(&c->deploy_builds);
     list_init(&c->workspaces);
     hmap_init(&c->tokens, 64);
@@ -248,6 +249,7 @@ int ctl_recover(struct ctl *c, struct gerr *err)
         return r;
     if ((r = ctl_secrets_load(c, err)) < 0)
         return gerr_prefix(err, "loading secrets");
+    ctl_volumes_recover(c);
 
     /* Containers of a dead daemon: they died with it (PDEATHSIG); close their metering
      * records at its last heartbeat. */
@@ -367,6 +369,7 @@ void ctl_free(struct ctl *c)
     ctl_image_jobs_free(c);
     ctl_builder_stop(c);
     ctl_kv_free(c);
+    json_decref(c->vol_last);
     ctl_secrets_free(c);
     cas_close(c->cas);
     c->cas = NULL;

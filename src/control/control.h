@@ -124,6 +124,7 @@ struct ctl_principal {
     char ws[CTL_WS_NAME_MAX + 1];
     enum ctl_role role;
     char token_id[32];
+    char ctr_id[64];            /* a container's token: the container ("" otherwise) */
 };
 /* 0 with *out for a known token; -EACCES for anything else, -EKEYEXPIRED for one
  * past its expiry. */
@@ -503,5 +504,36 @@ typedef void (*ctl_kv_answer_cb)(void *ud, json_t *answer, const struct ctl_erro
 int ctl_queue_get(struct ctl *c, const char *ws, const char *name, const struct spec_kv_req *r, ctl_kv_answer_cb cb,
                   void *ud, struct ctl_kv_waiter **out, struct ctl_error *e);
 void ctl_kv_waiter_cancel(struct ctl *c, struct ctl_kv_waiter *w);
+
+/* ---------- volumes (docs/API.md "Volumes") ---------- */
+
+/* Looks name up ({"name","created","version"}); creates it (empty) first when
+ * create_if_missing. CTL_E_NOT_FOUND when absent and not creating. */
+json_t *ctl_volume_create(struct ctl *c, const char *ws, const char *name, bool create_if_missing,
+                          struct ctl_error *e);
+/* {"volumes": [{"name","version","created_at","updated_at"}]} of workspace ws. */
+json_t *ctl_volume_list(struct ctl *c, const char *ws, struct ctl_error *e);
+/* CTL_E_CONFLICT volume_in_use while a running container mounts it. */
+int ctl_volume_delete(struct ctl *c, const char *ws, const char *name, struct ctl_error *e);
+/* {"entries": [{"path","type","mode","size","mtime"}], "version"}: the entries under
+ * path (a file: itself), all below it when recursive. */
+json_t *ctl_volume_listdir(struct ctl *c, const char *ws, const char *name, const char *path, bool recursive,
+                           struct ctl_error *e);
+/* Chunk `chunk` (CAS_CHUNK_SIZE bytes each) of the file at path: *data malloc'd. */
+int ctl_volume_read(struct ctl *c, const char *ws, const char *name, const char *path, uint64_t chunk,
+                    uint8_t **data, size_t *len, struct ctl_error *e);
+/* Publishes a change list (files whose chunks the workspace uploaded, directories,
+ * symlinks) as the next version: {"id","version","changed"}. Without force an
+ * existing file is CTL_E_CONFLICT file_exists (nothing is changed). */
+json_t *ctl_volume_put(struct ctl *c, const char *ws, const char *name, json_t *changes, bool force,
+                       struct ctl_error *e);
+/* Removes path (a directory only when recursive, or empty) as the next version. */
+json_t *ctl_volume_remove(struct ctl *c, const char *ws, const char *name, const char *path, bool recursive,
+                          struct ctl_error *e);
+/* From inside container ctr_id: publish its changes to its volume name and remount it
+ * on the new version; or remount it on the current version keeping its changes.
+ * CTL_E_CONFLICT volume_busy while a file in it is open. */
+json_t *ctl_volume_commit(struct ctl *c, const char *ctr_id, const char *name, struct ctl_error *e);
+json_t *ctl_volume_reload(struct ctl *c, const char *ctr_id, const char *name, struct ctl_error *e);
 
 #endif

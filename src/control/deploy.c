@@ -158,6 +158,20 @@ int ctl_deploy(struct ctl *c, const char *ws, json_t *spec, json_t **result, str
         }
         if ((r = ctl_secrets_check(c, ws, f, i, e)) < 0)
             goto out;
+        for (size_t j = 0; j < f->nvolumes; j++) {
+            char fld[96], qname[CTL_QNAME_MAX];
+            struct store_volume v;
+            ctl_qualify(qname, ws, f->volume_names[j]);
+            if (store_volume_get(c->store, qname, &v, &err) < 0) {
+                snprintf(fld, sizeof fld, "functions[%zu].volumes[%zu].name", i, j);
+                ctl_err(e, CTL_E_INVALID, "invalid_spec", fld,
+                        "%s: there is no volume named \"%s\"; create it first (gust volume create %s, or "
+                        "gust.Volume.from_name(..., create_if_missing=True))", fld, f->volume_names[j],
+                        f->volume_names[j]);
+                r = -ENOENT;
+                goto out;
+            }
+        }
         char **mdirs = NULL;
         if ((r = ctl_mounts_resolve(c, ws, f, &mdirs, &err)) < 0) {
             char fld[64];

@@ -392,6 +392,8 @@ int ctl_authenticate(struct ctl *c, const char *token, struct ctl_principal *out
         return -EKEYEXPIRED;
     snprintf(out->ws, sizeof out->ws, "%s", t->ws);
     snprintf(out->token_id, sizeof out->token_id, "%s", t->id);
+    /* A container's token is named after its container (sched.c). */
+    snprintf(out->ctr_id, sizeof out->ctr_id, "%s", t->ephemeral ? t->name : "");
     out->role = t->role;
     return 0;
 }

@@ -489,6 +489,13 @@ json_t *ctl_image_gc(struct ctl *c, struct ctl_error *e)
         for (size_t m = 0; ctl_fver_live(fv) && m < fv->spec.nmounts; m++)
             json_object_set_new(ids, fv->spec.mount_images[m], json_true());
     }
+    /* Every volume's current version, and those running containers are on. */
+    struct gerr verr;
+    if (ctl_volume_roots(c, ids, &verr) < 0) {
+        json_decref(ids);
+        ctl_err(e, CTL_E_INTERNAL, "internal", NULL, "image gc: listing volumes: %s", verr.msg);
+        return NULL;
+    }
     size_t n = 0, cap = json_object_size(ids) + 16;
     char **live = xcalloc(cap, sizeof *live);
     const char *key;

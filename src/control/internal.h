@@ -26,6 +26,9 @@
  *   secrets.c   secrets, uploaded blobs, mount trees
  *   kv.c        dicts and queues: request bodies, objects in the store, blocked
  *               queue gets (waiters per partition, answered by a put or a timer)
+ *   volumes.c   volumes: objects in the store, versions as tree manifests, client
+ *               changes, each container's layers (made at start, committed at a
+ *               normal stop or from inside, reloaded), materialised versions
  *   build.c     the image builder: cache persistence, inline image resolution
  *   images.c    named images: add, import, list, inspect, rm, gc
  *   meter.c     usage and cost from container records
@@ -414,6 +417,19 @@ struct ctl_ctr {
     int ngpu;
     char gpu_type[32];
     uint64_t kill_timer;        /* armed when a cancelled input must come back in time */
+    /* Its volumes (volumes.c): what each is mounted on, and the seam's arrays. */
+    struct ctl_ctr_vol *vols;
+    size_t nvols;
+    char **vol_paths, **vol_lowers, **vol_dirs;
+};
+
+/* A volume mounted in a container (volumes.c). */
+struct ctl_ctr_vol {
+    char qname[CTL_QNAME_MAX];
+    char path[512];             /* where, in the container (a spec's absolute path) */
+    char manifest[80];          /* the version its lower layer is ("sha256:...") */
+    int64_t version;
+    char dir[512];              /* its upper/ and work/ on the host */
 };
 
 /* One input of a map: observes its call until the result was emitted. */
@@ -557,6 +573,7 @@ struct ctl {
     uint64_t log_timer;
     struct list_node secrets;        /* struct ctl_secret (secrets.c) */
     struct list_node kv_waiters;     /* struct ctl_kv_waiter, oldest first (kv.c) */
+    json_t *vol_last;                /* volume qname -> its last materialised version's id (volumes.c) */
     struct list_node workspaces;     /* struct ctl_ws (ident.c) */
     struct hmap tokens;              /* struct ctl_token by id (ident.c) */
     struct ctl_image_jobs *image_jobs; /* the image job thread (images.c), NULL until used */
@@ -689,6 +706,8 @@ void ctl_snap_gone(struct ctl *c, struct ctl_snap *s);
 /* Drops every snapshot (ctl_free). */
 void ctl_snaps_free(struct ctl *c);
 struct ctl_ctr *ctl_find_ctr(struct ctl *c, const char *id);
+/* Frees what k holds of its volumes (the records volumes.c made; memory only). */
+void ctl_ctr_vols_free(struct ctl_ctr *k);
 /* The deployed version of an app that is not stopped. */
 bool ctl_fver_is_current(const struct ctl_fver *fv);
 /* A version that can still start containers: current, or with containers or queue. */
@@ -902,6 +921,22 @@ void ctl_kv_shutdown(struct ctl *c);
 /* Frees the blocked queue gets left without answering them: at ctl_free the API
  * servers, and so their connections, are gone already. */
 void ctl_kv_free(struct ctl *c);
+
+/* ---- volumes.c ---- */
+
+/* The volumes of f for container k's start: each volume's current version
+ * materialised, k's layers made, cs->volume_* set (borrowing from k). */
+int ctl_volumes_for_start(struct ctl *c, struct ctl_ctr *k, const struct spec_function *f, struct ctr_spec *cs,
+                          struct gerr *err);
+/* k is gone: commits its volumes' changes when commit (a normal stop), removes its
+ * layers and frees its volume records. */
+void ctl_volumes_release(struct ctl *c, struct ctl_ctr *k, bool commit);
+/* At start: removes the layers of an earlier run's containers and the materialised
+ * versions no volume is on. */
+void ctl_volumes_recover(struct ctl *c);
+/* Adds the id of every volume's current version, and of the versions running
+ * containers are on, to ids (an object used as a set), for gc. */
+int ctl_volume_roots(struct ctl *c, json_t *ids, struct gerr *err);
 
 /* ---- secrets.c ---- */
 /* Bounds on what a client can make us keep. */

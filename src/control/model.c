@@ -338,6 +338,19 @@ void ctl_fver_maybe_free(struct ctl *c, struct ctl_fver *fv)
     ctl_fver_free(fv);
 }
 
+void ctl_ctr_vols_free(struct ctl_ctr *k)
+{
+    for (size_t i = 0; k->vol_lowers && k->vol_lowers[i]; i++)
+        free(k->vol_lowers[i]);
+    free(k->vol_lowers);
+    free(k->vol_paths);
+    free(k->vol_dirs);
+    free(k->vols);
+    k->vol_lowers = k->vol_paths = k->vol_dirs = NULL;
+    k->vols = NULL;
+    k->nvols = 0;
+}
+
 void ctl_model_free(struct ctl *c)
 {
     list_for_each_safe(a, &c->apps, struct ctl_app, link) {
@@ -345,6 +358,7 @@ void ctl_model_free(struct ctl *c)
             list_for_each_safe(fv, &f->versions, struct ctl_fver, link) {
                 list_for_each_safe(k, &fv->ctrs, struct ctl_ctr, link) {
                     hmap_remove(&c->ctrs, &k->node);
+                    ctl_ctr_vols_free(k);
                     free(k->slots);
                     free(k);
                 }

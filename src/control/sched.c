@@ -347,6 +347,7 @@ static void ctr_forget(struct ctl *c, struct ctl_ctr *k)
     ctl_token_ephemeral_drop(c, k->token_id);
     list_remove(&k->link);
     hmap_remove(&c->ctrs, &k->node);
+    ctl_volumes_release(c, k, false);
     free(k->slots);
     free(k);
 }
@@ -596,6 +597,16 @@ static struct ctl_ctr *start_container(struct ctl *c, struct ctl_fver *fv, bool 
         return NULL;
     }
     AUTO_FREE char **env_to_free = secret_env;
+    if (ctl_volumes_for_start(c, k, f, &cs, &err) < 0) {
+        log_error("sched", "start container for %s.%s: %s", fv->fn->app->name, fv->fn->name, err.msg);
+        snprintf(fv->waiting_reason, sizeof fv->waiting_reason, "container cannot start: %.400s", err.msg);
+        ctl_volumes_release(c, k, false);
+        release(c, k);
+        free(k->slots);
+        free(k);
+        fail_oldest_queued(c, fv);
+        return NULL;
+    }
     /* Code inside calls other functions of its workspace (invoker), with a token that
      * lives as long as the container (dropped at its exit). */
     char ws[CTL_WS_NAME_MAX + 1], token[CTL_TOKEN_LEN + 1];
@@ -1423,6 +1434,7 @@ static void ev_exit(void *ud, const char *ctr_id, int kind, const char *msg, con
      * it may serve); its version may start another. */
     ctl_sched_mark(fv);
     bool never_ready = k->state == CTR_STARTING || (k->state == CTR_STOPPING && k->ready_at == 0);
+    bool was_stopping = k->state == CTR_STOPPING;
     if (k->kill_timer)
         ev_timer_cancel(c->loop, k->kill_timer);
     if (k->inflight) {
@@ -1444,6 +1456,9 @@ static void ev_exit(void *ud, const char *ctr_id, int kind, const char *msg, con
     ctl_token_ephemeral_drop(c, k->token_id);
     list_remove(&k->link);
     hmap_remove(&c->ctrs, &k->node);
+    /* A container control stopped (scale-down, app stop, shutdown) commits its
+     * volumes' changes; one that crashed or was killed for OOM does not. */
+    ctl_volumes_release(c, k, kind == 0 && was_stopping);
     release(c, k);
     settle_held_inputs(c, k, kind, msg);
     if (never_ready && kind != 0) {

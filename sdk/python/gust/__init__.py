@@ -2,7 +2,7 @@
 (App, @app.function, .remote / .spawn / .map / .starmap / .for_each / .spawn_map /
 .local / .with_options), calls (FunctionCall: .get, .gather, .from_id), classes
 (@app.cls, gust.parameter, enter / exit / method), secrets (Secret), errors
-(gust.exception), dicts and queues (Dict, Queue), where code runs (is_local, current_input_id,
+(gust.exception), dicts and queues (Dict, Queue), volumes (Volume), where code runs (is_local, current_input_id,
 current_function_call_id), web endpoints (web_endpoint, fastapi_endpoint, asgi_app,
 wsgi_app, web_server, Response; Function.get_web_url), how containers take inputs (batched,
 concurrent). Names and semantics are Modal's: `import gust as modal`."""
@@ -18,6 +18,7 @@ from .exception import Error, InvalidError
 from .image import BuildError, Image
 from .schedule import Cron, Period
 from ._kv import Dict, Queue
+from ._volume import FileEntry, FileEntryType, Volume
 from .secret import Secret, SecretError
 from ._web import asgi_app, fastapi_endpoint, web_endpoint, web_server, wsgi_app
 
@@ -25,4 +26,5 @@ __all__ = ["App", "Function", "FunctionCall", "Image", "BuildError", "GustError"
            "FunctionTimeoutError", "OutOfMemoryError", "ContainerCrashError", "InvalidError", "Retries", "Cls",
            "enter", "exit", "method", "Secret", "SecretError", "Error", "exception", "parameter", "is_local",
            "current_input_id", "current_function_call_id", "enable_output", "web_endpoint", "fastapi_endpoint",
-           "asgi_app", "wsgi_app", "web_server", "Response", "batched", "concurrent", "Cron", "Period", "Dict", "Queue"]
+           "asgi_app", "wsgi_app", "web_server", "Response", "batched", "concurrent", "Cron", "Period", "Dict", "Queue",
+           "Volume", "FileEntry", "FileEntryType"]

@@ -79,14 +79,9 @@ def _walk(root, prefix, skip=True, ignore=None):
     return out
 
 
-def upload(addr, items, exact=False):
-    """items: (tree path, local file or directory) pairs, or (tree path, local
-    directory, ignore) with _walk's ignore; a directory brings its whole tree under its
-    tree path ("" for the root). A tree path given twice keeps its first item. Returns
-    the tree id ("sha256:..."). exact (image contents: copy sources, wheels, OCI
-    images, a rootfs): every file, with its permission and sticky bits; otherwise
-    caches are left out and modes are 0755 or 0644. Every file is read before anything
-    is sent, so an unreadable one sends nothing."""
+def collect(items, exact=False):
+    """The manifest entries of items (as upload takes them), sorted by path without
+    the root, and the chunks they need: {hex digest: (local file, offset, length)}."""
     entries, blobs = [], {}
     seen = set()
     for tree_path, local, *rest in items:
@@ -115,21 +110,39 @@ def upload(addr, items, exact=False):
                 entries.append({"path": rel, "type": "file", "mode": mode, "size": size, "chunks": chunks})
     entries = [e for e in entries if e["path"]]     # the root ("" for a directory item) is implied
     entries.sort(key=lambda e: e["path"])
-    if blobs:
-        st_, _, body = _net.request(addr, "POST", "/v1/blobs/missing",
-                                    json.dumps({"digests": ["sha256:" + d for d in sorted(blobs)]}).encode(),
-                                    {"Content-Type": "application/json"})
-        if st_ != 200:
-            raise MountError(f"gustd refused the chunk list: HTTP {st_}: {body[:300]!r}")
-        for digest in json.loads(body)["missing"]:
-            path, off, n = blobs[digest[len("sha256:"):]]
-            with open(path, "rb") as f:
-                f.seek(off)
-                data = f.read(n)
-            st_, _, body = _net.request(addr, "PUT", "/v1/blobs/" + digest, data,
-                                        {"Content-Type": "application/octet-stream"})
-            if st_ != 201:
-                raise MountError(f"uploading {path}: HTTP {st_}: {body[:300]!r}")
+    return entries, blobs
+
+
+def send_blobs(addr, blobs):
+    """Uploads the chunks of blobs (collect's) that gustd says it lacks."""
+    if not blobs:
+        return
+    st_, _, body = _net.request(addr, "POST", "/v1/blobs/missing",
+                                json.dumps({"digests": ["sha256:" + d for d in sorted(blobs)]}).encode(),
+                                {"Content-Type": "application/json"})
+    if st_ != 200:
+        raise MountError(f"gustd refused the chunk list: HTTP {st_}: {body[:300]!r}")
+    for digest in json.loads(body)["missing"]:
+        path, off, n = blobs[digest[len("sha256:"):]]
+        with open(path, "rb") as f:
+            f.seek(off)
+            data = f.read(n)
+        st_, _, body = _net.request(addr, "PUT", "/v1/blobs/" + digest, data,
+                                    {"Content-Type": "application/octet-stream"})
+        if st_ != 201:
+            raise MountError(f"uploading {path}: HTTP {st_}: {body[:300]!r}")
+
+
+def upload(addr, items, exact=False):
+    """items: (tree path, local file or directory) pairs, or (tree path, local
+    directory, ignore) with _walk's ignore; a directory brings its whole tree under its
+    tree path ("" for the root). A tree path given twice keeps its first item. Returns
+    the tree id ("sha256:..."). exact (image contents: copy sources, wheels, OCI
+    images, a rootfs): every file, with its permission and sticky bits; otherwise
+    caches are left out and modes are 0755 or 0644. Every file is read before anything
+    is sent, so an unreadable one sends nothing."""
+    entries, blobs = collect(items, exact)
+    send_blobs(addr, blobs)
     st_, _, body = _net.request(addr, "POST", "/v1/mounts", json.dumps({"entries": entries}).encode(),
                                 {"Content-Type": "application/json"})
     if st_ != 200:

@@ -691,6 +691,11 @@ class Function(Generic[P, R]):
             f["timeout"] = int(o["timeout"])
         if o.get("snapshot"):
             f["snapshot"] = True
+        if o.get("volumes"):
+            # Looked up (or created, with create_if_missing) now: gustd checks at
+            # deploy that each one exists.
+            f["volumes"] = [{"path": p.rstrip("/") or "/", "name": v.hydrate().name}
+                            for p, v in sorted(o["volumes"].items())]
         web = _web.spec_of(self.raw_f)
         if web:
             f["web"] = web
@@ -1115,7 +1120,7 @@ class App:
                  retries: Union[int, Retries, None] = None, env: Optional[Mapping[str, str]] = None,
                  max_inputs: Optional[int] = None, secrets: Sequence[Secret] = (),
                  snapshot: bool = False, enable_memory_snapshot: bool = False,
-                 schedule: Optional[Schedule] = None
+                 schedule: Optional[Schedule] = None, volumes: Optional[Mapping[str, Any]] = None
                  ) -> Callable[[Callable[P, R]], Function[P, R]]:
         """cpu (cores) and memory (MiB) are what is reserved for each container; as in
         Modal, (request, limit) adds a hard limit. CPU beyond the request is used when
@@ -1131,6 +1136,8 @@ class App:
         enable_memory_snapshot=True is Modal's name for it.
         schedule: a gust.Cron or gust.Period; gustd calls the function with no
         arguments at each fire while the app is deployed.
+        volumes: {"/abs/path": gust.Volume}, mounted writable in each container (see
+        gust.Volume: commit() publishes, reload() moves to the latest version).
         The app's image and secrets (App(image=..., secrets=[...])) are the defaults."""
         if schedule is not None and not isinstance(schedule, Schedule):
             raise InvalidError(f"schedule: expected gust.Cron or gust.Period, got {type(schedule).__name__}")
@@ -1144,10 +1151,15 @@ class App:
                                        max_inputs < 1):
             raise InvalidError(f"max_inputs: the inputs a container serves before it is replaced, an integer >= 1; "
                                f"got {max_inputs!r} (inputs at once: @gust.concurrent(max_inputs=...))")
+        from ._volume import Volume
+        for path, vol in (volumes or {}).items():
+            if not isinstance(path, str) or not path.startswith("/") or not isinstance(vol, Volume):
+                raise InvalidError(f"volumes: expected {{\"/absolute/path\": gust.Volume}}, got {path!r}: {vol!r}")
         options = dict(image=image, cpu=cpu, memory=memory, gpu=gpu, min_containers=min_containers,
                        max_containers=max_containers, buffer_containers=buffer_containers,
                        scaledown_window=scaledown_window, timeout=timeout, retries=retries, env=env,
-                       lifetime_inputs=max_inputs, secrets=secrets, snapshot=bool(snapshot), schedule=schedule)
+                       lifetime_inputs=max_inputs, secrets=secrets, snapshot=bool(snapshot), schedule=schedule,
+                       volumes=dict(volumes or {}))
 
         def wrap(f: Callable[P, R]) -> Function[P, R]:
             _inputs.scaling_of(f)  # a misuse of @batched / @concurrent is refused here, as in Modal
