@@ -1060,9 +1060,10 @@ static int detach_child(void *arg)
      * namespace, where this child has no pid (no /proc/self/fd to unmount through), so
      * the unmount goes by the path: a container racing it could at worst make us
      * unmount another mount of its own namespace, never one of the host's. */
-    AUTO_FD int t = open_ctr_dir(op->path);
+    int t = open_ctr_dir(op->path);
     if (t < 0)
         return t;
+    close(t); /* an fd in the mount would itself keep it busy */
     if (umount2(op->path, UMOUNT_NOFOLLOW) < 0)
         return -errno;
     return 0;

@@ -694,8 +694,12 @@ class Function(Generic[P, R]):
         if o.get("volumes"):
             # Looked up (or created, with create_if_missing) now: gustd checks at
             # deploy that each one exists.
-            f["volumes"] = [{"path": p.rstrip("/") or "/", "name": v.hydrate().name}
-                            for p, v in sorted(o["volumes"].items())]
+            vols = []
+            for p, v in sorted(o["volumes"].items()):
+                if v._addr is None and addr:
+                    v._addr = addr  # the deploying app's gustd (in a container: its own)
+                vols.append({"path": p.rstrip("/") or "/", "name": v.hydrate().name})
+            f["volumes"] = vols
         web = _web.spec_of(self.raw_f)
         if web:
             f["web"] = web

@@ -1,0 +1,266 @@
+"""Volumes (docs/API.md "Volumes"): gust.Volume in real containers (a commit seen
+after reload() in another container and in a new one, the later of two commits of a
+file wins, a reload refused while a file is open, changes committed when the app
+stops normally, delete refused while a container mounts it), and from the host: a
+volume survives a restart, the same 100 MiB stored twice grows the store once, the
+CLI's put/get/ls/rm round trip, bad paths refused naming the field, and another
+workspace's token cannot see or name the volume."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from gustlib import SDK_DIR, sdk_module, wait_until
+
+if SDK_DIR not in sys.path:
+    sys.path.insert(0, SDK_DIR)
+
+import gust as gsdk  # noqa: E402 - after the SDK's path
+from gust.exception import GustError, NotFoundError  # noqa: E402
+
+MODULE = '''
+import os
+
+import gust
+
+app = gust.App("voltest")
+vol = gust.Volume.from_name("vt-shared", create_if_missing=True)
+
+
+@app.function(volumes={"/data": vol}, max_containers=1)
+def write(name, text, commit):
+    if text is not None:
+        with open("/data/" + name, "w") as f:
+            f.write(text)
+    if commit:
+        vol.commit()
+    return "written"
+
+
+@app.function(volumes={"/data": vol}, max_containers=1)
+def write_other(name, text, commit):
+    with open("/data/" + name, "w") as f:
+        f.write(text)
+    if commit:
+        vol.commit()
+    return "written"
+
+
+@app.function(volumes={"/data": vol}, max_containers=1)
+def read(name, reload):
+    if reload:
+        vol.reload()
+    try:
+        with open("/data/" + name) as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+@app.function(volumes={"/data": vol})
+def read_fresh(name):
+    with open("/data/" + name) as f:
+        return f.read()
+
+
+@app.function(volumes={"/data": vol}, max_containers=1)
+def reload_while_open(name):
+    f = open("/data/" + name)
+    try:
+        vol.reload()
+        refused = None
+    except RuntimeError as e:
+        refused = str(e)
+    f.close()
+    vol.reload()
+    return refused
+
+
+@app.function(volumes={"/data": vol}, max_containers=1)
+def write_and_leave(name, text):
+    with open("/data/" + name, "w") as f:
+        f.write(text)
+    return "left"
+'''
+
+
+def host_read(g, name, path):
+    return b"".join(gsdk.Volume.from_name(name, addr=g.addr).read_file(path)).decode()
+
+
+def test_volume_in_containers(shared_gust, tmp_path):
+    g = shared_gust.use_for_sdk()
+    mod = sdk_module(tmp_path, "voltest_mod", MODULE)
+    mod.app.addr = g.addr
+    mod.app.deploy(progress=None)
+    try:
+        # A container of read starts on the empty volume and stays (max_containers 1).
+        assert mod.read.remote("f", False) is None
+        # Another container writes and commits: the host sees it; read's container
+        # sees it only after reload().
+        assert mod.write.remote("f", "one", True) == "written"
+        assert host_read(g, "vt-shared", "f") == "one"
+        assert mod.read.remote("f", False) is None
+        assert mod.read.remote("f", True) == "one"
+        # A new container starts on the latest version.
+        assert mod.read_fresh.remote("f") == "one"
+
+        # Two containers change the same file: the later commit wins, whoever wrote first.
+        assert mod.write.remote("g", "from write", False) == "written"
+        assert mod.write_other.remote("g", "from write_other", True) == "written"
+        assert host_read(g, "vt-shared", "g") == "from write_other"
+        assert mod.write.remote("g", None, True) == "written"  # write's container commits last
+        assert host_read(g, "vt-shared", "g") == "from write"
+        assert mod.read.remote("g", True) == "from write"
+
+        # reload() with a file of the volume open is refused, clearly; closed, it works.
+        refused = mod.reload_while_open.remote("f")
+        assert refused and "open files" in refused and "reload()" in refused, refused
+
+        # Deleting a volume that running containers mount is refused.
+        r = g.http("DELETE", "/v1/volumes/vt-shared")
+        assert r.status == 409 and r.error()["code"] == "volume_in_use", r
+        with pytest.raises(GustError, match="mounted by running container"):
+            gsdk.Volume.delete("vt-shared", addr=g.addr)
+
+        # Uncommitted changes are committed when the app stops normally.
+        assert mod.write_and_leave.remote("h", "at stop") == "left"
+        assert "h" not in [e.path for e in gsdk.Volume.from_name("vt-shared", addr=g.addr).listdir("/")]
+    finally:
+        g.http("POST", "/v1/apps/voltest/stop")
+    wait_until(lambda: not [c for c in g.get_json("/v1/containers")["containers"] if c["app"] == "voltest"],
+               60, msg="voltest's containers gone")
+    assert host_read(g, "vt-shared", "h") == "at stop"
+    entries = {e.path: e for e in gsdk.Volume.from_name("vt-shared", addr=g.addr).listdir("/")}
+    assert set(entries) == {"f", "g", "h"}, entries
+    assert entries["f"].type == gsdk.FileEntryType.FILE and entries["f"].size == 3
+    # Not in use any more: delete works.
+    gsdk.Volume.delete("vt-shared", addr=g.addr)
+    with pytest.raises(NotFoundError):
+        gsdk.Volume.from_name("vt-shared", addr=g.addr).listdir("/")
+
+
+def test_volume_survives_a_restart_and_sdk_files(gust, tmp_path):
+    a = gust.addr
+    vol = gsdk.Volume.from_name("keep", create_if_missing=True, addr=a)
+    src = tmp_path / "tree"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "x.txt").write_text("x")
+    (src / "top.bin").write_bytes(os.urandom(5 << 20))  # two chunks
+    (tmp_path / "one.txt").write_text("one")
+    with vol.batch_upload() as batch:
+        batch.put_directory(str(src), "/dir")
+        batch.put_file(str(tmp_path / "one.txt"), "/one.txt")
+    with pytest.raises(FileExistsError):
+        with vol.batch_upload() as batch:
+            batch.put_file(str(tmp_path / "one.txt"), "/one.txt")
+    with vol.batch_upload(force=True) as batch:
+        batch.put_file(str(tmp_path / "one.txt"), "/dir/one-again.txt")
+    names = sorted(e.path for e in vol.listdir("/dir", recursive=True))
+    assert names == ["dir/one-again.txt", "dir/sub", "dir/sub/x.txt", "dir/top.bin"], names
+    assert [e.path for e in vol.listdir("dir")] == ["dir/one-again.txt", "dir/sub", "dir/top.bin"]
+    gust.restart()
+    a = gust.addr
+    vol = gsdk.Volume.from_name("keep", addr=a)
+    assert b"".join(vol.read_file("/dir/top.bin")) == (src / "top.bin").read_bytes()
+    assert b"".join(vol.read_file("one.txt")) == b"one"
+    with pytest.raises(FileNotFoundError):
+        list(vol.read_file("nope"))
+    with pytest.raises(GustError, match="recursive"):
+        vol.remove_file("/dir")
+    vol.remove_file("/dir", recursive=True)
+    assert [e.path for e in vol.listdir("/")] == ["one.txt"]
+    # Paths that leave the volume are refused, naming the field.
+    r = gust.http("GET", "/v1/volumes/keep/entries?path=a/../../etc")
+    assert r.status == 400 and r.error()["field"] == "path", r
+    r = gust.http("POST", "/v1/volumes/keep/files",
+                  json.dumps({"changes": [{"path": "../x", "type": "dir", "mode": 493}]}))
+    assert r.status == 400 and "changes[0].path" in r.error()["message"], r
+    r = gust.http("PUT", "/v1/volumes/bad..name!")
+    assert r.status == 400 and r.error()["field"] == "name", r
+
+
+def du(path):
+    total = 0
+    for d, _, files in os.walk(path):
+        for f in files:
+            total += os.lstat(os.path.join(d, f)).st_size
+    return total
+
+
+def test_same_100mib_twice_grows_the_store_once(gust, tmp_path):
+    big = tmp_path / "big.bin"
+    with open(big, "wb") as f:
+        for _ in range(25):
+            f.write(os.urandom(4 << 20))
+    cas = os.path.join(gust.data_dir, "cas")
+    gust.cli("volume", "create", "v1")
+    gust.cli("volume", "create", "v2")
+    before = du(cas)
+    r = gust.cli("volume", "put", "v1", str(big), "/a/big.bin")
+    assert r.rc == 0, r.err
+    once = du(cas)
+    r = gust.cli("volume", "put", "v2", str(big), "/elsewhere.bin")
+    assert r.rc == 0, r.err
+    assert "0 of 25 chunks sent" in r.out, r.out
+    twice = du(cas)
+    assert once - before >= 100 << 20, (before, once)
+    assert twice - once < 1 << 20, (once, twice)
+
+
+def test_cli_round_trip(gust, tmp_path):
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    (src / "d" / "f.txt").write_text("hello")
+    (src / "g.txt").write_text("gee")
+    assert gust.cli("volume", "create", "cv").rc == 0
+    r = gust.cli("volume", "put", "cv", str(src), "/in")
+    assert r.rc == 0, r.err
+    r = gust.cli("volume", "put", "cv", str(src / "g.txt"), "/in/")
+    assert r.rc != 0 and "already exists" in r.err, r
+    assert gust.cli("volume", "put", "cv", str(src / "g.txt"), "/in/", "--force").rc == 0
+    r = gust.cli("volume", "ls")
+    assert r.rc == 0 and "cv" in r.out, r
+    r = gust.cli("volume", "ls", "cv", "/in")
+    assert r.rc == 0 and "in/d" in r.out and "in/g.txt" in r.out, r.out
+    out = tmp_path / "out"
+    out.mkdir()
+    r = gust.cli("volume", "get", "cv", "/in", str(out))
+    assert r.rc == 0, r.err
+    assert (out / "d" / "f.txt").read_text() == "hello" and (out / "g.txt").read_text() == "gee"
+    r = gust.cli("volume", "get", "cv", "/in/d/f.txt", "-")
+    assert r.rc == 0 and r.out == "hello", r
+    assert gust.cli("volume", "rm", "cv", "/in/d").rc != 0  # not empty
+    assert gust.cli("volume", "rm", "cv", "/in/d", "-r").rc == 0
+    r = gust.cli("volume", "ls", "cv", "/in")
+    assert "in/d" not in r.out.split() and "in/g.txt" in r.out, r.out
+    assert gust.cli("volume", "delete", "cv").rc == 0
+    assert "cv" not in gust.cli("volume", "ls").out.split()
+
+
+def test_another_workspace_cannot_see_or_name_it(gust, tmp_path, monkeypatch):
+    a = gust.addr
+    vol = gsdk.Volume.from_name("private", create_if_missing=True, addr=a)
+    (tmp_path / "s").write_text("secret")
+    with vol.batch_upload() as b:
+        b.put_file(str(tmp_path / "s"), "/s")
+    other = gust.token_for("wsb", "developer")
+    for method, path in (("GET", "/v1/volumes/private"), ("GET", "/v1/volumes/private/entries"),
+                         ("GET", "/v1/volumes/private/file?path=s"), ("DELETE", "/v1/volumes/private")):
+        r = gust.http(method, path, token=other)
+        assert r.status == 404 and r.error()["code"] == "not_found", (path, r)
+    r = gust.http("POST", "/v1/volumes/private/remove", json.dumps({"path": "s"}), token=other)
+    assert r.status == 404, r
+    monkeypatch.setenv("GUST_TOKEN", other)
+    assert gsdk.Volume.list(addr=a) == []
+    # A function of the other workspace cannot mount it: the deploy names the field.
+    spec = {"app": "nosy", "functions": [{"name": "f", "kind": "exec", "command": ["true"], "image": "busybox",
+                                          "volumes": [{"path": "/v", "name": "private"}]}]}
+    r = gust.http("POST", "/v1/deploy", json.dumps(spec), token=other)
+    assert r.status == 400 and r.error()["field"] == "functions[0].volumes[0].name", r
+    # Its own "private" is another volume.
+    assert gsdk.Volume.from_name("private", create_if_missing=True, addr=a).listdir("/") == []
+    monkeypatch.setenv("GUST_TOKEN", gust.admin_token)
+    assert host_read(gust, "private", "s") == "secret"
