@@ -352,7 +352,7 @@ UNIT_TEST(test_errors_brief_examples)
     CHECK(expect_fn_err(",\"resourcs\":{}", "functions[0].resourcs",
                         "functions[0].resourcs: unknown field; allowed: name, kind, command, mode, "
                         "image, workdir, timeout, env, resources, retries, scaling, network, security, "
-                        "secrets, mounts, snapshot, web, schedule"));
+                        "secrets, mounts, volumes, snapshot, web, schedule"));
     CHECK(expect_fn_err(",\"resources\":{\"memory\":\"lots\"}", "functions[0].resources.memory",
                         "functions[0].resources.memory: must be an integer number of MiB between "
                         "16 and 1048576, or a [request, limit] pair of them, got \"lots\""));
@@ -903,7 +903,15 @@ static void test_secrets_and_mounts(void)
                         "functions[0].mounts[0].path", "~/dev"));
     CHECK(expect_fn_err(",\"mounts\":[{\"path\":\"/opt/a\",\"image\":\"" TREE_A
                         "\"},{\"path\":\"/opt/a/b\",\"image\":\"" TREE_A "\"}]",
-                        "functions[0].mounts[1].path", "~mounts may not nest"));
+                        "functions[0].mounts[1].path", "~mounts and volumes may not nest"));
+    /* Volumes: names as secrets', paths like mounts' and overlapping none of them,
+     * not with a snapshot. */
+    CHECK(expect_fn_err(",\"mounts\":[{\"path\":\"/opt/a\",\"image\":\"" TREE_A
+                        "\"}],\"volumes\":[{\"path\":\"/opt/a/w\",\"name\":\"v\"}]",
+                        "functions[0].volumes[0].path", "~may not nest"));
+    CHECK(expect_fn_err(",\"volumes\":[{\"path\":\"/w\",\"name\":\"no/slash\"}]",
+                        "functions[0].volumes[0].name", "~a volume name"));
+    CHECK(expect_fn_err(",\"volumes\":[{\"path\":\"/w\"}]", "functions[0].volumes[0].name", "~missing"));
     CHECK(expect_fn_err(",\"mounts\":[{\"path\":\"/opt/a\",\"image\":\"sha256:XY\"}]",
                         "functions[0].mounts[0].image", "~must be a tree id"));
     CHECK(expect_fn_err(",\"mounts\":[{\"path\":\"/opt/a\",\"image\":\"" TREE_A "\",\"rw\":true}]",

@@ -298,7 +298,7 @@ UNIT_TEST(test_identity_migration_and_tables)
     CHECK(sqlite3_exec(db,
                        "DROP TABLE workspaces; DROP TABLE tokens; DROP TABLE blob_owners; DROP TABLE keepalive;"
                        "DROP TABLE schedules;"
-                       "DROP TABLE kv_objects; DROP TABLE dict_entries; DROP TABLE queue_items;"
+                       "DROP TABLE kv_objects; DROP TABLE dict_entries; DROP TABLE queue_items; DROP TABLE volumes;"
                        "DROP INDEX logs_app_seq; ALTER TABLE logs DROP COLUMN seq; ALTER TABLE logs DROP COLUMN concurrent;"
                        "UPDATE apps SET name = substr(name, 9); UPDATE images SET name = substr(name, 9)"
                        " WHERE name LIKE 'default/%'; UPDATE secrets SET name = substr(name, 9);"
