@@ -142,8 +142,12 @@ static int volume_mount(const struct sandbox_volume *v, int userns_fd, const str
         else if (r != -EINVAL && r != -ENOSYS)
             return gerr_sys(err, -r, "idmapped mount of %s", v->lower);
     }
+    /* volatile: unmounting (each commit and reload) does not sync the whole upper
+     * filesystem, which took a second after a large write elsewhere on it. What a
+     * commit keeps is read from the upper layer into the object store; a crash loses
+     * the uncommitted layers anyway (gustd removes them at start). */
     char opts[4 * PATH_MAX];
-    if (snprintf(opts, sizeof opts, "lowerdir=%s,upperdir=%s,workdir=%s", lower, v->upper, v->work) >=
+    if (snprintf(opts, sizeof opts, "lowerdir=%s,upperdir=%s,workdir=%s,volatile", lower, v->upper, v->work) >=
         (int)sizeof opts)
         return gerr_set(err, ENAMETOOLONG, "volume overlay options too long");
     if (mount("overlay", target, "overlay", MS_NODEV | MS_NOSUID, opts) < 0)
