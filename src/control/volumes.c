@@ -651,6 +651,15 @@ static int remount(struct ctl *c, struct ctl_ctr *k, struct ctl_ctr_vol *kv, con
 {
     char lower[PATH_MAX];
     struct gerr err;
+    /* A volatile overlay's work dir keeps a marker that refuses the next mount on it:
+     * the work dir is scratch while unmounted, so it starts afresh. */
+    AUTO_FD int dfd = open(kv->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int wr = dfd < 0 ? -errno : rm_rf_in(dfd, "work");
+    if (wr < 0) {
+        ctl_err(e, CTL_E_INTERNAL, "internal", NULL, "volume %s: clearing %s/work: %s", ctl_local_name(kv->qname),
+                kv->dir, strerror(-wr));
+        return -EIO;
+    }
     if (version_dir(c, kv->qname, id, lower, &err) < 0 ||
         c->wops->volume_attach(c->worker, k->id, kv->path, lower, kv->dir, &err) < 0) {
         ctl_err(e, CTL_E_INTERNAL, "internal", NULL, "volume %s: mounting it again at %s failed: %s",
