@@ -517,6 +517,7 @@ struct ctl {
     size_t nrows, rows_cap;
     uint64_t rows_since_ms;          /* mono_ms when the oldest of them was queued */
     uint64_t last_trim_ms;
+    uint64_t last_kv_sweep_ms;       /* ctl_kv_tick (kv.c), once a second */
     enum ka_policy ka_policy;        /* cfg.keepalive_policy, parsed */
     /* capacity in use */
     uint32_t cpu_used;
@@ -898,6 +899,9 @@ void ctl_maps_free(struct ctl *c);
 
 /* Answers every blocked queue get shutting_down (its client asks again later). */
 void ctl_kv_shutdown(struct ctl *c);
+/* Removes queue partitions past their partition_ttl (a batch of them; the control
+ * tick calls it once a second). */
+void ctl_kv_tick(struct ctl *c);
 
 /* Frees the blocked queue gets left without answering them: at ctl_free the API
  * servers, and so their connections, are gone already. */
