@@ -265,6 +265,7 @@ struct ctl_fn {
     uint64_t evictions, prewarms; /* since this daemon started (the store counts evictions too) */
     uint64_t call_starts;       /* calls started since this daemon started (which ones overlapped) */
     struct ctl_schedule *schedule; /* schedule.c: its schedule while deployed with one; NULL: none */
+    bool retired;               /* a deploy of its app left it out (latest NULL); a later one may bring it back */
 };
 
 /* Told once when a call reaches its final state (calls.c), on the loop's thread. An

@@ -202,7 +202,11 @@ static const char *const migrations[] = {
     "CREATE INDEX queue_partitions_expiry ON queue_partitions(expires_at);"
     "INSERT INTO queue_partitions(queue, partition, items, ttl, expires_at)"
     "  SELECT queue, partition, COUNT(*), 86400, (julianday('now') - 2440587.5) * 86400 + 86400"
-    "  FROM queue_items GROUP BY queue, partition;",
+    "  FROM queue_items GROUP BY queue, partition;"
+    /* ... and functions a deploy retired (its spec no longer had them): the time is set
+     * on their latest version, so that a later deploy of the name (a new version)
+     * brings the function back. */
+    "ALTER TABLE function_versions ADD COLUMN retired_at REAL;",
 };
 _Static_assert(ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION, "one migration per schema version");
 
@@ -222,6 +226,7 @@ enum stmt_id {
     S_FN_LATEST,
     S_FN_GET,
     S_FN_LIST_LATEST,
+    S_FN_RETIRE,
     S_CALL_INSERT,
     S_CALL_RUNNING,
     S_CALL_PENDING,
@@ -336,9 +341,13 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_FN_LATEST] = "SELECT version, spec_json FROM function_versions WHERE app = ?1 AND name = ?2"
                     " ORDER BY version DESC LIMIT 1",
     [S_FN_GET] = "SELECT spec_json FROM function_versions WHERE app = ?1 AND name = ?2 AND version = ?3",
-    /* SQLite takes the bare column spec_json from the row that has MAX(version). */
-    [S_FN_LIST_LATEST] = "SELECT app, name, MAX(version), spec_json FROM function_versions"
-                         " GROUP BY app, name ORDER BY app, name",
+    /* SQLite takes the bare columns spec_json and retired_at from the row that has
+     * MAX(version); a function whose latest version was retired is left out. */
+    [S_FN_LIST_LATEST] = "SELECT app, name, version, spec_json FROM"
+                         " (SELECT app, name, MAX(version) AS version, spec_json, retired_at FROM function_versions"
+                         "  GROUP BY app, name) WHERE retired_at IS NULL ORDER BY app, name",
+    [S_FN_RETIRE] = "UPDATE function_versions SET retired_at = ?3 WHERE app = ?1 AND name = ?2 AND version ="
+                    " (SELECT MAX(version) FROM function_versions WHERE app = ?1 AND name = ?2)",
 
     [S_CALL_INSERT] = "INSERT INTO calls(id, app, function, version, state, error_code, attempts, created_at,"
                       " started_at, finished_at, next_attempt_at, map_id, map_index, error_message, input, output)"
@@ -1090,6 +1099,11 @@ static int function_row(sqlite3_stmt *s, const struct listing *l)
 {
     return l->cb.function((const char *)sqlite3_column_text(s, 0), (const char *)sqlite3_column_text(s, 1),
                           (uint32_t)sqlite3_column_int64(s, 2), (const char *)sqlite3_column_text(s, 3), l->ud);
+}
+
+int store_function_retire(struct store *st, const char *app, const char *name, double now, struct gerr *err)
+{
+    return exec_ok(st, S_FN_RETIRE, PARAMS(P_TEXT(app), P_TEXT(name), P_REAL(now)), err, "retiring function", name);
 }
 
 int store_function_list_latest(struct store *st, store_function_cb cb, void *ud, struct gerr *err)

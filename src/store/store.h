@@ -84,10 +84,14 @@ int store_function_latest(struct store *st, const char *app, const char *name, u
 /* The spec of one version (*spec_json malloc'd). -ENOENT. */
 int store_function_get_version(struct store *st, const char *app, const char *name, uint32_t version,
                                char **spec_json, struct gerr *err);
-/* The latest version of every function (apps in any state), ordered by app, name. */
+/* The latest version of every function (apps in any state) that is not retired,
+ * ordered by app, name. */
 typedef int (*store_function_cb)(const char *app, const char *name, uint32_t version, const char *spec_json,
                                  void *ud);
 int store_function_list_latest(struct store *st, store_function_cb cb, void *ud, struct gerr *err);
+/* A deploy left the function out of its app: marks its latest version retired (a
+ * later version, from a deploy that has it again, is not). Its calls stay readable. */
+int store_function_retire(struct store *st, const char *app, const char *name, double now, struct gerr *err);
 
 /* ---------- calls ---------- */
 

@@ -324,8 +324,10 @@ UNIT_TEST(test_queue_partitions_migration)
     store_close(st);
     sqlite3 *db = NULL;
     CHECK(sqlite3_open(path, &db) == SQLITE_OK);
-    CHECK(sqlite3_exec(db, "DROP TABLE queue_partitions; DELETE FROM schema_version WHERE version >= 13", NULL, NULL,
-                       NULL) == SQLITE_OK);
+    CHECK(sqlite3_exec(db,
+                       "DROP TABLE queue_partitions; ALTER TABLE function_versions DROP COLUMN retired_at;"
+                       "DELETE FROM schema_version WHERE version >= 13",
+                       NULL, NULL, NULL) == SQLITE_OK);
     sqlite3_close(db);
     st = reopen(path);
     CHECK(st);
@@ -357,7 +359,7 @@ UNIT_TEST(test_identity_migration_and_tables)
                        "DROP TABLE workspaces; DROP TABLE tokens; DROP TABLE blob_owners; DROP TABLE keepalive;"
                        "DROP TABLE schedules;"
                        "DROP TABLE kv_objects; DROP TABLE dict_entries; DROP TABLE queue_items;"
-                       "DROP TABLE queue_partitions;"
+                       "DROP TABLE queue_partitions; ALTER TABLE function_versions DROP COLUMN retired_at;"
                        "DROP INDEX logs_app_seq; ALTER TABLE logs DROP COLUMN seq; ALTER TABLE logs DROP COLUMN concurrent;"
                        "UPDATE apps SET name = substr(name, 9); UPDATE images SET name = substr(name, 9)"
                        " WHERE name LIKE 'default/%'; UPDATE secrets SET name = substr(name, 9);"
@@ -489,6 +491,15 @@ UNIT_TEST(test_function_versions)
     /* Numbering continues after reopen. */
     CHECK_EQ_INT(store_function_add_version(st, "demo", "echo", "{\"v\":4}", 13, &v, &err), 0);
     CHECK_EQ_INT(v, 4);
+    /* Schema 13: a retired function is left out until a new version brings it back. */
+    CHECK_EQ_INT(store_function_retire(st, "demo", "sum", 14, &err), 0);
+    rows = (struct fn_rows){{0}};
+    CHECK_EQ_INT(store_function_list_latest(st, fn_cb, &rows, &err), 0);
+    CHECK_STR(rows.text, "demo.echo=4:{\"v\":4};other.echo=1:{\"o\":1};");
+    CHECK_EQ_INT(store_function_add_version(st, "demo", "sum", "{\"s\":2}", 15, &v, &err), 0);
+    rows = (struct fn_rows){{0}};
+    CHECK_EQ_INT(store_function_list_latest(st, fn_cb, &rows, &err), 0);
+    CHECK_STR(rows.text, "demo.echo=4:{\"v\":4};demo.sum=2:{\"s\":2};other.echo=1:{\"o\":1};");
     /* Hostile names are plain data. */
     CHECK_EQ_INT(store_function_add_version(st, "x'); DROP TABLE apps;--", "f", "{}", 1, &v, &err), 0);
     CHECK_EQ_INT(v, 1);
