@@ -170,6 +170,13 @@ static void tick(struct ev_loop *loop, void *data)
         if (store_kv_set(c->store, "heartbeat", hb, &err) < 0)
             log_warn("control", "heartbeat: %s", err.msg);
     }
+    /* Queue partitions past their partition_ttl (wall-clock times, so paced by real
+     * time too): a second late at most, which a TTL of whole seconds (Modal's are
+     * ints) hardly notices; a use of one checks it at once. */
+    if (mono - c->last_kv_sweep_ms >= 1000) {
+        c->last_kv_sweep_ms = mono;
+        ctl_kv_tick(c);
+    }
     if (now - c->last_ka_save_ms >= CTL_KEEPALIVE_SAVE_MS) {
         c->last_ka_save_ms = now;
         keepalive_revalue(c);

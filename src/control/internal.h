@@ -276,6 +276,7 @@ struct ctl_fn {
     uint64_t evictions, prewarms; /* since this daemon started (the store counts evictions too) */
     uint64_t call_starts;       /* calls started since this daemon started (which ones overlapped) */
     struct ctl_schedule *schedule; /* schedule.c: its schedule while deployed with one; NULL: none */
+    bool retired;               /* a deploy of its app left it out (latest NULL); a later one may bring it back */
 };
 
 /* Told once when a call reaches its final state (calls.c), on the loop's thread. An
@@ -528,6 +529,7 @@ struct ctl {
     size_t nrows, rows_cap;
     uint64_t rows_since_ms;          /* mono_ms when the oldest of them was queued */
     uint64_t last_trim_ms;
+    uint64_t last_kv_sweep_ms;       /* ctl_kv_tick (kv.c), once a second */
     enum ka_policy ka_policy;        /* cfg.keepalive_policy, parsed */
     double ka_lambda;                /* the default's exchange rate (ka_solve_value); 0: none yet */
     uint64_t ka_solved_samples;      /* idle times the last solve saw */
@@ -923,6 +925,9 @@ void ctl_maps_free(struct ctl *c);
 
 /* Answers every blocked queue get shutting_down (its client asks again later). */
 void ctl_kv_shutdown(struct ctl *c);
+/* Removes queue partitions past their partition_ttl (a batch of them; the control
+ * tick calls it once a second). */
+void ctl_kv_tick(struct ctl *c);
 
 /* Frees the blocked queue gets left without answering them: at ctl_free the API
  * servers, and so their connections, are gone already. */
