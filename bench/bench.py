@@ -22,6 +22,9 @@ and its numbers stay null, never guessed):
   webrps      wrk (64 connections) against a hello ASGI app of one container
               (@gust.concurrent(max_inputs=64)) through the web listener, and the same app
               under Debian's uvicorn on the host, same wrk settings, same run
+  kv          Dict put+get and Queue put+get round trips (gust.Dict, gust.Queue) from a
+              Python function in a container over its API socket, and the same from
+              the host over TCP (the baseline, same run)
   webcold     the first request to a snapshot=True ASGI endpoint with no container (each
               sample waits until the API lists none, and checks that a new container,
               forked from the snapshot, answered it)
@@ -634,6 +637,71 @@ def bench_web(g, scratch, res, n=2000):
     res["web_direct_us"] = summary(direct, 1e6, 1)
     res["web_added_us_p50"] = round(res["web_warm_us"]["p50"] - res["web_direct_us"]["p50"], 1)
     g.request("POST", "/v1/apps/benchweb/stop")
+
+
+KV_MODULE = """
+import time
+
+import gust
+
+app = gust.App("benchkv")
+
+
+def rtts(name, n, warm=50):
+    \"\"\"n (d.put(k, v); d.get(k)) and n (q.put(v); q.get()) round trips against the
+    Dict and Queue called name, each pair timed in ns; the first warm of each are not
+    kept (the connection and the objects' lookup).\"\"\"
+    d = gust.Dict.from_name(name, create_if_missing=True)
+    q = gust.Queue.from_name(name, create_if_missing=True)
+    dict_ns, queue_ns = [], []
+    for i in range(warm + n):
+        t0 = time.perf_counter_ns()
+        d.put(i %% 64, i)
+        got = d.get(i %% 64)
+        t1 = time.perf_counter_ns()
+        if got != i:
+            raise RuntimeError(f"dict get returned {got!r}, not {i}")
+        if i >= warm:
+            dict_ns.append(t1 - t0)
+    for i in range(warm + n):
+        t0 = time.perf_counter_ns()
+        q.put(i)
+        got = q.get(timeout=10)
+        t1 = time.perf_counter_ns()
+        if got != i:
+            raise RuntimeError(f"queue get returned {got!r}, not {i}")
+        if i >= warm:
+            queue_ns.append(t1 - t0)
+    return dict_ns, queue_ns
+
+
+@app.function(image=gust.Image.from_name(%r))
+def kv_rtts(name, n):
+    return rtts(name, n)
+"""
+
+
+def bench_kv(g, scratch, res, n=2000):
+    """dict_put_get_us / queue_put_get_us: a Python function in a container does n
+    d.put(k, v); d.get(k) and n q.put(v); q.get() through the SDK over the container's
+    API socket (/run/gust/api.sock), each pair timed there; the same from this process
+    over TCP (kept-alive), same daemon, same run, as the baseline."""
+    mod = _deploy_py_module(g, scratch, "benchkv", KV_MODULE % _bench_image(g))
+    mod.app.addr = f"127.0.0.1:{g.port}"
+    ctr_d, ctr_q = mod.kv_rtts.remote("benchkv-ctr", n)
+    os.environ["GUST_ADDR"] = f"127.0.0.1:{g.port}"
+    try:
+        host_d, host_q = mod.rtts("benchkv-host", n)
+    finally:
+        del os.environ["GUST_ADDR"]
+    res["dict_put_get_us"] = summary(ctr_d, 1e-3, 1)
+    res["queue_put_get_us"] = summary(ctr_q, 1e-3, 1)
+    res["dict_put_get_host_us"] = summary(host_d, 1e-3, 1)
+    res["queue_put_get_host_us"] = summary(host_q, 1e-3, 1)
+    g.request("POST", "/v1/apps/benchkv/stop")
+    for kind in ("dicts", "queues"):
+        for name in ("benchkv-ctr", "benchkv-host"):
+            g.request("DELETE", f"/v1/{kind}/{name}")
 
 
 # A hello ASGI app with no framework (the same text runs under Gust and under
@@ -1653,6 +1721,11 @@ def print_table(res):
     t = res["targets"]["web_cold_ms.p50"]
     print(f"{'web ASGI endpoint, cold (snapshot)':34} {fmt(d.get('p50'), ' ms'):>12} {fmt(d.get('p99'), ' ms'):>12} "
           f"{d.get('n', '-'):>6}  {t['target']} ms: {'MET' if t['met'] else 'NOT MET' if t['met'] is False else 'n/a'}")
+    for label, key in (("dict put+get, in a container", "dict_put_get"),
+                       ("queue put+get, in a container", "queue_put_get")):
+        d, h = res.get(key + "_us") or {}, res.get(key + "_host_us") or {}
+        print(f"{label:34} {fmt(d.get('p50'), ' us'):>12} {fmt(d.get('p99'), ' us'):>12} {d.get('n', '-'):>6}  "
+              f"from the host over TCP: p50 {fmt(h.get('p50'), ' us')}, p99 {fmt(h.get('p99'), ' us')}")
     d, nd = res.get("snapshot_cold_start_ms") or {}, res.get("no_snapshot_cold_start_ms") or {}
     t, sp = res["targets"]["snapshot_cold_start_ms.p50"], res["targets"]["snapshot_speedup"]
     print(f"{'cold start, torch class, snapshot':34} {fmt(d.get('p50'), ' ms'):>12} {fmt(d.get('p99'), ' ms'):>12} "
@@ -1711,7 +1784,7 @@ def main():
     ap.add_argument("--build", default="build", help="build tree with gustd, gust-init, examples/echo/echo")
     ap.add_argument("--warmcall", help="compiled bench/warmcall.c (default BUILD/bench/warmcall)")
     ap.add_argument("--steps",
-                    default="baselines,cold,warm,throughput,map,images,python,pygen,web,webrps,webcold,snapshot,"
+                    default="baselines,cold,warm,throughput,map,images,python,pygen,web,webrps,webcold,kv,snapshot,"
                             "volumes,replay,store,sim")
     ap.add_argument("--sim-trace", default=os.path.join(REPO, "..", "shared", "data", "azure-functions-2019"),
                     help="trace directory of the sim step (default: ../shared/data/azure-functions-2019)")
@@ -1749,6 +1822,8 @@ def main():
         "replay_slice": None, "replay_cold_start_rel_diff": None,
         "web_warm_us": None, "web_direct_us": None, "web_added_us_p50": None,
         "web_rps": None, "web_rps_direct": None, "web_rps_ratio": None, "web_cold_ms": None,
+        "dict_put_get_us": None, "queue_put_get_us": None, "dict_put_get_host_us": None,
+        "queue_put_get_host_us": None,
         "volume_read_mb_per_s": None, "disk_read_mb_per_s": None, "volume_read_ratio": None,
         "volume_commit_ms": None,
         "failed_steps": [],
@@ -1761,7 +1836,7 @@ def main():
             _run_step(res, "baselines", lambda: bench_baselines(bbroot, scratch, a.baseline_n, res))
         need_daemon = [s for s in steps
                        if s in ("cold", "warm", "throughput", "map", "images", "python", "pygen", "web", "webrps",
-                                "webcold", "snapshot", "replay", "volumes")]
+                                "webcold", "snapshot", "replay", "kv", "volumes")]
         if need_daemon:
             try:
                 g = Gustd(build, scratch)
@@ -1771,7 +1846,8 @@ def main():
                     res["failed_steps"].append({"step": s, "error": f"starting gustd: {e}"})
                 need_daemon = []
             echo_steps = [s for s in need_daemon
-                          if s not in ("cold", "images", "python", "pygen", "web", "webrps", "webcold", "snapshot", "replay", "volumes")]
+                          if s not in ("cold", "images", "python", "pygen", "web", "webrps", "webcold", "snapshot", "replay",
+                                       "kv", "volumes")]
             if echo_steps:
                 try:
                     echo_bin = os.path.join(build, "examples", "echo", "echo")
@@ -1786,7 +1862,8 @@ def main():
                     for s in echo_steps:
                         res["failed_steps"].append({"step": s, "error": f"echo image setup: {e}"})
                     need_daemon = [s for s in need_daemon
-                                   if s in ("cold", "images", "python", "pygen", "web", "webrps", "webcold", "snapshot", "replay", "volumes")]
+                                   if s in ("cold", "images", "python", "pygen", "web", "webrps", "webcold", "snapshot",
+                                             "replay", "kv", "volumes")]
             for s in need_daemon:
                 fn = {
                     "cold": lambda: bench_cold_step(g, a.cold_n, res),
@@ -1799,6 +1876,7 @@ def main():
                     "web": lambda: bench_web(g, scratch, res),
                     "webrps": lambda: bench_web_rps(g, scratch, res),
                     "webcold": lambda: bench_web_cold(g, scratch, res),
+                    "kv": lambda: bench_kv(g, scratch, res),
                     "snapshot": lambda: bench_snapshot(g, scratch, a.snapshot_n, res),
                     "replay": lambda: bench_replay(g, build, os.path.abspath(a.sim_trace), scratch, res),
                     "volumes": lambda: bench_volumes(g, scratch, res),

@@ -388,8 +388,8 @@ static int submit(struct ctl *c, const char *app, const char *fn, const void *in
     }
     struct ctl_fn *f = ctl_find_fn(c, app, fn);
     if (!f || !f->latest) {
-        ctl_err(e, CTL_E_NOT_FOUND, "not_found", NULL,
-                "function %s.%s not found; deploy it first (gust ls lists functions)", app, fn);
+        ctl_err(e, CTL_E_NOT_FOUND, "not_found", NULL, "function %s.%s not found; %s (gust ls lists functions)",
+                app, fn, f && f->retired ? "the last deploy of its app removed it" : "deploy it first");
         return -ENOENT;
     }
     if (f->app->stopped) {

@@ -58,6 +58,64 @@ static void keepalive_save(struct ctl *c)
         log_warn("control", "saving keep-alive histories: %s", err.msg);
 }
 
+/* The exchange rate is solved again when the idle times recorded since the last solve
+ * reach 1/16 of those it saw: often while histories are young, then rarely (each solve
+ * walks every function's histograms about 40 times), and never for a change that moves
+ * the rate by less than one new idle time in 16 could. */
+#define CTL_KA_SOLVE_FRACTION 16
+
+/* A function's containers reserve this much memory (the request), in GiB; at least
+ * 1 MiB, so that a value is always finite. */
+static double fn_gib(const struct ctl_fn *f)
+{
+    uint32_t mib = f->latest ? f->latest->spec.memory_mib : 0;
+    return (double)(mib ? mib : 1) / 1024.0;
+}
+
+/* The default policy's exchange rate across this control plane's functions (keepalive.c,
+ * ka_solve_value), solved again when due, and each function's valuation from it (a
+ * function deployed or resized since gets its own at once). Functions with a
+ * scaledown_window are left out: their window is theirs. */
+static void keepalive_revalue(struct ctl *c)
+{
+    if (c->ka_policy != KA_DEFAULT)
+        return;
+    size_t n = 0, cap = 0;
+    uint64_t samples = 0;
+    struct ctl_fn **fns = NULL;
+    const struct ka_state **states = NULL;
+    double *gib = NULL;
+    list_for_each(a, &c->apps, struct ctl_app, link)
+        list_for_each(f, &a->fns, struct ctl_fn, link) {
+            if (f->latest && f->latest->spec.scaledown_window_s)
+                continue;
+            if (n == cap) {
+                cap = cap ? cap * 2 : 64;
+                fns = xreallocarray(fns, cap, sizeof *fns);
+                states = xreallocarray(states, cap, sizeof *states);
+                gib = xreallocarray(gib, cap, sizeof *gib);
+            }
+            fns[n] = f;
+            states[n] = &f->ka;
+            gib[n++] = fn_gib(f);
+            samples += f->ka.changes;
+        }
+    if (samples > c->ka_solved_samples &&
+        (samples - c->ka_solved_samples) * CTL_KA_SOLVE_FRACTION >= c->ka_solved_samples) {
+        c->ka_solved_samples = samples;
+        c->ka_lambda = ka_solve_value(states, gib, n, c->ka_lambda);
+    }
+    if (c->ka_lambda > 0)
+        for (size_t i = 0; i < n; i++)
+            if (fns[i]->ka.value_ms != c->ka_lambda / gib[i]) {
+                ka_set_value(&fns[i]->ka, c->ka_lambda / gib[i]);
+                c->keepalive_kick(c, fns[i]);
+            }
+    free(fns);
+    free(states);
+    free(gib);
+}
+
 /* A stored history goes to its function when the function still exists and the
  * history was kept under the policy now in force (the policies keep different ones). */
 static int load_keepalive_row(const char *app, const char *function, const char *policy, const void *history,
@@ -112,8 +170,16 @@ static void tick(struct ev_loop *loop, void *data)
         if (store_kv_set(c->store, "heartbeat", hb, &err) < 0)
             log_warn("control", "heartbeat: %s", err.msg);
     }
+    /* Queue partitions past their partition_ttl (wall-clock times, so paced by real
+     * time too): a second late at most, which a TTL of whole seconds (Modal's are
+     * ints) hardly notices; a use of one checks it at once. */
+    if (mono - c->last_kv_sweep_ms >= 1000) {
+        c->last_kv_sweep_ms = mono;
+        ctl_kv_tick(c);
+    }
     if (now - c->last_ka_save_ms >= CTL_KEEPALIVE_SAVE_MS) {
         c->last_ka_save_ms = now;
+        keepalive_revalue(c);
         keepalive_save(c);
     }
 }

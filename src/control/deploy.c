@@ -106,6 +106,102 @@ int ctl_parse_app(struct ctl *c, json_t *spec, struct spec_app *app, struct ctl_
     return 0;
 }
 
+/* The SDK's with_options variants (ARCHITECTURE.md "Variants"): a function whose env
+ * has GUST_VARIANT_OF=<base>@<version> was derived from base. Its base's name into
+ * base (cap bytes); false for a function that is not a variant. */
+static bool variant_base(const struct spec_function *f, char *base, size_t cap)
+{
+    static const char key[] = "GUST_VARIANT_OF=";
+    for (size_t i = 0; i < f->nenv; i++) {
+        if (strncmp(f->env[i], key, sizeof key - 1))
+            continue;
+        const char *v = f->env[i] + sizeof key - 1, *at = strrchr(v, '@');
+        snprintf(base, cap, "%.*s", (int)(at ? at - v : (ptrdiff_t)strlen(v)), v);
+        return true;
+    }
+    return false;
+}
+
+static bool spec_has(const struct spec_app *app, const char *name)
+{
+    for (size_t i = 0; i < app->nfunctions; i++)
+        if (!strcmp(app->functions[i].name, name))
+            return true;
+    return false;
+}
+
+/* Whether a deploy of app (its spec) retires f, a function of the app it replaces: f
+ * is not in the spec, and it is not a variant of a function that is (a variant goes
+ * with its base: a client that derived it may still call it, and derives it again
+ * from the base's new version on its next first use). A deploy of variants alone (the
+ * SDK deploys one on its first use) adds them and retires nothing. */
+static bool deploy_retires(const struct spec_app *app, bool variants_only, const struct ctl_fn *f)
+{
+    char base[64];
+    if (variants_only || f->retired || spec_has(app, f->name))
+        return false;
+    return !(f->latest && variant_base(&f->latest->spec, base, sizeof base) && spec_has(app, base));
+}
+
+/* Cancels the queued, running and retry-waiting calls of a's functions (only's alone
+ * unless NULL) with message why, and lets their snapshots go; the scheduler stops
+ * their containers (their versions are no longer current). */
+static void cancel_calls(struct ctl *c, struct ctl_app *a, const struct ctl_fn *only, const char *why)
+{
+    list_for_each(f, &a->fns, struct ctl_fn, link) {
+        if (only && f != only)
+            continue;
+        list_for_each_safe(fv, &f->versions, struct ctl_fver, link) {
+            /* Queued calls are cancelled here; running ones below, through their
+             * containers. The snapshot goes first: finishing the last call may free
+             * the version. */
+            ctl_fver_drop_snapshot(fv);
+            while (fv->queued) {
+                /* Finishing the last queued call may free fv. */
+                bool last = fv->queued == 1;
+                struct ctl_call *call = list_first_entry(&fv->queue, struct ctl_call, qlink);
+                ctl_call_finish(c, call, CTL_CALL_CANCELLED, NULL, 0, "cancelled", why);
+                if (last)
+                    break;
+            }
+        }
+    }
+    /* Running and retry-waiting calls. */
+    for (size_t b = 0; b < c->calls.nbuckets; b++) {
+        for (struct hmap_node *n = c->calls.buckets[b], *next; n; n = next) {
+            next = n->next;
+            struct ctl_call *call = (struct ctl_call *)n;
+            if (call->fv && call->fv->fn->app == a && (!only || call->fv->fn == only) &&
+                !ctl_call_state_is_final(call->state)) {
+                if (call->state == CTL_CALL_RUNNING)
+                    sched_cancel_running(c, call, true);
+                ctl_call_finish(c, call, CTL_CALL_CANCELLED, NULL, 0, "cancelled", why);
+                next = NULL; /* the table may have changed (eviction): restart this bucket */
+                b = (size_t)-1;
+                break;
+            }
+        }
+    }
+}
+
+/* f left its app's spec: as a stop of the app does for all of them, its calls are
+ * cancelled and its containers stop (draining them instead would start containers
+ * of a function the app no longer has, which new calls cannot reach: 404). Its store
+ * record was marked in the deploy's transaction. */
+static void retire_fn(struct ctl *c, struct ctl_fn *f)
+{
+    char why[192];
+    snprintf(why, sizeof why, "function %s was removed from app %s by a deploy", f->name,
+             ctl_local_name(f->app->name));
+    cancel_calls(c, f->app, f, why);
+    struct ctl_fver *old = f->latest;
+    f->latest = NULL;
+    f->retired = true;
+    if (old)
+        ctl_fver_maybe_free(c, old);
+    log_info("control", "%s.%s retired: the deploy left it out", f->app->name, f->name);
+}
+
 int ctl_deploy(struct ctl *c, const char *ws, json_t *spec, json_t **result, struct ctl_error *e)
 {
     *result = NULL;
@@ -203,6 +299,16 @@ int ctl_deploy(struct ctl *c, const char *ws, json_t *spec, json_t **result, str
         if (r < 0)
             break;
     }
+    bool variants_only = true;
+    char base[64];
+    for (size_t i = 0; i < app.nfunctions; i++)
+        variants_only = variants_only && variant_base(&app.functions[i], base, sizeof base);
+    struct ctl_app *prev = ctl_find_app(c, qapp);
+    if (prev && r >= 0)
+        list_for_each(f, &prev->fns, struct ctl_fn, link)
+            if (deploy_retires(&app, variants_only, f) &&
+                (r = store_function_retire(c->store, qapp, f->name, now, &err)) < 0)
+                break;
     if (r >= 0)
         r = store_commit(c->store, &err);
     if (r < 0) {
@@ -213,6 +319,10 @@ int ctl_deploy(struct ctl *c, const char *ws, json_t *spec, json_t **result, str
     }
     struct ctl_app *a = ctl_app_get_or_add(c, qapp, now);
     a->ws = ctl_ws_of_name(c, qapp);
+    /* Before the new versions: the retired ones are those the spec lacks. */
+    list_for_each(f, &a->fns, struct ctl_fn, link)
+        if (deploy_retires(&app, variants_only, f))
+            retire_fn(c, f);
     json_t *fns = json_array();
     for (size_t i = 0; i < app.nfunctions && i < 64; i++) {
         struct ctl_fn *fn = ctl_fn_get_or_add(a, app.functions[i].name, c->ka_policy);
@@ -222,6 +332,7 @@ int ctl_deploy(struct ctl *c, const char *ws, json_t *spec, json_t **result, str
         } else {
             struct ctl_fver *old = fn->latest;
             fn->latest = fv;
+            fn->retired = false;
             kpa_set_window(&fn->kpa, ctl_fn_kpa_window_ms(fn)); /* its scaledown_window may have changed */
             /* Before the old version may go: a new version of the same content takes
              * over its snapshot rather than letting it become a spare. */
@@ -266,37 +377,7 @@ int ctl_app_stop(struct ctl *c, const char *name, struct ctl_error *e)
     double now = wall_s();
     if (store_app_upsert(c->store, name, "stopped", now, &err) < 0)
         log_error("control", "stop app %s: %s", name, err.msg);
-    list_for_each(f, &a->fns, struct ctl_fn, link) {
-        list_for_each_safe(fv, &f->versions, struct ctl_fver, link) {
-            /* Queued calls are cancelled here; running ones below, through their
-             * containers. The snapshot goes first: finishing the last call may free
-             * the version. */
-            ctl_fver_drop_snapshot(fv);
-            while (fv->queued) {
-                /* Finishing the last queued call may free fv. */
-                bool last = fv->queued == 1;
-                struct ctl_call *call = list_first_entry(&fv->queue, struct ctl_call, qlink);
-                ctl_call_finish(c, call, CTL_CALL_CANCELLED, NULL, 0, "cancelled", "the app was stopped");
-                if (last)
-                    break;
-            }
-        }
-    }
-    /* Running and retry-waiting calls. */
-    for (size_t b = 0; b < c->calls.nbuckets; b++) {
-        for (struct hmap_node *n = c->calls.buckets[b], *next; n; n = next) {
-            next = n->next;
-            struct ctl_call *call = (struct ctl_call *)n;
-            if (call->fv && call->fv->fn->app == a && !ctl_call_state_is_final(call->state)) {
-                if (call->state == CTL_CALL_RUNNING)
-                    sched_cancel_running(c, call, true);
-                ctl_call_finish(c, call, CTL_CALL_CANCELLED, NULL, 0, "cancelled", "the app was stopped");
-                next = NULL; /* the table may have changed (eviction): restart this bucket */
-                b = (size_t)-1;
-                break;
-            }
-        }
-    }
+    cancel_calls(c, a, NULL, "the app was stopped");
     store_calls_cancel_app(c->store, name, now, &err);
     list_for_each(f, &a->fns, struct ctl_fn, link) {
         evict_update_fn(f); /* its versions are no longer current */

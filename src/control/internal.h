@@ -63,10 +63,19 @@ struct ctl_ctr;
  * "hybrid_histogram" (keepalive.c says what each does and why). */
 enum ka_policy { KA_DEFAULT = 0, KA_FIXED_10MIN, KA_KNATIVE, KA_HYBRID };
 
-/* The idle-time histogram: 1-minute bins (ATC'20: the trace's granularity, and coarse
- * enough to fill with tens of samples) over 4 hours. */
+/* The idle-time histogram over 4 hours: the first minute in KA_FINE_BINS bins of
+ * KA_FINE_MS, then 1-minute bins (ATC'20's: the trace's granularity, and coarse enough
+ * to fill with tens of samples). The first minute is finer because the default keeps a
+ * container to the end of the bin its idle times fall in: with 1-minute bins a function
+ * called every few seconds kept every idle container a whole minute after its work
+ * fell (gust-sim: 7 % of the default's idle memory-time on the shared sample). 5 s is
+ * the finest step that the fewest samples a histogram decides from (20) still fill
+ * with about two each when they spread over the minute; it is also 1/12 of the
+ * coarse bin, so ATC'20's minute view (hybrid policy) is a sum of whole fine bins. */
+#define KA_FINE_MS 5000u
+#define KA_FINE_BINS 12u
 #define KA_BIN_MS 60000u
-#define KA_NBINS 240
+#define KA_NBINS (KA_FINE_BINS + 239u)
 /* Levels (keepalive.c): level k is "the function needs k containers". Levels 1 and 2
  * have a histogram each, then levels are grouped by doubling (3-4, 5-8, ..., 2049-4096):
  * how often a function comes back to its k-th container depends on k relative to its
@@ -77,7 +86,7 @@ enum ka_policy { KA_DEFAULT = 0, KA_FIXED_10MIN, KA_KNATIVE, KA_HYBRID };
 
 /* Idle times of one level group, and the windows decided from them. */
 struct ka_hist {
-    uint32_t bins[KA_NBINS];    /* idle times by minute */
+    uint32_t bins[KA_NBINS];    /* idle times by bin (keepalive.c: ka_bin_lo_ms) */
     uint32_t oob;               /* idle times of 4 hours or more */
     uint32_t samples;           /* all idle times (bins + oob) */
     uint32_t decided_at;        /* samples when the windows were last decided */
@@ -101,6 +110,8 @@ struct ka_state {
     uint32_t cap;               /* entries allocated in idle_since */
     uint64_t *idle_since;       /* [k - 1]: when level k last went idle (valid for level < k <= nlevels) */
     struct ka_hist *hist[KA_NGROUPS]; /* NULL until the group's first idle time */
+    double value_ms;            /* default: a cold start's worth in ms of this function's
+                                 * idle container (ka_set_value; 0: KA_COLD_VALUE_MS) */
     uint64_t changes;           /* counts idle times recorded (and histories loaded): saves compare it */
 };
 
@@ -268,6 +279,7 @@ struct ctl_fn {
     uint64_t evictions, prewarms; /* since this daemon started (the store counts evictions too) */
     uint64_t call_starts;       /* calls started since this daemon started (which ones overlapped) */
     struct ctl_schedule *schedule; /* schedule.c: its schedule while deployed with one; NULL: none */
+    bool retired;               /* a deploy of its app left it out (latest NULL); a later one may bring it back */
 };
 
 /* Told once when a call reaches its final state (calls.c), on the loop's thread. An
@@ -533,7 +545,10 @@ struct ctl {
     size_t nrows, rows_cap;
     uint64_t rows_since_ms;          /* mono_ms when the oldest of them was queued */
     uint64_t last_trim_ms;
+    uint64_t last_kv_sweep_ms;       /* ctl_kv_tick (kv.c), once a second */
     enum ka_policy ka_policy;        /* cfg.keepalive_policy, parsed */
+    double ka_lambda;                /* the default's exchange rate (ka_solve_value); 0: none yet */
+    uint64_t ka_solved_samples;      /* idle times the last solve saw */
     /* capacity in use */
     uint32_t cpu_used;
     uint64_t mem_used;
@@ -635,9 +650,21 @@ uint64_t ka_short_ms(const struct ka_state *s, uint32_t k);
 uint64_t ka_next_use_ms(const struct ka_state *s, uint32_t k, uint64_t now_ms);
 void ka_next_use_line(const struct ka_state *s, uint32_t k, uint64_t now_ms, struct ka_use_line *out);
 uint64_t ka_idle_for_ms(const struct ka_state *s, uint32_t k, uint64_t now_ms);
+/*   ka_set_value  the default policy's valuation of a cold start, in ms of an idle
+ *                 container of this function (ka_solve_value): decides its windows again
+ *                 when it moved.
+ *   ka_solve_value  the exchange rate that spends the fixed 10-minute keep-alive's cold
+ *                 starts, as predicted from the n default-policy functions' own
+ *                 histories (s[i], whose containers each reserve gib[i] GiB), with the
+ *                 least idle memory: lambda in GiB x ms of idle container per cold start,
+ *                 each function's value being lambda / gib[i]. prev (> 0) when nothing
+ *                 is known yet. keepalive.c's comment says why. */
+void ka_set_value(struct ka_state *s, double value_ms);
+double ka_solve_value(const struct ka_state *const *s, const double *gib, size_t n, double prev);
 /* The histories (not the levels: their times are of this daemon's clock), to store and
  * load across restarts. ka_decode replaces s's histories and decides their windows; 0,
- * or -EINVAL for data that is not an encoding of this version (s is unchanged). */
+ * or -EINVAL for data that is not an encoding of this version or the one before (s is
+ * unchanged). */
 struct buf;
 void ka_encode(const struct ka_state *s, struct buf *out);
 int ka_decode(struct ka_state *s, const void *data, size_t len);
@@ -917,6 +944,9 @@ void ctl_maps_free(struct ctl *c);
 
 /* Answers every blocked queue get shutting_down (its client asks again later). */
 void ctl_kv_shutdown(struct ctl *c);
+/* Removes queue partitions past their partition_ttl (a batch of them; the control
+ * tick calls it once a second). */
+void ctl_kv_tick(struct ctl *c);
 
 /* Frees the blocked queue gets left without answering them: at ctl_free the API
  * servers, and so their connections, are gone already. */

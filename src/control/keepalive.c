@@ -16,13 +16,18 @@
  * Level 1's are ATC'20's. The fixed policies give every level the same window; the
  * hybrid policy (ATC'20 as published) applies the function's (level 1) histogram to all
  * of them, as a one-instance model would; the default keeps a histogram per level group
- * (internal.h) and decides each group's windows by cost (decide_by_cost).
+ * (internal.h) and decides each group's windows by cost (decide_by_cost), at an exchange
+ * rate between cold starts and idle memory that the control plane sets for all its
+ * functions at once (ka_solve_value): the one that spends the cold starts a fixed
+ * 10-minute keep-alive would have had on the same histories, where they save the most
+ * idle memory.
  *
  * While idle, level k's idle start is never earlier than level k+1's (the work fell
  * below k+1 no later than below k, and has not come back to k+1 since). Within a group
  * (one set of windows), the idle levels in each phase of the windows therefore form
  * runs, found by binary search: ka_wanted costs O(groups x log levels), not O(levels). */
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,17 +35,24 @@
 #include "base/xalloc.h"
 #include "control/internal.h"
 
-/* The histogram's range: KA_NBINS bins of KA_BIN_MS (internal.h) cover 4 hours, as in
- * ATC'20, where most functions' idle times that keep-alive can save fall inside it;
- * longer idle times count as out of bounds. */
-#define KA_RANGE_MS ((uint64_t)KA_NBINS * KA_BIN_MS)
+/* The histogram's range: its bins (internal.h) cover 4 hours, as in ATC'20, where most
+ * functions' idle times that keep-alive can save fall inside it; longer idle times count
+ * as out of bounds. */
+#define KA_RANGE_MS ((uint64_t)KA_FINE_BINS * KA_FINE_MS + (uint64_t)(KA_NBINS - KA_FINE_BINS) * KA_BIN_MS)
+/* ATC'20's minute view of the same range (the hybrid policy). */
+#define KA_MINUTES (KA_RANGE_MS / KA_BIN_MS)
 /* Head and tail percentiles: ATC'20 pre-warms at the 5th percentile of idle times and
  * keeps alive to the 99th (the tail its reimplementations use), so that about 5 % of
  * calls find the container released early and 1 % find it gone. */
 #define KA_HEAD_PCT 5
 #define KA_TAIL_PCT 99
-/* Margin: ATC'20 pre-warms 10 % before the head and keeps 10 % past the tail, to absorb
- * the 1-minute bins' rounding and small drifts of the pattern. In percent. */
+/* Margin (hybrid only): ATC'20 pre-warms 10 % before the head and keeps 10 % past the
+ * tail, to absorb the 1-minute bins' rounding and small drifts of the pattern. In
+ * percent. The default has none: its windows end at bin edges that already cover every
+ * idle time of the bins it keeps, and the drift of a pattern is in its histogram,
+ * priced like the rest; a margin is memory the cost model did not approve (10 % of a
+ * 30-minute period is 6 minutes of every pre-warmed container: gust-sim's default
+ * spent 20 % more idle memory-time with it on the shared sample). */
 #define KA_MARGIN_PCT 10
 /* A histogram is representative when its bin counts vary: coefficient of variation
  * (stddev / mean over all bins) at least 2.0, the threshold of the dslab-faas
@@ -66,13 +78,30 @@
  * activator to be put in the request path before the last pod goes; Gust has no such
  * routing step, so the grace does not apply. */
 #define KA_KNATIVE_MS 60000u
-/* default: what a cold start is worth, in minutes of an idle container of the same
+/* default, until the control plane has histories to set an exchange rate from
+ * (ka_solve_value): what a cold start is worth, in ms of an idle container of the same
  * size. A fixed keep-alive of W minutes is the ski-rental break-even for a cold start
  * worth W idle minutes (keep while what was spent waiting is less than a start would
  * have cost: 2-competitive with no knowledge of the next call); the commercial 10-minute
- * window thus values a start at 10 minutes. The default keeps that valuation and spends
- * it where the level's own idle times say it pays. */
-#define KA_COLD_VALUE_BINS 10u
+ * window thus values a start at 10 minutes. */
+#define KA_COLD_VALUE_MS ((double)KA_FIXED_MS)
+/* ka_solve_value's search: the exchange rate in GiB x ms per cold start, between a
+ * second of a 1 GiB container (below it nothing of a minute-scale histogram is worth
+ * keeping) and 10^15 (past what any histogram can use: a bin's value V x c / N exceeds
+ * the 4-hour range's idle cost for every non-empty bin once V > range x samples, and
+ * 10^15 covers 10^5 samples of a 1 TiB container), halved in log space 40 times: a
+ * factor of 1 + 10^-11 at the end, far below the step one idle time makes. */
+/* default: the shortest release between the short window and a pre-warm. A release
+ * and pre-warm cycle costs a container start (the sandbox, then the function's init:
+ * imports or a model's weights, seconds for many functions, while the container holds
+ * its memory without working) and risks the start not being ready when the call comes;
+ * a release shorter than a minute saves less idle time than that is likely to cost. A
+ * minute is also the finest release ATC'20's policy expresses (its bins): the 5-second
+ * bins decide where keeping ends, not releases that ATC'20 would not make. */
+#define KA_MIN_RELEASE_MS 60000u
+#define KA_LAMBDA_MIN 1e3
+#define KA_LAMBDA_MAX 1e15
+#define KA_LAMBDA_STEPS 40
 /* default, before a level has KA_MIN_SAMPLES idle times: knowing nothing of it, the
  * ski-rental window for that valuation, which is the fixed one. */
 #define KA_DEFAULT_UNKNOWN_MS KA_FIXED_MS
@@ -132,45 +161,75 @@ static uint32_t group_hi(uint32_t g)
     return g + 1 >= KA_NGROUPS ? KA_MAX_LEVELS : 1u << g;
 }
 
-/* The first bin at which the cumulative count reaches pct percent of the n in-bounds
- * samples (n > 0). */
-static uint32_t percentile_bin(const struct ka_hist *h, uint32_t n, uint32_t pct)
+/* Bin b's lower edge and width (internal.h: 5-second bins for the first minute, then
+ * minutes), and the bin of an idle time inside the range. */
+static uint64_t bin_lo_ms(uint32_t b)
 {
-    uint64_t cum = 0;
-    for (uint32_t b = 0; b < KA_NBINS; b++) {
-        cum += h->bins[b];
-        if (cum * 100 >= (uint64_t)pct * n)
-            return b;
-    }
-    return KA_NBINS - 1;
+    return b < KA_FINE_BINS ? (uint64_t)b * KA_FINE_MS : (uint64_t)(b - KA_FINE_BINS + 1) * KA_BIN_MS;
 }
 
-/* ATC'20's test (n idle times in bounds): enough of them, most in bounds, and bin
+static uint64_t bin_width_ms(uint32_t b)
+{
+    return b < KA_FINE_BINS ? KA_FINE_MS : KA_BIN_MS;
+}
+
+static uint32_t bin_of(uint64_t ms)
+{
+    return ms < KA_BIN_MS ? (uint32_t)(ms / KA_FINE_MS) : (uint32_t)(KA_FINE_BINS - 1 + ms / KA_BIN_MS);
+}
+
+/* ATC'20's 1-minute bins: minute 0 is the fine bins' sum. */
+static uint64_t minute_count(const struct ka_hist *h, uint32_t m)
+{
+    if (m)
+        return h->bins[KA_FINE_BINS - 1 + m];
+    uint64_t n = 0;
+    for (uint32_t b = 0; b < KA_FINE_BINS; b++)
+        n += h->bins[b];
+    return n;
+}
+
+/* The first minute at which the cumulative count reaches pct percent of the n in-bounds
+ * samples (n > 0). */
+static uint32_t percentile_minute(const struct ka_hist *h, uint32_t n, uint32_t pct)
+{
+    uint64_t cum = 0;
+    for (uint32_t m = 0; m < KA_MINUTES; m++) {
+        cum += minute_count(h, m);
+        if (cum * 100 >= (uint64_t)pct * n)
+            return m;
+    }
+    return KA_MINUTES - 1;
+}
+
+/* ATC'20's test (n idle times in bounds): enough of them, most in bounds, and minute
  * counts that vary. */
 static bool representative(const struct ka_hist *h, uint32_t n)
 {
     if (h->samples < KA_MIN_SAMPLES || n == 0 || (uint64_t)h->oob * 100 > (uint64_t)KA_OOB_MAX_PCT * h->samples)
         return false;
     /* cv >= KA_CV_MIN  <=>  variance >= (KA_CV_MIN * mean)^2, without a square root. */
-    double mean = (double)n / KA_NBINS, var = 0;
-    for (uint32_t b = 0; b < KA_NBINS; b++)
-        var += ((double)h->bins[b] - mean) * ((double)h->bins[b] - mean);
-    var /= KA_NBINS;
+    double mean = (double)n / KA_MINUTES, var = 0;
+    for (uint32_t m = 0; m < KA_MINUTES; m++) {
+        double d = (double)minute_count(h, m) - mean;
+        var += d * d;
+    }
+    var /= KA_MINUTES;
     return var >= KA_CV_MIN * KA_CV_MIN * mean * mean;
 }
 
-/* A bin's upper edge plus the margin: rounding up keeps every idle time of the bin
- * covered. */
-static uint64_t upper_edge_ms(uint32_t bin)
+/* A minute's upper edge plus the margin: rounding up keeps every idle time of the
+ * minute covered. */
+static uint64_t upper_edge_ms(uint32_t minute)
 {
-    uint64_t edge = (uint64_t)(bin + 1) * KA_BIN_MS;
+    uint64_t edge = (uint64_t)(minute + 1) * KA_BIN_MS;
     return edge + edge * KA_MARGIN_PCT / 100;
 }
 
-/* A bin's lower edge minus the margin. */
-static uint64_t lower_edge_ms(uint32_t bin)
+/* A minute's lower edge minus the margin. */
+static uint64_t lower_edge_ms(uint32_t minute)
 {
-    uint64_t edge = (uint64_t)bin * KA_BIN_MS;
+    uint64_t edge = (uint64_t)minute * KA_BIN_MS;
     return edge - edge * KA_MARGIN_PCT / 100;
 }
 
@@ -178,75 +237,91 @@ static uint64_t lower_edge_ms(uint32_t bin)
  * (with margins). A head in the first bin pre-warms at 0: kept throughout. */
 static void head_and_tail(struct ka_hist *h, uint32_t n)
 {
-    h->prewarm_ms = lower_edge_ms(percentile_bin(h, n, KA_HEAD_PCT));
-    h->keepalive_ms = upper_edge_ms(percentile_bin(h, n, KA_TAIL_PCT));
+    h->prewarm_ms = lower_edge_ms(percentile_minute(h, n, KA_HEAD_PCT));
+    h->keepalive_ms = upper_edge_ms(percentile_minute(h, n, KA_TAIL_PCT));
 }
 
-/* The default's windows: those that minimise the expected cost of one idle period of
- * the level under its idle-time distribution (the histogram), a cold start costing
- * KA_COLD_VALUE_BINS bins of idle time. The container may be kept during the first s
- * bins, released, and kept again (pre-warmed) from bin p to bin e: K = [0, s) + [p, e),
- * at most one release and one pre-warm per idle period, as ATC'20's policy. For an
- * idle time T (in bins) the cost is the time kept before T, |K n [0, T)|, plus the
- * value of a start when T falls outside K. Summed over bins, keeping bin b gains
- *   g_b = V c_b / N  -  (S_b - c_b / 2N)
+/* Level k's windows: wanted while idle for d with d < keep, except short <= d < pre
+ * (released between the short window and the pre-warm). short <= pre < keep; short =
+ * pre = 0 without a pre-warm. */
+struct windows {
+    uint64_t short_ms, pre_ms, keep_ms;
+};
+
+/* The default's windows for a cold start worth value_ms of idle container: those that
+ * minimise the expected cost of one idle period of the level under its idle-time
+ * distribution (the histogram). The container may be kept during the first s bins,
+ * released, and kept again (pre-warmed) from bin p to bin e: K = [0, s) + [p, e), at
+ * most one release and one pre-warm per idle period, as ATC'20's policy. For an idle
+ * time T the cost is the time kept before T, |K n [0, T)|, plus the value of a start
+ * when T falls outside K. Summed over bins, keeping bin b (w_b ms wide) gains
+ *   g_b = V c_b / N  -  w_b (S_b - c_b / 2N)
  * (V: the start's value; c_b / N: the chance T is in bin b, a start saved; S_b: the
  * chance T reaches bin b, less half of those ending inside it: the expected part of the
  * bin spent idle), and the best K maximises the sum of g over it: a prefix and one
  * interval, found in one pass. Idle times beyond the range count in S but are never
  * covered. ATC'20's percentiles (keep to the 99th) spend hours of memory on a 1 % tail;
- * this spends exactly what the valuation says the tail is worth. */
-static void decide_by_cost(struct ka_hist *h)
+ * this spends exactly what the valuation says the tail is worth. *missed: the fraction
+ * of the idle times the windows leave to a cold start. */
+static struct windows cost_windows(const struct ka_hist *h, double value_ms, double *missed)
 {
-    double n = h->samples, surv = 1.0; /* S_b */
-    double prefix = 0, best_prefix = 0, best_gap = 0, best = 0;
-    uint32_t s_at = 0, s_best = 0, p_best = 0, p_for_gap = 0, s_for_gap = 0, e_best = 0;
-    /* prefix: sum of g over [0, b). best_prefix/s_at: the best P(s) for s <= b.
-     * best_gap/(s_for_gap, p_for_gap): the best P(s) - P(p) for s <= p <= b.
-     * best/(s_best, p_best, e_best): the best P(s) - P(p) + P(e) for e <= b. */
-    for (uint32_t b = 0; b <= KA_NBINS; b++) {
-        if (prefix > best_prefix) {
-            best_prefix = prefix;
-            s_at = b;
-        }
-        if (best_prefix - prefix > best_gap) {
-            best_gap = best_prefix - prefix;
-            s_for_gap = s_at;
-            p_for_gap = b;
-        }
-        if (prefix + best_gap > best) {
-            best = prefix + best_gap;
-            s_best = s_for_gap;
-            p_best = p_for_gap;
-            e_best = b;
-        }
-        if (b == KA_NBINS)
-            break;
+    /* P[b]: the sum of g over [0, b); C[b]: the idle times it covers (a fraction). */
+    double P[KA_NBINS + 1], C[KA_NBINS + 1], n = h->samples, surv = 1.0; /* S_b */
+    P[0] = C[0] = 0;
+    for (uint32_t b = 0; b < KA_NBINS; b++) {
         double frac = h->bins[b] / n;
-        prefix += KA_COLD_VALUE_BINS * frac - (surv - frac / 2);
+        P[b + 1] = P[b] + value_ms * frac - (double)bin_width_ms(b) * (surv - frac / 2);
+        C[b + 1] = C[b] + frac;
         surv -= frac;
+    }
+    /* Keeping [0, e) is worth P(e); keeping [0, s) and [p, e), released for at least
+     * KA_MIN_RELEASE_MS in between, P(s) - P(p) + P(e). One pass over e: lag is the best
+     * P(s) among the bins at least the shortest release before e, gap the best
+     * P(s) - P(p) with p <= e. */
+    double best = 0, lag = -HUGE_VAL, gap = -HUGE_VAL;
+    uint32_t lag_s = 0, gap_s = 0, gap_p = 0, next_s = 0, s_best = 0, p_best = 0, e_best = 0;
+    bool released = false;
+    for (uint32_t e = 0; e <= KA_NBINS; e++) {
+        for (; next_s <= e && bin_lo_ms(next_s) + KA_MIN_RELEASE_MS <= bin_lo_ms(e); next_s++)
+            if (P[next_s] > lag) {
+                lag = P[next_s];
+                lag_s = next_s;
+            }
+        if (lag > -HUGE_VAL && lag - P[e] > gap) {
+            gap = lag - P[e];
+            gap_s = lag_s;
+            gap_p = e;
+        }
+        if (P[e] > best) {
+            best = P[e];
+            e_best = e;
+            released = false;
+        }
+        if (gap > -HUGE_VAL && P[e] + gap > best) {
+            best = P[e] + gap;
+            s_best = gap_s;
+            p_best = gap_p;
+            e_best = e;
+            released = true;
+        }
     }
     if (best <= 0) {
         /* Nothing worth keeping: the idle times are too long or too spread out for
          * any window to repay itself. */
-        h->keepalive_ms = 0;
-        return;
+        *missed = 1.0;
+        return (struct windows){0, 0, 0};
     }
-    if (p_best <= s_best || e_best <= p_best) {
-        /* One interval from the start: no release in between. */
-        uint32_t end = e_best > p_best ? e_best : s_best;
-        h->keepalive_ms = end ? upper_edge_ms(end - 1) : 0;
-        return;
+    if (!released) {
+        *missed = 1.0 - C[e_best];
+        return (struct windows){0, 0, bin_lo_ms(e_best)};
     }
-    h->short_ms = s_best ? upper_edge_ms(s_best - 1) : 0;
-    h->prewarm_ms = lower_edge_ms(p_best);
-    h->keepalive_ms = upper_edge_ms(e_best - 1);
-    if (h->prewarm_ms <= h->short_ms)
-        h->short_ms = h->prewarm_ms = 0; /* the margins closed the gap: keep throughout */
+    *missed = 1.0 - (C[s_best] + C[e_best] - C[p_best]);
+    return (struct windows){bin_lo_ms(s_best), bin_lo_ms(p_best), bin_lo_ms(e_best)};
 }
 
-/* Recomputes a histogram's windows after a new idle time (hybrid or default). */
-static void decide(struct ka_hist *h, enum ka_policy policy)
+/* Recomputes a histogram's windows after a new idle time or a new valuation (hybrid or
+ * default). */
+static void decide(struct ka_hist *h, enum ka_policy policy, double value_ms)
 {
     h->short_ms = h->prewarm_ms = 0;
     uint32_t n = h->samples - h->oob;
@@ -264,7 +339,17 @@ static void decide(struct ka_hist *h, enum ka_policy policy)
         h->keepalive_ms = KA_DEFAULT_UNKNOWN_MS;
         return;
     }
-    decide_by_cost(h);
+    double missed;
+    struct windows w = cost_windows(h, value_ms, &missed);
+    h->short_ms = w.short_ms;
+    h->prewarm_ms = w.pre_ms;
+    h->keepalive_ms = w.keep_ms;
+}
+
+/* The valuation the default decides s's windows at. */
+static double value_of(const struct ka_state *s)
+{
+    return s->value_ms > 0 ? s->value_ms : KA_COLD_VALUE_MS;
 }
 
 /* The histogram that decides level k's windows: its group's, but the function's own
@@ -282,13 +367,6 @@ static const struct ka_hist *hist_for(const struct ka_state *s, uint32_t k)
     }
     return s->hist[group_of(k)];
 }
-
-/* Level k's windows: wanted while idle for d with d < keep, except short <= d < pre
- * (released between the short window and the pre-warm). short <= pre < keep; short =
- * pre = 0 without a pre-warm. */
-struct windows {
-    uint64_t short_ms, pre_ms, keep_ms;
-};
 
 static struct windows windows(const struct ka_state *s, uint32_t k)
 {
@@ -331,11 +409,11 @@ static void record(struct ka_state *s, uint32_t k, uint64_t idle_ms)
     if (idle_ms >= KA_RANGE_MS)
         h->oob++;
     else
-        h->bins[idle_ms / KA_BIN_MS]++;
+        h->bins[bin_of(idle_ms)]++;
     h->samples++;
     s->changes++;
     if (h->samples <= KA_REDECIDE_ALWAYS || h->samples - h->decided_at >= h->decided_at / KA_REDECIDE_FRACTION) {
-        decide(h, s->policy);
+        decide(h, s->policy, value_of(s));
         h->decided_at = h->samples;
     }
 }
@@ -482,7 +560,7 @@ uint64_t ka_next_use_ms(const struct ka_state *s, uint32_t k, uint64_t now_ms)
     /* The median of the idle times still possible after t, from the bins that end after
      * it; past the range when most of those are out of bounds. */
     uint64_t left = h->oob;
-    uint32_t first = t >= KA_RANGE_MS ? KA_NBINS : (uint32_t)(t / KA_BIN_MS);
+    uint32_t first = t >= KA_RANGE_MS ? KA_NBINS : bin_of(t);
     for (uint32_t b = first; b < KA_NBINS; b++)
         left += h->bins[b];
     if (left == 0)
@@ -491,7 +569,7 @@ uint64_t ka_next_use_ms(const struct ka_state *s, uint32_t k, uint64_t now_ms)
     for (uint32_t b = first; b < KA_NBINS; b++) {
         cum += h->bins[b];
         if (cum * 2 >= left) {
-            uint64_t mid = (uint64_t)b * KA_BIN_MS + KA_BIN_MS / 2;
+            uint64_t mid = bin_lo_ms(b) + bin_width_ms(b) / 2;
             return mid > t ? mid - t : 0;
         }
     }
@@ -531,7 +609,7 @@ void ka_next_use_line(const struct ka_state *s, uint32_t k, uint64_t now_ms, str
     }
     if (t >= KA_RANGE_MS)
         return;
-    uint32_t first = (uint32_t)(t / KA_BIN_MS), g = KA_NBINS;
+    uint32_t first = bin_of(t), g = KA_NBINS;
     uint64_t left = h->oob;
     for (uint32_t b = first; b < KA_NBINS; b++) {
         left += h->bins[b];
@@ -543,7 +621,7 @@ void ka_next_use_line(const struct ka_state *s, uint32_t k, uint64_t now_ms, str
         cum += h->bins[b];
         if (cum * 2 < left)
             continue;
-        uint64_t mid = (uint64_t)b * KA_BIN_MS + KA_BIN_MS / 2, end = since + (uint64_t)(g + 1) * KA_BIN_MS;
+        uint64_t mid = bin_lo_ms(b) + bin_width_ms(b) / 2, end = since + bin_lo_ms(g) + bin_width_ms(g);
         if (mid > t) {
             out->slope = -1;
             out->base = (int64_t)(since + mid);
@@ -556,13 +634,81 @@ void ka_next_use_line(const struct ka_state *s, uint32_t k, uint64_t now_ms, str
     }
 }
 
+void ka_set_value(struct ka_state *s, double value_ms)
+{
+    if (value_ms == s->value_ms)
+        return;
+    s->value_ms = value_ms;
+    if (s->policy != KA_DEFAULT)
+        return;
+    for (uint32_t g = 0; g < KA_NGROUPS; g++)
+        if (s->hist[g])
+            decide(s->hist[g], s->policy, value_of(s));
+}
+
+/* The exchange rate (ka_solve_value's contract in internal.h). Why: a valuation fixed
+ * in advance (the ski-rental 10 minutes) says what a start is worth against one
+ * function's own memory, but what a platform is judged by is its cold starts against
+ * all the idle memory it reserves, and the same value spends memory very differently
+ * on a 128 MiB function called every few minutes and on a 4 GiB one with bursts. The
+ * best windows for "fewest idle GiB-s for a given number of cold starts" across all
+ * functions are those that minimise idle GiB-s + lambda x cold starts for one lambda
+ * (a Lagrange multiplier): each function's windows are its cost-optimal ones at a
+ * value of lambda / its GiB. Which lambda is a choice of how many cold starts to
+ * spend; the default spends as many as the fixed 10-minute keep-alive would on the
+ * same idle times (those of 10 minutes or more, and past the range), the commercial
+ * baseline, so that it is never colder than that baseline by its own prediction and
+ * saves all the memory that budget allows. Idle times of histograms too young to
+ * decide (KA_MIN_SAMPLES) are left out on both sides: those levels keep the fixed
+ * window. Misses fall as lambda grows (every bin is worth more to keep), so a
+ * bisection in log space finds the smallest lambda in budget. */
+double ka_solve_value(const struct ka_state *const *s, const double *gib, size_t n, double prev)
+{
+    double budget = 0;
+    bool any = false;
+    for (size_t i = 0; i < n; i++)
+        for (uint32_t g = 0; g < KA_NGROUPS; g++) {
+            const struct ka_hist *h = s[i]->hist[g];
+            if (!h || h->samples < KA_MIN_SAMPLES)
+                continue;
+            any = true;
+            budget += h->oob;
+            for (uint32_t b = bin_of(KA_FIXED_MS); b < KA_NBINS; b++)
+                budget += h->bins[b];
+        }
+    if (!any)
+        return prev;
+    double lo = log(KA_LAMBDA_MIN), hi = log(KA_LAMBDA_MAX);
+    for (int step = 0; step < KA_LAMBDA_STEPS; step++) {
+        double mid = (lo + hi) / 2, lambda = exp(mid), misses = 0;
+        for (size_t i = 0; i < n && misses <= budget; i++)
+            for (uint32_t g = 0; g < KA_NGROUPS; g++) {
+                const struct ka_hist *h = s[i]->hist[g];
+                if (!h || h->samples < KA_MIN_SAMPLES)
+                    continue;
+                double missed;
+                cost_windows(h, lambda / gib[i], &missed);
+                misses += missed * h->samples;
+            }
+        if (misses <= budget)
+            hi = mid;
+        else
+            lo = mid;
+    }
+    return exp(hi);
+}
+
 /* ---------- persistence ----------
- * A history is: one version byte (1), the number of groups that follow (u8, so that a
+ * A history is: one version byte (2), the number of groups that follow (u8, so that a
  * truncated history is told from a shorter one), then per group: the group (u8),
  * samples and oob (u32 each), the number of non-empty bins (u16), and each non-empty
- * bin as its index (u8) and count (u32), in increasing order. Little-endian. */
+ * bin as its index (u8) and count (u32), in increasing order. Little-endian.
+ * Version 1 had 240 one-minute bins; its minute 0 loads into the first minute's last
+ * fine bin (55-60 s), which keeps those idle times covered as long as version 1 did,
+ * and its minute m into the minute bin of the same range. */
 
-#define KA_ENCODING_VERSION 1
+#define KA_ENCODING_VERSION 2
+_Static_assert(KA_NBINS <= 256, "a bin's index is one byte");
 
 static void put_u32(struct buf *b, uint32_t v)
 {
@@ -623,7 +769,7 @@ static bool get_u32(struct reader *r, uint32_t *v)
 }
 
 /* One group's record into h (zeroed); false when it is malformed. */
-static bool decode_group(struct reader *r, struct ka_hist *h)
+static bool decode_group(struct reader *r, struct ka_hist *h, unsigned version)
 {
     unsigned char nzb[2];
     if (!get_u32(r, &h->samples) || !get_u32(r, &h->oob) || !get_bytes(r, nzb, 2))
@@ -635,11 +781,13 @@ static bool decode_group(struct reader *r, struct ka_hist *h)
     for (uint32_t i = 0; i < nz; i++) {
         unsigned char bin;
         uint32_t count;
-        if (!get_bytes(r, &bin, 1) || !get_u32(r, &count) || bin >= KA_NBINS || count == 0 ||
-            (i && bin <= last))
+        if (!get_bytes(r, &bin, 1) || !get_u32(r, &count) || count == 0 || (i && bin <= last))
             return false;
-        h->bins[bin] = count;
         last = bin;
+        uint32_t at = version == 1 ? KA_FINE_BINS - 1 + bin : bin;
+        if (version == 1 ? bin >= KA_MINUTES : at >= KA_NBINS)
+            return false;
+        h->bins[at] = count;
         total += count;
     }
     return total == h->samples && h->samples > 0;
@@ -649,7 +797,8 @@ int ka_decode(struct ka_state *s, const void *data, size_t len)
 {
     struct reader r = {data, len};
     unsigned char head[2];
-    if (!get_bytes(&r, head, sizeof head) || head[0] != KA_ENCODING_VERSION || head[1] > KA_NGROUPS)
+    if (!get_bytes(&r, head, sizeof head) || (head[0] != KA_ENCODING_VERSION && head[0] != 1) ||
+        head[1] > KA_NGROUPS)
         return -EINVAL;
     struct ka_hist *hist[KA_NGROUPS] = {0};
     int rc = 0;
@@ -660,7 +809,7 @@ int ka_decode(struct ka_state *s, const void *data, size_t len)
             break;
         }
         hist[g] = xcalloc(1, sizeof *hist[g]);
-        if (!decode_group(&r, hist[g])) {
+        if (!decode_group(&r, hist[g], head[0])) {
             rc = -EINVAL;
             break;
         }
@@ -675,7 +824,7 @@ int ka_decode(struct ka_state *s, const void *data, size_t len)
         free(s->hist[g]);
         s->hist[g] = hist[g];
         if (hist[g]) {
-            decide(hist[g], s->policy);
+            decide(hist[g], s->policy, value_of(s));
             hist[g]->decided_at = hist[g]->samples;
         }
     }

@@ -7,7 +7,13 @@
  * it becomes a waiter on that partition, answered by the next put into it or by its
  * timer, so that a client blocked in get is woken by another client's put without
  * polling and without the loop ever blocking. Waiters live in memory only: after a
- * restart the clients ask again. */
+ * restart the clients ask again.
+ *
+ * A partition that holds items has a record in the store with its count and its
+ * expiry (Modal's partition_ttl, a day by default: removed when not put into for that
+ * long). Expiry is checked where a partition is used (so nobody ever sees an expired
+ * partition's items) and swept once a second (ctl_kv_tick), so that one nobody
+ * touches again does not keep its items for ever; both survive a restart. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -74,11 +80,12 @@ static int store_failed(struct ctl_error *e, const struct gerr *err)
     return -EIO;
 }
 
-/* 0 when the object exists; CTL_E_NOT_FOUND otherwise. */
-static int object_exists(struct ctl *c, enum ctl_kv_kind kind, const char *qname, struct ctl_error *e)
+/* 0 when the object exists (*created_at: when, unless NULL); CTL_E_NOT_FOUND otherwise. */
+static int object_exists(struct ctl *c, enum ctl_kv_kind kind, const char *qname, double *created_at,
+                         struct ctl_error *e)
 {
     struct gerr err;
-    int r = store_kvobj_exists(c->store, kind_name(kind), qname, &err);
+    int r = store_kvobj_exists(c->store, kind_name(kind), qname, created_at, &err);
     if (r == -ENOENT) {
         ctl_err(e, CTL_E_NOT_FOUND, "not_found", NULL, "%s %s not found", kind_name(kind), ctl_local_name(qname));
         return r;
@@ -91,7 +98,7 @@ static int find_object(struct ctl *c, const char *ws, enum ctl_kv_kind kind, con
                        char qname[CTL_QNAME_MAX], struct ctl_error *e)
 {
     int r = qualify_checked(ws, kind, name, qname, e);
-    return r < 0 ? r : object_exists(c, kind, qname, e);
+    return r < 0 ? r : object_exists(c, kind, qname, NULL, e);
 }
 
 json_t *ctl_kv_create(struct ctl *c, const char *ws, enum ctl_kv_kind kind, const char *name, bool create_if_missing,
@@ -110,10 +117,11 @@ json_t *ctl_kv_create(struct ctl *c, const char *ws, enum ctl_kv_kind kind, cons
         }
         if (created)
             log_info("control", "%s %s created", kind_name(kind), qname);
-    } else if (object_exists(c, kind, qname, e) < 0) {
-        return NULL;
     }
-    return json_pack("{s:s,s:b}", "name", name, "created", created);
+    double created_at = 0;
+    if (object_exists(c, kind, qname, &created_at, e) < 0)
+        return NULL;
+    return json_pack("{s:s,s:b,s:f}", "name", name, "created", created, "created_at", created_at);
 }
 
 struct list_ud {
@@ -132,7 +140,7 @@ json_t *ctl_kv_list(struct ctl *c, const char *ws, enum ctl_kv_kind kind, struct
 {
     struct list_ud l = {json_array()};
     struct gerr err;
-    if (store_kvobj_list(c->store, kind_name(kind), ws, list_row, &l, &err) < 0) {
+    if (store_kvobj_list(c->store, kind_name(kind), ws, wall_s(), list_row, &l, &err) < 0) {
         json_decref(l.arr);
         store_failed(e, &err);
         return NULL;
@@ -313,11 +321,41 @@ static int queue_page_row(int64_t id, const void *value, size_t len, void *ud)
     return 0;
 }
 
+/* The items partition holds (*items), after removing it if it expired. */
+static int partition_live(struct ctl *c, const char *qname, const char *partition, int64_t *items,
+                          struct ctl_error *e)
+{
+    struct gerr err;
+    double expires_at;
+    int r = store_queue_partition(c->store, qname, partition, items, &expires_at, &err);
+    if (r == -ENOENT) {
+        *items = 0;
+        return 0;
+    }
+    if (r < 0)
+        return store_failed(e, &err);
+    if (expires_at > wall_s())
+        return 0;
+    if (store_queue_clear(c->store, qname, partition, &err) < 0)
+        return store_failed(e, &err);
+    log_info("control", "queue %s: partition '%s' expired with %lld items", qname, partition, (long long)*items);
+    *items = 0;
+    return 0;
+}
+
 /* Reads up to n items of the partition after id after into a page (taken: removed). */
 static int queue_read(struct ctl *c, const char *qname, const char *partition, int64_t after, int64_t n, bool take,
                       struct page *p, struct ctl_error *e)
 {
     *p = (struct page){.arr = json_array(), .limit = n, .last_id = after};
+    int64_t items;
+    if (partition_live(c, qname, partition, &items, e) < 0) {
+        json_decref(p->arr);
+        p->arr = NULL;
+        return -1;
+    }
+    if (items == 0)
+        return 0;
     struct gerr err;
     int r = take ? store_begin(c->store, &err) : 0;
     if (r == 0)
@@ -390,8 +428,8 @@ static json_t *queue_put(struct ctl *c, const char *qname, const struct spec_kv_
 {
     struct gerr err;
     int64_t have = 0;
-    if (store_queue_count(c->store, qname, r->partition, &have, &err) < 0)
-        return store_failed(e, &err), NULL;
+    if (partition_live(c, qname, r->partition, &have, e) < 0)
+        return NULL;
     if (have + (int64_t)r->nvalues > SPEC_QUEUE_PARTITION_ITEMS) {
         ctl_err(e, CTL_E_CONFLICT, "queue_full", "values",
                 "queue %s is full: a partition holds at most %u items (it has %lld, this put adds %zu)",
@@ -405,6 +443,11 @@ static json_t *queue_put(struct ctl *c, const char *qname, const struct spec_kv_
             store_rollback(c->store, NULL);
             return store_failed(e, &err), NULL;
         }
+    }
+    if (r->nvalues && store_queue_partition_put(c->store, qname, r->partition, (int64_t)r->nvalues, r->partition_ttl,
+                                                wall_s(), &err) < 0) {
+        store_rollback(c->store, NULL);
+        return store_failed(e, &err), NULL;
     }
     if (store_commit(c->store, &err) < 0)
         return store_failed(e, &err), NULL;
@@ -470,7 +513,9 @@ json_t *ctl_queue_op(struct ctl *c, const char *ws, const char *name, const char
         return queue_put(c, qname, r, e);
     if (!strcmp(op, "len")) {
         int64_t n = 0;
-        if (store_queue_count(c->store, qname, r->total ? NULL : r->partition, &n, &err) < 0)
+        if (!r->total && partition_live(c, qname, r->partition, &n, e) < 0)
+            return NULL;
+        if (r->total && store_queue_count_total(c->store, qname, wall_s(), &n, &err) < 0)
             return store_failed(e, &err), NULL;
         return json_pack("{s:I}", "len", (json_int_t)n);
     }
@@ -484,6 +529,50 @@ json_t *ctl_queue_op(struct ctl *c, const char *ws, const char *name, const char
     if (store_queue_clear(c->store, qname, r->all ? NULL : r->partition, &err) < 0) /* clear */
         return store_failed(e, &err), NULL;
     return json_object();
+}
+
+/* Expired partitions removed per sweep: a sweep is a few milliseconds at most (each
+ * partition up to 5,000 items), and the rest go on the next one, a second later. */
+#define KV_SWEEP_BATCH 64
+
+struct expired {
+    char queue[CTL_QNAME_MAX];
+    char partition[SPEC_QUEUE_PARTITION_MAX + 1];
+};
+
+struct expired_list {
+    struct expired v[KV_SWEEP_BATCH];
+    size_t n;
+};
+
+static int expired_row(const char *queue, const char *partition, void *ud)
+{
+    struct expired_list *l = ud;
+    if (l->n == KV_SWEEP_BATCH)
+        return 1;
+    snprintf(l->v[l->n].queue, sizeof l->v[l->n].queue, "%s", queue);
+    snprintf(l->v[l->n].partition, sizeof l->v[l->n].partition, "%s", partition);
+    l->n++;
+    return 0;
+}
+
+void ctl_kv_tick(struct ctl *c)
+{
+    /* Listed first, removed after: the listing's statement is done before any write. */
+    AUTO_FREE struct expired_list *l = xcalloc(1, sizeof *l);
+    struct gerr err;
+    if (store_queue_expired(c->store, wall_s(), KV_SWEEP_BATCH, expired_row, l, &err) < 0) {
+        log_warn("control", "queue partitions: %s", err.msg);
+        return;
+    }
+    for (size_t i = 0; i < l->n; i++) {
+        if (store_queue_clear(c->store, l->v[i].queue, l->v[i].partition, &err) < 0) {
+            log_warn("control", "queue %s: removing expired partition '%s': %s", l->v[i].queue, l->v[i].partition,
+                     err.msg);
+            return;
+        }
+        log_info("control", "queue %s: partition '%s' expired", l->v[i].queue, l->v[i].partition);
+    }
 }
 
 void ctl_kv_shutdown(struct ctl *c)

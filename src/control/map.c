@@ -63,7 +63,8 @@ int ctl_map(struct ctl *c, const char *app, const char *fn, const struct ctl_inp
     }
     struct ctl_fn *f = ctl_find_fn(c, app, fn);
     if (!f || !f->latest) {
-        ctl_err(e, CTL_E_NOT_FOUND, "not_found", NULL, "function %s.%s not found; deploy it first", app, fn);
+        ctl_err(e, CTL_E_NOT_FOUND, "not_found", NULL, "function %s.%s not found; %s", app, fn,
+                f && f->retired ? "the last deploy of its app removed it" : "deploy it first");
         return -ENOENT;
     }
     if (f->app->stopped) {

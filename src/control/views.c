@@ -16,7 +16,9 @@ json_t *ctl_apps_json(struct ctl *c, const char *ws)
         const char *local = ctl_unqualify(a->name, ws);
         if (!local)
             continue;
-        int n = (int)list_length(&a->fns);
+        int n = 0;
+        list_for_each(f, &a->fns, struct ctl_fn, link)
+            n += !f->retired;
         json_array_append_new(arr, json_pack("{s:s,s:s,s:i,s:f}", "name", local, "state",
                                              a->stopped ? "stopped" : "deployed", "functions", n, "created_at",
                                              a->created_at));
@@ -202,15 +204,17 @@ json_t *ctl_functions_json(struct ctl *c, const char *ws)
     list_for_each(a, &c->apps, struct ctl_app, link)
         if (ctl_unqualify(a->name, ws))
             list_for_each(f, &a->fns, struct ctl_fn, link)
-            json_array_append_new(arr, fn_json(c, f));
+                if (!f->retired)
+                    json_array_append_new(arr, fn_json(c, f));
     return json_pack("{s:o}", "functions", arr);
 }
 
 json_t *ctl_function_json(struct ctl *c, const char *app, const char *fn, struct ctl_error *e)
 {
     struct ctl_fn *f = ctl_find_fn(c, app, fn);
-    if (!f) {
-        ctl_err(e, CTL_E_NOT_FOUND, "not_found", NULL, "function %s.%s not found", ctl_local_name(app), fn);
+    if (!f || f->retired) {
+        ctl_err(e, CTL_E_NOT_FOUND, "not_found", NULL, "function %s.%s not found%s", ctl_local_name(app), fn,
+                f ? " (a deploy of its app removed it)" : "");
         return NULL;
     }
     return fn_json(c, f);

@@ -144,7 +144,7 @@ static const struct op_fields op_table[] = {
     {SPEC_KV_DICT, "len", {NULL}},
     {SPEC_KV_DICT, "items", {"after", "limit"}},
     {SPEC_KV_DICT, "clear", {NULL}},
-    {SPEC_KV_QUEUE, "put", {"values", "partition"}},
+    {SPEC_KV_QUEUE, "put", {"values", "partition", "partition_ttl"}},
     {SPEC_KV_QUEUE, "get", {"n", "partition", "timeout"}},
     {SPEC_KV_QUEUE, "len", {"partition", "total"}},
     {SPEC_KV_QUEUE, "items", {"partition", "after", "limit"}},
@@ -259,6 +259,21 @@ int spec_kv_req_parse(enum spec_kv_kind kind, const char *op, json_t *body, stru
             rc = bool_field(body, "total", &r->total, field_out, err);
         if (rc == 0)
             rc = bool_field(body, "all", &r->all, field_out, err);
+        /* Modal's client refuses both, rather than letting one win. */
+        if (rc == 0 && r->partition[0] && (r->total || r->all))
+            rc = fail(field_out, err, EINVAL, r->total ? "total" : "all",
+                      "%s: must be false when a partition is named (it means every partition)",
+                      r->total ? "total" : "all");
+        r->partition_ttl = SPEC_QUEUE_TTL_DEFAULT_S;
+        j = json_object_get(body, "partition_ttl");
+        if (rc == 0 && j && !json_is_null(j)) {
+            double t = json_is_number(j) ? json_number_value(j) : -1;
+            if (!(t > 0 && t <= SPEC_QUEUE_TTL_MAX_S))
+                rc = fail(field_out, err, EINVAL, "partition_ttl",
+                          "partition_ttl: must be a number of seconds above 0, at most %d", SPEC_QUEUE_TTL_MAX_S);
+            else
+                r->partition_ttl = t;
+        }
         j = json_object_get(body, "timeout");
         if (rc == 0 && j && !json_is_null(j)) {
             double t = json_is_number(j) ? json_number_value(j) : -1;

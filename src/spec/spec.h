@@ -232,6 +232,11 @@ int toml_parse(const char *text, size_t len, json_t **out, struct gerr *err);
 /* The longest one blocked get waits before it is answered empty: Modal's client asks
  * for 50 s at a time so that proxies keep the connection; ours loops the same way. */
 #define SPEC_QUEUE_WAIT_MAX_S 50
+/* A queue put's partition_ttl (Modal's): the partition is removed when not put into
+ * for this many seconds; Modal's default is a day. The bound (a year) only keeps the
+ * expiry a sane time; Modal documents none. */
+#define SPEC_QUEUE_TTL_DEFAULT_S 86400
+#define SPEC_QUEUE_TTL_MAX_S (365 * 86400)
 
 enum spec_kv_kind { SPEC_KV_DICT = 1, SPEC_KV_QUEUE };
 
@@ -259,6 +264,7 @@ struct spec_kv_req {
     int64_t limit;              /* items: page size */
     bool total;                 /* queue len: all partitions */
     bool all;                   /* queue clear: all partitions */
+    double partition_ttl;       /* queue put: seconds, > 0 (default SPEC_QUEUE_TTL_DEFAULT_S) */
 };
 
 /* Decodes body (a JSON object; values base64) for operation op of kind: unknown

@@ -187,7 +187,27 @@ static const char *const migrations[] = {
     "  partition TEXT NOT NULL,"
     "  value BLOB NOT NULL);"
     "CREATE INDEX queue_items_order ON queue_items(queue, partition, id);",
-    /* 13: volumes (control's volumes.c): a named tree of a workspace (name
+    /* 13: a queue's partitions that hold
+     * items, with their count (a put checks the 5,000-item bound without counting the
+     * partition's items, and len reads one row) and their expiry (Modal's
+     * partition_ttl: removed when not put into for ttl seconds; 24 hours for the
+     * items already there, as Modal's default). */
+    "CREATE TABLE queue_partitions("
+    "  queue TEXT NOT NULL,"
+    "  partition TEXT NOT NULL,"
+    "  items INTEGER NOT NULL,"
+    "  ttl REAL NOT NULL,"
+    "  expires_at REAL NOT NULL,"
+    "  PRIMARY KEY (queue, partition)) WITHOUT ROWID;"
+    "CREATE INDEX queue_partitions_expiry ON queue_partitions(expires_at);"
+    "INSERT INTO queue_partitions(queue, partition, items, ttl, expires_at)"
+    "  SELECT queue, partition, COUNT(*), 86400, (julianday('now') - 2440587.5) * 86400 + 86400"
+    "  FROM queue_items GROUP BY queue, partition;"
+    /* ... and functions a deploy retired (its spec no longer had them): the time is set
+     * on their latest version, so that a later deploy of the name (a new version)
+     * brings the function back. */
+    "ALTER TABLE function_versions ADD COLUMN retired_at REAL;",
+    /* 14: volumes (control's volumes.c): a named tree of a workspace (name
      * "<workspace>/<name>"), its current version number and that version's manifest
      * in the object store ("sha256:<hex>"), replaced together at each commit. */
     "CREATE TABLE volumes("
@@ -215,6 +235,7 @@ enum stmt_id {
     S_FN_LATEST,
     S_FN_GET,
     S_FN_LIST_LATEST,
+    S_FN_RETIRE,
     S_CALL_INSERT,
     S_CALL_RUNNING,
     S_CALL_PENDING,
@@ -276,12 +297,18 @@ enum stmt_id {
     S_DICT_LIST,
     S_DICT_CLEAR,
     S_QUEUE_PUSH,
-    S_QUEUE_COUNT,
-    S_QUEUE_COUNT_ALL,
     S_QUEUE_LIST,
     S_QUEUE_REMOVE_UPTO,
     S_QUEUE_CLEAR,
     S_QUEUE_CLEAR_ALL,
+    S_QPART_GET,
+    S_QPART_PUT,
+    S_QPART_TAKE,
+    S_QPART_DROP_EMPTY,
+    S_QPART_CLEAR,
+    S_QPART_CLEAR_ALL,
+    S_QPART_SUM,
+    S_QPART_EXPIRED,
     S_VOL_CREATE,
     S_VOL_GET,
     S_VOL_SET,
@@ -329,9 +356,13 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_FN_LATEST] = "SELECT version, spec_json FROM function_versions WHERE app = ?1 AND name = ?2"
                     " ORDER BY version DESC LIMIT 1",
     [S_FN_GET] = "SELECT spec_json FROM function_versions WHERE app = ?1 AND name = ?2 AND version = ?3",
-    /* SQLite takes the bare column spec_json from the row that has MAX(version). */
-    [S_FN_LIST_LATEST] = "SELECT app, name, MAX(version), spec_json FROM function_versions"
-                         " GROUP BY app, name ORDER BY app, name",
+    /* SQLite takes the bare columns spec_json and retired_at from the row that has
+     * MAX(version); a function whose latest version was retired is left out. */
+    [S_FN_LIST_LATEST] = "SELECT app, name, version, spec_json FROM"
+                         " (SELECT app, name, MAX(version) AS version, spec_json, retired_at FROM function_versions"
+                         "  GROUP BY app, name) WHERE retired_at IS NULL ORDER BY app, name",
+    [S_FN_RETIRE] = "UPDATE function_versions SET retired_at = ?3 WHERE app = ?1 AND name = ?2 AND version ="
+                    " (SELECT MAX(version) FROM function_versions WHERE app = ?1 AND name = ?2)",
 
     [S_CALL_INSERT] = "INSERT INTO calls(id, app, function, version, state, error_code, attempts, created_at,"
                       " started_at, finished_at, next_attempt_at, map_id, map_index, error_message, input, output)"
@@ -423,7 +454,8 @@ static const char *const stmt_sql[S_COUNT] = {
     /* ?2 is "<workspace>/": substr, not LIKE, whose wildcards a name may contain. */
     [S_KVOBJ_LIST] = "SELECT o.name, o.created_at, CASE o.kind"
                      " WHEN 'dict' THEN (SELECT COUNT(*) FROM dict_entries d WHERE d.dict = o.name)"
-                     " ELSE (SELECT COUNT(*) FROM queue_items q WHERE q.queue = o.name) END"
+                     " ELSE (SELECT COALESCE(SUM(p.items), 0) FROM queue_partitions p"
+                     "       WHERE p.queue = o.name AND p.expires_at > ?3) END"
                      " FROM kv_objects o WHERE o.kind = ?1 AND substr(o.name, 1, length(?2)) = ?2 ORDER BY o.name",
     [S_DICT_GET] = "SELECT value FROM dict_entries WHERE dict = ?1 AND key = ?2",
     [S_DICT_PUT] = "INSERT INTO dict_entries(dict, key, value) VALUES (?1, ?2, ?3)"
@@ -435,13 +467,21 @@ static const char *const stmt_sql[S_COUNT] = {
                     " ORDER BY key LIMIT ?3",
     [S_DICT_CLEAR] = "DELETE FROM dict_entries WHERE dict = ?1",
     [S_QUEUE_PUSH] = "INSERT INTO queue_items(queue, partition, value) VALUES (?1, ?2, ?3)",
-    [S_QUEUE_COUNT] = "SELECT COUNT(*) FROM queue_items WHERE queue = ?1 AND partition = ?2",
-    [S_QUEUE_COUNT_ALL] = "SELECT COUNT(*) FROM queue_items WHERE queue = ?1",
     [S_QUEUE_LIST] = "SELECT id, value FROM queue_items WHERE queue = ?1 AND partition = ?2 AND id > ?3"
                      " ORDER BY id LIMIT ?4",
     [S_QUEUE_REMOVE_UPTO] = "DELETE FROM queue_items WHERE queue = ?1 AND partition = ?2 AND id <= ?3",
     [S_QUEUE_CLEAR] = "DELETE FROM queue_items WHERE queue = ?1 AND partition = ?2",
     [S_QUEUE_CLEAR_ALL] = "DELETE FROM queue_items WHERE queue = ?1",
+    [S_QPART_GET] = "SELECT items, expires_at FROM queue_partitions WHERE queue = ?1 AND partition = ?2",
+    [S_QPART_PUT] = "INSERT INTO queue_partitions(queue, partition, items, ttl, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)"
+                    " ON CONFLICT(queue, partition) DO UPDATE SET items = items + ?3, ttl = ?4, expires_at = ?5",
+    [S_QPART_TAKE] = "UPDATE queue_partitions SET items = items - ?3 WHERE queue = ?1 AND partition = ?2",
+    [S_QPART_DROP_EMPTY] = "DELETE FROM queue_partitions WHERE queue = ?1 AND partition = ?2 AND items <= 0",
+    [S_QPART_CLEAR] = "DELETE FROM queue_partitions WHERE queue = ?1 AND partition = ?2",
+    [S_QPART_CLEAR_ALL] = "DELETE FROM queue_partitions WHERE queue = ?1",
+    [S_QPART_SUM] = "SELECT COALESCE(SUM(items), 0) FROM queue_partitions WHERE queue = ?1 AND expires_at > ?2",
+    [S_QPART_EXPIRED] = "SELECT queue, partition FROM queue_partitions WHERE expires_at <= ?1"
+                        " ORDER BY expires_at LIMIT ?2",
     [S_VOL_CREATE] = "INSERT OR IGNORE INTO volumes(name, version, manifest, created_at, updated_at)"
                      " VALUES (?1, 1, ?2, ?3, ?3)",
     [S_VOL_GET] = "SELECT name, version, manifest, created_at, updated_at FROM volumes WHERE name = ?1",
@@ -705,6 +745,7 @@ struct listing {
         store_kvobj_cb kvobj;
         store_pair_cb pair;
         store_queue_item_cb qitem;
+        store_qpart_cb qpart;
         store_volume_cb volume;
     } cb;
     void *ud;
@@ -1083,6 +1124,11 @@ static int function_row(sqlite3_stmt *s, const struct listing *l)
 {
     return l->cb.function((const char *)sqlite3_column_text(s, 0), (const char *)sqlite3_column_text(s, 1),
                           (uint32_t)sqlite3_column_int64(s, 2), (const char *)sqlite3_column_text(s, 3), l->ud);
+}
+
+int store_function_retire(struct store *st, const char *app, const char *name, double now, struct gerr *err)
+{
+    return exec_ok(st, S_FN_RETIRE, PARAMS(P_TEXT(app), P_TEXT(name), P_REAL(now)), err, "retiring function", name);
 }
 
 int store_function_list_latest(struct store *st, store_function_cb cb, void *ud, struct gerr *err)
@@ -1682,9 +1728,17 @@ int store_kvobj_create(struct store *st, const char *kind, const char *name, dou
     return r < 0 ? r : r > 0;
 }
 
-int store_kvobj_exists(struct store *st, const char *kind, const char *name, struct gerr *err)
+static int read_time(sqlite3_stmt *s, void *out)
 {
-    return query_one(st, S_KVOBJ_EXISTS, PARAMS(P_TEXT(kind), P_TEXT(name)), read_nothing, NULL, err, "%s %s", kind,
+    *(double *)out = col_time(s, 0);
+    return 0;
+}
+
+int store_kvobj_exists(struct store *st, const char *kind, const char *name, double *created_at, struct gerr *err)
+{
+    double at_unused;
+    return query_one(st, S_KVOBJ_EXISTS, PARAMS(P_TEXT(kind), P_TEXT(name)), read_time,
+                     created_at ? created_at : &at_unused, err, "%s %s", kind,
                      name);
 }
 
@@ -1695,8 +1749,8 @@ int store_kvobj_delete(struct store *st, const char *kind, const char *name, str
         return r;
     r = exec_update_one(st, S_KVOBJ_DELETE, PARAMS(P_TEXT(kind), P_TEXT(name)), err, kind, name);
     if (r == 0)
-        r = exec_ok(st, strcmp(kind, "dict") ? S_QUEUE_CLEAR_ALL : S_DICT_CLEAR, PARAMS(P_TEXT(name)), err,
-                    "deleting the contents of", name);
+        r = strcmp(kind, "dict") ? store_queue_clear(st, name, NULL, err)
+                                 : exec_ok(st, S_DICT_CLEAR, PARAMS(P_TEXT(name)), err, "deleting the contents of", name);
     if (r == 0)
         return store_commit(st, err);
     store_rollback(st, NULL);
@@ -1708,13 +1762,14 @@ static int kvobj_row(sqlite3_stmt *s, const struct listing *l)
     return l->cb.kvobj((const char *)sqlite3_column_text(s, 0), col_time(s, 1), sqlite3_column_int64(s, 2), l->ud);
 }
 
-int store_kvobj_list(struct store *st, const char *kind, const char *ws, store_kvobj_cb cb, void *ud,
+int store_kvobj_list(struct store *st, const char *kind, const char *ws, double now, store_kvobj_cb cb, void *ud,
                      struct gerr *err)
 {
     char prefix[STORE_KV_WS_PREFIX_MAX];
     snprintf(prefix, sizeof prefix, "%s/", ws);
     const struct listing l = {.cb.kvobj = cb, .ud = ud};
-    return list_rows(st, S_KVOBJ_LIST, PARAMS(P_TEXT(kind), P_TEXT(prefix)), kvobj_row, &l, err, kind, "listing");
+    return list_rows(st, S_KVOBJ_LIST, PARAMS(P_TEXT(kind), P_TEXT(prefix), P_REAL(now)), kvobj_row, &l, err, kind,
+                     "listing");
 }
 
 struct blob_out {
@@ -1784,12 +1839,42 @@ int store_queue_push(struct store *st, const char *queue, const char *partition,
                    "putting an item into", queue);
 }
 
-int store_queue_count(struct store *st, const char *queue, const char *partition, int64_t *n, struct gerr *err)
+int store_queue_partition_put(struct store *st, const char *queue, const char *partition, int64_t n, double ttl,
+                              double now, struct gerr *err)
 {
-    if (!partition)
-        return query_one(st, S_QUEUE_COUNT_ALL, PARAMS(P_TEXT(queue)), read_int64, n, err, "the items of %s", queue);
-    return query_one(st, S_QUEUE_COUNT, PARAMS(P_TEXT(queue), P_TEXT(partition)), read_int64, n, err,
-                     "the items of %s", queue);
+    return exec_ok(st, S_QPART_PUT,
+                   PARAMS(P_TEXT(queue), P_TEXT(partition), P_INT(n), P_REAL(ttl), P_REAL(now + ttl)), err,
+                   "recording a put into", queue);
+}
+
+struct qpart_out {
+    int64_t items;
+    double expires_at;
+};
+
+static int read_qpart(sqlite3_stmt *s, void *out)
+{
+    struct qpart_out *q = out;
+    q->items = sqlite3_column_int64(s, 0);
+    q->expires_at = sqlite3_column_double(s, 1);
+    return 0;
+}
+
+int store_queue_partition(struct store *st, const char *queue, const char *partition, int64_t *items,
+                          double *expires_at, struct gerr *err)
+{
+    struct qpart_out q = {0, 0};
+    int r = query_one(st, S_QPART_GET, PARAMS(P_TEXT(queue), P_TEXT(partition)), read_qpart, &q, err,
+                      "a partition of %s", queue);
+    *items = q.items;
+    *expires_at = q.expires_at;
+    return r;
+}
+
+int store_queue_count_total(struct store *st, const char *queue, double now, int64_t *n, struct gerr *err)
+{
+    return query_one(st, S_QPART_SUM, PARAMS(P_TEXT(queue), P_REAL(now)), read_int64, n, err, "the items of %s",
+                     queue);
 }
 
 static int qitem_row(sqlite3_stmt *s, const struct listing *l)
@@ -1809,15 +1894,48 @@ int store_queue_list(struct store *st, const char *queue, const char *partition,
 int store_queue_remove_upto(struct store *st, const char *queue, const char *partition, int64_t upto,
                             struct gerr *err)
 {
-    return exec_ok(st, S_QUEUE_REMOVE_UPTO, PARAMS(P_TEXT(queue), P_TEXT(partition), P_INT(upto)), err,
-                   "taking items from", queue);
+    int n = exec_write(st, S_QUEUE_REMOVE_UPTO, PARAMS(P_TEXT(queue), P_TEXT(partition), P_INT(upto)), err,
+                       "taking items from", queue);
+    if (n <= 0)
+        return n;
+    int r = exec_ok(st, S_QPART_TAKE, PARAMS(P_TEXT(queue), P_TEXT(partition), P_INT(n)), err,
+                    "counting the items taken from", queue);
+    return r < 0 ? r
+                 : exec_ok(st, S_QPART_DROP_EMPTY, PARAMS(P_TEXT(queue), P_TEXT(partition)), err,
+                           "dropping an emptied partition of", queue);
 }
 
 int store_queue_clear(struct store *st, const char *queue, const char *partition, struct gerr *err)
 {
-    if (!partition)
-        return exec_ok(st, S_QUEUE_CLEAR_ALL, PARAMS(P_TEXT(queue)), err, "clearing", queue);
-    return exec_ok(st, S_QUEUE_CLEAR, PARAMS(P_TEXT(queue), P_TEXT(partition)), err, "clearing", queue);
+    int r = store_begin(st, err);
+    if (r < 0)
+        return r;
+    if (!partition) {
+        r = exec_ok(st, S_QUEUE_CLEAR_ALL, PARAMS(P_TEXT(queue)), err, "clearing", queue);
+        if (r == 0)
+            r = exec_ok(st, S_QPART_CLEAR_ALL, PARAMS(P_TEXT(queue)), err, "clearing the partitions of", queue);
+    } else {
+        r = exec_ok(st, S_QUEUE_CLEAR, PARAMS(P_TEXT(queue), P_TEXT(partition)), err, "clearing", queue);
+        if (r == 0)
+            r = exec_ok(st, S_QPART_CLEAR, PARAMS(P_TEXT(queue), P_TEXT(partition)), err,
+                        "clearing a partition of", queue);
+    }
+    if (r == 0)
+        return store_commit(st, err);
+    store_rollback(st, NULL);
+    return r;
+}
+
+static int qpart_row(sqlite3_stmt *s, const struct listing *l)
+{
+    return l->cb.qpart((const char *)sqlite3_column_text(s, 0), (const char *)sqlite3_column_text(s, 1), l->ud);
+}
+
+int store_queue_expired(struct store *st, double now, int64_t limit, store_qpart_cb cb, void *ud, struct gerr *err)
+{
+    const struct listing l = {.cb.qpart = cb, .ud = ud};
+    return list_rows(st, S_QPART_EXPIRED, PARAMS(P_REAL(now), P_INT(limit)), qpart_row, &l, err, "queue partitions",
+                     "listing expired queue partitions");
 }
 
 /* ---------- volumes ---------- */

@@ -35,7 +35,7 @@ struct store;
 
 /* Schema version this code writes; store_open() migrates older files up to it and
  * refuses newer ones (-EPROTONOSUPPORT). */
-#define STORE_SCHEMA_VERSION 13
+#define STORE_SCHEMA_VERSION 14
 
 /* ---------- open / close / transactions ---------- */
 
@@ -84,10 +84,14 @@ int store_function_latest(struct store *st, const char *app, const char *name, u
 /* The spec of one version (*spec_json malloc'd). -ENOENT. */
 int store_function_get_version(struct store *st, const char *app, const char *name, uint32_t version,
                                char **spec_json, struct gerr *err);
-/* The latest version of every function (apps in any state), ordered by app, name. */
+/* The latest version of every function (apps in any state) that is not retired,
+ * ordered by app, name. */
 typedef int (*store_function_cb)(const char *app, const char *name, uint32_t version, const char *spec_json,
                                  void *ud);
 int store_function_list_latest(struct store *st, store_function_cb cb, void *ud, struct gerr *err);
+/* A deploy left the function out of its app: marks its latest version retired (a
+ * later version, from a deploy that has it again, is not). Its calls stay readable. */
+int store_function_retire(struct store *st, const char *app, const char *name, double now, struct gerr *err);
 
 /* ---------- calls ---------- */
 
@@ -342,14 +346,14 @@ int store_schedule_list(struct store *st, store_schedule_cb cb, void *ud, struct
 
 /* kind is "dict" or "queue"; name "<workspace>/<name>". 1 if created, 0 if it existed. */
 int store_kvobj_create(struct store *st, const char *kind, const char *name, double now, struct gerr *err);
-/* 0 if the object exists, -ENOENT if not. */
-int store_kvobj_exists(struct store *st, const char *kind, const char *name, struct gerr *err);
+/* 0 if the object exists (*created_at: when, unless NULL), -ENOENT if not. */
+int store_kvobj_exists(struct store *st, const char *kind, const char *name, double *created_at, struct gerr *err);
 /* Deletes the object and everything in it; -ENOENT if there is no such object. */
 int store_kvobj_delete(struct store *st, const char *kind, const char *name, struct gerr *err);
-/* count: the entries of a dict, the items (all partitions) of a queue. */
+/* count: the entries of a dict, the items (all partitions not expired at now) of a queue. */
 typedef int (*store_kvobj_cb)(const char *name, double created_at, int64_t count, void *ud);
 /* The objects of kind of workspace ws, by name. */
-int store_kvobj_list(struct store *st, const char *kind, const char *ws, store_kvobj_cb cb, void *ud,
+int store_kvobj_list(struct store *st, const char *kind, const char *ws, double now, store_kvobj_cb cb, void *ud,
                      struct gerr *err);
 
 /* A dict's entries, keyed by the bytes of the client's key. *value is malloc'd;
@@ -368,20 +372,36 @@ int store_dict_list(struct store *st, const char *dict, const void *after, size_
                     store_pair_cb cb, void *ud, struct gerr *err);
 int store_dict_clear(struct store *st, const char *dict, struct gerr *err);
 
-/* A queue's items; partition "" is the default one. Ids grow in the order of puts. */
+/* A queue's items; partition "" is the default one. Ids grow in the order of puts.
+ * A put pushes its items and records them with store_queue_partition_put in one
+ * transaction, so that the partition's count stays the number of its items. */
 int store_queue_push(struct store *st, const char *queue, const char *partition, const void *value, size_t len,
                      struct gerr *err);
-/* partition NULL: all partitions. */
-int store_queue_count(struct store *st, const char *queue, const char *partition, int64_t *n, struct gerr *err);
+/* n items were put into partition at now: its count grows by n and it expires ttl
+ * seconds from now (Modal's partition_ttl: a partition not put into for that long). */
+int store_queue_partition_put(struct store *st, const char *queue, const char *partition, int64_t n, double ttl,
+                              double now, struct gerr *err);
+/* The partition's item count and when it expires; -ENOENT when it holds no items.
+ * Expiry is the caller's to check (control removes an expired one with clear). */
+int store_queue_partition(struct store *st, const char *queue, const char *partition, int64_t *items,
+                          double *expires_at, struct gerr *err);
+/* The items of the queue's partitions that have not expired at now. */
+int store_queue_count_total(struct store *st, const char *queue, double now, int64_t *n, struct gerr *err);
 typedef int (*store_queue_item_cb)(int64_t id, const void *value, size_t len, void *ud);
 /* At most limit items of partition with an id above after, oldest first. */
 int store_queue_list(struct store *st, const char *queue, const char *partition, int64_t after, int64_t limit,
                      store_queue_item_cb cb, void *ud, struct gerr *err);
-/* Removes the items of partition with an id up to upto (those a get took). */
+/* Removes the items of partition with an id up to upto (those a get took) and lowers
+ * its count (an emptied partition is forgotten, its expiry with it). Call it inside a
+ * transaction. */
 int store_queue_remove_upto(struct store *st, const char *queue, const char *partition, int64_t upto,
                             struct gerr *err);
-/* partition NULL: all partitions. */
+/* Removes the items and the record of partition (NULL: all partitions), in one
+ * transaction (or a savepoint of the caller's). */
 int store_queue_clear(struct store *st, const char *queue, const char *partition, struct gerr *err);
+typedef int (*store_qpart_cb)(const char *queue, const char *partition, void *ud);
+/* At most limit partitions that expired at now or before, the longest expired first. */
+int store_queue_expired(struct store *st, double now, int64_t limit, store_qpart_cb cb, void *ud, struct gerr *err);
 
 /* ---------- volumes (control's volumes.c) ---------- */
 

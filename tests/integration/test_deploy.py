@@ -96,3 +96,56 @@ def test_redeploy_new_version_inflight_finishes_on_old(gust):
     st = gust.status(old.headers["gust-call-id"])
     assert st["version"] == ver1 and st["status"] == "succeeded", st
     assert gust.status(r.headers["gust-call-id"])["version"] == ver2
+
+
+def _echo(name, **kw):
+    return echo_fn("ret", name, **kw)["functions"][0]
+
+
+def test_redeploy_retires_functions_the_spec_left_out(gust_echo):
+    """A deploy replaces the app's set of functions, as Modal's: one the new spec lacks
+    is gone from the listings, a call to it is 404 naming the deploy, its calls are
+    cancelled and its containers stop. A with_options variant (GUST_VARIANT_OF) stays
+    while its base does; a deploy of variants alone retires nothing. The retirement
+    survives a restart, and a later deploy with the function brings it back."""
+    gust = gust_echo
+    slow = {"name": "slow", "kind": "exec", "command": ["sh", "-c", "sleep 60"], "image": "busybox",
+            "timeout": 120, "resources": {"cpu": 100, "memory": 64}}
+    gust.deploy({"app": "ret", "functions": [
+        _echo("f"), _echo("g"), slow,
+        _echo("f-v0123456789", env={"GUST_VARIANT_OF": "f@1"}),
+        _echo("g-v0123456789", env={"GUST_VARIANT_OF": "g@1"})]})
+    assert gust.call_ok("ret", "g", b"hi") == b"hi"
+    gust.wait_idle("ret", "g", 1)
+    running = gust.spawn("ret", "slow")
+    wait_until(lambda: gust.function("ret", "slow")["running"] >= 1, 30, msg="the slow call to run")
+
+    gust.deploy({"app": "ret", "functions": [_echo("f")]})
+    names = sorted(f["name"] for f in gust.functions() if f["app"] == "ret")
+    assert names == ["f", "f-v0123456789"], names
+    for gone in ("g", "slow", "g-v0123456789"):
+        r = gust.http("GET", f"/v1/functions/ret/{gone}")
+        assert r.status == 404, r
+        r = gust.call("ret", gone, b"x")
+        assert r.status == 404 and "removed" in r.error()["message"], r
+    st = gust.status(running)
+    assert st["status"] == "cancelled" and "removed from app ret" in (st.get("error") or {}).get("message", ""), st
+    wait_until(lambda: not gust.containers("ret", "g") and not gust.containers("ret", "slow"), 30,
+               msg="the retired functions' containers to stop")
+    assert gust.call_ok("ret", "f", b"still") == b"still"
+    apps = {a["name"]: a for a in gust.get_json("/v1/apps")["apps"]}
+    assert apps["ret"]["functions"] == 2, apps
+    assert "slow" not in gust.cli("ls").out
+
+    # The SDK deploys a variant alone on its first use: nothing else goes.
+    gust.deploy({"app": "ret", "functions": [_echo("f-vfedcba9876", env={"GUST_VARIANT_OF": "f@2"})]})
+    names = sorted(f["name"] for f in gust.functions() if f["app"] == "ret")
+    assert names == ["f", "f-v0123456789", "f-vfedcba9876"], names
+
+    gust.restart()
+    names = sorted(f["name"] for f in gust.functions() if f["app"] == "ret")
+    assert names == ["f", "f-v0123456789", "f-vfedcba9876"], names
+    assert gust.call("ret", "g", b"x").status == 404
+
+    gust.deploy({"app": "ret", "functions": [_echo("f"), _echo("g")]})
+    assert gust.call_ok("ret", "g", b"back") == b"back"

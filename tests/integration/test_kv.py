@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+from gustlib import wait_until
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "sdk", "python"))
 
@@ -288,3 +290,67 @@ def test_a_blocked_get_is_answered_at_shutdown(gust):
     assert gust.stop() == 0
     t.join(30)
     assert not t.is_alive() and errors == ["shutting_down"], errors
+
+
+def test_partition_ttl_removes_a_partition_not_put_into(gust):
+    """Modal's partition_ttl: a partition not put into for that long is removed with
+    its items; the others keep theirs (a day by default). A partition nobody touches
+    is swept by gustd itself (its log says so); one that is used is checked there."""
+    a = gust.addr
+    q = gsdk.Queue.from_name("ttl", create_if_missing=True, addr=a)
+    q.put_many(["s1", "s2"], partition="short", partition_ttl=1)
+    q.put("untouched", partition="swept", partition_ttl=1)
+    q.put("l", partition="long")
+    q.put("d")
+    assert q.len(total=True) == 5
+    wait_until(lambda: q.len(partition="short") == 0, 30, msg="partition 'short' expired")
+    assert q.get(partition="short", block=False) is None
+    wait_until(lambda: "partition 'swept' expired" in gust.stderr_text(), 30, msg="the sweep of 'swept'")
+    assert q.len(partition="long") == 1 and q.len() == 1 and q.len(total=True) == 2
+    assert {x["name"]: x["len"] for x in gsdk.Queue.list(addr=a)}["ttl"] == 2
+    # An expired partition is a new one for the next put.
+    q.put("again", partition="short")
+    assert q.len(partition="short") == 1 and q.get(partition="short") == "again"
+    assert q.get(partition="long") == "l" and q.get() == "d"
+
+
+def test_partition_ttl_is_kept_across_a_restart(gust):
+    """The expiry is stored: a partition put with a 1 s TTL before a restart is gone
+    after it (without its TTL stored it would keep Modal's default day), while one of
+    the default TTL keeps its items."""
+    q = gsdk.Queue.from_name("ttl-restart", create_if_missing=True, addr=gust.addr)
+    q.put("brief", partition="brief", partition_ttl=1)
+    q.put("stays")
+    gust.restart()
+    q = gsdk.Queue.from_name("ttl-restart", addr=gust.addr)
+    wait_until(lambda: q.len(partition="brief") == 0, 30, msg="partition 'brief' expired")
+    assert q.get(block=False) == "stays"
+
+
+def test_queue_len_and_clear_argument_rules_and_info(gust):
+    """As Modal's client: naming a partition with total (len) or all (clear) is an
+    InvalidError; gustd refuses the same, naming the field; partition_ttl must be a
+    positive number of seconds. info() of both kinds: name and creation time."""
+    import datetime
+    a = gust.addr
+    q = gsdk.Queue.from_name("rules", create_if_missing=True, addr=a)
+    with pytest.raises(InvalidError):
+        q.len(partition="p", total=True)
+    with pytest.raises(InvalidError):
+        q.clear(partition="p", all=True)
+    h = {"Content-Type": "application/json"}
+    r = gust.http("POST", "/v1/queues/rules/len", json.dumps({"partition": "p", "total": True}), h)
+    assert r.status == 400 and r.error()["field"] == "total", r
+    r = gust.http("POST", "/v1/queues/rules/clear", json.dumps({"partition": "p", "all": True}), h)
+    assert r.status == 400 and r.error()["field"] == "all", r
+    for bad in (0, -1, "1", 366 * 86400):
+        r = gust.http("POST", "/v1/queues/rules/put", json.dumps({"values": [], "partition_ttl": bad}), h)
+        assert r.status == 400 and r.error()["field"] == "partition_ttl", (bad, r)
+    before = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=5)
+    qi = q.info()
+    assert isinstance(qi, gsdk.QueueInfo) and qi.name == "rules" and qi.created_by is None
+    assert qi.created_at.tzinfo is not None and before < qi.created_at <= datetime.datetime.now(datetime.timezone.utc)
+    di = sdk_dict("infod", a, create=True).info()
+    assert isinstance(di, gsdk.DictInfo) and di.name == "infod" and di.created_at >= before
+    # The creation time is the object's, whichever reference asks.
+    assert gsdk.Queue.from_name("rules", addr=a).info().created_at == qi.created_at

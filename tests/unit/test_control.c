@@ -1723,7 +1723,8 @@ UNIT_TEST(test_no_eviction_below_floor)
 }
 
 /* A function whose idle times are 5 minutes: released when it goes idle, a container
- * pre-warmed at 4.5 minutes (the loop's clock), and the next call lands on it warm. */
+ * pre-warmed at 5 minutes (the loop's clock: the start of the bin the idle times fall
+ * in), and the next call lands on it warm. */
 UNIT_TEST(test_prewarm)
 {
     struct env e;
@@ -1734,9 +1735,9 @@ UNIT_TEST(test_prewarm)
     uint64_t now = ev_now_ms(e.loop);
     CHECK(now > 300000); /* the monotonic clock runs since boot */
     struct ctl_fn *f = fn_n(&e, 0);
-    /* Pre-warm at 270 s after going idle: due 500 ms from now; keep-alive 396 s. */
-    seed_history(f, 30, 5 * 60000, now - 270000 + 500);
-    CHECK(ka_prewarm_ms(&f->ka, 1) == 270000 && ka_keepalive_ms(&f->ka, 1) == 396000);
+    /* Pre-warm at 300 s after going idle: due 500 ms from now; keep-alive 360 s. */
+    seed_history(f, 30, 5 * 60000, now - 300000 + 500);
+    CHECK(ka_prewarm_ms(&f->ka, 1) == 300000 && ka_keepalive_ms(&f->ka, 1) == 360000);
     sched_keepalive_kick(e.ctl, f);
     run_for(&e, 5); /* the idle container goes (in the pre-warm gap) */
     CHECK(e.fake.ctrs[0].stop_asked);
@@ -1774,11 +1775,11 @@ UNIT_TEST(test_keepalive_history_persists)
     deploy_many(&e, 2, 250);
     struct ctl_fn *f = fn_n(&e, 0);
     seed_history(f, 30, 5 * 60000, 0);
-    CHECK(ka_prewarm_ms(&f->ka, 1) == 270000);
+    CHECK(ka_prewarm_ms(&f->ka, 1) == 300000);
     ctl_free(e.ctl); /* saves */
     env_open_ctl(&e);
     f = fn_n(&e, 0);
-    CHECK(ka_prewarm_ms(&f->ka, 1) == 270000 && ka_keepalive_ms(&f->ka, 1) == 396000);
+    CHECK(ka_prewarm_ms(&f->ka, 1) == 300000 && ka_keepalive_ms(&f->ka, 1) == 360000);
     CHECK(f->ka.hist[0] && f->ka.hist[0]->samples == 30);
     CHECK_EQ_INT(f->ka.nlevels, 0); /* levels are of the old daemon's clock */
     CHECK(!fn_n(&e, 1)->ka.hist[0]);

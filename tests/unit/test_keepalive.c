@@ -138,8 +138,9 @@ UNIT_TEST(test_hybrid_fallbacks)
     ka_free(&h);
 }
 
-/* The default's cost decision. Calls a few seconds apart: keep through the first bin
- * (its upper edge + 10 %) and no further: the next bins hold no return. */
+/* The default's cost decision. Calls 20 s apart: keep through their 5-second bin (to
+ * its upper edge, no margin) and no further: the next bins hold no return. Not released
+ * and pre-warmed at 20 s either: a release shorter than a minute is not worth a start. */
 UNIT_TEST(test_default_short_gaps)
 {
     struct ka_state s;
@@ -149,15 +150,15 @@ UNIT_TEST(test_default_short_gaps)
     for (int i = 0; i < 30; i++)
         idle_period(&s, &now, 20000);
     CHECK(ka_prewarm_ms(&s, 1) == 0 && ka_short_ms(&s, 1) == 0);
-    CHECK(ka_keepalive_ms(&s, 1) == 66000);
+    CHECK(ka_keepalive_ms(&s, 1) == 25000);
     ka_free(&s);
 }
 
 /* Bursts every 15 minutes, 10 calls each: 9 idle times of seconds, then one of 15
- * minutes. Kept through the burst (66 s), released, pre-warmed at 15 min less 10 % and
- * kept to the bin's upper edge + 10 % (16 x 1.1 min): the gain of the pre-warmed bin
- * (a start saved for 1 in 10 idle times) beats keeping 14 empty minutes. ATC'20's
- * percentiles would keep it throughout (the head is in the first bin). */
+ * minutes. Kept through the burst (the first 5-second bin), released, pre-warmed at 15
+ * min and kept to the bin's upper edge (16 min): the gain of the pre-warmed bin (a
+ * start saved for 1 in 10 idle times) beats keeping 15 empty minutes. ATC'20's
+ * percentiles would keep it throughout (the head is in the first minute). */
 UNIT_TEST(test_default_prewarms_between_bursts)
 {
     struct ka_state s, h;
@@ -172,15 +173,15 @@ UNIT_TEST(test_default_prewarms_between_bursts)
         idle_period(&s, &now, 15 * MIN_MS + 20000);
         idle_period(&h, &nh, 15 * MIN_MS + 20000);
     }
-    CHECK(ka_short_ms(&s, 1) == 66000);
-    CHECK(ka_prewarm_ms(&s, 1) == 15 * MIN_MS * 90 / 100);
-    CHECK(ka_keepalive_ms(&s, 1) == 16 * MIN_MS * 110 / 100);
+    CHECK(ka_short_ms(&s, 1) == 5000);
+    CHECK(ka_prewarm_ms(&s, 1) == 15 * MIN_MS);
+    CHECK(ka_keepalive_ms(&s, 1) == 16 * MIN_MS);
     CHECK(ka_prewarm_ms(&h, 1) == 0 && ka_keepalive_ms(&h, 1) == 16 * MIN_MS * 110 / 100);
     /* The phases, from the last idle start: wanted, released, wanted, gone. */
     uint64_t next;
-    CHECK(wanted(&s, now + 1000, &next) == 1 && next == now + 66000);
-    CHECK(wanted(&s, next, &next) == 0 && next == now + 15 * MIN_MS * 90 / 100);
-    CHECK(wanted(&s, next, &next) == 1 && next == now + 16 * MIN_MS * 110 / 100);
+    CHECK(wanted(&s, now + 1000, &next) == 1 && next == now + 5000);
+    CHECK(wanted(&s, next, &next) == 0 && next == now + 15 * MIN_MS);
+    CHECK(wanted(&s, next, &next) == 1 && next == now + 16 * MIN_MS);
     CHECK(wanted(&s, next, &next) == 0 && next == UINT64_MAX);
     ka_free(&s);
     ka_free(&h);
@@ -222,10 +223,11 @@ UNIT_TEST(test_default_levels_apart)
     ka_set_level(&s, 2, t);
     ka_set_level(&s, 0, t + 1);
     CHECK_EQ_INT(s.hist[1]->samples, 20);
-    /* Level 1: gaps of 10 s and 2 h: keep 66 s, then the 2-hour return pre-warmed. */
-    CHECK(ka_keepalive_ms(&s, 1) > 120 * MIN_MS && ka_short_ms(&s, 1) == 66000);
-    /* Level 2: every gap about 2 h 10 s (one bin): released, pre-warmed just before. */
-    CHECK(ka_short_ms(&s, 2) == 0 && ka_prewarm_ms(&s, 2) == 120 * MIN_MS * 90 / 100);
+    /* Level 1: gaps of 9.7 s and 2 h less 0.3 s: kept 10 s (to the end of the 5-10 s
+     * bin), then the 2-hour return pre-warmed in its minute. */
+    CHECK(ka_short_ms(&s, 1) == 10000 && ka_prewarm_ms(&s, 1) == 119 * MIN_MS && ka_keepalive_ms(&s, 1) == 120 * MIN_MS);
+    /* Level 2: every gap about 2 h 10 s (one bin): released, pre-warmed at its start. */
+    CHECK(ka_short_ms(&s, 2) == 0 && ka_prewarm_ms(&s, 2) == 120 * MIN_MS);
     ka_free(&s);
 }
 
@@ -356,6 +358,71 @@ UNIT_TEST(test_encode_decode)
     ka_free(&d);
 }
 
+/* A version-1 history (240 one-minute bins) loads: minute 0 into the first minute's
+ * last 5-second bin, minute m into its own minute bin, so the windows it decides cover
+ * what version 1's did. */
+UNIT_TEST(test_decode_version_1)
+{
+    /* version 1, one group: group 0, samples 30, oob 0, 2 non-empty bins: minute 0 x 20,
+     * minute 5 x 10. */
+    static const unsigned char v1[] = {1, 1, 0, 30, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 20, 0, 0, 0, 5, 10, 0, 0, 0};
+    struct ka_state d;
+    ka_init(&d, KA_DEFAULT);
+    CHECK(ka_decode(&d, v1, sizeof v1) == 0);
+    CHECK(d.hist[0] && d.hist[0]->samples == 30);
+    CHECK_EQ_INT(d.hist[0]->bins[KA_FINE_BINS - 1], 20);
+    CHECK_EQ_INT(d.hist[0]->bins[KA_FINE_BINS - 1 + 5], 10);
+    /* Kept through the first minute (every minute-0 idle time covered), then the 5-minute
+     * returns pre-warmed at their minute's start. */
+    CHECK(ka_short_ms(&d, 1) == MIN_MS && ka_prewarm_ms(&d, 1) == 5 * MIN_MS && ka_keepalive_ms(&d, 1) == 6 * MIN_MS);
+    /* A version-1 minute past the range is refused. */
+    unsigned char bad[sizeof v1];
+    memcpy(bad, v1, sizeof v1);
+    bad[18] = 240;
+    CHECK(ka_decode(&d, bad, sizeof bad) == -EINVAL);
+    ka_free(&d);
+}
+
+/* The exchange rate: two 1 GiB functions, one returning every 5 minutes (the fixed
+ * window misses none of its idle times), one every 30 minutes (it misses all 40): the
+ * budget is 40 starts. Both are worth pre-warming once a start is worth more than half
+ * of the minute bin its return falls in (30 s of 1 GiB), so the rate is just above
+ * that, and neither misses. With the second at 4 GiB, its pre-warm costs 4 times more:
+ * the budget's 40 misses go to it, and the rate stays where the first is covered. */
+UNIT_TEST(test_solve_value)
+{
+    struct ka_state a, b;
+    uint64_t ta, tb;
+    start(&a, KA_DEFAULT, &ta);
+    start(&b, KA_DEFAULT, &tb);
+    for (int i = 0; i < 40; i++) {
+        idle_period(&a, &ta, 5 * MIN_MS + 20000);
+        idle_period(&b, &tb, 30 * MIN_MS + 20000);
+    }
+    const struct ka_state *states[] = {&a, &b};
+    double gib[] = {1, 1};
+    double lambda = ka_solve_value(states, gib, 2, 0);
+    CHECK(lambda > 30000 && lambda < 30000 * 1.001);
+    ka_set_value(&a, lambda / gib[0]);
+    ka_set_value(&b, lambda / gib[1]);
+    CHECK(ka_prewarm_ms(&a, 1) == 5 * MIN_MS && ka_prewarm_ms(&b, 1) == 30 * MIN_MS);
+    gib[1] = 4;
+    lambda = ka_solve_value(states, gib, 2, 0);
+    CHECK(lambda > 30000 && lambda < 30000 * 1.001);
+    ka_set_value(&b, lambda / gib[1]);
+    CHECK(ka_keepalive_ms(&b, 1) == 0); /* its starts are the ones spent */
+    /* Histories too young to decide: nothing to solve from, the previous rate stays. */
+    struct ka_state y;
+    uint64_t ty;
+    start(&y, KA_DEFAULT, &ty);
+    idle_period(&y, &ty, MIN_MS);
+    const struct ka_state *young[] = {&y};
+    CHECK(ka_solve_value(young, gib, 1, 1234.0) == 1234.0);
+    ka_free(&a);
+    ka_free(&b);
+    ka_free(&y);
+}
+
 int main(void)
 {
     UNIT_RUN(test_policy_names);
@@ -369,5 +436,7 @@ int main(void)
     UNIT_RUN(test_level_jumps_and_cap);
     UNIT_RUN(test_encode_decode);
     UNIT_RUN(test_next_use_lines);
+    UNIT_RUN(test_decode_version_1);
+    UNIT_RUN(test_solve_value);
     UNIT_MAIN_END();
 }

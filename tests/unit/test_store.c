@@ -243,8 +243,18 @@ static int kv_item_cb(int64_t id, const void *value, size_t len, void *ud)
     return 0;
 }
 
+static int kv_expired_cb(const char *queue, const char *partition, void *ud)
+{
+    struct { char q[64], p[64]; int n; } *ex = ud;
+    snprintf(ex->q, sizeof ex->q, "%s", queue);
+    snprintf(ex->p, sizeof ex->p, "%s", partition);
+    ex->n++;
+    return 0;
+}
+
 /* Schema 12: dicts and queues; a queue's partitions are separate FIFOs; deleting an
- * object deletes what it held; another workspace's listing does not show it. */
+ * object deletes what it held; another workspace's listing does not show it. Schema 13:
+ * a partition's count and expiry follow puts, gets and clears. */
 UNIT_TEST(test_dicts_and_queues)
 {
     char path[256];
@@ -253,16 +263,38 @@ UNIT_TEST(test_dicts_and_queues)
     struct gerr err = {0};
     CHECK_EQ_INT(store_kvobj_create(st, "queue", "default/q", 1.0, &err), 1);
     CHECK_EQ_INT(store_kvobj_create(st, "queue", "default/q", 2.0, &err), 0);
-    CHECK_EQ_INT(store_kvobj_exists(st, "dict", "default/q", &err), -ENOENT);
+    CHECK_EQ_INT(store_kvobj_exists(st, "dict", "default/q", NULL, &err), -ENOENT);
     const char *const items[] = {"a", "b", "c"};
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 3; i++) {
         CHECK(store_queue_push(st, "default/q", i == 1 ? "p" : "", items[i], 1, &err) == 0);
+        /* "p" expires at 100 + 10, "" at 100 + 50 */
+        CHECK(store_queue_partition_put(st, "default/q", i == 1 ? "p" : "", 1, i == 1 ? 10 : 50, 100.0, &err) == 0);
+    }
     int64_t n = 0;
-    CHECK(store_queue_count(st, "default/q", NULL, &n, &err) == 0 && n == 3);
-    CHECK(store_queue_count(st, "default/q", "", &n, &err) == 0 && n == 2);
+    double exp = 0;
+    CHECK(store_queue_count_total(st, "default/q", 0.0, &n, &err) == 0 && n == 3);
+    CHECK(store_queue_count_total(st, "default/q", 120.0, &n, &err) == 0 && n == 2); /* "p" expired */
+    CHECK(store_queue_partition(st, "default/q", "", &n, &exp, &err) == 0 && n == 2 && exp == 150.0);
+    CHECK_EQ_INT(store_queue_partition(st, "default/q", "nope", &n, &exp, &err), -ENOENT);
     char seen[8] = "";
     CHECK(store_queue_list(st, "default/q", "", 0, 10, kv_item_cb, seen, &err) == 0);
     CHECK_STR(seen, "ac");
+    struct { char q[64], p[64]; int n; } ex = {.n = 0};
+    CHECK(store_queue_expired(st, 120.0, 10, kv_expired_cb, &ex, &err) == 0);
+    CHECK(ex.n == 1 && !strcmp(ex.q, "default/q") && !strcmp(ex.p, "p"));
+    CHECK(store_queue_clear(st, "default/q", "p", &err) == 0);
+    CHECK_EQ_INT(store_queue_partition(st, "default/q", "p", &n, &exp, &err), -ENOENT);
+    /* A get takes the oldest: the count follows, and an emptied partition is forgotten. */
+    CHECK(store_begin(st, &err) == 0);
+    CHECK(store_queue_remove_upto(st, "default/q", "", 1, &err) == 0);
+    CHECK(store_commit(st, &err) == 0);
+    CHECK(store_queue_partition(st, "default/q", "", &n, &exp, &err) == 0 && n == 1);
+    CHECK(store_begin(st, &err) == 0);
+    CHECK(store_queue_remove_upto(st, "default/q", "", 3, &err) == 0);
+    CHECK(store_commit(st, &err) == 0);
+    CHECK_EQ_INT(store_queue_partition(st, "default/q", "", &n, &exp, &err), -ENOENT);
+    CHECK(store_queue_push(st, "default/q", "", "d", 1, &err) == 0);
+    CHECK(store_queue_partition_put(st, "default/q", "", 1, 50, 100.0, &err) == 0);
     CHECK_EQ_INT(store_kvobj_create(st, "dict", "default/d", 1.0, &err), 1);
     CHECK_EQ_INT(store_dict_put(st, "default/d", "k", 1, "v1", 2, false, &err), 1);
     CHECK_EQ_INT(store_dict_put(st, "default/d", "k", 1, "v2", 2, true, &err), 0);
@@ -274,10 +306,38 @@ UNIT_TEST(test_dicts_and_queues)
     CHECK_EQ_INT(store_dict_delete(st, "default/d", "k", 1, &err), 0);
     CHECK(store_kvobj_delete(st, "queue", "default/q", &err) == 0);
     CHECK_EQ_INT(sql_int(path, "SELECT COUNT(*) FROM queue_items"), 0);
+    CHECK_EQ_INT(sql_int(path, "SELECT COUNT(*) FROM queue_partitions"), 0);
     CHECK_EQ_INT(store_kvobj_delete(st, "queue", "default/q", &err), -ENOENT);
     store_close(st);
 }
 
+/* Schema 13: the items a schema-12 file's queues held get their partitions' counts
+ * and Modal's default expiry, a day from the migration. */
+UNIT_TEST(test_queue_partitions_migration)
+{
+    char path[256];
+    struct store *st = open_new(path, sizeof path);
+    CHECK(st);
+    struct gerr err = {0};
+    for (int i = 0; i < 3; i++)
+        CHECK(store_queue_push(st, "default/q", i == 1 ? "p" : "", "x", 1, &err) == 0);
+    store_close(st);
+    sqlite3 *db = NULL;
+    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+    CHECK(sqlite3_exec(db,
+                       "DROP TABLE queue_partitions; ALTER TABLE function_versions DROP COLUMN retired_at;"
+                       "DROP TABLE volumes; DELETE FROM schema_version WHERE version >= 13",
+                       NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(db);
+    st = reopen(path);
+    CHECK(st);
+    int64_t n = 0;
+    double exp = 0;
+    CHECK(store_queue_partition(st, "default/q", "", &n, &exp, &err) == 0 && n == 2);
+    CHECK(exp > wall_s() + 86000 && exp < wall_s() + 86500);
+    CHECK(store_queue_partition(st, "default/q", "p", &n, &exp, &err) == 0 && n == 1);
+    store_close(st);
+}
 
 /* Schema 8: what a schema-7 file held belongs to workspace "default" (qualified
  * names), except the built-in images; workspaces, tokens and blob owners are kept. */
@@ -298,7 +358,8 @@ UNIT_TEST(test_identity_migration_and_tables)
     CHECK(sqlite3_exec(db,
                        "DROP TABLE workspaces; DROP TABLE tokens; DROP TABLE blob_owners; DROP TABLE keepalive;"
                        "DROP TABLE schedules;"
-                       "DROP TABLE kv_objects; DROP TABLE dict_entries; DROP TABLE queue_items; DROP TABLE volumes;"
+                       "DROP TABLE kv_objects; DROP TABLE dict_entries; DROP TABLE queue_items;"
+                       "DROP TABLE queue_partitions; DROP TABLE volumes; ALTER TABLE function_versions DROP COLUMN retired_at;"
                        "DROP INDEX logs_app_seq; ALTER TABLE logs DROP COLUMN seq; ALTER TABLE logs DROP COLUMN concurrent;"
                        "UPDATE apps SET name = substr(name, 9); UPDATE images SET name = substr(name, 9)"
                        " WHERE name LIKE 'default/%'; UPDATE secrets SET name = substr(name, 9);"
@@ -430,6 +491,15 @@ UNIT_TEST(test_function_versions)
     /* Numbering continues after reopen. */
     CHECK_EQ_INT(store_function_add_version(st, "demo", "echo", "{\"v\":4}", 13, &v, &err), 0);
     CHECK_EQ_INT(v, 4);
+    /* Schema 13: a retired function is left out until a new version brings it back. */
+    CHECK_EQ_INT(store_function_retire(st, "demo", "sum", 14, &err), 0);
+    rows = (struct fn_rows){{0}};
+    CHECK_EQ_INT(store_function_list_latest(st, fn_cb, &rows, &err), 0);
+    CHECK_STR(rows.text, "demo.echo=4:{\"v\":4};other.echo=1:{\"o\":1};");
+    CHECK_EQ_INT(store_function_add_version(st, "demo", "sum", "{\"s\":2}", 15, &v, &err), 0);
+    rows = (struct fn_rows){{0}};
+    CHECK_EQ_INT(store_function_list_latest(st, fn_cb, &rows, &err), 0);
+    CHECK_STR(rows.text, "demo.echo=4:{\"v\":4};demo.sum=2:{\"s\":2};other.echo=1:{\"o\":1};");
     /* Hostile names are plain data. */
     CHECK_EQ_INT(store_function_add_version(st, "x'); DROP TABLE apps;--", "f", "{}", 1, &v, &err), 0);
     CHECK_EQ_INT(v, 1);
@@ -1252,6 +1322,7 @@ int main(void)
     UNIT_RUN(test_schedules);
 
     UNIT_RUN(test_dicts_and_queues);
+    UNIT_RUN(test_queue_partitions_migration);
     UNIT_RUN(test_apps);
     UNIT_RUN(test_function_versions);
     UNIT_RUN(test_call_lifecycle);

@@ -17,7 +17,7 @@ from .app import (App, Cls, ContainerCrashError, enter, exit, method, Function, 
 from .exception import Error, InvalidError
 from .image import BuildError, Image
 from .schedule import Cron, Period
-from ._kv import Dict, Queue
+from ._kv import Dict, DictInfo, Queue, QueueInfo
 from ._volume import FileEntry, FileEntryType, Volume
 from .secret import Secret, SecretError
 from ._web import asgi_app, fastapi_endpoint, web_endpoint, web_server, wsgi_app
@@ -27,4 +27,4 @@ __all__ = ["App", "Function", "FunctionCall", "Image", "BuildError", "GustError"
            "enter", "exit", "method", "Secret", "SecretError", "Error", "exception", "parameter", "is_local",
            "current_input_id", "current_function_call_id", "enable_output", "web_endpoint", "fastapi_endpoint",
            "asgi_app", "wsgi_app", "web_server", "Response", "batched", "concurrent", "Cron", "Period", "Dict", "Queue",
-           "Volume", "FileEntry", "FileEntryType"]
+           "DictInfo", "QueueInfo", "Volume", "FileEntry", "FileEntryType"]

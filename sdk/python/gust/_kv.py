@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
+import datetime
 import json
 import pickle
 import queue as _queue
@@ -26,7 +28,7 @@ from typing import Any, Iterator, List, Optional, Tuple
 
 from . import _net
 from .app import _raise_for
-from .exception import GustError
+from .exception import GustError, InvalidError
 
 # Mirrors gustd's limits (src/control/control.h) so that the SDK says what is wrong
 # before sending a megabyte; gustd checks them again.
@@ -52,8 +54,26 @@ def _loads(text: str) -> Any:
     return pickle.loads(base64.b64decode(text))
 
 
+@dataclasses.dataclass
+class DictInfo:
+    """What .info() says of a Dict (Modal's modal.DictInfo). gust records no creator:
+    created_by is None."""
+    name: Optional[str]
+    created_at: datetime.datetime
+    created_by: Optional[str]
+
+
+@dataclasses.dataclass
+class QueueInfo:
+    """What .info() says of a Queue (Modal's modal.QueueInfo); created_by is None."""
+    name: Optional[str]
+    created_at: datetime.datetime
+    created_by: Optional[str]
+
+
 class _Object:
     _kind = ""  # "dicts" or "queues"
+    _info_class: Any = None
 
     def __init__(self, name: str, create_if_missing: bool, addr: Optional[str], ephemeral: bool = False) -> None:
         self.name = name
@@ -61,6 +81,7 @@ class _Object:
         self._addr = addr
         self._hydrated = False
         self._ephemeral = ephemeral
+        self._created_at = 0.0
 
     @classmethod
     def from_name(cls, name: str, *, environment_name: Optional[str] = None, create_if_missing: bool = False,
@@ -109,7 +130,15 @@ class _Object:
         st, _, body = _net.request(self._addr, "PUT" if self._create else "GET", self._path())
         if st != 200:
             _raise_for(st, body)
+        self._created_at = json.loads(body).get("created_at", 0.0)
         self._hydrated = True
+
+    def info(self):
+        """The object's name, creation time (local time zone) and creator (None), as
+        Modal's .info(): what does not change while it exists."""
+        self._hydrate()
+        created = datetime.datetime.fromtimestamp(self._created_at, tz=datetime.timezone.utc).astimezone()
+        return self._info_class(name=None if self._ephemeral else self.name, created_at=created, created_by=None)
 
     def _op(self, op: str, fields: Optional[dict] = None, timeout: Optional[float] = None) -> dict:
         self._hydrate()
@@ -126,6 +155,7 @@ class _Object:
 class Dict(_Object):
     """A persisted dict of picklable keys and values (Modal's modal.Dict)."""
     _kind = "dicts"
+    _info_class = DictInfo
 
     def get(self, key: Any, default: Optional[Any] = None) -> Any:
         r = self._op("get", {"key": _dumps(key, "the key")})
@@ -199,8 +229,11 @@ class Dict(_Object):
 
 class Queue(_Object):
     """A persisted FIFO queue of picklable items, in partitions (Modal's modal.Queue).
-    A blocked get is answered by gustd as soon as another client puts an item."""
+    A blocked get is answered by gustd as soon as another client puts an item.
+    A partition not put into for partition_ttl seconds (a day unless a put says
+    otherwise) is removed with its items, as in Modal."""
     _kind = "queues"
+    _info_class = QueueInfo
 
     def put(self, v: Any, block: bool = True, timeout: Optional[float] = None, *, partition: Optional[str] = None,
             partition_ttl: int = 24 * 3600) -> None:
@@ -210,8 +243,10 @@ class Queue(_Object):
                  partition: Optional[str] = None, partition_ttl: int = 24 * 3600) -> None:
         """Adds vs at the end (all or none). A full partition (5,000 items) raises
         queue.Full at once without block, else when timeout passes (None: never).
-        partition_ttl is accepted for Modal's signature; gust keeps items until taken."""
-        fields = {"values": [_dumps(v, "an item") for v in vs], "partition": partition}
+        The partition is removed, items and all, once partition_ttl seconds pass
+        without a put into it (each put starts the time again)."""
+        fields = {"values": [_dumps(v, "an item") for v in vs], "partition": partition,
+                  "partition_ttl": partition_ttl}
         deadline = None if timeout is None else time.monotonic() + timeout
         pause = _PUT_RETRY_S
         while True:
@@ -252,11 +287,16 @@ class Queue(_Object):
         return self._get(n_values, block, timeout, partition)
 
     def len(self, *, partition: Optional[str] = None, total: bool = False) -> int:
+        """Items in partition (None: the default one), or in all partitions with total."""
+        if partition and total:
+            raise InvalidError("Partition must be null when requesting total length.")
         return self._op("len", {"partition": partition, "total": total})["len"]
 
     __len__ = len
 
     def clear(self, *, partition: Optional[str] = None, all: bool = False) -> None:  # noqa: A002 - Modal's name
+        if partition and all:
+            raise InvalidError("Partition must be null when requesting to clear all.")
         self._op("clear", {"partition": partition, "all": all})
 
     def iterate(self, *, partition: Optional[str] = None, item_poll_timeout: float = 0.0) -> Iterator[Any]:
