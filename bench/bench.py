@@ -1726,6 +1726,14 @@ def print_table(res):
         d, h = res.get(key + "_us") or {}, res.get(key + "_host_us") or {}
         print(f"{label:34} {fmt(d.get('p50'), ' us'):>12} {fmt(d.get('p99'), ' us'):>12} {d.get('n', '-'):>6}  "
               f"from the host over TCP: p50 {fmt(h.get('p50'), ' us')}, p99 {fmt(h.get('p99'), ' us')}")
+    t = res["targets"]["volume_read_ratio"]
+    print(f"{'volume read, 1 GiB file in a container':34} {fmt(res.get('volume_read_mb_per_s'), ' MB/s'):>12} "
+          f"{'':>12} {'':>6}  host disk {fmt(res.get('disk_read_mb_per_s'), ' MB/s')} "
+          f"({res.get('volume_read_cache') or '-'}), ratio {fmt(res.get('volume_read_ratio'))} {t['target']}: "
+          f"{'MET' if t['met'] else 'NOT MET' if t['met'] is False else 'n/a'}")
+    d, t = res.get("volume_commit_ms") or {}, res["targets"]["volume_commit_ms.p50"]
+    print(f"{'volume commit, 1 MiB of 1 GiB':34} {fmt(d.get('p50'), ' ms'):>12} {fmt(d.get('p99'), ' ms'):>12} "
+          f"{d.get('n', '-'):>6}  {t['target']} ms: {'MET' if t['met'] else 'NOT MET' if t['met'] is False else 'n/a'}")
     d, nd = res.get("snapshot_cold_start_ms") or {}, res.get("no_snapshot_cold_start_ms") or {}
     t, sp = res["targets"]["snapshot_cold_start_ms.p50"], res["targets"]["snapshot_speedup"]
     print(f"{'cold start, torch class, snapshot':34} {fmt(d.get('p50'), ' ms'):>12} {fmt(d.get('p99'), ' ms'):>12} "

@@ -84,6 +84,23 @@ def test_torch_model_class(shared_gust):
     assert all(abs(p - w) < 0.02 for p, w in zip(pred, [2.0, 5.0, 8.0])) and len(pred) == 3, pred
 
 
+def test_torch_weights_in_a_volume(shared_gust):
+    """Issue 18's example: one function writes a torch model into a volume, a class in
+    another container serves predictions from it; nothing is downloaded at run time."""
+    r = run_example(shared_gust, "model_volume.py", timeout=1800)
+    lines = r.out.splitlines()
+    assert len(lines) == 3 and lines[0].startswith("trained: "), r
+    info = eval(lines[0][len("trained: "):], {})
+    assert info["torch"].startswith("1.13"), info                       # Debian bookworm's python3-torch
+    assert abs(info["weight"] - 3) < 0.01 and abs(info["bias"] - 2) < 0.01, info
+    pred = eval(lines[1].split(": ", 1)[1], {})
+    assert len(pred) == 3 and all(abs(p - w) < 0.02 for p, w in zip(pred, [2.0, 5.0, 8.0])), pred
+    assert lines[2] == "volume: ['linear.pt']", r
+    # The weights are the volume's committed version, readable from the host too.
+    got = shared_gust.cli("volume", "ls", "torch-weights")
+    assert got.rc == 0 and "linear.pt" in got.out, got
+
+
 def test_failing_job_is_retried(shared_gust):
     r = run_example(shared_gust, "retry.py")
     assert remote_lines(r, "flaky_job") == ["job nightly: attempt 1 fails", "job nightly: attempt 2 fails"], r
