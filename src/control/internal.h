@@ -433,6 +433,7 @@ struct ctl_ctr {
     struct ctl_ctr_vol *vols;
     size_t nvols;
     char **vol_paths, **vol_lowers, **vol_dirs;
+    bool vol_layers;            /* the tmpfs of its volume layers is mounted (volumes.c) */
 };
 
 /* A volume mounted in a container (volumes.c). */

@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -539,6 +540,28 @@ json_t *ctl_volume_remove(struct ctl *c, const char *ws, const char *name, const
 
 /* ---------- in containers ---------- */
 
+/* A container's volume layers without a disk size of its own get the sandbox's default
+ * writable layer (runtime/sandbox.c: 512 MiB): what it writes into its volumes before a
+ * commit is bounded like what it writes into its root. */
+#define CTL_VOLUME_LAYER_DEFAULT_MIB 512u
+
+/* The directory of container id's volume layers. */
+static int layers_dir(struct ctl *c, const char *id, char out[PATH_MAX], struct gerr *err)
+{
+    if (snprintf(out, PATH_MAX, "%s/volumes/ctr/%s", c->cfg.data_dir, id) >= PATH_MAX)
+        return gerr_set(err, ENAMETOOLONG, "data directory path too long");
+    return 0;
+}
+
+/* Removes a container's layers directory: the tmpfs on it first (detached: a reload's
+ * child may still hold it for a moment), then what is left. */
+static void layers_remove(const char *dir)
+{
+    if (umount2(dir, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
+        log_warn("control", "unmounting the volume layers at %s: %s", dir, strerror(errno));
+    rm_rf(dir);
+}
+
 int ctl_volumes_for_start(struct ctl *c, struct ctl_ctr *k, const struct spec_function *f, struct ctr_spec *cs,
                           struct gerr *err)
 {
@@ -550,6 +573,19 @@ int ctl_volumes_for_start(struct ctl *c, struct ctl_ctr *k, const struct spec_fu
     k->vol_paths = xcalloc(f->nvolumes + 1, sizeof *k->vol_paths);
     k->vol_lowers = xcalloc(f->nvolumes + 1, sizeof *k->vol_lowers);
     k->vol_dirs = xcalloc(f->nvolumes + 1, sizeof *k->vol_dirs);
+    /* The upper and work layers of all its volumes are on one tmpfs of the container's
+     * disk size: a container writing into a volume cannot fill the host's disk (another
+     * tenant's), and the pages it writes are charged to its own memory cgroup, as its
+     * root layer's are. A commit empties it. */
+    char cdir[PATH_MAX], opts[64];
+    if (layers_dir(c, k->id, cdir, err) < 0)
+        return -1;
+    if (mkdir_p(cdir, 0700) < 0)
+        return gerr_sys(err, errno, "mkdir %s", cdir);
+    snprintf(opts, sizeof opts, "size=%um,mode=0700", f->disk_mib ? f->disk_mib : CTL_VOLUME_LAYER_DEFAULT_MIB);
+    if (mount("tmpfs", cdir, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
+        return gerr_sys(err, errno, "mount the volume layers' tmpfs on %s", cdir);
+    k->vol_layers = true;
     for (size_t i = 0; i < f->nvolumes; i++) {
         struct ctl_ctr_vol *kv = &k->vols[k->nvols];
         ctl_qualify(kv->qname, ws, f->volume_names[i]);
@@ -742,11 +778,11 @@ void ctl_volumes_release(struct ctl *c, struct ctl_ctr *k, bool commit)
                          e.message);
         }
     }
-    if (k->nvols) {
-        char dir[PATH_MAX];
-        snprintf(dir, sizeof dir, "%s/volumes/ctr/%s", c->cfg.data_dir, k->id);
-        rm_rf(dir);
-    }
+    char dir[PATH_MAX];
+    struct gerr err;
+    if (k->vol_layers && layers_dir(c, k->id, dir, &err) == 0)
+        layers_remove(dir);
+    k->vol_layers = false;
     bool had = k->nvols > 0;
     ctl_ctr_vols_free(k);
     if (had)
@@ -759,6 +795,17 @@ void ctl_volumes_recover(struct ctl *c)
      * theirs is committed). */
     char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s/volumes/ctr", c->cfg.data_dir);
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d)))
+            if (e->d_name[0] != '.') {
+                char sub[PATH_MAX];
+                if (snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name) < (int)sizeof sub)
+                    layers_remove(sub);
+            }
+        closedir(d);
+    }
     rm_rf(dir);
     prune_versions(c);
 }

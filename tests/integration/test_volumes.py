@@ -3,10 +3,12 @@ after reload() in another container and in a new one, the later of two commits o
 file wins, a reload refused while a file is open, changes committed when the app
 stops normally, delete refused while a container mounts it), and from the host: a
 volume survives a restart, the same 100 MiB stored twice grows the store once, the
-CLI's put/get/ls/rm round trip, bad paths refused naming the field, and another
-workspace's token cannot see or name the volume."""
+CLI's put/get/ls/rm round trip, bad paths refused naming the field, another
+workspace's token cannot see or name the volume, and a container's uncommitted writes
+into a volume are bounded by its disk size, not by the host's disk."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -264,3 +266,58 @@ def test_another_workspace_cannot_see_or_name_it(gust, tmp_path, monkeypatch):
     assert gsdk.Volume.from_name("private", create_if_missing=True, addr=a).listdir("/") == []
     monkeypatch.setenv("GUST_TOKEN", gust.admin_token)
     assert host_read(gust, "private", "s") == "secret"
+
+
+FILL_MODULE = '''
+import errno
+
+import gust
+
+app = gust.App("volfill")
+vol = gust.Volume.from_name("vt-fill", create_if_missing=True)
+
+
+@app.function(volumes={"/data": vol}, ephemeral_disk=64, memory=512, max_containers=1)
+def fill(mib):
+    written = 0
+    try:
+        with open("/data/big", "wb") as f:
+            for _ in range(mib):
+                f.write(b"x" * (1 << 20))
+                f.flush()
+                written += 1
+    except OSError as e:
+        return {"error": errno.errorcode.get(e.errno, str(e.errno)), "written_mib": written}
+    return {"error": None, "written_mib": written}
+'''
+
+
+def test_volume_writes_are_bounded_by_the_container_disk(shared_gust, tmp_path):
+    """An attacker's function writing into a volume cannot fill the host's disk: its
+    uncommitted layer is a tmpfs of its ephemeral_disk (64 MiB here), so a 100 MiB write
+    fails with ENOSPC inside the container and nothing of it lands in gustd's data
+    directory."""
+    g = shared_gust.use_for_sdk()
+    mod = sdk_module(tmp_path, "volfill_mod", FILL_MODULE)
+    mod.app.addr = g.addr
+    mod.app.deploy(progress=None)
+    try:
+        before = shutil.disk_usage(g.data_dir).used
+        got = mod.fill.remote(100)
+        after = shutil.disk_usage(g.data_dir).used
+        assert got["error"] == "ENOSPC" and 50 <= got["written_mib"] <= 64, got
+        assert after - before < 32 << 20, (before, after)   # the 60-odd MiB stayed in the tmpfs
+        # Within the bound, writes work and commit as usual.
+        assert mod.fill.remote(8) == {"error": None, "written_mib": 8}
+        ids = [c["id"] for c in g.get_json("/v1/containers")["containers"] if c["app"] == "volfill"]
+        assert ids and all(i in open("/proc/self/mountinfo").read() for i in ids), ids
+    finally:
+        g.http("POST", "/v1/apps/volfill/stop")
+    wait_until(lambda: not [c for c in g.get_json("/v1/containers")["containers"] if c["app"] == "volfill"],
+               60, msg="volfill's containers gone")
+    # The layers' tmpfs went with the containers.
+    mounts = open("/proc/self/mountinfo").read()
+    assert not [i for i in ids if os.path.join(g.data_dir, "volumes", "ctr", i) in mounts], mounts
+    entries = {e.path: e for e in gsdk.Volume.from_name("vt-fill", addr=g.addr).listdir("/")}
+    assert entries["big"].size == 8 << 20, entries     # committed at the normal stop
+    gsdk.Volume.delete("vt-fill", addr=g.addr)

@@ -430,6 +430,13 @@ def _resources(o: Mapping[str, Any]) -> Dict[str, Any]:
         res["memory"] = _request_limit("memory", o["memory"], int)  # MiB
     if o.get("gpu"):
         res["gpu"] = o["gpu"]
+    if o.get("ephemeral_disk") is not None:
+        # Modal's name, in MiB: the writable root layer, /tmp, and the uncommitted
+        # changes to the function's volumes are each at most this much.
+        d = o["ephemeral_disk"]
+        if not isinstance(d, int) or isinstance(d, bool) or d < 1:
+            raise InvalidError(f"ephemeral_disk: expected a positive integer number of MiB, got {d!r}")
+        res["disk"] = d
     return res
 
 
@@ -1124,7 +1131,8 @@ class App:
                  retries: Union[int, Retries, None] = None, env: Optional[Mapping[str, str]] = None,
                  max_inputs: Optional[int] = None, secrets: Sequence[Secret] = (),
                  snapshot: bool = False, enable_memory_snapshot: bool = False,
-                 schedule: Optional[Schedule] = None, volumes: Optional[Mapping[str, Any]] = None
+                 schedule: Optional[Schedule] = None, volumes: Optional[Mapping[str, Any]] = None,
+                 ephemeral_disk: Optional[int] = None
                  ) -> Callable[[Callable[P, R]], Function[P, R]]:
         """cpu (cores) and memory (MiB) are what is reserved for each container; as in
         Modal, (request, limit) adds a hard limit. CPU beyond the request is used when
@@ -1142,6 +1150,9 @@ class App:
         arguments at each fire while the app is deployed.
         volumes: {"/abs/path": gust.Volume}, mounted writable in each container (see
         gust.Volume: commit() publishes, reload() moves to the latest version).
+        ephemeral_disk: MiB (default 512) for the container's writable root layer, its
+        /tmp, and its volumes' uncommitted changes, each; all three are in memory
+        (tmpfs), charged to the container's memory.
         The app's image and secrets (App(image=..., secrets=[...])) are the defaults."""
         if schedule is not None and not isinstance(schedule, Schedule):
             raise InvalidError(f"schedule: expected gust.Cron or gust.Period, got {type(schedule).__name__}")
@@ -1163,7 +1174,7 @@ class App:
                        max_containers=max_containers, buffer_containers=buffer_containers,
                        scaledown_window=scaledown_window, timeout=timeout, retries=retries, env=env,
                        lifetime_inputs=max_inputs, secrets=secrets, snapshot=bool(snapshot), schedule=schedule,
-                       volumes=dict(volumes or {}))
+                       volumes=dict(volumes or {}), ephemeral_disk=ephemeral_disk)
 
         def wrap(f: Callable[P, R]) -> Function[P, R]:
             _inputs.scaling_of(f)  # a misuse of @batched / @concurrent is refused here, as in Modal
