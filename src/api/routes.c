@@ -1665,7 +1665,7 @@ static void r_volume_file(struct api_rq *r)
     free(data);
 }
 
-/* POST /v1/volumes/{name}/{files|remove|commit|reload}. */
+/* POST /v1/volumes/{name}/{files|remove|copy|commit|reload}. */
 static void r_volume_op(struct api_rq *r)
 {
     const char *op = r->segs[3];
@@ -1676,8 +1676,12 @@ static void r_volume_op(struct api_rq *r)
     json_t *out = NULL;
     static const char *const files_keys[] = {"changes", "force", NULL};
     static const char *const remove_keys[] = {"path", "recursive", NULL};
+    static const char *const copy_keys[] = {"src_paths", "dst_path", "recursive", NULL};
     static const char *const none[] = {NULL};
-    const char *const *keys = !strcmp(op, "files") ? files_keys : !strcmp(op, "remove") ? remove_keys : none;
+    const char *const *keys = !strcmp(op, "files")    ? files_keys
+                              : !strcmp(op, "remove") ? remove_keys
+                              : !strcmp(op, "copy")   ? copy_keys
+                                                      : none;
     const char *key;
     json_t *v;
     json_object_foreach(j, key, v) {
@@ -1709,11 +1713,21 @@ static void r_volume_op(struct api_rq *r)
     else if (!strcmp(op, "remove"))
         out = ctl_volume_remove(r->ctx->ctl, r->who->ws, r->segs[2], json_string_value(path), json_is_true(rec),
                                 &e);
-    else if (!strcmp(op, "commit") || !strcmp(op, "reload"))
+    else if (!strcmp(op, "copy")) {
+        json_t *dst = json_object_get(j, "dst_path");
+        if (!json_is_string(dst)) {
+            json_decref(j);
+            api_conn_error(r->conn, 400, "invalid_argument", "dst_path: a path in the volume is required",
+                           "dst_path");
+            return;
+        }
+        out = ctl_volume_copy(r->ctx->ctl, r->who->ws, r->segs[2], json_object_get(j, "src_paths"),
+                              json_string_value(dst), json_is_true(rec), &e);
+    } else if (!strcmp(op, "commit") || !strcmp(op, "reload"))
         out = (op[0] == 'c' ? ctl_volume_commit : ctl_volume_reload)(r->ctx->ctl, r->who->ctr_id, r->segs[2], &e);
     else {
         char msg[160];
-        snprintf(msg, sizeof msg, "unknown volume operation %.64s (files, remove, commit, reload)", op);
+        snprintf(msg, sizeof msg, "unknown volume operation %.64s (files, remove, copy, commit, reload)", op);
         json_decref(j);
         api_conn_error(r->conn, 404, "not_found", msg, NULL);
         return;

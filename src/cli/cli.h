@@ -264,6 +264,7 @@ int cmd_volume_ls(const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_volume_put(const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_volume_get(const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_volume_rm(const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_volume_cp(const struct cli_cmd *cmd, int argc, char **argv);
 
 /* secrets.c */
 int cmd_secret_create(const struct cli_cmd *cmd, int argc, char **argv);

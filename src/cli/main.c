@@ -205,6 +205,10 @@ static const struct cli_cmd CMDS[] = {
     {"volume rm", "volume rm VOLUME PATH [-r]",
      "Removes PATH from VOLUME as a new version (a directory that is not empty only with -r).\n",
      .run = cmd_volume_rm},
+    {"volume cp", "volume cp VOLUME SRC... DST [-r]",
+     "Copies SRC paths within VOLUME as cp does (into DST when it is a directory; a\n"
+     "directory only with -r), as one new version; no file's bytes move.\n",
+     .run = cmd_volume_cp},
     {"volume delete", "volume delete NAME", "Deletes volume NAME (developer; refused while a container mounts it).\n",
      .run = cmd_request, .method = "DELETE", .path = "/v1/volumes/%s", .print = cmd_print_kv_deleted},
     {"workspace create", "workspace create NAME [--quota KEY=N]...",
@@ -254,7 +258,7 @@ static const struct {
     {"secret", "create, ls or rm"},
     {"dict", "ls or delete"},
     {"queue", "ls or delete"},
-    {"volume", "create, ls, put, get, rm or delete"},
+    {"volume", "create, ls, put, get, rm, cp or delete"},
     {"workspace", "create, ls or quota"},
     {"token", "create, ls or revoke"},
 };

@@ -530,6 +530,11 @@ json_t *ctl_volume_put(struct ctl *c, const char *ws, const char *name, json_t *
 /* Removes path (a directory only when recursive, or empty) as the next version. */
 json_t *ctl_volume_remove(struct ctl *c, const char *ws, const char *name, const char *path, bool recursive,
                           struct ctl_error *e);
+/* Copies the paths srcs (a JSON array of strings) to dst as cp does (into dst when it is
+ * a directory; a directory only with recursive), as one new version; the files' chunks
+ * are shared, nothing is read. {"id", "version", "changed"}. */
+json_t *ctl_volume_copy(struct ctl *c, const char *ws, const char *name, json_t *srcs, const char *dst_path,
+                        bool recursive, struct ctl_error *e);
 /* From inside container ctr_id: publish its changes to its volume name and remount it
  * on the new version; or remount it on the current version keeping its changes.
  * CTL_E_CONFLICT volume_busy while a file in it is open. */

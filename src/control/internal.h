@@ -977,6 +977,11 @@ int ctl_secrets_load(struct ctl *c, struct gerr *err);
 /* Whether workspace ws uploaded or created the blob or tree digest ("sha256:..."):
  * what another workspace stored counts as missing. */
 bool ctl_ws_holds(struct ctl *c, const char *ws, const char *digest);
+/* The chunks of a change list (src/cas: files with size and chunks) that workspace ws
+ * does not hold yet are charged to its stored_bytes quota and recorded as its own
+ * (what a container commits to a volume is the workspace's, as an upload is): 0, or
+ * -EDQUOT with e set (413 quota_exceeded) and nothing recorded. */
+int ctl_ws_own_chunks(struct ctl *c, const char *ws, json_t *changes, struct ctl_error *e);
 void ctl_secrets_free(struct ctl *c);
 /* -ENOENT + e naming functions[index].secrets[i] when f names a secret that workspace
  * ws does not have. */

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "base/cleanup.h"
+#include "base/json_cleanup.h"
 #include "base/log.h"
 #include "base/util.h"
 #include "base/xalloc.h"
@@ -345,6 +346,49 @@ static int stored_quota_check(struct ctl *c, const char *ws, uint64_t bytes, str
                 "remove images or ask an admin to raise the quota",
                 ws, (unsigned long long)have, (unsigned long long)w->quotas.stored_bytes, (unsigned long long)bytes);
         return -EDQUOT;
+    }
+    return 0;
+}
+
+int ctl_ws_own_chunks(struct ctl *c, const char *ws, json_t *changes, struct ctl_error *e)
+{
+    /* The chunks ws does not hold yet, each once, with its length (a file's chunks are
+     * CAS_CHUNK_SIZE bytes but its last). */
+    AUTO_JSON json_t *fresh = json_object();
+    uint64_t bytes = 0;
+    size_t i;
+    json_t *ch;
+    json_array_foreach(changes, i, ch) {
+        json_t *chunks = json_object_get(ch, "chunks");
+        uint64_t size = (uint64_t)json_integer_value(json_object_get(ch, "size"));
+        size_t k;
+        json_t *d;
+        json_array_foreach(chunks, k, d) {
+            const char *digest = json_string_value(d);
+            uint64_t off = (uint64_t)k * CAS_CHUNK_SIZE;
+            uint64_t len = size > off ? (size - off < CAS_CHUNK_SIZE ? size - off : CAS_CHUNK_SIZE) : 0;
+            if (!digest || json_object_get(fresh, digest) || ctl_ws_holds(c, ws, digest))
+                continue;
+            json_object_set_new(fresh, digest, json_integer((json_int_t)len));
+            bytes += len;
+        }
+    }
+    int r = stored_quota_check(c, ws, bytes, e);
+    if (r < 0)
+        return r;
+    const char *digest;
+    json_t *len;
+    json_object_foreach(fresh, digest, len) {
+        struct cas_digest d;
+        char key[8 + CAS_HEX_LEN];
+        struct gerr err;
+        if (cas_digest_parse(digest, &d) < 0)
+            continue;
+        owner_key(&d, key);
+        if (store_blob_own(c->store, ws, key, (uint64_t)json_integer_value(len), &err) < 0) {
+            ctl_err(e, CTL_E_INTERNAL, "internal", NULL, "recording the workspace's chunks: %s", err.msg);
+            return -EIO;
+        }
     }
     return 0;
 }

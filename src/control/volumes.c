@@ -538,6 +538,107 @@ json_t *ctl_volume_remove(struct ctl *c, const char *ws, const char *name, const
     return apply_and_publish(c, &v, changes, e);
 }
 
+/* Copies entry ent (a file, a symlink or a directory) to path dst in changes. */
+static void copy_entry(json_t *changes, json_t *ent, const char *dst)
+{
+    json_t *copy = json_deep_copy(ent);
+    json_object_set_new(copy, "path", json_string(dst));
+    json_object_del(copy, "opaque");
+    json_array_append_new(changes, copy);
+}
+
+/* The last part of a normalised path. */
+static const char *base_name(const char *p)
+{
+    const char *slash = strrchr(p, '/');
+    return slash ? slash + 1 : p;
+}
+
+json_t *ctl_volume_copy(struct ctl *c, const char *ws, const char *name, json_t *srcs, const char *dst_path,
+                        bool recursive, struct ctl_error *e)
+{
+    struct store_volume v;
+    char dst[PATH_MAX];
+    if (find(c, ws, name, &v, e) < 0 || norm_path(dst_path, "dst_path", dst, e) < 0)
+        return NULL;
+    if (!json_is_array(srcs) || !json_array_size(srcs)) {
+        ctl_err(e, CTL_E_INVALID, "invalid_argument", "src_paths", "src_paths: a list of at least one path");
+        return NULL;
+    }
+    AUTO_JSON json_t *base = NULL;
+    if (load_manifest(c, v.manifest, &base, e) < 0)
+        return NULL;
+    /* As cp: into dst when it is a directory, else to dst itself (one source only). */
+    json_t *at_dst = strcmp(dst, ".") ? entry_at(base, dst) : NULL;
+    bool into = !strcmp(dst, ".") || (at_dst && !strcmp(entry_type(at_dst), "dir"));
+    if (!into && json_array_size(srcs) > 1) {
+        ctl_err(e, CTL_E_INVALID, "invalid_argument", "dst_path",
+                "dst_path: %s is not a directory of volume %s; copying several paths needs one", dst, name);
+        return NULL;
+    }
+    AUTO_JSON json_t *changes = json_array();
+    size_t i;
+    json_t *sj;
+    json_array_foreach(srcs, i, sj) {
+        char field[32], src[PATH_MAX], target[PATH_MAX];
+        snprintf(field, sizeof field, "src_paths[%zu]", i);
+        if (!json_is_string(sj)) {
+            ctl_err(e, CTL_E_INVALID, "invalid_argument", field, "%s: must be a string", field);
+            return NULL;
+        }
+        if (norm_path(json_string_value(sj), field, src, e) < 0)
+            return NULL;
+        json_t *ent = strcmp(src, ".") ? entry_at(base, src) : NULL;
+        if (!ent) {
+            ctl_err(e, CTL_E_NOT_FOUND, "not_found", field, "%s: %s not found in volume %s", field, src, name);
+            return NULL;
+        }
+        int n = into ? (!strcmp(dst, ".") ? snprintf(target, sizeof target, "%s", base_name(src))
+                                          : snprintf(target, sizeof target, "%s/%s", dst, base_name(src)))
+                     : snprintf(target, sizeof target, "%s", dst);
+        if (n >= (int)sizeof target) {
+            ctl_err(e, CTL_E_INVALID, "invalid_argument", "dst_path", "dst_path: the copy's path is too long");
+            return NULL;
+        }
+        bool dir = !strcmp(entry_type(ent), "dir");
+        if (dir && !recursive) {
+            ctl_err(e, CTL_E_INVALID, "invalid_argument", "recursive",
+                    "%s is a directory: copy it with recursive=True", src);
+            return NULL;
+        }
+        size_t slen = strlen(src);
+        if (dir && (!strcmp(target, src) || (!strncmp(target, src, slen) && target[slen] == '/'))) {
+            ctl_err(e, CTL_E_INVALID, "invalid_argument", "dst_path",
+                    "dst_path: cannot copy directory %s into itself (%s)", src, target);
+            return NULL;
+        }
+        if (!dir && !strcmp(target, src))
+            continue; /* a file onto itself: nothing changes */
+        copy_entry(changes, ent, target);
+        if (!dir)
+            continue;
+        size_t k;
+        json_t *sub;
+        json_array_foreach(json_object_get(base, "entries"), k, sub) {
+            const char *sp = json_string_value(json_object_get(sub, "path"));
+            char to[PATH_MAX];
+            if (strncmp(sp, src, slen) || sp[slen] != '/')
+                continue;
+            if (snprintf(to, sizeof to, "%s%s", target, sp + slen) >= (int)sizeof to) {
+                ctl_err(e, CTL_E_INVALID, "invalid_argument", "dst_path", "dst_path: a copied path is too long");
+                return NULL;
+            }
+            if (json_array_size(changes) >= CTL_VOLUME_MAX_ENTRIES) {
+                ctl_err(e, CTL_E_TOO_LARGE, "too_large", "src_paths",
+                        "the copy would hold more than 200,000 files and directories");
+                return NULL;
+            }
+            copy_entry(changes, sub, to);
+        }
+    }
+    return apply_and_publish(c, &v, changes, e);
+}
+
 /* ---------- in containers ---------- */
 
 /* A container's volume layers without a disk size of its own get the sandbox's default
@@ -637,6 +738,12 @@ static int commit_upper(struct ctl *c, struct ctl_ctr_vol *kv, char id_out[8 + C
     strcpy(id_out, v.manifest);
     if (json_array_size(changes) == 0)
         return 0;
+    /* Over the workspace's quota the commit is refused and the changes stay in the
+     * container's layer (their chunks are in the object store until a gc). */
+    char ws[CTL_WS_NAME_MAX + 1];
+    ctl_ws_of(kv->qname, ws);
+    if (ctl_ws_own_chunks(c, ws, changes, e) < 0)
+        return -1;
     json_t *r = apply_and_publish(c, &v, changes, e);
     if (!r)
         return -1;

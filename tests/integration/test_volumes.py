@@ -184,6 +184,43 @@ def test_volume_survives_a_restart_and_sdk_files(gust, tmp_path):
     assert r.status == 400 and r.error()["field"] == "name", r
 
 
+def test_copy_files_as_cp(shared_gust, tmp_path):
+    """Volume.copy_files and gust volume cp: cp's semantics (into a directory, else to
+    the path; a directory only recursively, never into itself), one version per copy,
+    the bytes shared rather than copied."""
+    g = shared_gust.use_for_sdk()
+    vol = gsdk.Volume.from_name("vt-copy", create_if_missing=True, addr=g.addr)
+    (tmp_path / "x.txt").write_text("x")
+    (tmp_path / "z.txt").write_text("z")
+    with vol.batch_upload() as batch:
+        batch.put_file(str(tmp_path / "x.txt"), "/a/x.txt")
+        batch.put_file(str(tmp_path / "z.txt"), "/z.txt")
+    v0 = g.get_json("/v1/volumes/vt-copy")["version"]
+    vol.copy_files(["z.txt"], "a")                     # into the directory a
+    vol.copy_files(["/a/x.txt"], "/x2.txt")            # to a new path: a rename by copy
+    assert g.get_json("/v1/volumes/vt-copy")["version"] == v0 + 2
+    with pytest.raises(GustError, match="recursive"):
+        vol.copy_files(["a"], "b")
+    vol.copy_files(["a"], "b", recursive=True)
+    names = sorted(e.path for e in vol.listdir("/", recursive=True))
+    assert names == ["a", "a/x.txt", "a/z.txt", "b", "b/x.txt", "b/z.txt", "x2.txt", "z.txt"], names
+    assert b"".join(vol.read_file("b/z.txt")) == b"z" and b"".join(vol.read_file("x2.txt")) == b"x"
+    with pytest.raises(GustError, match="into itself"):
+        vol.copy_files(["a"], "a/deeper", recursive=True)
+    with pytest.raises(GustError, match="dst_path"):
+        vol.copy_files(["z.txt", "x2.txt"], "not-a-dir.txt")
+    with pytest.raises(NotFoundError):
+        vol.copy_files(["nope"], "a")
+    with pytest.raises(GustError, match="src_paths"):
+        vol.copy_files(["../etc/passwd"], "a")
+    # The CLI, in Modal's order: VOLUME SRC... DST.
+    r = g.cli("volume", "cp", "vt-copy", "z.txt", "x2.txt", "b")
+    assert r.rc == 0 and "copied 2 paths to b" in r.out, r
+    r = g.cli("volume", "cp", "vt-copy", "a", "c")
+    assert r.rc != 0 and "recursive" in r.err, r
+    gsdk.Volume.delete("vt-copy", addr=g.addr)
+
+
 def du(path):
     total = 0
     for d, _, files in os.walk(path):
@@ -321,3 +358,49 @@ def test_volume_writes_are_bounded_by_the_container_disk(shared_gust, tmp_path):
     entries = {e.path: e for e in gsdk.Volume.from_name("vt-fill", addr=g.addr).listdir("/")}
     assert entries["big"].size == 8 << 20, entries     # committed at the normal stop
     gsdk.Volume.delete("vt-fill", addr=g.addr)
+
+
+QUOTA_MODULE = '''
+import os
+
+import gust
+
+app = gust.App("volquota")
+vol = gust.Volume.from_name("vt-quota", create_if_missing=True)
+
+
+@app.function(volumes={"/data": vol}, max_containers=1)
+def write_and_commit(name, mib):
+    with open("/data/" + name, "wb") as f:
+        f.write(os.urandom(mib << 20))
+    try:
+        vol.commit()
+        return "committed"
+    except Exception as e:
+        return str(e)
+'''
+
+
+def test_container_commits_count_toward_the_stored_bytes_quota(shared_gust, tmp_path, monkeypatch):
+    """What a container commits to a volume is its workspace's, like an upload: it counts
+    toward stored_bytes, and a commit past the quota is refused (the changes stay)."""
+    g = shared_gust.use_for_sdk()
+    r = g.http("POST", "/v1/workspaces", json.dumps({"name": "volq", "quotas": {"stored_bytes": 24 << 20}}),
+               {"Content-Type": "application/json"})
+    assert r.status in (201, 409), r
+    monkeypatch.setenv("GUST_TOKEN", g.token_for("volq", "developer"))
+    mod = sdk_module(tmp_path, "volquota_mod", QUOTA_MODULE)
+    mod.app.addr = g.addr
+    mod.app.deploy(progress=None)
+    try:
+        assert mod.write_and_commit.remote("small", 2) == "committed"
+        refused = mod.write_and_commit.remote("big", 40)
+        assert "quota" in refused and "stored_bytes" in refused, refused
+        names = [e.path for e in gsdk.Volume.from_name("vt-quota", addr=g.addr).listdir("/")]
+        assert names == ["small"], names
+    finally:
+        g.http("POST", "/v1/apps/volquota/stop")
+    wait_until(lambda: not [c for c in g.get_json("/v1/containers")["containers"] if c["app"] == "volquota"],
+               60, msg="volquota's containers gone")
+    # The stop's commit is refused too: the 40 MiB never became the workspace's.
+    assert [e.path for e in gsdk.Volume.from_name("vt-quota", addr=g.addr).listdir("/")] == ["small"]

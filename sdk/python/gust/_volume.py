@@ -30,11 +30,11 @@ import tempfile
 import urllib.parse
 import uuid
 from dataclasses import dataclass
-from typing import IO, Iterator, List, Optional
+from typing import IO, Iterator, List, Optional, Sequence
 
 from . import _mount, _net
 from .app import _raise_for
-from .exception import GustError
+from .exception import GustError, InvalidError
 
 _CHUNK = _mount.CHUNK
 
@@ -192,6 +192,17 @@ class Volume:
         """Removes the file or directory at path (a directory that is not empty only
         with recursive=True), as a new version."""
         self._request("POST", "remove", {"path": _remote(path), "recursive": recursive})
+
+    def copy_files(self, src_paths: Sequence[str], dst_path: str, recursive: bool = False) -> None:
+        """Copies files within the volume as UNIX cp does: into dst_path when it is a
+        directory (several sources need one), else to dst_path itself; a directory
+        only with recursive=True. One new version; no file's bytes are copied (the
+        chunks are shared). Inside a function that mounts the volume, use the file
+        system and commit() instead, as in Modal."""
+        if isinstance(src_paths, (str, bytes)):
+            raise InvalidError("copy_files: src_paths is a list of paths (for one file: [path])")
+        self._request("POST", "copy", {"src_paths": [_remote(p) for p in src_paths], "dst_path": _remote(dst_path),
+                                       "recursive": recursive})
 
     def batch_upload(self, force: bool = False) -> "_BatchUpload":
         """with vol.batch_upload() as batch: batch.put_file(...); batch.put_directory(...)
