@@ -66,11 +66,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             __builtin_trap();
         return 0;
     }
-    int64_t lo = tz.ntrans ? tz.trans[0] - 86400 : 0, hi = tz.ntrans ? tz.trans[tz.ntrans - 1] + 86400 * 800 : 86400;
-    /* cron_next takes instants within +-2^62 (-ERANGE beyond); stay well inside. */
+    /* cron_next takes instants within +-2^62 (-ERANGE beyond); stay well inside, and
+     * clamp the file's transitions (any int64) before moving off them. */
     const int64_t span = 1LL << 40;
-    lo = lo < -span ? -span : lo > span ? span : lo;
-    hi = hi < -span ? -span : hi > span ? span : hi;
+    int64_t first = tz.ntrans ? tz.trans[0] : 0, last = tz.ntrans ? tz.trans[tz.ntrans - 1] : 0;
+    first = first < -span ? -span : first > span ? span : first;
+    last = last < -span ? -span : last > span ? span : last;
+    int64_t lo = tz.ntrans ? first - 86400 : 0, hi = tz.ntrans ? last + 86400 * 800 : 86400;
     if (hi < lo)
         hi = lo;
     for (int i = 0; i <= 64; i++) {
