@@ -48,6 +48,8 @@ def concrete(pattern, objs):
             out.append(objs["app"])
         elif kind in ("dicts", "queues"):
             out.append(objs[kind] if i == 2 else "len")
+        elif kind == "volumes":
+            out.append(objs[kind] if i == 2 else "remove")
         else:
             out.append(objs[kind])
     return "/" + "/".join(out)
@@ -108,11 +110,11 @@ def world(gust):
         "a_inv": g.token_for("default", "invoker"),
         "a_dev": g.token_for("default", "developer"),
     }
-    for kind in ("dicts", "queues"):
+    for kind in ("dicts", "queues", "volumes"):
         r = g.http("PUT", f"/v1/{kind}/shared")
         assert r.status == 200, r
     tok_list = g.get_json("/v1/tokens")["tokens"]
-    objs = {"dicts": "shared", "queues": "shared", "app": "authz", "fn": "echo", "calls": call_id, "images": "authzimg", "secrets": "db",
+    objs = {"dicts": "shared", "queues": "shared", "volumes": "shared", "app": "authz", "fn": "echo", "calls": call_id, "images": "authzimg", "secrets": "db",
             "blobs": blob, "workspaces": "wsb",
             "tokens": next(t["id"] for t in tok_list if t["workspace"] == "wsb" and t["role"] == "invoker")}
     return g, tokens, objs
@@ -163,7 +165,8 @@ def test_roles_are_enforced_on_every_route(world):
 
 # What workspace B gets for each route that names one of A's objects: 404, as for a
 # missing object. Routes that create (PUT a secret, PUT a blob) act on B's own.
-CROSS_CREATES = {("PUT", "/v1/secrets/*"), ("PUT", "/v1/blobs/*"), ("PUT", "/v1/dicts/*"), ("PUT", "/v1/queues/*")}
+CROSS_CREATES = {("PUT", "/v1/secrets/*"), ("PUT", "/v1/blobs/*"), ("PUT", "/v1/dicts/*"), ("PUT", "/v1/queues/*"),
+                 ("PUT", "/v1/volumes/*")}
 
 
 def test_other_workspace_sees_none_of_it(world):
@@ -184,7 +187,7 @@ def test_other_workspace_sees_none_of_it(world):
             r = send(g, method, pattern, objs, tokens[tok])
             if (method, pattern) in CROSS_CREATES:
                 assert r.status in (200, 201), (tok, method, pattern, r)
-                if pattern.startswith(("/v1/dicts", "/v1/queues")):
+                if pattern.startswith(("/v1/dicts", "/v1/queues", "/v1/volumes")):
                     # B's own, of the same name: removed, so that the next token's
                     # requests find nothing again.
                     r = g.http("DELETE", concrete(pattern, objs), token=tokens["b_dev"])
@@ -196,7 +199,8 @@ def test_other_workspace_sees_none_of_it(world):
             assert r.error()["code"] == "not_found", r
             missing = concrete(pattern, dict(objs, app="no-such-app", calls="fc-nosuchcall0000",
                                              images="no-such-image", secrets="no-such-secret",
-                                             dicts="no-such-dict", queues="no-such-queue"))
+                                             dicts="no-such-dict", queues="no-such-queue",
+                                             volumes="no-such-volume"))
             r2 = g.http(method, missing, *body_for(method, pattern), token=tokens[tok])
             assert r2.status == 404, (missing, r2)
     b = tokens["b_dev"]
