@@ -45,8 +45,9 @@ def test_json_output_parses(gust):
 
 
 def test_exit_codes(gust, tmp_path):
-    gust.deploy(fn_spec("ce", "ok", ["cat"], timeout=30))
-    gust.deploy(fn_spec("ce", "bad", ["sh", "-c", "cat >/dev/null; exit 7"], timeout=30))
+    spec = fn_spec("ce", "ok", ["cat"], timeout=30)
+    spec["functions"] += fn_spec("ce", "bad", ["sh", "-c", "cat >/dev/null; exit 7"], timeout=30)["functions"]
+    gust.deploy(spec)  # one app, both functions: a deploy is the app's whole set
     c = gust.cli("call", "ce.ok", "-d", "fine")
     assert c.rc == 0 and c.stdout == b"fine", c
     c = gust.cli("call", "ce.nope", "-d", "x")

@@ -21,9 +21,15 @@ from test_hostile import SH, run
 
 
 def deploy(g, name, network, min_containers=0):
-    g.deploy(fn_spec("net", name, SH, image="hostile", timeout=60, network=network,
-                     resources={"cpu": 250, "memory": 64},
-                     scaling={"min_containers": min_containers, "max_containers": 1, "scaledown_window": 60}))
+    """Adds function name to app "net" on g: a deploy is the app's whole set of
+    functions, so the ones deployed before on this daemon go with it (unchanged, they
+    keep their version and containers)."""
+    fns = g.__dict__.setdefault("net_functions", {})
+    fns[name] = fn_spec("net", name, SH, image="hostile", timeout=60, network=network,
+                        resources={"cpu": 250, "memory": 64},
+                        scaling={"min_containers": min_containers, "max_containers": 1,
+                                 "scaledown_window": 60})["functions"][0]
+    g.deploy({"app": "net", "functions": list(fns.values())})
 
 
 ALLOW_PRIVATE = "--egress-allow-private"
