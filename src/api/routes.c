@@ -28,9 +28,17 @@
 /* The per-item length prefix of that answer: u64 little endian. */
 #define API_ITEM_LEN_SIZE 8
 
+/* HTTP statuses counted per route: 100 to 599, every status HTTP defines, one
+ * counter each (4 KiB a route, a fixed set for a bounded label). */
+#define API_STATUS_MIN 100
+#define API_STATUS_SPAN 500
+
 struct api_ctx {
     struct ctl *ctl;
     struct api_guard guard;
+    /* Responses by route (the table's index; the last row: no route) and status
+     * (gust_http_requests_total). */
+    uint64_t (*http_counts)[API_STATUS_SPAN];
 };
 
 static int kind_status(enum ctl_errkind k)
@@ -1275,6 +1283,22 @@ static void r_health(struct api_rq *r)
     api_conn_respond_json(r->conn, 200, ctl_health_json(r->ctx->ctl), NULL);
 }
 
+static void write_http_metrics(struct api_ctx *ctx, struct buf *out);
+
+/* GET /metrics: control's metrics, then the API's own. */
+static void metrics_respond(struct api_ctx *ctx, struct api_conn *conn)
+{
+    AUTO_BUF struct buf out = {0};
+    ctl_metrics_write(ctx->ctl, &out);
+    write_http_metrics(ctx, &out);
+    api_conn_respond(conn, 200, "text/plain; version=0.0.4; charset=utf-8", out.data, out.len, NULL);
+}
+
+static void r_metrics(struct api_rq *r)
+{
+    metrics_respond(r->ctx, r->conn);
+}
+
 static void r_whoami(struct api_rq *r)
 {
     api_conn_respond_json(r->conn, 200,
@@ -1741,8 +1765,8 @@ static void r_volume_op(struct api_rq *r)
  * dicts and queues (a function's code does, with an invoker's token); developers
  * also deploy, stop, read logs, manage images, secrets and uploads, delete dicts and
  * queues; admins also
- * manage workspaces, tokens and quotas, and run image gc (it spans workspaces).
- * "*" matches one path segment. A path that matches with another method is 405. */
+ * manage workspaces, tokens and quotas, run image gc (it spans workspaces) and read
+ * /metrics (every workspace's functions). "*" matches one path segment. A path that matches with another method is 405. */
 struct api_route {
     const char *method;
     const char *path;
@@ -1752,6 +1776,7 @@ struct api_route {
 };
 static const struct api_route api_route_table[] = {
     {"GET", "/v1/health", CTL_ROLE_INVOKER, r_health, body_json},
+    {"GET", "/metrics", CTL_ROLE_ADMIN, r_metrics, body_json},
     {"GET", "/v1/whoami", CTL_ROLE_INVOKER, r_whoami, body_json},
     {"POST", "/v1/deploy", CTL_ROLE_DEVELOPER, r_deploy, body_spec},
     {"GET", "/v1/apps", CTL_ROLE_INVOKER, r_apps, body_json},
@@ -1879,9 +1904,32 @@ static bool check_body_type(struct api_conn *conn, struct http_request *req, con
     return false;
 }
 
+/* The route of req in the table (NULL: none); *allowed: another method its path takes. */
+static const struct api_route *route_find(struct http_request *req, char segs[API_PATH_MAX_SEGS][128], int n,
+                                          const char **allowed)
+{
+    *allowed = NULL;
+    for (size_t i = 0; i < ARRAY_LEN(api_route_table); i++) {
+        if (!route_matches(api_route_table[i].path, segs, n))
+            continue;
+        if (!strcmp(api_route_table[i].method, req->method))
+            return &api_route_table[i];
+        if (!*allowed)
+            *allowed = api_route_table[i].method;
+    }
+    return NULL;
+}
+
 void api_routes_handle(struct api_conn *conn, struct http_request *req, void *ud)
 {
     struct api_ctx *ctx = ud;
+    char segs[API_PATH_MAX_SEGS][128];
+    int n = split_path(req->path, segs);
+    const char *allowed;
+    const struct api_route *route = route_find(req, segs, n, &allowed);
+    /* Counted under its route whatever the answer (gust_http_requests_total). */
+    if (route)
+        api_conn_set_tag(conn, (int)(route - api_route_table));
     const char *code;
     char why[600];
     int status = api_guard_check(&ctx->guard, req, &code, why, sizeof why);
@@ -1904,21 +1952,9 @@ void api_routes_handle(struct api_conn *conn, struct http_request *req, void *ud
                        NULL);
         return;
     }
-    char segs[API_PATH_MAX_SEGS][128];
-    int n = split_path(req->path, segs);
-    if (n < 2 || strcmp(segs[0], "v1")) {
+    if (!route && !allowed && (n < 2 || strcmp(segs[0], "v1"))) {
         api_conn_error(conn, 404, "not_found", "no such endpoint; the API lives under /v1 (see docs/API.md)", NULL);
         return;
-    }
-    const struct api_route *route = NULL;
-    const char *allowed = NULL;
-    for (size_t i = 0; i < ARRAY_LEN(api_route_table) && !route; i++) {
-        if (!route_matches(api_route_table[i].path, segs, n))
-            continue;
-        if (!strcmp(api_route_table[i].method, req->method))
-            route = &api_route_table[i];
-        else if (!allowed)
-            allowed = api_route_table[i].method;
     }
     if (!route) {
         if (allowed) {
@@ -1948,10 +1984,68 @@ void api_routes_handle(struct api_conn *conn, struct http_request *req, void *ud
     route->handle(&r);
 }
 
+void api_routes_metrics_handle(struct api_conn *conn, struct http_request *req, void *ud)
+{
+    struct api_ctx *ctx = ud;
+    char segs[API_PATH_MAX_SEGS][128];
+    int n = split_path(req->path, segs);
+    const char *allowed;
+    const struct api_route *route = route_find(req, segs, n, &allowed);
+    bool metrics = route && route->handle == r_metrics;
+    if (metrics)
+        api_conn_set_tag(conn, (int)(route - api_route_table));
+    const char *code;
+    char why[600];
+    int status = api_guard_check(&ctx->guard, req, &code, why, sizeof why);
+    if (status) {
+        api_conn_error(conn, status, code, why, NULL);
+        return;
+    }
+    if (!metrics && n == 1 && !strcmp(segs[0], "metrics")) {
+        api_conn_error(conn, 405, "method_not_allowed", "this endpoint takes GET", NULL);
+        return;
+    }
+    if (!metrics) {
+        api_conn_error(conn, 404, "not_found", "this listener (--metrics-listen) serves GET /metrics only", NULL);
+        return;
+    }
+    metrics_respond(ctx, conn);
+}
+
+void api_routes_count(void *ud, int tag, int status)
+{
+    struct api_ctx *ctx = ud;
+    size_t row = tag >= 0 && (size_t)tag < ARRAY_LEN(api_route_table) ? (size_t)tag : ARRAY_LEN(api_route_table);
+    if (status >= API_STATUS_MIN && status < API_STATUS_MIN + API_STATUS_SPAN)
+        ctx->http_counts[row][status - API_STATUS_MIN]++;
+}
+
+/* gust_http_requests_total: a sample per route, method and status answered so far. */
+static void write_http_metrics(struct api_ctx *ctx, struct buf *out)
+{
+    static const char name[] = "gust_http_requests_total";
+    ctl_metrics_family(out, name, "counter",
+                       "API responses by route (the route's pattern, \"other\" when none matched), method and "
+                       "status.");
+    for (size_t row = 0; row <= ARRAY_LEN(api_route_table); row++) {
+        bool known = row < ARRAY_LEN(api_route_table);
+        for (int st = 0; st < API_STATUS_SPAN; st++) {
+            if (!ctx->http_counts[row][st])
+                continue;
+            char status[16];
+            snprintf(status, sizeof status, "%d", st + API_STATUS_MIN);
+            const char *labels[] = {"method", known ? api_route_table[row].method : "other", "route",
+                                    known ? api_route_table[row].path : "other", "status", status};
+            ctl_metrics_sample(out, name, labels, 3, (double)ctx->http_counts[row][st]);
+        }
+    }
+}
+
 struct api_ctx *api_routes_new(struct ctl *ctl, const struct api_guard *guard)
 {
     struct api_ctx *ctx = xcalloc(1, sizeof *ctx);
     ctx->ctl = ctl;
+    ctx->http_counts = xcalloc(ARRAY_LEN(api_route_table) + 1, sizeof *ctx->http_counts);
     if (guard)
         ctx->guard = *guard;
     return ctx;
@@ -1959,5 +2053,8 @@ struct api_ctx *api_routes_new(struct ctl *ctl, const struct api_guard *guard)
 
 void api_routes_free(struct api_ctx *ctx)
 {
+    if (!ctx)
+        return;
+    free(ctx->http_counts);
     free(ctx);
 }

@@ -17,5 +17,11 @@ void api_routes_free(struct api_ctx *ctx);
  * token (401), a role at least the route's (403); objects of another workspace are
  * not found (404). */
 void api_routes_handle(struct api_conn *conn, struct http_request *req, void *ud);
+/* An api_handler_fn for the --metrics-listen listener: GET /metrics without a token
+ * (the listener is loopback only), the Host guard as for the API; any other path 404. */
+void api_routes_metrics_handle(struct api_conn *conn, struct http_request *req, void *ud);
+/* An api_status_fn (api_server_on_status) counting responses by route and status for
+ * gust_http_requests_total; ud is the struct api_ctx. */
+void api_routes_count(void *ud, int tag, int status);
 
 #endif

@@ -106,6 +106,7 @@ struct api_conn {
     bool tls_wr_wants_read;     /* SSL_write waits for bytes from the peer */
     bool tls_sniffed;           /* the first byte was checked for plain HTTP */
     uint64_t born_ms;
+    int tag;                    /* the handler's api_conn_set_tag for this request; -1: none */
 };
 
 struct api_server {
@@ -128,6 +129,8 @@ struct api_server {
     size_t out_high;            /* most output pending on one connection */
     SSL_CTX *tls;               /* non-NULL: every connection speaks TLS */
     bool stream_bodies;         /* api_server_stream_bodies */
+    api_status_fn on_status;    /* api_server_on_status */
+    void *status_ud;
 };
 
 static void process_input(struct api_conn *c);
@@ -580,10 +583,32 @@ static void settle_keep_alive(struct api_conn *c)
         c->keep_alive = false;
 }
 
+/* Tells the server's status observer of a response's head going out, once per
+ * response, with the request's tag (cleared: a parse error's answer, which no handler
+ * saw, carries none). */
+static void note_status(struct api_conn *c, int status)
+{
+    if (c->srv && c->srv->on_status)
+        c->srv->on_status(c->srv->status_ud, c->tag, status);
+    c->tag = -1;
+}
+
+void api_conn_set_tag(struct api_conn *c, int tag)
+{
+    c->tag = tag;
+}
+
+void api_server_on_status(struct api_server *s, api_status_fn fn, void *ud)
+{
+    s->on_status = fn;
+    s->status_ud = ud;
+}
+
 /* Queues a whole response without state checks. */
 static void send_response(struct api_conn *c, int status, const char *content_type, const void *body, size_t len,
                           const char *extra_headers)
 {
+    note_status(c, status);
     http_write_head(&c->out, status, content_type, (int64_t)len, c->keep_alive, extra_headers);
     /* The head went into out; it leaves as pending output together with the body. */
     int r = conn_send(c, c->head_req ? NULL : body, c->head_req ? 0 : len, NULL, 0);
@@ -681,6 +706,7 @@ int api_conn_stream_begin(struct api_conn *c, int status, const char *content_ty
     if (bodyless)
         c->head_req = true;
     int64_t framing = c->raw_stream || bodyless ? HTTP_LENGTH_NONE : HTTP_LENGTH_CHUNKED;
+    note_status(c, status);
     http_write_head(&c->out, status, content_type, framing, c->keep_alive, extra_headers);
     if (conn_send(c, NULL, 0, NULL, 0) < 0) {
         conn_fail_later(c);
@@ -799,6 +825,7 @@ int api_conn_tunnel_begin(struct api_conn *c, const char *extra_headers, api_tun
     if (!can_respond(c, "tunnel_begin"))
         return -EINVAL;
     static const char line[] = "HTTP/1.1 101 Switching Protocols\r\n";
+    note_status(c, 101);
     buf_append(&c->out, line, sizeof line - 1);
     if (extra_headers)
         buf_append(&c->out, extra_headers, strlen(extra_headers));
@@ -1053,6 +1080,7 @@ static void dispatch(struct api_conn *c)
     c->state = C_HANDLING;
     c->keep_alive = req->keep_alive && c->srv->accepting;
     c->head_req = !strcmp(req->method, "HEAD");
+    c->tag = -1;
     c->srv->handler(c, req, c->srv->ud);
 }
 
@@ -1342,6 +1370,7 @@ static void conn_new(struct api_server *s, int fd)
     c->srv = s;
     c->loop = s->loop;
     c->fd = fd;
+    c->tag = -1;
     c->refs = 1;
     c->open = true;
     c->watched = EV_READ;

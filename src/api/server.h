@@ -85,6 +85,14 @@ void api_server_set_max_conns(struct api_server *s, size_t n);
 size_t api_server_max_conns(const struct api_server *s);
 /* The most output bytes ever pending on one connection (for tests and stats). */
 size_t api_server_out_high(const struct api_server *s);
+/* Told of each response's status as its head goes out (once per response; 101 for a
+ * tunnel), with the tag the handler gave the request (api_conn_set_tag), -1 when it
+ * gave none or no handler saw the request (a parse error's 400/413/431). For counters:
+ * it runs inside the api_conn_* call that answers. NULL: none. */
+typedef void (*api_status_fn)(void *ud, int tag, int status);
+void api_server_on_status(struct api_server *s, api_status_fn fn, void *ud);
+/* Tags the request being handled on c (a small number the status observer gets). */
+void api_conn_set_tag(struct api_conn *c, int tag);
 /* Closes every connection (close callbacks run) and frees the server. NULL is fine. */
 void api_server_free(struct api_server *s);
 

@@ -188,6 +188,7 @@ void ctl_call_start(struct ctl *c, struct ctl_call *call, struct ctl_ctr *k)
     call->started_in_company = ctl_fn_running(call->fv->fn) > 0;
     call->start_no = ++call->fv->fn->call_starts;
     call->fv->running++;
+    metrics_call_started(call->fv->fn, call);
     if (call->durable) {
         struct gerr err;
         if (store_call_set_running(c->store, call->id, call->attempts, call->started_at, &err) < 0)
@@ -288,6 +289,7 @@ void ctl_call_finish(struct ctl *c, struct ctl_call *call, enum ctl_call_state s
     call_stop_running(c, call);
     call_set_state(call, state);
     call->finished_at = wall_s();
+    metrics_call_finished(fv->fn, call);
     if (out && out_len) {
         call->output = xmemdup(out, out_len);
         call->output_len = out_len;

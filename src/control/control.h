@@ -541,4 +541,18 @@ json_t *ctl_volume_copy(struct ctl *c, const char *ws, const char *name, json_t 
 json_t *ctl_volume_commit(struct ctl *c, const char *ctr_id, const char *name, struct ctl_error *e);
 json_t *ctl_volume_reload(struct ctl *c, const char *ctr_id, const char *name, struct ctl_error *e);
 
+/* ---- Prometheus metrics (metrics.c; docs/API.md "Metrics") ---- */
+struct buf;
+/* Appends control's metrics in the text exposition format (0.0.4) to out: calls by
+ * outcome, the latency histograms, cold starts, evictions, queues, containers by
+ * state, resources reserved and used per function, the store's size. Reads each live
+ * container's numbers from the worker (cgroup files), so it costs O(containers). */
+void ctl_metrics_write(struct ctl *c, struct buf *out);
+/* The format's pieces, for other components' metrics: a family's # HELP (help
+ * escaped: backslash, newline) and # TYPE lines; one sample, name{labels} value, with
+ * nlabels pairs labels[2i] (a name) = labels[2i+1] (a value, escaped: backslash,
+ * double quote, newline). */
+void ctl_metrics_family(struct buf *out, const char *name, const char *type, const char *help);
+void ctl_metrics_sample(struct buf *out, const char *name, const char *const *labels, size_t nlabels, double value);
+
 #endif

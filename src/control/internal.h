@@ -13,6 +13,9 @@
  *               snapshots shared by content (references, spares)
  *   evict.c     the eviction ranking: idle containers by predicted next use
  *   ident.c     workspaces and quotas, tokens and roles, qualified names
+ *   metrics.c   Prometheus metrics: per-function counters and histograms updated
+ *               where calls start and end and containers start, become ready and
+ *               exit; the exposition of them and of gauges read from the model
  *   items.c     a generator call's items: the bounded buffer of what the consumer has
  *               not taken, its absolute indices, the pollers told of a new item
  *   calls.c     call records and their lifecycle: queues, retries, final states;
@@ -151,6 +154,35 @@ struct kpa_view {
     bool panicking;
 };
 
+/* ---- metrics.c: types (struct ctl_fn holds them; the functions are below) ---- */
+
+/* Upper bounds of the latency histograms' buckets, in seconds (METRICS_BUCKETS in
+ * metrics.c). Prometheus's default buckets (5 ms to 10 s) extended down to 0.5 ms,
+ * because a warm call's queue wait and run are ~100 us here and would all fall in the
+ * first default bucket, and up to 300 s, because cold starts of large images and
+ * runs of batch functions take minutes. */
+#define METRICS_NBUCKETS 17
+/* A call's outcome as gust_calls_total labels it: success, failure, timeout, cancelled. */
+#define METRICS_NOUTCOMES 4
+
+/* One histogram: observations per bucket (not cumulative; the last one is +Inf) and
+ * their sum. Updating it is a few compares and two additions: no allocation, no lock
+ * (everything runs on the loop's thread). */
+struct metrics_hist {
+    uint64_t n[METRICS_NBUCKETS + 1];
+    double sum;
+};
+
+/* A function's metrics since this daemon started (Prometheus handles the reset). */
+struct metrics_fn {
+    uint64_t calls[METRICS_NOUTCOMES]; /* finished calls by outcome */
+    struct metrics_hist queue_wait;    /* submit to first start */
+    struct metrics_hist run;           /* last start to end, of calls that started */
+    struct metrics_hist cold_start;    /* container start to ready */
+    uint64_t cold_starts;              /* containers started */
+    uint64_t cpu_ns_gone;              /* CPU time of its containers that exited */
+};
+
 /* Per-workspace limits; 0: none. */
 struct ctl_quotas {
     uint32_t containers;
@@ -280,6 +312,7 @@ struct ctl_fn {
     uint64_t call_starts;       /* calls started since this daemon started (which ones overlapped) */
     struct ctl_schedule *schedule; /* schedule.c: its schedule while deployed with one; NULL: none */
     bool retired;               /* a deploy of its app left it out (latest NULL); a later one may bring it back */
+    struct metrics_fn metrics;  /* metrics.c */
 };
 
 /* Told once when a call reaches its final state (calls.c), on the loop's thread. An
@@ -858,6 +891,22 @@ struct ctl_ws *ctl_ws_find(struct ctl *c, const char *name);
 struct ctl_ws *ctl_ws_of_name(struct ctl *c, const char *qname);
 /* The workspace part of a qualified name ("" when it has none). */
 void ctl_ws_of(const char *qname, char ws[CTL_WS_NAME_MAX + 1]);
+
+/* ---- metrics.c ----
+ * Recording (each a few additions on the function's struct metrics_fn):
+ *   metrics_call_started   a call started an attempt; its first one observes the
+ *                          queue wait (started_at - created_at)
+ *   metrics_call_finished  a call reached its final state: counted by outcome, and
+ *                          its run (finished_at - started_at) observed if it started
+ *   metrics_ctr_started    a container of fn was asked to start (a cold start)
+ *   metrics_ctr_ready      one became ready after `seconds`
+ *   metrics_ctr_gone       one exited having used cpu_ns of CPU time */
+void metrics_observe(struct metrics_hist *h, double seconds);
+void metrics_call_started(struct ctl_fn *fn, const struct ctl_call *call);
+void metrics_call_finished(struct ctl_fn *fn, const struct ctl_call *call);
+void metrics_ctr_started(struct ctl_fn *fn);
+void metrics_ctr_ready(struct ctl_fn *fn, double seconds);
+void metrics_ctr_gone(struct ctl_fn *fn, uint64_t cpu_ns);
 
 /* ---- items.c ---- */
 struct ctl_items *ctl_items_new(struct ctl *c);

@@ -625,6 +625,7 @@ static struct ctl_ctr *start_container(struct ctl *c, struct ctl_fver *fv, bool 
     ctl_sched_mark(fv);
     hmap_insert(&c->ctrs, &k->node, hmap_hash_str(k->id));
     fv->nstarting++;
+    metrics_ctr_started(fv->fn);
     evict_update(fv);
     record_container_start(c, k);
     int sr = -ENOTSUP;
@@ -1256,6 +1257,7 @@ static void ev_ready(void *ud, const char *ctr_id)
     k->idle_since_ms = ev_now_ms(c->loop);
     idle_adjust(k, false);
     row_push(c, CTR_ROW_READY, k->id)->rec.ready_at = k->ready_at;
+    metrics_ctr_ready(k->fv->fn, k->ready_at - k->started_at);
     log_debug("sched", "%s ready in %.2f ms", k->id, (k->ready_at - k->started_at) * 1e3);
     ctl_sched_mark(k->fv);
     sched_kick(c);
@@ -1453,6 +1455,7 @@ static void ev_exit(void *ud, const char *ctr_id, int kind, const char *msg, con
         .gpu_mem_peak_mib = (double)final->gpu_mem_peak_bytes / (1 << 20),
     };
     row_stop(c, k->id, busy_seconds(c, k), k->inputs_done, reason, &u);
+    metrics_ctr_gone(fv->fn, final->cpu_ns);
     ctl_token_ephemeral_drop(c, k->token_id);
     list_remove(&k->link);
     hmap_remove(&c->ctrs, &k->node);

@@ -38,6 +38,7 @@ struct gustd {
     struct api_server *server;
     struct api_server *web;     /* NULL with --web-listen off */
     struct api_server *sock;    /* the API on <data-dir>/api/api.sock, for containers */
+    struct api_server *metrics; /* --metrics-listen; NULL without it */
     struct ctl *ctl;
     int sigfd;
     bool stopping;
@@ -58,6 +59,9 @@ static void usage(FILE *f)
             "                        needs --tls-cert and --tls-key, or --insecure-listen\n"
             "  --web-listen HOST:PORT  web endpoints' address (default 127.0.0.1:8480; port 0 = any free\n"
             "                        port; off = none); TLS and the non-loopback rule as --listen\n"
+            "  --metrics-listen HOST:PORT  also serve GET /metrics (Prometheus) there without a token\n"
+            "                        (default: off; /metrics on --listen needs an admin token); loopback\n"
+            "                        addresses only, for a Prometheus on this machine\n"
             "  --web-domain DOMAIN   also route Host <workspace>--<app>-<label>.DOMAIN (a wildcard DNS\n"
             "                        name) to endpoints; URLs are then shown in that form\n"
             "  --web-max-body BYTES  largest request body of a web endpoint (default 33554432, 32 MiB;\n"
@@ -224,10 +228,11 @@ int main(int argc, char **argv)
     bool max_conns_given = false;
     const char *keepalive_policy = NULL;
     const char *web_listen = "127.0.0.1:8480", *web_domain = NULL;
+    const char *metrics_listen = NULL;
     int64_t web_max_body = API_WEB_MAX_BODY_DEFAULT;
     static const struct option opts[] = {
         {"web-listen", required_argument, 0, 'W'}, {"web-domain", required_argument, 0, 'w'},
-        {"web-max-body", required_argument, 0, 'B'},
+        {"web-max-body", required_argument, 0, 'B'}, {"metrics-listen", required_argument, 0, 'm'},
         {"gpu-passthrough", no_argument, 0, 'P'}, {"gpu-dev-dir", required_argument, 0, 'D'},
         {"gpu-driver-dir", required_argument, 0, 'R'}, {"no-nvml", no_argument, 0, 'N'},
         {"userns-base", required_argument, 0, 'U'}, {"userns-size", required_argument, 0, 'Z'},
@@ -254,6 +259,7 @@ int main(int argc, char **argv)
         case 'l': listen_addr = optarg; break;
         case 'W': web_listen = strcmp(optarg, "off") ? optarg : NULL; break;
         case 'w': web_domain = optarg; break;
+        case 'm': metrics_listen = optarg; break;
         case 'B':
             if (parse_i64(optarg, 0, 1ll << 32, &web_max_body) < 0) {
                 fprintf(stderr, "gustd: --web-max-body: expected bytes between 0 and 4294967296, got \"%s\"\n",
@@ -380,6 +386,15 @@ int main(int argc, char **argv)
                 "or pass --insecure-listen to accept plain HTTP from the network (docs/SECURITY.md, "
                 "\"Transport\")\n",
                 listen_addr);
+        return 2;
+    }
+    /* Metrics are served without a token, so only to this machine: a Prometheus
+     * elsewhere scrapes /metrics on --listen with an admin token (over TLS). */
+    if (metrics_listen && !api_listen_is_loopback(metrics_listen)) {
+        fprintf(stderr,
+                "gustd: --metrics-listen %s is not a loopback address: it serves /metrics without a token, so only "
+                "127.0.0.0/8, ::1 or localhost; scrape /metrics on --listen with an admin token from elsewhere\n",
+                metrics_listen);
         return 2;
     }
     if (web_listen && !tls_cert && !api_listen_is_loopback(web_listen) && !insecure_listen) {
@@ -555,11 +570,25 @@ int main(int argc, char **argv)
         fprintf(stderr, "gustd: %s\n", err.msg);
         goto out;
     }
+    api_server_on_status(g.server, api_routes_count, routes);
+    if (metrics_listen) {
+        /* Plain HTTP, no token: loopback only (checked above). */
+        if (api_server_listen(g.loop, metrics_listen, &limits, api_routes_metrics_handle, routes, &g.metrics, &err) <
+            0) {
+            fprintf(stderr, "gustd: --metrics-listen %s: %s\n", metrics_listen, err.msg);
+            goto out;
+        }
+        api_server_on_status(g.metrics, api_routes_count, routes);
+        fprintf(stderr, "gustd: metrics on %s (port %d), path /metrics\n", metrics_listen,
+                api_server_port(g.metrics));
+    }
     /* Plain HTTP: the socket never leaves this machine. */
     if (api_sock_on && api_server_listen_unix(g.loop, api_sock, 0666, &limits, api_routes_handle, routes, &g.sock, &err) < 0) {
         fprintf(stderr, "gustd: API socket: %s\n", err.msg);
         goto out;
     }
+    if (g.sock)
+        api_server_on_status(g.sock, api_routes_count, routes);
     if (!tls_cert && !loopback)
         log_warn("gustd",
                  "--insecure-listen: serving plain HTTP on %s, reachable from the network; requests, answers "
@@ -624,6 +653,7 @@ out:
     if (g.web)
         api_server_free(g.web);
     api_server_free(g.sock);
+    api_server_free(g.metrics);
     if (g.server)
         api_server_free(g.server);
     if (g.ctl)

@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/cleanup.h"
@@ -951,6 +953,26 @@ void store_close(struct store *st)
         sqlite3_finalize(st->stmt[i]);
     sqlite3_close(st->db);
     free(st);
+}
+
+int store_size_bytes(struct store *st, uint64_t *db, uint64_t *wal, struct gerr *err)
+{
+    *db = *wal = 0;
+    const char *path = sqlite3_db_filename(st->db, "main");
+    if (!path || !path[0])
+        return 0; /* an in-memory database has no file */
+    struct stat sb;
+    if (stat(path, &sb) < 0)
+        return gerr_sys(err, errno, "store: stat %s", path);
+    *db = (uint64_t)sb.st_size;
+    char walp[PATH_MAX];
+    if ((size_t)snprintf(walp, sizeof walp, "%s-wal", path) >= sizeof walp)
+        return 0;
+    if (stat(walp, &sb) == 0)
+        *wal = (uint64_t)sb.st_size;
+    else if (errno != ENOENT)
+        return gerr_sys(err, errno, "store: stat %s", walp);
+    return 0;
 }
 
 /* ---------- transactions ---------- */

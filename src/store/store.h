@@ -46,6 +46,9 @@ int store_open(const char *path, struct store **out, struct gerr *err);
 /* Rolls back an open transaction (every level), finalizes the statements and closes
  * the file. NULL is a no-op. */
 void store_close(struct store *st);
+/* The sizes on disk of the database file and of its write-ahead log (0 when there is
+ * none now). Returns 0, or -errno with *err naming the file. */
+int store_size_bytes(struct store *st, uint64_t *db, uint64_t *wal, struct gerr *err);
 
 /* Transactions nest. The outermost store_begin() opens a write transaction; inner
  * ones are counted and open a savepoint, so an inner store_rollback() undoes only

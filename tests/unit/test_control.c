@@ -2614,6 +2614,46 @@ UNIT_TEST(test_queue_limits_and_dict)
     env_free(&e);
 }
 
+/* The exposition format: HELP and TYPE lines (HELP text escaped), label values
+ * escaped (backslash, double quote, newline), integers printed whole; and after calls
+ * of a function, gust_calls_total and the histograms count them. */
+UNIT_TEST(test_metrics_exposition)
+{
+    struct buf b = {0};
+    ctl_metrics_family(&b, "gust_x_total", "counter", "a \\ b\nc");
+    const char *labels[] = {"app", "ws/a\"b\\c\nd", "function", "f"};
+    ctl_metrics_sample(&b, "gust_x_total", labels, 2, 42);
+    ctl_metrics_sample(&b, "gust_y", NULL, 0, 0.25);
+    CHECK_STR(b.data, "# HELP gust_x_total a \\\\ b\\nc\n# TYPE gust_x_total counter\n"
+                      "gust_x_total{app=\"ws/a\\\"b\\\\c\\nd\",function=\"f\"} 42\ngust_y 0.25\n");
+    buf_free(&b);
+
+    struct env e;
+    env_init(&e, 4000, 4096, 0);
+    deploy(&e, "\"resources\":{\"cpu\":100,\"memory\":64}");
+    char ids[3][64];
+    for (int i = 0; i < 3; i++)
+        submit(&e, "in", false, ids[i]);
+    run_for(&e, 5);
+    fake_ready_all(&e.fake);
+    run_for(&e, 5);
+    for (int k = 0; k < e.fake.nctrs; k++)
+        while (inflight(&e.fake.ctrs[k]))
+            fake_answer(&e.fake, &e.fake.ctrs[k], "out", 0);
+    ctl_metrics_write(e.ctl, &b);
+    CHECK(strstr(b.data, "# TYPE gust_calls_total counter\n"));
+    CHECK(strstr(b.data, "gust_calls_total{app=\"default/a\",function=\"f\",outcome=\"success\"} 3\n"));
+    CHECK(strstr(b.data, "gust_calls_total{app=\"default/a\",function=\"f\",outcome=\"failure\"} 0\n"));
+    CHECK(strstr(b.data, "# TYPE gust_call_run_seconds histogram\n"));
+    CHECK(strstr(b.data, "gust_call_run_seconds_bucket{app=\"default/a\",function=\"f\",le=\"+Inf\"} 3\n"));
+    CHECK(strstr(b.data, "gust_call_run_seconds_count{app=\"default/a\",function=\"f\"} 3\n"));
+    CHECK(strstr(b.data, "gust_call_queue_wait_seconds_count{app=\"default/a\",function=\"f\"} 3\n"));
+    CHECK(strstr(b.data, "gust_containers{app=\"default/a\",function=\"f\",state=\"idle\"} "));
+    CHECK(strstr(b.data, "gust_store_size_bytes{file=\"db\"} "));
+    buf_free(&b);
+    env_free(&e);
+}
+
 int main(void)
 {
     UNIT_RUN(test_dispatch_and_packing);
@@ -2661,5 +2701,6 @@ int main(void)
     UNIT_RUN(test_crash_frees_room_for_min_containers);
     UNIT_RUN(test_eviction_once_enough_is_idle);
     UNIT_RUN(test_gpu_eviction_once_the_holder_is_idle);
+    UNIT_RUN(test_metrics_exposition);
     UNIT_MAIN_END();
 }
