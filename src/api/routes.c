@@ -557,6 +557,8 @@ static json_t *view_json(const struct ctl_call_view *v)
                                                                v->error_message ? v->error_message : "")
                                                   : json_null());
     json_object_set_new(o, "output_size", json_integer((json_int_t)v->output_len));
+    json_t *tl = v->timeline ? json_loads(v->timeline, 0, NULL) : NULL;
+    json_object_set_new(o, "timeline", tl ? tl : json_null());
     return o;
 }
 
@@ -569,6 +571,35 @@ static void h_status(struct api_ctx *ctx, struct api_conn *conn, const char *ws,
         return;
     }
     api_conn_respond_json(conn, 200, view_json(&v), NULL);
+}
+
+/* Calls one listing answers at most (GET .../calls?limit=N): each is a status object
+ * of about 1 KB with its timeline, so a listing stays under a megabyte. */
+#define API_CALLS_LIST_MAX 1000
+
+static void calls_collect(void *ud, const struct ctl_call_view *v)
+{
+    json_array_append_new(ud, view_json(v));
+}
+
+static void h_calls_list(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req, const char *app,
+                         const char *fn)
+{
+    double limit = 20;
+    if (!query_number(req, "limit", "a whole number", 1, API_CALLS_LIST_MAX, &limit, conn))
+        return;
+    if (limit != (double)(size_t)limit) {
+        api_conn_error(conn, 400, "invalid_argument", "limit: must be a whole number", "limit");
+        return;
+    }
+    json_t *arr = json_array();
+    struct ctl_error e;
+    if (ctl_calls_list(ctx->ctl, app, fn, (size_t)limit, calls_collect, arr, &e) < 0) {
+        json_decref(arr);
+        respond_ctl_error(conn, &e);
+        return;
+    }
+    api_conn_respond_json(conn, 200, json_pack("{s:o}", "calls", arr), NULL);
 }
 
 /* POST /v1/calls/{id}/cancel, with an optional body {"terminate_containers": bool}; an
@@ -1337,6 +1368,13 @@ static void r_logs(struct api_rq *r)
     h_logs(r->ctx, r->conn, r->req, app, r->segs[3]);
 }
 
+static void r_calls_list(struct api_rq *r)
+{
+    char app[CTL_QNAME_MAX];
+    rq_qualified(r, 2, app);
+    h_calls_list(r->ctx, r->conn, r->req, app, r->segs[3]);
+}
+
 static void r_app_logs(struct api_rq *r)
 {
     char app[CTL_QNAME_MAX];
@@ -1750,6 +1788,7 @@ static const struct api_route api_route_table[] = {
     {"POST", "/v1/functions/*/*/generate", CTL_ROLE_INVOKER, r_generate, body_input},
     {"POST", "/v1/functions/*/*/map", CTL_ROLE_INVOKER, r_map, body_ndjson},
     {"GET", "/v1/functions/*/*/logs", CTL_ROLE_DEVELOPER, r_logs, body_json},
+    {"GET", "/v1/functions/*/*/calls", CTL_ROLE_DEVELOPER, r_calls_list, body_json},
     {"GET", "/v1/calls/*", CTL_ROLE_INVOKER, r_result, body_json},
     {"GET", "/v1/calls/*/status", CTL_ROLE_INVOKER, r_status, body_json},
     {"GET", "/v1/calls/*/items", CTL_ROLE_INVOKER, r_items, body_json},

@@ -131,6 +131,13 @@ static const struct cli_cmd CMDS[] = {
      .run = cmd_request, .method = "GET", .path = "/v1/functions", .print = cmd_print_functions},
     {"ps", "ps", "Lists containers.\n",
      .run = cmd_request, .method = "GET", .path = "/v1/containers", .print = cmd_print_containers},
+    {"calls", "calls APP.FN [--limit N]",
+     "Lists the function's recent calls, newest first, with their timelines: time queued\n"
+     "(waiting for a container, retry backoff included), START (the cold start of the\n"
+     "container it waited for), RUN (in containers), TOTAL (submit to end), the container\n"
+     "of its last attempt and whether that was the container's first input (COLD).\n"
+     "  -n, --limit N       at most N calls (1..1000, default 20)\n",
+     .run = cmd_calls},
     {"logs", "logs APP.FN [-f] [--tail N]",
      "Prints the function's log lines (TIMESTAMP CONTAINER CALL STREAM TEXT; CALL is\n"
      "the call that printed the line, or - when not known).\n"
