@@ -434,7 +434,9 @@ void ctl_map_detach(struct ctl *c, struct ctl_map *m);
 typedef void (*ctl_log_cb)(void *ud, double ts, const char *container_id, const char *call_id, int stream,
                            const char *line, size_t len);
 struct ctl_log_sub;
-int ctl_logs(struct ctl *c, const char *app, const char *fn, int tail, ctl_log_cb cb, void *ud, struct ctl_error *e);
+/* f: only the lines it passes (store_log_filter), NULL: every line. */
+int ctl_logs(struct ctl *c, const char *app, const char *fn, int tail, const struct store_log_filter *f, ctl_log_cb cb,
+             void *ud, struct ctl_error *e);
 int ctl_log_subscribe(struct ctl *c, const char *app, const char *fn, ctl_log_cb cb, void *ud,
                       struct ctl_log_sub **out, struct ctl_error *e);
 void ctl_log_unsubscribe(struct ctl *c, struct ctl_log_sub *s);

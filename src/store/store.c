@@ -261,6 +261,7 @@ enum stmt_id {
     S_KV_GET,
     S_LOG_APPEND,
     S_LOGS_TAIL,
+    S_LOGS_FIND,
     S_LOGS_AFTER,
     S_LOGS_TRIM_FN,
     S_LOGS_APP_AFTER,
@@ -415,6 +416,15 @@ static const char *const stmt_sql[S_COUNT] = {
                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     [S_LOGS_TAIL] = "SELECT id, ts, container_id, stream, line, call_id FROM"
                     " (SELECT id, ts, container_id, stream, line, call_id FROM logs WHERE app = ?1 AND function = ?2"
+                    "  ORDER BY id DESC LIMIT ?3) ORDER BY id",
+    /* The filtered tail: among the newest ?4 lines of the function (the bound on what
+     * one request scans, by the index logs_fn), the last ?3 that match. */
+    [S_LOGS_FIND] = "SELECT id, ts, container_id, stream, line, call_id FROM"
+                    " (SELECT id, ts, container_id, stream, line, call_id FROM logs WHERE app = ?1 AND function = ?2"
+                    "  AND id >= COALESCE((SELECT id FROM logs WHERE app = ?1 AND function = ?2"
+                    "   ORDER BY id DESC LIMIT 1 OFFSET ?4), 0)"
+                    "  AND ts >= ?5 AND ts < ?6 AND (?7 IS NULL OR instr(line, ?7) > 0)"
+                    "  AND (?8 IS NULL OR call_id = ?8) AND (?9 IS NULL OR container_id = ?9)"
                     "  ORDER BY id DESC LIMIT ?3) ORDER BY id",
     [S_LOGS_AFTER] = "SELECT id, ts, container_id, stream, line, call_id FROM logs"
                      " WHERE app = ?1 AND function = ?2 AND id > ?3 ORDER BY id LIMIT ?4",
@@ -1460,6 +1470,17 @@ int store_logs_tail(struct store *st, const char *app, const char *function, int
     const struct listing l = {.cb.log = cb, .ud = ud};
     return list_rows(st, S_LOGS_TAIL, PARAMS(P_TEXT(app), P_TEXT(function), P_INT(limit < 0 ? -1 : limit)), log_row,
                      &l, err, "logs", "reading logs");
+}
+
+int store_logs_find(struct store *st, const char *app, const char *function, const struct store_log_filter *f,
+                    int limit, store_log_cb cb, void *ud, struct gerr *err)
+{
+    const struct listing l = {.cb.log = cb, .ud = ud};
+    return list_rows(st, S_LOGS_FIND,
+                     PARAMS(P_TEXT(app), P_TEXT(function), P_INT(limit < 0 ? -1 : limit),
+                            P_INT(f->scan > 0 ? f->scan - 1 : 0), P_REAL(f->since), P_REAL(f->until > 0 ? f->until : DBL_MAX),
+                            P_TEXT(f->search), P_TEXT(f->call_id), P_TEXT(f->container_id)),
+                     log_row, &l, err, "logs", "reading logs");
 }
 
 int store_logs_after(struct store *st, const char *app, const char *function, int64_t after_id, int limit,

@@ -240,6 +240,18 @@ typedef int (*store_log_cb)(int64_t id, double ts, const char *container_id, con
 /* The last `limit` lines of app.function in chronological order (limit < 0: all). */
 int store_logs_tail(struct store *st, const char *app, const char *function, int limit, store_log_cb cb,
                     void *ud, struct gerr *err);
+/* Which lines store_logs_find answers: ts in [since, until) (until 0: no bound), a
+ * line holding search (bytes; NULL: any), of one call and one container (NULL: any),
+ * among the newest `scan` lines of the function (the bound on the rows one read
+ * looks at; it must be at least 1). */
+struct store_log_filter {
+    double since, until;
+    const char *search, *call_id, *container_id;
+    int64_t scan;
+};
+/* The last `limit` lines of app.function that pass f, in chronological order. */
+int store_logs_find(struct store *st, const char *app, const char *function, const struct store_log_filter *f,
+                    int limit, store_log_cb cb, void *ud, struct gerr *err);
 /* At most `limit` lines with id > after_id, in order (limit < 0: all): for follow. */
 int store_logs_after(struct store *st, const char *app, const char *function, int64_t after_id, int limit,
                      store_log_cb cb, void *ud, struct gerr *err);

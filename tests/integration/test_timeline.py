@@ -110,3 +110,60 @@ def test_calls_listing_and_cli(gust):
     lines = c.out.splitlines()
     assert lines[0].split()[:3] == ["ID", "STATUS", "QUEUED"], c
     assert len(lines) == 3 and ids[-1] in lines[1] and "succeeded" in lines[1], c
+
+
+LOG_MODULE = '''
+import gust
+
+app = gust.App("tllogs")
+image = gust.Image.from_name("python")
+
+
+@app.function(image=image, timeout=60, scaledown_window=60)
+def say(x):
+    print(f"said {x}")
+    return x
+'''
+
+
+def test_logs_filters(shared_gust, tmp_path):
+    import io
+    from gustlib import sdk_module
+    g = shared_gust
+    mod = sdk_module(tmp_path, "tllogs", LOG_MODULE)
+    mod.app.addr = g.addr
+    mod.app.deploy(progress=io.StringIO())
+    ids = []
+    for word in ("alpha", "beta"):
+        c = g.cli("spawn", "tllogs.say", "-d", json.dumps(word))
+        assert c.rc == 0, c
+        ids.append(c.out.strip())
+        assert g.cli("result", ids[-1], "--wait", "60").rc == 0
+    wait_until(lambda: "said beta" in g.cli("logs", "tllogs.say").out, 10, 0.2, msg="both lines stored")
+    # --call: only that call's lines.
+    c = g.cli("logs", "tllogs.say", "--call", ids[0])
+    assert c.rc == 0 and "said alpha" in c.out and "said beta" not in c.out, c
+    assert all(f" {ids[0]} " in x for x in c.out.splitlines()), c
+    # --container: the container of the call's last attempt.
+    ctr = g.status(ids[1])["timeline"]["attempts"][-1]["container"]["id"]
+    c = g.cli("logs", "tllogs.say", "--container", ctr)
+    assert c.rc == 0 and "said beta" in c.out and all(f" {ctr} " in x for x in c.out.splitlines()), c
+    # --search: a substring.
+    c = g.cli("logs", "tllogs.say", "--search", "id bet")
+    assert c.rc == 0 and c.out.splitlines() and all("said beta" in x for x in c.out.splitlines()), c
+    # --since in the future: nothing; --since an hour ago and --until in an hour: both.
+    c = g.cli("logs", "tllogs.say", "--since", "2999-01-01T00:00:00Z")
+    assert c.rc == 0 and c.out == "", c
+    c = g.cli("logs", "tllogs.say", "--since", "1h", "--until", str(time.time() + 3600))
+    assert c.rc == 0 and "said alpha" in c.out and "said beta" in c.out, c
+    c = g.cli("logs", "tllogs.say", "--until", "1h")
+    assert c.rc == 0 and "said" not in c.out, c
+    # Bad values: the CLI names the option, gustd the parameter.
+    c = g.cli("logs", "tllogs.say", "--since", "yesterday")
+    assert c.rc == 2 and "--since" in c.err, c
+    r = g.http("GET", "/v1/functions/tllogs/say/logs?since=soon")
+    assert r.status == 400 and r.error()["message"].startswith("since:"), r
+    r = g.http("GET", "/v1/functions/tllogs/say/logs?search=" + "x" * 300)
+    assert r.status == 400 and r.error()["message"].startswith("search:"), r
+    r = g.http("GET", "/v1/functions/tllogs/say/logs?call=")
+    assert r.status == 400 and r.error()["message"].startswith("call:"), r

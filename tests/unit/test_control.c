@@ -1142,7 +1142,7 @@ UNIT_TEST(test_store_bounds_trimmed_on_tick)
     run_for(&e, 250);
     int lines = 0;
     struct ctl_error ce;
-    CHECK(ctl_logs(e.ctl, "default/a", "f", -1, count_line, &lines, &ce) == 0);
+    CHECK(ctl_logs(e.ctl, "default/a", "f", -1, NULL, count_line, &lines, &ce) == 0);
     CHECK_EQ_INT(lines, 3);
     struct store_call sc;
     struct gerr err;
