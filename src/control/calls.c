@@ -459,10 +459,10 @@ void ctl_call_failed_attempt(struct ctl *c, struct ctl_call *call, enum ctl_call
     struct ctl_fver *fv = call->fv;
     if (call->queued)
         queue_remove(fv, call);
-    call_stop_running(c, call, ctl_call_tl_now(call));
     const struct spec_function *s = &fv->spec;
     bool app_live = !fv->fn->app->stopped && !c->shutting_down;
     if (app_live && !call->no_retry && call->attempts <= s->max_retries && !call_streamed(call)) {
+        call_stop_running(c, call, ctl_call_tl_now(call));
         double delay = s->initial_delay_s * pow(s->backoff_coefficient, (double)call->attempts - 1);
         if (delay > s->max_delay_s)
             delay = s->max_delay_s;
@@ -475,6 +475,7 @@ void ctl_call_failed_attempt(struct ctl *c, struct ctl_call *call, enum ctl_call
         store_pending(c, call, wall_s() + delay, "retry");
         return;
     }
+    /* Its last attempt ends with it (ctl_call_finish stops it running at its end). */
     ctl_call_finish(c, call, state, NULL, 0, code, msg);
 }
 
