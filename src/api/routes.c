@@ -188,8 +188,16 @@ static bool query_number(struct http_request *req, const char *name, const char 
                          double *out, struct api_conn *conn)
 {
     char v[64];
-    if (http_query_get(req, name, v, sizeof v) < 0)
+    int r = http_query_get(req, name, v, sizeof v);
+    if (r == -ENOENT)
         return true;
+    if (r < 0) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "%s: must be %s between %g and %g (the value is too long or badly encoded)", name,
+                 what, min, max);
+        api_conn_error(conn, 400, "invalid_argument", msg, name);
+        return false;
+    }
     char *end;
     double d = strtod(v, &end);
     if (end == v || *end || d < min || d > max) {
@@ -565,6 +573,8 @@ static json_t *view_json(const struct ctl_call_view *v)
                                                                v->error_message ? v->error_message : "")
                                                   : json_null());
     json_object_set_new(o, "output_size", json_integer((json_int_t)v->output_len));
+    json_t *tl = v->timeline ? json_loads(v->timeline, 0, NULL) : NULL;
+    json_object_set_new(o, "timeline", tl ? tl : json_null());
     return o;
 }
 
@@ -577,6 +587,35 @@ static void h_status(struct api_ctx *ctx, struct api_conn *conn, const char *ws,
         return;
     }
     api_conn_respond_json(conn, 200, view_json(&v), NULL);
+}
+
+/* Calls one listing answers at most (GET .../calls?limit=N): each is a status object
+ * of about 1 KB with its timeline, so a listing stays under a megabyte. */
+#define API_CALLS_LIST_MAX 1000
+
+static void calls_collect(void *ud, const struct ctl_call_view *v)
+{
+    json_array_append_new(ud, view_json(v));
+}
+
+static void h_calls_list(struct api_ctx *ctx, struct api_conn *conn, struct http_request *req, const char *app,
+                         const char *fn)
+{
+    double limit = 20;
+    if (!query_number(req, "limit", "a whole number", 1, API_CALLS_LIST_MAX, &limit, conn))
+        return;
+    if (limit != (double)(size_t)limit) {
+        api_conn_error(conn, 400, "invalid_argument", "limit: must be a whole number", "limit");
+        return;
+    }
+    json_t *arr = json_array();
+    struct ctl_error e;
+    if (ctl_calls_list(ctx->ctl, app, fn, (size_t)limit, calls_collect, arr, &e) < 0) {
+        json_decref(arr);
+        respond_ctl_error(conn, &e);
+        return;
+    }
+    api_conn_respond_json(conn, 200, json_pack("{s:o}", "calls", arr), NULL);
 }
 
 /* POST /v1/calls/{id}/cancel, with an optional body {"terminate_containers": bool}; an
@@ -805,6 +844,14 @@ static void h_map(struct api_ctx *ctx, struct api_conn *conn, struct http_reques
 
 /* ---------- logs ---------- */
 
+/* The longest search text of GET .../logs?search=: a line's fragment, not a document. */
+#define API_LOG_SEARCH_MAX 256
+/* The newest lines of a function one filtered log read looks at: twice what the store
+ * keeps of a function after a trim (cfg.log_lines_per_fn, 10,000 by default), so a
+ * filter sees every kept line, and a bound on one request's work whatever arrived
+ * since the last trim. */
+#define API_LOG_SCAN_MAX 20000
+
 /* "TIMESTAMP CONTAINER CALL STREAM TEXT"; CALL is "-" when not known. */
 static void format_log_line(struct buf *b, double ts, const char *ctr, const char *call, int stream, const char *line,
                             size_t len)
@@ -826,17 +873,94 @@ static void log_collect(void *ud, double ts, const char *ctr, const char *call, 
     format_log_line(ud, ts, ctr, call, stream, line, len);
 }
 
+/* The filters of GET .../logs (docs/API.md): the store applies them to stored lines
+ * (store_log_filter, pointing into this), log_passes to the lines a follower gets. */
+struct log_query {
+    bool any;                   /* some filter was given */
+    char search[API_LOG_SEARCH_MAX + 1], call[64], container[64];
+    struct store_log_filter f;
+};
+
+/* Reads the text query parameter name into out: true when present and it fits, false
+ * with *ok set when absent (*ok true) or bad (*ok false: answered 400 naming it). */
+static bool query_text(struct http_request *req, const char *name, char *out, size_t cap, bool *ok,
+                       struct api_conn *conn)
+{
+    int r = http_query_get(req, name, out, cap);
+    *ok = r >= 0 || r == -ENOENT;
+    if (r == 0) {
+        char msg[120];
+        snprintf(msg, sizeof msg, "%s: must not be empty", name);
+        api_conn_error(conn, 400, "invalid_argument", msg, name);
+        *ok = false;
+        return false;
+    }
+    if (!*ok) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "%s: must be at most %zu bytes, with no NUL", name, cap - 1);
+        api_conn_error(conn, 400, "invalid_argument", msg, name);
+    }
+    return r > 0;
+}
+
+/* Fills q from req's since, until, search, call and container; false when one is bad
+ * (answered 400). */
+static bool log_query_parse(struct http_request *req, struct log_query *q, struct api_conn *conn)
+{
+    memset(q, 0, sizeof *q);
+    q->f.scan = API_LOG_SCAN_MAX;
+    bool ok;
+    double since = 0, until = 0;
+    if (!query_number(req, "since", "a Unix time in seconds", 0, 1e11, &since, conn) ||
+        !query_number(req, "until", "a Unix time in seconds", 0, 1e11, &until, conn))
+        return false;
+    q->f.since = since;
+    q->f.until = until;
+    q->any = since > 0 || until > 0;
+    if (query_text(req, "search", q->search, sizeof q->search, &ok, conn))
+        q->f.search = q->search;
+    if (!ok)
+        return false;
+    if (query_text(req, "call", q->call, sizeof q->call, &ok, conn))
+        q->f.call_id = q->call;
+    if (!ok)
+        return false;
+    if (query_text(req, "container", q->container, sizeof q->container, &ok, conn))
+        q->f.container_id = q->container;
+    if (!ok)
+        return false;
+    q->any = q->any || q->f.search || q->f.call_id || q->f.container_id;
+    return true;
+}
+
+/* Whether a line passes q's filters, as the store's query decides for stored lines. */
+static bool log_passes(const struct log_query *q, double ts, const char *ctr, const char *call, const char *line,
+                       size_t len)
+{
+    const struct store_log_filter *f = &q->f;
+    if (ts < f->since || (f->until > 0 && ts >= f->until))
+        return false;
+    if (f->call_id && strcmp(call, f->call_id))
+        return false;
+    if (f->container_id && strcmp(ctr, f->container_id))
+        return false;
+    return !f->search || memmem(line, len, f->search, strlen(f->search));
+}
+
 struct api_follow {
     struct api_conn *conn;
     struct ctl *ctl;
     struct ctl_log_sub *sub;
     struct buf line;
+    struct log_query q;
 };
 
 static void follow_line(void *ud, double ts, const char *ctr, const char *call, int stream, const char *line,
                         size_t len)
 {
     struct api_follow *f = ud;
+    if (f->q.any && !log_passes(&f->q, ts, ctr, call, line, len))
+        return;
     buf_reset(&f->line);
     format_log_line(&f->line, ts, ctr, call, stream, line, len);
     api_conn_stream_write(f->conn, f->line.data, f->line.len);
@@ -859,9 +983,12 @@ static void h_logs(struct api_ctx *ctx, struct api_conn *conn, struct http_reque
     if (!query_double(req, "tail", 0, 100000, &tail, conn))
         return;
     bool follow = query_flag(req, "follow");
+    struct log_query q;
+    if (!log_query_parse(req, &q, conn))
+        return;
     AUTO_BUF struct buf b = {0};
     struct ctl_error e;
-    if (ctl_logs(ctx->ctl, app, fn, (int)tail, log_collect, &b, &e) < 0) {
+    if (ctl_logs(ctx->ctl, app, fn, (int)tail, q.any ? &q.f : NULL, log_collect, &b, &e) < 0) {
         respond_ctl_error(conn, &e);
         return;
     }
@@ -872,6 +999,11 @@ static void h_logs(struct api_ctx *ctx, struct api_conn *conn, struct http_reque
     struct api_follow *f = xcalloc(1, sizeof *f);
     f->conn = conn;
     f->ctl = ctx->ctl;
+    f->q = q;
+    /* Its filter's strings are its own copies now. */
+    f->q.f.search = q.f.search ? f->q.search : NULL;
+    f->q.f.call_id = q.f.call_id ? f->q.call : NULL;
+    f->q.f.container_id = q.f.container_id ? f->q.container : NULL;
     if (ctl_log_subscribe(ctx->ctl, app, fn, follow_line, f, &f->sub, &e) < 0) {
         free(f);
         respond_ctl_error(conn, &e);
@@ -1361,6 +1493,13 @@ static void r_logs(struct api_rq *r)
     h_logs(r->ctx, r->conn, r->req, app, r->segs[3]);
 }
 
+static void r_calls_list(struct api_rq *r)
+{
+    char app[CTL_QNAME_MAX];
+    rq_qualified(r, 2, app);
+    h_calls_list(r->ctx, r->conn, r->req, app, r->segs[3]);
+}
+
 static void r_app_logs(struct api_rq *r)
 {
     char app[CTL_QNAME_MAX];
@@ -1789,6 +1928,7 @@ static const struct api_route api_route_table[] = {
     {"POST", "/v1/functions/*/*/generate", CTL_ROLE_INVOKER, r_generate, body_input},
     {"POST", "/v1/functions/*/*/map", CTL_ROLE_INVOKER, r_map, body_ndjson},
     {"GET", "/v1/functions/*/*/logs", CTL_ROLE_DEVELOPER, r_logs, body_json},
+    {"GET", "/v1/functions/*/*/calls", CTL_ROLE_DEVELOPER, r_calls_list, body_json},
     {"GET", "/v1/calls/*", CTL_ROLE_INVOKER, r_result, body_json},
     {"GET", "/v1/calls/*/status", CTL_ROLE_INVOKER, r_status, body_json},
     {"GET", "/v1/calls/*/items", CTL_ROLE_INVOKER, r_items, body_json},

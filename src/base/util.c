@@ -1,7 +1,9 @@
 #include "base/util.h"
 
 #include <dirent.h>
+#include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -312,6 +314,90 @@ int parse_i64(const char *s, int64_t min, int64_t max, int64_t *out)
         return -ERANGE;
     *out = v;
     return 0;
+}
+
+/* n digits of s as a number into *out; false unless they are all digits. */
+static bool digits(const char *s, int n, int *out)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (!isdigit((unsigned char)s[i]))
+            return false;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return true;
+}
+
+/* RFC 3339: YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM), 't'/'z'/' ' accepted as the
+ * RFC allows. */
+static bool parse_rfc3339(const char *s, double *out)
+{
+    int y, mo, d, h, mi, sec;
+    if (strlen(s) < 20 || !digits(s, 4, &y) || s[4] != '-' || !digits(s + 5, 2, &mo) || s[7] != '-' ||
+        !digits(s + 8, 2, &d) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') || !digits(s + 11, 2, &h) ||
+        s[13] != ':' || !digits(s + 14, 2, &mi) || s[16] != ':' || !digits(s + 17, 2, &sec))
+        return false;
+    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
+        return false;
+    const char *p = s + 19;
+    double frac = 0, scale = 0.1;
+    if (*p == '.') {
+        if (!isdigit((unsigned char)p[1]))
+            return false;
+        for (p++; isdigit((unsigned char)*p); p++, scale /= 10)
+            frac += (*p - '0') * scale;
+    }
+    int offset = 0;
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int oh, om;
+        if (!digits(p + 1, 2, &oh) || p[3] != ':' || !digits(p + 4, 2, &om) || oh > 23 || om > 59)
+            return false;
+        offset = (oh * 3600 + om * 60) * (*p == '-' ? -1 : 1);
+        p += 6;
+    } else {
+        return false;
+    }
+    if (*p)
+        return false;
+    struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h, .tm_min = mi, .tm_sec = sec};
+    time_t t = timegm(&tm);
+    if (t == (time_t)-1 || tm.tm_mday != d) /* timegm normalises Feb 30 into March */
+        return false;
+    *out = (double)t - offset + frac;
+    return true;
+}
+
+bool parse_when(const char *s, double now, double *out)
+{
+    if (!s || !*s || strlen(s) > 64)
+        return false;
+    if (strchr(s, 'T') || strchr(s, 't') || strchr(s, ':'))
+        return parse_rfc3339(s, out);
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || !isfinite(v) || v < 0 || !isdigit((unsigned char)s[0]))
+        return false;
+    double mul;
+    if (!*end)
+        mul = 0;
+    else if (!strcmp(end, "s"))
+        mul = 1;
+    else if (!strcmp(end, "m"))
+        mul = 60;
+    else if (!strcmp(end, "h"))
+        mul = 3600;
+    else if (!strcmp(end, "d"))
+        mul = 86400;
+    else
+        return false;
+    *out = mul ? now - v * mul : v;
+    if (*out < 0)
+        *out = 0;
+    return true;
 }
 
 bool name_is_valid(const char *s)

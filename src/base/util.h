@@ -50,6 +50,10 @@ uint64_t rng_splitmix64(uint64_t *state);
 /* Sets O_NONBLOCK on fd. */
 int fd_set_nonblock(int fd, bool on);
 
+/* A point in time as a person writes it, into Unix seconds: RFC 3339
+ * ("2026-12-05T14:00:00Z", "...T14:00:00.5+01:00"), a duration back from now ("90s",
+ * "15m", "2h", "7d") or Unix seconds (a plain number). False for anything else. */
+bool parse_when(const char *s, double now, double *out);
 /* Strict integer parsing: whole string, base 10, range checked. */
 int parse_i64(const char *s, int64_t min, int64_t max, int64_t *out);
 

@@ -442,3 +442,65 @@ int cmd_map(const struct cli_cmd *cmd, int argc, char **argv)
         return cli_report(&e);
     return m.failed ? EXIT_FAILED : EXIT_OK;
 }
+
+/* ---------- gust calls APP.FN: recent calls and their timelines ---------- */
+
+static const char *const CALLS_TITLES[] = {"ID", "STATUS", "QUEUED", "START", "RUN", "TOTAL", "CONTAINER", "COLD"};
+
+/* A duration in µs as "850us", "12.3ms" or "1.52s"; "-" when not a number. */
+static char *us_cell(json_t *v)
+{
+    if (!json_is_number(v))
+        return xstrdup("-");
+    double us = json_number_value(v);
+    if (us < 1000)
+        return xasprintf("%.0fus", us);
+    if (us < 1e6)
+        return xasprintf("%.1fms", us / 1e3);
+    return xasprintf("%.2fs", us / 1e6);
+}
+
+int cmd_calls(const struct cli_cmd *cmd, int argc, char **argv)
+{
+    const char *limit = "20";
+    struct cli_opt opts[] = {{"limit", 'n', &limit, NULL}, {0}};
+    struct cli_target t;
+    int rc;
+    if (!cli_parse_target_args(cmd, argc, argv, opts, &t, &rc))
+        return rc;
+    int64_t n;
+    if (parse_i64(limit, 1, 1000, &n) < 0)
+        return cli_usage_error(cmd, "--limit wants a count 1..1000, got \"%s\"", limit);
+    AUTO_CLIENT gust_client *c = cli_open_client();
+    if (!c)
+        return EXIT_USAGE;
+    json_t *j AUTO_JSON = cli_api_json(c, &rc, "GET", NULL, "/v1/functions/%s/%s/calls?limit=%s", t.app, t.fn, limit);
+    if (!j)
+        return rc;
+    struct table tb = table_new(CALLS_TITLES, ARRAY_LEN(CALLS_TITLES));
+    size_t i;
+    json_t *call;
+    json_array_foreach(json_object_get(j, "calls"), i, call)
+    {
+        json_t *tl = json_object_get(call, "timeline");
+        json_t *atts = json_object_get(tl, "attempts");
+        json_t *last = json_array_get(atts, json_array_size(atts) ? json_array_size(atts) - 1 : 0);
+        json_t *ctr = json_object_get(last, "container");
+        json_t *cs = json_object_get(tl, "container_start");
+        json_t *start AUTO_JSON = NULL;
+        if (json_is_object(cs))
+            start = json_real(json_number_value(json_object_get(cs, "ready_us")) -
+                              json_number_value(json_object_get(cs, "started_us")));
+        char *row[] = {cell_field(call, "call_id"),
+                       cell_field(call, "status"),
+                       us_cell(json_object_get(tl, "queued_us")),
+                       us_cell(start),
+                       us_cell(json_object_get(tl, "running_us")),
+                       us_cell(json_object_get(tl, "elapsed_us")),
+                       cell_field(ctr, "id"),
+                       cell_field(ctr, "cold")};
+        table_add(&tb, row);
+    }
+    table_print(&tb, "no calls");
+    return EXIT_OK;
+}

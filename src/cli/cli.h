@@ -227,6 +227,7 @@ int cmd_call(const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_spawn(const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_result(const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_map(const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_calls(const struct cli_cmd *cmd, int argc, char **argv);
 void cmd_print_cancelled(json_t *j, const char *id, const gust_client *c);
 
 /* observe.c */

@@ -131,11 +131,25 @@ static const struct cli_cmd CMDS[] = {
      .run = cmd_request, .method = "GET", .path = "/v1/functions", .print = cmd_print_functions},
     {"ps", "ps", "Lists containers.\n",
      .run = cmd_request, .method = "GET", .path = "/v1/containers", .print = cmd_print_containers},
-    {"logs", "logs APP.FN [-f] [--tail N]",
+    {"calls", "calls APP.FN [--limit N]",
+     "Lists the function's recent calls, newest first, with their timelines: time queued\n"
+     "(waiting for a container, retry backoff included), START (the cold start of the\n"
+     "container it waited for), RUN (in containers), TOTAL (submit to end), the container\n"
+     "of its last attempt and whether that was the container's first input (COLD).\n"
+     "  -n, --limit N       at most N calls (1..1000, default 20)\n",
+     .run = cmd_calls},
+    {"logs", "logs APP.FN [-f] [--tail N] [--since T] [--until T] [--search TEXT] [--call ID] [--container ID]",
      "Prints the function's log lines (TIMESTAMP CONTAINER CALL STREAM TEXT; CALL is\n"
      "the call that printed the line, or - when not known).\n"
      "  -f, --follow        keep streaming new lines (Ctrl-C to stop)\n"
-     "  -n, --tail N        only the last N lines\n",
+     "  -n, --tail N        only the last N lines (of those the filters pass)\n"
+     "  -s, --since T       only lines from T on: RFC 3339 (2026-12-05T14:00:00Z), UNIX\n"
+     "                      seconds, or a duration back from now (90s, 10m, 2h, 7d)\n"
+     "  -u, --until T       only lines before T (as --since)\n"
+     "      --search TEXT   only lines that contain TEXT\n"
+     "      --call ID       only the lines printed by call ID\n"
+     "      --container ID  only the lines of container ID\n"
+     "A filtered read looks at the function's newest 20,000 stored lines.\n",
      .run = cmd_logs},
     {"stop", "stop APP", "Stops every container of APP, cancels its pending calls and refuses new calls\n"
                          "until the next deploy.\n",

@@ -172,11 +172,21 @@ static int write_log_data(void *ud, const char *data, size_t len)
     return ferror(stdout) ? 1 : 0;
 }
 
+/* Appends "?name=value" or "&name=value" to path, value percent-encoded. */
+static void query_add(struct buf *path, const char *name, const char *value)
+{
+    buf_printf(path, "%s%s=", strchr(path->data, '?') ? "&" : "?", name);
+    cli_path_seg(path, value);
+}
+
 int cmd_logs(const struct cli_cmd *cmd, int argc, char **argv)
 {
     bool follow = false;
-    const char *tail = NULL;
-    struct cli_opt opts[] = {{"follow", 'f', NULL, &follow}, {"tail", 'n', &tail, NULL}, {0}};
+    const char *tail = NULL, *since = NULL, *until = NULL, *search = NULL, *call = NULL, *container = NULL;
+    struct cli_opt opts[] = {{"follow", 'f', NULL, &follow}, {"tail", 'n', &tail, NULL},
+                             {"since", 's', &since, NULL},   {"until", 'u', &until, NULL},
+                             {"search", 0, &search, NULL},   {"call", 0, &call, NULL},
+                             {"container", 0, &container, NULL}, {0}};
     struct cli_target t;
     int rc;
     if (!cli_parse_target_args(cmd, argc, argv, opts, &t, &rc))
@@ -184,15 +194,39 @@ int cmd_logs(const struct cli_cmd *cmd, int argc, char **argv)
     int64_t tail_n = -1;
     if (tail && parse_i64(tail, 0, 100000, &tail_n) < 0)
         return cli_usage_error(cmd, "--tail wants a line count 0..100000, got \"%s\"", tail);
+    double now = wall_s(), since_s = 0, until_s = 0;
+    if (since && !parse_when(since, now, &since_s))
+        return cli_usage_error(cmd, "--since wants a time (RFC 3339), UNIX seconds or a duration back like 10m, 2h; "
+                               "got \"%s\"", since);
+    if (until && !parse_when(until, now, &until_s))
+        return cli_usage_error(cmd, "--until wants a time (RFC 3339), UNIX seconds or a duration back like 10m, 2h; "
+                               "got \"%s\"", until);
     AUTO_CLIENT gust_client *c = cli_open_client();
     if (!c)
         return EXIT_USAGE;
     AUTO_BUF struct buf path = {0};
     cli_api_path(&path, "/v1/functions/%s/%s/logs", t.app, t.fn);
     if (follow)
-        buf_append_str(&path, "?follow=1");
-    if (tail_n >= 0)
-        buf_printf(&path, "%stail=%lld", follow ? "&" : "?", (long long)tail_n);
+        query_add(&path, "follow", "1");
+    char num[64];
+    if (tail_n >= 0) {
+        snprintf(num, sizeof num, "%lld", (long long)tail_n);
+        query_add(&path, "tail", num);
+    }
+    if (since) {
+        snprintf(num, sizeof num, "%.3f", since_s);
+        query_add(&path, "since", num);
+    }
+    if (until) {
+        snprintf(num, sizeof num, "%.3f", until_s);
+        query_add(&path, "until", num);
+    }
+    if (search)
+        query_add(&path, "search", search);
+    if (call)
+        query_add(&path, "call", call);
+    if (container)
+        query_add(&path, "container", container);
     gust_error e;
     int r = gust_request_stream(c, "GET", path.data, NULL, NULL, 0, write_log_data, NULL, &e);
     if (r == -ECANCELED)
@@ -201,34 +235,6 @@ int cmd_logs(const struct cli_cmd *cmd, int argc, char **argv)
 }
 
 /* ---------- usage ---------- */
-
-/* Parses --since: a duration back from now ("90s", "15m", "2h", "7d") or UNIX
- * seconds (a plain number). */
-static bool parse_since(const char *s, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || !isfinite(v) || v < 0)
-        return false;
-    double mul = 0;
-    if (!*end)
-        mul = 0;
-    else if (!strcmp(end, "s"))
-        mul = 1;
-    else if (!strcmp(end, "m"))
-        mul = 60;
-    else if (!strcmp(end, "h"))
-        mul = 3600;
-    else if (!strcmp(end, "d"))
-        mul = 86400;
-    else
-        return false;
-    *out = mul ? wall_s() - v * mul : v;
-    if (*out < 0)
-        *out = 0;
-    return true;
-}
 
 static const char *const USAGE_TITLES[] = {"APP",        "FUNCTION",   "CALLS",  "CONTAINERS",
                                            "ALIVE(s)",   "BUSY(s)",    "CPU(core-s)", "MEM(GiB-s)",
@@ -243,8 +249,8 @@ int cmd_usage(const struct cli_cmd *cmd, int argc, char **argv)
     if (!cli_parse_args(cmd, argc, argv, opts, NULL, 0, &rc))
         return rc;
     double since_s = 0;
-    if (since && !parse_since(since, &since_s))
-        return cli_usage_error(cmd, "--since wants UNIX seconds or a duration like 90s, 15m, 2h, 7d; got \"%s\"",
+    if (since && !parse_when(since, wall_s(), &since_s))
+        return cli_usage_error(cmd, "--since wants a time (RFC 3339), UNIX seconds or a duration like 90s, 15m, 2h, 7d; got \"%s\"",
                                since);
     AUTO_CLIENT gust_client *c = cli_open_client();
     if (!c)

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +67,7 @@ void ctl_call_free(struct ctl_call *call)
     free(call->input);
     free(call->output);
     free(call->error_message);
+    free(call->timeline_text);
     buf_free(&call->more_held);
     free(call);
 }
@@ -77,6 +79,8 @@ static struct ctl_call *call_alloc(struct ctl *c)
     list_init(&call->qlink);
     list_init(&call->flink);
     list_init(&call->observers);
+    call->tl.first_output_us = -1;
+    call->tl.ended_us = -1;
     return call;
 }
 
@@ -94,6 +98,7 @@ struct ctl_call *ctl_call_new(struct ctl *c, struct ctl_fver *fv, const void *in
     call->durable = durable;
     call->state = CTL_CALL_PENDING;
     call->created_at = wall_s();
+    call->tl.submit_ns = mono_ns();
     hmap_insert(&c->calls, &call->node, hmap_hash_str(call->id));
     return call;
 }
@@ -114,6 +119,115 @@ void ctl_call_view_fill(struct ctl_call *call, struct ctl_call_view *v)
     v->created_at = call->created_at;
     v->started_at = call->started_at;
     v->finished_at = call->finished_at;
+}
+
+/* ---------- timeline ---------- */
+
+int64_t ctl_call_tl_now(const struct ctl_call *call)
+{
+    return (int64_t)(mono_ns() - call->tl.submit_ns) / 1000;
+}
+
+/* t (mono_ns) from the call's submit, in µs: negative for a time before it. */
+static int64_t tl_offset_us(const struct ctl_call *call, uint64_t t)
+{
+    return ((int64_t)t - (int64_t)call->tl.submit_ns) / 1000;
+}
+
+void ctl_call_output_seen(struct ctl_call *call)
+{
+    if (call->tl.first_output_us < 0)
+        call->tl.first_output_us = ctl_call_tl_now(call);
+}
+
+/* An attempt begins on container k (before k counts it among its inputs taken). */
+static void tl_attempt_begin(struct ctl_call *call, const struct ctl_ctr *k)
+{
+    struct ctl_tl *tl = &call->tl;
+    struct ctl_tl_attempt *a = &tl->att[tl->nattempts < CTL_TL_ATTEMPTS ? tl->nattempts : CTL_TL_ATTEMPTS - 1];
+    tl->nattempts++;
+    memset(a, 0, sizeof *a);
+    a->dispatched_us = ctl_call_tl_now(call);
+    snprintf(a->ctr, sizeof a->ctr, "%s", k->id);
+    a->cold = k->inputs_taken == 0;
+    a->snapshot = k->from_snapshot;
+    if (a->cold && !tl->has_start) {
+        tl->has_start = true;
+        tl->ctr_started_us = tl_offset_us(call, k->start_ns);
+        tl->ctr_ready_us = tl_offset_us(call, k->ready_ns);
+        memcpy(tl->breakdown_us, k->breakdown_us, sizeof tl->breakdown_us);
+    }
+}
+
+/* The running attempt ends at now_us. */
+static void tl_attempt_end(struct ctl_call *call, int64_t now_us)
+{
+    struct ctl_tl *tl = &call->tl;
+    struct ctl_tl_attempt *a = &tl->att[tl->nattempts <= CTL_TL_ATTEMPTS ? tl->nattempts - 1 : CTL_TL_ATTEMPTS - 1];
+    a->ended_us = now_us;
+    tl->running_us += now_us - a->dispatched_us;
+}
+
+/* snprintf into buf at *off, never past cap (a truncated text is not stored: see the
+ * caller). */
+static void tl_put(char *buf, size_t cap, size_t *off, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void tl_put(char *buf, size_t cap, size_t *off, const char *fmt, ...)
+{
+    if (*off >= cap)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf + *off, cap - *off, fmt, ap);
+    va_end(ap);
+    *off += n > 0 ? (size_t)n : 0;
+}
+
+int ctl_call_timeline_text(const struct ctl_call *call, char *buf, size_t cap)
+{
+    const struct ctl_tl *tl = &call->tl;
+    size_t off = 0;
+    bool ended = tl->ended_us >= 0;
+    int64_t elapsed = ended ? tl->ended_us : ctl_call_tl_now(call);
+    int64_t running = tl->running_us;
+    size_t listed = tl->nattempts < CTL_TL_ATTEMPTS ? tl->nattempts : CTL_TL_ATTEMPTS;
+    const struct ctl_tl_attempt *cur = listed ? &tl->att[listed - 1] : NULL;
+    if (!ended && call->state == CTL_CALL_RUNNING && cur)
+        running += elapsed - cur->dispatched_us; /* the running attempt so far */
+    tl_put(buf, cap, &off, "{\"submitted_at\":%.6f,\"elapsed_us\":%" PRId64 ",\"ended_us\":", call->created_at, elapsed);
+    tl_put(buf, cap, &off, ended ? "%" PRId64 : "null", tl->ended_us);
+    tl_put(buf, cap, &off, ",\"queued_us\":%" PRId64 ",\"running_us\":%" PRId64 ",\"first_output_us\":",
+           elapsed - running, running);
+    tl_put(buf, cap, &off, tl->first_output_us >= 0 ? "%" PRId64 : "null", tl->first_output_us);
+    tl_put(buf, cap, &off, ",\"attempts_total\":%" PRIu32 ",\"attempts\":[", tl->nattempts);
+    for (size_t i = 0; i < listed; i++) {
+        const struct ctl_tl_attempt *a = &tl->att[i];
+        bool done = i + 1 < listed || call->state != CTL_CALL_RUNNING;
+        tl_put(buf, cap, &off, "%s{\"dispatched_us\":%" PRId64 ",\"ended_us\":", i ? "," : "", a->dispatched_us);
+        tl_put(buf, cap, &off, done ? "%" PRId64 : "null", a->ended_us);
+        tl_put(buf, cap, &off, ",\"container\":{\"id\":\"%s\",\"cold\":%s,\"snapshot\":%s}}", a->ctr,
+               a->cold ? "true" : "false", a->snapshot ? "true" : "false");
+    }
+    tl_put(buf, cap, &off, "],\"container_start\":");
+    if (tl->has_start) {
+        const uint32_t *b = tl->breakdown_us;
+        tl_put(buf, cap, &off,
+               "{\"started_us\":%" PRId64 ",\"ready_us\":%" PRId64 ",\"start_breakdown_us\":{\"cgroups\":%" PRIu32
+               ",\"namespaces\":%" PRIu32 ",\"network\":%" PRIu32 ",\"mounts\":%" PRIu32
+               ",\"user_namespace\":%" PRIu32 ",\"seccomp_caps\":%" PRIu32 ",\"exec\":%" PRIu32 "}}}",
+               tl->ctr_started_us, tl->ctr_ready_us, b[0], b[1], b[2], b[3], b[4], b[5], b[6]);
+    } else {
+        tl_put(buf, cap, &off, "null}");
+    }
+    return off < cap ? 0 : -ENOSPC;
+}
+
+const char *ctl_call_timeline(struct ctl *c, const struct ctl_call *call)
+{
+    if (call->timeline_text)
+        return call->timeline_text;
+    if (!call->tl.submit_ns || ctl_call_timeline_text(call, c->timeline_buf, sizeof c->timeline_buf) < 0)
+        return NULL;
+    return c->timeline_buf;
 }
 
 void ctl_call_observe(struct ctl_call *call, struct ctl_call_obs *o)
@@ -184,6 +298,7 @@ void ctl_call_start(struct ctl *c, struct ctl_call *call, struct ctl_ctr *k)
     call->attempts++;
     call_set_state(call, CTL_CALL_RUNNING);
     call->started_at = wall_s();
+    tl_attempt_begin(call, k);
     call->ctr = k;
     call->started_in_company = ctl_fn_running(call->fv->fn) > 0;
     call->start_no = ++call->fv->fn->call_starts;
@@ -196,11 +311,13 @@ void ctl_call_start(struct ctl *c, struct ctl_call *call, struct ctl_ctr *k)
     }
 }
 
-/* Leaves the running state (the slot was already given back by the scheduler). */
-static void call_stop_running(struct ctl *c, struct ctl_call *call)
+/* Leaves the running state (the slot was already given back by the scheduler); its
+ * attempt ends at now_us (ctl_call_tl_now). */
+static void call_stop_running(struct ctl *c, struct ctl_call *call, int64_t now_us)
 {
     if (call->state == CTL_CALL_RUNNING) {
         assert(call->fv && call->fv->running > 0);
+        tl_attempt_end(call, now_us);
         call->fv->running--;
         call->state = CTL_CALL_PENDING;
     }
@@ -230,7 +347,7 @@ void ctl_call_requeue(struct ctl *c, struct ctl_call *call, bool front)
                                           "generator that yielded is not run again");
         return;
     }
-    call_stop_running(c, call);
+    call_stop_running(c, call, ctl_call_tl_now(call));
     ctl_queue_push(call->fv, call, front);
     store_pending(c, call, 0, "requeue");
     c->kick(c);
@@ -238,7 +355,7 @@ void ctl_call_requeue(struct ctl *c, struct ctl_call *call, bool front)
 
 void ctl_call_park(struct ctl *c, struct ctl_call *call)
 {
-    call_stop_running(c, call);
+    call_stop_running(c, call, ctl_call_tl_now(call));
     store_pending(c, call, 0, "park");
 }
 
@@ -286,9 +403,13 @@ void ctl_call_finish(struct ctl *c, struct ctl_call *call, enum ctl_call_state s
         assert(fv->retry_waiting > 0);
         fv->retry_waiting--;
     }
-    call_stop_running(c, call);
+    int64_t now_us = ctl_call_tl_now(call);
+    call_stop_running(c, call, now_us);
     call_set_state(call, state);
     call->finished_at = wall_s();
+    call->tl.ended_us = now_us;
+    if (state == CTL_CALL_SUCCEEDED && call->tl.first_output_us < 0)
+        call->tl.first_output_us = now_us;
     metrics_call_finished(fv->fn, call);
     if (out && out_len) {
         call->output = xmemdup(out, out_len);
@@ -307,8 +428,10 @@ void ctl_call_finish(struct ctl *c, struct ctl_call *call, enum ctl_call_state s
     if (call->durable) {
         fv->fn->calls_dirty = true;
         struct gerr err;
+        char tl[CTL_TIMELINE_MAX];
+        bool tl_ok = ctl_call_timeline_text(call, tl, sizeof tl) == 0;
         if (store_call_finish(c->store, call->id, ctl_call_state_name(state), call->output, call->output_len, code,
-                              msg, call->finished_at, &err) < 0)
+                              msg, call->finished_at, tl_ok ? tl : NULL, &err) < 0)
             log_error("control", "store result of %s: %s", call->id, err.msg);
     }
     finished_push(c, call);
@@ -338,10 +461,10 @@ void ctl_call_failed_attempt(struct ctl *c, struct ctl_call *call, enum ctl_call
     struct ctl_fver *fv = call->fv;
     if (call->queued)
         queue_remove(fv, call);
-    call_stop_running(c, call);
     const struct spec_function *s = &fv->spec;
     bool app_live = !fv->fn->app->stopped && !c->shutting_down;
     if (app_live && !call->no_retry && call->attempts <= s->max_retries && !call_streamed(call)) {
+        call_stop_running(c, call, ctl_call_tl_now(call));
         double delay = s->initial_delay_s * pow(s->backoff_coefficient, (double)call->attempts - 1);
         if (delay > s->max_delay_s)
             delay = s->max_delay_s;
@@ -354,6 +477,7 @@ void ctl_call_failed_attempt(struct ctl *c, struct ctl_call *call, enum ctl_call
         store_pending(c, call, wall_s() + delay, "retry");
         return;
     }
+    /* Its last attempt ends with it (ctl_call_finish stops it running at its end). */
     ctl_call_finish(c, call, state, NULL, 0, code, msg);
 }
 
@@ -497,6 +621,7 @@ static struct ctl_call *call_lookup_any(struct ctl *c, const char *id, struct ct
     call->created_at = sc.created_at;
     call->started_at = sc.started_at;
     call->finished_at = sc.finished_at;
+    call->timeline_text = TAKE_PTR(sc.timeline);
     store_call_free(&sc);
     hmap_insert(&c->calls, &call->node, hmap_hash_str(call->id));
     if (ctl_call_state_is_final(call->state)) {
@@ -515,6 +640,109 @@ struct ctl_call *ctl_call_lookup(struct ctl *c, const char *ws, const char *id, 
         return NULL;
     }
     return call;
+}
+
+/* ---------- listing ---------- */
+
+/* A call of the listing: one in memory, or one read from the store (sc). */
+struct list_row {
+    double created_at;
+    struct ctl_call *call;
+    struct store_call sc;
+};
+
+struct list_ctx {
+    struct ctl *c;
+    struct list_row *rows;
+    size_t n, cap;
+};
+
+static struct list_row *list_add(struct list_ctx *l)
+{
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 64;
+        l->rows = xreallocarray(l->rows, l->cap, sizeof *l->rows);
+    }
+    struct list_row *r = &l->rows[l->n++];
+    memset(r, 0, sizeof *r);
+    return r;
+}
+
+static int list_stored(const struct store_call *sc, void *ud)
+{
+    struct list_ctx *l = ud;
+    if (ctl_call_find(l->c, sc->id))
+        return 0; /* listed from memory */
+    struct list_row *r = list_add(l);
+    r->sc = *sc;
+    r->sc.input = r->sc.output = NULL;
+    r->sc.error_message = sc->error_message ? xstrdup(sc->error_message) : NULL;
+    r->sc.timeline = sc->timeline ? xstrdup(sc->timeline) : NULL;
+    r->created_at = sc->created_at;
+    return 0;
+}
+
+static int newest_first(const void *a, const void *b)
+{
+    double x = ((const struct list_row *)a)->created_at, y = ((const struct list_row *)b)->created_at;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+int ctl_calls_list(struct ctl *c, const char *app, const char *fn, size_t limit, ctl_calls_cb cb, void *ud,
+                   struct ctl_error *e)
+{
+    if (!ctl_find_fn(c, app, fn)) {
+        ctl_err(e, CTL_E_NOT_FOUND, "not_found", NULL, "function %s.%s not found", ctl_local_name(app), fn);
+        return -ENOENT;
+    }
+    struct list_ctx l = {.c = c};
+    /* Unfinished calls are all in memory (recovery loads them), as are the newest
+     * finished ones (durable or not); older finished ones are read from the store. */
+    for (size_t b = 0; b < c->calls.nbuckets; b++)
+        for (struct hmap_node *n = c->calls.buckets[b]; n; n = n->next) {
+            struct ctl_call *call = (struct ctl_call *)n;
+            if (!strcmp(call->function, fn) && !strcmp(call->app, app)) {
+                struct list_row *r = list_add(&l);
+                r->call = call;
+                r->created_at = call->created_at;
+            }
+        }
+    struct gerr err;
+    int rc = store_calls_recent(c->store, app, fn, (int64_t)limit, list_stored, &l, &err);
+    if (rc < 0)
+        ctl_err(e, CTL_E_INTERNAL, "internal", NULL, "%s", err.msg);
+    else if (l.n)
+        qsort(l.rows, l.n, sizeof *l.rows, newest_first);
+    for (size_t i = 0; i < l.n; i++) {
+        struct list_row *r = &l.rows[i];
+        if (rc == 0 && i < limit) {
+            struct ctl_call_view v;
+            if (r->call) {
+                ctl_call_view_fill(r->call, &v);
+                v.timeline = ctl_call_timeline(c, r->call);
+            } else {
+                memset(&v, 0, sizeof v);
+                v.id = r->sc.id;
+                v.app = ctl_local_name(r->sc.app);
+                v.function = r->sc.function;
+                v.version = r->sc.version;
+                v.state = state_from_name(r->sc.state);
+                v.output_len = r->sc.output_len;
+                v.error_code = r->sc.error_code[0] ? r->sc.error_code : NULL;
+                v.error_message = r->sc.error_message;
+                v.attempts = r->sc.attempts;
+                v.created_at = r->sc.created_at;
+                v.started_at = r->sc.started_at;
+                v.finished_at = r->sc.finished_at;
+                v.timeline = r->sc.timeline;
+            }
+            cb(ud, &v);
+        }
+        if (!r->call)
+            store_call_free(&r->sc);
+    }
+    free(l.rows);
+    return rc < 0 ? -EIO : 0;
 }
 
 void ctl_calls_trim(struct ctl *c)

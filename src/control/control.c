@@ -279,7 +279,7 @@ static int recover_call_row(const struct store_call *sc, void *ud)
     struct ctl_fn *f = ctl_find_fn(c, sc->app, sc->function);
     struct gerr err;
     if (!f || f->app->stopped) {
-        store_call_finish(c->store, sc->id, "cancelled", NULL, 0, "cancelled", "the app was stopped", wall_s(), &err);
+        store_call_finish(c->store, sc->id, "cancelled", NULL, 0, "cancelled", "the app was stopped", wall_s(), NULL, &err);
         return 0;
     }
     struct ctl_fver *fv = ctl_find_version(f, sc->version);
@@ -294,7 +294,7 @@ static int recover_call_row(const struct store_call *sc, void *ud)
         json_decref(j);
         if (!fv) {
             store_call_finish(c->store, sc->id, "failed", NULL, 0, "spawn_failed",
-                              "the function version could not be restored after a restart", wall_s(), &err);
+                              "the function version could not be restored after a restart", wall_s(), NULL, &err);
             return 0;
         }
     }

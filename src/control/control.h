@@ -260,6 +260,10 @@ struct ctl_call_view {
     const char *error_message;
     uint32_t attempts;
     double created_at, started_at, finished_at;
+    /* Its timeline as JSON text (docs/API.md "Call timelines"), filled by
+     * ctl_call_status alone (NULL elsewhere, and for a call stored without one); owned
+     * by c until the next ctl_* call. */
+    const char *timeline;
 };
 
 /* Submits a call. durable=true for spawn (stored before return). The input bytes are
@@ -350,6 +354,13 @@ void ctl_waiter_cancel(struct ctl *c, struct ctl_waiter *w);
  * memory owned by c until the next ctl_* call. */
 int ctl_call_status(struct ctl *c, const char *ws, const char *call_id, struct ctl_call_view *out,
                     struct ctl_error *e);
+/* The newest `limit` calls of function app.fn (app qualified), newest submit first:
+ * its calls in memory (every unfinished one and the newest finished ones) and its
+ * stored finished ones. cb gets each view (timeline filled; borrowed for the
+ * callback). CTL_E_NOT_FOUND for an unknown function. */
+typedef void (*ctl_calls_cb)(void *ud, const struct ctl_call_view *v);
+int ctl_calls_list(struct ctl *c, const char *app, const char *fn, size_t limit, ctl_calls_cb cb, void *ud,
+                   struct ctl_error *e);
 /* Cancels a call that has not finished: a queued one is dropped; a running one's
  * container is told to drop the input (killed if it still holds it after a grace of
  * 2 s; its other inputs go on). ctl_cancel_call with terminate_container kills the
@@ -423,7 +434,9 @@ void ctl_map_detach(struct ctl *c, struct ctl_map *m);
 typedef void (*ctl_log_cb)(void *ud, double ts, const char *container_id, const char *call_id, int stream,
                            const char *line, size_t len);
 struct ctl_log_sub;
-int ctl_logs(struct ctl *c, const char *app, const char *fn, int tail, ctl_log_cb cb, void *ud, struct ctl_error *e);
+/* f: only the lines it passes (store_log_filter), NULL: every line. */
+int ctl_logs(struct ctl *c, const char *app, const char *fn, int tail, const struct store_log_filter *f, ctl_log_cb cb,
+             void *ud, struct ctl_error *e);
 int ctl_log_subscribe(struct ctl *c, const char *app, const char *fn, ctl_log_cb cb, void *ud,
                       struct ctl_log_sub **out, struct ctl_error *e);
 void ctl_log_unsubscribe(struct ctl *c, struct ctl_log_sub *s);

@@ -370,6 +370,36 @@ struct ctl_waiter {
     struct ctl *ctl;
 };
 
+/* A call's timeline (docs/API.md "Call timelines"): offsets in µs from its submit, all
+ * read from one clock (mono_ns), so that its phases are contiguous and add up to its
+ * end-to-end time exactly. µs, not the loop's cached ms: a warm call takes a few hundred
+ * µs in all. A few integers in the call record and no allocation: it is written to the
+ * store in the final state's row write (calls.c). */
+/* Attempts a timeline lists: the first three and the latest (a call may be requeued
+ * any number of times after container losses; retries alone are at most 11 attempts).
+ * Four keep the record small (these are in every call kept in memory); the phase sums
+ * count every attempt. */
+#define CTL_TL_ATTEMPTS 4
+struct ctl_tl_attempt {
+    int64_t dispatched_us, ended_us; /* ended_us 0 while it runs */
+    char ctr[32];                    /* the container that took it */
+    bool cold;                       /* its container's first input */
+    bool snapshot;                   /* its container was forked from a snapshot template */
+};
+struct ctl_tl {
+    uint64_t submit_ns;              /* mono_ns() at submit; 0 for a call read back from the store */
+    int64_t first_output_us;         /* first item of a generator, else its result; -1 none yet */
+    int64_t ended_us;                /* -1 while unfinished */
+    int64_t running_us;              /* the sum of every attempt's time in a container */
+    uint32_t nattempts;              /* attempts recorded (all of them, even past CTL_TL_ATTEMPTS) */
+    struct ctl_tl_attempt att[CTL_TL_ATTEMPTS];
+    /* How the container of its first cold attempt started: its start and ready times
+     * (from submit; negative when before it) and the sandbox's phases (µs). */
+    bool has_start;
+    int64_t ctr_started_us, ctr_ready_us;
+    uint32_t breakdown_us[7];
+};
+
 struct ctl_call {
     struct hmap_node node;      /* first: in ctl->calls, found by casting the node */
     struct ctl *ctl;
@@ -410,6 +440,8 @@ struct ctl_call {
      * start_no), while it still runs. Its log lines then say so (logs.c). */
     bool started_in_company;
     uint64_t start_no;
+    struct ctl_tl tl;
+    char *timeline_text;        /* the stored timeline of a call read back from the store */
 };
 
 struct ctl_slot {
@@ -467,6 +499,12 @@ struct ctl_ctr {
     size_t nvols;
     char **vol_paths, **vol_lowers, **vol_dirs;
     bool vol_layers;            /* the tmpfs of its volume layers is mounted (volumes.c) */
+    /* For call timelines: when it was asked to start and became ready (mono_ns), whether
+     * it was forked from a snapshot, and the sandbox's phases (µs, from the worker at
+     * ready: cgroups, namespaces, network, mounts, user namespace, seccomp/caps, exec). */
+    uint64_t start_ns, ready_ns;
+    bool from_snapshot;
+    uint32_t breakdown_us[7];
 };
 
 /* A volume mounted in a container (volumes.c). */
@@ -535,6 +573,10 @@ struct ctl_vheap {
     enum ctl_vheap_kind kind;
 };
 
+/* The longest timeline text (ctl_call_timeline_text): its fixed part and four attempts
+ * with 31-character container ids and 20-digit numbers fit in under 1,500 bytes. */
+#define CTL_TIMELINE_MAX 2048
+
 struct ctl {
     struct ev_loop *loop;
     struct store *store;
@@ -570,6 +612,7 @@ struct ctl {
     void (*keepalive_kick)(struct ctl *c, struct ctl_fn *fn);
     bool sched_pending;
     bool shutting_down;
+    char timeline_buf[CTL_TIMELINE_MAX]; /* ctl_call_timeline's answer for a call in memory */
     void (*shutdown_cb)(void *ud);
     void *shutdown_ud;
     uint64_t tick_timer;
@@ -946,6 +989,15 @@ void ctl_queue_push(struct ctl_fver *fv, struct ctl_call *call, bool front);
 struct ctl_call *ctl_queue_pop(struct ctl_fver *fv);
 /* Marks a dequeued call running on container k (input_id assigned), stored. */
 void ctl_call_start(struct ctl *c, struct ctl_call *call, struct ctl_ctr *k);
+/* Timelines: µs since the call's submit now; a generator's first item (the first
+ * output; a call's result is its output otherwise); the timeline as JSON text
+ * (docs/API.md "Call timelines") into buf, -ENOSPC when cap is short; a call's
+ * timeline for a view: its stored text, or rendered into c->timeline_buf (valid until
+ * the next call), NULL when it has none (a call finished before timelines). */
+int64_t ctl_call_tl_now(const struct ctl_call *call);
+void ctl_call_output_seen(struct ctl_call *call);
+int ctl_call_timeline_text(const struct ctl_call *call, char *buf, size_t cap);
+const char *ctl_call_timeline(struct ctl *c, const struct ctl_call *call);
 /* Back to the queue (an attempt that did not count), stored as pending. */
 void ctl_call_requeue(struct ctl *c, struct ctl_call *call, bool front);
 /* Final state: stored (durable calls), observers told, kept for lookups. */

@@ -135,7 +135,8 @@ static int log_tail_row(int64_t id, double ts, const char *container_id, const c
     return 0;
 }
 
-int ctl_logs(struct ctl *c, const char *app, const char *fn, int tail, ctl_log_cb cb, void *ud, struct ctl_error *e)
+int ctl_logs(struct ctl *c, const char *app, const char *fn, int tail, const struct store_log_filter *f, ctl_log_cb cb,
+             void *ud, struct ctl_error *e)
 {
     if (!ctl_find_fn(c, app, fn)) {
         ctl_err(e, CTL_E_NOT_FOUND, "not_found", NULL, "function %s.%s not found", app, fn);
@@ -144,7 +145,9 @@ int ctl_logs(struct ctl *c, const char *app, const char *fn, int tail, ctl_log_c
     ctl_log_flush(c);
     struct log_tail_ctx t = {cb, ud};
     struct gerr err;
-    if (store_logs_tail(c->store, app, fn, tail, log_tail_row, &t, &err) < 0) {
+    int r = f ? store_logs_find(c->store, app, fn, f, tail, log_tail_row, &t, &err)
+              : store_logs_tail(c->store, app, fn, tail, log_tail_row, &t, &err);
+    if (r < 0) {
         ctl_err(e, CTL_E_INTERNAL, "internal", NULL, "%s", err.msg);
         return -EIO;
     }

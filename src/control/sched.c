@@ -620,6 +620,7 @@ static struct ctl_ctr *start_container(struct ctl *c, struct ctl_fver *fv, bool 
         cs.gpu_indices[g] = k->gpu_idx[g];
     k->state = CTR_STARTING;
     k->started_at = wall_s();
+    k->start_ns = mono_ns();
     k->seq = ++c->ctr_seq;
     list_push_front(&fv->ctrs, &k->link);
     ctl_sched_mark(fv);
@@ -632,6 +633,7 @@ static struct ctl_ctr *start_container(struct ctl *c, struct ctl_fver *fv, bool 
     if (fv->spec.snapshot && fv->snap && fv->snap->state == SNAPSHOT_READY) {
         fv->snap->restores++;
         sr = c->wops->snapshot_restore(c->worker, fv->snap->id, &cs, &err);
+        k->from_snapshot = sr == 0;
         if (sr == -ENOTSUP)
             log_info("sched", "%s: %s; starting it from scratch", k->id, err.msg);
     }
@@ -1254,6 +1256,16 @@ static void ev_ready(void *ud, const char *ctr_id)
     k->fv->nstarting--;
     k->fv->nready++;
     k->ready_at = wall_s();
+    k->ready_ns = mono_ns();
+    /* How it started, for the timelines of the calls it takes (once per container). */
+    struct ctr_info info;
+    if (c->wops->info(c->worker, k->id, &info) == 0) {
+        const struct sandbox_timing *t = &info.timing;
+        uint64_t ns[7] = {t->cgroups_ns, t->clone_ns,   t->network_ns, t->mounts_ns,
+                          t->userns_ns,  t->security_ns, t->exec_ns};
+        for (size_t i = 0; i < ARRAY_LEN(ns); i++)
+            k->breakdown_us[i] = ns[i] / 1000 > UINT32_MAX ? UINT32_MAX : (uint32_t)(ns[i] / 1000);
+    }
     k->idle_since_ms = ev_now_ms(c->loop);
     idle_adjust(k, false);
     row_push(c, CTR_ROW_READY, k->id)->rec.ready_at = k->ready_at;
@@ -1340,8 +1352,10 @@ static void ev_item(void *ud, const char *ctr_id, uint64_t input_id, const void 
     const char *code;
     char msg[256];
     int r = call->items ? ctl_items_push(call->items, data, len) : -ENOTSUP;
-    if (r == 0)
+    if (r == 0) {
+        ctl_call_output_seen(call);
         return;
+    }
     if (r == -ENOTSUP) {
         code = "not_generator_call";
         snprintf(msg, sizeof msg, "%s.%s is a generator function: call it with .remote_gen() (POST .../generate)",

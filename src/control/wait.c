@@ -84,6 +84,7 @@ int ctl_call_status(struct ctl *c, const char *ws, const char *call_id, struct c
     if (!call)
         return -ENOENT;
     ctl_call_view_fill(call, out);
+    out->timeline = ctl_call_timeline(c, call);
     return 0;
 }
 

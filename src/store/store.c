@@ -218,6 +218,9 @@ static const char *const migrations[] = {
     "  manifest TEXT NOT NULL,"
     "  created_at REAL NOT NULL,"
     "  updated_at REAL NOT NULL) WITHOUT ROWID;",
+    /* 15: a finished call's timeline (control's calls.c: JSON text, docs/API.md "Call
+     * timelines"), written with its final state in the same row update. */
+    "ALTER TABLE calls ADD COLUMN timeline TEXT;",
 };
 _Static_assert(ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION, "one migration per schema version");
 
@@ -248,6 +251,7 @@ enum stmt_id {
     S_CALLS_CANCEL_APP,
     S_CALLS_PRUNE,
     S_CALLS_TRIM_FN,
+    S_CALLS_RECENT,
     S_CTR_START,
     S_CTR_READY,
     S_CTR_UPDATE,
@@ -259,6 +263,7 @@ enum stmt_id {
     S_KV_GET,
     S_LOG_APPEND,
     S_LOGS_TAIL,
+    S_LOGS_FIND,
     S_LOGS_AFTER,
     S_LOGS_TRIM_FN,
     S_LOGS_APP_AFTER,
@@ -320,11 +325,11 @@ enum stmt_id {
     S_COUNT
 };
 
-/* Columns 0..15 of a call row, in the order read_call() expects; the payloads follow. */
+/* Columns 0..16 of a call row, in the order read_call() expects; the payloads follow. */
 #define CALL_COLS                                                                                  \
     "id, app, function, version, state, error_code, attempts, created_at, started_at, finished_at," \
-    " next_attempt_at, map_id, map_index, error_message, length(input), length(output)"
-enum { CC_INPUT = 16, CC_OUTPUT = 17, CC_ROWID = 18 };
+    " next_attempt_at, map_id, map_index, error_message, length(input), length(output), timeline"
+enum { CC_TIMELINE = 16, CC_INPUT = 17, CC_OUTPUT = 18, CC_ROWID = 19 };
 
 #define CTR_COLS                                                                                 \
     "id, app, function, version, cpu_millicores, memory_mib, gpu_type, gpu_count, started_at," \
@@ -373,7 +378,7 @@ static const char *const stmt_sql[S_COUNT] = {
                        " next_attempt_at = NULL WHERE id = ?1",
     [S_CALL_PENDING] = "UPDATE calls SET state = 'pending', attempts = ?2, next_attempt_at = ?3 WHERE id = ?1",
     [S_CALL_FINISH] = "UPDATE calls SET state = ?2, output = ?3, error_code = ?4, error_message = ?5,"
-                      " finished_at = ?6, next_attempt_at = NULL WHERE id = ?1",
+                      " finished_at = ?6, next_attempt_at = NULL, timeline = ?7 WHERE id = ?1",
     [S_CALL_GET_META] = "SELECT " CALL_COLS " FROM calls WHERE id = ?1",
     [S_CALL_GET_FULL] = "SELECT " CALL_COLS ", input, output FROM calls WHERE id = ?1",
     /* Keyset pagination over (created_at, rowid); the redundant created_at >= ?1 lets
@@ -385,6 +390,9 @@ static const char *const stmt_sql[S_COUNT] = {
                            " error_message = 'the app was stopped', finished_at = ?2, next_attempt_at = NULL"
                            " WHERE app = ?1 AND " UNFINISHED,
     [S_CALLS_PRUNE] = "DELETE FROM calls WHERE finished_at < ?1 AND state NOT IN ('pending','running')",
+    /* The newest finished calls of a function, by the index calls_fn_finished. */
+    [S_CALLS_RECENT] = "SELECT " CALL_COLS " FROM calls WHERE app = ?1 AND function = ?2"
+                       " AND finished_at IS NOT NULL ORDER BY finished_at DESC LIMIT ?3",
     [S_CALLS_TRIM_FN] = "DELETE FROM calls WHERE app = ?1 AND function = ?2 AND finished_at IS NOT NULL"
                         " AND finished_at <= (SELECT finished_at FROM calls WHERE app = ?1 AND function = ?2"
                         " AND finished_at IS NOT NULL ORDER BY finished_at DESC LIMIT 1 OFFSET ?3)"
@@ -410,6 +418,15 @@ static const char *const stmt_sql[S_COUNT] = {
                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     [S_LOGS_TAIL] = "SELECT id, ts, container_id, stream, line, call_id FROM"
                     " (SELECT id, ts, container_id, stream, line, call_id FROM logs WHERE app = ?1 AND function = ?2"
+                    "  ORDER BY id DESC LIMIT ?3) ORDER BY id",
+    /* The filtered tail: among the newest ?4 lines of the function (the bound on what
+     * one request scans, by the index logs_fn), the last ?3 that match. */
+    [S_LOGS_FIND] = "SELECT id, ts, container_id, stream, line, call_id FROM"
+                    " (SELECT id, ts, container_id, stream, line, call_id FROM logs WHERE app = ?1 AND function = ?2"
+                    "  AND id >= COALESCE((SELECT id FROM logs WHERE app = ?1 AND function = ?2"
+                    "   ORDER BY id DESC LIMIT 1 OFFSET ?4), 0)"
+                    "  AND ts >= ?5 AND ts < ?6 AND (?7 IS NULL OR instr(line, ?7) > 0)"
+                    "  AND (?8 IS NULL OR call_id = ?8) AND (?9 IS NULL OR container_id = ?9)"
                     "  ORDER BY id DESC LIMIT ?3) ORDER BY id",
     [S_LOGS_AFTER] = "SELECT id, ts, container_id, stream, line, call_id FROM logs"
                      " WHERE app = ?1 AND function = ?2 AND id > ?3 ORDER BY id LIMIT ?4",
@@ -749,6 +766,7 @@ struct listing {
         store_queue_item_cb qitem;
         store_qpart_cb qpart;
         store_volume_cb volume;
+        store_call_cb call;
     } cb;
     void *ud;
 };
@@ -1166,9 +1184,11 @@ void store_call_free(struct store_call *c)
     free(c->input);
     free(c->output);
     free(c->error_message);
+    free(c->timeline);
     c->input = NULL;
     c->output = NULL;
     c->error_message = NULL;
+    c->timeline = NULL;
 }
 
 static bool state_is_final(const char *state)
@@ -1204,13 +1224,14 @@ int store_call_set_pending(struct store *st, const char *id, uint32_t attempts, 
 }
 
 int store_call_finish(struct store *st, const char *id, const char *state, const void *output, size_t output_len,
-                      const char *error_code, const char *error_message, double finished_at, struct gerr *err)
+                      const char *error_code, const char *error_message, double finished_at, const char *timeline,
+                      struct gerr *err)
 {
     if (!state_is_final(state))
         return gerr_set(err, EINVAL, "store: call %s: \"%s\" is not a final state", id, state ? state : "(null)");
     return exec_update_one(st, S_CALL_FINISH,
                            PARAMS(P_TEXT(id), P_TEXT(state), P_BLOB(output, output_len), P_TEXT_OPT(error_code),
-                                  P_TEXT(error_message), P_TIME(finished_at)),
+                                  P_TEXT(error_message), P_TIME(finished_at), P_TEXT(timeline)),
                            err, "call", id);
 }
 
@@ -1233,8 +1254,10 @@ static int read_call(sqlite3_stmt *s, struct store_call *out, bool with_payloads
     out->map_index = sqlite3_column_type(s, 12) == SQLITE_NULL ? -1 : sqlite3_column_int64(s, 12);
     out->input_len = (size_t)sqlite3_column_int64(s, 14);
     out->output_len = (size_t)sqlite3_column_int64(s, 15);
-    if (col_strdup(s, 13, &out->error_message) < 0)
+    if (col_strdup(s, 13, &out->error_message) < 0 || col_strdup(s, CC_TIMELINE, &out->timeline) < 0) {
+        store_call_free(out);
         return -ENOMEM;
+    }
     if (with_payloads && (col_dup(s, CC_INPUT, &out->input, &out->input_len) < 0 ||
                           col_dup(s, CC_OUTPUT, &out->output, &out->output_len) < 0)) {
         store_call_free(out);
@@ -1305,6 +1328,24 @@ int store_calls_unfinished(struct store *st, store_call_cb cb, void *ud, struct 
     }
     free(page);
     return r < 0 ? r : 0;
+}
+
+static int row_call(sqlite3_stmt *s, const struct listing *l)
+{
+    struct store_call c;
+    if (read_call(s, &c, false) < 0)
+        return -ENOMEM;
+    int r = l->cb.call(&c, l->ud);
+    store_call_free(&c);
+    return r;
+}
+
+int store_calls_recent(struct store *st, const char *app, const char *function, int64_t limit, store_call_cb cb,
+                       void *ud, struct gerr *err)
+{
+    struct listing l = {.cb.call = cb, .ud = ud};
+    return list_rows(st, S_CALLS_RECENT, PARAMS(P_TEXT(app), P_TEXT(function), P_INT(limit)), row_call, &l, err,
+                     "recent calls", "listing recent calls");
 }
 
 int store_calls_cancel_app(struct store *st, const char *app, double now, struct gerr *err)
@@ -1451,6 +1492,17 @@ int store_logs_tail(struct store *st, const char *app, const char *function, int
     const struct listing l = {.cb.log = cb, .ud = ud};
     return list_rows(st, S_LOGS_TAIL, PARAMS(P_TEXT(app), P_TEXT(function), P_INT(limit < 0 ? -1 : limit)), log_row,
                      &l, err, "logs", "reading logs");
+}
+
+int store_logs_find(struct store *st, const char *app, const char *function, const struct store_log_filter *f,
+                    int limit, store_log_cb cb, void *ud, struct gerr *err)
+{
+    const struct listing l = {.cb.log = cb, .ud = ud};
+    return list_rows(st, S_LOGS_FIND,
+                     PARAMS(P_TEXT(app), P_TEXT(function), P_INT(limit < 0 ? -1 : limit),
+                            P_INT(f->scan > 0 ? f->scan - 1 : 0), P_REAL(f->since), P_REAL(f->until > 0 ? f->until : DBL_MAX),
+                            P_TEXT(f->search), P_TEXT(f->call_id), P_TEXT(f->container_id)),
+                     log_row, &l, err, "logs", "reading logs");
 }
 
 int store_logs_after(struct store *st, const char *app, const char *function, int64_t after_id, int limit,

@@ -35,7 +35,7 @@ struct store;
 
 /* Schema version this code writes; store_open() migrates older files up to it and
  * refuses newer ones (-EPROTONOSUPPORT). */
-#define STORE_SCHEMA_VERSION 14
+#define STORE_SCHEMA_VERSION 15
 
 /* ---------- open / close / transactions ---------- */
 
@@ -117,6 +117,7 @@ struct store_call {
     double created_at, started_at, finished_at, next_attempt_at;
     char map_id[64];          /* "" = not part of a map */
     int64_t map_index;        /* -1 = none */
+    char *timeline;           /* a finished call's timeline (JSON text), NULL = none */
 };
 
 /* Frees input, output and error_message and NULLs them; the rest stays. */
@@ -134,9 +135,11 @@ int store_call_set_running(struct store *st, const char *id, uint32_t attempts, 
 int store_call_set_pending(struct store *st, const char *id, uint32_t attempts, double next_attempt_at,
                            struct gerr *err);
 /* Final state (succeeded/failed/timed_out/cancelled) with output (NULL = none),
- * error_code (NULL = none), error_message (NULL = none), finished_at. -ENOENT. */
+ * error_code (NULL = none), error_message (NULL = none), finished_at, timeline (the
+ * call's timeline as text, NULL = none). -ENOENT. */
 int store_call_finish(struct store *st, const char *id, const char *state, const void *output, size_t output_len,
-                      const char *error_code, const char *error_message, double finished_at, struct gerr *err);
+                      const char *error_code, const char *error_message, double finished_at, const char *timeline,
+                      struct gerr *err);
 /* Reads a call into *out (overwritten; call store_call_free first if it held one).
  * with_payloads false leaves input/output NULL (their lengths are still filled).
  * -ENOENT. */
@@ -147,6 +150,10 @@ int store_call_get(struct store *st, const char *id, struct store_call *out, boo
  * delivered once. *c and its payloads are freed after the callback returns. */
 typedef int (*store_call_cb)(const struct store_call *c, void *ud);
 int store_calls_unfinished(struct store *st, store_call_cb cb, void *ud, struct gerr *err);
+/* The newest `limit` finished calls of a function, newest finish first, without their
+ * payloads (lengths filled); cb as for store_calls_unfinished (> 0 stops). */
+int store_calls_recent(struct store *st, const char *app, const char *function, int64_t limit, store_call_cb cb,
+                       void *ud, struct gerr *err);
 /* Every pending/running call of app → cancelled (error_code "cancelled", message "the
  * app was stopped", finished_at now). Returns how many. */
 int store_calls_cancel_app(struct store *st, const char *app, double now, struct gerr *err);
@@ -236,6 +243,18 @@ typedef int (*store_log_cb)(int64_t id, double ts, const char *container_id, con
 /* The last `limit` lines of app.function in chronological order (limit < 0: all). */
 int store_logs_tail(struct store *st, const char *app, const char *function, int limit, store_log_cb cb,
                     void *ud, struct gerr *err);
+/* Which lines store_logs_find answers: ts in [since, until) (until 0: no bound), a
+ * line holding search (bytes; NULL: any), of one call and one container (NULL: any),
+ * among the newest `scan` lines of the function (the bound on the rows one read
+ * looks at; it must be at least 1). */
+struct store_log_filter {
+    double since, until;
+    const char *search, *call_id, *container_id;
+    int64_t scan;
+};
+/* The last `limit` lines of app.function that pass f, in chronological order. */
+int store_logs_find(struct store *st, const char *app, const char *function, const struct store_log_filter *f,
+                    int limit, store_log_cb cb, void *ud, struct gerr *err);
 /* At most `limit` lines with id > after_id, in order (limit < 0: all): for follow. */
 int store_logs_after(struct store *st, const char *app, const char *function, int64_t after_id, int limit,
                      store_log_cb cb, void *ud, struct gerr *err);

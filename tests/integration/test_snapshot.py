@@ -156,6 +156,11 @@ def test_init_runs_once_and_containers_are_forked_into_their_own_sandboxes(share
         assert checked >= 2, c
     fn = function(g, "snapiso")
     assert fn["snapshot"]["state"] == "ready" and fn["snapshot"]["id"] == outs[0]["snap_id"], fn
+    # The calls' timelines say their containers were forked from the snapshot.
+    calls = g.get_json("/v1/functions/snapiso/Model/calls?limit=50")["calls"]
+    tried = [a["container"] for c in calls for a in c["timeline"]["attempts"] if a["container"]["id"] in ctrs]
+    assert tried and all(t["snapshot"] for t in tried), calls
+    assert any(t["cold"] for t in tried), calls
 
 
 def test_random_streams_reseeded_and_hash_seed_honoured(shared_gust, tmp_path):

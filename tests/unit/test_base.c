@@ -63,6 +63,28 @@ UNIT_TEST(test_parse_i64)
     CHECK(parse_i64("4x", 0, 100, &v) == -EINVAL);
 }
 
+UNIT_TEST(test_parse_when)
+{
+    double t;
+    CHECK(parse_when("2026-12-05T14:00:00Z", 0, &t) && t == 1796479200);
+    CHECK(parse_when("2026-12-05t14:00:00.5z", 0, &t) && t == 1796479200.5);
+    CHECK(parse_when("2026-12-05T15:30:00+01:30", 0, &t) && t == 1796479200);
+    CHECK(parse_when("2026-12-05T12:00:00-02:00", 0, &t) && t == 1796479200);
+    CHECK(parse_when("1796479200", 0, &t) && t == 1796479200);
+    CHECK(parse_when("10m", 1000, &t) && t == 400);
+    CHECK(parse_when("2h", 1e9, &t) && t == 1e9 - 7200);
+    CHECK(parse_when("7d", 100, &t) && t == 0); /* before the epoch: 0 */
+    CHECK(!parse_when("", 0, &t));
+    CHECK(!parse_when("yesterday", 0, &t));
+    CHECK(!parse_when("-5m", 0, &t));
+    CHECK(!parse_when("10w", 0, &t));
+    CHECK(!parse_when("2026-02-30T00:00:00Z", 0, &t));  /* no such day */
+    CHECK(!parse_when("2026-12-05T14:00:00", 0, &t));   /* no zone */
+    CHECK(!parse_when("2026-12-05T14:00:00.Z", 0, &t)); /* no fraction digits */
+    CHECK(!parse_when("2026-12-05T24:00:00Z", 0, &t));
+    CHECK(!parse_when("2026-12-05T14:00:00Z ", 0, &t));
+}
+
 int main(void)
 {
     UNIT_RUN(test_buf_append_and_consume);
@@ -70,5 +92,6 @@ int main(void)
     UNIT_RUN(test_base64_roundtrip);
     UNIT_RUN(test_utf8_and_names);
     UNIT_RUN(test_parse_i64);
+    UNIT_RUN(test_parse_when);
     UNIT_MAIN_END();
 }

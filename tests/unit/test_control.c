@@ -653,6 +653,29 @@ UNIT_TEST(test_retries_with_backoff)
     CHECK_EQ_INT(v.attempts, 3);
     CHECK_STR(v.error_code, "exit_status");
     CHECK_EQ_INT(k->inputs_total, 3);
+    /* Its timeline: three attempts on the one container (cold only the first), in order
+     * and apart (the backoff), whose times are its running part, and queued + running is
+     * the whole, in the record and in its text. */
+    const struct ctl_tl *tl = &ctl_call_find(e.ctl, id)->tl;
+    CHECK_EQ_INT(tl->nattempts, 3);
+    CHECK(tl->att[0].cold && !tl->att[1].cold && !tl->att[2].cold && !tl->att[0].snapshot);
+    CHECK(!strcmp(tl->att[0].ctr, tl->att[2].ctr) && tl->has_start);
+    int64_t ran = 0, prev = 0;
+    for (int i = 0; i < 3; i++) {
+        CHECK(prev <= tl->att[i].dispatched_us && tl->att[i].dispatched_us <= tl->att[i].ended_us);
+        ran += tl->att[i].ended_us - tl->att[i].dispatched_us;
+        prev = tl->att[i].ended_us;
+    }
+    CHECK(ran == tl->running_us && tl->ended_us == prev && tl->first_output_us == -1);
+    CHECK(tl->ctr_started_us <= tl->ctr_ready_us && tl->ctr_ready_us <= tl->att[0].dispatched_us);
+    char text[CTL_TIMELINE_MAX];
+    CHECK_EQ_INT(ctl_call_timeline_text(ctl_call_find(e.ctl, id), text, sizeof text), 0);
+    json_t *j = json_loads(text, 0, NULL);
+    CHECK(j);
+    CHECK(json_integer_value(json_object_get(j, "queued_us")) + json_integer_value(json_object_get(j, "running_us")) ==
+          json_integer_value(json_object_get(j, "ended_us")));
+    CHECK_EQ_INT(json_array_size(json_object_get(j, "attempts")), 3);
+    json_decref(j);
     env_free(&e);
 }
 
@@ -1142,7 +1165,7 @@ UNIT_TEST(test_store_bounds_trimmed_on_tick)
     run_for(&e, 250);
     int lines = 0;
     struct ctl_error ce;
-    CHECK(ctl_logs(e.ctl, "default/a", "f", -1, count_line, &lines, &ce) == 0);
+    CHECK(ctl_logs(e.ctl, "default/a", "f", -1, NULL, count_line, &lines, &ce) == 0);
     CHECK_EQ_INT(lines, 3);
     struct store_call sc;
     struct gerr err;

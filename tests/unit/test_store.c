@@ -326,7 +326,7 @@ UNIT_TEST(test_queue_partitions_migration)
     CHECK(sqlite3_open(path, &db) == SQLITE_OK);
     CHECK(sqlite3_exec(db,
                        "DROP TABLE queue_partitions; ALTER TABLE function_versions DROP COLUMN retired_at;"
-                       "DROP TABLE volumes; DELETE FROM schema_version WHERE version >= 13",
+                       "DROP TABLE volumes; ALTER TABLE calls DROP COLUMN timeline; DELETE FROM schema_version WHERE version >= 13",
                        NULL, NULL, NULL) == SQLITE_OK);
     sqlite3_close(db);
     st = reopen(path);
@@ -360,6 +360,7 @@ UNIT_TEST(test_identity_migration_and_tables)
                        "DROP TABLE schedules;"
                        "DROP TABLE kv_objects; DROP TABLE dict_entries; DROP TABLE queue_items;"
                        "DROP TABLE queue_partitions; DROP TABLE volumes; ALTER TABLE function_versions DROP COLUMN retired_at;"
+                       "ALTER TABLE calls DROP COLUMN timeline;"
                        "DROP INDEX logs_app_seq; ALTER TABLE logs DROP COLUMN seq; ALTER TABLE logs DROP COLUMN concurrent;"
                        "UPDATE apps SET name = substr(name, 9); UPDATE images SET name = substr(name, 9)"
                        " WHERE name LIKE 'default/%'; UPDATE secrets SET name = substr(name, 9);"
@@ -509,6 +510,24 @@ UNIT_TEST(test_function_versions)
 
 /* ---------- calls ---------- */
 
+/* What store_calls_recent listed: ids in order, the first one's timeline. */
+struct recent {
+    size_t n;
+    char ids[4][64];
+    char timeline0[64];
+};
+
+static int recent_row(const struct store_call *c, void *ud)
+{
+    struct recent *r = ud;
+    if (r->n == 0)
+        snprintf(r->timeline0, sizeof r->timeline0, "%s", c->timeline ? c->timeline : "");
+    if (r->n < 4)
+        snprintf(r->ids[r->n], sizeof r->ids[0], "%s", c->id);
+    r->n++;
+    return 0;
+}
+
 UNIT_TEST(test_call_lifecycle)
 {
     char path[256];
@@ -568,11 +587,14 @@ UNIT_TEST(test_call_lifecycle)
 
     CHECK_EQ_INT(store_call_set_running(st, "fc-1", 2, 1011, &err), 0);
     static const char output[] = {0, 0, 'o', 'k', 0};
-    CHECK_EQ_INT(store_call_finish(st, "fc-1", "running", output, sizeof output, NULL, NULL, 1012, &err),
+    CHECK_EQ_INT(store_call_finish(st, "fc-1", "running", output, sizeof output, NULL, NULL, 1012, NULL, &err),
                  -EINVAL);
-    CHECK_EQ_INT(store_call_finish(st, "fc-1", "succeeded", output, sizeof output, NULL, NULL, 1012, &err), 0);
+    CHECK_EQ_INT(store_call_finish(st, "fc-1", "succeeded", output, sizeof output, NULL, NULL, 1012,
+                                   "{\"ended_us\":5}", &err),
+                 0);
     CHECK_EQ_INT(store_call_get(st, "fc-1", &g, true, &err), 0);
     CHECK_STR(g.state, "succeeded");
+    CHECK_STR(g.timeline, "{\"ended_us\":5}");
     CHECK_EQ_INT(g.attempts, 2);
     CHECK_EQ_INT(g.output_len, sizeof output);
     CHECK(memcmp(g.output, output, sizeof output) == 0);
@@ -589,7 +611,7 @@ UNIT_TEST(test_call_lifecycle)
     c.input = "";
     c.input_len = 0;
     CHECK_EQ_INT(store_call_insert(st, &c, &err), 0);
-    CHECK_EQ_INT(store_call_finish(st, "fc-2", "failed", NULL, 0, "exit_status", "exited with status 3", 1004, &err),
+    CHECK_EQ_INT(store_call_finish(st, "fc-2", "failed", NULL, 0, "exit_status", "exited with status 3", 1004, NULL, &err),
                  0);
     CHECK_EQ_INT(store_call_get(st, "fc-2", &g, true, &err), 0);
     CHECK_STR(g.state, "failed");
@@ -600,13 +622,28 @@ UNIT_TEST(test_call_lifecycle)
     CHECK_STR(g.error_message, "exited with status 3");
     CHECK_EQ_INT(g.map_index, -1);
     CHECK_STR(g.map_id, "");
+    CHECK(g.timeline == NULL);
     store_call_free(&g);
+
+    /* A function's newest finished calls, newest finish first, within the limit. */
+    struct recent r = {0};
+    CHECK_EQ_INT(store_calls_recent(st, "demo", "echo", 1, recent_row, &r, &err), 0);
+    CHECK_EQ_INT(r.n, 1);
+    CHECK_STR(r.ids[0], "fc-1");
+    CHECK_STR(r.timeline0, "{\"ended_us\":5}");
+    memset(&r, 0, sizeof r);
+    CHECK_EQ_INT(store_calls_recent(st, "demo", "echo", 10, recent_row, &r, &err), 0);
+    CHECK_EQ_INT(r.n, 2);
+    CHECK_STR(r.ids[1], "fc-2");
+    memset(&r, 0, sizeof r);
+    CHECK_EQ_INT(store_calls_recent(st, "demo", "other", 10, recent_row, &r, &err), 0);
+    CHECK_EQ_INT(r.n, 0);
 
     CHECK_EQ_INT(store_call_get(st, "fc-nope", &g, true, &err), -ENOENT);
     CHECK(strstr(err.msg, "fc-nope"));
     CHECK_EQ_INT(store_call_set_running(st, "fc-nope", 1, 1, &err), -ENOENT);
     CHECK_EQ_INT(store_call_set_pending(st, "fc-nope", 1, 1, &err), -ENOENT);
-    CHECK_EQ_INT(store_call_finish(st, "fc-nope", "failed", NULL, 0, NULL, NULL, 1, &err), -ENOENT);
+    CHECK_EQ_INT(store_call_finish(st, "fc-nope", "failed", NULL, 0, NULL, NULL, 1, NULL, &err), -ENOENT);
     store_close(st);
 }
 
@@ -638,7 +675,7 @@ static int recover_cb(const struct store_call *c, void *ud)
     if (r->modify) {
         struct gerr err;
         if (idx % 2)
-            store_call_finish(r->st, c->id, "cancelled", NULL, 0, "cancelled", "x", 1, &err);
+            store_call_finish(r->st, c->id, "cancelled", NULL, 0, "cancelled", "x", 1, NULL, &err);
         else
             store_call_set_pending(r->st, c->id, c->attempts, 0, &err);
     }
@@ -668,7 +705,7 @@ UNIT_TEST(test_recovery_across_reopen)
     for (int i = 0; i < 300; i += 3) {
         char id[16];
         snprintf(id, sizeof id, "fc-%d", i);
-        CHECK_EQ_INT(store_call_finish(st, id, "succeeded", "out", 3, NULL, NULL, 6000, &err), 0);
+        CHECK_EQ_INT(store_call_finish(st, id, "succeeded", "out", 3, NULL, NULL, 6000, NULL, &err), 0);
     }
     for (int i = 1; i < 300; i += 3) {
         char id[16];
@@ -729,7 +766,7 @@ UNIT_TEST(test_cancel_app_and_prune)
         CHECK_EQ_INT(store_call_insert(st, &c, &err), 0);
     }
     CHECK_EQ_INT(store_call_set_running(st, "fc-1", 1, 110, &err), 0);
-    CHECK_EQ_INT(store_call_finish(st, "fc-2", "succeeded", "ok", 2, NULL, NULL, 120, &err), 0);
+    CHECK_EQ_INT(store_call_finish(st, "fc-2", "succeeded", "ok", 2, NULL, NULL, 120, NULL, &err), 0);
     CHECK_EQ_INT(store_calls_cancel_app(st, "demo", 130, &err), 3); /* fc-0, fc-1, fc-4 */
     struct store_call g;
     CHECK_EQ_INT(store_call_get(st, "fc-1", &g, false, &err), 0);
@@ -780,7 +817,7 @@ UNIT_TEST(test_calls_trim_fn)
         make_call(&c, id, "demo", fns[i], 100 + i);
         CHECK_EQ_INT(store_call_insert(st, &c, &err), 0);
         if (i < 4)
-            CHECK_EQ_INT(store_call_finish(st, id, "succeeded", "ok", 2, NULL, NULL, 110 + 10 * i, &err), 0);
+            CHECK_EQ_INT(store_call_finish(st, id, "succeeded", "ok", 2, NULL, NULL, 110 + 10 * i, NULL, &err), 0);
     }
     CHECK_EQ_INT(store_calls_trim_fn(st, "demo", "f", 1, &err), 2); /* fc-0 and fc-1 */
     struct store_call g;
@@ -1258,7 +1295,7 @@ UNIT_TEST(test_bench_insert_finish)
         c.input = input;
         c.input_len = sizeof input;
         CHECK_EQ_INT(store_call_insert(st, &c, &err), 0);
-        CHECK_EQ_INT(store_call_finish(st, id, "succeeded", output, sizeof output, NULL, NULL, 2000 + i, &err), 0);
+        CHECK_EQ_INT(store_call_finish(st, id, "succeeded", output, sizeof output, NULL, NULL, 2000 + i, NULL, &err), 0);
     }
     CHECK_EQ_INT(store_commit(st, &err), 0);
     uint64_t t1 = mono_ns();
@@ -1270,7 +1307,7 @@ UNIT_TEST(test_bench_insert_finish)
         c.input = input;
         c.input_len = sizeof input;
         CHECK_EQ_INT(store_call_insert(st, &c, &err), 0);
-        CHECK_EQ_INT(store_call_finish(st, id, "succeeded", output, sizeof output, NULL, NULL, 4000 + i, &err), 0);
+        CHECK_EQ_INT(store_call_finish(st, id, "succeeded", output, sizeof output, NULL, NULL, 4000 + i, NULL, &err), 0);
     }
     uint64_t t2 = mono_ns();
     fprintf(stderr, "  bench: insert+finish of a 64-byte call: %.2f us in a %d-call transaction, %.2f us autocommit\n",
