@@ -41,10 +41,15 @@ static json_t *keepalive_json(struct ctl *c, struct ctl_fn *f)
     /* Level 1 idle (the function has no work) and inside its pre-warm gap. */
     if (pre && l && f->ka.level == 0 && f->ka.nlevels && l->nstarting + l->nready == 0 && idle < keep)
         next = json_real(idle < pre ? (double)(pre - idle) / 1000.0 : 0.0);
-    return json_pack("{s:s,s:f,s:f,s:o,s:I,s:I}", "keepalive_policy",
+    /* The default policy's valuation of a cold start for this function, in seconds of
+     * its idle container (keepalive.c, ka_solve_value); null for the others and
+     * before the control plane has set one. */
+    json_t *worth = !window && f->ka.policy == KA_DEFAULT && f->ka.value_ms > 0 ? json_real(f->ka.value_ms / 1000.0)
+                                                                                : json_null();
+    return json_pack("{s:s,s:f,s:f,s:o,s:o,s:I,s:I}", "keepalive_policy",
                      window ? "scaledown_window" : ka_policy_name(f->ka.policy), "keepalive_s", (double)keep / 1000.0,
-                     "prewarm_s", (double)pre / 1000.0, "next_prewarm_in_s", next, "evictions",
-                     (json_int_t)f->evictions, "prewarms", (json_int_t)f->prewarms);
+                     "prewarm_s", (double)pre / 1000.0, "next_prewarm_in_s", next, "cold_start_worth_s", worth,
+                     "evictions", (json_int_t)f->evictions, "prewarms", (json_int_t)f->prewarms);
 }
 
 /* The autoscaler's view (kpa.c) as it would decide now, read on a copy so that a
