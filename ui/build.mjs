@@ -1,0 +1,22 @@
+// Bundles the dashboard into dist/ (what gustd embeds and serves at /ui): one script,
+// one stylesheet, one page; no CDN, nothing fetched at run time but the /v1 API.
+import { build } from "esbuild";
+import { copyFileSync, mkdirSync, rmSync } from "node:fs";
+
+rmSync("dist", { recursive: true, force: true });
+mkdirSync("dist");
+await build({
+  entryPoints: { app: "src/app.js" },
+  bundle: true,
+  minify: true,
+  // A classic script, not a module: browsers fetch module scripts in CORS mode, with an
+  // Origin header, which the API guard refuses (docs/SECURITY.md); a classic one has none.
+  format: "iife",
+  target: "es2020",
+  outdir: "dist",
+  legalComments: "eof",
+  // Fixed names: gustd serves exactly the files of dist/, and index.html names them.
+  entryNames: "[name]",
+  logLevel: "warning",
+});
+copyFileSync("src/index.html", "dist/index.html");
