@@ -277,7 +277,7 @@ function Containers() {
 // Tick values short enough for the axis: costs can be millionths of a dollar.
 const fmtTick = (v) => (v === 0 ? "0" : Math.abs(v) >= 0.01 ? String(+v.toFixed(3)) : v.toExponential(1));
 
-function BarChart({ title, labels, series, yLabel, yMax, testid }) {
+function BarChart({ title, labels, series, xLabel = "function", yLabel, yMax, testid }) {
   const ref = useRef(null);
   useEffect(() => {
     if (!ref.current || !labels.length) return undefined;
@@ -294,7 +294,7 @@ function BarChart({ title, labels, series, yLabel, yMax, testid }) {
         y: { range: (u, lo, hi) => [0, yMax != null ? yMax : hi > 0 ? hi * 1.1 : 1] },
       },
       axes: [
-        { label: "function", values: (u, ticks) => ticks.map((t) => (Number.isInteger(t) ? labels[t] || "" : "")), splits: () => xs },
+        { label: xLabel, values: (u, ticks) => ticks.map((t) => (Number.isInteger(t) ? labels[t] || "" : "")), splits: () => xs },
         { label: yLabel, size: 80, values: (u, ticks) => ticks.map(fmtTick) },
       ],
       series: [{}, ...series.map((s, i) => ({ label: s.label, fill: colors[i % 3] + "aa", stroke: colors[i % 3], paths: bars, points: { show: false } }))],
@@ -303,6 +303,73 @@ function BarChart({ title, labels, series, yLabel, yMax, testid }) {
     return () => u.destroy();
   }, [JSON.stringify([labels, series])]);
   return html`<div class="chart" data-testid=${testid} ref=${ref}></div>`;
+}
+
+// Days (UTC) the cost-per-day plot shows: a week, 8 small requests.
+const COST_DAYS = 7;
+// Samples of the live utilization plot: 30 minutes at one per REFRESH_MS.
+const UTIL_SAMPLES = 900;
+
+// Cost per UTC day over the last COST_DAYS days. /v1/usage has totals only, but with
+// ?since=T it counts each container's reserved time from T on, so the cost of day
+// [a, b) is usage(since=a) - usage(since=b): the same numbers `gust usage --since` gives.
+function CostPerDay() {
+  const [days, setDays] = useState(null);
+  const [err, setErr] = useState(null);
+  useEffect(() => {
+    let live = true;
+    const today = Math.floor(Date.now() / 86400000) * 86400;
+    const starts = [];
+    for (let k = COST_DAYS - 1; k >= 0; k--) starts.push(today - k * 86400);
+    Promise.all(starts.map((t) => api(`/v1/usage?since=${t}`))).then((us) => {
+      if (!live) return;
+      const totals = us.map((u) => u.total_cost);
+      setDays(starts.map((t, i) => ({
+        label: new Date(t * 1000).toISOString().slice(5, 10),
+        cost: Math.max(0, totals[i] - (i + 1 < totals.length ? totals[i + 1] : 0)),
+      })));
+    }, (e) => live && setErr(e.message));
+    return () => { live = false; };
+  }, []);
+  if (err) return html`<${Err} msg=${err} />`;
+  if (!days) return null;
+  return html`<${BarChart} testid="day-chart" title="Cost per day (UTC, $)" labels=${days.map((d) => d.label)}
+    xLabel="day (UTC)" yLabel="cost ($)" series=${[{ label: "cost", values: days.map((d) => d.cost) }]} />`;
+}
+
+// Allocation utilization over time, sampled from /v1/containers while the page is open:
+// the share of live containers that are busy (what usage's "utilization" integrates).
+function UtilizationLive() {
+  const ref = useRef(null);
+  const plot = useRef(null);
+  const [d] = usePoll("/v1/containers");
+  const samples = useRef([[], [], []]);
+  useEffect(() => {
+    if (!d) return;
+    const cs = d.containers;
+    const busy = cs.filter((c) => c.state === "busy").length;
+    const s = samples.current;
+    s[0].push(Date.now() / 1000);
+    s[1].push(cs.length ? (100 * busy) / cs.length : null);
+    s[2].push(cs.length);
+    if (s[0].length > UTIL_SAMPLES) s.forEach((a) => a.shift());
+    // Drawn from the second sample on: uPlot cannot scale a time axis on one point.
+    if (!plot.current && ref.current && s[0].length >= 2) {
+      plot.current = new uPlot({
+        title: "Allocation utilization over time (busy ÷ live containers, while this page is open)",
+        width: Math.min(900, ref.current.clientWidth || 800), height: 240, legend: { show: false },
+        // At least a minute wide: a first sample alone would make an empty time range.
+        scales: { x: { range: (u, lo, hi) => [Math.min(lo, hi - 60), hi] }, y: { range: [0, 100] }, n: { range: (u, lo, hi) => [0, Math.max(1, hi)] } },
+        axes: [{ label: "time" }, { label: "busy (%)", size: 60 }, { label: "containers", scale: "n", side: 1, size: 60 }],
+        series: [{}, { label: "busy %", stroke: "#3b6fd8", width: 2, spanGaps: false },
+          { label: "containers", scale: "n", stroke: "#e0812b", width: 1, dash: [4, 4] }],
+      }, s, ref.current);
+    } else if (plot.current) {
+      plot.current.setData(s);
+    }
+  }, [d]);
+  useEffect(() => () => plot.current && plot.current.destroy(), []);
+  return html`<div class="chart" data-testid="util-live-chart" ref=${ref}>${!plot.current && html`<p class="muted">sampling…</p>`}</div>`;
 }
 
 function Usage() {
@@ -315,6 +382,8 @@ function Usage() {
     <${Err} msg=${err} />
     ${d && html`<p>Total cost: <b data-testid="total-cost">${fmtCost(d.total_cost)}</b>
       <span class="muted"> (rates: CPU core-s $${d.rates.cpu_core_s}, memory GiB-s $${d.rates.memory_gib_s})</span></p>`}
+    <${CostPerDay} />
+    <${UtilizationLive} />
     ${rows.length ? html`<div>
       <${BarChart} testid="cost-chart" title="Cost per function ($)" labels=${labels} yLabel="cost ($)"
         series=${[{ label: "cost", values: rows.map((r) => r.cost) }]} />

@@ -94,15 +94,18 @@ async function main() {
   await page.goto(`${BASE}/ui#/usage`);
   await page.locator("[data-testid=cost-chart] canvas").waitFor({ timeout: STEP_MS });
   await page.locator("[data-testid=util-chart] canvas").waitFor({ timeout: STEP_MS });
+  await page.locator("[data-testid=day-chart] canvas").waitFor({ timeout: STEP_MS });
+  await page.locator("[data-testid=util-live-chart] canvas").waitFor({ timeout: STEP_MS });
   const inked = await page.evaluate(() => [...document.querySelectorAll(".chart canvas")].map((c) => {
     const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
     let n = 0;
     for (let i = 3; i < d.length; i += 4) if (d[i] !== 0) n++;
     return n;
   }));
-  check(inked.length === 2 && inked.every((n) => n > 500), `both charts have drawn pixels (${inked})`);
+  check(inked.length === 4 && inked.every((n) => n > 500), `all four charts have drawn pixels (${inked})`);
   const drawn = await page.evaluate(() => window.__drawn);
-  for (const label of ["function", "cost ($)", "utilization (%)", "uitest.say"])
+  const today = new Date().toISOString().slice(5, 10);
+  for (const label of ["function", "cost ($)", "utilization (%)", "uitest.say", "day (UTC)", today, "busy (%)", "containers"])
     check(drawn.includes(label), `axis text "${label}" drawn (drew: ${drawn.slice(0, 30)})`);
   check((await page.locator(".u-title").allTextContents()).some((t) => t.includes("Cost per function")), "chart title");
   await shot("usage");
