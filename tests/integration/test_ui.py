@@ -89,7 +89,7 @@ def test_dashboard_in_browser(gust, tmp_path):
     shots = tmp_path / "screenshots"
     shots.mkdir()
     env = dict(os.environ, BASE=gust.base_url, TOKEN_A=gust.admin_token, TOKEN_B=token_b, SHOTS=str(shots),
-               CHROMIUM=CHROMIUM)
+               CHROMIUM=CHROMIUM, TMPDIR=str(tmp_path))  # chromium's profile and sockets, removed with it
     p = subprocess.run(["node", os.path.join(UI_TEST_DIR, "dashboard.mjs")], env=env, capture_output=True,
                        text=True, timeout=300)
     print(f"dashboard screenshots: {shots}")

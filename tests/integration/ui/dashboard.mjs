@@ -45,6 +45,15 @@ async function login(page, tok) {
 
 async function main() {
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+  try {
+    await run(browser);
+  } finally {
+    await browser.close();
+  }
+  console.log("dashboard checks passed");
+}
+
+async function run(browser) {
   const ctx = await browser.newContext({ viewport: { width: 1280, height: 860 } });
   // Text each canvas draws: uPlot draws its axes' labels and tick values on the canvas.
   await ctx.addInitScript(() => {
@@ -143,8 +152,6 @@ async function main() {
   // apart from the 404s the last step asked for.
   const unexpected = problems.filter((p) => !p.includes("404"));
   check(!unexpected.length, `no console errors: ${unexpected.join(" | ")}`);
-  await browser.close();
-  console.log("dashboard checks passed");
 }
 
 main().catch((e) => {
