@@ -73,7 +73,16 @@ async function run(browser) {
   await page.goto(`${BASE}/ui`);
   await page.locator("#token").waitFor({ timeout: STEP_MS });
   await shot("login");
+  // A wrong token is refused with the API's message, and the login form stays.
+  await page.fill("#token", "not-a-token");
+  await page.click("button[type=submit]");
+  await page.locator(".error", { hasText: "not valid" }).waitFor({ timeout: STEP_MS });
+  check(await page.evaluate(() => sessionStorage.length === 0), "a refused token is not kept");
+  problems.length = 0; // the browser logs the 401 just asked for
   await login(page, TOKEN_A);
+  // The token is in the tab's sessionStorage, and gustd set no cookie.
+  check(await page.evaluate((t) => sessionStorage.getItem("gust.token") === t, TOKEN_A), "token in sessionStorage");
+  check((await ctx.cookies()).length === 0, "no cookies");
   check((await page.getByTestId("whoami").textContent()).includes("default"), "whoami names workspace default");
   const link = page.locator("[data-testid=fn-link]", { hasText: "say" });
   await link.waitFor({ timeout: STEP_MS });
