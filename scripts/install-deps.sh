@@ -19,10 +19,13 @@ missing_ui=""
 command -v node >/dev/null 2>&1 || missing_ui="$missing_ui nodejs"
 command -v npm >/dev/null 2>&1 || missing_ui="$missing_ui npm"
 [ -x /usr/bin/chromium ] || missing_ui="$missing_ui chromium"
-# playwright-core for the browser test, at the version tests/integration/ui's lock pins.
+# playwright-core for the browser test and the dashboard's build tools, at the versions
+# their locks pin (test_ui.py rebuilds the bundle to check the committed ui/dist).
 ui_test_modules() {
     [ -d "$(dirname "$0")/../tests/integration/ui/node_modules/playwright-core" ] ||
         (cd "$(dirname "$0")/../tests/integration/ui" && npm ci --no-audit --no-fund --loglevel=error)
+    [ -d "$(dirname "$0")/../ui/node_modules/esbuild" ] ||
+        (cd "$(dirname "$0")/../ui" && npm ci --no-audit --no-fund --loglevel=error)
 }
 if [ -z "$missing" ] && [ -z "${missing_prom:-}" ] && [ -z "$missing_ui" ]; then
     ui_test_modules

@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 UI_TEST_DIR = os.path.join(ROOT, "tests/integration/ui")
 CHROMIUM = "/usr/bin/chromium"
 INSTALL_HINT = ("run scripts/install-deps.sh (it installs Debian's nodejs, npm and chromium, "
-                "and runs npm ci in tests/integration/ui)")
+                "and runs npm ci in ui and tests/integration/ui)")
 
 SAY = fn_spec("uitest", "say", ["sh", "-c", "read x; echo said-$x >&2; echo result-$x"], timeout=60,
               resources={"cpu": 100, "memory": 64}, scaling={"max_containers": 1, "scaledown_window": 60})
@@ -75,6 +75,21 @@ def require_browser_tools():
         missing.append("playwright-core (npm ci in tests/integration/ui)")
     if missing:
         pytest.fail("the dashboard's browser test needs " + ", ".join(missing) + ": " + INSTALL_HINT)
+
+
+def test_committed_bundle_is_built_from_the_sources(tmp_path):
+    """ui/dist (committed, embedded by a build without node) is what ui/src gives."""
+    if not shutil.which("node") or not os.path.isdir(os.path.join(ROOT, "ui/node_modules/esbuild")):
+        pytest.fail("checking ui/dist needs node and ui/node_modules (npm ci in ui): " + INSTALL_HINT)
+    out = tmp_path / "dist"
+    p = subprocess.run(["node", "build.mjs", str(out)], cwd=os.path.join(ROOT, "ui"), capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    built = sorted(os.listdir(out))
+    assert built == sorted(os.listdir(os.path.join(ROOT, "ui/dist"))), built
+    for name in built:
+        with open(out / name, "rb") as a, open(os.path.join(ROOT, "ui/dist", name), "rb") as b:
+            assert a.read() == b.read(), f"ui/dist/{name} is stale: run `cd ui && npm run build` and commit it"
 
 
 def test_dashboard_in_browser(gust, tmp_path):
