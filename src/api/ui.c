@@ -17,6 +17,9 @@
     "Referrer-Policy: no-referrer\r\n"                                                                             \
     "Cache-Control: no-cache\r\n"
 
+static const char ui_moved[] = "see /ui/\n";
+static const char ui_not_found[] = "not found\n";
+
 static const struct api_ui_file *ui_find(const char *name)
 {
     for (size_t i = 0; i < api_ui_nfiles; i++)
@@ -35,13 +38,14 @@ bool api_ui_handle(struct api_conn *conn, struct http_request *req)
         return true;
     }
     if (p[3] == '\0') {
-        api_conn_respond(conn, 301, "text/plain; charset=utf-8", "see /ui/\n", 9, "Location: /ui/\r\n" UI_HEADERS);
+        api_conn_respond(conn, 301, "text/plain; charset=utf-8", ui_moved, sizeof ui_moved - 1,
+                         "Location: /ui/\r\n" UI_HEADERS);
         return true;
     }
     const char *name = p[4] ? p + 4 : "index.html";
     const struct api_ui_file *f = ui_find(name);
     if (!f) {
-        api_conn_respond(conn, 404, "text/plain; charset=utf-8", "not found\n", 10, UI_HEADERS);
+        api_conn_respond(conn, 404, "text/plain; charset=utf-8", ui_not_found, sizeof ui_not_found - 1, UI_HEADERS);
         return true;
     }
     api_conn_respond(conn, 200, f->content_type, f->data, f->len, UI_HEADERS);
