@@ -60,6 +60,13 @@ def test_ui_is_served_from_the_binary(gust):
     assert r.status == 403 and r.error()["code"] == "host_not_allowed", r
     r = gust.http("GET", "/ui/", headers={"Origin": "http://evil.example"}, token="")
     assert r.status == 403 and r.error()["code"] == "origin_not_allowed", r
+    # A request from gustd's own origin (the dashboard's POSTs carry it) passes the
+    # guard; another port of the same host is another origin.
+    own = f"http://127.0.0.1:{gust.port}"
+    r = gust.http("POST", "/v1/functions/nope/nope/spawn", b"x", {"Origin": own})
+    assert r.status == 404, r
+    r = gust.http("POST", "/v1/functions/nope/nope/spawn", b"x", {"Origin": f"http://127.0.0.1:{gust.port + 1}"})
+    assert r.status == 403 and r.error()["code"] == "origin_not_allowed", r
     # The API stays closed without a token.
     assert gust.http("GET", "/v1/functions", token="").status == 401
 

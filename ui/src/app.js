@@ -1,4 +1,5 @@
-// Gust's dashboard: a read-only view over the same /v1 API the CLI uses (docs/API.md).
+// Gust's dashboard: a view over the same /v1 API the CLI uses (docs/API.md); it reads,
+// and spawns calls.
 // The page holds no data itself: every list comes from a fetch with the token the user
 // pasted, kept in sessionStorage (never a cookie, so no request carries it unasked and
 // there is nothing for a cross-site request to ride on; docs/SECURITY.md).
@@ -27,9 +28,12 @@ function token() {
   return sessionStorage.getItem(TOKEN_KEY);
 }
 
-// GET of an API path with the token; JSON answer, or an ApiError. A 401 logs out.
+// A request to an API path with the token (opts: method, body, contentType, noLogout);
+// its JSON answer, or an ApiError. A 401 logs out.
 async function api(path, opts = {}) {
-  const r = await fetch(path, { ...opts, headers: { Authorization: `Bearer ${token()}` } });
+  const headers = { Authorization: `Bearer ${token()}` };
+  if (opts.contentType) headers["Content-Type"] = opts.contentType;
+  const r = await fetch(path, { method: opts.method || "GET", body: opts.body, headers });
   if (r.status === 401 && !opts.noLogout) {
     sessionStorage.removeItem(TOKEN_KEY);
     window.dispatchEvent(new Event("gust-logout"));
@@ -179,6 +183,30 @@ function LiveLogs({ app, fn }) {
   </div>`;
 }
 
+// Spawns a call with the bytes typed (POST .../spawn, as `gust spawn`): the call then
+// shows in the list below with its timeline. A POST carries the page's Origin, which
+// gustd accepts as its own (docs/SECURITY.md "The dashboard").
+function CallForm({ app, fn }) {
+  const [input, setInput] = useState("");
+  const [msg, setMsg] = useState(null);
+  const submit = async (ev) => {
+    ev.preventDefault();
+    try {
+      const r = await api(`/v1/functions/${enc(app)}/${enc(fn)}/spawn`, {
+        method: "POST", body: input, contentType: "application/octet-stream" });
+      setMsg(html`spawned <a href=${`#/call/${enc(r.call_id)}`} data-testid="spawned">${r.call_id}</a>`);
+    } catch (e) {
+      setMsg(html`<span class="error">${e.message}</span>`);
+    }
+  };
+  return html`<form class="callform" onSubmit=${submit}>
+    <input id="call-input" value=${input} onInput=${(e) => setInput(e.target.value)}
+      placeholder="input bytes (a Python function takes \0GUSTJSON1 JSON: use gust call)" />
+    <button type="submit">Spawn call</button>
+    <span data-testid="call-msg">${msg}</span>
+  </form>`;
+}
+
 function FunctionPage({ app, fn }) {
   const [f, err] = usePoll(`/v1/functions/${enc(app)}/${enc(fn)}`);
   const [calls, cerr] = usePoll(`/v1/functions/${enc(app)}/${enc(fn)}/calls?limit=50`);
@@ -194,6 +222,8 @@ function FunctionPage({ app, fn }) {
       <dt>Waiting reason</dt><dd>${f.waiting_reason || "–"}</dd>
       ${f.web_url && html`<dt>URL</dt><dd>${f.web_url}</dd>`}
     </dl>`}
+    <h3>Call</h3>
+    <${CallForm} app=${app} fn=${fn} />
     <h3>Recent calls</h3>
     <${Table} testid="calls" rows=${calls && calls.calls} empty="No calls yet." cols=${[
       ["Call", (c) => html`<a href=${`#/call/${enc(c.call_id)}`} data-testid="call-link">${c.call_id}</a>`],

@@ -1,6 +1,6 @@
 // Drives the dashboard in Debian's chromium (run by tests/integration/test_ui.py, which
 // starts gustd, deploys uitest.say and passes what it made in the environment):
-// log in, see the function, see a call and its timeline, see a log line arrive live,
+// log in, see the function, call it, see the call and its timeline, see log lines arrive live,
 // see the usage plots drawn, the lists of the other pages, and that another workspace's
 // token sees none of it. Screenshots of the pages go to $SHOTS. Exits non-zero on the
 // first failed check, naming it.
@@ -92,9 +92,18 @@ async function run(browser) {
   // The function's page follows its logs; a call made now prints a line that arrives live.
   await link.click();
   await page.locator("[data-testid=log-state]", { hasText: "following" }).waitFor({ timeout: STEP_MS });
-  const [status, callId, body] = await callFunction("uitest", "say", "ui-42\n");
-  check(status === 200 && body.includes("result-ui-42"), `call answered 200 result-ui-42, got ${status} ${body}`);
+  // Called from the page (a POST with the page's Origin), then once through the API.
+  await page.fill("#call-input", "ui-42");
+  await page.click("text=Spawn call");
+  const spawned = page.getByTestId("spawned");
+  await spawned.waitFor({ timeout: STEP_MS });
+  const uiCallId = (await spawned.textContent()).trim();
+  check(uiCallId.startsWith("fc-"), `spawn answered a call id (${uiCallId})`);
   await page.locator("[data-testid=logs]", { hasText: "said-ui-42" }).waitFor({ timeout: STEP_MS });
+  await page.locator("[data-testid=call-link]", { hasText: uiCallId }).waitFor({ timeout: STEP_MS });
+  const [status, callId, body] = await callFunction("uitest", "say", "api-7\n");
+  check(status === 200 && body.includes("result-api-7"), `call answered 200 result-api-7, got ${status} ${body}`);
+  await page.locator("[data-testid=logs]", { hasText: "said-api-7" }).waitFor({ timeout: STEP_MS });
   const callLink = page.locator("[data-testid=call-link]", { hasText: callId });
   await callLink.waitFor({ timeout: STEP_MS });
   await shot("function");
