@@ -12,8 +12,8 @@ await build({
   entryPoints: { app: "src/app.js" },
   bundle: true,
   minify: true,
-  // A classic script, not a module: browsers fetch module scripts in CORS mode, with an
-  // Origin header, which the API guard refuses (docs/SECURITY.md); a classic one has none.
+  // A classic script: one file, no module loading (a module script's request is a CORS
+  // one, with an Origin header, which works only because the guard accepts gustd's own).
   format: "iife",
   target: "es2020",
   outdir: out,
