@@ -24,7 +24,7 @@ CFLAGS_ALL := $(CSTD) $(WARN) $(INC) $(OPT) $(CFLAGS)
 # Internal libraries, lowest layer first (docs/ARCHITECTURE.md holds the rules).
 LIB_DIRS := base proto http evloop spec runtime cas image store worker build control api client trace sim
 LIB_SRCS := $(foreach d,$(LIB_DIRS),$(wildcard src/$(d)/*.c))
-LIB_OBJS := $(patsubst src/%.c,$(B)/obj/%.o,$(LIB_SRCS))
+LIB_OBJS := $(patsubst src/%.c,$(B)/obj/%.o,$(LIB_SRCS)) $(B)/obj/gen/ui_bundle.o
 LIB_A    := $(B)/libgust-internal.a
 
 # libgust: the public C client (include/gust.h) and what it needs.
@@ -57,6 +57,26 @@ all: $(BINS) $(EXAMPLE_BINS) $(UNIT_BINS) $(HOSTILE_BIN) $(FAKE_NVML)
 $(B)/obj/%.o: src/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -fPIC -MMD -MP -c $< -o $@
+
+# The dashboard (ui/, docs/ARCHITECTURE.md). ui/dist is committed, so a build without
+# node uses it as is. With node and ui/node_modules (npm ci in ui/, which
+# scripts/install-deps.sh runs) it is rebuilt when a source is newer; make itself never
+# goes to the network. test_ui.py checks that the committed bundle matches the sources.
+UI_SRCS := $(wildcard ui/src/*) ui/package.json ui/package-lock.json ui/build.mjs
+ui/dist/index.html: $(UI_SRCS)
+	@if command -v node >/dev/null 2>&1 && [ -d ui/node_modules/esbuild ]; then \
+	    (cd ui && node build.mjs) || echo "note: rebuilding ui/dist failed; the committed bundle is used" >&2; \
+	else echo "note: ui/ is newer than ui/dist, but node or ui/node_modules is missing (npm ci in ui/;" \
+	    "scripts/install-deps.sh does it): the committed ui/dist is used" >&2; fi
+
+# The bundle's bytes as C (src/api/ui.h), so gustd serves /ui from its own binary.
+$(B)/gen/ui_bundle.c: ui/dist/index.html $(wildcard ui/dist/*) scripts/embed-ui.py
+	@mkdir -p $(dir $@)
+	python3 scripts/embed-ui.py ui/dist $@
+
+$(B)/obj/gen/ui_bundle.o: $(B)/gen/ui_bundle.c src/api/ui.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -fPIC -c $< -o $@
 
 $(LIB_A): $(LIB_OBJS)
 	@rm -f $@

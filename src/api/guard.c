@@ -35,6 +35,19 @@ bool api_guard_host_ok(const struct api_guard *g, const char *host)
     return false;
 }
 
+bool api_guard_same_origin(const char *origin, const char *host)
+{
+    if (!host || !*host)
+        return false;
+    if (!strncasecmp(origin, "http://", 7))
+        origin += 7;
+    else if (!strncasecmp(origin, "https://", 8))
+        origin += 8;
+    else
+        return false;
+    return !strcasecmp(origin, host);
+}
+
 int api_guard_check(const struct api_guard *g, const struct http_request *req, const char **code, char *why,
                     size_t why_len)
 {
@@ -43,6 +56,8 @@ int api_guard_check(const struct api_guard *g, const struct http_request *req, c
         for (size_t i = 0; i < g->norigins; i++)
             if (!strcasecmp(origin, g->origins[i]))
                 goto host;
+        if (api_guard_same_origin(origin, http_request_header(req, "Host")))
+            goto host;
         *code = "origin_not_allowed";
         snprintf(why, why_len,
                  "requests from a web page (Origin %.200s) are refused; start gustd with --allow-origin %.200s to "

@@ -6,7 +6,8 @@
  * page's name in Host. Both are refused here, before any route runs:
  * - Origin: browsers send it with every cross-origin request and every POST; gustd's
  *   clients (CLI, SDK, libgust, curl) never do. A request with an Origin not listed
- *   (gustd --allow-origin) gets 403 origin_not_allowed.
+ *   (gustd --allow-origin), and not gustd's own (the dashboard's, api_guard_same_origin),
+ *   gets 403 origin_not_allowed.
  * - Host: its name must be an IP literal (which no DNS answer can rebind), "localhost",
  *   or a name listed with gustd --allow-host; else 403 host_not_allowed. A request
  *   without Host (HTTP/1.0 clients, never a browser) passes. */
@@ -31,6 +32,12 @@ struct api_guard {
  * client (naming the flag that would allow it) in why. */
 int api_guard_check(const struct api_guard *g, const struct http_request *req, const char **code, char *why,
                     size_t why_len);
+/* Whether origin (an Origin header value) is the request's own: "http://" or "https://"
+ * followed by host (its Host header value), compared case-insensitively. Such a request
+ * comes from a page gustd itself served at that address (the dashboard, /ui): whatever
+ * else answers on the same host and port is gustd. The Host check still applies, so a
+ * rebound name ("http://evil.example:8470" with Host evil.example:8470) is refused. */
+bool api_guard_same_origin(const char *origin, const char *host);
 /* Whether the name part of a Host header value ("name", "name:port", "[v6]:port") is
  * allowed. */
 bool api_guard_host_ok(const struct api_guard *g, const char *host);

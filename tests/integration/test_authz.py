@@ -139,6 +139,11 @@ def test_every_route_needs_a_token(world):
         assert r.status == 401, (h, r)
     # Nothing was done by any of it.
     assert [a["name"] for a in g.get_json("/v1/apps")["apps"]] == ["authz"]
+    # The one exemption, outside the table: the dashboard's page and scripts (/ui, the
+    # embedded bundle, no data; test_ui.py checks what it serves). Its data calls are
+    # table routes and need the token like any client's.
+    assert not any(p == "/ui" or p.startswith("/ui/") for _, p, _ in ROUTES)
+    assert g.http("GET", "/ui/", token="").status == 200
 
 
 def test_roles_are_enforced_on_every_route(world):

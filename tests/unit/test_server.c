@@ -1053,6 +1053,24 @@ UNIT_TEST(test_guard_host_names)
         CHECK(!api_guard_host_ok(&g, bad[i]));
 }
 
+/* gustd's own origin (the dashboard's): scheme and exactly the Host, nothing else. */
+UNIT_TEST(test_guard_same_origin)
+{
+    CHECK(api_guard_same_origin("http://127.0.0.1:8470", "127.0.0.1:8470"));
+    CHECK(api_guard_same_origin("https://Gust.Internal:8470", "gust.internal:8470"));
+    CHECK(api_guard_same_origin("http://[::1]:8470", "[::1]:8470"));
+    CHECK(api_guard_same_origin("http://localhost", "localhost"));
+    CHECK(!api_guard_same_origin("http://127.0.0.1:8480", "127.0.0.1:8470"));
+    CHECK(!api_guard_same_origin("http://127.0.0.1", "127.0.0.1:8470"));
+    CHECK(!api_guard_same_origin("http://127.0.0.1:8470/", "127.0.0.1:8470"));
+    CHECK(!api_guard_same_origin("null", "127.0.0.1:8470"));
+    CHECK(!api_guard_same_origin("ftp://127.0.0.1:8470", "127.0.0.1:8470"));
+    CHECK(!api_guard_same_origin("127.0.0.1:8470", "127.0.0.1:8470"));
+    CHECK(!api_guard_same_origin("http://evil.example:8470", "127.0.0.1:8470"));
+    CHECK(!api_guard_same_origin("http://", ""));
+    CHECK(!api_guard_same_origin("http://127.0.0.1:8470", NULL));
+}
+
 /* A self-signed P-256 certificate for 127.0.0.1 and its key, as PEM files in dir. */
 static int make_cert(const char *dir, char *cert, char *key, size_t cap)
 {
@@ -1195,6 +1213,7 @@ int main(void)
     UNIT_RUN(test_listen_is_loopback);
     UNIT_RUN(test_tls);
     UNIT_RUN(test_guard_host_names);
+    UNIT_RUN(test_guard_same_origin);
     UNIT_RUN(test_keepalive_requests);
     UNIT_RUN(test_deferred_response);
     UNIT_RUN(test_streaming_response);
