@@ -18,6 +18,9 @@ struct cas_writer {
 
 /* Returns 0, or -ENOMEM when zstd cannot create its context (zstd allocates it
  * itself; the output buffer comes from xmalloc). */
+/* Reads up to CAS_CHUNK_SIZE bytes of fd into buf (fewer only at end of file): the
+ * next chunk of a file being stored. *have: how many; 0 or -errno. */
+int cas_read_chunk(int fd, uint8_t *buf, size_t *have);
 int cas_writer_init(struct cas_writer *w);
 void cas_writer_free(struct cas_writer *w);
 /* cas_put through w; safe to call from several threads with one writer each

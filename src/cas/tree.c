@@ -199,6 +199,22 @@ static int add_entry(struct ingest *in, json_t *e)
     return 0;
 }
 
+int cas_read_chunk(int fd, uint8_t *buf, size_t *have)
+{
+    *have = 0;
+    while (*have < CAS_CHUNK_SIZE) {
+        ssize_t n = read(fd, buf + *have, CAS_CHUNK_SIZE - *have);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            break;
+        *have += (size_t)n;
+    }
+    return 0;
+}
+
 static int ingest_file(struct ingest *in, int fd, const char *path, const struct stat *st)
 {
     json_t *e = entry_base(in, path, "file", st);
@@ -207,19 +223,12 @@ static int ingest_file(struct ingest *in, int fd, const char *path, const struct
     json_t *chunks = json_array();
     uint64_t total = 0;
     for (;;) {
-        size_t have = 0;
-        while (have < CAS_CHUNK_SIZE) {
-            ssize_t n = read(fd, in->buf + have, CAS_CHUNK_SIZE - have);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n < 0) {
-                json_decref(chunks);
-                json_decref(e);
-                return gerr_sys(in->err, errno, "read %s", path);
-            }
-            if (n == 0)
-                break;
-            have += (size_t)n;
+        size_t have;
+        int r = cas_read_chunk(fd, in->buf, &have);
+        if (r < 0) {
+            json_decref(chunks);
+            json_decref(e);
+            return gerr_sys(in->err, -r, "read %s", path);
         }
         if (have == 0 && total > 0)
             break;

@@ -16,6 +16,7 @@
 #include "base/json_cleanup.h"
 #include "base/xalloc.h"
 #include "cas/cas.h"
+#include "cas/internal.h"
 
 /* The xattr overlayfs (mounted by real root) sets on a directory that hides the
  * lower one's contents. */
@@ -239,23 +240,16 @@ static int scan_file(struct scan *s, int fd, const char *path, const struct stat
     json_t *chunks = json_array();
     uint64_t total = 0;
     for (;;) {
-        size_t have = 0;
-        while (have < CAS_CHUNK_SIZE) {
-            ssize_t n = read(fd, s->buf + have, CAS_CHUNK_SIZE - have);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n < 0) {
-                json_decref(chunks);
-                return gerr_sys(s->err, errno, "read %s", path);
-            }
-            if (n == 0)
-                break;
-            have += (size_t)n;
+        size_t have;
+        int r = cas_read_chunk(fd, s->buf, &have);
+        if (r < 0) {
+            json_decref(chunks);
+            return gerr_sys(s->err, -r, "read %s", path);
         }
         if (have == 0 && total > 0)
             break;
         struct cas_digest d;
-        int r = cas_put(s->c, s->buf, have, &d, s->err);
+        r = cas_put(s->c, s->buf, have, &d, s->err);
         if (r < 0) {
             json_decref(chunks);
             return gerr_prefix(s->err, "%s", path);

@@ -103,6 +103,19 @@ static int vol_path(struct buf *b, const char *name, const char *op, const char 
     return 0;
 }
 
+/* POST /v1/volumes/{name}/{op} with body req: the answer, NULL after reporting the
+ * failure (*rc set). */
+static json_t *vol_post(gust_client *c, const char *name, const char *op, json_t *req, int *rc)
+{
+    AUTO_FREE char *body = json_dumps(req, JSON_COMPACT);
+    AUTO_BUF struct buf path = {0};
+    if (vol_path(&path, name, op, NULL) < 0) {
+        *rc = EXIT_USAGE;
+        return NULL;
+    }
+    return vol_json(c, "POST", path.data, body, rc);
+}
+
 int cmd_volume_create(const struct cli_cmd *cmd, int argc, char **argv)
 {
     char *pos[1];
@@ -244,11 +257,7 @@ int cmd_volume_put(const struct cli_cmd *cmd, int argc, char **argv)
     }
     cli_tree_free(t);
     json_t *req AUTO_JSON = json_pack("{s:o,s:b}", "changes", changes, "force", force);
-    AUTO_FREE char *body = json_dumps(req, JSON_COMPACT);
-    AUTO_BUF struct buf path = {0};
-    if (vol_path(&path, pos[0], "files", NULL) < 0)
-        return EXIT_USAGE;
-    json_t *j AUTO_JSON = vol_json(c, "POST", path.data, body, &rc);
+    json_t *j AUTO_JSON = vol_post(c, pos[0], "files", req, &rc);
     if (!j)
         return rc;
     if (cli_opts.json)
@@ -372,11 +381,7 @@ int cmd_volume_rm(const struct cli_cmd *cmd, int argc, char **argv)
     if (!c)
         return EXIT_USAGE;
     json_t *req AUTO_JSON = json_pack("{s:s,s:b}", "path", pos[1], "recursive", recursive);
-    AUTO_FREE char *body = json_dumps(req, JSON_COMPACT);
-    AUTO_BUF struct buf path = {0};
-    if (vol_path(&path, pos[0], "remove", NULL) < 0)
-        return EXIT_USAGE;
-    json_t *j AUTO_JSON = vol_json(c, "POST", path.data, body, &rc);
+    json_t *j AUTO_JSON = vol_post(c, pos[0], "remove", req, &rc);
     if (!j)
         return rc;
     if (cli_opts.json)
@@ -408,11 +413,7 @@ int cmd_volume_cp(const struct cli_cmd *cmd, int argc, char **argv)
     for (int i = 1; i < n - 1; i++)
         json_array_append_new(srcs, json_string(pos[i]));
     json_t *req AUTO_JSON = json_pack("{s:o,s:s,s:b}", "src_paths", srcs, "dst_path", pos[n - 1], "recursive", recursive);
-    AUTO_FREE char *body = json_dumps(req, JSON_COMPACT);
-    AUTO_BUF struct buf path = {0};
-    if (vol_path(&path, pos[0], "copy", NULL) < 0)
-        return EXIT_USAGE;
-    json_t *j AUTO_JSON = vol_json(c, "POST", path.data, body, &rc);
+    json_t *j AUTO_JSON = vol_post(c, pos[0], "copy", req, &rc);
     if (!j)
         return rc;
     if (cli_opts.json)
